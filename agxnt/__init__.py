@@ -1,0 +1,19 @@
+"""Agxnt: modular AI agents with typed ports, one registry, and LangChain/Prefect faces."""
+
+from agxnt.agent import Agent, AgentInfo, Resources
+from agxnt.context import AgentContext, Services
+from agxnt.errors import AgentError, Forbidden, NotFound, UnknownAgent
+from agxnt.registry import registry
+
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentError",
+    "AgentInfo",
+    "Forbidden",
+    "NotFound",
+    "Resources",
+    "Services",
+    "UnknownAgent",
+    "registry",
+]

