@@ -1,0 +1,1 @@
+"""The platform's HTTP face: FastAPI routers per area and the visual builder at /."""
