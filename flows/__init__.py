@@ -1,0 +1,1 @@
+"""Workflows: the document spec, validation, compilation to Prefect flows, templates and run history."""
