@@ -1,0 +1,134 @@
+"""The workflow document: nodes running agents, edges wiring output fields to input fields.
+
+A document pins each node's agent id *and version* and never carries executable source.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SPEC_VERSION = 1
+
+
+class Position(BaseModel):
+    x: float = 0
+    y: float = 0
+
+
+class NodeOptions(BaseModel):
+    """How the engine runs a node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retries: int = Field(0, ge=0, le=10, description="Retries after a failure")
+    retry_delay_seconds: float = Field(1.0, ge=0, le=3600)
+    timeout_seconds: float | None = Field(None, gt=0, le=24 * 3600, description="Fail the node after this long")
+    cache: bool = Field(True, description="Reuse this node's output on a re-run when its inputs are unchanged")
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")
+    agent: str = Field(..., description="Catalogue id, e.g. memory.search")
+    agent_version: str | None = Field(None, description="Pinned agent version; filled in on save")
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description="Static values for the agent's input fields")
+    options: NodeOptions = Field(default_factory=NodeOptions)
+    position: Position = Field(default_factory=Position)
+
+
+class Edge(BaseModel):
+    """source.source_field → target.target_field; a target field may address a key of a dict input
+    (``variables.topic``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    source_field: str
+    target: str
+    target_field: str
+
+
+class WorkflowInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field("string", description="JSON Schema type of the input")
+    description: str = ""
+    default: Any = None
+    required: bool = False
+
+
+class WorkflowOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    field: str = "value"
+
+
+class Budget(BaseModel):
+    """Hard limits for the whole run; loops (the Sequential agents) are bounded by these too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_seconds: float = Field(3600, gt=0, le=7 * 24 * 3600)
+    max_iterations: int = Field(100, ge=1, le=10_000, description="Per looping node")
+
+
+class Workflow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(SPEC_VERSION, description="Document format version")
+    name: str = Field("workflow", min_length=1, max_length=200)
+    description: str = ""
+    inputs: dict[str, WorkflowInput] = Field(
+        default_factory=dict, description="Named run inputs; an io.input node whose params.name matches receives it"
+    )
+    outputs: dict[str, WorkflowOutput] = Field(default_factory=dict)
+    nodes: list[Node] = Field(default_factory=list)
+    edges: list[Edge] = Field(default_factory=list)
+    budget: Budget = Field(default_factory=Budget)
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v > SPEC_VERSION:
+            raise ValueError(f"document version {v} is newer than this platform understands ({SPEC_VERSION})")
+        return v
+
+    def node(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+
+def workflow_json_schema() -> dict[str, Any]:
+    return Workflow.model_json_schema()
+
+
+def parse_document(text: str) -> dict[str, Any]:
+    """Parse YAML or JSON text (JSON is YAML) into a plain mapping."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML/JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("a workflow document must be a mapping with nodes and edges")
+    return data
+
+
+def load_document(path: str | Path) -> dict[str, Any]:
+    return parse_document(Path(path).read_text())
+
+
+def dump_document(workflow: Workflow, fmt: str = "yaml") -> str:
+    data = workflow.model_dump(mode="json", exclude_defaults=False)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    return yaml.safe_dump(data, sort_keys=False)
