@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,6 +19,10 @@ ProgressFn = Callable[[float, str | None], None]
 
 class Cancelled(AgentError):
     status_code = 409
+
+
+class BudgetExceeded(AgentError):
+    status_code = 422
 
 
 class Services:
@@ -79,6 +84,17 @@ class AgentContext:
     secrets: dict[str, str] = field(default_factory=dict)
     on_progress: ProgressFn | None = None
     cancel_event: asyncio.Event | None = None
+    max_iterations: int = 100
+    deadline: float | None = None  # time.monotonic() value after which loops must stop
+
+    def iterate(self, requested: int | None = None) -> Iterator[int]:
+        """Loop indexes bounded by the run's iteration and time budget; every looping agent uses this."""
+        limit = self.max_iterations if requested is None else min(requested, self.max_iterations)
+        for i in range(limit):
+            self.check_cancelled()
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise BudgetExceeded(f"time budget exhausted after {i} iterations")
+            yield i
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         if self.on_progress is not None:

@@ -99,6 +99,8 @@ def apply_environment_defaults(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     for key, value in _DEFAULTS.items():
         os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(settings.home / "prefect" / "storage"))
     if settings.offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
