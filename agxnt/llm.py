@@ -1,0 +1,111 @@
+"""THE LLM abstraction: a LangChain chat model for an OpenAI-compatible URL or a local transformers model.
+
+Which one is decided by the settings, in this order:
+- ``CXMPUTE_LLM_BASE_URL`` set: ``ChatOpenAI`` against that URL with model ``CXMPUTE_LLM_MODEL``;
+- else ``CXMPUTE_LLM_MODEL`` set: a local causal LM loaded with ``from_pretrained`` from that path or id;
+- else the platform's own OpenAI-compatible gateway at ``<api url>/v1``.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from cxmpute.settings import Settings
+
+GATEWAY_MODEL = "default"
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+class _Loaded:
+    """A tokenizer and model pair plus the lock that serialises generation on it."""
+
+    def __init__(self, model_id: str):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_id)
+        self.model = AutoModelForCausalLM.from_pretrained(model_id)
+        self.model.eval()
+        self.lock = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def _load(model_id: str) -> _Loaded:
+    return _Loaded(model_id)
+
+
+class LocalChatModel(BaseChatModel):
+    """A chat model over a transformers causal LM (any path or id ``from_pretrained`` accepts)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_id: str = Field(..., description="Local path (or cached id) of the model")
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding")
+    _loaded: _Loaded | None = PrivateAttr(None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "cxmpute-transformers"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+
+    def _model(self) -> _Loaded:
+        if self._loaded is None:
+            self._loaded = _load(self.model_id)
+        return self._loaded
+
+    def _prompt(self, loaded: _Loaded, messages: list[BaseMessage]) -> str:
+        turns = [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+        if loaded.tokenizer.chat_template:
+            return loaded.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        # base models without a chat template get a plain transcript ending on the assistant's turn
+        return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        import torch
+
+        loaded = self._model()
+        prompt = self._prompt(loaded, messages)
+        tok = loaded.tokenizer
+        inputs = tok(prompt, return_tensors="pt", add_special_tokens=not bool(tok.chat_template))
+        limit = getattr(loaded.model.config, "max_position_embeddings", None)
+        max_new = int(kwargs.get("max_new_tokens", self.max_new_tokens))
+        if limit:
+            # keep the newest context so prompt plus answer fit the model's window
+            keep = max(1, limit - max_new)
+            inputs = {k: v[:, -keep:] for k, v in inputs.items()}
+            max_new = min(max_new, limit - inputs["input_ids"].shape[1])
+        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        with loaded.lock, torch.inference_mode():
+            out = loaded.model.generate(**inputs, max_new_tokens=max(1, max_new), pad_token_id=pad, **sampling)
+        new_tokens = out[0, inputs["input_ids"].shape[1]:]
+        text = tok.decode(new_tokens, skip_special_tokens=True)
+        for s in stop or []:
+            text = text.split(s, 1)[0]
+        usage = {"input_tokens": int(inputs["input_ids"].shape[1]), "output_tokens": int(new_tokens.shape[0])}
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        message = AIMessage(content=text.strip(), usage_metadata=usage)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
+    """The platform's chat model for these settings; ``overrides`` go to the model's constructor."""
+    if settings.llm_base_url or not settings.llm_model:
+        from langchain_openai import ChatOpenAI
+
+        base_url = settings.llm_base_url or f"{settings.resolved_api_url.rstrip('/')}/v1"
+        return ChatOpenAI(base_url=base_url, api_key=settings.llm_api_key,
+                          model=settings.llm_model or GATEWAY_MODEL, **overrides)
+    return LocalChatModel(model_id=settings.llm_model, **overrides)
