@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     llm_api_key: str = "cxmpute"
     llm_model: str | None = None
 
+    # Web agents: search backend (a `cxmpute.search_backends` entry point), egress policy, browser
+    search_backend: str = "duckduckgo"
+    search_url: str | None = Field(None, description="Search service base URL; default is the backend's public one")
+    search_api_key: str | None = None
+    web_allow_private: bool = Field(False, description="Let web agents reach private, loopback and link-local hosts")
+    web_max_page_bytes: int = Field(5_000_000, description="Largest response body a web agent reads")
+    web_timeout_seconds: float = Field(20.0, description="Per-request and per-navigation timeout")
+    browser_executable: str = "/usr/bin/chromium"
+
     # Chain (web3): None means the in-process eth-tester chain
     chain_rpc_url: str | None = None
     chain_id: int = 131277322940537  # eth-tester's default chain id

@@ -1,0 +1,138 @@
+"""One job's access to the web: a guarded HTTP client, a browser context on demand, and budgets."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+import httpx
+from playwright.async_api import Error as PlaywrightError
+
+from agxnt.context import AgentContext
+from agxnt.errors import AgentError
+from agxnt.web.browser import BrowserJob, browsers
+from agxnt.web.egress import EgressDenied, EgressPolicy
+from agxnt.web.pages import Page, page_from_html, page_from_text
+
+MAX_REDIRECTS = 10
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml", "application/rss+xml",
+               "application/atom+xml")
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Checks each request (each redirect hop included) and connects to the very address it checked."""
+
+    def __init__(self, policy: EgressPolicy, inner: httpx.AsyncBaseTransport | None = None):
+        self.policy = policy
+        self.inner = inner or httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resolved = await self.policy.resolve(str(request.url))
+        extensions = dict(request.extensions)
+        if request.url.scheme == "https":
+            extensions["sni_hostname"] = resolved.host
+        pinned = httpx.Request(request.method, request.url.copy_with(host=resolved.address),
+                               headers=request.headers, stream=request.stream, extensions=extensions)
+        return await self.inner.handle_async_request(pinned)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class FetchFailed(AgentError):
+    status_code = 502
+
+
+class WebSession:
+    """Use as ``async with WebSession(ctx) as web:``; everything it opened is closed on exit."""
+
+    def __init__(self, ctx: AgentContext, *, max_bytes: int | None = None, timeout: float | None = None):
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.policy = EgressPolicy.from_settings(ctx.settings)
+        self.max_bytes = max_bytes or ctx.settings.web_max_page_bytes
+        self.timeout = timeout or ctx.settings.web_timeout_seconds
+        self._stack = AsyncExitStack()
+        self._browser: BrowserJob | None = None
+        self.client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> WebSession:
+        self.client = await self._stack.enter_async_context(self.ctx.services.http(
+            transport=GuardedTransport(self.policy), timeout=self.timeout, max_redirects=MAX_REDIRECTS))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def browser(self) -> BrowserJob:
+        """This job's browser context, started on first use."""
+        if self._browser is None:
+            self._browser = await self._stack.enter_async_context(browsers.context(self.settings, self.policy))
+        return self._browser
+
+    @property
+    def blocked(self) -> list[str]:
+        """URLs this job's browser tried to reach and the policy refused."""
+        return self._browser.blocked if self._browser is not None else []
+
+    async def get_text(self, url: str, field: str = "url") -> tuple[httpx.Response, str, bool]:
+        """GET a URL within the byte budget: (response, body text, whether it was cut)."""
+        assert self.client is not None, "use WebSession as an async context manager"
+        self.policy.check_scheme(url, field)
+        try:
+            async with self.client.stream("GET", url) as resp:
+                chunks: list[bytes] = []
+                size = 0
+                truncated = False
+                async for chunk in resp.aiter_bytes():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= self.max_bytes:
+                        truncated = True
+                        break
+                body = b"".join(chunks)[: self.max_bytes]
+        except EgressDenied as exc:
+            raise EgressDenied(exc.message, field=field) from None
+        except httpx.TooManyRedirects:
+            raise FetchFailed(f"{url}: more than {MAX_REDIRECTS} redirects", field=field) from None
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"fetching {url} failed: {type(exc).__name__}: {exc}", field=field) from None
+        return resp, body.decode(resp.encoding or "utf-8", errors="replace"), truncated
+
+    async def page(self, url: str, *, render: bool = False, field: str = "url") -> Page:
+        """Fetch a page and extract its main text; ``render`` reads it from the browser after scripts ran."""
+        if render:
+            return await self._rendered_page(url, field)
+        resp, body, truncated = await self.get_text(url, field)
+        if resp.status_code >= 400:
+            raise FetchFailed(f"{url} answered HTTP {resp.status_code}", field=field)
+        content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower() or "text/html"
+        final_url = str(resp.url)  # the host the caller named, after redirects; the pinned address stays inside
+        if content_type in ("text/html", "application/xhtml+xml"):
+            return page_from_html(body, final_url, status=resp.status_code, content_type=content_type,
+                                  truncated=truncated)
+        if content_type.startswith(_TEXT_TYPES):
+            return page_from_text(body, final_url, status=resp.status_code, content_type=content_type,
+                                  truncated=truncated)
+        raise FetchFailed(f"{url} is {content_type}, not a text page", field=field, status_code=415)
+
+    async def _rendered_page(self, url: str, field: str) -> Page:
+        await self.policy.check(url, field)
+        job = await self.browser()
+        page = await job.context.new_page()
+        try:
+            try:
+                response = await page.goto(url, wait_until="load", timeout=self.timeout * 1000)
+                await page.wait_for_load_state("networkidle", timeout=self.timeout * 1000)
+            except PlaywrightError as exc:
+                if "ERR_BLOCKED_BY_CLIENT" in str(exc):
+                    raise EgressDenied(f"{url} led to a refused address: {job.blocked[-1] if job.blocked else url}",
+                                       field=field) from None
+                raise FetchFailed(f"loading {url} in the browser failed: {exc.message}", field=field) from None
+            status = response.status if response is not None else 200
+            if status >= 400:
+                raise FetchFailed(f"{url} answered HTTP {status}", field=field)
+            html = await page.content()
+            return page_from_html(html[: self.max_bytes], page.url, status=status, rendered=True,
+                                  truncated=len(html) > self.max_bytes)
+        finally:
+            await page.close()
