@@ -52,6 +52,18 @@ class Settings(BaseSettings):
     allowed_chain_ids: list[int] = Field(default_factory=lambda: [1, 10, 137, 8453, 42161, 131277322940537])
     siwe_domain: str = "127.0.0.1:8000"
 
+    # Compute network: identity, stakes and fees (amounts in gwei, 1e-9 of the chain's native token)
+    allow_anonymous: bool = Field(True, description="Requests without credentials act as the 'local' owner")
+    siwe_nonce_ttl_s: int = 600
+    session_ttl_s: int = 86400
+    chain_confirmations: int = 0
+    vault_address: str | None = Field(None, description="Deployed CxmputeVault; None deploys one on the in-process chain")
+    min_stake_gwei: int = 1_000_000_000
+    stake_lock_s: int = 7 * 86400
+    slash_bps: int = 1000  # share of stake slashed on a provider-caused failure
+    platform_fee_bps: int = 500
+    heartbeat_interval_s: int = 30
+
     # Secret used to sign session tokens and derive local encryption keys; generated on first use
     secret_key: str | None = None
 
