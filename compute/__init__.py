@@ -1,0 +1,1 @@
+"""The compute network: accounts and wallet sign-in, providers, stakes, provisions, matching, leases and the ledger."""

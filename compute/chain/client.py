@@ -1,0 +1,144 @@
+"""Reads deposits and stakes from transaction receipts and pays out from the vault.
+
+The operator of the vault is the platform signer (see :mod:`compute.signer`), so the same key signs
+receipts and sends payouts. With no ``CXMPUTE_CHAIN_RPC_URL`` an eth-tester chain runs in-process and
+the vault is deployed on it at first use.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from eth_account import Account
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
+
+from compute.errors import ComputeError, Forbidden
+from compute.signer import platform_account
+from cxmpute.settings import get_settings
+
+ARTIFACT = Path(__file__).parent / "contracts" / "CxmputeVault.json"
+_TESTER_FUNDING_WEI = 10**21
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    chain_id: int
+    tx_hash: str
+    log_index: int
+    account: str
+    amount_wei: int
+
+
+class Chain:
+    def __init__(self, w3: Web3, vault_address: str, operator: Account):
+        self.w3 = w3
+        self.operator = operator
+        self.vault = w3.eth.contract(address=Web3.to_checksum_address(vault_address), abi=_artifact()["abi"])
+        self._send_lock = threading.Lock()
+
+    @cached_property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    @property
+    def vault_address(self) -> str:
+        return self.vault.address
+
+    @classmethod
+    def in_process(cls) -> Chain:
+        from web3 import EthereumTesterProvider
+
+        w3 = Web3(EthereumTesterProvider())
+        operator = platform_account()
+        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": operator.address, "value": _TESTER_FUNDING_WEI})
+        artifact = _artifact()
+        factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        receipt = _send(w3, operator, factory.constructor().build_transaction(_tx_base(w3, operator)))
+        return cls(w3, receipt["contractAddress"], operator)
+
+    def events(self, tx_hash: str, event: str, account: str) -> list[ChainEvent]:
+        """The vault's ``event`` logs in a successful, confirmed transaction sent by ``account``.
+
+        Raises a 4xx error naming ``tx_hash`` when the transaction is unknown, failed, unconfirmed,
+        not to the vault, or was sent by someone else (so nobody can claim another's deposit).
+        """
+        try:
+            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        except (TransactionNotFound, ValueError) as exc:
+            raise ComputeError(f"transaction {tx_hash} not found on chain {self.chain_id}", field="tx_hash") from exc
+        if receipt["status"] != 1:
+            raise ComputeError("transaction failed on chain", field="tx_hash")
+        confirmations = self.w3.eth.block_number - receipt["blockNumber"] + 1
+        if confirmations < get_settings().chain_confirmations:
+            raise ComputeError(f"transaction has {confirmations} confirmations, needs "
+                               f"{get_settings().chain_confirmations}", field="tx_hash", status_code=409)
+        if (receipt["to"] or "").lower() != self.vault.address.lower():
+            raise ComputeError("transaction is not to the Cxmpute vault", field="tx_hash")
+        if receipt["from"].lower() != account.lower():
+            raise Forbidden("transaction was sent by another account", field="tx_hash")
+        logs = getattr(self.vault.events, event)().process_receipt(receipt)
+        found = [ChainEvent(self.chain_id, receipt["transactionHash"].to_0x_hex(), int(log["logIndex"]),
+                            log["args"][_ACCOUNT_ARG[event]], int(log["args"]["amount"])) for log in logs]
+        if not found:
+            raise ComputeError(f"transaction has no {event} event", field="tx_hash")
+        return found
+
+    def pay(self, to: str, amount_wei: int, reference: bytes) -> str:
+        tx = self.vault.functions.pay(Web3.to_checksum_address(to), amount_wei, reference).build_transaction(
+            _tx_base(self.w3, self.operator))
+        with self._send_lock:
+            receipt = _send(self.w3, self.operator, tx)
+        if receipt["status"] != 1:
+            raise ComputeError("payout transaction failed on chain", status_code=502)
+        return receipt["transactionHash"].to_0x_hex()
+
+
+_ACCOUNT_ARG = {"Deposited": "account", "Staked": "provider"}
+
+
+def _artifact() -> dict:
+    return json.loads(ARTIFACT.read_text())
+
+
+def _tx_base(w3: Web3, sender: Account) -> dict:
+    return {"from": sender.address, "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+            "chainId": int(w3.eth.chain_id)}
+
+
+def _send(w3: Web3, sender: Account, tx: dict) -> dict:
+    tx.setdefault("gas", int(w3.eth.estimate_gas(tx) * 1.2))
+    if "gasPrice" not in tx and "maxFeePerGas" not in tx:
+        tx["gasPrice"] = w3.eth.gas_price
+    signed = sender.sign_transaction(tx)
+    return w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), timeout=120)
+
+
+_chain: Chain | None = None
+_chain_lock = threading.Lock()
+
+
+def get_chain() -> Chain:
+    global _chain
+    with _chain_lock:
+        if _chain is None:
+            settings = get_settings()
+            if settings.chain_rpc_url:
+                if not settings.vault_address:
+                    raise ComputeError("CXMPUTE_VAULT_ADDRESS is required with CXMPUTE_CHAIN_RPC_URL",
+                                       field="vault_address", status_code=503)
+                _chain = Chain(Web3(Web3.HTTPProvider(settings.chain_rpc_url)), settings.vault_address,
+                               platform_account())
+            else:
+                _chain = Chain.in_process()
+        return _chain
+
+
+def reset_chain() -> None:
+    global _chain
+    with _chain_lock:
+        _chain = None

@@ -1,0 +1,110 @@
+"""Resolving a Bearer credential (session token or API key) to the account it acts for."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+
+from compute.errors import Forbidden, NotFound, Unauthorized
+from compute.identity.siwe import aware, token_hash
+from compute.models import ApiKey, AuthSession, utcnow
+from compute.store import Store
+
+SCOPES = ("account", "market", "provider", "keys")
+Scope = Literal["account", "market", "provider", "keys"]
+
+
+class Principal(BaseModel):
+    address: str
+    scopes: frozenset[str]
+    via: Literal["session", "api_key", "anonymous"]
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise Forbidden(f"credential lacks the {scope!r} scope", field="authorization")
+
+    @property
+    def is_account(self) -> bool:
+        return self.via != "anonymous"
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(..., min_length=1, max_length=100)
+    scopes: list[Scope] = Field(default_factory=lambda: ["account", "market"], min_length=1)
+
+
+class ApiKeyInfo(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewApiKey(ApiKeyInfo):
+    key: str = Field(..., description="Shown once; only its hash is stored")
+
+
+def authenticate(store: Store, token: str) -> Principal:
+    digest = token_hash(token)
+    now = utcnow()
+    with store.read() as session:
+        if token.startswith("cxs_"):
+            row = session.get(AuthSession, digest)
+            if row is None or row.revoked or aware(row.expires_at) <= now:
+                raise Unauthorized("session token is unknown, revoked or expired", field="authorization")
+            return Principal(address=row.address, scopes=frozenset(SCOPES), via="session")
+        if token.startswith("cxk_"):
+            key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            if key is None or key.revoked_at is not None:
+                raise Unauthorized("API key is unknown or revoked", field="authorization")
+            return Principal(address=key.owner, scopes=frozenset(key.scopes), via="api_key")
+    raise Unauthorized("unrecognised credential", field="authorization")
+
+
+def logout(store: Store, token: str) -> None:
+    with store.write() as session:
+        session.execute(update(AuthSession).where(AuthSession.token_hash == token_hash(token)).values(revoked=True))
+
+
+def create_api_key(store: Store, principal: Principal, spec: ApiKeyCreate) -> NewApiKey:
+    principal.require("keys")
+    if not set(spec.scopes) <= principal.scopes:
+        raise Forbidden("a key cannot hold scopes its creator lacks", field="scopes")
+    key_id = secrets.token_hex(8)
+    key = f"cxk_{key_id}_{secrets.token_urlsafe(32)}"
+    with store.write() as session:
+        row = ApiKey(id=key_id, owner=principal.address, name=spec.name, key_hash=token_hash(key),
+                     scopes=sorted(set(spec.scopes)), created_at=utcnow())
+        session.add(row)
+    return NewApiKey(key=key, **_info(row).model_dump())
+
+
+def list_api_keys(store: Store, principal: Principal) -> list[ApiKeyInfo]:
+    principal.require("keys")
+    with store.read() as session:
+        rows = session.scalars(select(ApiKey).where(ApiKey.owner == principal.address)
+                               .order_by(ApiKey.created_at)).all()
+        return [_info(row) for row in rows]
+
+
+def revoke_api_key(store: Store, principal: Principal, key_id: str) -> ApiKeyInfo:
+    principal.require("keys")
+    with store.write() as session:
+        row = session.get(ApiKey, key_id)
+        if row is None:
+            raise NotFound(f"no API key {key_id}", field="key_id")
+        if row.owner != principal.address:
+            raise Forbidden("API key belongs to another account", field="key_id")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+        return _info(row)
+
+
+def _info(row: ApiKey) -> ApiKeyInfo:
+    return ApiKeyInfo(id=row.id, name=row.name, scopes=list(row.scopes), created_at=row.created_at,
+                      revoked_at=row.revoked_at)

@@ -1,0 +1,1 @@
+"""The market: demand requests, the in-memory provision index, matching, leases and metering."""

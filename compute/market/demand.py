@@ -1,0 +1,52 @@
+"""What a user asks the market for."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from compute.market.pricing import TERM_SECONDS
+from compute.provisions import Kind, Resources
+
+MAX_DURATION_S = 366 * 86400
+
+
+class MatchRequest(BaseModel):
+    kind: Kind
+    resources: Resources = Field(default_factory=Resources)
+    model: str | None = Field(None, max_length=200, description="Model to serve (inference, function, agent)")
+    image: str | None = Field(None, max_length=300, description="Container or VM image")
+    region: str | None = Field(None, max_length=64)
+    price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per CU-second")
+    price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per CU-second")
+    term: Literal["seconds", "hour", "month"] = Field("seconds", description="Metered per second, or a rental")
+    duration_s: int | None = Field(None, gt=0, le=MAX_DURATION_S, validate_default=True,
+                                   description="Length of a per-second lease (escrowed upfront)")
+    auto_renew: bool = Field(False, description="Rentals: renew at expiry while funds last")
+
+    @field_validator("price_max_gwei")
+    @classmethod
+    def _range(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("price_min_gwei")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least price_min_gwei ({low})")
+        return value
+
+    @field_validator("duration_s")
+    @classmethod
+    def _duration(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if info.data.get("term") == "seconds" and value is None:
+            raise ValueError("required for a per-second lease (term 'seconds')")
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _gpu(cls, value: Resources) -> Resources:
+        if value.gpu_model and not value.gpu_count:
+            raise ValueError("gpu_model needs gpu_count of at least 1")
+        return value
+
+    @property
+    def span_s(self) -> int:
+        return self.duration_s if self.term == "seconds" else TERM_SECONDS[self.term]

@@ -1,0 +1,130 @@
+"""Matching requests to provisions, and turning each match into a lease atomically.
+
+The index proposes the best provision; the database confirms it with a conditional ``UPDATE`` that only
+succeeds while the capacity is still free, in the same transaction that holds the escrow and writes the
+lease. Two concurrent requests can therefore never get the same capacity, in one process or many; a
+lost race refreshes that provision from the database and tries the next best.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from pydantic import BaseModel
+from sqlalchemy import or_, select, update
+
+from compute.errors import Conflict
+from compute.market import leases
+from compute.market.demand import MatchRequest
+from compute.market.index import NoMatch, ProvisionIndex, Slot
+from compute.market.pricing import compute_units, cost
+from compute.models import Provider, Provision, utcnow
+from compute.receipts import Domain
+from compute.store import Store
+
+MAX_ATTEMPTS = 16
+SYNC_EVERY_S = 2.0
+
+
+class Quote(BaseModel):
+    matched: bool
+    provision_id: str | None = None
+    provider: str | None = None
+    price_gwei: int | None = None
+    compute_units: int
+    estimated_cost_gwei: int | None = None
+    no_match: NoMatch | None = None
+
+
+class NoMatchError(Conflict):
+    def __init__(self, explanation: NoMatch):
+        super().__init__(f"no provision matches: {explanation.message}", field="price_max_gwei")
+        self.explanation = explanation
+
+
+class Market:
+    def __init__(self, store: Store, domain: Domain):
+        self.store = store
+        self.domain = domain
+        self.index = ProvisionIndex()
+        self._synced_at: datetime | None = None
+        self._last_sync = 0.0
+
+    def sync(self, force: bool = False) -> None:
+        """Load provisions changed since the last sync (all of them the first time)."""
+        if not force and time.monotonic() - self._last_sync < SYNC_EVERY_S:
+            return
+        started = utcnow()
+        with self.store.read() as session:
+            stmt = select(Provision, Provider.reputation).join(Provider, Provider.address == Provision.provider)
+            if self._synced_at is not None:
+                stmt = stmt.where(Provision.updated_at >= self._synced_at)
+            for row, rep in session.execute(stmt):
+                self.index.upsert(Slot.from_row(row, rep))
+        self._synced_at, self._last_sync = started, time.monotonic()
+
+    def refresh(self, provision_id: str) -> None:
+        with self.store.read() as session:
+            found = session.execute(select(Provision, Provider.reputation)
+                                    .join(Provider, Provider.address == Provision.provider)
+                                    .where(Provision.id == provision_id)).first()
+        if found is None:
+            self.index.remove(provision_id)
+        else:
+            self.index.upsert(Slot.from_row(*found))
+
+    def refresh_provider(self, provider: str) -> None:
+        with self.store.read() as session:
+            ids = session.scalars(select(Provision.id).where(Provision.provider == provider)).all()
+        for provision_id in ids:
+            self.refresh(provision_id)
+
+    def quote(self, req: MatchRequest) -> Quote:
+        self.sync()
+        units = compute_units(req.resources.cpu, req.resources.memory_mb, req.resources.gpu_count)
+        slot = self.index.best(req, time.time())
+        if slot is None:
+            return Quote(matched=False, compute_units=units, no_match=self.index.scan(req, time.time())[1])
+        return Quote(matched=True, provision_id=slot.id, provider=slot.provider, price_gwei=slot.price,
+                     compute_units=units, estimated_cost_gwei=cost(slot.price, units, req.span_s))
+
+    def place(self, user: str, req: MatchRequest) -> leases.LeaseOut:
+        """Reserve the best provision for ``user`` and open a lease, or raise with the reason."""
+        self.sync()
+        r = req.resources
+        for _ in range(MAX_ATTEMPTS):
+            slot = self.index.best(req, time.time())
+            if slot is None:
+                raise NoMatchError(self.index.scan(req, time.time())[1])
+            end = datetime.fromtimestamp(time.time() + req.span_s, tz=timezone.utc)
+            with self.store.write() as session:
+                reserved = session.execute(
+                    update(Provision)
+                    .where(Provision.id == slot.id, Provision.status == "active",
+                           Provision.free_cpu >= r.cpu, Provision.free_memory_mb >= r.memory_mb,
+                           Provision.free_gpu >= r.gpu_count, Provision.free_disk_gb >= r.disk_gb,
+                           Provision.price_gwei == slot.price,
+                           or_(Provision.available_until.is_(None), Provision.available_until >= end))
+                    .values(free_cpu=Provision.free_cpu - r.cpu, free_memory_mb=Provision.free_memory_mb - r.memory_mb,
+                            free_gpu=Provision.free_gpu - r.gpu_count, free_disk_gb=Provision.free_disk_gb - r.disk_gb,
+                            updated_at=utcnow())).rowcount == 1
+                if reserved:
+                    provision = session.get(Provision, slot.id)
+                    lease = leases.open_lease(session, self.domain, user, provision, req)
+                    result = leases.out(session, lease)
+            if reserved:
+                self.index.reserve(slot.id, r)
+                return result
+            self.refresh(slot.id)  # stale: another process or thread took it, or its owner changed it
+        raise Conflict("capacity is being contended; retry the request", field="resources")
+
+    def end(self, lease_id: str, reason: leases.EndReason, caller: str | None) -> leases.LeaseOut:
+        lease = leases.end(self.store, lease_id, reason, caller)
+        self.refresh_provider(lease.provider)
+        return lease
+
+    def expire_due(self) -> list[str]:
+        handled = leases.expire_due(self.store, self.domain)
+        self.sync(force=True)
+        return handled

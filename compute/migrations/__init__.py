@@ -1,0 +1,1 @@
+"""Alembic revisions of the compute network's tables (branch ``compute``)."""

@@ -1,0 +1,49 @@
+"""Balances, on-chain deposits, history and withdrawals."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from compute.identity.tokens import Principal
+from compute.ledger import balances, history
+from compute.ledger.book import HistoryItem
+from compute.ledger.funds import ChainCredit, Credited, Withdrawal, WithdrawalOut, deposit, withdraw
+from compute.network import Network
+from web.routers._compute import ComputeRoute, network, signed_in
+
+router = APIRouter(prefix="/v1/account", tags=["account"], route_class=ComputeRoute)
+account = signed_in("account")
+
+
+class Balance(BaseModel):
+    address: str
+    user_gwei: int
+    earnings_gwei: int
+    stake_gwei: int
+
+
+@router.get("/balance", summary="Spendable balance, provider earnings and stake, in gwei")
+def balance(principal: Principal = Depends(account), net: Network = Depends(network)) -> Balance:
+    with net.store.read() as session:
+        b = balances(session, principal.address)
+    return Balance(address=principal.address, user_gwei=b["user"], earnings_gwei=b["earnings"],
+                   stake_gwei=b["stake"])
+
+
+@router.post("/deposits", summary="Credit a deposit from a Deposited transaction on the vault")
+def deposits(body: ChainCredit, principal: Principal = Depends(account), net: Network = Depends(network)) -> Credited:
+    return deposit(net.store, net.chain, principal.address, body)
+
+
+@router.get("/history", summary="Ledger entries touching this account, newest first")
+def get_history(limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(account),
+                net: Network = Depends(network)) -> list[HistoryItem]:
+    with net.store.read() as session:
+        return history(session, principal.address, limit)
+
+
+@router.post("/withdrawals", summary="Pay out balance or earnings to this account's address on chain")
+def withdrawals(body: Withdrawal, principal: Principal = Depends(account),
+                net: Network = Depends(network)) -> WithdrawalOut:
+    return withdraw(net.store, net.chain, principal.address, body)

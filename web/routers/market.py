@@ -1,0 +1,53 @@
+"""The market: quotes, requests (matches become leases), metering and ending leases."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from compute.identity.tokens import Principal
+from compute.market import leases
+from compute.market.demand import MatchRequest
+from compute.market.leases import EndIn, LeaseOut, UsageIn, UsageOut
+from compute.market.matching import Quote
+from compute.network import Network
+from web.routers._compute import ComputeRoute, network, signed_in
+
+router = APIRouter(prefix="/v1", tags=["market"], route_class=ComputeRoute)
+market = signed_in("market")
+
+
+@router.post("/market/quote", summary="The provision a request would get and its price, or why none matches")
+def quote(body: MatchRequest, net: Network = Depends(network)) -> Quote:
+    return net.market.quote(body)
+
+
+@router.post("/market/requests", status_code=201, summary="Match a request and open a lease (escrow held)")
+def request(body: MatchRequest, principal: Principal = Depends(market), net: Network = Depends(network)) -> LeaseOut:
+    return net.market.place(principal.address, body)
+
+
+@router.get("/leases", summary="Leases this account is user or provider of")
+def list_leases(status: str | None = Query(None, pattern="^(active|ended)$"), principal: Principal = Depends(market),
+                net: Network = Depends(network)) -> list[LeaseOut]:
+    return leases.list_for(net.store, principal.address, status)
+
+
+@router.get("/leases/{lease_id}", summary="A lease (visible to its user and provider)")
+def get_lease(lease_id: str, principal: Principal = Depends(market), net: Network = Depends(network)) -> LeaseOut:
+    return leases.get(net.store, lease_id, principal.address)
+
+
+@router.post("/leases/{lease_id}/usage", summary="Provider reports metered seconds; settled once per key")
+def usage(lease_id: str, body: UsageIn, principal: Principal = Depends(signed_in("provider")),
+          net: Network = Depends(network)) -> UsageOut:
+    return leases.meter(net.store, net.domain, lease_id, body, principal.address)
+
+
+@router.post("/leases/{lease_id}/end", summary="End a lease: user cancels; provider completes or reports loss")
+def end(lease_id: str, body: EndIn, principal: Principal = Depends(market), net: Network = Depends(network)) -> LeaseOut:
+    return net.market.end(lease_id, body.reason, principal.address)
+
+
+@router.post("/leases/{lease_id}/renew", summary="Renew a rental for another term, billed upfront")
+def renew(lease_id: str, principal: Principal = Depends(market), net: Network = Depends(network)) -> LeaseOut:
+    return leases.renew(net.store, net.domain, lease_id, principal.address)

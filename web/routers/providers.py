@@ -1,0 +1,88 @@
+"""Providers, their stakes and their provisions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Header
+
+from compute import provisions
+from compute.identity.tokens import Principal
+from compute.ledger import funds
+from compute.network import Network
+from compute.providers import registry
+from compute.provisions import ProvisionOut, ProvisionPatch, ProvisionSpec
+from web.deps import current_principal
+from web.routers._compute import ComputeRoute, network, signed_in
+
+router = APIRouter(prefix="/v1", tags=["providers"], route_class=ComputeRoute)
+provider = signed_in("provider")
+
+
+@router.post("/providers", summary="Register (or update) this account as a provider; body signed by its wallet")
+def register(body: registry.Registration, principal: Principal = Depends(provider),
+             net: Network = Depends(network)) -> registry.ProviderOut:
+    return registry.register(net.store, net.domain, principal.address, body)
+
+
+@router.get("/providers/me", summary="This account's provider record")
+def me(principal: Principal = Depends(provider), net: Network = Depends(network)) -> registry.ProviderOut:
+    return registry.get(net.store, principal.address)
+
+
+@router.get("/providers/{address}", summary="A provider's public record")
+def get_provider(address: str, net: Network = Depends(network)) -> registry.ProviderOut:
+    return registry.get(net.store, address)
+
+
+@router.post("/providers/heartbeat", summary="A signed heartbeat (the signature is the credential)")
+def heartbeat(body: registry.Heartbeat, authorization: str | None = Header(None),
+              net: Network = Depends(network)) -> registry.ProviderOut:
+    caller = current_principal(authorization).address if authorization else None
+    out = registry.heartbeat(net.store, net.domain, body, caller)
+    net.market.refresh_provider(out.address)
+    return out
+
+
+@router.post("/providers/stake", summary="Credit a stake from a Staked transaction on the vault")
+def stake(body: funds.ChainCredit, principal: Principal = Depends(provider),
+          net: Network = Depends(network)) -> funds.Credited:
+    return funds.stake(net.store, net.chain, principal.address, body)
+
+
+@router.post("/providers/unstake", summary="Return unlocked stake to the spendable balance")
+def unstake(body: funds.Unstake, principal: Principal = Depends(provider),
+            net: Network = Depends(network)) -> funds.Credited:
+    return funds.unstake(net.store, principal.address, body)
+
+
+@router.post("/provisions", status_code=201, summary="Publish a provision")
+def create(body: ProvisionSpec, principal: Principal = Depends(provider),
+           net: Network = Depends(network)) -> ProvisionOut:
+    out = provisions.create(net.store, principal.address, body)
+    net.market.refresh(out.id)
+    return out
+
+
+@router.get("/provisions", summary="This provider's provisions")
+def list_provisions(principal: Principal = Depends(provider), net: Network = Depends(network)) -> list[ProvisionOut]:
+    return provisions.list_for(net.store, principal.address)
+
+
+@router.get("/provisions/{provision_id}", summary="A provision")
+def get_provision(provision_id: str, net: Network = Depends(network)) -> ProvisionOut:
+    return provisions.get(net.store, provision_id)
+
+
+@router.patch("/provisions/{provision_id}", summary="Change price, status, models, images or availability")
+def patch(provision_id: str, body: ProvisionPatch, principal: Principal = Depends(provider),
+          net: Network = Depends(network)) -> ProvisionOut:
+    out = provisions.update(net.store, principal.address, provision_id, body)
+    net.market.refresh(out.id)
+    return out
+
+
+@router.delete("/provisions/{provision_id}", summary="Retire a provision (running leases continue)")
+def retire(provision_id: str, principal: Principal = Depends(provider),
+           net: Network = Depends(network)) -> ProvisionOut:
+    out = provisions.retire(net.store, principal.address, provision_id)
+    net.market.refresh(out.id)
+    return out
