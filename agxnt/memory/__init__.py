@@ -1,0 +1,1 @@
+"""Agxnt memory: per-owner named memories on Chroma, and ordered conversation threads."""
