@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     search_url: str | None = Field(None, description="Search service base URL; default is the backend's public one")
     search_api_key: str | None = None
     web_allow_private: bool = Field(False, description="Let web agents reach private, loopback and link-local hosts")
+    web_allowed_hosts: list[str] = Field(default_factory=list,
+                                         description="Hosts ('name' or 'name:port') web agents may reach even on "
+                                                     "private addresses, e.g. an intranet wiki")
     web_max_page_bytes: int = Field(5_000_000, description="Largest response body a web agent reads")
     web_timeout_seconds: float = Field(20.0, description="Per-request and per-navigation timeout")
     browser_executable: str = "/usr/bin/chromium"

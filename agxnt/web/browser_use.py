@@ -84,7 +84,7 @@ class BrowserUseAgent(Agent):
         stop_on_error: bool = Field(True, description="Stop at the first failed step")
 
     class Output(BaseModel):
-        ok: bool = Field(..., description="Every step succeeded (and the model finished, for an instruction)")
+        ok: bool = Field(..., description="Every action succeeded; for an instruction, the model finished")
         steps: list[Step] = Field(default_factory=list)
         extracted: list[Any] = Field(default_factory=list, description="Results of the extract steps, in order")
         answer: str | None = Field(None, description="The model's answer, for an instruction")
@@ -174,6 +174,7 @@ class Driver:
                 f"Steps so far:\n{json.dumps(history, default=str)}\n\nYour next action (one JSON object):")
 
     def output(self, title: str) -> BrowserUseAgent.Output:
-        ok = all(s.ok for s in self.steps) and (self.finished or not self.input.instruction)
+        # with an instruction the model may recover from a failed step, so finishing is what counts
+        ok = self.finished if self.input.instruction else all(s.ok for s in self.steps)
         return BrowserUseAgent.Output(ok=ok, steps=self.steps, extracted=self.extracted, answer=self.answer,
                                       final_url=self.page.url, title=title)

@@ -49,10 +49,15 @@ class Resolved:
 @dataclass(frozen=True)
 class EgressPolicy:
     allow_private: bool = False
+    allowed_hosts: frozenset[str] = frozenset()  # "name" or "name:port", exempt from the address check
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EgressPolicy:
-        return cls(allow_private=settings.web_allow_private)
+        return cls(allow_private=settings.web_allow_private,
+                   allowed_hosts=frozenset(h.lower() for h in settings.web_allowed_hosts))
+
+    def _exempt(self, host: str, port: int) -> bool:
+        return self.allow_private or host.lower() in self.allowed_hosts or f"{host.lower()}:{port}" in self.allowed_hosts
 
     def check_scheme(self, url: str, field: str = "url") -> tuple[str, str, int]:
         """Refuse anything but absolute http(s) URLs; returns (scheme, host, port)."""
@@ -78,7 +83,7 @@ class EgressPolicy:
         addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         if not addresses:
             raise EgressDenied(f"host {host!r} has no address", field=field)
-        if not self.allow_private:
+        if not self._exempt(host, port):
             internal = [str(a) for a in addresses if is_internal(a)]
             # One internal answer refuses the host: a mixed answer is how DNS rebinding starts.
             if internal:
