@@ -43,7 +43,6 @@ class Store:
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
 

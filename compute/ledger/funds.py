@@ -69,7 +69,8 @@ def _credit(store: Store, chain: Chain, address: str, tx_hash: str, event_name: 
     with store.write() as session:
         for event in events:
             _claim(session, event, into)
-            post(session, key=f"{into}:{event.chain_id}:{event.tx_hash}:{event.log_index}", kind=into,
+            post(session, key=f"{into}:{event.chain_id}:{event.tx_hash}:{event.log_index}",
+                 kind="deposit" if into == "user" else "stake",
                  entries=[(Acct("chain", str(event.chain_id)), -(event.amount_wei // GWEI)),
                           (Acct(into, address), event.amount_wei // GWEI)], reference=event.tx_hash)
         if into == "stake":

@@ -82,7 +82,7 @@ def test_provider_and_user_story(client, net, make_wallet, login, register_provi
         assert balance(s, Acct("escrow", lease["id"])) == 0
         assert total(s) == 0  # the ledger balances to zero
     kinds = {h["kind"] for h in client.get("/v1/account/history", headers=u_auth).json()}
-    assert {"deposit" if False else "user", "escrow-hold", "usage", "refund"} - {"user"} <= kinds | {"usage"}
+    assert {"deposit", "escrow-hold", "refund"} <= kinds
 
     # Capacity came back; the provider withdraws its earnings to its wallet on chain.
     assert client.get(f"/v1/provisions/{ids[1]}").json()["free"]["cpu"] == 8
