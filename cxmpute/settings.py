@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     platform_fee_bps: int = 500
     heartbeat_interval_s: int = 30
 
+    # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
+    storage_dir: Path | None = None
+    storage_replicas: int = Field(3, description="Default copies of each block when storage nodes are registered")
+    storage_max_audit_failures: int = Field(3, description="Failed audits after which a storage node is evicted")
+
     # Secret used to sign session tokens and derive local encryption keys; generated on first use
     secret_key: str | None = None
 

@@ -1,0 +1,210 @@
+"""`cxmpute storage put|get|stat|ls|pin|unpin|rm|gc|audit|repair|node|nodes`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from stxrage import open_storage
+from stxrage.errors import StorageError
+from stxrage.models import parse_policy
+
+app = typer.Typer(help="Content-addressed, replicated, verified storage.", no_args_is_help=True)
+nodes_app = typer.Typer(help="Storage nodes this client places blocks on.", no_args_is_help=True)
+app.add_typer(nodes_app, name="nodes")
+console = Console()
+err = Console(stderr=True)
+
+OwnerOpt = typer.Option("local", "--owner", help="Account the files belong to")
+JsonOpt = typer.Option(False, "--json", help="Print JSON")
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except StorageError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        err.print(f"[red]error{where}:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _bar(description: str, total: int) -> Iterator:
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _print(model: BaseModel | list, as_json: bool) -> None:
+    if as_json:
+        doc = [m.model_dump(mode="json") for m in model] if isinstance(model, list) else model.model_dump(mode="json")
+        console.print_json(json.dumps(doc))
+    elif isinstance(model, BaseModel):
+        for key, value in model.model_dump(mode="json").items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+
+@app.command()
+def put(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+        private: bool = typer.Option(False, "--private", help="Encrypt on this side before upload"),
+        policy: str | None = typer.Option(None, "--policy", "-p",
+                                          help="Copies ('3') or erasure k/n ('4/6'); default: the client's"),
+        name: str | None = typer.Option(None, "--name"), owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
+    """Store a file; prints its CID."""
+    try:
+        chosen = parse_policy(policy) if policy else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
+    with _errors(), _bar(f"put {path.name}", path.stat().st_size) as advance:
+        stats = open_storage().put_file(path, name=name, owner=owner, private=private, policy=chosen,
+                                        progress=advance)
+    if as_json:
+        _print(stats, True)
+    else:
+        console.print(stats.file.cid)
+        err.print(f"{stats.file.size} bytes, {stats.file.chunks} chunks: {stats.new_blocks} new blocks, "
+                  f"{stats.reused_blocks} already stored")
+
+
+@app.command()
+def get(cid: str, output: Path = typer.Option(..., "--output", "-o", help="Where to write the file"),
+        byte_range: str | None = typer.Option(None, "--range", help="Bytes START-END (END exclusive)"),
+        owner: str = OwnerOpt) -> None:
+    """Fetch a file by CID, verifying every block."""
+    storage = open_storage()
+    with _errors():
+        size = storage.stat(cid, owner).size
+        if byte_range is None:
+            with _bar(f"get {cid[:16]}…", size) as advance:
+                storage.get_file(cid, output, owner, progress=advance)
+            return
+        start, sep, end = byte_range.partition("-")
+        if not sep or not start.isdigit() or (end and not end.isdigit()):
+            raise typer.BadParameter("use START-END or START-", param_hint="--range")
+        output.write_bytes(storage.get_bytes(cid, owner, int(start), int(end) if end else None))
+
+
+@app.command()
+def stat(cid: str, owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
+    """Show a file's size, chunks, policy and owner."""
+    with _errors():
+        _print(open_storage().stat(cid, owner), as_json)
+
+
+@app.command("ls")
+def list_files(owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
+    """List the account's files."""
+    files = open_storage().ls(owner)
+    if as_json:
+        _print(files, True)
+        return
+    table = Table("cid", "name", "size", "private", "pinned", "policy")
+    for f in files:
+        policy = f"{f.policy.copies} copies" if f.policy.kind == "replicas" else f"{f.policy.k}-of-{f.policy.n}"
+        table.add_row(f.cid, f.name or "", str(f.size), str(f.private), str(f.pinned), policy)
+    console.print(table)
+
+
+@app.command()
+def pin(cid: str, owner: str = OwnerOpt) -> None:
+    """Keep a file (yours, or a public one) from garbage collection."""
+    with _errors():
+        open_storage().pin(cid, owner)
+
+
+@app.command()
+def unpin(cid: str, owner: str = OwnerOpt) -> None:
+    """Let garbage collection take a file."""
+    with _errors():
+        open_storage().unpin(cid, owner)
+
+
+@app.command("rm")
+def remove(cid: str, owner: str = OwnerOpt) -> None:
+    """Delete one of your files (blocks other files share stay)."""
+    with _errors():
+        open_storage().delete(cid, owner)
+
+
+@app.command()
+def gc() -> None:
+    """Free blocks that no pinned file needs."""
+    console.print(f"{open_storage().gc()} blocks freed")
+
+
+@app.command()
+def audit(sample: int | None = typer.Option(None, help="Fragments to challenge (default: all)"),
+          as_json: bool = JsonOpt) -> None:
+    """Challenge nodes to prove they hold their fragments."""
+    report = open_storage().audit(sample)
+    _print(report, as_json)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def repair(as_json: bool = JsonOpt) -> None:
+    """Check nodes, then rebuild lost or corrupt fragments on healthy nodes."""
+    storage = open_storage()
+    storage.check_nodes()
+    report = storage.repair()
+    _print(report, as_json)
+    if report.lost:
+        raise typer.Exit(1)
+
+
+@app.command()
+def node(root: Path = typer.Option(..., "--dir", help="Directory the node keeps blocks in"),
+         host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+         port: int = typer.Option(8700, help="Port to listen on"),
+         quota: int = typer.Option(10 * 1024**3, help="Bytes the node may hold"),
+         price: float = typer.Option(0.0, help="Price per GB-month"),
+         provider: str | None = typer.Option(None, help="EVM address of the provider account")) -> None:
+    """Run a storage node: an HTTP block store with its own quota and price."""
+    import uvicorn
+
+    from stxrage.node import NodeConfig, create_node_app
+
+    config = NodeConfig(root=root, quota_bytes=quota, price_per_gb_month=price, provider=provider)
+    uvicorn.run(create_node_app(config), host=host, port=port, log_level="warning")
+
+
+@nodes_app.command("add")
+def nodes_add(url: str, provider: str | None = typer.Option(None, help="EVM address of the provider account"),
+              as_json: bool = JsonOpt) -> None:
+    """Register a storage node (http://host:port) or a directory (file:///path)."""
+    with _errors():
+        _print(open_storage().add_node(url, provider=provider), as_json)
+
+
+@nodes_app.command("rm")
+def nodes_rm(node_id: str) -> None:
+    """Stop placing on a node; run `repair` to move its blocks elsewhere."""
+    with _errors():
+        open_storage().remove_node(node_id)
+
+
+@nodes_app.command("ls")
+def nodes_ls(check: bool = typer.Option(False, "--check", help="Ping each node first"),
+             as_json: bool = JsonOpt) -> None:
+    """List storage nodes and their status."""
+    storage = open_storage()
+    nodes = storage.check_nodes() if check else storage.nodes()
+    if as_json:
+        _print(nodes, True)
+        return
+    table = Table("id", "url", "status", "capacity", "price/GB-month", "provider", "audit failures")
+    for n in nodes:
+        table.add_row(n.id, n.url, n.status, str(n.capacity_bytes), str(n.price_per_gb_month), n.provider or "",
+                      str(n.audit_failures))
+    console.print(table)

@@ -1,0 +1,30 @@
+"""Storage errors; each carries the HTTP status the API answers with and the field at fault."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(StorageError):
+    status_code = 404
+
+
+class Forbidden(StorageError):
+    status_code = 403
+
+
+class NotEnoughNodes(StorageError):
+    status_code = 503
+
+
+class DataLost(StorageError):
+    """Fewer healthy fragments remain than a block needs; repair cannot help until nodes return."""
+
+    status_code = 503

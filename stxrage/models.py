@@ -1,0 +1,139 @@
+"""Pydantic models at the storage boundary: redundancy policies, manifests and file records."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class Replicas(BaseModel):
+    kind: Literal["replicas"] = "replicas"
+    copies: int = Field(3, ge=1, le=16, description="Whole copies of each block, each on a different node")
+
+    @property
+    def width(self) -> int:
+        return self.copies
+
+    @property
+    def tolerance(self) -> int:
+        return self.copies - 1
+
+
+class Erasure(BaseModel):
+    kind: Literal["erasure"] = "erasure"
+    k: int = Field(4, ge=1, le=128, description="Fragments needed to rebuild a block")
+    n: int = Field(6, ge=2, le=256, description="Fragments stored, each on a different node")
+
+    @model_validator(mode="after")
+    def _k_below_n(self) -> Erasure:
+        if self.k >= self.n:
+            raise ValueError(f"erasure coding needs k < n (got {self.k}-of-{self.n})")
+        return self
+
+    @property
+    def width(self) -> int:
+        return self.n
+
+    @property
+    def tolerance(self) -> int:
+        return self.n - self.k
+
+
+Policy = Annotated[Replicas | Erasure, Field(discriminator="kind")]
+
+
+def parse_policy(text: str) -> Replicas | Erasure:
+    """``3`` or ``replicas:3`` → three copies; ``4/6`` or ``erasure:4/6`` → 4-of-6 Reed–Solomon."""
+    spec = text.strip().lower().removeprefix("replicas:").removeprefix("erasure:")
+    try:
+        if "/" in spec:
+            k, n = spec.split("/", 1)
+            return Erasure(k=int(k), n=int(n))
+        return Replicas(copies=int(spec))
+    except ValueError as exc:
+        raise ValueError(f"policy {text!r}: use a copy count like '3' or k/n like '4/6' ({exc})") from None
+
+
+class ChunkRef(BaseModel):
+    cid: str
+    size: int = Field(ge=0, description="Plaintext bytes of the chunk")
+    digest: str | None = Field(None, description="sha256 of the plaintext (hex); private files only")
+
+
+class Manifest(BaseModel):
+    """A file: its chunks in order. Public manifests are stored as DAG-JSON (chunk links as {"/": cid})."""
+
+    format: Literal["stxrage/file@1"] = "stxrage/file@1"
+    size: int = Field(ge=0)
+    chunks: list[ChunkRef]
+
+    def to_dag_json(self) -> bytes:
+        # DAG-JSON: map keys sorted, no whitespace, links written as {"/": "<cid>"}
+        doc = {"chunks": [self._chunk_doc(c) for c in self.chunks], "format": self.format, "size": self.size}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @staticmethod
+    def _chunk_doc(chunk: ChunkRef) -> dict:
+        doc: dict = {"cid": {"/": chunk.cid}, "size": chunk.size}
+        if chunk.digest is not None:
+            doc["digest"] = chunk.digest
+        return doc
+
+    @classmethod
+    def from_dag_json(cls, data: bytes) -> Manifest:
+        doc = json.loads(data)
+        chunks = [ChunkRef(cid=c["cid"]["/"], size=c["size"], digest=c.get("digest")) for c in doc["chunks"]]
+        return cls(format=doc["format"], size=doc["size"], chunks=chunks)
+
+
+class FileInfo(BaseModel):
+    cid: str = Field(description="The file's id: the CID of its manifest")
+    owner: str
+    name: str | None = None
+    size: int
+    private: bool
+    pinned: bool
+    policy: Policy
+    chunks: int
+    created_at: datetime
+
+
+class PutStats(BaseModel):
+    """What one put did: how much was new and how much was found already stored."""
+
+    file: FileInfo
+    new_blocks: int
+    reused_blocks: int
+    bytes_uploaded: int
+
+
+class NodeInfo(BaseModel):
+    id: str
+    url: str
+    capacity_bytes: int
+    used_bytes: int = 0
+    price_per_gb_month: float = 0.0
+    provider: str | None = Field(None, description="EVM address of the provider account running this node")
+    status: Literal["active", "down", "evicted"] = "active"
+    audit_failures: int = 0
+
+
+class Redundancy(BaseModel):
+    block: str
+    target: int
+    healthy: int
+
+
+class AuditReport(BaseModel):
+    checked: int
+    failed: list[dict] = Field(default_factory=list)
+
+
+class RepairReport(BaseModel):
+    blocks_checked: int
+    fragments_rebuilt: int
+    degraded: list[str] = Field(default_factory=list, description="Blocks still below target (too few healthy nodes)")
+    lost: list[str] = Field(default_factory=list, description="Blocks with fewer healthy fragments than needed to read")

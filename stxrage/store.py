@@ -1,0 +1,611 @@
+"""Storage: the client every part of the platform stores files through.
+
+put: content-defined chunks → (private: sealed on this side) → raw blocks addressed by CID →
+each block replicated or erasure-coded onto nodes chosen by rendezvous hashing → a manifest
+block naming the chunks, whose CID is the file's id. get: every fragment and block is checked
+against its CID, bad copies are marked and read around. The catalog is written in one
+transaction after the data is placed, so a failed put leaves no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import TypeAdapter
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from cxmpute.db import migrate, session_scope
+from cxmpute.settings import Settings
+from stxrage import cid as cids
+from stxrage import crypto, erasure, placement
+from stxrage.blockstore import (
+    BlockMissing,
+    BlockStore,
+    QuotaExceeded,
+    RemoteBlockStore,
+    StoreUnavailable,
+    audit_answer,
+    open_store,
+)
+from stxrage.catalog import BlockRow, FileRow, FragmentRow, ManifestRow, NodeRow, RefRow, insert_ignore
+from stxrage.chunker import chunk_bytes, chunk_stream
+from stxrage.errors import DataLost, Forbidden, NotEnoughNodes, NotFound, StorageError
+from stxrage.models import (
+    AuditReport,
+    ChunkRef,
+    Erasure,
+    FileInfo,
+    Manifest,
+    NodeInfo,
+    Policy,
+    PutStats,
+    Redundancy,
+    RepairReport,
+    Replicas,
+)
+
+Progress = Callable[[int], None]
+_policy_adapter: TypeAdapter[Replicas | Erasure] = TypeAdapter(Policy)
+_BATCH = 32  # blocks placed concurrently per round trip to the catalog
+_READ_AHEAD = 16  # blocks fetched ahead of the reader
+_IN_CHUNK = 500  # keeps IN (...) lists under every database's bound-parameter limit
+LOCAL_NODE = "local"
+
+
+def _batched(items: list, size: int = _IN_CHUNK) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class Storage:
+    def __init__(self, settings: Settings, *, database_url: str | None = None, root: Path | None = None,
+                 workers: int = 8):
+        self.settings = settings
+        self.database_url = database_url or settings.resolved_database_url
+        migrate(self.database_url)
+        self.root = Path(root or settings.storage_dir or settings.data_dir / "stxrage")
+        self._stores: dict[str, BlockStore] = {}
+        self._stores_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stxrage")
+        self._secret = settings.resolved_secret_key()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _session(self):
+        return session_scope(self.database_url)
+
+    # ---- nodes -------------------------------------------------------------------------------
+
+    def add_node(self, url: str, *, capacity_bytes: int | None = None, price_per_gb_month: float | None = None,
+                 provider: str | None = None) -> NodeInfo:
+        """Register a block store. A storage node reports its own id, quota, price and provider."""
+        url = url.rstrip("/")
+        try:
+            store = open_store(url)
+        except ValueError as exc:
+            raise StorageError(str(exc), field="url") from None
+        facts: dict = {}
+        if isinstance(store, RemoteBlockStore):
+            try:
+                facts = store.info()
+            except (StoreUnavailable, BlockMissing) as exc:
+                raise StorageError(f"storage node {url} did not answer: {exc}", field="url") from None
+        node_id = facts.get("id") or (LOCAL_NODE if url == self._local_url() else hashlib.sha256(url.encode()).hexdigest()[:16])
+        capacity = capacity_bytes or facts.get("capacity_bytes") or 100 * 1024**3
+        price = price_per_gb_month if price_per_gb_month is not None else facts.get("price_per_gb_month", 0.0)
+        with self._session() as s:
+            row = s.get(NodeRow, node_id)
+            if row is None:
+                row = NodeRow(id=node_id, url=url, audit_failures=0)
+                s.add(row)
+            row.url, row.capacity_bytes, row.price_per_gb_month = url, capacity, price
+            row.provider = provider or facts.get("provider")
+            row.status = "active"
+            s.flush()
+            info = self._node_info(row)
+        with self._stores_lock:
+            self._stores[node_id] = store
+        return info
+
+    def remove_node(self, node_id: str) -> NodeInfo:
+        """Take a node out of placement; its fragments count as lost and the next repair moves them."""
+        with self._session() as s:
+            row = s.get(NodeRow, node_id)
+            if row is None:
+                raise NotFound(f"no storage node {node_id!r}", field="node_id")
+            row.status = "evicted"
+            return self._node_info(row)
+
+    def nodes(self) -> list[NodeInfo]:
+        with self._session() as s:
+            return [self._node_info(r) for r in s.scalars(select(NodeRow).order_by(NodeRow.created_at, NodeRow.id))]
+
+    def check_nodes(self) -> list[NodeInfo]:
+        """Ping every node: unreachable ones go down; returning ones drop blocks reassigned meanwhile."""
+        for node in self.nodes():
+            if node.status == "evicted":
+                continue
+            store = self._store(node.id)
+            try:
+                held = set(store.cids())
+            except StoreUnavailable:
+                self._set_status(node.id, "down")
+                continue
+            if node.status == "down":
+                # Swept while still marked down, so no put in flight can be targeting it.
+                with self._session() as s:
+                    assigned = set(s.scalars(select(FragmentRow.fragment_cid).where(FragmentRow.node_id == node.id)))
+                for orphan in held - assigned:
+                    store.delete(orphan)
+                self._set_status(node.id, "active")
+        return self.nodes()
+
+    def _set_status(self, node_id: str, status: str) -> None:
+        with self._session() as s:
+            s.execute(update(NodeRow).where(NodeRow.id == node_id).values(status=status))
+
+    @staticmethod
+    def _node_info(row: NodeRow) -> NodeInfo:
+        return NodeInfo(id=row.id, url=row.url, capacity_bytes=row.capacity_bytes,
+                        price_per_gb_month=row.price_per_gb_month, provider=row.provider, status=row.status,
+                        audit_failures=row.audit_failures)
+
+    def _local_url(self) -> str:
+        return f"file://{self.root / 'blocks'}"
+
+    def _active_nodes(self) -> list[tuple[str, float]]:
+        with self._session() as s:
+            rows = list(s.execute(select(NodeRow.id, NodeRow.capacity_bytes, NodeRow.status)))
+        if not rows:
+            self.add_node(self._local_url())
+            return self._active_nodes()
+        return [(node_id, float(capacity)) for node_id, capacity, status in rows if status == "active"]
+
+    def _store(self, node_id: str) -> BlockStore:
+        with self._stores_lock:
+            store = self._stores.get(node_id)
+        if store is None:
+            with self._session() as s:
+                row = s.get(NodeRow, node_id)
+                if row is None:
+                    raise NotFound(f"no storage node {node_id!r}", field="node_id")
+                url = row.url
+            store = open_store(url)
+            with self._stores_lock:
+                self._stores[node_id] = store
+        return store
+
+    def default_policy(self) -> Replicas:
+        active = self._active_nodes()
+        if len(active) == 1:
+            return Replicas(copies=1)
+        return Replicas(copies=min(self.settings.storage_replicas, len(active)))
+
+    # ---- put ---------------------------------------------------------------------------------
+
+    def put_bytes(self, data: bytes, **kwargs) -> PutStats:
+        return self._put(chunk_bytes(data), **kwargs)
+
+    def put_file(self, path: str | os.PathLike, *, name: str | None = None, **kwargs) -> PutStats:
+        path = Path(path)
+        with path.open("rb") as f:
+            return self._put(chunk_stream(f), name=name or path.name, **kwargs)
+
+    def put_stream(self, stream: BinaryIO, **kwargs) -> PutStats:
+        return self._put(chunk_stream(stream), **kwargs)
+
+    def _put(self, chunks: Iterable[bytes], *, owner: str = "local", name: str | None = None, private: bool = False,
+             policy: Replicas | Erasure | None = None, progress: Progress | None = None) -> PutStats:
+        policy = policy or self.default_policy()
+        active = self._active_nodes()
+        if policy.width > len(active):
+            raise NotEnoughNodes(f"policy needs {policy.width} storage nodes, {len(active)} are active",
+                                 field="policy")
+        key = crypto.owner_key(self._secret, owner) if private else b""
+        refs: list[ChunkRef] = []
+        placed: dict[str, tuple[int, list[dict]]] = {}  # blocks this put wrote: cid -> (size, fragment rows)
+        batch: list[tuple[str, bytes]] = []
+        counters = {"reused": 0, "uploaded": 0}
+        size = 0
+        for chunk in chunks:
+            if private:
+                stored, digest = crypto.seal_chunk(key, chunk)
+                refs.append(ChunkRef(cid=cids.cid_of(stored), size=len(chunk), digest=digest.hex()))
+            else:
+                stored = chunk
+                refs.append(ChunkRef(cid=cids.cid_of(chunk), size=len(chunk)))
+            batch.append((refs[-1].cid, stored))
+            size += len(chunk)
+            if len(batch) >= _BATCH:
+                self._place_batch(batch, policy, active, placed, counters)
+                batch = []
+            if progress:
+                progress(len(chunk))
+        manifest = Manifest(size=size, chunks=refs)
+        if private:
+            manifest_bytes = crypto.seal_manifest(key, manifest.to_dag_json())
+            manifest_cid = cids.cid_of(manifest_bytes, "raw")
+        else:
+            manifest_bytes = manifest.to_dag_json()
+            manifest_cid = cids.cid_of(manifest_bytes, "dag-json")
+        batch.append((manifest_cid, manifest_bytes))
+        self._place_batch(batch, policy, active, placed, counters)
+        policy_doc = policy.model_dump()
+        with self._session() as s:
+            insert_ignore(s, BlockRow, [{"cid": c, "size": n, "policy": policy_doc} for c, (n, _) in placed.items()])
+            insert_ignore(s, FragmentRow, [f for _, frags in placed.values() for f in frags])
+            insert_ignore(s, ManifestRow, [{"cid": manifest_cid, "size": size, "chunks": len(refs),
+                                            "private": private, "policy": policy_doc}])
+            block_cids = {r.cid for r in refs} | {manifest_cid}
+            insert_ignore(s, RefRow, [{"manifest_cid": manifest_cid, "block_cid": c} for c in sorted(block_cids)])
+            row = s.get(FileRow, (owner, manifest_cid))
+            if row is None:
+                row = FileRow(owner=owner, cid=manifest_cid, name=name, private=private, pinned=True)
+                s.add(row)
+            else:
+                row.pinned, row.name = True, name or row.name
+            s.flush()
+            info = self._file_info(s, row)
+        return PutStats(file=info, new_blocks=len(placed), reused_blocks=counters["reused"],
+                        bytes_uploaded=counters["uploaded"])
+
+    def _place_batch(self, batch: list[tuple[str, bytes]], policy: Replicas | Erasure,
+                     active: list[tuple[str, float]], placed: dict, counters: dict) -> None:
+        unique = {c: data for c, data in batch if c not in placed}
+        with self._session() as s:
+            known = set(s.scalars(select(BlockRow.cid).where(BlockRow.cid.in_(list(unique)))))
+        counters["reused"] += len(batch) - len(unique) + len(known)
+        todo = {c: data for c, data in unique.items() if c not in known}
+        futures = {c: self._pool.submit(self._place_block, c, data, policy, active) for c, data in todo.items()}
+        for c, future in futures.items():
+            rows, uploaded = future.result()
+            placed[c] = (len(todo[c]), rows)
+            counters["uploaded"] += uploaded
+
+    @staticmethod
+    def _fragments(block_cid: str, data: bytes, policy: Replicas | Erasure) -> list[tuple[str, bytes]]:
+        if isinstance(policy, Replicas):
+            return [(block_cid, data)] * policy.copies
+        return [(cids.cid_of(f), f) for f in erasure.encode(data, policy.k, policy.n)]
+
+    def _place_block(self, block_cid: str, data: bytes, policy: Replicas | Erasure,
+                     active: list[tuple[str, float]]) -> tuple[list[dict], int]:
+        candidates = iter(placement.rank(block_cid, active))
+        rows, uploaded = [], 0
+        for idx, (fragment_cid, fragment) in enumerate(self._fragments(block_cid, data, policy)):
+            node_id = self._put_somewhere(candidates, fragment_cid, fragment)
+            if node_id is None:
+                raise NotEnoughNodes(f"block {block_cid}: only {idx} of {policy.width} fragments found a node "
+                                     "that accepts them", field="policy")
+            rows.append({"block_cid": block_cid, "idx": idx, "fragment_cid": fragment_cid, "node_id": node_id,
+                         "healthy": True})
+            uploaded += len(fragment)
+        return rows, uploaded
+
+    def _put_somewhere(self, candidates: Iterator[str], fragment_cid: str, fragment: bytes) -> str | None:
+        """Store on the first candidate that accepts; a full or unreachable node passes to the next."""
+        for node_id in candidates:
+            try:
+                self._store(node_id).put(fragment_cid, fragment)
+            except (StoreUnavailable, QuotaExceeded):
+                continue
+            return node_id
+        return None
+
+    # ---- get ---------------------------------------------------------------------------------
+
+    def stat(self, cid: str, owner: str = "local") -> FileInfo:
+        with self._session() as s:
+            return self._file_info(s, self._visible_row(s, cid, owner))
+
+    def ls(self, owner: str = "local") -> list[FileInfo]:
+        with self._session() as s:
+            rows = s.scalars(select(FileRow).where(FileRow.owner == owner).order_by(FileRow.created_at))
+            return [self._file_info(s, r) for r in rows]
+
+    def manifest(self, cid: str, owner: str = "local") -> Manifest:
+        with self._session() as s:
+            row = self._visible_row(s, cid, owner)
+            stored_by = row.owner
+        raw = self._read_block(cid)
+        if cids.codec_of(cid) == "dag-json":
+            return Manifest.from_dag_json(raw)
+        return Manifest.from_dag_json(crypto.open_manifest(crypto.owner_key(self._secret, stored_by), raw))
+
+    def open_range(self, cid: str, owner: str = "local", start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes [start, end) of a file, streamed chunk by chunk with blocks fetched ahead."""
+        manifest = self.manifest(cid, owner)
+        end = manifest.size if end is None else min(end, manifest.size)
+        if start < 0 or start > end:
+            raise StorageError(f"range {start}-{end} is outside the file's {manifest.size} bytes", field="range")
+        key = crypto.owner_key(self._secret, owner) if any(c.digest for c in manifest.chunks) else b""
+        wanted, offset = [], 0
+        for chunk in manifest.chunks:
+            if offset + chunk.size > start and offset < end:
+                wanted.append((offset, chunk))
+            offset += chunk.size
+        return self._stream(wanted, start, end, key)
+
+    def _stream(self, wanted: list[tuple[int, ChunkRef]], start: int, end: int, key: bytes) -> Iterator[bytes]:
+        pending: deque[tuple[int, ChunkRef, Future]] = deque()
+        items = iter(wanted)
+        for offset, chunk in items:
+            pending.append((offset, chunk, self._pool.submit(self._read_chunk, chunk, key)))
+            if len(pending) >= _READ_AHEAD:
+                break
+        try:
+            while pending:
+                offset, chunk, future = pending.popleft()
+                nxt = next(items, None)
+                if nxt is not None:
+                    pending.append((nxt[0], nxt[1], self._pool.submit(self._read_chunk, nxt[1], key)))
+                data = future.result()
+                yield data[max(0, start - offset):end - offset]
+        finally:
+            for *_, future in pending:
+                future.cancel()
+
+    def _read_chunk(self, chunk: ChunkRef, key: bytes) -> bytes:
+        data = self._read_block(chunk.cid)
+        if chunk.digest is not None:
+            data = crypto.open_chunk(key, bytes.fromhex(chunk.digest), data)
+        if len(data) != chunk.size:
+            raise DataLost(f"chunk {chunk.cid} decoded to {len(data)} bytes, expected {chunk.size}")
+        return data
+
+    def get_bytes(self, cid: str, owner: str = "local", start: int = 0, end: int | None = None) -> bytes:
+        return b"".join(self.open_range(cid, owner, start, end))
+
+    def get_file(self, cid: str, dest: str | os.PathLike, owner: str = "local",
+                 progress: Progress | None = None) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for part in self.open_range(cid, owner):
+                    f.write(part)
+                    if progress:
+                        progress(len(part))
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dest
+
+    def _read_block(self, block_cid: str) -> bytes:
+        """Fetch a block from its fragments, checking every piece against its CID."""
+        with self._session() as s:
+            block = s.get(BlockRow, block_cid)
+            if block is None:
+                raise DataLost(f"block {block_cid} is not in the catalog")
+            rows = list(s.execute(
+                select(FragmentRow.idx, FragmentRow.fragment_cid, FragmentRow.node_id)
+                .join(NodeRow, NodeRow.id == FragmentRow.node_id)
+                .where(FragmentRow.block_cid == block_cid, FragmentRow.healthy.is_(True),
+                       NodeRow.status == "active")))
+            policy, size = _policy_adapter.validate_python(block.policy), block.size
+        need = policy.k if isinstance(policy, Erasure) else 1
+        got: dict[int, bytes] = {}
+        for idx, fragment_cid, node_id in rows:
+            try:
+                data = self._store(node_id).get(fragment_cid)
+            except (StoreUnavailable, BlockMissing):
+                continue
+            if not cids.matches(fragment_cid, data):
+                self._mark_unhealthy(block_cid, idx)
+                continue
+            got[idx] = data
+            if len(got) >= need:
+                break
+        if len(got) < need:
+            raise DataLost(f"block {block_cid}: {len(got)} of the {need} fragments it needs could be read")
+        data = got[next(iter(got))] if isinstance(policy, Replicas) else erasure.decode(got, policy.k, policy.n, size)
+        if not cids.matches(block_cid, data):
+            raise DataLost(f"block {block_cid} decoded to bytes that do not match its CID")
+        return data
+
+    def _mark_unhealthy(self, block_cid: str, idx: int) -> None:
+        with self._session() as s:
+            s.execute(update(FragmentRow).where(FragmentRow.block_cid == block_cid, FragmentRow.idx == idx)
+                      .values(healthy=False))
+
+    # ---- ownership ---------------------------------------------------------------------------
+
+    def _visible_row(self, s: Session, cid: str, owner: str) -> FileRow:
+        """The caller's own entry for ``cid``, else a public one; private files of others are not found."""
+        try:
+            cids.parse(cid)
+        except cids.InvalidCID as exc:
+            raise StorageError(str(exc), field="cid") from None
+        row = s.get(FileRow, (owner, cid))
+        if row is None:
+            row = s.scalars(select(FileRow).where(FileRow.cid == cid, FileRow.private.is_(False)).limit(1)).first()
+        if row is None:
+            raise NotFound(f"no file {cid}", field="cid")
+        return row
+
+    def _file_info(self, s: Session, row: FileRow) -> FileInfo:
+        m = s.get(ManifestRow, row.cid)
+        return FileInfo(cid=row.cid, owner=row.owner, name=row.name, size=m.size, private=row.private,
+                        pinned=row.pinned, policy=_policy_adapter.validate_python(m.policy), chunks=m.chunks,
+                        created_at=row.created_at)
+
+    def pin(self, cid: str, owner: str = "local") -> FileInfo:
+        """Keep a file: the caller's own, or a public one the caller wants kept under its account."""
+        with self._session() as s:
+            visible = self._visible_row(s, cid, owner)
+            row = s.get(FileRow, (owner, cid))
+            if row is None:
+                row = FileRow(owner=owner, cid=cid, name=visible.name, private=False, pinned=True)
+                s.add(row)
+            row.pinned = True
+            s.flush()
+            return self._file_info(s, row)
+
+    def unpin(self, cid: str, owner: str = "local") -> FileInfo:
+        """Let garbage collection take the file once no one else keeps it."""
+        with self._session() as s:
+            row = self._own_row(s, cid, owner)
+            row.pinned = False
+            return self._file_info(s, row)
+
+    def delete(self, cid: str, owner: str = "local") -> None:
+        with self._session() as s:
+            s.delete(self._own_row(s, cid, owner))
+        self.gc()
+
+    def _own_row(self, s: Session, cid: str, owner: str) -> FileRow:
+        row = s.get(FileRow, (owner, cid))
+        if row is None:
+            self._visible_row(s, cid, owner)  # 404 unless the caller can at least see it
+            raise Forbidden(f"file {cid} belongs to another account", field="cid")
+        return row
+
+    def gc(self) -> int:
+        """Drop unpinned files and every block no kept file needs; returns the blocks freed."""
+        with self._session() as s:
+            s.execute(delete(FileRow).where(FileRow.pinned.is_(False)))
+            kept = select(FileRow.cid)
+            dead_manifests = list(s.scalars(select(ManifestRow.cid).where(ManifestRow.cid.not_in(kept))))
+            for part in _batched(dead_manifests):
+                s.execute(delete(RefRow).where(RefRow.manifest_cid.in_(part)))
+                s.execute(delete(ManifestRow).where(ManifestRow.cid.in_(part)))
+            dead_blocks = list(s.scalars(select(BlockRow.cid).where(BlockRow.cid.not_in(select(RefRow.block_cid)))))
+            doomed: list[tuple[str, str]] = []
+            for part in _batched(dead_blocks):
+                doomed += list(s.execute(select(FragmentRow.node_id, FragmentRow.fragment_cid)
+                                         .where(FragmentRow.block_cid.in_(part))))
+                s.execute(delete(FragmentRow).where(FragmentRow.block_cid.in_(part)))
+                s.execute(delete(BlockRow).where(BlockRow.cid.in_(part)))
+        # Catalog first: a node that misses a delete only keeps an orphan, never loses a live block.
+        still_needed = self._assigned(doomed)
+        for node_id, fragment_cid in doomed:
+            if (node_id, fragment_cid) in still_needed:
+                continue
+            try:
+                self._store(node_id).delete(fragment_cid)
+            except StoreUnavailable:
+                continue
+        return len(dead_blocks)
+
+    def _assigned(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Of (node, fragment cid) pairs, those some remaining block still keeps there (identical fragments)."""
+        found: set[tuple[str, str]] = set()
+        with self._session() as s:
+            for part in _batched(sorted({f for _, f in pairs})):
+                found |= set(s.execute(select(FragmentRow.node_id, FragmentRow.fragment_cid)
+                                       .where(FragmentRow.fragment_cid.in_(part))))
+        return found
+
+    # ---- integrity: audit and repair ----------------------------------------------------------
+
+    def audit(self, sample: int | None = None, rng: random.Random | None = None) -> AuditReport:
+        """Challenge nodes to hash a fresh nonce with fragments they should hold; the expected answer
+        comes from the block rebuilt from its other fragments, so only the real bytes pass."""
+        rng = rng or random.Random()
+        with self._session() as s:
+            rows = list(s.execute(
+                select(FragmentRow.block_cid, FragmentRow.idx, FragmentRow.fragment_cid, FragmentRow.node_id)
+                .join(NodeRow, NodeRow.id == FragmentRow.node_id)
+                .where(FragmentRow.healthy.is_(True), NodeRow.status == "active")
+                .order_by(FragmentRow.block_cid, FragmentRow.idx)))
+        if sample is not None and sample < len(rows):
+            rows = rng.sample(rows, sample)
+        by_block: dict[str, list] = {}
+        for row in rows:
+            by_block.setdefault(row[0], []).append(row)
+        report = AuditReport(checked=0)
+        for block_cid, fragments in by_block.items():
+            try:
+                expected = self._expected_fragments(block_cid)
+            except DataLost:
+                continue  # repair reports lost blocks; an audit can only judge what it can rebuild
+            for _, idx, fragment_cid, node_id in fragments:
+                nonce = os.urandom(16)
+                report.checked += 1
+                try:
+                    answer = self._store(node_id).audit(fragment_cid, nonce)
+                except StoreUnavailable:
+                    self._set_status(node_id, "down")
+                    continue
+                except BlockMissing:
+                    answer = None
+                if answer != audit_answer(nonce, expected[idx]):
+                    self._fail_audit(block_cid, idx, node_id)
+                    report.failed.append({"block": block_cid, "fragment": idx, "node": node_id})
+        return report
+
+    def _expected_fragments(self, block_cid: str) -> list[bytes]:
+        data = self._read_block(block_cid)
+        with self._session() as s:
+            policy = _policy_adapter.validate_python(s.get(BlockRow, block_cid).policy)
+        return [f for _, f in self._fragments(block_cid, data, policy)]
+
+    def _fail_audit(self, block_cid: str, idx: int, node_id: str) -> None:
+        self._mark_unhealthy(block_cid, idx)
+        with self._session() as s:
+            node = s.get(NodeRow, node_id)
+            node.audit_failures += 1
+            if node.audit_failures >= self.settings.storage_max_audit_failures:
+                node.status = "evicted"
+
+    def redundancy(self) -> list[Redundancy]:
+        """Healthy fragments on active nodes per block, against the block's target."""
+        with self._session() as s:
+            healthy = dict(s.execute(
+                select(FragmentRow.block_cid, func.count(func.distinct(FragmentRow.node_id)))
+                .join(NodeRow, NodeRow.id == FragmentRow.node_id)
+                .where(FragmentRow.healthy.is_(True), NodeRow.status == "active")
+                .group_by(FragmentRow.block_cid)))
+            return [Redundancy(block=cid, target=_policy_adapter.validate_python(policy).width,
+                               healthy=healthy.get(cid, 0))
+                    for cid, policy in s.execute(select(BlockRow.cid, BlockRow.policy))]
+
+    def repair(self) -> RepairReport:
+        """Rebuild every fragment that is unhealthy or on a node that is not active, on other nodes."""
+        active = self._active_nodes()
+        active_ids = {n for n, _ in active}
+        report = RepairReport(blocks_checked=0, fragments_rebuilt=0)
+        with self._session() as s:
+            blocks = list(s.execute(select(BlockRow.cid, BlockRow.policy)))
+            fragments: dict[str, list[tuple[int, str, bool]]] = {}
+            for block_cid, idx, node_id, healthy in s.execute(
+                    select(FragmentRow.block_cid, FragmentRow.idx, FragmentRow.node_id, FragmentRow.healthy)):
+                fragments.setdefault(block_cid, []).append((idx, node_id, healthy))
+        for block_cid, policy_doc in blocks:
+            report.blocks_checked += 1
+            policy = _policy_adapter.validate_python(policy_doc)
+            rows = fragments.get(block_cid, [])
+            good = {idx: node for idx, node, healthy in rows if healthy and node in active_ids}
+            missing = [i for i in range(policy.width) if i not in good]
+            if not missing:
+                continue
+            try:
+                rebuilt = self._fragments(block_cid, self._read_block(block_cid), policy)
+            except DataLost:
+                report.lost.append(block_cid)
+                continue
+            candidates = iter(placement.choose(block_cid, active, len(active), exclude=list(good.values())))
+            for idx in missing:
+                fragment_cid, fragment = rebuilt[idx]
+                node_id = self._put_somewhere(candidates, fragment_cid, fragment)
+                if node_id is None:
+                    report.degraded.append(block_cid)
+                    break
+                with self._session() as s:
+                    row = s.get(FragmentRow, (block_cid, idx))
+                    row.node_id, row.fragment_cid, row.healthy = node_id, fragment_cid, True
+                report.fragments_rebuilt += 1
+        return report

@@ -1,0 +1,148 @@
+"""/v1/storage: streaming put and get (with HTTP range requests), stat, ls, pin/unpin, delete, nodes."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from agxnt.errors import AgentError
+from cxmpute.settings import get_settings
+from stxrage import open_storage
+from stxrage.errors import StorageError
+from stxrage.models import AuditReport, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
+from stxrage.store import Storage
+from web.deps import current_owner
+
+router = APIRouter(prefix="/v1/storage", tags=["storage"])
+T = TypeVar("T")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def storage() -> Storage:
+    return open_storage(get_settings())
+
+
+async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Run a storage call off the event loop; storage errors become the API's 4xx/5xx JSON."""
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except StorageError as exc:
+        raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
+
+
+@router.post("/files", response_model=PutStats, status_code=201, summary="Store a file (streamed request body)")
+async def put_file(request: Request, name: str | None = Query(None, max_length=500),
+                   private: bool = Query(False, description="Encrypt before the data leaves the platform"),
+                   policy: str | None = Query(None, description="Copies ('3') or erasure k/n ('4/6')"),
+                   owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> PutStats:
+    try:
+        chosen = parse_policy(policy) if policy else None
+    except ValueError as exc:
+        raise AgentError(str(exc), field="policy") from None
+    # The body is spooled to disk, never held in memory, then chunked from there.
+    fd, tmp = tempfile.mkstemp(prefix="stxrage-upload-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for part in request.stream():
+                f.write(part)
+        return await _call(_put_spooled, store, tmp, name=name, owner=owner, private=private, policy=chosen)
+    finally:
+        os.unlink(tmp)
+
+
+def _put_spooled(store: Storage, path: str, **kwargs) -> PutStats:
+    with open(path, "rb") as f:
+        return store.put_stream(f, **kwargs)
+
+
+@router.get("/files", response_model=list[FileInfo], summary="List the caller's files")
+async def list_files(owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> list[FileInfo]:
+    return await _call(store.ls, owner)
+
+
+@router.get("/files/{cid}/stat", response_model=FileInfo, summary="A file's size, chunks and policy")
+async def stat_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> FileInfo:
+    return await _call(store.stat, cid, owner)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, end) from a single-range ``Range`` header; None serves the whole file."""
+    if not header or not header.startswith("bytes="):
+        return None
+    match = _RANGE.match(header.replace(" ", ""))
+    if match is None or (not match.group(1) and not match.group(2)):
+        raise AgentError(f"unsupported Range {header!r}: use one range bytes=START-END", field="range",
+                         status_code=416)
+    first, last = match.groups()
+    if not first:  # suffix: the last N bytes
+        start, end = max(0, size - int(last)), size
+    else:
+        start, end = int(first), min(size, int(last) + 1) if last else size
+    if start >= size or start >= end:
+        raise AgentError(f"range {header!r} is outside the file's {size} bytes", field="range", status_code=416)
+    return start, end
+
+
+@router.get("/files/{cid}", summary="Fetch a file (streamed; honours Range)",
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}})
+async def get_file(cid: str, request: Request, owner: str = Depends(current_owner),
+                   store: Storage = Depends(storage)) -> Response:
+    info = await _call(store.stat, cid, owner)
+    span = _byte_range(request.headers.get("range"), info.size)
+    start, end = span or (0, info.size)
+    body: Iterator[bytes] = await _call(store.open_range, cid, owner, start, end)
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start), "ETag": f'"{cid}"'}
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+    return StreamingResponse(body, status_code=206 if span else 200, media_type="application/octet-stream",
+                             headers=headers)
+
+
+@router.post("/files/{cid}/pin", response_model=FileInfo, summary="Keep a file (yours or a public one)")
+async def pin_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> FileInfo:
+    return await _call(store.pin, cid, owner)
+
+
+@router.post("/files/{cid}/unpin", response_model=FileInfo, summary="Let garbage collection take a file")
+async def unpin_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> FileInfo:
+    return await _call(store.unpin, cid, owner)
+
+
+@router.delete("/files/{cid}", status_code=204, summary="Delete one of your files")
+async def delete_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> Response:
+    await _call(store.delete, cid, owner)
+    return Response(status_code=204)
+
+
+class NodeRegistration(BaseModel):
+    url: str = Field(pattern=r"^(https?|file)://", description="http(s)://host:port of a storage node")
+    provider: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$", description="Provider account address")
+
+
+@router.get("/nodes", response_model=list[NodeInfo], summary="Storage nodes and their status")
+async def list_nodes(store: Storage = Depends(storage)) -> list[NodeInfo]:
+    return await _call(store.nodes)
+
+
+@router.post("/nodes", response_model=NodeInfo, status_code=201, summary="Register a storage node")
+async def add_node(body: NodeRegistration, store: Storage = Depends(storage)) -> NodeInfo:
+    return await _call(store.add_node, body.url, provider=body.provider)
+
+
+@router.post("/audit", response_model=AuditReport, summary="Challenge nodes for a sample of fragments")
+async def audit(sample: int | None = Query(None, ge=1, le=100_000), store: Storage = Depends(storage)) -> AuditReport:
+    return await _call(store.audit, sample)
+
+
+@router.post("/repair", response_model=RepairReport, summary="Rebuild lost redundancy on healthy nodes")
+async def repair(store: Storage = Depends(storage)) -> RepairReport:
+    await _call(store.check_nodes)
+    return await _call(store.repair)
