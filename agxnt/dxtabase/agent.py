@@ -114,9 +114,13 @@ class Dxtabase(Agent):
     def _query(self, backend: Backend, owner: str, input: Input) -> Output:
         if not input.sql or not input.sql.strip():
             raise AgentError("sql must not be empty", field="sql")
+        statement = sa.text(input.sql)
+        missing = sorted(set(statement.compile().params) - set(input.params))
+        if missing:
+            raise AgentError(f"no value given for parameter(s) {', '.join(':' + m for m in missing)}", field="params")
         try:
             with backend.engine_for(owner).begin() as conn:
-                result = conn.execute(sa.text(input.sql), input.params)
+                result = conn.execute(statement, input.params)
                 if not result.returns_rows:
                     return self.Output(rowcount=max(result.rowcount, 0))
                 columns = list(result.keys())

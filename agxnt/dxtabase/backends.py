@@ -116,7 +116,8 @@ class PostgresBackend:
             if engine is None:
                 self._provision(owner)
                 url = self.admin_url.set(username=self.role_for(owner), password=self._password(owner))
-                engine = create_engine(url, poolclass=pool.NullPool)
+                # every statement is sent prepared, and a prepared statement holds exactly one command
+                engine = create_engine(url, poolclass=pool.NullPool, connect_args={"prepare_threshold": 0})
                 _remember(self._engines, owner, engine)
             return engine
 

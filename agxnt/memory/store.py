@@ -334,8 +334,7 @@ def chroma_client(settings: Settings) -> ClientAPI:
     if settings.chroma_url:
         url = urlparse(settings.chroma_url)
         if url.scheme not in {"http", "https"} or not url.hostname:
-            raise AgentError(f"CXMPUTE_CHROMA_URL must be an http(s) URL, got {settings.chroma_url!r}",
-                             field="chroma_url", status_code=500)
+            raise ValueError(f"CXMPUTE_CHROMA_URL must be an http(s) URL, got {settings.chroma_url!r}")
         return chromadb.HttpClient(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
                                    ssl=url.scheme == "https", settings=chroma_settings)
     path = settings.data_dir / "chroma"
