@@ -1,0 +1,28 @@
+"""Where untrusted code runs: the Runtime interface, its implementations and their registry."""
+
+from __future__ import annotations
+
+import threading
+
+from cxmpute.settings import Settings, get_settings
+
+from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, Limits, OutputChunk,
+                                   ResourceUsage, Runtime, RuntimeUnavailable, Sandbox)
+from compute.runtimes.registry import DEFAULT_RUNTIME, RuntimeRegistry
+
+__all__ = ["BackgroundProcess", "DEFAULT_RUNTIME", "ExecResult", "FileInfo", "JobSpec", "Limits", "OutputChunk",
+           "ResourceUsage", "Runtime", "RuntimeRegistry", "RuntimeUnavailable", "Sandbox", "runtime_registry"]
+
+
+_registries: dict[str, RuntimeRegistry] = {}
+_lock = threading.Lock()
+
+
+def runtime_registry(settings: Settings | None = None) -> RuntimeRegistry:
+    """The registry of runtimes for these settings, one per data directory so sessions are shared."""
+    settings = settings or get_settings()
+    with _lock:
+        key = str(settings.home)
+        if key not in _registries:
+            _registries[key] = RuntimeRegistry(settings)
+        return _registries[key]

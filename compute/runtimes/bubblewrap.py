@@ -1,0 +1,235 @@
+"""The ``sandbox`` runtime: bubblewrap namespaces, a per-job uid, rlimits and a wall-clock deadline.
+
+Layout of each command: ``bwrap`` (as root, so it can build the mount tree without a user
+namespace) unshares pid, ipc, uts, cgroup and (unless granted) network namespaces, shows a read-only
+system (``/usr``, a short list of ``/etc`` files, the platform's Python), a private ``/proc``,
+``/dev`` and ``/tmp`` and the job's scratch tmpfs at ``/scratch``; inside, ``prlimit`` sets the
+rlimits and ``setpriv`` drops to a uid of its own, with no capabilities and no way to gain any.
+A uid per job makes the process limit count only that job's processes and leaves it no file on the
+host it owns. ``--die-with-parent`` plus the pid namespace mean that killing ``bwrap`` ends every
+process of the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cxmpute.settings import Settings
+
+from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputFn, ResourceUsage,
+                                   Runtime, RuntimeUnavailable, Sandbox)
+from compute.runtimes.process import run_process
+from compute.runtimes.scratch import Scratch
+
+UID_BASE = 1_800_000  # far above any account on the host, so a job's uid owns nothing there
+UID_SPAN = 1_000_000
+_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "hosts", "resolv.conf",
+        "ssl", "ca-certificates", "alternatives", "localtime", "mime.types", "host.conf", "gai.conf")
+_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def _python_roots() -> list[Path]:
+    """The platform's interpreter and its environment, shown read-only inside the sandbox."""
+    roots = []
+    for p in {Path(sys.base_prefix).resolve(), Path(sys.prefix)}:
+        if not p.is_relative_to("/usr"):
+            roots.append(p)
+    return sorted(roots)
+
+
+class BubblewrapSandbox(Sandbox):
+    def __init__(self, runtime: BubblewrapRuntime, spec: JobSpec):
+        super().__init__(spec)
+        self.runtime = runtime
+        self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
+        self.scratch = Scratch(runtime.root, spec.limits.disk_mb, self.uid, self.uid)
+        self._usage = ResourceUsage()
+        self._lock = threading.Lock()
+        self._processes: list[_BwrapProcess] = []
+        self._stopped = False
+
+    def argv(self, command: Sequence[str], env: dict[str, str] | None = None) -> list[str]:
+        lim = self.spec.limits
+        args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--hostname", "sandbox"]
+        if not self.spec.network:
+            args.append("--unshare-net")
+        args += ["--ro-bind", "/usr", "/usr"]
+        for link in ("bin", "lib", "lib64", "sbin"):
+            target = os.readlink(f"/{link}") if os.path.islink(f"/{link}") else None
+            if target:
+                args += ["--symlink", target, f"/{link}"]
+            elif os.path.isdir(f"/{link}"):
+                args += ["--ro-bind", f"/{link}", f"/{link}"]
+        for name in _ETC:
+            if os.path.exists(f"/etc/{name}"):
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        made = set()
+        for root in self.runtime.python_roots:
+            for parent in reversed(root.parents):
+                if str(parent) != "/" and parent not in made:
+                    made.add(parent)
+                    args += ["--perms", "0755", "--dir", str(parent)]
+            args += ["--ro-bind", str(root), str(root)]
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(16 * 2**20), "--tmpfs", "/tmp",
+                 "--bind", str(self.scratch.path), self.workdir, "--chdir", self.workdir,
+                 "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--clearenv"]
+        for key, value in {**self.base_env(), **self.spec.env, **(env or {})}.items():
+            args += ["--setenv", key, value]
+        args += ["--", "/usr/bin/prlimit", f"--cpu={lim.cpu_seconds}", f"--as={lim.memory_mb * 2**20}",
+                 f"--nproc={lim.processes}", f"--fsize={lim.file_size_mb * 2**20}", f"--nofile={lim.open_files}",
+                 "--core=0", "--",
+                 "/usr/bin/setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *command]
+        return args
+
+    def base_env(self) -> dict[str, str]:
+        return {"PATH": _PATH, "HOME": self.workdir, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+
+    def _add_usage(self, usage: ResourceUsage) -> None:
+        with self._lock:
+            self._usage = ResourceUsage(wall_seconds=self._usage.wall_seconds + usage.wall_seconds,
+                                        cpu_seconds=self._usage.cpu_seconds + usage.cpu_seconds,
+                                        max_rss_mb=max(self._usage.max_rss_mb, usage.max_rss_mb))
+
+    async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,
+                   env: dict[str, str] | None = None, on_output: OutputFn | None = None) -> ExecResult:
+        self._check_running()
+        full = self.argv(argv, env)
+        # bwrap itself gets no environment beyond PATH: the job's environment is set with --setenv only
+        result = await asyncio.to_thread(
+            run_process, full, env={"PATH": _PATH}, stdin=stdin,
+            timeout=timeout or self.spec.limits.wall_seconds, output_cap=self.spec.limits.output_bytes,
+            on_output=on_output)
+        self._add_usage(result.usage)
+        self.runtime.reap_uid(self.uid)
+        return result
+
+    def start_process(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> BackgroundProcess:
+        self._check_running()
+        proc = _BwrapProcess(self, self.argv(argv, env))
+        self._processes.append(proc)
+        return proc
+
+    def put_file(self, path: str, data: bytes) -> None:
+        self.scratch.put(path, data)
+
+    def get_file(self, path: str, max_bytes: int | None = None) -> bytes:
+        return self.scratch.get(path, max_bytes)
+
+    def list_files(self) -> list[FileInfo]:
+        return self.scratch.list()
+
+    def remove_file(self, path: str) -> None:
+        self.scratch.remove(path)
+
+    def usage(self) -> ResourceUsage:
+        with self._lock:
+            return self._usage
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise RuntimeUnavailable("the sandbox was stopped")
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for proc in self._processes:
+            proc.kill()
+        await asyncio.to_thread(self._teardown)
+
+    def _teardown(self) -> None:
+        for proc in self._processes:
+            proc.wait(5)
+        self.runtime.reap_uid(self.uid)
+        self.scratch.remove_tree()
+
+
+class _BwrapProcess(BackgroundProcess):
+    def __init__(self, sandbox: BubblewrapSandbox, argv: list[str]):
+        self.sandbox = sandbox
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True)
+        self._done = threading.Event()
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        _, status, rusage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.sandbox._add_usage(ResourceUsage(wall_seconds=round(time.monotonic() - self.started, 4),
+                                              cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 4),
+                                              max_rss_mb=round(rusage.ru_maxrss / 1024, 2)))
+        self._done.set()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    def alive(self) -> bool:
+        return not self._done.is_set()
+
+    def kill(self) -> None:
+        if not self._done.is_set():
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float) -> None:
+        self._done.wait(timeout)
+
+
+class BubblewrapRuntime(Runtime):
+    name = "sandbox"
+    description = "bubblewrap namespaces with rlimits; the platform's own Python"
+
+    def __init__(self, settings: Settings):
+        self.root = settings.data_dir / "runtimes" / "sandbox"
+        self.python_roots = _python_roots()
+        self.python = sys.executable
+
+    def check(self) -> str | None:
+        if shutil.which("bwrap") is None:
+            return "bubblewrap is not installed (Debian package 'bubblewrap')"
+        if os.geteuid() != 0:
+            return "the sandbox runtime runs as root, to give each job a uid of its own"
+        for tool in ("/usr/bin/prlimit", "/usr/bin/setpriv"):
+            if not os.path.exists(tool):
+                return f"{tool} is missing (Debian package 'util-linux')"
+        return None
+
+    async def start(self, spec: JobSpec | None = None) -> BubblewrapSandbox:
+        why = self.check()
+        if why:
+            raise RuntimeUnavailable(why)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return await asyncio.to_thread(BubblewrapSandbox, self, spec or JobSpec())
+
+    @staticmethod
+    def reap_uid(uid: int) -> None:
+        """Kill any process left running as the job's uid (none should survive its pid namespace)."""
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.stat(entry.path).st_uid == uid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue

@@ -1,0 +1,48 @@
+"""Runtimes by name, discovered from the ``cxmpute.runtimes`` entry-point group.
+
+A provider offers the runtimes its machine can run: those registered whose ``check`` passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+from cxmpute.settings import Settings
+
+from compute.runtimes.base import Runtime, RuntimeUnavailable
+from compute.runtimes.code import SessionManager
+
+log = logging.getLogger("cxmpute.runtimes")
+
+DEFAULT_RUNTIME = "sandbox"
+
+
+class RuntimeRegistry:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._runtimes: dict[str, Runtime] = {}
+        self.sessions = SessionManager()
+        for ep in entry_points(group="cxmpute.runtimes"):
+            try:
+                self._runtimes[ep.name] = ep.load()(settings)
+            except Exception:  # a broken plug-in must not take the other runtimes down
+                log.exception("could not load runtime entry point %s", ep.name)
+
+    def names(self) -> list[str]:
+        return sorted(self._runtimes)
+
+    def offered(self) -> list[str]:
+        """The runtimes this machine can run now, which a provider declares."""
+        return [name for name in self.names() if self._runtimes[name].check() is None]
+
+    def get(self, name: str | None = None) -> Runtime:
+        name = name or DEFAULT_RUNTIME
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            raise RuntimeUnavailable(f"unknown runtime {name!r} (known: {', '.join(self.names())})",
+                                     field="runtime", status_code=400)
+        why = runtime.check()
+        if why is not None:
+            raise RuntimeUnavailable(f"runtime {name!r} is not available on this machine: {why}", field="runtime")
+        return runtime
