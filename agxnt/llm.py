@@ -29,7 +29,9 @@ class _Loaded:
 
     def __init__(self, model_id: str):
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # loading bars would corrupt CLI and log output
         self.tokenizer = AutoTokenizer.from_pretrained(model_id)
         self.model = AutoModelForCausalLM.from_pretrained(model_id)
         self.model.eval()

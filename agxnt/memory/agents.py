@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
+from agxnt.memory.files import read_folder
 from agxnt.memory.filters import Scalar
 from agxnt.memory.store import DocumentIn, MemoryStore, SearchHit, validate_memory_name
 from agxnt.memory.threads import EntryIn, ThreadEntry
@@ -46,6 +47,10 @@ class WriteMemory(Agent):
         text: str | None = Field(None, description="One text to remember")
         texts: list[str] = Field(default_factory=list, description="Several texts, one document each")
         documents: list[DocumentIn] = Field(default_factory=list, description="Documents with ids and metadata")
+        folder: str | None = Field(None, description="A folder of text files to store, one document per file "
+                                                     "(id = relative path); must lie in the ingest folders")
+        pattern: str = Field("*.txt", description="Which files of `folder` to read (glob)")
+        recursive: bool = Field(False, description="Also read the folder's sub-folders")
         metadata: dict[str, Scalar] = Field(default_factory=dict, description="Metadata added to every document")
         chunk_size: int = Field(1000, ge=50, le=20_000, description="Characters per chunk")
         chunk_overlap: int = Field(200, ge=0, le=10_000, description="Characters shared by neighbouring chunks")
@@ -60,6 +65,8 @@ class WriteMemory(Agent):
         docs = list(input.documents) + [DocumentIn(text=t) for t in input.texts]
         if input.text is not None:
             docs.insert(0, DocumentIn(text=input.text))
+        if input.folder:
+            docs += await asyncio.to_thread(read_folder, ctx.settings, input.folder, input.pattern, input.recursive)
         if input.text is not None and not input.text.strip():
             raise AgentError("text must not be empty", field="text")
         for i, t in enumerate(input.texts):

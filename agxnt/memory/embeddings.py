@@ -25,7 +25,9 @@ def default_model_path() -> str:
 @lru_cache(maxsize=4)
 def _load(model: str, device: str | None):  # -> SentenceTransformer
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # loading bars would corrupt CLI and log output
     return SentenceTransformer(model, device=device)
 
 

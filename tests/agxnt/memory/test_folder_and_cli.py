@@ -1,0 +1,95 @@
+"""Folder ingest (confined to the ingest roots) and `cxmpute memory write|search|ask|ls`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from agxnt.errors import AgentError
+from agxnt.memory.agents import WriteMemory
+from agxnt.memory.cli import app
+from cxmpute.settings import Settings
+
+PAGES = {
+    "ocean.txt": "Blue whales are the largest animals ever known to have lived on Earth.",
+    "volcano.txt": "Mount Etna in Sicily is one of the most active volcanoes in the world.",
+    "notes/bread.txt": "Sourdough bread rises thanks to wild yeast and lactic acid bacteria.",
+    "skip.md": "Markdown is not matched by the default pattern.",
+}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "ingest"
+    for name, text in PAGES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+async def test_write_memory_reads_a_folder_inside_the_ingest_roots(ctx_for, owners, folder):
+    ctx = ctx_for(owners[0])
+    ctx.settings = Settings(home=ctx.settings.home, memory_ingest_roots=[folder.parent])
+    out = await WriteMemory()({"memory": "files", "folder": str(folder), "recursive": True}, ctx)
+    assert out.ids == ["notes/bread.txt", "ocean.txt", "volcano.txt"]
+    flat = await WriteMemory()({"memory": "flat", "folder": "ingest"}, ctx)  # relative to the first root
+    assert flat.ids == ["ocean.txt", "volcano.txt"]
+
+
+@pytest.mark.parametrize("folder_arg, status", [("/etc", 403), ("../../", 403), ("missing", 404)])
+async def test_folder_outside_the_roots_or_missing_is_refused(ctx_for, owners, folder, folder_arg, status):
+    ctx = ctx_for(owners[0])
+    ctx.settings = Settings(home=ctx.settings.home, memory_ingest_roots=[folder])
+    with pytest.raises(AgentError) as err:
+        await WriteMemory()({"memory": "files", "folder": folder_arg}, ctx)
+    assert (err.value.status_code, err.value.field) == (status, "folder")
+    assert ctx.services.memory.list_memories(ctx.owner) == []
+
+
+async def test_symlink_out_of_the_root_is_not_followed(ctx_for, owners, folder, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("private key material")
+    (folder / "leak.txt").symlink_to(outside)
+    ctx = ctx_for(owners[0])
+    ctx.settings = Settings(home=ctx.settings.home, memory_ingest_roots=[folder])
+    out = await WriteMemory()({"memory": "files", "folder": str(folder)}, ctx)
+    assert "leak.txt" not in out.ids
+
+
+def test_cli_write_search_ask_ls(platform, owners, folder):
+    runner = CliRunner()
+    owner = owners[0]
+    files = [str(folder / "ocean.txt"), str(folder / "volcano.txt")]
+    result = runner.invoke(app, ["write", "--owner", owner, "-m", "cli", "--meta", "lang=en",
+                                 "-f", files[0], "-f", files[1], "Sharks have skeletons made of cartilage."])
+    assert result.exit_code == 0, result.output
+    assert "stored 3 document(s)" in result.output
+
+    result = runner.invoke(app, ["search", "--owner", owner, "-m", "cli", "--json", "-k", "1", "largest animal"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ids"] == ["ocean.txt"]
+
+    result = runner.invoke(app, ["search", "--owner", owner, "-m", "cli", "--json", "--filter",
+                                 '{"source": {"$eq": "%s"}}' % files[1], "anything"])
+    assert json.loads(result.stdout)["ids"] == ["volcano.txt"]
+
+    result = runner.invoke(app, ["ask", "--owner", owner, "-m", "cli", "--json", "-k", "1", "Which volcano is in Sicily?"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["passage_ids"] == ["volcano.txt"]
+
+    result = runner.invoke(app, ["ls", "--owner", owner, "--json"])
+    assert json.loads(result.stdout) == [{"name": "cli", "count": 3}]
+    result = runner.invoke(app, ["ls", "cli", "--owner", owner, "--json", "--limit", "2"])
+    page = json.loads(result.stdout)
+    assert page["total"] == 3 and len(page["items"]) == 2
+
+
+def test_cli_errors_are_messages_not_tracebacks(platform, owners):
+    runner = CliRunner()
+    result = runner.invoke(app, ["search", "--owner", owners[0], "-m", "nope", "x"])
+    assert result.exit_code == 2
+    assert "memory 'nope' does not exist" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["search", "--owner", owners[0], "--filter", '{"a": {"$regex": 1}}', "x"])
+    assert result.exit_code == 2 and "invalid filter" in result.output
