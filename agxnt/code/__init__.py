@@ -1,0 +1,1 @@
+"""Code agents: Codexecution (one snippet) and Sequential Code (a session of cells)."""
