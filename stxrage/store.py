@@ -394,7 +394,8 @@ class Storage:
                 select(FragmentRow.idx, FragmentRow.fragment_cid, FragmentRow.node_id)
                 .join(NodeRow, NodeRow.id == FragmentRow.node_id)
                 .where(FragmentRow.block_cid == block_cid, FragmentRow.healthy.is_(True),
-                       NodeRow.status == "active")))
+                       NodeRow.status == "active")
+                .order_by(FragmentRow.idx)))
             policy, size = _policy_adapter.validate_python(block.policy), block.size
         need = policy.k if isinstance(policy, Erasure) else 1
         got: dict[int, bytes] = {}
@@ -564,11 +565,11 @@ class Storage:
     def redundancy(self) -> list[Redundancy]:
         """Healthy fragments on active nodes per block, against the block's target."""
         with self._session() as s:
-            healthy = dict(s.execute(
+            healthy = {cid: count for cid, count in s.execute(
                 select(FragmentRow.block_cid, func.count(func.distinct(FragmentRow.node_id)))
                 .join(NodeRow, NodeRow.id == FragmentRow.node_id)
                 .where(FragmentRow.healthy.is_(True), NodeRow.status == "active")
-                .group_by(FragmentRow.block_cid)))
+                .group_by(FragmentRow.block_cid))}
             return [Redundancy(block=cid, target=_policy_adapter.validate_python(policy).width,
                                healthy=healthy.get(cid, 0))
                     for cid, policy in s.execute(select(BlockRow.cid, BlockRow.policy))]
