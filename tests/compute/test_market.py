@@ -1,0 +1,172 @@
+"""Matching, explanations, rentals, expiry, out-of-funds and slashing at the service level."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from eth_account import Account
+
+from compute import provisions
+from compute.errors import Forbidden, InsufficientFunds
+from compute.ledger import Acct, balance, post, total
+from compute.market import leases
+from compute.market.demand import MatchRequest
+from compute.market.leases import UsageIn
+from compute.market.matching import Market, NoMatchError
+from compute.models import Lease, Provider, utcnow
+from compute.provisions import ProvisionPatch, ProvisionSpec, Resources
+from cxmpute.settings import get_settings
+
+
+@pytest.fixture
+def market(net):
+    return Market(net.store, net.domain)
+
+
+def provider(store, reputation: float = 0.5, stake: int = 10**10) -> str:
+    address = Account.create().address
+    with store.write() as s:
+        s.add(Provider(address=address, name="p", region="eu", profile={}, benchmark_score=1.0, registered_at=utcnow(),
+                       last_heartbeat_ts=0, heartbeats=0, leases_completed=0, leases_failed=0, reputation=reputation))
+        s.flush()
+        post(s, key=f"stake-{address}", kind="stake", entries=[(Acct("chain", "t"), -stake), (Acct("stake", address), stake)])
+    return address
+
+
+def user(store, gwei: int) -> str:
+    address = Account.create().address
+    with store.write() as s:
+        post(s, key=f"dep-{address}", kind="deposit", entries=[(Acct("chain", "t"), -gwei), (Acct("user", address), gwei)])
+    return address
+
+
+def offer(store, owner: str, price: int, **kw) -> str:
+    spec = {"kind": "inference", "price_gwei": price, "resources": Resources(cpu=4, memory_mb=16384), "region": "eu",
+            **kw}
+    return provisions.create(store, owner, ProvisionSpec(**spec)).id
+
+
+def test_ranking_is_price_then_reputation(net, market):
+    low_rep, high_rep = provider(net.store, 0.2), provider(net.store, 0.9)
+    offer(net.store, low_rep, 100, models=["m"])
+    best = offer(net.store, high_rep, 100, models=["m"])
+    offer(net.store, high_rep, 90, models=["other"])
+    q = market.quote(MatchRequest(kind="inference", model="m", price_max_gwei=150, duration_s=10))
+    assert q.matched and q.provision_id == best and q.price_gwei == 100
+
+
+def test_no_match_says_why_and_what_price_would_match(net, market):
+    p = provider(net.store)
+    offer(net.store, p, 300, models=["llama"])
+    offer(net.store, p, 250, models=["llama"], region="us")
+    offer(net.store, p, 100, models=["mistral"])
+    req = MatchRequest(kind="inference", model="llama", region="eu", price_max_gwei=200, duration_s=60)
+    q = market.quote(req)
+    assert not q.matched
+    assert q.no_match.excluded == {"model": 1, "region": 1, "price_above_max": 1}
+    assert q.no_match.lowest_matching_price_gwei == 300
+    assert "300 gwei/CU-s" in q.no_match.message
+    u = user(net.store, 10**9)
+    with pytest.raises(NoMatchError) as info:
+        market.place(u, req)
+    assert info.value.status_code == 409 and info.value.explanation.lowest_matching_price_gwei == 300
+
+
+def test_two_requests_never_share_capacity(net, market):
+    p = provider(net.store)
+    offer(net.store, p, 100)
+    users = [user(net.store, 10**9) for _ in range(2)]
+    req = MatchRequest(kind="inference", resources=Resources(cpu=3, memory_mb=4096), price_max_gwei=100, duration_s=10)
+    other = Market(net.store, net.domain)  # a second process's view: its own index, same database
+    market.place(users[0], req)
+    with pytest.raises(NoMatchError):
+        other.place(users[1], req)  # its stale index proposes the provision; the database refuses
+
+
+def test_metering_is_capped_by_the_escrowed_duration(net, market):
+    p = provider(net.store)
+    offer(net.store, p, 10)
+    units = 1 + 1
+    u = user(net.store, 10 * units * 100)
+    lease = market.place(u, MatchRequest(kind="inference", resources=Resources(cpu=1, memory_mb=1024),
+                                         price_max_gwei=10, duration_s=100))
+    with pytest.raises(InsufficientFunds):
+        market.place(u, MatchRequest(kind="inference", price_max_gwei=10, duration_s=1))
+    used = leases.meter(net.store, net.domain, lease.id, UsageIn(seconds=500, idempotency_key="a"), p)
+    assert used.seconds == 100 and used.lease.status == "active"  # capped at the lease's duration
+    with pytest.raises(Forbidden):
+        market.end(lease.id, "completed", u)  # only the provider completes; the user may cancel
+    done = market.end(lease.id, "completed", p)
+    assert done.end_reason == "completed" and done.paid_gwei == 10 * units * 100
+    with net.store.read() as s:
+        assert balance(s, Acct("user", u)) == 0 and total(s) == 0
+
+
+def test_provider_lost_slashes_stake_to_the_user_and_hurts_reputation(net, market):
+    p = provider(net.store, stake=10**10)
+    offer(net.store, p, 10)
+    u = user(net.store, 10**8)
+    lease = market.place(u, MatchRequest(kind="inference", price_max_gwei=10, duration_s=50))
+    ended = market.end(lease.id, "provider-lost", None)
+    assert ended.end_reason == "provider-lost"
+    slashed = 10**10 * get_settings().slash_bps // 10_000
+    with net.store.read() as s:
+        assert balance(s, Acct("stake", p)) == 10**10 - slashed
+        assert balance(s, Acct("user", u)) == 10**8 + slashed  # full refund plus compensation
+        prov = s.get(Provider, p)
+        assert prov.leases_failed == 1 and prov.reputation < 0.5
+        assert total(s) == 0
+
+
+def test_rental_billed_upfront_renews_then_runs_out(net, market):
+    p = provider(net.store)
+    offer(net.store, p, 1)
+    units = 1 + 1
+    hour = units * 3600
+    u = user(net.store, hour * 2 + 5)
+    lease = market.place(u, MatchRequest(kind="inference", resources=Resources(cpu=1, memory_mb=1024),
+                                         price_max_gwei=1, term="hour", auto_renew=True))
+    assert lease.term == "hour" and lease.paid_gwei == hour and lease.escrow_gwei == 0
+    fee = hour * get_settings().platform_fee_bps // 10_000
+    with net.store.read() as s:
+        assert balance(s, Acct("earnings", p)) == hour - fee and balance(s, Acct("fee", "platform")) == fee
+    later = utcnow() + timedelta(hours=1, seconds=1)
+    assert leases.expire_due(net.store, net.domain, later) == [lease.id]  # renewed for a second hour
+    with net.store.read() as s:
+        row = s.get(Lease, lease.id)
+        assert row.status == "active" and row.renewals == 1 and row.paid_gwei == 2 * hour
+    leases.expire_due(net.store, net.domain, later + timedelta(hours=1))  # cannot pay a third hour
+    with net.store.read() as s:
+        row = s.get(Lease, lease.id)
+        assert row.status == "ended" and row.end_reason == "out-of-funds"
+        assert balance(s, Acct("user", u)) == 5 and total(s) == 0
+
+
+def test_per_second_lease_expires_and_refunds(net, market):
+    p = provider(net.store)
+    prov = offer(net.store, p, 2)
+    u = user(net.store, 10**6)
+    lease = market.place(u, MatchRequest(kind="inference", price_max_gwei=5, duration_s=30))
+    leases.meter(net.store, net.domain, lease.id, UsageIn(seconds=10, idempotency_key="x"), p)
+    leases.expire_due(net.store, net.domain, utcnow() + timedelta(seconds=31))
+    with net.store.read() as s:
+        row = s.get(Lease, lease.id)
+        assert row.end_reason == "expired" and balance(s, Acct("escrow", lease.id)) == 0
+        assert balance(s, Acct("user", u)) == 10**6 - 2 * row.compute_units * 10
+    assert provisions.get(net.store, prov).free.cpu == 4
+
+
+def test_paused_and_repriced_provisions_are_respected(net, market):
+    p = provider(net.store)
+    prov = offer(net.store, p, 100)
+    req = MatchRequest(kind="inference", price_max_gwei=100, duration_s=10)
+    provisions.update(net.store, p, prov, ProvisionPatch(price_gwei=150))
+    market.refresh(prov)
+    assert not market.quote(req).matched
+    provisions.update(net.store, p, prov, ProvisionPatch(price_gwei=80, status="paused"))
+    market.refresh(prov)
+    assert market.quote(req).no_match.excluded == {"status": 1}
+    provisions.update(net.store, p, prov, ProvisionPatch(status="active"))
+    market.refresh(prov)
+    assert market.quote(req).price_gwei == 80
