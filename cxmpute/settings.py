@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     slash_bps: int = 1000  # share of stake slashed on a provider-caused failure
     platform_fee_bps: int = 500
     heartbeat_interval_s: int = 30
+    wallet_key: str | None = Field(None, description="The CLI's wallet private key (hex) for sign-in and signing")
 
     # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
     storage_dir: Path | None = None
