@@ -62,10 +62,12 @@ async def run_code(sandbox: Sandbox, runtime: Runtime, code: str, *, language: L
     outcome = _outcome(sandbox, "result.json")
     if done.timed_out:
         status, error = "timeout", f"the job ran longer than {sandbox.spec.limits.wall_seconds:g} s and was killed"
+    elif outcome is None and done.exit_code is None:
+        status, error = "killed", "the job was killed by a signal: it exceeded its CPU, memory or process limits"
     elif outcome is None:
-        status = "killed"
-        error = (f"the job was killed (exit {done.exit_code}) before it finished: "
-                 "it may have exceeded its CPU, memory, process or disk limits")
+        status = "error"
+        error = (f"the job ended (exit {done.exit_code}) without reporting its result: it may have run out of "
+                 "its disk or memory limit")
     else:
         status, error = ("ok" if outcome.get("ok") and done.exit_code == 0 else "error"), outcome.get("error")
     usage = done.usage

@@ -13,7 +13,7 @@ from eth_account.messages import encode_defunct
 from fastapi.testclient import TestClient
 
 from compute import receipts
-from compute.chain import Chain
+from compute.chain import Chain, get_chain
 from compute.identity import siwe
 from compute.network import Network, use_network
 from compute.providers.hardware import HardwareProfile
@@ -45,7 +45,7 @@ def db_url(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def chain() -> Chain:
-    return Chain.in_process()
+    return get_chain()  # the process's in-process chain, so the CLI under test sends to the same one
 
 
 @pytest.fixture

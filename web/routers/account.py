@@ -10,6 +10,7 @@ from compute.ledger import balances, history
 from compute.ledger.book import HistoryItem
 from compute.ledger.funds import ChainCredit, Credited, Withdrawal, WithdrawalOut, deposit, withdraw
 from compute.network import Network
+from cxmpute.settings import get_settings
 from web.routers._compute import ComputeRoute, network, signed_in
 
 router = APIRouter(prefix="/v1/account", tags=["account"], route_class=ComputeRoute)
@@ -21,6 +22,18 @@ class Balance(BaseModel):
     user_gwei: int
     earnings_gwei: int
     stake_gwei: int
+
+
+class ChainInfo(BaseModel):
+    chain_id: int
+    vault_address: str
+    allowed_chain_ids: list[int]
+
+
+@router.get("/chain", summary="The chain deposits and stakes go to, and the vault's address")
+def chain(net: Network = Depends(network)) -> ChainInfo:
+    return ChainInfo(chain_id=net.chain.chain_id, vault_address=net.chain.vault_address,
+                     allowed_chain_ids=get_settings().allowed_chain_ids)
 
 
 @router.get("/balance", summary="Spendable balance, provider earnings and stake, in gwei")

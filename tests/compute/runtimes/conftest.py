@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from compute.runtimes import JobSpec, Limits, runtime_registry
-from compute.runtimes.code import CodeResult, run_code
+from compute.runtimes import runtime_registry
 from cxmpute.settings import get_settings
 
 RUNTIMES = ["sandbox", pytest.param("container", marks=pytest.mark.docker)]
@@ -110,30 +109,3 @@ def host(tmp_path, monkeypatch):
         for p in sorted(canary_dir.rglob("*"), reverse=True):
             p.unlink() if p.is_file() or p.is_symlink() else p.rmdir()
         canary_dir.rmdir()
-
-
-def scratch_leftovers(runtime) -> list[str]:
-    return sorted(os.listdir(runtime.root)) if runtime.root.exists() else []
-
-
-async def run_job(runtime, code: str, *, language: str = "python", network: bool = False, **limits) -> CodeResult:
-    """Run one snippet in a fresh sandbox of ``runtime`` and stop it, as Codexecution does."""
-    spec = JobSpec(network=network, limits=Limits(**{"wall_seconds": 10, "cpu_seconds": 10, "memory_mb": 256,
-                                                     "processes": 32, "disk_mb": 16, **limits}))
-    sandbox = await runtime.start(spec)
-    try:
-        return await run_code(sandbox, runtime, code, language=language)
-    finally:
-        await sandbox.stop()
-
-
-def host_processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in Path(entry.path, "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
