@@ -1,0 +1,175 @@
+"""/v1/storage through FastAPI: in-process for the edge cases, and over real HTTP with uvicorn."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from fastapi.testclient import TestClient
+
+from cxmpute.settings import get_settings
+from tests.stxrage.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def app():
+    from web.app import create_app
+
+    return create_app()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if srv.started:
+            break
+        time.sleep(0.025)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_put_get_stat_ls_and_ranges(client):
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    resp = client.post("/v1/storage/files", params={"name": "blob.bin"}, content=data)
+    assert resp.status_code == 201, resp.text
+    cid = resp.json()["file"]["cid"]
+    got = client.get(f"/v1/storage/files/{cid}")
+    assert got.status_code == 200 and got.content == data
+    assert got.headers["accept-ranges"] == "bytes" and got.headers["etag"] == f'"{cid}"'
+    part = client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=1000-1999999"})
+    assert part.status_code == 206 and part.content == data[1000:2_000_000]
+    assert part.headers["content-range"] == f"bytes 1000-1999999/{len(data)}"
+    assert client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=-10"}).content == data[-10:]
+    assert client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=2097150-"}).content == data[2097150:]
+    stat = client.get(f"/v1/storage/files/{cid}/stat").json()
+    assert stat["size"] == len(data) and stat["name"] == "blob.bin" and stat["owner"] == "local"
+    assert cid in {f["cid"] for f in client.get("/v1/storage/files").json()}
+
+
+def test_empty_file_round_trips(client):
+    resp = client.post("/v1/storage/files", content=b"")
+    cid = resp.json()["file"]["cid"]
+    got = client.get(f"/v1/storage/files/{cid}")
+    assert got.status_code == 200 and got.content == b""
+
+
+def test_pin_unpin_delete(client):
+    cid = client.post("/v1/storage/files", content=os.urandom(100_000)).json()["file"]["cid"]
+    assert client.post(f"/v1/storage/files/{cid}/unpin").json()["pinned"] is False
+    assert client.post(f"/v1/storage/files/{cid}/pin").json()["pinned"] is True
+    assert client.delete(f"/v1/storage/files/{cid}").status_code == 204
+    assert client.get(f"/v1/storage/files/{cid}").status_code == 404
+
+
+def test_bad_input_is_a_4xx_naming_the_field(client):
+    cid = client.post("/v1/storage/files", content=b"abc").json()["file"]["cid"]
+    resp = client.get("/v1/storage/files/not-a-cid")
+    assert resp.status_code == 400 and resp.json()["field"] == "cid"
+    resp = client.post("/v1/storage/files", params={"policy": "9/3"}, content=b"x")
+    assert resp.status_code == 400 and resp.json()["field"] == "policy"
+    resp = client.post("/v1/storage/files", params={"policy": "5"}, content=b"x")
+    assert resp.status_code == 503 and resp.json()["field"] == "policy"  # one local node cannot hold 5 copies
+    resp = client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=10-20"})
+    assert resp.status_code == 416 and resp.json()["field"] == "range"
+    resp = client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=0-1,5-6"})
+    assert resp.status_code == 416
+    resp = client.post("/v1/storage/nodes", json={"url": "ftp://x"})
+    assert resp.status_code == 422 and "url" in resp.json()["detail"]
+    resp = client.post("/v1/storage/nodes", json={"url": f"http://127.0.0.1:{free_port()}"})
+    assert resp.status_code == 400 and resp.json()["field"] == "url"
+
+
+def _sign_in(client: TestClient) -> dict[str, str]:
+    from compute.identity import siwe
+
+    account = Account.create()
+    nonce = siwe.Nonce(**client.get("/v1/auth/nonce").json())
+    message = siwe.message_for(account.address, nonce, get_settings().chain_id).text()
+    signature = account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+    resp = client.post("/v1/auth/verify", json={"message": message, "signature": signature})
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['token']}"}
+
+
+def test_signed_in_accounts_are_isolated(client):
+    alice, mallory = _sign_in(client), _sign_in(client)
+    data = os.urandom(300_000)
+    resp = client.post("/v1/storage/files", params={"private": "true"}, content=data, headers=alice)
+    cid = resp.json()["file"]["cid"]
+    assert client.get(f"/v1/storage/files/{cid}", headers=alice).content == data
+    assert client.get(f"/v1/storage/files/{cid}", headers=mallory).status_code == 404
+    assert client.get(f"/v1/storage/files/{cid}/stat", headers=mallory).status_code == 404
+    assert client.delete(f"/v1/storage/files/{cid}", headers=mallory).status_code == 404
+    assert cid not in {f["cid"] for f in client.get("/v1/storage/files", headers=mallory).json()}
+    public = client.post("/v1/storage/files", content=data, headers=alice).json()["file"]["cid"]
+    assert client.get(f"/v1/storage/files/{public}", headers=mallory).content == data
+    assert client.delete(f"/v1/storage/files/{public}", headers=mallory).status_code == 403
+
+
+def _stream_put(base: str, size: int, seed: bytes, **params) -> tuple[str, str]:
+    """Upload ``size`` pseudo-random bytes as a streamed body; returns (cid, sha256 of what was sent)."""
+    digest = hashlib.sha256()
+
+    def body():
+        rng = random.Random(seed)
+        sent = 0
+        while sent < size:
+            piece = rng.randbytes(min(1024 * 1024, size - sent))
+            digest.update(piece)
+            sent += len(piece)
+            yield piece
+
+    with httpx.Client(timeout=600) as http:
+        resp = http.post(f"{base}/v1/storage/files", params=params, content=body())
+    assert resp.status_code == 201, resp.text
+    return resp.json()["file"]["cid"], digest.hexdigest()
+
+
+def _stream_get_digest(base: str, cid: str, headers: dict | None = None) -> tuple[int, str]:
+    digest, total = hashlib.sha256(), 0
+    with httpx.Client(timeout=600) as http, http.stream("GET", f"{base}/v1/storage/files/{cid}",
+                                                        headers=headers or {}) as resp:
+        assert resp.status_code in (200, 206)
+        for part in resp.iter_bytes():
+            digest.update(part)
+            total += len(part)
+    return total, digest.hexdigest()
+
+
+def test_streaming_round_trip_over_real_http(server):
+    size = 24 * 1024 * 1024 + 11
+    cid, sent = _stream_put(server, size, b"http", private="true")
+    assert _stream_get_digest(server, cid) == (size, sent)
+    with httpx.Client() as http:
+        whole = http.get(f"{server}/v1/storage/files/{cid}").content
+        part = http.get(f"{server}/v1/storage/files/{cid}", headers={"Range": "bytes=12345678-20000000"})
+    assert part.status_code == 206 and part.content == whole[12345678:20000001]
+
+
+@pytest.mark.slow
+def test_one_gib_round_trip_over_real_http(server):
+    size = 1024**3
+    cid, sent = _stream_put(server, size, b"gib")
+    assert _stream_get_digest(server, cid) == (size, sent)
+    with httpx.Client(timeout=120) as http:
+        tail = http.get(f"{server}/v1/storage/files/{cid}", headers={"Range": f"bytes={size - 5_000_000}-"})
+    assert tail.status_code == 206 and len(tail.content) == 5_000_000
