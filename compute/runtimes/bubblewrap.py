@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cxmpute.settings import Settings
 
+from compute.runtimes import seccomp
 from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputFn, ResourceUsage,
                                    Runtime, RuntimeUnavailable, Sandbox)
 from compute.runtimes.process import run_process
@@ -58,10 +59,13 @@ class BubblewrapSandbox(Sandbox):
         self._processes: list[_BwrapProcess] = []
         self._stopped = False
 
-    def argv(self, command: Sequence[str], env: dict[str, str] | None = None) -> list[str]:
+    def argv(self, command: Sequence[str], env: dict[str, str] | None = None,
+             seccomp_fd: int | None = None) -> list[str]:
         lim = self.spec.limits
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", "sandbox"]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         if not self.spec.network:
             args.append("--unshare-net")
         args += ["--ro-bind", "/usr", "/usr"]
@@ -107,19 +111,26 @@ class BubblewrapSandbox(Sandbox):
     async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,
                    env: dict[str, str] | None = None, on_output: OutputFn | None = None) -> ExecResult:
         self._check_running()
-        full = self.argv(argv, env)
-        # bwrap itself gets no environment beyond PATH: the job's environment is set with --setenv only
-        result = await asyncio.to_thread(
-            run_process, full, env={"PATH": _PATH}, stdin=stdin,
-            timeout=timeout or self.spec.limits.wall_seconds, output_cap=self.spec.limits.output_bytes,
-            on_output=on_output)
+        fd = seccomp.program_fd()
+        try:
+            # bwrap itself gets no environment beyond PATH: the job's environment is set with --setenv only
+            result = await asyncio.to_thread(
+                run_process, self.argv(argv, env, fd), env={"PATH": _PATH}, stdin=stdin,
+                timeout=timeout or self.spec.limits.wall_seconds, output_cap=self.spec.limits.output_bytes,
+                on_output=on_output, pass_fds=(fd,))
+        finally:
+            os.close(fd)
         self._add_usage(result.usage)
         self.runtime.reap_uid(self.uid)
         return result
 
     def start_process(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> BackgroundProcess:
         self._check_running()
-        proc = _BwrapProcess(self, self.argv(argv, env))
+        fd = seccomp.program_fd()
+        try:
+            proc = _BwrapProcess(self, self.argv(argv, env, fd), fd)
+        finally:
+            os.close(fd)
         self._processes.append(proc)
         return proc
 
@@ -159,11 +170,12 @@ class BubblewrapSandbox(Sandbox):
 
 
 class _BwrapProcess(BackgroundProcess):
-    def __init__(self, sandbox: BubblewrapSandbox, argv: list[str]):
+    def __init__(self, sandbox: BubblewrapSandbox, argv: list[str], seccomp_fd: int):
         self.sandbox = sandbox
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True,
+                                     pass_fds=(seccomp_fd,))
         self._done = threading.Event()
         threading.Thread(target=self._wait, daemon=True).start()
 
@@ -210,6 +222,8 @@ class BubblewrapRuntime(Runtime):
             return "bubblewrap is not installed (Debian package 'bubblewrap')"
         if os.geteuid() != 0:
             return "the sandbox runtime runs as root, to give each job a uid of its own"
+        if not seccomp.supported():
+            return f"no seccomp filter for this machine's architecture ({os.uname().machine})"
         for tool in ("/usr/bin/prlimit", "/usr/bin/setpriv"):
             if not os.path.exists(tool):
                 return f"{tool} is missing (Debian package 'util-linux')"

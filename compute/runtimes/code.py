@@ -62,7 +62,7 @@ async def run_code(sandbox: Sandbox, runtime: Runtime, code: str, *, language: L
     outcome = _outcome(sandbox, "result.json")
     if done.timed_out:
         status, error = "timeout", f"the job ran longer than {sandbox.spec.limits.wall_seconds:g} s and was killed"
-    elif outcome is None and done.exit_code is None:
+    elif outcome is None and (done.exit_code is None or done.exit_code > 128):
         status, error = "killed", "the job was killed by a signal: it exceeded its CPU, memory or process limits"
     elif outcome is None:
         status = "error"
