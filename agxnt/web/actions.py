@@ -96,12 +96,14 @@ async def screenshot(page: BrowserPage, full_page: bool = False) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
-async def perform(page: BrowserPage, action: BaseModel, policy: EgressPolicy, *, field: str,
+async def perform(page: BrowserPage, action: BaseModel, policy: EgressPolicy, *, url_field: str,
                   timeout_ms: float) -> Any:
-    """Do one action on the page; returns what it extracted (text, table, image) or None."""
+    """Do one action on the page; returns what it extracted (text, table, image) or None.
+
+    ``url_field`` names the input field a goto's URL came from, for the egress refusal."""
     match action:
         case Goto(url=url):
-            await policy.check(url, field=f"{field}.url")
+            await policy.check(url, field=url_field)
             await page.goto(url, wait_until="load", timeout=timeout_ms)
         case Click(selector=selector):
             await page.locator(selector).first.click(timeout=timeout_ms)

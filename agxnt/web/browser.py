@@ -1,4 +1,5 @@
-"""One shared Chromium per worker, a fresh context per job, every request checked by the egress policy.
+"""One shared Chromium per worker, a fresh context per job whose every connection goes through an
+egress proxy (agxnt.web.proxy) holding that job's policy.
 
 Playwright objects belong to the event loop that created them, so the pool keeps one browser per
 running loop (a worker runs one loop; tests may run several) and drops browsers whose loop is gone.
@@ -12,12 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from playwright.async_api import Browser, BrowserContext, Playwright, Route, WebSocketRoute, async_playwright
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 
 from cxmpute.settings import Settings
 
 from agxnt.errors import AgentError
-from agxnt.web.egress import EgressDenied, EgressPolicy
+from agxnt.web.egress import EgressPolicy
+from agxnt.web.proxy import EgressProxy
 
 log = logging.getLogger("cxmpute.agxnt.web.browser")
 
@@ -79,39 +82,24 @@ class BrowserPool:
     async def context(self, settings: Settings, policy: EgressPolicy) -> AsyncIterator[BrowserJob]:
         """A fresh, isolated browser context for one job; closed when the job ends."""
         browser = await self.browser(settings)
-        context = await browser.new_context(viewport=VIEWPORT, service_workers="block", accept_downloads=False)
-        context.set_default_timeout(settings.web_timeout_seconds * 1000)
-        blocked: list[str] = []
-
-        async def guard(route: Route) -> None:
-            url = route.request.url
-            try:
-                await policy.check(url)
-            except EgressDenied:
-                blocked.append(url)
-                await route.abort("blockedbyclient")
-                return
-            await route.continue_()
-
-        async def guard_ws(ws: WebSocketRoute) -> None:
-            url = ws.url.replace("ws", "http", 1)
-            try:
-                await policy.check(url)
-            except EgressDenied:
-                blocked.append(ws.url)
-                await ws.close(code=1008, reason="blocked by egress policy")
-                return
-            ws.connect_to_server()
-
-        await context.route("**/*", guard)
-        await context.route_web_socket("**/*", guard_ws)
+        proxy = EgressProxy(policy, settings.web_timeout_seconds)
+        # "<-loopback>" stops Chromium from sending localhost past the proxy, where no policy would see it
+        proxy_settings = {"server": await proxy.start(), "bypass": "<-loopback>"}
         try:
-            yield BrowserJob(context, blocked)
+            context = await browser.new_context(viewport=VIEWPORT, service_workers="block", accept_downloads=False,
+                                                proxy=proxy_settings)
+        except BaseException:
+            await proxy.close()
+            raise
+        context.set_default_timeout(settings.web_timeout_seconds * 1000)
+        try:
+            yield BrowserJob(context, proxy.blocked)
         finally:
             try:
                 await context.close()
-            except Exception:  # the browser may already be gone; the context goes with it
+            except PlaywrightError:  # the browser may already be gone; the context went with it
                 log.debug("browser context close failed", exc_info=True)
+            await proxy.close()
 
     async def close(self) -> None:
         """Close the current loop's browser (worker shutdown, end of a test session)."""

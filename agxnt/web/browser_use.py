@@ -102,11 +102,11 @@ class BrowserUseAgent(Agent):
             page = await job.context.new_page()
             driver = Driver(page, web, input, ctx)
             if input.start_url:
-                await driver.step(Goto(url=input.start_url), field="start_url")
+                await driver.step(Goto(url=input.start_url), url_field="start_url")
             if input.actions:
                 for i, action in enumerate(input.actions):
                     ctx.check_cancelled()
-                    if not await driver.step(action, field=f"actions.{i}") and input.stop_on_error:
+                    if not await driver.step(action, url_field=f"actions.{i}.url") and input.stop_on_error:
                         break
                     ctx.progress((i + 1) / len(input.actions))
             else:
@@ -122,19 +122,20 @@ class Driver:
         self.answer: str | None = None
         self.finished = False
 
-    async def step(self, action: BaseModel, *, field: str) -> bool:
+    async def step(self, action: BaseModel, *, url_field: str) -> bool:
         """Perform and log one action; an egress refusal ends the run as a refusal, anything else is logged."""
         record = Step(index=len(self.steps), action=action.model_dump(), ok=True)
         try:
-            record.result = await perform(self.page, action, self.web.policy, field=field,
+            record.result = await perform(self.page, action, self.web.policy, url_field=url_field,
                                           timeout_ms=self.web.timeout * 1000)
         except EgressDenied:
             raise
         except PlaywrightError as exc:
-            if "ERR_BLOCKED_BY_CLIENT" in exc.message:
-                target = self.web.blocked[-1] if self.web.blocked else getattr(action, "url", self.page.url)
-                raise EgressDenied(f"the page was sent to a refused address: {target}", field=field) from None
+            if refused := self.web.refusal(self.page.url, exc):
+                raise EgressDenied(refused, field=url_field) from None
             record.ok, record.error = False, exc.message.splitlines()[0]
+        if refused := self.web.refusal(self.page.url):
+            raise EgressDenied(refused, field=url_field)
         if isinstance(action, (ExtractText, ExtractTable)) and record.ok:
             self.extracted.append(record.result)
         if isinstance(action, Done):
@@ -159,7 +160,7 @@ class Driver:
                 self.steps.append(Step(index=len(self.steps), action={"reply": reply[:500]}, ok=False,
                                        error=f"not a valid action: {problem}", url=self.page.url))
                 continue
-            await self.step(action, field="instruction")
+            await self.step(action, url_field="instruction")
             self.ctx.progress((i + 1) / self.input.max_steps)
             if self.finished:
                 return

@@ -80,7 +80,9 @@ class DeepInternetAgent(Agent):
             for i, page in enumerate((p for p in pages if p.text.strip()), start=1)
         ]
         if not sources:
-            raise AgentError("no readable sources were found for this question", field="question", status_code=422)
+            why = "; ".join(f"{e.url}: {e.message}" for e in errors[:3]) or "the search found nothing"
+            raise AgentError(f"no readable sources were found for this question ({why})", field="question",
+                             status_code=422)
         ctx.progress(0.7, "writing")
         answer = await ask(ctx, SYNTHESIS_PROMPT, self.synthesis_prompt(question, sources), field="question")
         cited = sorted({int(n) for n in _CITATION.findall(answer) if 1 <= int(n) <= len(sources)})

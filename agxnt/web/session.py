@@ -11,7 +11,7 @@ from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.web.browser import BrowserJob, browsers
 from agxnt.web.egress import EgressDenied, EgressPolicy
-from agxnt.web.pages import Page, page_from_html, page_from_text
+from agxnt.web.pages import Page, normalize_url, page_from_html, page_from_text
 
 MAX_REDIRECTS = 10
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml", "application/rss+xml",
@@ -74,6 +74,17 @@ class WebSession:
         """URLs this job's browser tried to reach and the policy refused."""
         return self._browser.blocked if self._browser is not None else []
 
+    def refusal(self, page_url: str, error: PlaywrightError | None = None) -> str | None:
+        """Why the browser's page is not a page: it landed on (or its tunnel was cut for) a refused URL."""
+        if not self.blocked:
+            return None
+        if error is not None and "ERR_TUNNEL_CONNECTION_FAILED" in error.message:
+            return f"the browser was led to a refused address: {self.blocked[-1]}"
+        landed = normalize_url(page_url) if page_url.startswith(("http://", "https://")) else page_url
+        if any(normalize_url(u) == landed for u in self.blocked):
+            return f"the browser was led to a refused address: {page_url}"
+        return None
+
     async def get_text(self, url: str, field: str = "url") -> tuple[httpx.Response, str, bool]:
         """GET a URL within the byte budget: (response, body text, whether it was cut)."""
         assert self.client is not None, "use WebSession as an async context manager"
@@ -124,10 +135,11 @@ class WebSession:
                 response = await page.goto(url, wait_until="load", timeout=self.timeout * 1000)
                 await page.wait_for_load_state("networkidle", timeout=self.timeout * 1000)
             except PlaywrightError as exc:
-                if "ERR_BLOCKED_BY_CLIENT" in str(exc):
-                    raise EgressDenied(f"{url} led to a refused address: {job.blocked[-1] if job.blocked else url}",
-                                       field=field) from None
+                if refused := self.refusal(page.url, exc):
+                    raise EgressDenied(refused, field=field) from None
                 raise FetchFailed(f"loading {url} in the browser failed: {exc.message}", field=field) from None
+            if refused := self.refusal(page.url):
+                raise EgressDenied(refused, field=field)
             status = response.status if response is not None else 200
             if status >= 400:
                 raise FetchFailed(f"{url} answered HTTP {status}", field=field)

@@ -81,6 +81,11 @@ class Site(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def hits_for(self, query: str) -> list[tuple[str, str, str]]:
+        if query == "internal addresses":  # a result list that points into private networks
+            port = self.server.server_address[1]
+            return [(u, "Inside", "") for u in (
+                "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/", f"http://localhost:{port}/about",
+                f"{self.base}/redirect?to=http://192.168.1.1/")]
         words = set(re.findall(r"\w+", query.lower()))
         found = []
         for path, (title, body) in PAGES.items():
@@ -92,7 +97,7 @@ class Site(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        Site.hits.append(url.path)
+        Site.hits.append(self.path)
         if url.path in PAGES:
             return self.send(200, html_page(*PAGES[url.path]))
         if url.path == "/robots.txt":
@@ -100,6 +105,11 @@ class Site(BaseHTTPRequestHandler):
         if url.path == "/submit":
             q, color = query.get("q", [""])[0], query.get("color", [""])[0]
             return self.send(200, html_page("Results", f"<p id='result'>Found 3 {escape(color)} {escape(q)} items.</p>"))
+        if url.path == "/leaky":  # a public-looking page whose subresources point inside
+            port = self.server.server_address[1]
+            return self.send(200, html_page("Leaky", f"""<p>Leaky page</p>
+<img src="http://localhost:{port}/probe-img"><script>fetch("http://169.254.169.254/latest/meta-data/")
+.catch(() => null);</script>"""))
         if url.path == "/redirect":
             return self.send(302, "", headers={"Location": query["to"][0]})
         if url.path == "/search" and query.get("format") == ["json"]:  # SearxNG
@@ -143,6 +153,8 @@ def model_reply(messages: list[dict]) -> str:
     system = next((m["content"] for m in messages if m["role"] == "system"), "")
     user = _last_user(messages)
     if "plan web research" in system:
+        if "internal" in user:
+            return '["internal addresses"]'
         return 'Here you go:\n```json\n["Acme founded", "Gizmo brass"]\n```'
     if "research answer" in system:
         cites = []
