@@ -56,7 +56,8 @@ from stxrage.models import (
 
 Progress = Callable[[int], None]
 _policy_adapter: TypeAdapter[Replicas | Erasure] = TypeAdapter(Policy)
-_BATCH = 32  # blocks placed concurrently per round trip to the catalog
+_BATCH = 32  # blocks checked against the catalog per query
+_IN_FLIGHT = 64  # blocks being placed while the next chunks are cut and hashed
 _READ_AHEAD = 16  # blocks fetched ahead of the reader
 _IN_CHUNK = 500  # keeps IN (...) lists under every database's bound-parameter limit
 LOCAL_NODE = "local"
@@ -214,9 +215,8 @@ class Storage:
                                  field="policy")
         key = crypto.owner_key(self._secret, owner) if private else b""
         refs: list[ChunkRef] = []
-        placed: dict[str, tuple[int, list[dict]]] = {}  # blocks this put wrote: cid -> (size, fragment rows)
+        uploads = _Uploads(self, policy, active)
         batch: list[tuple[str, bytes]] = []
-        counters = {"reused": 0, "uploaded": 0}
         size = 0
         for chunk in chunks:
             if private:
@@ -228,7 +228,7 @@ class Storage:
             batch.append((refs[-1].cid, stored))
             size += len(chunk)
             if len(batch) >= _BATCH:
-                self._place_batch(batch, policy, active, placed, counters)
+                uploads.add(batch)
                 batch = []
             if progress:
                 progress(len(chunk))
@@ -240,7 +240,8 @@ class Storage:
             manifest_bytes = manifest.to_dag_json()
             manifest_cid = cids.cid_of(manifest_bytes, "dag-json")
         batch.append((manifest_cid, manifest_bytes))
-        self._place_batch(batch, policy, active, placed, counters)
+        uploads.add(batch)
+        placed = uploads.finish()
         policy_doc = policy.model_dump()
         with self._session() as s:
             insert_ignore(s, BlockRow, [{"cid": c, "size": n, "policy": policy_doc} for c, (n, _) in placed.items()])
@@ -257,21 +258,8 @@ class Storage:
                 row.pinned, row.name = True, name or row.name
             s.flush()
             info = self._file_info(s, row)
-        return PutStats(file=info, new_blocks=len(placed), reused_blocks=counters["reused"],
-                        bytes_uploaded=counters["uploaded"])
-
-    def _place_batch(self, batch: list[tuple[str, bytes]], policy: Replicas | Erasure,
-                     active: list[tuple[str, float]], placed: dict, counters: dict) -> None:
-        unique = {c: data for c, data in batch if c not in placed}
-        with self._session() as s:
-            known = set(s.scalars(select(BlockRow.cid).where(BlockRow.cid.in_(list(unique)))))
-        counters["reused"] += len(batch) - len(unique) + len(known)
-        todo = {c: data for c, data in unique.items() if c not in known}
-        futures = {c: self._pool.submit(self._place_block, c, data, policy, active) for c, data in todo.items()}
-        for c, future in futures.items():
-            rows, uploaded = future.result()
-            placed[c] = (len(todo[c]), rows)
-            counters["uploaded"] += uploaded
+        return PutStats(file=info, new_blocks=len(placed), reused_blocks=uploads.reused,
+                        bytes_uploaded=uploads.uploaded)
 
     @staticmethod
     def _fragments(block_cid: str, data: bytes, policy: Replicas | Erasure) -> list[tuple[str, bytes]]:
@@ -610,3 +598,39 @@ class Storage:
                     row.node_id, row.fragment_cid, row.healthy = node_id, fragment_cid, True
                 report.fragments_rebuilt += 1
         return report
+
+
+class _Uploads:
+    """The blocks one put places: placement runs in the pool while the caller cuts and hashes the next
+    chunks, with at most _IN_FLIGHT blocks held in memory."""
+
+    def __init__(self, storage: Storage, policy: Replicas | Erasure, active: list[tuple[str, float]]):
+        self.storage, self.policy, self.active = storage, policy, active
+        self.futures: dict[str, Future] = {}
+        self.sizes: dict[str, int] = {}
+        self.window: deque[Future] = deque()
+        self.reused = 0
+        self.uploaded = 0
+
+    def add(self, batch: list[tuple[str, bytes]]) -> None:
+        unique = {c: data for c, data in batch if c not in self.futures}
+        with self.storage._session() as s:
+            known = set(s.scalars(select(BlockRow.cid).where(BlockRow.cid.in_(list(unique)))))
+        self.reused += len(batch) - len(unique) + len(known)
+        for c, data in unique.items():
+            if c in known:
+                continue
+            self.sizes[c] = len(data)
+            self.futures[c] = self.storage._pool.submit(self.storage._place_block, c, data, self.policy, self.active)
+            self.window.append(self.futures[c])
+        while len(self.window) > _IN_FLIGHT:
+            self.window.popleft().result()
+
+    def finish(self) -> dict[str, tuple[int, list[dict]]]:
+        """cid -> (size, fragment rows) of every block this put wrote."""
+        placed = {}
+        for c, future in self.futures.items():
+            rows, uploaded = future.result()
+            placed[c] = (self.sizes[c], rows)
+            self.uploaded += uploaded
+        return placed
