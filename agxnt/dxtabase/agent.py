@@ -100,6 +100,7 @@ class Dxtabase(Agent):
         max_rows: int = Field(1000, ge=1, le=100_000, description="Most rows a query returns")
 
     class Output(BaseModel):
+        table: str | None = Field(None, description="The table acted on (wire it on to order later steps)")
         columns: list[str] = Field(default_factory=list)
         rows: list[dict[str, Any]] = Field(default_factory=list)
         rowcount: int = 0
@@ -109,7 +110,9 @@ class Dxtabase(Agent):
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         backend = backend_for(ctx.settings)
         action = getattr(self, f"_{input.action}")
-        return await asyncio.to_thread(action, backend, ctx.owner, input)
+        output = await asyncio.to_thread(action, backend, ctx.owner, input)
+        output.table = input.table
+        return output
 
     def _query(self, backend: Backend, owner: str, input: Input) -> Output:
         if not input.sql or not input.sql.strip():

@@ -93,6 +93,7 @@ class SearchMemory(Agent):
         contains: str | None = Field(None, description="Only passages containing this exact text")
 
     class Output(BaseModel):
+        memory: str = Field(..., description="The memory searched (wire it on to order later steps)")
         results: list[SearchHit]
         ids: list[str]
         text: str = Field(..., description="The passages as one '[id] text' block, for prompts")
@@ -100,7 +101,7 @@ class SearchMemory(Agent):
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         hits = await asyncio.to_thread(_store(ctx).search, ctx.owner, input.memory, input.query, input.k,
                                        input.filter, input.contains)
-        return self.Output(results=hits, ids=[h.id for h in hits], text=_context_text(hits))
+        return self.Output(memory=input.memory, results=hits, ids=[h.id for h in hits], text=_context_text(hits))
 
 
 ASK_SYSTEM = (
@@ -125,6 +126,7 @@ class AskMemory(Agent):
         min_score: float = Field(0.0, ge=-1.0, le=1.0, description="Ignore passages scoring below this")
 
     class Output(BaseModel):
+        memory: str
         answer: str
         passage_ids: list[str] = Field(..., description="Ids of the passages the answer is grounded in")
         passages: list[SearchHit]
@@ -136,7 +138,8 @@ class AskMemory(Agent):
                                        input.filter)
         hits = [h for h in hits if h.score >= input.min_score]
         if not hits:
-            return self.Output(answer=f"Memory {input.memory!r} holds nothing relevant to this question.",
+            return self.Output(memory=input.memory,
+                               answer=f"Memory {input.memory!r} holds nothing relevant to this question.",
                                passage_ids=[], passages=[])
         prompt = f"Context passages:\n\n{_context_text(hits)}\n\nQuestion: {input.question}"
         try:
@@ -144,9 +147,9 @@ class AskMemory(Agent):
         except Exception as exc:  # the LLM is a remote or loaded service; its failure is not the caller's bug
             raise AgentError(f"the language model failed: {type(exc).__name__}: {exc}", field="llm",
                              status_code=502) from None
-        answer = reply.text if hasattr(reply, "text") else str(reply.content)
+        answer = reply.text
         cited = [h.id for h in hits if re.search(rf"\[{re.escape(h.id)}\]", answer)]
-        return self.Output(answer=answer.strip(), passage_ids=cited or [h.id for h in hits], passages=hits)
+        return self.Output(memory=input.memory, answer=answer.strip(), passage_ids=cited or [h.id for h in hits], passages=hits)
 
 
 class UpdateMemory(Agent):
@@ -164,6 +167,7 @@ class UpdateMemory(Agent):
         metadata: dict[str, Scalar] | None = Field(None, description="Metadata to set (merged into the old)")
 
     class Output(BaseModel):
+        memory: str
         ids: list[str]
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
@@ -171,7 +175,7 @@ class UpdateMemory(Agent):
             raise AgentError("text must not be empty", field="text")
         ids = await asyncio.to_thread(_store(ctx).update, ctx.owner, input.memory, input.id, input.text,
                                       input.metadata)
-        return self.Output(ids=ids)
+        return self.Output(memory=input.memory, ids=ids)
 
 
 class DeleteMemory(Agent):
@@ -188,12 +192,13 @@ class DeleteMemory(Agent):
         filter: dict[str, Any] | None = FILTER_FIELD
 
     class Output(BaseModel):
+        memory: str
         deleted: list[str]
         count: int
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         deleted = await asyncio.to_thread(_store(ctx).delete, ctx.owner, input.memory, input.ids, input.filter)
-        return self.Output(deleted=deleted, count=len(deleted))
+        return self.Output(memory=input.memory, deleted=deleted, count=len(deleted))
 
 
 class ClearMemory(Agent):
