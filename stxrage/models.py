@@ -69,10 +69,13 @@ class Manifest(BaseModel):
     format: Literal["stxrage/file@1"] = "stxrage/file@1"
     size: int = Field(ge=0)
     chunks: list[ChunkRef]
+    parts: list[ChunkRef] = Field(default_factory=list, description="Sub-manifests, in order, of a very large file")
 
     def to_dag_json(self) -> bytes:
         # DAG-JSON: map keys sorted, no whitespace, links written as {"/": "<cid>"}
         doc = {"chunks": [self._chunk_doc(c) for c in self.chunks], "format": self.format, "size": self.size}
+        if self.parts:
+            doc["parts"] = [self._chunk_doc(p) for p in self.parts]
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @staticmethod
@@ -85,8 +88,10 @@ class Manifest(BaseModel):
     @classmethod
     def from_dag_json(cls, data: bytes) -> Manifest:
         doc = json.loads(data)
-        chunks = [ChunkRef(cid=c["cid"]["/"], size=c["size"], digest=c.get("digest")) for c in doc["chunks"]]
-        return cls(format=doc["format"], size=doc["size"], chunks=chunks)
+        def refs(items: list[dict]) -> list[ChunkRef]:
+            return [ChunkRef(cid=c["cid"]["/"], size=c["size"], digest=c.get("digest")) for c in items]
+
+        return cls(format=doc["format"], size=doc["size"], chunks=refs(doc["chunks"]), parts=refs(doc.get("parts", [])))
 
 
 class FileInfo(BaseModel):

@@ -38,7 +38,7 @@ from stxrage.blockstore import (
     open_store,
 )
 from stxrage.catalog import BlockRow, FileRow, FragmentRow, ManifestRow, NodeRow, RefRow, insert_ignore
-from stxrage.chunker import chunk_bytes, chunk_stream
+from stxrage.chunker import BLOCK_LIMIT, chunk_bytes, chunk_stream
 from stxrage.errors import DataLost, Forbidden, NotEnoughNodes, NotFound, StorageError
 from stxrage.models import (
     AuditReport,
@@ -61,6 +61,7 @@ _IN_FLIGHT = 64  # blocks being placed while the next chunks are cut and hashed
 _READ_AHEAD = 16  # blocks fetched ahead of the reader
 _IN_CHUNK = 500  # keeps IN (...) lists under every database's bound-parameter limit
 LOCAL_NODE = "local"
+_PART_CHUNKS = 4096  # chunk entries per manifest part: well under 1 MiB even with private digests
 
 
 def _batched(items: list, size: int = _IN_CHUNK) -> Iterator[list]:
@@ -232,13 +233,17 @@ class Storage:
                 batch = []
             if progress:
                 progress(len(chunk))
-        manifest = Manifest(size=size, chunks=refs)
-        if private:
-            manifest_bytes = crypto.seal_manifest(key, manifest.to_dag_json())
-            manifest_cid = cids.cid_of(manifest_bytes, "raw")
-        else:
-            manifest_bytes = manifest.to_dag_json()
-            manifest_cid = cids.cid_of(manifest_bytes, "dag-json")
+        manifest_cid, manifest_bytes = _encode_manifest(Manifest(size=size, chunks=refs), key)
+        parts: list[ChunkRef] = []
+        if len(manifest_bytes) > BLOCK_LIMIT:
+            # Too many chunks for one block: the root lists parts, each a manifest of a run of chunks.
+            for i in range(0, len(refs), _PART_CHUNKS):
+                run = refs[i:i + _PART_CHUNKS]
+                part = Manifest(size=sum(c.size for c in run), chunks=run)
+                part_cid, part_bytes = _encode_manifest(part, key)
+                batch.append((part_cid, part_bytes))
+                parts.append(ChunkRef(cid=part_cid, size=part.size))
+            manifest_cid, manifest_bytes = _encode_manifest(Manifest(size=size, chunks=[], parts=parts), key)
         batch.append((manifest_cid, manifest_bytes))
         uploads.add(batch)
         placed = uploads.finish()
@@ -248,7 +253,7 @@ class Storage:
             insert_ignore(s, FragmentRow, [f for _, frags in placed.values() for f in frags])
             insert_ignore(s, ManifestRow, [{"cid": manifest_cid, "size": size, "chunks": len(refs),
                                             "private": private, "policy": policy_doc}])
-            block_cids = {r.cid for r in refs} | {manifest_cid}
+            block_cids = {r.cid for r in refs} | {p.cid for p in parts} | {manifest_cid}
             insert_ignore(s, RefRow, [{"manifest_cid": manifest_cid, "block_cid": c} for c in sorted(block_cids)])
             row = s.get(FileRow, (owner, manifest_cid))
             if row is None:
@@ -306,10 +311,16 @@ class Storage:
         with self._session() as s:
             row = self._visible_row(s, cid, owner)
             stored_by = row.owner
+        key = crypto.owner_key(self._secret, stored_by) if cids.codec_of(cid) == "raw" else b""
+        root = self._decode_manifest(cid, key)
+        if not root.parts:
+            return root
+        chunks = [c for part in root.parts for c in self._decode_manifest(part.cid, key).chunks]
+        return Manifest(size=root.size, chunks=chunks)
+
+    def _decode_manifest(self, cid: str, key: bytes) -> Manifest:
         raw = self._read_block(cid)
-        if cids.codec_of(cid) == "dag-json":
-            return Manifest.from_dag_json(raw)
-        return Manifest.from_dag_json(crypto.open_manifest(crypto.owner_key(self._secret, stored_by), raw))
+        return Manifest.from_dag_json(crypto.open_manifest(key, raw) if key else raw)
 
     def open_range(self, cid: str, owner: str = "local", start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The bytes [start, end) of a file, streamed chunk by chunk with blocks fetched ahead."""
@@ -598,6 +609,15 @@ class Storage:
                     row.node_id, row.fragment_cid, row.healthy = node_id, fragment_cid, True
                 report.fragments_rebuilt += 1
         return report
+
+
+def _encode_manifest(manifest: Manifest, key: bytes) -> tuple[str, bytes]:
+    """(CID, block) of a manifest: DAG-JSON in the clear, or sealed with the owner's key."""
+    if key:
+        sealed = crypto.seal_manifest(key, manifest.to_dag_json())
+        return cids.cid_of(sealed, "raw"), sealed
+    encoded = manifest.to_dag_json()
+    return cids.cid_of(encoded, "dag-json"), encoded
 
 
 class _Uploads:

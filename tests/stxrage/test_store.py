@@ -157,3 +157,19 @@ def test_open_storage_is_the_services_handle():
     assert storage is open_storage()
     cid = storage.put_bytes(b"hello from an agent").file.cid
     assert storage.get_bytes(cid) == b"hello from an agent"
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_a_manifest_too_big_for_one_block_splits_into_parts(storage, monkeypatch, private):
+    import stxrage.store
+
+    # Shrink the limits so a few MiB behave like a file of tens of GiB.
+    monkeypatch.setattr(stxrage.store, "BLOCK_LIMIT", 1500)
+    monkeypatch.setattr(stxrage.store, "_PART_CHUNKS", 4)
+    data = os.urandom(5 * 1024 * 1024)
+    info = storage.put_bytes(data, private=private).file
+    assert len(storage.manifest(info.cid).chunks) == info.chunks
+    assert storage.get_bytes(info.cid) == data
+    assert storage.get_bytes(info.cid, start=3_000_000, end=3_000_100) == data[3_000_000:3_000_100]
+    storage.delete(info.cid)
+    assert not list((storage.root / "blocks").glob("*/*"))
