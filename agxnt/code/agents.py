@@ -207,7 +207,7 @@ class SequentialCode(Agent):
             outputs.append(CellOutput(index=index, **result.model_dump(exclude={"exit_code"})))
             failed = failed or result.status != "ok"
             ctx.progress((index + 1) / len(input.cells))
-        keep = (input.keep_open or input.session_id is not None) and not input.close and session.process.alive()
+        keep = (input.keep_open or input.session_id is not None) and not input.close and session.alive
         if not keep:
             with _as_agent_errors():
                 await sessions.close(session.id, ctx.owner)

@@ -55,7 +55,10 @@ async def run_code(sandbox: Sandbox, runtime: Runtime, code: str, *, language: L
     for path, data in files:
         sandbox.put_file(path, data)
     sandbox.put_file(f"{CONTROL_DIR}/inputs.json", json.dumps(inputs or {}).encode())
-    sandbox.put_file(f"{CONTROL_DIR}/{'main.py' if language == 'python' else 'main.sh'}", code.encode())
+    main, other = ("main.py", "main.sh") if language == "python" else ("main.sh", "main.py")
+    sandbox.remove_file(f"{CONTROL_DIR}/{other}")
+    sandbox.remove_file(f"{CONTROL_DIR}/result.json")
+    sandbox.put_file(f"{CONTROL_DIR}/{main}", code.encode())
     control = f"{sandbox.workdir}/{CONTROL_DIR}"
     env = {"CX_CONTROL": control, "INPUTS_FILE": f"{control}/inputs.json", "RESULT_FILE": f"{control}/result.user.json"}
     done = await sandbox.exec(_kernel_argv(runtime, "once"), env=env)
@@ -88,6 +91,7 @@ class CodeSession:
         self.idle_timeout = idle_timeout
         self.last_used = time.monotonic()
         self.cells_run = 0
+        self.ended = False
         self.lock = asyncio.Lock()
         control = f"{sandbox.workdir}/{CONTROL_DIR}"
         sandbox.put_file(f"{CONTROL_DIR}/inputs.json", b"{}")
@@ -102,7 +106,8 @@ class CodeSession:
             self.last_used = time.monotonic()
             cell = f"cell-{self.cells_run}-{uuid.uuid4().hex[:8]}"
             self.cells_run += 1
-            if not self.process.alive():
+            if self.ended or not self.process.alive():
+                self.ended = True
                 return CodeResult(status="killed", error="the session's kernel has ended; start a new session")
             self.process.send((json.dumps({"id": cell, "code": code, "timeout": timeout}) + "\n").encode())
             outcome = await self._wait(cell, timeout + 2.0)
@@ -116,6 +121,7 @@ class CodeSession:
                 # trusted to hold a consistent state any more, so the session ends.
                 alive = self.process.alive()
                 self.process.kill()
+                self.ended = True
                 return CodeResult(status="timeout" if alive else "killed", stdout=streams["stdout"][0],
                                   stderr=streams["stderr"][0],
                                   error=("the cell did not finish in time; the session was ended" if alive else
@@ -147,7 +153,12 @@ class CodeSession:
             delay = min(delay * 2, 0.02)
         return None
 
+    @property
+    def alive(self) -> bool:
+        return not self.ended and self.process.alive()
+
     async def close(self) -> None:
+        self.ended = True
         self.process.kill()
         await self.sandbox.stop()
 
@@ -193,7 +204,7 @@ class SessionManager:
         with self._lock:
             sessions = [s for s in self._sessions.values() if s.owner == owner]
         return [SessionInfo(id=s.id, owner=s.owner, runtime=s.runtime.name, cells_run=s.cells_run,
-                            alive=s.process.alive()) for s in sessions]
+                            alive=s.alive) for s in sessions]
 
     async def close(self, session_id: str, owner: str) -> None:
         session = self.get(session_id, owner)
@@ -204,7 +215,7 @@ class SessionManager:
     async def reap(self) -> None:
         """Close sessions idle past their timeout or whose kernel has ended."""
         with self._lock:
-            dead = [s for s in self._sessions.values() if s.expired or not s.process.alive()]
+            dead = [s for s in self._sessions.values() if s.expired or not s.alive]
             for s in dead:
                 self._sessions.pop(s.id, None)
         for s in dead:

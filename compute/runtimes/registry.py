@@ -32,16 +32,21 @@ class RuntimeRegistry:
     def names(self) -> list[str]:
         return sorted(self._runtimes)
 
+    def runtime(self, name: str) -> Runtime:
+        """A registered runtime whether or not this machine can run it (see :meth:`get`)."""
+        try:
+            return self._runtimes[name]
+        except KeyError:
+            raise RuntimeUnavailable(f"unknown runtime {name!r} (known: {', '.join(self.names())})",
+                                     field="runtime", status_code=400) from None
+
     def offered(self) -> list[str]:
         """The runtimes this machine can run now, which a provider declares."""
         return [name for name in self.names() if self._runtimes[name].check() is None]
 
     def get(self, name: str | None = None) -> Runtime:
         name = name or DEFAULT_RUNTIME
-        runtime = self._runtimes.get(name)
-        if runtime is None:
-            raise RuntimeUnavailable(f"unknown runtime {name!r} (known: {', '.join(self.names())})",
-                                     field="runtime", status_code=400)
+        runtime = self.runtime(name)
         why = runtime.check()
         if why is not None:
             raise RuntimeUnavailable(f"runtime {name!r} is not available on this machine: {why}", field="runtime")

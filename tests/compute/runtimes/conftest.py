@@ -22,7 +22,7 @@ RUNTIMES = ["sandbox", pytest.param("container", marks=pytest.mark.docker)]
 @pytest.fixture(params=RUNTIMES)
 def runtime(request):
     registry = runtime_registry(get_settings())
-    why = registry._runtimes[request.param].check() if request.param in registry.names() else "not registered"
+    why = registry.runtime(request.param).check()
     if why is not None:
         if request.param == "sandbox":
             pytest.fail(f"the sandbox runtime must work on every machine that runs the tests: {why}")
