@@ -178,6 +178,9 @@ class MemoryStore:
                                  field=f"documents.{i}.text", status_code=413)
             if doc.id is not None:
                 _validate_id(doc.id, f"documents.{i}.id")
+                if "#" in doc.id:
+                    raise AgentError("document ids may not contain '#' (it separates a document id from its "
+                                     "chunk number)", field=f"documents.{i}.id")
                 if doc.id in seen:
                     raise AgentError(f"document id {doc.id!r} appears twice", field=f"documents.{i}.id")
                 seen.add(doc.id)
@@ -196,10 +199,8 @@ class MemoryStore:
         ids: list[str] = []
         texts: list[str] = []
         metas: list[dict[str, Any]] = []
-        doc_ids: list[str] = []
         for doc in documents:
             doc_id = doc.id or uuid.uuid4().hex
-            doc_ids.append(doc_id)
             chunks = chunk_text(doc.text, chunk_size, chunk_overlap)
             for n, chunk in enumerate(chunks):
                 ids.append(doc_id if len(chunks) == 1 else f"{doc_id}#{n}")
@@ -294,7 +295,7 @@ class MemoryStore:
             doc_id = str(first_meta.get(DOC_KEY, item_id))
             if doc_id != item_id:
                 # one chunk of a longer document: replace that chunk in place
-                self._check_documents([DocumentIn(id=item_id, text=text)])
+                self._check_documents([DocumentIn(text=text)])
                 vectors = self.embedder([text.strip()])
                 meta = {**merged, **{k: v for k, v in first_meta.items() if k.startswith("_")}}
                 self._upsert(col, [item_id], vectors, [text.strip()], [meta])

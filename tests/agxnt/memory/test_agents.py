@@ -84,6 +84,17 @@ async def test_update_of_long_document_to_short_text_removes_old_chunks(ctx_for,
     assert page.total == 1 and page.items[0].text == "now short"
 
 
+async def test_update_of_one_chunk_keeps_the_rest_of_the_document(ctx_for, owners):
+    ctx = ctx_for(owners[0])
+    out = await WriteMemory()({"memory": "m", "documents": [{"id": "d", "text": "alpha " * 300}], "chunk_size": 200,
+                               "chunk_overlap": 20}, ctx)
+    await UpdateMemory()({"memory": "m", "id": "d#1", "text": "a replaced chunk about volcanoes"}, ctx)
+    items = {i.id: i for i in ctx.services.memory.list_items(ctx.owner, "m", limit=1000).items}
+    assert set(items) == set(out.ids)
+    assert items["d#1"].text == "a replaced chunk about volcanoes" and items["d#1"].document_id == "d"
+    assert (await SearchMemory()({"memory": "m", "query": "volcano", "k": 1}, ctx)).ids == ["d#1"]
+
+
 async def test_delete_by_ids_and_by_filter(ctx_for, owners):
     ctx = ctx_for(owners[0])
     await _seed(ctx)
@@ -188,6 +199,7 @@ async def _snapshot(ctx, memory="kb"):
     (WriteMemory, {"memory": "../etc", "text": "x"}, "memory", 400),
     (WriteMemory, {"memory": "kb", "documents": [{"id": "paris", "text": "ok"}, {"id": "paris", "text": "dup"}]},
      "documents.1.id", 400),
+    (WriteMemory, {"memory": "kb", "documents": [{"id": "paris#0", "text": "ok"}]}, "documents.0.id", 400),
     (SearchMemory, {"memory": "kb", "query": "x", "filter": {"topic": {"$regex": "g.*"}}}, "filter", 400),
     (SearchMemory, {"memory": "kb", "query": ""}, "query", 400),
     (SearchMemory, {"memory": "nope", "query": "x"}, "memory", 404),
