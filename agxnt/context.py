@@ -85,14 +85,14 @@ class AgentContext:
     on_progress: ProgressFn | None = None
     cancel_event: asyncio.Event | None = None
     max_iterations: int = 100
-    deadline: float | None = None  # time.monotonic() value after which loops must stop
+    deadline: float | None = None  # wall-clock time.time() after which loops must stop (crosses processes)
 
     def iterate(self, requested: int | None = None) -> Iterator[int]:
         """Loop indexes bounded by the run's iteration and time budget; every looping agent uses this."""
         limit = self.max_iterations if requested is None else min(requested, self.max_iterations)
         for i in range(limit):
             self.check_cancelled()
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            if self.deadline is not None and time.time() > self.deadline:
                 raise BudgetExceeded(f"time budget exhausted after {i} iterations")
             yield i
 

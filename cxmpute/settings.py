@@ -135,6 +135,7 @@ def apply_environment_defaults(settings: Settings | None = None) -> None:
     for key, value in _DEFAULTS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(settings.home / "prefect" / "storage"))
     if settings.offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,210 @@
+"""Compilation of a validated workflow into a Prefect flow: one task per node, edges as futures.
+
+Independent branches run concurrently on Prefect's task runner. Every node's result (its inputs
+and output) is persisted under a cache key made of a *scope*, the node and its resolved inputs: a
+normal run scopes keys to itself, while a re-run from a node scopes the nodes upstream of it to
+the original run, so their persisted outputs are reused and only the chosen node and its
+descendants execute again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect import Flow, Task, flow, task
+from prefect.context import TaskRunContext
+from prefect.flow_runs import apause_flow_run
+from prefect.runtime import flow_run as runtime_flow_run
+from pydantic import BaseModel, ValidationError
+
+from agxnt.builtins import ApprovalResponse
+from agxnt.context import AgentContext
+from agxnt.errors import AgentError
+from agxnt.registry import registry
+from flows.spec import Workflow
+from flows.validate import Plan, validate_or_raise
+
+FLOW_NAME = "cxmpute-workflow"
+
+
+class NodeResult(BaseModel):
+    """What a node run keeps: the inputs it saw and the output it gave."""
+
+    node: str
+    agent: str
+    version: str
+    inputs: dict[str, Any]
+    output: dict[str, Any]
+    started_at: datetime
+    finished_at: datetime
+
+
+class NodeFailed(Exception):
+    """A node's agent raised; the message names the node. Args stay picklable for persisted states."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message, retryable)
+        self.message = message
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class WorkflowFailed(Exception):
+    pass
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    if parameters.get("scope") is None:
+        return None
+    payload = _json([parameters["scope"], parameters["node_id"], parameters["agent"], parameters["version"],
+                     parameters["params"], parameters["bindings"], parameters["owner"]])
+    return "cxnode-" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _retry_condition(task: Task, task_run: Any, state: Any) -> bool:
+    """Retry transient failures only: bad input (a 4xx-class AgentError) fails the same way every time."""
+    try:
+        state.result()
+    except NodeFailed as exc:
+        return exc.retryable
+    except Exception:
+        return True
+    return True
+
+
+def _set_path(target: dict[str, Any], path: str, value: Any) -> None:
+    head, _, rest = path.partition(".")
+    if rest:
+        inner = target.get(head)
+        target[head] = inner = dict(inner) if isinstance(inner, dict) else {}
+        inner[rest] = value
+    else:
+        target[head] = value
+
+
+@task(persist_result=True, cache_key_fn=_cache_key, retry_condition_fn=_retry_condition)
+async def run_node(
+    node_id: str,
+    agent: str,
+    version: str,
+    params: dict[str, Any],
+    bindings: dict[str, list[Any]],
+    owner: str,
+    scope: str | None,
+    deadline: float,
+    max_iterations: int,
+) -> dict[str, Any]:
+    started = datetime.now(timezone.utc)
+    inputs = copy.deepcopy(params)
+    for target_field, (upstream, source_field) in sorted(bindings.items()):
+        _set_path(inputs, target_field, upstream["output"].get(source_field))
+    cls = registry.get(agent, version)
+    if agent == "hitl.approve":
+        timeout = int(inputs.get("timeout_seconds") or 3600)
+        response = await apause_flow_run(wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1,
+                                         key=f"approve-{node_id}")
+        inputs["response"] = response.model_dump(mode="json")
+    ctx = AgentContext(owner=owner, run_id=str(runtime_flow_run.id), node_id=node_id, deadline=deadline,
+                       max_iterations=max_iterations)
+    try:
+        output = await cls()(inputs, ctx)
+    except AgentError as exc:
+        raise NodeFailed(f"node {node_id!r} ({agent}): {exc.message}", retryable=exc.status_code >= 500) from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise NodeFailed(f"node {node_id!r} ({agent}): invalid input: {problems}") from exc
+    return NodeResult(node=node_id, agent=agent, version=version, inputs=inputs,
+                      output=output.model_dump(mode="json"), started_at=started,
+                      finished_at=datetime.now(timezone.utc)).model_dump(mode="json")
+
+
+def _input_value(plan: Plan, params: dict[str, Any], inputs: dict[str, Any]) -> Any:
+    name = params.get("name", "input")
+    if name in inputs:
+        return inputs[name]
+    declared = plan.workflow.inputs.get(name)
+    if params.get("value") is not None:
+        return params["value"]
+    if declared is not None and declared.default is not None:
+        return declared.default
+    if declared is not None and declared.required:
+        raise WorkflowFailed(f"run input {name!r} is required")
+    return None
+
+
+def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, str] | None) -> dict[str, Any]:
+    """Submit every node in topological order; edges become futures, so branches run concurrently."""
+    run_id = str(runtime_flow_run.id)
+    scopes = scopes or {}
+    deadline = time.time() + plan.workflow.budget.max_seconds
+    futures: dict[str, Any] = {}
+    for nid in plan.order:
+        node = plan.workflow.node(nid)
+        cls = plan.agents[nid]
+        params = dict(node.params)
+        if node.agent == "io.input":
+            params["value"] = _input_value(plan, params, inputs)
+        bindings = {tf: [futures[src], sf] for src, sf, tf in plan.incoming.get(nid, [])}
+        scope = scopes.get(nid, run_id)
+        opts = node.options
+        node_task = run_node.with_options(
+            name=f"{node.agent}", task_run_name=nid, retries=opts.retries,
+            retry_delay_seconds=opts.retry_delay_seconds, timeout_seconds=opts.timeout_seconds,
+            refresh_cache=(scope == run_id) or not opts.cache,
+        )
+        futures[nid] = node_task.submit(
+            node_id=nid, agent=cls.id, version=cls.version, params=params, bindings=bindings, owner=owner,
+            scope=scope, deadline=deadline, max_iterations=plan.workflow.budget.max_iterations,
+        )
+    results: dict[str, dict[str, Any]] = {}
+    failures: list[str] = []
+    for nid, fut in futures.items():
+        state = fut.wait() or fut.state
+        if state.is_completed():
+            results[nid] = fut.result()
+        elif state.is_failed() or state.is_crashed():
+            failures.append(state.message or f"node {nid!r} failed")
+    if failures:
+        raise WorkflowFailed("; ".join(failures))
+    return {name: results[out.node]["output"].get(out.field) for name, out in plan.workflow.outputs.items()}
+
+
+@flow(name=FLOW_NAME, persist_result=True, validate_parameters=False)
+def workflow_flow(document: dict[str, Any], inputs: dict[str, Any] | None = None, owner: str = "local",
+                  scopes: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a workflow document. ``scopes`` maps node ids to the run whose cached outputs they reuse."""
+    plan = validate_or_raise(document)
+    return execute(plan, inputs or {}, owner, scopes)
+
+
+@dataclass
+class CompiledWorkflow:
+    """A validated document bound to the workflow flow; call it like any Prefect flow."""
+
+    plan: Plan
+    flow: Flow
+
+    def parameters(self, inputs: dict[str, Any] | None = None, owner: str = "local",
+                   scopes: dict[str, str] | None = None) -> dict[str, Any]:
+        return {"document": self.plan.workflow.model_dump(mode="json"), "inputs": inputs or {}, "owner": owner,
+                "scopes": scopes or {}}
+
+    def __call__(self, inputs: dict[str, Any] | None = None, owner: str = "local") -> dict[str, Any]:
+        return self.flow(**self.parameters(inputs, owner))
+
+
+def compile_workflow(document: dict[str, Any] | Workflow) -> CompiledWorkflow:
+    plan = validate_or_raise(document)
+    return CompiledWorkflow(plan, workflow_flow.with_options(timeout_seconds=plan.workflow.budget.max_seconds))

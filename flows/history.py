@@ -1,0 +1,130 @@
+"""Run views read back from the Prefect API: the run's state and, per node, state, attempts and I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel, Field
+
+from agxnt.errors import NotFound
+
+PAGE = 200
+
+# Prefect state (type, name) → the node states the builder, API and CLI show.
+_NODE_STATES = {
+    ("SCHEDULED", None): "pending",
+    ("PENDING", "NotReady"): "skipped",
+    ("PENDING", None): "pending",
+    ("RUNNING", None): "running",
+    ("RUNNING", "Retrying"): "retrying",
+    ("SCHEDULED", "AwaitingRetry"): "retrying",
+    ("COMPLETED", None): "completed",
+    ("FAILED", None): "failed",
+    ("CRASHED", None): "failed",
+    ("CANCELLED", None): "cancelled",
+    ("CANCELLING", None): "cancelled",
+    ("PAUSED", None): "waiting",
+}
+
+
+def node_state(state: State | None) -> str:
+    if state is None:
+        return "pending"
+    kind = state.type.value
+    return _NODE_STATES.get((kind, state.name), _NODE_STATES.get((kind, None), kind.lower()))
+
+
+class NodeRun(BaseModel):
+    node: str
+    agent: str | None = None
+    state: str
+    attempts: int = 0
+    cached: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    inputs: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    task_run_id: str | None = None
+
+
+class RunView(BaseModel):
+    id: str
+    name: str
+    state: str
+    state_message: str | None = None
+    owner: str | None = None
+    workflow: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    nodes: dict[str, NodeRun] = Field(default_factory=dict)
+    waiting_for: list[str] = Field(default_factory=list, description="Nodes waiting for a person's answer")
+
+    @property
+    def finished(self) -> bool:
+        return self.state in {"completed", "failed", "cancelled"}
+
+
+def _load(state: State) -> Any:
+    try:
+        return state.result(raise_on_failure=False)
+    except Exception:  # result storage unreachable from here: the state is still worth showing
+        return None
+
+
+def _node(tr: TaskRun, agent: str | None, with_results: bool) -> NodeRun:
+    state = tr.state
+    view = NodeRun(
+        node=tr.name, agent=agent, state=node_state(state),
+        attempts=tr.run_count, cached=bool(state and state.name == "Cached"),
+        started_at=tr.start_time, finished_at=tr.end_time, task_run_id=str(tr.id),
+    )
+    if state is not None and state.is_completed() and with_results:
+        result = _load(state)
+        if isinstance(result, dict):
+            view.inputs, view.output = result.get("inputs"), result.get("output")
+    elif state is not None and (state.is_failed() or state.is_crashed() or view.state == "skipped"):
+        view.error = state.message
+    return view
+
+
+def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
+    with get_client(sync_client=True) as client:
+        try:
+            fr = client.read_flow_run(UUID(str(run_id)))
+        except (ObjectNotFound, ValueError):
+            raise NotFound(f"run {run_id} not found", field="run_id") from None
+        task_runs: list[TaskRun] = []
+        while True:
+            page = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])), limit=PAGE, offset=len(task_runs))
+            task_runs.extend(page)
+            if len(page) < PAGE:
+                break
+    params = fr.parameters or {}
+    state = node_state(fr.state)
+    view = RunView(
+        id=str(fr.id), name=fr.name, state=state, state_message=fr.state.message if fr.state else None,
+        owner=params.get("owner"), workflow=(params.get("document") or {}).get("name"),
+        started_at=fr.start_time, finished_at=fr.end_time, inputs=params.get("inputs") or {},
+    )
+    agents = {n.get("id"): n.get("agent") for n in (params.get("document") or {}).get("nodes", [])}
+    for tr in sorted(task_runs, key=lambda t: t.expected_start_time or t.created or datetime.min):
+        view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
+    if fr.state is not None and fr.state.is_completed() and with_results:
+        result = _load(fr.state)
+        view.outputs = result if isinstance(result, dict) else None
+    elif fr.state is not None and (fr.state.is_failed() or fr.state.is_crashed()):
+        view.error = fr.state.message
+    if state == "waiting":
+        view.waiting_for = [n.node for n in view.nodes.values() if n.state == "running" and n.agent == "hitl.approve"]
+    return view
