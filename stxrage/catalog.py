@@ -56,6 +56,7 @@ class ManifestRow(Base):
     chunks: Mapped[int] = mapped_column(Integer)
     private: Mapped[bool] = mapped_column(Boolean)
     policy: Mapped[dict] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(8), default="file")
 
 
 class RefRow(Base):

@@ -55,19 +55,22 @@ def _print(model: BaseModel | list, as_json: bool) -> None:
 
 
 @app.command()
-def put(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+def put(path: Path = typer.Argument(..., exists=True, readable=True, help="A file, or a directory to archive"),
         private: bool = typer.Option(False, "--private", help="Encrypt on this side before upload"),
         policy: str | None = typer.Option(None, "--policy", "-p",
                                           help="Copies ('3') or erasure k/n ('4/6'); default: the client's"),
         name: str | None = typer.Option(None, "--name"), owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
-    """Store a file; prints its CID."""
+    """Store a file or a directory; prints its CID."""
     try:
         chosen = parse_policy(policy) if policy else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policy") from None
-    with _errors(), _bar(f"put {path.name}", path.stat().st_size) as advance:
-        stats = open_storage().put_file(path, name=name, owner=owner, private=private, policy=chosen,
-                                        progress=advance)
+    storage = open_storage()
+    is_dir = path.is_dir()
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if is_dir else path.stat().st_size
+    with _errors(), _bar(f"put {path.name}", total) as advance:
+        put_one = storage.put_dir if is_dir else storage.put_file
+        stats = put_one(path, name=name, owner=owner, private=private, policy=chosen, progress=advance)
     if as_json:
         _print(stats, True)
     else:
@@ -80,13 +83,14 @@ def put(path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=T
 def get(cid: str, output: Path = typer.Option(..., "--output", "-o", help="Where to write the file"),
         byte_range: str | None = typer.Option(None, "--range", help="Bytes START-END (END exclusive)"),
         owner: str = OwnerOpt) -> None:
-    """Fetch a file by CID, verifying every block."""
+    """Fetch a file (or a directory archive, into the --output directory) by CID, verifying every block."""
     storage = open_storage()
     with _errors():
-        size = storage.stat(cid, owner).size
+        info = storage.stat(cid, owner)
         if byte_range is None:
-            with _bar(f"get {cid[:16]}…", size) as advance:
-                storage.get_file(cid, output, owner, progress=advance)
+            get_one = storage.get_dir if info.kind == "dir" else storage.get_file
+            with _bar(f"get {cid[:16]}…", info.size) as advance:
+                get_one(cid, output, owner, progress=advance)
             return
         start, sep, end = byte_range.partition("-")
         if not sep or not start.isdigit() or (end and not end.isdigit()):
@@ -108,10 +112,10 @@ def list_files(owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
     if as_json:
         _print(files, True)
         return
-    table = Table("cid", "name", "size", "private", "pinned", "policy")
+    table = Table("cid", "name", "kind", "size", "private", "pinned", "policy")
     for f in files:
-        policy = f"{f.policy.copies} copies" if f.policy.kind == "replicas" else f"{f.policy.k}-of-{f.policy.n}"
-        table.add_row(f.cid, f.name or "", str(f.size), str(f.private), str(f.pinned), policy)
+        policy = f"×{f.policy.copies}" if f.policy.kind == "replicas" else f"{f.policy.k}-of-{f.policy.n}"
+        table.add_row(f.cid, f.name or "", f.kind, str(f.size), str(f.private), str(f.pinned), policy)
     console.print(table)
 
 

@@ -6,7 +6,9 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pathlib import PurePosixPath
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 
 class Replicas(BaseModel):
@@ -63,19 +65,43 @@ class ChunkRef(BaseModel):
     digest: str | None = Field(None, description="sha256 of the plaintext (hex); private files only")
 
 
+class FileEntry(BaseModel):
+    """One file of a directory archive: its bytes are [offset, offset + size) of the archive."""
+
+    path: str = Field(min_length=1, max_length=1000)
+    offset: int = Field(ge=0)
+    size: int = Field(ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        # A manifest may come from anyone: its paths must never reach outside the target directory.
+        parts = PurePosixPath(path).parts
+        canonical = PurePosixPath(path).as_posix() == path
+        if not canonical or path.startswith("/") or not parts or ".." in parts or "\\" in path:
+            raise ValueError(f"archive path {path!r} must be relative and stay inside the archive")
+        return path
+
+
 class Manifest(BaseModel):
-    """A file: its chunks in order. Public manifests are stored as DAG-JSON (chunk links as {"/": cid})."""
+    """A file, or a directory archive (the files' chunks back to back, with an index of paths).
+    Public manifests are stored as DAG-JSON (chunk links as {"/": cid})."""
 
     format: Literal["stxrage/file@1"] = "stxrage/file@1"
+    kind: Literal["file", "dir"] = "file"
     size: int = Field(ge=0)
     chunks: list[ChunkRef]
     parts: list[ChunkRef] = Field(default_factory=list, description="Sub-manifests, in order, of a very large file")
+    files: list[FileEntry] = Field(default_factory=list, description="Directory archives: the files, by path")
 
     def to_dag_json(self) -> bytes:
         # DAG-JSON: map keys sorted, no whitespace, links written as {"/": "<cid>"}
-        doc = {"chunks": [self._chunk_doc(c) for c in self.chunks], "format": self.format, "size": self.size}
+        doc: dict = {"chunks": [self._chunk_doc(c) for c in self.chunks], "format": self.format, "size": self.size}
         if self.parts:
             doc["parts"] = [self._chunk_doc(p) for p in self.parts]
+        if self.kind == "dir":
+            doc["kind"] = "dir"
+            doc["files"] = [e.model_dump() for e in self.files]
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @staticmethod
@@ -91,7 +117,8 @@ class Manifest(BaseModel):
         def refs(items: list[dict]) -> list[ChunkRef]:
             return [ChunkRef(cid=c["cid"]["/"], size=c["size"], digest=c.get("digest")) for c in items]
 
-        return cls(format=doc["format"], size=doc["size"], chunks=refs(doc["chunks"]), parts=refs(doc.get("parts", [])))
+        return cls(format=doc["format"], kind=doc.get("kind", "file"), size=doc["size"], chunks=refs(doc["chunks"]),
+                   parts=refs(doc.get("parts", [])), files=doc.get("files", []))
 
 
 class FileInfo(BaseModel):
@@ -103,6 +130,7 @@ class FileInfo(BaseModel):
     pinned: bool
     policy: Policy
     chunks: int
+    kind: Literal["file", "dir"] = "file"
     created_at: datetime
 
 

@@ -44,6 +44,7 @@ from stxrage.models import (
     AuditReport,
     ChunkRef,
     Erasure,
+    FileEntry,
     FileInfo,
     Manifest,
     NodeInfo,
@@ -207,8 +208,47 @@ class Storage:
     def put_stream(self, stream: BinaryIO, **kwargs) -> PutStats:
         return self._put(chunk_stream(stream), **kwargs)
 
+    def put_dir(self, path: str | os.PathLike, *, name: str | None = None, **kwargs) -> PutStats:
+        """Store a directory as one archive (e.g. a model that loads with ``from_pretrained``)."""
+        root = Path(path)
+        if not root.is_dir():
+            raise StorageError(f"{root} is not a directory", field="path")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        entries: list[FileEntry] = []
+
+        def chunks() -> Iterator[bytes]:
+            offset = 0
+            for file in files:
+                size = 0
+                with file.open("rb") as f:
+                    for chunk in chunk_stream(f):
+                        size += len(chunk)
+                        yield chunk
+                entries.append(FileEntry(path=file.relative_to(root).as_posix(), offset=offset, size=size))
+                offset += size
+
+        return self._put(chunks(), name=name or root.name, entries=entries, **kwargs)
+
+    def get_dir(self, cid: str, dest: str | os.PathLike, owner: str = "local",
+                progress: Progress | None = None) -> Path:
+        """Write a directory archive's files under ``dest``, each verified on the way."""
+        manifest = self.manifest(cid, owner)
+        if manifest.kind != "dir":
+            raise StorageError(f"{cid} is a file, not a directory archive", field="cid")
+        dest = Path(dest)
+        for entry in manifest.files:
+            target = dest / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as f:
+                for part in self.open_range(cid, owner, entry.offset, entry.offset + entry.size):
+                    f.write(part)
+                    if progress:
+                        progress(len(part))
+        return dest
+
     def _put(self, chunks: Iterable[bytes], *, owner: str = "local", name: str | None = None, private: bool = False,
-             policy: Replicas | Erasure | None = None, progress: Progress | None = None) -> PutStats:
+             policy: Replicas | Erasure | None = None, progress: Progress | None = None,
+             entries: list[FileEntry] | None = None) -> PutStats:
         policy = policy or self.default_policy()
         active = self._active_nodes()
         if policy.width > len(active):
@@ -233,7 +273,9 @@ class Storage:
                 batch = []
             if progress:
                 progress(len(chunk))
-        manifest_cid, manifest_bytes = _encode_manifest(Manifest(size=size, chunks=refs), key)
+        # Directory archives fill ``entries`` while their chunks are consumed above.
+        kind, files = ("dir", entries) if entries is not None else ("file", [])
+        manifest_cid, manifest_bytes = _encode_manifest(Manifest(kind=kind, size=size, chunks=refs, files=files), key)
         parts: list[ChunkRef] = []
         if len(manifest_bytes) > BLOCK_LIMIT:
             # Too many chunks for one block: the root lists parts, each a manifest of a run of chunks.
@@ -243,7 +285,8 @@ class Storage:
                 part_cid, part_bytes = _encode_manifest(part, key)
                 batch.append((part_cid, part_bytes))
                 parts.append(ChunkRef(cid=part_cid, size=part.size))
-            manifest_cid, manifest_bytes = _encode_manifest(Manifest(size=size, chunks=[], parts=parts), key)
+            root = Manifest(kind=kind, size=size, chunks=[], parts=parts, files=files)
+            manifest_cid, manifest_bytes = _encode_manifest(root, key)
         batch.append((manifest_cid, manifest_bytes))
         uploads.add(batch)
         placed = uploads.finish()
@@ -252,7 +295,7 @@ class Storage:
             insert_ignore(s, BlockRow, [{"cid": c, "size": n, "policy": policy_doc} for c, (n, _) in placed.items()])
             insert_ignore(s, FragmentRow, [f for _, frags in placed.values() for f in frags])
             insert_ignore(s, ManifestRow, [{"cid": manifest_cid, "size": size, "chunks": len(refs),
-                                            "private": private, "policy": policy_doc}])
+                                            "private": private, "policy": policy_doc, "kind": kind}])
             block_cids = {r.cid for r in refs} | {p.cid for p in parts} | {manifest_cid}
             insert_ignore(s, RefRow, [{"manifest_cid": manifest_cid, "block_cid": c} for c in sorted(block_cids)])
             row = s.get(FileRow, (owner, manifest_cid))
@@ -316,7 +359,7 @@ class Storage:
         if not root.parts:
             return root
         chunks = [c for part in root.parts for c in self._decode_manifest(part.cid, key).chunks]
-        return Manifest(size=root.size, chunks=chunks)
+        return root.model_copy(update={"chunks": chunks, "parts": []})
 
     def _decode_manifest(self, cid: str, key: bytes) -> Manifest:
         raw = self._read_block(cid)
@@ -440,7 +483,7 @@ class Storage:
         m = s.get(ManifestRow, row.cid)
         return FileInfo(cid=row.cid, owner=row.owner, name=row.name, size=m.size, private=row.private,
                         pinned=row.pinned, policy=_policy_adapter.validate_python(m.policy), chunks=m.chunks,
-                        created_at=row.created_at)
+                        kind=m.kind, created_at=row.created_at)
 
     def pin(self, cid: str, owner: str = "local") -> FileInfo:
         """Keep a file: the caller's own, or a public one the caller wants kept under its account."""

@@ -119,3 +119,17 @@ def test_cli_processes_round_trip_through_a_storage_node(tmp_path, node_process)
 @pytest.mark.slow
 def test_one_gib_round_trip_through_the_cli_and_a_node(tmp_path, node_process):
     _round_trip_through_a_node(tmp_path, node_process, 1024**3)
+
+
+def test_directories_go_in_and_come_out_whole(tmp_path):
+    src = tmp_path / "model"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "w.bin").write_bytes(os.urandom(800_000))
+    (src / "config.json").write_text("{}")
+    put = runner.invoke(app, ["put", str(src), "--json"])
+    assert put.exit_code == 0, put.output
+    doc = json.loads(put.stdout)["file"]
+    assert doc["kind"] == "dir"
+    assert runner.invoke(app, ["get", doc["cid"], "-o", str(tmp_path / "back")]).exit_code == 0
+    assert (tmp_path / "back" / "sub" / "w.bin").read_bytes() == (src / "sub" / "w.bin").read_bytes()
+    assert (tmp_path / "back" / "config.json").read_text() == "{}"
