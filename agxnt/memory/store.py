@@ -222,8 +222,15 @@ class MemoryStore:
 
     def _drop_stale_chunks(self, col: Collection, doc_ids: list[str], keep: set[str]) -> None:
         """A rewritten document may now have fewer chunks than before; remove the leftovers."""
-        for i in range(0, len(doc_ids), 500):
-            batch = doc_ids[i:i + 500]
+        # Only documents stored before can have leftovers; an id lookup finds those cheaply, since a
+        # stored document always has an item '<id>' or '<id>#0'.
+        if not doc_ids:
+            return
+        probe = [x for d in doc_ids for x in (d, f"{d}#0")]
+        earlier = {m[DOC_KEY] for m in col.get(ids=probe, include=["metadatas"])["metadatas"] if m}
+        earlier = [d for d in doc_ids if d in earlier]
+        for i in range(0, len(earlier), 500):
+            batch = earlier[i:i + 500]
             found = col.get(where={DOC_KEY: {"$in": batch}}, include=[])["ids"]
             stale = [x for x in found if x not in keep]
             if stale:
@@ -237,11 +244,8 @@ class MemoryStore:
             raise AgentError("k must be between 1 and 100", field="k")
         where = normalize_filter(where)
         col = self._collection(owner, memory)
-        count = col.count()
-        if count == 0:
-            return []
         vector = self.embedder.embed_query([query])
-        result = col.query(query_embeddings=vector, n_results=min(k, count), where=where,
+        result = col.query(query_embeddings=vector, n_results=k, where=where,
                            where_document={"$contains": contains} if contains else None,
                            include=["documents", "metadatas", "distances"])
         hits = []
