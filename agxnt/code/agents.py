@@ -167,6 +167,8 @@ class SequentialCode(Agent):
     class Input(SandboxOptions):
         cells: list[str] = Field(default_factory=list, max_length=500,
                                  description="Python cells, run in order; each cell's last expression is its result")
+        inputs: dict[str, Any] | None = Field(None, description="JSON values the cells see as `inputs` (kept by the "
+                                                                 "session until a later call gives new ones)")
         session_id: str | None = Field(None, description="Continue this open session instead of starting one")
         keep_open: bool = Field(False, description="Keep the session open after these cells for later calls")
         close: bool = Field(False, description="Close the session after these cells")
@@ -203,7 +205,7 @@ class SequentialCode(Agent):
                 outputs.append(CellOutput(index=index, status="skipped", error="an earlier cell failed"))
                 continue
             ctx.check_cancelled()
-            result = await session.run(code, input.cell_timeout_seconds)
+            result = await session.run(code, input.cell_timeout_seconds, input.inputs if index == 0 else None)
             outputs.append(CellOutput(index=index, **result.model_dump(exclude={"exit_code"})))
             failed = failed or result.status != "ok"
             ctx.progress((index + 1) / len(input.cells))

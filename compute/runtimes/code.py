@@ -101,7 +101,8 @@ class CodeSession:
     def expired(self) -> bool:
         return time.monotonic() - self.last_used > self.idle_timeout
 
-    async def run(self, code: str, timeout: float) -> CodeResult:
+    async def run(self, code: str, timeout: float, inputs: dict[str, Any] | None = None) -> CodeResult:
+        """Run one cell; ``inputs``, when given, becomes the session's ``inputs`` variable first."""
         async with self.lock:
             self.last_used = time.monotonic()
             cell = f"cell-{self.cells_run}-{uuid.uuid4().hex[:8]}"
@@ -109,7 +110,10 @@ class CodeSession:
             if self.ended or not self.process.alive():
                 self.ended = True
                 return CodeResult(status="killed", error="the session's kernel has ended; start a new session")
-            self.process.send((json.dumps({"id": cell, "code": code, "timeout": timeout}) + "\n").encode())
+            request = {"id": cell, "code": code, "timeout": timeout}
+            if inputs is not None:
+                request["inputs"] = inputs
+            self.process.send((json.dumps(request) + "\n").encode())
             outcome = await self._wait(cell, timeout + 2.0)
             cap = self.sandbox.spec.limits.output_bytes
             streams = {name: self._read_stream(f"{cell}.{name}", cap) for name in ("stdout", "stderr")}

@@ -3,7 +3,8 @@
 Two modes, one way of running a cell:
   ``once``   run ``$CX_CONTROL/main.py`` (or ``main.sh`` through ``/bin/sh``) with the job's stdout and
              stderr, write the cell's outcome to ``$CX_CONTROL/result.json``;
-  ``serve``  a session kernel: read one JSON request per line on stdin ``{"id", "code", "timeout"}``,
+  ``serve``  a session kernel: read one JSON request per line on stdin ``{"id", "code", "timeout"}``
+             (and optionally ``"inputs"``, which replaces the session's ``inputs`` variable),
              run it in the namespace the previous cells left, capture its output at the file-descriptor
              level (so child processes are captured too) in ``$CX_CONTROL/<id>.stdout|stderr`` and
              write the outcome to ``$CX_CONTROL/<id>.json``.
@@ -141,6 +142,8 @@ def serve():
             cell_id, code, timeout = str(request["id"]), request["code"], request.get("timeout")
         except (ValueError, KeyError, TypeError):
             continue
+        if "inputs" in request:
+            namespace["inputs"] = request["inputs"]
         with open(os.path.join(CONTROL, cell_id + ".stdout"), "wb") as out, \
                 open(os.path.join(CONTROL, cell_id + ".stderr"), "wb") as err:
             sys.stdout.flush()
