@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cxmpute.settings import Settings
@@ -169,13 +170,18 @@ class BubblewrapSandbox(Sandbox):
         self.scratch.remove_tree()
 
 
+# --die-with-parent ends a sandbox when the *thread* that started it exits, so a session's kernel is
+# started from this thread, which lives as long as the process (request threads come and go).
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxmpute-sandbox-spawner")
+
+
 class _BwrapProcess(BackgroundProcess):
     def __init__(self, sandbox: BubblewrapSandbox, argv: list[str], seccomp_fd: int):
         self.sandbox = sandbox
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True,
-                                     pass_fds=(seccomp_fd,))
+        self.proc = _spawner.submit(subprocess.Popen, argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True,
+                                    pass_fds=(seccomp_fd,)).result()
         self._done = threading.Event()
         threading.Thread(target=self._wait, daemon=True).start()
 
