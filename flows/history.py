@@ -117,8 +117,10 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
         owner=params.get("owner"), workflow=(params.get("document") or {}).get("name"),
         started_at=fr.start_time, finished_at=fr.end_time, inputs=params.get("inputs") or {},
     )
-    agents = {n.get("id"): n.get("agent") for n in (params.get("document") or {}).get("nodes", [])}
-    for tr in sorted(task_runs, key=lambda t: t.expected_start_time or t.created or datetime.min):
+    doc_nodes = (params.get("document") or {}).get("nodes", [])
+    agents = {n.get("id"): n.get("agent") for n in doc_nodes}
+    position = {n.get("id"): i for i, n in enumerate(doc_nodes)}
+    for tr in sorted(task_runs, key=lambda t: position.get(t.name, len(position))):
         view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
     if fr.state is not None and fr.state.is_completed() and with_results:
         result = _load(fr.state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextvars import copy_context
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
@@ -56,7 +57,8 @@ def start_run(
     done = threading.Event()
     with _lock:
         _active[str(flow_run.id)] = done
-    _pool.submit(_execute, compiled, flow_run, parameters, done)
+    # the caller's context travels with the run (Prefect settings, tags)
+    _pool.submit(copy_context().run, _execute, compiled, flow_run, parameters, done)
     return str(flow_run.id)
 
 

@@ -61,3 +61,19 @@ def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def use_api(api_url: str) -> None:
+    """Point this process (every thread, and child processes) at a Prefect API."""
+    from prefect.context import refresh_global_settings_context
+
+    os.environ["PREFECT_API_URL"] = api_url
+    refresh_global_settings_context()
+
+
+def find_api(default_url: str) -> str | None:
+    """The Prefect API to use: PREFECT_API_URL if set, else a server already answering at ``default_url``;
+    None means none is running (Prefect then starts a temporary one for the process)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    return default_url if healthy(default_url, 1.0) else None

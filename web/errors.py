@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agxnt.errors import AgentError
+from flows.validate import WorkflowInvalid
 
 log = logging.getLogger("cxmpute.web")
 
@@ -18,6 +19,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AgentError)
     async def _agent_error(_: Request, exc: AgentError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.message, "field": exc.field})
+
+    @app.exception_handler(WorkflowInvalid)
+    async def _workflow_invalid(_: Request, exc: WorkflowInvalid) -> JSONResponse:
+        return JSONResponse(status_code=422, content={
+            "detail": f"workflow has {len(exc.problems)} problem(s): {exc}",
+            "errors": [p.model_dump() for p in exc.problems],
+        })
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,86 @@
+"""Workflow runs: state per node with inputs and outputs (read from the Prefect API), answers to
+approvals, and re-runs from a chosen node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from agxnt.builtins import ApprovalResponse
+from agxnt.errors import NotFound
+from flows import runner, store
+from flows.history import RunView, read_run
+from web.deps import current_owner, db_session
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+class RunSummary(BaseModel):
+    id: str
+    workflow_id: str | None
+    workflow_version: int | None
+    created_at: Any
+
+
+class RunPage(BaseModel):
+    items: list[RunSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class RerunRequest(BaseModel):
+    node: str = Field(..., description="Node to run again; nodes upstream of it reuse their outputs")
+    inputs: dict[str, Any] | None = Field(None, description="New run inputs; the original run's when empty")
+
+
+class RunStarted(BaseModel):
+    id: str
+    url: str
+
+
+def _owned(run_id: str, owner: str, with_results: bool = True) -> RunView:
+    view = read_run(run_id, with_results=with_results)
+    if view.owner != owner:
+        raise NotFound(f"run {run_id} not found", field="run_id")
+    return view
+
+
+@router.post("", response_model=RunStarted, status_code=202, summary="Run a workflow document without saving it")
+def run_document(document: dict[str, Any] = Body(..., embed=True), inputs: dict[str, Any] = Body({}, embed=True),
+                 owner: str = Depends(current_owner), session: Session = Depends(db_session)) -> RunStarted:
+    run_id = runner.start_run(document, inputs, owner)
+    store.record_run(session, run_id, owner, inputs)
+    return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
+
+
+@router.get("", response_model=RunPage, summary="Your runs, newest first")
+def list_runs(workflow_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+              owner: str = Depends(current_owner), session: Session = Depends(db_session)) -> RunPage:
+    rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
+    items = [RunSummary(id=r.id, workflow_id=r.workflow_id, workflow_version=r.workflow_version,
+                        created_at=r.created_at) for r in rows]
+    return RunPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{run_id}", response_model=RunView, summary="A run's state, outputs and per-node state and I/O")
+def get_run(run_id: str, owner: str = Depends(current_owner)) -> RunView:
+    return _owned(run_id, owner)
+
+
+@router.post("/{run_id}/resume", status_code=202, summary="Answer the approval the run is waiting for")
+def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(current_owner)) -> dict[str, str]:
+    runner.resume_run(run_id, owner, response)
+    return {"id": run_id, "status": "resumed"}
+
+
+@router.post("/{run_id}/rerun", response_model=RunStarted, status_code=202,
+             summary="Re-run from a node, reusing upstream outputs")
+def rerun(run_id: str, body: RerunRequest, owner: str = Depends(current_owner),
+          session: Session = Depends(db_session)) -> RunStarted:
+    new_id = runner.rerun_from(run_id, body.node, owner, body.inputs)
+    store.record_run(session, new_id, owner, body.inputs or {})
+    return RunStarted(id=new_id, url=f"/v1/runs/{new_id}")
