@@ -1,20 +1,24 @@
 """Stxrage: content-addressed, replicated, verified storage.
 
-``open_storage(settings)`` is the one way in; files go in with ``put_bytes``/``put_file`` and come
-back by CID with ``get_bytes``/``get_file``.
+``open_storage(settings)`` is the one way in; files go in with ``put_bytes``/``put_file``/``put_dir``
+and come back by CID with ``get_bytes``/``get_file``/``get_dir``.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from cxmpute.settings import Settings, get_settings
 
-_open: dict[tuple[str, str], "Storage"] = {}  # noqa: F821 — imported lazily below
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy and the codecs; importing the package stays cheap
+    from stxrage.store import Storage
+
+_open: dict[tuple[str, str], Storage] = {}
 _lock = threading.Lock()
 
 
-def open_storage(settings: Settings | None = None):  # -> stxrage.store.Storage
+def open_storage(settings: Settings | None = None) -> Storage:
     """The process's storage client for these settings (one per database and data directory)."""
     from stxrage.store import Storage
 

@@ -37,7 +37,7 @@ from stxrage.blockstore import (
     audit_answer,
     open_store,
 )
-from stxrage.catalog import BlockRow, FileRow, FragmentRow, ManifestRow, NodeRow, RefRow, insert_ignore
+from stxrage.catalog import BlockRow, FileRow, FragmentRow, ManifestRow, NodeRow, RefRow, insert_ignore, utcnow
 from stxrage.chunker import BLOCK_LIMIT, chunk_bytes, chunk_stream
 from stxrage.errors import DataLost, Forbidden, NotEnoughNodes, NotFound, StorageError
 from stxrage.models import (
@@ -104,7 +104,8 @@ class Storage:
                 facts = store.info()
             except (StoreUnavailable, BlockMissing) as exc:
                 raise StorageError(f"storage node {url} did not answer: {exc}", field="url") from None
-        node_id = facts.get("id") or (LOCAL_NODE if url == self._local_url() else hashlib.sha256(url.encode()).hexdigest()[:16])
+        node_id = facts.get("id") or (LOCAL_NODE if url == self._local_url()
+                                      else hashlib.sha256(url.encode()).hexdigest()[:16])
         capacity = capacity_bytes or facts.get("capacity_bytes") or 100 * 1024**3
         price = price_per_gb_month if price_per_gb_month is not None else facts.get("price_per_gb_month", 0.0)
         with self._session() as s:
@@ -171,7 +172,11 @@ class Storage:
         with self._session() as s:
             rows = list(s.execute(select(NodeRow.id, NodeRow.capacity_bytes, NodeRow.status)))
         if not rows:
-            self.add_node(self._local_url())
+            # The embedded default: the local directory is the one node (concurrent first puts may race here).
+            with self._session() as s:
+                insert_ignore(s, NodeRow, [{"id": LOCAL_NODE, "url": self._local_url(), "capacity_bytes": 100 * 1024**3,
+                                            "price_per_gb_month": 0.0, "status": "active", "audit_failures": 0,
+                                            "created_at": utcnow()}])
             return self._active_nodes()
         return [(node_id, float(capacity)) for node_id, capacity, status in rows if status == "active"]
 
