@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,6 +166,27 @@ def repair(as_json: bool = JsonOpt) -> None:
     _print(report, as_json)
     if report.lost:
         raise typer.Exit(1)
+
+
+@app.command()
+def maintain(interval: float = typer.Option(0, help="Seconds between rounds; 0 runs one round"),
+             rounds: int = typer.Option(0, help="Stop after this many rounds (0: until interrupted)"),
+             sample: int = typer.Option(256, help="Fragments audited per round"), as_json: bool = JsonOpt) -> None:
+    """Keep redundancy at target: check nodes, audit a sample, repair — once, or every --interval seconds."""
+    storage = open_storage()
+    done = 0
+    while True:
+        report = storage.maintain(sample)
+        if as_json:
+            _print(report, True)
+        else:
+            console.print(f"down: {len(report.nodes_down)}, audited: {report.audit.checked}, "
+                          f"failed: {len(report.audit.failed)}, rebuilt: {report.repair.fragments_rebuilt}, "
+                          f"degraded: {len(report.repair.degraded)}, lost: {len(report.repair.lost)}")
+        done += 1
+        if interval <= 0 or (rounds and done >= rounds):
+            return
+        time.sleep(interval)
 
 
 @app.command()

@@ -169,3 +169,9 @@ class RepairReport(BaseModel):
     fragments_rebuilt: int
     degraded: list[str] = Field(default_factory=list, description="Blocks still below target (too few healthy nodes)")
     lost: list[str] = Field(default_factory=list, description="Blocks with fewer healthy fragments than needed to read")
+
+
+class MaintenanceReport(BaseModel):
+    nodes_down: list[str]
+    audit: AuditReport
+    repair: RepairReport

@@ -46,6 +46,7 @@ from stxrage.models import (
     Erasure,
     FileEntry,
     FileInfo,
+    MaintenanceReport,
     Manifest,
     NodeInfo,
     Policy,
@@ -620,6 +621,14 @@ class Storage:
             return [Redundancy(block=cid, target=_policy_adapter.validate_python(policy).width,
                                healthy=healthy.get(cid, 0))
                     for cid, policy in s.execute(select(BlockRow.cid, BlockRow.policy))]
+
+    def maintain(self, audit_sample: int | None = 256) -> MaintenanceReport:
+        """One round of upkeep: find nodes that went away or came back, audit a random sample of
+        fragments, and rebuild whatever either found missing."""
+        nodes = self.check_nodes()
+        audit = self.audit(audit_sample)
+        return MaintenanceReport(nodes_down=[n.id for n in nodes if n.status == "down"], audit=audit,
+                                 repair=self.repair())
 
     def repair(self) -> RepairReport:
         """Rebuild every fragment that is unhealthy or on a node that is not active, on other nodes."""

@@ -190,3 +190,17 @@ def test_twenty_randomized_fault_rounds_lose_nothing(cluster, nodes):
     for cid, (who, expected) in files.items():
         assert cluster.get_bytes(cid, owner=who) == expected
     assert cluster.audit().failed == []
+
+
+def test_maintenance_finds_a_dead_node_and_a_corrupt_fragment_and_restores_redundancy(cluster, nodes):
+    data = os.urandom(1024 * 1024)
+    cid = cluster.put_bytes(data, policy=Erasure(k=2, n=4)).file.cid
+    victim = fragments(cluster)[0]
+    holder = node_of(nodes, cluster, victim.node_id)
+    others = [n for n in nodes if n is not holder]
+    others[0].stop()
+    holder.corrupt(victim.fragment_cid)
+    report = cluster.maintain(audit_sample=None)
+    assert len(report.nodes_down) == 1 and report.audit.failed and not report.repair.lost
+    assert_full_redundancy(cluster)
+    assert cluster.get_bytes(cid) == data
