@@ -115,3 +115,67 @@ def test_served_over_real_http(app, accounts):
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+# --- the agents through /v1/agents/{id}/invoke -------------------------------------------------------
+
+def _invoke(client, auth, agent_id, payload):
+    return client.post(f"/v1/agents/{agent_id}/invoke", json={"input": payload}, headers=auth)
+
+
+def ok(resp) -> dict:
+    assert resp.status_code == 200, resp.text
+    return resp.json()["output"]
+
+
+def test_every_agent_through_the_agent_api(app, accounts):
+    client, auth = TestClient(app), accounts["alice"]
+    out = ok(_invoke(client, auth, "memory.write", {"memory": "api", "documents": [
+        {"id": "x", "text": "Kites fly in strong wind.", "metadata": {"k": 1}},
+        {"id": "y", "text": "Submarines dive under the sea.", "metadata": {"k": 2}}]}))
+    assert out["ids"] == ["x", "y"]
+    assert ok(_invoke(client, auth, "memory.search", {"memory": "api", "query": "underwater boat", "k": 1}))["ids"] == ["y"]
+    assert ok(_invoke(client, auth, "memory.ask", {"memory": "api", "question": "What flies in wind?", "k": 1})
+              )["passage_ids"] == ["x"]
+    assert ok(_invoke(client, auth, "memory.update", {"memory": "api", "id": "x", "metadata": {"k": 3}}))["ids"] == ["x"]
+    assert ok(_invoke(client, auth, "memory.delete", {"memory": "api", "filter": {"k": 2}}))["deleted"] == ["y"]
+    assert ok(_invoke(client, auth, "memory.clear", {"memory": "api"}))["deleted"] == 1
+    seq = ok(_invoke(client, auth, "memory.sequential", {"thread": "api", "action": "append", "message": "hi"}))
+    assert seq["appended"] == [0]
+    ok(_invoke(client, auth, "db.dxtabase", {"action": "create_table", "table": "t",
+                                             "columns": [{"name": "a", "type": "integer"}]}))
+    ok(_invoke(client, auth, "db.dxtabase", {"action": "insert", "table": "t", "rows": [{"a": 7}]}))
+    assert ok(_invoke(client, auth, "db.dxtabase", {"sql": "SELECT a FROM t"}))["rows"] == [{"a": 7}]
+
+
+def test_agent_api_isolates_accounts(app, accounts):
+    client = TestClient(app)
+    resp = _invoke(client, accounts["bob"], "memory.search", {"memory": "kb", "query": "tides"})
+    assert resp.status_code == 404 and resp.json()["field"] == "memory"
+    resp = _invoke(client, accounts["bob"], "memory.delete", {"memory": "kb", "ids": ["n1"]})
+    assert resp.status_code == 404
+    seq = _invoke(client, accounts["bob"], "memory.sequential", {"thread": "chat"}).json()["output"]
+    assert seq["entries"] == []
+    assert _invoke(client, accounts["bob"], "db.dxtabase", {"action": "schema"}).json()["output"]["tables"] == []
+    still = _invoke(client, accounts["alice"], "memory.search", {"memory": "kb", "query": "tides", "k": 50})
+    assert len(still.json()["output"]["ids"]) == accounts["total"]
+
+
+@pytest.mark.parametrize("agent_id, payload, status, field", [
+    ("memory.write", {"memory": "kb", "text": ""}, 400, "text"),
+    ("memory.write", {"memory": "kb", "documents": [{"text": "x" * 1_000_001}]}, 413, "documents.0.text"),
+    ("memory.search", {"memory": "kb", "query": "x", "filter": {"i": {"$regex": "."}}}, 400, "filter"),
+    ("memory.search", {"memory": "ghost", "query": "x"}, 404, "memory"),
+    ("memory.search", {"memory": "kb", "query": "x", "k": 0}, 422, "input.k"),
+    ("memory.ask", {"memory": "kb"}, 422, "input.question"),
+    ("memory.update", {"memory": "kb", "id": "nope", "text": "x"}, 404, "id"),
+    ("memory.clear", {"memory": "ghost"}, 404, "memory"),
+    ("db.dxtabase", {"sql": "ATTACH DATABASE 'x.db' AS x"}, 403, "sql"),
+])
+def test_agent_api_bad_input_is_a_named_4xx_and_changes_nothing(app, accounts, agent_id, payload, status, field):
+    client, auth = TestClient(app), accounts["alice"]
+    before = client.get("/v1/memories/kb/items", params={"limit": 1000}, headers=auth).json()
+    resp = _invoke(client, auth, agent_id, payload)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["field"] == field
+    assert client.get("/v1/memories/kb/items", params={"limit": 1000}, headers=auth).json() == before
