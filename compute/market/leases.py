@@ -200,15 +200,17 @@ def end(store: Store, lease_id: str, reason: EndReason, caller: str | None) -> L
 
 
 def _end(session: Session, row: Lease, reason: str) -> None:
-    left = balance(session, Acct("escrow", row.id))
-    if left:
-        post(session, key=f"refund:{row.id}", kind="refund", reference=row.id,
-             entries=[(Acct("escrow", row.id), -left), (Acct("user", row.user), left)])
+    # Lock order everywhere: lease, provision, provider, then ledger accounts (by id) — so concurrent
+    # matches, ends and metering never wait on each other in a cycle.
     session.execute(update(Provision).where(Provision.id == row.provision_id).values(
         free_cpu=Provision.free_cpu + row.cpu, free_memory_mb=Provision.free_memory_mb + row.memory_mb,
         free_gpu=Provision.free_gpu + row.gpu_count, free_disk_gb=Provision.free_disk_gb + row.disk_gb,
         updated_at=utcnow()))
     provider = session.get(Provider, row.provider, with_for_update=True)
+    left = balance(session, Acct("escrow", row.id))
+    if left:
+        post(session, key=f"refund:{row.id}", kind="refund", reference=row.id,
+             entries=[(Acct("escrow", row.id), -left), (Acct("user", row.user), left)])
     if reason in FAILURES:
         provider.leases_failed += 1
         slash(session, row.provider, row.user, row.id)

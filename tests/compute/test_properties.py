@@ -3,12 +3,13 @@
 Each example runs its operations in several threads at once against the real database (SQLite and
 PostgreSQL), then checks the invariants: every transaction balances (the books sum to zero), no
 platform balance is negative, each usage key is settled once, escrow is conserved per lease, and no
-provision's capacity is over-reserved.
+provision's capacity is over-reserved. ``CXMPUTE_PROPERTY_EXAMPLES`` runs more examples (default 15).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
 import time
@@ -62,7 +63,7 @@ def _user(store, gwei: int) -> str:
     return address
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=int(os.environ.get("CXMPUTE_PROPERTY_EXAMPLES", 15)), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(op, min_size=6, max_size=40), capacities=st.lists(st.integers(1, 6), min_size=1, max_size=3),
        funds=st.lists(st.integers(20_000, 400_000), min_size=3, max_size=3), seed=st.integers(0, 2**16))
