@@ -22,10 +22,11 @@ _network: Network | None = None
 _lock = threading.Lock()
 
 
-def get_network() -> Network:
+def get_network(create: bool = True) -> Network | None:
+    """The network the API and CLI act on; with ``create=False``, None until something has used it."""
     global _network
     with _lock:
-        if _network is None:
+        if _network is None and create:
             _network = Network()
         return _network
 

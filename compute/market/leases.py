@@ -25,6 +25,7 @@ from compute.models import Lease, Provider, Provision, UsageRecord, utcnow
 from compute.providers.registry import reputation
 from compute.receipts import Domain
 from compute.store import Store
+from cxmpute.settings import get_settings
 
 EndReason = Literal["completed", "user-cancelled", "provider-lost", "out-of-funds", "expired"]
 USER_REASONS = {"user-cancelled"}
@@ -264,6 +265,21 @@ def expire_due(store: Store, domain: Domain, now: datetime | None = None, limit:
                 row = _locked(session, lease_id)
                 if row.status == "active":
                     _end(session, row, "out-of-funds")
+    return list(ids)
+
+
+def reap_lost(store: Store, missed_heartbeats: int = 3, now_ts: float | None = None) -> list[str]:
+    """End, as ``provider-lost``, the active leases of providers whose heartbeats stopped.
+
+    Only providers that have sent heartbeats are judged by them; returns the ids of the leases ended.
+    """
+    now_ts = now_ts or utcnow().timestamp()
+    cutoff = int(now_ts - missed_heartbeats * get_settings().heartbeat_interval_s)
+    with store.read() as session:
+        ids = session.scalars(select(Lease.id).join(Provider, Provider.address == Lease.provider).where(
+            Lease.status == "active", Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)).all()
+    for lease_id in ids:
+        end(store, lease_id, "provider-lost", None)
     return list(ids)
 
 

@@ -25,6 +25,7 @@ from compute.store import Store
 
 MAX_ATTEMPTS = 16
 SYNC_EVERY_S = 2.0
+SWEEP_EVERY_S = 5.0
 
 
 class Quote(BaseModel):
@@ -35,6 +36,11 @@ class Quote(BaseModel):
     compute_units: int
     estimated_cost_gwei: int | None = None
     no_match: NoMatch | None = None
+
+
+class Sweep(BaseModel):
+    expired: list[str]
+    lost: list[str]
 
 
 class NoMatchError(Conflict):
@@ -124,7 +130,8 @@ class Market:
         self.refresh_provider(lease.provider)
         return lease
 
-    def expire_due(self) -> list[str]:
-        handled = leases.expire_due(self.store, self.domain)
+    def sweep(self) -> Sweep:
+        """Renew or expire leases past their term and end those of providers that went silent."""
+        report = Sweep(expired=leases.expire_due(self.store, self.domain), lost=leases.reap_lost(self.store))
         self.sync(force=True)
-        return handled
+        return report

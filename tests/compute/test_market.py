@@ -170,3 +170,20 @@ def test_paused_and_repriced_provisions_are_respected(net, market):
     provisions.update(net.store, p, prov, ProvisionPatch(status="active"))
     market.refresh(prov)
     assert market.quote(req).price_gwei == 80
+
+
+def test_sweep_ends_leases_of_providers_whose_heartbeats_stopped(net, market):
+    silent, never = provider(net.store), provider(net.store)
+    for p in (silent, never):
+        offer(net.store, p, 10)
+    u = user(net.store, 10**8)
+    req = MatchRequest(kind="inference", resources=Resources(cpu=4, memory_mb=1024), price_max_gwei=10, duration_s=600)
+    first, second = market.place(u, req), market.place(u, req)
+    with net.store.write() as s:
+        s.get(Provider, silent).last_heartbeat_ts = int(utcnow().timestamp()) - 3600
+    report = market.sweep()
+    lost = first if first.provider == silent else second
+    assert report.lost == [lost.id] and report.expired == []
+    assert leases.get(net.store, lost.id, u).end_reason == "provider-lost"
+    other = second if lost is first else first
+    assert leases.get(net.store, other.id, u).status == "active"  # no heartbeats yet: not judged by them

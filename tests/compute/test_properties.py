@@ -91,7 +91,7 @@ def test_ledger_and_matcher_invariants_under_concurrency(net, ops, capacities, f
                     with lock:
                         opened.append(lease.id)
                 elif item[0] == "expire":
-                    market.expire_due()
+                    market.sweep()
                 elif opened:
                     lease_id = opened[item[1] % len(opened)]
                     with store.read() as s:

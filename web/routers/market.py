@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
 from fastapi import APIRouter, Depends, Query
 
 from compute.identity.tokens import Principal
 from compute.market import leases
 from compute.market.demand import MatchRequest
 from compute.market.leases import EndIn, LeaseOut, UsageIn, UsageOut
-from compute.market.matching import Quote
-from compute.network import Network
+from compute.market.matching import SWEEP_EVERY_S, Quote
+from compute.network import Network, get_network
 from web.routers._compute import ComputeRoute, network, signed_in
 
-router = APIRouter(prefix="/v1", tags=["market"], route_class=ComputeRoute)
+@asynccontextmanager
+async def _sweeper(_: object) -> AsyncIterator[None]:
+    """While the API runs, renew/expire leases and reap silent providers — once the network is in use."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            net = get_network(create=False)
+            if net is not None:
+                try:
+                    await anyio.to_thread.run_sync(net.market.sweep)
+                except Exception:  # one failed sweep must not stop the next
+                    log.exception("lease sweep failed")
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+router = APIRouter(prefix="/v1", tags=["market"], route_class=ComputeRoute, lifespan=_sweeper)
 market = signed_in("market")
+log = logging.getLogger("cxmpute.market")
 
 
 @router.post("/market/quote", summary="The provision a request would get and its price, or why none matches")
