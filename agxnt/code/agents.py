@@ -134,7 +134,10 @@ class Codexecution(Agent):
                 continue
             if len(produced) >= MAX_PRODUCED_FILES or total + info.size > MAX_PRODUCED_BYTES:
                 return produced, True
-            data = sandbox.get_file(info.path, max_bytes=MAX_PRODUCED_BYTES - total)
+            try:
+                data = sandbox.get_file(info.path, max_bytes=MAX_PRODUCED_BYTES - total)
+            except ComputeError:  # removed or swapped for a link since it was listed: not a produced file
+                continue
             if given.get(info.path) == data:
                 continue
             total += len(data)

@@ -135,17 +135,20 @@ class Scratch:
             os.close(dfd)
 
     def list(self, limit: int = 10_000) -> list[FileInfo]:
-        """Regular files only; symlinks, devices and FIFOs the job made are ignored."""
+        """Regular files only; symlinks, devices and FIFOs the job made are ignored. ``fwalk`` walks by
+        directory descriptor, so a folder swapped for a symlink while a job still runs is not followed."""
         found: list[FileInfo] = []
-        for top, dirs, files in os.walk(self.path, followlinks=False):
+        for top, dirs, files, dfd in os.fwalk(self.path, follow_symlinks=False):
+            dirs.sort()
             for name in sorted(files):
-                full = os.path.join(top, name)
-                st = os.lstat(full)
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
                 if stat.S_ISREG(st.st_mode):
-                    found.append(FileInfo(path=os.path.relpath(full, self.path), size=st.st_size))
+                    found.append(FileInfo(path=os.path.relpath(os.path.join(top, name), self.path), size=st.st_size))
                     if len(found) >= limit:
                         return found
-            dirs.sort()
         return found
 
     def remove_tree(self) -> None:

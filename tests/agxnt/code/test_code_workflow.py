@@ -8,6 +8,8 @@ from compute.runtimes import runtime_registry
 from cxmpute.settings import get_settings
 from flows.runner import run_workflow
 
+RUNTIMES = ["sandbox", pytest.param("container", marks=[pytest.mark.docker, pytest.mark.slow])]
+
 
 def document(runtime: str) -> dict:
     return {
@@ -37,7 +39,7 @@ def document(runtime: str) -> dict:
     }
 
 
-@pytest.mark.parametrize("runtime", ["sandbox", pytest.param("container", marks=pytest.mark.docker)])
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_code_agents_in_a_workflow(runtime):
     why = runtime_registry(get_settings()).runtime(runtime).check()
     if why is not None:

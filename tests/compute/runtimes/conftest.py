@@ -16,7 +16,7 @@ import pytest
 from compute.runtimes import runtime_registry
 from cxmpute.settings import get_settings
 
-RUNTIMES = ["sandbox", pytest.param("container", marks=pytest.mark.docker)]
+RUNTIMES = ["sandbox", pytest.param("container", marks=[pytest.mark.docker, pytest.mark.slow])]
 
 
 @pytest.fixture(params=RUNTIMES)
