@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any, Literal
 
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page as BrowserPage
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
@@ -104,7 +105,9 @@ async def perform(page: BrowserPage, action: BaseModel, policy: EgressPolicy, *,
     match action:
         case Goto(url=url):
             await policy.check(url, field=url_field)
-            await page.goto(url, wait_until="load", timeout=timeout_ms)
+            response = await page.goto(url, wait_until="load", timeout=timeout_ms)
+            if response is not None and response.status >= 400:
+                raise PlaywrightError(f"{url} answered HTTP {response.status}")
         case Click(selector=selector):
             await page.locator(selector).first.click(timeout=timeout_ms)
             await page.wait_for_load_state("load", timeout=timeout_ms)

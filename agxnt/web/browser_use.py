@@ -13,7 +13,9 @@ from pydantic import BaseModel, Field, ValidationError
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from agxnt.web.actions import Action, Done, ExtractTable, ExtractText, Goto, action_adapter, perform, screenshot
+from agxnt.web.actions import (Action, Done, ExtractTable, ExtractText, Goto, Screenshot, action_adapter, perform,
+                                screenshot)
+from agxnt.web.browser import browsers
 from agxnt.web.egress import EgressDenied
 from agxnt.web.llm_io import ask, first_json
 from agxnt.web.session import WebSession
@@ -99,7 +101,7 @@ class BrowserUseAgent(Agent):
             if input.start_url:
                 await web.policy.check(input.start_url, field="start_url")
             job = await web.browser()
-            page = await job.context.new_page()
+            page = await browsers.call(job.context.new_page())
             driver = Driver(page, web, input, ctx)
             if input.start_url:
                 await driver.step(Goto(url=input.start_url), url_field="start_url")
@@ -111,7 +113,7 @@ class BrowserUseAgent(Agent):
                     ctx.progress((i + 1) / len(input.actions))
             else:
                 await driver.follow(input.instruction.strip())
-            return driver.output(await page.title() if not page.is_closed() else "")
+            return driver.output(await browsers.call(page.title()))
 
 
 class Driver:
@@ -124,30 +126,33 @@ class Driver:
 
     async def step(self, action: BaseModel, *, url_field: str) -> bool:
         """Perform and log one action; an egress refusal ends the run as a refusal, anything else is logged."""
+        record = await browsers.call(self._on_page(action, url_field))
+        if isinstance(action, (ExtractText, ExtractTable)) and record.ok:
+            self.extracted.append(record.result)
+        if isinstance(action, Done):
+            self.answer, self.finished = record.result, True
+        self.steps.append(record)
+        return record.ok
+
+    async def _on_page(self, action: BaseModel, url_field: str) -> Step:
+        """On the browser's loop: the action itself, then where it left the page and a screenshot."""
         record = Step(index=len(self.steps), action=action.model_dump(), ok=True)
         try:
             record.result = await perform(self.page, action, self.web.policy, url_field=url_field,
                                           timeout_ms=self.web.timeout * 1000)
-        except EgressDenied:
-            raise
         except PlaywrightError as exc:
             if refused := self.web.refusal(self.page.url, exc):
                 raise EgressDenied(refused, field=url_field) from None
             record.ok, record.error = False, exc.message.splitlines()[0]
         if refused := self.web.refusal(self.page.url):
             raise EgressDenied(refused, field=url_field)
-        if isinstance(action, (ExtractText, ExtractTable)) and record.ok:
-            self.extracted.append(record.result)
-        if isinstance(action, Done):
-            self.answer, self.finished = record.result, True
         record.url = self.page.url
         record.title = await self.page.title()
-        if self.input.screenshots:
-            record.screenshot = record.result if action.type == "screenshot" and record.ok else await screenshot(self.page)
-            if action.type == "screenshot":
-                record.result = None
-        self.steps.append(record)
-        return record.ok
+        if isinstance(action, Screenshot):
+            record.screenshot, record.result = record.result, None
+        elif self.input.screenshots:
+            record.screenshot = await screenshot(self.page)
+        return record
 
     async def follow(self, instruction: str) -> None:
         """Ask the model for one action at a time until it says done or the step budget runs out."""
@@ -166,13 +171,20 @@ class Driver:
                 return
 
     async def observe(self, instruction: str) -> str:
-        elements = await self.page.evaluate(_OBSERVE_JS) if self.page.url != "about:blank" else []
-        text = (await self.page.inner_text("body"))[:3000] if self.page.url != "about:blank" else ""
+        elements, text, url, title = await browsers.call(self._snapshot())
         history = [{"action": s.action, "ok": s.ok, **({"error": s.error} if s.error else {}),
                     **({"result": str(s.result)[:500]} if s.result is not None else {})} for s in self.steps[-8:]]
-        return (f"Instruction: {instruction}\n\nCurrent URL: {self.page.url}\nTitle: {await self.page.title()}\n\n"
+        return (f"Instruction: {instruction}\n\nCurrent URL: {url}\nTitle: {title}\n\n"
                 f"Elements:\n{json.dumps(elements)}\n\nPage text:\n{text}\n\n"
                 f"Steps so far:\n{json.dumps(history, default=str)}\n\nYour next action (one JSON object):")
+
+    async def _snapshot(self) -> tuple[list[dict[str, Any]], str, str, str]:
+        """On the browser's loop: the page's actionable elements (tagged with ids), text, URL and title."""
+        if self.page.url == "about:blank":
+            return [], "", self.page.url, ""
+        elements = await self.page.evaluate(_OBSERVE_JS)
+        text = (await self.page.inner_text("body"))[:3000]
+        return elements, text, self.page.url, await self.page.title()
 
     def output(self, title: str) -> BrowserUseAgent.Output:
         # with an instruction the model may recover from a failed step, so finishing is what counts

@@ -65,8 +65,11 @@ class EgressProxy:
         except EgressDenied as exc:
             self.blocked.append(url)
             return await self._refuse(writer, 403, exc.message)
-        upstream_r, upstream_w = await asyncio.wait_for(
-            asyncio.open_connection(resolved.address, resolved.port, limit=MAX_HEAD), self.timeout)
+        try:
+            upstream_r, upstream_w = await asyncio.wait_for(
+                asyncio.open_connection(resolved.address, resolved.port, limit=MAX_HEAD), self.timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            return await self._refuse(writer, 502, f"cannot connect to {resolved.host}:{resolved.port}: {exc}")
         try:
             if method == "CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
@@ -89,7 +92,7 @@ class EgressProxy:
 
     async def _refuse(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
         body = message.encode()
-        reason = "Forbidden" if status == 403 else "Bad Request"
+        reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]
         writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
         await writer.drain()

@@ -129,6 +129,12 @@ class WebSession:
     async def _rendered_page(self, url: str, field: str) -> Page:
         await self.policy.check(url, field)
         job = await self.browser()
+        html, final_url, status = await browsers.call(self._render(job, url, field))
+        return page_from_html(html[: self.max_bytes], final_url, status=status, rendered=True,
+                              truncated=len(html) > self.max_bytes)
+
+    async def _render(self, job: BrowserJob, url: str, field: str) -> tuple[str, str, int]:
+        """On the browser's loop: load the page, let its scripts settle, return (html, final URL, status)."""
         page = await job.context.new_page()
         try:
             try:
@@ -143,8 +149,6 @@ class WebSession:
             status = response.status if response is not None else 200
             if status >= 400:
                 raise FetchFailed(f"{url} answered HTTP {status}", field=field)
-            html = await page.content()
-            return page_from_html(html[: self.max_bytes], page.url, status=status, rendered=True,
-                                  truncated=len(html) > self.max_bytes)
+            return await page.content(), page.url, status
         finally:
             await page.close()

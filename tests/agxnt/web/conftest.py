@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-import pytest_asyncio
 
 from cxmpute.settings import Settings
 
@@ -261,7 +260,7 @@ def guarded_ctx(site: str, model_url: str) -> AgentContext:
     return make_ctx(web_settings(site, model_url, web_allow_private=False, web_allowed_hosts=[host]))
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
-async def _close_browser() -> object:
+@pytest.fixture(scope="session", autouse=True)
+def _close_browser() -> Iterator[None]:
     yield
-    await browsers.close()
+    browsers.shutdown()
