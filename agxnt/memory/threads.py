@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cxmpute.db import Base, migrate, session_scope
 from cxmpute.settings import Settings
 
 from agxnt.errors import AgentError
 
-APPEND_ATTEMPTS = 5  # concurrent appenders race for the next seq; the unique constraint settles it
+APPEND_ATTEMPTS = 10  # where appenders are not serialised, the unique constraint settles a race for a seq
+
+
+def _pg_thread_lock(session: Session, owner: str, thread: str) -> None:
+    key = int.from_bytes(hashlib.sha256(f"{owner}\n{thread}".encode()).digest()[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+# Per-dialect serialisation of appends to one thread (SQLite already admits one writer at a time).
+_THREAD_LOCKS: dict[str, Callable[[Session, str, str], None]] = {"postgresql": _pg_thread_lock}
 
 
 class ThreadEntryRow(Base):
@@ -61,13 +75,20 @@ def _entry(row: ThreadEntryRow) -> ThreadEntry:
 class ThreadLog:
     def __init__(self, database_url: str):
         self.url = database_url
+        self._migrated = False
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ThreadLog:
         return cls(settings.resolved_database_url)
 
     def _session(self):
-        migrate(self.url)
+        if not self._migrated:
+            # migrate() must not run in several threads at once; the first caller does it for all
+            with self._lock:
+                if not self._migrated:
+                    migrate(self.url)
+                    self._migrated = True
         return session_scope(self.url)
 
     def append(self, owner: str, thread: str, entries: list[EntryIn]) -> list[ThreadEntry]:
@@ -80,6 +101,9 @@ class ThreadLog:
         while True:
             try:
                 with self._session() as s:
+                    lock = _THREAD_LOCKS.get(s.get_bind().dialect.name)
+                    if lock is not None:
+                        lock(s, owner, thread)
                     last = s.scalar(select(func.max(ThreadEntryRow.seq))
                                     .where(ThreadEntryRow.owner == owner, ThreadEntryRow.thread == thread))
                     start = -1 if last is None else last
@@ -95,6 +119,7 @@ class ThreadLog:
                 if attempt >= APPEND_ATTEMPTS:
                     raise AgentError("the thread is being written concurrently; try again", field="thread",
                                      status_code=409) from None
+                time.sleep(random.uniform(0, 0.01 * attempt))
 
     def read(self, owner: str, thread: str, last: int | None = None, before_seq: int | None = None) -> ThreadWindow:
         """The thread in order; ``last`` keeps only the newest entries (before ``before_seq`` when given)."""
