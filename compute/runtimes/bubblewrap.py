@@ -27,11 +27,12 @@ from pathlib import Path
 
 from cxmpute.settings import Settings
 
-from compute.runtimes import seccomp
+from compute.runtimes import seccomp, slirp
 from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputFn, ResourceUsage,
                                    Runtime, RuntimeUnavailable, Sandbox)
 from compute.runtimes.process import run_process
 from compute.runtimes.scratch import Scratch
+from compute.runtimes.slirp import GrantedNetwork
 
 UID_BASE = 1_800_000  # far above any account on the host, so a job's uid owns nothing there
 UID_SPAN = 1_000_000
@@ -60,15 +61,15 @@ class BubblewrapSandbox(Sandbox):
         self._processes: list[_BwrapProcess] = []
         self._stopped = False
 
-    def argv(self, command: Sequence[str], env: dict[str, str] | None = None,
-             seccomp_fd: int | None = None) -> list[str]:
+    def argv(self, command: Sequence[str], env: dict[str, str] | None = None, seccomp_fd: int | None = None,
+             network: GrantedNetwork | None = None) -> list[str]:
         lim = self.spec.limits
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", "sandbox"]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
-        if not self.spec.network:
-            args.append("--unshare-net")
+        # Always a network namespace of its own: granted jobs get one connected to the internet only.
+        args += network.bwrap_args() if network is not None else ["--unshare-net"]
         args += ["--ro-bind", "/usr", "/usr"]
         for link in ("bin", "lib", "lib64", "sbin"):
             target = os.readlink(f"/{link}") if os.path.islink(f"/{link}") else None
@@ -113,14 +114,18 @@ class BubblewrapSandbox(Sandbox):
                    env: dict[str, str] | None = None, on_output: OutputFn | None = None) -> ExecResult:
         self._check_running()
         fd = seccomp.program_fd()
+        network = GrantedNetwork() if self.spec.network else None
         try:
             # bwrap itself gets no environment beyond PATH: the job's environment is set with --setenv only
             result = await asyncio.to_thread(
-                run_process, self.argv(argv, env, fd), env={"PATH": _PATH}, stdin=stdin,
+                run_process, self.argv(argv, env, fd, network), env={"PATH": _PATH}, stdin=stdin,
                 timeout=timeout or self.spec.limits.wall_seconds, output_cap=self.spec.limits.output_bytes,
-                on_output=on_output, pass_fds=(fd,))
+                on_output=on_output, pass_fds=(fd, *(network.pass_fds if network else ())),
+                on_spawn=network.attach if network else None)
         finally:
             os.close(fd)
+            if network is not None:
+                network.close()
         self._add_usage(result.usage)
         self.runtime.reap_uid(self.uid)
         return result
@@ -128,8 +133,10 @@ class BubblewrapSandbox(Sandbox):
     def start_process(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> BackgroundProcess:
         self._check_running()
         fd = seccomp.program_fd()
+        network = GrantedNetwork() if self.spec.network else None
         try:
-            proc = _BwrapProcess(self, self.argv(argv, env, fd), fd)
+            proc = _BwrapProcess(self, self.argv(argv, env, fd, network), (fd, *(network.pass_fds if network else ())),
+                                 network)
         finally:
             os.close(fd)
         self._processes.append(proc)
@@ -176,18 +183,30 @@ _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxmpute-sandbox
 
 
 class _BwrapProcess(BackgroundProcess):
-    def __init__(self, sandbox: BubblewrapSandbox, argv: list[str], seccomp_fd: int):
+    def __init__(self, sandbox: BubblewrapSandbox, argv: list[str], pass_fds: tuple[int, ...],
+                 network: GrantedNetwork | None):
         self.sandbox = sandbox
+        self.network = network
         self.started = time.monotonic()
         self.proc = _spawner.submit(subprocess.Popen, argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True,
-                                    pass_fds=(seccomp_fd,)).result()
+                                    pass_fds=pass_fds).result()
         self._done = threading.Event()
         threading.Thread(target=self._wait, daemon=True).start()
+        if network is not None:
+            try:
+                network.attach()
+            except BaseException:
+                self.kill()
+                self._done.wait(5)
+                network.close()
+                raise
 
     def _wait(self) -> None:
         _, status, rusage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
+        if self.network is not None:
+            self.network.close()
         self.sandbox._add_usage(ResourceUsage(wall_seconds=round(time.monotonic() - self.started, 4),
                                               cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 4),
                                               max_rss_mb=round(rusage.ru_maxrss / 1024, 2)))
@@ -239,8 +258,11 @@ class BubblewrapRuntime(Runtime):
         why = self.check()
         if why:
             raise RuntimeUnavailable(why)
+        spec = spec or JobSpec()
+        if spec.network and (why := slirp.available()):
+            raise RuntimeUnavailable(f"this machine cannot grant sandbox jobs network: {why}", field="network")
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return await asyncio.to_thread(BubblewrapSandbox, self, spec or JobSpec())
+        return await asyncio.to_thread(BubblewrapSandbox, self, spec)
 
     @staticmethod
     def reap_uid(uid: int) -> None:

@@ -39,12 +39,20 @@ class _Capped:
 
 def run_process(argv: Sequence[str], *, env: dict[str, str], stdin: bytes | None, timeout: float,
                 output_cap: int, on_output: OutputFn | None = None, pass_fds: Sequence[int] = (),
-                kill: Callable[[subprocess.Popen], None] | None = None) -> ExecResult:
-    """Run ``argv`` to its end; on the deadline ``kill`` it (default: SIGKILL its process group)."""
+                on_spawn: Callable[[], None] | None = None) -> ExecResult:
+    """Run ``argv`` to its end; on the deadline SIGKILL its process group. ``on_spawn`` runs right after
+    the start (a failure there kills the process and is raised)."""
     started = time.monotonic()
     proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
                             close_fds=True, pass_fds=tuple(pass_fds))
+    if on_spawn is not None:
+        try:
+            on_spawn()
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
     out, err = _Capped("stdout", output_cap, on_output), _Capped("stderr", output_cap, on_output)
     readers = [threading.Thread(target=c.pump, args=(p,), daemon=True) for c, p in ((out, proc.stdout), (err, proc.stderr))]
     for t in readers:
@@ -55,7 +63,7 @@ def run_process(argv: Sequence[str], *, env: dict[str, str], stdin: bytes | None
 
     def on_deadline() -> None:
         timed_out.set()
-        (kill or _kill_group)(proc)
+        _kill_group(proc)
 
     timer = threading.Timer(timeout, on_deadline)
     timer.daemon = True

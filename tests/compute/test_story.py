@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from compute import receipts
 from compute.ledger import Acct, balance, total
 from compute.market.leases import lease_message, usage_message
@@ -25,6 +27,9 @@ def test_provider_and_user_story(client, net, make_wallet, login, register_provi
         assert resp.status_code == 201, resp.text
         ids.append(resp.json()["id"])
     assert len(client.get("/v1/provisions", headers=p_auth).json()) == 2
+    hb = {"provider": provider.address, "timestamp": int(time.time())}
+    resp = client.post("/v1/providers/heartbeat", json={**hb, "signature": provider.sign_typed(net.domain, "Heartbeat", hb)})
+    assert resp.status_code == 200 and resp.json()["heartbeats"] == 1
 
     # User: sign in, deposit on chain (verified from the receipt), request within a price range.
     u_auth = login(client, user)

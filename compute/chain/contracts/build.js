@@ -1,3 +1,5 @@
+// Compiles CxmputeVault.sol into CxmputeVault.json (ABI + bytecode) with solc-js, the compiler npm ships:
+//   cd compute/chain/contracts && npm install --no-save solc@0.8.28 && node build.js
 const solc = require('solc'); const fs = require('fs');
 const src = fs.readFileSync('CxmputeVault.sol', 'utf8');
 const input = {language: 'Solidity', sources: {'CxmputeVault.sol': {content: src}},

@@ -174,11 +174,11 @@ async def test_no_loopback_service_without_grant(runtime, host):
 
 
 async def test_no_internet_without_grant(runtime, host):
-    # 192.0.2.1 is TEST-NET-1: never routed, so even a failed containment sends nothing anywhere real.
+    # 198.51.100.1 is TEST-NET-2: never routed, so even a failed containment sends nothing anywhere real.
     result = await run_job(runtime, attempts({
-        "tcp": "__import__('socket').create_connection(('192.0.2.1', 80), timeout=2)",
+        "tcp": "__import__('socket').create_connection(('198.51.100.1', 80), timeout=2)",
         "dns": "__import__('socket').getaddrinfo('example.com', 443)",
-        "udp": "__import__('socket').socket(2, 2).sendto(b'x', ('192.0.2.1', 53))",
+        "udp": "__import__('socket').socket(2, 2).sendto(b'x', ('198.51.100.1', 53))",
     }) + "\nout['interfaces'] = sorted(n for _, n in __import__('socket').if_nameindex())\nout")
     interfaces = result.result.pop("interfaces")
     assert interfaces == ["lo"], interfaces
