@@ -30,6 +30,12 @@ def _store(ctx: AgentContext) -> MemoryStore:
     return ctx.services.memory
 
 
+def _llm_failure(exc: Exception) -> AgentError:
+    return AgentError(f"the language model failed ({type(exc).__name__}: {exc}); the platform LLM is set with "
+                      "CXMPUTE_LLM_BASE_URL (an OpenAI-compatible URL) or CXMPUTE_LLM_MODEL (a local model)",
+                      field="llm", status_code=502)
+
+
 def _context_text(hits: list[SearchHit]) -> str:
     return "\n\n".join(f"[{h.id}] {h.text}" for h in hits)
 
@@ -145,8 +151,7 @@ class AskMemory(Agent):
         try:
             reply = await ctx.services.llm.ainvoke([("system", ASK_SYSTEM), ("human", prompt)])
         except Exception as exc:  # the LLM is a remote or loaded service; its failure is not the caller's bug
-            raise AgentError(f"the language model failed: {type(exc).__name__}: {exc}", field="llm",
-                             status_code=502) from None
+            raise _llm_failure(exc) from None
         answer = reply.text
         cited = [h.id for h in hits if re.search(rf"\[{re.escape(h.id)}\]", answer)]
         return self.Output(memory=input.memory, answer=answer.strip(), passage_ids=cited or [h.id for h in hits], passages=hits)
@@ -277,6 +282,5 @@ class SequentialMemory(Agent):
         try:
             reply = await ctx.services.llm.ainvoke([("system", SUMMARY_SYSTEM), ("human", transcript)])
         except Exception as exc:  # see AskMemory
-            raise AgentError(f"the language model failed: {type(exc).__name__}: {exc}", field="llm",
-                             status_code=502) from None
+            raise _llm_failure(exc) from None
         return reply.text.strip()

@@ -234,3 +234,30 @@ async def test_oversize_document_is_413_and_nothing_is_written(ctx_for, owners, 
         await WriteMemory()({"memory": "kb", "documents": [{"id": "ok", "text": "fine"}, {"text": huge}]}, ctx)
     assert err.value.status_code == 413 and err.value.field == "documents.1.text"
     assert await _snapshot(ctx) == before
+
+
+async def test_memory_agents_as_langchain_tools(ctx_for, owners):
+    from agxnt.adapters import as_langchain_tool
+
+    ctx = ctx_for(owners[0])
+    await _seed(ctx)
+    tool = as_langchain_tool(SearchMemory, ctx)
+    assert tool.name == "memory_search"
+    out = await tool.ainvoke({"memory": "kb", "query": "programming language", "k": 1})
+    assert out["ids"] == ["python"]
+
+
+async def test_unreachable_llm_is_a_502_naming_the_llm(ctx_for, owners):
+    from agxnt.context import AgentContext, Services
+    from cxmpute.settings import Settings
+
+    base = ctx_for(owners[0])
+    await _seed(base)
+    # nothing listens on port 9 of the loopback address
+    settings = Settings(home=base.settings.home, llm_base_url="http://127.0.0.1:9/v1")
+    ctx = AgentContext(owner=owners[0], settings=settings,
+                       services=Services(settings, memory=base.services.memory))
+    with pytest.raises(AgentError) as err:
+        await AskMemory()({"memory": "kb", "question": "capital of France?"}, ctx)
+    assert (err.value.status_code, err.value.field) == (502, "llm")
+    assert "CXMPUTE_LLM_BASE_URL" in err.value.message
