@@ -11,7 +11,7 @@ import anyio
 from fastapi import APIRouter, Depends, Query
 
 from compute.identity.tokens import Principal
-from compute.market import leases
+from compute.market import leases, pricing
 from compute.market.demand import MatchRequest
 from compute.market.leases import EndIn, LeaseOut, UsageIn, UsageOut
 from compute.market.matching import SWEEP_EVERY_S, Quote
@@ -44,7 +44,8 @@ market = signed_in("market")
 log = logging.getLogger("cxmpute.market")
 
 
-@router.post("/market/quote", summary="The provision a request would get and its price, or why none matches")
+@router.post("/market/quote", summary="The provision a request would get and its price, or why none matches",
+             description=pricing.__doc__)
 def quote(body: MatchRequest, net: Network = Depends(network)) -> Quote:
     return net.market.quote(body)
 

@@ -33,9 +33,9 @@ def runtime(request):
 class Listener:
     """A TCP service on the host's loopback that counts who reaches it."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((address, 0))
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
@@ -67,6 +67,7 @@ class Host:
     secret: str
     sleeper: subprocess.Popen
     listener: Listener
+    wide_listener: Listener
     watched: list[Path] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, str]:
@@ -92,19 +93,20 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setenv("CXMPUTE_SECRET_KEY", secret)
     monkeypatch.setenv("CXMPUTE_PROVIDER_PRIVATE_KEY", "0x" + "ab" * 32)
     sleeper = subprocess.Popen(["sleep", "300"])
-    listener = Listener()
+    listener, wide_listener = Listener(), Listener("0.0.0.0")
     h = Host(secret_file=secret_file, database=database, canary_dir=canary_dir, secret=secret, sleeper=sleeper,
-             listener=listener, watched=[secret_file, database, canary_dir])
+             listener=listener, wide_listener=wide_listener, watched=[secret_file, database, canary_dir])
     before = h.snapshot()
     yield h
     try:
         assert h.snapshot() == before, "a job changed the host"
         assert sleeper.poll() is None, "a job killed a host process"
-        assert listener.accepted == 0, "a job reached a host service without a network grant"
+        assert listener.accepted == wide_listener.accepted == 0, "a job reached a service on the host"
     finally:
         sleeper.kill()
         sleeper.wait()
         listener.close()
+        wide_listener.close()
         database.unlink()
         for p in sorted(canary_dir.rglob("*"), reverse=True):
             p.unlink() if p.is_file() or p.is_symlink() else p.rmdir()

@@ -14,6 +14,7 @@ import cxmpute.settings as settings_module
 from compute.runtimes import JobSpec
 from compute.runtimes.scratch import BadPath
 
+from compute.runtimes.network import host_addresses
 from runtime_helpers import host_processes_with, run_job, scratch_leftovers
 
 pytestmark = pytest.mark.usefixtures("host")
@@ -185,9 +186,20 @@ async def test_no_internet_without_grant(runtime, host):
     assert_all_denied(result)
 
 
-async def test_network_is_available_when_granted(runtime, host):
-    result = await run_job(runtime, "sorted(n for _, n in __import__('socket').if_nameindex())", network=True)
-    assert result.status == "ok" and result.result != ["lo"], result
+async def test_granted_network_still_keeps_host_services_out(runtime, host):
+    """A grant is for the internet: the host's loopback, its own addresses and private ranges stay shut."""
+    targets = {"loopback": "127.0.0.1", "slirp_gateway": "10.0.2.2", "docker_gateway": "172.17.0.1",
+               **{f"host_{a}": a for a in host_addresses() if not a.startswith("127.")}}
+    snippets = {}
+    for name, address in targets.items():
+        for which, listener in (("local", host.listener), ("wide", host.wide_listener)):
+            snippets[f"{name}_{which}"] = (f"__import__('socket').create_connection(({address!r}, {listener.port}),"
+                                           " timeout=2)")
+    result = await run_job(runtime, attempts(snippets) + "\nout['routes'] = open('/proc/net/route').read()\nout",
+                           network=True, wall_seconds=60)
+    routes = result.result.pop("routes")
+    assert "00000000" in routes, "a granted job has a default route"
+    assert_all_denied(result)
 
 
 async def test_fork_bomb(runtime, host):

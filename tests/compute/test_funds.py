@@ -1,0 +1,42 @@
+"""Sign-in message format, and withdrawals whose on-chain payout fails."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+
+from compute.chain import Chain
+from compute.errors import ComputeError
+from compute.identity.siwe import SiweMessage
+from compute.ledger import Acct, balance, total
+from compute.ledger.funds import ChainCredit, Withdrawal, deposit, withdraw
+
+
+def test_sign_in_message_round_trips_with_and_without_statement():
+    text = ("https://app.example wants you to sign in with your Ethereum account:\n"
+            "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf\n\n"
+            "URI: https://app.example\nVersion: 1\nChain ID: 8453\nNonce: 32891756\n"
+            "Issued At: 2026-01-01T00:00:00Z\nExpiration Time: 2026-01-01T00:10:00Z")
+    msg = SiweMessage.parse(text)
+    assert (msg.domain, msg.chain_id, msg.nonce, msg.statement) == ("app.example", 8453, "32891756", None)
+    again = SiweMessage.parse(msg.model_copy(update={"statement": "Sign in"}).text())
+    assert again.statement == "Sign in" and again.expiration_time == msg.expiration_time
+
+
+def test_failed_payout_is_reversed_in_the_ledger(net, chain, make_wallet):
+    wallet = make_wallet(eth=1)
+    address = wallet.address
+    deposit(net.store, chain, address, ChainCredit(tx_hash=wallet.call_vault("deposit", 1000 * 10**9)))
+    start = chain.w3.eth.get_balance(address)
+    # A key that does not operate this vault: the vault refuses the payout on chain.
+    impostor = Chain(chain.w3, chain.vault_address, Account.create())
+    with pytest.raises(ComputeError) as info:
+        withdraw(net.store, impostor, address, Withdrawal(amount_gwei=400, idempotency_key="w-000001"))
+    assert info.value.status_code == 502
+    with net.store.read() as s:
+        assert balance(s, Acct("user", address)) == 1000 and total(s) == 0
+    # The real operator pays; retrying with the same key pays once.
+    first = withdraw(net.store, chain, address, Withdrawal(amount_gwei=400, idempotency_key="w-000002"))
+    again = withdraw(net.store, chain, address, Withdrawal(amount_gwei=400, idempotency_key="w-000002"))
+    assert first.chain_tx == again.chain_tx and again.balance_gwei == 600
+    assert chain.w3.eth.get_balance(address) - start == 400 * 10**9
