@@ -31,3 +31,7 @@ def _mount() -> None:
 
 apply_environment_defaults()
 _mount()
+
+
+if __name__ == "__main__":
+    app()

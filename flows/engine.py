@@ -76,7 +76,7 @@ def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | Non
 def _retry_condition(task: Task, task_run: Any, state: Any) -> bool:
     """Retry transient failures only: bad input (a 4xx-class AgentError) fails the same way every time."""
     try:
-        state.result()
+        state.result(_sync=True)
     except NodeFailed as exc:
         return exc.retryable
     except Exception:

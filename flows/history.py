@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from agxnt.errors import NotFound
 
 PAGE = 200
+TERMINAL = {"completed", "failed", "skipped", "cancelled"}
 
 # Prefect state (type, name) → the node states the builder, API and CLI show.
 _NODE_STATES = {
@@ -73,6 +74,11 @@ class RunView(BaseModel):
     def finished(self) -> bool:
         return self.state in {"completed", "failed", "cancelled"}
 
+    @property
+    def settled(self) -> bool:
+        """Finished, and every node's final state has reached the API (task states arrive as events)."""
+        return self.finished and all(n.state in TERMINAL for n in self.nodes.values())
+
 
 def _load(state: State) -> Any:
     try:
@@ -122,6 +128,11 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     position = {n.get("id"): i for i, n in enumerate(doc_nodes)}
     for tr in sorted(task_runs, key=lambda t: position.get(t.name, len(position))):
         view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
+    for node in doc_nodes:  # nodes the engine never started: not yet, or never (an upstream failed)
+        if node.get("id") not in view.nodes:
+            view.nodes[node["id"]] = NodeRun(node=node["id"], agent=node.get("agent"),
+                                             state="skipped" if view.finished else "pending")
+    view.nodes = dict(sorted(view.nodes.items(), key=lambda kv: position.get(kv[0], len(position))))
     if fr.state is not None and fr.state.is_completed() and with_results:
         result = _load(fr.state)
         view.outputs = result if isinstance(result, dict) else None

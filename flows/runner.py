@@ -69,15 +69,26 @@ def wait_run(run_id: str, timeout: float | None = None, poll: float = 0.2, until
     while True:
         if done is not None and not until_waiting:
             done.wait(poll)
-            if done.is_set():
-                return read_run(run_id)
+            if not done.is_set():
+                continue
         view = read_run(run_id, with_results=False)
-        if view.finished or (until_waiting and view.state == "waiting"):
+        if view.finished:
+            return _settled(run_id, view)
+        if until_waiting and view.state == "waiting":
             return read_run(run_id)
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still {view.state} after {timeout}s")
         if done is None:
             time.sleep(poll)
+
+
+def _settled(run_id: str, view: RunView, grace: float = 10.0) -> RunView:
+    """Task-run states reach the API as events, a moment after the flow run ends; wait for them briefly."""
+    until = time.monotonic() + grace
+    while not view.settled and time.monotonic() < until:
+        time.sleep(0.1)
+        view = read_run(run_id, with_results=False)
+    return read_run(run_id)
 
 
 def run_workflow(document: dict[str, Any] | Workflow, inputs: dict[str, Any] | None = None,

@@ -13,3 +13,57 @@ os.environ.setdefault("PREFECT_HOME", str(_home / "prefect"))
 from cxmpute.settings import apply_environment_defaults  # noqa: E402
 
 apply_environment_defaults()
+
+
+import threading  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect server (SQLite) for the whole test session; the process is pointed at it."""
+    from flows.server import free_port, start_server, stop_server, use_api
+
+    port = free_port()
+    proc = start_server(_home / "prefect-server", port)
+    url = f"http://127.0.0.1:{port}/api"
+    use_api(url)
+    yield url
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # send buffered run logs while the server is still there
+    stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def api_url(prefect_api):
+    """The platform API served by uvicorn on a free 127.0.0.1 port, over real HTTP."""
+    import uvicorn
+
+    from flows.server import free_port
+    from web.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    import time
+
+    for _ in range(200):
+        if _answers(base):
+            break
+        time.sleep(0.05)
+    yield base
+    server.should_exit = True
+    thread.join(10)
+
+
+def _answers(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(base + "/healthz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False

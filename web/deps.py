@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException
 from sqlalchemy.orm import Session
@@ -24,6 +25,10 @@ def db_session() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# Committed before the response is sent, so a client that reads right after a write sees it.
+DbSession = Annotated[Session, Depends(db_session, scope="function")]
 
 
 def current_principal(authorization: str | None = Header(None)) -> Principal:

@@ -7,13 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from agxnt.builtins import ApprovalResponse
 from agxnt.errors import NotFound
 from flows import runner, store
 from flows.history import RunView, read_run
-from web.deps import current_owner, db_session
+from web.deps import DbSession, current_owner
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -50,16 +49,16 @@ def _owned(run_id: str, owner: str, with_results: bool = True) -> RunView:
 
 
 @router.post("", response_model=RunStarted, status_code=202, summary="Run a workflow document without saving it")
-def run_document(document: dict[str, Any] = Body(..., embed=True), inputs: dict[str, Any] = Body({}, embed=True),
-                 owner: str = Depends(current_owner), session: Session = Depends(db_session)) -> RunStarted:
+def run_document(*, document: dict[str, Any] = Body(..., embed=True), inputs: dict[str, Any] = Body({}, embed=True),
+                 owner: str = Depends(current_owner), session: DbSession) -> RunStarted:
     run_id = runner.start_run(document, inputs, owner)
     store.record_run(session, run_id, owner, inputs)
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
 
 
 @router.get("", response_model=RunPage, summary="Your runs, newest first")
-def list_runs(workflow_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-              owner: str = Depends(current_owner), session: Session = Depends(db_session)) -> RunPage:
+def list_runs(*, workflow_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+              owner: str = Depends(current_owner), session: DbSession) -> RunPage:
     rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
     items = [RunSummary(id=r.id, workflow_id=r.workflow_id, workflow_version=r.workflow_version,
                         created_at=r.created_at) for r in rows]
@@ -79,8 +78,8 @@ def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(current
 
 @router.post("/{run_id}/rerun", response_model=RunStarted, status_code=202,
              summary="Re-run from a node, reusing upstream outputs")
-def rerun(run_id: str, body: RerunRequest, owner: str = Depends(current_owner),
-          session: Session = Depends(db_session)) -> RunStarted:
+def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(current_owner),
+          session: DbSession) -> RunStarted:
     new_id = runner.rerun_from(run_id, body.node, owner, body.inputs)
     store.record_run(session, new_id, owner, body.inputs or {})
     return RunStarted(id=new_id, url=f"/v1/runs/{new_id}")

@@ -1,0 +1,170 @@
+"""Workflows run as real Prefect flows on a real Prefect server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import flows
+from agxnt import Agent, AgentContext, registry
+from agxnt.builtins import ApprovalResponse
+from flows.runner import rerun_from, resume_run, run_workflow, start_run, wait_run
+from flows.spec import load_document
+
+DIAMOND = Path(flows.__file__).parent / "templates" / "diamond.yaml"
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def test_diamond_runs_branches_concurrently():
+    view = run_workflow(load_document(DIAMOND), {"topic": "markets"}, timeout=120)
+    assert view.state == "completed", view.error
+    assert view.outputs == {"report": "B saw 'markets' and C saw 'markets'"}
+    b, c, d = view.nodes["b"], view.nodes["c"], view.nodes["d"]
+    # Overlapping intervals prove concurrency, whatever the machine's speed.
+    assert b.started_at < c.finished_at and c.started_at < b.finished_at
+    assert d.started_at >= max(b.finished_at, c.finished_at)
+    assert d.inputs["variables"] == {"left": "markets", "right": "markets"}
+    assert view.nodes["a"].output == {"value": "markets"}
+
+
+def _fetch_doc(url: str, retries: int) -> dict:
+    return {
+        "name": "fetch",
+        "outputs": {"body": {"node": "get", "field": "json_body"}},
+        "nodes": [{"id": "get", "agent": "http.request", "params": {"url": url},
+                   "options": {"retries": retries, "retry_delay_seconds": 0}}],
+    }
+
+
+def test_failing_node_is_retried_then_succeeds(flaky):
+    server = flaky(failures=2)
+    view = run_workflow(_fetch_doc(server.url, retries=3), timeout=120)
+    assert view.state == "completed", view.error
+    assert view.nodes["get"].attempts == 3
+    assert view.outputs == {"body": {"ok": True, "call": 3}}
+
+
+def test_node_error_is_reported_on_the_node_and_downstream_skipped(flaky):
+    server = flaky(failures=100)
+    doc = _fetch_doc(server.url, retries=1)
+    doc["nodes"].append({"id": "after", "agent": "io.output"})
+    doc["edges"] = [{"source": "get", "source_field": "status", "target": "after", "target_field": "value"}]
+    view = run_workflow(doc, timeout=120)
+    assert view.state == "failed"
+    node = view.nodes["get"]
+    assert node.state == "failed" and node.attempts == 2 and server.calls == 2
+    assert "node 'get'" in node.error and "500" in node.error
+    assert "get" in view.error
+    assert view.nodes["after"].state == "skipped"
+
+
+def test_bad_input_fails_once_without_retrying():
+    doc = {"name": "bad", "nodes": [{"id": "t", "agent": "io.template", "options": {"retries": 3},
+                                     "params": {"template": "{{ missing }}"}}]}
+    view = run_workflow(doc, timeout=120)
+    assert view.state == "failed"
+    assert view.nodes["t"].attempts == 1
+    assert "template variable missing" in view.nodes["t"].error
+
+
+def test_rerun_from_a_node_reuses_upstream_outputs():
+    first = run_workflow(load_document(DIAMOND), {"topic": "first"}, timeout=120)
+    second = wait_run(rerun_from(first.id, "d", "local"), timeout=120)
+    assert second.state == "completed"
+    assert {n: second.nodes[n].cached for n in "abcd"} == {"a": True, "b": True, "c": True, "d": False}
+    assert second.nodes["b"].output == first.nodes["b"].output  # same timestamps: truly reused
+    assert second.outputs == first.outputs
+
+
+def test_rerun_is_refused_for_another_owner():
+    first = run_workflow(load_document(DIAMOND), {"topic": "x"}, owner="alice", timeout=120)
+    with pytest.raises(Exception, match="not found"):
+        rerun_from(first.id, "d", "mallory")
+
+
+APPROVAL = {
+    "name": "approval",
+    "inputs": {"draft": {"default": "draft text"}},
+    "outputs": {"final": {"node": "review", "field": "value"}},
+    "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "draft"}},
+              {"id": "review", "agent": "hitl.approve", "params": {"prompt": "Publish?"}}],
+    "edges": [{"source": "in", "source_field": "value", "target": "review", "target_field": "value"}],
+}
+
+
+def test_approval_pauses_until_answered():
+    run_id = start_run(APPROVAL, {})
+    waiting = wait_run(run_id, timeout=120, until_waiting=True)
+    assert waiting.state == "waiting" and waiting.waiting_for == ["review"]
+    resume_run(run_id, "local", ApprovalResponse(approved=True, value="edited text", comment="ok"))
+    done = wait_run(run_id, timeout=120)
+    assert done.state == "completed"
+    assert done.outputs == {"final": "edited text"}
+
+
+def test_rejection_fails_the_node():
+    run_id = start_run(APPROVAL, {})
+    wait_run(run_id, timeout=120, until_waiting=True)
+    resume_run(run_id, "local", ApprovalResponse(approved=False, comment="not yet"))
+    done = wait_run(run_id, timeout=120)
+    assert done.state == "failed"
+    assert "rejected: not yet" in done.nodes["review"].error
+
+
+class _Echo(BaseModel):
+    text: str
+
+
+def _versioned(version: str, prefix: str):
+    class Shout(Agent):
+        id = "test.shout"
+        name = "Shout"
+        Input = _Echo
+        Output = _Echo
+
+        async def run(self, input, ctx: AgentContext):
+            return _Echo(text=f"{prefix}{input.text}")
+
+    Shout.version = version
+    return Shout
+
+
+def test_pinned_agent_version_keeps_running_after_a_new_version():
+    registry.register(_versioned("1", "v1:"))
+    registry.register(_versioned("2", "v2:"))
+    doc = {"name": "pinned", "outputs": {"o": {"node": "s", "field": "text"}},
+           "nodes": [{"id": "s", "agent": "test.shout", "agent_version": "1", "params": {"text": "hi"}}]}
+    assert run_workflow(doc, timeout=120).outputs == {"o": "v1:hi"}
+    doc["nodes"][0]["agent_version"] = None
+    assert run_workflow(doc, timeout=120).outputs == {"o": "v2:hi"}
+
+
+class _Count(BaseModel):
+    n: int = 1000
+
+
+class _Counted(BaseModel):
+    iterations: int
+
+
+class Looper(Agent):
+    id = "test.loop"
+    name = "Loop"
+    Input = _Count
+    Output = _Counted
+
+    async def run(self, input, ctx: AgentContext):
+        done = 0
+        for _ in ctx.iterate(input.n):
+            done += 1
+        return _Counted(iterations=done)
+
+
+def test_loops_are_bounded_by_the_workflow_budget():
+    registry.register(Looper)
+    doc = {"name": "loop", "budget": {"max_iterations": 7}, "outputs": {"n": {"node": "l", "field": "iterations"}},
+           "nodes": [{"id": "l", "agent": "test.loop", "params": {"n": 1000}}]}
+    assert run_workflow(doc, timeout=120).outputs == {"n": 7}

@@ -1,0 +1,86 @@
+"""Validation reports every problem at once, each naming its node or edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flows
+from flows.spec import load_document
+from flows.validate import pin_versions, validate
+
+TEMPLATES = Path(flows.__file__).parent / "templates"
+
+
+def codes(problems):
+    return {(p.code, p.node) for p in problems}
+
+
+def test_templates_are_valid():
+    for path in TEMPLATES.glob("*.yaml"):
+        plan, problems = validate(load_document(path))
+        assert problems == [], (path, problems)
+        assert plan is not None
+
+
+def test_every_error_kind_reported_at_once():
+    doc = {
+        "name": "broken",
+        "nodes": [
+            {"id": "a", "agent": "no.such.agent"},
+            {"id": "b", "agent": "io.template"},  # missing required input 'template'
+            {"id": "c", "agent": "util.wait", "params": {"seconds": -1}},  # bad param
+            {"id": "d", "agent": "io.template", "params": {"template": "x"}},
+            {"id": "e", "agent": "io.template", "params": {"template": "y"}},
+            {"id": "f", "agent": "util.wait", "params": {"seconds": 0}},
+        ],
+        "edges": [
+            {"source": "d", "source_field": "text", "target": "e", "target_field": "variables.v"},
+            {"source": "e", "source_field": "text", "target": "d", "target_field": "variables.w"},  # cycle
+            {"source": "d", "source_field": "nope", "target": "f", "target_field": "value"},  # unknown port
+            {"source": "d", "source_field": "text", "target": "f", "target_field": "seconds"},  # type mismatch
+        ],
+    }
+    plan, problems = validate(doc)
+    assert plan is None
+    found = codes(problems)
+    assert ("unknown_agent", "a") in found
+    assert ("missing_input", "b") in found
+    assert ("bad_param", "c") in found
+    assert ("cycle", "d") in found and ("cycle", "e") in found
+    assert ("unknown_port", "d") in found
+    assert ("type_mismatch", "f") in found
+    assert all(p.node or p.edge is not None for p in problems)
+
+
+def test_structural_errors_name_the_node():
+    plan, problems = validate({"nodes": [{"id": "ok", "agent": "io.output"}, {"id": "bad id!", "agent": "io.output"}]})
+    assert plan is None
+    assert problems[0].code == "invalid_document" and problems[0].node == "bad id!"
+
+
+def test_unknown_pinned_version_and_undeclared_input():
+    doc = {"nodes": [{"id": "t", "agent": "io.template", "agent_version": "99", "params": {"template": "x"}},
+                     {"id": "i", "agent": "io.input", "params": {"name": "question"}}]}
+    _, problems = validate(doc)
+    assert ("unknown_version", "t") in codes(problems)
+    assert ("unknown_input", "i") in codes(problems)
+
+
+def test_documents_never_carry_code():
+    _, problems = validate({"nodes": [{"id": "x", "agent": "io.output", "code": "import os"}]})
+    assert problems and problems[0].code == "invalid_document"
+
+
+def test_saving_pins_agent_versions():
+    wf = pin_versions(load_document(TEMPLATES / "diamond.yaml"))
+    assert all(n.agent_version for n in wf.nodes)
+
+
+def test_large_generated_workflow_validates():
+    nodes = [{"id": f"n{i}", "agent": "io.template", "params": {"template": "{{ x }}"}} for i in range(300)]
+    nodes[0]["params"]["variables"] = {"x": "seed"}
+    edges = [{"source": f"n{i}", "source_field": "text", "target": f"n{i + 1}", "target_field": "variables.x"}
+             for i in range(299)]
+    plan, problems = validate({"nodes": nodes, "edges": edges})
+    assert problems == []
+    assert plan.order[0] == "n0" and plan.order[-1] == "n299"
