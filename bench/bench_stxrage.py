@@ -89,7 +89,7 @@ def _throughput(storage, src: Path, dest: Path, size: int, **put_kwargs) -> tupl
 
 
 def main() -> None:
-    from stxrage.models import Erasure, Replicas
+    from stxrage.models import Replicas
 
     size = SIZE_MB * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="stxrage-bench-") as tmp:
@@ -122,8 +122,7 @@ def main() -> None:
             remote = _storage(work, "remote")
             for url in urls:
                 remote.add_node(url)
-            for label, policy in [("3 replicas over loopback", Replicas(copies=3)),
-                                  ("erasure 2-of-3 over loopback", Erasure(k=2, n=3))]:
+            for label, policy in [("3 replicas over loopback", Replicas(copies=3))]:
                 put_mbs, get_mbs, cid = _throughput(remote, src, work / "out-remote.bin", size, policy=policy)
                 rows.append([label, f"{put_mbs:.0f}", f"{get_mbs:.0f}", f"{put_mbs / base_mbs:.2f}",
                              f"{get_mbs / base_mbs:.2f}"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +56,7 @@ class LocalBlockStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.quota_bytes = quota_bytes
         self._used: int | None = None
+        self._lock = threading.Lock()  # writers may run on several threads of a node
 
     def path(self, cid: str) -> Path:
         cids.parse(cid)  # refuses anything that is not a CID, so a path can never escape root
@@ -62,19 +64,20 @@ class LocalBlockStore:
 
     def put(self, cid: str, data: bytes) -> None:
         path = self.path(cid)
-        previous = path.stat().st_size if path.exists() else 0
-        if self.quota_bytes is not None and self.usage() - previous + len(data) > self.quota_bytes:
-            raise QuotaExceeded(f"storing {len(data)} bytes would exceed the quota of {self.quota_bytes} bytes")
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._used = self.usage() - previous + len(data)
+        with self._lock:
+            previous = path.stat().st_size if path.exists() else 0
+            if self.quota_bytes is not None and self.usage() - previous + len(data) > self.quota_bytes:
+                raise QuotaExceeded(f"storing {len(data)} bytes would exceed the quota of {self.quota_bytes} bytes")
+            path.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            self._used = self.usage() - previous + len(data)
 
     def get(self, cid: str) -> bytes:
         try:
@@ -87,13 +90,14 @@ class LocalBlockStore:
 
     def delete(self, cid: str) -> None:
         path = self.path(cid)
-        try:
-            size = path.stat().st_size
-            path.unlink()
-        except FileNotFoundError:
-            return
-        if self._used is not None:
-            self._used -= size
+        with self._lock:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return
+            if self._used is not None:
+                self._used -= size
 
     def cids(self) -> Iterator[str]:
         for sub in sorted(self.root.iterdir()):

@@ -143,17 +143,17 @@ class Storage:
                 continue
             store = self._store(node.id)
             try:
-                held = set(store.cids())
+                store.usage()  # cheap liveness probe
+                if node.status == "down":
+                    # Swept while still marked down, so no put in flight can be targeting it.
+                    with self._session() as s:
+                        assigned = set(s.scalars(select(FragmentRow.fragment_cid)
+                                                 .where(FragmentRow.node_id == node.id)))
+                    for orphan in set(store.cids()) - assigned:
+                        store.delete(orphan)
+                    self._set_status(node.id, "active")
             except StoreUnavailable:
                 self._set_status(node.id, "down")
-                continue
-            if node.status == "down":
-                # Swept while still marked down, so no put in flight can be targeting it.
-                with self._session() as s:
-                    assigned = set(s.scalars(select(FragmentRow.fragment_cid).where(FragmentRow.node_id == node.id)))
-                for orphan in held - assigned:
-                    store.delete(orphan)
-                self._set_status(node.id, "active")
         return self.nodes()
 
     def _set_status(self, node_id: str, status: str) -> None:
