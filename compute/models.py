@@ -14,6 +14,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every one stored here is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 class AuthNonce(Base):
     __tablename__ = "cx_auth_nonces"
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)

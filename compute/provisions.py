@@ -13,9 +13,8 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 
 from compute.errors import ComputeError, Forbidden, NotFound
-from compute.identity.siwe import aware
 from compute.ledger import Acct, balance
-from compute.models import Provider, Provision, utcnow
+from compute.models import Provider, Provision, aware, utcnow
 from compute.store import Store
 from cxmpute.settings import get_settings
 

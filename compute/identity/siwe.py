@@ -13,8 +13,8 @@ from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, Field
 from sqlalchemy import update
 
-from compute.errors import ComputeError, Unauthorized
-from compute.models import AuthNonce, AuthSession, utcnow
+from compute.errors import Unauthorized
+from compute.models import AuthNonce, AuthSession, aware, utcnow
 from compute.store import Store
 from cxmpute.settings import get_settings
 
@@ -77,7 +77,7 @@ class Nonce(BaseModel):
     chain_ids: list[int]
 
 
-class Session(BaseModel):
+class SessionToken(BaseModel):
     token: str
     address: str
     chain_id: int
@@ -93,7 +93,7 @@ def issue_nonce(store: Store) -> Nonce:
     return Nonce(nonce=nonce, domain=settings.siwe_domain, expires_at=expires, chain_ids=settings.allowed_chain_ids)
 
 
-def sign_in(store: Store, message: str, signature: str) -> Session:
+def sign_in(store: Store, message: str, signature: str) -> SessionToken:
     """Check every clause of the message and its signature, then consume its nonce and open a session.
 
     Nothing is written unless every check passes, so a refused attempt leaves the nonce usable by its owner.
@@ -133,15 +133,11 @@ def sign_in(store: Store, message: str, signature: str) -> Session:
             raise Unauthorized("nonce is unknown, expired or already used", field="nonce")
         session.add(AuthSession(token_hash=token_hash(token), address=signer, chain_id=msg.chain_id,
                                 expires_at=expires, revoked=False))
-    return Session(token=token, address=signer, chain_id=msg.chain_id, expires_at=expires)
+    return SessionToken(token=token, address=signer, chain_id=msg.chain_id, expires_at=expires)
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def message_for(address: str, nonce: Nonce, chain_id: int, *, ttl: timedelta = timedelta(minutes=10),

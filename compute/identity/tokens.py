@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
 from compute.errors import Forbidden, NotFound, Unauthorized
-from compute.identity.siwe import aware, token_hash
-from compute.models import ApiKey, AuthSession, utcnow
+from compute.identity.siwe import token_hash
+from compute.models import ApiKey, AuthSession, aware, utcnow
 from compute.store import Store
 
 SCOPES = ("account", "market", "provider", "keys")

@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from compute.chain import Chain, ChainEvent
 from compute.errors import ComputeError, Conflict, NotFound
 from compute.ledger.book import Acct, balance, post
-from compute.models import ChainClaim, LedgerTx, Provider, Provision, utcnow
-from compute.identity.siwe import aware
+from compute.models import ChainClaim, LedgerTx, Provider, Provision, aware, utcnow
 from compute.store import Store
 from cxmpute.settings import get_settings
 

@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session
 
 from compute import receipts
 from compute.errors import ComputeError, Conflict, Forbidden, NotFound
-from compute.identity.siwe import aware
 from compute.ledger import Acct, balance, post
 from compute.ledger.funds import slash
 from compute.market.demand import MatchRequest
 from compute.market.pricing import compute_units, cost, platform_fee
-from compute.models import Lease, Provider, Provision, UsageRecord, utcnow
+from compute.models import Lease, Provider, Provision, UsageRecord, aware, utcnow
 from compute.providers.registry import reputation
 from compute.receipts import Domain
 from compute.store import Store

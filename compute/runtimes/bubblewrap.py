@@ -27,12 +27,12 @@ from pathlib import Path
 
 from cxmpute.settings import Settings
 
-from compute.runtimes import seccomp, slirp
+from compute.runtimes import network as job_network, seccomp
 from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputFn, ResourceUsage,
                                    Runtime, RuntimeUnavailable, Sandbox)
 from compute.runtimes.process import run_process
 from compute.runtimes.scratch import Scratch
-from compute.runtimes.slirp import GrantedNetwork
+from compute.runtimes.network import GrantedNetwork
 
 UID_BASE = 1_800_000  # far above any account on the host, so a job's uid owns nothing there
 UID_SPAN = 1_000_000
@@ -259,7 +259,7 @@ class BubblewrapRuntime(Runtime):
         if why:
             raise RuntimeUnavailable(why)
         spec = spec or JobSpec()
-        if spec.network and (why := slirp.available()):
+        if spec.network and (why := job_network.available()):
             raise RuntimeUnavailable(f"this machine cannot grant sandbox jobs network: {why}", field="network")
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         return await asyncio.to_thread(BubblewrapSandbox, self, spec)

@@ -9,6 +9,7 @@ job's scratch tmpfs (shared with the sandbox runtime's symlink-proof file access
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
 import threading
@@ -21,6 +22,7 @@ from cxmpute.settings import Settings
 from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputChunk, OutputFn,
                                    ResourceUsage, Runtime, RuntimeUnavailable, Sandbox)
 from compute.runtimes.image import ensure_image
+from compute.runtimes.network import available as network_available, fence
 from compute.runtimes.scratch import Scratch
 
 NOBODY = 65534
@@ -51,9 +53,23 @@ class ContainerSandbox(Sandbox):
                 tmpfs={"/tmp": "size=16m,mode=1777"}, environment={},
                 volumes={str(self.scratch.path): {"bind": self.workdir, "mode": "rw"}},
                 labels={"cxmpute.runtime": "container"}, name=f"cxmpute-job-{uuid.uuid4().hex[:12]}")
+            if spec.network:
+                self._fence()
         except Exception:
             self.scratch.remove_tree()
+            if getattr(self, "container", None) is not None:
+                self.container.remove(force=True)
             raise
+
+    def _fence(self) -> None:
+        """Keep a granted container to the internet: no host, bridge neighbour or private address.
+        Its link's own route goes (other jobs' containers share the bridge); the gateway stays the
+        next hop without being a destination."""
+        self.container.reload()
+        net = next(iter(self.container.attrs["NetworkSettings"]["Networks"].values()))
+        subnet = ipaddress.ip_network(f"{net['IPAddress']}/{net['IPPrefixLen']}", strict=False)
+        fence(self.container.attrs["State"]["Pid"], commands=(
+            f"route replace default via {net['Gateway']} dev eth0 onlink", f"route del {subnet} dev eth0"))
 
     def _env(self, env: dict[str, str] | None) -> dict[str, str]:
         return {"PATH": _PATH, "HOME": self.workdir, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
@@ -250,6 +266,9 @@ class ContainerRuntime(Runtime):
         why = self.check()
         if why:
             raise RuntimeUnavailable(why)
+        spec = spec or JobSpec()
+        if spec.network and (why := network_available()):
+            raise RuntimeUnavailable(f"this machine cannot grant container jobs network: {why}", field="network")
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         await asyncio.to_thread(lambda: self.image)
-        return await asyncio.to_thread(ContainerSandbox, self, spec or JobSpec())
+        return await asyncio.to_thread(ContainerSandbox, self, spec)

@@ -13,7 +13,6 @@ import os
 import random
 import threading
 import time
-import uuid
 
 from eth_account import Account
 from hypothesis import HealthCheck, given, settings

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from compute.identity import siwe
 from compute.models import AuthSession, Provider, utcnow
-from cxmpute.settings import get_settings, reset_settings
+from cxmpute.settings import reset_settings
 
 CONTAINER = {"kind": "container", "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": 100}
 REQUEST = {"kind": "container", "resources": {"cpu": 1, "memory_mb": 1024}, "price_max_gwei": 500,

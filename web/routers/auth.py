@@ -18,7 +18,7 @@ def nonce(net: Network = Depends(network)) -> siwe.Nonce:
 
 
 @router.post("/verify", summary="Exchange a signed EIP-4361 message for a session token")
-def verify(body: siwe.SignInRequest, net: Network = Depends(network)) -> siwe.Session:
+def verify(body: siwe.SignInRequest, net: Network = Depends(network)) -> siwe.SessionToken:
     return siwe.sign_in(net.store, body.message, body.signature)
 
 

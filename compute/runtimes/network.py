@@ -49,10 +49,10 @@ def host_addresses() -> list[str]:
     return sorted(found)
 
 
-def fence(pid: int, keep: ipaddress.IPv4Network, commands: tuple[str, ...] = ()) -> None:
+def fence(pid: int, keep: ipaddress.IPv4Network | None = None, commands: tuple[str, ...] = ()) -> None:
     """Refuse, inside the network namespace of ``pid``, every private range and host address (except
     the ``keep`` network the namespace's own link lives on), after running ``commands`` there."""
-    routes = [*BLOCKED, *(f"{a}/32" for a in host_addresses() if ipaddress.ip_address(a) not in keep)]
+    routes = [*BLOCKED, *(f"{a}/32" for a in host_addresses() if keep is None or ipaddress.ip_address(a) not in keep)]
     script = "\n".join([*commands, *(f"route add prohibit {r}" for r in routes)]) + "\n"
     done = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-batch", "-"], input=script,
                           capture_output=True, text=True, timeout=_SETUP_SECONDS)
