@@ -4,6 +4,7 @@ and an OpenAI-compatible model service, all on 127.0.0.1 and speaking the real w
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -14,7 +15,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from cxmpute.settings import Settings
+import agxnt.context
+from cxmpute.settings import Settings, reset_settings
 
 from agxnt.context import AgentContext, Services
 from agxnt.web.browser import browsers
@@ -231,8 +233,10 @@ def site() -> Iterator[str]:
     yield from _serve(Site)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def model_url() -> Iterator[str]:
+    # one per module: langchain-openai caches an async HTTP client per base URL, and the modules call
+    # the model from different event loops (pytest's, uvicorn's, Prefect's)
     yield from _serve(Model)
 
 
@@ -258,6 +262,25 @@ def guarded_ctx(site: str, model_url: str) -> AgentContext:
     """Default egress policy, except the test site's own host:port, so redirects from it can be checked."""
     host = urlsplit(site).netloc
     return make_ctx(web_settings(site, model_url, web_allow_private=False, web_allowed_hosts=[host]))
+
+
+@pytest.fixture(scope="module")
+def configured(site: str, model_url: str) -> Iterator[None]:
+    """The process's own settings pointed at the local web, as a deployment would do it: the environment."""
+    env = {"CXMPUTE_WEB_ALLOW_PRIVATE": "true", "CXMPUTE_SEARCH_BACKEND": "searxng", "CXMPUTE_SEARCH_URL": site,
+           "CXMPUTE_LLM_BASE_URL": f"{model_url}/v1", "CXMPUTE_LLM_MODEL": "local"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    reset_settings()
+    agxnt.context._default_services = None
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    reset_settings()
+    agxnt.context._default_services = None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import agxnt.context
 from cxmpute.settings import reset_settings
 from flows.runner import run_workflow
 from flows.spec import load_document
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "flows" / "templates" / "web_research.yaml"
-
-
-@pytest.fixture(scope="module")
-def configured(site: str, model_url: str) -> Iterator[None]:
-    env = {"CXMPUTE_WEB_ALLOW_PRIVATE": "true", "CXMPUTE_SEARCH_BACKEND": "searxng", "CXMPUTE_SEARCH_URL": site,
-           "CXMPUTE_LLM_BASE_URL": f"{model_url}/v1", "CXMPUTE_LLM_MODEL": "local"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    reset_settings()
-    agxnt.context._default_services = None
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    reset_settings()
-    agxnt.context._default_services = None
 
 
 def test_research_template(configured: None, site: str) -> None:
