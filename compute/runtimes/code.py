@@ -146,7 +146,8 @@ class CodeSession:
 
     async def _wait(self, cell: str, timeout: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
-        delay = 0.0005
+        # Quick cells answer within a fraction of a millisecond; long ones are polled less often.
+        delay = 0.0001
         while time.monotonic() < deadline:
             outcome = _outcome(self.sandbox, f"{cell}.json")
             if outcome is not None:
@@ -154,7 +155,7 @@ class CodeSession:
             if not self.process.alive():
                 return _outcome(self.sandbox, f"{cell}.json")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            delay = min(delay * 1.5, 0.01)
         return None
 
     @property

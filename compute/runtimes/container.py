@@ -50,7 +50,7 @@ class ContainerSandbox(Sandbox):
                          {"Name": "fsize", "Soft": lim.file_size_mb * 2**20, "Hard": lim.file_size_mb * 2**20},
                          {"Name": "nofile", "Soft": lim.open_files, "Hard": lim.open_files},
                          {"Name": "core", "Soft": 0, "Hard": 0}],
-                tmpfs={"/tmp": "size=16m,mode=1777"}, environment={},
+                tmpfs={"/tmp": "size=16m,mode=1777"}, shm_size="16m", environment={},
                 volumes={str(self.scratch.path): {"bind": self.workdir, "mode": "rw"}},
                 labels={"cxmpute.runtime": "container"}, name=f"cxmpute-job-{uuid.uuid4().hex[:12]}")
             if spec.network:

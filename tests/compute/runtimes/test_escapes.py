@@ -277,6 +277,27 @@ written
     assert scratch_leftovers(runtime) == []
 
 
+async def test_private_tmp_and_shared_memory_are_capped(runtime, host):
+    result = await run_job(runtime, """
+import os
+out = {}
+for folder in ('/tmp', '/dev/shm', '/dev'):
+    written = 0
+    try:
+        for i in range(64):
+            with open(os.path.join(folder, 'fill-%d' % i), 'wb') as fh:
+                for _ in range(4):
+                    fh.write(b'x' * 2**20)
+                    written += 2**20
+    except OSError:
+        pass
+    out[folder] = written
+out
+""", wall_seconds=20)
+    assert result.status == "ok", result
+    assert all(written <= 16 * 2**20 for written in result.result.values()), result.result
+
+
 async def test_infinite_loop_times_out(runtime, host):
     result = await run_job(runtime, "while True:\n    pass", wall_seconds=2)
     assert result.status == "timeout" and result.exit_code is None
