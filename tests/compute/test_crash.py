@@ -51,14 +51,14 @@ CHILD = textwrap.dedent("""
     os._exit(0)
 """)
 
-# (operation, the step after which the process dies)
+# (operation, the step after which the process dies); each spawns an interpreter, so all but one are slow.
 CRASHES = [
     ("place", "compute.market.leases.post"),
-    ("place", "compute.receipts.sign"),
-    ("meter", "compute.receipts.sign"),
-    ("meter", "compute.market.leases.post"),
-    ("end", "compute.market.leases.post"),
-    ("end", "compute.market.leases.slash"),
+    pytest.param("place", "compute.receipts.sign", marks=pytest.mark.slow),
+    pytest.param("meter", "compute.receipts.sign", marks=pytest.mark.slow),
+    pytest.param("meter", "compute.market.leases.post", marks=pytest.mark.slow),
+    pytest.param("end", "compute.market.leases.post", marks=pytest.mark.slow),
+    pytest.param("end", "compute.market.leases.slash", marks=pytest.mark.slow),
 ]
 
 
