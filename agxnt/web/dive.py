@@ -106,6 +106,7 @@ class Crawl:
         self.out = DiveAgent.Output()
         self.seen: set[str] = {self.start}
         self.gate = asyncio.Semaphore(input.concurrency)
+        self.start_error: AgentError | None = None
 
     def in_scope(self, url: str) -> bool:
         return not self.input.same_origin or origin(url) == origin(self.start)
@@ -124,10 +125,9 @@ class Crawl:
             if not frontier or fetched >= self.input.max_pages:
                 self.out.unvisited = left + len(frontier)
                 break
-        if not self.out.pages and self.out.skipped and self.out.skipped[0].url == self.start:
-            first = self.out.skipped[0]
-            error = EgressDenied if first.reason.startswith("refused") else AgentError
-            raise error(f"cannot read the start page: {first.reason}", field="start_url")
+        if self.start_error is not None:
+            raise type(self.start_error)(f"cannot read the start page: {self.start_error.message}",
+                                         field="start_url", status_code=self.start_error.status_code)
         return self.out
 
     async def visit(self, url: str, depth: int) -> Page | None:
@@ -137,11 +137,11 @@ class Crawl:
                 return None
             try:
                 page = await self.web.page(url, render=self.input.render)
-            except EgressDenied as exc:
-                self.out.skipped.append(Skipped(url=url, reason=f"refused: {exc.message}"))
-                return None
             except AgentError as exc:
-                self.out.skipped.append(Skipped(url=url, reason=exc.message))
+                if url == self.start:
+                    self.start_error = exc
+                reason = f"refused: {exc.message}" if isinstance(exc, EgressDenied) else exc.message
+                self.out.skipped.append(Skipped(url=url, reason=reason))
                 return None
         final = normalize_url(page.url)
         if final != url and (final in self.seen or not self.in_scope(final)):
