@@ -70,6 +70,6 @@ def test_openai_compatible_url_speaks_the_chat_completions_wire_format():
 
 
 def test_default_is_the_platform_gateway():
-    llm = chat_model(Settings(api_url="http://127.0.0.1:8123"))
+    llm = chat_model(Settings(api_url="http://127.0.0.1:8123", llm_model=None, llm_base_url=None))
     assert isinstance(llm, ChatOpenAI)
     assert str(llm.openai_api_base).rstrip("/") == "http://127.0.0.1:8123/v1"
