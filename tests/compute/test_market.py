@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -187,3 +188,23 @@ def test_sweep_ends_leases_of_providers_whose_heartbeats_stopped(net, market):
     assert leases.get(net.store, lost.id, u).end_reason == "provider-lost"
     other = second if lost is first else first
     assert leases.get(net.store, other.id, u).status == "active"  # no heartbeats yet: not judged by them
+
+
+def test_the_api_sweeps_expired_leases_while_it_runs(net, market, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import web.routers.market as market_router
+    from web.app import create_app
+
+    monkeypatch.setattr(market_router, "SWEEP_EVERY_S", 0.1)
+    p = provider(net.store)
+    offer(net.store, p, 1)
+    u = user(net.store, 10**6)
+    lease = market.place(u, MatchRequest(kind="inference", price_max_gwei=1, duration_s=1))
+    with TestClient(create_app()):
+        for _ in range(100):
+            if leases.get(net.store, lease.id, u).status == "ended":
+                break
+            time.sleep(0.1)
+    ended = leases.get(net.store, lease.id, u)
+    assert ended.end_reason == "expired" and ended.escrow_left_gwei == 0
