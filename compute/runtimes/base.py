@@ -74,7 +74,18 @@ OutputFn = Callable[[OutputChunk], None]
 
 
 class BackgroundProcess(ABC):
-    """A long-lived command in a sandbox that reads requests from its stdin (an interactive kernel)."""
+    """A long-lived command in a sandbox that reads requests from its stdin (an interactive kernel).
+
+    Its stdout is read all the time; what it writes goes to ``on_stdout`` (from a reader thread), which
+    lets a caller wake up on a notice instead of polling.
+    """
+
+    on_stdout: Callable[[bytes], None] | None = None
+
+    def _stdout(self, data: bytes) -> None:
+        callback = self.on_stdout
+        if callback is not None:
+            callback(data)
 
     @abstractmethod
     def send(self, data: bytes) -> None: ...

@@ -188,11 +188,12 @@ class _BwrapProcess(BackgroundProcess):
         self.sandbox = sandbox
         self.network = network
         self.started = time.monotonic()
-        self.proc = _spawner.submit(subprocess.Popen, argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        self.proc = _spawner.submit(subprocess.Popen, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True,
                                     pass_fds=pass_fds).result()
         self._done = threading.Event()
         threading.Thread(target=self._wait, daemon=True).start()
+        threading.Thread(target=self._read, daemon=True).start()
         if network is not None:
             try:
                 network.attach()
@@ -211,6 +212,11 @@ class _BwrapProcess(BackgroundProcess):
                                               cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 4),
                                               max_rss_mb=round(rusage.ru_maxrss / 1024, 2)))
         self._done.set()
+
+    def _read(self) -> None:
+        while chunk := self.proc.stdout.read1(4096):
+            self._stdout(chunk)
+        self.proc.stdout.close()
 
     def send(self, data: bytes) -> None:
         try:

@@ -113,8 +113,11 @@ class CodeSession:
             request = {"id": cell, "code": code, "timeout": timeout}
             if inputs is not None:
                 request["inputs"] = inputs
+            loop, answered = asyncio.get_running_loop(), asyncio.Event()
+            self.process.on_stdout = lambda _: loop.call_soon_threadsafe(answered.set)
             self.process.send((json.dumps(request) + "\n").encode())
-            outcome = await self._wait(cell, timeout + 2.0)
+            outcome = await self._wait(cell, timeout + 2.0, answered)
+            self.process.on_stdout = None
             cap = self.sandbox.spec.limits.output_bytes
             streams = {name: self._read_stream(f"{cell}.{name}", cap) for name in ("stdout", "stderr")}
             for name in ("stdout", "stderr", "json"):
@@ -144,18 +147,21 @@ class CodeSession:
             return "", False
         return _decode(data[:cap]), len(data) > cap
 
-    async def _wait(self, cell: str, timeout: float) -> dict[str, Any] | None:
+    async def _wait(self, cell: str, timeout: float, answered: asyncio.Event) -> dict[str, Any] | None:
+        """The kernel's answer file, looked for whenever the kernel writes a notice (and every 50 ms,
+        since user code can write to, or close, the notice channel too)."""
         deadline = time.monotonic() + timeout
-        # Quick cells answer within a fraction of a millisecond; long ones are polled less often.
-        delay = 0.0001
-        while time.monotonic() < deadline:
+        while (remaining := deadline - time.monotonic()) > 0:
             outcome = _outcome(self.sandbox, f"{cell}.json")
             if outcome is not None:
                 return outcome
             if not self.process.alive():
                 return _outcome(self.sandbox, f"{cell}.json")
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.01)
+            try:
+                await asyncio.wait_for(answered.wait(), timeout=min(0.05, remaining))
+            except TimeoutError:
+                pass
+            answered.clear()
         return None
 
     @property

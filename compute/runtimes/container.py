@@ -21,6 +21,8 @@ from cxmpute.settings import Settings
 
 from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputChunk, OutputFn,
                                    ResourceUsage, Runtime, RuntimeUnavailable, Sandbox)
+from docker.utils.socket import STDOUT, frames_iter
+
 from compute.runtimes.image import ensure_image
 from compute.runtimes.network import available as network_available, fence
 from compute.runtimes.scratch import Scratch
@@ -112,8 +114,6 @@ class ContainerSandbox(Sandbox):
                 sock = self.api.exec_start(exec_id, socket=True)
                 sock._sock.sendall(stdin)
                 sock._sock.shutdown(1)
-                from docker.utils.socket import frames_iter
-
                 frames = ((("stdout", "stderr")[kind - 1], data) for kind, data in frames_iter(sock, tty=False))
             else:
                 frames = (("stdout" if out is not None else "stderr", out if out is not None else err)
@@ -189,10 +189,19 @@ class _ExecProcess(BackgroundProcess):
     def __init__(self, sandbox: ContainerSandbox, argv: Sequence[str], env: dict[str, str]):
         self.sandbox = sandbox
         api = sandbox.api
-        self.exec_id = api.exec_create(sandbox.container.id, list(argv), stdin=True, stdout=False, stderr=False,
+        self.exec_id = api.exec_create(sandbox.container.id, list(argv), stdin=True, stdout=True, stderr=False,
                                        user=f"{NOBODY}:{NOBODY}", workdir=sandbox.workdir, environment=env)["Id"]
         self.sock = api.exec_start(self.exec_id, socket=True)
         self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for stream, data in frames_iter(self.sock, tty=False):
+                if stream == STDOUT:
+                    self._stdout(data)
+        except (OSError, ValueError):  # the socket closes with the process (ValueError once closed here)
+            pass
 
     def send(self, data: bytes) -> None:
         with self._lock:

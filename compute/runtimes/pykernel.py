@@ -156,6 +156,10 @@ def serve():
                 os.dup2(saved_out, 1)
                 os.dup2(saved_err, 2)
         _write(cell_id + ".json", outcome)
+        try:
+            os.write(saved_out, (cell_id + "\n").encode())  # wakes the host up; the answer is the file
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":
