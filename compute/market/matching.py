@@ -9,7 +9,7 @@ lost race refreshes that provision from the database and tries the next best.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pydantic import BaseModel
 from sqlalchemy import or_, select, update
@@ -25,6 +25,7 @@ from compute.store import Store
 
 MAX_ATTEMPTS = 16
 SYNC_EVERY_S = 2.0
+SYNC_OVERLAP = timedelta(seconds=60)
 SWEEP_EVERY_S = 5.0
 
 
@@ -65,7 +66,8 @@ class Market:
         with self.store.read() as session:
             stmt = select(Provision, Provider.reputation).join(Provider, Provider.address == Provision.provider)
             if self._synced_at is not None:
-                stmt = stmt.where(Provision.updated_at >= self._synced_at)
+                # A row stamped before the last sync may commit after it; the overlap re-reads such rows.
+                stmt = stmt.where(Provision.updated_at >= self._synced_at - SYNC_OVERLAP)
             for row, rep in session.execute(stmt):
                 self.index.upsert(Slot.from_row(row, rep))
         self._synced_at, self._last_sync = started, time.monotonic()
