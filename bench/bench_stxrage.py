@@ -101,8 +101,10 @@ def main() -> None:
             subprocess.run(["sha256sum", str(src)], check=True, capture_output=True)
             shutil.copyfile(src, work / "cp.bin")
 
-        base_mbs = size / _timed(baseline) / 1e6
+        # Best of three: the machine is shared, and the best run is the closest to what the disk can do.
+        base_mbs = max(size / _timed(baseline) / 1e6 for _ in range(3))
         (work / "cp.bin").unlink()
+        load_before = os.getloadavg()[0]
 
         rows = []
         local = _storage(work, "local")
@@ -135,9 +137,12 @@ def main() -> None:
                 proc.wait(timeout=30)
 
         edit = _edit_in_the_middle(work)
+        load_after = os.getloadavg()[0]
 
     body = (f"File of {SIZE_MB} MiB of random bytes (set `CXMPUTE_BENCH_STXRAGE_MB` to change). Baseline: "
-            f"`sha256sum` then `cp` of the same file, **{base_mbs:.0f} MB/s**, measured in the same run. "
+            f"`sha256sum` then `cp` of the same file, **{base_mbs:.0f} MB/s** (best of 3), measured in the same "
+            f"run. Load average {load_before:.1f} at the start and {load_after:.1f} at the end: other work shared "
+            "the cores, so compare ratios rather than absolute rates. "
             "Put = chunk (FastCDC), hash to CIDv1, place, write the catalog; get = fetch, verify every block "
             "against its CID, write the file. Storage nodes are `cxmpute storage node` processes on 127.0.0.1, "
             "sharing the machine's cores with the client.\n\n"
