@@ -208,3 +208,12 @@ def test_the_api_sweeps_expired_leases_while_it_runs(net, market, monkeypatch):
             time.sleep(0.1)
     ended = leases.get(net.store, lease.id, u)
     assert ended.end_reason == "expired" and ended.escrow_left_gwei == 0
+
+
+def test_provisions_published_through_another_process_are_picked_up(net, market):
+    p = provider(net.store)
+    req = MatchRequest(kind="inference", price_max_gwei=100, duration_s=10)
+    assert not market.quote(req).matched  # loads the (empty) market
+    elsewhere = offer(net.store, p, 70)  # written by another API process: this index was not told
+    market.sync(force=True)
+    assert market.quote(req).provision_id == elsewhere
