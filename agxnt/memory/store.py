@@ -340,8 +340,12 @@ def chroma_client(settings: Settings) -> ClientAPI:
         url = urlparse(settings.chroma_url)
         if url.scheme not in {"http", "https"} or not url.hostname:
             raise ValueError(f"CXMPUTE_CHROMA_URL must be an http(s) URL, got {settings.chroma_url!r}")
-        return chromadb.HttpClient(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
-                                   ssl=url.scheme == "https", settings=chroma_settings)
+        try:
+            return chromadb.HttpClient(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
+                                       ssl=url.scheme == "https", settings=chroma_settings)
+        except ValueError as exc:  # chromadb's way of saying the server did not answer
+            raise AgentError(f"the memory service at {settings.chroma_url} is unreachable: {exc}",
+                             field="memory", status_code=503) from None
     path = settings.data_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings)

@@ -139,3 +139,11 @@ def test_collections_are_created_with_our_embedding_function(ctx_for, owners):
     store.write(owners[0], "ef", [DocumentIn(text="x")])
     col = store._collection(owners[0], "ef")
     assert col.configuration_json["embedding_function"]["name"] == "cxmpute-sentence-transformers"
+
+
+def test_unreachable_chroma_server_is_a_503(tmp_path):
+    from agxnt.errors import AgentError
+
+    with pytest.raises(AgentError) as err:
+        MemoryStore.from_settings(Settings(home=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}"))
+    assert err.value.status_code == 503 and "unreachable" in err.value.message
