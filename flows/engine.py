@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
@@ -130,6 +131,13 @@ async def run_node(
                       finished_at=datetime.now(timezone.utc)).model_dump(mode="json")
 
 
+@lru_cache(maxsize=256)
+def _node_task(retries: int, retry_delay: float, timeout: float | None, refresh: bool) -> Task:
+    """One task object per distinct option set: building a Task is costly (it reads its source)."""
+    return run_node.with_options(task_run_name="{node_id}", retries=retries, retry_delay_seconds=retry_delay,
+                                 timeout_seconds=timeout, refresh_cache=refresh)
+
+
 def _input_value(plan: Plan, params: dict[str, Any], inputs: dict[str, Any]) -> Any:
     name = params.get("name", "input")
     if name in inputs:
@@ -159,11 +167,8 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
         bindings = {tf: [futures[src], sf] for src, sf, tf in plan.incoming.get(nid, [])}
         scope = scopes.get(nid, run_id)
         opts = node.options
-        node_task = run_node.with_options(
-            name=f"{node.agent}", task_run_name=nid, retries=opts.retries,
-            retry_delay_seconds=opts.retry_delay_seconds, timeout_seconds=opts.timeout_seconds,
-            refresh_cache=(scope == run_id) or not opts.cache,
-        )
+        node_task = _node_task(opts.retries, opts.retry_delay_seconds, opts.timeout_seconds,
+                               (scope == run_id) or not opts.cache)
         futures[nid] = node_task.submit(
             node_id=nid, agent=cls.id, version=cls.version, params=params, bindings=bindings, owner=owner,
             scope=scope, deadline=deadline, max_iterations=plan.workflow.budget.max_iterations,

@@ -55,6 +55,13 @@ def start_server(home: Path, port: int, log_path: Path | None = None, wait: floa
 
 
 def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stop a server this process started, after sending it the run logs still buffered here."""
+    try:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()
+    except Exception:  # logs are a courtesy; stopping must not fail over them
+        pass
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -98,9 +99,14 @@ def _compatible(src: set[str] | None, tgt: set[str] | None) -> bool:
     return src <= tgt
 
 
+@lru_cache(maxsize=1024)
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
 def _field_schema(model: type[BaseModel], path: str, which: str) -> tuple[dict | None, dict]:
     """Schema of ``path`` in the model (``variables.topic`` addresses a key of a dict field)."""
-    root = model.model_json_schema()
+    root = _model_schema(model)
     props = root.get("properties", {})
     head, _, rest = path.partition(".")
     if head not in props:
@@ -261,10 +267,10 @@ def _toposort(nodes: list[str], incoming: dict[str, list[tuple[str, str, str]]])
             if src in indegree and target in indegree:
                 indegree[target] += 1
                 children[src].append(target)
-    ready = [n for n in nodes if indegree[n] == 0]
+    ready = deque(n for n in nodes if indegree[n] == 0)
     order = []
     while ready:
-        n = ready.pop(0)
+        n = ready.popleft()
         order.append(n)
         for c in children[n]:
             indegree[c] -= 1

@@ -30,9 +30,6 @@ def prefect_api():
     url = f"http://127.0.0.1:{port}/api"
     use_api(url)
     yield url
-    from prefect.logging.handlers import APILogHandler
-
-    APILogHandler().flush()  # send buffered run logs while the server is still there
     stop_server(proc)
 
 
