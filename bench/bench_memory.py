@@ -82,9 +82,9 @@ class Raw:
         self.col.query(query_embeddings=vector, n_results=K, include=["documents", "metadatas", "distances"])
 
 
-def _timed(fn: Callable[[], None]) -> float:
+def _timed(fn: Callable[..., None], *args: object) -> float:
     t0 = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - t0
 
 
@@ -97,11 +97,11 @@ def measure(n: int, queries: list[str]) -> dict[str, tuple[float, list[float]]]:
         for b, start in enumerate(range(0, n, BATCH)):
             order = list(sides) if b % 2 == 0 else list(reversed(sides))
             for name in order:
-                ingest[name] += _timed(lambda: sides[name].add(start, docs[start:start + BATCH]))
+                ingest[name] += _timed(sides[name].add, start, docs[start:start + BATCH])
         for q, query in enumerate(queries):
             order = list(sides) if q % 2 == 0 else list(reversed(sides))
             for name in order:
-                latency[name].append(_timed(lambda: sides[name].search(query)))
+                latency[name].append(_timed(sides[name].search, query))
     return {name: (n / ingest[name], latency[name]) for name in sides}
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxmpute.settings import Settings
-
 from agxnt.errors import AgentError, NotFound
 from agxnt.memory.store import DocumentIn
+from cxmpute.settings import Settings
 
 MAX_FILES = 10_000
 

@@ -15,10 +15,9 @@ from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from agxnt.errors import AgentError
 from cxmpute.db import Base, migrate, session_scope
 from cxmpute.settings import Settings
-
-from agxnt.errors import AgentError
 
 APPEND_ATTEMPTS = 10  # where appenders are not serialised, the unique constraint settles a race for a seq
 

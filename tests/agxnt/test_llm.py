@@ -35,7 +35,7 @@ async def test_local_model_async_and_prompt_longer_than_window(tiny_model):
 class _OpenAIHandler(BaseHTTPRequestHandler):
     seen: list[dict] = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],

@@ -34,7 +34,7 @@ def _account() -> tuple[str, dict[str, str]]:
 @pytest.fixture
 def accounts(app, platform):
     alice, alice_auth = _account()
-    bob, bob_auth = _account()
+    _, bob_auth = _account()
     store = platform.memory
     store.write(alice, "kb", [DocumentIn(id=f"n{i}", text=f"note {i} about tides", metadata={"i": i})
                               for i in range(5)])

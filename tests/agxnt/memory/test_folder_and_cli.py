@@ -72,7 +72,7 @@ def test_cli_write_search_ask_ls(platform, owners, folder):
     assert json.loads(result.stdout)["ids"] == ["ocean.txt"]
 
     result = runner.invoke(app, ["search", "--owner", owner, "-m", "cli", "--json", "--filter",
-                                 '{"source": {"$eq": "%s"}}' % files[1], "anything"])
+                                 json.dumps({"source": {"$eq": files[1]}}), "anything"])
     assert json.loads(result.stdout)["ids"] == ["volcano.txt"]
 
     result = runner.invoke(app, ["ask", "--owner", owner, "-m", "cli", "--json", "-k", "1", "Which volcano is in Sicily?"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
-
 from flows.runner import run_workflow
 from flows.spec import load_document
 
