@@ -45,12 +45,12 @@ class FetchFailed(AgentError):
 class WebSession:
     """Use as ``async with WebSession(ctx) as web:``; everything it opened is closed on exit."""
 
-    def __init__(self, ctx: AgentContext, *, max_bytes: int | None = None, timeout: float | None = None):
+    def __init__(self, ctx: AgentContext):
         self.ctx = ctx
         self.settings = ctx.settings
         self.policy = EgressPolicy.from_settings(ctx.settings)
-        self.max_bytes = max_bytes or ctx.settings.web_max_page_bytes
-        self.timeout = timeout or ctx.settings.web_timeout_seconds
+        self.max_bytes = ctx.settings.web_max_page_bytes
+        self.timeout = ctx.settings.web_timeout_seconds
         self._stack = AsyncExitStack()
         self._browser: BrowserJob | None = None
         self.client: httpx.AsyncClient | None = None
