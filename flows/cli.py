@@ -164,6 +164,26 @@ def validate_cmd(file: Path = typer.Argument(..., help="Workflow document (YAML 
     console.print(f"[green]{file}: valid[/green]")
 
 
+@workflows_app.command("migrate")
+def migrate_cmd(
+    file: Path = typer.Argument(..., help="Workflow document (YAML or JSON)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of over FILE"),
+) -> None:
+    """Upgrade nodes pinned to agent versions that no longer exist, through each agent's migration."""
+    from flows.spec import dump_document
+    from flows.validate import migrate
+
+    workflow, changes = migrate(_load(file))
+    if not changes:
+        console.print("nothing to migrate")
+        return
+    target = output or file
+    target.write_text(dump_document(workflow, "json" if target.suffix == ".json" else "yaml"))
+    for change in changes:
+        console.print(change)
+    console.print(f"wrote {target}")
+
+
 @workflows_app.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of workflow documents."""

@@ -165,7 +165,8 @@ def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -
             cls = reg.get(node.agent, node.agent_version)
         except UnknownAgent as exc:
             code = "unknown_version" if node.agent_version and reg.has(node.agent) else "unknown_agent"
-            problems.append(Problem(code=code, message=exc.message, node=node.id, field="agent"))
+            hint = "; `cxmpute workflows migrate` upgrades it" if code == "unknown_version" else ""
+            problems.append(Problem(code=code, message=exc.message + hint, node=node.id, field="agent"))
             continue
         agents[node.id] = cls
 
@@ -296,3 +297,19 @@ def pin_versions(document: dict[str, Any] | Workflow, reg: Registry | None = Non
         if node.agent_version is None and reg.has(node.agent):
             node.agent_version = reg.get(node.agent).version
     return wf
+
+
+def migrate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -> tuple[Workflow, list[str]]:
+    """Upgrade nodes pinned to agent versions that are no longer registered to the newest version,
+    through each agent's ``migrate_params``; returns the new document and what changed."""
+    reg = reg or default_registry
+    wf = document if isinstance(document, Workflow) else Workflow.model_validate(document)
+    wf = wf.model_copy(deep=True)
+    changes = []
+    for node in wf.nodes:
+        if node.agent_version and reg.has(node.agent) and not reg.has(node.agent, node.agent_version):
+            cls = reg.get(node.agent)
+            node.params = cls.migrate_params(dict(node.params), node.agent_version)
+            changes.append(f"node {node.id}: {node.agent} {node.agent_version} -> {cls.version}")
+            node.agent_version = cls.version
+    return wf, changes

@@ -84,3 +84,49 @@ def test_large_generated_workflow_validates():
     plan, problems = validate({"nodes": nodes, "edges": edges})
     assert problems == []
     assert plan.order[0] == "n0" and plan.order[-1] == "n299"
+
+
+def test_documents_pinned_to_a_retired_version_migrate_explicitly(tmp_path):
+    import subprocess
+    import sys
+
+    from pydantic import BaseModel
+
+    from agxnt import Agent, registry
+    from flows.spec import dump_document
+    from flows.validate import migrate
+
+    class In(BaseModel):
+        text: str
+
+    class Renamed(Agent):
+        """Version 3 renamed its input 'message' to 'text'."""
+
+        id = "test.renamed"
+        name = "Renamed"
+        version = "3"
+        Input = In
+        Output = In
+
+        @classmethod
+        def migrate_params(cls, params, from_version):
+            if "message" in params:
+                params["text"] = params.pop("message")
+            return params
+
+        async def run(self, input, ctx):
+            return input
+
+    registry.register(Renamed)
+    old = {"nodes": [{"id": "r", "agent": "test.renamed", "agent_version": "1", "params": {"message": "hi"}}]}
+    _, problems = validate(old)
+    assert problems[0].code == "unknown_version" and "migrate" in problems[0].message
+    new, changes = migrate(old)
+    assert changes == ["node r: test.renamed 1 -> 3"]
+    assert new.nodes[0].params == {"text": "hi"} and validate(new)[1] == []
+    # the CLI reaches the same code path (the agent is only registered here, so check "nothing to migrate")
+    path = tmp_path / "wf.yaml"
+    path.write_text(dump_document(new))
+    out = subprocess.run([sys.executable, "-m", "cxmpute.cli", "workflows", "migrate", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "nothing to migrate" in out.stdout
