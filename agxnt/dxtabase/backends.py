@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +24,9 @@ from cxmpute.settings import Settings
 
 SQLITE_MAX_PAGES = 262_144  # 1 GiB at 4 KiB pages: one owner cannot fill the disk
 READ_ONLY_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
-STATEMENT_TIMEOUT = "30s"
+STATEMENT_TIMEOUT_S = 30
+STATEMENT_TIMEOUT = f"{STATEMENT_TIMEOUT_S}s"
+SQLITE_PROGRESS_STEPS = 10_000  # virtual-machine steps between deadline checks
 ENGINE_CACHE = 32
 
 
@@ -78,6 +81,9 @@ def _sqlite_walls(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
     dbapi_conn.set_authorizer(_sqlite_authorizer)
+    # Connections are not pooled, so one lives for one call: bound the whole call's work in time.
+    deadline = time.monotonic() + STATEMENT_TIMEOUT_S
+    dbapi_conn.set_progress_handler(lambda: int(time.monotonic() > deadline), SQLITE_PROGRESS_STEPS)
 
 
 class PostgresBackend:

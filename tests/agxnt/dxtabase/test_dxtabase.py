@@ -189,6 +189,7 @@ async def test_postgres_statements_cannot_reach_other_schemas_or_platform_tables
                 await db(eve, sql=sql)
             assert err.value.status_code in (400, 403), sql
         assert (await db(eve, sql="SELECT current_user AS u")).rows[0]["u"] != "postgres"
+        assert (await db(eve, sql="SHOW statement_timeout")).rows == [{"statement_timeout": "30s"}]
         with admin.connect() as conn:
             assert conn.exec_driver_sql(f"SELECT v FROM public.{table}").scalar() == "hidden"
         assert len(await _rows(alice)) == 3
@@ -196,3 +197,15 @@ async def test_postgres_statements_cannot_reach_other_schemas_or_platform_tables
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS public.{table}")
         admin.dispose()
+
+
+async def test_runaway_sqlite_statement_is_stopped(tmp_path, monkeypatch):
+    from agxnt.dxtabase import backends
+
+    monkeypatch.setattr(backends, "STATEMENT_TIMEOUT_S", 0.5)
+    settings = Settings(home=tmp_path)
+    ctx = AgentContext(owner="0xLoop", settings=settings, services=Services(settings))
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    with pytest.raises(AgentError) as err:
+        await db(ctx, sql=endless)
+    assert err.value.field == "sql" and "interrupted" in err.value.message
