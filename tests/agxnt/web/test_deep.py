@@ -8,7 +8,7 @@ from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.web.deep import DeepInternetAgent
 
-from conftest import make_ctx, web_settings
+from tests.agxnt.web.conftest import make_ctx, web_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

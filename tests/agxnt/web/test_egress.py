@@ -18,7 +18,7 @@ from agxnt.web.egress import EgressDenied, EgressPolicy, is_internal
 from agxnt.web.internet import InternetAgent
 from agxnt.web.sequential import SequentialInternetAgent
 
-from conftest import Site
+from tests.agxnt.web.conftest import Site
 
 def internal_targets(site: str) -> list[str]:
     port = urlsplit(site).port
