@@ -130,9 +130,9 @@ class RemoteBlockStore:
             raise BlockMissing(path.rsplit("/", 1)[-1])
         if response.status_code == 507:
             raise QuotaExceeded(response.json().get("detail", "quota exceeded"))
-        if response.status_code >= 500:
-            raise StoreUnavailable(f"{self.url}: HTTP {response.status_code}")
-        response.raise_for_status()
+        if response.status_code >= 400:
+            # Any other refusal means this node will not serve the request; callers try another node.
+            raise StoreUnavailable(f"{self.url}: HTTP {response.status_code} {response.text[:200]}")
         return response
 
     def put(self, cid: str, data: bytes) -> None:

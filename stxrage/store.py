@@ -110,6 +110,10 @@ class Storage:
         capacity = capacity_bytes or facts.get("capacity_bytes") or 100 * 1024**3
         price = price_per_gb_month if price_per_gb_month is not None else facts.get("price_per_gb_month", 0.0)
         with self._session() as s:
+            holder = s.scalars(select(NodeRow.id).where(NodeRow.url == url)).first()
+            if holder is not None and holder != node_id:
+                raise StorageError(f"{url} is registered to node {holder}, but now answers as {node_id}; "
+                                   f"remove {holder} first", field="url")
             row = s.get(NodeRow, node_id)
             if row is None:
                 row = NodeRow(id=node_id, url=url, audit_failures=0)

@@ -204,3 +204,16 @@ def test_maintenance_finds_a_dead_node_and_a_corrupt_fragment_and_restores_redun
     assert len(report.nodes_down) == 1 and report.audit.failed and not report.repair.lost
     assert_full_redundancy(cluster)
     assert cluster.get_bytes(cid) == data
+
+
+def test_a_url_answering_as_a_different_node_is_refused(cluster, nodes, tmp_path):
+    import shutil
+
+    from stxrage.errors import StorageError
+
+    nodes[0].stop()
+    shutil.rmtree(nodes[0].root)  # the same address comes back as a fresh node with a new id
+    nodes[0].start()
+    with pytest.raises(StorageError) as exc:
+        cluster.add_node(nodes[0].url)
+    assert exc.value.field == "url"
