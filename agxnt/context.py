@@ -105,7 +105,14 @@ class AgentContext:
             raise Cancelled("the run was cancelled")
 
     def secret(self, name: str) -> str:
+        """The owner's secret ``name``: injected in ``secrets`` or read from the store; masked in logs from now on."""
+        from agxnt.secrets import register_values, resolve_for
+
+        if name not in self.secrets:
+            self.secrets.update(resolve_for(self.owner, [name], self.settings))
         try:
-            return self.secrets[name]
+            value = self.secrets[name]
         except KeyError:
             raise AgentError(f"secret {name!r} is not set for this account", field=name) from None
+        register_values([value])
+        return value

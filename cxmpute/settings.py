@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     web_timeout_seconds: float = Field(20.0, description="Per-request and per-navigation timeout")
     browser_executable: str = "/usr/bin/chromium"
 
+    # Social agents: each service's API base URL (point them at test servers), and how they ride out limits
+    youtube_api_url: str = "https://www.googleapis.com/youtube/v3"
+    youtube_transcript_url: str = Field("https://www.youtube.com", description="Serves /api/timedtext captions")
+    discord_api_url: str = "https://discord.com/api/v10"
+    twitter_api_url: str = "https://api.x.com/2"
+    telegram_api_url: str = "https://api.telegram.org"
+    social_max_retries: int = Field(4, description="Retries of a rate-limited (429) or transient (5xx) call")
+    social_max_retry_wait_s: float = Field(60.0, description="Longest wait a service's retry-after may impose; "
+                                                            "a longer one is reported instead of waited out")
+
     # Chain (web3): None means the in-process eth-tester chain
     chain_rpc_url: str | None = None
     chain_id: int = 131277322940537  # eth-tester's default chain id

@@ -1,0 +1,1 @@
+"""Alembic revisions for the secrets table (registered under ``cxmpute.migrations``)."""

@@ -1,0 +1,139 @@
+"""One call to a social service: rides out rate limits (retry-after in any of the services' forms) and
+transient failures, and turns a permanent failure into an :class:`AgentError` that says what went wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from agxnt.context import AgentContext
+from agxnt.errors import AgentError, NotFound
+
+TRANSIENT = frozenset({500, 502, 503, 504})
+BACKOFF_S = 0.25
+
+
+class RateLimited(AgentError):
+    status_code = 429
+
+
+class ServiceFailed(AgentError):
+    status_code = 502
+
+
+@dataclass
+class Service:
+    """A service's base URL and credentials, and the input field that names the secret, for error messages."""
+
+    name: str
+    base_url: str
+    secret_field: str
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the service asks us to wait: ``Retry-After`` (seconds or a date), Discord's
+    ``X-RateLimit-Reset-After`` or body ``retry_after``, Twitter's ``x-rate-limit-reset`` (epoch seconds),
+    Telegram's ``parameters.retry_after``."""
+    headers = response.headers
+    if value := headers.get("retry-after"):
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time()) if when else None
+    if value := headers.get("x-ratelimit-reset-after"):
+        return max(0.0, float(value))
+    if value := headers.get("x-rate-limit-reset"):
+        return max(0.0, float(value) - time.time())
+    body = _json(response)
+    if isinstance(body, dict):
+        if isinstance(body.get("retry_after"), (int, float)):
+            return max(0.0, float(body["retry_after"]))
+        params = body.get("parameters")
+        if isinstance(params, dict) and isinstance(params.get("retry_after"), (int, float)):
+            return max(0.0, float(params["retry_after"]))
+    return None
+
+
+def error_message(response: httpx.Response) -> str:
+    """The service's own explanation, from whichever of the services' error shapes the body has."""
+    body = _json(response)
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):  # Google APIs
+            return str(error["message"])
+        for key in ("description", "detail", "message", "title"):  # Telegram, Twitter, Discord
+            if body.get(key):
+                return str(body[key])
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return str(errors[0].get("message") or errors[0])
+    return response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+async def call(service: Service, ctx: AgentContext, method: str, path: str, *, not_found_field: str | None = None,
+               **kwargs: Any) -> Any:
+    """Send one request and return its JSON body; retries 429 and 5xx up to the configured limit."""
+    settings = ctx.settings
+    attempts = settings.social_max_retries + 1
+    async with ctx.services.http(base_url=service.base_url, headers=service.headers,
+                                 timeout=service.timeout) as client:
+        for attempt in range(attempts):
+            ctx.check_cancelled()
+            last = attempt == attempts - 1
+            try:
+                response = await client.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if last:
+                    raise ServiceFailed(f"{service.name} could not be reached after {attempts} attempts: "
+                                        f"{type(exc).__name__}") from None
+                await asyncio.sleep(BACKOFF_S * 2**attempt)
+                continue
+            status = response.status_code
+            if status < 400:
+                return _json(response) if response.content else None
+            if status == 429:
+                wait = retry_after(response)
+                wait = BACKOFF_S * 2**attempt if wait is None else wait
+                if last or wait > settings.social_max_retry_wait_s:
+                    raise RateLimited(f"{service.name} rate limit: retry after {wait:.0f} s "
+                                      f"({error_message(response)})") from None
+                await asyncio.sleep(wait)
+                continue
+            if status in TRANSIENT:
+                if last:
+                    raise ServiceFailed(f"{service.name} failed with HTTP {status} after {attempts} attempts: "
+                                        f"{error_message(response)}") from None
+                wait = retry_after(response)
+                await asyncio.sleep(min(BACKOFF_S * 2**attempt if wait is None else wait,
+                                        settings.social_max_retry_wait_s))
+                continue
+            raise _permanent(service, response, not_found_field)
+    raise ServiceFailed(f"{service.name} gave no answer")  # the loop above always returns or raises
+
+
+def _permanent(service: Service, response: httpx.Response, not_found_field: str | None) -> AgentError:
+    status, message = response.status_code, error_message(response)
+    if status == 401:
+        return AgentError(f"{service.name} rejected the credentials in the secret named by {service.secret_field!r} "
+                          f"(HTTP 401: {message})", field=service.secret_field)
+    if status == 403:
+        return AgentError(f"{service.name} refused: the credentials lack permission (HTTP 403: {message})",
+                          field=service.secret_field, status_code=403)
+    if status == 404:
+        return NotFound(f"{service.name}: not found ({message})", field=not_found_field)
+    return AgentError(f"{service.name} refused the request (HTTP {status}: {message})", field=not_found_field)
