@@ -1,0 +1,107 @@
+import { useEffect, useState } from "react";
+import { checkValue, inputFields, isDictInput, widgetFor } from "./schema.js";
+import { Fields } from "./Value.jsx";
+
+function FieldEditor({ field, value, onChange, connected, serverProblem }) {
+  const widget = widgetFor(field);
+  const shown = value === undefined ? "" : widget === "json" ? JSON.stringify(value, null, 1) : value;
+  const [draft, setDraft] = useState(shown);
+  const [parseError, setParseError] = useState(null);
+  useEffect(() => { setDraft(shown); setParseError(null); }, [JSON.stringify(value)]);
+
+  const commit = (raw) => {
+    setDraft(raw);
+    if (raw === "" || raw === undefined) { setParseError(null); onChange(undefined); return; }
+    if (widget === "number") {
+      const n = Number(raw);
+      if (Number.isNaN(n)) { setParseError("must be a number"); return; }
+      setParseError(null); onChange(n); return;
+    }
+    if (widget === "json") {
+      try { setParseError(null); onChange(JSON.parse(raw)); } catch { setParseError("not valid JSON"); }
+      return;
+    }
+    setParseError(null); onChange(raw);
+  };
+  const problem = parseError || (connected ? null : checkValue(field, value)) || serverProblem;
+  const id = `param-${field.name}`;
+  let input;
+  if (widget === "checkbox") {
+    input = <input id={id} name={field.name} type="checkbox" checked={Boolean(value ?? field.schema.default)}
+                   onChange={(e) => onChange(e.target.checked)} />;
+  } else if (widget === "select") {
+    input = (
+      <select id={id} name={field.name} value={value ?? field.schema.default ?? ""} onChange={(e) => commit(e.target.value)}>
+        <option value="">—</option>
+        {field.enum.map((v) => <option key={v} value={v}>{v}</option>)}
+      </select>
+    );
+  } else if (widget === "json" || (widget === "text" && (field.name === "template" || field.name === "prompt" || String(draft).length > 60))) {
+    input = <textarea id={id} name={field.name} rows={3} value={draft} placeholder={field.schema.default !== undefined ? JSON.stringify(field.schema.default) : ""}
+                      onChange={(e) => commit(e.target.value)} />;
+  } else {
+    input = <input id={id} name={field.name} type={widget === "number" ? "number" : "text"} value={draft}
+                   step="any" placeholder={field.schema.default !== undefined && field.schema.default !== null ? String(field.schema.default) : ""}
+                   onChange={(e) => commit(e.target.value)} />;
+  }
+  return (
+    <div className={`field ${problem ? "field-invalid" : ""}`} data-field={field.name}>
+      <label htmlFor={id}>{field.title}{field.required && <span className="req">*</span>}
+        {connected && <span className="muted"> (connected)</span>}</label>
+      {input}
+      {field.description && <small className="muted">{field.description}</small>}
+      {problem && <div className="field-error" role="alert">{problem}</div>}
+    </div>
+  );
+}
+
+function AddPort({ field, onAdd }) {
+  const [key, setKey] = useState("");
+  const ok = /^[A-Za-z_][A-Za-z0-9_]*$/.test(key);
+  return (
+    <form className="add-port" onSubmit={(e) => { e.preventDefault(); if (ok) { onAdd(`${field}.${key}`); setKey(""); } }}>
+      <input aria-label={`new ${field} port`} placeholder={`add ${field} port`} value={key} onChange={(e) => setKey(e.target.value)} />
+      <button type="submit" disabled={!ok}>+ port</button>
+    </form>
+  );
+}
+
+export function Inspector({ node, agent, edges, problems, run, onParams, onLabel, onAddPort, onRerun, canRerun }) {
+  if (!node) return <div className="inspector muted">Select a node to edit its params.</div>;
+  if (!agent) return <div className="inspector">Unknown agent {node.data.agent}</div>;
+  const fed = new Set(edges.filter((e) => e.target === node.id).map((e) => e.targetHandle.slice(3).split(".")[0]));
+  const mine = problems.filter((p) => p.node === node.id);
+  const setParam = (name, v) => {
+    const params = { ...(node.data.params || {}) };
+    if (v === undefined) delete params[name]; else params[name] = v;
+    onParams(params);
+  };
+  return (
+    <div className="inspector" data-testid="inspector">
+      <h3>{agent.name} <span className="muted">{agent.id}</span></h3>
+      <p className="muted">{agent.description}</p>
+      <div className="field">
+        <label htmlFor="node-label">Label</label>
+        <input id="node-label" value={node.data.label || ""} onChange={(e) => onLabel(e.target.value)} />
+      </div>
+      {inputFields(agent).map((f) => (
+        <div key={`${node.id}:${f.name}`}>
+          <FieldEditor field={f} value={node.data.params?.[f.name]} connected={fed.has(f.name)}
+                       serverProblem={mine.find((p) => p.field === f.name || p.field === `params.${f.name}` || p.field?.startsWith(`params.${f.name}.`))?.message}
+                       onChange={(v) => setParam(f.name, v)} />
+          {isDictInput(agent, f.name) && <AddPort field={f.name} onAdd={onAddPort} />}
+        </div>
+      ))}
+      {run && (
+        <div className="last-run" data-testid="last-run">
+          <h4>Last run: <span className={`badge badge-${run.state}`}>{run.state}</span>
+            {run.attempts > 1 && <span className="muted"> {run.attempts} attempts</span>}</h4>
+          {run.error && <div className="problem">{run.error}</div>}
+          {run.inputs && <><h5>Inputs</h5><Fields data={run.inputs} /></>}
+          {run.output && <><h5>Output</h5><Fields data={run.output} /></>}
+        </div>
+      )}
+      {canRerun && <button onClick={onRerun} data-testid="run-from-here">Run from here</button>}
+    </div>
+  );
+}

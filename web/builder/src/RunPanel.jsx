@@ -1,0 +1,57 @@
+import { useState } from "react";
+import { Fields, Value } from "./Value.jsx";
+
+// The run's state, per-node states, final output, and the approval prompt of a waiting run.
+function Approval({ node, onAnswer }) {
+  const [value, setValue] = useState("");
+  const [comment, setComment] = useState("");
+  const parsed = () => { if (value === "") return null; try { return JSON.parse(value); } catch { return value; } };
+  return (
+    <div className="approval" data-testid="approval">
+      <h4>{node.node} asks: {node.inputs?.prompt || "Approve to continue"}</h4>
+      {node.inputs?.value !== undefined && <Fields data={{ value: node.inputs.value }} />}
+      <input placeholder="Replacement value (optional)" value={value} onChange={(e) => setValue(e.target.value)} />
+      <input placeholder="Comment" value={comment} onChange={(e) => setComment(e.target.value)} />
+      <button className="primary" onClick={() => onAnswer(true, parsed(), comment)}>Approve</button>
+      <button onClick={() => onAnswer(false, null, comment)}>Reject</button>
+    </div>
+  );
+}
+
+export function RunPanel({ view, logs, document: docKey, onAnswer }) {
+  if (!view) return null;
+  const nodes = Object.values(view.nodes || {});
+  const doc = JSON.parse(docKey);
+  const feeding = new Set((doc.edges || []).map((e) => e.source));
+  const sinks = nodes.filter((n) => !feeding.has(n.node) && n.output);
+  const final = view.outputs && Object.keys(view.outputs).length ? view.outputs
+    : Object.fromEntries(sinks.map((n) => [n.node, n.output]));
+  return (
+    <div className="run-panel" data-testid="run-panel" data-run={view.id} data-state={view.state}>
+      <h3>Run <span className={`badge badge-${view.state}`} data-testid="run-state">{view.state}</span></h3>
+      <code className="muted">{view.id}</code>
+      {view.error && <div className="problem">{view.error}</div>}
+      <ul className="node-states">
+        {nodes.map((n) => (
+          <li key={n.node}><span className={`dot dot-${n.state}`} />{n.node} <span className="muted">{n.state}
+            {n.attempts > 1 ? ` · ${n.attempts} attempts` : ""}{n.cached ? " · cached" : ""}</span></li>
+        ))}
+      </ul>
+      {(view.waiting_for || []).map((id) => view.nodes[id] && <Approval key={id} node={view.nodes[id]} onAnswer={onAnswer} />)}
+      {logs.length > 0 && (
+        <details className="logs" open={view.state === "failed"}>
+          <summary>Logs ({logs.length})</summary>
+          <pre data-testid="logs">{logs.map((l) => `${l.time.slice(11, 19)} ${l.node ? `[${l.node}] ` : ""}${l.message}`).join("\n")}</pre>
+        </details>
+      )}
+      {view.state === "completed" && Object.keys(final).length > 0 && (
+        <div className="final-output" data-testid="final-output">
+          <h4>Output</h4>
+          {Object.entries(final).map(([k, v]) => (
+            <div key={k}><h5>{k}</h5>{v && typeof v === "object" && !Array.isArray(v) ? <Fields data={v} /> : <Value value={v} />}</div>
+          ))}
+        </div>
+      )}
+    </div>
+  );
+}

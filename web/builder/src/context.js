@@ -1,0 +1,3 @@
+import { createContext } from "react";
+
+export const BuilderContext = createContext({ agents: {}, runView: null, problems: [], edges: [] });
