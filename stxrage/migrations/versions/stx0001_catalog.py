@@ -1,12 +1,12 @@
 """stxrage catalog: nodes, blocks, fragments, manifests, refs, files
 
-Revision ID: s0001
+Revision ID: stx0001
 Revises:
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "s0001"
+revision = "stx0001"
 down_revision = None
 branch_labels = ("stxrage",)
 depends_on = None

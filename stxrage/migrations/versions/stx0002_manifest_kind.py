@@ -1,13 +1,13 @@
 """stxrage: manifests record whether they are a file or a directory archive
 
-Revision ID: s0002
-Revises: s0001
+Revision ID: stx0002
+Revises: stx0001
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "s0002"
-down_revision = "s0001"
+revision = "stx0002"
+down_revision = "stx0001"
 branch_labels = None
 depends_on = None
 
