@@ -21,6 +21,7 @@ const nodeTypes = { agent: AgentNode };
 const EMPTY_META = { version: 1, name: "untitled" };
 const HISTORY_LIMIT = 100;
 const LOG_LIMIT = 500;
+const TOAST_SECONDS = 8;
 const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
 
 function Editor() {
@@ -253,6 +254,11 @@ function Editor() {
     catch (err) { say(err.message, "error"); }
   };
   useEffect(() => () => stopWatch.current?.(), []);
+  useEffect(() => {
+    if (!toast) return undefined;
+    const t = setTimeout(() => setToast(null), TOAST_SECONDS * 1000);
+    return () => clearTimeout(t);
+  }, [toast]);
 
   // --- keyboard conventions of node editors -----------------------------------------------------
   useEffect(() => {
@@ -320,7 +326,7 @@ function Editor() {
                      onConnect={onConnect} onConnectEnd={onConnectEnd} isValidConnection={isValidConnection}
                      onBeforeDelete={async () => { record(); return true; }} onNodeDragStart={record}
                      deleteKeyCode={["Backspace", "Delete"]} multiSelectionKeyCode={["Shift", "Meta", "Control"]}
-                     onlyRenderVisibleElements={nodes.length > 100} fitView minZoom={0.05}>
+                     onlyRenderVisibleElements={nodes.length > 100} defaultViewport={{ x: 0, y: 0, zoom: 1 }} minZoom={0.05}>
             <Background />
             <MiniMap pannable zoomable />
             <Controls />
