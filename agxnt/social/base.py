@@ -13,19 +13,22 @@ from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.secrets import redact
 
+
 class SocialAgent(Agent):
     family = "Social"
     actions: ClassVar[dict[str, str]]  # action name -> method name
 
     async def run(self, input: BaseModel, ctx: AgentContext) -> BaseModel:
         method = getattr(self, self.actions[input.action])
-        secrets = list(ctx.secrets.values())
+        # The replacement error is raised outside the handler so the original, unmasked one is not
+        # kept as its __context__.
         try:
             output = await method(input, ctx)
         except AgentError as exc:
-            error = type(exc)(redact(exc.message, secrets), field=exc.field, status_code=exc.status_code)
-            raise error from None
+            failure = type(exc)(redact(exc.message, ctx.secrets.values()), field=exc.field, status_code=exc.status_code)
         except httpx.HTTPError as exc:
-            raise AgentError(redact(f"{self.name} request failed: {type(exc).__name__}: {exc}", secrets),
-                             status_code=502) from None
-        return self.Output.model_validate(redact(output.model_dump(mode="json"), list(ctx.secrets.values())))
+            failure = AgentError(redact(f"{self.name} request failed: {type(exc).__name__}: {exc}", ctx.secrets.values()),
+                                 status_code=502)
+        else:
+            return self.Output.model_validate(redact(output.model_dump(mode="json"), ctx.secrets.values()))
+        raise failure

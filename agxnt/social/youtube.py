@@ -77,9 +77,14 @@ class YouTubeInput(BaseModel):
 
 class YouTubeOutput(BaseModel):
     videos: list[Video] = Field(default_factory=list)
+    video_url: str | None = Field(None, description="Watch URL of the video read (video, transcript)")
     transcript: str | None = None
     segments: list[Segment] = Field(default_factory=list)
     summary: str | None = None
+
+
+def _watch_url(vid: str) -> str:
+    return f"https://www.youtube.com/watch?v={vid}"
 
 
 def _video(item: dict[str, Any], vid: str) -> Video:
@@ -88,7 +93,7 @@ def _video(item: dict[str, Any], vid: str) -> Video:
     thumbs = snippet.get("thumbnails", {})
     best = next((thumbs[k]["url"] for k in ("maxres", "high", "medium", "default") if k in thumbs), None)
     return Video(
-        id=vid, url=f"https://www.youtube.com/watch?v={vid}", title=snippet.get("title", ""),
+        id=vid, url=_watch_url(vid), title=snippet.get("title", ""),
         description=snippet.get("description", ""), channel_id=snippet.get("channelId", ""),
         channel_title=snippet.get("channelTitle", ""), published_at=snippet.get("publishedAt"),
         duration=item.get("contentDetails", {}).get("duration"),
@@ -123,7 +128,8 @@ class YouTubeAgent(SocialAgent):
         items = body.get("items", [])
         if not items:
             raise NotFound(f"no YouTube video with id {vid!r}", field="video")
-        return YouTubeOutput(videos=[_video(items[0], vid)])
+        video = _video(items[0], vid)
+        return YouTubeOutput(videos=[video], video_url=video.url)
 
     async def _paged(self, input: YouTubeInput, ctx: AgentContext, path: str, params: dict[str, Any],
                      field: str) -> list[Video]:
@@ -179,7 +185,7 @@ class YouTubeAgent(SocialAgent):
             raise NotFound(f"video {vid!r} has no transcript in language {input.language!r}", field="video")
         text = " ".join(s.text for s in segments)
         summary = await self._summarize(text, ctx) if input.summarize else None
-        return YouTubeOutput(transcript=text, segments=segments, summary=summary)
+        return YouTubeOutput(transcript=text, segments=segments, summary=summary, video_url=_watch_url(vid))
 
     async def _summarize(self, text: str, ctx: AgentContext) -> str:
         try:
