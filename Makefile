@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps services up test test-fast bench clean
+.PHONY: install system-deps services up test test-fast bench builder clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,11 @@ test-fast: install
 
 bench: install system-deps services
 	$(PY) -m bench
+
+# Rebuilds the committed builder bundle (web/static/builder) and its source digest; needs Node and npm.
+builder: install
+	cd web/builder && npm ci --no-audit --no-fund && npx vite build
+	$(PY) -m web.routers.builder
 
 clean:
 	rm -rf $(VENV) .pytest_cache
