@@ -75,7 +75,7 @@ def _install_record_factory() -> None:
             values = _ordered(_known)
         try:
             message = record.getMessage()
-        except Exception:  # a malformed record is the logging module's to report, unmasked args dropped
+        except (TypeError, ValueError):  # a malformed record: the logging module reports it when it formats
             message = str(record.msg)
         masked = _mask(message, values)
         if masked != message:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from sqlalchemy import DateTime, LargeBinary, String, select
@@ -80,7 +80,7 @@ class SecretStore:
         check_name(name)
         check_value(value)
         self._ready()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         blob = seal(self._key, value, _binding(owner, name))
         with session_scope(self.url) as s:
             row = s.get(SecretRow, (owner, name))

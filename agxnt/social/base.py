@@ -25,10 +25,11 @@ class SocialAgent(Agent):
         try:
             output = await method(input, ctx)
         except AgentError as exc:
-            failure = type(exc)(redact(exc.message, ctx.secrets.values()), field=exc.field, status_code=exc.status_code)
+            message = redact(exc.message, ctx.secrets.values())
+            failure = type(exc)(message, field=exc.field, status_code=exc.status_code)
         except httpx.HTTPError as exc:
-            failure = AgentError(redact(f"{self.name} request failed: {type(exc).__name__}: {exc}", ctx.secrets.values()),
-                                 status_code=502)
+            message = redact(f"{self.name} request failed: {type(exc).__name__}: {exc}", ctx.secrets.values())
+            failure = AgentError(message, status_code=502)
         else:
             return self.Output.model_validate(redact(output.model_dump(mode="json"), ctx.secrets.values()))
         raise failure

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -101,7 +101,7 @@ class DiscordAgent(SocialAgent):
     Input = DiscordInput
     Output = DiscordOutput
     resources = Resources(network=True, secrets=("discord_webhook_url", "discord_bot_token"))
-    actions = {"post": "post", "read": "read"}
+    actions: ClassVar[dict[str, str]] = {"post": "post", "read": "read"}
 
     def _bot(self, input: DiscordInput, ctx: AgentContext) -> Service:
         return Service("Discord", ctx.settings.discord_api_url, "bot_token_secret",

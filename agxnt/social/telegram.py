@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -70,7 +70,7 @@ class TelegramAgent(SocialAgent):
     Input = TelegramInput
     Output = TelegramOutput
     resources = Resources(network=True, secrets=("telegram_bot_token",))
-    actions = {"send_message": "send_message", "reply": "send_message", "send_photo": "send_photo",
+    actions: ClassVar[dict[str, str]] = {"send_message": "send_message", "reply": "send_message", "send_photo": "send_photo",
                "send_document": "send_document", "get_updates": "get_updates"}
 
     async def _method(self, input: TelegramInput, ctx: AgentContext, method: str, *, timeout: float | None = None,

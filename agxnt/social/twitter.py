@@ -3,7 +3,7 @@ The secret is an OAuth 2 bearer token: app-only for reading, user context for po
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -53,7 +53,7 @@ class TwitterAgent(SocialAgent):
     Input = TwitterInput
     Output = TwitterOutput
     resources = Resources(network=True, secrets=("twitter_token",))
-    actions = {"post": "post", "reply": "post", "search": "search", "timeline": "timeline"}
+    actions: ClassVar[dict[str, str]] = {"post": "post", "reply": "post", "search": "search", "timeline": "timeline"}
 
     def _api(self, input: TwitterInput, ctx: AgentContext) -> Service:
         return Service("Twitter", ctx.settings.twitter_api_url, "token_secret",

@@ -4,7 +4,7 @@ timedtext endpoint; an optional summary by the platform's language model."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlparse
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -109,7 +109,7 @@ class YouTubeAgent(SocialAgent):
     Input = YouTubeInput
     Output = YouTubeOutput
     resources = Resources(network=True, secrets=("youtube_api_key",))
-    actions = {"video": "details", "uploads": "uploads", "search": "search", "transcript": "transcript"}
+    actions: ClassVar[dict[str, str]] = {"video": "details", "uploads": "uploads", "search": "search", "transcript": "transcript"}
 
     def _api(self, input: YouTubeInput, ctx: AgentContext) -> Service:
         # The key travels in a header, not the query string, so it never lands in a logged URL.

@@ -126,7 +126,7 @@ def google_error(code: int, message: str, reason: str) -> Reply:
 
 
 class YouTube(Fake):
-    uploads = [f"upl{i:08d}" for i in range(120)]
+    uploads = tuple(f"upl{i:08d}" for i in range(120))
 
     def video(self, vid: str) -> dict[str, Any]:
         return {"kind": "youtube#video", "id": vid, "snippet": {
@@ -178,7 +178,7 @@ DISCORD_CHANNEL = "1100000000000000001"
 
 
 class Discord(Fake):
-    history = [str(2_000_000 - i) for i in range(250)]  # newest first, as Discord returns them
+    history = tuple(str(2_000_000 - i) for i in range(250))  # newest first, as Discord returns them
 
     def message(self, mid: str, content: str, **extra: Any) -> dict[str, Any]:
         return {"id": mid, "type": 0, "channel_id": DISCORD_CHANNEL, "content": content,
@@ -224,7 +224,7 @@ def discord_rate_limited(after: float) -> Reply:
 # --- Twitter (X) API v2 ---------------------------------------------------------------------------------
 
 class Twitter(Fake):
-    corpus = [str(1_800_000_000_000_000_000 + i) for i in range(35)]
+    corpus = tuple(str(1_800_000_000_000_000_000 + i) for i in range(35))
 
     def tweet(self, tid: str, text: str | None = None) -> dict[str, Any]:
         return {"id": tid, "text": text or f"post {tid}", "author_id": "2244994945",

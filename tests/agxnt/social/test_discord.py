@@ -45,7 +45,7 @@ async def test_bot_post_with_attachments_and_reply(ctx, discord):
 
 async def test_read_pages_back_with_before(ctx, discord):
     out = await DiscordAgent()({"action": "read", "channel_id": DISCORD_CHANNEL, "limit": 230}, ctx)
-    assert [m.id for m in out.messages] == discord.history[:230]
+    assert [m.id for m in out.messages] == list(discord.history[:230])
     pages = [(r.arg("limit"), r.arg("before")) for r in discord.requests]
     assert pages == [("100", None), ("100", discord.history[99]), ("30", discord.history[199])]
 

@@ -34,7 +34,7 @@ async def test_reply(ctx, twitter):
 
 async def test_search_recent_pages_with_next_token(ctx, twitter):
     out = await TwitterAgent()({"action": "search", "query": "from:xdevelopers -is:retweet", "max_results": 30}, ctx)
-    assert [t.id for t in out.tweets] == twitter.corpus[:30]
+    assert [t.id for t in out.tweets] == list(twitter.corpus[:30])
     req = twitter.requests[0]
     assert req.path == "/2/tweets/search/recent" and req.arg("query") == "from:xdevelopers -is:retweet"
     assert req.arg("tweet.fields") == "created_at,author_id,conversation_id" and req.arg("max_results") == "30"
@@ -44,7 +44,7 @@ async def test_search_recent_pages_with_next_token(ctx, twitter):
 
 async def test_timeline_paginates_with_pagination_token(ctx, twitter):
     out = await TwitterAgent()({"action": "timeline", "username": "@XDevelopers", "max_results": 120}, ctx)
-    assert [t.id for t in out.tweets] == twitter.corpus
+    assert [t.id for t in out.tweets] == list(twitter.corpus)
     lookup, *pages = twitter.requests
     assert lookup.path == "/2/users/by/username/XDevelopers"
     assert all(p.path == "/2/users/2244994945/tweets" for p in pages) and len(pages) == 1

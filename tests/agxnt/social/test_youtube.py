@@ -23,7 +23,7 @@ async def test_video_details_sends_key_in_header(ctx, youtube):
 
 async def test_channel_uploads_follow_page_tokens(ctx, youtube):
     out = await YouTubeAgent()({"action": "uploads", "channel_id": "UCchannel0000000000000", "max_results": 75}, ctx)
-    assert [v.id for v in out.videos] == youtube.uploads[:75]
+    assert [v.id for v in out.videos] == list(youtube.uploads[:75])
     pages = [r for r in youtube.requests if r.path == "/youtube/v3/playlistItems"]
     assert [(r.arg("maxResults"), r.arg("pageToken")) for r in pages] == [("50", None), ("25", "50")]
 
