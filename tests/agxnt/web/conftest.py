@@ -61,6 +61,8 @@ class Site(BaseHTTPRequestHandler):
     """The test site plus the three search engines' endpoints; search hits point at the site's pages."""
 
     protocol_version = "HTTP/1.1"
+    # headers and body leave in one write; two small writes meet delayed ACKs and stall ~40 ms a response
+    wbufsize = 1 << 16
     hits: list[str] = []
 
     def log_message(self, *args: object) -> None:
