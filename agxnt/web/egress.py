@@ -77,10 +77,13 @@ class EgressPolicy:
         """Check a URL and return the address to connect to; raises :class:`EgressDenied`."""
         _, host, port = self.check_scheme(url, field)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise EgressDenied(f"cannot resolve host {host!r}: {exc}", field=field) from None
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+            addresses = [ipaddress.ip_address(host)]  # a literal address needs no lookup
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise EgressDenied(f"cannot resolve host {host!r}: {exc}", field=field) from None
+            addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
         if not addresses:
             raise EgressDenied(f"host {host!r} has no address", field=field)
         if not self._exempt(host, port):
