@@ -173,3 +173,24 @@ def test_one_gib_round_trip_over_real_http(server):
     with httpx.Client(timeout=120) as http:
         tail = http.get(f"{server}/v1/storage/files/{cid}", headers={"Range": f"bytes={size - 5_000_000}-"})
     assert tail.status_code == 206 and len(tail.content) == 5_000_000
+
+
+def test_files_of_a_directory_archive_are_served_by_path(client, tmp_path):
+    from stxrage import open_storage
+
+    src = tmp_path / "model"
+    (src / "sub").mkdir(parents=True)
+    weights = os.urandom(700_000)
+    (src / "sub" / "weights.bin").write_bytes(weights)
+    (src / "config.json").write_text('{"hidden": 8}')
+    cid = open_storage().put_dir(src).file.cid
+    listing = client.get(f"/v1/storage/files/{cid}/archive").json()
+    assert {e["path"] for e in listing} == {"config.json", "sub/weights.bin"}
+    assert client.get(f"/v1/storage/files/{cid}/archive/config.json").json() == {"hidden": 8}
+    part = client.get(f"/v1/storage/files/{cid}/archive/sub/weights.bin", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == weights[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(weights)}"
+    missing = client.get(f"/v1/storage/files/{cid}/archive/nope.bin")
+    assert missing.status_code == 404 and missing.json()["field"] == "path"
+    plain = client.post("/v1/storage/files", content=b"x").json()["file"]["cid"]
+    assert client.get(f"/v1/storage/files/{plain}/archive").status_code == 400

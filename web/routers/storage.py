@@ -17,7 +17,7 @@ from agxnt.errors import AgentError
 from cxmpute.settings import get_settings
 from stxrage import open_storage
 from stxrage.errors import StorageError
-from stxrage.models import AuditReport, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
+from stxrage.models import AuditReport, FileEntry, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
 from stxrage.store import Storage
 from web.deps import current_owner
 
@@ -91,19 +91,44 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+async def _serve(store: Storage, cid: str, owner: str, request: Request, offset: int, size: int,
+                 etag: str) -> Response:
+    """Stream bytes [offset, offset + size) of a stored file, honouring a single-range Range header."""
+    span = _byte_range(request.headers.get("range"), size)
+    start, end = span or (0, size)
+    body: Iterator[bytes] = await _call(store.open_range, cid, owner, offset + start, offset + end)
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start), "ETag": f'"{etag}"'}
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    return StreamingResponse(body, status_code=206 if span else 200, media_type="application/octet-stream",
+                             headers=headers)
+
+
 @router.get("/files/{cid}", summary="Fetch a file (streamed; honours Range)",
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}})
 async def get_file(cid: str, request: Request, owner: str = Depends(current_owner),
                    store: Storage = Depends(storage)) -> Response:
     info = await _call(store.stat, cid, owner)
-    span = _byte_range(request.headers.get("range"), info.size)
-    start, end = span or (0, info.size)
-    body: Iterator[bytes] = await _call(store.open_range, cid, owner, start, end)
-    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start), "ETag": f'"{cid}"'}
-    if span is not None:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
-    return StreamingResponse(body, status_code=206 if span else 200, media_type="application/octet-stream",
-                             headers=headers)
+    return await _serve(store, cid, owner, request, 0, info.size, cid)
+
+
+@router.get("/files/{cid}/archive", response_model=list[FileEntry], summary="The files of a directory archive")
+async def list_archive(cid: str, owner: str = Depends(current_owner),
+                       store: Storage = Depends(storage)) -> list[FileEntry]:
+    manifest = await _call(store.manifest, cid, owner)
+    if manifest.kind != "dir":
+        raise AgentError(f"{cid} is a file, not a directory archive", field="cid")
+    return manifest.files
+
+
+@router.get("/files/{cid}/archive/{path:path}", summary="Fetch one file of a directory archive (honours Range)",
+            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}})
+async def get_archive_file(cid: str, path: str, request: Request, owner: str = Depends(current_owner),
+                           store: Storage = Depends(storage)) -> Response:
+    for entry in await list_archive(cid, owner, store):
+        if entry.path == path:
+            return await _serve(store, cid, owner, request, entry.offset, entry.size, f"{cid}/{path}")
+    raise AgentError(f"no file {path!r} in archive {cid}", field="path", status_code=404)
 
 
 @router.post("/files/{cid}/pin", response_model=FileInfo, summary="Keep a file (yours or a public one)")
