@@ -271,13 +271,28 @@ class BubblewrapRuntime(Runtime):
         return await asyncio.to_thread(BubblewrapSandbox, self, spec)
 
     @staticmethod
-    def reap_uid(uid: int) -> None:
-        """Kill any process left running as the job's uid (none should survive its pid namespace)."""
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                if os.stat(entry.path).st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
+    def reap_uid(uid: int, wait: float = 5.0) -> None:
+        """Kill whatever still runs as the job's uid and wait until it is gone. The pid namespace dies
+        with bwrap, but asynchronously; this makes "the job is over" mean no process of it is left."""
+        deadline = time.monotonic() + wait
+        while True:
+            alive = []
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    if os.stat(entry.path).st_uid != uid:
+                        continue
+                    state = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[0]
+                except (FileNotFoundError, ProcessLookupError, IndexError, OSError):
+                    continue
+                if state not in ("Z", "X"):  # a zombie has already ended; its parent reaps it
+                    alive.append(int(entry.name))
+            if not alive or time.monotonic() > deadline:
+                return
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.005)

@@ -60,6 +60,20 @@ def fence(pid: int, keep: ipaddress.IPv4Network | None = None, commands: tuple[s
         raise NetworkSetupError(f"fencing the job's network failed: {done.stderr.strip()}")
 
 
+def _wait_for_loopback(pid: int, deadline: float) -> None:
+    """bwrap reports the namespaces before its child has brought ``lo`` up over netlink; changing the
+    namespace meanwhile makes that fail, so wait until the loopback is up."""
+    while time.monotonic() < deadline:
+        shown = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-o", "link", "show", "lo"],
+                               capture_output=True, text=True, timeout=_SETUP_SECONDS)
+        if shown.returncode != 0:
+            raise NetworkSetupError(f"the sandbox ended while its network was set up: {shown.stderr.strip()}")
+        if ",UP" in shown.stdout.split(">")[0]:
+            return
+        time.sleep(0.001)
+    raise NetworkSetupError("the sandbox did not bring its loopback up in time")
+
+
 def _read_until(fd: int, deadline: float, parse) -> object:
     data = b""
     while True:
@@ -100,6 +114,7 @@ class GrantedNetwork:
         try:
             info = _read_until(self._info_r, deadline, json.loads)
             pid = int(info["child-pid"])
+            _wait_for_loopback(pid, deadline)
             ready_r, ready_w = os.pipe()
             try:
                 self.slirp = subprocess.Popen(

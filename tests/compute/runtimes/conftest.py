@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from compute.runtimes import runtime_registry
+from compute.runtimes import JobSpec, Limits, runtime_registry
+from compute.runtimes.code import CodeResult, run_code
 from cxmpute.settings import get_settings
 
 RUNTIMES = ["sandbox", pytest.param("container", marks=[pytest.mark.docker, pytest.mark.slow])]
@@ -111,3 +112,45 @@ def host(tmp_path, monkeypatch):
         for p in sorted(canary_dir.rglob("*"), reverse=True):
             p.unlink() if p.is_file() or p.is_symlink() else p.rmdir()
         canary_dir.rmdir()
+
+
+def _scratch_leftovers(runtime) -> list[str]:
+    return sorted(os.listdir(runtime.root)) if runtime.root.exists() else []
+
+
+async def _run_job(runtime, code: str, *, language: str = "python", network: bool = False, **limits) -> CodeResult:
+    """Run one snippet in a fresh sandbox of ``runtime`` and stop it, as Codexecution does."""
+    spec = JobSpec(network=network, limits=Limits(**{"wall_seconds": 10, "cpu_seconds": 10, "memory_mb": 256,
+                                                     "processes": 32, "disk_mb": 16, **limits}))
+    sandbox = await runtime.start(spec)
+    try:
+        return await run_code(sandbox, runtime, code, language=language)
+    finally:
+        await sandbox.stop()
+
+
+def _host_processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in Path(entry.path, "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def run_job():
+    return _run_job
+
+
+@pytest.fixture
+def scratch_leftovers():
+    return _scratch_leftovers
+
+
+@pytest.fixture
+def host_processes_with():
+    return _host_processes_with

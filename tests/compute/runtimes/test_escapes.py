@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 
 import pytest
 
@@ -15,7 +14,6 @@ from compute.runtimes import JobSpec
 from compute.runtimes.scratch import BadPath
 
 from compute.runtimes.network import host_addresses
-from runtime_helpers import host_processes_with, run_job, scratch_leftovers
 
 pytestmark = pytest.mark.usefixtures("host")
 
@@ -37,7 +35,7 @@ def assert_all_denied(result, secret: str | None = None) -> None:
         assert secret not in result.stdout + result.stderr + repr(result.result)
 
 
-async def test_read_platform_secret_key_and_database(runtime, host):
+async def test_read_platform_secret_key_and_database(runtime, host, run_job):
     result = await run_job(runtime, attempts({
         "secret": f"open({str(host.secret_file)!r}).read()",
         "database": f"open({str(host.database)!r}).read()",
@@ -46,7 +44,7 @@ async def test_read_platform_secret_key_and_database(runtime, host):
     assert_all_denied(result, host.secret)
 
 
-async def test_read_host_system_secrets(runtime, host):
+async def test_read_host_system_secrets(runtime, host, run_job):
     result = await run_job(runtime, attempts({
         "shadow": "open('/etc/shadow').read()",
         "root_home": "__import__('os').listdir('/root/.ssh')",
@@ -57,7 +55,7 @@ async def test_read_host_system_secrets(runtime, host):
     assert_all_denied(result)
 
 
-async def test_write_outside_scratch(runtime, host):
+async def test_write_outside_scratch(runtime, host, run_job):
     marker = f"escape-{os.getpid()}"
     result = await run_job(runtime, attempts({
         "root": "open('/pwned', 'w').write('x')",
@@ -108,7 +106,7 @@ async def test_file_paths_cannot_leave_scratch(runtime, host):
         await sandbox.stop()
 
 
-async def test_proc_root_tricks(runtime, host):
+async def test_proc_root_tricks(runtime, host, run_job):
     code = f"""
 import os
 seen = {{}}
@@ -127,7 +125,7 @@ seen
     assert host.secret not in leaked and "CXMPUTE" not in leaked and "root:" not in leaked
 
 
-async def test_host_processes_are_invisible(runtime, host):
+async def test_host_processes_are_invisible(runtime, host, run_job):
     code = """
 import os
 procs = {}
@@ -145,7 +143,7 @@ procs
     assert not any("pytest" in c or "sleep 300" in c for c in result.result.values())
 
 
-async def test_cannot_signal_host_processes(runtime, host):
+async def test_cannot_signal_host_processes(runtime, host, run_job):
     result = await run_job(runtime, f"""
 import os, signal
 tried = []
@@ -165,7 +163,7 @@ except OSError:
     assert host.sleeper.poll() is None
 
 
-async def test_no_loopback_service_without_grant(runtime, host):
+async def test_no_loopback_service_without_grant(runtime, host, run_job):
     result = await run_job(runtime, attempts({
         "tcp": f"__import__('socket').create_connection(('127.0.0.1', {host.listener.port}), timeout=2)",
         "tcp6": f"__import__('socket').create_connection(('::1', {host.listener.port}), timeout=2)",
@@ -174,7 +172,7 @@ async def test_no_loopback_service_without_grant(runtime, host):
     assert host.listener.accepted == 0
 
 
-async def test_no_internet_without_grant(runtime, host):
+async def test_no_internet_without_grant(runtime, host, run_job):
     # 198.51.100.1 is TEST-NET-2: never routed, so even a failed containment sends nothing anywhere real.
     result = await run_job(runtime, attempts({
         "tcp": "__import__('socket').create_connection(('198.51.100.1', 80), timeout=2)",
@@ -186,7 +184,7 @@ async def test_no_internet_without_grant(runtime, host):
     assert_all_denied(result)
 
 
-async def test_granted_network_still_keeps_host_services_out(runtime, host):
+async def test_granted_network_still_keeps_host_services_out(runtime, host, run_job):
     """A grant is for the internet: the host's loopback, its own addresses and private ranges stay shut."""
     targets = {"loopback": "127.0.0.1", "slirp_gateway": "10.0.2.2", "docker_gateway": "172.17.0.1",
                **{f"host_{a}": a for a in host_addresses() if not a.startswith("127.")}}
@@ -202,7 +200,7 @@ async def test_granted_network_still_keeps_host_services_out(runtime, host):
     assert_all_denied(result)
 
 
-async def test_fork_bomb(runtime, host):
+async def test_fork_bomb(runtime, host, run_job, host_processes_with):
     marker = "4242.25"
     result = await run_job(runtime, f"""
 import os, subprocess
@@ -221,7 +219,7 @@ children
     assert host_processes_with(marker) == []
 
 
-async def test_recursive_fork_bomb_is_contained(runtime, host):
+async def test_recursive_fork_bomb_is_contained(runtime, host, run_job, scratch_leftovers):
     result = await run_job(runtime, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
                            wall_seconds=4, processes=32)
     assert result.status in ("timeout", "killed")
@@ -229,7 +227,7 @@ async def test_recursive_fork_bomb_is_contained(runtime, host):
     assert scratch_leftovers(runtime) == []
 
 
-async def test_memory_bomb(runtime, host):
+async def test_memory_bomb(runtime, host, run_job):
     result = await run_job(runtime, """
 blocks = []
 try:
@@ -244,8 +242,7 @@ got
     assert result.status in ("ok", "killed")
 
 
-async def test_disk_fill(runtime, host):
-    before = shutil.disk_usage("/").free
+async def test_disk_fill(runtime, host, run_job, scratch_leftovers):
     result = await run_job(runtime, """
 written = 0
 try:
@@ -273,11 +270,10 @@ written
 """, disk_mb=16, file_size_mb=64, wall_seconds=20)
     assert result.status == "ok", result
     assert result.result <= 16 * 2**20
-    assert shutil.disk_usage("/").free > before - 64 * 2**20
     assert scratch_leftovers(runtime) == []
 
 
-async def test_private_tmp_and_shared_memory_are_capped(runtime, host):
+async def test_private_tmp_and_shared_memory_are_capped(runtime, host, run_job):
     result = await run_job(runtime, """
 import os
 out = {}
@@ -298,25 +294,25 @@ out
     assert all(written <= 16 * 2**20 for written in result.result.values()), result.result
 
 
-async def test_infinite_loop_times_out(runtime, host):
+async def test_infinite_loop_times_out(runtime, host, run_job):
     result = await run_job(runtime, "while True:\n    pass", wall_seconds=2)
     assert result.status == "timeout" and result.exit_code is None
     assert "2 s" in result.error
 
 
-async def test_cpu_limit(runtime, host):
+async def test_cpu_limit(runtime, host, run_job):
     result = await run_job(runtime, "while True:\n    pass", wall_seconds=30, cpu_seconds=1)
     assert result.status == "killed", result
 
 
-async def test_huge_stdout_is_capped(runtime, host):
+async def test_huge_stdout_is_capped(runtime, host, run_job):
     result = await run_job(runtime, "import sys\nfor _ in range(64):\n    sys.stdout.write('x' * 2**20)\n'done'",
                            output_bytes=65536, wall_seconds=30)
     assert result.status == "ok" and result.result == "done"
     assert len(result.stdout) == 65536 and result.stdout_truncated
 
 
-async def test_environment_holds_no_platform_secrets(runtime, host):
+async def test_environment_holds_no_platform_secrets(runtime, host, run_job):
     result = await run_job(runtime, attempts({"pid1": "open('/proc/1/environ').read()"}) + """
 out['env'] = dict(__import__('os').environ)
 try:
@@ -332,7 +328,7 @@ out
                                          "HOSTNAME", "SHLVL", "_", "LC_CTYPE"}
 
 
-async def test_no_process_outlives_its_job(runtime, host):
+async def test_no_process_outlives_its_job(runtime, host, scratch_leftovers, host_processes_with):
     marker = "4343.75"
     code = f"""
 import os, subprocess
@@ -358,7 +354,7 @@ if os.fork() == 0:
     assert scratch_leftovers(runtime) == []
 
 
-async def test_no_privilege_gain(runtime, host):
+async def test_no_privilege_gain(runtime, host, run_job):
     result = await run_job(runtime, attempts({
         "setuid": "__import__('os').setuid(0)",
         "chroot": "__import__('os').chroot('/tmp')",

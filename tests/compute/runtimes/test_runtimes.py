@@ -10,7 +10,6 @@ from compute.runtimes.code import SessionManager, run_code
 from compute.runtimes.seccomp import program
 from cxmpute.settings import get_settings
 
-from runtime_helpers import run_job, scratch_leftovers
 
 
 async def test_exec_streams_output_then_result(runtime):
@@ -24,7 +23,7 @@ async def test_exec_streams_output_then_result(runtime):
     assert result.stdout == b"one\n" and result.stderr == b"two\n"
 
 
-async def test_files_in_and_out(runtime):
+async def test_files_in_and_out(runtime, scratch_leftovers):
     async with await runtime.start(JobSpec()) as sandbox:
         sandbox.put_file("data/in.txt", b"hello")
         result = await sandbox.exec(["/bin/sh", "-c", "cat data/in.txt | wc -c > out.txt; pwd"])
@@ -44,7 +43,7 @@ async def test_stopped_sandbox_refuses_work(runtime):
         await sandbox.exec(["/bin/true"])
 
 
-async def test_threads_and_subprocesses_work(runtime):
+async def test_threads_and_subprocesses_work(runtime, run_job):
     result = await run_job(runtime, """
 import threading, subprocess
 box = []
@@ -57,7 +56,7 @@ threads = [threading.Thread(target=box.append, args=(i,)) for i in range(8)]
     assert result.result == [list(range(8)), "child\n"]
 
 
-async def test_usage_is_reported(runtime):
+async def test_usage_is_reported(runtime, run_job):
     result = await run_job(runtime, "sum(i * i for i in range(3_000_000))")
     assert result.status == "ok"
     assert result.usage.cpu_seconds > 0 and result.usage.wall_seconds > 0 and result.usage.max_rss_mb > 0
@@ -85,12 +84,12 @@ async def test_code_results_and_failures(runtime):
             assert slow.status == "timeout" and "3 s" in slow.error
 
 
-async def test_timeout_ends_the_job_and_reports_it(runtime):
+async def test_timeout_ends_the_job_and_reports_it(runtime, run_job):
     result = await run_job(runtime, "import time\nprint('started', flush=True)\ntime.sleep(60)", wall_seconds=2)
     assert result.status == "timeout" and result.stdout == "started\n"
 
 
-async def test_session_cells_share_state(runtime):
+async def test_session_cells_share_state(runtime, scratch_leftovers):
     manager = SessionManager()
     session = await manager.open("alice", runtime, JobSpec(), idle_timeout=60)
     try:
