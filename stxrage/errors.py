@@ -20,6 +20,10 @@ class Forbidden(StorageError):
     status_code = 403
 
 
+class Conflict(StorageError):
+    status_code = 409
+
+
 class NotEnoughNodes(StorageError):
     status_code = 503
 

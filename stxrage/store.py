@@ -39,7 +39,7 @@ from stxrage.blockstore import (
 )
 from stxrage.catalog import BlockRow, FileRow, FragmentRow, ManifestRow, NodeRow, RefRow, insert_ignore, utcnow
 from stxrage.chunker import BLOCK_LIMIT, chunk_bytes, chunk_stream
-from stxrage.errors import DataLost, Forbidden, NotEnoughNodes, NotFound, StorageError
+from stxrage.errors import Conflict, DataLost, Forbidden, NotEnoughNodes, NotFound, StorageError
 from stxrage.models import (
     AuditReport,
     ChunkRef,
@@ -302,11 +302,17 @@ class Storage:
         placed = uploads.finish()
         policy_doc = policy.model_dump()
         with self._session() as s:
+            block_cids = {r.cid for r in refs} | {p.cid for p in parts} | {manifest_cid}
+            reused = block_cids - set(placed)
+            still_there = {c for part in _batched(sorted(reused))
+                           for c in s.scalars(select(BlockRow.cid).where(BlockRow.cid.in_(part)))}
+            if reused - still_there:
+                raise Conflict("blocks this file shares were garbage-collected while it was stored; put it again",
+                               field="file")
             insert_ignore(s, BlockRow, [{"cid": c, "size": n, "policy": policy_doc} for c, (n, _) in placed.items()])
             insert_ignore(s, FragmentRow, [f for _, frags in placed.values() for f in frags])
             insert_ignore(s, ManifestRow, [{"cid": manifest_cid, "size": size, "chunks": len(refs),
                                             "private": private, "policy": policy_doc, "kind": kind}])
-            block_cids = {r.cid for r in refs} | {p.cid for p in parts} | {manifest_cid}
             insert_ignore(s, RefRow, [{"manifest_cid": manifest_cid, "block_cid": c} for c in sorted(block_cids)])
             row = s.get(FileRow, (owner, manifest_cid))
             if row is None:

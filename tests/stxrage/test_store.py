@@ -173,3 +173,23 @@ def test_a_manifest_too_big_for_one_block_splits_into_parts(storage, monkeypatch
     assert storage.get_bytes(info.cid, start=3_000_000, end=3_000_100) == data[3_000_000:3_000_100]
     storage.delete(info.cid)
     assert not list((storage.root / "blocks").glob("*/*"))
+
+
+def test_a_put_racing_garbage_collection_fails_cleanly(storage):
+    from stxrage.errors import Conflict
+
+    data = random.Random(5).randbytes(20 * 1024 * 1024)
+    first = storage.put_bytes(data).file
+    calls = []
+
+    def collect_midway(_n: int) -> None:
+        calls.append(1)
+        if len(calls) == 40:  # after the first blocks were found already stored
+            storage.delete(first.cid)
+
+    with pytest.raises(Conflict) as exc:
+        storage.put_bytes(data + b"more", progress=collect_midway)
+    assert exc.value.status_code == 409
+    assert storage.ls() == []  # nothing half-recorded
+    again = storage.put_bytes(data + b"more").file
+    assert storage.get_bytes(again.cid) == data + b"more"
