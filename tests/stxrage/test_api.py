@@ -194,3 +194,10 @@ def test_files_of_a_directory_archive_are_served_by_path(client, tmp_path):
     assert missing.status_code == 404 and missing.json()["field"] == "path"
     plain = client.post("/v1/storage/files", content=b"x").json()["file"]["cid"]
     assert client.get(f"/v1/storage/files/{plain}/archive").status_code == 400
+
+
+def test_the_storage_api_is_documented(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ["/v1/storage/files", "/v1/storage/files/{cid}", "/v1/storage/files/{cid}/stat",
+                 "/v1/storage/files/{cid}/pin", "/v1/storage/nodes", "/v1/storage/repair"]:
+        assert path in paths
