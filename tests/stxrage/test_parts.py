@@ -59,7 +59,8 @@ def test_sealing_is_per_owner_and_tamper_evident():
 
 
 def test_the_node_accepts_only_what_matches_its_cid_and_fits(tmp_path):
-    node = TestClient(create_node_app(NodeConfig(root=tmp_path, quota_bytes=BLOCK_LIMIT + 10, provider="0x" + "1" * 40)))
+    config = NodeConfig(root=tmp_path, quota_bytes=BLOCK_LIMIT + 10, provider="0x" + "1" * 40)
+    node = TestClient(create_node_app(config))
     data = os.urandom(1000)
     cid = cids.cid_of(data)
     assert node.put(f"/blocks/{cid}", content=data).status_code == 201
