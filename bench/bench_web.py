@@ -8,8 +8,9 @@ side, default 60).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.queues
 import os
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +26,7 @@ from cxmpute.settings import Settings
 
 PAGES = int(os.environ.get("CXMPUTE_BENCH_WEB_PAGES", "200"))
 STEPS = int(os.environ.get("CXMPUTE_BENCH_WEB_STEPS", "60"))
+ROUNDS = 2
 FANOUT = 6
 PARAGRAPH = ("Widgets are made in small workshops by people who care about them, and each one is tested "
              "before it leaves the bench. ")
@@ -70,11 +72,20 @@ class Site(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def serve() -> tuple[ThreadingHTTPServer, str]:
+def _serve_forever(port_out: multiprocessing.queues.Queue) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    port_out.put(server.server_address[1])
+    server.serve_forever()
+
+
+def serve() -> tuple[multiprocessing.Process, str]:
+    """The site in a process of its own, so serving pages does not share the crawler's interpreter lock."""
+    mp = multiprocessing.get_context("fork")
+    ports = mp.Queue()
+    proc = mp.Process(target=_serve_forever, args=(ports,), daemon=True)
+    proc.start()
+    return proc, f"http://127.0.0.1:{ports.get(timeout=30)}"
 
 
 def httpx_loop(urls: list[str], extract: bool = False) -> float:
@@ -145,11 +156,18 @@ async def browser_use(ctx: AgentContext, steps: list[dict], screenshots: bool) -
 
 
 async def run_all(base: str, ctx: AgentContext) -> dict:
-    figures: dict = {}
+    """Best of ROUNDS per row, rows interleaved, so load from elsewhere on the machine falls on all alike."""
+    best: dict[str, float] = {}
     page_from_html(page_html(0), f"{base}/p/0")  # trafilatura loads its tables on first use; not timed
-    for concurrency in (1, 4, 8):
-        figures[f"dive{concurrency}"], urls = await dive(ctx, base, concurrency)
-    figures["urls"] = urls
+    _, urls = await dive(ctx, base, 4)
+    for _ in range(ROUNDS):
+        timings = {"baseline": httpx_loop(urls), "extracting": httpx_loop(urls, extract=True)}
+        for concurrency in (1, 4, 8):
+            timings[f"dive{concurrency}"], crawled = await dive(ctx, base, concurrency)
+            assert sorted(crawled) == sorted(urls)
+        for key, seconds in timings.items():
+            best[key] = min(seconds, best.get(key, seconds))
+    figures: dict = {"urls": urls, **best}
     steps = actions(base)
     figures["pw"] = await playwright_direct(steps, ctx.settings.browser_executable)
     figures["bu_plain"] = await browser_use(ctx, steps, screenshots=False)
@@ -164,12 +182,11 @@ def main() -> None:
     ctx = AgentContext(settings=settings, services=Services(settings))
     try:
         figures = asyncio.run(run_all(base, ctx))
-        urls = figures["urls"]
-        baseline = httpx_loop(urls)
-        extracting = httpx_loop(urls, extract=True)
+        urls, baseline, extracting = figures["urls"], figures["baseline"], figures["extracting"]
     finally:
         browsers.shutdown()
-        server.shutdown()
+        server.terminate()
+        server.join(10)
     n = len(urls)
     base_rate = n / baseline
     rows = [["plain httpx GET loop (baseline)", n, f"{base_rate:,.0f}", "1.00x"],
@@ -185,12 +202,13 @@ def main() -> None:
         step_rows.append([label, STEPS, f"{rate:.1f}", f"{rate / pw_rate:.2f}x"])
     write_section("Web agents", f"""
 A {PAGES}-page site (fan-out {FANOUT}, ~3 KB of prose per page, robots.txt) served by a threaded
-`http.server` on 127.0.0.1 in the same process. Internet Dive crawls it from the root with the page budget
+`http.server` on 127.0.0.1 in a separate process. Internet Dive crawls it from the root with the page budget
 set to the whole site: robots.txt check, egress check with the connection pinned to the checked address,
 trafilatura extraction and link parsing per page. The baseline fetches the very same URLs with a plain
 `httpx.Client` loop that reads each body and parses nothing; the reference row adds the extraction
 (trafilatura text and metadata, link parsing) to that loop, so the gap between it and Dive is the crawl
-machinery itself (robots.txt, egress checks, de-duplication, scheduling).
+machinery itself (robots.txt, egress checks, de-duplication, scheduling). Each row is the best of
+{ROUNDS} rounds, rows interleaved; the machine is shared, so single figures move by tens of percent.
 
 {table(["crawler", "pages", "pages/s", "vs baseline"], rows)}
 
