@@ -192,7 +192,7 @@ class YouTubeAgent(SocialAgent):
             reply = await ctx.services.llm.ainvoke([SystemMessage(content=SUMMARY_PROMPT),
                                                    HumanMessage(content=text[:SUMMARY_INPUT_CHARS])])
         except Exception as exc:  # the model client raises its own transport and API error types
-            raise ServiceFailed(f"the language model failed: {type(exc).__name__}", field="summarize") from None
+            raise ServiceFailed(f"the language model failed: {type(exc).__name__}: {exc}", field="summarize") from None
         content = reply.content
         if isinstance(content, list):
             content = "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content)
