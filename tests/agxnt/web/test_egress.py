@@ -20,12 +20,21 @@ from agxnt.web.sequential import SequentialInternetAgent
 
 from tests.agxnt.web.conftest import Site
 
+def _own_hostname() -> list[str]:
+    """The machine's own name, where it resolves to a loopback or private address (it does on Debian)."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except socket.gaierror:
+        return []
+    return [socket.gethostname()] if all(is_internal(ipaddress.ip_address(i[4][0])) for i in infos) else []
+
+
 def internal_targets(site: str) -> list[str]:
     port = urlsplit(site).port
     return [
         "http://10.0.0.1/", "http://172.16.0.1/admin", "http://192.168.1.1/", "http://169.254.169.254/latest/meta-data/",
         f"http://localhost:{port}/about?probe=localhost",  # a DNS name that resolves to loopback
-        f"http://{socket.gethostname()}:{port}/about?probe=hostname",
+        *(f"http://{name}:{port}/about?probe=hostname" for name in _own_hostname()),
         f"http://127.0.0.2:{port}/", f"http://0x7f000001:{port}/about?probe=hex", f"http://[::1]:{port}/",
         "http://[::ffff:169.254.169.254]/", "http://0.0.0.0/",
         f"{site}/redirect?to=http://169.254.169.254/latest/meta-data/",
