@@ -112,6 +112,7 @@ def main() -> None:
     sizes = [int(s) for s in os.environ.get("CXMPUTE_BENCH_MEMORY_SIZES", "10000").split(",") if s.strip()]
     queries = _queries()
     rows = []
+    load_before = os.getloadavg()[0]
     for n in sizes:
         result = measure(n, queries)
         (our_ingest, our_lat), (raw_ingest, raw_lat) = result["ours"], result["raw"]
@@ -127,10 +128,12 @@ def main() -> None:
         f"{QUERIES} queries at k={K}; embedded Chroma in a temp dir and the bundled all-MiniLM-L6-v2 on CPU for "
         "both sides, which take turns batch by batch and query by query. The baseline is raw chromadb + "
         "sentence-transformers doing the same work in the same run; ratio = MemoryStore / raw "
-        "(ingest: >1 is faster; latency: <1 is faster). Embedding dominates both sides' ingest.\n\n"
+        "(ingest: >1 is faster; latency: <1 is faster). Embedding dominates both sides' ingest. "
+        f"Machine load average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end: "
+        "absolute figures shrink under load from other work, the ratios are what carries over.\n\n"
         + table(["docs", "measure", "MemoryStore", "raw chromadb + s-t", "ratio"], rows)
-        + "\n\nThe default run measures 10,000 documents. 100,000 documents take roughly 10x as long per side "
-        "(15-20 minutes in all on 2 cores), so that size runs on request: "
+        + "\n\nThe default run measures 10,000 documents (a few minutes on an idle 2-core machine, far longer under load). 100,000 "
+        "documents take about ten times as long per side, so that size runs on request: "
         "`CXMPUTE_BENCH_MEMORY_SIZES=10000,100000 make bench`."
     )
     write_section("Memory", body)
