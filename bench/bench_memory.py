@@ -132,8 +132,8 @@ def main() -> None:
         f"Machine load average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end: "
         "absolute figures shrink under load from other work, the ratios are what carries over.\n\n"
         + table(["docs", "measure", "MemoryStore", "raw chromadb + s-t", "ratio"], rows)
-        + "\n\nThe default run measures 10,000 documents (a few minutes on an idle 2-core machine, far longer under load). 100,000 "
-        "documents take about ten times as long per side, so that size runs on request: "
+        + "\n\nThe default run measures 10,000 documents (a few minutes on an idle 2-core machine, far longer "
+        "under load). 100,000 documents take about ten times as long per side, so that size runs on request: "
         "`CXMPUTE_BENCH_MEMORY_SIZES=10000,100000 make bench`."
     )
     write_section("Memory", body)
