@@ -73,6 +73,8 @@ def _install_record_factory() -> None:
         record = previous(*args, **kwargs)
         with _lock:
             values = _ordered(_known)
+        if not values:
+            return record
         try:
             message = record.getMessage()
         except (TypeError, ValueError):  # a malformed record: the logging module reports it when it formats

@@ -38,28 +38,43 @@ class Service:
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """Seconds the service asks us to wait: ``Retry-After`` (seconds or a date), Discord's
-    ``X-RateLimit-Reset-After`` or body ``retry_after``, Twitter's ``x-rate-limit-reset`` (epoch seconds),
-    Telegram's ``parameters.retry_after``."""
+    """Seconds a rate-limited service asks us to wait: Discord's precise ``X-RateLimit-Reset-After``,
+    ``Retry-After`` (seconds or a date), Twitter's ``x-rate-limit-reset`` (epoch seconds), or the body's
+    ``retry_after`` (Discord) or ``parameters.retry_after`` (Telegram)."""
     headers = response.headers
-    if value := headers.get("retry-after"):
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time()) if when else None
-    if value := headers.get("x-ratelimit-reset-after"):
-        return max(0.0, float(value))
-    if value := headers.get("x-rate-limit-reset"):
-        return max(0.0, float(value) - time.time())
+    if (seconds := _number(headers.get("x-ratelimit-reset-after"))) is not None:
+        return max(0.0, seconds)
+    if (seconds := _retry_after_header(response)) is not None:
+        return seconds
+    if (reset := _number(headers.get("x-rate-limit-reset"))) is not None:
+        return max(0.0, reset - time.time())
     body = _json(response)
     if isinstance(body, dict):
-        if isinstance(body.get("retry_after"), (int, float)):
-            return max(0.0, float(body["retry_after"]))
         params = body.get("parameters")
-        if isinstance(params, dict) and isinstance(params.get("retry_after"), (int, float)):
-            return max(0.0, float(params["retry_after"]))
+        for source in (body, params if isinstance(params, dict) else {}):
+            if isinstance(source.get("retry_after"), (int, float)):
+                return max(0.0, float(source["retry_after"]))
     return None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _retry_after_header(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if (seconds := _number(value)) is not None:
+        return max(0.0, seconds)
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def error_message(response: httpx.Response) -> str:
@@ -118,7 +133,9 @@ async def call(service: Service, ctx: AgentContext, method: str, path: str, *, n
                 if last:
                     raise ServiceFailed(f"{service.name} failed with HTTP {status} after {attempts} attempts: "
                                         f"{error_message(response)}") from None
-                wait = retry_after(response)
+                # Only Retry-After counts here: Twitter sends its rate-limit reset on every answer,
+                # and that is no reason to wait out a window after a server error.
+                wait = _retry_after_header(response)
                 await asyncio.sleep(min(BACKOFF_S * 2**attempt if wait is None else wait,
                                         settings.social_max_retry_wait_s))
                 continue

@@ -88,3 +88,4 @@ async def test_unknown_channel_and_bad_input(ctx):
     with pytest.raises(AgentError, match="not a Discord webhook URL") as err:
         await DiscordAgent()({"content": "x"}, bad)
     assert "hello world" not in err.value.message
+

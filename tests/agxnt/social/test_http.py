@@ -1,0 +1,43 @@
+"""How a call rides out rate limits and server errors, whichever form the service gives its wait in."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+
+import httpx
+
+from agxnt.social.http import retry_after
+from agxnt.social.twitter import TwitterAgent
+
+
+def test_retry_after_forms():
+    def wait(headers=None, body=None):
+        return retry_after(httpx.Response(429, headers=headers or {}, json=body))
+
+    assert wait({"Retry-After": "2", "X-RateLimit-Reset-After": "0.25"}) == 0.25
+    assert wait({"Retry-After": "3"}) == 3.0
+    assert 50 < wait({"Retry-After": email.utils.formatdate(time.time() + 60, usegmt=True)}) <= 60
+    assert 25 < wait({"x-rate-limit-reset": str(int(time.time()) + 30)}) <= 30
+    assert wait(body={"ok": False, "parameters": {"retry_after": 7}}) == 7.0
+    assert wait(body={"message": "You are being rate limited.", "retry_after": 1.5}) == 1.5
+    assert wait({"Retry-After": "soon"}) is None and wait() is None
+
+
+async def test_server_error_ignores_the_rate_limit_window(ctx, twitter, monkeypatch):
+    """Twitter stamps x-rate-limit-reset on every answer; a 503 must be retried soon, not after the window."""
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", recording_sleep)
+    reset = str(int(time.time()) + 900)
+    twitter.queue((503, {"x-rate-limit-reset": reset}, {"title": "Service Unavailable", "status": 503}),
+                  (429, {"x-rate-limit-reset": str(int(time.time()) + 20)}, {"title": "Too Many Requests"}))
+    out = await TwitterAgent()({"action": "search", "query": "x"}, ctx)
+    assert len(out.tweets) == 10
+    assert waits[0] < 1 and 15 < waits[1] <= 20
