@@ -127,7 +127,8 @@ class BubblewrapSandbox(Sandbox):
             if network is not None:
                 network.close()
         self._add_usage(result.usage)
-        self.runtime.reap_uid(self.uid)
+        if not any(p.alive() for p in self._processes):  # a session kernel shares the uid; spare it
+            await asyncio.to_thread(self.runtime.reap_uid, self.uid)
         return result
 
     def start_process(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> BackgroundProcess:

@@ -96,8 +96,13 @@ class GrantedNetwork:
     def __init__(self) -> None:
         self._info_r, self._info_w = os.pipe()
         self._block_r, self._block_w = os.pipe()
-        self._block_w: int | None
+        self._open = {self._info_r, self._info_w, self._block_r, self._block_w}
         self.slirp: subprocess.Popen | None = None
+
+    def _close(self, fd: int) -> None:
+        if fd in self._open:
+            self._open.discard(fd)
+            os.close(fd)
 
     @property
     def pass_fds(self) -> tuple[int, int]:
@@ -108,8 +113,8 @@ class GrantedNetwork:
 
     def attach(self) -> None:
         """Once bwrap runs: connect its namespace, fence it, then let the job start."""
-        os.close(self._info_w)
-        os.close(self._block_r)
+        self._close(self._info_w)
+        self._close(self._block_r)
         deadline = time.monotonic() + _SETUP_SECONDS
         try:
             info = _read_until(self._info_r, deadline, json.loads)
@@ -128,19 +133,15 @@ class GrantedNetwork:
             fence(pid, keep=SLIRP_NET)
             os.write(self._block_w, b"1")
         finally:
-            os.close(self._info_r)
+            self._close(self._info_r)
         # Released only on success: closing the pipe would also let bwrap go on, so after a failure it
         # stays open until the caller has killed bwrap and calls close().
-        self._release()
-
-    def _release(self) -> None:
-        if self._block_w is not None:
-            os.close(self._block_w)
-            self._block_w = None
+        self._close(self._block_w)
 
     def close(self) -> None:
         """After the job (or after killing bwrap on a failed attach)."""
-        self._release()
+        for fd in list(self._open):
+            self._close(fd)
         if self.slirp is not None and self.slirp.poll() is None:
             self.slirp.kill()
             self.slirp.wait()
