@@ -42,11 +42,19 @@ def _kernel_argv(runtime: Runtime, mode: str) -> list[str]:
 
 
 def _outcome(sandbox: Sandbox, name: str) -> dict[str, Any] | None:
+    """The kernel's answer; None when there is none (yet). Results are capped like the output streams."""
+    cap = sandbox.spec.limits.output_bytes + 4096
     try:
-        data = json.loads(sandbox.get_file(f"{CONTROL_DIR}/{name}", max_bytes=sandbox.spec.limits.output_bytes + 4096))
-        return data if isinstance(data, dict) else None
+        raw = sandbox.get_file(f"{CONTROL_DIR}/{name}", max_bytes=cap + 1)
     except Exception:  # absent or unreadable: the job died before writing it
         return None
+    if len(raw) > cap:
+        return {"ok": False, "error": f"the result is larger than {cap} bytes; write big values to a file instead"}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 async def run_code(sandbox: Sandbox, runtime: Runtime, code: str, *, language: Literal["python", "shell"] = "python",

@@ -167,3 +167,8 @@ def test_seccomp_program_is_well_formed():
     for machine in ("x86_64", "aarch64"):
         code = program(machine)
         assert len(code) % 8 == 0 and len(code) // 8 < 4096
+
+
+async def test_oversized_result_is_refused_clearly(runtime, run_job):
+    result = await run_job(runtime, "'x' * 100_000", output_bytes=2048)
+    assert result.status == "error" and "larger than" in result.error and result.result is None
