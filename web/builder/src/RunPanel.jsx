@@ -2,13 +2,13 @@ import { useState } from "react";
 import { Fields, Value } from "./Value.jsx";
 
 // The run's state, per-node states, final output, and the approval prompt of a waiting run.
-function Approval({ node, onAnswer }) {
+function Approval({ node, prompt, onAnswer }) {
   const [value, setValue] = useState("");
   const [comment, setComment] = useState("");
   const parsed = () => { if (value === "") return null; try { return JSON.parse(value); } catch { return value; } };
   return (
     <div className="approval" data-testid="approval">
-      <h4>{node.node} asks: {node.inputs?.prompt || "Approve to continue"}</h4>
+      <h4>{node.node} asks: {prompt || "Approve to continue"}</h4>
       {node.inputs?.value !== undefined && <Fields data={{ value: node.inputs.value }} />}
       <input placeholder="Replacement value (optional)" value={value} onChange={(e) => setValue(e.target.value)} />
       <input placeholder="Comment" value={comment} onChange={(e) => setComment(e.target.value)} />
@@ -37,7 +37,10 @@ export function RunPanel({ view, logs, document: docKey, onAnswer }) {
             {n.attempts > 1 ? ` · ${n.attempts} attempts` : ""}{n.cached ? " · cached" : ""}</span></li>
         ))}
       </ul>
-      {(view.waiting_for || []).map((id) => view.nodes[id] && <Approval key={id} node={view.nodes[id]} onAnswer={onAnswer} />)}
+      {(view.waiting_for || []).map((id) => view.nodes[id] && (
+        <Approval key={id} node={view.nodes[id]} onAnswer={onAnswer}
+                  prompt={(doc.nodes || []).find((n) => n.id === id)?.params?.prompt} />
+      ))}
       {logs.length > 0 && (
         <details className="logs" open={view.state === "failed"}>
           <summary>Logs ({logs.length})</summary>
