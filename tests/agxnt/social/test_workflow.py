@@ -4,6 +4,7 @@ with the owner's secrets read from the store and absent from run results and run
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from uuid import UUID
@@ -31,10 +32,17 @@ def owner(prefect_api, configured) -> str:
     return owner
 
 
-def run_logs(run_id: str) -> str:
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])), limit=200)
-    return "\n".join(log.message for log in logs)
+def run_logs(run_id: str, expect: str | None = None) -> str:
+    """The run's log lines in the Prefect API; they are shipped in batches, so wait (bounded) for ``expect``."""
+    text = ""
+    for _ in range(50):
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])), limit=200)
+        text = "\n".join(log.message for log in logs)
+        if expect is None or expect in text:
+            break
+        time.sleep(0.2)
+    return text
 
 
 def without_summary() -> dict:
@@ -64,7 +72,7 @@ def test_summarize_and_post_to_discord_and_telegram(owner, youtube, discord, tel
     sent = [r for r in telegram.requests if r.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"]
     assert sent[0].json() == {"chat_id": "-1001", "text": text}
     assert_no_secret(result.model_dump_json())
-    assert_no_secret(run_logs(result.id))
+    assert_no_secret(run_logs(result.id, expect="Finished in state"))
 
 
 def test_failed_node_reports_the_service_error_without_the_token(owner, telegram):
@@ -76,7 +84,7 @@ def test_failed_node_reports_the_service_error_without_the_token(owner, telegram
     assert "Telegram refused the request (HTTP 400: Bad Request: bot [redacted]" in error
     assert result.nodes["discord"].state == "completed"
     assert_no_secret(json.dumps(result.model_dump(mode="json")))
-    logs = run_logs(result.id)
+    logs = run_logs(result.id, expect="[redacted]")
     assert "[redacted]" in logs
     assert_no_secret(logs)
 
