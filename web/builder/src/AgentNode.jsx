@@ -12,7 +12,13 @@ function AgentNode({ id, data, selected }) {
   const mine = problems.filter((p) => p.node === id);
   const state = run?.state;
   if (!agent) {
-    return <div className="node node-unknown" data-node={id}><b>{id}</b><div className="problem">unknown agent {data.agent}</div></div>;
+    const known = Object.keys(agents).length > 0;
+    return (
+      <div className="node node-unknown" data-node={id}>
+        <div className="node-head"><span className="node-title">{data.agent}</span><span className="node-id">{id}</span></div>
+        {known && <div className="problem node-error">unknown agent {data.agent}</div>}
+      </div>
+    );
   }
   const keyPorts = new Set([...(data.ports || [])]);
   for (const e of edges) if (e.target === id && e.targetHandle.slice(3).includes(".")) keyPorts.add(e.targetHandle.slice(3));

@@ -6,6 +6,10 @@ async function call(method, path, body) {
     headers: body === undefined ? {} : { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  return answer(res);
+}
+
+async function answer(res) {
   if (res.status === 204) return null;
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {
@@ -23,7 +27,11 @@ export const api = {
   templates: () => call("GET", "/v1/workflows/templates"),
   validate: (doc) => call("POST", "/v1/workflows/validate", doc),
   list: () => call("GET", "/v1/workflows?limit=500"),
-  get: (id) => call("GET", `/v1/workflows/${encodeURIComponent(id)}`),
+  get: (id) => {
+    const early = window.__openingWorkflow;
+    if (early?.id === id) { delete window.__openingWorkflow; return early.response.then(answer); }
+    return call("GET", `/v1/workflows/${encodeURIComponent(id)}`);
+  },
   create: (doc) => call("POST", "/v1/workflows", doc),
   update: (id, doc) => call("PUT", `/v1/workflows/${encodeURIComponent(id)}`, doc),
   remove: (id) => call("DELETE", `/v1/workflows/${encodeURIComponent(id)}`),
@@ -31,7 +39,7 @@ export const api = {
   runDocument: (document, inputs) => call("POST", "/v1/runs", { document, inputs }),
   runs: (workflowId) => call("GET", `/v1/runs?limit=50${workflowId ? `&workflow_id=${encodeURIComponent(workflowId)}` : ""}`),
   run: (id) => call("GET", `/v1/runs/${id}`),
-  resume: (id, answer) => call("POST", `/v1/runs/${id}/resume`, answer),
+  resume: (id, reply) => call("POST", `/v1/runs/${id}/resume`, reply),
   rerun: (id, node) => call("POST", `/v1/runs/${id}/rerun`, { node }),
 };
 
