@@ -70,8 +70,9 @@ class TelegramAgent(SocialAgent):
     Input = TelegramInput
     Output = TelegramOutput
     resources = Resources(network=True, secrets=("telegram_bot_token",))
-    actions: ClassVar[dict[str, str]] = {"send_message": "send_message", "reply": "send_message", "send_photo": "send_photo",
-               "send_document": "send_document", "get_updates": "get_updates"}
+    actions: ClassVar[dict[str, str]] = {"send_message": "send_message", "reply": "send_message",
+                                         "send_photo": "send_photo", "send_document": "send_document",
+                                         "get_updates": "get_updates"}
 
     async def _method(self, input: TelegramInput, ctx: AgentContext, method: str, *, timeout: float | None = None,
                       **kwargs: Any) -> Any:

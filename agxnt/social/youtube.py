@@ -109,7 +109,8 @@ class YouTubeAgent(SocialAgent):
     Input = YouTubeInput
     Output = YouTubeOutput
     resources = Resources(network=True, secrets=("youtube_api_key",))
-    actions: ClassVar[dict[str, str]] = {"video": "details", "uploads": "uploads", "search": "search", "transcript": "transcript"}
+    actions: ClassVar[dict[str, str]] = {"video": "details", "uploads": "uploads", "search": "search",
+                                         "transcript": "transcript"}
 
     def _api(self, input: YouTubeInput, ctx: AgentContext) -> Service:
         # The key travels in a header, not the query string, so it never lands in a logged URL.
