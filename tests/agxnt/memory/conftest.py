@@ -19,9 +19,10 @@ def tiny_llm(tmp_path_factory) -> str:
     return str(build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llm")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def platform(tiny_llm) -> Iterator[Services]:
-    """The process's default services, configured as a deployment would be: through the environment."""
+    """The process's default services, configured as a deployment would be: through the environment.
+    Module-scoped, so the environment is restored before other packages' tests run."""
     saved = os.environ.get("CXMPUTE_LLM_MODEL")
     os.environ["CXMPUTE_LLM_MODEL"] = tiny_llm
     reset_settings()
