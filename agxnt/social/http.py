@@ -120,7 +120,7 @@ async def call(service: Service, ctx: AgentContext, method: str, path: str, *, n
                 continue
             status = response.status_code
             if status < 400:
-                return _json(response) if response.content else None
+                return _body(service, response)
             if status == 429:
                 wait = retry_after(response)
                 wait = BACKOFF_S * 2**attempt if wait is None else wait
@@ -141,6 +141,15 @@ async def call(service: Service, ctx: AgentContext, method: str, path: str, *, n
                 continue
             raise _permanent(service, response, not_found_field)
     raise ServiceFailed(f"{service.name} gave no answer")  # the loop above always returns or raises
+
+
+def _body(service: Service, response: httpx.Response) -> Any:
+    if not response.content:
+        return {}
+    body = _json(response)
+    if body is None:
+        raise ServiceFailed(f"{service.name} answered HTTP {response.status_code} with a body that is not JSON")
+    return body
 
 
 def _permanent(service: Service, response: httpx.Response, not_found_field: str | None) -> AgentError:

@@ -80,8 +80,8 @@ class TelegramAgent(SocialAgent):
         service = Service("Telegram", f"{ctx.settings.telegram_api_url}/bot{token}", "token_secret",
                           timeout=timeout)
         body = await call(service, ctx, "POST", f"/{method}", not_found_field="chat_id", **kwargs)
-        if not body or not body.get("ok"):
-            raise ServiceFailed(f"Telegram {method} failed: {(body or {}).get('description', 'no result')}")
+        if not body.get("ok"):
+            raise ServiceFailed(f"Telegram {method} failed: {body.get('description', 'no result')}")
         return body["result"]
 
     def _chat(self, input: TelegramInput) -> dict[str, Any]:

@@ -179,7 +179,7 @@ class YouTubeAgent(SocialAgent):
         segments = [
             Segment(start=e.get("tStartMs", 0) / 1000, duration=e.get("dDurationMs", 0) / 1000,
                     text="".join(s.get("utf8", "") for s in e["segs"]).strip())
-            for e in (body or {}).get("events", []) if e.get("segs")
+            for e in body.get("events", []) if e.get("segs")
         ]
         segments = [s for s in segments if s.text]
         if not segments:

@@ -8,9 +8,11 @@ import sys
 import time
 
 import httpx
+import pytest
 
-from agxnt.social.http import retry_after
+from agxnt.social.http import ServiceFailed, retry_after
 from agxnt.social.twitter import TwitterAgent
+from agxnt.social.youtube import YouTubeAgent
 
 
 def test_retry_after_forms():
@@ -44,3 +46,9 @@ async def test_server_error_ignores_the_rate_limit_window(ctx, twitter, monkeypa
     out = await TwitterAgent()({"action": "search", "query": "x"}, ctx)
     assert len(out.tweets) == 10
     assert waits[0] < 1 and 15 < waits[1] <= 20
+
+
+async def test_a_body_that_is_not_json_is_reported(ctx, youtube):
+    youtube.queue((200, {"Content-Type": "text/html"}, b"<html>consent page</html>"))
+    with pytest.raises(ServiceFailed, match="YouTube answered HTTP 200 with a body that is not JSON"):
+        await YouTubeAgent()({"action": "video", "video": "dQw4w9WgXcQ"}, ctx)
