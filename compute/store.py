@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from cxmpute.db import get_engine, migrate, session_factory
+from cxmpute.db import migrate, session_factory, session_scope
 
 
 class Store:
@@ -21,21 +20,11 @@ class Store:
         self.url = url
         migrate(url)
         self._factory = session_factory(url)
-        self.is_sqlite = get_engine(url).dialect.name == "sqlite"
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        session = self._factory()
-        try:
-            if self.is_sqlite:
-                session.execute(text("BEGIN IMMEDIATE"))
+        with session_scope(self.url, immediate=True) as session:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

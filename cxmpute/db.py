@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from cxmpute.settings import get_settings
@@ -58,10 +58,16 @@ def session_factory(url: str | None = None) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A transaction: committed on success, rolled back on any error so state is never half-written."""
+def session_scope(url: str | None = None, *, immediate: bool = False) -> Iterator[Session]:
+    """A transaction: committed on success, rolled back on any error so state is never half-written.
+
+    ``immediate`` takes SQLite's write lock up front (``BEGIN IMMEDIATE``), so concurrent writers queue
+    on the busy timeout instead of failing on a lock upgrade; other databases ignore it.
+    """
     session = session_factory(url)()
     try:
+        if immediate and session.get_bind().dialect.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE"))
         yield session
         session.commit()
     except BaseException:

@@ -11,20 +11,13 @@ from sqlalchemy.orm import Session
 from compute.errors import ComputeError
 from compute.identity.tokens import SCOPES, Principal, authenticate
 from compute.network import get_network
-from cxmpute.db import session_factory
+from cxmpute.db import session_scope
 from cxmpute.settings import get_settings
 
 
 def db_session() -> Iterator[Session]:
-    session = session_factory()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # Committed before the response is sent, so a client that reads right after a write sees it.
