@@ -88,7 +88,7 @@ async def _session_cells(runtime, runs: int) -> list[float]:
             assert result.status == "ok", result
         return samples[5:]
     finally:
-        await manager.close_all()
+        manager.close_all()
 
 
 def warm_cells(registry) -> list[list]:

@@ -151,8 +151,14 @@ class Sandbox(ABC):
         """Resources used by the sandbox's commands so far."""
 
     @abstractmethod
+    def close(self) -> None:
+        """Kill everything still running in the sandbox and delete its scratch directory (blocking)."""
+
     async def stop(self) -> None:
-        """Kill everything still running in the sandbox and delete its scratch directory."""
+        """:meth:`close`, off the event loop."""
+        import asyncio
+
+        await asyncio.to_thread(self.close)
 
     async def __aenter__(self) -> Sandbox:
         return self

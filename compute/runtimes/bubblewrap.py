@@ -163,15 +163,13 @@ class BubblewrapSandbox(Sandbox):
         if self._stopped:
             raise RuntimeUnavailable("the sandbox was stopped")
 
-    async def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
+    def close(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         for proc in self._processes:
             proc.kill()
-        await asyncio.to_thread(self._teardown)
-
-    def _teardown(self) -> None:
         for proc in self._processes:
             proc.wait(5)
         self.runtime.reap_uid(self.uid)

@@ -177,9 +177,12 @@ class CodeSession:
         return not self.ended and self.process.alive()
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.close_now)
+
+    def close_now(self) -> None:
         self.ended = True
         self.process.kill()
-        await self.sandbox.stop()
+        self.sandbox.close()
 
 
 class SessionInfo(BaseModel):
@@ -240,9 +243,10 @@ class SessionManager:
         for s in dead:
             await s.close()
 
-    async def close_all(self) -> None:
+    def close_all(self) -> None:
+        """Close every session (blocking): at process exit, and in tests."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for s in sessions:
-            await s.close()
+            s.close_now()

@@ -173,10 +173,7 @@ class ContainerSandbox(Sandbox):
         cpu, rss = self._stats()
         return ResourceUsage(wall_seconds=round(self._wall, 4), cpu_seconds=round(cpu, 4), max_rss_mb=round(rss, 2))
 
-    async def stop(self) -> None:
-        await asyncio.to_thread(self._teardown)
-
-    def _teardown(self) -> None:
+    def close(self) -> None:
         self._dead = True
         try:
             self.container.remove(force=True)

@@ -5,6 +5,7 @@ A provider offers the runtimes its machine can run: those registered whose ``che
 
 from __future__ import annotations
 
+import atexit
 import logging
 from importlib.metadata import entry_points
 
@@ -23,6 +24,8 @@ class RuntimeRegistry:
         self.settings = settings
         self._runtimes: dict[str, Runtime] = {}
         self.sessions = SessionManager()
+        # Sessions left open when the process ends would leave their scratch mounts (and containers) behind.
+        atexit.register(self.sessions.close_all)
         for ep in entry_points(group="cxmpute.runtimes"):
             try:
                 self._runtimes[ep.name] = ep.load()(settings)

@@ -106,7 +106,7 @@ async def test_session_cells_share_state(runtime, scratch_leftovers):
         child = await session.run("import os\nos.system('echo from-child')", timeout=10)
         assert child.stdout == "from-child\n"
     finally:
-        await manager.close_all()
+        manager.close_all()
     assert scratch_leftovers(runtime) == []
 
 
@@ -122,7 +122,7 @@ async def test_stuck_cell_ends_the_session(runtime):
         await manager.reap()
         assert manager.list("alice") == []
     finally:
-        await manager.close_all()
+        manager.close_all()
 
 
 async def test_sessions_belong_to_their_owner(runtime):
@@ -141,7 +141,7 @@ async def test_sessions_belong_to_their_owner(runtime):
         with pytest.raises(NotFound):
             manager.get(session.id, "alice")
     finally:
-        await manager.close_all()
+        manager.close_all()
 
 
 async def test_idle_sessions_expire(runtime):
