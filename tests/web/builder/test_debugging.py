@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.builder.test_editor import node, select
+from tests.web.builder.test_editor import node, run_completes, select
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +35,7 @@ def test_template_run_then_run_from_here_and_history(page: Page):
     page.get_by_test_id("run").click()
     expect(page.locator("#input-topic")).to_have_value("compute markets")
     page.get_by_test_id("start-run").click()
+    run_completes(page)
     completed(page, "a", "b", "c", "d")
     expect(page.get_by_test_id("final-output")).to_contain_text("B saw 'compute markets' and C saw 'compute markets'")
     first = page.get_by_test_id("run-panel").get_attribute("data-run")
@@ -42,7 +43,7 @@ def test_template_run_then_run_from_here_and_history(page: Page):
     select(page, "c")
     page.get_by_test_id("run-from-here").click()
     expect(page.get_by_test_id("run-panel")).not_to_have_attribute("data-run", first)
-    expect(page.get_by_test_id("run-state")).to_have_text("completed", timeout=60_000)
+    run_completes(page)
     completed(page, "a", "b", "c", "d")
     expect(page.get_by_test_id("run-panel")).to_contain_text("cached")  # upstream outputs were reused
     second = page.get_by_test_id("run-panel").get_attribute("data-run")
@@ -65,6 +66,6 @@ def test_an_approval_node_asks_in_the_page(page: Page, tmp_path):
     expect(approval).to_contain_text("Publish this?", timeout=60_000)
     approval.get_by_placeholder("Replacement value (optional)").fill("final draft")
     approval.get_by_role("button", name="Approve").click()
-    expect(page.get_by_test_id("run-state")).to_have_text("completed", timeout=60_000)
+    run_completes(page)
     completed(page, "src", "ok")
     expect(page.get_by_test_id("final-output")).to_contain_text("final draft")

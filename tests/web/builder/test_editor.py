@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -38,6 +39,12 @@ def drag_agent(page: Page, agent: str, x: int, y: int) -> None:
 def select(page: Page, node_id: str) -> None:
     node(page, node_id).locator(".node-head").click()
     expect(page.get_by_test_id("inspector")).to_contain_text(node(page, node_id).locator(".node-title").inner_text())
+
+
+def run_completes(page: Page) -> None:
+    state = page.get_by_test_id("run-state")
+    expect(state).to_have_text(re.compile("completed|failed|cancelled"), timeout=60_000)
+    assert state.inner_text() == "completed", page.get_by_test_id("run-panel").inner_text()
 
 
 def export(page: Page, label: str) -> str:
@@ -98,9 +105,9 @@ def test_draw_run_save_reload_export(page: Page, tmp_path):
     page.get_by_test_id("run").click()
     page.locator("#input-who").fill("world")
     page.get_by_test_id("start-run").click()
+    run_completes(page)
     for node_id in ("input_1", "template_1", "wait_1"):
         expect(node(page, node_id).locator(".node")).to_have_attribute("data-state", "completed", timeout=60_000)
-    expect(page.get_by_test_id("run-state")).to_have_text("completed", timeout=60_000)
     expect(page.get_by_test_id("final-output")).to_contain_text("Hello world!")
     # the node's last run: its inputs and output
     select(page, "template_1")
