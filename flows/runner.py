@@ -6,6 +6,8 @@ process's run pool; its state, per-node states and results are read back from th
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from contextvars import copy_context
@@ -25,6 +27,8 @@ from flows.history import RunView, read_run
 from flows.spec import Workflow
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cxmpute-run")
+# Runs execute inside this process; the tag lets a later process on this host find runs it orphaned.
+EXECUTOR_TAG = f"executor:{socket.gethostname()}:{os.getpid()}"
 _active: dict[str, threading.Event] = {}
 _lock = threading.Lock()
 
@@ -52,7 +56,7 @@ def start_run(
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(
             compiled.flow, name=compiled.plan.workflow.name, parameters=parameters,
-            tags=[f"owner:{owner}", *(tags or [])],
+            tags=[f"owner:{owner}", EXECUTOR_TAG, *(tags or [])],
         )
     done = threading.Event()
     with _lock:
@@ -132,3 +136,45 @@ def resume_run(run_id: str, owner: str, response: ApprovalResponse) -> None:
         raise AgentError(f"run {run_id} is not waiting for an answer ({exc})", field="run_id",
                          status_code=409) from None
 
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans() -> list[str]:
+    """Mark crashed the unfinished runs whose executing process on this host is gone, so they stop
+    looking alive; re-running them from the failed node reuses every node that had completed."""
+    from prefect.client.schemas.filters import (
+        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    from flows.engine import FLOW_NAME
+
+    prefix = f"executor:{socket.gethostname()}:"
+    reaped = []
+    unfinished = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+        any_=[StateType.RUNNING, StateType.PENDING, StateType.PAUSED, StateType.SCHEDULED])))
+    with get_client(sync_client=True) as client:
+        runs: list = []
+        while True:
+            page = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+                                         flow_run_filter=unfinished, limit=200, offset=len(runs))
+            runs.extend(page)
+            if len(page) < 200:
+                break
+        for run in runs:
+            pids = [int(t.rsplit(":", 1)[1]) for t in run.tags if t.startswith(prefix) and t.rsplit(":", 1)[1].isdigit()]
+            if pids and not any(_alive(pid) for pid in pids):
+                client.set_flow_run_state(run.id, Crashed(message="the process executing this run stopped; "
+                                                                   "re-run it from the failed node"), force=True)
+                reaped.append(str(run.id))
+    return reaped

@@ -18,6 +18,16 @@ console = Console(stderr=True)
 def _serve(host: str, port: int) -> None:
     import uvicorn
 
+    from flows.runner import reap_orphans
+
+    try:
+        reaped = reap_orphans()
+    except Exception as exc:  # an unreachable Prefect API must not stop the API from starting
+        console.print(f"[yellow]could not check for orphaned runs: {exc}[/yellow]")
+    else:
+        if reaped:
+            console.print(f"marked {len(reaped)} run(s) left by a stopped process as crashed")
+
     uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="info")
 
 
