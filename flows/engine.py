@@ -28,6 +28,7 @@ from agxnt.builtins import ApprovalResponse
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.registry import registry
+from agxnt.secrets import redact
 from flows.spec import Workflow
 from flows.validate import Plan, validate_or_raise
 
@@ -126,9 +127,11 @@ async def run_node(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise NodeFailed(f"node {node_id!r} ({agent}): invalid input: {problems}") from exc
-    return NodeResult(node=node_id, agent=agent, version=version, inputs=inputs,
-                      output=output.model_dump(mode="json"), started_at=started,
-                      finished_at=datetime.now(timezone.utc)).model_dump(mode="json")
+    result = NodeResult(node=node_id, agent=agent, version=version, inputs=inputs,
+                        output=output.model_dump(mode="json"), started_at=started,
+                        finished_at=datetime.now(timezone.utc)).model_dump(mode="json")
+    # Persisted results are readable through the run view: no secret an agent used may appear there.
+    return redact(result, ctx.secrets.values())
 
 
 @lru_cache(maxsize=256)

@@ -222,3 +222,37 @@ def read_run_state(run_id):
 
 
 import time  # noqa: E402
+
+
+class _SecretName(BaseModel):
+    name: str
+
+
+class _Leak(BaseModel):
+    text: str
+
+
+class Leaky(Agent):
+    """Echoes a secret's value, as a careless agent might."""
+
+    id = "test.leaky"
+    name = "Leaky"
+    Input = _SecretName
+    Output = _Leak
+
+    async def run(self, input, ctx: AgentContext):
+        return _Leak(text=f"token is {ctx.secret(input.name)}")
+
+
+def test_secret_values_never_reach_the_run_view():
+    from agxnt.secrets import store_for
+    from cxmpute.settings import get_settings
+
+    registry.register(Leaky)
+    store_for(get_settings()).set("carol", "api_token", "sk-very-secret-value-123")
+    doc = {"name": "leak", "outputs": {"o": {"node": "l", "field": "text"}},
+           "nodes": [{"id": "l", "agent": "test.leaky", "params": {"name": "api_token"}}]}
+    view = run_workflow(doc, owner="carol", timeout=120)
+    assert view.state == "completed"
+    assert view.outputs == {"o": "token is [redacted]"}
+    assert "sk-very-secret" not in view.model_dump_json()
