@@ -25,6 +25,7 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
 POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 15.0
 SETTLE_GRACE_SECONDS = 10.0  # a finished run's last node states arrive as events shortly after it ends
+LOG_DRAIN_SECONDS = 3.0  # run logs reach the Prefect API in batches, about every two seconds
 LOG_PAGE = 200
 
 
@@ -66,6 +67,7 @@ async def events(run_id: str, request: Request, owner: str = Depends(current_own
         view, last, logged = first, None, 0
         started = beat = time.monotonic()
         finished_at: float | None = None
+        settled_at: float | None = None
         while True:
             data = view.model_dump_json()
             if data != last:
@@ -79,8 +81,11 @@ async def events(run_id: str, request: Request, owner: str = Depends(current_own
             now = time.monotonic()
             if view.finished and finished_at is None:
                 finished_at = now
-            if (view.settled and len(lines) < LOG_PAGE) or now - started > max_seconds or (
-                    finished_at is not None and now - finished_at > SETTLE_GRACE_SECONDS):
+            if view.settled and settled_at is None:
+                settled_at = now
+            drained = settled_at is not None and now - settled_at > LOG_DRAIN_SECONDS and len(lines) < LOG_PAGE
+            if drained or now - started > max_seconds or (
+                    finished_at is not None and now - finished_at > SETTLE_GRACE_SECONDS + LOG_DRAIN_SECONDS):
                 yield _event("end", json.dumps({"state": view.state}))
                 return
             if now - beat > HEARTBEAT_SECONDS:
