@@ -30,6 +30,7 @@ class Services:
 
     def __init__(self, settings: Settings | None = None, **overrides: Any):
         self.settings = settings or get_settings()
+        self._overrides = overrides
         for name, value in overrides.items():
             self.__dict__[name] = value
 
@@ -39,10 +40,13 @@ class Services:
 
         return MemoryStore.from_settings(self.settings)
 
-    @cached_property
+    @property
     def llm(self):  # -> langchain BaseChatModel
+        """A chat model for the caller's event loop (cheap: local weights are cached by the loader)."""
         from agxnt.llm import chat_model
 
+        if "llm" in self._overrides:
+            return self._overrides["llm"]
         return chat_model(self.settings)
 
     @cached_property

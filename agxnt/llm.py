@@ -107,7 +107,12 @@ def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
     if settings.llm_base_url or not settings.llm_model:
         from langchain_openai import ChatOpenAI
 
+        from cxmpute.http import async_client
+
         base_url = settings.llm_base_url or f"{settings.resolved_api_url.rstrip('/')}/v1"
+        # langchain-openai otherwise shares one async client per base URL across event loops, and a
+        # client's connections belong to the loop that opened them: give each model its own.
+        overrides.setdefault("http_async_client", async_client(timeout=120.0))
         return ChatOpenAI(base_url=base_url, api_key=settings.llm_api_key,
                           model=settings.llm_model or GATEWAY_MODEL, **overrides)
     return LocalChatModel(model_id=settings.llm_model, **overrides)

@@ -73,3 +73,25 @@ def test_default_is_the_platform_gateway():
     llm = chat_model(Settings(api_url="http://127.0.0.1:8123", llm_model=None, llm_base_url=None))
     assert isinstance(llm, ChatOpenAI)
     assert str(llm.openai_api_base).rstrip("/") == "http://127.0.0.1:8123/v1"
+
+
+def test_platform_model_serves_calls_from_separate_event_loops():
+    """The API's loop and each workflow run's loop all call the model; none may inherit another's client."""
+    import asyncio
+
+    from agxnt.context import Services
+
+    class KeepAlive(_OpenAIHandler):
+        protocol_version = "HTTP/1.1"  # pooled connections are what tie a client to its loop
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        services = Services(Settings(llm_base_url=f"http://127.0.0.1:{server.server_port}/v1", llm_model="m"))
+
+        async def ask() -> str:
+            return (await services.llm.ainvoke("hi")).content
+
+        assert [asyncio.run(ask()) for _ in range(3)] == ["grounded answer"] * 3
+    finally:
+        server.shutdown()
