@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.builder.test_editor import node, run_completes, select
+from tests.web.builder.canvas import node, run_completes, select
 
 pytestmark = pytest.mark.browser
 

@@ -3,54 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
-from tests.web.builder.conftest import SCREENSHOTS
+from tests.web.builder.canvas import SCREENSHOTS, connect, drag_agent, export, handle, node, run_completes, select
 
 pytestmark = pytest.mark.browser
-
-
-def node(page: Page, node_id: str):
-    return page.locator(f'.react-flow__node[data-id="{node_id}"]')
-
-
-def handle(page: Page, node_id: str, port: str):
-    return node(page, node_id).locator(f'.react-flow__handle[data-handleid="{port}"]')
-
-
-def connect(page: Page, src: str, src_port: str, tgt: str, tgt_port: str) -> None:
-    a = handle(page, src, f"out:{src_port}").bounding_box()
-    b = handle(page, tgt, f"in:{tgt_port}").bounding_box()
-    page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
-    page.mouse.up()
-
-
-def drag_agent(page: Page, agent: str, x: int, y: int) -> None:
-    page.locator(f'.palette-item[data-agent="{agent}"]').drag_to(
-        page.locator(".react-flow__pane"), target_position={"x": x, "y": y})
-
-
-def select(page: Page, node_id: str) -> None:
-    node(page, node_id).locator(".node-head").click()
-    expect(page.get_by_test_id("inspector")).to_contain_text(node(page, node_id).locator(".node-title").inner_text())
-
-
-def run_completes(page: Page) -> None:
-    state = page.get_by_test_id("run-state")
-    expect(state).to_have_text(re.compile("completed|failed|cancelled"), timeout=60_000)
-    assert state.inner_text() == "completed", page.get_by_test_id("run-panel").inner_text()
-
-
-def export(page: Page, label: str) -> str:
-    with page.expect_download() as info:
-        page.get_by_role("button", name=label).click()
-    return open(info.value.path()).read()
 
 
 def test_draw_run_save_reload_export(page: Page, tmp_path):
@@ -130,3 +90,24 @@ def test_draw_run_save_reload_export(page: Page, tmp_path):
     doc = json.loads(exported)
     assert {(e["source"], e["source_field"], e["target"], e["target_field"]) for e in doc["edges"]} == {
         ("input_1", "value", "template_1", "variables.who"), ("template_1", "text", "wait_1", "value")}
+
+
+def test_duplicate_and_delete(page: Page):
+    page.goto("/")
+    page.get_by_role("button", name="Templates").click()
+    page.locator('[data-template="diamond"]').click()
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("toast")).to_contain_text("Saved diamond (version 1)")
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("toast")).to_contain_text("Saved diamond (version 2)")
+    page.get_by_role("button", name="Duplicate").click()
+    expect(page.get_by_label("Workflow name")).to_have_value("diamond copy")
+    expect(page.get_by_test_id("saved-version")).to_have_text("v1")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_test_id("toast")).to_have_text("Deleted")
+    expect(page.locator(".react-flow__node")).to_have_count(0)
+    page.get_by_role("button", name="Open").click()
+    names = page.get_by_test_id("workflow-item")
+    expect(names.filter(has_text="diamond")).not_to_have_count(0)
+    expect(names.filter(has_text="diamond copy")).to_have_count(0)

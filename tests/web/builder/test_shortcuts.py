@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.builder.test_editor import connect, drag_agent, node
+from tests.web.builder.canvas import connect, drag_agent, node
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,50 @@
+"""Driving the builder's canvas from Playwright: nodes, ports, drags and runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+# The README shows one of these; every browser test run refreshes them.
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "web" / "builder" / "screenshots"
+
+
+def node(page: Page, node_id: str):
+    return page.locator(f'.react-flow__node[data-id="{node_id}"]')
+
+
+def handle(page: Page, node_id: str, port: str):
+    return node(page, node_id).locator(f'.react-flow__handle[data-handleid="{port}"]')
+
+
+def connect(page: Page, src: str, src_port: str, tgt: str, tgt_port: str) -> None:
+    a = handle(page, src, f"out:{src_port}").bounding_box()
+    b = handle(page, tgt, f"in:{tgt_port}").bounding_box()
+    page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
+    page.mouse.up()
+
+
+def drag_agent(page: Page, agent: str, x: int, y: int) -> None:
+    page.locator(f'.palette-item[data-agent="{agent}"]').drag_to(
+        page.locator(".react-flow__pane"), target_position={"x": x, "y": y})
+
+
+def select(page: Page, node_id: str) -> None:
+    node(page, node_id).locator(".node-head").click()
+    expect(page.get_by_test_id("inspector")).to_contain_text(node(page, node_id).locator(".node-title").inner_text())
+
+
+def run_completes(page: Page) -> None:
+    state = page.get_by_test_id("run-state")
+    expect(state).to_have_text(re.compile("completed|failed|cancelled"), timeout=60_000)
+    assert state.inner_text() == "completed", page.get_by_test_id("run-panel").inner_text()
+
+
+def export(page: Page, label: str) -> str:
+    with page.expect_download() as info:
+        page.get_by_role("button", name=label).click()
+    return open(info.value.path()).read()
