@@ -69,3 +69,31 @@ def test_an_approval_node_asks_in_the_page(page: Page, tmp_path):
     run_completes(page)
     completed(page, "src", "ok")
     expect(page.get_by_test_id("final-output")).to_contain_text("final draft")
+
+
+PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+         "AAAABJRU5ErkJggg==")
+RENDERED = {
+    "version": 1, "name": "rendered",
+    "nodes": [
+        {"id": "md", "agent": "io.template", "params": {"template": "# Report\n- **bold** point\n- see [docs](/docs)"}},
+        {"id": "img", "agent": "io.template", "params": {"template": PIXEL}, "position": {"x": 0, "y": 200}},
+        {"id": "data", "agent": "io.json", "params": {"data": {"rows": [1, 2]}, "path": ""}, "position": {"x": 0, "y": 400}},
+    ],
+    "edges": [],
+}
+
+
+def test_outputs_render_by_kind(page: Page, tmp_path):
+    (tmp_path / "rendered.json").write_text(json.dumps(RENDERED))
+    page.goto("/")
+    page.get_by_test_id("import").set_input_files(str(tmp_path / "rendered.json"))
+    page.get_by_test_id("run").click()
+    page.get_by_test_id("start-run").click()
+    run_completes(page)
+    out = page.get_by_test_id("final-output")
+    expect(out.locator(".markdown h3")).to_have_text("Report")
+    expect(out.locator(".markdown li strong")).to_have_text("bold")
+    expect(out.locator('.markdown a[href="/docs"]')).to_have_text("docs")
+    expect(out.locator("img.out-image")).to_have_attribute("src", PIXEL)
+    expect(out.locator("pre.out-json")).to_contain_text('"rows"')
