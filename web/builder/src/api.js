@@ -1,9 +1,24 @@
 // Thin wrappers over the platform API; every failure becomes an Error carrying the server's message.
 
+const TOKEN_KEY = "cxmpute.session";
+
+// The signed-in wallet's session ({token, address}), or null for the local single-user default.
+export const session = {
+  get: () => { try { return JSON.parse(localStorage.getItem(TOKEN_KEY)); } catch { return null; } },
+  set: (value) => (value ? localStorage.setItem(TOKEN_KEY, JSON.stringify(value)) : localStorage.removeItem(TOKEN_KEY)),
+};
+
+function headers(json) {
+  const out = json ? { "content-type": "application/json" } : {};
+  const token = session.get()?.token;
+  if (token) out.authorization = `Bearer ${token}`;
+  return out;
+}
+
 async function call(method, path, body) {
   const res = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers: headers(body !== undefined),
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return answer(res);
@@ -41,14 +56,35 @@ export const api = {
   run: (id) => call("GET", `/v1/runs/${id}`),
   resume: (id, reply) => call("POST", `/v1/runs/${id}/resume`, reply),
   rerun: (id, node) => call("POST", `/v1/runs/${id}/rerun`, { node }),
+  nonce: () => call("GET", "/v1/auth/nonce"),
+  verify: (message, signature) => call("POST", "/v1/auth/verify", { message, signature }),
+  logout: () => call("POST", "/v1/auth/logout"),
 };
 
-// Live run views over server-sent events: `run` carries the whole run view, `log` one log line.
+// Live run views over server-sent events: `run` carries the whole run view, `log` one log line. Read with
+// fetch rather than EventSource, which cannot send the session's Authorization header.
 export function watchRun(id, onView, onLog, onEnd) {
-  const source = new EventSource(`/v1/runs/${id}/events`);
-  source.addEventListener("run", (e) => onView(JSON.parse(e.data)));
-  source.addEventListener("log", (e) => onLog(JSON.parse(e.data)));
-  source.addEventListener("end", () => { source.close(); onEnd?.(); });
-  source.onerror = () => { source.close(); onEnd?.(new Error("lost the run's event stream")); };
-  return () => source.close();
+  const abort = new AbortController();
+  const handlers = { run: onView, log: onLog };
+  (async () => {
+    const res = await fetch(`/v1/runs/${id}/events`, { headers: headers(false), signal: abort.signal });
+    if (!res.ok) throw new Error(`run events: ${(await res.json().catch(() => ({}))).detail || res.status}`);
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const name = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (name && data !== undefined) handlers[name]?.(JSON.parse(data));
+      }
+    }
+    onEnd?.();
+  })().catch((err) => { if (err.name !== "AbortError") onEnd?.(err); });
+  return () => abort.abort();
 }

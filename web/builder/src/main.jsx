@@ -7,7 +7,8 @@ import {
 import "@xyflow/react/dist/style.css";
 import YAML from "yaml";
 import "./styles.css";
-import { api, watchRun } from "./api.js";
+import { api, session, watchRun } from "./api.js";
+import { signIn, signOut } from "./wallet.js";
 import AgentNode from "./AgentNode.jsx";
 import { BuilderContext } from "./context.js";
 import { autoLayout, edgeOf, freshId, fromDocument, toDocument } from "./document.js";
@@ -35,6 +36,7 @@ function Editor() {
   const [runView, setRunView] = useState(null);
   const [logs, setLogs] = useState([]);
   const [savedKey, setSavedKey] = useState(null);
+  const [owner, setOwner] = useState(() => session.get()?.address || "local");
   const [opening, setOpening] = useState(() => /#w=/.test(location.hash));
   const [toast, setToast] = useState(null);
   const [dialog, setDialog] = useState(null);
@@ -319,7 +321,11 @@ function Editor() {
           <span className="sep" />
           <button className="primary" onClick={() => setDialog("run")} data-testid="run">Run</button>
           <button onClick={() => setDialog("history")}>History</button>
-          <span className="owner muted" title="Runs and workflows belong to this account">local</span>
+          <span className="owner muted" title="Runs and workflows belong to this account" data-testid="owner">{owner}</span>
+          {owner === "local"
+            ? <button onClick={() => signIn().then((a) => { setOwner(a); load(EMPTY_META); say(`Signed in as ${a}`); })
+                                            .catch((err) => say(`Not signed in: ${err.message}`, "error"))}>Sign in with wallet</button>
+            : <button onClick={() => signOut().finally(() => { setOwner("local"); load(EMPTY_META); })}>Sign out</button>}
         </header>
         <Palette agents={agents} onAdd={(id) => addNode(id)} />
         <main className="canvas" onDragOver={(e) => { e.preventDefault(); e.dataTransfer.dropEffect = "move"; }} onDrop={onDrop}>
