@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
+from cxmpute.errors import CxmputeError
 
-class AgentError(Exception):
+
+class AgentError(CxmputeError):
     """A failure caused by the caller's input or the agent's environment, not a bug."""
-
-    status_code = 400
-
-    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if status_code is not None:
-            self.status_code = status_code
-
-    def to_dict(self) -> dict:
-        return {"message": self.message, "field": self.field}
 
 
 class NotFound(AgentError):

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+from cxmpute.errors import CxmputeError
 
-class ComputeError(Exception):
-    status_code = 400
 
-    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if status_code is not None:
-            self.status_code = status_code
+class ComputeError(CxmputeError):
+    pass
 
 
 class Unauthorized(ComputeError):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+from cxmpute.errors import CxmputeError
 
-class StorageError(Exception):
-    status_code = 400
 
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+class StorageError(CxmputeError):
+    pass
 
 
 class NotFound(StorageError):

@@ -9,16 +9,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agxnt.errors import AgentError
+from cxmpute.errors import CxmputeError
 from flows.validate import WorkflowInvalid
 
 log = logging.getLogger("cxmpute.web")
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(AgentError)
-    async def _agent_error(_: Request, exc: AgentError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.message, "field": exc.field})
+    @app.exception_handler(CxmputeError)
+    async def _platform_error(_: Request, exc: CxmputeError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content=exc.body(), headers=exc.headers())
 
     @app.exception_handler(WorkflowInvalid)
     async def _workflow_invalid(_: Request, exc: WorkflowInvalid) -> JSONResponse:

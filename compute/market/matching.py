@@ -49,6 +49,9 @@ class NoMatchError(Conflict):
         super().__init__(f"no provision matches: {explanation.message}", field="price_max_gwei")
         self.explanation = explanation
 
+    def body(self) -> dict:
+        return {**super().body(), "no_match": self.explanation.model_dump()}
+
 
 class Market:
     def __init__(self, store: Store, domain: Domain):

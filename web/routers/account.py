@@ -11,9 +11,9 @@ from compute.ledger.book import HistoryItem
 from compute.ledger.funds import ChainCredit, Credited, Withdrawal, WithdrawalOut, deposit, withdraw
 from compute.network import Network
 from cxmpute.settings import get_settings
-from web.routers._compute import ComputeRoute, network, signed_in
+from web.routers._compute import network, signed_in
 
-router = APIRouter(prefix="/v1/account", tags=["account"], route_class=ComputeRoute)
+router = APIRouter(prefix="/v1/account", tags=["account"])
 account = signed_in("account")
 
 

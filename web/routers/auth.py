@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Header
 from compute.identity import siwe, tokens
 from compute.identity.tokens import ApiKeyCreate, ApiKeyInfo, NewApiKey, Principal
 from compute.network import Network
-from web.routers._compute import ComputeRoute, network, signed_in
+from web.routers._compute import network, signed_in
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=ComputeRoute)
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.get("/nonce", summary="A single-use nonce for an EIP-4361 sign-in message")

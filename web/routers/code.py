@@ -13,9 +13,8 @@ from agxnt.context import default_services
 from compute.runtimes import DEFAULT_RUNTIME, RuntimeRegistry
 from compute.runtimes.code import SessionInfo
 from web.deps import current_owner
-from web.routers._compute import ComputeRoute
 
-router = APIRouter(prefix="/v1", tags=["code"], route_class=ComputeRoute)
+router = APIRouter(prefix="/v1", tags=["code"])
 
 
 class RuntimeInfo(BaseModel):

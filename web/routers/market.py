@@ -16,7 +16,7 @@ from compute.market.demand import MatchRequest
 from compute.market.leases import EndIn, LeaseOut, UsageIn, UsageOut
 from compute.market.matching import SWEEP_EVERY_S, Quote
 from compute.network import Network, get_network
-from web.routers._compute import ComputeRoute, network, signed_in
+from web.routers._compute import network, signed_in
 
 @asynccontextmanager
 async def _sweeper(_: object) -> AsyncIterator[None]:
@@ -39,7 +39,7 @@ async def _sweeper(_: object) -> AsyncIterator[None]:
         task.cancel()
 
 
-router = APIRouter(prefix="/v1", tags=["market"], route_class=ComputeRoute, lifespan=_sweeper)
+router = APIRouter(prefix="/v1", tags=["market"], lifespan=_sweeper)
 market = signed_in("market")
 log = logging.getLogger("cxmpute.market")
 

@@ -11,9 +11,9 @@ from compute.network import Network
 from compute.providers import registry
 from compute.provisions import ProvisionOut, ProvisionPatch, ProvisionSpec
 from web.deps import current_principal
-from web.routers._compute import ComputeRoute, network, signed_in
+from web.routers._compute import network, signed_in
 
-router = APIRouter(prefix="/v1", tags=["providers"], route_class=ComputeRoute)
+router = APIRouter(prefix="/v1", tags=["providers"])
 provider = signed_in("provider")
 
 

@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from agxnt.errors import AgentError
 from cxmpute.settings import get_settings
 from stxrage import open_storage
-from stxrage.errors import StorageError
 from stxrage.models import AuditReport, FileEntry, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
 from stxrage.store import Storage
 from web.deps import current_owner
@@ -31,11 +30,8 @@ def storage() -> Storage:
 
 
 async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
-    """Run a storage call off the event loop; storage errors become the API's 4xx/5xx JSON."""
-    try:
-        return await run_in_threadpool(fn, *args, **kwargs)
-    except StorageError as exc:
-        raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
+    """Run a storage call off the event loop."""
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 @router.post("/files", response_model=PutStats, status_code=201, summary="Store a file (streamed request body)")
