@@ -25,6 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: receive SIGTERM when the process that started the server dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_server(home: Path, port: int, log_path: Path | None = None, wait: float = 120.0) -> subprocess.Popen:
     """Start `prefect server start` with its database in ``home``; return once its API answers."""
     home.mkdir(parents=True, exist_ok=True)
@@ -40,7 +49,10 @@ def start_server(home: Path, port: int, log_path: Path | None = None, wait: floa
     log = open(log_path or home / "server.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        # Its own session keeps Ctrl-C for the parent, which stops the server after its own work;
+        # the death signal keeps a killed parent from leaving the server behind.
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     api = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + wait
