@@ -41,9 +41,11 @@ def test_draw_run_save_reload_export(page: Page, tmp_path):
     expect(handle(page, "template_1", "in:variables.who")).to_have_count(1)
     select(page, "wait_1")
     page.locator("#param-seconds").fill("-1")
-    expect(page.locator('[data-field="seconds"] .field-error')).to_contain_text("≥ 0")
+    expect(page.locator('[data-field="param.seconds"] .field-error')).to_contain_text("≥ 0")
     page.locator("#param-seconds").fill("0")
-    expect(page.locator('[data-field="seconds"] .field-error')).to_have_count(0)
+    expect(page.locator('[data-field="param.seconds"] .field-error')).to_have_count(0)
+    page.get_by_text("Run options").click()
+    page.locator("#option-retries").fill("2")
 
     connect(page, "input_1", "value", "template_1", "variables.who")
     connect(page, "template_1", "text", "wait_1", "value")
@@ -90,6 +92,7 @@ def test_draw_run_save_reload_export(page: Page, tmp_path):
     doc = json.loads(exported)
     assert {(e["source"], e["source_field"], e["target"], e["target_field"]) for e in doc["edges"]} == {
         ("input_1", "value", "template_1", "variables.who"), ("template_1", "text", "wait_1", "value")}
+    assert next(n for n in doc["nodes"] if n["id"] == "wait_1")["options"]["retries"] == 2
 
 
 def test_duplicate_and_delete(page: Page):

@@ -2,7 +2,7 @@ import { useEffect, useState } from "react";
 import { checkValue, inputFields, isDictInput, widgetFor } from "./schema.js";
 import { Fields } from "./Value.jsx";
 
-function FieldEditor({ field, value, onChange, connected, serverProblem }) {
+function FieldEditor({ field, value, onChange, connected, serverProblem, idPrefix = "param" }) {
   const widget = widgetFor(field);
   const shown = value === undefined ? "" : widget === "json" ? JSON.stringify(value, null, 1) : value;
   const [draft, setDraft] = useState(shown);
@@ -24,7 +24,7 @@ function FieldEditor({ field, value, onChange, connected, serverProblem }) {
     setParseError(null); onChange(raw);
   };
   const problem = parseError || (connected ? null : checkValue(field, value)) || serverProblem;
-  const id = `param-${field.name}`;
+  const id = `${idPrefix}-${field.name}`;
   let input;
   if (widget === "checkbox") {
     input = <input id={id} name={field.name} type="checkbox" checked={Boolean(value ?? field.schema.default)}
@@ -45,7 +45,7 @@ function FieldEditor({ field, value, onChange, connected, serverProblem }) {
                    onChange={(e) => commit(e.target.value)} />;
   }
   return (
-    <div className={`field ${problem ? "field-invalid" : ""}`} data-field={field.name}>
+    <div className={`field ${problem ? "field-invalid" : ""}`} data-field={`${idPrefix}.${field.name}`}>
       <label htmlFor={id}>{field.title}{field.required && <span className="req">*</span>}
         {connected && <span className="muted"> (connected)</span>}</label>
       {input}
@@ -66,7 +66,8 @@ function AddPort({ field, onAdd }) {
   );
 }
 
-export function Inspector({ node, agent, edges, problems, run, onParams, onLabel, onAddPort, onRerun, canRerun }) {
+export function Inspector({ node, agent, edges, problems, run, optionsSchema, onParams, onOptions, onLabel, onAddPort,
+                           onRerun, canRerun }) {
   if (!node) return <div className="inspector muted">Select a node to edit its params.</div>;
   if (!agent) return <div className="inspector">Unknown agent {node.data.agent}</div>;
   const fed = new Set(edges.filter((e) => e.target === node.id).map((e) => e.targetHandle.slice(3).split(".")[0]));
@@ -92,6 +93,20 @@ export function Inspector({ node, agent, edges, problems, run, onParams, onLabel
           {isDictInput(agent, f.name) && <AddPort field={f.name} onAdd={onAddPort} />}
         </div>
       ))}
+      {optionsSchema && (
+        <details className="options">
+          <summary>Run options</summary>
+          {inputFields({ input_schema: optionsSchema }).map((f) => (
+            <FieldEditor key={`${node.id}:options:${f.name}`} field={f} idPrefix="option" value={node.data.options?.[f.name]} connected={false}
+                         serverProblem={mine.find((p) => p.field === `options.${f.name}`)?.message}
+                         onChange={(v) => {
+                           const options = { ...(node.data.options || {}) };
+                           if (v === undefined) delete options[f.name]; else options[f.name] = v;
+                           onOptions(Object.keys(options).length ? options : undefined);
+                         }} />
+          ))}
+        </details>
+      )}
       {run && (
         <div className="last-run" data-testid="last-run">
           <h4>Last run: <span className={`badge badge-${run.state}`}>{run.state}</span>

@@ -40,6 +40,7 @@ async function answer(res) {
 export const api = {
   agents: () => call("GET", "/v1/agents"),
   templates: () => call("GET", "/v1/workflows/templates"),
+  schema: () => call("GET", "/v1/workflows/schema"),
   validate: (doc) => call("POST", "/v1/workflows/validate", doc),
   list: () => call("GET", "/v1/workflows?limit=500"),
   get: (id) => {

@@ -40,7 +40,7 @@ export function toDocument(meta, nodes, edges) {
   if (Object.keys(inputs).length || "inputs" in meta) doc.inputs = inputs;
   doc.nodes = nodes.map((n) => {
     const out = { id: n.id, agent: n.data.agent };
-    for (const k of NODE_KEYS) if (k in n.data) out[k] = n.data[k];
+    for (const k of NODE_KEYS) if (n.data[k] !== undefined) out[k] = n.data[k];
     if (n.data.hasParams !== false || Object.keys(n.data.params || {}).length) out.params = n.data.params || {};
     out.position = { x: round(n.position.x), y: round(n.position.y) };
     return out;

@@ -28,6 +28,7 @@ const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA
 function Editor() {
   const flow = useReactFlow();
   const [agents, setAgents] = useState([]);
+  const [optionsSchema, setOptionsSchema] = useState(null);
   const [meta, setMeta] = useState(EMPTY_META);
   const [nodes, setNodes, onNodesChange] = useNodesState([]);
   const [edges, setEdges, onEdgesChange] = useEdgesState([]);
@@ -89,6 +90,7 @@ function Editor() {
 
   useEffect(() => {
     api.agents().then((r) => setAgents(r.items)).catch((err) => say(`Could not load agents: ${err.message}`, "error"));
+    api.schema().then((schema) => setOptionsSchema(schema.$defs?.NodeOptions ?? null)).catch(() => setOptionsSchema(null));
     const m = /#w=([^&]+)/.exec(location.hash);
     if (m) openSaved(decodeURIComponent(m[1]));
   }, []);
@@ -347,6 +349,7 @@ function Editor() {
                      run={focus && runView?.nodes?.[focus.id]} canRerun={Boolean(focus && runView?.id && runView?.nodes?.[focus.id])}
                      onParams={(params) => updateNodeData(focus.id, { params })}
                      onLabel={(label) => updateNodeData(focus.id, { label: label || undefined })}
+                     optionsSchema={optionsSchema} onOptions={(options) => updateNodeData(focus.id, { options })}
                      onAddPort={(port) => updateNodeData(focus.id, { ports: [...(focus.data.ports || []), port] })}
                      onRerun={() => rerunFrom(focus.id)} />
           {docProblems.length > 0 && (
