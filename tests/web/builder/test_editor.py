@@ -74,6 +74,8 @@ def test_draw_run_save_reload_export(page: Page, tmp_path):
     # the node's last run: its inputs and output
     select(page, "template_1")
     expect(page.get_by_test_id("last-run")).to_contain_text("Hello world!")
+    page.locator(".react-flow__pane").click(position={"x": 400, "y": 500})  # deselect: the run panel in view
+    expect(page.get_by_test_id("final-output")).to_be_in_viewport()
     page.screenshot(path=str(SCREENSHOTS / "run.png"))
 
     page.reload()

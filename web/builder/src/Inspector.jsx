@@ -94,7 +94,7 @@ export function Inspector({ node, agent, edges, problems, run, optionsSchema, on
         </div>
       ))}
       {optionsSchema && (
-        <details className="options">
+        <details className="options" key={node.id}>
           <summary>Run options</summary>
           {inputFields({ input_schema: optionsSchema }).map((f) => (
             <FieldEditor key={`${node.id}:options:${f.name}`} field={f} idPrefix="option" value={node.data.options?.[f.name]} connected={false}
