@@ -25,6 +25,7 @@ class Registry:
         self._agents: dict[str, dict[str, type[Agent]]] = {}
         self._loaded = False
         self._lock = threading.Lock()
+        self._catalogue: list[AgentInfo] | None = None  # JSON Schemas are costly to build; agents rarely change
 
     def load(self) -> None:
         with self._lock:
@@ -41,6 +42,7 @@ class Registry:
 
     def _add(self, cls: type[Agent]) -> None:
         self._agents.setdefault(cls.id, {})[cls.version] = cls
+        self._catalogue = None
 
     def register(self, cls: type[Agent]) -> type[Agent]:
         """Add an agent class in-process (plug-ins loaded at run time, tests)."""
@@ -80,7 +82,10 @@ class Registry:
             return False
 
     def catalogue(self) -> list[AgentInfo]:
-        return [self.get(i).info(self.versions(i)) for i in self.ids()]
+        catalogue = self._catalogue
+        if catalogue is None:
+            catalogue = self._catalogue = [self.get(i).info(self.versions(i)) for i in self.ids()]
+        return catalogue
 
 
 registry = Registry()

@@ -65,3 +65,26 @@ def test_missing_secret_names_it():
     with pytest.raises(AgentError) as exc:
         AgentContext().secret("twitter_token")
     assert exc.value.field == "twitter_token"
+
+
+def test_catalogue_is_rebuilt_when_an_agent_registers():
+    from pydantic import BaseModel
+
+    from agxnt import Agent
+
+    class Io(BaseModel):
+        x: int = 0
+
+    class Late(Agent):
+        id = "test.late"
+        name = "Late"
+        Input = Io
+        Output = Io
+
+        async def run(self, input, ctx):
+            return input
+
+    before = registry.catalogue()
+    assert registry.catalogue() is before  # cached between calls
+    registry.register(Late)
+    assert "test.late" in {a.id for a in registry.catalogue()}
