@@ -86,24 +86,29 @@ def migration_locations() -> list[str]:
 
 
 _migrated: set[str] = set()
+_migrate_lock = threading.Lock()
 
 
 def migrate(url: str | None = None) -> None:
-    """Bring the database to the newest revision of every package's migrations (idempotent)."""
+    """Bring the database to the newest revision of every package's migrations (idempotent).
+
+    The first call per URL holds a lock through the whole upgrade: two Alembic upgrades of one database
+    at once race on its version table (and crashed SQLite in a threaded test)."""
     from alembic import command
     from alembic.config import Config
 
     url = url or get_settings().resolved_database_url
-    with _lock:
+    if url in _migrated:
+        return
+    with _migrate_lock:
         if url in _migrated:
             return
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    cfg.set_main_option("version_locations", " ".join(migration_locations()))
-    cfg.set_main_option("path_separator", "space")
-    cfg.attributes["url"] = url
-    command.upgrade(cfg, "heads")
-    with _lock:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        cfg.set_main_option("version_locations", " ".join(migration_locations()))
+        cfg.set_main_option("path_separator", "space")
+        cfg.attributes["url"] = url
+        command.upgrade(cfg, "heads")
         _migrated.add(url)
 
 
@@ -112,4 +117,5 @@ def reset_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+    with _migrate_lock:
         _migrated.clear()

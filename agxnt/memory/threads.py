@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -74,20 +73,13 @@ def _entry(row: ThreadEntryRow) -> ThreadEntry:
 class ThreadLog:
     def __init__(self, database_url: str):
         self.url = database_url
-        self._migrated = False
-        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ThreadLog:
         return cls(settings.resolved_database_url)
 
     def _session(self):
-        if not self._migrated:
-            # migrate() must not run in several threads at once; the first caller does it for all
-            with self._lock:
-                if not self._migrated:
-                    migrate(self.url)
-                    self._migrated = True
+        migrate(self.url)  # once per URL per process; safe from many threads
         return session_scope(self.url)
 
     def append(self, owner: str, thread: str, entries: list[EntryIn]) -> list[ThreadEntry]:
