@@ -80,16 +80,18 @@ class BubblewrapSandbox(Sandbox):
         for name in _ETC:
             if os.path.exists(f"/etc/{name}"):
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        made = set()
+        # The private /tmp comes before the interpreter's binds: a platform installed under /tmp
+        # (a checkout there, say) must stay visible on top of it.
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(16 * 2**20), "--tmpfs", "/tmp"]
+        made = {Path("/tmp")}
         for root in self.runtime.python_roots:
             for parent in reversed(root.parents):
                 if str(parent) != "/" and parent not in made:
                     made.add(parent)
                     args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", str(root), str(root)]
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--size", str(16 * 2**20), "--tmpfs", "/tmp",
-                 "--bind", str(self.scratch.path), self.workdir, "--chdir", self.workdir,
+        args += ["--bind", str(self.scratch.path), self.workdir, "--chdir", self.workdir,
                  "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--clearenv"]
         for key, value in {**self.base_env(), **self.spec.env, **(env or {})}.items():
             args += ["--setenv", key, value]

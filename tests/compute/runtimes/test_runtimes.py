@@ -172,3 +172,28 @@ def test_seccomp_program_is_well_formed():
 async def test_oversized_result_is_refused_clearly(runtime, run_job):
     result = await run_job(runtime, "'x' * 100_000", output_bytes=2048)
     assert result.status == "error" and "larger than" in result.error and result.result is None
+
+
+async def test_platform_installed_under_tmp_stays_visible_in_the_sandbox():
+    """A checkout under /tmp (as CI may use) keeps its interpreter visible over the private /tmp."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from compute.runtimes.bubblewrap import BubblewrapRuntime
+
+    runtime = runtime_registry(get_settings()).get("sandbox")
+    if not isinstance(runtime, BubblewrapRuntime):
+        pytest.skip("the sandbox runtime is not bubblewrap on this machine")
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    env = base / "venv"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "marker").write_text("here\n")
+    runtime.python_roots = [*runtime.python_roots, env]
+    try:
+        async with await runtime.start(JobSpec()) as sandbox:
+            result = await sandbox.exec(["/bin/sh", "-c", f"cat {env}/bin/marker; touch {env}/x || echo ro"])
+    finally:
+        runtime.python_roots = runtime.python_roots[:-1]
+        shutil.rmtree(base)
+    assert result.stdout == b"here\nro\n"
