@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import sqlalchemy as sa
 
 from agxnt.errors import AgentError
 from agxnt.memory.threads import EntryIn, ThreadLog
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def log(request, tmp_path):
-    if request.param == "sqlite":
-        yield ThreadLog(f"sqlite:///{tmp_path / 'platform.db'}")
-        return
-    name = f"cxmpute_threads_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        yield ThreadLog(url)
-    finally:
-        from cxmpute.db import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+@pytest.fixture
+def log(platform_db_url):
+    return ThreadLog(platform_db_url)
 
 
 def test_append_read_window_and_owners(log):

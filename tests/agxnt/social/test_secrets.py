@@ -18,32 +18,12 @@ from agxnt.social.telegram import TelegramAgent
 
 from .conftest import DISCORD_CHANNEL, TELEGRAM_TOKEN
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 VALUE = "sk-live-" + "9f8e7d6c5b4a" * 3
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'platform.db'}"
-        return
-    name = f"cxmpute_secrets_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        yield url
-    finally:
-        from cxmpute.db import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+@pytest.fixture
+def db_url(platform_db_url):
+    return platform_db_url
 
 
 def test_set_list_resolve_delete_and_ciphertext_at_rest(db_url):
