@@ -28,10 +28,10 @@ from pathlib import Path
 from cxmpute.settings import Settings
 
 from compute.runtimes import network as job_network, seccomp
-from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputFn, ResourceUsage,
-                                   Runtime, RuntimeUnavailable, Sandbox)
+from compute.runtimes.base import (BackgroundProcess, ExecResult, JobSpec, OutputFn, ResourceUsage,
+                                   Runtime, RuntimeUnavailable)
 from compute.runtimes.process import run_process
-from compute.runtimes.scratch import Scratch
+from compute.runtimes.scratch import Scratch, ScratchSandbox
 from compute.runtimes.network import GrantedNetwork
 
 UID_BASE = 1_800_000  # far above any account on the host, so a job's uid owns nothing there
@@ -50,7 +50,7 @@ def _python_roots() -> list[Path]:
     return sorted(roots)
 
 
-class BubblewrapSandbox(Sandbox):
+class BubblewrapSandbox(ScratchSandbox):
     def __init__(self, runtime: BubblewrapRuntime, spec: JobSpec):
         super().__init__(spec)
         self.runtime = runtime
@@ -144,18 +144,6 @@ class BubblewrapSandbox(Sandbox):
             os.close(fd)
         self._processes.append(proc)
         return proc
-
-    def put_file(self, path: str, data: bytes) -> None:
-        self.scratch.put(path, data)
-
-    def get_file(self, path: str, max_bytes: int | None = None) -> bytes:
-        return self.scratch.get(path, max_bytes)
-
-    def list_files(self) -> list[FileInfo]:
-        return self.scratch.list()
-
-    def remove_file(self, path: str) -> None:
-        self.scratch.remove(path)
 
     def usage(self) -> ResourceUsage:
         with self._lock:

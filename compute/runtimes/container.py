@@ -19,19 +19,19 @@ from collections.abc import Sequence
 
 from cxmpute.settings import Settings
 
-from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, OutputChunk, OutputFn,
-                                   ResourceUsage, Runtime, RuntimeUnavailable, Sandbox)
+from compute.runtimes.base import (BackgroundProcess, ExecResult, JobSpec, OutputChunk, OutputFn,
+                                   ResourceUsage, Runtime, RuntimeUnavailable)
 from docker.utils.socket import STDOUT, frames_iter
 
 from compute.runtimes.image import ensure_image
 from compute.runtimes.network import available as network_available, fence
-from compute.runtimes.scratch import Scratch
+from compute.runtimes.scratch import Scratch, ScratchSandbox
 
 NOBODY = 65534
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-class ContainerSandbox(Sandbox):
+class ContainerSandbox(ScratchSandbox):
     def __init__(self, runtime: ContainerRuntime, spec: JobSpec):
         super().__init__(spec)
         self.runtime = runtime
@@ -156,18 +156,6 @@ class ContainerSandbox(Sandbox):
     def start_process(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> BackgroundProcess:
         self._check_running()
         return _ExecProcess(self, argv, self._env(env))
-
-    def put_file(self, path: str, data: bytes) -> None:
-        self.scratch.put(path, data)
-
-    def get_file(self, path: str, max_bytes: int | None = None) -> bytes:
-        return self.scratch.get(path, max_bytes)
-
-    def list_files(self) -> list[FileInfo]:
-        return self.scratch.list()
-
-    def remove_file(self, path: str) -> None:
-        self.scratch.remove(path)
 
     def usage(self) -> ResourceUsage:
         cpu, rss = self._stats()

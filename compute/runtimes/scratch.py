@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from compute.errors import ComputeError
-from compute.runtimes.base import FileInfo
+from compute.runtimes.base import FileInfo, Sandbox
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _MNT_DETACH = 2
@@ -156,3 +156,21 @@ class Scratch:
             _libc.umount2(str(self.path).encode(), _MNT_DETACH)
             self._mounted = False
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class ScratchSandbox(Sandbox):
+    """A sandbox whose files live in a host-side :class:`Scratch` directory (every runtime here)."""
+
+    scratch: Scratch
+
+    def put_file(self, path: str, data: bytes) -> None:
+        self.scratch.put(path, data)
+
+    def get_file(self, path: str, max_bytes: int | None = None) -> bytes:
+        return self.scratch.get(path, max_bytes)
+
+    def list_files(self) -> list[FileInfo]:
+        return self.scratch.list()
+
+    def remove_file(self, path: str) -> None:
+        self.scratch.remove(path)
