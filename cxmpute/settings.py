@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     llm_api_key: str = "cxmpute"
     llm_model: str | None = None
 
+    # Generation agents
+    image_model: str | None = Field(None, description="Diffusion model (id or path) gen.image, gen.video and "
+                                                      "gen.presentation use when a node names none")
+    pdf_font: Path | None = Field(None, description="TrueType font for gen.pdf; DejaVu Sans when installed, "
+                                                    "else a Latin-1 core font")
+
     # Web agents: search backend (a `cxmpute.search_backends` entry point), egress policy, browser
     search_backend: str = "duckduckgo"
     search_url: str | None = Field(None, description="Search service base URL; default is the backend's public one")

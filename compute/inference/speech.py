@@ -60,14 +60,15 @@ def _check_voice(voice: str) -> str:
     return f"{base}+{variant}" if variant else base
 
 
-def _to_mp3(wav: bytes) -> bytes:
+def wav_to_mp3(wav: bytes) -> bytes:
+    """MP3 of a WAV, through the ffmpeg binary imageio-ffmpeg ships."""
     import imageio_ffmpeg
 
     done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "wav",
                            "-i", "pipe:0", "-codec:a", "libmp3lame", "-q:a", "4", "-f", "mp3", "pipe:1"],
                           input=wav, capture_output=True, timeout=TIMEOUT_SECONDS)
     if done.returncode != 0:
-        raise ComputeError(f"mp3 encoding failed: {done.stderr.decode(errors='replace')[-300:]}", status_code=500)
+        raise SpeechUnavailable(f"mp3 encoding failed: {done.stderr.decode(errors='replace')[-300:]}")
     return done.stdout
 
 
@@ -89,4 +90,4 @@ def synthesize(text: str, voice: str | None = None, format: str = "wav") -> byte
             raise ComputeError(f"speech synthesis failed: {done.stderr.decode(errors='replace')[-300:]}",
                                field="voice")
         wav = target.read_bytes()
-    return wav if format == "wav" else _to_mp3(wav)
+    return wav if format == "wav" else wav_to_mp3(wav)

@@ -1,0 +1,1 @@
+"""Generation agents: images, video, PDF, notebooks, presentations, speech and long-form text."""

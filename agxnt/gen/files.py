@@ -1,0 +1,53 @@
+"""Generated files go to the owner's storage and travel between nodes as references, never inline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pydantic import BaseModel, Field
+
+from compute.errors import ComputeError
+
+from agxnt.context import AgentContext
+from agxnt.errors import AgentError
+
+
+class GeneratedFile(BaseModel):
+    """A file an agent produced, kept in the caller's storage (``GET /v1/storage/files/{cid}`` reads it)."""
+
+    cid: str = Field(description="The file in the caller's storage")
+    name: str = Field(description="File name, with its extension")
+    media_type: str = Field(description="MIME type, e.g. image/png")
+    size: int = Field(description="Size in bytes")
+
+
+async def store(ctx: AgentContext, data: bytes, name: str, media_type: str) -> GeneratedFile:
+    stored = await asyncio.to_thread(ctx.services.storage.put_bytes, data, owner=ctx.owner, name=name)
+    return GeneratedFile(cid=stored.file.cid, name=name, media_type=media_type, size=len(data))
+
+
+async def load(ctx: AgentContext, cid: str, field: str) -> bytes:
+    """A stored file of the caller's, for an input that names one by CID."""
+    try:
+        return await asyncio.to_thread(ctx.services.storage.get_bytes, cid, owner=ctx.owner)
+    except Exception as exc:  # storage reports missing or foreign files with its own errors
+        raise AgentError(f"cannot read {cid}: {exc}", field=field,
+                         status_code=getattr(exc, "status_code", 400)) from None
+
+
+@contextmanager
+def as_agent_errors() -> Iterator[None]:
+    """Inference errors (bad size, unknown voice, missing model) reach the caller as agent errors, same field."""
+    try:
+        yield
+    except ComputeError as exc:
+        raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
+
+
+def stem(filename: str, default: str) -> str:
+    """A safe file name stem: the caller's name without path or extension, or ``default``."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0].strip()
+    cleaned = "".join(c if c.isalnum() or c in "-_ " else "_" for c in base)[:100].strip()
+    return cleaned or default
