@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     heartbeat_interval_s: int = 30
     wallet_key: str | None = Field(None, description="The CLI's wallet private key (hex) for sign-in and signing")
 
+    # Inference gateway: each request opens a per-second lease on a provision serving the model
+    inference_price_max_gwei: int = Field(1_000, gt=0, description="Default highest ask per CU-second a gateway "
+                                          "request accepts (header X-Cxmpute-Price-Max overrides it)")
+    inference_lease_s: int = Field(300, gt=0, description="Seconds escrowed per gateway request; unused ones "
+                                   "are refunded when it ends")
+    inference_attempts: int = Field(3, ge=1, description="Providers a gateway request tries before failing")
+    inference_timeout_s: float = Field(300.0, gt=0, description="Longest wait for a provider's answer")
+    inference_device: str | None = Field(None, description="Device inference servers load models on "
+                                         "(cpu, cuda, cuda:1); None: CUDA when present")
+
     # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
     storage_dir: Path | None = None
     storage_replicas: int = Field(3, description="Default copies of each block when storage nodes are registered")

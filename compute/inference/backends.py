@@ -1,0 +1,216 @@
+"""The models a provider's inference server holds, one class per kind, each loaded by hub id or local path.
+
+- ``text``: a transformers causal LM behind the continuous batcher (:mod:`compute.inference.batching`);
+- ``embedding``: a sentence-transformers model;
+- ``image``: a diffusers pipeline (:mod:`compute.inference.diffusion`);
+- ``speech``: the text-to-speech backend (:mod:`compute.inference.speech`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+from compute.errors import ComputeError
+from compute.inference.batching import BatchingGenerator, Finished, Sampling
+
+Kind = Literal["text", "embedding", "image", "speech"]
+KINDS: tuple[str, ...] = ("text", "embedding", "image", "speech")
+
+
+class InferenceError(ComputeError):
+    pass
+
+
+def default_device(device: str | None = None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass
+class ModelSpec:
+    """``name=source`` on the command line: serve ``source`` (hub id or path) as ``name``."""
+
+    kind: Kind
+    source: str
+    name: str
+
+    @classmethod
+    def parse(cls, kind: Kind, text: str) -> ModelSpec:
+        name, sep, source = text.partition("=")
+        if not sep:
+            source = text
+            name = text.rstrip("/").rsplit("/", 1)[-1] if text.startswith(("/", ".", "~")) else text
+        if not name or not source:
+            raise InferenceError(f"{text!r}: give SOURCE or NAME=SOURCE", field=kind)
+        return cls(kind=kind, source=source, name=name)
+
+
+class TextModel:
+    kind: Kind = "text"
+
+    def __init__(self, spec: ModelSpec, device: str, *, max_batch: int = 32, gather_ms: float = 5.0):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.name = spec.name
+        self.tokenizer = AutoTokenizer.from_pretrained(spec.source)
+        self.model = AutoModelForCausalLM.from_pretrained(spec.source, dtype="auto").to(device).eval()
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+            self.model.config, "n_positions", None)
+        self.context_limit: int | None = limit
+        self.generator = BatchingGenerator(self.model, eos_ids, max_batch=max_batch, gather_ms=gather_ms,
+                                           context_limit=limit)
+
+    def close(self) -> None:
+        self.generator.close()
+
+    def chat_prompt(self, messages: list[tuple[str, str]]) -> list[int]:
+        turns = [{"role": "system" if role == "developer" else role, "content": text} for role, text in messages]
+        if self.tokenizer.chat_template:
+            ids = self.tokenizer.apply_chat_template(turns, tokenize=True, add_generation_prompt=True)
+            return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+        # base models without a chat template get a plain transcript ending on the assistant's turn
+        text = "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
+        return self.encode(text)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"])
+
+    async def generate(self, prompt: list[int], sampling: Sampling, stops: list[str]) -> AsyncIterator[str | Finished]:
+        """Yield text pieces as they decode, then a :class:`Finished`; a stop string ends the text early."""
+        if len(prompt) > (self.context_limit or len(prompt) + 1) - 1:
+            raise InferenceError(f"prompt of {len(prompt)} tokens does not fit the model's context of "
+                                 f"{self.context_limit}", field="messages", status_code=422)
+        ids: list[int] = []
+        sent = ""
+        async for item in self.generator.stream(prompt, sampling):
+            finished = isinstance(item, Finished)
+            if not finished:
+                ids.append(item)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if not finished and text.endswith("\ufffd"):  # a multi-byte character still incomplete
+                continue
+            cut = _first_stop(text, stops, len(sent))
+            if finished and cut is None:
+                if len(text) > len(sent):
+                    yield text[len(sent):]
+                yield item
+                return
+            if cut is not None:
+                if cut > len(sent):
+                    yield text[len(sent):cut]
+                yield Finished("stop", len(prompt), len(ids))
+                return
+            # hold back what could still grow into a stop string
+            safe = len(text) - _partial_stop(text, stops)
+            if safe > len(sent):
+                yield text[len(sent):safe]
+                sent = text[:safe]
+
+
+def _first_stop(text: str, stops: list[str], start: int) -> int | None:
+    found = [i for s in stops if (i := text.find(s, max(0, start - len(s)))) >= 0]
+    return min(found) if found else None
+
+
+def _partial_stop(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
+    best = 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:n]):
+                best = n
+                break
+    return best
+
+
+class EmbeddingModel:
+    kind: Kind = "embedding"
+
+    def __init__(self, spec: ModelSpec, device: str):
+        from sentence_transformers import SentenceTransformer
+
+        self.name = spec.name
+        self.model = SentenceTransformer(spec.source, device=device)
+
+    def close(self) -> None:
+        pass
+
+    def count_tokens(self, texts: list[str]) -> int:
+        return sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
+
+    def embed(self, texts: list[str], dimensions: int | None, encoding: str) -> list[list[float] | str]:
+        import numpy as np
+
+        vectors = self.model.encode(texts, convert_to_numpy=True, normalize_embeddings=True).astype(np.float32)
+        if dimensions is not None:
+            if dimensions > vectors.shape[1]:
+                raise InferenceError(f"the model's vectors have {vectors.shape[1]} dimensions", field="dimensions",
+                                     status_code=422)
+            vectors = vectors[:, :dimensions]
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+        if encoding == "base64":
+            return [base64.b64encode(v.tobytes()).decode() for v in vectors]
+        return vectors.tolist()
+
+
+class ImageModel:
+    kind: Kind = "image"
+
+    def __init__(self, spec: ModelSpec, device: str):
+        from compute.inference import diffusion
+
+        self.name, self.source = spec.name, spec.source
+        diffusion.load_pipeline(spec.source, device)
+
+    def close(self) -> None:
+        pass
+
+    def generate(self, prompt: str, n: int, size: tuple[int, int], steps: int, seed: int | None) -> list[bytes]:
+        from compute.inference import diffusion
+
+        return diffusion.generate_images(self.source, prompt, n=n, size=size, steps=steps, seed=seed)
+
+
+class SpeechModel:
+    kind: Kind = "speech"
+
+    def __init__(self, spec: ModelSpec, device: str):
+        self.name = spec.name
+
+    def close(self) -> None:
+        pass
+
+    def synthesize(self, text: str, voice: str | None, fmt: str) -> bytes:
+        from compute.inference import speech
+
+        try:
+            return speech.synthesize(text, voice=voice, format=fmt)
+        except ValueError as exc:
+            raise InferenceError(str(exc), field="response_format", status_code=422) from exc
+
+
+Served = TextModel | EmbeddingModel | ImageModel | SpeechModel
+_CLASSES = {"text": TextModel, "embedding": EmbeddingModel, "image": ImageModel, "speech": SpeechModel}
+
+
+def load(spec: ModelSpec, device: str | None = None, **options) -> Served:
+    """Load one model for serving; ``options`` tune the text batcher (max_batch, gather_ms)."""
+    device = default_device(device)
+    try:
+        if spec.kind == "text":
+            return TextModel(spec, device, **options)
+        return _CLASSES[spec.kind](spec, device)
+    except (OSError, ValueError) as exc:
+        raise InferenceError(f"cannot load {spec.source!r}: {exc}", field=spec.kind) from exc

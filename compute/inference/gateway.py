@@ -1,0 +1,277 @@
+"""The gateway's routing: each OpenAI-style request goes to a provider serving its model, paid per second.
+
+For a request the gateway
+1. uses the caller's dedicated deployment of that model, if they rent one (an active hourly or monthly
+   inference lease for the model: already paid, so nothing more is billed);
+2. otherwise asks the market for an inference provision serving the model within the caller's price range
+   (``X-Cxmpute-Price-Min`` / ``X-Cxmpute-Price-Max`` headers, gwei per compute-unit-second; default max
+   ``CXMPUTE_INFERENCE_PRICE_MAX_GWEI``), which opens a per-second lease with escrow;
+3. forwards the request to that provision's registered server and relays the answer (streams as they come);
+4. on success meters the seconds used into the ledger (once, keyed by the request id) and ends the lease;
+   on a connection error, a 5xx or a model the server does not have, ends the lease as ``provider-lost``
+   without billing it, suspends that server and tries the next provider. A failure after streaming began
+   ends the stream with an error event (nothing of it is billed) and the next request goes elsewhere.
+Every request is recorded with its tokens and seconds (``GET /v1/inference/requests``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import anyio
+import httpx
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from compute.errors import ComputeError
+from compute.inference import endpoints
+from compute.inference.models import Endpoint, RequestRecord
+from compute.market import leases
+from compute.market.demand import MatchRequest
+from compute.market.leases import UsageIn
+from compute.market.matching import NoMatchError
+from compute.models import Lease, utcnow
+from compute.network import Network
+from compute.provisions import Resources
+from cxmpute.http import async_client
+from cxmpute.settings import Settings
+
+log = logging.getLogger("cxmpute.inference.gateway")
+
+# One request occupies the smallest slot a provision offers: one vCPU and a sliver of memory.
+REQUEST_RESOURCES = Resources(cpu=1, memory_mb=1)
+
+
+class ProviderUnavailable(ComputeError):
+    status_code = 503
+
+
+class RequestOut(BaseModel):
+    id: str
+    model: str
+    operation: str
+    lease_id: str | None
+    provision_id: str | None
+    provider: str | None
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: int
+    amount_gwei: int
+    error: str | None
+    created_at: datetime
+
+
+@dataclass
+class PriceRange:
+    min_gwei: int
+    max_gwei: int
+
+
+@dataclass
+class Route:
+    provision_id: str
+    provider: str
+    url: str
+    api_key: str | None
+    lease_id: str | None  # None: the caller's dedicated deployment, paid by its rental
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+class _Failed(Exception):
+    """The provider failed (not the request): try another one."""
+
+
+class Gateway:
+    def __init__(self, net: Network, settings: Settings):
+        self.net = net
+        self.settings = settings
+
+    # ---- routing -----------------------------------------------------------------------------------
+
+    def _dedicated(self, user: str, model: str, tried: set[str]) -> Route | None:
+        with self.net.store.read() as session:
+            rows = session.execute(
+                select(Lease.provision_id, Lease.provider, Endpoint.url, Endpoint.api_key)
+                .join(Endpoint, Endpoint.provision_id == Lease.provision_id)
+                .where(Lease.user == user, Lease.status == "active", Lease.kind == "inference", Lease.model == model,
+                       Lease.term != "seconds", Endpoint.suspended.is_(False))
+                .order_by(Lease.started_at)).all()
+        for provision_id, provider, url, api_key in rows:
+            if provision_id not in tried:
+                return Route(provision_id, provider, url, api_key, None)
+        return None
+
+    def _route(self, user: str, model: str, price: PriceRange, tried: set[str]) -> Route:
+        dedicated = self._dedicated(user, model, tried)
+        if dedicated is not None:
+            return dedicated
+        req = MatchRequest(kind="inference", model=model, resources=REQUEST_RESOURCES,
+                           price_min_gwei=price.min_gwei, price_max_gwei=price.max_gwei,
+                           duration_s=self.settings.inference_lease_s)
+        lease = self.net.market.place(user, req)
+        endpoint = endpoints.get(self.net, lease.provision_id)
+        if endpoint is None or endpoint.suspended:
+            # a provision without a working server: out of matching until its provider registers one
+            self._fail(Route(lease.provision_id, lease.provider, "", None, lease.id))
+            raise _Failed(f"provision {lease.provision_id} has no working inference server")
+        return Route(lease.provision_id, lease.provider, endpoint.url, endpoint.api_key, lease.id)
+
+    def _fail(self, route: Route) -> None:
+        if route.lease_id is not None:
+            self.net.market.end(route.lease_id, "provider-lost", None)
+        endpoints.suspend(self.net, route.provision_id)
+
+    def _settle(self, route: Route, record_id: str, seconds: int) -> int:
+        """Bill ``seconds`` (once per request) and end the lease; returns the amount paid."""
+        if route.lease_id is None:
+            return 0
+        amount = 0
+        if seconds:
+            # the gateway measured the use, so it reports it in the provider's name
+            usage = leases.meter(self.net.store, self.net.domain, route.lease_id,
+                                 UsageIn(seconds=seconds, idempotency_key=f"inference:{record_id}"), route.provider)
+            amount = usage.amount_gwei
+        self.net.market.end(route.lease_id, "completed", None)
+        return amount
+
+    def _record(self, record: RequestRecord) -> None:
+        with self.net.store.write() as session:
+            session.merge(record)
+
+    # ---- forwarding --------------------------------------------------------------------------------
+
+    async def forward(self, user: str, operation: str, path: str, body: dict, price: PriceRange,
+                      stream: bool) -> tuple[httpx.Response, AsyncIterator[bytes] | bytes]:
+        """Send ``body`` to a provider; returns the upstream response and its content (bytes), or an
+        iterator over server-sent events for a stream."""
+        model = body["model"]
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if stream:  # the provider always reports usage at the end of a stream: it is what gets recorded
+            body = {**body, "stream_options": {"include_usage": True}}
+        record = RequestRecord(id=str(uuid.uuid4()), user=user, model=model, operation=operation, status="failed",
+                               prompt_tokens=0, completion_tokens=0, seconds=0, amount_gwei=0, created_at=utcnow())
+        tried: set[str] = set()
+        problems: list[str] = []
+        http = async_client(timeout=httpx.Timeout(self.settings.inference_timeout_s, connect=5.0))
+        for _ in range(self.settings.inference_attempts):
+            try:
+                route = await anyio.to_thread.run_sync(self._route, user, model, price, tried)
+            except NoMatchError as exc:
+                if problems:
+                    break
+                await http.aclose()
+                raise ProviderUnavailable(f"no provider serves {model!r} within your price range: "
+                                          f"{exc.explanation.message}", field="model") from exc
+            except _Failed as exc:
+                problems.append(str(exc))
+                continue
+            tried.add(route.provision_id)
+            record.lease_id, record.provision_id, record.provider = route.lease_id, route.provision_id, route.provider
+            started = time.monotonic()
+            try:
+                upstream = await http.send(http.build_request("POST", route.url + path, json=body,
+                                                              headers=route.headers), stream=True)
+                if upstream.status_code >= 500 or upstream.status_code == 404:
+                    detail = (await upstream.aread()).decode(errors="replace")[:200]
+                    await upstream.aclose()
+                    raise _Failed(f"{upstream.status_code}: {detail}")
+                if upstream.status_code >= 400 or not stream:
+                    content = await upstream.aread()
+                    await upstream.aclose()
+            except (httpx.HTTPError, _Failed) as exc:
+                problems.append(f"provision {route.provision_id}: {exc}")
+                log.warning("provider %s failed, trying another: %s", route.provider, exc)
+                await anyio.to_thread.run_sync(self._fail, route)
+                continue
+            if upstream.status_code >= 400:  # the request's fault, found by the provider: not billed
+                await anyio.to_thread.run_sync(self._settle, route, record.id, 0)
+                record.status, record.error = "rejected", content.decode(errors="replace")[:500]
+                await anyio.to_thread.run_sync(self._record, record)
+                await http.aclose()
+                return upstream, content
+            if not stream:
+                await http.aclose()
+                _count(record, _usage(content))
+                await self._finish(route, record, started)
+                return upstream, content
+            return upstream, self._relay(http, upstream, route, record, started, wants_usage)
+        await http.aclose()
+        record.error = "; ".join(problems)[:500]
+        await anyio.to_thread.run_sync(self._record, record)
+        raise ProviderUnavailable(f"every provider tried for {model!r} failed: {'; '.join(problems)}", field="model")
+
+    async def _finish(self, route: Route, record: RequestRecord, started: float) -> None:
+        record.seconds = max(1, math.ceil(time.monotonic() - started))
+        record.amount_gwei = await anyio.to_thread.run_sync(self._settle, route, record.id, record.seconds)
+        record.status = "ok"
+        await anyio.to_thread.run_sync(self._record, record)
+
+    async def _relay(self, http: httpx.AsyncClient, upstream: httpx.Response, route: Route, record: RequestRecord,
+                     started: float, wants_usage: bool) -> AsyncIterator[bytes]:
+        failed, done = False, False
+        try:
+            async for line in upstream.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                done = data == "[DONE]"
+                if not done:
+                    usage = _usage(data.encode())
+                    if usage is not None:
+                        _count(record, usage)
+                        if not wants_usage:
+                            continue
+                yield f"data: {data}\n\n".encode()
+            if not done:
+                raise httpx.RemoteProtocolError("the stream ended before [DONE]")
+        except httpx.HTTPError as exc:
+            failed = True
+            log.warning("provider %s failed mid-stream: %s", route.provider, exc)
+            error = {"error": {"message": f"the provider failed mid-stream ({type(exc).__name__}); nothing of this "
+                                          "request is billed — retry it", "type": "provider_error",
+                               "param": None, "code": "provider_failed"}}
+            yield f"data: {json.dumps(error)}\n\n".encode()
+        finally:
+            await upstream.aclose()
+            await http.aclose()
+            with anyio.CancelScope(shield=True):
+                if failed:
+                    record.error = "provider failed mid-stream"
+                    await anyio.to_thread.run_sync(self._fail, route)
+                    await anyio.to_thread.run_sync(self._record, record)
+                else:  # finished, or the caller hung up: the seconds used are billed
+                    await self._finish(route, record, started)
+
+    # ---- reading -----------------------------------------------------------------------------------
+
+    def requests(self, user: str, limit: int) -> list[RequestOut]:
+        with self.net.store.read() as session:
+            rows = session.scalars(select(RequestRecord).where(RequestRecord.user == user)
+                                   .order_by(RequestRecord.created_at.desc()).limit(limit)).all()
+            return [RequestOut(**{f: getattr(r, f) for f in RequestOut.model_fields}) for r in rows]
+
+
+def _usage(content: bytes) -> dict | None:
+    try:
+        doc = json.loads(content)
+    except ValueError:
+        return None
+    usage = doc.get("usage") if isinstance(doc, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def _count(record: RequestRecord, usage: dict | None) -> None:
+    if usage:
+        record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        record.completion_tokens = int(usage.get("completion_tokens") or 0)

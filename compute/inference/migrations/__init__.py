@@ -1,0 +1,1 @@
+"""Alembic revisions of inference serving's tables (branch ``inference``)."""

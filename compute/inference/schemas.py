@@ -1,0 +1,189 @@
+"""The OpenAI-compatible request and response bodies, shared by the provider's server and the gateway.
+
+Fields OpenAI defines that these backends cannot honour are refused with a 422 naming them (``n`` above
+1, ``logprobs``), never silently ignored; unknown extra fields are ignored as OpenAI's own API does.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(..., min_length=1, max_length=200, description="Name of a served model (see /v1/models)")
+
+
+class _Sampled(_Request):
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 decodes greedily")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass")
+    n: int = Field(1, ge=1, le=1, description="Choices per request (only 1 is served)")
+    stop: str | list[str] | None = Field(None, description="Up to 4 strings that end the text (not included)")
+    seed: int | None = Field(None, description="Makes sampling repeatable")
+    stream: bool = Field(False, description="Stream chunks as server-sent events")
+    stream_options: StreamOptions | None = None
+    logprobs: bool | int | None = Field(None, description="Not supported; must be unset or false")
+    user: str | None = Field(None, max_length=256)
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> list[str]:
+        stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > 4:
+            raise ValueError("at most 4 stop strings")
+        if any(not s for s in stops):
+            raise ValueError("stop strings must not be empty")
+        return stops
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | int | None) -> None:
+        if value:
+            raise ValueError("logprobs are not supported")
+        return None
+
+    @property
+    def stops(self) -> list[str]:
+        return self.stop or []  # type: ignore[return-value]
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = Field(False, description="Send a last chunk with token usage")
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"] = Field(..., description="Only text parts are served")
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text for p in self.content)
+        return self.content or ""
+
+
+class ChatCompletionRequest(_Sampled):
+    messages: list[ChatMessage] = Field(..., min_length=1, description="The conversation so far")
+    max_tokens: int | None = Field(None, ge=1, le=32768, description="Most tokens to generate")
+    max_completion_tokens: int | None = Field(None, ge=1, le=32768, description="Same as max_tokens (newer name)")
+
+    @property
+    def token_limit(self) -> int:
+        return self.max_completion_tokens or self.max_tokens or 256
+
+
+class CompletionRequest(_Sampled):
+    prompt: str | list[str] = Field(..., description="The text to continue (a list must hold exactly one)")
+    max_tokens: int = Field(16, ge=1, le=32768, description="Most tokens to generate")
+    echo: bool = Field(False, description="Prefix the completion with the prompt")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str:
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError("one prompt per request")
+            value = value[0]
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def token_limit(self) -> int:
+        return self.max_tokens
+
+
+class EmbeddingRequest(_Request):
+    input: str | list[str] = Field(..., description="A text or a list of up to 2048 texts")
+    encoding_format: Literal["float", "base64"] = Field("float", description="Vectors as lists or base64 float32")
+    dimensions: int | None = Field(None, ge=1, description="Truncate vectors to this many dimensions")
+    user: str | None = Field(None, max_length=256)
+
+    @field_validator("input")
+    @classmethod
+    def _texts(cls, value: str | list[str]) -> list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts or len(texts) > 2048:
+            raise ValueError("give 1 to 2048 texts")
+        if any(not t for t in texts):
+            raise ValueError("texts must not be empty")
+        return texts
+
+
+class ImageRequest(_Request):
+    prompt: str = Field(..., min_length=1, max_length=4000, description="What to draw")
+    n: int = Field(1, ge=1, le=8, description="Images to generate")
+    size: str = Field("64x64", pattern=r"^\d{1,4}x\d{1,4}$", description="WIDTHxHEIGHT in pixels")
+    response_format: Literal["b64_json", "url"] = Field(
+        "b64_json", description="b64_json, or url (answered as a data: URL; nothing is hosted)")
+    steps: int = Field(20, ge=1, le=200, description="Denoising steps (an extension to OpenAI's API)")
+    seed: int | None = Field(None, description="Makes generation repeatable (an extension)")
+    user: str | None = Field(None, max_length=256)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        width, height = (int(v) for v in self.size.split("x"))
+        return width, height
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        width, height = (int(v) for v in value.split("x"))
+        if not (8 <= width <= 2048 and 8 <= height <= 2048) or width % 8 or height % 8:
+            raise ValueError("width and height must be multiples of 8 between 8 and 2048")
+        return value
+
+
+class SpeechRequest(_Request):
+    input: str = Field(..., min_length=1, max_length=4096, description="Text to speak")
+    voice: str | None = Field(None, max_length=100, description="Voice name; the backend's default when unset")
+    response_format: str = Field("wav", pattern=r"^[a-z0-9]{2,8}$", description="Audio format, e.g. wav")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Accepted for compatibility; speech is at speed 1")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    owned_by: str = "cxmpute"
+    kind: str = Field("text", description="text, embedding, image or speech (an extension)")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+def completion_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def error_body(message: str, *, type_: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape, which its clients parse into their exceptions."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+_Sampled.model_rebuild()
+ChatCompletionRequest.model_rebuild()
+CompletionRequest.model_rebuild()

@@ -1,0 +1,166 @@
+"""The OpenAI-compatible inference gateway, provider endpoints and dedicated deployments.
+
+Point any OpenAI client at ``<api>/v1`` with an API key (``Authorization: Bearer cxk_...``). Each request
+is routed to a provider serving the model within the caller's price range and billed per second from the
+caller's balance (see :mod:`compute.inference.gateway`). Price range per request: headers
+``X-Cxmpute-Price-Max`` and ``X-Cxmpute-Price-Min`` in gwei per compute-unit-second; without them the
+maximum is the platform's ``CXMPUTE_INFERENCE_PRICE_MAX_GWEI``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from compute.errors import ComputeError
+from compute.identity.tokens import Principal
+from compute.inference import endpoints, gateway
+from compute.inference.endpoints import EndpointIn, EndpointOut
+from compute.inference.gateway import Gateway, PriceRange, RequestOut
+from compute.inference.schemas import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ImageRequest,
+                                       ModelCard, ModelList, SpeechRequest)
+from compute.market import leases
+from compute.market.demand import MatchRequest
+from compute.market.leases import LeaseOut
+from compute.network import Network
+from compute.provisions import Resources
+from cxmpute.settings import get_settings
+from web.routers._compute import network, signed_in
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+caller = signed_in("market")
+provider = signed_in("provider")
+
+
+def price_range(x_cxmpute_price_max: int | None = Header(None, gt=0, le=10**12, description=(
+                    "Highest ask, gwei per compute-unit-second, this request accepts")),
+                x_cxmpute_price_min: int = Header(0, ge=0, le=10**12, description="Lowest ask accepted")) -> PriceRange:
+    high = x_cxmpute_price_max or get_settings().inference_price_max_gwei
+    if high < x_cxmpute_price_min:
+        raise ComputeError("X-Cxmpute-Price-Max is below X-Cxmpute-Price-Min", field="x-cxmpute-price-max",
+                           status_code=422)
+    return PriceRange(min_gwei=x_cxmpute_price_min, max_gwei=high)
+
+
+async def _forward(net: Network, principal: Principal, operation: str, path: str, body: BaseModel,
+                   price: PriceRange, stream: bool = False) -> Response:
+    payload = body.model_dump(exclude_unset=True, mode="json")
+    payload["model"] = body.model
+    upstream, content = await Gateway(net, get_settings()).forward(principal.address, operation, path, payload,
+                                                                   price, stream)
+    if upstream.status_code >= 400:
+        raise _rejected(upstream.status_code, content)
+    if isinstance(content, bytes):
+        return Response(content, status_code=upstream.status_code,
+                        media_type=upstream.headers.get("content-type", "application/json"))
+    return StreamingResponse(content, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _rejected(status: int, content: bytes) -> ComputeError:
+    """The provider's 4xx (OpenAI's error shape) as the platform's error naming the field."""
+    try:
+        error = json.loads(content).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    return ComputeError(error.get("message") or content.decode(errors="replace")[:300] or "rejected by the provider",
+                        field=error.get("param"), status_code=status)
+
+
+@router.get("/models", summary="Models served on the network (OpenAI model list)",
+            description="Every model a working inference server of an active provision serves, with the lowest "
+                        "ask for it (``price_gwei``) and how many provisions serve it (``providers``).")
+def list_models(net: Network = Depends(network)) -> ModelList:
+    return ModelList(data=[_Card(id=name, price_gwei=low, providers=count)
+                           for name, (low, count) in sorted(endpoints.available_models(net).items())])
+
+
+class _Card(ModelCard):
+    kind: str = Field("model", description="Not known to the gateway: see the provider's own /v1/models")
+    price_gwei: int = Field(description="Lowest ask per compute-unit-second among its providers")
+    providers: int = Field(description="Provisions serving it")
+
+
+@router.post("/chat/completions", summary="Chat completion, routed to a provider (stream: true for SSE)")
+async def chat_completions(body: ChatCompletionRequest, principal: Principal = Depends(caller),
+                           price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
+    return await _forward(net, principal, "chat.completions", "/v1/chat/completions", body, price, body.stream)
+
+
+@router.post("/completions", summary="Text completion, routed to a provider (stream: true for SSE)")
+async def completions(body: CompletionRequest, principal: Principal = Depends(caller),
+                      price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
+    return await _forward(net, principal, "completions", "/v1/completions", body, price, body.stream)
+
+
+@router.post("/embeddings", summary="Embedding vectors, routed to a provider")
+async def embeddings(body: EmbeddingRequest, principal: Principal = Depends(caller),
+                     price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
+    return await _forward(net, principal, "embeddings", "/v1/embeddings", body, price)
+
+
+@router.post("/images/generations", summary="Images from a prompt, routed to a provider")
+async def images(body: ImageRequest, principal: Principal = Depends(caller), price: PriceRange = Depends(price_range),
+                 net: Network = Depends(network)) -> Response:
+    return await _forward(net, principal, "images.generations", "/v1/images/generations", body, price)
+
+
+@router.post("/audio/speech", summary="Speech audio of a text, routed to a provider", response_class=Response)
+async def speech(body: SpeechRequest, principal: Principal = Depends(caller), price: PriceRange = Depends(price_range),
+                 net: Network = Depends(network)) -> Response:
+    return await _forward(net, principal, "audio.speech", "/v1/audio/speech", body, price)
+
+
+@router.get("/inference/requests", summary="This account's gateway requests: provider, tokens, seconds, cost")
+def list_requests(limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(caller),
+                  net: Network = Depends(network)) -> list[RequestOut]:
+    return Gateway(net, get_settings()).requests(principal.address, limit)
+
+
+@router.put("/inference/endpoints/{provision_id}", summary="Publish where a provision's inference server listens",
+            description=endpoints.__doc__)
+def register_endpoint(provision_id: str, body: EndpointIn, principal: Principal = Depends(provider),
+                      net: Network = Depends(network)) -> EndpointOut:
+    return endpoints.register(net, principal.address, provision_id, body)
+
+
+@router.get("/inference/endpoints", summary="This provider's inference endpoints")
+def list_endpoints(principal: Principal = Depends(provider), net: Network = Depends(network)) -> list[EndpointOut]:
+    return endpoints.list_for(net, principal.address)
+
+
+class DeploymentIn(BaseModel):
+    model: str = Field(..., min_length=1, max_length=200, description="Model the deployment serves")
+    term: Literal["hour", "month"] = Field("hour", description="Rental term, billed upfront")
+    price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest ask per CU-second accepted")
+    price_min_gwei: int = Field(0, ge=0, le=10**12)
+    auto_renew: bool = Field(False, description="Renew at expiry while funds last")
+
+
+@router.post("/inference/deployments", status_code=201, summary="Rent a whole inference provision for yourself",
+             description="Rents, for an hour or a month, all of the free capacity of the best provision serving the "
+                         "model, so no one else is matched to it. While the rental is active, this account's requests "
+                         "for that model go to it and are not billed per second.")
+def deploy(body: DeploymentIn, principal: Principal = Depends(caller), net: Network = Depends(network)) -> LeaseOut:
+    probe = MatchRequest(kind="inference", model=body.model, resources=gateway.REQUEST_RESOURCES, term=body.term,
+                         price_min_gwei=body.price_min_gwei, price_max_gwei=body.price_max_gwei)
+    quote = net.market.quote(probe)
+    if not quote.matched:
+        raise ComputeError(f"no provision serves {body.model!r} in that range: {quote.no_match.message}",
+                           field="model", status_code=409)
+    slot = net.market.index.get(quote.provision_id)
+    whole = Resources(cpu=slot.free_cpu, memory_mb=max(1, slot.free_memory_mb), gpu_count=slot.free_gpu,
+                      gpu_model=slot.gpu_model if slot.free_gpu else "", disk_gb=slot.free_disk_gb)
+    return net.market.place(principal.address, probe.model_copy(update={
+        "resources": whole, "auto_renew": body.auto_renew, "price_min_gwei": slot.price,
+        "price_max_gwei": slot.price}))
+
+
+@router.get("/inference/deployments", summary="This account's active dedicated deployments")
+def deployments(principal: Principal = Depends(caller), net: Network = Depends(network)) -> list[LeaseOut]:
+    return [lease for lease in leases.list_for(net.store, principal.address, "active")
+            if lease.kind == "inference" and lease.term != "seconds" and lease.user == principal.address]
