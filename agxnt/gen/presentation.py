@@ -107,8 +107,11 @@ class PresentationGen(Agent):
         outline: str | None = Field(None, max_length=200_000,
                                     description="Markdown: '# Slide title', '- bullet', '![image prompt]', notes")
         slides: list[SlideSpec] | None = Field(None, max_length=MAX_SLIDES)
-        images: SamplingOptions = Field(default_factory=lambda: SamplingOptions(width=512, height=384),
-                                        description="Model and settings for the slides' image prompts")
+        images: list[GeneratedFile] = Field(default_factory=list, max_length=MAX_SLIDES,
+                                            description="Stored images (e.g. Image Gen's images), placed in order "
+                                                        "on the slides that have no image of their own")
+        generation: SamplingOptions = Field(default_factory=lambda: SamplingOptions(width=512, height=384),
+                                            description="Model and settings for the slides' image prompts")
         image_style: str | None = Field(None, max_length=1000, description="Added to every slide's image prompt")
         filename: str = Field("presentation", max_length=200, description="Name stem of the stored file")
 
@@ -121,7 +124,7 @@ class PresentationGen(Agent):
     class Output(BaseModel):
         presentation: GeneratedFile
         slides: int = Field(description="Slides in the deck, the cover included")
-        images: list[GeneratedFile] = Field(default_factory=list, description="Images generated for the deck")
+        generated_images: list[GeneratedFile] = Field(default_factory=list, description="Images made for the deck")
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         field = "outline" if input.outline is not None else "slides"
@@ -137,16 +140,20 @@ class PresentationGen(Agent):
             ctx.check_cancelled()
             ctx.progress(done / (len(prompts) + 1), f"image for slide {i + 1}")
             prompt = f"{spec.image_prompt}, {input.image_style}" if input.image_style else spec.image_prompt
-            images[i] = (await generate_pngs(ctx, input.images, prompt, 1))[0]
+            images[i] = (await generate_pngs(ctx, input.generation, prompt, 1))[0]
             generated.append(await store(ctx, images[i], f"slide-{i + 1}.png", "image/png"))
         for i, spec in enumerate(slides):
             if spec.image_cid:
                 images[i] = await load(ctx, spec.image_cid, field)
+        free = [i for i in range(len(slides)) if i not in images]
+        for i, given in zip(free, input.images):
+            images[i] = await load(ctx, given.cid, "images")
         data = await asyncio.to_thread(self._build, input, slides, images, field)
         deck = await store(ctx, data, f"{stem(input.filename, 'presentation')}.pptx",
                            "application/vnd.openxmlformats-officedocument.presentationml.presentation")
         ctx.progress(1.0)
-        return self.Output(presentation=deck, slides=len(slides) + (1 if input.title else 0), images=generated)
+        return self.Output(presentation=deck, slides=len(slides) + (1 if input.title else 0),
+                           generated_images=generated)
 
     @staticmethod
     def _build(input: Input, slides: list[SlideSpec], images: dict[int, bytes], field: str) -> bytes:
