@@ -236,3 +236,46 @@ def request(kind: str = _KIND, price_max: int = _MAX, price_min: int = typer.Opt
     """Match and open a lease (escrow held, or the first rental term billed)."""
     _show(_call("POST", "/v1/market/requests", _request(kind, price_max, price_min, duration_s, term, cpu, memory_mb,
                                                         gpu_count, gpu_model, model, image, region)))
+
+
+@provider_app.command("start")
+def start(name: str = typer.Option(..., help="Shown to users"),
+          price_gwei: int = typer.Option(..., min=1, help="Ask per compute-unit-second"),
+          cpu: int = typer.Option(1, min=1, help="vCPU cores offered"),
+          memory_mb: int = typer.Option(1024, min=1, help="Memory offered, MiB"),
+          gpu_count: int = typer.Option(0, min=0), gpu_model: str = typer.Option(""),
+          disk_gb: int = typer.Option(0, min=0), region: str = typer.Option("local"),
+          stake_eth: float = typer.Option(0.0, min=0, help="Hold at least this much stake (topped up on chain)"),
+          concurrency: int = typer.Option(4, min=1, help="Jobs run at once"),
+          work_pool: str = typer.Option(None, help="Also run flow runs from this provider's queue of a work pool")
+          ) -> None:
+    """Join the network and run matched work until stopped (Ctrl-C or SIGTERM).
+
+    Signs in with CXMPUTE_WALLET_KEY, registers this machine, tops up the stake, publishes an agent
+    provision, heartbeats, and serves the jobs the platform dispatches here through the Prefect server
+    at PREFECT_API_URL. Other machines join the same way, pointing CXMPUTE_API_URL and PREFECT_API_URL at
+    the platform.
+    """
+    import asyncio
+    import logging
+
+    from prefect.settings import PREFECT_API_URL
+    from prefect.task_worker import StopTaskWorker
+
+    from compute.provisions import Resources
+    from compute.worker.provider import Offer, ProviderWorker
+
+    if not PREFECT_API_URL.value():
+        raise typer.BadParameter("set PREFECT_API_URL to the platform's Prefect server", param_hint="PREFECT_API_URL")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    offer = Offer(name=name, region=region, price_gwei=price_gwei, stake_gwei=int(stake_eth * GWEI),
+                  concurrency=concurrency, work_pool=work_pool,
+                  resources=Resources(cpu=cpu, memory_mb=memory_mb, gpu_count=gpu_count, gpu_model=gpu_model,
+                                      disk_gb=disk_gb))
+    worker = ProviderWorker(settings.resolved_api_url, _wallet(), offer, settings.chain_rpc_url)
+    console.print(f"provider {worker.address} joining {settings.resolved_api_url}")
+    try:
+        asyncio.run(worker.run())
+    except (KeyboardInterrupt, StopTaskWorker):
+        console.print(f"stopped after {worker.ran} jobs")

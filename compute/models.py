@@ -167,3 +167,30 @@ class LedgerEntry(Base):
     tx_id: Mapped[str] = mapped_column(String(36), ForeignKey("cx_ledger_txs.id"), index=True)
     account_id: Mapped[int] = mapped_column(Integer, ForeignKey("cx_ledger_accounts.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """One attempt at a piece of work dispatched to a provider worker; its id is the Prefect task run's id.
+
+    Attempts of the same work share ``work_key``; at most one of them is ever accepted (``done``/``failed``).
+    """
+
+    __tablename__ = "cx_jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    work_key: Mapped[str] = mapped_column(String(200), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(42), index=True)
+    provider: Mapped[str] = mapped_column(String(42), index=True)
+    lease_id: Mapped[str] = mapped_column(String(36), ForeignKey("cx_leases.id"))
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    error_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost_gwei: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_ts: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

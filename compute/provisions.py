@@ -20,7 +20,8 @@ from cxmpute.settings import get_settings
 
 Kind = Literal["vm", "container", "function", "inference", "agent"]
 KINDS: tuple[str, ...] = ("vm", "container", "function", "inference", "agent")
-Status = Literal["active", "paused", "retired"]
+# "down": set by the platform while the provider's heartbeats have lapsed; its next heartbeat restores it.
+Status = Literal["active", "paused", "retired", "down"]
 
 
 class Resources(BaseModel):
@@ -149,4 +150,17 @@ def list_for(store: Store, provider: str) -> list[ProvisionOut]:
     with store.read() as session:
         rows = session.scalars(select(Provision).where(Provision.provider == provider)
                                .order_by(Provision.created_at)).all()
+        return [out(row) for row in rows]
+
+
+def browse(store: Store, kind: str | None = None, status: str | None = None, limit: int = 50,
+           offset: int = 0) -> list[ProvisionOut]:
+    """The public offer book: provisions by ascending price, optionally of one kind or status."""
+    with store.read() as session:
+        stmt = select(Provision)
+        if kind:
+            stmt = stmt.where(Provision.kind == kind)
+        if status:
+            stmt = stmt.where(Provision.status == status)
+        rows = session.scalars(stmt.order_by(Provision.price_gwei, Provision.id).limit(limit).offset(offset)).all()
         return [out(row) for row in rows]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,29 +23,19 @@ from prefect import Flow, Task, flow, task
 from prefect.context import TaskRunContext
 from prefect.flow_runs import apause_flow_run
 from prefect.runtime import flow_run as runtime_flow_run
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from agxnt.builtins import ApprovalResponse
-from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from agxnt.registry import registry
-from agxnt.secrets import redact
-from flows.spec import Workflow
-from flows.validate import Plan, validate_or_raise
+from agxnt.jobs import AgentJob, run_agent
+from compute.errors import ComputeError
+from compute.worker.dispatch import Dispatcher
+from compute.worker.jobs import JobSpec
+from flows.spec import Node, Workflow
+from flows.validate import Plan, on_network, validate_or_raise
 
 FLOW_NAME = "cxmpute-workflow"
-
-
-class NodeResult(BaseModel):
-    """What a node run keeps: the inputs it saw and the output it gave."""
-
-    node: str
-    agent: str
-    version: str
-    inputs: dict[str, Any]
-    output: dict[str, Any]
-    started_at: datetime
-    finished_at: datetime
+NETWORK_TIMEOUT_S = 600.0  # a node on a provider with no timeout of its own
 
 
 class NodeFailed(Exception):
@@ -96,6 +87,29 @@ def _set_path(target: dict[str, Any], path: str, value: Any) -> None:
         target[head] = value
 
 
+class Placement(BaseModel):
+    """Where a node ran when it ran on a provider, and what it cost."""
+
+    provider: str
+    job_id: str
+    attempts: int
+    seconds: float | None
+    cost_gwei: int
+
+
+class NodeResult(BaseModel):
+    """What a node run keeps: the inputs it saw, the output it gave, and where it ran."""
+
+    node: str
+    agent: str
+    version: str
+    inputs: dict[str, Any]
+    output: dict[str, Any]
+    started_at: datetime
+    finished_at: datetime
+    placement: Placement | None = None
+
+
 @task(persist_result=True, cache_key_fn=_cache_key, retry_condition_fn=_retry_condition)
 async def run_node(
     node_id: str,
@@ -107,31 +121,58 @@ async def run_node(
     scope: str | None,
     deadline: float,
     max_iterations: int,
+    network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     inputs = copy.deepcopy(params)
     for target_field, (upstream, source_field) in sorted(bindings.items()):
         _set_path(inputs, target_field, upstream["output"].get(source_field))
-    cls = registry.get(agent, version)
     if agent == "hitl.approve":
         timeout = int(inputs.get("timeout_seconds") or 3600)
         response = await apause_flow_run(wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1,
                                          key=f"approve-{node_id}")
         inputs["response"] = response.model_dump(mode="json")
-    ctx = AgentContext(owner=owner, run_id=str(runtime_flow_run.id), node_id=node_id, deadline=deadline,
-                       max_iterations=max_iterations)
+    payload = AgentJob(agent=agent, version=version, inputs=inputs, run_id=str(runtime_flow_run.id),
+                       node_id=node_id, deadline=deadline, max_iterations=max_iterations).model_dump(mode="json")
+    placement = None
     try:
-        output = await cls()(inputs, ctx)
-    except AgentError as exc:
+        if network is None:
+            output = await run_agent(payload, owner)
+        else:
+            output, placement = await _on_provider(node_id, agent, payload, owner, deadline, network)
+    except (AgentError, ComputeError) as exc:
         raise NodeFailed(f"node {node_id!r} ({agent}): {exc.message}", retryable=exc.status_code >= 500) from exc
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise NodeFailed(f"node {node_id!r} ({agent}): invalid input: {problems}") from exc
-    result = NodeResult(node=node_id, agent=agent, version=version, inputs=inputs,
-                        output=output.model_dump(mode="json"), started_at=started,
-                        finished_at=datetime.now(timezone.utc)).model_dump(mode="json")
-    # Persisted results are readable through the run view: no secret an agent used may appear there.
-    return redact(result, ctx.secrets.values())
+    return NodeResult(node=node_id, agent=agent, version=version, inputs=inputs, output=output, started_at=started,
+                      finished_at=datetime.now(timezone.utc), placement=placement).model_dump(mode="json")
+
+
+async def _on_provider(node_id: str, agent: str, payload: dict[str, Any], owner: str, deadline: float,
+                       network: dict[str, Any]) -> tuple[dict[str, Any], Placement]:
+    """Match the node onto a provider and run it there; the dispatcher fails over if the provider is lost."""
+    timeout = min(network.get("timeout_s") or NETWORK_TIMEOUT_S, max(1.0, deadline - time.time()))
+    spec = JobSpec(kind="agent", payload=payload, owner=owner, resources=network["resources"],
+                   price_min_gwei=network["price_min_gwei"], price_max_gwei=network["price_max_gwei"],
+                   work_key=f"{payload['run_id']}:{node_id}:{TaskRunContext.get().task_run.id}", timeout_s=timeout)
+    job = await Dispatcher().run(spec)
+    if job.status == "failed":
+        raise ComputeError(f"failed on provider {job.provider}: {job.error}", status_code=job.error_status or 500)
+    return job.result or {}, Placement(provider=job.provider, job_id=job.id, attempts=job.attempt,
+                                       seconds=job.seconds, cost_gwei=job.cost_gwei)
+
+
+def _network_terms(plan: Plan, node: Node, cls: type) -> dict[str, Any] | None:
+    """The market terms of a node that runs on a provider, or None when it runs where the flow runs."""
+    if not on_network(plan.workflow, node, cls):
+        return None
+    wants = node.options.resources
+    if wants is None:
+        needs = cls.resources
+        resources = {"cpu": max(1, math.ceil(needs.cpu)), "memory_mb": needs.memory_mb, "gpu_count": needs.gpu}
+    else:
+        resources = wants.model_dump()
+    compute = plan.workflow.compute
+    return {"resources": resources, "price_min_gwei": compute.price_min_gwei,
+            "price_max_gwei": compute.price_max_gwei, "timeout_s": node.options.timeout_seconds}
 
 
 @lru_cache(maxsize=256)
@@ -175,6 +216,7 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
         futures[nid] = node_task.submit(
             node_id=nid, agent=cls.id, version=cls.version, params=params, bindings=bindings, owner=owner,
             scope=scope, deadline=deadline, max_iterations=plan.workflow.budget.max_iterations,
+            network=_network_terms(plan, node, cls),
         )
     results: dict[str, dict[str, Any]] = {}
     failures: list[str] = []

@@ -13,6 +13,7 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field
 
 from agxnt.errors import NotFound
+from compute.worker.tasks import TASK_NAME as JOB_TASK
 
 PAGE = 200
 TERMINAL = {"completed", "failed", "skipped", "cancelled"}
@@ -53,6 +54,7 @@ class NodeRun(BaseModel):
     inputs: dict[str, Any] | None = None
     output: dict[str, Any] | None = None
     task_run_id: str | None = None
+    placement: dict[str, Any] | None = Field(None, description="The provider that ran the node and what it cost")
 
 
 class RunView(BaseModel):
@@ -98,6 +100,7 @@ def _node(tr: TaskRun, agent: str | None, with_results: bool) -> NodeRun:
         result = _load(state)
         if isinstance(result, dict):
             view.inputs, view.output = result.get("inputs"), result.get("output")
+            view.placement = result.get("placement")
     elif state is not None and (state.is_failed() or state.is_crashed() or view.state == "skipped"):
         view.error = state.message
     return view
@@ -126,6 +129,8 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     doc_nodes = (params.get("document") or {}).get("nodes", [])
     agents = {n.get("id"): n.get("agent") for n in doc_nodes}
     position = {n.get("id"): i for i, n in enumerate(doc_nodes)}
+    # The runs that carried nodes to provider workers are internals of their node's run, not nodes.
+    task_runs = [tr for tr in task_runs if not tr.task_key.startswith(JOB_TASK)]
     for tr in sorted(task_runs, key=lambda t: position.get(t.name, len(position))):
         view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
     for node in doc_nodes:  # nodes the engine never started: not yet, or never (an upstream failed)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,6 +20,17 @@ class Position(BaseModel):
     y: float = 0
 
 
+class NodeResources(BaseModel):
+    """Machine size a node asks the market for when it runs on a provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: int = Field(1, ge=1, le=4096, description="vCPU cores")
+    memory_mb: int = Field(512, ge=1, le=64 * 2**20)
+    gpu_count: int = Field(0, ge=0, le=64)
+    gpu_model: str = Field("", max_length=64)
+
+
 class NodeOptions(BaseModel):
     """How the engine runs a node."""
 
@@ -29,6 +40,11 @@ class NodeOptions(BaseModel):
     retry_delay_seconds: float = Field(1.0, ge=0, le=3600)
     timeout_seconds: float | None = Field(None, gt=0, le=24 * 3600, description="Fail the node after this long")
     cache: bool = Field(True, description="Reuse this node's output on a re-run when its inputs are unchanged")
+    placement: Literal["auto", "local", "network"] = Field(
+        "auto", description="auto: on a provider when the agent needs provider compute and the workflow's "
+                            "compute section places work on the network; local: where the flow runs; network: "
+                            "always on a provider")
+    resources: NodeResources | None = Field(None, description="What to match a provider by (default: the agent's needs)")
 
 
 class Node(BaseModel):
@@ -80,6 +96,21 @@ class Budget(BaseModel):
     max_iterations: int = Field(100, ge=1, le=10_000, description="Per looping node")
 
 
+class Compute(BaseModel):
+    """Where nodes needing provider compute run, and the price range the workflow's owner pays for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    placement: Literal["auto", "local", "network"] = Field(
+        "auto", description="auto: on providers when price_max_gwei is set, else where the flow runs")
+    price_min_gwei: int = Field(0, ge=0, description="Lowest ask accepted, gwei per compute-unit-second")
+    price_max_gwei: int | None = Field(None, gt=0, le=10**12, description="Highest ask accepted")
+
+    @property
+    def on_network(self) -> bool:
+        return self.placement == "network" or (self.placement == "auto" and self.price_max_gwei is not None)
+
+
 class Workflow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -93,6 +124,7 @@ class Workflow(BaseModel):
     nodes: list[Node] = Field(default_factory=list)
     edges: list[Edge] = Field(default_factory=list)
     budget: Budget = Field(default_factory=Budget)
+    compute: Compute = Field(default_factory=Compute)
 
     @field_validator("version")
     @classmethod

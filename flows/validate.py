@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from agxnt.agent import Agent
 from agxnt.errors import UnknownAgent
 from agxnt.registry import Registry, registry as default_registry
-from flows.spec import Workflow
+from flows.spec import Node, Workflow
 
 
 class Problem(BaseModel):
@@ -137,6 +137,15 @@ def _locate(raw: dict[str, Any], loc: tuple) -> tuple[str | None, int | None, st
     return None, None, ".".join(str(p) for p in loc)
 
 
+def on_network(wf: Workflow, node: Node, cls: type[Agent]) -> bool:
+    """Whether ``node`` runs on a provider (matched and dispatched) rather than where the flow runs."""
+    if cls.id == "hitl.approve":  # it pauses the flow run itself, so it runs where the flow runs
+        return False
+    if node.options.placement != "auto":
+        return node.options.placement == "network"
+    return wf.compute.on_network and cls.resources.needs_provider
+
+
 def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -> tuple[Plan | None, list[Problem]]:
     """Check a document; return a runnable plan and no problems, or None and every problem found."""
     reg = reg or default_registry
@@ -245,6 +254,17 @@ def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -
                     continue
                 problems.append(Problem(code="bad_param", node=node.id, field=f"params.{'.'.join(map(str, e['loc']))}",
                                         message=f"{'.'.join(map(str, e['loc']))}: {e['msg']}"))
+
+    if wf.compute.price_max_gwei is None:
+        for node in wf.nodes:
+            cls = agents.get(node.id)
+            if cls is not None and on_network(wf, node, cls):
+                problems.append(Problem(code="bad_param", node=node.id, field="compute.price_max_gwei",
+                                        message="runs on a provider: set compute.price_max_gwei, the most you pay "
+                                                "per compute-unit-second"))
+    if wf.compute.price_max_gwei is not None and wf.compute.price_max_gwei < wf.compute.price_min_gwei:
+        problems.append(Problem(code="invalid_document", field="compute.price_max_gwei",
+                                message="compute.price_max_gwei is below compute.price_min_gwei"))
 
     for name, out in wf.outputs.items():
         cls = agents.get(out.node)

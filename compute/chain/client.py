@@ -105,6 +105,11 @@ def _artifact() -> dict:
     return json.loads(ARTIFACT.read_text())
 
 
+def vault_abi() -> list[dict]:
+    """The vault contract's ABI, for wallets that deposit or stake themselves."""
+    return _artifact()["abi"]
+
+
 def _tx_base(w3: Web3, sender: Account) -> dict:
     return {"from": sender.address, "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
             "chainId": int(w3.eth.chain_id)}

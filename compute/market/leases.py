@@ -21,7 +21,7 @@ from compute.ledger.funds import slash
 from compute.market.demand import MatchRequest
 from compute.market.pricing import compute_units, cost, platform_fee
 from compute.models import Lease, Provider, Provision, UsageRecord, aware, utcnow
-from compute.providers.registry import reputation
+from compute.providers.registry import mark_down, reputation
 from compute.receipts import Domain
 from compute.store import Store
 from cxmpute.settings import get_settings
@@ -142,38 +142,43 @@ def meter(store: Store, domain: Domain, lease_id: str, usage: UsageIn, caller: s
 
     Use beyond what the escrow covers is capped and the lease ends out-of-funds.
     """
-    key = f"{lease_id}:{usage.idempotency_key}"
     with store.write() as session:
-        row = _locked(session, lease_id)
-        if caller != row.provider:
-            raise Forbidden("only the lease's provider reports its usage", field="lease_id")
-        done = session.scalar(select(UsageRecord).where(UsageRecord.idempotency_key == key))
-        if done is not None:
-            return _usage_out(session, done, row)
-        if row.status != "active":
-            raise Conflict(f"lease has ended ({row.end_reason})", field="lease_id")
-        if row.term != "seconds":
-            raise ComputeError("rentals are billed per term, not metered", field="lease_id")
-        seconds = min(usage.seconds, row.duration_s - row.metered_s)
-        left = balance(session, Acct("escrow", row.id))
-        per_second = cost(row.price_gwei, row.compute_units, 1)
-        seconds = min(seconds, left // per_second)
-        amount = seconds * per_second
-        fee = platform_fee(amount)
-        signature = receipts.sign(domain, "Usage", usage_message(row.id, key, seconds, amount, fee))
-        record = UsageRecord(id=str(uuid.uuid4()), lease_id=row.id, idempotency_key=key, seconds=seconds,
-                             amount_gwei=amount, fee_gwei=fee, signature=signature, created_at=utcnow())
-        session.add(record)
-        if amount:
-            post(session, key=f"usage:{key}", kind="usage", reference=row.id, signature=signature,
-                 entries=[(Acct("escrow", row.id), -amount), (Acct("earnings", row.provider), amount - fee),
-                          (Acct("fee", "platform"), fee)])
-        row.metered_s += seconds
-        row.paid_gwei += amount
-        if seconds < usage.seconds and row.metered_s < row.duration_s:
-            _end(session, row, "out-of-funds")
-        session.flush()
-        return _usage_out(session, record, row)
+        return meter_in(session, domain, lease_id, usage, caller)
+
+
+def meter_in(session: Session, domain: Domain, lease_id: str, usage: UsageIn, caller: str) -> UsageOut:
+    """:func:`meter` inside the caller's transaction, so usage can settle atomically with other writes."""
+    key = f"{lease_id}:{usage.idempotency_key}"
+    row = _locked(session, lease_id)
+    if caller != row.provider:
+        raise Forbidden("only the lease's provider reports its usage", field="lease_id")
+    done = session.scalar(select(UsageRecord).where(UsageRecord.idempotency_key == key))
+    if done is not None:
+        return _usage_out(session, done, row)
+    if row.status != "active":
+        raise Conflict(f"lease has ended ({row.end_reason})", field="lease_id")
+    if row.term != "seconds":
+        raise ComputeError("rentals are billed per term, not metered", field="lease_id")
+    seconds = min(usage.seconds, row.duration_s - row.metered_s)
+    left = balance(session, Acct("escrow", row.id))
+    per_second = cost(row.price_gwei, row.compute_units, 1)
+    seconds = min(seconds, left // per_second)
+    amount = seconds * per_second
+    fee = platform_fee(amount)
+    signature = receipts.sign(domain, "Usage", usage_message(row.id, key, seconds, amount, fee))
+    record = UsageRecord(id=str(uuid.uuid4()), lease_id=row.id, idempotency_key=key, seconds=seconds,
+                         amount_gwei=amount, fee_gwei=fee, signature=signature, created_at=utcnow())
+    session.add(record)
+    if amount:
+        post(session, key=f"usage:{key}", kind="usage", reference=row.id, signature=signature,
+             entries=[(Acct("escrow", row.id), -amount), (Acct("earnings", row.provider), amount - fee),
+                      (Acct("fee", "platform"), fee)])
+    row.metered_s += seconds
+    row.paid_gwei += amount
+    if seconds < usage.seconds and row.metered_s < row.duration_s:
+        _end(session, row, "out-of-funds")
+    session.flush()
+    return _usage_out(session, record, row)
 
 
 def _usage_out(session: Session, record: UsageRecord, row: Lease) -> UsageOut:
@@ -185,18 +190,23 @@ def end(store: Store, lease_id: str, reason: EndReason, caller: str | None) -> L
     """End a lease. The user may cancel; the provider may complete it or declare itself lost;
     the platform (``caller=None``) may end it for any reason. Ending twice changes nothing."""
     with store.write() as session:
-        row = _locked(session, lease_id)
-        if caller is not None:
-            if caller not in (row.user, row.provider):
-                raise Forbidden("lease belongs to other accounts", field="lease_id")
-            allowed = (USER_REASONS if caller == row.user else set()) | (
-                PROVIDER_REASONS if caller == row.provider else set())
-            if reason not in allowed:
-                raise Forbidden(f"you cannot end this lease as {reason!r}", field="reason")
-        if row.status == "active":
-            _end(session, row, reason)
-        session.flush()
-        return out(session, row)
+        return end_in(session, lease_id, reason, caller)
+
+
+def end_in(session: Session, lease_id: str, reason: EndReason, caller: str | None) -> LeaseOut:
+    """:func:`end` inside the caller's transaction."""
+    row = _locked(session, lease_id)
+    if caller is not None:
+        if caller not in (row.user, row.provider):
+            raise Forbidden("lease belongs to other accounts", field="lease_id")
+        allowed = (USER_REASONS if caller == row.user else set()) | (
+            PROVIDER_REASONS if caller == row.provider else set())
+        if reason not in allowed:
+            raise Forbidden(f"you cannot end this lease as {reason!r}", field="reason")
+    if row.status == "active":
+        _end(session, row, reason)
+    session.flush()
+    return out(session, row)
 
 
 def _end(session: Session, row: Lease, reason: str) -> None:
@@ -277,6 +287,12 @@ def reap_lost(store: Store, missed_heartbeats: int = 3, now_ts: float | None = N
     with store.read() as session:
         ids = session.scalars(select(Lease.id).join(Provider, Provider.address == Lease.provider).where(
             Lease.status == "active", Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)).all()
+        silent = session.scalars(select(Provider.address).where(
+            Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)).all()
+    if silent:
+        with store.write() as session:
+            for address in silent:
+                mark_down(session, address)
     for lease_id in ids:
         end(store, lease_id, "provider-lost", None)
     return list(ids)

@@ -7,10 +7,12 @@ from datetime import datetime
 
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from compute import receipts
 from compute.errors import Forbidden, NotFound, Unauthorized
-from compute.models import Provider, utcnow
+from compute.models import Provider, Provision, utcnow
 from compute.providers.hardware import HardwareProfile
 from compute.receipts import Domain
 from compute.store import Store
@@ -111,9 +113,23 @@ def heartbeat(store: Store, domain: Domain, hb: Heartbeat, caller: str | None) -
             raise Unauthorized("heartbeat replayed: timestamp is not newer than the last one", field="timestamp")
         row.last_heartbeat_ts = hb.timestamp
         row.heartbeats += 1
+        session.execute(update(Provision).where(Provision.provider == hb.provider, Provision.status == "down")
+                        .values(status="active", updated_at=utcnow()))
         row.reputation = reputation(row)
         session.flush()
         return out(row)
+
+
+def is_alive(row: Provider, now_ts: float | None = None, missed_heartbeats: int = 3) -> bool:
+    """Whether a provider that heartbeats has sent one within the last ``missed_heartbeats`` intervals."""
+    now_ts = now_ts or time.time()
+    return row.last_heartbeat_ts == 0 or now_ts - row.last_heartbeat_ts <= missed_heartbeats * get_settings().heartbeat_interval_s
+
+
+def mark_down(session: Session, address: str) -> int:
+    """Take a silent provider's active provisions out of matching until its next heartbeat."""
+    return session.execute(update(Provision).where(Provision.provider == address, Provision.status == "active")
+                           .values(status="down", updated_at=utcnow())).rowcount
 
 
 def reputation(row: Provider) -> float:

@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import APIRouter, Depends, Query
 
+from compute import provisions
 from compute.identity.tokens import Principal
 from compute.market import leases, pricing
 from compute.market.demand import MatchRequest
 from compute.market.leases import EndIn, LeaseOut, UsageIn, UsageOut
 from compute.market.matching import SWEEP_EVERY_S, Quote
 from compute.network import Network, get_network
+from compute.provisions import ProvisionOut
 from web.routers._compute import network, signed_in
 
 @asynccontextmanager
@@ -48,6 +50,16 @@ log = logging.getLogger("cxmpute.market")
              description=pricing.__doc__)
 def quote(body: MatchRequest, net: Network = Depends(network)) -> Quote:
     return net.market.quote(body)
+
+
+@router.get("/market/provisions", summary="The offer book: published provisions, cheapest first",
+            description="Public; filter by `kind` (vm, container, function, inference, agent) and `status` "
+                        "(active, paused, down, retired); paginate with `limit` and `offset`.")
+def offers(kind: str | None = Query(None, pattern="^(vm|container|function|inference|agent)$"),
+           status: str | None = Query(None, pattern="^(active|paused|down|retired)$"),
+           limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+           net: Network = Depends(network)) -> list[ProvisionOut]:
+    return provisions.browse(net.store, kind, status, limit, offset)
 
 
 @router.post("/market/requests", status_code=201, summary="Match a request and open a lease (escrow held)")

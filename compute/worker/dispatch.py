@@ -1,0 +1,130 @@
+"""Dispatch: match a job onto a provider, hand it to that provider's worker, watch it, fail over.
+
+Each attempt opens a lease through the market (cheapest provision that fits, within the owner's price
+range), records the job, and creates a deferred Prefect task run keyed to the provider — the Prefect
+server pushes it to that provider's worker at once. While the job runs the dispatcher watches the
+provider's heartbeats: when they lapse it marks the provider down (out of matching until it beats
+again), abandons the job — which ends the lease as ``provider-lost``, refunding the escrow and slashing
+the stake — and dispatches the work again to another provider. A result the lost provider sends later is
+refused (the job is no longer ``running``), so the work is accepted and paid for exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+
+from prefect.client.orchestration import get_client
+from prefect.states import Crashed
+
+from compute.errors import ComputeError
+from compute.market.demand import MatchRequest
+from compute.market.leases import LeaseOut
+from compute.market.matching import NoMatchError
+from compute.models import Provider
+from compute.network import Network, get_network
+from compute.providers.registry import is_alive, mark_down
+from compute.worker import jobs
+from compute.worker.jobs import JobOut, JobSpec
+from compute.worker.tasks import job_task
+from cxmpute.settings import get_settings
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+LIVENESS_EVERY_S = 0.25
+
+
+class DispatchError(ComputeError):
+    status_code = 503
+
+
+class Dispatcher:
+    def __init__(self, network: Network | None = None, on_attempt: Callable[[JobOut], None] | None = None):
+        self.network = network or get_network()
+        self.on_attempt = on_attempt
+
+    async def run(self, spec: JobSpec) -> JobOut:
+        """Run ``spec`` on the network; returns the accepted attempt (``done`` or ``failed``)."""
+        deadline = time.monotonic() + spec.timeout_s
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            lease = await self._place(spec, deadline)
+            job_id = str(uuid.uuid4())
+            jobs.create(self.network.store, job_id, spec, lease.provider, lease.id, attempt)
+            await job_task(lease.provider).create_run(id=uuid.UUID(job_id), deferred=True)
+            job = await self._watch(job_id, lease, deadline)
+            if self.on_attempt:
+                self.on_attempt(job)
+            if job.status in ("done", "failed"):
+                return job
+            log.warning("job %s on provider %s was abandoned (%s); dispatching again", job_id, lease.provider,
+                        job.error)
+        raise DispatchError(f"gave up after {MAX_ATTEMPTS} providers failed to run the work", field="resources")
+
+    async def _place(self, spec: JobSpec, deadline: float) -> LeaseOut:
+        """Open a lease, waiting while every provision that would fit is busy."""
+        request = MatchRequest(kind="agent", resources=spec.resources, price_min_gwei=spec.price_min_gwei,
+                               price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)))
+        pause = 0.01
+        while True:
+            try:
+                return await asyncio.to_thread(self.network.market.place, spec.owner, request)
+            except NoMatchError as exc:
+                busy = set(exc.explanation.excluded) <= {"capacity", "status"} and exc.explanation.considered
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+            self.network.market.sync()
+
+    async def _watch(self, job_id: str, lease: LeaseOut, deadline: float) -> JobOut:
+        store = self.network.store
+        interval = get_settings().heartbeat_interval_s
+        claim_by = time.monotonic() + max(10.0, 3 * interval)
+        checked = time.monotonic()
+        pause = 0.002
+        while True:
+            job = await asyncio.to_thread(jobs.get, store, job_id)
+            if job.status not in ("queued", "running"):
+                return job
+            now = time.monotonic()
+            if now > deadline:
+                await self._give_up(job_id, "expired", "the work ran past its time limit")
+                raise DispatchError(f"the work did not finish within its time limit on provider {lease.provider}",
+                                    field="timeout_seconds", status_code=504)
+            if now - checked >= LIVENESS_EVERY_S:
+                checked = now
+                lost = not await asyncio.to_thread(self._alive, lease.provider)
+                unclaimed = job.status == "queued" and now > claim_by
+                ended = not await asyncio.to_thread(jobs.lease_active, store, lease.id)
+                if lost or unclaimed or ended:
+                    if lost:
+                        await asyncio.to_thread(self._mark_down, lease.provider)
+                    why = ("heartbeats lapsed" if lost else "the worker never started it" if unclaimed
+                           else "its lease ended")
+                    return await self._give_up(job_id, "provider-lost", why)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _alive(self, provider: str) -> bool:
+        with self.network.store.read() as session:
+            row = session.get(Provider, provider)
+            return row is not None and is_alive(row)
+
+    def _mark_down(self, provider: str) -> None:
+        with self.network.store.write() as session:
+            mark_down(session, provider)
+        self.network.market.refresh_provider(provider)
+
+    async def _give_up(self, job_id: str, reason: str, why: str) -> JobOut:
+        job = await asyncio.to_thread(jobs.abandon, self.network.store, job_id, reason)
+        await asyncio.to_thread(self.network.market.refresh_provider, job.provider)
+        try:
+            async with get_client() as client:
+                await client.set_task_run_state(uuid.UUID(job_id), Crashed(message=f"abandoned: {why}"), force=True)
+        except Exception:  # the record in Prefect is cosmetic; the job table is what counts
+            log.exception("could not mark task run %s crashed", job_id)
+        return job

@@ -1,0 +1,158 @@
+"""Jobs: the platform's record of each attempt at dispatched work, and the only place a result is accepted.
+
+A job goes ``queued`` → ``running`` (claimed by its provider) → ``done``/``failed`` (its result accepted, its
+seconds metered into the provider's lease and the lease closed, all in one transaction) — or ``abandoned``
+when the platform gave up on the provider. A result for a job that is no longer ``running`` is refused,
+so a provider declared lost can never be paid for, or overwrite, work that was rescheduled elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from compute.errors import Conflict, Forbidden, NotFound
+from compute.market import leases
+from compute.models import Job, Lease, utcnow
+from compute.provisions import Resources
+from compute.receipts import Domain
+from compute.store import Store
+
+Status = Literal["queued", "running", "done", "failed", "abandoned"]
+
+
+class JobSpec(BaseModel):
+    """What to run and on what terms; ``kind`` picks the handler from the ``cxmpute.jobs`` entry points."""
+
+    kind: str = Field(..., min_length=1, max_length=32)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    owner: str = Field(..., description="The account that pays")
+    work_key: str = Field(..., min_length=1, max_length=200, description="Shared by every attempt of this work")
+    resources: Resources = Field(default_factory=Resources)
+    price_min_gwei: int = Field(0, ge=0)
+    price_max_gwei: int = Field(..., gt=0)
+    timeout_s: float = Field(600, gt=0, description="How long the work may take, queueing included")
+
+
+class Claimed(BaseModel):
+    id: str
+    kind: str
+    owner: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+class Completion(BaseModel):
+    """A provider's report of a finished job: its output, or the error it ended with."""
+
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: str | None = Field(None, max_length=2000)
+    error_status: int | None = Field(None, ge=400, le=599)
+    seconds: float = Field(..., ge=0, le=366 * 86400, description="Wall-clock seconds the work ran")
+
+
+class JobOut(BaseModel):
+    id: str
+    work_key: str
+    attempt: int
+    kind: str
+    owner: str
+    provider: str
+    lease_id: str
+    status: Status
+    result: dict[str, Any] | None
+    error: str | None
+    error_status: int | None
+    seconds: float | None
+    cost_gwei: int
+    created_at: datetime
+    claimed_at: datetime | None
+    started_ts: float | None
+    finished_at: datetime | None
+
+
+def out(row: Job) -> JobOut:
+    return JobOut.model_validate({name: getattr(row, name) for name in JobOut.model_fields})
+
+
+def create(store: Store, job_id: str, spec: JobSpec, provider: str, lease_id: str, attempt: int) -> None:
+    with store.write() as session:
+        session.add(Job(id=job_id, work_key=spec.work_key, attempt=attempt, kind=spec.kind, owner=spec.owner,
+                        provider=provider, lease_id=lease_id, payload=spec.payload, status="queued", cost_gwei=0,
+                        created_at=utcnow()))
+
+
+def get(store: Store, job_id: str) -> JobOut:
+    with store.read() as session:
+        row = session.get(Job, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id}", field="job_id")
+        return out(row)
+
+
+def for_work(store: Store, work_keys: list[str]) -> list[JobOut]:
+    """Every attempt of the given work, oldest first."""
+    with store.read() as session:
+        rows = session.scalars(select(Job).where(Job.work_key.in_(work_keys)).order_by(Job.created_at)).all()
+        return [out(row) for row in rows]
+
+
+def _locked(session, job_id: str, provider: str) -> Job:
+    row = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+    if row is None:
+        raise NotFound(f"no job {job_id}", field="job_id")
+    if row.provider != provider:
+        raise Forbidden("this job was dispatched to another provider", field="job_id")
+    return row
+
+
+def claim(store: Store, job_id: str, provider: str, started_ts: float | None = None) -> Claimed:
+    """The provider starts the job; a job can be claimed once, and never after it was abandoned."""
+    with store.write() as session:
+        row = _locked(session, job_id, provider)
+        if row.status != "queued":
+            raise Conflict(f"job is {row.status}; it cannot be started", field="job_id")
+        row.status, row.claimed_at, row.started_ts = "running", utcnow(), started_ts or time.time()
+        return Claimed(id=row.id, kind=row.kind, owner=row.owner, payload=row.payload, attempt=row.attempt)
+
+
+def complete(store: Store, domain: Domain, job_id: str, provider: str, report: Completion) -> JobOut:
+    """Accept the result, meter its seconds (rounded up, at least one) and close the lease, atomically."""
+    with store.write() as session:
+        row = _locked(session, job_id, provider)
+        if row.status != "running":
+            raise Conflict(f"job is {row.status}; its result is not accepted", field="job_id")
+        usage = leases.meter_in(session, domain, row.lease_id, leases.UsageIn(
+            seconds=max(1, math.ceil(report.seconds)), idempotency_key=f"job:{row.id}"), provider)
+        leases.end_in(session, row.lease_id, "completed", None)
+        row.status = "done" if report.ok else "failed"
+        row.result, row.error, row.error_status = report.result, report.error, report.error_status
+        row.seconds, row.cost_gwei, row.finished_at = report.seconds, usage.amount_gwei, utcnow()
+        session.flush()
+        return out(row)
+
+
+def abandon(store: Store, job_id: str, reason: leases.EndReason = "provider-lost") -> JobOut:
+    """Give up on a job's provider: the job can no longer be claimed or completed, and its lease ends
+    (for ``provider-lost``: escrow refunded and the provider's stake slashed per policy)."""
+    with store.write() as session:
+        row = session.get(Job, job_id, with_for_update=True, populate_existing=True)
+        if row is None:
+            raise NotFound(f"no job {job_id}", field="job_id")
+        if row.status in ("queued", "running"):
+            row.status, row.error, row.finished_at = "abandoned", f"abandoned: {reason}", utcnow()
+            leases.end_in(session, row.lease_id, reason, None)
+        session.flush()
+        return out(row)
+
+
+def lease_active(store: Store, lease_id: str) -> bool:
+    with store.read() as session:
+        row = session.get(Lease, lease_id)
+        return row is not None and row.status == "active"

@@ -1,0 +1,23 @@
+"""The network's Prefect worker type, ``cxmpute``: a provider's worker for whole flow runs.
+
+Registered with Prefect through the ``prefect.collections`` entry point, so ``prefect worker start
+--type cxmpute`` and work pools of type ``cxmpute`` know it. Each provider polls its own queue (named by
+its address) of the network's work pool, which is how flow runs — scheduled deployments, for instance —
+are routed to the provider the platform picked. Flow runs execute as child processes of the worker, as
+with Prefect's process worker; user code inside them runs in the agents' sandboxed runtimes.
+"""
+
+from __future__ import annotations
+
+from prefect.workers.process import ProcessWorker
+
+WORKER_TYPE = "cxmpute"
+WORK_POOL = "cxmpute-network"
+
+
+class CxmputeWorker(ProcessWorker):
+    type = WORKER_TYPE
+    _description = ("Runs flow runs on a Cxmpute provider machine; the platform routes work to a provider "
+                    "through its queue (named by the provider's address) of the network's work pool.")
+    _display_name = "Cxmpute provider"
+    _logo_url = ""

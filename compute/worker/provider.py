@@ -1,0 +1,127 @@
+"""The provider worker: joins the network, keeps its heartbeat, and runs the jobs matched to it.
+
+One process per provider machine. It signs in with the provider's wallet, registers its hardware, tops up
+its stake, publishes (or re-activates) its provision, then serves two Prefect workers side by side: a task
+worker subscribed to this provider's job key (node-level work pushed over a websocket, started within
+milliseconds) and a :class:`~compute.worker.prefect_worker.CxmputeWorker` polling this provider's queue of
+the network's work pool (whole flow runs, e.g. from deployments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from eth_account import Account
+from prefect.task_worker import TaskWorker
+from pydantic import BaseModel, Field
+
+from compute.provisions import Resources
+from compute.providers.hardware import detect
+from compute.worker.handlers import handler
+from compute.worker.platform import Platform, PlatformError
+from compute.worker.tasks import job_task, set_executor
+from cxmpute.errors import CxmputeError
+from cxmpute.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+class Offer(BaseModel):
+    """What this provider publishes: one provision of agent compute."""
+
+    name: str = Field(..., min_length=1, max_length=100)
+    region: str = "local"
+    price_gwei: int = Field(..., gt=0, description="Ask per compute-unit-second")
+    resources: Resources = Field(default_factory=Resources)
+    stake_gwei: int = Field(0, ge=0, description="Stake to hold (topped up on chain at start)")
+    concurrency: int = Field(4, ge=1, le=256, description="Jobs run at once")
+    work_pool: str | None = Field(None, description="Also poll this Prefect work pool's queue for flow runs")
+
+
+class ProviderWorker:
+    def __init__(self, api_url: str, wallet: Account, offer: Offer, chain_rpc_url: str | None = None):
+        self.platform = Platform(api_url, wallet, chain_rpc_url)
+        self.offer = offer
+        self.provision_id: str | None = None
+        self.ran = 0
+
+    @property
+    def address(self) -> str:
+        return self.platform.address
+
+    async def join(self) -> None:
+        p = self.platform
+        await p.sign_in()
+        await p.register(self.offer.name, self.offer.region, await asyncio.to_thread(detect, get_settings().data_dir))
+        await p.heartbeat()
+        if self.offer.stake_gwei:
+            await p.ensure_stake(self.offer.stake_gwei)
+        self.provision_id = await self._publish()
+
+    async def _publish(self) -> str:
+        """Re-activate this machine's provision from an earlier start, or publish a new one."""
+        o = self.offer
+        for prov in await self.platform.call("GET", "/v1/provisions"):
+            if prov["kind"] == "agent" and prov["status"] != "retired" and Resources(**prov["resources"]) == o.resources:
+                await self.platform.call("PATCH", f"/v1/provisions/{prov['id']}",
+                                         {"price_gwei": o.price_gwei, "status": "active"})
+                return prov["id"]
+        created = await self.platform.call("POST", "/v1/provisions", {
+            "kind": "agent", "price_gwei": o.price_gwei, "region": o.region,
+            "resources": o.resources.model_dump()})
+        return created["id"]
+
+    async def _heartbeats(self) -> None:
+        interval = get_settings().heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.platform.heartbeat()
+            except Exception as exc:  # keep beating: the platform may be restarting
+                log.warning("heartbeat failed: %s", exc)
+
+    async def execute(self, job_id: str) -> None:
+        """Claim the job, run its handler, report the outcome; a job already given away is skipped."""
+        started = time.time()
+        try:
+            claimed = await self.platform.call("POST", f"/v1/work/{job_id}/claim", {"started_ts": started})
+        except PlatformError as exc:
+            if exc.status_code in (403, 404, 409):
+                log.info("job %s not ours to run (%s)", job_id, exc.message)
+                return
+            raise
+        t0 = time.monotonic()
+        report: dict[str, Any]
+        try:
+            result = await handler(claimed["kind"])(claimed["payload"], claimed["owner"])
+            report = {"ok": True, "result": result}
+        except CxmputeError as exc:
+            report = {"ok": False, "error": exc.message[:2000], "error_status": min(max(exc.status_code, 400), 599)}
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "error_status": 500}
+        report["seconds"] = time.monotonic() - t0
+        self.ran += 1
+        await self.platform.call("POST", f"/v1/work/{job_id}/result", report, ok=(409,))
+
+    async def run(self) -> None:
+        await self.join()
+        set_executor(self.execute)
+        beats = asyncio.create_task(self._heartbeats())
+        workers = [TaskWorker(job_task(self.address), limit=self.offer.concurrency).start()]
+        if self.offer.work_pool:
+            from compute.worker.prefect_worker import CxmputeWorker
+
+            flow_worker = CxmputeWorker(work_pool_name=self.offer.work_pool, work_queues=[self.address.lower()],
+                                        name=f"{self.offer.name}-{self.address[:10]}")
+            workers.append(flow_worker.start())
+        log.info("provider %s serving provision %s", self.address, self.provision_id)
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            beats.cancel()
+            set_executor(None)
+            await self.platform.close()

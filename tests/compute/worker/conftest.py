@@ -1,0 +1,134 @@
+"""A platform API process, provider worker processes and funded wallets, all real, for the worker-pool tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from web3 import Web3
+
+from compute.chain.client import vault_abi
+from compute.identity import siwe
+from flows.server import free_port
+
+HEARTBEAT_S = 1
+
+
+@dataclass
+class Platform:
+    url: str
+    home: Path
+    env: dict[str, str]
+    w3: Web3
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    provider_keys: dict[str, str] = field(default_factory=dict)
+
+    def fund(self, address: str, eth: int = 100) -> None:
+        tx = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": address, "value": eth * 10**18})
+        self.w3.eth.wait_for_transaction_receipt(tx)
+
+    def sign_in(self, wallet) -> dict[str, str]:
+        chain = httpx.get(f"{self.url}/v1/account/chain").json()
+        nonce = siwe.Nonce(**httpx.get(f"{self.url}/v1/auth/nonce").json())
+        message = siwe.message_for(wallet.address, nonce, chain["chain_id"]).text()
+        sig = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+        token = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": sig}).json()["token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    def user(self, deposit_eth: int = 10):
+        """A new wallet with ``deposit_eth`` credited to its platform balance; returns (wallet, auth headers)."""
+        wallet = Account.create()
+        self.fund(wallet.address, deposit_eth + 1)
+        chain = httpx.get(f"{self.url}/v1/account/chain").json()
+        vault = self.w3.eth.contract(address=chain["vault_address"], abi=vault_abi())
+        tx = vault.functions.deposit().build_transaction({
+            "from": wallet.address, "value": deposit_eth * 10**18, "chainId": chain["chain_id"],
+            "nonce": self.w3.eth.get_transaction_count(wallet.address), "gasPrice": self.w3.eth.gas_price})
+        sent = self.w3.eth.send_raw_transaction(wallet.sign_transaction(tx).raw_transaction)
+        self.w3.eth.wait_for_transaction_receipt(sent)
+        auth = self.sign_in(wallet)
+        resp = httpx.post(f"{self.url}/v1/account/deposits", json={"tx_hash": sent.to_0x_hex()}, headers=auth)
+        assert resp.status_code == 200, resp.text
+        return wallet, auth
+
+    def start_provider(self, name: str, price: int, cpu: int, memory_mb: int, key: str | None = None,
+                       concurrency: int = 4) -> tuple[subprocess.Popen, str]:
+        """A `cxmpute provider start` process with its own data dir; returns it and its wallet key."""
+        if key is None:
+            key = Account.create().key.to_0x_hex()
+            self.fund(Account.from_key(key).address, 10)
+        home = self.home / f"provider-{name}-{len(self.procs)}"
+        home.mkdir()
+        env = {**self.env, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": key,
+               "PREFECT_HOME": str(home / "prefect")}
+        log = open(home / "worker.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", name, "--price-gwei", str(price),
+             "--cpu", str(cpu), "--memory-mb", str(memory_mb), "--stake-eth", "2", "--concurrency", str(concurrency)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc, key
+
+    def wait_provisions(self, count: int, timeout: float = 90) -> list[dict]:
+        """Wait until ``count`` agent provisions are active in the market."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = httpx.get(f"{self.url}/v1/market/provisions", params={"kind": "agent", "status": "active"})
+            if found.status_code == 200:
+                active = found.json()
+                if len(active) >= count:
+                    return active
+            for proc in self.procs:
+                assert proc.poll() is None or proc.returncode == -signal.SIGKILL, self.logs()
+            time.sleep(0.2)
+        raise AssertionError(f"providers did not come up:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(self.home.glob("provider-*/worker.log")))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def pool_platform(prefect_api, tmp_path_factory):
+    """The platform API as its own process (heartbeats every second, its own database and chain)."""
+    home = tmp_path_factory.mktemp("pool")
+    port = free_port()
+    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
+           "CXMPUTE_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S), "CXMPUTE_API_URL": f"http://127.0.0.1:{port}",
+           "CXMPUTE_ALLOW_ANONYMOUS": "false"}
+    env.pop("CXMPUTE_DATABASE_URL", None)
+    log = open(home / "api.log", "wb")
+    api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(port)], env=env,
+                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert api.poll() is None, (home / "api.log").read_text()
+        time.sleep(0.1)
+    platform = Platform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")))
+    yield platform
+    platform.stop()
+    os.killpg(api.pid, signal.SIGTERM)
+    api.wait(20)

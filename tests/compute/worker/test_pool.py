@@ -1,0 +1,113 @@
+"""Workflow nodes matched onto provider worker processes: placement, data flow between providers, billing."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import httpx
+import pytest
+from eth_account import Account
+
+from compute.market.pricing import platform_fee
+
+pytestmark = pytest.mark.slow
+
+
+def chain_doc(price_max: int) -> dict:
+    """Three sandboxed code nodes of growing size, each fed by the previous one."""
+    def node(nid: str, code: str, cpu: int, memory_mb: int) -> dict:
+        return {"id": nid, "agent": "code.exec", "params": {"code": code},
+                "options": {"resources": {"cpu": cpu, "memory_mb": memory_mb}}}
+
+    return {
+        "name": "pool",
+        "compute": {"price_max_gwei": price_max},
+        "nodes": [node("small", "result = 6 * 7", 1, 512),
+                  node("medium", "result = inputs['x'] + 1", 2, 2048),
+                  node("large", "result = inputs['x'] * 2", 4, 4096)],
+        "edges": [{"source": "small", "source_field": "result", "target": "medium", "target_field": "inputs.x"},
+                  {"source": "medium", "source_field": "result", "target": "large", "target_field": "inputs.x"}],
+        "outputs": {"value": {"node": "large", "field": "result"}},
+    }
+
+
+def run(platform, auth: dict, doc: dict, timeout: float = 180) -> dict:
+    resp = httpx.post(f"{platform.url}/v1/runs", json={"document": doc, "inputs": {}}, headers=auth)
+    assert resp.status_code == 202, resp.text
+    run_id = resp.json()["id"]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        view = httpx.get(f"{platform.url}/v1/runs/{run_id}", headers=auth, timeout=30).json()
+        if view["state"] in ("completed", "failed", "cancelled") and all(
+                n["state"] in ("completed", "failed", "cached", "skipped", "crashed", "cancelled")
+                for n in view["nodes"].values()):
+            return view
+        time.sleep(0.2)
+    raise AssertionError(f"run did not finish: {view}\n{platform.logs()}")
+
+
+@pytest.fixture(scope="module")
+def three_providers(pool_platform):
+    keys = {name: pool_platform.start_provider(name, price=price, cpu=cpu, memory_mb=mem)[1]
+            for name, price, cpu, mem in [("cheap", 1, 1, 1024), ("mid", 2, 2, 4096), ("big", 5, 8, 16384)]}
+    pool_platform.wait_provisions(3)
+    pool_platform.provider_keys.update({Account.from_key(k).address: k for k in keys.values()})
+    return {name: Account.from_key(key).address for name, key in keys.items()}
+
+
+def test_nodes_land_on_the_cheapest_provider_that_fits_and_each_is_paid_its_seconds(pool_platform, three_providers):
+    user, auth = pool_platform.user()
+    before = httpx.get(f"{pool_platform.url}/v1/account/balance", headers=auth).json()["user_gwei"]
+    earned_before = {name: _earnings(pool_platform, addr) for name, addr in three_providers.items()}
+
+    view = run(pool_platform, auth, chain_doc(price_max=10))
+    assert view["state"] == "completed", view
+    assert view["outputs"] == {"value": 86}  # (6*7 + 1) * 2, passed from provider to provider
+
+    placed = {nid: view["nodes"][nid]["placement"] for nid in ("small", "medium", "large")}
+    assert placed["small"]["provider"] == three_providers["cheap"]
+    assert placed["medium"]["provider"] == three_providers["mid"]  # cheap has 1 CPU
+    assert placed["large"]["provider"] == three_providers["big"]
+
+    spent = 0
+    earned = {name: 0 for name in three_providers}
+    for nid, where in placed.items():
+        job = httpx.get(f"{pool_platform.url}/v1/work/{where['job_id']}", headers=auth).json()
+        assert job["status"] == "done" and job["owner"] == user.address
+        lease = httpx.get(f"{pool_platform.url}/v1/leases/{job['lease_id']}", headers=auth).json()
+        assert lease["metered_s"] == max(1, math.ceil(job["seconds"]))  # exactly its seconds, rounded up
+        assert lease["paid_gwei"] == job["cost_gwei"] == lease["price_gwei"] * lease["compute_units"] * lease["metered_s"]
+        assert lease["status"] == "ended" and lease["end_reason"] == "completed" and lease["escrow_left_gwei"] == 0
+        spent += job["cost_gwei"]
+        name = next(n for n, a in three_providers.items() if a == job["provider"])
+        earned[name] += job["cost_gwei"] - platform_fee(job["cost_gwei"])
+
+    after = httpx.get(f"{pool_platform.url}/v1/account/balance", headers=auth).json()["user_gwei"]
+    assert before - after == spent  # escrow beyond the metered seconds came back
+    for name, addr in three_providers.items():
+        assert _earnings(pool_platform, addr) - earned_before[name] == earned[name]
+
+
+def test_no_provider_in_the_price_range_fails_the_node_with_the_reason(pool_platform, three_providers):
+    _, auth = pool_platform.user()
+    doc = chain_doc(price_max=10)
+    doc["compute"]["price_max_gwei"] = 1
+    view = run(pool_platform, auth, doc)
+    assert view["state"] == "failed"
+    assert "medium" in view["error"] and "no provision matches" in view["error"]
+    assert view["nodes"]["small"]["state"] == "completed"
+
+
+def test_network_placement_without_a_price_is_refused_naming_the_field(pool_platform, three_providers):
+    _, auth = pool_platform.user()
+    doc = chain_doc(price_max=10)
+    doc["compute"] = {"placement": "network"}
+    resp = httpx.post(f"{pool_platform.url}/v1/runs", json={"document": doc, "inputs": {}}, headers=auth)
+    assert resp.status_code == 422
+    assert "compute.price_max_gwei" in resp.text
+
+
+def _earnings(platform, address: str) -> int:
+    auth = platform.sign_in(Account.from_key(platform.provider_keys[address]))
+    return httpx.get(f"{platform.url}/v1/account/balance", headers=auth).json()["earnings_gwei"]

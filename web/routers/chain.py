@@ -1,0 +1,51 @@
+"""JSON-RPC for the in-process chain, so wallets, CLIs and provider workers on other processes can use it.
+
+Only the embedded chain (no ``CXMPUTE_CHAIN_RPC_URL``) answers here; with a real chain configured,
+clients talk to that chain's own RPC endpoint and this route is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from compute.errors import NotFound
+from compute.network import Network
+from cxmpute.settings import get_settings
+from web.routers._compute import network
+
+router = APIRouter(prefix="/v1/chain", tags=["account"])
+
+
+class RpcRequest(BaseModel):
+    jsonrpc: str = "2.0"
+    id: int | str | None = None
+    method: str = Field(..., min_length=1, max_length=100, description="An Ethereum JSON-RPC method")
+    params: list[Any] = Field(default_factory=list)
+
+
+@router.post("/rpc", summary="Ethereum JSON-RPC on the embedded development chain",
+             description="Point web3 (`HTTPProvider`) or a wallet here to deposit and stake on the in-process "
+                         "chain. A 404 when the platform uses an external chain.")
+def rpc(body: RpcRequest, net: Network = Depends(network)) -> dict[str, Any]:
+    if get_settings().chain_rpc_url:
+        raise NotFound("this platform uses an external chain; send JSON-RPC to its endpoint", field="method")
+    w3 = net.chain.w3
+    # The provider's own request function applies eth-tester's formatting of JSON-RPC parameters and results.
+    response = dict(w3.provider.request_func(w3, w3.middleware_onion)(body.method, body.params))
+    response.update(jsonrpc="2.0", id=body.id)
+    return _wire(response)
+
+
+def _wire(value: Any) -> Any:
+    """Bytes as 0x-hex, the way JSON-RPC carries them."""
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire(v) for v in value]
+    return value
