@@ -24,7 +24,8 @@ class GeneratedFile(BaseModel):
 
 
 async def store(ctx: AgentContext, data: bytes, name: str, media_type: str) -> GeneratedFile:
-    stored = await asyncio.to_thread(ctx.services.storage.put_bytes, data, owner=ctx.owner, name=name)
+    """Keep ``data`` as a private file of the caller's: what they generate is theirs to share."""
+    stored = await asyncio.to_thread(ctx.services.storage.put_bytes, data, owner=ctx.owner, name=name, private=True)
     return GeneratedFile(cid=stored.file.cid, name=name, media_type=media_type, size=len(data))
 
 

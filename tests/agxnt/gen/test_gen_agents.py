@@ -32,7 +32,7 @@ async def test_image_gen_stores_pngs_of_the_asked_size(ctx, read, tiny_pipeline)
                                                                           for i in out.images)
     again = await run("gen.image", {"prompt": "a red cat", "n": 2, "width": 64, "height": 48, "steps": 2, "seed": 7},
                       ctx)
-    assert [i.cid for i in again.images] == [i.cid for i in out.images]  # same seed, same images, stored once
+    assert [read(i, ctx.owner) for i in again.images] == pngs  # same seed, same images
 
 
 async def test_video_gen_encodes_every_frame(ctx, read):
