@@ -47,6 +47,16 @@ def as_agent_errors() -> Iterator[None]:
         raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
 
 
+def one_of(input: BaseModel, *names: str) -> str:
+    """The one field of ``names`` the input sets. Checked at run time, not by the model: in a workflow any of
+    them may arrive over an edge, which the params alone do not show."""
+    given = [name for name in names if getattr(input, name) is not None]
+    if len(given) != 1:
+        listed = ", ".join(names[:-1]) + f" or {names[-1]}"
+        raise AgentError(f"give exactly one of {listed}", field=given[1] if given else names[0], status_code=422)
+    return given[0]
+
+
 def stem(filename: str, default: str) -> str:
     """A safe file name stem: the caller's name without path or extension, or ``default``."""
     base = filename.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0].strip()

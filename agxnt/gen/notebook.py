@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from compute.errors import ComputeError
 from compute.runtimes import JobSpec, Limits
@@ -15,7 +15,7 @@ from compute.runtimes import JobSpec, Limits
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from agxnt.gen.files import GeneratedFile, as_agent_errors, load, stem, store
+from agxnt.gen.files import GeneratedFile, as_agent_errors, load, one_of, stem, store
 
 MAX_CELLS = 500
 MAX_NOTEBOOK_BYTES = 64 * 2**20
@@ -131,12 +131,6 @@ class Notebook(Agent):
         fail_on_error: bool = Field(False, description="Fail the node when a cell fails, instead of reporting it")
         filename: str = Field("notebook", max_length=200, description="Name stem of the stored file")
 
-        @model_validator(mode="after")
-        def _one_source(self):
-            if (self.cells is None) == (self.notebook_cid is None):
-                raise ValueError("give exactly one of cells or notebook_cid")
-            return self
-
     class Output(BaseModel):
         notebook: GeneratedFile
         status: Literal["ok", "error", "timeout", "killed"]
@@ -147,7 +141,7 @@ class Notebook(Agent):
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         import nbformat
 
-        if input.cells is not None:
+        if one_of(input, "cells", "notebook_cid") == "cells":
             if not input.cells:
                 raise AgentError("cells is empty", field="cells", status_code=422)
             notebook = build_notebook(input.cells, input.parameters)

@@ -7,12 +7,12 @@ import io
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from agxnt.gen.files import GeneratedFile, load, stem, store
+from agxnt.gen.files import GeneratedFile, load, one_of, stem, store
 
 MAX_CHARS = 2_000_000
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -106,19 +106,12 @@ class PdfGen(Agent):
                                                                     "above structured sections")
         filename: str = Field("document", max_length=200, description="Name stem of the stored file")
 
-        @model_validator(mode="after")
-        def _one_source(self):
-            given = [name for name in ("markdown", "html", "sections") if getattr(self, name) is not None]
-            if len(given) != 1:
-                raise ValueError("give exactly one of markdown, html or sections")
-            return self
-
     class Output(BaseModel):
         pdf: GeneratedFile
         pages: int
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
-        source = "markdown" if input.markdown is not None else "html" if input.html is not None else "sections"
+        source = one_of(input, "markdown", "html", "sections")
         if not (input.markdown or input.html or input.sections):
             raise AgentError(f"{source} is empty", field=source, status_code=422)
         images = {s.image_cid: await load(ctx, s.image_cid, "sections")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from agxnt.gen.files import GeneratedFile, load, stem, store
+from agxnt.gen.files import GeneratedFile, load, one_of, stem, store
 from agxnt.gen.image import SamplingOptions, generate_pngs
 
 MAX_SLIDES = 200
@@ -115,19 +115,13 @@ class PresentationGen(Agent):
         image_style: str | None = Field(None, max_length=1000, description="Added to every slide's image prompt")
         filename: str = Field("presentation", max_length=200, description="Name stem of the stored file")
 
-        @model_validator(mode="after")
-        def _one_source(self):
-            if (self.outline is None) == (self.slides is None):
-                raise ValueError("give exactly one of outline or slides")
-            return self
-
     class Output(BaseModel):
         presentation: GeneratedFile
         slides: int = Field(description="Slides in the deck, the cover included")
         generated_images: list[GeneratedFile] = Field(default_factory=list, description="Images made for the deck")
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
-        field = "outline" if input.outline is not None else "slides"
+        field = one_of(input, "outline", "slides")
         slides = parse_outline(input.outline) if input.outline is not None else input.slides
         if not slides:
             raise AgentError(f"{field} has no slides", field=field, status_code=422)

@@ -89,14 +89,14 @@ def test_pdf_presentation_notebook_and_step(client, alice):
     ("gen.video", {"prompt": "x", "frames": 0}, 422, "input.frames"),
     ("gen.tts", {"text": "hi", "voice": "xx-nosuch"}, 422, "voice"),
     ("gen.tts", {"text": "hi", "format": "ogg"}, 422, "input.format"),
-    ("gen.pdf", {"markdown": "x", "html": "<p>x</p>"}, 422, "input."),
+    ("gen.pdf", {"markdown": "x", "html": "<p>x</p>"}, 422, "html"),
     ("gen.presentation", {"outline": "- bullet first"}, 422, "outline"),
-    ("gen.presentation", {}, 422, "input."),
+    ("gen.presentation", {}, 422, "outline"),
+    ("gen.notebook", {"cells": [], "notebook_cid": "x"}, 422, "notebook_cid"),
     ("gen.notebook", {"cells": [{"kind": "sql", "source": "select 1"}]}, 422, "input.cells.0.kind"),
     ("gen.step", {"topic": "x", "sections": 0}, 422, "input.sections"),
 ])
 def test_bad_input_is_a_named_4xx(client, alice, agent, input, status, field):
-    """``input.`` is how the API names a rule across fields (give exactly one of ...)."""
     resp = invoke(client, agent, input, alice)
     assert resp.status_code == status, resp.text
     assert resp.json()["field"] == field
