@@ -123,7 +123,9 @@ def heartbeat(store: Store, domain: Domain, hb: Heartbeat, caller: str | None) -
 def is_alive(row: Provider, now_ts: float | None = None, missed_heartbeats: int = 3) -> bool:
     """Whether a provider that heartbeats has sent one within the last ``missed_heartbeats`` intervals."""
     now_ts = now_ts or time.time()
-    return row.last_heartbeat_ts == 0 or now_ts - row.last_heartbeat_ts <= missed_heartbeats * get_settings().heartbeat_interval_s
+    # Timestamps are whole seconds, so a beat sent just now may read up to a second old.
+    allowed = missed_heartbeats * get_settings().heartbeat_interval_s + 1
+    return row.last_heartbeat_ts == 0 or now_ts - row.last_heartbeat_ts <= allowed
 
 
 def mark_down(session: Session, address: str) -> int:

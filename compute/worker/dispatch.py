@@ -120,6 +120,7 @@ class Dispatcher:
         self.network.market.refresh_provider(provider)
 
     async def _give_up(self, job_id: str, reason: str, why: str) -> JobOut:
+        log.warning("abandoning job %s: %s", job_id, why)
         job = await asyncio.to_thread(jobs.abandon, self.network.store, job_id, reason)
         await asyncio.to_thread(self.network.market.refresh_provider, job.provider)
         try:

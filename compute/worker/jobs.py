@@ -156,3 +156,23 @@ def lease_active(store: Store, lease_id: str) -> bool:
     with store.read() as session:
         row = session.get(Lease, lease_id)
         return row is not None and row.status == "active"
+
+
+def list_for(store: Store, account: str, status: str | None = None, limit: int = 50, offset: int = 0) -> list[JobOut]:
+    """Jobs the account owns or runs as a provider, newest first."""
+    with store.read() as session:
+        stmt = select(Job).where((Job.owner == account) | (Job.provider == account))
+        if status:
+            stmt = stmt.where(Job.status == status)
+        rows = session.scalars(stmt.order_by(Job.created_at.desc()).limit(limit).offset(offset)).all()
+        return [out(row) for row in rows]
+
+
+def recover(store: Store, provider: str) -> list[str]:
+    """A provider (re)starting declares the jobs its earlier process was running lost, so they are dispatched
+    again at once instead of after its heartbeats lapse (they cannot lapse: the new process beats)."""
+    with store.read() as session:
+        ids = session.scalars(select(Job.id).where(Job.provider == provider, Job.status == "running")).all()
+    for job_id in ids:
+        abandon(store, job_id, "provider-lost")
+    return list(ids)

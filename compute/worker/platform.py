@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any
 
@@ -14,7 +16,9 @@ from compute.chain.client import vault_abi
 from compute.errors import ComputeError
 from compute.identity import siwe
 from compute.providers.hardware import HardwareProfile
-from cxmpute.http import async_client
+from cxmpute.http import async_client, client
+
+log = logging.getLogger(__name__)
 
 
 class PlatformError(ComputeError):
@@ -80,12 +84,22 @@ class Platform:
         receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), timeout=120)
         await self.call("POST", "/v1/providers/stake", {"tx_hash": receipt["transactionHash"].to_0x_hex()})
 
-    async def heartbeat(self) -> None:
+    def heartbeat_body(self) -> dict:
         stamp = int(time.time())
         signature = receipts.sign(self.domain, "Heartbeat", {"provider": self.address, "timestamp": stamp}, self.wallet)
-        try:
-            await self.call("POST", "/v1/providers/heartbeat",
-                            {"provider": self.address, "timestamp": stamp, "signature": signature})
-        except PlatformError as exc:
-            if "replayed" not in exc.message:  # a second beat within the same second is simply redundant
-                raise
+        return {"provider": self.address, "timestamp": stamp, "signature": signature}
+
+    async def heartbeat(self) -> None:
+        await self.call("POST", "/v1/providers/heartbeat", self.heartbeat_body())
+
+    def beat_forever(self, interval: float, stop: threading.Event) -> None:
+        """Heartbeats from their own thread and connection, so busy jobs on the event loop never delay them."""
+        with client(self.api_url) as http:
+            while not stop.wait(interval):
+                try:
+                    resp = http.post("/v1/providers/heartbeat", json=self.heartbeat_body())
+                    # A second beat within the same second is refused as a replay, and is simply redundant.
+                    if not resp.is_success and "replayed" not in resp.text:
+                        log.warning("heartbeat refused: %s %s", resp.status_code, resp.text[:200])
+                except Exception as exc:  # keep beating: the platform may be restarting
+                    log.warning("heartbeat failed: %s", exc)

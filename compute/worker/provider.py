@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -57,6 +58,9 @@ class ProviderWorker:
         await p.sign_in()
         await p.register(self.offer.name, self.offer.region, await asyncio.to_thread(detect, get_settings().data_dir))
         await p.heartbeat()
+        lost = await p.call("POST", "/v1/work/recover")
+        if lost:
+            log.warning("jobs of an earlier run of this provider were lost and handed back: %s", lost)
         if self.offer.stake_gwei:
             await p.ensure_stake(self.offer.stake_gwei)
         self.provision_id = await self._publish()
@@ -73,15 +77,6 @@ class ProviderWorker:
             "kind": "agent", "price_gwei": o.price_gwei, "region": o.region,
             "resources": o.resources.model_dump()})
         return created["id"]
-
-    async def _heartbeats(self) -> None:
-        interval = get_settings().heartbeat_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.platform.heartbeat()
-            except Exception as exc:  # keep beating: the platform may be restarting
-                log.warning("heartbeat failed: %s", exc)
 
     async def execute(self, job_id: str) -> None:
         """Claim the job, run its handler, report the outcome; a job already given away is skipped."""
@@ -110,7 +105,10 @@ class ProviderWorker:
     async def run(self) -> None:
         await self.join()
         set_executor(self.execute)
-        beats = asyncio.create_task(self._heartbeats())
+        stop = threading.Event()
+        beats = threading.Thread(target=self.platform.beat_forever, name="heartbeats", daemon=True,
+                                 args=(get_settings().heartbeat_interval_s, stop))
+        beats.start()
         workers = [TaskWorker(job_task(self.address), limit=self.offer.concurrency).start()]
         if self.offer.work_pool:
             from compute.worker.prefect_worker import CxmputeWorker
@@ -122,6 +120,6 @@ class ProviderWorker:
         try:
             await asyncio.gather(*workers)
         finally:
-            beats.cancel()
+            stop.set()
             set_executor(None)
             await self.platform.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from compute.errors import Forbidden
@@ -17,6 +17,15 @@ provider = signed_in("provider")
 
 class ClaimIn(BaseModel):
     started_ts: float | None = Field(None, description="Unix time the worker started the job (for latency figures)")
+
+
+@router.post("/recover", summary="Declare the jobs this provider's earlier process was running lost",
+             description="A provider worker calls this when it starts: its unfinished jobs are abandoned (lease ended "
+                         "as provider-lost) and the platform dispatches them to other providers. Returns their ids.")
+def recover(principal: Principal = Depends(provider), net: Network = Depends(network)) -> list[str]:
+    lost = jobs.recover(net.store, principal.address)
+    net.market.refresh_provider(principal.address)
+    return lost
 
 
 @router.post("/{job_id}/claim", summary="Start a job dispatched to this provider; returns what to run",
@@ -34,6 +43,14 @@ def result(job_id: str, body: jobs.Completion, principal: Principal = Depends(pr
     done = jobs.complete(net.store, net.domain, job_id, principal.address, body)
     net.market.refresh_provider(principal.address)
     return done
+
+
+@router.get("", summary="Jobs you own or run as a provider, newest first",
+            description="Filter by `status` (queued, running, done, failed, abandoned); paginate with `limit`/`offset`.")
+def list_jobs(status: str | None = Query(None, pattern="^(queued|running|done|failed|abandoned)$"),
+              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+              principal: Principal = Depends(signed_in("account")), net: Network = Depends(network)) -> list[jobs.JobOut]:
+    return jobs.list_for(net.store, principal.address, status, limit, offset)
 
 
 @router.get("/{job_id}", summary="A job: its provider, status, seconds and cost (its owner or provider only)")

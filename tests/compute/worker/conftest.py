@@ -31,6 +31,7 @@ class Platform:
     w3: Web3
     procs: list[subprocess.Popen] = field(default_factory=list)
     provider_keys: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def fund(self, address: str, eth: int = 100) -> None:
         tx = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": address, "value": eth * 10**18})
@@ -76,7 +77,15 @@ class Platform:
              "--cpu", str(cpu), "--memory-mb", str(memory_mb), "--stake-eth", "2", "--concurrency", str(concurrency)],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
+        self.workers[Account.from_key(key).address] = proc
+        self.provider_keys[Account.from_key(key).address] = key
         return proc, key
+
+    def kill(self, address: str) -> None:
+        """SIGKILL a provider's worker and everything it started (its sandboxes included)."""
+        proc = self.workers.pop(address)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
     def wait_provisions(self, count: int, timeout: float = 90) -> list[dict]:
         """Wait until ``count`` agent provisions are active in the market."""

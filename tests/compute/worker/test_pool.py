@@ -50,9 +50,8 @@ def run(platform, auth: dict, doc: dict, timeout: float = 180) -> dict:
 @pytest.fixture(scope="module")
 def three_providers(pool_platform):
     keys = {name: pool_platform.start_provider(name, price=price, cpu=cpu, memory_mb=mem)[1]
-            for name, price, cpu, mem in [("cheap", 1, 1, 1024), ("mid", 2, 2, 4096), ("big", 5, 8, 16384)]}
+            for name, (price, cpu, mem) in SIZES.items()}
     pool_platform.wait_provisions(3)
-    pool_platform.provider_keys.update({Account.from_key(k).address: k for k in keys.values()})
     return {name: Account.from_key(key).address for name, key in keys.items()}
 
 
@@ -111,3 +110,102 @@ def test_network_placement_without_a_price_is_refused_naming_the_field(pool_plat
 def _earnings(platform, address: str) -> int:
     auth = platform.sign_in(Account.from_key(platform.provider_keys[address]))
     return httpx.get(f"{platform.url}/v1/account/balance", headers=auth).json()["earnings_gwei"]
+
+
+CHAOS_ROUNDS = 20
+
+
+def chaos_doc() -> dict:
+    return {
+        "name": "chaos",
+        "compute": {"price_max_gwei": 10},
+        "inputs": {"i": {"type": "integer", "required": True}},
+        "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "i"}},
+                  {"id": "slow", "agent": "code.exec",
+                   "params": {"code": "import time\ntime.sleep(1.5)\nresult = inputs['i'] * 10"},
+                   "options": {"resources": {"cpu": 1, "memory_mb": 512}}}],
+        "edges": [{"source": "in", "source_field": "value", "target": "slow", "target_field": "inputs.i"}],
+        "outputs": {"value": {"node": "slow", "field": "result"}},
+    }
+
+
+def test_killing_the_provider_mid_node_loses_nothing_and_bills_once(pool_platform, three_providers):
+    """SIGKILL the worker running the node, 20 times: each run completes elsewhere, exactly one attempt is
+    accepted and paid, the lost attempt's lease is refunded. Even rounds restart the killed provider at once
+    (its new process hands the lost job back); odd rounds restart it only after the failover (heartbeats lapse)."""
+    _, auth = pool_platform.user(deposit_eth=20)
+    url = pool_platform.url
+    for round_ in range(CHAOS_ROUNDS):
+        resp = httpx.post(f"{url}/v1/runs", json={"document": chaos_doc(), "inputs": {"i": round_}}, headers=auth)
+        assert resp.status_code == 202, resp.text
+        run_id = resp.json()["id"]
+        running = _wait_job(url, auth, run_id, "running")
+        victim = running["provider"]
+        key = pool_platform.provider_keys[victim]
+        pool_platform.kill(victim)
+        if round_ % 2 == 0:
+            pool_platform.start_provider(f"restarted-{round_}", price=_price(three_providers, victim),
+                                         cpu=_cpu(three_providers, victim), memory_mb=_mem(three_providers, victim),
+                                         key=key)
+        view = _wait_run(url, auth, run_id)
+        assert view["state"] == "completed", (round_, view, pool_platform.logs())
+        assert view["outputs"] == {"value": round_ * 10}
+        placement = view["nodes"]["slow"]["placement"]
+        assert placement["provider"] != victim and placement["attempts"] >= 2
+
+        attempts = [j for j in httpx.get(f"{url}/v1/work", params={"limit": 50}, headers=auth).json()
+                    if j["work_key"].startswith(run_id)]
+        accepted = [j for j in attempts if j["status"] in ("done", "failed")]
+        assert len(accepted) == 1 and accepted[0]["status"] == "done" and accepted[0]["id"] == placement["job_id"]
+        for job in attempts:
+            lease = httpx.get(f"{url}/v1/leases/{job['lease_id']}", headers=auth).json()
+            if job is accepted[0]:
+                assert lease["paid_gwei"] == job["cost_gwei"] > 0
+            else:
+                assert job["status"] == "abandoned"
+                assert lease["end_reason"] == "provider-lost" and lease["paid_gwei"] == 0 and lease["metered_s"] == 0
+        if round_ % 2 == 1:
+            pool_platform.start_provider(f"restarted-{round_}", price=_price(three_providers, victim),
+                                         cpu=_cpu(three_providers, victim), memory_mb=_mem(three_providers, victim),
+                                         key=key)
+        pool_platform.wait_provisions(2)
+
+
+SIZES = {"cheap": (1, 1, 1024), "mid": (2, 2, 4096), "big": (5, 8, 16384)}
+
+
+def _size(providers: dict, address: str) -> tuple[int, int, int]:
+    return SIZES[next(name for name, a in providers.items() if a == address)]
+
+
+def _price(providers, address):
+    return _size(providers, address)[0]
+
+
+def _cpu(providers, address):
+    return _size(providers, address)[1]
+
+
+def _mem(providers, address):
+    return _size(providers, address)[2]
+
+
+def _wait_job(url: str, auth: dict, run_id: str, status: str, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for job in httpx.get(f"{url}/v1/work", params={"status": status}, headers=auth).json():
+            if job["work_key"].startswith(run_id):
+                return job
+        time.sleep(0.05)
+    raise AssertionError(f"no {status} job for run {run_id}")
+
+
+def _wait_run(url: str, auth: dict, run_id: str, timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        view = httpx.get(f"{url}/v1/runs/{run_id}", headers=auth, timeout=30).json()
+        if view["state"] in ("completed", "failed", "cancelled") and view["nodes"].get("slow", {}).get("state") in (
+                "completed", "failed"):
+            return view
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not finish: {view}")
