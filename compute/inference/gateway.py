@@ -30,7 +30,7 @@ import httpx
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from compute.errors import ComputeError
+from compute.errors import ComputeError, Conflict
 from compute.inference import endpoints
 from compute.inference.models import Endpoint, RequestRecord
 from compute.market import leases
@@ -171,8 +171,8 @@ class Gateway:
                 if problems:
                     break
                 await http.aclose()
-                raise ProviderUnavailable(f"no provider serves {model!r} within your price range: "
-                                          f"{exc.explanation.message}", field="model") from exc
+                raise Conflict(f"no provider serves {model!r} within your price range: {exc.explanation.message}",
+                               field="model") from exc
             except _Failed as exc:
                 problems.append(str(exc))
                 continue

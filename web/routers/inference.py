@@ -71,18 +71,22 @@ def _rejected(status: int, content: bytes) -> ComputeError:
                         field=error.get("param"), status_code=status)
 
 
+class GatewayModel(ModelCard):
+    kind: str = Field("model", description="Not known to the gateway: see the provider's own /v1/models")
+    price_gwei: int = Field(description="Lowest ask per compute-unit-second among the provisions serving it")
+    providers: int = Field(description="Provisions serving it")
+
+
+class GatewayModelList(ModelList):
+    data: list[GatewayModel]
+
+
 @router.get("/models", summary="Models served on the network (OpenAI model list)",
             description="Every model a working inference server of an active provision serves, with the lowest "
                         "ask for it (``price_gwei``) and how many provisions serve it (``providers``).")
-def list_models(net: Network = Depends(network)) -> ModelList:
-    return ModelList(data=[_Card(id=name, price_gwei=low, providers=count)
-                           for name, (low, count) in sorted(endpoints.available_models(net).items())])
-
-
-class _Card(ModelCard):
-    kind: str = Field("model", description="Not known to the gateway: see the provider's own /v1/models")
-    price_gwei: int = Field(description="Lowest ask per compute-unit-second among its providers")
-    providers: int = Field(description="Provisions serving it")
+def list_models(net: Network = Depends(network)) -> GatewayModelList:
+    return GatewayModelList(data=[GatewayModel(id=name, price_gwei=low, providers=count)
+                                  for name, (low, count) in sorted(endpoints.available_models(net).items())])
 
 
 @router.post("/chat/completions", summary="Chat completion, routed to a provider (stream: true for SSE)")

@@ -1,0 +1,280 @@
+"""The OpenAI-compatible gateway end to end: the official ``openai`` client against the platform API, two
+provider inference servers started through the CLI (each registering its endpoint with a signed-in
+wallet), requests matched through the market, billed per second, and failed over when a provider dies."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from compute import receipts
+from compute.chain import get_chain
+from compute.identity import siwe
+from compute.network import Network, use_network
+from compute.providers.hardware import HardwareProfile
+from compute.store import Store
+from cxmpute.settings import get_settings
+from fixtures.tiny_diffusion import build_tiny_pipeline
+from fixtures.tiny_embedder import build_tiny_embedder
+from fixtures.tiny_llm import build_tiny_causal_lm
+
+pytestmark = pytest.mark.slow
+
+PRICE = 10  # gwei per compute-unit-second, both providers
+MODELS = ["tiny", "emb", "img", "tts"]
+
+
+def _free_port() -> int:
+    from flows.server import free_port
+
+    return free_port()
+
+
+class Wallet:
+    def __init__(self, chain):
+        self.account = Account.create()
+        self.chain = chain
+        w3 = chain.w3
+        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": self.account.address, "value": 100 * 10**18})
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def call_vault(self, fn: str, value_wei: int) -> str:
+        w3 = self.chain.w3
+        tx = getattr(self.chain.vault.functions, fn)().build_transaction(
+            {"from": self.address, "value": value_wei, "nonce": w3.eth.get_transaction_count(self.address),
+             "chainId": self.chain.chain_id, "gasPrice": w3.eth.gas_price})
+        receipt = w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction))
+        assert receipt["status"] == 1
+        return receipt["transactionHash"].to_0x_hex()
+
+    def login(self, http: httpx.Client) -> dict[str, str]:
+        nonce = siwe.Nonce(**http.get("/v1/auth/nonce").json())
+        message = siwe.message_for(self.address, nonce, self.chain.chain_id).text()
+        signature = self.account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+        resp = http.post("/v1/auth/verify", json={"message": message, "signature": signature})
+        assert resp.status_code == 200, resp.text
+        return {"Authorization": f"Bearer {resp.json()['token']}"}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """The platform API on uvicorn over a fresh network database."""
+    import uvicorn
+
+    from web.app import create_app
+
+    chain = get_chain()
+    net = Network(Store(f"sqlite:///{tmp_path_factory.mktemp('db') / 'platform.db'}"), chain)
+    use_network(net)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        yield http, net
+    server.should_exit = True
+    thread.join(10)
+    use_network(None)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_causal_lm(root / "tiny", context=4096)
+    build_tiny_embedder(root / "emb")
+    build_tiny_pipeline(root / "img")
+    return root
+
+
+def _provider(http: httpx.Client, net: Network) -> tuple[Wallet, dict, str]:
+    wallet = Wallet(net.chain)
+    auth = wallet.login(http)
+    hw = HardwareProfile(cpu_count=8, cpu_model="test", memory_mb=16384, disk_gb=100, benchmark_score=100.0)
+    issued = int(time.time())
+    typed = {"provider": wallet.address, "name": "p", "region": "local", "profileHash": hw.digest(), "issuedAt": issued}
+    resp = http.post("/v1/providers", headers=auth, json={
+        "name": "p", "region": "local", "profile": hw.model_dump(), "issued_at": issued,
+        "signature": receipts.sign(net.domain, "ProviderRegistration", typed, account=wallet.account)})
+    assert resp.status_code == 200, resp.text
+    tx = wallet.call_vault("stake", 2 * 10**18)
+    assert http.post("/v1/providers/stake", json={"tx_hash": tx}, headers=auth).status_code == 200
+    resp = http.post("/v1/provisions", headers=auth, json={
+        "kind": "inference", "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": PRICE, "models": MODELS})
+    assert resp.status_code == 201, resp.text
+    return wallet, auth, resp.json()["id"]
+
+
+def _serve(model_dir: Path, home: Path, wallet: Wallet, provision: str, api: str) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    env = {**os.environ, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": wallet.account.key.hex(),
+           "CXMPUTE_API_URL": api}
+    cmd = [sys.executable, "-m", "cxmpute.cli", "inference", "serve", "--model", f"tiny={model_dir / 'tiny'}",
+           "--embedding", f"emb={model_dir / 'emb'}", "--image", f"img={model_dir / 'img'}", "--speech", "tts",
+           "--port", str(port), "--device", "cpu", "--provision", provision, "--api-key", "provider-secret-key"]
+    with (home / "server.log").open("w") as log:
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), port
+
+
+@pytest.fixture(scope="module")
+def providers(platform, model_dir, tmp_path_factory):
+    """Two providers, each with an inference provision and its own inference server process."""
+    http, net = platform
+    procs, auths = {}, []
+    for i in range(2):
+        wallet, auth, provision = _provider(http, net)
+        auths.append(auth)
+        home = tmp_path_factory.mktemp(f"provider{i}")
+        procs[provision] = _serve(model_dir, home, wallet, provision, str(http.base_url))[0]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        served = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+        if all(served.get(m, {}).get("providers") == 2 for m in MODELS):
+            break
+        assert all(p.poll() is None for p in procs.values()), "an inference server exited"
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the inference servers did not register their endpoints: {http.get('/v1/models').text} "
+                    f"{[http.get('/v1/inference/endpoints', headers=a).text for a in auths]}")
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def user(platform):
+    http, net = platform
+    wallet = Wallet(net.chain)
+    auth = wallet.login(http)
+    tx = wallet.call_vault("deposit", 10**18)
+    assert http.post("/v1/account/deposits", json={"tx_hash": tx}, headers=auth).status_code == 200
+    key = http.post("/v1/auth/keys", json={"name": "openai"}, headers=auth).json()["key"]
+    return auth, key
+
+
+@pytest.fixture(scope="module")
+def client(platform, user, providers) -> openai.OpenAI:
+    http, _ = platform
+    return openai.OpenAI(base_url=f"{str(http.base_url).rstrip('/')}/v1", api_key=user[1], max_retries=0, timeout=120)
+
+
+def _balance(http: httpx.Client, auth: dict) -> int:
+    return http.get("/v1/account/balance", headers=auth).json()["user_gwei"]
+
+
+def test_openai_client_lists_models_streams_chat_embeds_and_draws(client, platform, user):
+    http, _ = platform
+    before = _balance(http, user[0])
+
+    assert {m.id for m in client.models.list()} >= set(MODELS)
+
+    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello there"}],
+                                            max_tokens=12, stream=True, temperature=0)
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello there"}],
+                                           max_tokens=12, temperature=0)
+    # greedy decoding: the streamed pieces make up exactly the non-streamed answer
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply.choices[0].message.content
+    assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 0
+
+    vectors = client.embeddings.create(model="emb", input=["memory stores passages", "the lazy dog"])
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 32
+
+    image = client.images.generate(model="img", prompt="a red cat", size="64x64", response_format="b64_json",
+                                   extra_body={"steps": 2})
+    assert base64.b64decode(image.data[0].b64_json).startswith(b"\x89PNG")
+
+    records = http.get("/v1/inference/requests", headers=user[0]).json()
+    assert [r["operation"] for r in records[:4]] == ["images.generations", "embeddings", "chat.completions",
+                                                     "chat.completions"]
+    assert all(r["status"] == "ok" and r["seconds"] >= 1 and r["amount_gwei"] > 0 for r in records[:4])
+    assert records[2]["completion_tokens"] == reply.usage.completion_tokens
+    assert records[3]["completion_tokens"] > 0  # the stream's usage, asked of the provider by the gateway
+    # every escrow was settled: the balance dropped by exactly what the requests were billed
+    assert before - _balance(http, user[0]) == sum(r["amount_gwei"] for r in records[:4])
+    leases = http.get("/v1/leases", params={"status": "active"}, headers=user[0]).json()
+    assert leases == []
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_speech_through_the_gateway(client):
+    audio = client.audio.speech.create(model="tts", input="hello from the network", voice="en",
+                                       response_format="wav")
+    assert audio.content.startswith(b"RIFF")
+
+
+def test_bad_requests_get_4xx_naming_the_field_and_cost_nothing(client, platform, user):
+    http, _ = platform
+    before = _balance(http, user[0])
+    def refused(error: type[openai.APIStatusError], field: str | None, **kwargs) -> str:
+        with pytest.raises(error) as caught:
+            client.chat.completions.create(**{"model": "tiny", "messages": [{"role": "user", "content": "x"}],
+                                              **kwargs})
+        assert caught.value.body.get("field") == field or field in caught.value.body["detail"], caught.value.body
+        return caught.value.body["detail"]
+
+    refused(openai.UnprocessableEntityError, "messages", messages=[])
+    refused(openai.UnprocessableEntityError, "temperature", temperature=7)
+    assert "no provider serves 'nope'" in refused(openai.ConflictError, "model", model="nope")
+    refused(openai.ConflictError, "model", extra_headers={"X-Cxmpute-Price-Max": str(PRICE - 1)})
+    # a model the provider has, asked for the wrong kind of work: the provider's 4xx, passed on, not billed
+    assert "embedding model" in refused(openai.BadRequestError, "model", model="emb")
+    assert _balance(http, user[0]) == before
+    resp = http.post("/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]})
+    assert resp.status_code in (401, 403)  # anonymous callers have no balance to pay with
+
+
+def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(client, platform, user, providers):
+    http, net = platform
+    before = _balance(http, user[0])
+    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Tell a story"}],
+                                            max_tokens=4000, stream=True, temperature=0)
+    first = next(iter(stream))
+    assert first.choices[0].delta.role == "assistant"
+    (lease,) = http.get("/v1/leases", params={"status": "active"}, headers=user[0]).json()
+    victim = lease["provision_id"]
+    os.killpg(providers[victim].pid, signal.SIGKILL)
+    providers[victim].wait(10)
+    with pytest.raises(openai.APIError, match="provider failed mid-stream"):
+        for _ in stream:
+            pass
+
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}],
+                                           max_tokens=5)
+    assert reply.choices[0].message.content is not None
+
+    failed, served = http.get("/v1/inference/requests", headers=user[0]).json()[1::-1]
+    assert failed["provision_id"] == victim and failed["status"] == "failed" and failed["amount_gwei"] == 0
+    assert served["provision_id"] != victim and served["status"] == "ok"
+    ended = http.get(f"/v1/leases/{failed['lease_id']}", headers=user[0]).json()
+    assert ended["end_reason"] == "provider-lost" and ended["paid_gwei"] == 0 and ended["escrow_left_gwei"] == 0
+    # the failed lease cost nothing; its provider's slashed stake compensated the user
+    slashed = 2 * 10**9 * get_settings().slash_bps // 10_000
+    assert _balance(http, user[0]) - before == slashed - served["amount_gwei"]
+    # the dead server's provision is out of matching: the network lists one provider for the model now
+    (tiny,) = [m for m in http.get("/v1/models").json()["data"] if m["id"] == "tiny"]
+    assert tiny["providers"] == 1
