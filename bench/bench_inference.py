@@ -1,0 +1,157 @@
+"""Text-generation throughput of the inference server at 1, 8 and 32 concurrent streaming requests, against
+naive sequential ``model.generate`` on the same model in the same run.
+
+By default the model is a small Llama built from a config (random weights, a BPE tokenizer trained on the
+fly, about 4M parameters): on a CPU-only machine a realistically sized model would measure the matrix
+multiplies, not the serving. ``CXMPUTE_BENCH_INFERENCE_MODEL`` names another (a local path or cached hub
+id), for a GPU machine. ``CXMPUTE_BENCH_INFERENCE_TOKENS`` sets the tokens per request (default 64).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.results import table, write_section
+
+TOKENS = int(os.environ.get("CXMPUTE_BENCH_INFERENCE_TOKENS", "64"))
+LEVELS = (1, 8, 32)
+BASELINE_RUNS = 8
+PROMPTS = ["Providers publish provisions at a price", "The quick brown fox", "Memory stores passages and",
+           "Workflows compose agents into", "A lease is metered per second and", "Storage splits files into chunks"]
+
+
+def build_small_llm(path: Path) -> Path:
+    """A ~4M-parameter Llama with a tokenizer trained on a small corpus, saved for ``from_pretrained``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [p + " " + w for p in PROMPTS for w in ("network", "compute", "tokens", "models", "agents")] * 40
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                        pad_token="</s>")
+    tokenizer.save_pretrained(path)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def sequential_generate(model, tokenizer, runs: int) -> tuple[int, float]:
+    """The baseline: one prompt at a time through ``model.generate``, as a naive server would."""
+    import torch
+
+    tokens, start = 0, time.perf_counter()
+    for i in range(runs):
+        inputs = tokenizer(PROMPTS[i % len(PROMPTS)], return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=TOKENS, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        new = out[0, inputs["input_ids"].shape[1]:]
+        tokens += int((new != tokenizer.eos_token_id).sum())
+    return tokens, time.perf_counter() - start
+
+
+async def _one(http, model: str, prompt: str) -> tuple[int, float]:
+    body = {"model": model, "prompt": prompt, "max_tokens": TOKENS, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    async with http.stream("POST", "/v1/completions", json=body) as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            elif first is None:
+                first = time.perf_counter() - start
+    return tokens, first or 0.0
+
+
+async def concurrent(base_url: str, model: str, level: int) -> tuple[int, float, float]:
+    """``level`` clients, each sending 2 streaming requests in turn: tokens, seconds, median first-token s."""
+    from cxmpute.http import async_client
+
+    async with async_client(base_url, timeout=600.0) as http:
+        async def client(i: int) -> list[tuple[int, float]]:
+            return [await _one(http, model, PROMPTS[(i + r) % len(PROMPTS)]) for r in range(2)]
+
+        start = time.perf_counter()
+        results = [r for rs in await asyncio.gather(*(client(i) for i in range(level))) for r in rs]
+        elapsed = time.perf_counter() - start
+    firsts = sorted(f for _, f in results)
+    return sum(t for t, _ in results), elapsed, firsts[len(firsts) // 2]
+
+
+def main() -> None:
+    import torch
+    import uvicorn
+    from transformers.utils import logging as hf_logging
+
+    from compute.inference.backends import ModelSpec, TextModel, default_device
+    from compute.inference.server import create_app
+    from flows.server import free_port
+
+    hf_logging.set_verbosity_error()
+    device = default_device()
+    source = os.environ.get("CXMPUTE_BENCH_INFERENCE_MODEL")
+    with tempfile.TemporaryDirectory() as tmp:
+        if source is None:
+            source = str(build_small_llm(Path(tmp) / "small-llm"))
+            label = "small Llama built from a config (random weights)"
+        else:
+            label = source
+        served = TextModel(ModelSpec(kind="text", source=source, name="bench"), device, max_batch=32)
+        params = sum(p.numel() for p in served.model.parameters())
+        torch.set_num_threads(os.cpu_count() or 1)
+
+        sequential_generate(served.model, served.tokenizer, 1)  # warm-up
+        base_tokens, base_s = sequential_generate(served.model, served.tokenizer, BASELINE_RUNS)
+        base_rate = base_tokens / base_s
+
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app([served]), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            asyncio.run(concurrent(url, "bench", 1))  # warm-up
+            rows = [["sequential `model.generate` (baseline)", 1, BASELINE_RUNS, base_tokens, round(base_s, 2),
+                     round(base_rate, 1), "—", "1.00"]]
+            for level in LEVELS:
+                tokens, seconds, first = asyncio.run(concurrent(url, "bench", level))
+                rate = tokens / seconds
+                rows.append([f"inference server, {level} concurrent", level, 2 * level, tokens, round(seconds, 2),
+                             round(rate, 1), round(first * 1000, 1), f"{rate / base_rate:.2f}"])
+        finally:
+            server.should_exit = True
+            thread.join(10)
+    body = table(["what", "concurrent", "requests", "tokens", "seconds", "tokens/s", "median first token ms",
+                  "x baseline"], rows)
+    write_section("Inference throughput", f"""Model: {label}, {params / 1e6:.1f}M parameters, on {device}; {TOKENS} new tokens per request, greedy.
+Server requests stream over HTTP (`/v1/completions`, `stream: true`) from `level` clients that each send two
+requests in turn; its decode loop batches them continuously (up to 32 sequences per step).
+
+{body}
+
+At one request the server already outpaces `generate`: its decode loop is a bare forward pass and argmax per
+step, where `generate` also runs its logits processors and stopping criteria every step. Beyond that, the
+gain is batching. On a CPU a model this small is bound by per-step overhead, which batching shares across sequences; a
+realistically sized model belongs on a GPU (`CXMPUTE_BENCH_INFERENCE_MODEL`), where the same batching
+keeps the device busy.""")
