@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pydantic import BaseModel, Field
 
 from compute.errors import ComputeError
+from cxmpute.errors import CxmputeError
 
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
@@ -33,9 +34,8 @@ async def load(ctx: AgentContext, cid: str, field: str) -> bytes:
     """A stored file of the caller's, for an input that names one by CID."""
     try:
         return await asyncio.to_thread(ctx.services.storage.get_bytes, cid, owner=ctx.owner)
-    except Exception as exc:  # storage reports missing or foreign files with its own errors
-        raise AgentError(f"cannot read {cid}: {exc}", field=field,
-                         status_code=getattr(exc, "status_code", 400)) from None
+    except CxmputeError as exc:  # missing, foreign or malformed: the caller's input names it
+        raise AgentError(f"cannot read {cid}: {exc.message}", field=field, status_code=exc.status_code) from None
 
 
 @contextmanager

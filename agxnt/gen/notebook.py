@@ -53,6 +53,11 @@ _ENV = {"JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "JUPYTER_DATA_DIR": "/tmp
         "IPYTHONDIR": "/tmp/ipython", "JUPYTER_PLATFORM_DIRS": "1", "MPLBACKEND": "Agg"}
 
 
+class _Report(BaseModel):
+    status: Literal["ok", "error", "timeout", "killed"]
+    error: str | None = None
+
+
 class NotebookCell(BaseModel):
     kind: Literal["code", "markdown"] = "code"
     source: str = Field(..., max_length=1_000_000)
@@ -170,20 +175,31 @@ class Notebook(Agent):
             status = "timeout" if done.timed_out else "killed"
             why = ("ran longer than its timeout_seconds" if done.timed_out else
                    f"was stopped (exit {done.exit_code}): {done.stderr.decode(errors='replace')[-500:]}")
-            report, executed = {"status": status, "error": f"the notebook {why}"}, nbformat.writes(notebook).encode()
-        result = nbformat.reads(executed.decode(), as_version=4)
-        if input.fail_on_error and report["status"] != "ok":
-            raise AgentError(f"the notebook failed ({report['status']}): {_ANSI.sub('', report['error'] or '')}",
-                             field="cells",
-                             status_code=422)
+            report, executed = _Report(status=status, error=f"the notebook {why}"), nbformat.writes(notebook).encode()
+        result = self._executed(executed)
+        error = _ANSI.sub("", report.error) if report.error else None
+        if input.fail_on_error and report.status != "ok":
+            raise AgentError(f"the notebook failed ({report.status}): {error}", field="cells", status_code=422)
         stored = await store(ctx, executed, f"{stem(input.filename, 'notebook')}.ipynb", "application/x-ipynb+json")
-        error = _ANSI.sub("", report["error"]) if report["error"] else None
-        return self.Output(notebook=stored, status=report["status"], error=error, cells=summarise(result),
+        return self.Output(notebook=stored, status=report.status, error=error, cells=summarise(result),
                            runtime=runtime.name)
 
     @staticmethod
-    def _report(sandbox) -> dict[str, Any] | None:
+    def _report(sandbox) -> _Report | None:
         try:
-            return json.loads(sandbox.get_file(REPORT, max_bytes=65536))
+            return _Report.model_validate_json(sandbox.get_file(REPORT, max_bytes=65536))
         except (ComputeError, ValueError):
             return None
+
+    @staticmethod
+    def _executed(data: bytes):
+        """The notebook the sandbox hands back; the code ran beside it and may have overwritten it."""
+        import nbformat
+
+        try:
+            notebook = nbformat.reads(data.decode(), as_version=4)
+            nbformat.validate(notebook)
+        except Exception:  # nbformat raises JSON, Unicode and schema errors alike
+            raise AgentError(f"the code replaced {NOTEBOOK} with something that is not a notebook", field="cells",
+                             status_code=422) from None
+        return notebook

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+from html import escape
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -41,6 +42,7 @@ class _Document:
     """An fpdf2 document with a Unicode font when one is installed, else Latin-1 core fonts."""
 
     def __init__(self, font: Path | None, title: str | None):
+        """``font``: a TrueType file; DejaVu Sans when None. Core fonts when the file is missing."""
         from fpdf import FPDF
 
         self.pdf = FPDF()
@@ -48,8 +50,8 @@ class _Document:
         if title:
             self.pdf.set_title(title)
         self.pdf.add_page()
-        font = font if font is not None else (DEJAVU if DEJAVU.exists() else None)
-        self.unicode = font is not None and font.exists()
+        font = font if font is not None else DEJAVU
+        self.unicode = font.exists()
         self.family, self.mono = "helvetica", "courier"
         if self.unicode:
             for style, path in _font_files(font).items():
@@ -133,10 +135,10 @@ class PdfGen(Agent):
                 doc.html(input.html)
             else:
                 if input.title:
-                    doc.html(f"<h1>{_escape(input.title)}</h1>")
+                    doc.html(f"<h1>{escape(input.title)}</h1>")
                 for section in input.sections:
                     if section.heading:
-                        doc.html(f"<h2>{_escape(section.heading)}</h2>")
+                        doc.html(f"<h2>{escape(section.heading)}</h2>")
                     if section.body:
                         doc.html(markdown_html(section.body))
                     if section.image_cid:
@@ -144,12 +146,9 @@ class PdfGen(Agent):
         except UnidentifiedImageError:
             raise AgentError("a section's image_cid is not a PNG, JPEG or other image", field="sections",
                              status_code=422) from None
-        except (FPDFException, ValueError, KeyError, IndexError) as exc:
-            raise AgentError(f"cannot lay out the {source}: {exc}", field=source, status_code=422) from None
+        except (FPDFException, ValueError, AssertionError, NotImplementedError) as exc:
+            # fpdf2 rejects markup it cannot lay out (nested tables, stray cells) with these, asserts included
+            why = str(exc) or "unsupported markup, e.g. a table in a table"
+            raise AgentError(f"cannot lay out the {source}: {why}", field=source, status_code=422) from None
         return doc.bytes(), doc.pdf.pages_count
 
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)

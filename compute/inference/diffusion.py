@@ -45,9 +45,18 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_loading = threading.Lock()
+
+
 @lru_cache(maxsize=4)
-def _load(model: str, device: str) -> _Loaded:
+def _cached(model: str, device: str) -> _Loaded:
     return _Loaded(model, device)
+
+
+def _load(model: str, device: str) -> _Loaded:
+    # one load at a time: two first calls for a model would otherwise each hold a copy of its weights
+    with _loading:
+        return _cached(model, device)
 
 
 def load_pipeline(model: str, device: str | None = None):

@@ -69,6 +69,14 @@ async def test_pdf_from_markdown_html_and_sections(ctx, read):
     assert sum(len(p.images) for p in reader.pages) == 1
 
 
+async def test_pdf_without_a_unicode_font_falls_back_to_latin_1(ctx, read, tmp_path):
+    bare = AgentContext(owner=ctx.owner, services=ctx.services,
+                        settings=ctx.settings.model_copy(update={"pdf_font": tmp_path / "missing.ttf"}))
+    out = await run("gen.pdf", {"markdown": "# Café ✓\n\n```\ncode ✓\n```"}, bare)
+    text = pdf_pages(read(out.pdf, ctx.owner))[0]
+    assert "Café ?" in text and "code ?" in text
+
+
 async def test_notebook_executes_in_the_sandbox(ctx, read):
     out = await run("gen.notebook", {"parameters": {"n": 4}, "cells": [
         {"kind": "markdown", "source": "# Squares"},
@@ -98,6 +106,17 @@ async def test_notebook_reports_a_failing_cell_and_reruns_a_stored_notebook(ctx,
                                        "parameters": {"x": 2}}, ctx)
     assert rerun.status == "ok" and [c.status for c in rerun.cells] == ["ok", "ok", "error", "ok"]
     assert rerun.cells[3].outputs == ["1"]
+
+
+async def test_notebook_code_cannot_forge_the_result(ctx):
+    forge = ("import os\nopen('notebook.ipynb', 'w').write('not json')\n"
+             "open('.cx-notebook.json', 'w').write('{\"status\": \"ok\"}')\nos.kill(os.getppid(), 9)")
+    with pytest.raises(AgentError) as err:
+        await run("gen.notebook", {"cells": [{"source": forge}]}, ctx)
+    assert err.value.status_code == 422 and err.value.field == "cells"
+    garbled = "open('.cx-notebook.json', 'w').write('[1]')\nimport os\nos.kill(os.getppid(), 9)"
+    out = await run("gen.notebook", {"cells": [{"source": garbled}]}, ctx)
+    assert out.status == "killed" and [c.status for c in out.cells] == ["not_run"]
 
 
 async def test_notebook_cell_timeout(ctx):
