@@ -48,7 +48,7 @@ class ImageGen(Agent):
     name = "Image Gen"
     family = "Generation"
     version = "1"
-    resources = Resources(cpu=2.0, memory_mb=4096)
+    resources = Resources(cpu=2.0, memory_mb=8192, gpu=1)
 
     class Input(DiffusionOptions):
         n: int = Field(1, ge=1, le=diffusion.MAX_IMAGES, description="How many images")

@@ -38,7 +38,7 @@ class VideoGen(Agent):
     name = "Video Gen"
     family = "Generation"
     version = "1"
-    resources = Resources(cpu=2.0, memory_mb=4096)
+    resources = Resources(cpu=2.0, memory_mb=8192, gpu=1)
 
     class Input(DiffusionOptions):
         frames: int = Field(16, ge=1, le=240, description="Number of frames")

@@ -10,6 +10,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from fixtures.generated_files import mp4_info, pdf_pages, png_size, pptx_slides, wav_info
 
 from agxnt import AgentError, registry
+from agxnt.adapters import as_langchain_tool
 from agxnt.context import AgentContext
 from agxnt.gen.presentation import parse_outline
 from agxnt.gen.step import parse_outline as parse_step_outline
@@ -20,6 +21,19 @@ pytestmark = pytest.mark.slow
 
 async def run(agent_id: str, input: dict, ctx: AgentContext):
     return await registry.get(agent_id)()(input, ctx)
+
+
+GEN = ["gen.image", "gen.video", "gen.pdf", "gen.notebook", "gen.presentation", "gen.tts", "gen.step"]
+
+
+async def test_the_family_is_registered_and_every_agent_is_a_tool(ctx, read):
+    assert {info.id: info.family for info in registry.catalogue() if info.id.startswith("gen.")} == \
+        dict.fromkeys(GEN, "Generation")
+    assert registry.get("gen.notebook").resources.runtime == "sandbox"
+    tools = {agent: as_langchain_tool(registry.get(agent), ctx) for agent in GEN}
+    assert all(tool.args_schema.model_json_schema()["type"] == "object" for tool in tools.values())
+    answer = await tools["gen.tts"].ainvoke({"text": "a tool call"})
+    assert wav_info(read(answer["audio"], ctx.owner))["frames"] > 0
 
 
 async def test_image_gen_stores_pngs_of_the_asked_size(ctx, read, tiny_pipeline):
