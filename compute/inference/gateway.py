@@ -122,10 +122,32 @@ class Gateway:
         lease = self.net.market.place(user, req)
         endpoint = endpoints.get(self.net, lease.provision_id)
         if endpoint is None or endpoint.suspended:
-            # a provision without a working server: out of matching until its provider registers one
-            self._fail(Route(lease.provision_id, lease.provider, "", None, lease.id))
+            # No server yet: cancelled unbilled and without slashing (nothing was attempted), and the
+            # provision leaves matching until its provider registers a server.
+            self.net.market.end(lease.id, "user-cancelled", None)
+            endpoints.suspend(self.net, lease.provision_id)
             raise _Failed(f"provision {lease.provision_id} has no working inference server")
         return Route(lease.provision_id, lease.provider, endpoint.url, endpoint.api_key, lease.id)
+
+    def deploy(self, user: str, model: str, term: str, price: PriceRange, auto_renew: bool) -> leases.LeaseOut:
+        """Rent, for ``term``, all the free capacity of the best provision with a working server for ``model``."""
+        probe = MatchRequest(kind="inference", model=model, resources=REQUEST_RESOURCES, term=term,
+                             price_min_gwei=price.min_gwei, price_max_gwei=price.max_gwei, auto_renew=auto_renew)
+        for _ in range(self.settings.inference_attempts):
+            quote = self.net.market.quote(probe)
+            if not quote.matched:
+                raise Conflict(f"no provision serves {model!r} in that range: {quote.no_match.message}", field="model")
+            endpoint = endpoints.get(self.net, quote.provision_id)
+            if endpoint is None or endpoint.suspended:
+                endpoints.suspend(self.net, quote.provision_id)
+                continue
+            slot = self.net.market.index.get(quote.provision_id)
+            whole = Resources(cpu=slot.free_cpu, memory_mb=max(1, slot.free_memory_mb), gpu_count=slot.free_gpu,
+                              gpu_model=slot.gpu_model if slot.free_gpu else "", disk_gb=slot.free_disk_gb)
+            # priced exactly at this provision's ask, so the rental lands on it (or one just like it)
+            return self.net.market.place(user, probe.model_copy(update={
+                "resources": whole, "price_min_gwei": slot.price, "price_max_gwei": slot.price}))
+        raise ProviderUnavailable(f"no provision serving {model!r} has a working inference server", field="model")
 
     def _fail(self, route: Route) -> None:
         if route.lease_id is not None:

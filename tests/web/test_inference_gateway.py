@@ -105,7 +105,8 @@ def model_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _provider(http: httpx.Client, net: Network) -> tuple[Wallet, dict, str]:
+def _provider(http: httpx.Client, net: Network, models: list[str] = MODELS,
+              kind: str = "inference") -> tuple[Wallet, dict, str]:
     wallet = Wallet(net.chain)
     auth = wallet.login(http)
     hw = HardwareProfile(cpu_count=8, cpu_model="test", memory_mb=16384, disk_gb=100, benchmark_score=100.0)
@@ -118,7 +119,7 @@ def _provider(http: httpx.Client, net: Network) -> tuple[Wallet, dict, str]:
     tx = wallet.call_vault("stake", 2 * 10**18)
     assert http.post("/v1/providers/stake", json={"tx_hash": tx}, headers=auth).status_code == 200
     resp = http.post("/v1/provisions", headers=auth, json={
-        "kind": "inference", "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": PRICE, "models": MODELS})
+        "kind": kind, "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": PRICE, "models": models})
     assert resp.status_code == 201, resp.text
     return wallet, auth, resp.json()["id"]
 
@@ -143,19 +144,19 @@ def providers(platform, model_dir, tmp_path_factory):
         wallet, auth, provision = _provider(http, net)
         auths.append(auth)
         home = tmp_path_factory.mktemp(f"provider{i}")
-        procs[provision] = _serve(model_dir, home, wallet, provision, str(http.base_url))[0]
+        procs[provision] = _serve(model_dir, home, wallet, provision, str(http.base_url))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         served = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
         if all(served.get(m, {}).get("providers") == 2 for m in MODELS):
             break
-        assert all(p.poll() is None for p in procs.values()), "an inference server exited"
+        assert all(p.poll() is None for p, _ in procs.values()), "an inference server exited"
         time.sleep(0.5)
     else:
         pytest.fail(f"the inference servers did not register their endpoints: {http.get('/v1/models').text} "
                     f"{[http.get('/v1/inference/endpoints', headers=a).text for a in auths]}")
     yield procs
-    for proc in procs.values():
+    for proc, _ in procs.values():
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(20)
@@ -248,6 +249,47 @@ def test_bad_requests_get_4xx_naming_the_field_and_cost_nothing(client, platform
     assert resp.status_code in (401, 403)  # anonymous callers have no balance to pay with
 
 
+def test_endpoint_registration_is_checked(platform, providers):
+    http, net = platform
+    (provision, (_, port)), (other, _) = providers.items()
+    url = f"http://127.0.0.1:{port}"
+    wallet, auth, own = _provider(http, net, models=["tiny", "not-there"])
+
+    def register(provision_id: str, **body) -> httpx.Response:
+        return http.put(f"/v1/inference/endpoints/{provision_id}", headers=auth,
+                        json={"url": url, "api_key": "provider-secret-key", **body})
+
+    assert register(provision).status_code == 403  # someone else's provision
+    assert register("no-such-provision").status_code == 404
+    refused = register(own)
+    assert refused.status_code == 409 and refused.json()["field"] == "url" and "not-there" in refused.json()["detail"]
+    refused = register(own, url=f"http://127.0.0.1:{_free_port()}")
+    assert refused.status_code == 409 and "does not answer" in refused.json()["detail"]
+    assert register(own, url="ftp://somewhere").status_code == 422
+    _, auth, container = _provider(http, net, models=[], kind="container")
+    resp = http.put(f"/v1/inference/endpoints/{container}", headers=auth, json={"url": url})
+    assert resp.status_code == 400 and resp.json()["field"] == "provision_id"
+    assert http.get("/v1/inference/endpoints", headers=auth).json() == []
+
+
+def test_a_dedicated_deployment_serves_its_renter_without_per_second_billing(client, platform, user, providers):
+    http, _ = platform
+    resp = http.post("/v1/inference/deployments", headers=user[0],
+                     json={"model": "tiny", "term": "hour", "price_max_gwei": PRICE})
+    assert resp.status_code == 201, resp.text
+    deployment = resp.json()
+    assert deployment["cpu"] == 4 and deployment["term"] == "hour"  # the whole provision
+    assert [d["id"] for d in http.get("/v1/inference/deployments", headers=user[0]).json()] == [deployment["id"]]
+    before = _balance(http, user[0])
+    client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
+    record = http.get("/v1/inference/requests", headers=user[0]).json()[0]
+    assert record["provision_id"] == deployment["provision_id"] and record["lease_id"] is None, (record, deployment)
+    assert record["status"] == "ok" and record["amount_gwei"] == 0
+    assert _balance(http, user[0]) == before
+    ended = http.post(f"/v1/leases/{deployment['id']}/end", headers=user[0], json={"reason": "user-cancelled"})
+    assert ended.json()["status"] == "ended"
+
+
 def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(client, platform, user, providers):
     http, net = platform
     before = _balance(http, user[0])
@@ -257,8 +299,9 @@ def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(clien
     assert first.choices[0].delta.role == "assistant"
     (lease,) = http.get("/v1/leases", params={"status": "active"}, headers=user[0]).json()
     victim = lease["provision_id"]
-    os.killpg(providers[victim].pid, signal.SIGKILL)
-    providers[victim].wait(10)
+    proc, _ = providers[victim]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
     with pytest.raises(openai.APIError, match="provider failed mid-stream"):
         for _ in stream:
             pass

@@ -18,16 +18,14 @@ from pydantic import BaseModel, Field
 
 from compute.errors import ComputeError
 from compute.identity.tokens import Principal
-from compute.inference import endpoints, gateway
+from compute.inference import endpoints
 from compute.inference.endpoints import EndpointIn, EndpointOut
 from compute.inference.gateway import Gateway, PriceRange, RequestOut
 from compute.inference.schemas import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ImageRequest,
                                        ModelCard, ModelList, SpeechRequest)
 from compute.market import leases
-from compute.market.demand import MatchRequest
 from compute.market.leases import LeaseOut
 from compute.network import Network
-from compute.provisions import Resources
 from cxmpute.settings import get_settings
 from web.routers._compute import network, signed_in
 
@@ -150,18 +148,8 @@ class DeploymentIn(BaseModel):
                          "model, so no one else is matched to it. While the rental is active, this account's requests "
                          "for that model go to it and are not billed per second.")
 def deploy(body: DeploymentIn, principal: Principal = Depends(caller), net: Network = Depends(network)) -> LeaseOut:
-    probe = MatchRequest(kind="inference", model=body.model, resources=gateway.REQUEST_RESOURCES, term=body.term,
-                         price_min_gwei=body.price_min_gwei, price_max_gwei=body.price_max_gwei)
-    quote = net.market.quote(probe)
-    if not quote.matched:
-        raise ComputeError(f"no provision serves {body.model!r} in that range: {quote.no_match.message}",
-                           field="model", status_code=409)
-    slot = net.market.index.get(quote.provision_id)
-    whole = Resources(cpu=slot.free_cpu, memory_mb=max(1, slot.free_memory_mb), gpu_count=slot.free_gpu,
-                      gpu_model=slot.gpu_model if slot.free_gpu else "", disk_gb=slot.free_disk_gb)
-    return net.market.place(principal.address, probe.model_copy(update={
-        "resources": whole, "auto_renew": body.auto_renew, "price_min_gwei": slot.price,
-        "price_max_gwei": slot.price}))
+    return Gateway(net, get_settings()).deploy(principal.address, body.model, body.term, PriceRange(
+        min_gwei=body.price_min_gwei, max_gwei=body.price_max_gwei), body.auto_renew)
 
 
 @router.get("/inference/deployments", summary="This account's active dedicated deployments")
