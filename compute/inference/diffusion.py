@@ -90,8 +90,9 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def _run(model: str, prompt: str, *, n: int, width: int, height: int, steps: int, **kwargs: Any) -> list:
-    loaded = _load(model, default_device())
+def _run(model: str, device: str, prompt: str, *, n: int, width: int, height: int, steps: int,
+         **kwargs: Any) -> list:
+    loaded = _load(model, device)
     with loaded.lock:
         result = loaded.pipeline(prompt, num_inference_steps=steps, width=width, height=height,
                                  num_images_per_prompt=n, output_type="pil", **kwargs)
@@ -99,14 +100,15 @@ def _run(model: str, prompt: str, *, n: int, width: int, height: int, steps: int
 
 
 def generate_images(model: str, prompt: str, n: int = 1, size: tuple[int, int] = (64, 64), steps: int = 2,
-                    seed: int | None = None) -> list[bytes]:
+                    seed: int | None = None, *, device: str | None = None) -> list[bytes]:
     """``n`` images for ``prompt`` as PNG bytes; the same seed gives the same images."""
     import torch
 
-    load_pipeline(model)
+    device = device or default_device()
+    load_pipeline(model, device)
     width, height = _check(prompt, n, size, steps)
     generator = torch.Generator("cpu").manual_seed(seed) if seed is not None else None
-    return [_png(image) for image in _run(model, prompt, n=n, width=width, height=height, steps=steps,
+    return [_png(image) for image in _run(model, device, prompt, n=n, width=width, height=height, steps=steps,
                                           generator=generator)]
 
 
@@ -123,11 +125,12 @@ def _slerp(t: float, a, b):
 
 
 def generate_frames(model: str, prompt: str, frames: int, size: tuple[int, int] = (64, 64), steps: int = 2,
-                    seed: int | None = None, keyframes: int = 2) -> list:
+                    seed: int | None = None, keyframes: int = 2, *, device: str | None = None) -> list:
     """``frames`` RGB images (PIL) that move smoothly: the starting noise walks between ``keyframes`` seeds."""
     import torch
 
-    pipeline = load_pipeline(model)
+    device = device or default_device()
+    pipeline = load_pipeline(model, device)
     width, height = _check(prompt, 1, size, steps)
     if not 1 <= frames <= 1000:
         raise ComputeError("frames must be between 1 and 1000", field="frames", status_code=422)
@@ -145,5 +148,5 @@ def generate_frames(model: str, prompt: str, frames: int, size: tuple[int, int] 
     images = []
     for start in range(0, frames, FRAME_BATCH):
         batch = torch.cat(latents[start:start + FRAME_BATCH]).to(pipeline.device, pipeline.unet.dtype)
-        images += _run(model, prompt, n=len(batch), width=width, height=height, steps=steps, latents=batch)
+        images += _run(model, device, prompt, n=len(batch), width=width, height=height, steps=steps, latents=batch)
     return images
