@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -135,31 +136,42 @@ def _serve(model_dir: Path, home: Path, wallet: Wallet, provision: str, api: str
         return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), port
 
 
+@dataclass
+class Server:
+    """A provider's inference server process, and what restarting it takes."""
+
+    proc: subprocess.Popen
+    port: int
+    wallet: Wallet
+    home: Path
+
+
 @pytest.fixture(scope="module")
 def providers(platform, model_dir, tmp_path_factory):
     """Two providers, each with an inference provision and its own inference server process."""
     http, net = platform
-    procs, auths = {}, []
+    procs: dict[str, Server] = {}
+    auths = []
     for i in range(2):
         wallet, auth, provision = _provider(http, net)
         auths.append(auth)
         home = tmp_path_factory.mktemp(f"provider{i}")
-        procs[provision] = _serve(model_dir, home, wallet, provision, str(http.base_url))
+        procs[provision] = Server(*_serve(model_dir, home, wallet, provision, str(http.base_url)), wallet, home)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         served = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
         if all(served.get(m, {}).get("providers") == 2 for m in MODELS):
             break
-        assert all(p.poll() is None for p, _ in procs.values()), "an inference server exited"
+        assert all(p.proc.poll() is None for p in procs.values()), "an inference server exited"
         time.sleep(0.5)
     else:
         pytest.fail(f"the inference servers did not register their endpoints: {http.get('/v1/models').text} "
                     f"{[http.get('/v1/inference/endpoints', headers=a).text for a in auths]}")
     yield procs
-    for proc, _ in procs.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(20)
+    for server in procs.values():
+        if server.proc.poll() is None:
+            os.killpg(server.proc.pid, signal.SIGTERM)
+            server.proc.wait(20)
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +263,8 @@ def test_bad_requests_get_4xx_naming_the_field_and_cost_nothing(client, platform
 
 def test_endpoint_registration_is_checked(platform, providers):
     http, net = platform
-    (provision, (_, port)), (other, _) = providers.items()
-    url = f"http://127.0.0.1:{port}"
+    provision, server = next(iter(providers.items()))
+    url = f"http://127.0.0.1:{server.port}"
     wallet, auth, own = _provider(http, net, models=["tiny", "not-there"])
 
     def register(provision_id: str, **body) -> httpx.Response:
@@ -290,7 +302,8 @@ def test_a_dedicated_deployment_serves_its_renter_without_per_second_billing(cli
     assert ended.json()["status"] == "ended"
 
 
-def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(client, platform, user, providers):
+def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(client, platform, user, providers,
+                                                                         model_dir):
     http, net = platform
     before = _balance(http, user[0])
     stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Tell a story"}],
@@ -299,9 +312,9 @@ def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(clien
     assert first.choices[0].delta.role == "assistant"
     (lease,) = http.get("/v1/leases", params={"status": "active"}, headers=user[0]).json()
     victim = lease["provision_id"]
-    proc, _ = providers[victim]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10)
+    dead = providers[victim]
+    os.killpg(dead.proc.pid, signal.SIGKILL)
+    dead.proc.wait(10)
     with pytest.raises(openai.APIError, match="provider failed mid-stream"):
         for _ in stream:
             pass
@@ -321,3 +334,14 @@ def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(clien
     # the dead server's provision is out of matching: the network lists one provider for the model now
     (tiny,) = [m for m in http.get("/v1/models").json()["data"] if m["id"] == "tiny"]
     assert tiny["providers"] == 1
+
+    # its provider starts a new server: registering it brings the provision back into matching
+    providers[victim] = Server(*_serve(model_dir, dead.home, dead.wallet, victim, str(http.base_url)), dead.wallet,
+                               dead.home)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        (tiny,) = [m for m in http.get("/v1/models").json()["data"] if m["id"] == "tiny"]
+        if tiny["providers"] == 2:
+            break
+        time.sleep(0.5)
+    assert tiny["providers"] == 2
