@@ -235,8 +235,11 @@ class Gateway:
 
     async def _finish(self, route: Route, record: RequestRecord, started: float) -> None:
         record.seconds = max(1, math.ceil(time.monotonic() - started))
-        record.amount_gwei = await anyio.to_thread.run_sync(self._settle, route, record.id, record.seconds)
         record.status = "ok"
+        try:
+            record.amount_gwei = await anyio.to_thread.run_sync(self._settle, route, record.id, record.seconds)
+        except ComputeError as exc:  # e.g. the lease outlived its escrowed span and was ended by the sweeper
+            record.error = f"not settled: {exc.message}"[:500]
         await anyio.to_thread.run_sync(self._record, record)
 
     async def _relay(self, http: httpx.AsyncClient, upstream: httpx.Response, route: Route, record: RequestRecord,
