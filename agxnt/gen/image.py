@@ -14,11 +14,15 @@ from agxnt.errors import AgentError
 from agxnt.gen.files import GeneratedFile, as_agent_errors, stem, store
 
 
+def _is_path(model: str) -> bool:
+    return model.startswith(("/", "~", ".")) or "\\" in model or ".." in model or model.count("/") > 1
+
+
 class SamplingOptions(BaseModel):
     """The model and sampling settings every diffusion agent shares."""
 
     model: str | None = Field(None, max_length=500,
-                              description="Diffusion model id or local path; default: the platform's image_model")
+                              description="Diffusion model id (org/name); default: the platform's image_model")
     width: int = Field(512, ge=8, le=diffusion.MAX_SIDE, description="Width in pixels, a multiple of 8")
     height: int = Field(512, ge=8, le=diffusion.MAX_SIDE, description="Height in pixels, a multiple of 8")
     steps: int = Field(25, ge=1, le=diffusion.MAX_STEPS, description="Denoising steps")
@@ -26,6 +30,10 @@ class SamplingOptions(BaseModel):
 
     def model_for(self, ctx: AgentContext) -> str:
         model = self.model or ctx.settings.image_model
+        if self.model and self.model != ctx.settings.image_model and _is_path(self.model):
+            # a caller naming server paths could probe the file system through the loader's errors
+            raise AgentError("model must be a model id; local paths are set by the operator (CXMPUTE_IMAGE_MODEL)",
+                             field="model", status_code=422)
         if not model:
             raise AgentError("no diffusion model: name one in model or set CXMPUTE_IMAGE_MODEL", field="model")
         return model

@@ -232,7 +232,9 @@ def test_step_outline_parsing():
 
 @pytest.mark.parametrize("agent, input, field", [
     ("gen.image", {"prompt": "x", "width": 60, "height": 64}, "size"),
-    ("gen.image", {"prompt": "x", "model": "/no/such/model"}, "model"),
+    ("gen.image", {"prompt": "x", "model": "/etc"}, "model"),
+    ("gen.image", {"prompt": "x", "model": "../models/x"}, "model"),
+    ("gen.image", {"prompt": "x", "model": "no-such-org/no-such-model"}, "model"),
     ("gen.tts", {"text": "hi", "voice": "xx-nosuch"}, "voice"),
     ("gen.tts", {"text": "hi", "voice": "en+nosuchvariant"}, "voice"),
     ("gen.tts", {"text": "   "}, "text"),
