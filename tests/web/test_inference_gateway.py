@@ -106,8 +106,8 @@ def model_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _provider(http: httpx.Client, net: Network, models: list[str] = MODELS,
-              kind: str = "inference") -> tuple[Wallet, dict, str]:
+def _provider(http: httpx.Client, net: Network, models: list[str] = MODELS, kind: str = "inference",
+              price: int = PRICE) -> tuple[Wallet, dict, str]:
     wallet = Wallet(net.chain)
     auth = wallet.login(http)
     hw = HardwareProfile(cpu_count=8, cpu_model="test", memory_mb=16384, disk_gb=100, benchmark_score=100.0)
@@ -120,7 +120,7 @@ def _provider(http: httpx.Client, net: Network, models: list[str] = MODELS,
     tx = wallet.call_vault("stake", 2 * 10**18)
     assert http.post("/v1/providers/stake", json={"tx_hash": tx}, headers=auth).status_code == 200
     resp = http.post("/v1/provisions", headers=auth, json={
-        "kind": kind, "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": PRICE, "models": models})
+        "kind": kind, "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": price, "models": models})
     assert resp.status_code == 201, resp.text
     return wallet, auth, resp.json()["id"]
 
@@ -300,6 +300,42 @@ def test_a_dedicated_deployment_serves_its_renter_without_per_second_billing(cli
     assert _balance(http, user[0]) == before
     ended = http.post(f"/v1/leases/{deployment['id']}/end", headers=user[0], json={"reason": "user-cancelled"})
     assert ended.json()["status"] == "ended"
+
+
+def test_a_request_matched_to_a_dead_server_is_served_by_another(client, platform, user, model_dir):
+    import uvicorn
+
+    from compute.inference import backends
+    from compute.inference.server import create_app
+
+    http, net = platform
+    # the cheapest provision, so matching prefers it; its server answers registration, then goes away
+    _, auth, cheap = _provider(http, net, models=["tiny"], price=PRICE - 5)
+    port = _free_port()
+    model = backends.load(backends.ModelSpec.parse("text", f"tiny={model_dir / 'tiny'}"), "cpu")
+    server = uvicorn.Server(uvicorn.Config(create_app([model]), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    resp = http.put(f"/v1/inference/endpoints/{cheap}", headers=auth, json={"url": f"http://127.0.0.1:{port}"})
+    assert resp.status_code == 200, resp.text
+    server.should_exit = True
+    thread.join(10)
+
+    before = _balance(http, user[0])
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}],
+                                           max_tokens=4)
+    assert reply.choices[0].message.content is not None
+    record = http.get("/v1/inference/requests", headers=user[0]).json()[0]
+    assert record["status"] == "ok" and record["provision_id"] != cheap
+    (lost,) = [lease for lease in http.get("/v1/leases", headers=user[0]).json() if lease["provision_id"] == cheap]
+    assert lost["end_reason"] == "provider-lost" and lost["paid_gwei"] == 0
+    slashed = 2 * 10**9 * get_settings().slash_bps // 10_000
+    assert _balance(http, user[0]) - before == slashed - record["amount_gwei"]
+    (endpoint,) = http.get("/v1/inference/endpoints", headers=auth).json()
+    assert endpoint["suspended"] and endpoint["failures"] == 1
+    assert http.get(f"/v1/provisions/{cheap}").json()["status"] == "paused"
 
 
 def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(client, platform, user, providers,
