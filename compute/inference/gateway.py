@@ -11,6 +11,9 @@ For a request the gateway
    on a connection error, a 5xx or a model the server does not have, ends the lease as ``provider-lost``
    without billing it, suspends that server and tries the next provider. A failure after streaming began
    ends the stream with an error event (nothing of it is billed) and the next request goes elsewhere.
+   ``provider-lost`` slashes the provider's stake to the caller, as for any lease it fails. A matched
+   provision with no registered server is cancelled unbilled (no slash: nothing was attempted).
+A suspended server's provision is paused, so matching skips it until its provider registers it again.
 Every request is recorded with its tokens and seconds (``GET /v1/inference/requests``).
 """
 
