@@ -34,6 +34,16 @@ def parse_outline(text: str, limit: int) -> list[str]:
     return titles
 
 
+async def _ask(ctx: AgentContext, messages: list) -> str:
+    try:
+        reply = await ctx.services.llm.ainvoke(messages)
+    except Exception as exc:  # the LLM is a remote or loaded service; its failure is not the caller's bug
+        raise AgentError(f"the language model failed ({type(exc).__name__}: {exc}); the platform LLM is set with "
+                         "CXMPUTE_LLM_BASE_URL (an OpenAI-compatible URL) or CXMPUTE_LLM_MODEL (a local model)",
+                         field="llm", status_code=502) from None
+    return reply.text
+
+
 def _tail(text: str, chars: int) -> str:
     return text if len(text) <= chars else "…" + text[-chars:]
 
@@ -68,6 +78,8 @@ class Step(Agent):
         file: GeneratedFile | None = None
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
+        if not input.topic.strip():
+            raise AgentError("topic is blank", field="topic", status_code=422)
         if input.outline is not None:
             outline = [t.strip() for t in input.outline if t.strip()]
             if not outline:
@@ -75,7 +87,6 @@ class Step(Agent):
         else:
             outline = await self._outline(input, ctx)
         title = input.title or input.topic.strip().splitlines()[0][:300]
-        llm = ctx.services.llm
         written: list[Section] = []
         steps = len(outline) + 1
         for i in ctx.iterate(len(outline)):
@@ -86,8 +97,8 @@ class Step(Agent):
                          else "")
                       + f"\n\nWrite section {i + 1}, \"{outline[i]}\". Continue from the text so far without "
                         "repeating it. Reply with the section's body only, no heading.")
-            reply = await llm.ainvoke([self._system(input), HumanMessage(prompt)])
-            written.append(Section(title=outline[i], content=reply.text.strip()))
+            reply = await _ask(ctx, [self._system(input), HumanMessage(prompt)])
+            written.append(Section(title=outline[i], content=reply.strip()))
         if len(written) < len(outline):
             raise AgentError(f"the iteration budget allowed {len(written)} of {len(outline)} sections",
                              field="outline", status_code=422)
@@ -104,11 +115,11 @@ class Step(Agent):
 
     async def _outline(self, input: Input, ctx: AgentContext) -> list[str]:
         ctx.progress(0.0, "outline")
-        reply = await ctx.services.llm.ainvoke([
+        reply = await _ask(ctx, [
             self._system(input),
             HumanMessage(f"Topic: {input.topic}\n\nWrite an outline of at most {input.sections} section titles, "
                          "one per line, nothing else.")])
-        outline = parse_outline(reply.text, input.sections)
+        outline = parse_outline(reply, input.sections)
         if not outline:
             raise AgentError("the model returned an empty outline; give one in outline", field="outline",
                              status_code=422)

@@ -224,6 +224,17 @@ async def test_step_asks_the_model_for_the_outline(ctx, tiny_llm):
     assert [s.title for s in out.sections] == out.outline
 
 
+async def test_step_names_an_unreachable_llm(ctx):
+    from agxnt.context import Services
+
+    settings = ctx.settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "m"})
+    services = Services(settings, llm=chat_model(settings, max_retries=0), storage=ctx.services.storage)
+    with pytest.raises(AgentError) as err:
+        await run("gen.step", {"topic": "x", "outline": ["a"]}, AgentContext(owner=ctx.owner, settings=settings,
+                                                                              services=services))
+    assert err.value.status_code == 502 and err.value.field == "llm" and "CXMPUTE_LLM_BASE_URL" in err.value.message
+
+
 def test_step_outline_parsing():
     text = "1. Intro\n2) Body\n- **Body**\n\n### Conclusion\nIV. Extra"
     assert parse_step_outline(text, 10) == ["Intro", "Body", "Conclusion", "Extra"]
@@ -244,6 +255,7 @@ def test_step_outline_parsing():
     ("gen.pdf", {"markdown": ""}, "markdown"),
     ("gen.pdf", {"sections": [{"body": "x", "image_cid": "bafy-missing"}]}, "sections"),
     ("gen.step", {"topic": "t", "outline": [" ", ""]}, "outline"),
+    ("gen.step", {"topic": " \n ", "outline": ["a"]}, "topic"),
     ("gen.notebook", {"cells": []}, "cells"),
     ("gen.notebook", {"notebook_cid": "bafy-missing"}, "notebook_cid"),
 ])
