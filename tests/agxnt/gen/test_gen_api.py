@@ -1,5 +1,5 @@
-"""The generation agents through the agent API: each returns a file reference that the storage API serves
-to its owner, and the file parses back."""
+"""The generation agents through the agent API served by uvicorn: each returns a file reference that the
+storage API serves to its owner, and the file parses back."""
 
 from __future__ import annotations
 
@@ -8,19 +8,18 @@ import secrets
 import httpx
 import nbformat
 import pytest
-from fastapi.testclient import TestClient
 from fixtures.generated_files import mp4_info, pdf_pages, png_size, pptx_slides, wav_info
 
 from compute.identity.tokens import SCOPES, ApiKeyCreate, Principal, create_api_key
 from compute.network import get_network
-from web.app import create_app
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def client(platform):
-    return TestClient(create_app())
+def client(platform, api_url):
+    with httpx.Client(base_url=api_url, timeout=180) as client:
+        yield client
 
 
 def _auth() -> dict[str, str]:
@@ -34,11 +33,11 @@ def alice() -> dict[str, str]:
     return _auth()
 
 
-def invoke(client: TestClient, agent: str, input: dict, headers: dict) -> httpx.Response:
+def invoke(client: httpx.Client, agent: str, input: dict, headers: dict) -> httpx.Response:
     return client.post(f"/v1/agents/{agent}/invoke", json={"input": input}, headers=headers)
 
 
-def fetch(client: TestClient, ref: dict, headers: dict) -> bytes:
+def fetch(client: httpx.Client, ref: dict, headers: dict) -> bytes:
     resp = client.get(f"/v1/storage/files/{ref['cid']}", headers=headers)
     assert resp.status_code == 200, resp.text
     assert len(resp.content) == ref["size"]
