@@ -48,6 +48,17 @@ def _tail(text: str, chars: int) -> str:
     return text if len(text) <= chars else "…" + text[-chars:]
 
 
+def _section_prompt(input: Step.Input, outline: list[str], index: int, written: list[Section]) -> str:
+    """The request for one section: the topic, the whole outline, and the end of what is written so far."""
+    parts = [f"Topic: {input.topic}", "Outline:\n" + "\n".join(f"{n + 1}. {t}" for n, t in enumerate(outline))]
+    so_far = "\n\n".join(f"## {s.title}\n\n{s.content}" for s in written)
+    if so_far and input.context_chars:
+        parts.append(f"Written so far:\n{_tail(so_far, input.context_chars)}")
+    parts.append(f"Write section {index + 1}, \"{outline[index]}\". Continue from the text so far without "
+                 "repeating it. Reply with the section's body only, no heading.")
+    return "\n\n".join(parts)
+
+
 class Step(Agent):
     """Write long-form content in steps: outline, then each section with the previous context, then assemble."""
 
@@ -91,13 +102,7 @@ class Step(Agent):
         steps = len(outline) + 1
         for i in ctx.iterate(len(outline)):
             ctx.progress((i + 1) / steps, f"section {i + 1} of {len(outline)}: {outline[i]}")
-            so_far = "\n\n".join(f"## {s.title}\n\n{s.content}" for s in written)
-            prompt = (f"Topic: {input.topic}\n\nOutline:\n" + "\n".join(f"{n + 1}. {t}" for n, t in enumerate(outline))
-                      + (f"\n\nWritten so far:\n{_tail(so_far, input.context_chars)}" if so_far and input.context_chars
-                         else "")
-                      + f"\n\nWrite section {i + 1}, \"{outline[i]}\". Continue from the text so far without "
-                        "repeating it. Reply with the section's body only, no heading.")
-            reply = await _ask(ctx, [self._system(input), HumanMessage(prompt)])
+            reply = await _ask(ctx, [self._system(input), HumanMessage(_section_prompt(input, outline, i, written))])
             written.append(Section(title=outline[i], content=reply.strip()))
         if len(written) < len(outline):
             raise AgentError(f"the iteration budget allowed {len(written)} of {len(outline)} sections",
