@@ -50,7 +50,8 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="Cxmpute inference server", version=__version__, lifespan=lifespan,
                   description="An OpenAI-compatible server for the models this provider serves.")
 
-    def authorized(authorization: str | None = Header(None, description="Bearer <key>, when the server has one")) -> None:
+    def authorized(authorization: str | None = Header(None, description="Bearer <key>, when the server has one"),
+                   ) -> None:
         if api_key is None:
             return
         given = (authorization or "").partition(" ")[2].strip()
@@ -162,7 +163,10 @@ async def _generate(model: TextModel, body: ChatCompletionRequest | CompletionRe
 
     def chunk(text: str | None, reason: str | None = None, role: bool = False) -> dict:
         if chat:
-            delta = {"role": "assistant", "content": text or ""} if role else ({} if text is None else {"content": text})
+            if role:
+                delta = {"role": "assistant", "content": text or ""}
+            else:
+                delta = {} if text is None else {"content": text}
             choice = {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
         else:
             choice = {"index": 0, "text": text or "", "finish_reason": reason, "logprobs": None}

@@ -151,27 +151,26 @@ def providers(platform, model_dir, tmp_path_factory):
     """Two providers, each with an inference provision and its own inference server process."""
     http, net = platform
     procs: dict[str, Server] = {}
-    auths = []
-    for i in range(2):
-        wallet, auth, provision = _provider(http, net)
-        auths.append(auth)
-        home = tmp_path_factory.mktemp(f"provider{i}")
-        procs[provision] = Server(*_serve(model_dir, home, wallet, provision, str(http.base_url)), wallet, home)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        served = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
-        if all(served.get(m, {}).get("providers") == 2 for m in MODELS):
-            break
-        assert all(p.proc.poll() is None for p in procs.values()), "an inference server exited"
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"the inference servers did not register their endpoints: {http.get('/v1/models').text} "
-                    f"{[http.get('/v1/inference/endpoints', headers=a).text for a in auths]}")
-    yield procs
-    for server in procs.values():
-        if server.proc.poll() is None:
-            os.killpg(server.proc.pid, signal.SIGTERM)
-            server.proc.wait(20)
+    try:
+        for i in range(2):
+            wallet, auth, provision = _provider(http, net)
+            home = tmp_path_factory.mktemp(f"provider{i}")
+            procs[provision] = Server(*_serve(model_dir, home, wallet, provision, str(http.base_url)), wallet, home)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            served = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+            if all(served.get(m, {}).get("providers") == 2 for m in MODELS):
+                break
+            assert all(p.proc.poll() is None for p in procs.values()), "an inference server exited"
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"the inference servers did not register their endpoints: {http.get('/v1/models').text}")
+        yield procs
+    finally:
+        for server in procs.values():
+            if server.proc.poll() is None:
+                os.killpg(server.proc.pid, signal.SIGTERM)
+                server.proc.wait(20)
 
 
 @pytest.fixture(scope="module")
