@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+import httpx
 
 from bench.results import table, write_section
 
@@ -105,14 +108,35 @@ async def concurrent(base_url: str, model: str, level: int) -> tuple[int, float,
     return sum(t for t, _ in results), elapsed, firsts[len(firsts) // 2]
 
 
+def _start_server(source: str, device: str, home: Path) -> tuple[subprocess.Popen, str]:
+    """``cxmpute inference serve`` in its own process, as a provider runs it."""
+    from cxmpute.http import client
+    from flows.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "inference", "serve", "--model", f"bench={source}",
+                             "--port", str(port), "--device", device, "--max-batch", "32"],
+                            env={**os.environ, "CXMPUTE_HOME": str(home)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    with client(url, timeout=2.0) as http:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if http.get("/healthz").status_code == 200:
+                    return proc, url
+            except httpx.HTTPError:
+                time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the inference server did not start")
+
+
 def main() -> None:
     import torch
-    import uvicorn
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from compute.inference.backends import ModelSpec, TextModel, default_device
-    from compute.inference.server import create_app
-    from flows.server import free_port
+    from compute.inference.backends import default_device
 
     hf_logging.set_verbosity_error()
     device = default_device()
@@ -123,31 +147,24 @@ def main() -> None:
             label = "small Llama built from a config (random weights)"
         else:
             label = source
-        served = TextModel(ModelSpec(kind="text", source=source, name="bench"), device, max_batch=32)
-        params = sum(p.numel() for p in served.model.parameters())
-        torch.set_num_threads(os.cpu_count() or 1)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype="auto").to(device).eval()
+        params = sum(p.numel() for p in model.parameters())
+        sequential_generate(model, tokenizer, 1)  # warm-up
 
-        sequential_generate(served.model, served.tokenizer, 1)  # warm-up
-
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app([served]), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
+        proc, url = _start_server(source, device, Path(tmp) / "home")
         # The baseline runs before each level and once after the last; its fastest run is the one compared
         # against, so a busy moment of the machine cannot flatter the server.
         baselines, levels = [], []
         try:
             asyncio.run(concurrent(url, "bench", 1))  # warm-up
             for level in LEVELS:
-                baselines.append(sequential_generate(served.model, served.tokenizer, BASELINE_RUNS))
+                baselines.append(sequential_generate(model, tokenizer, BASELINE_RUNS))
                 levels.append((level, *asyncio.run(concurrent(url, "bench", level))))
         finally:
-            server.should_exit = True
-            thread.join(10)
-        baselines.append(sequential_generate(served.model, served.tokenizer, BASELINE_RUNS))
+            proc.terminate()
+            proc.wait(30)
+        baselines.append(sequential_generate(model, tokenizer, BASELINE_RUNS))
     base_tokens, base_s = max(baselines, key=lambda b: b[0] / b[1])
     base_rate = base_tokens / base_s
     rows = [["sequential `model.generate` (baseline)", 1, BASELINE_RUNS, base_tokens, round(base_s, 2),
@@ -160,14 +177,16 @@ def main() -> None:
                   "x baseline"], rows)
     write_section("Inference throughput", f"""Model: {label}, {params / 1e6:.1f}M parameters, on {device};
 {TOKENS} new tokens per request, greedy. The baseline ({BASELINE_RUNS} prompts one after another through
-`model.generate`) runs before each server level and after the last; the fastest of those runs is the one
-reported and compared against. Server requests stream over HTTP (`/v1/completions`, `stream: true`) from
-`level` clients that each send requests in turn (at least {BASELINE_RUNS} in all, at least 2 each); its
-decode loop batches them continuously (up to 32 sequences per step).
+`model.generate`, in the benchmark's process) runs before each server level and after the last; the
+fastest of those runs is the one reported and compared against. The server is `cxmpute inference serve`
+in its own process, loading the same folder; its requests stream over HTTP (`/v1/completions`,
+`stream: true`) from `level` clients that each send requests in turn (at least {BASELINE_RUNS} in all, at
+least 2 each); its decode loop batches them continuously (up to 32 sequences per step).
 
 {body}
 
-The machine is shared, so absolute figures move between runs; the ratios are the figures to read. On a CPU a
-model this small is bound by per-step overhead, which batching shares across sequences; a
-realistically sized model belongs on a GPU (`CXMPUTE_BENCH_INFERENCE_MODEL`), where the same batching
-keeps the device busy.""")
+The machine is shared, so absolute figures move between runs; the ratios are the figures to read. A
+single stream pays for HTTP, server-sent events and incremental detokenization on top of each step, so
+it trails a bare `generate` call; concurrent streams share each step. On a CPU a model this small is
+bound by per-step overhead, which batching shares across sequences; a realistically sized model belongs
+on a GPU (`CXMPUTE_BENCH_INFERENCE_MODEL`), where the same batching keeps the device busy.""")
