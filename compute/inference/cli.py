@@ -106,7 +106,7 @@ def _keep_registered(server, provisions: list[str], url: str, api_key: str | Non
         for provision_id in provisions:
             try:
                 _call("PUT", f"/v1/inference/endpoints/{provision_id}", {"url": url, "api_key": api_key})
-            except (typer.Exit, Exception) as exc:  # the platform may be down for a while: try again later
+            except Exception as exc:  # the platform may be down for a while (typer.Exit included): try again later
                 log.warning("could not register provision %s: %s", provision_id, exc)
         time.sleep(every)
 

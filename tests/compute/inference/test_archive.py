@@ -19,8 +19,8 @@ from cxmpute.settings import Settings
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(home=tmp_path / "home")
+def settings(tmp_path, platform_db_url) -> Settings:
+    return Settings(home=tmp_path / "home", database_url=platform_db_url)
 
 
 def _files(root) -> dict[str, bytes]:
