@@ -34,7 +34,8 @@ def default_device(device: str | None = None) -> str:
 
 @dataclass
 class ModelSpec:
-    """``name=source`` on the command line: serve ``source`` (hub id or path) as ``name``."""
+    """``name=source`` on the command line: serve ``source`` (hub id, path or ``archive:NAME``) as ``name``;
+    without a name, a hub id or archive name is served as itself and a path as its last part."""
 
     kind: Kind
     source: str
@@ -45,7 +46,12 @@ class ModelSpec:
         name, sep, source = text.partition("=")
         if not sep:
             source = text
-            name = text.rstrip("/").rsplit("/", 1)[-1] if text.startswith(("/", ".", "~")) else text
+            if text.startswith("archive:"):
+                name = text.removeprefix("archive:")
+            elif text.startswith(("/", ".", "~")):
+                name = text.rstrip("/").rsplit("/", 1)[-1]
+            else:
+                name = text
         if not name or not source:
             raise InferenceError(f"{text!r}: give SOURCE or NAME=SOURCE", field=kind)
         return cls(kind=kind, source=source, name=name)

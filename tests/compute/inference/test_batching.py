@@ -95,3 +95,21 @@ async def test_the_context_limit_ends_generation(lm):
         assert finished.reason == "length" and len(prompt) + len(tokens) == 12
     finally:
         generator.close()
+
+
+async def test_absolute_position_models_batch_too(lm):
+    """GPT-2 learns position embeddings: each row's positions must count only its own tokens."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tokenizer = lm
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                                      eos_token_id=tokenizer.eos_token_id)).eval()
+    generator = BatchingGenerator(gpt2, {tokenizer.eos_token_id}, context_limit=256)
+    try:
+        jobs = [(p, 5 + 4 * i, 0.01 * i) for i, p in enumerate(PROMPTS)]
+        results = await asyncio.gather(*(_collect(generator, tokenizer, p, n, d) for p, n, d in jobs))
+        for (prompt, n, _), (tokens, _) in zip(jobs, results):
+            assert tokens == _alone((gpt2, tokenizer), prompt, n)
+    finally:
+        generator.close()

@@ -121,6 +121,7 @@ def test_wrong_model_or_kind_or_oversized_prompt_is_refused(client):
 def test_model_specs_name_what_they_serve():
     assert backends.ModelSpec.parse("text", "org/model").name == "org/model"
     assert backends.ModelSpec.parse("text", "/models/llama-3").name == "llama-3"
+    assert backends.ModelSpec.parse("text", "archive:acme/tiny").name == "acme/tiny"
     assert backends.ModelSpec.parse("text", "chat=/models/llama-3") == backends.ModelSpec("text", "/models/llama-3",
                                                                                           "chat")
     with pytest.raises(backends.InferenceError):
