@@ -77,6 +77,11 @@ class TextModel:
         self.context_limit: int | None = limit
         self.generator = BatchingGenerator(self.model, eos_ids, max_batch=max_batch, gather_ms=gather_ms,
                                            context_limit=limit)
+        try:
+            self.generator.check()
+        except ValueError:
+            self.generator.close()
+            raise
 
     def close(self) -> None:
         self.generator.close()

@@ -80,6 +80,17 @@ class BatchingGenerator:
         self._thread = threading.Thread(target=self._loop, name="cxmpute-batcher", daemon=True)
         self._thread.start()
 
+    @torch.inference_mode()
+    def check(self) -> None:
+        """Refuse a model whose key/value cache this batcher cannot pad and stack (sliding-window or
+        recurrent layers), at load time rather than on the first request."""
+        out = self.model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=self.device), use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        layers = getattr(cache, "layers", None)
+        if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+            kinds = sorted({type(layer).__name__ for layer in layers or []}) or [type(cache).__name__]
+            raise ValueError(f"continuous batching needs a plain key/value cache; this model uses {', '.join(kinds)}")
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)

@@ -113,3 +113,18 @@ async def test_absolute_position_models_batch_too(lm):
             assert tokens == _alone((gpt2, tokenizer), prompt, n)
     finally:
         generator.close()
+
+
+def test_models_whose_cache_cannot_be_stacked_are_refused_at_load(lm, tmp_path):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from compute.inference import backends
+
+    _, tokenizer = lm
+    tokenizer.save_pretrained(tmp_path / "windowed")
+    MistralForCausalLM(MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                     sliding_window=4)).save_pretrained(tmp_path / "windowed")
+    with pytest.raises(backends.InferenceError, match="DynamicSlidingWindowLayer") as caught:
+        backends.load(backends.ModelSpec.parse("text", str(tmp_path / "windowed")), "cpu")
+    assert caught.value.field == "text"
