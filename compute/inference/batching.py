@@ -126,9 +126,12 @@ class BatchingGenerator:
             except Exception as exc:  # a failed step fails the requests in it, never the server
                 log.exception("generation step failed")
                 for seq in self._running:
-                    seq.emit(RuntimeError(f"generation failed: {exc}"))
-                    seq.emit(_DONE)
+                    _fail(seq, exc)
                 self._running, self._cache, self._mask, self._last = [], None, None, None
+        for seq in self._running:  # closed: nobody waits forever
+            _fail(seq, RuntimeError("the model was unloaded"))
+        while not self._pending.empty():
+            _fail(self._pending.get_nowait(), RuntimeError("the model was unloaded"))
 
     def _admit(self) -> None:
         room = self.max_batch - len(self._running)
@@ -147,8 +150,13 @@ class BatchingGenerator:
         except queue.Empty:
             pass
         for seq in new:
-            if not seq.cancelled:
+            if seq.cancelled:
+                continue
+            try:
                 self._join(seq)
+            except Exception as exc:  # this prompt failed (e.g. out of memory): the batch goes on
+                log.exception("prefill failed")
+                _fail(seq, exc)
         self._retire()
 
     @torch.inference_mode()
@@ -238,6 +246,12 @@ class BatchingGenerator:
             for layer in self._cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
             self._mask = self._mask[:, start:]
+
+
+def _fail(seq: _Seq, exc: Exception) -> None:
+    seq.done = True
+    seq.emit(RuntimeError(f"generation failed: {exc}"))
+    seq.emit(_DONE)
 
 
 def _concat(cache_a, mask_a: torch.Tensor, cache_b, mask_b: torch.Tensor):
