@@ -152,6 +152,9 @@ _DEFAULTS = {
     "ANONYMIZED_TELEMETRY": "False",  # Chroma
     "TOKENIZERS_PARALLELISM": "false",
     "DO_NOT_TRACK": "1",
+    # Every Prefect client context would otherwise ask the server its version first — one more round trip
+    # on each node dispatched to a provider. Platform, workers and server ship together.
+    "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false",
 }
 
 

@@ -88,6 +88,16 @@ class Chain:
             raise ComputeError(f"transaction has no {event} event", field="tx_hash")
         return found
 
+    def rpc(self, method: str, params: list) -> dict:
+        """Answer one JSON-RPC request on this chain (the embedded chain serves other processes this way).
+
+        Serialised with the platform's own sends: the in-process EVM is not safe for concurrent writers.
+        """
+        w3 = self.w3
+        with self._send_lock:
+            # The provider's request function applies eth-tester's formatting of parameters and results.
+            return dict(w3.provider.request_func(w3, w3.middleware_onion)(method, params))
+
     def pay(self, to: str, amount_wei: int, reference: bytes) -> str:
         tx = self.vault.functions.pay(Web3.to_checksum_address(to), amount_wei, reference).build_transaction(
             _tx_base(self.w3, self.operator))

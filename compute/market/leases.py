@@ -283,7 +283,8 @@ def reap_lost(store: Store, missed_heartbeats: int = 3, now_ts: float | None = N
     Only providers that have sent heartbeats are judged by them; returns the ids of the leases ended.
     """
     now_ts = now_ts or utcnow().timestamp()
-    cutoff = int(now_ts - missed_heartbeats * get_settings().heartbeat_interval_s)
+    # Timestamps are whole seconds: the same one-second allowance as ``registry.is_alive``.
+    cutoff = int(now_ts - missed_heartbeats * get_settings().heartbeat_interval_s - 1)
     with store.read() as session:
         ids = session.scalars(select(Lease.id).join(Provider, Provider.address == Lease.provider).where(
             Lease.status == "active", Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)).all()

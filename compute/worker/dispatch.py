@@ -16,9 +16,8 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.states import Crashed
 
 from compute.errors import ComputeError
@@ -43,25 +42,22 @@ class DispatchError(ComputeError):
 
 
 class Dispatcher:
-    def __init__(self, network: Network | None = None, on_attempt: Callable[[JobOut], None] | None = None):
+    def __init__(self, network: Network | None = None):
         self.network = network or get_network()
-        self.on_attempt = on_attempt
 
     async def run(self, spec: JobSpec) -> JobOut:
         """Run ``spec`` on the network; returns the accepted attempt (``done`` or ``failed``)."""
         deadline = time.monotonic() + spec.timeout_s
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            lease = await self._place(spec, deadline)
-            job_id = str(uuid.uuid4())
-            jobs.create(self.network.store, job_id, spec, lease.provider, lease.id, attempt)
-            await job_task(lease.provider).create_run(id=uuid.UUID(job_id), deferred=True)
-            job = await self._watch(job_id, lease, deadline)
-            if self.on_attempt:
-                self.on_attempt(job)
-            if job.status in ("done", "failed"):
-                return job
-            log.warning("job %s on provider %s was abandoned (%s); dispatching again", job_id, lease.provider,
-                        job.error)
+        async with get_client() as client:  # one connection for every attempt of this work
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                lease = await self._place(spec, deadline)
+                job_id = str(uuid.uuid4())
+                await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id,
+                                        attempt)
+                await job_task(lease.provider).create_run(client=client, id=uuid.UUID(job_id), deferred=True)
+                job = await self._watch(job_id, lease, deadline, client)
+                if job.status in ("done", "failed"):
+                    return job
         raise DispatchError(f"gave up after {MAX_ATTEMPTS} providers failed to run the work", field="resources")
 
     async def _place(self, spec: JobSpec, deadline: float) -> LeaseOut:
@@ -80,7 +76,7 @@ class Dispatcher:
             pause = min(pause * 2, 0.25)
             self.network.market.sync()
 
-    async def _watch(self, job_id: str, lease: LeaseOut, deadline: float) -> JobOut:
+    async def _watch(self, job_id: str, lease: LeaseOut, deadline: float, client: PrefectClient) -> JobOut:
         store = self.network.store
         interval = get_settings().heartbeat_interval_s
         claim_by = time.monotonic() + max(10.0, 3 * interval)
@@ -92,7 +88,7 @@ class Dispatcher:
                 return job
             now = time.monotonic()
             if now > deadline:
-                await self._give_up(job_id, "expired", "the work ran past its time limit")
+                await self._give_up(job_id, "expired", "the work ran past its time limit", client)
                 raise DispatchError(f"the work did not finish within its time limit on provider {lease.provider}",
                                     field="timeout_seconds", status_code=504)
             if now - checked >= LIVENESS_EVERY_S:
@@ -105,7 +101,7 @@ class Dispatcher:
                         await asyncio.to_thread(self._mark_down, lease.provider)
                     why = ("heartbeats lapsed" if lost else "the worker never started it" if unclaimed
                            else "its lease ended")
-                    return await self._give_up(job_id, "provider-lost", why)
+                    return await self._give_up(job_id, "provider-lost", why, client)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
 
@@ -119,13 +115,14 @@ class Dispatcher:
             mark_down(session, provider)
         self.network.market.refresh_provider(provider)
 
-    async def _give_up(self, job_id: str, reason: str, why: str) -> JobOut:
-        log.warning("abandoning job %s: %s", job_id, why)
+    async def _give_up(self, job_id: str, reason: str, why: str, client: PrefectClient) -> JobOut:
         job = await asyncio.to_thread(jobs.abandon, self.network.store, job_id, reason)
+        if job.status != "abandoned":  # it finished between our last look and now: nothing to give up
+            return job
+        log.warning("abandoned job %s on provider %s: %s", job_id, job.provider, why)
         await asyncio.to_thread(self.network.market.refresh_provider, job.provider)
         try:
-            async with get_client() as client:
-                await client.set_task_run_state(uuid.UUID(job_id), Crashed(message=f"abandoned: {why}"), force=True)
+            await client.set_task_run_state(uuid.UUID(job_id), Crashed(message=f"abandoned: {why}"), force=True)
         except Exception:  # the record in Prefect is cosmetic; the job table is what counts
             log.exception("could not mark task run %s crashed", job_id)
         return job

@@ -9,6 +9,7 @@ with Prefect's process worker; user code inside them runs in the agents' sandbox
 
 from __future__ import annotations
 
+from prefect.exceptions import ObjectAlreadyExists
 from prefect.workers.process import ProcessWorker
 
 WORKER_TYPE = "cxmpute"
@@ -21,3 +22,16 @@ class CxmputeWorker(ProcessWorker):
                     "through its queue (named by the provider's address) of the network's work pool.")
     _display_name = "Cxmpute provider"
     _logo_url = ""
+
+    async def sync_with_backend(self) -> None:
+        """Also create this provider's queues: the platform routes flow runs to a provider by its queue, which
+        must exist before anything is sent to it."""
+        await super().sync_with_backend()
+        if self._work_pool is None:
+            return
+        existing = {q.name for q in await self.client.read_work_queues(work_pool_name=self._work_pool_name)}
+        for name in sorted(self._work_queues - existing):
+            try:
+                await self.client.create_work_queue(name=name, work_pool_name=self._work_pool_name)
+            except ObjectAlreadyExists:  # another worker of the same provider created it first
+                pass

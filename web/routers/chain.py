@@ -33,9 +33,7 @@ class RpcRequest(BaseModel):
 def rpc(body: RpcRequest, net: Network = Depends(network)) -> dict[str, Any]:
     if get_settings().chain_rpc_url:
         raise NotFound("this platform uses an external chain; send JSON-RPC to its endpoint", field="method")
-    w3 = net.chain.w3
-    # The provider's own request function applies eth-tester's formatting of JSON-RPC parameters and results.
-    response = dict(w3.provider.request_func(w3, w3.middleware_onion)(body.method, body.params))
+    response = net.chain.rpc(body.method, body.params)
     response.update(jsonrpc="2.0", id=body.id)
     return _wire(response)
 

@@ -1,0 +1,2 @@
+-- The platform and the Prefect server keep separate databases on the same PostgreSQL.
+CREATE DATABASE prefect OWNER cxmpute;
