@@ -176,26 +176,39 @@ class Gateway:
 
     # ---- forwarding --------------------------------------------------------------------------------
 
-    async def forward(self, user: str, operation: str, path: str, body: dict, price: PriceRange,
-                      stream: bool) -> tuple[httpx.Response, AsyncIterator[bytes] | bytes]:
+    async def forward(self, user: str, operation: str, path: str, body: dict,
+                      price: PriceRange) -> tuple[httpx.Response, AsyncIterator[bytes] | bytes]:
         """Send ``body`` to a provider; returns the upstream response and its content (bytes), or an
         iterator over server-sent events for a stream."""
         model = body["model"]
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        if stream:  # the provider always reports usage at the end of a stream: it is what gets recorded
+        if body.get("stream"):  # the provider always reports usage at the end of a stream: it is what gets recorded
             body = {**body, "stream_options": {"include_usage": True}}
         record = RequestRecord(id=str(uuid.uuid4()), user=user, model=model, operation=operation, status="failed",
                                prompt_tokens=0, completion_tokens=0, seconds=0, amount_gwei=0, created_at=utcnow())
+        http = async_client(timeout=httpx.Timeout(self.settings.inference_timeout_s, connect=5.0))
+        try:
+            upstream, content = await self._attempts(http, user, path, body, price, record)
+        except BaseException:
+            await http.aclose()
+            raise
+        if isinstance(content, bytes):
+            await http.aclose()
+            return upstream, content
+        return upstream, self._relay(http, upstream, content, record, wants_usage)
+
+    async def _attempts(self, http: httpx.AsyncClient, user: str, path: str, body: dict, price: PriceRange,
+                        record: RequestRecord) -> tuple[httpx.Response, bytes | tuple[Route, float]]:
+        """Try providers until one answers; a stream comes back unread, with its route and start time."""
+        model = body["model"]
         tried: set[str] = set()
         problems: list[str] = []
-        http = async_client(timeout=httpx.Timeout(self.settings.inference_timeout_s, connect=5.0))
         for _ in range(self.settings.inference_attempts):
             try:
                 route = await anyio.to_thread.run_sync(self._route, user, model, price, tried)
             except NoMatchError as exc:
                 if problems:
                     break
-                await http.aclose()
                 raise Conflict(f"no provider serves {model!r} within your price range: {exc.explanation.message}",
                                field="model") from exc
             except _Failed as exc:
@@ -211,7 +224,7 @@ class Gateway:
                     detail = (await upstream.aread()).decode(errors="replace")[:200]
                     await upstream.aclose()
                     raise _Failed(f"{upstream.status_code}: {detail}")
-                if upstream.status_code >= 400 or not stream:
+                if upstream.status_code >= 400 or not body.get("stream"):
                     content = await upstream.aread()
                     await upstream.aclose()
             except (httpx.HTTPError, _Failed) as exc:
@@ -223,15 +236,12 @@ class Gateway:
                 await anyio.to_thread.run_sync(self._settle, route, record.id, 0)
                 record.status, record.error = "rejected", content.decode(errors="replace")[:500]
                 await anyio.to_thread.run_sync(self._record, record)
-                await http.aclose()
                 return upstream, content
-            if not stream:
-                await http.aclose()
+            if not body.get("stream"):
                 _count(record, _usage(content))
                 await self._finish(route, record, started)
                 return upstream, content
-            return upstream, self._relay(http, upstream, route, record, started, wants_usage)
-        await http.aclose()
+            return upstream, (route, started)
         record.error = "; ".join(problems)[:500]
         await anyio.to_thread.run_sync(self._record, record)
         raise ProviderUnavailable(f"every provider tried for {model!r} failed: {'; '.join(problems)}", field="model")
@@ -245,8 +255,9 @@ class Gateway:
             record.error = f"not settled: {exc.message}"[:500]
         await anyio.to_thread.run_sync(self._record, record)
 
-    async def _relay(self, http: httpx.AsyncClient, upstream: httpx.Response, route: Route, record: RequestRecord,
-                     started: float, wants_usage: bool) -> AsyncIterator[bytes]:
+    async def _relay(self, http: httpx.AsyncClient, upstream: httpx.Response, attempt: tuple[Route, float],
+                     record: RequestRecord, wants_usage: bool) -> AsyncIterator[bytes]:
+        route, started = attempt
         failed, done = False, False
         try:
             async for line in upstream.aiter_lines():

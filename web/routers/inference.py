@@ -45,11 +45,11 @@ def price_range(x_cxmpute_price_max: int | None = Header(None, gt=0, le=10**12, 
 
 
 async def _forward(net: Network, principal: Principal, operation: str, path: str, body: BaseModel,
-                   price: PriceRange, stream: bool = False) -> Response:
+                   price: PriceRange) -> Response:
     payload = body.model_dump(exclude_unset=True, mode="json")
     payload["model"] = body.model
     upstream, content = await Gateway(net, get_settings()).forward(principal.address, operation, path, payload,
-                                                                   price, stream)
+                                                                   price)
     if upstream.status_code >= 400:
         raise _rejected(upstream.status_code, content)
     if isinstance(content, bytes):
@@ -90,13 +90,13 @@ def list_models(net: Network = Depends(network)) -> GatewayModelList:
 @router.post("/chat/completions", summary="Chat completion, routed to a provider (stream: true for SSE)")
 async def chat_completions(body: ChatCompletionRequest, principal: Principal = Depends(caller),
                            price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
-    return await _forward(net, principal, "chat.completions", "/v1/chat/completions", body, price, body.stream)
+    return await _forward(net, principal, "chat.completions", "/v1/chat/completions", body, price)
 
 
 @router.post("/completions", summary="Text completion, routed to a provider (stream: true for SSE)")
 async def completions(body: CompletionRequest, principal: Principal = Depends(caller),
                       price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
-    return await _forward(net, principal, "completions", "/v1/completions", body, price, body.stream)
+    return await _forward(net, principal, "completions", "/v1/completions", body, price)
 
 
 @router.post("/embeddings", summary="Embedding vectors, routed to a provider")
