@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(300.0, gt=0, description="Longest wait for a provider's answer")
     inference_device: str | None = Field(None, description="Device inference servers load models on "
                                          "(cpu, cuda, cuda:1); None: CUDA when present")
+    inference_api_key: str | None = Field(None, description="Bearer key a provider's inference server requires "
+                                          "(kept out of the process list, unlike --api-key)")
+
+    # Serverless functions: warm interpreters close after this long idle (scale to zero)
+    function_idle_s: float = Field(300.0, gt=0, description="Seconds a warm function interpreter waits for its "
+                                   "next invocation before it is closed")
+    function_max_package_mb: int = Field(8, ge=1, le=512, description="Largest function package (zip) accepted")
 
     # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
     storage_dir: Path | None = None

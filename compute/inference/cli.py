@@ -54,8 +54,8 @@ def serve(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ...; default: CUDA when present"),
     max_batch: int = typer.Option(32, min=1, help="Most sequences decoded together"),
     gather_ms: float = typer.Option(5.0, min=0, help="How long an idle batcher waits for company"),
-    api_key: str | None = typer.Option(None, envvar="CXMPUTE_INFERENCE_API_KEY",
-                                       help="Require this bearer key (give it to the platform when registering)"),
+    api_key: str | None = typer.Option(None, help="Require this bearer key; default CXMPUTE_INFERENCE_API_KEY "
+                                       "(sent to the platform when registering)"),
     provision: list[str] = typer.Option([], "--provision", help="Inference provision this server works for: its "
                                         "endpoint is registered with the platform (and re-registered periodically)"),
     advertise_url: str | None = typer.Option(None, help="URL the platform reaches this server at "
@@ -69,6 +69,7 @@ def serve(
     from compute.inference.server import create_app
 
     settings = get_settings()
+    api_key = api_key or settings.inference_api_key
     specs = ([backends.ModelSpec.parse("text", m) for m in model]
              + [backends.ModelSpec.parse("embedding", m) for m in embedding]
              + [backends.ModelSpec.parse("image", m) for m in image]
