@@ -1,0 +1,1 @@
+"""Alembic revisions of serverless functions' tables (branch ``functions``)."""
