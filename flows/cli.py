@@ -74,13 +74,15 @@ def _connect() -> None:
 
 def _node_table(view) -> Table:
     table = Table(title=f"run {view.name} ({view.id}) — {view.state}")
-    for col in ("node", "agent", "state", "attempts", "seconds"):
+    for col in ("node", "agent", "state", "attempts", "seconds", "ran on", "cost gwei"):
         table.add_column(col)
     for n in view.nodes.values():
         secs = f"{(n.finished_at - n.started_at).total_seconds():.2f}" if n.started_at and n.finished_at else ""
         style = _STYLE.get(n.state, "")
+        where = n.placement or {}
         table.add_row(n.node, n.agent or "", f"[{style}]{n.state}[/{style}]" if style else n.state,
-                      str(n.attempts), secs)
+                      str(n.attempts), secs, where.get("provider", "local")[:12],
+                      str(where["cost_gwei"]) if where else "")
     return table
 
 
