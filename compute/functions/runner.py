@@ -69,6 +69,9 @@ def _call(handler, request):
 
 
 def main():
+    # Line-buffered, so what a handler printed before it was stopped at its timeout is in its log.
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
     saved_out, saved_err = os.dup(1), os.dup(2)
     sys.path.insert(0, os.environ["CX_PACKAGE"])
     module_name, _, attr = os.environ["CX_HANDLER"].partition(":")
