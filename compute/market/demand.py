@@ -24,6 +24,8 @@ class MatchRequest(BaseModel):
     duration_s: int | None = Field(None, gt=0, le=MAX_DURATION_S, validate_default=True,
                                    description="Length of a per-second lease (escrowed upfront)")
     auto_renew: bool = Field(False, description="Rentals: renew at expiry while funds last")
+    terms: int = Field(1, ge=1, le=MAX_DURATION_S // 3600, description="Rentals: hours or months one term spans "
+                       "(6 with term 'hour': six hours, billed upfront; a renewal adds as many again)")
 
     @field_validator("price_max_gwei")
     @classmethod
@@ -40,6 +42,16 @@ class MatchRequest(BaseModel):
             raise ValueError("required for a per-second lease (term 'seconds')")
         return value
 
+    @field_validator("terms")
+    @classmethod
+    def _terms(cls, value: int, info: ValidationInfo) -> int:
+        term = info.data.get("term")
+        if term == "seconds" and value != 1:
+            raise ValueError("only rentals (term 'hour' or 'month') span several terms")
+        if term in TERM_SECONDS and TERM_SECONDS[term] * value > MAX_DURATION_S:
+            raise ValueError(f"a rental term may span at most {MAX_DURATION_S // TERM_SECONDS[term]} {term}s")
+        return value
+
     @field_validator("resources")
     @classmethod
     def _gpu(cls, value: Resources) -> Resources:
@@ -49,4 +61,4 @@ class MatchRequest(BaseModel):
 
     @property
     def span_s(self) -> int:
-        return self.duration_s if self.term == "seconds" else TERM_SECONDS[self.term]
+        return self.duration_s if self.term == "seconds" else TERM_SECONDS[self.term] * self.terms
