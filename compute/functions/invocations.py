@@ -2,10 +2,9 @@
 market; either way each invocation is recorded with its outcome, logs and metrics.
 
 Billing: the execution time inside the handler is recorded per invocation in milliseconds (``billed_ms``,
-rounded up). An invocation run on a provider travels as a ``function`` job whose lease the market meters
-in whole seconds (at least one), so its ``cost_gwei`` is what that lease charged — the per-millisecond
-figure is kept beside it so the two can be reconciled. Invocations on the platform's own pool open no
-lease and cost nothing.
+rounded up). An invocation run on a provider is charged for those milliseconds at the provider's ask
+(:mod:`compute.functions.billing` settles the whole-seconds lease of its job down to them). Invocations on
+the platform's own pool open no lease and cost nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +21,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from compute.errors import NotFound
-from compute.functions import registry
+from compute.functions import billing, registry
 from compute.functions.models import Invocation
 from compute.functions.pool import LOAD_TIMEOUT_S, Outcome, default_pool
 from compute.models import utcnow
+from compute.network import get_network
 from compute.provisions import Resources
 from cxmpute.db import session_scope
 from cxmpute.settings import Settings
@@ -74,6 +74,10 @@ class InvocationOut(BaseModel):
         return self.status not in ("queued", "running")
 
 
+def _billed_ms(outcome: Outcome) -> int:
+    return math.ceil(outcome.duration_ms) if outcome.duration_ms > 0 else 0
+
+
 def _out(row: Invocation) -> InvocationOut:
     return InvocationOut.model_validate({name: getattr(row, name) for name in InvocationOut.model_fields})
 
@@ -102,7 +106,7 @@ def _finish(settings: Settings, invocation_id: str, outcome: Outcome | None, *, 
             row.error_status = FAILURES[outcome.kind][0] if outcome.kind in FAILURES else None
             row.cold, row.duration_ms, row.latency_ms = outcome.cold, outcome.duration_ms, outcome.latency_ms
             row.queued_ms, row.max_rss_mb = outcome.queued_ms, outcome.max_rss_mb
-            row.billed_ms = math.ceil(outcome.duration_ms) if outcome.duration_ms > 0 else 0
+            row.billed_ms = _billed_ms(outcome)
             row.stdout, row.stderr = outcome.stdout, outcome.stderr
         session.flush()
         return _out(row)
@@ -134,8 +138,11 @@ async def _execute(settings: Settings, owner: str, v: registry.VersionOut, event
         return await asyncio.to_thread(_finish, settings, invocation_id, None, error=job.error,
                                        error_status=job.error_status, job_id=job.id, cost_gwei=job.cost_gwei,
                                        provider=job.provider)
-    return await asyncio.to_thread(_finish, settings, invocation_id, Outcome.model_validate(job.result),
-                                   job_id=job.id, cost_gwei=job.cost_gwei, provider=job.provider)
+    outcome = Outcome.model_validate(job.result)
+    cost = await asyncio.to_thread(billing.settle, get_network().store, invocation_id, job.lease_id, job.cost_gwei,
+                                   _billed_ms(outcome))
+    return await asyncio.to_thread(_finish, settings, invocation_id, outcome, job_id=job.id, cost_gwei=cost,
+                                   provider=job.provider)
 
 
 def _plan(settings: Settings, owner: str, name: str, req: InvokeIn) -> tuple[registry.VersionOut, int | None]:

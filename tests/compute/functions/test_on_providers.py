@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def test_a_priced_invocation_runs_on_a_provider_and_is_billed_through_its_lease(
         assert deployed.status_code == 201, deployed.text
         first = http.post("/v1/functions/on-provider/invoke", json={"event": {"echo": "remote"}})
         assert first.status_code == 200, f"{first.text}\n{pool_platform.logs()}"
+        before = http.get("/v1/account/balance").json()["user_gwei"]
         second = http.post("/v1/functions/on-provider/invoke", json={"event": {"echo": "again"}})
+        spent = before - http.get("/v1/account/balance").json()["user_gwei"]
         assert second.status_code == 200, second.text
         first, second = first.json(), second.json()
         assert first["where"] == second["where"] == provider
@@ -48,8 +51,11 @@ def test_a_priced_invocation_runs_on_a_provider_and_is_billed_through_its_lease(
         job = http.get(f"/v1/work/{second['job_id']}").json()
         lease = http.get(f"/v1/leases/{job['lease_id']}").json()
         assert job["kind"] == "function" and job["provider"] == provider and job["status"] == "done"
-        assert second["cost_gwei"] == job["cost_gwei"] == lease["paid_gwei"] > 0
-        assert second["billed_ms"] >= 1 and lease["metered_s"] >= second["billed_ms"] / 1000
+        assert job["cost_gwei"] == lease["paid_gwei"] == lease["price_gwei"] * lease["compute_units"] * \
+            lease["metered_s"]  # the lease meters whole seconds...
+        per_ms = math.ceil(lease["price_gwei"] * lease["compute_units"] * second["billed_ms"] / 1000)
+        assert second["billed_ms"] >= 1 and second["cost_gwei"] == per_ms < job["cost_gwei"]
+        assert spent == per_ms  # ...and the invocation is settled on its milliseconds
 
         slow = http.post("/v1/functions/on-provider/invoke", json={"event": {"sleep": 30}})
         assert slow.status_code == 504, slow.text
