@@ -62,7 +62,7 @@ class InvocationOut(BaseModel):
     billed_ms: int = Field(0, description="Execution milliseconds billed (duration rounded up)")
     latency_ms: float | None = Field(None, description="Start (cold) or hand-over (warm) to answer")
     queued_ms: float | None = Field(None, description="Wait under the function's concurrency limit")
-    max_rss_mb: float | None = Field(None, description="Peak resident memory of the interpreter")
+    max_rss_mb: float | None = Field(None, description="Peak resident memory during the invocation")
     cost_gwei: int = Field(0, description="What the invocation was charged")
     stdout: str = ""
     stderr: str = ""

@@ -171,6 +171,18 @@ def test_a_workflow_node_invokes_a_function(http, tmp_path):
     assert len(listed) == 1 and listed[0]["status"] == "ok"
 
 
+def test_the_agent_reports_a_failing_function_as_a_clear_error(http, tmp_path):
+    name = deploy(http, tmp_path, timeout_s=1)
+    ok = http.post("/v1/agents/fn.invoke/invoke", json={"input": {"name": name, "event": {"echo": "direct"}}})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["output"]["result"]["echo"] == "direct" and ok.json()["output"]["status"] == "ok"
+    slow = http.post("/v1/agents/fn.invoke/invoke", json={"input": {"name": name, "event": {"sleep": 30}}})
+    assert slow.status_code == 504 and "timeout of 1 s" in slow.json()["detail"]
+    reported = http.post("/v1/agents/fn.invoke/invoke",
+                         json={"input": {"name": name, "event": {"sleep": 30}, "fail_on_error": False}})
+    assert reported.status_code == 200 and reported.json()["output"]["status"] == "timeout"
+
+
 @pytest.mark.parametrize("path, body, status, field", [
     ("/v1/functions/Bad_Name", {"package_base64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, 422, "name"),
     ("/v1/functions/ok-name", {"package_base64": "not base64!"}, 422, "package_base64"),

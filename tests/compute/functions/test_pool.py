@@ -77,6 +77,16 @@ async def test_allocating_past_the_memory_limit_is_a_clear_error(pool, package_b
     assert fine.kind == "ok" and fine.cold  # the interpreter that ran out of memory was not reused
 
 
+async def test_peak_memory_is_measured_per_invocation(pool, package_bytes):
+    loads = Loads(package_bytes)
+    small = await pool.invoke(spec(memory_mb=256), None, loads)
+    big = await pool.invoke(spec(memory_mb=256), {"allocate_mb": 96}, loads)
+    after = await pool.invoke(spec(memory_mb=256), None, loads)
+    assert small.kind == big.kind == after.kind == "ok" and not after.cold
+    assert big.max_rss_mb > small.max_rss_mb + 64  # the 96 MB block shows in its own invocation...
+    assert after.max_rss_mb < big.max_rss_mb - 64  # ...and not in the next one's
+
+
 async def test_a_handler_error_reports_its_traceback_and_keeps_the_interpreter(pool, package_bytes):
     loads = Loads(package_bytes)
     failed = await pool.invoke(spec(), {"fail": "bad input"}, loads)
