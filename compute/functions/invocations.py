@@ -14,7 +14,7 @@ import base64
 import logging
 import math
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -22,9 +22,9 @@ from sqlalchemy import select
 
 from compute.errors import NotFound
 from compute.functions import billing, registry
-from compute.functions.models import Invocation
+from compute.functions.models import FunctionVersion, Invocation
 from compute.functions.pool import LOAD_TIMEOUT_S, Outcome, default_pool
-from compute.models import utcnow
+from compute.models import aware, utcnow
 from compute.network import get_network
 from compute.provisions import Resources
 from cxmpute.db import session_scope
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Status = Literal["queued", "running", "ok", "error", "timeout", "memory", "killed"]
 LOCAL = "local"
+# Past a version's timeout and load time, beyond the dispatcher's own limit for priced invocations.
+LOST_AFTER_S = 120
 # How an ended invocation answers over HTTP, and which setting its error is about.
 FAILURES: dict[str, tuple[int, str]] = {"error": (422, "handler"), "memory": (422, "memory_mb"),
                                         "killed": (422, "memory_mb"), "timeout": (504, "timeout_s")}
@@ -79,7 +81,10 @@ def _billed_ms(outcome: Outcome) -> int:
 
 
 def _out(row: Invocation) -> InvocationOut:
-    return InvocationOut.model_validate({name: getattr(row, name) for name in InvocationOut.model_fields})
+    out = InvocationOut.model_validate({name: getattr(row, name) for name in InvocationOut.model_fields})
+    out.created_at = aware(out.created_at)
+    out.finished_at = aware(out.finished_at) if out.finished_at else None
+    return out
 
 
 def _create(settings: Settings, owner: str, v: registry.VersionOut, mode: str, where: str) -> InvocationOut:
@@ -185,11 +190,22 @@ async def submit(settings: Settings, owner: str, name: str, req: InvokeIn) -> In
     return record
 
 
-def get(settings: Settings, owner: str, name: str, invocation_id: str) -> InvocationOut:
+def _settle_lost(session, row: Invocation, now: datetime) -> None:
+    """Close an invocation still open long past anything it could take: the process running it stopped."""
+    if row.status not in ("queued", "running"):
+        return
+    v = session.get(FunctionVersion, (row.owner, row.name, row.version))
+    if now - aware(row.created_at) > timedelta(seconds=v.timeout_s + LOAD_TIMEOUT_S + LOST_AFTER_S):
+        row.status, row.error_status, row.finished_at = "error", 502, now
+        row.error = "the invocation was lost: the process running it stopped before it finished"
+
+
+def get(settings: Settings, owner: str, name: str, invocation_id: str, now: datetime | None = None) -> InvocationOut:
     with session_scope(registry._db(settings)) as session:
         row = session.get(Invocation, invocation_id)
         if row is None or row.owner != owner or row.name != name:
             raise NotFound(f"no invocation {invocation_id} of function {name!r}", field="invocation_id")
+        _settle_lost(session, row, now or utcnow())
         return _out(row)
 
 
@@ -198,4 +214,7 @@ def list_for(settings: Settings, owner: str, name: str, limit: int = 50, offset:
     with session_scope(registry._db(settings)) as session:
         rows = session.scalars(select(Invocation).where(Invocation.owner == owner, Invocation.name == name)
                                .order_by(Invocation.created_at.desc(), Invocation.id).limit(limit).offset(offset)).all()
+        now = utcnow()
+        for row in rows:
+            _settle_lost(session, row, now)
         return [_out(row) for row in rows]

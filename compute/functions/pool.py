@@ -10,12 +10,12 @@ one that dies or runs out of memory is never reused.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
 import json
 import logging
 import time
 import uuid
-import weakref
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -271,16 +271,33 @@ class FunctionPool:
             await asyncio.to_thread(interp.close)
         return len(stale)
 
+    def _take_all(self) -> list[Interpreter]:
+        every = [i for idle in self._idle.values() for i in idle] + list(self._busy)
+        self._idle.clear()
+        self._busy.clear()
+        return every
+
     async def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
-        every = [i for idle in self._idle.values() for i in idle] + list(self._busy)
-        self._idle.clear()
-        for interp in every:
+        for interp in self._take_all():
             await asyncio.to_thread(interp.close)
 
+    def close_now(self) -> None:
+        """Close every interpreter (blocking): at process exit, when no event loop may be left to do it."""
+        for interp in self._take_all():
+            interp.close()
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FunctionPool] = weakref.WeakKeyDictionary()
+
+# Kept past their loop's end (not weakly), so the exit hook can still close what their interpreters hold.
+_pools: dict[asyncio.AbstractEventLoop, FunctionPool] = {}
+
+
+@atexit.register
+def _close_pools() -> None:
+    # Interpreters left running would leave their sandboxes' scratch mounts behind on the host.
+    for pool in list(_pools.values()):
+        pool.close_now()
 
 
 def default_pool() -> FunctionPool:
