@@ -88,7 +88,14 @@ def test_deployed_from_the_cli_and_invoked_over_http_cold_then_warm(api_url, htt
     assert invoked.returncode == 0, invoked.stderr
     assert '"echo": "c"' in invoked.stdout and "warm" in invoked.stderr
 
-    logs = cli(api_url, "logs", name, "--limit", "2")
+    queued = cli(api_url, "invoke", name, "--async", "--event", '{"echo": "d"}')
+    assert queued.returncode == 0 and f"/v1/functions/{name}/invocations/" in queued.stdout
+    for _ in range(600):
+        if http.get(queued.stdout.strip()).json()["status"] == "ok":
+            break
+        time.sleep(0.05)
+
+    logs = cli(api_url, "logs", name, "--limit", "2", "--offset", "1")
     assert logs.returncode == 0 and "stdout: got c" in logs.stdout and "stdout: got b" in logs.stdout
     assert "stdout: got a" not in logs.stdout  # the third newest is on the next page
 

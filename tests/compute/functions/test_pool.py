@@ -126,6 +126,19 @@ async def test_idle_interpreters_are_closed_and_the_function_scales_to_zero(pool
     assert again.cold and again.result["calls"] == 1
 
 
+async def test_the_pool_closes_idle_interpreters_by_itself(sandbox_runtime, package_bytes):
+    pool = FunctionPool(sandbox_runtime, idle_s=0.2)
+    try:
+        await pool.invoke(spec(), None, Loads(package_bytes))
+        for _ in range(600):  # the reaper runs in the background; no call reaps here
+            if pool.warm(spec()) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert pool.warm(spec()) == 0
+    finally:
+        await pool.close()
+
+
 async def test_a_package_that_fails_to_import_is_reported(pool, tmp_path):
     from compute.functions import package
 
