@@ -88,7 +88,7 @@ def _out(row: Invocation) -> InvocationOut:
 
 
 def _create(settings: Settings, owner: str, v: registry.VersionOut, mode: str, where: str) -> InvocationOut:
-    with session_scope(registry._db(settings)) as session:
+    with session_scope(registry.database(settings)) as session:
         row = Invocation(id=str(uuid.uuid4()), owner=owner, name=v.name, version=v.version, mode=mode,
                          status="queued" if mode == "async" else "running", where=where, billed_ms=0, cost_gwei=0,
                          stdout="", stderr="", created_at=utcnow())
@@ -100,7 +100,7 @@ def _create(settings: Settings, owner: str, v: registry.VersionOut, mode: str, w
 def _finish(settings: Settings, invocation_id: str, outcome: Outcome | None, *, error: str | None = None,
             error_status: int | None = None, job_id: str | None = None, cost_gwei: int = 0,
             provider: str | None = None) -> InvocationOut:
-    with session_scope(registry._db(settings)) as session:
+    with session_scope(registry.database(settings)) as session:
         row = session.get(Invocation, invocation_id)
         row.job_id, row.cost_gwei, row.finished_at = job_id, cost_gwei, utcnow()
         row.where = provider or row.where
@@ -118,7 +118,7 @@ def _finish(settings: Settings, invocation_id: str, outcome: Outcome | None, *, 
 
 
 def _set_running(settings: Settings, invocation_id: str) -> None:
-    with session_scope(registry._db(settings)) as session:
+    with session_scope(registry.database(settings)) as session:
         session.get(Invocation, invocation_id).status = "running"
 
 
@@ -201,7 +201,7 @@ def _settle_lost(session, row: Invocation, now: datetime) -> None:
 
 
 def get(settings: Settings, owner: str, name: str, invocation_id: str, now: datetime | None = None) -> InvocationOut:
-    with session_scope(registry._db(settings)) as session:
+    with session_scope(registry.database(settings)) as session:
         row = session.get(Invocation, invocation_id)
         if row is None or row.owner != owner or row.name != name:
             raise NotFound(f"no invocation {invocation_id} of function {name!r}", field="invocation_id")
@@ -211,7 +211,7 @@ def get(settings: Settings, owner: str, name: str, invocation_id: str, now: date
 
 def list_for(settings: Settings, owner: str, name: str, limit: int = 50, offset: int = 0) -> list[InvocationOut]:
     """A function's invocations, newest first."""
-    with session_scope(registry._db(settings)) as session:
+    with session_scope(registry.database(settings)) as session:
         rows = session.scalars(select(Invocation).where(Invocation.owner == owner, Invocation.name == name)
                                .order_by(Invocation.created_at.desc(), Invocation.id).limit(limit).offset(offset)).all()
         now = utcnow()

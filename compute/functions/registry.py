@@ -47,7 +47,8 @@ class VersionOut(FunctionConfig):
     created_at: datetime
 
 
-def _db(settings: Settings) -> str:
+def database(settings: Settings) -> str:
+    """The platform database, migrated to the newest revision (functions tables included)."""
     url = settings.resolved_database_url
     migrate(url)
     return url
@@ -74,7 +75,7 @@ def deploy(settings: Settings, owner: str, name: str, req: DeployIn) -> tuple[Ve
     package.check(data, req.handler, settings.function_max_package_mb * 2**20)
     stored = open_storage(settings).put_bytes(data, owner=owner, name=f"{name}.zip")
     config = FunctionConfig.model_validate(req.model_dump())
-    with session_scope(_db(settings), immediate=True) as session:
+    with session_scope(database(settings), immediate=True) as session:
         latest = session.scalar(select(FunctionVersion).where(FunctionVersion.owner == owner, FunctionVersion.name == name)
                                 .order_by(FunctionVersion.version.desc()).limit(1))
         if latest is not None and latest.cid == stored.file.cid and FunctionConfig.model_validate(
@@ -89,7 +90,7 @@ def deploy(settings: Settings, owner: str, name: str, req: DeployIn) -> tuple[Ve
 
 def version(settings: Settings, owner: str, name: str, number: int | None = None) -> VersionOut:
     """A version of one of ``owner``'s functions; the newest when ``number`` is None."""
-    with session_scope(_db(settings)) as session:
+    with session_scope(database(settings)) as session:
         stmt = select(FunctionVersion).where(FunctionVersion.owner == owner, FunctionVersion.name == name)
         stmt = stmt.where(FunctionVersion.version == number) if number is not None else stmt.order_by(
             FunctionVersion.version.desc()).limit(1)
@@ -101,7 +102,7 @@ def version(settings: Settings, owner: str, name: str, number: int | None = None
 
 
 def versions(settings: Settings, owner: str, name: str) -> list[VersionOut]:
-    with session_scope(_db(settings)) as session:
+    with session_scope(database(settings)) as session:
         rows = session.scalars(select(FunctionVersion).where(FunctionVersion.owner == owner, FunctionVersion.name == name)
                                .order_by(FunctionVersion.version.desc())).all()
         if not rows:
@@ -111,7 +112,7 @@ def versions(settings: Settings, owner: str, name: str) -> list[VersionOut]:
 
 def latest_all(settings: Settings, owner: str) -> list[VersionOut]:
     """The newest version of each of ``owner``'s functions, by name."""
-    with session_scope(_db(settings)) as session:
+    with session_scope(database(settings)) as session:
         newest = (select(FunctionVersion.name, func.max(FunctionVersion.version).label("v"))
                   .where(FunctionVersion.owner == owner).group_by(FunctionVersion.name).subquery())
         rows = session.scalars(select(FunctionVersion).join(
