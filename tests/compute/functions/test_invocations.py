@@ -17,16 +17,16 @@ from cxmpute.db import session_scope
 from cxmpute.settings import get_settings
 
 
-def deployed(package_bytes: bytes, **config) -> tuple[str, str]:
+def deployed(package_bytes: bytes, settings=None, **config) -> tuple[str, str]:
     owner, name = f"owner-{uuid.uuid4().hex[:8]}", "svc"
-    registry.deploy(get_settings(), owner, name, DeployIn(package_base64=base64.b64encode(package_bytes).decode(),
+    registry.deploy(settings or get_settings(), owner, name, DeployIn(package_base64=base64.b64encode(package_bytes).decode(),
                                                           **config))
     return owner, name
 
 
-async def test_invocations_are_recorded_with_their_outcome_and_metrics(package_bytes):
-    settings = get_settings()
-    owner, name = deployed(package_bytes, memory_mb=128)
+async def test_invocations_are_recorded_with_their_outcome_and_metrics(package_bytes, platform_db_url):
+    settings = get_settings().model_copy(update={"database_url": platform_db_url})
+    owner, name = deployed(package_bytes, settings, memory_mb=128)
     first = await invocations.invoke(settings, owner, name, InvokeIn(event={"echo": 1}))
     failed = await invocations.invoke(settings, owner, name, InvokeIn(event={"fail": "nope"}))
     assert first.status == "ok" and first.cold and first.where == "local" and first.cost_gwei == 0

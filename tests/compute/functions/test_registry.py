@@ -54,8 +54,8 @@ def test_unsafe_or_oversized_packages_are_refused(package_bytes):
         package.check(package_bytes, "handler:handler", 100)
 
 
-def test_deploys_register_versions_and_identical_packages_are_stored_once(tmp_path, package_bytes):
-    settings = get_settings()
+def test_deploys_register_versions_and_identical_packages_are_stored_once(tmp_path, package_bytes, platform_db_url):
+    settings = get_settings().model_copy(update={"database_url": platform_db_url})
     owner = f"owner-{tmp_path.name}"
     first, created = registry.deploy(settings, owner, "resize", deploy_in(package_bytes))
     assert created and first.version == 1 and first.size == len(package_bytes)
