@@ -32,6 +32,7 @@ CONTROL_DIR = ".cxmpute"
 PACKAGE_DIR = "pkg"
 LOAD_TIMEOUT_S = 60.0
 LOG_CAP = 64 * 1024
+RESULT_CAP = 8 * 2**20
 Kind = Literal["ok", "error", "timeout", "memory", "killed"]
 
 
@@ -91,9 +92,14 @@ class Interpreter:
 
     def _answer(self, name: str) -> dict[str, Any] | None:
         try:
-            raw = self.sandbox.get_file(f"{CONTROL_DIR}/{name}", max_bytes=8 * 2**20)
+            raw = self.sandbox.get_file(f"{CONTROL_DIR}/{name}", max_bytes=RESULT_CAP + 1)
+        except Exception:  # not written yet
+            return None
+        if len(raw) > RESULT_CAP:  # answers are renamed into place whole, so this one is complete and too big
+            return {"kind": "error", "error": f"the handler's result is larger than {RESULT_CAP // 2**20} MB"}
+        try:
             data = json.loads(raw)
-        except Exception:  # not written yet, or half-written by a dying interpreter
+        except ValueError:
             return None
         return data if isinstance(data, dict) else None
 

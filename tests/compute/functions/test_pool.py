@@ -96,6 +96,20 @@ async def test_a_handler_error_reports_its_traceback_and_keeps_the_interpreter(p
     assert again.kind == "ok" and not again.cold and again.result["calls"] == 2
 
 
+async def test_a_result_too_large_to_return_is_a_clear_error(pool, tmp_path):
+    from compute.functions import package
+    from compute.functions.pool import RESULT_CAP
+
+    from .conftest import write_function
+
+    source = "def handler(event, context):\n    return 'x' * event\n"
+    data = package.build(write_function(tmp_path / "big", source))
+    big = await pool.invoke(spec(memory_mb=512), RESULT_CAP + 1, lambda: data)
+    assert big.kind == "error" and "larger than 8 MB" in big.error
+    small = await pool.invoke(spec(memory_mb=512), 3, lambda: data)
+    assert small.kind == "ok" and small.result == "xxx" and not small.cold
+
+
 async def test_invocations_over_the_concurrency_limit_queue_instead_of_failing(pool, package_bytes):
     loads = Loads(package_bytes)
     first, second = await asyncio.gather(pool.invoke(spec(concurrency=1), {"sleep": 0.5}, loads),
