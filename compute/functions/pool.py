@@ -200,8 +200,7 @@ class FunctionPool:
         queued = time.perf_counter()
         async with self._slot(spec):
             queued_ms = (time.perf_counter() - queued) * 1000
-            idle = self._idle.get(spec.version_key, [])
-            while idle and not idle[-1].process.alive():
+            while (idle := self._idle.get(spec.version_key, [])) and not idle[-1].process.alive():
                 await asyncio.to_thread(idle.pop().close)
             cold = not idle
             started = time.perf_counter()
@@ -269,9 +268,8 @@ class FunctionPool:
         for key, idle in list(self._idle.items()):
             keep = [i for i in idle if now - i.last_used <= self.idle_s and i.process.alive()]
             stale += [i for i in idle if i not in keep]
-            if keep:
-                self._idle[key] = keep
-            else:
+            idle[:] = keep  # in place: an invocation may hold this list
+            if not keep:
                 self._idle.pop(key, None)
         for interp in stale:
             await asyncio.to_thread(interp.close)
