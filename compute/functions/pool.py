@@ -14,6 +14,7 @@ import atexit
 import io
 import json
 import logging
+import math
 import time
 import uuid
 import zipfile
@@ -136,7 +137,11 @@ class Interpreter:
         self.notice.clear()
         self.process.send((json.dumps({"id": call_id, "event": event,
                                        "deadline_ms": int(spec.timeout_s * 1000)}) + "\n").encode())
-        answer = await self.wait_for(f"{call_id}.json", spec.timeout_s)
+        try:
+            answer = await self.wait_for(f"{call_id}.json", spec.timeout_s)
+        except asyncio.CancelledError:
+            self.usable = False  # still busy with an invocation nobody waits for
+            raise
         latency = (time.perf_counter() - started) * 1000
         stdout, stderr = self._log(f"{call_id}.stdout"), self._log(f"{call_id}.stderr")
         self.sandbox.remove_file(f"{CONTROL_DIR}/{call_id}.json")
@@ -226,8 +231,11 @@ class FunctionPool:
 
     async def _start(self, spec: FunctionSpec, package: Callable[[], bytes]) -> tuple[Interpreter | None, str]:
         data = await asyncio.to_thread(package)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+        # The unpacked package plus room for the handler's own files.
         limits = Limits(wall_seconds=max(spec.timeout_s, 1.0), cpu_seconds=3600, memory_mb=spec.memory_mb,
-                        disk_mb=max(16, 2 * len(data) // 2**20 + 16))
+                        disk_mb=math.ceil(unpacked / 2**20) + 64)
         sandbox = await self.runtime.start(JobSpec(limits=limits))
         try:
             await asyncio.to_thread(_extract, data, sandbox)
