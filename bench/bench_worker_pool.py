@@ -133,6 +133,11 @@ def main() -> None:
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
         server.should_exit = True
         stop_server(prefect)
 

@@ -8,6 +8,9 @@ configured chain (``CXMPUTE_CHAIN_RPC_URL``; the in-process chain only exists in
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -274,8 +277,17 @@ def start(name: str = typer.Option(..., help="Shown to users"),
                   resources=Resources(cpu=cpu, memory_mb=memory_mb, gpu_count=gpu_count, gpu_model=gpu_model,
                                       disk_gb=disk_gb))
     worker = ProviderWorker(settings.resolved_api_url, _wallet(), offer, settings.chain_rpc_url)
+    def stop(signum: int, frame: object) -> None:  # until the task worker installs its own graceful handler
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     console.print(f"provider {worker.address} joining {settings.resolved_api_url}")
     try:
         asyncio.run(worker.run())
     except (KeyboardInterrupt, StopTaskWorker):
         console.print(f"stopped after {worker.ran} jobs")
+    # Prefect's task worker leaves non-daemon threads behind (its executor, log and event senders) that keep a
+    # stopped worker alive forever; jobs it had not finished are dispatched again by the platform anyway.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

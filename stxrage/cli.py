@@ -4,46 +4,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from cxmpute.terminal import cli_errors, err, transfer_bar
 from stxrage import open_storage
-from stxrage.errors import StorageError
 from stxrage.models import parse_policy
 
 app = typer.Typer(help="Content-addressed, replicated, verified storage.", no_args_is_help=True)
 nodes_app = typer.Typer(help="Storage nodes this client places blocks on.", no_args_is_help=True)
 app.add_typer(nodes_app, name="nodes")
 console = Console()
-err = Console(stderr=True)
 
 OwnerOpt = typer.Option("local", "--owner", help="Account the files belong to")
 JsonOpt = typer.Option(False, "--json", help="Print JSON")
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except StorageError as exc:
-        where = f" ({exc.field})" if exc.field else ""
-        err.print(f"[red]error{where}:[/red] {exc.message}")
-        raise typer.Exit(2) from None
-
-
-@contextmanager
-def _bar(description: str, total: int) -> Iterator:
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=err, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
 
 
 def _print(model: BaseModel | list, as_json: bool) -> None:
@@ -69,7 +47,7 @@ def put(path: Path = typer.Argument(..., exists=True, readable=True, help="A fil
     storage = open_storage()
     is_dir = path.is_dir()
     total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if is_dir else path.stat().st_size
-    with _errors(), _bar(f"put {path.name}", total) as advance:
+    with cli_errors(), transfer_bar(f"put {path.name}", total) as advance:
         put_one = storage.put_dir if is_dir else storage.put_file
         stats = put_one(path, name=name, owner=owner, private=private, policy=chosen, progress=advance)
     if as_json:
@@ -86,11 +64,11 @@ def get(cid: str, output: Path = typer.Option(..., "--output", "-o", help="Where
         owner: str = OwnerOpt) -> None:
     """Fetch a file (or a directory archive, into the --output directory) by CID, verifying every block."""
     storage = open_storage()
-    with _errors():
+    with cli_errors():
         info = storage.stat(cid, owner)
         if byte_range is None:
             get_one = storage.get_dir if info.kind == "dir" else storage.get_file
-            with _bar(f"get {cid[:16]}…", info.size) as advance:
+            with transfer_bar(f"get {cid[:16]}…", info.size) as advance:
                 get_one(cid, output, owner, progress=advance)
             return
         start, sep, end = byte_range.partition("-")
@@ -102,7 +80,7 @@ def get(cid: str, output: Path = typer.Option(..., "--output", "-o", help="Where
 @app.command()
 def stat(cid: str, owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
     """Show a file's size, chunks, policy and owner."""
-    with _errors():
+    with cli_errors():
         _print(open_storage().stat(cid, owner), as_json)
 
 
@@ -123,21 +101,21 @@ def list_files(owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
 @app.command()
 def pin(cid: str, owner: str = OwnerOpt) -> None:
     """Keep a file (yours, or a public one) from garbage collection."""
-    with _errors():
+    with cli_errors():
         open_storage().pin(cid, owner)
 
 
 @app.command()
 def unpin(cid: str, owner: str = OwnerOpt) -> None:
     """Let garbage collection take a file."""
-    with _errors():
+    with cli_errors():
         open_storage().unpin(cid, owner)
 
 
 @app.command("rm")
 def remove(cid: str, owner: str = OwnerOpt) -> None:
     """Delete one of your files (blocks other files share stay)."""
-    with _errors():
+    with cli_errors():
         open_storage().delete(cid, owner)
 
 
@@ -209,14 +187,14 @@ def node(root: Path = typer.Option(..., "--dir", help="Directory the node keeps 
 def nodes_add(url: str, provider: str | None = typer.Option(None, help="EVM address of the provider account"),
               as_json: bool = JsonOpt) -> None:
     """Register a storage node (http://host:port) or a directory (file:///path)."""
-    with _errors():
+    with cli_errors():
         _print(open_storage().add_node(url, provider=provider), as_json)
 
 
 @nodes_app.command("rm")
 def nodes_rm(node_id: str) -> None:
     """Stop placing on a node; run `repair` to move its blocks elsewhere."""
-    with _errors():
+    with cli_errors():
         open_storage().remove_node(node_id)
 
 

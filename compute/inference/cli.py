@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from cxmpute.errors import CxmputeError
 from cxmpute.settings import get_settings
+from cxmpute.terminal import cli_errors, err, transfer_bar
 
 app = typer.Typer(help="Serve models to the network (OpenAI-compatible).", no_args_is_help=True)
 models_app = typer.Typer(help="The model archive: push model folders, pull them back, list them.",
                          no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 log = logging.getLogger("cxmpute.inference")
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except CxmputeError as exc:
-        where = f" ({exc.field})" if exc.field else ""
-        err.print(f"[red]error{where}:[/red] {exc.message}")
-        raise typer.Exit(2) from None
-
-
-@contextmanager
-def _bar(description: str, total: int) -> Iterator:
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=err, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
 
 
 @app.command()
@@ -77,7 +55,7 @@ def serve(
     if not specs:
         raise typer.BadParameter("give at least one --model, --embedding, --image or --speech", param_hint="--model")
     loaded = []
-    with _errors():
+    with cli_errors():
         for spec in specs:
             if spec.source:
                 spec.source = archive.resolve(settings, spec.source)
@@ -120,7 +98,7 @@ def push(directory: Path = typer.Argument(..., exists=True, file_okay=False, hel
     from compute.inference import archive
 
     total = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-    with _errors(), _bar(f"push {name}", total) as advance:
+    with cli_errors(), transfer_bar(f"push {name}", total) as advance:
         entry = archive.push(get_settings(), directory, name, owner, progress=advance)
     console.print(entry.cid)
     err.print(f"{name}: {entry.files} files, {entry.size} bytes")
@@ -134,9 +112,9 @@ def pull(name: str = typer.Argument(..., help="Archived model name"),
     from compute.inference import archive
 
     settings = get_settings()
-    with _errors():
+    with cli_errors():
         entry = archive.get(settings, name, owner)
-        with _bar(f"pull {name}", entry.size) as advance:
+        with transfer_bar(f"pull {name}", entry.size) as advance:
             archive.pull(settings, name, dest, owner, progress=advance)
     err.print(f"{name} → {dest} ({entry.files} files, {entry.size} bytes)")
 

@@ -96,8 +96,8 @@ class Platform:
                 active = found.json()
                 if len(active) >= count:
                     return active
-            for proc in self.procs:
-                assert proc.poll() is None or proc.returncode == -signal.SIGKILL, self.logs()
+            for proc in self.workers.values():
+                assert proc.poll() is None, self.logs()
             time.sleep(0.2)
         raise AssertionError(f"providers did not come up:\n{self.logs()}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 import time
 
 import httpx
@@ -110,6 +111,22 @@ def test_network_placement_without_a_price_is_refused_naming_the_field(pool_plat
 def _earnings(platform, address: str) -> int:
     auth = platform.sign_in(Account.from_key(platform.provider_keys[address]))
     return httpx.get(f"{platform.url}/v1/account/balance", headers=auth).json()["earnings_gwei"]
+
+
+def test_a_provider_worker_stops_on_sigterm(pool_platform, three_providers):
+    """Whether it is still joining or already serving, SIGTERM stops the worker cleanly."""
+    for wait_for_it in (False, True):
+        proc, key = pool_platform.start_provider("stopping", price=50, cpu=1, memory_mb=512)
+        if wait_for_it:
+            pool_platform.wait_provisions(4)
+            time.sleep(1)
+        else:  # signing in, registering, staking
+            log = pool_platform.home / f"provider-stopping-{len(pool_platform.procs) - 1}" / "worker.log"
+            while "joining" not in log.read_text():
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, pool_platform.logs()
+        pool_platform.workers.pop(Account.from_key(key).address)
 
 
 CHAOS_ROUNDS = 20
