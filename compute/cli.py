@@ -7,6 +7,7 @@ configured chain (``CXMPUTE_CHAIN_RPC_URL``; the in-process chain only exists in
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -288,6 +289,7 @@ def start(name: str = typer.Option(..., help="Shown to users"),
         console.print(f"stopped after {worker.ran} jobs")
     # Prefect's task worker leaves non-daemon threads behind (its executor, log and event senders) that keep a
     # stopped worker alive forever; jobs it had not finished are dispatched again by the platform anyway.
+    atexit._run_exitfuncs()  # what exit would run (warm sandboxes are closed there), without the thread join
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

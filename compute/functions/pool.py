@@ -306,8 +306,10 @@ _pools: dict[asyncio.AbstractEventLoop, FunctionPool] = {}
 
 
 @atexit.register
-def _close_pools() -> None:
-    # Interpreters left running would leave their sandboxes' scratch mounts behind on the host.
+def close_all_pools() -> None:
+    """Close every pool's interpreters (at exit, and wherever warm sandboxes must not outlive their user).
+
+    Interpreters left running would leave their sandboxes' scratch mounts behind on the host."""
     for pool in list(_pools.values()):
         pool.close_now()
 

@@ -35,6 +35,15 @@ def handler(event, context):
 '''
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_warm_sandboxes_left():
+    """Warm interpreters hold sandboxes; later tests (and the host) must not inherit them."""
+    yield
+    from compute.functions.pool import close_all_pools
+
+    close_all_pools()
+
+
 @pytest.fixture
 def http(api_url):
     with httpx.Client(base_url=api_url, timeout=120) as client:

@@ -40,6 +40,15 @@ def write_function(root: Path, source: str = HANDLER, module: str = "handler") -
     return root
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_warm_sandboxes_left():
+    """Warm interpreters hold sandboxes; later tests (and the host) must not inherit them."""
+    yield
+    from compute.functions.pool import close_all_pools
+
+    close_all_pools()
+
+
 @pytest.fixture
 def function_dir(tmp_path) -> Path:
     return write_function(tmp_path / "fn")
