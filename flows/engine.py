@@ -31,6 +31,7 @@ from agxnt.jobs import AgentJob, run_agent
 from compute.errors import ComputeError
 from compute.worker.dispatch import Dispatcher
 from compute.worker.jobs import JobSpec
+from flows.history import PAUSE_KEY_PREFIX
 from flows.spec import Node, Workflow
 from flows.validate import Plan, on_network, validate_or_raise
 
@@ -130,7 +131,7 @@ async def run_node(
     if agent == "hitl.approve":
         timeout = int(inputs.get("timeout_seconds") or 3600)
         response = await apause_flow_run(wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1,
-                                         key=f"approve-{node_id}")
+                                         key=PAUSE_KEY_PREFIX + node_id)
         inputs["response"] = response.model_dump(mode="json")
     payload = AgentJob(agent=agent, version=version, inputs=inputs, run_id=str(runtime_flow_run.id),
                        node_id=node_id, deadline=deadline, max_iterations=max_iterations).model_dump(mode="json")

@@ -16,6 +16,7 @@ from agxnt.errors import NotFound
 from compute.worker.tasks import TASK_NAME as JOB_TASK
 
 PAGE = 200
+PAUSE_KEY_PREFIX = "approve-"  # an approval node pauses its run under this prefix + its node id
 TERMINAL = {"completed", "failed", "skipped", "cancelled"}
 
 # Prefect state (type, name) → the node states the builder, API and CLI show.
@@ -144,5 +145,11 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     elif fr.state is not None and (fr.state.is_failed() or fr.state.is_crashed()):
         view.error = fr.state.message
     if state == "waiting":
-        view.waiting_for = [n.node for n in view.nodes.values() if n.state == "running" and n.agent == "hitl.approve"]
+        # The pause key names the node; its task run may not be recorded yet, since task states arrive as events.
+        key = fr.state.state_details.pause_key or ""
+        node = key.removeprefix(PAUSE_KEY_PREFIX) if key.startswith(PAUSE_KEY_PREFIX) else None
+        if node in view.nodes:
+            view.waiting_for = [node]
+            if view.nodes[node].state == "pending":
+                view.nodes[node].state = "running"
     return view
