@@ -31,7 +31,7 @@ from compute.runtimes import network as job_network, seccomp
 from compute.runtimes.base import (BackgroundProcess, ExecResult, JobSpec, OutputFn, ResourceUsage,
                                    Runtime, RuntimeUnavailable)
 from compute.runtimes.process import run_process
-from compute.runtimes.scratch import Scratch, ScratchSandbox
+from compute.runtimes.scratch import Scratch, ScratchSandbox, prepare_root
 from compute.runtimes.network import GrantedNetwork
 
 UID_BASE = 1_800_000  # far above any account on the host, so a job's uid owns nothing there
@@ -256,7 +256,7 @@ class BubblewrapRuntime(Runtime):
         spec = spec or JobSpec()
         if spec.network and (why := job_network.available()):
             raise RuntimeUnavailable(f"this machine cannot grant sandbox jobs network: {why}", field="network")
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_root(self.root)
         return await asyncio.to_thread(BubblewrapSandbox, self, spec)
 
     @staticmethod

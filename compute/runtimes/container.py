@@ -25,7 +25,7 @@ from docker.utils.socket import STDOUT, frames_iter
 
 from compute.runtimes.image import ensure_image
 from compute.runtimes.network import available as network_available, fence
-from compute.runtimes.scratch import Scratch, ScratchSandbox
+from compute.runtimes.scratch import Scratch, ScratchSandbox, prepare_root
 
 NOBODY = 65534
 _PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -263,6 +263,6 @@ class ContainerRuntime(Runtime):
         spec = spec or JobSpec()
         if spec.network and (why := network_available()):
             raise RuntimeUnavailable(f"this machine cannot grant container jobs network: {why}", field="network")
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_root(self.root)
         await asyncio.to_thread(lambda: self.image)
         return await asyncio.to_thread(ContainerSandbox, self, spec)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import stat
 import uuid
@@ -20,6 +21,7 @@ from compute.runtimes.base import FileInfo, Sandbox
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _MNT_DETACH = 2
+_prepared: set[Path] = set()
 
 
 class BadPath(ComputeError):
@@ -44,11 +46,36 @@ def _mount_tmpfs(target: Path, size_mb: int, uid: int, gid: int) -> None:
         raise OSError(err, f"mounting the scratch tmpfs on {target}: {os.strerror(err)}")
 
 
+def _process_tag(pid: int) -> str | None:
+    """``pid-starttime``: names one process for good, since pids are reused but start times are not."""
+    try:
+        return f"{pid}-{Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return None
+
+
+def prepare_root(root: Path) -> None:
+    """Create a runtime's scratch root, and, once per process, reclaim the scratch of processes that
+    died without removing theirs (SIGKILL, power loss): their tmpfs mounts would otherwise stay on the
+    host for good. Each process keeps its scratch under its own tag, so a live neighbour's is never touched."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if root in _prepared:
+        return
+    _prepared.add(root)
+    for owner in os.scandir(root):
+        match = re.fullmatch(r"(\d+)-\d+", owner.name)
+        if not match or _process_tag(int(match[1])) == owner.name:
+            continue
+        for job in os.scandir(owner.path):
+            _libc.umount2(job.path.encode(), _MNT_DETACH)
+        shutil.rmtree(owner.path, ignore_errors=True)
+
+
 class Scratch:
     """A job's private writable directory on the host, owned by the job's uid."""
 
     def __init__(self, root: Path, size_mb: int, uid: int, gid: int):
-        self.path = root / uuid.uuid4().hex
+        self.path = root / (_process_tag(os.getpid()) or "unknown") / uuid.uuid4().hex
         self.path.mkdir(parents=True, mode=0o700)
         self.uid, self.gid = uid, gid
         self._mounted = False

@@ -115,7 +115,10 @@ def host(tmp_path, monkeypatch):
 
 
 def _scratch_leftovers(runtime) -> list[str]:
-    return sorted(os.listdir(runtime.root)) if runtime.root.exists() else []
+    """Job scratch directories still on the host (each process keeps its jobs' under a folder of its own)."""
+    if not runtime.root.exists():
+        return []
+    return sorted(f"{owner}/{job}" for owner in os.listdir(runtime.root) for job in os.listdir(runtime.root / owner))
 
 
 async def _run_job(runtime, code: str, *, language: str = "python", network: bool = False, **limits) -> CodeResult:
