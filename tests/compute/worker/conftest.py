@@ -18,6 +18,7 @@ from web3 import Web3
 
 from compute.chain.client import vault_abi
 from compute.identity import siwe
+from compute.runtimes.scratch import prepare_root
 from flows.server import free_port
 
 HEARTBEAT_S = 1
@@ -113,6 +114,8 @@ class Platform:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        for root in self.home.glob("provider-*/**/runtimes/*"):  # the killed ones' sandboxes left their mounts
+            prepare_root(root)
 
 
 @pytest.fixture(scope="module")
