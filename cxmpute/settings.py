@@ -106,6 +106,14 @@ class Settings(BaseSettings):
                                    "next invocation before it is closed")
     function_max_package_mb: int = Field(8, ge=1, le=512, description="Largest function package (zip) accepted")
 
+    # Container services: replicas publish their port on this provider address; each replica job holds one lease
+    service_host: str = Field("127.0.0.1", description="Address a provider publishes its service replicas' ports on "
+                              "and advertises to the gateway (a provider on another machine: its reachable address)")
+    service_term_s: int = Field(3600, ge=120, le=366 * 86400, description="Seconds one replica lease spans; "
+                                "a replica is replaced by a fresh one (new lease) when its term ends")
+    service_scale_down_s: float = Field(60.0, ge=0, description="Seconds in-flight load must stay low before a "
+                                        "service loses a replica")
+
     # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
     storage_dir: Path | None = None
     storage_replicas: int = Field(3, description="Default copies of each block when storage nodes are registered")

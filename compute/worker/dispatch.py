@@ -63,7 +63,7 @@ class Dispatcher:
 
     async def _place(self, spec: JobSpec, deadline: float) -> LeaseOut:
         """Open a lease, waiting while every provision that would fit is busy."""
-        request = MatchRequest(kind="agent", resources=spec.resources, price_min_gwei=spec.price_min_gwei,
+        request = MatchRequest(kind=spec.provision, resources=spec.resources, price_min_gwei=spec.price_min_gwei,
                                price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)))
         pause = 0.01
         while True:

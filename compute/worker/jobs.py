@@ -19,7 +19,7 @@ from sqlalchemy import select
 from compute.errors import Conflict, Forbidden, NotFound
 from compute.market import leases
 from compute.models import Job, Lease, utcnow
-from compute.provisions import Resources
+from compute.provisions import Kind, Resources
 from compute.receipts import Domain
 from compute.store import Store
 
@@ -34,6 +34,7 @@ class JobSpec(BaseModel):
     owner: str = Field(..., description="The account that pays")
     work_key: str = Field(..., min_length=1, max_length=200, description="Shared by every attempt of this work")
     resources: Resources = Field(default_factory=Resources)
+    provision: Kind = Field("agent", description="The kind of provision the work is matched to")
     price_min_gwei: int = Field(0, ge=0)
     price_max_gwei: int = Field(..., gt=0)
     timeout_s: float = Field(600, gt=0, description="How long the work may take, queueing included")

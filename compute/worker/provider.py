@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from compute.provisions import Resources
 from compute.providers.hardware import detect
+from compute.runtimes import runtime_registry
 from compute.worker.handlers import handler
 from compute.worker.platform import Platform, PlatformError
 from compute.worker.tasks import job_task, set_executor
@@ -47,6 +48,7 @@ class ProviderWorker:
         self.platform = Platform(api_url, wallet, chain_rpc_url)
         self.offer = offer
         self.provision_id: str | None = None
+        self.container_provision_id: str | None = None
         self.ran = 0
 
     @property
@@ -63,18 +65,21 @@ class ProviderWorker:
             log.warning("jobs of an earlier run of this provider were lost and handed back: %s", lost)
         if self.offer.stake_gwei:
             await p.ensure_stake(self.offer.stake_gwei)
-        self.provision_id = await self._publish()
+        self.provision_id = await self._publish("agent")
+        # Container services need a Docker engine on this machine; without one, no such provision is offered.
+        if await asyncio.to_thread(runtime_registry(get_settings()).runtime("container").check) is None:
+            self.container_provision_id = await self._publish("container")
 
-    async def _publish(self) -> str:
-        """Re-activate this machine's provision from an earlier start, or publish a new one."""
+    async def _publish(self, kind: str) -> str:
+        """Re-activate this machine's provision of ``kind`` from an earlier start, or publish a new one."""
         o = self.offer
         for prov in await self.platform.call("GET", "/v1/provisions"):
-            if prov["kind"] == "agent" and prov["status"] != "retired" and Resources(**prov["resources"]) == o.resources:
+            if prov["kind"] == kind and prov["status"] != "retired" and Resources(**prov["resources"]) == o.resources:
                 await self.platform.call("PATCH", f"/v1/provisions/{prov['id']}",
                                          {"price_gwei": o.price_gwei, "status": "active"})
                 return prov["id"]
         created = await self.platform.call("POST", "/v1/provisions", {
-            "kind": "agent", "price_gwei": o.price_gwei, "region": o.region,
+            "kind": kind, "price_gwei": o.price_gwei, "region": o.region,
             "resources": o.resources.model_dump()})
         return created["id"]
 

@@ -1,0 +1,1 @@
+"""Alembic revisions of container services' tables (branch ``services``)."""

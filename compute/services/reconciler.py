@@ -1,0 +1,148 @@
+"""The reconciler: keeps each service's replicas at the count its autoscaler wants, and stops what is no
+longer wanted.
+
+Each replica slot is driven by one task that dispatches a ``service`` job onto a ``container`` provision
+through the market (:class:`~compute.worker.dispatch.Dispatcher`, which opens the lease, watches the
+provider's heartbeats and, when they lapse, abandons the job — the lease ends ``provider-lost`` — and
+dispatches it again to another provider). When a job ends while its slot is still wanted (the container
+exited, or its lease term ran out) the task starts the work again. A stop is asked for through the replica's
+record: its provider's next report is answered "stop", the container is removed and the job completes,
+which meters its seconds into the lease and ends it, refunding the rest of the escrow.
+
+One reconciler runs per platform API process; a restarted platform abandons the jobs its predecessor left
+running (their leases end, refunding escrow) and dispatches the slots afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+from compute.network import get_network
+from compute.provisions import Resources
+from compute.services import registry
+from compute.services.autoscale import Autoscaler
+from compute.services.gateway import load
+from compute.services.models import Replica, Service
+from compute.services.replica import ReplicaJob
+from compute.worker import jobs
+from compute.worker.dispatch import Dispatcher
+from compute.worker.jobs import JobSpec
+from cxmpute.errors import CxmputeError
+from cxmpute.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+EVERY_S = 1.0
+# The job ends this long before its lease does, so its seconds are metered while the lease is active.
+TERM_MARGIN_S = 60.0
+MAX_BACKOFF_S = 30.0
+
+
+class Reconciler:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or get_settings()
+        self.drivers: dict[str, asyncio.Task] = {}
+        self.scalers: dict[str, Autoscaler] = {}
+
+    async def run_forever(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.tick()
+                except Exception:  # one failed pass must not stop the next
+                    log.exception("service reconciliation failed")
+                await asyncio.sleep(EVERY_S)
+        finally:
+            for task in self.drivers.values():
+                task.cancel()
+
+    async def tick(self) -> None:
+        now = time.monotonic()
+        for service, replicas in await asyncio.to_thread(registry.services_to_reconcile, self.settings):
+            wanted = [r for r in replicas if r.status != "stopping"]
+            if service.status != "active":
+                doomed = wanted
+            else:
+                scaler = self.scalers.setdefault(service.id, Autoscaler(self.settings.service_scale_down_s))
+                count = scaler.desired(load.take_peak(service.id), len(wanted), service.target_inflight,
+                                       service.min_replicas, service.max_replicas, now)
+                for _ in range(count - len(wanted)):
+                    replicas.append(await asyncio.to_thread(registry.add_replica, self.settings, service.id))
+                doomed = wanted[count:] if count < len(wanted) else []
+            for replica in doomed:
+                await asyncio.to_thread(registry.set_status, self.settings, replica.id, "stopping")
+            for replica in replicas:
+                task = self.drivers.get(replica.id)
+                if task is None or task.done():
+                    self.drivers[replica.id] = asyncio.create_task(self._drive(replica.id))
+                elif replica in doomed:
+                    await self._stop_unstarted(replica.id, task)
+        for replica_id in [k for k, t in self.drivers.items() if t.done()]:
+            del self.drivers[replica_id]
+
+    async def _stop_unstarted(self, replica_id: str, task: asyncio.Task) -> None:
+        """A slot still waiting for capacity has nothing to stop on a provider: end its wait now."""
+        if await asyncio.to_thread(self._open_jobs, replica_id):
+            return  # its provider's next report is answered "stop"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.to_thread(self._abandon_open, replica_id)
+        await asyncio.to_thread(registry.set_status, self.settings, replica_id, "stopped")
+
+    def _open_jobs(self, replica_id: str) -> list[str]:
+        return [j.id for j in jobs.for_work(get_network().store, [registry.work_key(replica_id)])
+                if j.status in ("queued", "running")]
+
+    def _abandon_open(self, replica_id: str) -> None:
+        net = get_network()
+        for job_id in self._open_jobs(replica_id):
+            job = jobs.abandon(net.store, job_id, "expired")
+            net.market.refresh_provider(job.provider)
+
+    def _spec(self, service: Service, replica: Replica) -> JobSpec:
+        term = self.settings.service_term_s
+        payload = ReplicaJob(replica_id=replica.id, token=replica.token, service=service.name, port=service.port,
+                             env=service.env, cpu=service.cpu, memory_mb=service.memory_mb, pids=service.pids,
+                             image=service.image, run_s=term - TERM_MARGIN_S)
+        return JobSpec(kind="service", provision="container", payload=payload.model_dump(), owner=service.owner,
+                       work_key=registry.work_key(replica.id),
+                       resources=Resources(cpu=service.cpu, memory_mb=service.memory_mb),
+                       price_min_gwei=service.price_min_gwei, price_max_gwei=service.price_max_gwei, timeout_s=term)
+
+    async def _drive(self, replica_id: str) -> None:
+        """Keep one replica slot running until it is asked to stop."""
+        # Jobs a previous platform process dispatched for this slot are no longer watched: end them first.
+        await asyncio.to_thread(self._abandon_open, replica_id)
+        failures = 0
+        while True:
+            service, replica = await asyncio.to_thread(registry.load, self.settings, replica_id)
+            if replica.status == "stopping" or service.status != "active":
+                await asyncio.to_thread(registry.set_status, self.settings, replica_id, "stopped")
+                return
+            try:
+                job = await Dispatcher().run(self._spec(service, replica))
+            except CxmputeError as exc:
+                error, ok = exc.message, False
+            except Exception as exc:  # the platform's own fault: keep the slot, try again later
+                log.exception("replica %s could not be dispatched", replica_id)
+                error, ok = f"{type(exc).__name__}: {exc}", False
+            else:
+                ok = job.status == "done"
+                error = None if ok else (job.error or "the replica's job failed")
+            failures = 0 if ok else failures + 1
+            await asyncio.to_thread(registry.set_status, self.settings, replica_id, "pending", error=error,
+                                    restarted=True)
+            if failures:
+                await asyncio.sleep(min(MAX_BACKOFF_S, math.pow(2, failures - 1)))
+
+
+_reconciler: Reconciler | None = None
+
+
+def start() -> asyncio.Task:
+    """Run the reconciler in the current event loop (the platform API's)."""
+    global _reconciler
+    _reconciler = Reconciler()
+    return asyncio.get_running_loop().create_task(_reconciler.run_forever())

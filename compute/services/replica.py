@@ -1,0 +1,227 @@
+"""The ``service`` job kind: a provider's worker runs one replica of a container service.
+
+The image comes from the platform as the service's ``docker save`` tarball (kept in Stxrage by its CID) and
+is loaded once per provider; its own tags are dropped while it is loaded, so a user's image can never take
+the name of another image on the machine. The container runs confined like the container runtime's jobs —
+``nobody``, read-only root, no capabilities, ``no-new-privileges``, memory, CPU and process limits — with
+its port published on ``settings.service_host``. The job reports to the platform every heartbeat interval
+(the address once the container answers HTTP, its newest output) and stops when told to, when its lease
+term is nearly over, or — as a failure — when the container exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from eth_account import Account
+from pydantic import BaseModel, Field
+
+from compute.services.errors import ServiceError
+from cxmpute.http import async_client, client
+from cxmpute.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+NOBODY = "65534:65534"
+REPOSITORY = "cxmpute-service"
+START_TIMEOUT_S = 60.0
+LOG_TAIL_LINES = 200
+
+
+class ReplicaJob(BaseModel):
+    replica_id: str
+    token: str = Field(..., description="The replica's capability for its reports and its image")
+    service: str
+    image: str = Field(..., description="CID of the image tarball")
+    port: int
+    env: dict[str, str]
+    cpu: int
+    memory_mb: int
+    pids: int
+    run_s: float = Field(..., gt=0, description="How long this job may run before its lease term ends")
+
+
+def image_tag(cid: str) -> str:
+    return f"{REPOSITORY}:{hashlib.sha256(cid.encode()).hexdigest()[:16]}"
+
+
+def untagged(src: Path, dest: Path) -> None:
+    """Copy a `docker save` tarball without its tags (``RepoTags`` and the legacy ``repositories`` file)."""
+    with tarfile.open(src) as tin, tarfile.open(dest, "w") as tout:
+        for member in tin:
+            if member.name == "repositories":
+                continue
+            if member.name == "manifest.json":
+                manifest = json.load(tin.extractfile(member))
+                if not isinstance(manifest, list) or not manifest:
+                    raise ServiceError("the image tarball's manifest.json lists no image", field="image")
+                for entry in manifest:
+                    entry["RepoTags"] = None
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+                tout.addfile(member, io.BytesIO(data))
+                continue
+            tout.addfile(member, tin.extractfile(member) if member.isfile() else None)
+
+
+def ensure_image(engine, settings: Settings, job: ReplicaJob) -> str:
+    """The replica's image on this engine, fetched from the platform and loaded the first time."""
+    from docker.errors import ImageNotFound
+
+    tag = image_tag(job.image)
+    try:
+        engine.images.get(tag)
+        return tag
+    except ImageNotFound:
+        pass
+    scratch = settings.data_dir / "services"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        raw, clean = Path(tmp) / "image.tar", Path(tmp) / "untagged.tar"
+        with client(settings.resolved_api_url, timeout=httpx.Timeout(600.0, connect=10.0),
+                    headers={"X-Replica-Token": job.token}) as http, open(raw, "wb") as f:
+            with http.stream("GET", f"/v1/services/replicas/{job.replica_id}/image") as resp:
+                if not resp.is_success:
+                    raise ServiceError(f"the platform refused the image: {resp.status_code} {resp.read()[:200]!r}",
+                                       field="image", status_code=502)
+                for chunk in resp.iter_bytes():
+                    f.write(chunk)
+        try:
+            untagged(raw, clean)
+        except (tarfile.TarError, ValueError, KeyError) as exc:
+            raise ServiceError(f"the image is not a `docker save` tarball: {exc}", field="image") from None
+        with open(clean, "rb") as f:
+            loaded = engine.images.load(f)
+    if not loaded:
+        raise ServiceError("the image tarball holds no image", field="image")
+    repository, name = tag.split(":")
+    loaded[0].tag(repository, name)
+    return tag
+
+
+def start_container(engine, job: ReplicaJob, image: str, owner: str, provider: str, host: str):
+    env = {**job.env, "CXMPUTE_REPLICA": job.replica_id, "CXMPUTE_SERVICE": job.service, "PORT": str(job.port)}
+    return engine.containers.run(
+        image, detach=True, user=NOBODY, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        ipc_mode="private", mem_limit=f"{job.memory_mb}m", memswap_limit=f"{job.memory_mb}m",
+        nano_cpus=int(job.cpu * 1e9), pids_limit=job.pids, tmpfs={"/tmp": "size=64m,mode=1777"},
+        ulimits=[{"Name": "core", "Soft": 0, "Hard": 0}], environment=env,
+        ports={f"{job.port}/tcp": (host, None)}, name=f"cxmpute-svc-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}",
+        labels={"cxmpute.runtime": "service", "cxmpute.replica": job.replica_id, "cxmpute.owner": owner,
+                "cxmpute.provider": provider})
+
+
+def published_port(container, port: int) -> int:
+    container.reload()
+    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
+    if not bindings:
+        raise ServiceError(f"the engine published no host port for {port}/tcp", field="port", status_code=502)
+    return int(bindings[0]["HostPort"])
+
+
+def exited(container) -> str | None:
+    """Why the container is no longer running, with its last output; None while it runs."""
+    try:
+        container.reload()
+    except Exception:  # removed behind our back
+        return "the container was removed"
+    state = container.attrs["State"]
+    if state.get("Running"):
+        return None
+    why = "it ran out of memory" if state.get("OOMKilled") else f"status {state.get('ExitCode')}"
+    return f"the container exited ({why}): {tail(container, 20)[-1500:]}"
+
+
+def tail(container, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return container.logs(tail=lines).decode(errors="replace")
+    except Exception:  # gone
+        return ""
+
+
+def remove(container) -> None:
+    try:
+        container.remove(force=True)
+    except Exception:  # already gone
+        pass
+
+
+class Reporter:
+    """The replica's reports to the platform; a platform that cannot be reached is retried next time."""
+
+    def __init__(self, http: httpx.AsyncClient, job: ReplicaJob, provider: str):
+        self.http, self.job, self.provider = http, job, provider
+
+    async def beat(self, state: str, host: str | None = None, host_port: int | None = None, logs: str = "") -> bool:
+        try:
+            resp = await self.http.post(f"/v1/services/replicas/{self.job.replica_id}/beat", json={
+                "provider": self.provider, "state": state, "host": host, "host_port": host_port,
+                "logs": logs[-60_000:]})
+        except httpx.HTTPError as exc:
+            log.warning("replica %s could not report: %s", self.job.replica_id, exc)
+            return True
+        if resp.status_code in (403, 404):
+            return False
+        if not resp.is_success:
+            log.warning("replica %s report refused: %s %s", self.job.replica_id, resp.status_code, resp.text[:200])
+            return True
+        return bool(resp.json()["run"])
+
+
+async def _answers(url: str) -> bool:
+    try:
+        async with async_client(timeout=2.0, follow_redirects=False) as http:
+            await http.get(url)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
+    """Run the replica until told to stop or its term is nearly over; a container that exits fails the job."""
+    import docker
+
+    job = ReplicaJob.model_validate(payload)
+    settings = get_settings()
+    provider = Account.from_key(settings.wallet_key).address if settings.wallet_key else "local"
+    started = time.monotonic()
+    interval = settings.heartbeat_interval_s
+    async with async_client(settings.resolved_api_url, headers={"X-Replica-Token": job.token}) as http:
+        reporter = Reporter(http, job, provider)
+        if not await reporter.beat("starting"):
+            return {"ran_s": 0.0, "ended": "stopped before it started"}
+        engine = await asyncio.to_thread(docker.from_env, timeout=120)
+        image = await asyncio.to_thread(ensure_image, engine, settings, job)
+        host = settings.service_host
+        container = await asyncio.to_thread(start_container, engine, job, image, owner, provider, host)
+        try:
+            host_port = await asyncio.to_thread(published_port, container, job.port)
+            ready_by = time.monotonic() + START_TIMEOUT_S
+            while not await _answers(f"http://{host}:{host_port}/"):
+                if why := await asyncio.to_thread(exited, container):
+                    raise ServiceError(why, field="image")
+                if time.monotonic() > ready_by:
+                    raise ServiceError(f"the container did not answer HTTP on port {job.port} within "
+                                       f"{START_TIMEOUT_S:.0f} s", field="port")
+                await asyncio.sleep(0.1)
+            ended = "stopped"
+            while await reporter.beat("ready", host, host_port, await asyncio.to_thread(tail, container)):
+                if time.monotonic() - started > job.run_s:
+                    ended = "term"
+                    break
+                await asyncio.sleep(interval)
+                if why := await asyncio.to_thread(exited, container):
+                    raise ServiceError(why, field="image")
+        finally:
+            await asyncio.to_thread(remove, container)
+    return {"ran_s": round(time.monotonic() - started, 3), "ended": ended, "host_port": host_port}

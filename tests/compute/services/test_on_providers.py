@@ -1,0 +1,126 @@
+"""A container service on real provider workers: served through the gateway by two replicas, kept answering
+and brought back to two replicas when one provider dies, billed per second through leases, and stopped (its
+leases ended, the rest of their escrow refunded) when deleted."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+
+from compute.services.replica import image_tag
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+# The worker-pool tests' platform: the API and provider workers as real processes.
+_spec = importlib.util.spec_from_file_location("worker_pool_fixtures",
+                                               Path(__file__).parents[1] / "worker" / "conftest.py")
+_fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(_fixtures)
+pool_platform = _fixtures.pool_platform
+
+PRICE = 2
+
+
+def _until(check, what: str, platform, timeout: float = 60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout} s\n{platform.logs()}")
+
+
+def _if(value, ok):
+    return value if ok(value) else None
+
+
+def _provider(platform, name: str) -> str:
+    _, key = platform.start_provider(name, price=PRICE, cpu=1, memory_mb=1024)
+    return Account.from_key(key).address
+
+
+def _containers(engine, **labels) -> list:
+    return engine.containers.list(all=True, filters={"label": [f"cxmpute.{k}={v}" for k, v in labels.items()]})
+
+
+def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_and_bills_them(
+        pool_platform, docker_engine, image_tarball):
+    platform = pool_platform
+    a, b = _provider(platform, "svc-a"), _provider(platform, "svc-b")
+    wallet, auth = platform.user()
+    try:
+        with httpx.Client(base_url=platform.url, headers=auth, timeout=120) as http:
+            with open(image_tarball, "rb") as f:
+                stored = http.post("/v1/storage/files", params={"name": "echo.tar"}, content=f)
+            assert stored.status_code == 201, stored.text
+            cid = stored.json()["file"]["cid"]
+            try:  # the providers must fetch the tarball from the platform and load it
+                docker_engine.images.remove(image_tag(cid), force=True)
+            except Exception:
+                pass
+            _until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
+                                         params={"kind": "container", "status": "active"}).json()) >= 2,
+                   "two container provisions", platform)
+
+            deployed = http.post("/v1/services", json={
+                "name": "echo", "image": cid, "port": 8080, "env": {"GREETING": "hello"}, "cpu": 1,
+                "memory_mb": 256, "min_replicas": 2, "max_replicas": 2, "price_max_gwei": PRICE + 3})
+            assert deployed.status_code == 201, deployed.text
+
+            def live() -> list[dict]:
+                return [r for r in http.get("/v1/services/echo").json()["replicas"] if r["live"]]
+
+            replicas = _until(lambda: _if(live(), lambda rs: len(rs) == 2), "two live replicas", platform, 90)
+            assert {r["provider"] for r in replicas} == {a, b}
+            ids = {r["id"] for r in replicas}
+
+            answers = [http.get("/v1/services/echo/proxy/hello", params={"n": i}) for i in range(6)]
+            assert all(r.status_code == 200 for r in answers), answers[0].text
+            assert {r.json()["replica"] for r in answers} == ids  # both replicas answer
+            assert answers[0].json()["greeting"] == "hello" and answers[0].json()["path"] == "/hello?n=0"
+            echoed = http.post("/v1/services/echo/proxy/submit", content=b"payload")
+            assert echoed.json()["body"] == "payload" and echoed.headers["x-cxmpute-replica"] in ids
+
+            # Provider A dies with its container: the gateway keeps answering from B's replica.
+            victim = next(r for r in replicas if r["provider"] == a)
+            platform.kill(a)
+            for container in _containers(docker_engine, provider=a):
+                container.remove(force=True)
+            for i in range(5):
+                answer = http.get("/v1/services/echo/proxy/", params={"during": i})
+                assert answer.status_code == 200, answer.text
+            # A third provider gets the replica that was on A.
+            c = _provider(platform, "svc-c")
+            replicas = _until(lambda: _if(live(), lambda rs: len(rs) == 2 and {r["provider"] for r in rs} == {b, c}),
+                              "a replacement replica on the new provider", platform, 90)
+            assert {r["id"] for r in replicas} == ids
+            assert {http.get("/v1/services/echo/proxy/").json()["replica"] for _ in range(6)} == ids
+            lost = http.get(f"/v1/leases/{victim['lease_id']}").json()
+            assert lost["status"] == "ended" and lost["end_reason"] == "provider-lost"
+            assert lost["kind"] == "container" and lost["escrow_left_gwei"] == 0
+
+            # Deleting stops the replicas; each lease is metered for the seconds its replica ran and ends.
+            removed = http.delete("/v1/services/echo")
+            assert removed.status_code == 200, removed.text
+            leases = _until(lambda: _if([http.get(f"/v1/leases/{r['lease_id']}").json() for r in replicas],
+                                        lambda ls: all(lease["status"] == "ended" for lease in ls)),
+                            "the leases to end", platform)
+            for lease in leases:
+                assert lease["end_reason"] == "completed" and lease["kind"] == "container"
+                assert lease["metered_s"] >= 1 and lease["escrow_left_gwei"] == 0
+                assert lease["paid_gwei"] == lease["metered_s"] * lease["price_gwei"] * lease["compute_units"]
+                assert lease["paid_gwei"] < lease["escrow_gwei"]  # the rest went back to the user
+            _until(lambda: not any(_containers(docker_engine, replica=r) for r in ids), "the containers to go",
+                   platform)
+            assert http.get("/v1/services/echo").status_code == 404
+            assert http.get("/v1/services/echo/proxy/").status_code == 404
+    finally:
+        for container in _containers(docker_engine, owner=wallet.address):
+            container.remove(force=True)

@@ -1,0 +1,97 @@
+"""Container services: deploy an image as replicas on providers, read their state and logs, delete them, and
+reach them through the gateway at ``/v1/services/{name}/proxy/{path}``. Replicas' providers report here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import StreamingResponse
+
+from compute.services import gateway, reconciler, registry
+from compute.services.registry import Beat, BeatReply, ServiceIn, ServiceOut
+from cxmpute.settings import get_settings
+from web.deps import current_owner
+
+
+@asynccontextmanager
+async def _reconcile(_: object) -> AsyncIterator[None]:
+    """While the API runs, keep every service at its wanted replicas."""
+    task = reconciler.start()
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gateway.close()
+
+
+router = APIRouter(prefix="/v1/services", tags=["services"], lifespan=_reconcile)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@router.post("", response_model=ServiceOut, status_code=201, summary="Deploy a container service",
+             description="The image is the CID of a `docker save` tarball in your Stxrage files. Replicas run on "
+                         "providers' `container` provisions asking within [price_min_gwei, price_max_gwei], "
+                         "between min_replicas and max_replicas by the requests in flight; each replica holds a "
+                         "lease billed per second. 404 (image) for an image not in your storage, 409 "
+                         "(price_max_gwei) when no provision matches the price range.")
+async def deploy(body: ServiceIn, owner: str = Depends(current_owner)) -> ServiceOut:
+    return await asyncio.to_thread(registry.deploy, get_settings(), owner, body)
+
+
+@router.get("", response_model=list[ServiceOut], summary="Your services, with their replicas")
+async def list_services(owner: str = Depends(current_owner)) -> list[ServiceOut]:
+    return await asyncio.to_thread(registry.list_for, get_settings(), owner)
+
+
+@router.post("/replicas/{replica_id}/beat", response_model=BeatReply, summary="A replica's report (its provider)",
+             description="Authorized by the replica's token (header X-Replica-Token), which its job carries.")
+async def replica_beat(replica_id: str, body: Beat, token: str = Header(..., alias="X-Replica-Token",
+                                                                          max_length=128)) -> BeatReply:
+    return await asyncio.to_thread(registry.beat, get_settings(), replica_id, token, body)
+
+
+@router.get("/replicas/{replica_id}/image", summary="A replica's image tarball (its provider)",
+            response_class=StreamingResponse)
+async def replica_image(replica_id: str, token: str = Header(..., alias="X-Replica-Token", max_length=128)):
+    size, chunks = await asyncio.to_thread(registry.image_stream, get_settings(), replica_id, token)
+    return StreamingResponse(chunks, media_type="application/x-tar", headers={"Content-Length": str(size)})
+
+
+@router.get("/{name}", response_model=ServiceOut, summary="A service and its replicas")
+async def get_service(name: str, owner: str = Depends(current_owner)) -> ServiceOut:
+    return await asyncio.to_thread(registry.get, get_settings(), owner, name)
+
+
+@router.delete("/{name}", response_model=ServiceOut, summary="Delete a service",
+               description="Its replicas stop; each one's lease is metered for the seconds it ran and ended, "
+                           "and the rest of its escrow is refunded.")
+async def delete_service(name: str, owner: str = Depends(current_owner)) -> ServiceOut:
+    return await asyncio.to_thread(registry.delete, get_settings(), owner, name)
+
+
+@router.get("/{name}/logs", response_model=dict[str, str], summary="Each replica's newest output, by replica id")
+async def service_logs(name: str, owner: str = Depends(current_owner)) -> dict[str, str]:
+    return await asyncio.to_thread(registry.logs, get_settings(), owner, name)
+
+
+@router.api_route("/{name}/proxy/{path:path}", methods=METHODS, summary="Call the service",
+                  description="Streams the request to a live replica and its answer back; a replica that cannot "
+                              "be reached is skipped for the next. 503 when none answers.")
+async def proxy(name: str, path: str, request: Request, owner: str = Depends(current_owner)) -> StreamingResponse:
+    service_id, replicas = await asyncio.to_thread(registry.live_replicas, get_settings(), owner, name)
+    body = await request.body()
+    gateway.load.enter(service_id)
+    try:
+        upstream, replica = await gateway.open_upstream(service_id, replicas, request.method, path,
+                                                        request.url.query, request.headers.items(), body)
+    except BaseException:
+        gateway.load.leave(service_id)
+        raise
+    headers = dict(gateway.forward_headers(upstream.headers.multi_items()))
+    headers["X-Cxmpute-Replica"] = replica.id
+    return StreamingResponse(gateway.stream(service_id, upstream), status_code=upstream.status_code,
+                             headers=headers)
