@@ -28,6 +28,7 @@ from compute import receipts
 from compute.chain import get_chain
 from compute.identity import siwe
 from compute.providers.hardware import detect
+from compute.runtimes import runtime_registry
 from cxmpute.http import client
 from cxmpute.settings import get_settings
 
@@ -164,6 +165,7 @@ def register(name: str = typer.Option(..., help="Shown to users"), region: str =
     info = _call("GET", "/v1/account/chain")
     domain = receipts.Domain(chain_id=info["chain_id"], verifying_contract=info["vault_address"])
     profile = detect(get_settings().data_dir)
+    profile.runtimes = runtime_registry(get_settings()).offered()
     issued = int(time.time())
     typed = {"provider": wallet.address, "name": name, "region": region, "profileHash": profile.digest(),
              "issuedAt": issued}
@@ -190,7 +192,10 @@ def provision_add(kind: str = typer.Option(..., help="vm, container, function, i
                   image: list[str] = typer.Option([], help="An allowed image (repeatable)"),
                   region: str = typer.Option("local"),
                   until: datetime = typer.Option(None, help="Available until (default: indefinitely)")) -> None:
-    """Publish a provision."""
+    """Publish a provision. A kind run by a runtime of the same name (vm, container) needs that runtime here."""
+    registry = runtime_registry(get_settings())
+    if kind in registry.names() and (why := registry.runtime(kind).check()) is not None:
+        raise typer.BadParameter(f"this machine cannot run {kind!r}: {why}", param_hint="--kind")
     _show(_call("POST", "/v1/provisions", {
         "kind": kind, "price_gwei": price_gwei, "models": model, "images": image, "region": region,
         "available_until": until.isoformat() if until else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -113,6 +114,15 @@ class Settings(BaseSettings):
                                 "a replica is replaced by a fresh one (new lease) when its term ends")
     service_scale_down_s: float = Field(60.0, ge=0, description="Seconds in-flight load must stay low before a "
                                         "service loses a replica")
+
+    # Virtual machines (the ``vm`` runtime): QEMU found on PATH or at these paths; KVM when usable unless set
+    qemu_binary: str = Field("qemu-system-x86_64", description="QEMU system emulator; the vm runtime is offered "
+                             "only when it is found")
+    qemu_img_binary: str = Field("qemu-img", description="QEMU disk image tool (overlays and offline snapshots)")
+    vm_accel: Literal["auto", "kvm", "tcg"] = Field("auto", description="auto: KVM when /dev/kvm is usable, "
+                                                    "else TCG software emulation")
+    vm_stop_grace_s: float = Field(20.0, ge=0, description="Seconds a guest has to power off after the ACPI "
+                                   "request before the machine is stopped")
 
     # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
     storage_dir: Path | None = None

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the platform and its tests use, only those missing.
 set -euo pipefail
-packages=(bubblewrap chromium espeak-ng docker.io slirp4netns)
+packages=(bubblewrap chromium espeak-ng docker.io slirp4netns qemu-system-x86 qemu-utils busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

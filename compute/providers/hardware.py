@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Gpu(BaseModel):
@@ -25,6 +25,7 @@ class HardwareProfile(BaseModel):
     disk_gb: int
     gpus: list[Gpu] = []
     benchmark_score: float = 0.0
+    runtimes: list[str] = Field(default_factory=list, description="Runtimes this machine can run (their check passes)")
 
     def digest(self) -> bytes:
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).digest()

@@ -49,6 +49,7 @@ class ProviderWorker:
         self.offer = offer
         self.provision_id: str | None = None
         self.container_provision_id: str | None = None
+        self.vm_provision_id: str | None = None
         self.ran = 0
 
     @property
@@ -58,7 +59,9 @@ class ProviderWorker:
     async def join(self) -> None:
         p = self.platform
         await p.sign_in()
-        await p.register(self.offer.name, self.offer.region, await asyncio.to_thread(detect, get_settings().data_dir))
+        profile = await asyncio.to_thread(detect, get_settings().data_dir)
+        profile.runtimes = await asyncio.to_thread(runtime_registry(get_settings()).offered)
+        await p.register(self.offer.name, self.offer.region, profile)
         await p.heartbeat()
         lost = await p.call("POST", "/v1/work/recover")
         if lost:
@@ -69,6 +72,9 @@ class ProviderWorker:
         # Container services need a Docker engine on this machine; without one, no such provision is offered.
         if await asyncio.to_thread(runtime_registry(get_settings()).runtime("container").check) is None:
             self.container_provision_id = await self._publish("container")
+        # Virtual machines need a hypervisor (QEMU) on this machine; without one, no vm provision is offered.
+        if await asyncio.to_thread(runtime_registry(get_settings()).runtime("vm").check) is None:
+            self.vm_provision_id = await self._publish("vm")
 
     async def _publish(self, kind: str) -> str:
         """Re-activate this machine's provision of ``kind`` from an earlier start, or publish a new one."""

@@ -1,0 +1,1 @@
+"""Alembic revisions of virtual machines' tables (branch ``vms``)."""

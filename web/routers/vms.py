@@ -1,0 +1,100 @@
+"""Virtual machines: create from a Stxrage image (or kernel and initramfs) with your SSH key, start, stop,
+snapshot, restore and destroy. Each machine holds a market lease (kind ``vm``) billed per second while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import PlainTextResponse
+
+from compute.identity.tokens import Principal
+from compute.network import Network, get_network
+from compute.vms import service
+from compute.vms.models import SnapshotIn, StartIn, VmCreate, VmOut
+from cxmpute.settings import get_settings
+from web.routers._compute import network, signed_in
+
+METER_EVERY_S = 5.0
+log = logging.getLogger("cxmpute.vms")
+
+
+@asynccontextmanager
+async def _meter(_: object) -> AsyncIterator[None]:
+    """While the API runs, bill running machines and stop those whose lease ended — once the network is in use."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(METER_EVERY_S)
+            net = get_network(create=False)
+            if net is not None:
+                try:
+                    await anyio.to_thread.run_sync(service.meter_running, net, get_settings())
+                except Exception:  # one failed round must not stop the next
+                    log.exception("vm metering failed")
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+router = APIRouter(prefix="/v1/vms", tags=["vms"], lifespan=_meter)
+user = signed_in("market")
+
+
+@router.post("", status_code=201, response_model=VmOut, summary="Create and boot a virtual machine",
+             description="Matches a `vm` provision within your price range and opens its per-second lease (escrow "
+                         "for `max_duration_s` running seconds), makes a disk of `disk_mb` over the image, and "
+                         "boots. Your SSH key reaches the guest through fw_cfg `opt/cxmpute/ssh_key`. 503 when "
+                         "this platform has no hypervisor; 409 with `no_match` when no provision fits.")
+def create(body: VmCreate, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
+    return service.create(net, get_settings(), principal.address, body)
+
+
+@router.get("", response_model=list[VmOut], summary="Your virtual machines, newest first")
+def list_vms(include_destroyed: bool = Query(False, alias="all", description="Include destroyed machines"),
+             principal: Principal = Depends(user), net: Network = Depends(network)) -> list[VmOut]:
+    return service.list_for(net, principal.address, include_destroyed=include_destroyed)
+
+
+@router.get("/{vm_id}", response_model=VmOut, summary="A virtual machine, with its billing so far")
+def get_vm(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
+    return service.get(net, get_settings(), principal.address, vm_id)
+
+
+@router.get("/{vm_id}/console", response_class=PlainTextResponse, summary="The tail of its serial console")
+def get_console(vm_id: str, max_bytes: int = Query(65536, ge=1, le=4 * 2**20),
+                principal: Principal = Depends(user), net: Network = Depends(network)) -> str:
+    return service.console(net, get_settings(), principal.address, vm_id, max_bytes)
+
+
+@router.post("/{vm_id}/start", response_model=VmOut, summary="Boot a stopped machine, or restore a snapshot",
+             description="With `snapshot`, a snapshot taken while running resumes exactly where it was (memory "
+                         "included); one taken while stopped boots from its disk.")
+def start(vm_id: str, body: StartIn = Body(default_factory=StartIn), principal: Principal = Depends(user),
+          net: Network = Depends(network)) -> VmOut:
+    return service.start(net, get_settings(), principal.address, vm_id, body.snapshot)
+
+
+@router.post("/{vm_id}/stop", response_model=VmOut, summary="Power off (ACPI, then forced after a grace period)")
+def stop(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
+    return service.stop(net, get_settings(), principal.address, vm_id)
+
+
+@router.post("/{vm_id}/snapshot", response_model=VmOut, summary="Snapshot the machine under a name",
+             description="While running: disk, memory and device state (QEMU savevm); while stopped: the disk.")
+def snapshot(vm_id: str, body: SnapshotIn, principal: Principal = Depends(user),
+             net: Network = Depends(network)) -> VmOut:
+    return service.snapshot(net, get_settings(), principal.address, vm_id, body.name)
+
+
+@router.delete("/{vm_id}", response_model=VmOut, summary="Destroy: machine and files gone, lease ended",
+               description="Bills the last running seconds and refunds the rest of the escrow.")
+def destroy(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
+    return service.destroy(net, get_settings(), principal.address, vm_id)
