@@ -1,0 +1,158 @@
+"""A platform API process that runs VMs under software emulation, provider worker processes (one whose
+machine has no QEMU), funded users and the tiny guest, all real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from web3 import Web3
+
+from fixtures import tiny_guest
+from compute.chain.client import vault_abi
+from compute.identity import siwe
+from flows.server import free_port
+
+PROVIDER_PRICE = 10
+
+
+@dataclass
+class VmPlatform:
+    url: str
+    home: Path
+    env: dict[str, str]
+    w3: Web3
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    providers: dict[str, str] = field(default_factory=dict)  # name -> address
+
+    def fund(self, address: str, eth: int) -> None:
+        self.w3.eth.wait_for_transaction_receipt(
+            self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": address, "value": eth * 10**18}))
+
+    def sign_in(self, wallet) -> dict[str, str]:
+        chain = httpx.get(f"{self.url}/v1/account/chain").json()
+        nonce = siwe.Nonce(**httpx.get(f"{self.url}/v1/auth/nonce").json())
+        message = siwe.message_for(wallet.address, nonce, chain["chain_id"]).text()
+        sig = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+        token = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": sig}).json()["token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    def user(self, deposit_eth: int = 1):
+        """A new wallet with ``deposit_eth`` credited to its platform balance; returns (wallet, auth headers)."""
+        wallet = Account.create()
+        self.fund(wallet.address, deposit_eth + 1)
+        chain = httpx.get(f"{self.url}/v1/account/chain").json()
+        vault = self.w3.eth.contract(address=chain["vault_address"], abi=vault_abi())
+        tx = vault.functions.deposit().build_transaction({
+            "from": wallet.address, "value": deposit_eth * 10**18, "chainId": chain["chain_id"],
+            "nonce": self.w3.eth.get_transaction_count(wallet.address), "gasPrice": self.w3.eth.gas_price})
+        sent = self.w3.eth.send_raw_transaction(wallet.sign_transaction(tx).raw_transaction)
+        self.w3.eth.wait_for_transaction_receipt(sent)
+        auth = self.sign_in(wallet)
+        resp = httpx.post(f"{self.url}/v1/account/deposits", json={"tx_hash": sent.to_0x_hex()}, headers=auth)
+        assert resp.status_code == 200, resp.text
+        return wallet, auth
+
+    def start_provider(self, name: str, **env: str) -> str:
+        """A `cxmpute provider start` process with its own data dir and extra settings; returns its address."""
+        account = Account.create()
+        self.fund(account.address, 10)
+        home = self.home / f"provider-{name}"
+        home.mkdir()
+        log = open(home / "worker.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", name, "--price-gwei",
+             str(PROVIDER_PRICE), "--cpu", "4", "--memory-mb", "4096", "--disk-gb", "8", "--stake-eth", "2"],
+            env={**self.env, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": account.key.to_0x_hex(),
+                 "PREFECT_HOME": str(home / "prefect"), **env},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        self.providers[name] = account.address
+        return account.address
+
+    def wait_joined(self, timeout: float = 120) -> None:
+        """Until every provider has published its provisions (its task worker starts once its join is done)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            logs = [(self.home / f"provider-{name}" / "worker.log").read_text() for name in self.providers]
+            if all("Subscribing to runs" in log for log in logs):
+                return
+            for proc in self.procs:
+                assert proc.poll() is None, self.logs()
+            time.sleep(0.2)
+        raise AssertionError(f"providers did not come up:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(self.home.rglob("*.log"))
+                         if p.name in ("worker.log", "api.log"))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def vm_guest() -> tuple[bytes, bytes]:
+    return tiny_guest.build()
+
+
+@pytest.fixture(scope="module")
+def vm_platform(prefect_api, tmp_path_factory):
+    """The platform API as its own process, running VMs under TCG, with two providers: one with QEMU, one without."""
+    home = tmp_path_factory.mktemp("vms")
+    port = free_port()
+    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
+           "CXMPUTE_API_URL": f"http://127.0.0.1:{port}", "CXMPUTE_ALLOW_ANONYMOUS": "false",
+           "CXMPUTE_VM_ACCEL": "tcg", "CXMPUTE_VM_STOP_GRACE_S": "0.5"}
+    env.pop("CXMPUTE_DATABASE_URL", None)
+    (home / "platform").mkdir()
+    log = open(home / "platform" / "api.log", "wb")
+    api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(port)], env=env,
+                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert api.poll() is None, (home / "platform" / "api.log").read_text()
+        time.sleep(0.1)
+    platform = VmPlatform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")))
+    platform.start_provider("with-qemu")
+    platform.start_provider("without-qemu", CXMPUTE_QEMU_BINARY=str(home / "no-such-qemu"))
+    try:
+        platform.wait_joined()
+        yield platform
+    finally:
+        platform.stop()
+        os.killpg(api.pid, signal.SIGTERM)
+        try:
+            api.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(api.pid, signal.SIGKILL)
+        _kill_machines(home / "platform" / "vms")
+
+
+def _kill_machines(root: Path) -> None:
+    """Machines a failed test left running (QEMU is daemonized, outside the API's process group)."""
+    for pidfile in root.glob("*/qemu.pid"):
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
