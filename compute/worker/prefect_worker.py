@@ -2,8 +2,9 @@
 
 Registered with Prefect through the ``prefect.collections`` entry point, so ``prefect worker start
 --type cxmpute`` and work pools of type ``cxmpute`` know it. Each provider polls its own queue (named by
-its address) of the network's work pool, which is how flow runs — scheduled deployments, for instance —
-are routed to the provider the platform picked. Flow runs execute as child processes of the worker, as
+its address) of the network's work pool, which is how flow runs are routed to the provider the platform
+picked, and the pool's default queue, where deployments that name no queue (``cxmpute deploy``) put their
+runs for whichever provider takes them first. Flow runs execute as child processes of the worker, as
 with Prefect's process worker; user code inside them runs in the agents' sandboxed runtimes.
 """
 
@@ -14,6 +15,7 @@ from prefect.workers.process import ProcessWorker
 
 WORKER_TYPE = "cxmpute"
 WORK_POOL = "cxmpute-network"
+DEFAULT_QUEUE = "default"  # every work pool has it; Prefect puts runs there when a deployment names no queue
 
 
 class CxmputeWorker(ProcessWorker):

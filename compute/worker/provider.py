@@ -4,7 +4,7 @@ One process per provider machine. It signs in with the provider's wallet, regist
 its stake, publishes (or re-activates) its provision, then serves two Prefect workers side by side: a task
 worker subscribed to this provider's job key (node-level work pushed over a websocket, started within
 milliseconds) and a :class:`~compute.worker.prefect_worker.CxmputeWorker` polling this provider's queue of
-the network's work pool (whole flow runs, e.g. from deployments).
+the network's work pool and the pool's default queue (whole flow runs, e.g. from deployments).
 """
 
 from __future__ import annotations
@@ -122,9 +122,12 @@ class ProviderWorker:
         beats.start()
         workers = [TaskWorker(job_task(self.address), limit=self.offer.concurrency).start()]
         if self.offer.work_pool:
-            from compute.worker.prefect_worker import CxmputeWorker
+            from compute.worker.prefect_worker import DEFAULT_QUEUE, CxmputeWorker
 
-            flow_worker = CxmputeWorker(work_pool_name=self.offer.work_pool, work_queues=[self.address.lower()],
+            # Its own queue takes the runs the platform routes here; the pool's default queue takes runs of
+            # deployments that name no queue, which any provider may run.
+            flow_worker = CxmputeWorker(work_pool_name=self.offer.work_pool,
+                                        work_queues=[self.address.lower(), DEFAULT_QUEUE],
                                         name=f"{self.offer.name}-{self.address[:10]}")
             workers.append(flow_worker.start())
         log.info("provider %s serving provision %s", self.address, self.provision_id)
