@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     slash_bps: int = 1000  # share of stake slashed on a provider-caused failure
     platform_fee_bps: int = 500
     heartbeat_interval_s: int = 30
+    provider_host: str = Field("127.0.0.1", description="Address other providers reach this machine at (a "
+                               "training job's rank 0 serves its rendezvous there)")
     wallet_key: str | None = Field(None, description="The CLI's wallet private key (hex) for sign-in and signing")
 
     # Inference gateway: each request opens a per-second lease on a provision serving the model

@@ -51,15 +51,24 @@ class Dispatcher:
         deadline = time.monotonic() + spec.timeout_s
         async with get_client() as client:  # one connection for every attempt of this work
             for attempt in range(1, MAX_ATTEMPTS + 1):
-                lease = await self._place(spec, deadline)
-                job_id = str(uuid.uuid4())
-                await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id,
-                                        attempt)
-                await job_task(lease.provider).create_run(client=client, id=uuid.UUID(job_id), deferred=True)
-                job = await self._watch(job_id, lease, deadline, client)
+                job = await self._attempt(spec, attempt, deadline, client)
                 if job.status in ("done", "failed"):
                     return job
         raise DispatchError(f"gave up after {MAX_ATTEMPTS} providers failed to run the work", field="resources")
+
+    async def run_once(self, spec: JobSpec, attempt: int = 1) -> JobOut:
+        """Run ``spec`` on one provider without failing over: returns the job as it ended (``done``, ``failed``,
+        or ``abandoned`` when its provider was lost). For work that must move as a group, e.g. training ranks."""
+        deadline = time.monotonic() + spec.timeout_s
+        async with get_client() as client:
+            return await self._attempt(spec, attempt, deadline, client)
+
+    async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, client: PrefectClient) -> JobOut:
+        lease = await self._place(spec, deadline)
+        job_id = str(uuid.uuid4())
+        await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id, attempt)
+        await job_task(lease.provider).create_run(client=client, id=uuid.UUID(job_id), deferred=True)
+        return await self._watch(job_id, lease, deadline, client)
 
     async def _place(self, spec: JobSpec, deadline: float) -> LeaseOut:
         """Open a lease, waiting while every provision that would fit is busy."""

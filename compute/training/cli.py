@@ -1,0 +1,137 @@
+"""`cxmpute training submit|ls|show|cancel|manifest`: distributed training jobs through the platform API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from compute.training.spec import TrainingOut
+from cxmpute.http import client
+from cxmpute.settings import get_settings
+
+app = typer.Typer(help="Distributed training: PyTorch DDP across providers matched by price, checkpointed to "
+                       "storage, resumed when a provider is lost.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _headers() -> dict[str, str]:
+    """Signed in with the configured wallet when there is one; otherwise the API's anonymous local owner."""
+    if not get_settings().wallet_key:
+        return {}
+    from compute.cli import _token
+
+    return {"Authorization": f"Bearer {_token()}"}
+
+
+def _call(method: str, path: str, *, body: dict | None = None, params: dict | None = None) -> Any:
+    try:
+        with client(get_settings().resolved_api_url, headers=_headers()) as http:
+            resp = http.request(method, path, json=body, params=params)
+    except httpx.HTTPError as exc:
+        err.print(f"[red]error:[/red] cannot reach the platform API at {get_settings().resolved_api_url}: {exc}")
+        raise typer.Exit(1) from None
+    data = resp.json() if resp.content else None
+    if resp.status_code >= 400:
+        detail = data.get("detail") if isinstance(data, dict) else resp.text
+        field = data.get("field") if isinstance(data, dict) else None
+        err.print(f"[red]error {resp.status_code}{f' ({field})' if field else ''}:[/red] {detail}")
+        raise typer.Exit(2 if resp.status_code < 500 else 1)
+    return data
+
+
+def _widths(value: str) -> list[int]:
+    try:
+        return [int(w) for w in value.split(",") if w.strip()]
+    except ValueError:
+        raise typer.BadParameter("comma-separated layer widths, e.g. 64,32", param_hint="--hidden") from None
+
+
+@app.command()
+def submit(
+    dataset: str = typer.Argument(..., help="CID of a CSV of numbers in your storage (`cxmpute storage put`)"),
+    world_size: int = typer.Option(..., "--world-size", "-n", help="Ranks, each on its own provider"),
+    steps: int = typer.Option(..., help="Optimizer steps"),
+    max_price: int = typer.Option(..., "--max-price", help="Highest ask per compute-unit-second of any rank (gwei)"),
+    min_price: int = typer.Option(0, "--min-price", help="Lowest ask accepted (gwei)"),
+    checkpoint_every: int = typer.Option(100, help="Steps between checkpoints"),
+    hidden: str = typer.Option("32", help="Hidden layer widths, comma-separated; empty: a linear model"),
+    lr: float = typer.Option(0.05, help="Learning rate"),
+    optimizer: str = typer.Option("sgd", help="sgd or adam"),
+    batch_size: int = typer.Option(32, help="Rows per rank per step"),
+    seed: int = typer.Option(0, help="Seeds the weights and the data order"),
+    target_columns: int = typer.Option(1, help="The dataset's last columns that are targets"),
+    cpu: int = typer.Option(1, help="vCPUs each rank leases"),
+    memory_mb: int = typer.Option(1024, help="Memory each rank leases"),
+    gpus: int = typer.Option(0, help="GPUs each rank leases (use --backend nccl)"),
+    backend: str = typer.Option("gloo", help="gloo (CPU) or nccl (GPU)"),
+    timeout: float = typer.Option(3600, help="Longest one generation of the ranks may run, in seconds"),
+    max_restarts: int = typer.Option(3, help="Restarts from the latest checkpoint after a lost rank"),
+) -> None:
+    """Train the built-in MLP on DATASET across N providers; prints the job id."""
+    job = _call("POST", "/v1/training/jobs", body={
+        "dataset_cid": dataset, "world_size": world_size, "steps": steps, "checkpoint_every": checkpoint_every,
+        "trainer": {"hidden": _widths(hidden), "lr": lr, "optimizer": optimizer, "batch_size": batch_size,
+                    "seed": seed, "target_columns": target_columns},
+        "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpus}, "backend": backend,
+        "price_min_gwei": min_price, "price_max_gwei": max_price, "timeout_s": timeout,
+        "max_restarts": max_restarts})
+    console.print(job["id"])
+
+
+def _row(job: dict) -> list[str]:
+    loss = f"{job['final_loss']:.6g}" if job["final_loss"] is not None else "-"
+    return [job["id"], job["state"], str(job["generation"]), f"{job['step']}/{job['spec']['steps']}",
+            str(job["spec"]["world_size"]), loss, job["created_at"][:19]]
+
+
+@app.command("ls")
+def list_cmd(limit: int = typer.Option(50, min=1, max=500, help="How many, newest first")) -> None:
+    """Your training jobs."""
+    table = Table("id", "state", "generation", "step", "ranks", "final loss", "created")
+    for job in _call("GET", "/v1/training/jobs", params={"limit": limit}):
+        table.add_row(*_row(job))
+    console.print(table)
+
+
+@app.command()
+def show(job_id: str = typer.Argument(..., help="Training job id")) -> None:
+    """A job's state, ranks, checkpoints and recent losses."""
+    job = _call("GET", f"/v1/training/jobs/{job_id}")
+    table = Table("id", "state", "generation", "step", "ranks", "final loss", "created")
+    table.add_row(*_row(job))
+    console.print(table)
+    if job["error"]:
+        console.print(f"error: {job['error']}", markup=False)
+    ranks = Table("generation", "rank", "provider", "status", "cost gwei", title="ranks")
+    for r in job["ranks"]:
+        ranks.add_row(str(r["generation"]), str(r["rank"]), r["provider"], r["status"], str(r["cost_gwei"]))
+    console.print(ranks)
+    for c in job["checkpoints"]:
+        console.print(f"checkpoint step {c['step']} (generation {c['generation']}): {c['cid']}", highlight=False)
+    for p in job["losses"][-10:]:
+        console.print(f"step {p['step']}: loss {p['loss']:.6g}", highlight=False)
+
+
+@app.command()
+def cancel(job_id: str = typer.Argument(..., help="Training job id")) -> None:
+    """Stop a job; its ranks' leases are settled for the seconds they ran."""
+    job = _call("DELETE", f"/v1/training/jobs/{job_id}")
+    console.print(f"{job['id']} {job['state']}")
+
+
+@app.command()
+def manifest(
+    job_id: str = typer.Argument(..., help="Training job id"),
+    image: str = typer.Option("cxmpute/provider:local", help="Image holding the cxmpute package"),
+    namespace: str = typer.Option("cxmpute", help="Kubernetes namespace"),
+) -> None:
+    """Print the job as Kubernetes objects (an Indexed Job and a headless Service) for `kubectl apply -f -`."""
+    from compute.training.manifest import render
+
+    job = TrainingOut.model_validate(_call("GET", f"/v1/training/jobs/{job_id}"))
+    print(render(job, image, namespace), end="")

@@ -1,0 +1,149 @@
+"""The coordinator: runs a training job's generations on the network from the platform's process.
+
+A generation leases one provision per rank through the market (one per-second lease each, metered by the
+seconds its rank ran) and dispatches a ``train-rank`` job to each provider through the worker pool. If
+every rank finishes, the job has succeeded. If any rank fails or its provider is lost (heartbeats lapse:
+the dispatcher ends that lease as ``provider-lost``), the generation is revoked — the other ranks are
+stopped — and the next generation starts every rank afresh from the latest checkpoint, on whatever
+providers the market then offers (the lost one is out of matching until it beats again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from compute.errors import ComputeError
+from compute.market.demand import MatchRequest
+from compute.market.matching import NoMatchError
+from compute.network import get_network
+from compute.training import registry
+from compute.training.rank import RankJob
+from compute.training.spec import RankOut, TrainingDetail, TrainingIn, TrainingOut
+from compute.training.trainer import check_fits, parse_dataset
+from compute.worker import jobs
+from compute.worker.jobs import JobOut, JobSpec
+from cxmpute.errors import CxmputeError
+from cxmpute.settings import Settings
+from stxrage import open_storage
+
+log = logging.getLogger(__name__)
+JOB_KIND = "train-rank"
+RANK_PATH = "/v1/training/ranks"
+
+_running: set[asyncio.Task] = set()
+
+
+def work_key(job_id: str, generation: int, rank: int) -> str:
+    return f"training:{job_id}:g{generation}:r{rank}"
+
+
+def check(settings: Settings, owner: str, spec: TrainingIn) -> None:
+    """Refuse a job that could never run: a dataset that is missing or unusable, or no provision that fits."""
+    storage = open_storage(settings)
+    try:
+        storage.stat(spec.dataset_cid, owner=owner)
+    except CxmputeError as exc:
+        raise ComputeError(f"no dataset {spec.dataset_cid} in your storage: {exc.message}", field="dataset_cid",
+                           status_code=404 if exc.status_code == 404 else 422) from None
+    check_fits(parse_dataset(storage.get_bytes(spec.dataset_cid, owner=owner), spec.trainer), spec.trainer,
+               spec.world_size)
+    quote = get_network().market.quote(_request(spec))
+    # Busy provisions free up; a job waits for them. Provisions that could never fit refuse it now.
+    if not quote.matched and not (quote.no_match.considered and
+                                  set(quote.no_match.excluded) <= {"capacity", "status"}):
+        raise NoMatchError(quote.no_match)
+
+
+def _request(spec: TrainingIn) -> MatchRequest:
+    return MatchRequest(kind="agent", resources=spec.resources, price_min_gwei=spec.price_min_gwei,
+                        price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)))
+
+
+def submit(settings: Settings, owner: str, spec: TrainingIn) -> TrainingOut:
+    check(settings, owner, spec)
+    return registry.create(settings, owner, spec)
+
+
+def start(settings: Settings, job: TrainingOut) -> None:
+    """Run the job in the background of this process's event loop."""
+    task = asyncio.get_running_loop().create_task(run(settings, job.id, job.owner, job.spec))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+async def run(settings: Settings, job_id: str, owner: str, spec: TrainingIn) -> None:
+    from compute.worker.dispatch import Dispatcher
+
+    dispatcher = Dispatcher()
+    try:
+        for _ in range(spec.max_restarts + 1):
+            began = await asyncio.to_thread(registry.begin_generation, settings, job_id)
+            if began is None:
+                return  # cancelled
+            generation, token, resume_step = began
+            log.info("training job %s: generation %d from step %d", job_id, generation, resume_step)
+            ended = await _generation(settings, dispatcher, job_id, owner, spec, generation, token, resume_step)
+            if ended is not None:
+                await asyncio.to_thread(registry.finish, settings, job_id, "succeeded",
+                                        final_loss=ended[0].result["final_loss"])
+                return
+        await asyncio.to_thread(registry.finish, settings, job_id, "failed",
+                                error=f"ranks were lost or failed in {spec.max_restarts + 1} generations")
+    except Exception as exc:
+        log.exception("training job %s failed", job_id)
+        await asyncio.to_thread(registry.finish, settings, job_id, "failed",
+                                error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+
+
+async def _generation(settings: Settings, dispatcher, job_id: str, owner: str, spec: TrainingIn, generation: int,
+                      token: str, resume_step: int) -> list[JobOut] | None:
+    """Run one generation; returns the ranks' jobs in rank order when every rank finished, else None."""
+    rank_url = f"{settings.resolved_api_url}{RANK_PATH}/{token}"
+    ranks = [JobSpec(kind=JOB_KIND, owner=owner, work_key=work_key(job_id, generation, rank),
+                     resources=spec.resources, price_min_gwei=spec.price_min_gwei,
+                     price_max_gwei=spec.price_max_gwei, timeout_s=spec.timeout_s,
+                     payload=RankJob(training_id=job_id, generation=generation, rank=rank, world_size=spec.world_size,
+                                     steps=spec.steps, checkpoint_every=spec.checkpoint_every, trainer=spec.trainer,
+                                     backend=spec.backend, collective_timeout_s=spec.collective_timeout_s,
+                                     threads=spec.resources.cpu, rank_url=rank_url,
+                                     resume_step=resume_step).model_dump())
+             for rank in range(spec.world_size)]
+    tasks = [asyncio.ensure_future(dispatcher.run_once(rank, attempt=generation)) for rank in ranks]
+    finished: dict[int, JobOut] = {}
+    broken = False
+    for done in asyncio.as_completed(tasks):
+        try:
+            job = await done
+        except Exception as exc:
+            log.warning("training job %s generation %d: a rank could not run: %s", job_id, generation, exc)
+            job = None
+        if job is not None and job.status == "done":
+            finished[int(job.work_key.rsplit(":r", 1)[1])] = job
+        elif not broken:
+            broken = True
+            if job is not None:
+                log.warning("training job %s generation %d: rank job %s ended %s: %s", job_id, generation,
+                            job.id, job.status, job.error)
+            await asyncio.to_thread(registry.end_generation, settings, job_id, generation)
+    if broken:
+        return None
+    return [finished[rank] for rank in range(spec.world_size)]
+
+
+def ranks(job: TrainingOut) -> list[RankOut]:
+    """Every rank job of every generation, by generation and rank."""
+    keys = [work_key(job.id, generation, rank) for generation in range(1, job.generation + 1)
+            for rank in range(job.spec.world_size)]
+    found = jobs.for_work(get_network().store, keys) if keys else []
+    out = [RankOut(generation=int(j.work_key.split(":g")[1].split(":")[0]), rank=int(j.work_key.rsplit(":r", 1)[1]),
+                   job_id=j.id, provider=j.provider, lease_id=j.lease_id, status=j.status, error=j.error,
+                   cost_gwei=j.cost_gwei) for j in found]
+    return sorted(out, key=lambda r: (r.generation, r.rank))
+
+
+def detail(settings: Settings, owner: str, job_id: str) -> TrainingDetail:
+    job = registry.get(settings, owner, job_id)
+    checkpoints, losses = registry.history(settings, owner, job_id)
+    return TrainingDetail(**job.model_dump(), checkpoints=checkpoints, losses=losses, ranks=ranks(job))

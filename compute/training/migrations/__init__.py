@@ -1,0 +1,1 @@
+"""Alembic revisions of training jobs' tables (branch ``training``)."""

@@ -1,0 +1,114 @@
+"""Training jobs run PyTorch DDP (gloo) across real provider worker processes matched by the market."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from compute.training.spec import TrainerConfig
+
+from .conftest import single_process_loss
+
+pytestmark = pytest.mark.slow
+
+_spec = importlib.util.spec_from_file_location("worker_pool_fixtures",
+                                               Path(__file__).parents[1] / "worker" / "conftest.py")
+_fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(_fixtures)
+pool_platform = _fixtures.pool_platform
+
+TRAINER = TrainerConfig(hidden=[16], batch_size=16, lr=0.05, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trainer_pool(pool_platform, dataset_csv):
+    """Three one-core providers (a rank fills one) and a funded user whose storage holds the dataset."""
+    for n in range(3):
+        pool_platform.start_provider(f"trainer{n}", price=2, cpu=1, memory_mb=2048)
+    pool_platform.wait_provisions(3)
+    _, auth = pool_platform.user()
+    http = httpx.Client(base_url=pool_platform.url, headers=auth, timeout=60)
+    stored = http.post("/v1/storage/files", params={"name": "data.csv"}, content=dataset_csv)
+    assert stored.status_code == 201, stored.text
+    yield http, stored.json()["file"]["cid"]
+    http.close()
+
+
+def _submit(http: httpx.Client, cid: str, steps: int, every: int) -> str:
+    resp = http.post("/v1/training/jobs", json={
+        "dataset_cid": cid, "world_size": 2, "steps": steps, "checkpoint_every": every,
+        "trainer": TRAINER.model_dump(), "resources": {"cpu": 1, "memory_mb": 1024}, "price_max_gwei": 5,
+        "timeout_s": 240, "collective_timeout_s": 30})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["state"] in ("queued", "running")
+    return resp.json()["id"]
+
+
+def _wait(http: httpx.Client, job_id: str, logs, until=lambda job: job["state"] not in ("queued", "running"),
+          timeout: float = 200) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = http.get(f"/v1/training/jobs/{job_id}").json()
+        if until(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"training job stuck: {job}\n{logs()}")
+
+
+def test_two_ranks_on_two_providers_reach_the_single_process_loss(trainer_pool, pool_platform, dataset_csv):
+    http, cid = trainer_pool
+    job_id = _submit(http, cid, steps=200, every=50)
+    job = _wait(http, job_id, pool_platform.logs)
+    assert job["state"] == "succeeded", f"{job}\n{pool_platform.logs()}"
+    assert job["generation"] == 1 and job["step"] == 200
+    assert job["final_loss"] == pytest.approx(single_process_loss(dataset_csv, TRAINER, 2, 200), rel=1e-4)
+
+    ranks = job["ranks"]
+    assert [(r["generation"], r["rank"], r["status"]) for r in ranks] == [(1, 0, "done"), (1, 1, "done")]
+    assert len({r["provider"] for r in ranks}) == 2 and all(r["cost_gwei"] > 0 for r in ranks)
+    assert [p["step"] for p in job["losses"]] == list(range(1, 201))
+    assert job["losses"][-1]["loss"] < job["losses"][0]["loss"]
+
+    assert [c["step"] for c in job["checkpoints"]] == [50, 100, 150]
+    stored = http.get(f"/v1/storage/files/{job['last_checkpoint']['cid']}")
+    assert stored.status_code == 200
+    state = torch.load(io.BytesIO(stored.content), weights_only=True)
+    assert state["step"] == 150 and set(state) >= {"model", "optimizer", "torch_rng"}
+
+    listed = http.get("/v1/training/jobs").json()
+    assert [j["id"] for j in listed][:1] == [job_id] and "losses" not in listed[0]
+
+
+def test_a_lost_provider_is_replaced_and_training_resumes_from_the_checkpoint(trainer_pool, pool_platform,
+                                                                           dataset_csv):
+    http, cid = trainer_pool
+    steps = 800
+    job_id = _submit(http, cid, steps=steps, every=50)
+    job = _wait(http, job_id, pool_platform.logs,
+                until=lambda j: j["last_checkpoint"] or j["state"] not in ("queued", "running"))
+    assert job["state"] == "running" and job["generation"] == 1, job
+    victim = next(r for r in job["ranks"] if r["rank"] == 1)
+    pool_platform.kill(victim["provider"])
+
+    job = _wait(http, job_id, pool_platform.logs)
+    assert job["state"] == "succeeded", f"{job}\n{pool_platform.logs()}"
+    assert job["generation"] == 2
+    assert job["final_loss"] == pytest.approx(single_process_loss(dataset_csv, TRAINER, 2, steps), rel=1e-4)
+
+    lost = next(r for r in job["ranks"] if r["job_id"] == victim["job_id"])
+    assert lost["status"] == "abandoned"
+    lease = http.get(f"/v1/leases/{lost['lease_id']}").json()
+    assert lease["status"] == "ended" and lease["end_reason"] == "provider-lost"
+    second = [r for r in job["ranks"] if r["generation"] == 2]
+    assert [r["status"] for r in second] == ["done", "done"]
+    assert victim["provider"] not in {r["provider"] for r in second}
+    resumed_from = max(c["step"] for c in job["checkpoints"] if c["generation"] == 1)
+    assert any(p["generation"] == 2 for p in job["losses"] if p["step"] == resumed_from + 1)
+    assert all(p["generation"] == 1 for p in job["losses"] if p["step"] <= resumed_from)
