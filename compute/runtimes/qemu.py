@@ -75,12 +75,9 @@ class QemuRuntime(Runtime):
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    def _binary(self, name: str) -> str | None:
-        return shutil.which(name)
-
     def check(self) -> str | None:
         for name in (self.settings.qemu_binary, self.settings.qemu_img_binary):
-            if self._binary(name) is None:
+            if shutil.which(name) is None:
                 return f"{name} not found"
         if self.settings.vm_accel == "kvm" and not kvm_usable():
             return "KVM acceleration is required but /dev/kvm is not usable"
@@ -100,8 +97,10 @@ class QemuRuntime(Runtime):
         if why is not None:
             raise RuntimeUnavailable(f"runtime 'vm' is not available on this machine: {why}", field="runtime")
 
-    def machine(self, path: Path) -> Machine:
-        self._require()
+    def machine(self, path: Path, *, checked: bool = True) -> Machine:
+        """The machine kept in ``path``; ``checked=False`` skips the hypervisor check (to clean one up)."""
+        if checked:
+            self._require()
         return Machine(self, path)
 
 
@@ -130,7 +129,8 @@ class Machine:
         self.path.mkdir(parents=True, exist_ok=True)
         args = ["create", "-q", "-f", "qcow2"]
         if base is not None:
-            fmt = "qcow2" if base.read_bytes()[:4] == b"QFI\xfb" else "raw"
+            with base.open("rb") as f:
+                fmt = "qcow2" if f.read(4) == b"QFI\xfb" else "raw"
             if base.stat().st_size > size_mb * 2**20:
                 raise MachineError(f"the image is {base.stat().st_size // 2**20} MiB, larger than the disk",
                                    field="disk_mb", status_code=400)

@@ -31,8 +31,9 @@ class VmCreate(BaseModel):
     disk_mb: int = Field(1024, ge=1, le=1048576, description="Size of the machine's disk")
     price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per compute-unit-second")
     price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
-    max_duration_s: int = Field(3600, gt=0, le=366 * 86400, description="Running seconds escrowed for the lease; "
-                                "what is not used is refunded when the machine is destroyed")
+    max_duration_s: int = Field(3600, gt=0, le=366 * 86400, description="Length of the machine's lease: it may run "
+                                "until then, and its escrow covers running all that time; only running seconds "
+                                "are billed, and the rest is refunded when the machine is destroyed")
     region: str | None = Field(None, max_length=64)
 
     @field_validator("ssh_key")

@@ -28,7 +28,7 @@ from compute.market.leases import UsageIn
 from compute.models import Lease, aware, utcnow
 from compute.network import Network
 from compute.provisions import Resources
-from compute.runtimes import runtime_registry
+from compute.runtimes import RuntimeUnavailable, runtime_registry
 from compute.runtimes.qemu import Machine, MachineConfig, QemuRuntime
 from compute.vms.models import SnapshotOut, VmCreate, VmOut
 from compute.vms.store import Vm
@@ -44,15 +44,17 @@ def _lock(vm_id: str) -> threading.Lock:
         return _locks.setdefault(vm_id, threading.Lock())
 
 
-def runtime(settings: Settings) -> QemuRuntime:
-    """The ``vm`` runtime, or a 503 saying why this machine cannot run one."""
-    found = runtime_registry(settings).get("vm")
-    assert isinstance(found, QemuRuntime)
+def runtime(settings: Settings, *, checked: bool = True) -> QemuRuntime:
+    """The ``vm`` runtime; with ``checked``, a 503 saying why when this machine cannot run one."""
+    registry = runtime_registry(settings)
+    found = registry.get("vm") if checked else registry.runtime("vm")
+    if not isinstance(found, QemuRuntime):
+        raise RuntimeUnavailable("the 'vm' runtime registered here is not a QEMU driver", field="runtime")
     return found
 
 
-def _machine(settings: Settings, vm_id: str) -> Machine:
-    return runtime(settings).machine(settings.data_dir / "vms" / vm_id)
+def _machine(settings: Settings, vm_id: str, *, checked: bool = True) -> Machine:
+    return runtime(settings, checked=checked).machine(settings.data_dir / "vms" / vm_id, checked=checked)
 
 
 def _config(row: Vm) -> MachineConfig:
@@ -150,7 +152,7 @@ def _stopped(row: Vm, error: str | None = None) -> None:
     row.updated_at = utcnow()
 
 
-def get(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
+def get(net: Network, owner: str, vm_id: str) -> VmOut:
     with net.store.read() as session:
         return _out(session, _owned(session, owner, vm_id))
 
@@ -255,7 +257,7 @@ def destroy(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
         if row.status == "destroyed":
             with net.store.read() as session:
                 return _out(session, row)
-        machine = Machine(runtime_registry(settings).runtime("vm"), settings.data_dir / "vms" / vm_id)
+        machine = _machine(settings, vm_id, checked=False)
         machine.kill()
         with net.store.write() as session:
             row = _owned(session, owner, vm_id, lock=True)
@@ -280,7 +282,7 @@ def meter_running(net: Network, settings: Settings) -> list[str]:
     stopped = []
     for vm_id in running:
         with _lock(vm_id):
-            machine = Machine(runtime_registry(settings).runtime("vm"), settings.data_dir / "vms" / vm_id)
+            machine = _machine(settings, vm_id, checked=False)
             alive = machine.running()
             with net.store.write() as session:
                 row = session.get(Vm, vm_id, with_for_update=True, populate_existing=True)

@@ -65,7 +65,7 @@ def list_vms(include_destroyed: bool = Query(False, alias="all", description="In
 
 @router.get("/{vm_id}", response_model=VmOut, summary="A virtual machine, with its billing so far")
 def get_vm(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
-    return service.get(net, get_settings(), principal.address, vm_id)
+    return service.get(net, principal.address, vm_id)
 
 
 @router.get("/{vm_id}/console", response_class=PlainTextResponse, summary="The tail of its serial console")

@@ -175,3 +175,24 @@ def test_vm_lifecycle(vm_platform, vm_guest):
     assert httpx.post(f"{api}/v1/vms/{vm_id}/start", headers=auth).status_code == 409
     assert httpx.get(f"{api}/v1/vms", headers=auth).json() == []
     assert [v["id"] for v in httpx.get(f"{api}/v1/vms", params={"all": True}, headers=auth).json()] == [vm_id]
+
+
+def test_a_machine_stops_when_its_lease_ends(vm_platform, vm_guest):
+    wallet, auth = vm_platform.user()
+    api = vm_platform.url
+    kernel, initrd = _put(vm_platform, auth, vm_guest[0], "vmlinuz"), _put(vm_platform, auth, vm_guest[1], "initrd")
+    resp = httpx.post(f"{api}/v1/vms", headers=auth, timeout=120, json={
+        "kernel": kernel, "initrd": initrd, "ssh_key": _ssh_key(), "disk_mb": 16, "price_max_gwei": 50,
+        "max_duration_s": 3})
+    assert resp.status_code == 201, resp.text
+    vm = resp.json()
+    pid = int((vm_platform.home / "platform" / "vms" / vm["id"] / "qemu.pid").read_text())
+    deadline = time.time() + 60
+    while vm["status"] == "running" and time.time() < deadline:
+        time.sleep(0.5)
+        vm = httpx.get(f"{api}/v1/vms/{vm['id']}", headers=auth).json()
+    assert vm["status"] == "stopped" and vm["lease_status"] == "ended" and "lease ended" in vm["error"]
+    assert not _alive(pid) and 0 < vm["billed_s"] <= 3
+    resp = httpx.post(f"{api}/v1/vms/{vm['id']}/start", headers=auth)
+    assert resp.status_code == 409 and "lease has ended" in resp.json()["detail"]
+    assert httpx.delete(f"{api}/v1/vms/{vm['id']}", headers=auth).json()["status"] == "destroyed"
