@@ -16,6 +16,7 @@ import httpx
 
 from compute.errors import ComputeError
 from compute.training.rank import RankJob, RankRun
+from cxmpute.http import async_client
 from cxmpute.settings import get_settings
 
 WATCH_EVERY_S = 1.0
@@ -25,9 +26,9 @@ class RankStopped(ComputeError):
     status_code = 409
 
 
-async def _revoked(http: httpx.AsyncClient) -> bool:
+async def _revoked(http: httpx.AsyncClient, rank_url: str) -> bool:
     try:
-        return (await http.get("")).status_code == 404
+        return (await http.get(rank_url)).status_code == 404
     except httpx.HTTPError:  # the platform unreachable is not a verdict; the collectives' timeout still holds
         return False
 
@@ -35,8 +36,8 @@ async def _revoked(http: httpx.AsyncClient) -> bool:
 async def run_rank(payload: dict[str, Any], owner: str) -> dict[str, Any]:
     job = RankJob.model_validate(payload)
     run = RankRun(**job.model_dump(), host=get_settings().provider_host)
-    async with httpx.AsyncClient(base_url=job.rank_url, timeout=10) as http:
-        if await _revoked(http):
+    async with async_client(timeout=10) as http:
+        if await _revoked(http, job.rank_url):
             raise RankStopped("the job's generation ended before this rank started", field="generation")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "compute.training.rank", stdin=asyncio.subprocess.PIPE,
@@ -45,7 +46,7 @@ async def run_rank(payload: dict[str, Any], owner: str) -> dict[str, Any]:
         try:
             while not outcome.done():
                 await asyncio.wait([outcome], timeout=WATCH_EVERY_S)
-                if not outcome.done() and await _revoked(http):
+                if not outcome.done() and await _revoked(http, job.rank_url):
                     proc.kill()
                     await outcome
                     raise RankStopped("the job's generation ended (a peer was lost or the job was cancelled)",

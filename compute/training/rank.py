@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from compute.training.spec import TrainerConfig
+from cxmpute.http import client
 
 RENDEZVOUS_POLL_S = 0.1
 
@@ -73,7 +74,7 @@ def run(job: RankRun) -> dict:
     from compute.training import trainer
 
     torch.set_num_threads(job.threads)
-    with httpx.Client(base_url=job.rank_url, timeout=max(60.0, job.collective_timeout_s)) as http:
+    with client(job.rank_url, timeout=max(60.0, job.collective_timeout_s)) as http:
         fetched = http.get("/dataset")
         fetched.raise_for_status()
         dataset = trainer.parse_dataset(fetched.content, job.trainer)

@@ -112,3 +112,24 @@ def test_a_lost_provider_is_replaced_and_training_resumes_from_the_checkpoint(tr
     resumed_from = max(c["step"] for c in job["checkpoints"] if c["generation"] == 1)
     assert any(p["generation"] == 2 for p in job["losses"] if p["step"] == resumed_from + 1)
     assert all(p["generation"] == 1 for p in job["losses"] if p["step"] <= resumed_from)
+
+
+def test_cancelling_stops_the_ranks_and_settles_their_leases(trainer_pool, pool_platform):
+    http, cid = trainer_pool
+    job_id = _submit(http, cid, steps=100_000, every=1000)
+    _wait(http, job_id, pool_platform.logs, until=lambda j: j["step"] > 0 or j["state"] not in ("queued", "running"))
+    cancelled = http.delete(f"/v1/training/jobs/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
+    job = _wait(http, job_id, pool_platform.logs,
+                until=lambda j: j["ranks"] and all(r["status"] not in ("queued", "running") for r in j["ranks"]))
+    assert job["state"] == "cancelled" and job["generation"] == 1 and job["final_loss"] is None
+    assert [r["status"] for r in job["ranks"]] == ["failed", "failed"]
+    assert all("generation ended" in r["error"] for r in job["ranks"]), job["ranks"]
+    for r in job["ranks"]:
+        lease = http.get(f"/v1/leases/{r['lease_id']}").json()
+        assert lease["status"] == "ended" and lease["end_reason"] == "completed"
+        assert lease["metered_s"] >= 1 and r["cost_gwei"] == lease["paid_gwei"]
+    assert http.delete(f"/v1/training/jobs/{job_id}").json()["state"] == "cancelled"
+    done = next(j for j in http.get("/v1/training/jobs").json() if j["state"] == "succeeded")
+    again = http.delete(f"/v1/training/jobs/{done['id']}")
+    assert again.status_code == 409 and again.json()["field"] == "job_id"
