@@ -93,7 +93,8 @@ def history(settings: Settings, owner: str, job_id: str) -> tuple[list[Checkpoin
 def list_for(settings: Settings, owner: str, limit: int = 50, offset: int = 0) -> list[TrainingOut]:
     with session_scope(database(settings)) as session:
         rows = session.scalars(select(TrainingJob).where(TrainingJob.owner == owner)
-                               .order_by(TrainingJob.created_at.desc(), TrainingJob.id).limit(limit).offset(offset)).all()
+                               .order_by(TrainingJob.created_at.desc(), TrainingJob.id)
+                               .limit(limit).offset(offset)).all()
         return [_out(session, row) for row in rows]
 
 
