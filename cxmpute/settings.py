@@ -125,6 +125,7 @@ class Settings(BaseSettings):
                                                     "else TCG software emulation")
     vm_stop_grace_s: float = Field(20.0, ge=0, description="Seconds a guest has to power off after the ACPI "
                                    "request before the machine is stopped")
+    vm_ssh_host: str = Field("127.0.0.1", description="Host address each machine's SSH port is forwarded on")
 
     # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
     storage_dir: Path | None = None

@@ -9,7 +9,9 @@ The SSH key reaches the guest through fw_cfg as ``opt/cxmpute/ssh_key`` (a Linux
 ``/sys/firmware/qemu_fw_cfg/by_name/opt/cxmpute/ssh_key/raw`` and installs it in
 ``/root/.ssh/authorized_keys``): it needs no extra disk, so every writable disk stays qcow2 and internal
 snapshots (``savevm``, with the machine's memory and device state) keep working under TCG as under KVM.
-The guest has no network device.
+The guest's one network device is QEMU's user-mode network, restricted so the guest can open no connection
+at all; the host forwards one port (on ``vm_ssh_host``) to the guest's SSH port. QEMU runs under its seccomp
+sandbox and as ``nobody`` once it has opened its files.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class MachineConfig(BaseModel):
     kernel: bool = Field(False, description="Boot the directory's kernel (and initramfs), not the disk's loader")
     initrd: bool = False
     cmdline: str = Field("", max_length=2048)
+    ssh_port: int = Field(..., ge=1, le=65535, description="Host port forwarded to the guest's port 22")
 
 
 def kvm_usable() -> bool:
@@ -153,7 +156,14 @@ class Machine:
         (p / "ssh_key").write_text(config.ssh_key.strip() + "\n")
         args = [self.runtime.settings.qemu_binary, "-name", f"cxmpute-{config.name}", "-machine", f"pc,accel={accel}",
                 "-cpu", "host" if accel == "kvm" else "max", "-smp", str(config.vcpus), "-m", str(config.memory_mb),
-                "-nodefaults", "-no-user-config", "-display", "none", "-nic", "none",
+                "-nodefaults", "-no-user-config", "-display", "none",
+                # User-mode network, restricted: the guest reaches nothing (not the host, not the internet);
+                # only its SSH port is forwarded, on the host's ssh address.
+                "-nic", f"user,model=virtio-net-pci,restrict=on,"
+                        f"hostfwd=tcp:{self.runtime.settings.vm_ssh_host}:{config.ssh_port}-:22",
+                # The emulator itself runs confined: a seccomp filter, and as nobody once its files are open
+                # (denying privilege changes or spawning outright would also forbid -daemonize and -runas).
+                "-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-runas", "nobody",
                 "-chardev", f"file,id=console,path={p / CONSOLE},append=on", "-serial", "chardev:console",
                 "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
                 "-drive", f"file={p / DISK},if=virtio,format=qcow2,id=disk0",

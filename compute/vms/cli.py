@@ -64,7 +64,7 @@ def create(
     cmdline: str = typer.Option("console=ttyS0", help="Kernel command line (with --kernel)"),
     vcpus: int = typer.Option(1, min=1, max=64), memory_mb: int = typer.Option(256, min=64),
     disk_mb: int = typer.Option(1024, min=1), name: str = typer.Option("", help="Shown in listings"),
-    max_duration: int = typer.Option(3600, "--max-duration", min=1, help="Lease length in seconds (escrowed; only running seconds are billed)"),
+    max_duration: int = typer.Option(3600, "--max-duration", min=1, help="Seconds the machine may exist (escrowed; only running seconds are billed)"),
 ) -> None:
     """Create and boot a machine."""
     vm = _call("POST", "/v1/vms", {

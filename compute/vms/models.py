@@ -10,6 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from compute.market.demand import MAX_DURATION_S
+
+# The lease outlasts the machine's time by this margin, so the metering loop (every few seconds) always bills the
+# last running seconds and ends the lease itself before the market would expire it and refund them unbilled.
+LEASE_MARGIN_S = 60
 Status = Literal["running", "stopped", "destroyed"]
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
              "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
@@ -31,9 +36,10 @@ class VmCreate(BaseModel):
     disk_mb: int = Field(1024, ge=1, le=1048576, description="Size of the machine's disk")
     price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per compute-unit-second")
     price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
-    max_duration_s: int = Field(3600, gt=0, le=366 * 86400, description="Length of the machine's lease: it may run "
-                                "until then, and its escrow covers running all that time; only running seconds "
-                                "are billed, and the rest is refunded when the machine is destroyed")
+    max_duration_s: int = Field(3600, gt=0, le=MAX_DURATION_S - LEASE_MARGIN_S, description="The machine's time, "
+                                "in seconds from creation: it may run until then, when it is stopped and its lease "
+                                "ended. The lease escrows running all that time; only running seconds are billed "
+                                "and the rest is refunded")
     region: str | None = Field(None, max_length=64)
 
     @field_validator("ssh_key")
@@ -105,6 +111,10 @@ class VmOut(BaseModel):
     paid_gwei: int = Field(description="What the lease has charged so far")
     lease_status: str
     running_since: datetime | None
+    ends_at: datetime = Field(description="When the machine's time is up: it is stopped, billed and its lease ended")
+    ssh_host: str = Field(description="Where the machine's SSH port is forwarded")
+    ssh_port: int | None = Field(description="Host port forwarded to the guest's port 22 while it runs (the "
+                                 "guest has no other network)")
     snapshots: list[SnapshotOut]
     error: str | None
     created_at: datetime

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import shutil
+import socket
 import threading
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -30,7 +32,7 @@ from compute.network import Network
 from compute.provisions import Resources
 from compute.runtimes import RuntimeUnavailable, runtime_registry
 from compute.runtimes.qemu import Machine, MachineConfig, QemuRuntime
-from compute.vms.models import SnapshotOut, VmCreate, VmOut
+from compute.vms.models import LEASE_MARGIN_S, SnapshotOut, VmCreate, VmOut
 from compute.vms.store import Vm
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings
@@ -57,18 +59,27 @@ def _machine(settings: Settings, vm_id: str, *, checked: bool = True) -> Machine
     return runtime(settings, checked=checked).machine(settings.data_dir / "vms" / vm_id, checked=checked)
 
 
-def _config(row: Vm) -> MachineConfig:
+def _config(row: Vm, ssh_port: int) -> MachineConfig:
     return MachineConfig(name=row.id, vcpus=row.vcpus, memory_mb=row.memory_mb, ssh_key=row.ssh_key,
-                         kernel=row.kernel is not None, initrd=row.initrd is not None, cmdline=row.cmdline)
+                         kernel=row.kernel is not None, initrd=row.initrd is not None, cmdline=row.cmdline,
+                         ssh_port=ssh_port)
 
 
-def _out(session: Session, row: Vm) -> VmOut:
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _out(session: Session, row: Vm, settings: Settings) -> VmOut:
     lease = session.get(Lease, row.lease_id)
     return VmOut(id=row.id, name=row.name, owner=row.owner, status=row.status, vcpus=row.vcpus,
                  memory_mb=row.memory_mb, disk_mb=row.disk_mb, image=row.image, kernel=row.kernel, initrd=row.initrd,
                  accel=row.accel, lease_id=row.lease_id, provider=row.provider, price_gwei=lease.price_gwei,
                  compute_units=lease.compute_units, billed_s=row.billed_s, paid_gwei=lease.paid_gwei,
-                 lease_status=lease.status, running_since=row.running_since,
+                 lease_status=lease.status, running_since=row.running_since, ends_at=row.ends_at,
+                 ssh_host=settings.vm_ssh_host,
+                 ssh_port=row.ssh_port if row.status == "running" else None,
                  snapshots=[SnapshotOut(**s) for s in row.snapshots], error=row.error, created_at=row.created_at,
                  updated_at=row.updated_at)
 
@@ -109,19 +120,21 @@ def create(net: Network, settings: Settings, owner: str, req: VmCreate) -> VmOut
             kind="vm", resources=Resources(cpu=req.vcpus, memory_mb=req.memory_mb,
                                            disk_gb=math.ceil(req.disk_mb / 1024)),
             image=req.image or req.kernel, region=req.region, price_min_gwei=req.price_min_gwei,
-            price_max_gwei=req.price_max_gwei, term="seconds", duration_s=req.max_duration_s))
+            price_max_gwei=req.price_max_gwei, term="seconds", duration_s=req.max_duration_s + LEASE_MARGIN_S))
         now = utcnow()
         row = Vm(id=vm_id, owner=owner, name=req.name or vm_id[:8], status="running", vcpus=req.vcpus,
                  memory_mb=req.memory_mb, disk_mb=req.disk_mb, image=req.image, kernel=req.kernel, initrd=req.initrd,
                  cmdline=req.cmdline, ssh_key=req.ssh_key, accel=rt.accel(), lease_id=lease.id,
                  provider=lease.provider, segment=1, running_since=None, segment_billed_s=0, billed_s=0,
+                 ends_at=aware(lease.started_at) + timedelta(seconds=req.max_duration_s),
                  snapshots=[], error=None, created_at=now, updated_at=now)
-        machine.launch(_config(row))
+        row.ssh_port = _free_port(settings.vm_ssh_host)
+        machine.launch(_config(row, row.ssh_port))
         row.running_since = utcnow()
         with net.store.write() as session:
             session.add(row)
             session.flush()
-            return _out(session, row)
+            return _out(session, row, settings)
     except BaseException:
         machine.destroy()
         if lease is not None:
@@ -130,10 +143,11 @@ def create(net: Network, settings: Settings, owner: str, req: VmCreate) -> VmOut
 
 
 def _settle(session: Session, net: Network, row: Vm, *, final: bool) -> bool:
-    """Bill the current run up to now (a started second counts when ``final``); False once the lease has ended."""
+    """Bill the current run up to now, or to the machine's end of time (a started second counts when ``final``);
+    False once the lease has ended."""
     if row.status != "running" or row.running_since is None:
         return True
-    elapsed = (utcnow() - aware(row.running_since)).total_seconds()
+    elapsed = max(0.0, (min(utcnow(), aware(row.ends_at)) - aware(row.running_since)).total_seconds())
     due = math.ceil(elapsed) if final else math.floor(elapsed)
     lease = session.get(Lease, row.lease_id, populate_existing=True)
     if due > row.segment_billed_s and lease.status == "active":
@@ -152,17 +166,17 @@ def _stopped(row: Vm, error: str | None = None) -> None:
     row.updated_at = utcnow()
 
 
-def get(net: Network, owner: str, vm_id: str) -> VmOut:
+def get(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
     with net.store.read() as session:
-        return _out(session, _owned(session, owner, vm_id))
+        return _out(session, _owned(session, owner, vm_id), settings)
 
 
-def list_for(net: Network, owner: str, include_destroyed: bool = False) -> list[VmOut]:
+def list_for(net: Network, settings: Settings, owner: str, include_destroyed: bool = False) -> list[VmOut]:
     with net.store.read() as session:
         stmt = select(Vm).where(Vm.owner == owner)
         if not include_destroyed:
             stmt = stmt.where(Vm.status != "destroyed")
-        return [_out(session, row) for row in session.scalars(stmt.order_by(Vm.created_at.desc()))]
+        return [_out(session, row, settings) for row in session.scalars(stmt.order_by(Vm.created_at.desc()))]
 
 
 def console(net: Network, settings: Settings, owner: str, vm_id: str, max_bytes: int = 65536) -> str:
@@ -189,6 +203,8 @@ def start(net: Network, settings: Settings, owner: str, vm_id: str, snapshot: st
             raise Conflict("the vm is running; stop it first", field="vm_id")
         if lease.status != "active":
             raise Conflict(f"the vm's lease has ended ({lease.end_reason}); create a new vm", field="vm_id")
+        if utcnow() >= aware(row.ends_at):
+            raise Conflict("the vm's time is up (max_duration_s); create a new vm", field="vm_id")
         loadvm = None
         if snapshot is not None:
             saved = next((s for s in row.snapshots if s["name"] == snapshot), None)
@@ -198,14 +214,15 @@ def start(net: Network, settings: Settings, owner: str, vm_id: str, snapshot: st
                 loadvm = snapshot
             else:
                 machine.revert_disk(snapshot)
-        machine.launch(_config(row), loadvm=loadvm)
+        ssh_port = _free_port(settings.vm_ssh_host)
+        machine.launch(_config(row, ssh_port), loadvm=loadvm)
         with net.store.write() as session:
             row = _owned(session, owner, vm_id, lock=True)
             _settle(session, net, row, final=True)  # a run whose guest powered itself off, not yet swept
             row.status, row.segment, row.segment_billed_s = "running", row.segment + 1, 0
-            row.running_since, row.error, row.updated_at = utcnow(), None, utcnow()
+            row.running_since, row.ssh_port, row.error, row.updated_at = utcnow(), ssh_port, None, utcnow()
             session.flush()
-            return _out(session, row)
+            return _out(session, row, settings)
 
 
 def stop(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
@@ -223,7 +240,7 @@ def stop(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
             if row.status == "running":
                 _stopped(row)
             session.flush()
-            return _out(session, row)
+            return _out(session, row, settings)
 
 
 def snapshot(net: Network, settings: Settings, owner: str, vm_id: str, name: str) -> VmOut:
@@ -246,7 +263,7 @@ def snapshot(net: Network, settings: Settings, owner: str, vm_id: str, name: str
             row.snapshots = [*row.snapshots, {"name": name, "created_at": utcnow().isoformat(), "memory": memory}]
             row.updated_at = utcnow()
             session.flush()
-            return _out(session, row)
+            return _out(session, row, settings)
 
 
 def destroy(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
@@ -256,7 +273,7 @@ def destroy(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
             row = _owned(session, owner, vm_id)
         if row.status == "destroyed":
             with net.store.read() as session:
-                return _out(session, row)
+                return _out(session, row, settings)
         machine = _machine(settings, vm_id, checked=False)
         machine.kill()
         with net.store.write() as session:
@@ -269,11 +286,12 @@ def destroy(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
         shutil.rmtree(machine.path, ignore_errors=True)
         net.market.refresh_provider(row.provider)
         with net.store.read() as session:
-            return _out(session, _owned(session, owner, vm_id))
+            return _out(session, _owned(session, owner, vm_id), settings)
 
 
 def meter_running(net: Network, settings: Settings) -> list[str]:
-    """Bill every running machine up to now; stop those whose lease ended or whose guest powered off.
+    """Bill every running machine up to now; stop those whose time is up, whose lease ended or whose guest
+    powered off. A machine whose time is up has its lease ended too (the unused escrow goes back).
 
     Returns the ids of the machines stopped. Safe to run from any thread.
     """
@@ -288,14 +306,18 @@ def meter_running(net: Network, settings: Settings) -> list[str]:
                 row = session.get(Vm, vm_id, with_for_update=True, populate_existing=True)
                 if row.status != "running":
                     continue
-                active = _settle(session, net, row, final=not alive)
-                if alive and active:
+                time_up = utcnow() >= aware(row.ends_at)
+                active = _settle(session, net, row, final=time_up or not alive)
+                if alive and active and not time_up:
                     continue
                 if alive:
                     machine.stop(0)
-                lease = session.get(Lease, row.lease_id)
-                _stopped(row, None if active else f"lease ended ({lease.end_reason})")
+                if time_up and active:
+                    leases.end_in(session, row.lease_id, "completed", None)
+                    _stopped(row, "the machine's time is up (max_duration_s)")
+                else:
+                    lease = session.get(Lease, row.lease_id)
+                    _stopped(row, None if active else f"lease ended ({lease.end_reason})")
                 stopped.append(vm_id)
-            if not active:
-                net.market.refresh_provider(row.provider)
+            net.market.refresh_provider(row.provider)
     return stopped

@@ -33,6 +33,8 @@ class Vm(Base):
     provider: Mapped[str] = mapped_column(String(42))
     segment: Mapped[int] = mapped_column(Integer, default=0)
     running_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ssh_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     segment_billed_s: Mapped[int] = mapped_column(Integer, default=0)
     billed_s: Mapped[int] = mapped_column(Integer, default=0)
     snapshots: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -51,7 +51,8 @@ user = signed_in("market")
 @router.post("", status_code=201, response_model=VmOut, summary="Create and boot a virtual machine",
              description="Matches a `vm` provision within your price range and opens its per-second lease (escrow "
                          "for `max_duration_s` running seconds), makes a disk of `disk_mb` over the image, and "
-                         "boots. Your SSH key reaches the guest through fw_cfg `opt/cxmpute/ssh_key`. 503 when "
+                         "boots. Your SSH key reaches the guest through fw_cfg `opt/cxmpute/ssh_key`; the guest's "
+                         "only network is its SSH port, forwarded at `ssh_host:ssh_port`. 503 when "
                          "this platform has no hypervisor; 409 with `no_match` when no provision fits.")
 def create(body: VmCreate, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
     return service.create(net, get_settings(), principal.address, body)
@@ -60,12 +61,12 @@ def create(body: VmCreate, principal: Principal = Depends(user), net: Network = 
 @router.get("", response_model=list[VmOut], summary="Your virtual machines, newest first")
 def list_vms(include_destroyed: bool = Query(False, alias="all", description="Include destroyed machines"),
              principal: Principal = Depends(user), net: Network = Depends(network)) -> list[VmOut]:
-    return service.list_for(net, principal.address, include_destroyed=include_destroyed)
+    return service.list_for(net, get_settings(), principal.address, include_destroyed=include_destroyed)
 
 
 @router.get("/{vm_id}", response_model=VmOut, summary="A virtual machine, with its billing so far")
 def get_vm(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
-    return service.get(net, principal.address, vm_id)
+    return service.get(net, get_settings(), principal.address, vm_id)
 
 
 @router.get("/{vm_id}/console", response_class=PlainTextResponse, summary="The tail of its serial console")

@@ -44,7 +44,7 @@ def test_qemu_refusing_to_start_is_reported_with_its_reason(tmp_path):
     machine = runtime.machine(tmp_path / "m")
     machine.create_disk(16)
     with pytest.raises(MachineError) as failed:  # no kernel file in the machine's directory
-        machine.launch(MachineConfig(name="m", ssh_key=KEY, kernel=True))
+        machine.launch(MachineConfig(name="m", ssh_key=KEY, kernel=True, ssh_port=1))
     assert "QEMU did not start" in failed.value.message and "kernel" in failed.value.message
     assert not machine.running()
 

@@ -5,6 +5,7 @@ running second through the market lease, over the HTTP API and the CLI."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -123,6 +124,7 @@ def test_vm_lifecycle(vm_platform, vm_guest):
     assert machine.is_dir()
     _wait_console(vm_platform, auth, vm_id, rf"CXMPUTE-VM-READY {fingerprint(key)} boot=42\b")
     assert httpx.get(f"{api}/v1/vms/{vm_id}", headers=other).status_code == 403
+    socket.create_connection((vm["ssh_host"], vm["ssh_port"]), timeout=5).close()  # forwarded to the guest's :22
     assert httpx.post(f"{api}/v1/vms/{vm_id}/start", headers=auth).status_code == 409  # already running
 
     # Snapshot while running (memory included), once the guest has ticked a few times.
@@ -135,7 +137,7 @@ def test_vm_lifecycle(vm_platform, vm_guest):
     # Stop: the process is gone and the run is billed per second.
     pid = int((machine / "qemu.pid").read_text())
     vm = httpx.post(f"{api}/v1/vms/{vm_id}/stop", headers=auth, timeout=60).json()
-    assert vm["status"] == "stopped" and not _alive(pid)
+    assert vm["status"] == "stopped" and not _alive(pid) and vm["ssh_port"] is None
     assert vm["billed_s"] >= 3 and vm["paid_gwei"] == vm["billed_s"] * 10 * vm["compute_units"]
 
     # Start: a cold boot from the same disk counts a second boot.
@@ -177,7 +179,7 @@ def test_vm_lifecycle(vm_platform, vm_guest):
     assert [v["id"] for v in httpx.get(f"{api}/v1/vms", params={"all": True}, headers=auth).json()] == [vm_id]
 
 
-def test_a_machine_stops_when_its_lease_ends(vm_platform, vm_guest):
+def test_a_machine_stops_billed_when_its_time_is_up(vm_platform, vm_guest):
     wallet, auth = vm_platform.user()
     api = vm_platform.url
     kernel, initrd = _put(vm_platform, auth, vm_guest[0], "vmlinuz"), _put(vm_platform, auth, vm_guest[1], "initrd")
@@ -191,8 +193,11 @@ def test_a_machine_stops_when_its_lease_ends(vm_platform, vm_guest):
     while vm["status"] == "running" and time.time() < deadline:
         time.sleep(0.5)
         vm = httpx.get(f"{api}/v1/vms/{vm['id']}", headers=auth).json()
-    assert vm["status"] == "stopped" and vm["lease_status"] == "ended" and "lease ended" in vm["error"]
+    assert vm["status"] == "stopped" and vm["lease_status"] == "ended" and "time is up" in vm["error"]
     assert not _alive(pid) and 0 < vm["billed_s"] <= 3
+    lease = httpx.get(f"{api}/v1/leases/{vm['lease_id']}", headers=auth).json()
+    assert lease["end_reason"] == "completed" and lease["escrow_left_gwei"] == 0
+    assert lease["paid_gwei"] == vm["paid_gwei"] == vm["billed_s"] * 10 * vm["compute_units"]
     resp = httpx.post(f"{api}/v1/vms/{vm['id']}/start", headers=auth)
     assert resp.status_code == 409 and "lease has ended" in resp.json()["detail"]
     assert httpx.delete(f"{api}/v1/vms/{vm['id']}", headers=auth).json()["status"] == "destroyed"

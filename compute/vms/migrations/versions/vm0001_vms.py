@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column("provider", sa.String(42), nullable=False),
         sa.Column("segment", sa.Integer, nullable=False),
         sa.Column("running_since", TS, nullable=True),
+        sa.Column("ssh_port", sa.Integer, nullable=True),
+        sa.Column("ends_at", TS, nullable=False),
         sa.Column("segment_billed_s", sa.Integer, nullable=False),
         sa.Column("billed_s", sa.Integer, nullable=False),
         sa.Column("snapshots", sa.JSON, nullable=False),
