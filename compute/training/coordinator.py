@@ -77,6 +77,7 @@ async def run(settings: Settings, job_id: str, owner: str, spec: TrainingIn) -> 
     from compute.worker.dispatch import Dispatcher
 
     dispatcher = Dispatcher()
+    why = ""
     try:
         for _ in range(spec.max_restarts + 1):
             began = await asyncio.to_thread(registry.begin_generation, settings, job_id)
@@ -84,53 +85,57 @@ async def run(settings: Settings, job_id: str, owner: str, spec: TrainingIn) -> 
                 return  # cancelled
             generation, token, resume_step = began
             log.info("training job %s: generation %d from step %d", job_id, generation, resume_step)
-            ended = await _generation(settings, dispatcher, job_id, owner, spec, generation, token, resume_step)
+            ended, why = await _generation(settings, dispatcher, job_id, owner, spec, generation, token, resume_step)
             if ended is not None:
                 await asyncio.to_thread(registry.finish, settings, job_id, "succeeded",
                                         final_loss=ended[0].result["final_loss"])
                 return
         await asyncio.to_thread(registry.finish, settings, job_id, "failed",
-                                error=f"ranks were lost or failed in {spec.max_restarts + 1} generations")
+                                error=f"ranks were lost or failed in {spec.max_restarts + 1} generation(s); "
+                                      f"the last: {why}"[:2000])
     except Exception as exc:
         log.exception("training job %s failed", job_id)
         await asyncio.to_thread(registry.finish, settings, job_id, "failed",
                                 error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
 
 
+def _rank_job(job_id: str, owner: str, spec: TrainingIn, generation: int, rank: int, rank_url: str,
+              resume_step: int) -> JobSpec:
+    payload = RankJob(training_id=job_id, generation=generation, rank=rank, world_size=spec.world_size,
+                      steps=spec.steps, checkpoint_every=spec.checkpoint_every, trainer=spec.trainer,
+                      backend=spec.backend, collective_timeout_s=spec.collective_timeout_s,
+                      join_timeout_s=spec.timeout_s, threads=spec.resources.cpu, rank_url=rank_url,
+                      resume_step=resume_step)
+    return JobSpec(kind=JOB_KIND, owner=owner, work_key=work_key(job_id, generation, rank), resources=spec.resources,
+                   price_min_gwei=spec.price_min_gwei, price_max_gwei=spec.price_max_gwei, timeout_s=spec.timeout_s,
+                   payload=payload.model_dump())
+
+
 async def _generation(settings: Settings, dispatcher, job_id: str, owner: str, spec: TrainingIn, generation: int,
-                      token: str, resume_step: int) -> list[JobOut] | None:
-    """Run one generation; returns the ranks' jobs in rank order when every rank finished, else None."""
+                      token: str, resume_step: int) -> tuple[list[JobOut] | None, str]:
+    """Run one generation; returns the ranks' jobs in rank order when every rank finished, else None and why."""
     rank_url = f"{settings.resolved_api_url}{RANK_PATH}/{token}"
-    ranks = [JobSpec(kind=JOB_KIND, owner=owner, work_key=work_key(job_id, generation, rank),
-                     resources=spec.resources, price_min_gwei=spec.price_min_gwei,
-                     price_max_gwei=spec.price_max_gwei, timeout_s=spec.timeout_s,
-                     payload=RankJob(training_id=job_id, generation=generation, rank=rank, world_size=spec.world_size,
-                                     steps=spec.steps, checkpoint_every=spec.checkpoint_every, trainer=spec.trainer,
-                                     backend=spec.backend, collective_timeout_s=spec.collective_timeout_s,
-                                     threads=spec.resources.cpu, rank_url=rank_url,
-                                     resume_step=resume_step).model_dump())
-             for rank in range(spec.world_size)]
-    tasks = [asyncio.ensure_future(dispatcher.run_once(rank, attempt=generation)) for rank in ranks]
+    tasks = [asyncio.ensure_future(dispatcher.run_once(
+        _rank_job(job_id, owner, spec, generation, rank, rank_url, resume_step), attempt=generation))
+        for rank in range(spec.world_size)]
     finished: dict[int, JobOut] = {}
-    broken = False
+    why = ""
     for done in asyncio.as_completed(tasks):
         try:
             job = await done
         except Exception as exc:
-            log.warning("training job %s generation %d: a rank could not run: %s", job_id, generation, exc)
-            job = None
+            job, failure = None, f"a rank could not run: {getattr(exc, 'message', None) or exc}"
+        else:
+            failure = f"rank job {job.id} on {job.provider} ended {job.status}: {job.error}"
         if job is not None and job.status == "done":
             finished[int(job.work_key.rsplit(":r", 1)[1])] = job
-        elif not broken:
-            broken = True
-            if job is not None:
-                log.warning("training job %s generation %d: rank job %s ended %s: %s", job_id, generation,
-                            job.id, job.status, job.error)
+        elif not why:
+            why = failure
+            log.warning("training job %s generation %d: %s", job_id, generation, failure)
             await asyncio.to_thread(registry.end_generation, settings, job_id, generation)
-    if broken:
-        return None
-    return [finished[rank] for rank in range(spec.world_size)]
-
+    if why:
+        return None, why
+    return [finished[rank] for rank in range(spec.world_size)], ""
 
 def ranks(job: TrainingOut) -> list[RankOut]:
     """Every rank job of every generation, by generation and rank."""

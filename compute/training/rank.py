@@ -22,6 +22,7 @@ from compute.training.spec import TrainerConfig
 from cxmpute.http import client
 
 RENDEZVOUS_POLL_S = 0.1
+JOINED = "cxmpute/joined"
 
 
 class RankJob(BaseModel):
@@ -34,6 +35,7 @@ class RankJob(BaseModel):
     trainer: TrainerConfig
     backend: str
     collective_timeout_s: float
+    join_timeout_s: float = Field(600, gt=0, description="How long the ranks may take to all join the rendezvous")
     threads: int = Field(1, ge=1, description="Torch intra-op threads: the rank's leased vCPUs")
     rank_url: str = Field(..., description="This generation's rank URL on the platform API")
     resume_step: int = Field(0, ge=0, description="Steps in the checkpoint to resume from; 0: start afresh")
@@ -45,26 +47,35 @@ class RankRun(RankJob):
 
 
 def _rendezvous(http: httpx.Client, job: RankRun):
+    """The rank's store, once every rank has joined it. Ranks may start minutes apart (one waits for a provision to
+    free up), so joining may take up to the generation's time limit; collectives then get the shorter timeout."""
     import torch.distributed as dist
 
     timeout = timedelta(seconds=job.collective_timeout_s)
+    deadline = time.monotonic() + job.join_timeout_s
     if job.port:  # a fixed rendezvous (Kubernetes): every rank knows it already
-        return dist.TCPStore(job.host, job.port, job.world_size, job.rank == 0, timeout=timeout,
-                             wait_for_workers=False)
-    if job.rank == 0:
+        store = dist.TCPStore(job.host, job.port, job.world_size, job.rank == 0, timeout=timeout,
+                              wait_for_workers=False)
+    elif job.rank == 0:
         store = dist.TCPStore(job.host, 0, job.world_size, True, timeout=timeout, wait_for_workers=False)
         http.post("/rendezvous", json={"host": job.host, "port": store.port}).raise_for_status()
-        return store
-    deadline = time.monotonic() + job.collective_timeout_s
-    while True:
-        found = http.get("/rendezvous")
-        found.raise_for_status()
-        point = found.json()
-        if point["port"]:
-            return dist.TCPStore(point["host"], point["port"], job.world_size, False, timeout=timeout)
+    else:
+        while True:
+            found = http.get("/rendezvous")
+            found.raise_for_status()
+            point = found.json()
+            if point["port"]:
+                store = dist.TCPStore(point["host"], point["port"], job.world_size, False, timeout=timeout)
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("rank 0 did not publish the rendezvous in time")
+            time.sleep(RENDEZVOUS_POLL_S)
+    store.add(JOINED, 1)
+    while store.add(JOINED, 0) < job.world_size:
         if time.monotonic() > deadline:
-            raise TimeoutError("rank 0 did not publish the rendezvous in time")
+            raise TimeoutError("not every rank joined the rendezvous in time")
         time.sleep(RENDEZVOUS_POLL_S)
+    return store
 
 
 def run(job: RankRun) -> dict:
