@@ -28,12 +28,14 @@ _STATE_STYLE = {"Completed": "green", "Failed": "red", "Crashed": "red", "Cancel
 
 def _connect() -> None:
     """Deployments live on a Prefect server: PREFECT_API_URL, or the one `cxmpute up` runs; never a temporary one."""
-    from flows.server import find_api, use_api
+    from flows.server import find_api, healthy, use_api
 
     url = find_api(f"http://127.0.0.1:{get_settings().prefect_port}/api")
     if not url:
         raise CxmputeError("no Prefect server: set PREFECT_API_URL or start the platform with `cxmpute up`",
                            field="PREFECT_API_URL")
+    if not healthy(url):
+        raise CxmputeError(f"the Prefect server at {url} does not answer", field="PREFECT_API_URL")
     use_api(url)
 
 

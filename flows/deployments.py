@@ -374,6 +374,30 @@ async def _exists(client: PrefectClient, flow_name: str, name: str) -> bool:
         return False
 
 
+def _detail(exc: PrefectHTTPStatusError) -> str:
+    try:
+        return str(exc.response.json().get("detail", exc.response.text))
+    except ValueError:
+        return exc.response.text
+
+
+async def _create(client: PrefectClient, p: Planned) -> UUID:
+    flow_id = await client.create_flow_from_name(p.flow.name)
+    deployment_id = await client.create_deployment(
+        flow_id=flow_id, name=p.name, version=p.version, schedules=p.schedules,
+        concurrency_limit=p.concurrency_limit, concurrency_options=p.concurrency_options,
+        parameters=p.parameters, description=p.description, work_queue_name=p.work_queue,
+        work_pool_name=p.work_pool, tags=p.tags, entrypoint=p.entrypoint,
+        parameter_openapi_schema=parameter_schema(p.flow).model_dump_for_openapi(), paused=p.paused,
+        pull_steps=p.pull_steps, enforce_parameter_schema=p.enforce_parameter_schema, job_variables=p.job_variables)
+    # Triggers are automations owned by the deployment: replaced as a whole, like its schedules.
+    await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
+    for trigger in p.triggers:
+        trigger.set_deployment_id(deployment_id)
+        await client.create_automation(trigger.as_automation())
+    return deployment_id
+
+
 async def apply(planned: list[Planned]) -> list[Applied]:
     """Create or update each deployment (by flow and name, so a second deploy updates), with its triggers."""
     applied = []
@@ -382,20 +406,16 @@ async def apply(planned: list[Planned]) -> list[Applied]:
             await ensure_work_pool(client, pool)
         for p in planned:
             existed = await _exists(client, p.flow.name, p.name)
-            flow_id = await client.create_flow_from_name(p.flow.name)
-            deployment_id = await client.create_deployment(
-                flow_id=flow_id, name=p.name, version=p.version, schedules=p.schedules,
-                concurrency_limit=p.concurrency_limit, concurrency_options=p.concurrency_options,
-                parameters=p.parameters, description=p.description, work_queue_name=p.work_queue,
-                work_pool_name=p.work_pool, tags=p.tags, entrypoint=p.entrypoint,
-                parameter_openapi_schema=parameter_schema(p.flow).model_dump_for_openapi(), paused=p.paused,
-                pull_steps=p.pull_steps, enforce_parameter_schema=p.enforce_parameter_schema,
-                job_variables=p.job_variables)
-            # Triggers are automations owned by the deployment: replaced as a whole, like its schedules.
-            await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
-            for trigger in p.triggers:
-                trigger.set_deployment_id(deployment_id)
-                await client.create_automation(trigger.as_automation())
+            try:
+                deployment_id = await _create(client, p)
+            except PrefectHTTPStatusError as exc:  # what only the server can check, e.g. job variables
+                if exc.response.status_code >= 500:
+                    raise
+                detail = _detail(exc)
+                # The server checks job variables against the work pool's template; its message names the variable.
+                field = "work_pool.job_variables" if "Validation failed for field" in detail else "name"
+                raise CxmputeError(f"{p.name}: the Prefect server refused it: {detail}", field=field,
+                                   status_code=exc.response.status_code) from None
             applied.append(Applied(id=deployment_id, name=p.name, flow=p.flow.name, work_pool=p.work_pool,
                                    schedules=[describe_schedule(s.schedule) for s in p.schedules],
                                    triggers=len(p.triggers), created=not existed))
@@ -457,8 +477,7 @@ async def start_run(name: str, parameters: dict[str, Any]) -> FlowRun:
             return await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code in (409, 422):  # parameters the deployment's schema refuses
-                detail = exc.response.json().get("detail", exc.response.text)
-                raise CxmputeError(f"{name}: {detail}", field="param") from None
+                raise CxmputeError(f"{name}: {_detail(exc)}", field="param") from None
             raise
 
 

@@ -274,3 +274,21 @@ def test_files_that_cannot_be_deployed_are_refused_with_exit_2(tmp_path, monkeyp
     refused = invoke(deploy_app, *args)
     assert refused.exit_code == 2, refused.output
     assert text in refused.stderr
+
+
+def test_prefects_own_deploy_reads_the_same_file_and_updates_the_same_deployments(deployed, prefect_api):
+    before = {n: d.id for n, d in by_name().items()}
+    result = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file",
+                             str(PREFECT_FILE), "--all"], capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env={**os.environ, "PREFECT_API_URL": prefect_api, "COLUMNS": "250"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {n: d.id for n, d in by_name().items()} == before
+
+
+def test_what_only_the_server_checks_is_refused_with_exit_2(deployed, tmp_path):
+    path = write(tmp_path, "deployments:\n  - name: bad-job-variables\n    entrypoint: flows.examples.hello.hello\n"
+                           "    work_pool: {name: cxmpute-network, job_variables: {stream_output: not-a-bool}}\n")
+    refused = invoke(deploy_app, "--prefect-file", str(path))
+    assert refused.exit_code == 2, refused.output
+    assert "work_pool.job_variables" in refused.stderr and "stream_output" in refused.stderr
+    assert "cxmpute-hello/bad-job-variables" not in by_name()
