@@ -55,7 +55,8 @@ def _upload(tarball: Path) -> str:
                 advance(len(block))
                 yield block
 
-    return _call("POST", "/v1/storage/files", params={"name": tarball.name}, content=chunks(), timeout=600)["file"]["cid"]
+    stored = _call("POST", "/v1/storage/files", params={"name": tarball.name}, content=chunks(), timeout=600)
+    return stored["file"]["cid"]
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
@@ -102,13 +103,14 @@ def list_cmd(name: str | None = typer.Argument(None, help="Show this service's r
             table.add_row(row["name"], row["image"][:20] + "…", str(row["port"]), f"{live}/{len(row['replicas'])}",
                           f"{row['min_replicas']}-{row['max_replicas']}",
                           f"{row['price_min_gwei']}-{row['price_max_gwei']}", row["created_at"][:19])
-    else:
-        table = Table("replica", "status", "live", "provider", "address", "restarts", "error")
-        for r in _call("GET", f"/v1/services/{name}")["replicas"]:
-            where = f"{r['host']}:{r['host_port']}" if r["host"] else ""
-            table.add_row(r["id"], r["status"], "yes" if r["live"] else "no", r["provider"] or "", where,
-                          str(r["restarts"]), (r["error"] or "")[:60])
-    console.print(table)
+        console.print(table)
+        return
+    # One line per replica: whole ids and addresses, whatever the terminal's width.
+    for r in _call("GET", f"/v1/services/{name}")["replicas"]:
+        where = f"{r['host']}:{r['host_port']}" if r["host"] else "-"
+        console.print(f"{r['id']}  {r['status']}{' (live)' if r['live'] else ''}  provider {r['provider'] or '-'}  "
+                      f"at {where}  restarts {r['restarts']}{'  error: ' + r['error'] if r['error'] else ''}",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("rm")
@@ -123,4 +125,4 @@ def logs(name: str = typer.Argument(..., help="Service whose replicas' output to
     """The newest output of each of NAME's replicas."""
     for replica, text in _call("GET", f"/v1/services/{name}/logs").items():
         console.print(f"[bold]--- replica {replica}[/bold]")
-        console.print(text, markup=False, highlight=False, end="" if text.endswith("\n") else "\n")
+        console.print(text, markup=False, highlight=False, soft_wrap=True, end="" if text.endswith("\n") else "\n")

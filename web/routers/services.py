@@ -91,7 +91,9 @@ async def proxy(name: str, path: str, request: Request, owner: str = Depends(cur
     except BaseException:
         gateway.load.leave(service_id)
         raise
-    headers = dict(gateway.forward_headers(upstream.headers.multi_items()))
-    headers["X-Cxmpute-Replica"] = replica.id
-    return StreamingResponse(gateway.stream(service_id, upstream), status_code=upstream.status_code,
-                             headers=headers)
+    response = StreamingResponse(gateway.stream(service_id, upstream), status_code=upstream.status_code)
+    # Raw pairs keep repeated headers (Set-Cookie) as the replica sent them.
+    response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in
+                            gateway.forward_headers(upstream.headers.multi_items())]
+    response.raw_headers.append((b"x-cxmpute-replica", replica.id.encode()))
+    return response

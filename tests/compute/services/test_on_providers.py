@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
+from typer.testing import CliRunner
 
 from compute.services.replica import image_tag
+from cxmpute.settings import reset_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -46,33 +48,40 @@ def _provider(platform, name: str) -> str:
     return Account.from_key(key).address
 
 
+def _cli(monkeypatch, platform, wallet, *args: str) -> str:
+    from compute.services.cli import app
+
+    monkeypatch.setenv("CXMPUTE_WALLET_KEY", wallet.key.to_0x_hex())
+    monkeypatch.setenv("CXMPUTE_API_URL", platform.url)
+    reset_settings()
+    try:
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def _containers(engine, **labels) -> list:
     return engine.containers.list(all=True, filters={"label": [f"cxmpute.{k}={v}" for k, v in labels.items()]})
 
 
 def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_and_bills_them(
-        pool_platform, docker_engine, image_tarball):
+        pool_platform, docker_engine, image_tarball, monkeypatch):
     platform = pool_platform
     a, b = _provider(platform, "svc-a"), _provider(platform, "svc-b")
     wallet, auth = platform.user()
     try:
         with httpx.Client(base_url=platform.url, headers=auth, timeout=120) as http:
-            with open(image_tarball, "rb") as f:
-                stored = http.post("/v1/storage/files", params={"name": "echo.tar"}, content=f)
-            assert stored.status_code == 201, stored.text
-            cid = stored.json()["file"]["cid"]
-            try:  # the providers must fetch the tarball from the platform and load it
-                docker_engine.images.remove(image_tag(cid), force=True)
-            except Exception:
-                pass
+            for image in docker_engine.images.list(name=image_tag("").split(":")[0]):
+                docker_engine.images.remove(image.id, force=True)  # providers must fetch the tarball and load it
             _until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
                                          params={"kind": "container", "status": "active"}).json()) >= 2,
                    "two container provisions", platform)
-
-            deployed = http.post("/v1/services", json={
-                "name": "echo", "image": cid, "port": 8080, "env": {"GREETING": "hello"}, "cpu": 1,
-                "memory_mb": 256, "min_replicas": 2, "max_replicas": 2, "price_max_gwei": PRICE + 3})
-            assert deployed.status_code == 201, deployed.text
+            out = _cli(monkeypatch, platform, wallet, "deploy", str(image_tarball), "--name", "echo", "--port", "8080",
+                       "--env", "GREETING=hello", "--memory-mb", "256", "--min", "2", "--max-price", str(PRICE + 3))
+            assert "deployed echo" in out and "/v1/services/echo/proxy/" in out
 
             def live() -> list[dict]:
                 return [r for r in http.get("/v1/services/echo").json()["replicas"] if r["live"]]
@@ -106,9 +115,22 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             assert lost["status"] == "ended" and lost["end_reason"] == "provider-lost"
             assert lost["kind"] == "container" and lost["escrow_left_gwei"] == 0
 
+            listed = _cli(monkeypatch, platform, wallet, "ls", "echo")
+            assert all(r["id"] in listed for r in replicas) and listed.count("(live)") == 2
+            assert "2/2" in _cli(monkeypatch, platform, wallet, "ls")
+            assert "GET /?during=0 HTTP/1.1" in _cli(monkeypatch, platform, wallet, "logs", "echo")  # B served those
+
+            # A container that exits is started again under a new job (its failed job's lease ends).
+            crashed = next(r for r in replicas if r["provider"] == b)
+            for container in _containers(docker_engine, replica=crashed["id"]):
+                container.remove(force=True)
+            replicas = _until(lambda: _if(live(), lambda rs: len(rs) == 2 and all(
+                r["lease_id"] != crashed["lease_id"] for r in rs)), "the crashed replica to start again", platform)
+            assert next(r for r in replicas if r["id"] == crashed["id"])["restarts"] >= 1
+            assert http.get(f"/v1/leases/{crashed['lease_id']}").json()["status"] == "ended"
+
             # Deleting stops the replicas; each lease is metered for the seconds its replica ran and ends.
-            removed = http.delete("/v1/services/echo")
-            assert removed.status_code == 200, removed.text
+            assert "deleted echo" in _cli(monkeypatch, platform, wallet, "rm", "echo")
             leases = _until(lambda: _if([http.get(f"/v1/leases/{r['lease_id']}").json() for r in replicas],
                                         lambda ls: all(lease["status"] == "ended" for lease in ls)),
                             "the leases to end", platform)
