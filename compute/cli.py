@@ -165,7 +165,7 @@ def register(name: str = typer.Option(..., help="Shown to users"), region: str =
     info = _call("GET", "/v1/account/chain")
     domain = receipts.Domain(chain_id=info["chain_id"], verifying_contract=info["vault_address"])
     profile = detect(get_settings().data_dir)
-    profile.runtimes = runtime_registry(get_settings()).offered()
+    profile.runtimes = runtime_registry(get_settings()).available()
     issued = int(time.time())
     typed = {"provider": wallet.address, "name": name, "region": region, "profileHash": profile.digest(),
              "issuedAt": issued}

@@ -173,6 +173,8 @@ class Runtime(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     python: ClassVar[str] = "python3"
+    # False for a runtime of whole machines (vm): it starts no Sandbox, so user code is never sent to it.
+    runs_code: ClassVar[bool] = True
 
     @abstractmethod
     def check(self) -> str | None:

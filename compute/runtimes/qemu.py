@@ -51,6 +51,7 @@ class MachineConfig(BaseModel):
     initrd: bool = False
     cmdline: str = Field("", max_length=2048)
     ssh_port: int = Field(..., ge=1, le=65535, description="Host port forwarded to the guest's port 22")
+    accel: Literal["kvm", "tcg"] = "tcg"
 
 
 def kvm_usable() -> bool:
@@ -73,7 +74,8 @@ def _alive(pid: int) -> bool:
 
 class QemuRuntime(Runtime):
     name = "vm"
-    description = "Whole virtual machines (QEMU, KVM when present, else software emulation)"
+    description = "Whole virtual machines (QEMU, KVM when present, else software emulation); see /v1/vms"
+    runs_code = False
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -151,7 +153,7 @@ class Machine:
         return self.pid() is not None
 
     def argv(self, config: MachineConfig, loadvm: str | None = None) -> list[str]:
-        accel = self.runtime.accel()
+        accel = config.accel
         p = self.path
         (p / "ssh_key").write_text(config.ssh_key.strip() + "\n")
         args = [self.runtime.settings.qemu_binary, "-name", f"cxmpute-{config.name}", "-machine", f"pc,accel={accel}",

@@ -1,6 +1,7 @@
 """Runtimes by name, discovered from the ``cxmpute.runtimes`` entry-point group.
 
-A provider offers the runtimes its machine can run: those registered whose ``check`` passes.
+A provider declares the runtimes its machine can run: those registered whose ``check`` passes. User code runs
+in those of them that start sandboxes (``runs_code``); the ``vm`` runtime runs whole machines instead.
 """
 
 from __future__ import annotations
@@ -43,9 +44,13 @@ class RuntimeRegistry:
             raise RuntimeUnavailable(f"unknown runtime {name!r} (known: {', '.join(self.names())})",
                                      field="runtime", status_code=400) from None
 
-    def offered(self) -> list[str]:
-        """The runtimes this machine can run now, which a provider declares."""
+    def available(self) -> list[str]:
+        """Every runtime this machine can run now, which a provider declares."""
         return [name for name in self.names() if self._runtimes[name].check() is None]
+
+    def offered(self) -> list[str]:
+        """The runtimes user code can run in on this machine now."""
+        return [name for name in self.available() if self._runtimes[name].runs_code]
 
     def get(self, name: str | None = None) -> Runtime:
         name = name or DEFAULT_RUNTIME

@@ -12,6 +12,7 @@ provider machine), their files under ``<home>/vms/<id>``.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import socket
@@ -31,12 +32,13 @@ from compute.models import Lease, aware, utcnow
 from compute.network import Network
 from compute.provisions import Resources
 from compute.runtimes import RuntimeUnavailable, runtime_registry
-from compute.runtimes.qemu import Machine, MachineConfig, QemuRuntime
+from compute.runtimes.qemu import Machine, MachineConfig, MachineError, QemuRuntime
 from compute.vms.models import LEASE_MARGIN_S, SnapshotOut, VmCreate, VmOut
 from compute.vms.store import Vm
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings
 
+log = logging.getLogger(__name__)
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -62,7 +64,7 @@ def _machine(settings: Settings, vm_id: str, *, checked: bool = True) -> Machine
 def _config(row: Vm, ssh_port: int) -> MachineConfig:
     return MachineConfig(name=row.id, vcpus=row.vcpus, memory_mb=row.memory_mb, ssh_key=row.ssh_key,
                          kernel=row.kernel is not None, initrd=row.initrd is not None, cmdline=row.cmdline,
-                         ssh_port=ssh_port)
+                         ssh_port=ssh_port, accel=row.accel)
 
 
 def _free_port(host: str) -> int:
@@ -129,7 +131,16 @@ def create(net: Network, settings: Settings, owner: str, req: VmCreate) -> VmOut
                  ends_at=aware(lease.started_at) + timedelta(seconds=req.max_duration_s),
                  snapshots=[], error=None, created_at=now, updated_at=now)
         row.ssh_port = _free_port(settings.vm_ssh_host)
-        machine.launch(_config(row, row.ssh_port))
+        try:
+            machine.launch(_config(row, row.ssh_port))
+        except MachineError as exc:
+            # /dev/kvm may open yet refuse this CPU (nested virtualization, say): emulate instead, and keep
+            # to it, since a saved state only loads under the accelerator that saved it.
+            if row.accel != "kvm" or settings.vm_accel != "auto":
+                raise
+            log.warning("vm %s: KVM failed (%s); using software emulation", vm_id, exc.message)
+            row.accel = "tcg"
+            machine.launch(_config(row, row.ssh_port))
         row.running_since = utcnow()
         with net.store.write() as session:
             session.add(row)

@@ -60,7 +60,7 @@ class ProviderWorker:
         p = self.platform
         await p.sign_in()
         profile = await asyncio.to_thread(detect, get_settings().data_dir)
-        profile.runtimes = await asyncio.to_thread(runtime_registry(get_settings()).offered)
+        profile.runtimes = await asyncio.to_thread(runtime_registry(get_settings()).available)
         await p.register(self.offer.name, self.offer.region, profile)
         await p.heartbeat()
         lost = await p.call("POST", "/v1/work/recover")
