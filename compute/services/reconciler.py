@@ -63,6 +63,7 @@ class Reconciler:
         for service, replicas in await asyncio.to_thread(registry.services_to_reconcile, self.settings):
             wanted = [r for r in replicas if r.status != "stopping"]
             if service.status != "active":
+                self.scalers.pop(service.id, None)
                 doomed = wanted
             else:
                 scaler = self.scalers.setdefault(service.id, Autoscaler(self.settings.service_scale_down_s))

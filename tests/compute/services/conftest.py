@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 APP = '''
-import http.server, json, os
+import http.server, json, os, time, urllib.parse
 
 REPLICA = os.environ["CXMPUTE_REPLICA"]
 
@@ -24,6 +24,8 @@ class Echo(http.server.BaseHTTPRequestHandler):
         self.wfile.write(out)
 
     def do_GET(self):
+        if self.path.startswith("/sleep"):
+            time.sleep(float(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["s"][0]))
         self._answer()
 
     def do_POST(self):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
                                          params={"kind": "container", "status": "active"}).json()) >= 2,
                    "two container provisions", platform)
             out = _cli(monkeypatch, platform, wallet, "deploy", str(image_tarball), "--name", "echo", "--port", "8080",
-                       "--env", "GREETING=hello", "--memory-mb", "256", "--min", "2", "--max-price", str(PRICE + 3))
+                       "--env", "GREETING=hello", "--memory-mb", "256", "--min", "2", "--max", "3", "--target", "1",
+                       "--max-price", str(PRICE + 3))
             assert "deployed echo" in out and "/v1/services/echo/proxy/" in out
 
             def live() -> list[dict]:
@@ -128,6 +130,15 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
                 r["lease_id"] != crashed["lease_id"] for r in rs)), "the crashed replica to start again", platform)
             assert next(r for r in replicas if r["id"] == crashed["id"])["restarts"] >= 1
             assert http.get(f"/v1/leases/{crashed['lease_id']}").json()["status"] == "ended"
+
+            # Three requests in flight at once, one per replica wanted: the autoscaler adds a third replica,
+            # which waits for a provider with room (there is none) until the service goes.
+            with ThreadPoolExecutor(3) as pool:
+                slow = [pool.submit(http.get, "/v1/services/echo/proxy/sleep", params={"s": 3}) for _ in range(3)]
+                _until(lambda: len(http.get("/v1/services/echo").json()["replicas"]) == 3, "a third replica",
+                       platform, 30)
+                assert all(f.result().status_code == 200 for f in slow)
+            assert len(live()) == 2
 
             # Deleting stops the replicas; each lease is metered for the seconds its replica ran and ends.
             assert "deleted echo" in _cli(monkeypatch, platform, wallet, "rm", "echo")
