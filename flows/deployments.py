@@ -223,6 +223,12 @@ def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple
     raw = apply_values(raw, os.environ, remove_notset=False)  # `{{ $VAR }}` placeholders, as Prefect does
     for key in sorted(set(raw) - _DEPLOYMENT_FIELDS):
         problem(key, "unknown field")
+    for key in ("build", "push"):
+        if raw.get(key) or actions.get(key):
+            problem(key, f"`cxmpute deploy` runs no {key} steps (the network installs Cxmpute's code itself); "
+                         f"use a module entrypoint, or `prefect deploy` for {key} steps")
+    if raw.get("sla"):
+        problem("sla", "SLAs are a Prefect Cloud feature; the platform's Prefect server has none")
     pool = raw.get("work_pool") or {}
     if not isinstance(pool, dict):
         problem("work_pool", "must be a mapping with a name")
@@ -298,6 +304,7 @@ def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple
         return None, problems
 
     pull = raw["pull"] if "pull" in raw else actions.get("pull")
+    pull = [pull] if isinstance(pull, dict) and pull else pull  # a single step may be given as a mapping
     return Planned(
         name=name, flow=flow, entrypoint=entrypoint, work_pool=pool["name"], work_queue=pool.get("work_queue_name"),
         job_variables=pool.get("job_variables") or {}, parameters=parameters, schedules=schedules,

@@ -222,6 +222,10 @@ deployments:
   - name: typo
     entrypoint: flows.examples.hello.hello
     work_pool: {name: cxmpute-network}
+  - name: builds
+    entrypoint: flows.examples.hello.hello
+    build: [{prefect.deployments.steps.run_shell_script: {script: make}}]
+    work_pool: {name: cxmpute-network}
 """
 
 
@@ -232,7 +236,8 @@ def test_every_problem_of_a_file_is_reported_at_once_naming_deployment_and_field
     assert {("typo", "name"), ("typo", "schedual"), ("no-pool", "work_pool.name"),
             ("bad-schedules", "schedules[0]"), ("bad-schedules", "schedules[1]"), ("bad-params", "parameters"),
             ("missing-flow", "entrypoint"), ("broken-template", "parameters.template"),
-            ("web-no-question", "parameters.inputs.question"), ("bad-trigger", "triggers[0]")} <= found
+            ("web-no-question", "parameters.inputs.question"), ("bad-trigger", "triggers[0]"),
+            ("builds", "build")} <= found
     messages = {(p.deployment, p.field): p.message for p in caught.value.problems}
     assert "known: diamond.yaml" in messages[("broken-template", "parameters.template")]
     assert "exactly one of cron, interval or rrule" in messages[("bad-schedules", "schedules[1]")]
