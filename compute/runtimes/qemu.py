@@ -63,6 +63,11 @@ def kvm_usable() -> bool:
     return True
 
 
+def _opt(path: Path) -> str:
+    """A path as the value of a QEMU option, where a comma would start the next key."""
+    return str(path).replace(",", ",,")
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs; a daemonized QEMU that exited may linger as a zombie where no init reaps it."""
     try:
@@ -166,10 +171,10 @@ class Machine:
                 # The emulator itself runs confined: a seccomp filter, and as nobody once its files are open
                 # (denying privilege changes or spawning outright would also forbid -daemonize and -runas).
                 "-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-runas", "nobody",
-                "-chardev", f"file,id=console,path={p / CONSOLE},append=on", "-serial", "chardev:console",
-                "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
-                "-drive", f"file={p / DISK},if=virtio,format=qcow2,id=disk0",
-                "-fw_cfg", f"name={SSH_KEY_FW_CFG},file={p / 'ssh_key'}",
+                "-chardev", f"file,id=console,path={_opt(p / CONSOLE)},append=on", "-serial", "chardev:console",
+                "-qmp", f"unix:{_opt(self.qmp_socket)},server=on,wait=off",
+                "-drive", f"file={_opt(p / DISK)},if=virtio,format=qcow2,id=disk0",
+                "-fw_cfg", f"name={SSH_KEY_FW_CFG},file={_opt(p / 'ssh_key')}",
                 "-pidfile", str(p / "qemu.pid"), "-daemonize"]
         if config.kernel:
             args += ["-kernel", str(p / "kernel"), "-append", config.cmdline or "console=ttyS0"]

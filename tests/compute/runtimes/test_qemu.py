@@ -41,7 +41,7 @@ async def test_the_vm_runtime_runs_machines_not_commands(tmp_path):
 
 def test_qemu_refusing_to_start_is_reported_with_its_reason(tmp_path):
     runtime = _registry(tmp_path, vm_accel="tcg").get("vm")
-    machine = runtime.machine(tmp_path / "m")
+    machine = runtime.machine(tmp_path / "a,b")  # a comma in a path must not split a QEMU option
     machine.create_disk(16)
     with pytest.raises(MachineError) as failed:  # no kernel file in the machine's directory
         machine.launch(MachineConfig(name="m", ssh_key=KEY, kernel=True, ssh_port=1, accel="tcg"))
