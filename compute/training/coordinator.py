@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
+import uuid
 
 from compute.errors import ComputeError
 from compute.market.demand import MatchRequest
@@ -31,6 +33,12 @@ from stxrage import open_storage
 log = logging.getLogger(__name__)
 JOB_KIND = "train-rank"
 RANK_PATH = "/v1/training/ranks"
+
+# This process's name as a coordinator. A coordinator confirms each of its jobs every CONFIRM_EVERY_S; a job not
+# confirmed for STALE_AFTER_S lost its coordinator (the platform process stopped) and another process adopts it.
+COORDINATOR = uuid.uuid4().hex
+CONFIRM_EVERY_S = 5.0
+STALE_AFTER_S = 30.0
 
 _running: set[asyncio.Task] = set()
 
@@ -63,35 +71,63 @@ def _request(spec: TrainingIn) -> MatchRequest:
 
 def submit(settings: Settings, owner: str, spec: TrainingIn) -> TrainingOut:
     check(settings, owner, spec)
-    return registry.create(settings, owner, spec)
+    return registry.create(settings, owner, spec, COORDINATOR, time.time())
 
 
-def start(settings: Settings, job: TrainingOut) -> None:
-    """Run the job in the background of this process's event loop."""
-    task = asyncio.get_running_loop().create_task(run(settings, job.id, job.owner, job.spec))
+def start(settings: Settings, job_id: str) -> None:
+    """Run the job in the background of this process's event loop (this process must coordinate it)."""
+    task = asyncio.get_running_loop().create_task(_coordinate(settings, job_id))
     _running.add(task)
     task.add_done_callback(_running.discard)
 
 
-async def run(settings: Settings, job_id: str, owner: str, spec: TrainingIn) -> None:
+async def adopt_orphans(settings: Settings) -> list[str]:
+    """Take over the jobs whose coordinator went silent (its process stopped) and run them here; each resumes
+    with a new generation from its latest checkpoint. Returns the ids taken."""
+    now = time.time()
+    taken = []
+    for job_id, seen in await asyncio.to_thread(registry.orphans, settings, now - STALE_AFTER_S):
+        if await asyncio.to_thread(registry.claim, settings, job_id, COORDINATOR, now, seen):
+            log.warning("training job %s lost its coordinator; resuming it here", job_id)
+            start(settings, job_id)
+            taken.append(job_id)
+    return taken
+
+
+async def _coordinate(settings: Settings, job_id: str) -> None:
+    """Run the job, confirming every few seconds that this process still coordinates it."""
+    running = asyncio.ensure_future(run(settings, job_id))
+    while not running.done():
+        await asyncio.wait([running], timeout=CONFIRM_EVERY_S)
+        if not running.done() and not await asyncio.to_thread(registry.confirm, settings, job_id, COORDINATOR,
+                                                               time.time()):
+            log.warning("training job %s is coordinated by another process now; leaving it", job_id)
+            running.cancel()
+
+
+async def run(settings: Settings, job_id: str) -> None:
     from compute.worker.dispatch import Dispatcher
 
+    job = await asyncio.to_thread(registry.load, settings, job_id)
+    spec, generations = job.spec, job.spec.max_restarts + 1
     dispatcher = Dispatcher()
-    why = ""
+    why = "the platform process coordinating it stopped"
     try:
-        for _ in range(spec.max_restarts + 1):
-            began = await asyncio.to_thread(registry.begin_generation, settings, job_id)
+        while job.generation < generations:
+            began = await asyncio.to_thread(registry.begin_generation, settings, job_id, COORDINATOR)
             if began is None:
-                return  # cancelled
+                return  # cancelled, or taken over by another process
             generation, token, resume_step = began
             log.info("training job %s: generation %d from step %d", job_id, generation, resume_step)
-            ended, why = await _generation(settings, dispatcher, job_id, owner, spec, generation, token, resume_step)
+            ended, why = await _generation(settings, dispatcher, job_id, job.owner, spec, generation, token,
+                                           resume_step)
             if ended is not None:
                 await asyncio.to_thread(registry.finish, settings, job_id, "succeeded",
                                         final_loss=ended[0].result["final_loss"])
                 return
+            job = await asyncio.to_thread(registry.load, settings, job_id)
         await asyncio.to_thread(registry.finish, settings, job_id, "failed",
-                                error=f"ranks were lost or failed in {spec.max_restarts + 1} generation(s); "
+                                error=f"ranks were lost or failed in {generations} generation(s); "
                                       f"the last: {why}"[:2000])
     except Exception as exc:
         log.exception("training job %s failed", job_id)

@@ -26,6 +26,9 @@ class TrainingJob(Base):
     rdzv_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     rdzv_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     final_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The platform process running the job's generations, and the unix time it last confirmed it (see coordinator).
+    coordinator: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    coordinator_ts: Mapped[float] = mapped_column(Float, default=0.0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -49,12 +49,22 @@ def _out(session, row: TrainingJob) -> TrainingOut:
                        finished_at=row.finished_at)
 
 
-def create(settings: Settings, owner: str, spec: TrainingIn) -> TrainingOut:
+def create(settings: Settings, owner: str, spec: TrainingIn, coordinator: str, now: float) -> TrainingOut:
+    """Record a job, coordinated from its creation by the process that will run it."""
     with session_scope(database(settings)) as session:
         row = TrainingJob(id=str(uuid.uuid4()), owner=owner, state="queued", generation=0, step=0,
-                          spec=spec.model_dump(mode="json"), created_at=utcnow())
+                          spec=spec.model_dump(mode="json"), coordinator=coordinator, coordinator_ts=now,
+                          created_at=utcnow())
         session.add(row)
         session.flush()
+        return _out(session, row)
+
+
+def load(settings: Settings, job_id: str) -> TrainingOut:
+    with session_scope(database(settings)) as session:
+        row = session.get(TrainingJob, job_id)
+        if row is None:
+            raise NotFound(f"no training job {job_id}", field="job_id")
         return _out(session, row)
 
 
@@ -98,18 +108,43 @@ def list_for(settings: Settings, owner: str, limit: int = 50, offset: int = 0) -
         return [_out(session, row) for row in rows]
 
 
-def begin_generation(settings: Settings, job_id: str) -> tuple[int, str, int] | None:
+def begin_generation(settings: Settings, job_id: str, coordinator: str) -> tuple[int, str, int] | None:
     """Start the next generation: a fresh rank secret, no rendezvous yet. Returns (generation, secret, steps of
-    the checkpoint to resume from), or None when the job was cancelled meanwhile."""
+    the checkpoint to resume from), or None when the job was cancelled or another process coordinates it now."""
     token = secrets.token_urlsafe(32)
     with session_scope(database(settings), immediate=True) as session:
-        row = session.get(TrainingJob, job_id, with_for_update=True)
-        if row.state in FINAL_STATES:
+        row = session.get(TrainingJob, job_id, with_for_update=True, populate_existing=True)
+        if row.state in FINAL_STATES or row.coordinator != coordinator:
             return None
         latest = _latest(session, job_id)
         row.state, row.generation, row.token_hash = "running", row.generation + 1, _digest(token)
         row.rdzv_host = row.rdzv_port = None
         return row.generation, token, latest.step if latest else 0
+
+
+def claim(settings: Settings, job_id: str, coordinator: str, now: float, seen_ts: float | None = None) -> bool:
+    """Make ``coordinator`` the job's coordinator: unconditionally for a job just submitted, or — for an orphan —
+    only if nobody confirmed it since ``seen_ts`` (so of several processes that find it, one takes it)."""
+    with session_scope(database(settings), immediate=True) as session:
+        stmt = update(TrainingJob).where(TrainingJob.id == job_id, TrainingJob.state.in_(("queued", "running")))
+        if seen_ts is not None:
+            stmt = stmt.where(TrainingJob.coordinator_ts == seen_ts)
+        return session.execute(stmt.values(coordinator=coordinator, coordinator_ts=now)).rowcount == 1
+
+
+def confirm(settings: Settings, job_id: str, coordinator: str, now: float) -> bool:
+    """The coordinator is alive and still running the job; False once another process has taken it over."""
+    with session_scope(database(settings), immediate=True) as session:
+        return session.execute(update(TrainingJob).where(
+            TrainingJob.id == job_id, TrainingJob.coordinator == coordinator).values(coordinator_ts=now)).rowcount == 1
+
+
+def orphans(settings: Settings, stale_before: float) -> list[tuple[str, float]]:
+    """Unfinished jobs whose coordinator has not confirmed since ``stale_before``: (id, last confirmation)."""
+    with session_scope(database(settings)) as session:
+        return [(job_id, ts) for job_id, ts in session.execute(
+            select(TrainingJob.id, TrainingJob.coordinator_ts).where(
+                TrainingJob.state.in_(("queued", "running")), TrainingJob.coordinator_ts < stale_before))]
 
 
 def end_generation(settings: Settings, job_id: str, generation: int) -> None:

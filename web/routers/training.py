@@ -4,6 +4,9 @@ each generation's ranks use to fetch their inputs and report back."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -16,7 +19,29 @@ from compute.training.spec import Checkpoint, TrainingDetail, TrainingIn, Traini
 from cxmpute.settings import get_settings
 from web.deps import current_owner
 
-router = APIRouter(prefix="/v1/training", tags=["training"])
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def _adopter(_: object) -> AsyncIterator[None]:
+    """While the API runs, resume the training jobs whose coordinating process stopped."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await coordinator.adopt_orphans(get_settings())
+            except Exception:  # one failed look must not stop the next
+                log.exception("adopting orphaned training jobs failed")
+            await asyncio.sleep(coordinator.CONFIRM_EVERY_S)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+router = APIRouter(prefix="/v1/training", tags=["training"], lifespan=_adopter)
 
 
 @router.post("/jobs", response_model=TrainingOut, status_code=201, summary="Submit a training job",
@@ -27,7 +52,7 @@ router = APIRouter(prefix="/v1/training", tags=["training"])
 async def submit(body: TrainingIn, owner: str = Depends(current_owner)) -> TrainingOut:
     settings = get_settings()
     job = await asyncio.to_thread(coordinator.submit, settings, owner, body)
-    coordinator.start(settings, job)
+    coordinator.start(settings, job.id)
     return job
 
 

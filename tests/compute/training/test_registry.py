@@ -11,6 +11,9 @@ from cxmpute.settings import Settings
 from stxrage import open_storage
 
 
+ME = "this-process"
+
+
 @pytest.fixture
 def settings(platform_db_url, tmp_path):
     return Settings(home=tmp_path, database_url=platform_db_url)
@@ -18,10 +21,11 @@ def settings(platform_db_url, tmp_path):
 
 def test_each_generation_has_its_own_secret_and_resumes_from_the_latest_checkpoint(settings, dataset_csv):
     cid = open_storage(settings).put_bytes(dataset_csv, owner="alice").file.cid
-    job = registry.create(settings, "alice", TrainingIn(dataset_cid=cid, world_size=2, steps=20, price_max_gwei=5))
+    job = registry.create(settings, "alice", TrainingIn(dataset_cid=cid, world_size=2, steps=20, price_max_gwei=5),
+                          ME, 1000.0)
     assert (job.state, job.generation, job.last_checkpoint) == ("queued", 0, None)
 
-    generation, first, resume = registry.begin_generation(settings, job.id)
+    generation, first, resume = registry.begin_generation(settings, job.id, ME)
     assert (generation, resume) == (1, 0)
     assert registry.dataset_bytes(settings, first) == dataset_csv
     assert registry.rendezvous(settings, first) == (None, None)
@@ -41,7 +45,7 @@ def test_each_generation_has_its_own_secret_and_resumes_from_the_latest_checkpoi
         with pytest.raises(NotFound):
             call()
 
-    generation, second, resume = registry.begin_generation(settings, job.id)
+    generation, second, resume = registry.begin_generation(settings, job.id, ME)
     assert (generation, resume) == (2, 2) and second != first
     assert registry.resume_bytes(settings, second) == b"weights at step 2"
     assert registry.rendezvous(settings, second) == (None, None)
@@ -65,12 +69,35 @@ def test_each_generation_has_its_own_secret_and_resumes_from_the_latest_checkpoi
 
 
 def test_a_cancelled_job_starts_no_generation(settings):
-    job = registry.create(settings, "bob", TrainingIn(dataset_cid="x", world_size=1, steps=5, price_max_gwei=5))
-    _, token, _ = registry.begin_generation(settings, job.id)
+    job = registry.create(settings, "bob", TrainingIn(dataset_cid="x", world_size=1, steps=5, price_max_gwei=5),
+                          ME, 1000.0)
+    _, token, _ = registry.begin_generation(settings, job.id, ME)
     assert registry.cancel(settings, "bob", job.id).state == "cancelled"
     with pytest.raises(NotFound):
         registry.rank_view(settings, token)
-    assert registry.begin_generation(settings, job.id) is None
+    assert registry.begin_generation(settings, job.id, ME) is None
     registry.finish(settings, job.id, "failed", error="late")
     assert registry.get(settings, "bob", job.id).state == "cancelled"
     assert [j.id for j in registry.list_for(settings, "bob")] == [job.id]
+
+
+def test_a_job_whose_coordinator_went_silent_is_taken_over_by_one_process(settings):
+    job = registry.create(settings, "carol", TrainingIn(dataset_cid="x", world_size=1, steps=5, price_max_gwei=5),
+                          ME, 1000.0)
+    _, old_token, _ = registry.begin_generation(settings, job.id, ME)
+    assert registry.confirm(settings, job.id, ME, 1005.0)
+    assert registry.orphans(settings, stale_before=1005.0) == []
+    assert registry.orphans(settings, stale_before=1040.0) == [(job.id, 1005.0)]
+
+    assert registry.claim(settings, job.id, "other", 1040.0, seen_ts=1005.0)
+    assert not registry.claim(settings, job.id, "third", 1040.0, seen_ts=1005.0)  # it was confirmed since
+    assert not registry.confirm(settings, job.id, ME, 1041.0)  # the old coordinator learns it lost the job...
+    assert registry.begin_generation(settings, job.id, ME) is None  # ...and can start nothing more
+    generation, token, _ = registry.begin_generation(settings, job.id, "other")
+    assert generation == 2 and registry.rank_view(settings, token).generation == 2
+    with pytest.raises(NotFound):  # the orphaned generation's ranks are told to stop
+        registry.rank_view(settings, old_token)
+
+    registry.finish(settings, job.id, "succeeded", final_loss=0.1)
+    assert registry.orphans(settings, stale_before=10**10) == []
+    assert not registry.claim(settings, job.id, "late", 2000.0, seen_ts=1040.0)
