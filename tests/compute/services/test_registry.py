@@ -1,0 +1,72 @@
+"""Service and replica records on SQLite and PostgreSQL: what the reconciler sees, stops that are never undone,
+and replica reports that only the replica's current provider may make."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from compute.errors import Forbidden, NotFound
+from compute.models import utcnow
+from compute.services import registry
+from compute.services.models import Service
+from cxmpute.db import session_scope
+from cxmpute.settings import get_settings
+
+
+@pytest.fixture
+def settings(platform_db_url):
+    return get_settings().model_copy(update={"database_url": platform_db_url})
+
+
+def _service(settings, owner: str = "0xowner", name: str = "web") -> str:
+    """A registered service (deploy's image and market checks are covered through the API)."""
+    service_id = str(uuid.uuid4())
+    with session_scope(registry.database(settings)) as session:
+        session.add(Service(id=service_id, owner=owner, name=name, image="bafy", port=8080, env={"A": "1"}, cpu=1,
+                            memory_mb=256, pids=128, min_replicas=1, max_replicas=2, target_inflight=8,
+                            price_min_gwei=0, price_max_gwei=10, status="active", created_at=utcnow()))
+    return service_id
+
+
+def test_replicas_are_reconciled_until_stopped_and_a_stop_is_never_undone(settings):
+    service_id = _service(settings)
+    first = registry.add_replica(settings, service_id)
+    second = registry.add_replica(settings, service_id)
+    [(service, replicas)] = registry.services_to_reconcile(settings)
+    assert service.id == service_id and [r.id for r in replicas] == [first.id, second.id]
+    assert all(r.status == "pending" and len(r.token) == 64 for r in replicas)
+
+    deleted = registry.delete(settings, "0xowner", "web")
+    assert deleted.status == "deleted" and {r.status for r in deleted.replicas} == {"stopping"}
+    registry.set_status(settings, first.id, "pending", error="its container exited", restarted=True)
+    assert registry.load(settings, first.id)[1].status == "stopping"  # the stop stands
+    registry.set_status(settings, first.id, "stopped")
+    [(service, replicas)] = registry.services_to_reconcile(settings)  # the deleted service still has one to stop
+    assert service.status == "deleted" and [r.id for r in replicas] == [second.id]
+    registry.set_status(settings, second.id, "stopped")
+    assert registry.services_to_reconcile(settings) == []
+    assert registry.load(settings, second.id)[1].ended_at is not None
+    with pytest.raises(NotFound) as caught:
+        registry.get(settings, "0xowner", "web")
+    assert caught.value.field == "name"
+
+
+def test_services_are_visible_to_their_owner_only(settings):
+    _service(settings, owner="0xa", name="api")
+    assert [s.name for s in registry.list_for(settings, "0xa")] == ["api"]
+    assert registry.list_for(settings, "0xb") == []
+    with pytest.raises(NotFound):
+        registry.get(settings, "0xb", "api")
+
+
+def test_a_replica_report_needs_its_token_and_is_told_to_stop_without_a_running_job(settings, net):
+    replica = registry.add_replica(settings, _service(settings))
+    report = registry.Beat(provider="0xprovider", state="starting")
+    with pytest.raises(Forbidden) as caught:
+        registry.beat(settings, replica.id, "0" * 64, report)
+    assert caught.value.field == "token"
+    with pytest.raises(Forbidden):
+        registry.image_stream(settings, replica.id, "0" * 64)
+    assert registry.beat(settings, replica.id, replica.token, report).run is False  # no job of its runs
