@@ -157,3 +157,21 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
     finally:
         for container in _containers(docker_engine, owner=wallet.address):
             container.remove(force=True)
+
+
+def test_a_provider_without_a_docker_engine_offers_no_container_provision(pool_platform):
+    platform = pool_platform
+    platform.env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"
+    try:
+        address = _provider(platform, "no-docker")
+    finally:
+        del platform.env["DOCKER_HOST"]
+
+    def offered(kind: str) -> list[dict]:
+        found = httpx.get(f"{platform.url}/v1/market/provisions", params={"kind": kind, "status": "active"}).json()
+        return [p for p in found if p["provider"] == address]
+
+    # The worker starts taking work once it has published everything it offers.
+    log = next(platform.home.glob("provider-no-docker-*/worker.log"))
+    _until(lambda: "Starting task worker" in log.read_text(), "the provider to join", platform)
+    assert offered("agent") and offered("container") == []
