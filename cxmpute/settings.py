@@ -109,6 +109,10 @@ class Settings(BaseSettings):
                                    "next invocation before it is closed")
     function_max_package_mb: int = Field(8, ge=1, le=512, description="Largest function package (zip) accepted")
 
+    # Training jobs: a platform process confirms each job it coordinates; a silent one's jobs are adopted
+    training_coordinator_stale_s: float = Field(30.0, gt=0, description="Seconds a training job's coordinating "
+                                                "process may stay silent before another platform process adopts it")
+
     # Container services: replicas publish their port on this provider address; each replica job holds one lease
     service_host: str = Field("127.0.0.1", description="Address a provider publishes its service replicas' ports on "
                               "and advertises to the gateway (a provider on another machine: its reachable address)")

@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 JOB_KIND = "train-rank"
 RANK_PATH = "/v1/training/ranks"
 
-# This process's name as a coordinator. A coordinator confirms each of its jobs every CONFIRM_EVERY_S; a job not
-# confirmed for STALE_AFTER_S lost its coordinator (the platform process stopped) and another process adopts it.
+# This process's name as a coordinator. A coordinator confirms each of its jobs several times per
+# ``training_coordinator_stale_s``; a job not confirmed for that long lost its coordinator (the platform process
+# stopped) and another process adopts it.
 COORDINATOR = uuid.uuid4().hex
-CONFIRM_EVERY_S = 5.0
-STALE_AFTER_S = 30.0
+CONFIRMS_PER_STALE = 6
 
 _running: set[asyncio.Task] = set()
 
@@ -86,19 +86,35 @@ async def adopt_orphans(settings: Settings) -> list[str]:
     with a new generation from its latest checkpoint. Returns the ids taken."""
     now = time.time()
     taken = []
-    for job_id, seen in await asyncio.to_thread(registry.orphans, settings, now - STALE_AFTER_S):
+    stale_before = now - settings.training_coordinator_stale_s
+    for job_id, seen in await asyncio.to_thread(registry.orphans, settings, stale_before):
         if await asyncio.to_thread(registry.claim, settings, job_id, COORDINATOR, now, seen):
             log.warning("training job %s lost its coordinator; resuming it here", job_id)
+            await asyncio.to_thread(_release_orphaned_ranks, settings, job_id)
             start(settings, job_id)
             taken.append(job_id)
     return taken
+
+
+def confirm_every_s(settings: Settings) -> float:
+    return settings.training_coordinator_stale_s / CONFIRMS_PER_STALE
+
+
+def _release_orphaned_ranks(settings: Settings, job_id: str) -> None:
+    """Give up the rank jobs nobody watches any more: their leases end (escrow refunded, no slashing — the
+    providers did nothing wrong) and free the capacity the next generation needs."""
+    network = get_network()
+    for rank in ranks(registry.load(settings, job_id)):
+        if rank.status in ("queued", "running"):
+            jobs.abandon(network.store, rank.job_id, "expired")
+            network.market.refresh_provider(rank.provider)
 
 
 async def _coordinate(settings: Settings, job_id: str) -> None:
     """Run the job, confirming every few seconds that this process still coordinates it."""
     running = asyncio.ensure_future(run(settings, job_id))
     while not running.done():
-        await asyncio.wait([running], timeout=CONFIRM_EVERY_S)
+        await asyncio.wait([running], timeout=confirm_every_s(settings))
         if not running.done() and not await asyncio.to_thread(registry.confirm, settings, job_id, COORDINATOR,
                                                                time.time()):
             log.warning("training job %s is coordinated by another process now; leaving it", job_id)

@@ -32,7 +32,7 @@ async def _adopter(_: object) -> AsyncIterator[None]:
                 await coordinator.adopt_orphans(get_settings())
             except Exception:  # one failed look must not stop the next
                 log.exception("adopting orphaned training jobs failed")
-            await asyncio.sleep(coordinator.CONFIRM_EVERY_S)
+            await asyncio.sleep(coordinator.confirm_every_s(get_settings()))
 
     task = asyncio.create_task(loop())
     try:

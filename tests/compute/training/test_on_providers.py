@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
+import signal
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
+from web3 import Web3
 
 from compute.training.spec import TrainerConfig
+from flows.server import free_port
 
 from .conftest import single_process_loss
 
@@ -22,9 +28,53 @@ _spec = importlib.util.spec_from_file_location("worker_pool_fixtures",
                                                Path(__file__).parents[1] / "worker" / "conftest.py")
 _fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(_fixtures)
-pool_platform = _fixtures.pool_platform
+
+
+@dataclass
+class RestartablePlatform(_fixtures.Platform):
+    """The worker-pool tests' platform, whose API process can crash and come back on the same address."""
+
+    port: int = 0
+    api: subprocess.Popen | None = None
+
+    def start_api(self) -> None:
+        log = open(self.home / "api.log", "ab")
+        self.api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(self.port)],
+                                    env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(1200):
+            try:
+                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.api.poll() is None, (self.home / "api.log").read_text()
+            time.sleep(0.1)
+        raise AssertionError("the platform API did not come up")
+
+    def crash_api(self) -> None:
+        os.killpg(self.api.pid, signal.SIGKILL)
+        self.api.wait(10)
+
+
+@pytest.fixture(scope="module")
+def pool_platform(prefect_api, tmp_path_factory):
+    home = tmp_path_factory.mktemp("training")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
+           "CXMPUTE_HEARTBEAT_INTERVAL_S": str(_fixtures.HEARTBEAT_S), "CXMPUTE_API_URL": url,
+           "CXMPUTE_ALLOW_ANONYMOUS": "false", "CXMPUTE_TRAINING_COORDINATOR_STALE_S": str(STALE_S)}
+    env.pop("CXMPUTE_DATABASE_URL", None)
+    platform = RestartablePlatform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")),
+                                   port=port)
+    platform.start_api()
+    yield platform
+    platform.stop()
+    os.killpg(platform.api.pid, signal.SIGTERM)
+    platform.api.wait(20)
 
 TRAINER = TrainerConfig(hidden=[16], batch_size=16, lr=0.05, seed=3)
+STALE_S = 3  # a crashed platform process's training jobs are adopted after this long
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +104,13 @@ def _submit(http: httpx.Client, cid: str, steps: int, every: int) -> str:
 def _wait(http: httpx.Client, job_id: str, logs, until=lambda job: job["state"] not in ("queued", "running"),
           timeout: float = 200) -> dict:
     deadline = time.time() + timeout
+    job = None
     while time.time() < deadline:
-        job = http.get(f"/v1/training/jobs/{job_id}").json()
+        try:
+            job = http.get(f"/v1/training/jobs/{job_id}").json()
+        except httpx.TransportError:  # the platform is restarting
+            time.sleep(0.5)
+            continue
         if until(job):
             return job
         time.sleep(0.1)
@@ -133,3 +188,25 @@ def test_cancelling_stops_the_ranks_and_settles_their_leases(trainer_pool, pool_
     done = next(j for j in http.get("/v1/training/jobs").json() if j["state"] == "succeeded")
     again = http.delete(f"/v1/training/jobs/{done['id']}")
     assert again.status_code == 409 and again.json()["field"] == "job_id"
+
+
+def test_a_job_survives_a_crash_of_the_platform_process(trainer_pool, pool_platform, dataset_csv):
+    http, cid = trainer_pool
+    steps = 600
+    job_id = _submit(http, cid, steps=steps, every=50)
+    job = _wait(http, job_id, pool_platform.logs,
+                until=lambda j: j["last_checkpoint"] or j["state"] not in ("queued", "running"))
+    assert job["state"] == "running" and job["generation"] == 1, job
+    pool_platform.crash_api()
+    pool_platform.start_api()
+
+    job = _wait(http, job_id, pool_platform.logs)
+    assert job["state"] == "succeeded", f"{job}\n{pool_platform.logs()}"
+    assert job["generation"] >= 2
+    assert job["final_loss"] == pytest.approx(single_process_loss(dataset_csv, TRAINER, 2, steps), rel=1e-4)
+    orphaned = [r for r in job["ranks"] if r["generation"] == 1]
+    assert len(orphaned) == 2 and all(r["status"] in ("abandoned", "failed") for r in orphaned), orphaned
+    for r in orphaned:  # their capacity was given back, and the providers were not slashed
+        lease = http.get(f"/v1/leases/{r['lease_id']}").json()
+        assert lease["status"] == "ended" and lease["end_reason"] in ("expired", "completed"), lease
+    assert [r["status"] for r in job["ranks"] if r["generation"] == job["generation"]] == ["done", "done"]
