@@ -25,6 +25,7 @@ from compute.training.rank import RankJob
 from compute.training.spec import RankOut, TrainingDetail, TrainingIn, TrainingOut
 from compute.training.trainer import check_fits, parse_dataset
 from compute.worker import jobs
+from compute.worker.dispatch import Dispatcher
 from compute.worker.jobs import JobOut, JobSpec
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings
@@ -122,8 +123,6 @@ async def _coordinate(settings: Settings, job_id: str) -> None:
 
 
 async def run(settings: Settings, job_id: str) -> None:
-    from compute.worker.dispatch import Dispatcher
-
     job = await asyncio.to_thread(registry.load, settings, job_id)
     spec, generations = job.spec, job.spec.max_restarts + 1
     dispatcher = Dispatcher()
@@ -163,8 +162,8 @@ def _rank_job(job_id: str, owner: str, spec: TrainingIn, generation: int, rank: 
                    payload=payload.model_dump())
 
 
-async def _generation(settings: Settings, dispatcher, job_id: str, owner: str, spec: TrainingIn, generation: int,
-                      token: str, resume_step: int) -> tuple[list[JobOut] | None, str]:
+async def _generation(settings: Settings, dispatcher: Dispatcher, job_id: str, owner: str, spec: TrainingIn,
+                      generation: int, token: str, resume_step: int) -> tuple[list[JobOut] | None, str]:
     """Run one generation; returns the ranks' jobs in rank order when every rank finished, else None and why."""
     rank_url = f"{settings.resolved_api_url}{RANK_PATH}/{token}"
     tasks = [asyncio.ensure_future(dispatcher.run_once(
