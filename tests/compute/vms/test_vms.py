@@ -100,6 +100,11 @@ def test_bad_requests_name_the_field_and_move_no_money(vm_platform):
     assert httpx.get(f"{vm_platform.url}/v1/leases", headers=auth).json() == []
     failed = _cli(vm_platform, wallet, "snapshot", "nope", "not a name!")
     assert failed.returncode == 1 and "name" in failed.stderr
+    key_file = vm_platform.home / f"{wallet.address}.pub"
+    key_file.write_text(body["ssh_key"] + "\n")
+    failed = _cli(vm_platform, wallet, "create", "--ssh-key", str(key_file), "--kernel", kernel, "--max-price", "1",
+                  "--max-duration", "60")
+    assert failed.returncode == 1 and "409 (price_max_gwei)" in failed.stderr, failed.stderr
 
 
 def test_vm_lifecycle(vm_platform, vm_guest):
@@ -155,8 +160,11 @@ def test_vm_lifecycle(vm_platform, vm_guest):
     assert "CXMPUTE-VM-READY" not in _console(vm_platform, auth, vm_id)[mark:]
     httpx.post(f"{api}/v1/vms/{vm_id}/stop", headers=auth, timeout=60).raise_for_status()
     mark = len(_console(vm_platform, auth, vm_id))
-    httpx.post(f"{api}/v1/vms/{vm_id}/start", headers=auth, timeout=60).raise_for_status()
+    started = _cli(vm_platform, wallet, "start", vm_id)
+    assert started.returncode == 0 and "running" in started.stdout, started.stderr
     _wait_console(vm_platform, auth, vm_id, r"boot=43\b", after=mark)  # the snapshot's disk, booted again
+    shown = _cli(vm_platform, wallet, "console", vm_id)
+    assert shown.returncode == 0 and f"CXMPUTE-VM-READY {fingerprint(key)}" in shown.stdout, shown.stderr
     resp = httpx.post(f"{api}/v1/vms/{vm_id}/start", json={"snapshot": "nope"}, headers=auth)
     assert resp.status_code == 409  # running
 
