@@ -107,7 +107,8 @@ class Beat(BaseModel):
     state: Literal["starting", "ready"]
     host: str | None = Field(None, max_length=255)
     host_port: int | None = Field(None, ge=1, le=65535)
-    logs: str = Field("", max_length=64 * 1024, description="The container's newest output")
+    logs: str | None = Field(None, max_length=64 * 1024, description="The container's newest output; "
+                             "None: unchanged since the last report")
 
 
 class BeatReply(BaseModel):
@@ -305,7 +306,8 @@ def beat(settings: Settings, replica_id: str, token: str, report: Beat) -> BeatR
                 or job.provider.lower() != report.provider.lower()):
             return BeatReply(run=False)
         row.provider, row.job_id, row.lease_id, row.beat_ts = job.provider, job.id, job.lease_id, time.time()
-        row.logs = report.logs
+        if report.logs is not None:
+            row.logs = report.logs
         if report.state == "ready":
             if report.host is None or report.host_port is None:
                 raise ServiceError("a ready replica reports its host and host_port", field="host")

@@ -121,6 +121,20 @@ def start_container(engine, job: ReplicaJob, image: str, owner: str, provider: s
                 "cxmpute.provider": provider})
 
 
+_running: set[str] = set()  # containers this worker process runs
+_starting = asyncio.Lock()
+
+
+def remove_orphans(engine, provider: str) -> None:
+    """Remove this provider's service containers that no replica of this process runs: an earlier run of the
+    worker left them when it died, and the platform has already given their jobs up."""
+    for container in engine.containers.list(all=True, filters={"label": ["cxmpute.runtime=service",
+                                                                          f"cxmpute.provider={provider}"]}):
+        if container.id not in _running:
+            log.warning("removing container %s left by an earlier run of this worker", container.name)
+            remove(container)
+
+
 def published_port(container, port: int) -> int:
     container.reload()
     bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
@@ -161,15 +175,19 @@ class Reporter:
 
     def __init__(self, http: httpx.AsyncClient, job: ReplicaJob, provider: str):
         self.http, self.job, self.provider = http, job, provider
+        self.sent_logs: str | None = None
 
     async def beat(self, state: str, host: str | None = None, host_port: int | None = None, logs: str = "") -> bool:
+        logs = logs[-60_000:]
         try:
             resp = await self.http.post(f"/v1/services/replicas/{self.job.replica_id}/beat", json={
                 "provider": self.provider, "state": state, "host": host, "host_port": host_port,
-                "logs": logs[-60_000:]})
+                "logs": None if logs == self.sent_logs else logs})
         except httpx.HTTPError as exc:
             log.warning("replica %s could not report: %s", self.job.replica_id, exc)
             return True
+        if resp.is_success:
+            self.sent_logs = logs
         if resp.status_code in (403, 404):
             return False
         if not resp.is_success:
@@ -193,6 +211,7 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
 
     job = ReplicaJob.model_validate(payload)
     settings = get_settings()
+    # The platform accepts reports only from the provider its job runs on: this worker's own wallet.
     provider = Account.from_key(settings.wallet_key).address if settings.wallet_key else "local"
     started = time.monotonic()
     interval = settings.heartbeat_interval_s
@@ -203,7 +222,10 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
         engine = await asyncio.to_thread(docker.from_env, timeout=120)
         image = await asyncio.to_thread(ensure_image, engine, settings, job)
         host = settings.service_host
-        container = await asyncio.to_thread(start_container, engine, job, image, owner, provider, host)
+        async with _starting:  # a container being started is not yet known as running: not an orphan
+            await asyncio.to_thread(remove_orphans, engine, provider)
+            container = await asyncio.to_thread(start_container, engine, job, image, owner, provider, host)
+            _running.add(container.id)
         try:
             host_port = await asyncio.to_thread(published_port, container, job.port)
             ready_by = time.monotonic() + START_TIMEOUT_S
@@ -223,5 +245,6 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
                 if why := await asyncio.to_thread(exited, container):
                     raise ServiceError(why, field="image")
         finally:
+            _running.discard(container.id)
             await asyncio.to_thread(remove, container)
     return {"ran_s": round(time.monotonic() - started, 3), "ended": ended, "host_port": host_port}

@@ -75,8 +75,10 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
     wallet, auth = platform.user()
     try:
         with httpx.Client(base_url=platform.url, headers=auth, timeout=120) as http:
-            for image in docker_engine.images.list(name=image_tag("").split(":")[0]):
-                docker_engine.images.remove(image.id, force=True)  # providers must fetch the tarball and load it
+            repository = image_tag("").split(":")[0]
+            for image in docker_engine.images.list(name=repository):  # providers must fetch the tarball, load it
+                for tag in (t for t in image.tags if t.startswith(f"{repository}:")):
+                    docker_engine.images.remove(tag)
             _until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
                                          params={"kind": "container", "status": "active"}).json()) >= 2,
                    "two container provisions", platform)
