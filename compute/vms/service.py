@@ -1,13 +1,14 @@
 """Lifecycle of users' machines: create, start, stop, snapshot, restore, destroy — and per-second billing.
 
 Each machine holds one per-second market lease (kind ``vm``, matched within the user's price range), opened at
-creation and ended at destruction, which refunds the escrow not used. Running time is metered into that lease
+creation and ended at destruction or when the machine's time is up, which refunds the escrow not used. Running time is metered into that lease
 in whole seconds: periodically while it runs (:func:`meter_running`) and when it stops, each step an idempotent
 usage record posted in the same transaction that advances the machine's billing position. A lease that ends
 (out of funds, expired, provider lost) stops the machine.
 
-Machines run on this host through the ``vm`` runtime (the embedded default: the platform machine is the
-provider machine), their files under ``<home>/vms/<id>``.
+Machines run on this host through the ``vm`` runtime, their files under ``<home>/vms/<id>``: the embedded
+default, where the platform machine is the provider machine. They are not yet dispatched to a remote provider's
+worker, so with remote providers the lease pays a provider whose machine does not run the VM.
 """
 
 from __future__ import annotations
