@@ -2,6 +2,7 @@
 # Installs the Debian packages the platform and its tests use, only those missing.
 set -euo pipefail
 packages=(bubblewrap chromium espeak-ng docker.io slirp4netns qemu-system-x86 qemu-utils busybox-static)
+packages+=(debootstrap docker-compose)  # the cluster images (deploy/base-image.sh) and the compose cluster
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
