@@ -91,3 +91,17 @@ def test_unknown_services_and_replica_reports_are_refused(client, user):
     _refused(client.post("/v1/services/replicas/nope/beat", headers={"X-Replica-Token": "x"},
                          json={"provider": "0xabc", "state": "starting"}), 403, "token")
     _refused(client.get("/v1/services/replicas/nope/image", headers={"X-Replica-Token": "x"}), 403, "token")
+
+
+def test_a_service_without_a_live_replica_answers_503_and_keeps_its_name(prefect_api, client, seller, user):
+    cid = _upload(client, user, _tarball())
+    created = client.post("/v1/services", json=_body(cid), headers=user)
+    assert created.status_code == 201, created.text
+    assert created.json()["status"] == "active" and created.json()["owner"]
+    _refused(client.post("/v1/services", json=_body(cid), headers=user), 409, "name")
+    # The user has no funds, so no replica can be placed; the gateway says so instead of failing.
+    assert "no live replica" in _refused(client.get("/v1/services/web/proxy/x", headers=user), 503, "name")
+    assert [s["name"] for s in client.get("/v1/services", headers=user).json()] == ["web"]
+    assert client.delete("/v1/services/web", headers=user).json()["status"] == "deleted"
+    assert client.get("/v1/services", headers=user).json() == []
+    assert client.post("/v1/services", json=_body(cid), headers=user).status_code == 201  # the name is free again
