@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from compute.training.spec import TrainingOut
 from cxmpute.http import client
@@ -83,6 +83,12 @@ def submit(
     console.print(job["id"])
 
 
+def _jobs_table() -> Table:
+    # Ids are never wrapped or cut: they are what every other command takes.
+    return Table(Column("id", no_wrap=True, min_width=36), "state", "generation", "step", "ranks", "final loss",
+                 "created")
+
+
 def _row(job: dict) -> list[str]:
     loss = f"{job['final_loss']:.6g}" if job["final_loss"] is not None else "-"
     return [job["id"], job["state"], str(job["generation"]), f"{job['step']}/{job['spec']['steps']}",
@@ -92,7 +98,7 @@ def _row(job: dict) -> list[str]:
 @app.command("ls")
 def list_cmd(limit: int = typer.Option(50, min=1, max=500, help="How many, newest first")) -> None:
     """Your training jobs."""
-    table = Table("id", "state", "generation", "step", "ranks", "final loss", "created")
+    table = _jobs_table()
     for job in _call("GET", "/v1/training/jobs", params={"limit": limit}):
         table.add_row(*_row(job))
     console.print(table)
@@ -100,9 +106,12 @@ def list_cmd(limit: int = typer.Option(50, min=1, max=500, help="How many, newes
 
 @app.command()
 def show(job_id: str = typer.Argument(..., help="Training job id")) -> None:
-    """A job's state, ranks, checkpoints and recent losses."""
-    job = _call("GET", f"/v1/training/jobs/{job_id}")
-    table = Table("id", "state", "generation", "step", "ranks", "final loss", "created")
+    """A job's state, ranks, checkpoints and its last ten losses."""
+    job = _call("GET", f"/v1/training/jobs/{job_id}", params={"losses_steps": 0})
+    recent = _call("GET", f"/v1/training/jobs/{job_id}", params={"losses_from": max(1, job["step"] - 9),
+                                                                 "losses_steps": 10})
+    job["losses"] = recent["losses"]
+    table = _jobs_table()
     table.add_row(*_row(job))
     console.print(table)
     if job["error"]:
@@ -112,8 +121,10 @@ def show(job_id: str = typer.Argument(..., help="Training job id")) -> None:
         ranks.add_row(str(r["generation"]), str(r["rank"]), r["provider"], r["status"], str(r["cost_gwei"]))
     console.print(ranks)
     for c in job["checkpoints"]:
-        console.print(f"checkpoint step {c['step']} (generation {c['generation']}): {c['cid']}", highlight=False)
-    for p in job["losses"][-10:]:
+        # Never wrapped: a CID is copied from here.
+        console.print(f"checkpoint step {c['step']} (generation {c['generation']}): {c['cid']}", highlight=False,
+                      soft_wrap=True)
+    for p in job["losses"]:
         console.print(f"step {p['step']}: loss {p['loss']:.6g}", highlight=False)
 
 

@@ -199,7 +199,7 @@ def ranks(job: TrainingOut) -> list[RankOut]:
     return sorted(out, key=lambda r: (r.generation, r.rank))
 
 
-def detail(settings: Settings, owner: str, job_id: str) -> TrainingDetail:
+def detail(settings: Settings, owner: str, job_id: str, from_step: int = 1, steps: int = 10_000) -> TrainingDetail:
     job = registry.get(settings, owner, job_id)
-    checkpoints, losses = registry.history(settings, owner, job_id)
+    checkpoints, losses = registry.history(settings, owner, job_id, from_step, steps)
     return TrainingDetail(**job.model_dump(), checkpoints=checkpoints, losses=losses, ranks=ranks(job))

@@ -80,14 +80,17 @@ def get(settings: Settings, owner: str, job_id: str) -> TrainingOut:
         return _out(session, _owned(session, owner, job_id))
 
 
-def history(settings: Settings, owner: str, job_id: str) -> tuple[list[Checkpoint], list[LossPoint]]:
-    """Every checkpoint, and per step the mean loss over the ranks of the newest generation that reported it."""
+def history(settings: Settings, owner: str, job_id: str, from_step: int = 1,
+            steps: int = 10_000) -> tuple[list[Checkpoint], list[LossPoint]]:
+    """Every checkpoint, and for ``steps`` steps from ``from_step`` the mean loss over the ranks of the newest
+    generation that reported it."""
     with session_scope(database(settings)) as session:
         _owned(session, owner, job_id)
         checkpoints = session.scalars(select(TrainingCheckpoint).where(TrainingCheckpoint.job_id == job_id)
                                       .order_by(TrainingCheckpoint.step, TrainingCheckpoint.id)).all()
-        rows = session.execute(select(TrainingLoss.step, TrainingLoss.generation, TrainingLoss.loss)
-                               .where(TrainingLoss.job_id == job_id)).all()
+        rows = session.execute(select(TrainingLoss.step, TrainingLoss.generation, TrainingLoss.loss).where(
+            TrainingLoss.job_id == job_id, TrainingLoss.step >= from_step,
+            TrainingLoss.step < from_step + steps)).all()
     by_step: dict[int, tuple[int, list[float]]] = {}
     for step, generation, loss in rows:
         seen = by_step.get(step)

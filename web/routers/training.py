@@ -63,9 +63,13 @@ async def list_jobs(owner: str = Depends(current_owner), limit: int = Query(50, 
 
 
 @router.get("/jobs/{job_id}", response_model=TrainingDetail,
-            summary="A training job with its per-step losses, checkpoints and every rank job of every generation")
-async def get_job(job_id: str, owner: str = Depends(current_owner)) -> TrainingDetail:
-    return await asyncio.to_thread(coordinator.detail, get_settings(), owner, job_id)
+            summary="A training job with its per-step losses, checkpoints and every rank job of every generation",
+            description="Losses come as a window of steps: `losses_from` and at most `losses_steps` steps on.")
+async def get_job(job_id: str, owner: str = Depends(current_owner),
+                  losses_from: int = Query(1, ge=1, description="First step whose loss to include"),
+                  losses_steps: int = Query(10_000, ge=0, le=100_000, description="Steps of losses to include")
+                  ) -> TrainingDetail:
+    return await asyncio.to_thread(coordinator.detail, get_settings(), owner, job_id, losses_from, losses_steps)
 
 
 @router.delete("/jobs/{job_id}", response_model=TrainingOut, summary="Cancel a training job",

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from compute.training import cli as training_cli
 from compute.training.cli import app
 from cxmpute.settings import get_settings
 
@@ -80,6 +81,7 @@ def test_the_cli_reports_refusals_with_the_field(api, api_url, monkeypatch):
     http, cid, _ = api
     monkeypatch.setattr(get_settings(), "api_url", api_url)
     monkeypatch.setattr(get_settings(), "wallet_key", None)
+    monkeypatch.setattr(training_cli.console, "width", 160)
     bad = runner.invoke(app, ["submit", cid, "-n", "2", "--steps", "10", "--max-price", "5", "--hidden", "x"])
     assert bad.exit_code == 2 and "--hidden" in bad.output
     refused = runner.invoke(app, ["submit", cid, "-n", "2", "--steps", "10", "--min-price", str(UNMATCHABLE[

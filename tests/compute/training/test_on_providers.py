@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import signal
 import subprocess
@@ -15,9 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 from web3 import Web3
 
+from compute.training import cli as training_cli
+from compute.training.cli import app
 from compute.training.spec import TrainerConfig
+from cxmpute.settings import get_settings
 from flows.server import free_port
 
 from .conftest import single_process_loss
@@ -74,20 +80,22 @@ def pool_platform(prefect_api, tmp_path_factory):
     platform.api.wait(20)
 
 TRAINER = TrainerConfig(hidden=[16], batch_size=16, lr=0.05, seed=3)
+runner = CliRunner()
 STALE_S = 3  # a crashed platform process's training jobs are adopted after this long
 
 
 @pytest.fixture(scope="module")
 def trainer_pool(pool_platform, dataset_csv):
-    """Three one-core providers (a rank fills one) and a funded user whose storage holds the dataset."""
+    """Three one-core providers (a rank fills one) and a funded user whose storage holds the dataset: the user's
+    client, the dataset's CID and the user's wallet key."""
     for n in range(3):
         pool_platform.start_provider(f"trainer{n}", price=2, cpu=1, memory_mb=2048)
     pool_platform.wait_provisions(3)
-    _, auth = pool_platform.user()
+    wallet, auth = pool_platform.user()
     http = httpx.Client(base_url=pool_platform.url, headers=auth, timeout=60)
     stored = http.post("/v1/storage/files", params={"name": "data.csv"}, content=dataset_csv)
     assert stored.status_code == 201, stored.text
-    yield http, stored.json()["file"]["cid"]
+    yield http, stored.json()["file"]["cid"], wallet.key.to_0x_hex()
     http.close()
 
 
@@ -118,7 +126,7 @@ def _wait(http: httpx.Client, job_id: str, logs, until=lambda job: job["state"] 
 
 
 def test_two_ranks_on_two_providers_reach_the_single_process_loss(trainer_pool, pool_platform, dataset_csv):
-    http, cid = trainer_pool
+    http, cid, _ = trainer_pool
     job_id = _submit(http, cid, steps=200, every=50)
     job = _wait(http, job_id, pool_platform.logs)
     assert job["state"] == "succeeded", f"{job}\n{pool_platform.logs()}"
@@ -139,11 +147,32 @@ def test_two_ranks_on_two_providers_reach_the_single_process_loss(trainer_pool, 
 
     listed = http.get("/v1/training/jobs").json()
     assert [j["id"] for j in listed][:1] == [job_id] and "losses" not in listed[0]
+    window = http.get(f"/v1/training/jobs/{job_id}", params={"losses_from": 191, "losses_steps": 5}).json()
+    assert [p["step"] for p in window["losses"]] == [191, 192, 193, 194, 195]
+
+
+def test_the_cli_shows_a_job_and_renders_its_manifest(trainer_pool, pool_platform, monkeypatch):
+    http, _, wallet_key = trainer_pool
+    job = next(j for j in http.get("/v1/training/jobs").json() if j["state"] == "succeeded")
+    monkeypatch.setattr(get_settings(), "api_url", pool_platform.url)
+    monkeypatch.setattr(get_settings(), "wallet_key", wallet_key)
+    monkeypatch.setattr(training_cli.console, "width", 160)
+    shown = runner.invoke(app, ["show", job["id"]])
+    assert shown.exit_code == 0, shown.output
+    assert "succeeded" in shown.output and "step 200: loss" in shown.output and "step 190:" not in shown.output
+    assert f"checkpoint step 150 (generation 1): {job['last_checkpoint']['cid']}" in shown.output
+    assert job["id"] in runner.invoke(app, ["ls"]).output
+    rendered = runner.invoke(app, ["manifest", job["id"], "--image", "registry.local/cxmpute:2"])
+    assert rendered.exit_code == 0, rendered.output
+    doc = yaml.safe_load(rendered.stdout)
+    assert doc["kind"] == "PyTorchJob" and doc["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
+    env = doc["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["env"]
+    assert json.loads(next(e["value"] for e in env if e["name"] == "CXMPUTE_RANK_JOB"))["resume_step"] == 150
 
 
 def test_a_lost_provider_is_replaced_and_training_resumes_from_the_checkpoint(trainer_pool, pool_platform,
                                                                            dataset_csv):
-    http, cid = trainer_pool
+    http, cid, _ = trainer_pool
     steps = 800
     job_id = _submit(http, cid, steps=steps, every=50)
     job = _wait(http, job_id, pool_platform.logs,
@@ -170,7 +199,7 @@ def test_a_lost_provider_is_replaced_and_training_resumes_from_the_checkpoint(tr
 
 
 def test_cancelling_stops_the_ranks_and_settles_their_leases(trainer_pool, pool_platform):
-    http, cid = trainer_pool
+    http, cid, _ = trainer_pool
     job_id = _submit(http, cid, steps=100_000, every=1000)
     _wait(http, job_id, pool_platform.logs, until=lambda j: j["step"] > 0 or j["state"] not in ("queued", "running"))
     cancelled = http.delete(f"/v1/training/jobs/{job_id}")
@@ -191,7 +220,7 @@ def test_cancelling_stops_the_ranks_and_settles_their_leases(trainer_pool, pool_
 
 
 def test_a_job_survives_a_crash_of_the_platform_process(trainer_pool, pool_platform, dataset_csv):
-    http, cid = trainer_pool
+    http, cid, _ = trainer_pool
     steps = 600
     job_id = _submit(http, cid, steps=steps, every=50)
     job = _wait(http, job_id, pool_platform.logs,

@@ -55,6 +55,8 @@ def test_each_generation_has_its_own_secret_and_resumes_from_the_latest_checkpoi
     checkpoints, losses = registry.history(settings, "alice", job.id)
     assert [(c.step, c.generation, c.cid) for c in checkpoints] == [(2, 1, saved.cid)]
     assert [(p.step, p.generation, p.loss) for p in losses] == [(1, 1, 4.5), (2, 2, 2.0), (3, 2, 1.0)]
+    _, window = registry.history(settings, "alice", job.id, from_step=2, steps=1)
+    assert [(p.step, p.loss) for p in window] == [(2, 2.0)]
     assert open_storage(settings).get_bytes(saved.cid, owner="alice") == b"weights at step 2"
 
     with pytest.raises(NotFound):
