@@ -78,7 +78,7 @@ class Reconciler:
                 task = self.drivers.get(replica.id)
                 if task is None or task.done():
                     self.drivers[replica.id] = asyncio.create_task(self._drive(replica.id))
-                elif replica in doomed:
+                elif replica in doomed or replica.status == "stopping":
                     await self._stop_unstarted(replica.id, task)
         for replica_id in [k for k, t in self.drivers.items() if t.done()]:
             del self.drivers[replica_id]
@@ -122,6 +122,7 @@ class Reconciler:
             if replica.status == "stopping" or service.status != "active":
                 await asyncio.to_thread(registry.set_status, self.settings, replica_id, "stopped")
                 return
+            ran = False
             try:
                 job = await Dispatcher().run(self._spec(service, replica))
             except CxmputeError as exc:
@@ -130,11 +131,11 @@ class Reconciler:
                 log.exception("replica %s could not be dispatched", replica_id)
                 error, ok = f"{type(exc).__name__}: {exc}", False
             else:
-                ok = job.status == "done"
+                ran, ok = True, job.status == "done"
                 error = None if ok else (job.error or "the replica's job failed")
             failures = 0 if ok else failures + 1
             await asyncio.to_thread(registry.set_status, self.settings, replica_id, "pending", error=error,
-                                    restarted=True)
+                                    restarted=ran)
             if failures:
                 await asyncio.sleep(min(MAX_BACKOFF_S, math.pow(2, failures - 1)))
 

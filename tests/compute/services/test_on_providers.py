@@ -15,7 +15,7 @@ import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
-from compute.services.replica import image_tag
+from compute.services.replica import REPOSITORY
 from cxmpute.settings import reset_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -75,9 +75,8 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
     wallet, auth = platform.user()
     try:
         with httpx.Client(base_url=platform.url, headers=auth, timeout=120) as http:
-            repository = image_tag("").split(":")[0]
-            for image in docker_engine.images.list(name=repository):  # providers must fetch the tarball, load it
-                for tag in (t for t in image.tags if t.startswith(f"{repository}:")):
+            for image in docker_engine.images.list(name=REPOSITORY):  # providers must fetch the tarball, load it
+                for tag in (t for t in image.tags if t.startswith(f"{REPOSITORY}:")):
                     docker_engine.images.remove(tag)
             _until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
                                          params={"kind": "container", "status": "active"}).json()) >= 2,
