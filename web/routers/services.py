@@ -78,9 +78,6 @@ async def service_logs(name: str, owner: str = Depends(current_owner)) -> dict[s
     return await asyncio.to_thread(registry.logs, get_settings(), owner, name)
 
 
-@router.api_route("/{name}/proxy/{path:path}", methods=METHODS, summary="Call the service",
-                  description="Streams the request to a live replica and its answer back; a replica that cannot "
-                              "be reached is skipped for the next. 503 when none answers.")
 async def proxy(name: str, path: str, request: Request, owner: str = Depends(current_owner)) -> StreamingResponse:
     service_id, replicas = await asyncio.to_thread(registry.live_replicas, get_settings(), owner, name)
     body = await request.body()
@@ -97,3 +94,11 @@ async def proxy(name: str, path: str, request: Request, owner: str = Depends(cur
                             gateway.forward_headers(upstream.headers.multi_items())]
     response.raw_headers.append((b"x-cxmpute-replica", replica.id.encode()))
     return response
+
+
+# One route per method, so each gets an OpenAPI operation of its own.
+for _method in METHODS:
+    router.add_api_route("/{name}/proxy/{path:path}", proxy, methods=[_method], summary="Call the service",
+                         operation_id=f"proxy_service_{_method.lower()}",
+                         description="Streams the request to a live replica and its answer back; a replica that "
+                                     "cannot be reached is skipped for the next. 503 when none answers.")
