@@ -88,8 +88,9 @@ class Settings(BaseSettings):
     slash_bps: int = 1000  # share of stake slashed on a provider-caused failure
     platform_fee_bps: int = 500
     heartbeat_interval_s: int = 30
-    provider_host: str = Field("127.0.0.1", description="Address other providers reach this machine at (a "
-                               "training job's rank 0 serves its rendezvous there)")
+    provider_host: str = Field("127.0.0.1", description="Address this provider is reached at by the platform and "
+                               "other providers: a training job's rank 0 serves its rendezvous there and service "
+                               "replicas publish their ports there")
     wallet_key: str | None = Field(None, description="The CLI's wallet private key (hex) for sign-in and signing")
 
     # Inference gateway: each request opens a per-second lease on a provision serving the model
@@ -113,9 +114,7 @@ class Settings(BaseSettings):
     training_coordinator_stale_s: float = Field(30.0, gt=0, description="Seconds a training job's coordinating "
                                                 "process may stay silent before another platform process adopts it")
 
-    # Container services: replicas publish their port on this provider address; each replica job holds one lease
-    service_host: str = Field("127.0.0.1", description="Address a provider publishes its service replicas' ports on "
-                              "and advertises to the gateway (a provider on another machine: its reachable address)")
+    # Container services: each replica job holds one lease
     service_term_s: int = Field(3600, ge=120, le=366 * 86400, description="Seconds one replica lease spans; "
                                 "a replica is replaced by a fresh one (new lease) when its term ends")
     service_scale_down_s: float = Field(60.0, ge=0, description="Seconds in-flight load must stay low before a "

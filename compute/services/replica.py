@@ -4,7 +4,7 @@ The image comes from the platform as the service's ``docker save`` tarball (kept
 is loaded once per provider; its own tags are dropped while it is loaded, so a user's image can never take
 the name of another image on the machine. The container runs confined like the container runtime's jobs —
 ``nobody``, read-only root, no capabilities, ``no-new-privileges``, memory, CPU and process limits — with
-its port published on ``settings.service_host``. The job reports to the platform every heartbeat interval
+its port published on ``settings.provider_host``. The job reports to the platform every heartbeat interval
 (the address once the container answers HTTP, its newest output) and stops when told to, when its lease
 term is nearly over, or — as a failure — when the container exits.
 """
@@ -221,7 +221,7 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
             return {"ran_s": 0.0, "ended": "stopped before it started"}
         engine = await asyncio.to_thread(docker.from_env, timeout=120)
         image = await asyncio.to_thread(ensure_image, engine, settings, job)
-        host = settings.service_host
+        host = settings.provider_host
         async with _starting:  # a container being started is not yet known as running: not an orphan
             await asyncio.to_thread(remove_orphans, engine, provider)
             container = await asyncio.to_thread(start_container, engine, job, image, owner, provider, host)
