@@ -266,3 +266,14 @@ def test_images_are_the_ones_compose_builds():
     workloads = k8s_workloads()
     for name, service in services.items():
         assert workloads[_component(name)]["container"]["image"] == service["image"], name
+
+
+def test_providers_get_what_the_sandbox_needs_in_both():
+    """User namespaces (seccomp and AppArmor unconfined) and the scratch tmpfs mount (CAP_SYS_ADMIN)."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    security = k8s_workloads()["provider"]["container"]["securityContext"]
+    for name in (s for s in services if _component(s) == "provider"):
+        assert set(services[name]["security_opt"]) == {"seccomp=unconfined", "apparmor=unconfined"}
+        assert services[name]["cap_add"] == ["SYS_ADMIN"]
+    assert security["capabilities"]["add"] == ["SYS_ADMIN"]
+    assert security["seccompProfile"]["type"] == security["appArmorProfile"]["type"] == "Unconfined"
