@@ -1,4 +1,4 @@
-"""`cxmpute up` as a user starts it: Prefect server + API answer, Ctrl-C stops both."""
+"""`cxmpute up` as a user starts it: Prefect server, API and a local provider answer; Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -31,9 +31,21 @@ def test_up_serves_health_and_stops_cleanly(tmp_path):
         assert body and body["status"] == "ok"
         assert healthy(f"http://127.0.0.1:{prefect_port}/api")
         assert (tmp_path / "prefect-server").is_dir()  # Prefect's database lives in the data dir
+        offers = []
+        for _ in range(600):  # the local provider worker joins the market, funded from the embedded chain
+            offers = httpx.get(f"http://127.0.0.1:{api_port}/v1/market/provisions",
+                               params={"kind": "agent", "status": "active"}).json()
+            if offers:
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+        assert len(offers) == 1 and offers[0]["price_gwei"] == 1, offers
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
+    assert "stopping the local provider worker" in out
+    worker_log = (tmp_path / "local-provider" / "worker.log").read_text()
+    assert "Traceback" not in worker_log, worker_log
     assert f"http://127.0.0.1:{api_port}/" in out
     assert not healthy(f"http://127.0.0.1:{prefect_port}/api", 1.0)
