@@ -69,7 +69,7 @@ class Slot:
                 and self.free_disk_gb >= r.disk_gb and (not r.gpu_model or self.gpu_model == r.gpu_model)
                 and self.available_until >= end_ts and (not req.model or req.model in self.models)
                 and (not req.image or not self.images or req.image in self.images)
-                and (not req.region or self.region == req.region))
+                and (not req.region or self.region == req.region) and self.provider not in req.avoid_providers)
 
 
 class NoMatch(BaseModel):
@@ -85,6 +85,7 @@ class NoMatch(BaseModel):
 _CHECKS: list[tuple[str, object]] = [
     ("kind", lambda s, q, end: s.kind == q.kind),
     ("status", lambda s, q, end: s.status == "active"),
+    ("avoided", lambda s, q, end: s.provider not in q.avoid_providers),
     ("availability", lambda s, q, end: s.available_until >= end),
     ("region", lambda s, q, end: not q.region or s.region == q.region),
     ("gpu_model", lambda s, q, end: not q.resources.gpu_model or s.gpu_model == q.resources.gpu_model),

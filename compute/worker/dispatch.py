@@ -50,10 +50,12 @@ class Dispatcher:
         """Run ``spec`` on the network; returns the accepted attempt (``done`` or ``failed``)."""
         deadline = time.monotonic() + spec.timeout_s
         async with get_client() as client:  # one connection for every attempt of this work
+            lost: list[str] = []  # providers that lost this work: the next attempt prefers any other
             for attempt in range(1, MAX_ATTEMPTS + 1):
-                job = await self._attempt(spec, attempt, deadline, client)
+                job = await self._attempt(spec, attempt, deadline, client, lost)
                 if job.status in ("done", "failed"):
                     return job
+                lost.append(job.provider)
         raise DispatchError(f"gave up after {MAX_ATTEMPTS} providers failed to run the work", field="resources")
 
     async def run_once(self, spec: JobSpec, attempt: int = 1) -> JobOut:
@@ -63,22 +65,28 @@ class Dispatcher:
         async with get_client() as client:
             return await self._attempt(spec, attempt, deadline, client)
 
-    async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, client: PrefectClient) -> JobOut:
-        lease = await self._place(spec, deadline)
+    async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, client: PrefectClient,
+                       avoid: list[str] | None = None) -> JobOut:
+        lease = await self._place(spec, deadline, avoid or [])
         job_id = str(uuid.uuid4())
         await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id, attempt)
         await job_task(lease.provider).create_run(client=client, id=uuid.UUID(job_id), deferred=True)
         return await self._watch(job_id, lease, deadline, client)
 
-    async def _place(self, spec: JobSpec, deadline: float) -> LeaseOut:
-        """Open a lease, waiting while every provision that would fit is busy."""
+    async def _place(self, spec: JobSpec, deadline: float, avoid: list[str]) -> LeaseOut:
+        """Open a lease, waiting while every provision that would fit is busy. Providers in ``avoid`` are
+        passed over while another can take the work, and taken again when none can."""
         request = MatchRequest(kind=spec.provision, resources=spec.resources, price_min_gwei=spec.price_min_gwei,
-                               price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)))
+                               price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)),
+                               avoid_providers=avoid)
         pause = 0.01
         while True:
             try:
                 return await asyncio.to_thread(self.network.market.place, spec.owner, request)
             except NoMatchError as exc:
+                if request.avoid_providers and exc.explanation.excluded.get("avoided"):
+                    request = request.model_copy(update={"avoid_providers": []})
+                    continue
                 busy = set(exc.explanation.excluded) <= {"capacity", "status"} and exc.explanation.considered
                 if not busy or time.monotonic() + pause > deadline:
                     raise

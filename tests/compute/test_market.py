@@ -57,6 +57,19 @@ def test_ranking_is_price_then_reputation(net, market):
     assert q.matched and q.provision_id == best and q.price_gwei == 100
 
 
+def test_avoided_providers_are_passed_over_and_named_when_nothing_else_fits(net, market):
+    cheap, dear = provider(net.store), provider(net.store)
+    offer(net.store, cheap, 10)
+    other = offer(net.store, dear, 20)
+    req = MatchRequest(kind="inference", price_max_gwei=50, duration_s=10, avoid_providers=[cheap])
+    assert market.quote(req).provision_id == other
+    owner = user(net.store, 10**12)
+    assert market.place(owner, req).provider == dear
+    with pytest.raises(NoMatchError) as caught:
+        market.place(owner, req.model_copy(update={"avoid_providers": [cheap, dear]}))
+    assert caught.value.explanation.excluded == {"avoided": 2}
+
+
 def test_no_match_says_why_and_what_price_would_match(net, market):
     p = provider(net.store)
     offer(net.store, p, 300, models=["llama"])
