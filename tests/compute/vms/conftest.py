@@ -14,53 +14,21 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from web3 import Web3
 
 from fixtures import tiny_guest
-from compute.chain.client import vault_abi
-from compute.identity import siwe
 from flows.server import free_port
+from tests.compute.worker.conftest import Platform
 
 PROVIDER_PRICE = 10
 
 
 @dataclass
-class VmPlatform:
-    url: str
-    home: Path
-    env: dict[str, str]
-    w3: Web3
-    procs: list[subprocess.Popen] = field(default_factory=list)
+class VmPlatform(Platform):
     providers: dict[str, str] = field(default_factory=dict)  # name -> address
 
-    def fund(self, address: str, eth: int) -> None:
-        self.w3.eth.wait_for_transaction_receipt(
-            self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": address, "value": eth * 10**18}))
-
-    def sign_in(self, wallet) -> dict[str, str]:
-        chain = httpx.get(f"{self.url}/v1/account/chain").json()
-        nonce = siwe.Nonce(**httpx.get(f"{self.url}/v1/auth/nonce").json())
-        message = siwe.message_for(wallet.address, nonce, chain["chain_id"]).text()
-        sig = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        token = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": sig}).json()["token"]
-        return {"Authorization": f"Bearer {token}"}
-
     def user(self, deposit_eth: int = 1):
-        """A new wallet with ``deposit_eth`` credited to its platform balance; returns (wallet, auth headers)."""
-        wallet = Account.create()
-        self.fund(wallet.address, deposit_eth + 1)
-        chain = httpx.get(f"{self.url}/v1/account/chain").json()
-        vault = self.w3.eth.contract(address=chain["vault_address"], abi=vault_abi())
-        tx = vault.functions.deposit().build_transaction({
-            "from": wallet.address, "value": deposit_eth * 10**18, "chainId": chain["chain_id"],
-            "nonce": self.w3.eth.get_transaction_count(wallet.address), "gasPrice": self.w3.eth.gas_price})
-        sent = self.w3.eth.send_raw_transaction(wallet.sign_transaction(tx).raw_transaction)
-        self.w3.eth.wait_for_transaction_receipt(sent)
-        auth = self.sign_in(wallet)
-        resp = httpx.post(f"{self.url}/v1/account/deposits", json={"tx_hash": sent.to_0x_hex()}, headers=auth)
-        assert resp.status_code == 200, resp.text
-        return wallet, auth
+        return super().user(deposit_eth)
 
     def start_provider(self, name: str, **env: str) -> str:
         """A `cxmpute provider start` process with its own data dir and extra settings; returns its address."""
