@@ -270,13 +270,13 @@ def test_images_are_the_ones_compose_builds():
 
 def test_providers_get_what_the_sandbox_needs_in_both():
     """User namespaces (seccomp and AppArmor unconfined), a /proc of the job's own (unmasked system paths)
-    and the scratch tmpfs mount (CAP_SYS_ADMIN)."""
+    the scratch tmpfs mount (CAP_SYS_ADMIN) and the loopback of each job's network namespace (CAP_NET_ADMIN)."""
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     security = k8s_workloads()["provider"]["container"]["securityContext"]
     for name in (s for s in services if _component(s) == "provider"):
         assert set(services[name]["security_opt"]) == {"seccomp=unconfined", "apparmor=unconfined"}
-        assert services[name]["cap_add"] == ["SYS_ADMIN"]
+        assert services[name]["cap_add"] == ["SYS_ADMIN", "NET_ADMIN"]
         assert "umount" in services[name]["entrypoint"][2]  # compose has no option for an unmasked /proc
-    assert security["capabilities"]["add"] == ["SYS_ADMIN"]
+    assert security["capabilities"]["add"] == ["SYS_ADMIN", "NET_ADMIN"]
     assert security["seccompProfile"]["type"] == security["appArmorProfile"]["type"] == "Unconfined"
     assert security["procMount"] == "Unmasked" and k8s_workloads()["provider"]["doc"]["spec"]["template"]["spec"]["hostUsers"] is False
