@@ -23,5 +23,16 @@ server=$!
 trap 'kill "$server"' EXIT
 export CXMPUTE_WHEELS_URL="http://127.0.0.1:$PORT/"
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+images=(cxmpute/postgres:15 cxmpute/platform:local)
+previous=()
+for image in "${images[@]}"; do previous+=("$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"); done
 # One service per image: the other services share them.
 "${compose[@]}" -f "$deploy/docker-compose.yml" build postgres api
+# A rebuilt image leaves its predecessor untagged, with its own layers: remove it (and so the layers no other
+# image uses) unless a container still runs it, or rebuilds fill the disk.
+for i in "${!images[@]}"; do
+  old="${previous[$i]}"
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect --format '{{.Id}}' "${images[$i]}")" ]; then
+    docker image rm "$old" >/dev/null 2>&1 || true
+  fi
+done
