@@ -228,6 +228,16 @@ class _BwrapProcess(BackgroundProcess):
         self._done.wait(timeout)
 
 
+# Mounting each job's /proc and scratch tmpfs, and bringing up the loopback of its network namespace. Container
+# engines drop CAP_NET_ADMIN by default; the jobs themselves keep neither.
+_SANDBOX_CAPS = {"CAP_SYS_ADMIN": 21, "CAP_NET_ADMIN": 12}
+
+
+def _effective_caps() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
+
+
 class BubblewrapRuntime(Runtime):
     name = "sandbox"
     description = "bubblewrap namespaces with rlimits; the platform's own Python"
@@ -247,6 +257,10 @@ class BubblewrapRuntime(Runtime):
         for tool in ("/usr/bin/prlimit", "/usr/bin/setpriv"):
             if not os.path.exists(tool):
                 return f"{tool} is missing (Debian package 'util-linux')"
+        if missing := [name for name, bit in _SANDBOX_CAPS.items() if not _effective_caps() >> bit & 1]:
+            # Without them bwrap fails on every job, CAP_NET_ADMIN with a misleading errno at its loopback.
+            return (f"the sandbox needs {' and '.join(missing)}, which this process lacks "
+                    "(a container gets them with cap_add)")
         return None
 
     async def start(self, spec: JobSpec | None = None) -> BubblewrapSandbox:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from compute.errors import Forbidden, NotFound
@@ -161,6 +164,18 @@ def test_registry_names_the_runtimes_and_refuses_unknown_ones():
     with pytest.raises(RuntimeUnavailable) as err:
         registry.get("vm9000")
     assert err.value.field == "runtime" and err.value.status_code == 400
+
+
+def test_a_process_without_the_sandbox_capabilities_does_not_offer_it():
+    """As in a container that was not given CAP_NET_ADMIN: the runtime says so instead of failing every job."""
+    probe = ("from compute.runtimes import runtime_registry; from cxmpute.settings import get_settings; "
+             "registry = runtime_registry(get_settings()); "
+             "print('offered' if 'sandbox' in registry.offered() else registry.runtime('sandbox').check())")
+    done = subprocess.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", sys.executable, "-c",
+                           probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "CAP_NET_ADMIN" in done.stdout and "cap_add" in done.stdout, done.stdout
+    assert "CAP_SYS_ADMIN" not in done.stdout
 
 
 def test_seccomp_program_is_well_formed():
