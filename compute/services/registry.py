@@ -22,6 +22,7 @@ from compute.models import aware, utcnow
 from compute.network import get_network
 from compute.provisions import Resources
 from compute.services.errors import ServiceError
+from compute.services.image import check_stored_image
 from compute.services.models import Replica, Service
 from compute.worker import jobs
 from cxmpute.db import migrate, session_scope
@@ -165,6 +166,7 @@ def _check_image(settings: Settings, owner: str, cid: str) -> None:
                        field="image") from None
     if info.kind != "file" or len(head) < 512 or head[257:262] != TAR_MAGIC:
         raise ServiceError(f"{cid} is not a `docker save` tarball", field="image")
+    check_stored_image(storage, cid, owner, info.size)
 
 
 def _check_market(req: ServiceIn, settings: Settings) -> None:

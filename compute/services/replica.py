@@ -28,6 +28,7 @@ from eth_account import Account
 from pydantic import BaseModel, Field
 
 from compute.services.errors import ServiceError
+from compute.services.image import manifest_entries
 from cxmpute.http import async_client, client
 from cxmpute.settings import Settings, get_settings
 
@@ -62,9 +63,7 @@ def untagged(src: Path, dest: Path) -> None:
             if member.name == "repositories":
                 continue
             if member.name == "manifest.json":
-                manifest = json.load(tin.extractfile(member))
-                if not isinstance(manifest, list) or not manifest:
-                    raise ServiceError("the image tarball's manifest.json lists no image", field="image")
+                manifest = manifest_entries(json.load(tin.extractfile(member)))
                 for entry in manifest:
                     entry["RepoTags"] = None
                 data = json.dumps(manifest).encode()

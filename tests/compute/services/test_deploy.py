@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import pytest
@@ -22,13 +23,17 @@ def user(client, make_wallet, login):
     return login(client, make_wallet())
 
 
-def _tarball() -> bytes:
+def _tarball(manifest: object = None, members: tuple[str, ...] = ("config.json", "layer/layer.tar")) -> bytes:
+    """A tarball laid out as ``docker save`` writes one: a config, a layer and the manifest naming them."""
+    if manifest is None:
+        manifest = [{"Config": "config.json", "RepoTags": ["web:1"], "Layers": ["layer/layer.tar"]}]
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
-        data = b"[]"
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        for name, data in [*((m, b"{}" if m.endswith(".json") else b"\0" * 2048) for m in members),
+                           ("manifest.json", json.dumps(manifest).encode())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
 
 
@@ -63,6 +68,26 @@ def test_a_file_that_is_not_an_image_tarball_is_refused_naming_image(client, sel
     cid = _upload(client, user, b"just some text, not a tar archive" * 40)
     assert "not a `docker save` tarball" in _refused(
         client.post("/v1/services", json=_body(cid), headers=user), 422, "image")
+
+
+def test_a_tarball_that_holds_no_complete_image_is_refused_naming_image(client, seller, user):
+    """Caught at deploy, before any replica is placed (and billed) only to fail loading it."""
+    other_tar = io.BytesIO()
+    with tarfile.open(fileobj=other_tar, mode="w") as tar:
+        info = tarfile.TarInfo("README")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    for data, says in [(other_tar.getvalue(), "no manifest.json"),
+                       (_tarball(manifest=[]), "lists no image"),
+                       (_tarball(manifest={"Config": "config.json"}), "lists no image"),
+                       (_tarball(manifest=[{"Config": "config.json"}]), "no Config and Layers"),
+                       (_tarball(members=("config.json",)), "layer/layer.tar"),
+                       (_tarball()[:3000], "not a `docker save` tarball")]:
+        detail = _refused(client.post("/v1/services", json=_body(_upload(client, user, data)), headers=user),
+                          422, "image")
+        assert says in detail, (says, detail)
+    assert client.get("/v1/services", headers=user).json() == []
+    assert client.post("/v1/services", json=_body(_upload(client, user, _tarball())), headers=user).status_code == 201
 
 
 def test_a_bad_port_or_other_setting_is_refused_naming_its_field(client, seller, user):
