@@ -28,7 +28,7 @@ from compute.services.gateway import load
 from compute.services.models import Replica, Service
 from compute.services.replica import ReplicaJob
 from compute.worker import jobs
-from compute.worker.dispatch import Dispatcher
+from compute.worker.dispatch import Dispatcher, Spread
 from compute.worker.jobs import JobSpec
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings, get_settings
@@ -45,6 +45,7 @@ class Reconciler:
         self.settings = settings or get_settings()
         self.drivers: dict[str, asyncio.Task] = {}
         self.scalers: dict[str, Autoscaler] = {}
+        self.spreads: dict[str, Spread] = {}  # a service's replicas go to different providers while they can
 
     async def run_forever(self) -> None:
         try:
@@ -64,6 +65,7 @@ class Reconciler:
             wanted = [r for r in replicas if r.status != "stopping"]
             if service.status != "active":
                 self.scalers.pop(service.id, None)
+                self.spreads.pop(service.id, None)
                 doomed = wanted
             else:
                 scaler = self.scalers.setdefault(service.id, Autoscaler(self.settings.service_scale_down_s))
@@ -102,6 +104,12 @@ class Reconciler:
             job = jobs.abandon(net.store, job_id, "expired")
             net.market.refresh_provider(job.provider)
 
+    def _spread(self, service_id: str) -> Spread:
+        if service_id not in self.spreads:
+            self.spreads[service_id] = Spread(
+                lambda: [registry.work_key(r) for r in registry.replica_ids(self.settings, service_id)])
+        return self.spreads[service_id]
+
     def _spec(self, service: Service, replica: Replica) -> JobSpec:
         term = self.settings.service_term_s
         payload = ReplicaJob(replica_id=replica.id, token=replica.token, service=service.name, port=service.port,
@@ -124,7 +132,7 @@ class Reconciler:
                 return
             ran = False
             try:
-                job = await Dispatcher().run(self._spec(service, replica))
+                job = await Dispatcher().run(self._spec(service, replica), spread=self._spread(service.id))
             except CxmputeError as exc:
                 error, ok = exc.message, False
             except Exception as exc:  # the platform's own fault: keep the slot, try again later

@@ -250,6 +250,13 @@ def services_to_reconcile(settings: Settings) -> list[tuple[Service, list[Replic
         return found
 
 
+def replica_ids(settings: Settings, service_id: str) -> list[str]:
+    """The service's replica slots not yet stopped."""
+    with _session(settings) as session:
+        return list(session.scalars(select(Replica.id).where(Replica.service_id == service_id,
+                                                             Replica.status != "stopped")))
+
+
 def add_replica(settings: Settings, service_id: str) -> Replica:
     with _session(settings, write=True) as session:
         row = Replica(id=str(uuid.uuid4()), service_id=service_id, token=secrets.token_hex(32), status="pending",

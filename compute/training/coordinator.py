@@ -25,7 +25,7 @@ from compute.training.rank import RankJob
 from compute.training.spec import RankOut, TrainingDetail, TrainingIn, TrainingOut
 from compute.training.trainer import check_fits, parse_dataset
 from compute.worker import jobs
-from compute.worker.dispatch import Dispatcher
+from compute.worker.dispatch import Dispatcher, Spread
 from compute.worker.jobs import JobOut, JobSpec
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings
@@ -166,8 +166,10 @@ async def _generation(settings: Settings, dispatcher: Dispatcher, job_id: str, o
                       generation: int, token: str, resume_step: int) -> tuple[list[JobOut] | None, str]:
     """Run one generation; returns the ranks' jobs in rank order when every rank finished, else None and why."""
     rank_url = f"{settings.resolved_api_url}{RANK_PATH}/{token}"
+    keys = [work_key(job_id, generation, rank) for rank in range(spec.world_size)]
+    spread = Spread(lambda: keys)  # a provider lost takes as few of the generation's ranks with it as it can
     tasks = [asyncio.ensure_future(dispatcher.run_once(
-        _rank_job(job_id, owner, spec, generation, rank, rank_url, resume_step), attempt=generation))
+        _rank_job(job_id, owner, spec, generation, rank, rank_url, resume_step), attempt=generation, spread=spread))
         for rank in range(spec.world_size)]
     finished: dict[int, JobOut] = {}
     why = ""

@@ -12,10 +12,12 @@ refused (the job is no longer ``running``), so the work is accepted and paid for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 import uuid
+from collections.abc import Callable, Iterable
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.states import Crashed
@@ -36,6 +38,18 @@ from cxmpute.settings import get_settings
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 LIVENESS_EVERY_S = 0.5
+MAX_AVOIDED = 64  # MatchRequest.avoid_providers' bound
+
+
+class Spread:
+    """Work placed as a group, such as a service's replicas or a training job's ranks, so that losing one
+    provider loses as little of it as possible: the group's placements happen one at a time, each passing
+    over the providers that hold an open job of the group (``work_keys``) while another provider can take
+    the work, and taking one of them when none can."""
+
+    def __init__(self, work_keys: Callable[[], Iterable[str]]) -> None:
+        self.work_keys = work_keys
+        self.lock = asyncio.Lock()
 
 
 class DispatchError(ComputeError):
@@ -46,30 +60,35 @@ class Dispatcher:
     def __init__(self, network: Network | None = None):
         self.network = network or get_network()
 
-    async def run(self, spec: JobSpec) -> JobOut:
+    async def run(self, spec: JobSpec, spread: Spread | None = None) -> JobOut:
         """Run ``spec`` on the network; returns the accepted attempt (``done`` or ``failed``)."""
         deadline = time.monotonic() + spec.timeout_s
         async with get_client() as client:  # one connection for every attempt of this work
             lost: list[str] = []  # providers that lost this work: the next attempt prefers any other
             for attempt in range(1, MAX_ATTEMPTS + 1):
-                job = await self._attempt(spec, attempt, deadline, client, lost)
+                job = await self._attempt(spec, attempt, deadline, client, lost, spread)
                 if job.status in ("done", "failed"):
                     return job
                 lost.append(job.provider)
         raise DispatchError(f"gave up after {MAX_ATTEMPTS} providers failed to run the work", field="resources")
 
-    async def run_once(self, spec: JobSpec, attempt: int = 1) -> JobOut:
+    async def run_once(self, spec: JobSpec, attempt: int = 1, spread: Spread | None = None) -> JobOut:
         """Run ``spec`` on one provider without failing over: returns the job as it ended (``done``, ``failed``,
         or ``abandoned`` when its provider was lost). For work that must move as a group, e.g. training ranks."""
         deadline = time.monotonic() + spec.timeout_s
         async with get_client() as client:
-            return await self._attempt(spec, attempt, deadline, client)
+            return await self._attempt(spec, attempt, deadline, client, spread=spread)
 
     async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, client: PrefectClient,
-                       avoid: list[str] | None = None) -> JobOut:
-        lease = await self._place(spec, deadline, avoid or [])
-        job_id = str(uuid.uuid4())
-        await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id, attempt)
+                       avoid: list[str] | None = None, spread: Spread | None = None) -> JobOut:
+        avoid = list(avoid or [])
+        # The job is recorded before the group's next placement looks at which providers hold its open jobs.
+        async with spread.lock if spread else contextlib.nullcontext():
+            if spread:
+                avoid += [p for p in await asyncio.to_thread(self._holding, spread) if p not in avoid]
+            lease = await self._place(spec, deadline, avoid[:MAX_AVOIDED])
+            job_id = str(uuid.uuid4())
+            await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id, attempt)
         await job_task(lease.provider).create_run(client=client, id=uuid.UUID(job_id), deferred=True)
         return await self._watch(job_id, lease, deadline, client)
 
@@ -120,6 +139,12 @@ class Dispatcher:
             ended = await TaskRunWaiter.wait_for_task_run(uuid.UUID(job_id), timeout=LIVENESS_EVERY_S)
             if ended is not None and (await asyncio.to_thread(jobs.get, store, job_id)).status in ("queued", "running"):
                 await asyncio.sleep(LIVENESS_EVERY_S)  # the run ended without a report; let liveness decide
+
+    def _holding(self, spread: Spread) -> list[str]:
+        """The providers that hold an open job of the group."""
+        keys = list(spread.work_keys())
+        found = jobs.for_work(self.network.store, keys) if keys else []
+        return sorted({j.provider for j in found if j.status in ("queued", "running")})
 
     def _alive(self, provider: str) -> bool:
         with self.network.store.read() as session:

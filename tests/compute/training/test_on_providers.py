@@ -17,6 +17,7 @@ import httpx
 import pytest
 import torch
 import yaml
+from eth_account import Account
 from typer.testing import CliRunner
 from web3 import Web3
 
@@ -239,3 +240,21 @@ def test_a_job_survives_a_crash_of_the_platform_process(trainer_pool, pool_platf
         lease = http.get(f"/v1/leases/{r['lease_id']}").json()
         assert lease["status"] == "ended" and lease["end_reason"] in ("expired", "completed"), lease
     assert [r["status"] for r in job["ranks"] if r["generation"] == job["generation"]] == ["done", "done"]
+
+
+def test_ranks_go_to_different_providers_while_they_can(trainer_pool, pool_platform):
+    """A cheaper provider with room for both ranks takes one of them: a lost provider then loses one rank."""
+    http, cid, _ = trainer_pool
+    _, key = pool_platform.start_provider("roomy", price=1, cpu=2, memory_mb=4096)
+    roomy = Account.from_key(key).address
+    deadline = time.time() + 90
+    while roomy not in {p["provider"] for p in pool_platform.wait_provisions(1)}:
+        assert time.time() < deadline, f"provider roomy published no provision:\n{pool_platform.logs()}"
+        time.sleep(0.5)
+    try:
+        job = _wait(http, _submit(http, cid, steps=20, every=10), pool_platform.logs)
+        assert job["state"] == "succeeded", f"{job}\n{pool_platform.logs()}"
+        providers = [r["provider"] for r in job["ranks"]]
+        assert len(set(providers)) == 2 and roomy in providers, job["ranks"]
+    finally:
+        pool_platform.kill(roomy)
