@@ -80,6 +80,13 @@ class NoMatch(BaseModel):
     lowest_matching_price_gwei: int | None
     message: str
 
+    @property
+    def busy(self) -> bool:
+        """Whether waiting may bring a match: every provision of the wanted kind that was turned down is busy
+        or its provider down, so none is ruled out for good. Provisions of other kinds don't count."""
+        turned_down = set(self.excluded) - {"kind"}
+        return bool(turned_down) and turned_down <= {"capacity", "status"}
+
 
 # Constraint order for explanations: the first one a provision fails is the one it is counted under.
 _CHECKS: list[tuple[str, object]] = [

@@ -60,8 +60,7 @@ def check(settings: Settings, owner: str, spec: TrainingIn) -> None:
                spec.world_size)
     quote = get_network().market.quote(_request(spec))
     # Busy provisions free up; a job waits for them. Provisions that could never fit refuse it now.
-    if not quote.matched and not (quote.no_match.considered and
-                                  set(quote.no_match.excluded) <= {"capacity", "status"}):
+    if not quote.matched and not quote.no_match.busy:
         raise NoMatchError(quote.no_match)
 
 

@@ -106,8 +106,7 @@ class Dispatcher:
                 if request.avoid_providers and exc.explanation.excluded.get("avoided"):
                     request = request.model_copy(update={"avoid_providers": []})
                     continue
-                busy = set(exc.explanation.excluded) <= {"capacity", "status"} and exc.explanation.considered
-                if not busy or time.monotonic() + pause > deadline:
+                if not exc.explanation.busy or time.monotonic() + pause > deadline:
                     raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)

@@ -186,6 +186,24 @@ def test_paused_and_repriced_provisions_are_respected(net, market):
     assert market.quote(req).price_gwei == 80
 
 
+def test_a_market_busy_only_with_the_wanted_kind_says_waiting_may_help(net, market):
+    """Provisions of other kinds never make a busy market look hopeless (a provider offers several kinds)."""
+    p = provider(net.store)
+    offer(net.store, p, 10)
+    offer(net.store, p, 10, kind="agent")
+    u = user(net.store, 10**8)
+    whole = MatchRequest(kind="inference", resources=Resources(cpu=4, memory_mb=1024), price_max_gwei=10,
+                         duration_s=60)
+    market.place(u, whole)
+    busy = market.quote(whole).no_match
+    assert busy.excluded == {"kind": 1, "capacity": 1} and busy.busy
+    too_big = market.quote(whole.model_copy(update={"resources": Resources(cpu=64)})).no_match
+    assert not too_big.busy
+    elsewhere = market.quote(whole.model_copy(update={"region": "us"})).no_match
+    assert not elsewhere.busy
+    assert not market.quote(whole.model_copy(update={"kind": "vm"})).no_match.busy
+
+
 def test_sweep_ends_leases_of_providers_whose_heartbeats_stopped(net, market):
     silent, never = provider(net.store), provider(net.store)
     for p in (silent, never):
