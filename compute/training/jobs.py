@@ -56,7 +56,12 @@ async def run_rank(payload: dict[str, Any], owner: str) -> dict[str, Any]:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await outcome
-    stdout, stderr = outcome.result()
+        stdout, stderr = outcome.result()
+        # A peer killed at the generation's end breaks this rank's collectives, often before the next watch:
+        # its failure is then the generation's end, not a fault of its own.
+        if proc.returncode != 0 and await _revoked(http, job.rank_url):
+            raise RankStopped("the job's generation ended (a peer was lost or the job was cancelled)",
+                              field="generation")
     if proc.returncode != 0:
         tail = stderr.decode(errors="replace").strip().splitlines()[-5:]
         raise RuntimeError(f"rank {job.rank} exited with {proc.returncode}: " + " | ".join(tail))
