@@ -125,9 +125,10 @@ def main() -> None:
                 "### Container start"]
     containers = container_start(registry)
     sections.append(containers if isinstance(containers, str) else table(headers, containers))
+    driver = subprocess.run(["docker", "info", "--format", "{{.Driver}}"], capture_output=True, text=True).stdout
     sections.append(f"Runs scale with `CXMPUTE_BENCH_SANDBOX_RUNS` (this run: {RUNS}). The sandbox runs as root "
                     "with bubblewrap, a per-job uid, rlimits and a seccomp filter; the container engine uses the "
-                    "vfs storage driver.")
+                    f"{driver.strip() or 'unknown'} storage driver.")
     write_section("Sandboxed code execution", "\n\n".join(sections))
 
 
