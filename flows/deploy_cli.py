@@ -73,6 +73,8 @@ def deploy(
     with cli_errors():
         try:
             planned = plan(prefect_file, name, all_)
+            _connect()
+            applied = asyncio.run(apply(planned))
         except DeployFileInvalid as exc:
             table = Table(title=f"{prefect_file}: {len(exc.problems)} problem(s)", title_style="bold red")
             for col in ("deployment", "field", "problem"):
@@ -81,8 +83,6 @@ def deploy(
                 table.add_row(p.deployment, p.field, p.message)
             err.print(table)
             raise typer.Exit(2) from None
-        _connect()
-        applied = asyncio.run(apply(planned))
     table = Table(title=f"{len(applied)} deployment(s) on {prefect_file}")
     for col in ("deployment", "work pool", "schedules", "triggers", ""):
         table.add_column(col)

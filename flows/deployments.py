@@ -28,9 +28,10 @@ from prefect.client.schemas.objects import ConcurrencyOptions, FlowRun, StateTyp
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events import DeploymentTriggerTypes
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools import validate as validate_json
 from prefect.utilities.templating import apply_values
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -405,27 +406,54 @@ async def _create(client: PrefectClient, p: Planned) -> UUID:
     return deployment_id
 
 
+async def _job_variable_problems(client: PrefectClient, planned: list[Planned]) -> list[Problem]:
+    """Each deployment's job variables checked against its work pool's template, as the server will check
+    them (required variables aside: a run's own variables may supply them), before any is created."""
+    problems, schemas = [], {}
+    for p in planned:
+        if not p.job_variables:
+            continue
+        if p.work_pool not in schemas:
+            schemas[p.work_pool] = ((await client.read_work_pool(p.work_pool)).base_job_template or {}).get("variables")
+        if not schemas[p.work_pool]:
+            continue
+        for error in validate_json(p.job_variables, schemas[p.work_pool], preprocess=True, ignore_required=True,
+                                   allow_none_with_default=True):
+            where = error.json_path.removeprefix("$").removeprefix(".")
+            problems.append(Problem(deployment=p.name, field=f"work_pool.job_variables{'.' * bool(where)}{where}",
+                                    message=error.message))
+    return problems
+
+
 async def apply(planned: list[Planned]) -> list[Applied]:
-    """Create or update each deployment (by flow and name, so a second deploy updates), with its triggers."""
+    """Create or update each deployment (by flow and name, so a second deploy updates), with its triggers.
+    All or none are created: what the server refuses partway removes those this call had created."""
     applied = []
     async with get_client() as client:
         for pool in sorted({p.work_pool for p in planned}):
             await ensure_work_pool(client, pool)
-        for p in planned:
-            existed = await _exists(client, p.flow.name, p.name)
-            try:
-                deployment_id = await _create(client, p)
-            except PrefectHTTPStatusError as exc:  # what only the server can check, e.g. job variables
-                if exc.response.status_code >= 500:
-                    raise
-                detail = _detail(exc)
-                # The server checks job variables against the work pool's template; its message names the variable.
-                field = "work_pool.job_variables" if "Validation failed for field" in detail else "name"
-                raise CxmputeError(f"{p.name}: the Prefect server refused it: {detail}", field=field,
-                                   status_code=exc.response.status_code) from None
-            applied.append(Applied(id=deployment_id, name=p.name, flow=p.flow.name, work_pool=p.work_pool,
-                                   schedules=[describe_schedule(s.schedule) for s in p.schedules],
-                                   triggers=len(p.triggers), created=not existed))
+        if problems := await _job_variable_problems(client, planned):
+            raise DeployFileInvalid(problems)
+        try:
+            for p in planned:
+                existed = await _exists(client, p.flow.name, p.name)
+                try:
+                    deployment_id = await _create(client, p)
+                except (PrefectHTTPStatusError, ObjectAlreadyExists) as exc:  # what only the server checks
+                    http_exc = getattr(exc, "http_exc", exc)
+                    if not isinstance(http_exc, PrefectHTTPStatusError) or http_exc.response.status_code >= 500:
+                        raise
+                    # e.g. two schedules of one deployment under the same slug (a 409)
+                    refused = Problem(deployment=p.name, field="name",
+                                      message=f"the Prefect server refused it: {_detail(http_exc)}")
+                    raise DeployFileInvalid([refused]) from None
+                applied.append(Applied(id=deployment_id, name=p.name, flow=p.flow.name, work_pool=p.work_pool,
+                                       schedules=[describe_schedule(s.schedule) for s in p.schedules],
+                                       triggers=len(p.triggers), created=not existed))
+        except BaseException:
+            for done in (a for a in applied if a.created):
+                await _remove(client, done.id)
+            raise
     return applied
 
 
@@ -500,9 +528,14 @@ async def set_paused(name: str, paused: bool) -> str:
         return f"{(await _flow_names(client)).get(deployment.flow_id)}/{deployment.name}"
 
 
+async def _remove(client: PrefectClient, deployment_id: UUID) -> None:
+    """A deployment and the triggers it owns."""
+    await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
+    await client.delete_deployment(deployment_id)
+
+
 async def delete(name: str) -> str:
     async with get_client() as client:
         deployment = await find(client, name)
-        await client.delete_resource_owned_automations(f"prefect.deployment.{deployment.id}")
-        await client.delete_deployment(deployment.id)
+        await _remove(client, deployment.id)
         return f"{(await _flow_names(client)).get(deployment.flow_id)}/{deployment.name}"

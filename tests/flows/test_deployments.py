@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from typer.testing import CliRunner
 
 from flows.deploy_cli import app as deploy_app, deployments_app
-from flows.deployments import DeployFileInvalid, plan
+from flows.deployments import DeployFileInvalid, apply, plan
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_FILE = REPO / "deploy" / "prefect.yaml"
@@ -290,10 +291,32 @@ def test_prefects_own_deploy_reads_the_same_file_and_updates_the_same_deployment
     assert {n: d.id for n, d in by_name().items()} == before
 
 
-def test_what_only_the_server_checks_is_refused_with_exit_2(deployed, tmp_path):
-    path = write(tmp_path, "deployments:\n  - name: bad-job-variables\n    entrypoint: flows.examples.hello.hello\n"
-                           "    work_pool: {name: cxmpute-network, job_variables: {stream_output: not-a-bool}}\n")
-    refused = invoke(deploy_app, "--prefect-file", str(path))
-    assert refused.exit_code == 2, refused.output
-    assert "work_pool.job_variables" in refused.stderr and "stream_output" in refused.stderr
-    assert "cxmpute-hello/bad-job-variables" not in by_name()
+GOOD_NEW = "  - name: good-new\n    entrypoint: flows.examples.hello.hello\n    work_pool: {name: cxmpute-network}\n"
+
+
+def test_job_variables_are_checked_against_the_pool_before_anything_is_created(deployed, tmp_path):
+    path = write(tmp_path, "deployments:\n" + GOOD_NEW +
+                 "  - name: bad-job-variables\n    entrypoint: flows.examples.hello.hello\n"
+                 "    work_pool: {name: cxmpute-network, job_variables: {stream_output: not-a-bool}}\n")
+    with pytest.raises(DeployFileInvalid) as caught:
+        asyncio.run(apply(plan(path, all_=True)))
+    [problem] = caught.value.problems
+    assert (problem.deployment, problem.field) == ("bad-job-variables", "work_pool.job_variables.stream_output")
+    refused = invoke(deploy_app, "--prefect-file", str(path), "--all")
+    assert refused.exit_code == 2 and "bad-job-variables" in refused.stderr, refused.output
+    assert not {"cxmpute-hello/good-new", "cxmpute-hello/bad-job-variables"} & set(by_name())
+
+
+def test_what_the_server_refuses_partway_leaves_no_deployment_of_the_file_behind(deployed, tmp_path):
+    """Two schedules under one slug pass the file's checks; the server refuses them (409) after the deployment
+    before was created, which is then removed: all or nothing."""
+    path = write(tmp_path, "deployments:\n" + GOOD_NEW +
+                 "  - name: same-slugs\n    entrypoint: flows.examples.hello.hello\n"
+                 "    work_pool: {name: cxmpute-network}\n"
+                 "    schedules: [{interval: 60, slug: a}, {interval: 120, slug: a}]\n")
+    refused = invoke(deploy_app, "--prefect-file", str(path), "--all")
+    assert refused.exit_code == 2 and "same-slugs" in refused.stderr, refused.output
+    assert not {"cxmpute-hello/good-new", "cxmpute-hello/same-slugs"} & set(by_name())
+    assert invoke(deploy_app, "--prefect-file", str(path), "--name", "good-new").exit_code == 0
+    assert "cxmpute-hello/good-new" in by_name()
+    assert invoke(deployments_app, "delete", "cxmpute-hello/good-new").exit_code == 0
