@@ -16,8 +16,10 @@ def manifest_entries(manifest: Any) -> list[dict]:
     if not isinstance(manifest, list) or not manifest:
         raise ServiceError("the image tarball's manifest.json lists no image", field="image")
     for n, entry in enumerate(manifest):
-        if not (isinstance(entry, dict) and isinstance(entry.get("Config"), str) and isinstance(entry.get("Layers"), list)
-                and all(isinstance(layer, str) for layer in entry["Layers"])):
+        fields = entry if isinstance(entry, dict) else {}
+        layers = fields.get("Layers")
+        if not (isinstance(fields.get("Config"), str) and isinstance(layers, list)
+                and all(isinstance(layer, str) for layer in layers)):
             raise ServiceError(f"entry {n} of the image tarball's manifest.json has no Config and Layers",
                                field="image")
     return manifest
