@@ -191,14 +191,18 @@ def provision_add(kind: str = typer.Option(..., help="vm, container, function, i
                   model: list[str] = typer.Option([], help="A model served (repeatable)"),
                   image: list[str] = typer.Option([], help="An allowed image (repeatable)"),
                   region: str = typer.Option("local"),
-                  until: datetime = typer.Option(None, help="Available until (default: indefinitely)")) -> None:
-    """Publish a provision. A kind run by a runtime of the same name (vm, container) needs that runtime here."""
+                  until: datetime = typer.Option(None, help="Available until (default: indefinitely)"),
+                  shares_capacity_with: str = typer.Option(
+                      None, help="Id of your provision on this machine (same resources) whose capacity it shares")
+                  ) -> None:
+    """Publish a provision. A kind run by a runtime of the same name (vm, container) needs that runtime here.
+    Offers of one machine should share its capacity (--shares-capacity-with), so it is never sold twice."""
     registry = runtime_registry(get_settings())
     if kind in registry.names() and (why := registry.runtime(kind).check()) is not None:
         raise typer.BadParameter(f"this machine cannot run {kind!r}: {why}", param_hint="--kind")
     _show(_call("POST", "/v1/provisions", {
         "kind": kind, "price_gwei": price_gwei, "models": model, "images": image, "region": region,
-        "available_until": until.isoformat() if until else None,
+        "available_until": until.isoformat() if until else None, "shares_capacity_with": shares_capacity_with,
         "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpu_count, "gpu_model": gpu_model,
                       "disk_gb": disk_gb}}))
 

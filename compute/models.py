@@ -95,6 +95,9 @@ class Provision(Base):
     region: Mapped[str] = mapped_column(String(64))
     available_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
+    # Provisions of one group are offers of the same machine: they share its free capacity (their free_*
+    # columns move together), so a provider offering agent, container and vm work is never sold twice over.
+    capacity_group: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import or_, select, update as update_rows
+from sqlalchemy.orm import Session
 
 from compute.errors import ComputeError, Forbidden, NotFound
 from compute.ledger import Acct, balance
@@ -35,6 +36,9 @@ class Resources(BaseModel):
 class ProvisionSpec(BaseModel):
     kind: Kind
     resources: Resources
+    shares_capacity_with: str | None = Field(
+        None, max_length=36, description="Id of another of your provisions on the same machine, with the same "
+        "resources: the two share that machine's capacity, so what one leases the other no longer offers")
     price_gwei: int = Field(..., gt=0, le=10**12, description="Ask per compute-unit-second, in gwei")
     models: list[str] = Field(default_factory=list, max_length=100, description="Models served (inference)")
     images: list[str] = Field(default_factory=list, max_length=100, description="Allowed images; empty: any")
@@ -69,6 +73,7 @@ class ProvisionOut(BaseModel):
     region: str
     available_until: datetime | None
     status: str
+    capacity_group: str = Field(description="Provisions of one group share one machine's capacity")
     updated_at: datetime
 
 
@@ -80,7 +85,25 @@ def out(row: Provision) -> ProvisionOut:
         free=Resources.model_construct(cpu=row.free_cpu, memory_mb=row.free_memory_mb, gpu_count=row.free_gpu,
                                        gpu_model=row.gpu_model, disk_gb=row.free_disk_gb),
         price_gwei=row.price_gwei, models=list(row.models), images=list(row.images), region=row.region,
-        available_until=row.available_until, status=row.status, updated_at=row.updated_at)
+        available_until=row.available_until, status=row.status, capacity_group=row.capacity_group or row.id,
+        updated_at=row.updated_at)
+
+
+def capacity_group(session: Session, provision_id: str) -> list[str]:
+    """The provisions sharing ``provision_id``'s capacity (itself included), locked in id order: every
+    reservation and release takes these locks in this one order, so concurrent ones never wait in a cycle."""
+    group = session.scalar(select(Provision.capacity_group).where(Provision.id == provision_id)) or provision_id
+    return list(session.scalars(select(Provision.id).where(
+        or_(Provision.capacity_group == group, Provision.id == provision_id)).order_by(Provision.id).with_for_update()))
+
+
+def shift_capacity(session: Session, ids: list[str], r: Resources, sign: int) -> None:
+    """Take (``sign`` -1) or give back (+1) ``r`` of the free capacity of every provision in ``ids``."""
+    if ids:
+        session.execute(update_rows(Provision).where(Provision.id.in_(ids)).values(
+            free_cpu=Provision.free_cpu + sign * r.cpu, free_memory_mb=Provision.free_memory_mb + sign * r.memory_mb,
+            free_gpu=Provision.free_gpu + sign * r.gpu_count, free_disk_gb=Provision.free_disk_gb + sign * r.disk_gb,
+            updated_at=utcnow()))
 
 
 def create(store: Store, provider: str, spec: ProvisionSpec) -> ProvisionOut:
@@ -100,9 +123,31 @@ def create(store: Store, provider: str, spec: ProvisionSpec) -> ProvisionOut:
                         price_gwei=spec.price_gwei, models=spec.models, images=spec.images, region=spec.region,
                         available_until=spec.available_until, status="active", created_at=utcnow(),
                         updated_at=utcnow())
+        row.capacity_group = row.id
+        if spec.shares_capacity_with is not None:
+            _join(session, provider, row, spec.shares_capacity_with)
         session.add(row)
         session.flush()
         return out(row)
+
+
+def _join(session: Session, provider: str, row: Provision, other_id: str) -> None:
+    """Put the new provision ``row`` in the capacity group of ``other_id``, with the group's free capacity."""
+    field = "shares_capacity_with"
+    other = session.get(Provision, other_id)
+    if other is None or other.provider != provider:
+        raise NotFound(f"you have no provision {other_id} to share capacity with", field=field)
+    if other.status == "retired":
+        raise ComputeError(f"provision {other_id} is retired", field=field, status_code=409)
+    if (other.cpu, other.memory_mb, other.gpu_count, other.gpu_model, other.disk_gb) != (
+            row.cpu, row.memory_mb, row.gpu_count, row.gpu_model, row.disk_gb):
+        raise ComputeError(f"resources must equal those of provision {other_id}, whose capacity it shares",
+                           field="resources")
+    capacity_group(session, other_id)  # holds the group still while the copy is taken
+    session.refresh(other)
+    row.capacity_group = other.capacity_group or other.id
+    row.free_cpu, row.free_memory_mb = other.free_cpu, other.free_memory_mb
+    row.free_gpu, row.free_disk_gb = other.free_gpu, other.free_disk_gb
 
 
 def _owned(session, provider: str, provision_id: str, *, lock: bool = False) -> Provision:

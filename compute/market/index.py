@@ -44,6 +44,7 @@ class Slot:
     region: str = "local"
     available_until: float = math.inf
     status: str = "active"
+    group: str = ""  # capacity group (compute.provisions): slots of one group share their free capacity
 
     @classmethod
     def from_row(cls, row: Provision, reputation: float) -> Slot:
@@ -57,7 +58,8 @@ class Slot:
                    free_memory_mb=row.free_memory_mb, free_gpu=row.free_gpu, free_disk_gb=row.free_disk_gb,
                    price=row.price_gwei, reputation=reputation, models=frozenset(row.models),
                    images=frozenset(row.images), region=row.region,
-                   available_until=until.timestamp() if until else math.inf, status=row.status)
+                   available_until=until.timestamp() if until else math.inf, status=row.status,
+                   group=row.capacity_group or row.id)
 
     @property
     def key(self) -> Key:
@@ -111,6 +113,7 @@ class ProvisionIndex:
         self._keys: dict[str, Key] = {}
         self._buckets: dict[tuple[str, str], list[Key]] = {}
         self._models_by_kind: dict[str, set[str]] = {}
+        self._groups: dict[str, set[str]] = {}
         self.lock = threading.RLock()
 
     def __len__(self) -> int:
@@ -123,12 +126,18 @@ class ProvisionIndex:
         with self.lock:
             self._unlist(slot.id)
             self._slots[slot.id] = slot
+            self._groups.setdefault(slot.group or slot.id, set()).add(slot.id)
             self._list(slot)
 
     def remove(self, slot_id: str) -> None:
         with self.lock:
             self._unlist(slot_id)
-            self._slots.pop(slot_id, None)
+            slot = self._slots.pop(slot_id, None)
+            if slot is not None:
+                members = self._groups.get(slot.group or slot.id, set())
+                members.discard(slot_id)
+                if not members:
+                    self._groups.pop(slot.group or slot.id, None)
 
     def reserve(self, slot_id: str, r: Resources) -> None:
         self._adjust(slot_id, r, -1)
@@ -194,12 +203,14 @@ class ProvisionIndex:
             slot = self._slots.get(slot_id)
             if slot is None:
                 return
-            self._unlist(slot_id)
-            slot.free_cpu += sign * r.cpu
-            slot.free_memory_mb += sign * r.memory_mb
-            slot.free_gpu += sign * r.gpu_count
-            slot.free_disk_gb += sign * r.disk_gb
-            self._list(slot)
+            for member in self._groups.get(slot.group or slot.id, {slot_id}):
+                slot = self._slots[member]
+                self._unlist(member)
+                slot.free_cpu += sign * r.cpu
+                slot.free_memory_mb += sign * r.memory_mb
+                slot.free_gpu += sign * r.gpu_count
+                slot.free_disk_gb += sign * r.disk_gb
+                self._list(slot)
 
     def _list(self, slot: Slot) -> None:
         if slot.status != "active" or slot.free_cpu <= 0:

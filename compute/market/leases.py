@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from compute import receipts
@@ -22,6 +22,7 @@ from compute.market.demand import MatchRequest
 from compute.market.pricing import compute_units, cost, platform_fee
 from compute.models import Lease, Provider, Provision, UsageRecord, aware, utcnow
 from compute.providers.registry import mark_down, reputation
+from compute.provisions import Resources, capacity_group, shift_capacity
 from compute.receipts import Domain
 from compute.store import Store
 from cxmpute.settings import get_settings
@@ -212,10 +213,8 @@ def end_in(session: Session, lease_id: str, reason: EndReason, caller: str | Non
 def _end(session: Session, row: Lease, reason: str) -> None:
     # Lock order everywhere: lease, provision, provider, then ledger accounts (by id) — so concurrent
     # matches, ends and metering never wait on each other in a cycle.
-    session.execute(update(Provision).where(Provision.id == row.provision_id).values(
-        free_cpu=Provision.free_cpu + row.cpu, free_memory_mb=Provision.free_memory_mb + row.memory_mb,
-        free_gpu=Provision.free_gpu + row.gpu_count, free_disk_gb=Provision.free_disk_gb + row.disk_gb,
-        updated_at=utcnow()))
+    shift_capacity(session, capacity_group(session, row.provision_id),
+                   Resources(cpu=row.cpu, memory_mb=row.memory_mb, gpu_count=row.gpu_count, disk_gb=row.disk_gb), 1)
     provider = session.get(Provider, row.provider, with_for_update=True)
     left = balance(session, Acct("escrow", row.id))
     if left:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pydantic import BaseModel
 from sqlalchemy import or_, select, update
 
+from compute import provisions
 from compute.errors import Conflict
 from compute.market import leases
 from compute.market.demand import MatchRequest
@@ -110,6 +111,7 @@ class Market:
                 raise NoMatchError(self.index.scan(req, time.time())[1])
             end = datetime.fromtimestamp(time.time() + req.span_s, tz=timezone.utc)
             with self.store.write() as session:
+                group = provisions.capacity_group(session, slot.id)
                 reserved = session.execute(
                     update(Provision)
                     .where(Provision.id == slot.id, Provision.status == "active",
@@ -121,6 +123,8 @@ class Market:
                             free_gpu=Provision.free_gpu - r.gpu_count, free_disk_gb=Provision.free_disk_gb - r.disk_gb,
                             updated_at=utcnow())).rowcount == 1
                 if reserved:
+                    # The machine's other offers lose what this one was leased.
+                    provisions.shift_capacity(session, [i for i in group if i != slot.id], r, -1)
                     provision = session.get(Provision, slot.id)
                     lease = leases.open_lease(session, self.domain, user, provision, req)
                     result = leases.out(session, lease)

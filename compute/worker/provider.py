@@ -69,15 +69,17 @@ class ProviderWorker:
         if self.offer.stake_gwei:
             await p.ensure_stake(self.offer.stake_gwei)
         self.provision_id = await self._publish("agent")
+        # The machine's other offers share the agent provision's capacity: one machine is never sold twice.
         # Container services need a Docker engine on this machine; without one, no such provision is offered.
         if await asyncio.to_thread(runtime_registry(get_settings()).runtime("container").check) is None:
-            self.container_provision_id = await self._publish("container")
+            self.container_provision_id = await self._publish("container", shares=self.provision_id)
         # Virtual machines need a hypervisor (QEMU) on this machine; without one, no vm provision is offered.
         if await asyncio.to_thread(runtime_registry(get_settings()).runtime("vm").check) is None:
-            self.vm_provision_id = await self._publish("vm")
+            self.vm_provision_id = await self._publish("vm", shares=self.provision_id)
 
-    async def _publish(self, kind: str) -> str:
-        """Re-activate this machine's provision of ``kind`` from an earlier start, or publish a new one."""
+    async def _publish(self, kind: str, shares: str | None = None) -> str:
+        """Re-activate this machine's provision of ``kind`` from an earlier start, or publish a new one (in the
+        capacity group of ``shares``)."""
         o = self.offer
         for prov in await self.platform.call("GET", "/v1/provisions"):
             if prov["kind"] == kind and prov["status"] != "retired" and Resources(**prov["resources"]) == o.resources:
@@ -86,7 +88,7 @@ class ProviderWorker:
                 return prov["id"]
         created = await self.platform.call("POST", "/v1/provisions", {
             "kind": kind, "price_gwei": o.price_gwei, "region": o.region,
-            "resources": o.resources.model_dump()})
+            "resources": o.resources.model_dump(), "shares_capacity_with": shares})
         return created["id"]
 
     async def execute(self, job_id: str) -> None:

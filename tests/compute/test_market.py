@@ -204,6 +204,83 @@ def test_a_market_busy_only_with_the_wanted_kind_says_waiting_may_help(net, mark
     assert not market.quote(whole.model_copy(update={"kind": "vm"})).no_match.busy
 
 
+def test_offers_of_one_machine_share_its_capacity(net, market):
+    """A provider offering its 4 cores as agent and container work sells 4 cores in all, never 8."""
+    p, u = provider(net.store), user(net.store, 10**9)
+    agent = offer(net.store, p, 10, kind="agent")
+    container = provisions.create(net.store, p, ProvisionSpec(
+        kind="container", price_gwei=10, resources=Resources(cpu=4, memory_mb=16384), region="eu",
+        shares_capacity_with=agent))
+    assert container.capacity_group == provisions.get(net.store, agent).capacity_group == agent
+
+    def req(kind: str, cpu: int) -> MatchRequest:
+        return MatchRequest(kind=kind, resources=Resources(cpu=cpu, memory_mb=1024), price_max_gwei=10,
+                            duration_s=60)
+
+    first = market.place(u, req("agent", 3))
+    assert provisions.get(net.store, container.id).free.cpu == 1
+    refused = market.quote(req("container", 2)).no_match
+    assert refused.excluded == {"kind": 1, "capacity": 1} and refused.busy
+    second = market.place(u, req("container", 1))
+    assert second.provision_id == container.id
+    assert not market.quote(req("agent", 1)).matched  # the machine is full, whichever offer is asked
+    market.end(first.id, "user-cancelled", u)
+    assert [provisions.get(net.store, i).free.cpu for i in (agent, container.id)] == [3, 3]
+    assert market.place(u, req("agent", 3)).provision_id == agent
+    # A fresh market (another API process) reads the same shared state from the database.
+    assert not Market(net.store, net.domain).quote(req("container", 1)).matched
+
+
+def test_concurrent_placements_on_a_shared_machine_never_oversell_it(net):
+    """Eight requests for one core each, on two offers of one 4-core machine, from as many markets at once
+    (as if from separate API processes): four get a core, the others no match, and nothing deadlocks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p, u = provider(net.store), user(net.store, 10**9)
+    agent = offer(net.store, p, 10, kind="agent")
+    container = provisions.create(net.store, p, ProvisionSpec(
+        kind="container", price_gwei=10, resources=Resources(cpu=4, memory_mb=16384), region="eu",
+        shares_capacity_with=agent)).id
+
+    def place(n: int):
+        req = MatchRequest(kind="agent" if n % 2 else "container", resources=Resources(cpu=1, memory_mb=512),
+                           price_max_gwei=10, duration_s=60)
+        try:
+            return Market(net.store, net.domain).place(u, req)
+        except NoMatchError:
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        placed = [lease for lease in pool.map(place, range(8)) if lease is not None]
+    assert len(placed) == 4
+    assert [provisions.get(net.store, i).free.cpu for i in (agent, container)] == [0, 0]
+    market = Market(net.store, net.domain)
+    for lease in placed:
+        market.end(lease.id, "user-cancelled", u)
+    assert [provisions.get(net.store, i).free.cpu for i in (agent, container)] == [4, 4]
+
+
+def test_sharing_capacity_needs_your_own_live_provision_of_equal_resources(net, market):
+    p, other = provider(net.store), provider(net.store)
+    mine, theirs = offer(net.store, p, 10), offer(net.store, other, 10)
+
+    def share(with_id: str, cpu: int = 4):
+        return provisions.create(net.store, p, ProvisionSpec(
+            kind="container", price_gwei=10, resources=Resources(cpu=cpu, memory_mb=16384), region="eu",
+            shares_capacity_with=with_id))
+
+    for with_id, cpu, field in [(theirs, 4, "shares_capacity_with"), ("no-such-id", 4, "shares_capacity_with"),
+                                (mine, 2, "resources")]:
+        with pytest.raises(Exception) as refused:
+            share(with_id, cpu)
+        assert refused.value.field == field and 400 <= refused.value.status_code < 500
+    provisions.retire(net.store, p, mine)
+    with pytest.raises(Exception) as refused:
+        share(mine)
+    assert refused.value.field == "shares_capacity_with" and refused.value.status_code == 409
+    assert [x.kind for x in provisions.list_for(net.store, p)] == ["inference"]
+
+
 def test_sweep_ends_leases_of_providers_whose_heartbeats_stopped(net, market):
     silent, never = provider(net.store), provider(net.store)
     for p in (silent, never):

@@ -81,6 +81,11 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             _until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
                                          params={"kind": "container", "status": "active"}).json()) >= 2,
                    "two container provisions", platform)
+            # Each machine's container offer shares its capacity with its agent offer: never sold twice.
+            offers = httpx.get(f"{platform.url}/v1/market/provisions",
+                               params={"status": "active", "limit": 500}).json()
+            groups = {(o["provider"], o["kind"]): o["capacity_group"] for o in offers if o["provider"] in (a, b)}
+            assert all(groups[(p, "container")] == groups[(p, "agent")] for p in (a, b)), groups
             out = _cli(monkeypatch, platform, wallet, "deploy", str(image_tarball), "--name", "echo", "--port", "8080",
                        "--env", "GREETING=hello", "--memory-mb", "256", "--min", "2", "--max", "3", "--target", "1",
                        "--max-price", str(PRICE + 3))
