@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from compute.errors import Conflict, Forbidden, NotFound
 from compute.market.demand import MatchRequest
@@ -54,6 +54,8 @@ class ServiceIn(BaseModel):
                                  "aims for")
     price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per compute-unit-second")
     price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
+    public: bool = Field(False, description="Anyone may call it, without signing in, at "
+                         "/v1/public/services/{owner}/{name}/{path}; otherwise only you, at /v1/services/{name}/proxy")
 
     @field_validator("name")
     @classmethod
@@ -336,10 +338,18 @@ def image_stream(settings: Settings, replica_id: str, token: str) -> tuple[int, 
     return storage.stat(cid, owner).size, storage.open_range(cid, owner)
 
 
-def live_replicas(settings: Settings, owner: str, name: str) -> tuple[str, list[ReplicaOut]]:
-    """The service's id and the replicas the gateway may route to."""
+def live_replicas(settings: Settings, owner: str, name: str, *, public: bool = False) -> tuple[str, list[ReplicaOut]]:
+    """The service's id and the replicas the gateway may route to; with ``public``, only a public service's
+    (another's private service reads as no service at all)."""
     with _session(settings) as session:
-        service = _named(session, owner, name)
+        if public:  # an address in the URL may come in any case
+            service = session.scalar(select(Service).where(
+                func.lower(Service.owner) == owner.lower(), Service.name == name, Service.status == "active",
+                Service.public.is_(True)))
+            if service is None:
+                raise NotFound(f"no public service {name!r} of {owner}", field="name")
+        else:
+            service = _named(session, owner, name)
         rows = session.scalars(select(Replica).where(Replica.service_id == service.id, Replica.status == "live")).all()
         now = time.time()
         return service.id, [replica_out(r) for r in rows if fresh(r, now)]

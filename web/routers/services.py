@@ -79,7 +79,13 @@ async def service_logs(name: str, owner: str = Depends(current_owner)) -> dict[s
 
 
 async def proxy(name: str, path: str, request: Request, owner: str = Depends(current_owner)) -> StreamingResponse:
-    service_id, replicas = await asyncio.to_thread(registry.live_replicas, get_settings(), owner, name)
+    return await forward(owner, name, path, request)
+
+
+async def forward(owner: str, name: str, path: str, request: Request, public: bool = False) -> StreamingResponse:
+    """Stream ``request`` to a live replica of the owner's service ``name`` and its answer back."""
+    service_id, replicas = await asyncio.to_thread(registry.live_replicas, get_settings(), owner, name,
+                                                   public=public)
     body = await request.body()
     gateway.load.enter(service_id)
     try:

@@ -90,6 +90,19 @@ def test_a_tarball_that_holds_no_complete_image_is_refused_naming_image(client, 
     assert client.post("/v1/services", json=_body(_upload(client, user, _tarball())), headers=user).status_code == 201
 
 
+def test_only_a_public_service_is_reachable_without_signing_in(client, seller, user, make_wallet, login):
+    cid = _upload(client, user, _tarball())
+    owner = client.post("/v1/services", json=_body(cid), headers=user).json()["owner"]
+    assert client.post("/v1/services", json=_body(cid, name="site", public=True), headers=user).status_code == 201
+    _refused(client.get(f"/v1/public/services/{owner}/web/"), 404, "name")  # private: as if there were none
+    _refused(client.get(f"/v1/public/services/{owner}/nothing/"), 404, "name")
+    # The public one is found (an address in any case); with no replica live yet the gateway says so.
+    for who in (owner, owner.lower()):
+        assert "no live replica" in _refused(client.get(f"/v1/public/services/{who}/site/x"), 503, "name")
+    someone = login(client, make_wallet())
+    _refused(client.get("/v1/services/site/proxy/x", headers=someone), 404, "name")  # not theirs to call privately
+
+
 def test_a_bad_port_or_other_setting_is_refused_naming_its_field(client, seller, user):
     cid = _upload(client, user, _tarball())
     for overrides, field in [({"port": 0}, "port"), ({"port": 65536}, "port"), ({"port": "http"}, "port"),

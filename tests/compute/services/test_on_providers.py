@@ -88,8 +88,9 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             assert all(groups[(p, "container")] == groups[(p, "agent")] for p in (a, b)), groups
             out = _cli(monkeypatch, platform, wallet, "deploy", str(image_tarball), "--name", "echo", "--port", "8080",
                        "--env", "GREETING=hello", "--memory-mb", "256", "--min", "2", "--max", "3", "--target", "1",
-                       "--max-price", str(PRICE + 3))
-            assert "deployed echo" in out and "/v1/services/echo/proxy/" in out
+                       "--max-price", str(PRICE + 3), "--public")
+            public_url = f"/v1/public/services/{wallet.address.lower()}/echo/"
+            assert "deployed echo" in out and f"/v1/public/services/{wallet.address}/echo/" in out
 
             def live() -> list[dict]:
                 return [r for r in http.get("/v1/services/echo").json()["replicas"] if r["live"]]
@@ -104,6 +105,8 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             assert answers[0].json()["greeting"] == "hello" and answers[0].json()["path"] == "/hello?n=0"
             echoed = http.post("/v1/services/echo/proxy/submit", content=b"payload")
             assert echoed.json()["body"] == "payload" and echoed.headers["x-cxmpute-replica"] in ids
+            anyone = httpx.get(f"{platform.url}{public_url}hello", params={"n": 7}, timeout=60)  # no credentials
+            assert anyone.status_code == 200 and anyone.json()["path"] == "/hello?n=7", anyone.text
 
             # Provider A dies with its container: the gateway keeps answering from B's replica.
             victim = next(r for r in replicas if r["provider"] == a)

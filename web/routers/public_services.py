@@ -1,0 +1,24 @@
+"""Public services: anyone reaches a service deployed with ``public: true`` through the gateway, without
+signing in, at ``/v1/public/services/{owner}/{name}/{path}``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from web.routers.services import METHODS, forward
+
+router = APIRouter(prefix="/v1/public/services", tags=["services"])
+
+
+async def call_public(owner: str, name: str, path: str, request: Request) -> StreamingResponse:
+    return await forward(owner, name, path, request, public=True)
+
+
+# One route per method, so each gets an OpenAPI operation of its own.
+for _method in METHODS:
+    router.add_api_route("/{owner}/{name}/{path:path}", call_public, methods=[_method],
+                         summary="Call a public service", operation_id=f"call_public_service_{_method.lower()}",
+                         description="Anyone may call a service deployed with `public: true`: the request is "
+                                     "streamed to a live replica like the owner's own calls. 404 (name) for a "
+                                     "service that is not public, 503 when no replica answers.")
