@@ -23,11 +23,11 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.states import Crashed
 from prefect.task_runs import TaskRunWaiter
 
-from compute.errors import ComputeError
+from compute.errors import ComputeError, NotFound
 from compute.market.demand import MatchRequest
 from compute.market.leases import LeaseOut
 from compute.market.matching import NoMatchError
-from compute.models import Provider
+from compute.models import Job, Lease, Provider
 from compute.network import Network, get_network
 from compute.providers.registry import is_alive, mark_down
 from compute.worker import jobs
@@ -118,7 +118,7 @@ class Dispatcher:
         # A live provider that has not started the job is most likely saturated: move the work, don't slash.
         claim_by = time.monotonic() + max(60.0, 10 * interval)
         while True:
-            job = await asyncio.to_thread(jobs.get, store, job_id)
+            job, alive, leased = await asyncio.to_thread(self._state, job_id, lease)
             if job.status not in ("queued", "running"):
                 return job
             now = time.monotonic()
@@ -126,10 +126,10 @@ class Dispatcher:
                 await self._give_up(job_id, "expired", "the work ran past its time limit", client)
                 raise DispatchError(f"the work did not finish within its time limit on provider {lease.provider}",
                                     field="timeout_seconds", status_code=504)
-            if not await asyncio.to_thread(self._alive, lease.provider):
+            if not alive:
                 await asyncio.to_thread(self._mark_down, lease.provider)
                 return await self._give_up(job_id, "provider-lost", "heartbeats lapsed", client)
-            if not await asyncio.to_thread(jobs.lease_active, store, lease.id):
+            if not leased:
                 return await self._give_up(job_id, "provider-lost", "its lease ended", client)
             if job.status == "queued" and now > claim_by:
                 return await self._give_up(job_id, "expired", "the provider never started it", client)
@@ -145,10 +145,17 @@ class Dispatcher:
         found = jobs.for_work(self.network.store, keys) if keys else []
         return sorted({j.provider for j in found if j.status in ("queued", "running")})
 
-    def _alive(self, provider: str) -> bool:
+    def _state(self, job_id: str, lease: LeaseOut) -> tuple[JobOut, bool, bool]:
+        """The job, whether its provider is alive and whether its lease is active: one read for each look, since
+        every piece of work in flight looks twice a second."""
         with self.network.store.read() as session:
-            row = session.get(Provider, provider)
-            return row is not None and is_alive(row)
+            row = session.get(Job, job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id}", field="job_id")
+            provider = session.get(Provider, lease.provider)
+            lease_row = session.get(Lease, lease.id)
+            return (jobs.out(row), provider is not None and is_alive(provider),
+                    lease_row is not None and lease_row.status == "active")
 
     def _mark_down(self, provider: str) -> None:
         with self.network.store.write() as session:

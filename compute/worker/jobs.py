@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from compute.errors import Conflict, Forbidden, NotFound
 from compute.market import leases
-from compute.models import Job, Lease, utcnow
+from compute.models import Job, utcnow
 from compute.provisions import Kind, Resources
 from compute.receipts import Domain
 from compute.store import Store
@@ -151,12 +151,6 @@ def abandon(store: Store, job_id: str, reason: leases.EndReason = "provider-lost
             leases.end_in(session, row.lease_id, reason, None)
         session.flush()
         return out(row)
-
-
-def lease_active(store: Store, lease_id: str) -> bool:
-    with store.read() as session:
-        row = session.get(Lease, lease_id)
-        return row is not None and row.status == "active"
 
 
 def list_for(store: Store, account: str, status: str | None = None, limit: int = 50, offset: int = 0) -> list[JobOut]:
