@@ -107,6 +107,8 @@ class Beat(BaseModel):
     """A replica's report from its provider, every heartbeat interval while its job runs."""
 
     provider: str = Field(..., min_length=1, max_length=42)
+    dispatch: str | None = Field(None, max_length=64, description="The dispatch of the slot the reporting job "
+                                 "belongs to (its payload's); None: any")
     state: Literal["starting", "ready"]
     host: str | None = Field(None, max_length=255)
     host_port: int | None = Field(None, ge=1, le=65535)
@@ -308,13 +310,18 @@ def _authorized(session, replica_id: str, token: str) -> Replica:
 
 def beat(settings: Settings, replica_id: str, token: str, report: Beat) -> BeatReply:
     """Record a replica's report; tell it to stop unless its service wants it and its job is the one running."""
-    running = [j for j in jobs.for_work(get_network().store, [work_key(replica_id)]) if j.status == "running"]
+    store = get_network().store
+    running = [j for j in jobs.for_work(store, [work_key(replica_id)]) if j.status == "running"]
     with _session(settings, write=True) as session:
         row = _authorized(session, replica_id, token)
         service = session.get(Service, row.service_id)
         job = running[-1] if running else None
         if (row.status in ("stopping", "stopped") or service.status != "active" or job is None
                 or job.provider.lower() != report.provider.lower()):
+            return BeatReply(run=False)
+        # A restarted platform gives its predecessor's jobs up and dispatches the slot again, maybe to the same
+        # provider: the job of the earlier dispatch (its lease ended) must stop, not run on beside the new one.
+        if report.dispatch is not None and report.dispatch != jobs.payload(store, job.id).get("dispatch"):
             return BeatReply(run=False)
         row.provider, row.job_id, row.lease_id, row.beat_ts = job.provider, job.id, job.lease_id, time.time()
         if report.logs is not None:

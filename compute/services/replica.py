@@ -50,6 +50,8 @@ class ReplicaJob(BaseModel):
     memory_mb: int
     pids: int
     run_s: float = Field(..., gt=0, description="How long this job may run before its lease term ends")
+    dispatch: str = Field(default_factory=lambda: uuid.uuid4().hex, description="This dispatch of the replica "
+                          "slot: a job from an earlier one (given up by a restarted platform) is told to stop")
 
 
 def image_tag(cid: str) -> str:
@@ -180,8 +182,8 @@ class Reporter:
         logs = logs[-60_000:]
         try:
             resp = await self.http.post(f"/v1/services/replicas/{self.job.replica_id}/beat", json={
-                "provider": self.provider, "state": state, "host": host, "host_port": host_port,
-                "logs": None if logs == self.sent_logs else logs})
+                "provider": self.provider, "dispatch": self.job.dispatch, "state": state, "host": host,
+                "host_port": host_port, "logs": None if logs == self.sent_logs else logs})
         except httpx.HTTPError as exc:
             log.warning("replica %s could not report: %s", self.job.replica_id, exc)
             return True

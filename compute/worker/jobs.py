@@ -97,6 +97,15 @@ def get(store: Store, job_id: str) -> JobOut:
         return out(row)
 
 
+def payload(store: Store, job_id: str) -> dict[str, Any]:
+    """What the job was dispatched to do (its kind's payload)."""
+    with store.read() as session:
+        row = session.get(Job, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id}", field="job_id")
+        return dict(row.payload or {})
+
+
 def for_work(store: Store, work_keys: list[str]) -> list[JobOut]:
     """Every attempt of the given work, oldest first."""
     with store.read() as session:

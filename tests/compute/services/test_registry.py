@@ -3,14 +3,23 @@ and replica reports that only the replica's current provider may make."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
+from eth_account import Account
 
+from compute import provisions
 from compute.errors import Forbidden, NotFound
-from compute.models import utcnow
+from compute.ledger import Acct, post
+from compute.market.demand import MatchRequest
+from compute.market.matching import Market
+from compute.models import Provider, utcnow
+from compute.provisions import ProvisionSpec, Resources
 from compute.services import registry
 from compute.services.models import Service
+from compute.worker import jobs
+from compute.worker.jobs import JobSpec
 from cxmpute.db import session_scope
 from cxmpute.settings import get_settings
 
@@ -70,3 +79,36 @@ def test_a_replica_report_needs_its_token_and_is_told_to_stop_without_a_running_
     with pytest.raises(Forbidden):
         registry.image_stream(settings, replica.id, "0" * 64)
     assert registry.beat(settings, replica.id, replica.token, report).run is False  # no job of its runs
+
+
+def test_a_report_from_an_earlier_dispatch_of_its_slot_is_told_to_stop(settings, net):
+    """A restarted platform dispatches a slot again, maybe to the provider still running the earlier dispatch's
+    job: only the newest dispatch's job keeps running."""
+    provider, owner = Account.create().address, Account.create().address
+    with net.store.write() as s:
+        s.add(Provider(address=provider, name="p", region="local", profile={}, benchmark_score=1.0,
+                       registered_at=utcnow(), last_heartbeat_ts=int(time.time()), heartbeats=1, leases_completed=0,
+                       leases_failed=0, reputation=0.5))
+        s.flush()
+        post(s, key=f"stake-{provider}", kind="stake",
+             entries=[(Acct("chain", "t"), -10**10), (Acct("stake", provider), 10**10)])
+        post(s, key=f"dep-{owner}", kind="deposit",
+             entries=[(Acct("chain", "t"), -10**9), (Acct("user", owner), 10**9)])
+    provisions.create(net.store, provider, ProvisionSpec(kind="container", price_gwei=3,
+                                                         resources=Resources(cpu=2, memory_mb=2048)))
+    replica = registry.add_replica(settings, _service(settings))
+    spec = JobSpec(kind="service", provision="container", owner=owner, work_key=registry.work_key(replica.id),
+                   payload={"dispatch": "second"}, price_max_gwei=10, timeout_s=60,
+                   resources=Resources(cpu=1, memory_mb=512))
+    lease = Market(net.store, net.domain).place(owner, MatchRequest(kind="container", resources=spec.resources,
+                                                                    price_max_gwei=10, duration_s=60))
+    jobs.create(net.store, "job-of-the-second-dispatch", spec, provider, lease.id, 1)
+    jobs.claim(net.store, "job-of-the-second-dispatch", provider)
+
+    def runs(dispatch: str | None) -> bool:
+        report = registry.Beat(provider=provider, state="starting", dispatch=dispatch)
+        return registry.beat(settings, replica.id, replica.token, report).run
+
+    assert runs("second") is True
+    assert runs("first") is False  # the earlier dispatch's job, its lease given up
+    assert runs(None) is True  # a report that names no dispatch is judged by its provider alone
