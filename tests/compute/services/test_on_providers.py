@@ -1,6 +1,6 @@
 """A container service on real provider workers: served through the gateway by two replicas, kept answering
 and brought back to two replicas when one provider dies, billed per second through leases, and stopped (its
-leases ended, the rest of their escrow refunded) when deleted."""
+leases ended, the rest of their escrow refunded) when deleted; dispatched afresh by a restarted platform."""
 
 from __future__ import annotations
 
@@ -66,6 +66,17 @@ def _cli(monkeypatch, platform, wallet, *args: str) -> str:
 
 def _containers(engine, **labels) -> list:
     return engine.containers.list(all=True, filters={"label": [f"cxmpute.{k}={v}" for k, v in labels.items()]})
+
+
+def _remove_containers(engine, owner: str) -> None:
+    """What a failed test left behind; the providers may be removing some of them themselves."""
+    from docker.errors import APIError
+
+    for container in _containers(engine, owner=owner):
+        try:
+            container.remove(force=True)
+        except APIError:  # already gone, or its removal is in progress
+            pass
 
 
 def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_and_bills_them(
@@ -164,8 +175,49 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             assert http.get("/v1/services/echo").status_code == 404
             assert http.get("/v1/services/echo/proxy/").status_code == 404
     finally:
-        for container in _containers(docker_engine, owner=wallet.address):
-            container.remove(force=True)
+        _remove_containers(docker_engine, wallet.address)
+
+
+def test_a_restarted_platform_dispatches_its_replicas_again_and_the_old_containers_stop(
+        pool_platform, docker_engine, image_tarball, monkeypatch):
+    """The API process is SIGKILLed and started again: it gives up the replica jobs its predecessor dispatched
+    (their leases end, the escrow goes back) and dispatches the slots afresh. With one provider left the new
+    job lands where the old one runs; the old one is told to stop, so one container serves the slot."""
+    platform = pool_platform
+    for address in list(platform.workers):  # earlier tests' providers
+        platform.kill(address)
+    provider = _provider(platform, "svc-r")
+    _until(lambda: any(o["provider"] == provider for o in httpx.get(
+        f"{platform.url}/v1/market/provisions", params={"kind": "container", "status": "active"}).json()),
+        "its container provision", platform)
+    wallet, auth = platform.user()
+    try:
+        with httpx.Client(base_url=platform.url, headers=auth, timeout=120) as http:
+            _cli(monkeypatch, platform, wallet, "deploy", str(image_tarball), "--name", "again", "--port", "8080",
+                 "--memory-mb", "256", "--max-price", str(PRICE + 3))
+
+            def live() -> list[dict]:
+                return [r for r in http.get("/v1/services/again").json()["replicas"] if r["live"]]
+
+            def running() -> list:
+                return [c for c in _containers(docker_engine, replica=before["id"]) if c.status == "running"]
+
+            [before] = _until(lambda: _if(live(), lambda rs: len(rs) == 1), "a live replica", platform, 90)
+            assert before["provider"] == provider and len(running()) == 1
+            platform.crash_api()
+            platform.start_api()
+            [after] = _until(lambda: _if(live(), lambda rs: len(rs) == 1 and rs[0]["lease_id"] != before["lease_id"]),
+                             "the replica under a new job", platform, 120)
+            assert after["id"] == before["id"] and after["provider"] == provider
+            old = http.get(f"/v1/leases/{before['lease_id']}").json()
+            assert old["status"] == "ended" and old["escrow_left_gwei"] == 0
+            _until(lambda: len(running()) == 1, "the earlier dispatch's container to stop", platform, 60)
+            answer = http.get("/v1/services/again/proxy/")
+            assert answer.status_code == 200 and answer.headers["x-cxmpute-replica"] == before["id"]
+            assert "deleted again" in _cli(monkeypatch, platform, wallet, "rm", "again")
+            _until(lambda: not running(), "the container to go", platform)
+    finally:
+        _remove_containers(docker_engine, wallet.address)
 
 
 def test_a_provider_without_a_docker_engine_offers_no_container_provision(pool_platform):

@@ -5,12 +5,8 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,13 +15,11 @@ import torch
 import yaml
 from eth_account import Account
 from typer.testing import CliRunner
-from web3 import Web3
 
 from compute.training import cli as training_cli
 from compute.training.cli import app
 from compute.training.spec import TrainerConfig
 from cxmpute.settings import get_settings
-from flows.server import free_port
 
 from .conftest import single_process_loss
 
@@ -37,48 +31,12 @@ _fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_
 _spec.loader.exec_module(_fixtures)
 
 
-@dataclass
-class RestartablePlatform(_fixtures.Platform):
-    """The worker-pool tests' platform, whose API process can crash and come back on the same address."""
-
-    port: int = 0
-    api: subprocess.Popen | None = None
-
-    def start_api(self) -> None:
-        log = open(self.home / "api.log", "ab")
-        self.api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(self.port)],
-                                    env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        for _ in range(1200):
-            try:
-                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.api.poll() is None, (self.home / "api.log").read_text()
-            time.sleep(0.1)
-        raise AssertionError("the platform API did not come up")
-
-    def crash_api(self) -> None:
-        os.killpg(self.api.pid, signal.SIGKILL)
-        self.api.wait(10)
-
-
 @pytest.fixture(scope="module")
 def pool_platform(prefect_api, tmp_path_factory):
-    home = tmp_path_factory.mktemp("training")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
-           "CXMPUTE_HEARTBEAT_INTERVAL_S": str(_fixtures.HEARTBEAT_S), "CXMPUTE_API_URL": url,
-           "CXMPUTE_ALLOW_ANONYMOUS": "false", "CXMPUTE_TRAINING_COORDINATOR_STALE_S": str(STALE_S)}
-    env.pop("CXMPUTE_DATABASE_URL", None)
-    platform = RestartablePlatform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")),
-                                   port=port)
-    platform.start_api()
-    yield platform
-    platform.stop()
-    os.killpg(platform.api.pid, signal.SIGTERM)
-    platform.api.wait(20)
+    with _fixtures.running_platform(prefect_api, tmp_path_factory.mktemp("training"),
+                                    CXMPUTE_TRAINING_COORDINATOR_STALE_S=str(STALE_S)) as platform:
+        yield platform
+
 
 TRAINER = TrainerConfig(hidden=[16], batch_size=16, lr=0.05, seed=3)
 runner = CliRunner()

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,29 +120,53 @@ class Platform:
             prepare_root(root)
 
 
+@dataclass
+class RestartablePlatform(Platform):
+    """The platform, whose API process can crash and come back on the same address and data."""
+
+    port: int = 0
+    api: subprocess.Popen | None = None
+
+    def start_api(self) -> None:
+        log = open(self.home / "api.log", "ab")
+        self.api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(self.port)],
+                                    env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(1200):
+            try:
+                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.api.poll() is None, (self.home / "api.log").read_text()
+            time.sleep(0.1)
+        raise AssertionError("the platform API did not come up")
+
+    def crash_api(self) -> None:
+        os.killpg(self.api.pid, signal.SIGKILL)
+        self.api.wait(10)
+
+
+@contextmanager
+def running_platform(prefect_api: str, home: Path, **extra_env: str) -> Iterator[RestartablePlatform]:
+    """The platform API as its own process (heartbeats every second, its own database and chain)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
+           "CXMPUTE_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S), "CXMPUTE_API_URL": url,
+           "CXMPUTE_ALLOW_ANONYMOUS": "false", **extra_env}
+    env.pop("CXMPUTE_DATABASE_URL", None)
+    platform = RestartablePlatform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")),
+                                   port=port)
+    platform.start_api()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+        os.killpg(platform.api.pid, signal.SIGTERM)
+        platform.api.wait(20)
+
+
 @pytest.fixture(scope="module")
 def pool_platform(prefect_api, tmp_path_factory):
-    """The platform API as its own process (heartbeats every second, its own database and chain)."""
-    home = tmp_path_factory.mktemp("pool")
-    port = free_port()
-    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
-           "CXMPUTE_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S), "CXMPUTE_API_URL": f"http://127.0.0.1:{port}",
-           "CXMPUTE_ALLOW_ANONYMOUS": "false"}
-    env.pop("CXMPUTE_DATABASE_URL", None)
-    log = open(home / "api.log", "wb")
-    api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(port)], env=env,
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert api.poll() is None, (home / "api.log").read_text()
-        time.sleep(0.1)
-    platform = Platform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")))
-    yield platform
-    platform.stop()
-    os.killpg(api.pid, signal.SIGTERM)
-    api.wait(20)
+    with running_platform(prefect_api, tmp_path_factory.mktemp("pool")) as platform:
+        yield platform
