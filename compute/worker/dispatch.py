@@ -81,36 +81,44 @@ class Dispatcher:
 
     async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, client: PrefectClient,
                        avoid: list[str] | None = None, spread: Spread | None = None) -> JobOut:
-        avoid = list(avoid or [])
-        # The job is recorded before the group's next placement looks at which providers hold its open jobs.
-        async with spread.lock if spread else contextlib.nullcontext():
-            if spread:
-                avoid += [p for p in await asyncio.to_thread(self._holding, spread) if p not in avoid]
-            lease = await self._place(spec, deadline, avoid[:MAX_AVOIDED])
-            job_id = str(uuid.uuid4())
-            await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id, attempt)
+        lease, job_id = await self._place(spec, attempt, deadline, avoid or [], spread)
         await job_task(lease.provider).create_run(client=client, id=uuid.UUID(job_id), deferred=True)
         return await self._watch(job_id, lease, deadline, client)
 
-    async def _place(self, spec: JobSpec, deadline: float, avoid: list[str]) -> LeaseOut:
-        """Open a lease, waiting while every provision that would fit is busy. Providers in ``avoid`` are
-        passed over while another can take the work, and taken again when none can."""
-        request = MatchRequest(kind=spec.provision, resources=spec.resources, price_min_gwei=spec.price_min_gwei,
-                               price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)),
-                               avoid_providers=avoid)
+    async def _place(self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str],
+                     spread: Spread | None) -> tuple[LeaseOut, str]:
+        """Open a lease and record the job, waiting while every provision that would fit is busy. Providers in
+        ``avoid``, and those holding an open job of the ``spread`` group, are passed over while another can take
+        the work, and taken when none can. A group places one job at a time, each seeing where the last went."""
         pause = 0.01
         while True:
-            try:
-                return await asyncio.to_thread(self.network.market.place, spec.owner, request)
-            except NoMatchError as exc:
-                if request.avoid_providers and exc.explanation.excluded.get("avoided"):
-                    request = request.model_copy(update={"avoid_providers": []})
-                    continue
-                if not exc.explanation.busy or time.monotonic() + pause > deadline:
-                    raise
+            async with spread.lock if spread else contextlib.nullcontext():
+                passed_over = list(avoid)
+                if spread:
+                    passed_over += [p for p in await asyncio.to_thread(self._holding, spread) if p not in passed_over]
+                lease = await asyncio.to_thread(self._try_place, spec, deadline, pause, passed_over[:MAX_AVOIDED])
+                if lease is not None:
+                    job_id = str(uuid.uuid4())
+                    await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id,
+                                            attempt)
+                    return lease, job_id
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
             self.network.market.sync()
+
+    def _try_place(self, spec: JobSpec, deadline: float, pause: float, passed_over: list[str]) -> LeaseOut | None:
+        """A lease, passing over ``passed_over`` unless only they fit; None while what fits is busy."""
+        request = MatchRequest(kind=spec.provision, resources=spec.resources, price_min_gwei=spec.price_min_gwei,
+                               price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)),
+                               avoid_providers=passed_over)
+        try:
+            return self.network.market.place(spec.owner, request)
+        except NoMatchError as exc:
+            if passed_over and exc.explanation.excluded.get("avoided"):
+                return self._try_place(spec, deadline, pause, [])
+            if not exc.explanation.busy or time.monotonic() + pause > deadline:
+                raise
+            return None
 
     async def _watch(self, job_id: str, lease: LeaseOut, deadline: float, client: PrefectClient) -> JobOut:
         store = self.network.store

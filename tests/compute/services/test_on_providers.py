@@ -203,17 +203,17 @@ def test_a_restarted_platform_dispatches_its_replicas_again_and_the_old_containe
                 return [c for c in _containers(docker_engine, replica=before["id"]) if c.status == "running"]
 
             [before] = _until(lambda: _if(live(), lambda rs: len(rs) == 1), "a live replica", platform, 90)
-            assert before["provider"] == provider and len(running()) == 1
+            assert before["provider"] == provider and len(running()) == 1, (before, running(), platform.logs())
             platform.crash_api()
             platform.start_api()
             [after] = _until(lambda: _if(live(), lambda rs: len(rs) == 1 and rs[0]["lease_id"] != before["lease_id"]),
                              "the replica under a new job", platform, 120)
-            assert after["id"] == before["id"] and after["provider"] == provider
+            assert after["id"] == before["id"] and after["provider"] == provider, (after, platform.logs())
             old = http.get(f"/v1/leases/{before['lease_id']}").json()
-            assert old["status"] == "ended" and old["escrow_left_gwei"] == 0
+            assert old["status"] == "ended" and old["escrow_left_gwei"] == 0, old
             _until(lambda: len(running()) == 1, "the earlier dispatch's container to stop", platform, 60)
             answer = http.get("/v1/services/again/proxy/")
-            assert answer.status_code == 200 and answer.headers["x-cxmpute-replica"] == before["id"]
+            assert answer.status_code == 200 and answer.headers["x-cxmpute-replica"] == before["id"], answer.text
             assert "deleted again" in _cli(monkeypatch, platform, wallet, "rm", "again")
             _until(lambda: not running(), "the container to go", platform)
     finally:
