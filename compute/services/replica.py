@@ -130,7 +130,8 @@ def remove_orphans(engine, provider: str) -> None:
     """Remove this provider's service containers that no replica of this process runs: an earlier run of the
     worker left them when it died, and the platform has already given their jobs up."""
     for container in engine.containers.list(all=True, filters={"label": ["cxmpute.runtime=service",
-                                                                          f"cxmpute.provider={provider}"]}):
+                                                                          f"cxmpute.provider={provider}"]},
+                                            ignore_removed=True):  # one removed meanwhile is no error
         if container.id not in _running:
             log.warning("removing container %s left by an earlier run of this worker", container.name)
             remove(container)

@@ -65,7 +65,9 @@ def _cli(monkeypatch, platform, wallet, *args: str) -> str:
 
 
 def _containers(engine, **labels) -> list:
-    return engine.containers.list(all=True, filters={"label": [f"cxmpute.{k}={v}" for k, v in labels.items()]})
+    # Providers remove containers meanwhile: one gone between the listing and its inspection is no error.
+    return engine.containers.list(all=True, filters={"label": [f"cxmpute.{k}={v}" for k, v in labels.items()]},
+                                  ignore_removed=True)
 
 
 def _remove_containers(engine, owner: str) -> None:
