@@ -20,6 +20,15 @@ import threading  # noqa: E402
 import pytest  # noqa: E402
 
 
+def pytest_unconfigure(config):
+    """The session's data directory goes with the session: a full run leaves about a GB of storage there, and
+    runs on one machine would fill its disk. (Each job's scratch mount ends with its job; the sandbox's binds
+    live in its own mount namespace, not under this directory.)"""
+    import shutil
+
+    shutil.rmtree(_home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real Prefect server (SQLite) for the whole test session; the process is pointed at it."""
