@@ -20,11 +20,15 @@ def handle(page: Page, node_id: str, port: str):
 
 
 def connect(page: Page, src: str, src_port: str, tgt: str, tgt_port: str) -> None:
+    target = handle(page, tgt, f"in:{tgt_port}")
     a = handle(page, src, f"out:{src_port}").bounding_box()
-    b = handle(page, tgt, f"in:{tgt_port}").bounding_box()
+    b = target.bounding_box()
     page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
     page.mouse.down()
     page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
+    # The canvas marks the handle under a dragged connection once it has handled the move; a release before
+    # that (on a loaded machine) drops the connection on the pane, and neither an edge nor a refusal follows.
+    expect(target).to_have_class(re.compile(r"\bconnectingto\b"))
     page.mouse.up()
 
 
