@@ -137,6 +137,9 @@ class Settings(BaseSettings):
 
     # Secret used to sign session tokens and derive local encryption keys; generated on first use
     secret_key: str | None = None
+    # The platform's own credential for operator routes (storage audit and repair, the embedded chain's
+    # development methods); generated in the data dir on first use, so processes sharing it share the token
+    operator_token: str | None = Field(None, pattern=r"^cxo_[A-Za-z0-9_-]{32,}$")
 
     @property
     def data_dir(self) -> Path:
@@ -164,6 +167,27 @@ class Settings(BaseSettings):
 
             path.write_text(secrets.token_hex(32))
             path.chmod(0o600)
+        return path.read_text().strip()
+
+
+    def resolved_operator_token(self) -> str:
+        if self.operator_token:
+            return self.operator_token
+        path = self.data_dir / "operator.token"
+        if not path.exists():
+            import secrets
+            import tempfile
+
+            # Written whole, then linked into place: processes starting together agree on one token.
+            fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".operator-")
+            with os.fdopen(fd, "w") as f:
+                f.write("cxo_" + secrets.token_urlsafe(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
         return path.read_text().strip()
 
 

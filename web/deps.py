@@ -1,15 +1,22 @@
-"""Request dependencies shared by the routers: the caller's identity and a database session."""
+"""Request dependencies shared by the routers: the caller's identity, what each route lets it do, and a
+database session.
+
+Every route declares its access with exactly one of these dependencies (:func:`owner_in`,
+:func:`signed_in`, :func:`operator`, :func:`public`, :func:`job_credential`); the app refuses to start
+with a route that declares none, and the declaration is published in OpenAPI as ``x-cxmpute-access``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException
+from fastapi.dependencies.models import Dependant
 from sqlalchemy.orm import Session
 
-from compute.errors import ComputeError
-from compute.identity.tokens import SCOPES, Principal, authenticate
+from compute.errors import ComputeError, Forbidden, Unauthorized
+from compute.identity.tokens import OPERATOR, SCOPES, Principal, Scope, authenticate
 from compute.network import get_network
 from cxmpute.db import session_scope
 from cxmpute.settings import get_settings
@@ -28,19 +35,80 @@ def current_principal(authorization: str | None = Header(None)) -> Principal:
     """Who the request acts for: a session token or API key (``Authorization: Bearer ...``), else — while
     ``CXMPUTE_ALLOW_ANONYMOUS`` allows it — the single-user 'local' owner. A credential that is present
     but invalid is always a 401, never a fall-back to anonymous."""
+    settings = get_settings()
     if authorization is None:
-        if not get_settings().allow_anonymous:
+        if not settings.allow_anonymous:
             raise HTTPException(401, "sign in required", headers={"WWW-Authenticate": "Bearer"})
         return Principal(address="local", scopes=frozenset(SCOPES), via="anonymous")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "authorization must be 'Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
     try:
-        return authenticate(get_network().store, token.strip())
+        return authenticate(get_network().store, token.strip(), settings.resolved_operator_token())
     except ComputeError as exc:
         raise HTTPException(exc.status_code, exc.message, headers={"WWW-Authenticate": "Bearer"}) from exc
 
 
-def current_owner(principal: Principal = Depends(current_principal)) -> str:
-    """The account the request acts for; anonymous local use maps to the 'local' owner."""
-    return principal.address
+def _declares(access: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def mark(dependency: Callable[..., Any]) -> Callable[..., Any]:
+        dependency.access = access  # type: ignore[attr-defined]
+        return dependency
+
+    return mark
+
+
+def owner_in(scope: Scope) -> Callable[..., str]:
+    """A dependency: the owner whose data the request touches, once its credential holds ``scope``
+    (anonymous local use holds every scope but the operator's)."""
+
+    @_declares(f"scope:{scope}")
+    def dependency(principal: Principal = Depends(current_principal)) -> str:
+        if not principal.is_account and principal.via != "anonymous":
+            raise Forbidden("the operator credential acts for no account", field="authorization")
+        principal.require(scope)
+        return principal.address
+
+    return dependency
+
+
+def signed_in(scope: Scope) -> Callable[..., Principal]:
+    """A dependency: a signed-in account holding ``scope`` (anonymous 'local' use has no wallet)."""
+
+    @_declares(f"scope:{scope}")
+    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.is_account:
+            raise Unauthorized("sign in with a wallet or use an API key", field="authorization")
+        principal.require(scope)
+        return principal
+
+    return dependency
+
+
+@_declares(f"scope:{OPERATOR}")
+def operator(principal: Principal = Depends(current_principal)) -> Principal:
+    """The platform's operator credential (``<data dir>/operator.token`` or ``CXMPUTE_OPERATOR_TOKEN``)."""
+    if principal.via != "operator":
+        raise Forbidden("only the platform operator may do this", field="authorization")
+    return principal
+
+
+@_declares("public")
+def public() -> None:
+    """Open to anyone: the route reveals nothing of an account and changes nothing an account owns."""
+
+
+@_declares("job")
+def job_credential() -> None:
+    """Authenticated by a credential of its own that the platform issued to one job (a rank's URL token, a
+    replica's token, a provider's signature), checked by the route itself."""
+
+
+def declared_access(dependant: Dependant) -> set[str]:
+    """Every access declaration in a route's dependency tree."""
+    found: set[str] = set()
+    for sub in dependant.dependencies:
+        access = getattr(sub.call, "access", None)
+        if access is not None:
+            found.add(access)
+        found |= declared_access(sub)
+    return found

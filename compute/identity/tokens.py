@@ -14,14 +14,20 @@ from compute.identity.siwe import token_hash
 from compute.models import ApiKey, AuthSession, aware, utcnow
 from compute.store import Store
 
-SCOPES = ("account", "market", "provider", "keys")
-Scope = Literal["account", "market", "provider", "keys"]
+# What a credential may touch. Sessions hold every scope; an API key holds those named when it was issued.
+SCOPES = ("account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory",
+          "workloads")
+Scope = Literal["account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory",
+                "workloads"]
+# Held by the platform's own operator credential only (storage audit and repair, the chain's development
+# methods); never by a session or an API key.
+OPERATOR = "operator"
 
 
 class Principal(BaseModel):
     address: str
     scopes: frozenset[str]
-    via: Literal["session", "api_key", "anonymous"]
+    via: Literal["session", "api_key", "anonymous", "operator"]
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -29,12 +35,13 @@ class Principal(BaseModel):
 
     @property
     def is_account(self) -> bool:
-        return self.via != "anonymous"
+        return self.via in ("session", "api_key")
 
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(..., min_length=1, max_length=100)
-    scopes: list[Scope] = Field(default_factory=lambda: ["account", "market"], min_length=1)
+    scopes: list[Scope] = Field(default_factory=lambda: [s for s in SCOPES if s != "keys"], min_length=1,
+                                description="Scopes the key holds; default: every scope but 'keys'")
 
 
 class ApiKeyInfo(BaseModel):
@@ -49,7 +56,9 @@ class NewApiKey(ApiKeyInfo):
     key: str = Field(..., description="Shown once; only its hash is stored")
 
 
-def authenticate(store: Store, token: str) -> Principal:
+def authenticate(store: Store, token: str, operator_token: str | None = None) -> Principal:
+    if operator_token and token.startswith("cxo_") and secrets.compare_digest(token, operator_token):
+        return Principal(address=OPERATOR, scopes=frozenset({OPERATOR}), via="operator")
     digest = token_hash(token)
     now = utcnow()
     with store.read() as session:

@@ -12,6 +12,7 @@ from compute.ledger.funds import ChainCredit, Credited, Withdrawal, WithdrawalOu
 from compute.network import Network
 from cxmpute.settings import get_settings
 from web.routers._compute import network, signed_in
+from web.deps import public
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
 account = signed_in("account")
@@ -30,7 +31,7 @@ class ChainInfo(BaseModel):
     allowed_chain_ids: list[int]
 
 
-@router.get("/chain", summary="The chain deposits and stakes go to, and the vault's address")
+@router.get("/chain", dependencies=[Depends(public)], summary="The chain deposits and stakes go to, and the vault's address")
 def chain(net: Network = Depends(network)) -> ChainInfo:
     return ChainInfo(chain_id=net.chain.chain_id, vault_address=net.chain.vault_address,
                      allowed_chain_ids=get_settings().allowed_chain_ids)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agxnt import AgentContext, AgentInfo, registry
 from agxnt.errors import AgentError
-from web.deps import current_owner
+from web.deps import owner_in, public
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -30,7 +30,7 @@ class InvokeResponse(BaseModel):
     output: dict[str, Any]
 
 
-@router.get("", response_model=AgentList, summary="List agents with their input/output JSON Schemas")
+@router.get("", dependencies=[Depends(public)], response_model=AgentList, summary="List agents with their input/output JSON Schemas")
 def list_agents(family: str | None = None, q: str | None = Query(None, description="Search id, name, description")
                 ) -> AgentList:
     items = registry.catalogue()
@@ -42,13 +42,13 @@ def list_agents(family: str | None = None, q: str | None = Query(None, descripti
     return AgentList(items=items, total=len(items))
 
 
-@router.get("/{agent_id}", response_model=AgentInfo, summary="One agent's catalogue entry")
+@router.get("/{agent_id}", dependencies=[Depends(public)], response_model=AgentInfo, summary="One agent's catalogue entry")
 def get_agent(agent_id: str, version: str | None = None) -> AgentInfo:
     return registry.get(agent_id, version).info(registry.versions(agent_id))
 
 
 @router.post("/{agent_id}/invoke", response_model=InvokeResponse, summary="Run one agent and return its output")
-async def invoke(agent_id: str, body: InvokeRequest, owner: str = Depends(current_owner)) -> InvokeResponse:
+async def invoke(agent_id: str, body: InvokeRequest, owner: str = Depends(owner_in("agents"))) -> InvokeResponse:
     cls = registry.get(agent_id, body.version)
     try:
         data = cls.Input.model_validate(body.input)

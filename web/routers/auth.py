@@ -8,16 +8,17 @@ from compute.identity import siwe, tokens
 from compute.identity.tokens import ApiKeyCreate, ApiKeyInfo, NewApiKey, Principal
 from compute.network import Network
 from web.routers._compute import network, signed_in
+from web.deps import public
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.get("/nonce", summary="A single-use nonce for an EIP-4361 sign-in message")
+@router.get("/nonce", dependencies=[Depends(public)], summary="A single-use nonce for an EIP-4361 sign-in message")
 def nonce(net: Network = Depends(network)) -> siwe.Nonce:
     return siwe.issue_nonce(net.store)
 
 
-@router.post("/verify", summary="Exchange a signed EIP-4361 message for a session token")
+@router.post("/verify", dependencies=[Depends(public)], summary="Exchange a signed EIP-4361 message for a session token")
 def verify(body: siwe.SignInRequest, net: Network = Depends(network)) -> siwe.SessionToken:
     return siwe.sign_in(net.store, body.message, body.signature)
 

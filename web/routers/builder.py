@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import Depends, APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
+from web.deps import public
 
 import web
 
@@ -39,7 +40,7 @@ def _missing() -> Response:
                         status_code=503)
 
 
-@router.get("/")
+@router.get("/", dependencies=[Depends(public)])
 def index() -> Response:
     page = BUNDLE / "index.html"
     if not page.is_file():
@@ -47,7 +48,7 @@ def index() -> Response:
     return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/builder/{path:path}")
+@router.get("/builder/{path:path}", dependencies=[Depends(public)])
 def asset(path: str) -> Response:
     target = (BUNDLE / path).resolve()
     if not target.is_relative_to(BUNDLE.resolve()) or not target.is_file() or target == STAMP.resolve():

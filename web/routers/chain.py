@@ -16,6 +16,7 @@ from compute.errors import NotFound
 from compute.network import Network
 from cxmpute.settings import get_settings
 from web.routers._compute import network
+from web.deps import public
 
 router = APIRouter(prefix="/v1/chain", tags=["account"])
 
@@ -27,7 +28,7 @@ class RpcRequest(BaseModel):
     params: list[Any] = Field(default_factory=list)
 
 
-@router.post("/rpc", summary="Ethereum JSON-RPC on the embedded development chain",
+@router.post("/rpc", dependencies=[Depends(public)], summary="Ethereum JSON-RPC on the embedded development chain",
              description="Point web3 (`HTTPProvider`) or a wallet here to deposit and stake on the in-process "
                          "chain. A 404 when the platform uses an external chain.")
 def rpc(body: RpcRequest, net: Network = Depends(network)) -> dict[str, Any]:

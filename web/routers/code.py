@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from agxnt.context import default_services
 from compute.runtimes import DEFAULT_RUNTIME, RuntimeRegistry
 from compute.runtimes.code import SessionInfo
-from web.deps import current_owner
+from web.deps import owner_in, public
 
 router = APIRouter(prefix="/v1", tags=["code"])
 
@@ -29,7 +29,7 @@ def runtimes() -> RuntimeRegistry:
     return default_services().runtimes
 
 
-@router.get("/runtimes", summary="Runtimes user code can run in, and whether this machine offers each",
+@router.get("/runtimes", dependencies=[Depends(public)], summary="Runtimes user code can run in, and whether this machine offers each",
             response_model=list[RuntimeInfo])
 def list_runtimes(registry: RuntimeRegistry = Depends(runtimes)) -> list[RuntimeInfo]:
     infos = []
@@ -41,13 +41,13 @@ def list_runtimes(registry: RuntimeRegistry = Depends(runtimes)) -> list[Runtime
 
 
 @router.get("/code/sessions", summary="Your open Sequential Code sessions", response_model=list[SessionInfo])
-async def list_sessions(owner: str = Depends(current_owner),
+async def list_sessions(owner: str = Depends(owner_in("agents")),
                         registry: RuntimeRegistry = Depends(runtimes)) -> list[SessionInfo]:
     await registry.sessions.reap()
     return registry.sessions.list(owner)
 
 
 @router.delete("/code/sessions/{session_id}", status_code=204, summary="Close one of your code sessions")
-async def close_session(session_id: str, owner: str = Depends(current_owner),
+async def close_session(session_id: str, owner: str = Depends(owner_in("agents")),
                         registry: RuntimeRegistry = Depends(runtimes)) -> None:
     await registry.sessions.close(session_id, owner)

@@ -14,7 +14,7 @@ from compute.functions import invocations, registry
 from compute.functions.invocations import FAILURES, InvocationOut, InvokeIn
 from compute.functions.registry import DeployIn, VersionOut
 from cxmpute.settings import get_settings
-from web.deps import current_owner
+from web.deps import owner_in, public
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"])
 
@@ -32,7 +32,7 @@ class Accepted(BaseModel):
             description="Stores the package (a base64 zip holding the handler module) content-addressed and "
                         "registers it as the function's next version. Deploying the same package and settings "
                         "again changes nothing (200); a new version answers 201.")
-async def deploy(name: str, body: DeployIn, owner: str = Depends(current_owner)) -> JSONResponse:
+async def deploy(name: str, body: DeployIn, owner: str = Depends(owner_in("workloads"))) -> JSONResponse:
     version, created = await asyncio.to_thread(registry.deploy, get_settings(), owner, name, body)
     out = DeployOut(**version.model_dump(), created=created)
     return JSONResponse(status_code=201 if created else 200, content=out.model_dump(mode="json"))
@@ -40,12 +40,12 @@ async def deploy(name: str, body: DeployIn, owner: str = Depends(current_owner))
 
 @router.get("", response_model=list[VersionOut], summary="Your functions",
             description="The newest version of each of your functions.")
-async def list_functions(owner: str = Depends(current_owner)) -> list[VersionOut]:
+async def list_functions(owner: str = Depends(owner_in("workloads"))) -> list[VersionOut]:
     return await asyncio.to_thread(registry.latest_all, get_settings(), owner)
 
 
 @router.get("/{name}", response_model=list[VersionOut], summary="A function's versions, newest first")
-async def function_versions(name: str, owner: str = Depends(current_owner)) -> list[VersionOut]:
+async def function_versions(name: str, owner: str = Depends(owner_in("workloads"))) -> list[VersionOut]:
     return await asyncio.to_thread(registry.versions, get_settings(), owner, name)
 
 
@@ -56,7 +56,7 @@ async def function_versions(name: str, owner: str = Depends(current_owner)) -> l
              description="mode=sync waits for the outcome: 200 with the result, or the invocation's record "
                          "with 422 (handler error, memory limit) or 504 (timeout) and a `detail` naming the limit. "
                          "mode=async answers 202 at once with a result URL to poll.")
-async def invoke(name: str, body: InvokeIn, request: Request, owner: str = Depends(current_owner),
+async def invoke(name: str, body: InvokeIn, request: Request, owner: str = Depends(owner_in("workloads")),
                  mode: Literal["sync", "async"] = Query("sync", description="Wait for the result, or not")):
     settings = get_settings()
     if mode == "async":
@@ -75,7 +75,7 @@ async def invoke(name: str, body: InvokeIn, request: Request, owner: str = Depen
 @router.get("/{name}/invocations", response_model=list[InvocationOut], summary="A function's invocations",
             description="Newest first, with each one's logs (stdout, stderr) and metrics (duration, cold or warm, "
                         "memory, milliseconds billed).")
-async def list_invocations(name: str, owner: str = Depends(current_owner),
+async def list_invocations(name: str, owner: str = Depends(owner_in("workloads")),
                            limit: int = Query(50, ge=1, le=500, description="Page size"),
                            offset: int = Query(0, ge=0, description="Invocations to skip")) -> list[InvocationOut]:
     return await asyncio.to_thread(invocations.list_for, get_settings(), owner, name, limit, offset)
@@ -83,5 +83,5 @@ async def list_invocations(name: str, owner: str = Depends(current_owner),
 
 @router.get("/{name}/invocations/{invocation_id}", response_model=InvocationOut, name="get_invocation",
             summary="One invocation: its status, then its result, logs and metrics")
-async def get_invocation(name: str, invocation_id: str, owner: str = Depends(current_owner)) -> InvocationOut:
+async def get_invocation(name: str, invocation_id: str, owner: str = Depends(owner_in("workloads"))) -> InvocationOut:
     return await asyncio.to_thread(invocations.get, get_settings(), owner, name, invocation_id)

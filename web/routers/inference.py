@@ -28,6 +28,7 @@ from compute.market.leases import LeaseOut
 from compute.network import Network
 from cxmpute.settings import get_settings
 from web.routers._compute import network, signed_in
+from web.deps import public
 
 router = APIRouter(prefix="/v1", tags=["inference"])
 caller = signed_in("market")
@@ -79,7 +80,7 @@ class GatewayModelList(ModelList):
     data: list[GatewayModel]
 
 
-@router.get("/models", summary="Models served on the network (OpenAI model list)",
+@router.get("/models", dependencies=[Depends(public)], summary="Models served on the network (OpenAI model list)",
             description="Every model a working inference server of an active provision serves, with the lowest "
                         "ask for it (``price_gwei``) and how many provisions serve it (``providers``).")
 def list_models(net: Network = Depends(network)) -> GatewayModelList:

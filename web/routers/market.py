@@ -19,6 +19,7 @@ from compute.market.matching import SWEEP_EVERY_S, Quote
 from compute.network import Network, get_network
 from compute.provisions import ProvisionOut
 from web.routers._compute import network, signed_in
+from web.deps import public
 
 @asynccontextmanager
 async def _sweeper(_: object) -> AsyncIterator[None]:
@@ -46,13 +47,13 @@ market = signed_in("market")
 log = logging.getLogger("cxmpute.market")
 
 
-@router.post("/market/quote", summary="The provision a request would get and its price, or why none matches",
+@router.post("/market/quote", dependencies=[Depends(public)], summary="The provision a request would get and its price, or why none matches",
              description=pricing.__doc__)
 def quote(body: MatchRequest, net: Network = Depends(network)) -> Quote:
     return net.market.quote(body)
 
 
-@router.get("/market/provisions", summary="The offer book: published provisions, cheapest first",
+@router.get("/market/provisions", dependencies=[Depends(public)], summary="The offer book: published provisions, cheapest first",
             description="Public; filter by `kind` (vm, container, function, inference, agent) and `status` "
                         "(active, paused, down, retired); paginate with `limit` and `offset`.")
 def offers(kind: str | None = Query(None, pattern="^(vm|container|function|inference|agent)$"),

@@ -10,7 +10,7 @@ from compute.ledger import funds
 from compute.network import Network
 from compute.providers import registry
 from compute.provisions import ProvisionOut, ProvisionPatch, ProvisionSpec
-from web.deps import current_principal
+from web.deps import current_principal, job_credential, public
 from web.routers._compute import network, signed_in
 
 router = APIRouter(prefix="/v1", tags=["providers"])
@@ -28,12 +28,12 @@ def me(principal: Principal = Depends(provider), net: Network = Depends(network)
     return registry.get(net.store, principal.address)
 
 
-@router.get("/providers/{address}", summary="A provider's public record")
+@router.get("/providers/{address}", dependencies=[Depends(public)], summary="A provider's public record")
 def get_provider(address: str, net: Network = Depends(network)) -> registry.ProviderOut:
     return registry.get(net.store, address)
 
 
-@router.post("/providers/heartbeat", summary="A signed heartbeat (the signature is the credential)")
+@router.post("/providers/heartbeat", dependencies=[Depends(job_credential)], summary="A signed heartbeat (the signature is the credential)")
 def heartbeat(body: registry.Heartbeat, authorization: str | None = Header(None),
               net: Network = Depends(network)) -> registry.ProviderOut:
     caller = current_principal(authorization).address if authorization else None
@@ -67,7 +67,7 @@ def list_provisions(principal: Principal = Depends(provider), net: Network = Dep
     return provisions.list_for(net.store, principal.address)
 
 
-@router.get("/provisions/{provision_id}", summary="A provision")
+@router.get("/provisions/{provision_id}", dependencies=[Depends(public)], summary="A provision")
 def get_provision(provision_id: str, net: Network = Depends(network)) -> ProvisionOut:
     return provisions.get(net.store, provision_id)
 

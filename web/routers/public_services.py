@@ -3,12 +3,13 @@ signing in, at ``/v1/public/services/{owner}/{name}/{path}``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from web.deps import public
 from web.routers.services import METHODS, forward
 
-router = APIRouter(prefix="/v1/public/services", tags=["services"])
+router = APIRouter(prefix="/v1/public/services", tags=["services"], dependencies=[Depends(public)])
 
 
 async def call_public(owner: str, name: str, path: str, request: Request) -> StreamingResponse:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from agxnt.errors import NotFound
 from flows.history import RunView, read_run
-from web.deps import current_owner
+from web.deps import owner_in, public
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -59,7 +59,7 @@ def _event(name: str, data: str) -> str:
             description="`run` events carry the whole run view whenever it changes, `log` events one log line, "
                         "`end` closes the stream once every node is settled (or after `max_seconds`).",
             response_class=StreamingResponse)
-async def events(run_id: str, request: Request, owner: str = Depends(current_owner),
+async def events(run_id: str, request: Request, owner: str = Depends(owner_in("workflows")),
                  max_seconds: float = Query(3600, gt=0, le=24 * 3600)) -> StreamingResponse:
     first = await run_in_threadpool(_owned, run_id, owner)  # a 404 before the stream starts
 

@@ -12,7 +12,7 @@ from agxnt.builtins import ApprovalResponse
 from agxnt.errors import NotFound
 from flows import runner, store
 from flows.history import RunView, read_run
-from web.deps import DbSession, current_owner
+from web.deps import DbSession, owner_in, public
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -50,7 +50,7 @@ def _owned(run_id: str, owner: str, with_results: bool = True) -> RunView:
 
 @router.post("", response_model=RunStarted, status_code=202, summary="Run a workflow document without saving it")
 def run_document(*, document: dict[str, Any] = Body(..., embed=True), inputs: dict[str, Any] = Body({}, embed=True),
-                 owner: str = Depends(current_owner), session: DbSession) -> RunStarted:
+                 owner: str = Depends(owner_in("workflows")), session: DbSession) -> RunStarted:
     run_id = runner.start_run(document, inputs, owner)
     store.record_run(session, run_id, owner, inputs)
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
@@ -58,7 +58,7 @@ def run_document(*, document: dict[str, Any] = Body(..., embed=True), inputs: di
 
 @router.get("", response_model=RunPage, summary="Your runs, newest first")
 def list_runs(*, workflow_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-              owner: str = Depends(current_owner), session: DbSession) -> RunPage:
+              owner: str = Depends(owner_in("workflows")), session: DbSession) -> RunPage:
     rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
     items = [RunSummary(id=r.id, workflow_id=r.workflow_id, workflow_version=r.workflow_version,
                         created_at=r.created_at) for r in rows]
@@ -66,19 +66,19 @@ def list_runs(*, workflow_id: str | None = None, limit: int = Query(50, ge=1, le
 
 
 @router.get("/{run_id}", response_model=RunView, summary="A run's state, outputs and per-node state and I/O")
-def get_run(run_id: str, owner: str = Depends(current_owner)) -> RunView:
+def get_run(run_id: str, owner: str = Depends(owner_in("workflows"))) -> RunView:
     return _owned(run_id, owner)
 
 
 @router.post("/{run_id}/resume", status_code=202, summary="Answer the approval the run is waiting for")
-def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(current_owner)) -> dict[str, str]:
+def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(owner_in("workflows"))) -> dict[str, str]:
     runner.resume_run(run_id, owner, response)
     return {"id": run_id, "status": "resumed"}
 
 
 @router.post("/{run_id}/rerun", response_model=RunStarted, status_code=202,
              summary="Re-run from a node, reusing upstream outputs")
-def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(current_owner),
+def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(owner_in("workflows")),
           session: DbSession) -> RunStarted:
     new_id = runner.rerun_from(run_id, body.node, owner, body.inputs)
     store.record_run(session, new_id, owner, body.inputs or {})

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from agxnt.secrets import SecretInfo, store_for
 from agxnt.secrets.store import MAX_VALUE_CHARS, MIN_VALUE_CHARS, check_name
 from cxmpute.settings import get_settings
-from web.deps import current_owner
+from web.deps import owner_in, public
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
 
@@ -24,17 +24,17 @@ class SecretList(BaseModel):
 
 
 @router.get("", response_model=SecretList, summary="Names of the account's secrets (never their values)")
-def list_secrets(owner: str = Depends(current_owner)) -> SecretList:
+def list_secrets(owner: str = Depends(owner_in("secrets"))) -> SecretList:
     items = store_for(get_settings()).names(owner)
     return SecretList(items=items, total=len(items))
 
 
 @router.put("/{name}", response_model=SecretInfo, summary="Create or replace a secret")
-def put_secret(name: str, body: SecretWrite, owner: str = Depends(current_owner)) -> SecretInfo:
+def put_secret(name: str, body: SecretWrite, owner: str = Depends(owner_in("secrets"))) -> SecretInfo:
     return store_for(get_settings()).set(owner, check_name(name), body.value)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a secret")
-def delete_secret(name: str, owner: str = Depends(current_owner)) -> Response:
+def delete_secret(name: str, owner: str = Depends(owner_in("secrets"))) -> Response:
     store_for(get_settings()).delete(owner, check_name(name))
     return Response(status_code=204)

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from compute.services import gateway, reconciler, registry
 from compute.services.registry import Beat, BeatReply, ServiceIn, ServiceOut
 from cxmpute.settings import get_settings
-from web.deps import current_owner
+from web.deps import job_credential, owner_in, public
 
 
 @asynccontextmanager
@@ -38,23 +38,23 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
                          "between min_replicas and max_replicas by the requests in flight; each replica holds a "
                          "lease billed per second. 404 (image) for an image not in your storage, 409 "
                          "(price_max_gwei) when no provision matches the price range.")
-async def deploy(body: ServiceIn, owner: str = Depends(current_owner)) -> ServiceOut:
+async def deploy(body: ServiceIn, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
     return await asyncio.to_thread(registry.deploy, get_settings(), owner, body)
 
 
 @router.get("", response_model=list[ServiceOut], summary="Your services, with their replicas")
-async def list_services(owner: str = Depends(current_owner)) -> list[ServiceOut]:
+async def list_services(owner: str = Depends(owner_in("workloads"))) -> list[ServiceOut]:
     return await asyncio.to_thread(registry.list_for, get_settings(), owner)
 
 
-@router.post("/replicas/{replica_id}/beat", response_model=BeatReply, summary="A replica's report (its provider)",
+@router.post("/replicas/{replica_id}/beat", dependencies=[Depends(job_credential)], response_model=BeatReply, summary="A replica's report (its provider)",
              description="Authorized by the replica's token (header X-Replica-Token), which its job carries.")
 async def replica_beat(replica_id: str, body: Beat, token: str = Header(..., alias="X-Replica-Token",
                                                                           max_length=128)) -> BeatReply:
     return await asyncio.to_thread(registry.beat, get_settings(), replica_id, token, body)
 
 
-@router.get("/replicas/{replica_id}/image", summary="A replica's image tarball (its provider)",
+@router.get("/replicas/{replica_id}/image", dependencies=[Depends(job_credential)], summary="A replica's image tarball (its provider)",
             response_class=StreamingResponse)
 async def replica_image(replica_id: str, token: str = Header(..., alias="X-Replica-Token", max_length=128)):
     size, chunks = await asyncio.to_thread(registry.image_stream, get_settings(), replica_id, token)
@@ -62,23 +62,23 @@ async def replica_image(replica_id: str, token: str = Header(..., alias="X-Repli
 
 
 @router.get("/{name}", response_model=ServiceOut, summary="A service and its replicas")
-async def get_service(name: str, owner: str = Depends(current_owner)) -> ServiceOut:
+async def get_service(name: str, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
     return await asyncio.to_thread(registry.get, get_settings(), owner, name)
 
 
 @router.delete("/{name}", response_model=ServiceOut, summary="Delete a service",
                description="Its replicas stop; each one's lease is metered for the seconds it ran and ended, "
                            "and the rest of its escrow is refunded.")
-async def delete_service(name: str, owner: str = Depends(current_owner)) -> ServiceOut:
+async def delete_service(name: str, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
     return await asyncio.to_thread(registry.delete, get_settings(), owner, name)
 
 
 @router.get("/{name}/logs", response_model=dict[str, str], summary="Each replica's newest output, by replica id")
-async def service_logs(name: str, owner: str = Depends(current_owner)) -> dict[str, str]:
+async def service_logs(name: str, owner: str = Depends(owner_in("workloads"))) -> dict[str, str]:
     return await asyncio.to_thread(registry.logs, get_settings(), owner, name)
 
 
-async def proxy(name: str, path: str, request: Request, owner: str = Depends(current_owner)) -> StreamingResponse:
+async def proxy(name: str, path: str, request: Request, owner: str = Depends(owner_in("workloads"))) -> StreamingResponse:
     return await forward(owner, name, path, request)
 
 

@@ -14,11 +14,12 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from agxnt.errors import AgentError
+from compute.identity.tokens import Principal
 from cxmpute.settings import get_settings
 from stxrage import open_storage
 from stxrage.models import AuditReport, FileEntry, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
 from stxrage.store import Storage
-from web.deps import current_owner
+from web.deps import operator, owner_in, signed_in
 
 router = APIRouter(prefix="/v1/storage", tags=["storage"])
 T = TypeVar("T")
@@ -38,7 +39,7 @@ async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
 async def put_file(request: Request, name: str | None = Query(None, max_length=500),
                    private: bool = Query(False, description="Encrypt before the data leaves the platform"),
                    policy: str | None = Query(None, description="Copies ('3') or erasure k/n ('4/6')"),
-                   owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> PutStats:
+                   owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> PutStats:
     try:
         chosen = parse_policy(policy) if policy else None
     except ValueError as exc:
@@ -60,12 +61,12 @@ def _put_spooled(store: Storage, path: str, **kwargs) -> PutStats:
 
 
 @router.get("/files", response_model=list[FileInfo], summary="List the caller's files")
-async def list_files(owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> list[FileInfo]:
+async def list_files(owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> list[FileInfo]:
     return await _call(store.ls, owner)
 
 
 @router.get("/files/{cid}/stat", response_model=FileInfo, summary="A file's size, chunks and policy")
-async def stat_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> FileInfo:
+async def stat_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> FileInfo:
     return await _call(store.stat, cid, owner)
 
 
@@ -102,14 +103,14 @@ async def _serve(store: Storage, cid: str, owner: str, request: Request, offset:
 
 @router.get("/files/{cid}", summary="Fetch a file (streamed; honours Range)",
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}})
-async def get_file(cid: str, request: Request, owner: str = Depends(current_owner),
+async def get_file(cid: str, request: Request, owner: str = Depends(owner_in("storage")),
                    store: Storage = Depends(storage)) -> Response:
     info = await _call(store.stat, cid, owner)
     return await _serve(store, cid, owner, request, 0, info.size, cid)
 
 
 @router.get("/files/{cid}/archive", response_model=list[FileEntry], summary="The files of a directory archive")
-async def list_archive(cid: str, owner: str = Depends(current_owner),
+async def list_archive(cid: str, owner: str = Depends(owner_in("storage")),
                        store: Storage = Depends(storage)) -> list[FileEntry]:
     manifest = await _call(store.manifest, cid, owner)
     if manifest.kind != "dir":
@@ -119,7 +120,7 @@ async def list_archive(cid: str, owner: str = Depends(current_owner),
 
 @router.get("/files/{cid}/archive/{path:path}", summary="Fetch one file of a directory archive (honours Range)",
             responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}})
-async def get_archive_file(cid: str, path: str, request: Request, owner: str = Depends(current_owner),
+async def get_archive_file(cid: str, path: str, request: Request, owner: str = Depends(owner_in("storage")),
                            store: Storage = Depends(storage)) -> Response:
     for entry in await list_archive(cid, owner, store):
         if entry.path == path:
@@ -128,17 +129,17 @@ async def get_archive_file(cid: str, path: str, request: Request, owner: str = D
 
 
 @router.post("/files/{cid}/pin", response_model=FileInfo, summary="Keep a file (yours or a public one)")
-async def pin_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> FileInfo:
+async def pin_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> FileInfo:
     return await _call(store.pin, cid, owner)
 
 
 @router.post("/files/{cid}/unpin", response_model=FileInfo, summary="Let garbage collection take a file")
-async def unpin_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> FileInfo:
+async def unpin_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> FileInfo:
     return await _call(store.unpin, cid, owner)
 
 
 @router.delete("/files/{cid}", status_code=204, summary="Delete one of your files")
-async def delete_file(cid: str, owner: str = Depends(current_owner), store: Storage = Depends(storage)) -> Response:
+async def delete_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> Response:
     await _call(store.delete, cid, owner)
     return Response(status_code=204)
 
@@ -148,22 +149,23 @@ class NodeRegistration(BaseModel):
     provider: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$", description="Provider account address")
 
 
-@router.get("/nodes", response_model=list[NodeInfo], summary="Storage nodes and their status")
+@router.get("/nodes", dependencies=[Depends(operator)], response_model=list[NodeInfo], summary="Storage nodes and their status")
 async def list_nodes(store: Storage = Depends(storage)) -> list[NodeInfo]:
     return await _call(store.nodes)
 
 
 @router.post("/nodes", response_model=NodeInfo, status_code=201, summary="Register a storage node")
-async def add_node(body: NodeRegistration, store: Storage = Depends(storage)) -> NodeInfo:
+async def add_node(body: NodeRegistration, _: Principal = Depends(signed_in("provider")),
+                   store: Storage = Depends(storage)) -> NodeInfo:
     return await _call(store.add_node, body.url, provider=body.provider)
 
 
-@router.post("/audit", response_model=AuditReport, summary="Challenge nodes for a sample of fragments")
+@router.post("/audit", dependencies=[Depends(operator)], response_model=AuditReport, summary="Challenge nodes for a sample of fragments")
 async def audit(sample: int | None = Query(None, ge=1, le=100_000), store: Storage = Depends(storage)) -> AuditReport:
     return await _call(store.audit, sample)
 
 
-@router.post("/repair", response_model=RepairReport, summary="Rebuild lost redundancy on healthy nodes")
+@router.post("/repair", dependencies=[Depends(operator)], response_model=RepairReport, summary="Rebuild lost redundancy on healthy nodes")
 async def repair(store: Storage = Depends(storage)) -> RepairReport:
     await _call(store.check_nodes)
     return await _call(store.repair)

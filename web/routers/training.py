@@ -17,7 +17,7 @@ from compute.training import coordinator, registry
 from compute.training.registry import MAX_CHECKPOINT_BYTES
 from compute.training.spec import Checkpoint, TrainingDetail, TrainingIn, TrainingOut
 from cxmpute.settings import get_settings
-from web.deps import current_owner
+from web.deps import job_credential, owner_in, public
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ router = APIRouter(prefix="/v1/training", tags=["training"], lifespan=_adopter)
                          "`world_size` providers matched within the price range. The job runs in the background: "
                          "GET it for its state, losses and checkpoints. A missing dataset answers 404, one the "
                          "trainer cannot use 422, a price range no provision fits 409 (field `price_max_gwei`).")
-async def submit(body: TrainingIn, owner: str = Depends(current_owner)) -> TrainingOut:
+async def submit(body: TrainingIn, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
     settings = get_settings()
     job = await asyncio.to_thread(coordinator.submit, settings, owner, body)
     coordinator.start(settings, job.id)
@@ -57,7 +57,7 @@ async def submit(body: TrainingIn, owner: str = Depends(current_owner)) -> Train
 
 
 @router.get("/jobs", response_model=list[TrainingOut], summary="Your training jobs, newest first")
-async def list_jobs(owner: str = Depends(current_owner), limit: int = Query(50, ge=1, le=500),
+async def list_jobs(owner: str = Depends(owner_in("workloads")), limit: int = Query(50, ge=1, le=500),
                     offset: int = Query(0, ge=0)) -> list[TrainingOut]:
     return await asyncio.to_thread(registry.list_for, get_settings(), owner, limit, offset)
 
@@ -65,7 +65,7 @@ async def list_jobs(owner: str = Depends(current_owner), limit: int = Query(50, 
 @router.get("/jobs/{job_id}", response_model=TrainingDetail,
             summary="A training job with its per-step losses, checkpoints and every rank job of every generation",
             description="Losses come as a window of steps: `losses_from` and at most `losses_steps` steps on.")
-async def get_job(job_id: str, owner: str = Depends(current_owner),
+async def get_job(job_id: str, owner: str = Depends(owner_in("workloads")),
                   losses_from: int = Query(1, ge=1, description="First step whose loss to include"),
                   losses_steps: int = Query(10_000, ge=0, le=100_000, description="Steps of losses to include")
                   ) -> TrainingDetail:
@@ -74,7 +74,7 @@ async def get_job(job_id: str, owner: str = Depends(current_owner),
 
 @router.delete("/jobs/{job_id}", response_model=TrainingOut, summary="Cancel a training job",
                description="Its ranks are stopped; each rank's lease is settled for the seconds it ran.")
-async def cancel(job_id: str, owner: str = Depends(current_owner)) -> TrainingOut:
+async def cancel(job_id: str, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
     return await asyncio.to_thread(registry.cancel, get_settings(), owner, job_id)
 
 
@@ -95,44 +95,44 @@ class LossesIn(BaseModel):
     points: list[tuple[int, float]] = Field(..., max_length=10_000, description="(step, loss) pairs")
 
 
-@router.get("/ranks/{token}", response_model=TrainingOut,
+@router.get("/ranks/{token}", dependencies=[Depends(job_credential)], response_model=TrainingOut,
             summary="Rank URL: the job, while this generation lasts (404 once it has ended)")
 async def rank_job(token: str) -> TrainingOut:
     return await asyncio.to_thread(registry.rank_view, get_settings(), token)
 
 
-@router.get("/ranks/{token}/dataset", summary="Rank URL: the dataset", response_class=Response)
+@router.get("/ranks/{token}/dataset", dependencies=[Depends(job_credential)], summary="Rank URL: the dataset", response_class=Response)
 async def rank_dataset(token: str) -> Response:
     data = await asyncio.to_thread(registry.dataset_bytes, get_settings(), token)
     return Response(data, media_type="text/csv")
 
 
-@router.get("/ranks/{token}/checkpoint", summary="Rank URL: the checkpoint to resume from", response_class=Response)
+@router.get("/ranks/{token}/checkpoint", dependencies=[Depends(job_credential)], summary="Rank URL: the checkpoint to resume from", response_class=Response)
 async def rank_checkpoint(token: str) -> Response:
     data = await asyncio.to_thread(registry.resume_bytes, get_settings(), token)
     return Response(data, media_type="application/octet-stream")
 
 
-@router.get("/ranks/{token}/rendezvous", response_model=Rendezvous,
+@router.get("/ranks/{token}/rendezvous", dependencies=[Depends(job_credential)], response_model=Rendezvous,
             summary="Rank URL: where rank 0 serves the rendezvous (nulls until it has published it)")
 async def rank_rendezvous(token: str) -> Rendezvous:
     host, port = await asyncio.to_thread(registry.rendezvous, get_settings(), token)
     return Rendezvous(host=host, port=port)
 
 
-@router.post("/ranks/{token}/rendezvous", status_code=204, summary="Rank URL: rank 0 publishes the rendezvous")
+@router.post("/ranks/{token}/rendezvous", dependencies=[Depends(job_credential)], status_code=204, summary="Rank URL: rank 0 publishes the rendezvous")
 async def publish_rendezvous(token: str, body: RendezvousIn) -> Response:
     await asyncio.to_thread(registry.set_rendezvous, get_settings(), token, body.host, body.port)
     return Response(status_code=204)
 
 
-@router.post("/ranks/{token}/losses", status_code=204, summary="Rank URL: a rank reports its losses")
+@router.post("/ranks/{token}/losses", dependencies=[Depends(job_credential)], status_code=204, summary="Rank URL: a rank reports its losses")
 async def rank_losses(token: str, body: LossesIn) -> Response:
     await asyncio.to_thread(registry.add_losses, get_settings(), token, body.rank, body.points)
     return Response(status_code=204)
 
 
-@router.post("/ranks/{token}/checkpoints", response_model=Checkpoint, status_code=201,
+@router.post("/ranks/{token}/checkpoints", dependencies=[Depends(job_credential)], response_model=Checkpoint, status_code=201,
              summary="Rank URL: rank 0 uploads a checkpoint (the request body) taken after `step` steps")
 async def rank_upload(token: str, request: Request, step: int = Query(..., ge=1)) -> Checkpoint:
     data = bytearray()

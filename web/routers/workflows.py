@@ -12,7 +12,7 @@ import flows
 from flows import runner, store
 from flows.spec import load_document, workflow_json_schema
 from flows.validate import Problem, validate
-from web.deps import DbSession, current_owner
+from web.deps import DbSession, owner_in, public
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
 TEMPLATES = Path(flows.__file__).parent / "templates"
@@ -47,18 +47,18 @@ class RunStarted(BaseModel):
     url: str
 
 
-@router.get("/schema", summary="JSON Schema of a workflow document")
+@router.get("/schema", dependencies=[Depends(public)], summary="JSON Schema of a workflow document")
 def schema() -> dict[str, Any]:
     return workflow_json_schema()
 
 
-@router.post("/validate", response_model=ValidationReport, summary="Check a document; every problem at once")
+@router.post("/validate", dependencies=[Depends(public)], response_model=ValidationReport, summary="Check a document; every problem at once")
 def validate_document(document: dict[str, Any] = Body(...)) -> ValidationReport:
     _, problems = validate(document)
     return ValidationReport(valid=not problems, problems=problems)
 
 
-@router.get("/templates", response_model=list[Template], summary="Ready-made workflows")
+@router.get("/templates", dependencies=[Depends(public)], response_model=list[Template], summary="Ready-made workflows")
 def templates() -> list[Template]:
     out = []
     for path in sorted(TEMPLATES.glob("*.y*ml")):
@@ -70,44 +70,44 @@ def templates() -> list[Template]:
 
 @router.get("", response_model=WorkflowPage, summary="List your workflows")
 def list_workflows(*, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-                   owner: str = Depends(current_owner), session: DbSession) -> WorkflowPage:
+                   owner: str = Depends(owner_in("workflows")), session: DbSession) -> WorkflowPage:
     items, total = store.list_(session, owner, limit, offset)
     return WorkflowPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=store.SavedWorkflow, status_code=201, summary="Save a new workflow (validated)")
-def create_workflow(*, document: dict[str, Any] = Body(...), owner: str = Depends(current_owner),
+def create_workflow(*, document: dict[str, Any] = Body(...), owner: str = Depends(owner_in("workflows")),
                     session: DbSession) -> store.SavedWorkflow:
     return store.create(session, owner, document)
 
 
 @router.get("/{workflow_id}", response_model=store.SavedWorkflow, summary="Read a workflow (optionally a version)")
-def get_workflow(*, workflow_id: str, version: int | None = None, owner: str = Depends(current_owner),
+def get_workflow(*, workflow_id: str, version: int | None = None, owner: str = Depends(owner_in("workflows")),
                  session: DbSession) -> store.SavedWorkflow:
     return store.get(session, owner, workflow_id, version)
 
 
 @router.get("/{workflow_id}/versions", response_model=list[int], summary="Saved versions of a workflow")
-def get_versions(*, workflow_id: str, owner: str = Depends(current_owner),
+def get_versions(*, workflow_id: str, owner: str = Depends(owner_in("workflows")),
                  session: DbSession) -> list[int]:
     return store.versions(session, owner, workflow_id)
 
 
 @router.put("/{workflow_id}", response_model=store.SavedWorkflow, summary="Save a new version")
-def update_workflow(*, workflow_id: str, document: dict[str, Any] = Body(...), owner: str = Depends(current_owner),
+def update_workflow(*, workflow_id: str, document: dict[str, Any] = Body(...), owner: str = Depends(owner_in("workflows")),
                     session: DbSession) -> store.SavedWorkflow:
     return store.update(session, owner, workflow_id, document)
 
 
 @router.delete("/{workflow_id}", status_code=204, summary="Delete a workflow (its runs stay readable)")
-def delete_workflow(*, workflow_id: str, owner: str = Depends(current_owner),
+def delete_workflow(*, workflow_id: str, owner: str = Depends(owner_in("workflows")),
                     session: DbSession) -> Response:
     store.delete(session, owner, workflow_id)
     return Response(status_code=204)
 
 
 @router.post("/{workflow_id}/runs", response_model=RunStarted, status_code=202, summary="Start a run")
-def start(*, workflow_id: str, body: RunRequest | None = None, owner: str = Depends(current_owner),
+def start(*, workflow_id: str, body: RunRequest | None = None, owner: str = Depends(owner_in("workflows")),
           session: DbSession) -> RunStarted:
     body = body or RunRequest()
     saved = store.get(session, owner, workflow_id, body.version)

@@ -1,0 +1,124 @@
+"""`cxmpute up` as a user starts it, in a subprocess with its own data directory and ports.
+
+Used by the suites that test the platform from outside (security, journeys): everything they do goes over
+HTTP to the processes `cxmpute up` started, exactly as a user's or an attacker's requests would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from web3 import Web3
+
+from compute.identity import siwe
+from flows.server import free_port
+
+
+@dataclass
+class UpPlatform:
+    url: str
+    prefect_url: str
+    home: Path
+    env: dict[str, str]
+    proc: subprocess.Popen
+    anonymous: bool
+    log: Path
+    _chain: dict | None = field(default=None, repr=False)
+
+    @property
+    def operator_token(self) -> str:
+        return (self.home / "operator.token").read_text().strip()
+
+    @property
+    def operator(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.operator_token}"}
+
+    def w3(self, headers: dict[str, str] | None = None) -> Web3:
+        """web3 on the embedded chain's RPC; with the operator's headers for its development methods."""
+        return Web3(Web3.HTTPProvider(f"{self.url}/v1/chain/rpc", request_kwargs={"headers": headers or {}}))
+
+    @property
+    def chain(self) -> dict:
+        if self._chain is None:
+            self._chain = httpx.get(f"{self.url}/v1/account/chain", timeout=10).json()
+        return self._chain
+
+    def fund(self, address: str, eth: int = 10) -> None:
+        """Send ``eth`` from the development account (the operator's privilege) to ``address``."""
+        w3 = self.w3(self.operator)
+        tx = w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": eth * 10**18})
+        w3.eth.wait_for_transaction_receipt(tx)
+
+    def sign_in(self, account) -> dict[str, str]:
+        """A session for ``account`` through the real EIP-4361 flow; returns the Authorization header."""
+        nonce = siwe.Nonce(**httpx.get(f"{self.url}/v1/auth/nonce", timeout=10).json())
+        message = siwe.message_for(account.address, nonce, self.chain["chain_id"]).text()
+        signature = account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+        resp = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": signature},
+                          timeout=10)
+        assert resp.status_code == 200, resp.text
+        return {"Authorization": f"Bearer {resp.json()['token']}"}
+
+    def new_user(self) -> tuple[Account, dict[str, str]]:
+        account = Account.create()
+        return account, self.sign_in(account)
+
+    def api_key(self, auth: dict[str, str], scopes: list[str]) -> dict[str, str]:
+        resp = httpx.post(f"{self.url}/v1/auth/keys", json={"name": "test", "scopes": scopes}, headers=auth,
+                          timeout=10)
+        assert resp.status_code == 201, resp.text
+        return {"Authorization": f"Bearer {resp.json()['key']}"}
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def start_up(home: Path, *, anonymous: bool = True, provider: bool = False, env: dict[str, str] | None = None,
+             wait: float = 180.0) -> UpPlatform:
+    """Run `cxmpute up` with its data in ``home`` on free ports; return once the API answers."""
+    home.mkdir(parents=True, exist_ok=True)
+    api_port, prefect_port = free_port(), free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CXMPUTE_"))}
+    full.update(CXMPUTE_HOME=str(home), CXMPUTE_API_PORT=str(api_port), CXMPUTE_PREFECT_PORT=str(prefect_port),
+                CXMPUTE_ALLOW_ANONYMOUS="true" if anonymous else "false",
+                CXMPUTE_SIWE_DOMAIN=f"127.0.0.1:{api_port}", **(env or {}))
+    log = home / "up.log"
+    argv = [sys.executable, "-m", "cxmpute.cli", "up"] + ([] if provider else ["--no-provider"])
+    proc = subprocess.Popen(argv, env=full, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    platform = UpPlatform(url=f"http://127.0.0.1:{api_port}", prefect_url=f"http://127.0.0.1:{prefect_port}/api",
+                          home=home, env=full, proc=proc, anonymous=anonymous, log=log)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"cxmpute up exited with {proc.returncode}:\n{platform.output()}")
+        try:
+            if httpx.get(f"{platform.url}/healthz", timeout=1).status_code == 200:
+                return platform
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    platform.stop()
+    raise RuntimeError(f"cxmpute up did not answer within {wait}s:\n{platform.output()}")
