@@ -11,6 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from web3 import Web3
 
 from compute.identity import siwe
 from flows.server import free_port
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass
@@ -122,3 +127,18 @@ def start_up(home: Path, *, anonymous: bool = True, provider: bool = False, env:
         time.sleep(0.2)
     platform.stop()
     raise RuntimeError(f"cxmpute up did not answer within {wait}s:\n{platform.output()}")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database for one platform, dropped afterwards; yields its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"cxmpute_up_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
