@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from fastapi import Depends, APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, JSONResponse, Response
-from web.deps import public
 
 import web
+from web.deps import public
 
 SOURCES = Path(web.__file__).parent / "builder"
 BUNDLE = Path(web.__file__).parent / "static" / "builder"
@@ -45,7 +45,10 @@ def index() -> Response:
     page = BUNDLE / "index.html"
     if not page.is_file():
         return _missing()
-    return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+    # No other origin may frame the builder: a framing page could trick a signed-in user into clicks.
+    return FileResponse(page, media_type="text/html", headers={
+        "Cache-Control": "no-cache", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/builder/{path:path}", dependencies=[Depends(public)])

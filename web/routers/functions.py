@@ -14,7 +14,7 @@ from compute.functions import invocations, registry
 from compute.functions.invocations import FAILURES, InvocationOut, InvokeIn
 from compute.functions.registry import DeployIn, VersionOut
 from cxmpute.settings import get_settings
-from web.deps import owner_in, public
+from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"])
 

@@ -15,7 +15,7 @@ from agxnt.context import default_services
 from agxnt.errors import AgentError, NotFound
 from agxnt.memory.store import ItemPage, MemoryInfo, MemoryItem, MemoryStore
 from agxnt.memory.threads import ThreadInfo, ThreadWindow
-from web.deps import owner_in, public
+from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 

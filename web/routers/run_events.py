@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from agxnt.errors import NotFound
 from flows.history import RunView, read_run
-from web.deps import owner_in, public
+from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 

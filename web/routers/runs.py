@@ -12,7 +12,7 @@ from agxnt.builtins import ApprovalResponse
 from agxnt.errors import NotFound
 from flows import runner, store
 from flows.history import RunView, read_run
-from web.deps import DbSession, owner_in, public
+from web.deps import DbSession, owner_in
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 

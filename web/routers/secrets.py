@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from agxnt.secrets import SecretInfo, store_for
 from agxnt.secrets.store import MAX_VALUE_CHARS, MIN_VALUE_CHARS, check_name
 from cxmpute.settings import get_settings
-from web.deps import owner_in, public
+from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
 

@@ -17,7 +17,7 @@ from compute.training import coordinator, registry
 from compute.training.registry import MAX_CHECKPOINT_BYTES
 from compute.training.spec import Checkpoint, TrainingDetail, TrainingIn, TrainingOut
 from cxmpute.settings import get_settings
-from web.deps import job_credential, owner_in, public
+from web.deps import job_credential, owner_in
 
 log = logging.getLogger(__name__)
 
