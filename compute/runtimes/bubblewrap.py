@@ -7,7 +7,8 @@ system (``/usr``, a short list of ``/etc`` files, the platform's Python), a priv
 rlimits and ``setpriv`` drops to a uid of its own, with no capabilities and no way to gain any.
 A uid per job makes the process limit count only that job's processes and leaves it no file on the
 host it owns. ``--die-with-parent`` plus the pid namespace mean that killing ``bwrap`` ends every
-process of the job.
+process of the job. Where a memory cgroup can be made (:mod:`compute.runtimes.memory`), each command
+starts in the job's, so its processes and the RAM its tmpfs pages take stay within ``memory_mb``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from pathlib import Path
 
 from cxmpute.settings import Settings
 
-from compute.runtimes import network as job_network, seccomp
+from compute.runtimes import memory as job_memory, network as job_network, seccomp
 from compute.runtimes.base import (BackgroundProcess, ExecResult, JobSpec, OutputFn, ResourceUsage,
                                    Runtime, RuntimeUnavailable)
+from compute.runtimes.memory import MemoryCgroup
 from compute.runtimes.process import run_process
 from compute.runtimes.scratch import Scratch, ScratchSandbox, prepare_root
 from compute.runtimes.network import GrantedNetwork
@@ -55,7 +57,18 @@ class BubblewrapSandbox(ScratchSandbox):
         super().__init__(spec)
         self.runtime = runtime
         self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
-        self.scratch = Scratch(runtime.root, spec.limits.disk_mb, self.uid, self.uid)
+        lim = spec.limits
+        # The scratch tmpfs is RAM: it counts within the job's memory. In a memory cgroup the kernel counts
+        # the pages the job writes; without one the scratch is carved out of the address space limit.
+        self.memory = MemoryCgroup(lim.memory_mb) if job_memory.available() else None
+        scratch_mb = min(lim.disk_mb, lim.memory_mb if self.memory else lim.memory_mb // 2)
+        self.address_space_mb = lim.memory_mb if self.memory else lim.memory_mb - scratch_mb
+        try:
+            self.scratch = Scratch(runtime.root, scratch_mb, self.uid, self.uid)
+        except BaseException:
+            if self.memory is not None:
+                self.memory.remove()
+            raise
         self._usage = ResourceUsage()
         self._lock = threading.Lock()
         self._processes: list[_BwrapProcess] = []
@@ -64,7 +77,8 @@ class BubblewrapSandbox(ScratchSandbox):
     def argv(self, command: Sequence[str], env: dict[str, str] | None = None, seccomp_fd: int | None = None,
              network: GrantedNetwork | None = None) -> list[str]:
         lim = self.spec.limits
-        args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        args = self.memory.launcher() if self.memory is not None else []
+        args += ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--hostname", "sandbox"]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
@@ -95,7 +109,7 @@ class BubblewrapSandbox(ScratchSandbox):
                  "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--clearenv"]
         for key, value in {**self.base_env(), **self.spec.env, **(env or {})}.items():
             args += ["--setenv", key, value]
-        args += ["--", "/usr/bin/prlimit", f"--cpu={lim.cpu_seconds}", f"--as={lim.memory_mb * 2**20}",
+        args += ["--", "/usr/bin/prlimit", f"--cpu={lim.cpu_seconds}", f"--as={self.address_space_mb * 2**20}",
                  f"--nproc={lim.processes}", f"--fsize={lim.file_size_mb * 2**20}", f"--nofile={lim.open_files}",
                  "--core=0", "--",
                  "/usr/bin/setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
@@ -164,6 +178,8 @@ class BubblewrapSandbox(ScratchSandbox):
             proc.wait(5)
         self.runtime.reap_uid(self.uid)
         self.scratch.remove_tree()
+        if self.memory is not None:
+            self.memory.remove()
 
 
 # --die-with-parent ends a sandbox when the *thread* that started it exits, so a session's kernel is

@@ -1,15 +1,15 @@
 """The ``container`` runtime: a Docker container per job, through the Docker SDK.
 
-The container runs as ``nobody`` with a read-only root, no capabilities, ``no-new-privileges``,
-network ``none`` unless granted, memory, CPU and process limits, rlimits, a private ``/tmp`` and the
-job's scratch tmpfs (shared with the sandbox runtime's symlink-proof file access) bound at
-``/scratch``. Commands are ``docker exec``\\ s; the deadline of one kills the whole container.
+The container runs as ``nobody`` with a read-only root, no capabilities, ``no-new-privileges``, the
+runtimes' seccomp policy (:mod:`compute.runtimes.seccomp`, the sandbox runtime's), network ``none``
+unless granted, memory, CPU and process limits, rlimits, a private ``/tmp`` and the job's scratch
+tmpfs (shared with the sandbox runtime's symlink-proof file access) bound at ``/scratch``. Commands
+are ``docker exec``\\ s; the deadline of one kills the whole container.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import signal
 import threading
@@ -23,8 +23,9 @@ from compute.runtimes.base import (BackgroundProcess, ExecResult, JobSpec, Outpu
                                    ResourceUsage, Runtime, RuntimeUnavailable)
 from docker.utils.socket import STDOUT, frames_iter
 
+from compute.runtimes import seccomp
 from compute.runtimes.image import ensure_image
-from compute.runtimes.network import available as network_available, fence
+from compute.runtimes.network import available as network_available, fence_container
 from compute.runtimes.scratch import Scratch, ScratchSandbox, prepare_root
 
 NOBODY = 65534
@@ -37,7 +38,9 @@ class ContainerSandbox(ScratchSandbox):
         self.runtime = runtime
         self.api = runtime.client.api
         lim = spec.limits
-        self.scratch = Scratch(runtime.root, lim.disk_mb, NOBODY, NOBODY)
+        # The scratch tmpfs is RAM, charged to the container's memory cgroup as the job writes it; it is
+        # never larger than that limit, so files the platform puts there cannot hold more either.
+        self.scratch = Scratch(runtime.root, min(lim.disk_mb, lim.memory_mb), NOBODY, NOBODY)
         self._kill_lock = threading.Lock()
         self._dead = False
         self._wall = 0.0
@@ -47,7 +50,8 @@ class ContainerSandbox(ScratchSandbox):
                 detach=True, user=f"{NOBODY}:{NOBODY}", working_dir=self.workdir, read_only=True, hostname="sandbox",
                 network_mode=runtime.granted_network if spec.network else "none",
                 mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m", nano_cpus=int(lim.cpus * 1e9),
-                pids_limit=lim.processes, cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private",
+                pids_limit=lim.processes, cap_drop=["ALL"], ipc_mode="private",
+                security_opt=["no-new-privileges", f"seccomp={seccomp.docker_profile()}"],
                 ulimits=[{"Name": "cpu", "Soft": lim.cpu_seconds, "Hard": lim.cpu_seconds},
                          {"Name": "fsize", "Soft": lim.file_size_mb * 2**20, "Hard": lim.file_size_mb * 2**20},
                          {"Name": "nofile", "Soft": lim.open_files, "Hard": lim.open_files},
@@ -56,22 +60,12 @@ class ContainerSandbox(ScratchSandbox):
                 volumes={str(self.scratch.path): {"bind": self.workdir, "mode": "rw"}},
                 labels={"cxmpute.runtime": "container"}, name=f"cxmpute-job-{uuid.uuid4().hex[:12]}")
             if spec.network:
-                self._fence()
+                fence_container(self.container)
         except Exception:
             self.scratch.remove_tree()
             if getattr(self, "container", None) is not None:
                 self.container.remove(force=True)
             raise
-
-    def _fence(self) -> None:
-        """Keep a granted container to the internet: no host, bridge neighbour or private address.
-        Its link's own route goes (other jobs' containers share the bridge); the gateway stays the
-        next hop without being a destination."""
-        self.container.reload()
-        net = next(iter(self.container.attrs["NetworkSettings"]["Networks"].values()))
-        subnet = ipaddress.ip_network(f"{net['IPAddress']}/{net['IPPrefixLen']}", strict=False)
-        fence(self.container.attrs["State"]["Pid"], commands=(
-            f"route replace default via {net['Gateway']} dev eth0 onlink", f"route del {subnet} dev eth0"))
 
     def _env(self, env: dict[str, str] | None) -> dict[str, str]:
         return {"PATH": _PATH, "HOME": self.workdir, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
@@ -254,6 +248,8 @@ class ContainerRuntime(Runtime):
             return f"no Docker engine answers ({type(exc).__name__}); start dockerd or set DOCKER_HOST"
         if os.geteuid() != 0:
             return "the container runtime runs as root, to mount each job's size-capped scratch directory"
+        if not seccomp.supported():
+            return f"no seccomp policy for this machine's architecture ({os.uname().machine})"
         return None
 
     async def start(self, spec: JobSpec | None = None) -> ContainerSandbox:

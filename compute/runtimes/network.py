@@ -1,7 +1,7 @@
 """Network for a job that is granted it: the internet, never the host's or the private network's services.
 
-Sandbox jobs get their own network namespace connected by slirp4netns; container jobs get the
-engine's bridge, fenced the same way (:func:`fence`).
+Sandbox jobs get their own network namespace connected by slirp4netns; container jobs and service
+replicas get the engine's bridge, fenced the same way (:func:`fence_container`).
 
 The job never shares the host's network namespace, so the host's loopback services (databases with
 trust authentication, the platform API) stay out of reach: slirp4netns runs with host loopback
@@ -58,6 +58,17 @@ def fence(pid: int, keep: ipaddress.IPv4Network | None = None, commands: tuple[s
                           capture_output=True, text=True, timeout=_SETUP_SECONDS)
     if done.returncode != 0:
         raise NetworkSetupError(f"fencing the job's network failed: {done.stderr.strip()}")
+
+
+def fence_container(container) -> None:
+    """Keep a container on the engine's bridge to the internet: no host, bridge neighbour or private
+    address. Its link's own route goes (other containers share the bridge); the gateway stays the next
+    hop without being a destination."""
+    container.reload()
+    net = next(iter(container.attrs["NetworkSettings"]["Networks"].values()))
+    subnet = ipaddress.ip_network(f"{net['IPAddress']}/{net['IPPrefixLen']}", strict=False)
+    fence(container.attrs["State"]["Pid"], commands=(
+        f"route replace default via {net['Gateway']} dev eth0 onlink", f"route del {subnet} dev eth0"))
 
 
 def _wait_for_loopback(pid: int, deadline: float) -> None:

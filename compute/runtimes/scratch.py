@@ -46,7 +46,7 @@ def _mount_tmpfs(target: Path, size_mb: int, uid: int, gid: int) -> None:
         raise OSError(err, f"mounting the scratch tmpfs on {target}: {os.strerror(err)}")
 
 
-def _process_tag(pid: int) -> str | None:
+def process_tag(pid: int) -> str | None:
     """``pid-starttime``: names one process for good, since pids are reused but start times are not."""
     try:
         return f"{pid}-{Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]}"
@@ -64,7 +64,7 @@ def prepare_root(root: Path) -> None:
     _prepared.add(root)
     for owner in os.scandir(root):
         match = re.fullmatch(r"(\d+)-\d+", owner.name)
-        if not match or _process_tag(int(match[1])) == owner.name:
+        if not match or process_tag(int(match[1])) == owner.name:
             continue
         for job in os.scandir(owner.path):
             _libc.umount2(job.path.encode(), _MNT_DETACH)
@@ -75,7 +75,7 @@ class Scratch:
     """A job's private writable directory on the host, owned by the job's uid."""
 
     def __init__(self, root: Path, size_mb: int, uid: int, gid: int):
-        self.path = root / (_process_tag(os.getpid()) or "unknown") / uuid.uuid4().hex
+        self.path = root / (process_tag(os.getpid()) or "unknown") / uuid.uuid4().hex
         self.path.mkdir(parents=True, mode=0o700)
         self.uid, self.gid = uid, gid
         self._mounted = False

@@ -83,13 +83,15 @@ def deploy(
     most: int | None = typer.Option(None, "--max", help="Replicas at most (default: --min)"),
     target: int = typer.Option(8, help="In-flight requests per replica the autoscaler aims for"),
     public: bool = typer.Option(False, "--public", help="Anyone may call it, without signing in"),
+    network: bool = typer.Option(False, "--network", help="Let the replicas reach the public internet"),
 ) -> None:
     """Deploy IMAGE as service NAME."""
     cid = _upload(Path(image)) if Path(image).is_file() else image
     out = _call("POST", "/v1/services", json={
         "name": name, "image": cid, "port": port, "env": _env(env), "cpu": cpu, "memory_mb": memory_mb,
         "min_replicas": replicas, "max_replicas": most or replicas, "target_inflight": target,
-        "price_min_gwei": min_price, "price_max_gwei": max_price, "public": public})
+        "price_min_gwei": min_price, "price_max_gwei": max_price, "public": public,
+        "network": network})
     api = get_settings().resolved_api_url
     url = f"{api}/v1/public/services/{out['owner']}/{name}/" if public else f"{api}/v1/services/{name}/proxy/"
     # Not wrapped by the console: a URL cut in two is not one a user can copy.

@@ -31,6 +31,7 @@ class Service(Base):
     price_min_gwei: Mapped[int] = mapped_column(BigInteger)
     price_max_gwei: Mapped[int] = mapped_column(BigInteger)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
+    network: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -114,7 +114,7 @@ class Reconciler:
         term = self.settings.service_term_s
         payload = ReplicaJob(replica_id=replica.id, token=replica.token, service=service.name, port=service.port,
                              env=service.env, cpu=service.cpu, memory_mb=service.memory_mb, pids=service.pids,
-                             image=service.image, run_s=term - TERM_MARGIN_S)
+                             image=service.image, network=service.network, run_s=term - TERM_MARGIN_S)
         return JobSpec(kind="service", provision="container", payload=payload.model_dump(), owner=service.owner,
                        work_key=registry.work_key(replica.id),
                        resources=Resources(cpu=service.cpu, memory_mb=service.memory_mb),

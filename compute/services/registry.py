@@ -56,6 +56,9 @@ class ServiceIn(BaseModel):
     price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
     public: bool = Field(False, description="Anyone may call it, without signing in, at "
                          "/v1/public/services/{owner}/{name}/{path}; otherwise only you, at /v1/services/{name}/proxy")
+    network: bool = Field(False, description="Let the replicas open connections to the public internet (never to "
+                          "their provider's machine or private addresses); without it they have no network, and "
+                          "are reached through the gateway only")
 
     @field_validator("name")
     @classmethod

@@ -3,10 +3,14 @@
 The image comes from the platform as the service's ``docker save`` tarball (kept in Stxrage by its CID) and
 is loaded once per provider; its own tags are dropped while it is loaded, so a user's image can never take
 the name of another image on the machine. The container runs confined like the container runtime's jobs —
-``nobody``, read-only root, no capabilities, ``no-new-privileges``, memory, CPU and process limits — with
-its port published on ``settings.provider_host``. The job reports to the platform every heartbeat interval
-(the address once the container answers HTTP, its newest output) and stops when told to, when its lease
-term is nearly over, or — as a failure — when the container exits.
+``nobody``, read-only root, no capabilities, ``no-new-privileges``, the runtimes' seccomp policy, memory, CPU
+and process limits — with no network at all, or, when its service asks for network, the engine's bridge
+fenced to the public internet (:func:`compute.runtimes.network.fence_container`) before the service's own
+code starts. Either way the host cannot route to it: the gateway reaches it through a relay on
+``settings.provider_host`` that enters the container's network namespace (:mod:`compute.services.relay`).
+The job reports to the platform every heartbeat interval (the address once the container answers HTTP, its
+newest output) and stops when told to, when its lease term is nearly over, or — as a failure — when the
+container exits.
 """
 
 from __future__ import annotations
@@ -27,8 +31,13 @@ import httpx
 from eth_account import Account
 from pydantic import BaseModel, Field
 
+from compute.runtimes import seccomp
+from compute.runtimes.image import ensure_image as runtime_image
+from compute.runtimes.network import available as network_available
+from compute.runtimes.network import fence_container
 from compute.services.errors import ServiceError
 from compute.services.image import manifest_entries
+from compute.services.relay import Relay
 from cxmpute.http import async_client, client
 from cxmpute.settings import Settings, get_settings
 
@@ -49,6 +58,7 @@ class ReplicaJob(BaseModel):
     cpu: int
     memory_mb: int
     pids: int
+    network: bool = Field(False, description="The replica may reach the public internet")
     run_s: float = Field(..., gt=0, description="How long this job may run before its lease term ends")
     dispatch: str = Field(default_factory=lambda: uuid.uuid4().hex, description="This dispatch of the replica "
                           "slot: a job from an earlier one (given up by a restarted platform) is told to stop")
@@ -110,16 +120,37 @@ def ensure_image(engine, settings: Settings, job: ReplicaJob) -> str:
     return tag
 
 
-def start_container(engine, job: ReplicaJob, image: str, owner: str, provider: str, host: str):
+def _confined(job: ReplicaJob, owner: str, provider: str) -> dict[str, Any]:
+    return {"detach": True, "user": NOBODY, "read_only": True, "cap_drop": ["ALL"], "ipc_mode": "private",
+            "security_opt": ["no-new-privileges", f"seccomp={seccomp.docker_profile()}"],
+            "ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
+            "labels": {"cxmpute.runtime": "service", "cxmpute.replica": job.replica_id, "cxmpute.owner": owner,
+                       "cxmpute.provider": provider}}
+
+
+def start_network(engine, job: ReplicaJob, owner: str, provider: str):
+    """A granted replica's network namespace: held by a container of its own on the engine's bridge and
+    fenced before the replica joins it, so the service's code never runs unfenced."""
+    if why := network_available():
+        raise ServiceError(f"this provider cannot grant replicas network: {why}", field="network", status_code=503)
+    holder = engine.containers.run(
+        runtime_image(engine), command=["/usr/bin/sleep", "infinity"], network_mode="bridge", mem_limit="16m",
+        memswap_limit="16m", pids_limit=4, name=f"cxmpute-svc-net-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}",
+        **_confined(job, owner, provider))
+    try:
+        fence_container(holder)
+    except BaseException:
+        remove(holder)
+        raise
+    return holder
+
+
+def start_container(engine, job: ReplicaJob, image: str, owner: str, provider: str, network_mode: str):
     env = {**job.env, "CXMPUTE_REPLICA": job.replica_id, "CXMPUTE_SERVICE": job.service, "PORT": str(job.port)}
     return engine.containers.run(
-        image, detach=True, user=NOBODY, read_only=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-        ipc_mode="private", mem_limit=f"{job.memory_mb}m", memswap_limit=f"{job.memory_mb}m",
-        nano_cpus=int(job.cpu * 1e9), pids_limit=job.pids, tmpfs={"/tmp": "size=64m,mode=1777"},
-        ulimits=[{"Name": "core", "Soft": 0, "Hard": 0}], environment=env,
-        ports={f"{job.port}/tcp": (host, None)}, name=f"cxmpute-svc-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}",
-        labels={"cxmpute.runtime": "service", "cxmpute.replica": job.replica_id, "cxmpute.owner": owner,
-                "cxmpute.provider": provider})
+        image, mem_limit=f"{job.memory_mb}m", memswap_limit=f"{job.memory_mb}m", nano_cpus=int(job.cpu * 1e9),
+        pids_limit=job.pids, tmpfs={"/tmp": "size=64m,mode=1777"}, environment=env, network_mode=network_mode,
+        name=f"cxmpute-svc-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}", **_confined(job, owner, provider))
 
 
 _running: set[str] = set()  # containers this worker process runs
@@ -137,12 +168,13 @@ def remove_orphans(engine, provider: str) -> None:
             remove(container)
 
 
-def published_port(container, port: int) -> int:
+def namespace_pid(container) -> int:
+    """A process of the container, whose network namespace the relay enters."""
     container.reload()
-    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp") or []
-    if not bindings:
-        raise ServiceError(f"the engine published no host port for {port}/tcp", field="port", status_code=502)
-    return int(bindings[0]["HostPort"])
+    pid = container.attrs["State"]["Pid"]
+    if not pid:
+        raise ServiceError(exited(container) or "the container is not running", field="image")
+    return pid
 
 
 def exited(container) -> str | None:
@@ -224,12 +256,20 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
         engine = await asyncio.to_thread(docker.from_env, timeout=120)
         image = await asyncio.to_thread(ensure_image, engine, settings, job)
         host = settings.provider_host
-        async with _starting:  # a container being started is not yet known as running: not an orphan
-            await asyncio.to_thread(remove_orphans, engine, provider)
-            container = await asyncio.to_thread(start_container, engine, job, image, owner, provider, host)
-            _running.add(container.id)
+        containers = []
+        relay: Relay | None = None
         try:
-            host_port = await asyncio.to_thread(published_port, container, job.port)
+            async with _starting:  # a container being started is not yet known as running: not an orphan
+                await asyncio.to_thread(remove_orphans, engine, provider)
+                if job.network:
+                    containers.append(await asyncio.to_thread(start_network, engine, job, owner, provider))
+                    _running.add(containers[-1].id)
+                mode = f"container:{containers[0].id}" if containers else "none"
+                container = await asyncio.to_thread(start_container, engine, job, image, owner, provider, mode)
+                containers.append(container)
+                _running.add(container.id)
+            relay = Relay(await asyncio.to_thread(namespace_pid, containers[0]), job.port)
+            host_port = await relay.start(host)
             ready_by = time.monotonic() + START_TIMEOUT_S
             while not await _answers(f"http://{host}:{host_port}/"):
                 if why := await asyncio.to_thread(exited, container):
@@ -247,6 +287,9 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
                 if why := await asyncio.to_thread(exited, container):
                     raise ServiceError(why, field="image")
         finally:
-            _running.discard(container.id)
-            await asyncio.to_thread(remove, container)
+            if relay is not None:
+                await relay.close()
+            for each in containers:
+                _running.discard(each.id)
+                await asyncio.to_thread(remove, each)
     return {"ran_s": round(time.monotonic() - started, 3), "ended": ended, "host_port": host_port}

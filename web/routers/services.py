@@ -95,9 +95,9 @@ async def forward(owner: str, name: str, path: str, request: Request, public: bo
         gateway.load.leave(service_id)
         raise
     response = StreamingResponse(gateway.stream(service_id, upstream), status_code=upstream.status_code)
-    # Raw pairs keep repeated headers (Set-Cookie) as the replica sent them.
+    # Raw pairs keep repeated headers as the replica sent them.
     response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in
-                            gateway.forward_headers(upstream.headers.multi_items())]
+                            gateway.response_headers(upstream.headers.multi_items())]
     response.raw_headers.append((b"x-cxmpute-replica", replica.id.encode()))
     return response
 
@@ -107,4 +107,7 @@ for _method in METHODS:
     router.add_api_route("/{name}/proxy/{path:path}", proxy, methods=[_method], summary="Call the service",
                          operation_id=f"proxy_service_{_method.lower()}",
                          description="Streams the request to a live replica and its answer back; a replica that "
-                                     "cannot be reached is skipped for the next. 503 when none answers.")
+                                     "cannot be reached is skipped for the next. 503 when none answers. The "
+                                     "answer is served sandboxed (`Content-Security-Policy: sandbox`, an opaque "
+                                     "origin: it reads nothing of this origin's), without cookies or other "
+                                     "origin-wide headers; your credentials and cookies never reach the replica.")

@@ -107,7 +107,8 @@ def test_a_bad_port_or_other_setting_is_refused_naming_its_field(client, seller,
     cid = _upload(client, user, _tarball())
     for overrides, field in [({"port": 0}, "port"), ({"port": 65536}, "port"), ({"port": "http"}, "port"),
                              ({"name": "Not_A_Name"}, "name"), ({"min_replicas": 3, "max_replicas": 2}, "max_replicas"),
-                             ({"env": {"1BAD": "x"}}, "env"), ({"memory_mb": 1}, "memory_mb"), ({"cpu": 1000}, "cpu")]:
+                             ({"env": {"1BAD": "x"}}, "env"), ({"memory_mb": 1}, "memory_mb"), ({"cpu": 1000}, "cpu"),
+                             ({"network": "everywhere"}, "network")]:
         _refused(client.post("/v1/services", json=_body(cid, **overrides), headers=user), 422, field)
     assert client.get("/v1/services", headers=user).json() == []
 
