@@ -71,7 +71,7 @@ def _start_nodes(work: Path, count: int) -> tuple[list[subprocess.Popen], list[s
     for url in urls:
         for _ in range(600):  # bounded wait for each node to listen
             try:
-                httpx.get(f"{url}/info", timeout=1)
+                httpx.get(f"{url}/health", timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -122,8 +122,8 @@ def main() -> None:
         procs, urls = _start_nodes(work, 3)
         try:
             remote = _storage(work, "remote")
-            for url in urls:
-                remote.add_node(url)
+            for i, url in enumerate(urls):
+                remote.add_node(url, credential=(work / f"node{i}" / "node.token").read_text().strip())
             for label, policy in [("3 replicas over loopback", Replicas(copies=3))]:
                 put_mbs, get_mbs, cid = _throughput(remote, src, work / "out-remote.bin", size, policy=policy)
                 rows.append([label, f"{put_mbs:.0f}", f"{get_mbs:.0f}", f"{put_mbs / base_mbs:.2f}",

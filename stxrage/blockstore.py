@@ -7,6 +7,7 @@ Stores never decide what is true: every reader checks bytes against their CID.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -19,6 +20,10 @@ import httpx
 
 from cxmpute.http import client
 from stxrage import cid as cids
+from stxrage.chunker import BLOCK_LIMIT
+
+_SMALL_ANSWER = 64 * 1024  # a node's info, an audit answer, an error
+_LISTING = 256 * 1024 * 1024  # every CID a node holds: millions of them
 
 
 class BlockMissing(KeyError):
@@ -41,6 +46,16 @@ class BlockStore(Protocol):
     def cids(self) -> Iterator[str]: ...
     def usage(self) -> int: ...
     def audit(self, cid: str, nonce: bytes) -> str: ...
+
+
+def _is_cid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        cids.parse(value)
+    except cids.InvalidCID:
+        return False
+    return True
 
 
 def audit_answer(nonce: bytes, data: bytes) -> str:
@@ -114,32 +129,58 @@ class LocalBlockStore:
 
 
 class RemoteBlockStore:
-    """A storage node's HTTP API (see :mod:`stxrage.node`)."""
+    """A storage node's HTTP API (see :mod:`stxrage.node`), called with the node's credential."""
 
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str, credential: str | None = None, timeout: float = 30.0):
         self.url = url.rstrip("/")
-        self._http = client(self.url, timeout=httpx.Timeout(timeout, connect=3.0),
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        # Redirects are never followed: a node must not steer the platform's requests to another address.
+        self._http = client(self.url, timeout=httpx.Timeout(timeout, connect=3.0), headers=headers,
+                            follow_redirects=False,
                             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
 
-    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def _call(self, method: str, path: str, limit: int = _SMALL_ANSWER, **kwargs) -> bytes:
+        """The body of a 2xx answer, read up to ``limit`` bytes: a node can never make the caller hold more."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            with self._http.stream(method, path, **kwargs) as response:
+                if response.status_code == 404:
+                    raise BlockMissing(path.rsplit("/", 1)[-1])
+                if response.status_code == 507:
+                    raise QuotaExceeded(f"{self.url} is full")
+                if not response.is_success:
+                    # Any other answer (a refusal, a redirect) means this node will not serve the request;
+                    # callers try another node.
+                    raise StoreUnavailable(f"{self.url}: HTTP {response.status_code} to {method} {path}")
+                body = bytearray()
+                for part in response.iter_bytes():
+                    body += part
+                    if len(body) > limit:
+                        raise StoreUnavailable(f"{self.url}: the answer to {method} {path} exceeds {limit} bytes")
+                return bytes(body)
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"{self.url}: {exc}") from exc
-        if response.status_code == 404:
-            raise BlockMissing(path.rsplit("/", 1)[-1])
-        if response.status_code == 507:
-            raise QuotaExceeded(response.json().get("detail", "quota exceeded"))
-        if response.status_code >= 400:
-            # Any other refusal means this node will not serve the request; callers try another node.
-            raise StoreUnavailable(f"{self.url}: HTTP {response.status_code} {response.text[:200]}")
-        return response
+
+    def _json(self, method: str, path: str, limit: int = _SMALL_ANSWER, **kwargs) -> dict:
+        try:
+            doc = json.loads(self._call(method, path, limit, **kwargs))
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise StoreUnavailable(f"{self.url}: malformed answer to {method} {path}")
+        return doc
+
+    def _field(self, method: str, path: str, key: str, kind: type, limit: int = _SMALL_ANSWER, **kwargs):
+        """One field of a JSON answer; a node answering anything else is treated as unavailable."""
+        value = self._json(method, path, limit, **kwargs).get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise StoreUnavailable(f"{self.url}: malformed answer to {method} {path}")
+        return value
 
     def put(self, cid: str, data: bytes) -> None:
         self._call("PUT", f"/blocks/{cid}", content=data)
 
     def get(self, cid: str) -> bytes:
-        return self._call("GET", f"/blocks/{cid}").content
+        return self._call("GET", f"/blocks/{cid}", BLOCK_LIMIT)
 
     def has(self, cid: str) -> bool:
         try:
@@ -155,21 +196,24 @@ class RemoteBlockStore:
             return
 
     def cids(self) -> Iterator[str]:
-        yield from self._call("GET", "/blocks").json()["cids"]
+        # A node's listing may only name blocks: anything else is dropped, never used in a request path.
+        yield from (value for value in self._field("GET", "/blocks", "cids", list, _LISTING) if _is_cid(value))
 
     def usage(self) -> int:
-        return int(self.info()["used_bytes"])
+        return self._field("GET", "/info", "used_bytes", int)
 
     def info(self) -> dict:
-        return self._call("GET", "/info").json()
+        """What the node declares: its quota (``capacity_bytes``), ``used_bytes`` and ``price_per_gb_month``."""
+        return self._json("GET", "/info")
 
     def audit(self, cid: str, nonce: bytes) -> str:
-        return self._call("POST", f"/audit/{cid}", json={"nonce": nonce.hex()}).json()["answer"]
+        return self._field("POST", f"/audit/{cid}", "answer", str, json={"nonce": nonce.hex()})
 
 
-StoreFactory = Callable[[str], BlockStore]
+# (url, credential) -> store; the credential is what the store presents to the node, when it has one.
+StoreFactory = Callable[[str, str | None], BlockStore]
 _schemes: dict[str, StoreFactory] = {
-    "file": lambda url: LocalBlockStore(Path(urlparse(url).path)),
+    "file": lambda url, credential: LocalBlockStore(Path(urlparse(url).path)),
     "http": RemoteBlockStore,
     "https": RemoteBlockStore,
 }
@@ -179,9 +223,10 @@ def register_scheme(scheme: str, factory: StoreFactory) -> None:
     _schemes[scheme] = factory
 
 
-def open_store(url: str) -> BlockStore:
+def open_store(url: str, credential: str | None = None) -> BlockStore:
     scheme = urlparse(url).scheme
     try:
-        return _schemes[scheme](url)
+        factory = _schemes[scheme]
     except KeyError:
         raise ValueError(f"no block store for URL scheme {scheme!r} (known: {', '.join(sorted(_schemes))})") from None
+    return factory(url, credential)

@@ -25,11 +25,15 @@ class NodeRow(Base):
     url: Mapped[str] = mapped_column(String(500), unique=True)
     capacity_bytes: Mapped[int] = mapped_column(BigInteger)
     price_per_gb_month: Mapped[float] = mapped_column(Float, default=0.0)
-    # The provider account (EVM address) that runs the node, once nodes are tied to compute providers.
+    # The provider account (EVM address) that registered the node; None for the operator's own nodes.
     provider: Mapped[str | None] = mapped_column(String(42), nullable=True, index=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
     audit_failures: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What the platform presents to the node on every call; never part of any listing or answer.
+    credential: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # issued_at of the provider's last signed registration: an older one is a replay.
+    registered_ts: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class BlockRow(Base):
@@ -76,6 +80,8 @@ class FileRow(Base):
     private: Mapped[bool] = mapped_column(Boolean)
     pinned: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Readable by anyone who knows the CID; otherwise by the owner only.
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 def insert_ignore(session: Session, model: type[Base], rows: list[dict]) -> None:

@@ -11,9 +11,11 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from cxmpute.settings import get_settings
 from cxmpute.terminal import cli_errors, err, transfer_bar
 from stxrage import open_storage
 from stxrage.models import parse_policy
+from stxrage.registration import CREDENTIAL_FILE
 
 app = typer.Typer(help="Content-addressed, replicated, verified storage.", no_args_is_help=True)
 nodes_app = typer.Typer(help="Storage nodes this client places blocks on.", no_args_is_help=True)
@@ -36,6 +38,7 @@ def _print(model: BaseModel | list, as_json: bool) -> None:
 @app.command()
 def put(path: Path = typer.Argument(..., exists=True, readable=True, help="A file, or a directory to archive"),
         private: bool = typer.Option(False, "--private", help="Encrypt on this side before upload"),
+        public: bool = typer.Option(False, "--public", help="Let anyone who knows the CID read it"),
         policy: str | None = typer.Option(None, "--policy", "-p",
                                           help="Copies ('3') or erasure k/n ('4/6'); default: the client's"),
         name: str | None = typer.Option(None, "--name"), owner: str = OwnerOpt, as_json: bool = JsonOpt) -> None:
@@ -49,7 +52,8 @@ def put(path: Path = typer.Argument(..., exists=True, readable=True, help="A fil
     total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if is_dir else path.stat().st_size
     with cli_errors(), transfer_bar(f"put {path.name}", total) as advance:
         put_one = storage.put_dir if is_dir else storage.put_file
-        stats = put_one(path, name=name, owner=owner, private=private, policy=chosen, progress=advance)
+        stats = put_one(path, name=name, owner=owner, private=private, public=public, policy=chosen,
+                        progress=advance)
     if as_json:
         _print(stats, True)
     else:
@@ -112,6 +116,20 @@ def unpin(cid: str, owner: str = OwnerOpt) -> None:
         open_storage().unpin(cid, owner)
 
 
+@app.command()
+def publish(cid: str, owner: str = OwnerOpt) -> None:
+    """Let anyone who knows the CID read one of your files."""
+    with cli_errors():
+        open_storage().publish(cid, owner, True)
+
+
+@app.command()
+def unpublish(cid: str, owner: str = OwnerOpt) -> None:
+    """Make one of your files readable by you only again."""
+    with cli_errors():
+        open_storage().publish(cid, owner, False)
+
+
 @app.command("rm")
 def remove(cid: str, owner: str = OwnerOpt) -> None:
     """Delete one of your files (blocks other files share stay)."""
@@ -172,23 +190,36 @@ def node(root: Path = typer.Option(..., "--dir", help="Directory the node keeps 
          host: str = typer.Option("127.0.0.1", help="Address to listen on"),
          port: int = typer.Option(8700, help="Port to listen on"),
          quota: int = typer.Option(10 * 1024**3, help="Bytes the node may hold"),
-         price: float = typer.Option(0.0, help="Price per GB-month"),
-         provider: str | None = typer.Option(None, help="EVM address of the provider account")) -> None:
-    """Run a storage node: an HTTP block store with its own quota and price."""
+         price: float = typer.Option(0.0, help="Price per GB-month")) -> None:
+    """Run a storage node: an HTTP block store with its own quota and price, which serves only callers
+    presenting its credential (CXMPUTE_STORAGE_NODE_CREDENTIAL, else the one kept in DIR/node.token)."""
     import uvicorn
 
     from stxrage.node import NodeConfig, create_node_app
 
-    config = NodeConfig(root=root, quota_bytes=quota, price_per_gb_month=price, provider=provider)
-    uvicorn.run(create_node_app(config), host=host, port=port, log_level="warning")
+    credential = get_settings().storage_node_credential
+    config = NodeConfig(root=root, quota_bytes=quota, price_per_gb_month=price, credential=credential)
+    app = create_node_app(config)
+    source = "CXMPUTE_STORAGE_NODE_CREDENTIAL" if credential else root / CREDENTIAL_FILE
+    err.print(f"storage node on http://{host}:{port}; its credential is in {source}: register the node with it")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @nodes_app.command("add")
-def nodes_add(url: str, provider: str | None = typer.Option(None, help="EVM address of the provider account"),
+def nodes_add(url: str,
+              credential_file: Path | None = typer.Option(
+                  None, "--credential-file", exists=True, dir_okay=False, readable=True,
+                  help="The node's credential (its DIR/node.token); default: CXMPUTE_STORAGE_NODE_CREDENTIAL"),
+              provider: str | None = typer.Option(None, help="EVM address of the provider account running it"),
               as_json: bool = JsonOpt) -> None:
-    """Register a storage node (http://host:port) or a directory (file:///path)."""
+    """Register a storage node (http://host:port) or a directory (file:///path) in this platform's catalog,
+    as its operator. Providers register their nodes through the API (POST /v1/storage/nodes), signed."""
+    credential = credential_file.read_text().strip() if credential_file else get_settings().storage_node_credential
+    if credential is None and not url.startswith("file://"):
+        raise typer.BadParameter("a storage node is registered with the credential it requires",
+                                 param_hint="--credential-file")
     with cli_errors():
-        _print(open_storage().add_node(url, provider=provider), as_json)
+        _print(open_storage().add_node(url, credential=credential, provider=provider), as_json)
 
 
 @nodes_app.command("rm")

@@ -122,10 +122,11 @@ class Manifest(BaseModel):
 
 class FileInfo(BaseModel):
     cid: str = Field(description="The file's id: the CID of its manifest")
-    owner: str
+    owner: str | None = Field(description="The account that stored it; shown to that account only")
     name: str | None = None
     size: int
-    private: bool
+    private: bool = Field(description="Encrypted before it left the platform")
+    public: bool = Field(False, description="Readable by anyone who knows its CID; otherwise by its owner only")
     pinned: bool
     policy: Policy
     chunks: int
@@ -143,12 +144,13 @@ class PutStats(BaseModel):
 
 
 class NodeInfo(BaseModel):
-    id: str
+    id: str = Field(description="Assigned by the platform when the node is registered")
     url: str
     capacity_bytes: int
     used_bytes: int = 0
     price_per_gb_month: float = 0.0
-    provider: str | None = Field(None, description="EVM address of the provider account running this node")
+    provider: str | None = Field(None, description="The provider account that registered the node (its signed "
+                                                   "registration); None for the operator's own nodes")
     status: Literal["active", "down", "evicted"] = "active"
     audit_failures: int = 0
 

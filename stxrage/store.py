@@ -9,11 +9,12 @@ transaction after the data is placed, so a failed put leaves no half-written fil
 
 from __future__ import annotations
 
-import hashlib
+import math
 import os
 import random
 import tempfile
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +23,7 @@ from typing import BinaryIO
 
 from pydantic import TypeAdapter
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cxmpute.db import migrate, session_scope
@@ -55,6 +57,7 @@ from stxrage.models import (
     RepairReport,
     Replicas,
 )
+from stxrage.registration import check_credential, check_resolves_safely, credential_matches, node_url
 
 Progress = Callable[[int], None]
 _policy_adapter: TypeAdapter[Replicas | Erasure] = TypeAdapter(Policy)
@@ -64,6 +67,9 @@ _READ_AHEAD = 16  # blocks fetched ahead of the reader
 _IN_CHUNK = 500  # keeps IN (...) lists under every database's bound-parameter limit
 LOCAL_NODE = "local"
 _PART_CHUNKS = 4096  # chunk entries per manifest part: well under 1 MiB even with private digests
+# Bounds on what a node may declare: its quota weighs its share of placement, so an absurd one is refused.
+_MAX_CAPACITY = 2**50
+_MAX_PRICE = 1e9
 
 
 def _batched(items: list, size: int = _IN_CHUNK) -> Iterator[list]:
@@ -78,7 +84,8 @@ class Storage:
         self.database_url = database_url or settings.resolved_database_url
         migrate(self.database_url)
         self.root = Path(root or settings.storage_dir or settings.data_dir / "stxrage")
-        self._stores: dict[str, BlockStore] = {}
+        # node id -> ((url, credential) it was opened with, store)
+        self._stores: dict[str, tuple[tuple[str, str | None], BlockStore]] = {}
         self._stores_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stxrage")
         self._secret = settings.resolved_secret_key()
@@ -91,41 +98,90 @@ class Storage:
 
     # ---- nodes -------------------------------------------------------------------------------
 
-    def add_node(self, url: str, *, capacity_bytes: int | None = None, price_per_gb_month: float | None = None,
-                 provider: str | None = None) -> NodeInfo:
-        """Register a block store. A storage node reports its own id, quota, price and provider."""
-        url = url.rstrip("/")
+    def add_node(self, url: str, *, credential: str | None = None, capacity_bytes: int | None = None,
+                 price_per_gb_month: float | None = None, provider: str | None = None) -> NodeInfo:
+        """Register a block store as the operator: a storage node (``http(s)://``, with the credential it
+        requires) or a directory (``file://``). The platform assigns the id; the node declares quota and price."""
+        return self._enroll(url.rstrip("/"), credential, provider=provider, capacity_bytes=capacity_bytes,
+                            price_per_gb_month=price_per_gb_month)
+
+    def register_node(self, url: str, *, credential: str, provider: str, issued_at: int) -> NodeInfo:
+        """Register a provider's storage node once its signed registration has been checked: an http(s)
+        address only, never one another account's node holds, and never an older registration again."""
         try:
-            store = open_store(url)
+            url = node_url(url)
+            check_resolves_safely(url)
+        except ValueError as exc:
+            raise StorageError(str(exc), field="url", status_code=422) from None
+        return self._enroll(url, credential, provider=provider, issued_at=issued_at, by_provider=True)
+
+    def _enroll(self, url: str, credential: str | None, *, provider: str | None, issued_at: int = 0,
+                by_provider: bool = False, capacity_bytes: int | None = None,
+                price_per_gb_month: float | None = None) -> NodeInfo:
+        if credential is not None:
+            try:
+                check_credential(credential)
+            except ValueError as exc:
+                raise StorageError(str(exc), field="credential", status_code=422) from None
+        try:
+            store = open_store(url, credential)
         except ValueError as exc:
             raise StorageError(str(exc), field="url") from None
-        facts: dict = {}
+        declared: tuple[int, float] = (100 * 1024**3, 0.0)
         if isinstance(store, RemoteBlockStore):
-            try:
-                facts = store.info()
-            except (StoreUnavailable, BlockMissing) as exc:
-                raise StorageError(f"storage node {url} did not answer: {exc}", field="url") from None
-        node_id = facts.get("id") or (LOCAL_NODE if url == self._local_url()
-                                      else hashlib.sha256(url.encode()).hexdigest()[:16])
-        capacity = capacity_bytes or facts.get("capacity_bytes") or 100 * 1024**3
-        price = price_per_gb_month if price_per_gb_month is not None else facts.get("price_per_gb_month", 0.0)
-        with self._session() as s:
-            holder = s.scalars(select(NodeRow.id).where(NodeRow.url == url)).first()
-            if holder is not None and holder != node_id:
-                raise StorageError(f"{url} is registered to node {holder}, but now answers as {node_id}; "
-                                   f"remove {holder} first", field="url")
-            row = s.get(NodeRow, node_id)
-            if row is None:
-                row = NodeRow(id=node_id, url=url, audit_failures=0)
-                s.add(row)
-            row.url, row.capacity_bytes, row.price_per_gb_month = url, capacity, price
-            row.provider = provider or facts.get("provider")
-            row.status = "active"
-            s.flush()
-            info = self._node_info(row)
+            if credential is None:
+                raise StorageError("a storage node is registered with the credential it requires "
+                                   "(its <dir>/node.token)", field="credential")
+            declared = _declared(store, url)
+        try:
+            with self._session() as s:
+                row = s.scalars(select(NodeRow).where(NodeRow.url == url)).first()
+                if row is not None:
+                    row = self._reenroll(s, row, credential, provider, issued_at, by_provider)
+                if row is None:
+                    row = NodeRow(id=LOCAL_NODE if url == self._local_url() else uuid.uuid4().hex, url=url,
+                                  audit_failures=0, registered_ts=0, status="active")
+                    s.add(row)
+                elif not by_provider:
+                    row.status = "active"  # the operator's word brings a down or evicted node back
+                row.capacity_bytes = capacity_bytes or declared[0]
+                row.price_per_gb_month = declared[1] if price_per_gb_month is None else price_per_gb_month
+                row.provider = provider if by_provider else provider or row.provider
+                row.credential = credential
+                row.registered_ts = max(row.registered_ts, issued_at)
+                s.flush()
+                info = self._node_info(row)
+        except IntegrityError:
+            raise Conflict(f"{url} was registered by another request meanwhile", field="url") from None
         with self._stores_lock:
-            self._stores[node_id] = store
+            self._stores[info.id] = ((url, credential), store)
         return info
+
+    def _reenroll(self, s: Session, row: NodeRow, credential: str | None, provider: str | None, issued_at: int,
+                  by_provider: bool) -> NodeRow | None:
+        """The node already registered at this address, to update; None once a retired one made way."""
+        if row.status == "evicted" and s.scalar(select(FragmentRow.idx).where(FragmentRow.node_id == row.id)
+                                                .limit(1)) is None:
+            # An evicted node that holds nothing any more frees its address for a new registration.
+            s.delete(row)
+            s.flush()
+            return None
+        if by_provider:
+            if row.provider != provider or row.credential is None:
+                raise Conflict(f"{row.url} is registered to another storage node", field="url")
+            if issued_at <= row.registered_ts:
+                raise StorageError("registration replayed: issued_at is not newer than the node's last "
+                                   "registration", field="issued_at", status_code=401)
+        # A node registered without a credential (the local directory, or a node from before credentials)
+        # takes the operator's; otherwise the credential is what tells one node from another at an address.
+        same = (row.credential is None and not by_provider) or (
+            row.credential is not None and credential is not None and credential_matches(credential, row.credential))
+        if not same:
+            raise Conflict(f"{row.url} is node {row.id}, registered with another credential; remove {row.id} "
+                           "and repair first", field="url")
+        if row.status == "evicted" and by_provider:
+            raise Conflict(f"node {row.id} at {row.url} was evicted", field="url")
+        return row
 
     def remove_node(self, node_id: str) -> NodeInfo:
         """Take a node out of placement; its fragments count as lost and the next repair moves them."""
@@ -136,12 +192,17 @@ class Storage:
             row.status = "evicted"
             return self._node_info(row)
 
-    def nodes(self) -> list[NodeInfo]:
+    def nodes(self, provider: str | None = None) -> list[NodeInfo]:
+        """Every node, or those one provider registered."""
+        query = select(NodeRow).order_by(NodeRow.created_at, NodeRow.id)
+        if provider is not None:
+            query = query.where(NodeRow.provider == provider)
         with self._session() as s:
-            return [self._node_info(r) for r in s.scalars(select(NodeRow).order_by(NodeRow.created_at, NodeRow.id))]
+            return [self._node_info(r) for r in s.scalars(query)]
 
     def check_nodes(self) -> list[NodeInfo]:
         """Ping every node: unreachable ones go down; returning ones drop blocks reassigned meanwhile."""
+        self._forget_changed_stores()
         for node in self.nodes():
             if node.status == "evicted":
                 continue
@@ -187,17 +248,27 @@ class Storage:
 
     def _store(self, node_id: str) -> BlockStore:
         with self._stores_lock:
-            store = self._stores.get(node_id)
-        if store is None:
-            with self._session() as s:
-                row = s.get(NodeRow, node_id)
-                if row is None:
-                    raise NotFound(f"no storage node {node_id!r}", field="node_id")
-                url = row.url
-            store = open_store(url)
-            with self._stores_lock:
-                self._stores[node_id] = store
+            cached = self._stores.get(node_id)
+        if cached is not None:
+            return cached[1]
+        with self._session() as s:
+            row = s.get(NodeRow, node_id)
+            if row is None:
+                raise NotFound(f"no storage node {node_id!r}", field="node_id")
+            key = (row.url, row.credential)
+        store = open_store(*key)
+        with self._stores_lock:
+            self._stores[node_id] = (key, store)
         return store
+
+    def _forget_changed_stores(self) -> None:
+        """Drop handles on nodes whose address or credential another process has registered anew since."""
+        with self._session() as s:
+            current = {node_id: (url, credential) for node_id, url, credential
+                       in s.execute(select(NodeRow.id, NodeRow.url, NodeRow.credential))}
+        with self._stores_lock:
+            for node_id in [n for n, (key, _) in self._stores.items() if current.get(n) != key]:
+                del self._stores[node_id]
 
     def default_policy(self) -> Replicas:
         active = self._active_nodes()
@@ -257,8 +328,10 @@ class Storage:
         return dest
 
     def _put(self, chunks: Iterable[bytes], *, owner: str = "local", name: str | None = None, private: bool = False,
-             policy: Replicas | Erasure | None = None, progress: Progress | None = None,
+             public: bool = False, policy: Replicas | Erasure | None = None, progress: Progress | None = None,
              entries: list[FileEntry] | None = None) -> PutStats:
+        if private and public:
+            raise StorageError("a private file is encrypted for its owner and cannot be public", field="public")
         policy = policy or self.default_policy()
         active = self._active_nodes()
         if policy.width > len(active):
@@ -316,12 +389,13 @@ class Storage:
             insert_ignore(s, RefRow, [{"manifest_cid": manifest_cid, "block_cid": c} for c in sorted(block_cids)])
             row = s.get(FileRow, (owner, manifest_cid))
             if row is None:
-                row = FileRow(owner=owner, cid=manifest_cid, name=name, private=private, pinned=True)
+                row = FileRow(owner=owner, cid=manifest_cid, name=name, private=private, pinned=True, public=public)
                 s.add(row)
             else:
-                row.pinned, row.name = True, name or row.name
+                # Storing the same bytes again never narrows who may read them; unpublish does.
+                row.pinned, row.name, row.public = True, name or row.name, row.public or public
             s.flush()
-            info = self._file_info(s, row)
+            info = self._file_info(s, row, owner)
         return PutStats(file=info, new_blocks=len(placed), reused_blocks=uploads.reused,
                         bytes_uploaded=uploads.uploaded)
 
@@ -359,12 +433,12 @@ class Storage:
 
     def stat(self, cid: str, owner: str = "local") -> FileInfo:
         with self._session() as s:
-            return self._file_info(s, self._visible_row(s, cid, owner))
+            return self._file_info(s, self._visible_row(s, cid, owner), owner)
 
     def ls(self, owner: str = "local") -> list[FileInfo]:
         with self._session() as s:
             rows = s.scalars(select(FileRow).where(FileRow.owner == owner).order_by(FileRow.created_at))
-            return [self._file_info(s, r) for r in rows]
+            return [self._file_info(s, r, owner) for r in rows]
 
     def manifest(self, cid: str, owner: str = "local") -> Manifest:
         with self._session() as s:
@@ -483,23 +557,26 @@ class Storage:
     # ---- ownership ---------------------------------------------------------------------------
 
     def _visible_row(self, s: Session, cid: str, owner: str) -> FileRow:
-        """The caller's own entry for ``cid``, else a public one; private files of others are not found."""
+        """The caller's own entry for ``cid``, else one its owner made public; others' files are not found
+        (whether someone else stored the same bytes is never revealed)."""
         try:
             cids.parse(cid)
         except cids.InvalidCID as exc:
             raise StorageError(str(exc), field="cid") from None
         row = s.get(FileRow, (owner, cid))
         if row is None:
-            row = s.scalars(select(FileRow).where(FileRow.cid == cid, FileRow.private.is_(False)).limit(1)).first()
+            row = s.scalars(select(FileRow).where(FileRow.cid == cid, FileRow.public.is_(True),
+                                                  FileRow.private.is_(False)).limit(1)).first()
         if row is None:
             raise NotFound(f"no file {cid}", field="cid")
         return row
 
-    def _file_info(self, s: Session, row: FileRow) -> FileInfo:
+    def _file_info(self, s: Session, row: FileRow, viewer: str) -> FileInfo:
         m = s.get(ManifestRow, row.cid)
-        return FileInfo(cid=row.cid, owner=row.owner, name=row.name, size=m.size, private=row.private,
-                        pinned=row.pinned, policy=_policy_adapter.validate_python(m.policy), chunks=m.chunks,
-                        kind=m.kind, created_at=row.created_at)
+        return FileInfo(cid=row.cid, owner=row.owner if row.owner == viewer else None, name=row.name, size=m.size,
+                        private=row.private, public=row.public, pinned=row.pinned,
+                        policy=_policy_adapter.validate_python(m.policy), chunks=m.chunks, kind=m.kind,
+                        created_at=row.created_at)
 
     def pin(self, cid: str, owner: str = "local") -> FileInfo:
         """Keep a file: the caller's own, or a public one the caller wants kept under its account."""
@@ -507,18 +584,27 @@ class Storage:
             visible = self._visible_row(s, cid, owner)
             row = s.get(FileRow, (owner, cid))
             if row is None:
-                row = FileRow(owner=owner, cid=cid, name=visible.name, private=False, pinned=True)
+                row = FileRow(owner=owner, cid=cid, name=visible.name, private=False, pinned=True, public=False)
                 s.add(row)
             row.pinned = True
             s.flush()
-            return self._file_info(s, row)
+            return self._file_info(s, row, owner)
 
     def unpin(self, cid: str, owner: str = "local") -> FileInfo:
         """Let garbage collection take the file once no one else keeps it."""
         with self._session() as s:
             row = self._own_row(s, cid, owner)
             row.pinned = False
-            return self._file_info(s, row)
+            return self._file_info(s, row, owner)
+
+    def publish(self, cid: str, owner: str = "local", public: bool = True) -> FileInfo:
+        """Let anyone who knows the CID read one of your files (``public=False`` takes that back)."""
+        with self._session() as s:
+            row = self._own_row(s, cid, owner)
+            if public and row.private:
+                raise StorageError("a private file is encrypted for its owner and cannot be public", field="cid")
+            row.public = public
+            return self._file_info(s, row, owner)
 
     def delete(self, cid: str, owner: str = "local") -> None:
         with self._session() as s:
@@ -676,6 +762,20 @@ class Storage:
                     row.node_id, row.fragment_cid, row.healthy = node_id, fragment_cid, True
                 report.fragments_rebuilt += 1
         return report
+
+
+def _declared(store: RemoteBlockStore, url: str) -> tuple[int, float]:
+    """The quota and price a node declares, asked with its credential: only the node holding it answers."""
+    try:
+        facts = store.info()
+    except (StoreUnavailable, BlockMissing, QuotaExceeded):
+        raise StorageError(f"no storage node answered at {url} with that credential", field="url") from None
+    capacity, price = facts.get("capacity_bytes"), facts.get("price_per_gb_month", 0.0)
+    if (not isinstance(capacity, int) or isinstance(capacity, bool) or not 0 < capacity <= _MAX_CAPACITY
+            or not isinstance(price, int | float) or isinstance(price, bool) or not math.isfinite(price)
+            or not 0 <= price <= _MAX_PRICE):
+        raise StorageError(f"the storage node at {url} declares an impossible quota or price", field="url")
+    return capacity, float(price)
 
 
 def _encode_manifest(manifest: Manifest, key: bytes) -> tuple[str, bytes]:

@@ -14,7 +14,10 @@ import uvicorn
 
 from cxmpute.settings import get_settings
 from stxrage.node import NodeConfig, create_node_app
+from stxrage.registration import CREDENTIAL_FILE
 from stxrage.store import Storage
+
+PROVIDER = "0x" + "ab" * 20
 
 
 def free_port() -> int:
@@ -27,14 +30,18 @@ class NodeServer:
     def __init__(self, root: Path, quota_bytes: int = 2 * 1024**3):
         self.root = root
         self.port = free_port()
-        self.config = NodeConfig(root=root, quota_bytes=quota_bytes, price_per_gb_month=0.5,
-                                 provider="0x" + "ab" * 20)
+        self.config = NodeConfig(root=root, quota_bytes=quota_bytes, price_per_gb_month=0.5)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def credential(self) -> str:
+        """What the node generated in its directory on first start."""
+        return (self.root / CREDENTIAL_FILE).read_text().strip()
 
     @property
     def running(self) -> bool:
@@ -107,5 +114,5 @@ def cluster(make_storage, nodes: list[NodeServer]) -> Storage:
     """A client whose blocks go to the five nodes (audit evictions off, so faults never shrink the cluster)."""
     storage = make_storage("cluster", storage_max_audit_failures=10_000)
     for server in nodes:
-        storage.add_node(server.url)
+        storage.add_node(server.url, credential=server.credential, provider=PROVIDER)
     return storage

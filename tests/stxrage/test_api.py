@@ -92,10 +92,12 @@ def test_bad_input_is_a_4xx_naming_the_field(client):
     assert resp.status_code == 416 and resp.json()["field"] == "range"
     resp = client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=0-1,5-6"})
     assert resp.status_code == 416
-    resp = client.post("/v1/storage/nodes", json={"url": "ftp://x"})
-    assert resp.status_code == 422 and "url" in resp.json()["detail"]
-    resp = client.post("/v1/storage/nodes", json={"url": f"http://127.0.0.1:{free_port()}"})
-    assert resp.status_code == 400 and resp.json()["field"] == "url"
+    resp = client.post("/v1/storage/files", params={"public": "true", "private": "true"}, content=b"x")
+    assert resp.status_code == 400 and resp.json()["field"] == "public"
+    registration = {"url": "ftp://x", "credential": "c" * 40, "issued_at": 0, "signature": "0x"}
+    assert client.post("/v1/storage/nodes", json=registration).status_code == 401  # no wallet, no node
+    resp = client.post("/v1/storage/nodes", json=registration, headers=_sign_in(client))
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "url"
 
 
 def _sign_in(client: TestClient) -> dict[str, str]:
@@ -120,9 +122,21 @@ def test_signed_in_accounts_are_isolated(client):
     assert client.get(f"/v1/storage/files/{cid}/stat", headers=mallory).status_code == 404
     assert client.delete(f"/v1/storage/files/{cid}", headers=mallory).status_code == 404
     assert cid not in {f["cid"] for f in client.get("/v1/storage/files", headers=mallory).json()}
-    public = client.post("/v1/storage/files", content=data, headers=alice).json()["file"]["cid"]
-    assert client.get(f"/v1/storage/files/{public}", headers=mallory).content == data
-    assert client.delete(f"/v1/storage/files/{public}", headers=mallory).status_code == 403
+    plain = client.post("/v1/storage/files", content=data, headers=alice).json()["file"]
+    assert plain["public"] is False and plain["owner"] != "local"
+    assert client.get(f"/v1/storage/files/{plain['cid']}", headers=mallory).status_code == 404
+    assert client.get(f"/v1/storage/files/{plain['cid']}/stat", headers=mallory).status_code == 404
+    assert client.post(f"/v1/storage/files/{plain['cid']}/publish", headers=mallory).status_code == 404
+    published = client.post(f"/v1/storage/files/{plain['cid']}/publish", headers=alice).json()
+    assert published["public"] is True and published["owner"] == plain["owner"]
+    assert client.get(f"/v1/storage/files/{plain['cid']}", headers=mallory).content == data
+    seen = client.get(f"/v1/storage/files/{plain['cid']}/stat", headers=mallory).json()
+    assert seen["owner"] is None and seen["size"] == len(data)  # the uploader stays unnamed
+    assert client.delete(f"/v1/storage/files/{plain['cid']}", headers=mallory).status_code == 403
+    assert client.post(f"/v1/storage/files/{plain['cid']}/unpublish", headers=mallory).status_code == 403
+    assert client.post(f"/v1/storage/files/{cid}/publish", headers=alice).status_code == 400  # encrypted
+    client.post(f"/v1/storage/files/{plain['cid']}/unpublish", headers=alice)
+    assert client.get(f"/v1/storage/files/{plain['cid']}", headers=mallory).status_code == 404
 
 
 def _stream_put(base: str, size: int, seed: bytes, **params) -> tuple[str, str]:

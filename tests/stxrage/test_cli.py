@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,6 +39,12 @@ def test_put_get_ls_stat_pin_rm(tmp_path):
     assert cid in {f["cid"] for f in listed}
     stat = json.loads(runner.invoke(app, ["stat", cid, "--json"]).stdout)
     assert stat["name"] == "report.pdf" and stat["size"] == 1_300_000
+    assert runner.invoke(app, ["stat", cid, "--owner", "bob"]).exit_code == 2  # the owner's until published
+    assert runner.invoke(app, ["publish", cid]).exit_code == 0
+    seen = json.loads(runner.invoke(app, ["stat", cid, "--owner", "bob", "--json"]).stdout)
+    assert seen["public"] is True and seen["owner"] is None
+    assert runner.invoke(app, ["unpublish", cid]).exit_code == 0
+    assert runner.invoke(app, ["stat", cid, "--owner", "bob"]).exit_code == 2
     assert runner.invoke(app, ["unpin", cid]).exit_code == 0
     assert runner.invoke(app, ["pin", cid]).exit_code == 0
     assert runner.invoke(app, ["rm", cid]).exit_code == 0
@@ -62,10 +70,11 @@ def _cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedPr
                           check=False)
 
 
-@pytest.fixture
-def node_process(tmp_path):
+@contextmanager
+def _node(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path]]:
+    """`cxmpute storage node` as a process; yields its URL and where it keeps its own credential."""
     port = free_port()
-    env = {**os.environ, "CXMPUTE_HOME": str(tmp_path / "node-home")}
+    env = {**os.environ, "CXMPUTE_HOME": str(tmp_path / "node-home"), **env}
     proc = subprocess.Popen([CXMPUTE, "storage", "node", "--dir", str(tmp_path / "node"), "--port", str(port),
                              "--quota", str(4 * 1024**3), "--price", "1.25"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -73,14 +82,28 @@ def node_process(tmp_path):
     try:
         for _ in range(300):  # bounded wait for the node to listen
             try:
-                httpx.get(f"{url}/info", timeout=1)
+                httpx.get(f"{url}/health", timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield url
+        yield url, tmp_path / "node" / "node.token"
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def node_process(tmp_path):
+    with _node(tmp_path) as node:
+        yield node
+
+
+def test_a_node_takes_its_credential_from_the_environment(tmp_path):
+    given = "cxn_" + "e" * 40
+    with _node(tmp_path, CXMPUTE_STORAGE_NODE_CREDENTIAL=given) as (url, own):
+        assert httpx.get(f"{url}/info", headers={"Authorization": f"Bearer {given}"}).status_code == 200
+        assert httpx.get(f"{url}/info").status_code == 401
+        assert not own.exists()
 
 
 def _sha256(path: Path) -> str:
@@ -91,9 +114,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _round_trip_through_a_node(tmp_path: Path, node_url: str, size: int) -> None:
+def _round_trip_through_a_node(tmp_path: Path, node: tuple[str, Path], size: int) -> None:
     home = tmp_path / "client-home"
-    added = _cli(home, "nodes", "add", node_url, "--json")
+    node_url, credential = node
+    refused = _cli(home, "nodes", "add", node_url)
+    assert refused.returncode == 2 and "--credential-file" in refused.stderr
+    added = _cli(home, "nodes", "add", node_url, "--credential-file", str(credential), "--json")
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["price_per_gb_month"] == 1.25
     src = tmp_path / "big.bin"

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from stxrage.catalog import FragmentRow
 from stxrage.errors import DataLost
 from stxrage.models import Erasure, Replicas
+from tests.stxrage.conftest import PROVIDER
 
 
 def fragments(storage, healthy: bool | None = None) -> list[FragmentRow]:
@@ -35,7 +36,7 @@ def assert_full_redundancy(storage) -> None:
 def test_nodes_register_with_their_provider_price_and_quota(cluster, nodes):
     infos = cluster.nodes()
     assert len(infos) == 5 and all(n.status == "active" for n in infos)
-    assert {n.provider for n in infos} == {"0x" + "ab" * 20}
+    assert {n.provider for n in infos} == {PROVIDER}  # the operator's word, never the node's
     assert all(n.price_per_gb_month == 0.5 and n.capacity_bytes == 2 * 1024**3 for n in infos)
     assert cluster.default_policy() == Replicas(copies=3)
 
@@ -122,7 +123,7 @@ def test_a_lost_node_is_repaired_onto_the_others_and_swept_on_return(cluster, no
 def test_a_node_that_keeps_failing_audits_is_evicted(make_storage, nodes):
     storage = make_storage("strict", storage_max_audit_failures=2)
     for server in nodes:
-        storage.add_node(server.url)
+        storage.add_node(server.url, credential=server.credential)
     storage.put_bytes(os.urandom(3 * 1024 * 1024), policy=Replicas(copies=3))
     target = fragments(storage)[0].node_id
     server = node_of(nodes, storage, target)
@@ -145,7 +146,7 @@ def test_a_full_node_is_passed_over(make_storage, tmp_path):
     try:
         storage = make_storage("quota")
         for server in [small, *big]:
-            storage.add_node(server.url)
+            storage.add_node(server.url, credential=server.credential)
         data = os.urandom(3 * 1024 * 1024)
         cid = storage.put_bytes(data, policy=Replicas(copies=3)).file.cid
         assert storage.get_bytes(cid) == data
@@ -212,9 +213,11 @@ def test_a_url_answering_as_a_different_node_is_refused(cluster, nodes, tmp_path
 
     from stxrage.errors import StorageError
 
+    old = nodes[0].credential
     nodes[0].stop()
-    shutil.rmtree(nodes[0].root)  # the same address comes back as a fresh node with a new id
+    shutil.rmtree(nodes[0].root)  # the same address comes back as a fresh node with a new credential
     nodes[0].start()
-    with pytest.raises(StorageError) as exc:
-        cluster.add_node(nodes[0].url)
-    assert exc.value.field == "url"
+    for credential in (nodes[0].credential, old):  # the new node's is another node's; the old one no longer works
+        with pytest.raises(StorageError) as exc:
+            cluster.add_node(nodes[0].url, credential=credential)
+        assert exc.value.field == "url"

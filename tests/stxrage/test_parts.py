@@ -14,6 +14,7 @@ from stxrage import cid as cids
 from stxrage import crypto, erasure, placement
 from stxrage.chunker import BLOCK_LIMIT
 from stxrage.node import NodeConfig, create_node_app
+from stxrage.registration import CREDENTIAL_FILE
 
 
 def test_rendezvous_is_deterministic_weighted_and_moves_only_lost_keys():
@@ -59,8 +60,8 @@ def test_sealing_is_per_owner_and_tamper_evident():
 
 
 def test_the_node_accepts_only_what_matches_its_cid_and_fits(tmp_path):
-    config = NodeConfig(root=tmp_path, quota_bytes=BLOCK_LIMIT + 10, provider="0x" + "1" * 40)
-    node = TestClient(create_node_app(config))
+    config = NodeConfig(root=tmp_path, quota_bytes=BLOCK_LIMIT + 10)
+    node = TestClient(create_node_app(config), headers={"Authorization": f"Bearer {_credential(tmp_path)}"})
     data = os.urandom(1000)
     cid = cids.cid_of(data)
     assert node.put(f"/blocks/{cid}", content=data).status_code == 201
@@ -78,6 +79,40 @@ def test_the_node_accepts_only_what_matches_its_cid_and_fits(tmp_path):
     assert node.put(f"/blocks/{cids.cid_of(fill)}", content=fill).status_code == 507
     assert node.post(f"/audit/{cid}", json={"nonce": "zz"}).status_code == 422
     info = node.get("/info").json()
-    assert info["used_bytes"] == 1000 and info["provider"] == "0x" + "1" * 40
+    assert info == {"capacity_bytes": BLOCK_LIMIT + 10, "used_bytes": 1000, "price_per_gb_month": 0.0}
     assert node.delete(f"/blocks/{cid}").status_code == 204
     assert node.get(f"/blocks/{cid}").status_code == 404
+
+
+def _credential(root) -> str:
+    return (root / CREDENTIAL_FILE).read_text().strip()
+
+
+def test_the_node_serves_nothing_but_its_health_without_its_credential(tmp_path):
+    node_app = create_node_app(NodeConfig(root=tmp_path))
+    credential = _credential(tmp_path)
+    assert (tmp_path / CREDENTIAL_FILE).stat().st_mode & 0o777 == 0o600
+    assert credential.startswith("cxn_") and len(credential) >= 40
+    data = os.urandom(100)
+    cid = cids.cid_of(data)
+    owner = TestClient(node_app, headers={"Authorization": f"Bearer {credential}"})
+    assert owner.put(f"/blocks/{cid}", content=data).status_code == 201
+    attempts = [("PUT", f"/blocks/{cid}", {"content": data}), ("GET", f"/blocks/{cid}", {}),
+                ("HEAD", f"/blocks/{cid}", {}), ("DELETE", f"/blocks/{cid}", {}), ("GET", "/blocks", {}),
+                ("GET", "/info", {}), ("POST", f"/audit/{cid}", {"json": {"nonce": "00" * 16}})]
+    for headers in [{}, {"Authorization": "Bearer " + "x" * len(credential)}, {"Authorization": credential},
+                    {"Authorization": f"Basic {credential}"}, {"Authorization": f"Bearer {credential[:-1]}"},
+                    {"Authorization": f"Bearer {credential}x"}, {"Authorization": "Bearer"}]:
+        stranger = TestClient(node_app, headers=headers)
+        for method, path, kwargs in attempts:
+            assert stranger.request(method, path, **kwargs).status_code == 401, (headers, method, path)
+    for path in ("/docs", "/openapi.json", "/redoc"):
+        assert TestClient(node_app).get(path).status_code == 404
+    assert TestClient(node_app).get("/health").json() == {"status": "ok"}
+    assert owner.get(f"/blocks/{cid}").content == data  # nothing a stranger sent reached the block
+    # The credential survives a restart, and one given in the configuration replaces it.
+    assert _credential(tmp_path) == credential
+    given = "cxn_" + "g" * 40
+    configured = TestClient(create_node_app(NodeConfig(root=tmp_path, credential=given)))
+    assert configured.get("/info", headers={"Authorization": f"Bearer {credential}"}).status_code == 401
+    assert configured.get("/info", headers={"Authorization": f"Bearer {given}"}).status_code == 200

@@ -113,15 +113,45 @@ def test_another_account_cannot_read_list_or_delete_a_private_file(storage):
     assert storage.get_bytes(mine.cid, owner="alice") == data
 
 
+def test_files_are_the_owners_until_published(storage):
+    data = os.urandom(300_000)
+    mine = storage.put_bytes(data, owner="alice").file
+    assert mine.public is False and mine.owner == "alice"
+    for attempt in (storage.get_bytes, storage.stat, storage.pin, storage.manifest):
+        with pytest.raises(NotFound):
+            attempt(mine.cid, owner="bob")
+    with pytest.raises(NotFound):
+        storage.publish(mine.cid, owner="bob")
+    storage.publish(mine.cid, owner="alice")
+    seen = storage.stat(mine.cid, owner="bob")
+    assert seen.public is True and seen.owner is None  # who stored it is alice's business
+    assert storage.stat(mine.cid, owner="alice").owner == "alice"
+    storage.publish(mine.cid, owner="alice", public=False)
+    with pytest.raises(NotFound):
+        storage.get_bytes(mine.cid, owner="bob")
+    sealed = storage.put_bytes(data, owner="alice", private=True).file
+    with pytest.raises(StorageError) as exc:
+        storage.publish(sealed.cid, owner="alice")
+    assert exc.value.field == "cid"
+    with pytest.raises(StorageError) as exc:
+        storage.put_bytes(data, owner="alice", private=True, public=True)
+    assert exc.value.field == "public"
+
+
 def test_public_files_read_by_cid_but_only_the_owner_deletes(storage):
     data = os.urandom(300_000)
-    public = storage.put_bytes(data, owner="alice").file
+    public = storage.put_bytes(data, owner="alice", public=True).file
     assert storage.get_bytes(public.cid, owner="bob") == data
     with pytest.raises(Forbidden):
         storage.delete(public.cid, owner="bob")
-    storage.pin(public.cid, owner="bob")
+    with pytest.raises(Forbidden):
+        storage.publish(public.cid, owner="bob", public=False)
+    kept = storage.pin(public.cid, owner="bob")
+    assert kept.owner == "bob" and kept.public is False  # bob's own entry, bob's only
     storage.delete(public.cid, owner="alice")
     assert storage.get_bytes(public.cid, owner="bob") == data  # bob's pin keeps it
+    with pytest.raises(NotFound):
+        storage.get_bytes(public.cid, owner="carol")
 
 
 def test_the_disk_holds_only_ciphertext_of_a_private_file(storage):

@@ -49,7 +49,9 @@ class UpPlatform:
 
     def w3(self, headers: dict[str, str] | None = None) -> Web3:
         """web3 on the embedded chain's RPC; with the operator's headers for its development methods."""
-        return Web3(Web3.HTTPProvider(f"{self.url}/v1/chain/rpc", request_kwargs={"headers": headers or {}}))
+        # Headers given to HTTPProvider replace its own (the JSON content type among them).
+        return Web3(Web3.HTTPProvider(f"{self.url}/v1/chain/rpc", request_kwargs={
+            "headers": {**Web3.HTTPProvider.get_request_headers(), **(headers or {})}}))
 
     @property
     def chain(self) -> dict:

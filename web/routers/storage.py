@@ -5,19 +5,26 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from agxnt.errors import AgentError
+from compute.errors import Forbidden, Unauthorized
 from compute.identity.tokens import Principal
+from compute.ledger import Acct, balance
+from compute.models import Provider
+from compute.network import get_network
+from compute.providers.registry import MAX_SKEW_S
 from cxmpute.settings import get_settings
 from stxrage import open_storage
 from stxrage.models import AuditReport, FileEntry, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
+from stxrage.registration import check_credential, node_url, registration_signer
 from stxrage.store import Storage
 from web.deps import operator, owner_in, signed_in
 
@@ -38,6 +45,7 @@ async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
 @router.post("/files", response_model=PutStats, status_code=201, summary="Store a file (streamed request body)")
 async def put_file(request: Request, name: str | None = Query(None, max_length=500),
                    private: bool = Query(False, description="Encrypt before the data leaves the platform"),
+                   public: bool = Query(False, description="Let anyone who knows the CID read it (default: you only)"),
                    policy: str | None = Query(None, description="Copies ('3') or erasure k/n ('4/6')"),
                    owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> PutStats:
     try:
@@ -50,7 +58,8 @@ async def put_file(request: Request, name: str | None = Query(None, max_length=5
         with os.fdopen(fd, "wb") as f:
             async for part in request.stream():
                 f.write(part)
-        return await _call(_put_spooled, store, tmp, name=name, owner=owner, private=private, policy=chosen)
+        return await _call(_put_spooled, store, tmp, name=name, owner=owner, private=private, public=public,
+                           policy=chosen)
     finally:
         os.unlink(tmp)
 
@@ -65,7 +74,8 @@ async def list_files(owner: str = Depends(owner_in("storage")), store: Storage =
     return await _call(store.ls, owner)
 
 
-@router.get("/files/{cid}/stat", response_model=FileInfo, summary="A file's size, chunks and policy")
+@router.get("/files/{cid}/stat", response_model=FileInfo,
+            summary="A file's size, chunks and policy (its owner is shown to the owner only)")
 async def stat_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> FileInfo:
     return await _call(store.stat, cid, owner)
 
@@ -138,6 +148,19 @@ async def unpin_file(cid: str, owner: str = Depends(owner_in("storage")), store:
     return await _call(store.unpin, cid, owner)
 
 
+@router.post("/files/{cid}/publish", response_model=FileInfo,
+             summary="Let anyone who knows the CID read one of your files")
+async def publish_file(cid: str, owner: str = Depends(owner_in("storage")),
+                       store: Storage = Depends(storage)) -> FileInfo:
+    return await _call(store.publish, cid, owner, True)
+
+
+@router.post("/files/{cid}/unpublish", response_model=FileInfo, summary="Make one of your files yours only again")
+async def unpublish_file(cid: str, owner: str = Depends(owner_in("storage")),
+                         store: Storage = Depends(storage)) -> FileInfo:
+    return await _call(store.publish, cid, owner, False)
+
+
 @router.delete("/files/{cid}", status_code=204, summary="Delete one of your files")
 async def delete_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> Response:
     await _call(store.delete, cid, owner)
@@ -145,19 +168,71 @@ async def delete_file(cid: str, owner: str = Depends(owner_in("storage")), store
 
 
 class NodeRegistration(BaseModel):
-    url: str = Field(pattern=r"^(https?|file)://", description="http(s)://host:port of a storage node")
-    provider: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{40}$", description="Provider account address")
+    """A provider's storage node, signed by the provider's wallet: EIP-712 ``StorageNodeRegistration``
+    (provider, url, credentialHash = sha256(credential), issuedAt) in the platform's domain."""
+
+    url: str = Field(..., max_length=500, description="http(s)://host[:port] the node listens on")
+    credential: str = Field(..., min_length=32, max_length=200,
+                            description="The credential the node requires (its <dir>/node.token); the platform "
+                                        "presents it to the node and never shows it again")
+    issued_at: int = Field(..., ge=0, lt=2**63, description="Unix seconds when the provider signed")
+    signature: str = Field(..., max_length=200)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return node_url(url)
+
+    @field_validator("credential")
+    @classmethod
+    def _credential(cls, credential: str) -> str:
+        return check_credential(credential)
 
 
-@router.get("/nodes", dependencies=[Depends(operator)], response_model=list[NodeInfo], summary="Storage nodes and their status")
+def _require_staked_provider(address: str) -> None:
+    """Storage is a provision like any other: only a registered provider holding the minimum stake offers it."""
+    with get_network().store.read() as session:
+        if session.get(Provider, address) is None:
+            raise Forbidden("register as a provider before adding storage nodes", field="provider")
+        staked = balance(session, Acct("stake", address))
+    if staked < get_settings().min_stake_gwei:
+        raise Forbidden(f"stake of {staked} gwei is below the minimum {get_settings().min_stake_gwei}", field="stake")
+
+
+@router.get("/nodes", dependencies=[Depends(operator)], response_model=list[NodeInfo],
+            summary="Storage nodes and their status (operator)")
 async def list_nodes(store: Storage = Depends(storage)) -> list[NodeInfo]:
     return await _call(store.nodes)
 
 
-@router.post("/nodes", response_model=NodeInfo, status_code=201, summary="Register a storage node")
-async def add_node(body: NodeRegistration, _: Principal = Depends(signed_in("provider")),
+@router.get("/nodes/mine", response_model=list[NodeInfo], summary="The storage nodes you registered")
+async def my_nodes(principal: Principal = Depends(signed_in("provider")),
+                   store: Storage = Depends(storage)) -> list[NodeInfo]:
+    return await _call(store.nodes, principal.address)
+
+
+@router.post("/nodes", response_model=NodeInfo, status_code=201, summary="Register your storage node")
+async def add_node(body: NodeRegistration, principal: Principal = Depends(signed_in("provider")),
                    store: Storage = Depends(storage)) -> NodeInfo:
-    return await _call(store.add_node, body.url, provider=body.provider)
+    provider = principal.address
+    if abs(time.time() - body.issued_at) > MAX_SKEW_S:
+        raise Unauthorized("registration is stale or from the future", field="issued_at")
+    try:
+        signer = registration_signer(get_network().domain.as_eip712(), provider, body.url, body.credential,
+                                     body.issued_at, body.signature)
+    except ValueError:
+        raise Unauthorized("signature is malformed", field="signature") from None
+    if signer != provider:
+        raise Unauthorized(f"the registration is not signed by {provider}", field="signature")
+    await _call(_require_staked_provider, provider)
+    return await _call(store.register_node, body.url, credential=body.credential, provider=provider,
+                       issued_at=body.issued_at)
+
+
+@router.delete("/nodes/{node_id}", dependencies=[Depends(operator)], response_model=NodeInfo,
+               summary="Evict a storage node (operator); repair then moves its blocks")
+async def remove_node(node_id: str = Path(..., max_length=64), store: Storage = Depends(storage)) -> NodeInfo:
+    return await _call(store.remove_node, node_id)
 
 
 @router.post("/audit", dependencies=[Depends(operator)], response_model=AuditReport, summary="Challenge nodes for a sample of fragments")
