@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+import httpx
 from pydantic import BaseModel, Field
 
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-
-_jinja = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+from agxnt.templating import render_template
+from agxnt.web.egress import EgressDenied
 
 
 class ValueOutput(BaseModel):
@@ -39,7 +39,8 @@ class InputAgent(Agent):
 
 
 class TemplateAgent(Agent):
-    """A prompt template: renders text from named variables (sandboxed Jinja, `{{ name }}`)."""
+    """A prompt template: renders text from named variables (sandboxed Jinja, `{{ name }}`), in a worker
+    process under a time, memory and output limit."""
 
     id = "io.template"
     name = "Prompt Template"
@@ -53,13 +54,7 @@ class TemplateAgent(Agent):
         text: str
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
-        try:
-            text = _jinja.from_string(input.template).render(**input.variables)
-        except jinja2.UndefinedError as exc:
-            raise AgentError(f"template variable missing: {exc.message}", field="variables") from None
-        except jinja2.TemplateError as exc:
-            raise AgentError(f"template error: {exc}", field="template") from None
-        return self.Output(text=text)
+        return self.Output(text=await render_template(input.template, input.variables, ctx.settings))
 
 
 class OutputAgent(Agent):
@@ -156,24 +151,34 @@ class HttpRequestAgent(Agent):
         json_body: Any = None
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
-        if not input.url.startswith(("http://", "https://")):
-            raise AgentError("url must start with http:// or https://", field="url")
+        ctx.services.egress.check_scheme(input.url, field="url")
+        limit = ctx.settings.web_max_page_bytes
         async with ctx.services.http(timeout=input.timeout) as client:
             try:
-                resp = await client.request(
-                    input.method, input.url, headers=input.headers, params=input.params,
+                async with client.stream(
+                    # an empty params would replace the URL's own query string rather than add nothing
+                    input.method, input.url, headers=input.headers, params=input.params or None,
                     json=input.json_body if input.json_body is not None else None,
-                )
-            except Exception as exc:
+                ) as resp:
+                    content = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        content += chunk
+                        if len(content) > limit:
+                            raise AgentError(f"{input.url} answered more than {limit} bytes", field="url",
+                                             status_code=502)
+            except EgressDenied as exc:
+                raise EgressDenied(exc.message, field="url") from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise AgentError(f"request to {input.url} failed: {exc}", field="url") from None
+        text = bytes(content).decode(resp.encoding or "utf-8", errors="replace")
         if input.fail_on_error and resp.status_code >= 400:
-            raise AgentError(f"{input.method} {input.url} answered {resp.status_code}: {resp.text[:200]}",
+            raise AgentError(f"{input.method} {input.url} answered {resp.status_code}: {text[:200]}",
                              field="url", status_code=502 if resp.status_code >= 500 else 400)
         try:
-            body = resp.json()
+            body = json.loads(text) if text else None
         except ValueError:
             body = None
-        return self.Output(status=resp.status_code, headers=dict(resp.headers), text=resp.text, json_body=body)
+        return self.Output(status=resp.status_code, headers=dict(resp.headers), text=text, json_body=body)
 
 
 class ApprovalResponse(BaseModel):

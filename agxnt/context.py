@@ -16,6 +16,8 @@ from agxnt.errors import AgentError
 
 ProgressFn = Callable[[float, str | None], None]
 
+MAX_REDIRECTS = 10
+
 
 class Cancelled(AgentError):
     status_code = 409
@@ -29,10 +31,17 @@ class Services:
     """Lazily built handles to the platform's services, shared by the agents of one process."""
 
     def __init__(self, settings: Settings | None = None, **overrides: Any):
-        self.settings = settings or get_settings()
+        if {"http", "egress"} & overrides.keys():
+            raise TypeError("the HTTP client and its egress policy come from settings; they cannot be replaced")
+        self._settings = settings
         self._overrides = overrides
         for name, value in overrides.items():
             self.__dict__[name] = value
+
+    @property
+    def settings(self) -> Settings:
+        """The settings given, else the process's current ones (so a reload reaches the egress policy)."""
+        return self._settings if self._settings is not None else get_settings()
 
     @cached_property
     def memory(self):  # -> agxnt.memory.store.MemoryStore
@@ -61,10 +70,22 @@ class Services:
 
         return runtime_registry(self.settings)
 
-    def http(self, **kwargs: Any):
+    @property
+    def egress(self):  # -> agxnt.web.egress.EgressPolicy
+        from agxnt.web.egress import EgressPolicy
+
+        return EgressPolicy.from_settings(self.settings)
+
+    def http(self, *, base_url: str = "", headers: dict[str, str] | None = None, timeout: float | None = None,
+             max_redirects: int = MAX_REDIRECTS):  # -> httpx.AsyncClient
+        """The HTTP client for everything an agent requests: each request and each redirect hop passes the
+        egress policy. Proxies from the environment are ignored, since a proxy would connect on its own."""
         from cxmpute.http import async_client
 
-        return async_client(**kwargs)
+        from agxnt.web.egress import GuardedTransport
+
+        return async_client(base_url=base_url, headers=headers or {}, timeout=timeout, max_redirects=max_redirects,
+                            transport=GuardedTransport(self.egress), trust_env=False)
 
 
 _default_services: Services | None = None

@@ -107,12 +107,15 @@ def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
     if settings.llm_base_url or not settings.llm_model:
         from langchain_openai import ChatOpenAI
 
-        from cxmpute.http import async_client
+        from cxmpute.http import async_client, client
 
         base_url = settings.llm_base_url or f"{settings.resolved_api_url.rstrip('/')}/v1"
         # langchain-openai otherwise shares one async client per base URL across event loops, and a
-        # client's connections belong to the loop that opened them: give each model its own.
-        overrides.setdefault("http_async_client", async_client(timeout=120.0))
+        # client's connections belong to the loop that opened them: give each model its own. The model
+        # service is the operator's (by default the platform's own gateway, which the egress policy would
+        # refuse), so this client skips the policy; it follows no redirect, which could lead it anywhere.
+        overrides.setdefault("http_async_client", async_client(timeout=120.0, follow_redirects=False))
+        overrides.setdefault("http_client", client(timeout=120.0, follow_redirects=False))
         return ChatOpenAI(base_url=base_url, api_key=settings.llm_api_key,
                           model=settings.llm_model or GATEWAY_MODEL, **overrides)
     return LocalChatModel(model_id=settings.llm_model, **overrides)

@@ -7,35 +7,14 @@ from contextlib import AsyncExitStack
 import httpx
 from playwright.async_api import Error as PlaywrightError
 
-from agxnt.context import AgentContext
+from agxnt.context import MAX_REDIRECTS, AgentContext
 from agxnt.errors import AgentError
 from agxnt.web.browser import BrowserJob, browsers
-from agxnt.web.egress import EgressDenied, EgressPolicy
+from agxnt.web.egress import EgressDenied
 from agxnt.web.pages import Page, normalize_url, page_from_html, page_from_text
 
-MAX_REDIRECTS = 10
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml", "application/rss+xml",
                "application/atom+xml")
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """Checks each request (each redirect hop included) and connects to the very address it checked."""
-
-    def __init__(self, policy: EgressPolicy, inner: httpx.AsyncBaseTransport | None = None):
-        self.policy = policy
-        self.inner = inner or httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        resolved = await self.policy.resolve(str(request.url))
-        extensions = dict(request.extensions)
-        if request.url.scheme == "https":
-            extensions["sni_hostname"] = resolved.host
-        pinned = httpx.Request(request.method, request.url.copy_with(host=resolved.address),
-                               headers=request.headers, stream=request.stream, extensions=extensions)
-        return await self.inner.handle_async_request(pinned)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class FetchFailed(AgentError):
@@ -48,7 +27,7 @@ class WebSession:
     def __init__(self, ctx: AgentContext):
         self.ctx = ctx
         self.settings = ctx.settings
-        self.policy = EgressPolicy.from_settings(ctx.settings)
+        self.policy = ctx.services.egress
         self.max_bytes = ctx.settings.web_max_page_bytes
         self.timeout = ctx.settings.web_timeout_seconds
         self._stack = AsyncExitStack()
@@ -56,8 +35,7 @@ class WebSession:
         self.client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> WebSession:
-        self.client = await self._stack.enter_async_context(self.ctx.services.http(
-            transport=GuardedTransport(self.policy), timeout=self.timeout, max_redirects=MAX_REDIRECTS))
+        self.client = await self._stack.enter_async_context(self.ctx.services.http(timeout=self.timeout))
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -95,3 +95,27 @@ def test_platform_model_serves_calls_from_separate_event_loops():
         assert [asyncio.run(ask()) for _ in range(3)] == ["grounded answer"] * 3
     finally:
         server.shutdown()
+
+
+def test_the_model_client_follows_no_redirect():
+    """The model client skips the egress policy (the model service is the operator's), so a redirect from
+    that service must not carry the prompt anywhere else."""
+    import asyncio
+
+    import openai
+
+    from tests.support.canary import HttpCanary
+
+    inside = HttpCanary()
+    site = HttpCanary()
+    try:
+        site.redirect_all = f"http://127.0.0.1:{inside.port}/v1/chat/completions"
+        llm = chat_model(Settings(llm_base_url=f"{site.url}/v1", llm_model="m"), max_retries=0)
+        with pytest.raises(openai.APIStatusError):
+            llm.invoke("hi")
+        with pytest.raises(openai.APIStatusError):
+            asyncio.run(llm.ainvoke("hi"))
+    finally:
+        inside.close()
+        site.close()
+    assert site.hits and not inside.hits
