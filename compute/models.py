@@ -22,8 +22,9 @@ def aware(moment: datetime) -> datetime:
 class AuthNonce(Base):
     __tablename__ = "cx_auth_nonces"
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+    client: Mapped[str] = mapped_column(String(64), index=True, default="")
 
 
 class AuthSession(Base):

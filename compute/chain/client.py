@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from eth_account import Account
+from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
@@ -88,15 +89,30 @@ class Chain:
             raise ComputeError(f"transaction has no {event} event", field="tx_hash")
         return found
 
-    def rpc(self, method: str, params: list) -> dict:
+    def rpc(self, method: str, params: list, *, operator: bool = False) -> dict:
         """Answer one JSON-RPC request on this chain (the embedded chain serves other processes this way).
 
+        Anyone may read the chain and send a transaction they signed (:data:`PUBLIC_METHODS`); the development
+        methods (:data:`OPERATOR_METHODS`) are the ``operator``'s; every other method is refused, so the
+        chain's history, which the ledger has credited, cannot be rewritten from outside the process.
         Serialised with the platform's own sends: the in-process EVM is not safe for concurrent writers.
         """
+        if method not in PUBLIC_METHODS:
+            if method not in OPERATOR_METHODS:
+                raise Forbidden(f"{method} is not served on this chain", field="method")
+            if not operator:
+                raise Forbidden(f"{method} is a development method of the embedded chain: only the platform "
+                                "operator may call it", field="method")
         w3 = self.w3
         with self._send_lock:
-            # The provider's request function applies eth-tester's formatting of parameters and results.
-            return dict(w3.provider.request_func(w3, w3.middleware_onion)(method, params))
+            try:
+                # The provider's request function applies eth-tester's formatting of parameters and results.
+                return dict(w3.provider.request_func(w3, w3.middleware_onion)(method, params))
+            except TransactionFailed as exc:
+                # A revert is an answer, as a node gives it: web3 turns it into ContractLogicError.
+                return {"error": {"code": 3, "message": str(exc)}}
+            except Exception as exc:  # eth-tester's formatters reject malformed params with whatever they raise
+                raise ComputeError(f"bad params for {method}: {exc}", field="params") from exc
 
     def pay(self, to: str, amount_wei: int, reference: bytes) -> str:
         tx = self.vault.functions.pay(Web3.to_checksum_address(to), amount_wei, reference).build_transaction(
@@ -110,9 +126,33 @@ class Chain:
 
 _ACCOUNT_ARG = {"Deposited": "account", "Staked": "provider"}
 
+# What a wallet, web3 or a provider worker needs: reads, gas and fee estimates, and transactions its own key
+# signed. Filters are left out: they keep state on the chain for whoever asks.
+PUBLIC_METHODS = frozenset({
+    "web3_clientVersion", "net_version", "net_listening", "eth_chainId", "eth_syncing", "eth_blockNumber",
+    "eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt", "eth_call", "eth_estimateGas",
+    "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_feeHistory", "eth_getBlockByNumber", "eth_getBlockByHash",
+    "eth_getBlockTransactionCountByNumber", "eth_getBlockTransactionCountByHash", "eth_getTransactionByHash",
+    "eth_getTransactionReceipt", "eth_getLogs", "eth_sendRawTransaction",
+})
+# The development chain's privileges: its unlocked accounts send without a signature (money from nowhere),
+# and blocks and time move on demand. Snapshots and reverts are not among them: a revert would make the chain
+# forget deposits the ledger has credited, so the same money could be deposited and credited again.
+OPERATOR_METHODS = frozenset({"eth_accounts", "eth_sendTransaction", "evm_mine", "testing_timeTravel"})
+
 
 def _artifact() -> dict:
     return json.loads(ARTIFACT.read_text())
+
+
+def web3_at(url: str, operator_token: str | None = None) -> Web3:
+    """web3 on a JSON-RPC endpoint; with the operator's token, for the embedded chain's development methods.
+
+    Headers given to ``HTTPProvider`` replace its own, so the JSON content type is named again here."""
+    headers = Web3.HTTPProvider.get_request_headers()
+    if operator_token:
+        headers["Authorization"] = f"Bearer {operator_token}"
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"headers": headers}))
 
 
 def vault_abi() -> list[dict]:

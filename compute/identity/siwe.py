@@ -1,27 +1,37 @@
-"""Sign-In with Ethereum (EIP-4361): message format, checks, single-use nonces and session tokens."""
+"""Sign-In with Ethereum (EIP-4361): message format, checks, single-use nonces and session tokens.
+
+A message is read to the letter of the EIP's grammar: every line in its place, each field once, the address
+in its EIP-55 checksummed form, the domain and the URI this server's. Nonces expire, are purged as new ones
+are issued, and one client holds only a few unused at a time.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import math
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 from pydantic import BaseModel, Field
-from sqlalchemy import update
+from sqlalchemy import delete, or_, select, update
 
-from compute.errors import Unauthorized
+from compute.errors import ComputeError, Unauthorized
 from compute.models import AuthNonce, AuthSession, aware, utcnow
 from compute.store import Store
 from cxmpute.settings import get_settings
 
 CLOCK_SKEW = timedelta(minutes=5)
+HEADER = " wants you to sign in with your Ethereum account:"
 
 
 class SiweMessage(BaseModel):
+    scheme: str | None = None
     domain: str
     address: str
     statement: str | None = None
@@ -32,38 +42,116 @@ class SiweMessage(BaseModel):
     issued_at: datetime
     expiration_time: datetime | None = None
     not_before: datetime | None = None
+    request_id: str | None = None
+    resources: list[str] = Field(default_factory=list)
 
     def text(self) -> str:
-        lines = [f"{self.domain} wants you to sign in with your Ethereum account:", self.address, ""]
-        if self.statement:
-            lines += [self.statement, ""]
+        origin = f"{self.scheme}://{self.domain}" if self.scheme else self.domain
+        lines = [origin + HEADER, self.address, ""]
+        # With no statement the grammar keeps both blank lines: "address LF LF [ statement LF ] LF".
+        lines += [self.statement, ""] if self.statement else [""]
         lines += [f"URI: {self.uri}", f"Version: {self.version}", f"Chain ID: {self.chain_id}",
                   f"Nonce: {self.nonce}", f"Issued At: {_iso(self.issued_at)}"]
         if self.expiration_time:
             lines.append(f"Expiration Time: {_iso(self.expiration_time)}")
         if self.not_before:
             lines.append(f"Not Before: {_iso(self.not_before)}")
+        if self.request_id is not None:
+            lines.append(f"Request ID: {self.request_id}")
+        if self.resources:
+            lines += ["Resources:"] + [f"- {resource}" for resource in self.resources]
         return "\n".join(lines)
 
     @classmethod
     def parse(cls, text: str) -> SiweMessage:
-        match = _PATTERN.fullmatch(text.strip("\n"))
-        if not match:
-            raise Unauthorized("not an EIP-4361 sign-in message", field="message")
-        fields = dict(_FIELD.findall(match["fields"]))
-        try:
-            return cls(domain=match["domain"], address=match["address"], statement=match["statement"],
-                       uri=fields["URI"], version=fields["Version"], chain_id=int(fields["Chain ID"]),
-                       nonce=fields["Nonce"], issued_at=fields["Issued At"],
-                       expiration_time=fields.get("Expiration Time"), not_before=fields.get("Not Before"))
-        except (KeyError, ValueError) as exc:
-            raise Unauthorized(f"sign-in message is missing or has a bad field: {exc}", field="message") from exc
+        """The message's fields, once every line is the one the grammar puts there (else a 401 naming it)."""
+        lines = text.split("\n")
+        header = _ORIGIN.fullmatch(lines[0])
+        if header is None:
+            raise _malformed(f"the first line must be '<domain>{HEADER}'")
+        if len(lines) < 4 or not _ADDRESS.fullmatch(lines[1]) or lines[2] != "":
+            raise _malformed("the second line must be the 0x address, followed by a blank line")
+        if to_checksum_address(lines[1]) != lines[1]:
+            raise Unauthorized(f"the address must be in its EIP-55 checksummed form, "
+                               f"{to_checksum_address(lines[1])}", field="address")
+        statement, at = None, 4
+        if lines[3] != "":
+            if not _STATEMENT.fullmatch(lines[3]):
+                raise Unauthorized("the statement may hold only URI characters and spaces", field="statement")
+            if len(lines) < 5 or lines[4] != "":
+                raise _malformed("the statement must be followed by a blank line")
+            statement, at = lines[3], 5
+        values: dict[str, str] = {}
+        for tag, key, pattern, required in _FIELDS:
+            line = lines[at] if at < len(lines) else None
+            if line is not None and line.startswith(f"{tag}: "):
+                value = line[len(tag) + 2:]
+                if not pattern.fullmatch(value):
+                    raise Unauthorized(f"{tag} has a bad value: {value[:80]!r}", field=key)
+                values[key], at = value, at + 1
+            elif required:
+                raise _misplaced(lines, at, tag, values)
+        resources = []
+        if at < len(lines) and lines[at] == "Resources:":
+            at += 1
+            while at < len(lines) and lines[at].startswith("- "):
+                if not _URI.fullmatch(lines[at][2:]):
+                    raise Unauthorized(f"resource {lines[at][2:80]!r} is not a URI", field="resources")
+                resources.append(lines[at][2:])
+                at += 1
+        if at < len(lines):
+            raise _misplaced(lines, at, None, values)
+        return cls(scheme=header["scheme"], domain=header["domain"], address=lines[1], statement=statement,
+                   uri=values["uri"], version=values["version"], chain_id=int(values["chain_id"]),
+                   nonce=values["nonce"], issued_at=_moment(values, "issued_at"),
+                   expiration_time=_moment(values, "expiration_time"), not_before=_moment(values, "not_before"),
+                   request_id=values.get("request_id"), resources=resources)
 
 
-_PATTERN = re.compile(
-    r"(?:[a-z][a-z0-9+.-]*://)?(?P<domain>[^\s/]+) wants you to sign in with your Ethereum account:\n"
-    r"(?P<address>0x[0-9a-fA-F]{40})\n\n(?:(?P<statement>[^\n]+)\n\n)?(?P<fields>(?:[A-Za-z ]+: [^\n]*\n?)+)")
-_FIELD = re.compile(r"^([A-Za-z ]+): ([^\n]*)$", re.M)
+_ORIGIN = re.compile(r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<domain>[^\s/?#]+)" + re.escape(HEADER))
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+# RFC 3986's reserved and unreserved characters and the space: no line break, nothing a wallet shows unescaped.
+_STATEMENT = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;= ]+")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
+_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+                       r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_FIELDS = (
+    ("URI", "uri", _URI, True),
+    ("Version", "version", re.compile(r"[0-9]+"), True),
+    ("Chain ID", "chain_id", re.compile(r"[1-9][0-9]{0,18}"), True),
+    ("Nonce", "nonce", re.compile(r"[A-Za-z0-9]{8,64}"), True),
+    ("Issued At", "issued_at", _DATETIME, True),
+    ("Expiration Time", "expiration_time", _DATETIME, False),
+    ("Not Before", "not_before", _DATETIME, False),
+    ("Request ID", "request_id", re.compile(r"[\x21-\x7e]*"), False),
+)
+_TAGS = {tag for tag, *_ in _FIELDS} | {"Resources"}
+
+
+def _malformed(detail: str) -> Unauthorized:
+    return Unauthorized(f"not an EIP-4361 sign-in message: {detail}", field="message")
+
+
+def _misplaced(lines: list[str], at: int, expected: str | None, seen: dict[str, str]) -> Unauthorized:
+    line = lines[at] if at < len(lines) else None
+    tag = line.partition(":")[0] if line else ""
+    keys = {name: key for name, key, *_ in _FIELDS}
+    if tag in keys and keys[tag] in seen:
+        return _malformed(f"{tag!r} appears more than once")
+    if tag in _TAGS and expected:
+        return _malformed(f"{tag!r} is out of order: line {at + 1} must be {expected!r}")
+    if line is None:
+        return _malformed(f"{expected!r} is missing")
+    return _malformed(f"line {at + 1} must be {expected!r}" if expected else f"unexpected line {at + 1}: {line[:80]!r}")
+
+
+def _moment(values: dict[str, str], key: str) -> datetime | None:
+    if key not in values:
+        return None
+    try:
+        return datetime.fromisoformat(values[key])
+    except ValueError as exc:  # the shape is RFC 3339's, the date is not a real one
+        raise Unauthorized(f"{values[key]!r} is not a date and time: {exc}", field=key) from exc
 
 
 def _iso(moment: datetime) -> str:
@@ -73,6 +161,7 @@ def _iso(moment: datetime) -> str:
 class Nonce(BaseModel):
     nonce: str
     domain: str
+    uri: str = Field(..., description="The URI to sign: this server's origin")
     expires_at: datetime
     chain_ids: list[int]
 
@@ -84,13 +173,51 @@ class SessionToken(BaseModel):
     expires_at: datetime
 
 
-def issue_nonce(store: Store) -> Nonce:
+class TooManyNonces(ComputeError):
+    status_code = 429
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"this client holds too many unused sign-in nonces; sign in with one, or retry in "
+                         f"{retry_after}s", field="nonce")
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+def client_of(host: str | None) -> str:
+    """Whom the nonce limit counts a request against: its IPv4 address, or its IPv6 /64 (one host's share)."""
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        return (host or "unknown")[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def issue_nonce(store: Store, client: str) -> Nonce:
     settings = get_settings()
+    now = utcnow()
     nonce = secrets.token_hex(12)
-    expires = utcnow() + timedelta(seconds=settings.siwe_nonce_ttl_s)
+    expires = now + timedelta(seconds=settings.siwe_nonce_ttl_s)
     with store.write() as session:
-        session.add(AuthNonce(nonce=nonce, expires_at=expires, used=False))
-    return Nonce(nonce=nonce, domain=settings.siwe_domain, expires_at=expires, chain_ids=settings.allowed_chain_ids)
+        # A used or expired nonce signs nobody in again: the table keeps only the ones still usable.
+        session.execute(delete(AuthNonce).where(or_(AuthNonce.used.is_(True), AuthNonce.expires_at <= now)))
+        held = session.scalars(select(AuthNonce.expires_at).where(AuthNonce.client == client)
+                               .order_by(AuthNonce.expires_at)).all()
+        full = len(held) >= settings.siwe_nonces_per_client
+        if not full:
+            session.add(AuthNonce(nonce=nonce, expires_at=expires, used=False, client=client))
+    if full:
+        # A place frees when enough of the held ones have expired.
+        frees_at = aware(held[len(held) - settings.siwe_nonces_per_client])
+        raise TooManyNonces(max(1, math.ceil((frees_at - now).total_seconds())))
+    scheme = urlsplit(settings.resolved_api_url).scheme or "http"
+    return Nonce(nonce=nonce, domain=settings.siwe_domain, uri=f"{scheme}://{settings.siwe_domain}",
+                 expires_at=expires, chain_ids=settings.allowed_chain_ids)
 
 
 def sign_in(store: Store, message: str, signature: str) -> SessionToken:
@@ -103,6 +230,7 @@ def sign_in(store: Store, message: str, signature: str) -> SessionToken:
     now = utcnow()
     if msg.domain != settings.siwe_domain:
         raise Unauthorized(f"message is for domain {msg.domain!r}, this is {settings.siwe_domain!r}", field="domain")
+    _check_uri(msg, settings.siwe_domain)
     if msg.chain_id not in settings.allowed_chain_ids:
         raise Unauthorized(f"chain id {msg.chain_id} is not accepted", field="chain_id")
     if msg.version != "1":
@@ -115,13 +243,11 @@ def sign_in(store: Store, message: str, signature: str) -> SessionToken:
         raise Unauthorized("message is issued in the future", field="issued_at")
     if msg.not_before and aware(msg.not_before) > now:
         raise Unauthorized("message is not valid yet", field="not_before")
-    if not is_address(msg.address):
-        raise Unauthorized("bad address", field="address")
     try:
         signer = Account.recover_message(encode_defunct(text=message), signature=signature)
     except Exception as exc:  # any malformed signature is a failed sign-in, never a 500
         raise Unauthorized("signature is malformed", field="signature") from exc
-    if signer != to_checksum_address(msg.address):
+    if signer != msg.address:
         raise Unauthorized("signature does not match the address", field="signature")
     token = "cxs_" + secrets.token_urlsafe(32)
     expires = now + timedelta(seconds=settings.session_ttl_s)
@@ -136,16 +262,28 @@ def sign_in(store: Store, message: str, signature: str) -> SessionToken:
     return SessionToken(token=token, address=signer, chain_id=msg.chain_id, expires_at=expires)
 
 
+def _check_uri(msg: SiweMessage, domain: str) -> None:
+    """The URI is a page of this server: http(s), its authority the domain (no user info, no other port)."""
+    try:
+        parts = urlsplit(msg.uri)
+    except ValueError as exc:
+        raise Unauthorized(f"URI {msg.uri[:80]!r} is malformed", field="uri") from exc
+    if parts.scheme not in ("http", "https") or parts.netloc != domain:
+        raise Unauthorized(f"URI must be on this server (http(s)://{domain}), not {msg.uri[:80]!r}", field="uri")
+    if msg.scheme is not None and msg.scheme != parts.scheme:
+        raise Unauthorized(f"the message is for {msg.scheme}://{domain} but its URI is {parts.scheme}", field="uri")
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def message_for(address: str, nonce: Nonce, chain_id: int, *, ttl: timedelta = timedelta(minutes=10),
                 statement: str | None = "Sign in to Cxmpute") -> SiweMessage:
-    """The message a wallet signs for ``nonce`` (used by the CLI and by clients in tests)."""
+    """The message a wallet signs for ``nonce`` (used by the CLI, the provider worker and clients in tests)."""
     now = utcnow()
     return SiweMessage(domain=nonce.domain, address=to_checksum_address(address), statement=statement,
-                       uri=f"http://{nonce.domain}", chain_id=chain_id, nonce=nonce.nonce, issued_at=now,
+                       uri=nonce.uri, chain_id=chain_id, nonce=nonce.nonce, issued_at=now,
                        expiration_time=now + ttl)
 
 

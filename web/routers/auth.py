@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 
 from compute.identity import siwe, tokens
 from compute.identity.tokens import ApiKeyCreate, ApiKeyInfo, NewApiKey, Principal
@@ -13,12 +13,19 @@ from web.deps import public
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.get("/nonce", dependencies=[Depends(public)], summary="A single-use nonce for an EIP-4361 sign-in message")
-def nonce(net: Network = Depends(network)) -> siwe.Nonce:
-    return siwe.issue_nonce(net.store)
+@router.get("/nonce", dependencies=[Depends(public)], summary="A single-use nonce for an EIP-4361 sign-in message",
+            description="Expires after CXMPUTE_SIWE_NONCE_TTL_S. One client (an IPv4 address or an IPv6 /64) "
+                        "holds at most CXMPUTE_SIWE_NONCES_PER_CLIENT unused nonces; beyond, a 429 with "
+                        "Retry-After.",
+            responses={429: {"description": "Too many unused nonces for this client"}})
+def nonce(request: Request, net: Network = Depends(network)) -> siwe.Nonce:
+    return siwe.issue_nonce(net.store, siwe.client_of(request.client.host if request.client else None))
 
 
-@router.post("/verify", dependencies=[Depends(public)], summary="Exchange a signed EIP-4361 message for a session token")
+@router.post("/verify", dependencies=[Depends(public)], summary="Exchange a signed EIP-4361 message for a session token",
+             description="The message must follow EIP-4361 to the letter: each line in its place and each field "
+                         "once, the address EIP-55 checksummed, the domain and the URI's authority this "
+                         "server's (CXMPUTE_SIWE_DOMAIN), an Expiration Time, and a nonce from /v1/auth/nonce.")
 def verify(body: siwe.SignInRequest, net: Network = Depends(network)) -> siwe.SessionToken:
     return siwe.sign_in(net.store, body.message, body.signature)
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, Field
 
+from compute.chain.client import OPERATOR_METHODS, PUBLIC_METHODS
 from compute.errors import NotFound
 from compute.network import Network
 from cxmpute.settings import get_settings
+from web.deps import current_principal, public
 from web.routers._compute import network
-from web.deps import public
 
 router = APIRouter(prefix="/v1/chain", tags=["account"])
 
@@ -30,13 +31,23 @@ class RpcRequest(BaseModel):
 
 @router.post("/rpc", dependencies=[Depends(public)], summary="Ethereum JSON-RPC on the embedded development chain",
              description="Point web3 (`HTTPProvider`) or a wallet here to deposit and stake on the in-process "
-                         "chain. A 404 when the platform uses an external chain.")
-def rpc(body: RpcRequest, net: Network = Depends(network)) -> dict[str, Any]:
+                         "chain. Open to anyone: " + ", ".join(sorted(PUBLIC_METHODS)) + ". The development "
+                         "methods (" + ", ".join(sorted(OPERATOR_METHODS)) + ") need the platform's operator "
+                         "credential (`Authorization: Bearer cxo_...`); any other method is a 403 naming "
+                         "`method`. A 404 when the platform uses an external chain.")
+def rpc(body: RpcRequest, authorization: str | None = Header(None),
+        net: Network = Depends(network)) -> dict[str, Any]:
     if get_settings().chain_rpc_url:
         raise NotFound("this platform uses an external chain; send JSON-RPC to its endpoint", field="method")
-    response = net.chain.rpc(body.method, body.params)
+    response = net.chain.rpc(body.method, body.params,
+                             operator=body.method in OPERATOR_METHODS and _is_operator(authorization))
     response.update(jsonrpc="2.0", id=body.id)
     return _wire(response)
+
+
+def _is_operator(authorization: str | None) -> bool:
+    """Whether the request carries the operator credential; one that is present but invalid is a 401."""
+    return authorization is not None and current_principal(authorization).via == "operator"
 
 
 def _wire(value: Any) -> Any:
