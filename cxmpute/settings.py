@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,6 +24,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str | None = Field(None, description="Base URL clients use to reach the platform API")
+    max_body_mb: int = Field(16, ge=1, le=4096, description="Largest request body the API reads (routes that "
+                             "stream a file to storage have their own limit)")
+    max_json_depth: int = Field(64, ge=2, le=1000, description="Deepest nesting of arrays and objects a request "
+                                "body may have; checked before anything parses it")
 
     # Platform database; SQLite in the data dir unless a URL is given (e.g. postgresql+psycopg://...)
     database_url: str | None = None
@@ -60,6 +67,13 @@ class Settings(BaseSettings):
     web_max_page_bytes: int = Field(5_000_000, description="Largest response body a web agent reads")
     web_timeout_seconds: float = Field(20.0, description="Per-request and per-navigation timeout")
     browser_executable: str = "/usr/bin/chromium"
+    untrusted_user: str = Field("nobody", description="Unprivileged user Chromium (with its own sandbox) and "
+                                "template renders run as when the platform runs as root")
+
+    # Prompt templates (io.template) render in worker processes under these limits
+    template_timeout_s: float = Field(2.0, gt=0, description="Longest a template may take to render")
+    template_max_output_chars: int = Field(1_000_000, gt=0, description="Longest text a template may render")
+    template_max_memory_mb: int = Field(256, ge=64, description="Memory a template's render may use")
 
     # Social agents: each service's API base URL (point them at test servers), and how they ride out limits
     youtube_api_url: str = "https://www.googleapis.com/youtube/v3"
@@ -80,6 +94,8 @@ class Settings(BaseSettings):
     # Compute network: identity, stakes and fees (amounts in gwei, 1e-9 of the chain's native token)
     allow_anonymous: bool = Field(True, description="Requests without credentials act as the 'local' owner")
     siwe_nonce_ttl_s: int = 600
+    siwe_nonces_per_client: int = Field(20, ge=1, description="Sign-in nonces one client (an IPv4 address or an "
+                                                              "IPv6 /64) may hold unused at once")
     session_ttl_s: int = 86400
     chain_confirmations: int = 0
     vault_address: str | None = Field(None, description="Deployed CxmputeVault; None deploys one on the in-process chain")
@@ -134,12 +150,21 @@ class Settings(BaseSettings):
     storage_dir: Path | None = None
     storage_replicas: int = Field(3, description="Default copies of each block when storage nodes are registered")
     storage_max_audit_failures: int = Field(3, description="Failed audits after which a storage node is evicted")
+    storage_max_upload_mb: int = Field(64 * 1024, ge=1, description="Largest file one upload (POST "
+                                       "/v1/storage/files) may stream")
+    storage_node_credential: str | None = Field(None, min_length=32, max_length=200, pattern=r"^[\x21-\x7e]+$",
+                                                description="Bearer credential a storage node requires (and that "
+                                                "`storage nodes add` registers it with); unset: the node keeps one "
+                                                "of its own in <dir>/node.token")
 
     # Secret used to sign session tokens and derive local encryption keys; generated on first use
     secret_key: str | None = None
     # The platform's own credential for operator routes (storage audit and repair, the embedded chain's
     # development methods); generated in the data dir on first use, so processes sharing it share the token
     operator_token: str | None = Field(None, pattern=r"^cxo_[A-Za-z0-9_-]{32,}$")
+    # Basic auth ("user:password") the Prefect server `cxmpute up` starts requires of every caller; generated in
+    # the data dir on first use. A PREFECT_API_AUTH_STRING in the environment (another server's) takes precedence.
+    prefect_auth_string: str | None = Field(None, pattern=r"^[^:\s]+:\S{16,}$")
 
     @property
     def data_dir(self) -> Path:
@@ -159,29 +184,23 @@ class Settings(BaseSettings):
         return self.prefect_api_url or os.environ.get("PREFECT_API_URL") or f"http://127.0.0.1:{self.prefect_port}/api"
 
     def resolved_secret_key(self) -> str:
-        if self.secret_key:
-            return self.secret_key
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            import secrets
-
-            path.write_text(secrets.token_hex(32))
-            path.chmod(0o600)
-        return path.read_text().strip()
-
+        return self.secret_key or self._generated("secret.key", lambda: secrets.token_hex(32))
 
     def resolved_operator_token(self) -> str:
-        if self.operator_token:
-            return self.operator_token
-        path = self.data_dir / "operator.token"
-        if not path.exists():
-            import secrets
-            import tempfile
+        return self.operator_token or self._generated("operator.token", lambda: "cxo_" + secrets.token_urlsafe(32))
 
-            # Written whole, then linked into place: processes starting together agree on one token.
-            fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".operator-")
+    def resolved_prefect_auth_string(self) -> str:
+        return self.prefect_auth_string or self._generated("prefect-api.auth",
+                                                           lambda: "cxmpute:" + secrets.token_urlsafe(32))
+
+    def _generated(self, name: str, make: Callable[[], str]) -> str:
+        """A secret kept in the data dir, made on first use: created 0600 and written whole, then linked into
+        place, so processes starting together agree on one."""
+        path = self.data_dir / name
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=f".{name}-")
             with os.fdopen(fd, "w") as f:
-                f.write("cxo_" + secrets.token_urlsafe(32))
+                f.write(make())
             try:
                 os.link(tmp, path)
             except FileExistsError:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from cxmpute import __version__
 from cxmpute.db import migrate
 from cxmpute.settings import apply_environment_defaults, get_settings
-from web import errors, routers
+from web import errors, limits, routers
 from web.deps import declared_access
 
 
@@ -19,10 +19,12 @@ def create_app() -> FastAPI:
     settings = get_settings()
     apply_environment_defaults(settings)
     migrate()
+    settings.resolved_operator_token()  # made now, so the operator's tools find it before any request
     app = FastAPI(
         title="Cxmpute API",
         version=__version__,
         description="Agents, workflows, the compute market and storage of the Cxmpute network.",
+        dependencies=[Depends(limits.integer_params)],
     )
     errors.install(app)
     undeclared: list[str] = []
@@ -34,6 +36,7 @@ def create_app() -> FastAPI:
             app.include_router(router)
     if undeclared:
         raise RuntimeError("routes must declare one access (web.deps): " + "; ".join(undeclared))
+    limits.install(app)
     return app
 
 

@@ -4,7 +4,6 @@ stored once) and registers a new version, unless the newest one already has the 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from datetime import datetime
 
@@ -70,7 +69,7 @@ def deploy(settings: Settings, owner: str, name: str, req: DeployIn) -> tuple[Ve
     check_name(name)
     try:
         data = base64.b64decode(req.package_base64, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII at all
         raise package.PackageError("package_base64 is not valid base64", field="package_base64") from None
     package.check(data, req.handler, settings.function_max_package_mb * 2**20)
     stored = open_storage(settings).put_bytes(data, owner=owner, name=f"{name}.zip")
