@@ -134,13 +134,15 @@ def test_a_chunked_body_is_refused_once_it_passes_the_cap(platform: UpPlatform):
     assert status == 413 and body["field"] == "body"
 
 
-def test_a_checkpoint_upload_has_its_own_limit(platform: UpPlatform):
+def test_a_checkpoint_upload_without_a_live_rank_token_is_refused_before_its_body(platform: UpPlatform):
+    # Announces a checkpoint within its limit and sends a little of it: only a live rank's token makes the
+    # platform read (and buffer) the rest.
     status, body = _raw(platform, textwrap.dedent(f"""\
         POST /v1/training/ranks/not-a-token/checkpoints?step=1 HTTP/1.1
         Host: api
-        Content-Length: {MAX_CHECKPOINT_BYTES + 1}
-        """))
-    assert status == 413 and body["field"] == "body"
+        Content-Length: {MAX_CHECKPOINT_BYTES}
+        """), [b"\0" * MB])
+    assert status == 404 and body["field"] == "token"
 
 
 def test_a_storage_upload_streams_past_the_json_cap(platform: UpPlatform):

@@ -135,6 +135,8 @@ async def rank_losses(token: str, body: LossesIn) -> Response:
 @router.post("/ranks/{token}/checkpoints", dependencies=[Depends(job_credential)], response_model=Checkpoint, status_code=201,
              summary="Rank URL: rank 0 uploads a checkpoint (the request body) taken after `step` steps")
 async def rank_upload(token: str, request: Request, step: int = Query(..., ge=1)) -> Checkpoint:
+    # The token first: nobody but a live rank gets to make the platform buffer a checkpoint.
+    await asyncio.to_thread(registry.rank_view, get_settings(), token)
     data = bytearray()
     async for part in request.stream():
         data += part
