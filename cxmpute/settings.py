@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -194,21 +193,9 @@ class Settings(BaseSettings):
                                                            lambda: "cxmpute:" + secrets.token_urlsafe(32))
 
     def _generated(self, name: str, make: Callable[[], str]) -> str:
-        """A secret kept in the data dir, made on first use: created 0600 and written whole, then linked into
-        place, so processes starting together agree on one."""
-        path = self.data_dir / name
-        if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=f".{name}-")
-            with os.fdopen(fd, "w") as f:
-                f.write(make())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
-        return path.read_text().strip()
+        from cxmpute.keyfile import generated
 
+        return generated(self.data_dir / name, make)
 
 @lru_cache
 def get_settings() -> Settings:

@@ -14,16 +14,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import re
 import secrets
 import socket
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+
+from cxmpute.keyfile import generated
 
 CREDENTIAL_FILE = "node.token"
 MIN_CREDENTIAL = 32
@@ -55,20 +55,7 @@ def check_credential(credential: str) -> str:
 def node_credential(root: Path) -> str:
     """The credential kept in ``root``, created (mode 0600) on first use; concurrent starts agree on one."""
     root.mkdir(parents=True, exist_ok=True)
-    path = root / CREDENTIAL_FILE
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".node-token-")  # mkstemp creates it 0600
-        with os.fdopen(fd, "w") as f:
-            f.write(new_credential())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)  # a copied or restored file must not stay readable by other users
-    return check_credential(path.read_text().strip())
+    return check_credential(generated(root / CREDENTIAL_FILE, new_credential))
 
 
 def credential_matches(presented: str | None, expected: str) -> bool:
