@@ -37,7 +37,7 @@ def main() -> None:
     os.environ["CXMPUTE_HOME"] = str(home / "platform")
     os.environ["CXMPUTE_HEARTBEAT_INTERVAL_S"] = "5"
     os.environ["CXMPUTE_ALLOW_ANONYMOUS"] = "false"
-    from cxmpute.settings import apply_environment_defaults
+    from cxmpute.settings import apply_environment_defaults, get_settings
 
     apply_environment_defaults()
 
@@ -45,14 +45,14 @@ def main() -> None:
     import uvicorn
     from eth_account import Account
     from prefect import flow, task
-    from web3 import Web3
 
+    from compute.chain.client import web3_at
     from compute.network import get_network
     from compute.ledger import Acct, post
     from compute.provisions import Resources
     from compute.worker.dispatch import Dispatcher
     from compute.worker.jobs import JobSpec, list_for
-    from flows.server import free_port, start_server, stop_server, use_api
+    from flows.server import client_env, free_port, start_server, stop_server, use_api
     from web.app import create_app
 
     prefect_port = free_port()
@@ -71,7 +71,7 @@ def main() -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
 
-    w3 = Web3(Web3.HTTPProvider(api + "/v1/chain/rpc"))
+    w3 = web3_at(api + "/v1/chain/rpc", get_settings().resolved_operator_token())
     procs = []
     for i in range(WORKERS):
         wallet = Account.create()
@@ -80,7 +80,7 @@ def main() -> None:
         wdir = home / f"provider-{i}"
         wdir.mkdir()
         env = {**os.environ, "CXMPUTE_HOME": str(wdir), "PREFECT_HOME": str(wdir / "prefect"),
-               "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(), "PREFECT_API_URL": prefect_url}
+               "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(), **client_env(prefect_url)}
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", f"bench-{i}", "--price-gwei", "1",
              "--cpu", "16", "--memory-mb", "65536", "--stake-eth", "2", "--concurrency", "16"],

@@ -63,13 +63,20 @@ def _print_problems(problems) -> None:
 
 
 def _connect() -> None:
-    """Use PREFECT_API_URL, or the server `cxmpute up` runs; otherwise Prefect starts a temporary one."""
-    from flows.server import find_api, use_api
+    """Use PREFECT_API_URL, or the server `cxmpute up` runs; otherwise Prefect starts a temporary one, which
+    requires the platform's credential too."""
+    from flows.server import find_api, guard_temporary_server, refused, use_api
 
     settings = get_settings()
     url = find_api(f"http://127.0.0.1:{settings.prefect_port}/api")
-    if url:
-        use_api(url)
+    if url is None:
+        guard_temporary_server()
+        return
+    if refused(url):
+        err.print(f"[red]error (PREFECT_API_AUTH_STRING):[/red] the Prefect server at {url} refuses this "
+                  "platform's credential: set PREFECT_API_AUTH_STRING to its auth string")
+        raise typer.Exit(2)
+    use_api(url)
 
 
 def _node_table(view) -> Table:

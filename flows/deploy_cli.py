@@ -28,7 +28,7 @@ _STATE_STYLE = {"Completed": "green", "Failed": "red", "Crashed": "red", "Cancel
 
 def _connect() -> None:
     """Deployments live on a Prefect server: PREFECT_API_URL, or the one `cxmpute up` runs; never a temporary one."""
-    from flows.server import find_api, healthy, use_api
+    from flows.server import find_api, healthy, refused, use_api
 
     url = find_api(f"http://127.0.0.1:{get_settings().prefect_port}/api")
     if not url:
@@ -36,6 +36,9 @@ def _connect() -> None:
                            field="PREFECT_API_URL")
     if not healthy(url):
         raise CxmputeError(f"the Prefect server at {url} does not answer", field="PREFECT_API_URL")
+    if refused(url):
+        raise CxmputeError(f"the Prefect server at {url} refuses this platform's credential: set "
+                           "PREFECT_API_AUTH_STRING to its auth string", field="PREFECT_API_AUTH_STRING")
     use_api(url)
 
 

@@ -1,7 +1,14 @@
-"""Running a Prefect server for the platform: on SQLite in the data dir, or the one PREFECT_API_URL names."""
+"""Running a Prefect server for the platform: on SQLite in the data dir, or the one PREFECT_API_URL names.
+
+The server the platform starts answers only callers that send its basic-auth string (Prefect's
+PREFECT_SERVER_API_AUTH_STRING, on HTTP routes and in the first message of every websocket); its health
+probe alone stays open. Every process of the platform, and every child it starts, sends it as
+PREFECT_API_AUTH_STRING (see :func:`client_env`).
+"""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -12,11 +19,41 @@ from pathlib import Path
 import httpx
 
 
+def auth_string() -> str:
+    """What a client of the platform's Prefect API sends: PREFECT_API_AUTH_STRING when set (a server the user
+    runs, with its own), else the platform's, kept in the data dir."""
+    from cxmpute.settings import get_settings
+
+    return os.environ.get("PREFECT_API_AUTH_STRING") or get_settings().resolved_prefect_auth_string()
+
+
+def client_env(api_url: str) -> dict[str, str]:
+    """The environment a process needs to reach the Prefect API at ``api_url``. A PREFECT_API_KEY given alone
+    (a Prefect Cloud workspace) is left to speak for itself: Prefect's clients send an auth string instead of
+    the key when both are set."""
+    if os.environ.get("PREFECT_API_KEY") and not os.environ.get("PREFECT_API_AUTH_STRING"):
+        return {"PREFECT_API_URL": api_url}
+    return {"PREFECT_API_URL": api_url, "PREFECT_API_AUTH_STRING": auth_string()}
+
+
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
     try:
         return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def refused(api_url: str, timeout: float = 5.0) -> bool:
+    """Whether the server at ``api_url`` refuses the credential this process sends it (a server without auth
+    never does)."""
+    sent = client_env(api_url).get("PREFECT_API_AUTH_STRING")
+    header = (f"Basic {base64.b64encode(sent.encode()).decode()}" if sent
+              else f"Bearer {os.environ['PREFECT_API_KEY']}")
+    try:
+        resp = httpx.get(f"{api_url.rstrip('/')}/version", headers={"Authorization": header}, timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code == 401
 
 
 def free_port() -> int:
@@ -35,10 +72,12 @@ def _die_with_parent() -> None:
 
 
 def start_server(home: Path, port: int, log_path: Path | None = None, wait: float = 120.0) -> subprocess.Popen:
-    """Start `prefect server start` with its database in ``home``; return once its API answers."""
+    """Start `prefect server start` with its database in ``home``, on loopback, requiring :func:`auth_string`
+    of every caller; return once its API answers."""
     home.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
+        "PREFECT_SERVER_API_AUTH_STRING": auth_string(),
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
@@ -83,10 +122,21 @@ def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:
 
 
 def use_api(api_url: str) -> None:
-    """Point this process (every thread, and child processes) at a Prefect API."""
+    """Point this process (every thread, and child processes) at a Prefect API, with its credential."""
     from prefect.context import refresh_global_settings_context
 
-    os.environ["PREFECT_API_URL"] = api_url
+    os.environ.update(client_env(api_url))
+    refresh_global_settings_context()
+
+
+def guard_temporary_server() -> None:
+    """With no server to use, Prefect starts a temporary one on loopback for this process: make it require the
+    same credential as the platform's, since user code on this machine could reach it too."""
+    from prefect.context import refresh_global_settings_context
+
+    credential = auth_string()
+    os.environ["PREFECT_SERVER_API_AUTH_STRING"] = credential
+    os.environ["PREFECT_API_AUTH_STRING"] = credential
     refresh_global_settings_context()
 
 

@@ -31,7 +31,8 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def prefect_api():
-    """A real Prefect server (SQLite) for the whole test session; the process is pointed at it."""
+    """A real Prefect server (SQLite) for the whole test session, requiring the platform's auth string as
+    `cxmpute up`'s does; the process (and every child it starts) is pointed at it with that credential."""
     from flows.server import free_port, start_server, stop_server, use_api
 
     port = free_port()

@@ -38,10 +38,12 @@ def _serve(host: str, port: int) -> None:
 
 
 def _start_local_provider(api_url: str, prefect_api: str, work_pool: str, started: list[subprocess.Popen]) -> None:
-    """Fund a provider wallet of this machine from the embedded chain's dev account and start its worker.
-    The key is kept in the data dir, so the same provider (and its stake) comes back on the next start."""
+    """Fund a provider wallet of this machine from the embedded chain's dev account (a development method:
+    sent with the operator credential) and start its worker. The key is kept in the data dir, so the same
+    provider (and its stake) comes back on the next start."""
     from eth_account import Account
-    from web3 import Web3
+
+    from compute.chain.client import web3_at
 
     settings = get_settings()
     home = settings.data_dir / "local-provider"
@@ -62,21 +64,31 @@ def _start_local_provider(api_url: str, prefect_api: str, work_pool: str, starte
             console.print("[yellow]the API did not answer: no local provider worker[/yellow]")
             return
         time.sleep(0.5)
-    w3 = Web3(Web3.HTTPProvider(f"{api_url}/v1/chain/rpc"))
+    w3 = web3_at(f"{api_url}/v1/chain/rpc", settings.resolved_operator_token())
     address = Account.from_key(key).address
     need = LOCAL_STAKE_ETH * 2 * 10**18
     if w3.eth.get_balance(address) < need:
         w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
             {"from": w3.eth.accounts[0], "to": address, "value": need}))
     cpu = max(1, (os.cpu_count() or 2) // 2)
-    env = {**os.environ, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": key, "CXMPUTE_API_URL": api_url,
-           "PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(home / "prefect")}
+    # The worker is a provider like any other: it never holds the operator's credential.
+    env = {**{k: v for k, v in os.environ.items() if k != "CXMPUTE_OPERATOR_TOKEN"}, "CXMPUTE_HOME": str(home),
+           "CXMPUTE_WALLET_KEY": key, "CXMPUTE_API_URL": api_url, "PREFECT_API_URL": prefect_api,
+           "PREFECT_HOME": str(home / "prefect")}
     log = open(home / "worker.log", "ab")
     started.append(subprocess.Popen(
         [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", "local", "--price-gwei", "1",
          "--cpu", str(cpu), "--memory-mb", "2048", "--stake-eth", str(LOCAL_STAKE_ETH), "--work-pool", work_pool],
         env=env, stdout=log, stderr=subprocess.STDOUT))
     console.print(f"  local provider   {address} (pool {work_pool}, log {home / 'worker.log'})")
+
+
+def _check_prefect_credential(api: str) -> None:
+    from flows.server import refused
+
+    if refused(api):
+        raise typer.BadParameter(f"the Prefect server at {api} refuses this platform's credential: set "
+                                 "PREFECT_API_AUTH_STRING to its auth string", param_hint="PREFECT_API_AUTH_STRING")
 
 
 @app.command("up")
@@ -86,9 +98,10 @@ def up(
     provider: bool = typer.Option(True, help="Also run a provider worker on this machine (embedded chain only)"),
     work_pool: str = typer.Option(LOCAL_POOL, help="Work pool whose flow runs (deployments) the local provider runs"),
 ) -> None:
-    """Start the platform: a Prefect server on SQLite in the data dir (or the one PREFECT_API_URL names),
-    the API with the builder on 127.0.0.1:8000, which runs workflows, and a local provider worker that
-    runs network nodes and scheduled deployments. Ctrl-C stops everything."""
+    """Start the platform: a Prefect server on SQLite in the data dir, on 127.0.0.1 and answering only callers
+    with the auth string kept there (or the one PREFECT_API_URL names, with PREFECT_API_AUTH_STRING), the API
+    with the builder on 127.0.0.1:8000, which runs workflows, and a local provider worker that runs network
+    nodes and scheduled deployments. Ctrl-C stops everything."""
     from flows.server import find_api, start_server, stop_server, use_api
 
     settings = get_settings()
@@ -99,6 +112,10 @@ def up(
         console.print(f"starting Prefect server on 127.0.0.1:{settings.prefect_port} (data in {settings.data_dir})")
         prefect_proc = start_server(settings.data_dir / "prefect-server", settings.prefect_port)
         api = f"http://127.0.0.1:{settings.prefect_port}/api"
+        # the server started here knows no API key: its clients send the auth string it was started with
+        os.environ.pop("PREFECT_API_KEY", None)
+    else:
+        _check_prefect_credential(api)
     use_api(api)
     console.print(f"[bold]Cxmpute is up[/bold]\n  API and builder  http://{host}:{port}/\n"
                   f"  API docs         http://{host}:{port}/docs\n  Prefect API      {api}\n"
@@ -127,8 +144,12 @@ def up(
 
 @app.command("serve")
 def serve(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
-    """Serve the API alone, against PREFECT_API_URL."""
+    """Serve the API alone, against PREFECT_API_URL (with PREFECT_API_AUTH_STRING, or the data dir's)."""
+    from flows.server import use_api
+
     settings = get_settings()
-    if os.environ.get("PREFECT_API_URL") is None and settings.prefect_api_url:
-        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+    api = os.environ.get("PREFECT_API_URL") or settings.prefect_api_url
+    if api:
+        _check_prefect_credential(api)
+        use_api(api)
     _serve(host or settings.api_host, port or settings.api_port)

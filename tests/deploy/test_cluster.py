@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import cached_property
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from web3 import Web3
 
-from compute.chain.client import vault_abi
+from compute.chain.client import vault_abi, web3_at
 from compute.identity import siwe
 from flows.server import free_port
 
@@ -88,11 +89,19 @@ class Cluster:
             time.sleep(1)
         raise AssertionError(f"{count} providers did not publish provisions:\n{self.logs()}")
 
+    @cached_property
+    def operator_w3(self) -> Web3:
+        """web3 with the operator credential of the API container's data dir: funding is a development method."""
+        token = self.exec("api", "python", "-c", "from cxmpute.settings import get_settings; "
+                                                 "print(get_settings().resolved_operator_token())").strip()
+        return web3_at(self.url + "/v1/chain/rpc", token)
+
     def user(self, deposit_eth: int = 10) -> dict[str, str]:
         """A new wallet with ``deposit_eth`` deposited on the cluster's chain and credited; its auth headers."""
         wallet = Account.create()
-        tx = self.w3.eth.send_transaction({"from": self.w3.eth.accounts[0], "to": wallet.address,
-                                           "value": (deposit_eth + 1) * 10**18})
+        dev = self.operator_w3
+        tx = dev.eth.send_transaction({"from": dev.eth.accounts[0], "to": wallet.address,
+                                       "value": (deposit_eth + 1) * 10**18})
         self.w3.eth.wait_for_transaction_receipt(tx)
         chain = self.http.get(f"{self.url}/v1/account/chain").json()
         vault = self.w3.eth.contract(address=chain["vault_address"], abi=vault_abi())
@@ -203,8 +212,13 @@ def test_the_workflow_output_is_handed_from_container_to_container(chain_run):
 
 def test_stored_files_land_on_the_storage_node_containers(cluster):
     wanted = {f"http://{name}:8700" for name in STORAGE_NODES}
+    # The node listing is the operator's: its credential lives in the API container's data directory.
+    token = cluster.exec("api", "python", "-c", "from cxmpute.settings import get_settings; "
+                                                "print(get_settings().resolved_operator_token())").strip()
+    operator = {"Authorization": f"Bearer {token}"}
     deadline = time.monotonic() + 120
-    while not wanted <= {n["url"] for n in cluster.http.get(f"{cluster.url}/v1/storage/nodes").json()}:
+    while not wanted <= {n["url"] for n in cluster.http.get(f"{cluster.url}/v1/storage/nodes",
+                                                            headers=operator).json()}:
         assert time.monotonic() < deadline, f"storage-join did not register {wanted}:\n{cluster.logs()}"
         time.sleep(1)
     data = os.urandom(3 * 1024 * 1024)

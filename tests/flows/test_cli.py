@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import flows
+from flows.server import client_env
 
 DIAMOND = Path(flows.__file__).parent / "templates" / "diamond.yaml"
 CLI = [sys.executable, "-m", "cxmpute.cli"]
@@ -22,7 +23,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_run_prints_outputs(prefect_api):
-    result = cli("run", str(DIAMOND), "--input", "topic=cli", "--json", env={"PREFECT_API_URL": prefect_api})
+    result = cli("run", str(DIAMOND), "--input", "topic=cli", "--json", env=client_env(prefect_api))
     assert result.returncode == 0, result.stderr
     view = json.loads(result.stdout)
     assert view["outputs"] == {"report": "B saw 'cli' and C saw 'cli'"}
@@ -33,7 +34,7 @@ def test_run_prints_outputs(prefect_api):
 def test_run_failure_exits_non_zero_and_names_the_node(prefect_api, tmp_path):
     doc = tmp_path / "wf.yaml"
     doc.write_text("name: bad\nnodes:\n  - {id: t, agent: io.template, params: {template: '{{ nope }}'}}\n")
-    result = cli("run", str(doc), env={"PREFECT_API_URL": prefect_api})
+    result = cli("run", str(doc), env=client_env(prefect_api))
     assert result.returncode == 1
     assert "node t failed" in result.stderr
 

@@ -178,6 +178,7 @@ def test_runs_orphaned_by_a_dead_process_are_reaped_and_rerun(prefect_api, tmp_p
     import textwrap
 
     from flows.runner import reap_orphans
+    from flows.server import client_env
 
     doc = {"name": "orphan", "inputs": {"v": {"default": "x"}}, "outputs": {"out": {"node": "slow", "field": "value"}},
            "nodes": [{"id": "first", "agent": "io.input", "params": {"name": "v"}},
@@ -192,7 +193,7 @@ def test_runs_orphaned_by_a_dead_process_are_reaped_and_rerun(prefect_api, tmp_p
         time.sleep(600)
     """))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PREFECT_API_URL": prefect_api})
+                            env={**os.environ, **client_env(prefect_api)})
     run_id = proc.stdout.readline().strip()
     for _ in range(600):
         view = read_run_state(run_id)

@@ -14,11 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-from web3 import Web3
 
 from fixtures import tiny_guest
 from flows.server import free_port
-from tests.compute.worker.conftest import Platform
+from tests.compute.worker.conftest import Platform, operator_web3
 
 PROVIDER_PRICE = 10
 
@@ -101,7 +100,7 @@ def vm_platform(prefect_api, tmp_path_factory):
             pass
         assert api.poll() is None, (home / "platform" / "api.log").read_text()
         time.sleep(0.1)
-    platform = VmPlatform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")))
+    platform = VmPlatform(url=url, home=home, env=env, w3=operator_web3(url, home / "platform"))
     platform.start_provider("with-qemu")
     platform.start_provider("without-qemu", CXMPUTE_QEMU_BINARY=str(home / "no-such-qemu"))
     try:

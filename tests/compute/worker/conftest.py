@@ -18,10 +18,10 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from web3 import Web3
 
-from compute.chain.client import vault_abi
+from compute.chain.client import vault_abi, web3_at
 from compute.identity import siwe
 from compute.runtimes.scratch import prepare_root
-from flows.server import free_port
+from flows.server import client_env, free_port
 
 HEARTBEAT_S = 1
 
@@ -146,16 +146,23 @@ class RestartablePlatform(Platform):
         self.api.wait(10)
 
 
+def operator_web3(url: str, data_dir: Path) -> Web3:
+    """web3 on the platform's chain with the operator token of its data dir (funding is a development method)."""
+    from cxmpute.settings import Settings
+
+    return web3_at(url + "/v1/chain/rpc", Settings(home=data_dir, operator_token=None).resolved_operator_token())
+
+
 @contextmanager
 def running_platform(prefect_api: str, home: Path, **extra_env: str) -> Iterator[RestartablePlatform]:
     """The platform API as its own process (heartbeats every second, its own database and chain)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
+    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), **client_env(prefect_api),
            "CXMPUTE_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S), "CXMPUTE_API_URL": url,
            "CXMPUTE_ALLOW_ANONYMOUS": "false", **extra_env}
     env.pop("CXMPUTE_DATABASE_URL", None)
-    platform = RestartablePlatform(url=url, home=home, env=env, w3=Web3(Web3.HTTPProvider(url + "/v1/chain/rpc")),
+    platform = RestartablePlatform(url=url, home=home, env=env, w3=operator_web3(url, home / "platform"),
                                    port=port)
     platform.start_api()
     try:
