@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import io
 import json
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from compute.services.replica import (
     start_container,
     start_network,
 )
+from tests.support.images import service_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -123,25 +122,8 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def probe_image(docker_engine, tmp_path_factory) -> tuple[str, Path]:
     """The probe service built on the container runtime's image: its tag and its `docker save` tarball."""
-    from compute.runtimes.image import ensure_image
-
-    base = ensure_image(docker_engine)
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in (("Dockerfile", f'FROM {base}\nCOPY app.py /app/app.py\n'
-                                          f'CMD ["/usr/bin/python3", "-u", "/app/app.py"]\n'.encode()),
-                           ("app.py", APP.encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    image, _ = docker_engine.images.build(fileobj=context, custom_context=True, tag="cxmpute-test/probe-service:1",
-                                          rm=True, forcerm=True)
-    path = tmp_path_factory.mktemp("probe") / "probe-service.tar"
-    with open(path, "wb") as f:
-        for chunk in image.save(named=True):
-            f.write(chunk)
-    return "cxmpute-test/probe-service:1", path
+    tag = "cxmpute-test/probe-service:1"
+    return tag, service_image(docker_engine, APP, tag, tmp_path_factory.mktemp("probe") / "probe-service.tar")
 
 
 @pytest.fixture

@@ -53,24 +53,6 @@ def docker_engine():
 @pytest.fixture(scope="session")
 def image_tarball(docker_engine, tmp_path_factory) -> Path:
     """An HTTP echo server that answers with its replica id, on the container runtime's Python image."""
-    import io
-    import tarfile
+    from tests.support.images import service_image
 
-    from compute.runtimes.image import ensure_image
-
-    base = ensure_image(docker_engine)
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in (("Dockerfile", f'FROM {base}\nCOPY app.py /app/app.py\n'
-                                          f'CMD ["/usr/bin/python3", "-u", "/app/app.py"]\n'.encode()),
-                           ("app.py", APP.encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    image, _ = docker_engine.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True, forcerm=True)
-    path = tmp_path_factory.mktemp("image") / "echo-service.tar"
-    with open(path, "wb") as f:
-        for chunk in image.save(named=True):
-            f.write(chunk)
-    return path
+    return service_image(docker_engine, APP, TAG, tmp_path_factory.mktemp("image") / "echo-service.tar")
