@@ -15,6 +15,7 @@ import pytest
 from compute.runtimes import JobSpec, Limits
 from compute.runtimes.code import run_code
 from compute.runtimes.seccomp import REFUSED
+from tests.support.escapes import assert_all_denied, attempts
 
 _spec = importlib.util.spec_from_file_location("runtimes_fixtures",
                                                Path(__file__).parents[1] / "compute" / "runtimes" / "conftest.py")
@@ -117,32 +118,6 @@ async def test_ram_outside_the_address_space_is_counted_too(runtime):
     if result.status == "ok":
         assert result.result <= MEMORY_MB, result.result
     assert grown <= MEMORY_MB + 16, f"the host's shared memory grew by {grown:.0f} MiB"
-
-
-def attempts(snippets: dict[str, str]) -> str:
-    """Python that tries each snippet and returns, per name, what it got or the error that stopped it. ``ok``
-    turns a raw syscall's -1 into the error it set."""
-    lines = ["import ctypes, errno, os, socket",
-             "libc = ctypes.CDLL(None, use_errno=True)",
-             "def ok(rc):",
-             "    if rc < 0:",
-             "        err = ctypes.get_errno()",
-             "        raise OSError(err, errno.errorcode.get(err, str(err)))",
-             "    return 'succeeded'",
-             "out = {}"]
-    for name, snippet in snippets.items():
-        denied = "'DENIED ' + (errno.errorcode.get(getattr(e, 'errno', None) or 0) or type(e).__name__)"
-        lines += ["try:", f"    out[{name!r}] = repr({snippet})[:300]", "except BaseException as e:",
-                  f"    out[{name!r}] = {denied}"]
-    return "\n".join(lines) + "\nout"
-
-
-def assert_all_denied(result, secret: str | None = None) -> None:
-    assert result.status == "ok", result
-    for name, outcome in result.result.items():
-        assert outcome.startswith("DENIED"), f"{name}: {outcome}"
-    if secret:
-        assert secret not in result.stdout + result.stderr + repr(result.result)
 
 
 async def test_io_uring_is_refused(runtime, run_job):

@@ -14,25 +14,9 @@ from compute.runtimes import JobSpec
 from compute.runtimes.scratch import BadPath
 
 from compute.runtimes.network import host_addresses
+from tests.support.escapes import assert_all_denied, attempts
 
 pytestmark = pytest.mark.usefixtures("host")
-
-
-def attempts(snippets: dict[str, str]) -> str:
-    """Python that tries each snippet and returns, per name, what it got or the error that stopped it."""
-    lines = ["out = {}", "def succeeded(rc):", "    if rc != 0:", "        raise PermissionError(rc)", "    return 'succeeded'"]
-    for name, snippet in snippets.items():
-        lines += ["try:", f"    out[{name!r}] = repr({snippet})[:300]", "except BaseException as e:",
-                  f"    out[{name!r}] = 'DENIED ' + type(e).__name__"]
-    return "\n".join(lines) + "\nout"
-
-
-def assert_all_denied(result, secret: str | None = None) -> None:
-    assert result.status == "ok", result
-    for name, outcome in result.result.items():
-        assert outcome.startswith("DENIED"), f"{name}: {outcome}"
-    if secret:
-        assert secret not in result.stdout + result.stderr + repr(result.result)
 
 
 async def test_read_platform_secret_key_and_database(runtime, host, run_job):
@@ -358,8 +342,8 @@ async def test_no_privilege_gain(runtime, host, run_job):
     result = await run_job(runtime, attempts({
         "setuid": "__import__('os').setuid(0)",
         "chroot": "__import__('os').chroot('/tmp')",
-        "mount": "succeeded(__import__('ctypes').CDLL(None).mount(b'none', b'/tmp', b'tmpfs', 0, None))",
-        "user_namespace": "succeeded(__import__('ctypes').CDLL(None).unshare(0x10000000))",
+        "mount": "ok(__import__('ctypes').CDLL(None).mount(b'none', b'/tmp', b'tmpfs', 0, None))",
+        "user_namespace": "ok(__import__('ctypes').CDLL(None).unshare(0x10000000))",
         "ptrace_host": f"open('/proc/{os.getpid()}/mem', 'rb').read(1)",
     }) + "\nout['uid'] = 'DENIED' if __import__('os').getuid() != 0 else 'root'\nout")
     assert_all_denied(result)
