@@ -8,9 +8,8 @@ after authenticating the caller, before authentication.
   from its bytes, so no recursive parser ever descends into it.
 - Integers: the databases store signed 64-bit integers, so a larger one in a JSON body, or in a query,
   path or header parameter the route declares as an integer, is refused naming the field.
-- Recursion: importing the chain's libraries raises Python's recursion limit to 100,000, deep enough for
-  C-recursive code (the JSON decoder, ``repr``) to overflow a thread's stack and kill the process;
-  :func:`install` brings it back down.
+- Recursion: :func:`install` brings the limit the chain's libraries raise back down
+  (:mod:`cxmpute.recursion`).
 
 The body is checked when the route first reads it: after routing, so each route's own limit applies, and
 before FastAPI parses it or resolves any dependency.
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Callable
 from typing import Any, get_args
 
@@ -34,14 +32,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compute.training.registry import MAX_CHECKPOINT_BYTES
+from cxmpute.recursion import cap_recursion
 from cxmpute.settings import Settings, get_settings
 from web.routers import functions, public_services, services, storage, training
 
 MB = 2**20
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
-# py-evm's own figure for the 1024 call frames of the EVM; Python 3.11 runs Python-to-Python calls without
-# C stack, so this stays far from a thread's stack while C-recursive code is still stopped with an error.
-RECURSION_LIMIT = 12 * 1024
 
 _CHUNK = 1 << 20
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
@@ -67,8 +63,7 @@ class RequestRefused(HTTPException):
 
 def install(app: FastAPI) -> None:
     """Cap the recursion limit (the routers' imports have raised it by now) and gate every request's body."""
-    if sys.getrecursionlimit() > RECURSION_LIMIT:
-        sys.setrecursionlimit(RECURSION_LIMIT)
+    cap_recursion()
     app.add_middleware(BodyLimits)
 
 

@@ -26,6 +26,7 @@ from compute.worker.handlers import handler
 from compute.worker.platform import Platform, PlatformError
 from compute.worker.tasks import job_task, set_executor
 from cxmpute.errors import CxmputeError
+from cxmpute.recursion import cap_recursion
 from cxmpute.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class ProviderWorker:
         await self.platform.call("POST", f"/v1/work/{job_id}/result", report, ok=(409,))
 
     async def run(self) -> None:
+        cap_recursion()  # the chain's libraries, imported by now, raised it
         await self.join()
         set_executor(self.execute)
         stop = threading.Event()

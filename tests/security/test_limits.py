@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import flows
 from compute.training.registry import MAX_CHECKPOINT_BYTES
+from cxmpute.recursion import RECURSION_LIMIT
 from cxmpute.settings import Settings, reset_settings
 from flows.spec import load_document
 from tests.support.up import UpPlatform
@@ -196,10 +197,10 @@ def test_the_app_brings_the_recursion_limit_back_down():
     try:
         sys.setrecursionlimit(100_000)  # what importing the chain's libraries leaves behind
         create_app()
-        assert sys.getrecursionlimit() == limits.RECURSION_LIMIT
+        assert sys.getrecursionlimit() == RECURSION_LIMIT
         import eth  # noqa: F401  (py-evm, imported lazily with the embedded chain, raises it only to its own figure)
 
-        assert sys.getrecursionlimit() == limits.RECURSION_LIMIT
+        assert sys.getrecursionlimit() == RECURSION_LIMIT
     finally:
         sys.setrecursionlimit(before)
 
