@@ -12,6 +12,7 @@ from agxnt import Agent, AgentContext, registry
 from agxnt.builtins import ApprovalResponse
 from flows.runner import rerun_from, resume_run, run_workflow, start_run, wait_run
 from flows.spec import load_document
+from tests.support.workflows import APPROVAL
 
 DIAMOND = Path(flows.__file__).parent / "templates" / "diamond.yaml"
 
@@ -83,16 +84,6 @@ def test_rerun_is_refused_for_another_owner():
     first = run_workflow(load_document(DIAMOND), {"topic": "x"}, owner="alice", timeout=120)
     with pytest.raises(Exception, match="not found"):
         rerun_from(first.id, "d", "mallory")
-
-
-APPROVAL = {
-    "name": "approval",
-    "inputs": {"draft": {"default": "draft text"}},
-    "outputs": {"final": {"node": "review", "field": "value"}},
-    "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "draft"}},
-              {"id": "review", "agent": "hitl.approve", "params": {"prompt": "Publish?"}}],
-    "edges": [{"source": "in", "source_field": "value", "target": "review", "target_field": "value"}],
-}
 
 
 def test_approval_pauses_until_answered():

@@ -17,15 +17,7 @@ import httpx
 import pytest
 
 from tests.support.prefect import AUTH_FILE, basic, platform_auth_string, websocket_outcome
-
-APPROVAL = {
-    "name": "approval",
-    "inputs": {"draft": {"default": "draft text"}},
-    "outputs": {"final": {"node": "review", "field": "value"}},
-    "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "draft"}},
-              {"id": "review", "agent": "hitl.approve", "params": {"prompt": "Publish?"}}],
-    "edges": [{"source": "in", "source_field": "value", "target": "review", "target_field": "value"}],
-}
+from tests.support.workflows import APPROVAL
 
 SOME_ID = str(uuid.uuid4())
 # What a curious process on the machine would try first: other owners' runs, task runs, logs, deployments,

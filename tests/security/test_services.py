@@ -27,6 +27,7 @@ from compute.services.replica import (
     start_network,
 )
 from tests.support.images import service_image
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -204,16 +205,6 @@ async def test_a_replica_granted_network_still_reaches_no_host_or_private_addres
     assert local.accepted == wide.accepted == 0
 
 
-def _until(check, what: str, platform, timeout: float = 90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s\n{platform.logs()}")
-
-
 @pytest.mark.browser
 def test_a_deployed_service_cannot_act_as_the_platform_origin_nor_pass_cookies_between_callers(
         pool_platform, docker_engine, probe_image, listeners):
@@ -224,9 +215,9 @@ def test_a_deployed_service_cannot_act_as_the_platform_origin_nor_pass_cookies_b
     owner = wallet.address
     try:
         with httpx.Client(base_url=platform.url, headers=auth, timeout=60) as http:
-            _until(lambda: httpx.get(f"{platform.url}/v1/market/provisions",
-                                     params={"kind": "container", "status": "active"}).json(),
-                   "a container provision", platform)
+            until(lambda: httpx.get(f"{platform.url}/v1/market/provisions",
+                                    params={"kind": "container", "status": "active"}).json(),
+                  "a container provision", platform, 90)
             uploaded = http.post("/v1/storage/files", params={"name": "probe.tar"},
                                  content=probe_image[1].read_bytes())
             assert uploaded.status_code == 201, uploaded.text
@@ -237,8 +228,8 @@ def test_a_deployed_service_cannot_act_as_the_platform_origin_nor_pass_cookies_b
                 assert made.status_code == 201, made.text
                 assert made.json()["network"] is network
             for name in ("probe", "probe-net"):
-                _until(lambda name=name: [r for r in http.get(f"/v1/services/{name}").json()["replicas"] if r["live"]],
-                       f"a live replica of {name}", platform)
+                until(lambda name=name: [r for r in http.get(f"/v1/services/{name}").json()["replicas"] if r["live"]],
+                      f"a live replica of {name}", platform, 90)
 
             public = f"{platform.url}/v1/public/services/{owner}/probe"
             # The owner's route and the public one: the answer is confined to an opaque origin.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 from concurrent.futures import ThreadPoolExecutor
-import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 
 from compute.services.replica import REPOSITORY
 from cxmpute.settings import reset_settings
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -28,16 +28,6 @@ _spec.loader.exec_module(_fixtures)
 pool_platform = _fixtures.pool_platform
 
 PRICE = 2
-
-
-def _until(check, what: str, platform, timeout: float = 60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout} s\n{platform.logs()}")
 
 
 def _if(value, ok):
@@ -91,7 +81,7 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             for image in docker_engine.images.list(name=REPOSITORY):  # providers must fetch the tarball, load it
                 for tag in (t for t in image.tags if t.startswith(f"{REPOSITORY}:")):
                     docker_engine.images.remove(tag)
-            _until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
+            until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
                                          params={"kind": "container", "status": "active"}).json()) >= 2,
                    "two container provisions", platform)
             # Each machine's container offer shares its capacity with its agent offer: never sold twice.
@@ -108,7 +98,7 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             def live() -> list[dict]:
                 return [r for r in http.get("/v1/services/echo").json()["replicas"] if r["live"]]
 
-            replicas = _until(lambda: _if(live(), lambda rs: len(rs) == 2), "two live replicas", platform, 90)
+            replicas = until(lambda: _if(live(), lambda rs: len(rs) == 2), "two live replicas", platform, 90)
             assert {r["provider"] for r in replicas} == {a, b}
             ids = {r["id"] for r in replicas}
 
@@ -131,7 +121,7 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
                 assert answer.status_code == 200, answer.text
             # A third provider gets the replica that was on A.
             c = _provider(platform, "svc-c")
-            replicas = _until(lambda: _if(live(), lambda rs: len(rs) == 2 and {r["provider"] for r in rs} == {b, c}),
+            replicas = until(lambda: _if(live(), lambda rs: len(rs) == 2 and {r["provider"] for r in rs} == {b, c}),
                               "a replacement replica on the new provider", platform, 90)
             assert {r["id"] for r in replicas} == ids
             assert {http.get("/v1/services/echo/proxy/").json()["replica"] for _ in range(6)} == ids
@@ -148,7 +138,7 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             crashed = next(r for r in replicas if r["provider"] == b)
             for container in _containers(docker_engine, replica=crashed["id"]):
                 container.remove(force=True)
-            replicas = _until(lambda: _if(live(), lambda rs: len(rs) == 2 and all(
+            replicas = until(lambda: _if(live(), lambda rs: len(rs) == 2 and all(
                 r["lease_id"] != crashed["lease_id"] for r in rs)), "the crashed replica to start again", platform)
             assert next(r for r in replicas if r["id"] == crashed["id"])["restarts"] >= 1
             assert http.get(f"/v1/leases/{crashed['lease_id']}").json()["status"] == "ended"
@@ -157,14 +147,14 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             # which waits for a provider with room (there is none) until the service goes.
             with ThreadPoolExecutor(3) as pool:
                 slow = [pool.submit(http.get, "/v1/services/echo/proxy/sleep", params={"s": 3}) for _ in range(3)]
-                _until(lambda: len(http.get("/v1/services/echo").json()["replicas"]) == 3, "a third replica",
+                until(lambda: len(http.get("/v1/services/echo").json()["replicas"]) == 3, "a third replica",
                        platform, 30)
                 assert all(f.result().status_code == 200 for f in slow)
             assert len(live()) == 2
 
             # Deleting stops the replicas; each lease is metered for the seconds its replica ran and ends.
             assert "deleted echo" in _cli(monkeypatch, platform, wallet, "rm", "echo")
-            leases = _until(lambda: _if([http.get(f"/v1/leases/{r['lease_id']}").json() for r in replicas],
+            leases = until(lambda: _if([http.get(f"/v1/leases/{r['lease_id']}").json() for r in replicas],
                                         lambda ls: all(lease["status"] == "ended" for lease in ls)),
                             "the leases to end", platform)
             for lease in leases:
@@ -172,7 +162,7 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
                 assert lease["metered_s"] >= 1 and lease["escrow_left_gwei"] == 0
                 assert lease["paid_gwei"] == lease["metered_s"] * lease["price_gwei"] * lease["compute_units"]
                 assert lease["paid_gwei"] < lease["escrow_gwei"]  # the rest went back to the user
-            _until(lambda: not any(_containers(docker_engine, replica=r) for r in ids), "the containers to go",
+            until(lambda: not any(_containers(docker_engine, replica=r) for r in ids), "the containers to go",
                    platform)
             assert http.get("/v1/services/echo").status_code == 404
             assert http.get("/v1/services/echo/proxy/").status_code == 404
@@ -189,7 +179,7 @@ def test_a_restarted_platform_dispatches_its_replicas_again_and_the_old_containe
     for address in list(platform.workers):  # earlier tests' providers
         platform.kill(address)
     provider = _provider(platform, "svc-r")
-    _until(lambda: any(o["provider"] == provider for o in httpx.get(
+    until(lambda: any(o["provider"] == provider for o in httpx.get(
         f"{platform.url}/v1/market/provisions", params={"kind": "container", "status": "active"}).json()),
         "its container provision", platform)
     wallet, auth = platform.user()
@@ -204,20 +194,20 @@ def test_a_restarted_platform_dispatches_its_replicas_again_and_the_old_containe
             def running() -> list:
                 return [c for c in _containers(docker_engine, replica=before["id"]) if c.status == "running"]
 
-            [before] = _until(lambda: _if(live(), lambda rs: len(rs) == 1), "a live replica", platform, 90)
+            [before] = until(lambda: _if(live(), lambda rs: len(rs) == 1), "a live replica", platform, 90)
             assert before["provider"] == provider and len(running()) == 1, (before, running(), platform.logs())
             platform.crash_api()
             platform.start_api()
-            [after] = _until(lambda: _if(live(), lambda rs: len(rs) == 1 and rs[0]["lease_id"] != before["lease_id"]),
+            [after] = until(lambda: _if(live(), lambda rs: len(rs) == 1 and rs[0]["lease_id"] != before["lease_id"]),
                              "the replica under a new job", platform, 120)
             assert after["id"] == before["id"] and after["provider"] == provider, (after, platform.logs())
             old = http.get(f"/v1/leases/{before['lease_id']}").json()
             assert old["status"] == "ended" and old["escrow_left_gwei"] == 0, old
-            _until(lambda: len(running()) == 1, "the earlier dispatch's container to stop", platform, 60)
+            until(lambda: len(running()) == 1, "the earlier dispatch's container to stop", platform, 60)
             answer = http.get("/v1/services/again/proxy/")
             assert answer.status_code == 200 and answer.headers["x-cxmpute-replica"] == before["id"], answer.text
             assert "deleted again" in _cli(monkeypatch, platform, wallet, "rm", "again")
-            _until(lambda: not running(), "the container to go", platform)
+            until(lambda: not running(), "the container to go", platform)
     finally:
         _remove_containers(docker_engine, wallet.address)
 
@@ -236,5 +226,5 @@ def test_a_provider_without_a_docker_engine_offers_no_container_provision(pool_p
 
     # The worker starts taking work once it has published everything it offers.
     log = next(platform.home.glob("provider-no-docker-*/worker.log"))
-    _until(lambda: "Starting task worker" in log.read_text(), "the provider to join", platform)
+    until(lambda: "Starting task worker" in log.read_text(), "the provider to join", platform)
     assert offered("agent") and offered("container") == []
