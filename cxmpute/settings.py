@@ -106,7 +106,10 @@ class Settings(BaseSettings):
     provider_host: str = Field("127.0.0.1", description="Address this provider is reached at by the platform and "
                                "other providers: a training job's rank 0 serves its rendezvous there and service "
                                "replicas publish their ports there")
-    wallet_key: str | None = Field(None, description="The CLI's wallet private key (hex) for sign-in and signing")
+    wallet_key: str | None = Field(None, description="The CLI's wallet private key (hex) for sign-in and signing; "
+                                   "default: this machine's local wallet, <data dir>/wallet.key")
+    api_key: str | None = Field(None, description="An API key (cxk_...) the CLI sends instead of signing in with "
+                                "the wallet")
 
     # Inference gateway: each request opens a per-second lease on a provision serving the model
     inference_price_max_gwei: int = Field(1_000, gt=0, description="Default highest ask per CU-second a gateway "
@@ -184,6 +187,10 @@ class Settings(BaseSettings):
 
     def resolved_secret_key(self) -> str:
         return self.secret_key or self._generated("secret.key", lambda: secrets.token_hex(32))
+
+    def resolved_wallet_key(self) -> str:
+        """The local wallet: made on first use, so the CLI, the builder and `cxmpute up` act as one account."""
+        return self.wallet_key or self._generated("wallet.key", lambda: "0x" + secrets.token_hex(32))
 
     def resolved_operator_token(self) -> str:
         return self.operator_token or self._generated("operator.token", lambda: "cxo_" + secrets.token_urlsafe(32))

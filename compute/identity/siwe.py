@@ -12,7 +12,7 @@ import ipaddress
 import math
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from eth_account import Account
@@ -24,44 +24,16 @@ from sqlalchemy import delete, or_, select, update
 from compute.errors import ComputeError, Unauthorized
 from compute.models import AuthNonce, AuthSession, aware, utcnow
 from compute.store import Store
+from cxmpute import siwe as message
 from cxmpute.settings import get_settings
+from cxmpute.siwe import HEADER, Nonce, message_for
 
+# The wallet side of sign-in (the message and the nonce) lives with the platform client; re-exported here.
+__all__ = ["HEADER", "Nonce", "SiweMessage", "issue_nonce", "message_for", "sign_in", "token_hash"]
 CLOCK_SKEW = timedelta(minutes=5)
-HEADER = " wants you to sign in with your Ethereum account:"
 
 
-class SiweMessage(BaseModel):
-    scheme: str | None = None
-    domain: str
-    address: str
-    statement: str | None = None
-    uri: str
-    version: str = "1"
-    chain_id: int
-    nonce: str
-    issued_at: datetime
-    expiration_time: datetime | None = None
-    not_before: datetime | None = None
-    request_id: str | None = None
-    resources: list[str] = Field(default_factory=list)
-
-    def text(self) -> str:
-        origin = f"{self.scheme}://{self.domain}" if self.scheme else self.domain
-        lines = [origin + HEADER, self.address, ""]
-        # With no statement the grammar keeps both blank lines: "address LF LF [ statement LF ] LF".
-        lines += [self.statement, ""] if self.statement else [""]
-        lines += [f"URI: {self.uri}", f"Version: {self.version}", f"Chain ID: {self.chain_id}",
-                  f"Nonce: {self.nonce}", f"Issued At: {_iso(self.issued_at)}"]
-        if self.expiration_time:
-            lines.append(f"Expiration Time: {_iso(self.expiration_time)}")
-        if self.not_before:
-            lines.append(f"Not Before: {_iso(self.not_before)}")
-        if self.request_id is not None:
-            lines.append(f"Request ID: {self.request_id}")
-        if self.resources:
-            lines += ["Resources:"] + [f"- {resource}" for resource in self.resources]
-        return "\n".join(lines)
-
+class SiweMessage(message.SiweMessage):
     @classmethod
     def parse(cls, text: str) -> SiweMessage:
         """The message's fields, once every line is the one the grammar puts there (else a 401 naming it)."""
@@ -153,17 +125,6 @@ def _moment(values: dict[str, str], key: str) -> datetime | None:
     except ValueError as exc:  # the shape is RFC 3339's, the date is not a real one
         raise Unauthorized(f"{values[key]!r} is not a date and time: {exc}", field=key) from exc
 
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-class Nonce(BaseModel):
-    nonce: str
-    domain: str
-    uri: str = Field(..., description="The URI to sign: this server's origin")
-    expires_at: datetime
-    chain_ids: list[int]
 
 
 class SessionToken(BaseModel):
@@ -276,15 +237,6 @@ def _check_uri(msg: SiweMessage, domain: str) -> None:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def message_for(address: str, nonce: Nonce, chain_id: int, *, ttl: timedelta = timedelta(minutes=10),
-                statement: str | None = "Sign in to Cxmpute") -> SiweMessage:
-    """The message a wallet signs for ``nonce`` (used by the CLI, the provider worker and clients in tests)."""
-    now = utcnow()
-    return SiweMessage(domain=nonce.domain, address=to_checksum_address(address), statement=statement,
-                       uri=nonce.uri, chain_id=chain_id, nonce=nonce.nonce, issued_at=now,
-                       expiration_time=now + ttl)
 
 
 class SignInRequest(BaseModel):
