@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from compute.errors import ComputeError, Forbidden, Unauthorized
 from compute.identity.tokens import OPERATOR, SCOPES, Principal, Scope, authenticate
 from compute.network import get_network
+from cxmpute.client import local_address
 from cxmpute.db import session_scope
 from cxmpute.settings import get_settings
 
@@ -33,13 +34,14 @@ DbSession = Annotated[Session, Depends(db_session, scope="function")]
 
 def current_principal(authorization: str | None = Header(None)) -> Principal:
     """Who the request acts for: a session token or API key (``Authorization: Bearer ...``), else — while
-    ``CXMPUTE_ALLOW_ANONYMOUS`` allows it — the single-user 'local' owner. A credential that is present
+    ``CXMPUTE_ALLOW_ANONYMOUS`` allows it — this machine's local wallet (the account `cxmpute up` funds and
+    the CLI signs in as), so local use has a real account to pay and be paid. A credential that is present
     but invalid is always a 401, never a fall-back to anonymous."""
     settings = get_settings()
     if authorization is None:
         if not settings.allow_anonymous:
             raise HTTPException(401, "sign in required", headers={"WWW-Authenticate": "Bearer"})
-        return Principal(address="local", scopes=frozenset(SCOPES), via="anonymous")
+        return Principal(address=local_address(settings), scopes=frozenset(SCOPES), via="anonymous")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HTTPException(401, "authorization must be 'Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
@@ -72,7 +74,7 @@ def owner_in(scope: Scope) -> Callable[..., str]:
 
 
 def signed_in(scope: Scope) -> Callable[..., Principal]:
-    """A dependency: a signed-in account holding ``scope`` (anonymous 'local' use has no wallet)."""
+    """A dependency: a signed-in account holding ``scope`` (anonymous local use cannot: its wallet signs in)."""
 
     @_declares(f"scope:{scope}")
     def dependency(principal: Principal = Depends(current_principal)) -> Principal:

@@ -15,6 +15,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi.testclient import TestClient
 
+from cxmpute.client import local_address
 from cxmpute.settings import get_settings
 from tests.stxrage.conftest import free_port
 
@@ -61,7 +62,7 @@ def test_put_get_stat_ls_and_ranges(client):
     assert client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=-10"}).content == data[-10:]
     assert client.get(f"/v1/storage/files/{cid}", headers={"Range": "bytes=2097150-"}).content == data[2097150:]
     stat = client.get(f"/v1/storage/files/{cid}/stat").json()
-    assert stat["size"] == len(data) and stat["name"] == "blob.bin" and stat["owner"] == "local"
+    assert stat["size"] == len(data) and stat["name"] == "blob.bin" and stat["owner"] == local_address()
     assert cid in {f["cid"] for f in client.get("/v1/storage/files").json()}
 
 
@@ -197,7 +198,7 @@ def test_files_of_a_directory_archive_are_served_by_path(client, tmp_path):
     weights = os.urandom(700_000)
     (src / "sub" / "weights.bin").write_bytes(weights)
     (src / "config.json").write_text('{"hidden": 8}')
-    cid = open_storage().put_dir(src).file.cid
+    cid = open_storage().put_dir(src, owner=local_address()).file.cid
     listing = client.get(f"/v1/storage/files/{cid}/archive").json()
     assert {e["path"] for e in listing} == {"config.json", "sub/weights.bin"}
     assert client.get(f"/v1/storage/files/{cid}/archive/config.json").json() == {"hidden": 8}
