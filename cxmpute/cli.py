@@ -11,11 +11,13 @@ import os
 import traceback
 from functools import cache, lru_cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from typer._click import Command
 
 from cxmpute.settings import apply_environment_defaults
 
@@ -53,22 +55,22 @@ class PlatformGroup(TyperGroup):
     shell or a test), and loads a package's commands only when they are asked for, so a command pays for
     the imports of its own package alone."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise
         except KeyboardInterrupt:
-            raise click.exceptions.Exit(130) from None
+            raise typer.Exit(130) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
             if _debug["on"]:
                 traceback.print_exc()
-            raise click.exceptions.Exit(report(exc)) from None
+            raise typer.Exit(report(exc)) from None
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_groups()) | set(_top_level()))
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Command | None:
         if cmd_name in _groups():
             return _group(cmd_name)
         return super().get_command(ctx, cmd_name) or _top_level().get(cmd_name)
@@ -92,7 +94,7 @@ def _groups() -> list[str]:
 
 
 @cache
-def _group(name: str) -> click.Command | None:
+def _group(name: str) -> Command | None:
     sub = _load(name)
     if sub is None:
         return None
@@ -102,9 +104,9 @@ def _group(name: str) -> click.Command | None:
 
 
 @lru_cache(maxsize=1)
-def _top_level() -> dict[str, click.Command]:
+def _top_level() -> dict[str, Command]:
     """Commands that plug-ins named ``_...`` add at the top level (`cxmpute up`, `cxmpute run`)."""
-    commands: dict[str, click.Command] = {}
+    commands: dict[str, Command] = {}
     for name in sorted(_plugins()):
         sub = _load(name) if name.startswith("_") else None
         for info in sub.registered_commands if sub else []:

@@ -89,8 +89,11 @@ class _Base:
     """What both clients share: where, as whom, and how an answer is read."""
 
     def __init__(self, base_url: str | None = None, *, api_key: str | None = None, wallet_key: str | None = None,
-                 anonymous: bool = False, timeout: float = DEFAULT_TIMEOUT, settings: Settings | None = None):
+                 anonymous: bool = False, timeout: float = DEFAULT_TIMEOUT, settings: Settings | None = None,
+                 headers: dict[str, str] | None = None):
         self.settings = settings or get_settings()
+        # Sent on every request: a job's own credential (a replica token), for a client acting for no account.
+        self.headers = dict(headers or {})
         self.base_url = (base_url or self.settings.resolved_api_url).rstrip("/")
         self.timeout = timeout
         self.anonymous = anonymous
@@ -169,7 +172,7 @@ class PlatformClient(_Base):
 
     def __init__(self, base_url: str | None = None, **kwargs: Any):
         super().__init__(base_url, **kwargs)
-        self.http = client(self.base_url, timeout=httpx.Timeout(self.timeout, connect=5.0))
+        self.http = client(self.base_url, timeout=httpx.Timeout(self.timeout, connect=5.0), headers=self.headers)
 
     def __enter__(self) -> Self:
         return self
@@ -252,7 +255,8 @@ class AsyncPlatformClient(_Base):
 
     def __init__(self, base_url: str | None = None, **kwargs: Any):
         super().__init__(base_url, **kwargs)
-        self.http = async_client(self.base_url, timeout=httpx.Timeout(self.timeout, connect=5.0))
+        self.http = async_client(self.base_url, timeout=httpx.Timeout(self.timeout, connect=5.0),
+                                 headers=self.headers)
 
     async def __aenter__(self) -> Self:
         return self

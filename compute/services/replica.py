@@ -38,7 +38,13 @@ from compute.runtimes.network import fence_container
 from compute.services.errors import ServiceError
 from compute.services.image import manifest_entries
 from compute.services.relay import Relay
-from cxmpute.http import async_client, client
+from cxmpute.client import (
+    AsyncPlatformClient,
+    PlatformClient,
+    PlatformError,
+    PlatformUnreachable,
+)
+from cxmpute.http import async_client
 from cxmpute.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -99,14 +105,13 @@ def ensure_image(engine, settings: Settings, job: ReplicaJob) -> str:
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         raw, clean = Path(tmp) / "image.tar", Path(tmp) / "untagged.tar"
-        with client(settings.resolved_api_url, timeout=httpx.Timeout(600.0, connect=10.0),
-                    headers={"X-Replica-Token": job.token}) as http, open(raw, "wb") as f:
-            with http.stream("GET", f"/v1/services/replicas/{job.replica_id}/image") as resp:
-                if not resp.is_success:
-                    raise ServiceError(f"the platform refused the image: {resp.status_code} {resp.read()[:200]!r}",
-                                       field="image", status_code=502)
-                for chunk in resp.iter_bytes():
-                    f.write(chunk)
+        try:
+            with PlatformClient(anonymous=True, timeout=600.0, headers={"X-Replica-Token": job.token}) as api, \
+                    open(raw, "wb") as f, api.stream("GET", f"/v1/services/replicas/{job.replica_id}/image") as resp:
+                f.writelines(resp.iter_bytes())
+        except PlatformError as exc:
+            raise ServiceError(f"the platform refused the image: {exc.status_code} {exc.message[:200]}",
+                               field="image", status_code=502) from None
         try:
             untagged(raw, clean)
         except (tarfile.TarError, ValueError, KeyError) as exc:
@@ -207,27 +212,26 @@ def remove(container) -> None:
 class Reporter:
     """The replica's reports to the platform; a platform that cannot be reached is retried next time."""
 
-    def __init__(self, http: httpx.AsyncClient, job: ReplicaJob, provider: str):
-        self.http, self.job, self.provider = http, job, provider
+    def __init__(self, api: AsyncPlatformClient, job: ReplicaJob, provider: str):
+        self.api, self.job, self.provider = api, job, provider
         self.sent_logs: str | None = None
 
     async def beat(self, state: str, host: str | None = None, host_port: int | None = None, logs: str = "") -> bool:
         logs = logs[-60_000:]
         try:
-            resp = await self.http.post(f"/v1/services/replicas/{self.job.replica_id}/beat", json={
+            answer = await self.api.post(f"/v1/services/replicas/{self.job.replica_id}/beat", json={
                 "provider": self.provider, "dispatch": self.job.dispatch, "state": state, "host": host,
                 "host_port": host_port, "logs": None if logs == self.sent_logs else logs})
-        except httpx.HTTPError as exc:
-            log.warning("replica %s could not report: %s", self.job.replica_id, exc)
+        except PlatformUnreachable as exc:
+            log.warning("replica %s could not report: %s", self.job.replica_id, exc.message)
             return True
-        if resp.is_success:
-            self.sent_logs = logs
-        if resp.status_code in (403, 404):
-            return False
-        if not resp.is_success:
-            log.warning("replica %s report refused: %s %s", self.job.replica_id, resp.status_code, resp.text[:200])
+        except PlatformError as exc:
+            if exc.status_code in (403, 404):  # the replica was stopped, or this provider lost it
+                return False
+            log.warning("replica %s report refused: %s %s", self.job.replica_id, exc.status_code, exc.message[:200])
             return True
-        return bool(resp.json()["run"])
+        self.sent_logs = logs
+        return bool(answer["run"])
 
 
 async def _answers(url: str) -> bool:
@@ -249,8 +253,8 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
     provider = Account.from_key(settings.wallet_key).address if settings.wallet_key else "local"
     started = time.monotonic()
     interval = settings.heartbeat_interval_s
-    async with async_client(settings.resolved_api_url, headers={"X-Replica-Token": job.token}) as http:
-        reporter = Reporter(http, job, provider)
+    async with AsyncPlatformClient(anonymous=True, headers={"X-Replica-Token": job.token}) as api:
+        reporter = Reporter(api, job, provider)
         if not await reporter.beat("starting"):
             return {"ran_s": 0.0, "ended": "stopped before it started"}
         engine = await asyncio.to_thread(docker.from_env, timeout=120)
