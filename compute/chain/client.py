@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -158,6 +160,82 @@ def web3_at(url: str, operator_token: str | None = None) -> Web3:
 def vault_abi() -> list[dict]:
     """The vault contract's ABI, for wallets that deposit or stake themselves."""
     return _artifact()["abi"]
+
+
+def platform_rpc_url(api_url: str) -> str:
+    """Where the platform's chain answers JSON-RPC: ``CXMPUTE_CHAIN_RPC_URL``, else the embedded chain the
+    platform's API serves (a client process's own in-process chain is another chain: never send there)."""
+    return get_settings().chain_rpc_url or f"{api_url.rstrip('/')}/v1/chain/rpc"
+
+
+FUNDING_HINT = ("on `cxmpute up` the local wallet is funded automatically; otherwise send ETH to {address} "
+                "(`cxmpute account whoami` shows it)")
+
+
+@contextmanager
+def chain_errors(rpc_url: str, field: str, address: str) -> Iterator[None]:
+    """A chain that is down, or refuses a call, as one line naming ``field`` rather than a web3 traceback."""
+    import requests
+    from web3.exceptions import Web3Exception
+
+    from cxmpute.client import PlatformUnreachable
+
+    try:
+        yield
+    except requests.ConnectionError:
+        raise PlatformUnreachable(f"the chain at {rpc_url} is not answering",
+                                  field="CXMPUTE_CHAIN_RPC_URL") from None
+    except requests.HTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 404:
+            raise ComputeError(f"no chain answers at {rpc_url}: the platform uses an external chain, set "
+                               "CXMPUTE_CHAIN_RPC_URL to its RPC endpoint", field="CXMPUTE_CHAIN_RPC_URL") from None
+        raise ComputeError(f"the chain refused the call: {_reason(exc)}; {FUNDING_HINT.format(address=address)}",
+                           field=field) from None
+    except (requests.RequestException, Web3Exception, ValueError) as exc:
+        raise ComputeError(f"the chain refused the call: {_reason(exc)}; {FUNDING_HINT.format(address=address)}",
+                           field=field) from None
+
+
+def _reason(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if response is not None:
+        try:
+            return str(response.json().get("detail") or response.text)[:300]
+        except ValueError:
+            return response.text[:300] or str(exc)
+    return str(exc)[:300]
+
+
+def send_to_vault(rpc_url: str, vault_address: str, chain_id: int, wallet: Account, function: str,
+                  value_wei: int, *, field: str) -> str:
+    """Call the vault's payable ``function`` (``deposit`` or ``stake``) with ``value_wei`` from ``wallet`` on the
+    chain at ``rpc_url``; returns the mined transaction's hash for the platform to credit. What the chain refuses
+    (too little ETH, a revert, another chain) is a ComputeError naming ``field``."""
+    w3 = web3_at(rpc_url)
+    address = wallet.address
+    with chain_errors(rpc_url, field, address):
+        if int(w3.eth.chain_id) != chain_id:
+            raise ComputeError(f"the chain at {rpc_url} is chain {w3.eth.chain_id}, the platform's is {chain_id}",
+                               field="CXMPUTE_CHAIN_RPC_URL")
+        have = w3.eth.get_balance(address)
+        short = ComputeError(f"{address} holds {have / 10**18:g} ETH on chain {chain_id}, too little to {function} "
+                             f"{value_wei / 10**18:g} ETH and pay the gas; {FUNDING_HINT.format(address=address)}",
+                             field=field)
+        if have < value_wei:
+            raise short
+        vault = w3.eth.contract(address=Web3.to_checksum_address(vault_address), abi=vault_abi())
+        tx = getattr(vault.functions, function)().build_transaction(
+            {"from": address, "value": value_wei, "chainId": chain_id, "gasPrice": w3.eth.gas_price,
+             "nonce": w3.eth.get_transaction_count(address, "pending")})
+        if have < value_wei + tx["gas"] * tx["gasPrice"]:
+            raise short
+        signed = wallet.sign_transaction(tx)
+        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction),
+                                                      timeout=120)
+    if receipt["status"] != 1:
+        raise ComputeError(f"the {function} transaction {receipt['transactionHash'].to_0x_hex()} failed on chain",
+                           field=field)
+    return receipt["transactionHash"].to_0x_hex()
 
 
 def _tx_base(w3: Web3, sender: Account) -> dict:

@@ -1,36 +1,45 @@
-"""A provider's signed-in connection to the platform API: sign-in, registration, stake, provisions, heartbeats."""
+"""A provider's signed-in connection to the platform API: sign-in, registration, stake, provisions, heartbeats.
+
+Every call goes through the platform client (:mod:`cxmpute.client`), signed in as the provider's wallet.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from typing import Any
-
-from eth_account import Account
-from eth_account.messages import encode_defunct
-from web3 import Web3
+from typing import TYPE_CHECKING, Any
 
 from compute import receipts
-from compute.chain.client import vault_abi
-from compute.errors import ComputeError
-from compute.identity import siwe
+from compute.chain.client import platform_rpc_url, send_to_vault
 from compute.providers.hardware import HardwareProfile
-from cxmpute.http import async_client, client
+from cxmpute.client import (
+    AsyncPlatformClient,
+    PlatformClient,
+    PlatformError,
+    PlatformUnreachable,
+)
+from cxmpute.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 log = logging.getLogger(__name__)
 
 
-class PlatformError(ComputeError):
-    """The platform refused a call; carries its status and message."""
+def _as_wallet(settings: Settings) -> Settings:
+    # An API key in this machine's environment may be another account's: the provider acts as its wallet only.
+    return settings.model_copy(update={"api_key": None})
 
 
 class Platform:
-    def __init__(self, api_url: str, wallet: Account, chain_rpc_url: str | None = None):
+    def __init__(self, api_url: str, wallet: LocalAccount, chain_rpc_url: str | None = None):
         self.api_url = api_url.rstrip("/")
         self.wallet = wallet
         self.chain_rpc_url = chain_rpc_url
-        self.http = async_client(self.api_url)
+        self.client = AsyncPlatformClient(self.api_url, wallet_key=wallet.key.to_0x_hex(),
+                                          settings=_as_wallet(get_settings()))
         self.domain: receipts.Domain | None = None
         self.chain_id = 0
 
@@ -38,28 +47,28 @@ class Platform:
     def address(self) -> str:
         return self.wallet.address
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of this provider's session (for callers that speak HTTP themselves)."""
+        return {"Authorization": f"Bearer {self.client._token}"}
+
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.client.close()
 
     async def call(self, method: str, path: str, body: dict | None = None, ok: tuple[int, ...] = ()) -> Any:
-        resp = await self.http.request(method, path, json=body)
-        if resp.is_success or resp.status_code in ok:
-            return resp.json() if resp.content else None
+        """The decoded answer; a refusal with a status in ``ok`` answers its body instead of raising."""
         try:
-            detail = resp.json().get("detail")
-        except ValueError:
-            detail = resp.text
-        raise PlatformError(f"{method} {path}: {detail}", status_code=resp.status_code)
+            return await self.client.request(method, path, json=body)
+        except PlatformError as exc:
+            if exc.status_code in ok:
+                return exc.payload
+            raise
 
     async def sign_in(self) -> None:
         info = await self.call("GET", "/v1/account/chain")
         self.chain_id = info["chain_id"]
         self.domain = receipts.Domain(chain_id=info["chain_id"], verifying_contract=info["vault_address"])
-        nonce = siwe.Nonce(**await self.call("GET", "/v1/auth/nonce"))
-        message = siwe.message_for(self.address, nonce, self.chain_id).text()
-        signature = self.wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        session = await self.call("POST", "/v1/auth/verify", {"message": message, "signature": signature})
-        self.http.headers["Authorization"] = f"Bearer {session['token']}"
+        await self.client.sign_in()
 
     async def register(self, name: str, region: str, profile: HardwareProfile) -> dict:
         issued = int(time.time())
@@ -70,19 +79,15 @@ class Platform:
             "signature": receipts.sign(self.domain, "ProviderRegistration", typed, self.wallet)})
 
     async def ensure_stake(self, stake_gwei: int) -> None:
-        """Top the stake up to ``stake_gwei`` through the vault on chain (embedded chain: the API's RPC)."""
+        """Top the stake up to ``stake_gwei`` through the vault on the platform's chain."""
         have = (await self.call("GET", "/v1/account/balance"))["stake_gwei"]
         if have >= stake_gwei:
             return
         info = await self.call("GET", "/v1/account/chain")
-        w3 = Web3(Web3.HTTPProvider(self.chain_rpc_url or f"{self.api_url}/v1/chain/rpc"))
-        vault = w3.eth.contract(address=Web3.to_checksum_address(info["vault_address"]), abi=vault_abi())
-        tx = vault.functions.stake().build_transaction({
-            "from": self.address, "value": (stake_gwei - have) * 10**9, "chainId": self.chain_id,
-            "nonce": w3.eth.get_transaction_count(self.address, "pending"), "gasPrice": w3.eth.gas_price})
-        signed = self.wallet.sign_transaction(tx)
-        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), timeout=120)
-        await self.call("POST", "/v1/providers/stake", {"tx_hash": receipt["transactionHash"].to_0x_hex()})
+        tx_hash = await asyncio.to_thread(
+            send_to_vault, self.chain_rpc_url or platform_rpc_url(self.api_url), info["vault_address"],
+            info["chain_id"], self.wallet, "stake", (stake_gwei - have) * 10**9, field="--stake-eth")
+        await self.call("POST", "/v1/providers/stake", {"tx_hash": tx_hash})
 
     def heartbeat_body(self) -> dict:
         stamp = int(time.time())
@@ -93,13 +98,15 @@ class Platform:
         await self.call("POST", "/v1/providers/heartbeat", self.heartbeat_body())
 
     def beat_forever(self, interval: float, stop: threading.Event) -> None:
-        """Heartbeats from their own thread and connection, so busy jobs on the event loop never delay them."""
-        with client(self.api_url) as http:
+        """Heartbeats from their own thread and connection, so busy jobs on the event loop never delay them.
+        The signed body is the credential, so this connection needs no session."""
+        with PlatformClient(self.api_url, anonymous=True) as api:
             while not stop.wait(interval):
                 try:
-                    resp = http.post("/v1/providers/heartbeat", json=self.heartbeat_body())
+                    api.post("/v1/providers/heartbeat", json=self.heartbeat_body())
+                except PlatformError as exc:
                     # A second beat within the same second is refused as a replay, and is simply redundant.
-                    if not resp.is_success and "replayed" not in resp.text:
-                        log.warning("heartbeat refused: %s %s", resp.status_code, resp.text[:200])
-                except Exception as exc:  # keep beating: the platform may be restarting
-                    log.warning("heartbeat failed: %s", exc)
+                    if "replayed" not in exc.message:
+                        log.warning("heartbeat refused: %s %s", exc.status_code, exc.message[:200])
+                except PlatformUnreachable as exc:  # keep beating: the platform may be restarting
+                    log.warning("heartbeat failed: %s", exc.message)

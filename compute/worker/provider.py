@@ -19,12 +19,13 @@ from eth_account import Account
 from prefect.task_worker import TaskWorker
 from pydantic import BaseModel, Field
 
-from compute.provisions import Resources
 from compute.providers.hardware import detect
+from compute.provisions import Resources
 from compute.runtimes import runtime_registry
 from compute.worker.handlers import handler
-from compute.worker.platform import Platform, PlatformError
+from compute.worker.platform import Platform
 from compute.worker.tasks import job_task, set_executor
+from cxmpute.client import PlatformError
 from cxmpute.errors import CxmputeError
 from cxmpute.recursion import cap_recursion
 from cxmpute.settings import get_settings

@@ -1,4 +1,5 @@
-"""The CLI against the API served for real by uvicorn on 127.0.0.1, on the in-process chain."""
+"""The CLI against the API served for real by uvicorn on 127.0.0.1, on the in-process chain (which the CLI
+reaches as any other process would: through the JSON-RPC the platform serves)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_cli_walks_provider_and_user_through_real_http(live_api, make_wallet, mo
         reset_settings()
         result = runner.invoke(app, list(args), catch_exceptions=False)
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
     provider, user = make_wallet(), make_wallet()
     try:
@@ -70,6 +71,10 @@ def test_cli_walks_provider_and_user_through_real_http(live_api, make_wallet, mo
         reset_settings()
         refused = runner.invoke(app, ["market", "request", "--kind", "inference", "--price-max", "10",
                                       "--duration-s", "60", "--model", "tiny-llm"])
-        assert refused.exit_code == 1 and "price_above_max" in refused.output and "40" in refused.output
+        assert refused.exit_code == 1 and refused.stdout == "" and "Traceback" not in refused.output
+        # One line naming the field, and why each provision was passed over (the answer's no_match).
+        [line] = refused.stderr.splitlines()
+        assert line.startswith("error (price_max_gwei): no provision matches")
+        assert "price_above_max" in line and "40 gwei" in line
     finally:
         reset_settings()

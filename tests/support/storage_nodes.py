@@ -175,7 +175,7 @@ def storage_provider(platform: UpPlatform, *, stake_gwei: int = 0) -> StoragePro
                                                                       disk_gb=100))
             if stake_gwei:
                 await client.ensure_stake(stake_gwei)
-            return StorageProvider(account, {"Authorization": client.http.headers["Authorization"]},
+            return StorageProvider(account, client.headers,
                                    client.domain.as_eip712())
         finally:
             await client.close()
