@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, Header
 from fastapi.dependencies.models import Dependant
 from sqlalchemy.orm import Session
 
@@ -40,15 +40,17 @@ def current_principal(authorization: str | None = Header(None)) -> Principal:
     settings = get_settings()
     if authorization is None:
         if not settings.allow_anonymous:
-            raise HTTPException(401, "sign in required", headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized("sign in required: a session token or an API key as 'Authorization: Bearer ...'",
+                               field="authorization")
         return Principal(address=local_address(settings), scopes=frozenset(SCOPES), via="anonymous")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "authorization must be 'Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized("authorization must be 'Bearer <token>'", field="authorization")
     try:
         return authenticate(get_network().store, token.strip(), settings.resolved_operator_token())
     except ComputeError as exc:
-        raise HTTPException(exc.status_code, exc.message, headers={"WWW-Authenticate": "Bearer"}) from exc
+        exc.field = exc.field or "authorization"
+        raise
 
 
 def _declares(access: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
