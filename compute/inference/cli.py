@@ -1,17 +1,23 @@
-"""`cxmpute inference serve` (a provider's inference server) and `cxmpute models push|pull|ls` (the archive)."""
+"""`cxmpute inference serve` (a provider's inference server) and `cxmpute models push|pull|ls` (the archive).
+
+`serve` stays on this machine: it loads model folders here and answers on a port here; only its endpoint
+registration goes to the platform, through the platform client.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
+from cxmpute.errors import CxmputeError
 from cxmpute.settings import get_settings
-from cxmpute.terminal import cli_errors, err, transfer_bar
+from cxmpute.terminal import err, transfer_bar
 
 app = typer.Typer(help="Serve models to the network (OpenAI-compatible).", no_args_is_help=True)
 models_app = typer.Typer(help="The model archive: push model folders, pull them back, list them.",
@@ -41,6 +47,8 @@ def serve(
     register_every: float = typer.Option(60.0, min=1, help="Seconds between endpoint re-registrations"),
 ) -> None:
     """Load the models and serve them on an OpenAI-compatible API until interrupted."""
+    if not (model or embedding or image or speech):  # before the model libraries' seconds of imports
+        raise CxmputeError("give at least one --model, --embedding, --image or --speech", field="--model")
     import uvicorn
 
     from compute.inference import archive, backends
@@ -52,17 +60,14 @@ def serve(
              + [backends.ModelSpec.parse("embedding", m) for m in embedding]
              + [backends.ModelSpec.parse("image", m) for m in image]
              + [backends.ModelSpec(kind="speech", source="", name=s) for s in speech])
-    if not specs:
-        raise typer.BadParameter("give at least one --model, --embedding, --image or --speech", param_hint="--model")
     loaded = []
-    with cli_errors():
-        for spec in specs:
-            if spec.source:
-                spec.source = archive.resolve(settings, spec.source)
-            with err.status(f"loading {spec.kind} model {spec.name}"):
-                loaded.append(backends.load(spec, device or settings.inference_device, max_batch=max_batch,
-                                            gather_ms=gather_ms) if spec.kind == "text"
-                              else backends.load(spec, device or settings.inference_device))
+    for spec in specs:
+        if spec.source:  # archive:NAME is read in-process, like `models pull` (see below)
+            spec.source = archive.resolve(settings, spec.source)
+        with err.status(f"loading {spec.kind} model {spec.name}"):
+            loaded.append(backends.load(spec, device or settings.inference_device, max_batch=max_batch,
+                                        gather_ms=gather_ms) if spec.kind == "text"
+                          else backends.load(spec, device or settings.inference_device))
     server = uvicorn.Server(uvicorn.Config(create_app(loaded, api_key), host=host, port=port, log_level="info"))
     if provision:
         url = advertise_url or f"http://{host}:{port}"
@@ -75,19 +80,25 @@ def serve(
 def _keep_registered(server, provisions: list[str], url: str, api_key: str | None, every: float) -> None:
     import time
 
-    from compute.cli import _call
+    from cxmpute.client import PlatformClient
 
     while not server.started:
         if server.should_exit:
             return
         time.sleep(0.1)
-    while not server.should_exit:
-        for provision_id in provisions:
-            try:
-                _call("PUT", f"/v1/inference/endpoints/{provision_id}", {"url": url, "api_key": api_key})
-            except Exception as exc:  # the platform may be down for a while (typer.Exit included): try again later
-                log.warning("could not register provision %s: %s", provision_id, exc)
-        time.sleep(every)
+    with PlatformClient() as platform:
+        while not server.should_exit:
+            for provision_id in provisions:
+                try:
+                    platform.put(f"/v1/inference/endpoints/{provision_id}", json={"url": url, "api_key": api_key})
+                except CxmputeError as exc:  # the platform may be down or refuse for a while: try again next round
+                    log.warning("could not register provision %s: %s", provision_id, exc)
+            time.sleep(every)
+
+
+# The archive's names have no HTTP route yet, so `models push|pull|ls` read and write the platform's database
+# and storage in-process: they work only on the machine holding the platform's data dir. Moving them onto the
+# API needs routes for a name's CID and for uploading a directory archive.
 
 
 @models_app.command()
@@ -98,9 +109,9 @@ def push(directory: Path = typer.Argument(..., exists=True, file_okay=False, hel
     from compute.inference import archive
 
     total = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-    with cli_errors(), transfer_bar(f"push {name}", total) as advance:
+    with transfer_bar(f"push {name}", total) as advance:
         entry = archive.push(get_settings(), directory, name, owner, progress=advance)
-    console.print(entry.cid)
+    console.print(entry.cid, markup=False, highlight=False, soft_wrap=True)
     err.print(f"{name}: {entry.files} files, {entry.size} bytes")
 
 
@@ -112,10 +123,9 @@ def pull(name: str = typer.Argument(..., help="Archived model name"),
     from compute.inference import archive
 
     settings = get_settings()
-    with cli_errors():
-        entry = archive.get(settings, name, owner)
-        with transfer_bar(f"pull {name}", entry.size) as advance:
-            archive.pull(settings, name, dest, owner, progress=advance)
+    entry = archive.get(settings, name, owner)
+    with transfer_bar(f"pull {name}", entry.size) as advance:
+        archive.pull(settings, name, dest, owner, progress=advance)
     err.print(f"{name} → {dest} ({entry.files} files, {entry.size} bytes)")
 
 
@@ -127,9 +137,10 @@ def list_models(owner: str = typer.Option("local", help="Account whose models to
 
     entries = archive.ls(get_settings(), owner)
     if as_json:
-        console.print_json(data=[e.model_dump(mode="json") for e in entries])
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return
-    table = Table("name", "cid", "files", "size", "pushed")
+    # A name and a CID are what other commands take: folded onto more lines, never cut.
+    table = Table(Column("name", overflow="fold"), Column("cid", overflow="fold"), "files", "size", "pushed")
     for e in entries:
         table.add_row(e.name, e.cid, str(e.files), str(e.size), e.pushed_at.isoformat(timespec="seconds"))
     console.print(table)

@@ -2,60 +2,43 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from cxmpute.http import client
-from cxmpute.settings import get_settings
+from cxmpute.client import PlatformClient
+from cxmpute.errors import CxmputeError
 from cxmpute.terminal import transfer_bar
 
 app = typer.Typer(help="Container services: run an image as replicas on providers, behind the gateway.",
                   no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
+# An image tarball can be gigabytes; the platform answers once every byte is stored.
+UPLOAD_TIMEOUT_S = 600.0
 
 
-def _headers() -> dict[str, str]:
-    """Signed in with the configured wallet when there is one; otherwise the API's anonymous local owner."""
-    if not get_settings().wallet_key:
-        return {}
-    from compute.cli import _token
+class _Chunks:
+    """A file's bytes, read afresh each time they are iterated: the client sends a request once more after
+    signing in anew, and a generator would send nothing the second time."""
 
-    return {"Authorization": f"Bearer {_token()}"}
+    def __init__(self, path: Path, advance: Callable[[int], None]):
+        self.path, self.advance = path, advance
 
-
-def _call(method: str, path: str, **kwargs) -> Any:
-    url = get_settings().resolved_api_url
-    try:
-        with client(url, timeout=kwargs.pop("timeout", 60.0), headers=_headers()) as http:
-            resp = http.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        err.print(f"[red]error:[/red] cannot reach the platform API at {url}: {exc}")
-        raise typer.Exit(1) from None
-    data = resp.json() if resp.content else None
-    if resp.status_code >= 400:
-        detail = data.get("detail") if isinstance(data, dict) else resp.text
-        field = data.get("field") if isinstance(data, dict) else None
-        err.print(f"[red]error {resp.status_code}{f' ({field})' if field else ''}:[/red] {detail}")
-        raise typer.Exit(1)
-    return data
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            while block := f.read(1 << 20):
+                self.advance(len(block))
+                yield block
 
 
 def _upload(tarball: Path) -> str:
-    size = tarball.stat().st_size
-
-    def chunks():
-        with open(tarball, "rb") as f, transfer_bar(f"uploading {tarball.name}", size) as advance:
-            while block := f.read(1 << 20):
-                advance(len(block))
-                yield block
-
-    stored = _call("POST", "/v1/storage/files", params={"name": tarball.name}, content=chunks(), timeout=600)
+    with (transfer_bar(f"uploading {tarball.name}", tarball.stat().st_size) as advance,
+          PlatformClient(timeout=UPLOAD_TIMEOUT_S) as platform):
+        stored = platform.post("/v1/storage/files", params={"name": tarball.name}, content=_Chunks(tarball, advance))
     return stored["file"]["cid"]
 
 
@@ -64,7 +47,7 @@ def _env(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+            raise CxmputeError(f"{pair!r} is not KEY=VALUE", field="--env")
         env[key] = value
     return env
 
@@ -86,13 +69,15 @@ def deploy(
     network: bool = typer.Option(False, "--network", help="Let the replicas reach the public internet"),
 ) -> None:
     """Deploy IMAGE as service NAME."""
+    variables = _env(env)
     cid = _upload(Path(image)) if Path(image).is_file() else image
-    out = _call("POST", "/v1/services", json={
-        "name": name, "image": cid, "port": port, "env": _env(env), "cpu": cpu, "memory_mb": memory_mb,
-        "min_replicas": replicas, "max_replicas": most or replicas, "target_inflight": target,
-        "price_min_gwei": min_price, "price_max_gwei": max_price, "public": public,
-        "network": network})
-    api = get_settings().resolved_api_url
+    with PlatformClient() as platform:
+        out = platform.post("/v1/services", json={
+            "name": name, "image": cid, "port": port, "env": variables, "cpu": cpu, "memory_mb": memory_mb,
+            "min_replicas": replicas, "max_replicas": most or replicas, "target_inflight": target,
+            "price_min_gwei": min_price, "price_max_gwei": max_price, "public": public,
+            "network": network})
+        api = platform.base_url
     url = f"{api}/v1/public/services/{out['owner']}/{name}/" if public else f"{api}/v1/services/{name}/proxy/"
     # Not wrapped by the console: a URL cut in two is not one a user can copy.
     console.print(f"deployed {out['name']} (image {cid}); replicas start on providers; reach it at {url}",
@@ -100,19 +85,27 @@ def deploy(
 
 
 @app.command("ls")
-def list_cmd(name: str | None = typer.Argument(None, help="Show this service's replicas")) -> None:
+def list_cmd(name: str | None = typer.Argument(None, help="Show this service's replicas"),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """Your services, or one service's replicas."""
+    with PlatformClient() as platform:
+        found = platform.get(f"/v1/services/{name}" if name else "/v1/services")
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
     if name is None:
-        table = Table("name", "image", "port", "replicas live", "min-max", "price range", "created")
-        for row in _call("GET", "/v1/services"):
+        # A name and an image CID are what the other commands take: folded onto more lines, never cut.
+        table = Table(Column("name", overflow="fold"), Column("image", overflow="fold"), "port", "replicas live",
+                      "min-max", "price range", "created")
+        for row in found:
             live = sum(r["live"] for r in row["replicas"])
-            table.add_row(row["name"], row["image"][:20] + "…", str(row["port"]), f"{live}/{len(row['replicas'])}",
+            table.add_row(row["name"], row["image"], str(row["port"]), f"{live}/{len(row['replicas'])}",
                           f"{row['min_replicas']}-{row['max_replicas']}",
                           f"{row['price_min_gwei']}-{row['price_max_gwei']}", row["created_at"][:19])
         console.print(table)
         return
     # One line per replica: whole ids and addresses, whatever the terminal's width.
-    for r in _call("GET", f"/v1/services/{name}")["replicas"]:
+    for r in found["replicas"]:
         where = f"{r['host']}:{r['host_port']}" if r["host"] else "-"
         console.print(f"{r['id']}  {r['status']}{' (live)' if r['live'] else ''}  provider {r['provider'] or '-'}  "
                       f"at {where}  restarts {r['restarts']}{'  error: ' + r['error'] if r['error'] else ''}",
@@ -122,13 +115,16 @@ def list_cmd(name: str | None = typer.Argument(None, help="Show this service's r
 @app.command("rm")
 def remove(name: str = typer.Argument(..., help="Service to delete")) -> None:
     """Delete NAME: its replicas stop and their leases end."""
-    out = _call("DELETE", f"/v1/services/{name}")
+    with PlatformClient() as platform:
+        out = platform.delete(f"/v1/services/{name}")
     console.print(f"deleted {out['name']}; stopping {len(out['replicas'])} replica(s)")
 
 
 @app.command()
 def logs(name: str = typer.Argument(..., help="Service whose replicas' output to show")) -> None:
     """The newest output of each of NAME's replicas."""
-    for replica, text in _call("GET", f"/v1/services/{name}/logs").items():
+    with PlatformClient() as platform:
+        logs_by_replica = platform.get(f"/v1/services/{name}/logs")
+    for replica, text in logs_by_replica.items():
         console.print(f"[bold]--- replica {replica}[/bold]")
         console.print(text, markup=False, highlight=False, soft_wrap=True, end="" if text.endswith("\n") else "\n")

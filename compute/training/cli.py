@@ -2,53 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from compute.training.spec import TrainingOut
-from cxmpute.http import client
-from cxmpute.settings import get_settings
+from cxmpute.client import PlatformClient
+from cxmpute.errors import CxmputeError
 
 app = typer.Typer(help="Distributed training: PyTorch DDP across providers matched by price, checkpointed to "
                        "storage, resumed when a provider is lost.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
-
-
-def _headers() -> dict[str, str]:
-    """Signed in with the configured wallet when there is one; otherwise the API's anonymous local owner."""
-    if not get_settings().wallet_key:
-        return {}
-    from compute.cli import _token
-
-    return {"Authorization": f"Bearer {_token()}"}
-
-
-def _call(method: str, path: str, *, body: dict | None = None, params: dict | None = None) -> Any:
-    try:
-        with client(get_settings().resolved_api_url, headers=_headers()) as http:
-            resp = http.request(method, path, json=body, params=params)
-    except httpx.HTTPError as exc:
-        err.print(f"[red]error:[/red] cannot reach the platform API at {get_settings().resolved_api_url}: {exc}")
-        raise typer.Exit(1) from None
-    data = resp.json() if resp.content else None
-    if resp.status_code >= 400:
-        detail = data.get("detail") if isinstance(data, dict) else resp.text
-        field = data.get("field") if isinstance(data, dict) else None
-        err.print(f"[red]error {resp.status_code}{f' ({field})' if field else ''}:[/red] {detail}")
-        raise typer.Exit(2 if resp.status_code < 500 else 1)
-    return data
 
 
 def _widths(value: str) -> list[int]:
     try:
         return [int(w) for w in value.split(",") if w.strip()]
     except ValueError:
-        raise typer.BadParameter("comma-separated layer widths, e.g. 64,32", param_hint="--hidden") from None
+        raise CxmputeError(f"{value!r} is not comma-separated layer widths, e.g. 64,32", field="--hidden") from None
 
 
 @app.command()
@@ -73,19 +45,20 @@ def submit(
     max_restarts: int = typer.Option(3, help="Restarts from the latest checkpoint after a lost rank"),
 ) -> None:
     """Train the built-in MLP on DATASET across N providers; prints the job id."""
-    job = _call("POST", "/v1/training/jobs", body={
+    body = {
         "dataset_cid": dataset, "world_size": world_size, "steps": steps, "checkpoint_every": checkpoint_every,
         "trainer": {"hidden": _widths(hidden), "lr": lr, "optimizer": optimizer, "batch_size": batch_size,
                     "seed": seed, "target_columns": target_columns},
         "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpus}, "backend": backend,
         "price_min_gwei": min_price, "price_max_gwei": max_price, "timeout_s": timeout,
-        "max_restarts": max_restarts})
-    console.print(job["id"])
+        "max_restarts": max_restarts}
+    with PlatformClient() as platform:
+        console.print(platform.post("/v1/training/jobs", json=body)["id"], markup=False, highlight=False)
 
 
 def _jobs_table() -> Table:
-    # Ids are never wrapped or cut: they are what every other command takes.
-    return Table(Column("id", no_wrap=True, min_width=36), "state", "generation", "step", "ranks", "final loss",
+    # An id is what every other command takes: folded onto more lines where the terminal is narrow, never cut.
+    return Table(Column("id", overflow="fold"), "state", "generation", "step", "ranks", "final loss",
                  "created")
 
 
@@ -96,10 +69,16 @@ def _row(job: dict) -> list[str]:
 
 
 @app.command("ls")
-def list_cmd(limit: int = typer.Option(50, min=1, max=500, help="How many, newest first")) -> None:
+def list_cmd(limit: int = typer.Option(50, min=1, max=500, help="How many, newest first"),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """Your training jobs."""
+    with PlatformClient() as platform:
+        jobs = platform.get("/v1/training/jobs", params={"limit": limit})
+    if as_json:
+        typer.echo(json.dumps(jobs, indent=2))
+        return
     table = _jobs_table()
-    for job in _call("GET", "/v1/training/jobs", params={"limit": limit}):
+    for job in jobs:
         table.add_row(*_row(job))
     console.print(table)
 
@@ -107,16 +86,17 @@ def list_cmd(limit: int = typer.Option(50, min=1, max=500, help="How many, newes
 @app.command()
 def show(job_id: str = typer.Argument(..., help="Training job id")) -> None:
     """A job's state, ranks, checkpoints and its last ten losses."""
-    job = _call("GET", f"/v1/training/jobs/{job_id}", params={"losses_steps": 0})
-    recent = _call("GET", f"/v1/training/jobs/{job_id}", params={"losses_from": max(1, job["step"] - 9),
-                                                                 "losses_steps": 10})
+    with PlatformClient() as platform:
+        job = platform.get(f"/v1/training/jobs/{job_id}", params={"losses_steps": 0})
+        recent = platform.get(f"/v1/training/jobs/{job_id}", params={"losses_from": max(1, job["step"] - 9),
+                                                                     "losses_steps": 10})
     job["losses"] = recent["losses"]
     table = _jobs_table()
     table.add_row(*_row(job))
     console.print(table)
     if job["error"]:
         console.print(f"error: {job['error']}", markup=False)
-    ranks = Table("generation", "rank", "provider", "status", "cost gwei", title="ranks")
+    ranks = Table("generation", "rank", Column("provider", overflow="fold"), "status", "cost gwei", title="ranks")
     for r in job["ranks"]:
         ranks.add_row(str(r["generation"]), str(r["rank"]), r["provider"], r["status"], str(r["cost_gwei"]))
     console.print(ranks)
@@ -131,7 +111,8 @@ def show(job_id: str = typer.Argument(..., help="Training job id")) -> None:
 @app.command()
 def cancel(job_id: str = typer.Argument(..., help="Training job id")) -> None:
     """Stop a job; its ranks' leases are settled for the seconds they ran."""
-    job = _call("DELETE", f"/v1/training/jobs/{job_id}")
+    with PlatformClient() as platform:
+        job = platform.delete(f"/v1/training/jobs/{job_id}")
     console.print(f"{job['id']} {job['state']}")
 
 
@@ -143,6 +124,8 @@ def manifest(
 ) -> None:
     """Print the job as Kubernetes objects (an Indexed Job and a headless Service) for `kubectl apply -f -`."""
     from compute.training.manifest import render
+    from compute.training.spec import TrainingOut
 
-    job = TrainingOut.model_validate(_call("GET", f"/v1/training/jobs/{job_id}"))
+    with PlatformClient() as platform:
+        job = TrainingOut.model_validate(platform.get(f"/v1/training/jobs/{job_id}", params={"losses_steps": 0}))
     print(render(job, image, namespace), end="")

@@ -15,10 +15,14 @@ import logging
 import math
 import time
 import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import distinct, func, or_, select
 
 from compute.errors import ComputeError
 from compute.market.demand import MatchRequest
 from compute.market.matching import NoMatchError
+from compute.models import Provision
 from compute.network import get_network
 from compute.training import registry
 from compute.training.rank import RankJob
@@ -49,7 +53,8 @@ def work_key(job_id: str, generation: int, rank: int) -> str:
 
 
 def check(settings: Settings, owner: str, spec: TrainingIn) -> None:
-    """Refuse a job that could never run: a dataset that is missing or unusable, or no provision that fits."""
+    """Refuse a job that could never run: a dataset that is missing or unusable, no provision that fits, or
+    fewer live providers than ranks."""
     storage = open_storage(settings)
     try:
         storage.stat(spec.dataset_cid, owner=owner)
@@ -58,10 +63,35 @@ def check(settings: Settings, owner: str, spec: TrainingIn) -> None:
                            status_code=404 if exc.status_code == 404 else 422) from None
     check_fits(parse_dataset(storage.get_bytes(spec.dataset_cid, owner=owner), spec.trainer), spec.trainer,
                spec.world_size)
-    quote = get_network().market.quote(_request(spec))
+    request = _request(spec)
+    quote = get_network().market.quote(request)
     # Busy provisions free up; a job waits for them. Provisions that could never fit refuse it now.
     if not quote.matched and not quote.no_match.busy:
         raise NoMatchError(quote.no_match)
+    # Each rank runs on its own provider: more ranks than live providers could never all be placed, and every
+    # generation tried would lease (and bill) the ranks that were.
+    providers = live_providers(request)
+    if spec.world_size > providers:
+        raise ComputeError(f"world_size {spec.world_size} needs {spec.world_size} providers, but only {providers} "
+                           f"live provider{' offers' if providers == 1 else 's offer'} a rank's resources within "
+                           f"your price range", field="world_size", status_code=409)
+
+
+def live_providers(request: MatchRequest) -> int:
+    """Providers with a live provision one rank of ``request`` fits in, busy or not (leases end, capacity frees
+    up); a provision whose provider's heartbeats lapsed is down, not live."""
+    r = request.resources
+    end = datetime.fromtimestamp(time.time() + request.span_s, tz=UTC)
+    query = (select(func.count(distinct(Provision.provider)))
+             .where(Provision.kind == request.kind, Provision.status == "active",
+                    Provision.price_gwei >= request.price_min_gwei, Provision.price_gwei <= request.price_max_gwei,
+                    Provision.cpu >= r.cpu, Provision.memory_mb >= r.memory_mb, Provision.gpu_count >= r.gpu_count,
+                    Provision.disk_gb >= r.disk_gb,
+                    or_(Provision.available_until.is_(None), Provision.available_until >= end)))
+    if r.gpu_model:
+        query = query.where(Provision.gpu_model == r.gpu_model)
+    with get_network().store.read() as session:
+        return session.scalar(query) or 0
 
 
 def _request(spec: TrainingIn) -> MatchRequest:

@@ -48,7 +48,9 @@ router = APIRouter(prefix="/v1/training", tags=["training"], lifespan=_adopter)
              description="Trains the built-in MLP on a CSV dataset from your Stxrage storage with PyTorch DDP across "
                          "`world_size` providers matched within the price range. The job runs in the background: "
                          "GET it for its state, losses and checkpoints. A missing dataset answers 404, one the "
-                         "trainer cannot use 422, a price range no provision fits 409 (field `price_max_gwei`).")
+                         "trainer cannot use 422, a price range no provision fits 409 (field `price_max_gwei`), "
+                         "more ranks than live providers offering a rank's resources 409 (field `world_size`); "
+                         "nothing is leased or billed then.")
 async def submit(body: TrainingIn, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
     settings = get_settings()
     job = await asyncio.to_thread(coordinator.submit, settings, owner, body)

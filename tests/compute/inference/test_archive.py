@@ -107,4 +107,7 @@ def test_cli_push_ls_pull(tiny_lm, tmp_path):
     assert pulled.exit_code == 0, pulled.output
     assert _files(tmp_path / "dest") == _files(tiny_lm)
     again = runner.invoke(app, ["models", "pull", "cli/tiny", str(tmp_path / "dest")])
-    assert again.exit_code == 2 and "not an empty directory" in again.output
+    assert again.exit_code == 1 and isinstance(again.exception, SystemExit), again.output
+    assert again.stderr.strip().startswith("error (dest):") and "not an empty directory" in again.stderr
+    missing = runner.invoke(app, ["models", "pull", "no/such-model", str(tmp_path / "other")])
+    assert missing.exit_code == 1 and missing.stderr.strip() == "error (name): no model named 'no/such-model' in the archive"

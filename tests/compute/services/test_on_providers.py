@@ -40,13 +40,13 @@ def _provider(platform, name: str) -> str:
 
 
 def _cli(monkeypatch, platform, wallet, *args: str) -> str:
-    from compute.services.cli import app
+    from cxmpute.cli import app
 
     monkeypatch.setenv("CXMPUTE_WALLET_KEY", wallet.key.to_0x_hex())
     monkeypatch.setenv("CXMPUTE_API_URL", platform.url)
     reset_settings()
     try:
-        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+        result = CliRunner().invoke(app, ["services", *args], catch_exceptions=False)
     finally:
         monkeypatch.undo()
         reset_settings()

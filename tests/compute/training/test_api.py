@@ -3,17 +3,28 @@ is leased; the rank URL answers only for a live generation."""
 
 from __future__ import annotations
 
+import io
+import json
+import time
+
 import httpx
 import pytest
+from eth_account import Account
 from typer.testing import CliRunner
 
+from compute import provisions
+from compute.ledger import Acct, post
+from compute.models import Provider, utcnow
+from compute.network import get_network
+from compute.provisions import ProvisionSpec, Resources
 from compute.training import cli as training_cli
-from compute.training.cli import app
+from cxmpute.cli import app
 from cxmpute.settings import get_settings
 
 runner = CliRunner()
 # A price range no provision asks within.
 UNMATCHABLE = {"price_min_gwei": 10**12 - 1, "price_max_gwei": 10**12}
+LONE_PRICE = 777_777
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +88,75 @@ def test_unknown_jobs_and_revoked_rank_urls_are_not_found(api):
     assert resp.status_code == 422 and {"rank", "points"} <= {e["field"] for e in resp.json()["errors"]}
 
 
+def _one_line_error(result, field: str) -> None:
+    """The root CLI's rule: exit 1, and one line on stderr naming the field; no traceback."""
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.output, result.exception)
+    assert f"({field})" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_the_cli_reports_refusals_with_the_field(api, api_url, monkeypatch):
     http, cid, _ = api
     monkeypatch.setattr(get_settings(), "api_url", api_url)
     monkeypatch.setattr(get_settings(), "wallet_key", None)
     monkeypatch.setattr(training_cli.console, "width", 160)
-    bad = runner.invoke(app, ["submit", cid, "-n", "2", "--steps", "10", "--max-price", "5", "--hidden", "x"])
-    assert bad.exit_code == 2 and "--hidden" in bad.output
-    refused = runner.invoke(app, ["submit", cid, "-n", "2", "--steps", "10", "--min-price", str(UNMATCHABLE[
-        "price_min_gwei"]), "--max-price", str(UNMATCHABLE["price_max_gwei"])])
-    assert refused.exit_code == 2 and "(price_max_gwei)" in refused.output, refused.output
-    missing = runner.invoke(app, ["show", "no-such-job"])
-    assert missing.exit_code == 2 and "(job_id)" in missing.output
-    listed = runner.invoke(app, ["ls"])
+    _one_line_error(runner.invoke(app, ["training", "submit", cid, "-n", "2", "--steps", "10", "--max-price", "5",
+                                        "--hidden", "x"]), "--hidden")
+    _one_line_error(runner.invoke(app, ["training", "submit", cid, "-n", "2", "--steps", "10", "--min-price", str(
+        UNMATCHABLE["price_min_gwei"]), "--max-price", str(UNMATCHABLE["price_max_gwei"])]), "price_max_gwei")
+    _one_line_error(runner.invoke(app, ["training", "show", "no-such-job"]), "job_id")
+    listed = runner.invoke(app, ["training", "ls"])
     assert listed.exit_code == 0 and "final loss" in listed.output
+    assert json.loads(runner.invoke(app, ["training", "ls", "--json"]).stdout) == http.get("/v1/training/jobs").json()
+
+
+def test_the_cli_refuses_more_ranks_than_live_providers(api, api_url, monkeypatch):
+    """Before any rank is placed: an asked-for world size above the live providers is one line naming it."""
+    _, cid, _ = api
+    monkeypatch.setattr(get_settings(), "api_url", api_url)
+    store = get_network().store
+    provider = Account.create().address
+    with store.write() as s:
+        s.add(Provider(address=provider, name="one", region="eu", profile={}, benchmark_score=1.0,
+                       registered_at=utcnow(), last_heartbeat_ts=int(time.time()), heartbeats=1, leases_completed=0,
+                       leases_failed=0, reputation=0.5))
+        s.flush()
+        post(s, key=f"stake-{provider}", kind="stake",
+             entries=[(Acct("chain", "t"), -10**10), (Acct("stake", provider), 10**10)])
+    # A price only this test asks: the one provider it adds is nobody else's match.
+    offer = provisions.create(store, provider, ProvisionSpec(kind="agent", price_gwei=LONE_PRICE,
+                                                             resources=Resources(cpu=4, memory_mb=8192)))
+    get_network().market.sync(force=True)
+    try:
+        refused = runner.invoke(app, ["training", "submit", cid, "--world-size", "2", "--steps", "10",
+                                      "--min-price", str(LONE_PRICE), "--max-price", str(LONE_PRICE)])
+        _one_line_error(refused, "world_size")
+        assert "only 1 live provider offers" in refused.stderr
+    finally:
+        provisions.retire(store, provider, offer.id)
+        get_network().market.refresh(offer.id)
+
+
+def test_an_unreachable_platform_is_exit_2(monkeypatch):
+    monkeypatch.setattr(get_settings(), "api_url", "http://127.0.0.1:9")
+    for args in (["ls"], ["show", "any"], ["cancel", "any"], ["manifest", "any"],
+                 ["submit", "bafy", "-n", "1", "--steps", "1", "--max-price", "1"]):
+        result = runner.invoke(app, ["training", *args])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (args, result.output)
+        assert "CXMPUTE_API_URL" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_jobs_table_folds_ids_but_never_cuts_them():
+    from rich.console import Console
+
+    job = {"id": "0b9e7c5e-52d1-4c3e-9a5f-1f2d3c4b5a69", "state": "running", "generation": 1, "step": 5,
+           "spec": {"steps": 10, "world_size": 2}, "final_loss": None, "created_at": "2026-12-06T10:00:00.000"}
+    for width in (160, 60):
+        narrow = Console(width=width, record=True, file=io.StringIO())
+        table = training_cli._jobs_table()
+        table.add_row(*training_cli._row(job))
+        narrow.print(table)
+        text = narrow.export_text()
+        first_column = [line.split("│")[1].strip() for line in text.splitlines() if "│" in line]
+        assert job["id"] in "".join(first_column), text
+        assert "creat" in text  # the id leaves room for the other columns

@@ -17,8 +17,8 @@ from eth_account import Account
 from typer.testing import CliRunner
 
 from compute.training import cli as training_cli
-from compute.training.cli import app
 from compute.training.spec import TrainerConfig
+from cxmpute.cli import app
 from cxmpute.settings import get_settings
 
 from .conftest import single_process_loss
@@ -116,12 +116,12 @@ def test_the_cli_shows_a_job_and_renders_its_manifest(trainer_pool, pool_platfor
     monkeypatch.setattr(get_settings(), "api_url", pool_platform.url)
     monkeypatch.setattr(get_settings(), "wallet_key", wallet_key)
     monkeypatch.setattr(training_cli.console, "width", 160)
-    shown = runner.invoke(app, ["show", job["id"]])
+    shown = runner.invoke(app, ["training", "show", job["id"]])
     assert shown.exit_code == 0, shown.output
     assert "succeeded" in shown.output and "step 200: loss" in shown.output and "step 190:" not in shown.output
     assert f"checkpoint step 150 (generation 1): {job['last_checkpoint']['cid']}" in shown.output
-    assert job["id"] in runner.invoke(app, ["ls"]).output
-    rendered = runner.invoke(app, ["manifest", job["id"], "--image", "registry.local/cxmpute:2"])
+    assert job["id"] in runner.invoke(app, ["training", "ls"]).output
+    rendered = runner.invoke(app, ["training", "manifest", job["id"], "--image", "registry.local/cxmpute:2"])
     assert rendered.exit_code == 0, rendered.output
     doc = yaml.safe_load(rendered.stdout)
     assert doc["kind"] == "PyTorchJob" and doc["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
