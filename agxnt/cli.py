@@ -1,43 +1,48 @@
-"""`cxmpute agents list|show`."""
+"""`cxmpute agents list|show`: the platform's agent catalogue."""
 
 from __future__ import annotations
 
 import json
-from typing import Optional
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cxmpute.client import PlatformClient
+
 app = typer.Typer(help="Browse the agent catalogue.", no_args_is_help=True)
 console = Console()
 
 
-@app.command("list")
-def list_agents(family: Optional[str] = typer.Option(None, help="Only this family (e.g. Memory, Web)")) -> None:
-    """List every registered agent with its family, version and needs."""
-    from agxnt.registry import registry
+def _catalogue() -> PlatformClient:
+    """The catalogue is public: reading it needs no sign-in."""
+    return PlatformClient(anonymous=True)
 
+
+@app.command("list")
+def list_agents(family: str | None = typer.Option(None, help="Only this family (e.g. Memory, Web)"),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+    """List every registered agent with its family, version and needs."""
+    with _catalogue() as platform:
+        items = platform.get("/v1/agents", params={"family": family} if family else None)["items"]
+    if as_json:
+        console.print_json(json.dumps(items))
+        return
     table = Table("id", "name", "family", "version", "needs")
-    for info in registry.catalogue():
-        if family and info.family.lower() != family.lower():
-            continue
-        r = info.resources
-        needs = ", ".join(x for x in [r.runtime, "network" if r.network else "", "browser" if r.browser else "",
-                                     f"{r.gpu} gpu" if r.gpu else ""] if x)
-        table.add_row(info.id, info.name, info.family, info.version, needs)
+    table.columns[0].overflow = "fold"
+    for info in items:
+        r = info["resources"]
+        needs = ", ".join(x for x in [r.get("runtime") or "", "network" if r.get("network") else "",
+                                     "browser" if r.get("browser") else "",
+                                     f"{r['gpu']} gpu" if r.get("gpu") else ""] if x)
+        table.add_row(info["id"], info["name"], info["family"], info["version"], needs)
     console.print(table)
 
 
 @app.command("show")
-def show(agent_id: str, version: Optional[str] = None) -> None:
+def show(agent_id: str, version: str | None = typer.Option(None, help="A version; the newest when empty")) -> None:
     """Show one agent: description, resources and its input/output JSON Schemas."""
-    from agxnt.errors import UnknownAgent
-    from agxnt.registry import registry
-
-    try:
-        cls = registry.get(agent_id, version)
-    except UnknownAgent as exc:
-        Console(stderr=True).print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from None
-    console.print_json(json.dumps(cls.info(registry.versions(agent_id)).model_dump(mode="json")))
+    with _catalogue() as platform:
+        info = platform.get(f"/v1/agents/{quote(agent_id, safe='')}", params={"version": version} if version else None)
+    console.print_json(json.dumps(info))

@@ -3,7 +3,9 @@
 Which one is decided by the settings, in this order:
 - ``CXMPUTE_LLM_BASE_URL`` set: ``ChatOpenAI`` against that URL with model ``CXMPUTE_LLM_MODEL``;
 - else ``CXMPUTE_LLM_MODEL`` set: a local causal LM loaded with ``from_pretrained`` from that path or id;
-- else the platform's own OpenAI-compatible gateway at ``<api url>/v1``.
+- else the platform's own OpenAI-compatible gateway at ``<api url>/v1``, which relays to a provider serving
+  the model; when none serves it, asking the model fails with :class:`NoLanguageModel` (503) saying how to
+  configure one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from agxnt.errors import AgentError
 from cxmpute.settings import Settings
 
 GATEWAY_MODEL = "default"
@@ -102,6 +105,47 @@ class LocalChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
+class NoLanguageModel(AgentError):
+    status_code = 503
+
+
+def no_language_model(gateway: str, model: str) -> NoLanguageModel:
+    return NoLanguageModel(
+        f"no language model is configured: no provider on the platform's gateway ({gateway}) serves {model!r}. "
+        f"Serve a model folder as it with `cxmpute inference serve --model {model}=FOLDER --provision ID`, or set "
+        "CXMPUTE_LLM_BASE_URL to an OpenAI-compatible server (or CXMPUTE_LLM_MODEL to a local model folder)",
+        field="CXMPUTE_LLM_BASE_URL")
+
+
+@lru_cache(maxsize=1)
+def _gateway_model() -> type[BaseChatModel]:
+    from langchain_openai import ChatOpenAI
+
+    class GatewayChatModel(ChatOpenAI):
+        """ChatOpenAI against the platform's own gateway. The gateway's public model list says first whether any
+        provider serves the model, so a platform without one tells its caller how to configure a model instead
+        of refusing the request for reasons that hide it."""
+
+        def _missing(self, listing: Any) -> NoLanguageModel | None:
+            try:
+                served = {m.get("id") for m in listing.json()["data"]} if listing.is_success else set()
+            except (ValueError, KeyError, TypeError, AttributeError):  # not the gateway's model list
+                served = set()
+            return None if self.model_name in served else no_language_model(self.openai_api_base, self.model_name)
+
+        def _generate(self, *args: Any, **kw: Any) -> ChatResult:
+            if missing := self._missing(self.http_client.get(f"{self.openai_api_base}/models")):
+                raise missing
+            return super()._generate(*args, **kw)
+
+        async def _agenerate(self, *args: Any, **kw: Any) -> ChatResult:
+            if missing := self._missing(await self.http_async_client.get(f"{self.openai_api_base}/models")):
+                raise missing
+            return await super()._agenerate(*args, **kw)
+
+    return GatewayChatModel
+
+
 def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
     """The platform's chat model for these settings; ``overrides`` go to the model's constructor."""
     if settings.llm_base_url or not settings.llm_model:
@@ -109,6 +153,7 @@ def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
 
         from cxmpute.http import async_client, client
 
+        gateway = not settings.llm_base_url
         base_url = settings.llm_base_url or f"{settings.resolved_api_url.rstrip('/')}/v1"
         # langchain-openai otherwise shares one async client per base URL across event loops, and a
         # client's connections belong to the loop that opened them: give each model its own. The model
@@ -116,6 +161,6 @@ def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
         # refuse), so this client skips the policy; it follows no redirect, which could lead it anywhere.
         overrides.setdefault("http_async_client", async_client(timeout=120.0, follow_redirects=False))
         overrides.setdefault("http_client", client(timeout=120.0, follow_redirects=False))
-        return ChatOpenAI(base_url=base_url, api_key=settings.llm_api_key,
-                          model=settings.llm_model or GATEWAY_MODEL, **overrides)
+        return (_gateway_model() if gateway else ChatOpenAI)(base_url=base_url, api_key=settings.llm_api_key,
+                                                             model=settings.llm_model or GATEWAY_MODEL, **overrides)
     return LocalChatModel(model_id=settings.llm_model, **overrides)

@@ -1,4 +1,5 @@
-"""`cxmpute storage ...`: in-process for the commands, and as real processes with a storage node."""
+"""`cxmpute storage ...` through the platform's API, served for real by uvicorn: in-process with CliRunner,
+and as real processes with a storage node."""
 
 from __future__ import annotations
 
@@ -14,58 +15,165 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eth_account import Account
 from typer.testing import CliRunner
 
-from stxrage.cli import app
+from cxmpute.client import PlatformClient, PlatformError, local_address
+from cxmpute.settings import get_settings, reset_settings
 from tests.stxrage.conftest import free_port
 
 runner = CliRunner()
 CXMPUTE = str(Path(sys.executable).parent / "cxmpute")
 
 
-def test_put_get_ls_stat_pin_rm(tmp_path):
+@pytest.fixture
+def cli(api_url, monkeypatch):
+    from cxmpute.cli import app
+
+    monkeypatch.setenv("CXMPUTE_API_URL", api_url)
+    reset_settings()
+
+    def invoke(*args: str):
+        return runner.invoke(app, ["storage", *args])
+
+    yield invoke
+    monkeypatch.delenv("CXMPUTE_API_URL")
+    reset_settings()
+
+
+def _first_column(table: str) -> str:
+    return "".join(line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│"))
+
+
+def test_put_get_over_http_as_the_local_wallet(cli, api_url, tmp_path):
     src = tmp_path / "report.pdf"
     src.write_bytes(os.urandom(1_300_000))
-    put = runner.invoke(app, ["put", str(src), "--json"])
+    put = cli("put", str(src), "--json")
     assert put.exit_code == 0, put.output
     cid = json.loads(put.stdout)["file"]["cid"]
+    # the file is the local wallet's, as the API lists it to an anonymous caller on this machine
+    listed = httpx.get(f"{api_url}/v1/storage/files").json()
+    assert cid in {f["cid"] for f in listed}
+    assert httpx.get(f"{api_url}/v1/storage/files/{cid}/stat").json()["owner"] == local_address()
+
     out = tmp_path / "back.pdf"
-    assert runner.invoke(app, ["get", cid, "-o", str(out)]).exit_code == 0
+    got = cli("get", cid, "-o", str(out))
+    assert got.exit_code == 0, got.output
     assert out.read_bytes() == src.read_bytes()
     part = tmp_path / "part"
-    assert runner.invoke(app, ["get", cid, "-o", str(part), "--range", "100-5000"]).exit_code == 0
+    assert cli("get", cid, "-o", str(part), "--range", "100-5000").exit_code == 0
     assert part.read_bytes() == src.read_bytes()[100:5000]
-    listed = json.loads(runner.invoke(app, ["ls", "--json"]).stdout)
-    assert cid in {f["cid"] for f in listed}
-    stat = json.loads(runner.invoke(app, ["stat", cid, "--json"]).stdout)
-    assert stat["name"] == "report.pdf" and stat["size"] == 1_300_000
-    assert runner.invoke(app, ["stat", cid, "--owner", "bob"]).exit_code == 2  # the owner's until published
-    assert runner.invoke(app, ["publish", cid]).exit_code == 0
-    seen = json.loads(runner.invoke(app, ["stat", cid, "--owner", "bob", "--json"]).stdout)
-    assert seen["public"] is True and seen["owner"] is None
-    assert runner.invoke(app, ["unpublish", cid]).exit_code == 0
-    assert runner.invoke(app, ["stat", cid, "--owner", "bob"]).exit_code == 2
-    assert runner.invoke(app, ["unpin", cid]).exit_code == 0
-    assert runner.invoke(app, ["pin", cid]).exit_code == 0
-    assert runner.invoke(app, ["rm", cid]).exit_code == 0
-    gone = runner.invoke(app, ["stat", cid])
-    assert gone.exit_code == 2 and "no file" in gone.output
+    assert cli("get", cid, "-o", str(tmp_path / "tail"), "--range", "1299990-").exit_code == 0
+    assert (tmp_path / "tail").read_bytes() == src.read_bytes()[1_299_990:]
+
+    assert cid in {f["cid"] for f in json.loads(cli("ls", "--json").stdout)}
+    table = cli("ls")
+    assert table.exit_code == 0 and cid in _first_column(table.stdout)  # folded, never cut
+    stat = json.loads(cli("stat", cid, "--json").stdout)
+    assert stat["name"] == "report.pdf" and stat["size"] == 1_300_000 and stat["owner"] == local_address()
+
+    with PlatformClient(wallet_key=Account.create().key.hex()) as bob:
+        with pytest.raises(PlatformError):  # the owner's until published
+            bob.get(f"/v1/storage/files/{cid}/stat")
+        assert cli("publish", cid).exit_code == 0
+        seen = bob.get(f"/v1/storage/files/{cid}/stat")
+        assert seen["public"] is True and seen["owner"] is None
+        assert cli("unpublish", cid).exit_code == 0
+        with pytest.raises(PlatformError):
+            bob.get(f"/v1/storage/files/{cid}/stat")
+
+    assert cli("unpin", cid).exit_code == 0
+    assert cli("pin", cid).exit_code == 0
+    assert cli("rm", cid).exit_code == 0
+    gone = cli("stat", cid)
+    assert gone.exit_code == 1 and "no file" in gone.output
+    assert cid not in {f["cid"] for f in httpx.get(f"{api_url}/v1/storage/files").json()}
 
 
-def test_private_put_and_errors_name_the_option(tmp_path):
+def test_the_cli_has_no_owner_option_and_errors_name_the_option(cli, tmp_path):
     src = tmp_path / "secret.txt"
     src.write_bytes(b"top secret\n" * 1000)
-    put = runner.invoke(app, ["put", str(src), "--private", "--owner", "alice", "--json"])
-    cid = json.loads(put.stdout)["file"]["cid"]
-    assert runner.invoke(app, ["stat", cid, "--owner", "bob"]).exit_code == 2
-    bad = runner.invoke(app, ["put", str(src), "--policy", "7/2"])
-    assert bad.exit_code == 2 and "--policy" in bad.output
-    bad = runner.invoke(app, ["get", cid, "-o", str(tmp_path / "x"), "--range", "abc", "--owner", "alice"])
-    assert bad.exit_code == 2 and "--range" in bad.output
+    refused = cli("ls", "--owner", "local")  # no pseudo-account to act as
+    assert refused.exit_code != 0 and "--owner" in refused.output
+    put = cli("put", str(src), "--private", "--json")
+    assert put.exit_code == 0, put.output
+    doc = json.loads(put.stdout)["file"]
+    assert doc["private"] is True and doc["owner"] == local_address()
+    bad = cli("put", str(src), "--policy", "7/2")
+    assert bad.exit_code == 1 and "--policy" in bad.output and "Traceback" not in bad.output
+    for wrong in ("abc", "50-10"):
+        bad = cli("get", doc["cid"], "-o", str(tmp_path / "x"), "--range", wrong)
+        assert bad.exit_code == 1 and "--range" in bad.output
+    missing = cli("stat", "bafy" + "a" * 50)
+    assert missing.exit_code == 1 and "Traceback" not in missing.output
 
 
-def _cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CXMPUTE_HOME": str(home)}
+def test_an_upload_sent_again_after_a_lapsed_session_is_whole(cli, api_url, tmp_path):
+    """The client signs in again and resends on a 401: the file must go up whole, not what a spent stream left."""
+    src = tmp_path / "again.bin"
+    src.write_bytes(os.urandom(2_500_000))
+    settings = get_settings()
+    (settings.data_dir / "session.json").write_text(json.dumps(
+        {"api": api_url, "address": local_address(), "token": "cxs_lapsed"}))
+    put = cli("put", str(src), "--json")
+    assert put.exit_code == 0, put.output
+    assert json.loads(put.stdout)["file"]["size"] == 2_500_000
+
+
+def test_a_platform_that_does_not_answer_exits_2(monkeypatch, tmp_path):
+    from cxmpute.cli import app
+
+    monkeypatch.setenv("CXMPUTE_API_URL", f"http://127.0.0.1:{free_port()}")
+    reset_settings()
+    try:
+        result = runner.invoke(app, ["storage", "ls"])
+    finally:
+        monkeypatch.delenv("CXMPUTE_API_URL")
+        reset_settings()
+    assert result.exit_code == 2 and "CXMPUTE_API_URL" in result.output
+
+
+def test_directories_go_in_per_file_and_archives_come_out_whole(cli, api_url, tmp_path):
+    src = tmp_path / "model"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "w.bin").write_bytes(os.urandom(800_000))
+    (src / "config.json").write_text("{}")
+    put = cli("put", str(src), "--json")
+    assert put.exit_code == 0, put.output
+    stored = {s["file"]["name"]: s["file"]["cid"] for s in json.loads(put.stdout)}
+    assert set(stored) == {"model/config.json", "model/sub/w.bin"}
+    assert cli("get", stored["model/sub/w.bin"], "-o", str(tmp_path / "w.bin")).exit_code == 0
+    assert (tmp_path / "w.bin").read_bytes() == (src / "sub" / "w.bin").read_bytes()
+
+    # A directory archive (as `cxmpute models push` makes) comes back through the API's archive routes.
+    from stxrage import open_storage
+
+    archive = open_storage(get_settings()).put_dir(src, owner=local_address()).file.cid
+    got = cli("get", archive, "-o", str(tmp_path / "back"))
+    assert got.exit_code == 0, got.output
+    assert (tmp_path / "back" / "sub" / "w.bin").read_bytes() == (src / "sub" / "w.bin").read_bytes()
+    assert (tmp_path / "back" / "config.json").read_text() == "{}"
+    assert cli("get", archive, "-o", str(tmp_path / "x"), "--range", "0-10").exit_code == 1
+
+
+def test_node_admin_is_the_operators(cli, api_url):
+    refused = httpx.post(f"{api_url}/v1/storage/repair")
+    assert refused.status_code == 403  # an account (the local wallet included) is not the operator
+    repaired = cli("repair", "--json")
+    assert repaired.exit_code == 0, repaired.output
+    assert json.loads(repaired.stdout)["lost"] == []
+    audited = cli("audit", "--sample", "5", "--json")
+    assert audited.exit_code == 0, audited.output
+    nodes = cli("nodes", "ls", "--json")
+    assert nodes.exit_code == 0, nodes.output
+    assert all(n["status"] in {"active", "down", "evicted"} for n in json.loads(nodes.stdout))
+    maintained = cli("maintain", "--sample", "5", "--json")
+    assert maintained.exit_code == 0, maintained.output
+    assert set(json.loads(maintained.stdout)) == {"nodes_down", "audit", "repair"}
+
+
+def _cli(api_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CXMPUTE_API_URL": api_url}
     return subprocess.run([CXMPUTE, "storage", *args], env=env, capture_output=True, text=True, timeout=timeout,
                           check=False)
 
@@ -114,48 +222,42 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _round_trip_through_a_node(tmp_path: Path, node: tuple[str, Path], size: int) -> None:
-    home = tmp_path / "client-home"
+def _round_trip_through_a_node(api_url: str, tmp_path: Path, node: tuple[str, Path], size: int) -> None:
+    """The platform's operator adds a node on its machine; files then go up and down through the API."""
     node_url, credential = node
-    refused = _cli(home, "nodes", "add", node_url)
-    assert refused.returncode == 2 and "--credential-file" in refused.stderr
-    added = _cli(home, "nodes", "add", node_url, "--credential-file", str(credential), "--json")
+    refused = _cli(api_url, "nodes", "add", node_url)
+    assert refused.returncode == 1 and "--credential-file" in refused.stderr
+    added = _cli(api_url, "nodes", "add", node_url, "--credential-file", str(credential), "--json")
     assert added.returncode == 0, added.stderr
+    node_id = json.loads(added.stdout)["id"]
     assert json.loads(added.stdout)["price_per_gb_month"] == 1.25
-    src = tmp_path / "big.bin"
-    with src.open("wb") as f:
-        for _ in range(size // (1 << 24)):
-            f.write(os.urandom(1 << 24))
-        f.write(os.urandom(size % (1 << 24)))
-    put = _cli(home, "put", str(src), timeout=1200)
-    assert put.returncode == 0, put.stderr
-    cid = put.stdout.strip()
-    out = tmp_path / "back.bin"
-    got = _cli(home, "get", cid, "-o", str(out), timeout=1200)
-    assert got.returncode == 0, got.stderr
-    assert _sha256(out) == _sha256(src)
-    listed = _cli(home, "nodes", "ls", "--json")
-    assert json.loads(listed.stdout)[0]["status"] == "active"
+    try:
+        src = tmp_path / "big.bin"
+        with src.open("wb") as f:
+            for _ in range(size // (1 << 24)):
+                f.write(os.urandom(1 << 24))
+            f.write(os.urandom(size % (1 << 24)))
+        put = _cli(api_url, "put", str(src), timeout=1200)
+        assert put.returncode == 0, put.stderr
+        cid = put.stdout.strip()
+        out = tmp_path / "back.bin"
+        got = _cli(api_url, "get", cid, "-o", str(out), timeout=1200)
+        assert got.returncode == 0, got.stderr
+        assert _sha256(out) == _sha256(src)
+        listed = {n["id"]: n for n in json.loads(_cli(api_url, "nodes", "ls", "--json").stdout)}
+        assert listed[node_id]["status"] == "active"
+        assert any((credential.parent / "blocks").rglob("*"))  # the platform placed blocks on the node
+        assert _cli(api_url, "rm", cid).returncode == 0
+    finally:
+        evicted = _cli(api_url, "nodes", "rm", node_id, "--json")
+    assert evicted.returncode == 0, evicted.stderr
+    assert json.loads(evicted.stdout)["status"] == "evicted"
 
 
-def test_cli_processes_round_trip_through_a_storage_node(tmp_path, node_process):
-    _round_trip_through_a_node(tmp_path, node_process, 3 * 1024 * 1024 + 1)
+def test_cli_processes_round_trip_through_a_storage_node(api_url, tmp_path, node_process):
+    _round_trip_through_a_node(api_url, tmp_path, node_process, 3 * 1024 * 1024 + 1)
 
 
 @pytest.mark.slow
-def test_one_gib_round_trip_through_the_cli_and_a_node(tmp_path, node_process):
-    _round_trip_through_a_node(tmp_path, node_process, 1024**3)
-
-
-def test_directories_go_in_and_come_out_whole(tmp_path):
-    src = tmp_path / "model"
-    (src / "sub").mkdir(parents=True)
-    (src / "sub" / "w.bin").write_bytes(os.urandom(800_000))
-    (src / "config.json").write_text("{}")
-    put = runner.invoke(app, ["put", str(src), "--json"])
-    assert put.exit_code == 0, put.output
-    doc = json.loads(put.stdout)["file"]
-    assert doc["kind"] == "dir"
-    assert runner.invoke(app, ["get", doc["cid"], "-o", str(tmp_path / "back")]).exit_code == 0
-    assert (tmp_path / "back" / "sub" / "w.bin").read_bytes() == (src / "sub" / "w.bin").read_bytes()
-    assert (tmp_path / "back" / "config.json").read_text() == "{}"
+def test_one_gib_round_trip_through_the_cli_and_a_node(api_url, tmp_path, node_process):
+    _round_trip_through_a_node(api_url, tmp_path, node_process, 1024**3)

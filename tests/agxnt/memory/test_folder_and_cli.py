@@ -1,16 +1,17 @@
-"""Folder ingest (confined to the ingest roots) and `cxmpute memory write|search|ask|ls`."""
+"""Folder ingest (confined to the ingest roots) and `cxmpute memory write|search|ask|ls` through the API."""
 
 from __future__ import annotations
 
 import json
+import uuid
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from agxnt.errors import AgentError
 from agxnt.memory.agents import WriteMemory
-from agxnt.memory.cli import app
-from cxmpute.settings import Settings
+from cxmpute.settings import Settings, reset_settings
 
 PAGES = {
     "ocean.txt": "Blue whales are the largest animals ever known to have lived on Earth.",
@@ -58,38 +59,61 @@ async def test_symlink_out_of_the_root_is_not_followed(ctx_for, owners, folder, 
     assert "leak.txt" not in out.ids
 
 
-def test_cli_write_search_ask_ls(platform, owners, folder):
+@pytest.fixture
+def cli(platform, api_url, monkeypatch):
+    """`cxmpute memory ...` against the API served for real, as this machine's local wallet."""
+    from cxmpute.cli import app
+
+    monkeypatch.setenv("CXMPUTE_API_URL", api_url)
+    reset_settings()
     runner = CliRunner()
-    owner = owners[0]
+    yield lambda *args: runner.invoke(app, ["memory", *args])
+    monkeypatch.delenv("CXMPUTE_API_URL")
+    reset_settings()
+
+
+def test_cli_write_search_ask_ls_through_the_api(cli, api_url, folder):
+    memory = f"cli-{uuid.uuid4().hex[:8]}"
     files = [str(folder / "ocean.txt"), str(folder / "volcano.txt")]
-    result = runner.invoke(app, ["write", "--owner", owner, "-m", "cli", "--meta", "lang=en",
-                                 "-f", files[0], "-f", files[1], "Sharks have skeletons made of cartilage."])
+    result = cli("write", "-m", memory, "--meta", "lang=en", "-f", files[0], "-f", files[1],
+                 "Sharks have skeletons made of cartilage.")
     assert result.exit_code == 0, result.output
     assert "stored 3 document(s)" in result.output
+    # written as the local wallet, whose memories the API shows an anonymous caller on this machine
+    listed = httpx.get(f"{api_url}/v1/memories").json()
+    assert {"name": memory, "count": 3} in listed
+    searched = httpx.post(f"{api_url}/v1/agents/memory.search/invoke",
+                          json={"input": {"memory": memory, "query": "largest animal", "k": 1}}).json()
+    assert searched["output"]["ids"] == ["ocean.txt"]
 
-    result = runner.invoke(app, ["search", "--owner", owner, "-m", "cli", "--json", "-k", "1", "largest animal"])
+    result = cli("search", "-m", memory, "--json", "-k", "1", "largest animal")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ids"] == ["ocean.txt"]
+    table = cli("search", "-m", memory, "-k", "1", "largest animal")
+    assert table.exit_code == 0 and "ocean.txt" in table.stdout
 
-    result = runner.invoke(app, ["search", "--owner", owner, "-m", "cli", "--json", "--filter",
-                                 json.dumps({"source": {"$eq": files[1]}}), "anything"])
+    result = cli("search", "-m", memory, "--json", "--filter", json.dumps({"source": {"$eq": files[1]}}), "anything")
     assert json.loads(result.stdout)["ids"] == ["volcano.txt"]
 
-    result = runner.invoke(app, ["ask", "--owner", owner, "-m", "cli", "--json", "-k", "1", "Which volcano is in Sicily?"])
+    result = cli("ask", "-m", memory, "--json", "-k", "1", "Which volcano is in Sicily?")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["passage_ids"] == ["volcano.txt"]
 
-    result = runner.invoke(app, ["ls", "--owner", owner, "--json"])
-    assert json.loads(result.stdout) == [{"name": "cli", "count": 3}]
-    result = runner.invoke(app, ["ls", "cli", "--owner", owner, "--json", "--limit", "2"])
+    result = cli("ls", "--json")
+    assert {"name": memory, "count": 3} in json.loads(result.stdout)
+    result = cli("ls", memory, "--json", "--limit", "2")
     page = json.loads(result.stdout)
     assert page["total"] == 3 and len(page["items"]) == 2
+    assert cli("ls", "--owner", "local").exit_code != 0  # no pseudo-account to act as
 
 
-def test_cli_errors_are_messages_not_tracebacks(platform, owners):
-    runner = CliRunner()
-    result = runner.invoke(app, ["search", "--owner", owners[0], "-m", "nope", "x"])
-    assert result.exit_code == 2
-    assert "memory 'nope' does not exist" in result.output and "Traceback" not in result.output
-    result = runner.invoke(app, ["search", "--owner", owners[0], "--filter", '{"a": {"$regex": 1}}', "x"])
-    assert result.exit_code == 2 and "invalid filter" in result.output
+def test_cli_errors_are_one_line_naming_the_field(cli):
+    result = cli("search", "-m", f"nope-{uuid.uuid4().hex[:8]}", "x")
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and "Traceback" not in result.output
+    result = cli("search", "--filter", '{"a": {"$regex": 1}}', "x")
+    assert result.exit_code == 1 and "invalid filter" in result.output
+    result = cli("search", "--filter", "{not json", "x")
+    assert result.exit_code == 1 and "--filter" in result.output
+    result = cli("write", "--meta", "novalue", "text")
+    assert result.exit_code == 1 and "--meta" in result.output
