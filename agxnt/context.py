@@ -49,14 +49,14 @@ class Services:
 
         return MemoryStore.from_settings(self.settings)
 
-    @property
-    def llm(self):  # -> langchain BaseChatModel
-        """A chat model for the caller's event loop (cheap: local weights are cached by the loader)."""
+    def llm_for(self, owner: str):  # -> langchain BaseChatModel
+        """A chat model for the caller's event loop, acting for ``owner`` where it reaches the platform's own
+        gateway (cheap: local weights are cached by the loader)."""
         from agxnt.llm import chat_model
 
         if "llm" in self._overrides:
             return self._overrides["llm"]
-        return chat_model(self.settings)
+        return chat_model(self.settings, owner=owner)
 
     @cached_property
     def storage(self):  # -> stxrage.store.Storage
@@ -120,6 +120,11 @@ class AgentContext:
             if self.deadline is not None and time.time() > self.deadline:
                 raise BudgetExceeded(f"time budget exhausted after {i} iterations")
             yield i
+
+    @property
+    def llm(self):  # -> langchain BaseChatModel
+        """The chat model, acting for this context's owner (who pays for what the gateway serves)."""
+        return self.services.llm_for(self.owner)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         if self.on_progress is not None:

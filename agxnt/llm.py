@@ -11,8 +11,9 @@ Which one is decided by the settings, in this order:
 from __future__ import annotations
 
 import threading
+import time
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -20,7 +21,10 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from agxnt.errors import AgentError
-from cxmpute.settings import Settings
+from cxmpute.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from agxnt.context import AgentContext
 
 GATEWAY_MODEL = "default"
 
@@ -109,6 +113,27 @@ class NoLanguageModel(AgentError):
     status_code = 503
 
 
+class ModelUnavailable(AgentError):
+    status_code = 502
+
+
+async def complete(ctx: AgentContext, messages: list, *, field: str = "llm") -> str:
+    """The model's reply to ``messages`` as text, for every agent that asks one. A model that fails is a 502
+    naming ``field`` and the settings that choose the model; a platform without one is a 503 naming them."""
+    try:
+        reply = await ctx.llm.ainvoke(messages)
+    except AgentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the model client raises its own transport and API error types
+        raise ModelUnavailable(f"the language model failed ({type(exc).__name__}: {exc}); the platform LLM is set "
+                               "with CXMPUTE_LLM_BASE_URL (an OpenAI-compatible URL) or CXMPUTE_LLM_MODEL (a local "
+                               "model)", field=field) from None
+    content = reply.content
+    if isinstance(content, list):
+        content = "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content)
+    return str(content).strip()
+
+
 def no_language_model(gateway: str, model: str) -> NoLanguageModel:
     return NoLanguageModel(
         f"no language model is configured: no provider on the platform's gateway ({gateway}) serves {model!r}. "
@@ -146,8 +171,9 @@ def _gateway_model() -> type[BaseChatModel]:
     return GatewayChatModel
 
 
-def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
-    """The platform's chat model for these settings; ``overrides`` go to the model's constructor."""
+def chat_model(settings: Settings, *, owner: str | None = None, **overrides: Any) -> BaseChatModel:
+    """The platform's chat model for these settings; ``overrides`` go to the model's constructor. On the
+    platform's own gateway it acts for ``owner`` (an account address), who pays for what it serves."""
     if settings.llm_base_url or not settings.llm_model:
         from langchain_openai import ChatOpenAI
 
@@ -161,6 +187,30 @@ def chat_model(settings: Settings, **overrides: Any) -> BaseChatModel:
         # refuse), so this client skips the policy; it follows no redirect, which could lead it anywhere.
         overrides.setdefault("http_async_client", async_client(timeout=120.0, follow_redirects=False))
         overrides.setdefault("http_client", client(timeout=120.0, follow_redirects=False))
-        return (_gateway_model() if gateway else ChatOpenAI)(base_url=base_url, api_key=settings.llm_api_key,
+        key = _gateway_session(owner) if gateway and owner else settings.llm_api_key
+        return (_gateway_model() if gateway else ChatOpenAI)(base_url=base_url, api_key=key,
                                                              model=settings.llm_model or GATEWAY_MODEL, **overrides)
     return LocalChatModel(model_id=settings.llm_model, **overrides)
+
+
+_sessions: dict[str, tuple[str, float]] = {}
+
+
+def _gateway_session(owner: str) -> str:
+    """A delegated session of ``owner`` on this platform (kept until a minute before it ends): the gateway
+    serves accounts only, and an agent's calls are its run owner's. An owner that is no account keeps the
+    configured key, which the gateway refuses with its own message."""
+    from eth_utils import is_address
+
+    from compute.identity.siwe import delegated_session
+    from compute.network import get_network
+
+    if not is_address(owner):
+        return get_settings().llm_api_key
+    token, until = _sessions.get(owner, ("", 0.0))
+    if until - time.time() > 60:
+        return token
+    net = get_network()
+    opened = delegated_session(net.store, owner, net.chain.chain_id)
+    _sessions[owner] = (opened.token, opened.expires_at.timestamp())
+    return opened.token

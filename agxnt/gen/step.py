@@ -12,6 +12,7 @@ from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.gen.files import GeneratedFile, stem, store
+from agxnt.llm import complete
 
 MAX_SECTIONS = 50
 _NUMBERING = re.compile(r"^\s*(?:[-*+#>]+|\(?\d+[.):]|[ivxIVX]+[.)])\s*")
@@ -35,13 +36,7 @@ def parse_outline(text: str, limit: int) -> list[str]:
 
 
 async def _ask(ctx: AgentContext, messages: list) -> str:
-    try:
-        reply = await ctx.services.llm.ainvoke(messages)
-    except Exception as exc:  # the LLM is a remote or loaded service; its failure is not the caller's bug
-        raise AgentError(f"the language model failed ({type(exc).__name__}: {exc}); the platform LLM is set with "
-                         "CXMPUTE_LLM_BASE_URL (an OpenAI-compatible URL) or CXMPUTE_LLM_MODEL (a local model)",
-                         field="llm", status_code=502) from None
-    return reply.text
+    return await complete(ctx, messages)
 
 
 def _tail(text: str, chars: int) -> str:

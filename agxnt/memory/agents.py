@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
+from agxnt.llm import complete
 from agxnt.memory.files import read_folder
 from agxnt.memory.filters import Scalar
 from agxnt.memory.store import DocumentIn, MemoryStore, SearchHit, validate_memory_name
@@ -28,12 +29,6 @@ RESOURCES = Resources(cpu=1.0, memory_mb=1024)
 
 def _store(ctx: AgentContext) -> MemoryStore:
     return ctx.services.memory
-
-
-def _llm_failure(exc: Exception) -> AgentError:
-    return AgentError(f"the language model failed ({type(exc).__name__}: {exc}); the platform LLM is set with "
-                      "CXMPUTE_LLM_BASE_URL (an OpenAI-compatible URL) or CXMPUTE_LLM_MODEL (a local model)",
-                      field="llm", status_code=502)
 
 
 def _context_text(hits: list[SearchHit]) -> str:
@@ -148,11 +143,7 @@ class AskMemory(Agent):
                                answer=f"Memory {input.memory!r} holds nothing relevant to this question.",
                                passage_ids=[], passages=[])
         prompt = f"Context passages:\n\n{_context_text(hits)}\n\nQuestion: {input.question}"
-        try:
-            reply = await ctx.services.llm.ainvoke([("system", ASK_SYSTEM), ("human", prompt)])
-        except Exception as exc:  # the LLM is a remote or loaded service; its failure is not the caller's bug
-            raise _llm_failure(exc) from None
-        answer = reply.text
+        answer = await complete(ctx, [("system", ASK_SYSTEM), ("human", prompt)])
         cited = [h.id for h in hits if re.search(rf"\[{re.escape(h.id)}\]", answer)]
         return self.Output(memory=input.memory, answer=answer.strip(), passage_ids=cited or [h.id for h in hits], passages=hits)
 
@@ -279,8 +270,4 @@ class SequentialMemory(Agent):
 
     async def _summarize(self, entries: list[ThreadEntry], ctx: AgentContext) -> str:
         transcript = "\n".join(f"{e.role}: {e.content}" for e in entries)
-        try:
-            reply = await ctx.services.llm.ainvoke([("system", SUMMARY_SYSTEM), ("human", transcript)])
-        except Exception as exc:  # see AskMemory
-            raise _llm_failure(exc) from None
-        return reply.text.strip()
+        return await complete(ctx, [("system", SUMMARY_SYSTEM), ("human", transcript)])

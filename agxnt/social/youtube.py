@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 from agxnt.agent import Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError, NotFound
+from agxnt.llm import complete
 from agxnt.social.base import SocialAgent
-from agxnt.social.http import Service, ServiceFailed, call
+from agxnt.social.http import Service, call
 
 VIDEO_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 PAGE_SIZE = 50  # the Data API's largest maxResults
@@ -189,12 +190,5 @@ class YouTubeAgent(SocialAgent):
         return YouTubeOutput(transcript=text, segments=segments, summary=summary, video_url=_watch_url(vid))
 
     async def _summarize(self, text: str, ctx: AgentContext) -> str:
-        try:
-            reply = await ctx.services.llm.ainvoke([SystemMessage(content=SUMMARY_PROMPT),
-                                                   HumanMessage(content=text[:SUMMARY_INPUT_CHARS])])
-        except Exception as exc:  # the model client raises its own transport and API error types
-            raise ServiceFailed(f"the language model failed: {type(exc).__name__}: {exc}", field="summarize") from None
-        content = reply.content
-        if isinstance(content, list):
-            content = "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content)
-        return str(content).strip()
+        return await complete(ctx, [SystemMessage(content=SUMMARY_PROMPT),
+                                    HumanMessage(content=text[:SUMMARY_INPUT_CHARS])], field="summarize")

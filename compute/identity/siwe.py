@@ -20,6 +20,7 @@ from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
 
 from compute.errors import ComputeError, Unauthorized
 from compute.models import AuthNonce, AuthSession, aware, utcnow
@@ -29,7 +30,7 @@ from cxmpute.settings import get_settings
 from cxmpute.siwe import HEADER, Nonce, message_for
 
 # The wallet side of sign-in (the message and the nonce) lives with the platform client; re-exported here.
-__all__ = ["HEADER", "Nonce", "SiweMessage", "issue_nonce", "message_for", "sign_in", "token_hash"]
+__all__ = ["HEADER", "Nonce", "SiweMessage", "delegated_session", "issue_nonce", "message_for", "sign_in", "token_hash"]
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -210,17 +211,28 @@ def sign_in(store: Store, message: str, signature: str) -> SessionToken:
         raise Unauthorized("signature is malformed", field="signature") from exc
     if signer != msg.address:
         raise Unauthorized("signature does not match the address", field="signature")
-    token = "cxs_" + secrets.token_urlsafe(32)
-    expires = now + timedelta(seconds=settings.session_ttl_s)
     with store.write() as session:
         consumed = session.execute(
             update(AuthNonce).where(AuthNonce.nonce == msg.nonce, AuthNonce.used.is_(False),
                                     AuthNonce.expires_at > now).values(used=True)).rowcount
         if consumed != 1:
             raise Unauthorized("nonce is unknown, expired or already used", field="nonce")
-        session.add(AuthSession(token_hash=token_hash(token), address=signer, chain_id=msg.chain_id,
-                                expires_at=expires, revoked=False))
-    return SessionToken(token=token, address=signer, chain_id=msg.chain_id, expires_at=expires)
+        return _open(session, signer, msg.chain_id, settings.session_ttl_s)
+
+
+def delegated_session(store: Store, address: str, chain_id: int, ttl_s: int = 900) -> SessionToken:
+    """A short session the platform opens itself for an account it acts for: an agent of that account's run
+    calling the platform's own inference gateway, which bills the account as if it had called."""
+    with store.write() as session:
+        return _open(session, to_checksum_address(address), chain_id, ttl_s)
+
+
+def _open(session: Session, address: str, chain_id: int, ttl_s: int) -> SessionToken:
+    token = "cxs_" + secrets.token_urlsafe(32)
+    expires = utcnow() + timedelta(seconds=ttl_s)
+    session.add(AuthSession(token_hash=token_hash(token), address=address, chain_id=chain_id, expires_at=expires,
+                            revoked=False))
+    return SessionToken(token=token, address=address, chain_id=chain_id, expires_at=expires)
 
 
 def _check_uri(msg: SiweMessage, domain: str) -> None:

@@ -90,7 +90,7 @@ def test_platform_model_serves_calls_from_separate_event_loops():
         services = Services(Settings(llm_base_url=f"http://127.0.0.1:{server.server_port}/v1", llm_model="m"))
 
         async def ask() -> str:
-            return (await services.llm.ainvoke("hi")).content
+            return (await services.llm_for("0x0").ainvoke("hi")).content
 
         assert [asyncio.run(ask()) for _ in range(3)] == ["grounded answer"] * 3
     finally:

@@ -100,3 +100,22 @@ def test_memory_ask_says_how_to_configure_a_model(no_model):
     assert asked.exit_code == 1, asked.output
     assert "CXMPUTE_LLM_BASE_URL" in asked.output and "cxmpute inference serve" in asked.output
     assert "401" not in asked.output and "Traceback" not in asked.output
+
+
+def test_an_agent_reaches_the_gateway_as_its_run_owner(api_url):
+    """The gateway serves accounts only: the model an agent gets carries a short session of the run's owner,
+    which the platform accepts as that account, so what the gateway serves is billed to it."""
+    from eth_account import Account
+
+    from agxnt.context import AgentContext
+    from compute.identity.tokens import authenticate
+    from compute.network import get_network
+
+    owner = Account.create().address
+    model = AgentContext(owner=owner, settings=Settings(api_url=api_url)).llm
+    key = model.openai_api_key.get_secret_value()
+    assert key.startswith("cxs_")
+    assert authenticate(get_network().store, key).address == owner
+    balance = httpx.get(f"{api_url}/v1/account/balance", headers={"Authorization": f"Bearer {key}"})
+    assert balance.status_code == 200 and balance.json()["address"] == owner
+    assert AgentContext(owner=owner, settings=Settings(api_url=api_url)).llm.openai_api_key.get_secret_value() == key
