@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from cxmpute import __version__
 from cxmpute.db import migrate
 from cxmpute.settings import apply_environment_defaults, get_settings
 from web import errors, limits, routers
-from web.deps import declared_access
+from web.deps import declared_access, public
+
+# Swagger UI's and ReDoc's own files, shipped by a Python package (fastapi-offline: Swagger UI 5, which reads
+# the OpenAPI 3.1 FastAPI writes): the docs pages work on a machine with no internet.
+DOCS_FILES = Path(fastapi_offline.__file__).parent / "static"
+DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
 
 
 def create_app() -> FastAPI:
@@ -25,9 +34,13 @@ def create_app() -> FastAPI:
         version=__version__,
         description="Agents, workflows, the compute market and storage of the Cxmpute network.",
         dependencies=[Depends(limits.integer_params)],
+        docs_url=None,  # served by _docs, from this machine
+        redoc_url=None,
     )
     errors.install(app)
-    undeclared: list[str] = []
+    docs = _docs(app.openapi_url)
+    undeclared = _publish_access(docs)
+    app.include_router(docs)
     for mod in sorted(pkgutil.iter_modules(routers.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"web.routers.{mod.name}")
         router = getattr(module, "router", None)
@@ -38,6 +51,32 @@ def create_app() -> FastAPI:
         raise RuntimeError("routes must declare one access (web.deps): " + "; ".join(undeclared))
     limits.install(app)
     return app
+
+
+def _docs(openapi_url: str) -> APIRouter:
+    """Swagger UI at /docs and ReDoc at /redoc, their assets under /docs/assets/."""
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
+
+    @router.get("/docs")
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=openapi_url, title="Cxmpute API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon.png")
+
+    @router.get("/redoc")
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=openapi_url, title="Cxmpute API", with_google_fonts=False,
+                              redoc_js_url="/docs/assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs/assets/favicon.png")
+
+    @router.get("/docs/assets/{name}")
+    def asset(name: str) -> Response:
+        if name not in DOCS_ASSETS:
+            return JSONResponse({"detail": f"no docs file {name!r}", "field": "name"}, status_code=404)
+        return FileResponse(DOCS_FILES / name, headers={"Cache-Control": "public, max-age=86400"})
+
+    return router
 
 
 def _publish_access(router: APIRouter) -> list[str]:

@@ -2,85 +2,147 @@
 
 from __future__ import annotations
 
+import copy
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import typer
 from rich.console import Console
 
+from cxmpute.client import local_address
 from cxmpute.settings import get_settings
 
 app = typer.Typer()
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a path or URL wrapped in two is no use to copy
 LOCAL_POOL = "cxmpute-network"  # the pool deploy/prefect.yaml's deployments target
 LOCAL_STAKE_ETH = 2
+LOCAL_WALLET_ETH = 100  # what the local wallet starts with on the embedded chain
+LOCAL_DISK_GB = 20
 
 
 def _serve(host: str, port: int) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from flows.runner import reap_orphans
 
     try:
         reaped = reap_orphans()
-    except Exception as exc:  # an unreachable Prefect API must not stop the API from starting
+    except Exception as exc:  # noqa: BLE001 - an unreachable Prefect API must not stop the API from starting
         console.print(f"[yellow]could not check for orphaned runs: {exc}[/yellow]")
     else:
         if reaped:
             console.print(f"marked {len(reaped)} run(s) left by a stopped process as crashed")
 
-    uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="info")
+    # The platform's own lines (a refused request, a server error) beside uvicorn's, in its format.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["cxmpute"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="info", log_config=log_config)
+
+
+def _wait_for_api(api_url: str, seconds: float = 120) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api_url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _fund(api_url: str, address: str, eth: int, below: int) -> None:
+    """Send ``eth`` to ``address`` from the embedded chain's dev account when it holds less than ``below``
+    ETH: a development method, sent through the API's chain RPC with the operator credential."""
+    from compute.chain.client import web3_at
+
+    w3 = web3_at(f"{api_url}/v1/chain/rpc", get_settings().resolved_operator_token())
+    if w3.eth.get_balance(address) < below * 10**18:
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
+            {"from": w3.eth.accounts[0], "to": address, "value": eth * 10**18}))
+
+
+def _offered_disk_gb(home: Path) -> int:
+    """Disk the local provider offers: half the data dir's free space, at most LOCAL_DISK_GB. Chosen once and
+    kept, since a provider that comes back with other resources publishes a second provision beside its
+    first, and the machine would be sold twice."""
+    chosen = home / "disk_gb"
+    if not chosen.exists():
+        free_gb = shutil.disk_usage(home).free // 2**30
+        chosen.write_text(str(min(LOCAL_DISK_GB, free_gb // 2)))
+    return int(chosen.read_text())
 
 
 def _start_local_provider(api_url: str, prefect_api: str, work_pool: str, started: list[subprocess.Popen]) -> None:
-    """Fund a provider wallet of this machine from the embedded chain's dev account (a development method:
-    sent with the operator credential) and start its worker. The key is kept in the data dir, so the same
-    provider (and its stake) comes back on the next start."""
+    """Fund a provider wallet of this machine from the embedded chain's dev account and start its worker.
+    The key is kept in the data dir, so the same provider (and its stake) comes back on the next start."""
     from eth_account import Account
 
-    from compute.chain.client import web3_at
-
-    settings = get_settings()
-    home = settings.data_dir / "local-provider"
+    home = get_settings().data_dir / "local-provider"
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_file = home / "wallet.key"
     if not key_file.exists():
         key_file.write_text(Account.create().key.to_0x_hex())
         key_file.chmod(0o600)
     key = key_file.read_text().strip()
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{api_url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            console.print("[yellow]the API did not answer: no local provider worker[/yellow]")
-            return
-        time.sleep(0.5)
-    w3 = web3_at(f"{api_url}/v1/chain/rpc", settings.resolved_operator_token())
     address = Account.from_key(key).address
-    need = LOCAL_STAKE_ETH * 2 * 10**18
-    if w3.eth.get_balance(address) < need:
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-            {"from": w3.eth.accounts[0], "to": address, "value": need}))
+    _fund(api_url, address, LOCAL_STAKE_ETH * 2, below=LOCAL_STAKE_ETH * 2)
     cpu = max(1, (os.cpu_count() or 2) // 2)
     # The worker is a provider like any other: it never holds the operator's credential.
     env = {**{k: v for k, v in os.environ.items() if k != "CXMPUTE_OPERATOR_TOKEN"}, "CXMPUTE_HOME": str(home),
            "CXMPUTE_WALLET_KEY": key, "CXMPUTE_API_URL": api_url, "PREFECT_API_URL": prefect_api,
            "PREFECT_HOME": str(home / "prefect")}
-    log = open(home / "worker.log", "ab")
-    started.append(subprocess.Popen(
-        [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", "local", "--price-gwei", "1",
-         "--cpu", str(cpu), "--memory-mb", "2048", "--stake-eth", str(LOCAL_STAKE_ETH), "--work-pool", work_pool],
-        env=env, stdout=log, stderr=subprocess.STDOUT))
+    with open(home / "worker.log", "ab") as log:
+        started.append(subprocess.Popen(
+            [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", "local", "--price-gwei", "1",
+             "--cpu", str(cpu), "--memory-mb", "2048", "--disk-gb", str(_offered_disk_gb(home)),
+             "--stake-eth", str(LOCAL_STAKE_ETH), "--work-pool", work_pool],
+            env=env, stdout=log, stderr=subprocess.STDOUT))
     console.print(f"  local provider   {address} (pool {work_pool}, log {home / 'worker.log'})")
+
+
+def _when_listening(api_url: str, banner: str, embedded_chain: bool, provider: bool, prefect_api: str,
+                    work_pool: str, started: list[subprocess.Popen]) -> None:
+    """Once the API answers: fund the local wallet (on the embedded chain), say the platform is up, then
+    start the local provider."""
+    if not _wait_for_api(api_url):
+        console.print("[yellow]the API did not answer within 120 s: no local wallet funds, no local provider "
+                      "worker[/yellow]")
+        return
+    from web3.exceptions import Web3Exception
+
+    chain_failed = (OSError, ValueError, Web3Exception)  # the chain's RPC unreachable or refusing the transfer
+    if embedded_chain:
+        try:
+            _fund(api_url, local_address(), LOCAL_WALLET_ETH, below=LOCAL_WALLET_ETH // 10)
+        except chain_failed as exc:  # the platform still serves; only the wallet's starting funds are missing
+            console.print(f"[yellow]could not fund the local wallet: {exc}[/yellow]")
+    console.print(banner)
+    if provider and embedded_chain:
+        try:
+            _start_local_provider(api_url, prefect_api, work_pool, started)
+        except chain_failed as exc:  # the platform still serves, without a provider of its own
+            console.print(f"[yellow]could not start the local provider: {exc}[/yellow]")
+
+
+def _port_taken(host: str, port: int) -> bool:
+    # SO_REUSEADDR as uvicorn binds: a port left in TIME_WAIT is free to it, one with a listener is not.
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def _check_prefect_credential(api: str) -> None:
@@ -106,6 +168,10 @@ def up(
 
     settings = get_settings()
     host, port = host or settings.api_host, port or settings.api_port
+    if _port_taken(host, port):
+        console.print(f"[red]port {port} on {host} is in use (another `cxmpute up`?): choose another with --port "
+                      "or CXMPUTE_API_PORT[/red]")
+        raise typer.Exit(1)
     prefect_proc: subprocess.Popen | None = None
     api = settings.prefect_api_url or find_api(f"http://127.0.0.1:{settings.prefect_port}/api")
     if api is None:
@@ -117,14 +183,15 @@ def up(
     else:
         _check_prefect_credential(api)
     use_api(api)
-    console.print(f"[bold]Cxmpute is up[/bold]\n  API and builder  http://{host}:{port}/\n"
-                  f"  API docs         http://{host}:{port}/docs\n  Prefect API      {api}\n"
-                  f"  data             {settings.data_dir}\nCtrl-C to stop.")
+    banner = (f"[bold]Cxmpute is up[/bold]\n  API and builder  http://{host}:{port}/\n"
+              f"  API docs         http://{host}:{port}/docs\n  Prefect API      {api}\n"
+              f"  local wallet     {local_address(settings)}\n"
+              f"  data             {settings.data_dir}\nCtrl-C to stop.")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     local: list[subprocess.Popen] = []
-    if provider and settings.chain_rpc_url is None:
-        threading.Thread(target=_start_local_provider, args=(f"http://127.0.0.1:{port}", api, work_pool, local),
-                         daemon=True, name="local-provider").start()
+    threading.Thread(target=_when_listening, daemon=True, name="when-listening",
+                     args=(f"http://127.0.0.1:{port}", banner, settings.chain_rpc_url is None, provider, api,
+                           work_pool, local)).start()
     try:
         _serve(host, port)
     except KeyboardInterrupt:

@@ -1,8 +1,12 @@
-"""Errors as JSON naming the field or node; never a traceback."""
+"""Errors as JSON naming the field or node; never a traceback.
+
+A refused request (4xx) is the caller's mistake: one INFO line naming the status, method, route and field.
+Only a server error (5xx) logs its traceback."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,44 +22,57 @@ from web.limits import BODY, RequestRefused, out_of_range, oversized_int
 log = logging.getLogger("cxmpute.web")
 
 
+def _answer(request: Request, status: int, content: dict[str, Any], exc: Exception,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    if status >= 500:
+        log.error("%s %s %s: %s", status, request.method, route, content.get("detail"), exc_info=exc)
+    else:
+        field = content.get("field") or _first_field(content.get("errors") or [])
+        log.info("%s %s %s: %s: %s", status, request.method, route, field or "-", content.get("detail"))
+    return JSONResponse(status_code=status, content=content, headers=headers)
+
+
+def _first_field(errors: list[dict[str, Any]]) -> str | None:
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    return first.get("field") or (f"node {first['node']}" if first.get("node") else None)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(CxmputeError)
-    async def _platform_error(_: Request, exc: CxmputeError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content=exc.body(), headers=exc.headers())
+    async def _platform_error(request: Request, exc: CxmputeError) -> JSONResponse:
+        return _answer(request, exc.status_code, exc.body(), exc, exc.headers())
 
     @app.exception_handler(WorkflowInvalid)
-    async def _workflow_invalid(_: Request, exc: WorkflowInvalid) -> JSONResponse:
-        return JSONResponse(status_code=422, content={
-            "detail": f"workflow has {len(exc.problems)} problem(s): {exc}",
-            "errors": [p.model_dump() for p in exc.problems],
-        })
+    async def _workflow_invalid(request: Request, exc: WorkflowInvalid) -> JSONResponse:
+        errors = [p.model_dump() for p in exc.problems]
+        return _answer(request, 422, {"detail": f"workflow has {len(exc.problems)} problem(s): {exc}",
+                                      "errors": errors}, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]} for e in exc.errors()
         ]
         summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        return JSONResponse(status_code=422, content={"detail": summary, "errors": errors})
+        return _answer(request, 422, {"detail": summary, "errors": errors}, exc)
 
     @app.exception_handler(RequestRefused)
-    async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content=exc.body())
+    async def _refused(request: Request, exc: RequestRefused) -> JSONResponse:
+        return _answer(request, exc.status_code, exc.body(), exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _answer(request, exc.status_code, {"detail": exc.detail}, exc, exc.headers)
 
     # A request's values passed on to one of the platform's own models (a match request built from a
     # deployment's price range, say) that it refuses: the caller's input, answered as the request's own.
     @app.exception_handler(ValidationError)
     async def _model_refused(request: Request, exc: ValidationError) -> JSONResponse:
-        log.warning("%s %s: a value the platform's %s model refuses", request.method, request.url.path,
-                    exc.title, exc_info=exc)
         errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        return JSONResponse(status_code=422, content={"detail": summary, "field": errors[0]["field"] or "body",
-                                                      "errors": errors})
+        return _answer(request, 422, {"detail": summary, "field": errors[0]["field"] or "body", "errors": errors},
+                       exc)
 
     # The edge (web.limits) refuses the integers it can see out of the stored range; these catch the rest —
     # a number sent as a string to an integer field, one past what a date or a duration can hold — which
@@ -63,13 +80,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
     async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
-        log.info("%s %s: a value out of range: %s", request.method, request.url.path, exc)
         field = (next((k for k, v in request.query_params.multi_items() if out_of_range(v)), None)
                  or oversized_int(request.scope.get(BODY, b""), as_text=True) or "body")
-        return JSONResponse(status_code=422, content={
-            "detail": f"{field}: a value is out of the range this operation accepts", "field": field})
+        return _answer(request, 422, {"detail": f"{field}: a value is out of the range this operation accepts",
+                                      "field": field}, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(status_code=500, content={"detail": f"internal error: {type(exc).__name__}"})
+        return _answer(request, 500, {"detail": f"internal error: {type(exc).__name__}"}, exc)

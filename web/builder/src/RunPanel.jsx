@@ -1,6 +1,19 @@
 import { useState } from "react";
 import { Fields, Value } from "./Value.jsx";
 
+// A Python traceback is for the platform's own logs: a person reads the text before it and its last line,
+// the exception's message.
+const TRACEBACK = "Traceback (most recent call last):";
+function withoutTraceback(text) {
+  if (typeof text !== "string" || !text.includes(TRACEBACK)) return text;
+  const before = text.slice(0, text.indexOf(TRACEBACK)).trim();
+  const last = text.trim().split("\n").pop().trim();
+  return before ? `${before}\n${last}` : last;
+}
+
+// Tasks the engine runs to carry a node elsewhere are not nodes of the workflow.
+const internal = (id) => typeof id === "string" && id.startsWith("run_node");
+
 // The run's state, per-node states, final output, and the approval prompt of a waiting run.
 function Approval({ node, prompt, onAnswer }) {
   const [value, setValue] = useState("");
@@ -20,7 +33,7 @@ function Approval({ node, prompt, onAnswer }) {
 
 export function RunPanel({ view, logs, document: docKey, onAnswer }) {
   if (!view) return null;
-  const nodes = Object.values(view.nodes || {});
+  const nodes = Object.values(view.nodes || {}).filter((n) => !internal(n.node));
   const doc = JSON.parse(docKey);
   const feeding = new Set((doc.edges || []).map((e) => e.source));
   const sinks = nodes.filter((n) => !feeding.has(n.node) && n.output);
@@ -30,11 +43,12 @@ export function RunPanel({ view, logs, document: docKey, onAnswer }) {
     <div className="run-panel" data-testid="run-panel" data-run={view.id} data-state={view.state}>
       <h3>Run <span className={`badge badge-${view.state}`} data-testid="run-state">{view.state}</span></h3>
       <code className="muted">{view.id}</code>
-      {view.error && <div className="problem">{view.error}</div>}
+      {view.error && <div className="problem run-error">{withoutTraceback(view.error)}</div>}
       <ul className="node-states">
         {nodes.map((n) => (
           <li key={n.node}><span className={`dot dot-${n.state}`} />{n.node} <span className="muted">{n.state}
-            {n.attempts > 1 ? ` · ${n.attempts} attempts` : ""}{n.cached ? " · cached" : ""}</span></li>
+            {n.attempts > 1 ? ` · ${n.attempts} attempts` : ""}{n.cached ? " · cached" : ""}</span>
+            {n.error && <div className="problem node-error">{withoutTraceback(n.error)}</div>}</li>
         ))}
       </ul>
       {(view.waiting_for || []).map((id) => view.nodes[id] && (
@@ -44,7 +58,7 @@ export function RunPanel({ view, logs, document: docKey, onAnswer }) {
       {logs.length > 0 && (
         <details className="logs" open={view.state === "failed"}>
           <summary>Logs ({logs.length})</summary>
-          <pre data-testid="logs">{logs.map((l) => `${l.time.slice(11, 19)} ${l.node ? `[${l.node}] ` : ""}${l.message}`).join("\n")}</pre>
+          <pre data-testid="logs">{logs.map((l) => `${l.time.slice(11, 19)} ${l.node && !internal(l.node) ? `[${l.node}] ` : ""}${withoutTraceback(l.message)}`).join("\n")}</pre>
         </details>
       )}
       {view.state === "completed" && Object.keys(final).length > 0 && (

@@ -17,6 +17,14 @@ function Dialog({ title, onClose, children }) {
   );
 }
 
+// A run by its workflow's name when the API gives it (as `workflow_name` or `workflow`; older platforms give
+// neither), and when it started.
+const runTitle = (run) => {
+  const when = new Date(run.created_at).toLocaleString();
+  const name = run.workflow_name || run.workflow;
+  return typeof name === "string" && name ? `${name} · ${when}` : when;
+};
+
 // Saved workflows (newest first) or, with `runs`, the run history.
 export function FilesDialog({ runs = false, workflowId, onOpen, onClose }) {
   const [items, setItems] = useState(null);
@@ -37,7 +45,8 @@ export function FilesDialog({ runs = false, workflowId, onOpen, onClose }) {
       <ul className="list">
         {items?.map((it) => (
           <li key={it.id}><button className="link" onClick={() => onOpen(it.id)} data-testid={runs ? "run-item" : "workflow-item"}>
-            {runs ? new Date(it.created_at).toLocaleString() : it.name}</button>
+            {runs ? runTitle(it) : it.name}</button>
+            {runs && it.state && <span className={`badge badge-${it.state}`} data-testid="run-item-state">{it.state}</span>}
             <span className="muted">{runs ? `${it.id.slice(0, 8)}${it.workflow_version ? ` · v${it.workflow_version}` : ""}`
               : `v${it.version} · ${new Date(it.updated_at).toLocaleString()}`}</span></li>
         ))}

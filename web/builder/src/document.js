@@ -17,7 +17,9 @@ export function fromDocument(doc) {
     },
   }));
   const edges = docEdges.map((e) => edgeOf(e.source, e.source_field, e.target, e.target_field));
-  return { meta, nodes, edges };
+  // A document written by hand or by a program may leave positions out: lay it out rather than stack it.
+  const placed = docNodes.every((n) => n.position && Number.isFinite(n.position.x) && Number.isFinite(n.position.y));
+  return { meta, nodes: placed ? nodes : autoLayout(nodes, edges), edges };
 }
 
 export function edgeOf(source, sourceField, target, targetField) {
