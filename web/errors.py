@@ -1,7 +1,8 @@
 """Errors as JSON naming the field or node; never a traceback.
 
-A refused request (4xx) is the caller's mistake: one INFO line naming the status, method, route and field.
-Only a server error (5xx) logs its traceback."""
+A refused request (4xx) is the caller's mistake: one INFO line naming the status, method, route and field. A
+dependency the platform names (a 502 or 503 it raises itself) is one WARNING line. Only an unexpected error
+logs its traceback."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ log = logging.getLogger("cxmpute.web")
 def _answer(request: Request, status: int, content: dict[str, Any], exc: Exception,
             headers: dict[str, str] | None = None) -> JSONResponse:
     route = getattr(request.scope.get("route"), "path", request.url.path)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, CxmputeError):
         log.error("%s %s %s: %s", status, request.method, route, content.get("detail"), exc_info=exc)
+    elif status >= 500:  # a dependency the platform reports by name (no model, a node down): not a bug
+        log.warning("%s %s %s: %s: %s", status, request.method, route, exc.field or "-", exc.message)
     else:
         field = content.get("field") or _first_field(content.get("errors") or [])
         log.info("%s %s %s: %s: %s", status, request.method, route, field or "-", content.get("detail"))
