@@ -166,6 +166,12 @@ class _Base:
     def _needs_session(self) -> bool:
         return not self.anonymous and self._token is None
 
+    def _can_resend(self, kwargs: dict[str, Any]) -> bool:
+        """Whether a request refused for its session may go again, signed in anew: not with an API key (which
+        is what it is), nor with a body that was a one-shot iterator (already spent: it would send nothing)."""
+        spent = isinstance(kwargs.get("content"), (Iterator, AsyncIterator))
+        return not self.anonymous and not self.api_key and not spent
+
 
 class PlatformClient(_Base):
     """Synchronous: the CLI's client. ``request`` returns the decoded JSON body (bytes for anything else)."""
@@ -225,7 +231,7 @@ class PlatformClient(_Base):
         for attempt in (1, 2):
             try:
                 with self.http.stream(method, path, headers=self._headers(headers), **kwargs) as resp:
-                    if resp.status_code == 401 and attempt == 1 and self._can_sign_in_again():
+                    if resp.status_code == 401 and attempt == 1 and self._can_resend(kwargs):
                         self._forget_token()
                         self._ensure_session()
                         continue
@@ -237,8 +243,6 @@ class PlatformClient(_Base):
             except httpx.TransportError as exc:
                 raise self._unreachable(exc) from None
 
-    def _can_sign_in_again(self) -> bool:
-        return not self.anonymous and not self.api_key
 
     def _send(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
         try:
@@ -302,7 +306,7 @@ class AsyncPlatformClient(_Base):
         for attempt in (1, 2):
             try:
                 async with self.http.stream(method, path, headers=self._headers(headers), **kwargs) as resp:
-                    if resp.status_code == 401 and attempt == 1 and not self.anonymous and not self.api_key:
+                    if resp.status_code == 401 and attempt == 1 and self._can_resend(kwargs):
                         self._token = None
                         await self._ensure_session()
                         continue

@@ -91,3 +91,19 @@ def test_the_async_client_signs_in_and_reads_errors_the_same_way(api_url, settin
     balance, missing = asyncio.run(scenario())
     assert balance["user_gwei"] == 0
     assert missing.status_code in (404, 422)
+
+
+def test_a_spent_one_shot_body_is_not_sent_again_after_a_lapsed_session(api_url, settings):
+    """A generator body is consumed by the first try: re-sending it would store an empty file. The refusal
+    is reported instead; a body that can be read again (bytes) goes again, signed in anew."""
+    with PlatformClient(api_url, settings=settings) as api:
+        api.get("/v1/account/balance")
+        api.post("/v1/auth/logout")
+        with pytest.raises(PlatformError) as refused:
+            api.post("/v1/storage/files", content=(chunk for chunk in [b"abc"]), params={"name": "once.txt"})
+        assert refused.value.status_code == 401
+        api._token = None
+        api.get("/v1/account/balance")
+        api.post("/v1/auth/logout")
+        stored = api.post("/v1/storage/files", content=b"abc", params={"name": "again.txt"})
+    assert stored
