@@ -91,6 +91,15 @@ class UpPlatform:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def logs(self, tail: int = 12_000) -> str:
+        """The end of what `cxmpute up` and its local provider wrote, for a failure's message
+        (tests/support/waiting.py asks for it)."""
+        worker = self.home / "local-provider" / "worker.log"
+        parts = [f"--- cxmpute up ({self.log})\n{self.output()[-tail:]}"]
+        if worker.exists():
+            parts.append(f"--- local provider ({worker})\n{worker.read_text(errors='replace')[-tail:]}")
+        return "\n".join(parts)
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -129,6 +138,26 @@ def start_up(home: Path, *, anonymous: bool = True, provider: bool = False, env:
         time.sleep(0.2)
     platform.stop()
     raise RuntimeError(f"cxmpute up did not answer within {wait}s:\n{platform.output()}")
+
+
+def wait_until_ready(platform: UpPlatform, provider: bool = True, timeout: float = 180.0) -> UpPlatform:
+    """Wait for what a user waits for in `cxmpute up`'s terminal: the banner, printed once the local wallet is
+    funded, and with ``provider``, the local provider's offer in the market's book (the worker has signed in,
+    registered, staked and published)."""
+    from tests.support.waiting import until
+
+    until(lambda: "Cxmpute is up" in platform.output(), "the `Cxmpute is up` banner", platform, timeout)
+    if provider:
+        def offered() -> bool:
+            resp = httpx.get(f"{platform.url}/v1/market/provisions", timeout=10)
+            return resp.status_code == 200 and any(p.get("kind") == "agent" for p in _items(resp.json()))
+
+        until(offered, "the local provider's agent provision", platform, timeout)
+    return platform
+
+
+def _items(body) -> list[dict]:
+    return body if isinstance(body, list) else body.get("items", []) if isinstance(body, dict) else []
 
 
 @contextmanager
