@@ -1,21 +1,20 @@
-"""The model archive: a pushed model folder comes back byte for byte, loads with from_pretrained, and a
-corrupted chunk is caught on download."""
+"""The model archive's platform side (compute.inference.archive), in-process as the API calls it: names are
+per owner, point at directory archives the owner may read, and gathering uploaded files reuses their blocks.
+Clients reach it only through /v1/models/archive (tests/web/test_models_archive.py)."""
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from typer.testing import CliRunner
 
 from compute.inference import archive
-from cxmpute.cli import app
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings
+from stxrage import open_storage
+
+ALICE, BOB = "0x" + "a" * 40, "0x" + "b" * 40
 
 
 @pytest.fixture
@@ -23,91 +22,102 @@ def settings(tmp_path, platform_db_url) -> Settings:
     return Settings(home=tmp_path / "home", database_url=platform_db_url)
 
 
-def _files(root) -> dict[str, bytes]:
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "model"
+    (root / "sub").mkdir(parents=True)
+    (root / "config.json").write_text('{"layers": 2}')
+    (root / "sub" / "weights.bin").write_bytes(os.urandom(200_000))
+    return root
+
+
+def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_a_pulled_model_matches_the_pushed_bytes_and_loads(settings, tiny_lm, tmp_path):
-    pushed = archive.push(settings, tiny_lm, "acme/tiny-lm")
-    assert pushed.files == len(_files(tiny_lm)) and pushed.size == sum(map(len, _files(tiny_lm).values()))
-
-    dest = archive.pull(settings, "acme/tiny-lm", tmp_path / "pulled")
-    assert _files(dest) == _files(tiny_lm)
-    original, pulled = AutoModelForCausalLM.from_pretrained(tiny_lm), AutoModelForCausalLM.from_pretrained(dest)
-    for (name, a), (_, b) in zip(original.state_dict().items(), pulled.state_dict().items()):
-        assert torch.equal(a, b), name
-    assert AutoTokenizer.from_pretrained(dest)("The quick").input_ids == \
-        AutoTokenizer.from_pretrained(tiny_lm)("The quick").input_ids
-
-    assert [m.name for m in archive.ls(settings)] == ["acme/tiny-lm"]
-    assert archive.ls(settings, owner="someone-else") == []
+def _blocks(settings: Settings) -> int:
+    return sum(1 for p in (settings.data_dir / "stxrage").rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def test_pushing_again_moves_the_name_and_identical_content_keeps_its_cid(settings, tiny_lm, tmp_path):
-    first = archive.push(settings, tiny_lm, "m")
-    assert archive.push(settings, tiny_lm, "m").cid == first.cid
-    changed = tmp_path / "changed"
-    shutil.copytree(tiny_lm, changed)
-    config = json.loads((changed / "config.json").read_text())
-    (changed / "config.json").write_text(json.dumps({**config, "note": "v2"}))
-    second = archive.push(settings, changed, "m")
-    assert second.cid != first.cid
-    assert archive.get(settings, "m").cid == second.cid
-    pulled = archive.pull(settings, "m", tmp_path / "out")
-    assert json.loads((pulled / "config.json").read_text())["note"] == "v2"
-
-
-def test_a_corrupted_chunk_fails_the_pull_and_leaves_nothing(settings, tiny_lm, tmp_path):
-    archive.push(settings, tiny_lm, "fragile")
-    blocks = [p for p in (settings.data_dir / "stxrage").rglob("*") if p.is_file() and not p.name.startswith(".")]
-    biggest = max(blocks, key=lambda p: p.stat().st_size)
-    data = bytearray(biggest.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    biggest.write_bytes(bytes(data))
-    with pytest.raises(CxmputeError):
-        archive.pull(settings, "fragile", tmp_path / "dest")
-    assert not (tmp_path / "dest").exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dest")] == []
-
-
-def test_refusals_name_the_field(settings, tiny_lm, tmp_path):
+def _refusal(fn, *args) -> CxmputeError:
     with pytest.raises(CxmputeError) as caught:
-        archive.pull(settings, "missing", tmp_path / "x")
-    assert (caught.value.status_code, caught.value.field) == (404, "name")
-    with pytest.raises(CxmputeError) as caught:
-        archive.push(settings, tiny_lm, "../escape")
-    assert caught.value.field == "name"
-    with pytest.raises(CxmputeError) as caught:
-        archive.push(settings, tiny_lm / "config.json", "file")
-    assert caught.value.field == "directory"
-    archive.push(settings, tiny_lm, "ok")
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "keep.txt").write_text("mine")
-    with pytest.raises(CxmputeError) as caught:
-        archive.pull(settings, "ok", tmp_path / "busy")
-    assert caught.value.field == "dest"
-    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+        fn(*args)
+    return caught.value
 
 
-def test_an_archive_name_resolves_to_a_loadable_folder(settings, tiny_lm):
-    archive.push(settings, tiny_lm, "served")
-    folder = archive.resolve(settings, "archive:served")
-    assert _files(Path(folder)) == _files(tiny_lm)
-    assert archive.resolve(settings, "archive:served") == folder  # pulled once
-    assert archive.resolve(settings, "org/model") == "org/model"
+def test_names_are_per_owner_and_a_push_again_moves_the_name(settings, folder, tmp_path):
+    first = archive.push(settings, folder, "acme/tiny", ALICE)
+    assert (first.files, first.size, first.owner) == (2, sum(map(len, _files(folder).values())), ALICE)
+    assert archive.push(settings, folder, "acme/tiny", ALICE).cid == first.cid  # same bytes, same CID
+    assert [m.name for m in archive.ls(settings, ALICE)] == ["acme/tiny"]
+    assert archive.ls(settings, BOB) == []
+    assert _refusal(archive.get, settings, "acme/tiny", BOB).status_code == 404
+
+    (folder / "config.json").write_text('{"layers": 3}')
+    second = archive.push(settings, folder, "acme/tiny", ALICE)
+    assert second.cid != first.cid and archive.get(settings, "acme/tiny", ALICE).cid == second.cid
+    back = tmp_path / "back"
+    open_storage(settings).get_dir(second.cid, back, ALICE)
+    assert _files(back) == _files(folder)
 
 
-def test_cli_push_ls_pull(tiny_lm, tmp_path):
-    runner = CliRunner()
-    pushed = runner.invoke(app, ["models", "push", str(tiny_lm), "--name", "cli/tiny"])
-    assert pushed.exit_code == 0, pushed.output
-    listed = runner.invoke(app, ["models", "ls", "--json"])
-    assert "cli/tiny" in [m["name"] for m in json.loads(listed.stdout)]
-    pulled = runner.invoke(app, ["models", "pull", "cli/tiny", str(tmp_path / "dest")])
-    assert pulled.exit_code == 0, pulled.output
-    assert _files(tmp_path / "dest") == _files(tiny_lm)
-    again = runner.invoke(app, ["models", "pull", "cli/tiny", str(tmp_path / "dest")])
-    assert again.exit_code == 1 and isinstance(again.exception, SystemExit), again.output
-    assert again.stderr.strip().startswith("error (dest):") and "not an empty directory" in again.stderr
-    missing = runner.invoke(app, ["models", "pull", "no/such-model", str(tmp_path / "other")])
-    assert missing.exit_code == 1 and missing.stderr.strip() == "error (name): no model named 'no/such-model' in the archive"
+def test_naming_a_cid_needs_a_directory_archive_the_owner_may_read(settings, folder):
+    store = open_storage(settings)
+    stored = store.put_dir(folder, owner=ALICE).file
+    named = archive.name_cid(settings, "again", stored.cid, ALICE)
+    assert (named.cid, named.files, named.size) == (stored.cid, 2, stored.size)
+
+    refused = _refusal(archive.name_cid, settings, "theirs", stored.cid, BOB)  # alice's, not public
+    assert (refused.status_code, refused.field) == (404, "cid")
+    plain = store.put_bytes(b"just a file", owner=ALICE).file
+    refused = _refusal(archive.name_cid, settings, "plain", plain.cid, ALICE)
+    assert (refused.status_code, refused.field) == (422, "cid")
+
+    store.publish(stored.cid, ALICE)
+    assert archive.name_cid(settings, "shared", stored.cid, BOB).cid == stored.cid
+    assert store.stat(stored.cid, BOB).pinned  # kept under bob's account, whatever alice does next
+
+
+def test_gathering_stored_files_reuses_their_blocks(settings, folder, tmp_path):
+    store = open_storage(settings)
+    files = [(path, store.put_file(folder / path, owner=ALICE).file.cid) for path in _files(folder)]
+    before = _blocks(settings)
+    entry = archive.push_files(settings, "gathered", files, ALICE)
+    assert _blocks(settings) == before + 1  # the directory's manifest; every chunk was stored already
+    back = tmp_path / "back"
+    store.get_dir(entry.cid, back, ALICE)
+    assert _files(back) == _files(folder)
+    assert [p.name for p in settings.data_dir.iterdir() if p.name.startswith(".archive-")] == []
+
+    refused = _refusal(archive.push_files, settings, "x", [("a", files[0][1]), ("a", files[1][1])], ALICE)
+    assert (refused.status_code, refused.field) == (422, "files.1.path")
+    for path in ("../up", "/abs", "a//b", "a\\b", "", ".", "./a", "a\x00b", "x" * 256, "\udc80"):
+        assert _refusal(archive.push_files, settings, "x", [(path, files[0][1])], ALICE).field == "files.0.path"
+    refused = _refusal(archive.push_files, settings, "x", [("a", files[0][1]), ("a/b", files[1][1])], ALICE)
+    assert refused.field == "files.0.path"  # a file and a folder at once
+    refused = _refusal(archive.push_files, settings, "x", [("ok", files[0][1]), ("b", files[1][1])], BOB)
+    assert (refused.status_code, refused.field) == (404, "files.0.cid")
+    refused = _refusal(archive.push_files, settings, "x", [("d", entry.cid)], ALICE)
+    assert (refused.status_code, refused.field) == (422, "files.0.cid")
+    assert archive.ls(settings, ALICE, limit=10) == [archive.get(settings, "gathered", ALICE)]
+
+
+def test_listing_pages_and_removing_a_name_keeps_the_files(settings, folder):
+    cid = archive.push(settings, folder, "m0", ALICE).cid
+    for i in range(1, 5):
+        archive.name_cid(settings, f"m{i}", cid, ALICE)
+    pages = [[m.name for m in archive.ls(settings, ALICE, limit=2, offset=o)] for o in (0, 2, 4)]
+    assert pages == [["m0", "m1"], ["m2", "m3"], ["m4"]]
+    assert archive.remove(settings, "m0", ALICE).cid == cid
+    assert _refusal(archive.get, settings, "m0", ALICE).field == "name"
+    assert _refusal(archive.remove, settings, "m0", ALICE).status_code == 404
+    assert open_storage(settings).stat(cid, ALICE).kind == "dir"
+
+
+def test_bad_names_and_folders_are_refused_naming_the_field(settings, folder):
+    for name in ("../escape", "a..b", "-lead", "sp ace", "x" * 201, ""):
+        refused = _refusal(archive.push, settings, folder, name, ALICE)
+        assert (refused.status_code, refused.field) == (422, "name"), name
+    assert _refusal(archive.push, settings, folder / "config.json", "file", ALICE).field == "directory"
+    (folder.parent / "empty").mkdir()
+    assert _refusal(archive.push, settings, folder.parent / "empty", "empty", ALICE).field == "directory"
