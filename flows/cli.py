@@ -1,28 +1,45 @@
-"""`cxmpute run`, `cxmpute workflows ...` and `cxmpute runs ...`."""
+"""`cxmpute run`, `cxmpute workflows ...` and `cxmpute runs ...`.
+
+Every run goes through the platform's HTTP API with the platform client: the API checks the document and
+the inputs, records the run and has it executed; these commands only start, follow and answer runs. The
+`workflows` commands are checks of a document on this machine and need no platform.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from cxmpute.settings import get_settings
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from cxmpute.client import PlatformClient
 
 app = typer.Typer()
 workflows_app = typer.Typer(help="Validate and inspect workflow documents.", no_args_is_help=True)
-runs_app = typer.Typer(help="Inspect, answer and re-run workflow runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="List, inspect, answer and re-run workflow runs.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
 _STYLE = {"completed": "green", "failed": "red", "running": "cyan", "retrying": "yellow", "waiting": "magenta",
           "skipped": "dim", "pending": "dim", "cancelled": "red"}
+_FINISHED = {"completed", "failed", "cancelled"}
+_ONE_LINE_IDS = 80  # terminal columns a runs table needs to keep each 36-character id on one line
+
+
+def _client() -> PlatformClient:
+    from cxmpute.client import PlatformClient
+
+    return PlatformClient()
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
@@ -62,80 +79,102 @@ def _print_problems(problems) -> None:
     err.print(table)
 
 
-def _connect() -> None:
-    """Use PREFECT_API_URL, or the server `cxmpute up` runs; otherwise Prefect starts a temporary one, which
-    requires the platform's credential too."""
-    from flows.server import find_api, guard_temporary_server, refused, use_api
-
-    settings = get_settings()
-    url = find_api(f"http://127.0.0.1:{settings.prefect_port}/api")
-    if url is None:
-        guard_temporary_server()
-        return
-    if refused(url):
-        err.print(f"[red]error (PREFECT_API_AUTH_STRING):[/red] the Prefect server at {url} refuses this "
-                  "platform's credential: set PREFECT_API_AUTH_STRING to its auth string")
-        raise typer.Exit(2)
-    use_api(url)
+def _styled(state: str) -> str:
+    style = _STYLE.get(state)
+    return f"[{style}]{state}[/{style}]" if style else state
 
 
-def _node_table(view) -> Table:
-    table = Table(title=f"run {view.name} ({view.id}) — {view.state}")
+def _seconds(node: dict[str, Any]) -> str:
+    if not (node.get("started_at") and node.get("finished_at")):
+        return ""
+    took = datetime.fromisoformat(node["finished_at"]) - datetime.fromisoformat(node["started_at"])
+    return f"{took.total_seconds():.2f}"
+
+
+def _node_table(view: dict[str, Any]) -> Table:
+    table = Table(title=f"run {escape(view.get('workflow') or view['name'])} ({view['id']}) — {view['state']}")
     for col in ("node", "agent", "state", "attempts", "seconds", "ran on", "cost gwei"):
         table.add_column(col)
-    for n in view.nodes.values():
-        secs = f"{(n.finished_at - n.started_at).total_seconds():.2f}" if n.started_at and n.finished_at else ""
-        style = _STYLE.get(n.state, "")
-        where = n.placement or {}
-        table.add_row(n.node, n.agent or "", f"[{style}]{n.state}[/{style}]" if style else n.state,
-                      str(n.attempts), secs, where.get("provider", "local")[:12],
-                      str(where["cost_gwei"]) if where else "")
+    for n in view["nodes"].values():
+        where = n.get("placement") or {}
+        table.add_row(escape(n["node"]), n.get("agent") or "", _styled(n["state"]), str(n.get("attempts", 0)),
+                      _seconds(n), where.get("provider", "local")[:12], str(where.get("cost_gwei", "")))
     return table
 
 
-def _answer(run_id: str, nodes: list[str]) -> None:
-    from agxnt.builtins import ApprovalResponse
-    from flows.runner import resume_run
+def _events(client: PlatformClient, run_id: str) -> Iterator[tuple[str, str]]:
+    """The run's server-sent events, as (event, data), until the platform ends the stream."""
+    with client.stream("GET", f"/v1/runs/{run_id}/events") as resp:
+        name, data = "message", []
+        for line in resp.iter_lines():
+            if not line:
+                if data:
+                    yield name, "\n".join(data)
+                name, data = "message", []
+            elif not line.startswith(":"):  # a comment is the keep-alive
+                key, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if key == "event":
+                    name = value
+                elif key == "data":
+                    data.append(value)
 
+
+def _answer(client: PlatformClient, run_id: str, nodes: list[str]) -> None:
     if not sys.stdin.isatty():
         err.print(f"[magenta]waiting for approval of {', '.join(nodes)}[/magenta]: answer with "
                   f"`cxmpute runs resume {run_id} --approve` (or --reject), or POST /v1/runs/{run_id}/resume")
         return
     approved = typer.confirm(f"Approve node(s) {', '.join(nodes)}?", default=True)
     comment = typer.prompt("Comment", default="", show_default=False)
-    resume_run(run_id, "local", ApprovalResponse(approved=approved, comment=comment))
+    client.post(f"/v1/runs/{run_id}/resume", json={"approved": approved, "comment": comment})
 
 
-def _follow(run_id: str, as_json: bool) -> int:
-    from flows.history import read_run
-    from flows.runner import wait_run
+def _stop(live: Live) -> None:
+    live.stop()
+    if not err.is_terminal:  # rich ends the table's last line itself only on a terminal
+        err.line()
 
-    announced = False
-    with Live(console=err, refresh_per_second=8, transient=False) as live:
-        while True:
-            view = read_run(run_id, with_results=False)
-            live.update(_node_table(view))
-            if view.finished:
-                break
-            if view.state == "waiting" and not announced:
-                live.stop()
-                _answer(run_id, view.waiting_for)
-                announced = True
-                live.start()
-            elif view.state != "waiting":
-                announced = False
-            time.sleep(0.25)
-    view = wait_run(run_id)  # also lets a run executing in this process finish its last writes
-    if view.state == "completed":
-        console.print_json(json.dumps(view.outputs or {}, default=str)) if not as_json else print(
-            view.model_dump_json(indent=2))
-        return 0
-    for n in view.nodes.values():
-        if n.error and n.state == "failed":
-            err.print(f"[red]node {n.node} failed after {n.attempts} attempt(s): {n.error}[/red]")
-    err.print(f"[red]run {view.state}: {view.error or view.state_message or ''}[/red]")
+
+def _follow(client: PlatformClient, run_id: str, as_json: bool) -> int:
+    """Show each node's state live until the run ends, answering approvals on a terminal; print the outputs."""
+    from rich.live import Live
+
+    state, asked = "pending", False
+    live = Live(console=err, auto_refresh=False, transient=False)
+    live.start()
+    try:
+        while state not in _FINISHED:  # the platform ends a stream after an hour: a longer run needs another
+            for event, data in _events(client, run_id):
+                if event != "run":  # log lines: a failed node's error is printed once the run ends
+                    continue
+                view = json.loads(data)
+                state = view["state"]
+                live.update(_node_table(view), refresh=True)
+                if state == "waiting" and not asked:
+                    _stop(live)
+                    _answer(client, run_id, view["waiting_for"])
+                    live.start()
+                asked = state == "waiting"
+    except KeyboardInterrupt:
+        _stop(live)
+        err.print(f"stopped following; the run goes on: `cxmpute runs show {run_id}`")
+        raise
+    finally:
+        if live.is_started:
+            _stop(live)
+    view = client.get(f"/v1/runs/{run_id}")
     if as_json:
-        print(view.model_dump_json(indent=2))
+        print(json.dumps(view, indent=2))
+    if view["state"] == "completed":
+        if not as_json:
+            console.print_json(json.dumps(view.get("outputs") or {}))
+        return 0
+    for n in view["nodes"].values():
+        if n["state"] == "failed" and n.get("error"):
+            err.print(f"[red]node {escape(n['node'])} failed after {n['attempts']} attempt(s): "
+                      f"{escape(n['error'])}[/red]")
+    err.print(f"[red]run {view['state']}: {escape(view.get('error') or view.get('state_message') or '')}[/red]")
     return 1
 
 
@@ -145,20 +184,16 @@ def run(
     input: list[str] = typer.Option([], "--input", "-i", help="Run input as key=value (value may be JSON); repeat"),
     as_json: bool = typer.Option(False, "--json", help="Print the whole run view as JSON at the end"),
 ) -> None:
-    """Run a workflow document on Prefect, showing each node's progress live, and print its outputs."""
-    from flows.runner import start_run
-    from flows.validate import validate
+    """Run a workflow document on the platform, showing each node's state live, and print its outputs.
 
+    The platform checks the document and the inputs first (every problem is listed, exit 1) and keeps the
+    run in its history (`cxmpute runs ls`)."""
     document = _load(file)
     inputs = _parse_inputs(input)
-    _, problems = validate(document)
-    if problems:
-        _print_problems(problems)
-        raise typer.Exit(1)
-    _connect()
-    run_id = start_run(document, inputs, "local")
-    err.print(f"started run {run_id}")
-    raise typer.Exit(_follow(run_id, as_json))
+    with _client() as client:
+        started = client.post("/v1/runs", json={"document": document, "inputs": inputs})
+        err.print(f"started run {started['id']}")
+        raise typer.Exit(_follow(client, started["id"], as_json))
 
 
 @workflows_app.command("validate")
@@ -176,7 +211,7 @@ def validate_cmd(file: Path = typer.Argument(..., help="Workflow document (YAML 
 @workflows_app.command("migrate")
 def migrate_cmd(
     file: Path = typer.Argument(..., help="Workflow document (YAML or JSON)"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of over FILE"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write here instead of over FILE"),
 ) -> None:
     """Upgrade nodes pinned to agent versions that no longer exist, through each agent's migration."""
     from flows.spec import dump_document
@@ -214,53 +249,80 @@ def templates_cmd() -> None:
     console.print(table)
 
 
+@runs_app.command("ls")
+def ls(
+    limit: int = typer.Option(20, min=1, max=500, help="How many runs"),
+    offset: int = typer.Option(0, min=0, help="Skip this many of the newest"),
+    workflow_id: str | None = typer.Option(None, "--workflow", help="Only the runs of this saved workflow"),
+    as_json: bool = typer.Option(False, "--json", help="Print the page as JSON"),
+) -> None:
+    """Your runs, newest first: id, workflow, state and when each was created."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if workflow_id:
+        params["workflow_id"] = workflow_id
+    with _client() as client:
+        page = client.get("/v1/runs", params=params)
+    if as_json:
+        print(json.dumps(page, indent=2))
+        return
+    items = page["items"]
+    shown = f"{offset + 1}–{offset + len(items)} of {page['total']}" if items else f"none of {page['total']}"
+    table = Table(title=f"runs {shown}")
+    # An id is what `runs show` takes: whole on one line where the terminal allows (to copy it), never cut.
+    table.add_column("id", overflow="fold", no_wrap=console.width >= _ONE_LINE_IDS)
+    for col in ("workflow", "state", "created"):
+        table.add_column(col, overflow="fold")
+    for r in items:
+        created = datetime.fromisoformat(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(r["id"], escape(r.get("workflow") or ""), _styled(r["state"]), created)
+    console.print(table)
+
+
 @runs_app.command("show")
 def show(run_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Show a run's state, each node's state and outputs."""
-    from flows.history import read_run
-
-    _connect()
-    view = read_run(run_id)
+    with _client() as client:
+        view = client.get(f"/v1/runs/{run_id}")
     if as_json:
-        print(view.model_dump_json(indent=2))
+        print(json.dumps(view, indent=2))
         return
     err.print(_node_table(view))
-    if view.outputs is not None:
-        console.print_json(json.dumps(view.outputs, default=str))
+    if view.get("outputs") is not None:
+        console.print_json(json.dumps(view["outputs"]))
 
 
 @runs_app.command("resume")
 def resume(
     run_id: str,
     approve: bool = typer.Option(None, "--approve/--reject", help="Approve or reject"),
-    value: Optional[str] = typer.Option(None, help="Replacement value (JSON or text)"),
+    value: str | None = typer.Option(None, help="Replacement value (JSON or text)"),
     comment: str = typer.Option("", help="Comment recorded with the answer"),
 ) -> None:
     """Answer the approval a paused run waits for."""
-    from agxnt.builtins import ApprovalResponse
-    from agxnt.errors import AgentError
-    from flows.runner import resume_run
-
     if approve is None:
         err.print("[red]say --approve or --reject[/red]")
         raise typer.Exit(2)
-    parsed = _parse_inputs([f"v={value}"])["v"] if value is not None else None
-    _connect()
-    try:
-        resume_run(run_id, "local", ApprovalResponse(approved=approve, value=parsed, comment=comment))
-    except AgentError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from None
+    answer: dict[str, Any] = {"approved": approve, "comment": comment}
+    if value is not None:
+        answer["value"] = _parse_inputs([f"v={value}"])["v"]
+    with _client() as client:
+        client.post(f"/v1/runs/{run_id}/resume", json=answer)
     console.print(f"run {run_id} resumed")
 
 
 @runs_app.command("rerun")
-def rerun(run_id: str, node: str = typer.Option(..., "--from", help="Node to run again"),
-          as_json: bool = typer.Option(False, "--json")) -> None:
+def rerun(
+    run_id: str,
+    node: str = typer.Option(..., "--from", help="Node to run again"),
+    input: list[str] = typer.Option([], "--input", "-i", help="New run input as key=value; the original "
+                                                              "run's inputs when none is given"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Re-run a run from a node: nodes upstream of it reuse their outputs."""
-    from flows.runner import rerun_from
-
-    _connect()
-    new_id = rerun_from(run_id, node, "local")
-    err.print(f"started run {new_id}")
-    raise typer.Exit(_follow(new_id, as_json))
+    body: dict[str, Any] = {"node": node}
+    if input:
+        body["inputs"] = _parse_inputs(input)
+    with _client() as client:
+        started = client.post(f"/v1/runs/{run_id}/rerun", json=body)
+        err.print(f"started run {started['id']}")
+        raise typer.Exit(_follow(client, started["id"], as_json))

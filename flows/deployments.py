@@ -38,7 +38,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from compute.worker.prefect_worker import WORKER_TYPE, CxmputeWorker
 from cxmpute.errors import CxmputeError
 from flows.template_runs import TEMPLATE_FLOW, load_template
-from flows.validate import validate
+from flows.validate import check_inputs, validate
 
 DEFAULT_PREFECT_FILE = Path("deploy/prefect.yaml")
 WORKER_LABEL = "prefect.worker.name"
@@ -191,10 +191,10 @@ def _template_problems(name: str, parameters: dict[str, Any]) -> list[Problem]:
     if problems:
         return [Problem(deployment=name, field="parameters.template", message=f"{template}: {p}") for p in problems]
     inputs = parameters.get("inputs") or {}
-    return [Problem(deployment=name, field=f"parameters.inputs.{key}",
-                    message=f"{template} requires run input {key!r}")
-            for key, declared in plan.workflow.inputs.items()
-            if declared.required and declared.default is None and key not in inputs]
+    if not isinstance(inputs, dict):
+        return []  # the flow's own parameter check reports it
+    return [Problem(deployment=name, field=f"parameters.{p.field}", message=f"{template}: {p.message}")
+            for p in check_inputs(plan.workflow, inputs)]
 
 
 def _check_parameters(name: str, flow: Flow, parameters: dict[str, Any], where: str) -> list[Problem]:
@@ -504,10 +504,38 @@ async def list_deployments() -> list[DeploymentRow]:
     return sorted(rows, key=lambda r: (r.flow, r.name))
 
 
+def _parameter_problem(name: str, deployment: Any, flow_name: str, parameters: dict[str, Any]) -> CxmputeError | None:
+    """A parameter the deployment's flow does not take, or a template's run input it does not declare: the
+    server takes either and the run crashes on its worker, so they are refused before the run is created."""
+    accepted = (deployment.parameter_openapi_schema or {}).get("properties")
+    if accepted is not None:
+        for key in parameters:
+            if key not in accepted:
+                return CxmputeError(f"{name} has no parameter {key!r} (its parameters: {', '.join(accepted)})",
+                                    field=f"param.{key}", status_code=422)
+    merged = {**(deployment.parameters or {}), **parameters}
+    if flow_name != TEMPLATE_FLOW or not isinstance(merged.get("template"), str):
+        return None
+    try:
+        plan, _ = validate(load_template(merged["template"]))
+    except (ValueError, OSError) as exc:
+        return CxmputeError(f"{name}: {exc}", field="param.template", status_code=422)
+    inputs = merged.get("inputs") or {}
+    if plan is None or not isinstance(inputs, dict):
+        return None  # the deployment's own check reported the template; the schema checks the inputs' type
+    if problems := check_inputs(plan.workflow, inputs):
+        return CxmputeError(f"{name}: " + "; ".join(p.message for p in problems),
+                            field=f"param.{problems[0].field}", status_code=422)
+    return None
+
+
 async def start_run(name: str, parameters: dict[str, Any]) -> FlowRun:
     """Create a flow run of the deployment now; its worker pool runs it."""
     async with get_client() as client:
         deployment = await find(client, name)
+        flow_name = (await client.read_flow(deployment.flow_id)).name
+        if problem := _parameter_problem(name, deployment, flow_name, parameters):
+            raise problem
         try:
             return await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
         except PrefectHTTPStatusError as exc:

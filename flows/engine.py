@@ -33,7 +33,7 @@ from compute.worker.dispatch import Dispatcher
 from compute.worker.jobs import JobSpec
 from flows.history import PAUSE_KEY_PREFIX
 from flows.spec import Node, Workflow
-from flows.validate import Plan, on_network, validate_or_raise
+from flows.validate import Plan, check_inputs, on_network, validate_or_raise
 
 FLOW_NAME = "cxmpute-workflow"
 NETWORK_TIMEOUT_S = 600.0  # a node on a provider with no timeout of its own
@@ -192,8 +192,6 @@ def _input_value(plan: Plan, params: dict[str, Any], inputs: dict[str, Any]) -> 
         return params["value"]
     if declared is not None and declared.default is not None:
         return declared.default
-    if declared is not None and declared.required:
-        raise WorkflowFailed(f"run input {name!r} is required")
     return None
 
 
@@ -237,6 +235,9 @@ def workflow_flow(document: dict[str, Any], inputs: dict[str, Any] | None = None
                   scopes: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a workflow document. ``scopes`` maps node ids to the run whose cached outputs they reuse."""
     plan = validate_or_raise(document)
+    # Runs started through the API were checked before they were created; a deployment's run was not.
+    if problems := check_inputs(plan.workflow, inputs or {}):
+        raise WorkflowFailed("; ".join(p.message for p in problems))
     return execute(plan, inputs or {}, owner, scopes)
 
 

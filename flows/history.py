@@ -130,8 +130,10 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     doc_nodes = (params.get("document") or {}).get("nodes", [])
     agents = {n.get("id"): n.get("agent") for n in doc_nodes}
     position = {n.get("id"): i for i, n in enumerate(doc_nodes)}
-    # The runs that carried nodes to provider workers are internals of their node's run, not nodes.
-    task_runs = [tr for tr in task_runs if not tr.task_key.startswith(JOB_TASK)]
+    # Only the document's nodes: the runs that carried nodes to provider workers are internals of their
+    # node's run, and a node's task run is named after it only once it starts (until then, and for good when
+    # an upstream failure skips it, Prefect calls it `run_node-…`; the loop below shows it from the document).
+    task_runs = [tr for tr in task_runs if tr.name in agents and not tr.task_key.startswith(JOB_TASK)]
     for tr in sorted(task_runs, key=lambda t: position.get(t.name, len(position))):
         view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
     for node in doc_nodes:  # nodes the engine never started: not yet, or never (an upstream failed)
@@ -153,3 +155,24 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
             if view.nodes[node].state == "pending":
                 view.nodes[node].state = "running"
     return view
+
+
+def run_states(run_ids: list[str]) -> dict[str, str]:
+    """The state of each of these runs, read in one call per page; runs the Prefect API does not know are
+    left out."""
+    ids = []
+    for run_id in run_ids:
+        try:
+            ids.append(UUID(run_id))
+        except ValueError:
+            continue
+    states: dict[str, str] = {}
+    if not ids:
+        return states
+    with get_client(sync_client=True) as client:
+        for start in range(0, len(ids), PAGE):  # the Prefect API answers at most PAGE runs a call
+            chunk = ids[start:start + PAGE]
+            for fr in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
+                                            limit=len(chunk)):
+                states[str(fr.id)] = node_state(fr.state)
+    return states

@@ -1,4 +1,5 @@
-"""Starting, watching, resuming and re-running workflow runs; the CLI and the API both go through here.
+"""Starting, watching, resuming and re-running workflow runs: the API does it here (the CLI and the builder
+reach it through the API).
 
 A run is created in the Prefect API first (so its id is known at once) and then executed by this
 process's run pool; its state, per-node states and results are read back from the Prefect API.
@@ -19,12 +20,14 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_UI_URL, temporary_settings
 
 from agxnt.builtins import ApprovalResponse
 from agxnt.errors import AgentError, NotFound
 from flows.engine import compile_workflow
 from flows.history import RunView, read_run
 from flows.spec import Workflow
+from flows.validate import WorkflowInvalid, check_inputs
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cxmpute-run")
 # Runs execute inside this process; the tag lets a later process on this host find runs it orphaned.
@@ -35,7 +38,10 @@ _lock = threading.Lock()
 
 def _execute(compiled, flow_run, parameters: dict[str, Any], done: threading.Event) -> None:
     try:
-        run_flow(compiled.flow, flow_run=flow_run, parameters=parameters, return_type="state")
+        # No Prefect UI is served (the builder shows runs): an empty UI URL keeps the engine from logging a
+        # "View at" link to a page that does not exist.
+        with temporary_settings({PREFECT_UI_URL: ""}):
+            run_flow(compiled.flow, flow_run=flow_run, parameters=parameters, return_type="state")
     finally:
         done.set()
         with _lock:
@@ -50,8 +56,11 @@ def start_run(
     scopes: dict[str, str] | None = None,
     tags: list[str] | None = None,
 ) -> str:
-    """Validate, create the flow run in the Prefect API, start it in the background; return its id."""
+    """Validate the document and the inputs, create the flow run in the Prefect API, start it in the
+    background; return its id. An invalid document or inputs raise :class:`WorkflowInvalid`, creating nothing."""
     compiled = compile_workflow(document)
+    if problems := check_inputs(compiled.plan.workflow, inputs or {}):
+        raise WorkflowInvalid(problems)
     parameters = compiled.parameters(inputs, owner, scopes)
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(
@@ -117,7 +126,8 @@ def rerun_from(run_id: str, node_id: str, owner: str, inputs: dict[str, Any] | N
         raise NotFound(f"run {run_id} not found", field="run_id")
     compiled = compile_workflow(params["document"])
     if node_id not in compiled.plan.agents:
-        raise AgentError(f"run {run_id} has no node {node_id!r}", field="node", status_code=404)
+        raise AgentError(f"run {run_id} has no node {node_id!r} (nodes: {', '.join(compiled.plan.order)})",
+                         field="node", status_code=422)
     fresh = compiled.plan.descendants(node_id)
     previous = params.get("scopes") or {}
     scopes = {nid: previous.get(nid, run_id) for nid in compiled.plan.order if nid not in fresh}
@@ -135,7 +145,6 @@ def resume_run(run_id: str, owner: str, response: ApprovalResponse) -> None:
     except Exception as exc:  # NotPausedError, FlowPauseTimeout: the caller's mistake, said plainly
         raise AgentError(f"run {run_id} is not waiting for an answer ({exc})", field="run_id",
                          status_code=409) from None
-
 
 
 def _alive(pid: int) -> bool:

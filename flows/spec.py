@@ -71,13 +71,21 @@ class Edge(BaseModel):
     target_field: str
 
 
+InputType = Literal["string", "number", "integer", "boolean", "object", "array"]
+
+
 class WorkflowInput(BaseModel):
+    """A named run input. One without a ``default`` (here, or as ``params.value`` of the io.input node reading
+    it) is required; ``required: true`` requires it even with one, ``required: false`` lets a run leave it out
+    (its node then sees null)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field("string", description="JSON Schema type of the input")
+    type: InputType | None = Field(None, description="JSON type a run's value must have; any value when unset")
     description: str = ""
     default: Any = None
-    required: bool = False
+    required: bool | None = Field(None, description="Whether a run must give the input; when unset, exactly "
+                                                    "when it has no default")
 
 
 class WorkflowOutput(BaseModel):

@@ -44,6 +44,7 @@ class WorkflowRunRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workflow_id: Mapped[str | None] = mapped_column(String(36), index=True)
     workflow_version: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(200))  # the document's name when the run was created
     owner: Mapped[str] = mapped_column(String(128), index=True)
     inputs: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -141,10 +142,21 @@ def delete(session: Session, owner: str, workflow_id: str) -> None:
     _row(session, owner, workflow_id).deleted = True
 
 
-def record_run(session: Session, run_id: str, owner: str, inputs: dict[str, Any],
+def record_run(session: Session, run_id: str, owner: str, name: str | None, inputs: dict[str, Any],
                workflow_id: str | None = None, workflow_version: int | None = None) -> None:
-    session.add(WorkflowRunRow(id=run_id, workflow_id=workflow_id, workflow_version=workflow_version, owner=owner,
-                               inputs=inputs, created_at=_now()))
+    session.add(WorkflowRunRow(id=run_id, workflow_id=workflow_id, workflow_version=workflow_version, name=name,
+                               owner=owner, inputs=inputs, created_at=_now()))
+
+
+def record_rerun(session: Session, run_id: str, new_id: str, owner: str, inputs: dict[str, Any] | None) -> None:
+    """Record a re-run of ``run_id`` as a run of the same workflow, with the original's inputs unless new ones
+    were given."""
+    original = session.get(WorkflowRunRow, run_id)
+    if original is None or original.owner != owner:  # a run started before the platform recorded runs
+        record_run(session, new_id, owner, None, inputs or {})
+        return
+    record_run(session, new_id, owner, original.name, original.inputs if inputs is None else inputs,
+               original.workflow_id, original.workflow_version)
 
 
 def list_runs(session: Session, owner: str, workflow_id: str | None = None, limit: int = 50,

@@ -148,6 +148,15 @@ def test_run_creates_a_flow_run_with_the_given_parameters(deployed, prefect_api)
 
     refused = invoke(deployments_app, "run", "hello-hourly", "--param", "times=many")
     assert refused.exit_code == 2 and "times" in refused.stderr
+    # a misspelled parameter, or a template's run input it does not declare, is refused before any run exists
+    misspelled = invoke(deployments_app, "run", "hello-hourly", "--param", "nmae=ada")
+    assert misspelled.exit_code == 2 and "(param.nmae)" in misspelled.stderr
+    assert "its parameters: name, times" in " ".join(misspelled.stderr.split())
+    bad_input = invoke(deployments_app, "run", "diamond-nightly", "--param", 'inputs={"topik": "x"}')
+    assert bad_input.exit_code == 2 and "(param.inputs.topik)" in bad_input.stderr, bad_input.output
+    template = by_name()["cxmpute-template/diamond-nightly"]
+    assert not [r for r in runs_of(deployment.id) if "nmae" in r.parameters]
+    assert not [r for r in runs_of(template.id) if "topik" in (r.parameters.get("inputs") or {})]
     unknown = invoke(deployments_app, "run", "no-such-deployment")
     assert unknown.exit_code == 2 and "no deployment 'no-such-deployment'" in unknown.stderr
 

@@ -60,6 +60,50 @@ def test_node_error_is_reported_on_the_node_and_downstream_skipped(flaky):
     assert "node 'get'" in node.error and "500" in node.error
     assert "get" in view.error
     assert view.nodes["after"].state == "skipped"
+    # a node skipped before it started keeps Prefect's internal task-run name; the view shows the node, not it
+    assert list(view.nodes) == ["get", "after"]
+
+
+def test_run_inputs_are_checked_before_the_run_is_created():
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from flows.validate import WorkflowInvalid
+
+    doc = {"name": "checked-inputs", "inputs": {"topic": {"type": "string"}, "n": {"type": "integer"}},
+           "nodes": [{"id": "t", "agent": "io.input", "params": {"name": "topic"}},
+                     {"id": "n", "agent": "io.input", "params": {"name": "n"}}]}
+    with pytest.raises(WorkflowInvalid) as refused:
+        start_run(doc, {"topik": "x", "n": "three"})
+    assert {(p.code, p.field) for p in refused.value.problems} == {
+        ("unknown_run_input", "inputs.topik"), ("missing_run_input", "inputs.topic"), ("bad_run_input", "inputs.n")}
+    with get_client(sync_client=True) as client:
+        created = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["checked-inputs"])))
+    assert created == []
+    assert run_workflow(doc, {"topic": "x", "n": 3}, timeout=120).state == "completed"
+
+
+def test_no_run_logs_a_link_to_a_ui_that_is_not_served():
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    collect = Collect()
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(collect)
+    try:
+        view = run_workflow(load_document(DIAMOND), {"topic": "links"}, timeout=120)
+    finally:
+        logger.removeHandler(collect)
+    assert view.state == "completed"
+    assert any("Beginning flow run" in m for m in collect.messages)  # the handler does see the engine's lines
+    assert not [m for m in collect.messages if "View at" in m]
 
 
 def test_bad_input_fails_once_without_retrying():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import flows
-from flows.spec import load_document
-from flows.validate import pin_versions, validate
+from flows.spec import Workflow, load_document
+from flows.validate import check_inputs, pin_versions, validate
 
 TEMPLATES = Path(flows.__file__).parent / "templates"
 
@@ -130,3 +132,52 @@ def test_documents_pinned_to_a_retired_version_migrate_explicitly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "cxmpute.cli", "workflows", "migrate", str(path)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "nothing to migrate" in out.stdout
+
+
+def _inputs_doc(inputs: dict, value=None) -> Workflow:
+    params = {"name": "topic"} if value is None else {"name": "topic", "value": value}
+    return validate({"inputs": inputs, "nodes": [{"id": "in", "agent": "io.input", "params": params}]})[0].workflow
+
+
+def run_input_problems(inputs: dict, given: dict, value=None) -> set[tuple[str, str]]:
+    return {(p.code, p.field) for p in check_inputs(_inputs_doc(inputs, value), given)}
+
+
+def test_run_inputs_every_problem_at_once():
+    declared = {"topic": {"type": "string"}, "count": {"type": "integer", "default": 1},
+                "flags": {"type": "object", "required": False}}
+    found = run_input_problems(declared, {"topik": "x", "count": "3", "flags": [1]})
+    assert found == {("unknown_run_input", "inputs.topik"), ("missing_run_input", "inputs.topic"),
+                     ("bad_run_input", "inputs.count"), ("bad_run_input", "inputs.flags")}
+
+
+def test_an_input_without_a_default_is_required_unless_marked_optional():
+    assert run_input_problems({"topic": {}}, {}) == {("missing_run_input", "inputs.topic")}
+    assert run_input_problems({"topic": {}}, {"topic": None}) == {("missing_run_input", "inputs.topic")}
+    assert run_input_problems({"topic": {"required": False}}, {}) == set()
+    assert run_input_problems({"topic": {"default": "markets"}}, {}) == set()
+    assert run_input_problems({"topic": {}}, {}, value="from the node") == set()  # the node's value is a default
+    assert run_input_problems({"topic": {"default": "x", "required": True}}, {}) == {
+        ("missing_run_input", "inputs.topic")}
+
+
+@pytest.mark.parametrize("kind,good,bad", [
+    ("string", "a", 1), ("number", 1.5, "1.5"), ("number", 2, True), ("integer", 3, 3.5), ("integer", 4.0, "4"),
+    ("boolean", False, 0), ("object", {"a": 1}, [1]), ("array", [1], {"a": 1}),
+])
+def test_declared_input_types_are_enforced(kind, good, bad):
+    assert run_input_problems({"topic": {"type": kind}}, {"topic": good}) == set()
+    assert run_input_problems({"topic": {"type": kind}}, {"topic": bad}) == {("bad_run_input", "inputs.topic")}
+    assert run_input_problems({"topic": {}}, {"topic": bad}) == set()  # no declared type: any value
+
+
+def test_an_unknown_input_type_is_a_document_problem():
+    _, problems = validate({"inputs": {"n": {"type": "text"}}})
+    assert problems[0].code == "invalid_document" and problems[0].field == "inputs.n.type"
+
+
+def test_every_template_runs_with_its_required_inputs_only():
+    for path in TEMPLATES.glob("*.yaml"):
+        wf = validate(load_document(path))[0].workflow
+        required = {name for name, declared in wf.inputs.items() if declared.required}
+        assert check_inputs(wf, dict.fromkeys(required, "x")) == [], path

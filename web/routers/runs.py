@@ -3,6 +3,7 @@ approvals, and re-runs from a chosen node."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -11,7 +12,7 @@ from pydantic import BaseModel, Field
 from agxnt.builtins import ApprovalResponse
 from agxnt.errors import NotFound
 from flows import runner, store
-from flows.history import RunView, read_run
+from flows.history import RunView, read_run, run_states
 from web.deps import DbSession, owner_in
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -19,9 +20,12 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 class RunSummary(BaseModel):
     id: str
-    workflow_id: str | None
+    workflow: str | None = Field(None, description="The workflow document's name")
+    state: str = Field(..., description="pending, running, waiting, completed, failed or cancelled (unknown when "
+                                        "the Prefect API has lost the run)")
+    workflow_id: str | None = Field(None, description="The saved workflow it ran, if it ran one")
     workflow_version: int | None
-    created_at: Any
+    created_at: datetime
 
 
 class RunPage(BaseModel):
@@ -52,7 +56,7 @@ def _owned(run_id: str, owner: str, with_results: bool = True) -> RunView:
 def run_document(*, document: dict[str, Any] = Body(..., embed=True), inputs: dict[str, Any] = Body({}, embed=True),
                  owner: str = Depends(owner_in("workflows")), session: DbSession) -> RunStarted:
     run_id = runner.start_run(document, inputs, owner)
-    store.record_run(session, run_id, owner, inputs)
+    store.record_run(session, run_id, owner, document.get("name") or "workflow", inputs)
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
 
 
@@ -60,8 +64,9 @@ def run_document(*, document: dict[str, Any] = Body(..., embed=True), inputs: di
 def list_runs(*, workflow_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
               owner: str = Depends(owner_in("workflows")), session: DbSession) -> RunPage:
     rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
-    items = [RunSummary(id=r.id, workflow_id=r.workflow_id, workflow_version=r.workflow_version,
-                        created_at=r.created_at) for r in rows]
+    states = run_states([r.id for r in rows])
+    items = [RunSummary(id=r.id, workflow=r.name, state=states.get(r.id, "unknown"), workflow_id=r.workflow_id,
+                        workflow_version=r.workflow_version, created_at=r.created_at) for r in rows]
     return RunPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -81,5 +86,5 @@ def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(owner_i
 def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(owner_in("workflows")),
           session: DbSession) -> RunStarted:
     new_id = runner.rerun_from(run_id, body.node, owner, body.inputs)
-    store.record_run(session, new_id, owner, body.inputs or {})
+    store.record_rerun(session, run_id, new_id, owner, body.inputs)
     return RunStarted(id=new_id, url=f"/v1/runs/{new_id}")

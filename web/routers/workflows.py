@@ -112,5 +112,5 @@ def start(*, workflow_id: str, body: RunRequest | None = None, owner: str = Depe
     body = body or RunRequest()
     saved = store.get(session, owner, workflow_id, body.version)
     run_id = runner.start_run(saved.document, body.inputs, owner, tags=[f"workflow:{workflow_id}"])
-    store.record_run(session, run_id, owner, body.inputs, workflow_id, saved.version)
+    store.record_run(session, run_id, owner, saved.document.name, body.inputs, workflow_id, saved.version)
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
