@@ -13,9 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cxmpute.client import PlatformUnreachable
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import get_settings
-from cxmpute.terminal import cli_errors
 
 app = typer.Typer()
 deployments_app = typer.Typer(help="List, run, pause, resume and delete Prefect deployments.", no_args_is_help=True)
@@ -32,10 +32,10 @@ def _connect() -> None:
 
     url = find_api(f"http://127.0.0.1:{get_settings().prefect_port}/api")
     if not url:
-        raise CxmputeError("no Prefect server: set PREFECT_API_URL or start the platform with `cxmpute up`",
-                           field="PREFECT_API_URL")
+        raise PlatformUnreachable("no Prefect server: set PREFECT_API_URL or start the platform with `cxmpute up`",
+                                  field="PREFECT_API_URL")
     if not healthy(url):
-        raise CxmputeError(f"the Prefect server at {url} does not answer", field="PREFECT_API_URL")
+        raise PlatformUnreachable(f"the Prefect server at {url} does not answer", field="PREFECT_API_URL")
     if refused(url):
         raise CxmputeError(f"the Prefect server at {url} refuses this platform's credential: set "
                            "PREFECT_API_AUTH_STRING to its auth string", field="PREFECT_API_AUTH_STRING")
@@ -73,19 +73,18 @@ def deploy(
     """
     from flows.deployments import DeployFileInvalid, apply, plan
 
-    with cli_errors():
-        try:
-            planned = plan(prefect_file, name, all_)
-            _connect()
-            applied = asyncio.run(apply(planned))
-        except DeployFileInvalid as exc:
-            table = Table(title=f"{prefect_file}: {len(exc.problems)} problem(s)", title_style="bold red")
-            for col in ("deployment", "field", "problem"):
-                table.add_column(col)
-            for p in exc.problems:
-                table.add_row(p.deployment, p.field, p.message)
-            err.print(table)
-            raise typer.Exit(2) from None
+    try:
+        planned = plan(prefect_file, name, all_)
+        _connect()
+        applied = asyncio.run(apply(planned))
+    except DeployFileInvalid as exc:
+        table = Table(title=f"{prefect_file}: {len(exc.problems)} problem(s)", title_style="bold red")
+        for col in ("deployment", "field", "problem"):
+            table.add_column(col)
+        for p in exc.problems:
+            table.add_row(p.deployment, p.field, p.message)
+        err.print(table)
+        raise typer.Exit(1) from None
     table = Table(title=f"{len(applied)} deployment(s) on {prefect_file}")
     for col in ("deployment", "work pool", "schedules", "triggers", ""):
         table.add_column(col)
@@ -100,9 +99,8 @@ def ls(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of
     """List deployments with their schedules, paused state, work pool and last run."""
     from flows.deployments import list_deployments
 
-    with cli_errors():
-        _connect()
-        rows = asyncio.run(list_deployments())
+    _connect()
+    rows = asyncio.run(list_deployments())
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return
@@ -129,9 +127,8 @@ def run(
     """Start a run of a deployment now; with --watch, wait for it (exit 1 unless it completes)."""
     from flows.deployments import start_run
 
-    with cli_errors():
-        _connect()
-        flow_run = asyncio.run(start_run(name, _params(param)))
+    _connect()
+    flow_run = asyncio.run(start_run(name, _params(param)))
     console.print(f"started flow run {flow_run.name} ({flow_run.id})")
     if watch:
         raise typer.Exit(_watch(flow_run.id, timeout))
@@ -167,9 +164,8 @@ def pause(name: str = typer.Argument(..., help="Deployment: name or flow/name"))
     """Pause a deployment: its schedules stop creating runs until it is resumed."""
     from flows.deployments import set_paused
 
-    with cli_errors():
-        _connect()
-        console.print(f"paused {asyncio.run(set_paused(name, True))}")
+    _connect()
+    console.print(f"paused {asyncio.run(set_paused(name, True))}")
 
 
 @deployments_app.command("resume")
@@ -177,9 +173,8 @@ def resume(name: str = typer.Argument(..., help="Deployment: name or flow/name")
     """Resume a paused deployment's schedules."""
     from flows.deployments import set_paused
 
-    with cli_errors():
-        _connect()
-        console.print(f"resumed {asyncio.run(set_paused(name, False))}")
+    _connect()
+    console.print(f"resumed {asyncio.run(set_paused(name, False))}")
 
 
 @deployments_app.command("delete")
@@ -187,6 +182,5 @@ def delete(name: str = typer.Argument(..., help="Deployment: name or flow/name")
     """Delete a deployment, its schedules and its triggers (runs it already made stay in history)."""
     from flows.deployments import delete as delete_deployment
 
-    with cli_errors():
-        _connect()
-        console.print(f"deleted {asyncio.run(delete_deployment(name))}")
+    _connect()
+    console.print(f"deleted {asyncio.run(delete_deployment(name))}")

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from cxmpute.client import local_address
+from cxmpute.errors import CxmputeError
 from cxmpute.settings import get_settings
 
 app = typer.Typer()
@@ -149,8 +150,8 @@ def _check_prefect_credential(api: str) -> None:
     from flows.server import refused
 
     if refused(api):
-        raise typer.BadParameter(f"the Prefect server at {api} refuses this platform's credential: set "
-                                 "PREFECT_API_AUTH_STRING to its auth string", param_hint="PREFECT_API_AUTH_STRING")
+        raise CxmputeError(f"the Prefect server at {api} refuses this platform's credential: set "
+                                 "PREFECT_API_AUTH_STRING to its auth string", field="PREFECT_API_AUTH_STRING")
 
 
 @app.command("up")

@@ -44,8 +44,12 @@ def declared() -> list[dict]:
 
 
 def invoke(app, *args: str):
-    """The same commands in this process (already pointed at the test server): a process each would be slow."""
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+    """The same commands in this process (already pointed at the test server): a process each would be slow.
+    Through the root command, which turns a refusal into one line and its exit status."""
+    from cxmpute.cli import app as root
+
+    command = ["deploy"] if app is deploy_app else ["deployments"]
+    return CliRunner().invoke(root, [*command, *args], catch_exceptions=False)
 
 
 def by_name() -> dict[str, object]:
@@ -147,18 +151,18 @@ def test_run_creates_a_flow_run_with_the_given_parameters(deployed, prefect_api)
     assert runs[0].work_pool_name == "cxmpute-network" and runs[0].work_queue_name == "default"
 
     refused = invoke(deployments_app, "run", "hello-hourly", "--param", "times=many")
-    assert refused.exit_code == 2 and "times" in refused.stderr
+    assert refused.exit_code == 1 and "times" in refused.stderr
     # a misspelled parameter, or a template's run input it does not declare, is refused before any run exists
     misspelled = invoke(deployments_app, "run", "hello-hourly", "--param", "nmae=ada")
-    assert misspelled.exit_code == 2 and "(param.nmae)" in misspelled.stderr
+    assert misspelled.exit_code == 1 and "(param.nmae)" in misspelled.stderr
     assert "its parameters: name, times" in " ".join(misspelled.stderr.split())
     bad_input = invoke(deployments_app, "run", "diamond-nightly", "--param", 'inputs={"topik": "x"}')
-    assert bad_input.exit_code == 2 and "(param.inputs.topik)" in bad_input.stderr, bad_input.output
+    assert bad_input.exit_code == 1 and "(param.inputs.topik)" in bad_input.stderr, bad_input.output
     template = by_name()["cxmpute-template/diamond-nightly"]
     assert not [r for r in runs_of(deployment.id) if "nmae" in r.parameters]
     assert not [r for r in runs_of(template.id) if "topik" in (r.parameters.get("inputs") or {})]
     unknown = invoke(deployments_app, "run", "no-such-deployment")
-    assert unknown.exit_code == 2 and "no deployment 'no-such-deployment'" in unknown.stderr
+    assert unknown.exit_code == 1 and "no deployment 'no-such-deployment'" in unknown.stderr
 
 
 def test_an_event_trigger_starts_a_run_with_parameters_from_the_event(deployed, prefect_api):
@@ -190,7 +194,7 @@ def test_delete_removes_the_deployment_and_its_triggers(prefect_api, tmp_path):
     assert "cxmpute-hello/doomed-on-event" not in by_name()
     assert automations_of(deployment_id) == []
     again = invoke(deployments_app, "delete", "doomed-on-event")
-    assert again.exit_code == 2 and "no deployment" in again.stderr
+    assert again.exit_code == 1 and "no deployment" in again.stderr
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -271,10 +275,10 @@ def test_a_template_is_validated_like_any_workflow_document(tmp_path, monkeypatc
     assert problem.field == "parameters.template" and "node 'a'" in problem.message and "nope.agent" in problem.message
 
 
-def test_a_bad_file_exits_2_with_a_table_and_creates_nothing(tmp_path):
+def test_a_bad_file_exits_1_with_a_table_and_creates_nothing(tmp_path):
     # No Prefect server is configured: the file is refused before any connection is tried.
     result = cli("deploy", "--prefect-file", str(write(tmp_path, BAD)), "--all")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "Traceback" not in result.stderr
     for text in ("problem(s)", "no-pool", "work_pool.name", "bad-schedules", "schedules[1]", "broken-template"):
         assert text in result.stderr
@@ -286,11 +290,11 @@ def test_a_bad_file_exits_2_with_a_table_and_creates_nothing(tmp_path):
     (("--prefect-file", str(PREFECT_FILE)), "--all"),
     (("--prefect-file", str(PREFECT_FILE), "--name", "nope"), "nope"),
 ])
-def test_files_that_cannot_be_deployed_are_refused_with_exit_2(tmp_path, monkeypatch, args, text):
+def test_files_that_cannot_be_deployed_are_refused_with_exit_1(tmp_path, monkeypatch, args, text):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "unclosed.yaml").write_text("deployments: [\n")
     refused = invoke(deploy_app, *args)
-    assert refused.exit_code == 2, refused.output
+    assert refused.exit_code == 1, refused.output
     assert text in refused.stderr
 
 
@@ -315,7 +319,7 @@ def test_job_variables_are_checked_against_the_pool_before_anything_is_created(d
     [problem] = caught.value.problems
     assert (problem.deployment, problem.field) == ("bad-job-variables", "work_pool.job_variables.stream_output")
     refused = invoke(deploy_app, "--prefect-file", str(path), "--all")
-    assert refused.exit_code == 2 and "bad-job-variables" in refused.stderr, refused.output
+    assert refused.exit_code == 1 and "bad-job-variables" in refused.stderr, refused.output
     assert not {"cxmpute-hello/good-new", "cxmpute-hello/bad-job-variables"} & set(by_name())
 
 
@@ -327,7 +331,7 @@ def test_what_the_server_refuses_partway_leaves_no_deployment_of_the_file_behind
                  "    work_pool: {name: cxmpute-network}\n"
                  "    schedules: [{interval: 60, slug: a}, {interval: 120, slug: a}]\n")
     refused = invoke(deploy_app, "--prefect-file", str(path), "--all")
-    assert refused.exit_code == 2 and "same-slugs" in refused.stderr, refused.output
+    assert refused.exit_code == 1 and "same-slugs" in refused.stderr, refused.output
     assert not {"cxmpute-hello/good-new", "cxmpute-hello/same-slugs"} & set(by_name())
     assert invoke(deploy_app, "--prefect-file", str(path), "--name", "good-new").exit_code == 0
     assert "cxmpute-hello/good-new" in by_name()
