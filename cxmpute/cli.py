@@ -43,11 +43,18 @@ def report(exc: BaseException) -> int:
         errors = exc.errors if isinstance(exc, PlatformError) else []
         for problem in errors if len(errors) > 1 else []:  # one problem is the headline itself
             if isinstance(problem, dict):
-                place = problem.get("field") or (f"node {problem['node']}" if problem.get("node") else "")
-                err.print(f"  {escape(str(place))}: {escape(str(problem.get('message', '')))}")
+                err.print(f"  {escape(_place(problem))}: {escape(str(problem.get('message', '')))}")
         return USER_ERROR
     err.print(f"[red]error:[/red] {escape(f'{type(exc).__name__}: {exc}')} (run with --debug for the traceback)")
     return USER_ERROR
+
+
+def _place(problem: dict[str, Any]) -> str:
+    """Where a problem is: its node or edge of a workflow, then the field."""
+    where = (f"node {problem['node']}" if problem.get("node") else
+             f"edge #{problem['edge']}" if problem.get("edge") is not None else "")
+    field = str(problem.get("field") or "")
+    return f"{where} ({field})" if where and field else where or field or "document"
 
 
 class PlatformGroup(TyperGroup):
