@@ -1,10 +1,11 @@
 """`cxmpute up` as a newcomer meets it: it refuses a busy port before starting anything, says it is up only
-once the API answers, funds the local wallet on its embedded chain, offers the machine's disk, and logs a
-refused request as one line."""
+once the API answers, funds the local wallet on its embedded chain, offers the machine's disk, logs a refused
+request as one line, and Ctrl-C stops everything it started."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 import httpx
 from eth_account import Account
 
-from flows.server import free_port
+from flows.server import free_port, healthy
 from tests.support.up import UpPlatform
 
 
@@ -75,5 +76,13 @@ def test_up_says_so_once_listening_with_a_funded_wallet_and_a_provider_offering_
                 break
             time.sleep(0.1)
         assert len(refused) == 1 and "run_id" in refused[0] and "Traceback" not in up.output(), up.output()
+        assert (tmp_path / "prefect-server").is_dir()  # Prefect's database lives in the data dir
+        prefect = re.search(r"Prefect API\s+(\S+)", up.output()).group(1)
+        assert healthy(prefect)
     finally:
-        up.stop()
+        returncode = up.stop()
+    # Ctrl-C stops everything it started
+    assert returncode == 0, up.output()
+    assert "stopping the local provider worker" in up.output()
+    assert "Traceback" not in (tmp_path / "local-provider" / "worker.log").read_text()
+    assert not healthy(prefect, 1.0)
