@@ -73,20 +73,16 @@ class _FileBody:
                 yield block
 
 
-def _upload(platform: PlatformClient, path: Path, params: dict[str, Any], advance) -> dict:
-    return platform.post(FILES, params=params, content=_FileBody(path, advance))
-
-
 @app.command()
 def put(path: Path = PathArg,
         private: bool = typer.Option(False, "--private", help="Encrypt before the data leaves the platform"),
         public: bool = typer.Option(False, "--public", help="Let anyone who knows the CID read it"),
         policy: str | None = typer.Option(None, "--policy", "-p",
                                           help="Copies ('3') or erasure k/n ('4/6'); default: the platform's"),
-        name: str | None = typer.Option(None, "--name", help="Name to store a file under (a directory's files "
-                                                              "are named NAME/PATH)"),
+        name: str | None = typer.Option(None, "--name", help="Name to store it under (default: the file's or "
+                                                              "directory's own)"),
         as_json: bool = JsonOpt) -> None:
-    """Store a file (prints its CID) or each file of a directory (prints a CID per path)."""
+    """Store a file, or a directory as one directory archive; prints its CID."""
     if policy is not None:
         from stxrage.models import parse_policy
 
@@ -94,34 +90,26 @@ def put(path: Path = PathArg,
             parse_policy(policy)
         except ValueError as exc:
             raise CxmputeError(str(exc), field="--policy") from None
-    params = {"private": private, "public": public, **({"policy": policy} if policy else {})}
-    # The API stores one stream per request and has no directory-archive upload: a directory goes up as
-    # one file per path, each named after its place in the directory.
-    files = ([p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()] if path.is_dir()
-             else [path])
-    if not files:
-        raise CxmputeError(f"{path} holds no files", field="PATH")
-    stem = name or path.name
-    total = sum(p.stat().st_size for p in files)
-    stored: list[tuple[str, dict]] = []
-    with PlatformClient() as platform, transfer_bar(f"put {path.name}", total) as advance:
-        for file in files:
-            label = f"{stem}/{file.relative_to(path).as_posix()}" if path.is_dir() else stem
-            stored.append((label, _upload(platform, file, {**params, "name": label}, advance)))
+    params = {"private": private, "public": public, "name": name or path.resolve().name,
+              **({"policy": policy} if policy else {})}
+    if path.is_dir():
+        from stxrage.archive_upload import folder_files, upload_folder
+
+        files = folder_files(path)
+        if not files:
+            raise CxmputeError(f"{path} holds no files", field="PATH")
+        total = sum(p.stat().st_size for p in files)
+        with PlatformClient() as platform, transfer_bar(f"put {path.name}", total) as advance:
+            stats = upload_folder(platform, path, files, params, advance)
+    else:
+        with PlatformClient() as platform, transfer_bar(f"put {path.name}", path.stat().st_size) as advance:
+            stats = platform.post(FILES, params=params, content=_FileBody(path, advance))
     if as_json:
-        _print(stored[0][1] if not path.is_dir() else [stats for _, stats in stored], True)
+        _print(stats, True)
         return
-    if not path.is_dir():
-        stats = stored[0][1]
-        console.print(stats["file"]["cid"])
-        err.print(f"{stats['file']['size']} bytes, {stats['file']['chunks']} chunks: {stats['new_blocks']} new "
-                  f"blocks, {stats['reused_blocks']} already stored")
-        return
-    table = Table("cid", "path", "size", title=f"{len(stored)} files")
-    table.columns[0].overflow = "fold"
-    for label, stats in stored:
-        table.add_row(stats["file"]["cid"], label, str(stats["file"]["size"]))
-    console.print(table)
+    console.print(stats["file"]["cid"])
+    err.print(f"{stats['file']['size']} bytes, {stats['file']['chunks']} chunks: {stats['new_blocks']} new "
+              f"blocks, {stats['reused_blocks']} already stored")
 
 
 def _range_header(byte_range: str) -> str:

@@ -14,8 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import suppress
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -42,8 +41,6 @@ FILES = "/v1/storage/files"
 PREFIX = "archive:"
 PAGE = 500
 READ_SIZE = 1 << 20
-# Gathering the uploaded files into one archive reads every byte back on the platform: minutes for a big model.
-GATHER_TIMEOUT = 3600.0
 
 ModelOpt = typer.Option([], "--model", "-m", help="Text-generation model: hub id, path or archive:NAME (pulled "
                         "through the platform from your archive); NAME=SOURCE serves it as NAME")
@@ -136,23 +133,6 @@ def _cid(cid: str) -> str:
     return quote(cid, safe="")
 
 
-class _FileBody:
-    """A file as a streamed request body. Iterable again from the start, so the client's one retry after a
-    lapsed session sends the whole file, and the bar counts it once."""
-
-    def __init__(self, path: Path, advance: Callable[[int], None]):
-        self.path, self.advance, self.sent = path, advance, 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.advance(-self.sent)
-        self.sent = 0
-        with self.path.open("rb") as f:
-            while block := f.read(READ_SIZE):
-                self.sent += len(block)
-                self.advance(len(block))
-                yield block
-
-
 def _inside(root: Path, relative: str) -> Path:
     """Where an archive's file goes under ``root``; a path that would leave it is refused."""
     pure = PurePosixPath(relative)
@@ -232,8 +212,9 @@ def push(directory: Path = FolderArg,
          ) -> None:
     """Store a model folder in the archive under NAME; prints its CID."""
     from cxmpute.client import PlatformClient, PlatformError
+    from stxrage.archive_upload import folder_files, upload_folder
 
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
+    files = folder_files(directory)
     if not files:
         raise CxmputeError(f"{directory} holds no files", field="DIRECTORY")
     with PlatformClient() as platform:
@@ -242,22 +223,10 @@ def push(directory: Path = FolderArg,
         except PlatformError as exc:
             if exc.status_code != 404:
                 raise
-        # Each file is uploaded on its own (the storage API takes one stream a request), then the platform
-        # gathers them into one archive. The uploads are the caller's files until then: those this push
-        # added are deleted after, those the account held already are left alone.
-        held = {f["cid"] for f in platform.get(FILES)}
-        uploaded: list[dict[str, str]] = []
-        try:
-            with transfer_bar(f"push {name}", sum(p.stat().st_size for p in files)) as advance:
-                for file in files:
-                    stats = platform.post(FILES, content=_FileBody(file, advance))
-                    uploaded.append({"path": file.relative_to(directory).as_posix(), "cid": stats["file"]["cid"]})
-            with err.status(f"archiving {name}"):
-                entry = platform.put(_model_path(name), json={"files": uploaded}, timeout=GATHER_TIMEOUT)
-        finally:
-            for cid in sorted({f["cid"] for f in uploaded} - held):
-                with suppress(CxmputeError):  # a leftover upload is the account's file, not a failed push
-                    platform.delete(f"{FILES}/{_cid(cid)}")
+        # One tar of the folder, stored as one directory archive, which the name then points at.
+        with transfer_bar(f"push {name}", sum(p.stat().st_size for p in files)) as advance:
+            stats = upload_folder(platform, directory, files, {"name": name}, advance)
+        entry = platform.put(_model_path(name), json={"cid": stats["file"]["cid"]})
     console.print(entry["cid"], markup=False, highlight=False, soft_wrap=True)
     err.print(f"{name}: {entry['files']} files, {entry['size']} bytes")
 

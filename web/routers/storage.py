@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from pathlib import Path as LocalPath
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -23,6 +25,7 @@ from compute.network import get_network
 from compute.providers.registry import MAX_SKEW_S
 from cxmpute.settings import get_settings
 from stxrage import open_storage
+from stxrage.archive_upload import MAX_MEMBERS, unpack
 from stxrage.models import AuditReport, FileEntry, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
 from stxrage.registration import check_credential, node_url, registration_signer
 from stxrage.store import Storage
@@ -30,6 +33,7 @@ from web.deps import operator, owner_in, signed_in
 
 router = APIRouter(prefix="/v1/storage", tags=["storage"])
 T = TypeVar("T")
+MB = 2**20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -42,24 +46,36 @@ async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-@router.post("/files", response_model=PutStats, status_code=201, summary="Store a file (streamed request body)")
+@router.post("/files", response_model=PutStats, status_code=201,
+             summary="Store a file, or a folder as one directory archive (streamed request body)",
+             description="The body is the file's bytes, stored as one file. With `archive=true` it is a plain "
+                         "(uncompressed) tar of a folder instead, stored as one directory archive (one CID; its "
+                         "files are read back with `GET /files/{cid}/archive`). The tar holds regular files and "
+                         "folders only, at relative paths inside the folder: a link, device, fifo, absolute or "
+                         "`..` path, or a tar over the upload limit (CXMPUTE_STORAGE_MAX_UPLOAD_MB, which also "
+                         f"caps its unpacked files) or over {MAX_MEMBERS} members is refused with 422 naming "
+                         "`body`, and nothing is stored.")
 async def put_file(request: Request, name: str | None = Query(None, max_length=500),
                    private: bool = Query(False, description="Encrypt before the data leaves the platform"),
                    public: bool = Query(False, description="Let anyone who knows the CID read it (default: you only)"),
                    policy: str | None = Query(None, description="Copies ('3') or erasure k/n ('4/6')"),
+                   archive: bool = Query(False, description="The body is a tar of a folder: store it as one "
+                                                            "directory archive"),
                    owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> PutStats:
     try:
         chosen = parse_policy(policy) if policy else None
     except ValueError as exc:
         raise AgentError(str(exc), field="policy") from None
+    options = {"name": name, "owner": owner, "private": private, "public": public, "policy": chosen}
+    if archive:
+        return await _put_archive(request, store, options)
     # The body is spooled to disk, never held in memory, then chunked from there.
     fd, tmp = tempfile.mkstemp(prefix="stxrage-upload-")
     try:
         with os.fdopen(fd, "wb") as f:
             async for part in request.stream():
                 f.write(part)
-        return await _call(_put_spooled, store, tmp, name=name, owner=owner, private=private, public=public,
-                           policy=chosen)
+        return await _call(_put_spooled, store, tmp, **options)
     finally:
         os.unlink(tmp)
 
@@ -67,6 +83,29 @@ async def put_file(request: Request, name: str | None = Query(None, max_length=5
 def _put_spooled(store: Storage, path: str, **kwargs) -> PutStats:
     with open(path, "rb") as f:
         return store.put_stream(f, **kwargs)
+
+
+async def _put_archive(request: Request, store: Storage, options: dict[str, Any]) -> PutStats:
+    """Spool the tar to disk, unpack it checked, and store the folder; the spool and the folder go after."""
+    settings = get_settings()
+    # Beside the platform's storage rather than in /tmp: a folder can be larger than a tmpfs.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    work = LocalPath(await _call(tempfile.mkdtemp, prefix=".upload-", dir=settings.data_dir))
+    try:
+        with (work / "upload.tar").open("wb") as f:
+            async for part in request.stream():
+                f.write(part)
+        return await _call(_put_tar, store, work, settings.storage_max_upload_mb * MB, options)
+    finally:
+        await _call(shutil.rmtree, work, ignore_errors=True)
+
+
+def _put_tar(store: Storage, work: LocalPath, max_bytes: int, options: dict[str, Any]) -> PutStats:
+    folder = work / "folder"
+    folder.mkdir()
+    unpack(work / "upload.tar", folder, max_bytes=max_bytes)
+    (work / "upload.tar").unlink()  # the folder is all put_dir reads: the disk holds one copy, not two
+    return store.put_dir(folder, **options)
 
 
 @router.get("/files", response_model=list[FileInfo], summary="List the caller's files")

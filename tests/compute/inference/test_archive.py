@@ -1,6 +1,6 @@
 """The model archive's platform side (compute.inference.archive), in-process as the API calls it: names are
-per owner, point at directory archives the owner may read, and gathering uploaded files reuses their blocks.
-Clients reach it only through /v1/models/archive (tests/web/test_models_archive.py)."""
+per owner and point at directory archives the owner may read. Clients reach it only through
+/v1/models/archive, after uploading the folder as one tar (tests/web/test_models_archive.py)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,9 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _blocks(settings: Settings) -> int:
-    return sum(1 for p in (settings.data_dir / "stxrage").rglob("*") if p.is_file() and not p.name.startswith("."))
+def _push(settings: Settings, folder: Path, name: str, owner: str) -> archive.ArchivedOut:
+    """What a push amounts to on the platform: the folder stored as a directory archive, then named."""
+    return archive.name_cid(settings, name, open_storage(settings).put_dir(folder, owner=owner).file.cid, owner)
 
 
 def _refusal(fn, *args) -> CxmputeError:
@@ -46,15 +47,15 @@ def _refusal(fn, *args) -> CxmputeError:
 
 
 def test_names_are_per_owner_and_a_push_again_moves_the_name(settings, folder, tmp_path):
-    first = archive.push(settings, folder, "acme/tiny", ALICE)
+    first = _push(settings, folder, "acme/tiny", ALICE)
     assert (first.files, first.size, first.owner) == (2, sum(map(len, _files(folder).values())), ALICE)
-    assert archive.push(settings, folder, "acme/tiny", ALICE).cid == first.cid  # same bytes, same CID
+    assert _push(settings, folder, "acme/tiny", ALICE).cid == first.cid  # same bytes, same CID
     assert [m.name for m in archive.ls(settings, ALICE)] == ["acme/tiny"]
     assert archive.ls(settings, BOB) == []
     assert _refusal(archive.get, settings, "acme/tiny", BOB).status_code == 404
 
     (folder / "config.json").write_text('{"layers": 3}')
-    second = archive.push(settings, folder, "acme/tiny", ALICE)
+    second = _push(settings, folder, "acme/tiny", ALICE)
     assert second.cid != first.cid and archive.get(settings, "acme/tiny", ALICE).cid == second.cid
     back = tmp_path / "back"
     open_storage(settings).get_dir(second.cid, back, ALICE)
@@ -78,32 +79,8 @@ def test_naming_a_cid_needs_a_directory_archive_the_owner_may_read(settings, fol
     assert store.stat(stored.cid, BOB).pinned  # kept under bob's account, whatever alice does next
 
 
-def test_gathering_stored_files_reuses_their_blocks(settings, folder, tmp_path):
-    store = open_storage(settings)
-    files = [(path, store.put_file(folder / path, owner=ALICE).file.cid) for path in _files(folder)]
-    before = _blocks(settings)
-    entry = archive.push_files(settings, "gathered", files, ALICE)
-    assert _blocks(settings) == before + 1  # the directory's manifest; every chunk was stored already
-    back = tmp_path / "back"
-    store.get_dir(entry.cid, back, ALICE)
-    assert _files(back) == _files(folder)
-    assert [p.name for p in settings.data_dir.iterdir() if p.name.startswith(".archive-")] == []
-
-    refused = _refusal(archive.push_files, settings, "x", [("a", files[0][1]), ("a", files[1][1])], ALICE)
-    assert (refused.status_code, refused.field) == (422, "files.1.path")
-    for path in ("../up", "/abs", "a//b", "a\\b", "", ".", "./a", "a\x00b", "x" * 256, "\udc80"):
-        assert _refusal(archive.push_files, settings, "x", [(path, files[0][1])], ALICE).field == "files.0.path"
-    refused = _refusal(archive.push_files, settings, "x", [("a", files[0][1]), ("a/b", files[1][1])], ALICE)
-    assert refused.field == "files.0.path"  # a file and a folder at once
-    refused = _refusal(archive.push_files, settings, "x", [("ok", files[0][1]), ("b", files[1][1])], BOB)
-    assert (refused.status_code, refused.field) == (404, "files.0.cid")
-    refused = _refusal(archive.push_files, settings, "x", [("d", entry.cid)], ALICE)
-    assert (refused.status_code, refused.field) == (422, "files.0.cid")
-    assert archive.ls(settings, ALICE, limit=10) == [archive.get(settings, "gathered", ALICE)]
-
-
 def test_listing_pages_and_removing_a_name_keeps_the_files(settings, folder):
-    cid = archive.push(settings, folder, "m0", ALICE).cid
+    cid = _push(settings, folder, "m0", ALICE).cid
     for i in range(1, 5):
         archive.name_cid(settings, f"m{i}", cid, ALICE)
     pages = [[m.name for m in archive.ls(settings, ALICE, limit=2, offset=o)] for o in (0, 2, 4)]
@@ -114,10 +91,12 @@ def test_listing_pages_and_removing_a_name_keeps_the_files(settings, folder):
     assert open_storage(settings).stat(cid, ALICE).kind == "dir"
 
 
-def test_bad_names_and_folders_are_refused_naming_the_field(settings, folder):
+def test_bad_names_and_empty_archives_are_refused_naming_the_field(settings, folder):
+    cid = open_storage(settings).put_dir(folder, owner=ALICE).file.cid
     for name in ("../escape", "a..b", "-lead", "sp ace", "x" * 201, ""):
-        refused = _refusal(archive.push, settings, folder, name, ALICE)
+        refused = _refusal(archive.name_cid, settings, name, cid, ALICE)
         assert (refused.status_code, refused.field) == (422, "name"), name
-    assert _refusal(archive.push, settings, folder / "config.json", "file", ALICE).field == "directory"
     (folder.parent / "empty").mkdir()
-    assert _refusal(archive.push, settings, folder.parent / "empty", "empty", ALICE).field == "directory"
+    empty = open_storage(settings).put_dir(folder.parent / "empty", owner=ALICE).file.cid
+    refused = _refusal(archive.name_cid, settings, "empty", empty, ALICE)
+    assert (refused.status_code, refused.field) == (422, "cid")
