@@ -119,6 +119,10 @@ def test_unknown_run_or_node_is_one_line_naming_it(platform):
     result = invoke("runs", "rerun", run_id, "--from", "nowhere")
     assert result.exit_code == 1 and "(node)" in result.stderr and "'nowhere'" in result.stderr
     assert "in, review" in result.stderr  # the nodes it has
+    for _ in range(600):  # leave nothing waiting: answer the approval once the run asks for it
+        if platform.get(f"/v1/runs/{run_id}")["state"] == "waiting":
+            break
+        time.sleep(0.2)
     platform.post(f"/v1/runs/{run_id}/resume", json={"approved": False})
 
 

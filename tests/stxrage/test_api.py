@@ -180,16 +180,6 @@ def test_streaming_round_trip_over_real_http(server):
     assert part.status_code == 206 and part.content == whole[12345678:20000001]
 
 
-@pytest.mark.slow
-def test_one_gib_round_trip_over_real_http(server):
-    size = 1024**3
-    cid, sent = _stream_put(server, size, b"gib")
-    assert _stream_get_digest(server, cid) == (size, sent)
-    with httpx.Client(timeout=120) as http:
-        tail = http.get(f"{server}/v1/storage/files/{cid}", headers={"Range": f"bytes={size - 5_000_000}-"})
-    assert tail.status_code == 206 and len(tail.content) == 5_000_000
-
-
 def test_files_of_a_directory_archive_are_served_by_path(client, tmp_path):
     from stxrage import open_storage
 
