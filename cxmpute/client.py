@@ -11,6 +11,7 @@ and funded on its embedded chain).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -103,7 +104,15 @@ class _Base:
 
     @property
     def wallet(self) -> LocalAccount:
-        return _account(self._wallet_key) if self._wallet_key else local_wallet(self.settings)
+        return _account(self._wallet_secret())
+
+    def _wallet_secret(self) -> str:
+        return self._wallet_key or self.settings.resolved_wallet_key()
+
+    def _fingerprint(self) -> str:
+        """Which wallet a kept session belongs to, known without deriving its address (the signing library
+        alone costs a CLI call most of a second)."""
+        return hashlib.sha256(self._wallet_secret().encode()).hexdigest()
 
     @property
     def address(self) -> str:
@@ -118,7 +127,7 @@ class _Base:
             saved = json.loads(self._session_file().read_text())
         except (OSError, ValueError):
             return None
-        if isinstance(saved, dict) and saved.get("api") == self.base_url and saved.get("address") == self.address:
+        if isinstance(saved, dict) and saved.get("api") == self.base_url and saved.get("wallet") == self._fingerprint():
             return saved.get("token")
         return None
 
@@ -126,7 +135,7 @@ class _Base:
         path = self._session_file()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"api": self.base_url, "address": self.address, "token": token}, f)
+            json.dump({"api": self.base_url, "wallet": self._fingerprint(), "address": self.address, "token": token}, f)
 
     def _forget_token(self) -> None:
         if self._saved_token() == self._token:

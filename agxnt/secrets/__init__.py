@@ -12,7 +12,18 @@ for the account, and masked from everything they return or log.
   carry Telegram bot tokens) are masked when created, and the social agents mask their outputs and errors.
 """
 
+from typing import Any
+
 from agxnt.secrets.redact import redact, register_values
-from agxnt.secrets.store import SecretInfo, SecretStore, resolve_for, store_for
 
 __all__ = ["SecretInfo", "SecretStore", "redact", "register_values", "resolve_for", "store_for"]
+_STORE = {"SecretInfo", "SecretStore", "resolve_for", "store_for"}
+
+
+def __getattr__(name: str) -> Any:
+    # The store (and the database library under it) loads on first use: `cxmpute secrets` talks to the API.
+    if name in _STORE:
+        from agxnt.secrets import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
