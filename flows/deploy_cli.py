@@ -106,7 +106,7 @@ def ls(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of
         return
     table = Table(title=f"{len(rows)} deployment(s)")
     for col in ("deployment", "schedules", "paused", "work pool", "last run", "ran on"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a name cut short cannot be passed to `deployments run`
     for r in rows:
         last = r.last_run
         pool = f"{r.work_pool or '-'}" + (f" / {r.work_queue}" if r.work_queue and r.work_queue != "default" else "")
