@@ -11,15 +11,18 @@ import sys
 from pathlib import Path
 
 CORPUS = [
-    "Providers publish provisions at a price per compute-unit-second.",
-    "Memory stores passages and answers questions about them, citing the passages used.",
-    "Workflows compose agents; each node runs as a Prefect task.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Memory stores passages and answers questions about them.",
+    "Providers publish provisions at a price per compute unit second.",
+    "user: what is the capital of France? assistant: Paris.",
+    "Context passages are numbered and cited by their ids.",
 ] * 20
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
-def build(folder: Path) -> Path:
+def build(folder: Path, context: int = 2048) -> Path:
+    """``context``: the model's window in tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -35,7 +38,7 @@ def build(folder: Path) -> Path:
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(folder)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=context,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     LlamaForCausalLM(config).save_pretrained(folder)
