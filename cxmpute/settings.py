@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="An API key (cxk_...) the CLI sends instead of signing in with "
                                 "the wallet")
 
+    # Run executors: workflow runs wait in the platform database until an executor claims them
+    executor_concurrency: int = Field(32, ge=1, le=1024, description="Runs one executor process executes at once")
+    executor_claim_ttl_s: float = Field(15.0, gt=0, description="Seconds an executor's claim on a run lasts "
+                                        "unless renewed; a run whose executor died is taken again after this")
+    executor_poll_s: float = Field(0.02, gt=0, description="How often an executor with free capacity looks for "
+                                   "queued runs")
+    run_queue_max: int = Field(10_000, ge=1, description="Queued runs beyond which new submissions are refused "
+                               "with 429 and Retry-After")
+
     # Inference gateway: each request opens a per-second lease on a provision serving the model
     inference_price_max_gwei: int = Field(1_000, gt=0, description="Default highest ask per CU-second a gateway "
                                           "request accepts (header X-Cxmpute-Price-Max overrides it)")

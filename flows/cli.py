@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -308,6 +309,25 @@ def resume(
     with _client() as client:
         client.post(f"/v1/runs/{run_id}/resume", json=answer)
     console.print(f"run {run_id} resumed")
+
+
+@runs_app.command("cancel")
+def cancel(
+    run_id: str,
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the run has stopped"),
+) -> None:
+    """Cancel a run: queued, running or waiting for an approval. Its nodes stop, on providers too, and the
+    unused escrow of their leases is refunded."""
+    with _client() as client:
+        answer = client.post(f"/v1/runs/{run_id}/cancel")
+        state = answer["state"]
+        deadline = time.monotonic() + 120
+        while wait and state != "cancelled" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            state = client.get(f"/v1/runs/{run_id}")["state"]
+            if state in ("completed", "failed"):  # it ended before its executor could stop it
+                break
+    console.print(f"run {run_id} {state}")
 
 
 @runs_app.command("rerun")

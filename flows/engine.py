@@ -2,13 +2,15 @@
 
 Independent branches run concurrently on Prefect's task runner. Every node's result (its inputs
 and output) is persisted under a cache key made of a *scope*, the node and its resolved inputs: a
-normal run scopes keys to itself, while a re-run from a node scopes the nodes upstream of it to
-the original run, so their persisted outputs are reused and only the chosen node and its
-descendants execute again.
+normal run scopes keys to itself, so a run executed again after its executor died reuses the outputs of
+the nodes that had completed; a re-run from a node scopes the nodes upstream of it to the original run,
+so their persisted outputs are reused and only the chosen node and its descendants execute again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -17,6 +19,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
+from collections.abc import Awaitable
 from typing import Any
 
 from prefect import Flow, Task, flow, task
@@ -31,6 +34,7 @@ from agxnt.jobs import AgentJob, run_agent
 from compute.errors import ComputeError
 from compute.worker.dispatch import Dispatcher
 from compute.worker.jobs import JobSpec
+from flows import cancellation
 from flows.history import PAUSE_KEY_PREFIX
 from flows.spec import Node, Workflow
 from flows.validate import Plan, check_inputs, on_network, validate_or_raise
@@ -53,6 +57,28 @@ class NodeFailed(Exception):
 
 class WorkflowFailed(Exception):
     pass
+
+
+class WorkflowCancelled(Exception):
+    pass
+
+
+CANCEL_POLL_S = 0.1
+
+
+async def _unless_cancelled(work: Awaitable[Any], run_id: str, node_id: str, agent: str) -> Any:
+    """Await ``work`` unless the run's owner cancels it: then the work is cancelled (a sandbox or container it
+    started is killed by its own cleanup) and the node fails as cancelled."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_POLL_S)
+        if done:
+            return task.result()
+        if cancellation.requested(run_id):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled")
 
 
 def _json(value: Any) -> str:
@@ -125,21 +151,26 @@ async def run_node(
     network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
+    run_id = str(runtime_flow_run.id)
+    if cancellation.requested(run_id):
+        raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled")
     inputs = copy.deepcopy(params)
     for target_field, (upstream, source_field) in sorted(bindings.items()):
         _set_path(inputs, target_field, upstream["output"].get(source_field))
     if agent == "hitl.approve":
         timeout = int(inputs.get("timeout_seconds") or 3600)
-        response = await apause_flow_run(wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1,
-                                         key=PAUSE_KEY_PREFIX + node_id)
+        response = await _unless_cancelled(
+            apause_flow_run(wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1,
+                            key=PAUSE_KEY_PREFIX + node_id), run_id, node_id, agent)
         inputs["response"] = response.model_dump(mode="json")
-    payload = AgentJob(agent=agent, version=version, inputs=inputs, run_id=str(runtime_flow_run.id),
+    payload = AgentJob(agent=agent, version=version, inputs=inputs, run_id=run_id,
                        node_id=node_id, deadline=deadline, max_iterations=max_iterations).model_dump(mode="json")
     placement = None
     try:
         if network is None:
-            output = await run_agent(payload, owner)
+            output = await _unless_cancelled(run_agent(payload, owner), run_id, node_id, agent)
         else:
+            # A cancelled run's provider jobs are cancelled by its executor; the dispatcher then raises.
             output, placement = await _on_provider(node_id, agent, payload, owner, deadline, network)
     except (AgentError, ComputeError) as exc:
         raise NodeFailed(f"node {node_id!r} ({agent}): {exc.message}", retryable=exc.status_code >= 500) from exc
@@ -153,7 +184,9 @@ async def _on_provider(node_id: str, agent: str, payload: dict[str, Any], owner:
     timeout = min(network.get("timeout_s") or NETWORK_TIMEOUT_S, max(1.0, deadline - time.time()))
     spec = JobSpec(kind="agent", payload=payload, owner=owner, resources=network["resources"],
                    price_min_gwei=network["price_min_gwei"], price_max_gwei=network["price_max_gwei"],
-                   work_key=f"{payload['run_id']}:{node_id}:{TaskRunContext.get().task_run.id}", timeout_s=timeout)
+                   # Stable across executors: a run executed again adopts the job its dead executor dispatched.
+                   work_key=f"{payload['run_id']}:{node_id}:{TaskRunContext.get().task_run.run_count}",
+                   timeout_s=timeout)
     job = await Dispatcher().run(spec)
     if job.status == "failed":
         raise ComputeError(f"failed on provider {job.provider}: {job.error}", status_code=job.error_status or 500)
@@ -177,10 +210,10 @@ def _network_terms(plan: Plan, node: Node, cls: type) -> dict[str, Any] | None:
 
 
 @lru_cache(maxsize=256)
-def _node_task(retries: int, retry_delay: float, timeout: float | None, refresh: bool) -> Task:
+def _node_task(retries: int, retry_delay: float, timeout: float | None) -> Task:
     """One task object per distinct option set: building a Task is costly (it reads its source)."""
     return run_node.with_options(task_run_name="{node_id}", retries=retries, retry_delay_seconds=retry_delay,
-                                 timeout_seconds=timeout, refresh_cache=refresh)
+                                 timeout_seconds=timeout)
 
 
 def _input_value(plan: Plan, params: dict[str, Any], inputs: dict[str, Any]) -> Any:
@@ -210,8 +243,7 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
         bindings = {tf: [futures[src], sf] for src, sf, tf in plan.incoming.get(nid, [])}
         scope = scopes.get(nid, run_id)
         opts = node.options
-        node_task = _node_task(opts.retries, opts.retry_delay_seconds, opts.timeout_seconds,
-                               (scope == run_id) or not opts.cache)
+        node_task = _node_task(opts.retries, opts.retry_delay_seconds, opts.timeout_seconds)
         futures[nid] = node_task.submit(
             node_id=nid, agent=cls.id, version=cls.version, params=params, bindings=bindings, owner=owner,
             scope=scope, deadline=deadline, max_iterations=plan.workflow.budget.max_iterations,
@@ -225,6 +257,8 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
             results[nid] = fut.result()
         elif state.is_failed() or state.is_crashed():
             failures.append(state.message or f"node {nid!r} failed")
+    if cancellation.requested(run_id):
+        raise WorkflowCancelled("cancelled by its owner")
     if failures:
         raise WorkflowFailed("; ".join(failures))
     return {name: results[out.node]["output"].get(out.field) for name, out in plan.workflow.outputs.items()}

@@ -1,51 +1,32 @@
-"""Starting, watching, resuming and re-running workflow runs: the API does it here (the CLI and the builder
-reach it through the API).
+"""Starting, watching, cancelling, resuming and re-running workflow runs, as the API does for the CLI and
+the builder.
 
-A run is created in the Prefect API first (so its id is known at once) and then executed by this
-process's run pool; its state, per-node states and results are read back from the Prefect API.
+A run is created in the Prefect API first (so its id is known at once) and queued in the platform database
+(:mod:`flows.queue`), where an executor process (:mod:`flows.executor`) claims it; its state, per-node
+states and results are read back from the Prefect API. This module never executes a run.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 import time
-from contextvars import copy_context
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
-from prefect.flow_engine import run_flow
 from prefect.flow_runs import resume_flow_run
-from prefect.settings import PREFECT_UI_URL, temporary_settings
+from prefect.states import Cancelled
 
 from agxnt.builtins import ApprovalResponse
 from agxnt.errors import AgentError, NotFound
+from cxmpute.db import migrate, session_scope
+from cxmpute.settings import get_settings
+from flows import queue
 from flows.engine import compile_workflow
 from flows.history import RunView, read_run
 from flows.spec import Workflow
+from flows.store import WorkflowRunRow
 from flows.validate import WorkflowInvalid, check_inputs
-
-_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cxmpute-run")
-# Runs execute inside this process; the tag lets a later process on this host find runs it orphaned.
-EXECUTOR_TAG = f"executor:{socket.gethostname()}:{os.getpid()}"
-_active: dict[str, threading.Event] = {}
-_lock = threading.Lock()
-
-
-def _execute(compiled, flow_run, parameters: dict[str, Any], done: threading.Event) -> None:
-    try:
-        # No Prefect UI is served (the builder shows runs): an empty UI URL keeps the engine from logging a
-        # "View at" link to a page that does not exist.
-        with temporary_settings({PREFECT_UI_URL: ""}):
-            run_flow(compiled.flow, flow_run=flow_run, parameters=parameters, return_type="state")
-    finally:
-        done.set()
-        with _lock:
-            _active.pop(str(flow_run.id), None)
 
 
 def start_run(
@@ -55,35 +36,37 @@ def start_run(
     *,
     scopes: dict[str, str] | None = None,
     tags: list[str] | None = None,
+    workflow_id: str | None = None,
+    workflow_version: int | None = None,
 ) -> str:
-    """Validate the document and the inputs, create the flow run in the Prefect API, start it in the
-    background; return its id. An invalid document or inputs raise :class:`WorkflowInvalid`, creating nothing."""
+    """Validate the document and the inputs, create the flow run in the Prefect API and queue it for an
+    executor; return its id. An invalid document or inputs raise :class:`WorkflowInvalid`, creating nothing;
+    a full queue raises :class:`queue.Busy` (429)."""
     compiled = compile_workflow(document)
     if problems := check_inputs(compiled.plan.workflow, inputs or {}):
         raise WorkflowInvalid(problems)
+    settings = get_settings()
+    migrate()  # once per database and process
+    with session_scope() as session:
+        if queue.depth(session) >= settings.run_queue_max:
+            raise queue.Busy(f"{settings.run_queue_max} runs are already waiting for an executor; retry later",
+                             retry_after_s=5)
     parameters = compiled.parameters(inputs, owner, scopes)
+    # No database session is held across the call to Prefect: under load it would starve the pool.
     with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run(
-            compiled.flow, name=compiled.plan.workflow.name, parameters=parameters,
-            tags=[f"owner:{owner}", EXECUTOR_TAG, *(tags or [])],
-        )
-    done = threading.Event()
-    with _lock:
-        _active[str(flow_run.id)] = done
-    # the caller's context travels with the run (Prefect settings, tags)
-    _pool.submit(copy_context().run, _execute, compiled, flow_run, parameters, done)
-    return str(flow_run.id)
+        flow_run = client.create_flow_run(compiled.flow, name=compiled.plan.workflow.name, parameters=parameters,
+                                          tags=[f"owner:{owner}", *(tags or [])])
+    run_id = str(flow_run.id)
+    with session_scope() as session:
+        queue.enqueue(session, run_id, owner, compiled.plan.workflow.name, inputs or {}, parameters,
+                      workflow_id, workflow_version)
+    return run_id
 
 
-def wait_run(run_id: str, timeout: float | None = None, poll: float = 0.2, until_waiting: bool = False) -> RunView:
+def wait_run(run_id: str, timeout: float | None = None, poll: float = 0.1, until_waiting: bool = False) -> RunView:
     """Block until the run finishes (or pauses for a person, when ``until_waiting``)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    done = _active.get(run_id)
     while True:
-        if done is not None and not until_waiting:
-            done.wait(poll)
-            if not done.is_set():
-                continue
         view = read_run(run_id, with_results=False)
         if view.finished:
             return _settled(run_id, view)
@@ -91,8 +74,7 @@ def wait_run(run_id: str, timeout: float | None = None, poll: float = 0.2, until
             return read_run(run_id)
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"run {run_id} still {view.state} after {timeout}s")
-        if done is None:
-            time.sleep(poll)
+        time.sleep(poll)
 
 
 def _settled(run_id: str, view: RunView, grace: float = 10.0) -> RunView:
@@ -110,6 +92,18 @@ def run_workflow(document: dict[str, Any] | Workflow, inputs: dict[str, Any] | N
     return wait_run(start_run(document, inputs, owner), timeout=timeout)
 
 
+def cancel_run(run_id: str, owner: str) -> str:
+    """Cancel a run: a queued one at once, a running or paused one by its executor, which stops its nodes
+    (on providers too) and refunds their unused escrow. Returns ``cancelled`` or ``cancelling``."""
+    with session_scope() as session:
+        status = queue.request_cancel(session, run_id, owner)
+    if status == "done":
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(run_id), Cancelled(message="cancelled by its owner"), force=True)
+        return "cancelled"
+    return "cancelling"
+
+
 def _parameters(run_id: str) -> dict[str, Any]:
     with get_client(sync_client=True) as client:
         try:
@@ -120,19 +114,27 @@ def _parameters(run_id: str) -> dict[str, Any]:
 
 def rerun_from(run_id: str, node_id: str, owner: str, inputs: dict[str, Any] | None = None) -> str:
     """Start a new run of the same document that reuses the outputs of every node not downstream of
-    ``node_id`` from ``run_id`` and executes ``node_id`` and its descendants again."""
-    params = _parameters(run_id)
-    if params.get("owner") != owner:
-        raise NotFound(f"run {run_id} not found", field="run_id")
+    ``node_id`` from ``run_id`` and executes ``node_id`` and its descendants again (and the nodes whose
+    ``cache`` option is off)."""
+    with session_scope() as session:
+        original = session.get(WorkflowRunRow, run_id)
+        recorded = original is not None and original.owner == owner and original.parameters is not None
+        params = dict(original.parameters) if recorded else None
+        workflow_id, version = (original.workflow_id, original.workflow_version) if recorded else (None, None)
+    if params is None:  # a run queued before runs kept their parameters
+        params = _parameters(run_id)
+        if params.get("owner") != owner:
+            raise NotFound(f"run {run_id} not found", field="run_id")
     compiled = compile_workflow(params["document"])
     if node_id not in compiled.plan.agents:
         raise AgentError(f"run {run_id} has no node {node_id!r} (nodes: {', '.join(compiled.plan.order)})",
                          field="node", status_code=422)
     fresh = compiled.plan.descendants(node_id)
     previous = params.get("scopes") or {}
-    scopes = {nid: previous.get(nid, run_id) for nid in compiled.plan.order if nid not in fresh}
+    scopes = {nid: previous.get(nid, run_id) for nid in compiled.plan.order
+              if nid not in fresh and compiled.plan.workflow.node(nid).options.cache}
     return start_run(params["document"], inputs if inputs is not None else params.get("inputs"), owner,
-                     scopes=scopes, tags=[f"rerun-of:{run_id}"])
+                     scopes=scopes, tags=[f"rerun-of:{run_id}"], workflow_id=workflow_id, workflow_version=version)
 
 
 def resume_run(run_id: str, owner: str, response: ApprovalResponse) -> None:
@@ -145,45 +147,3 @@ def resume_run(run_id: str, owner: str, response: ApprovalResponse) -> None:
     except Exception as exc:  # NotPausedError, FlowPauseTimeout: the caller's mistake, said plainly
         raise AgentError(f"run {run_id} is not waiting for an answer ({exc})", field="run_id",
                          status_code=409) from None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def reap_orphans() -> list[str]:
-    """Mark crashed the unfinished runs whose executing process on this host is gone, so they stop
-    looking alive; re-running them from the failed node reuses every node that had completed."""
-    from prefect.client.schemas.filters import (
-        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.states import Crashed
-
-    from flows.engine import FLOW_NAME
-
-    prefix = f"executor:{socket.gethostname()}:"
-    reaped = []
-    unfinished = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-        any_=[StateType.RUNNING, StateType.PENDING, StateType.PAUSED, StateType.SCHEDULED])))
-    with get_client(sync_client=True) as client:
-        runs: list = []
-        while True:
-            page = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-                                         flow_run_filter=unfinished, limit=200, offset=len(runs))
-            runs.extend(page)
-            if len(page) < 200:
-                break
-        for run in runs:
-            pids = [int(t.rsplit(":", 1)[1]) for t in run.tags if t.startswith(prefix) and t.rsplit(":", 1)[1].isdigit()]
-            if pids and not any(_alive(pid) for pid in pids):
-                client.set_flow_run_state(run.id, Crashed(message="the process executing this run stopped; "
-                                                                   "re-run it from the failed node"), force=True)
-                reaped.append(str(run.id))
-    return reaped

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, func, select
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from agxnt.errors import NotFound
@@ -48,6 +48,27 @@ class WorkflowRunRow(Base):
     owner: Mapped[str] = mapped_column(String(128), index=True)
     inputs: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The durable queue (flows/queue.py): what an executor needs to run it, and who holds it until when.
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="done")
+    parameters: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    executor: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ExecutorRow(Base):
+    """A run executor's heartbeat: readiness counts the live ones."""
+
+    __tablename__ = "run_executors"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class SavedWorkflow(BaseModel):
@@ -140,23 +161,6 @@ def list_(session: Session, owner: str, limit: int = 50, offset: int = 0) -> tup
 def delete(session: Session, owner: str, workflow_id: str) -> None:
     # Soft delete: past runs keep pointing at a document that still exists.
     _row(session, owner, workflow_id).deleted = True
-
-
-def record_run(session: Session, run_id: str, owner: str, name: str | None, inputs: dict[str, Any],
-               workflow_id: str | None = None, workflow_version: int | None = None) -> None:
-    session.add(WorkflowRunRow(id=run_id, workflow_id=workflow_id, workflow_version=workflow_version, name=name,
-                               owner=owner, inputs=inputs, created_at=_now()))
-
-
-def record_rerun(session: Session, run_id: str, new_id: str, owner: str, inputs: dict[str, Any] | None) -> None:
-    """Record a re-run of ``run_id`` as a run of the same workflow, with the original's inputs unless new ones
-    were given."""
-    original = session.get(WorkflowRunRow, run_id)
-    if original is None or original.owner != owner:  # a run started before the platform recorded runs
-        record_run(session, new_id, owner, None, inputs or {})
-        return
-    record_run(session, new_id, owner, original.name, original.inputs if inputs is None else inputs,
-               original.workflow_id, original.workflow_version)
 
 
 def list_runs(session: Session, owner: str, workflow_id: str | None = None, limit: int = 50,

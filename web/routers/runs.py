@@ -1,5 +1,5 @@
-"""Workflow runs: state per node with inputs and outputs (read from the Prefect API), answers to
-approvals, and re-runs from a chosen node."""
+"""Workflow runs: submission to the run queue, state per node with inputs and outputs (read from the Prefect
+API), cancellation, answers to approvals, and re-runs from a chosen node."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 
 from agxnt.builtins import ApprovalResponse
 from agxnt.errors import NotFound
+from cxmpute.db import session_scope
 from flows import runner, store
 from flows.history import RunView, read_run, run_states
-from web.deps import DbSession, owner_in
+from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -45,6 +46,11 @@ class RunStarted(BaseModel):
     url: str
 
 
+class RunCancel(BaseModel):
+    id: str
+    state: str = Field(..., description="cancelled (it had not started) or cancelling (its executor stops it)")
+
+
 def _owned(run_id: str, owner: str, with_results: bool = True) -> RunView:
     view = read_run(run_id, with_results=with_results)
     if view.owner != owner:
@@ -52,18 +58,20 @@ def _owned(run_id: str, owner: str, with_results: bool = True) -> RunView:
     return view
 
 
-@router.post("", response_model=RunStarted, status_code=202, summary="Run a workflow document without saving it")
+@router.post("", response_model=RunStarted, status_code=202, summary="Run a workflow document without saving it",
+             description="The run is queued for an executor. A 429 with `Retry-After` means too many runs wait "
+                         "already.")
 def run_document(*, document: dict[str, Any] = Body(..., embed=True), inputs: dict[str, Any] = Body({}, embed=True),
-                 owner: str = Depends(owner_in("workflows")), session: DbSession) -> RunStarted:
+                 owner: str = Depends(owner_in("workflows"))) -> RunStarted:
     run_id = runner.start_run(document, inputs, owner)
-    store.record_run(session, run_id, owner, document.get("name") or "workflow", inputs)
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
 
 
 @router.get("", response_model=RunPage, summary="Your runs, newest first")
 def list_runs(*, workflow_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-              owner: str = Depends(owner_in("workflows")), session: DbSession) -> RunPage:
-    rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
+              owner: str = Depends(owner_in("workflows"))) -> RunPage:
+    with session_scope() as session:  # closed before Prefect is asked for the states
+        rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
     states = run_states([r.id for r in rows])
     items = [RunSummary(id=r.id, workflow=r.name, state=states.get(r.id, "unknown"), workflow_id=r.workflow_id,
                         workflow_version=r.workflow_version, created_at=r.created_at) for r in rows]
@@ -75,6 +83,14 @@ def get_run(run_id: str, owner: str = Depends(owner_in("workflows"))) -> RunView
     return _owned(run_id, owner)
 
 
+@router.post("/{run_id}/cancel", response_model=RunCancel, status_code=202, summary="Cancel a run",
+             description="A queued run is cancelled at once; a running or paused one is stopped by its executor: "
+                         "its nodes stop, on providers too, their leases end and unused escrow is refunded. "
+                         "409 when the run has already finished.")
+def cancel(run_id: str, owner: str = Depends(owner_in("workflows"))) -> RunCancel:
+    return RunCancel(id=run_id, state=runner.cancel_run(run_id, owner))
+
+
 @router.post("/{run_id}/resume", status_code=202, summary="Answer the approval the run is waiting for")
 def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(owner_in("workflows"))) -> dict[str, str]:
     runner.resume_run(run_id, owner, response)
@@ -83,8 +99,6 @@ def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(owner_i
 
 @router.post("/{run_id}/rerun", response_model=RunStarted, status_code=202,
              summary="Re-run from a node, reusing upstream outputs")
-def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(owner_in("workflows")),
-          session: DbSession) -> RunStarted:
+def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(owner_in("workflows"))) -> RunStarted:
     new_id = runner.rerun_from(run_id, body.node, owner, body.inputs)
-    store.record_rerun(session, run_id, new_id, owner, body.inputs)
     return RunStarted(id=new_id, url=f"/v1/runs/{new_id}")

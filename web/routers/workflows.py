@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 import flows
+from cxmpute.db import session_scope
 from flows import runner, store
 from flows.spec import load_document, workflow_json_schema
 from flows.validate import Problem, validate
@@ -107,10 +108,12 @@ def delete_workflow(*, workflow_id: str, owner: str = Depends(owner_in("workflow
 
 
 @router.post("/{workflow_id}/runs", response_model=RunStarted, status_code=202, summary="Start a run")
-def start(*, workflow_id: str, body: RunRequest | None = None, owner: str = Depends(owner_in("workflows")),
-          session: DbSession) -> RunStarted:
+def start(*, workflow_id: str, body: RunRequest | None = None,
+          owner: str = Depends(owner_in("workflows"))) -> RunStarted:
     body = body or RunRequest()
-    saved = store.get(session, owner, workflow_id, body.version)
-    run_id = runner.start_run(saved.document, body.inputs, owner, tags=[f"workflow:{workflow_id}"])
-    store.record_run(session, run_id, owner, saved.document.name, body.inputs, workflow_id, saved.version)
+    # A session of its own, closed before the run is created: none is held across the call to Prefect.
+    with session_scope() as session:
+        saved = store.get(session, owner, workflow_id, body.version)
+    run_id = runner.start_run(saved.document, body.inputs, owner, tags=[f"workflow:{workflow_id}"],
+                              workflow_id=workflow_id, workflow_version=saved.version)
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
