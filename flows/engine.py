@@ -291,6 +291,12 @@ class CompiledWorkflow:
         return self.flow(**self.parameters(inputs, owner))
 
 
+@lru_cache(maxsize=64)
+def _bounded_flow(timeout_s: float) -> Flow:
+    """One flow object per time budget: building a Flow is costly (it derives its parameter schema)."""
+    return workflow_flow.with_options(timeout_seconds=timeout_s)
+
+
 def compile_workflow(document: dict[str, Any] | Workflow) -> CompiledWorkflow:
     plan = validate_or_raise(document)
-    return CompiledWorkflow(plan, workflow_flow.with_options(timeout_seconds=plan.workflow.budget.max_seconds))
+    return CompiledWorkflow(plan, _bounded_flow(plan.workflow.budget.max_seconds))

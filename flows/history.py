@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import ObjectNotFound
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from agxnt.errors import NotFound
 from compute.worker.tasks import TASK_NAME as JOB_TASK
+from flows import prefect_api
 
 PAGE = 200
 PAUSE_KEY_PREFIX = "approve-"  # an approval node pauses its run under this prefix + its node id
@@ -108,18 +108,18 @@ def _node(tr: TaskRun, agent: str | None, with_results: bool) -> NodeRun:
 
 
 def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
-    with get_client(sync_client=True) as client:
-        try:
-            fr = client.read_flow_run(UUID(str(run_id)))
-        except (ObjectNotFound, ValueError):
-            raise NotFound(f"run {run_id} not found", field="run_id") from None
-        task_runs: list[TaskRun] = []
-        while True:
-            page = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])), limit=PAGE, offset=len(task_runs))
-            task_runs.extend(page)
-            if len(page) < PAGE:
-                break
+    client = prefect_api.client()
+    try:
+        fr = client.read_flow_run(UUID(str(run_id)))
+    except (ObjectNotFound, ValueError):
+        raise NotFound(f"run {run_id} not found", field="run_id") from None
+    task_runs: list[TaskRun] = []
+    while True:
+        page = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])), limit=PAGE, offset=len(task_runs))
+        task_runs.extend(page)
+        if len(page) < PAGE:
+            break
     params = fr.parameters or {}
     state = node_state(fr.state)
     view = RunView(
@@ -169,10 +169,10 @@ def run_states(run_ids: list[str]) -> dict[str, str]:
     states: dict[str, str] = {}
     if not ids:
         return states
-    with get_client(sync_client=True) as client:
-        for start in range(0, len(ids), PAGE):  # the Prefect API answers at most PAGE runs a call
-            chunk = ids[start:start + PAGE]
-            for fr in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
-                                            limit=len(chunk)):
-                states[str(fr.id)] = node_state(fr.state)
+    client = prefect_api.client()
+    for start in range(0, len(ids), PAGE):  # the Prefect API answers at most PAGE runs a call
+        chunk = ids[start:start + PAGE]
+        for fr in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
+                                        limit=len(chunk)):
+            states[str(fr.id)] = node_state(fr.state)
     return states

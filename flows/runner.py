@@ -12,7 +12,6 @@ import time
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled
@@ -21,7 +20,7 @@ from agxnt.builtins import ApprovalResponse
 from agxnt.errors import AgentError, NotFound
 from cxmpute.db import migrate, session_scope
 from cxmpute.settings import get_settings
-from flows import queue
+from flows import prefect_api, queue
 from flows.engine import compile_workflow
 from flows.history import RunView, read_run
 from flows.spec import Workflow
@@ -53,9 +52,8 @@ def start_run(
                              retry_after_s=5)
     parameters = compiled.parameters(inputs, owner, scopes)
     # No database session is held across the call to Prefect: under load it would starve the pool.
-    with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run(compiled.flow, name=compiled.plan.workflow.name, parameters=parameters,
-                                          tags=[f"owner:{owner}", *(tags or [])])
+    flow_run = prefect_api.create_flow_run(compiled.flow, compiled.plan.workflow.name, parameters,
+                                           [f"owner:{owner}", *(tags or [])])
     run_id = str(flow_run.id)
     with session_scope() as session:
         queue.enqueue(session, run_id, owner, compiled.plan.workflow.name, inputs or {}, parameters,
@@ -98,18 +96,18 @@ def cancel_run(run_id: str, owner: str) -> str:
     with session_scope() as session:
         status = queue.request_cancel(session, run_id, owner)
     if status == "done":
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(UUID(run_id), Cancelled(message="cancelled by its owner"), force=True)
+        client = prefect_api.client()
+        client.set_flow_run_state(UUID(run_id), Cancelled(message="cancelled by its owner"), force=True)
         return "cancelled"
     return "cancelling"
 
 
 def _parameters(run_id: str) -> dict[str, Any]:
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_flow_run(UUID(run_id)).parameters or {}
-        except (ObjectNotFound, ValueError):
-            raise NotFound(f"run {run_id} not found", field="run_id") from None
+    client = prefect_api.client()
+    try:
+        return client.read_flow_run(UUID(run_id)).parameters or {}
+    except (ObjectNotFound, ValueError):
+        raise NotFound(f"run {run_id} not found", field="run_id") from None
 
 
 def rerun_from(run_id: str, node_id: str, owner: str, inputs: dict[str, Any] | None = None) -> str:

@@ -11,12 +11,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
 from pydantic import BaseModel
 
 from agxnt.errors import NotFound
+from flows import prefect_api
 from flows.history import RunView, read_run
 from web.deps import owner_in
 
@@ -44,9 +44,9 @@ def _owned(run_id: str, owner: str) -> RunView:
 
 
 def _logs(run_id: str, offset: int, nodes: dict[str, str]) -> list[LogLine]:
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])),
-                                limit=LOG_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC)
+    client = prefect_api.client()
+    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])),
+                            limit=LOG_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC)
     return [LogLine(time=log.timestamp.isoformat(), level=log.level, message=log.message,
                     node=nodes.get(str(log.task_run_id)) if log.task_run_id else None) for log in logs]
 
