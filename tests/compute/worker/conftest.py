@@ -122,10 +122,24 @@ class Platform:
 
 @dataclass
 class RestartablePlatform(Platform):
-    """The platform, whose API process can crash and come back on the same address and data."""
+    """The platform, whose API process can crash and come back on the same address and data, and its run
+    executors, which can be killed and started again."""
 
     port: int = 0
     api: subprocess.Popen | None = None
+    executors: list[subprocess.Popen] = field(default_factory=list)
+
+    def start_executor(self) -> subprocess.Popen:
+        log = open(self.home / "executor.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "executor", "start"], env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.executors.append(proc)
+        return proc
+
+    def kill_executor(self, proc: subprocess.Popen) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self.executors.remove(proc)
 
     def start_api(self) -> None:
         log = open(self.home / "api.log", "ab")
@@ -165,12 +179,18 @@ def running_platform(prefect_api: str, home: Path, **extra_env: str) -> Iterator
     platform = RestartablePlatform(url=url, home=home, env=env, w3=operator_web3(url, home / "platform"),
                                    port=port)
     platform.start_api()
+    platform.start_executor()
     try:
         yield platform
     finally:
         platform.stop()
-        os.killpg(platform.api.pid, signal.SIGTERM)
-        platform.api.wait(20)
+        for proc in [platform.api, *platform.executors]:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in [platform.api, *platform.executors]:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
