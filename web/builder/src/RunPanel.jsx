@@ -31,7 +31,10 @@ function Approval({ node, prompt, onAnswer }) {
   );
 }
 
-export function RunPanel({ view, logs, document: docKey, onAnswer }) {
+// A run can be stopped until it ends, also while it waits for a person's approval.
+const CANCELLABLE = new Set(["pending", "running", "waiting"]);
+
+export function RunPanel({ view, logs, document: docKey, onAnswer, onCancel }) {
   if (!view) return null;
   const nodes = Object.values(view.nodes || {}).filter((n) => !internal(n.node));
   const doc = JSON.parse(docKey);
@@ -43,6 +46,11 @@ export function RunPanel({ view, logs, document: docKey, onAnswer }) {
     <div className="run-panel" data-testid="run-panel" data-run={view.id} data-state={view.state}>
       <h3>Run <span className={`badge badge-${view.state}`} data-testid="run-state">{view.state}</span></h3>
       <code className="muted">{view.id}</code>
+      {CANCELLABLE.has(view.state) && (
+        <div className="run-actions">
+          <button onClick={onCancel} aria-haspopup="dialog" data-testid="cancel-run">Cancel run</button>
+        </div>
+      )}
       {view.error && <div className="problem run-error">{withoutTraceback(view.error)}</div>}
       <ul className="node-states">
         {nodes.map((n) => (

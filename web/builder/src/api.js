@@ -57,6 +57,7 @@ export const api = {
   run: (id) => call("GET", `/v1/runs/${id}`),
   resume: (id, reply) => call("POST", `/v1/runs/${id}/resume`, reply),
   rerun: (id, node) => call("POST", `/v1/runs/${id}/rerun`, { node }),
+  cancel: (id) => call("POST", `/v1/runs/${id}/cancel`),
   nonce: () => call("GET", "/v1/auth/nonce"),
   verify: (message, signature) => call("POST", "/v1/auth/verify", { message, signature }),
   logout: () => call("POST", "/v1/auth/logout"),

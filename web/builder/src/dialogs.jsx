@@ -1,7 +1,7 @@
 import { useEffect, useState } from "react";
 import { api } from "./api.js";
 
-function Dialog({ title, onClose, children }) {
+function Dialog({ title, onClose, children, role = "dialog" }) {
   useEffect(() => {
     const onKey = (e) => e.key === "Escape" && onClose();
     window.addEventListener("keydown", onKey);
@@ -9,7 +9,7 @@ function Dialog({ title, onClose, children }) {
   }, [onClose]);
   return (
     <div className="backdrop" onClick={onClose}>
-      <div className="dialog" role="dialog" aria-label={title} onClick={(e) => e.stopPropagation()}>
+      <div className="dialog" role={role} aria-label={title} onClick={(e) => e.stopPropagation()}>
         <header><h3>{title}</h3><button onClick={onClose} aria-label="Close">×</button></header>
         {children}
       </div>
@@ -24,6 +24,20 @@ const runTitle = (run) => {
   const name = run.workflow_name || run.workflow;
   return typeof name === "string" && name ? `${name} · ${when}` : when;
 };
+
+// A question before an action that cannot be undone. The safe answer has the focus, so that Enter or Escape
+// pressed by habit leaves things as they are.
+export function ConfirmDialog({ title, message, confirm, dismiss, onConfirm, onClose }) {
+  return (
+    <Dialog title={title} onClose={onClose} role="alertdialog">
+      <p>{message}</p>
+      <div className="dialog-actions">
+        <button onClick={onClose} autoFocus>{dismiss}</button>
+        <button className="danger" onClick={onConfirm}>{confirm}</button>
+      </div>
+    </Dialog>
+  );
+}
 
 // Saved workflows (newest first) or, with `runs`, the run history.
 export function FilesDialog({ runs = false, workflowId, onOpen, onClose }) {

@@ -16,13 +16,14 @@ import { Inspector } from "./Inspector.jsx";
 import { DRAG_TYPE, Palette } from "./Palette.jsx";
 import { RunPanel } from "./RunPanel.jsx";
 import { connectionProblem } from "./schema.js";
-import { FilesDialog, RunDialog, TemplatesDialog } from "./dialogs.jsx";
+import { ConfirmDialog, FilesDialog, RunDialog, TemplatesDialog } from "./dialogs.jsx";
 
 const nodeTypes = { agent: AgentNode };
 const EMPTY_META = { version: 1, name: "untitled" };
 const HISTORY_LIMIT = 100;
 const LOG_LIMIT = 500;
 const TOAST_SECONDS = 8;
+const FINISHED = ["completed", "failed", "cancelled"];
 const typing = (el) => el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
 
 function Editor() {
@@ -245,7 +246,7 @@ function Editor() {
     try {
       const view = await api.run(id);
       setRunView(view);
-      if (!["completed", "failed", "cancelled"].includes(view.state)) watch(id);
+      if (!FINISHED.includes(view.state)) watch(id);
     } catch (err) { say(err.message, "error"); }
   };
   const rerunFrom = async (nodeId) => {
@@ -258,6 +259,16 @@ function Editor() {
   const answer = async (approved, value, comment) => {
     try { await api.resume(runView.id, { approved, value, comment }); say(approved ? "Approved" : "Rejected"); }
     catch (err) { say(err.message, "error"); }
+  };
+  const cancelRun = async (id) => {
+    setDialog(null);
+    try {
+      const { state: now } = await api.cancel(id);
+      // The stream brings the settled state; until then the answer shows (and a run being stopped asks for no
+      // approval), unless the stream got there first.
+      setRunView((v) => (v?.id === id && !FINISHED.includes(v.state) ? { ...v, state: now, waiting_for: [] } : v));
+      say(now === "cancelled" ? "Run cancelled" : "Cancelling the run");
+    } catch (err) { say(`Not cancelled: ${err.message}`, "error"); }
   };
   useEffect(() => () => stopWatch.current?.(), []);
   useEffect(() => {
@@ -355,11 +366,16 @@ function Editor() {
           {docProblems.length > 0 && (
             <ul className="doc-problems">{docProblems.map((p, i) => <li key={i} className="problem">{p.message}</li>)}</ul>
           )}
-          <RunPanel view={runView} logs={logs} document={docKey} onAnswer={answer} />
+          <RunPanel view={runView} logs={logs} document={docKey} onAnswer={answer} onCancel={() => setDialog("cancel")} />
         </aside>
         {dialog === "files" && <FilesDialog onOpen={(id) => { setDialog(null); openSaved(id); }} onClose={() => setDialog(null)} />}
         {dialog === "templates" && <TemplatesDialog onPick={(doc) => { setDialog(null); load(doc); }} onClose={() => setDialog(null)} />}
         {dialog === "run" && <RunDialog document={documentNow()} onRun={startRun} onClose={() => setDialog(null)} />}
+        {dialog === "cancel" && runView && (
+          <ConfirmDialog title="Cancel run" confirm="Cancel run" dismiss="Keep running"
+                         message={`Stop run ${runView.id}? A cancelled run cannot be resumed, only run again.`}
+                         onConfirm={() => cancelRun(runView.id)} onClose={() => setDialog(null)} />
+        )}
         {dialog === "history" && <FilesDialog runs workflowId={saved?.id} onOpen={reopenRun} onClose={() => setDialog(null)} />}
       </div>
     </BuilderContext.Provider>
