@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 import httpx
+from prefect import Flow
+from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.flow_engine import run_flow
 from prefect.context import SettingsContext, get_settings_context
@@ -33,6 +35,7 @@ from prefect.states import Cancelled
 from cxmpute.db import migrate, session_scope
 from cxmpute.settings import get_settings
 from flows import cancellation, prefect_api, queue
+from flows.engine import compile_workflow
 
 log = logging.getLogger(__name__)
 MAX_CLAIMS = 20  # a run taken this many times without ending is given up (left as Prefect last saw it)
@@ -99,6 +102,9 @@ class Executor:
         free = self.concurrency - len(self._running)
         if free <= 0:
             return False
+        with session_scope(self.url) as session:
+            if not queue.waiting(session):
+                return False
         with session_scope(self.url, immediate=True) as session:
             claims = queue.claim(session, self.id, free, ttl)
         for claim in claims:
@@ -143,11 +149,14 @@ class Executor:
         if claim.status == "cancelling":  # its owner cancelled it while its last executor was gone
             cancellation.request(run_id)
             _cancel_network_work(run_id)
+            if claim.flow_run_id is None:  # it never started: nothing in Prefect to stop
+                self._finish(run_id)
+                return
+        compiled = compile_workflow(claim.parameters["document"])
         try:
-            client = prefect_api.client()
-            flow_run = client.read_flow_run(UUID(run_id))
+            flow_run = self._flow_run(claim, compiled.flow)
         except ObjectNotFound:
-            log.warning("run %s is unknown to the Prefect API; dropping it from the queue", run_id)
+            log.warning("run %s: its flow run is unknown to the Prefect API; dropping it from the queue", run_id)
             self._finish(run_id)
             return
         except UNREACHABLE as exc:
@@ -158,12 +167,9 @@ class Executor:
             return
         if cancellation.requested(run_id) and flow_run.state is not None and (
                 flow_run.state.is_scheduled() or flow_run.state.is_pending()):
-            self._mark_cancelled(run_id)
+            self._mark_cancelled(flow_run.id)
             self._finish(run_id)
             return
-        from flows.engine import compile_workflow
-
-        compiled = compile_workflow(claim.parameters["document"])
         try:
             with self._engine_settings():
                 state = run_flow(compiled.flow, flow_run=flow_run, parameters=claim.parameters, return_type="state")
@@ -171,7 +177,7 @@ class Executor:
             self._hand_back(claim, f"the Prefect API became unreachable ({type(exc).__name__})")
             return
         if cancellation.requested(run_id):
-            self._mark_cancelled(run_id)
+            self._mark_cancelled(flow_run.id)
         elif state.is_crashed() and claim.claims < MAX_CLAIMS:
             self._hand_back(claim, state.message or "the run crashed")
             return
@@ -191,12 +197,23 @@ class Executor:
                 self._derived_from = current.settings
             return SettingsContext(profile=current.profile, settings=self._derived)
 
-    def _mark_cancelled(self, run_id: str) -> None:
+    def _flow_run(self, claim: queue.Claim, flow: Flow) -> FlowRun:
+        """The run's Prefect flow run: read, or created by the first executor to claim the run. Created under the
+        run's id as idempotency key, so an executor that dies between creating and recording it leaves the next
+        one the same flow run, not a second."""
+        if claim.flow_run_id is not None:
+            return prefect_api.client().read_flow_run(UUID(claim.flow_run_id))
+        flow_run = prefect_api.create_flow_run(flow, claim.name, claim.parameters, claim.tags, idempotency_key=claim.id)
+        with session_scope(self.url) as session:
+            queue.record_flow_run(session, claim.id, self.id, str(flow_run.id))
+        return flow_run
+
+    def _mark_cancelled(self, flow_run_id: UUID) -> None:
         try:
-            client = prefect_api.client()
-            client.set_flow_run_state(UUID(run_id), Cancelled(message="cancelled by its owner"), force=True)
+            prefect_api.client().set_flow_run_state(flow_run_id, Cancelled(message="cancelled by its owner"),
+                                                    force=True)
         except UNREACHABLE:
-            log.warning("could not record run %s as cancelled in the Prefect API", run_id)
+            log.warning("could not record flow run %s as cancelled in the Prefect API", flow_run_id)
 
     def _finish(self, run_id: str) -> None:
         with session_scope(self.url) as session:

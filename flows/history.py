@@ -1,4 +1,7 @@
-"""Run views read back from the Prefect API: the run's state and, per node, state, attempts and I/O."""
+"""Run views read back from the Prefect API: the run's state and, per node, state, attempts and I/O.
+
+A run is known by the platform's id; the run queue (:mod:`flows.queue`) says which Prefect flow run it
+became, and describes it itself until an executor has created one."""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ from pydantic import BaseModel, Field
 
 from agxnt.errors import NotFound
 from compute.worker.tasks import TASK_NAME as JOB_TASK
+from cxmpute.db import session_scope
 from flows import prefect_api
+from flows.queue import Located, locate
 
 PAGE = 200
 PAUSE_KEY_PREFIX = "approve-"  # an approval node pauses its run under this prefix + its node id
@@ -60,6 +65,7 @@ class NodeRun(BaseModel):
 
 class RunView(BaseModel):
     id: str
+    flow_run_id: str | None = Field(None, description="Its Prefect flow run, once an executor has created it")
     name: str
     state: str
     state_message: str | None = None
@@ -107,10 +113,31 @@ def _node(tr: TaskRun, agent: str | None, with_results: bool) -> NodeRun:
     return view
 
 
+def _located(run_id: str) -> Located | None:
+    with session_scope() as session:
+        return locate(session, [run_id]).get(run_id)
+
+
+def _unstarted(found: Located) -> RunView:
+    """A run no executor has created a flow run for: still queued, or cancelled before it started."""
+    document = (found.parameters or {}).get("document") or {}
+    state = "cancelled" if found.status == "done" else "pending"
+    view = RunView(id=found.id, name=found.name or document.get("name") or "workflow", state=state,
+                   owner=found.owner, workflow=document.get("name"), inputs=found.inputs)
+    for node in document.get("nodes", []):
+        view.nodes[node["id"]] = NodeRun(node=node["id"], agent=node.get("agent"),
+                                         state="skipped" if view.finished else "pending")
+    return view
+
+
 def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
+    found = _located(str(run_id))
+    if found is not None and found.flow_run_id is None:
+        return _unstarted(found)
+    flow_run_id = found.flow_run_id if found is not None else str(run_id)
     client = prefect_api.client()
     try:
-        fr = client.read_flow_run(UUID(str(run_id)))
+        fr = client.read_flow_run(UUID(flow_run_id))
     except (ObjectNotFound, ValueError):
         raise NotFound(f"run {run_id} not found", field="run_id") from None
     task_runs: list[TaskRun] = []
@@ -123,7 +150,7 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     params = fr.parameters or {}
     state = node_state(fr.state)
     view = RunView(
-        id=str(fr.id), name=fr.name, state=state, state_message=fr.state.message if fr.state else None,
+        id=str(run_id), flow_run_id=str(fr.id), name=fr.name, state=state, state_message=fr.state.message if fr.state else None,
         owner=params.get("owner"), workflow=(params.get("document") or {}).get("name"),
         started_at=fr.start_time, finished_at=fr.end_time, inputs=params.get("inputs") or {},
     )
@@ -158,21 +185,26 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
 
 
 def run_states(run_ids: list[str]) -> dict[str, str]:
-    """The state of each of these runs, read in one call per page; runs the Prefect API does not know are
-    left out."""
-    ids = []
+    """The state of each of these runs, read in one call per page; runs neither the platform nor the Prefect
+    API knows are left out."""
+    with session_scope() as session:
+        found = locate(session, run_ids)
+    states: dict[str, str] = {}
+    flow_runs: dict[UUID, str] = {}
     for run_id in run_ids:
+        located = found.get(run_id)
+        if located is not None and located.flow_run_id is None:
+            states[run_id] = "cancelled" if located.status == "done" else "pending"
+            continue
         try:
-            ids.append(UUID(run_id))
+            flow_runs[UUID(located.flow_run_id if located is not None else run_id)] = run_id
         except ValueError:
             continue
-    states: dict[str, str] = {}
-    if not ids:
-        return states
+    ids = list(flow_runs)
     client = prefect_api.client()
     for start in range(0, len(ids), PAGE):  # the Prefect API answers at most PAGE runs a call
         chunk = ids[start:start + PAGE]
         for fr in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
                                         limit=len(chunk)):
-            states[str(fr.id)] = node_state(fr.state)
+            states[flow_runs[fr.id]] = node_state(fr.state)
     return states

@@ -45,8 +45,10 @@ def client() -> SyncPrefectClient:
     return found.client
 
 
-def create_flow_run(flow: Flow, name: str, parameters: dict[str, Any], tags: list[str]) -> FlowRun:
-    """A scheduled flow run of ``flow`` (one request: the flow's id is known after the first)."""
+def create_flow_run(flow: Flow, name: str, parameters: dict[str, Any], tags: list[str],
+                    idempotency_key: str | None = None) -> FlowRun:
+    """A pending flow run of ``flow`` (one request: the flow's id is known after the first); the Prefect API
+    answers a second create with the same ``idempotency_key`` with the first flow run."""
     api = client()
     key = (_target()[0], flow.name)
     flow_id = _flow_ids.get(key)
@@ -55,7 +57,7 @@ def create_flow_run(flow: Flow, name: str, parameters: dict[str, Any], tags: lis
                        .json()["id"])
         _flow_ids[key] = flow_id
     body = FlowRunCreate(flow_id=flow_id, flow_version=flow.version, name=name, parameters=parameters,
-                         tags=tags, state=to_state_create(Pending()),
+                         tags=tags, state=to_state_create(Pending()), idempotency_key=idempotency_key,
                          empirical_policy=FlowRunPolicy(retries=flow.retries,
                                                         retry_delay=int(flow.retry_delay_seconds or 0)))
     answer = api.request("POST", "/flow_runs/", json=body.model_dump(mode="json", exclude_unset=True))

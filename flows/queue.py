@@ -44,8 +44,25 @@ class Claim(BaseModel):
     id: str
     status: Status
     owner: str
+    name: str
     parameters: dict[str, Any]
+    tags: list[str]
     claims: int
+    flow_run_id: str | None
+
+
+class Located(BaseModel):
+    """Where a run stands, from the platform database: enough to read it from Prefect, or to describe it while
+    no executor has created its flow run yet."""
+
+    id: str
+    owner: str
+    name: str | None
+    status: Status
+    flow_run_id: str | None
+    inputs: dict[str, Any]
+    parameters: dict[str, Any] | None
+    created_at: datetime
 
 
 class ExecutorOut(BaseModel):
@@ -63,22 +80,30 @@ def _now() -> datetime:
 
 
 def enqueue(session: Session, run_id: str, owner: str, name: str | None, inputs: dict[str, Any],
-            parameters: dict[str, Any], workflow_id: str | None = None, workflow_version: int | None = None) -> None:
+            parameters: dict[str, Any], tags: list[str], workflow_id: str | None = None,
+            workflow_version: int | None = None) -> None:
     session.add(WorkflowRunRow(id=run_id, workflow_id=workflow_id, workflow_version=workflow_version, name=name,
                                owner=owner, inputs=inputs, created_at=_now(), status="queued",
-                               parameters=parameters, claims=0))
+                               parameters=parameters, tags=tags, claims=0))
+
+
+def locate(session: Session, run_ids: list[str]) -> dict[str, Located]:
+    """The recorded runs among ``run_ids``. A run recorded before the queue kept parameters was created in
+    Prefect under its own id."""
+    rows = session.scalars(select(R).where(R.id.in_(run_ids))) if run_ids else []
+    return {r.id: Located(id=r.id, owner=r.owner, name=r.name, status=r.status,
+                          flow_run_id=r.flow_run_id or (r.id if r.parameters is None else None),
+                          inputs=r.inputs or {}, parameters=r.parameters, created_at=r.created_at) for r in rows}
+
+
+def record_flow_run(session: Session, run_id: str, executor: str, flow_run_id: str) -> None:
+    session.execute(update(R).where(R.id == run_id, R.executor == executor).values(flow_run_id=flow_run_id)
+                    .execution_options(synchronize_session=False))
 
 
 def depth(session: Session) -> int:
     """Runs waiting for an executor."""
     return session.scalar(select(func.count()).select_from(R).where(R.status == "queued")) or 0
-
-
-def row(session: Session, run_id: str, owner: str) -> WorkflowRunRow:
-    found = session.get(R, run_id)
-    if found is None or found.owner != owner:  # another owner's run looks like a missing one
-        raise NotFound(f"run {run_id} not found", field="run_id")
-    return found
 
 
 def _claimable(now: float):
@@ -87,21 +112,24 @@ def _claimable(now: float):
     return or_(waiting, lapsed)
 
 
+def waiting(session: Session) -> bool:
+    """Whether any run can be claimed: an idle executor asks this often, in a read that takes no write lock."""
+    return session.scalar(select(R.id).where(_claimable(time.time())).limit(1)) is not None
+
+
 def claim(session: Session, executor: str, limit: int, ttl_s: float) -> list[Claim]:
     """Take up to ``limit`` runs: queued ones, oldest first, and those whose executor's claim lapsed."""
     now = time.time()
-    # A read first: an idle executor polls often, and a write would take SQLite's lock every time.
-    if session.scalar(select(R.id).where(_claimable(now)).limit(1)) is None:
-        return []
     ids = (select(R.id).where(_claimable(now)).order_by(R.created_at).limit(limit)
            .with_for_update(skip_locked=True).scalar_subquery())
     taken = session.execute(
         update(R).where(R.id.in_(ids), _claimable(now))
         .values(status=case((R.status == "cancelling", "cancelling"), else_="running"), executor=executor,
                 claimed_until=now + ttl_s, claims=R.claims + 1)
-        .returning(R.id, R.status, R.owner, R.parameters, R.claims)
+        .returning(R.id, R.status, R.owner, R.name, R.parameters, R.tags, R.claims, R.flow_run_id)
         .execution_options(synchronize_session=False)).all()
-    return [Claim(id=i, status=s, owner=o, parameters=p or {}, claims=c) for i, s, o, p, c in taken]
+    return [Claim(id=i, status=s, owner=o, name=n or "workflow", parameters=p or {}, tags=t or [], claims=c,
+                  flow_run_id=f) for i, s, o, n, p, t, c, f in taken]
 
 
 def renew(session: Session, executor: str, run_ids: list[str], ttl_s: float) -> None:
@@ -136,9 +164,9 @@ def release(session: Session, run_id: str, executor: str, retry_in_s: float) -> 
                     .execution_options(synchronize_session=False))
 
 
-def request_cancel(session: Session, run_id: str, owner: str) -> Status:
-    """Ask to stop a run: a queued one is done at once; a running one is stopped by its executor. Returns the
-    run's queue status after the request."""
+def request_cancel(session: Session, run_id: str, owner: str) -> Located:
+    """Ask to stop a run: a queued one is done at once; a running one is stopped by its executor. Returns where
+    the run stands after the request."""
     found = session.get(R, run_id, with_for_update=True, populate_existing=True)
     if found is None or found.owner != owner:
         raise NotFound(f"run {run_id} not found", field="run_id")
@@ -147,9 +175,10 @@ def request_cancel(session: Session, run_id: str, owner: str) -> Status:
                          status_code=409)
     if found.status == "queued":
         found.status, found.finished_at, found.claimed_until = "done", _now(), None
-        return "done"
-    found.status = "cancelling"
-    return "cancelling"
+    else:
+        found.status = "cancelling"
+    session.flush()
+    return locate(session, [run_id])[run_id]
 
 
 def beat(session: Session, executor: str, host: str, pid: int, capacity: int, running: int,

@@ -1,14 +1,17 @@
 """Starting, watching, cancelling, resuming and re-running workflow runs, as the API does for the CLI and
 the builder.
 
-A run is created in the Prefect API first (so its id is known at once) and queued in the platform database
-(:mod:`flows.queue`), where an executor process (:mod:`flows.executor`) claims it; its state, per-node
-states and results are read back from the Prefect API. This module never executes a run.
+A run is queued in the platform database (:mod:`flows.queue`) under an id of the platform's; an executor
+process (:mod:`flows.executor`) claims it and creates and executes its Prefect flow run, whose state,
+per-node states and results are read back from the Prefect API (:mod:`flows.history`). This module never
+executes a run.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -38,26 +41,23 @@ def start_run(
     workflow_id: str | None = None,
     workflow_version: int | None = None,
 ) -> str:
-    """Validate the document and the inputs, create the flow run in the Prefect API and queue it for an
-    executor; return its id. An invalid document or inputs raise :class:`WorkflowInvalid`, creating nothing;
-    a full queue raises :class:`queue.Busy` (429)."""
+    """Validate the document and the inputs and queue the run for an executor; return its id. An invalid
+    document or inputs raise :class:`WorkflowInvalid`, queueing nothing; a full queue raises
+    :class:`queue.Busy` (429). Nothing here waits on Prefect: the executor that claims the run creates its
+    flow run, so runs are taken while Prefect is slow or away."""
     compiled = compile_workflow(document)
     if problems := check_inputs(compiled.plan.workflow, inputs or {}):
         raise WorkflowInvalid(problems)
     settings = get_settings()
+    run_id = str(uuid.uuid4())
+    parameters = compiled.parameters(inputs, owner, scopes, run_id)
     migrate()  # once per database and process
     with session_scope() as session:
         if queue.depth(session) >= settings.run_queue_max:
             raise queue.Busy(f"{settings.run_queue_max} runs are already waiting for an executor; retry later",
                              retry_after_s=5)
-    parameters = compiled.parameters(inputs, owner, scopes)
-    # No database session is held across the call to Prefect: under load it would starve the pool.
-    flow_run = prefect_api.create_flow_run(compiled.flow, compiled.plan.workflow.name, parameters,
-                                           [f"owner:{owner}", *(tags or [])])
-    run_id = str(flow_run.id)
-    with session_scope() as session:
         queue.enqueue(session, run_id, owner, compiled.plan.workflow.name, inputs or {}, parameters,
-                      workflow_id, workflow_version)
+                      [f"owner:{owner}", *(tags or [])], workflow_id, workflow_version)
     return run_id
 
 
@@ -94,35 +94,43 @@ def cancel_run(run_id: str, owner: str) -> str:
     """Cancel a run: a queued one at once, a running or paused one by its executor, which stops its nodes
     (on providers too) and refunds their unused escrow. Returns ``cancelled`` or ``cancelling``."""
     with session_scope() as session:
-        status = queue.request_cancel(session, run_id, owner)
-    if status == "done":
-        client = prefect_api.client()
-        client.set_flow_run_state(UUID(run_id), Cancelled(message="cancelled by its owner"), force=True)
-        return "cancelled"
-    return "cancelling"
+        found = queue.request_cancel(session, run_id, owner)
+    if found.status == "cancelling":
+        return "cancelling"
+    if found.flow_run_id is not None:  # an executor created it, then handed the run back before running it
+        prefect_api.client().set_flow_run_state(UUID(found.flow_run_id),
+                                                Cancelled(message="cancelled by its owner"), force=True)
+    return "cancelled"
 
 
-def _parameters(run_id: str) -> dict[str, Any]:
-    client = prefect_api.client()
-    try:
-        return client.read_flow_run(UUID(run_id)).parameters or {}
-    except (ObjectNotFound, ValueError):
-        raise NotFound(f"run {run_id} not found", field="run_id") from None
+def _owned(run_id: str, owner: str) -> queue.Located:
+    """The run's record, or for a run recorded before runs kept parameters, its flow run's parameters."""
+    with session_scope() as session:
+        found = queue.locate(session, [run_id]).get(run_id)
+    if found is not None and found.owner == owner:
+        if found.parameters is None and found.flow_run_id is not None:
+            found.parameters = prefect_api.client().read_flow_run(UUID(found.flow_run_id)).parameters or {}
+        return found
+    if found is None:
+        try:
+            params = prefect_api.client().read_flow_run(UUID(run_id)).parameters or {}
+        except (ObjectNotFound, ValueError):
+            params = {}
+        if params.get("owner") == owner:
+            return queue.Located(id=run_id, owner=owner, name=None, status="done", flow_run_id=run_id,
+                                 inputs=params.get("inputs") or {}, parameters=params,
+                                 created_at=datetime.now(timezone.utc))
+    raise NotFound(f"run {run_id} not found", field="run_id")
 
 
 def rerun_from(run_id: str, node_id: str, owner: str, inputs: dict[str, Any] | None = None) -> str:
     """Start a new run of the same document that reuses the outputs of every node not downstream of
     ``node_id`` from ``run_id`` and executes ``node_id`` and its descendants again (and the nodes whose
     ``cache`` option is off)."""
+    params = _owned(run_id, owner).parameters or {}
     with session_scope() as session:
-        original = session.get(WorkflowRunRow, run_id)
-        recorded = original is not None and original.owner == owner and original.parameters is not None
-        params = dict(original.parameters) if recorded else None
-        workflow_id, version = (original.workflow_id, original.workflow_version) if recorded else (None, None)
-    if params is None:  # a run queued before runs kept their parameters
-        params = _parameters(run_id)
-        if params.get("owner") != owner:
-            raise NotFound(f"run {run_id} not found", field="run_id")
+        row = session.get(WorkflowRunRow, run_id)
+        workflow_id, version = (row.workflow_id, row.workflow_version) if row is not None else (None, None)
     compiled = compile_workflow(params["document"])
     if node_id not in compiled.plan.agents:
         raise AgentError(f"run {run_id} has no node {node_id!r} (nodes: {', '.join(compiled.plan.order)})",
@@ -137,11 +145,11 @@ def rerun_from(run_id: str, node_id: str, owner: str, inputs: dict[str, Any] | N
 
 def resume_run(run_id: str, owner: str, response: ApprovalResponse) -> None:
     """Answer the approval a paused run waits for."""
-    params = _parameters(run_id)
-    if params.get("owner") != owner:
-        raise NotFound(f"run {run_id} not found", field="run_id")
+    found = _owned(run_id, owner)
     try:
-        resume_flow_run(UUID(run_id), run_input=response.model_dump(mode="json"))
+        if found.flow_run_id is None:
+            raise ValueError("it has not started")
+        resume_flow_run(UUID(found.flow_run_id), run_input=response.model_dump(mode="json"))
     except Exception as exc:  # NotPausedError, FlowPauseTimeout: the caller's mistake, said plainly
         raise AgentError(f"run {run_id} is not waiting for an answer ({exc})", field="run_id",
                          status_code=409) from None

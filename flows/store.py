@@ -55,6 +55,8 @@ class WorkflowRunRow(Base):
     claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    flow_run_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    tags: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
 
 class ExecutorRow(Base):

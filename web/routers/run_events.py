@@ -74,7 +74,7 @@ async def events(run_id: str, request: Request, owner: str = Depends(owner_in("w
                 yield _event("run", data)
                 last = data
             nodes = {n.task_run_id: n.node for n in view.nodes.values() if n.task_run_id}
-            lines = await run_in_threadpool(_logs, view.id, logged, nodes)
+            lines = await run_in_threadpool(_logs, view.flow_run_id, logged, nodes) if view.flow_run_id else []
             for line in lines:
                 yield _event("log", line.model_dump_json())
             logged += len(lines)

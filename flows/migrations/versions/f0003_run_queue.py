@@ -1,5 +1,5 @@
-"""the durable run queue: each recorded run carries what an executor needs to run it, its claim, and the
-executors' heartbeats
+"""the durable run queue: each recorded run carries what an executor needs to run it, its claim, the Prefect
+flow run it became, and the executors' heartbeats
 
 Revision ID: f0003
 Revises: f0002
@@ -22,6 +22,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("claimed_until", sa.Float(), nullable=True))
         batch.add_column(sa.Column("claims", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True))
+        # The Prefect flow run an executor created for it (runs recorded before had the flow run's own id).
+        batch.add_column(sa.Column("flow_run_id", sa.String(36), nullable=True))
+        batch.add_column(sa.Column("tags", sa.JSON(), nullable=True))
         batch.create_index("ix_workflow_runs_status", ["status", "created_at"])
     op.create_table(
         "run_executors",
@@ -39,5 +42,5 @@ def downgrade() -> None:
     op.drop_table("run_executors")
     with op.batch_alter_table("workflow_runs") as batch:
         batch.drop_index("ix_workflow_runs_status")
-        for column in ("finished_at", "claims", "claimed_until", "executor", "parameters", "status"):
+        for column in ("tags", "flow_run_id", "finished_at", "claims", "claimed_until", "executor", "parameters", "status"):
             batch.drop_column(column)

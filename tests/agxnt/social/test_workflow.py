@@ -72,7 +72,7 @@ def test_summarize_and_post_to_discord_and_telegram(owner, youtube, discord, tel
     sent = [r for r in telegram.requests if r.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"]
     assert sent[0].json() == {"chat_id": "-1001", "text": text}
     assert_no_secret(result.model_dump_json())
-    assert_no_secret(run_logs(result.id, expect="Finished in state"))
+    assert_no_secret(run_logs(result.flow_run_id, expect="Finished in state"))
 
 
 def test_failed_node_reports_the_service_error_without_the_token(owner, telegram):
@@ -84,7 +84,7 @@ def test_failed_node_reports_the_service_error_without_the_token(owner, telegram
     assert "Telegram refused the request (HTTP 400: Bad Request: bot [redacted]" in error
     assert result.nodes["discord"].state == "completed"
     assert_no_secret(json.dumps(result.model_dump(mode="json")))
-    logs = run_logs(result.id, expect="[redacted]")
+    logs = run_logs(result.flow_run_id, expect="[redacted]")
     assert "[redacted]" in logs
     assert_no_secret(logs)
 
