@@ -62,8 +62,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child: receive SIGTERM when the process that started the server dies, even by SIGKILL."""
+def die_with_parent() -> None:
+    """In a child (a ``preexec_fn``): receive SIGTERM when the thread that started it ends, or its process dies,
+    even by SIGKILL."""
     import ctypes
     import signal
 
@@ -85,24 +86,25 @@ def start_server(home: Path, port: int, log_path: Path | None = None, wait: floa
             "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{home / 'prefect.db'}"),
     }
     env.pop("PREFECT_API_URL", None)
-    log = open(log_path or home / "server.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        # Its own session keeps Ctrl-C for the parent, which stops the server after its own work;
-        # the death signal keeps a killed parent from leaving the server behind.
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
+    log_path = log_path or home / "server.log"
+    with open(log_path, "ab") as log:  # the server holds its own copy; `cxmpute up` may start it many times
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            # Its own session keeps Ctrl-C for the parent, which stops the server after its own work;
+            # the death signal keeps a killed parent from leaving the server behind.
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        )
     api = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"Prefect server exited with {proc.returncode}; see {log.name}")
+            raise RuntimeError(f"Prefect server exited with {proc.returncode}; see {log_path}")
         if healthy(api, 1.0):
             return proc
         time.sleep(0.3)
     proc.terminate()
-    raise RuntimeError(f"Prefect server did not answer on {api} within {wait}s; see {log.name}")
+    raise RuntimeError(f"Prefect server did not answer on {api} within {wait}s; see {log_path}")
 
 
 def stop_server(proc: subprocess.Popen, timeout: float = 15.0) -> None:

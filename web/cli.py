@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,7 @@ from rich.console import Console
 from cxmpute.client import local_address
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import get_settings
+from web.supervisor import Supervised, Supervisor
 
 app = typer.Typer()
 console = Console(stderr=True, soft_wrap=True)  # a path or URL wrapped in two is no use to copy
@@ -27,26 +30,39 @@ LOCAL_POOL = "cxmpute-network"  # the pool deploy/prefect.yaml's deployments tar
 LOCAL_STAKE_ETH = 2
 LOCAL_WALLET_ETH = 100  # what the local wallet starts with on the embedded chain
 LOCAL_DISK_GB = 20
+GRACEFUL_SHUTDOWN_S = 5
 
 
-def _serve(host: str, port: int) -> None:
+def _serve(host: str, port: int, before_shutdown: Callable[[], None] | None = None) -> None:
+    """Serve the API until Ctrl-C or SIGTERM; then run ``before_shutdown`` while the API still answers (`up`
+    stops its children there: a provider worker reports its last results, then closes its job stream, which
+    would otherwise hold the shutdown open), then drain the requests in flight."""
     import uvicorn
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
     from uvicorn.config import LOGGING_CONFIG
 
-    from flows.runner import reap_orphans
-
-    try:
-        reaped = reap_orphans()
-    except Exception as exc:  # noqa: BLE001 - an unreachable Prefect API must not stop the API from starting
-        console.print(f"[yellow]could not check for orphaned runs: {exc}[/yellow]")
-    else:
-        if reaped:
-            console.print(f"marked {len(reaped)} run(s) left by a stopped process as crashed")
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if before_shutdown is not None:
+                await asyncio.to_thread(before_shutdown)
+            await super().shutdown(sockets)
 
     # The platform's own lines (a refused request, a server error) beside uvicorn's, in its format.
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["cxmpute"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    uvicorn.run("web.app:create_app", factory=True, host=host, port=port, log_level="info", log_config=log_config)
+    # Long-lived requests that outlast the children (a browser's run event stream) are cut after a grace period.
+    server = Server(uvicorn.Config("web.app:create_app", factory=True, host=host, port=port, log_level="info",
+                                   log_config=log_config, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+    # A request that reaches for an absent Prefect server fails at once and answers 503 naming it (web.errors):
+    # Prefect's client would retry a lost connection for a minute, holding the request. Only the API's
+    # requests, which inherit this context; the executors, which must ride out a restart, keep the retries.
+    try:
+        with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+            server.run()
+    except KeyboardInterrupt:  # the signal uvicorn passes on once it has stopped: a clean stop, as uvicorn.run's
+        pass
+    if not server.started:
+        raise typer.Exit(3)  # the API could not start (its own lines say why), as uvicorn.run exits
 
 
 def _wait_for_api(api_url: str, seconds: float = 120) -> bool:
@@ -83,8 +99,27 @@ def _offered_disk_gb(home: Path) -> int:
     return int(chosen.read_text())
 
 
-def _start_local_provider(api_url: str, prefect_api: str, work_pool: str, started: list[subprocess.Popen]) -> None:
-    """Fund a provider wallet of this machine from the embedded chain's dev account and start its worker.
+def _child(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """A platform process `up` supervises. Its own session keeps Ctrl-C for `up`, which stops its children in
+    order (a child that the terminal stopped first would be restarted); the death signal keeps a killed `up`
+    from leaving it behind."""
+    from flows.server import die_with_parent
+
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=die_with_parent if sys.platform == "linux" else None)
+
+
+def _executor() -> Supervised:
+    """The executor that runs this platform's workflow runs, with the API's environment: its Prefect API and
+    credential (after ``use_api``) and the same CXMPUTE_* settings."""
+    log_path = get_settings().data_dir / "executor.log"
+    argv = [sys.executable, "-m", "cxmpute.cli", "executor", "start"]
+    return Supervised("executor", start=lambda: _child(argv, dict(os.environ), log_path))
+
+
+def _local_provider(api_url: str, prefect_api: str, work_pool: str) -> Supervised:
+    """Fund a provider wallet of this machine from the embedded chain's dev account; the worker that runs as it.
     The key is kept in the data dir, so the same provider (and its stake) comes back on the next start."""
     from eth_account import Account
 
@@ -102,23 +137,22 @@ def _start_local_provider(api_url: str, prefect_api: str, work_pool: str, starte
     env = {**{k: v for k, v in os.environ.items() if k != "CXMPUTE_OPERATOR_TOKEN"}, "CXMPUTE_HOME": str(home),
            "CXMPUTE_WALLET_KEY": key, "CXMPUTE_API_URL": api_url, "PREFECT_API_URL": prefect_api,
            "PREFECT_HOME": str(home / "prefect")}
-    with open(home / "worker.log", "ab") as log:
-        started.append(subprocess.Popen(
-            [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", "local", "--price-gwei", "1",
-             "--cpu", str(cpu), "--memory-mb", "2048", "--disk-gb", str(_offered_disk_gb(home)),
-             "--stake-eth", str(LOCAL_STAKE_ETH), "--work-pool", work_pool],
-            env=env, stdout=log, stderr=subprocess.STDOUT))
+    argv = [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", "local", "--price-gwei", "1",
+            "--cpu", str(cpu), "--memory-mb", "2048", "--disk-gb", str(_offered_disk_gb(home)),
+            "--stake-eth", str(LOCAL_STAKE_ETH), "--work-pool", work_pool]
     console.print(f"  local provider   {address} (pool {work_pool}, log {home / 'worker.log'})")
+    return Supervised("local provider worker", start=lambda: _child(argv, env, home / "worker.log"))
 
 
 def _when_listening(api_url: str, banner: str, embedded_chain: bool, provider: bool, prefect_api: str,
-                    work_pool: str, started: list[subprocess.Popen]) -> None:
-    """Once the API answers: fund the local wallet (on the embedded chain), say the platform is up, then
-    start the local provider."""
+                    work_pool: str, supervisor: Supervisor) -> None:
+    """Once the API answers (its database migrated): start the executor, fund the local wallet (on the
+    embedded chain), say the platform is up, then start the local provider."""
     if not _wait_for_api(api_url):
-        console.print("[yellow]the API did not answer within 120 s: no local wallet funds, no local provider "
-                      "worker[/yellow]")
+        console.print("[yellow]the API did not answer within 120 s: no executor, no local wallet funds, no local "
+                      "provider worker[/yellow]")
         return
+    supervisor.add(_executor())
     from web3.exceptions import Web3Exception
 
     chain_failed = (OSError, ValueError, Web3Exception)  # the chain's RPC unreachable or refusing the transfer
@@ -130,7 +164,7 @@ def _when_listening(api_url: str, banner: str, embedded_chain: bool, provider: b
     console.print(banner)
     if provider and embedded_chain:
         try:
-            _start_local_provider(api_url, prefect_api, work_pool, started)
+            supervisor.add(_local_provider(api_url, prefect_api, work_pool))
         except chain_failed as exc:  # the platform still serves, without a provider of its own
             console.print(f"[yellow]could not start the local provider: {exc}[/yellow]")
 
@@ -163,8 +197,9 @@ def up(
 ) -> None:
     """Start the platform: a Prefect server on SQLite in the data dir, on 127.0.0.1 and answering only callers
     with the auth string kept there (or the one PREFECT_API_URL names, with PREFECT_API_AUTH_STRING), the API
-    with the builder on 127.0.0.1:8000, which runs workflows, and a local provider worker that runs network
-    nodes and scheduled deployments. Ctrl-C stops everything."""
+    with the builder on 127.0.0.1:8000, an executor that runs workflow runs, and a local provider worker that
+    runs network nodes and scheduled deployments. Each process started here is restarted when it exits, after a
+    delay that grows while it keeps failing. Ctrl-C stops everything."""
     from flows.server import find_api, start_server, stop_server, use_api
 
     settings = get_settings()
@@ -173,12 +208,15 @@ def up(
         console.print(f"[red]port {port} on {host} is in use (another `cxmpute up`?): choose another with --port "
                       "or CXMPUTE_API_PORT[/red]")
         raise typer.Exit(1)
-    prefect_proc: subprocess.Popen | None = None
+    supervisor = Supervisor(lambda line: console.print(line, markup=False, highlight=False))
     api = settings.prefect_api_url or find_api(f"http://127.0.0.1:{settings.prefect_port}/api")
     if api is None:
-        console.print(f"starting Prefect server on 127.0.0.1:{settings.prefect_port} (data in {settings.data_dir})")
-        prefect_proc = start_server(settings.data_dir / "prefect-server", settings.prefect_port)
-        api = f"http://127.0.0.1:{settings.prefect_port}/api"
+        home, prefect_port = settings.data_dir / "prefect-server", settings.prefect_port
+        console.print(f"starting Prefect server on 127.0.0.1:{prefect_port} (data in {settings.data_dir})")
+        # Restarted on the same port and database, so every process keeps its PREFECT_API_URL and the runs.
+        supervisor.add(Supervised("Prefect server", start=lambda: start_server(home, prefect_port),
+                                  stop=stop_server, proc=start_server(home, prefect_port)))
+        api = f"http://127.0.0.1:{prefect_port}/api"
         # the server started here knows no API key: its clients send the auth string it was started with
         os.environ.pop("PREFECT_API_KEY", None)
     else:
@@ -189,25 +227,15 @@ def up(
               f"  local wallet     {local_address(settings)}\n"
               f"  data             {settings.data_dir}\nCtrl-C to stop.")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    local: list[subprocess.Popen] = []
     threading.Thread(target=_when_listening, daemon=True, name="when-listening",
                      args=(f"http://127.0.0.1:{port}", banner, settings.chain_rpc_url is None, provider, api,
-                           work_pool, local)).start()
+                           work_pool, supervisor)).start()
     try:
-        _serve(host, port)
+        _serve(host, port, before_shutdown=supervisor.stop)
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in local:
-            console.print("stopping the local provider worker")
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if prefect_proc is not None:
-            console.print("stopping Prefect server")
-            stop_server(prefect_proc)
+        supervisor.stop()  # again when the API never started, or stopped without being asked: a no-op otherwise
 
 
 @app.command("serve")

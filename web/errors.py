@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,6 +23,50 @@ from flows.validate import WorkflowInvalid
 from web.limits import BODY, RequestRefused, out_of_range, oversized_int
 
 log = logging.getLogger("cxmpute.web")
+PREFECT_RETRY_AFTER_S = 5  # about what `cxmpute up` takes to start its Prefect server again
+
+
+class PrefectUnavailable(CxmputeError):
+    """The Prefect server, where runs' states live, does not answer: the platform's dependency, not a bug."""
+
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__("the Prefect server (PREFECT_API_URL) is not answering: run states are unavailable until "
+                         "it is back; try again shortly", field="PREFECT_API_URL")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(PREFECT_RETRY_AFTER_S)}
+
+
+def prefect_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised from, a failure to reach the Prefect API: an httpx transport error
+    (refused, timed out, cut off) on a request to its address, raised as is by Prefect's client or wrapped in
+    Prefect's own RuntimeError ("Failed to reach API at ..."). Only the Prefect API's address counts: the same
+    error from another service the platform calls is that service's failure."""
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api.url
+    if not api:
+        return False
+    prefect = urlsplit(api)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, httpx.TransportError) and _addressed(current, prefect.scheme, prefect.hostname,
+                                                                    prefect.port):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _addressed(exc: httpx.TransportError, scheme: str, host: str | None, port: int | None) -> bool:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised outside any request names no address
+        return False
+    return (url.scheme, url.host, url.port) == (scheme, host, port)
 
 
 def _answer(request: Request, status: int, content: dict[str, Any], exc: Exception,
@@ -87,6 +133,17 @@ def install(app: FastAPI) -> None:
                  or oversized_int(request.scope.get(BODY, b""), as_text=True) or "body")
         return _answer(request, 422, {"detail": f"{field}: a value is out of the range this operation accepts",
                                       "field": field}, exc)
+
+    # Prefect's client fails with httpx's errors, or its own RuntimeError wrapping them, in any router that reads
+    # runs: answered here as the dependency's 503. Here, not in the catch-all below, since the server logs the
+    # traceback of every error that reaches the catch-all; any other error goes on to it.
+    @app.exception_handler(httpx.TransportError)
+    @app.exception_handler(RuntimeError)
+    async def _prefect_away(request: Request, exc: Exception) -> JSONResponse:
+        if not prefect_unreachable(exc):
+            raise exc
+        away = PrefectUnavailable()
+        return _answer(request, away.status_code, away.body(), away, away.headers())
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
