@@ -26,9 +26,9 @@ from uuid import UUID
 import httpx
 from prefect import Flow
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import SettingsContext, get_settings_context
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.flow_engine import run_flow
-from prefect.context import SettingsContext, get_settings_context
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_UI_URL, Settings
 from prefect.states import Cancelled
 

@@ -18,7 +18,6 @@ from flows.history import read_run
 from flows.runner import start_run, wait_run
 from tests.support.workflows import APPROVAL
 
-
 TINY = {"name": "tiny", "nodes": [{"id": "w", "agent": "util.wait", "params": {"seconds": 0}}]}
 
 
@@ -154,8 +153,8 @@ def test_a_queued_run_is_cancelled_before_it_starts(prefect_api):
 
 
 def test_cancel_is_refused_for_another_owners_run(api_url):
-    from flows.runner import cancel_run
     from agxnt.errors import NotFound
+    from flows.runner import cancel_run
 
     run_id = start_run(TINY, {}, "someone-else")
     with pytest.raises(NotFound):

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from flows.server import client_env, free_port
+from tests.support import processes
 
 pytestmark = pytest.mark.slow
 
@@ -34,30 +32,14 @@ def three_nodes(i: int) -> dict:
 @pytest.fixture
 def load_platform(prefect_api, tmp_path):
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(tmp_path / "platform"),
-           "CXMPUTE_API_URL": url, "CXMPUTE_RUN_QUEUE_MAX": "400"}
+           "CXMPUTE_API_URL": f"http://127.0.0.1:{port}", "CXMPUTE_RUN_QUEUE_MAX": "400"}
     env.pop("CXMPUTE_DATABASE_URL", None)
-    log = open(tmp_path / "platform.log", "ab")
-    procs = [subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(port)], env=env,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    procs += [subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "executor", "start"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True) for _ in range(2)]
-    yield url
-    for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    log = tmp_path / "platform.log"
+    procs = [processes.serve(port, env, log)]
+    procs += [processes.cxmpute(["executor", "start"], env, log) for _ in range(2)]
+    yield f"http://127.0.0.1:{port}"
+    processes.stop(procs)
 
 
 async def _submit(client: httpx.AsyncClient, i: int, refusals: list[int]) -> str:

@@ -4,15 +4,13 @@ either replica is read, and can be cancelled, through the other, and both execut
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from flows.server import client_env, free_port
+from tests.support import processes
 from tests.support.up import postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -34,32 +32,14 @@ def replicas(prefect_api, tmp_path):
     with postgres_database() as database_url:
         env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(tmp_path / "platform"),
                "CXMPUTE_DATABASE_URL": database_url}
-        log = open(tmp_path / "platform.log", "ab")
+        log = tmp_path / "platform.log"
         ports = [free_port(), free_port()]
-        procs = []
-        for port in ports:
-            procs.append(subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(port)],
-                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-        procs += [subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "executor", "start", "--concurrency", "4"],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-                  for _ in range(2)]
+        procs = [processes.serve(port, env, log) for port in ports]
+        procs += [processes.cxmpute(["executor", "start", "--concurrency", "4"], env, log) for _ in range(2)]
         try:
             yield [f"http://127.0.0.1:{port}" for port in ports], database_url
         finally:
-            for proc in procs:
-                os.killpg(proc.pid, signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            processes.stop(procs)
 
 
 def test_two_replicas_and_two_executors_serve_the_same_runs(replicas):
