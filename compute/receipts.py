@@ -2,12 +2,24 @@
 
 The domain fixes name, version, chain id and the vault's address, so a receipt signed for one chain or
 one deployment never verifies on another.
+
+Receipts issued together can share one signature: the platform signs the EIP-712 digest
+``keccak256(0x1901 || domainSeparator || root)``, where ``root`` is the Merkle root of the messages'
+``hashStruct`` values (pairs hashed in sorted order, as OpenZeppelin's ``MerkleProof`` does), and each
+receipt carries the sibling hashes from its own ``hashStruct`` up to that root. A batch of one has an
+empty proof and a root equal to the message's ``hashStruct``, so its signature is exactly the plain
+EIP-712 signature of the message: plain receipts are batch receipts with an empty proof.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
+
+from coincurve import PrivateKey
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_utils import keccak
 from pydantic import BaseModel
 
 from compute.signer import platform_account
@@ -49,6 +61,12 @@ TYPES: dict[str, list[dict[str, str]]] = {
 }
 
 
+DOMAIN_TYPE: list[dict[str, str]] = [
+    {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+]
+
+
 class Domain(BaseModel):
     chain_id: int
     verifying_contract: str
@@ -57,14 +75,20 @@ class Domain(BaseModel):
         return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id,
                 "verifyingContract": self.verifying_contract}
 
+    def separator(self) -> bytes:
+        return _separator(self.chain_id, self.verifying_contract)
+
+
+class BatchReceipt(BaseModel):
+    """One message's receipt out of a signed batch: the batch signature and the message's Merkle proof."""
+
+    signature: str
+    proof: list[str]
+
 
 def _typed(domain: Domain, primary: str, message: dict) -> dict:
     return {
-        "types": {
-            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-            primary: TYPES[primary],
-        },
+        "types": {"EIP712Domain": DOMAIN_TYPE, primary: TYPES[primary]},
         "primaryType": primary,
         "domain": domain.as_eip712(),
         "message": message,
@@ -77,13 +101,117 @@ def sign(domain: Domain, primary: str, message: dict, account: Account | None = 
     return signed.signature.to_0x_hex()
 
 
-def signer_of(domain: Domain, primary: str, message: dict, signature: str) -> str:
-    return Account.recover_message(encode_typed_data(full_message=_typed(domain, primary, message)),
+def sign_batch(domain: Domain, primary: str, messages: Sequence[dict],
+               account: Account | None = None) -> list[BatchReceipt]:
+    """Sign ``messages`` with one signature over their Merkle root, by ``account`` or by default the platform
+    signer; one receipt per message."""
+    root, proofs = merkle([struct_hash(primary, m) for m in messages])
+    secret = bytes((account or platform_account()).key)
+    signature = "0x" + _sign_digest(secret, keccak(b"\x19\x01" + domain.separator() + root)).hex()
+    return [BatchReceipt(signature=signature, proof=["0x" + node.hex() for node in proof]) for proof in proofs]
+
+
+def _sign_digest(secret: bytes, digest: bytes) -> bytes:
+    # eth-account derives the public key again on every signature; a kept coincurve key signs in a fraction.
+    rsv = _key(secret).sign_recoverable(digest, hasher=None)
+    return rsv[:64] + bytes([27 + rsv[64]])
+
+
+@lru_cache(maxsize=4)
+def _key(secret: bytes) -> PrivateKey:
+    return PrivateKey(secret)
+
+
+def signer_of(domain: Domain, primary: str, message: dict, signature: str, proof: Sequence[str] = ()) -> str:
+    # eth-account's encoder validates the message here; its body is the message's hashStruct.
+    typed = encode_typed_data(full_message=_typed(domain, primary, message))
+    root = fold(bytes(typed.body), [bytes.fromhex(node.removeprefix("0x")) for node in proof])
+    return Account.recover_message(SignableMessage(version=b"\x01", header=typed.header, body=root),
                                    signature=signature)
 
 
-def verify(domain: Domain, primary: str, message: dict, signature: str) -> bool:
+def verify(domain: Domain, primary: str, message: dict, signature: str, proof: Sequence[str] = ()) -> bool:
+    """Whether the platform signed ``message`` alone (empty ``proof``) or in a batch it proves membership of."""
     try:
-        return signer_of(domain, primary, message, signature) == platform_account().address
-    except Exception:  # a malformed signature is simply not valid
+        return signer_of(domain, primary, message, signature, proof) == platform_account().address
+    except Exception:  # a malformed signature or proof is simply not valid
         return False
+
+
+def struct_hash(primary: str, message: dict) -> bytes:
+    """EIP-712 ``hashStruct`` of a message of one of :data:`TYPES` (flat structs of atomic fields only).
+
+    Encoded directly rather than through eth-account's generic encoder, which costs as much as the
+    signature itself; tests hold the two equal."""
+    return _hash_struct(primary, TYPES[primary], message)
+
+
+def _hash_struct(name: str, fields: list[dict[str, str]], message: dict) -> bytes:
+    return keccak(_type_hash(name, fields) + b"".join(_encode(f["type"], message[f["name"]]) for f in fields))
+
+
+def merkle(leaves: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The root over ``leaves`` and each leaf's proof (sibling hashes, bottom up)."""
+    if not leaves:
+        raise ValueError("a Merkle tree needs at least one leaf")
+    proofs: list[list[bytes]] = [[] for _ in leaves]
+    level = [(leaf, [i]) for i, leaf in enumerate(leaves)]  # (node, leaves under it)
+    while len(level) > 1:
+        up = []
+        for i in range(0, len(level) - 1, 2):
+            (left, under_left), (right, under_right) = level[i], level[i + 1]
+            for leaf in under_left:
+                proofs[leaf].append(right)
+            for leaf in under_right:
+                proofs[leaf].append(left)
+            up.append((_pair(left, right), under_left + under_right))
+        if len(level) % 2:  # the odd node out moves up unchanged and adds nothing to its leaves' proofs
+            up.append(level[-1])
+        level = up
+    return level[0][0], proofs
+
+
+def fold(leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """The root a proof leads to from ``leaf`` (OpenZeppelin's ``MerkleProof.processProof``)."""
+    node = leaf
+    for sibling in proof:
+        node = _pair(node, sibling)
+    return node
+
+
+def _pair(a: bytes, b: bytes) -> bytes:
+    return keccak(a + b if a < b else b + a)
+
+
+def _encode(kind: str, value: object) -> bytes:
+    if kind == "string":
+        return keccak(str(value).encode())
+    if kind == "address":
+        raw = bytes.fromhex(str(value).removeprefix("0x"))
+        if len(raw) != 20:
+            raise ValueError(f"not an address: {value!r}")
+        return raw.rjust(32, b"\0")
+    if kind == "uint256":
+        return int(value).to_bytes(32, "big")
+    if kind == "bytes32":
+        raw = value if isinstance(value, bytes) else bytes.fromhex(str(value).removeprefix("0x"))
+        if len(raw) != 32:
+            raise ValueError(f"not 32 bytes: {value!r}")
+        return raw
+    raise ValueError(f"no encoding for EIP-712 type {kind}")
+
+
+_type_hashes: dict[str, bytes] = {}
+
+
+def _type_hash(name: str, fields: list[dict[str, str]]) -> bytes:
+    found = _type_hashes.get(name)
+    if found is None:
+        found = _type_hashes[name] = keccak(text=f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})")
+    return found
+
+
+@lru_cache(maxsize=16)
+def _separator(chain_id: int, verifying_contract: str) -> bytes:
+    return _hash_struct("EIP712Domain", DOMAIN_TYPE, {"name": DOMAIN_NAME, "version": DOMAIN_VERSION,
+                                                      "chainId": chain_id, "verifyingContract": verifying_contract})

@@ -145,6 +145,24 @@ class ProvisionIndex:
     def release(self, slot_id: str, r: Resources) -> None:
         self._adjust(slot_id, r, 1)
 
+    def group_of(self, slot_id: str) -> list[str]:
+        """The provisions sharing ``slot_id``'s capacity, itself included, as far as the index knows them."""
+        with self.lock:
+            slot = self._slots.get(slot_id)
+            if slot is None:
+                return [slot_id]
+            return sorted(self._groups.get(slot.group or slot.id, {slot_id}))
+
+    def set_free(self, slot_id: str, cpu: int, memory_mb: int, gpu: int, disk_gb: int) -> None:
+        """Set one provision's free capacity to what the database holds (its group's others are set apart)."""
+        with self.lock:
+            slot = self._slots.get(slot_id)
+            if slot is None:
+                return
+            self._unlist(slot_id)
+            slot.free_cpu, slot.free_memory_mb, slot.free_gpu, slot.free_disk_gb = cpu, memory_mb, gpu, disk_gb
+            self._list(slot)
+
     def best(self, req: MatchRequest, now: float) -> Slot | None:
         """The best-ranked provision that satisfies every constraint, or None."""
         end = now + req.span_s

@@ -1,7 +1,8 @@
 """Leases: opened by a match, metered per second or billed per rental term, ended with a reason.
 
-Every step that moves money is one database transaction holding the lease row locked, with an
-idempotency key on its ledger posting, so a retry or a crash between steps never pays twice.
+Leases are opened in batches by :mod:`compute.market.placement`. Every later step that moves money is one
+database transaction holding the lease row locked, with an idempotency key on its ledger posting, so a
+retry or a crash between steps never pays twice.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from compute import receipts
 from compute.errors import ComputeError, Conflict, Forbidden, NotFound
 from compute.ledger import Acct, balance, post
 from compute.ledger.funds import slash
-from compute.market.demand import MatchRequest
-from compute.market.pricing import compute_units, cost, platform_fee
-from compute.models import Lease, Provider, Provision, UsageRecord, aware, utcnow
+from compute.market.pricing import cost, platform_fee
+from compute.market.proofs import proofs_of
+from compute.models import Lease, Provider, UsageRecord, aware, utcnow
 from compute.providers.registry import mark_down, reputation
 from compute.provisions import Resources, capacity_group, shift_capacity
 from compute.receipts import Domain
@@ -60,7 +61,10 @@ class LeaseOut(BaseModel):
     started_at: datetime
     expires_at: datetime
     ended_at: datetime | None
-    signature: str
+    signature: str = Field(description="The platform's EIP-712 signature of this lease's receipt (alone, or with "
+                           "other leases in a batch)")
+    receipt_proof: list[str] = Field(default_factory=list, description="Merkle proof of this lease's receipt in "
+                                     "its signed batch; empty when signed alone (compute.receipts)")
 
 
 class UsageIn(BaseModel):
@@ -82,13 +86,25 @@ class EndIn(BaseModel):
     reason: EndReason
 
 
-def out(session: Session, row: Lease) -> LeaseOut:
+_DERIVED = {"escrow_left_gwei", "receipt_proof"}
+
+
+def out(session: Session, row: Lease, proof: list[str] | None = None) -> LeaseOut:
+    """The lease as the API shows it; ``proof`` when the caller already read it (see :func:`outs`)."""
+    if proof is None:
+        proof = proofs_of(session, [(row.id, row.renewals)]).get(row.id, [])
     left = balance(session, Acct("escrow", row.id))
-    return LeaseOut(escrow_left_gwei=left, **{c: getattr(row, c) for c in LeaseOut.model_fields
-                                              if c != "escrow_left_gwei"})
+    return LeaseOut(escrow_left_gwei=left, receipt_proof=proof,
+                    **{c: getattr(row, c) for c in LeaseOut.model_fields if c not in _DERIVED})
 
 
-def lease_message(row: Lease) -> dict:
+def outs(session: Session, rows: list[Lease]) -> list[LeaseOut]:
+    proofs = proofs_of(session, [(row.id, row.renewals) for row in rows])
+    return [out(session, row, proofs.get(row.id, [])) for row in rows]
+
+
+def lease_message(row: Lease | LeaseOut) -> dict:
+    """The signed content of a lease receipt (EIP-712 type ``Lease``), from the row or the API's view of it."""
     return {"lease": row.id, "user": row.user, "provider": row.provider, "provision": row.provision_id,
             "computeUnits": row.compute_units, "priceGwei": row.price_gwei, "term": row.term,
             "durationS": row.duration_s, "escrowGwei": row.escrow_gwei, "renewal": row.renewals}
@@ -96,31 +112,6 @@ def lease_message(row: Lease) -> dict:
 
 def usage_message(lease_id: str, key: str, seconds: int, amount: int, fee: int) -> dict:
     return {"lease": lease_id, "key": key, "seconds": seconds, "amountGwei": amount, "feeGwei": fee}
-
-
-def open_lease(session: Session, domain: Domain, user: str, provision: Provision, req: MatchRequest) -> Lease:
-    """Create the lease for capacity already reserved in this transaction, and take the money for it."""
-    r = req.resources
-    now = utcnow()
-    units = compute_units(r.cpu, r.memory_mb, r.gpu_count)
-    row = Lease(id=str(uuid.uuid4()), user=user, provider=provision.provider, provision_id=provision.id,
-                kind=req.kind, cpu=r.cpu, memory_mb=r.memory_mb, gpu_count=r.gpu_count, disk_gb=r.disk_gb,
-                compute_units=units, price_gwei=provision.price_gwei, term=req.term, duration_s=req.span_s,
-                model=req.model, image=req.image, auto_renew=req.auto_renew and req.term != "seconds", renewals=0,
-                escrow_gwei=0, metered_s=0, paid_gwei=0, status="active", started_at=now,
-                expires_at=now + timedelta(seconds=req.span_s), signature="")
-    amount = cost(row.price_gwei, units, row.duration_s)
-    if req.term == "seconds":
-        row.escrow_gwei = amount
-    row.signature = receipts.sign(domain, "Lease", lease_message(row))
-    session.add(row)
-    session.flush()
-    if req.term == "seconds":
-        post(session, key=f"hold:{row.id}", kind="escrow-hold", reference=row.id, signature=row.signature,
-             entries=[(Acct("user", user), -amount), (Acct("escrow", row.id), amount)])
-    else:
-        _bill_term(session, row, amount)
-    return row
 
 
 def _bill_term(session: Session, row: Lease, amount: int) -> None:
@@ -314,4 +305,4 @@ def list_for(store: Store, account: str, status: str | None = None, limit: int =
         if status:
             stmt = stmt.where(Lease.status == status)
         rows = session.scalars(stmt.order_by(Lease.started_at.desc()).limit(limit)).all()
-        return [out(session, row) for row in rows]
+        return outs(session, list(rows))

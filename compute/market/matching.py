@@ -1,30 +1,32 @@
 """Matching requests to provisions, and turning each match into a lease atomically.
 
-The index proposes the best provision; the database confirms it with a conditional ``UPDATE`` that only
-succeeds while the capacity is still free, in the same transaction that holds the escrow and writes the
-lease. Two concurrent requests can therefore never get the same capacity, in one process or many; a
-lost race refreshes that provision from the database and tries the next best.
+The index proposes the best provision; the database confirms it under lock, in the same transaction that
+holds the escrow and writes the lease (:mod:`compute.market.placement`, which commits concurrent
+placements together). Two concurrent requests can therefore never get the same capacity, in one process
+or many; a lost race refreshes that provision from the database and tries the next best.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 
-from compute import provisions
-from compute.errors import Conflict
 from compute.market import leases
 from compute.market.demand import MatchRequest
 from compute.market.index import NoMatch, ProvisionIndex, Slot
+from compute.market.placement import NoMatchError, Placer
 from compute.market.pricing import compute_units, cost
 from compute.models import Provider, Provision, utcnow
 from compute.receipts import Domain
 from compute.store import Store
+from cxmpute.db import get_engine
 
-MAX_ATTEMPTS = 16
+__all__ = ["Market", "NoMatchError", "Quote", "Sweep"]
+
 SYNC_EVERY_S = 2.0
 SYNC_OVERLAP = timedelta(seconds=60)
 SWEEP_EVERY_S = 5.0
@@ -45,15 +47,6 @@ class Sweep(BaseModel):
     lost: list[str]
 
 
-class NoMatchError(Conflict):
-    def __init__(self, explanation: NoMatch):
-        super().__init__(f"no provision matches: {explanation.message}", field="price_max_gwei")
-        self.explanation = explanation
-
-    def body(self) -> dict:
-        return {**super().body(), "no_match": self.explanation.model_dump()}
-
-
 class Market:
     def __init__(self, store: Store, domain: Domain):
         self.store = store
@@ -61,20 +54,24 @@ class Market:
         self.index = ProvisionIndex()
         self._synced_at: datetime | None = None
         self._last_sync = 0.0
+        self._publish = threading.Lock()
+        self._placer = Placer(get_engine(store.url), domain, self.index, self.refresh, self._publish)
 
     def sync(self, force: bool = False) -> None:
         """Load provisions changed since the last sync (all of them the first time)."""
         if not force and time.monotonic() - self._last_sync < SYNC_EVERY_S:
             return
-        started = utcnow()
-        with self.store.read() as session:
+        with self._publish, self.store.read() as session:
+            if not force and time.monotonic() - self._last_sync < SYNC_EVERY_S:
+                return  # another caller synced while this one waited
+            started = utcnow()
             stmt = select(Provision, Provider.reputation).join(Provider, Provider.address == Provision.provider)
             if self._synced_at is not None:
                 # A row stamped before the last sync may commit after it; the overlap re-reads such rows.
                 stmt = stmt.where(Provision.updated_at >= self._synced_at - SYNC_OVERLAP)
             for row, rep in session.execute(stmt):
                 self.index.upsert(Slot.from_row(row, rep))
-        self._synced_at, self._last_sync = started, time.monotonic()
+            self._synced_at, self._last_sync = started, time.monotonic()
 
     def refresh(self, provision_id: str) -> None:
         with self.store.read() as session:
@@ -104,35 +101,7 @@ class Market:
     def place(self, user: str, req: MatchRequest) -> leases.LeaseOut:
         """Reserve the best provision for ``user`` and open a lease, or raise with the reason."""
         self.sync()
-        r = req.resources
-        for _ in range(MAX_ATTEMPTS):
-            slot = self.index.best(req, time.time())
-            if slot is None:
-                raise NoMatchError(self.index.scan(req, time.time())[1])
-            end = datetime.fromtimestamp(time.time() + req.span_s, tz=timezone.utc)
-            with self.store.write() as session:
-                group = provisions.capacity_group(session, slot.id)
-                reserved = session.execute(
-                    update(Provision)
-                    .where(Provision.id == slot.id, Provision.status == "active",
-                           Provision.free_cpu >= r.cpu, Provision.free_memory_mb >= r.memory_mb,
-                           Provision.free_gpu >= r.gpu_count, Provision.free_disk_gb >= r.disk_gb,
-                           Provision.price_gwei == slot.price,
-                           or_(Provision.available_until.is_(None), Provision.available_until >= end))
-                    .values(free_cpu=Provision.free_cpu - r.cpu, free_memory_mb=Provision.free_memory_mb - r.memory_mb,
-                            free_gpu=Provision.free_gpu - r.gpu_count, free_disk_gb=Provision.free_disk_gb - r.disk_gb,
-                            updated_at=utcnow())).rowcount == 1
-                if reserved:
-                    # The machine's other offers lose what this one was leased.
-                    provisions.shift_capacity(session, [i for i in group if i != slot.id], r, -1)
-                    provision = session.get(Provision, slot.id)
-                    lease = leases.open_lease(session, self.domain, user, provision, req)
-                    result = leases.out(session, lease)
-            if reserved:
-                self.index.reserve(slot.id, r)
-                return result
-            self.refresh(slot.id)  # stale: another process or thread took it, or its owner changed it
-        raise Conflict("capacity is being contended; retry the request", field="resources")
+        return self._placer.place(user, req)
 
     def end(self, lease_id: str, reason: leases.EndReason, caller: str | None) -> leases.LeaseOut:
         lease = leases.end(self.store, lease_id, reason, caller)
