@@ -15,17 +15,19 @@ import copy
 import hashlib
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import datetime, timezone
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from prefect import Flow, Task, flow, task
 from prefect.context import TaskRunContext
 from prefect.flow_runs import apause_flow_run
 from prefect.runtime import flow_run as runtime_flow_run
+from prefect.utilities.annotations import opaque, quote
 from pydantic import BaseModel
 
 from agxnt.builtins import ApprovalResponse
@@ -66,19 +68,70 @@ class WorkflowCancelled(Exception):
 CANCEL_POLL_S = 0.1
 
 
+class _CancelWatch:
+    """One thread per process looks for cancelled runs and cancels the work of their nodes. Each node runs
+    on an event loop of its own thread; a poll per node would wake every waiting node ten times a second,
+    which at a width of hundreds of nodes costs the run more CPU than its nodes' own work."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._work: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Task]]] = {}
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def watching(self, run_id: str, task: asyncio.Task) -> Iterator[None]:
+        entry = (asyncio.get_running_loop(), task)
+        with self._changed:
+            self._work.setdefault(run_id, set()).add(entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._poll, name="cxmpute-cancel-watch", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        try:
+            yield
+        finally:
+            with self._changed:
+                entries = self._work.get(run_id)
+                if entries is not None:
+                    entries.discard(entry)
+                    if not entries:
+                        del self._work[run_id]
+
+    def _poll(self) -> None:
+        while True:
+            with self._changed:
+                while not self._work:  # asleep while no node runs
+                    self._changed.wait()
+            time.sleep(CANCEL_POLL_S)
+            with self._changed:
+                # Each node's work is cancelled once: a second cancel could cut short its cleanup.
+                doomed = [entry for run_id in [r for r in self._work if cancellation.requested(r)]
+                          for entry in self._work.pop(run_id)]
+            for loop, task in doomed:
+                with contextlib.suppress(RuntimeError):  # its loop closed: the node ended meanwhile
+                    loop.call_soon_threadsafe(task.cancel)
+
+
+_watch = _CancelWatch()
+
+
+def _run_id() -> str:
+    """The platform's id of the run executing now (a deployment's flow run, started without one, is its own)."""
+    return (runtime_flow_run.parameters or {}).get("run_id") or str(runtime_flow_run.id)
+
+
 async def _unless_cancelled(work: Awaitable[Any], run_id: str, node_id: str, agent: str) -> Any:
     """Await ``work`` unless the run's owner cancels it: then the work is cancelled (a sandbox or container it
     started is killed by its own cleanup) and the node fails as cancelled."""
     task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=CANCEL_POLL_S)
-        if done:
-            return task.result()
-        if cancellation.requested(run_id):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled")
+    with _watch.watching(run_id, task):
+        try:
+            return await task
+        except asyncio.CancelledError:
+            # Only the watch cancels the work without cancelling this node's own task (a timeout does that).
+            if asyncio.current_task().cancelling() == 0 and cancellation.requested(run_id):
+                raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled") from None
+            raise
 
 
 def _json(value: Any) -> str:
@@ -151,7 +204,7 @@ async def run_node(
     network: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
-    run_id = str(runtime_flow_run.id)
+    run_id = _run_id()
     if cancellation.requested(run_id):
         raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled")
     inputs = copy.deepcopy(params)
@@ -228,35 +281,49 @@ def _input_value(plan: Plan, params: dict[str, Any], inputs: dict[str, Any]) -> 
     return None
 
 
+def _outcome(nid: str, future: Any, wanted: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """A submitted node's result (read only when ``wanted``: an output reads it) or its failure message."""
+    state = future.wait() or future.state
+    if state.is_completed():
+        return (future.result() if wanted else None), None
+    if state.is_failed() or state.is_crashed():
+        return None, state.message or f"node {nid!r} failed"
+    return None, None
+
+
 def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, str] | None) -> dict[str, Any]:
     """Submit every node in topological order; edges become futures, so branches run concurrently."""
-    run_id = str(runtime_flow_run.id)
+    run_id = _run_id()
     scopes = scopes or {}
     deadline = time.time() + plan.workflow.budget.max_seconds
+    nodes = {node.id: node for node in plan.workflow.nodes}
     futures: dict[str, Any] = {}
     for nid in plan.order:
-        node = plan.workflow.node(nid)
+        node = nodes[nid]
         cls = plan.agents[nid]
         params = dict(node.params)
         if node.agent == "io.input":
             params["value"] = _input_value(plan, params, inputs)
-        bindings = {tf: [futures[src], sf] for src, sf, tf in plan.incoming.get(nid, [])}
+        # An upstream result is resolved but not walked (``opaque``) and static params are neither (``quote``):
+        # Prefect otherwise visits every value of both, for every node, looking for futures.
+        bindings = {tf: [opaque(futures[src]), sf] for src, sf, tf in plan.incoming.get(nid, [])}
         scope = scopes.get(nid, run_id)
         opts = node.options
         node_task = _node_task(opts.retries, opts.retry_delay_seconds, opts.timeout_seconds)
         futures[nid] = node_task.submit(
-            node_id=nid, agent=cls.id, version=cls.version, params=params, bindings=bindings, owner=owner,
+            node_id=nid, agent=cls.id, version=cls.version, params=quote(params), bindings=bindings, owner=owner,
             scope=scope, deadline=deadline, max_iterations=plan.workflow.budget.max_iterations,
             network=_network_terms(plan, node, cls),
         )
+    read = {out.node for out in plan.workflow.outputs.values()}
     results: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     for nid, fut in futures.items():
-        state = fut.wait() or fut.state
-        if state.is_completed():
-            results[nid] = fut.result()
-        elif state.is_failed() or state.is_crashed():
-            failures.append(state.message or f"node {nid!r} failed")
+        result, failure = _outcome(nid, fut, nid in read)
+        if result is not None:
+            results[nid] = result
+        if failure is not None:
+            failures.append(failure)
     if cancellation.requested(run_id):
         raise WorkflowCancelled("cancelled by its owner")
     if failures:
@@ -266,8 +333,9 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
 
 @flow(name=FLOW_NAME, persist_result=True, validate_parameters=False)
 def workflow_flow(document: dict[str, Any], inputs: dict[str, Any] | None = None, owner: str = "local",
-                  scopes: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a workflow document. ``scopes`` maps node ids to the run whose cached outputs they reuse."""
+                  scopes: dict[str, str] | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """Run a workflow document. ``scopes`` maps node ids to the run whose cached outputs they reuse; ``run_id`` is
+    the platform's id of the run (outputs are scoped to it, so the run executed again reuses them)."""
     plan = validate_or_raise(document)
     # Runs started through the API were checked before they were created; a deployment's run was not.
     if problems := check_inputs(plan.workflow, inputs or {}):
@@ -283,9 +351,9 @@ class CompiledWorkflow:
     flow: Flow
 
     def parameters(self, inputs: dict[str, Any] | None = None, owner: str = "local",
-                   scopes: dict[str, str] | None = None) -> dict[str, Any]:
+                   scopes: dict[str, str] | None = None, run_id: str | None = None) -> dict[str, Any]:
         return {"document": self.plan.workflow.model_dump(mode="json"), "inputs": inputs or {}, "owner": owner,
-                "scopes": scopes or {}}
+                "scopes": scopes or {}, "run_id": run_id}
 
     def __call__(self, inputs: dict[str, Any] | None = None, owner: str = "local") -> dict[str, Any]:
         return self.flow(**self.parameters(inputs, owner))

@@ -52,6 +52,7 @@ class Executor:
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._lost: set[str] = set()
         self._derived: Settings | None = None
         self._derived_from: Settings | None = None
         self.executed = 0
@@ -72,15 +73,16 @@ class Executor:
         """Claim and execute runs until :meth:`stop`; then wait for the runs in flight."""
         settings = get_settings()
         ttl, poll = settings.executor_claim_ttl_s, settings.executor_poll_s
-        renew_every, cancel_every = ttl / 5, min(0.2, ttl / 5)
-        next_renew = next_cancel_check = 0.0
+        # Claims are renewed from a thread of their own: a claim loop slowed by a busy database or a busy
+        # process must not let them lapse while their runs are alive.
+        renewer = threading.Thread(target=self._keep_claims, args=(ttl,), name="run-claims", daemon=True)
+        renewer.start()
+        cancel_every = min(0.2, ttl / 5)
+        next_cancel_check = 0.0
         while not self._stop.is_set():
             try:
                 migrate(self.url)
                 now = time.monotonic()
-                if now >= next_renew:
-                    self._renew(ttl)
-                    next_renew = now + renew_every
                 if now >= next_cancel_check:
                     self._check_cancels()
                     next_cancel_check = now + cancel_every
@@ -92,11 +94,23 @@ class Executor:
             if not claimed:
                 self._stop.wait(poll)
         self._pool.shutdown(wait=True)
+        renewer.join(ttl)
         try:
             with session_scope(self.url) as session:
                 queue.leave(session, self.id)
         except Exception:  # noqa: BLE001 - its heartbeat row ages out anyway
             log.warning("run executor %s could not remove its heartbeat row", self.id)
+
+    def _keep_claims(self, ttl: float) -> None:
+        while True:
+            try:
+                migrate(self.url)
+                self._renew(ttl)
+            except Exception:  # noqa: BLE001 - retried at the next beat; the claims last a whole TTL
+                log.exception("run executor %s could not renew its claims", self.id)
+            if self._stop.is_set() and not self.running():
+                return
+            time.sleep(ttl / 5)
 
     def _claim(self, ttl: float) -> bool:
         free = self.concurrency - len(self._running)
@@ -116,9 +130,14 @@ class Executor:
     def _renew(self, ttl: float) -> None:
         running = self.running()
         with session_scope(self.url) as session:
-            queue.renew(session, self.id, running, ttl)
+            lost = queue.renew(session, self.id, running, ttl)
             queue.beat(session, self.id, socket.gethostname(), os.getpid(), self.concurrency, len(running),
                        self.started_at)
+        for run_id in lost - self._lost:
+            # Another executor took it while this one was too slow to renew: it now owns the run's record, and
+            # this one leaves the run's queue state alone from here on.
+            log.warning("run executor %s lost its claim on run %s to another executor", self.id, run_id)
+        self._lost |= lost
 
     def _check_cancels(self) -> None:
         running = self.running()
@@ -142,6 +161,7 @@ class Executor:
             cancellation.forget(claim.id)
             with self._lock:
                 self._running.discard(claim.id)
+                self._lost.discard(claim.id)
             self.executed += 1
 
     def _run(self, claim: queue.Claim) -> None:

@@ -132,12 +132,16 @@ def claim(session: Session, executor: str, limit: int, ttl_s: float) -> list[Cla
                   flow_run_id=f) for i, s, o, n, p, t, c, f in taken]
 
 
-def renew(session: Session, executor: str, run_ids: list[str], ttl_s: float) -> None:
-    """Extend this executor's claims on ``run_ids``."""
-    if run_ids:
-        session.execute(update(R).where(R.id.in_(run_ids), R.executor == executor,
-                                        R.status.in_(("running", "cancelling")))
-                        .values(claimed_until=time.time() + ttl_s).execution_options(synchronize_session=False))
+def renew(session: Session, executor: str, run_ids: list[str], ttl_s: float) -> set[str]:
+    """Extend this executor's claims on ``run_ids``; returns those it no longer holds (its claim lapsed and
+    another executor took the run)."""
+    if not run_ids:
+        return set()
+    kept = session.execute(update(R).where(R.id.in_(run_ids), R.executor == executor,
+                                           R.status.in_(("running", "cancelling")))
+                           .values(claimed_until=time.time() + ttl_s)
+                           .returning(R.id).execution_options(synchronize_session=False)).scalars().all()
+    return set(run_ids) - set(kept)
 
 
 def cancelling(session: Session, executor: str, run_ids: list[str]) -> set[str]:

@@ -197,3 +197,10 @@ def running_platform(prefect_api: str, home: Path, **extra_env: str) -> Iterator
 def pool_platform(prefect_api, tmp_path_factory):
     with running_platform(prefect_api, tmp_path_factory.mktemp("pool")) as platform:
         yield platform
+
+
+@pytest.fixture(scope="module")
+def chaos_platform(prefect_api, tmp_path_factory):
+    """A platform whose executors' claims lapse after three seconds, so killed executors' runs move on fast."""
+    with running_platform(prefect_api, tmp_path_factory.mktemp("chaos"), CXMPUTE_EXECUTOR_CLAIM_TTL_S="3") as platform:
+        yield platform
