@@ -1,1 +1,1 @@
-"""The provider worker pool: work matched onto providers, dispatched through Prefect, run by their workers."""
+"""The provider worker pool: work matched onto providers, pushed to their workers, run and settled there."""

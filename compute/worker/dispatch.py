@@ -1,12 +1,17 @@
 """Dispatch: match a job onto a provider, hand it to that provider's worker, watch it, fail over.
 
 Each attempt opens a lease through the market (cheapest provision that fits, within the owner's price
-range), records the job, and creates a deferred Prefect task run keyed to the provider — the Prefect
-server pushes it to that provider's worker at once. While the job runs the dispatcher watches the
-provider's heartbeats: when they lapse it marks the provider down (out of matching until it beats
-again), abandons the job — which ends the lease as ``provider-lost``, refunding the escrow and slashing
-the stake — and dispatches the work again to another provider. A result the lost provider sends later is
-refused (the job is no longer ``running``), so the work is accepted and paid for exactly once.
+range) and records the job ``queued``; the API process the provider's worker is connected to pushes it over
+the worker's job stream within milliseconds (:mod:`compute.worker.delivery`). The dispatcher waits through
+this process's job watcher (one query for every job in flight here) and meanwhile watches the provider's
+heartbeats: when they lapse it marks the provider down (out of matching until it beats again), abandons the
+job — which ends the lease as ``provider-lost``, refunding the escrow and slashing the stake — and dispatches
+the work again to another provider. A result the lost provider sends later is refused (the job is no longer
+``running``), so the work is accepted and paid for exactly once.
+
+Attempts of one piece of work share its ``work_key``: a dispatcher asked to run work that already has an
+attempt returns a finished one as it is and adopts an open one, so a process that restarts and runs the same
+work again neither places nor pays for it twice.
 """
 
 from __future__ import annotations
@@ -17,11 +22,9 @@ import logging
 import math
 import time
 import uuid
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
-
-from prefect.client.orchestration import PrefectClient, get_client
-from prefect.states import Crashed
-from prefect.task_runs import TaskRunWaiter
 
 from compute.errors import ComputeError, NotFound
 from compute.market.demand import MatchRequest
@@ -30,14 +33,15 @@ from compute.market.matching import NoMatchError
 from compute.models import Job, Lease, Provider
 from compute.network import Network, get_network
 from compute.providers.registry import is_alive, mark_down
-from compute.worker import jobs
+from compute.worker import jobs, turns
 from compute.worker.jobs import JobOut, JobSpec
-from compute.worker.tasks import job_task
+from compute.worker.watcher import watcher
 from cxmpute.settings import get_settings
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 LIVENESS_EVERY_S = 0.5
+MAX_PAUSE_S = 1.0  # longest wait between placement tries while what fits is busy
 MAX_AVOIDED = 64  # MatchRequest.avoid_providers' bound
 
 
@@ -56,37 +60,90 @@ class DispatchError(ComputeError):
     status_code = 503
 
 
+class WorkCancelled(ComputeError):
+    """The work's owner cancelled it (its run was cancelled): it is not run again elsewhere."""
+
+    status_code = 409
+
+
+class _Pending:
+    """Placements of one event loop waiting for capacity. Each job of this process that ends wakes the oldest
+    one (the capacity its lease held is free again); a timeout covers capacity freed by other processes."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[asyncio.Future] = deque()
+
+    async def wait(self, timeout: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(future)
+        try:
+            await asyncio.wait({future}, timeout=timeout)
+        finally:
+            with contextlib.suppress(ValueError):
+                self.waiting.remove(future)
+
+    def freed(self) -> None:
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+
+
+_pendings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pending] = weakref.WeakKeyDictionary()
+
+
+def _pending() -> _Pending:
+    loop = asyncio.get_running_loop()
+    found = _pendings.get(loop)
+    if found is None:
+        found = _pendings[loop] = _Pending()
+    return found
+
+
 class Dispatcher:
     def __init__(self, network: Network | None = None):
         self.network = network or get_network()
 
     async def run(self, spec: JobSpec, spread: Spread | None = None) -> JobOut:
-        """Run ``spec`` on the network; returns the accepted attempt (``done`` or ``failed``)."""
+        """Run ``spec`` on the network; returns the accepted attempt (``done`` or ``failed``). Work that already
+        has attempts (same ``work_key``) is not placed again while one is finished or open: a finished attempt
+        is returned as it is (unless ``spec.rerun``), an open one is watched to its end. Raises
+        :class:`WorkCancelled` once the work is cancelled."""
         deadline = time.monotonic() + spec.timeout_s
-        async with get_client() as client:  # one connection for every attempt of this work
-            lost: list[str] = []  # providers that lost this work: the next attempt prefers any other
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                job = await self._attempt(spec, attempt, deadline, client, lost, spread)
-                if job.status in ("done", "failed"):
-                    return job
-                lost.append(job.provider)
+        earlier = await asyncio.to_thread(jobs.latest, self.network.store, spec.work_key)
+        lost = [j.provider for j in earlier if j.status == "abandoned"]  # the next attempt prefers any other
+        first = earlier[0].attempt + 1 if earlier else 1
+        if earlier:
+            if jobs.is_cancelled(earlier[0]):
+                raise WorkCancelled("the work was cancelled", field="run_id")
+            if earlier[0].status in ("done", "failed") and not spec.rerun:
+                return earlier[0]
+            if earlier[0].status in jobs.OPEN:
+                adopted = await self._watch(earlier[0], deadline)
+                if adopted.status in ("done", "failed"):
+                    return adopted
+                lost.append(adopted.provider)
+        for attempt in range(first, first + MAX_ATTEMPTS):
+            job = await self._attempt(spec, attempt, deadline, lost, spread)
+            if job.status in ("done", "failed"):
+                return job
+            lost.append(job.provider)
         raise DispatchError(f"gave up after {MAX_ATTEMPTS} providers failed to run the work", field="resources")
 
     async def run_once(self, spec: JobSpec, attempt: int = 1, spread: Spread | None = None) -> JobOut:
         """Run ``spec`` on one provider without failing over: returns the job as it ended (``done``, ``failed``,
         or ``abandoned`` when its provider was lost). For work that must move as a group, e.g. training ranks."""
         deadline = time.monotonic() + spec.timeout_s
-        async with get_client() as client:
-            return await self._attempt(spec, attempt, deadline, client, spread=spread)
+        return await self._attempt(spec, attempt, deadline, spread=spread)
 
-    async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, client: PrefectClient,
-                       avoid: list[str] | None = None, spread: Spread | None = None) -> JobOut:
-        lease, job_id = await self._place(spec, attempt, deadline, avoid or [], spread)
-        await job_task(lease.provider).create_run(client=client, id=uuid.UUID(job_id), deferred=True)
-        return await self._watch(job_id, lease, deadline, client)
+    async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str] | None = None,
+                       spread: Spread | None = None) -> JobOut:
+        job = await self._place(spec, attempt, deadline, avoid or [], spread)
+        return await self._watch(job, deadline)
 
     async def _place(self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str],
-                     spread: Spread | None) -> tuple[LeaseOut, str]:
+                     spread: Spread | None) -> JobOut:
         """Open a lease and record the job, waiting while every provision that would fit is busy. Providers in
         ``avoid``, and those holding an open job of the ``spread`` group, are passed over while another can take
         the work, and taken when none can. A group places one job at a time, each seeing where the last went."""
@@ -96,15 +153,22 @@ class Dispatcher:
                 passed_over = list(avoid)
                 if spread:
                     passed_over += [p for p in await asyncio.to_thread(self._holding, spread) if p not in passed_over]
-                lease = await asyncio.to_thread(self._try_place, spec, deadline, pause, passed_over[:MAX_AVOIDED])
-                if lease is not None:
-                    job_id = str(uuid.uuid4())
-                    await asyncio.to_thread(jobs.create, self.network.store, job_id, spec, lease.provider, lease.id,
-                                            attempt)
-                    return lease, job_id
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.25)
+                async with turns.turn(self.network.store, "placement"):
+                    job = await asyncio.to_thread(self._place_and_record, spec, attempt, deadline, pause,
+                                                  passed_over[:MAX_AVOIDED])
+                if job is not None:
+                    return job
+            # Woken as soon as a job of this process ends; the timeout covers capacity other processes free.
+            await _pending().wait(pause)
+            pause = min(pause * 2, MAX_PAUSE_S)
             self.network.market.sync()
+
+    def _place_and_record(self, spec: JobSpec, attempt: int, deadline: float, pause: float,
+                          passed_over: list[str]) -> JobOut | None:
+        lease = self._try_place(spec, deadline, pause, passed_over)
+        if lease is None:
+            return None
+        return jobs.create(self.network.store, str(uuid.uuid4()), spec, lease.provider, lease.id, attempt)
 
     def _try_place(self, spec: JobSpec, deadline: float, pause: float, passed_over: list[str]) -> LeaseOut | None:
         """A lease, passing over ``passed_over`` unless only they fit; None while what fits is busy."""
@@ -120,32 +184,40 @@ class Dispatcher:
                 raise
             return None
 
-    async def _watch(self, job_id: str, lease: LeaseOut, deadline: float, client: PrefectClient) -> JobOut:
-        store = self.network.store
+    async def _watch(self, job: JobOut, deadline: float) -> JobOut:
+        """Wait for the job to end, watching its provider's liveness; returns it ended (``abandoned`` when the
+        provider was lost), or raises when it ran past ``deadline`` or was cancelled."""
         interval = get_settings().heartbeat_interval_s
         # A live provider that has not started the job is most likely saturated: move the work, don't slash.
         claim_by = time.monotonic() + max(60.0, 10 * interval)
-        while True:
-            job, alive, leased = await asyncio.to_thread(self._state, job_id, lease)
-            if job.status not in ("queued", "running"):
-                return job
-            now = time.monotonic()
-            if now > deadline:
-                await self._give_up(job_id, "expired", "the work ran past its time limit", client)
-                raise DispatchError(f"the work did not finish within its time limit on provider {lease.provider}",
-                                    field="timeout_seconds", status_code=504)
-            if not alive:
-                await asyncio.to_thread(self._mark_down, lease.provider)
-                return await self._give_up(job_id, "provider-lost", "heartbeats lapsed", client)
-            if not leased:
-                return await self._give_up(job_id, "provider-lost", "its lease ended", client)
-            if job.status == "queued" and now > claim_by:
-                return await self._give_up(job_id, "expired", "the provider never started it", client)
-            # Woken by the task run's terminal-state event from the Prefect server (its worker reports the result
-            # first, so the job is settled by then); the timeout paces the liveness checks above.
-            ended = await TaskRunWaiter.wait_for_task_run(uuid.UUID(job_id), timeout=LIVENESS_EVERY_S)
-            if ended is not None and (await asyncio.to_thread(jobs.get, store, job_id)).status in ("queued", "running"):
-                await asyncio.sleep(LIVENESS_EVERY_S)  # the run ended without a report; let liveness decide
+        try:
+            while True:
+                await watcher(self.network.store).wait(job.id, LIVENESS_EVERY_S)  # paces the checks below
+                job, alive, leased = await asyncio.to_thread(self._state, job.id, job.provider, job.lease_id)
+                if job.status not in jobs.OPEN:
+                    break
+                now = time.monotonic()
+                if now > deadline:
+                    await self._give_up(job.id, "expired", "the work ran past its time limit")
+                    raise DispatchError(f"the work did not finish within its time limit on provider {job.provider}",
+                                        field="timeout_seconds", status_code=504)
+                if not alive:
+                    await asyncio.to_thread(self._mark_down, job.provider)
+                    job = await self._give_up(job.id, "provider-lost", "heartbeats lapsed")
+                    break
+                if not leased:
+                    job = await self._give_up(job.id, "provider-lost", "its lease ended")
+                    break
+                if job.status == "queued" and now > claim_by:
+                    job = await self._give_up(job.id, "expired", "the provider never started it")
+                    break
+            if job.status in ("done", "failed"):  # its lease ended in the API process: this process's index learns it
+                await asyncio.to_thread(self.network.market.refresh_provider, job.provider)
+        finally:
+            _pending().freed()  # whatever ended it, its lease is over: a waiting placement may fit
+        if jobs.is_cancelled(job):
+            raise WorkCancelled(f"job {job.id} was cancelled", field="run_id")
+        return job
 
     def _holding(self, spread: Spread) -> list[str]:
         """The providers that hold an open job of the group."""
@@ -153,15 +225,15 @@ class Dispatcher:
         found = jobs.for_work(self.network.store, keys) if keys else []
         return sorted({j.provider for j in found if j.status in ("queued", "running")})
 
-    def _state(self, job_id: str, lease: LeaseOut) -> tuple[JobOut, bool, bool]:
+    def _state(self, job_id: str, provider_address: str, lease_id: str) -> tuple[JobOut, bool, bool]:
         """The job, whether its provider is alive and whether its lease is active: one read for each look, since
         every piece of work in flight looks twice a second."""
         with self.network.store.read() as session:
             row = session.get(Job, job_id)
             if row is None:
                 raise NotFound(f"no job {job_id}", field="job_id")
-            provider = session.get(Provider, lease.provider)
-            lease_row = session.get(Lease, lease.id)
+            provider = session.get(Provider, provider_address)
+            lease_row = session.get(Lease, lease_id)
             return (jobs.out(row), provider is not None and is_alive(provider),
                     lease_row is not None and lease_row.status == "active")
 
@@ -170,14 +242,10 @@ class Dispatcher:
             mark_down(session, provider)
         self.network.market.refresh_provider(provider)
 
-    async def _give_up(self, job_id: str, reason: str, why: str, client: PrefectClient) -> JobOut:
+    async def _give_up(self, job_id: str, reason: str, why: str) -> JobOut:
         job = await asyncio.to_thread(jobs.abandon, self.network.store, job_id, reason)
-        if job.status != "abandoned":  # it finished between our last look and now: nothing to give up
+        if job.status != "abandoned" or jobs.is_cancelled(job):  # it ended between our last look and now
             return job
         log.warning("abandoned job %s on provider %s: %s", job_id, job.provider, why)
         await asyncio.to_thread(self.network.market.refresh_provider, job.provider)
-        try:
-            await client.set_task_run_state(uuid.UUID(job_id), Crashed(message=f"abandoned: {why}"), force=True)
-        except Exception:  # the record in Prefect is cosmetic; the job table is what counts
-            log.exception("could not mark task run %s crashed", job_id)
         return job

@@ -1,10 +1,11 @@
 """The provider worker: joins the network, keeps its heartbeat, and runs the jobs matched to it.
 
 One process per provider machine. It signs in with the provider's wallet, registers its hardware, tops up
-its stake, publishes (or re-activates) its provision, then serves two Prefect workers side by side: a task
-worker subscribed to this provider's job key (node-level work pushed over a websocket, started within
-milliseconds) and a :class:`~compute.worker.prefect_worker.CxmputeWorker` polling this provider's queue of
-the network's work pool and the pool's default queue (whole flow runs, e.g. from deployments).
+its stake, publishes (or re-activates) its provision, then serves node-level work pushed to it over one
+long-lived stream from the platform API (:mod:`compute.worker.delivery`: each job arrives claimed, with what
+to run, and starts at once) and, with a work pool, a :class:`~compute.worker.prefect_worker.CxmputeWorker`
+polling this provider's queue of the network's work pool and the pool's default queue (whole flow runs, e.g.
+from deployments).
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ import time
 from typing import Any
 
 from eth_account import Account
-from prefect.task_worker import TaskWorker
 from pydantic import BaseModel, Field
 
 from compute.providers.hardware import detect
 from compute.provisions import Resources
 from compute.runtimes import runtime_registry
+from compute.worker.delivery import MAX_HELD, Push, StreamIn
 from compute.worker.handlers import handler
+from compute.worker.jobs import Claimed
 from compute.worker.platform import Platform
-from compute.worker.tasks import job_task, set_executor
-from cxmpute.client import PlatformError
+from cxmpute.client import PlatformError, PlatformUnreachable
 from cxmpute.errors import CxmputeError
 from cxmpute.recursion import cap_recursion
 from cxmpute.settings import get_settings
 
 log = logging.getLogger(__name__)
+RECONNECT_S = (0.05, 5.0)  # first and longest pause between attempts to reopen the job stream
+REPORT_FOR_S = 300.0  # how long a result is retried while the platform is unreachable
 
 
 class Offer(BaseModel):
@@ -41,7 +44,7 @@ class Offer(BaseModel):
     price_gwei: int = Field(..., gt=0, description="Ask per compute-unit-second")
     resources: Resources = Field(default_factory=Resources)
     stake_gwei: int = Field(0, ge=0, description="Stake to hold (topped up on chain at start)")
-    concurrency: int = Field(4, ge=1, le=256, description="Jobs run at once")
+    concurrency: int = Field(4, ge=1, le=MAX_HELD, description="Jobs run at once")
     work_pool: str | None = Field(None, description="Also poll this Prefect work pool's queue for flow runs")
 
 
@@ -53,6 +56,7 @@ class ProviderWorker:
         self.container_provision_id: str | None = None
         self.vm_provision_id: str | None = None
         self.ran = 0
+        self.running: dict[str, asyncio.Task] = {}  # jobs pushed here and not yet reported, by id
 
     @property
     def address(self) -> str:
@@ -93,39 +97,76 @@ class ProviderWorker:
             "resources": o.resources.model_dump(), "shares_capacity_with": shares})
         return created["id"]
 
-    async def execute(self, job_id: str) -> None:
-        """Claim the job, run its handler, report the outcome; a job already given away is skipped."""
-        started = time.time()
+    async def serve_jobs(self) -> None:
+        """Hold the stream of jobs pushed to this provider, reopening it with backoff whenever it drops. Jobs
+        dispatched meanwhile wait queued on the platform and arrive when it is back."""
+        pause = RECONNECT_S[0]
+        while True:
+            terms = StreamIn(concurrency=self.offer.concurrency, held=sorted(self.running))
+            try:
+                async with self.platform.client.stream("POST", "/v1/work/stream", json=terms.model_dump()) as resp:
+                    async for line in resp.aiter_lines():
+                        if line:
+                            pause = RECONNECT_S[0]  # connected: the next drop starts the backoff over
+                            self._on_push(Push.model_validate_json(line))
+                log.warning("the platform closed the job stream; reconnecting")
+            except (PlatformUnreachable, PlatformError) as exc:
+                log.warning("job stream unavailable (%s); reconnecting in %.2f s", exc.message, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RECONNECT_S[1])
+
+    def _on_push(self, push: Push) -> None:
+        if push.type == "job" and push.job is not None and push.job.id not in self.running:
+            self.running[push.job.id] = asyncio.create_task(self.execute(push.job), name=f"job-{push.job.id}")
+        elif push.type == "stop" and push.id in self.running:
+            log.info("job %s was abandoned on the platform: stopping it", push.id)
+            self.running[push.id].cancel()
+
+    async def execute(self, job: Claimed) -> None:
+        """Run a job pushed here (already claimed for this provider) and report its outcome. A job stopped by
+        the platform is cancelled inside its handler, whose own cleanup kills what it started; it reports
+        nothing, since the platform no longer accepts a result for it."""
         try:
-            claimed = await self.platform.call("POST", f"/v1/work/{job_id}/claim", {"started_ts": started})
-        except PlatformError as exc:
-            if exc.status_code in (403, 404, 409):
-                log.info("job %s not ours to run (%s)", job_id, exc.message)
+            started, t0 = time.time(), time.monotonic()
+            report: dict[str, Any]
+            try:
+                result = await handler(job.kind)(job.payload, job.owner)
+                report = {"ok": True, "result": result}
+            except CxmputeError as exc:
+                report = {"ok": False, "error": exc.message[:2000],
+                          "error_status": min(max(exc.status_code, 400), 599)}
+            except Exception as exc:
+                log.exception("job %s failed", job.id)
+                report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "error_status": 500}
+            report |= {"seconds": time.monotonic() - t0, "started_ts": started}
+            self.ran += 1
+            await self._report(job.id, report)
+        finally:
+            self.running.pop(job.id, None)
+
+    async def _report(self, job_id: str, report: dict[str, Any]) -> None:
+        """Send the outcome, retrying while the platform is unreachable (the job stays held meanwhile, so a
+        reconnecting stream does not hand it out again). A refusal (409: abandoned) is final."""
+        give_up, pause = time.monotonic() + REPORT_FOR_S, RECONNECT_S[0]
+        while True:
+            try:
+                await self.platform.call("POST", f"/v1/work/{job_id}/result", report, ok=(409,))
                 return
-            raise
-        t0 = time.monotonic()
-        report: dict[str, Any]
-        try:
-            result = await handler(claimed["kind"])(claimed["payload"], claimed["owner"])
-            report = {"ok": True, "result": result}
-        except CxmputeError as exc:
-            report = {"ok": False, "error": exc.message[:2000], "error_status": min(max(exc.status_code, 400), 599)}
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "error_status": 500}
-        report["seconds"] = time.monotonic() - t0
-        self.ran += 1
-        await self.platform.call("POST", f"/v1/work/{job_id}/result", report, ok=(409,))
+            except PlatformUnreachable as exc:
+                if time.monotonic() > give_up:
+                    log.error("result of job %s not delivered: %s", job_id, exc.message)
+                    return
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RECONNECT_S[1])
 
     async def run(self) -> None:
         cap_recursion()  # the chain's libraries, imported by now, raised it
         await self.join()
-        set_executor(self.execute)
         stop = threading.Event()
         beats = threading.Thread(target=self.platform.beat_forever, name="heartbeats", daemon=True,
                                  args=(get_settings().heartbeat_interval_s, stop))
         beats.start()
-        workers = [TaskWorker(job_task(self.address), limit=self.offer.concurrency).start()]
+        workers = [self.serve_jobs()]
         if self.offer.work_pool:
             from compute.worker.prefect_worker import DEFAULT_QUEUE, CxmputeWorker
 
@@ -140,5 +181,7 @@ class ProviderWorker:
             await asyncio.gather(*workers)
         finally:
             stop.set()
-            set_executor(None)
+            for task in self.running.values():
+                task.cancel()
+            await asyncio.gather(*self.running.values(), return_exceptions=True)
             await self.platform.close()

@@ -1,22 +1,19 @@
-"""The provider worker's side of dispatched jobs: claim the job a task run stands for, report its outcome."""
+"""The provider worker's side of dispatched jobs: the stream that pushes them, the report of their outcome."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
-from compute.errors import Forbidden
+from compute.errors import Conflict, Forbidden
 from compute.identity.tokens import Principal
 from compute.network import Network
-from compute.worker import jobs
+from compute.worker import delivery, jobs, turns
 from web.routers._compute import network, signed_in
 
 router = APIRouter(prefix="/v1/work", tags=["providers"])
 provider = signed_in("provider")
-
-
-class ClaimIn(BaseModel):
-    started_ts: float | None = Field(None, description="Unix time the worker started the job (for latency figures)")
 
 
 @router.post("/recover", summary="Declare the jobs this provider's earlier process was running lost",
@@ -28,20 +25,33 @@ def recover(principal: Principal = Depends(provider), net: Network = Depends(net
     return lost
 
 
-@router.post("/{job_id}/claim", summary="Start a job dispatched to this provider; returns what to run",
-             description="A job is claimed once; a 409 means it was abandoned or already started, and must not run.")
-def claim(job_id: str, body: ClaimIn, principal: Principal = Depends(provider),
-          net: Network = Depends(network)) -> jobs.Claimed:
-    return jobs.claim(net.store, job_id, principal.address, body.started_ts)
+@router.post("/stream", summary="The stream of jobs pushed to this provider's worker (NDJSON, long-lived)",
+             response_class=StreamingResponse,
+             responses={200: {"content": {"application/x-ndjson": {}},
+                              "description": "One JSON object a line: `job` (started on your behalf: run it), "
+                                             "`stop` (abandoned: cancel it), `ping`"}},
+             description="A registered provider's worker holds one open. Each job is claimed as it is pushed; "
+                         "after a reconnect, `held` names the jobs the worker is still running, and the provider's "
+                         "other running jobs (pushed but never received) are queued again and pushed anew. At most "
+                         "`concurrency` jobs are pushed before their results are in.")
+async def stream(body: delivery.StreamIn, principal: Principal = Depends(provider),
+                 net: Network = Depends(network)) -> StreamingResponse:
+    if not await run_in_threadpool(delivery.is_provider, net.store, principal.address):
+        # Not 403: the credential holds the scope; the account has yet to register as a provider.
+        raise Conflict("register as a provider before opening a job stream", field="provider")
+    return StreamingResponse(delivery.hub(net.store).stream(principal.address, body),
+                             media_type="application/x-ndjson", headers={"Cache-Control": "no-store"})
 
 
 @router.post("/{job_id}/result", summary="Report a job's outcome; settles its seconds and closes its lease",
              description="Accepted once, only while the job is running: a 409 means the platform gave the work to "
-                         "another provider and this result is ignored (and not paid).")
-def result(job_id: str, body: jobs.Completion, principal: Principal = Depends(provider),
-           net: Network = Depends(network)) -> jobs.JobOut:
-    done = jobs.complete(net.store, net.domain, job_id, principal.address, body)
-    net.market.refresh_provider(principal.address)
+                         "another provider, or its owner cancelled it, and this result is ignored (and not paid).")
+async def result(job_id: str, body: jobs.Completion, principal: Principal = Depends(provider),
+                 net: Network = Depends(network)) -> jobs.JobOut:
+    # Results of a burst queue here, not in the thread pool that heartbeats and every other request need.
+    async with turns.turn(net.store, "settlement"):
+        done = await run_in_threadpool(jobs.complete, net.store, net.domain, job_id, principal.address, body)
+    await run_in_threadpool(net.market.refresh_provider, principal.address)
     return done
 
 
