@@ -333,21 +333,22 @@ def start(name: str = typer.Option(..., help="Shown to users"),
     """Join the network and run matched work until stopped (Ctrl-C or SIGTERM).
 
     Signs in with the wallet (CXMPUTE_WALLET_KEY, else this machine's local wallet), registers this machine,
-    tops up the stake, publishes an agent provision, heartbeats, and serves the jobs the platform dispatches
-    here through the Prefect server at PREFECT_API_URL. Other machines join the same way, pointing
-    CXMPUTE_API_URL and PREFECT_API_URL at the platform.
+    tops up the stake, publishes an agent provision, heartbeats, and serves the jobs the platform pushes over
+    the job stream it opens to CXMPUTE_API_URL. With --work-pool it also runs flow runs of that pool from the
+    Prefect server at PREFECT_API_URL. Other machines join the same way, pointing CXMPUTE_API_URL (and for
+    --work-pool, PREFECT_API_URL) at the platform.
     """
     import asyncio
     import logging
 
     from prefect.settings import PREFECT_API_URL
-    from prefect.task_worker import StopTaskWorker
 
     from compute.provisions import Resources
     from compute.worker.provider import Offer, ProviderWorker
 
-    if not PREFECT_API_URL.value():
-        raise CxmputeError("set PREFECT_API_URL to the platform's Prefect server", field="PREFECT_API_URL")
+    if work_pool and not PREFECT_API_URL.value():
+        raise CxmputeError("set PREFECT_API_URL to the platform's Prefect server (--work-pool runs its flow runs)",
+                           field="PREFECT_API_URL")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     offer = Offer(name=name, region=region, price_gwei=price_gwei, stake_gwei=int(stake_eth * GWEI),
@@ -356,17 +357,17 @@ def start(name: str = typer.Option(..., help="Shown to users"),
                                       disk_gb=disk_gb))
     worker = ProviderWorker(settings.resolved_api_url, local_wallet(settings), offer, settings.chain_rpc_url)
 
-    def stop(signum: int, frame: object) -> None:  # until the task worker installs its own graceful handler
+    def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     console.print(f"provider {worker.address} joining {settings.resolved_api_url}")
     try:
         asyncio.run(worker.run())
-    except (KeyboardInterrupt, StopTaskWorker):
+    except KeyboardInterrupt:
         console.print(f"stopped after {worker.ran} jobs")
-    # Prefect's task worker leaves non-daemon threads behind (its executor, log and event senders) that keep a
-    # stopped worker alive forever; jobs it had not finished are dispatched again by the platform anyway.
+    # Prefect's clients leave non-daemon threads behind (log and event senders) that keep a stopped worker alive
+    # forever; jobs it had not finished are dispatched again by the platform anyway.
     atexit._run_exitfuncs()  # what exit would run (warm sandboxes are closed there), without the thread join
     sys.stdout.flush()
     sys.stderr.flush()

@@ -174,7 +174,7 @@ class LedgerEntry(Base):
 
 
 class Job(Base):
-    """One attempt at a piece of work dispatched to a provider worker; its id is the Prefect task run's id.
+    """One attempt at a piece of work dispatched to a provider worker, pushed to it over its job stream.
 
     Attempts of the same work share ``work_key``; at most one of them is ever accepted (``done``/``failed``).
     """

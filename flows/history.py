@@ -15,7 +15,6 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field
 
 from agxnt.errors import NotFound
-from compute.worker.tasks import TASK_NAME as JOB_TASK
 from cxmpute.db import session_scope
 from flows import prefect_api
 from flows.queue import Located, locate
@@ -157,10 +156,10 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     doc_nodes = (params.get("document") or {}).get("nodes", [])
     agents = {n.get("id"): n.get("agent") for n in doc_nodes}
     position = {n.get("id"): i for i, n in enumerate(doc_nodes)}
-    # Only the document's nodes: the runs that carried nodes to provider workers are internals of their
-    # node's run, and a node's task run is named after it only once it starts (until then, and for good when
-    # an upstream failure skips it, Prefect calls it `run_node-…`; the loop below shows it from the document).
-    task_runs = [tr for tr in task_runs if tr.name in agents and not tr.task_key.startswith(JOB_TASK)]
+    # Only the document's nodes: a node's task run is named after it only once it starts (until then, and for
+    # good when an upstream failure skips it, Prefect calls it `run_node-…`; the loop below shows it from the
+    # document).
+    task_runs = [tr for tr in task_runs if tr.name in agents]
     for tr in sorted(task_runs, key=lambda t: position.get(t.name, len(position))):
         view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
     for node in doc_nodes:  # nodes the engine never started: not yet, or never (an upstream failed)

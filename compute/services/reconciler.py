@@ -115,8 +115,9 @@ class Reconciler:
         payload = ReplicaJob(replica_id=replica.id, token=replica.token, service=service.name, port=service.port,
                              env=service.env, cpu=service.cpu, memory_mb=service.memory_mb, pids=service.pids,
                              image=service.image, network=service.network, run_s=term - TERM_MARGIN_S)
+        # A slot runs the same work term after term: each term is placed anew, never adopted from the last.
         return JobSpec(kind="service", provision="container", payload=payload.model_dump(), owner=service.owner,
-                       work_key=registry.work_key(replica.id),
+                       work_key=registry.work_key(replica.id), rerun=True,
                        resources=Resources(cpu=service.cpu, memory_mb=service.memory_mb),
                        price_min_gwei=service.price_min_gwei, price_max_gwei=service.price_max_gwei, timeout_s=term)
 

@@ -226,5 +226,5 @@ def test_a_provider_without_a_docker_engine_offers_no_container_provision(pool_p
 
     # The worker starts taking work once it has published everything it offers.
     log = next(platform.home.glob("provider-no-docker-*/worker.log"))
-    until(lambda: "Starting task worker" in log.read_text(), "the provider to join", platform)
+    until(lambda: "serving provision" in log.read_text(), "the provider to join", platform)
     assert offered("agent") and offered("container") == []
