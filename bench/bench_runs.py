@@ -244,7 +244,8 @@ def idle_latency(platform: Platform, client: Client) -> tuple[list[float], dict[
         run_id = client.submit(doc)
         state = client.wait(run_id, 0.02, 120) if run_id else "failed"
         if state != "completed":
-            raise RuntimeError(f"a trivial run ended {state}")
+            view = client.http.get(f"/v1/runs/{run_id}").json() if run_id else {}
+            raise RuntimeError(f"a trivial run ended {state}: {view.get('error') or view.get('state_message')}")
         latencies.append(time.perf_counter() - t)
     after = platform.cpu()
     return latencies, {k: (after[k] - before[k]) / LATENCY_RUNS for k in after}
