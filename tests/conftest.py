@@ -32,18 +32,25 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real Prefect server (SQLite) for the whole test session, requiring the platform's auth string as
-    `cxmpute up`'s does; the process (and every child it starts) is pointed at it with that credential. A run
-    executor serves the session's runs from a thread, as `cxmpute executor start` serves a platform's."""
+    `cxmpute up`'s does; the process (and every child it starts) is pointed at it with that credential."""
     from flows.server import free_port, start_server, stop_server, use_api
-    from tests.support.executor import executor_thread
 
     port = free_port()
     proc = start_server(_home / "prefect-server", port)
     url = f"http://127.0.0.1:{port}/api"
     use_api(url)
-    with executor_thread():
-        yield url
+    yield url
     stop_server(proc)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_executor():
+    """A run executor serving the session's runs from a thread, as `cxmpute executor start` serves a platform's;
+    it follows the Prefect API and database the session points at when it runs each run."""
+    from tests.support.executor import executor_thread
+
+    with executor_thread() as executor:
+        yield executor
 
 
 @pytest.fixture(scope="session")
