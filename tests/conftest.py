@@ -44,9 +44,9 @@ def prefect_api():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def run_executor():
-    """A run executor serving the session's runs from a thread, as `cxmpute executor start` serves a platform's;
-    it follows the Prefect API and database the session points at when it runs each run."""
+def run_executor(prefect_api):
+    """A run executor serving the session's runs from a thread, as `cxmpute executor start` serves a platform's,
+    on the session's Prefect server from the start (a run never lands on an ephemeral one)."""
     from tests.support.executor import executor_thread
 
     with executor_thread() as executor:
