@@ -113,12 +113,11 @@ def test_a_running_node_is_cancelled(api_url):
     run_id = _api_run(api_url, doc)
     _until(lambda: (n := read_run(run_id, with_results=False).nodes.get("w")) and n.state == "running", 60,
            "the node starting")
-    started = time.monotonic()
     answer = httpx.post(f"{api_url}/v1/runs/{run_id}/cancel", timeout=30)
     assert answer.status_code == 202 and answer.json() == {"id": run_id, "state": "cancelling"}
+    # Its node would wait 120 s: a run that ends within the minute was stopped, not waited out.
     view = wait_run(run_id, timeout=60)
-    assert view.state == "cancelled"
-    assert time.monotonic() - started < 30, "the waiting node was not stopped"
+    assert view.state == "cancelled" and view.nodes["w"].state in ("failed", "cancelled")
     again = httpx.post(f"{api_url}/v1/runs/{run_id}/cancel", timeout=30)
     assert again.status_code == 409 and again.json()["field"] == "run_id"
 
