@@ -47,11 +47,11 @@ class VmPlatform(Platform):
         return account.address
 
     def wait_joined(self, timeout: float = 120) -> None:
-        """Until every provider has published its provisions (its task worker starts once its join is done)."""
+        """Until every provider has published its provisions (it says it serves them once its join is done)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             logs = [(self.home / f"provider-{name}" / "worker.log").read_text() for name in self.providers]
-            if all("Subscribing to runs" in log for log in logs):
+            if all("serving provision" in log for log in logs):
                 return
             for proc in self.procs:
                 assert proc.poll() is None, self.logs()
