@@ -208,7 +208,7 @@ def test_a_run_cannot_be_answered_through_prefect_and_completes_through_the_plat
     assert done["state"] == "completed" and done["outputs"] == {"final": "edited text"}, done
 
     # Prefect's own record, read with the credential, is the one the platform reported
-    record = httpx.get(f"{platform.prefect_url}/flow_runs/{run_id}", headers=basic(right), timeout=10)
+    record = httpx.get(f"{platform.prefect_url}/flow_runs/{done['flow_run_id']}", headers=basic(right), timeout=10)
     assert record.status_code == 200 and record.json()["state_type"] == "COMPLETED", record.text
     # logs travelled to Prefect over the authenticated path and come back in the run's event stream
     with httpx.stream("GET", f"{platform.url}/v1/runs/{run_id}/events", params={"max_seconds": 30},
