@@ -31,6 +31,10 @@ LOCAL_STAKE_ETH = 2
 LOCAL_WALLET_ETH = 100  # what the local wallet starts with on the embedded chain
 LOCAL_DISK_GB = 20
 GRACEFUL_SHUTDOWN_S = 5
+# A client told to come back after Retry-After (5 s for a full run queue or an absent Prefect server) reuses its
+# connection then; were the server to close idle connections at the same moment (uvicorn's default is 5 s), the
+# retry would die on a reset connection. Idle connections are kept well past any Retry-After the API gives.
+KEEP_ALIVE_S = 30
 
 
 def _serve(host: str, port: int, before_shutdown: Callable[[], None] | None = None) -> None:
@@ -52,7 +56,8 @@ def _serve(host: str, port: int, before_shutdown: Callable[[], None] | None = No
     log_config["loggers"]["cxmpute"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     # Long-lived requests that outlast the children (a browser's run event stream) are cut after a grace period.
     server = Server(uvicorn.Config("web.app:create_app", factory=True, host=host, port=port, log_level="info",
-                                   log_config=log_config, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+                                   log_config=log_config, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                                   timeout_keep_alive=KEEP_ALIVE_S))
     # A request that reaches for an absent Prefect server fails at once and answers 503 naming it (web.errors):
     # Prefect's client would retry a lost connection for a minute, holding the request. Only the API's
     # requests, which inherit this context; the executors, which must ride out a restart, keep the retries.

@@ -98,28 +98,28 @@ def test_readiness_publishes_no_address_credential_or_error_text(client, monkeyp
     assert not [s for s in secrets if s in body], body
 
 
-def test_an_unreachable_prefect_server_is_named_without_its_address_or_credentials():
+async def test_an_unreachable_prefect_server_is_named_without_its_address_or_credentials():
     port = free_port()  # nothing listens there
     with temporary_settings({PREFECT_API_URL: f"http://operator:hunter2@127.0.0.1:{port}/api"}):
         started = time.perf_counter()
-        check = asyncio.run(health._run(health._prefect))
+        check = await health._run(health._prefect)
     assert time.perf_counter() - started < health.PREFECT_TIMEOUT_S + 0.5
     assert not check.ok and check.detail == "the Prefect server is unreachable (ConnectError)", check
     with temporary_settings({PREFECT_API_URL: None}):
-        check = asyncio.run(health._run(health._prefect))
+        check = await health._run(health._prefect)
     assert not check.ok and "PREFECT_API_URL" in check.detail
 
 
-def test_an_unreachable_database_is_named_by_its_error_type_alone(monkeypatch):
+async def test_an_unreachable_database_is_named_by_its_error_type_alone(monkeypatch):
     url = f"postgresql+psycopg://cxmpute:hunter2@127.0.0.1:{free_port()}/cxmpute"
     monkeypatch.setattr(health, "session_scope", lambda: session_scope(url))
-    check = asyncio.run(health._run(health._database))
+    check = await health._run(health._database)
     assert not check.ok and check.detail == "failed (OperationalError)", check
 
 
-def test_no_live_executor_is_not_ready(monkeypatch):
+async def test_no_live_executor_is_not_ready(monkeypatch):
     monkeypatch.setattr(health, "live_executors", lambda session: [])
-    check = asyncio.run(health._run(health._executors))
+    check = await health._run(health._executors)
     assert not check.ok and "no live executor" in check.detail and "cxmpute executor start" in check.detail
 
 
