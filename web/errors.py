@@ -2,7 +2,13 @@
 
 A refused request (4xx) is the caller's mistake: one INFO line naming the status, method, route and field. A
 dependency the platform names (a 502 or 503 it raises itself) is one WARNING line. Only an unexpected error
-logs its traceback."""
+logs its traceback.
+
+The OpenAI-compatible routes (:class:`OpenAIRoute`) answer the same errors in OpenAI's envelope,
+``{"error": {"message", "type", "param", "code"}}``, with the statuses OpenAI uses (a validation error or a
+conflict is 400, a lack of funds 429 ``insufficient_quota``), so OpenAI's SDKs raise the matching exception
+with the message. Their 4xx but a rate limit carry ``x-should-retry: false``: the same request gets the same
+answer, so the SDKs' automatic retries (of 409 and 429) would only add delay."""
 
 from __future__ import annotations
 
@@ -14,10 +20,12 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from compute.inference.gateway import GatewayError
 from cxmpute.errors import CxmputeError
 from flows.validate import WorkflowInvalid
 from web.limits import BODY, RequestRefused, out_of_range, oversized_int
@@ -69,17 +77,70 @@ def _addressed(exc: httpx.TransportError, scheme: str, host: str | None, port: i
     return (url.scheme, url.host, url.port) == (scheme, host, port)
 
 
+class OpenAIRoute(APIRoute):
+    """A route of the OpenAI-compatible API: its errors are answered in OpenAI's envelope."""
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorDetail
+
+
+# The platform's statuses OpenAI has no use for, as the ones it answers instead.
+_OPENAI_STATUS = {402: 429, 409: 400, 422: 400}
+# OpenAI's error type and code for each of the platform's statuses, where the error names none of its own.
+_OPENAI_KIND = {401: ("invalid_request_error", "invalid_api_key"), 402: ("insufficient_quota", "insufficient_quota"),
+                403: ("permission_error", None), 404: ("invalid_request_error", "not_found"),
+                429: ("requests", "rate_limit_exceeded")}
+
+
+def _speaks_openai(request: Request) -> bool:
+    # A request matching a route's path but not its method (405) is routed to it too.
+    return isinstance(request.scope.get("route"), OpenAIRoute)
+
+
+def _openai(status: int, message: str, field: str | None, exc: Exception,
+            headers: dict[str, str] | None) -> tuple[int, OpenAIError, dict[str, str] | None]:
+    kind, code = _OPENAI_KIND.get(status, ("invalid_request_error" if status < 500 else "server_error", None))
+    if isinstance(exc, GatewayError):
+        kind, code = exc.kind or kind, exc.code or code
+    if isinstance(exc, RequestValidationError) and _unparsed(exc):
+        field = None  # the body is not JSON: no field of it is at fault
+    if status < 500 and status != 429:  # a rate limit passes in time; any other refusal stays the same
+        headers = {**(headers or {}), "x-should-retry": "false"}
+    status = _OPENAI_STATUS.get(status, status)
+    return status, OpenAIError(error=OpenAIErrorDetail(message=message, type=kind, param=field or None,
+                                                      code=code)), headers
+
+
+def _unparsed(exc: RequestValidationError) -> bool:
+    return any(e.get("type") == "json_invalid" for e in exc.errors())
+
+
 def _answer(request: Request, status: int, content: dict[str, Any], exc: Exception,
             headers: dict[str, str] | None = None) -> JSONResponse:
+    field = content.get("field") or _first_field(content.get("errors") or [])
+    if _speaks_openai(request):
+        status, envelope, headers = _openai(status, str(content.get("detail")), field, exc, headers)
+        content, field = envelope.model_dump(), envelope.error.param
     route = getattr(request.scope.get("route"), "path", request.url.path)
     if status >= 500 and not isinstance(exc, CxmputeError):
-        log.error("%s %s %s: %s", status, request.method, route, content.get("detail"), exc_info=exc)
+        log.error("%s %s %s: %s", status, request.method, route, _message(content), exc_info=exc)
     elif status >= 500:  # a dependency the platform reports by name (no model, a node down): not a bug
         log.warning("%s %s %s: %s: %s", status, request.method, route, exc.field or "-", exc.message)
     else:
-        field = content.get("field") or _first_field(content.get("errors") or [])
-        log.info("%s %s %s: %s: %s", status, request.method, route, field or "-", content.get("detail"))
+        log.info("%s %s %s: %s: %s", status, request.method, route, field or "-", _message(content))
     return JSONResponse(status_code=status, content=content, headers=headers)
+
+
+def _message(content: dict[str, Any]) -> Any:
+    return content["error"]["message"] if "error" in content else content.get("detail")
 
 
 def _first_field(errors: list[dict[str, Any]]) -> str | None:

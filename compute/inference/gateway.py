@@ -11,10 +11,16 @@ For a request the gateway
    on a connection error, a 5xx or a model the server does not have, ends the lease as ``provider-lost``
    without billing it, suspends that server and tries the next provider. A failure after streaming began
    ends the stream with an error event (nothing of it is billed) and the next request goes elsewhere.
-   ``provider-lost`` slashes the provider's stake to the caller, as for any lease it fails. A matched
-   provision with no registered server is cancelled unbilled (no slash: nothing was attempted).
+   ``provider-lost`` slashes the provider's stake to the caller, as for any lease it fails, once per
+   incident (:func:`compute.ledger.funds.slash`). A matched provision with no registered server is
+   cancelled unbilled (no slash: nothing was attempted).
 A suspended server's provision is paused, so matching skips it until its provider registers it again.
 Every request is recorded with its tokens and seconds (``GET /v1/inference/requests``).
+
+Refusals are :class:`GatewayError` instances carrying OpenAI's error ``code`` (and, for a provider's own refusal,
+its ``type``), so the API answers them in OpenAI's terms: a model no provision publishes is 404
+``model_not_found``; a price range below every ask is 400; a model published but not served now, or
+every provider failing, is 503.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from datetime import datetime
 
 import anyio
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from compute.errors import ComputeError, Conflict
@@ -40,7 +46,7 @@ from compute.market import leases
 from compute.market.demand import MatchRequest
 from compute.market.leases import UsageIn
 from compute.market.matching import NoMatchError
-from compute.models import Lease, utcnow
+from compute.models import Lease, Provision, aware, utcnow
 from compute.network import Network
 from compute.provisions import Resources
 from cxmpute.http import async_client
@@ -52,8 +58,59 @@ log = logging.getLogger("cxmpute.inference.gateway")
 REQUEST_RESOURCES = Resources(cpu=1, memory_mb=1)
 
 
-class ProviderUnavailable(ComputeError):
+class GatewayError(ComputeError):
+    """A refusal of the gateway, with OpenAI's ``code`` for it; ``kind`` is OpenAI's error ``type`` where the
+    refusal names one (a provider's own), else the API derives it from the status."""
+
+    code: str | None = None
+    kind: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None,
+                 code: str | None = None, kind: str | None = None):
+        super().__init__(message, field=field, status_code=status_code)
+        self.code = code or self.code
+        self.kind = kind or self.kind
+
+
+class ModelNotFound(GatewayError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class PriceOutOfRange(GatewayError):
+    status_code = 400
+    code = "price_out_of_range"
+
+
+class ProviderUnavailable(GatewayError):
     status_code = 503
+    code = "provider_unavailable"
+
+
+def provider_refusal(status: int, content: bytes) -> GatewayError:
+    """A provider's 4xx, already in OpenAI's envelope, passed on as it was said."""
+    try:
+        error = json.loads(content).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    if not isinstance(error, dict):
+        error = {}
+    message = error.get("message") or content.decode(errors="replace")[:300] or "rejected by the provider"
+    return GatewayError(str(message), field=_text(error.get("param")), status_code=status,
+                        code=_text(error.get("code")), kind=_text(error.get("type")))
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+class ServedModel(BaseModel):
+    """A model some working server of an active provision serves."""
+
+    id: str
+    created: int = Field(description="When a provision first published the model (Unix seconds)")
+    price_gwei: int = Field(description="Lowest ask per compute-unit-second among the provisions serving it")
+    providers: int = Field(description="Provisions serving it")
 
 
 class RequestOut(BaseModel):
@@ -99,6 +156,51 @@ class Gateway:
     def __init__(self, net: Network, settings: Settings):
         self.net = net
         self.settings = settings
+
+    # ---- catalogue ---------------------------------------------------------------------------------
+
+    def models(self) -> list[ServedModel]:
+        served = endpoints.available_models(self.net)
+        published = self._first_published(set(served))
+        return [ServedModel(id=name, created=published[name], price_gwei=low, providers=count)
+                for name, (low, count) in sorted(served.items())]
+
+    def model(self, name: str) -> ServedModel:
+        found = next((m for m in self.models() if m.id == name), None)
+        if found is None:
+            raise ModelNotFound(f"The model {name!r} does not exist or no provider serves it now", field="model")
+        return found
+
+    def _first_published(self, names: set[str]) -> dict[str, int]:
+        """When each model first appeared in an inference provision (any status, so it stays put while
+        provisions come and go): the stable ``created`` of OpenAI's model object."""
+        with self.net.store.read() as session:
+            rows = session.execute(select(Provision.models, Provision.created_at)
+                                   .where(Provision.kind == "inference")).all()
+        first: dict[str, int] = {}
+        for models, created in rows:
+            for model in set(models) & names:
+                stamp = int(aware(created).timestamp())
+                first[model] = min(first.get(model, stamp), stamp)
+        return first
+
+    def _published(self, model: str) -> bool:
+        """Whether a provision that is not retired lists ``model``, served now or not."""
+        with self.net.store.read() as session:
+            rows = session.scalars(select(Provision.models).where(Provision.kind == "inference",
+                                                                  Provision.status != "retired")).all()
+        return any(model in models for models in rows)
+
+    def _unmatched(self, model: str, exc: NoMatchError) -> GatewayError:
+        """The refusal for a request nothing matched, in terms of what the caller can change."""
+        if not self._published(model):
+            return ModelNotFound(f"The model {model!r} does not exist: no provider publishes it", field="model")
+        why = exc.explanation
+        if why.lowest_matching_price_gwei is not None:
+            field = "x-cxmpute-price-min" if why.excluded.get("price_below_min") else "x-cxmpute-price-max"
+            return PriceOutOfRange(f"no provider serves {model!r} within your price range: {why.message}",
+                                   field=field)
+        return ProviderUnavailable(f"no provider can serve {model!r} now: {why.message}", field="model")
 
     # ---- routing -----------------------------------------------------------------------------------
 
@@ -209,8 +311,7 @@ class Gateway:
             except NoMatchError as exc:
                 if problems:
                     break
-                raise Conflict(f"no provider serves {model!r} within your price range: {exc.explanation.message}",
-                               field="model") from exc
+                raise await anyio.to_thread.run_sync(self._unmatched, model, exc) from exc
             except _Failed as exc:
                 problems.append(str(exc))
                 continue

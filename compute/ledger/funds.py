@@ -7,7 +7,7 @@ written in the same database transaction.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from eth_utils import keccak
 from pydantic import BaseModel, Field
@@ -18,11 +18,14 @@ from sqlalchemy.orm import Session
 from compute.chain import Chain, ChainEvent
 from compute.errors import ComputeError, Conflict, NotFound
 from compute.ledger.book import Acct, balance, post
-from compute.models import ChainClaim, LedgerTx, Provider, Provision, aware, utcnow
+from compute.models import ChainClaim, LedgerAccount, LedgerEntry, LedgerTx, Provider, Provision, aware, utcnow
 from compute.store import Store
 from cxmpute.settings import get_settings
 
 GWEI = 10**9
+# A provider's failures this close together are one incident: a crash fails every lease it had in flight at
+# once, and slashing each of them would take a compounding share of the stake for a single fault.
+SLASH_WINDOW = timedelta(minutes=5)
 
 
 class ChainCredit(BaseModel):
@@ -110,13 +113,27 @@ def unstake(store: Store, address: str, req: Unstake) -> Credited:
 
 
 def slash(session: Session, provider: str, beneficiary: str, lease_id: str) -> int:
-    """Take the policy's share of the provider's stake for a provider-caused failure; it compensates the user."""
+    """Take the policy's share of the provider's stake for a provider-caused failure; it compensates the user.
+
+    Once per incident: a failure within :data:`SLASH_WINDOW` of the provider's last slash takes nothing more
+    (its lease's escrow is still refunded). The caller holds the provider's row lock (``leases._end``), so
+    concurrent failures of one provider see each other's slash."""
+    if _slashed_since(session, provider, utcnow() - SLASH_WINDOW):
+        return 0
     amount = balance(session, Acct("stake", provider)) * get_settings().slash_bps // 10_000
     if amount > 0:
         post(session, key=f"slash:{lease_id}", kind="slash", reference=lease_id,
              memo=f"provider {provider} failed lease {lease_id}",
              entries=[(Acct("stake", provider), -amount), (Acct("user", beneficiary), amount)])
     return amount
+
+
+def _slashed_since(session: Session, provider: str, since: datetime) -> bool:
+    return session.scalar(
+        select(LedgerTx.id).join(LedgerEntry, LedgerEntry.tx_id == LedgerTx.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(LedgerTx.kind == "slash", LedgerTx.created_at >= since, LedgerAccount.kind == "stake",
+               LedgerAccount.owner == provider).limit(1)) is not None
 
 
 def withdraw(store: Store, chain: Chain, address: str, req: Withdrawal) -> WithdrawalOut:

@@ -5,32 +5,22 @@ wallet), requests matched through the market, billed per second, and failed over
 from __future__ import annotations
 
 import base64
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from eth_account import Account
-from eth_account.messages import encode_defunct
-
-from compute import receipts
-from compute.chain import get_chain
-from compute.identity import siwe
-from compute.network import Network, use_network
-from compute.providers.hardware import HardwareProfile
-from compute.store import Store
-from cxmpute.settings import get_settings
 from fixtures.tiny_diffusion import build_tiny_pipeline
 from fixtures.tiny_embedder import build_tiny_embedder
 from fixtures.tiny_llm import build_tiny_causal_lm
+
+from compute.network import Network
+from cxmpute.settings import get_settings
+from tests.support.inference import (SERVER_KEY, Server, Wallet, free_port, platform_api, publish_provider, serve,
+                                     user_key, wait_served)
 
 pytestmark = pytest.mark.slow
 
@@ -38,63 +28,11 @@ PRICE = 10  # gwei per compute-unit-second, both providers
 MODELS = ["tiny", "emb", "img", "tts"]
 
 
-def _free_port() -> int:
-    from flows.server import free_port
-
-    return free_port()
-
-
-class Wallet:
-    def __init__(self, chain):
-        self.account = Account.create()
-        self.chain = chain
-        w3 = chain.w3
-        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": self.account.address, "value": 100 * 10**18})
-
-    @property
-    def address(self) -> str:
-        return self.account.address
-
-    def call_vault(self, fn: str, value_wei: int) -> str:
-        w3 = self.chain.w3
-        tx = getattr(self.chain.vault.functions, fn)().build_transaction(
-            {"from": self.address, "value": value_wei, "nonce": w3.eth.get_transaction_count(self.address),
-             "chainId": self.chain.chain_id, "gasPrice": w3.eth.gas_price})
-        receipt = w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction))
-        assert receipt["status"] == 1
-        return receipt["transactionHash"].to_0x_hex()
-
-    def login(self, http: httpx.Client) -> dict[str, str]:
-        nonce = siwe.Nonce(**http.get("/v1/auth/nonce").json())
-        message = siwe.message_for(self.address, nonce, self.chain.chain_id).text()
-        signature = self.account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        resp = http.post("/v1/auth/verify", json={"message": message, "signature": signature})
-        assert resp.status_code == 200, resp.text
-        return {"Authorization": f"Bearer {resp.json()['token']}"}
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """The platform API on uvicorn over a fresh network database."""
-    import uvicorn
-
-    from web.app import create_app
-
-    chain = get_chain()
-    net = Network(Store(f"sqlite:///{tmp_path_factory.mktemp('db') / 'platform.db'}"), chain)
-    use_network(net)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-        yield http, net
-    server.should_exit = True
-    thread.join(10)
-    use_network(None)
+    with platform_api(tmp_path_factory.mktemp("db") / "platform.db") as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
@@ -108,42 +46,12 @@ def model_dir(tmp_path_factory) -> Path:
 
 def _provider(http: httpx.Client, net: Network, models: list[str] = MODELS, kind: str = "inference",
               price: int = PRICE) -> tuple[Wallet, dict, str]:
-    wallet = Wallet(net.chain)
-    auth = wallet.login(http)
-    hw = HardwareProfile(cpu_count=8, cpu_model="test", memory_mb=16384, disk_gb=100, benchmark_score=100.0)
-    issued = int(time.time())
-    typed = {"provider": wallet.address, "name": "p", "region": "local", "profileHash": hw.digest(), "issuedAt": issued}
-    resp = http.post("/v1/providers", headers=auth, json={
-        "name": "p", "region": "local", "profile": hw.model_dump(), "issued_at": issued,
-        "signature": receipts.sign(net.domain, "ProviderRegistration", typed, account=wallet.account)})
-    assert resp.status_code == 200, resp.text
-    tx = wallet.call_vault("stake", 2 * 10**18)
-    assert http.post("/v1/providers/stake", json={"tx_hash": tx}, headers=auth).status_code == 200
-    resp = http.post("/v1/provisions", headers=auth, json={
-        "kind": kind, "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": price, "models": models})
-    assert resp.status_code == 201, resp.text
-    return wallet, auth, resp.json()["id"]
+    return publish_provider(http, net, models, kind, price)
 
 
-def _serve(model_dir: Path, home: Path, wallet: Wallet, provision: str, api: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    env = {**os.environ, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": wallet.account.key.hex(),
-           "CXMPUTE_API_URL": api}
-    cmd = [sys.executable, "-m", "cxmpute.cli", "inference", "serve", "--model", f"tiny={model_dir / 'tiny'}",
-           "--embedding", f"emb={model_dir / 'emb'}", "--image", f"img={model_dir / 'img'}", "--speech", "tts",
-           "--port", str(port), "--device", "cpu", "--provision", provision, "--api-key", "provider-secret-key"]
-    with (home / "server.log").open("w") as log:
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), port
-
-
-@dataclass
-class Server:
-    """A provider's inference server process, and what restarting it takes."""
-
-    proc: subprocess.Popen
-    port: int
-    wallet: Wallet
-    home: Path
+def _serve(model_dir: Path, home: Path, wallet: Wallet, provision: str, api: str) -> Server:
+    return serve(["--model", f"tiny={model_dir / 'tiny'}", "--embedding", f"emb={model_dir / 'emb'}",
+                  "--image", f"img={model_dir / 'img'}", "--speech", "tts"], home, wallet, provision, api)
 
 
 @pytest.fixture(scope="module")
@@ -153,34 +61,20 @@ def providers(platform, model_dir, tmp_path_factory):
     procs: dict[str, Server] = {}
     try:
         for i in range(2):
-            wallet, auth, provision = _provider(http, net)
-            home = tmp_path_factory.mktemp(f"provider{i}")
-            procs[provision] = Server(*_serve(model_dir, home, wallet, provision, str(http.base_url)), wallet, home)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            served = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
-            if all(served.get(m, {}).get("providers") == 2 for m in MODELS):
-                break
-            assert all(p.proc.poll() is None for p in procs.values()), "an inference server exited"
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"the inference servers did not register their endpoints: {http.get('/v1/models').text}")
+            wallet, _, provision = _provider(http, net)
+            procs[provision] = _serve(model_dir, tmp_path_factory.mktemp(f"provider{i}"), wallet, provision,
+                                      str(http.base_url))
+        wait_served(http, dict.fromkeys(MODELS, 2), list(procs.values()))
         yield procs
     finally:
         for server in procs.values():
-            if server.proc.poll() is None:
-                os.killpg(server.proc.pid, signal.SIGTERM)
-                server.proc.wait(20)
+            server.stop()
 
 
 @pytest.fixture(scope="module")
 def user(platform):
     http, net = platform
-    wallet = Wallet(net.chain)
-    auth = wallet.login(http)
-    tx = wallet.call_vault("deposit", 10**18)
-    assert http.post("/v1/account/deposits", json={"tx_hash": tx}, headers=auth).status_code == 200
-    key = http.post("/v1/auth/keys", json={"name": "openai"}, headers=auth).json()["key"]
+    _, auth, key = user_key(http, net)
     return auth, key
 
 
@@ -242,17 +136,19 @@ def test_speech_through_the_gateway(client):
 def test_bad_requests_get_4xx_naming_the_field_and_cost_nothing(client, platform, user):
     http, _ = platform
     before = _balance(http, user[0])
-    def refused(error: type[openai.APIStatusError], field: str | None, **kwargs) -> str:
+
+    def refused(error: type[openai.APIStatusError], param: str | None, **kwargs) -> str:
         with pytest.raises(error) as caught:
             client.chat.completions.create(**{"model": "tiny", "messages": [{"role": "user", "content": "x"}],
                                               **kwargs})
-        assert caught.value.body.get("field") == field or field in caught.value.body["detail"], caught.value.body
-        return caught.value.body["detail"]
+        assert caught.value.param == param, caught.value.body
+        return caught.value.body["message"]
 
-    refused(openai.UnprocessableEntityError, "messages", messages=[])
-    refused(openai.UnprocessableEntityError, "temperature", temperature=7)
-    assert "no provider serves 'nope'" in refused(openai.ConflictError, "model", model="nope")
-    refused(openai.ConflictError, "model", extra_headers={"X-Cxmpute-Price-Max": str(PRICE - 1)})
+    refused(openai.BadRequestError, "messages", messages=[])
+    refused(openai.BadRequestError, "temperature", temperature=7)
+    assert "'nope' does not exist" in refused(openai.NotFoundError, "model", model="nope")
+    assert "within your price range" in refused(openai.BadRequestError, "x-cxmpute-price-max",
+                                                extra_headers={"X-Cxmpute-Price-Max": str(PRICE - 1)})
     # a model the provider has, asked for the wrong kind of work: the provider's 4xx, passed on, not billed
     assert "embedding model" in refused(openai.BadRequestError, "model", model="emb")
     assert _balance(http, user[0]) == before
@@ -264,17 +160,17 @@ def test_endpoint_registration_is_checked(platform, providers):
     http, net = platform
     provision, server = next(iter(providers.items()))
     url = f"http://127.0.0.1:{server.port}"
-    wallet, auth, own = _provider(http, net, models=["tiny", "not-there"])
+    _, auth, own = _provider(http, net, models=["tiny", "not-there"])
 
     def register(provision_id: str, **body) -> httpx.Response:
         return http.put(f"/v1/inference/endpoints/{provision_id}", headers=auth,
-                        json={"url": url, "api_key": "provider-secret-key", **body})
+                        json={"url": url, "api_key": SERVER_KEY, **body})
 
     assert register(provision).status_code == 403  # someone else's provision
     assert register("no-such-provision").status_code == 404
     refused = register(own)
     assert refused.status_code == 409 and refused.json()["field"] == "url" and "not-there" in refused.json()["detail"]
-    refused = register(own, url=f"http://127.0.0.1:{_free_port()}")
+    refused = register(own, url=f"http://127.0.0.1:{free_port()}")
     assert refused.status_code == 409 and "does not answer" in refused.json()["detail"]
     assert register(own, url="ftp://somewhere").status_code == 422
     _, auth, container = _provider(http, net, models=[], kind="container")
@@ -310,7 +206,7 @@ def test_a_request_matched_to_a_dead_server_is_served_by_another(client, platfor
     http, net = platform
     # the cheapest provision, so matching prefers it; its server answers registration, then goes away
     _, auth, cheap = _provider(http, net, models=["tiny"], price=PRICE - 5)
-    port = _free_port()
+    port = free_port()
     model = backends.load(backends.ModelSpec.parse("text", f"tiny={model_dir / 'tiny'}"), "cpu")
     server = uvicorn.Server(uvicorn.Config(create_app([model]), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -339,7 +235,7 @@ def test_a_request_matched_to_a_dead_server_is_served_by_another(client, platfor
 
 def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(client, platform, user, providers,
                                                                          model_dir):
-    http, net = platform
+    http, _ = platform
     before = _balance(http, user[0])
     stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Tell a story"}],
                                             max_tokens=4000, stream=True, temperature=0)
@@ -348,8 +244,7 @@ def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(clien
     (lease,) = http.get("/v1/leases", params={"status": "active"}, headers=user[0]).json()
     victim = lease["provision_id"]
     dead = providers[victim]
-    os.killpg(dead.proc.pid, signal.SIGKILL)
-    dead.proc.wait(10)
+    dead.kill()
     with pytest.raises(openai.APIError, match="provider failed mid-stream"):
         for _ in stream:
             pass
@@ -371,8 +266,7 @@ def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(clien
     assert tiny["providers"] == 1
 
     # its provider starts a new server: registering it brings the provision back into matching
-    providers[victim] = Server(*_serve(model_dir, dead.home, dead.wallet, victim, str(http.base_url)), dead.wallet,
-                               dead.home)
+    providers[victim] = _serve(model_dir, dead.home, dead.wallet, victim, str(http.base_url))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         (tiny,) = [m for m in http.get("/v1/models").json()["data"] if m["id"] == "tiny"]

@@ -5,32 +5,66 @@ is routed to a provider serving the model within the caller's price range and bi
 caller's balance (see :mod:`compute.inference.gateway`). Price range per request: headers
 ``X-Cxmpute-Price-Max`` and ``X-Cxmpute-Price-Min`` in gwei per compute-unit-second; without them the
 maximum is the platform's ``CXMPUTE_INFERENCE_PRICE_MAX_GWEI``.
+
+The OpenAI routes (models, completions, embeddings, images, speech) answer errors in OpenAI's envelope
+(:class:`web.errors.OpenAIRoute`); the platform's own routes here (endpoints, deployments, requests) keep
+the platform's.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from compute.errors import ComputeError
 from compute.identity.tokens import Principal
 from compute.inference import endpoints
 from compute.inference.endpoints import EndpointIn, EndpointOut
-from compute.inference.gateway import Gateway, PriceRange, RequestOut
+from compute.inference.gateway import Gateway, PriceRange, RequestOut, ServedModel, provider_refusal
 from compute.inference.schemas import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ImageRequest,
                                        ModelCard, ModelList, SpeechRequest)
 from compute.market import leases
 from compute.market.leases import LeaseOut
 from compute.network import Network
 from cxmpute.settings import get_settings
-from web.routers._compute import network, signed_in
 from web.deps import public
+from web.errors import OpenAIRoute
+from web.routers._compute import network, signed_in
+
+
+class ModelIdConvertor(Convertor[str]):
+    """A served model's id, slashes allowed (``org/name``), but never the model archive's own routes
+    (``/v1/models/archive...``, web.routers.models), which are mounted after these."""
+
+    regex = r"(?!archive(?:/|$)).+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("model_id", ModelIdConvertor())
 
 router = APIRouter(prefix="/v1", tags=["inference"])
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def openai_route(method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
+    """Mount an endpoint on ``router`` as an :class:`OpenAIRoute`. On ``router`` itself, not a router included
+    in it, so the app's check that every route declares its access sees it."""
+    def mount(endpoint: Handler) -> Handler:
+        router.add_api_route(path, endpoint, methods=[method], route_class_override=OpenAIRoute, **options)
+        return endpoint
+    return mount
+
+
 caller = signed_in("market")
 provider = signed_in("provider")
 
@@ -52,7 +86,7 @@ async def _forward(net: Network, principal: Principal, operation: str, path: str
     upstream, content = await Gateway(net, get_settings()).forward(principal.address, operation, path, payload,
                                                                    price)
     if upstream.status_code >= 400:
-        raise _rejected(upstream.status_code, content)
+        raise provider_refusal(upstream.status_code, content)
     if isinstance(content, bytes):
         return Response(content, status_code=upstream.status_code,
                         media_type=upstream.headers.get("content-type", "application/json"))
@@ -60,18 +94,9 @@ async def _forward(net: Network, principal: Principal, operation: str, path: str
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _rejected(status: int, content: bytes) -> ComputeError:
-    """The provider's 4xx (OpenAI's error shape) as the platform's error naming the field."""
-    try:
-        error = json.loads(content).get("error") or {}
-    except (ValueError, AttributeError):
-        error = {}
-    return ComputeError(error.get("message") or content.decode(errors="replace")[:300] or "rejected by the provider",
-                        field=error.get("param"), status_code=status)
-
-
 class GatewayModel(ModelCard):
     kind: str = Field("model", description="Not known to the gateway: see the provider's own /v1/models")
+    created: int = Field(description="When a provision first published the model (Unix seconds)")
     price_gwei: int = Field(description="Lowest ask per compute-unit-second among the provisions serving it")
     providers: int = Field(description="Provisions serving it")
 
@@ -80,39 +105,49 @@ class GatewayModelList(ModelList):
     data: list[GatewayModel]
 
 
-@router.get("/models", dependencies=[Depends(public)], summary="Models served on the network (OpenAI model list)",
-            description="Every model a working inference server of an active provision serves, with the lowest "
-                        "ask for it (``price_gwei``) and how many provisions serve it (``providers``).")
+def _card(model: ServedModel) -> GatewayModel:
+    return GatewayModel(id=model.id, created=model.created, price_gwei=model.price_gwei, providers=model.providers)
+
+
+@openai_route("GET", "/models", dependencies=[Depends(public)],
+              summary="Models served on the network (OpenAI model list)",
+              description="Every model a working inference server of an active provision serves, with the lowest "
+                          "ask for it (``price_gwei``) and how many provisions serve it (``providers``).")
 def list_models(net: Network = Depends(network)) -> GatewayModelList:
-    return GatewayModelList(data=[GatewayModel(id=name, price_gwei=low, providers=count)
-                                  for name, (low, count) in sorted(endpoints.available_models(net).items())])
+    return GatewayModelList(data=[_card(m) for m in Gateway(net, get_settings()).models()])
 
 
-@router.post("/chat/completions", summary="Chat completion, routed to a provider (stream: true for SSE)")
+@openai_route("GET", "/models/{model:model_id}", dependencies=[Depends(public)],
+              summary="One model served on the network (OpenAI model object)")
+def retrieve_model(model: str, net: Network = Depends(network)) -> GatewayModel:
+    return _card(Gateway(net, get_settings()).model(model))
+
+
+@openai_route("POST", "/chat/completions", summary="Chat completion, routed to a provider (stream: true for SSE)")
 async def chat_completions(body: ChatCompletionRequest, principal: Principal = Depends(caller),
                            price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
     return await _forward(net, principal, "chat.completions", "/v1/chat/completions", body, price)
 
 
-@router.post("/completions", summary="Text completion, routed to a provider (stream: true for SSE)")
+@openai_route("POST", "/completions", summary="Text completion, routed to a provider (stream: true for SSE)")
 async def completions(body: CompletionRequest, principal: Principal = Depends(caller),
                       price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
     return await _forward(net, principal, "completions", "/v1/completions", body, price)
 
 
-@router.post("/embeddings", summary="Embedding vectors, routed to a provider")
+@openai_route("POST", "/embeddings", summary="Embedding vectors, routed to a provider")
 async def embeddings(body: EmbeddingRequest, principal: Principal = Depends(caller),
                      price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
     return await _forward(net, principal, "embeddings", "/v1/embeddings", body, price)
 
 
-@router.post("/images/generations", summary="Images from a prompt, routed to a provider")
+@openai_route("POST", "/images/generations", summary="Images from a prompt, routed to a provider")
 async def images(body: ImageRequest, principal: Principal = Depends(caller), price: PriceRange = Depends(price_range),
                  net: Network = Depends(network)) -> Response:
     return await _forward(net, principal, "images.generations", "/v1/images/generations", body, price)
 
 
-@router.post("/audio/speech", summary="Speech audio of a text, routed to a provider", response_class=Response)
+@openai_route("POST", "/audio/speech", summary="Speech audio of a text, routed to a provider", response_class=Response)
 async def speech(body: SpeechRequest, principal: Principal = Depends(caller), price: PriceRange = Depends(price_range),
                  net: Network = Depends(network)) -> Response:
     return await _forward(net, principal, "audio.speech", "/v1/audio/speech", body, price)

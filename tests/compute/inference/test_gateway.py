@@ -81,7 +81,7 @@ def test_a_suspended_server_leaves_matching_until_registered_again(client, net, 
     assert client.get(f"/v1/provisions/{provision}").json()["status"] == "paused"
     assert _models(client) == {}
     resp = client.post("/v1/chat/completions", headers=u_auth, json=CHAT)
-    assert resp.status_code == 409 and resp.json()["field"] == "model"
+    assert resp.status_code == 503 and resp.json()["error"]["param"] == "model"  # known, but no provider serves it now
 
     client.put(f"/v1/inference/endpoints/{provision}", headers=p_auth, json={"url": server_url})
     assert client.get(f"/v1/provisions/{provision}").json()["status"] == "active"
@@ -113,6 +113,6 @@ def test_a_deployment_takes_the_whole_provision(client, net, market, server_url,
     tx = other.call_vault("deposit", 10**18)
     client.post("/v1/account/deposits", json={"tx_hash": tx}, headers=o_auth)
     resp = client.post("/v1/chat/completions", headers=o_auth, json=CHAT)
-    assert resp.status_code == 409  # the provision is rented out whole
+    assert resp.status_code == 503  # the provision is rented out whole
     assert client.post("/v1/inference/deployments", headers=u_auth,
                        json={"model": "tiny", "term": "hour", "price_max_gwei": 4}).status_code == 409
