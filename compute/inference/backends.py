@@ -11,10 +11,15 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 from compute.errors import ComputeError
+from compute.inference import structured
 from compute.inference.batching import BatchingGenerator, Finished, Sampling
+
+if TYPE_CHECKING:
+    import llguidance
 
 Kind = Literal["text", "embedding", "image", "speech"]
 KINDS: tuple[str, ...] = ("text", "embedding", "image", "speech")
@@ -75,6 +80,7 @@ class TextModel:
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", None)
         self.context_limit: int | None = limit
+        self.eos_ids = eos_ids
         self.generator = BatchingGenerator(self.model, eos_ids, max_batch=max_batch, gather_ms=gather_ms,
                                            context_limit=limit)
         try:
@@ -86,26 +92,41 @@ class TextModel:
     def close(self) -> None:
         self.generator.close()
 
-    def chat_prompt(self, messages: list[tuple[str, str]]) -> list[int]:
-        turns = [{"role": "system" if role == "developer" else role, "content": text} for role, text in messages]
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the chat template renders tools and teaches the ``<tool_call>`` format calls are read in."""
+        template = self.tokenizer.chat_template
+        return isinstance(template, str) and "tools" in template and structured.TOOL_OPEN in template
+
+    def chat_prompt(self, turns: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """``turns``: messages as chat templates take them (see :func:`structured.chat_turns`)."""
         if self.tokenizer.chat_template:
-            ids = self.tokenizer.apply_chat_template(turns, tokenize=True, add_generation_prompt=True)
+            ids = self.tokenizer.apply_chat_template(turns, tools=tools, tokenize=True, add_generation_prompt=True)
             return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
         # base models without a chat template get a plain transcript ending on the assistant's turn
         text = "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
         return self.encode(text)
 
+    @cached_property
+    def _grammar_tokenizer(self) -> llguidance.LLTokenizer:
+        return structured.grammar_tokenizer(self.tokenizer, self.eos_ids)
+
+    def constraint(self, grammar: str) -> structured.GrammarConstraint:
+        """A fresh decoding constraint for one request (compiling it can take a moment: call off the loop)."""
+        return structured.GrammarConstraint(self._grammar_tokenizer, grammar)
+
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text)["input_ids"])
 
-    async def generate(self, prompt: list[int], sampling: Sampling, stops: list[str]) -> AsyncIterator[str | Finished]:
+    async def generate(self, prompt: list[int], sampling: Sampling, stops: list[str],
+                       constraint: structured.GrammarConstraint | None = None) -> AsyncIterator[str | Finished]:
         """Yield text pieces as they decode, then a :class:`Finished`; a stop string ends the text early."""
         if len(prompt) > (self.context_limit or len(prompt) + 1) - 1:
             raise InferenceError(f"prompt of {len(prompt)} tokens does not fit the model's context of "
                                  f"{self.context_limit}", field="messages", status_code=422)
         ids: list[int] = []
         sent = ""
-        async for item in self.generator.stream(prompt, sampling):
+        async for item in self.generator.stream(prompt, sampling, constraint):
             finished = isinstance(item, Finished)
             if not finished:
                 ids.append(item)

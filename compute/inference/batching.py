@@ -4,7 +4,8 @@ A background thread owns the model. Each step it admits the requests that arrive
 own, so its keys and values carry its true positions), left-pads the running batch's key/value cache to a
 common length, and advances every running sequence by one token in a single forward pass. Finished or
 cancelled sequences leave the batch between steps; new ones join without waiting for the others to end.
-Tokens reach each request's asyncio queue as soon as they are sampled.
+Tokens reach each request's asyncio queue as soon as they are sampled. A request may carry a
+:class:`TokenConstraint` (a grammar): its tokens are then sampled only among those the constraint allows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -31,6 +33,17 @@ class Sampling:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+
+
+class TokenConstraint(Protocol):
+    """Limits which tokens one request may decode next (e.g. to follow a JSON schema)."""
+
+    def allowed(self) -> torch.Tensor:
+        """A boolean mask over the tokenizer's vocabulary; the end-of-sequence token is allowed once done.
+        Raises RuntimeError when the constraint has failed."""
+
+    def accept(self, token: int) -> None:
+        """Advance past ``token``, which the last mask allowed; RuntimeError if it cannot."""
 
 
 @dataclass
@@ -52,6 +65,7 @@ class _Seq:
     done: bool = False
     cancelled: bool = False
     generator: torch.Generator | None = field(default=None, repr=False)
+    constraint: TokenConstraint | None = field(default=None, repr=False)
 
     def emit(self, item: object) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
@@ -95,11 +109,13 @@ class BatchingGenerator:
         self._stop.set()
         self._thread.join(5)
 
-    async def stream(self, prompt: list[int], sampling: Sampling) -> AsyncIterator[int | Finished]:
+    async def stream(self, prompt: list[int], sampling: Sampling,
+                     constraint: TokenConstraint | None = None) -> AsyncIterator[int | Finished]:
         """Yield each new token id, then one :class:`Finished`. Leaving early cancels the request."""
         if not prompt:
             raise ValueError("empty prompt")
-        seq = _Seq(prompt=list(prompt), sampling=sampling, loop=asyncio.get_running_loop(), out=asyncio.Queue())
+        seq = _Seq(prompt=list(prompt), sampling=sampling, loop=asyncio.get_running_loop(), out=asyncio.Queue(),
+                   constraint=constraint)
         if sampling.seed is not None:
             seq.generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         self._pending.put(seq)
@@ -194,6 +210,14 @@ class BatchingGenerator:
             self._take(seq, token)
 
     def _sample(self, logits: torch.Tensor, seqs: list[_Seq]) -> list[int]:
+        if any(seq.constraint for seq in seqs):
+            logits = logits.clone()
+            for i, seq in enumerate(seqs):
+                if seq.constraint:
+                    try:
+                        _mask(logits[i], seq.constraint.allowed())
+                    except RuntimeError as exc:  # one request's grammar failed: the batch goes on
+                        _fail(seq, exc)
         greedy = logits.argmax(dim=-1).tolist()
         tokens = []
         for i, seq in enumerate(seqs):
@@ -211,12 +235,18 @@ class BatchingGenerator:
 
     def _take(self, seq: _Seq, token: int) -> None:
         """Hand ``seq`` its new token, or finish it."""
-        if seq.cancelled:
+        if seq.cancelled or seq.done:
             seq.done = True
             return
         seq.generated += 1
         eos = token in self.eos
         if not eos:
+            if seq.constraint:
+                try:
+                    seq.constraint.accept(token)
+                except RuntimeError as exc:
+                    _fail(seq, exc)
+                    return
             seq.emit(token)
         used = len(seq.prompt) + seq.generated
         if eos or seq.generated >= seq.sampling.max_new_tokens or (self.context_limit and used >= self.context_limit):
@@ -246,6 +276,15 @@ class BatchingGenerator:
             for layer in self._cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
             self._mask = self._mask[:, start:]
+
+
+def _mask(logits: torch.Tensor, allowed: torch.Tensor) -> None:
+    """Rule out, in place, the tokens ``allowed`` forbids; ids past the tokenizer's vocabulary (embedding
+    rows some models pad their vocabulary with) are never allowed."""
+    allowed = allowed.to(logits.device)
+    n = min(len(allowed), len(logits))
+    logits[:n].masked_fill_(~allowed[:n], float("-inf"))
+    logits[n:] = float("-inf")
 
 
 def _fail(seq: _Seq, exc: Exception) -> None:

@@ -1,14 +1,16 @@
 """The OpenAI-compatible request and response bodies, shared by the provider's server and the gateway.
 
 Fields OpenAI defines that these backends cannot honour are refused with a 422 naming them (``n`` above
-1, ``logprobs``), never silently ignored; unknown extra fields are ignored as OpenAI's own API does.
+1, ``logprobs``), never silently ignored; unknown extra fields are ignored as OpenAI's own API does. Tools
+and ``response_format`` are honoured by :mod:`compute.inference.structured`, which refuses (400) what a
+served model cannot do with them.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -45,7 +47,6 @@ class _Sampled(_Request):
     def _no_logprobs(cls, value: bool | int | None) -> None:
         if value:
             raise ValueError("logprobs are not supported")
-        return None
 
     @property
     def stops(self) -> list[str]:
@@ -63,11 +64,30 @@ class ContentPart(BaseModel):
     text: str
 
 
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class FunctionCall(BaseModel):
+    name: str = Field(..., pattern=FUNCTION_NAME)
+    arguments: str = Field(..., description="The arguments as a JSON object in a string")
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(..., max_length=200)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
+    name: str | None = Field(None, max_length=64)
+    tool_calls: list[ToolCall] | None = Field(None, description="The calls an assistant turn made")
+    tool_call_id: str | None = Field(None, max_length=200, description="The call a tool message answers")
 
     @property
     def text(self) -> str:
@@ -76,8 +96,74 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(..., pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="JSON schema of the arguments object")
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class JsonSchemaSpec(BaseModel):
+    # "schema" would shadow BaseModel.schema; the alias keeps OpenAI's key on the wire both ways
+    model_config = ConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    name: str = Field(..., pattern=FUNCTION_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema", description="JSON schema of the answer")
+    strict: bool | None = None
+
+
+class TextFormat(BaseModel):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(BaseModel):
+    type: Literal["json_object"]
+
+
+class JsonSchemaFormat(BaseModel):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
 class ChatCompletionRequest(_Sampled):
     messages: list[ChatMessage] = Field(..., min_length=1, description="The conversation so far")
+    tools: list[Tool] | None = Field(None, max_length=128, description="Functions the model may call")
+    tool_choice: ToolChoice | None = Field(None, description="none, auto (the default with tools), required, "
+                                                             "or one named function")
+    parallel_tool_calls: bool | None = Field(None, description="false: at most one tool call per answer")
+    response_format: ResponseFormat | None = Field(None, description="text, json_object or json_schema")
+    functions: list[dict[str, Any]] | None = Field(None, description="Not supported (OpenAI's deprecated form of "
+                                                                     "tools); must be unset")
+    function_call: str | dict[str, Any] | None = Field(None, description="Not supported (deprecated form of "
+                                                                         "tool_choice); must be unset")
+
+    @field_validator("functions", "function_call")
+    @classmethod
+    def _no_legacy_functions(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError("the deprecated functions form is not supported; use tools and tool_choice")
     max_tokens: int | None = Field(None, ge=1, le=32768, description="Most tokens to generate")
     max_completion_tokens: int | None = Field(None, ge=1, le=32768, description="Same as max_tokens (newer name)")
 

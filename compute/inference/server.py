@@ -3,7 +3,8 @@
 Paths match OpenAI's (``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
 ``/v1/images/generations``, ``/v1/audio/speech``), so the platform's gateway, or any OpenAI client, talks
 to it directly. Text generation from concurrent requests is batched continuously; ``stream: true``
-answers with server-sent events in OpenAI's chunk format.
+answers with server-sent events in OpenAI's chunk format. Chat honours ``tools``, ``tool_choice`` and
+``response_format`` through :mod:`compute.inference.structured`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import base64
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -20,13 +21,30 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from compute.inference import structured
+from compute.inference.backends import (
+    EmbeddingModel,
+    ImageModel,
+    InferenceError,
+    Served,
+    SpeechModel,
+    TextModel,
+)
+from compute.inference.batching import Finished, Sampling
+from compute.inference.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ImageRequest,
+    ModelCard,
+    ModelList,
+    SpeechRequest,
+    Usage,
+    completion_id,
+    error_body,
+)
 from cxmpute import __version__
 from cxmpute.errors import CxmputeError
-from compute.inference.backends import (EmbeddingModel, ImageModel, InferenceError, Served, SpeechModel,
-                                        TextModel)
-from compute.inference.batching import Finished, Sampling
-from compute.inference.schemas import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ImageRequest,
-                                       ModelCard, ModelList, SpeechRequest, Usage, completion_id, error_body)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg",
@@ -89,8 +107,13 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
               dependencies=[Depends(authorized)])
     async def chat(body: ChatCompletionRequest) -> Response:
         model = pick(body.model, TextModel)
-        prompt = model.chat_prompt([(m.role, m.text) for m in body.messages])
-        return await _generate(model, body, prompt, chat=True)
+        try:
+            plan = await anyio.to_thread.run_sync(structured.plan_chat, body, model.supports_tools)
+            prompt = model.chat_prompt(structured.chat_turns(body.messages), plan.template_tools)
+            constraint = await anyio.to_thread.run_sync(model.constraint, plan.grammar) if plan.grammar else None
+        except structured.StructuredError as exc:
+            raise InferenceError(str(exc), field=exc.field, status_code=400) from exc
+        return await _generate(model, body, prompt, chat=True, constraint=constraint, parser=plan.parser())
 
     @app.post("/v1/completions", summary="Text completion (stream: true for server-sent events)",
               dependencies=[Depends(authorized)])
@@ -128,30 +151,33 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
 
 
 async def _generate(model: TextModel, body: ChatCompletionRequest | CompletionRequest, prompt: list[int],
-                    *, chat: bool) -> Response:
+                    *, chat: bool, constraint: structured.GrammarConstraint | None = None,
+                    parser: structured.ToolCallParser | None = None) -> Response:
     sampling = Sampling(max_new_tokens=body.token_limit, temperature=body.temperature, top_p=body.top_p,
                         seed=body.seed)
     ident = completion_id("chatcmpl" if chat else "cmpl")
     created = int(time.time())
-    pieces = model.generate(prompt, sampling, body.stops)
+    pieces: AsyncGenerator[str | structured.CallDelta | Finished, None]
+    pieces = model.generate(prompt, sampling, body.stops, constraint)
+    if parser is not None:
+        pieces = _with_tool_calls(pieces, parser)
     # The first piece is awaited here, so a bad request fails with a status code before any event is sent.
     first = await anext(pieces)
     if not body.stream:
-        text, finished = "", first
-        if not isinstance(first, Finished):
-            text = first
-            async for piece in pieces:
-                if isinstance(piece, Finished):
-                    finished = piece
-                else:
-                    text += piece
+        items = [first] if isinstance(first, Finished) else [first] + [item async for item in pieces]
+        finished = items[-1]
+        text = "".join(item for item in items if isinstance(item, str))
+        deltas = [item for item in items if isinstance(item, structured.CallDelta)]
+        calls = [call.model_dump() for call in structured.collect_calls(deltas)]
         if not chat and body.echo:
             text = body.prompt + text
         usage = Usage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
                       total_tokens=finished.prompt_tokens + finished.completion_tokens).model_dump()
         if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                      "finish_reason": finished.reason, "logprobs": None}
+            message = {"role": "assistant", "content": text or (None if calls else "")}
+            if calls:
+                message["tool_calls"] = calls
+            choice = {"index": 0, "message": message, "finish_reason": finished.reason, "logprobs": None}
             return JSONResponse({"id": ident, "object": "chat.completion", "created": created, "model": body.model,
                                  "choices": [choice], "usage": usage})
         choice = {"index": 0, "text": text, "finish_reason": finished.reason, "logprobs": None}
@@ -161,15 +187,17 @@ async def _generate(model: TextModel, body: ChatCompletionRequest | CompletionRe
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     kind = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(text: str | None, reason: str | None = None, role: bool = False) -> dict:
+    def chunk(item: str | structured.CallDelta | None, reason: str | None = None, role: bool = False) -> dict:
         if chat:
             if role:
-                delta = {"role": "assistant", "content": text or ""}
+                delta: dict = {"role": "assistant", "content": item or ""}
+            elif isinstance(item, structured.CallDelta):
+                delta = {"tool_calls": [_tool_call_delta(item)]}
             else:
-                delta = {} if text is None else {"content": text}
+                delta = {} if item is None else {"content": item}
             choice = {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
         else:
-            choice = {"index": 0, "text": text or "", "finish_reason": reason, "logprobs": None}
+            choice = {"index": 0, "text": item or "", "finish_reason": reason, "logprobs": None}
         return {"id": ident, "object": kind, "created": created, "model": body.model, "choices": [choice]}
 
     async def events() -> AsyncIterator[str]:
@@ -195,3 +223,30 @@ async def _generate(model: TextModel, body: ChatCompletionRequest | CompletionRe
             await pieces.aclose()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _with_tool_calls(pieces: AsyncGenerator[str | Finished, None], parser: structured.ToolCallParser,
+                           ) -> AsyncGenerator[str | structured.CallDelta | Finished, None]:
+    """``pieces`` with the model's tool-call blocks turned into calls; an answer that ends after calls
+    finishes as "tool_calls", as OpenAI's do."""
+    try:
+        async for piece in pieces:
+            if not isinstance(piece, Finished):
+                for item in parser.feed(piece):
+                    yield item
+                continue
+            for item in parser.close():
+                yield item
+            if parser.calls and piece.reason == "stop":
+                piece = Finished("tool_calls", piece.prompt_tokens, piece.completion_tokens)
+            yield piece
+    finally:
+        await pieces.aclose()
+
+
+def _tool_call_delta(delta: structured.CallDelta) -> dict:
+    """OpenAI's streamed form: a call's first delta names it, the rest carry only more arguments."""
+    if delta.id is None:
+        return {"index": delta.index, "function": {"arguments": delta.arguments}}
+    return {"index": delta.index, "id": delta.id, "type": "function",
+            "function": {"name": delta.name, "arguments": delta.arguments}}
