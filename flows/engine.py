@@ -17,14 +17,15 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass
-from functools import lru_cache
-from datetime import datetime, timezone
 from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from prefect import Flow, Task, flow, task
 from prefect.context import TaskRunContext
+from prefect.flow_engine import run_flow
 from prefect.flow_runs import apause_flow_run
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.utilities.annotations import opaque, quote
@@ -36,7 +37,7 @@ from agxnt.jobs import AgentJob, run_agent
 from compute.errors import ComputeError
 from compute.worker.dispatch import Dispatcher
 from compute.worker.jobs import JobSpec
-from flows import cancellation
+from flows import cancellation, prefect_api
 from flows.history import PAUSE_KEY_PREFIX
 from flows.spec import Node, Workflow
 from flows.validate import Plan, check_inputs, on_network, validate_or_raise
@@ -139,11 +140,17 @@ def _json(value: Any) -> str:
 
 
 def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    if parameters.get("scope") is None:
+    spec = parameters["spec"]
+    if spec["scope"] is None:
         return None
-    payload = _json([parameters["scope"], parameters["node_id"], parameters["agent"], parameters["version"],
-                     parameters["params"], parameters["bindings"], parameters["owner"]])
+    payload = _json([spec["scope"], parameters["node_id"], spec["agent"], spec["version"], spec["params"],
+                     _bound(spec["fields"], parameters["upstream"]), spec["owner"]])
     return "cxnode-" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _bound(fields: dict[str, str], upstream: dict[str, Any]) -> dict[str, Any]:
+    """Each bound input field's value: the named field of its upstream node's output."""
+    return {target: upstream[target]["output"].get(source) for target, source in fields.items()}
 
 
 def _retry_condition(task: Task, task_run: Any, state: Any) -> bool:
@@ -191,33 +198,28 @@ class NodeResult(BaseModel):
 
 
 @task(persist_result=True, cache_key_fn=_cache_key, retry_condition_fn=_retry_condition)
-async def run_node(
-    node_id: str,
-    agent: str,
-    version: str,
-    params: dict[str, Any],
-    bindings: dict[str, list[Any]],
-    owner: str,
-    scope: str | None,
-    deadline: float,
-    max_iterations: int,
-    network: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    started = datetime.now(timezone.utc)
+async def run_node(node_id: str, spec: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
+    """Run one node. ``spec`` holds what the plan fixed (agent, version, params, which upstream field feeds which
+    input, owner, scope, budget, market terms); ``upstream`` the results of the nodes bound to its inputs, by
+    input field. Few parameters, and the fixed ones passed whole, since Prefect visits every parameter value of
+    every task run looking for futures."""
+    started = datetime.now(UTC)
     run_id = _run_id()
+    agent, version, owner, deadline = spec["agent"], spec["version"], spec["owner"], spec["deadline"]
     if cancellation.requested(run_id):
         raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled")
-    inputs = copy.deepcopy(params)
-    for target_field, (upstream, source_field) in sorted(bindings.items()):
-        _set_path(inputs, target_field, upstream["output"].get(source_field))
+    inputs = copy.deepcopy(spec["params"])
+    for target_field, value in sorted(_bound(spec["fields"], upstream).items()):
+        _set_path(inputs, target_field, value)
     if agent == "hitl.approve":
         timeout = int(inputs.get("timeout_seconds") or 3600)
         response = await _unless_cancelled(
             apause_flow_run(wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1,
                             key=PAUSE_KEY_PREFIX + node_id), run_id, node_id, agent)
         inputs["response"] = response.model_dump(mode="json")
-    payload = AgentJob(agent=agent, version=version, inputs=inputs, run_id=run_id,
-                       node_id=node_id, deadline=deadline, max_iterations=max_iterations).model_dump(mode="json")
+    payload = AgentJob(agent=agent, version=version, inputs=inputs, run_id=run_id, node_id=node_id,
+                       deadline=deadline, max_iterations=spec["max_iterations"]).model_dump(mode="json")
+    network = spec["network"]
     placement = None
     try:
         if network is None:
@@ -228,7 +230,7 @@ async def run_node(
     except (AgentError, ComputeError) as exc:
         raise NodeFailed(f"node {node_id!r} ({agent}): {exc.message}", retryable=exc.status_code >= 500) from exc
     return NodeResult(node=node_id, agent=agent, version=version, inputs=inputs, output=output, started_at=started,
-                      finished_at=datetime.now(timezone.utc), placement=placement).model_dump(mode="json")
+                      finished_at=datetime.now(UTC), placement=placement).model_dump(mode="json")
 
 
 async def _on_provider(node_id: str, agent: str, payload: dict[str, Any], owner: str, deadline: float,
@@ -304,17 +306,16 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
         params = dict(node.params)
         if node.agent == "io.input":
             params["value"] = _input_value(plan, params, inputs)
-        # An upstream result is resolved but not walked (``opaque``) and static params are neither (``quote``):
-        # Prefect otherwise visits every value of both, for every node, looking for futures.
-        bindings = {tf: [opaque(futures[src]), sf] for src, sf, tf in plan.incoming.get(nid, [])}
         scope = scopes.get(nid, run_id)
         opts = node.options
         node_task = _node_task(opts.retries, opts.retry_delay_seconds, opts.timeout_seconds)
-        futures[nid] = node_task.submit(
-            node_id=nid, agent=cls.id, version=cls.version, params=quote(params), bindings=bindings, owner=owner,
-            scope=scope, deadline=deadline, max_iterations=plan.workflow.budget.max_iterations,
-            network=_network_terms(plan, node, cls),
-        )
+        spec = {"agent": cls.id, "version": cls.version, "params": params, "owner": owner, "scope": scope,
+                "deadline": deadline, "max_iterations": plan.workflow.budget.max_iterations,
+                "network": _network_terms(plan, node, cls),
+                "fields": {tf: sf for _, sf, tf in plan.incoming.get(nid, [])}}
+        # The spec is passed whole (``quote``) and each upstream result resolved but not walked (``opaque``).
+        upstream = {tf: opaque(futures[src]) for src, _, tf in plan.incoming.get(nid, [])}
+        futures[nid] = node_task.submit(node_id=nid, spec=quote(spec), upstream=upstream)
     read = {out.node for out in plan.workflow.outputs.values()}
     results: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
@@ -356,7 +357,17 @@ class CompiledWorkflow:
                 "scopes": scopes or {}, "run_id": run_id}
 
     def __call__(self, inputs: dict[str, Any] | None = None, owner: str = "local") -> dict[str, Any]:
-        return self.flow(**self.parameters(inputs, owner))
+        """Run it here and now, as an executor runs a claimed run: its flow run created first, then executed."""
+        parameters = self.parameters(inputs, owner)
+        flow_run = prefect_api.create_flow_run(self.flow, self.plan.workflow.name, parameters, tags=[])
+        return run_flow(self.flow, flow_run=flow_run, parameters=engine_parameters(parameters))
+
+
+def engine_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A workflow flow run's parameters as handed to Prefect's engine for an existing flow run: the document is
+    passed whole, not walked. Prefect otherwise visits every value of every parameter looking for futures, about a
+    second of CPU per run of a 1,000-node document. (Its flow run's recorded parameters stay plain.)"""
+    return {**parameters, "document": opaque(parameters["document"])}
 
 
 @lru_cache(maxsize=64)

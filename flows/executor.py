@@ -35,7 +35,7 @@ from prefect.states import Cancelled
 from cxmpute.db import migrate, session_scope
 from cxmpute.settings import get_settings
 from flows import cancellation, prefect_api, queue
-from flows.engine import compile_workflow
+from flows.engine import compile_workflow, engine_parameters
 
 log = logging.getLogger(__name__)
 MAX_CLAIMS = 20  # a run taken this many times without ending is given up (left as Prefect last saw it)
@@ -192,7 +192,8 @@ class Executor:
             return
         try:
             with self._engine_settings():
-                state = run_flow(compiled.flow, flow_run=flow_run, parameters=claim.parameters, return_type="state")
+                state = run_flow(compiled.flow, flow_run=flow_run, parameters=engine_parameters(claim.parameters),
+                                 return_type="state")
         except UNREACHABLE as exc:
             self._hand_back(claim, f"the Prefect API became unreachable ({type(exc).__name__})")
             return
