@@ -28,7 +28,7 @@ from prefect.context import TaskRunContext
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import apause_flow_run
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.utilities.annotations import opaque, quote
+from prefect.utilities.annotations import opaque
 from pydantic import BaseModel
 
 from agxnt.builtins import ApprovalResponse
@@ -313,9 +313,10 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
                 "deadline": deadline, "max_iterations": plan.workflow.budget.max_iterations,
                 "network": _network_terms(plan, node, cls),
                 "fields": {tf: sf for _, sf, tf in plan.incoming.get(nid, [])}}
-        # The spec is passed whole (``quote``) and each upstream result resolved but not walked (``opaque``).
+        # Neither the spec nor an upstream result is walked (``opaque``): Prefect otherwise visits every value of
+        # both, for every node, looking for futures, both to resolve them and to record the node's inputs.
         upstream = {tf: opaque(futures[src]) for src, _, tf in plan.incoming.get(nid, [])}
-        futures[nid] = node_task.submit(node_id=nid, spec=quote(spec), upstream=upstream)
+        futures[nid] = node_task.submit(node_id=nid, spec=opaque(spec), upstream=upstream)
     read = {out.node for out in plan.workflow.outputs.values()}
     results: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
@@ -353,7 +354,8 @@ class CompiledWorkflow:
 
     def parameters(self, inputs: dict[str, Any] | None = None, owner: str = "local",
                    scopes: dict[str, str] | None = None, run_id: str | None = None) -> dict[str, Any]:
-        return {"document": self.plan.workflow.model_dump(mode="json"), "inputs": inputs or {}, "owner": owner,
+        # Without its defaults the document is about half the size: Prefect stores it with the flow run.
+        return {"document": self.plan.workflow.model_dump(mode="json", exclude_defaults=True), "inputs": inputs or {}, "owner": owner,
                 "scopes": scopes or {}, "run_id": run_id}
 
     def __call__(self, inputs: dict[str, Any] | None = None, owner: str = "local") -> dict[str, Any]:
