@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import Any
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from langchain_core.tools import BaseTool, StructuredTool
 from prefect import Task, task
@@ -11,14 +14,24 @@ from prefect import Task, task
 from agxnt.agent import Agent
 from agxnt.context import AgentContext
 
+T = TypeVar("T")
+
 
 def tool_name(agent_id: str) -> str:
     # OpenAI-style tool names allow only [A-Za-z0-9_-]
     return re.sub(r"[^A-Za-z0-9_-]", "_", agent_id)
 
 
+def run_blocking(work: Coroutine[Any, Any, T]) -> T:
+    """Wait for ``work`` from synchronous code, even code called from inside a running event loop, where
+    ``asyncio.run`` refuses: the work gets a fresh loop on a worker thread of its own."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxmpute-tool") as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
 def as_langchain_tool(agent_cls: type[Agent], ctx: AgentContext | None = None) -> BaseTool:
-    """The agent as a LangChain tool whose args schema is the agent's Input model."""
+    """The agent as a LangChain tool whose args schema is the agent's Input model; ``invoke`` and
+    ``ainvoke`` both run it."""
     agent = agent_cls()
     context = ctx or AgentContext()
 
@@ -26,7 +39,11 @@ def as_langchain_tool(agent_cls: type[Agent], ctx: AgentContext | None = None) -
         output = await agent(agent_cls.Input.model_validate(kwargs), context)
         return output.model_dump(mode="json")
 
+    def _call_sync(**kwargs: Any) -> dict[str, Any]:
+        return run_blocking(_call(**kwargs))
+
     return StructuredTool.from_function(
+        func=_call_sync,
         coroutine=_call,
         name=tool_name(agent_cls.id),
         description=agent_cls.description or agent_cls.name,
