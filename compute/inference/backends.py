@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from compute.errors import ComputeError
 from compute.inference import structured
-from compute.inference.batching import BatchingGenerator, Finished, Sampling
+from compute.inference.batching import BatchingGenerator, Finished, Sampling, Scored
 
 if TYPE_CHECKING:
     import llguidance
@@ -27,6 +27,15 @@ KINDS: tuple[str, ...] = ("text", "embedding", "image", "speech")
 
 class InferenceError(ComputeError):
     pass
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token as text, with its log-probability and the likeliest tokens at its step."""
+
+    text: str
+    logprob: float
+    top: list[tuple[str, float]]
 
 
 def default_device(device: str | None = None) -> str:
@@ -118,21 +127,56 @@ class TextModel:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text)["input_ids"])
 
+    @cached_property
+    def vocab_size(self) -> int:
+        """How many token ids the model both reads and scores (a model may pad its vocabulary past its
+        tokenizer's; an id past this would fail the whole batch's step)."""
+        rows = self.model.get_input_embeddings().num_embeddings
+        output = self.model.get_output_embeddings()
+        return rows if output is None else min(rows, output.weight.shape[0])
+
+    def prompt_ids(self, prompt: str | list[int]) -> list[int]:
+        """A completion prompt, text or token ids, as token ids."""
+        if isinstance(prompt, str):
+            return self.encode(prompt)
+        if max(prompt) >= self.vocab_size:
+            raise InferenceError(f"token id {max(prompt)} is outside the model's vocabulary of {self.vocab_size}",
+                                 field="prompt", status_code=400)
+        return prompt
+
+    def check_bias(self, bias: dict[int, float]) -> None:
+        if bias and max(bias) >= self.vocab_size:
+            raise InferenceError(f"token id {max(bias)} is outside the model's vocabulary of {self.vocab_size}",
+                                 field="logit_bias", status_code=400)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     async def generate(self, prompt: list[int], sampling: Sampling, stops: list[str],
-                       constraint: structured.GrammarConstraint | None = None) -> AsyncIterator[str | Finished]:
-        """Yield text pieces as they decode, then a :class:`Finished`; a stop string ends the text early."""
+                       constraint: structured.GrammarConstraint | None = None,
+                       ) -> AsyncIterator[str | TokenLogprob | Finished]:
+        """Yield text pieces as they decode, then a :class:`Finished`; a stop string ends the text early.
+        With ``sampling.top_logprobs`` set, each token's :class:`TokenLogprob` comes before the text it adds."""
         if len(prompt) > (self.context_limit or len(prompt) + 1) - 1:
             raise InferenceError(f"prompt of {len(prompt)} tokens does not fit the model's context of "
                                  f"{self.context_limit}", field="messages", status_code=422)
         ids: list[int] = []
         sent = ""
+        scored: list[Scored] = []  # tokens whose text is not yet known: they end inside an unfinished character
+        attributed = ""  # the decoded text the scored tokens so far account for
         async for item in self.generator.stream(prompt, sampling, constraint):
             finished = isinstance(item, Finished)
-            if not finished:
+            if isinstance(item, Scored):
+                ids.append(item.token)
+                scored.append(item)
+            elif not finished:
                 ids.append(item)
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            text = self.decode(ids)
             if not finished and text.endswith("\ufffd"):  # a multi-byte character still incomplete
                 continue
+            for score in self._logprobs(scored, text, attributed):
+                yield score
+            scored, attributed = [], text
             cut = _first_stop(text, stops, len(sent))
             if finished and cut is None:
                 if len(text) > len(sent):
@@ -149,6 +193,17 @@ class TextModel:
             if safe > len(sent):
                 yield text[len(sent):safe]
                 sent = text[:safe]
+
+
+    def _logprobs(self, scored: list[Scored], text: str, attributed: str) -> list[TokenLogprob]:
+        """``scored`` tokens with their text: together, what ``text`` adds to ``attributed``, so the tokens'
+        texts add up to the answer; a character split over several tokens goes to the last of them."""
+        if not scored:
+            return []
+        added = text[len(attributed):] if text.startswith(attributed) else self.decode([s.token for s in scored])
+        texts = [""] * (len(scored) - 1) + [added]
+        return [TokenLogprob(t, s.logprob, [(self.decode([alt]), lp) for alt, lp in s.top])
+                for t, s in zip(texts, scored)]
 
 
 def _first_stop(text: str, stops: list[str], start: int) -> int | None:
@@ -181,6 +236,25 @@ class EmbeddingModel:
 
     def count_tokens(self, texts: list[str]) -> int:
         return sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
+
+    @staticmethod
+    def texts(inputs: list[str | list[int]]) -> list[str]:
+        """Inputs as texts. Token ids are read as OpenAI's cl100k_base ids: that is the encoding OpenAI's
+        clients (LangChain's OpenAIEmbeddings among them) tokenize embedding inputs with, whatever the model."""
+        if all(isinstance(i, str) for i in inputs):
+            return inputs  # type: ignore[return-value]
+        import tiktoken
+
+        try:
+            encoding = tiktoken.get_encoding("cl100k_base")
+        except Exception as exc:  # tiktoken fetches its encoding files once, and that can fail offline
+            raise InferenceError(f"token-id input needs tiktoken's cl100k_base encoding, which could not be "
+                                 f"loaded: {exc}", field="input", status_code=503) from exc
+        try:
+            return [i if isinstance(i, str) else encoding.decode(i) for i in inputs]
+        except KeyError as exc:
+            raise InferenceError(f"input holds an id cl100k_base does not have ({exc.args[0]})", field="input",
+                                 status_code=400) from exc
 
     def embed(self, texts: list[str], dimensions: int | None, encoding: str) -> list[list[float] | str]:
         import numpy as np
@@ -224,13 +298,14 @@ class SpeechModel:
     def close(self) -> None:
         pass
 
-    def synthesize(self, text: str, voice: str | None, fmt: str) -> bytes:
+    def synthesize(self, text: str, voice: str | None, fmt: str, speed: float = 1.0) -> bytes:
+        """``voice``: one of OpenAI's voice names or an espeak-ng voice."""
         from compute.inference import speech
 
-        try:
-            return speech.synthesize(text, voice=voice, format=fmt)
-        except ValueError as exc:
-            raise InferenceError(str(exc), field="response_format", status_code=422) from exc
+        if fmt not in speech.FORMATS:
+            raise InferenceError(f"response_format {fmt!r} cannot be produced; choose one of "
+                                 f"{', '.join(speech.FORMATS)}", field="response_format", status_code=400)
+        return speech.synthesize(text, voice=speech.OPENAI_VOICES.get(voice or "", voice), format=fmt, speed=speed)
 
 
 Served = TextModel | EmbeddingModel | ImageModel | SpeechModel

@@ -4,8 +4,10 @@ A background thread owns the model. Each step it admits the requests that arrive
 own, so its keys and values carry its true positions), left-pads the running batch's key/value cache to a
 common length, and advances every running sequence by one token in a single forward pass. Finished or
 cancelled sequences leave the batch between steps; new ones join without waiting for the others to end.
-Tokens reach each request's asyncio queue as soon as they are sampled. A request may carry a
-:class:`TokenConstraint` (a grammar): its tokens are then sampled only among those the constraint allows.
+Tokens reach each request's asyncio queue as soon as they are sampled. Each request's logits pass through
+its own processors before sampling: its logit bias, its presence and frequency penalties, and a
+:class:`TokenConstraint` (a grammar) when it carries one, so its tokens are sampled only among those the
+constraint allows. A request that asks for log-probabilities gets each token as a :class:`Scored`.
 """
 
 from __future__ import annotations
@@ -27,12 +29,32 @@ log = logging.getLogger("cxmpute.inference")
 _DONE = object()
 
 
+NEVER = -9999.0  # OpenAI's log-probability for a token that cannot be chosen (JSON has no -inf)
+
+
 @dataclass
 class Sampling:
     max_new_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    top_logprobs: int | None = None  # None: no log-probabilities; k: each token's with its k likeliest rivals
+
+    @property
+    def penalized(self) -> bool:
+        return bool(self.presence_penalty or self.frequency_penalty)
+
+
+@dataclass
+class Scored:
+    """A sampled token with its log-probability and the likeliest tokens at its step, best first."""
+
+    token: int
+    logprob: float
+    top: list[tuple[int, float]]
 
 
 class TokenConstraint(Protocol):
@@ -66,6 +88,12 @@ class _Seq:
     cancelled: bool = False
     generator: torch.Generator | None = field(default=None, repr=False)
     constraint: TokenConstraint | None = field(default=None, repr=False)
+    counts: torch.Tensor | None = field(default=None, repr=False)  # times each token was generated, if penalized
+
+    @property
+    def processed(self) -> bool:
+        """Whether this request's logits need changing before sampling."""
+        return bool(self.constraint or self.sampling.logit_bias or self.sampling.penalized)
 
     def emit(self, item: object) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
@@ -110,8 +138,9 @@ class BatchingGenerator:
         self._thread.join(5)
 
     async def stream(self, prompt: list[int], sampling: Sampling,
-                     constraint: TokenConstraint | None = None) -> AsyncIterator[int | Finished]:
-        """Yield each new token id, then one :class:`Finished`. Leaving early cancels the request."""
+                     constraint: TokenConstraint | None = None) -> AsyncIterator[int | Scored | Finished]:
+        """Yield each new token id (a :class:`Scored` when ``sampling`` asks for log-probabilities), then one
+        :class:`Finished`. Leaving early cancels the request."""
         if not prompt:
             raise ValueError("empty prompt")
         seq = _Seq(prompt=list(prompt), sampling=sampling, loop=asyncio.get_running_loop(), out=asyncio.Queue(),
@@ -184,7 +213,7 @@ class BatchingGenerator:
         input_ids = torch.tensor([ids], device=self.device)
         out = self.model(input_ids=input_ids, use_cache=True)
         cache = getattr(out, "cache", None) or out.past_key_values
-        token = self._sample(out.logits[:, -1, :], [seq])[0]
+        (token, score), = self._sample(out.logits[:, -1, :], [seq])
         seq.prompt = ids
         mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
         if self._cache is None:
@@ -194,7 +223,7 @@ class BatchingGenerator:
             self._cache, self._mask = _concat(self._cache, self._mask, cache, mask)
             self._last = torch.cat([self._last, torch.tensor([[token]], device=self.device)])
         self._running.append(seq)
-        self._take(seq, token)
+        self._take(seq, token, score)
 
     @torch.inference_mode()
     def _step(self) -> None:
@@ -204,36 +233,38 @@ class BatchingGenerator:
                          **{self._cache_kw: self._cache})
         self._cache = getattr(out, "cache", None) or out.past_key_values
         self._mask = mask
-        tokens = self._sample(out.logits[:, -1, :], self._running)
-        self._last = torch.tensor(tokens, device=self.device).unsqueeze(1)
-        for seq, token in zip(self._running, tokens):
-            self._take(seq, token)
+        sampled = self._sample(out.logits[:, -1, :], self._running)
+        self._last = torch.tensor([token for token, _ in sampled], device=self.device).unsqueeze(1)
+        for seq, (token, score) in zip(self._running, sampled):
+            self._take(seq, token, score)
 
-    def _sample(self, logits: torch.Tensor, seqs: list[_Seq]) -> list[int]:
-        if any(seq.constraint for seq in seqs):
+    def _sample(self, logits: torch.Tensor, seqs: list[_Seq]) -> list[tuple[int, Scored | None]]:
+        """Each sequence's next token, and its score when the sequence asked for log-probabilities."""
+        if any(seq.processed for seq in seqs):
             logits = logits.clone()
             for i, seq in enumerate(seqs):
-                if seq.constraint:
+                if seq.processed:
                     try:
-                        _mask(logits[i], seq.constraint.allowed())
+                        _process(logits[i], seq)
                     except RuntimeError as exc:  # one request's grammar failed: the batch goes on
                         _fail(seq, exc)
         greedy = logits.argmax(dim=-1).tolist()
-        tokens = []
+        sampled: list[tuple[int, Scored | None]] = []
         for i, seq in enumerate(seqs):
             s = seq.sampling
             if s.temperature <= 0:
-                tokens.append(greedy[i])
-                continue
-            probs = torch.softmax(logits[i].float() / s.temperature, dim=-1)
-            if s.top_p < 1.0:
-                sorted_p, order = probs.sort(descending=True)
-                keep = sorted_p.cumsum(0) - sorted_p < s.top_p
-                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-            tokens.append(int(torch.multinomial(probs, 1, generator=seq.generator)))
-        return tokens
+                token = greedy[i]
+            else:
+                probs = torch.softmax(logits[i].float() / s.temperature, dim=-1)
+                if s.top_p < 1.0:
+                    sorted_p, order = probs.sort(descending=True)
+                    keep = sorted_p.cumsum(0) - sorted_p < s.top_p
+                    probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+                token = int(torch.multinomial(probs, 1, generator=seq.generator))
+            sampled.append((token, None if s.top_logprobs is None else _score(logits[i], token, s.top_logprobs)))
+        return sampled
 
-    def _take(self, seq: _Seq, token: int) -> None:
+    def _take(self, seq: _Seq, token: int, score: Scored | None = None) -> None:
         """Hand ``seq`` its new token, or finish it."""
         if seq.cancelled or seq.done:
             seq.done = True
@@ -247,7 +278,9 @@ class BatchingGenerator:
                 except RuntimeError as exc:
                     _fail(seq, exc)
                     return
-            seq.emit(token)
+            if seq.counts is not None:
+                seq.counts[token] += 1
+            seq.emit(score or token)
         used = len(seq.prompt) + seq.generated
         if eos or seq.generated >= seq.sampling.max_new_tokens or (self.context_limit and used >= self.context_limit):
             seq.done = True
@@ -276,6 +309,34 @@ class BatchingGenerator:
             for layer in self._cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
             self._mask = self._mask[:, start:]
+
+
+def _process(logits: torch.Tensor, seq: _Seq) -> None:
+    """Apply, in place, ``seq``'s logit bias, then its penalties (OpenAI's: each generated token's logit
+    lowered by frequency × its count, plus presence once it occurred), then its constraint's mask."""
+    s = seq.sampling
+    if s.logit_bias:
+        ids = torch.tensor(list(s.logit_bias), device=logits.device)
+        logits[ids] += torch.tensor(list(s.logit_bias.values()), dtype=logits.dtype, device=logits.device)
+    if s.penalized:
+        if seq.counts is None:
+            seq.counts = torch.zeros_like(logits, dtype=torch.float32)
+        counts = seq.counts.to(logits.dtype)
+        logits -= counts * s.frequency_penalty + (counts > 0).to(logits.dtype) * s.presence_penalty
+    if seq.constraint:
+        _mask(logits, seq.constraint.allowed())
+
+
+def _score(logits: torch.Tensor, token: int, top: int) -> Scored:
+    """``token``'s log-probability under the processed logits (before temperature), with the ``top`` likeliest."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    best = logprobs.topk(min(top, len(logprobs))) if top else None
+    rivals = [] if best is None else [(int(i), _finite(float(v))) for v, i in zip(*best)]
+    return Scored(token, _finite(float(logprobs[token])), rivals)
+
+
+def _finite(logprob: float) -> float:
+    return max(logprob, NEVER)
 
 
 def _mask(logits: torch.Tensor, allowed: torch.Tensor) -> None:

@@ -1,9 +1,9 @@
 """The OpenAI-compatible request and response bodies, shared by the provider's server and the gateway.
 
-Fields OpenAI defines that these backends cannot honour are refused with a 422 naming them (``n`` above
-1, ``logprobs``), never silently ignored; unknown extra fields are ignored as OpenAI's own API does. Tools
-and ``response_format`` are honoured by :mod:`compute.inference.structured`, which refuses (400) what a
-served model cannot do with them.
+Fields OpenAI defines that these backends cannot honour are refused with a 422 naming them, never silently
+ignored; unknown extra fields are ignored as OpenAI's own API does. Tools and ``response_format`` are
+honoured by :mod:`compute.inference.structured`, which refuses (400) what a served model cannot do with them.
+Validators check values but keep the shapes OpenAI allows, so the gateway can forward a validated body as is.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+MAX_CHOICES = 16
+MAX_PROMPTS = 64
+MAX_TOP_LOGPROBS = 20
+TokenIds = list[Annotated[int, Field(ge=0)]]
 
 
 class _Request(BaseModel):
@@ -24,12 +29,16 @@ class _Request(BaseModel):
 class _Sampled(_Request):
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 decodes greedily")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass")
-    n: int = Field(1, ge=1, le=1, description="Choices per request (only 1 is served)")
+    n: int = Field(1, ge=1, le=MAX_CHOICES, description="Choices to generate, each sampled independently")
     stop: str | list[str] | None = Field(None, description="Up to 4 strings that end the text (not included)")
     seed: int | None = Field(None, description="Makes sampling repeatable")
     stream: bool = Field(False, description="Stream chunks as server-sent events")
     stream_options: StreamOptions | None = None
-    logprobs: bool | int | None = Field(None, description="Not supported; must be unset or false")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="Lowers the logits of tokens already generated")
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0,
+                                     description="Lowers the logits of tokens by how often they were generated")
+    logit_bias: dict[str, float] | None = Field(None, description="Token id (as a string) to a bias from -100 to "
+                                                                  "100 added to its logit")
     user: str | None = Field(None, max_length=256)
 
     @field_validator("stop")
@@ -42,15 +51,23 @@ class _Sampled(_Request):
             raise ValueError("stop strings must not be empty")
         return stops
 
-    @field_validator("logprobs")
+    @field_validator("logit_bias")
     @classmethod
-    def _no_logprobs(cls, value: bool | int | None) -> None:
-        if value:
-            raise ValueError("logprobs are not supported")
+    def _bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for key, bias in (value or {}).items():
+            if not key.isdigit():
+                raise ValueError(f"key {key!r} is not a token id")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"bias {bias} of token {key} is outside -100..100")
+        return value
 
     @property
     def stops(self) -> list[str]:
         return self.stop or []  # type: ignore[return-value]
+
+    @property
+    def biases(self) -> dict[int, float]:
+        return {int(key): bias for key, bias in (self.logit_bias or {}).items()}
 
 
 class StreamOptions(BaseModel):
@@ -166,48 +183,98 @@ class ChatCompletionRequest(_Sampled):
             raise ValueError("the deprecated functions form is not supported; use tools and tool_choice")
     max_tokens: int | None = Field(None, ge=1, le=32768, description="Most tokens to generate")
     max_completion_tokens: int | None = Field(None, ge=1, le=32768, description="Same as max_tokens (newer name)")
+    logprobs: bool | None = Field(None, description="Give each generated token's log-probability")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
+                                     description="Likeliest alternatives per token (needs logprobs: true)")
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
 
     @property
     def token_limit(self) -> int:
         return self.max_completion_tokens or self.max_tokens or 256
 
+    @property
+    def top_logprob_count(self) -> int | None:
+        """How many alternatives each token's log-probability comes with; None when none are asked for."""
+        return (self.top_logprobs or 0) if self.logprobs else None
+
 
 class CompletionRequest(_Sampled):
-    prompt: str | list[str] = Field(..., description="The text to continue (a list must hold exactly one)")
+    prompt: str | list[str] | TokenIds | list[TokenIds] = Field(
+        ..., description="The text to continue, as text or the model's token ids; a list of them gives one "
+                         "completion per prompt")
     max_tokens: int = Field(16, ge=1, le=32768, description="Most tokens to generate")
     echo: bool = Field(False, description="Prefix the completion with the prompt")
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
+                                 description="Give each token's log-probability with this many likeliest alternatives")
+    best_of: int | None = Field(None, ge=1, le=1, description="Only 1: each choice is sampled once")
+    suffix: None = Field(None, description="Not supported (insertion); must be unset")
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str:
-        if isinstance(value, list):
-            if len(value) != 1:
-                raise ValueError("one prompt per request")
-            value = value[0]
-        if not value:
-            raise ValueError("must not be empty")
+    def _prompts(cls, value: str | list[str] | list[int] | list[list[int]]) -> str | list[str] | list[int] | list[list[int]]:
+        prompts = _as_inputs(value)
+        if not prompts or len(prompts) > MAX_PROMPTS:
+            raise ValueError(f"give 1 to {MAX_PROMPTS} prompts")
+        if any(not p for p in prompts):
+            raise ValueError("prompts must not be empty")
         return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_echoed_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("echo"):
+            raise ValueError("logprobs of an echoed prompt are not served; unset echo or logprobs")
+        return value
+
+    @property
+    def prompts(self) -> list[str | list[int]]:
+        return _as_inputs(self.prompt)
 
     @property
     def token_limit(self) -> int:
         return self.max_tokens
 
+    @property
+    def top_logprob_count(self) -> int | None:
+        return self.logprobs
+
+
+def _as_inputs(value: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    """OpenAI's input shapes as a list of inputs: a text, texts, one token-id list, or token-id lists."""
+    if isinstance(value, str):
+        return [value]
+    if value and isinstance(value[0], int):
+        return [value]  # type: ignore[list-item]
+    return list(value)  # type: ignore[arg-type]
+
 
 class EmbeddingRequest(_Request):
-    input: str | list[str] = Field(..., description="A text or a list of up to 2048 texts")
+    input: str | list[str] | TokenIds | list[TokenIds] = Field(
+        ..., description="A text, up to 2048 texts, or the same as token ids of OpenAI's cl100k_base encoding "
+                         "(what OpenAI's clients send)")
     encoding_format: Literal["float", "base64"] = Field("float", description="Vectors as lists or base64 float32")
     dimensions: int | None = Field(None, ge=1, description="Truncate vectors to this many dimensions")
     user: str | None = Field(None, max_length=256)
 
     @field_validator("input")
     @classmethod
-    def _texts(cls, value: str | list[str]) -> list[str]:
-        texts = [value] if isinstance(value, str) else value
-        if not texts or len(texts) > 2048:
-            raise ValueError("give 1 to 2048 texts")
-        if any(not t for t in texts):
-            raise ValueError("texts must not be empty")
-        return texts
+    def _texts(cls, value: str | list[str] | list[int] | list[list[int]]) -> str | list[str] | list[int] | list[list[int]]:
+        inputs = _as_inputs(value)
+        if not inputs or len(inputs) > 2048:
+            raise ValueError("give 1 to 2048 inputs")
+        if any(not t for t in inputs):
+            raise ValueError("inputs must not be empty")
+        return value
+
+    @property
+    def inputs(self) -> list[str | list[int]]:
+        return _as_inputs(self.input)
 
 
 class ImageRequest(_Request):
@@ -236,9 +303,11 @@ class ImageRequest(_Request):
 
 class SpeechRequest(_Request):
     input: str = Field(..., min_length=1, max_length=4096, description="Text to speak")
-    voice: str | None = Field(None, max_length=100, description="Voice name; the backend's default when unset")
-    response_format: str = Field("wav", pattern=r"^[a-z0-9]{2,8}$", description="Audio format, e.g. wav")
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="Accepted for compatibility; speech is at speed 1")
+    voice: str | None = Field(None, max_length=100, description="An OpenAI voice name (alloy, echo, nova, ...) or "
+                                                                 "an espeak-ng voice; the backend's default when unset")
+    response_format: str = Field("mp3", pattern=r"^[a-z0-9]{2,8}$",
+                                 description="mp3 (the default), wav, opus, aac, flac or pcm")
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate, 1 being normal")
 
 
 class ModelCard(BaseModel):

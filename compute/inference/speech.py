@@ -1,4 +1,5 @@
-"""Text-to-speech with espeak-ng: WAV straight from the synthesiser, MP3 through the ffmpeg imageio-ffmpeg ships."""
+"""Text-to-speech with espeak-ng: WAV straight from the synthesiser, the other formats through the ffmpeg
+imageio-ffmpeg ships."""
 
 from __future__ import annotations
 
@@ -10,10 +11,28 @@ from pathlib import Path
 
 from compute.errors import ComputeError
 
-FORMATS = ("wav", "mp3")
 MAX_CHARS = 100_000
 DEFAULT_VOICE = "en"
 TIMEOUT_SECONDS = 600
+WORDS_PER_MINUTE = 175  # espeak-ng's own rate, speed 1
+
+# ffmpeg's output codec and container for each format OpenAI offers; pcm is raw 16-bit little-endian samples
+# at 24 kHz, the rate OpenAI's clients assume for it
+_ENCODINGS: dict[str, tuple[str, ...]] = {
+    "mp3": ("-codec:a", "libmp3lame", "-q:a", "4", "-f", "mp3"),
+    "opus": ("-codec:a", "libopus", "-b:a", "48k", "-f", "ogg"),
+    "aac": ("-codec:a", "aac", "-b:a", "96k", "-f", "adts"),
+    "flac": ("-codec:a", "flac", "-f", "flac"),
+    "pcm": ("-codec:a", "pcm_s16le", "-ar", "24000", "-f", "s16le"),
+}
+FORMATS = ("wav", *_ENCODINGS)
+
+# OpenAI's voices as espeak-ng voices: distinct English voices, female and male variants as OpenAI's sound
+OPENAI_VOICES = {
+    "alloy": "en-us+f3", "ash": "en-us+m3", "ballad": "en-gb-x-rp+m1", "coral": "en-us+f4",
+    "echo": "en-us+m1", "fable": "en+m2", "nova": "en-us+f2", "onyx": "en-us+m6",
+    "sage": "en-gb-x-rp+f5", "shimmer": "en-us+f1", "verse": "en-us+m4",
+}
 
 
 class SpeechUnavailable(ComputeError):
@@ -60,20 +79,25 @@ def _check_voice(voice: str) -> str:
     return f"{base}+{variant}" if variant else base
 
 
-def wav_to_mp3(wav: bytes) -> bytes:
-    """MP3 of a WAV, through the ffmpeg binary imageio-ffmpeg ships."""
+def encode(wav: bytes, format: str) -> bytes:
+    """A WAV in another of :data:`FORMATS`, through the ffmpeg binary imageio-ffmpeg ships."""
     import imageio_ffmpeg
 
     done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "wav",
-                           "-i", "pipe:0", "-codec:a", "libmp3lame", "-q:a", "4", "-f", "mp3", "pipe:1"],
-                          input=wav, capture_output=True, timeout=TIMEOUT_SECONDS)
+                           "-i", "pipe:0", *_ENCODINGS[format], "pipe:1"],
+                          input=wav, capture_output=True, timeout=TIMEOUT_SECONDS, check=False)
     if done.returncode != 0:
-        raise SpeechUnavailable(f"mp3 encoding failed: {done.stderr.decode(errors='replace')[-300:]}")
+        raise SpeechUnavailable(f"{format} encoding failed: {done.stderr.decode(errors='replace')[-300:]}")
     return done.stdout
 
 
-def synthesize(text: str, voice: str | None = None, format: str = "wav") -> bytes:
-    """Speak ``text`` in ``voice`` (an espeak-ng language or voice name, optionally ``+variant``) as WAV or MP3."""
+def wav_to_mp3(wav: bytes) -> bytes:
+    return encode(wav, "mp3")
+
+
+def synthesize(text: str, voice: str | None = None, format: str = "wav", speed: float = 1.0) -> bytes:
+    """Speak ``text`` in ``voice`` (an espeak-ng language or voice name, optionally ``+variant``) in one of
+    :data:`FORMATS`, ``speed`` times espeak-ng's normal rate."""
     if not text or not text.strip():
         raise ComputeError("text must not be empty", field="text", status_code=422)
     if len(text) > MAX_CHARS:
@@ -84,10 +108,11 @@ def synthesize(text: str, voice: str | None = None, format: str = "wav") -> byte
     with tempfile.TemporaryDirectory(prefix="cxmpute-tts-") as tmp:
         # a file rather than stdout: espeak-ng only fills in the WAV header's sizes when it can seek back
         target = Path(tmp) / "speech.wav"
-        done = subprocess.run([_espeak(), "-v", voice, "-w", str(target)], input=text.encode(),
-                              capture_output=True, timeout=TIMEOUT_SECONDS)
+        rate = str(round(WORDS_PER_MINUTE * speed))
+        done = subprocess.run([_espeak(), "-v", voice, "-s", rate, "-w", str(target)], input=text.encode(),
+                              capture_output=True, timeout=TIMEOUT_SECONDS, check=False)
         if done.returncode != 0 or not target.exists():
             raise ComputeError(f"speech synthesis failed: {done.stderr.decode(errors='replace')[-300:]}",
                                field="voice")
         wav = target.read_bytes()
-    return wav if format == "wav" else wav_to_mp3(wav)
+    return wav if format == "wav" else encode(wav, format)

@@ -93,8 +93,9 @@ def test_embeddings_as_floats_and_base64_agree(client, server):
 
 @pytest.mark.parametrize("body, field", [
     ({"model": "tiny", "messages": []}, "messages"),
-    ({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
-    ({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
+    ({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+    ({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 21},
+     "top_logprobs"),
     ({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
     ({"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
