@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from cxmpute import __version__
 from cxmpute.db import migrate
 from cxmpute.settings import apply_environment_defaults, get_settings
-from web import errors, limits, routers
+from web import errors, limits, mcp, routers
 from web.deps import declared_access, public
 
 # Swagger UI's and ReDoc's own files, shipped by a Python package (fastapi-offline: Swagger UI 5, which reads
@@ -49,6 +49,7 @@ def create_app() -> FastAPI:
             app.include_router(router)
     if undeclared:
         raise RuntimeError("routes must declare one access (web.deps): " + "; ".join(undeclared))
+    mcp.install(app)  # authenticates on its own (web.mcp): an ASGI endpoint declares no FastAPI dependency
     limits.install(app)
     return app
 
