@@ -21,7 +21,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, ValidationError
 
 from agxnt.adapters import as_langchain_tool, run_blocking, tool_name
@@ -30,12 +30,14 @@ from agxnt.context import AgentContext, BudgetExceeded, Cancelled
 from agxnt.errors import AgentError
 from agxnt.functions import InvokeFunction
 from agxnt.llm import ModelUnavailable
+from agxnt.mcp import CommandSource, McpSource, UrlSource, mcp_tools
 from agxnt.registry import registry
 from compute.errors import NotFound
 from compute.functions import registry as functions
 from cxmpute.errors import CxmputeError
 
 FUNCTION_PREFIX = "fn:"
+MCP_PREFIX = "mcp:"
 STEP_CHOICES = ("auto", "required", "none")
 # Tools that cannot run inside another agent's step: one pauses the whole flow run for a person.
 NOT_CALLABLE = {"hitl.approve"}
@@ -67,8 +69,13 @@ class ToolAgent(Agent):
 
     class Input(BaseModel):
         prompt: str = Field(..., min_length=1, description="The task for the model")
-        tools: list[str] = Field(..., min_length=1, max_length=32,
+        tools: list[str] = Field(default_factory=list, max_length=32,
                                  description="Agent ids (e.g. io.template) or fn:<name> for your deployed functions")
+        mcp_servers: list[UrlSource | CommandSource] = Field(
+            default_factory=list, max_length=8,
+            description="MCP servers whose tools the model may call too: {url, headers} over streamable HTTP "
+                        "(through the egress policy) or {command} run in the sandbox without network; each tool "
+                        "is named mcp:<its name> in steps and tool_choice")
         system: str | None = Field(None, description="System message, before the prompt")
         model: str | None = Field(None, description="Model name on the gateway; default: the platform's model")
         tool_choice: Literal["auto", "required"] | list[str] = Field(
@@ -87,7 +94,7 @@ class ToolAgent(Agent):
         steps: list[ToolStep]
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
-        resolved = dict(zip(input.tools, await resolve_tools(input.tools, ctx, input.event_schemas), strict=True))
+        resolved = await resolve_tools(input.tools, ctx, input.event_schemas, input.mcp_servers)
         tools = {tool.name: (label, tool) for label, tool in resolved.items()}
         choices = step_choices(input.tool_choice, {label: tool.name for label, tool in resolved.items()},
                                input.max_steps)
@@ -115,29 +122,34 @@ class ToolAgent(Agent):
         return self.Output(answer=_text(reply), steps=steps)
 
 
-async def resolve_tools(names: list[str], ctx: AgentContext,
-                        event_schemas: dict[str, dict[str, Any]] | None = None) -> list[BaseTool]:
-    """The tools ``names`` stand for, in order, each running for ``ctx``'s owner; a name that is unknown,
-    repeated or not callable from this agent is an error naming ``tools``. ``event_schemas`` describe the
-    events of the ``fn:`` tools, by name."""
+async def resolve_tools(names: list[str], ctx: AgentContext, event_schemas: dict[str, dict[str, Any]] | None = None,
+                        mcp_servers: list[McpSource] | None = None) -> dict[str, BaseTool]:
+    """The tools ``names`` stand for, then those of ``mcp_servers`` (named ``mcp:<name>``), each running for
+    ``ctx``'s owner, by name; a name that is unknown, repeated or not callable from this agent is an error
+    naming ``tools``. ``event_schemas`` describe the events of the ``fn:`` tools, by name."""
     schemas = event_schemas or {}
     if stray := sorted(set(schemas) - {n for n in names if n.startswith(FUNCTION_PREFIX)}):
         raise AgentError(f"event_schemas names {', '.join(stray)}, which are not fn: tools in `tools`",
                          field="event_schemas", status_code=422)
-    tools: list[BaseTool] = []
+    tools: list[tuple[str, BaseTool]] = []
     inner = dataclasses.replace(ctx, on_progress=None)  # a tool's own progress is not this node's
     for name in names:
         if name.startswith(FUNCTION_PREFIX):
-            tools.append(await _function_tool(name.removeprefix(FUNCTION_PREFIX), inner, schemas.get(name)))
+            tools.append((name, await _function_tool(name.removeprefix(FUNCTION_PREFIX), inner, schemas.get(name))))
         else:
-            tools.append(_agent_tool(name, inner))
+            tools.append((name, _agent_tool(name, inner)))
+    for source in mcp_servers or []:
+        tools += [(MCP_PREFIX + tool.name, tool) for tool in await mcp_tools(source, inner)]
+    if not tools:
+        raise AgentError("no tools: name agents or functions in `tools`, or servers in `mcp_servers`",
+                         field="tools", status_code=422)
     seen: dict[str, str] = {}
-    for name, tool in zip(names, tools, strict=True):
+    for name, tool in tools:
         if tool.name in seen:
             raise AgentError(f"tools {seen[tool.name]!r} and {name!r} have the same tool name {tool.name!r}",
                              field="tools", status_code=422)
         seen[tool.name] = name
-    return tools
+    return dict(tools)
 
 
 def _agent_tool(agent_id: str, ctx: AgentContext) -> BaseTool:
@@ -257,6 +269,8 @@ async def _call(tools: dict[str, tuple[str, BaseTool]], name: str, arguments: di
         raise
     except CxmputeError as exc:  # the tool's own failure (an agent's, or a function's invocation)
         return ToolStep(tool=label, arguments=arguments, error=exc.message)
+    except ToolException as exc:  # an MCP server's error result
+        return ToolStep(tool=label, arguments=arguments, error=str(exc))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return ToolStep(tool=label, arguments=arguments, error=f"invalid arguments: {problems}")

@@ -4,6 +4,8 @@ failures go back to the model, and the step budget holds. Tools it may not use a
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import pytest
 from langchain_core.messages import ToolMessage
@@ -127,3 +129,38 @@ async def test_an_agents_langchain_tool_runs_synchronously_inside_a_running_loop
     tool = as_langchain_tool(TemplateAgent)
     assert tool.invoke({"template": "Hi {{ n }}", "variables": {"n": 2}}) == {"text": "Hi 2"}
     assert await tool.ainvoke({"template": "Hi {{ n }}", "variables": {"n": 3}}) == {"text": "Hi 3"}
+
+
+MCP_SERVER = """
+from typing import Literal
+
+from mcp.server.fastmcp import FastMCP
+
+server = FastMCP("words")
+
+
+@server.tool(name="words.shout")
+def shout(word: Literal["alpha", "beta"]) -> str:
+    '''Shout one of two words.'''
+    return word.upper() + "!"
+
+
+server.run("stdio")
+"""
+
+
+async def test_a_local_mcp_servers_tool_is_called_and_kept_in_steps(ctx):
+    if reason := ctx.services.runtimes.get("sandbox").check():
+        pytest.skip(f"no sandbox here: {reason}")
+    out = await run(ctx, tools=[], mcp_servers=[{"command": [sys.executable, "-c", MCP_SERVER]}],
+                    tool_choice=["mcp:words_shout"], max_steps=1)
+    assert len(out.steps) == 1
+    step = out.steps[0]
+    assert step.tool == "mcp:words_shout" and step.error is None, step
+    assert step.arguments["word"] in {"alpha", "beta"} and step.result == step.arguments["word"].upper() + "!"
+
+
+async def test_no_tools_at_all_is_refused_naming_tools(ctx):
+    with pytest.raises(AgentError) as refused:
+        await run(ctx, tools=[])
+    assert refused.value.status_code == 422 and refused.value.field == "tools"
