@@ -7,7 +7,9 @@ For a request the gateway
    (``X-Cxmpute-Price-Min`` / ``X-Cxmpute-Price-Max`` headers, gwei per compute-unit-second; default max
    ``CXMPUTE_INFERENCE_PRICE_MAX_GWEI``), which opens a per-second lease with escrow;
 3. forwards the request to that provision's registered server and relays the answer (streams as they come);
-4. on success meters the seconds used into the ledger (once, keyed by the request id) and ends the lease;
+4. on success meters the seconds used into the ledger (once, keyed by the request id), ends the lease and
+   records the request, in one transaction shared with the requests settling at the same moment
+   (:mod:`compute.inference.settlement`);
    on a connection error, a 5xx or a model the server does not have, ends the lease as ``provider-lost``
    without billing it, suspends that server and tries the next provider. A failure after streaming began
    ends the stream with an error event (nothing of it is billed) and the next request goes elsewhere.
@@ -25,11 +27,13 @@ every provider failing, is 503.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,9 +46,9 @@ from sqlalchemy import select
 from compute.errors import ComputeError, Conflict
 from compute.inference import endpoints
 from compute.inference.models import Endpoint, RequestRecord
+from compute.inference.settlement import settler
 from compute.market import leases
 from compute.market.demand import MatchRequest
-from compute.market.leases import UsageIn
 from compute.market.matching import NoMatchError
 from compute.models import Lease, Provision, aware, utcnow
 from compute.network import Network
@@ -56,6 +60,30 @@ log = logging.getLogger("cxmpute.inference.gateway")
 
 # One request occupies the smallest slot a provision offers: one vCPU and a sliver of memory.
 REQUEST_RESOURCES = Resources(cpu=1, memory_mb=1)
+# Enough idle connections kept open to the providers for the concurrent requests of one API process. An idle
+# one is dropped well before the providers' server (uvicorn: 5 s) closes it, so a request is never sent on a
+# connection the server is closing just then: that would look like the provider failing, and suspend it.
+PROVIDER_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=2.0)
+
+_providers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def provider_client() -> httpx.AsyncClient:
+    """The connection pool to the providers' servers, one per event loop (an async client's connections belong to
+    the loop that opened them): a client per request costs a TLS context and a new connection each time, more
+    CPU than the rest of the gateway's work on a request."""
+    loop = asyncio.get_running_loop()
+    found = _providers.get(loop)
+    if found is None:
+        found = _providers[loop] = async_client(limits=PROVIDER_LIMITS)
+    return found
+
+
+async def close_provider_client() -> None:
+    """Close this event loop's connections to the providers (when the API stops)."""
+    found = _providers.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.aclose()
 
 
 class GatewayError(ComputeError):
@@ -259,18 +287,9 @@ class Gateway:
             self.net.market.end(route.lease_id, "provider-lost", None)
         endpoints.suspend(self.net, route.provision_id)
 
-    def _settle(self, route: Route, record_id: str, seconds: int) -> int:
-        """Bill ``seconds`` (once per request) and end the lease; returns the amount paid."""
-        if route.lease_id is None:
-            return 0
-        amount = 0
-        if seconds:
-            # the gateway measured the use, so it reports it in the provider's name
-            usage = leases.meter(self.net.store, self.net.domain, route.lease_id,
-                                 UsageIn(seconds=seconds, idempotency_key=f"inference:{record_id}"), route.provider)
-            amount = usage.amount_gwei
-        self.net.market.end(route.lease_id, "completed", None)
-        return amount
+    def _settle(self, record: RequestRecord) -> None:
+        """Bill the record's seconds (once per request), end its lease and write it: one shared commit."""
+        settler(self.net).settle(record)
 
     def _record(self, record: RequestRecord) -> None:
         with self.net.store.write() as session:
@@ -288,21 +307,17 @@ class Gateway:
             body = {**body, "stream_options": {"include_usage": True}}
         record = RequestRecord(id=str(uuid.uuid4()), user=user, model=model, operation=operation, status="failed",
                                prompt_tokens=0, completion_tokens=0, seconds=0, amount_gwei=0, created_at=utcnow())
-        http = async_client(timeout=httpx.Timeout(self.settings.inference_timeout_s, connect=5.0))
-        try:
-            upstream, content = await self._attempts(http, user, path, body, price, record)
-        except BaseException:
-            await http.aclose()
-            raise
+        upstream, content = await self._attempts(user, path, body, price, record)
         if isinstance(content, bytes):
-            await http.aclose()
             return upstream, content
-        return upstream, self._relay(http, upstream, content, record, wants_usage)
+        return upstream, self._relay(upstream, content, record, wants_usage)
 
-    async def _attempts(self, http: httpx.AsyncClient, user: str, path: str, body: dict, price: PriceRange,
+    async def _attempts(self, user: str, path: str, body: dict, price: PriceRange,
                         record: RequestRecord) -> tuple[httpx.Response, bytes | tuple[Route, float]]:
         """Try providers until one answers; a stream comes back unread, with its route and start time."""
         model = body["model"]
+        http = provider_client()
+        timeout = httpx.Timeout(self.settings.inference_timeout_s, connect=5.0)
         tried: set[str] = set()
         problems: list[str] = []
         for _ in range(self.settings.inference_attempts):
@@ -320,7 +335,7 @@ class Gateway:
             started = time.monotonic()
             try:
                 upstream = await http.send(http.build_request("POST", route.url + path, json=body,
-                                                              headers=route.headers), stream=True)
+                                                              headers=route.headers, timeout=timeout), stream=True)
                 if upstream.status_code >= 500 or upstream.status_code == 404:
                     detail = (await upstream.aread()).decode(errors="replace")[:200]
                     await upstream.aclose()
@@ -334,29 +349,24 @@ class Gateway:
                 await anyio.to_thread.run_sync(self._fail, route)
                 continue
             if upstream.status_code >= 400:  # the request's fault, found by the provider: not billed
-                await anyio.to_thread.run_sync(self._settle, route, record.id, 0)
                 record.status, record.error = "rejected", content.decode(errors="replace")[:500]
-                await anyio.to_thread.run_sync(self._record, record)
+                await anyio.to_thread.run_sync(self._settle, record)
                 return upstream, content
             if not body.get("stream"):
                 _count(record, _usage(content))
-                await self._finish(route, record, started)
+                await self._finish(record, started)
                 return upstream, content
             return upstream, (route, started)
         record.error = "; ".join(problems)[:500]
         await anyio.to_thread.run_sync(self._record, record)
         raise ProviderUnavailable(f"every provider tried for {model!r} failed: {'; '.join(problems)}", field="model")
 
-    async def _finish(self, route: Route, record: RequestRecord, started: float) -> None:
+    async def _finish(self, record: RequestRecord, started: float) -> None:
         record.seconds = max(1, math.ceil(time.monotonic() - started))
         record.status = "ok"
-        try:
-            record.amount_gwei = await anyio.to_thread.run_sync(self._settle, route, record.id, record.seconds)
-        except ComputeError as exc:  # e.g. the lease outlived its escrowed span and was ended by the sweeper
-            record.error = f"not settled: {exc.message}"[:500]
-        await anyio.to_thread.run_sync(self._record, record)
+        await anyio.to_thread.run_sync(self._settle, record)
 
-    async def _relay(self, http: httpx.AsyncClient, upstream: httpx.Response, attempt: tuple[Route, float],
+    async def _relay(self, upstream: httpx.Response, attempt: tuple[Route, float],
                      record: RequestRecord, wants_usage: bool) -> AsyncIterator[bytes]:
         route, started = attempt
         failed, done = False, False
@@ -366,7 +376,7 @@ class Gateway:
                     continue
                 data = line[5:].strip()
                 done = data == "[DONE]"
-                if not done:
+                if not done and '"usage"' in data:  # only the last event reports it: no need to parse the others
                     usage = _usage(data.encode())
                     if usage is not None:
                         _count(record, usage)
@@ -384,14 +394,13 @@ class Gateway:
             yield f"data: {json.dumps(error)}\n\n".encode()
         finally:
             await upstream.aclose()
-            await http.aclose()
             with anyio.CancelScope(shield=True):
                 if failed:
                     record.error = "provider failed mid-stream"
                     await anyio.to_thread.run_sync(self._fail, route)
                     await anyio.to_thread.run_sync(self._record, record)
                 else:  # finished, or the caller hung up: the seconds used are billed
-                    await self._finish(route, record, started)
+                    await self._finish(record, started)
 
     # ---- reading -----------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ the platform's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -25,7 +26,8 @@ from compute.errors import ComputeError
 from compute.identity.tokens import Principal
 from compute.inference import endpoints
 from compute.inference.endpoints import EndpointIn, EndpointOut
-from compute.inference.gateway import Gateway, PriceRange, RequestOut, ServedModel, provider_refusal
+from compute.inference.gateway import (Gateway, PriceRange, RequestOut, ServedModel, close_provider_client,
+                                      provider_refusal)
 from compute.inference.schemas import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ImageRequest,
                                        ModelCard, ModelList, SpeechRequest)
 from compute.market import leases
@@ -52,7 +54,17 @@ class ModelIdConvertor(Convertor[str]):
 
 register_url_convertor("model_id", ModelIdConvertor())
 
-router = APIRouter(prefix="/v1", tags=["inference"])
+
+@asynccontextmanager
+async def _provider_pool(_: object) -> AsyncIterator[None]:
+    """The gateway keeps its connections to the providers open between requests: closed when the API stops."""
+    try:
+        yield
+    finally:
+        await close_provider_client()
+
+
+router = APIRouter(prefix="/v1", tags=["inference"], lifespan=_provider_pool)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 

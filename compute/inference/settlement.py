@@ -1,0 +1,153 @@
+"""Settling gateway requests: exactly once each, concurrent ones in one shared transaction.
+
+A request's settlement meters its seconds (ledger key ``inference:<request id>``), ends its lease and writes
+its record in one transaction, so it happens wholly or not at all: a crash before the commit leaves the lease
+active (its escrow returns to the caller when it expires) and nothing billed; settling a request again bills
+nothing twice.
+
+Settlements are group-committed, as placements are (:mod:`compute.market.placement`): a caller that finds no
+writer at work becomes the writer and commits everything queued in one transaction, each request in its own
+savepoint so one refusal undoes no other, then hands the role to the next queued caller. A lone request commits
+at once; requests that finish while a batch is being written share the next commit, so under load each pays
+a fraction of one commit rather than one per step (meter, end, record).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from compute.errors import ComputeError
+from compute.inference.models import RequestRecord
+from compute.market import leases
+from compute.market.leases import UsageIn
+from compute.network import Network
+from compute.receipts import Domain
+
+MAX_BATCH = 256
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """One request's record, waiting to be written with its lease's settlement."""
+
+    record: RequestRecord
+    lead: bool = False  # this caller is the writer now
+    done: bool = False
+    error: BaseException | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error, self.done = error, True
+        self.wake.set()
+
+
+class Settler:
+    """The settlement writer of one network."""
+
+    def __init__(self, net: Network):
+        # the network's parts, not the network: it keys this writer weakly in ``_settlers``
+        self.store, self.domain, self.market = net.store, net.domain, net.market
+        self._mutex = threading.Lock()
+        self._queue: list[_Ticket] = []
+        self._writing = False
+
+    def settle(self, record: RequestRecord) -> RequestRecord:
+        """Bill ``record.seconds`` of its lease (none for a rental's request), end the lease and write the record;
+        blocks until committed. A lease the platform can no longer bill (e.g. the sweeper ended it after its
+        escrowed span) is recorded with the reason in ``error`` and billed nothing."""
+        ticket = _Ticket(record)
+        with self._mutex:
+            self._queue.append(ticket)
+            if not self._writing:
+                self._writing = ticket.lead = True
+        while not ticket.done:
+            if ticket.lead:
+                self._write_next()
+            else:
+                ticket.wake.wait()  # set when this request is settled, or when this caller becomes the writer
+        if ticket.lead:
+            self._hand_over()
+        if ticket.error is not None:
+            raise ticket.error
+        return record
+
+    def _hand_over(self) -> None:
+        time.sleep(0)  # callers just answered may be about to settle again: let them join the next batch
+        with self._mutex:
+            if self._queue:
+                nxt = self._queue[0]
+                nxt.lead = True
+                nxt.wake.set()
+            else:
+                self._writing = False
+
+    def _write_next(self) -> None:
+        with self._mutex:
+            batch = self._queue[:MAX_BATCH]
+            del self._queue[:MAX_BATCH]
+        try:
+            self._commit(batch)
+        except DBAPIError:
+            # e.g. PostgreSQL chose this batch as a deadlock victim against another API's: each alone instead
+            for ticket in batch:
+                self._commit_alone(ticket)
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure; the writer goes on
+            for ticket in batch:
+                ticket.finish(error=exc)
+        for ticket in batch:
+            if not ticket.done:
+                ticket.finish()
+
+    def _commit_alone(self, ticket: _Ticket) -> None:
+        try:
+            self._commit([ticket])
+        except BaseException as exc:  # noqa: BLE001 - the caller gets the failure; the writer goes on
+            ticket.finish(error=exc)
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        providers: set[str] = set()
+        with self.store.write() as session:
+            for ticket in batch:
+                record = ticket.record
+                if record.lease_id is not None and record.provider is not None:
+                    try:
+                        with session.begin_nested():
+                            record.amount_gwei = _settle_in(session, self.domain, record)
+                        providers.add(record.provider)
+                    except ComputeError as exc:
+                        record.amount_gwei = 0
+                        record.error = f"not settled: {exc.message}"[:500]
+                session.merge(record)
+        for provider in providers:  # the ended leases' capacity is free again: matching must see it
+            self.market.refresh_provider(provider)
+
+
+def _settle_in(session: Session, domain: Domain, record: RequestRecord) -> int:
+    """Meter the record's seconds and end its lease, in ``session``; returns the amount paid."""
+    amount = 0
+    if record.seconds:
+        # the gateway measured the use, so it reports it in the provider's name
+        usage = leases.meter_in(session, domain, record.lease_id, UsageIn(
+            seconds=record.seconds, idempotency_key=f"inference:{record.id}"), record.provider)
+        amount = usage.amount_gwei
+    leases.end_in(session, record.lease_id, "completed", None)
+    return amount
+
+
+_settlers: weakref.WeakKeyDictionary[Network, Settler] = weakref.WeakKeyDictionary()
+_settlers_lock = threading.Lock()
+
+
+def settler(net: Network) -> Settler:
+    """The network's one settlement writer in this process."""
+    with _settlers_lock:
+        found = _settlers.get(net)
+        if found is None:
+            found = _settlers[net] = Settler(net)
+        return found
