@@ -69,8 +69,13 @@ class ToolAgent(Agent):
 
     class Input(BaseModel):
         prompt: str = Field(..., min_length=1, description="The task for the model")
+        # The builder edits this with an agent picker, which leaves out the agents that _refusal would refuse:
+        # worked out when the schema is built, so that the picker and the run apply the same rule.
         tools: list[str] = Field(default_factory=list, max_length=32,
-                                 description="Agent ids (e.g. io.template) or fn:<name> for your deployed functions")
+                                 description="Agent ids (e.g. io.template) or fn:<name> for your deployed functions",
+                                 json_schema_extra=lambda schema: schema.update({
+                                     "x-cxmpute-widget": "agent-list",
+                                     "x-cxmpute-exclude": [i for i in registry.ids() if _refusal(registry.get(i))]}))
         mcp_servers: list[UrlSource | CommandSource] = Field(
             default_factory=list, max_length=8,
             description="MCP servers whose tools the model may call too: {url, headers} over streamable HTTP "

@@ -1,7 +1,7 @@
 import { memo, useContext } from "react";
 import { Handle, Position } from "@xyflow/react";
 import { BuilderContext } from "./context.js";
-import { inputFields, outputFields, portTypes, typeLabel } from "./schema.js";
+import { inputFields, outputFields, portTypes, typeLabel, widgetFor } from "./schema.js";
 
 // A node: its agent's typed input ports (plus added dict-key ports) on the left, outputs on the right,
 // its last run's state and any validation problems the server reported for it.
@@ -22,8 +22,11 @@ function AgentNode({ id, data, selected }) {
   }
   const keyPorts = new Set([...(data.ports || [])]);
   for (const e of edges) if (e.target === id && e.targetHandle.slice(3).includes(".")) keyPorts.add(e.targetHandle.slice(3));
+  const fields = inputFields(agent);
+  // Picked agent lists (an agent's tools) show on the card, so the graph reads without opening each node.
+  const lists = fields.filter((f) => widgetFor(f) === "agent-list" && Array.isArray(data.params?.[f.name]) && data.params[f.name].length);
   const ins = [];
-  for (const f of inputFields(agent)) {
+  for (const f of fields) {
     ins.push(f.name);
     for (const k of [...keyPorts].filter((p) => p.startsWith(`${f.name}.`)).sort()) ins.push(k);
   }
@@ -36,6 +39,11 @@ function AgentNode({ id, data, selected }) {
         <span className="node-id">{id}</span>
         {state && <span className={`badge badge-${state}`} data-testid="node-state">{state}</span>}
       </div>
+      {lists.map((f) => (
+        <ul className="chips node-chips" key={f.name} data-testid="node-chips" data-field={f.name} title={f.title}>
+          {data.params[f.name].map((t) => <li key={t} className="chip">{t}</li>)}
+        </ul>
+      ))}
       <div className="ports">
         <div className="port-col">
           {ins.map((name) => (

@@ -1,6 +1,44 @@
-import { useEffect, useState } from "react";
-import { checkValue, inputFields, isDictInput, widgetFor } from "./schema.js";
+import { useContext, useEffect, useState } from "react";
+import { BuilderContext } from "./context.js";
+import { agentChoices, checkValue, inputFields, isDictInput, widgetFor } from "./schema.js";
 import { Fields } from "./Value.jsx";
+
+const FUNCTION_PREFIX = "fn:";
+
+// A list of agent ids picked from the catalogue, plus fn:<name> entries: functions are the owner's own
+// deployments, which the catalogue does not list, so they are typed.
+function AgentListEditor({ id, field, value, onChange }) {
+  const { agents } = useContext(BuilderContext);
+  const [fn, setFn] = useState("");
+  const items = Array.isArray(value) ? value : [];
+  const set = (next) => onChange(next.length ? next : undefined);
+  const full = field.schema.maxItems !== undefined && items.length >= field.schema.maxItems;
+  const offered = agentChoices(field, agents).filter((a) => !items.includes(a.id));
+  const typed = fn.trim();
+  const entry = typed.startsWith(FUNCTION_PREFIX) ? typed : FUNCTION_PREFIX + typed;
+  const canAdd = !full && entry.length > FUNCTION_PREFIX.length && !/\s/.test(entry) && !items.includes(entry);
+  return (
+    <div className="agent-list">
+      {items.length > 0 && (
+        <ul className="chips">
+          {items.map((t) => (
+            <li key={t} className="chip">{t}
+              <button type="button" aria-label={`remove ${t}`} onClick={() => set(items.filter((x) => x !== t))}>×</button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <select id={id} name={field.name} value="" disabled={full} onChange={(e) => e.target.value && set([...items, e.target.value])}>
+        <option value="">+ agent…</option>
+        {offered.map((a) => <option key={a.id} value={a.id}>{a.name} ({a.id})</option>)}
+      </select>
+      <form className="add-port" onSubmit={(e) => { e.preventDefault(); if (canAdd) { set([...items, entry]); setFn(""); } }}>
+        <input aria-label={`new ${field.name} function`} placeholder="fn:<function name>" value={fn} onChange={(e) => setFn(e.target.value)} />
+        <button type="submit" disabled={!canAdd}>+ fn</button>
+      </form>
+    </div>
+  );
+}
 
 function FieldEditor({ field, value, onChange, connected, serverProblem, idPrefix = "param" }) {
   const widget = widgetFor(field);
@@ -26,7 +64,9 @@ function FieldEditor({ field, value, onChange, connected, serverProblem, idPrefi
   const problem = parseError || (connected ? null : checkValue(field, value)) || serverProblem;
   const id = `${idPrefix}-${field.name}`;
   let input;
-  if (widget === "checkbox") {
+  if (widget === "agent-list") {
+    input = <AgentListEditor id={id} field={field} value={value} onChange={onChange} />;
+  } else if (widget === "checkbox") {
     input = <input id={id} name={field.name} type="checkbox" checked={Boolean(value ?? field.schema.default)}
                    onChange={(e) => onChange(e.target.checked)} />;
   } else if (widget === "select") {

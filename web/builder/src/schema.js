@@ -88,8 +88,9 @@ export function outputFields(agent) {
   return Object.keys(agent?.output_schema?.properties || {});
 }
 
-// The widget a field is edited with.
+// The widget a field is edited with: the schema's own hint (x-cxmpute-widget) first, else one by type.
 export function widgetFor(field) {
+  if (field.schema["x-cxmpute-widget"]) return field.schema["x-cxmpute-widget"];
   if (field.enum) return "select";
   const t = field.types;
   if (t === null) return "json";
@@ -126,4 +127,10 @@ export function checkValue(field, value) {
   }
   if (field.enum && !field.enum.includes(value)) return `one of ${field.enum.join(", ")}`;
   return null;
+}
+
+// The agents an "agent-list" field may name: the catalogue less the ids its schema excludes.
+export function agentChoices(field, agents) {
+  const excluded = new Set(field.schema["x-cxmpute-exclude"] || []);
+  return Object.values(agents).filter((a) => !excluded.has(a.id)).sort((x, y) => x.id.localeCompare(y.id));
 }
