@@ -9,7 +9,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+# One browser per module, not per session: while Playwright's sync API is started, the main thread has an event
+# loop running, so every later test of the session that runs asyncio (an async test, asyncio.run) would fail.
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
