@@ -353,7 +353,7 @@ class Gateway:
                 await anyio.to_thread.run_sync(self._settle, record)
                 return upstream, content
             if not body.get("stream"):
-                _count(record, _usage(content))
+                _count(record, _usage(_document(content)))
                 await self._finish(record, started)
                 return upstream, content
             return upstream, (route, started)
@@ -376,12 +376,16 @@ class Gateway:
                     continue
                 data = line[5:].strip()
                 done = data == "[DONE]"
-                if not done and '"usage"' in data:  # only the last event reports it: no need to parse the others
-                    usage = _usage(data.encode())
+                if not done and '"usage"' in data:  # most events report none: only those naming it are parsed
+                    event = _document(data)
+                    usage = _usage(event)
                     if usage is not None:
                         _count(record, usage)
                         if not wants_usage:
-                            continue
+                            if not event.get("choices"):
+                                continue
+                            # a server that reports usage on an event with choices: they go on, without it
+                            data = json.dumps({key: value for key, value in event.items() if key != "usage"})
                 yield f"data: {data}\n\n".encode()
             if not done:
                 raise httpx.RemoteProtocolError("the stream ended before [DONE]")
@@ -411,12 +415,17 @@ class Gateway:
             return [RequestOut(**{f: getattr(r, f) for f in RequestOut.model_fields}) for r in rows]
 
 
-def _usage(content: bytes) -> dict | None:
+def _document(content: bytes | str) -> dict:
+    """``content`` as a JSON object; empty when it is not one."""
     try:
         doc = json.loads(content)
     except ValueError:
-        return None
-    usage = doc.get("usage") if isinstance(doc, dict) else None
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _usage(doc: dict) -> dict | None:
+    usage = doc.get("usage")
     return usage if isinstance(usage, dict) else None
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from eth_account import Account
@@ -25,6 +26,9 @@ from compute.identity import siwe
 from compute.network import Network, use_network
 from compute.providers.hardware import HardwareProfile
 from compute.store import Store
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 STAKE_WEI = 2 * 10**18
 SERVER_KEY = "provider-secret-key"  # the bearer key each inference server requires of the gateway
@@ -175,3 +179,27 @@ def balances(http: httpx.Client, auth: dict[str, str]) -> dict[str, int]:
     resp = http.get("/v1/account/balance", headers=auth)
     assert resp.status_code == 200, resp.text
     return resp.json()
+
+
+@contextmanager
+def in_process_endpoint(http: httpx.Client, auth: dict[str, str], provision: str, app: ASGIApp) -> Iterator[str]:
+    """An inference server's ASGI ``app`` on uvicorn in this process, registered with ``auth`` (its provider's
+    sign-in) as ``provision``'s endpoint; yields its base URL. For what must share this process with the
+    provider's server (e.g. a tiktoken stand-in that both a client and the server tokenize with), and for
+    servers of other makes."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        resp = http.put(f"/v1/inference/endpoints/{provision}", headers=auth, json={"url": url, "api_key": SERVER_KEY})
+        assert resp.status_code == 200, resp.text
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
