@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ app = typer.Typer(help="Container services: run an image as replicas on provider
 console = Console()
 # An image tarball can be gigabytes; the platform answers once every byte is stored.
 UPLOAD_TIMEOUT_S = 600.0
+# Replicas stop at the reconciler's next pass (every second) once their provider hears of it.
+REMOVE_TIMEOUT_S = 60.0
 
 
 class _Chunks:
@@ -113,11 +116,35 @@ def list_cmd(name: str | None = typer.Argument(None, help="Show this service's r
 
 
 @app.command("rm")
-def remove(name: str = typer.Argument(..., help="Service to delete")) -> None:
+def remove(name: str = typer.Argument(..., help="Service to delete"),
+           wait: bool = typer.Option(True, "--wait/--no-wait",
+                                     help="Wait until the replicas have stopped and their leases ended, so their "
+                                          "capacity is free again (at most --timeout seconds)"),
+           timeout: float = typer.Option(REMOVE_TIMEOUT_S, help="With --wait: give up waiting after this long")) -> None:
     """Delete NAME: its replicas stop and their leases end."""
     with PlatformClient() as platform:
         out = platform.delete(f"/v1/services/{name}")
-    console.print(f"deleted {out['name']}; stopping {len(out['replicas'])} replica(s)")
+        leases = [r["lease_id"] for r in out["replicas"] if r["lease_id"]]
+        if not wait or not leases:
+            console.print(f"deleted {out['name']}; stopping {len(out['replicas'])} replica(s)")
+            return
+        with console.status(f"deleted {out['name']}; stopping {len(out['replicas'])} replica(s)"):
+            open_leases = _await_ended(platform, leases, timeout)
+    if open_leases:
+        console.print(f"deleted {out['name']}; {len(open_leases)} replica(s) still stopping after {timeout:g} s "
+                      "(their leases end when their providers stop them)")
+    else:
+        console.print(f"deleted {out['name']}; its {len(out['replicas'])} replica(s) stopped and their leases ended")
+
+
+def _await_ended(platform: PlatformClient, leases: list[str], timeout: float) -> list[str]:
+    """The leases of ``leases`` still active once all have ended or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leases = [lease for lease in leases if platform.get(f"/v1/leases/{lease}")["status"] == "active"]
+        if not leases or time.monotonic() >= deadline:
+            return leases
+        time.sleep(0.5)
 
 
 @app.command()
