@@ -50,10 +50,11 @@ def run(ctx: AgentContext, **input):
 
 
 async def test_forced_calls_run_the_real_tools_and_are_kept_in_steps(ctx, progress):
-    out = await run(ctx, tools=["test.shout", "test.add"], tool_choice=["test.shout", "test.add", "required"],
+    out = await run(ctx, tools=["tooltest.shout", "tooltest.add"],
+                    tool_choice=["tooltest.shout", "tooltest.add", "required"],
                     max_steps=3)
-    assert [s.tool for s in out.steps] == ["test.shout", "test.add", out.steps[2].tool]
-    assert out.steps[2].tool in {"test.shout", "test.add"}
+    assert [s.tool for s in out.steps] == ["tooltest.shout", "tooltest.add", out.steps[2].tool]
+    assert out.steps[2].tool in {"tooltest.shout", "tooltest.add"}
     for step in out.steps:
         assert step.error is None
         cls = registry.get(step.tool)
@@ -74,8 +75,9 @@ async def test_a_failing_tool_goes_back_to_the_model_and_into_steps(ctx, monkeyp
         return await ask(model, messages)
 
     monkeypatch.setattr(toolagent, "_ask", spy)
-    out = await run(ctx, tools=["test.broken", "test.add"], tool_choice=["test.broken", "test.add"], max_steps=2)
-    assert out.steps[0].tool == "test.broken" and out.steps[0].error == "the broken tool broke"
+    out = await run(ctx, tools=["tooltest.broken", "tooltest.add"], tool_choice=["tooltest.broken", "tooltest.add"],
+                    max_steps=2)
+    assert out.steps[0].tool == "tooltest.broken" and out.steps[0].error == "the broken tool broke"
     assert out.steps[0].result is None
     assert out.steps[1].error is None and out.steps[1].result == {"sum": sum(out.steps[1].arguments.values())}
     told = [m for m in seen[1] if isinstance(m, ToolMessage)]
@@ -84,14 +86,14 @@ async def test_a_failing_tool_goes_back_to_the_model_and_into_steps(ctx, monkeyp
 
 async def test_the_run_budget_caps_the_steps(server, progress):
     ctx = AgentContext(services=Services(llm=model(server)), max_iterations=1)
-    out = await run(ctx, tools=["test.add"], tool_choice="required", max_steps=5)
-    assert len(out.steps) == 1 and out.steps[0].tool == "test.add"  # then it answered without tools
+    out = await run(ctx, tools=["tooltest.add"], tool_choice="required", max_steps=5)
+    assert len(out.steps) == 1 and out.steps[0].tool == "tooltest.add"  # then it answered without tools
 
 
 async def test_auto_answers_in_text_without_calls(ctx):
-    out = await run(ctx, tools=["test.add"], tool_choice="auto", max_steps=2, max_tokens=8)
+    out = await run(ctx, tools=["tooltest.add"], tool_choice="auto", max_steps=2, max_tokens=8)
     # a random model rarely writes a well-formed call of its own; whatever it did is recorded
-    assert all(s.tool == "test.add" for s in out.steps)
+    assert all(s.tool == "tooltest.add" for s in out.steps)
     assert isinstance(out.answer, str)
 
 
@@ -109,9 +111,9 @@ async def test_arguments_cut_off_by_the_token_limit_are_a_failed_step(ctx):
     (["hitl.approve"], {}, "tools", "pauses the run"),
     (["code.exec"], {}, "tools", "needs a runtime"),
     (["web.internet"], {}, "tools", "needs a browser"),
-    (["test.add", "test.add"], {}, "tools", "same tool name"),
-    (["test.add"], {"tool_choice": ["test.shout"]}, "tool_choice", "'test.shout'"),
-    (["test.add"], {"event_schemas": {"fn:x": {}}}, "event_schemas", "fn:x"),
+    (["tooltest.add", "tooltest.add"], {}, "tools", "same tool name"),
+    (["tooltest.add"], {"tool_choice": ["tooltest.shout"]}, "tool_choice", "'tooltest.shout'"),
+    (["tooltest.add"], {"event_schemas": {"fn:x": {}}}, "event_schemas", "fn:x"),
 ])
 async def test_tools_it_may_not_use_are_refused_naming_the_field(ctx, tools, extra, field, says):
     with pytest.raises(AgentError) as raised:

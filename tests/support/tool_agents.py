@@ -14,7 +14,7 @@ from agxnt.registry import registry
 class Shout(Agent):
     """Upper-case a short word."""
 
-    id = "test.shout"
+    id = "tooltest.shout"
     name = "Shout"
 
     class Input(BaseModel):
@@ -30,7 +30,7 @@ class Shout(Agent):
 class Add(Agent):
     """Add two small numbers."""
 
-    id = "test.add"
+    id = "tooltest.add"
     name = "Add"
 
     class Input(BaseModel):
@@ -47,7 +47,7 @@ class Add(Agent):
 class Broken(Agent):
     """Always fails."""
 
-    id = "test.broken"
+    id = "tooltest.broken"
     name = "Broken"
 
     class Input(BaseModel):

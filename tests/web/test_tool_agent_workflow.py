@@ -87,7 +87,7 @@ def test_the_tool_agent_calls_two_agents_and_a_function_with_each_call_in_the_ru
     http, net = platform
     _, auth, _ = user_key(http, net)
     function = deploy(http, auth, tmp_path)
-    tools = ["test.shout", "test.add", f"fn:{function}"]
+    tools = ["tooltest.shout", "tooltest.add", f"fn:{function}"]
     doc = {"name": "tool-agent", "inputs": {"task": {"type": "string"}},
            "nodes": [{"id": "task", "agent": "io.input", "params": {"name": "task"}},
                      {"id": "agent", "agent": "agent.tools", "params": {
