@@ -6,8 +6,9 @@ active (its escrow returns to the caller when it expires) and nothing billed; se
 nothing twice.
 
 Settlements are group-committed, as placements are (:mod:`compute.market.placement`): a caller that finds no
-writer at work becomes the writer and commits everything queued in one transaction, each request in its own
-savepoint so one refusal undoes no other, then hands the role to the next queued caller. A lone request commits
+writer at work becomes the writer and commits everything queued in one transaction
+(:meth:`compute.market.matching.Market.close`: each closing decided against the locked rows before anything is
+written, so one refusal undoes no other), then hands the role to the next queued caller. A lone request commits
 at once; requests that finish while a batch is being written share the next commit, so under load each pays
 a fraction of one commit rather than one per step (meter, end, record).
 """
@@ -19,17 +20,28 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from compute.errors import ComputeError
 from compute.inference.models import RequestRecord
-from compute.market import leases
-from compute.market.leases import UsageIn
+from compute.market.closing import Closed, Closing
 from compute.network import Network
-from compute.receipts import Domain
 
 MAX_BATCH = 256
+RECORD_COLUMNS = [column.name for column in RequestRecord.__table__.columns]
+
+
+def _upsert(dialect_insert) -> object:
+    """Write a record, replacing it when its request is settled again (as the ORM's merge would)."""
+    stmt = dialect_insert(RequestRecord.__table__)
+    return stmt.on_conflict_do_update(index_elements=["id"], set_={c: stmt.excluded[c] for c in RECORD_COLUMNS
+                                                                    if c != "id"})
+
+
+WRITE_RECORDS = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
 
 
 @dataclass(eq=False)
@@ -52,7 +64,7 @@ class Settler:
 
     def __init__(self, net: Network):
         # the network's parts, not the network: it keys this writer weakly in ``_settlers``
-        self.store, self.domain, self.market = net.store, net.domain, net.market
+        self.market = net.market
         self._mutex = threading.Lock()
         self._queue: list[_Ticket] = []
         self._writing = False
@@ -111,33 +123,18 @@ class Settler:
             ticket.finish(error=exc)
 
     def _commit(self, batch: list[_Ticket]) -> None:
-        providers: set[str] = set()
-        with self.store.write() as session:
-            for ticket in batch:
-                record = ticket.record
-                if record.lease_id is not None and record.provider is not None:
-                    try:
-                        with session.begin_nested():
-                            record.amount_gwei = _settle_in(session, self.domain, record)
-                        providers.add(record.provider)
-                    except ComputeError as exc:
-                        record.amount_gwei = 0
-                        record.error = f"not settled: {exc.message}"[:500]
-                session.merge(record)
-        for provider in providers:  # the ended leases' capacity is free again: matching must see it
-            self.market.refresh_provider(provider)
+        billed = [t.record for t in batch if t.record.lease_id is not None and t.record.provider is not None]
 
+        def write_records(conn: Connection, outcomes: list[Closed | ComputeError]) -> None:
+            for record, outcome in zip(billed, outcomes):
+                if isinstance(outcome, ComputeError):
+                    record.amount_gwei, record.error = 0, f"not settled: {outcome.message}"[:500]
+                else:
+                    record.amount_gwei = outcome.amount_gwei
+            conn.execute(WRITE_RECORDS[conn.dialect.name], [{c: getattr(t.record, c) for c in RECORD_COLUMNS} for t in batch])
 
-def _settle_in(session: Session, domain: Domain, record: RequestRecord) -> int:
-    """Meter the record's seconds and end its lease, in ``session``; returns the amount paid."""
-    amount = 0
-    if record.seconds:
-        # the gateway measured the use, so it reports it in the provider's name
-        usage = leases.meter_in(session, domain, record.lease_id, UsageIn(
-            seconds=record.seconds, idempotency_key=f"inference:{record.id}"), record.provider)
-        amount = usage.amount_gwei
-    leases.end_in(session, record.lease_id, "completed", None)
-    return amount
+        self.market.close([Closing(r.lease_id, r.provider, r.seconds, f"inference:{r.id}") for r in billed],
+                          write_records)
 
 
 _settlers: weakref.WeakKeyDictionary[Network, Settler] = weakref.WeakKeyDictionary()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
-from compute.market import leases
+from compute.errors import ComputeError
+from compute.market import closing, leases
+from compute.market.closing import Closed, Closing
 from compute.market.demand import MatchRequest
 from compute.market.index import NoMatch, ProvisionIndex, Slot
 from compute.market.placement import NoMatchError, Placer
@@ -55,7 +58,8 @@ class Market:
         self._synced_at: datetime | None = None
         self._last_sync = 0.0
         self._publish = threading.Lock()
-        self._placer = Placer(get_engine(store.url), domain, self.index, self.refresh, self._publish)
+        self._engine = get_engine(store.url)
+        self._placer = Placer(self._engine, domain, self.index, self.refresh, self._publish)
 
     def sync(self, force: bool = False) -> None:
         """Load provisions changed since the last sync (all of them the first time)."""
@@ -102,6 +106,24 @@ class Market:
         """Reserve the best provision for ``user`` and open a lease, or raise with the reason."""
         self.sync()
         return self._placer.place(user, req)
+
+    def close(self, closings: list[Closing],
+              extra: Callable[[Connection, list[Closed | ComputeError]], None] | None = None
+              ) -> list[Closed | ComputeError]:
+        """Bill and end metered leases together (:mod:`compute.market.closing`); one outcome per closing, in
+        order. ``extra`` writes, knowing the outcomes, in the same transaction. The capacity the closings free is
+        in the index when this returns."""
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock up front, as Store.write takes it
+            batch = closing.close(conn, self.domain, closings)
+            if extra is not None:
+                extra(conn, batch.outcomes)
+            with self._publish:  # no sync that read before this commit overwrites what it frees
+                conn.commit()
+                for slot_id, free in batch.free.items():
+                    self.index.set_free(slot_id, *free)
+        return batch.outcomes
 
     def end(self, lease_id: str, reason: leases.EndReason, caller: str | None) -> leases.LeaseOut:
         lease = leases.end(self.store, lease_id, reason, caller)

@@ -17,8 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
-from compute.errors import Conflict, Forbidden, NotFound
-from compute.market import leases
+from compute.errors import ComputeError, Conflict, Forbidden, NotFound
+from compute.market import closing, leases
+from compute.market.closing import Closing
 from compute.models import Job, utcnow
 from compute.provisions import Kind, Resources
 from compute.receipts import Domain
@@ -214,9 +215,10 @@ def complete(store: Store, domain: Domain, job_id: str, provider: str, report: C
         row = _locked(session, job_id, provider)
         if row.status != "running":
             raise Conflict(f"job is {row.status}; its result is not accepted", field="job_id")
-        usage = leases.meter_in(session, domain, row.lease_id, leases.UsageIn(
-            seconds=max(1, math.ceil(report.seconds)), idempotency_key=f"job:{row.id}"), provider)
-        leases.end_in(session, row.lease_id, "completed", None)
+        [usage] = closing.close(session.connection(), domain, [Closing(
+            row.lease_id, provider, max(1, math.ceil(report.seconds)), f"job:{row.id}")]).outcomes
+        if isinstance(usage, ComputeError):
+            raise usage
         row.status = "done" if report.ok else "failed"
         row.result, row.error, row.error_status = report.result, report.error, report.error_status
         row.seconds, row.cost_gwei, row.finished_at = report.seconds, usage.amount_gwei, utcnow()

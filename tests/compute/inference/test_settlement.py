@@ -14,7 +14,7 @@ from compute.inference import settlement
 from compute.inference.models import RequestRecord
 from compute.inference.settlement import Settler
 from compute.ledger import Acct, balance
-from compute.market import leases
+from compute.market import closing
 from compute.market.demand import MatchRequest
 from compute.models import Lease, UsageRecord, utcnow
 from compute.provisions import Resources
@@ -156,7 +156,7 @@ def test_a_failure_inside_a_settlement_leaves_nothing_half_written(net, user, mo
     def crash(*args, **kwargs):
         raise RuntimeError("the process died between metering and ending the lease")
 
-    monkeypatch.setattr(leases, "end_in", crash)
+    monkeypatch.setattr(closing, "_end", crash)
     settler = Settler(net)
     with pytest.raises(RuntimeError):
         settler.settle(record)
