@@ -8,7 +8,7 @@ with a route that declares none, and the declaration is published in OpenAPI as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header
@@ -61,12 +61,12 @@ def _declares(access: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
     return mark
 
 
-def owner_in(scope: Scope) -> Callable[..., str]:
+def owner_in(scope: Scope) -> Callable[..., Awaitable[str]]:
     """A dependency: the owner whose data the request touches, once its credential holds ``scope``
     (anonymous local use holds every scope but the operator's)."""
 
     @_declares(f"scope:{scope}")
-    def dependency(principal: Principal = Depends(current_principal)) -> str:
+    async def dependency(principal: Principal = Depends(current_principal)) -> str:
         if not principal.is_account and principal.via != "anonymous":
             raise Forbidden("the operator credential acts for no account", field="authorization")
         principal.require(scope)
@@ -75,11 +75,11 @@ def owner_in(scope: Scope) -> Callable[..., str]:
     return dependency
 
 
-def signed_in(scope: Scope) -> Callable[..., Principal]:
+def signed_in(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """A dependency: a signed-in account holding ``scope`` (anonymous local use cannot: its wallet signs in)."""
 
     @_declares(f"scope:{scope}")
-    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if not principal.is_account:
             raise Unauthorized("sign in with a wallet or use an API key", field="authorization")
         principal.require(scope)
@@ -89,7 +89,7 @@ def signed_in(scope: Scope) -> Callable[..., Principal]:
 
 
 @_declares(f"scope:{OPERATOR}")
-def operator(principal: Principal = Depends(current_principal)) -> Principal:
+async def operator(principal: Principal = Depends(current_principal)) -> Principal:
     """The platform's operator credential (``<data dir>/operator.token`` or ``CXMPUTE_OPERATOR_TOKEN``)."""
     if principal.via != "operator":
         raise Forbidden("only the platform operator may do this", field="authorization")
@@ -97,12 +97,12 @@ def operator(principal: Principal = Depends(current_principal)) -> Principal:
 
 
 @_declares("public")
-def public() -> None:
+async def public() -> None:
     """Open to anyone: the route reveals nothing of an account and changes nothing an account owns."""
 
 
 @_declares("job")
-def job_credential() -> None:
+async def job_credential() -> None:
     """Authenticated by a credential of its own that the platform issued to one job (a rank's URL token, a
     replica's token, a provider's signature), checked by the route itself."""
 

@@ -8,5 +8,7 @@ from web.deps import signed_in
 __all__ = ["network", "signed_in"]
 
 
-def network() -> Network:
+async def network() -> Network:
+    # async: a plain function would cost every request a hop to the thread pool for a lookup (the network is
+    # built when the app starts)
     return get_network()

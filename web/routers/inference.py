@@ -81,7 +81,7 @@ caller = signed_in("market")
 provider = signed_in("provider")
 
 
-def price_range(x_cxmpute_price_max: int | None = Header(None, gt=0, le=10**12, description=(
+async def price_range(x_cxmpute_price_max: int | None = Header(None, gt=0, le=10**12, description=(
                     "Highest ask, gwei per compute-unit-second, this request accepts")),
                 x_cxmpute_price_min: int = Header(0, ge=0, le=10**12, description="Lowest ask accepted")) -> PriceRange:
     high = x_cxmpute_price_max or get_settings().inference_price_max_gwei
