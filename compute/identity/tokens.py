@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from compute.errors import Forbidden, NotFound, Unauthorized
 from compute.identity.siwe import token_hash
 from compute.models import ApiKey, AuthSession, aware, utcnow
 from compute.store import Store
+from cxmpute.db import get_engine
 
 # What a credential may touch. Sessions hold every scope; an API key holds those named when it was issued.
 SCOPES = ("account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory",
@@ -61,18 +62,25 @@ def authenticate(store: Store, token: str, operator_token: str | None = None) ->
         return Principal(address=OPERATOR, scopes=frozenset({OPERATOR}), via="operator")
     digest = token_hash(token)
     now = utcnow()
-    with store.read() as session:
+    # One statement on a pooled connection: every authenticated request pays for this lookup, and an ORM
+    # session with its entity costs several times the query.
+    with get_engine(store.url).connect() as conn:
         if token.startswith("cxs_"):
-            row = session.get(AuthSession, digest)
+            row = conn.execute(SESSION_BY_HASH, {"digest": digest}).first()
             if row is None or row.revoked or aware(row.expires_at) <= now:
                 raise Unauthorized("session token is unknown, revoked or expired", field="authorization")
             return Principal(address=row.address, scopes=frozenset(SCOPES), via="session")
         if token.startswith("cxk_"):
-            key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            key = conn.execute(KEY_BY_HASH, {"digest": digest}).first()
             if key is None or key.revoked_at is not None:
                 raise Unauthorized("API key is unknown or revoked", field="authorization")
             return Principal(address=key.owner, scopes=frozenset(key.scopes), via="api_key")
     raise Unauthorized("unrecognised credential", field="authorization")
+
+
+SESSION_BY_HASH = select(AuthSession.address, AuthSession.revoked, AuthSession.expires_at).where(
+    AuthSession.token_hash == bindparam("digest"))
+KEY_BY_HASH = select(ApiKey.owner, ApiKey.scopes, ApiKey.revoked_at).where(ApiKey.key_hash == bindparam("digest"))
 
 
 def logout(store: Store, token: str) -> None:

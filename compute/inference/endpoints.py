@@ -113,11 +113,6 @@ def _set_status(net: Network, provider: str, provision_id: str, status: str) -> 
     net.market.refresh(provision_id)
 
 
-def get(net: Network, provision_id: str) -> Endpoint | None:
-    with net.store.read() as session:
-        return session.get(Endpoint, provision_id)
-
-
 def list_for(net: Network, provider: str) -> list[EndpointOut]:
     with net.store.read() as session:
         rows = session.scalars(select(Endpoint).where(Endpoint.provider == provider)

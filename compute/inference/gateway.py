@@ -41,7 +41,7 @@ from datetime import datetime
 import anyio
 import httpx
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from compute.errors import ComputeError, Conflict
 from compute.inference import endpoints
@@ -53,6 +53,7 @@ from compute.market.matching import NoMatchError
 from compute.models import Lease, Provision, aware, utcnow
 from compute.network import Network
 from compute.provisions import Resources
+from cxmpute.db import get_engine
 from cxmpute.http import async_client
 from cxmpute.settings import Settings
 
@@ -176,6 +177,15 @@ class Route:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
+# The caller's own deployments of a model (rentals already paid for), with their working servers, oldest first.
+DEDICATED = (select(Lease.provision_id, Lease.provider, Endpoint.url, Endpoint.api_key)
+             .join(Endpoint, Endpoint.provision_id == Lease.provision_id)
+             .where(Lease.user == bindparam("user"), Lease.status == "active", Lease.kind == "inference",
+                    Lease.model == bindparam("model"), Lease.term != "seconds", Endpoint.suspended.is_(False))
+             .order_by(Lease.started_at))
+SERVER = select(Endpoint.url, Endpoint.api_key, Endpoint.suspended).where(Endpoint.provision_id == bindparam("provision"))
+
+
 class _Failed(Exception):
     """The provider failed (not the request): try another one."""
 
@@ -184,6 +194,9 @@ class Gateway:
     def __init__(self, net: Network, settings: Settings):
         self.net = net
         self.settings = settings
+        # Reads on the hot path are single statements on a pooled connection: an ORM session and the entities it
+        # builds cost more CPU than the queries
+        self._engine = get_engine(net.store.url)
 
     # ---- catalogue ---------------------------------------------------------------------------------
 
@@ -233,17 +246,18 @@ class Gateway:
     # ---- routing -----------------------------------------------------------------------------------
 
     def _dedicated(self, user: str, model: str, tried: set[str]) -> Route | None:
-        with self.net.store.read() as session:
-            rows = session.execute(
-                select(Lease.provision_id, Lease.provider, Endpoint.url, Endpoint.api_key)
-                .join(Endpoint, Endpoint.provision_id == Lease.provision_id)
-                .where(Lease.user == user, Lease.status == "active", Lease.kind == "inference", Lease.model == model,
-                       Lease.term != "seconds", Endpoint.suspended.is_(False))
-                .order_by(Lease.started_at)).all()
+        with self._engine.connect() as conn:
+            rows = conn.execute(DEDICATED, {"user": user, "model": model}).all()
         for provision_id, provider, url, api_key in rows:
             if provision_id not in tried:
                 return Route(provision_id, provider, url, api_key, None)
         return None
+
+    def _endpoint(self, provision_id: str) -> tuple[str, str | None] | None:
+        """Where a provision's working server listens (URL and key), if it has one."""
+        with self._engine.connect() as conn:
+            found = conn.execute(SERVER, {"provision": provision_id}).first()
+        return None if found is None or found.suspended else (found.url, found.api_key)
 
     def _route(self, user: str, model: str, price: PriceRange, tried: set[str]) -> Route:
         dedicated = self._dedicated(user, model, tried)
@@ -253,14 +267,14 @@ class Gateway:
                            price_min_gwei=price.min_gwei, price_max_gwei=price.max_gwei,
                            duration_s=self.settings.inference_lease_s)
         lease = self.net.market.place(user, req)
-        endpoint = endpoints.get(self.net, lease.provision_id)
-        if endpoint is None or endpoint.suspended:
+        server = self._endpoint(lease.provision_id)
+        if server is None:
             # No server yet: cancelled unbilled and without slashing (nothing was attempted), and the
             # provision leaves matching until its provider registers a server.
             self.net.market.end(lease.id, "user-cancelled", None)
             endpoints.suspend(self.net, lease.provision_id)
             raise _Failed(f"provision {lease.provision_id} has no working inference server")
-        return Route(lease.provision_id, lease.provider, endpoint.url, endpoint.api_key, lease.id)
+        return Route(lease.provision_id, lease.provider, *server, lease.id)
 
     def deploy(self, user: str, model: str, term: str, price: PriceRange, auto_renew: bool) -> leases.LeaseOut:
         """Rent, for ``term``, all the free capacity of the best provision with a working server for ``model``."""
@@ -270,8 +284,7 @@ class Gateway:
             quote = self.net.market.quote(probe)
             if not quote.matched:
                 raise Conflict(f"no provision serves {model!r} in that range: {quote.no_match.message}", field="model")
-            endpoint = endpoints.get(self.net, quote.provision_id)
-            if endpoint is None or endpoint.suspended:
+            if self._endpoint(quote.provision_id) is None:
                 endpoints.suspend(self.net, quote.provision_id)
                 continue
             slot = self.net.market.index.get(quote.provision_id)

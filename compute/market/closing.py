@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
+from eth_account import Account
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +30,7 @@ from compute.market.pricing import cost, platform_fee
 from compute.models import LedgerAccount, LedgerEntry, LedgerTx, Lease, Provider, Provision, UsageRecord
 from compute.providers.registry import reputation
 from compute.receipts import Domain, sign_batch
+from compute.signer import platform_account
 
 _l, _p, _v, _a, _u = (Lease.__table__.c, Provision.__table__.c, Provider.__table__.c, LedgerAccount.__table__.c,
                       UsageRecord.__table__.c)
@@ -119,7 +121,7 @@ def close(conn: Connection, domain: Domain, closings: list[Closing]) -> Batch:
         {row["provider"] for row in rows.values() if row["status"] == "active"})})}
     accounts = _lock_accounts(conn, rows)
     now = datetime.now(timezone.utc)
-    writes = _Writes(now)
+    writes = _Writes(now, platform_account())
     outcomes: list[Closed | ComputeError] = []
     for closing, key in zip(closings, keys):
         row = rows.get(closing.lease_id)
@@ -194,8 +196,9 @@ def _lock_accounts(conn: Connection, rows: dict[str, dict]) -> dict[tuple[str, s
 class _Writes:
     """The batch's rows, gathered while deciding and written together."""
 
-    def __init__(self, now: datetime):
+    def __init__(self, now: datetime, signer: Account):
         self.now = now
+        self.signer = signer  # resolved once a batch: it reads the key from the settings' store
         self.usage: list[dict] = []
         self.txs: list[dict] = []
         self.entries: list[dict] = []
@@ -253,7 +256,8 @@ def _meter(domain: Domain, closing: Closing, key: str, row: dict, accounts: dict
     signature = None
     if closing.seconds:
         usage_id = str(uuid.uuid4())
-        signature = sign_batch(domain, "Usage", [usage_message(row["id"], key, seconds, amount, fee)])[0].signature
+        signature = sign_batch(domain, "Usage", [usage_message(row["id"], key, seconds, amount, fee)],
+                               writes.signer)[0].signature
         writes.usage.append({"id": usage_id, "lease_id": row["id"], "idempotency_key": key, "seconds": seconds,
                              "amount_gwei": amount, "fee_gwei": fee, "signature": signature,
                              "created_at": writes.now})
