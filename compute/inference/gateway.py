@@ -383,23 +383,24 @@ class Gateway:
                      record: RequestRecord, wants_usage: bool) -> AsyncIterator[bytes]:
         route, started = attempt
         failed, done = False, False
+        pending = b""
         try:
-            async for line in upstream.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                done = data == "[DONE]"
-                if not done and '"usage"' in data:  # most events report none: only those naming it are parsed
-                    event = _document(data)
-                    usage = _usage(event)
-                    if usage is not None:
-                        _count(record, usage)
-                        if not wants_usage:
-                            if not event.get("choices"):
-                                continue
-                            # a server that reports usage on an event with choices: they go on, without it
-                            data = json.dumps({key: value for key, value in event.items() if key != "usage"})
-                yield f"data: {data}\n\n".encode()
+            # The events that arrived together go on together: a token's event is relayed as the bytes it came
+            # in, with no decoding or re-encoding of its own, and one write for each read of the provider.
+            async for chunk in upstream.aiter_bytes():
+                pending += chunk
+                if b"\r" in pending:
+                    pending = pending.replace(b"\r\n", b"\n")
+                *events, pending = pending.split(b"\n\n")
+                out = []
+                for event in events:
+                    data = _relayed(event, record, wants_usage)
+                    if data is None:
+                        continue
+                    done = data == b"data: [DONE]"
+                    out.append(data)
+                if out:
+                    yield b"\n\n".join(out) + b"\n\n"
             if not done:
                 raise httpx.RemoteProtocolError("the stream ended before [DONE]")
         except httpx.HTTPError as exc:
@@ -426,6 +427,31 @@ class Gateway:
             rows = session.scalars(select(RequestRecord).where(RequestRecord.user == user)
                                    .order_by(RequestRecord.created_at.desc()).limit(limit)).all()
             return [RequestOut(**{f: getattr(r, f) for f in RequestOut.model_fields}) for r in rows]
+
+
+def _relayed(event: bytes, record: RequestRecord, wants_usage: bool) -> bytes | None:
+    """One server-sent event as it goes on to the caller (``data: ...``), or None for one that does not: comments
+    and other fields are dropped, and so is the usage the caller did not ask for (counted on ``record``)."""
+    if not event.startswith(b"data:") or b"\n" in event:  # not the one data line most events are
+        lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+        if not lines:
+            return None
+        event = b"data: " + b"\ndata: ".join(lines)
+    elif not event.startswith(b"data: "):
+        event = b"data: " + event[5:].strip()
+    if b'"usage"' not in event:  # most events report none: only those naming it are parsed
+        return event
+    doc = _document(event[6:])
+    usage = _usage(doc)
+    if usage is None:
+        return event
+    _count(record, usage)
+    if wants_usage:
+        return event
+    if not doc.get("choices"):
+        return None
+    # a server that reports usage on an event with choices: they go on, without it
+    return b"data: " + json.dumps({key: value for key, value in doc.items() if key != "usage"}).encode()
 
 
 def _document(content: bytes | str) -> dict:

@@ -185,6 +185,45 @@ def usage_inline(platform) -> Iterator[None]:
         yield
 
 
+FRAMED_USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+
+
+def _odd_framing_server() -> Starlette:
+    """A server of another make whose stream is framed in every way server-sent events allow: CRLF line ends,
+    a comment, ``data:`` with no space, an event field besides its data, and an event cut across two writes."""
+    head = {"id": "chatcmpl-framed", "object": "chat.completion.chunk", "created": 0, "model": "framed"}
+
+    def doc(delta: dict | None, **extra: object) -> str:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
+        return json.dumps({**head, "choices": choices, **extra})
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b": keep-alive\r\n\r\n"
+        yield f"data:{doc({'role': 'assistant', 'content': 'Hel'})}\r\n\r\n".encode()
+        cut = f"data: {doc({'content': 'lo'})}\n\n".encode()
+        yield cut[:20]
+        yield cut[20:]
+        yield f"event: message\ndata: {doc({'content': ' there'})}\n\n".encode()
+        yield f"data: {doc(None, usage=FRAMED_USAGE)}\n\ndata: [DONE]\n\n".encode()
+
+    async def models(_: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": "framed", "object": "model", "created": 0,
+                                                         "owned_by": "elsewhere"}]})
+
+    async def chat(_: Request) -> StreamingResponse:
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def odd_framing(platform) -> Iterator[None]:
+    _, provider_auth, provision = publish_provider(platform.http, platform.net, ["framed"])
+    with in_process_endpoint(platform.http, provider_auth, provision, _odd_framing_server()):
+        wait_served(platform.http, {"framed": 1}, [])
+        yield
+
+
 def _calls(chunks: list) -> list[tuple[int, str | None, str | None, str | None]]:
     """A stream's tool-call deltas and finish reasons, as (choice, name, argument piece, finish reason)."""
     seen = []
@@ -358,6 +397,20 @@ def test_usage_on_a_choice_event_is_counted_without_losing_the_event(platform, u
     asked = list(sdk.chat.completions.create(model="inline", messages=MESSAGES, stream=True,
                                              stream_options={"include_usage": True}))
     assert _calls(asked) == calls and asked[-1].usage.completion_tokens == 7
+
+
+def test_the_relay_reframes_a_stream_framed_any_way_the_format_allows(platform, odd_framing):
+    sdk = platform.sdk()
+    seen = len(platform.records())
+    chunks = list(sdk.chat.completions.create(model="framed", messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there"
+    assert all(chunk.usage is None for chunk in chunks)  # not asked for: its event is dropped
+    record = platform.record_after(seen)
+    assert record["status"] == "ok" and (record["prompt_tokens"], record["completion_tokens"]) == (3, 4)
+
+    asked = list(sdk.chat.completions.create(model="framed", messages=MESSAGES, stream=True,
+                                             stream_options={"include_usage": True}))
+    assert asked[-1].usage.completion_tokens == 4 and len(asked) == len(chunks) + 1
 
 
 def test_langchain_n_generations_with_logprobs(platform):
