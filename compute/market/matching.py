@@ -121,9 +121,17 @@ class Market:
                 extra(conn, batch.outcomes)
             with self._publish:  # no sync that read before this commit overwrites what it frees
                 conn.commit()
-                for slot_id, free in batch.free.items():
-                    self.index.set_free(slot_id, *free)
+                self._show_free(batch.free)
         return batch.outcomes
+
+    def show_free(self, free: dict[str, list[int]]) -> None:
+        """Put committed free capacity (:attr:`compute.market.closing.Batch.free`) in the index."""
+        with self._publish:
+            self._show_free(free)
+
+    def _show_free(self, free: dict[str, list[int]]) -> None:
+        for slot_id, values in free.items():
+            self.index.set_free(slot_id, *values)
 
     def end(self, lease_id: str, reason: leases.EndReason, caller: str | None) -> leases.LeaseOut:
         lease = leases.end(self.store, lease_id, reason, caller)

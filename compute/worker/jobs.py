@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -209,14 +210,17 @@ def running_on(store: Store, provider: str) -> list[str]:
         return list(session.scalars(select(Job.id).where(Job.provider == provider, Job.status == "running")).all())
 
 
-def complete(store: Store, domain: Domain, job_id: str, provider: str, report: Completion) -> JobOut:
-    """Accept the result, meter its seconds (rounded up, at least one) and close the lease, atomically."""
+def complete(store: Store, domain: Domain, job_id: str, provider: str, report: Completion,
+             freed: Callable[[dict[str, list[int]]], None] | None = None) -> JobOut:
+    """Accept the result, meter its seconds (rounded up, at least one) and close the lease, atomically;
+    ``freed`` is then told the free capacity the lease leaves (the market's index)."""
     with turns.writing(store), store.write() as session:
         row = _locked(session, job_id, provider)
         if row.status != "running":
             raise Conflict(f"job is {row.status}; its result is not accepted", field="job_id")
-        [usage] = closing.close(session.connection(), domain, [Closing(
-            row.lease_id, provider, max(1, math.ceil(report.seconds)), f"job:{row.id}")]).outcomes
+        batch = closing.close(session.connection(), domain, [Closing(
+            row.lease_id, provider, max(1, math.ceil(report.seconds)), f"job:{row.id}")])
+        [usage] = batch.outcomes
         if isinstance(usage, ComputeError):
             raise usage
         row.status = "done" if report.ok else "failed"
@@ -224,7 +228,10 @@ def complete(store: Store, domain: Domain, job_id: str, provider: str, report: C
         row.seconds, row.cost_gwei, row.finished_at = report.seconds, usage.amount_gwei, utcnow()
         row.started_ts = report.started_ts or row.started_ts
         session.flush()
-        return out(row)
+        done = out(row)
+    if freed is not None:
+        freed(batch.free)
+    return done
 
 
 def abandon(store: Store, job_id: str, reason: leases.EndReason = "provider-lost") -> JobOut:

@@ -50,9 +50,8 @@ async def result(job_id: str, body: jobs.Completion, principal: Principal = Depe
                  net: Network = Depends(network)) -> jobs.JobOut:
     # Results of a burst queue here, not in the thread pool that heartbeats and every other request need.
     async with turns.turn(net.store, "settlement"):
-        done = await run_in_threadpool(jobs.complete, net.store, net.domain, job_id, principal.address, body)
-    await run_in_threadpool(net.market.refresh_provider, principal.address)
-    return done
+        return await run_in_threadpool(jobs.complete, net.store, net.domain, job_id, principal.address, body,
+                                       net.market.show_free)
 
 
 @router.get("", summary="Jobs you own or run as a provider, newest first",
