@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -146,6 +146,18 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
             yield Platform(http, net, key, f"{str(http.base_url).rstrip('/')}/v1", f"{provider_url}/v1", models[0])
 
 
+def _scripted(model: str, events: Callable[[], AsyncIterator[str | bytes]]) -> Starlette:
+    """An OpenAI-compatible server of another make serving ``model``: each chat completion streams ``events()``."""
+    async def models(_: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "created": 0,
+                                                         "owned_by": "elsewhere"}]})
+
+    async def chat(_: Request) -> StreamingResponse:
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
 INLINE_USAGE = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
 
 
@@ -167,14 +179,7 @@ def _usage_inline_server() -> Starlette:
                     usage=INLINE_USAGE)
         yield "data: [DONE]\n\n"
 
-    async def models(_: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [{"id": "inline", "object": "model", "created": 0,
-                                                         "owned_by": "elsewhere"}]})
-
-    async def chat(_: Request) -> StreamingResponse:
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
+    return _scripted("inline", events)
 
 
 @pytest.fixture(scope="module")
@@ -206,14 +211,7 @@ def _odd_framing_server() -> Starlette:
         yield f"event: message\ndata: {doc({'content': ' there'})}\n\n".encode()
         yield f"data: {doc(None, usage=FRAMED_USAGE)}\n\ndata: [DONE]\n\n".encode()
 
-    async def models(_: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [{"id": "framed", "object": "model", "created": 0,
-                                                         "owned_by": "elsewhere"}]})
-
-    async def chat(_: Request) -> StreamingResponse:
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
+    return _scripted("framed", events)
 
 
 @pytest.fixture(scope="module")
