@@ -16,9 +16,8 @@ a fraction of one commit rather than one per step (meter, end, record).
 from __future__ import annotations
 
 import threading
-import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from compute.errors import ComputeError
 from compute.inference.models import RequestRecord
 from compute.market.closing import Closed, Closing
+from compute.market.group_commit import GroupCommit, Ticket
 from compute.network import Network
 
 MAX_BATCH = 256
@@ -45,73 +45,38 @@ WRITE_RECORDS = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_inse
 
 
 @dataclass(eq=False)
-class _Ticket:
+class _Ticket(Ticket):
     """One request's record, waiting to be written with its lease's settlement."""
 
     record: RequestRecord
-    lead: bool = False  # this caller is the writer now
-    done: bool = False
-    error: BaseException | None = None
-    wake: threading.Event = field(default_factory=threading.Event)
-
-    def finish(self, error: BaseException | None = None) -> None:
-        self.error, self.done = error, True
-        self.wake.set()
 
 
-class Settler:
+class Settler(GroupCommit[_Ticket]):
     """The settlement writer of one network."""
 
+    max_batch = MAX_BATCH
+
     def __init__(self, net: Network):
+        super().__init__()
         # the network's parts, not the network: it keys this writer weakly in ``_settlers``
         self.market = net.market
-        self._mutex = threading.Lock()
-        self._queue: list[_Ticket] = []
-        self._writing = False
 
     def settle(self, record: RequestRecord) -> RequestRecord:
         """Bill ``record.seconds`` of its lease (none for a rental's request), end the lease and write the record;
         blocks until committed. A lease the platform can no longer bill (e.g. the sweeper ended it after its
         escrowed span) is recorded with the reason in ``error`` and billed nothing."""
-        ticket = _Ticket(record)
-        with self._mutex:
-            self._queue.append(ticket)
-            if not self._writing:
-                self._writing = ticket.lead = True
-        while not ticket.done:
-            if ticket.lead:
-                self._write_next()
-            else:
-                ticket.wake.wait()  # set when this request is settled, or when this caller becomes the writer
-        if ticket.lead:
-            self._hand_over()
+        ticket = self.submit(_Ticket(record))
         if ticket.error is not None:
             raise ticket.error
         return record
 
-    def _hand_over(self) -> None:
-        time.sleep(0)  # callers just answered may be about to settle again: let them join the next batch
-        with self._mutex:
-            if self._queue:
-                nxt = self._queue[0]
-                nxt.lead = True
-                nxt.wake.set()
-            else:
-                self._writing = False
-
-    def _write_next(self) -> None:
-        with self._mutex:
-            batch = self._queue[:MAX_BATCH]
-            del self._queue[:MAX_BATCH]
+    def write(self, batch: list[_Ticket]) -> None:
         try:
             self._commit(batch)
         except DBAPIError:
             # e.g. PostgreSQL chose this batch as a deadlock victim against another API's: each alone instead
             for ticket in batch:
                 self._commit_alone(ticket)
-        except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure; the writer goes on
-            for ticket in batch:
-                ticket.finish(error=exc)
         for ticket in batch:
             if not ticket.done:
                 ticket.finish()
@@ -131,7 +96,8 @@ class Settler:
                     record.amount_gwei, record.error = 0, f"not settled: {outcome.message}"[:500]
                 else:
                     record.amount_gwei = outcome.amount_gwei
-            conn.execute(WRITE_RECORDS[conn.dialect.name], [{c: getattr(t.record, c) for c in RECORD_COLUMNS} for t in batch])
+            conn.execute(WRITE_RECORDS[conn.dialect.name],
+                         [{c: getattr(t.record, c) for c in RECORD_COLUMNS} for t in batch])
 
         self.market.close([Closing(r.lease_id, r.provider, r.seconds, f"inference:{r.id}") for r in billed],
                           write_records)

@@ -1,11 +1,10 @@
 """Group commit of placements: concurrent requests share one transaction and one receipt signature.
 
-Callers queue their requests. A caller that finds no writer at work becomes the writer: it takes
-everything queued, matches it in order against the index (each match reserving there, so later
-requests see a fuller market), signs the batch's lease receipts with one signature over their Merkle
-root, and writes the batch in a single transaction. It then hands the writer's role to the next queued
-caller, so no batch ever waits to fill: a lone caller writes its own placement at once, and callers that
-arrive during a write are committed together by the next one.
+Callers queue their requests (:mod:`compute.market.group_commit`). The writer takes everything queued, matches it
+in order against the index (each match reserving there, so later requests see a fuller market), signs the
+batch's lease receipts with one signature over their Merkle root, and writes the batch in a single transaction;
+a lone caller writes its own placement at once, and callers that arrive during a write are committed together by
+the next one.
 
 In the transaction the capacity rows and the payers' ledger accounts are locked and read first, and each
 placement is checked in order against what they really hold; the accepted ones are written with a few
@@ -33,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 
 from compute.errors import Conflict, InsufficientFunds
 from compute.market.demand import MatchRequest
+from compute.market.group_commit import GroupCommit, Ticket
 from compute.market.index import NoMatch, ProvisionIndex, Slot
 from compute.market.leases import LeaseOut, lease_message
 from compute.market.pricing import compute_units, cost, platform_fee
@@ -94,21 +94,12 @@ class NoMatchError(Conflict):
 
 
 @dataclass(eq=False)
-class _Ticket:
-    """One caller's request, waiting in the queue or in a batch."""
+class _Ticket(Ticket):
+    """One caller's request, waiting in the queue or in a batch; its result is the lease."""
 
     user: str
     req: MatchRequest
     attempts: int = 0
-    lead: bool = False  # this caller is the writer now
-    done: bool = False
-    result: LeaseOut | None = None
-    error: BaseException | None = None
-    wake: threading.Event = field(default_factory=threading.Event)
-
-    def finish(self, result: LeaseOut | None = None, error: BaseException | None = None) -> None:
-        self.result, self.error, self.done = result, error, True
-        self.wake.set()
 
 
 @dataclass(eq=False)
@@ -135,11 +126,14 @@ class _Locked:
     accounts: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (kind, owner) -> [id, balance]
 
 
-class Placer:
+class Placer(GroupCommit[_Ticket]):
     """The placement writer of one market."""
+
+    max_batch = MAX_BATCH
 
     def __init__(self, engine: Engine, domain: Domain, index: ProvisionIndex, refresh: Callable[[str], None],
                  publish: threading.Lock):
+        super().__init__()
         self.engine = engine
         self.domain = domain
         self.signer = platform_account()  # resolved once: it reads the key from the settings' store
@@ -148,62 +142,22 @@ class Placer:
         # Held from a batch's commit until the index shows it, and by the market's syncs, so a sync that read
         # the database before the commit never overwrites what the batch wrote into the index.
         self.publish = publish
-        self._mutex = threading.Lock()
-        self._queue: list[_Ticket] = []
-        self._writing = False
         # The writer's connection, passed on with the writer's role and given back to the pool when no request
         # waits: checking one out for each batch costs a round trip to test it.
         self._conn: Connection | None = None
 
     def place(self, user: str, req: MatchRequest) -> LeaseOut:
-        ticket = _Ticket(user, req)
-        with self._mutex:
-            self._queue.append(ticket)
-            if not self._writing:
-                self._writing = ticket.lead = True
-        while not ticket.done:
-            if ticket.lead:
-                self._write_next()
-            else:
-                ticket.wake.wait()  # set when this request is done, or when this caller becomes the writer
-        if ticket.lead:
-            self._hand_over()
+        ticket = self.submit(_Ticket(user, req))
         if ticket.error is not None:
             raise ticket.error
         return ticket.result
 
-    def _hand_over(self) -> None:
-        # The callers this batch just answered may be about to ask again; letting the threads that are ready
-        # run first (no wait: it returns at once when none is) puts their requests in the next batch together.
-        time.sleep(0)
-        idle = None
-        with self._mutex:
-            if self._queue:
-                nxt = self._queue[0]
-                nxt.lead = True
-                nxt.wake.set()
-            else:
-                self._writing = False
-                idle, self._conn = self._conn, None
+    def idle(self) -> None:
+        idle, self._conn = self._conn, None
         if idle is not None:
             idle.close()
 
-    def _write_next(self) -> None:
-        with self._mutex:
-            batch = self._queue[:MAX_BATCH]
-            del self._queue[:MAX_BATCH]
-        try:
-            self._write(batch)
-        except BaseException as exc:  # the batch's callers get the failure; the writer goes on
-            for ticket in batch:
-                if not ticket.done:
-                    ticket.finish(error=exc)
-        again = [ticket for ticket in batch if not ticket.done]
-        if again:
-            with self._mutex:
-                self._queue[:0] = again
-
-    def _write(self, batch: list[_Ticket]) -> None:
+    def write(self, batch: list[_Ticket]) -> None:
         now = time.time()
         plans: list[_Plan] = []
         for ticket in batch:
