@@ -1,5 +1,5 @@
-import { useContext, useEffect, useState } from "react";
-import { BuilderContext } from "./context.js";
+import { memo, useEffect, useState } from "react";
+import { useBuilder } from "./context.js";
 import { agentChoices, checkValue, inputFields, isDictInput, widgetFor } from "./schema.js";
 import { Fields } from "./Value.jsx";
 
@@ -8,7 +8,7 @@ const FUNCTION_PREFIX = "fn:";
 // A list of agent ids picked from the catalogue, plus fn:<name> entries: functions are the owner's own
 // deployments, which the catalogue does not list, so they are typed.
 function AgentListEditor({ id, field, value, onChange }) {
-  const { agents } = useContext(BuilderContext);
+  const agents = useBuilder((s) => s.agents);
   const [fn, setFn] = useState("");
   const items = Array.isArray(value) ? value : [];
   const set = (next) => onChange(next.length ? next : undefined);
@@ -106,7 +106,7 @@ function AddPort({ field, onAdd }) {
   );
 }
 
-export function Inspector({ node, agent, edges, problems, run, optionsSchema, onParams, onOptions, onLabel, onAddPort,
+function InspectorPanel({ node, agent, edges, problems, run, optionsSchema, onParams, onOptions, onLabel, onAddPort,
                            onRerun, canRerun }) {
   if (!node) return <div className="inspector muted">Select a node to edit its params.</div>;
   if (!agent) return <div className="inspector">Unknown agent {node.data.agent}</div>;
@@ -160,3 +160,6 @@ export function Inspector({ node, agent, edges, problems, run, optionsSchema, on
     </div>
   );
 }
+
+// The panel reads the selected node's id and data, never its position: kept from redrawing while it is dragged.
+export const Inspector = memo(InspectorPanel);

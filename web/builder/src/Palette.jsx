@@ -1,9 +1,9 @@
-import { useMemo, useState } from "react";
+import { memo, useMemo, useState } from "react";
 
 export const DRAG_TYPE = "application/x-cxmpute-agent";
 
 // Agents grouped by family, filtered by a search over id, name and description.
-export function Palette({ agents, onAdd }) {
+function AgentPalette({ agents, onAdd }) {
   const [q, setQ] = useState("");
   const groups = useMemo(() => {
     const needle = q.trim().toLowerCase();
@@ -34,3 +34,6 @@ export function Palette({ agents, onAdd }) {
     </aside>
   );
 }
+
+// The catalogue is long and the canvas redraws on every drag step; the palette's props stay the same meanwhile.
+export const Palette = memo(AgentPalette);

@@ -34,11 +34,10 @@ function Approval({ node, prompt, onAnswer }) {
 // A run can be stopped until it ends, also while it waits for a person's approval.
 const CANCELLABLE = new Set(["pending", "running", "waiting"]);
 
-export function RunPanel({ view, logs, document: docKey, onAnswer, onCancel }) {
+export function RunPanel({ view, logs, nodes: drawn, edges, onAnswer, onCancel }) {
   if (!view) return null;
   const nodes = Object.values(view.nodes || {}).filter((n) => !internal(n.node));
-  const doc = JSON.parse(docKey);
-  const feeding = new Set((doc.edges || []).map((e) => e.source));
+  const feeding = new Set(edges.map((e) => e.source));
   const sinks = nodes.filter((n) => !feeding.has(n.node) && n.output);
   const final = view.outputs && Object.keys(view.outputs).length ? view.outputs
     : Object.fromEntries(sinks.map((n) => [n.node, n.output]));
@@ -61,7 +60,7 @@ export function RunPanel({ view, logs, document: docKey, onAnswer, onCancel }) {
       </ul>
       {(view.waiting_for || []).map((id) => view.nodes[id] && (
         <Approval key={id} node={view.nodes[id]} onAnswer={onAnswer}
-                  prompt={(doc.nodes || []).find((n) => n.id === id)?.params?.prompt} />
+                  prompt={drawn.find((n) => n.id === id)?.data.params?.prompt} />
       ))}
       {logs.length > 0 && (
         <details className="logs" open={view.state === "failed"}>

@@ -1,4 +1,4 @@
-import { StrictMode, useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { StrictMode, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { createRoot } from "react-dom/client";
 import {
   Background, Controls, MiniMap, ReactFlow, ReactFlowProvider, addEdge, useEdgesState, useNodesInitialized,
@@ -10,7 +10,7 @@ import "./styles.css";
 import { api, session, watchRun } from "./api.js";
 import { signIn, signOut } from "./wallet.js";
 import AgentNode from "./AgentNode.jsx";
-import { BuilderContext } from "./context.js";
+import { BuilderContext, createBuilderStore, keyPortsByNode, problemsByNode } from "./context.js";
 import { autoLayout, edgeOf, freshId, fromDocument, toDocument } from "./document.js";
 import { Inspector } from "./Inspector.jsx";
 import { DRAG_TYPE, Palette } from "./Palette.jsx";
@@ -19,6 +19,12 @@ import { connectionProblem } from "./schema.js";
 import { ConfirmDialog, FilesDialog, RunDialog, TemplatesDialog } from "./dialogs.jsx";
 
 const nodeTypes = { agent: AgentNode };
+// The canvas takes its settings as props and copies each one that changed into its store, which wakes every
+// node, edge and handle: props must keep their identity from one render to the next.
+const DELETE_KEYS = ["Backspace", "Delete"];
+const MULTI_SELECT_KEYS = ["Shift", "Meta", "Control"];
+const DEFAULT_VIEWPORT = { x: 0, y: 0, zoom: 1 };
+const NONE = [];
 const EMPTY_META = { version: 1, name: "untitled" };
 const HISTORY_LIMIT = 100;
 const LOG_LIMIT = 500;
@@ -46,10 +52,17 @@ function Editor() {
   const redo = useRef([]);
   const clipboard = useRef(null);
   const stopWatch = useRef(null);
+  const catalogue = useRef(null);
   const state = useRef({});
   state.current = { meta, nodes, edges };
 
   const agentMap = useMemo(() => Object.fromEntries(agents.map((a) => [a.id, a])), [agents]);
+  const [store] = useState(createBuilderStore);
+  // Before the canvas draws (its nodes follow in its own effects), so no node shows a stale slice.
+  useLayoutEffect(() => store.set({ agents: agentMap, known: agents.length > 0 }), [store, agentMap]);
+  useLayoutEffect(() => store.set({ runView }), [store, runView]);
+  useLayoutEffect(() => store.set({ problems: problemsByNode(problems, store.get().problems) }), [store, problems]);
+  useLayoutEffect(() => store.set({ keyPorts: keyPortsByNode(edges) }), [store, edges]);
   const say = useCallback((text, kind = "info") => setToast({ text, kind, at: Date.now() }), []);
   const documentNow = useCallback(() => {
     const s = state.current;
@@ -84,27 +97,38 @@ function Editor() {
   const openSaved = useCallback(async (id) => {
     try {
       const wf = await api.get(id);
+      // Nodes drawn before their agents are known are drawn, measured and laid out a second time once the
+      // catalogue arrives: for a large workflow that doubles the time to the first useful paint.
+      await catalogue.current;
       load(wf.document, { id: wf.id, version: wf.version });
     } catch (err) { say(`Could not open ${id}: ${err.message}`, "error"); }
     setOpening(false);
   }, [load, say]);
 
   useEffect(() => {
-    api.agents().then((r) => setAgents(r.items)).catch((err) => say(`Could not load agents: ${err.message}`, "error"));
+    catalogue.current = api.agents().then((r) => setAgents(r.items))
+      .catch((err) => say(`Could not load agents: ${err.message}`, "error"));
     api.schema().then((schema) => setOptionsSchema(schema.$defs?.NodeOptions ?? null)).catch(() => setOptionsSchema(null));
     const m = /#w=([^&]+)/.exec(location.hash);
     if (m) openSaved(decodeURIComponent(m[1]));
   }, []);
 
   // --- validation on the server, debounced --------------------------------------------------------
-  const docKey = useMemo(() => JSON.stringify(toDocument(meta, nodes, edges)), [meta, nodes, edges]);
+  // The document is derived once the canvas is quiet and a drag has ended, not on every keystroke or drag step:
+  // with a thousand nodes, deriving and serialising it costs more than a frame.
+  const dragging = nodes.some((n) => n.dragging);
+  const validated = useRef(null);
   useEffect(() => {
-    if (!agents.length) return undefined;
+    if (!agents.length || dragging) return undefined;
     const t = setTimeout(() => {
-      api.validate(JSON.parse(docKey)).then((r) => setProblems(r.problems)).catch((err) => say(err.message, "error"));
+      const doc = documentNow();
+      const key = JSON.stringify(doc);
+      if (key === validated.current) return;
+      validated.current = key;
+      api.validate(doc).then((r) => setProblems(r.problems)).catch((err) => say(err.message, "error"));
     }, 300);
     return () => clearTimeout(t);
-  }, [docKey, agents.length]);
+  }, [meta, nodes, edges, agents.length, dragging]);
 
   // --- editing --------------------------------------------------------------------------------
   const addNode = useCallback((agentId, position) => {
@@ -118,6 +142,8 @@ function Editor() {
       { id, type: "agent", position: at, selected: true, data: { agent: agentId, params: {} } }]);
   }, [agentMap, flow, record, setNodes]);
 
+  const addAtCentre = useCallback((agentId) => addNode(agentId), [addNode]);
+  const onBeforeDelete = useCallback(async () => { record(); return true; }, [record]);
   const onDrop = useCallback((e) => {
     e.preventDefault();
     const agentId = e.dataTransfer.getData(DRAG_TYPE);
@@ -232,8 +258,9 @@ function Editor() {
     setDialog(null);
     try {
       // an unchanged saved workflow runs as itself, so its runs show in its history
-      const started = saved && savedKey === docKey ? await api.runSaved(saved.id, inputs)
-        : await api.runDocument(documentNow(), inputs);
+      const doc = documentNow();
+      const started = saved && savedKey === JSON.stringify(doc) ? await api.runSaved(saved.id, inputs)
+        : await api.runDocument(doc, inputs);
       setRunView({ id: started.id, state: "pending", nodes: {}, inputs });
       watch(started.id);
     } catch (err) {
@@ -304,12 +331,24 @@ function Editor() {
   }, [agents.length, opening, measured, nodes.length]);
 
   const selected = nodes.filter((n) => n.selected);
-  const focus = selected.length === 1 ? selected[0] : null;
-  const ctx = useMemo(() => ({ agents: agentMap, runView, problems, edges }), [agentMap, runView, problems, edges]);
-  const docProblems = problems.filter((p) => !p.node || !nodes.some((n) => n.id === p.node));
+  const picked = selected.length === 1 ? selected[0] : null;
+  // The inspector reads the node's id and data: a new position on each drag step is no change to it.
+  const focus = useMemo(() => picked && { id: picked.id, data: picked.data }, [picked?.id, picked?.data]);
+  const focusRun = focus ? runView?.nodes?.[focus.id] : undefined;
+  const onParams = useCallback((params) => updateNodeData(focus.id, { params }), [focus, updateNodeData]);
+  const onLabel = useCallback((label) => updateNodeData(focus.id, { label: label || undefined }), [focus, updateNodeData]);
+  const onOptions = useCallback((options) => updateNodeData(focus.id, { options }), [focus, updateNodeData]);
+  const onAddPort = useCallback((port) => updateNodeData(focus.id, { ports: [...(focus.data.ports || []), port] }),
+                                [focus, updateNodeData]);
+  const onRerun = useCallback(() => rerunFrom(focus.id), [focus, runView]);
+  const docProblems = useMemo(() => {
+    if (!problems.length) return NONE;
+    const ids = new Set(nodes.map((n) => n.id));
+    return problems.filter((p) => !p.node || !ids.has(p.node));
+  }, [problems, nodes]);
 
   return (
-    <BuilderContext.Provider value={ctx}>
+    <BuilderContext.Provider value={store}>
       <div className="app">
         <header className="toolbar">
           <strong className="brand">Cxmpute</strong>
@@ -340,14 +379,14 @@ function Editor() {
                                             .catch((err) => say(`Not signed in: ${err.message}`, "error"))}>Sign in with wallet</button>
             : <button onClick={() => signOut().finally(() => { setOwner("local"); load(EMPTY_META); })}>Sign out</button>}
         </header>
-        <Palette agents={agents} onAdd={(id) => addNode(id)} />
+        <Palette agents={agents} onAdd={addAtCentre} />
         <main className="canvas" onDragOver={(e) => { e.preventDefault(); e.dataTransfer.dropEffect = "move"; }} onDrop={onDrop}>
-          <ReactFlow nodes={nodes} edges={edges} nodeTypes={nodeTypes}
+          <ReactFlow nodes={nodes} edges={edges} nodeTypes={nodeTypes} onlyRenderVisibleElements
                      onNodesChange={onNodesChange} onEdgesChange={onEdgesChange}
                      onConnect={onConnect} onConnectEnd={onConnectEnd} isValidConnection={isValidConnection}
-                     onBeforeDelete={async () => { record(); return true; }} onNodeDragStart={record}
-                     deleteKeyCode={["Backspace", "Delete"]} multiSelectionKeyCode={["Shift", "Meta", "Control"]}
-                     defaultViewport={{ x: 0, y: 0, zoom: 1 }} minZoom={0.05}>
+                     onBeforeDelete={onBeforeDelete} onNodeDragStart={record}
+                     deleteKeyCode={DELETE_KEYS} multiSelectionKeyCode={MULTI_SELECT_KEYS}
+                     defaultViewport={DEFAULT_VIEWPORT} minZoom={0.05}>
             <Background />
             <MiniMap pannable zoomable />
             <Controls />
@@ -357,16 +396,13 @@ function Editor() {
         </main>
         <aside className="side">
           <Inspector node={focus} agent={focus && agentMap[focus.data.agent]} edges={edges} problems={problems}
-                     run={focus && runView?.nodes?.[focus.id]} canRerun={Boolean(focus && runView?.id && runView?.nodes?.[focus.id])}
-                     onParams={(params) => updateNodeData(focus.id, { params })}
-                     onLabel={(label) => updateNodeData(focus.id, { label: label || undefined })}
-                     optionsSchema={optionsSchema} onOptions={(options) => updateNodeData(focus.id, { options })}
-                     onAddPort={(port) => updateNodeData(focus.id, { ports: [...(focus.data.ports || []), port] })}
-                     onRerun={() => rerunFrom(focus.id)} />
+                     run={focus && focusRun} canRerun={Boolean(focus && runView?.id && focusRun)}
+                     onParams={onParams} onLabel={onLabel} optionsSchema={optionsSchema} onOptions={onOptions}
+                     onAddPort={onAddPort} onRerun={onRerun} />
           {docProblems.length > 0 && (
             <ul className="doc-problems">{docProblems.map((p, i) => <li key={i} className="problem">{p.message}</li>)}</ul>
           )}
-          <RunPanel view={runView} logs={logs} document={docKey} onAnswer={answer} onCancel={() => setDialog("cancel")} />
+          <RunPanel view={runView} logs={logs} nodes={nodes} edges={edges} onAnswer={answer} onCancel={() => setDialog("cancel")} />
         </aside>
         {dialog === "files" && <FilesDialog onOpen={(id) => { setDialog(null); openSaved(id); }} onClose={() => setDialog(null)} />}
         {dialog === "templates" && <TemplatesDialog onPick={(doc) => { setDialog(null); load(doc); }} onClose={() => setDialog(null)} />}
