@@ -1,4 +1,4 @@
-"""Text-generation throughput of the inference server at 1, 8 and 32 concurrent streaming requests, against
+"""Text-generation throughput of the inference server at 1, 8, 32 and 128 concurrent streaming requests, against
 naive sequential ``model.generate`` on the same model in the same run.
 
 By default the model is a small Llama built from a config (random weights, a BPE tokenizer trained on the
@@ -23,7 +23,8 @@ import httpx
 from bench.results import table, write_section
 
 TOKENS = int(os.environ.get("CXMPUTE_BENCH_INFERENCE_TOKENS", "64"))
-LEVELS = (1, 8, 32)
+LEVELS = (1, 8, 32, 128)
+MAX_BATCH = 128  # sequences the server decodes per step: every stream of the highest level at once
 BASELINE_RUNS = 8
 PROMPTS = ["Providers publish provisions at a price", "The quick brown fox", "Memory stores passages and",
            "Workflows compose agents into", "A lease is metered per second and", "Storage splits files into chunks"]
@@ -97,7 +98,9 @@ async def concurrent(base_url: str, model: str, level: int) -> tuple[int, float,
     tokens, seconds, median time to first token."""
     from cxmpute.http import async_client
 
-    async with async_client(base_url, timeout=600.0) as http:
+    # a connection per client: the default pool (100) would queue the highest level's streams in the client
+    limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
+    async with async_client(base_url, timeout=600.0, limits=limits) as http:
         async def client(i: int) -> list[tuple[int, float]]:
             return [await _one(http, model, PROMPTS[(i + r) % len(PROMPTS)]) for r in range(_per_client(level))]
 
@@ -115,7 +118,7 @@ def _start_server(source: str, device: str, home: Path) -> tuple[subprocess.Pope
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "inference", "serve", "--model", f"bench={source}",
-                             "--port", str(port), "--device", device, "--max-batch", "32"],
+                             "--port", str(port), "--device", device, "--max-batch", str(MAX_BATCH)],
                             env={**os.environ, "CXMPUTE_HOME": str(home)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -181,7 +184,7 @@ def main() -> None:
 fastest of those runs is the one reported and compared against. The server is `cxmpute inference serve`
 in its own process, loading the same folder; its requests stream over HTTP (`/v1/completions`,
 `stream: true`) from `level` clients that each send requests in turn (at least {BASELINE_RUNS} in all, at
-least 2 each); its decode loop batches them continuously (up to 32 sequences per step).
+least 2 each); its decode loop batches them continuously (up to {MAX_BATCH} sequences per step).
 
 {body}
 
