@@ -58,6 +58,12 @@ class GroupCommit(Generic[T]):
             self._hand_over()
         return ticket
 
+    @property
+    def waiting(self) -> int:
+        """Callers queued for the next batch."""
+        with self._mutex:
+            return len(self._queue)
+
     def write(self, batch: list[T]) -> None:
         """Write ``batch``, finishing its tickets; one left unfinished goes back to the head of the queue. An
         exception finishes every ticket left with it."""

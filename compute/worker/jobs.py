@@ -9,7 +9,6 @@ or overwrite, work that was rescheduled elsewhere or cancelled.
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime
 from collections.abc import Callable
@@ -18,9 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
-from compute.errors import ComputeError, Conflict, Forbidden, NotFound
-from compute.market import closing, leases
-from compute.market.closing import Closing
+from compute.errors import Conflict, Forbidden, NotFound
+from compute.market import leases
 from compute.models import Job, utcnow
 from compute.provisions import Kind, Resources
 from compute.receipts import Domain
@@ -212,26 +210,12 @@ def running_on(store: Store, provider: str) -> list[str]:
 
 def complete(store: Store, domain: Domain, job_id: str, provider: str, report: Completion,
              freed: Callable[[dict[str, list[int]]], None] | None = None) -> JobOut:
-    """Accept the result, meter its seconds (rounded up, at least one) and close the lease, atomically;
-    ``freed`` is then told the free capacity the lease leaves (the market's index)."""
-    with turns.writing(store), store.write() as session:
-        row = _locked(session, job_id, provider)
-        if row.status != "running":
-            raise Conflict(f"job is {row.status}; its result is not accepted", field="job_id")
-        batch = closing.close(session.connection(), domain, [Closing(
-            row.lease_id, provider, max(1, math.ceil(report.seconds)), f"job:{row.id}")])
-        [usage] = batch.outcomes
-        if isinstance(usage, ComputeError):
-            raise usage
-        row.status = "done" if report.ok else "failed"
-        row.result, row.error, row.error_status = report.result, report.error, report.error_status
-        row.seconds, row.cost_gwei, row.finished_at = report.seconds, usage.amount_gwei, utcnow()
-        row.started_ts = report.started_ts or row.started_ts
-        session.flush()
-        done = out(row)
-    if freed is not None:
-        freed(batch.free)
-    return done
+    """Accept the result, meter its seconds (rounded up, at least one) and close the lease, atomically, in a
+    batch with the results reported at the same moment (:mod:`compute.worker.results`); ``freed`` is then told
+    the free capacity the leases leave (the market's index)."""
+    from compute.worker.results import results  # it builds on this module's types
+
+    return results(store, domain).accept(job_id, provider, report, freed)
 
 
 def abandon(store: Store, job_id: str, reason: leases.EndReason = "provider-lost") -> JobOut:

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from compute.errors import Conflict, Forbidden
 from compute.identity.tokens import Principal
 from compute.network import Network
-from compute.worker import delivery, jobs, turns
+from compute.worker import delivery, jobs
 from web.routers._compute import network, signed_in
 
 router = APIRouter(prefix="/v1/work", tags=["providers"])
@@ -48,10 +48,9 @@ async def stream(body: delivery.StreamIn, principal: Principal = Depends(provide
                          "another provider, or its owner cancelled it, and this result is ignored (and not paid).")
 async def result(job_id: str, body: jobs.Completion, principal: Principal = Depends(provider),
                  net: Network = Depends(network)) -> jobs.JobOut:
-    # Results of a burst queue here, not in the thread pool that heartbeats and every other request need.
-    async with turns.turn(net.store, "settlement"):
-        return await run_in_threadpool(jobs.complete, net.store, net.domain, job_id, principal.address, body,
-                                       net.market.show_free)
+    # Results reported together are accepted together: one transaction for the batch (compute.worker.results).
+    return await run_in_threadpool(jobs.complete, net.store, net.domain, job_id, principal.address, body,
+                                   net.market.show_free)
 
 
 @router.get("", summary="Jobs you own or run as a provider, newest first",

@@ -4,8 +4,8 @@ its batch, and a failure inside a settlement leaves nothing half-written."""
 
 from __future__ import annotations
 
-import threading
 import uuid
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
@@ -18,6 +18,7 @@ from compute.market import closing
 from compute.market.demand import MatchRequest
 from compute.models import Lease, UsageRecord, utcnow
 from compute.provisions import Resources
+from tests.support.group_commit import together
 
 PRICE = 5
 
@@ -66,39 +67,9 @@ def _stored(net, record_id: str) -> RequestRecord | None:
 
 
 def _settle_together(settler: Settler, records: list[RequestRecord], monkeypatch) -> list[int]:
-    """Settle ``records`` from one thread each, the first batch held open until all the others queue behind it;
-    returns the sizes of the batches committed."""
-    sizes: list[int] = []
-    writing, queued = threading.Event(), threading.Event()
-    commit = Settler._commit
-
-    def held(self: Settler, batch: list) -> None:
-        if not writing.is_set():
-            writing.set()
-            assert queued.wait(30)
-        sizes.append(len(batch))
-        commit(self, batch)
-
-    monkeypatch.setattr(Settler, "_commit", held)
-    errors: list[BaseException] = []
-
-    def run(record: RequestRecord) -> None:
-        try:
-            settler.settle(record)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-            errors.append(exc)
-
-    first = threading.Thread(target=run, args=(records[0],))
-    first.start()
-    assert writing.wait(30)
-    others = [threading.Thread(target=run, args=(record,)) for record in records[1:]]
-    for thread in others:
-        thread.start()
-    while len(settler._queue) < len(others):
-        threading.Event().wait(0.01)
-    queued.set()
-    for thread in [first, *others]:
-        thread.join(30)
+    """Settle ``records`` from one thread each, sharing batches for sure; returns the sizes of the batches."""
+    outcomes, sizes = together(settler, [partial(settler.settle, record) for record in records], monkeypatch)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     assert not errors, errors
     return sizes
 

@@ -4,6 +4,7 @@ after the platform gave the work to someone else."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 from eth_account import Account
@@ -18,6 +19,8 @@ from compute.provisions import ProvisionSpec, Resources
 from compute.providers.registry import is_alive, mark_down
 from compute.worker import jobs
 from compute.worker.jobs import Completion, JobSpec
+from compute.worker.results import results
+from tests.support.group_commit import together
 
 
 @pytest.fixture
@@ -110,3 +113,26 @@ def test_a_provider_marked_down_leaves_matching_until_its_next_heartbeat(net, ma
     assert exc.value.explanation.excluded == {"status": 1}
     with net.store.read() as s:
         assert [p.status for p in s.query(Provision).filter_by(provider=provider)] == ["down"]
+
+
+def test_results_reported_together_are_accepted_in_one_batch_each_once(net, market, monkeypatch):
+    """Reports arriving while a batch is being written share the next commit; a job reported twice in it is paid
+    once, and a report refused (another provider's) takes nothing from the others."""
+    provider, owner = _provider(net.store), _user(net.store)
+    dispatched = [_dispatch(net, market, owner, attempt) for attempt in (1, 2)]  # the provision holds two
+    for job in dispatched:
+        jobs.claim(net.store, job.id, provider)
+    reports = [(dispatched[0].id, provider), (dispatched[1].id, provider), (dispatched[1].id, provider),
+               (dispatched[0].id, Account.create().address)]
+    outcomes, sizes = together(results(net.store, net.domain), [
+        partial(jobs.complete, net.store, net.domain, job_id, by, Completion(ok=True, result={"i": i}, seconds=1),
+                market.show_free) for i, (job_id, by) in enumerate(reports)], monkeypatch)
+
+    assert sizes == [1, 3]
+    assert [type(outcome).__name__ for outcome in outcomes] == ["JobOut", "JobOut", "Conflict", "Forbidden"]
+    assert [jobs.get(net.store, job.id).result for job in dispatched] == [{"i": 0}, {"i": 1}]
+    with net.store.read() as s:
+        assert s.query(UsageRecord).count() == 2
+        assert balance(s, Acct("user", owner)) == 10**9 - outcomes[0].cost_gwei - outcomes[1].cost_gwei
+    # the capacity the leases held is back, in the market's index too: the next two place at once
+    assert len([_dispatch(net, market, owner, attempt) for attempt in (3, 4)]) == 2
