@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -33,7 +34,7 @@ class Ticket:
         self.wake.set()
 
 
-class GroupCommit(Generic[T]):
+class GroupCommit(ABC, Generic[T]):
     """A writer shared by the callers of one process."""
 
     max_batch = 256
@@ -64,10 +65,10 @@ class GroupCommit(Generic[T]):
         with self._mutex:
             return len(self._queue)
 
+    @abstractmethod
     def write(self, batch: list[T]) -> None:
         """Write ``batch``, finishing its tickets; one left unfinished goes back to the head of the queue. An
         exception finishes every ticket left with it."""
-        raise NotImplementedError
 
     def idle(self) -> None:
         """Called by the last writer when no caller waits (e.g. to give back a connection it kept): keep it short,
