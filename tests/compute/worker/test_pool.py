@@ -117,13 +117,12 @@ def test_a_provider_worker_stops_on_sigterm(pool_platform, three_providers):
     """Whether it is still joining or already serving, SIGTERM stops the worker cleanly."""
     for wait_for_it in (False, True):
         proc, key = pool_platform.start_provider("stopping", price=50, cpu=1, memory_mb=512)
-        if wait_for_it:
-            pool_platform.wait_provisions(4)
-            time.sleep(1)
-        else:  # signing in, registering, staking
-            log = pool_platform.home / f"provider-stopping-{len(pool_platform.procs) - 1}" / "worker.log"
-            while "joining" not in log.read_text():
-                time.sleep(0.05)
+        log = pool_platform.home / f"provider-stopping-{len(pool_platform.procs) - 1}" / "worker.log"
+        # Its own log, not the market's provision count: the first round's worker may have published before
+        # it stopped, and a signal sent before the new process is up would meet Python's default handler.
+        ready = "serving provision" if wait_for_it else "joining"  # serving, or signing in/registering/staking
+        while not log.exists() or ready not in log.read_text():
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, pool_platform.logs()
         pool_platform.workers.pop(Account.from_key(key).address)
