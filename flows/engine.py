@@ -25,9 +25,11 @@ from typing import Any
 
 from prefect import Flow, Task, flow, task
 from prefect.context import TaskRunContext
+from prefect.exceptions import Abort
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import apause_flow_run
 from prefect.runtime import flow_run as runtime_flow_run
+from prefect.transactions import get_transaction
 from prefect.utilities.annotations import opaque
 from pydantic import BaseModel
 
@@ -64,6 +66,12 @@ class WorkflowFailed(Exception):
 
 class WorkflowCancelled(Exception):
     pass
+
+
+class RunLost(Abort):
+    """This process no longer holds the run: its claim lapsed while it was alive (a stall longer than the claim's
+    TTL) and another executor carries the run on. Raised to leave Prefect's engine without recording any state,
+    which it does for an abort, so the executor that now holds the run is not disturbed."""
 
 
 CANCEL_POLL_S = 0.1
@@ -106,7 +114,7 @@ class _CancelWatch:
             time.sleep(CANCEL_POLL_S)
             with self._changed:
                 # Each node's work is cancelled once: a second cancel could cut short its cleanup.
-                doomed = [entry for run_id in [r for r in self._work if cancellation.requested(r)]
+                doomed = [entry for run_id in [r for r in self._work if _must_stop(r)]
                           for entry in self._work.pop(run_id)]
             for loop, task in doomed:
                 with contextlib.suppress(RuntimeError):  # its loop closed: the node ended meanwhile
@@ -114,6 +122,15 @@ class _CancelWatch:
 
 
 _watch = _CancelWatch()
+
+
+def _must_stop(run_id: str) -> bool:
+    return cancellation.requested(run_id) or cancellation.lost(run_id)
+
+
+def _unless_lost(run_id: str) -> None:
+    if cancellation.lost(run_id):
+        raise RunLost(f"run {run_id} is carried on by another executor")
 
 
 def _run_id() -> str:
@@ -130,8 +147,10 @@ async def _unless_cancelled(work: Awaitable[Any], run_id: str, node_id: str, age
             return await task
         except asyncio.CancelledError:
             # Only the watch cancels the work without cancelling this node's own task (a timeout does that).
-            if asyncio.current_task().cancelling() == 0 and cancellation.requested(run_id):
-                raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled") from None
+            if asyncio.current_task().cancelling() == 0:
+                _unless_lost(run_id)
+                if cancellation.requested(run_id):
+                    raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled") from None
             raise
 
 
@@ -206,6 +225,7 @@ async def run_node(node_id: str, spec: dict[str, Any], upstream: dict[str, Any])
     started = datetime.now(UTC)
     run_id = _run_id()
     agent, version, owner, deadline = spec["agent"], spec["version"], spec["owner"], spec["deadline"]
+    _unless_lost(run_id)
     if cancellation.requested(run_id):
         raise NodeFailed(f"node {node_id!r} ({agent}): the run was cancelled")
     inputs = copy.deepcopy(spec["params"])
@@ -225,12 +245,27 @@ async def run_node(node_id: str, spec: dict[str, Any], upstream: dict[str, Any])
         if network is None:
             output = await _unless_cancelled(run_agent(payload, owner), run_id, node_id, agent)
         else:
-            # A cancelled run's provider jobs are cancelled by its executor; the dispatcher then raises.
+            # A cancelled run's provider jobs are cancelled by its executor; the dispatcher then raises. A lost
+            # run's job is left to end: the executor that took the run over adopts it by its work key.
             output, placement = await _on_provider(node_id, agent, payload, owner, deadline, network)
     except (AgentError, ComputeError) as exc:
         raise NodeFailed(f"node {node_id!r} ({agent}): {exc.message}", retryable=exc.status_code >= 500) from exc
-    return NodeResult(node=node_id, agent=agent, version=version, inputs=inputs, output=output, started_at=started,
-                      finished_at=datetime.now(UTC), placement=placement).model_dump(mode="json")
+    result = NodeResult(node=node_id, agent=agent, version=version, inputs=inputs, output=output, started_at=started,
+                        finished_at=datetime.now(UTC), placement=placement).model_dump(mode="json")
+    await _persist_now(result)
+    _unless_lost(run_id)  # its output is kept for the executor that holds the run now
+    return result
+
+
+async def _persist_now(result: dict[str, Any]) -> None:
+    """Write the node's output under its cache key before Prefect records the node completed. Prefect writes it
+    only after, so an executor killed between the two would leave a node recorded completed whose output a run
+    executed again cannot find: it would execute the node a second time."""
+    txn = get_transaction()
+    if txn is None or not txn.key or txn.store is None:
+        return
+    await txn.store.apersist_result_record(txn.store.create_result_record(result, key=txn.key))
+    txn.write_on_commit = False  # written already
 
 
 async def _on_provider(node_id: str, agent: str, payload: dict[str, Any], owner: str, deadline: float,
@@ -321,11 +356,13 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
     results: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     for nid, fut in futures.items():
+        _unless_lost(run_id)
         result, failure = _outcome(nid, fut, nid in read)
         if result is not None:
             results[nid] = result
         if failure is not None:
             failures.append(failure)
+    _unless_lost(run_id)
     if cancellation.requested(run_id):
         raise WorkflowCancelled("cancelled by its owner")
     if failures:

@@ -35,7 +35,7 @@ from prefect.states import Cancelled
 from cxmpute.db import migrate, session_scope
 from cxmpute.settings import get_settings
 from flows import cancellation, prefect_api, queue
-from flows.engine import compile_workflow, engine_parameters
+from flows.engine import RunLost, compile_workflow, engine_parameters
 
 log = logging.getLogger(__name__)
 MAX_CLAIMS = 20  # a run taken this many times without ending is given up (left as Prefect last saw it)
@@ -134,9 +134,10 @@ class Executor:
             queue.beat(session, self.id, socket.gethostname(), os.getpid(), self.concurrency, len(running),
                        self.started_at)
         for run_id in lost - self._lost:
-            # Another executor took it while this one was too slow to renew: it now owns the run's record, and
-            # this one leaves the run's queue state alone from here on.
+            # Another executor took it while this one was too slow to renew: it now owns the run, and this one
+            # stops executing it (its nodes leave without recording anything) and leaves its queue state alone.
             log.warning("run executor %s lost its claim on run %s to another executor", self.id, run_id)
+            cancellation.lose(run_id)
         self._lost |= lost
 
     def _check_cancels(self) -> None:
@@ -196,6 +197,9 @@ class Executor:
                                  return_type="state")
         except UNREACHABLE as exc:
             self._hand_back(claim, f"the Prefect API became unreachable ({type(exc).__name__})")
+            return
+        except RunLost:
+            log.warning("run %s left to the executor that took it over", run_id)
             return
         if cancellation.requested(run_id):
             self._mark_cancelled(flow_run.id)

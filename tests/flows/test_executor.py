@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
+from collections import Counter
 from uuid import UUID
 
 import httpx
@@ -48,56 +48,147 @@ def _node_states(flow_run_id: str) -> dict[str, str]:
     return {tr.name: tr.state.type.value for tr in runs if tr.state is not None}
 
 
+class _OwnPlatform:
+    """A run submitted to a platform database of its own (its own data dir), for executors started as processes
+    that share the session's Prefect server."""
+
+    def __init__(self, prefect_api: str, home, document: dict, ttl_s: float):
+        from cxmpute.settings import Settings
+        from flows.server import client_env
+
+        self.env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(home),
+                    "CXMPUTE_EXECUTOR_CLAIM_TTL_S": str(ttl_s)}
+        submit = f"from flows.runner import start_run\nprint(start_run({document!r}, {{}}), flush=True)"
+        self.run_id = subprocess.run([sys.executable, "-c", submit], env=self.env, capture_output=True, text=True,
+                                     check=True).stdout.strip().splitlines()[-1]
+        self.url = Settings(home=home).resolved_database_url
+        self.logs = home
+
+    def located(self):
+        from cxmpute.db import session_scope
+        from flows import queue
+
+        with session_scope(self.url) as session:
+            return queue.locate(session, [self.run_id])[self.run_id]
+
+    def holder(self) -> str | None:
+        from cxmpute.db import session_scope
+        from flows.store import WorkflowRunRow
+
+        with session_scope(self.url) as session:
+            return session.get(WorkflowRunRow, self.run_id).executor
+
+    def executor(self, name: str) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "wb")
+        return subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "executor", "start", "--concurrency", "2"],
+                                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _flow_state(flow_run_id: str):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id)).state
+
+
+def _completed(flow_run_id: str) -> Counter[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+    return Counter(tr.name for tr in runs if tr.state is not None and tr.state.is_completed()
+                   and tr.state.name != "Cached")
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.mark.slow
 def test_a_run_survives_the_sigkill_of_its_executor(prefect_api, tmp_path, flaky):
     """Executors of another platform database (their own data dir) share the session's Prefect server: one
     is killed while the run's second node runs, another finishes the run without executing the first again."""
-    from cxmpute.db import session_scope
-    from cxmpute.settings import Settings
-    from flows import queue
-    from flows.server import client_env
-
     server = flaky(failures=0)
-    home = tmp_path / "home"
-    env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(home), "CXMPUTE_EXECUTOR_CLAIM_TTL_S": "2"}
-    submit = textwrap.dedent(f"""
-        from flows.runner import start_run
-        print(start_run({_counted(server.url, 4)!r}, {{}}), flush=True)
-    """)
-    run_id = subprocess.run([sys.executable, "-c", submit], env=env, capture_output=True, text=True,
-                            check=True).stdout.strip().splitlines()[-1]
-    url = Settings(home=home).resolved_database_url
-
-    def located() -> queue.Located:
-        with session_scope(url) as session:
-            return queue.locate(session, [run_id])[run_id]
-
-    def executor() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "executor", "start", "--concurrency", "2"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    first = executor()
+    platform = _OwnPlatform(prefect_api, tmp_path, _counted(server.url, 4), ttl_s=2)
+    first = platform.executor("first")
     try:
-        flow_run_id = _until(lambda: located().flow_run_id, 60, "the executor creating the flow run")
+        flow_run_id = _until(lambda: platform.located().flow_run_id, 60, "the executor creating the flow run")
         _until(lambda: _node_states(flow_run_id).get("slow") == "RUNNING", 90, "the slow node starting")
         first.send_signal(signal.SIGKILL)
         first.wait()
         assert server.calls == 1
-        second = executor()
+        second = platform.executor("second")
         try:
-            _until(lambda: located().status == "done", 120, "the run finishing on the second executor")
+            _until(lambda: platform.located().status == "done", 120, "the run finishing on the second executor")
         finally:
-            second.terminate()
-            second.wait(30)
+            _stop(second)
     finally:
-        if first.poll() is None:
-            first.kill()
-    assert located().flow_run_id == flow_run_id, "a second flow run was created"
-    from prefect.client.orchestration import get_client
+        _stop(first)
+    assert platform.located().flow_run_id == flow_run_id, "a second flow run was created"
+    assert _flow_state(flow_run_id).is_completed()
+    assert server.calls == 1, "the node that had completed was executed again"
 
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(UUID(flow_run_id)).state
-    assert state.is_completed(), state
+
+def test_a_node_output_is_stored_before_its_completion_is_recorded(prefect_api, monkeypatch):
+    """An executor killed between the two steps must not leave a node recorded completed whose output a run
+    executed again cannot find (it would execute the node a second time)."""
+    from prefect.task_engine import AsyncTaskRunEngine
+    from prefect.transactions import get_transaction
+
+    from flows.engine import compile_workflow
+
+    seen: list[tuple[str, bool]] = []
+    record = AsyncTaskRunEngine.set_state
+
+    async def set_state(self, state, force=False):
+        txn = get_transaction()
+        if state.is_completed() and txn is not None and txn.key:
+            seen.append((self.task_run.name, await txn.store.aexists(txn.key)))
+        return await record(self, state, force)
+
+    monkeypatch.setattr(AsyncTaskRunEngine, "set_state", set_state)
+    doc = {"name": "stored", "outputs": {"o": {"node": "b", "field": "text"}},
+           "nodes": [{"id": "a", "agent": "io.template", "params": {"template": "x"}},
+                     {"id": "b", "agent": "io.template", "params": {"template": "{{ v }}y"}}],
+           "edges": [{"source": "a", "source_field": "text", "target": "b", "target_field": "variables.v"}]}
+    assert compile_workflow(doc)() == {"o": "xy"}
+    assert sorted(seen) == [("a", True), ("b", True)]
+
+
+@pytest.mark.slow
+def test_an_executor_that_stalled_past_its_claim_leaves_the_run_to_the_one_that_took_it(prefect_api, tmp_path,
+                                                                                          flaky):
+    """An executor frozen (SIGSTOP) for longer than its claim lasts loses the run to another; when it wakes it
+    learns so at its next renewal, stops the node it had in flight and leaves Prefect's records alone, so the run
+    ends once, completed by the executor that holds it, with each node completed once."""
+    server = flaky(failures=0)
+    platform = _OwnPlatform(prefect_api, tmp_path, _counted(server.url, 10), ttl_s=2)
+    first = platform.executor("first")
+    second = None
+    try:
+        flow_run_id = _until(lambda: platform.located().flow_run_id, 60, "the executor creating the flow run")
+        _until(lambda: _node_states(flow_run_id).get("slow") == "RUNNING", 90, "the slow node starting")
+        first.send_signal(signal.SIGSTOP)
+        second = platform.executor("second")
+        _until(lambda: f":{second.pid}:" in (platform.holder() or ""), 60, "the second executor taking the run")
+        first.send_signal(signal.SIGCONT)
+        _until(lambda: b"left to the executor that took it over" in (tmp_path / "first.log").read_bytes(), 30,
+               "the first executor leaving the run")
+        assert _flow_state(flow_run_id).is_running(), "the executor that lost the run recorded its end"
+        _until(lambda: platform.located().status == "done", 120, "the run finishing on the second executor")
+        assert first.poll() is None, (tmp_path / "first.log").read_text()
+    finally:
+        _stop(first, *([second] if second else []))
+    assert _flow_state(flow_run_id).is_completed()
+    assert _completed(flow_run_id) == {"first": 1, "slow": 1}
     assert server.calls == 1, "the node that had completed was executed again"
 
 

@@ -121,6 +121,9 @@ def test_runs_survive_executors_killed_at_random_and_api_restarts(chaos_platform
         assert view["state"] == "completed", (i, view.get("error"), view.get("state_message"))
         assert view["outputs"] == {"text": f"{i * 10}/200"}
         executions = _completed_executions(view["flow_run_id"])
+        # The provider node executes as a job, counted below: a task run that adopted the job of an executor that
+        # died or lost the run completes without executing it again.
+        executions.pop("net", None)
         assert all(n <= 1 for n in executions.values()), (i, executions)
         assert counter.paths[f"/run-{i}"] >= 1
 
