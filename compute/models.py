@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cxmpute.db import Base
@@ -177,9 +178,11 @@ class Job(Base):
     """One attempt at a piece of work dispatched to a provider worker, pushed to it over its job stream.
 
     Attempts of the same work share ``work_key``; at most one of them is ever accepted (``done``/``failed``).
+    Each attempt number is recorded once, so two dispatchers placing the same attempt cannot both run it.
     """
 
     __tablename__ = "cx_jobs"
+    __table_args__ = (Index("uq_cx_jobs_work_key_attempt", "work_key", "attempt", unique=True),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     work_key: Mapped[str] = mapped_column(String(200), index=True)
     attempt: Mapped[int] = mapped_column(Integer)

@@ -11,7 +11,9 @@ the work again to another provider. A result the lost provider sends later is re
 
 Attempts of one piece of work share its ``work_key``: a dispatcher asked to run work that already has an
 attempt returns a finished one as it is and adopts an open one, so a process that restarts and runs the same
-work again neither places nor pays for it twice.
+work again neither places nor pays for it twice. Each attempt is recorded once (a unique index): of two
+dispatchers placing the same attempt at the same moment, the second ends its fresh lease unused and adopts
+the first one's job.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+
+from sqlalchemy.exc import IntegrityError
 
 from compute.errors import ComputeError, NotFound
 from compute.market.demand import MatchRequest
@@ -144,9 +148,10 @@ class Dispatcher:
 
     async def _place(self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str],
                      spread: Spread | None) -> JobOut:
-        """Open a lease and record the job, waiting while every provision that would fit is busy. Providers in
-        ``avoid``, and those holding an open job of the ``spread`` group, are passed over while another can take
-        the work, and taken when none can. A group places one job at a time, each seeing where the last went."""
+        """Open a lease and record the job, waiting while every provision that would fit is busy (a job another
+        dispatcher recorded for this attempt meanwhile is adopted instead). Providers in ``avoid``, and those
+        holding an open job of the ``spread`` group, are passed over while another can take the work, and taken
+        when none can. A group places one job at a time, each seeing where the last went."""
         pause = 0.01
         while True:
             async with spread.lock if spread else contextlib.nullcontext():
@@ -162,13 +167,36 @@ class Dispatcher:
             await _pending().wait(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
             self.network.market.sync()
+            # Another dispatcher may have recorded this attempt while this one waited: adopt it, leasing nothing.
+            won = await asyncio.to_thread(jobs.attempt_of, self.network.store, spec.work_key, attempt)
+            if won is not None:
+                return won
 
     def _place_and_record(self, spec: JobSpec, attempt: int, deadline: float, pause: float,
                           passed_over: list[str]) -> JobOut | None:
         lease = self._try_place(spec, deadline, pause, passed_over)
         if lease is None:
             return None
-        return jobs.create(self.network.store, str(uuid.uuid4()), spec, lease.provider, lease.id, attempt)
+        try:
+            return jobs.create(self.network.store, str(uuid.uuid4()), spec, lease.provider, lease.id, attempt)
+        except IntegrityError:
+            won = self._yield_to(spec.work_key, attempt, lease)
+            if won is None:  # not the attempt's uniqueness: the lease is ended, the error stands
+                raise
+            return won
+
+    def _yield_to(self, work_key: str, attempt: int, lease: LeaseOut) -> JobOut | None:
+        """Another dispatcher recorded this attempt a moment before us (two executors that both believe they hold
+        the run, one's claim having lapsed under load): its job is the work's, and watching it to its end is
+        adopting it. Our lease ends unused: nothing metered, so the whole escrow goes back to the owner, its
+        capacity is free again and, as for a cancellation, its provider is not blamed. Returns the job that won
+        (None when no job holds the attempt: the insert failed for another reason)."""
+        self.network.market.end(lease.id, "user-cancelled", None)
+        won = jobs.attempt_of(self.network.store, work_key, attempt)
+        if won is not None:
+            log.info("attempt %d of %s was placed by another dispatcher (job %s); adopting it, lease %s ended "
+                     "unused", attempt, work_key, won.id, lease.id)
+        return won
 
     def _try_place(self, spec: JobSpec, deadline: float, pause: float, passed_over: list[str]) -> LeaseOut | None:
         """A lease, passing over ``passed_over`` unless only they fit; None while what fits is busy."""

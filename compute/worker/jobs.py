@@ -96,7 +96,8 @@ def is_cancelled(job: JobOut) -> bool:
 
 
 def create(store: Store, job_id: str, spec: JobSpec, provider: str, lease_id: str, attempt: int) -> JobOut:
-    """Record an attempt, ``queued`` for its provider's worker."""
+    """Record an attempt, ``queued`` for its provider's worker. Raises :class:`sqlalchemy.exc.IntegrityError`
+    when the attempt is recorded already (another dispatcher placed it a moment ago)."""
     row = Job(id=job_id, work_key=spec.work_key, attempt=attempt, kind=spec.kind, owner=spec.owner, provider=provider,
               lease_id=lease_id, payload=spec.payload, status="queued", cost_gwei=0, created_at=utcnow())
     with store.write() as session:
@@ -134,6 +135,13 @@ def latest(store: Store, work_key: str) -> list[JobOut]:
     with store.read() as session:
         rows = session.scalars(select(Job).where(Job.work_key == work_key).order_by(Job.attempt.desc())).all()
         return [out(row) for row in rows]
+
+
+def attempt_of(store: Store, work_key: str, attempt: int) -> JobOut | None:
+    """The job recorded for one attempt of the work (at most one is), if any."""
+    with store.read() as session:
+        row = session.scalars(select(Job).where(Job.work_key == work_key, Job.attempt == attempt)).first()
+        return out(row) if row is not None else None
 
 
 # The two reads below run every few milliseconds while there is work about: a plain connection, no ORM session.
