@@ -165,12 +165,14 @@ class Dispatcher:
                     return job
             # Woken as soon as a job of this process ends; the timeout covers capacity other processes free.
             await _pending().wait(pause)
-            pause = min(pause * 2, MAX_PAUSE_S)
             self.network.market.sync()
-            # Another dispatcher may have recorded this attempt while this one waited: adopt it, leasing nothing.
-            won = await asyncio.to_thread(jobs.attempt_of, self.network.store, spec.work_key, attempt)
-            if won is not None:
-                return won
+            if pause == MAX_PAUSE_S:
+                # Another dispatcher may have recorded this attempt while this one waited: adopt it, leasing
+                # nothing. Asked once the wait is long, not on every retry: that race is rare, retries are not.
+                won = await asyncio.to_thread(jobs.attempt_of, self.network.store, spec.work_key, attempt)
+                if won is not None:
+                    return won
+            pause = min(pause * 2, MAX_PAUSE_S)
 
     def _place_and_record(self, spec: JobSpec, attempt: int, deadline: float, pause: float,
                           passed_over: list[str]) -> JobOut | None:

@@ -105,8 +105,8 @@ def test_the_dispatcher_that_loses_the_race_ends_its_lease_unpaid_and_adopts_the
 
 
 def test_a_dispatcher_waiting_for_capacity_the_winner_holds_adopts_its_job_without_leasing(net, api, monkeypatch):
-    """The loser need not lease to find it lost: waiting for capacity (the winner's lease takes all of it), it
-    sees the winner's job for its attempt and adopts it."""
+    """The loser need not lease to find it lost: waiting long for capacity (the winner's lease takes all of it),
+    it sees the winner's job for its attempt and adopts it."""
     owner = _owner(net)
     whole = _spec(owner, "full", kind="hang").model_copy(update={"resources": Resources(cpu=8, memory_mb=512)})
     with workers(net, api):
@@ -118,7 +118,7 @@ def test_a_dispatcher_waiting_for_capacity_the_winner_holds_adopts_its_job_witho
             read = jobs.latest
             monkeypatch.setattr(jobs, "latest", lambda store, key: [])
             loser = asyncio.ensure_future(Dispatcher(net).run(whole))
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(3.0)  # past the waits after which a waiting dispatcher looks for its attempt
             monkeypatch.setattr(jobs, "latest", read)
             assert not loser.done()
             await asyncio.to_thread(jobs.complete, net.store, net.domain, running.id, running.provider,
