@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -213,14 +213,33 @@ class Settings(BaseSettings):
 
         return generated(self.data_dir / name, make)
 
-@lru_cache
+_cached: Settings | None = None
+_generation = 0
+_cache_lock = threading.Lock()
+
+
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, read from the environment once (and again after :func:`reset_settings`)."""
+    global _cached
+    found = _cached
+    if found is not None:
+        return found
+    with _cache_lock:
+        generation = _generation
+    read = Settings()
+    with _cache_lock:
+        # A reset while this read was under way may have changed the environment it read: keep it only if not.
+        if _cached is None and generation == _generation:
+            _cached = read
+        return _cached or read
 
 
 def reset_settings() -> None:
-    """Drop the cached settings so the next get_settings() reads the environment again."""
-    get_settings.cache_clear()
+    """Drop the cached settings so the next get_settings() reads the environment again. A reader that began
+    before the reset (another thread's) does not put back what it read."""
+    global _cached, _generation
+    with _cache_lock:
+        _cached, _generation = None, _generation + 1
 
 
 _DEFAULTS = {

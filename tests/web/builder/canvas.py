@@ -19,15 +19,32 @@ def handle(page: Page, node_id: str, port: str):
     return node(page, node_id).locator(f'.react-flow__handle[data-handleid="{port}"]')
 
 
+def _frames(page: Page, n: int = 2) -> None:
+    """Let the page render ``n`` frames: what the pointer's last events scheduled has been rendered by then."""
+    page.evaluate("n => new Promise(done => { const step = k => k ? requestAnimationFrame(() => step(k - 1)) : done(); "
+                  "step(n); })", n)
+
+
 def connect(page: Page, src: str, src_port: str, tgt: str, tgt_port: str) -> None:
     target = handle(page, tgt, f"in:{tgt_port}")
     a = handle(page, src, f"out:{src_port}").bounding_box()
     b = target.bounding_box()
     page.mouse.move(a["x"] + a["width"] / 2, a["y"] + a["height"] / 2)
+    # A card's ports become live handles when the pointer enters it; on a loaded machine a press in the same
+    # instant could land before that render, as no hand is that fast.
+    _frames(page)
     page.mouse.down()
-    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2, steps=12)
-    # The canvas marks the handle under a dragged connection once it has handled the move; a release before
-    # that (on a loaded machine) drops the connection on the pane, and neither an edge nor a refusal follows.
+    bx, by = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+    page.mouse.move(bx, by, steps=12)
+    # The canvas marks the handle under a dragged connection once it has handled a move over its live handle; a
+    # release before that (on a loaded machine) drops the connection on the pane, and neither an edge nor a
+    # refusal follows. A hand keeps moving a little, so the next moves find the target card's handle live.
+    for _ in range(50):
+        _frames(page)
+        if re.search(r"\bconnectingto\b", target.get_attribute("class") or ""):
+            break
+        page.mouse.move(bx + 1, by)
+        page.mouse.move(bx, by)
     expect(target).to_have_class(re.compile(r"\bconnectingto\b"))
     page.mouse.up()
 
