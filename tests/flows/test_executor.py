@@ -163,6 +163,26 @@ def test_a_node_output_is_stored_before_its_completion_is_recorded(prefect_api, 
     assert sorted(seen) == [("a", True), ("b", True)]
 
 
+def _freeze_outside_a_write(proc: subprocess.Popen, url: str) -> None:
+    """SIGSTOP the process at a moment it holds no write transaction: a process frozen inside one holds SQLite's
+    write lock, and then no other process can write at all (not what this test is about)."""
+    import sqlite3
+
+    for _ in range(100):
+        proc.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.5)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            probe.close()
+    raise AssertionError("the executor was always inside a write")
+
+
 @pytest.mark.slow
 def test_an_executor_that_stalled_past_its_claim_leaves_the_run_to_the_one_that_took_it(prefect_api, tmp_path,
                                                                                           flaky):
@@ -176,7 +196,7 @@ def test_an_executor_that_stalled_past_its_claim_leaves_the_run_to_the_one_that_
     try:
         flow_run_id = _until(lambda: platform.located().flow_run_id, 60, "the executor creating the flow run")
         _until(lambda: _node_states(flow_run_id).get("slow") == "RUNNING", 90, "the slow node starting")
-        first.send_signal(signal.SIGSTOP)
+        _freeze_outside_a_write(first, platform.url)
         second = platform.executor("second")
         _until(lambda: f":{second.pid}:" in (platform.holder() or ""), 60, "the second executor taking the run")
         first.send_signal(signal.SIGCONT)
