@@ -40,7 +40,7 @@ from compute.errors import ComputeError
 from compute.worker.dispatch import Dispatcher
 from compute.worker.jobs import JobSpec
 from flows import cancellation, prefect_api
-from flows.history import PAUSE_KEY_PREFIX
+from flows.history import NODE_TASK, PAUSE_KEY_PREFIX
 from flows.spec import Node, Workflow
 from flows.validate import Plan, check_inputs, on_network, validate_or_raise
 
@@ -116,9 +116,9 @@ class _CancelWatch:
                 # Each node's work is cancelled once: a second cancel could cut short its cleanup.
                 doomed = [entry for run_id in [r for r in self._work if _must_stop(r)]
                           for entry in self._work.pop(run_id)]
-            for loop, task in doomed:
+            for loop, doomed_task in doomed:
                 with contextlib.suppress(RuntimeError):  # its loop closed: the node ended meanwhile
-                    loop.call_soon_threadsafe(task.cancel)
+                    loop.call_soon_threadsafe(doomed_task.cancel)
 
 
 _watch = _CancelWatch()
@@ -216,7 +216,7 @@ class NodeResult(BaseModel):
     placement: Placement | None = None
 
 
-@task(persist_result=True, cache_key_fn=_cache_key, retry_condition_fn=_retry_condition)
+@task(name=NODE_TASK, persist_result=True, cache_key_fn=_cache_key, retry_condition_fn=_retry_condition)
 async def run_node(node_id: str, spec: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
     """Run one node. ``spec`` holds what the plan fixed (agent, version, params, which upstream field feeds which
     input, owner, scope, budget, market terms); ``upstream`` the results of the nodes bound to its inputs, by

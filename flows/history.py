@@ -12,7 +12,7 @@ from uuid import UUID
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from agxnt.errors import NotFound
 from cxmpute.db import session_scope
@@ -20,6 +20,7 @@ from flows import prefect_api
 from flows.queue import Located, locate
 
 PAGE = 200
+NODE_TASK = "run_node"  # the Prefect task every node runs as; its task runs are named after it until they start
 PAUSE_KEY_PREFIX = "approve-"  # an approval node pauses its run under this prefix + its node id
 TERMINAL = {"completed", "failed", "skipped", "cancelled"}
 
@@ -77,6 +78,8 @@ class RunView(BaseModel):
     error: str | None = None
     nodes: dict[str, NodeRun] = Field(default_factory=dict)
     waiting_for: list[str] = Field(default_factory=list, description="Nodes waiting for a person's answer")
+    # Nodes whose start the API has not recorded yet: shown from the document, they may still turn out to have run.
+    _unrecorded: int = PrivateAttr(0)
 
     @property
     def finished(self) -> bool:
@@ -85,7 +88,7 @@ class RunView(BaseModel):
     @property
     def settled(self) -> bool:
         """Finished, and every node's final state has reached the API (task states arrive as events)."""
-        return self.finished and all(n.state in TERMINAL for n in self.nodes.values())
+        return self.finished and self._unrecorded == 0 and all(n.state in TERMINAL for n in self.nodes.values())
 
 
 def _load(state: State) -> Any:
@@ -158,8 +161,12 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     position = {n.get("id"): i for i, n in enumerate(doc_nodes)}
     # Only the document's nodes: a node's task run is named after it only once it starts (until then, and for
     # good when an upstream failure skips it, Prefect calls it `run_node-…`; the loop below shows it from the
-    # document).
+    # document). Every node of a run that ran is submitted, so a node with no named task run that an unnamed
+    # skipped one does not account for has a record still on its way: it may yet show the node ran, and failed.
+    skipped = sum(1 for tr in task_runs if tr.name.startswith(f"{NODE_TASK}-") and node_state(tr.state) == "skipped")
     task_runs = [tr for tr in task_runs if tr.name in agents]
+    if fr.run_count > 0:  # a flow run that ended before it ever ran (cancelled while queued) submitted nothing
+        view._unrecorded = max(0, len(set(agents) - {tr.name for tr in task_runs}) - skipped)
     for tr in sorted(task_runs, key=lambda t: position.get(t.name, len(position))):
         view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
     for node in doc_nodes:  # nodes the engine never started: not yet, or never (an upstream failed)
