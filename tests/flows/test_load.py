@@ -53,9 +53,16 @@ async def _submit(client: httpx.AsyncClient, i: int, refusals: list[int]) -> str
         return resp.json()["id"]
 
 
-async def _settle(client: httpx.AsyncClient, run_id: str, deadline: float) -> dict:
+async def _settle(client: httpx.AsyncClient, run_id: str, deadline: float, away: list[int]) -> dict:
     while time.monotonic() < deadline:
-        view = (await client.get(f"/v1/runs/{run_id}")).json()
+        resp = await client.get(f"/v1/runs/{run_id}")
+        if resp.status_code == 503 and resp.json().get("field") == "PREFECT_API_URL":
+            # The run store is the Prefect server; overloaded, it is named and a retry time given: honoured.
+            away.append(int(resp.headers["retry-after"]))
+            await asyncio.sleep(float(resp.headers["retry-after"]))
+            continue
+        assert resp.status_code == 200, (resp.status_code, resp.text)
+        view = resp.json()
         if view["state"] in ("completed", "failed", "cancelled"):
             return view
         await asyncio.sleep(1.0)
@@ -71,9 +78,11 @@ def test_a_thousand_runs_at_once_are_taken_and_all_complete(load_platform):
             refusals: list[int] = []
             ids = await asyncio.gather(*(_submit(client, i, refusals) for i in range(RUNS)))
             deadline = time.monotonic() + max(600, RUNS)
-            views = []
+            views, away = [], []
             for start in range(0, len(ids), 100):
-                views += await asyncio.gather(*(_settle(client, rid, deadline) for rid in ids[start:start + 100]))
+                views += await asyncio.gather(*(_settle(client, rid, deadline, away)
+                                                for rid in ids[start:start + 100]))
+            print(f"{len(refusals)} submissions refused with 429, {len(away)} reads answered 503 (Prefect away)")
             return ids, refusals, views
 
     ids, refusals, views = asyncio.run(main())
