@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -27,6 +28,8 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
@@ -47,6 +50,16 @@ MAX_ATTEMPTS = 8
 LIVENESS_EVERY_S = 0.5
 MAX_PAUSE_S = 1.0  # longest wait between placement tries while what fits is busy
 MAX_AVOIDED = 64  # MatchRequest.avoid_providers' bound
+T = TypeVar("T")
+
+# The looks at jobs in flight run on threads of their own. On the event loop's default pool they queued behind
+# the placements of work waiting for capacity (hundreds retrying while every provision is busy), so a job that
+# had ended went unnoticed for seconds, and its capacity stayed unused meanwhile.
+_watching = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cxmpute-dispatch-watch")
+
+
+async def _watch_thread(call: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_watching, functools.partial(call, *args))
 
 
 class Spread:
@@ -223,7 +236,7 @@ class Dispatcher:
         try:
             while True:
                 await watcher(self.network.store).wait(job.id, LIVENESS_EVERY_S)  # paces the checks below
-                job, alive, leased = await asyncio.to_thread(self._state, job.id, job.provider, job.lease_id)
+                job, alive, leased = await _watch_thread(self._state, job.id, job.provider, job.lease_id)
                 if job.status not in jobs.OPEN:
                     break
                 now = time.monotonic()
@@ -232,7 +245,7 @@ class Dispatcher:
                     raise DispatchError(f"the work did not finish within its time limit on provider {job.provider}",
                                         field="timeout_seconds", status_code=504)
                 if not alive:
-                    await asyncio.to_thread(self._mark_down, job.provider)
+                    await _watch_thread(self._mark_down, job.provider)
                     job = await self._give_up(job.id, "provider-lost", "heartbeats lapsed")
                     break
                 if not leased:
@@ -242,7 +255,7 @@ class Dispatcher:
                     job = await self._give_up(job.id, "expired", "the provider never started it")
                     break
             if job.status in ("done", "failed"):  # its lease ended in the API process: this process's index learns it
-                await asyncio.to_thread(self.network.market.refresh_provider, job.provider)
+                await _watch_thread(self.network.market.refresh_provider, job.provider)
         finally:
             _pending().freed()  # whatever ended it, its lease is over: a waiting placement may fit
         if jobs.is_cancelled(job):
@@ -273,9 +286,9 @@ class Dispatcher:
         self.network.market.refresh_provider(provider)
 
     async def _give_up(self, job_id: str, reason: str, why: str) -> JobOut:
-        job = await asyncio.to_thread(jobs.abandon, self.network.store, job_id, reason)
+        job = await _watch_thread(jobs.abandon, self.network.store, job_id, reason)
         if job.status != "abandoned" or jobs.is_cancelled(job):  # it ended between our last look and now
             return job
         log.warning("abandoned job %s on provider %s: %s", job_id, job.provider, why)
-        await asyncio.to_thread(self.network.market.refresh_provider, job.provider)
+        await _watch_thread(self.network.market.refresh_provider, job.provider)
         return job
