@@ -82,6 +82,11 @@ def start_server(home: Path, port: int, log_path: Path | None = None, wait: floa
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
+        # The platform reads runs, task runs and logs, never the event archive: writing every state change's
+        # event there cost about a fifth of a run's CPU (server and executor together). An operator who wants
+        # the archive (a Prefect UI of their own) sets it back on in the environment.
+        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": os.environ.get(
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", "false"),
         "PREFECT_API_DATABASE_CONNECTION_URL": os.environ.get(
             "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{home / 'prefect.db'}"),
     }
