@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from cxmpute import __version__
 from cxmpute.db import migrate
 from cxmpute.settings import apply_environment_defaults, get_settings
-from web import errors, limits, mcp, routers
+from web import background, errors, limits, mcp, routers
 from web.deps import declared_access, public
 
 # Swagger UI's and ReDoc's own files, shipped by a Python package (fastapi-offline: Swagger UI 5, which reads
@@ -36,6 +36,7 @@ def create_app() -> FastAPI:
         dependencies=[Depends(limits.integer_params)],
         docs_url=None,  # served by _docs, from this machine
         redoc_url=None,
+        lifespan=background.lifespan,
     )
     errors.install(app)
     docs = _docs(app.openapi_url)

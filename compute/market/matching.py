@@ -32,7 +32,6 @@ __all__ = ["Market", "NoMatchError", "Quote", "Sweep"]
 
 SYNC_EVERY_S = 2.0
 SYNC_OVERLAP = timedelta(seconds=60)
-SWEEP_EVERY_S = 5.0
 
 
 class Quote(BaseModel):

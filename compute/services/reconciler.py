@@ -31,33 +31,34 @@ from compute.worker import jobs
 from compute.worker.dispatch import Dispatcher, Spread
 from compute.worker.jobs import JobSpec
 from cxmpute.errors import CxmputeError
+from cxmpute.loops import LoopService
 from cxmpute.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-EVERY_S = 1.0
 # The job ends this long before its lease does, so its seconds are metered while the lease is active.
 TERM_MARGIN_S = 60.0
 MAX_BACKOFF_S = 30.0
 
 
-class Reconciler:
+class Reconciler(LoopService):
+    name = "service-reconciler"
+    every_s = 1.0
+
     def __init__(self, settings: Settings | None = None):
+        super().__init__()
         self.settings = settings or get_settings()
         self.drivers: dict[str, asyncio.Task] = {}
         self.scalers: dict[str, Autoscaler] = {}
         self.spreads: dict[str, Spread] = {}  # a service's replicas go to different providers while they can
 
-    async def run_forever(self) -> None:
-        try:
-            while True:
-                try:
-                    await self.tick()
-                except Exception:  # one failed pass must not stop the next
-                    log.exception("service reconciliation failed")
-                await asyncio.sleep(EVERY_S)
-        finally:
-            for task in self.drivers.values():
-                task.cancel()
+    async def run_once(self) -> None:
+        await self.tick()
+
+    async def on_stop(self) -> None:
+        drivers = list(self.drivers.values())
+        for task in drivers:
+            task.cancel()
+        await asyncio.gather(*drivers, return_exceptions=True)
 
     async def tick(self) -> None:
         now = time.monotonic()
@@ -148,12 +149,3 @@ class Reconciler:
             if failures:
                 await asyncio.sleep(min(MAX_BACKOFF_S, math.pow(2, failures - 1)))
 
-
-_reconciler: Reconciler | None = None
-
-
-def start() -> asyncio.Task:
-    """Run the reconciler in the current event loop (the platform API's)."""
-    global _reconciler
-    _reconciler = Reconciler()
-    return asyncio.get_running_loop().create_task(_reconciler.run_forever())

@@ -32,6 +32,7 @@ from compute.worker import jobs
 from compute.worker.dispatch import Dispatcher, Spread
 from compute.worker.jobs import JobOut, JobSpec
 from cxmpute.errors import CxmputeError
+from cxmpute.loops import LoopService
 from cxmpute.settings import Settings
 from stxrage import open_storage
 
@@ -128,6 +129,23 @@ async def adopt_orphans(settings: Settings) -> list[str]:
 
 def confirm_every_s(settings: Settings) -> float:
     return settings.training_coordinator_stale_s / CONFIRMS_PER_STALE
+
+
+class OrphanAdopter(LoopService):
+    """Resumes, in this process, the training jobs whose coordinating process stopped: looks as often as a
+    coordinator confirms it is alive."""
+
+    name = "training-adopter"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def interval(self) -> float:
+        return confirm_every_s(self.settings)
+
+    async def run_once(self) -> None:
+        await adopt_orphans(self.settings)
 
 
 def _release_orphaned_ranks(settings: Settings, job_id: str) -> None:

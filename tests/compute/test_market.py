@@ -301,10 +301,10 @@ def test_sweep_ends_leases_of_providers_whose_heartbeats_stopped(net, market):
 def test_the_api_sweeps_expired_leases_while_it_runs(net, market, monkeypatch):
     from fastapi.testclient import TestClient
 
-    import web.routers.market as market_router
+    from compute.market.sweeper import LeaseSweeper
     from web.app import create_app
 
-    monkeypatch.setattr(market_router, "SWEEP_EVERY_S", 0.1)
+    monkeypatch.setattr(LeaseSweeper, "every_s", 0.1)
     p = provider(net.store)
     offer(net.store, p, 1)
     u = user(net.store, 10**6)

@@ -13,8 +13,7 @@ the platform's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -26,10 +25,16 @@ from compute.errors import ComputeError
 from compute.identity.tokens import Principal
 from compute.inference import endpoints
 from compute.inference.endpoints import EndpointIn, EndpointOut
-from compute.inference.gateway import (Gateway, PriceRange, RequestOut, ServedModel, close_provider_client,
-                                      provider_refusal)
-from compute.inference.schemas import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ImageRequest,
-                                       ModelCard, ModelList, SpeechRequest)
+from compute.inference.gateway import Gateway, PriceRange, RequestOut, ServedModel, provider_refusal
+from compute.inference.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ImageRequest,
+    ModelCard,
+    ModelList,
+    SpeechRequest,
+)
 from compute.market import leases
 from compute.market.leases import LeaseOut
 from compute.network import Network
@@ -55,16 +60,7 @@ class ModelIdConvertor(Convertor[str]):
 register_url_convertor("model_id", ModelIdConvertor())
 
 
-@asynccontextmanager
-async def _provider_pool(_: object) -> AsyncIterator[None]:
-    """The gateway keeps its connections to the providers open between requests: closed when the API stops."""
-    try:
-        yield
-    finally:
-        await close_provider_client()
-
-
-router = APIRouter(prefix="/v1", tags=["inference"], lifespan=_provider_pool)
+router = APIRouter(prefix="/v1", tags=["inference"])
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import anyio
 from fastapi import APIRouter, Depends, Query
 
 from compute import provisions
@@ -15,34 +11,13 @@ from compute.identity.tokens import Principal
 from compute.market import leases, pricing
 from compute.market.demand import MatchRequest
 from compute.market.leases import EndIn, LeaseOut, UsageIn, UsageOut
-from compute.market.matching import SWEEP_EVERY_S, Quote
-from compute.network import Network, get_network
+from compute.market.matching import Quote
+from compute.network import Network
 from compute.provisions import ProvisionOut
-from web.routers._compute import network, signed_in
 from web.deps import public
+from web.routers._compute import network, signed_in
 
-@asynccontextmanager
-async def _sweeper(_: object) -> AsyncIterator[None]:
-    """While the API runs, renew/expire leases and reap silent providers — once the network is in use."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
-            net = get_network(create=False)
-            if net is not None:
-                try:
-                    await anyio.to_thread.run_sync(net.market.sweep)
-                except Exception:  # one failed sweep must not stop the next
-                    log.exception("lease sweep failed")
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-router = APIRouter(prefix="/v1", tags=["market"], lifespan=_sweeper)
+router = APIRouter(prefix="/v1", tags=["market"])
 market = signed_in("market")
 log = logging.getLogger("cxmpute.market")
 

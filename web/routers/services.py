@@ -4,31 +4,16 @@ reach them through the gateway at ``/v1/services/{name}/proxy/{path}``. Replicas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
-from compute.services import gateway, reconciler, registry
+from compute.services import gateway, registry
 from compute.services.registry import Beat, BeatReply, ServiceIn, ServiceOut
 from cxmpute.settings import get_settings
-from web.deps import job_credential, owner_in, public
+from web.deps import job_credential, owner_in
 
-
-@asynccontextmanager
-async def _reconcile(_: object) -> AsyncIterator[None]:
-    """While the API runs, keep every service at its wanted replicas."""
-    task = reconciler.start()
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await gateway.close()
-
-
-router = APIRouter(prefix="/v1/services", tags=["services"], lifespan=_reconcile)
+router = APIRouter(prefix="/v1/services", tags=["services"])
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 

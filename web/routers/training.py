@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -22,26 +20,7 @@ from web.deps import job_credential, owner_in
 log = logging.getLogger(__name__)
 
 
-@asynccontextmanager
-async def _adopter(_: object) -> AsyncIterator[None]:
-    """While the API runs, resume the training jobs whose coordinating process stopped."""
-
-    async def loop() -> None:
-        while True:
-            try:
-                await coordinator.adopt_orphans(get_settings())
-            except Exception:  # one failed look must not stop the next
-                log.exception("adopting orphaned training jobs failed")
-            await asyncio.sleep(coordinator.confirm_every_s(get_settings()))
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-router = APIRouter(prefix="/v1/training", tags=["training"], lifespan=_adopter)
+router = APIRouter(prefix="/v1/training", tags=["training"])
 
 
 @router.post("/jobs", response_model=TrainingOut, status_code=201, summary="Submit a training job",

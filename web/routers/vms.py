@@ -3,48 +3,22 @@ snapshot, restore and destroy. Each machine holds a market lease (kind ``vm``) b
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import anyio
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import PlainTextResponse
 
 from compute.identity.tokens import Principal
-from compute.network import Network, get_network
+from compute.network import Network
 from compute.vms import service
 from compute.vms.models import SnapshotIn, StartIn, VmCreate, VmOut
 from cxmpute.settings import get_settings
 from web.routers._compute import network, signed_in
 
-METER_EVERY_S = 5.0
 log = logging.getLogger("cxmpute.vms")
 
 
-@asynccontextmanager
-async def _meter(_: object) -> AsyncIterator[None]:
-    """While the API runs, bill running machines and stop those whose lease ended — once the network is in use."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(METER_EVERY_S)
-            net = get_network(create=False)
-            if net is not None:
-                try:
-                    await anyio.to_thread.run_sync(service.meter_running, net, get_settings())
-                except Exception:  # one failed round must not stop the next
-                    log.exception("vm metering failed")
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-router = APIRouter(prefix="/v1/vms", tags=["vms"], lifespan=_meter)
+router = APIRouter(prefix="/v1/vms", tags=["vms"])
 user = signed_in("market")
 
 
