@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps services up test test-fast bench builder clean
+.PHONY: install system-deps services up lint test test-fast bench builder clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,7 +23,13 @@ services:
 up: install system-deps
 	$(VENV)/bin/cxmpute up
 
-test: install system-deps services
+# Lint and format are checked before the suite runs (settings: tool.ruff in pyproject.toml); `ruff format .`
+# and `ruff check --fix .` mend most findings.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install system-deps services lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install

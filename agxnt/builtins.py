@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -116,7 +116,7 @@ class WaitAgent(Agent):
         finished_at: datetime
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         remaining = input.seconds
         while remaining > 0:
             ctx.check_cancelled()
@@ -124,7 +124,7 @@ class WaitAgent(Agent):
             await asyncio.sleep(step)
             remaining -= step
             ctx.progress(1 - remaining / input.seconds if input.seconds else 1.0)
-        return self.Output(value=input.value, started_at=started, finished_at=datetime.now(timezone.utc))
+        return self.Output(value=input.value, started_at=started, finished_at=datetime.now(UTC))
 
 
 class HttpRequestAgent(Agent):
@@ -157,23 +157,30 @@ class HttpRequestAgent(Agent):
             try:
                 async with client.stream(
                     # an empty params would replace the URL's own query string rather than add nothing
-                    input.method, input.url, headers=input.headers, params=input.params or None,
+                    input.method,
+                    input.url,
+                    headers=input.headers,
+                    params=input.params or None,
                     json=input.json_body if input.json_body is not None else None,
                 ) as resp:
                     content = bytearray()
                     async for chunk in resp.aiter_bytes():
                         content += chunk
                         if len(content) > limit:
-                            raise AgentError(f"{input.url} answered more than {limit} bytes", field="url",
-                                             status_code=502)
+                            raise AgentError(
+                                f"{input.url} answered more than {limit} bytes", field="url", status_code=502
+                            )
             except EgressDenied as exc:
                 raise EgressDenied(exc.message, field="url") from None
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise AgentError(f"request to {input.url} failed: {exc}", field="url") from None
         text = bytes(content).decode(resp.encoding or "utf-8", errors="replace")
         if input.fail_on_error and resp.status_code >= 400:
-            raise AgentError(f"{input.method} {input.url} answered {resp.status_code}: {text[:200]}",
-                             field="url", status_code=502 if resp.status_code >= 500 else 400)
+            raise AgentError(
+                f"{input.method} {input.url} answered {resp.status_code}: {text[:200]}",
+                field="url",
+                status_code=502 if resp.status_code >= 500 else 400,
+            )
         try:
             body = json.loads(text) if text else None
         except ValueError:
@@ -207,10 +214,12 @@ class ApproveAgent(Agent):
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         if input.response is None:
-            raise AgentError("hitl.approve needs an answer: it runs inside a workflow, which pauses for it",
-                             field="response")
+            raise AgentError(
+                "hitl.approve needs an answer: it runs inside a workflow, which pauses for it", field="response"
+            )
         if not input.response.approved:
-            raise AgentError(f"rejected: {input.response.comment or 'no reason given'}", field="response",
-                             status_code=409)
+            raise AgentError(
+                f"rejected: {input.response.comment or 'no reason given'}", field="response", status_code=409
+            )
         value = input.response.value if input.response.value is not None else input.value
         return self.Output(approved=True, value=value, comment=input.response.comment)

@@ -21,8 +21,10 @@ def _catalogue() -> PlatformClient:
 
 
 @app.command("list")
-def list_agents(family: str | None = typer.Option(None, help="Only this family (e.g. Memory, Web)"),
-                as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+def list_agents(
+    family: str | None = typer.Option(None, help="Only this family (e.g. Memory, Web)"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
     """List every registered agent with its family, version and needs."""
     with _catalogue() as platform:
         items = platform.get("/v1/agents", params={"family": family} if family else None)["items"]
@@ -33,9 +35,16 @@ def list_agents(family: str | None = typer.Option(None, help="Only this family (
     table.columns[0].overflow = "fold"
     for info in items:
         r = info["resources"]
-        needs = ", ".join(x for x in [r.get("runtime") or "", "network" if r.get("network") else "",
-                                     "browser" if r.get("browser") else "",
-                                     f"{r['gpu']} gpu" if r.get("gpu") else ""] if x)
+        needs = ", ".join(
+            x
+            for x in [
+                r.get("runtime") or "",
+                "network" if r.get("network") else "",
+                "browser" if r.get("browser") else "",
+                f"{r['gpu']} gpu" if r.get("gpu") else "",
+            ]
+            if x
+        )
         table.add_row(info["id"], info["name"], info["family"], info["version"], needs)
     console.print(table)
 

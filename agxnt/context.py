@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from cxmpute.settings import Settings, get_settings
-
 from agxnt.errors import AgentError
+from cxmpute.settings import Settings, get_settings
 
 ProgressFn = Callable[[float, str | None], None]
 
@@ -76,16 +75,27 @@ class Services:
 
         return EgressPolicy.from_settings(self.settings)
 
-    def http(self, *, base_url: str = "", headers: dict[str, str] | None = None, timeout: float | None = None,
-             max_redirects: int = MAX_REDIRECTS):  # -> httpx.AsyncClient
+    def http(
+        self,
+        *,
+        base_url: str = "",
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        max_redirects: int = MAX_REDIRECTS,
+    ):  # -> httpx.AsyncClient
         """The HTTP client for everything an agent requests: each request and each redirect hop passes the
         egress policy. Proxies from the environment are ignored, since a proxy would connect on its own."""
+        from agxnt.web.egress import GuardedTransport
         from cxmpute.http import async_client
 
-        from agxnt.web.egress import GuardedTransport
-
-        return async_client(base_url=base_url, headers=headers or {}, timeout=timeout, max_redirects=max_redirects,
-                            transport=GuardedTransport(self.egress), trust_env=False)
+        return async_client(
+            base_url=base_url,
+            headers=headers or {},
+            timeout=timeout,
+            max_redirects=max_redirects,
+            transport=GuardedTransport(self.egress),
+            trust_env=False,
+        )
 
 
 _default_services: Services | None = None

@@ -10,12 +10,11 @@ from typing import Any
 
 from pydantic import Field
 
-from compute.functions import invocations
-from compute.functions.invocations import InvocationOut, InvokeIn
-
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
+from compute.functions import invocations
+from compute.functions.invocations import InvocationOut, InvokeIn
 
 
 class InvokeFunction(Agent):
@@ -30,8 +29,9 @@ class InvokeFunction(Agent):
     class Input(InvokeIn):
         name: str = Field(..., min_length=1, max_length=63, description="The function's name")
         event: Any = Field(None, description="The JSON value passed to handler(event, context)")
-        fail_on_error: bool = Field(True, description="Fail the node when the function fails, instead of "
-                                                      "reporting it in the output")
+        fail_on_error: bool = Field(
+            True, description="Fail the node when the function fails, instead of reporting it in the output"
+        )
 
     class Output(InvocationOut):
         pass
@@ -40,6 +40,9 @@ class InvokeFunction(Agent):
         request = InvokeIn(event=input.event, version=input.version, price_max_gwei=input.price_max_gwei)
         record = await invocations.invoke(ctx.settings, ctx.owner, input.name, request)
         if input.fail_on_error and record.status != "ok":
-            raise AgentError(f"function {input.name!r} failed ({record.status}): {record.error}",
-                             field="name", status_code=record.error_status or 422)
+            raise AgentError(
+                f"function {input.name!r} failed ({record.status}): {record.error}",
+                field="name",
+                status_code=record.error_status or 422,
+            )
         return self.Output(**record.model_dump())

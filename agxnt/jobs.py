@@ -30,8 +30,9 @@ async def run_agent(payload: dict[str, Any], owner: str) -> dict[str, Any]:
     """
     job = AgentJob.model_validate(payload)
     cls = registry.get(job.agent, job.version)
-    ctx = AgentContext(owner=owner, run_id=job.run_id, node_id=job.node_id, deadline=job.deadline,
-                       max_iterations=job.max_iterations)
+    ctx = AgentContext(
+        owner=owner, run_id=job.run_id, node_id=job.node_id, deadline=job.deadline, max_iterations=job.max_iterations
+    )
     try:
         output = await cls()(job.inputs, ctx)
     except ValidationError as exc:

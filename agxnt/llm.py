@@ -80,8 +80,9 @@ class LocalChatModel(BaseChatModel):
         # base models without a chat template get a plain transcript ending on the assistant's turn
         return "".join(f"{t['role']}: {t['content']}\n" for t in turns) + "assistant:"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         import torch
 
         loaded = self._model()
@@ -95,11 +96,13 @@ class LocalChatModel(BaseChatModel):
             keep = max(1, limit - max_new)
             inputs = {k: v[:, -keep:] for k, v in inputs.items()}
             max_new = min(max_new, limit - inputs["input_ids"].shape[1])
-        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        )
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         with loaded.lock, torch.inference_mode():
             out = loaded.model.generate(**inputs, max_new_tokens=max(1, max_new), pad_token_id=pad, **sampling)
-        new_tokens = out[0, inputs["input_ids"].shape[1]:]
+        new_tokens = out[0, inputs["input_ids"].shape[1] :]
         text = tok.decode(new_tokens, skip_special_tokens=True)
         for s in stop or []:
             text = text.split(s, 1)[0]
@@ -125,9 +128,12 @@ async def complete(ctx: AgentContext, messages: list, *, field: str = "llm") -> 
     except AgentError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model client raises its own transport and API error types
-        raise ModelUnavailable(f"the language model failed ({type(exc).__name__}: {exc}); the platform LLM is set "
-                               "with CXMPUTE_LLM_BASE_URL (an OpenAI-compatible URL) or CXMPUTE_LLM_MODEL (a local "
-                               "model)", field=field) from None
+        raise ModelUnavailable(
+            f"the language model failed ({type(exc).__name__}: {exc}); the platform LLM is set "
+            "with CXMPUTE_LLM_BASE_URL (an OpenAI-compatible URL) or CXMPUTE_LLM_MODEL (a local "
+            "model)",
+            field=field,
+        ) from None
     content = reply.content
     if isinstance(content, list):
         content = "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content)
@@ -139,7 +145,8 @@ def no_language_model(gateway: str, model: str) -> NoLanguageModel:
         f"no language model is configured: no provider on the platform's gateway ({gateway}) serves {model!r}. "
         f"Serve a model folder as it with `cxmpute inference serve --model {model}=FOLDER --provision ID`, or set "
         "CXMPUTE_LLM_BASE_URL to an OpenAI-compatible server (or CXMPUTE_LLM_MODEL to a local model folder)",
-        field="CXMPUTE_LLM_BASE_URL")
+        field="CXMPUTE_LLM_BASE_URL",
+    )
 
 
 @lru_cache(maxsize=1)
@@ -188,8 +195,9 @@ def chat_model(settings: Settings, *, owner: str | None = None, **overrides: Any
         overrides.setdefault("http_async_client", async_client(timeout=120.0, follow_redirects=False))
         overrides.setdefault("http_client", client(timeout=120.0, follow_redirects=False))
         key = _gateway_session(owner) if gateway and owner else settings.llm_api_key
-        return (_gateway_model() if gateway else ChatOpenAI)(base_url=base_url, api_key=key,
-                                                             model=settings.llm_model or GATEWAY_MODEL, **overrides)
+        return (_gateway_model() if gateway else ChatOpenAI)(
+            base_url=base_url, api_key=key, model=settings.llm_model or GATEWAY_MODEL, **overrides
+        )
     return LocalChatModel(model_id=settings.llm_model, **overrides)
 
 

@@ -2,9 +2,9 @@
 one JSON answer per line on stdout.
 
 It runs as a script (``python -I agxnt/template_worker.py [UID GID]``) so that it imports Jinja and the
-standard library only, then becomes UID:GID when given. Templates are untrusted: the parent kills this process when a render outlives its time
-cap, a memory limit turns a giant allocation into an error, and the output is counted while it is
-generated, so an oversized result is refused before it is ever built.
+standard library only, then becomes UID:GID when given. Templates are untrusted: the parent kills this
+process when a render outlives its time cap, a memory limit turns a giant allocation into an error, and the
+output is counted while it is generated, so an oversized result is refused before it is ever built.
 """
 
 from __future__ import annotations
@@ -24,12 +24,21 @@ PR_SET_PDEATHSIG = 1
 MESSAGE_CHARS = 500
 # What Jinja and its filters import lazily, loaded before the worker drops to a user that may not be able
 # to read the interpreter's files; the warm-up render compiles the paths imports do not reach.
-LAZY_IMPORTS = ("encodings.unicode_escape", "encodings.raw_unicode_escape", "encodings.utf_16", "encodings.utf_32",
-                "encodings.latin_1", "encodings.ascii", "encodings.idna", "pprint", "textwrap")
+LAZY_IMPORTS = (
+    "encodings.unicode_escape",
+    "encodings.raw_unicode_escape",
+    "encodings.utf_16",
+    "encodings.utf_32",
+    "encodings.latin_1",
+    "encodings.ascii",
+    "encodings.idna",
+    "pprint",
+    "textwrap",
+)
 WARM_UP = """{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}
 {{ 'a\\n\\u00e9' }}{{ ns.n }}{{ [1, 2] | join(',') }}{{ {'a': 1} | pprint }}{{ ('w ' * 50) | wordwrap(20) }}
 {{ 'x' | tojson }}{{ 'a b' | urlencode }}{{ '{} {}'.format(1, 2) }}{{ '%s' % 1 }}{{ lipsum(1) | length > 0 }}
-{{ [3, 1] | sort | first }}{{ 'Ab' | lower | title | center(4) | trim }}{{ 1.5 | round | int }}{{ cycler(1, 2).next() }}"""
+{{ [3, 1] | sort | first }}{{ 'Ab' | lower | title | center(4) | trim }}{{ 1.5 | round | int }}{{ cycler(1, 2).next() }}"""  # noqa: E501
 
 
 def render(env: SandboxedEnvironment, request: dict) -> dict:

@@ -25,10 +25,9 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from cxmpute.settings import Settings
-
 from agxnt.errors import AgentError
 from agxnt.untrusted import Identity, drop_to
+from cxmpute.settings import Settings
 
 WORKER = Path(__file__).with_name("template_worker.py")
 START_TIMEOUT_S = 30.0
@@ -52,9 +51,15 @@ class _Worker:
         # drops to ``user`` itself once its imports are done, since the interpreter may live where only the
         # platform's user can read.
         ids = [] if user is None else [str(user.uid), str(user.gid)]
-        self.proc = subprocess.Popen([sys.executable, "-I", str(WORKER), *ids], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
-                                     cwd="/", env={})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", str(WORKER), *ids],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            cwd="/",
+            env={},
+        )
         self._buffer = b""
         if self.read_line(time.monotonic() + START_TIMEOUT_S, 64) != b"ready":
             self.kill()
@@ -104,8 +109,9 @@ class _Pool:
     def executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1),
-                                                    thread_name_prefix="cxmpute-template")
+                self._executor = ThreadPoolExecutor(
+                    max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="cxmpute-template"
+                )
             return self._executor
 
     def take(self, user: Identity | None) -> _Worker:
@@ -128,8 +134,9 @@ class _Pool:
         try:
             worker = self.take(user)
         except (_WorkerGone, OSError) as exc:
-            raise TemplateFailed(f"the template renderer could not start: {exc}", field="template",
-                                 status_code=503) from None
+            raise TemplateFailed(
+                f"the template renderer could not start: {exc}", field="template", status_code=503
+            ) from None
         try:
             worker.send(request)
             line = worker.read_line(time.monotonic() + timeout, max_chars * _ANSWER_BYTES_PER_CHAR + 4096)
@@ -158,24 +165,33 @@ async def render_template(template: str, variables: dict[str, Any], settings: Se
         values = to_jsonable_python(variables, fallback=str)
     except ValueError as exc:  # bytes that are not UTF-8, a value that contains itself
         raise AgentError(f"template variables must be JSON values: {exc}", field="variables") from None
-    request = json.dumps({
-        "template": template,
-        "variables": values,
-        "max_chars": settings.template_max_output_chars,
-        "max_memory_mb": settings.template_max_memory_mb,
-    }).encode()
+    request = json.dumps(
+        {
+            "template": template,
+            "variables": values,
+            "max_chars": settings.template_max_output_chars,
+            "max_memory_mb": settings.template_max_memory_mb,
+        }
+    ).encode()
     answer = await asyncio.get_running_loop().run_in_executor(
-        _pool.executor(), _pool.render, request, drop_to(settings), settings.template_timeout_s,
-        settings.template_max_output_chars)
+        _pool.executor(),
+        _pool.render,
+        request,
+        drop_to(settings),
+        settings.template_timeout_s,
+        settings.template_max_output_chars,
+    )
     if "text" in answer:
         return answer["text"]
     error, message = answer.get("error"), str(answer.get("message", ""))
     if error == "undefined":
         raise AgentError(f"template variable missing: {message}", field="variables")
     if error == "too_long":
-        raise TemplateFailed(f"the template's output is longer than {settings.template_max_output_chars} characters",
-                             field="template")
+        raise TemplateFailed(
+            f"the template's output is longer than {settings.template_max_output_chars} characters", field="template"
+        )
     if error == "memory":
-        raise TemplateFailed(f"the template needs more than {settings.template_max_memory_mb} MB to render",
-                             field="template")
+        raise TemplateFailed(
+            f"the template needs more than {settings.template_max_memory_mb} MB to render", field="template"
+        )
     raise AgentError(f"template error: {message}", field="template")

@@ -71,26 +71,39 @@ class ToolAgent(Agent):
         prompt: str = Field(..., min_length=1, description="The task for the model")
         # The builder edits this with an agent picker, which leaves out the agents that _refusal would refuse:
         # worked out when the schema is built, so that the picker and the run apply the same rule.
-        tools: list[str] = Field(default_factory=list, max_length=32,
-                                 description="Agent ids (e.g. io.template) or fn:<name> for your deployed functions",
-                                 json_schema_extra=lambda schema: schema.update({
-                                     "x-cxmpute-widget": "agent-list",
-                                     "x-cxmpute-exclude": [i for i in registry.ids() if _refusal(registry.get(i))]}))
+        tools: list[str] = Field(
+            default_factory=list,
+            max_length=32,
+            description="Agent ids (e.g. io.template) or fn:<name> for your deployed functions",
+            json_schema_extra=lambda schema: schema.update(
+                {
+                    "x-cxmpute-widget": "agent-list",
+                    "x-cxmpute-exclude": [i for i in registry.ids() if _refusal(registry.get(i))],
+                }
+            ),
+        )
         mcp_servers: list[UrlSource | CommandSource] = Field(
-            default_factory=list, max_length=8,
+            default_factory=list,
+            max_length=8,
             description="MCP servers whose tools the model may call too: {url, headers} over streamable HTTP "
-                        "(through the egress policy) or {command} run in the sandbox without network; each tool "
-                        "is named mcp:<its name> in steps and tool_choice")
+            "(through the egress policy) or {command} run in the sandbox without network; each tool "
+            "is named mcp:<its name> in steps and tool_choice",
+        )
         system: str | None = Field(None, description="System message, before the prompt")
         model: str | None = Field(None, description="Model name on the gateway; default: the platform's model")
         tool_choice: Literal["auto", "required"] | list[str] = Field(
-            "auto", description="For every step, or one per step: auto, required, none, or a tool from `tools` "
-                                "to force that call; steps past the list use auto")
-        max_steps: int = Field(8, ge=1, le=64, description="Most model steps that may call tools (the run's "
-                                                          "max_iterations caps it too)")
+            "auto",
+            description="For every step, or one per step: auto, required, none, or a tool from `tools` "
+            "to force that call; steps past the list use auto",
+        )
+        max_steps: int = Field(
+            8, ge=1, le=64, description="Most model steps that may call tools (the run's max_iterations caps it too)"
+        )
         event_schemas: dict[str, dict[str, Any]] = Field(
-            default_factory=dict, description="JSON Schema of the event each fn: tool takes, by its name in "
-                                              "`tools`: the model is shown it (a constrained model keeps to it)")
+            default_factory=dict,
+            description="JSON Schema of the event each fn: tool takes, by its name in "
+            "`tools`: the model is shown it (a constrained model keeps to it)",
+        )
         max_tokens: int | None = Field(None, ge=1, le=32768, description="Most tokens per model reply")
         temperature: float | None = Field(None, ge=0.0, le=2.0)
 
@@ -101,11 +114,13 @@ class ToolAgent(Agent):
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         resolved = await resolve_tools(input.tools, ctx, input.event_schemas, input.mcp_servers)
         tools = {tool.name: (label, tool) for label, tool in resolved.items()}
-        choices = step_choices(input.tool_choice, {label: tool.name for label, tool in resolved.items()},
-                               input.max_steps)
+        choices = step_choices(
+            input.tool_choice, {label: tool.name for label, tool in resolved.items()}, input.max_steps
+        )
         llm = _model(ctx, input.model)
-        options = {k: v for k, v in (("max_tokens", input.max_tokens), ("temperature", input.temperature))
-                   if v is not None}
+        options = {
+            k: v for k, v in (("max_tokens", input.max_tokens), ("temperature", input.temperature)) if v is not None
+        }
         bound = list(resolved.values())
         messages: list[BaseMessage] = [SystemMessage(input.system)] if input.system else []
         messages.append(HumanMessage(input.prompt))
@@ -127,15 +142,22 @@ class ToolAgent(Agent):
         return self.Output(answer=_text(reply), steps=steps)
 
 
-async def resolve_tools(names: list[str], ctx: AgentContext, event_schemas: dict[str, dict[str, Any]] | None = None,
-                        mcp_servers: list[McpSource] | None = None) -> dict[str, BaseTool]:
+async def resolve_tools(
+    names: list[str],
+    ctx: AgentContext,
+    event_schemas: dict[str, dict[str, Any]] | None = None,
+    mcp_servers: list[McpSource] | None = None,
+) -> dict[str, BaseTool]:
     """The tools ``names`` stand for, then those of ``mcp_servers`` (named ``mcp:<name>``), each running for
     ``ctx``'s owner, by name; a name that is unknown, repeated or not callable from this agent is an error
     naming ``tools``. ``event_schemas`` describe the events of the ``fn:`` tools, by name."""
     schemas = event_schemas or {}
     if stray := sorted(set(schemas) - {n for n in names if n.startswith(FUNCTION_PREFIX)}):
-        raise AgentError(f"event_schemas names {', '.join(stray)}, which are not fn: tools in `tools`",
-                         field="event_schemas", status_code=422)
+        raise AgentError(
+            f"event_schemas names {', '.join(stray)}, which are not fn: tools in `tools`",
+            field="event_schemas",
+            status_code=422,
+        )
     tools: list[tuple[str, BaseTool]] = []
     inner = dataclasses.replace(ctx, on_progress=None)  # a tool's own progress is not this node's
     for name in names:
@@ -146,21 +168,28 @@ async def resolve_tools(names: list[str], ctx: AgentContext, event_schemas: dict
     for source in mcp_servers or []:
         tools += [(MCP_PREFIX + tool.name, tool) for tool in await mcp_tools(source, inner)]
     if not tools:
-        raise AgentError("no tools: name agents or functions in `tools`, or servers in `mcp_servers`",
-                         field="tools", status_code=422)
+        raise AgentError(
+            "no tools: name agents or functions in `tools`, or servers in `mcp_servers`", field="tools", status_code=422
+        )
     seen: dict[str, str] = {}
     for name, tool in tools:
         if tool.name in seen:
-            raise AgentError(f"tools {seen[tool.name]!r} and {name!r} have the same tool name {tool.name!r}",
-                             field="tools", status_code=422)
+            raise AgentError(
+                f"tools {seen[tool.name]!r} and {name!r} have the same tool name {tool.name!r}",
+                field="tools",
+                status_code=422,
+            )
         seen[tool.name] = name
     return dict(tools)
 
 
 def _agent_tool(agent_id: str, ctx: AgentContext) -> BaseTool:
     if not registry.has(agent_id):
-        raise AgentError(f"unknown tool {agent_id!r}: not an agent id (functions are named fn:<name>)",
-                         field="tools", status_code=422)
+        raise AgentError(
+            f"unknown tool {agent_id!r}: not an agent id (functions are named fn:<name>)",
+            field="tools",
+            status_code=422,
+        )
     cls = registry.get(agent_id)
     if refusal := _refusal(cls):
         raise AgentError(f"tool {agent_id!r} cannot be used here: {refusal}", field="tools", status_code=422)
@@ -192,8 +221,11 @@ async def _function_tool(name: str, ctx: AgentContext, event_schema: dict[str, A
     try:
         await asyncio.to_thread(functions.version, ctx.settings, ctx.owner, name)
     except NotFound:
-        raise AgentError(f"unknown tool {FUNCTION_PREFIX}{name}: you have no function {name!r} deployed",
-                         field="tools", status_code=422) from None
+        raise AgentError(
+            f"unknown tool {FUNCTION_PREFIX}{name}: you have no function {name!r} deployed",
+            field="tools",
+            status_code=422,
+        ) from None
 
     async def _invoke(event: Any = None) -> Any:
         output = await InvokeFunction()({"name": name, "event": event}, ctx)
@@ -204,21 +236,30 @@ async def _function_tool(name: str, ctx: AgentContext, event_schema: dict[str, A
 
     event = {**(event_schema or _ANY_EVENT), "description": "The event the function's handler receives"}
     return StructuredTool.from_function(
-        func=_invoke_sync, coroutine=_invoke, name=tool_name(f"fn_{name}"),
+        func=_invoke_sync,
+        coroutine=_invoke,
+        name=tool_name(f"fn_{name}"),
         args_schema={"type": "object", "properties": {"event": event}, "required": ["event"]},
-        description=f"Call the deployed function {name!r} with an event; returns the handler's result.")
+        description=f"Call the deployed function {name!r} with an event; returns the handler's result.",
+    )
 
 
 def _readable(reply: AIMessage, labels: dict[str, str]) -> tuple[AIMessage, dict[str, ToolStep]]:
     """``reply`` with its unreadable calls (arguments that are no JSON object, say cut off by the token limit)
     kept as calls without arguments, so the history stays valid to send back; and their failed steps by id."""
-    failed = {call["id"] or "": ToolStep(tool=labels.get(call["name"] or "", call["name"] or ""),
-                                         error=f"the arguments were not a JSON object: {(call['args'] or '')[:200]!r}")
-              for call in reply.invalid_tool_calls}
+    failed = {
+        call["id"] or "": ToolStep(
+            tool=labels.get(call["name"] or "", call["name"] or ""),
+            error=f"the arguments were not a JSON object: {(call['args'] or '')[:200]!r}",
+        )
+        for call in reply.invalid_tool_calls
+    }
     if not failed:
         return reply, {}
-    kept = [{"name": call["name"] or "", "args": {}, "id": call["id"], "type": "tool_call"}
-            for call in reply.invalid_tool_calls]
+    kept = [
+        {"name": call["name"] or "", "args": {}, "id": call["id"], "type": "tool_call"}
+        for call in reply.invalid_tool_calls
+    ]
     return reply.model_copy(update={"tool_calls": [*reply.tool_calls, *kept], "invalid_tool_calls": []}), failed
 
 
@@ -229,8 +270,11 @@ def step_choices(tool_choice: str | list[str], names: dict[str, str], steps: int
         return [tool_choice] * steps
     for choice in tool_choice:
         if choice not in STEP_CHOICES and choice not in names:
-            raise AgentError(f"tool_choice {choice!r} is neither one of {', '.join(STEP_CHOICES)} nor a tool in "
-                             "`tools`", field="tool_choice", status_code=422)
+            raise AgentError(
+                f"tool_choice {choice!r} is neither one of {', '.join(STEP_CHOICES)} nor a tool in `tools`",
+                field="tool_choice",
+                status_code=422,
+            )
     chosen = [choice if choice in STEP_CHOICES else names[choice] for choice in tool_choice[:steps]]
     return chosen + ["auto"] * (steps - len(chosen))
 
@@ -240,8 +284,11 @@ def _model(ctx: AgentContext, model: str | None) -> BaseChatModel:
     if model is None:
         return llm
     if "model_name" not in type(llm).model_fields:
-        raise AgentError(f"the platform's model is not chosen by name here, so {model!r} cannot be used; leave "
-                         "`model` empty", field="model", status_code=422)
+        raise AgentError(
+            f"the platform's model is not chosen by name here, so {model!r} cannot be used; leave `model` empty",
+            field="model",
+            status_code=422,
+        )
     return llm.model_copy(update={"model_name": model})
 
 
@@ -249,9 +296,12 @@ def _bind(llm: BaseChatModel, tools: list[BaseTool], choice: str, options: dict[
     try:
         return llm.bind_tools(tools, tool_choice=choice, **options)
     except NotImplementedError:
-        raise AgentError("the configured language model cannot call tools: set CXMPUTE_LLM_BASE_URL to an "
-                         "OpenAI-compatible server, or serve a model with a tool chat template on the gateway",
-                         field="model", status_code=422) from None
+        raise AgentError(
+            "the configured language model cannot call tools: set CXMPUTE_LLM_BASE_URL to an "
+            "OpenAI-compatible server, or serve a model with a tool chat template on the gateway",
+            field="model",
+            status_code=422,
+        ) from None
 
 
 async def _ask(model: Any, messages: list[BaseMessage]) -> AIMessage:

@@ -10,9 +10,8 @@ import os
 import pwd
 from dataclasses import dataclass
 
-from cxmpute.settings import Settings
-
 from agxnt.errors import AgentError
+from cxmpute.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,9 @@ def drop_to(settings: Settings) -> Identity | None:
     try:
         user = pwd.getpwnam(settings.untrusted_user)
     except KeyError:
-        raise AgentError(f"user {settings.untrusted_user!r} does not exist", field="untrusted_user",
-                         status_code=503) from None
+        raise AgentError(
+            f"user {settings.untrusted_user!r} does not exist", field="untrusted_user", status_code=503
+        ) from None
     if user.pw_uid == 0:
         raise AgentError("untrusted work may not run as root", field="untrusted_user", status_code=503)
     return Identity(settings.untrusted_user, user.pw_uid, user.pw_gid)

@@ -21,8 +21,15 @@ DRAGS = int(os.environ.get("CXMPUTE_BENCH_BUILDER_DRAGS", "3"))
 DRAG_STEPS = 60
 PAINT_TARGET_MS = 1000
 FRAME_TARGET_MS = 20
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # Records every animation frame's duration until stopped, so a drag's smoothness can be read back.
 FRAME_PROBE = """() => { window.__frames = []; let last = performance.now(); window.__probing = true;
@@ -32,11 +39,20 @@ FRAME_PROBE = """() => { window.__frames = []; let last = performance.now(); win
 
 def grid_document(n: int) -> dict:
     """A chain of n template nodes laid out on a grid, each feeding the next one's variables.x."""
-    nodes = [{"id": f"n{i}", "agent": "io.template", "params": {"template": "{{ x }}."},
-              "position": {"x": (i % 20) * 300, "y": (i // 20) * 180}} for i in range(n)]
+    nodes = [
+        {
+            "id": f"n{i}",
+            "agent": "io.template",
+            "params": {"template": "{{ x }}."},
+            "position": {"x": (i % 20) * 300, "y": (i // 20) * 180},
+        }
+        for i in range(n)
+    ]
     nodes[0]["params"]["variables"] = {"x": "seed"}
-    edges = [{"source": f"n{i}", "source_field": "text", "target": f"n{i + 1}", "target_field": "variables.x"}
-             for i in range(n - 1)]
+    edges = [
+        {"source": f"n{i}", "source_field": "text", "target": f"n{i + 1}", "target_field": "variables.x"}
+        for i in range(n - 1)
+    ]
     return {"name": f"grid of {n}", "nodes": nodes, "edges": edges}
 
 
@@ -136,33 +152,53 @@ def main() -> None:
 
     e = statistics.median(paints[0])
     rows = [["empty canvas (baseline)", f"{e:.0f}", f"{min(paints[0]):.0f}", "1.00×"]]
-    rows += [[f"{n:,}-node workflow", f"{statistics.median(paints[n]):.0f}", f"{min(paints[n]):.0f}",
-              f"{statistics.median(paints[n]) / e:.2f}×"] for n in SIZES]
+    rows += [
+        [
+            f"{n:,}-node workflow",
+            f"{statistics.median(paints[n]):.0f}",
+            f"{min(paints[n]):.0f}",
+            f"{statistics.median(paints[n]) / e:.2f}×",
+        ]
+        for n in SIZES
+    ]
     base_p50, base_p95 = statistics.median(drags[3]), q(drags[3], 0.95)
     frames = []
     for n, label in ((3, "3-node workflow (baseline)"), (NODES, f"{NODES:,}-node workflow")):
         f = drags[n]
         p50, p95 = statistics.median(f), q(f, 0.95)
-        frames.append([label, f"{p50:.1f}", f"{p95:.1f}", f"{max(f):.1f}", len(f),
-                       f"{p50 / base_p50:.2f}×", f"{p95 / base_p95:.2f}×"])
+        frames.append(
+            [
+                label,
+                f"{p50:.1f}",
+                f"{p95:.1f}",
+                f"{max(f):.1f}",
+                len(f),
+                f"{p50 / base_p50:.2f}×",
+                f"{p95 / base_p95:.2f}×",
+            ]
+        )
     big_paint, big_p95 = statistics.median(paints[NODES]), q(drags[NODES], 0.95)
-    verdict = (f"With {NODES:,} nodes: first paint {big_paint:.0f} ms (target under {PAINT_TARGET_MS} ms: "
-               f"{'met' if big_paint < PAINT_TARGET_MS else 'not met'}), drag p95 {big_p95:.1f} ms per frame "
-               f"(target {FRAME_TARGET_MS} ms or less: {'met' if big_p95 <= FRAME_TARGET_MS else 'not met'}).")
+    verdict = (
+        f"With {NODES:,} nodes: first paint {big_paint:.0f} ms (target under {PAINT_TARGET_MS} ms: "
+        f"{'met' if big_paint < PAINT_TARGET_MS else 'not met'}), drag p95 {big_p95:.1f} ms per frame "
+        f"(target {FRAME_TARGET_MS} ms or less: {'met' if big_p95 <= FRAME_TARGET_MS else 'not met'})."
+    )
     body = (
         f"First meaningful paint of the editor (navigation start → palette loaded and every node of the opened "
         f"workflow drawn, `performance.now()` in the page), Debian Chromium headless with `--disable-gpu`, median "
         f"and best of {REPEATS} loads of each page, the pages taking turns.\n\n"
         + table(["page", "median ms", "best ms", "vs empty"], rows)
         + f"\n\nFrame times while dragging the middle node {DRAG_STEPS} mouse steps with every node on screen "
-          f"(zoomed to fit), {DRAGS} drags of each canvas taking turns, frames pooled (requestAnimationFrame "
-          "deltas: 16.7 ms is 60 fps, a frame that misses one vsync reads 33.3 ms).\n\n"
-        + table(["canvas", "median frame ms", "p95 ms", "max ms", "frames", "median vs 3-node", "p95 vs 3-node"], frames)
+        f"(zoomed to fit), {DRAGS} drags of each canvas taking turns, frames pooled (requestAnimationFrame "
+        "deltas: 16.7 ms is 60 fps, a frame that misses one vsync reads 33.3 ms).\n\n"
+        + table(
+            ["canvas", "median frame ms", "p95 ms", "max ms", "frames", "median vs 3-node", "p95 vs 3-node"], frames
+        )
         + f"\n\n{verdict}\n\nLoad average at the start {load_before[0]:.1f} / {load_before[1]:.1f} / "
-          f"{load_before[2]:.1f} and at the end {load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f} "
-          f"(1/5/15 min) on {os.cpu_count()} cores: absolute page timings grow with other work on the machine, "
-          "the ratios carry over better.\n\n`CXMPUTE_BENCH_BUILDER_NODES` (the largest workflow), "
-          "`CXMPUTE_BENCH_BUILDER_REPEATS` (loads per page) and `CXMPUTE_BENCH_BUILDER_DRAGS` (drags per canvas) "
-          "scale the run."
+        f"{load_before[2]:.1f} and at the end {load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f} "
+        f"(1/5/15 min) on {os.cpu_count()} cores: absolute page timings grow with other work on the machine, "
+        "the ratios carry over better.\n\n`CXMPUTE_BENCH_BUILDER_NODES` (the largest workflow), "
+        "`CXMPUTE_BENCH_BUILDER_REPEATS` (loads per page) and `CXMPUTE_BENCH_BUILDER_DRAGS` (drags per canvas) "
+        "scale the run."
     )
     write_section("Visual builder", body)

@@ -48,10 +48,16 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cxmpute-bench-cli-") as tmp:
         port = _free_port()
-        env = {**os.environ, "CXMPUTE_HOME": str(Path(tmp) / "home"), "CXMPUTE_API_PORT": str(port),
-               "CXMPUTE_API_URL": f"http://127.0.0.1:{port}", "PREFECT_HOME": str(Path(tmp) / "prefect")}
-        server = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "CXMPUTE_HOME": str(Path(tmp) / "home"),
+            "CXMPUTE_API_PORT": str(port),
+            "CXMPUTE_API_URL": f"http://127.0.0.1:{port}",
+            "PREFECT_HOME": str(Path(tmp) / "prefect"),
+        }
+        server = subprocess.Popen(
+            [*CLI, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             deadline = time.monotonic() + 120
             while True:
@@ -77,13 +83,23 @@ def main() -> None:
     for name, runs in times.items():
         runs.sort()
         median = statistics.median(runs)
-        rows.append([name, len(runs), round(median * 1000), round(runs[int(0.9 * (len(runs) - 1))] * 1000),
-                     f"{median / base:.1f}", f"{(median - base) * 1000:.0f}"])
-    write_section("CLI wall time", table(["command", "runs", "median ms", "p90 ms", "x baseline",
-                                          "ms over baseline"], rows) +
-                  f"\n\nEach command is a fresh process (a returning user: signed in once, session kept), "
-                  f"interleaved with the baseline, against `cxmpute serve` on this machine; runs scale with "
-                  f"`CXMPUTE_BENCH_CLI_RUNS` (this run: {RUNS}).")
+        rows.append(
+            [
+                name,
+                len(runs),
+                round(median * 1000),
+                round(runs[int(0.9 * (len(runs) - 1))] * 1000),
+                f"{median / base:.1f}",
+                f"{(median - base) * 1000:.0f}",
+            ]
+        )
+    write_section(
+        "CLI wall time",
+        table(["command", "runs", "median ms", "p90 ms", "x baseline", "ms over baseline"], rows)
+        + f"\n\nEach command is a fresh process (a returning user: signed in once, session kept), "
+        f"interleaved with the baseline, against `cxmpute serve` on this machine; runs scale with "
+        f"`CXMPUTE_BENCH_CLI_RUNS` (this run: {RUNS}).",
+    )
 
 
 if __name__ == "__main__":

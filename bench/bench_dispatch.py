@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, task
@@ -60,7 +60,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _ts(moment: datetime) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -92,18 +92,18 @@ def main() -> None:
 
     import httpx
     from eth_account import Account
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
+    from compute.chain import get_chain
     from compute.chain.client import web3_at
     from compute.ledger import Acct, post
-    from compute.chain import get_chain
     from compute.network import Network
-    from compute.store import Store
     from compute.provisions import Resources
+    from compute.store import Store
     from compute.worker import jobs
     from compute.worker.dispatch import Dispatcher
     from compute.worker.jobs import JobSpec
     from flows.server import client_env, free_port, start_server, stop_server, use_api
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
 
     prefect_port = free_port()
     prefect = start_server(home / "prefect", prefect_port)
@@ -115,8 +115,7 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
 
     def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(proc)
         return proc
 
@@ -127,20 +126,49 @@ def main() -> None:
         w3 = web3_at(api + "/v1/chain/rpc", get_settings().resolved_operator_token())
         for i in range(WORKERS):
             wallet = Account.create()
-            w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-                {"from": w3.eth.accounts[0], "to": wallet.address, "value": 10 * 10**18}))
+            w3.eth.wait_for_transaction_receipt(
+                w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": wallet.address, "value": 10 * 10**18})
+            )
             wdir = home / f"provider-{i}"
             wdir.mkdir()
-            spawn([sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", f"bench-{i}", "--price-gwei",
-                   "1", "--cpu", str(CONCURRENCY), "--memory-mb", "65536", "--stake-eth", "2", "--concurrency",
-                   str(CONCURRENCY)],
-                  {**base_env, "CXMPUTE_HOME": str(wdir), "PREFECT_HOME": str(wdir / "prefect"),
-                   "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex()}, wdir / "worker.log")
+            spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "cxmpute.cli",
+                    "provider",
+                    "start",
+                    "--name",
+                    f"bench-{i}",
+                    "--price-gwei",
+                    "1",
+                    "--cpu",
+                    str(CONCURRENCY),
+                    "--memory-mb",
+                    "65536",
+                    "--stake-eth",
+                    "2",
+                    "--concurrency",
+                    str(CONCURRENCY),
+                ],
+                {
+                    **base_env,
+                    "CXMPUTE_HOME": str(wdir),
+                    "PREFECT_HOME": str(wdir / "prefect"),
+                    "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(),
+                },
+                wdir / "worker.log",
+            )
         for i in range(WORKERS):  # the baseline's task workers read parameters from this process's result storage
-            spawn([sys.executable, "-c", "from bench.bench_dispatch import _serve_tasks; _serve_tasks()"],
-                  {**base_env, "PYTHONPATH": str(Path(__file__).parent.parent),
-                   "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value())},
-                  home / f"task-worker-{i}.log")
+            spawn(
+                [sys.executable, "-c", "from bench.bench_dispatch import _serve_tasks; _serve_tasks()"],
+                {
+                    **base_env,
+                    "PYTHONPATH": str(Path(__file__).parent.parent),
+                    "PREFECT_LOCAL_STORAGE_PATH": str(PREFECT_LOCAL_STORAGE_PATH.value()),
+                },
+                home / f"task-worker-{i}.log",
+            )
         active = {"kind": "agent", "status": "active"}
         while len(httpx.get(api + "/v1/market/provisions", params=active).json()) < WORKERS:
             for proc in procs:
@@ -151,16 +179,26 @@ def main() -> None:
         net = Network(Store(), get_chain())  # this process's own, on the platform's database, as an executor's
         owner = Account.create().address
         with net.store.write() as session:
-            post(session, key=f"bench-{owner}", kind="deposit",
-                 entries=[(Acct("chain", "bench"), -10**15), (Acct("user", owner), 10**15)])
+            post(
+                session,
+                key=f"bench-{owner}",
+                kind="deposit",
+                entries=[(Acct("chain", "bench"), -(10**15)), (Acct("user", owner), 10**15)],
+            )
         dispatcher = Dispatcher(net)
         serial = iter(range(10**9))
 
         def spec() -> JobSpec:
             i = next(serial)
-            return JobSpec(kind="agent", owner=owner, work_key=f"bench:{i}:node:1", price_max_gwei=10, timeout_s=300,
-                           resources=Resources(cpu=1, memory_mb=256),
-                           payload={"agent": "io.input", "version": "1", "inputs": {"value": i}})
+            return JobSpec(
+                kind="agent",
+                owner=owner,
+                work_key=f"bench:{i}:node:1",
+                price_max_gwei=10,
+                timeout_s=300,
+                resources=Resources(cpu=1, memory_mb=256),
+                payload={"agent": "io.input", "version": "1", "inputs": {"value": i}},
+            )
 
         async def dispatch_burst(n: int) -> tuple[float, list[jobs.JobOut], dict[str, float]]:
             returned: dict[str, float] = {}
@@ -222,26 +260,37 @@ def main() -> None:
         stop_server(prefect)
 
     ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
-    names = {"dispatch": f"Cxmpute dispatch: {WORKERS} provider workers (match, lease, push, run, settle)",
-             "prefect": f"Prefect background tasks: `task.delay()`, {WORKERS} task workers (baseline)",
-             "local": "Prefect tasks submitted in a flow in this process (baseline)"}
-    rows = [[names[k], f"{statistics.median(rates[k]):.1f}", ms(_pct(latency[k], 0.5)), ms(_pct(latency[k], 0.99))]
-            for k in names]
-    stage_rows = [[what, ms(_pct(stages[key], 0.5)), ms(_pct(stages[key], 0.99))] for key, what in (
-        ("claim", "job recorded → claimed for delivery (API poller)"),
-        ("push", "claimed → handler started on the worker (stream write, worker)"),
-        ("run", "handler started → result accepted (run, report, meter, close lease)"),
-        ("wake", "result accepted → dispatcher returns (job watcher)"))]
-    body = (f"A burst of {JOBS} trivial jobs per path, {ROUNDS} rounds interleaved (jobs/s: median of the rounds; "
-            "latencies pooled). Dispatch-to-start is, for Cxmpute, the job's record (lease placed) to its handler "
-            "starting on the provider worker; for the baselines, `delay()`/`submit()` to the task body starting.\n\n"
-            + table(["path", "jobs/s", "dispatch-to-start p50 ms", "p99 ms"], rows)
-            + f"\n\nWhere a dispatched job's time goes (p50 / p99 ms), over {len(stages['run'])} jobs spread over "
-              f"{len(providers)} providers:\n\n" + table(["stage", "p50 ms", "p99 ms"], stage_rows)
-            + f"\n\nEach provider offers {CONCURRENCY} one-CPU slots and runs {CONCURRENCY} jobs at once, so at most "
-              f"{WORKERS * CONCURRENCY} jobs are in flight; the rest of a burst waits in placement for capacity. All "
-              f"of it — Prefect server (SQLite), platform API, the platform database (SQLite), this dispatcher and "
-              f"the workers — shares this machine's {os.cpu_count()} cores.")
+    names = {
+        "dispatch": f"Cxmpute dispatch: {WORKERS} provider workers (match, lease, push, run, settle)",
+        "prefect": f"Prefect background tasks: `task.delay()`, {WORKERS} task workers (baseline)",
+        "local": "Prefect tasks submitted in a flow in this process (baseline)",
+    }
+    rows = [
+        [names[k], f"{statistics.median(rates[k]):.1f}", ms(_pct(latency[k], 0.5)), ms(_pct(latency[k], 0.99))]
+        for k in names
+    ]
+    stage_rows = [
+        [what, ms(_pct(stages[key], 0.5)), ms(_pct(stages[key], 0.99))]
+        for key, what in (
+            ("claim", "job recorded → claimed for delivery (API poller)"),
+            ("push", "claimed → handler started on the worker (stream write, worker)"),
+            ("run", "handler started → result accepted (run, report, meter, close lease)"),
+            ("wake", "result accepted → dispatcher returns (job watcher)"),
+        )
+    ]
+    body = (
+        f"A burst of {JOBS} trivial jobs per path, {ROUNDS} rounds interleaved (jobs/s: median of the rounds; "
+        "latencies pooled). Dispatch-to-start is, for Cxmpute, the job's record (lease placed) to its handler "
+        "starting on the provider worker; for the baselines, `delay()`/`submit()` to the task body starting.\n\n"
+        + table(["path", "jobs/s", "dispatch-to-start p50 ms", "p99 ms"], rows)
+        + f"\n\nWhere a dispatched job's time goes (p50 / p99 ms), over {len(stages['run'])} jobs spread over "
+        f"{len(providers)} providers:\n\n"
+        + table(["stage", "p50 ms", "p99 ms"], stage_rows)
+        + f"\n\nEach provider offers {CONCURRENCY} one-CPU slots and runs {CONCURRENCY} jobs at once, so at most "
+        f"{WORKERS * CONCURRENCY} jobs are in flight; the rest of a burst waits in placement for capacity. All "
+        f"of it — Prefect server (SQLite), platform API, the platform database (SQLite), this dispatcher and "
+        f"the workers — shares this machine's {os.cpu_count()} cores."
+    )
     write_section("Dispatch", body)
 
 

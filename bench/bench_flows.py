@@ -32,19 +32,33 @@ def fan_document(width: int) -> dict:
     for i in range(width):
         nodes.append({"id": f"t{i}", "agent": "io.template", "params": {"template": f"{i}:{{{{ x }}}}"}})
         edges.append({"source": "src", "source_field": "value", "target": f"t{i}", "target_field": "variables.x"})
-    nodes.append({"id": "join", "agent": "io.template",
-                  "params": {"template": "{{ " + " }}|{{ ".join(f"v{i}" for i in range(width)) + " }}"}})
-    edges += [{"source": f"t{i}", "source_field": "text", "target": "join", "target_field": f"variables.v{i}"}
-              for i in range(width)]
-    return {"name": "fan", "inputs": {"x": {"default": "hello"}}, "outputs": {"out": {"node": "join", "field": "text"}},
-            "nodes": nodes, "edges": edges}
+    nodes.append(
+        {
+            "id": "join",
+            "agent": "io.template",
+            "params": {"template": "{{ " + " }}|{{ ".join(f"v{i}" for i in range(width)) + " }}"},
+        }
+    )
+    edges += [
+        {"source": f"t{i}", "source_field": "text", "target": "join", "target_field": f"variables.v{i}"}
+        for i in range(width)
+    ]
+    return {
+        "name": "fan",
+        "inputs": {"x": {"default": "hello"}},
+        "outputs": {"out": {"node": "join", "field": "text"}},
+        "nodes": nodes,
+        "edges": edges,
+    }
 
 
 def chain_document(n: int) -> dict:
     nodes = [{"id": f"n{i}", "agent": "io.template", "params": {"template": "{{ x }}."}} for i in range(n)]
     nodes[0]["params"]["variables"] = {"x": "seed"}
-    edges = [{"source": f"n{i}", "source_field": "text", "target": f"n{i + 1}", "target_field": "variables.x"}
-             for i in range(n - 1)]
+    edges = [
+        {"source": f"n{i}", "source_field": "text", "target": f"n{i + 1}", "target_field": "variables.x"}
+        for i in range(n - 1)
+    ]
     return {"name": "big", "nodes": nodes, "edges": edges}
 
 
@@ -110,6 +124,7 @@ def main() -> None:
     use_api(f"http://127.0.0.1:{port}/api")
     rows = []
     try:
+
         @task(persist_result=True)
         def take(value: str) -> str:
             return value
@@ -131,36 +146,56 @@ def main() -> None:
             compiled = compile_workflow(fan_document(width))
             raw, ours = [], []
             for _ in range(REPEATS):  # interleaved so drift hits both alike
-                wall, cpu, expected = measure(lambda: handwritten("hello", width), proc.pid)
+                wall, cpu, expected = measure(lambda width=width: handwritten("hello", width), proc.pid)
                 raw.append((wall, cpu))
-                wall, cpu, got = measure(lambda: compiled({"x": "hello"})["out"], proc.pid)
+                wall, cpu, got = measure(lambda compiled=compiled: compiled({"x": "hello"})["out"], proc.pid)
                 ours.append((wall, cpu))
                 assert got == expected, (got, expected)
             rw, ow = statistics.median(w for w, _ in raw), statistics.median(w for w, _ in ours)
             rc, oc = statistics.median(c for _, c in raw), statistics.median(c for _, c in ours)
-            rows.append([str(width), f"{rw:.2f}", f"{ow:.2f}", f"{ow / rw:.2f}", f"{rc:.2f}", f"{oc:.2f}",
-                         f"{oc / rc:.2f}"])
+            rows.append(
+                [str(width), f"{rw:.2f}", f"{ow:.2f}", f"{ow / rw:.2f}", f"{rc:.2f}", f"{oc:.2f}", f"{oc / rc:.2f}"]
+            )
     finally:
         stop_server(proc)
 
     p, f = statistics.median(parse), statistics.median(full)
-    write_section("Workflow engine", "\n\n".join([
-        f"Fan-out workflow: 1 input → N template nodes in parallel → 1 join (N + 2 tasks), median of {REPEATS} "
-        "runs, compiled and hand-written interleaved, on one local Prefect server (SQLite). The hand-written flow "
-        "does the same work: the input as a task, every template rendered by the template worker, every result "
-        "persisted under a key of its inputs scoped to the run. Each run starts on an idle server: the server "
-        "records task-run states from events for seconds after a wide flow run returns, and without the wait "
-        "that backlog lands on whichever side runs next. CPU is this process's plus the Prefect server's until "
-        "the server is idle again (the template workers' is the same on both sides and not counted); on a "
-        f"loaded machine compare the CPU ratio. Load average at the end: {os.getloadavg()[0]:.1f}.",
-        table(["N", "hand-written s", "compiled s", "wall ratio", "hand-written CPU s", "compiled CPU s",
-               "CPU ratio"], rows),
-        f"Generated {BIG}-node workflow (a chain of templates): median of 5.",
-        table(["what", "median ms", "ratio"], [
-            ["parse document only (baseline)", f"{p * 1000:.1f}", "1.00"],
-            ["validate + compile", f"{f * 1000:.1f}", f"{f / p:.1f}"],
-        ]),
-    ]))
+    write_section(
+        "Workflow engine",
+        "\n\n".join(
+            [
+                f"Fan-out workflow: 1 input → N template nodes in parallel → 1 join (N + 2 tasks), median of {REPEATS} "
+                "runs, compiled and hand-written interleaved, on one local Prefect server (SQLite). "
+                "The hand-written flow "
+                "does the same work: the input as a task, every template rendered by the template worker, every result "
+                "persisted under a key of its inputs scoped to the run. Each run starts on an idle server: the server "
+                "records task-run states from events for seconds after a wide flow run returns, and without the wait "
+                "that backlog lands on whichever side runs next. CPU is this process's plus the Prefect server's until "
+                "the server is idle again (the template workers' is the same on both sides and not counted); on a "
+                f"loaded machine compare the CPU ratio. Load average at the end: {os.getloadavg()[0]:.1f}.",
+                table(
+                    [
+                        "N",
+                        "hand-written s",
+                        "compiled s",
+                        "wall ratio",
+                        "hand-written CPU s",
+                        "compiled CPU s",
+                        "CPU ratio",
+                    ],
+                    rows,
+                ),
+                f"Generated {BIG}-node workflow (a chain of templates): median of 5.",
+                table(
+                    ["what", "median ms", "ratio"],
+                    [
+                        ["parse document only (baseline)", f"{p * 1000:.1f}", "1.00"],
+                        ["validate + compile", f"{f * 1000:.1f}", f"{f / p:.1f}"],
+                    ],
+                ),
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

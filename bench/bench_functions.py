@@ -50,8 +50,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def _spawn(folder: Path, *flags: str) -> list[float]:
-    code = (f"import sys; sys.path.insert(0, {str(folder)!r}); import handler; "
-            f"handler.handler({EVENT!r}, None)")
+    code = f"import sys; sys.path.insert(0, {str(folder)!r}); import handler; handler.handler({EVENT!r}, None)"
     samples = []
     for _ in range(RUNS):
         start = time.perf_counter()
@@ -112,8 +111,9 @@ def _over_http(data: bytes) -> tuple[list[float], list[float]]:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.05)
-            http.put("/v1/functions/bench-echo", json={"package_base64": base64.b64encode(data).decode(),
-                                                       "memory_mb": 256}).raise_for_status()
+            http.put(
+                "/v1/functions/bench-echo", json={"package_base64": base64.b64encode(data).decode(), "memory_mb": 256}
+            ).raise_for_status()
             http.post("/v1/functions/bench-echo/invoke", json={"event": EVENT}).raise_for_status()  # the cold one
             health, invoke = [], []
             for _ in range(RUNS * 3):
@@ -143,28 +143,41 @@ def main() -> None:
         health, over_http = (_percentiles(s) for s in _over_http(data))
     rows = [
         ["`python3 -c` importing the handler and calling it once (cold baseline)", RUNS, *spawn, "1.00"],
-        ["the same with `-I`, the flags the pool starts its interpreters with", RUNS, *isolated,
-         f"{isolated[0] / spawn[0]:.2f}"],
-        ["function cold start: sandbox, unpack, interpreter, import, invoke", RUNS, *cold,
-         f"{cold[0] / spawn[0]:.2f}"],
+        [
+            "the same with `-I`, the flags the pool starts its interpreters with",
+            RUNS,
+            *isolated,
+            f"{isolated[0] / spawn[0]:.2f}",
+        ],
+        ["function cold start: sandbox, unpack, interpreter, import, invoke", RUNS, *cold, f"{cold[0] / spawn[0]:.2f}"],
         ["handler called in-process (warm baseline)", RUNS * 10, *direct, "1.00"],
-        ["function warm invoke: event to an idle sandboxed interpreter and back", RUNS * 10, *warm,
-         f"{warm[0] / direct[0]:.0f}"],
+        [
+            "function warm invoke: event to an idle sandboxed interpreter and back",
+            RUNS * 10,
+            *warm,
+            f"{warm[0] / direct[0]:.0f}",
+        ],
         ["`GET /healthz` on the platform API (HTTP baseline)", RUNS * 3, *health, "1.00"],
-        ["warm `POST /v1/functions/{name}/invoke`, recorded in the database", RUNS * 3, *over_http,
-         f"{over_http[0] / health[0]:.2f}"],
+        [
+            "warm `POST /v1/functions/{name}/invoke`, recorded in the database",
+            RUNS * 3,
+            *over_http,
+            f"{over_http[0] / health[0]:.2f}",
+        ],
     ]
     rows = [[r[0], r[1], f"{r[2]:.3f}", f"{r[3]:.3f}", r[4]] for r in rows]
     body = table(["path", "runs", "p50 ms", "p99 ms", "p50 vs its baseline"], rows)
-    body += (f"\n\nCold start p50 {cold[0]:.0f} ms against published AWS Lambda Python cold starts of ~100-500 ms "
-             f"and Firecracker's ~125 ms microVM boot (those include placement and, for Lambda, code download; "
-             f"this pool's package is already on the host). A warm invoke costs {warm[0]:.2f} ms: two pipe "
-             f"writes, JSON both ways and the answer file read from the sandbox's scratch directory — "
-             f"{warm[0] / direct[0]:.0f}x an in-process call, {spawn[0] / warm[0]:.0f}x faster than spawning "
-             f"`python3 -c`. Over HTTP a warm invoke costs {over_http[0]:.1f} ms, most of it the two database "
-             f"writes that record the invocation and then its outcome, logs and metrics (SQLite here). "
-             f"With {RUNS} cold runs the p99 is close to the maximum. The machine is shared, so "
-             f"figures move between runs; the ratios are measured in the same run.")
+    body += (
+        f"\n\nCold start p50 {cold[0]:.0f} ms against published AWS Lambda Python cold starts of ~100-500 ms "
+        f"and Firecracker's ~125 ms microVM boot (those include placement and, for Lambda, code download; "
+        f"this pool's package is already on the host). A warm invoke costs {warm[0]:.2f} ms: two pipe "
+        f"writes, JSON both ways and the answer file read from the sandbox's scratch directory — "
+        f"{warm[0] / direct[0]:.0f}x an in-process call, {spawn[0] / warm[0]:.0f}x faster than spawning "
+        f"`python3 -c`. Over HTTP a warm invoke costs {over_http[0]:.1f} ms, most of it the two database "
+        f"writes that record the invocation and then its outcome, logs and metrics (SQLite here). "
+        f"With {RUNS} cold runs the p99 is close to the maximum. The machine is shared, so "
+        f"figures move between runs; the ratios are measured in the same run."
+    )
     write_section("Serverless functions", body)
 
 

@@ -82,8 +82,14 @@ def fixed(targets: list[Target], requests: int) -> dict[str, list[float]]:
 
 
 async def _stream(http: httpx.AsyncClient, prompt: str) -> tuple[int, float]:
-    body = {"model": "bench", "prompt": prompt, "max_tokens": TOKENS, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "bench",
+        "prompt": prompt,
+        "max_tokens": TOKENS,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start, first, tokens = time.perf_counter(), None, 0
     async with http.stream("POST", "/v1/completions", json=body) as resp:
         resp.raise_for_status()
@@ -102,8 +108,10 @@ async def _concurrent(target: Target) -> tuple[int, float, list[float]]:
     from cxmpute.http import async_client
 
     limits = httpx.Limits(max_connections=STREAMS, max_keepalive_connections=STREAMS)
-    async with async_client(target.url, timeout=600.0, limits=limits,
-                            headers={"Authorization": f"Bearer {target.key}"}) as http:
+    async with async_client(
+        target.url, timeout=600.0, limits=limits, headers={"Authorization": f"Bearer {target.key}"}
+    ) as http:
+
         async def one_client(i: int) -> list[tuple[int, float]]:
             return [await _stream(http, PROMPTS[(i + r) % len(PROMPTS)]) for r in range(PER_STREAM)]
 
@@ -127,12 +135,37 @@ def _serve(source: str, device: str, home: Path, wallet, provision: str, api: st
     from tests.support.inference import SERVER_KEY
 
     port = free_port()
-    env = {**os.environ, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": wallet.account.key.hex(),
-           "CXMPUTE_API_URL": api}
-    proc = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "inference", "serve", "--model", f"bench={source}",
-                             "--port", str(port), "--device", device, "--max-batch", "32", "--provision", provision,
-                             "--api-key", SERVER_KEY], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "CXMPUTE_HOME": str(home),
+        "CXMPUTE_WALLET_KEY": wallet.account.key.hex(),
+        "CXMPUTE_API_URL": api,
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cxmpute.cli",
+            "inference",
+            "serve",
+            "--model",
+            f"bench={source}",
+            "--port",
+            str(port),
+            "--device",
+            device,
+            "--max-batch",
+            "32",
+            "--provision",
+            provision,
+            "--api-key",
+            SERVER_KEY,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -147,17 +180,36 @@ def _provider(http: httpx.Client, net) -> tuple[object, str]:
     auth = wallet.login(http)
     hw = HardwareProfile(cpu_count=64, cpu_model="bench", memory_mb=65536, disk_gb=100, benchmark_score=100.0)
     issued = int(time.time())
-    typed = {"provider": wallet.address, "name": "bench", "region": "local", "profileHash": hw.digest(),
-             "issuedAt": issued}
-    http.post("/v1/providers", headers=auth, json={
-        "name": "bench", "region": "local", "profile": hw.model_dump(), "issued_at": issued,
-        "signature": receipts.sign(net.domain, "ProviderRegistration", typed, account=wallet.account)}
+    typed = {
+        "provider": wallet.address,
+        "name": "bench",
+        "region": "local",
+        "profileHash": hw.digest(),
+        "issuedAt": issued,
+    }
+    http.post(
+        "/v1/providers",
+        headers=auth,
+        json={
+            "name": "bench",
+            "region": "local",
+            "profile": hw.model_dump(),
+            "issued_at": issued,
+            "signature": receipts.sign(net.domain, "ProviderRegistration", typed, account=wallet.account),
+        },
     ).raise_for_status()
     tx = wallet.call_vault("stake", STAKE_WEI)
     http.post("/v1/providers/stake", json={"tx_hash": tx}, headers=auth).raise_for_status()
-    resp = http.post("/v1/provisions", headers=auth, json={
-        "kind": "inference", "resources": {"cpu": 4 * STREAMS, "memory_mb": 16384}, "price_gwei": PRICE,
-        "models": ["bench"]})
+    resp = http.post(
+        "/v1/provisions",
+        headers=auth,
+        json={
+            "kind": "inference",
+            "resources": {"cpu": 4 * STREAMS, "memory_mb": 16384},
+            "price_gwei": PRICE,
+            "models": ["bench"],
+        },
+    )
     resp.raise_for_status()
     return wallet, resp.json()["id"]
 
@@ -189,8 +241,7 @@ def main() -> None:
         root = Path(tmp)
         label = source or "small Llama built from a config (random weights)"
         source = source or str(build_small_llm(root / "small-llm"))
-        with platform_api(root / "platform.db") as (http, net), \
-                multiprocessing.get_context("spawn").Pool(1) as pool:
+        with platform_api(root / "platform.db") as (http, net), multiprocessing.get_context("spawn").Pool(1) as pool:
             commits = [0]
             event.listen(get_engine(net.store.url), "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1))
             wallet, provision = _provider(http, net)
@@ -212,20 +263,37 @@ def main() -> None:
     _report(label, device, latencies, fixed_cost, runs)
 
 
-def _report(label: str, device: str, latencies: dict[str, list[float]], fixed_cost: Phase,
-            runs: dict[str, list[tuple[tuple[int, float, list[float]], Phase]]]) -> None:
+def _report(
+    label: str,
+    device: str,
+    latencies: dict[str, list[float]],
+    fixed_cost: Phase,
+    runs: dict[str, list[tuple[tuple[int, float, list[float]], Phase]]],
+) -> None:
     direct, gateway = latencies["direct"], latencies["gateway"]
     overhead = [pct(gateway, p) - pct(direct, p) for p in (50, 99)]
-    fixed_rows = [[name, len(values), round(pct(values, 50), 1), round(pct(values, 99), 1)]
-                  for name, values in (("direct", direct), ("gateway", gateway))]
+    fixed_rows = [
+        [name, len(values), round(pct(values, 50), 1), round(pct(values, 99), 1)]
+        for name, values in (("direct", direct), ("gateway", gateway))
+    ]
     fixed_rows.append(["gateway − direct", "", round(overhead[0], 1), round(overhead[1], 1)])
     best = {name: max(side, key=lambda run: run[0][0] / run[0][1]) for name, side in runs.items()}
     rate = {name: tokens / seconds for name, ((tokens, seconds, _), _) in best.items()}
     ttft = {name: pct(firsts, 50) * 1000 for name, ((_, _, firsts), _) in best.items()}
-    stream_rows = [[name, STREAMS * PER_STREAM, tokens, round(seconds, 2), round(rate[name], 1),
-                    round(ttft[name], 1), round(pct(firsts, 99) * 1000, 1), f"{rate[name] / rate['direct']:.2f}",
-                    f"{ttft[name] / ttft['direct']:.2f}"]
-                   for name, ((tokens, seconds, firsts), _) in best.items()]
+    stream_rows = [
+        [
+            name,
+            STREAMS * PER_STREAM,
+            tokens,
+            round(seconds, 2),
+            round(rate[name], 1),
+            round(ttft[name], 1),
+            round(pct(firsts, 99) * 1000, 1),
+            f"{rate[name] / rate['direct']:.2f}",
+            f"{ttft[name] / ttft['direct']:.2f}",
+        ]
+        for name, ((tokens, seconds, firsts), _) in best.items()
+    ]
     streams_cost = best["gateway"][1]
     requests = STREAMS * PER_STREAM
     body = f"""Model: {label} on {device}. The API (uvicorn, SQLite) and the provider's `cxmpute inference serve`
@@ -243,8 +311,22 @@ nothing).
 {STREAMS} concurrent streams, {PER_STREAM} requests each, {TOKENS} tokens per request; each side run {ROUNDS} times,
 alternating, its best run shown; ratios against direct in the same run.
 
-{table(["path", "requests", "tokens", "seconds", "tokens/s", "median first token ms", "p99 first token ms",
-        "x direct tokens/s", "x direct first token"], stream_rows)}
+{
+        table(
+            [
+                "path",
+                "requests",
+                "tokens",
+                "seconds",
+                "tokens/s",
+                "median first token ms",
+                "p99 first token ms",
+                "x direct tokens/s",
+                "x direct first token",
+            ],
+            stream_rows,
+        )
+    }
 
 In the best gateway run the API spent {streams_cost.cpu_s * 1000 / requests:.1f} ms of CPU and
 {streams_cost.commits / requests:.2f} database commits per stream."""

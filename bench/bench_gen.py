@@ -39,21 +39,38 @@ def video_rows(model: str) -> list[list]:
     from compute.inference import diffusion
 
     diffusion.generate_frames(model, "warm up", 2, size=SIZE, steps=1, seed=0)
-    one_by_one = _median(lambda: [diffusion.generate_frames(model, "a lighthouse", 1, size=SIZE, steps=STEPS, seed=i)
-                                  for i in range(FRAMES)])
+    one_by_one = _median(
+        lambda: [
+            diffusion.generate_frames(model, "a lighthouse", 1, size=SIZE, steps=STEPS, seed=i) for i in range(FRAMES)
+        ]
+    )
     batched = _median(lambda: diffusion.generate_frames(model, "a lighthouse", FRAMES, size=SIZE, steps=STEPS, seed=0))
-    return [[f"{FRAMES} frames, one pipeline call each (baseline)", round(one_by_one * 1000),
-             round(FRAMES / one_by_one, 1), "1.00"],
-            [f"{FRAMES} frames, {diffusion.FRAME_BATCH} per call (gen.video)", round(batched * 1000),
-             round(FRAMES / batched, 1), f"{one_by_one / batched:.2f}"]]
+    return [
+        [
+            f"{FRAMES} frames, one pipeline call each (baseline)",
+            round(one_by_one * 1000),
+            round(FRAMES / one_by_one, 1),
+            "1.00",
+        ],
+        [
+            f"{FRAMES} frames, {diffusion.FRAME_BATCH} per call (gen.video)",
+            round(batched * 1000),
+            round(FRAMES / batched, 1),
+            f"{one_by_one / batched:.2f}",
+        ],
+    ]
 
 
 def _plain_notebook(path: Path) -> None:
     """nbclient and its kernel in an ordinary child process: what the sandbox adds on top."""
     from agxnt.gen.notebook import RUNNER
 
-    subprocess.run([sys.executable, "-c", RUNNER, str(path), str(path.with_suffix(".json")), "60", "0"],
-                   check=True, capture_output=True, cwd=path.parent)
+    subprocess.run(
+        [sys.executable, "-c", RUNNER, str(path), str(path.with_suffix(".json")), "60", "0"],
+        check=True,
+        capture_output=True,
+        cwd=path.parent,
+    )
 
 
 async def _sandboxed_notebook(home: Path) -> None:
@@ -82,9 +99,14 @@ def notebook_rows() -> list[list]:
 
         plain_s = _median(plain)
         sandboxed_s = _median(lambda: asyncio.run(_sandboxed_notebook(Path(tmp) / "home")))
-    return [[f"{len(CELLS)} cells, nbclient in a plain child process (baseline)", round(plain_s * 1000), "1.00"],
-            [f"{len(CELLS)} cells, gen.notebook in the sandbox (build, run, store)", round(sandboxed_s * 1000),
-             f"{sandboxed_s / plain_s:.2f}"]]
+    return [
+        [f"{len(CELLS)} cells, nbclient in a plain child process (baseline)", round(plain_s * 1000), "1.00"],
+        [
+            f"{len(CELLS)} cells, gen.notebook in the sandbox (build, run, store)",
+            round(sandboxed_s * 1000),
+            f"{sandboxed_s / plain_s:.2f}",
+        ],
+    ]
 
 
 def main() -> None:
@@ -95,12 +117,17 @@ def main() -> None:
         model = build_tiny_pipeline(Path(tmp) / "tiny")
         video = video_rows(model)
     notebook = notebook_rows()
-    write_section("Generation agents", "\n\n".join([
-        f"Video frames ({SIZE[0]}x{SIZE[1]}, {STEPS} denoising steps, tiny pipeline on CPU; median of {RUNS}):",
-        table(["run", "ms", "frames/s", "speed-up"], video),
-        f"Notebook execution (median of {RUNS}):",
-        table(["run", "ms", "ratio to baseline"], notebook),
-    ]))
+    write_section(
+        "Generation agents",
+        "\n\n".join(
+            [
+                f"Video frames ({SIZE[0]}x{SIZE[1]}, {STEPS} denoising steps, tiny pipeline on CPU; median of {RUNS}):",
+                table(["run", "ms", "frames/s", "speed-up"], video),
+                f"Notebook execution (median of {RUNS}):",
+                table(["run", "ms", "ratio to baseline"], notebook),
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,14 @@ TOKENS = int(os.environ.get("CXMPUTE_BENCH_INFERENCE_TOKENS", "64"))
 LEVELS = (1, 8, 32, 128)
 MAX_BATCH = 128  # sequences the server decodes per step: every stream of the highest level at once
 BASELINE_RUNS = 8
-PROMPTS = ["Providers publish provisions at a price", "The quick brown fox", "Memory stores passages and",
-           "Workflows compose agents into", "A lease is metered per second and", "Storage splits files into chunks"]
+PROMPTS = [
+    "Providers publish provisions at a price",
+    "The quick brown fox",
+    "Memory stores passages and",
+    "Workflows compose agents into",
+    "A lease is metered per second and",
+    "Storage splits files into chunks",
+]
 
 
 def build_small_llm(path: Path) -> Path:
@@ -42,15 +48,30 @@ def build_small_llm(path: Path) -> Path:
     raw = Tokenizer(models.BPE(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                        pad_token="</s>")
+    raw.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=2000,
+            special_tokens=["<unk>", "<s>", "</s>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>"
+    )
     tokenizer.save_pretrained(path)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(path)
     return path
 
@@ -63,16 +84,21 @@ def sequential_generate(model, tokenizer, runs: int) -> tuple[int, float]:
     for i in range(runs):
         inputs = tokenizer(PROMPTS[i % len(PROMPTS)], return_tensors="pt").to(model.device)
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=TOKENS, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        new = out[0, inputs["input_ids"].shape[1]:]
+            out = model.generate(**inputs, max_new_tokens=TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        new = out[0, inputs["input_ids"].shape[1] :]
         tokens += int((new != tokenizer.eos_token_id).sum())
     return tokens, time.perf_counter() - start
 
 
 async def _one(http, model: str, prompt: str) -> tuple[int, float]:
-    body = {"model": model, "prompt": prompt, "max_tokens": TOKENS, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": TOKENS,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     start = time.perf_counter()
     first = None
     tokens = 0
@@ -101,6 +127,7 @@ async def concurrent(base_url: str, model: str, level: int) -> tuple[int, float,
     # a connection per client: the default pool (100) would queue the highest level's streams in the client
     limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
     async with async_client(base_url, timeout=600.0, limits=limits) as http:
+
         async def client(i: int) -> list[tuple[int, float]]:
             return [await _one(http, model, PROMPTS[(i + r) % len(PROMPTS)]) for r in range(_per_client(level))]
 
@@ -117,10 +144,26 @@ def _start_server(source: str, device: str, home: Path) -> tuple[subprocess.Pope
     from flows.server import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "inference", "serve", "--model", f"bench={source}",
-                             "--port", str(port), "--device", device, "--max-batch", str(MAX_BATCH)],
-                            env={**os.environ, "CXMPUTE_HOME": str(home)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cxmpute.cli",
+            "inference",
+            "serve",
+            "--model",
+            f"bench={source}",
+            "--port",
+            str(port),
+            "--device",
+            device,
+            "--max-batch",
+            str(MAX_BATCH),
+        ],
+        env={**os.environ, "CXMPUTE_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     with client(url, timeout=2.0) as http:
@@ -135,7 +178,6 @@ def _start_server(source: str, device: str, home: Path) -> tuple[subprocess.Pope
 
 
 def main() -> None:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -170,15 +212,38 @@ def main() -> None:
         baselines.append(sequential_generate(model, tokenizer, BASELINE_RUNS))
     base_tokens, base_s = max(baselines, key=lambda b: b[0] / b[1])
     base_rate = base_tokens / base_s
-    rows = [["sequential `model.generate` (baseline)", 1, BASELINE_RUNS, base_tokens, round(base_s, 2),
-             round(base_rate, 1), "—", "1.00"]]
+    rows = [
+        [
+            "sequential `model.generate` (baseline)",
+            1,
+            BASELINE_RUNS,
+            base_tokens,
+            round(base_s, 2),
+            round(base_rate, 1),
+            "—",
+            "1.00",
+        ]
+    ]
     for level, tokens, seconds, first in levels:
         rate = tokens / seconds
-        rows.append([f"inference server, {level} concurrent", level, level * _per_client(level), tokens,
-                     round(seconds, 2), round(rate, 1), round(first * 1000, 1), f"{rate / base_rate:.2f}"])
-    body = table(["what", "concurrent", "requests", "tokens", "seconds", "tokens/s", "median first token ms",
-                  "x baseline"], rows)
-    write_section("Inference throughput", f"""Model: {label}, {params / 1e6:.1f}M parameters, on {device};
+        rows.append(
+            [
+                f"inference server, {level} concurrent",
+                level,
+                level * _per_client(level),
+                tokens,
+                round(seconds, 2),
+                round(rate, 1),
+                round(first * 1000, 1),
+                f"{rate / base_rate:.2f}",
+            ]
+        )
+    body = table(
+        ["what", "concurrent", "requests", "tokens", "seconds", "tokens/s", "median first token ms", "x baseline"], rows
+    )
+    write_section(
+        "Inference throughput",
+        f"""Model: {label}, {params / 1e6:.1f}M parameters, on {device};
 {TOKENS} new tokens per request, greedy. The baseline ({BASELINE_RUNS} prompts one after another through
 `model.generate`, in the benchmark's process) runs before each server level and after the last; the
 fastest of those runs is the one reported and compared against. The server is `cxmpute inference serve`
@@ -192,4 +257,5 @@ The machine is shared, so absolute figures move between runs; the ratios are the
 single stream pays for HTTP, server-sent events and incremental detokenization on top of each step, so
 it trails a bare `generate` call; concurrent streams share each step. On a CPU a model this small is
 bound by per-step overhead, which batching shares across sequences; a realistically sized model belongs
-on a GPU (`CXMPUTE_BENCH_INFERENCE_MODEL`), where the same batching keeps the device busy.""")
+on a GPU (`CXMPUTE_BENCH_INFERENCE_MODEL`), where the same batching keeps the device busy.""",
+    )

@@ -21,9 +21,11 @@ from bench.results import table, write_section
 BATCH = 1000
 QUERIES = 200
 K = 5
-WORDS = ("compute provider market price storage agent memory workflow network model token chain stake "
-         "region latency gpu cpu container function inference ledger escrow chunk replica audit repair "
-         "question answer passage search vector embedding schema table query owner thread message").split()
+WORDS = (
+    "compute provider market price storage agent memory workflow network model token chain stake "
+    "region latency gpu cpu container function inference ledger escrow chunk replica audit repair "
+    "question answer passage search vector embedding schema table query owner thread message"
+).split()
 
 
 def _documents(n: int, seed: int = 7) -> list[str]:
@@ -50,8 +52,11 @@ class Ours:
         self.store = MemoryStore.from_settings(Settings(home=home))
 
     def add(self, start: int, texts: list[str]) -> None:
-        self.store.write("0xbench", "bench", [self.doc(id=f"d{start + j}", text=t, metadata={"batch": start // BATCH})
-                                              for j, t in enumerate(texts)])
+        self.store.write(
+            "0xbench",
+            "bench",
+            [self.doc(id=f"d{start + j}", text=t, metadata={"batch": start // BATCH}) for j, t in enumerate(texts)],
+        )
 
     def search(self, query: str) -> None:
         self.store.search("0xbench", "bench", query, k=K)
@@ -67,15 +72,21 @@ class Raw:
 
         self.model = SentenceTransformer(default_model_path())
         self.model.encode(["warm up the model once, outside the timings"], show_progress_bar=False)
-        client = chromadb.PersistentClient(path=str(home / "raw-chroma"),
-                                           settings=ChromaSettings(anonymized_telemetry=False))
-        self.col = client.create_collection("bench", configuration={"hnsw": {"space": "cosine"}},
-                                            embedding_function=None)
+        client = chromadb.PersistentClient(
+            path=str(home / "raw-chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        self.col = client.create_collection(
+            "bench", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+        )
 
     def add(self, start: int, texts: list[str]) -> None:
         vectors = self.model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-        self.col.add(ids=[f"d{start + j}" for j in range(len(texts))], embeddings=vectors, documents=texts,
-                     metadatas=[{"batch": start // BATCH}] * len(texts))
+        self.col.add(
+            ids=[f"d{start + j}" for j in range(len(texts))],
+            embeddings=vectors,
+            documents=texts,
+            metadatas=[{"batch": start // BATCH}] * len(texts),
+        )
 
     def search(self, query: str) -> None:
         vector = self.model.encode([query], normalize_embeddings=True, show_progress_bar=False)
@@ -97,7 +108,7 @@ def measure(n: int, queries: list[str]) -> dict[str, tuple[float, list[float]]]:
         for b, start in enumerate(range(0, n, BATCH)):
             order = list(sides) if b % 2 == 0 else list(reversed(sides))
             for name in order:
-                ingest[name] += _timed(sides[name].add, start, docs[start:start + BATCH])
+                ingest[name] += _timed(sides[name].add, start, docs[start : start + BATCH])
         for q, query in enumerate(queries):
             order = list(sides) if q % 2 == 0 else list(reversed(sides))
             for name in order:

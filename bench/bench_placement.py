@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.results import table, write_section
@@ -67,34 +67,72 @@ class Bed:
         with self.store.write() as s:
             for w, (way, kind) in enumerate([("raw", "vm"), ("signed", "container"), ("market", "function")]):
                 provider = _address(f"{w + 1}f", 0)
-                s.add(Provider(address=provider, name="bench", region="eu", profile={}, benchmark_score=0.0,
-                               registered_at=utcnow(), last_heartbeat_ts=0, heartbeats=0, leases_completed=0,
-                               leases_failed=0, reputation=0.5))
+                s.add(
+                    Provider(
+                        address=provider,
+                        name="bench",
+                        region="eu",
+                        profile={},
+                        benchmark_score=0.0,
+                        registered_at=utcnow(),
+                        last_heartbeat_ts=0,
+                        heartbeats=0,
+                        leases_completed=0,
+                        leases_failed=0,
+                        reputation=0.5,
+                    )
+                )
                 s.flush()
                 ids = [str(uuid.uuid4()) for _ in range(PROVISIONS_PER_WAY)]
-                s.add_all(Provision(id=i, provider=provider, kind=kind, cpu=CPU_PER_PROVISION,
-                                    memory_mb=CPU_PER_PROVISION * 4096, gpu_count=0, gpu_model="", disk_gb=0,
-                                    free_cpu=CPU_PER_PROVISION, free_memory_mb=CPU_PER_PROVISION * 4096, free_gpu=0,
-                                    free_disk_gb=0, price_gwei=PRICE, models=[], images=[], region="eu",
-                                    available_until=None, status="active", capacity_group=i, created_at=utcnow(),
-                                    updated_at=utcnow()) for i in ids)
+                s.add_all(
+                    Provision(
+                        id=i,
+                        provider=provider,
+                        kind=kind,
+                        cpu=CPU_PER_PROVISION,
+                        memory_mb=CPU_PER_PROVISION * 4096,
+                        gpu_count=0,
+                        gpu_model="",
+                        disk_gb=0,
+                        free_cpu=CPU_PER_PROVISION,
+                        free_memory_mb=CPU_PER_PROVISION * 4096,
+                        free_gpu=0,
+                        free_disk_gb=0,
+                        price_gwei=PRICE,
+                        models=[],
+                        images=[],
+                        region="eu",
+                        available_until=None,
+                        status="active",
+                        capacity_group=i,
+                        created_at=utcnow(),
+                        updated_at=utcnow(),
+                    )
+                    for i in ids
+                )
                 self.provisions[way] = ids
                 self.users[way] = [_address(f"{w + 1}e", c) for c in range(CALLERS)]
                 for user in self.users[way]:
-                    post(s, key=f"bench-{user}", kind="deposit", entries=[(Acct("chain", "bench"), -10**15),
-                                                                          (Acct("user", user), 10**15)])
+                    post(
+                        s,
+                        key=f"bench-{user}",
+                        kind="deposit",
+                        entries=[(Acct("chain", "bench"), -(10**15)), (Acct("user", user), 10**15)],
+                    )
         with self.store.read() as s:
-            from compute.models import LedgerAccount
             from sqlalchemy import select
 
-            self.account_ids = dict(s.execute(select(LedgerAccount.owner, LedgerAccount.id)
-                                              .where(LedgerAccount.kind == "user")).all())
+            from compute.models import LedgerAccount
+
+            self.account_ids = dict(
+                s.execute(select(LedgerAccount.owner, LedgerAccount.id).where(LedgerAccount.kind == "user")).all()
+            )
         self.market = Market(self.store, self.domain)
         self.market.sync(force=True)
 
 
 def _stamp(dialect: str) -> object:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     # SQLAlchemy keeps SQLite datetimes as text in this form; PostgreSQL takes the value itself.
     return now.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else now
 
@@ -105,29 +143,67 @@ def raw_place(bed: Bed, cur, user: str, provision: str, provider: str, signature
     amount = PRICE * UNITS * DURATION_S
     now = _stamp(bed.dialect)
     cur.execute("BEGIN IMMEDIATE" if bed.dialect == "sqlite" else "BEGIN")
-    cur.execute(f"UPDATE cx_provisions SET free_cpu = free_cpu - 1, free_memory_mb = free_memory_mb - 1024, "
-                f"updated_at = {q} WHERE id = {q} AND status = 'active' AND free_cpu >= 1 AND free_memory_mb >= 1024 "
-                f"AND free_gpu >= 0 AND free_disk_gb >= 0 AND price_gwei = {q} AND available_until IS NULL",
-                (now, provision, PRICE))
+    cur.execute(
+        f"UPDATE cx_provisions SET free_cpu = free_cpu - 1, free_memory_mb = free_memory_mb - 1024, "
+        f"updated_at = {q} WHERE id = {q} AND status = 'active' AND free_cpu >= 1 AND free_memory_mb >= 1024 "
+        f"AND free_gpu >= 0 AND free_disk_gb >= 0 AND price_gwei = {q} AND available_until IS NULL",
+        (now, provision, PRICE),
+    )
     assert cur.rowcount == 1
-    cur.execute(f"INSERT INTO cx_leases (id, \"user\", provider, provision_id, kind, cpu, memory_mb, gpu_count, "
-                f"disk_gb, compute_units, price_gwei, term, duration_s, model, image, auto_renew, renewals, "
-                f"escrow_gwei, metered_s, paid_gwei, status, end_reason, started_at, expires_at, ended_at, signature) "
-                f"VALUES ({', '.join([q] * 26)})",
-                (lease_id, user, provider, provision, "vm", 1, 1024, 0, 0, UNITS, PRICE, "seconds", DURATION_S,
-                 None, None, False, 0, amount, 0, 0, "active", None, now, now, None, signature))
-    cur.execute(f"UPDATE cx_ledger_accounts SET balance = balance - {q} WHERE id = {q} AND balance >= {q}",
-                (amount, bed.account_ids[user], amount))
+    cur.execute(
+        f'INSERT INTO cx_leases (id, "user", provider, provision_id, kind, cpu, memory_mb, gpu_count, '
+        f"disk_gb, compute_units, price_gwei, term, duration_s, model, image, auto_renew, renewals, "
+        f"escrow_gwei, metered_s, paid_gwei, status, end_reason, started_at, expires_at, ended_at, signature) "
+        f"VALUES ({', '.join([q] * 26)})",
+        (
+            lease_id,
+            user,
+            provider,
+            provision,
+            "vm",
+            1,
+            1024,
+            0,
+            0,
+            UNITS,
+            PRICE,
+            "seconds",
+            DURATION_S,
+            None,
+            None,
+            False,
+            0,
+            amount,
+            0,
+            0,
+            "active",
+            None,
+            now,
+            now,
+            None,
+            signature,
+        ),
+    )
+    cur.execute(
+        f"UPDATE cx_ledger_accounts SET balance = balance - {q} WHERE id = {q} AND balance >= {q}",
+        (amount, bed.account_ids[user], amount),
+    )
     assert cur.rowcount == 1
-    cur.execute(f"INSERT INTO cx_ledger_accounts (kind, owner, balance) VALUES ('escrow', {q}, {q}) RETURNING id",
-                (lease_id, amount))
+    cur.execute(
+        f"INSERT INTO cx_ledger_accounts (kind, owner, balance) VALUES ('escrow', {q}, {q}) RETURNING id",
+        (lease_id, amount),
+    )
     escrow = cur.fetchone()[0]
     tx = str(uuid.uuid4())
-    cur.execute(f"INSERT INTO cx_ledger_txs (id, idempotency_key, kind, reference, memo, signature, created_at) "
-                f"VALUES ({q}, {q}, 'escrow-hold', {q}, '', {q}, {q})",
-                (tx, f"hold:{lease_id}", lease_id, signature, now))
-    cur.execute(f"INSERT INTO cx_ledger_entries (tx_id, account_id, amount) VALUES ({q}, {q}, {q}), ({q}, {q}, {q})",
-                (tx, bed.account_ids[user], -amount, tx, escrow, amount))
+    cur.execute(
+        f"INSERT INTO cx_ledger_txs (id, idempotency_key, kind, reference, memo, signature, created_at) "
+        f"VALUES ({q}, {q}, 'escrow-hold', {q}, '', {q}, {q})",
+        (tx, f"hold:{lease_id}", lease_id, signature, now),
+    )
+    cur.execute(
+        f"INSERT INTO cx_ledger_entries (tx_id, account_id, amount) VALUES ({q}, {q}, {q}), ({q}, {q}, {q})",
+        (tx, bed.account_ids[user], -amount, tx, escrow, amount),
+    )
     cur.execute("COMMIT")
 
 
@@ -138,6 +214,7 @@ def _sqlite_connect(path: str) -> Callable[[], object]:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
+
     return connect
 
 
@@ -147,8 +224,9 @@ def run_way(bed: Bed, way: str, callers: int, per_caller: int) -> dict:
     from compute.provisions import Resources
 
     kinds = {"raw": "vm", "signed": "container", "market": "function"}
-    request = MatchRequest(kind=kinds[way], resources=Resources(cpu=1, memory_mb=1024), price_max_gwei=PRICE,
-                           duration_s=DURATION_S)
+    request = MatchRequest(
+        kind=kinds[way], resources=Resources(cpu=1, memory_mb=1024), price_max_gwei=PRICE, duration_s=DURATION_S
+    )
     provider = bed.market.index.get(bed.provisions[way][0]).provider
     latencies: list[list[float]] = [[] for _ in range(callers)]
     errors: list[BaseException] = []
@@ -170,10 +248,22 @@ def run_way(bed: Bed, way: str, callers: int, per_caller: int) -> dict:
                     provision = mine[n % len(mine)]
                     signature = ""
                     if way == "signed":
-                        signature = receipts.sign(bed.domain, "Lease", {
-                            "lease": lease_id, "user": user, "provider": provider, "provision": provision,
-                            "computeUnits": UNITS, "priceGwei": PRICE, "term": "seconds", "durationS": DURATION_S,
-                            "escrowGwei": PRICE * UNITS * DURATION_S, "renewal": 0})
+                        signature = receipts.sign(
+                            bed.domain,
+                            "Lease",
+                            {
+                                "lease": lease_id,
+                                "user": user,
+                                "provider": provider,
+                                "provision": provision,
+                                "computeUnits": UNITS,
+                                "priceGwei": PRICE,
+                                "term": "seconds",
+                                "durationS": DURATION_S,
+                                "escrowGwei": PRICE * UNITS * DURATION_S,
+                                "renewal": 0,
+                            },
+                        )
                     raw_place(bed, cur, user, provision, provider, signature, lease_id)
                 latencies[c].append(time.perf_counter() - t0)
         except BaseException as exc:  # surfaced after the run
@@ -219,8 +309,10 @@ def _pg_bed() -> tuple[Bed, Callable[[], None]] | None:
     except Exception:  # no PostgreSQL here: SQLite only
         return None
     params = dict(part.split("=", 1) for part in PG.split())
-    url = (f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
-           f"{params.get('port', '5432')}/{params.get('dbname', 'test')}?options=-csearch_path%3D{schema}")
+    url = (
+        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
+        f"{params.get('port', '5432')}/{params.get('dbname', 'test')}?options=-csearch_path%3D{schema}"
+    )
 
     def connect():
         return psycopg.connect(PG, autocommit=True, options=f"-csearch_path={schema}")
@@ -241,9 +333,18 @@ def _rows(engine: str, runs: dict[tuple[str, int], list[dict]]) -> list[list]:
     rows = []
     for (way, callers), results in runs.items():
         per_s = statistics.median(r["per_s"] for r in results)
-        rows.append([engine, names[way], callers, f"{per_s:,.0f}", f"{min(r['per_s'] for r in results):,.0f}",
-                     f"{statistics.median(r['p50_ms'] for r in results):.2f}",
-                     f"{statistics.median(r['p99_ms'] for r in results):.2f}", f"{per_s / floor[callers]:.2f}x"])
+        rows.append(
+            [
+                engine,
+                names[way],
+                callers,
+                f"{per_s:,.0f}",
+                f"{min(r['per_s'] for r in results):,.0f}",
+                f"{statistics.median(r['p50_ms'] for r in results):.2f}",
+                f"{statistics.median(r['p99_ms'] for r in results):.2f}",
+                f"{per_s / floor[callers]:.2f}x",
+            ]
+        )
     return sorted(rows, key=lambda row: (row[2] != CALLERS, list(names.values()).index(row[1])))
 
 
@@ -260,17 +361,20 @@ def main() -> None:
             rows += _rows("PostgreSQL", measure(bed))
         finally:
             drop()
-    body = table(["database", "way", "callers", "placements/s (median)", "slowest round", "p50 ms", "p99 ms",
-                  "vs raw SQL"], rows)
-    body += (f"\n\nEach placement: capacity taken from a provision, the lease row, the escrow moved from the user "
-             f"to a new escrow account, a ledger transaction with two entries; committed durably (SQLite in WAL "
-             f"with its default full sync, PostgreSQL with synchronous_commit on). Medians of {ROUNDS} rounds, the "
-             f"three ways interleaved in each round on the same database; {PER_CALLER} placements per caller per "
-             f"round ({max(PER_CALLER // 4, 20)} with a signature each). Raw SQL: one transaction per placement "
-             f"through the driver, no matching, no receipt. Market.place: the index picks the provision, concurrent "
-             f"placements are committed together in one transaction of multi-row statements, and each batch's "
-             f"lease receipts share one EIP-712 signature over their Merkle root. Goal: at least {GOAL:,} "
-             f"placements/s with {CALLERS} callers on each database. The 1-caller rows show a lone request waits "
-             f"for no batch. Load average at the end: {os.getloadavg()[0]:.1f}. Scale with CXMPUTE_BENCH_PLACEMENTS, "
-             f"CXMPUTE_BENCH_PLACEMENT_CALLERS, CXMPUTE_BENCH_PLACEMENT_ROUNDS.")
+    body = table(
+        ["database", "way", "callers", "placements/s (median)", "slowest round", "p50 ms", "p99 ms", "vs raw SQL"], rows
+    )
+    body += (
+        f"\n\nEach placement: capacity taken from a provision, the lease row, the escrow moved from the user "
+        f"to a new escrow account, a ledger transaction with two entries; committed durably (SQLite in WAL "
+        f"with its default full sync, PostgreSQL with synchronous_commit on). Medians of {ROUNDS} rounds, the "
+        f"three ways interleaved in each round on the same database; {PER_CALLER} placements per caller per "
+        f"round ({max(PER_CALLER // 4, 20)} with a signature each). Raw SQL: one transaction per placement "
+        f"through the driver, no matching, no receipt. Market.place: the index picks the provision, concurrent "
+        f"placements are committed together in one transaction of multi-row statements, and each batch's "
+        f"lease receipts share one EIP-712 signature over their Merkle root. Goal: at least {GOAL:,} "
+        f"placements/s with {CALLERS} callers on each database. The 1-caller rows show a lone request waits "
+        f"for no batch. Load average at the end: {os.getloadavg()[0]:.1f}. Scale with CXMPUTE_BENCH_PLACEMENTS, "
+        f"CXMPUTE_BENCH_PLACEMENT_CALLERS, CXMPUTE_BENCH_PLACEMENT_ROUNDS."
+    )
     write_section("Durable placement", body)

@@ -43,12 +43,18 @@ FINISHED = {"completed", "failed", "cancelled", "unknown"}
 def trivial_document() -> dict[str, Any]:
     """input → template → output: the smallest run that moves a value through an agent."""
     return {
-        "name": "trivial", "inputs": {"x": {"default": "hello"}}, "outputs": {"out": {"node": "out", "field": "value"}},
-        "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "x"}},
-                  {"id": "t", "agent": "io.template", "params": {"template": "<{{ x }}>"}},
-                  {"id": "out", "agent": "io.output", "params": {"name": "out"}}],
-        "edges": [{"source": "in", "source_field": "value", "target": "t", "target_field": "variables.x"},
-                  {"source": "t", "source_field": "text", "target": "out", "target_field": "value"}],
+        "name": "trivial",
+        "inputs": {"x": {"default": "hello"}},
+        "outputs": {"out": {"node": "out", "field": "value"}},
+        "nodes": [
+            {"id": "in", "agent": "io.input", "params": {"name": "x"}},
+            {"id": "t", "agent": "io.template", "params": {"template": "<{{ x }}>"}},
+            {"id": "out", "agent": "io.output", "params": {"name": "out"}},
+        ],
+        "edges": [
+            {"source": "in", "source_field": "value", "target": "t", "target_field": "variables.x"},
+            {"source": "t", "source_field": "text", "target": "out", "target_field": "value"},
+        ],
     }
 
 
@@ -61,11 +67,21 @@ def branches_document(branches: int, depth: int) -> dict[str, Any]:
             if d == 0:
                 node["params"]["variables"] = {"x": f"b{b}"}
             else:
-                edges.append({"source": f"b{b}n{d - 1}", "source_field": "text", "target": f"b{b}n{d}",
-                              "target_field": "variables.x"})
+                edges.append(
+                    {
+                        "source": f"b{b}n{d - 1}",
+                        "source_field": "text",
+                        "target": f"b{b}n{d}",
+                        "target_field": "variables.x",
+                    }
+                )
             nodes.append(node)
-    return {"name": "branches", "nodes": nodes, "edges": edges,
-            "outputs": {"last": {"node": f"b{branches - 1}n{depth - 1}", "field": "text"}}}
+    return {
+        "name": "branches",
+        "nodes": nodes,
+        "edges": edges,
+        "outputs": {"last": {"node": f"b{branches - 1}n{depth - 1}", "field": "text"}},
+    }
 
 
 def cpu_s(pid: int) -> float:
@@ -92,16 +108,37 @@ class Platform:
         use_api(self.prefect_url)
         api_port = free_port()
         self.api_url = f"http://127.0.0.1:{api_port}"
-        self.api = self._child([sys.executable, "-m", "uvicorn", "web.app:create_app", "--factory", "--host",
-                                "127.0.0.1", "--port", str(api_port), "--log-level", "warning"], "api.log")
-        self.executors = [self._child([sys.executable, "-m", "cxmpute.cli", "executor", "start"], f"executor{i}.log")
-                          for i in range(EXECUTORS)]
+        self.api = self._child(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "web.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+                "--log-level",
+                "warning",
+            ],
+            "api.log",
+        )
+        self.executors = [
+            self._child([sys.executable, "-m", "cxmpute.cli", "executor", "start"], f"executor{i}.log")
+            for i in range(EXECUTORS)
+        ]
         self._wait_api()
 
     def _child(self, argv: list[str], log: str) -> subprocess.Popen:
         with open(self.home / log, "ab") as out:
-            return subprocess.Popen(argv, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=Path(__file__).resolve().parent.parent)
+            return subprocess.Popen(
+                argv,
+                env=dict(os.environ),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
 
     def _wait_api(self) -> None:
         import httpx
@@ -117,8 +154,11 @@ class Platform:
         raise RuntimeError(f"the API did not answer; see {self.home / 'api.log'}")
 
     def cpu(self) -> dict[str, float]:
-        return {"api": cpu_s(self.api.pid), "executors": sum(cpu_s(e.pid) for e in self.executors),
-                "prefect": cpu_s(self.prefect.pid)}
+        return {
+            "api": cpu_s(self.api.pid),
+            "executors": sum(cpu_s(e.pid) for e in self.executors),
+            "prefect": cpu_s(self.prefect.pid),
+        }
 
     def stop_children(self) -> None:
         """Stop the API and the executors (an executor ends the runs in flight first); Prefect stays."""
@@ -145,8 +185,7 @@ class Client:
         import httpx
 
         self.api_url = api_url
-        self.http = httpx.Client(base_url=api_url, timeout=120,
-                                 limits=httpx.Limits(max_connections=SUBMITTERS + 8))
+        self.http = httpx.Client(base_url=api_url, timeout=120, limits=httpx.Limits(max_connections=SUBMITTERS + 8))
         self.answers: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -270,9 +309,16 @@ def concurrent_runs(platform: Platform, client: Client) -> dict[str, Any]:
     wall = time.perf_counter() - t
     after = platform.cpu()
     states = client.states(ids_set)
-    return {"wall": wall, "submitted": submitted, "done": done, "states": states, "not_submitted": ids.count(None),
-            "health": probe.latencies, "health_failed": probe.failed,
-            "cpu": {k: after[k] - before[k] for k in after}}
+    return {
+        "wall": wall,
+        "submitted": submitted,
+        "done": done,
+        "states": states,
+        "not_submitted": ids.count(None),
+        "health": probe.latencies,
+        "health_failed": probe.failed,
+        "cpu": {k: after[k] - before[k] for k in after},
+    }
 
 
 def _wait_all(run_ids: set[str], deadline: float) -> int:
@@ -288,8 +334,12 @@ def _wait_all(run_ids: set[str], deadline: float) -> int:
         done = 0
         with session_scope() as session:
             for i in range(0, len(ids), 500):
-                done += session.scalar(select(func.count()).select_from(R).where(
-                    R.id.in_(ids[i:i + 500]), R.status == "done")) or 0
+                done += (
+                    session.scalar(
+                        select(func.count()).select_from(R).where(R.id.in_(ids[i : i + 500]), R.status == "done")
+                    )
+                    or 0
+                )
         if done == len(ids):
             break
         time.sleep(0.5)
@@ -342,8 +392,14 @@ def handwritten_runs(platform: Platform) -> dict[str, Any]:
     with ThreadPoolExecutor(get_settings().executor_concurrency) as pool:
         list(pool.map(one, range(CONCURRENT)))
     wall = time.perf_counter() - t
-    return {"wall": wall, "failures": failures, "cpu": {"flows (this process)": time.process_time() - before[0],
-                                                         "prefect": cpu_s(platform.prefect.pid) - before[1]}}
+    return {
+        "wall": wall,
+        "failures": failures,
+        "cpu": {
+            "flows (this process)": time.process_time() - before[0],
+            "prefect": cpu_s(platform.prefect.pid) - before[1],
+        },
+    }
 
 
 def per_run_costs(runs: int = 10) -> dict[str, float]:
@@ -393,16 +449,20 @@ def per_run_costs(runs: int = 10) -> dict[str, float]:
             c = time.process_time()
             read_run(run_id)
             view_cpu += time.process_time() - c
-            total.update({"submit": submitted, "execute": executed - submitted,
-                          "view": requests["prefect"] - executed})
+            total.update({"submit": submitted, "execute": executed - submitted, "view": requests["prefect"] - executed})
             requests.clear()
     finally:
         httpx.Client.send, httpx.AsyncClient.send = sync_send, async_send
         executor.stop()
         thread.join(30)
-    return {"submit_requests": total["submit"] / runs, "execute_requests": total["execute"] / runs,
-            "view_requests": total["view"] / runs, "submit_cpu": submit_cpu / runs,
-            "execute_cpu": run_cpu / runs, "view_cpu": view_cpu / runs}
+    return {
+        "submit_requests": total["submit"] / runs,
+        "execute_requests": total["execute"] / runs,
+        "view_requests": total["view"] / runs,
+        "submit_cpu": submit_cpu / runs,
+        "execute_cpu": run_cpu / runs,
+        "view_cpu": view_cpu / runs,
+    }
 
 
 def _finished(run_id: str) -> bool:
@@ -442,49 +502,97 @@ def main() -> None:
     nodes = BRANCHES * DEPTH
     s_rate, b_rate = subject["done"] / subject["wall"], CONCURRENT / baseline["wall"]
     s_cpu, b_cpu = subject["cpu"], baseline["cpu"]
-    failed = (subject["not_submitted"] + sum(n for s, n in subject["states"].items() if s != "completed")
-              + sum(n for a, n in client.answers.items() if not a.isdigit() or int(a) >= 500))
+    failed = (
+        subject["not_submitted"]
+        + sum(n for s, n in subject["states"].items() if s != "completed")
+        + sum(n for a, n in client.answers.items() if not a.isdigit() or int(a) >= 500)
+    )
     health = subject["health"] or [float("nan")]
-    write_section("Workflow runs", "\n\n".join([
-        f"API (uvicorn serving `web.app`), {EXECUTORS} `cxmpute executor start` process(es) (32 runs at once each) "
-        "and one Prefect server (SQLite) as separate processes on this machine, clients over HTTP. Trivial run: "
-        "input → template → output (the template renders in the template worker, as every template does). "
-        "CPU columns are seconds of CPU of each process, read from /proc, so a loaded machine shows in the wall "
-        f"times but less in the CPU. Load average at the end: {os.getloadavg()[0]:.1f}.",
-        f"**One trivial run on an idle platform**, submit (POST /v1/runs) to completed (polling GET /v1/runs/{{id}} "
-        f"every 20 ms), {LATENCY_RUNS} runs one after another.",
-        table(["p50 s", "p99 s", "API CPU s / run", "executor CPU s / run", "Prefect CPU s / run"], [[
-            f"{statistics.median(latencies):.3f}", f"{pct(latencies, 99):.3f}", f"{idle['api']:.3f}",
-            f"{idle['executors']:.3f}", f"{idle['prefect']:.3f}"]]),
-        f"**A {nodes}-node workflow**: {BRANCHES} branches of {DEPTH} chained template nodes, one run through "
-        "POST /v1/runs and an executor.",
-        table(["state", "wall s", "nodes/s", "executor CPU s", "Prefect CPU s"], [[
-            wide_state, f"{wide_s:.1f}", f"{nodes / wide_s:.1f}", f"{wide_cpu['executors']:.1f}",
-            f"{wide_cpu['prefect']:.1f}"]]),
-        f"**{CONCURRENT} concurrent trivial runs**, submitted at once by {SUBMITTERS} client threads (a 429 is "
-        "retried after its Retry-After); baseline: the same three tasks as a hand-written Prefect flow, "
-        f"{CONCURRENT} flow runs from 32 threads of one process (under the executor's Prefect settings) against the "
-        "same Prefect server.",
-        table(["what", "wall s", "runs/s", "failures", "CPU s (process: s)"], [
-            ["hand-written Prefect flows (baseline)", f"{baseline['wall']:.1f}", f"{b_rate:.1f}",
-             str(sum(baseline["failures"].values())), ", ".join(f"{k}: {v:.1f}" for k, v in b_cpu.items())],
-            ["workflow runs through the API and executors", f"{subject['wall']:.1f}", f"{s_rate:.1f}", str(failed),
-             ", ".join(f"{k}: {v:.1f}" for k, v in s_cpu.items())],
-        ]),
-        f"Submitting took {subject['submitted']:.1f} s; API answers: "
-        f"{', '.join(f'{k}×{v}' for k, v in sorted(client.answers.items()))}; final states: "
-        f"{', '.join(f'{k}×{v}' for k, v in sorted(subject['states'].items()))}. `/healthz` during the load: "
-        f"p50 {statistics.median(health) * 1000:.0f} ms, p99 {pct(health, 99) * 1000:.0f} ms over "
-        f"{len(subject['health'])} probes, {subject['health_failed']} failed.",
-        "**Where a trivial run's time goes** (measured in one process, an executor serving from a thread, 10 runs): "
-        "HTTP requests to the Prefect API (task-run states and logs go over its events websocket, not counted) "
-        "and CPU per run.",
-        table(["step", "HTTP requests to Prefect", "CPU ms"], [
-            [what, f"{costs[step + '_requests']:.1f}", f"{costs[step + '_cpu'] * 1000:.0f}"]
-            for step, what in [("submit", "submit (`start_run`, as POST /v1/runs)"),
-                               ("execute", "execute (executor, all three nodes)"),
-                               ("view", "read the run's view (as GET /v1/runs/{id})")]]),
-    ]))
+    write_section(
+        "Workflow runs",
+        "\n\n".join(
+            [
+                f"API (uvicorn serving `web.app`), {EXECUTORS} `cxmpute executor start` process(es) "
+                "(32 runs at once each) and one Prefect server (SQLite) as separate processes on this machine, "
+                "clients over HTTP. Trivial run: input → template → output (the template renders in the template "
+                "worker, as every template does). CPU columns are seconds of CPU of each process, read from /proc, so "
+                "a loaded machine shows in the wall times but less in the CPU. "
+                f"Load average at the end: {os.getloadavg()[0]:.1f}.",
+                "**One trivial run on an idle platform**, submit (POST /v1/runs) to completed "
+                f"(polling GET /v1/runs/{{id}} every 20 ms), {LATENCY_RUNS} runs one after another.",
+                table(
+                    ["p50 s", "p99 s", "API CPU s / run", "executor CPU s / run", "Prefect CPU s / run"],
+                    [
+                        [
+                            f"{statistics.median(latencies):.3f}",
+                            f"{pct(latencies, 99):.3f}",
+                            f"{idle['api']:.3f}",
+                            f"{idle['executors']:.3f}",
+                            f"{idle['prefect']:.3f}",
+                        ]
+                    ],
+                ),
+                f"**A {nodes}-node workflow**: {BRANCHES} branches of {DEPTH} chained template nodes, one run through "
+                "POST /v1/runs and an executor.",
+                table(
+                    ["state", "wall s", "nodes/s", "executor CPU s", "Prefect CPU s"],
+                    [
+                        [
+                            wide_state,
+                            f"{wide_s:.1f}",
+                            f"{nodes / wide_s:.1f}",
+                            f"{wide_cpu['executors']:.1f}",
+                            f"{wide_cpu['prefect']:.1f}",
+                        ]
+                    ],
+                ),
+                f"**{CONCURRENT} concurrent trivial runs**, submitted at once by {SUBMITTERS} client threads (a 429 is "
+                "retried after its Retry-After); baseline: the same three tasks as a hand-written Prefect flow, "
+                f"{CONCURRENT} flow runs from 32 threads of one process (under the executor's Prefect settings) "
+                "against the "
+                "same Prefect server.",
+                table(
+                    ["what", "wall s", "runs/s", "failures", "CPU s (process: s)"],
+                    [
+                        [
+                            "hand-written Prefect flows (baseline)",
+                            f"{baseline['wall']:.1f}",
+                            f"{b_rate:.1f}",
+                            str(sum(baseline["failures"].values())),
+                            ", ".join(f"{k}: {v:.1f}" for k, v in b_cpu.items()),
+                        ],
+                        [
+                            "workflow runs through the API and executors",
+                            f"{subject['wall']:.1f}",
+                            f"{s_rate:.1f}",
+                            str(failed),
+                            ", ".join(f"{k}: {v:.1f}" for k, v in s_cpu.items()),
+                        ],
+                    ],
+                ),
+                f"Submitting took {subject['submitted']:.1f} s; API answers: "
+                f"{', '.join(f'{k}×{v}' for k, v in sorted(client.answers.items()))}; final states: "
+                f"{', '.join(f'{k}×{v}' for k, v in sorted(subject['states'].items()))}. `/healthz` during the load: "
+                f"p50 {statistics.median(health) * 1000:.0f} ms, p99 {pct(health, 99) * 1000:.0f} ms over "
+                f"{len(subject['health'])} probes, {subject['health_failed']} failed.",
+                "**Where a trivial run's time goes** (measured in one process, an executor serving from a thread, "
+                "10 runs): "
+                "HTTP requests to the Prefect API (task-run states and logs go over its events websocket, not counted) "
+                "and CPU per run.",
+                table(
+                    ["step", "HTTP requests to Prefect", "CPU ms"],
+                    [
+                        [what, f"{costs[step + '_requests']:.1f}", f"{costs[step + '_cpu'] * 1000:.0f}"]
+                        for step, what in [
+                            ("submit", "submit (`start_run`, as POST /v1/runs)"),
+                            ("execute", "execute (executor, all three nodes)"),
+                            ("view", "read the run's view (as GET /v1/runs/{id})"),
+                        ]
+                    ],
+                ),
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ def cold_start(runtime) -> list[list]:
     plain = _time(lambda: subprocess.run([sys.executable, "-c", "print(1)"], check=True, capture_output=True), RUNS)
     sandboxed = _time(lambda: asyncio.run(_sandbox_print(runtime)), RUNS)
     (pm, p9), (sm, s9) = _ms(plain), _ms(sandboxed)
-    return [["`python3 -c 'print(1)'` (baseline)", RUNS, pm, p9, "1.00"],
-            ["sandbox: start, `print(1)`, stop", RUNS, sm, s9, f"{sm / pm:.2f}"]]
+    return [
+        ["`python3 -c 'print(1)'` (baseline)", RUNS, pm, p9, "1.00"],
+        ["sandbox: start, `print(1)`, stop", RUNS, sm, s9, f"{sm / pm:.2f}"],
+    ]
 
 
 CELL = "x += 1\nx"
@@ -57,11 +59,19 @@ CELL = "x += 1\nx"
 
 def _plain_kernel_cells(runs: int) -> list[float]:
     """The same cell sent over a pipe to an unsandboxed Python child: what the sandbox adds on top."""
-    child = subprocess.Popen([sys.executable, "-u", "-c",
-                              "import sys\nns = {'x': 0}\nfor line in sys.stdin:\n"
-                              "    exec(compile(line.encode().decode('unicode_escape'), '<cell>', 'exec'), ns)\n"
-                              "    print(repr(ns['x']), flush=True)"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-c",
+            "import sys\nns = {'x': 0}\nfor line in sys.stdin:\n"
+            "    exec(compile(line.encode().decode('unicode_escape'), '<cell>', 'exec'), ns)\n"
+            "    print(repr(ns['x']), flush=True)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     encoded = CELL.encode("unicode_escape").decode() + "\n"
     samples = []
     for _ in range(runs + 5):
@@ -107,28 +117,47 @@ def container_start(registry) -> list[list] | str:
         return f"Not measured: {why}."
     runtime = registry.get("container")
     runs = max(RUNS // 4, 3)
-    cli = ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534", runtime.image,
-           "/usr/bin/python3", "-c", "print(1)"]
+    cli = [
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "65534:65534",
+        runtime.image,
+        "/usr/bin/python3",
+        "-c",
+        "print(1)",
+    ]
     subprocess.run(cli, check=True, capture_output=True)  # warm the engine's caches alike for both
     docker_cli = _time(lambda: subprocess.run(cli, check=True, capture_output=True), runs)
     ours = _time(lambda: asyncio.run(_sandbox_print(runtime)), runs)
     (cm, c9), (om, o9) = _ms(docker_cli), _ms(ours)
-    return [["`docker run --rm ... python3 -c 'print(1)'` (baseline)", runs, cm, c9, "1.00"],
-            ["container runtime: start, `print(1)`, stop", runs, om, o9, f"{om / cm:.2f}"]]
+    return [
+        ["`docker run --rm ... python3 -c 'print(1)'` (baseline)", runs, cm, c9, "1.00"],
+        ["container runtime: start, `print(1)`, stop", runs, om, o9, f"{om / cm:.2f}"],
+    ]
 
 
 def main() -> None:
     registry = runtime_registry(get_settings())
     headers = ["what", "runs", "median ms", "p90 ms", "x baseline"]
-    sections = ["### Cold start of `print(1)`", table(headers, cold_start(registry.get("sandbox"))),
-                "### Warm Sequential Code cell (`x += 1; x`)", table(headers, warm_cells(registry)),
-                "### Container start"]
+    sections = [
+        "### Cold start of `print(1)`",
+        table(headers, cold_start(registry.get("sandbox"))),
+        "### Warm Sequential Code cell (`x += 1; x`)",
+        table(headers, warm_cells(registry)),
+        "### Container start",
+    ]
     containers = container_start(registry)
     sections.append(containers if isinstance(containers, str) else table(headers, containers))
     driver = subprocess.run(["docker", "info", "--format", "{{.Driver}}"], capture_output=True, text=True).stdout
-    sections.append(f"Runs scale with `CXMPUTE_BENCH_SANDBOX_RUNS` (this run: {RUNS}). The sandbox runs as root "
-                    "with bubblewrap, a per-job uid, rlimits and a seccomp filter; the container engine uses the "
-                    f"{driver.strip() or 'unknown'} storage driver.")
+    sections.append(
+        f"Runs scale with `CXMPUTE_BENCH_SANDBOX_RUNS` (this run: {RUNS}). The sandbox runs as root "
+        "with bubblewrap, a per-job uid, rlimits and a seccomp filter; the container engine uses the "
+        f"{driver.strip() or 'unknown'} storage driver."
+    )
     write_section("Sandboxed code execution", "\n\n".join(sections))
 
 

@@ -64,9 +64,23 @@ def _start_nodes(work: Path, count: int) -> tuple[list[subprocess.Popen], list[s
     procs, urls = [], []
     for i in range(count):
         port = _free_port()
-        procs.append(subprocess.Popen([cli, "storage", "node", "--dir", str(work / f"node{i}"), "--port", str(port),
-                                       "--quota", str(8 * 1024**3)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    cli,
+                    "storage",
+                    "node",
+                    "--dir",
+                    str(work / f"node{i}"),
+                    "--port",
+                    str(port),
+                    "--quota",
+                    str(8 * 1024**3),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         urls.append(f"http://127.0.0.1:{port}")
     for url in urls:
         for _ in range(600):  # bounded wait for each node to listen
@@ -109,12 +123,26 @@ def main() -> None:
         rows = []
         local = _storage(work, "local")
         put_mbs, get_mbs, cid = _throughput(local, src, work / "out-local.bin", size)
-        rows.append(["local directory, 1 copy", f"{put_mbs:.0f}", f"{get_mbs:.0f}",
-                     f"{put_mbs / base_mbs:.2f}", f"{get_mbs / base_mbs:.2f}"])
+        rows.append(
+            [
+                "local directory, 1 copy",
+                f"{put_mbs:.0f}",
+                f"{get_mbs:.0f}",
+                f"{put_mbs / base_mbs:.2f}",
+                f"{get_mbs / base_mbs:.2f}",
+            ]
+        )
         (work / "out-local.bin").unlink()
         private_put, private_get, _ = _throughput(local, src, work / "out-private.bin", size, private=True)
-        rows.append(["local directory, private (AES-GCM)", f"{private_put:.0f}", f"{private_get:.0f}",
-                     f"{private_put / base_mbs:.2f}", f"{private_get / base_mbs:.2f}"])
+        rows.append(
+            [
+                "local directory, private (AES-GCM)",
+                f"{private_put:.0f}",
+                f"{private_get:.0f}",
+                f"{private_put / base_mbs:.2f}",
+                f"{private_get / base_mbs:.2f}",
+            ]
+        )
         (work / "out-private.bin").unlink()
         _drop(local)
         shutil.rmtree(work / "local")
@@ -126,8 +154,15 @@ def main() -> None:
                 remote.add_node(url, credential=(work / f"node{i}" / "node.token").read_text().strip())
             for label, policy in [("3 replicas over loopback", Replicas(copies=3))]:
                 put_mbs, get_mbs, cid = _throughput(remote, src, work / "out-remote.bin", size, policy=policy)
-                rows.append([label, f"{put_mbs:.0f}", f"{get_mbs:.0f}", f"{put_mbs / base_mbs:.2f}",
-                             f"{get_mbs / base_mbs:.2f}"])
+                rows.append(
+                    [
+                        label,
+                        f"{put_mbs:.0f}",
+                        f"{get_mbs:.0f}",
+                        f"{put_mbs / base_mbs:.2f}",
+                        f"{get_mbs / base_mbs:.2f}",
+                    ]
+                )
                 (work / "out-remote.bin").unlink()
                 remote.delete(cid)
             _drop(remote)
@@ -139,17 +174,19 @@ def main() -> None:
         edit = _edit_in_the_middle(work)
         load_after = os.getloadavg()[0]
 
-    body = (f"File of {SIZE_MB} MiB of random bytes (set `CXMPUTE_BENCH_STXRAGE_MB` to change). Baseline: "
-            f"`sha256sum` then `cp` of the same file, **{base_mbs:.0f} MB/s** (best of 3), measured in the same "
-            f"run. Load average {load_before:.1f} at the start and {load_after:.1f} at the end: other work shared "
-            "the cores, so compare ratios rather than absolute rates. "
-            "Put = chunk (FastCDC), hash to CIDv1, place, write the catalog; get = fetch, verify every block "
-            "against its CID, write the file. Storage nodes are `cxmpute storage node` processes on 127.0.0.1, "
-            "sharing the machine's cores with the client.\n\n"
-            + table(["store", "put MB/s", "get MB/s", "put / baseline", "get / baseline"], rows)
-            + f"\n\n**Edit in the middle.** {EDIT_FILE_MB} MiB file, 1 MiB overwritten at its middle, stored "
-            f"again: {edit['new']} new blocks ({edit['new_mb']:.2f} MB uploaded) of {edit['chunks']} chunks; "
-            f"{edit['reused']} found already stored.")
+    body = (
+        f"File of {SIZE_MB} MiB of random bytes (set `CXMPUTE_BENCH_STXRAGE_MB` to change). Baseline: "
+        f"`sha256sum` then `cp` of the same file, **{base_mbs:.0f} MB/s** (best of 3), measured in the same "
+        f"run. Load average {load_before:.1f} at the start and {load_after:.1f} at the end: other work shared "
+        "the cores, so compare ratios rather than absolute rates. "
+        "Put = chunk (FastCDC), hash to CIDv1, place, write the catalog; get = fetch, verify every block "
+        "against its CID, write the file. Storage nodes are `cxmpute storage node` processes on 127.0.0.1, "
+        "sharing the machine's cores with the client.\n\n"
+        + table(["store", "put MB/s", "get MB/s", "put / baseline", "get / baseline"], rows)
+        + f"\n\n**Edit in the middle.** {EDIT_FILE_MB} MiB file, 1 MiB overwritten at its middle, stored "
+        f"again: {edit['new']} new blocks ({edit['new_mb']:.2f} MB uploaded) of {edit['chunks']} chunks; "
+        f"{edit['reused']} found already stored."
+    )
     write_section("Stxrage storage throughput", body)
 
 
@@ -159,8 +196,12 @@ def _edit_in_the_middle(work: Path) -> dict:
     data = bytearray(rng.randbytes(EDIT_FILE_MB * 1024 * 1024))
     storage.put_bytes(bytes(data))
     middle = len(data) // 2
-    data[middle:middle + 1024 * 1024] = rng.randbytes(1024 * 1024)
+    data[middle : middle + 1024 * 1024] = rng.randbytes(1024 * 1024)
     stats = storage.put_bytes(bytes(data))
     _drop(storage)
-    return {"new": stats.new_blocks, "reused": stats.reused_blocks, "chunks": stats.file.chunks,
-            "new_mb": stats.bytes_uploaded / 1e6}
+    return {
+        "new": stats.new_blocks,
+        "reused": stats.reused_blocks,
+        "chunks": stats.file.chunks,
+        "new_mb": stats.bytes_uploaded / 1e6,
+    }

@@ -39,12 +39,34 @@ def _baseline(root: Path) -> float:
     (root / "bare.img").write_bytes(b"\0" * 2**20)
     (root / "key").write_text(KEY + "\n")
     start = time.perf_counter()
-    proc = subprocess.Popen(["qemu-system-x86_64", "-machine", "pc,accel=tcg", "-cpu", "max", "-m", "256",
-                             "-nodefaults", "-display", "none", "-kernel", str(root / "kernel"), "-initrd",
-                             str(root / "initrd"), "-append", "console=ttyS0 quiet", "-serial", f"file:{log}",
-                             "-drive", f"file={root / 'bare.img'},if=virtio,format=raw",
-                             "-fw_cfg", f"name=opt/cxmpute/ssh_key,file={root / 'key'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "qemu-system-x86_64",
+            "-machine",
+            "pc,accel=tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "256",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-kernel",
+            str(root / "kernel"),
+            "-initrd",
+            str(root / "initrd"),
+            "-append",
+            "console=ttyS0 quiet",
+            "-serial",
+            f"file:{log}",
+            "-drive",
+            f"file={root / 'bare.img'},if=virtio,format=raw",
+            "-fw_cfg",
+            f"name=opt/cxmpute/ssh_key,file={root / 'key'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         return _wait(log, b"CXMPUTE-VM-READY") - start
     finally:
@@ -73,8 +95,15 @@ def main() -> None:
             machine.create_disk(64)
             (machine.path / "kernel").write_bytes(kernel)
             (machine.path / "initrd").write_bytes(initrd)
-            config = MachineConfig(name=f"bench{i}", ssh_key=KEY, kernel=True, initrd=True,
-                                   cmdline="console=ttyS0 quiet", ssh_port=_port(), accel="tcg")
+            config = MachineConfig(
+                name=f"bench{i}",
+                ssh_key=KEY,
+                kernel=True,
+                initrd=True,
+                cmdline="console=ttyS0 quiet",
+                ssh_port=_port(),
+                accel="tcg",
+            )
             start = time.perf_counter()
             machine.launch(config)
             rows["boot"].append(_wait(machine.console_log, b"CXMPUTE-VM-READY") - start)
@@ -92,16 +121,36 @@ def main() -> None:
             machine.destroy()
     median = {k: statistics.median(v) for k, v in rows.items()}
     base = statistics.median(bare)
-    write_section("Virtual machines", __doc__.split("\n\n", 1)[1] + "\n" + table(
-        ["step (TCG, 1 vCPU, 256 MiB)", "runs", "median s", "max s"],
-        [["bare qemu: start to CXMPUTE-VM-READY (baseline)", RUNS, f"{base:.2f}", f"{max(bare):.2f}"],
-         ["vm runtime: launch to CXMPUTE-VM-READY (key installed, disk counted)", RUNS, f"{median['boot']:.2f}",
-          f"{max(rows['boot']):.2f}"],
-         ["savevm (memory and devices into the qcow2 disk)", RUNS, f"{median['savevm']:.2f}",
-          f"{max(rows['savevm']):.2f}"],
-         ["stop (QMP quit)", RUNS, f"{median['stop']:.2f}", f"{max(rows['stop']):.2f}"],
-         ["restore: launch with -loadvm to the next guest tick", RUNS, f"{median['restore']:.2f}",
-          f"{max(rows['restore']):.2f}"]]))
+    write_section(
+        "Virtual machines",
+        __doc__.split("\n\n", 1)[1]
+        + "\n"
+        + table(
+            ["step (TCG, 1 vCPU, 256 MiB)", "runs", "median s", "max s"],
+            [
+                ["bare qemu: start to CXMPUTE-VM-READY (baseline)", RUNS, f"{base:.2f}", f"{max(bare):.2f}"],
+                [
+                    "vm runtime: launch to CXMPUTE-VM-READY (key installed, disk counted)",
+                    RUNS,
+                    f"{median['boot']:.2f}",
+                    f"{max(rows['boot']):.2f}",
+                ],
+                [
+                    "savevm (memory and devices into the qcow2 disk)",
+                    RUNS,
+                    f"{median['savevm']:.2f}",
+                    f"{max(rows['savevm']):.2f}",
+                ],
+                ["stop (QMP quit)", RUNS, f"{median['stop']:.2f}", f"{max(rows['stop']):.2f}"],
+                [
+                    "restore: launch with -loadvm to the next guest tick",
+                    RUNS,
+                    f"{median['restore']:.2f}",
+                    f"{max(rows['restore']):.2f}",
+                ],
+            ],
+        ),
+    )
 
 
 def _port() -> int:

@@ -28,19 +28,25 @@ PAGES = int(os.environ.get("CXMPUTE_BENCH_WEB_PAGES", "200"))
 STEPS = int(os.environ.get("CXMPUTE_BENCH_WEB_STEPS", "60"))
 ROUNDS = 2
 FANOUT = 6
-PARAGRAPH = ("Widgets are made in small workshops by people who care about them, and each one is tested "
-             "before it leaves the bench. ")
+PARAGRAPH = (
+    "Widgets are made in small workshops by people who care about them, and each one is tested "
+    "before it leaves the bench. "
+)
 
 
 def page_html(n: int) -> str:
     children = [c for c in range(n * FANOUT + 1, n * FANOUT + FANOUT + 1) if c < PAGES]
     links = "".join(f'<li><a href="/p/{c}">Page {c}</a></li>' for c in children)
     body = "".join(f"<p>{PARAGRAPH * 3} (page {n}, paragraph {i})</p>" for i in range(8))
-    form = ('<form action="/p/0"><input name="q"><select name="s"><option>a</option><option>b</option></select>'
-            '<button id="go" type="button" onclick="document.getElementById(\'out\').textContent=\'clicked\'">Go'
-            '</button></form><p id="out"></p>')
-    return (f"<!doctype html><html><head><title>Page {n}</title></head><body><main><h1>Page {n}</h1>{body}"
-            f"{form}<ul>{links}<li><a href='/p/0'>Home</a></li></ul></main></body></html>")
+    form = (
+        '<form action="/p/0"><input name="q"><select name="s"><option>a</option><option>b</option></select>'
+        '<button id="go" type="button" onclick="document.getElementById(\'out\').textContent=\'clicked\'">Go'
+        '</button></form><p id="out"></p>'
+    )
+    return (
+        f"<!doctype html><html><head><title>Page {n}</title></head><body><main><h1>Page {n}</h1>{body}"
+        f"{form}<ul>{links}<li><a href='/p/0'>Home</a></li></ul></main></body></html>"
+    )
 
 
 class Site(BaseHTTPRequestHandler):
@@ -103,8 +109,10 @@ def httpx_loop(urls: list[str], extract: bool = False) -> float:
 
 async def dive(ctx: AgentContext, base: str, concurrency: int) -> tuple[float, list[str]]:
     start = time.perf_counter()
-    out = await DiveAgent()({"start_url": f"{base}/p/0", "max_depth": 6, "max_pages": PAGES,
-                             "concurrency": concurrency, "max_chars": 2000}, ctx)
+    out = await DiveAgent()(
+        {"start_url": f"{base}/p/0", "max_depth": 6, "max_pages": PAGES, "concurrency": concurrency, "max_chars": 2000},
+        ctx,
+    )
     return time.perf_counter() - start, [p.url for p in out.pages]
 
 
@@ -189,9 +197,15 @@ def main() -> None:
         server.join(10)
     n = len(urls)
     base_rate = n / baseline
-    rows = [["plain httpx GET loop (baseline)", n, f"{base_rate:,.0f}", "1.00x"],
-            ["httpx GET loop + the same extraction (reference)", n, f"{n / extracting:,.0f}",
-             f"{n / extracting / base_rate:.2f}x"]]
+    rows = [
+        ["plain httpx GET loop (baseline)", n, f"{base_rate:,.0f}", "1.00x"],
+        [
+            "httpx GET loop + the same extraction (reference)",
+            n,
+            f"{n / extracting:,.0f}",
+            f"{n / extracting / base_rate:.2f}x",
+        ],
+    ]
     for c in (1, 4, 8):
         rate = n / figures[f"dive{c}"]
         rows.append([f"Internet Dive, concurrency {c}", n, f"{rate:,.0f}", f"{rate / base_rate:.2f}x"])
@@ -200,7 +214,9 @@ def main() -> None:
     for key, label in (("bu_plain", "Browser Use, no screenshots"), ("bu_shots", "Browser Use, screenshot per step")):
         rate = STEPS / figures[key]
         step_rows.append([label, STEPS, f"{rate:.1f}", f"{rate / pw_rate:.2f}x"])
-    write_section("Web agents", f"""
+    write_section(
+        "Web agents",
+        f"""
 A {PAGES}-page site (fan-out {FANOUT}, ~3 KB of prose per page, robots.txt) served by a threaded
 `http.server` on 127.0.0.1 in a separate process. Internet Dive crawls it from the root with the page budget
 set to the whole site: robots.txt check, egress check with the connection pinned to the checked address,
@@ -220,7 +236,8 @@ is not timed.
 {table(["driver", "steps", "steps/s", "vs baseline"], step_rows)}
 
 Scale with CXMPUTE_BENCH_WEB_PAGES and CXMPUTE_BENCH_WEB_STEPS.
-""")
+""",
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ def main() -> None:
     from prefect import flow, task
 
     from compute.chain.client import web3_at
-    from compute.network import get_network
     from compute.ledger import Acct, post
+    from compute.network import get_network
     from compute.provisions import Resources
     from compute.worker.dispatch import Dispatcher
     from compute.worker.jobs import JobSpec, list_for
@@ -75,29 +75,67 @@ def main() -> None:
     procs = []
     for i in range(WORKERS):
         wallet = Account.create()
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-            {"from": w3.eth.accounts[0], "to": wallet.address, "value": 10 * 10**18}))
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": wallet.address, "value": 10 * 10**18})
+        )
         wdir = home / f"provider-{i}"
         wdir.mkdir()
-        env = {**os.environ, "CXMPUTE_HOME": str(wdir), "PREFECT_HOME": str(wdir / "prefect"),
-               "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(), **client_env(prefect_url)}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", f"bench-{i}", "--price-gwei", "1",
-             "--cpu", "16", "--memory-mb", "65536", "--stake-eth", "2", "--concurrency", "16"],
-            env=env, stdout=open(wdir / "worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True))
+        env = {
+            **os.environ,
+            "CXMPUTE_HOME": str(wdir),
+            "PREFECT_HOME": str(wdir / "prefect"),
+            "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(),
+            **client_env(prefect_url),
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cxmpute.cli",
+                    "provider",
+                    "start",
+                    "--name",
+                    f"bench-{i}",
+                    "--price-gwei",
+                    "1",
+                    "--cpu",
+                    "16",
+                    "--memory-mb",
+                    "65536",
+                    "--stake-eth",
+                    "2",
+                    "--concurrency",
+                    "16",
+                ],
+                env=env,
+                stdout=open(wdir / "worker.log", "wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     net = get_network()
     while len(httpx.get(api + "/v1/market/provisions", params={"kind": "agent", "status": "active"}).json()) < WORKERS:
         time.sleep(0.2)
     owner = Account.create().address
     with net.store.write() as session:
-        post(session, key=f"bench-{owner}", kind="deposit",
-             entries=[(Acct("chain", "bench"), -10**15), (Acct("user", owner), 10**15)])
+        post(
+            session,
+            key=f"bench-{owner}",
+            kind="deposit",
+            entries=[(Acct("chain", "bench"), -(10**15)), (Acct("user", owner), 10**15)],
+        )
 
     def spec(i: int) -> JobSpec:
-        return JobSpec(kind="agent", owner=owner, work_key=f"bench:{i}", price_max_gwei=10, timeout_s=120,
-                       resources=Resources(cpu=1, memory_mb=256),
-                       payload={"agent": "io.template", "version": "1",
-                                "inputs": {"template": "{{ x }}!", "variables": {"x": i}}})
+        return JobSpec(
+            kind="agent",
+            owner=owner,
+            work_key=f"bench:{i}",
+            price_max_gwei=10,
+            timeout_s=120,
+            resources=Resources(cpu=1, memory_mb=256),
+            payload={"agent": "io.template", "version": "1", "inputs": {"template": "{{ x }}!", "variables": {"x": i}}},
+        )
 
     dispatcher = Dispatcher(net)
 
@@ -142,20 +180,28 @@ def main() -> None:
         stop_server(prefect)
 
     ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
-    rows = [["remote node on a provider worker", ms(_pct(remote, 0.5)), ms(_pct(remote, 0.99)),
-             f"{_pct(remote, 0.5) / _pct(local, 0.5):.1f}x"],
-            ["in-process Prefect task (baseline)", ms(_pct(local, 0.5)), ms(_pct(local, 0.99)), "1.0x"]]
-    body = (f"Dispatch-to-start latency, {SAMPLES} sequential nodes each (time from dispatch — match, lease, job "
-            "record, deferred task run — to the node starting on the worker; baseline: `task.submit()` to the task "
-            "body starting, in a flow in this process):\n\n"
-            + table(["path", "p50 ms", "p99 ms", "p50 vs baseline"], rows)
-            + f"\n\nThroughput: {BURST} concurrent nodes through {WORKERS} provider workers: **{per_s:.1f} nodes/s** "
-              f"(spread over {len(providers)} providers; each node = match + lease + dispatch + claim + run + "
-              f"settle usage + close lease). Mean remote latency {statistics.mean(remote) * 1000:.1f} ms.\n\n"
-              f"All of it — Prefect server (SQLite), platform API, dispatcher and the {WORKERS} workers — shares this "
-              f"machine's {os.cpu_count()} cores; under the burst each node's Prefect orchestration (task run "
-              "creation, websocket delivery with one ack per run, Pending/Running/Completed proposals) is what "
-              "queues, not the nodes themselves (which run in milliseconds).")
+    rows = [
+        [
+            "remote node on a provider worker",
+            ms(_pct(remote, 0.5)),
+            ms(_pct(remote, 0.99)),
+            f"{_pct(remote, 0.5) / _pct(local, 0.5):.1f}x",
+        ],
+        ["in-process Prefect task (baseline)", ms(_pct(local, 0.5)), ms(_pct(local, 0.99)), "1.0x"],
+    ]
+    body = (
+        f"Dispatch-to-start latency, {SAMPLES} sequential nodes each (time from dispatch — match, lease, job "
+        "record, deferred task run — to the node starting on the worker; baseline: `task.submit()` to the task "
+        "body starting, in a flow in this process):\n\n"
+        + table(["path", "p50 ms", "p99 ms", "p50 vs baseline"], rows)
+        + f"\n\nThroughput: {BURST} concurrent nodes through {WORKERS} provider workers: **{per_s:.1f} nodes/s** "
+        f"(spread over {len(providers)} providers; each node = match + lease + dispatch + claim + run + "
+        f"settle usage + close lease). Mean remote latency {statistics.mean(remote) * 1000:.1f} ms.\n\n"
+        f"All of it — Prefect server (SQLite), platform API, dispatcher and the {WORKERS} workers — shares this "
+        f"machine's {os.cpu_count()} cores; under the burst each node's Prefect orchestration (task run "
+        "creation, websocket delivery with one ack per run, Pending/Running/Completed proposals) is what "
+        "queues, not the nodes themselves (which run in milliseconds)."
+    )
     write_section("Worker pool", body)
 
 

@@ -31,8 +31,9 @@ provision_app = typer.Typer(help="Your provisions.", no_args_is_help=True)
 provider_app.add_typer(provision_app, name="provision")
 market_app = typer.Typer(help="Quote and request compute.", no_args_is_help=True)
 account_app = typer.Typer(help="Who you are, balances, deposits, history, API keys.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys: credentials for scripts and other machines, instead of a wallet.",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: credentials for scripts and other machines, instead of a wallet.", no_args_is_help=True
+)
 account_app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
@@ -86,11 +87,15 @@ def _to_vault(api: PlatformClient, function: str, eth: float) -> str:
         account = api.get("/v1/account/balance")["address"]
         if account.lower() != wallet.address.lower():
             # The platform credits only what the account's own address sent: refuse before spending anything.
-            raise CxmputeError(f"CXMPUTE_API_KEY acts for {account} but the wallet is {wallet.address}: set "
-                               f"CXMPUTE_WALLET_KEY to {account}'s key", field="CXMPUTE_WALLET_KEY")
+            raise CxmputeError(
+                f"CXMPUTE_API_KEY acts for {account} but the wallet is {wallet.address}: set "
+                f"CXMPUTE_WALLET_KEY to {account}'s key",
+                field="CXMPUTE_WALLET_KEY",
+            )
     chain = api.get("/v1/account/chain")
-    tx_hash = send_to_vault(platform_rpc_url(api.base_url), chain["vault_address"], chain["chain_id"], wallet,
-                            function, wei, field="--eth")
+    tx_hash = send_to_vault(
+        platform_rpc_url(api.base_url), chain["vault_address"], chain["chain_id"], wallet, function, wei, field="--eth"
+    )
     # Should the credit that follows fail, this hash is what --tx-hash takes to claim the funds sent.
     err.print(f"sent {function} {tx_hash} on chain {chain['chain_id']}", soft_wrap=True, highlight=False)
     return tx_hash
@@ -116,11 +121,19 @@ def whoami(as_json: bool = _JSON) -> None:
         rpc = platform_rpc_url(api.base_url)
         with chain_errors(rpc, "CXMPUTE_CHAIN_RPC_URL", wallet):
             wallet_wei = web3_at(rpc).eth.get_balance(wallet)
-        info = {"address": balance["address"], "wallet": wallet,
-                "credential": "api key" if api.api_key else "wallet", "api_url": api.base_url, "chain_rpc_url": rpc,
-                "chain_id": chain["chain_id"], "vault_address": chain["vault_address"],
-                "wallet_eth": _eth(wallet_wei), "user_gwei": balance["user_gwei"],
-                "earnings_gwei": balance["earnings_gwei"], "stake_gwei": balance["stake_gwei"]}
+        info = {
+            "address": balance["address"],
+            "wallet": wallet,
+            "credential": "api key" if api.api_key else "wallet",
+            "api_url": api.base_url,
+            "chain_rpc_url": rpc,
+            "chain_id": chain["chain_id"],
+            "vault_address": chain["vault_address"],
+            "wallet_eth": _eth(wallet_wei),
+            "user_gwei": balance["user_gwei"],
+            "earnings_gwei": balance["earnings_gwei"],
+            "stake_gwei": balance["stake_gwei"],
+        }
     if as_json:
         _show(info)
         return
@@ -140,8 +153,10 @@ def balance() -> None:
 
 
 @account_app.command("deposit")
-def deposit(eth: float = typer.Option(None, help="Send this much to the vault, then credit it"),
-            tx_hash: str = typer.Option(None, help="Credit a deposit already sent to the vault")) -> None:
+def deposit(
+    eth: float = typer.Option(None, help="Send this much to the vault, then credit it"),
+    tx_hash: str = typer.Option(None, help="Credit a deposit already sent to the vault"),
+) -> None:
     """Deposit to the vault on the platform's chain and credit the balance once the receipt is verified."""
     _one_of(eth, tx_hash)
     with PlatformClient() as api:
@@ -158,25 +173,36 @@ def history(limit: int = typer.Option(50, min=1, max=1000), as_json: bool = _JSO
         return
     table = _table("when", "kind", "account", "gwei", "reference")
     for item in items:
-        table.add_row(item["created_at"][:19], item["kind"], item["account"], str(item["amount_gwei"]),
-                      item["reference"] or "")
+        table.add_row(
+            item["created_at"][:19], item["kind"], item["account"], str(item["amount_gwei"]), item["reference"] or ""
+        )
     console.print(table)
 
 
 @account_app.command("withdraw")
-def withdraw(gwei: int = typer.Argument(..., min=1), source: str = typer.Option("user", help="user or earnings"),
-             key: str = typer.Option(None, help="Idempotency key (default: a new one)")) -> None:
+def withdraw(
+    gwei: int = typer.Argument(..., min=1),
+    source: str = typer.Option("user", help="user or earnings"),
+    key: str = typer.Option(None, help="Idempotency key (default: a new one)"),
+) -> None:
     """Have the platform pay out to the account's address on its chain."""
     import uuid
 
     with PlatformClient() as api:
-        _show(api.post("/v1/account/withdrawals", json={"amount_gwei": gwei, "source": source,
-                                                         "idempotency_key": key or uuid.uuid4().hex}))
+        _show(
+            api.post(
+                "/v1/account/withdrawals",
+                json={"amount_gwei": gwei, "source": source, "idempotency_key": key or uuid.uuid4().hex},
+            )
+        )
 
 
 @keys_app.command("create")
-def keys_create(name: str = typer.Option("cli", help="A label to tell the key apart in `keys ls`"),
-                scope: list[str] = _SCOPES, as_json: bool = _JSON) -> None:
+def keys_create(
+    name: str = typer.Option("cli", help="A label to tell the key apart in `keys ls`"),
+    scope: list[str] = _SCOPES,
+    as_json: bool = _JSON,
+) -> None:
     """Issue an API key. It is shown once: only its hash is kept."""
     body: dict[str, Any] = {"name": name}
     if scope:
@@ -186,8 +212,12 @@ def keys_create(name: str = typer.Option("cli", help="A label to tell the key ap
     if as_json:
         _show(made)
         return
-    console.print(f"API key {made['id']} ({', '.join(made['scopes'])}); it is not shown again. Use it with:\n"
-                  f"  export CXMPUTE_API_KEY={made['key']}", soft_wrap=True, highlight=False)
+    console.print(
+        f"API key {made['id']} ({', '.join(made['scopes'])}); it is not shown again. Use it with:\n"
+        f"  export CXMPUTE_API_KEY={made['key']}",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 @keys_app.command("ls")
@@ -226,16 +256,32 @@ def register(name: str = typer.Option(..., help="Shown to users"), region: str =
         profile = detect(settings.data_dir)
         profile.runtimes = runtime_registry(settings).available()
         issued = int(time.time())
-        typed = {"provider": api.address, "name": name, "region": region, "profileHash": profile.digest(),
-                 "issuedAt": issued}
-        _show(api.post("/v1/providers", json={
-            "name": name, "region": region, "profile": profile.model_dump(), "issued_at": issued,
-            "signature": receipts.sign(domain, "ProviderRegistration", typed, api.wallet)}))
+        typed = {
+            "provider": api.address,
+            "name": name,
+            "region": region,
+            "profileHash": profile.digest(),
+            "issuedAt": issued,
+        }
+        _show(
+            api.post(
+                "/v1/providers",
+                json={
+                    "name": name,
+                    "region": region,
+                    "profile": profile.model_dump(),
+                    "issued_at": issued,
+                    "signature": receipts.sign(domain, "ProviderRegistration", typed, api.wallet),
+                },
+            )
+        )
 
 
 @provider_app.command("stake")
-def stake(eth: float = typer.Option(None, help="Stake this much in the vault"),
-          tx_hash: str = typer.Option(None, help="Credit a stake already sent to the vault")) -> None:
+def stake(
+    eth: float = typer.Option(None, help="Stake this much in the vault"),
+    tx_hash: str = typer.Option(None, help="Credit a stake already sent to the vault"),
+) -> None:
     """Stake on the platform's chain and credit it once the receipt is verified."""
     _one_of(eth, tx_hash)
     with PlatformClient() as api:
@@ -243,15 +289,22 @@ def stake(eth: float = typer.Option(None, help="Stake this much in the vault"),
 
 
 @provision_app.command("add")
-def provision_add(kind: str = typer.Option(..., help="vm, container, function, inference or agent"),
-                  price_gwei: int = typer.Option(..., help="Ask per compute-unit-second"),
-                  cpu: int = typer.Option(1), memory_mb: int = typer.Option(1024), gpu_count: int = typer.Option(0),
-                  gpu_model: str = typer.Option(""), disk_gb: int = typer.Option(0),
-                  model: list[str] = _MODELS, image: list[str] = _IMAGES, region: str = typer.Option("local"),
-                  until: datetime = _UNTIL,
-                  shares_capacity_with: str = typer.Option(
-                      None, help="Id of your provision on this machine (same resources) whose capacity it shares")
-                  ) -> None:
+def provision_add(
+    kind: str = typer.Option(..., help="vm, container, function, inference or agent"),
+    price_gwei: int = typer.Option(..., help="Ask per compute-unit-second"),
+    cpu: int = typer.Option(1),
+    memory_mb: int = typer.Option(1024),
+    gpu_count: int = typer.Option(0),
+    gpu_model: str = typer.Option(""),
+    disk_gb: int = typer.Option(0),
+    model: list[str] = _MODELS,
+    image: list[str] = _IMAGES,
+    region: str = typer.Option("local"),
+    until: datetime = _UNTIL,
+    shares_capacity_with: str = typer.Option(
+        None, help="Id of your provision on this machine (same resources) whose capacity it shares"
+    ),
+) -> None:
     """Publish a provision. A kind run by a runtime of the same name (vm, container) needs that runtime here.
     Offers of one machine should share its capacity (--shares-capacity-with), so it is never sold twice."""
     from compute.runtimes import runtime_registry
@@ -260,11 +313,27 @@ def provision_add(kind: str = typer.Option(..., help="vm, container, function, i
     if kind in registry.names() and (why := registry.runtime(kind).check()) is not None:
         raise CxmputeError(f"this machine cannot run {kind!r}: {why}", field="--kind")
     with PlatformClient() as api:
-        _show(api.post("/v1/provisions", json={
-            "kind": kind, "price_gwei": price_gwei, "models": model, "images": image, "region": region,
-            "available_until": until.isoformat() if until else None, "shares_capacity_with": shares_capacity_with,
-            "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpu_count, "gpu_model": gpu_model,
-                          "disk_gb": disk_gb}}))
+        _show(
+            api.post(
+                "/v1/provisions",
+                json={
+                    "kind": kind,
+                    "price_gwei": price_gwei,
+                    "models": model,
+                    "images": image,
+                    "region": region,
+                    "available_until": until.isoformat() if until else None,
+                    "shares_capacity_with": shares_capacity_with,
+                    "resources": {
+                        "cpu": cpu,
+                        "memory_mb": memory_mb,
+                        "gpu_count": gpu_count,
+                        "gpu_model": gpu_model,
+                        "disk_gb": disk_gb,
+                    },
+                },
+            )
+        )
 
 
 @provision_app.command("ls")
@@ -278,16 +347,43 @@ def provision_ls(as_json: bool = _JSON) -> None:
     table = _table("id", "kind", "status", "cpu free/total", "memory MiB free", "gpu", "price gwei/CU-s")
     for p in provisions:
         r, f = p["resources"], p["free"]
-        table.add_row(p["id"], p["kind"], p["status"], f"{f['cpu']}/{r['cpu']}", str(f["memory_mb"]),
-                      f"{f['gpu_count']}x{r['gpu_model']}" if r["gpu_count"] else "-", str(p["price_gwei"]))
+        table.add_row(
+            p["id"],
+            p["kind"],
+            p["status"],
+            f"{f['cpu']}/{r['cpu']}",
+            str(f["memory_mb"]),
+            f"{f['gpu_count']}x{r['gpu_model']}" if r["gpu_count"] else "-",
+            str(p["price_gwei"]),
+        )
     console.print(table)
 
 
-def _request(kind: str, price_max: int, price_min: int, duration_s: int | None, term: str, cpu: int, memory_mb: int,
-             gpu_count: int, gpu_model: str, model: str | None, image: str | None, region: str | None) -> dict:
-    return {"kind": kind, "price_min_gwei": price_min, "price_max_gwei": price_max, "term": term,
-            "duration_s": duration_s, "model": model, "image": image, "region": region,
-            "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpu_count, "gpu_model": gpu_model}}
+def _request(
+    kind: str,
+    price_max: int,
+    price_min: int,
+    duration_s: int | None,
+    term: str,
+    cpu: int,
+    memory_mb: int,
+    gpu_count: int,
+    gpu_model: str,
+    model: str | None,
+    image: str | None,
+    region: str | None,
+) -> dict:
+    return {
+        "kind": kind,
+        "price_min_gwei": price_min,
+        "price_max_gwei": price_max,
+        "term": term,
+        "duration_s": duration_s,
+        "model": model,
+        "image": image,
+        "region": region,
+        "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpu_count, "gpu_model": gpu_model},
+    }
 
 
 _KIND = typer.Option(..., help="vm, container, function, inference or agent")
@@ -295,41 +391,96 @@ _MAX = typer.Option(..., help="Highest ask accepted, gwei per CU-second")
 
 
 @market_app.command("quote")
-def quote(kind: str = _KIND, price_max: int = _MAX, price_min: int = typer.Option(0),
-          duration_s: int = typer.Option(None), term: str = typer.Option("seconds", help="seconds, hour or month"),
-          cpu: int = typer.Option(1), memory_mb: int = typer.Option(1024), gpu_count: int = typer.Option(0),
-          gpu_model: str = typer.Option(""), model: str = typer.Option(None), image: str = typer.Option(None),
-          region: str = typer.Option(None)) -> None:
+def quote(
+    kind: str = _KIND,
+    price_max: int = _MAX,
+    price_min: int = typer.Option(0),
+    duration_s: int = typer.Option(None),
+    term: str = typer.Option("seconds", help="seconds, hour or month"),
+    cpu: int = typer.Option(1),
+    memory_mb: int = typer.Option(1024),
+    gpu_count: int = typer.Option(0),
+    gpu_model: str = typer.Option(""),
+    model: str = typer.Option(None),
+    image: str = typer.Option(None),
+    region: str = typer.Option(None),
+) -> None:
     """What a request would get and cost, or why nothing matches."""
     with PlatformClient() as api:
-        _show(api.post("/v1/market/quote", json=_request(kind, price_max, price_min, duration_s, term, cpu,
-                                                         memory_mb, gpu_count, gpu_model, model, image, region)))
+        _show(
+            api.post(
+                "/v1/market/quote",
+                json=_request(
+                    kind,
+                    price_max,
+                    price_min,
+                    duration_s,
+                    term,
+                    cpu,
+                    memory_mb,
+                    gpu_count,
+                    gpu_model,
+                    model,
+                    image,
+                    region,
+                ),
+            )
+        )
 
 
 @market_app.command("request")
-def request(kind: str = _KIND, price_max: int = _MAX, price_min: int = typer.Option(0),
-            duration_s: int = typer.Option(None), term: str = typer.Option("seconds", help="seconds, hour or month"),
-            cpu: int = typer.Option(1), memory_mb: int = typer.Option(1024), gpu_count: int = typer.Option(0),
-            gpu_model: str = typer.Option(""), model: str = typer.Option(None), image: str = typer.Option(None),
-            region: str = typer.Option(None)) -> None:
+def request(
+    kind: str = _KIND,
+    price_max: int = _MAX,
+    price_min: int = typer.Option(0),
+    duration_s: int = typer.Option(None),
+    term: str = typer.Option("seconds", help="seconds, hour or month"),
+    cpu: int = typer.Option(1),
+    memory_mb: int = typer.Option(1024),
+    gpu_count: int = typer.Option(0),
+    gpu_model: str = typer.Option(""),
+    model: str = typer.Option(None),
+    image: str = typer.Option(None),
+    region: str = typer.Option(None),
+) -> None:
     """Match and open a lease (escrow held, or the first rental term billed)."""
     with PlatformClient() as api:
         # A 409 "no provision matches" carries in its one line why each provision was passed over (no_match).
-        _show(api.post("/v1/market/requests", json=_request(kind, price_max, price_min, duration_s, term, cpu,
-                                                            memory_mb, gpu_count, gpu_model, model, image, region)))
+        _show(
+            api.post(
+                "/v1/market/requests",
+                json=_request(
+                    kind,
+                    price_max,
+                    price_min,
+                    duration_s,
+                    term,
+                    cpu,
+                    memory_mb,
+                    gpu_count,
+                    gpu_model,
+                    model,
+                    image,
+                    region,
+                ),
+            )
+        )
 
 
 @provider_app.command("start")
-def start(name: str = typer.Option(..., help="Shown to users"),
-          price_gwei: int = typer.Option(..., min=1, help="Ask per compute-unit-second"),
-          cpu: int = typer.Option(1, min=1, help="vCPU cores offered"),
-          memory_mb: int = typer.Option(1024, min=1, help="Memory offered, MiB"),
-          gpu_count: int = typer.Option(0, min=0), gpu_model: str = typer.Option(""),
-          disk_gb: int = typer.Option(0, min=0), region: str = typer.Option("local"),
-          stake_eth: float = typer.Option(0.0, min=0, help="Hold at least this much stake (topped up on chain)"),
-          concurrency: int = typer.Option(4, min=1, help="Jobs run at once"),
-          work_pool: str = typer.Option(None, help="Also run flow runs from this provider's queue of a work pool")
-          ) -> None:
+def start(
+    name: str = typer.Option(..., help="Shown to users"),
+    price_gwei: int = typer.Option(..., min=1, help="Ask per compute-unit-second"),
+    cpu: int = typer.Option(1, min=1, help="vCPU cores offered"),
+    memory_mb: int = typer.Option(1024, min=1, help="Memory offered, MiB"),
+    gpu_count: int = typer.Option(0, min=0),
+    gpu_model: str = typer.Option(""),
+    disk_gb: int = typer.Option(0, min=0),
+    region: str = typer.Option("local"),
+    stake_eth: float = typer.Option(0.0, min=0, help="Hold at least this much stake (topped up on chain)"),
+    concurrency: int = typer.Option(4, min=1, help="Jobs run at once"),
+    work_pool: str = typer.Option(None, help="Also run flow runs from this provider's queue of a work pool"),
+) -> None:
     """Join the network and run matched work until stopped (Ctrl-C or SIGTERM).
 
     Signs in with the wallet (CXMPUTE_WALLET_KEY, else this machine's local wallet), registers this machine,
@@ -347,14 +498,21 @@ def start(name: str = typer.Option(..., help="Shown to users"),
     from compute.worker.provider import Offer, ProviderWorker
 
     if work_pool and not PREFECT_API_URL.value():
-        raise CxmputeError("set PREFECT_API_URL to the platform's Prefect server (--work-pool runs its flow runs)",
-                           field="PREFECT_API_URL")
+        raise CxmputeError(
+            "set PREFECT_API_URL to the platform's Prefect server (--work-pool runs its flow runs)",
+            field="PREFECT_API_URL",
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    offer = Offer(name=name, region=region, price_gwei=price_gwei, stake_gwei=int(stake_eth * GWEI),
-                  concurrency=concurrency, work_pool=work_pool,
-                  resources=Resources(cpu=cpu, memory_mb=memory_mb, gpu_count=gpu_count, gpu_model=gpu_model,
-                                      disk_gb=disk_gb))
+    offer = Offer(
+        name=name,
+        region=region,
+        price_gwei=price_gwei,
+        stake_gwei=int(stake_eth * GWEI),
+        concurrency=concurrency,
+        work_pool=work_pool,
+        resources=Resources(cpu=cpu, memory_mb=memory_mb, gpu_count=gpu_count, gpu_model=gpu_model, disk_gb=disk_gb),
+    )
     worker = ProviderWorker(settings.resolved_api_url, local_wallet(settings), offer, settings.chain_rpc_url)
 
     def stop(signum: int, frame: object) -> None:

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import or_, select, update as update_rows
+from sqlalchemy import or_, select
+from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session
 
 from compute.errors import ComputeError, Forbidden, NotFound
@@ -37,8 +38,11 @@ class ProvisionSpec(BaseModel):
     kind: Kind
     resources: Resources
     shares_capacity_with: str | None = Field(
-        None, max_length=36, description="Id of another of your provisions on the same machine, with the same "
-        "resources: the two share that machine's capacity, so what one leases the other no longer offers")
+        None,
+        max_length=36,
+        description="Id of another of your provisions on the same machine, with the same "
+        "resources: the two share that machine's capacity, so what one leases the other no longer offers",
+    )
     price_gwei: int = Field(..., gt=0, le=10**12, description="Ask per compute-unit-second, in gwei")
     models: list[str] = Field(default_factory=list, max_length=100, description="Models served (inference)")
     images: list[str] = Field(default_factory=list, max_length=100, description="Allowed images; empty: any")
@@ -79,31 +83,58 @@ class ProvisionOut(BaseModel):
 
 def out(row: Provision) -> ProvisionOut:
     return ProvisionOut(
-        id=row.id, provider=row.provider, kind=row.kind,
-        resources=Resources(cpu=row.cpu, memory_mb=row.memory_mb, gpu_count=row.gpu_count,
-                            gpu_model=row.gpu_model, disk_gb=row.disk_gb),
-        free=Resources.model_construct(cpu=row.free_cpu, memory_mb=row.free_memory_mb, gpu_count=row.free_gpu,
-                                       gpu_model=row.gpu_model, disk_gb=row.free_disk_gb),
-        price_gwei=row.price_gwei, models=list(row.models), images=list(row.images), region=row.region,
-        available_until=row.available_until, status=row.status, capacity_group=row.capacity_group or row.id,
-        updated_at=row.updated_at)
+        id=row.id,
+        provider=row.provider,
+        kind=row.kind,
+        resources=Resources(
+            cpu=row.cpu, memory_mb=row.memory_mb, gpu_count=row.gpu_count, gpu_model=row.gpu_model, disk_gb=row.disk_gb
+        ),
+        free=Resources.model_construct(
+            cpu=row.free_cpu,
+            memory_mb=row.free_memory_mb,
+            gpu_count=row.free_gpu,
+            gpu_model=row.gpu_model,
+            disk_gb=row.free_disk_gb,
+        ),
+        price_gwei=row.price_gwei,
+        models=list(row.models),
+        images=list(row.images),
+        region=row.region,
+        available_until=row.available_until,
+        status=row.status,
+        capacity_group=row.capacity_group or row.id,
+        updated_at=row.updated_at,
+    )
 
 
 def capacity_group(session: Session, provision_id: str) -> list[str]:
     """The provisions sharing ``provision_id``'s capacity (itself included), locked in id order: every
     reservation and release takes these locks in this one order, so concurrent ones never wait in a cycle."""
     group = session.scalar(select(Provision.capacity_group).where(Provision.id == provision_id)) or provision_id
-    return list(session.scalars(select(Provision.id).where(
-        or_(Provision.capacity_group == group, Provision.id == provision_id)).order_by(Provision.id).with_for_update()))
+    return list(
+        session.scalars(
+            select(Provision.id)
+            .where(or_(Provision.capacity_group == group, Provision.id == provision_id))
+            .order_by(Provision.id)
+            .with_for_update()
+        )
+    )
 
 
 def shift_capacity(session: Session, ids: list[str], r: Resources, sign: int) -> None:
     """Take (``sign`` -1) or give back (+1) ``r`` of the free capacity of every provision in ``ids``."""
     if ids:
-        session.execute(update_rows(Provision).where(Provision.id.in_(ids)).values(
-            free_cpu=Provision.free_cpu + sign * r.cpu, free_memory_mb=Provision.free_memory_mb + sign * r.memory_mb,
-            free_gpu=Provision.free_gpu + sign * r.gpu_count, free_disk_gb=Provision.free_disk_gb + sign * r.disk_gb,
-            updated_at=utcnow()))
+        session.execute(
+            update_rows(Provision)
+            .where(Provision.id.in_(ids))
+            .values(
+                free_cpu=Provision.free_cpu + sign * r.cpu,
+                free_memory_mb=Provision.free_memory_mb + sign * r.memory_mb,
+                free_gpu=Provision.free_gpu + sign * r.gpu_count,
+                free_disk_gb=Provision.free_disk_gb + sign * r.disk_gb,
+                updated_at=utcnow(),
+            )
+        )
 
 
 def create(store: Store, provider: str, spec: ProvisionSpec) -> ProvisionOut:
@@ -114,15 +145,32 @@ def create(store: Store, provider: str, spec: ProvisionSpec) -> ProvisionOut:
             raise Forbidden("register as a provider before publishing provisions", field="provider")
         staked = balance(session, Acct("stake", provider))
         if staked < get_settings().min_stake_gwei:
-            raise Forbidden(f"stake of {staked} gwei is below the minimum {get_settings().min_stake_gwei}",
-                            field="stake")
+            raise Forbidden(
+                f"stake of {staked} gwei is below the minimum {get_settings().min_stake_gwei}", field="stake"
+            )
         r = spec.resources
-        row = Provision(id=str(uuid.uuid4()), provider=provider, kind=spec.kind, cpu=r.cpu, memory_mb=r.memory_mb,
-                        gpu_count=r.gpu_count, gpu_model=r.gpu_model, disk_gb=r.disk_gb, free_cpu=r.cpu,
-                        free_memory_mb=r.memory_mb, free_gpu=r.gpu_count, free_disk_gb=r.disk_gb,
-                        price_gwei=spec.price_gwei, models=spec.models, images=spec.images, region=spec.region,
-                        available_until=spec.available_until, status="active", created_at=utcnow(),
-                        updated_at=utcnow())
+        row = Provision(
+            id=str(uuid.uuid4()),
+            provider=provider,
+            kind=spec.kind,
+            cpu=r.cpu,
+            memory_mb=r.memory_mb,
+            gpu_count=r.gpu_count,
+            gpu_model=r.gpu_model,
+            disk_gb=r.disk_gb,
+            free_cpu=r.cpu,
+            free_memory_mb=r.memory_mb,
+            free_gpu=r.gpu_count,
+            free_disk_gb=r.disk_gb,
+            price_gwei=spec.price_gwei,
+            models=spec.models,
+            images=spec.images,
+            region=spec.region,
+            available_until=spec.available_until,
+            status="active",
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
         row.capacity_group = row.id
         if spec.shares_capacity_with is not None:
             _join(session, provider, row, spec.shares_capacity_with)
@@ -140,9 +188,15 @@ def _join(session: Session, provider: str, row: Provision, other_id: str) -> Non
     if other.status == "retired":
         raise ComputeError(f"provision {other_id} is retired", field=field, status_code=409)
     if (other.cpu, other.memory_mb, other.gpu_count, other.gpu_model, other.disk_gb) != (
-            row.cpu, row.memory_mb, row.gpu_count, row.gpu_model, row.disk_gb):
-        raise ComputeError(f"resources must equal those of provision {other_id}, whose capacity it shares",
-                           field="resources")
+        row.cpu,
+        row.memory_mb,
+        row.gpu_count,
+        row.gpu_model,
+        row.disk_gb,
+    ):
+        raise ComputeError(
+            f"resources must equal those of provision {other_id}, whose capacity it shares", field="resources"
+        )
     capacity_group(session, other_id)  # holds the group still while the copy is taken
     session.refresh(other)
     row.capacity_group = other.capacity_group or other.id
@@ -193,13 +247,15 @@ def get(store: Store, provision_id: str) -> ProvisionOut:
 
 def list_for(store: Store, provider: str) -> list[ProvisionOut]:
     with store.read() as session:
-        rows = session.scalars(select(Provision).where(Provision.provider == provider)
-                               .order_by(Provision.created_at)).all()
+        rows = session.scalars(
+            select(Provision).where(Provision.provider == provider).order_by(Provision.created_at)
+        ).all()
         return [out(row) for row in rows]
 
 
-def browse(store: Store, kind: str | None = None, status: str | None = None, limit: int = 50,
-           offset: int = 0) -> list[ProvisionOut]:
+def browse(
+    store: Store, kind: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+) -> list[ProvisionOut]:
     """The public offer book: provisions by ascending price, optionally of one kind or status."""
     with store.read() as session:
         stmt = select(Provision)

@@ -62,8 +62,10 @@ TYPES: dict[str, list[dict[str, str]]] = {
 
 
 DOMAIN_TYPE: list[dict[str, str]] = [
-    {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
 ]
 
 
@@ -72,8 +74,12 @@ class Domain(BaseModel):
     verifying_contract: str
 
     def as_eip712(self) -> dict:
-        return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": self.chain_id,
-                "verifyingContract": self.verifying_contract}
+        return {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": self.chain_id,
+            "verifyingContract": self.verifying_contract,
+        }
 
     def separator(self) -> bytes:
         return _separator(self.chain_id, self.verifying_contract)
@@ -97,12 +103,15 @@ def _typed(domain: Domain, primary: str, message: dict) -> dict:
 
 def sign(domain: Domain, primary: str, message: dict, account: Account | None = None) -> str:
     """Sign with ``account`` (a provider's wallet) or, by default, the platform signer."""
-    signed = (account or platform_account()).sign_message(encode_typed_data(full_message=_typed(domain, primary, message)))
+    signed = (account or platform_account()).sign_message(
+        encode_typed_data(full_message=_typed(domain, primary, message))
+    )
     return signed.signature.to_0x_hex()
 
 
-def sign_batch(domain: Domain, primary: str, messages: Sequence[dict],
-               account: Account | None = None) -> list[BatchReceipt]:
+def sign_batch(
+    domain: Domain, primary: str, messages: Sequence[dict], account: Account | None = None
+) -> list[BatchReceipt]:
     """Sign ``messages`` with one signature over their Merkle root, by ``account`` or by default the platform
     signer; one receipt per message."""
     root, proofs = merkle([struct_hash(primary, m) for m in messages])
@@ -126,8 +135,9 @@ def signer_of(domain: Domain, primary: str, message: dict, signature: str, proof
     # eth-account's encoder validates the message here; its body is the message's hashStruct.
     typed = encode_typed_data(full_message=_typed(domain, primary, message))
     root = fold(bytes(typed.body), [bytes.fromhex(node.removeprefix("0x")) for node in proof])
-    return Account.recover_message(SignableMessage(version=b"\x01", header=typed.header, body=root),
-                                   signature=signature)
+    return Account.recover_message(
+        SignableMessage(version=b"\x01", header=typed.header, body=root), signature=signature
+    )
 
 
 def verify(domain: Domain, primary: str, message: dict, signature: str, proof: Sequence[str] = ()) -> bool:
@@ -213,5 +223,8 @@ def _type_hash(name: str, fields: list[dict[str, str]]) -> bytes:
 
 @lru_cache(maxsize=16)
 def _separator(chain_id: int, verifying_contract: str) -> bytes:
-    return _hash_struct("EIP712Domain", DOMAIN_TYPE, {"name": DOMAIN_NAME, "version": DOMAIN_VERSION,
-                                                      "chainId": chain_id, "verifyingContract": verifying_contract})
+    return _hash_struct(
+        "EIP712Domain",
+        DOMAIN_TYPE,
+        {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id, "verifyingContract": verifying_contract},
+    )

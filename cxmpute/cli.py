@@ -51,8 +51,13 @@ def report(exc: BaseException) -> int:
 
 def _place(problem: dict[str, Any]) -> str:
     """Where a problem is: its node or edge of a workflow, then the field."""
-    where = (f"node {problem['node']}" if problem.get("node") else
-             f"edge #{problem['edge']}" if problem.get("edge") is not None else "")
+    where = (
+        f"node {problem['node']}"
+        if problem.get("node")
+        else f"edge #{problem['edge']}"
+        if problem.get("edge") is not None
+        else ""
+    )
     field = str(problem.get("field") or "")
     return f"{where} ({field})" if where and field else where or field or "document"
 
@@ -117,19 +122,25 @@ def _top_level() -> dict[str, Command]:
     for name in sorted(_plugins()):
         sub = _load(name) if name.startswith("_") else None
         for info in sub.registered_commands if sub else []:
-            command = typer.main.get_command_from_info(info, pretty_exceptions_short=sub.pretty_exceptions_short,
-                                                       rich_markup_mode=sub.rich_markup_mode)
+            command = typer.main.get_command_from_info(
+                info, pretty_exceptions_short=sub.pretty_exceptions_short, rich_markup_mode=sub.rich_markup_mode
+            )
             commands[command.name] = command
     return commands
 
 
-app = typer.Typer(cls=PlatformGroup, help="Cxmpute: decentralized compute, agents and workflows.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    cls=PlatformGroup,
+    help="Cxmpute: decentralized compute, agents and workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Print the full traceback of a failure (also "
-                                                             "CXMPUTE_DEBUG=1)")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Print the full traceback of a failure (also CXMPUTE_DEBUG=1)"),
+) -> None:
     if debug:
         _debug["on"] = True
 

@@ -36,8 +36,15 @@ class PlatformError(CxmputeError):
     """The platform refused a request: its status, its message, the field it names and, for a request that
     fails validation, every problem (``errors``: dicts with ``field`` and ``message``)."""
 
-    def __init__(self, message: str, *, status_code: int, field: str | None = None,
-                 errors: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        body: dict[str, Any] | None = None,
+    ):
         super().__init__(message, field=field, status_code=status_code)
         self.errors = errors or []
         self.payload = body or {}
@@ -73,8 +80,9 @@ def error_from(resp: httpx.Response) -> PlatformError:
         body = None
     if not isinstance(body, dict):
         text = resp.text.strip()[:300] or resp.reason_phrase
-        return PlatformError(f"{resp.request.method} {resp.request.url.path}: {text}", status_code=resp.status_code,
-                             body={})
+        return PlatformError(
+            f"{resp.request.method} {resp.request.url.path}: {text}", status_code=resp.status_code, body={}
+        )
     detail = body.get("detail")
     errors = body.get("errors") if isinstance(body.get("errors"), list) else []
     if not isinstance(detail, str):  # a validation list or an object: still one readable line
@@ -89,9 +97,17 @@ def error_from(resp: httpx.Response) -> PlatformError:
 class _Base:
     """What both clients share: where, as whom, and how an answer is read."""
 
-    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, wallet_key: str | None = None,
-                 anonymous: bool = False, timeout: float = DEFAULT_TIMEOUT, settings: Settings | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        wallet_key: str | None = None,
+        anonymous: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        settings: Settings | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.settings = settings or get_settings()
         # Sent on every request: a job's own credential (a replica token), for a client acting for no account.
         self.headers = dict(headers or {})
@@ -159,10 +175,15 @@ class _Base:
 
     def _unreachable(self, exc: httpx.TransportError) -> PlatformUnreachable:
         if isinstance(exc, httpx.TimeoutException):
-            return PlatformUnreachable(f"the platform at {self.base_url} did not answer in time ({exc.__class__.__name__})",
-                                       field="CXMPUTE_API_URL")
-        return PlatformUnreachable(f"the platform at {self.base_url} is not answering: start it with `cxmpute up`, "
-                                   "or set CXMPUTE_API_URL to where it runs", field="CXMPUTE_API_URL")
+            return PlatformUnreachable(
+                f"the platform at {self.base_url} did not answer in time ({exc.__class__.__name__})",
+                field="CXMPUTE_API_URL",
+            )
+        return PlatformUnreachable(
+            f"the platform at {self.base_url} is not answering: start it with `cxmpute up`, "
+            "or set CXMPUTE_API_URL to where it runs",
+            field="CXMPUTE_API_URL",
+        )
 
     @staticmethod
     def _body(resp: httpx.Response) -> Any:
@@ -232,8 +253,9 @@ class PlatformClient(_Base):
         return self.request("DELETE", path, **kwargs)
 
     @contextmanager
-    def stream(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
-               ) -> Iterator[httpx.Response]:
+    def stream(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Iterator[httpx.Response]:
         """The open response, for downloads and event streams; an error answer raises before it is yielded.
         A session the platform no longer knows is dropped and the request sent once more, signed in again."""
         self._ensure_session()
@@ -252,7 +274,6 @@ class PlatformClient(_Base):
             except httpx.TransportError as exc:
                 raise self._unreachable(exc) from None
 
-
     def _send(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Any:
         try:
             resp = self.http.request(method, path, **kwargs)
@@ -268,8 +289,7 @@ class AsyncPlatformClient(_Base):
 
     def __init__(self, base_url: str | None = None, **kwargs: Any):
         super().__init__(base_url, **kwargs)
-        self.http = async_client(self.base_url, timeout=httpx.Timeout(self.timeout, connect=5.0),
-                                 headers=self.headers)
+        self.http = async_client(self.base_url, timeout=httpx.Timeout(self.timeout, connect=5.0), headers=self.headers)
 
     async def __aenter__(self) -> Self:
         return self
@@ -309,8 +329,9 @@ class AsyncPlatformClient(_Base):
         return await self.request("DELETE", path, **kwargs)
 
     @asynccontextmanager
-    async def stream(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
-                     ) -> AsyncIterator[httpx.Response]:
+    async def stream(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[httpx.Response]:
         await self._ensure_session()
         for attempt in (1, 2):
             try:

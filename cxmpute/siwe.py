@@ -39,8 +39,13 @@ class SiweMessage(BaseModel):
         lines = [origin + HEADER, self.address, ""]
         # With no statement the grammar keeps both blank lines: "address LF LF [ statement LF ] LF".
         lines += [self.statement, ""] if self.statement else [""]
-        lines += [f"URI: {self.uri}", f"Version: {self.version}", f"Chain ID: {self.chain_id}",
-                  f"Nonce: {self.nonce}", f"Issued At: {iso(self.issued_at)}"]
+        lines += [
+            f"URI: {self.uri}",
+            f"Version: {self.version}",
+            f"Chain ID: {self.chain_id}",
+            f"Nonce: {self.nonce}",
+            f"Issued At: {iso(self.issued_at)}",
+        ]
         if self.expiration_time:
             lines.append(f"Expiration Time: {iso(self.expiration_time)}")
         if self.not_before:
@@ -52,13 +57,26 @@ class SiweMessage(BaseModel):
         return "\n".join(lines)
 
 
-def message_for(address: str, nonce: Nonce, chain_id: int, *, ttl: timedelta = timedelta(minutes=10),
-                statement: str | None = "Sign in to Cxmpute") -> SiweMessage:
+def message_for(
+    address: str,
+    nonce: Nonce,
+    chain_id: int,
+    *,
+    ttl: timedelta = timedelta(minutes=10),
+    statement: str | None = "Sign in to Cxmpute",
+) -> SiweMessage:
     """The message a wallet signs for ``nonce`` (the platform client's sign-in, and clients in tests)."""
     now = datetime.now(UTC)
-    return SiweMessage(domain=nonce.domain, address=to_checksum_address(address), statement=statement,
-                       uri=nonce.uri, chain_id=chain_id, nonce=nonce.nonce, issued_at=now,
-                       expiration_time=now + ttl)
+    return SiweMessage(
+        domain=nonce.domain,
+        address=to_checksum_address(address),
+        statement=statement,
+        uri=nonce.uri,
+        chain_id=chain_id,
+        nonce=nonce.nonce,
+        issued_at=now,
+        expiration_time=now + ttl,
+    )
 
 
 def iso(moment: datetime) -> str:

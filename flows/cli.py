@@ -31,8 +31,16 @@ runs_app = typer.Typer(help="List, inspect, answer and re-run workflow runs.", n
 console = Console()
 err = Console(stderr=True)
 
-_STYLE = {"completed": "green", "failed": "red", "running": "cyan", "retrying": "yellow", "waiting": "magenta",
-          "skipped": "dim", "pending": "dim", "cancelled": "red"}
+_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "running": "cyan",
+    "retrying": "yellow",
+    "waiting": "magenta",
+    "skipped": "dim",
+    "pending": "dim",
+    "cancelled": "red",
+}
 _FINISHED = {"completed", "failed", "cancelled"}
 _ONE_LINE_IDS = 80  # terminal columns a runs table needs to keep each 36-character id on one line
 
@@ -98,8 +106,15 @@ def _node_table(view: dict[str, Any]) -> Table:
         table.add_column(col)
     for n in view["nodes"].values():
         where = n.get("placement") or {}
-        table.add_row(escape(n["node"]), n.get("agent") or "", _styled(n["state"]), str(n.get("attempts", 0)),
-                      _seconds(n), where.get("provider", "local")[:12], str(where.get("cost_gwei", "")))
+        table.add_row(
+            escape(n["node"]),
+            n.get("agent") or "",
+            _styled(n["state"]),
+            str(n.get("attempts", 0)),
+            _seconds(n),
+            where.get("provider", "local")[:12],
+            str(where.get("cost_gwei", "")),
+        )
     return table
 
 
@@ -123,8 +138,10 @@ def _events(client: PlatformClient, run_id: str) -> Iterator[tuple[str, str]]:
 
 def _answer(client: PlatformClient, run_id: str, nodes: list[str]) -> None:
     if not sys.stdin.isatty():
-        err.print(f"[magenta]waiting for approval of {', '.join(nodes)}[/magenta]: answer with "
-                  f"`cxmpute runs resume {run_id} --approve` (or --reject), or POST /v1/runs/{run_id}/resume")
+        err.print(
+            f"[magenta]waiting for approval of {', '.join(nodes)}[/magenta]: answer with "
+            f"`cxmpute runs resume {run_id} --approve` (or --reject), or POST /v1/runs/{run_id}/resume"
+        )
         return
     approved = typer.confirm(f"Approve node(s) {', '.join(nodes)}?", default=True)
     comment = typer.prompt("Comment", default="", show_default=False)
@@ -173,8 +190,9 @@ def _follow(client: PlatformClient, run_id: str, as_json: bool) -> int:
         return 0
     for n in view["nodes"].values():
         if n["state"] == "failed" and n.get("error"):
-            err.print(f"[red]node {escape(n['node'])} failed after {n['attempts']} attempt(s): "
-                      f"{escape(n['error'])}[/red]")
+            err.print(
+                f"[red]node {escape(n['node'])} failed after {n['attempts']} attempt(s): {escape(n['error'])}[/red]"
+            )
     err.print(f"[red]run {view['state']}: {escape(view.get('error') or view.get('state_message') or '')}[/red]")
     return 1
 
@@ -334,8 +352,9 @@ def cancel(
 def rerun(
     run_id: str,
     node: str = typer.Option(..., "--from", help="Node to run again"),
-    input: list[str] = typer.Option([], "--input", "-i", help="New run input as key=value; the original "
-                                                              "run's inputs when none is given"),
+    input: list[str] = typer.Option(
+        [], "--input", "-i", help="New run input as key=value; the original run's inputs when none is given"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-run a run from a node: nodes upstream of it reuse their outputs."""

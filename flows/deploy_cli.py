@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from uuid import UUID
 
 import typer
@@ -22,8 +22,16 @@ deployments_app = typer.Typer(help="List, run, pause, resume and delete Prefect 
 console = Console()
 err = Console(stderr=True)
 
-_STATE_STYLE = {"Completed": "green", "Failed": "red", "Crashed": "red", "Cancelled": "red", "Running": "cyan",
-                "Late": "yellow", "Pending": "dim", "Scheduled": "dim"}
+_STATE_STYLE = {
+    "Completed": "green",
+    "Failed": "red",
+    "Crashed": "red",
+    "Cancelled": "red",
+    "Running": "cyan",
+    "Late": "yellow",
+    "Pending": "dim",
+    "Scheduled": "dim",
+}
 
 
 def _connect() -> None:
@@ -32,13 +40,17 @@ def _connect() -> None:
 
     url = find_api(f"http://127.0.0.1:{get_settings().prefect_port}/api")
     if not url:
-        raise PlatformUnreachable("no Prefect server: set PREFECT_API_URL or start the platform with `cxmpute up`",
-                                  field="PREFECT_API_URL")
+        raise PlatformUnreachable(
+            "no Prefect server: set PREFECT_API_URL or start the platform with `cxmpute up`", field="PREFECT_API_URL"
+        )
     if not healthy(url):
         raise PlatformUnreachable(f"the Prefect server at {url} does not answer", field="PREFECT_API_URL")
     if refused(url):
-        raise CxmputeError(f"the Prefect server at {url} refuses this platform's credential: set "
-                           "PREFECT_API_AUTH_STRING to its auth string", field="PREFECT_API_AUTH_STRING")
+        raise CxmputeError(
+            f"the Prefect server at {url} refuses this platform's credential: set "
+            "PREFECT_API_AUTH_STRING to its auth string",
+            field="PREFECT_API_AUTH_STRING",
+        )
     use_api(url)
 
 
@@ -89,8 +101,13 @@ def deploy(
     for col in ("deployment", "work pool", "schedules", "triggers", ""):
         table.add_column(col)
     for a in applied:
-        table.add_row(f"{a.flow}/{a.name}", a.work_pool, "\n".join(a.schedules) or "-", str(a.triggers),
-                      "created" if a.created else "updated")
+        table.add_row(
+            f"{a.flow}/{a.name}",
+            a.work_pool,
+            "\n".join(a.schedules) or "-",
+            str(a.triggers),
+            "created" if a.created else "updated",
+        )
     console.print(table)
 
 
@@ -110,10 +127,16 @@ def ls(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of
     for r in rows:
         last = r.last_run
         pool = f"{r.work_pool or '-'}" + (f" / {r.work_queue}" if r.work_queue and r.work_queue != "default" else "")
-        table.add_row(f"{r.flow}/{r.name}", "\n".join(r.schedules) or "-", "yes" if r.paused else "no", pool,
-                      f"{_state(last.state)} {last.at:%Y-%m-%d %H:%M:%S}" if last and last.at else
-                      (_state(last.state) if last else "-"),
-                      (last.worker or "-") if last else "-")
+        table.add_row(
+            f"{r.flow}/{r.name}",
+            "\n".join(r.schedules) or "-",
+            "yes" if r.paused else "no",
+            pool,
+            f"{_state(last.state)} {last.at:%Y-%m-%d %H:%M:%S}"
+            if last and last.at
+            else (_state(last.state) if last else "-"),
+            (last.worker or "-") if last else "-",
+        )
     console.print(table)
 
 
@@ -122,7 +145,7 @@ def run(
     name: str = typer.Argument(..., help="Deployment: name or flow/name"),
     param: list[str] = typer.Option([], "--param", "-p", help="Parameter as key=value (value may be JSON); repeat"),
     watch: bool = typer.Option(False, "--watch", help="Wait for the run to finish and report its outcome"),
-    timeout: Optional[float] = typer.Option(None, help="With --watch: give up waiting after this many seconds"),
+    timeout: float | None = typer.Option(None, help="With --watch: give up waiting after this many seconds"),
 ) -> None:
     """Start a run of a deployment now; with --watch, wait for it (exit 1 unless it completes)."""
     from flows.deployments import start_run

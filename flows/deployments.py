@@ -21,7 +21,11 @@ from prefect import Flow
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
 from prefect.client.schemas.filters import (
-    DeploymentFilter, DeploymentFilterId, DeploymentFilterName, FlowRunFilter, FlowRunFilterState,
+    DeploymentFilter,
+    DeploymentFilterId,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import ConcurrencyOptions, FlowRun, StateType
@@ -42,12 +46,40 @@ from flows.validate import check_inputs, validate
 
 DEFAULT_PREFECT_FILE = Path("deploy/prefect.yaml")
 WORKER_LABEL = "prefect.worker.name"
-_DEPLOYMENT_FIELDS = {"name", "version", "version_type", "tags", "description", "schedule", "schedules", "paused",
-                      "concurrency_limit", "flow_name", "entrypoint", "parameters", "enforce_parameter_schema",
-                      "build", "push", "pull", "work_pool", "triggers", "sla"}
+_DEPLOYMENT_FIELDS = {
+    "name",
+    "version",
+    "version_type",
+    "tags",
+    "description",
+    "schedule",
+    "schedules",
+    "paused",
+    "concurrency_limit",
+    "flow_name",
+    "entrypoint",
+    "parameters",
+    "enforce_parameter_schema",
+    "build",
+    "push",
+    "pull",
+    "work_pool",
+    "triggers",
+    "sla",
+}
 _WORK_POOL_FIELDS = {"name", "work_queue_name", "job_variables"}
-_SCHEDULE_FIELDS = {"cron", "interval", "rrule", "timezone", "anchor_date", "active", "parameters", "slug",
-                    "day_or", "replaces"}
+_SCHEDULE_FIELDS = {
+    "cron",
+    "interval",
+    "rrule",
+    "timezone",
+    "anchor_date",
+    "active",
+    "parameters",
+    "slug",
+    "day_or",
+    "replaces",
+}
 _triggers = TypeAdapter(DeploymentTriggerTypes)
 
 
@@ -125,6 +157,7 @@ class DeploymentRow(BaseModel):
 
 # -- reading and checking the file ------------------------------------------------------------------------
 
+
 def read_prefect_file(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The raw deployment entries and the file-wide build/push/pull actions."""
     try:
@@ -139,8 +172,9 @@ def read_prefect_file(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
         raise DeployFileInvalid([Problem(deployment="file", field="(top level)", message="must be a mapping")])
     deployments = loaded.get("deployments") or []
     if not isinstance(deployments, list) or not all(isinstance(d, dict) for d in deployments):
-        raise DeployFileInvalid([Problem(deployment="file", field="deployments",
-                                         message="must be a list of mappings, one per deployment")])
+        raise DeployFileInvalid(
+            [Problem(deployment="file", field="deployments", message="must be a list of mappings, one per deployment")]
+        )
     return deployments, {k: loaded.get(k) for k in ("build", "push", "pull")}
 
 
@@ -157,8 +191,9 @@ def _schedule(raw: Any) -> DeploymentScheduleCreate:
         raise ValueError("give exactly one of cron, interval or rrule")
     timezone = raw.get("timezone")
     if kinds == ["cron"]:
-        schedule: Any = CronSchedule(cron=raw["cron"], day_or=raw.get("day_or", True),
-                                     **({"timezone": timezone} if timezone else {}))
+        schedule: Any = CronSchedule(
+            cron=raw["cron"], day_or=raw.get("day_or", True), **({"timezone": timezone} if timezone else {})
+        )
     elif kinds == ["interval"]:
         interval = raw["interval"]
         interval = timedelta(seconds=interval) if isinstance(interval, (int, float)) else interval
@@ -193,8 +228,10 @@ def _template_problems(name: str, parameters: dict[str, Any]) -> list[Problem]:
     inputs = parameters.get("inputs") or {}
     if not isinstance(inputs, dict):
         return []  # the flow's own parameter check reports it
-    return [Problem(deployment=name, field=f"parameters.{p.field}", message=f"{template}: {p.message}")
-            for p in check_inputs(plan.workflow, inputs)]
+    return [
+        Problem(deployment=name, field=f"parameters.{p.field}", message=f"{template}: {p.message}")
+        for p in check_inputs(plan.workflow, inputs)
+    ]
 
 
 def _check_parameters(name: str, flow: Flow, parameters: dict[str, Any], where: str) -> list[Problem]:
@@ -226,8 +263,11 @@ def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple
         problem(key, "unknown field")
     for key in ("build", "push"):
         if raw.get(key) or actions.get(key):
-            problem(key, f"`cxmpute deploy` runs no {key} steps (the network installs Cxmpute's code itself); "
-                         f"use a module entrypoint, or `prefect deploy` for {key} steps")
+            problem(
+                key,
+                f"`cxmpute deploy` runs no {key} steps (the network installs Cxmpute's code itself); "
+                f"use a module entrypoint, or `prefect deploy` for {key} steps",
+            )
     if raw.get("sla"):
         problem("sla", "SLAs are a Prefect Cloud feature; the platform's Prefect server has none")
     pool = raw.get("work_pool") or {}
@@ -248,8 +288,9 @@ def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple
         tags = []
 
     schedules: list[DeploymentScheduleCreate] = []
-    raw_schedules = raw.get("schedules") if raw.get("schedules") is not None else (
-        [raw["schedule"]] if raw.get("schedule") else [])
+    raw_schedules = (
+        raw.get("schedules") if raw.get("schedules") is not None else ([raw["schedule"]] if raw.get("schedule") else [])
+    )
     if not isinstance(raw_schedules, list):
         problem("schedules", "must be a list")
         raw_schedules = []
@@ -278,8 +319,11 @@ def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple
     limit, options = raw.get("concurrency_limit"), None
     if isinstance(limit, dict):
         try:
-            options = ConcurrencyOptions(**{k: v for k, v in limit.items() if k != "limit" and v is not None}) \
-                if set(limit) - {"limit"} else None
+            options = (
+                ConcurrencyOptions(**{k: v for k, v in limit.items() if k != "limit" and v is not None})
+                if set(limit) - {"limit"}
+                else None
+            )
         except (ValidationError, TypeError) as exc:
             problem("concurrency_limit", str(exc))
         limit = limit.get("limit")
@@ -299,19 +343,31 @@ def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple
         problems += _check_parameters(name, flow, parameters, "parameters")
         for i, item in enumerate(schedules):
             if item.parameters:
-                problems += _check_parameters(name, flow, {**parameters, **item.parameters},
-                                              f"schedules[{i}].parameters")
+                problems += _check_parameters(
+                    name, flow, {**parameters, **item.parameters}, f"schedules[{i}].parameters"
+                )
     if problems or flow is None:
         return None, problems
 
     pull = raw["pull"] if "pull" in raw else actions.get("pull")
     pull = [pull] if isinstance(pull, dict) and pull else pull  # a single step may be given as a mapping
     return Planned(
-        name=name, flow=flow, entrypoint=entrypoint, work_pool=pool["name"], work_queue=pool.get("work_queue_name"),
-        job_variables=pool.get("job_variables") or {}, parameters=parameters, schedules=schedules,
-        triggers=triggers, pull_steps=_default_pull(entrypoint) if pull is None else list(pull),
-        description=raw.get("description") or flow.description, version=raw.get("version"), tags=tags,
-        paused=raw.get("paused"), concurrency_limit=limit, concurrency_options=options,
+        name=name,
+        flow=flow,
+        entrypoint=entrypoint,
+        work_pool=pool["name"],
+        work_queue=pool.get("work_queue_name"),
+        job_variables=pool.get("job_variables") or {},
+        parameters=parameters,
+        schedules=schedules,
+        triggers=triggers,
+        pull_steps=_default_pull(entrypoint) if pull is None else list(pull),
+        description=raw.get("description") or flow.description,
+        version=raw.get("version"),
+        tags=tags,
+        paused=raw.get("paused"),
+        concurrency_limit=limit,
+        concurrency_options=options,
         enforce_parameter_schema=raw.get("enforce_parameter_schema", True),
     ), []
 
@@ -322,8 +378,10 @@ def plan(path: Path, names: list[str] | None = None, all_: bool = False) -> list
     if not entries:
         raise DeployFileInvalid([Problem(deployment="file", field="deployments", message="lists no deployment")])
     declared = [e.get("name") for e in entries]
-    problems = [Problem(deployment=n, field="name", message="appears more than once")
-                for n in sorted({n for n in declared if isinstance(n, str) and declared.count(n) > 1})]
+    problems = [
+        Problem(deployment=n, field="name", message="appears more than once")
+        for n in sorted({n for n in declared if isinstance(n, str) and declared.count(n) > 1})
+    ]
     if names:
         unknown = [n for n in names if n.rpartition("/")[2] not in declared]
         if unknown:
@@ -332,8 +390,9 @@ def plan(path: Path, names: list[str] | None = None, all_: bool = False) -> list
     elif all_ or len(entries) == 1:
         chosen = entries
     else:
-        raise CxmputeError(f"{path} lists {len(entries)} deployments: choose with --name, or deploy them with --all",
-                           field="name")
+        raise CxmputeError(
+            f"{path} lists {len(entries)} deployments: choose with --name, or deploy them with --all", field="name"
+        )
     planned = []
     for entry in chosen:
         one, found = _plan_one(entry, entries.index(entry), actions)
@@ -346,6 +405,7 @@ def plan(path: Path, names: list[str] | None = None, all_: bool = False) -> list
 
 
 # -- creating ---------------------------------------------------------------------------------------------
+
 
 def describe_schedule(schedule: Any) -> str:
     if isinstance(schedule, CronSchedule):
@@ -365,9 +425,14 @@ async def ensure_work_pool(client: PrefectClient, name: str) -> bool:
     except ObjectNotFound:
         pass
     try:
-        await client.create_work_pool(WorkPoolCreate(
-            name=name, type=WORKER_TYPE, base_job_template=CxmputeWorker.get_default_base_job_template(),
-            description="Flow runs executed by Cxmpute providers' workers"))
+        await client.create_work_pool(
+            WorkPoolCreate(
+                name=name,
+                type=WORKER_TYPE,
+                base_job_template=CxmputeWorker.get_default_base_job_template(),
+                description="Flow runs executed by Cxmpute providers' workers",
+            )
+        )
     except PrefectHTTPStatusError as exc:
         if exc.response.status_code != 409:  # another deploy created it meanwhile
             raise
@@ -392,12 +457,24 @@ def _detail(exc: PrefectHTTPStatusError) -> str:
 async def _create(client: PrefectClient, p: Planned) -> UUID:
     flow_id = await client.create_flow_from_name(p.flow.name)
     deployment_id = await client.create_deployment(
-        flow_id=flow_id, name=p.name, version=p.version, schedules=p.schedules,
-        concurrency_limit=p.concurrency_limit, concurrency_options=p.concurrency_options,
-        parameters=p.parameters, description=p.description, work_queue_name=p.work_queue,
-        work_pool_name=p.work_pool, tags=p.tags, entrypoint=p.entrypoint,
-        parameter_openapi_schema=parameter_schema(p.flow).model_dump_for_openapi(), paused=p.paused,
-        pull_steps=p.pull_steps, enforce_parameter_schema=p.enforce_parameter_schema, job_variables=p.job_variables)
+        flow_id=flow_id,
+        name=p.name,
+        version=p.version,
+        schedules=p.schedules,
+        concurrency_limit=p.concurrency_limit,
+        concurrency_options=p.concurrency_options,
+        parameters=p.parameters,
+        description=p.description,
+        work_queue_name=p.work_queue,
+        work_pool_name=p.work_pool,
+        tags=p.tags,
+        entrypoint=p.entrypoint,
+        parameter_openapi_schema=parameter_schema(p.flow).model_dump_for_openapi(),
+        paused=p.paused,
+        pull_steps=p.pull_steps,
+        enforce_parameter_schema=p.enforce_parameter_schema,
+        job_variables=p.job_variables,
+    )
     # Triggers are automations owned by the deployment: replaced as a whole, like its schedules.
     await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
     for trigger in p.triggers:
@@ -417,11 +494,15 @@ async def _job_variable_problems(client: PrefectClient, planned: list[Planned]) 
             schemas[p.work_pool] = ((await client.read_work_pool(p.work_pool)).base_job_template or {}).get("variables")
         if not schemas[p.work_pool]:
             continue
-        for error in validate_json(p.job_variables, schemas[p.work_pool], preprocess=True, ignore_required=True,
-                                   allow_none_with_default=True):
+        for error in validate_json(
+            p.job_variables, schemas[p.work_pool], preprocess=True, ignore_required=True, allow_none_with_default=True
+        ):
             where = error.json_path.removeprefix("$").removeprefix(".")
-            problems.append(Problem(deployment=p.name, field=f"work_pool.job_variables{'.' * bool(where)}{where}",
-                                    message=error.message))
+            problems.append(
+                Problem(
+                    deployment=p.name, field=f"work_pool.job_variables{'.' * bool(where)}{where}", message=error.message
+                )
+            )
     return problems
 
 
@@ -444,12 +525,21 @@ async def apply(planned: list[Planned]) -> list[Applied]:
                     if not isinstance(http_exc, PrefectHTTPStatusError) or http_exc.response.status_code >= 500:
                         raise
                     # e.g. two schedules of one deployment under the same slug (a 409)
-                    refused = Problem(deployment=p.name, field="name",
-                                      message=f"the Prefect server refused it: {_detail(http_exc)}")
+                    refused = Problem(
+                        deployment=p.name, field="name", message=f"the Prefect server refused it: {_detail(http_exc)}"
+                    )
                     raise DeployFileInvalid([refused]) from None
-                applied.append(Applied(id=deployment_id, name=p.name, flow=p.flow.name, work_pool=p.work_pool,
-                                       schedules=[describe_schedule(s.schedule) for s in p.schedules],
-                                       triggers=len(p.triggers), created=not existed))
+                applied.append(
+                    Applied(
+                        id=deployment_id,
+                        name=p.name,
+                        flow=p.flow.name,
+                        work_pool=p.work_pool,
+                        schedules=[describe_schedule(s.schedule) for s in p.schedules],
+                        triggers=len(p.triggers),
+                        created=not existed,
+                    )
+                )
         except BaseException:
             for done in (a for a in applied if a.created):
                 await _remove(client, done.id)
@@ -458,6 +548,7 @@ async def apply(planned: list[Planned]) -> list[Applied]:
 
 
 # -- managing ---------------------------------------------------------------------------------------------
+
 
 async def find(client: PrefectClient, name: str):
     """A deployment by ``flow/name``, or by its bare name when that is unambiguous."""
@@ -482,8 +573,13 @@ async def _flow_names(client: PrefectClient) -> dict[UUID, str]:
 
 def last_run(run: FlowRun) -> LastRun:
     """What a flow run's row says: its state, when, and which worker ran it."""
-    return LastRun(id=run.id, name=run.name, state=run.state.name if run.state else "unknown",
-                   at=run.end_time or run.start_time or run.expected_start_time, worker=run.labels.get(WORKER_LABEL))
+    return LastRun(
+        id=run.id,
+        name=run.name,
+        state=run.state.name if run.state else "unknown",
+        at=run.end_time or run.start_time or run.expected_start_time,
+        worker=run.labels.get(WORKER_LABEL),
+    )
 
 
 async def list_deployments() -> list[DeploymentRow]:
@@ -493,14 +589,26 @@ async def list_deployments() -> list[DeploymentRow]:
         for d in await client.read_deployments():
             runs = await client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[d.id])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED]))),
-                sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=1)
-            rows.append(DeploymentRow(
-                id=d.id, name=d.name, flow=flows.get(d.flow_id, str(d.flow_id)),
-                schedules=[describe_schedule(s.schedule) + ("" if s.active else " (inactive)") for s in d.schedules],
-                paused=d.paused, work_pool=d.work_pool_name, work_queue=d.work_queue_name,
-                last_run=last_run(runs[0]) if runs else None))
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED]))
+                ),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=1,
+            )
+            rows.append(
+                DeploymentRow(
+                    id=d.id,
+                    name=d.name,
+                    flow=flows.get(d.flow_id, str(d.flow_id)),
+                    schedules=[
+                        describe_schedule(s.schedule) + ("" if s.active else " (inactive)") for s in d.schedules
+                    ],
+                    paused=d.paused,
+                    work_pool=d.work_pool_name,
+                    work_queue=d.work_queue_name,
+                    last_run=last_run(runs[0]) if runs else None,
+                )
+            )
     return sorted(rows, key=lambda r: (r.flow, r.name))
 
 
@@ -511,8 +619,11 @@ def _parameter_problem(name: str, deployment: Any, flow_name: str, parameters: d
     if accepted is not None:
         for key in parameters:
             if key not in accepted:
-                return CxmputeError(f"{name} has no parameter {key!r} (its parameters: {', '.join(accepted)})",
-                                    field=f"param.{key}", status_code=422)
+                return CxmputeError(
+                    f"{name} has no parameter {key!r} (its parameters: {', '.join(accepted)})",
+                    field=f"param.{key}",
+                    status_code=422,
+                )
     merged = {**(deployment.parameters or {}), **parameters}
     if flow_name != TEMPLATE_FLOW or not isinstance(merged.get("template"), str):
         return None
@@ -524,8 +635,9 @@ def _parameter_problem(name: str, deployment: Any, flow_name: str, parameters: d
     if plan is None or not isinstance(inputs, dict):
         return None  # the deployment's own check reported the template; the schema checks the inputs' type
     if problems := check_inputs(plan.workflow, inputs):
-        return CxmputeError(f"{name}: " + "; ".join(p.message for p in problems),
-                            field=f"param.{problems[0].field}", status_code=422)
+        return CxmputeError(
+            f"{name}: " + "; ".join(p.message for p in problems), field=f"param.{problems[0].field}", status_code=422
+        )
     return None
 
 

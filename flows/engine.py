@@ -114,8 +114,9 @@ class _CancelWatch:
             time.sleep(CANCEL_POLL_S)
             with self._changed:
                 # Each node's work is cancelled once: a second cancel could cut short its cleanup.
-                doomed = [entry for run_id in [r for r in self._work if _must_stop(r)]
-                          for entry in self._work.pop(run_id)]
+                doomed = [
+                    entry for run_id in [r for r in self._work if _must_stop(r)] for entry in self._work.pop(run_id)
+                ]
             for loop, doomed_task in doomed:
                 with contextlib.suppress(RuntimeError):  # its loop closed: the node ended meanwhile
                     loop.call_soon_threadsafe(doomed_task.cancel)
@@ -162,8 +163,17 @@ def _cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | Non
     spec = parameters["spec"]
     if spec["scope"] is None:
         return None
-    payload = _json([spec["scope"], parameters["node_id"], spec["agent"], spec["version"], spec["params"],
-                     _bound(spec["fields"], parameters["upstream"]), spec["owner"]])
+    payload = _json(
+        [
+            spec["scope"],
+            parameters["node_id"],
+            spec["agent"],
+            spec["version"],
+            spec["params"],
+            _bound(spec["fields"], parameters["upstream"]),
+            spec["owner"],
+        ]
+    )
     return "cxnode-" + hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -234,11 +244,23 @@ async def run_node(node_id: str, spec: dict[str, Any], upstream: dict[str, Any])
     if agent == "hitl.approve":
         timeout = int(inputs.get("timeout_seconds") or 3600)
         response = await _unless_cancelled(
-            apause_flow_run(wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1,
-                            key=PAUSE_KEY_PREFIX + node_id), run_id, node_id, agent)
+            apause_flow_run(
+                wait_for_input=ApprovalResponse, timeout=timeout, poll_interval=1, key=PAUSE_KEY_PREFIX + node_id
+            ),
+            run_id,
+            node_id,
+            agent,
+        )
         inputs["response"] = response.model_dump(mode="json")
-    payload = AgentJob(agent=agent, version=version, inputs=inputs, run_id=run_id, node_id=node_id,
-                       deadline=deadline, max_iterations=spec["max_iterations"]).model_dump(mode="json")
+    payload = AgentJob(
+        agent=agent,
+        version=version,
+        inputs=inputs,
+        run_id=run_id,
+        node_id=node_id,
+        deadline=deadline,
+        max_iterations=spec["max_iterations"],
+    ).model_dump(mode="json")
     network = spec["network"]
     placement = None
     try:
@@ -250,8 +272,16 @@ async def run_node(node_id: str, spec: dict[str, Any], upstream: dict[str, Any])
             output, placement = await _on_provider(node_id, agent, payload, owner, deadline, network)
     except (AgentError, ComputeError) as exc:
         raise NodeFailed(f"node {node_id!r} ({agent}): {exc.message}", retryable=exc.status_code >= 500) from exc
-    result = NodeResult(node=node_id, agent=agent, version=version, inputs=inputs, output=output, started_at=started,
-                        finished_at=datetime.now(UTC), placement=placement).model_dump(mode="json")
+    result = NodeResult(
+        node=node_id,
+        agent=agent,
+        version=version,
+        inputs=inputs,
+        output=output,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        placement=placement,
+    ).model_dump(mode="json")
     await _persist_now(result)
     _unless_lost(run_id)  # its output is kept for the executor that holds the run now
     return result
@@ -268,20 +298,28 @@ async def _persist_now(result: dict[str, Any]) -> None:
     txn.write_on_commit = False  # written already
 
 
-async def _on_provider(node_id: str, agent: str, payload: dict[str, Any], owner: str, deadline: float,
-                       network: dict[str, Any]) -> tuple[dict[str, Any], Placement]:
+async def _on_provider(
+    node_id: str, agent: str, payload: dict[str, Any], owner: str, deadline: float, network: dict[str, Any]
+) -> tuple[dict[str, Any], Placement]:
     """Match the node onto a provider and run it there; the dispatcher fails over if the provider is lost."""
     timeout = min(network.get("timeout_s") or NETWORK_TIMEOUT_S, max(1.0, deadline - time.time()))
-    spec = JobSpec(kind="agent", payload=payload, owner=owner, resources=network["resources"],
-                   price_min_gwei=network["price_min_gwei"], price_max_gwei=network["price_max_gwei"],
-                   # Stable across executors: a run executed again adopts the job its dead executor dispatched.
-                   work_key=f"{payload['run_id']}:{node_id}:{TaskRunContext.get().task_run.run_count}",
-                   timeout_s=timeout)
+    spec = JobSpec(
+        kind="agent",
+        payload=payload,
+        owner=owner,
+        resources=network["resources"],
+        price_min_gwei=network["price_min_gwei"],
+        price_max_gwei=network["price_max_gwei"],
+        # Stable across executors: a run executed again adopts the job its dead executor dispatched.
+        work_key=f"{payload['run_id']}:{node_id}:{TaskRunContext.get().task_run.run_count}",
+        timeout_s=timeout,
+    )
     job = await Dispatcher().run(spec)
     if job.status == "failed":
         raise ComputeError(f"failed on provider {job.provider}: {job.error}", status_code=job.error_status or 500)
-    return job.result or {}, Placement(provider=job.provider, job_id=job.id, attempts=job.attempt,
-                                       seconds=job.seconds, cost_gwei=job.cost_gwei)
+    return job.result or {}, Placement(
+        provider=job.provider, job_id=job.id, attempts=job.attempt, seconds=job.seconds, cost_gwei=job.cost_gwei
+    )
 
 
 def _network_terms(plan: Plan, node: Node, cls: type) -> dict[str, Any] | None:
@@ -295,15 +333,20 @@ def _network_terms(plan: Plan, node: Node, cls: type) -> dict[str, Any] | None:
     else:
         resources = wants.model_dump()
     compute = plan.workflow.compute
-    return {"resources": resources, "price_min_gwei": compute.price_min_gwei,
-            "price_max_gwei": compute.price_max_gwei, "timeout_s": node.options.timeout_seconds}
+    return {
+        "resources": resources,
+        "price_min_gwei": compute.price_min_gwei,
+        "price_max_gwei": compute.price_max_gwei,
+        "timeout_s": node.options.timeout_seconds,
+    }
 
 
 @lru_cache(maxsize=256)
 def _node_task(retries: int, retry_delay: float, timeout: float | None) -> Task:
     """One task object per distinct option set: building a Task is costly (it reads its source)."""
-    return run_node.with_options(task_run_name="{node_id}", retries=retries, retry_delay_seconds=retry_delay,
-                                 timeout_seconds=timeout)
+    return run_node.with_options(
+        task_run_name="{node_id}", retries=retries, retry_delay_seconds=retry_delay, timeout_seconds=timeout
+    )
 
 
 def _input_value(plan: Plan, params: dict[str, Any], inputs: dict[str, Any]) -> Any:
@@ -344,10 +387,17 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
         scope = scopes.get(nid, run_id)
         opts = node.options
         node_task = _node_task(opts.retries, opts.retry_delay_seconds, opts.timeout_seconds)
-        spec = {"agent": cls.id, "version": cls.version, "params": params, "owner": owner, "scope": scope,
-                "deadline": deadline, "max_iterations": plan.workflow.budget.max_iterations,
-                "network": _network_terms(plan, node, cls),
-                "fields": {tf: sf for _, sf, tf in plan.incoming.get(nid, [])}}
+        spec = {
+            "agent": cls.id,
+            "version": cls.version,
+            "params": params,
+            "owner": owner,
+            "scope": scope,
+            "deadline": deadline,
+            "max_iterations": plan.workflow.budget.max_iterations,
+            "network": _network_terms(plan, node, cls),
+            "fields": {tf: sf for _, sf, tf in plan.incoming.get(nid, [])},
+        }
         # Neither the spec nor an upstream result is walked (``opaque``): Prefect otherwise visits every value of
         # both, for every node, looking for futures, both to resolve them and to record the node's inputs.
         upstream = {tf: opaque(futures[src]) for src, _, tf in plan.incoming.get(nid, [])}
@@ -371,8 +421,13 @@ def execute(plan: Plan, inputs: dict[str, Any], owner: str, scopes: dict[str, st
 
 
 @flow(name=FLOW_NAME, persist_result=True, validate_parameters=False)
-def workflow_flow(document: dict[str, Any], inputs: dict[str, Any] | None = None, owner: str = "local",
-                  scopes: dict[str, str] | None = None, run_id: str | None = None) -> dict[str, Any]:
+def workflow_flow(
+    document: dict[str, Any],
+    inputs: dict[str, Any] | None = None,
+    owner: str = "local",
+    scopes: dict[str, str] | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
     """Run a workflow document. ``scopes`` maps node ids to the run whose cached outputs they reuse; ``run_id`` is
     the platform's id of the run (outputs are scoped to it, so the run executed again reuses them)."""
     plan = validate_or_raise(document)
@@ -389,11 +444,21 @@ class CompiledWorkflow:
     plan: Plan
     flow: Flow
 
-    def parameters(self, inputs: dict[str, Any] | None = None, owner: str = "local",
-                   scopes: dict[str, str] | None = None, run_id: str | None = None) -> dict[str, Any]:
+    def parameters(
+        self,
+        inputs: dict[str, Any] | None = None,
+        owner: str = "local",
+        scopes: dict[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
         # Without its defaults the document is about half the size: Prefect stores it with the flow run.
-        return {"document": self.plan.workflow.model_dump(mode="json", exclude_defaults=True), "inputs": inputs or {}, "owner": owner,
-                "scopes": scopes or {}, "run_id": run_id}
+        return {
+            "document": self.plan.workflow.model_dump(mode="json", exclude_defaults=True),
+            "inputs": inputs or {},
+            "owner": owner,
+            "scopes": scopes or {},
+            "run_id": run_id,
+        }
 
     def __call__(self, inputs: dict[str, Any] | None = None, owner: str = "local") -> dict[str, Any]:
         """Run it here and now, as an executor runs a claimed run: its flow run created first, then executed."""

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import httpx
@@ -47,7 +47,7 @@ class Executor:
         self.concurrency = concurrency or get_settings().executor_concurrency
         self._url = database_url
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cxmpute-run")
         self._running: set[str] = set()
         self._lock = threading.Lock()
@@ -131,8 +131,9 @@ class Executor:
         running = self.running()
         with session_scope(self.url) as session:
             lost = queue.renew(session, self.id, running, ttl)
-            queue.beat(session, self.id, socket.gethostname(), os.getpid(), self.concurrency, len(running),
-                       self.started_at)
+            queue.beat(
+                session, self.id, socket.gethostname(), os.getpid(), self.concurrency, len(running), self.started_at
+            )
         for run_id in lost - self._lost:
             # Another executor took it while this one was too slow to renew: it now owns the run, and this one
             # stops executing it (its nodes leave without recording anything) and leaves its queue state alone.
@@ -186,15 +187,22 @@ class Executor:
         if flow_run.state is not None and flow_run.state.type.value in ("COMPLETED", "FAILED", "CANCELLED"):
             self._finish(run_id)  # it ended before its last executor could record so
             return
-        if cancellation.requested(run_id) and flow_run.state is not None and (
-                flow_run.state.is_scheduled() or flow_run.state.is_pending()):
+        if (
+            cancellation.requested(run_id)
+            and flow_run.state is not None
+            and (flow_run.state.is_scheduled() or flow_run.state.is_pending())
+        ):
             self._mark_cancelled(flow_run.id)
             self._finish(run_id)
             return
         try:
             with self._engine_settings():
-                state = run_flow(compiled.flow, flow_run=flow_run, parameters=engine_parameters(claim.parameters),
-                                 return_type="state")
+                state = run_flow(
+                    compiled.flow,
+                    flow_run=flow_run,
+                    parameters=engine_parameters(claim.parameters),
+                    return_type="state",
+                )
         except UNREACHABLE as exc:
             self._hand_back(claim, f"the Prefect API became unreachable ({type(exc).__name__})")
             return
@@ -218,7 +226,8 @@ class Executor:
         with self._lock:
             if self._derived_from is not current.settings:
                 self._derived = current.settings.copy_with_update(
-                    updates={PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+                    updates={PREFECT_UI_URL: "", PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+                )
                 self._derived_from = current.settings
             return SettingsContext(profile=current.profile, settings=self._derived)
 
@@ -235,8 +244,9 @@ class Executor:
 
     def _mark_cancelled(self, flow_run_id: UUID) -> None:
         try:
-            prefect_api.client().set_flow_run_state(flow_run_id, Cancelled(message="cancelled by its owner"),
-                                                    force=True)
+            prefect_api.client().set_flow_run_state(
+                flow_run_id, Cancelled(message="cancelled by its owner"), force=True
+            )
         except UNREACHABLE:
             log.warning("could not record flow run %s as cancelled in the Prefect API", flow_run_id)
 

@@ -8,15 +8,15 @@ import signal
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Run executors: processes that claim workflow runs from the platform database and "
-                       "execute them.")
+app = typer.Typer(help="Run executors: processes that claim workflow runs from the platform database and execute them.")
 console = Console(stderr=True)
 
 
 @app.command("start")
 def start(
-    concurrency: int = typer.Option(None, min=1, max=1024,
-                                    help="Runs executed at once (default CXMPUTE_EXECUTOR_CONCURRENCY, 32)"),
+    concurrency: int = typer.Option(
+        None, min=1, max=1024, help="Runs executed at once (default CXMPUTE_EXECUTOR_CONCURRENCY, 32)"
+    ),
 ) -> None:
     """Claim queued workflow runs and execute them until stopped (Ctrl-C or SIGTERM finishes the runs in
     flight). Needs the platform database (CXMPUTE_DATABASE_URL) and the Prefect API (PREFECT_API_URL with

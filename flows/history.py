@@ -101,9 +101,14 @@ def _load(state: State) -> Any:
 def _node(tr: TaskRun, agent: str | None, with_results: bool) -> NodeRun:
     state = tr.state
     view = NodeRun(
-        node=tr.name, agent=agent, state=node_state(state),
-        attempts=tr.run_count, cached=bool(state and state.name == "Cached"),
-        started_at=tr.start_time, finished_at=tr.end_time, task_run_id=str(tr.id),
+        node=tr.name,
+        agent=agent,
+        state=node_state(state),
+        attempts=tr.run_count,
+        cached=bool(state and state.name == "Cached"),
+        started_at=tr.start_time,
+        finished_at=tr.end_time,
+        task_run_id=str(tr.id),
     )
     if state is not None and state.is_completed() and with_results:
         result = _load(state)
@@ -124,11 +129,18 @@ def _unstarted(found: Located) -> RunView:
     """A run no executor has created a flow run for: still queued, or cancelled before it started."""
     document = (found.parameters or {}).get("document") or {}
     state = "cancelled" if found.status == "done" else "pending"
-    view = RunView(id=found.id, name=found.name or document.get("name") or "workflow", state=state,
-                   owner=found.owner, workflow=document.get("name"), inputs=found.inputs)
+    view = RunView(
+        id=found.id,
+        name=found.name or document.get("name") or "workflow",
+        state=state,
+        owner=found.owner,
+        workflow=document.get("name"),
+        inputs=found.inputs,
+    )
     for node in document.get("nodes", []):
-        view.nodes[node["id"]] = NodeRun(node=node["id"], agent=node.get("agent"),
-                                         state="skipped" if view.finished else "pending")
+        view.nodes[node["id"]] = NodeRun(
+            node=node["id"], agent=node.get("agent"), state="skipped" if view.finished else "pending"
+        )
     return view
 
 
@@ -145,16 +157,24 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     task_runs: list[TaskRun] = []
     while True:
         page = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])), limit=PAGE, offset=len(task_runs))
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])), limit=PAGE, offset=len(task_runs)
+        )
         task_runs.extend(page)
         if len(page) < PAGE:
             break
     params = fr.parameters or {}
     state = node_state(fr.state)
     view = RunView(
-        id=str(run_id), flow_run_id=str(fr.id), name=fr.name, state=state, state_message=fr.state.message if fr.state else None,
-        owner=params.get("owner"), workflow=(params.get("document") or {}).get("name"),
-        started_at=fr.start_time, finished_at=fr.end_time, inputs=params.get("inputs") or {},
+        id=str(run_id),
+        flow_run_id=str(fr.id),
+        name=fr.name,
+        state=state,
+        state_message=fr.state.message if fr.state else None,
+        owner=params.get("owner"),
+        workflow=(params.get("document") or {}).get("name"),
+        started_at=fr.start_time,
+        finished_at=fr.end_time,
+        inputs=params.get("inputs") or {},
     )
     doc_nodes = (params.get("document") or {}).get("nodes", [])
     agents = {n.get("id"): n.get("agent") for n in doc_nodes}
@@ -171,8 +191,9 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
         view.nodes[tr.name] = _node(tr, agents.get(tr.name), with_results)
     for node in doc_nodes:  # nodes the engine never started: not yet, or never (an upstream failed)
         if node.get("id") not in view.nodes:
-            view.nodes[node["id"]] = NodeRun(node=node["id"], agent=node.get("agent"),
-                                             state="skipped" if view.finished else "pending")
+            view.nodes[node["id"]] = NodeRun(
+                node=node["id"], agent=node.get("agent"), state="skipped" if view.finished else "pending"
+            )
     view.nodes = dict(sorted(view.nodes.items(), key=lambda kv: position.get(kv[0], len(position))))
     if fr.state is not None and fr.state.is_completed() and with_results:
         result = _load(fr.state)
@@ -209,8 +230,9 @@ def run_states(run_ids: list[str]) -> dict[str, str]:
     ids = list(flow_runs)
     client = prefect_api.client()
     for start in range(0, len(ids), PAGE):  # the Prefect API answers at most PAGE runs a call
-        chunk = ids[start:start + PAGE]
-        for fr in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
-                                        limit=len(chunk)):
+        chunk = ids[start : start + PAGE]
+        for fr in client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
+        ):
             states[flow_runs[fr.id]] = node_state(fr.state)
     return states

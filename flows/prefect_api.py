@@ -45,8 +45,13 @@ class _SharedTLSContexts:
         return getattr(ssl, name)
 
     @staticmethod
-    def create_default_context(purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH, *, cafile: str | None = None,
-                               capath: str | None = None, cadata: Any = None) -> ssl.SSLContext:
+    def create_default_context(
+        purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
+        *,
+        cafile: str | None = None,
+        capath: str | None = None,
+        cadata: Any = None,
+    ) -> ssl.SSLContext:
         if cafile is None or capath is not None or cadata is not None:
             return ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
         return _verified_context(purpose, cafile)
@@ -74,8 +79,11 @@ def _server_default_storage_block_id() -> UUID | None:
     if found is not None and now - found[0] < STORAGE_TTL_S:
         return found[1]
     try:
-        block_id = prefect_clients.get_client(sync_client=True).read_server_default_result_storage() \
+        block_id = (
+            prefect_clients.get_client(sync_client=True)
+            .read_server_default_result_storage()
             .default_result_storage_block_id
+        )
     except (PrefectHTTPStatusError, httpx.HTTPError, RuntimeError, ValueError):
         return None
     _storage_block_ids[url] = (now, block_id)
@@ -106,20 +114,28 @@ def client() -> SyncPrefectClient:
     return found.client
 
 
-def create_flow_run(flow: Flow, name: str, parameters: dict[str, Any], tags: list[str],
-                    idempotency_key: str | None = None) -> FlowRun:
+def create_flow_run(
+    flow: Flow, name: str, parameters: dict[str, Any], tags: list[str], idempotency_key: str | None = None
+) -> FlowRun:
     """A pending flow run of ``flow`` (one request: the flow's id is known after the first); the Prefect API
     answers a second create with the same ``idempotency_key`` with the first flow run."""
     api = client()
     key = (_target()[0], flow.name)
     flow_id = _flow_ids.get(key)
     if flow_id is None:
-        flow_id = UUID(api.request("POST", "/flows/", json=FlowCreate(name=flow.name).model_dump(mode="json"))
-                       .json()["id"])
+        flow_id = UUID(
+            api.request("POST", "/flows/", json=FlowCreate(name=flow.name).model_dump(mode="json")).json()["id"]
+        )
         _flow_ids[key] = flow_id
-    body = FlowRunCreate(flow_id=flow_id, flow_version=flow.version, name=name, parameters=parameters,
-                         tags=tags, state=to_state_create(Pending()), idempotency_key=idempotency_key,
-                         empirical_policy=FlowRunPolicy(retries=flow.retries,
-                                                        retry_delay=int(flow.retry_delay_seconds or 0)))
+    body = FlowRunCreate(
+        flow_id=flow_id,
+        flow_version=flow.version,
+        name=name,
+        parameters=parameters,
+        tags=tags,
+        state=to_state_create(Pending()),
+        idempotency_key=idempotency_key,
+        empirical_policy=FlowRunPolicy(retries=flow.retries, retry_delay=int(flow.retry_delay_seconds or 0)),
+    )
     answer = api.request("POST", "/flow_runs/", json=body.model_dump(mode="json", exclude_unset=True))
     return FlowRun.model_validate(answer.json())

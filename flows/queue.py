@@ -11,7 +11,7 @@ rows; SQLite serialises its writers anyway.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -76,29 +76,63 @@ class ExecutorOut(BaseModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def enqueue(session: Session, run_id: str, owner: str, name: str | None, inputs: dict[str, Any],
-            parameters: dict[str, Any], tags: list[str], workflow_id: str | None = None,
-            workflow_version: int | None = None) -> None:
-    session.add(WorkflowRunRow(id=run_id, workflow_id=workflow_id, workflow_version=workflow_version, name=name,
-                               owner=owner, inputs=inputs, created_at=_now(), status="queued",
-                               parameters=parameters, tags=tags, claims=0))
+def enqueue(
+    session: Session,
+    run_id: str,
+    owner: str,
+    name: str | None,
+    inputs: dict[str, Any],
+    parameters: dict[str, Any],
+    tags: list[str],
+    workflow_id: str | None = None,
+    workflow_version: int | None = None,
+) -> None:
+    session.add(
+        WorkflowRunRow(
+            id=run_id,
+            workflow_id=workflow_id,
+            workflow_version=workflow_version,
+            name=name,
+            owner=owner,
+            inputs=inputs,
+            created_at=_now(),
+            status="queued",
+            parameters=parameters,
+            tags=tags,
+            claims=0,
+        )
+    )
 
 
 def locate(session: Session, run_ids: list[str]) -> dict[str, Located]:
     """The recorded runs among ``run_ids``. A run recorded before the queue kept parameters was created in
     Prefect under its own id."""
     rows = session.scalars(select(R).where(R.id.in_(run_ids))) if run_ids else []
-    return {r.id: Located(id=r.id, owner=r.owner, name=r.name, status=r.status,
-                          flow_run_id=r.flow_run_id or (r.id if r.parameters is None else None),
-                          inputs=r.inputs or {}, parameters=r.parameters, created_at=r.created_at) for r in rows}
+    return {
+        r.id: Located(
+            id=r.id,
+            owner=r.owner,
+            name=r.name,
+            status=r.status,
+            flow_run_id=r.flow_run_id or (r.id if r.parameters is None else None),
+            inputs=r.inputs or {},
+            parameters=r.parameters,
+            created_at=r.created_at,
+        )
+        for r in rows
+    }
 
 
 def record_flow_run(session: Session, run_id: str, executor: str, flow_run_id: str) -> None:
-    session.execute(update(R).where(R.id == run_id, R.executor == executor).values(flow_run_id=flow_run_id)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(R)
+        .where(R.id == run_id, R.executor == executor)
+        .values(flow_run_id=flow_run_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def depth(session: Session) -> int:
@@ -120,16 +154,30 @@ def waiting(session: Session) -> bool:
 def claim(session: Session, executor: str, limit: int, ttl_s: float) -> list[Claim]:
     """Take up to ``limit`` runs: queued ones, oldest first, and those whose executor's claim lapsed."""
     now = time.time()
-    ids = (select(R.id).where(_claimable(now)).order_by(R.created_at).limit(limit)
-           .with_for_update(skip_locked=True).scalar_subquery())
+    ids = (
+        select(R.id)
+        .where(_claimable(now))
+        .order_by(R.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
     taken = session.execute(
-        update(R).where(R.id.in_(ids), _claimable(now))
-        .values(status=case((R.status == "cancelling", "cancelling"), else_="running"), executor=executor,
-                claimed_until=now + ttl_s, claims=R.claims + 1)
+        update(R)
+        .where(R.id.in_(ids), _claimable(now))
+        .values(
+            status=case((R.status == "cancelling", "cancelling"), else_="running"),
+            executor=executor,
+            claimed_until=now + ttl_s,
+            claims=R.claims + 1,
+        )
         .returning(R.id, R.status, R.owner, R.name, R.parameters, R.tags, R.claims, R.flow_run_id)
-        .execution_options(synchronize_session=False)).all()
-    return [Claim(id=i, status=s, owner=o, name=n or "workflow", parameters=p or {}, tags=t or [], claims=c,
-                  flow_run_id=f) for i, s, o, n, p, t, c, f in taken]
+        .execution_options(synchronize_session=False)
+    ).all()
+    return [
+        Claim(id=i, status=s, owner=o, name=n or "workflow", parameters=p or {}, tags=t or [], claims=c, flow_run_id=f)
+        for i, s, o, n, p, t, c, f in taken
+    ]
 
 
 def renew(session: Session, executor: str, run_ids: list[str], ttl_s: float) -> set[str]:
@@ -137,10 +185,17 @@ def renew(session: Session, executor: str, run_ids: list[str], ttl_s: float) -> 
     another executor took the run)."""
     if not run_ids:
         return set()
-    kept = session.execute(update(R).where(R.id.in_(run_ids), R.executor == executor,
-                                           R.status.in_(("running", "cancelling")))
-                           .values(claimed_until=time.time() + ttl_s)
-                           .returning(R.id).execution_options(synchronize_session=False)).scalars().all()
+    kept = (
+        session.execute(
+            update(R)
+            .where(R.id.in_(run_ids), R.executor == executor, R.status.in_(("running", "cancelling")))
+            .values(claimed_until=time.time() + ttl_s)
+            .returning(R.id)
+            .execution_options(synchronize_session=False)
+        )
+        .scalars()
+        .all()
+    )
     return set(run_ids) - set(kept)
 
 
@@ -148,24 +203,28 @@ def cancelling(session: Session, executor: str, run_ids: list[str]) -> set[str]:
     """Those of this executor's runs whose owner asked to cancel them."""
     if not run_ids:
         return set()
-    return set(session.scalars(select(R.id).where(R.id.in_(run_ids), R.executor == executor,
-                                                  R.status == "cancelling")))
+    return set(session.scalars(select(R.id).where(R.id.in_(run_ids), R.executor == executor, R.status == "cancelling")))
 
 
 def finish(session: Session, run_id: str, executor: str) -> bool:
     """The run ended while this executor held it; False when another executor had taken it over."""
-    done = session.execute(update(R).where(R.id == run_id, R.executor == executor,
-                                           R.status.in_(("running", "cancelling")))
-                           .values(status="done", claimed_until=None, finished_at=_now())
-                           .execution_options(synchronize_session=False))
+    done = session.execute(
+        update(R)
+        .where(R.id == run_id, R.executor == executor, R.status.in_(("running", "cancelling")))
+        .values(status="done", claimed_until=None, finished_at=_now())
+        .execution_options(synchronize_session=False)
+    )
     return done.rowcount == 1
 
 
 def release(session: Session, run_id: str, executor: str, retry_in_s: float) -> None:
     """Hand the run back (its executor could not reach what it needs): any executor takes it after ``retry_in_s``."""
-    session.execute(update(R).where(R.id == run_id, R.executor == executor, R.status == "running")
-                    .values(status="queued", executor=None, claimed_until=time.time() + retry_in_s)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(R)
+        .where(R.id == run_id, R.executor == executor, R.status == "running")
+        .values(status="queued", executor=None, claimed_until=time.time() + retry_in_s)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def request_cancel(session: Session, run_id: str, owner: str) -> Located:
@@ -175,8 +234,9 @@ def request_cancel(session: Session, run_id: str, owner: str) -> Located:
     if found is None or found.owner != owner:
         raise NotFound(f"run {run_id} not found", field="run_id")
     if found.status == "done":
-        raise AgentError(f"run {run_id} has already finished; there is nothing to cancel", field="run_id",
-                         status_code=409)
+        raise AgentError(
+            f"run {run_id} has already finished; there is nothing to cancel", field="run_id", status_code=409
+        )
     if found.status == "queued":
         found.status, found.finished_at, found.claimed_until = "done", _now(), None
     else:
@@ -185,13 +245,17 @@ def request_cancel(session: Session, run_id: str, owner: str) -> Located:
     return locate(session, [run_id])[run_id]
 
 
-def beat(session: Session, executor: str, host: str, pid: int, capacity: int, running: int,
-         started_at: datetime) -> None:
+def beat(
+    session: Session, executor: str, host: str, pid: int, capacity: int, running: int, started_at: datetime
+) -> None:
     now = _now()
     found = session.get(ExecutorRow, executor)
     if found is None:
-        session.add(ExecutorRow(id=executor, host=host, pid=pid, capacity=capacity, running=running,
-                                started_at=started_at, seen_at=now))
+        session.add(
+            ExecutorRow(
+                id=executor, host=host, pid=pid, capacity=capacity, running=running, started_at=started_at, seen_at=now
+            )
+        )
     else:
         found.running, found.seen_at = running, now
 

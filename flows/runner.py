@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -54,10 +54,20 @@ def start_run(
     migrate()  # once per database and process
     with session_scope() as session:
         if queue.depth(session) >= settings.run_queue_max:
-            raise queue.Busy(f"{settings.run_queue_max} runs are already waiting for an executor; retry later",
-                             retry_after_s=5)
-        queue.enqueue(session, run_id, owner, compiled.plan.workflow.name, inputs or {}, parameters,
-                      [f"owner:{owner}", *(tags or [])], workflow_id, workflow_version)
+            raise queue.Busy(
+                f"{settings.run_queue_max} runs are already waiting for an executor; retry later", retry_after_s=5
+            )
+        queue.enqueue(
+            session,
+            run_id,
+            owner,
+            compiled.plan.workflow.name,
+            inputs or {},
+            parameters,
+            [f"owner:{owner}", *(tags or [])],
+            workflow_id,
+            workflow_version,
+        )
     return run_id
 
 
@@ -84,8 +94,12 @@ def _settled(run_id: str, view: RunView, grace: float = 10.0) -> RunView:
     return read_run(run_id)
 
 
-def run_workflow(document: dict[str, Any] | Workflow, inputs: dict[str, Any] | None = None,
-                 owner: str = "local", timeout: float | None = None) -> RunView:
+def run_workflow(
+    document: dict[str, Any] | Workflow,
+    inputs: dict[str, Any] | None = None,
+    owner: str = "local",
+    timeout: float | None = None,
+) -> RunView:
     """Run a workflow to the end and return its view (state, outputs, per-node runs)."""
     return wait_run(start_run(document, inputs, owner), timeout=timeout)
 
@@ -98,8 +112,9 @@ def cancel_run(run_id: str, owner: str) -> str:
     if found.status == "cancelling":
         return "cancelling"
     if found.flow_run_id is not None:  # an executor created it, then handed the run back before running it
-        prefect_api.client().set_flow_run_state(UUID(found.flow_run_id),
-                                                Cancelled(message="cancelled by its owner"), force=True)
+        prefect_api.client().set_flow_run_state(
+            UUID(found.flow_run_id), Cancelled(message="cancelled by its owner"), force=True
+        )
     return "cancelled"
 
 
@@ -117,9 +132,16 @@ def _owned(run_id: str, owner: str) -> queue.Located:
         except (ObjectNotFound, ValueError):
             params = {}
         if params.get("owner") == owner:
-            return queue.Located(id=run_id, owner=owner, name=None, status="done", flow_run_id=run_id,
-                                 inputs=params.get("inputs") or {}, parameters=params,
-                                 created_at=datetime.now(timezone.utc))
+            return queue.Located(
+                id=run_id,
+                owner=owner,
+                name=None,
+                status="done",
+                flow_run_id=run_id,
+                inputs=params.get("inputs") or {},
+                parameters=params,
+                created_at=datetime.now(UTC),
+            )
     raise NotFound(f"run {run_id} not found", field="run_id")
 
 
@@ -133,14 +155,27 @@ def rerun_from(run_id: str, node_id: str, owner: str, inputs: dict[str, Any] | N
         workflow_id, version = (row.workflow_id, row.workflow_version) if row is not None else (None, None)
     compiled = compile_workflow(params["document"])
     if node_id not in compiled.plan.agents:
-        raise AgentError(f"run {run_id} has no node {node_id!r} (nodes: {', '.join(compiled.plan.order)})",
-                         field="node", status_code=422)
+        raise AgentError(
+            f"run {run_id} has no node {node_id!r} (nodes: {', '.join(compiled.plan.order)})",
+            field="node",
+            status_code=422,
+        )
     fresh = compiled.plan.descendants(node_id)
     previous = params.get("scopes") or {}
-    scopes = {nid: previous.get(nid, run_id) for nid in compiled.plan.order
-              if nid not in fresh and compiled.plan.workflow.node(nid).options.cache}
-    return start_run(params["document"], inputs if inputs is not None else params.get("inputs"), owner,
-                     scopes=scopes, tags=[f"rerun-of:{run_id}"], workflow_id=workflow_id, workflow_version=version)
+    scopes = {
+        nid: previous.get(nid, run_id)
+        for nid in compiled.plan.order
+        if nid not in fresh and compiled.plan.workflow.node(nid).options.cache
+    }
+    return start_run(
+        params["document"],
+        inputs if inputs is not None else params.get("inputs"),
+        owner,
+        scopes=scopes,
+        tags=[f"rerun-of:{run_id}"],
+        workflow_id=workflow_id,
+        workflow_version=version,
+    )
 
 
 def resume_run(run_id: str, owner: str, response: ApprovalResponse) -> None:
@@ -151,5 +186,6 @@ def resume_run(run_id: str, owner: str, response: ApprovalResponse) -> None:
             raise ValueError("it has not started")
         resume_flow_run(UUID(found.flow_run_id), run_input=response.model_dump(mode="json"))
     except Exception as exc:  # NotPausedError, FlowPauseTimeout: the caller's mistake, said plainly
-        raise AgentError(f"run {run_id} is not waiting for an answer ({exc})", field="run_id",
-                         status_code=409) from None
+        raise AgentError(
+            f"run {run_id} is not waiting for an answer ({exc})", field="run_id", status_code=409
+        ) from None

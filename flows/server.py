@@ -47,8 +47,7 @@ def refused(api_url: str, timeout: float = 5.0) -> bool:
     """Whether the server at ``api_url`` refuses the credential this process sends it (a server without auth
     never does)."""
     sent = client_env(api_url).get("PREFECT_API_AUTH_STRING")
-    header = (f"Basic {base64.b64encode(sent.encode()).decode()}" if sent
-              else f"Bearer {os.environ['PREFECT_API_KEY']}")
+    header = f"Basic {base64.b64encode(sent.encode()).decode()}" if sent else f"Bearer {os.environ['PREFECT_API_KEY']}"
     try:
         resp = httpx.get(f"{api_url.rstrip('/')}/version", headers={"Authorization": header}, timeout=timeout)
     except httpx.HTTPError:
@@ -86,9 +85,11 @@ def start_server(home: Path, port: int, log_path: Path | None = None, wait: floa
         # event there cost about a fifth of a run's CPU (server and executor together). An operator who wants
         # the archive (a Prefect UI of their own) sets it back on in the environment.
         "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": os.environ.get(
-            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", "false"),
+            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED", "false"
+        ),
         "PREFECT_API_DATABASE_CONNECTION_URL": os.environ.get(
-            "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{home / 'prefect.db'}"),
+            "PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+        ),
     }
     env.pop("PREFECT_API_URL", None)
     log_path = log_path or home / "server.log"
@@ -97,7 +98,10 @@ def start_server(home: Path, port: int, log_path: Path | None = None, wait: floa
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             # Its own session keeps Ctrl-C for the parent, which stops the server after its own work;
             # the death signal keeps a killed parent from leaving the server behind.
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
     api = f"http://127.0.0.1:{port}/api"

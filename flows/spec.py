@@ -41,10 +41,14 @@ class NodeOptions(BaseModel):
     timeout_seconds: float | None = Field(None, gt=0, le=24 * 3600, description="Fail the node after this long")
     cache: bool = Field(True, description="Reuse this node's output on a re-run when its inputs are unchanged")
     placement: Literal["auto", "local", "network"] = Field(
-        "auto", description="auto: on a provider when the agent needs provider compute and the workflow's "
-                            "compute section places work on the network; local: where the flow runs; network: "
-                            "always on a provider")
-    resources: NodeResources | None = Field(None, description="What to match a provider by (default: the agent's needs)")
+        "auto",
+        description="auto: on a provider when the agent needs provider compute and the workflow's "
+        "compute section places work on the network; local: where the flow runs; network: "
+        "always on a provider",
+    )
+    resources: NodeResources | None = Field(
+        None, description="What to match a provider by (default: the agent's needs)"
+    )
 
 
 class Node(BaseModel):
@@ -84,8 +88,9 @@ class WorkflowInput(BaseModel):
     type: InputType | None = Field(None, description="JSON type a run's value must have; any value when unset")
     description: str = ""
     default: Any = None
-    required: bool | None = Field(None, description="Whether a run must give the input; when unset, exactly "
-                                                    "when it has no default")
+    required: bool | None = Field(
+        None, description="Whether a run must give the input; when unset, exactly when it has no default"
+    )
 
 
 class WorkflowOutput(BaseModel):
@@ -110,7 +115,8 @@ class Compute(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     placement: Literal["auto", "local", "network"] = Field(
-        "auto", description="auto: on providers when price_max_gwei is set, else where the flow runs")
+        "auto", description="auto: on providers when price_max_gwei is set, else where the flow runs"
+    )
     price_min_gwei: int = Field(0, ge=0, description="Lowest ask accepted, gwei per compute-unit-second")
     price_max_gwei: int | None = Field(None, gt=0, le=10**12, description="Highest ask accepted")
 

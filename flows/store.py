@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -90,7 +90,7 @@ class WorkflowSummary(BaseModel):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _checked(document: dict[str, Any] | Workflow) -> Workflow:
@@ -109,17 +109,30 @@ def _row(session: Session, owner: str, workflow_id: str) -> WorkflowRow:
 
 
 def _saved(row: WorkflowRow, document: dict | None = None, version: int | None = None) -> SavedWorkflow:
-    return SavedWorkflow(id=row.id, name=row.name, version=version or row.version,
-                         document=Workflow.model_validate(document or row.document),
-                         created_at=row.created_at, updated_at=row.updated_at)
+    return SavedWorkflow(
+        id=row.id,
+        name=row.name,
+        version=version or row.version,
+        document=Workflow.model_validate(document or row.document),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 def create(session: Session, owner: str, document: dict[str, Any] | Workflow) -> SavedWorkflow:
     wf = _checked(document)
     now = _now()
     data = wf.model_dump(mode="json")
-    row = WorkflowRow(id=str(uuid.uuid4()), owner=owner, name=wf.name, version=1, document=data,
-                      created_at=now, updated_at=now, deleted=False)
+    row = WorkflowRow(
+        id=str(uuid.uuid4()),
+        owner=owner,
+        name=wf.name,
+        version=1,
+        document=data,
+        created_at=now,
+        updated_at=now,
+        deleted=False,
+    )
     session.add(row)
     session.add(WorkflowVersionRow(workflow_id=row.id, version=1, document=data, created_at=now))
     session.flush()
@@ -149,8 +162,13 @@ def get(session: Session, owner: str, workflow_id: str, version: int | None = No
 
 def versions(session: Session, owner: str, workflow_id: str) -> list[int]:
     _row(session, owner, workflow_id)
-    return list(session.scalars(select(WorkflowVersionRow.version).where(
-        WorkflowVersionRow.workflow_id == workflow_id).order_by(WorkflowVersionRow.version)))
+    return list(
+        session.scalars(
+            select(WorkflowVersionRow.version)
+            .where(WorkflowVersionRow.workflow_id == workflow_id)
+            .order_by(WorkflowVersionRow.version)
+        )
+    )
 
 
 def list_(session: Session, owner: str, limit: int = 50, offset: int = 0) -> tuple[list[WorkflowSummary], int]:
@@ -165,8 +183,9 @@ def delete(session: Session, owner: str, workflow_id: str) -> None:
     _row(session, owner, workflow_id).deleted = True
 
 
-def list_runs(session: Session, owner: str, workflow_id: str | None = None, limit: int = 50,
-              offset: int = 0) -> tuple[list[WorkflowRunRow], int]:
+def list_runs(
+    session: Session, owner: str, workflow_id: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[WorkflowRunRow], int]:
     base = select(WorkflowRunRow).where(WorkflowRunRow.owner == owner)
     if workflow_id:
         base = base.where(WorkflowRunRow.workflow_id == workflow_id)

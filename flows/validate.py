@@ -11,7 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from agxnt.agent import Agent
 from agxnt.errors import UnknownAgent
-from agxnt.registry import Registry, registry as default_registry
+from agxnt.registry import Registry
+from agxnt.registry import registry as default_registry
 from flows.spec import Node, Workflow
 
 
@@ -43,7 +44,9 @@ class Plan:
 
     workflow: Workflow
     agents: dict[str, type[Agent]]
-    incoming: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)  # target -> [(src, src_field, tgt_field)]
+    incoming: dict[str, list[tuple[str, str, str]]] = field(
+        default_factory=dict
+    )  # target -> [(src, src_field, tgt_field)]
     order: list[str] = field(default_factory=list)
 
     def upstream(self, node_id: str) -> set[str]:
@@ -64,6 +67,7 @@ class Plan:
 
 
 # --- JSON Schema type compatibility -------------------------------------------------------------
+
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in schema:
@@ -127,6 +131,7 @@ def _field_schema(model: type[BaseModel], path: str, which: str) -> tuple[dict |
 
 # --- validation ---------------------------------------------------------------------------------
 
+
 def _locate(raw: dict[str, Any], loc: tuple) -> tuple[str | None, int | None, str]:
     """Turn a pydantic error location into (node id, edge index, field path)."""
     if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
@@ -159,8 +164,15 @@ def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -
             problems = []
             for e in exc.errors():
                 node, edge, fld = _locate(document, tuple(e["loc"]))
-                problems.append(Problem(code="invalid_document", message=f"{fld or 'document'}: {e['msg']}",
-                                        node=node, edge=edge, field=fld or None))
+                problems.append(
+                    Problem(
+                        code="invalid_document",
+                        message=f"{fld or 'document'}: {e['msg']}",
+                        node=node,
+                        edge=edge,
+                        field=fld or None,
+                    )
+                )
             return None, problems
 
     problems: list[Problem] = []
@@ -186,8 +198,9 @@ def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -
         ok = True
         for end, nid in (("source", edge.source), ("target", edge.target)):
             if nid not in seen:
-                problems.append(Problem(code="unknown_node", message=f"edge {end} {nid!r} is not a node", edge=i,
-                                        field=end))
+                problems.append(
+                    Problem(code="unknown_node", message=f"edge {end} {nid!r} is not a node", edge=i, field=end)
+                )
                 ok = False
         if not ok:
             continue
@@ -196,29 +209,56 @@ def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -
             continue  # the unknown agent is already reported
         src_schema, src_root = _field_schema(src_cls.Output, edge.source_field, "output")
         if src_schema is None:
-            problems.append(Problem(code="unknown_port", node=edge.source, edge=i, field=edge.source_field,
-                                    message=f"{src_cls.id} has no output {edge.source_field!r} "
-                                            f"(outputs: {', '.join(src_cls.Output.model_fields)})"))
+            problems.append(
+                Problem(
+                    code="unknown_port",
+                    node=edge.source,
+                    edge=i,
+                    field=edge.source_field,
+                    message=f"{src_cls.id} has no output {edge.source_field!r} "
+                    f"(outputs: {', '.join(src_cls.Output.model_fields)})",
+                )
+            )
             ok = False
         tgt_schema, tgt_root = _field_schema(tgt_cls.Input, edge.target_field, "input")
         if tgt_schema is None:
-            problems.append(Problem(code="unknown_port", node=edge.target, edge=i, field=edge.target_field,
-                                    message=f"{tgt_cls.id} has no input {edge.target_field!r} "
-                                            f"(inputs: {', '.join(tgt_cls.Input.model_fields)})"))
+            problems.append(
+                Problem(
+                    code="unknown_port",
+                    node=edge.target,
+                    edge=i,
+                    field=edge.target_field,
+                    message=f"{tgt_cls.id} has no input {edge.target_field!r} "
+                    f"(inputs: {', '.join(tgt_cls.Input.model_fields)})",
+                )
+            )
             ok = False
         if not ok:
             continue
         st, tt = _types(src_schema, src_root), _types(tgt_schema, tgt_root)
         if not _compatible(st, tt):
-            problems.append(Problem(
-                code="type_mismatch", node=edge.target, edge=i, field=edge.target_field,
-                message=f"{edge.source}.{edge.source_field} ({'/'.join(sorted(st or []))}) cannot feed "
-                        f"{edge.target}.{edge.target_field} ({'/'.join(sorted(tt or []))})"))
+            problems.append(
+                Problem(
+                    code="type_mismatch",
+                    node=edge.target,
+                    edge=i,
+                    field=edge.target_field,
+                    message=f"{edge.source}.{edge.source_field} ({'/'.join(sorted(st or []))}) cannot feed "
+                    f"{edge.target}.{edge.target_field} ({'/'.join(sorted(tt or []))})",
+                )
+            )
             continue
         key = (edge.target, edge.target_field)
         if key in targets_seen:
-            problems.append(Problem(code="duplicate_edge", node=edge.target, edge=i, field=edge.target_field,
-                                    message=f"input {edge.target_field!r} already fed by edge #{targets_seen[key]}"))
+            problems.append(
+                Problem(
+                    code="duplicate_edge",
+                    node=edge.target,
+                    edge=i,
+                    field=edge.target_field,
+                    message=f"input {edge.target_field!r} already fed by edge #{targets_seen[key]}",
+                )
+            )
             continue
         targets_seen[key] = i
         incoming[edge.target].append((edge.source, edge.source_field, edge.target_field))
@@ -235,17 +275,32 @@ def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -
         if node.agent == "io.input":
             name = node.params.get("name", "input")
             if name not in wf.inputs:
-                problems.append(Problem(code="unknown_input", node=node.id, field="params.name",
-                                        message=f"workflow has no input {name!r} (declared: {', '.join(wf.inputs) or 'none'})"))
+                problems.append(
+                    Problem(
+                        code="unknown_input",
+                        node=node.id,
+                        field="params.name",
+                        message=f"workflow has no input {name!r} (declared: {', '.join(wf.inputs) or 'none'})",
+                    )
+                )
             fed.add("value")
         for key in node.params:
             if key not in cls.Input.model_fields:
-                problems.append(Problem(code="bad_param", node=node.id, field=f"params.{key}",
-                                        message=f"{cls.id} has no input {key!r}"))
+                problems.append(
+                    Problem(
+                        code="bad_param", node=node.id, field=f"params.{key}", message=f"{cls.id} has no input {key!r}"
+                    )
+                )
         for name, info in cls.Input.model_fields.items():
             if info.is_required() and name not in node.params and name not in fed:
-                problems.append(Problem(code="missing_input", node=node.id, field=name,
-                                        message=f"required input {name!r} is neither set nor connected"))
+                problems.append(
+                    Problem(
+                        code="missing_input",
+                        node=node.id,
+                        field=name,
+                        message=f"required input {name!r} is neither set nor connected",
+                    )
+                )
         try:
             cls.Input.model_validate({k: v for k, v in node.params.items() if k in cls.Input.model_fields})
         except ValidationError as exc:
@@ -253,28 +308,56 @@ def validate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -
                 head = str(e["loc"][0]) if e["loc"] else ""
                 if e["type"] == "missing" or head in fed:
                     continue
-                problems.append(Problem(code="bad_param", node=node.id, field=f"params.{'.'.join(map(str, e['loc']))}",
-                                        message=f"{'.'.join(map(str, e['loc']))}: {e['msg']}"))
+                problems.append(
+                    Problem(
+                        code="bad_param",
+                        node=node.id,
+                        field=f"params.{'.'.join(map(str, e['loc']))}",
+                        message=f"{'.'.join(map(str, e['loc']))}: {e['msg']}",
+                    )
+                )
 
     if wf.compute.price_max_gwei is None:
         for node in wf.nodes:
             cls = agents.get(node.id)
             if cls is not None and on_network(wf, node, cls):
-                problems.append(Problem(code="bad_param", node=node.id, field="compute.price_max_gwei",
-                                        message="runs on a provider: set compute.price_max_gwei, the most you pay "
-                                                "per compute-unit-second"))
+                problems.append(
+                    Problem(
+                        code="bad_param",
+                        node=node.id,
+                        field="compute.price_max_gwei",
+                        message="runs on a provider: set compute.price_max_gwei, the most you pay "
+                        "per compute-unit-second",
+                    )
+                )
     if wf.compute.price_max_gwei is not None and wf.compute.price_max_gwei < wf.compute.price_min_gwei:
-        problems.append(Problem(code="invalid_document", field="compute.price_max_gwei",
-                                message="compute.price_max_gwei is below compute.price_min_gwei"))
+        problems.append(
+            Problem(
+                code="invalid_document",
+                field="compute.price_max_gwei",
+                message="compute.price_max_gwei is below compute.price_min_gwei",
+            )
+        )
 
     for name, out in wf.outputs.items():
         cls = agents.get(out.node)
         if out.node not in seen:
-            problems.append(Problem(code="unknown_output", field=f"outputs.{name}",
-                                    message=f"output {name!r} reads unknown node {out.node!r}"))
+            problems.append(
+                Problem(
+                    code="unknown_output",
+                    field=f"outputs.{name}",
+                    message=f"output {name!r} reads unknown node {out.node!r}",
+                )
+            )
         elif cls is not None and out.field not in cls.Output.model_fields:
-            problems.append(Problem(code="unknown_output", node=out.node, field=f"outputs.{name}",
-                                    message=f"output {name!r}: {cls.id} has no output {out.field!r}"))
+            problems.append(
+                Problem(
+                    code="unknown_output",
+                    node=out.node,
+                    field=f"outputs.{name}",
+                    message=f"output {name!r}: {cls.id} has no output {out.field!r}",
+                )
+            )
 
     if problems:
         return None, problems
@@ -302,8 +385,14 @@ def _toposort(nodes: list[str], incoming: dict[str, list[tuple[str, str, str]]])
     return order, cyclic
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "integer": (int,),
-                                            "boolean": (bool,), "object": (dict,), "array": (list,)}
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
 
 
 def _has_type(value: Any, kind: str) -> bool:
@@ -315,36 +404,51 @@ def _has_type(value: Any, kind: str) -> bool:
 
 
 def _json_type(value: Any) -> str:
-    return next((kind for kind in ("boolean", "integer", "number", "string", "object", "array")
-                 if _has_type(value, kind)), type(value).__name__)
+    return next(
+        (kind for kind in ("boolean", "integer", "number", "string", "object", "array") if _has_type(value, kind)),
+        type(value).__name__,
+    )
 
 
 def _defaults(wf: Workflow) -> set[str]:
     """The inputs a run may leave out because the document gives a value: a declared default, or the
     ``params.value`` of the io.input node reading it."""
     given = {name for name, declared in wf.inputs.items() if declared.default is not None}
-    return given | {n.params.get("name", "input") for n in wf.nodes
-                    if n.agent == "io.input" and n.params.get("value") is not None}
+    return given | {
+        n.params.get("name", "input") for n in wf.nodes if n.agent == "io.input" and n.params.get("value") is not None
+    }
 
 
 def check_inputs(wf: Workflow, inputs: dict[str, Any]) -> list[Problem]:
     """Every problem of a run's inputs against the workflow's declared ones: names it does not declare,
     required inputs left out, values of the wrong type. A null value counts as left out."""
-    problems = [Problem(code="unknown_run_input", field=f"inputs.{name}",
-                        message=f"run input {name!r} is not declared (declared: {', '.join(wf.inputs) or 'none'})")
-                for name in inputs if name not in wf.inputs]
+    problems = [
+        Problem(
+            code="unknown_run_input",
+            field=f"inputs.{name}",
+            message=f"run input {name!r} is not declared (declared: {', '.join(wf.inputs) or 'none'})",
+        )
+        for name in inputs
+        if name not in wf.inputs
+    ]
     defaults = _defaults(wf)
     for name, declared in wf.inputs.items():
         value = inputs.get(name)
         if value is None:
             required = declared.required if declared.required is not None else name not in defaults
             if required:
-                problems.append(Problem(code="missing_run_input", field=f"inputs.{name}",
-                                        message=f"run input {name!r} is required"))
+                problems.append(
+                    Problem(code="missing_run_input", field=f"inputs.{name}", message=f"run input {name!r} is required")
+                )
         elif declared.type is not None and not _has_type(value, declared.type):
-            problems.append(Problem(code="bad_run_input", field=f"inputs.{name}",
-                                    message=f"run input {name!r} must be of type {declared.type}, "
-                                            f"not {_json_type(value)} ({value!r:.60})"))
+            problems.append(
+                Problem(
+                    code="bad_run_input",
+                    field=f"inputs.{name}",
+                    message=f"run input {name!r} must be of type {declared.type}, "
+                    f"not {_json_type(value)} ({value!r:.60})",
+                )
+            )
     return problems
 
 

@@ -63,15 +63,20 @@ class FolderTar:
         yield bytes(2 * _BLOCK)
 
 
-def upload_folder(platform: PlatformClient, folder: Path, files: list[Path], params: dict[str, Any],
-                  advance: Callable[[int], None]) -> dict:
+def upload_folder(
+    platform: PlatformClient, folder: Path, files: list[Path], params: dict[str, Any], advance: Callable[[int], None]
+) -> dict:
     """POST ``folder`` as one tar; the platform's answer (``PutStats``: one directory archive)."""
     import httpx
 
     from cxmpute.client import DEFAULT_TIMEOUT
 
-    return platform.post(FILES, params={**params, "archive": True}, content=FolderTar(folder, files, advance),
-                         timeout=httpx.Timeout(DEFAULT_TIMEOUT, connect=5.0, read=STORE_TIMEOUT))
+    return platform.post(
+        FILES,
+        params={**params, "archive": True},
+        content=FolderTar(folder, files, advance),
+        timeout=httpx.Timeout(DEFAULT_TIMEOUT, connect=5.0, read=STORE_TIMEOUT),
+    )
 
 
 def _refused(message: str) -> StorageError:
@@ -83,10 +88,17 @@ def _relative(member: tarfile.TarInfo) -> str:
     of writable names is refused."""
     name = member.name
     pure = PurePosixPath(name)
-    if (len(name) > 1000 or pure.is_absolute() or ".." in pure.parts or "\\" in name
-            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
-        raise _refused(f"{name[:200]!r}: a member's path is relative, in / form, at most 1000 characters, and "
-                       "stays inside the folder")
+    if (
+        len(name) > 1000
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or "\\" in name
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise _refused(
+            f"{name[:200]!r}: a member's path is relative, in / form, at most 1000 characters, and "
+            "stays inside the folder"
+        )
     try:
         too_long = any(len(part.encode()) > 255 for part in pure.parts)
     except UnicodeEncodeError:  # bytes that are not UTF-8, kept by tarfile as lone surrogates
@@ -121,8 +133,9 @@ def unpack(tar_path: Path, root: Path, *, max_bytes: int) -> int:
                 if count > MAX_MEMBERS:
                     raise _refused(f"the tar holds more than {MAX_MEMBERS} members")
                 if not (member.isreg() or member.isdir()):
-                    raise _refused(f"{member.name!r} is {_kind(member)}: a folder's tar holds regular files and "
-                                   "folders only")
+                    raise _refused(
+                        f"{member.name!r} is {_kind(member)}: a folder's tar holds regular files and folders only"
+                    )
                 path = _relative(member)
                 parents = {p.as_posix() for p in PurePosixPath(path).parents} - {"."}
                 if member.isdir():

@@ -135,9 +135,13 @@ class RemoteBlockStore:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         # Redirects are never followed: a node must not steer the platform's requests to another address.
-        self._http = client(self.url, timeout=httpx.Timeout(timeout, connect=3.0), headers=headers,
-                            follow_redirects=False,
-                            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
+        self._http = client(
+            self.url,
+            timeout=httpx.Timeout(timeout, connect=3.0),
+            headers=headers,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+        )
 
     def _call(self, method: str, path: str, limit: int = _SMALL_ANSWER, **kwargs) -> bytes:
         """The body of a 2xx answer, read up to ``limit`` bytes: a node can never make the caller hold more."""

@@ -3,7 +3,7 @@ fragment of every block lives. Content stays on the block stores; this is the in
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,7 +16,7 @@ CID_LEN = 120
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class NodeRow(Base):
@@ -45,8 +45,9 @@ class BlockRow(Base):
 
 class FragmentRow(Base):
     __tablename__ = "stxrage_fragments"
-    block_cid: Mapped[str] = mapped_column(String(CID_LEN), ForeignKey("stxrage_blocks.cid", ondelete="CASCADE"),
-                                           primary_key=True)
+    block_cid: Mapped[str] = mapped_column(
+        String(CID_LEN), ForeignKey("stxrage_blocks.cid", ondelete="CASCADE"), primary_key=True
+    )
     idx: Mapped[int] = mapped_column(Integer, primary_key=True)
     fragment_cid: Mapped[str] = mapped_column(String(CID_LEN))
     node_id: Mapped[str] = mapped_column(String(64), ForeignKey("stxrage_nodes.id"), index=True)
@@ -74,8 +75,7 @@ class RefRow(Base):
 class FileRow(Base):
     __tablename__ = "stxrage_files"
     owner: Mapped[str] = mapped_column(String(128), primary_key=True)
-    cid: Mapped[str] = mapped_column(String(CID_LEN), ForeignKey("stxrage_manifests.cid"), primary_key=True,
-                                     index=True)
+    cid: Mapped[str] = mapped_column(String(CID_LEN), ForeignKey("stxrage_manifests.cid"), primary_key=True, index=True)
     name: Mapped[str | None] = mapped_column(String(500), nullable=True)
     private: Mapped[bool] = mapped_column(Boolean)
     pinned: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -32,9 +32,14 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON")
 PathArg = typer.Argument(..., exists=True, readable=True, help="A file, or a directory of files")
 OutputOpt = typer.Option(..., "--output", "-o", help="Where to write the file (a directory for a directory archive)")
 NodeDirOpt = typer.Option(..., "--dir", help="Directory the node keeps blocks in")
-CredentialFileOpt = typer.Option(None, "--credential-file", exists=True, dir_okay=False, readable=True,
-                                 help="The node's credential (its DIR/node.token); default: "
-                                      "CXMPUTE_STORAGE_NODE_CREDENTIAL")
+CredentialFileOpt = typer.Option(
+    None,
+    "--credential-file",
+    exists=True,
+    dir_okay=False,
+    readable=True,
+    help="The node's credential (its DIR/node.token); default: CXMPUTE_STORAGE_NODE_CREDENTIAL",
+)
 FILES = "/v1/storage/files"
 READ_SIZE = 1 << 20
 
@@ -74,14 +79,18 @@ class _FileBody:
 
 
 @app.command()
-def put(path: Path = PathArg,
-        private: bool = typer.Option(False, "--private", help="Encrypt before the data leaves the platform"),
-        public: bool = typer.Option(False, "--public", help="Let anyone who knows the CID read it"),
-        policy: str | None = typer.Option(None, "--policy", "-p",
-                                          help="Copies ('3') or erasure k/n ('4/6'); default: the platform's"),
-        name: str | None = typer.Option(None, "--name", help="Name to store it under (default: the file's or "
-                                                              "directory's own)"),
-        as_json: bool = JsonOpt) -> None:
+def put(
+    path: Path = PathArg,
+    private: bool = typer.Option(False, "--private", help="Encrypt before the data leaves the platform"),
+    public: bool = typer.Option(False, "--public", help="Let anyone who knows the CID read it"),
+    policy: str | None = typer.Option(
+        None, "--policy", "-p", help="Copies ('3') or erasure k/n ('4/6'); default: the platform's"
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Name to store it under (default: the file's or directory's own)"
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
     """Store a file, or a directory as one directory archive; prints its CID."""
     if policy is not None:
         from stxrage.models import parse_policy
@@ -90,8 +99,12 @@ def put(path: Path = PathArg,
             parse_policy(policy)
         except ValueError as exc:
             raise CxmputeError(str(exc), field="--policy") from None
-    params = {"private": private, "public": public, "name": name or path.resolve().name,
-              **({"policy": policy} if policy else {})}
+    params = {
+        "private": private,
+        "public": public,
+        "name": name or path.resolve().name,
+        **({"policy": policy} if policy else {}),
+    }
     if path.is_dir():
         from stxrage.archive_upload import folder_files, upload_folder
 
@@ -108,8 +121,10 @@ def put(path: Path = PathArg,
         _print(stats, True)
         return
     console.print(stats["file"]["cid"])
-    err.print(f"{stats['file']['size']} bytes, {stats['file']['chunks']} chunks: {stats['new_blocks']} new "
-              f"blocks, {stats['reused_blocks']} already stored")
+    err.print(
+        f"{stats['file']['size']} bytes, {stats['file']['chunks']} chunks: {stats['new_blocks']} new "
+        f"blocks, {stats['reused_blocks']} already stored"
+    )
 
 
 def _range_header(byte_range: str) -> str:
@@ -120,8 +135,9 @@ def _range_header(byte_range: str) -> str:
     return f"bytes={start}-{int(end) - 1 if end else ''}"
 
 
-def _download(platform: PlatformClient, path: str, target: Path, advance, headers: dict[str, str] | None = None
-              ) -> None:
+def _download(
+    platform: PlatformClient, path: str, target: Path, advance, headers: dict[str, str] | None = None
+) -> None:
     """Stream one file to ``target`` through a partial file, so a broken transfer leaves no truncated file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part")
@@ -144,9 +160,11 @@ def _inside(root: Path, relative: str) -> Path:
 
 
 @app.command()
-def get(cid: str, output: Path = OutputOpt,
-        byte_range: str | None = typer.Option(None, "--range", help="Bytes START-END (END exclusive) of a file")
-        ) -> None:
+def get(
+    cid: str,
+    output: Path = OutputOpt,
+    byte_range: str | None = typer.Option(None, "--range", help="Bytes START-END (END exclusive) of a file"),
+) -> None:
     """Fetch a file (or a directory archive, into the --output directory) by CID; the platform verifies every
     block."""
     headers = {"Range": _range_header(byte_range)} if byte_range is not None else None
@@ -187,8 +205,16 @@ def list_files(as_json: bool = JsonOpt) -> None:
     table = Table("cid", "name", "kind", "size", "private", "public", "pinned", "policy")
     table.columns[0].overflow = "fold"
     for f in files:
-        table.add_row(f["cid"], f.get("name") or "", f["kind"], str(f["size"]), str(f["private"]),
-                      str(f["public"]), str(f["pinned"]), _policy(f["policy"]))
+        table.add_row(
+            f["cid"],
+            f.get("name") or "",
+            f["kind"],
+            str(f["size"]),
+            str(f["private"]),
+            str(f["public"]),
+            str(f["pinned"]),
+            _policy(f["policy"]),
+        )
     console.print(table)
 
 
@@ -239,8 +265,10 @@ def gc() -> None:
 
 
 @app.command()
-def audit(sample: int | None = typer.Option(None, min=1, help="Fragments to challenge (default: all)"),
-          as_json: bool = JsonOpt) -> None:
+def audit(
+    sample: int | None = typer.Option(None, min=1, help="Fragments to challenge (default: all)"),
+    as_json: bool = JsonOpt,
+) -> None:
     """Challenge nodes to prove they hold their fragments (operator)."""
     with _operator() as platform:
         report = platform.post("/v1/storage/audit", params={"sample": sample} if sample else None)
@@ -260,10 +288,12 @@ def repair(as_json: bool = JsonOpt) -> None:
 
 
 @app.command()
-def maintain(interval: float = typer.Option(0, help="Seconds between rounds; 0 runs one round"),
-             rounds: int = typer.Option(0, help="Stop after this many rounds (0: until interrupted)"),
-             sample: int = typer.Option(256, min=1, help="Fragments audited per round"), as_json: bool = JsonOpt
-             ) -> None:
+def maintain(
+    interval: float = typer.Option(0, help="Seconds between rounds; 0 runs one round"),
+    rounds: int = typer.Option(0, help="Stop after this many rounds (0: until interrupted)"),
+    sample: int = typer.Option(256, min=1, help="Fragments audited per round"),
+    as_json: bool = JsonOpt,
+) -> None:
     """Keep redundancy at target: audit a sample, check nodes and repair — once, or every --interval seconds
     (operator)."""
     done = 0
@@ -275,9 +305,11 @@ def maintain(interval: float = typer.Option(0, help="Seconds between rounds; 0 r
             if as_json:
                 _print({"nodes_down": down, "audit": audited, "repair": repaired}, True)
             else:
-                console.print(f"down: {len(down)}, audited: {audited['checked']}, failed: {len(audited['failed'])}, "
-                              f"rebuilt: {repaired['fragments_rebuilt']}, degraded: {len(repaired['degraded'])}, "
-                              f"lost: {len(repaired['lost'])}")
+                console.print(
+                    f"down: {len(down)}, audited: {audited['checked']}, failed: {len(audited['failed'])}, "
+                    f"rebuilt: {repaired['fragments_rebuilt']}, degraded: {len(repaired['degraded'])}, "
+                    f"lost: {len(repaired['lost'])}"
+                )
             done += 1
             if interval <= 0 or (rounds and done >= rounds):
                 return
@@ -285,11 +317,13 @@ def maintain(interval: float = typer.Option(0, help="Seconds between rounds; 0 r
 
 
 @app.command()
-def node(root: Path = NodeDirOpt,
-         host: str = typer.Option("127.0.0.1", help="Address to listen on"),
-         port: int = typer.Option(8700, help="Port to listen on"),
-         quota: int = typer.Option(10 * 1024**3, help="Bytes the node may hold"),
-         price: float = typer.Option(0.0, help="Price per GB-month")) -> None:
+def node(
+    root: Path = NodeDirOpt,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    port: int = typer.Option(8700, help="Port to listen on"),
+    quota: int = typer.Option(10 * 1024**3, help="Bytes the node may hold"),
+    price: float = typer.Option(0.0, help="Price per GB-month"),
+) -> None:
     """Run a storage node: an HTTP block store with its own quota and price, which serves only callers
     presenting its credential (CXMPUTE_STORAGE_NODE_CREDENTIAL, else the one kept in DIR/node.token)."""
     import uvicorn
@@ -305,10 +339,12 @@ def node(root: Path = NodeDirOpt,
 
 
 @nodes_app.command("add")
-def nodes_add(url: str,
-              credential_file: Path | None = CredentialFileOpt,
-              provider: str | None = typer.Option(None, help="EVM address of the provider account running it"),
-              as_json: bool = JsonOpt) -> None:
+def nodes_add(
+    url: str,
+    credential_file: Path | None = CredentialFileOpt,
+    provider: str | None = typer.Option(None, help="EVM address of the provider account running it"),
+    as_json: bool = JsonOpt,
+) -> None:
     """Register a storage node (http://host:port) or a directory (file:///path) in this platform's catalog,
     as its operator. Providers register their nodes through the API (POST /v1/storage/nodes), signed."""
     credential = credential_file.read_text().strip() if credential_file else get_settings().storage_node_credential
@@ -329,10 +365,12 @@ def nodes_rm(node_id: str, as_json: bool = JsonOpt) -> None:
 
 
 @nodes_app.command("ls")
-def nodes_ls(mine: bool = typer.Option(False, "--mine", help="Only the nodes you registered as a provider"),
-             as_json: bool = JsonOpt) -> None:
+def nodes_ls(
+    mine: bool = typer.Option(False, "--mine", help="Only the nodes you registered as a provider"),
+    as_json: bool = JsonOpt,
+) -> None:
     """List storage nodes and their status (all of them: operator; --mine: the provider's own)."""
-    with (PlatformClient() if mine else _operator()) as platform:
+    with PlatformClient() if mine else _operator() as platform:
         nodes = platform.get("/v1/storage/nodes/mine" if mine else "/v1/storage/nodes")
     if as_json:
         _print(nodes, True)
@@ -341,6 +379,14 @@ def nodes_ls(mine: bool = typer.Option(False, "--mine", help="Only the nodes you
     for column in table.columns[:2] + table.columns[6:7]:
         column.overflow = "fold"
     for n in nodes:
-        table.add_row(n["id"], n["url"], n["status"], str(n["capacity_bytes"]), str(n["used_bytes"]),
-                      str(n["price_per_gb_month"]), n.get("provider") or "", str(n["audit_failures"]))
+        table.add_row(
+            n["id"],
+            n["url"],
+            n["status"],
+            str(n["capacity_bytes"]),
+            str(n["used_bytes"]),
+            str(n["price_per_gb_month"]),
+            n.get("provider") or "",
+            str(n["audit_failures"]),
+        )
     console.print(table)

@@ -28,8 +28,9 @@ class DecryptionError(ValueError):
 
 
 def owner_key(secret: str, owner: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"stxrage-owner-v1",
-                info=owner.encode()).derive(secret.encode())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"stxrage-owner-v1", info=owner.encode()).derive(
+        secret.encode()
+    )
 
 
 def chunk_key(key: bytes, plaintext_digest: bytes) -> bytes:
@@ -61,7 +62,7 @@ def seal_manifest(key: bytes, plaintext: bytes) -> bytes:
 def open_manifest(key: bytes, sealed: bytes) -> bytes:
     if not sealed.startswith(MANIFEST_MAGIC):
         raise DecryptionError("not a sealed manifest")
-    body = sealed[len(MANIFEST_MAGIC):]
+    body = sealed[len(MANIFEST_MAGIC) :]
     salt, nonce, ciphertext = body[:16], body[16:28], body[28:]
     try:
         return AESGCM(_manifest_key(key, salt)).decrypt(nonce, ciphertext, _MANIFEST_AAD)

@@ -9,7 +9,7 @@ def encode(block: bytes, k: int, n: int) -> list[bytes]:
     """Split ``block`` into ``n`` fragments of equal size; fragment i is share i of the code."""
     size = max(1, -(-len(block) // k))
     padded = block.ljust(size * k, b"\0")
-    primary = [padded[i * size:(i + 1) * size] for i in range(k)]
+    primary = [padded[i * size : (i + 1) * size] for i in range(k)]
     return list(zfec.Encoder(k, n).encode(primary))
 
 

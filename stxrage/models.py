@@ -113,11 +113,18 @@ class Manifest(BaseModel):
     @classmethod
     def from_dag_json(cls, data: bytes) -> Manifest:
         doc = json.loads(data)
+
         def refs(items: list[dict]) -> list[ChunkRef]:
             return [ChunkRef(cid=c["cid"]["/"], size=c["size"], digest=c.get("digest")) for c in items]
 
-        return cls(format=doc["format"], kind=doc.get("kind", "file"), size=doc["size"], chunks=refs(doc["chunks"]),
-                   parts=refs(doc.get("parts", [])), files=doc.get("files", []))
+        return cls(
+            format=doc["format"],
+            kind=doc.get("kind", "file"),
+            size=doc["size"],
+            chunks=refs(doc["chunks"]),
+            parts=refs(doc.get("parts", [])),
+            files=doc.get("files", []),
+        )
 
 
 class FileInfo(BaseModel):
@@ -149,8 +156,11 @@ class NodeInfo(BaseModel):
     capacity_bytes: int
     used_bytes: int = 0
     price_per_gb_month: float = 0.0
-    provider: str | None = Field(None, description="The provider account that registered the node (its signed "
-                                                   "registration); None for the operator's own nodes")
+    provider: str | None = Field(
+        None,
+        description="The provider account that registered the node (its signed "
+        "registration); None for the operator's own nodes",
+    )
     status: Literal["active", "down", "evicted"] = "active"
     audit_failures: int = 0
 

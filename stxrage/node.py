@@ -24,8 +24,9 @@ class NodeConfig(BaseModel):
     root: Path
     quota_bytes: int = Field(10 * 1024**3, gt=0)
     price_per_gb_month: float = Field(0.0, ge=0)
-    credential: str | None = Field(None, description="Bearer credential callers must present; "
-                                                      "default: the one kept in <root>/node.token")
+    credential: str | None = Field(
+        None, description="Bearer credential callers must present; default: the one kept in <root>/node.token"
+    )
 
 
 class AuditChallenge(BaseModel):
@@ -46,8 +47,9 @@ def create_node_app(config: NodeConfig) -> FastAPI:
     def authorized(authorization: str | None = Header(None)) -> None:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not credential_matches(token.strip(), credential):
-            raise HTTPException(401, "this storage node requires its credential",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "this storage node requires its credential", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     blocks = APIRouter(dependencies=[Depends(authorized)])
 
@@ -68,8 +70,11 @@ def create_node_app(config: NodeConfig) -> FastAPI:
 
     @blocks.get("/info")
     def info() -> dict:
-        return {"capacity_bytes": config.quota_bytes, "used_bytes": store.usage(),
-                "price_per_gb_month": config.price_per_gb_month}
+        return {
+            "capacity_bytes": config.quota_bytes,
+            "used_bytes": store.usage(),
+            "price_per_gb_month": config.price_per_gb_month,
+        }
 
     @blocks.get("/blocks")
     def list_blocks() -> dict:

@@ -33,14 +33,23 @@ _HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 REGISTRATION = "StorageNodeRegistration"
 _TYPES = {
-    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                     {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-    REGISTRATION: [{"name": "provider", "type": "address"}, {"name": "url", "type": "string"},
-                   {"name": "credentialHash", "type": "bytes32"}, {"name": "issuedAt", "type": "uint256"}],
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    REGISTRATION: [
+        {"name": "provider", "type": "address"},
+        {"name": "url", "type": "string"},
+        {"name": "credentialHash", "type": "bytes32"},
+        {"name": "issuedAt", "type": "uint256"},
+    ],
 }
 
 
 # ---- the node's credential --------------------------------------------------------------------
+
 
 def new_credential() -> str:
     return "cxn_" + secrets.token_urlsafe(32)
@@ -71,6 +80,7 @@ def credential_hash(credential: str) -> bytes:
 
 # ---- the node's address -----------------------------------------------------------------------
 
+
 def _refused_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why the platform must never send requests to ``ip`` on a node's behalf, or None."""
     mapped = getattr(ip, "ipv4_mapped", None)
@@ -91,7 +101,7 @@ def node_url(url: str) -> str:
     """The canonical address of a storage node, ``http(s)://host[:port]``; ValueError says what is wrong."""
     if not isinstance(url, str) or not url or len(url) > 500:
         raise ValueError("a storage node URL is 1 to 500 characters")
-    if any(not 0x21 <= ord(c) <= 0x7e for c in url) or "\\" in url:
+    if any(not 0x21 <= ord(c) <= 0x7E for c in url) or "\\" in url:
         raise ValueError("a storage node URL is printable ASCII without spaces or backslashes")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -125,8 +135,9 @@ def check_resolves_safely(url: str) -> None:
     numeric spelling such as ``0xa9fea9fe``, that hides a link-local or unspecified address)."""
     parts = urlsplit(url)
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(
+            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
+        )
     except OSError:
         raise ValueError(f"{parts.hostname} does not resolve") from None
     for *_, sockaddr in infos:
@@ -137,10 +148,19 @@ def check_resolves_safely(url: str) -> None:
 
 # ---- the provider's signature -----------------------------------------------------------------
 
+
 def _typed(domain: dict, provider: str, url: str, credential: str, issued_at: int) -> dict:
-    return {"types": _TYPES, "primaryType": REGISTRATION, "domain": domain,
-            "message": {"provider": provider, "url": node_url(url), "credentialHash": credential_hash(credential),
-                        "issuedAt": issued_at}}
+    return {
+        "types": _TYPES,
+        "primaryType": REGISTRATION,
+        "domain": domain,
+        "message": {
+            "provider": provider,
+            "url": node_url(url),
+            "credentialHash": credential_hash(credential),
+            "issuedAt": issued_at,
+        },
+    }
 
 
 def sign_registration(domain: dict, account: Account, url: str, credential: str, issued_at: int) -> str:
@@ -149,11 +169,11 @@ def sign_registration(domain: dict, account: Account, url: str, credential: str,
     return account.sign_message(encode_typed_data(full_message=typed)).signature.to_0x_hex()
 
 
-def registration_signer(domain: dict, provider: str, url: str, credential: str, issued_at: int,
-                        signature: str) -> str:
+def registration_signer(domain: dict, provider: str, url: str, credential: str, issued_at: int, signature: str) -> str:
     """The address that signed this registration (ValueError for a malformed signature)."""
     try:
-        return Account.recover_message(encode_typed_data(full_message=_typed(domain, provider, url, credential,
-                                                                             issued_at)), signature=signature)
+        return Account.recover_message(
+            encode_typed_data(full_message=_typed(domain, provider, url, credential, issued_at)), signature=signature
+        )
     except Exception as exc:  # eth_account raises several types for malformed signatures
         raise ValueError("signature is malformed") from exc

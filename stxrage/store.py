@@ -74,12 +74,13 @@ _MAX_PRICE = 1e9
 
 def _batched(items: list, size: int = _IN_CHUNK) -> Iterator[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 class Storage:
-    def __init__(self, settings: Settings, *, database_url: str | None = None, root: Path | None = None,
-                 workers: int = 8):
+    def __init__(
+        self, settings: Settings, *, database_url: str | None = None, root: Path | None = None, workers: int = 8
+    ):
         self.settings = settings
         self.database_url = database_url or settings.resolved_database_url
         migrate(self.database_url)
@@ -98,12 +99,24 @@ class Storage:
 
     # ---- nodes -------------------------------------------------------------------------------
 
-    def add_node(self, url: str, *, credential: str | None = None, capacity_bytes: int | None = None,
-                 price_per_gb_month: float | None = None, provider: str | None = None) -> NodeInfo:
+    def add_node(
+        self,
+        url: str,
+        *,
+        credential: str | None = None,
+        capacity_bytes: int | None = None,
+        price_per_gb_month: float | None = None,
+        provider: str | None = None,
+    ) -> NodeInfo:
         """Register a block store as the operator: a storage node (``http(s)://``, with the credential it
         requires) or a directory (``file://``). The platform assigns the id; the node declares quota and price."""
-        return self._enroll(url.rstrip("/"), credential, provider=provider, capacity_bytes=capacity_bytes,
-                            price_per_gb_month=price_per_gb_month)
+        return self._enroll(
+            url.rstrip("/"),
+            credential,
+            provider=provider,
+            capacity_bytes=capacity_bytes,
+            price_per_gb_month=price_per_gb_month,
+        )
 
     def register_node(self, url: str, *, credential: str, provider: str, issued_at: int) -> NodeInfo:
         """Register a provider's storage node once its signed registration has been checked: an http(s)
@@ -115,9 +128,17 @@ class Storage:
             raise StorageError(str(exc), field="url", status_code=422) from None
         return self._enroll(url, credential, provider=provider, issued_at=issued_at, by_provider=True)
 
-    def _enroll(self, url: str, credential: str | None, *, provider: str | None, issued_at: int = 0,
-                by_provider: bool = False, capacity_bytes: int | None = None,
-                price_per_gb_month: float | None = None) -> NodeInfo:
+    def _enroll(
+        self,
+        url: str,
+        credential: str | None,
+        *,
+        provider: str | None,
+        issued_at: int = 0,
+        by_provider: bool = False,
+        capacity_bytes: int | None = None,
+        price_per_gb_month: float | None = None,
+    ) -> NodeInfo:
         if credential is not None:
             try:
                 check_credential(credential)
@@ -130,8 +151,10 @@ class Storage:
         declared: tuple[int, float] = (100 * 1024**3, 0.0)
         if isinstance(store, RemoteBlockStore):
             if credential is None:
-                raise StorageError("a storage node is registered with the credential it requires "
-                                   "(its <dir>/node.token)", field="credential")
+                raise StorageError(
+                    "a storage node is registered with the credential it requires (its <dir>/node.token)",
+                    field="credential",
+                )
             declared = _declared(store, url)
         try:
             with self._session() as s:
@@ -139,8 +162,13 @@ class Storage:
                 if row is not None:
                     row = self._reenroll(s, row, credential, provider, issued_at, by_provider)
                 if row is None:
-                    row = NodeRow(id=LOCAL_NODE if url == self._local_url() else uuid.uuid4().hex, url=url,
-                                  audit_failures=0, registered_ts=0, status="active")
+                    row = NodeRow(
+                        id=LOCAL_NODE if url == self._local_url() else uuid.uuid4().hex,
+                        url=url,
+                        audit_failures=0,
+                        registered_ts=0,
+                        status="active",
+                    )
                     s.add(row)
                 elif not by_provider:
                     row.status = "active"  # the operator's word brings a down or evicted node back
@@ -157,11 +185,14 @@ class Storage:
             self._stores[info.id] = ((url, credential), store)
         return info
 
-    def _reenroll(self, s: Session, row: NodeRow, credential: str | None, provider: str | None, issued_at: int,
-                  by_provider: bool) -> NodeRow | None:
+    def _reenroll(
+        self, s: Session, row: NodeRow, credential: str | None, provider: str | None, issued_at: int, by_provider: bool
+    ) -> NodeRow | None:
         """The node already registered at this address, to update; None once a retired one made way."""
-        if row.status == "evicted" and s.scalar(select(FragmentRow.idx).where(FragmentRow.node_id == row.id)
-                                                .limit(1)) is None:
+        if (
+            row.status == "evicted"
+            and s.scalar(select(FragmentRow.idx).where(FragmentRow.node_id == row.id).limit(1)) is None
+        ):
             # An evicted node that holds nothing any more frees its address for a new registration.
             s.delete(row)
             s.flush()
@@ -170,15 +201,21 @@ class Storage:
             if row.provider != provider or row.credential is None:
                 raise Conflict(f"{row.url} is registered to another storage node", field="url")
             if issued_at <= row.registered_ts:
-                raise StorageError("registration replayed: issued_at is not newer than the node's last "
-                                   "registration", field="issued_at", status_code=401)
+                raise StorageError(
+                    "registration replayed: issued_at is not newer than the node's last registration",
+                    field="issued_at",
+                    status_code=401,
+                )
         # A node registered without a credential (the local directory, or a node from before credentials)
         # takes the operator's; otherwise the credential is what tells one node from another at an address.
         same = (row.credential is None and not by_provider) or (
-            row.credential is not None and credential is not None and credential_matches(credential, row.credential))
+            row.credential is not None and credential is not None and credential_matches(credential, row.credential)
+        )
         if not same:
-            raise Conflict(f"{row.url} is node {row.id}, registered with another credential; remove {row.id} "
-                           "and repair first", field="url")
+            raise Conflict(
+                f"{row.url} is node {row.id}, registered with another credential; remove {row.id} and repair first",
+                field="url",
+            )
         if row.status == "evicted" and by_provider:
             raise Conflict(f"node {row.id} at {row.url} was evicted", field="url")
         return row
@@ -212,8 +249,9 @@ class Storage:
                 if node.status == "down":
                     # Swept while still marked down, so no put in flight can be targeting it.
                     with self._session() as s:
-                        assigned = set(s.scalars(select(FragmentRow.fragment_cid)
-                                                 .where(FragmentRow.node_id == node.id)))
+                        assigned = set(
+                            s.scalars(select(FragmentRow.fragment_cid).where(FragmentRow.node_id == node.id))
+                        )
                     for orphan in set(store.cids()) - assigned:
                         store.delete(orphan)
                     self._set_status(node.id, "active")
@@ -227,9 +265,15 @@ class Storage:
 
     @staticmethod
     def _node_info(row: NodeRow) -> NodeInfo:
-        return NodeInfo(id=row.id, url=row.url, capacity_bytes=row.capacity_bytes,
-                        price_per_gb_month=row.price_per_gb_month, provider=row.provider, status=row.status,
-                        audit_failures=row.audit_failures)
+        return NodeInfo(
+            id=row.id,
+            url=row.url,
+            capacity_bytes=row.capacity_bytes,
+            price_per_gb_month=row.price_per_gb_month,
+            provider=row.provider,
+            status=row.status,
+            audit_failures=row.audit_failures,
+        )
 
     def _local_url(self) -> str:
         return f"file://{self.root / 'blocks'}"
@@ -240,9 +284,21 @@ class Storage:
         if not rows:
             # The embedded default: the local directory is the one node (concurrent first puts may race here).
             with self._session() as s:
-                insert_ignore(s, NodeRow, [{"id": LOCAL_NODE, "url": self._local_url(), "capacity_bytes": 100 * 1024**3,
-                                            "price_per_gb_month": 0.0, "status": "active", "audit_failures": 0,
-                                            "created_at": utcnow()}])
+                insert_ignore(
+                    s,
+                    NodeRow,
+                    [
+                        {
+                            "id": LOCAL_NODE,
+                            "url": self._local_url(),
+                            "capacity_bytes": 100 * 1024**3,
+                            "price_per_gb_month": 0.0,
+                            "status": "active",
+                            "audit_failures": 0,
+                            "created_at": utcnow(),
+                        }
+                    ],
+                )
             return self._active_nodes()
         return [(node_id, float(capacity)) for node_id, capacity, status in rows if status == "active"]
 
@@ -264,8 +320,10 @@ class Storage:
     def _forget_changed_stores(self) -> None:
         """Drop handles on nodes whose address or credential another process has registered anew since."""
         with self._session() as s:
-            current = {node_id: (url, credential) for node_id, url, credential
-                       in s.execute(select(NodeRow.id, NodeRow.url, NodeRow.credential))}
+            current = {
+                node_id: (url, credential)
+                for node_id, url, credential in s.execute(select(NodeRow.id, NodeRow.url, NodeRow.credential))
+            }
         with self._stores_lock:
             for node_id in [n for n, (key, _) in self._stores.items() if current.get(n) != key]:
                 del self._stores[node_id]
@@ -310,8 +368,9 @@ class Storage:
 
         return self._put(chunks(), name=name or root.name, entries=entries, **kwargs)
 
-    def get_dir(self, cid: str, dest: str | os.PathLike, owner: str = "local",
-                progress: Progress | None = None) -> Path:
+    def get_dir(
+        self, cid: str, dest: str | os.PathLike, owner: str = "local", progress: Progress | None = None
+    ) -> Path:
         """Write a directory archive's files under ``dest``, each verified on the way."""
         manifest = self.manifest(cid, owner)
         if manifest.kind != "dir":
@@ -327,16 +386,24 @@ class Storage:
                         progress(len(part))
         return dest
 
-    def _put(self, chunks: Iterable[bytes], *, owner: str = "local", name: str | None = None, private: bool = False,
-             public: bool = False, policy: Replicas | Erasure | None = None, progress: Progress | None = None,
-             entries: list[FileEntry] | None = None) -> PutStats:
+    def _put(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        owner: str = "local",
+        name: str | None = None,
+        private: bool = False,
+        public: bool = False,
+        policy: Replicas | Erasure | None = None,
+        progress: Progress | None = None,
+        entries: list[FileEntry] | None = None,
+    ) -> PutStats:
         if private and public:
             raise StorageError("a private file is encrypted for its owner and cannot be public", field="public")
         policy = policy or self.default_policy()
         active = self._active_nodes()
         if policy.width > len(active):
-            raise NotEnoughNodes(f"policy needs {policy.width} storage nodes, {len(active)} are active",
-                                 field="policy")
+            raise NotEnoughNodes(f"policy needs {policy.width} storage nodes, {len(active)} are active", field="policy")
         key = crypto.owner_key(self._secret, owner) if private else b""
         refs: list[ChunkRef] = []
         uploads = _Uploads(self, policy, active)
@@ -363,7 +430,7 @@ class Storage:
         if len(manifest_bytes) > BLOCK_LIMIT:
             # Too many chunks for one block: the root lists parts, each a manifest of a run of chunks.
             for i in range(0, len(refs), _PART_CHUNKS):
-                run = refs[i:i + _PART_CHUNKS]
+                run = refs[i : i + _PART_CHUNKS]
                 part = Manifest(size=sum(c.size for c in run), chunks=run)
                 part_cid, part_bytes = _encode_manifest(part, key)
                 batch.append((part_cid, part_bytes))
@@ -377,15 +444,31 @@ class Storage:
         with self._session() as s:
             block_cids = {r.cid for r in refs} | {p.cid for p in parts} | {manifest_cid}
             reused = block_cids - set(placed)
-            still_there = {c for part in _batched(sorted(reused))
-                           for c in s.scalars(select(BlockRow.cid).where(BlockRow.cid.in_(part)))}
+            still_there = {
+                c
+                for part in _batched(sorted(reused))
+                for c in s.scalars(select(BlockRow.cid).where(BlockRow.cid.in_(part)))
+            }
             if reused - still_there:
-                raise Conflict("blocks this file shares were garbage-collected while it was stored; put it again",
-                               field="file")
+                raise Conflict(
+                    "blocks this file shares were garbage-collected while it was stored; put it again", field="file"
+                )
             insert_ignore(s, BlockRow, [{"cid": c, "size": n, "policy": policy_doc} for c, (n, _) in placed.items()])
             insert_ignore(s, FragmentRow, [f for _, frags in placed.values() for f in frags])
-            insert_ignore(s, ManifestRow, [{"cid": manifest_cid, "size": size, "chunks": len(refs),
-                                            "private": private, "policy": policy_doc, "kind": kind}])
+            insert_ignore(
+                s,
+                ManifestRow,
+                [
+                    {
+                        "cid": manifest_cid,
+                        "size": size,
+                        "chunks": len(refs),
+                        "private": private,
+                        "policy": policy_doc,
+                        "kind": kind,
+                    }
+                ],
+            )
             insert_ignore(s, RefRow, [{"manifest_cid": manifest_cid, "block_cid": c} for c in sorted(block_cids)])
             row = s.get(FileRow, (owner, manifest_cid))
             if row is None:
@@ -396,8 +479,9 @@ class Storage:
                 row.pinned, row.name, row.public = True, name or row.name, row.public or public
             s.flush()
             info = self._file_info(s, row, owner)
-        return PutStats(file=info, new_blocks=len(placed), reused_blocks=uploads.reused,
-                        bytes_uploaded=uploads.uploaded)
+        return PutStats(
+            file=info, new_blocks=len(placed), reused_blocks=uploads.reused, bytes_uploaded=uploads.uploaded
+        )
 
     @staticmethod
     def _fragments(block_cid: str, data: bytes, policy: Replicas | Erasure) -> list[tuple[str, bytes]]:
@@ -405,17 +489,21 @@ class Storage:
             return [(block_cid, data)] * policy.copies
         return [(cids.cid_of(f), f) for f in erasure.encode(data, policy.k, policy.n)]
 
-    def _place_block(self, block_cid: str, data: bytes, policy: Replicas | Erasure,
-                     active: list[tuple[str, float]]) -> tuple[list[dict], int]:
+    def _place_block(
+        self, block_cid: str, data: bytes, policy: Replicas | Erasure, active: list[tuple[str, float]]
+    ) -> tuple[list[dict], int]:
         candidates = iter(placement.rank(block_cid, active))
         rows, uploaded = [], 0
         for idx, (fragment_cid, fragment) in enumerate(self._fragments(block_cid, data, policy)):
             node_id = self._put_somewhere(candidates, fragment_cid, fragment)
             if node_id is None:
-                raise NotEnoughNodes(f"block {block_cid}: only {idx} of {policy.width} fragments found a node "
-                                     "that accepts them", field="policy")
-            rows.append({"block_cid": block_cid, "idx": idx, "fragment_cid": fragment_cid, "node_id": node_id,
-                         "healthy": True})
+                raise NotEnoughNodes(
+                    f"block {block_cid}: only {idx} of {policy.width} fragments found a node that accepts them",
+                    field="policy",
+                )
+            rows.append(
+                {"block_cid": block_cid, "idx": idx, "fragment_cid": fragment_cid, "node_id": node_id, "healthy": True}
+            )
             uploaded += len(fragment)
         return rows, uploaded
 
@@ -483,7 +571,7 @@ class Storage:
                 if nxt is not None:
                     pending.append((nxt[0], nxt[1], self._pool.submit(self._read_chunk, nxt[1], key)))
                 data = future.result()
-                yield data[max(0, start - offset):end - offset]
+                yield data[max(0, start - offset) : end - offset]
         finally:
             for *_, future in pending:
                 future.cancel()
@@ -499,8 +587,9 @@ class Storage:
     def get_bytes(self, cid: str, owner: str = "local", start: int = 0, end: int | None = None) -> bytes:
         return b"".join(self.open_range(cid, owner, start, end))
 
-    def get_file(self, cid: str, dest: str | os.PathLike, owner: str = "local",
-                 progress: Progress | None = None) -> Path:
+    def get_file(
+        self, cid: str, dest: str | os.PathLike, owner: str = "local", progress: Progress | None = None
+    ) -> Path:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
@@ -522,12 +611,16 @@ class Storage:
             block = s.get(BlockRow, block_cid)
             if block is None:
                 raise DataLost(f"block {block_cid} is not in the catalog")
-            rows = list(s.execute(
-                select(FragmentRow.idx, FragmentRow.fragment_cid, FragmentRow.node_id)
-                .join(NodeRow, NodeRow.id == FragmentRow.node_id)
-                .where(FragmentRow.block_cid == block_cid, FragmentRow.healthy.is_(True),
-                       NodeRow.status == "active")
-                .order_by(FragmentRow.idx)))
+            rows = list(
+                s.execute(
+                    select(FragmentRow.idx, FragmentRow.fragment_cid, FragmentRow.node_id)
+                    .join(NodeRow, NodeRow.id == FragmentRow.node_id)
+                    .where(
+                        FragmentRow.block_cid == block_cid, FragmentRow.healthy.is_(True), NodeRow.status == "active"
+                    )
+                    .order_by(FragmentRow.idx)
+                )
+            )
             policy, size = _policy_adapter.validate_python(block.policy), block.size
         need = policy.k if isinstance(policy, Erasure) else 1
         got: dict[int, bytes] = {}
@@ -551,8 +644,11 @@ class Storage:
 
     def _mark_unhealthy(self, block_cid: str, idx: int) -> None:
         with self._session() as s:
-            s.execute(update(FragmentRow).where(FragmentRow.block_cid == block_cid, FragmentRow.idx == idx)
-                      .values(healthy=False))
+            s.execute(
+                update(FragmentRow)
+                .where(FragmentRow.block_cid == block_cid, FragmentRow.idx == idx)
+                .values(healthy=False)
+            )
 
     # ---- ownership ---------------------------------------------------------------------------
 
@@ -565,18 +661,28 @@ class Storage:
             raise StorageError(str(exc), field="cid") from None
         row = s.get(FileRow, (owner, cid))
         if row is None:
-            row = s.scalars(select(FileRow).where(FileRow.cid == cid, FileRow.public.is_(True),
-                                                  FileRow.private.is_(False)).limit(1)).first()
+            row = s.scalars(
+                select(FileRow).where(FileRow.cid == cid, FileRow.public.is_(True), FileRow.private.is_(False)).limit(1)
+            ).first()
         if row is None:
             raise NotFound(f"no file {cid}", field="cid")
         return row
 
     def _file_info(self, s: Session, row: FileRow, viewer: str) -> FileInfo:
         m = s.get(ManifestRow, row.cid)
-        return FileInfo(cid=row.cid, owner=row.owner if row.owner == viewer else None, name=row.name, size=m.size,
-                        private=row.private, public=row.public, pinned=row.pinned,
-                        policy=_policy_adapter.validate_python(m.policy), chunks=m.chunks, kind=m.kind,
-                        created_at=row.created_at)
+        return FileInfo(
+            cid=row.cid,
+            owner=row.owner if row.owner == viewer else None,
+            name=row.name,
+            size=m.size,
+            private=row.private,
+            public=row.public,
+            pinned=row.pinned,
+            policy=_policy_adapter.validate_python(m.policy),
+            chunks=m.chunks,
+            kind=m.kind,
+            created_at=row.created_at,
+        )
 
     def pin(self, cid: str, owner: str = "local") -> FileInfo:
         """Keep a file: the caller's own, or a public one the caller wants kept under its account."""
@@ -630,8 +736,11 @@ class Storage:
             dead_blocks = list(s.scalars(select(BlockRow.cid).where(BlockRow.cid.not_in(select(RefRow.block_cid)))))
             doomed: list[tuple[str, str]] = []
             for part in _batched(dead_blocks):
-                doomed += list(s.execute(select(FragmentRow.node_id, FragmentRow.fragment_cid)
-                                         .where(FragmentRow.block_cid.in_(part))))
+                doomed += list(
+                    s.execute(
+                        select(FragmentRow.node_id, FragmentRow.fragment_cid).where(FragmentRow.block_cid.in_(part))
+                    )
+                )
                 s.execute(delete(FragmentRow).where(FragmentRow.block_cid.in_(part)))
                 s.execute(delete(BlockRow).where(BlockRow.cid.in_(part)))
         # Catalog first: a node that misses a delete only keeps an orphan, never loses a live block.
@@ -650,8 +759,11 @@ class Storage:
         found: set[tuple[str, str]] = set()
         with self._session() as s:
             for part in _batched(sorted({f for _, f in pairs})):
-                found |= set(s.execute(select(FragmentRow.node_id, FragmentRow.fragment_cid)
-                                       .where(FragmentRow.fragment_cid.in_(part))))
+                found |= set(
+                    s.execute(
+                        select(FragmentRow.node_id, FragmentRow.fragment_cid).where(FragmentRow.fragment_cid.in_(part))
+                    )
+                )
         return found
 
     # ---- integrity: audit and repair ----------------------------------------------------------
@@ -661,11 +773,14 @@ class Storage:
         comes from the block rebuilt from its other fragments, so only the real bytes pass."""
         rng = rng or random.Random()
         with self._session() as s:
-            rows = list(s.execute(
-                select(FragmentRow.block_cid, FragmentRow.idx, FragmentRow.fragment_cid, FragmentRow.node_id)
-                .join(NodeRow, NodeRow.id == FragmentRow.node_id)
-                .where(FragmentRow.healthy.is_(True), NodeRow.status == "active")
-                .order_by(FragmentRow.block_cid, FragmentRow.idx)))
+            rows = list(
+                s.execute(
+                    select(FragmentRow.block_cid, FragmentRow.idx, FragmentRow.fragment_cid, FragmentRow.node_id)
+                    .join(NodeRow, NodeRow.id == FragmentRow.node_id)
+                    .where(FragmentRow.healthy.is_(True), NodeRow.status == "active")
+                    .order_by(FragmentRow.block_cid, FragmentRow.idx)
+                )
+            )
         if sample is not None and sample < len(rows):
             rows = rng.sample(rows, sample)
         by_block: dict[str, list] = {}
@@ -709,22 +824,28 @@ class Storage:
     def redundancy(self) -> list[Redundancy]:
         """Healthy fragments on active nodes per block, against the block's target."""
         with self._session() as s:
-            healthy = {cid: count for cid, count in s.execute(
-                select(FragmentRow.block_cid, func.count(func.distinct(FragmentRow.node_id)))
-                .join(NodeRow, NodeRow.id == FragmentRow.node_id)
-                .where(FragmentRow.healthy.is_(True), NodeRow.status == "active")
-                .group_by(FragmentRow.block_cid))}
-            return [Redundancy(block=cid, target=_policy_adapter.validate_python(policy).width,
-                               healthy=healthy.get(cid, 0))
-                    for cid, policy in s.execute(select(BlockRow.cid, BlockRow.policy))]
+            healthy = {
+                cid: count
+                for cid, count in s.execute(
+                    select(FragmentRow.block_cid, func.count(func.distinct(FragmentRow.node_id)))
+                    .join(NodeRow, NodeRow.id == FragmentRow.node_id)
+                    .where(FragmentRow.healthy.is_(True), NodeRow.status == "active")
+                    .group_by(FragmentRow.block_cid)
+                )
+            }
+            return [
+                Redundancy(block=cid, target=_policy_adapter.validate_python(policy).width, healthy=healthy.get(cid, 0))
+                for cid, policy in s.execute(select(BlockRow.cid, BlockRow.policy))
+            ]
 
     def maintain(self, audit_sample: int | None = 256) -> MaintenanceReport:
         """One round of upkeep: find nodes that went away or came back, audit a random sample of
         fragments, and rebuild whatever either found missing."""
         nodes = self.check_nodes()
         audit = self.audit(audit_sample)
-        return MaintenanceReport(nodes_down=[n.id for n in nodes if n.status == "down"], audit=audit,
-                                 repair=self.repair())
+        return MaintenanceReport(
+            nodes_down=[n.id for n in nodes if n.status == "down"], audit=audit, repair=self.repair()
+        )
 
     def repair(self) -> RepairReport:
         """Rebuild every fragment that is unhealthy or on a node that is not active, on other nodes."""
@@ -735,7 +856,8 @@ class Storage:
             blocks = list(s.execute(select(BlockRow.cid, BlockRow.policy)))
             fragments: dict[str, list[tuple[int, str, bool]]] = {}
             for block_cid, idx, node_id, healthy in s.execute(
-                    select(FragmentRow.block_cid, FragmentRow.idx, FragmentRow.node_id, FragmentRow.healthy)):
+                select(FragmentRow.block_cid, FragmentRow.idx, FragmentRow.node_id, FragmentRow.healthy)
+            ):
                 fragments.setdefault(block_cid, []).append((idx, node_id, healthy))
         for block_cid, policy_doc in blocks:
             report.blocks_checked += 1
@@ -771,9 +893,15 @@ def _declared(store: RemoteBlockStore, url: str) -> tuple[int, float]:
     except (StoreUnavailable, BlockMissing, QuotaExceeded):
         raise StorageError(f"no storage node answered at {url} with that credential", field="url") from None
     capacity, price = facts.get("capacity_bytes"), facts.get("price_per_gb_month", 0.0)
-    if (not isinstance(capacity, int) or isinstance(capacity, bool) or not 0 < capacity <= _MAX_CAPACITY
-            or not isinstance(price, int | float) or isinstance(price, bool) or not math.isfinite(price)
-            or not 0 <= price <= _MAX_PRICE):
+    if (
+        not isinstance(capacity, int)
+        or isinstance(capacity, bool)
+        or not 0 < capacity <= _MAX_CAPACITY
+        or not isinstance(price, int | float)
+        or isinstance(price, bool)
+        or not math.isfinite(price)
+        or not 0 <= price <= _MAX_PRICE
+    ):
         raise StorageError(f"the storage node at {url} declares an impossible quota or price", field="url")
     return capacity, float(price)
 

@@ -61,16 +61,23 @@ def _docs(openapi_url: str) -> APIRouter:
 
     @router.get("/docs")
     def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=openapi_url, title="Cxmpute API",
-                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs/assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs/assets/favicon.png")
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title="Cxmpute API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon.png",
+        )
 
     @router.get("/redoc")
     def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=openapi_url, title="Cxmpute API", with_google_fonts=False,
-                              redoc_js_url="/docs/assets/redoc.standalone.js",
-                              redoc_favicon_url="/docs/assets/favicon.png")
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title="Cxmpute API",
+            with_google_fonts=False,
+            redoc_js_url="/docs/assets/redoc.standalone.js",
+            redoc_favicon_url="/docs/assets/favicon.png",
+        )
 
     @router.get("/docs/assets/{name}")
     def asset(name: str) -> Response:
@@ -89,7 +96,8 @@ def _publish_access(router: APIRouter) -> list[str]:
         if not isinstance(route, APIRoute):
             continue
         access = declared_access(route.dependant) | {
-            a for d in router.dependencies if (a := getattr(d.dependency, "access", None))}
+            a for d in router.dependencies if (a := getattr(d.dependency, "access", None))
+        }
         if len(access) != 1:
             wrong.append(f"{','.join(sorted(route.methods))} {route.path}: {sorted(access) or 'none'}")
             continue

@@ -55,9 +55,18 @@ def _serve(host: str, port: int, before_shutdown: Callable[[], None] | None = No
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["cxmpute"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     # Long-lived requests that outlast the children (a browser's run event stream) are cut after a grace period.
-    server = Server(uvicorn.Config("web.app:create_app", factory=True, host=host, port=port, log_level="info",
-                                   log_config=log_config, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-                                   timeout_keep_alive=KEEP_ALIVE_S))
+    server = Server(
+        uvicorn.Config(
+            "web.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=log_config,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
+    )
     # A request that reaches for an absent Prefect server fails at once and answers 503 naming it (web.errors):
     # Prefect's client would retry a lost connection for a minute, holding the request. Only the API's
     # requests, which inherit this context; the executors, which must ride out a restart, keep the retries.
@@ -89,8 +98,9 @@ def _fund(api_url: str, address: str, eth: int, below: int) -> None:
 
     w3 = web3_at(f"{api_url}/v1/chain/rpc", get_settings().resolved_operator_token())
     if w3.eth.get_balance(address) < below * 10**18:
-        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-            {"from": w3.eth.accounts[0], "to": address, "value": eth * 10**18}))
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": eth * 10**18})
+        )
 
 
 def _offered_disk_gb(home: Path) -> int:
@@ -111,8 +121,14 @@ def _child(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
     from flows.server import die_with_parent
 
     with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=die_with_parent if sys.platform == "linux" else None)
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        )
 
 
 def _executor() -> Supervised:
@@ -139,23 +155,55 @@ def _local_provider(api_url: str, prefect_api: str, work_pool: str) -> Supervise
     _fund(api_url, address, LOCAL_STAKE_ETH * 2, below=LOCAL_STAKE_ETH * 2)
     cpu = max(1, (os.cpu_count() or 2) // 2)
     # The worker is a provider like any other: it never holds the operator's credential.
-    env = {**{k: v for k, v in os.environ.items() if k != "CXMPUTE_OPERATOR_TOKEN"}, "CXMPUTE_HOME": str(home),
-           "CXMPUTE_WALLET_KEY": key, "CXMPUTE_API_URL": api_url, "PREFECT_API_URL": prefect_api,
-           "PREFECT_HOME": str(home / "prefect")}
-    argv = [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", "local", "--price-gwei", "1",
-            "--cpu", str(cpu), "--memory-mb", "2048", "--disk-gb", str(_offered_disk_gb(home)),
-            "--stake-eth", str(LOCAL_STAKE_ETH), "--work-pool", work_pool]
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "CXMPUTE_OPERATOR_TOKEN"},
+        "CXMPUTE_HOME": str(home),
+        "CXMPUTE_WALLET_KEY": key,
+        "CXMPUTE_API_URL": api_url,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_HOME": str(home / "prefect"),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "cxmpute.cli",
+        "provider",
+        "start",
+        "--name",
+        "local",
+        "--price-gwei",
+        "1",
+        "--cpu",
+        str(cpu),
+        "--memory-mb",
+        "2048",
+        "--disk-gb",
+        str(_offered_disk_gb(home)),
+        "--stake-eth",
+        str(LOCAL_STAKE_ETH),
+        "--work-pool",
+        work_pool,
+    ]
     console.print(f"  local provider   {address} (pool {work_pool}, log {home / 'worker.log'})")
     return Supervised("local provider worker", start=lambda: _child(argv, env, home / "worker.log"))
 
 
-def _when_listening(api_url: str, banner: str, embedded_chain: bool, provider: bool, prefect_api: str,
-                    work_pool: str, supervisor: Supervisor) -> None:
+def _when_listening(
+    api_url: str,
+    banner: str,
+    embedded_chain: bool,
+    provider: bool,
+    prefect_api: str,
+    work_pool: str,
+    supervisor: Supervisor,
+) -> None:
     """Once the API answers (its database migrated): start the executor, fund the local wallet (on the
     embedded chain), say the platform is up, then start the local provider."""
     if not _wait_for_api(api_url):
-        console.print("[yellow]the API did not answer within 120 s: no executor, no local wallet funds, no local "
-                      "provider worker[/yellow]")
+        console.print(
+            "[yellow]the API did not answer within 120 s: no executor, no local wallet funds, no local "
+            "provider worker[/yellow]"
+        )
         return
     supervisor.add(_executor())
     from web3.exceptions import Web3Exception
@@ -189,8 +237,11 @@ def _check_prefect_credential(api: str) -> None:
     from flows.server import refused
 
     if refused(api):
-        raise CxmputeError(f"the Prefect server at {api} refuses this platform's credential: set "
-                                 "PREFECT_API_AUTH_STRING to its auth string", field="PREFECT_API_AUTH_STRING")
+        raise CxmputeError(
+            f"the Prefect server at {api} refuses this platform's credential: set "
+            "PREFECT_API_AUTH_STRING to its auth string",
+            field="PREFECT_API_AUTH_STRING",
+        )
 
 
 @app.command("up")
@@ -210,8 +261,10 @@ def up(
     settings = get_settings()
     host, port = host or settings.api_host, port or settings.api_port
     if _port_taken(host, port):
-        console.print(f"[red]port {port} on {host} is in use (another `cxmpute up`?): choose another with --port "
-                      "or CXMPUTE_API_PORT[/red]")
+        console.print(
+            f"[red]port {port} on {host} is in use (another `cxmpute up`?): choose another with --port "
+            "or CXMPUTE_API_PORT[/red]"
+        )
         raise typer.Exit(1)
     supervisor = Supervisor(lambda line: console.print(line, markup=False, highlight=False))
     api = settings.prefect_api_url or find_api(f"http://127.0.0.1:{settings.prefect_port}/api")
@@ -219,22 +272,33 @@ def up(
         home, prefect_port = settings.data_dir / "prefect-server", settings.prefect_port
         console.print(f"starting Prefect server on 127.0.0.1:{prefect_port} (data in {settings.data_dir})")
         # Restarted on the same port and database, so every process keeps its PREFECT_API_URL and the runs.
-        supervisor.add(Supervised("Prefect server", start=lambda: start_server(home, prefect_port),
-                                  stop=stop_server, proc=start_server(home, prefect_port)))
+        supervisor.add(
+            Supervised(
+                "Prefect server",
+                start=lambda: start_server(home, prefect_port),
+                stop=stop_server,
+                proc=start_server(home, prefect_port),
+            )
+        )
         api = f"http://127.0.0.1:{prefect_port}/api"
         # the server started here knows no API key: its clients send the auth string it was started with
         os.environ.pop("PREFECT_API_KEY", None)
     else:
         _check_prefect_credential(api)
     use_api(api)
-    banner = (f"[bold]Cxmpute is up[/bold]\n  API and builder  http://{host}:{port}/\n"
-              f"  API docs         http://{host}:{port}/docs\n  Prefect API      {api}\n"
-              f"  local wallet     {local_address(settings)}\n"
-              f"  data             {settings.data_dir}\nCtrl-C to stop.")
+    banner = (
+        f"[bold]Cxmpute is up[/bold]\n  API and builder  http://{host}:{port}/\n"
+        f"  API docs         http://{host}:{port}/docs\n  Prefect API      {api}\n"
+        f"  local wallet     {local_address(settings)}\n"
+        f"  data             {settings.data_dir}\nCtrl-C to stop."
+    )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    threading.Thread(target=_when_listening, daemon=True, name="when-listening",
-                     args=(f"http://127.0.0.1:{port}", banner, settings.chain_rpc_url is None, provider, api,
-                           work_pool, supervisor)).start()
+    threading.Thread(
+        target=_when_listening,
+        daemon=True,
+        name="when-listening",
+        args=(f"http://127.0.0.1:{port}", banner, settings.chain_rpc_url is None, provider, api, work_pool, supervisor),
+    ).start()
     try:
         _serve(host, port, before_shutdown=supervisor.stop)
     except KeyboardInterrupt:

@@ -40,8 +40,9 @@ def current_principal(authorization: str | None = Header(None)) -> Principal:
     settings = get_settings()
     if authorization is None:
         if not settings.allow_anonymous:
-            raise Unauthorized("sign in required: a session token or an API key as 'Authorization: Bearer ...'",
-                               field="authorization")
+            raise Unauthorized(
+                "sign in required: a session token or an API key as 'Authorization: Bearer ...'", field="authorization"
+            )
         return Principal(address=local_address(settings), scopes=frozenset(SCOPES), via="anonymous")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

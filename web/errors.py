@@ -40,8 +40,11 @@ class PrefectUnavailable(CxmputeError):
     status_code = 503
 
     def __init__(self) -> None:
-        super().__init__("the Prefect server (PREFECT_API_URL) is not answering: run states are unavailable until "
-                         "it is back; try again shortly", field="PREFECT_API_URL")
+        super().__init__(
+            "the Prefect server (PREFECT_API_URL) is not answering: run states are unavailable until "
+            "it is back; try again shortly",
+            field="PREFECT_API_URL",
+        )
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(PREFECT_RETRY_AFTER_S)}
@@ -62,8 +65,9 @@ def prefect_unreachable(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, httpx.TransportError) and _addressed(current, prefect.scheme, prefect.hostname,
-                                                                    prefect.port):
+        if isinstance(current, httpx.TransportError) and _addressed(
+            current, prefect.scheme, prefect.hostname, prefect.port
+        ):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -95,9 +99,13 @@ class OpenAIError(BaseModel):
 # The platform's statuses OpenAI has no use for, as the ones it answers instead.
 _OPENAI_STATUS = {402: 429, 409: 400, 422: 400}
 # OpenAI's error type and code for each of the platform's statuses, where the error names none of its own.
-_OPENAI_KIND = {401: ("invalid_request_error", "invalid_api_key"), 402: ("insufficient_quota", "insufficient_quota"),
-                403: ("permission_error", None), 404: ("invalid_request_error", "not_found"),
-                429: ("requests", "rate_limit_exceeded")}
+_OPENAI_KIND = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    402: ("insufficient_quota", "insufficient_quota"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
 
 
 def _speaks_openai(request: Request) -> bool:
@@ -105,8 +113,9 @@ def _speaks_openai(request: Request) -> bool:
     return isinstance(request.scope.get("route"), OpenAIRoute)
 
 
-def _openai(status: int, message: str, field: str | None, exc: Exception,
-            headers: dict[str, str] | None) -> tuple[int, OpenAIError, dict[str, str] | None]:
+def _openai(
+    status: int, message: str, field: str | None, exc: Exception, headers: dict[str, str] | None
+) -> tuple[int, OpenAIError, dict[str, str] | None]:
     kind, code = _OPENAI_KIND.get(status, ("invalid_request_error" if status < 500 else "server_error", None))
     if isinstance(exc, GatewayError):
         kind, code = exc.kind or kind, exc.code or code
@@ -115,16 +124,20 @@ def _openai(status: int, message: str, field: str | None, exc: Exception,
     if status < 500 and status != 429:  # a rate limit passes in time; any other refusal stays the same
         headers = {**(headers or {}), "x-should-retry": "false"}
     status = _OPENAI_STATUS.get(status, status)
-    return status, OpenAIError(error=OpenAIErrorDetail(message=message, type=kind, param=field or None,
-                                                      code=code)), headers
+    return (
+        status,
+        OpenAIError(error=OpenAIErrorDetail(message=message, type=kind, param=field or None, code=code)),
+        headers,
+    )
 
 
 def _unparsed(exc: RequestValidationError) -> bool:
     return any(e.get("type") == "json_invalid" for e in exc.errors())
 
 
-def _answer(request: Request, status: int, content: dict[str, Any], exc: Exception,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def _answer(
+    request: Request, status: int, content: dict[str, Any], exc: Exception, headers: dict[str, str] | None = None
+) -> JSONResponse:
     field = content.get("field") or _first_field(content.get("errors") or [])
     if _speaks_openai(request):
         status, envelope, headers = _openai(status, str(content.get("detail")), field, exc, headers)
@@ -156,8 +169,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(WorkflowInvalid)
     async def _workflow_invalid(request: Request, exc: WorkflowInvalid) -> JSONResponse:
         errors = [p.model_dump() for p in exc.problems]
-        return _answer(request, 422, {"detail": f"workflow has {len(exc.problems)} problem(s): {exc}",
-                                      "errors": errors}, exc)
+        return _answer(
+            request, 422, {"detail": f"workflow has {len(exc.problems)} problem(s): {exc}", "errors": errors}, exc
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -181,8 +195,7 @@ def install(app: FastAPI) -> None:
     async def _model_refused(request: Request, exc: ValidationError) -> JSONResponse:
         errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         summary = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        return _answer(request, 422, {"detail": summary, "field": errors[0]["field"] or "body", "errors": errors},
-                       exc)
+        return _answer(request, 422, {"detail": summary, "field": errors[0]["field"] or "body", "errors": errors}, exc)
 
     # The edge (web.limits) refuses the integers it can see out of the stored range; these catch the rest —
     # a number sent as a string to an integer field, one past what a date or a duration can hold — which
@@ -190,10 +203,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
     async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
-        field = (next((k for k, v in request.query_params.multi_items() if out_of_range(v)), None)
-                 or oversized_int(request.scope.get(BODY, b""), as_text=True) or "body")
-        return _answer(request, 422, {"detail": f"{field}: a value is out of the range this operation accepts",
-                                      "field": field}, exc)
+        field = (
+            next((k for k, v in request.query_params.multi_items() if out_of_range(v)), None)
+            or oversized_int(request.scope.get(BODY, b""), as_text=True)
+            or "body"
+        )
+        return _answer(
+            request,
+            422,
+            {"detail": f"{field}: a value is out of the range this operation accepts", "field": field},
+            exc,
+        )
 
     # Prefect's client fails with httpx's errors, or its own RuntimeError wrapping them, in any router that reads
     # runs: answered here as the dependency's 503. Here, not in the catch-all below, since the server logs the

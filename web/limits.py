@@ -83,7 +83,7 @@ def json_depth(body: bytes) -> int:
     in_string = 0
     backslashes = 0  # the run of backslashes that ended the previous chunk
     for start in range(0, len(body), _CHUNK):
-        raw = body[start:start + _CHUNK]
+        raw = body[start : start + _CHUNK]
         chunk = np.frombuffer(raw, np.uint8)
         quotes = chunk == _QUOTE
         if backslashes or b"\\" in raw:
@@ -164,8 +164,11 @@ def _int_params(dependant: Dependant) -> list[tuple[str, str]]:
     while pending:
         current = pending.pop()
         pending.extend(current.dependencies)
-        for where, params in (("query", current.query_params), ("path", current.path_params),
-                              ("header", current.header_params)):
+        for where, params in (
+            ("query", current.query_params),
+            ("path", current.path_params),
+            ("header", current.header_params),
+        ):
             found += [(where, p.alias) for p in params if _holds_int(p.field_info.annotation)]
     return found
 
@@ -264,8 +267,11 @@ class _Gate:
         if body:
             limit = self.edge.settings.max_json_depth
             if (depth := json_depth(body)) > limit:
-                raise RequestRefused(f"the body nests arrays and objects {depth} deep; at most {limit} levels "
-                                     "are accepted", field="body", status_code=422)
+                raise RequestRefused(
+                    f"the body nests arrays and objects {depth} deep; at most {limit} levels are accepted",
+                    field="body",
+                    status_code=422,
+                )
             if (name := oversized_int(body)) is not None:
                 raise _int_refused(name)
         self.scope[BODY] = body
@@ -273,10 +279,14 @@ class _Gate:
 
 
 def _too_large(max_bytes: int) -> RequestRefused:
-    return RequestRefused(f"the request body is over this route's limit of {max_bytes} bytes", field="body",
-                          status_code=413)
+    return RequestRefused(
+        f"the request body is over this route's limit of {max_bytes} bytes", field="body", status_code=413
+    )
 
 
 def _int_refused(name: str) -> RequestRefused:
-    return RequestRefused(f"{name} is outside the signed 64-bit range the platform stores "
-                          f"({INT_MIN} to {INT_MAX})", field=name, status_code=422)
+    return RequestRefused(
+        f"{name} is outside the signed 64-bit range the platform stores ({INT_MIN} to {INT_MAX})",
+        field=name,
+        status_code=422,
+    )

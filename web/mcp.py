@@ -74,33 +74,51 @@ def _exposed_agent(agent_id: str) -> bool:
 
 
 def _agent_tools() -> list[types.Tool]:
-    return [types.Tool(name=info.id, title=info.name, description=info.description or info.name,
-                       inputSchema=info.input_schema)
-            for info in registry.catalogue() if _exposed_agent(info.id)]
+    return [
+        types.Tool(
+            name=info.id, title=info.name, description=info.description or info.name, inputSchema=info.input_schema
+        )
+        for info in registry.catalogue()
+        if _exposed_agent(info.id)
+    ]
 
 
 def _function_tools(owner: str) -> list[types.Tool]:
-    schema = {"type": "object", "properties": {
-        "event": {"description": "The JSON value passed to handler(event, context)"}}}
-    return [types.Tool(name=f"{FUNCTION_PREFIX}{fn.name}", title=fn.name,
-                       description=f"Your deployed function {fn.name!r} (version {fn.version})", inputSchema=schema)
-            for fn in functions.latest_all(get_settings(), owner)]
+    schema = {
+        "type": "object",
+        "properties": {"event": {"description": "The JSON value passed to handler(event, context)"}},
+    }
+    return [
+        types.Tool(
+            name=f"{FUNCTION_PREFIX}{fn.name}",
+            title=fn.name,
+            description=f"Your deployed function {fn.name!r} (version {fn.version})",
+            inputSchema=schema,
+        )
+        for fn in functions.latest_all(get_settings(), owner)
+    ]
 
 
 def _workflow_tools(owner: str) -> list[types.Tool]:
     with session_scope() as session:
         summaries, _ = store.list_(session, owner, limit=500)
         saved = [store.get(session, owner, s.id) for s in summaries]
-    return [types.Tool(name=f"{WORKFLOW_PREFIX}{wf.id}", title=wf.name,
-                       description=wf.document.description or f"Your workflow {wf.name!r}: runs it and returns "
-                                                              "its outputs",
-                       inputSchema=_workflow_schema(wf.document))
-            for wf in saved]
+    return [
+        types.Tool(
+            name=f"{WORKFLOW_PREFIX}{wf.id}",
+            title=wf.name,
+            description=wf.document.description or f"Your workflow {wf.name!r}: runs it and returns its outputs",
+            inputSchema=_workflow_schema(wf.document),
+        )
+        for wf in saved
+    ]
 
 
 def _workflow_schema(document: Any) -> dict[str, Any]:
-    properties = {name: {**({"type": d.type} if d.type else {}), "description": d.description}
-                  for name, d in document.inputs.items()}
+    properties = {
+        name: {**({"type": d.type} if d.type else {}), "description": d.description}
+        for name, d in document.inputs.items()
+    }
     # check_inputs is the rule a run is held to, so asking it about an empty run names the required inputs.
     required = [p.field.split(".", 1)[1] for p in check_inputs(document, {}) if p.code == "missing_run_input"]
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
@@ -154,13 +172,20 @@ async def _run_workflow(owner: str, workflow_id: str, arguments: dict[str, Any])
     def start() -> str:
         with session_scope() as session:  # closed before the run is queued, as the API's run route does
             saved = store.get(session, owner, workflow_id)
-        return runner.start_run(saved.document, arguments, owner, tags=[f"workflow:{workflow_id}"],
-                                workflow_id=workflow_id, workflow_version=saved.version)
+        return runner.start_run(
+            saved.document,
+            arguments,
+            owner,
+            tags=[f"workflow:{workflow_id}"],
+            workflow_id=workflow_id,
+            workflow_version=saved.version,
+        )
 
     run_id = await anyio.to_thread.run_sync(start)
     view = await _outcome(run_id)
-    answer = WorkflowAnswer(run_id=run_id, state=view.state, outputs=view.outputs, error=view.error,
-                            url=f"/v1/runs/{run_id}").model_dump(mode="json")
+    answer = WorkflowAnswer(
+        run_id=run_id, state=view.state, outputs=view.outputs, error=view.error, url=f"/v1/runs/{run_id}"
+    ).model_dump(mode="json")
     return _error(json.dumps(answer)) if view.state in {"failed", "cancelled"} else _result(answer)
 
 
@@ -176,8 +201,9 @@ async def _outcome(run_id: str) -> RunView:
 
 
 def _result(structured: dict[str, Any]) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(structured))],
-                                structuredContent=structured)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=json.dumps(structured))], structuredContent=structured
+    )
 
 
 def _error(message: str) -> types.CallToolResult:
@@ -186,12 +212,14 @@ def _error(message: str) -> types.CallToolResult:
 
 def _authenticate(authorization: str | None) -> Principal:
     if authorization is None:
-        raise Unauthorized("the MCP endpoint needs 'Authorization: Bearer <session token or API key>'",
-                           field="authorization")
+        raise Unauthorized(
+            "the MCP endpoint needs 'Authorization: Bearer <session token or API key>'", field="authorization"
+        )
     principal = current_principal(authorization)
     if not principal.is_account:
-        raise Forbidden("the MCP endpoint acts for an account: use a session token or an API key",
-                        field="authorization")
+        raise Forbidden(
+            "the MCP endpoint acts for an account: use a session token or an API key", field="authorization"
+        )
     return principal
 
 

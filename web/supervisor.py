@@ -44,8 +44,15 @@ class Supervised:
 
 
 class Supervisor:
-    def __init__(self, say: Callable[[str], None], *, min_backoff: float = MIN_BACKOFF_S,
-                 max_backoff: float = MAX_BACKOFF_S, stable_after: float = STABLE_AFTER_S, poll: float = 0.2):
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        *,
+        min_backoff: float = MIN_BACKOFF_S,
+        max_backoff: float = MAX_BACKOFF_S,
+        stable_after: float = STABLE_AFTER_S,
+        poll: float = 0.2,
+    ):
         self._say = say
         self._min, self._max, self._stable, self._poll = min_backoff, max_backoff, stable_after, poll
         self._children: list[Supervised] = []

@@ -10,13 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from compute.errors import ComputeError
-from compute.runtimes import JobSpec, Limits, ResourceUsage, Runtime
-from compute.runtimes.code import CONTROL_DIR, CodeResult, run_code
-
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
+from compute.errors import ComputeError
+from compute.runtimes import JobSpec, Limits, ResourceUsage, Runtime
+from compute.runtimes.code import CONTROL_DIR, CodeResult, run_code
 
 MAX_INPUT_FILES = 100
 MAX_PRODUCED_FILES = 50
@@ -62,8 +61,12 @@ class SandboxOptions(BaseModel):
     network: bool = Field(False, description="Grant outbound network access")
 
     def spec(self, wall_seconds: float) -> JobSpec:
-        return JobSpec(network=self.network, limits=Limits(wall_seconds=wall_seconds, cpu_seconds=self.cpu_seconds,
-                                                           memory_mb=self.memory_mb, disk_mb=self.disk_mb))
+        return JobSpec(
+            network=self.network,
+            limits=Limits(
+                wall_seconds=wall_seconds, cpu_seconds=self.cpu_seconds, memory_mb=self.memory_mb, disk_mb=self.disk_mb
+            ),
+        )
 
 
 def _runtime(ctx: AgentContext, name: str | None) -> Runtime:
@@ -82,8 +85,9 @@ def _file_bytes(f: CodeFile, ctx: AgentContext) -> bytes:
     try:
         return ctx.services.storage.get_bytes(f.cid, owner=ctx.owner)
     except Exception as exc:  # storage reports missing or foreign files with its own errors
-        raise AgentError(f"file {f.path!r}: cannot read {f.cid}: {exc}", field="files",
-                         status_code=getattr(exc, "status_code", 400)) from None
+        raise AgentError(
+            f"file {f.path!r}: cannot read {f.cid}: {exc}", field="files", status_code=getattr(exc, "status_code", 400)
+        ) from None
 
 
 class Codexecution(Agent):
@@ -96,12 +100,17 @@ class Codexecution(Agent):
     resources = Resources(cpu=1.0, memory_mb=512, runtime="sandbox")
 
     class Input(SandboxOptions):
-        code: str = Field(..., min_length=1, max_length=1_000_000,
-                          description="Python: the last expression (or a variable named result) is the result. "
-                                      "Shell: write JSON to $RESULT_FILE for a result")
+        code: str = Field(
+            ...,
+            min_length=1,
+            max_length=1_000_000,
+            description="Python: the last expression (or a variable named result) is the result. "
+            "Shell: write JSON to $RESULT_FILE for a result",
+        )
         language: Literal["python", "shell"] = "python"
-        inputs: dict[str, Any] = Field(default_factory=dict,
-                                       description="JSON values: `inputs` in Python, the file $INPUTS_FILE in shell")
+        inputs: dict[str, Any] = Field(
+            default_factory=dict, description="JSON values: `inputs` in Python, the file $INPUTS_FILE in shell"
+        )
         files: list[CodeFile] = Field(default_factory=list, max_length=MAX_INPUT_FILES)
         timeout_seconds: float = Field(30.0, gt=0, le=600, description="Wall-clock limit")
         collect_files: bool = Field(True, description="Store the files the code writes and return their CIDs")
@@ -117,12 +126,16 @@ class Codexecution(Agent):
         given = {f.path: _file_bytes(f, ctx) for f in input.files}
         with _as_agent_errors():
             async with await runtime.start(input.spec(input.timeout_seconds)) as sandbox:
-                result = await run_code(sandbox, runtime, input.code, language=input.language, inputs=input.inputs,
-                                        files=given.items())
+                result = await run_code(
+                    sandbox, runtime, input.code, language=input.language, inputs=input.inputs, files=given.items()
+                )
                 produced, truncated = self._collect(sandbox, given, ctx) if input.collect_files else ([], False)
         if input.fail_on_error and result.status != "ok":
-            raise AgentError(f"the code failed ({result.status}): {result.error or result.stderr[-500:]}",
-                             field="code", status_code=422)
+            raise AgentError(
+                f"the code failed ({result.status}): {result.error or result.stderr[-500:]}",
+                field="code",
+                status_code=422,
+            )
         return self.Output(**result.model_dump(), runtime=runtime.name, files=produced, files_truncated=truncated)
 
     @staticmethod
@@ -168,16 +181,22 @@ class SequentialCode(Agent):
     resources = Resources(cpu=1.0, memory_mb=512, runtime="sandbox")
 
     class Input(SandboxOptions):
-        cells: list[str] = Field(default_factory=list, max_length=500,
-                                 description="Python cells, run in order; each cell's last expression is its result")
-        inputs: dict[str, Any] | None = Field(None, description="JSON values the cells see as `inputs` (kept by the "
-                                                                 "session until a later call gives new ones)")
+        cells: list[str] = Field(
+            default_factory=list,
+            max_length=500,
+            description="Python cells, run in order; each cell's last expression is its result",
+        )
+        inputs: dict[str, Any] | None = Field(
+            None,
+            description="JSON values the cells see as `inputs` (kept by the session until a later call gives new ones)",
+        )
         session_id: str | None = Field(None, description="Continue this open session instead of starting one")
         keep_open: bool = Field(False, description="Keep the session open after these cells for later calls")
         close: bool = Field(False, description="Close the session after these cells")
         cell_timeout_seconds: float = Field(30.0, gt=0, le=600)
-        session_timeout_seconds: float = Field(600.0, gt=0, le=24 * 3600,
-                                               description="An open session idle this long is closed")
+        session_timeout_seconds: float = Field(
+            600.0, gt=0, le=24 * 3600, description="An open session idle this long is closed"
+        )
         stop_on_error: bool = Field(True, description="Skip the remaining cells after a failed one")
 
         @model_validator(mode="after")
@@ -199,8 +218,9 @@ class SequentialCode(Agent):
                 session = sessions.get(input.session_id, ctx.owner)
             else:
                 runtime = _runtime(ctx, input.runtime)
-                session = await sessions.open(ctx.owner, runtime, input.spec(input.cell_timeout_seconds + 5),
-                                              input.session_timeout_seconds)
+                session = await sessions.open(
+                    ctx.owner, runtime, input.spec(input.cell_timeout_seconds + 5), input.session_timeout_seconds
+                )
         outputs: list[CellOutput] = []
         failed = False
         for index, code in enumerate(input.cells):

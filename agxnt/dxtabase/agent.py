@@ -25,11 +25,25 @@ MAX_INSERT_ROWS = 10_000
 
 ColumnType = Literal["integer", "bigint", "real", "numeric", "text", "boolean", "json", "timestamp", "date", "blob"]
 _TYPES: dict[str, Any] = {
-    "integer": sa.Integer, "bigint": sa.BigInteger, "real": sa.Float, "numeric": sa.Numeric, "text": sa.Text,
-    "boolean": sa.Boolean, "json": sa.JSON, "timestamp": sa.DateTime(timezone=True), "date": sa.Date,
+    "integer": sa.Integer,
+    "bigint": sa.BigInteger,
+    "real": sa.Float,
+    "numeric": sa.Numeric,
+    "text": sa.Text,
+    "boolean": sa.Boolean,
+    "json": sa.JSON,
+    "timestamp": sa.DateTime(timezone=True),
+    "date": sa.Date,
     "blob": sa.LargeBinary,
 }
-_DENIED = ("not authorized", "authorization denied", "must be superuser", "permission denied", "must be owner", "insufficient privilege")
+_DENIED = (
+    "not authorized",
+    "authorization denied",
+    "must be superuser",
+    "permission denied",
+    "must be owner",
+    "insufficient privilege",
+)
 
 
 class ColumnSpec(BaseModel):
@@ -54,8 +68,9 @@ class TableInfo(BaseModel):
 
 def _identifier(name: str | None, field: str) -> str:
     if not name or not IDENTIFIER.match(name):
-        raise AgentError(f"{field} must be 1-63 letters, digits or _ and not start with a digit; got {name!r}",
-                         field=field)
+        raise AgentError(
+            f"{field} must be 1-63 letters, digits or _ and not start with a digit; got {name!r}", field=field
+        )
     return name
 
 
@@ -75,8 +90,9 @@ def _db_error(exc: SQLAlchemyError, field: str) -> AgentError:
     message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     message = message.split(" (Background on this error")[0]
     if any(marker in message.lower() for marker in _DENIED):
-        return Forbidden(f"statement refused: {message}. Dxtabase statements may only touch your own tables",
-                         field=field)
+        return Forbidden(
+            f"statement refused: {message}. Dxtabase statements may only touch your own tables", field=field
+        )
     return AgentError(f"database error: {message}", field=field)
 
 
@@ -90,8 +106,10 @@ class Dxtabase(Agent):
 
     class Input(BaseModel):
         action: Literal["query", "create_table", "insert", "schema"] = Field(
-            "query", description="query: run `sql`; create_table: `table` + `columns`; insert: `table` + `rows`; "
-                                 "schema: list your tables and columns")
+            "query",
+            description="query: run `sql`; create_table: `table` + `columns`; insert: `table` + `rows`; "
+            "schema: list your tables and columns",
+        )
         sql: str | None = Field(None, description="One SQL statement; use :name placeholders for `params`")
         params: dict[str, Any] = Field(default_factory=dict, description="Values for the :name placeholders")
         table: str | None = Field(None, description="Table name for create_table / insert")
@@ -132,7 +150,7 @@ class Dxtabase(Agent):
             raise AgentError(f"bad statement or parameters: {exc}", field="params") from None
         except (DBAPIError, SQLAlchemyError) as exc:
             raise _db_error(exc, "sql") from None
-        rows = [{c: _jsonable(v) for c, v in zip(columns, row)} for row in fetched[:input.max_rows]]
+        rows = [{c: _jsonable(v) for c, v in zip(columns, row)} for row in fetched[: input.max_rows]]
         return self.Output(columns=columns, rows=rows, rowcount=len(rows), truncated=len(fetched) > input.max_rows)
 
     def _create_table(self, backend: Backend, owner: str, input: Input) -> Output:
@@ -145,9 +163,20 @@ class Dxtabase(Agent):
             if col.name.lower() in seen:
                 raise AgentError(f"column {col.name!r} appears twice", field=f"columns.{i}.name")
             seen.add(col.name.lower())
-        table = sa.Table(name, sa.MetaData(), *[
-            sa.Column(c.name, _TYPES[c.type], primary_key=c.primary_key, nullable=c.nullable and not c.primary_key,
-                      unique=c.unique) for c in input.columns])
+        table = sa.Table(
+            name,
+            sa.MetaData(),
+            *[
+                sa.Column(
+                    c.name,
+                    _TYPES[c.type],
+                    primary_key=c.primary_key,
+                    nullable=c.nullable and not c.primary_key,
+                    unique=c.unique,
+                )
+                for c in input.columns
+            ],
+        )
         try:
             with backend.engine_for(owner).begin() as conn:
                 if sa.inspect(conn).has_table(name):
@@ -173,8 +202,10 @@ class Dxtabase(Agent):
                 for i, row in enumerate(input.rows):
                     unknown = set(row) - known
                     if unknown:
-                        raise AgentError(f"row {i} has unknown columns {sorted(unknown)}; table {name!r} has "
-                                         f"{sorted(known)}", field=f"rows.{i}")
+                        raise AgentError(
+                            f"row {i} has unknown columns {sorted(unknown)}; table {name!r} has {sorted(known)}",
+                            field=f"rows.{i}",
+                        )
                 # rows naming the same columns go together, so omitted columns keep their defaults;
                 # all groups share one transaction: every row lands or none does
                 groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -194,6 +225,10 @@ class Dxtabase(Agent):
 
 
 def _describe(table: sa.Table) -> TableInfo:
-    return TableInfo(name=table.name, columns=[
-        ColumnInfo(name=c.name, type=str(c.type).lower(), nullable=bool(c.nullable), primary_key=c.primary_key)
-        for c in table.columns])
+    return TableInfo(
+        name=table.name,
+        columns=[
+            ColumnInfo(name=c.name, type=str(c.type).lower(), nullable=bool(c.nullable), primary_key=c.primary_key)
+            for c in table.columns
+        ],
+    )

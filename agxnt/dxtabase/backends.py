@@ -67,8 +67,9 @@ class SqliteBackend:
             engine = self._engines.get(owner)
             if engine is None:
                 self.root.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(f"sqlite:///{self.path_for(owner)}", poolclass=pool.NullPool,
-                                       connect_args={"timeout": 30})
+                engine = create_engine(
+                    f"sqlite:///{self.path_for(owner)}", poolclass=pool.NullPool, connect_args={"timeout": 30}
+                )
                 event.listen(engine, "connect", _sqlite_walls)
                 _remember(self._engines, owner, engine)
             return engine
@@ -109,8 +110,9 @@ class PostgresBackend:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:r))"), {"r": role})
             exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
             if not exists:
-                conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
-                                     f"PASSWORD '{password}'")
+                conn.exec_driver_sql(
+                    f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD '{password}'"
+                )
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}")
             conn.exec_driver_sql(f"REVOKE ALL ON SCHEMA {role} FROM PUBLIC")
             conn.exec_driver_sql(f"ALTER ROLE {role} SET search_path = {role}")

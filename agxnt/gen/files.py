@@ -8,11 +8,10 @@ from contextlib import contextmanager
 
 from pydantic import BaseModel, Field
 
-from compute.errors import ComputeError
-from cxmpute.errors import CxmputeError
-
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
+from compute.errors import ComputeError
+from cxmpute.errors import CxmputeError
 
 
 class GeneratedFile(BaseModel):

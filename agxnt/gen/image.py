@@ -6,12 +6,11 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
-from compute.inference import diffusion
-
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.gen.files import GeneratedFile, as_agent_errors, stem, store
+from compute.inference import diffusion
 
 
 def _is_path(model: str) -> bool:
@@ -21,8 +20,9 @@ def _is_path(model: str) -> bool:
 class SamplingOptions(BaseModel):
     """The model and sampling settings every diffusion agent shares."""
 
-    model: str | None = Field(None, max_length=500,
-                              description="Diffusion model id (org/name); default: the platform's image_model")
+    model: str | None = Field(
+        None, max_length=500, description="Diffusion model id (org/name); default: the platform's image_model"
+    )
     width: int = Field(512, ge=8, le=diffusion.MAX_SIDE, description="Width in pixels, a multiple of 8")
     height: int = Field(512, ge=8, le=diffusion.MAX_SIDE, description="Height in pixels, a multiple of 8")
     steps: int = Field(25, ge=1, le=diffusion.MAX_STEPS, description="Denoising steps")
@@ -32,8 +32,11 @@ class SamplingOptions(BaseModel):
         model = self.model or ctx.settings.image_model
         if self.model and self.model != ctx.settings.image_model and _is_path(self.model):
             # a caller naming server paths could probe the file system through the loader's errors
-            raise AgentError("model must be a model id; local paths are set by the operator (CXMPUTE_IMAGE_MODEL)",
-                             field="model", status_code=422)
+            raise AgentError(
+                "model must be a model id; local paths are set by the operator (CXMPUTE_IMAGE_MODEL)",
+                field="model",
+                status_code=422,
+            )
         if not model:
             raise AgentError("no diffusion model: name one in model or set CXMPUTE_IMAGE_MODEL", field="model")
         return model
@@ -45,8 +48,15 @@ class DiffusionOptions(SamplingOptions):
 
 async def generate_pngs(ctx: AgentContext, options: SamplingOptions, prompt: str, n: int) -> list[bytes]:
     with as_agent_errors():
-        return await asyncio.to_thread(diffusion.generate_images, options.model_for(ctx), prompt, n=n,
-                                       size=(options.width, options.height), steps=options.steps, seed=options.seed)
+        return await asyncio.to_thread(
+            diffusion.generate_images,
+            options.model_for(ctx),
+            prompt,
+            n=n,
+            size=(options.width, options.height),
+            steps=options.steps,
+            seed=options.seed,
+        )
 
 
 class ImageGen(Agent):
@@ -71,7 +81,9 @@ class ImageGen(Agent):
         ctx.progress(0.0, f"generating {input.n} image(s)")
         pngs = await generate_pngs(ctx, input, input.prompt, input.n)
         name = stem(input.filename, "image")
-        images = [await store(ctx, png, f"{name}-{i + 1}.png" if len(pngs) > 1 else f"{name}.png", "image/png")
-                  for i, png in enumerate(pngs)]
+        images = [
+            await store(ctx, png, f"{name}-{i + 1}.png" if len(pngs) > 1 else f"{name}.png", "image/png")
+            for i, png in enumerate(pngs)
+        ]
         ctx.progress(1.0)
         return self.Output(images=images, model=model)

@@ -9,13 +9,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from compute.errors import ComputeError
-from compute.runtimes import JobSpec, Limits
-
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.gen.files import GeneratedFile, as_agent_errors, load, one_of, stem, store
+from compute.errors import ComputeError
+from compute.runtimes import JobSpec, Limits
 
 MAX_CELLS = 500
 MAX_NOTEBOOK_BYTES = 64 * 2**20
@@ -49,8 +48,13 @@ with open(report_path, "w") as f:
     json.dump({"status": status, "error": error}, f)
 """
 
-_ENV = {"JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime", "JUPYTER_DATA_DIR": "/tmp/jupyter-data",
-        "IPYTHONDIR": "/tmp/ipython", "JUPYTER_PLATFORM_DIRS": "1", "MPLBACKEND": "Agg"}
+_ENV = {
+    "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
+    "JUPYTER_DATA_DIR": "/tmp/jupyter-data",
+    "IPYTHONDIR": "/tmp/ipython",
+    "JUPYTER_PLATFORM_DIRS": "1",
+    "MPLBACKEND": "Agg",
+}
 
 
 class _Report(BaseModel):
@@ -108,8 +112,15 @@ def summarise(notebook) -> list[CellResult]:
             status = "not_run"
         else:
             status = "error" if any(o.get("output_type") == "error" for o in outputs) else "ok"
-        results.append(CellResult(index=index, kind=cell.cell_type, execution_count=cell.get("execution_count"),
-                                  status=status, outputs=[t for t in map(_text, outputs) if t]))
+        results.append(
+            CellResult(
+                index=index,
+                kind=cell.cell_type,
+                execution_count=cell.get("execution_count"),
+                status=status,
+                outputs=[t for t in map(_text, outputs) if t],
+            )
+        )
     return results
 
 
@@ -125,8 +136,9 @@ class Notebook(Agent):
     class Input(BaseModel):
         cells: list[NotebookCell] | None = Field(None, max_length=MAX_CELLS, description="Cells, in order")
         notebook_cid: str | None = Field(None, description="An .ipynb in the caller's storage, to execute")
-        parameters: dict[str, Any] | None = Field(None, description="JSON values the code sees as `parameters` "
-                                                                    "(a first cell tagged 'parameters')")
+        parameters: dict[str, Any] | None = Field(
+            None, description="JSON values the code sees as `parameters` (a first cell tagged 'parameters')"
+        )
         allow_errors: bool = Field(False, description="Keep executing the cells after one fails")
         cell_timeout_seconds: float = Field(60.0, gt=0, le=600, description="Limit of one cell")
         timeout_seconds: float = Field(300.0, gt=0, le=3600, description="Limit of the whole notebook")
@@ -156,33 +168,55 @@ class Notebook(Agent):
                 notebook = nbformat.reads(raw.decode(), as_version=4)
                 nbformat.validate(notebook)
             except Exception as exc:  # nbformat raises JSON, Unicode and schema errors alike for a bad file
-                raise AgentError(f"notebook_cid is not a valid notebook: {str(exc)[:300]}", field="notebook_cid",
-                                 status_code=422) from None
+                raise AgentError(
+                    f"notebook_cid is not a valid notebook: {str(exc)[:300]}", field="notebook_cid", status_code=422
+                ) from None
             if input.parameters:
                 notebook.cells[:0] = build_notebook([], input.parameters).cells
         with as_agent_errors():
             runtime = ctx.services.runtimes.get(None)
-            spec = JobSpec(env=_ENV, limits=Limits(wall_seconds=input.timeout_seconds, cpu_seconds=input.cpu_seconds,
-                                                   memory_mb=input.memory_mb, disk_mb=input.disk_mb,
-                                                   file_size_mb=64, output_bytes=65536))
+            spec = JobSpec(
+                env=_ENV,
+                limits=Limits(
+                    wall_seconds=input.timeout_seconds,
+                    cpu_seconds=input.cpu_seconds,
+                    memory_mb=input.memory_mb,
+                    disk_mb=input.disk_mb,
+                    file_size_mb=64,
+                    output_bytes=65536,
+                ),
+            )
             async with await runtime.start(spec) as sandbox:
                 sandbox.put_file(NOTEBOOK, nbformat.writes(notebook).encode())
-                done = await sandbox.exec([*runtime.python_argv(), "-c", RUNNER, NOTEBOOK, REPORT,
-                                           str(input.cell_timeout_seconds), "1" if input.allow_errors else "0"])
+                done = await sandbox.exec(
+                    [
+                        *runtime.python_argv(),
+                        "-c",
+                        RUNNER,
+                        NOTEBOOK,
+                        REPORT,
+                        str(input.cell_timeout_seconds),
+                        "1" if input.allow_errors else "0",
+                    ]
+                )
                 report = self._report(sandbox)
                 executed = sandbox.get_file(NOTEBOOK, max_bytes=MAX_NOTEBOOK_BYTES) if report else None
         if report is None:
             status = "timeout" if done.timed_out else "killed"
-            why = ("ran longer than its timeout_seconds" if done.timed_out else
-                   f"was stopped (exit {done.exit_code}): {done.stderr.decode(errors='replace')[-500:]}")
+            why = (
+                "ran longer than its timeout_seconds"
+                if done.timed_out
+                else f"was stopped (exit {done.exit_code}): {done.stderr.decode(errors='replace')[-500:]}"
+            )
             report, executed = _Report(status=status, error=f"the notebook {why}"), nbformat.writes(notebook).encode()
         result = self._executed(executed)
         error = _ANSI.sub("", report.error) if report.error else None
         if input.fail_on_error and report.status != "ok":
             raise AgentError(f"the notebook failed ({report.status}): {error}", field="cells", status_code=422)
         stored = await store(ctx, executed, f"{stem(input.filename, 'notebook')}.ipynb", "application/x-ipynb+json")
-        return self.Output(notebook=stored, status=report.status, error=error, cells=summarise(result),
-                           runtime=runtime.name)
+        return self.Output(
+            notebook=stored, status=report.status, error=error, cells=summarise(result), runtime=runtime.name
+        )
 
     @staticmethod
     def _report(sandbox) -> _Report | None:
@@ -200,6 +234,7 @@ class Notebook(Agent):
             notebook = nbformat.reads(data.decode(), as_version=4)
             nbformat.validate(notebook)
         except Exception:  # nbformat raises JSON, Unicode and schema errors alike
-            raise AgentError(f"the code replaced {NOTEBOOK} with something that is not a notebook", field="cells",
-                             status_code=422) from None
+            raise AgentError(
+                f"the code replaced {NOTEBOOK} with something that is not a notebook", field="cells", status_code=422
+            ) from None
         return notebook

@@ -69,8 +69,12 @@ class _Document:
         return value if self.unicode else value.encode("latin-1", "replace").decode("latin-1")
 
     def html(self, html: str) -> None:
-        self.pdf.write_html(self.text(_IMG.sub("", html)), font_family=self.family, pre_code_font=self.mono,
-                            warn_on_tags_not_matching=False)
+        self.pdf.write_html(
+            self.text(_IMG.sub("", html)),
+            font_family=self.family,
+            pre_code_font=self.mono,
+            warn_on_tags_not_matching=False,
+        )
 
     def image(self, data: bytes, caption: str | None) -> None:
         width = self.pdf.epw * 0.8
@@ -104,8 +108,9 @@ class PdfGen(Agent):
         markdown: str | None = Field(None, max_length=MAX_CHARS, description="Markdown document")
         html: str | None = Field(None, max_length=MAX_CHARS, description="HTML document (images are not loaded)")
         sections: list[Section] | None = Field(None, max_length=1000, description="Structured content, in order")
-        title: str | None = Field(None, max_length=500, description="Document title: metadata, and a heading "
-                                                                    "above structured sections")
+        title: str | None = Field(
+            None, max_length=500, description="Document title: metadata, and a heading above structured sections"
+        )
         filename: str = Field("document", max_length=200, description="Name stem of the stored file")
 
     class Output(BaseModel):
@@ -116,8 +121,7 @@ class PdfGen(Agent):
         source = one_of(input, "markdown", "html", "sections")
         if not (input.markdown or input.html or input.sections):
             raise AgentError(f"{source} is empty", field=source, status_code=422)
-        images = {s.image_cid: await load(ctx, s.image_cid, "sections")
-                  for s in input.sections or [] if s.image_cid}
+        images = {s.image_cid: await load(ctx, s.image_cid, "sections") for s in input.sections or [] if s.image_cid}
         data, pages = await asyncio.to_thread(self._render, input, images, ctx.settings.pdf_font, source)
         pdf = await store(ctx, data, f"{stem(input.filename, 'document')}.pdf", "application/pdf")
         return self.Output(pdf=pdf, pages=pages)
@@ -144,11 +148,11 @@ class PdfGen(Agent):
                     if section.image_cid:
                         doc.image(images[section.image_cid], section.image_caption)
         except UnidentifiedImageError:
-            raise AgentError("a section's image_cid is not a PNG, JPEG or other image", field="sections",
-                             status_code=422) from None
+            raise AgentError(
+                "a section's image_cid is not a PNG, JPEG or other image", field="sections", status_code=422
+            ) from None
         except (FPDFException, ValueError, AssertionError, NotImplementedError) as exc:
             # fpdf2 rejects markup it cannot lay out (nested tables, stray cells) with these, asserts included
             why = str(exc) or "unsupported markup, e.g. a table in a table"
             raise AgentError(f"cannot lay out the {source}: {why}", field=source, status_code=422) from None
         return doc.bytes(), doc.pdf.pages_count
-

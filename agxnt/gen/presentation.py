@@ -46,8 +46,7 @@ def parse_outline(outline: str) -> list[SlideSpec]:
         if heading or not (bullet or image or raw[:1].isspace()):
             slides.append({"title": (heading.group(1) if heading else raw).strip()[:300], "bullets": [], "notes": []})
         elif not slides:
-            raise AgentError(f"outline line {number} comes before any slide title", field="outline",
-                             status_code=422)
+            raise AgentError(f"outline line {number} comes before any slide title", field="outline", status_code=422)
         elif image:
             slides[-1]["image_prompt"] = image.group(1).strip()
         elif bullet:
@@ -55,8 +54,15 @@ def parse_outline(outline: str) -> list[SlideSpec]:
         else:
             slides[-1]["notes"].append(raw.strip())
     try:
-        return [SlideSpec(title=s["title"], bullets=s["bullets"], notes="\n".join(s["notes"]) or None,
-                          image_prompt=s.get("image_prompt")) for s in slides]
+        return [
+            SlideSpec(
+                title=s["title"],
+                bullets=s["bullets"],
+                notes="\n".join(s["notes"]) or None,
+                image_prompt=s.get("image_prompt"),
+            )
+            for s in slides
+        ]
     except ValueError as exc:
         raise AgentError(f"outline: {exc}", field="outline", status_code=422) from None
 
@@ -104,14 +110,20 @@ class PresentationGen(Agent):
     class Input(BaseModel):
         title: str | None = Field(None, max_length=300, description="Cover slide title (no cover when empty)")
         subtitle: str | None = Field(None, max_length=500)
-        outline: str | None = Field(None, max_length=200_000,
-                                    description="Markdown: '# Slide title', '- bullet', '![image prompt]', notes")
+        outline: str | None = Field(
+            None, max_length=200_000, description="Markdown: '# Slide title', '- bullet', '![image prompt]', notes"
+        )
         slides: list[SlideSpec] | None = Field(None, max_length=MAX_SLIDES)
-        images: list[GeneratedFile] = Field(default_factory=list, max_length=MAX_SLIDES,
-                                            description="Stored images (e.g. Image Gen's images), placed in order "
-                                                        "on the slides that have no image of their own")
-        generation: SamplingOptions = Field(default_factory=lambda: SamplingOptions(width=512, height=384),
-                                            description="Model and settings for the slides' image prompts")
+        images: list[GeneratedFile] = Field(
+            default_factory=list,
+            max_length=MAX_SLIDES,
+            description="Stored images (e.g. Image Gen's images), placed in order "
+            "on the slides that have no image of their own",
+        )
+        generation: SamplingOptions = Field(
+            default_factory=lambda: SamplingOptions(width=512, height=384),
+            description="Model and settings for the slides' image prompts",
+        )
         image_style: str | None = Field(None, max_length=1000, description="Added to every slide's image prompt")
         filename: str = Field("presentation", max_length=200, description="Name stem of the stored file")
 
@@ -143,11 +155,16 @@ class PresentationGen(Agent):
         for i, given in zip(free, input.images):
             images[i] = await load(ctx, given.cid, "images")
         data = await asyncio.to_thread(self._build, input, slides, images, field)
-        deck = await store(ctx, data, f"{stem(input.filename, 'presentation')}.pptx",
-                           "application/vnd.openxmlformats-officedocument.presentationml.presentation")
+        deck = await store(
+            ctx,
+            data,
+            f"{stem(input.filename, 'presentation')}.pptx",
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        )
         ctx.progress(1.0)
-        return self.Output(presentation=deck, slides=len(slides) + (1 if input.title else 0),
-                           generated_images=generated)
+        return self.Output(
+            presentation=deck, slides=len(slides) + (1 if input.title else 0), generated_images=generated
+        )
 
     @staticmethod
     def _build(input: Input, slides: list[SlideSpec], images: dict[int, bytes], field: str) -> bytes:
@@ -157,4 +174,3 @@ class PresentationGen(Agent):
             return build_deck(input.title, input.subtitle, slides, images)
         except (UnidentifiedImageError, ValueError) as exc:
             raise AgentError(f"a slide image cannot be placed: {exc}", field=field, status_code=422) from None
-

@@ -49,8 +49,10 @@ def _section_prompt(input: Step.Input, outline: list[str], index: int, written: 
     so_far = "\n\n".join(f"## {s.title}\n\n{s.content}" for s in written)
     if so_far and input.context_chars:
         parts.append(f"Written so far:\n{_tail(so_far, input.context_chars)}")
-    parts.append(f"Write section {index + 1}, \"{outline[index]}\". Continue from the text so far without "
-                 "repeating it. Reply with the section's body only, no heading.")
+    parts.append(
+        f'Write section {index + 1}, "{outline[index]}". Continue from the text so far without '
+        "repeating it. Reply with the section's body only, no heading."
+    )
     return "\n\n".join(parts)
 
 
@@ -66,13 +68,16 @@ class Step(Agent):
     class Input(BaseModel):
         topic: str = Field(..., min_length=1, max_length=20_000, description="What to write about")
         title: str | None = Field(None, max_length=300, description="Document title; default: the topic")
-        outline: list[str] | None = Field(None, max_length=MAX_SECTIONS,
-                                          description="Section titles; when empty, the model writes the outline")
+        outline: list[str] | None = Field(
+            None, max_length=MAX_SECTIONS, description="Section titles; when empty, the model writes the outline"
+        )
         sections: int = Field(5, ge=1, le=MAX_SECTIONS, description="Sections the model's outline may have")
-        instructions: str | None = Field(None, max_length=10_000,
-                                         description="Style, audience, length: given to every step")
-        context_chars: int = Field(6000, ge=0, le=100_000,
-                                   description="How much of the text written so far each section sees")
+        instructions: str | None = Field(
+            None, max_length=10_000, description="Style, audience, length: given to every step"
+        )
+        context_chars: int = Field(
+            6000, ge=0, le=100_000, description="How much of the text written so far each section sees"
+        )
         store: bool = Field(True, description="Also store the document as a markdown file")
         filename: str = Field("document", max_length=200, description="Name stem of the stored file")
 
@@ -100,11 +105,17 @@ class Step(Agent):
             reply = await _ask(ctx, [self._system(input), HumanMessage(_section_prompt(input, outline, i, written))])
             written.append(Section(title=outline[i], content=reply.strip()))
         if len(written) < len(outline):
-            raise AgentError(f"the iteration budget allowed {len(written)} of {len(outline)} sections",
-                             field="outline", status_code=422)
+            raise AgentError(
+                f"the iteration budget allowed {len(written)} of {len(outline)} sections",
+                field="outline",
+                status_code=422,
+            )
         document = f"# {title}\n\n" + "\n\n".join(f"## {s.title}\n\n{s.content}" for s in written) + "\n"
-        file = await store(ctx, document.encode(), f"{stem(input.filename, 'document')}.md", "text/markdown") \
-            if input.store else None
+        file = (
+            await store(ctx, document.encode(), f"{stem(input.filename, 'document')}.md", "text/markdown")
+            if input.store
+            else None
+        )
         ctx.progress(1.0)
         return self.Output(title=title, outline=outline, sections=written, document=document, file=file)
 
@@ -115,12 +126,19 @@ class Step(Agent):
 
     async def _outline(self, input: Input, ctx: AgentContext) -> list[str]:
         ctx.progress(0.0, "outline")
-        reply = await _ask(ctx, [
-            self._system(input),
-            HumanMessage(f"Topic: {input.topic}\n\nWrite an outline of at most {input.sections} section titles, "
-                         "one per line, nothing else.")])
+        reply = await _ask(
+            ctx,
+            [
+                self._system(input),
+                HumanMessage(
+                    f"Topic: {input.topic}\n\nWrite an outline of at most {input.sections} section titles, "
+                    "one per line, nothing else."
+                ),
+            ],
+        )
         outline = parse_outline(reply, input.sections)
         if not outline:
-            raise AgentError("the model returned an empty outline; give one in outline", field="outline",
-                             status_code=422)
+            raise AgentError(
+                "the model returned an empty outline; give one in outline", field="outline", status_code=422
+            )
         return outline

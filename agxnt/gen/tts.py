@@ -9,11 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from compute.inference import speech
-
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.gen.files import GeneratedFile, as_agent_errors, stem, store
+from compute.inference import speech
 
 MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 
@@ -29,8 +28,9 @@ class TextToSpeech(Agent):
 
     class Input(BaseModel):
         text: str = Field(..., min_length=1, max_length=speech.MAX_CHARS, description="What to say")
-        voice: str | None = Field(None, max_length=100,
-                                  description="Language or voice, optionally with a variant: 'en', 'fr', 'en-us+f3'")
+        voice: str | None = Field(
+            None, max_length=100, description="Language or voice, optionally with a variant: 'en', 'fr', 'en-us+f3'"
+        )
         format: Literal["wav", "mp3"] = Field("wav", description="Audio format")
         filename: str = Field("speech", max_length=200, description="Name stem of the stored file")
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from compute.inference import diffusion
-
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.gen.files import GeneratedFile, as_agent_errors, stem, store
 from agxnt.gen.image import DiffusionOptions
+from compute.inference import diffusion
 
 
 def encode_mp4(frames: list, fps: int) -> bytes:
@@ -24,8 +23,15 @@ def encode_mp4(frames: list, fps: int) -> bytes:
     with tempfile.TemporaryDirectory(prefix="cxmpute-video-") as tmp:
         target = Path(tmp) / "video.mp4"
         # sizes are multiples of 8, which yuv420p accepts; the default block size of 16 would rescale them
-        with imageio.get_writer(target, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
-                                macro_block_size=8, ffmpeg_log_level="error") as writer:
+        with imageio.get_writer(
+            target,
+            format="FFMPEG",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=8,
+            ffmpeg_log_level="error",
+        ) as writer:
             for frame in frames:
                 writer.append_data(np.asarray(frame.convert("RGB")))
         return target.read_bytes()
@@ -59,12 +65,24 @@ class VideoGen(Agent):
         model = input.model_for(ctx)
         ctx.progress(0.0, f"generating {input.frames} frames")
         with as_agent_errors():
-            frames = await asyncio.to_thread(diffusion.generate_frames, model, input.prompt, input.frames,
-                                             size=(input.width, input.height), steps=input.steps, seed=input.seed,
-                                             keyframes=input.keyframes)
+            frames = await asyncio.to_thread(
+                diffusion.generate_frames,
+                model,
+                input.prompt,
+                input.frames,
+                size=(input.width, input.height),
+                steps=input.steps,
+                seed=input.seed,
+                keyframes=input.keyframes,
+            )
         ctx.progress(0.8, "encoding")
         data = await asyncio.to_thread(encode_mp4, frames, input.fps)
         video = await store(ctx, data, f"{stem(input.filename, 'video')}.mp4", "video/mp4")
         ctx.progress(1.0)
-        return self.Output(video=video, frames=len(frames), fps=input.fps,
-                           duration_seconds=round(len(frames) / input.fps, 3), model=model)
+        return self.Output(
+            video=video,
+            frames=len(frames),
+            fps=input.fps,
+            duration_seconds=round(len(frames) / input.fps, 3),
+            model=model,
+        )

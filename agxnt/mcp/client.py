@@ -69,8 +69,11 @@ def parse_source(source: McpSource | dict[str, Any]) -> McpSource:
     try:
         return _SOURCE.validate_python(source)
     except ValidationError as exc:
-        raise AgentError(f"an MCP source is {{'url': ...}} or {{'command': [...]}}: {exc.errors()[0]['msg']}",
-                         field="source", status_code=422) from None
+        raise AgentError(
+            f"an MCP source is {{'url': ...}} or {{'command': [...]}}: {exc.errors()[0]['msg']}",
+            field="source",
+            status_code=422,
+        ) from None
 
 
 async def mcp_tools(source: McpSource | dict[str, Any], ctx: AgentContext) -> list[BaseTool]:
@@ -115,13 +118,19 @@ def _tool(source: McpSource, ctx: AgentContext, listed: types.Tool, name: str) -
             raise ToolException(text)
         return text
 
-    return StructuredTool(name=name, description=listed.description or listed.title or listed.name,
-                          args_schema=listed.inputSchema, coroutine=call)
+    return StructuredTool(
+        name=name,
+        description=listed.description or listed.title or listed.name,
+        args_schema=listed.inputSchema,
+        coroutine=call,
+    )
 
 
 def _text(result: types.CallToolResult) -> str:
-    parts = [block.text if isinstance(block, types.TextContent) else f"[{block.type} content not shown]"
-             for block in result.content]
+    parts = [
+        block.text if isinstance(block, types.TextContent) else f"[{block.type} content not shown]"
+        for block in result.content
+    ]
     if not parts and result.structuredContent is not None:
         parts = [json.dumps(result.structuredContent)]
     return "\n".join(parts)
@@ -139,8 +148,9 @@ async def _session(source: McpSource, ctx: AgentContext) -> AsyncIterator[Client
         cause = _cause(exc)
         if isinstance(cause, AgentError):
             raise cause from None
-        raise AgentError(f"MCP server {_where(source)} failed: {cause or type(cause).__name__}", field="source",
-                         status_code=502) from None
+        raise AgentError(
+            f"MCP server {_where(source)} failed: {cause or type(cause).__name__}", field="source", status_code=502
+        ) from None
 
 
 def _where(source: McpSource) -> str:
@@ -157,8 +167,10 @@ def _cause(exc: BaseException) -> BaseException:
 async def _http_streams(source: UrlSource, ctx: AgentContext) -> AsyncIterator[tuple[Any, Any]]:
     # Checked up front so a refused URL is a clear 403; the client's transport checks every request again.
     await ctx.services.egress.check(source.url, field="url")
-    async with ctx.services.http(headers=source.headers, timeout=HTTP_TIMEOUT_S) as http, \
-            streamable_http_client(source.url, http_client=http) as (read, write, _):
+    async with (
+        ctx.services.http(headers=source.headers, timeout=HTTP_TIMEOUT_S) as http,
+        streamable_http_client(source.url, http_client=http) as (read, write, _),
+    ):
         yield read, write
 
 

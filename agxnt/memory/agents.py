@@ -22,8 +22,10 @@ from agxnt.memory.store import DocumentIn, MemoryStore, SearchHit, validate_memo
 from agxnt.memory.threads import EntryIn, ThreadEntry
 
 MEMORY_FIELD = Field("default", description="Name of the memory (your own namespace)")
-FILTER_FIELD = Field(None, description="Metadata filter: {'key': value}, {'key': {'$gte': 2}}, "
-                                       "{'key': {'$in': [..]}}, {'$and'|'$or': [..]}")
+FILTER_FIELD = Field(
+    None,
+    description="Metadata filter: {'key': value}, {'key': {'$gte': 2}}, {'key': {'$in': [..]}}, {'$and'|'$or': [..]}",
+)
 RESOURCES = Resources(cpu=1.0, memory_mb=1024)
 
 
@@ -48,8 +50,11 @@ class WriteMemory(Agent):
         text: str | None = Field(None, description="One text to remember")
         texts: list[str] = Field(default_factory=list, description="Several texts, one document each")
         documents: list[DocumentIn] = Field(default_factory=list, description="Documents with ids and metadata")
-        folder: str | None = Field(None, description="A folder of text files to store, one document per file "
-                                                     "(id = relative path); must lie in the ingest folders")
+        folder: str | None = Field(
+            None,
+            description="A folder of text files to store, one document per file "
+            "(id = relative path); must lie in the ingest folders",
+        )
         pattern: str = Field("*.txt", description="Which files of `folder` to read (glob)")
         recursive: bool = Field(False, description="Also read the folder's sub-folders")
         metadata: dict[str, Scalar] = Field(default_factory=dict, description="Metadata added to every document")
@@ -73,8 +78,9 @@ class WriteMemory(Agent):
         for i, t in enumerate(input.texts):
             if not t.strip():
                 raise AgentError(f"text {i} is empty", field=f"texts.{i}")
-        ids = await asyncio.to_thread(_store(ctx).write, ctx.owner, input.memory, docs, input.metadata,
-                                      input.chunk_size, input.chunk_overlap)
+        ids = await asyncio.to_thread(
+            _store(ctx).write, ctx.owner, input.memory, docs, input.metadata, input.chunk_size, input.chunk_overlap
+        )
         return self.Output(memory=input.memory, ids=ids, documents=len(docs), chunks=len(ids))
 
 
@@ -100,8 +106,9 @@ class SearchMemory(Agent):
         text: str = Field(..., description="The passages as one '[id] text' block, for prompts")
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
-        hits = await asyncio.to_thread(_store(ctx).search, ctx.owner, input.memory, input.query, input.k,
-                                       input.filter, input.contains)
+        hits = await asyncio.to_thread(
+            _store(ctx).search, ctx.owner, input.memory, input.query, input.k, input.filter, input.contains
+        )
         return self.Output(memory=input.memory, results=hits, ids=[h.id for h in hits], text=_context_text(hits))
 
 
@@ -135,17 +142,23 @@ class AskMemory(Agent):
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         if not input.question.strip():
             raise AgentError("question must not be empty", field="question")
-        hits = await asyncio.to_thread(_store(ctx).search, ctx.owner, input.memory, input.question, input.k,
-                                       input.filter)
+        hits = await asyncio.to_thread(
+            _store(ctx).search, ctx.owner, input.memory, input.question, input.k, input.filter
+        )
         hits = [h for h in hits if h.score >= input.min_score]
         if not hits:
-            return self.Output(memory=input.memory,
-                               answer=f"Memory {input.memory!r} holds nothing relevant to this question.",
-                               passage_ids=[], passages=[])
+            return self.Output(
+                memory=input.memory,
+                answer=f"Memory {input.memory!r} holds nothing relevant to this question.",
+                passage_ids=[],
+                passages=[],
+            )
         prompt = f"Context passages:\n\n{_context_text(hits)}\n\nQuestion: {input.question}"
         answer = await complete(ctx, [("system", ASK_SYSTEM), ("human", prompt)])
         cited = [h.id for h in hits if re.search(rf"\[{re.escape(h.id)}\]", answer)]
-        return self.Output(memory=input.memory, answer=answer.strip(), passage_ids=cited or [h.id for h in hits], passages=hits)
+        return self.Output(
+            memory=input.memory, answer=answer.strip(), passage_ids=cited or [h.id for h in hits], passages=hits
+        )
 
 
 class UpdateMemory(Agent):
@@ -169,8 +182,7 @@ class UpdateMemory(Agent):
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         if input.text is not None and not input.text.strip():
             raise AgentError("text must not be empty", field="text")
-        ids = await asyncio.to_thread(_store(ctx).update, ctx.owner, input.memory, input.id, input.text,
-                                      input.metadata)
+        ids = await asyncio.to_thread(_store(ctx).update, ctx.owner, input.memory, input.id, input.text, input.metadata)
         return self.Output(memory=input.memory, ids=ids)
 
 
@@ -261,12 +273,19 @@ class SequentialMemory(Agent):
         window = await asyncio.to_thread(log.read, ctx.owner, input.thread, input.window, input.before_seq)
         summary = None
         if input.summarize and window.entries and window.entries[0].seq > 0:
-            older = await asyncio.to_thread(log.read, ctx.owner, input.thread, SUMMARY_SOURCE_LIMIT,
-                                            window.entries[0].seq)
+            older = await asyncio.to_thread(
+                log.read, ctx.owner, input.thread, SUMMARY_SOURCE_LIMIT, window.entries[0].seq
+            )
             summary = await self._summarize(older.entries, ctx)
         text = "\n".join(f"{e.role}: {e.content}" for e in window.entries)
-        return self.Output(thread=input.thread, entries=window.entries, total=window.total, appended=appended,
-                           summary=summary, text=text)
+        return self.Output(
+            thread=input.thread,
+            entries=window.entries,
+            total=window.total,
+            appended=appended,
+            summary=summary,
+            text=text,
+        )
 
     async def _summarize(self, entries: list[ThreadEntry], ctx: AgentContext) -> str:
         transcript = "\n".join(f"{e.role}: {e.content}" for e in entries)

@@ -15,8 +15,7 @@ from rich.table import Table
 from cxmpute.client import PlatformClient
 from cxmpute.errors import CxmputeError
 
-app = typer.Typer(help="Store knowledge in named memories, search it and ask questions about it.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Store knowledge in named memories, search it and ask questions about it.", no_args_is_help=True)
 console = Console()
 
 MemoryOpt = typer.Option("default", "--memory", "-m", help="Name of the memory")
@@ -65,15 +64,14 @@ def write(
     text: str | None = typer.Argument(None, help="Text to remember"),
     files: list[Path] = FilesOpt,
     meta: list[str] = MetaOpt,
-    memory: str = MemoryOpt, as_json: bool = JsonOpt,
+    memory: str = MemoryOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Store a text and/or text files (one document each, id = file name)."""
-    documents = [{"id": p.name, "text": p.read_text(errors="replace"), "metadata": {"source": str(p)}}
-                 for p in files]
+    documents = [{"id": p.name, "text": p.read_text(errors="replace"), "metadata": {"source": str(p)}} for p in files]
     if text is None and not documents:
         raise CxmputeError("give a text or --file", field="TEXT")
-    out = _invoke("memory.write", {"memory": memory, "text": text, "documents": documents,
-                                   "metadata": _metadata(meta)})
+    out = _invoke("memory.write", {"memory": memory, "text": text, "documents": documents, "metadata": _metadata(meta)})
     if as_json:
         console.print_json(json.dumps(out))
         return
@@ -83,8 +81,13 @@ def write(
 
 
 @app.command()
-def search(query: str, k: int = typer.Option(5, "--k", "-k"), filter: str | None = typer.Option(None, "--filter"),
-           memory: str = MemoryOpt, as_json: bool = JsonOpt) -> None:
+def search(
+    query: str,
+    k: int = typer.Option(5, "--k", "-k"),
+    filter: str | None = typer.Option(None, "--filter"),
+    memory: str = MemoryOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Find the passages closest in meaning to QUERY."""
     out = _invoke("memory.search", {"memory": memory, "query": query, "k": k, "filter": _filter(filter)})
     if as_json:
@@ -97,8 +100,7 @@ def search(query: str, k: int = typer.Option(5, "--k", "-k"), filter: str | None
 
 
 @app.command()
-def ask(question: str, k: int = typer.Option(4, "--k", "-k"), memory: str = MemoryOpt,
-        as_json: bool = JsonOpt) -> None:
+def ask(question: str, k: int = typer.Option(4, "--k", "-k"), memory: str = MemoryOpt, as_json: bool = JsonOpt) -> None:
     """Answer QUESTION from a memory with the platform's language model, citing the passages used (needs a
     model: one served on the platform's gateway, or CXMPUTE_LLM_BASE_URL)."""
     out = _invoke("memory.ask", {"memory": memory, "question": question, "k": k})
@@ -110,16 +112,20 @@ def ask(question: str, k: int = typer.Option(4, "--k", "-k"), memory: str = Memo
 
 
 @app.command("ls")
-def list_(memory: str | None = typer.Argument(None, help="A memory to list the items of; all memories if empty"),
-          offset: int = typer.Option(0, "--offset", min=0), limit: int = typer.Option(20, "--limit", min=1, max=1000),
-          as_json: bool = JsonOpt) -> None:
+def list_(
+    memory: str | None = typer.Argument(None, help="A memory to list the items of; all memories if empty"),
+    offset: int = typer.Option(0, "--offset", min=0),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    as_json: bool = JsonOpt,
+) -> None:
     """List your memories, or the items of one memory."""
     with PlatformClient() as platform:
         if memory is None:
             result = platform.get("/v1/memories")
         else:
-            result = platform.get(f"/v1/memories/{quote(memory, safe='')}/items",
-                                  params={"offset": offset, "limit": limit})
+            result = platform.get(
+                f"/v1/memories/{quote(memory, safe='')}/items", params={"offset": offset, "limit": limit}
+            )
     if as_json:
         console.print_json(json.dumps(result))
         return
@@ -129,8 +135,14 @@ def list_(memory: str | None = typer.Argument(None, help="A memory to list the i
             table.add_row(info["name"], str(info["count"]))
     else:
         items = result["items"]
-        table = _table("id", "document", "text", "metadata", fold=("id", "document"),
-                       caption=f"{result['offset'] + 1}-{result['offset'] + len(items)} of {result['total']}")
+        table = _table(
+            "id",
+            "document",
+            "text",
+            "metadata",
+            fold=("id", "document"),
+            caption=f"{result['offset'] + 1}-{result['offset'] + len(items)} of {result['total']}",
+        )
         for item in items:
             table.add_row(item["id"], item.get("document_id") or "", item["text"][:100], json.dumps(item["metadata"]))
     console.print(table)

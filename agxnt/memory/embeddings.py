@@ -48,8 +48,13 @@ class SentenceTransformerEmbedding(EmbeddingFunction[Documents]):
         encoder = self._encoder()
         # torch modules are not safe to call from several threads at once
         with self._lock:
-            vectors = encoder.encode(list(input), batch_size=self.batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False)
+            vectors = encoder.encode(
+                list(input),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return [v for v in vectors]
 
     @property

@@ -26,8 +26,9 @@ def resolve_folder(settings: Settings, folder: str) -> Path:
     path = (candidate if candidate.is_absolute() else roots[0] / candidate).resolve()
     if not any(path == root or path.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
-        raise AgentError(f"folder {folder!r} is outside the folders memory may read ({allowed})", field="folder",
-                         status_code=403)
+        raise AgentError(
+            f"folder {folder!r} is outside the folders memory may read ({allowed})", field="folder", status_code=403
+        )
     if not path.is_dir():
         raise NotFound(f"folder {folder!r} does not exist", field="folder")
     return path

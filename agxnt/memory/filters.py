@@ -14,8 +14,11 @@ _LOGICAL = {"$and", "$or"}
 
 
 def _fail(message: str, field: str) -> AgentError:
-    return AgentError(f"invalid filter: {message}. Use {{'key': value}}, {{'key': {{'$gt': 3}}}}, "
-                      f"{{'key': {{'$in': [..]}}}} or {{'$and'|'$or': [filters]}}", field=field)
+    return AgentError(
+        f"invalid filter: {message}. Use {{'key': value}}, {{'key': {{'$gt': 3}}}}, "
+        f"{{'key': {{'$in': [..]}}}} or {{'$and'|'$or': [filters]}}",
+        field=field,
+    )
 
 
 def _is_scalar(value: Any) -> bool:
@@ -53,7 +56,7 @@ def _clause(key: str, value: Any, field: str) -> dict[str, Any]:
     if isinstance(value, dict):
         if len(value) != 1:
             raise _fail(f"condition on {key!r} must have exactly one operator", field)
-        (op, operand), = value.items()
+        ((op, operand),) = value.items()
         if op in _COMPARISONS:
             if not _is_scalar(operand):
                 raise _fail(f"{op} on {key!r} needs a string, number or boolean", field)

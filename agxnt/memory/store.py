@@ -69,15 +69,18 @@ def validate_memory_name(name: str, field: str = "memory") -> str:
     if not isinstance(name, str) or not MEMORY_NAME.match(name):
         raise AgentError(
             f"invalid {field} name {name!r}: 1-100 characters, letters, digits, space and _ . : @ -, "
-            "starting with a letter or digit", field=field)
+            "starting with a letter or digit",
+            field=field,
+        )
     return name
 
 
 def validate_metadata(metadata: dict[str, Any], field: str = "metadata") -> dict[str, Scalar]:
     for key, value in metadata.items():
         if not key or key.startswith(("_", "$")):
-            raise AgentError(f"metadata key {key!r} is reserved: keys may not be empty or start with '_' or '$'",
-                             field=field)
+            raise AgentError(
+                f"metadata key {key!r} is reserved: keys may not be empty or start with '_' or '$'", field=field
+            )
         if not isinstance(value, (str, int, float, bool)):
             raise AgentError(f"metadata value for {key!r} must be a string, number or boolean", field=field)
     return dict(metadata)
@@ -100,15 +103,21 @@ def _public_metadata(meta: dict[str, Any] | None) -> dict[str, Scalar]:
 
 def _item(item_id: str, text: str | None, meta: dict[str, Any] | None) -> MemoryItem:
     meta = meta or {}
-    return MemoryItem(id=item_id, document_id=str(meta.get(DOC_KEY, item_id)), chunk=int(meta.get(CHUNK_KEY, 0)),
-                      text=text or "", metadata=_public_metadata(meta))
+    return MemoryItem(
+        id=item_id,
+        document_id=str(meta.get(DOC_KEY, item_id)),
+        chunk=int(meta.get(CHUNK_KEY, 0)),
+        text=text or "",
+        metadata=_public_metadata(meta),
+    )
 
 
 class MemoryStore:
     """Every method takes the owner first; nothing here can reach across owners."""
 
-    def __init__(self, client: ClientAPI, embedder: SentenceTransformerEmbedding, settings: Settings,
-                 threads: ThreadLog):
+    def __init__(
+        self, client: ClientAPI, embedder: SentenceTransformerEmbedding, settings: Settings, threads: ThreadLog
+    ):
         self.client = client
         self.embedder = embedder
         self.settings = settings
@@ -125,8 +134,11 @@ class MemoryStore:
         name = _collection_name(owner, memory)
         if create:
             return self.client.get_or_create_collection(
-                name, metadata={OWNER_KEY: owner, NAME_KEY: memory},
-                configuration={"hnsw": {"space": "cosine"}}, embedding_function=self.embedder)
+                name,
+                metadata={OWNER_KEY: owner, NAME_KEY: memory},
+                configuration={"hnsw": {"space": "cosine"}},
+                embedding_function=self.embedder,
+            )
         try:
             return self.client.get_collection(name, embedding_function=self.embedder)
         except chromadb.errors.NotFoundError:
@@ -173,27 +185,41 @@ class MemoryStore:
             if not doc.text.strip():
                 raise AgentError(f"document {i} has empty text", field=f"documents.{i}.text")
             if len(doc.text) > limit:
-                raise AgentError(f"document {i} is {len(doc.text)} characters; the limit is {limit}",
-                                 field=f"documents.{i}.text", status_code=413)
+                raise AgentError(
+                    f"document {i} is {len(doc.text)} characters; the limit is {limit}",
+                    field=f"documents.{i}.text",
+                    status_code=413,
+                )
             if doc.id is not None:
                 _validate_id(doc.id, f"documents.{i}.id")
                 if "#" in doc.id:
-                    raise AgentError("document ids may not contain '#' (it separates a document id from its "
-                                     "chunk number)", field=f"documents.{i}.id")
+                    raise AgentError(
+                        "document ids may not contain '#' (it separates a document id from its chunk number)",
+                        field=f"documents.{i}.id",
+                    )
                 if doc.id in seen:
                     raise AgentError(f"document id {doc.id!r} appears twice", field=f"documents.{i}.id")
                 seen.add(doc.id)
             validate_metadata(doc.metadata, f"documents.{i}.metadata")
 
-    def write(self, owner: str, memory: str, documents: list[DocumentIn], metadata: dict[str, Scalar] | None = None,
-              chunk_size: int = 1000, chunk_overlap: int = 200) -> list[str]:
+    def write(
+        self,
+        owner: str,
+        memory: str,
+        documents: list[DocumentIn],
+        metadata: dict[str, Scalar] | None = None,
+        chunk_size: int = 1000,
+        chunk_overlap: int = 200,
+    ) -> list[str]:
         """Store documents (chunked with overlap); returns the item ids written, in order."""
         validate_memory_name(memory)
         validate_metadata(metadata or {})
         self._check_documents(documents)
         if chunk_size < 50 or not 0 <= chunk_overlap < chunk_size:
-            raise AgentError("chunk_size must be at least 50 and chunk_overlap in [0, chunk_size)",
-                             field="chunk_overlap" if chunk_size >= 50 else "chunk_size")
+            raise AgentError(
+                "chunk_size must be at least 50 and chunk_overlap in [0, chunk_size)",
+                field="chunk_overlap" if chunk_size >= 50 else "chunk_size",
+            )
         now = time.time()
         ids: list[str] = []
         texts: list[str] = []
@@ -204,8 +230,16 @@ class MemoryStore:
             for n, chunk in enumerate(chunks):
                 ids.append(doc_id if len(chunks) == 1 else f"{doc_id}#{n}")
                 texts.append(chunk)
-                metas.append({**(metadata or {}), **doc.metadata, DOC_KEY: doc_id, CHUNK_KEY: n,
-                              CHUNKS_KEY: len(chunks), CREATED_KEY: now})
+                metas.append(
+                    {
+                        **(metadata or {}),
+                        **doc.metadata,
+                        DOC_KEY: doc_id,
+                        CHUNK_KEY: n,
+                        CHUNKS_KEY: len(chunks),
+                        CREATED_KEY: now,
+                    }
+                )
         # Embed everything before touching the collection, so a failure leaves it as it was.
         vectors = self.embedder(texts)
         col = self._collection(owner, memory, create=True)
@@ -216,8 +250,12 @@ class MemoryStore:
     def _upsert(self, col: Collection, ids: list[str], vectors, texts: list[str], metas: list[dict]) -> None:
         step = max(1, min(self.client.get_max_batch_size(), 5000))
         for i in range(0, len(ids), step):
-            col.upsert(ids=ids[i:i + step], embeddings=vectors[i:i + step], documents=texts[i:i + step],
-                       metadatas=metas[i:i + step])
+            col.upsert(
+                ids=ids[i : i + step],
+                embeddings=vectors[i : i + step],
+                documents=texts[i : i + step],
+                metadatas=metas[i : i + step],
+            )
 
     def _drop_stale_chunks(self, col: Collection, doc_ids: list[str], keep: set[str]) -> None:
         """A rewritten document may now have fewer chunks than before; remove the leftovers."""
@@ -229,14 +267,21 @@ class MemoryStore:
         earlier = {m[DOC_KEY] for m in col.get(ids=probe, include=["metadatas"])["metadatas"] if m}
         earlier = [d for d in doc_ids if d in earlier]
         for i in range(0, len(earlier), 500):
-            batch = earlier[i:i + 500]
+            batch = earlier[i : i + 500]
             found = col.get(where={DOC_KEY: {"$in": batch}}, include=[])["ids"]
             stale = [x for x in found if x not in keep]
             if stale:
                 col.delete(ids=stale)
 
-    def search(self, owner: str, memory: str, query: str, k: int = 5, where: dict[str, Any] | None = None,
-               contains: str | None = None) -> list[SearchHit]:
+    def search(
+        self,
+        owner: str,
+        memory: str,
+        query: str,
+        k: int = 5,
+        where: dict[str, Any] | None = None,
+        contains: str | None = None,
+    ) -> list[SearchHit]:
         if not query or not query.strip():
             raise AgentError("query must not be empty", field="query")
         if not 1 <= k <= 100:
@@ -244,12 +289,17 @@ class MemoryStore:
         where = normalize_filter(where)
         col = self._collection(owner, memory)
         vector = self.embedder.embed_query([query])
-        result = col.query(query_embeddings=vector, n_results=k, where=where,
-                           where_document={"$contains": contains} if contains else None,
-                           include=["documents", "metadatas", "distances"])
+        result = col.query(
+            query_embeddings=vector,
+            n_results=k,
+            where=where,
+            where_document={"$contains": contains} if contains else None,
+            include=["documents", "metadatas", "distances"],
+        )
         hits = []
-        for item_id, text, meta, dist in zip(result["ids"][0], result["documents"][0], result["metadatas"][0],
-                                             result["distances"][0]):
+        for item_id, text, meta, dist in zip(
+            result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
+        ):
             base = _item(item_id, text, meta)
             hits.append(SearchHit(**base.model_dump(), score=round(1.0 - float(dist), 6)))
         return hits
@@ -260,8 +310,9 @@ class MemoryStore:
         by_id = {i: _item(i, t, m) for i, t, m in zip(result["ids"], result["documents"], result["metadatas"])}
         return [by_id[i] for i in ids if i in by_id]
 
-    def list_items(self, owner: str, memory: str, offset: int = 0, limit: int = 50,
-                   where: dict[str, Any] | None = None) -> ItemPage:
+    def list_items(
+        self, owner: str, memory: str, offset: int = 0, limit: int = 50, where: dict[str, Any] | None = None
+    ) -> ItemPage:
         if offset < 0:
             raise AgentError("offset must not be negative", field="offset")
         if not 1 <= limit <= 1000:
@@ -280,8 +331,16 @@ class MemoryStore:
             result = col.get(ids=[item_id], include=["documents", "metadatas"])
         return result
 
-    def update(self, owner: str, memory: str, item_id: str, text: str | None = None,
-               metadata: dict[str, Scalar] | None = None, chunk_size: int = 1000, chunk_overlap: int = 200) -> list[str]:
+    def update(
+        self,
+        owner: str,
+        memory: str,
+        item_id: str,
+        text: str | None = None,
+        metadata: dict[str, Scalar] | None = None,
+        chunk_size: int = 1000,
+        chunk_overlap: int = 200,
+    ) -> list[str]:
         """Change a document's (or one chunk's) text and/or metadata; new text is re-embedded."""
         _validate_id(item_id, "id")
         if text is None and metadata is None:
@@ -304,16 +363,22 @@ class MemoryStore:
                 self._upsert(col, [item_id], vectors, [text.strip()], [meta])
                 return [item_id]
             created = first_meta.get(CREATED_KEY)
-            ids = self.write(owner, memory, [DocumentIn(id=doc_id, text=text, metadata=merged or {})],
-                             chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+            ids = self.write(
+                owner,
+                memory,
+                [DocumentIn(id=doc_id, text=text, metadata=merged or {})],
+                chunk_size=chunk_size,
+                chunk_overlap=chunk_overlap,
+            )
             if created is not None:
                 col.update(ids=ids, metadatas=[{CREATED_KEY: created}] * len(ids))
             return ids
         col.update(ids=current["ids"], metadatas=[{**(m or {}), **(metadata or {})} for m in current["metadatas"]])
         return list(current["ids"])
 
-    def delete(self, owner: str, memory: str, ids: Iterable[str] | None = None,
-               where: dict[str, Any] | None = None) -> list[str]:
+    def delete(
+        self, owner: str, memory: str, ids: Iterable[str] | None = None, where: dict[str, Any] | None = None
+    ) -> list[str]:
         """Delete by ids (a document id removes all its chunks) and/or by filter; returns the ids removed."""
         ids = [_validate_id(i, "ids") for i in (ids or [])]
         where = normalize_filter(where)
@@ -328,7 +393,7 @@ class MemoryStore:
             doomed += col.get(where=where, include=[])["ids"]
         doomed = list(dict.fromkeys(doomed))
         for i in range(0, len(doomed), 5000):
-            col.delete(ids=doomed[i:i + 5000])
+            col.delete(ids=doomed[i : i + 5000])
         return doomed
 
 
@@ -340,11 +405,16 @@ def chroma_client(settings: Settings) -> ClientAPI:
         if url.scheme not in {"http", "https"} or not url.hostname:
             raise ValueError(f"CXMPUTE_CHROMA_URL must be an http(s) URL, got {settings.chroma_url!r}")
         try:
-            return chromadb.HttpClient(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
-                                       ssl=url.scheme == "https", settings=chroma_settings)
+            return chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 80),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
         except ValueError as exc:  # chromadb's way of saying the server did not answer
-            raise AgentError(f"the memory service at {settings.chroma_url} is unreachable: {exc}",
-                             field="memory", status_code=503) from None
+            raise AgentError(
+                f"the memory service at {settings.chroma_url} is unreachable: {exc}", field="memory", status_code=503
+            ) from None
     path = settings.data_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings)

@@ -6,7 +6,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -66,8 +66,9 @@ class ThreadWindow(BaseModel):
 
 
 def _entry(row: ThreadEntryRow) -> ThreadEntry:
-    return ThreadEntry(seq=row.seq, role=row.role, content=row.content, metadata=row.meta or {},
-                       created_at=row.created_at)
+    return ThreadEntry(
+        seq=row.seq, role=row.role, content=row.content, metadata=row.meta or {}, created_at=row.created_at
+    )
 
 
 class ThreadLog:
@@ -95,21 +96,34 @@ class ThreadLog:
                     lock = _THREAD_LOCKS.get(s.get_bind().dialect.name)
                     if lock is not None:
                         lock(s, owner, thread)
-                    last = s.scalar(select(func.max(ThreadEntryRow.seq))
-                                    .where(ThreadEntryRow.owner == owner, ThreadEntryRow.thread == thread))
+                    last = s.scalar(
+                        select(func.max(ThreadEntryRow.seq)).where(
+                            ThreadEntryRow.owner == owner, ThreadEntryRow.thread == thread
+                        )
+                    )
                     start = -1 if last is None else last
-                    now = datetime.now(timezone.utc)
-                    rows = [ThreadEntryRow(owner=owner, thread=thread, seq=start + 1 + i, role=e.role,
-                                           content=e.content, meta=e.metadata, created_at=now)
-                            for i, e in enumerate(entries)]
+                    now = datetime.now(UTC)
+                    rows = [
+                        ThreadEntryRow(
+                            owner=owner,
+                            thread=thread,
+                            seq=start + 1 + i,
+                            role=e.role,
+                            content=e.content,
+                            meta=e.metadata,
+                            created_at=now,
+                        )
+                        for i, e in enumerate(entries)
+                    ]
                     s.add_all(rows)
                     s.flush()
                     return [_entry(r) for r in rows]
             except IntegrityError:
                 attempt += 1
                 if attempt >= APPEND_ATTEMPTS:
-                    raise AgentError("the thread is being written concurrently; try again", field="thread",
-                                     status_code=409) from None
+                    raise AgentError(
+                        "the thread is being written concurrently; try again", field="thread", status_code=409
+                    ) from None
                 time.sleep(random.uniform(0, 0.01 * attempt))
 
     def read(self, owner: str, thread: str, last: int | None = None, before_seq: int | None = None) -> ThreadWindow:
@@ -127,6 +141,10 @@ class ThreadLog:
 
     def threads(self, owner: str) -> list[ThreadInfo]:
         with self._session() as s:
-            rows = s.execute(select(ThreadEntryRow.thread, func.count()).where(ThreadEntryRow.owner == owner)
-                             .group_by(ThreadEntryRow.thread).order_by(ThreadEntryRow.thread)).all()
+            rows = s.execute(
+                select(ThreadEntryRow.thread, func.count())
+                .where(ThreadEntryRow.owner == owner)
+                .group_by(ThreadEntryRow.thread)
+                .order_by(ThreadEntryRow.thread)
+            ).all()
         return [ThreadInfo(thread=t, count=c) for t, c in rows]

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from cxmpute.client import PlatformClient
 
-app = typer.Typer(help="Keep API keys, bot tokens and webhook URLs encrypted; agents read them by name.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Keep API keys, bot tokens and webhook URLs encrypted; agents read them by name.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -23,8 +24,10 @@ def _path(name: str) -> str:
 
 
 @app.command("set")
-def set_secret(name: str = typer.Argument(..., help="Secret name, e.g. telegram_bot_token"),
-               stdin: bool = typer.Option(False, "--stdin", help="Read the value from standard input")) -> None:
+def set_secret(
+    name: str = typer.Argument(..., help="Secret name, e.g. telegram_bot_token"),
+    stdin: bool = typer.Option(False, "--stdin", help="Read the value from standard input"),
+) -> None:
     """Create or replace a secret."""
     value = sys.stdin.read().strip() if stdin else typer.prompt("Value", hide_input=True)
     with PlatformClient() as platform:

@@ -18,8 +18,9 @@ class SealBroken(Exception):
 
 def derive_key(platform_secret: str) -> bytes:
     # A purpose-bound key: the same platform secret also signs tokens, so it is never used directly.
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cxmpute-secrets-v1",
-                info=b"account secret store").derive(platform_secret.encode())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"cxmpute-secrets-v1", info=b"account secret store").derive(
+        platform_secret.encode()
+    )
 
 
 def seal(key: bytes, value: str, binding: bytes) -> bytes:

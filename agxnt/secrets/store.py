@@ -42,15 +42,19 @@ class SecretInfo(BaseModel):
 
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
-        raise AgentError("secret name must start with a letter or '_' and hold at most 100 letters, digits, "
-                         "'_', '.' or '-'", field="name", status_code=422)
+        raise AgentError(
+            "secret name must start with a letter or '_' and hold at most 100 letters, digits, '_', '.' or '-'",
+            field="name",
+            status_code=422,
+        )
     return name
 
 
 def check_value(value: str) -> str:
     if not MIN_VALUE_CHARS <= len(value) <= MAX_VALUE_CHARS:
-        raise AgentError(f"secret value must be {MIN_VALUE_CHARS} to {MAX_VALUE_CHARS} characters",
-                         field="value", status_code=422)
+        raise AgentError(
+            f"secret value must be {MIN_VALUE_CHARS} to {MAX_VALUE_CHARS} characters", field="value", status_code=422
+        )
     return value
 
 
@@ -118,8 +122,11 @@ class SecretStore:
             try:
                 values[row.name] = unseal(self._key, row.ciphertext, _binding(owner, row.name))
             except SealBroken:
-                raise AgentError(f"secret {row.name!r} cannot be decrypted with this platform's secret key; "
-                                 "set it again", field=row.name, status_code=409) from None
+                raise AgentError(
+                    f"secret {row.name!r} cannot be decrypted with this platform's secret key; set it again",
+                    field=row.name,
+                    status_code=409,
+                ) from None
         register_values(values.values())
         return values
 

@@ -66,8 +66,11 @@ class Message(BaseModel):
 
 class DiscordInput(BaseModel):
     action: Literal["post", "read"] = Field("post", description="post a message, or read a channel's recent ones")
-    channel_id: str | None = Field(None, pattern=SNOWFLAKE, description="Channel to post to as the bot, or to "
-                                   "read; posting without it goes through the webhook")
+    channel_id: str | None = Field(
+        None,
+        pattern=SNOWFLAKE,
+        description="Channel to post to as the bot, or to read; posting without it goes through the webhook",
+    )
     content: str = Field("", max_length=2000, description="Message text")
     embeds: list[Embed] = Field(default_factory=list, max_length=10)
     attachments: list[Attachment] = Field(default_factory=list, max_length=10)
@@ -86,11 +89,16 @@ class DiscordOutput(BaseModel):
 
 def _message(data: dict[str, Any]) -> Message:
     return Message(
-        id=str(data["id"]), channel_id=str(data.get("channel_id", "")), content=data.get("content", ""),
-        author=(data.get("author") or {}).get("username"), timestamp=data.get("timestamp"),
+        id=str(data["id"]),
+        channel_id=str(data.get("channel_id", "")),
+        content=data.get("content", ""),
+        author=(data.get("author") or {}).get("username"),
+        timestamp=data.get("timestamp"),
         embeds=data.get("embeds", []),
-        attachments=[DiscordAttachment(id=str(a["id"]), filename=a.get("filename", ""), url=a.get("url"),
-                                       size=a.get("size")) for a in data.get("attachments", [])],
+        attachments=[
+            DiscordAttachment(id=str(a["id"]), filename=a.get("filename", ""), url=a.get("url"), size=a.get("size"))
+            for a in data.get("attachments", [])
+        ],
     )
 
 
@@ -104,23 +112,33 @@ class DiscordAgent(SocialAgent):
     actions: ClassVar[dict[str, str]] = {"post": "post", "read": "read"}
 
     def _bot(self, input: DiscordInput, ctx: AgentContext) -> Service:
-        return Service("Discord", ctx.settings.discord_api_url, "bot_token_secret",
-                       headers={"Authorization": f"Bot {ctx.secret(input.bot_token_secret)}"})
+        return Service(
+            "Discord",
+            ctx.settings.discord_api_url,
+            "bot_token_secret",
+            headers={"Authorization": f"Bot {ctx.secret(input.bot_token_secret)}"},
+        )
 
     def _webhook_path(self, input: DiscordInput, ctx: AgentContext) -> str:
         # Only the id and token are taken from the URL: requests always go to the configured API base.
         match = WEBHOOK_URL.search(ctx.secret(input.webhook_secret))
         if match is None:
-            raise AgentError(f"the secret {input.webhook_secret!r} is not a Discord webhook URL "
-                             "(https://discord.com/api/webhooks/<id>/<token>)", field="webhook_secret",
-                             status_code=422)
+            raise AgentError(
+                f"the secret {input.webhook_secret!r} is not a Discord webhook URL "
+                "(https://discord.com/api/webhooks/<id>/<token>)",
+                field="webhook_secret",
+                status_code=422,
+            )
         return f"/webhooks/{match[1]}/{match[2]}"
 
     def _payload(self, input: DiscordInput) -> dict[str, Any]:
         if not (input.content or input.embeds or input.attachments):
             raise AgentError("a post needs content, embeds or attachments", field="content", status_code=422)
-        payload: dict[str, Any] = {"content": input.content, "embeds": [e.wire() for e in input.embeds],
-                                   "allowed_mentions": {"parse": []}}
+        payload: dict[str, Any] = {
+            "content": input.content,
+            "embeds": [e.wire() for e in input.embeds],
+            "allowed_mentions": {"parse": []},
+        }
         if input.attachments:
             payload["attachments"] = [{"id": i, "filename": a.filename} for i, a in enumerate(input.attachments)]
         return payload
@@ -137,17 +155,31 @@ class DiscordAgent(SocialAgent):
         if input.channel_id:
             if input.reply_to:
                 payload["message_reference"] = {"message_id": input.reply_to, "fail_if_not_exists": False}
-            data = await call(self._bot(input, ctx), ctx, "POST", f"/channels/{input.channel_id}/messages",
-                              not_found_field="channel_id", **self._body(input, payload))
+            data = await call(
+                self._bot(input, ctx),
+                ctx,
+                "POST",
+                f"/channels/{input.channel_id}/messages",
+                not_found_field="channel_id",
+                **self._body(input, payload),
+            )
         else:
             if input.reply_to:
-                raise AgentError("replies need channel_id (a bot post); webhooks cannot reply", field="reply_to",
-                                 status_code=422)
+                raise AgentError(
+                    "replies need channel_id (a bot post); webhooks cannot reply", field="reply_to", status_code=422
+                )
             if input.username:
                 payload["username"] = input.username
             service = Service("Discord", ctx.settings.discord_api_url, "webhook_secret")
-            data = await call(service, ctx, "POST", self._webhook_path(input, ctx), params={"wait": "true"},
-                              not_found_field="webhook_secret", **self._body(input, payload))
+            data = await call(
+                service,
+                ctx,
+                "POST",
+                self._webhook_path(input, ctx),
+                params={"wait": "true"},
+                not_found_field="webhook_secret",
+                **self._body(input, payload),
+            )
         return DiscordOutput(posted=_message(data))
 
     async def read(self, input: DiscordInput, ctx: AgentContext) -> DiscordOutput:
@@ -160,8 +192,9 @@ class DiscordAgent(SocialAgent):
             params = {"limit": min(PAGE_SIZE, input.limit - len(messages))}
             if before:
                 params["before"] = before
-            page = await call(bot, ctx, "GET", f"/channels/{input.channel_id}/messages", params=params,
-                              not_found_field="channel_id")
+            page = await call(
+                bot, ctx, "GET", f"/channels/{input.channel_id}/messages", params=params, not_found_field="channel_id"
+            )
             messages.extend(_message(m) for m in page)
             if len(page) < params["limit"]:
                 break

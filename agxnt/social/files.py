@@ -33,8 +33,11 @@ class Attachment(BaseModel):
             try:
                 raw = base64.b64decode(self.content_base64 or "", validate=True)
             except binascii.Error:
-                raise AgentError(f"{self.filename}: content_base64 is not valid base64",
-                                 field=f"{field}.content_base64", status_code=422) from None
+                raise AgentError(
+                    f"{self.filename}: content_base64 is not valid base64",
+                    field=f"{field}.content_base64",
+                    status_code=422,
+                ) from None
         if len(raw) > MAX_FILE_BYTES:
             raise AgentError(f"{self.filename}: larger than {MAX_FILE_BYTES} bytes", field=field, status_code=422)
         return raw

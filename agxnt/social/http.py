@@ -100,13 +100,13 @@ def _json(response: httpx.Response) -> Any:
         return None
 
 
-async def call(service: Service, ctx: AgentContext, method: str, path: str, *, not_found_field: str | None = None,
-               **kwargs: Any) -> Any:
+async def call(
+    service: Service, ctx: AgentContext, method: str, path: str, *, not_found_field: str | None = None, **kwargs: Any
+) -> Any:
     """Send one request and return its JSON body; retries 429 and 5xx up to the configured limit."""
     settings = ctx.settings
     attempts = settings.social_max_retries + 1
-    async with ctx.services.http(base_url=service.base_url, headers=service.headers,
-                                 timeout=service.timeout) as client:
+    async with ctx.services.http(base_url=service.base_url, headers=service.headers, timeout=service.timeout) as client:
         for attempt in range(attempts):
             ctx.check_cancelled()
             last = attempt == attempts - 1
@@ -114,8 +114,9 @@ async def call(service: Service, ctx: AgentContext, method: str, path: str, *, n
                 response = await client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if last:
-                    raise ServiceFailed(f"{service.name} could not be reached after {attempts} attempts: "
-                                        f"{type(exc).__name__}") from None
+                    raise ServiceFailed(
+                        f"{service.name} could not be reached after {attempts} attempts: {type(exc).__name__}"
+                    ) from None
                 await asyncio.sleep(BACKOFF_S * 2**attempt)
                 continue
             status = response.status_code
@@ -125,19 +126,22 @@ async def call(service: Service, ctx: AgentContext, method: str, path: str, *, n
                 wait = retry_after(response)
                 wait = BACKOFF_S * 2**attempt if wait is None else wait
                 if last or wait > settings.social_max_retry_wait_s:
-                    raise RateLimited(f"{service.name} rate limit: retry after {wait:.0f} s "
-                                      f"({error_message(response)})") from None
+                    raise RateLimited(
+                        f"{service.name} rate limit: retry after {wait:.0f} s ({error_message(response)})"
+                    ) from None
                 await asyncio.sleep(wait)
                 continue
             if status in TRANSIENT:
                 if last:
-                    raise ServiceFailed(f"{service.name} failed with HTTP {status} after {attempts} attempts: "
-                                        f"{error_message(response)}") from None
+                    raise ServiceFailed(
+                        f"{service.name} failed with HTTP {status} after {attempts} attempts: {error_message(response)}"
+                    ) from None
                 # Only Retry-After counts here: Twitter sends its rate-limit reset on every answer,
                 # and that is no reason to wait out a window after a server error.
                 wait = _retry_after_header(response)
-                await asyncio.sleep(min(BACKOFF_S * 2**attempt if wait is None else wait,
-                                        settings.social_max_retry_wait_s))
+                await asyncio.sleep(
+                    min(BACKOFF_S * 2**attempt if wait is None else wait, settings.social_max_retry_wait_s)
+                )
                 continue
             raise _permanent(service, response, not_found_field)
     raise ServiceFailed(f"{service.name} gave no answer")  # the loop above always returns or raises
@@ -155,11 +159,17 @@ def _body(service: Service, response: httpx.Response) -> Any:
 def _permanent(service: Service, response: httpx.Response, not_found_field: str | None) -> AgentError:
     status, message = response.status_code, error_message(response)
     if status == 401:
-        return AgentError(f"{service.name} rejected the credentials in the secret named by {service.secret_field!r} "
-                          f"(HTTP 401: {message})", field=service.secret_field)
+        return AgentError(
+            f"{service.name} rejected the credentials in the secret named by {service.secret_field!r} "
+            f"(HTTP 401: {message})",
+            field=service.secret_field,
+        )
     if status == 403:
-        return AgentError(f"{service.name} refused: the credentials lack permission (HTTP 403: {message})",
-                          field=service.secret_field, status_code=403)
+        return AgentError(
+            f"{service.name} refused: the credentials lack permission (HTTP 403: {message})",
+            field=service.secret_field,
+            status_code=403,
+        )
     if status == 404:
         return NotFound(f"{service.name}: not found ({message})", field=not_found_field)
     return AgentError(f"{service.name} refused the request (HTTP {status}: {message})", field=not_found_field)

@@ -34,8 +34,9 @@ class Update(BaseModel):
 
 class TelegramInput(BaseModel):
     action: Literal["send_message", "send_photo", "send_document", "reply", "get_updates"] = Field(
-        "send_message", description="send_message, send_photo, send_document, reply (to `reply_to`), or "
-                                    "get_updates (long polling)")
+        "send_message",
+        description="send_message, send_photo, send_document, reply (to `reply_to`), or get_updates (long polling)",
+    )
     chat_id: str | None = Field(None, pattern=r"^(-?\d{1,20}|@\w{5,32})$", description="Chat id or @channel")
     text: str = Field("", max_length=4096, description="Message text, or caption of a photo or document")
     parse_mode: Literal["HTML", "MarkdownV2"] | None = None
@@ -57,8 +58,12 @@ class TelegramOutput(BaseModel):
 def _message(data: dict[str, Any]) -> TelegramMessage:
     reply = data.get("reply_to_message") or {}
     return TelegramMessage(
-        message_id=data["message_id"], chat_id=data.get("chat", {}).get("id", ""), date=data.get("date"),
-        text=data.get("text"), caption=data.get("caption"), from_username=(data.get("from") or {}).get("username"),
+        message_id=data["message_id"],
+        chat_id=data.get("chat", {}).get("id", ""),
+        date=data.get("date"),
+        text=data.get("text"),
+        caption=data.get("caption"),
+        from_username=(data.get("from") or {}).get("username"),
         reply_to_message_id=reply.get("message_id"),
     )
 
@@ -70,15 +75,19 @@ class TelegramAgent(SocialAgent):
     Input = TelegramInput
     Output = TelegramOutput
     resources = Resources(network=True, secrets=("telegram_bot_token",))
-    actions: ClassVar[dict[str, str]] = {"send_message": "send_message", "reply": "send_message",
-                                         "send_photo": "send_photo", "send_document": "send_document",
-                                         "get_updates": "get_updates"}
+    actions: ClassVar[dict[str, str]] = {
+        "send_message": "send_message",
+        "reply": "send_message",
+        "send_photo": "send_photo",
+        "send_document": "send_document",
+        "get_updates": "get_updates",
+    }
 
-    async def _method(self, input: TelegramInput, ctx: AgentContext, method: str, *, timeout: float | None = None,
-                      **kwargs: Any) -> Any:
+    async def _method(
+        self, input: TelegramInput, ctx: AgentContext, method: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         token = ctx.secret(input.token_secret)
-        service = Service("Telegram", f"{ctx.settings.telegram_api_url}/bot{token}", "token_secret",
-                          timeout=timeout)
+        service = Service("Telegram", f"{ctx.settings.telegram_api_url}/bot{token}", "token_secret", timeout=timeout)
         body = await call(service, ctx, "POST", f"/{method}", not_found_field="chat_id", **kwargs)
         if not body.get("ok"):
             raise ServiceFailed(f"Telegram {method} failed: {body.get('description', 'no result')}")
@@ -104,8 +113,9 @@ class TelegramAgent(SocialAgent):
 
     async def _send_file(self, input: TelegramInput, ctx: AgentContext, method: str, kind: str) -> TelegramOutput:
         if (input.file is None) == (input.file_ref is None):
-            raise AgentError(f"give exactly one of file or file_ref for action {input.action!r}", field="file",
-                             status_code=422)
+            raise AgentError(
+                f"give exactly one of file or file_ref for action {input.action!r}", field="file", status_code=422
+            )
         if len(input.text) > 1024:
             raise AgentError("a caption holds at most 1024 characters", field="text", status_code=422)
         fields = {**self._chat(input), "caption": input.text} if input.text else self._chat(input)
@@ -124,12 +134,11 @@ class TelegramAgent(SocialAgent):
         return await self._send_file(input, ctx, "sendDocument", "document")
 
     async def get_updates(self, input: TelegramInput, ctx: AgentContext) -> TelegramOutput:
-        params: dict[str, Any] = {"limit": input.limit, "timeout": input.poll_seconds,
-                                  "allowed_updates": ["message"]}
+        params: dict[str, Any] = {"limit": input.limit, "timeout": input.poll_seconds, "allowed_updates": ["message"]}
         if input.offset is not None:
             params["offset"] = input.offset
-        result = await self._method(input, ctx, "getUpdates", json=params,
-                                    timeout=input.poll_seconds + POLL_MARGIN_S)
-        updates = [Update(update_id=u["update_id"], message=_message(u["message"]) if "message" in u else None)
-                   for u in result]
+        result = await self._method(input, ctx, "getUpdates", json=params, timeout=input.poll_seconds + POLL_MARGIN_S)
+        updates = [
+            Update(update_id=u["update_id"], message=_message(u["message"]) if "message" in u else None) for u in result
+        ]
         return TelegramOutput(updates=updates, next_offset=updates[-1].update_id + 1 if updates else input.offset)

@@ -29,8 +29,10 @@ class Tweet(BaseModel):
 
 class TwitterInput(BaseModel):
     action: Literal["post", "reply", "search", "timeline"] = Field(
-        "post", description="post: a new post; reply: answer `reply_to`; search: recent posts matching `query`; "
-                            "timeline: latest posts of `username`")
+        "post",
+        description="post: a new post; reply: answer `reply_to`; search: recent posts matching `query`; "
+        "timeline: latest posts of `username`",
+    )
     text: str = Field("", max_length=4000, description="Post text (post, reply)")
     reply_to: str | None = Field(None, pattern=TWEET_ID, description="Post id to answer (reply)")
     media: list[Attachment] = Field(default_factory=list, max_length=4, description="Images or video to attach")
@@ -56,8 +58,12 @@ class TwitterAgent(SocialAgent):
     actions: ClassVar[dict[str, str]] = {"post": "post", "reply": "post", "search": "search", "timeline": "timeline"}
 
     def _api(self, input: TwitterInput, ctx: AgentContext) -> Service:
-        return Service("Twitter", ctx.settings.twitter_api_url, "token_secret",
-                       headers={"Authorization": f"Bearer {ctx.secret(input.token_secret)}"})
+        return Service(
+            "Twitter",
+            ctx.settings.twitter_api_url,
+            "token_secret",
+            headers={"Authorization": f"Bearer {ctx.secret(input.token_secret)}"},
+        )
 
     async def post(self, input: TwitterInput, ctx: AgentContext) -> TwitterOutput:
         if not (input.text or input.media):
@@ -75,21 +81,36 @@ class TwitterAgent(SocialAgent):
         return TwitterOutput(posted=Tweet(**data["data"]), media_ids=media_ids)
 
     async def _upload(self, api: Service, ctx: AgentContext, media: Attachment, field: str) -> str:
-        category = ("tweet_video" if media.content_type.startswith("video/")
-                    else "tweet_gif" if media.content_type == "image/gif" else "tweet_image")
-        data = await call(api, ctx, "POST", "/media/upload", files={"media": media.upload(field)},
-                          data={"media_category": category, "media_type": media.content_type})
+        category = (
+            "tweet_video"
+            if media.content_type.startswith("video/")
+            else "tweet_gif"
+            if media.content_type == "image/gif"
+            else "tweet_image"
+        )
+        data = await call(
+            api,
+            ctx,
+            "POST",
+            "/media/upload",
+            files={"media": media.upload(field)},
+            data={"media_category": category, "media_type": media.content_type},
+        )
         return str(data["data"]["id"])
 
-    async def _paged(self, input: TwitterInput, ctx: AgentContext, path: str, params: dict[str, Any],
-                     token_param: str, field: str) -> list[Tweet]:
+    async def _paged(
+        self, input: TwitterInput, ctx: AgentContext, path: str, params: dict[str, Any], token_param: str, field: str
+    ) -> list[Tweet]:
         api = self._api(input, ctx)
         low, high = PAGE_BOUNDS[input.action]
         tweets: list[Tweet] = []
         token = None
         for _ in ctx.iterate(-(-input.max_results // high)):
-            page = {**params, "tweet.fields": TWEET_FIELDS,
-                    "max_results": max(low, min(high, input.max_results - len(tweets)))}
+            page = {
+                **params,
+                "tweet.fields": TWEET_FIELDS,
+                "max_results": max(low, min(high, input.max_results - len(tweets))),
+            }
             if token:
                 page[token_param] = token
             body = await call(api, ctx, "GET", path, params=page, not_found_field=field)
@@ -102,18 +123,17 @@ class TwitterAgent(SocialAgent):
     async def search(self, input: TwitterInput, ctx: AgentContext) -> TwitterOutput:
         if not input.query:
             raise AgentError("query is required for action 'search'", field="query", status_code=422)
-        tweets = await self._paged(input, ctx, "/tweets/search/recent", {"query": input.query}, "next_token",
-                                   "query")
+        tweets = await self._paged(input, ctx, "/tweets/search/recent", {"query": input.query}, "next_token", "query")
         return TwitterOutput(tweets=tweets)
 
     async def timeline(self, input: TwitterInput, ctx: AgentContext) -> TwitterOutput:
         if not input.username:
             raise AgentError("username is required for action 'timeline'", field="username", status_code=422)
         handle = input.username.lstrip("@")
-        user = await call(self._api(input, ctx), ctx, "GET", f"/users/by/username/{handle}",
-                          not_found_field="username")
+        user = await call(self._api(input, ctx), ctx, "GET", f"/users/by/username/{handle}", not_found_field="username")
         if "data" not in user:  # X answers 200 with an errors list for an unknown handle
             raise NotFound(f"no X account named {handle!r}", field="username")
-        tweets = await self._paged(input, ctx, f"/users/{user['data']['id']}/tweets", {}, "pagination_token",
-                                   "username")
+        tweets = await self._paged(
+            input, ctx, f"/users/{user['data']['id']}/tweets", {}, "pagination_token", "username"
+        )
         return TwitterOutput(tweets=tweets)

@@ -65,8 +65,10 @@ class Segment(BaseModel):
 
 class YouTubeInput(BaseModel):
     action: Literal["video", "uploads", "search", "transcript"] = Field(
-        "video", description="video: details of `video`; uploads: a channel's latest uploads; search: videos "
-                             "matching `query`; transcript: the captions of `video`")
+        "video",
+        description="video: details of `video`; uploads: a channel's latest uploads; search: videos "
+        "matching `query`; transcript: the captions of `video`",
+    )
     video: str | None = Field(None, description="Video id or URL (video, transcript)")
     channel_id: str | None = Field(None, max_length=64, description="Channel id, UC... (uploads)")
     query: str | None = Field(None, max_length=500, description="Search terms (search)")
@@ -94,12 +96,17 @@ def _video(item: dict[str, Any], vid: str) -> Video:
     thumbs = snippet.get("thumbnails", {})
     best = next((thumbs[k]["url"] for k in ("maxres", "high", "medium", "default") if k in thumbs), None)
     return Video(
-        id=vid, url=_watch_url(vid), title=snippet.get("title", ""),
-        description=snippet.get("description", ""), channel_id=snippet.get("channelId", ""),
-        channel_title=snippet.get("channelTitle", ""), published_at=snippet.get("publishedAt"),
+        id=vid,
+        url=_watch_url(vid),
+        title=snippet.get("title", ""),
+        description=snippet.get("description", ""),
+        channel_id=snippet.get("channelId", ""),
+        channel_title=snippet.get("channelTitle", ""),
+        published_at=snippet.get("publishedAt"),
         duration=item.get("contentDetails", {}).get("duration"),
         view_count=int(stats["viewCount"]) if "viewCount" in stats else None,
-        like_count=int(stats["likeCount"]) if "likeCount" in stats else None, thumbnail=best,
+        like_count=int(stats["likeCount"]) if "likeCount" in stats else None,
+        thumbnail=best,
     )
 
 
@@ -110,13 +117,21 @@ class YouTubeAgent(SocialAgent):
     Input = YouTubeInput
     Output = YouTubeOutput
     resources = Resources(network=True, secrets=("youtube_api_key",))
-    actions: ClassVar[dict[str, str]] = {"video": "details", "uploads": "uploads", "search": "search",
-                                         "transcript": "transcript"}
+    actions: ClassVar[dict[str, str]] = {
+        "video": "details",
+        "uploads": "uploads",
+        "search": "search",
+        "transcript": "transcript",
+    }
 
     def _api(self, input: YouTubeInput, ctx: AgentContext) -> Service:
         # The key travels in a header, not the query string, so it never lands in a logged URL.
-        return Service("YouTube", ctx.settings.youtube_api_url, "api_key_secret",
-                       headers={"X-Goog-Api-Key": ctx.secret(input.api_key_secret)})
+        return Service(
+            "YouTube",
+            ctx.settings.youtube_api_url,
+            "api_key_secret",
+            headers={"X-Goog-Api-Key": ctx.secret(input.api_key_secret)},
+        )
 
     def _video_ref(self, input: YouTubeInput) -> str:
         if not input.video:
@@ -125,16 +140,22 @@ class YouTubeAgent(SocialAgent):
 
     async def details(self, input: YouTubeInput, ctx: AgentContext) -> YouTubeOutput:
         vid = self._video_ref(input)
-        body = await call(self._api(input, ctx), ctx, "GET", "/videos",
-                          params={"part": "snippet,contentDetails,statistics", "id": vid})
+        body = await call(
+            self._api(input, ctx),
+            ctx,
+            "GET",
+            "/videos",
+            params={"part": "snippet,contentDetails,statistics", "id": vid},
+        )
         items = body.get("items", [])
         if not items:
             raise NotFound(f"no YouTube video with id {vid!r}", field="video")
         video = _video(items[0], vid)
         return YouTubeOutput(videos=[video], video_url=video.url)
 
-    async def _paged(self, input: YouTubeInput, ctx: AgentContext, path: str, params: dict[str, Any],
-                     field: str) -> list[Video]:
+    async def _paged(
+        self, input: YouTubeInput, ctx: AgentContext, path: str, params: dict[str, Any], field: str
+    ) -> list[Video]:
         api = self._api(input, ctx)
         videos: list[Video] = []
         token = None
@@ -155,21 +176,29 @@ class YouTubeAgent(SocialAgent):
     async def uploads(self, input: YouTubeInput, ctx: AgentContext) -> YouTubeOutput:
         if not input.channel_id:
             raise AgentError("channel_id is required for action 'uploads'", field="channel_id", status_code=422)
-        body = await call(self._api(input, ctx), ctx, "GET", "/channels",
-                          params={"part": "contentDetails", "id": input.channel_id}, not_found_field="channel_id")
+        body = await call(
+            self._api(input, ctx),
+            ctx,
+            "GET",
+            "/channels",
+            params={"part": "contentDetails", "id": input.channel_id},
+            not_found_field="channel_id",
+        )
         items = body.get("items", [])
         if not items:
             raise NotFound(f"no YouTube channel with id {input.channel_id!r}", field="channel_id")
         playlist = items[0]["contentDetails"]["relatedPlaylists"]["uploads"]
-        videos = await self._paged(input, ctx, "/playlistItems",
-                                   {"part": "snippet,contentDetails", "playlistId": playlist}, "channel_id")
+        videos = await self._paged(
+            input, ctx, "/playlistItems", {"part": "snippet,contentDetails", "playlistId": playlist}, "channel_id"
+        )
         return YouTubeOutput(videos=videos)
 
     async def search(self, input: YouTubeInput, ctx: AgentContext) -> YouTubeOutput:
         if not input.query:
             raise AgentError("query is required for action 'search'", field="query", status_code=422)
-        videos = await self._paged(input, ctx, "/search",
-                                   {"part": "snippet", "q": input.query, "type": "video"}, "query")
+        videos = await self._paged(
+            input, ctx, "/search", {"part": "snippet", "q": input.query, "type": "video"}, "query"
+        )
         return YouTubeOutput(videos=videos)
 
     async def transcript(self, input: YouTubeInput, ctx: AgentContext) -> YouTubeOutput:
@@ -178,9 +207,13 @@ class YouTubeAgent(SocialAgent):
         params = {"v": vid, "lang": input.language, "fmt": "json3"}
         body = await call(service, ctx, "GET", "/api/timedtext", params=params, not_found_field="video")
         segments = [
-            Segment(start=e.get("tStartMs", 0) / 1000, duration=e.get("dDurationMs", 0) / 1000,
-                    text="".join(s.get("utf8", "") for s in e["segs"]).strip())
-            for e in body.get("events", []) if e.get("segs")
+            Segment(
+                start=e.get("tStartMs", 0) / 1000,
+                duration=e.get("dDurationMs", 0) / 1000,
+                text="".join(s.get("utf8", "") for s in e["segs"]).strip(),
+            )
+            for e in body.get("events", [])
+            if e.get("segs")
         ]
         segments = [s for s in segments if s.text]
         if not segments:
@@ -190,5 +223,8 @@ class YouTubeAgent(SocialAgent):
         return YouTubeOutput(transcript=text, segments=segments, summary=summary, video_url=_watch_url(vid))
 
     async def _summarize(self, text: str, ctx: AgentContext) -> str:
-        return await complete(ctx, [SystemMessage(content=SUMMARY_PROMPT),
-                                    HumanMessage(content=text[:SUMMARY_INPUT_CHARS])], field="summarize")
+        return await complete(
+            ctx,
+            [SystemMessage(content=SUMMARY_PROMPT), HumanMessage(content=text[:SUMMARY_INPUT_CHARS])],
+            field="summarize",
+        )

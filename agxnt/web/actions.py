@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from agxnt.web.egress import EgressPolicy
 
-SELECTOR = "A Playwright selector: CSS (`#id`, `form button`), `text=Sign in`, or `[data-cx-id=\"4\"]`"
+SELECTOR = 'A Playwright selector: CSS (`#id`, `form button`), `text=Sign in`, or `[data-cx-id="4"]`'
 
 _TABLE_JS = """el => {
   const table = el.tagName === 'TABLE' ? el : el.querySelector('table');
@@ -86,8 +86,10 @@ class Done(BaseModel):
     answer: str = ""
 
 
-Action = Annotated[Goto | Click | TypeText | Select | Scroll | WaitFor | ExtractText | ExtractTable | Screenshot | Done,
-                   Field(discriminator="type")]
+Action = Annotated[
+    Goto | Click | TypeText | Select | Scroll | WaitFor | ExtractText | ExtractTable | Screenshot | Done,
+    Field(discriminator="type"),
+]
 action_adapter: TypeAdapter[Any] = TypeAdapter(Action)
 
 
@@ -97,8 +99,9 @@ async def screenshot(page: BrowserPage, full_page: bool = False) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
-async def perform(page: BrowserPage, action: BaseModel, policy: EgressPolicy, *, url_field: str,
-                  timeout_ms: float) -> Any:
+async def perform(
+    page: BrowserPage, action: BaseModel, policy: EgressPolicy, *, url_field: str, timeout_ms: float
+) -> Any:
     """Do one action on the page; returns what it extracted (text, table, image) or None.
 
     ``url_field`` names the input field a goto's URL came from, for the egress refusal."""

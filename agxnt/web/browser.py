@@ -30,20 +30,24 @@ from typing import Any, TypeVar
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from cxmpute.settings import Settings
-
 from agxnt.errors import AgentError
 from agxnt.untrusted import Identity, drop_to
 from agxnt.web.egress import EgressPolicy
 from agxnt.web.proxy import EgressProxy
+from cxmpute.settings import Settings
 
 log = logging.getLogger("cxmpute.agxnt.web.browser")
 
 CHROMIUM_ARGS = [
-    "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     # no speculative DNS lookups or preconnects: nothing should leave the browser that a page did not ask for
-    "--dns-prefetch-disable", "--disable-features=NetworkPrediction",
+    "--dns-prefetch-disable",
+    "--disable-features=NetworkPrediction",
     "--webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]
 # Pages get no peer connections at all: the flag above already keeps WebRTC behind the proxy, and this
@@ -128,14 +132,23 @@ class BrowserPool:
         playwright = await async_playwright().start()
         try:
             browser = await playwright.chromium.launch(
-                executable_path=executable, headless=True, args=CHROMIUM_ARGS, chromium_sandbox=True,
-                env={k: v for k, v in os.environ.items() if k in _ENV_KEPT})
+                executable_path=executable,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                chromium_sandbox=True,
+                env={k: v for k, v in os.environ.items() if k in _ENV_KEPT},
+            )
         except PlaywrightError as exc:
             await playwright.stop()
-            hint = (" (Chromium's sandbox needs unprivileged user namespaces: allow them to this user, "
-                    "e.g. with a seccomp profile that permits them)" if "sandbox" in exc.message.lower() else "")
-            raise AgentError(f"cannot start the browser at {settings.browser_executable}: {exc.message}{hint}",
-                             status_code=503) from None
+            hint = (
+                " (Chromium's sandbox needs unprivileged user namespaces: allow them to this user, "
+                "e.g. with a seccomp profile that permits them)"
+                if "sandbox" in exc.message.lower()
+                else ""
+            )
+            raise AgentError(
+                f"cannot start the browser at {settings.browser_executable}: {exc.message}{hint}", status_code=503
+            ) from None
         log.info("started Chromium %s", browser.version)
         return _Running(playwright, browser)
 
@@ -145,8 +158,9 @@ class BrowserPool:
         # "<-loopback>" stops Chromium from sending localhost past the proxy, where no policy would see it
         proxy_settings = {"server": await proxy.start(), "bypass": "<-loopback>"}
         try:
-            context = await browser.new_context(viewport=VIEWPORT, service_workers="block", accept_downloads=False,
-                                                proxy=proxy_settings)
+            context = await browser.new_context(
+                viewport=VIEWPORT, service_workers="block", accept_downloads=False, proxy=proxy_settings
+            )
         except BaseException:
             await proxy.close()
             raise
@@ -194,10 +208,14 @@ def launcher(settings: Settings, user: Identity) -> str:
     """The launcher that starts Chromium as ``user``; rewritten when the settings change it."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        raise AgentError("setpriv (util-linux) is needed to start the browser as an unprivileged user",
-                         field="untrusted_user", status_code=503)
-    script = LAUNCHER.format(user=user.name, uid=user.uid, gid=user.gid, setpriv=setpriv,
-                             chromium=shlex.quote(settings.browser_executable))
+        raise AgentError(
+            "setpriv (util-linux) is needed to start the browser as an unprivileged user",
+            field="untrusted_user",
+            status_code=503,
+        )
+    script = LAUNCHER.format(
+        user=user.name, uid=user.uid, gid=user.gid, setpriv=setpriv, chromium=shlex.quote(settings.browser_executable)
+    )
     folder = settings.data_dir / "browser"
     folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / "chromium"

@@ -13,8 +13,17 @@ from pydantic import BaseModel, Field, ValidationError
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from agxnt.web.actions import (Action, Done, ExtractTable, ExtractText, Goto, Screenshot, action_adapter, perform,
-                                screenshot)
+from agxnt.web.actions import (
+    Action,
+    Done,
+    ExtractTable,
+    ExtractText,
+    Goto,
+    Screenshot,
+    action_adapter,
+    perform,
+    screenshot,
+)
 from agxnt.web.browser import browsers
 from agxnt.web.egress import EgressDenied
 from agxnt.web.llm_io import ask, first_json
@@ -79,8 +88,9 @@ class BrowserUseAgent(Agent):
     class Input(BaseModel):
         start_url: str | None = Field(None, max_length=4000, description="Page to open first")
         actions: list[Action] = Field(default_factory=list, max_length=100, description="Steps to perform in order")
-        instruction: str | None = Field(None, max_length=4000,
-                                        description="What to do, in words; the model picks the actions")
+        instruction: str | None = Field(
+            None, max_length=4000, description="What to do, in words; the model picks the actions"
+        )
         max_steps: int = Field(15, ge=1, le=50, description="Model-chosen steps at most")
         screenshots: bool = Field(True, description="Attach a screenshot to every step")
         stop_on_error: bool = Field(True, description="Stop at the first failed step")
@@ -95,8 +105,10 @@ class BrowserUseAgent(Agent):
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         if bool(input.actions) == bool(input.instruction and input.instruction.strip()):
-            raise AgentError("give a list of actions or an instruction (one of them)",
-                             field="instruction" if input.instruction else "actions")
+            raise AgentError(
+                "give a list of actions or an instruction (one of them)",
+                field="instruction" if input.instruction else "actions",
+            )
         async with WebSession(ctx) as web:
             if input.start_url:
                 await web.policy.check(input.start_url, field="start_url")
@@ -138,8 +150,9 @@ class Driver:
         """On the browser's loop: the action itself, then where it left the page and a screenshot."""
         record = Step(index=len(self.steps), action=action.model_dump(), ok=True)
         try:
-            record.result = await perform(self.page, action, self.web.policy, url_field=url_field,
-                                          timeout_ms=self.web.timeout * 1000)
+            record.result = await perform(
+                self.page, action, self.web.policy, url_field=url_field, timeout_ms=self.web.timeout * 1000
+            )
         except PlaywrightError as exc:
             if refused := self.web.refusal(self.page.url, exc):
                 raise EgressDenied(refused, field=url_field) from None
@@ -162,8 +175,15 @@ class Driver:
                 action = action_adapter.validate_python(first_json(reply))
             except ValidationError as exc:
                 problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
-                self.steps.append(Step(index=len(self.steps), action={"reply": reply[:500]}, ok=False,
-                                       error=f"not a valid action: {problem}", url=self.page.url))
+                self.steps.append(
+                    Step(
+                        index=len(self.steps),
+                        action={"reply": reply[:500]},
+                        ok=False,
+                        error=f"not a valid action: {problem}",
+                        url=self.page.url,
+                    )
+                )
                 continue
             await self.step(action, url_field="instruction")
             self.ctx.progress((i + 1) / self.input.max_steps)
@@ -172,11 +192,20 @@ class Driver:
 
     async def observe(self, instruction: str) -> str:
         elements, text, url, title = await browsers.call(self._snapshot())
-        history = [{"action": s.action, "ok": s.ok, **({"error": s.error} if s.error else {}),
-                    **({"result": str(s.result)[:500]} if s.result is not None else {})} for s in self.steps[-8:]]
-        return (f"Instruction: {instruction}\n\nCurrent URL: {url}\nTitle: {title}\n\n"
-                f"Elements:\n{json.dumps(elements)}\n\nPage text:\n{text}\n\n"
-                f"Steps so far:\n{json.dumps(history, default=str)}\n\nYour next action (one JSON object):")
+        history = [
+            {
+                "action": s.action,
+                "ok": s.ok,
+                **({"error": s.error} if s.error else {}),
+                **({"result": str(s.result)[:500]} if s.result is not None else {}),
+            }
+            for s in self.steps[-8:]
+        ]
+        return (
+            f"Instruction: {instruction}\n\nCurrent URL: {url}\nTitle: {title}\n\n"
+            f"Elements:\n{json.dumps(elements)}\n\nPage text:\n{text}\n\n"
+            f"Steps so far:\n{json.dumps(history, default=str)}\n\nYour next action (one JSON object):"
+        )
 
     async def _snapshot(self) -> tuple[list[dict[str, Any]], str, str, str]:
         """On the browser's loop: the page's actionable elements (tagged with ids), text, URL and title."""
@@ -189,5 +218,6 @@ class Driver:
     def output(self, title: str) -> BrowserUseAgent.Output:
         # with an instruction the model may recover from a failed step, so finishing is what counts
         ok = self.finished if self.input.instruction else all(s.ok for s in self.steps)
-        return BrowserUseAgent.Output(ok=ok, steps=self.steps, extracted=self.extracted, answer=self.answer,
-                                      final_url=self.page.url, title=title)
+        return BrowserUseAgent.Output(
+            ok=ok, steps=self.steps, extracted=self.extracted, answer=self.answer, final_url=self.page.url, title=title
+        )

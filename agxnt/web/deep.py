@@ -75,14 +75,20 @@ class DeepInternetAgent(Agent):
         async with WebSession(ctx) as web:
             pages, errors = await read_pages(web, urls, render=input.render, max_chars=input.chars_per_source)
         sources = [
-            Source(n=i, url=page.url, title=page.title or candidates.get(normalize_url(page.url), ("", ""))[1],
-                   query=candidates.get(normalize_url(page.url), ("", ""))[0], excerpt=page.text)
+            Source(
+                n=i,
+                url=page.url,
+                title=page.title or candidates.get(normalize_url(page.url), ("", ""))[1],
+                query=candidates.get(normalize_url(page.url), ("", ""))[0],
+                excerpt=page.text,
+            )
             for i, page in enumerate((p for p in pages if p.text.strip()), start=1)
         ]
         if not sources:
             why = "; ".join(f"{e.url}: {e.message}" for e in errors[:3]) or "the search found nothing"
-            raise AgentError(f"no readable sources were found for this question ({why})", field="question",
-                             status_code=422)
+            raise AgentError(
+                f"no readable sources were found for this question ({why})", field="question", status_code=422
+            )
         ctx.progress(0.7, "writing")
         answer = await ask(ctx, SYNTHESIS_PROMPT, self.synthesis_prompt(question, sources), field="question")
         cited = sorted({int(n) for n in _CITATION.findall(answer) if 1 <= int(n) <= len(sources)})

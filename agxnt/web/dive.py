@@ -126,8 +126,11 @@ class Crawl:
                 self.out.unvisited = left + len(frontier)
                 break
         if self.start_error is not None:
-            raise type(self.start_error)(f"cannot read the start page: {self.start_error.message}",
-                                         field="start_url", status_code=self.start_error.status_code)
+            raise type(self.start_error)(
+                f"cannot read the start page: {self.start_error.message}",
+                field="start_url",
+                status_code=self.start_error.status_code,
+            )
         return self.out
 
     async def visit(self, url: str, depth: int) -> Page | None:
@@ -149,8 +152,16 @@ class Crawl:
             self.out.skipped.append(Skipped(url=url, reason=f"redirects to {page.url}"))
             return None
         self.seen.add(final)
-        self.out.pages.append(CrawledPage(url=page.url, depth=depth, status=page.status, title=page.title,
-                                          text=page.text[: self.input.max_chars], links=page.links))
+        self.out.pages.append(
+            CrawledPage(
+                url=page.url,
+                depth=depth,
+                status=page.status,
+                title=page.title,
+                text=page.text[: self.input.max_chars],
+                links=page.links,
+            )
+        )
         self.out.graph[page.url] = page.links
         return page
 

@@ -22,20 +22,30 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from cxmpute.settings import Settings
-
 from agxnt.errors import Forbidden
+from cxmpute.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOWED_SCHEMES = ("http", "https")
 
 # Cloud metadata services answer on these even where they are not in a "private" range.
-_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
-             ipaddress.ip_address("100.100.100.200")}
+_METADATA = {
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("fd00:ec2::254"),
+    ipaddress.ip_address("100.100.100.200"),
+}
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432, "mysql": 3306,
-                  "mariadb": 3306, "redis": 6379, "rediss": 6379}
+_DEFAULT_PORTS = {
+    "http": 80,
+    "https": 443,
+    "postgresql": 5432,
+    "postgres": 5432,
+    "mysql": 3306,
+    "mariadb": 3306,
+    "redis": 6379,
+    "rediss": 6379,
+}
 
 
 class EgressDenied(Forbidden):
@@ -45,8 +55,16 @@ class EgressDenied(Forbidden):
 def is_internal(ip: IPAddress) -> bool:
     """Whether an address belongs to a private, loopback, link-local or otherwise non-public network."""
     ip = _unmapped(ip)
-    return (ip in _METADATA or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified or not ip.is_global)
+    return (
+        ip in _METADATA
+        or ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
 
 
 def _unmapped(ip: IPAddress) -> IPAddress:
@@ -104,15 +122,29 @@ class EgressPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EgressPolicy:
-        services = [settings.search_url, settings.llm_base_url, settings.youtube_api_url,
-                    settings.youtube_transcript_url, settings.discord_api_url, settings.twitter_api_url,
-                    settings.telegram_api_url]
-        internal = [settings.resolved_api_url, settings.resolved_prefect_api_url, settings.database_url,
-                    settings.dxtabase_url, settings.chroma_url, settings.chain_rpc_url]
+        services = [
+            settings.search_url,
+            settings.llm_base_url,
+            settings.youtube_api_url,
+            settings.youtube_transcript_url,
+            settings.discord_api_url,
+            settings.twitter_api_url,
+            settings.telegram_api_url,
+        ]
+        internal = [
+            settings.resolved_api_url,
+            settings.resolved_prefect_api_url,
+            settings.database_url,
+            settings.dxtabase_url,
+            settings.chroma_url,
+            settings.chain_rpc_url,
+        ]
         exempt = {f"{host}:{port}" for host, port in filter(None, map(service_address, services))}
-        return cls(allow_private=settings.web_allow_private,
-                   allowed_hosts=frozenset({h.lower() for h in settings.web_allowed_hosts} | exempt),
-                   internal=frozenset(filter(None, map(service_address, internal))))
+        return cls(
+            allow_private=settings.web_allow_private,
+            allowed_hosts=frozenset({h.lower() for h in settings.web_allowed_hosts} | exempt),
+            internal=frozenset(filter(None, map(service_address, internal))),
+        )
 
     def _exempt(self, host: str, port: int) -> bool:
         host = _normal_host(host)
@@ -122,8 +154,9 @@ class EgressPolicy:
         """Refuse anything but absolute http(s) URLs; returns (scheme, host, port)."""
         parts = urlsplit(url)
         if parts.scheme.lower() not in ALLOWED_SCHEMES:
-            raise EgressDenied(f"only http and https URLs are allowed, not {parts.scheme or 'a relative'} URL: {url}",
-                               field=field)
+            raise EgressDenied(
+                f"only http and https URLs are allowed, not {parts.scheme or 'a relative'} URL: {url}", field=field
+            )
         try:
             port = parts.port
         except ValueError:
@@ -137,15 +170,18 @@ class EgressPolicy:
         _, host, port = self.check_scheme(url, field)
         addresses = await _addresses(host, port, url, field)
         if await self._is_internal_service(host, port, addresses):
-            raise EgressDenied(f"{url} is one of the platform's internal services, which user code may not reach",
-                               field=field)
+            raise EgressDenied(
+                f"{url} is one of the platform's internal services, which user code may not reach", field=field
+            )
         if not self._exempt(host, port):
             internal = [str(a) for a in addresses if is_internal(a)]
             # One internal answer refuses the host: a mixed answer is how DNS rebinding starts.
             if internal:
                 raise EgressDenied(
                     f"{url} resolves to a private, loopback or link-local address ({', '.join(internal)}); "
-                    "agents may only reach public hosts", field=field)
+                    "agents may only reach public hosts",
+                    field=field,
+                )
         return Resolved(host=host, port=port, address=str(addresses[0]))
 
     async def _is_internal_service(self, host: str, port: int, addresses: list[IPAddress]) -> bool:
@@ -199,8 +235,13 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         extensions = dict(request.extensions)
         if request.url.scheme == "https":
             extensions["sni_hostname"] = resolved.host
-        pinned = httpx.Request(request.method, request.url.copy_with(host=resolved.address),
-                               headers=request.headers, stream=request.stream, extensions=extensions)
+        pinned = httpx.Request(
+            request.method,
+            request.url.copy_with(host=resolved.address),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
         return await self.inner.handle_async_request(pinned)
 
     async def aclose(self) -> None:

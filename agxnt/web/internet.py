@@ -25,8 +25,9 @@ async def search(ctx: AgentContext, query: str, limit: int, backend: str | None 
         return await engine.search(client, query, limit)
 
 
-async def read_pages(web: WebSession, urls: list[str], *, render: bool, max_chars: int,
-                     concurrency: int = 4) -> tuple[list[Page], list[ReadError]]:
+async def read_pages(
+    web: WebSession, urls: list[str], *, render: bool, max_chars: int, concurrency: int = 4
+) -> tuple[list[Page], list[ReadError]]:
     """Fetch several pages at once, in the given order; a page that fails is reported, not fatal."""
     gate = asyncio.Semaphore(concurrency)
 
@@ -76,7 +77,7 @@ class InternetAgent(Agent):
                 return self.Output(page=page)
             results = await search(ctx, input.query.strip(), input.max_results, input.backend)
             ctx.progress(0.5, f"{len(results)} results")
-            pages, errors = await read_pages(web, [r.url for r in results[: input.read_results]],
-                                             render=input.render, max_chars=input.max_chars)
+            pages, errors = await read_pages(
+                web, [r.url for r in results[: input.read_results]], render=input.render, max_chars=input.max_chars
+            )
         return self.Output(results=results, pages=pages, errors=errors)
-

@@ -63,20 +63,40 @@ def _fallback_text(html: str) -> str:
     return "\n".join(line.strip() for line in doc.text_content().splitlines() if line.strip())
 
 
-def page_from_html(html: str, url: str, *, status: int = 200, content_type: str = "text/html",
-                   truncated: bool = False, rendered: bool = False) -> Page:
+def page_from_html(
+    html: str,
+    url: str,
+    *,
+    status: int = 200,
+    content_type: str = "text/html",
+    truncated: bool = False,
+    rendered: bool = False,
+) -> Page:
     # dates come from the page's markup only: hunting through the prose for date-like strings doubled the
     # cost of a page and mostly found dates the text mentions, not the page's own
-    doc = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_tables=True, favor_recall=True,
-                                      date_extraction_params={"extensive_search": False})
+    doc = trafilatura.bare_extraction(
+        html,
+        url=url,
+        with_metadata=True,
+        include_tables=True,
+        favor_recall=True,
+        date_extraction_params={"extensive_search": False},
+    )
     text = (doc.text if doc is not None else None) or _fallback_text(html)
     meta = doc if doc is not None else trafilatura.extract_metadata(html, default_url=url)
     return Page(
-        url=url, status=status, content_type=content_type, text=text.strip(),
-        title=getattr(meta, "title", None), description=getattr(meta, "description", None),
-        author=getattr(meta, "author", None), date=getattr(meta, "date", None),
-        sitename=getattr(meta, "sitename", None), links=extract_links(html, url),
-        truncated=truncated, rendered=rendered,
+        url=url,
+        status=status,
+        content_type=content_type,
+        text=text.strip(),
+        title=getattr(meta, "title", None),
+        description=getattr(meta, "description", None),
+        author=getattr(meta, "author", None),
+        date=getattr(meta, "date", None),
+        sitename=getattr(meta, "sitename", None),
+        links=extract_links(html, url),
+        truncated=truncated,
+        rendered=rendered,
     )
 
 

@@ -43,7 +43,7 @@ class EgressProxy:
         self._tasks.add(task)
         try:
             await self._handle(reader, writer)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass  # a broken or refused connection ends here; the browser reports it as a network error
         finally:
             self._tasks.discard(task)
@@ -67,8 +67,9 @@ class EgressProxy:
             return await self._refuse(writer, 403, exc.message)
         try:
             upstream_r, upstream_w = await asyncio.wait_for(
-                asyncio.open_connection(resolved.address, resolved.port, limit=MAX_HEAD), self.timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+                asyncio.open_connection(resolved.address, resolved.port, limit=MAX_HEAD), self.timeout
+            )
+        except (TimeoutError, OSError) as exc:
             return await self._refuse(writer, 502, f"cannot connect to {resolved.host}:{resolved.port}: {exc}")
         try:
             if method == "CONNECT":
@@ -93,8 +94,11 @@ class EgressProxy:
     async def _refuse(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
         body = message.encode()
         reason = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}[status]
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
 
 
@@ -114,8 +118,12 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
-async def _splice(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
-                  upstream_r: asyncio.StreamReader, upstream_w: asyncio.StreamWriter) -> None:
+async def _splice(
+    client_r: asyncio.StreamReader,
+    client_w: asyncio.StreamWriter,
+    upstream_r: asyncio.StreamReader,
+    upstream_w: asyncio.StreamWriter,
+) -> None:
     """Copy both ways until the upstream side is done."""
     upload = asyncio.ensure_future(_pipe(client_r, upstream_w))
     try:

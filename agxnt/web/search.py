@@ -17,9 +17,8 @@ import lxml.html
 from lxml.etree import ParserError
 from pydantic import BaseModel
 
-from cxmpute.settings import Settings
-
 from agxnt.errors import AgentError
+from cxmpute.settings import Settings
 
 GROUP = "cxmpute.search_backends"
 
@@ -54,11 +53,13 @@ class SearchBackend(ABC):
         self.base_url = (settings.search_url or self.default_url or "").rstrip("/")
         self.api_key = settings.search_api_key
         if not self.base_url:
-            raise SearchUnavailable(f"search backend {self.name!r} needs CXMPUTE_SEARCH_URL", field="search_url",
-                                    status_code=503)
+            raise SearchUnavailable(
+                f"search backend {self.name!r} needs CXMPUTE_SEARCH_URL", field="search_url", status_code=503
+            )
         if self.needs_key and not self.api_key:
-            raise SearchUnavailable(f"search backend {self.name!r} needs CXMPUTE_SEARCH_API_KEY",
-                                    field="search_api_key", status_code=503)
+            raise SearchUnavailable(
+                f"search backend {self.name!r} needs CXMPUTE_SEARCH_API_KEY", field="search_api_key", status_code=503
+            )
 
     async def search(self, client: httpx.AsyncClient, query: str, limit: int) -> list[SearchResult]:
         try:
@@ -79,8 +80,9 @@ class SearchBackend(ABC):
         try:
             return resp.json()
         except ValueError:
-            raise SearchUnavailable(f"{self.name} search answered with something other than JSON",
-                                    field="query") from None
+            raise SearchUnavailable(
+                f"{self.name} search answered with something other than JSON", field="query"
+            ) from None
 
 
 class SearxngBackend(SearchBackend):
@@ -93,9 +95,14 @@ class SearxngBackend(SearchBackend):
 
     def _parse(self, resp: httpx.Response) -> list[SearchResult]:
         return [
-            SearchResult(title=_plain(r.get("title", "")), url=r["url"], snippet=_plain(r.get("content", "")),
-                         source=r.get("engine", self.name))
-            for r in self._json(resp).get("results", []) if isinstance(r, dict) and r.get("url")
+            SearchResult(
+                title=_plain(r.get("title", "")),
+                url=r["url"],
+                snippet=_plain(r.get("content", "")),
+                source=r.get("engine", self.name),
+            )
+            for r in self._json(resp).get("results", [])
+            if isinstance(r, dict) and r.get("url")
         ]
 
 
@@ -108,15 +115,22 @@ class BraveBackend(SearchBackend):
 
     async def _request(self, client: httpx.AsyncClient, query: str, limit: int) -> httpx.Response:
         return await client.get(
-            f"{self.base_url}/res/v1/web/search", params={"q": query, "count": min(limit, 20)},
-            headers={"Accept": "application/json", "X-Subscription-Token": self.api_key or ""})
+            f"{self.base_url}/res/v1/web/search",
+            params={"q": query, "count": min(limit, 20)},
+            headers={"Accept": "application/json", "X-Subscription-Token": self.api_key or ""},
+        )
 
     def _parse(self, resp: httpx.Response) -> list[SearchResult]:
         results = (self._json(resp).get("web") or {}).get("results", [])
         return [
-            SearchResult(title=_plain(r.get("title", "")), url=r["url"], snippet=_plain(r.get("description", "")),
-                         source=self.name)
-            for r in results if isinstance(r, dict) and r.get("url")
+            SearchResult(
+                title=_plain(r.get("title", "")),
+                url=r["url"],
+                snippet=_plain(r.get("description", "")),
+                source=self.name,
+            )
+            for r in results
+            if isinstance(r, dict) and r.get("url")
         ]
 
 
@@ -145,9 +159,14 @@ class DuckDuckGoBackend(SearchBackend):
             if not url:
                 continue
             snippet = node.xpath(".//*[contains(@class, 'result__snippet')]")
-            results.append(SearchResult(title=anchors[0].text_content().strip(), url=url,
-                                        snippet=snippet[0].text_content().strip() if snippet else "",
-                                        source=self.name))
+            results.append(
+                SearchResult(
+                    title=anchors[0].text_content().strip(),
+                    url=url,
+                    snippet=snippet[0].text_content().strip() if snippet else "",
+                    source=self.name,
+                )
+            )
         return results
 
     def _target(self, href: str) -> str | None:
@@ -169,5 +188,4 @@ def search_backend(settings: Settings, name: str | None = None) -> SearchBackend
     for ep in entry_points(group=GROUP):
         if ep.name == wanted:
             return ep.load()(settings)
-    raise AgentError(f"unknown search backend {wanted!r} (installed: {', '.join(backend_names())})",
-                     field="backend")
+    raise AgentError(f"unknown search backend {wanted!r} (installed: {', '.join(backend_names())})", field="backend")

@@ -48,8 +48,9 @@ def fill(value: Any, names: dict[str, Any], field: str) -> Any:
             return _jinja.compile_expression(whole.group(1), undefined_to_none=False)(**names)
         return _jinja.from_string(value).render(**names)
     except jinja2.UndefinedError as exc:
-        raise AgentError(f"template refers to something earlier steps did not produce: {exc.message}",
-                         field=field) from None
+        raise AgentError(
+            f"template refers to something earlier steps did not produce: {exc.message}", field=field
+        ) from None
     except jinja2.TemplateError as exc:
         raise AgentError(f"template error: {exc}", field=field) from None
 
@@ -82,11 +83,13 @@ class SequentialInternetAgent(Agent):
                 result = await agent(agent.Input.model_validate(params), ctx)
             except AgentError as exc:
                 where = f"steps.{i}.params.{exc.field}" if exc.field else f"steps.{i}"
-                raise type(exc)(f"step {i + 1} ({step.agent}): {exc.message}", field=where,
-                                status_code=exc.status_code) from None
+                raise type(exc)(
+                    f"step {i + 1} ({step.agent}): {exc.message}", field=where, status_code=exc.status_code
+                ) from None
             except ValueError as exc:  # pydantic's ValidationError: the filled-in params do not fit the agent
-                raise AgentError(f"step {i + 1} ({step.agent}) has bad params: {exc}", field=f"steps.{i}.params",
-                                 status_code=422) from None
+                raise AgentError(
+                    f"step {i + 1} ({step.agent}) has bad params: {exc}", field=f"steps.{i}.params", status_code=422
+                ) from None
             done.append(StepResult(agent=step.agent, params=params, output=result.model_dump(mode="json")))
             ctx.progress((i + 1) / len(input.steps), f"step {i + 1} of {len(input.steps)}")
         return self.Output(steps=done, last=done[-1].output)

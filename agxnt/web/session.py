@@ -13,8 +13,14 @@ from agxnt.web.browser import BrowserJob, browsers
 from agxnt.web.egress import EgressDenied
 from agxnt.web.pages import Page, normalize_url, page_from_html, page_from_text
 
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml", "application/rss+xml",
-               "application/atom+xml")
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/xhtml+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+)
 
 
 class FetchFailed(AgentError):
@@ -97,19 +103,22 @@ class WebSession:
         content_type = resp.headers.get("content-type", "").split(";")[0].strip().lower() or "text/html"
         final_url = str(resp.url)  # the host the caller named, after redirects; the pinned address stays inside
         if content_type in ("text/html", "application/xhtml+xml"):
-            return page_from_html(body, final_url, status=resp.status_code, content_type=content_type,
-                                  truncated=truncated)
+            return page_from_html(
+                body, final_url, status=resp.status_code, content_type=content_type, truncated=truncated
+            )
         if content_type.startswith(_TEXT_TYPES):
-            return page_from_text(body, final_url, status=resp.status_code, content_type=content_type,
-                                  truncated=truncated)
+            return page_from_text(
+                body, final_url, status=resp.status_code, content_type=content_type, truncated=truncated
+            )
         raise FetchFailed(f"{url} is {content_type}, not a text page", field=field, status_code=415)
 
     async def _rendered_page(self, url: str, field: str) -> Page:
         await self.policy.check(url, field)
         job = await self.browser()
         html, final_url, status = await browsers.call(self._render(job, url, field))
-        return page_from_html(html[: self.max_bytes], final_url, status=status, rendered=True,
-                              truncated=len(html) > self.max_bytes)
+        return page_from_html(
+            html[: self.max_bytes], final_url, status=status, rendered=True, truncated=len(html) > self.max_bytes
+        )
 
     async def _render(self, job: BrowserJob, url: str, field: str) -> tuple[str, str, int]:
         """On the browser's loop: load the page, let its scripts settle, return (html, final URL, status)."""

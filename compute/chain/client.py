@@ -78,15 +78,26 @@ class Chain:
             raise ComputeError("transaction failed on chain", field="tx_hash")
         confirmations = self.w3.eth.block_number - receipt["blockNumber"] + 1
         if confirmations < get_settings().chain_confirmations:
-            raise ComputeError(f"transaction has {confirmations} confirmations, needs "
-                               f"{get_settings().chain_confirmations}", field="tx_hash", status_code=409)
+            raise ComputeError(
+                f"transaction has {confirmations} confirmations, needs {get_settings().chain_confirmations}",
+                field="tx_hash",
+                status_code=409,
+            )
         if (receipt["to"] or "").lower() != self.vault.address.lower():
             raise ComputeError("transaction is not to the Cxmpute vault", field="tx_hash")
         if receipt["from"].lower() != account.lower():
             raise Forbidden("transaction was sent by another account", field="tx_hash")
         logs = getattr(self.vault.events, event)().process_receipt(receipt)
-        found = [ChainEvent(self.chain_id, receipt["transactionHash"].to_0x_hex(), int(log["logIndex"]),
-                            log["args"][_ACCOUNT_ARG[event]], int(log["args"]["amount"])) for log in logs]
+        found = [
+            ChainEvent(
+                self.chain_id,
+                receipt["transactionHash"].to_0x_hex(),
+                int(log["logIndex"]),
+                log["args"][_ACCOUNT_ARG[event]],
+                int(log["args"]["amount"]),
+            )
+            for log in logs
+        ]
         if not found:
             raise ComputeError(f"transaction has no {event} event", field="tx_hash")
         return found
@@ -103,8 +114,10 @@ class Chain:
             if method not in OPERATOR_METHODS:
                 raise Forbidden(f"{method} is not served on this chain", field="method")
             if not operator:
-                raise Forbidden(f"{method} is a development method of the embedded chain: only the platform "
-                                "operator may call it", field="method")
+                raise Forbidden(
+                    f"{method} is a development method of the embedded chain: only the platform operator may call it",
+                    field="method",
+                )
         w3 = self.w3
         with self._send_lock:
             try:
@@ -118,7 +131,8 @@ class Chain:
 
     def pay(self, to: str, amount_wei: int, reference: bytes) -> str:
         tx = self.vault.functions.pay(Web3.to_checksum_address(to), amount_wei, reference).build_transaction(
-            _tx_base(self.w3, self.operator))
+            _tx_base(self.w3, self.operator)
+        )
         with self._send_lock:
             receipt = _send(self.w3, self.operator, tx)
         if receipt["status"] != 1:
@@ -130,13 +144,33 @@ _ACCOUNT_ARG = {"Deposited": "account", "Staked": "provider"}
 
 # What a wallet, web3 or a provider worker needs: reads, gas and fee estimates, and transactions its own key
 # signed. Filters are left out: they keep state on the chain for whoever asks.
-PUBLIC_METHODS = frozenset({
-    "web3_clientVersion", "net_version", "net_listening", "eth_chainId", "eth_syncing", "eth_blockNumber",
-    "eth_getBalance", "eth_getTransactionCount", "eth_getCode", "eth_getStorageAt", "eth_call", "eth_estimateGas",
-    "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_feeHistory", "eth_getBlockByNumber", "eth_getBlockByHash",
-    "eth_getBlockTransactionCountByNumber", "eth_getBlockTransactionCountByHash", "eth_getTransactionByHash",
-    "eth_getTransactionReceipt", "eth_getLogs", "eth_sendRawTransaction",
-})
+PUBLIC_METHODS = frozenset(
+    {
+        "web3_clientVersion",
+        "net_version",
+        "net_listening",
+        "eth_chainId",
+        "eth_syncing",
+        "eth_blockNumber",
+        "eth_getBalance",
+        "eth_getTransactionCount",
+        "eth_getCode",
+        "eth_getStorageAt",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_gasPrice",
+        "eth_maxPriorityFeePerGas",
+        "eth_feeHistory",
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
+        "eth_getBlockTransactionCountByNumber",
+        "eth_getBlockTransactionCountByHash",
+        "eth_getTransactionByHash",
+        "eth_getTransactionReceipt",
+        "eth_getLogs",
+        "eth_sendRawTransaction",
+    }
+)
 # The development chain's privileges: its unlocked accounts send without a signature (money from nowhere),
 # and blocks and time move on demand. Snapshots and reverts are not among them: a revert would make the chain
 # forget deposits the ledger has credited, so the same money could be deposited and credited again.
@@ -168,8 +202,10 @@ def platform_rpc_url(api_url: str) -> str:
     return get_settings().chain_rpc_url or f"{api_url.rstrip('/')}/v1/chain/rpc"
 
 
-FUNDING_HINT = ("on `cxmpute up` the local wallet is funded automatically; otherwise send ETH to {address} "
-                "(`cxmpute account whoami` shows it)")
+FUNDING_HINT = (
+    "on `cxmpute up` the local wallet is funded automatically; otherwise send ETH to {address} "
+    "(`cxmpute account whoami` shows it)"
+)
 
 
 @contextmanager
@@ -183,17 +219,21 @@ def chain_errors(rpc_url: str, field: str, address: str) -> Iterator[None]:
     try:
         yield
     except requests.ConnectionError:
-        raise PlatformUnreachable(f"the chain at {rpc_url} is not answering",
-                                  field="CXMPUTE_CHAIN_RPC_URL") from None
+        raise PlatformUnreachable(f"the chain at {rpc_url} is not answering", field="CXMPUTE_CHAIN_RPC_URL") from None
     except requests.HTTPError as exc:
         if exc.response is not None and exc.response.status_code == 404:
-            raise ComputeError(f"no chain answers at {rpc_url}: the platform uses an external chain, set "
-                               "CXMPUTE_CHAIN_RPC_URL to its RPC endpoint", field="CXMPUTE_CHAIN_RPC_URL") from None
-        raise ComputeError(f"the chain refused the call: {_reason(exc)}; {FUNDING_HINT.format(address=address)}",
-                           field=field) from None
+            raise ComputeError(
+                f"no chain answers at {rpc_url}: the platform uses an external chain, set "
+                "CXMPUTE_CHAIN_RPC_URL to its RPC endpoint",
+                field="CXMPUTE_CHAIN_RPC_URL",
+            ) from None
+        raise ComputeError(
+            f"the chain refused the call: {_reason(exc)}; {FUNDING_HINT.format(address=address)}", field=field
+        ) from None
     except (requests.RequestException, Web3Exception, ValueError) as exc:
-        raise ComputeError(f"the chain refused the call: {_reason(exc)}; {FUNDING_HINT.format(address=address)}",
-                           field=field) from None
+        raise ComputeError(
+            f"the chain refused the call: {_reason(exc)}; {FUNDING_HINT.format(address=address)}", field=field
+        ) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -206,8 +246,9 @@ def _reason(exc: Exception) -> str:
     return str(exc)[:300]
 
 
-def send_to_vault(rpc_url: str, vault_address: str, chain_id: int, wallet: Account, function: str,
-                  value_wei: int, *, field: str) -> str:
+def send_to_vault(
+    rpc_url: str, vault_address: str, chain_id: int, wallet: Account, function: str, value_wei: int, *, field: str
+) -> str:
     """Call the vault's payable ``function`` (``deposit`` or ``stake``) with ``value_wei`` from ``wallet`` on the
     chain at ``rpc_url``; returns the mined transaction's hash for the platform to credit. What the chain refuses
     (too little ETH, a revert, another chain) is a ComputeError naming ``field``."""
@@ -215,32 +256,45 @@ def send_to_vault(rpc_url: str, vault_address: str, chain_id: int, wallet: Accou
     address = wallet.address
     with chain_errors(rpc_url, field, address):
         if int(w3.eth.chain_id) != chain_id:
-            raise ComputeError(f"the chain at {rpc_url} is chain {w3.eth.chain_id}, the platform's is {chain_id}",
-                               field="CXMPUTE_CHAIN_RPC_URL")
+            raise ComputeError(
+                f"the chain at {rpc_url} is chain {w3.eth.chain_id}, the platform's is {chain_id}",
+                field="CXMPUTE_CHAIN_RPC_URL",
+            )
         have = w3.eth.get_balance(address)
-        short = ComputeError(f"{address} holds {have / 10**18:g} ETH on chain {chain_id}, too little to {function} "
-                             f"{value_wei / 10**18:g} ETH and pay the gas; {FUNDING_HINT.format(address=address)}",
-                             field=field)
+        short = ComputeError(
+            f"{address} holds {have / 10**18:g} ETH on chain {chain_id}, too little to {function} "
+            f"{value_wei / 10**18:g} ETH and pay the gas; {FUNDING_HINT.format(address=address)}",
+            field=field,
+        )
         if have < value_wei:
             raise short
         vault = w3.eth.contract(address=Web3.to_checksum_address(vault_address), abi=vault_abi())
         tx = getattr(vault.functions, function)().build_transaction(
-            {"from": address, "value": value_wei, "chainId": chain_id, "gasPrice": w3.eth.gas_price,
-             "nonce": w3.eth.get_transaction_count(address, "pending")})
+            {
+                "from": address,
+                "value": value_wei,
+                "chainId": chain_id,
+                "gasPrice": w3.eth.gas_price,
+                "nonce": w3.eth.get_transaction_count(address, "pending"),
+            }
+        )
         if have < value_wei + tx["gas"] * tx["gasPrice"]:
             raise short
         signed = wallet.sign_transaction(tx)
-        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction),
-                                                      timeout=120)
+        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), timeout=120)
     if receipt["status"] != 1:
-        raise ComputeError(f"the {function} transaction {receipt['transactionHash'].to_0x_hex()} failed on chain",
-                           field=field)
+        raise ComputeError(
+            f"the {function} transaction {receipt['transactionHash'].to_0x_hex()} failed on chain", field=field
+        )
     return receipt["transactionHash"].to_0x_hex()
 
 
 def _tx_base(w3: Web3, sender: Account) -> dict:
-    return {"from": sender.address, "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-            "chainId": int(w3.eth.chain_id)}
+    return {
+        "from": sender.address,
+        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
+        "chainId": int(w3.eth.chain_id),
+    }
 
 
 def _send(w3: Web3, sender: Account, tx: dict) -> dict:
@@ -262,10 +316,14 @@ def get_chain() -> Chain:
             settings = get_settings()
             if settings.chain_rpc_url:
                 if not settings.vault_address:
-                    raise ComputeError("CXMPUTE_VAULT_ADDRESS is required with CXMPUTE_CHAIN_RPC_URL",
-                                       field="vault_address", status_code=503)
-                _chain = Chain(Web3(Web3.HTTPProvider(settings.chain_rpc_url)), settings.vault_address,
-                               platform_account())
+                    raise ComputeError(
+                        "CXMPUTE_VAULT_ADDRESS is required with CXMPUTE_CHAIN_RPC_URL",
+                        field="vault_address",
+                        status_code=503,
+                    )
+                _chain = Chain(
+                    Web3(Web3.HTTPProvider(settings.chain_rpc_url)), settings.vault_address, platform_account()
+                )
             else:
                 _chain = Chain.in_process()
         return _chain

@@ -37,12 +37,21 @@ def settle(store: Store, invocation_id: str, lease_id: str, charged_gwei: int, b
         fee_back = platform_fee(charged_gwei) - platform_fee(cost)
         try:
             with session.begin_nested():
-                post(session, key=f"function-ms:{invocation_id}", kind="function-ms", reference=lease_id,
-                     memo=f"invocation {invocation_id}: {billed_ms} ms billed",
-                     entries=[(Acct("user", lease.user), back), (Acct("earnings", lease.provider), -(back - fee_back)),
-                              (Acct("fee", "platform"), -fee_back)])
+                post(
+                    session,
+                    key=f"function-ms:{invocation_id}",
+                    kind="function-ms",
+                    reference=lease_id,
+                    memo=f"invocation {invocation_id}: {billed_ms} ms billed",
+                    entries=[
+                        (Acct("user", lease.user), back),
+                        (Acct("earnings", lease.provider), -(back - fee_back)),
+                        (Acct("fee", "platform"), -fee_back),
+                    ],
+                )
         except InsufficientFunds:  # the provider already withdrew its earnings: the seconds charge stands
-            log.warning("invocation %s kept its whole-seconds charge: provider earnings already withdrawn",
-                        invocation_id)
+            log.warning(
+                "invocation %s kept its whole-seconds charge: provider earnings already withdrawn", invocation_id
+            )
             return charged_gwei
         return cost

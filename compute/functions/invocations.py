@@ -37,15 +37,24 @@ LOCAL = "local"
 # Past a version's timeout and load time, beyond the dispatcher's own limit for priced invocations.
 LOST_AFTER_S = 120
 # How an ended invocation answers over HTTP, and which setting its error is about.
-FAILURES: dict[str, tuple[int, str]] = {"error": (422, "handler"), "memory": (422, "memory_mb"),
-                                        "killed": (422, "memory_mb"), "timeout": (504, "timeout_s")}
+FAILURES: dict[str, tuple[int, str]] = {
+    "error": (422, "handler"),
+    "memory": (422, "memory_mb"),
+    "killed": (422, "memory_mb"),
+    "timeout": (504, "timeout_s"),
+}
 
 
 class InvokeIn(BaseModel):
     event: Any = Field(None, description="The JSON value passed to handler(event, context)")
     version: int | None = Field(None, ge=1, description="Version to run; default: the newest")
-    price_max_gwei: int | None = Field(None, gt=0, le=10**12, description="Run on a provider asking at most this "
-                                       "per compute-unit-second (overrides the function's own setting)")
+    price_max_gwei: int | None = Field(
+        None,
+        gt=0,
+        le=10**12,
+        description="Run on a provider asking at most this "
+        "per compute-unit-second (overrides the function's own setting)",
+    )
 
 
 class InvocationOut(BaseModel):
@@ -89,17 +98,36 @@ def _out(row: Invocation) -> InvocationOut:
 
 def _create(settings: Settings, owner: str, v: registry.VersionOut, mode: str, where: str) -> InvocationOut:
     with session_scope(registry.database(settings)) as session:
-        row = Invocation(id=str(uuid.uuid4()), owner=owner, name=v.name, version=v.version, mode=mode,
-                         status="queued" if mode == "async" else "running", where=where, billed_ms=0, cost_gwei=0,
-                         stdout="", stderr="", created_at=utcnow())
+        row = Invocation(
+            id=str(uuid.uuid4()),
+            owner=owner,
+            name=v.name,
+            version=v.version,
+            mode=mode,
+            status="queued" if mode == "async" else "running",
+            where=where,
+            billed_ms=0,
+            cost_gwei=0,
+            stdout="",
+            stderr="",
+            created_at=utcnow(),
+        )
         session.add(row)
         session.flush()
         return _out(row)
 
 
-def _finish(settings: Settings, invocation_id: str, outcome: Outcome | None, *, error: str | None = None,
-            error_status: int | None = None, job_id: str | None = None, cost_gwei: int = 0,
-            provider: str | None = None) -> InvocationOut:
+def _finish(
+    settings: Settings,
+    invocation_id: str,
+    outcome: Outcome | None,
+    *,
+    error: str | None = None,
+    error_status: int | None = None,
+    job_id: str | None = None,
+    cost_gwei: int = 0,
+    provider: str | None = None,
+) -> InvocationOut:
     with session_scope(registry.database(settings)) as session:
         row = session.get(Invocation, invocation_id)
         row.job_id, row.cost_gwei, row.finished_at = job_id, cost_gwei, utcnow()
@@ -122,32 +150,48 @@ def _set_running(settings: Settings, invocation_id: str) -> None:
         session.get(Invocation, invocation_id).status = "running"
 
 
-async def _execute(settings: Settings, owner: str, v: registry.VersionOut, event: Any, price: int | None,
-                   invocation_id: str) -> InvocationOut:
+async def _execute(
+    settings: Settings, owner: str, v: registry.VersionOut, event: Any, price: int | None, invocation_id: str
+) -> InvocationOut:
     if price is None:
-        outcome = await default_pool().invoke(registry.spec(v), event,
-                                              lambda: registry.package_bytes(settings, v))
+        outcome = await default_pool().invoke(registry.spec(v), event, lambda: registry.package_bytes(settings, v))
         return await asyncio.to_thread(_finish, settings, invocation_id, outcome)
     from compute.worker.dispatch import Dispatcher
     from compute.worker.jobs import JobSpec
 
     data = await asyncio.to_thread(registry.package_bytes, settings, v)
     # The provider cannot read the owner's storage, so the package travels with the job.
-    payload = {"spec": registry.spec(v).model_dump(), "event": event,
-               "package_base64": base64.b64encode(data).decode()}
-    job = await Dispatcher().run(JobSpec(kind="function", payload=payload, owner=owner,
-                                         work_key=f"function:{invocation_id}",
-                                         resources=Resources(cpu=1, memory_mb=v.memory_mb), price_max_gwei=price,
-                                         timeout_s=v.timeout_s + LOAD_TIMEOUT_S + 60))
+    payload = {"spec": registry.spec(v).model_dump(), "event": event, "package_base64": base64.b64encode(data).decode()}
+    job = await Dispatcher().run(
+        JobSpec(
+            kind="function",
+            payload=payload,
+            owner=owner,
+            work_key=f"function:{invocation_id}",
+            resources=Resources(cpu=1, memory_mb=v.memory_mb),
+            price_max_gwei=price,
+            timeout_s=v.timeout_s + LOAD_TIMEOUT_S + 60,
+        )
+    )
     if job.status != "done":
-        return await asyncio.to_thread(_finish, settings, invocation_id, None, error=job.error,
-                                       error_status=job.error_status, job_id=job.id, cost_gwei=job.cost_gwei,
-                                       provider=job.provider)
+        return await asyncio.to_thread(
+            _finish,
+            settings,
+            invocation_id,
+            None,
+            error=job.error,
+            error_status=job.error_status,
+            job_id=job.id,
+            cost_gwei=job.cost_gwei,
+            provider=job.provider,
+        )
     outcome = Outcome.model_validate(job.result)
-    cost = await asyncio.to_thread(billing.settle, get_network().store, invocation_id, job.lease_id, job.cost_gwei,
-                                   _billed_ms(outcome))
-    return await asyncio.to_thread(_finish, settings, invocation_id, outcome, job_id=job.id, cost_gwei=cost,
-                                   provider=job.provider)
+    cost = await asyncio.to_thread(
+        billing.settle, get_network().store, invocation_id, job.lease_id, job.cost_gwei, _billed_ms(outcome)
+    )
+    return await asyncio.to_thread(
+        _finish, settings, invocation_id, outcome, job_id=job.id, cost_gwei=cost, provider=job.provider
+    )
 
 
 def _plan(settings: Settings, owner: str, name: str, req: InvokeIn) -> tuple[registry.VersionOut, int | None]:
@@ -162,8 +206,14 @@ async def invoke(settings: Settings, owner: str, name: str, req: InvokeIn) -> In
     try:
         return await _execute(settings, owner, v, req.event, price, record.id)
     except Exception as exc:
-        await asyncio.to_thread(_finish, settings, record.id, None, error=getattr(exc, "message", str(exc)),
-                                error_status=getattr(exc, "status_code", 502))
+        await asyncio.to_thread(
+            _finish,
+            settings,
+            record.id,
+            None,
+            error=getattr(exc, "message", str(exc)),
+            error_status=getattr(exc, "status_code", 502),
+        )
         raise
 
 
@@ -181,8 +231,14 @@ async def submit(settings: Settings, owner: str, name: str, req: InvokeIn) -> In
             await _execute(settings, owner, v, req.event, price, record.id)
         except Exception as exc:  # the record is where an async caller learns about the failure
             log.exception("async invocation %s failed", record.id)
-            await asyncio.to_thread(_finish, settings, record.id, None, error=getattr(exc, "message", str(exc)),
-                                    error_status=getattr(exc, "status_code", 502))
+            await asyncio.to_thread(
+                _finish,
+                settings,
+                record.id,
+                None,
+                error=getattr(exc, "message", str(exc)),
+                error_status=getattr(exc, "status_code", 502),
+            )
 
     task = asyncio.get_running_loop().create_task(run())
     _background.add(task)
@@ -212,8 +268,13 @@ def get(settings: Settings, owner: str, name: str, invocation_id: str, now: date
 def list_for(settings: Settings, owner: str, name: str, limit: int = 50, offset: int = 0) -> list[InvocationOut]:
     """A function's invocations, newest first."""
     with session_scope(registry.database(settings)) as session:
-        rows = session.scalars(select(Invocation).where(Invocation.owner == owner, Invocation.name == name)
-                               .order_by(Invocation.created_at.desc(), Invocation.id).limit(limit).offset(offset)).all()
+        rows = session.scalars(
+            select(Invocation)
+            .where(Invocation.owner == owner, Invocation.name == name)
+            .order_by(Invocation.created_at.desc(), Invocation.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
         now = utcnow()
         for row in rows:
             _settle_lost(session, row, now)

@@ -75,5 +75,7 @@ def check(data: bytes, handler: str, max_bytes: int) -> None:
             raise PackageError(f"{source_name}: SyntaxError: {exc.msg} (line {exc.lineno})", field="handler") from None
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     if function not in defined:
-        raise PackageError(f"{source_name} defines no top-level function {function!r} "
-                           f"(expected def {function}(event, context))", field="handler")
+        raise PackageError(
+            f"{source_name} defines no top-level function {function!r} (expected def {function}(event, context))",
+            field="handler",
+        )

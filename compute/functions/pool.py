@@ -135,8 +135,9 @@ class Interpreter:
         self.calls += 1
         started = time.perf_counter()
         self.notice.clear()
-        self.process.send((json.dumps({"id": call_id, "event": event,
-                                       "deadline_ms": int(spec.timeout_s * 1000)}) + "\n").encode())
+        self.process.send(
+            (json.dumps({"id": call_id, "event": event, "deadline_ms": int(spec.timeout_s * 1000)}) + "\n").encode()
+        )
         try:
             answer = await self.wait_for(f"{call_id}.json", spec.timeout_s)
         except asyncio.CancelledError:
@@ -146,24 +147,42 @@ class Interpreter:
         stdout, stderr = self._log(f"{call_id}.stdout"), self._log(f"{call_id}.stderr")
         self.sandbox.remove_file(f"{CONTROL_DIR}/{call_id}.json")
         self.last_used = time.monotonic()
-        common = {"cold": cold, "queued_ms": queued_ms, "latency_ms": latency, "stdout": stdout, "stderr": stderr,
-                  "pid": self.pid}
+        common = {
+            "cold": cold,
+            "queued_ms": queued_ms,
+            "latency_ms": latency,
+            "stdout": stdout,
+            "stderr": stderr,
+            "pid": self.pid,
+        }
         if answer is None:
             self.usable = False
             if self.process.alive():
-                return Outcome(kind="timeout", duration_ms=latency, **common,
-                               error=f"the function ran longer than its timeout of {spec.timeout_s:g} s and was "
-                                     "stopped")
-            return Outcome(kind="killed", duration_ms=latency, **common,
-                           error=f"the function's interpreter was killed: it went past its memory limit of "
-                                 f"{spec.memory_mb} MB or its CPU limit")
+                return Outcome(
+                    kind="timeout",
+                    duration_ms=latency,
+                    **common,
+                    error=f"the function ran longer than its timeout of {spec.timeout_s:g} s and was stopped",
+                )
+            return Outcome(
+                kind="killed",
+                duration_ms=latency,
+                **common,
+                error=f"the function's interpreter was killed: it went past its memory limit of "
+                f"{spec.memory_mb} MB or its CPU limit",
+            )
         kind: Kind = answer.get("kind", "error")
         if kind == "memory":
             self.usable = False  # an interpreter that ran out of memory may be left half-built
             answer["error"] = f"the function went past its memory limit of {spec.memory_mb} MB ({answer.get('error')})"
-        return Outcome(kind=kind, result=answer.get("result"), error=answer.get("error"),
-                       duration_ms=float(answer.get("duration_ms", latency)),
-                       max_rss_mb=float(answer.get("max_rss_mb", 0.0)), **common)
+        return Outcome(
+            kind=kind,
+            result=answer.get("result"),
+            error=answer.get("error"),
+            duration_ms=float(answer.get("duration_ms", latency)),
+            max_rss_mb=float(answer.get("max_rss_mb", 0.0)),
+            **common,
+        )
 
     def close(self) -> None:
         self.usable = False
@@ -212,8 +231,14 @@ class FunctionPool:
             if cold:
                 interp, failed = await self._start(spec, package)
                 if interp is None:
-                    return Outcome(kind="error", error=failed, cold=True, queued_ms=queued_ms,
-                                   duration_ms=0.0, latency_ms=(time.perf_counter() - started) * 1000)
+                    return Outcome(
+                        kind="error",
+                        error=failed,
+                        cold=True,
+                        queued_ms=queued_ms,
+                        duration_ms=0.0,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                    )
             else:
                 interp = idle.pop()
             self._busy.add(interp)
@@ -234,15 +259,25 @@ class FunctionPool:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
         # The unpacked package plus room for the handler's own files.
-        limits = Limits(wall_seconds=max(spec.timeout_s, 1.0), cpu_seconds=3600, memory_mb=spec.memory_mb,
-                        disk_mb=math.ceil(unpacked / 2**20) + 64)
+        limits = Limits(
+            wall_seconds=max(spec.timeout_s, 1.0),
+            cpu_seconds=3600,
+            memory_mb=spec.memory_mb,
+            disk_mb=math.ceil(unpacked / 2**20) + 64,
+        )
         sandbox = await self.runtime.start(JobSpec(limits=limits))
         try:
             await asyncio.to_thread(_extract, data, sandbox)
             control = f"{sandbox.workdir}/{CONTROL_DIR}"
             sandbox.put_file(f"{CONTROL_DIR}/.keep", b"")
-            env = {"CX_CONTROL": control, "CX_PACKAGE": f"{sandbox.workdir}/{PACKAGE_DIR}", "CX_HANDLER": spec.handler,
-                   "CX_FUNCTION": spec.name, "CX_VERSION": str(spec.version), "CX_MEMORY_MB": str(spec.memory_mb)}
+            env = {
+                "CX_CONTROL": control,
+                "CX_PACKAGE": f"{sandbox.workdir}/{PACKAGE_DIR}",
+                "CX_HANDLER": spec.handler,
+                "CX_FUNCTION": spec.name,
+                "CX_VERSION": str(spec.version),
+                "CX_MEMORY_MB": str(spec.memory_mb),
+            }
             process = sandbox.start_process([*self.runtime.python_argv(), "-I", "-c", RUNNER_SOURCE], env=env)
         except BaseException:
             await asyncio.to_thread(sandbox.close)
@@ -251,9 +286,11 @@ class FunctionPool:
         loaded = await interp.wait_for("load.json", LOAD_TIMEOUT_S)
         if loaded is None or not loaded.get("ok"):
             await asyncio.to_thread(interp.close)
-            why = (loaded or {}).get("error") or (f"the interpreter did not import the package within "
-                                                  f"{LOAD_TIMEOUT_S:g} s or was killed (memory limit "
-                                                  f"{spec.memory_mb} MB)")
+            why = (loaded or {}).get("error") or (
+                f"the interpreter did not import the package within "
+                f"{LOAD_TIMEOUT_S:g} s or was killed (memory limit "
+                f"{spec.memory_mb} MB)"
+            )
             return None, f"the function's package could not be loaded: {why}"
         return interp, ""
 

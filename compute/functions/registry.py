@@ -29,8 +29,13 @@ class FunctionConfig(BaseModel):
     memory_mb: int = Field(256, ge=64, le=8192, description="Memory limit of the function's interpreter")
     timeout_s: float = Field(30.0, gt=0, le=900, description="Longest one invocation may run before it is stopped")
     concurrency: int = Field(4, ge=1, le=256, description="Invocations run at once; more wait in a queue")
-    price_max_gwei: int | None = Field(None, gt=0, le=10**12, description="Run invocations on providers asking at "
-                                       "most this per compute-unit-second; none: on the platform's own pool")
+    price_max_gwei: int | None = Field(
+        None,
+        gt=0,
+        le=10**12,
+        description="Run invocations on providers asking at "
+        "most this per compute-unit-second; none: on the platform's own pool",
+    )
 
 
 class DeployIn(FunctionConfig):
@@ -55,8 +60,10 @@ def database(settings: Settings) -> str:
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise package.PackageError("function names are lower-case letters, digits and '-' (up to 63), starting "
-                                   "with a letter or digit", field="name")
+        raise package.PackageError(
+            "function names are lower-case letters, digits and '-' (up to 63), starting with a letter or digit",
+            field="name",
+        )
     return name
 
 
@@ -75,13 +82,27 @@ def deploy(settings: Settings, owner: str, name: str, req: DeployIn) -> tuple[Ve
     stored = open_storage(settings).put_bytes(data, owner=owner, name=f"{name}.zip")
     config = FunctionConfig.model_validate(req.model_dump())
     with session_scope(database(settings), immediate=True) as session:
-        latest = session.scalar(select(FunctionVersion).where(FunctionVersion.owner == owner, FunctionVersion.name == name)
-                                .order_by(FunctionVersion.version.desc()).limit(1))
-        if latest is not None and latest.cid == stored.file.cid and FunctionConfig.model_validate(
-                {k: getattr(latest, k) for k in FunctionConfig.model_fields}) == config:
+        latest = session.scalar(
+            select(FunctionVersion)
+            .where(FunctionVersion.owner == owner, FunctionVersion.name == name)
+            .order_by(FunctionVersion.version.desc())
+            .limit(1)
+        )
+        if (
+            latest is not None
+            and latest.cid == stored.file.cid
+            and FunctionConfig.model_validate({k: getattr(latest, k) for k in FunctionConfig.model_fields}) == config
+        ):
             return _out(latest), False
-        row = FunctionVersion(owner=owner, name=name, version=(latest.version + 1) if latest else 1,
-                              cid=stored.file.cid, size=len(data), created_at=utcnow(), **config.model_dump())
+        row = FunctionVersion(
+            owner=owner,
+            name=name,
+            version=(latest.version + 1) if latest else 1,
+            cid=stored.file.cid,
+            size=len(data),
+            created_at=utcnow(),
+            **config.model_dump(),
+        )
         session.add(row)
         session.flush()
         return _out(row), True
@@ -91,8 +112,11 @@ def version(settings: Settings, owner: str, name: str, number: int | None = None
     """A version of one of ``owner``'s functions; the newest when ``number`` is None."""
     with session_scope(database(settings)) as session:
         stmt = select(FunctionVersion).where(FunctionVersion.owner == owner, FunctionVersion.name == name)
-        stmt = stmt.where(FunctionVersion.version == number) if number is not None else stmt.order_by(
-            FunctionVersion.version.desc()).limit(1)
+        stmt = (
+            stmt.where(FunctionVersion.version == number)
+            if number is not None
+            else stmt.order_by(FunctionVersion.version.desc()).limit(1)
+        )
         row = session.scalar(stmt)
         if row is None:
             what = f"version {number} of function {name!r}" if number is not None else f"function {name!r}"
@@ -102,8 +126,11 @@ def version(settings: Settings, owner: str, name: str, number: int | None = None
 
 def versions(settings: Settings, owner: str, name: str) -> list[VersionOut]:
     with session_scope(database(settings)) as session:
-        rows = session.scalars(select(FunctionVersion).where(FunctionVersion.owner == owner, FunctionVersion.name == name)
-                               .order_by(FunctionVersion.version.desc())).all()
+        rows = session.scalars(
+            select(FunctionVersion)
+            .where(FunctionVersion.owner == owner, FunctionVersion.name == name)
+            .order_by(FunctionVersion.version.desc())
+        ).all()
         if not rows:
             raise NotFound(f"no function {name!r}", field="name")
         return [_out(row) for row in rows]
@@ -112,17 +139,32 @@ def versions(settings: Settings, owner: str, name: str) -> list[VersionOut]:
 def latest_all(settings: Settings, owner: str) -> list[VersionOut]:
     """The newest version of each of ``owner``'s functions, by name."""
     with session_scope(database(settings)) as session:
-        newest = (select(FunctionVersion.name, func.max(FunctionVersion.version).label("v"))
-                  .where(FunctionVersion.owner == owner).group_by(FunctionVersion.name).subquery())
-        rows = session.scalars(select(FunctionVersion).join(
-            newest, (FunctionVersion.name == newest.c.name) & (FunctionVersion.version == newest.c.v))
-            .where(FunctionVersion.owner == owner).order_by(FunctionVersion.name)).all()
+        newest = (
+            select(FunctionVersion.name, func.max(FunctionVersion.version).label("v"))
+            .where(FunctionVersion.owner == owner)
+            .group_by(FunctionVersion.name)
+            .subquery()
+        )
+        rows = session.scalars(
+            select(FunctionVersion)
+            .join(newest, (FunctionVersion.name == newest.c.name) & (FunctionVersion.version == newest.c.v))
+            .where(FunctionVersion.owner == owner)
+            .order_by(FunctionVersion.name)
+        ).all()
         return [_out(row) for row in rows]
 
 
 def spec(v: VersionOut) -> FunctionSpec:
-    return FunctionSpec(owner=v.owner, name=v.name, version=v.version, cid=v.cid, handler=v.handler,
-                        memory_mb=v.memory_mb, timeout_s=v.timeout_s, concurrency=v.concurrency)
+    return FunctionSpec(
+        owner=v.owner,
+        name=v.name,
+        version=v.version,
+        cid=v.cid,
+        handler=v.handler,
+        memory_mb=v.memory_mb,
+        timeout_s=v.timeout_s,
+        concurrency=v.concurrency,
+    )
 
 
 def package_bytes(settings: Settings, v: VersionOut) -> bytes:

@@ -1,7 +1,8 @@
 """The program a warm interpreter runs inside a sandbox; standard library only, passed to ``python -c``.
 
 It imports the function's module from ``$CX_PACKAGE`` once (that import is the cold start), writes
-the outcome to ``$CX_CONTROL/load.json`` and a notice on stdout, then reads one JSON request per line on stdin ``{"id", "event", "deadline_ms"}``,
+the outcome to ``$CX_CONTROL/load.json`` and a notice on stdout, then reads one JSON request per line on
+stdin ``{"id", "event", "deadline_ms"}``,
 calls ``handler(event, context)`` with the invocation's output captured at the file-descriptor level in
 ``$CX_CONTROL/<id>.stdout|stderr`` and writes ``{"ok", "result", "error", "kind", "duration_ms",
 "max_rss_mb"}`` to ``$CX_CONTROL/<id>.json``, then the id on stdout to wake the host up.
@@ -42,7 +43,8 @@ def _write(name, outcome):
 def _user_traceback(exc):
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != "<string>"]
     return "Traceback (most recent call last):\n" + "".join(
-        traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc))
+        traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
+    )
 
 
 def _reset_peak():
@@ -97,7 +99,10 @@ def main():
     sys.path.insert(0, os.environ["CX_PACKAGE"])
     module_name, _, attr = os.environ["CX_HANDLER"].partition(":")
     # What the module prints while importing must not reach the notice channel on stdout.
-    with open(os.path.join(CONTROL, "load.stdout"), "wb") as out, open(os.path.join(CONTROL, "load.stderr"), "wb") as err:
+    with (
+        open(os.path.join(CONTROL, "load.stdout"), "wb") as out,
+        open(os.path.join(CONTROL, "load.stderr"), "wb") as err,
+    ):
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
         try:
@@ -120,8 +125,10 @@ def main():
             call_id = str(request["id"])
         except (ValueError, KeyError, TypeError):
             continue
-        with open(os.path.join(CONTROL, call_id + ".stdout"), "wb") as out, \
-                open(os.path.join(CONTROL, call_id + ".stderr"), "wb") as err:
+        with (
+            open(os.path.join(CONTROL, call_id + ".stdout"), "wb") as out,
+            open(os.path.join(CONTROL, call_id + ".stderr"), "wb") as err,
+        ):
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(out.fileno(), 1)

@@ -45,8 +45,9 @@ class SiweMessage(message.SiweMessage):
         if len(lines) < 4 or not _ADDRESS.fullmatch(lines[1]) or lines[2] != "":
             raise _malformed("the second line must be the 0x address, followed by a blank line")
         if to_checksum_address(lines[1]) != lines[1]:
-            raise Unauthorized(f"the address must be in its EIP-55 checksummed form, "
-                               f"{to_checksum_address(lines[1])}", field="address")
+            raise Unauthorized(
+                f"the address must be in its EIP-55 checksummed form, {to_checksum_address(lines[1])}", field="address"
+            )
         statement, at = None, 4
         if lines[3] != "":
             if not _STATEMENT.fullmatch(lines[3]):
@@ -58,7 +59,7 @@ class SiweMessage(message.SiweMessage):
         for tag, key, pattern, required in _FIELDS:
             line = lines[at] if at < len(lines) else None
             if line is not None and line.startswith(f"{tag}: "):
-                value = line[len(tag) + 2:]
+                value = line[len(tag) + 2 :]
                 if not pattern.fullmatch(value):
                     raise Unauthorized(f"{tag} has a bad value: {value[:80]!r}", field=key)
                 values[key], at = value, at + 1
@@ -74,11 +75,21 @@ class SiweMessage(message.SiweMessage):
                 at += 1
         if at < len(lines):
             raise _misplaced(lines, at, None, values)
-        return cls(scheme=header["scheme"], domain=header["domain"], address=lines[1], statement=statement,
-                   uri=values["uri"], version=values["version"], chain_id=int(values["chain_id"]),
-                   nonce=values["nonce"], issued_at=_moment(values, "issued_at"),
-                   expiration_time=_moment(values, "expiration_time"), not_before=_moment(values, "not_before"),
-                   request_id=values.get("request_id"), resources=resources)
+        return cls(
+            scheme=header["scheme"],
+            domain=header["domain"],
+            address=lines[1],
+            statement=statement,
+            uri=values["uri"],
+            version=values["version"],
+            chain_id=int(values["chain_id"]),
+            nonce=values["nonce"],
+            issued_at=_moment(values, "issued_at"),
+            expiration_time=_moment(values, "expiration_time"),
+            not_before=_moment(values, "not_before"),
+            request_id=values.get("request_id"),
+            resources=resources,
+        )
 
 
 _ORIGIN = re.compile(r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<domain>[^\s/?#]+)" + re.escape(HEADER))
@@ -86,8 +97,10 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 # RFC 3986's reserved and unreserved characters and the space: no line break, nothing a wallet shows unescaped.
 _STATEMENT = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;= ]+")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[\x21-\x7e]+")
-_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
-                       r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
 _FIELDS = (
     ("URI", "uri", _URI, True),
     ("Version", "version", re.compile(r"[0-9]+"), True),
@@ -127,7 +140,6 @@ def _moment(values: dict[str, str], key: str) -> datetime | None:
         raise Unauthorized(f"{values[key]!r} is not a date and time: {exc}", field=key) from exc
 
 
-
 class SessionToken(BaseModel):
     token: str
     address: str
@@ -139,8 +151,10 @@ class TooManyNonces(ComputeError):
     status_code = 429
 
     def __init__(self, retry_after: int):
-        super().__init__(f"this client holds too many unused sign-in nonces; sign in with one, or retry in "
-                         f"{retry_after}s", field="nonce")
+        super().__init__(
+            f"this client holds too many unused sign-in nonces; sign in with one, or retry in {retry_after}s",
+            field="nonce",
+        )
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
@@ -168,8 +182,9 @@ def issue_nonce(store: Store, client: str) -> Nonce:
     with store.write() as session:
         # A used or expired nonce signs nobody in again: the table keeps only the ones still usable.
         session.execute(delete(AuthNonce).where(or_(AuthNonce.used.is_(True), AuthNonce.expires_at <= now)))
-        held = session.scalars(select(AuthNonce.expires_at).where(AuthNonce.client == client)
-                               .order_by(AuthNonce.expires_at)).all()
+        held = session.scalars(
+            select(AuthNonce.expires_at).where(AuthNonce.client == client).order_by(AuthNonce.expires_at)
+        ).all()
         full = len(held) >= settings.siwe_nonces_per_client
         if not full:
             session.add(AuthNonce(nonce=nonce, expires_at=expires, used=False, client=client))
@@ -178,8 +193,13 @@ def issue_nonce(store: Store, client: str) -> Nonce:
         frees_at = aware(held[len(held) - settings.siwe_nonces_per_client])
         raise TooManyNonces(max(1, math.ceil((frees_at - now).total_seconds())))
     scheme = urlsplit(settings.resolved_api_url).scheme or "http"
-    return Nonce(nonce=nonce, domain=settings.siwe_domain, uri=f"{scheme}://{settings.siwe_domain}",
-                 expires_at=expires, chain_ids=settings.allowed_chain_ids)
+    return Nonce(
+        nonce=nonce,
+        domain=settings.siwe_domain,
+        uri=f"{scheme}://{settings.siwe_domain}",
+        expires_at=expires,
+        chain_ids=settings.allowed_chain_ids,
+    )
 
 
 def sign_in(store: Store, message: str, signature: str) -> SessionToken:
@@ -213,8 +233,10 @@ def sign_in(store: Store, message: str, signature: str) -> SessionToken:
         raise Unauthorized("signature does not match the address", field="signature")
     with store.write() as session:
         consumed = session.execute(
-            update(AuthNonce).where(AuthNonce.nonce == msg.nonce, AuthNonce.used.is_(False),
-                                    AuthNonce.expires_at > now).values(used=True)).rowcount
+            update(AuthNonce)
+            .where(AuthNonce.nonce == msg.nonce, AuthNonce.used.is_(False), AuthNonce.expires_at > now)
+            .values(used=True)
+        ).rowcount
         if consumed != 1:
             raise Unauthorized("nonce is unknown, expired or already used", field="nonce")
         return _open(session, signer, msg.chain_id, settings.session_ttl_s)
@@ -230,8 +252,9 @@ def delegated_session(store: Store, address: str, chain_id: int, ttl_s: int = 90
 def _open(session: Session, address: str, chain_id: int, ttl_s: int) -> SessionToken:
     token = "cxs_" + secrets.token_urlsafe(32)
     expires = utcnow() + timedelta(seconds=ttl_s)
-    session.add(AuthSession(token_hash=token_hash(token), address=address, chain_id=chain_id, expires_at=expires,
-                            revoked=False))
+    session.add(
+        AuthSession(token_hash=token_hash(token), address=address, chain_id=chain_id, expires_at=expires, revoked=False)
+    )
     return SessionToken(token=token, address=address, chain_id=chain_id, expires_at=expires)
 
 

@@ -16,10 +16,10 @@ from compute.store import Store
 from cxmpute.db import get_engine
 
 # What a credential may touch. Sessions hold every scope; an API key holds those named when it was issued.
-SCOPES = ("account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory",
-          "workloads")
-Scope = Literal["account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory",
-                "workloads"]
+SCOPES = ("account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory", "workloads")
+Scope = Literal[
+    "account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory", "workloads"
+]
 # Held by the platform's own operator credential only (storage audit and repair, the chain's development
 # methods); never by a session or an API key.
 OPERATOR = "operator"
@@ -41,8 +41,11 @@ class Principal(BaseModel):
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(..., min_length=1, max_length=100)
-    scopes: list[Scope] = Field(default_factory=lambda: [s for s in SCOPES if s != "keys"], min_length=1,
-                                description="Scopes the key holds; default: every scope but 'keys'")
+    scopes: list[Scope] = Field(
+        default_factory=lambda: [s for s in SCOPES if s != "keys"],
+        min_length=1,
+        description="Scopes the key holds; default: every scope but 'keys'",
+    )
 
 
 class ApiKeyInfo(BaseModel):
@@ -79,7 +82,8 @@ def authenticate(store: Store, token: str, operator_token: str | None = None) ->
 
 
 SESSION_BY_HASH = select(AuthSession.address, AuthSession.revoked, AuthSession.expires_at).where(
-    AuthSession.token_hash == bindparam("digest"))
+    AuthSession.token_hash == bindparam("digest")
+)
 KEY_BY_HASH = select(ApiKey.owner, ApiKey.scopes, ApiKey.revoked_at).where(ApiKey.key_hash == bindparam("digest"))
 
 
@@ -95,8 +99,14 @@ def create_api_key(store: Store, principal: Principal, spec: ApiKeyCreate) -> Ne
     key_id = secrets.token_hex(8)
     key = f"cxk_{key_id}_{secrets.token_urlsafe(32)}"
     with store.write() as session:
-        row = ApiKey(id=key_id, owner=principal.address, name=spec.name, key_hash=token_hash(key),
-                     scopes=sorted(set(spec.scopes)), created_at=utcnow())
+        row = ApiKey(
+            id=key_id,
+            owner=principal.address,
+            name=spec.name,
+            key_hash=token_hash(key),
+            scopes=sorted(set(spec.scopes)),
+            created_at=utcnow(),
+        )
         session.add(row)
     return NewApiKey(key=key, **_info(row).model_dump())
 
@@ -104,8 +114,9 @@ def create_api_key(store: Store, principal: Principal, spec: ApiKeyCreate) -> Ne
 def list_api_keys(store: Store, principal: Principal) -> list[ApiKeyInfo]:
     principal.require("keys")
     with store.read() as session:
-        rows = session.scalars(select(ApiKey).where(ApiKey.owner == principal.address)
-                               .order_by(ApiKey.created_at)).all()
+        rows = session.scalars(
+            select(ApiKey).where(ApiKey.owner == principal.address).order_by(ApiKey.created_at)
+        ).all()
         return [_info(row) for row in rows]
 
 
@@ -123,5 +134,6 @@ def revoke_api_key(store: Store, principal: Principal, key_id: str) -> ApiKeyInf
 
 
 def _info(row: ApiKey) -> ApiKeyInfo:
-    return ApiKeyInfo(id=row.id, name=row.name, scopes=list(row.scopes), created_at=row.created_at,
-                      revoked_at=row.revoked_at)
+    return ApiKeyInfo(
+        id=row.id, name=row.name, scopes=list(row.scopes), created_at=row.created_at, revoked_at=row.revoked_at
+    )

@@ -35,8 +35,9 @@ class ArchivedOut(BaseModel):
 
 
 def _out(row: ArchivedModel) -> ArchivedOut:
-    return ArchivedOut(name=row.name, owner=row.owner, cid=row.cid, size=row.size, files=row.files,
-                       pushed_at=row.pushed_at)
+    return ArchivedOut(
+        name=row.name, owner=row.owner, cid=row.cid, size=row.size, files=row.files, pushed_at=row.pushed_at
+    )
 
 
 def _db(settings: Settings) -> str:
@@ -47,8 +48,11 @@ def _db(settings: Settings) -> str:
 
 def check_name(name: str) -> None:
     if not NAME.match(name) or ".." in name:
-        raise ComputeError("names are letters, digits and . _ / - (up to 200), starting with a letter or digit",
-                           field="name", status_code=422)
+        raise ComputeError(
+            "names are letters, digits and . _ / - (up to 200), starting with a letter or digit",
+            field="name",
+            status_code=422,
+        )
 
 
 def _record(settings: Settings, owner: str, name: str, cid: str, size: int, files: int) -> ArchivedOut:
@@ -85,8 +89,13 @@ def get(settings: Settings, name: str, owner: str) -> ArchivedOut:
 
 def ls(settings: Settings, owner: str, *, limit: int | None = None, offset: int = 0) -> list[ArchivedOut]:
     with session_scope(_db(settings)) as session:
-        query = (select(ArchivedModel).where(ArchivedModel.owner == owner).order_by(ArchivedModel.name)
-                 .offset(offset).limit(limit))
+        query = (
+            select(ArchivedModel)
+            .where(ArchivedModel.owner == owner)
+            .order_by(ArchivedModel.name)
+            .offset(offset)
+            .limit(limit)
+        )
         return [_out(r) for r in session.scalars(query).all()]
 
 

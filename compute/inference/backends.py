@@ -87,11 +87,13 @@ class TextModel:
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(self.tokenizer.eos_token_id)
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
-            self.model.config, "n_positions", None)
+            self.model.config, "n_positions", None
+        )
         self.context_limit: int | None = limit
         self.eos_ids = eos_ids
-        self.generator = BatchingGenerator(self.model, eos_ids, max_batch=max_batch, gather_ms=gather_ms,
-                                           context_limit=limit)
+        self.generator = BatchingGenerator(
+            self.model, eos_ids, max_batch=max_batch, gather_ms=gather_ms, context_limit=limit
+        )
         try:
             self.generator.check()
         except ValueError:
@@ -140,26 +142,39 @@ class TextModel:
         if isinstance(prompt, str):
             return self.encode(prompt)
         if max(prompt) >= self.vocab_size:
-            raise InferenceError(f"token id {max(prompt)} is outside the model's vocabulary of {self.vocab_size}",
-                                 field="prompt", status_code=400)
+            raise InferenceError(
+                f"token id {max(prompt)} is outside the model's vocabulary of {self.vocab_size}",
+                field="prompt",
+                status_code=400,
+            )
         return prompt
 
     def check_bias(self, bias: dict[int, float]) -> None:
         if bias and max(bias) >= self.vocab_size:
-            raise InferenceError(f"token id {max(bias)} is outside the model's vocabulary of {self.vocab_size}",
-                                 field="logit_bias", status_code=400)
+            raise InferenceError(
+                f"token id {max(bias)} is outside the model's vocabulary of {self.vocab_size}",
+                field="logit_bias",
+                status_code=400,
+            )
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    async def generate(self, prompt: list[int], sampling: Sampling, stops: list[str],
-                       constraint: structured.GrammarConstraint | None = None,
-                       ) -> AsyncIterator[str | TokenLogprob | Finished]:
+    async def generate(
+        self,
+        prompt: list[int],
+        sampling: Sampling,
+        stops: list[str],
+        constraint: structured.GrammarConstraint | None = None,
+    ) -> AsyncIterator[str | TokenLogprob | Finished]:
         """Yield text pieces as they decode, then a :class:`Finished`; a stop string ends the text early.
         With ``sampling.top_logprobs`` set, each token's :class:`TokenLogprob` comes before the text it adds."""
         if len(prompt) > (self.context_limit or len(prompt) + 1) - 1:
-            raise InferenceError(f"prompt of {len(prompt)} tokens does not fit the model's context of "
-                                 f"{self.context_limit}", field="messages", status_code=422)
+            raise InferenceError(
+                f"prompt of {len(prompt)} tokens does not fit the model's context of {self.context_limit}",
+                field="messages",
+                status_code=422,
+            )
         ids: list[int] = []
         sent = ""
         scored: list[Scored] = []  # tokens whose text is not yet known: they end inside an unfinished character
@@ -180,30 +195,30 @@ class TextModel:
             cut = _first_stop(text, stops, len(sent))
             if finished and cut is None:
                 if len(text) > len(sent):
-                    yield text[len(sent):]
+                    yield text[len(sent) :]
                 yield item
                 return
             if cut is not None:
                 if cut > len(sent):
-                    yield text[len(sent):cut]
+                    yield text[len(sent) : cut]
                 yield Finished("stop", len(prompt), len(ids))
                 return
             # hold back what could still grow into a stop string
             safe = len(text) - _partial_stop(text, stops)
             if safe > len(sent):
-                yield text[len(sent):safe]
+                yield text[len(sent) : safe]
                 sent = text[:safe]
-
 
     def _logprobs(self, scored: list[Scored], text: str, attributed: str) -> list[TokenLogprob]:
         """``scored`` tokens with their text: together, what ``text`` adds to ``attributed``, so the tokens'
         texts add up to the answer; a character split over several tokens goes to the last of them."""
         if not scored:
             return []
-        added = text[len(attributed):] if text.startswith(attributed) else self.decode([s.token for s in scored])
+        added = text[len(attributed) :] if text.startswith(attributed) else self.decode([s.token for s in scored])
         texts = [""] * (len(scored) - 1) + [added]
-        return [TokenLogprob(t, s.logprob, [(self.decode([alt]), lp) for alt, lp in s.top])
-                for t, s in zip(texts, scored)]
+        return [
+            TokenLogprob(t, s.logprob, [(self.decode([alt]), lp) for alt, lp in s.top]) for t, s in zip(texts, scored)
+        ]
 
 
 def _first_stop(text: str, stops: list[str], start: int) -> int | None:
@@ -248,13 +263,17 @@ class EmbeddingModel:
         try:
             encoding = tiktoken.get_encoding("cl100k_base")
         except Exception as exc:  # tiktoken fetches its encoding files once, and that can fail offline
-            raise InferenceError(f"token-id input needs tiktoken's cl100k_base encoding, which could not be "
-                                 f"loaded: {exc}", field="input", status_code=503) from exc
+            raise InferenceError(
+                f"token-id input needs tiktoken's cl100k_base encoding, which could not be loaded: {exc}",
+                field="input",
+                status_code=503,
+            ) from exc
         try:
             return [i if isinstance(i, str) else encoding.decode(i) for i in inputs]
         except KeyError as exc:
-            raise InferenceError(f"input holds an id cl100k_base does not have ({exc.args[0]})", field="input",
-                                 status_code=400) from exc
+            raise InferenceError(
+                f"input holds an id cl100k_base does not have ({exc.args[0]})", field="input", status_code=400
+            ) from exc
 
     def embed(self, texts: list[str], dimensions: int | None, encoding: str) -> list[list[float] | str]:
         import numpy as np
@@ -262,8 +281,9 @@ class EmbeddingModel:
         vectors = self.model.encode(texts, convert_to_numpy=True, normalize_embeddings=True).astype(np.float32)
         if dimensions is not None:
             if dimensions > vectors.shape[1]:
-                raise InferenceError(f"the model's vectors have {vectors.shape[1]} dimensions", field="dimensions",
-                                     status_code=422)
+                raise InferenceError(
+                    f"the model's vectors have {vectors.shape[1]} dimensions", field="dimensions", status_code=422
+                )
             vectors = vectors[:, :dimensions]
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
         if encoding == "base64":
@@ -303,8 +323,11 @@ class SpeechModel:
         from compute.inference import speech
 
         if fmt not in speech.FORMATS:
-            raise InferenceError(f"response_format {fmt!r} cannot be produced; choose one of "
-                                 f"{', '.join(speech.FORMATS)}", field="response_format", status_code=400)
+            raise InferenceError(
+                f"response_format {fmt!r} cannot be produced; choose one of {', '.join(speech.FORMATS)}",
+                field="response_format",
+                status_code=400,
+            )
         return speech.synthesize(text, voice=speech.OPENAI_VOICES.get(voice or "", voice), format=fmt, speed=speed)
 
 

@@ -102,8 +102,15 @@ class _Seq:
 class BatchingGenerator:
     """Streams tokens for many concurrent prompts from one causal LM, batched continuously."""
 
-    def __init__(self, model, eos_token_ids: set[int], *, max_batch: int = 32, gather_ms: float = 5.0,
-                 context_limit: int | None = None):
+    def __init__(
+        self,
+        model,
+        eos_token_ids: set[int],
+        *,
+        max_batch: int = 32,
+        gather_ms: float = 5.0,
+        context_limit: int | None = None,
+    ):
         self.model = model
         self.device = next(model.parameters()).device
         self.eos = eos_token_ids
@@ -137,14 +144,20 @@ class BatchingGenerator:
         self._stop.set()
         self._thread.join(5)
 
-    async def stream(self, prompt: list[int], sampling: Sampling,
-                     constraint: TokenConstraint | None = None) -> AsyncIterator[int | Scored | Finished]:
+    async def stream(
+        self, prompt: list[int], sampling: Sampling, constraint: TokenConstraint | None = None
+    ) -> AsyncIterator[int | Scored | Finished]:
         """Yield each new token id (a :class:`Scored` when ``sampling`` asks for log-probabilities), then one
         :class:`Finished`. Leaving early cancels the request."""
         if not prompt:
             raise ValueError("empty prompt")
-        seq = _Seq(prompt=list(prompt), sampling=sampling, loop=asyncio.get_running_loop(), out=asyncio.Queue(),
-                   constraint=constraint)
+        seq = _Seq(
+            prompt=list(prompt),
+            sampling=sampling,
+            loop=asyncio.get_running_loop(),
+            out=asyncio.Queue(),
+            constraint=constraint,
+        )
         if sampling.seed is not None:
             seq.generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
         self._pending.put(seq)
@@ -209,11 +222,11 @@ class BatchingGenerator:
         ids = seq.prompt
         limit = self.context_limit
         if limit:
-            ids = ids[-max(1, limit - 1):]
+            ids = ids[-max(1, limit - 1) :]
         input_ids = torch.tensor([ids], device=self.device)
         out = self.model(input_ids=input_ids, use_cache=True)
         cache = getattr(out, "cache", None) or out.past_key_values
-        (token, score), = self._sample(out.logits[:, -1, :], [seq])
+        ((token, score),) = self._sample(out.logits[:, -1, :], [seq])
         seq.prompt = ids
         mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
         if self._cache is None:
@@ -229,8 +242,13 @@ class BatchingGenerator:
     def _step(self) -> None:
         mask = torch.cat([self._mask, torch.ones((len(self._running), 1), dtype=torch.long, device=self.device)], 1)
         positions = mask.sum(dim=1, keepdim=True) - 1
-        out = self.model(input_ids=self._last, attention_mask=mask, position_ids=positions, use_cache=True,
-                         **{self._cache_kw: self._cache})
+        out = self.model(
+            input_ids=self._last,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self._cache_kw: self._cache},
+        )
         self._cache = getattr(out, "cache", None) or out.past_key_values
         self._mask = mask
         sampled = self._sample(out.logits[:, -1, :], self._running)

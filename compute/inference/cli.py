@@ -31,8 +31,7 @@ if TYPE_CHECKING:
     from cxmpute.client import PlatformClient
 
 app = typer.Typer(help="Serve models to the network (OpenAI-compatible).", no_args_is_help=True)
-models_app = typer.Typer(help="The model archive: push model folders, pull them back, list them.",
-                         no_args_is_help=True)
+models_app = typer.Typer(help="The model archive: push model folders, pull them back, list them.", no_args_is_help=True)
 console = Console()
 log = logging.getLogger("cxmpute.inference")
 
@@ -42,13 +41,22 @@ PREFIX = "archive:"
 PAGE = 500
 READ_SIZE = 1 << 20
 
-ModelOpt = typer.Option([], "--model", "-m", help="Text-generation model: hub id, path or archive:NAME (pulled "
-                        "through the platform from your archive); NAME=SOURCE serves it as NAME")
+ModelOpt = typer.Option(
+    [],
+    "--model",
+    "-m",
+    help="Text-generation model: hub id, path or archive:NAME (pulled "
+    "through the platform from your archive); NAME=SOURCE serves it as NAME",
+)
 EmbeddingOpt = typer.Option([], "--embedding", "-e", help="sentence-transformers model (same forms)")
 ImageOpt = typer.Option([], "--image", help="diffusers pipeline (same forms)")
 SpeechOpt = typer.Option([], "--speech", help="Name to serve the text-to-speech backend as")
-ProvisionOpt = typer.Option([], "--provision", help="Inference provision this server works for: its endpoint is "
-                            "registered with the platform (and re-registered periodically)")
+ProvisionOpt = typer.Option(
+    [],
+    "--provision",
+    help="Inference provision this server works for: its endpoint is "
+    "registered with the platform (and re-registered periodically)",
+)
 FolderArg = typer.Argument(..., exists=True, file_okay=False, help="Model folder (from_pretrained)")
 DestArg = typer.Argument(..., help="Folder to write (must not exist, or be empty)")
 
@@ -64,11 +72,13 @@ def serve(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 ...; default: CUDA when present"),
     max_batch: int = typer.Option(32, min=1, help="Most sequences decoded together"),
     gather_ms: float = typer.Option(5.0, min=0, help="How long an idle batcher waits for company"),
-    api_key: str | None = typer.Option(None, help="Require this bearer key; default CXMPUTE_INFERENCE_API_KEY "
-                                       "(sent to the platform when registering)"),
+    api_key: str | None = typer.Option(
+        None, help="Require this bearer key; default CXMPUTE_INFERENCE_API_KEY (sent to the platform when registering)"
+    ),
     provision: list[str] = ProvisionOpt,
-    advertise_url: str | None = typer.Option(None, help="URL the platform reaches this server at "
-                                             "(default http://HOST:PORT)"),
+    advertise_url: str | None = typer.Option(
+        None, help="URL the platform reaches this server at (default http://HOST:PORT)"
+    ),
     register_every: float = typer.Option(60.0, min=1, help="Seconds between endpoint re-registrations"),
 ) -> None:
     """Load the models and serve them on an OpenAI-compatible API until interrupted."""
@@ -82,10 +92,12 @@ def serve(
 
     settings = get_settings()
     api_key = api_key or settings.inference_api_key
-    specs = ([backends.ModelSpec.parse("text", m) for m in model]
-             + [backends.ModelSpec.parse("embedding", m) for m in embedding]
-             + [backends.ModelSpec.parse("image", m) for m in image]
-             + [backends.ModelSpec(kind="speech", source="", name=s) for s in speech])
+    specs = (
+        [backends.ModelSpec.parse("text", m) for m in model]
+        + [backends.ModelSpec.parse("embedding", m) for m in embedding]
+        + [backends.ModelSpec.parse("image", m) for m in image]
+        + [backends.ModelSpec(kind="speech", source="", name=s) for s in speech]
+    )
     if any(s.source.startswith(PREFIX) for s in specs):
         with PlatformClient() as platform:
             for spec in specs:
@@ -93,14 +105,17 @@ def serve(
     loaded = []
     for spec in specs:
         with err.status(f"loading {spec.kind} model {spec.name}"):
-            loaded.append(backends.load(spec, device or settings.inference_device, max_batch=max_batch,
-                                        gather_ms=gather_ms) if spec.kind == "text"
-                          else backends.load(spec, device or settings.inference_device))
+            loaded.append(
+                backends.load(spec, device or settings.inference_device, max_batch=max_batch, gather_ms=gather_ms)
+                if spec.kind == "text"
+                else backends.load(spec, device or settings.inference_device)
+            )
     server = uvicorn.Server(uvicorn.Config(create_app(loaded, api_key), host=host, port=port, log_level="info"))
     if provision:
         url = advertise_url or f"http://{host}:{port}"
-        threading.Thread(target=_keep_registered, args=(server, provision, url, api_key, register_every),
-                         daemon=True).start()
+        threading.Thread(
+            target=_keep_registered, args=(server, provision, url, api_key, register_every), daemon=True
+        ).start()
     err.print(f"serving {', '.join(f'{s.name} ({s.kind})' for s in specs)} on http://{host}:{port}/v1")
     server.run()
 
@@ -158,8 +173,11 @@ def _download(platform: PlatformClient, path: str, target: Path, advance: Callab
         if not opened:
             raise
         # The platform checks every block as it sends it and stops at one that fails: not an outage.
-        raise CxmputeError(f"{target.name}: the platform stopped sending after {written} bytes (a stored block "
-                           "failed verification, or the connection dropped)", field="name") from None
+        raise CxmputeError(
+            f"{target.name}: the platform stopped sending after {written} bytes (a stored block "
+            "failed verification, or the connection dropped)",
+            field="name",
+        ) from None
     return written
 
 
@@ -169,18 +187,26 @@ def _pull(platform: PlatformClient, entry: dict[str, Any], dest: Path) -> None:
     name, cid = entry["name"], entry["cid"]
     files = platform.get(f"{FILES}/{_cid(cid)}/archive")
     if len(files) != entry["files"] or sum(f["size"] for f in files) != entry["size"]:
-        raise CxmputeError(f"{cid} holds {len(files)} files, {sum(f['size'] for f in files)} bytes; the archive "
-                           f"recorded {entry['files']} files, {entry['size']} bytes", field="name")
+        raise CxmputeError(
+            f"{cid} holds {len(files)} files, {sum(f['size'] for f in files)} bytes; the archive "
+            f"recorded {entry['files']} files, {entry['size']} bytes",
+            field="name",
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         with transfer_bar(f"pull {name}", entry["size"]) as advance:
             for file in files:
-                got = _download(platform, f"{FILES}/{_cid(cid)}/archive/{quote(file['path'])}",
-                                _inside(staging, file["path"]), advance)
+                got = _download(
+                    platform,
+                    f"{FILES}/{_cid(cid)}/archive/{quote(file['path'])}",
+                    _inside(staging, file["path"]),
+                    advance,
+                )
                 if got != file["size"]:
-                    raise CxmputeError(f"{file['path']}: received {got} bytes, the archive holds {file['size']}",
-                                       field="name")
+                    raise CxmputeError(
+                        f"{file['path']}: received {got} bytes, the archive holds {file['size']}", field="name"
+                    )
         if dest.exists():
             dest.rmdir()
         os.replace(staging, dest)
@@ -207,9 +233,10 @@ def _empty_or_absent(dest: Path) -> None:
 
 
 @models_app.command()
-def push(directory: Path = FolderArg,
-         name: str = typer.Option(..., "--name", help="Name to store it under (replaces a model of that name)")
-         ) -> None:
+def push(
+    directory: Path = FolderArg,
+    name: str = typer.Option(..., "--name", help="Name to store it under (replaces a model of that name)"),
+) -> None:
     """Store a model folder in the archive under NAME; prints its CID."""
     from cxmpute.client import PlatformClient, PlatformError
     from stxrage.archive_upload import folder_files, upload_folder
@@ -232,8 +259,7 @@ def push(directory: Path = FolderArg,
 
 
 @models_app.command()
-def pull(name: str = typer.Argument(..., help="Archived model name"),
-         dest: Path = DestArg) -> None:
+def pull(name: str = typer.Argument(..., help="Archived model name"), dest: Path = DestArg) -> None:
     """Fetch a model from the archive into DEST (every block verified, every file's size checked); DEST loads
     with from_pretrained."""
     from cxmpute.client import PlatformClient

@@ -79,8 +79,11 @@ def _check(prompt: str, n: int, size: tuple[int, int], steps: int) -> tuple[int,
         raise ComputeError("size must be (width, height)", field="size", status_code=422) from None
     # the VAE halves each side per down block, so odd sizes cannot round-trip through the latent space
     if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE and width % 8 == 0 and height % 8 == 0):
-        raise ComputeError(f"size {width}x{height}: each side must be a multiple of 8 between 8 and {MAX_SIDE}",
-                           field="size", status_code=422)
+        raise ComputeError(
+            f"size {width}x{height}: each side must be a multiple of 8 between 8 and {MAX_SIDE}",
+            field="size",
+            status_code=422,
+        )
     return width, height
 
 
@@ -90,17 +93,31 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def _run(model: str, device: str, prompt: str, *, n: int, width: int, height: int, steps: int,
-         **kwargs: Any) -> list:
+def _run(model: str, device: str, prompt: str, *, n: int, width: int, height: int, steps: int, **kwargs: Any) -> list:
     loaded = _load(model, device)
     with loaded.lock:
-        result = loaded.pipeline(prompt, num_inference_steps=steps, width=width, height=height,
-                                 num_images_per_prompt=n, output_type="pil", **kwargs)
+        result = loaded.pipeline(
+            prompt,
+            num_inference_steps=steps,
+            width=width,
+            height=height,
+            num_images_per_prompt=n,
+            output_type="pil",
+            **kwargs,
+        )
     return list(result.images)
 
 
-def generate_images(model: str, prompt: str, n: int = 1, size: tuple[int, int] = (64, 64), steps: int = 2,
-                    seed: int | None = None, *, device: str | None = None) -> list[bytes]:
+def generate_images(
+    model: str,
+    prompt: str,
+    n: int = 1,
+    size: tuple[int, int] = (64, 64),
+    steps: int = 2,
+    seed: int | None = None,
+    *,
+    device: str | None = None,
+) -> list[bytes]:
     """``n`` images for ``prompt`` as PNG bytes; the same seed gives the same images."""
     import torch
 
@@ -108,8 +125,10 @@ def generate_images(model: str, prompt: str, n: int = 1, size: tuple[int, int] =
     load_pipeline(model, device)
     width, height = _check(prompt, n, size, steps)
     generator = torch.Generator("cpu").manual_seed(seed) if seed is not None else None
-    return [_png(image) for image in _run(model, device, prompt, n=n, width=width, height=height, steps=steps,
-                                          generator=generator)]
+    return [
+        _png(image)
+        for image in _run(model, device, prompt, n=n, width=width, height=height, steps=steps, generator=generator)
+    ]
 
 
 def _slerp(t: float, a, b):
@@ -124,8 +143,17 @@ def _slerp(t: float, a, b):
     return (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
 
 
-def generate_frames(model: str, prompt: str, frames: int, size: tuple[int, int] = (64, 64), steps: int = 2,
-                    seed: int | None = None, keyframes: int = 2, *, device: str | None = None) -> list:
+def generate_frames(
+    model: str,
+    prompt: str,
+    frames: int,
+    size: tuple[int, int] = (64, 64),
+    steps: int = 2,
+    seed: int | None = None,
+    keyframes: int = 2,
+    *,
+    device: str | None = None,
+) -> list:
     """``frames`` RGB images (PIL) that move smoothly: the starting noise walks between ``keyframes`` seeds."""
     import torch
 
@@ -147,6 +175,6 @@ def generate_frames(model: str, prompt: str, frames: int, size: tuple[int, int] 
         latents.append(_slerp(position - k, anchors[k], anchors[k + 1]))
     images = []
     for start in range(0, frames, FRAME_BATCH):
-        batch = torch.cat(latents[start:start + FRAME_BATCH]).to(pipeline.device, pipeline.unet.dtype)
+        batch = torch.cat(latents[start : start + FRAME_BATCH]).to(pipeline.device, pipeline.unet.dtype)
         images += _run(model, device, prompt, n=len(batch), width=width, height=height, steps=steps, latents=batch)
     return images

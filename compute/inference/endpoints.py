@@ -23,10 +23,18 @@ from cxmpute.http import client
 
 
 class EndpointIn(BaseModel):
-    url: str = Field(..., pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$", max_length=500,
-                     description="Base URL of the provision's inference server, e.g. http://10.0.0.5:8100")
-    api_key: str | None = Field(None, min_length=8, max_length=200,
-                                description="Bearer key the server requires (its --api-key); sent only by the gateway")
+    url: str = Field(
+        ...,
+        pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$",
+        max_length=500,
+        description="Base URL of the provision's inference server, e.g. http://10.0.0.5:8100",
+    )
+    api_key: str | None = Field(
+        None,
+        min_length=8,
+        max_length=200,
+        description="Bearer key the server requires (its --api-key); sent only by the gateway",
+    )
 
 
 class EndpointOut(BaseModel):
@@ -40,8 +48,15 @@ class EndpointOut(BaseModel):
 
 
 def _out(row: Endpoint) -> EndpointOut:
-    return EndpointOut(provision_id=row.provision_id, provider=row.provider, url=row.url, models=list(row.models),
-                       suspended=row.suspended, failures=row.failures, registered_at=row.registered_at)
+    return EndpointOut(
+        provision_id=row.provision_id,
+        provider=row.provider,
+        url=row.url,
+        models=list(row.models),
+        suspended=row.suspended,
+        failures=row.failures,
+        registered_at=row.registered_at,
+    )
 
 
 def probe(url: str, api_key: str | None) -> list[str]:
@@ -73,8 +88,11 @@ def register(net: Network, provider: str, provision_id: str, body: EndpointIn) -
     served = probe(body.url, body.api_key)
     missing = [m for m in listed if m not in served]
     if missing:
-        raise Conflict(f"the server at {body.url} does not serve {', '.join(missing)} (it serves "
-                       f"{', '.join(served) or 'nothing'})", field="url")
+        raise Conflict(
+            f"the server at {body.url} does not serve {', '.join(missing)} (it serves "
+            f"{', '.join(served) or 'nothing'})",
+            field="url",
+        )
     with net.store.write() as session:
         row = session.get(Endpoint, provision_id, with_for_update=True)
         resume = row is not None and row.paused_provision
@@ -115,18 +133,20 @@ def _set_status(net: Network, provider: str, provision_id: str, status: str) -> 
 
 def list_for(net: Network, provider: str) -> list[EndpointOut]:
     with net.store.read() as session:
-        rows = session.scalars(select(Endpoint).where(Endpoint.provider == provider)
-                               .order_by(Endpoint.registered_at)).all()
+        rows = session.scalars(
+            select(Endpoint).where(Endpoint.provider == provider).order_by(Endpoint.registered_at)
+        ).all()
         return [_out(row) for row in rows]
 
 
 def available_models(net: Network) -> dict[str, tuple[int, int]]:
     """Each model a working endpoint serves for an active provision: (lowest ask, provisions serving it)."""
     with net.store.read() as session:
-        rows = session.execute(select(Provision.models, Provision.price_gwei)
-                               .join(Endpoint, Endpoint.provision_id == Provision.id)
-                               .where(Provision.kind == "inference", Provision.status == "active",
-                                      Endpoint.suspended.is_(False))).all()
+        rows = session.execute(
+            select(Provision.models, Provision.price_gwei)
+            .join(Endpoint, Endpoint.provision_id == Provision.id)
+            .where(Provision.kind == "inference", Provision.status == "active", Endpoint.suspended.is_(False))
+        ).all()
     found: dict[str, tuple[int, int]] = {}
     for models, price in rows:
         for model in models:

@@ -94,8 +94,15 @@ class GatewayError(ComputeError):
     code: str | None = None
     kind: str | None = None
 
-    def __init__(self, message: str, *, field: str | None = None, status_code: int | None = None,
-                 code: str | None = None, kind: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status_code: int | None = None,
+        code: str | None = None,
+        kind: str | None = None,
+    ):
         super().__init__(message, field=field, status_code=status_code)
         self.code = code or self.code
         self.kind = kind or self.kind
@@ -125,8 +132,13 @@ def provider_refusal(status: int, content: bytes) -> GatewayError:
     if not isinstance(error, dict):
         error = {}
     message = error.get("message") or content.decode(errors="replace")[:300] or "rejected by the provider"
-    return GatewayError(str(message), field=_text(error.get("param")), status_code=status,
-                        code=_text(error.get("code")), kind=_text(error.get("type")))
+    return GatewayError(
+        str(message),
+        field=_text(error.get("param")),
+        status_code=status,
+        code=_text(error.get("code")),
+        kind=_text(error.get("type")),
+    )
 
 
 def _text(value: object) -> str | None:
@@ -178,12 +190,22 @@ class Route:
 
 
 # The caller's own deployments of a model (rentals already paid for), with their working servers, oldest first.
-DEDICATED = (select(Lease.provision_id, Lease.provider, Endpoint.url, Endpoint.api_key)
-             .join(Endpoint, Endpoint.provision_id == Lease.provision_id)
-             .where(Lease.user == bindparam("user"), Lease.status == "active", Lease.kind == "inference",
-                    Lease.model == bindparam("model"), Lease.term != "seconds", Endpoint.suspended.is_(False))
-             .order_by(Lease.started_at))
-SERVER = select(Endpoint.url, Endpoint.api_key, Endpoint.suspended).where(Endpoint.provision_id == bindparam("provision"))
+DEDICATED = (
+    select(Lease.provision_id, Lease.provider, Endpoint.url, Endpoint.api_key)
+    .join(Endpoint, Endpoint.provision_id == Lease.provision_id)
+    .where(
+        Lease.user == bindparam("user"),
+        Lease.status == "active",
+        Lease.kind == "inference",
+        Lease.model == bindparam("model"),
+        Lease.term != "seconds",
+        Endpoint.suspended.is_(False),
+    )
+    .order_by(Lease.started_at)
+)
+SERVER = select(Endpoint.url, Endpoint.api_key, Endpoint.suspended).where(
+    Endpoint.provision_id == bindparam("provision")
+)
 
 
 class _Failed(Exception):
@@ -203,8 +225,10 @@ class Gateway:
     def models(self) -> list[ServedModel]:
         served = endpoints.available_models(self.net)
         published = self._first_published(set(served))
-        return [ServedModel(id=name, created=published[name], price_gwei=low, providers=count)
-                for name, (low, count) in sorted(served.items())]
+        return [
+            ServedModel(id=name, created=published[name], price_gwei=low, providers=count)
+            for name, (low, count) in sorted(served.items())
+        ]
 
     def model(self, name: str) -> ServedModel:
         found = next((m for m in self.models() if m.id == name), None)
@@ -216,8 +240,9 @@ class Gateway:
         """When each model first appeared in an inference provision (any status, so it stays put while
         provisions come and go): the stable ``created`` of OpenAI's model object."""
         with self.net.store.read() as session:
-            rows = session.execute(select(Provision.models, Provision.created_at)
-                                   .where(Provision.kind == "inference")).all()
+            rows = session.execute(
+                select(Provision.models, Provision.created_at).where(Provision.kind == "inference")
+            ).all()
         first: dict[str, int] = {}
         for models, created in rows:
             for model in set(models) & names:
@@ -228,8 +253,9 @@ class Gateway:
     def _published(self, model: str) -> bool:
         """Whether a provision that is not retired lists ``model``, served now or not."""
         with self.net.store.read() as session:
-            rows = session.scalars(select(Provision.models).where(Provision.kind == "inference",
-                                                                  Provision.status != "retired")).all()
+            rows = session.scalars(
+                select(Provision.models).where(Provision.kind == "inference", Provision.status != "retired")
+            ).all()
         return any(model in models for models in rows)
 
     def _unmatched(self, model: str, exc: NoMatchError) -> GatewayError:
@@ -239,8 +265,7 @@ class Gateway:
         why = exc.explanation
         if why.lowest_matching_price_gwei is not None:
             field = "x-cxmpute-price-min" if why.excluded.get("price_below_min") else "x-cxmpute-price-max"
-            return PriceOutOfRange(f"no provider serves {model!r} within your price range: {why.message}",
-                                   field=field)
+            return PriceOutOfRange(f"no provider serves {model!r} within your price range: {why.message}", field=field)
         return ProviderUnavailable(f"no provider can serve {model!r} now: {why.message}", field="model")
 
     # ---- routing -----------------------------------------------------------------------------------
@@ -263,9 +288,14 @@ class Gateway:
         dedicated = self._dedicated(user, model, tried)
         if dedicated is not None:
             return dedicated
-        req = MatchRequest(kind="inference", model=model, resources=REQUEST_RESOURCES,
-                           price_min_gwei=price.min_gwei, price_max_gwei=price.max_gwei,
-                           duration_s=self.settings.inference_lease_s)
+        req = MatchRequest(
+            kind="inference",
+            model=model,
+            resources=REQUEST_RESOURCES,
+            price_min_gwei=price.min_gwei,
+            price_max_gwei=price.max_gwei,
+            duration_s=self.settings.inference_lease_s,
+        )
         lease = self.net.market.place(user, req)
         server = self._endpoint(lease.provision_id)
         if server is None:
@@ -278,8 +308,15 @@ class Gateway:
 
     def deploy(self, user: str, model: str, term: str, price: PriceRange, auto_renew: bool) -> leases.LeaseOut:
         """Rent, for ``term``, all the free capacity of the best provision with a working server for ``model``."""
-        probe = MatchRequest(kind="inference", model=model, resources=REQUEST_RESOURCES, term=term,
-                             price_min_gwei=price.min_gwei, price_max_gwei=price.max_gwei, auto_renew=auto_renew)
+        probe = MatchRequest(
+            kind="inference",
+            model=model,
+            resources=REQUEST_RESOURCES,
+            term=term,
+            price_min_gwei=price.min_gwei,
+            price_max_gwei=price.max_gwei,
+            auto_renew=auto_renew,
+        )
         for _ in range(self.settings.inference_attempts):
             quote = self.net.market.quote(probe)
             if not quote.matched:
@@ -288,11 +325,20 @@ class Gateway:
                 endpoints.suspend(self.net, quote.provision_id)
                 continue
             slot = self.net.market.index.get(quote.provision_id)
-            whole = Resources(cpu=slot.free_cpu, memory_mb=max(1, slot.free_memory_mb), gpu_count=slot.free_gpu,
-                              gpu_model=slot.gpu_model if slot.free_gpu else "", disk_gb=slot.free_disk_gb)
+            whole = Resources(
+                cpu=slot.free_cpu,
+                memory_mb=max(1, slot.free_memory_mb),
+                gpu_count=slot.free_gpu,
+                gpu_model=slot.gpu_model if slot.free_gpu else "",
+                disk_gb=slot.free_disk_gb,
+            )
             # priced exactly at this provision's ask, so the rental lands on it (or one just like it)
-            return self.net.market.place(user, probe.model_copy(update={
-                "resources": whole, "price_min_gwei": slot.price, "price_max_gwei": slot.price}))
+            return self.net.market.place(
+                user,
+                probe.model_copy(
+                    update={"resources": whole, "price_min_gwei": slot.price, "price_max_gwei": slot.price}
+                ),
+            )
         raise ProviderUnavailable(f"no provision serving {model!r} has a working inference server", field="model")
 
     def _fail(self, route: Route) -> None:
@@ -310,23 +356,35 @@ class Gateway:
 
     # ---- forwarding --------------------------------------------------------------------------------
 
-    async def forward(self, user: str, operation: str, path: str, body: dict,
-                      price: PriceRange) -> tuple[httpx.Response, AsyncIterator[bytes] | bytes]:
+    async def forward(
+        self, user: str, operation: str, path: str, body: dict, price: PriceRange
+    ) -> tuple[httpx.Response, AsyncIterator[bytes] | bytes]:
         """Send ``body`` to a provider; returns the upstream response and its content (bytes), or an
         iterator over server-sent events for a stream."""
         model = body["model"]
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if body.get("stream"):  # the provider always reports usage at the end of a stream: it is what gets recorded
             body = {**body, "stream_options": {"include_usage": True}}
-        record = RequestRecord(id=str(uuid.uuid4()), user=user, model=model, operation=operation, status="failed",
-                               prompt_tokens=0, completion_tokens=0, seconds=0, amount_gwei=0, created_at=utcnow())
+        record = RequestRecord(
+            id=str(uuid.uuid4()),
+            user=user,
+            model=model,
+            operation=operation,
+            status="failed",
+            prompt_tokens=0,
+            completion_tokens=0,
+            seconds=0,
+            amount_gwei=0,
+            created_at=utcnow(),
+        )
         upstream, content = await self._attempts(user, path, body, price, record)
         if isinstance(content, bytes):
             return upstream, content
         return upstream, self._relay(upstream, content, record, wants_usage)
 
-    async def _attempts(self, user: str, path: str, body: dict, price: PriceRange,
-                        record: RequestRecord) -> tuple[httpx.Response, bytes | tuple[Route, float]]:
+    async def _attempts(
+        self, user: str, path: str, body: dict, price: PriceRange, record: RequestRecord
+    ) -> tuple[httpx.Response, bytes | tuple[Route, float]]:
         """Try providers until one answers; a stream comes back unread, with its route and start time."""
         model = body["model"]
         http = provider_client()
@@ -347,8 +405,10 @@ class Gateway:
             record.lease_id, record.provision_id, record.provider = route.lease_id, route.provision_id, route.provider
             started = time.monotonic()
             try:
-                upstream = await http.send(http.build_request("POST", route.url + path, json=body,
-                                                              headers=route.headers, timeout=timeout), stream=True)
+                upstream = await http.send(
+                    http.build_request("POST", route.url + path, json=body, headers=route.headers, timeout=timeout),
+                    stream=True,
+                )
                 if upstream.status_code >= 500 or upstream.status_code == 404:
                     detail = (await upstream.aread()).decode(errors="replace")[:200]
                     await upstream.aclose()
@@ -379,8 +439,9 @@ class Gateway:
         record.status = "ok"
         await anyio.to_thread.run_sync(self._settle, record)
 
-    async def _relay(self, upstream: httpx.Response, attempt: tuple[Route, float],
-                     record: RequestRecord, wants_usage: bool) -> AsyncIterator[bytes]:
+    async def _relay(
+        self, upstream: httpx.Response, attempt: tuple[Route, float], record: RequestRecord, wants_usage: bool
+    ) -> AsyncIterator[bytes]:
         route, started = attempt
         failed, done = False, False
         pending = b""
@@ -406,9 +467,15 @@ class Gateway:
         except httpx.HTTPError as exc:
             failed = True
             log.warning("provider %s failed mid-stream: %s", route.provider, exc)
-            error = {"error": {"message": f"the provider failed mid-stream ({type(exc).__name__}); nothing of this "
-                                          "request is billed — retry it", "type": "provider_error",
-                               "param": None, "code": "provider_failed"}}
+            error = {
+                "error": {
+                    "message": f"the provider failed mid-stream ({type(exc).__name__}); nothing of this "
+                    "request is billed — retry it",
+                    "type": "provider_error",
+                    "param": None,
+                    "code": "provider_failed",
+                }
+            }
             yield f"data: {json.dumps(error)}\n\n".encode()
         finally:
             await upstream.aclose()
@@ -424,8 +491,12 @@ class Gateway:
 
     def requests(self, user: str, limit: int) -> list[RequestOut]:
         with self.net.store.read() as session:
-            rows = session.scalars(select(RequestRecord).where(RequestRecord.user == user)
-                                   .order_by(RequestRecord.created_at.desc()).limit(limit)).all()
+            rows = session.scalars(
+                select(RequestRecord)
+                .where(RequestRecord.user == user)
+                .order_by(RequestRecord.created_at.desc())
+                .limit(limit)
+            ).all()
             return [RequestOut(**{f: getattr(r, f) for f in RequestOut.model_fields}) for r in rows]
 
 

@@ -35,10 +35,12 @@ class _Sampled(_Request):
     stream: bool = Field(False, description="Stream chunks as server-sent events")
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, description="Lowers the logits of tokens already generated")
-    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0,
-                                     description="Lowers the logits of tokens by how often they were generated")
-    logit_bias: dict[str, float] | None = Field(None, description="Token id (as a string) to a bias from -100 to "
-                                                                  "100 added to its logit")
+    frequency_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="Lowers the logits of tokens by how often they were generated"
+    )
+    logit_bias: dict[str, float] | None = Field(
+        None, description="Token id (as a string) to a bias from -100 to 100 added to its logit"
+    )
     user: str | None = Field(None, max_length=256)
 
     @field_validator("stop")
@@ -138,8 +140,7 @@ class NamedToolChoice(BaseModel):
 
 class JsonSchemaSpec(BaseModel):
     # "schema" would shadow BaseModel.schema; the alias keeps OpenAI's key on the wire both ways
-    model_config = ConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True,
-                              serialize_by_alias=True)
+    model_config = ConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     name: str = Field(..., pattern=FUNCTION_NAME)
     description: str | None = None
@@ -167,25 +168,30 @@ ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 class ChatCompletionRequest(_Sampled):
     messages: list[ChatMessage] = Field(..., min_length=1, description="The conversation so far")
     tools: list[Tool] | None = Field(None, max_length=128, description="Functions the model may call")
-    tool_choice: ToolChoice | None = Field(None, description="none, auto (the default with tools), required, "
-                                                             "or one named function")
+    tool_choice: ToolChoice | None = Field(
+        None, description="none, auto (the default with tools), required, or one named function"
+    )
     parallel_tool_calls: bool | None = Field(None, description="false: at most one tool call per answer")
     response_format: ResponseFormat | None = Field(None, description="text, json_object or json_schema")
-    functions: list[dict[str, Any]] | None = Field(None, description="Not supported (OpenAI's deprecated form of "
-                                                                     "tools); must be unset")
-    function_call: str | dict[str, Any] | None = Field(None, description="Not supported (deprecated form of "
-                                                                         "tool_choice); must be unset")
+    functions: list[dict[str, Any]] | None = Field(
+        None, description="Not supported (OpenAI's deprecated form of tools); must be unset"
+    )
+    function_call: str | dict[str, Any] | None = Field(
+        None, description="Not supported (deprecated form of tool_choice); must be unset"
+    )
 
     @field_validator("functions", "function_call")
     @classmethod
     def _no_legacy_functions(cls, value: object) -> None:
         if value is not None:
             raise ValueError("the deprecated functions form is not supported; use tools and tool_choice")
+
     max_tokens: int | None = Field(None, ge=1, le=32768, description="Most tokens to generate")
     max_completion_tokens: int | None = Field(None, ge=1, le=32768, description="Same as max_tokens (newer name)")
     logprobs: bool | None = Field(None, description="Give each generated token's log-probability")
-    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
-                                     description="Likeliest alternatives per token (needs logprobs: true)")
+    top_logprobs: int | None = Field(
+        None, ge=0, le=MAX_TOP_LOGPROBS, description="Likeliest alternatives per token (needs logprobs: true)"
+    )
 
     @field_validator("top_logprobs")
     @classmethod
@@ -206,18 +212,26 @@ class ChatCompletionRequest(_Sampled):
 
 class CompletionRequest(_Sampled):
     prompt: str | list[str] | TokenIds | list[TokenIds] = Field(
-        ..., description="The text to continue, as text or the model's token ids; a list of them gives one "
-                         "completion per prompt")
+        ...,
+        description="The text to continue, as text or the model's token ids; a list of them gives one "
+        "completion per prompt",
+    )
     max_tokens: int = Field(16, ge=1, le=32768, description="Most tokens to generate")
     echo: bool = Field(False, description="Prefix the completion with the prompt")
-    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
-                                 description="Give each token's log-probability with this many likeliest alternatives")
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_TOP_LOGPROBS,
+        description="Give each token's log-probability with this many likeliest alternatives",
+    )
     best_of: int | None = Field(None, ge=1, le=1, description="Only 1: each choice is sampled once")
     suffix: None = Field(None, description="Not supported (insertion); must be unset")
 
     @field_validator("prompt")
     @classmethod
-    def _prompts(cls, value: str | list[str] | list[int] | list[list[int]]) -> str | list[str] | list[int] | list[list[int]]:
+    def _prompts(
+        cls, value: str | list[str] | list[int] | list[list[int]]
+    ) -> str | list[str] | list[int] | list[list[int]]:
         prompts = _as_inputs(value)
         if not prompts or len(prompts) > MAX_PROMPTS:
             raise ValueError(f"give 1 to {MAX_PROMPTS} prompts")
@@ -256,15 +270,19 @@ def _as_inputs(value: str | list[str] | list[int] | list[list[int]]) -> list[str
 
 class EmbeddingRequest(_Request):
     input: str | list[str] | TokenIds | list[TokenIds] = Field(
-        ..., description="A text, up to 2048 texts, or the same as token ids of OpenAI's cl100k_base encoding "
-                         "(what OpenAI's clients send)")
+        ...,
+        description="A text, up to 2048 texts, or the same as token ids of OpenAI's cl100k_base encoding "
+        "(what OpenAI's clients send)",
+    )
     encoding_format: Literal["float", "base64"] = Field("float", description="Vectors as lists or base64 float32")
     dimensions: int | None = Field(None, ge=1, description="Truncate vectors to this many dimensions")
     user: str | None = Field(None, max_length=256)
 
     @field_validator("input")
     @classmethod
-    def _texts(cls, value: str | list[str] | list[int] | list[list[int]]) -> str | list[str] | list[int] | list[list[int]]:
+    def _texts(
+        cls, value: str | list[str] | list[int] | list[list[int]]
+    ) -> str | list[str] | list[int] | list[list[int]]:
         inputs = _as_inputs(value)
         if not inputs or len(inputs) > 2048:
             raise ValueError("give 1 to 2048 inputs")
@@ -282,7 +300,8 @@ class ImageRequest(_Request):
     n: int = Field(1, ge=1, le=8, description="Images to generate")
     size: str = Field("64x64", pattern=r"^\d{1,4}x\d{1,4}$", description="WIDTHxHEIGHT in pixels")
     response_format: Literal["b64_json", "url"] = Field(
-        "b64_json", description="b64_json, or url (answered as a data: URL; nothing is hosted)")
+        "b64_json", description="b64_json, or url (answered as a data: URL; nothing is hosted)"
+    )
     steps: int = Field(20, ge=1, le=200, description="Denoising steps (an extension to OpenAI's API)")
     seed: int | None = Field(None, description="Makes generation repeatable (an extension)")
     user: str | None = Field(None, max_length=256)
@@ -303,10 +322,15 @@ class ImageRequest(_Request):
 
 class SpeechRequest(_Request):
     input: str = Field(..., min_length=1, max_length=4096, description="Text to speak")
-    voice: str | None = Field(None, max_length=100, description="An OpenAI voice name (alloy, echo, nova, ...) or "
-                                                                 "an espeak-ng voice; the backend's default when unset")
-    response_format: str = Field("mp3", pattern=r"^[a-z0-9]{2,8}$",
-                                 description="mp3 (the default), wav, opus, aac, flac or pcm")
+    voice: str | None = Field(
+        None,
+        max_length=100,
+        description="An OpenAI voice name (alloy, echo, nova, ...) or "
+        "an espeak-ng voice; the backend's default when unset",
+    )
+    response_format: str = Field(
+        "mp3", pattern=r"^[a-z0-9]{2,8}$", description="mp3 (the default), wav, opus, aac, flac or pcm"
+    )
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate, 1 being normal")
 
 
@@ -333,8 +357,9 @@ def completion_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def error_body(message: str, *, type_: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """OpenAI's error shape, which its clients parse into their exceptions."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 

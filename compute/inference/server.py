@@ -52,8 +52,14 @@ from cxmpute import __version__
 from cxmpute.errors import CxmputeError
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "opus": "audio/opus",
-               "aac": "audio/aac", "pcm": "audio/pcm"}
+AUDIO_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "opus": "audio/opus",
+    "aac": "audio/aac",
+    "pcm": "audio/pcm",
+}
 T = TypeVar("T")
 
 
@@ -71,11 +77,16 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
         for model in served.values():
             model.close()
 
-    app = FastAPI(title="Cxmpute inference server", version=__version__, lifespan=lifespan,
-                  description="An OpenAI-compatible server for the models this provider serves.")
+    app = FastAPI(
+        title="Cxmpute inference server",
+        version=__version__,
+        lifespan=lifespan,
+        description="An OpenAI-compatible server for the models this provider serves.",
+    )
 
-    def authorized(authorization: str | None = Header(None, description="Bearer <key>, when the server has one"),
-                   ) -> None:
+    def authorized(
+        authorization: str | None = Header(None, description="Bearer <key>, when the server has one"),
+    ) -> None:
         if api_key is None:
             return
         given = (authorization or "").partition(" ")[2].strip()
@@ -85,8 +96,11 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
     def pick(name: str, kind: type) -> Served:
         model = served.get(name)
         if model is None:
-            raise InferenceError(f"model {name!r} is not served here; serving: {', '.join(sorted(served)) or 'none'}",
-                                 field="model", status_code=404)
+            raise InferenceError(
+                f"model {name!r} is not served here; serving: {', '.join(sorted(served)) or 'none'}",
+                field="model",
+                status_code=404,
+            )
         if not isinstance(model, kind):
             raise InferenceError(f"model {name!r} is a {model.kind} model", field="model", status_code=400)
         return model
@@ -109,8 +123,11 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
     def list_models() -> ModelList:
         return ModelList(data=[ModelCard(id=name, kind=m.kind) for name, m in sorted(served.items())])
 
-    @app.post("/v1/chat/completions", summary="Chat completion (stream: true for server-sent events)",
-              dependencies=[Depends(authorized)])
+    @app.post(
+        "/v1/chat/completions",
+        summary="Chat completion (stream: true for server-sent events)",
+        dependencies=[Depends(authorized)],
+    )
     async def chat(body: ChatCompletionRequest) -> Response:
         model = pick(body.model, TextModel)
         model.check_bias(body.biases)
@@ -118,24 +135,41 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
             plan = await anyio.to_thread.run_sync(structured.plan_chat, body, model.supports_tools)
             prompt = model.chat_prompt(structured.chat_turns(body.messages), plan.template_tools)
             # a grammar constraint follows one sequence's tokens: each choice needs its own
-            constraints = [await anyio.to_thread.run_sync(model.constraint, plan.grammar) if plan.grammar else None
-                           for _ in range(body.n)]
+            constraints = [
+                await anyio.to_thread.run_sync(model.constraint, plan.grammar) if plan.grammar else None
+                for _ in range(body.n)
+            ]
         except structured.StructuredError as exc:
             raise InferenceError(str(exc), field=exc.field, status_code=400) from exc
-        return await _generate(body, [_start(model, body, i, prompt, constraint=constraint, parser=plan.parser())
-                                      for i, constraint in enumerate(constraints)], chat=True)
+        return await _generate(
+            body,
+            [
+                _start(model, body, i, prompt, constraint=constraint, parser=plan.parser())
+                for i, constraint in enumerate(constraints)
+            ],
+            chat=True,
+        )
 
-    @app.post("/v1/completions", summary="Text completion (stream: true for server-sent events)",
-              dependencies=[Depends(authorized)])
+    @app.post(
+        "/v1/completions",
+        summary="Text completion (stream: true for server-sent events)",
+        dependencies=[Depends(authorized)],
+    )
     async def complete(body: CompletionRequest) -> Response:
         model = pick(body.model, TextModel)
         model.check_bias(body.biases)
         prompts = [model.prompt_ids(p) for p in body.prompts]
         echoes = [(p if isinstance(p, str) else model.decode(p)) if body.echo else "" for p in body.prompts]
         # OpenAI's order: a prompt's n choices together, prompts in the order given
-        return await _generate(body, [_start(model, body, p * body.n + j, ids, echo=echo)
-                                      for p, (ids, echo) in enumerate(zip(prompts, echoes))
-                                      for j in range(body.n)], chat=False)
+        return await _generate(
+            body,
+            [
+                _start(model, body, p * body.n + j, ids, echo=echo)
+                for p, (ids, echo) in enumerate(zip(prompts, echoes))
+                for j in range(body.n)
+            ],
+            chat=False,
+        )
 
     @app.post("/v1/embeddings", summary="Embedding vectors of one or more texts", dependencies=[Depends(authorized)])
     async def embeddings(body: EmbeddingRequest) -> dict:
@@ -143,26 +177,35 @@ def create_app(models: Iterable[Served], api_key: str | None = None) -> FastAPI:
         texts = await anyio.to_thread.run_sync(model.texts, body.inputs)  # tiktoken may fetch its encoding
         vectors = await anyio.to_thread.run_sync(model.embed, texts, body.dimensions, body.encoding_format)
         tokens = model.count_tokens(texts)
-        return {"object": "list", "model": body.model,
-                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "model": body.model,
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     @app.post("/v1/images/generations", summary="Images from a prompt (PNG)", dependencies=[Depends(authorized)])
     async def images(body: ImageRequest) -> dict:
         model = pick(body.model, ImageModel)
-        pngs = await anyio.to_thread.run_sync(model.generate, body.prompt, body.n, body.dimensions, body.steps,
-                                              body.seed)
+        pngs = await anyio.to_thread.run_sync(
+            model.generate, body.prompt, body.n, body.dimensions, body.steps, body.seed
+        )
         encoded = [base64.b64encode(png).decode() for png in pngs]
         key = "b64_json" if body.response_format == "b64_json" else "url"
         prefix = "" if key == "b64_json" else "data:image/png;base64,"
         return {"created": int(time.time()), "data": [{key: prefix + e} for e in encoded]}
 
-    @app.post("/v1/audio/speech", summary="Speech audio of a text", dependencies=[Depends(authorized)],
-              response_class=Response)
+    @app.post(
+        "/v1/audio/speech",
+        summary="Speech audio of a text",
+        dependencies=[Depends(authorized)],
+        response_class=Response,
+    )
     async def speech(body: SpeechRequest) -> Response:
         model = pick(body.model, SpeechModel)
-        audio = await anyio.to_thread.run_sync(model.synthesize, body.input, body.voice, body.response_format,
-                                               body.speed)
+        audio = await anyio.to_thread.run_sync(
+            model.synthesize, body.input, body.voice, body.response_format, body.speed
+        )
         return Response(audio, media_type=AUDIO_TYPES.get(body.response_format, "application/octet-stream"))
 
     return app
@@ -181,14 +224,28 @@ class _Choice:
     echo: str = ""
 
 
-def _start(model: TextModel, body: ChatCompletionRequest | CompletionRequest, index: int, prompt: list[int],
-           *, constraint: structured.GrammarConstraint | None = None, parser: structured.ToolCallParser | None = None,
-           echo: str = "") -> _Choice:
+def _start(
+    model: TextModel,
+    body: ChatCompletionRequest | CompletionRequest,
+    index: int,
+    prompt: list[int],
+    *,
+    constraint: structured.GrammarConstraint | None = None,
+    parser: structured.ToolCallParser | None = None,
+    echo: str = "",
+) -> _Choice:
     # each choice is sampled on its own; a seed still makes the whole answer repeatable, choice by choice
     seed = None if body.seed is None else body.seed + index
-    sampling = Sampling(max_new_tokens=body.token_limit, temperature=body.temperature, top_p=body.top_p, seed=seed,
-                        presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-                        logit_bias=body.biases, top_logprobs=body.top_logprob_count)
+    sampling = Sampling(
+        max_new_tokens=body.token_limit,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=seed,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        logit_bias=body.biases,
+        top_logprobs=body.top_logprob_count,
+    )
     pieces: AsyncGenerator[Piece, None] = model.generate(prompt, sampling, body.stops, constraint)
     if parser is not None:
         pieces = _with_tool_calls(pieces, parser)
@@ -227,8 +284,10 @@ def _chat_logprobs(scores: list[TokenLogprob]) -> dict:
     def entry(text: str, logprob: float) -> dict:
         return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
 
-    return {"content": [{**entry(s.text, s.logprob), "top_logprobs": [entry(t, lp) for t, lp in s.top]}
-                        for s in scores], "refusal": None}
+    return {
+        "content": [{**entry(s.text, s.logprob), "top_logprobs": [entry(t, lp) for t, lp in s.top]} for s in scores],
+        "refusal": None,
+    }
 
 
 def _completion_logprobs(scores: list[TokenLogprob], offset: int) -> dict:
@@ -237,9 +296,13 @@ def _completion_logprobs(scores: list[TokenLogprob], offset: int) -> dict:
     for s in scores:
         offsets.append(offset)
         offset += len(s.text)
-    return {"tokens": [s.text for s in scores], "token_logprobs": [s.logprob for s in scores],
-            # alternatives that decode alike keep the likeliest's log-probability
-            "top_logprobs": [dict(reversed(s.top)) for s in scores], "text_offset": offsets}
+    return {
+        "tokens": [s.text for s in scores],
+        "token_logprobs": [s.logprob for s in scores],
+        # alternatives that decode alike keep the likeliest's log-probability
+        "top_logprobs": [dict(reversed(s.top)) for s in scores],
+        "text_offset": offsets,
+    }
 
 
 def _within(scores: list[TokenLogprob], length: int) -> list[TokenLogprob]:
@@ -253,8 +316,12 @@ def _within(scores: list[TokenLogprob], length: int) -> list[TokenLogprob]:
     return kept
 
 
-async def _generate(body: ChatCompletionRequest | CompletionRequest, choices: list[_Choice], *, chat: bool,
-                    ) -> Response:
+async def _generate(
+    body: ChatCompletionRequest | CompletionRequest,
+    choices: list[_Choice],
+    *,
+    chat: bool,
+) -> Response:
     ident = completion_id("chatcmpl" if chat else "cmpl")
     created = int(time.time())
     try:
@@ -263,21 +330,32 @@ async def _generate(body: ChatCompletionRequest | CompletionRequest, choices: li
     except BaseException:
         await _close(choices)
         raise
-    head = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": body.model}
+    head = {
+        "id": ident,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": created,
+        "model": body.model,
+    }
     if not body.stream:
         try:
             answers = await _all([_rest(c, first) for c, first in zip(choices, firsts)])
         finally:
             await _close(choices)
         usage = _usage([items[-1] for items in answers], body.n)  # type: ignore[misc]
-        return JSONResponse({**head, "choices": [_final_choice(body, c, items, chat=chat)
-                                                 for c, items in zip(choices, answers)],
-                             "usage": usage.model_dump()})
+        return JSONResponse(
+            {
+                **head,
+                "choices": [_final_choice(body, c, items, chat=chat) for c, items in zip(choices, answers)],
+                "usage": usage.model_dump(),
+            }
+        )
     head["object"] = "chat.completion.chunk" if chat else "text_completion"
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return StreamingResponse(_events(body, choices, firsts, head, chat=chat, include_usage=include_usage),
-                             media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(
+        _events(body, choices, firsts, head, chat=chat, include_usage=include_usage),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
 async def _rest(choice: _Choice, first: Piece) -> list[Piece]:
@@ -286,8 +364,9 @@ async def _rest(choice: _Choice, first: Piece) -> list[Piece]:
     return [first] + [item async for item in choice.pieces]
 
 
-def _final_choice(body: ChatCompletionRequest | CompletionRequest, choice: _Choice, items: list[Piece], *,
-                  chat: bool) -> dict:
+def _final_choice(
+    body: ChatCompletionRequest | CompletionRequest, choice: _Choice, items: list[Piece], *, chat: bool
+) -> dict:
     finished = items[-1]
     assert isinstance(finished, Finished)
     text = "".join(item for item in items if isinstance(item, str))
@@ -295,19 +374,34 @@ def _final_choice(body: ChatCompletionRequest | CompletionRequest, choice: _Choi
     asked = body.top_logprob_count is not None
     if not chat:
         logprobs = _completion_logprobs(scores, 0) if asked else None
-        return {"index": choice.index, "text": choice.echo + text, "finish_reason": finished.reason,
-                "logprobs": logprobs}
+        return {
+            "index": choice.index,
+            "text": choice.echo + text,
+            "finish_reason": finished.reason,
+            "logprobs": logprobs,
+        }
     deltas = [item for item in items if isinstance(item, structured.CallDelta)]
     calls = [call.model_dump() for call in structured.collect_calls(deltas)]
     message: dict = {"role": "assistant", "content": text or (None if calls else "")}
     if calls:
         message["tool_calls"] = calls
-    return {"index": choice.index, "message": message, "finish_reason": finished.reason,
-            "logprobs": _chat_logprobs(scores) if asked else None}
+    return {
+        "index": choice.index,
+        "message": message,
+        "finish_reason": finished.reason,
+        "logprobs": _chat_logprobs(scores) if asked else None,
+    }
 
 
-async def _events(body: ChatCompletionRequest | CompletionRequest, choices: list[_Choice], firsts: list[Piece],
-                  head: dict, *, chat: bool, include_usage: bool) -> AsyncIterator[str]:
+async def _events(
+    body: ChatCompletionRequest | CompletionRequest,
+    choices: list[_Choice],
+    firsts: list[Piece],
+    head: dict,
+    *,
+    chat: bool,
+    include_usage: bool,
+) -> AsyncIterator[str]:
     """The choices' pieces as server-sent chunks, interleaved as they come, each chunk naming its choice."""
     merged: asyncio.Queue[tuple[_Choice, Piece | Exception]] = asyncio.Queue()
 
@@ -355,8 +449,7 @@ async def _events(body: ChatCompletionRequest | CompletionRequest, choices: list
                 scores, waiting[choice.index] = waiting[choice.index], []
                 logprobs = None
                 if asked:
-                    logprobs = (_chat_logprobs(scores) if chat
-                                else _completion_logprobs(scores, offsets[choice.index]))
+                    logprobs = _chat_logprobs(scores) if chat else _completion_logprobs(scores, offsets[choice.index])
                 offsets[choice.index] += len(item)
                 yield chunk(choice, {"content": item} if chat else item, logprobs=logprobs)
         if include_usage:
@@ -368,8 +461,10 @@ async def _events(body: ChatCompletionRequest | CompletionRequest, choices: list
         await _close(choices)
 
 
-async def _with_tool_calls(pieces: AsyncGenerator[Piece, None], parser: structured.ToolCallParser,
-                           ) -> AsyncGenerator[Piece, None]:
+async def _with_tool_calls(
+    pieces: AsyncGenerator[Piece, None],
+    parser: structured.ToolCallParser,
+) -> AsyncGenerator[Piece, None]:
     """``pieces`` with the model's tool-call blocks turned into calls; an answer that ends after calls
     finishes as "tool_calls", as OpenAI's do."""
     try:
@@ -393,5 +488,9 @@ def _tool_call_delta(delta: structured.CallDelta) -> dict:
     """OpenAI's streamed form: a call's first delta names it, the rest carry only more arguments."""
     if delta.id is None:
         return {"index": delta.index, "function": {"arguments": delta.arguments}}
-    return {"index": delta.index, "id": delta.id, "type": "function",
-            "function": {"name": delta.name, "arguments": delta.arguments}}
+    return {
+        "index": delta.index,
+        "id": delta.id,
+        "type": "function",
+        "function": {"name": delta.name, "arguments": delta.arguments},
+    }

@@ -37,8 +37,9 @@ RECORD_COLUMNS = [column.name for column in RequestRecord.__table__.columns]
 def _upsert(dialect_insert) -> object:
     """Write a record, replacing it when its request is settled again (as the ORM's merge would)."""
     stmt = dialect_insert(RequestRecord.__table__)
-    return stmt.on_conflict_do_update(index_elements=["id"], set_={c: stmt.excluded[c] for c in RECORD_COLUMNS
-                                                                    if c != "id"})
+    return stmt.on_conflict_do_update(
+        index_elements=["id"], set_={c: stmt.excluded[c] for c in RECORD_COLUMNS if c != "id"}
+    )
 
 
 WRITE_RECORDS = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
@@ -96,11 +97,13 @@ class Settler(GroupCommit[_Ticket]):
                     record.amount_gwei, record.error = 0, f"not settled: {outcome.message}"[:500]
                 else:
                     record.amount_gwei = outcome.amount_gwei
-            conn.execute(WRITE_RECORDS[conn.dialect.name],
-                         [{c: getattr(t.record, c) for c in RECORD_COLUMNS} for t in batch])
+            conn.execute(
+                WRITE_RECORDS[conn.dialect.name], [{c: getattr(t.record, c) for c in RECORD_COLUMNS} for t in batch]
+            )
 
-        self.market.close([Closing(r.lease_id, r.provider, r.seconds, f"inference:{r.id}") for r in billed],
-                          write_records)
+        self.market.close(
+            [Closing(r.lease_id, r.provider, r.seconds, f"inference:{r.id}") for r in billed], write_records
+        )
 
 
 _settlers: weakref.WeakKeyDictionary[Network, Settler] = weakref.WeakKeyDictionary()

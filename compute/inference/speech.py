@@ -29,9 +29,17 @@ FORMATS = ("wav", *_ENCODINGS)
 
 # OpenAI's voices as espeak-ng voices: distinct English voices, female and male variants as OpenAI's sound
 OPENAI_VOICES = {
-    "alloy": "en-us+f3", "ash": "en-us+m3", "ballad": "en-gb-x-rp+m1", "coral": "en-us+f4",
-    "echo": "en-us+m1", "fable": "en+m2", "nova": "en-us+f2", "onyx": "en-us+m6",
-    "sage": "en-gb-x-rp+f5", "shimmer": "en-us+f1", "verse": "en-us+m4",
+    "alloy": "en-us+f3",
+    "ash": "en-us+m3",
+    "ballad": "en-gb-x-rp+m1",
+    "coral": "en-us+f4",
+    "echo": "en-us+m1",
+    "fable": "en+m2",
+    "nova": "en-us+f2",
+    "onyx": "en-us+m6",
+    "sage": "en-gb-x-rp+f5",
+    "shimmer": "en-us+f1",
+    "verse": "en-us+m4",
 }
 
 
@@ -71,11 +79,13 @@ def variants() -> frozenset[str]:
 def _check_voice(voice: str) -> str:
     base, _, variant = voice.strip().partition("+")
     if base.lower() not in voices():
-        raise ComputeError(f"unknown voice {base!r}; `espeak-ng --voices` lists them", field="voice",
-                           status_code=422)
+        raise ComputeError(f"unknown voice {base!r}; `espeak-ng --voices` lists them", field="voice", status_code=422)
     if variant and variant.lower() not in variants():
-        raise ComputeError(f"unknown voice variant {variant!r}; `espeak-ng --voices=variant` lists them",
-                           field="voice", status_code=422)
+        raise ComputeError(
+            f"unknown voice variant {variant!r}; `espeak-ng --voices=variant` lists them",
+            field="voice",
+            status_code=422,
+        )
     return f"{base}+{variant}" if variant else base
 
 
@@ -83,9 +93,24 @@ def encode(wav: bytes, format: str) -> bytes:
     """A WAV in another of :data:`FORMATS`, through the ffmpeg binary imageio-ffmpeg ships."""
     import imageio_ffmpeg
 
-    done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "wav",
-                           "-i", "pipe:0", *_ENCODINGS[format], "pipe:1"],
-                          input=wav, capture_output=True, timeout=TIMEOUT_SECONDS, check=False)
+    done = subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "wav",
+            "-i",
+            "pipe:0",
+            *_ENCODINGS[format],
+            "pipe:1",
+        ],
+        input=wav,
+        capture_output=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
     if done.returncode != 0:
         raise SpeechUnavailable(f"{format} encoding failed: {done.stderr.decode(errors='replace')[-300:]}")
     return done.stdout
@@ -109,10 +134,14 @@ def synthesize(text: str, voice: str | None = None, format: str = "wav", speed: 
         # a file rather than stdout: espeak-ng only fills in the WAV header's sizes when it can seek back
         target = Path(tmp) / "speech.wav"
         rate = str(round(WORDS_PER_MINUTE * speed))
-        done = subprocess.run([_espeak(), "-v", voice, "-s", rate, "-w", str(target)], input=text.encode(),
-                              capture_output=True, timeout=TIMEOUT_SECONDS, check=False)
+        done = subprocess.run(
+            [_espeak(), "-v", voice, "-s", rate, "-w", str(target)],
+            input=text.encode(),
+            capture_output=True,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
+        )
         if done.returncode != 0 or not target.exists():
-            raise ComputeError(f"speech synthesis failed: {done.stderr.decode(errors='replace')[-300:]}",
-                               field="voice")
+            raise ComputeError(f"speech synthesis failed: {done.stderr.decode(errors='replace')[-300:]}", field="voice")
         wav = target.read_bytes()
     return wav if format == "wav" else encode(wav, format)

@@ -67,16 +67,18 @@ def plan_chat(body: ChatCompletionRequest, supports_tools: bool) -> ChatPlan:
     if choice != "none" and not tools:
         raise StructuredError("tool_choice needs tools", "tool_choice")
     if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
-        raise StructuredError(f"tool_choice names {choice.function.name!r}, which is not among the tools "
-                              f"({', '.join(names)})", "tool_choice")
+        raise StructuredError(
+            f"tool_choice names {choice.function.name!r}, which is not among the tools ({', '.join(names)})",
+            "tool_choice",
+        )
     answer = _answer_rule(body)
     if choice == "none":
         return ChatPlan(grammar=_grammar({"answer": answer}) if answer else None)
     if not supports_tools:
-        raise StructuredError(f"{body.model!r} has no chat template for tools in the {TOOL_OPEN} format",
-                              "tools")
-    callable_tools = [t for t in tools if not isinstance(choice, NamedToolChoice) or t.function.name ==
-                      choice.function.name]
+        raise StructuredError(f"{body.model!r} has no chat template for tools in the {TOOL_OPEN} format", "tools")
+    callable_tools = [
+        t for t in tools if not isinstance(choice, NamedToolChoice) or t.function.name == choice.function.name
+    ]
     rules = {f"call_{i}": _call_rule(t) for i, t in enumerate(callable_tools)}
     if choice == "auto":
         # unconstrained unless the answer has a format: then it is that format or a call
@@ -84,8 +86,12 @@ def plan_chat(body: ChatCompletionRequest, supports_tools: bool) -> ChatPlan:
         max_calls = 1 if body.parallel_tool_calls is False else None
     else:
         grammar, max_calls = _grammar(rules), 1
-    return ChatPlan(template_tools=[t.model_dump(mode="json", exclude_none=True) for t in tools], grammar=grammar,
-                    tool_names=set(names), max_calls=max_calls)
+    return ChatPlan(
+        template_tools=[t.model_dump(mode="json", exclude_none=True) for t in tools],
+        grammar=grammar,
+        tool_names=set(names),
+        max_calls=max_calls,
+    )
 
 
 def _answer_rule(body: ChatCompletionRequest) -> str | None:
@@ -155,10 +161,14 @@ def chat_turns(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     for i, m in enumerate(messages):
         turn: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text}
         if m.tool_calls:
-            turn["tool_calls"] = [{"id": c.id, "type": "function",
-                                   "function": {"name": c.function.name,
-                                                "arguments": _arguments(c.function.arguments, i)}}
-                                  for c in m.tool_calls]
+            turn["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments, i)},
+                }
+                for c in m.tool_calls
+            ]
         if m.tool_call_id:
             turn["tool_call_id"] = m.tool_call_id
         if m.name:
@@ -281,17 +291,17 @@ class ToolCallParser:
                 if end < 0:
                     out += self._open_block()
                     return out
-                body, self._buffer = self._buffer[:end], self._buffer[end + len(TOOL_CLOSE):]
+                body, self._buffer = self._buffer[:end], self._buffer[end + len(TOOL_CLOSE) :]
                 out += self._end_block(body, closed=True)
                 continue
             start = self._buffer.find(TOOL_OPEN) if self._calls_left() else -1
             if start < 0:
                 keep = _partial_prefix(self._buffer, TOOL_OPEN) if self._calls_left() else 0
-                out += self._text(self._buffer[:len(self._buffer) - keep])
-                self._buffer = self._buffer[len(self._buffer) - keep:]
+                out += self._text(self._buffer[: len(self._buffer) - keep])
+                self._buffer = self._buffer[len(self._buffer) - keep :]
                 return out
             out += self._text(self._buffer[:start])
-            self._buffer = self._buffer[start + len(TOOL_OPEN):]
+            self._buffer = self._buffer[start + len(TOOL_OPEN) :]
             self._in_call = True
 
     def close(self) -> list[str | CallDelta]:
@@ -313,13 +323,14 @@ class ToolCallParser:
             name = head.group(1) if head else None
             if name not in self.names:  # not yet known, or not a call: judged whole at the block's end
                 return []
-            self._buffer = self._buffer[head.end():]
+            self._buffer = self._buffer[head.end() :]
             self._streaming, self._sent = True, 0
             return [self._start_call(name)]
         # the last "}" may close the block rather than the arguments, and a tail may begin its end tag
         brace = self._buffer.rfind("}")
-        safe = min(len(self._buffer) if brace < 0 else brace,
-                   len(self._buffer) - _partial_prefix(self._buffer, TOOL_CLOSE))
+        safe = min(
+            len(self._buffer) if brace < 0 else brace, len(self._buffer) - _partial_prefix(self._buffer, TOOL_CLOSE)
+        )
         return self._more_arguments(self._buffer[:safe])
 
     def _end_block(self, body: str, *, closed: bool) -> list[str | CallDelta]:
@@ -343,7 +354,7 @@ class ToolCallParser:
     def _more_arguments(self, arguments: str) -> list[str | CallDelta]:
         if len(arguments) <= self._sent:
             return []
-        delta = CallDelta(index=self.calls - 1, arguments=arguments[self._sent:])
+        delta = CallDelta(index=self.calls - 1, arguments=arguments[self._sent :])
         self._sent = len(arguments)
         return [delta]
 
@@ -352,7 +363,7 @@ class ToolCallParser:
             text = text.lstrip()
         held = self._space + text
         body = held.rstrip()
-        self._space = held[len(body):]
+        self._space = held[len(body) :]
         if not body:
             return []
         self._after_call = False

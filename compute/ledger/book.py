@@ -45,8 +45,9 @@ class HistoryItem(BaseModel):
 
 
 def _account_id(session: Session, acct: Acct) -> int:
-    found = session.scalar(select(LedgerAccount.id).where(LedgerAccount.kind == acct.kind,
-                                                          LedgerAccount.owner == acct.owner))
+    found = session.scalar(
+        select(LedgerAccount.id).where(LedgerAccount.kind == acct.kind, LedgerAccount.owner == acct.owner)
+    )
     if found is not None:
         return found
     try:
@@ -55,12 +56,21 @@ def _account_id(session: Session, acct: Acct) -> int:
             session.add(row)
         return row.id
     except IntegrityError:  # created by a concurrent transaction a moment ago
-        return session.scalar(select(LedgerAccount.id).where(LedgerAccount.kind == acct.kind,
-                                                             LedgerAccount.owner == acct.owner))
+        return session.scalar(
+            select(LedgerAccount.id).where(LedgerAccount.kind == acct.kind, LedgerAccount.owner == acct.owner)
+        )
 
 
-def post(session: Session, *, key: str, kind: str, entries: list[tuple[Acct, int]], reference: str | None = None,
-         memo: str = "", signature: str | None = None) -> tuple[LedgerTx, bool]:
+def post(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    entries: list[tuple[Acct, int]],
+    reference: str | None = None,
+    memo: str = "",
+    signature: str | None = None,
+) -> tuple[LedgerTx, bool]:
     """Apply ``entries`` as one transaction in the caller's DB transaction.
 
     Returns ``(tx, applied)``; ``applied`` is False when ``key`` was already posted (nothing changes).
@@ -72,8 +82,9 @@ def post(session: Session, *, key: str, kind: str, entries: list[tuple[Acct, int
     existing = session.scalar(select(LedgerTx).where(LedgerTx.idempotency_key == key))
     if existing is not None:
         return existing, False
-    tx = LedgerTx(id=str(uuid.uuid4()), idempotency_key=key, kind=kind, reference=reference, memo=memo[:300],
-                  signature=signature)
+    tx = LedgerTx(
+        id=str(uuid.uuid4()), idempotency_key=key, kind=kind, reference=reference, memo=memo[:300], signature=signature
+    )
     try:
         with session.begin_nested():
             session.add(tx)
@@ -89,21 +100,29 @@ def post(session: Session, *, key: str, kind: str, entries: list[tuple[Acct, int
         if acct.kind != "chain" and amount < 0:
             stmt = stmt.where(LedgerAccount.balance + amount >= 0)
         if session.execute(stmt.values(balance=LedgerAccount.balance + amount)).rowcount != 1:
-            raise InsufficientFunds(f"{acct.kind} balance of {acct.owner} is below {-amount} gwei",
-                                    field=f"{acct.kind}_balance")
+            raise InsufficientFunds(
+                f"{acct.kind} balance of {acct.owner} is below {-amount} gwei", field=f"{acct.kind}_balance"
+            )
         session.add(LedgerEntry(tx_id=tx.id, account_id=account_id, amount=amount))
     session.flush()
     return tx, True
 
 
 def balance(session: Session, acct: Acct) -> int:
-    return session.scalar(select(LedgerAccount.balance).where(LedgerAccount.kind == acct.kind,
-                                                              LedgerAccount.owner == acct.owner)) or 0
+    return (
+        session.scalar(
+            select(LedgerAccount.balance).where(LedgerAccount.kind == acct.kind, LedgerAccount.owner == acct.owner)
+        )
+        or 0
+    )
 
 
 def balances(session: Session, owner: str) -> dict[str, int]:
-    rows = session.execute(select(LedgerAccount.kind, LedgerAccount.balance).where(
-        LedgerAccount.owner == owner, LedgerAccount.kind.in_(OWNED_KINDS))).all()
+    rows = session.execute(
+        select(LedgerAccount.kind, LedgerAccount.balance).where(
+            LedgerAccount.owner == owner, LedgerAccount.kind.in_(OWNED_KINDS)
+        )
+    ).all()
     return {kind: 0 for kind in OWNED_KINDS} | {kind: bal for kind, bal in rows}
 
 
@@ -118,6 +137,19 @@ def history(session: Session, owner: str, limit: int = 100) -> list[HistoryItem]
         .join(LedgerEntry, LedgerEntry.tx_id == LedgerTx.id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
         .where(LedgerAccount.owner == owner, LedgerAccount.kind.in_(OWNED_KINDS))
-        .order_by(LedgerTx.created_at.desc(), LedgerEntry.id.desc()).limit(limit)).all()
-    return [HistoryItem(tx_id=tx.id, kind=tx.kind, account=kind, amount_gwei=amount, reference=tx.reference,
-                        memo=tx.memo, signature=tx.signature, created_at=tx.created_at) for tx, kind, amount in rows]
+        .order_by(LedgerTx.created_at.desc(), LedgerEntry.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        HistoryItem(
+            tx_id=tx.id,
+            kind=tx.kind,
+            account=kind,
+            amount_gwei=amount,
+            reference=tx.reference,
+            memo=tx.memo,
+            signature=tx.signature,
+            created_at=tx.created_at,
+        )
+        for tx, kind, amount in rows
+    ]

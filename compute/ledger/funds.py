@@ -57,8 +57,16 @@ class Unstake(BaseModel):
 def _claim(session: Session, event: ChainEvent, purpose: str) -> None:
     try:
         with session.begin_nested():
-            session.add(ChainClaim(chain_id=event.chain_id, tx_hash=event.tx_hash, log_index=event.log_index,
-                                   purpose=purpose, account=event.account, amount_wei=str(event.amount_wei)))
+            session.add(
+                ChainClaim(
+                    chain_id=event.chain_id,
+                    tx_hash=event.tx_hash,
+                    log_index=event.log_index,
+                    purpose=purpose,
+                    account=event.account,
+                    amount_wei=str(event.amount_wei),
+                )
+            )
     except IntegrityError as exc:
         raise Conflict("this transaction was already credited", field="tx_hash") from exc
 
@@ -71,16 +79,24 @@ def _credit(store: Store, chain: Chain, address: str, tx_hash: str, event_name: 
     with store.write() as session:
         for event in events:
             _claim(session, event, into)
-            post(session, key=f"{into}:{event.chain_id}:{event.tx_hash}:{event.log_index}",
-                 kind="deposit" if into == "user" else "stake",
-                 entries=[(Acct("chain", str(event.chain_id)), -(event.amount_wei // GWEI)),
-                          (Acct(into, address), event.amount_wei // GWEI)], reference=event.tx_hash)
+            post(
+                session,
+                key=f"{into}:{event.chain_id}:{event.tx_hash}:{event.log_index}",
+                kind="deposit" if into == "user" else "stake",
+                entries=[
+                    (Acct("chain", str(event.chain_id)), -(event.amount_wei // GWEI)),
+                    (Acct(into, address), event.amount_wei // GWEI),
+                ],
+                reference=event.tx_hash,
+            )
         if into == "stake":
             provider = session.get(Provider, address, with_for_update=True)
             if provider is None:
                 raise NotFound("register as a provider before staking", field="provider")
             provider.stake_unlocks_at = utcnow() + timedelta(seconds=get_settings().stake_lock_s)
-        return Credited(tx_hash=events[0].tx_hash, amount_gwei=amount, balance_gwei=balance(session, Acct(into, address)))
+        return Credited(
+            tx_hash=events[0].tx_hash, amount_gwei=amount, balance_gwei=balance(session, Acct(into, address))
+        )
 
 
 def deposit(store: Store, chain: Chain, address: str, req: ChainCredit) -> Credited:
@@ -103,12 +119,20 @@ def unstake(store: Store, address: str, req: Unstake) -> Credited:
         if provider.stake_unlocks_at and aware(provider.stake_unlocks_at) > utcnow():
             raise Conflict(f"stake is locked until {provider.stake_unlocks_at.isoformat()}", field="amount_gwei")
         remaining = balance(session, Acct("stake", address)) - req.amount_gwei
-        active = session.scalar(select(func.count()).select_from(Provision).where(
-            Provision.provider == address, Provision.status == "active"))
+        active = session.scalar(
+            select(func.count())
+            .select_from(Provision)
+            .where(Provision.provider == address, Provision.status == "active")
+        )
         if active and remaining < get_settings().min_stake_gwei:
             raise Conflict("active provisions need the minimum stake; pause them first", field="amount_gwei")
-        post(session, key=f"unstake:{address}:{uuid.uuid4()}", kind="unstake", reference=address,
-             entries=[(Acct("stake", address), -req.amount_gwei), (Acct("user", address), req.amount_gwei)])
+        post(
+            session,
+            key=f"unstake:{address}:{uuid.uuid4()}",
+            kind="unstake",
+            reference=address,
+            entries=[(Acct("stake", address), -req.amount_gwei), (Acct("user", address), req.amount_gwei)],
+        )
         return Credited(tx_hash="", amount_gwei=req.amount_gwei, balance_gwei=max(remaining, 0))
 
 
@@ -122,18 +146,33 @@ def slash(session: Session, provider: str, beneficiary: str, lease_id: str) -> i
         return 0
     amount = balance(session, Acct("stake", provider)) * get_settings().slash_bps // 10_000
     if amount > 0:
-        post(session, key=f"slash:{lease_id}", kind="slash", reference=lease_id,
-             memo=f"provider {provider} failed lease {lease_id}",
-             entries=[(Acct("stake", provider), -amount), (Acct("user", beneficiary), amount)])
+        post(
+            session,
+            key=f"slash:{lease_id}",
+            kind="slash",
+            reference=lease_id,
+            memo=f"provider {provider} failed lease {lease_id}",
+            entries=[(Acct("stake", provider), -amount), (Acct("user", beneficiary), amount)],
+        )
     return amount
 
 
 def _slashed_since(session: Session, provider: str, since: datetime) -> bool:
-    return session.scalar(
-        select(LedgerTx.id).join(LedgerEntry, LedgerEntry.tx_id == LedgerTx.id)
-        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .where(LedgerTx.kind == "slash", LedgerTx.created_at >= since, LedgerAccount.kind == "stake",
-               LedgerAccount.owner == provider).limit(1)) is not None
+    return (
+        session.scalar(
+            select(LedgerTx.id)
+            .join(LedgerEntry, LedgerEntry.tx_id == LedgerTx.id)
+            .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+            .where(
+                LedgerTx.kind == "slash",
+                LedgerTx.created_at >= since,
+                LedgerAccount.kind == "stake",
+                LedgerAccount.owner == provider,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def withdraw(store: Store, chain: Chain, address: str, req: Withdrawal) -> WithdrawalOut:
@@ -141,19 +180,35 @@ def withdraw(store: Store, chain: Chain, address: str, req: Withdrawal) -> Withd
     key = f"withdraw:{address}:{req.idempotency_key}"
     source = Acct(req.source, address)
     with store.write() as session:
-        tx, applied = post(session, key=key, kind="withdrawal", reference=address, memo="payout pending",
-                           entries=[(source, -req.amount_gwei), (Acct("chain", str(chain.chain_id)), req.amount_gwei)])
+        tx, applied = post(
+            session,
+            key=key,
+            kind="withdrawal",
+            reference=address,
+            memo="payout pending",
+            entries=[(source, -req.amount_gwei), (Acct("chain", str(chain.chain_id)), req.amount_gwei)],
+        )
         if not applied:
             if not tx.memo.startswith("paid "):
-                raise Conflict("a withdrawal with this idempotency key is in progress or failed", field="idempotency_key")
-            return WithdrawalOut(amount_gwei=req.amount_gwei, chain_tx=tx.memo.removeprefix("paid "),
-                                 balance_gwei=balance(session, source))
+                raise Conflict(
+                    "a withdrawal with this idempotency key is in progress or failed", field="idempotency_key"
+                )
+            return WithdrawalOut(
+                amount_gwei=req.amount_gwei,
+                chain_tx=tx.memo.removeprefix("paid "),
+                balance_gwei=balance(session, source),
+            )
     try:
         chain_tx = chain.pay(address, req.amount_gwei * GWEI, keccak(text=key))
     except Exception as exc:
         with store.write() as session:
-            post(session, key=f"revert:{key}", kind="withdrawal-reverted", reference=address,
-                 entries=[(source, req.amount_gwei), (Acct("chain", str(chain.chain_id)), -req.amount_gwei)])
+            post(
+                session,
+                key=f"revert:{key}",
+                kind="withdrawal-reverted",
+                reference=address,
+                entries=[(source, req.amount_gwei), (Acct("chain", str(chain.chain_id)), -req.amount_gwei)],
+            )
         raise ComputeError(f"payout failed on chain and was reversed: {exc}", status_code=502) from exc
     with store.write() as session:
         row = session.scalar(select(LedgerTx).where(LedgerTx.idempotency_key == key))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from eth_account import Account
@@ -27,50 +27,109 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from compute.errors import ComputeError, Conflict, Forbidden, NotFound
 from compute.market.leases import FAILURES, EndReason, usage_message
 from compute.market.pricing import cost, platform_fee
-from compute.models import LedgerAccount, LedgerEntry, LedgerTx, Lease, Provider, Provision, UsageRecord
+from compute.models import Lease, LedgerAccount, LedgerEntry, LedgerTx, Provider, Provision, UsageRecord
 from compute.providers.registry import reputation
 from compute.receipts import Domain, sign_batch
 from compute.signer import platform_account
 
-_l, _p, _v, _a, _u = (Lease.__table__.c, Provision.__table__.c, Provider.__table__.c, LedgerAccount.__table__.c,
-                      UsageRecord.__table__.c)
+_l, _p, _v, _a, _u = (
+    Lease.__table__.c,
+    Provision.__table__.c,
+    Provider.__table__.c,
+    LedgerAccount.__table__.c,
+    UsageRecord.__table__.c,
+)
 
 # Built once: building a statement costs more than SQLite takes to run it.
-LOCK_LEASES = (select(_l.id, _l.user, _l.provider, _l.provision_id, _l.cpu, _l.memory_mb, _l.gpu_count, _l.disk_gb,
-                      _l.compute_units, _l.price_gwei, _l.term, _l.duration_s, _l.metered_s, _l.paid_gwei, _l.status,
-                      _l.end_reason)
-               .where(_l.id.in_(bindparam("ids", expanding=True))).order_by(_l.id).with_for_update())
+LOCK_LEASES = (
+    select(
+        _l.id,
+        _l.user,
+        _l.provider,
+        _l.provision_id,
+        _l.cpu,
+        _l.memory_mb,
+        _l.gpu_count,
+        _l.disk_gb,
+        _l.compute_units,
+        _l.price_gwei,
+        _l.term,
+        _l.duration_s,
+        _l.metered_s,
+        _l.paid_gwei,
+        _l.status,
+        _l.end_reason,
+    )
+    .where(_l.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_l.id)
+    .with_for_update()
+)
 USED = select(_u.id, _u.idempotency_key, _u.seconds, _u.amount_gwei, _u.fee_gwei, _u.signature).where(
-    _u.idempotency_key.in_(bindparam("keys", expanding=True)))
+    _u.idempotency_key.in_(bindparam("keys", expanding=True))
+)
 GROUPS = select(_p.id, _p.capacity_group).where(_p.id.in_(bindparam("ids", expanding=True)))
-LOCK_CAPACITY = (select(_p.id, _p.capacity_group, _p.free_cpu, _p.free_memory_mb, _p.free_gpu, _p.free_disk_gb)
-                 .where(or_(_p.id.in_(bindparam("ids", expanding=True)),
-                            _p.capacity_group.in_(bindparam("groups", expanding=True))))
-                 .order_by(_p.id).with_for_update())
-LOCK_PROVIDERS = (select(_v.address, _v.registered_at, _v.heartbeats, _v.leases_completed, _v.leases_failed)
-                  .where(_v.address.in_(bindparam("addresses", expanding=True))).order_by(_v.address)
-                  .with_for_update())
-ENSURE_ACCOUNTS = {"sqlite": sqlite_insert(LedgerAccount.__table__).on_conflict_do_nothing(),
-                   "postgresql": pg_insert(LedgerAccount.__table__).on_conflict_do_nothing()}
-LOCK_ACCOUNTS = (select(_a.id, _a.kind, _a.owner, _a.balance)
-                 .where(or_(_a.kind == "fee",
-                            (_a.kind == "escrow") & _a.owner.in_(bindparam("leases", expanding=True)),
-                            (_a.kind == "earnings") & _a.owner.in_(bindparam("earners", expanding=True)),
-                            (_a.kind == "user") & _a.owner.in_(bindparam("users", expanding=True))))
-                 .order_by(_a.id).with_for_update())
+LOCK_CAPACITY = (
+    select(_p.id, _p.capacity_group, _p.free_cpu, _p.free_memory_mb, _p.free_gpu, _p.free_disk_gb)
+    .where(or_(_p.id.in_(bindparam("ids", expanding=True)), _p.capacity_group.in_(bindparam("groups", expanding=True))))
+    .order_by(_p.id)
+    .with_for_update()
+)
+LOCK_PROVIDERS = (
+    select(_v.address, _v.registered_at, _v.heartbeats, _v.leases_completed, _v.leases_failed)
+    .where(_v.address.in_(bindparam("addresses", expanding=True)))
+    .order_by(_v.address)
+    .with_for_update()
+)
+ENSURE_ACCOUNTS = {
+    "sqlite": sqlite_insert(LedgerAccount.__table__).on_conflict_do_nothing(),
+    "postgresql": pg_insert(LedgerAccount.__table__).on_conflict_do_nothing(),
+}
+LOCK_ACCOUNTS = (
+    select(_a.id, _a.kind, _a.owner, _a.balance)
+    .where(
+        or_(
+            _a.kind == "fee",
+            (_a.kind == "escrow") & _a.owner.in_(bindparam("leases", expanding=True)),
+            (_a.kind == "earnings") & _a.owner.in_(bindparam("earners", expanding=True)),
+            (_a.kind == "user") & _a.owner.in_(bindparam("users", expanding=True)),
+        )
+    )
+    .order_by(_a.id)
+    .with_for_update()
+)
 INSERT_USAGE = insert(UsageRecord.__table__).inline()
 INSERT_TXS = insert(LedgerTx.__table__).inline()
 INSERT_ENTRIES = insert(LedgerEntry.__table__).inline()
-ADD_BALANCE = update(LedgerAccount.__table__).where(_a.id == bindparam("b_id")).values(
-    balance=_a.balance + bindparam("b_delta"))
-SET_LEASE = update(Lease.__table__).where(_l.id == bindparam("b_id")).values(
-    metered_s=bindparam("b_metered"), paid_gwei=bindparam("b_paid"), status=bindparam("b_status"),
-    end_reason=bindparam("b_reason"), ended_at=bindparam("b_ended"))
-SET_FREE = update(Provision.__table__).where(_p.id == bindparam("b_id")).values(
-    free_cpu=bindparam("b_cpu"), free_memory_mb=bindparam("b_memory"), free_gpu=bindparam("b_gpu"),
-    free_disk_gb=bindparam("b_disk"), updated_at=bindparam("b_stamp"))
-SET_PROVIDER = update(Provider.__table__).where(_v.address == bindparam("b_address")).values(
-    leases_completed=bindparam("b_completed"), reputation=bindparam("b_reputation"))
+ADD_BALANCE = (
+    update(LedgerAccount.__table__).where(_a.id == bindparam("b_id")).values(balance=_a.balance + bindparam("b_delta"))
+)
+SET_LEASE = (
+    update(Lease.__table__)
+    .where(_l.id == bindparam("b_id"))
+    .values(
+        metered_s=bindparam("b_metered"),
+        paid_gwei=bindparam("b_paid"),
+        status=bindparam("b_status"),
+        end_reason=bindparam("b_reason"),
+        ended_at=bindparam("b_ended"),
+    )
+)
+SET_FREE = (
+    update(Provision.__table__)
+    .where(_p.id == bindparam("b_id"))
+    .values(
+        free_cpu=bindparam("b_cpu"),
+        free_memory_mb=bindparam("b_memory"),
+        free_gpu=bindparam("b_gpu"),
+        free_disk_gb=bindparam("b_disk"),
+        updated_at=bindparam("b_stamp"),
+    )
+)
+SET_PROVIDER = (
+    update(Provider.__table__)
+    .where(_v.address == bindparam("b_address"))
+    .values(leases_completed=bindparam("b_completed"), reputation=bindparam("b_reputation"))
+)
 
 
 @dataclass
@@ -117,10 +176,15 @@ def close(conn: Connection, domain: Domain, closings: list[Closing]) -> Batch:
     used = {row.idempotency_key: row for row in conn.execute(USED, {"keys": keys})}
     open_ids = sorted({row["provision_id"] for row in rows.values() if row["status"] == "active"})
     capacity = _lock_capacity(conn, open_ids)
-    providers = {row.address: row._asdict() for row in conn.execute(LOCK_PROVIDERS, {"addresses": sorted(
-        {row["provider"] for row in rows.values() if row["status"] == "active"})})}
+    providers = {
+        row.address: row._asdict()
+        for row in conn.execute(
+            LOCK_PROVIDERS,
+            {"addresses": sorted({row["provider"] for row in rows.values() if row["status"] == "active"})},
+        )
+    }
     accounts = _lock_accounts(conn, rows)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     writes = _Writes(now, platform_account())
     outcomes: list[Closed | ComputeError] = []
     for closing, key in zip(closings, keys):
@@ -143,9 +207,13 @@ def close(conn: Connection, domain: Domain, closings: list[Closing]) -> Batch:
             continue
         else:
             outcome, reason = _meter(domain, closing, key, row, accounts, writes)
-            used[key] = SimpleNamespace(id=outcome.usage_id, seconds=outcome.seconds,
-                                        amount_gwei=outcome.amount_gwei, fee_gwei=outcome.fee_gwei,
-                                        signature=outcome.signature)
+            used[key] = SimpleNamespace(
+                id=outcome.usage_id,
+                seconds=outcome.seconds,
+                amount_gwei=outcome.amount_gwei,
+                fee_gwei=outcome.fee_gwei,
+                signature=outcome.signature,
+            )
         if row["status"] == "active":
             _end(row, reason, capacity, providers[row["provider"]], accounts, writes)
         outcomes.append(outcome)
@@ -184,12 +252,15 @@ def _lock_accounts(conn: Connection, rows: dict[str, dict]) -> dict[tuple[str, s
         return {}
     earners = sorted({row["provider"] for row in active})
     users = sorted({row["user"] for row in active})
-    conn.execute(ENSURE_ACCOUNTS[conn.dialect.name],
-                 [{"kind": "earnings", "owner": owner, "balance": 0} for owner in earners]
-                 + [{"kind": "user", "owner": owner, "balance": 0} for owner in users]
-                 + [{"kind": "fee", "owner": "platform", "balance": 0}])
-    locked = conn.execute(LOCK_ACCOUNTS, {"leases": sorted(row["id"] for row in active), "earners": earners,
-                                          "users": users})
+    conn.execute(
+        ENSURE_ACCOUNTS[conn.dialect.name],
+        [{"kind": "earnings", "owner": owner, "balance": 0} for owner in earners]
+        + [{"kind": "user", "owner": owner, "balance": 0} for owner in users]
+        + [{"kind": "fee", "owner": "platform", "balance": 0}],
+    )
+    locked = conn.execute(
+        LOCK_ACCOUNTS, {"leases": sorted(row["id"] for row in active), "earners": earners, "users": users}
+    )
     return {(row.kind, row.owner): [row.id, row.balance] for row in locked}
 
 
@@ -205,13 +276,23 @@ class _Writes:
         self.deltas: dict[int, int] = {}
         self.leases: dict[str, dict] = {}
 
-    def post(self, key: str, kind: str, reference: str, signature: str | None,
-             legs: list[tuple[list[int], int]]) -> None:
+    def post(
+        self, key: str, kind: str, reference: str, signature: str | None, legs: list[tuple[list[int], int]]
+    ) -> None:
         """A balanced ledger transaction, as :func:`compute.ledger.book.post` writes one; ``legs`` name the
         locked accounts (``[id, balance]``, kept current for the batch's later decisions)."""
         tx_id = str(uuid.uuid4())
-        self.txs.append({"id": tx_id, "idempotency_key": key, "kind": kind, "reference": reference, "memo": "",
-                         "signature": signature, "created_at": self.now})
+        self.txs.append(
+            {
+                "id": tx_id,
+                "idempotency_key": key,
+                "kind": kind,
+                "reference": reference,
+                "memo": "",
+                "signature": signature,
+                "created_at": self.now,
+            }
+        )
         for account, amount in legs:
             if amount:
                 account[1] += amount
@@ -219,9 +300,14 @@ class _Writes:
                 self.entries.append({"tx_id": tx_id, "account_id": account[0], "amount": amount})
 
     def lease(self, row: dict) -> None:
-        self.leases[row["id"]] = {"b_id": row["id"], "b_metered": row["metered_s"], "b_paid": row["paid_gwei"],
-                                  "b_status": row["status"], "b_reason": row["end_reason"],
-                                  "b_ended": row.get("ended_at")}
+        self.leases[row["id"]] = {
+            "b_id": row["id"],
+            "b_metered": row["metered_s"],
+            "b_paid": row["paid_gwei"],
+            "b_status": row["status"],
+            "b_reason": row["end_reason"],
+            "b_ended": row.get("ended_at"),
+        }
 
     def flush(self, conn: Connection, capacity: _Capacity, providers: dict[str, dict]) -> None:
         if self.usage:
@@ -229,22 +315,46 @@ class _Writes:
         if self.txs:
             conn.execute(INSERT_TXS, self.txs)
             conn.execute(INSERT_ENTRIES, self.entries)
-            conn.execute(ADD_BALANCE, [{"b_id": account_id, "b_delta": delta}
-                                       for account_id, delta in sorted(self.deltas.items()) if delta])
+            conn.execute(
+                ADD_BALANCE,
+                [{"b_id": account_id, "b_delta": delta} for account_id, delta in sorted(self.deltas.items()) if delta],
+            )
         if self.leases:
             conn.execute(SET_LEASE, list(self.leases.values()))
         if capacity.touched:
-            conn.execute(SET_FREE, [{"b_id": pid, "b_cpu": free[0], "b_memory": free[1], "b_gpu": free[2],
-                                     "b_disk": free[3], "b_stamp": self.now}
-                                    for pid in sorted(capacity.touched) for free in [capacity.free[pid]]])
+            conn.execute(
+                SET_FREE,
+                [
+                    {
+                        "b_id": pid,
+                        "b_cpu": free[0],
+                        "b_memory": free[1],
+                        "b_gpu": free[2],
+                        "b_disk": free[3],
+                        "b_stamp": self.now,
+                    }
+                    for pid in sorted(capacity.touched)
+                    for free in [capacity.free[pid]]
+                ],
+            )
         changed = [row for row in providers.values() if row.get("changed")]
         if changed:
-            conn.execute(SET_PROVIDER, [{"b_address": row["address"], "b_completed": row["leases_completed"],
-                                         "b_reputation": reputation(SimpleNamespace(**row))} for row in changed])
+            conn.execute(
+                SET_PROVIDER,
+                [
+                    {
+                        "b_address": row["address"],
+                        "b_completed": row["leases_completed"],
+                        "b_reputation": reputation(SimpleNamespace(**row)),
+                    }
+                    for row in changed
+                ],
+            )
 
 
-def _meter(domain: Domain, closing: Closing, key: str, row: dict, accounts: dict[tuple[str, str], list[int]],
-           writes: _Writes) -> tuple[Closed, EndReason]:
+def _meter(
+    domain: Domain, closing: Closing, key: str, row: dict, accounts: dict[tuple[str, str], list[int]], writes: _Writes
+) -> tuple[Closed, EndReason]:
     """Bill the closing's seconds from the lease's escrow, capped by the lease's span and what the escrow holds
     (a capped lease ends out of funds)."""
     escrow = accounts.get(("escrow", row["id"]))
@@ -256,15 +366,33 @@ def _meter(domain: Domain, closing: Closing, key: str, row: dict, accounts: dict
     signature = None
     if closing.seconds:
         usage_id = str(uuid.uuid4())
-        signature = sign_batch(domain, "Usage", [usage_message(row["id"], key, seconds, amount, fee)],
-                               writes.signer)[0].signature
-        writes.usage.append({"id": usage_id, "lease_id": row["id"], "idempotency_key": key, "seconds": seconds,
-                             "amount_gwei": amount, "fee_gwei": fee, "signature": signature,
-                             "created_at": writes.now})
+        signature = sign_batch(domain, "Usage", [usage_message(row["id"], key, seconds, amount, fee)], writes.signer)[
+            0
+        ].signature
+        writes.usage.append(
+            {
+                "id": usage_id,
+                "lease_id": row["id"],
+                "idempotency_key": key,
+                "seconds": seconds,
+                "amount_gwei": amount,
+                "fee_gwei": fee,
+                "signature": signature,
+                "created_at": writes.now,
+            }
+        )
     if amount:
-        writes.post(f"usage:{key}", "usage", row["id"], signature,
-                    [(escrow, -amount), (accounts[("earnings", row["provider"])], amount - fee),
-                     (accounts[("fee", "platform")], fee)])
+        writes.post(
+            f"usage:{key}",
+            "usage",
+            row["id"],
+            signature,
+            [
+                (escrow, -amount),
+                (accounts[("earnings", row["provider"])], amount - fee),
+                (accounts[("fee", "platform")], fee),
+            ],
+        )
     row["metered_s"] += seconds
     row["paid_gwei"] += amount
     writes.lease(row)
@@ -272,8 +400,14 @@ def _meter(domain: Domain, closing: Closing, key: str, row: dict, accounts: dict
     return Closed(seconds, amount, fee, usage_id, signature), "out-of-funds" if capped else closing.reason
 
 
-def _end(row: dict, reason: str, capacity: _Capacity, provider: dict, accounts: dict[tuple[str, str], list[int]],
-         writes: _Writes) -> None:
+def _end(
+    row: dict,
+    reason: str,
+    capacity: _Capacity,
+    provider: dict,
+    accounts: dict[tuple[str, str], list[int]],
+    writes: _Writes,
+) -> None:
     """End an active lease: its capacity back to every provision sharing it, what is left in escrow back to its
     user, and one more completed lease on its provider's record."""
     for member in capacity.members.get(row["provision_id"], ()):
@@ -285,8 +419,13 @@ def _end(row: dict, reason: str, capacity: _Capacity, provider: dict, accounts: 
         capacity.touched.add(member)
     escrow = accounts.get(("escrow", row["id"]))
     if escrow is not None and escrow[1]:
-        writes.post(f"refund:{row['id']}", "refund", row["id"], None,
-                    [(escrow, -escrow[1]), (accounts[("user", row["user"])], escrow[1])])
+        writes.post(
+            f"refund:{row['id']}",
+            "refund",
+            row["id"],
+            None,
+            [(escrow, -escrow[1]), (accounts[("user", row["user"])], escrow[1])],
+        )
     provider["leases_completed"] += 1
     provider["changed"] = True
     row["status"], row["end_reason"], row["ended_at"] = "ended", reason, writes.now

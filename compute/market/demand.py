@@ -21,13 +21,24 @@ class MatchRequest(BaseModel):
     price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per CU-second")
     price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per CU-second")
     term: Literal["seconds", "hour", "month"] = Field("seconds", description="Metered per second, or a rental")
-    duration_s: int | None = Field(None, gt=0, le=MAX_DURATION_S, validate_default=True,
-                                   description="Length of a per-second lease (escrowed upfront)")
-    avoid_providers: list[str] = Field(default_factory=list, max_length=64,
-                                       description="Providers to pass over (e.g. one that just lost this work)")
+    duration_s: int | None = Field(
+        None,
+        gt=0,
+        le=MAX_DURATION_S,
+        validate_default=True,
+        description="Length of a per-second lease (escrowed upfront)",
+    )
+    avoid_providers: list[str] = Field(
+        default_factory=list, max_length=64, description="Providers to pass over (e.g. one that just lost this work)"
+    )
     auto_renew: bool = Field(False, description="Rentals: renew at expiry while funds last")
-    terms: int = Field(1, ge=1, le=MAX_DURATION_S // 3600, description="Rentals: hours or months one term spans "
-                       "(6 with term 'hour': six hours, billed upfront; a renewal adds as many again)")
+    terms: int = Field(
+        1,
+        ge=1,
+        le=MAX_DURATION_S // 3600,
+        description="Rentals: hours or months one term spans "
+        "(6 with term 'hour': six hours, billed upfront; a renewal adds as many again)",
+    )
 
     @field_validator("price_max_gwei")
     @classmethod

@@ -76,8 +76,8 @@ class GroupCommit(ABC, Generic[T]):
 
     def _write_next(self) -> None:
         with self._mutex:
-            batch = self._queue[:self.max_batch]
-            del self._queue[:self.max_batch]
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
         try:
             self.write(batch)
         except BaseException as exc:  # noqa: BLE001 - the batch's callers get the failure; the writer goes on

@@ -13,6 +13,7 @@ import bisect
 import math
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from pydantic import BaseModel
 
@@ -50,16 +51,29 @@ class Slot:
     def from_row(cls, row: Provision, reputation: float) -> Slot:
         until = row.available_until
         if until is not None and until.tzinfo is None:
-            from datetime import timezone
-
-            until = until.replace(tzinfo=timezone.utc)
-        return cls(id=row.id, provider=row.provider, kind=row.kind, cpu=row.cpu, memory_mb=row.memory_mb,
-                   gpu_count=row.gpu_count, gpu_model=row.gpu_model, disk_gb=row.disk_gb, free_cpu=row.free_cpu,
-                   free_memory_mb=row.free_memory_mb, free_gpu=row.free_gpu, free_disk_gb=row.free_disk_gb,
-                   price=row.price_gwei, reputation=reputation, models=frozenset(row.models),
-                   images=frozenset(row.images), region=row.region,
-                   available_until=until.timestamp() if until else math.inf, status=row.status,
-                   group=row.capacity_group or row.id)
+            until = until.replace(tzinfo=UTC)
+        return cls(
+            id=row.id,
+            provider=row.provider,
+            kind=row.kind,
+            cpu=row.cpu,
+            memory_mb=row.memory_mb,
+            gpu_count=row.gpu_count,
+            gpu_model=row.gpu_model,
+            disk_gb=row.disk_gb,
+            free_cpu=row.free_cpu,
+            free_memory_mb=row.free_memory_mb,
+            free_gpu=row.free_gpu,
+            free_disk_gb=row.free_disk_gb,
+            price=row.price_gwei,
+            reputation=reputation,
+            models=frozenset(row.models),
+            images=frozenset(row.images),
+            region=row.region,
+            available_until=until.timestamp() if until else math.inf,
+            status=row.status,
+            group=row.capacity_group or row.id,
+        )
 
     @property
     def key(self) -> Key:
@@ -67,11 +81,18 @@ class Slot:
 
     def fits(self, req: MatchRequest, end_ts: float) -> bool:
         r = req.resources
-        return (self.free_cpu >= r.cpu and self.free_memory_mb >= r.memory_mb and self.free_gpu >= r.gpu_count
-                and self.free_disk_gb >= r.disk_gb and (not r.gpu_model or self.gpu_model == r.gpu_model)
-                and self.available_until >= end_ts and (not req.model or req.model in self.models)
-                and (not req.image or not self.images or req.image in self.images)
-                and (not req.region or self.region == req.region) and self.provider not in req.avoid_providers)
+        return (
+            self.free_cpu >= r.cpu
+            and self.free_memory_mb >= r.memory_mb
+            and self.free_gpu >= r.gpu_count
+            and self.free_disk_gb >= r.disk_gb
+            and (not r.gpu_model or self.gpu_model == r.gpu_model)
+            and self.available_until >= end_ts
+            and (not req.model or req.model in self.models)
+            and (not req.image or not self.images or req.image in self.images)
+            and (not req.region or self.region == req.region)
+            and self.provider not in req.avoid_providers
+        )
 
 
 class NoMatch(BaseModel):
@@ -100,10 +121,24 @@ _CHECKS: list[tuple[str, object]] = [
     ("gpu_model", lambda s, q, end: not q.resources.gpu_model or s.gpu_model == q.resources.gpu_model),
     ("model", lambda s, q, end: not q.model or q.model in s.models),
     ("image", lambda s, q, end: not q.image or not s.images or q.image in s.images),
-    ("resources", lambda s, q, end: s.cpu >= q.resources.cpu and s.memory_mb >= q.resources.memory_mb
-     and s.gpu_count >= q.resources.gpu_count and s.disk_gb >= q.resources.disk_gb),
-    ("capacity", lambda s, q, end: s.free_cpu >= q.resources.cpu and s.free_memory_mb >= q.resources.memory_mb
-     and s.free_gpu >= q.resources.gpu_count and s.free_disk_gb >= q.resources.disk_gb),
+    (
+        "resources",
+        lambda s, q, end: (
+            s.cpu >= q.resources.cpu
+            and s.memory_mb >= q.resources.memory_mb
+            and s.gpu_count >= q.resources.gpu_count
+            and s.disk_gb >= q.resources.disk_gb
+        ),
+    ),
+    (
+        "capacity",
+        lambda s, q, end: (
+            s.free_cpu >= q.resources.cpu
+            and s.free_memory_mb >= q.resources.memory_mb
+            and s.free_gpu >= q.resources.gpu_count
+            and s.free_disk_gb >= q.resources.disk_gb
+        ),
+    ),
 ]
 
 
@@ -206,8 +241,12 @@ class ProvisionIndex:
             elif best is None or slot.key < best.key:
                 best = slot
         excluded = {name: count for name, count in excluded.items() if count}
-        return best, NoMatch(considered=len(slots), excluded=excluded, lowest_matching_price_gwei=lowest,
-                             message=_message(req, len(slots), excluded, lowest))
+        return best, NoMatch(
+            considered=len(slots),
+            excluded=excluded,
+            lowest_matching_price_gwei=lowest,
+            message=_message(req, len(slots), excluded, lowest),
+        )
 
     def _relevant(self, req: MatchRequest) -> list[tuple[str, str]]:
         r = req.resources
@@ -256,8 +295,10 @@ def _message(req: MatchRequest, considered: int, excluded: dict[str, int], lowes
     parts = [f"{count} excluded by {name}" for name, count in sorted(excluded.items(), key=lambda kv: -kv[1])]
     text = f"of {considered} provisions, " + ", ".join(parts)
     if lowest is not None:
-        text += (f"; the lowest ask satisfying every other constraint is {lowest} gwei/CU-s "
-                 f"(your range is {req.price_min_gwei}-{req.price_max_gwei})")
+        text += (
+            f"; the lowest ask satisfying every other constraint is {lowest} gwei/CU-s "
+            f"(your range is {req.price_min_gwei}-{req.price_max_gwei})"
+        )
     else:
         text += "; no provision satisfies the non-price constraints at any price"
     return text

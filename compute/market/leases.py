@@ -61,10 +61,14 @@ class LeaseOut(BaseModel):
     started_at: datetime
     expires_at: datetime
     ended_at: datetime | None
-    signature: str = Field(description="The platform's EIP-712 signature of this lease's receipt (alone, or with "
-                           "other leases in a batch)")
-    receipt_proof: list[str] = Field(default_factory=list, description="Merkle proof of this lease's receipt in "
-                                     "its signed batch; empty when signed alone (compute.receipts)")
+    signature: str = Field(
+        description="The platform's EIP-712 signature of this lease's receipt (alone, or with other leases in a batch)"
+    )
+    receipt_proof: list[str] = Field(
+        default_factory=list,
+        description="Merkle proof of this lease's receipt in "
+        "its signed batch; empty when signed alone (compute.receipts)",
+    )
 
 
 class UsageIn(BaseModel):
@@ -94,8 +98,11 @@ def out(session: Session, row: Lease, proof: list[str] | None = None) -> LeaseOu
     if proof is None:
         proof = proofs_of(session, [(row.id, row.renewals)]).get(row.id, [])
     left = balance(session, Acct("escrow", row.id))
-    return LeaseOut(escrow_left_gwei=left, receipt_proof=proof,
-                    **{c: getattr(row, c) for c in LeaseOut.model_fields if c not in _DERIVED})
+    return LeaseOut(
+        escrow_left_gwei=left,
+        receipt_proof=proof,
+        **{c: getattr(row, c) for c in LeaseOut.model_fields if c not in _DERIVED},
+    )
 
 
 def outs(session: Session, rows: list[Lease]) -> list[LeaseOut]:
@@ -105,9 +112,18 @@ def outs(session: Session, rows: list[Lease]) -> list[LeaseOut]:
 
 def lease_message(row: Lease | LeaseOut) -> dict:
     """The signed content of a lease receipt (EIP-712 type ``Lease``), from the row or the API's view of it."""
-    return {"lease": row.id, "user": row.user, "provider": row.provider, "provision": row.provision_id,
-            "computeUnits": row.compute_units, "priceGwei": row.price_gwei, "term": row.term,
-            "durationS": row.duration_s, "escrowGwei": row.escrow_gwei, "renewal": row.renewals}
+    return {
+        "lease": row.id,
+        "user": row.user,
+        "provider": row.provider,
+        "provision": row.provision_id,
+        "computeUnits": row.compute_units,
+        "priceGwei": row.price_gwei,
+        "term": row.term,
+        "durationS": row.duration_s,
+        "escrowGwei": row.escrow_gwei,
+        "renewal": row.renewals,
+    }
 
 
 def usage_message(lease_id: str, key: str, seconds: int, amount: int, fee: int) -> dict:
@@ -116,9 +132,18 @@ def usage_message(lease_id: str, key: str, seconds: int, amount: int, fee: int) 
 
 def _bill_term(session: Session, row: Lease, amount: int) -> None:
     fee = platform_fee(amount)
-    post(session, key=f"rent:{row.id}:{row.renewals}", kind="rental", reference=row.id, signature=row.signature,
-         entries=[(Acct("user", row.user), -amount), (Acct("earnings", row.provider), amount - fee),
-                  (Acct("fee", "platform"), fee)])
+    post(
+        session,
+        key=f"rent:{row.id}:{row.renewals}",
+        kind="rental",
+        reference=row.id,
+        signature=row.signature,
+        entries=[
+            (Acct("user", row.user), -amount),
+            (Acct("earnings", row.provider), amount - fee),
+            (Acct("fee", "platform"), fee),
+        ],
+    )
     row.paid_gwei += amount
 
 
@@ -158,13 +183,30 @@ def meter_in(session: Session, domain: Domain, lease_id: str, usage: UsageIn, ca
     amount = seconds * per_second
     fee = platform_fee(amount)
     signature = receipts.sign(domain, "Usage", usage_message(row.id, key, seconds, amount, fee))
-    record = UsageRecord(id=str(uuid.uuid4()), lease_id=row.id, idempotency_key=key, seconds=seconds,
-                         amount_gwei=amount, fee_gwei=fee, signature=signature, created_at=utcnow())
+    record = UsageRecord(
+        id=str(uuid.uuid4()),
+        lease_id=row.id,
+        idempotency_key=key,
+        seconds=seconds,
+        amount_gwei=amount,
+        fee_gwei=fee,
+        signature=signature,
+        created_at=utcnow(),
+    )
     session.add(record)
     if amount:
-        post(session, key=f"usage:{key}", kind="usage", reference=row.id, signature=signature,
-             entries=[(Acct("escrow", row.id), -amount), (Acct("earnings", row.provider), amount - fee),
-                      (Acct("fee", "platform"), fee)])
+        post(
+            session,
+            key=f"usage:{key}",
+            kind="usage",
+            reference=row.id,
+            signature=signature,
+            entries=[
+                (Acct("escrow", row.id), -amount),
+                (Acct("earnings", row.provider), amount - fee),
+                (Acct("fee", "platform"), fee),
+            ],
+        )
     row.metered_s += seconds
     row.paid_gwei += amount
     if seconds < usage.seconds and row.metered_s < row.duration_s:
@@ -174,8 +216,15 @@ def meter_in(session: Session, domain: Domain, lease_id: str, usage: UsageIn, ca
 
 
 def _usage_out(session: Session, record: UsageRecord, row: Lease) -> UsageOut:
-    return UsageOut(id=record.id, lease_id=record.lease_id, seconds=record.seconds, amount_gwei=record.amount_gwei,
-                    fee_gwei=record.fee_gwei, signature=record.signature, lease=out(session, row))
+    return UsageOut(
+        id=record.id,
+        lease_id=record.lease_id,
+        seconds=record.seconds,
+        amount_gwei=record.amount_gwei,
+        fee_gwei=record.fee_gwei,
+        signature=record.signature,
+        lease=out(session, row),
+    )
 
 
 def end(store: Store, lease_id: str, reason: EndReason, caller: str | None) -> LeaseOut:
@@ -192,7 +241,8 @@ def end_in(session: Session, lease_id: str, reason: EndReason, caller: str | Non
         if caller not in (row.user, row.provider):
             raise Forbidden("lease belongs to other accounts", field="lease_id")
         allowed = (USER_REASONS if caller == row.user else set()) | (
-            PROVIDER_REASONS if caller == row.provider else set())
+            PROVIDER_REASONS if caller == row.provider else set()
+        )
         if reason not in allowed:
             raise Forbidden(f"you cannot end this lease as {reason!r}", field="reason")
     if row.status == "active":
@@ -204,13 +254,22 @@ def end_in(session: Session, lease_id: str, reason: EndReason, caller: str | Non
 def _end(session: Session, row: Lease, reason: str) -> None:
     # Lock order everywhere: lease, provision, provider, then ledger accounts (by id) — so concurrent
     # matches, ends and metering never wait on each other in a cycle.
-    shift_capacity(session, capacity_group(session, row.provision_id),
-                   Resources(cpu=row.cpu, memory_mb=row.memory_mb, gpu_count=row.gpu_count, disk_gb=row.disk_gb), 1)
+    shift_capacity(
+        session,
+        capacity_group(session, row.provision_id),
+        Resources(cpu=row.cpu, memory_mb=row.memory_mb, gpu_count=row.gpu_count, disk_gb=row.disk_gb),
+        1,
+    )
     provider = session.get(Provider, row.provider, with_for_update=True)
     left = balance(session, Acct("escrow", row.id))
     if left:
-        post(session, key=f"refund:{row.id}", kind="refund", reference=row.id,
-             entries=[(Acct("escrow", row.id), -left), (Acct("user", row.user), left)])
+        post(
+            session,
+            key=f"refund:{row.id}",
+            kind="refund",
+            reference=row.id,
+            entries=[(Acct("escrow", row.id), -left), (Acct("user", row.user), left)],
+        )
     if reason in FAILURES:
         provider.leases_failed += 1
         slash(session, row.provider, row.user, row.id)
@@ -246,8 +305,12 @@ def expire_due(store: Store, domain: Domain, now: datetime | None = None, limit:
     """Renew or end every lease past its expiry; returns the ids handled. Safe to run from any process."""
     now = now or utcnow()
     with store.read() as session:
-        ids = session.scalars(select(Lease.id).where(Lease.status == "active", Lease.expires_at <= now)
-                              .order_by(Lease.expires_at).limit(limit)).all()
+        ids = session.scalars(
+            select(Lease.id)
+            .where(Lease.status == "active", Lease.expires_at <= now)
+            .order_by(Lease.expires_at)
+            .limit(limit)
+        ).all()
     for lease_id in ids:
         try:
             with store.write() as session:
@@ -276,10 +339,14 @@ def reap_lost(store: Store, missed_heartbeats: int = 3, now_ts: float | None = N
     # Timestamps are whole seconds: the same one-second allowance as ``registry.is_alive``.
     cutoff = int(now_ts - missed_heartbeats * get_settings().heartbeat_interval_s - 1)
     with store.read() as session:
-        ids = session.scalars(select(Lease.id).join(Provider, Provider.address == Lease.provider).where(
-            Lease.status == "active", Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)).all()
-        silent = session.scalars(select(Provider.address).where(
-            Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)).all()
+        ids = session.scalars(
+            select(Lease.id)
+            .join(Provider, Provider.address == Lease.provider)
+            .where(Lease.status == "active", Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)
+        ).all()
+        silent = session.scalars(
+            select(Provider.address).where(Provider.last_heartbeat_ts > 0, Provider.last_heartbeat_ts < cutoff)
+        ).all()
     if silent:
         with store.write() as session:
             for address in silent:

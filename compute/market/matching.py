@@ -78,9 +78,11 @@ class Market:
 
     def refresh(self, provision_id: str) -> None:
         with self.store.read() as session:
-            found = session.execute(select(Provision, Provider.reputation)
-                                    .join(Provider, Provider.address == Provision.provider)
-                                    .where(Provision.id == provision_id)).first()
+            found = session.execute(
+                select(Provision, Provider.reputation)
+                .join(Provider, Provider.address == Provision.provider)
+                .where(Provision.id == provision_id)
+            ).first()
         if found is None:
             self.index.remove(provision_id)
         else:
@@ -98,17 +100,23 @@ class Market:
         slot = self.index.best(req, time.time())
         if slot is None:
             return Quote(matched=False, compute_units=units, no_match=self.index.scan(req, time.time())[1])
-        return Quote(matched=True, provision_id=slot.id, provider=slot.provider, price_gwei=slot.price,
-                     compute_units=units, estimated_cost_gwei=cost(slot.price, units, req.span_s))
+        return Quote(
+            matched=True,
+            provision_id=slot.id,
+            provider=slot.provider,
+            price_gwei=slot.price,
+            compute_units=units,
+            estimated_cost_gwei=cost(slot.price, units, req.span_s),
+        )
 
     def place(self, user: str, req: MatchRequest) -> leases.LeaseOut:
         """Reserve the best provision for ``user`` and open a lease, or raise with the reason."""
         self.sync()
         return self._placer.place(user, req)
 
-    def close(self, closings: list[Closing],
-              extra: Callable[[Connection, list[Closed | ComputeError]], None] | None = None
-              ) -> list[Closed | ComputeError]:
+    def close(
+        self, closings: list[Closing], extra: Callable[[Connection, list[Closed | ComputeError]], None] | None = None
+    ) -> list[Closed | ComputeError]:
         """Bill and end metered leases together (:mod:`compute.market.closing`); one outcome per closing, in
         order. ``extra`` writes, knowing the outcomes, in the same transaction. The capacity the closings free is
         in the index when this returns."""

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -37,7 +37,7 @@ from compute.market.index import NoMatch, ProvisionIndex, Slot
 from compute.market.leases import LeaseOut, lease_message
 from compute.market.pricing import compute_units, cost, platform_fee
 from compute.market.proofs import lease_proofs
-from compute.models import LedgerAccount, LedgerEntry, LedgerTx, Lease, Provision, aware
+from compute.models import Lease, LedgerAccount, LedgerEntry, LedgerTx, Provision, aware
 from compute.receipts import Domain, sign_batch
 from compute.signer import platform_account
 
@@ -55,22 +55,46 @@ LEASE_COLUMNS = [column.name for column in LEASES.columns]
 # The batch's statements, built once: building them costs more than SQLite takes to run them.
 _p, _a = PROVISIONS.c, ACCOUNTS.c
 LOCK_OFFERS = (
-    select(_p.id, _p.capacity_group, _p.status, _p.price_gwei, _p.available_until, _p.free_cpu, _p.free_memory_mb,
-           _p.free_gpu, _p.free_disk_gb)
-    .where(or_(_p.id.in_(bindparam("ids", expanding=True)),
-               _p.capacity_group.in_(bindparam("groups", expanding=True))))
-    .order_by(_p.id).with_for_update())
+    select(
+        _p.id,
+        _p.capacity_group,
+        _p.status,
+        _p.price_gwei,
+        _p.available_until,
+        _p.free_cpu,
+        _p.free_memory_mb,
+        _p.free_gpu,
+        _p.free_disk_gb,
+    )
+    .where(or_(_p.id.in_(bindparam("ids", expanding=True)), _p.capacity_group.in_(bindparam("groups", expanding=True))))
+    .order_by(_p.id)
+    .with_for_update()
+)
 _PAYERS = and_(_a.kind == "user", _a.owner.in_(bindparam("users", expanding=True)))
 _LOCK = select(_a.id, _a.kind, _a.owner, _a.balance).order_by(_a.id).with_for_update()
 LOCK_PAYERS = _LOCK.where(_PAYERS)
-LOCK_PAYERS_AND_EARNERS = _LOCK.where(or_(
-    _PAYERS, and_(_a.kind == "earnings", _a.owner.in_(bindparam("earners", expanding=True))),
-    and_(_a.kind == "fee", _a.owner == "platform")))
-ENSURE_ACCOUNTS = {"sqlite": sqlite_insert(ACCOUNTS).on_conflict_do_nothing(),
-                   "postgresql": pg_insert(ACCOUNTS).on_conflict_do_nothing()}
-SET_FREE = update(PROVISIONS).where(_p.id == bindparam("b_id")).values(
-    free_cpu=bindparam("b_cpu"), free_memory_mb=bindparam("b_memory"), free_gpu=bindparam("b_gpu"),
-    free_disk_gb=bindparam("b_disk"), updated_at=bindparam("b_stamp"))
+LOCK_PAYERS_AND_EARNERS = _LOCK.where(
+    or_(
+        _PAYERS,
+        and_(_a.kind == "earnings", _a.owner.in_(bindparam("earners", expanding=True))),
+        and_(_a.kind == "fee", _a.owner == "platform"),
+    )
+)
+ENSURE_ACCOUNTS = {
+    "sqlite": sqlite_insert(ACCOUNTS).on_conflict_do_nothing(),
+    "postgresql": pg_insert(ACCOUNTS).on_conflict_do_nothing(),
+}
+SET_FREE = (
+    update(PROVISIONS)
+    .where(_p.id == bindparam("b_id"))
+    .values(
+        free_cpu=bindparam("b_cpu"),
+        free_memory_mb=bindparam("b_memory"),
+        free_gpu=bindparam("b_gpu"),
+        free_disk_gb=bindparam("b_disk"),
+        updated_at=bindparam("b_stamp"),
+    )
+)
 ADD_BALANCE = update(ACCOUNTS).where(_a.id == bindparam("b_id")).values(balance=_a.balance + bindparam("b_delta"))
 # Inserts are inline: no generated key is read back (a batch of one would otherwise ask for it), so no write
 # waits for another's answer. An escrow account is found by its lease rather than by its returned id.
@@ -79,9 +103,15 @@ INSERT_PROOFS = insert(lease_proofs).inline()
 OPEN_ESCROWS = insert(ACCOUNTS).inline()
 INSERT_TXS = insert(LedgerTx.__table__).inline()
 INSERT_ENTRIES = insert(LedgerEntry.__table__).inline()
-INSERT_ESCROW_ENTRIES = insert(LedgerEntry.__table__).inline().values(
-    tx_id=bindparam("b_tx"), amount=bindparam("b_amount"),
-    account_id=select(_a.id).where(_a.kind == "escrow", _a.owner == bindparam("b_lease")).scalar_subquery())
+INSERT_ESCROW_ENTRIES = (
+    insert(LedgerEntry.__table__)
+    .inline()
+    .values(
+        tx_id=bindparam("b_tx"),
+        amount=bindparam("b_amount"),
+        account_id=select(_a.id).where(_a.kind == "escrow", _a.owner == bindparam("b_lease")).scalar_subquery(),
+    )
+)
 
 
 class NoMatchError(Conflict):
@@ -131,8 +161,14 @@ class Placer(GroupCommit[_Ticket]):
 
     max_batch = MAX_BATCH
 
-    def __init__(self, engine: Engine, domain: Domain, index: ProvisionIndex, refresh: Callable[[str], None],
-                 publish: threading.Lock):
+    def __init__(
+        self,
+        engine: Engine,
+        domain: Domain,
+        index: ProvisionIndex,
+        refresh: Callable[[str], None],
+        publish: threading.Lock,
+    ):
         super().__init__()
         self.engine = engine
         self.domain = domain
@@ -172,8 +208,9 @@ class Placer(GroupCommit[_Ticket]):
             plans.append(_plan(ticket, slot, now))
         if not plans:
             return
-        for plan, receipt in zip(plans, sign_batch(self.domain, "Lease", [lease_message(p.lease) for p in plans],
-                                                         self.signer)):
+        for plan, receipt in zip(
+            plans, sign_batch(self.domain, "Lease", [lease_message(p.lease) for p in plans], self.signer)
+        ):
             plan.lease.signature, plan.lease.receipt_proof = receipt.signature, receipt.proof
         try:
             self._commit(plans)
@@ -238,23 +275,46 @@ def _plan(ticket: _Ticket, slot: Slot, now: float) -> _Plan:
     units = compute_units(r.cpu, r.memory_mb, r.gpu_count)
     amount = cost(slot.price, units, req.span_s)
     metered = req.term == "seconds"
-    started = datetime.fromtimestamp(now, tz=timezone.utc)
+    started = datetime.fromtimestamp(now, tz=UTC)
     lease = LeaseOut(
-        id=str(uuid.uuid4()), user=ticket.user, provider=slot.provider, provision_id=slot.id, kind=req.kind,
-        cpu=r.cpu, memory_mb=r.memory_mb, gpu_count=r.gpu_count, disk_gb=r.disk_gb, compute_units=units,
-        price_gwei=slot.price, term=req.term, duration_s=req.span_s, model=req.model, image=req.image,
-        auto_renew=req.auto_renew and not metered, renewals=0, escrow_gwei=amount if metered else 0,
-        escrow_left_gwei=amount if metered else 0, metered_s=0, paid_gwei=0 if metered else amount, status="active",
-        end_reason=None, started_at=started, expires_at=started + timedelta(seconds=req.span_s), ended_at=None,
-        signature="")
+        id=str(uuid.uuid4()),
+        user=ticket.user,
+        provider=slot.provider,
+        provision_id=slot.id,
+        kind=req.kind,
+        cpu=r.cpu,
+        memory_mb=r.memory_mb,
+        gpu_count=r.gpu_count,
+        disk_gb=r.disk_gb,
+        compute_units=units,
+        price_gwei=slot.price,
+        term=req.term,
+        duration_s=req.span_s,
+        model=req.model,
+        image=req.image,
+        auto_renew=req.auto_renew and not metered,
+        renewals=0,
+        escrow_gwei=amount if metered else 0,
+        escrow_left_gwei=amount if metered else 0,
+        metered_s=0,
+        paid_gwei=0 if metered else amount,
+        status="active",
+        end_reason=None,
+        started_at=started,
+        expires_at=started + timedelta(seconds=req.span_s),
+        ended_at=None,
+        signature="",
+    )
     return _Plan(ticket, slot, now + req.span_s, amount, lease)
 
 
 def _decide(conn: Connection, plans: list[_Plan]) -> _Locked:
     """Lock what the batch needs and accept, in order, each placement the locked rows can honour."""
     locked = _Locked()
-    rows = conn.execute(LOCK_OFFERS, {"ids": sorted({p.slot.id for p in plans}),
-                                      "groups": sorted({p.slot.group or p.slot.id for p in plans})})
+    rows = conn.execute(
+        LOCK_OFFERS,
+        {"ids": sorted({p.slot.id for p in plans}), "groups": sorted({p.slot.group or p.slot.id for p in plans})},
+    )
     for row in rows:
         group = row.capacity_group or row.id
         until = aware(row.available_until).timestamp() if row.available_until else math.inf
@@ -266,13 +326,22 @@ def _decide(conn: Connection, plans: list[_Plan]) -> _Locked:
         plan.accepted, plan.error = False, None
         r = plan.ticket.req.resources
         offer, free = locked.offers.get(plan.slot.id), locked.free.get(plan.slot.id)
-        if (offer is None or offer[0] != "active" or offer[1] != plan.slot.price or offer[2] < plan.end_ts
-                or free[0] < r.cpu or free[1] < r.memory_mb or free[2] < r.gpu_count or free[3] < r.disk_gb):
+        if (
+            offer is None
+            or offer[0] != "active"
+            or offer[1] != plan.slot.price
+            or offer[2] < plan.end_ts
+            or free[0] < r.cpu
+            or free[1] < r.memory_mb
+            or free[2] < r.gpu_count
+            or free[3] < r.disk_gb
+        ):
             continue  # stale
         payer = locked.accounts.get(("user", plan.ticket.user))
         if payer is None or payer[1] < plan.amount:
-            plan.error = InsufficientFunds(f"user balance of {plan.ticket.user} is below {plan.amount} gwei",
-                                           field="user_balance")
+            plan.error = InsufficientFunds(
+                f"user balance of {plan.ticket.user} is below {plan.amount} gwei", field="user_balance"
+            )
             continue
         payer[1] -= plan.amount
         # The machine's other offers lose what this one is leased.
@@ -292,9 +361,11 @@ def _lock_accounts(conn: Connection, plans: list[_Plan]) -> dict[tuple[str, str]
     users = sorted({p.ticket.user for p in plans})
     earners = sorted({p.slot.provider for p in plans if p.ticket.req.term != "seconds"})
     if earners:
-        conn.execute(ENSURE_ACCOUNTS[conn.dialect.name], [{"kind": "earnings", "owner": owner, "balance": 0}
-                                                          for owner in earners]
-                     + [{"kind": "fee", "owner": "platform", "balance": 0}])
+        conn.execute(
+            ENSURE_ACCOUNTS[conn.dialect.name],
+            [{"kind": "earnings", "owner": owner, "balance": 0} for owner in earners]
+            + [{"kind": "fee", "owner": "platform", "balance": 0}],
+        )
         rows = conn.execute(LOCK_PAYERS_AND_EARNERS, {"users": users, "earners": earners})
     else:
         rows = conn.execute(LOCK_PAYERS, {"users": users})
@@ -302,16 +373,31 @@ def _lock_accounts(conn: Connection, plans: list[_Plan]) -> dict[tuple[str, str]
 
 
 def _write_capacity(conn: Connection, locked: _Locked) -> None:
-    stamp = datetime.now(timezone.utc)
-    conn.execute(SET_FREE, [{"b_id": slot_id, "b_cpu": free[0], "b_memory": free[1], "b_gpu": free[2],
-                             "b_disk": free[3], "b_stamp": stamp}
-                            for slot_id in sorted(locked.touched) for free in [locked.free[slot_id]]])
+    stamp = datetime.now(UTC)
+    conn.execute(
+        SET_FREE,
+        [
+            {
+                "b_id": slot_id,
+                "b_cpu": free[0],
+                "b_memory": free[1],
+                "b_gpu": free[2],
+                "b_disk": free[3],
+                "b_stamp": stamp,
+            }
+            for slot_id in sorted(locked.touched)
+            for free in [locked.free[slot_id]]
+        ],
+    )
 
 
 def _write_leases(conn: Connection, accepted: list[_Plan]) -> None:
     conn.execute(INSERT_LEASES, [{name: getattr(plan.lease, name) for name in LEASE_COLUMNS} for plan in accepted])
-    proofs = [{"lease_id": plan.lease.id, "renewal": 0, "proof": plan.lease.receipt_proof}
-              for plan in accepted if plan.lease.receipt_proof]
+    proofs = [
+        {"lease_id": plan.lease.id, "renewal": 0, "proof": plan.lease.receipt_proof}
+        for plan in accepted
+        if plan.lease.receipt_proof
+    ]
     if proofs:
         conn.execute(INSERT_PROOFS, proofs)
 
@@ -321,9 +407,10 @@ def _write_ledger(conn: Connection, accepted: list[_Plan], accounts: dict[tuple[
     held = [plan for plan in accepted if plan.ticket.req.term == "seconds"]
     if held:
         # A lease's escrow account is new: it is created holding the escrow.
-        conn.execute(OPEN_ESCROWS, [{"kind": "escrow", "owner": plan.lease.id, "balance": plan.amount}
-                                    for plan in held])
-    stamp = datetime.now(timezone.utc)
+        conn.execute(
+            OPEN_ESCROWS, [{"kind": "escrow", "owner": plan.lease.id, "balance": plan.amount} for plan in held]
+        )
+    stamp = datetime.now(UTC)
     deltas: dict[int, int] = {}
     txs: list[dict] = []
     entries: list[dict] = []
@@ -337,16 +424,28 @@ def _write_ledger(conn: Connection, accepted: list[_Plan], accounts: dict[tuple[
         else:
             key, kind = f"rent:{lease.id}:0", "rental"
             fee = platform_fee(plan.amount)
-            legs += [(accounts[("earnings", lease.provider)][0], plan.amount - fee),
-                     (accounts[("fee", "platform")][0], fee)]
+            legs += [
+                (accounts[("earnings", lease.provider)][0], plan.amount - fee),
+                (accounts[("fee", "platform")][0], fee),
+            ]
         for account_id, amount in legs:
             if amount:
                 deltas[account_id] = deltas.get(account_id, 0) + amount
                 entries.append({"tx_id": tx_id, "account_id": account_id, "amount": amount})
-        txs.append({"id": tx_id, "idempotency_key": key, "kind": kind, "reference": lease.id, "memo": "",
-                    "signature": lease.signature, "created_at": stamp})
-    conn.execute(ADD_BALANCE, [{"b_id": account_id, "b_delta": delta}
-                               for account_id, delta in sorted(deltas.items()) if delta])
+        txs.append(
+            {
+                "id": tx_id,
+                "idempotency_key": key,
+                "kind": kind,
+                "reference": lease.id,
+                "memo": "",
+                "signature": lease.signature,
+                "created_at": stamp,
+            }
+        )
+    conn.execute(
+        ADD_BALANCE, [{"b_id": account_id, "b_delta": delta} for account_id, delta in sorted(deltas.items()) if delta]
+    )
     conn.execute(INSERT_TXS, txs)
     conn.execute(INSERT_ENTRIES, entries)
     if escrow_entries:

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from cxmpute.db import Base
 
 lease_proofs = Table(
-    "cx_lease_proofs", Base.metadata,
+    "cx_lease_proofs",
+    Base.metadata,
     Column("lease_id", String(36), ForeignKey("cx_leases.id"), primary_key=True),
     Column("renewal", Integer, nullable=False),
     Column("proof", JSON, nullable=False),
@@ -26,6 +27,9 @@ def proofs_of(session: Session, leases: Iterable[tuple[str, int]]) -> dict[str, 
     wanted = dict(leases)
     if not wanted:
         return {}
-    rows = session.execute(select(lease_proofs.c.lease_id, lease_proofs.c.renewal, lease_proofs.c.proof)
-                           .where(lease_proofs.c.lease_id.in_(wanted)))
+    rows = session.execute(
+        select(lease_proofs.c.lease_id, lease_proofs.c.renewal, lease_proofs.c.proof).where(
+            lease_proofs.c.lease_id.in_(wanted)
+        )
+    )
     return {lease_id: list(proof) for lease_id, renewal, proof in rows if wanted[lease_id] == renewal}

@@ -32,9 +32,14 @@ class HardwareProfile(BaseModel):
 
 
 def detect(data_dir: Path | None = None, benchmark_s: float = 0.2) -> HardwareProfile:
-    return HardwareProfile(cpu_count=os.cpu_count() or 1, cpu_model=_cpu_model(), memory_mb=_memory_mb(),
-                           disk_gb=shutil.disk_usage(data_dir or Path.home()).free // 2**30, gpus=_gpus(),
-                           benchmark_score=benchmark(benchmark_s))
+    return HardwareProfile(
+        cpu_count=os.cpu_count() or 1,
+        cpu_model=_cpu_model(),
+        memory_mb=_memory_mb(),
+        disk_gb=shutil.disk_usage(data_dir or Path.home()).free // 2**30,
+        gpus=_gpus(),
+        benchmark_score=benchmark(benchmark_s),
+    )
 
 
 def benchmark(seconds: float = 0.2) -> float:
@@ -71,8 +76,13 @@ def _gpus() -> list[Gpu]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
     gpus = []

@@ -29,8 +29,13 @@ class Registration(BaseModel):
     signature: str = Field(..., max_length=200)
 
     def typed(self, provider: str) -> dict:
-        return {"provider": provider, "name": self.name, "region": self.region,
-                "profileHash": self.profile.digest(), "issuedAt": self.issued_at}
+        return {
+            "provider": provider,
+            "name": self.name,
+            "region": self.region,
+            "profileHash": self.profile.digest(),
+            "issuedAt": self.issued_at,
+        }
 
 
 class Heartbeat(BaseModel):
@@ -65,11 +70,20 @@ class ProviderOut(BaseModel):
 
 
 def out(row: Provider) -> ProviderOut:
-    return ProviderOut(address=row.address, name=row.name, region=row.region, profile=row.profile,
-                       benchmark_score=row.benchmark_score, registered_at=row.registered_at,
-                       heartbeats=row.heartbeats, last_heartbeat_ts=row.last_heartbeat_ts,
-                       leases_completed=row.leases_completed, leases_failed=row.leases_failed,
-                       reputation=row.reputation, stake_unlocks_at=row.stake_unlocks_at)
+    return ProviderOut(
+        address=row.address,
+        name=row.name,
+        region=row.region,
+        profile=row.profile,
+        benchmark_score=row.benchmark_score,
+        registered_at=row.registered_at,
+        heartbeats=row.heartbeats,
+        last_heartbeat_ts=row.last_heartbeat_ts,
+        leases_completed=row.leases_completed,
+        leases_failed=row.leases_failed,
+        reputation=row.reputation,
+        stake_unlocks_at=row.stake_unlocks_at,
+    )
 
 
 def _signed_by(domain: Domain, primary: str, message: dict, signature: str, address: str) -> None:
@@ -88,8 +102,15 @@ def register(store: Store, domain: Domain, address: str, reg: Registration) -> P
     with store.write() as session:
         row = session.get(Provider, address)
         if row is None:
-            row = Provider(address=address, registered_at=utcnow(), last_heartbeat_ts=0, heartbeats=0,
-                           leases_completed=0, leases_failed=0, reputation=0.5)
+            row = Provider(
+                address=address,
+                registered_at=utcnow(),
+                last_heartbeat_ts=0,
+                heartbeats=0,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
             session.add(row)
         row.name, row.region = reg.name, reg.region
         row.profile = reg.profile.model_dump()
@@ -113,8 +134,11 @@ def heartbeat(store: Store, domain: Domain, hb: Heartbeat, caller: str | None) -
             raise Unauthorized("heartbeat replayed: timestamp is not newer than the last one", field="timestamp")
         row.last_heartbeat_ts = hb.timestamp
         row.heartbeats += 1
-        session.execute(update(Provision).where(Provision.provider == hb.provider, Provision.status == "down")
-                        .values(status="active", updated_at=utcnow()))
+        session.execute(
+            update(Provision)
+            .where(Provision.provider == hb.provider, Provision.status == "down")
+            .values(status="active", updated_at=utcnow())
+        )
         row.reputation = reputation(row)
         session.flush()
         return out(row)
@@ -130,8 +154,11 @@ def is_alive(row: Provider, now_ts: float | None = None, missed_heartbeats: int 
 
 def mark_down(session: Session, address: str) -> int:
     """Take a silent provider's active provisions out of matching until its next heartbeat."""
-    return session.execute(update(Provision).where(Provision.provider == address, Provision.status == "active")
-                           .values(status="down", updated_at=utcnow())).rowcount
+    return session.execute(
+        update(Provision)
+        .where(Provision.provider == address, Provision.status == "active")
+        .values(status="down", updated_at=utcnow())
+    ).rowcount
 
 
 def reputation(row: Provider) -> float:

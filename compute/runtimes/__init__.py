@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import threading
 
+from compute.runtimes.base import (
+    BackgroundProcess,
+    ExecResult,
+    FileInfo,
+    JobSpec,
+    Limits,
+    OutputChunk,
+    ResourceUsage,
+    Runtime,
+    RuntimeUnavailable,
+    Sandbox,
+)
+from compute.runtimes.registry import DEFAULT_RUNTIME, RuntimeRegistry
 from cxmpute.settings import Settings, get_settings
 
-from compute.runtimes.base import (BackgroundProcess, ExecResult, FileInfo, JobSpec, Limits, OutputChunk,
-                                   ResourceUsage, Runtime, RuntimeUnavailable, Sandbox)
-from compute.runtimes.registry import DEFAULT_RUNTIME, RuntimeRegistry
-
-__all__ = ["BackgroundProcess", "DEFAULT_RUNTIME", "ExecResult", "FileInfo", "JobSpec", "Limits", "OutputChunk",
-           "ResourceUsage", "Runtime", "RuntimeRegistry", "RuntimeUnavailable", "Sandbox", "runtime_registry"]
+__all__ = [
+    "BackgroundProcess",
+    "DEFAULT_RUNTIME",
+    "ExecResult",
+    "FileInfo",
+    "JobSpec",
+    "Limits",
+    "OutputChunk",
+    "ResourceUsage",
+    "Runtime",
+    "RuntimeRegistry",
+    "RuntimeUnavailable",
+    "Sandbox",
+    "runtime_registry",
+]
 
 
 _registries: dict[str, RuntimeRegistry] = {}

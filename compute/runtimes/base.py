@@ -106,8 +106,15 @@ class Sandbox(ABC):
         self.spec = spec
 
     @abstractmethod
-    async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,
-                   env: dict[str, str] | None = None, on_output: OutputFn | None = None) -> ExecResult:
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        on_output: OutputFn | None = None,
+    ) -> ExecResult:
         """Run a command to its end (or its timeout), calling ``on_output`` as output arrives."""
 
     async def stream(self, argv: Sequence[str], **kwargs) -> AsyncIterator[OutputChunk | ExecResult]:
@@ -116,8 +123,9 @@ class Sandbox(ABC):
 
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[OutputChunk | ExecResult] = asyncio.Queue()
-        task = asyncio.ensure_future(self.exec(argv, on_output=lambda c: loop.call_soon_threadsafe(queue.put_nowait, c),
-                                               **kwargs))
+        task = asyncio.ensure_future(
+            self.exec(argv, on_output=lambda c: loop.call_soon_threadsafe(queue.put_nowait, c), **kwargs)
+        )
         task.add_done_callback(lambda t: t.exception() or queue.put_nowait(t.result()))
         while True:
             getter = asyncio.ensure_future(queue.get())

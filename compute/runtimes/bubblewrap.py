@@ -26,20 +26,43 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cxmpute.settings import Settings
-
-from compute.runtimes import memory as job_memory, network as job_network, seccomp
-from compute.runtimes.base import (BackgroundProcess, ExecResult, JobSpec, OutputFn, ResourceUsage,
-                                   Runtime, RuntimeUnavailable)
+from compute.runtimes import memory as job_memory
+from compute.runtimes import network as job_network
+from compute.runtimes import seccomp
+from compute.runtimes.base import (
+    BackgroundProcess,
+    ExecResult,
+    JobSpec,
+    OutputFn,
+    ResourceUsage,
+    Runtime,
+    RuntimeUnavailable,
+)
 from compute.runtimes.memory import MemoryCgroup
+from compute.runtimes.network import GrantedNetwork
 from compute.runtimes.process import run_process
 from compute.runtimes.scratch import Scratch, ScratchSandbox, prepare_root
-from compute.runtimes.network import GrantedNetwork
+from cxmpute.settings import Settings
 
 UID_BASE = 1_800_000  # far above any account on the host, so a job's uid owns nothing there
 UID_SPAN = 1_000_000
-_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "hosts", "resolv.conf",
-        "ssl", "ca-certificates", "alternatives", "localtime", "mime.types", "host.conf", "gai.conf")
+_ETC = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "nsswitch.conf",
+    "passwd",
+    "group",
+    "hosts",
+    "resolv.conf",
+    "ssl",
+    "ca-certificates",
+    "alternatives",
+    "localtime",
+    "mime.types",
+    "host.conf",
+    "gai.conf",
+)
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -74,12 +97,26 @@ class BubblewrapSandbox(ScratchSandbox):
         self._processes: list[_BwrapProcess] = []
         self._stopped = False
 
-    def argv(self, command: Sequence[str], env: dict[str, str] | None = None, seccomp_fd: int | None = None,
-             network: GrantedNetwork | None = None) -> list[str]:
+    def argv(
+        self,
+        command: Sequence[str],
+        env: dict[str, str] | None = None,
+        seccomp_fd: int | None = None,
+        network: GrantedNetwork | None = None,
+    ) -> list[str]:
         lim = self.spec.limits
         args = self.memory.launcher() if self.memory is not None else []
-        args += ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--hostname", "sandbox"]
+        args += [
+            "bwrap",
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "sandbox",
+        ]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
         # Always a network namespace of its own: granted jobs get one connected to the internet only.
@@ -96,8 +133,7 @@ class BubblewrapSandbox(ScratchSandbox):
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
         # The private /tmp comes before the interpreter's binds: a platform installed under /tmp
         # (a checkout there, say) must stay visible on top of it.
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--size", str(16 * 2**20), "--tmpfs", "/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(16 * 2**20), "--tmpfs", "/tmp"]
         made = {Path("/tmp")}
         for root in self.runtime.python_roots:
             for parent in reversed(root.parents):
@@ -105,39 +141,85 @@ class BubblewrapSandbox(ScratchSandbox):
                     made.add(parent)
                     args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", str(root), str(root)]
-        args += ["--bind", str(self.scratch.path), self.workdir, "--chdir", self.workdir,
-                 "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--clearenv"]
+        args += [
+            "--bind",
+            str(self.scratch.path),
+            self.workdir,
+            "--chdir",
+            self.workdir,
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+            "--clearenv",
+        ]
         for key, value in {**self.base_env(), **self.spec.env, **(env or {})}.items():
             args += ["--setenv", key, value]
-        args += ["--", "/usr/bin/prlimit", f"--cpu={lim.cpu_seconds}", f"--as={self.address_space_mb * 2**20}",
-                 f"--nproc={lim.processes}", f"--fsize={lim.file_size_mb * 2**20}", f"--nofile={lim.open_files}",
-                 "--core=0", "--",
-                 "/usr/bin/setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *command]
+        args += [
+            "--",
+            "/usr/bin/prlimit",
+            f"--cpu={lim.cpu_seconds}",
+            f"--as={self.address_space_mb * 2**20}",
+            f"--nproc={lim.processes}",
+            f"--fsize={lim.file_size_mb * 2**20}",
+            f"--nofile={lim.open_files}",
+            "--core=0",
+            "--",
+            "/usr/bin/setpriv",
+            f"--reuid={self.uid}",
+            f"--regid={self.uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+            *command,
+        ]
         return args
 
     def base_env(self) -> dict[str, str]:
-        return {"PATH": _PATH, "HOME": self.workdir, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+        return {
+            "PATH": _PATH,
+            "HOME": self.workdir,
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def _add_usage(self, usage: ResourceUsage) -> None:
         with self._lock:
-            self._usage = ResourceUsage(wall_seconds=self._usage.wall_seconds + usage.wall_seconds,
-                                        cpu_seconds=self._usage.cpu_seconds + usage.cpu_seconds,
-                                        max_rss_mb=max(self._usage.max_rss_mb, usage.max_rss_mb))
+            self._usage = ResourceUsage(
+                wall_seconds=self._usage.wall_seconds + usage.wall_seconds,
+                cpu_seconds=self._usage.cpu_seconds + usage.cpu_seconds,
+                max_rss_mb=max(self._usage.max_rss_mb, usage.max_rss_mb),
+            )
 
-    async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,
-                   env: dict[str, str] | None = None, on_output: OutputFn | None = None) -> ExecResult:
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        on_output: OutputFn | None = None,
+    ) -> ExecResult:
         self._check_running()
         fd = seccomp.program_fd()
         network = GrantedNetwork() if self.spec.network else None
         try:
             # bwrap itself gets no environment beyond PATH: the job's environment is set with --setenv only
             result = await asyncio.to_thread(
-                run_process, self.argv(argv, env, fd, network), env={"PATH": _PATH}, stdin=stdin,
-                timeout=timeout or self.spec.limits.wall_seconds, output_cap=self.spec.limits.output_bytes,
-                on_output=on_output, pass_fds=(fd, *(network.pass_fds if network else ())),
-                on_spawn=network.attach if network else None)
+                run_process,
+                self.argv(argv, env, fd, network),
+                env={"PATH": _PATH},
+                stdin=stdin,
+                timeout=timeout or self.spec.limits.wall_seconds,
+                output_cap=self.spec.limits.output_bytes,
+                on_output=on_output,
+                pass_fds=(fd, *(network.pass_fds if network else ())),
+                on_spawn=network.attach if network else None,
+            )
         finally:
             os.close(fd)
             if network is not None:
@@ -152,8 +234,9 @@ class BubblewrapSandbox(ScratchSandbox):
         fd = seccomp.program_fd()
         network = GrantedNetwork() if self.spec.network else None
         try:
-            proc = _BwrapProcess(self, self.argv(argv, env, fd, network), (fd, *(network.pass_fds if network else ())),
-                                 network)
+            proc = _BwrapProcess(
+                self, self.argv(argv, env, fd, network), (fd, *(network.pass_fds if network else ())), network
+            )
         finally:
             os.close(fd)
         self._processes.append(proc)
@@ -188,14 +271,22 @@ _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxmpute-sandbox
 
 
 class _BwrapProcess(BackgroundProcess):
-    def __init__(self, sandbox: BubblewrapSandbox, argv: list[str], pass_fds: tuple[int, ...],
-                 network: GrantedNetwork | None):
+    def __init__(
+        self, sandbox: BubblewrapSandbox, argv: list[str], pass_fds: tuple[int, ...], network: GrantedNetwork | None
+    ):
         self.sandbox = sandbox
         self.network = network
         self.started = time.monotonic()
-        self.proc = _spawner.submit(subprocess.Popen, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL, env={"PATH": _PATH}, start_new_session=True,
-                                    pass_fds=pass_fds).result()
+        self.proc = _spawner.submit(
+            subprocess.Popen,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": _PATH},
+            start_new_session=True,
+            pass_fds=pass_fds,
+        ).result()
         self._done = threading.Event()
         threading.Thread(target=self._wait, daemon=True).start()
         threading.Thread(target=self._read, daemon=True).start()
@@ -213,9 +304,13 @@ class _BwrapProcess(BackgroundProcess):
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         if self.network is not None:
             self.network.close()
-        self.sandbox._add_usage(ResourceUsage(wall_seconds=round(time.monotonic() - self.started, 4),
-                                              cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 4),
-                                              max_rss_mb=round(rusage.ru_maxrss / 1024, 2)))
+        self.sandbox._add_usage(
+            ResourceUsage(
+                wall_seconds=round(time.monotonic() - self.started, 4),
+                cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 4),
+                max_rss_mb=round(rusage.ru_maxrss / 1024, 2),
+            )
+        )
         self._done.set()
 
     def _read(self) -> None:
@@ -275,8 +370,10 @@ class BubblewrapRuntime(Runtime):
                 return f"{tool} is missing (Debian package 'util-linux')"
         if missing := [name for name, bit in _SANDBOX_CAPS.items() if not _effective_caps() >> bit & 1]:
             # Without them bwrap fails on every job, CAP_NET_ADMIN with a misleading errno at its loopback.
-            return (f"the sandbox needs {' and '.join(missing)}, which this process lacks "
-                    "(a container gets them with cap_add)")
+            return (
+                f"the sandbox needs {' and '.join(missing)}, which this process lacks "
+                "(a container gets them with cap_add)"
+            )
         return None
 
     async def start(self, spec: JobSpec | None = None) -> BubblewrapSandbox:

@@ -57,8 +57,15 @@ def _outcome(sandbox: Sandbox, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def run_code(sandbox: Sandbox, runtime: Runtime, code: str, *, language: Literal["python", "shell"] = "python",
-                   inputs: dict[str, Any] | None = None, files: Iterable[tuple[str, bytes]] = ()) -> CodeResult:
+async def run_code(
+    sandbox: Sandbox,
+    runtime: Runtime,
+    code: str,
+    *,
+    language: Literal["python", "shell"] = "python",
+    inputs: dict[str, Any] | None = None,
+    files: Iterable[tuple[str, bytes]] = (),
+) -> CodeResult:
     """Run one snippet in a started sandbox and gather everything the caller gets back."""
     for path, data in files:
         sandbox.put_file(path, data)
@@ -77,18 +84,31 @@ async def run_code(sandbox: Sandbox, runtime: Runtime, code: str, *, language: L
         status, error = "killed", "the job was killed by a signal: it exceeded its CPU, memory or process limits"
     elif outcome is None:
         status = "error"
-        error = (f"the job ended (exit {done.exit_code}) without reporting its result: it may have run out of "
-                 "its disk or memory limit")
+        error = (
+            f"the job ended (exit {done.exit_code}) without reporting its result: it may have run out of "
+            "its disk or memory limit"
+        )
     else:
         status, error = ("ok" if outcome.get("ok") and done.exit_code == 0 else "error"), outcome.get("error")
     usage = done.usage
     if outcome and isinstance(outcome.get("usage"), dict):
         inner = ResourceUsage.model_validate(outcome["usage"])
-        usage = ResourceUsage(wall_seconds=done.usage.wall_seconds, cpu_seconds=max(inner.cpu_seconds, usage.cpu_seconds),
-                              max_rss_mb=max(inner.max_rss_mb, usage.max_rss_mb))
-    return CodeResult(status=status, exit_code=done.exit_code, stdout=_decode(done.stdout), stderr=_decode(done.stderr),
-                      stdout_truncated=done.stdout_truncated, stderr_truncated=done.stderr_truncated,
-                      result=outcome.get("result") if outcome else None, error=error, usage=usage)
+        usage = ResourceUsage(
+            wall_seconds=done.usage.wall_seconds,
+            cpu_seconds=max(inner.cpu_seconds, usage.cpu_seconds),
+            max_rss_mb=max(inner.max_rss_mb, usage.max_rss_mb),
+        )
+    return CodeResult(
+        status=status,
+        exit_code=done.exit_code,
+        stdout=_decode(done.stdout),
+        stderr=_decode(done.stderr),
+        stdout_truncated=done.stdout_truncated,
+        stderr_truncated=done.stderr_truncated,
+        result=outcome.get("result") if outcome else None,
+        error=error,
+        usage=usage,
+    )
 
 
 class CodeSession:
@@ -137,16 +157,27 @@ class CodeSession:
                 alive = self.process.alive()
                 self.process.kill()
                 self.ended = True
-                return CodeResult(status="timeout" if alive else "killed", stdout=streams["stdout"][0],
-                                  stderr=streams["stderr"][0],
-                                  error=("the cell did not finish in time; the session was ended" if alive else
-                                         "the kernel was killed, likely by a CPU, memory or process limit; "
-                                         "the session has ended"))
+                return CodeResult(
+                    status="timeout" if alive else "killed",
+                    stdout=streams["stdout"][0],
+                    stderr=streams["stderr"][0],
+                    error=(
+                        "the cell did not finish in time; the session was ended"
+                        if alive
+                        else "the kernel was killed, likely by a CPU, memory or process limit; the session has ended"
+                    ),
+                )
             status: Status = "ok" if outcome.get("ok") else ("timeout" if outcome.get("timed_out") else "error")
-            return CodeResult(status=status, stdout=streams["stdout"][0], stderr=streams["stderr"][0],
-                              stdout_truncated=streams["stdout"][1], stderr_truncated=streams["stderr"][1],
-                              result=outcome.get("result"), error=outcome.get("error"),
-                              usage=ResourceUsage.model_validate(outcome.get("usage") or {}))
+            return CodeResult(
+                status=status,
+                stdout=streams["stdout"][0],
+                stderr=streams["stderr"][0],
+                stdout_truncated=streams["stdout"][1],
+                stderr_truncated=streams["stderr"][1],
+                result=outcome.get("result"),
+                error=outcome.get("error"),
+                usage=ResourceUsage.model_validate(outcome.get("usage") or {}),
+            )
 
     def _read_stream(self, name: str, cap: int) -> tuple[str, bool]:
         try:
@@ -205,8 +236,9 @@ class SessionManager:
         await self.reap()
         with self._lock:
             if len(self._sessions) >= self.max_sessions:
-                raise Conflict(f"too many open code sessions (limit {self.max_sessions}); close one first",
-                               field="session_id")
+                raise Conflict(
+                    f"too many open code sessions (limit {self.max_sessions}); close one first", field="session_id"
+                )
         sandbox = await runtime.start(spec)
         session = CodeSession(uuid.uuid4().hex, owner, runtime, sandbox, idle_timeout)
         with self._lock:
@@ -225,8 +257,10 @@ class SessionManager:
     def list(self, owner: str) -> list[SessionInfo]:
         with self._lock:
             sessions = [s for s in self._sessions.values() if s.owner == owner]
-        return [SessionInfo(id=s.id, owner=s.owner, runtime=s.runtime.name, cells_run=s.cells_run,
-                            alive=s.alive) for s in sessions]
+        return [
+            SessionInfo(id=s.id, owner=s.owner, runtime=s.runtime.name, cells_run=s.cells_run, alive=s.alive)
+            for s in sessions
+        ]
 
     async def close(self, session_id: str, owner: str) -> None:
         session = self.get(session_id, owner)

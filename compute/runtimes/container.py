@@ -17,16 +17,24 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from cxmpute.settings import Settings
-
-from compute.runtimes.base import (BackgroundProcess, ExecResult, JobSpec, OutputChunk, OutputFn,
-                                   ResourceUsage, Runtime, RuntimeUnavailable)
 from docker.utils.socket import STDOUT, frames_iter
 
 from compute.runtimes import seccomp
+from compute.runtimes.base import (
+    BackgroundProcess,
+    ExecResult,
+    JobSpec,
+    OutputChunk,
+    OutputFn,
+    ResourceUsage,
+    Runtime,
+    RuntimeUnavailable,
+)
 from compute.runtimes.image import ensure_image
-from compute.runtimes.network import available as network_available, fence_container
+from compute.runtimes.network import available as network_available
+from compute.runtimes.network import fence_container
 from compute.runtimes.scratch import Scratch, ScratchSandbox, prepare_root
+from cxmpute.settings import Settings
 
 NOBODY = 65534
 _PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -46,19 +54,34 @@ class ContainerSandbox(ScratchSandbox):
         self._wall = 0.0
         try:
             self.container = runtime.client.containers.run(
-                runtime.image, command=["/usr/bin/python3", "-I", "-c", "import signal; signal.pause()"],
-                detach=True, user=f"{NOBODY}:{NOBODY}", working_dir=self.workdir, read_only=True, hostname="sandbox",
+                runtime.image,
+                command=["/usr/bin/python3", "-I", "-c", "import signal; signal.pause()"],
+                detach=True,
+                user=f"{NOBODY}:{NOBODY}",
+                working_dir=self.workdir,
+                read_only=True,
+                hostname="sandbox",
                 network_mode=runtime.granted_network if spec.network else "none",
-                mem_limit=f"{lim.memory_mb}m", memswap_limit=f"{lim.memory_mb}m", nano_cpus=int(lim.cpus * 1e9),
-                pids_limit=lim.processes, cap_drop=["ALL"], ipc_mode="private",
+                mem_limit=f"{lim.memory_mb}m",
+                memswap_limit=f"{lim.memory_mb}m",
+                nano_cpus=int(lim.cpus * 1e9),
+                pids_limit=lim.processes,
+                cap_drop=["ALL"],
+                ipc_mode="private",
                 security_opt=["no-new-privileges", f"seccomp={seccomp.docker_profile()}"],
-                ulimits=[{"Name": "cpu", "Soft": lim.cpu_seconds, "Hard": lim.cpu_seconds},
-                         {"Name": "fsize", "Soft": lim.file_size_mb * 2**20, "Hard": lim.file_size_mb * 2**20},
-                         {"Name": "nofile", "Soft": lim.open_files, "Hard": lim.open_files},
-                         {"Name": "core", "Soft": 0, "Hard": 0}],
-                tmpfs={"/tmp": "size=16m,mode=1777"}, shm_size="16m", environment={},
+                ulimits=[
+                    {"Name": "cpu", "Soft": lim.cpu_seconds, "Hard": lim.cpu_seconds},
+                    {"Name": "fsize", "Soft": lim.file_size_mb * 2**20, "Hard": lim.file_size_mb * 2**20},
+                    {"Name": "nofile", "Soft": lim.open_files, "Hard": lim.open_files},
+                    {"Name": "core", "Soft": 0, "Hard": 0},
+                ],
+                tmpfs={"/tmp": "size=16m,mode=1777"},
+                shm_size="16m",
+                environment={},
                 volumes={str(self.scratch.path): {"bind": self.workdir, "mode": "rw"}},
-                labels={"cxmpute.runtime": "container"}, name=f"cxmpute-job-{uuid.uuid4().hex[:12]}")
+                labels={"cxmpute.runtime": "container"},
+                name=f"cxmpute-job-{uuid.uuid4().hex[:12]}",
+            )
             if spec.network:
                 fence_container(self.container)
         except Exception:
@@ -68,8 +91,16 @@ class ContainerSandbox(ScratchSandbox):
             raise
 
     def _env(self, env: dict[str, str] | None) -> dict[str, str]:
-        return {"PATH": _PATH, "HOME": self.workdir, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", **self.spec.env, **(env or {})}
+        return {
+            "PATH": _PATH,
+            "HOME": self.workdir,
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            **self.spec.env,
+            **(env or {}),
+        }
 
     def kill(self) -> None:
         with self._kill_lock:
@@ -85,13 +116,26 @@ class ContainerSandbox(ScratchSandbox):
         if self._dead:
             raise RuntimeUnavailable("the container was stopped (a command ran past its deadline)")
 
-    def _exec_sync(self, argv: Sequence[str], stdin: bytes | None, timeout: float, env: dict[str, str] | None,
-                   on_output: OutputFn | None) -> ExecResult:
+    def _exec_sync(
+        self,
+        argv: Sequence[str],
+        stdin: bytes | None,
+        timeout: float,
+        env: dict[str, str] | None,
+        on_output: OutputFn | None,
+    ) -> ExecResult:
         cap = self.spec.limits.output_bytes
         started = time.monotonic()
-        exec_id = self.api.exec_create(self.container.id, list(argv), stdout=True, stderr=True,
-                                       stdin=stdin is not None, user=f"{NOBODY}:{NOBODY}", workdir=self.workdir,
-                                       environment=self._env(env))["Id"]
+        exec_id = self.api.exec_create(
+            self.container.id,
+            list(argv),
+            stdout=True,
+            stderr=True,
+            stdin=stdin is not None,
+            user=f"{NOBODY}:{NOBODY}",
+            workdir=self.workdir,
+            environment=self._env(env),
+        )["Id"]
         timed_out = threading.Event()
 
         def on_deadline() -> None:
@@ -110,8 +154,10 @@ class ContainerSandbox(ScratchSandbox):
                 sock._sock.shutdown(1)
                 frames = ((("stdout", "stderr")[kind - 1], data) for kind, data in frames_iter(sock, tty=False))
             else:
-                frames = (("stdout" if out is not None else "stderr", out if out is not None else err)
-                          for out, err in self.api.exec_start(exec_id, stream=True, demux=True))
+                frames = (
+                    ("stdout" if out is not None else "stderr", out if out is not None else err)
+                    for out, err in self.api.exec_start(exec_id, stream=True, demux=True)
+                )
             for stream, data in frames:
                 room = cap - len(bufs[stream])
                 if room > 0:
@@ -128,9 +174,15 @@ class ContainerSandbox(ScratchSandbox):
         exit_code = None if timed_out.is_set() else self.api.exec_inspect(exec_id).get("ExitCode")
         wall = time.monotonic() - started
         self._wall += wall
-        return ExecResult(exit_code=exit_code, stdout=bytes(bufs["stdout"]), stderr=bytes(bufs["stderr"]),
-                          stdout_truncated=truncated["stdout"], stderr_truncated=truncated["stderr"],
-                          timed_out=timed_out.is_set(), usage=ResourceUsage(wall_seconds=round(wall, 4)))
+        return ExecResult(
+            exit_code=exit_code,
+            stdout=bytes(bufs["stdout"]),
+            stderr=bytes(bufs["stderr"]),
+            stdout_truncated=truncated["stdout"],
+            stderr_truncated=truncated["stderr"],
+            timed_out=timed_out.is_set(),
+            usage=ResourceUsage(wall_seconds=round(wall, 4)),
+        )
 
     def _stats(self) -> tuple[float, float]:
         try:
@@ -141,11 +193,19 @@ class ContainerSandbox(ScratchSandbox):
         mem = stats.get("memory_stats", {})
         return cpu, (mem.get("max_usage") or mem.get("usage") or 0) / 2**20
 
-    async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None,
-                   env: dict[str, str] | None = None, on_output: OutputFn | None = None) -> ExecResult:
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        on_output: OutputFn | None = None,
+    ) -> ExecResult:
         self._check_running()
-        return await asyncio.to_thread(self._exec_sync, argv, stdin, timeout or self.spec.limits.wall_seconds, env,
-                                       on_output)
+        return await asyncio.to_thread(
+            self._exec_sync, argv, stdin, timeout or self.spec.limits.wall_seconds, env, on_output
+        )
 
     def start_process(self, argv: Sequence[str], *, env: dict[str, str] | None = None) -> BackgroundProcess:
         self._check_running()
@@ -168,8 +228,16 @@ class _ExecProcess(BackgroundProcess):
     def __init__(self, sandbox: ContainerSandbox, argv: Sequence[str], env: dict[str, str]):
         self.sandbox = sandbox
         api = sandbox.api
-        self.exec_id = api.exec_create(sandbox.container.id, list(argv), stdin=True, stdout=True, stderr=False,
-                                       user=f"{NOBODY}:{NOBODY}", workdir=sandbox.workdir, environment=env)["Id"]
+        self.exec_id = api.exec_create(
+            sandbox.container.id,
+            list(argv),
+            stdin=True,
+            stdout=True,
+            stderr=False,
+            user=f"{NOBODY}:{NOBODY}",
+            workdir=sandbox.workdir,
+            environment=env,
+        )["Id"]
         self.sock = api.exec_start(self.exec_id, socket=True)
         self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()

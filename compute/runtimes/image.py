@@ -16,20 +16,35 @@ import tarfile
 from pathlib import Path
 
 PYTHON = "/usr/bin/python3.11"
-TOOLS = ("/bin/sh", "/usr/bin/dash", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/echo", "/usr/bin/sleep",
-         "/usr/bin/rm", "/usr/bin/mkdir", "/usr/bin/env", "/usr/bin/id", "/usr/bin/head", "/usr/bin/wc",
-         "/usr/bin/nohup", "/usr/bin/kill")
+TOOLS = (
+    "/bin/sh",
+    "/usr/bin/dash",
+    "/usr/bin/cat",
+    "/usr/bin/ls",
+    "/usr/bin/echo",
+    "/usr/bin/sleep",
+    "/usr/bin/rm",
+    "/usr/bin/mkdir",
+    "/usr/bin/env",
+    "/usr/bin/id",
+    "/usr/bin/head",
+    "/usr/bin/wc",
+    "/usr/bin/nohup",
+    "/usr/bin/kill",
+)
 STDLIB = "/usr/lib/python3.11"
 SKIP = re.compile(r"/(test|tests|idlelib|tkinter|turtledemo|ensurepip|__pycache__|lib2to3|pydoc_data)(/|$)")
 REPOSITORY = "cxmpute/runtime-python"
-_ETC = {"passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/scratch:/bin/sh\n",
-        "group": "root:x:0:\nnogroup:x:65534:\n"}
+_ETC = {
+    "passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/scratch:/bin/sh\n",
+    "group": "root:x:0:\nnogroup:x:65534:\n",
+}
 
 
 def _libraries(binaries: list[str]) -> set[str]:
     libs: set[str] = set()
     for chunk in range(0, len(binaries), 50):
-        out = subprocess.run(["ldd", *binaries[chunk:chunk + 50]], capture_output=True, text=True).stdout
+        out = subprocess.run(["ldd", *binaries[chunk : chunk + 50]], capture_output=True, text=True).stdout
         libs.update(re.findall(r"(/\S+\.so[\w.]*)", out))
     return libs
 

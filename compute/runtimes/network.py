@@ -22,8 +22,19 @@ import subprocess
 import time
 
 SLIRP_NET = ipaddress.ip_network("10.0.2.0/24")  # slirp4netns's default: gateway .2, DNS .3, job .100
-BLOCKED = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-           "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4")
+BLOCKED = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
 _SETUP_SECONDS = 10.0
 
 
@@ -54,8 +65,13 @@ def fence(pid: int, keep: ipaddress.IPv4Network | None = None, commands: tuple[s
     the ``keep`` network the namespace's own link lives on), after running ``commands`` there."""
     routes = [*BLOCKED, *(f"{a}/32" for a in host_addresses() if keep is None or ipaddress.ip_address(a) not in keep)]
     script = "\n".join([*commands, *(f"route add prohibit {r}" for r in routes)]) + "\n"
-    done = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-batch", "-"], input=script,
-                          capture_output=True, text=True, timeout=_SETUP_SECONDS)
+    done = subprocess.run(
+        ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-batch", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=_SETUP_SECONDS,
+    )
     if done.returncode != 0:
         raise NetworkSetupError(f"fencing the job's network failed: {done.stderr.strip()}")
 
@@ -67,16 +83,22 @@ def fence_container(container) -> None:
     container.reload()
     net = next(iter(container.attrs["NetworkSettings"]["Networks"].values()))
     subnet = ipaddress.ip_network(f"{net['IPAddress']}/{net['IPPrefixLen']}", strict=False)
-    fence(container.attrs["State"]["Pid"], commands=(
-        f"route replace default via {net['Gateway']} dev eth0 onlink", f"route del {subnet} dev eth0"))
+    fence(
+        container.attrs["State"]["Pid"],
+        commands=(f"route replace default via {net['Gateway']} dev eth0 onlink", f"route del {subnet} dev eth0"),
+    )
 
 
 def _wait_for_loopback(pid: int, deadline: float) -> None:
     """bwrap reports the namespaces before its child has brought ``lo`` up over netlink; changing the
     namespace meanwhile makes that fail, so wait until the loopback is up."""
     while time.monotonic() < deadline:
-        shown = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-o", "link", "show", "lo"],
-                               capture_output=True, text=True, timeout=_SETUP_SECONDS)
+        shown = subprocess.run(
+            ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-o", "link", "show", "lo"],
+            capture_output=True,
+            text=True,
+            timeout=_SETUP_SECONDS,
+        )
         if shown.returncode != 0:
             raise NetworkSetupError(f"the sandbox ended while its network was set up: {shown.stderr.strip()}")
         if ",UP" in shown.stdout.split(">")[0]:
@@ -134,9 +156,20 @@ class GrantedNetwork:
             ready_r, ready_w = os.pipe()
             try:
                 self.slirp = subprocess.Popen(
-                    ["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback", f"--ready-fd={ready_w}",
-                     str(pid), "tap0"], pass_fds=(ready_w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True)
+                    [
+                        "slirp4netns",
+                        "--configure",
+                        "--mtu=65520",
+                        "--disable-host-loopback",
+                        f"--ready-fd={ready_w}",
+                        str(pid),
+                        "tap0",
+                    ],
+                    pass_fds=(ready_w,),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
                 os.close(ready_w)
                 _read_until(ready_r, deadline, lambda d: d if d.startswith(b"1") else int("x"))
             finally:

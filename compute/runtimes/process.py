@@ -37,15 +37,30 @@ class _Capped:
         pipe.close()
 
 
-def run_process(argv: Sequence[str], *, env: dict[str, str], stdin: bytes | None, timeout: float,
-                output_cap: int, on_output: OutputFn | None = None, pass_fds: Sequence[int] = (),
-                on_spawn: Callable[[], None] | None = None) -> ExecResult:
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    stdin: bytes | None,
+    timeout: float,
+    output_cap: int,
+    on_output: OutputFn | None = None,
+    pass_fds: Sequence[int] = (),
+    on_spawn: Callable[[], None] | None = None,
+) -> ExecResult:
     """Run ``argv`` to its end; on the deadline SIGKILL its process group. ``on_spawn`` runs right after
     the start (a failure there kills the process and is raised)."""
     started = time.monotonic()
-    proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
-                            close_fds=True, pass_fds=tuple(pass_fds))
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=tuple(pass_fds),
+    )
     if on_spawn is not None:
         try:
             on_spawn()
@@ -54,7 +69,9 @@ def run_process(argv: Sequence[str], *, env: dict[str, str], stdin: bytes | None
             proc.wait()
             raise
     out, err = _Capped("stdout", output_cap, on_output), _Capped("stderr", output_cap, on_output)
-    readers = [threading.Thread(target=c.pump, args=(p,), daemon=True) for c, p in ((out, proc.stdout), (err, proc.stderr))]
+    readers = [
+        threading.Thread(target=c.pump, args=(p,), daemon=True) for c, p in ((out, proc.stdout), (err, proc.stderr))
+    ]
     for t in readers:
         t.start()
     if stdin is not None:
@@ -77,13 +94,21 @@ def run_process(argv: Sequence[str], *, env: dict[str, str], stdin: bytes | None
         # The readers end when the last holder of the pipes exits; the sandbox is torn down with its
         # parent, so this is bounded, but never wait forever on a descendant that escaped it.
         t.join(timeout=5)
-    usage = ResourceUsage(wall_seconds=round(time.monotonic() - started, 4),
-                          cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 4),
-                          max_rss_mb=round(rusage.ru_maxrss / 1024, 2))
+    usage = ResourceUsage(
+        wall_seconds=round(time.monotonic() - started, 4),
+        cpu_seconds=round(rusage.ru_utime + rusage.ru_stime, 4),
+        max_rss_mb=round(rusage.ru_maxrss / 1024, 2),
+    )
     killed = proc.returncode < 0
-    return ExecResult(exit_code=None if killed else proc.returncode, stdout=bytes(out.buf), stderr=bytes(err.buf),
-                      stdout_truncated=out.truncated, stderr_truncated=err.truncated,
-                      timed_out=timed_out.is_set(), usage=usage)
+    return ExecResult(
+        exit_code=None if killed else proc.returncode,
+        stdout=bytes(out.buf),
+        stderr=bytes(err.buf),
+        stdout_truncated=out.truncated,
+        stderr_truncated=err.truncated,
+        timed_out=timed_out.is_set(),
+        usage=usage,
+    )
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:

@@ -36,9 +36,11 @@ def _on_alarm(signum, frame):
 def _usage(started):
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall_seconds": round(time.monotonic() - started, 4),
-            "cpu_seconds": round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 4),
-            "max_rss_mb": round(max(own.ru_maxrss, kids.ru_maxrss) / 1024, 2)}
+    return {
+        "wall_seconds": round(time.monotonic() - started, 4),
+        "cpu_seconds": round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 4),
+        "max_rss_mb": round(max(own.ru_maxrss, kids.ru_maxrss) / 1024, 2),
+    }
 
 
 def _user_traceback(exc):
@@ -59,9 +61,12 @@ def run_cell(code, namespace, timeout):
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
-    assigns_result = any(isinstance(t, ast.Name) and t.id == "result"
-                         for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
-                         for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))
+    assigns_result = any(
+        isinstance(t, ast.Name) and t.id == "result"
+        for node in tree.body
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+    )
     signal.signal(signal.SIGALRM, _on_alarm)
     if timeout:
         signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -144,8 +149,10 @@ def serve():
             continue
         if "inputs" in request:
             namespace["inputs"] = request["inputs"]
-        with open(os.path.join(CONTROL, cell_id + ".stdout"), "wb") as out, \
-                open(os.path.join(CONTROL, cell_id + ".stderr"), "wb") as err:
+        with (
+            open(os.path.join(CONTROL, cell_id + ".stdout"), "wb") as out,
+            open(os.path.join(CONTROL, cell_id + ".stderr"), "wb") as err,
+        ):
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(out.fileno(), 1)

@@ -26,10 +26,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from cxmpute.settings import Settings
-
 from compute.runtimes.base import JobSpec, Runtime, RuntimeUnavailable, Sandbox
 from compute.runtimes.qmp import Qmp, QmpError
+from cxmpute.settings import Settings
 
 SSH_KEY_FW_CFG = "opt/cxmpute/ssh_key"
 CONSOLE = "console.log"
@@ -99,8 +98,11 @@ class QemuRuntime(Runtime):
         return self.settings.vm_accel
 
     async def start(self, spec: JobSpec | None = None) -> Sandbox:
-        raise RuntimeUnavailable("the vm runtime runs whole machines, not commands: create one with POST /v1/vms",
-                                 field="runtime", status_code=400)
+        raise RuntimeUnavailable(
+            "the vm runtime runs whole machines, not commands: create one with POST /v1/vms",
+            field="runtime",
+            status_code=400,
+        )
 
     def _require(self) -> None:
         why = self.check()
@@ -128,8 +130,9 @@ class Machine:
         return self.path / "qmp.sock"
 
     def _img(self, *args: str) -> str:
-        proc = subprocess.run([self.runtime.settings.qemu_img_binary, *args], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [self.runtime.settings.qemu_img_binary, *args], capture_output=True, text=True, timeout=120
+        )
         if proc.returncode != 0:
             raise MachineError(f"qemu-img {args[0]}: {proc.stderr.strip() or proc.stdout.strip()}")
         return proc.stdout
@@ -142,8 +145,11 @@ class Machine:
             with base.open("rb") as f:
                 fmt = "qcow2" if f.read(4) == b"QFI\xfb" else "raw"
             if base.stat().st_size > size_mb * 2**20:
-                raise MachineError(f"the image is {base.stat().st_size // 2**20} MiB, larger than the disk",
-                                   field="disk_mb", status_code=400)
+                raise MachineError(
+                    f"the image is {base.stat().st_size // 2**20} MiB, larger than the disk",
+                    field="disk_mb",
+                    status_code=400,
+                )
             args += ["-b", base.name, "-F", fmt]  # relative: the backing file sits beside the overlay
         self._img(*args, str(self.path / DISK), f"{size_mb}M")
 
@@ -161,21 +167,47 @@ class Machine:
         accel = config.accel
         p = self.path
         (p / "ssh_key").write_text(config.ssh_key.strip() + "\n")
-        args = [self.runtime.settings.qemu_binary, "-name", f"cxmpute-{config.name}", "-machine", f"pc,accel={accel}",
-                "-cpu", "host" if accel == "kvm" else "max", "-smp", str(config.vcpus), "-m", str(config.memory_mb),
-                "-nodefaults", "-no-user-config", "-display", "none",
-                # User-mode network, restricted: the guest reaches nothing (not the host, not the internet);
-                # only its SSH port is forwarded, on the host's ssh address.
-                "-nic", f"user,model=virtio-net-pci,restrict=on,"
-                        f"hostfwd=tcp:{self.runtime.settings.vm_ssh_host}:{config.ssh_port}-:22",
-                # The emulator itself runs confined: a seccomp filter, and as nobody once its files are open
-                # (denying privilege changes or spawning outright would also forbid -daemonize and -runas).
-                "-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-runas", "nobody",
-                "-chardev", f"file,id=console,path={_opt(p / CONSOLE)},append=on", "-serial", "chardev:console",
-                "-qmp", f"unix:{_opt(self.qmp_socket)},server=on,wait=off",
-                "-drive", f"file={_opt(p / DISK)},if=virtio,format=qcow2,id=disk0",
-                "-fw_cfg", f"name={SSH_KEY_FW_CFG},file={_opt(p / 'ssh_key')}",
-                "-pidfile", str(p / "qemu.pid"), "-daemonize"]
+        args = [
+            self.runtime.settings.qemu_binary,
+            "-name",
+            f"cxmpute-{config.name}",
+            "-machine",
+            f"pc,accel={accel}",
+            "-cpu",
+            "host" if accel == "kvm" else "max",
+            "-smp",
+            str(config.vcpus),
+            "-m",
+            str(config.memory_mb),
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            # User-mode network, restricted: the guest reaches nothing (not the host, not the internet);
+            # only its SSH port is forwarded, on the host's ssh address.
+            "-nic",
+            f"user,model=virtio-net-pci,restrict=on,"
+            f"hostfwd=tcp:{self.runtime.settings.vm_ssh_host}:{config.ssh_port}-:22",
+            # The emulator itself runs confined: a seccomp filter, and as nobody once its files are open
+            # (denying privilege changes or spawning outright would also forbid -daemonize and -runas).
+            "-sandbox",
+            "on,obsolete=deny,resourcecontrol=deny",
+            "-runas",
+            "nobody",
+            "-chardev",
+            f"file,id=console,path={_opt(p / CONSOLE)},append=on",
+            "-serial",
+            "chardev:console",
+            "-qmp",
+            f"unix:{_opt(self.qmp_socket)},server=on,wait=off",
+            "-drive",
+            f"file={_opt(p / DISK)},if=virtio,format=qcow2,id=disk0",
+            "-fw_cfg",
+            f"name={SSH_KEY_FW_CFG},file={_opt(p / 'ssh_key')}",
+            "-pidfile",
+            str(p / "qemu.pid"),
+            "-daemonize",
+        ]
         if config.kernel:
             args += ["-kernel", str(p / "kernel"), "-append", config.cmdline or "console=ttyS0"]
             if config.initrd:
@@ -191,8 +223,9 @@ class Machine:
         self.qmp_socket.unlink(missing_ok=True)
         (self.path / "qemu.pid").unlink(missing_ok=True)
         # QEMU reports a bad configuration before it daemonizes, so its exit status and stderr tell why.
-        proc = subprocess.run(self.argv(config, loadvm), capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            self.argv(config, loadvm), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
         if proc.returncode != 0:
             raise MachineError(f"QEMU did not start: {proc.stderr.strip()[-2000:]}")
         pid = self.pid()

@@ -10,10 +10,9 @@ import atexit
 import logging
 from importlib.metadata import entry_points
 
-from cxmpute.settings import Settings
-
 from compute.runtimes.base import Runtime, RuntimeUnavailable
 from compute.runtimes.code import SessionManager
+from cxmpute.settings import Settings
 
 log = logging.getLogger("cxmpute.runtimes")
 
@@ -41,8 +40,9 @@ class RuntimeRegistry:
         try:
             return self._runtimes[name]
         except KeyError:
-            raise RuntimeUnavailable(f"unknown runtime {name!r} (known: {', '.join(self.names())})",
-                                     field="runtime", status_code=400) from None
+            raise RuntimeUnavailable(
+                f"unknown runtime {name!r} (known: {', '.join(self.names())})", field="runtime", status_code=400
+            ) from None
 
     def available(self) -> list[str]:
         """Every runtime this machine can run now, which a provider declares."""

@@ -15,8 +15,9 @@ from cxmpute.client import PlatformClient
 from cxmpute.errors import CxmputeError
 from cxmpute.terminal import transfer_bar
 
-app = typer.Typer(help="Container services: run an image as replicas on providers, behind the gateway.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Container services: run an image as replicas on providers, behind the gateway.", no_args_is_help=True
+)
 console = Console()
 # An image tarball can be gigabytes; the platform answers once every byte is stored.
 UPLOAD_TIMEOUT_S = 600.0
@@ -39,8 +40,10 @@ class _Chunks:
 
 
 def _upload(tarball: Path) -> str:
-    with (transfer_bar(f"uploading {tarball.name}", tarball.stat().st_size) as advance,
-          PlatformClient(timeout=UPLOAD_TIMEOUT_S) as platform):
+    with (
+        transfer_bar(f"uploading {tarball.name}", tarball.stat().st_size) as advance,
+        PlatformClient(timeout=UPLOAD_TIMEOUT_S) as platform,
+    ):
         stored = platform.post("/v1/storage/files", params={"name": tarball.name}, content=_Chunks(tarball, advance))
     return stored["file"]["cid"]
 
@@ -75,21 +78,37 @@ def deploy(
     variables = _env(env)
     cid = _upload(Path(image)) if Path(image).is_file() else image
     with PlatformClient() as platform:
-        out = platform.post("/v1/services", json={
-            "name": name, "image": cid, "port": port, "env": variables, "cpu": cpu, "memory_mb": memory_mb,
-            "min_replicas": replicas, "max_replicas": most or replicas, "target_inflight": target,
-            "price_min_gwei": min_price, "price_max_gwei": max_price, "public": public,
-            "network": network})
+        out = platform.post(
+            "/v1/services",
+            json={
+                "name": name,
+                "image": cid,
+                "port": port,
+                "env": variables,
+                "cpu": cpu,
+                "memory_mb": memory_mb,
+                "min_replicas": replicas,
+                "max_replicas": most or replicas,
+                "target_inflight": target,
+                "price_min_gwei": min_price,
+                "price_max_gwei": max_price,
+                "public": public,
+                "network": network,
+            },
+        )
         api = platform.base_url
     url = f"{api}/v1/public/services/{out['owner']}/{name}/" if public else f"{api}/v1/services/{name}/proxy/"
     # Not wrapped by the console: a URL cut in two is not one a user can copy.
-    console.print(f"deployed {out['name']} (image {cid}); replicas start on providers; reach it at {url}",
-                  soft_wrap=True)
+    console.print(
+        f"deployed {out['name']} (image {cid}); replicas start on providers; reach it at {url}", soft_wrap=True
+    )
 
 
 @app.command("ls")
-def list_cmd(name: str | None = typer.Argument(None, help="Show this service's replicas"),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+def list_cmd(
+    name: str | None = typer.Argument(None, help="Show this service's replicas"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
     """Your services, or one service's replicas."""
     with PlatformClient() as platform:
         found = platform.get(f"/v1/services/{name}" if name else "/v1/services")
@@ -98,29 +117,51 @@ def list_cmd(name: str | None = typer.Argument(None, help="Show this service's r
         return
     if name is None:
         # A name and an image CID are what the other commands take: folded onto more lines, never cut.
-        table = Table(Column("name", overflow="fold"), Column("image", overflow="fold"), "port", "replicas live",
-                      "min-max", "price range", "created")
+        table = Table(
+            Column("name", overflow="fold"),
+            Column("image", overflow="fold"),
+            "port",
+            "replicas live",
+            "min-max",
+            "price range",
+            "created",
+        )
         for row in found:
             live = sum(r["live"] for r in row["replicas"])
-            table.add_row(row["name"], row["image"], str(row["port"]), f"{live}/{len(row['replicas'])}",
-                          f"{row['min_replicas']}-{row['max_replicas']}",
-                          f"{row['price_min_gwei']}-{row['price_max_gwei']}", row["created_at"][:19])
+            table.add_row(
+                row["name"],
+                row["image"],
+                str(row["port"]),
+                f"{live}/{len(row['replicas'])}",
+                f"{row['min_replicas']}-{row['max_replicas']}",
+                f"{row['price_min_gwei']}-{row['price_max_gwei']}",
+                row["created_at"][:19],
+            )
         console.print(table)
         return
     # One line per replica: whole ids and addresses, whatever the terminal's width.
     for r in found["replicas"]:
         where = f"{r['host']}:{r['host_port']}" if r["host"] else "-"
-        console.print(f"{r['id']}  {r['status']}{' (live)' if r['live'] else ''}  provider {r['provider'] or '-'}  "
-                      f"at {where}  restarts {r['restarts']}{'  error: ' + r['error'] if r['error'] else ''}",
-                      markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            f"{r['id']}  {r['status']}{' (live)' if r['live'] else ''}  provider {r['provider'] or '-'}  "
+            f"at {where}  restarts {r['restarts']}{'  error: ' + r['error'] if r['error'] else ''}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("rm")
-def remove(name: str = typer.Argument(..., help="Service to delete"),
-           wait: bool = typer.Option(True, "--wait/--no-wait",
-                                     help="Wait until the replicas have stopped and their leases ended, so their "
-                                          "capacity is free again (at most --timeout seconds)"),
-           timeout: float = typer.Option(REMOVE_TIMEOUT_S, help="With --wait: give up waiting after this long")) -> None:
+def remove(
+    name: str = typer.Argument(..., help="Service to delete"),
+    wait: bool = typer.Option(
+        True,
+        "--wait/--no-wait",
+        help="Wait until the replicas have stopped and their leases ended, so their "
+        "capacity is free again (at most --timeout seconds)",
+    ),
+    timeout: float = typer.Option(REMOVE_TIMEOUT_S, help="With --wait: give up waiting after this long"),
+) -> None:
     """Delete NAME: its replicas stop and their leases end."""
     with PlatformClient() as platform:
         out = platform.delete(f"/v1/services/{name}")
@@ -131,8 +172,10 @@ def remove(name: str = typer.Argument(..., help="Service to delete"),
         with console.status(f"deleted {out['name']}; stopping {len(out['replicas'])} replica(s)"):
             open_leases = _await_ended(platform, leases, timeout)
     if open_leases:
-        console.print(f"deleted {out['name']}; {len(open_leases)} replica(s) still stopping after {timeout:g} s "
-                      "(their leases end when their providers stop them)")
+        console.print(
+            f"deleted {out['name']}; {len(open_leases)} replica(s) still stopping after {timeout:g} s "
+            "(their leases end when their providers stop them)"
+        )
     else:
         console.print(f"deleted {out['name']}; its {len(out['replicas'])} replica(s) stopped and their leases ended")
 

@@ -28,12 +28,37 @@ from compute.services.registry import ReplicaOut
 from cxmpute.http import async_client
 
 # Hop-by-hop headers (RFC 9110 §7.6.1), those the proxy sets itself, and the caller's credentials.
-HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-       "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie"}
+HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "authorization",
+    "cookie",
+}
 # What a response sets for its whole origin, the platform's here; the gateway's own answers to those it sets.
-ORIGIN_WIDE = {"set-cookie", "set-cookie2", "strict-transport-security", "alt-svc", "clear-site-data",
-               "service-worker-allowed", "www-authenticate", "nel", "report-to", "reporting-endpoints",
-               "accept-ch", "critical-ch", "x-content-type-options", "origin-agent-cluster"}
+ORIGIN_WIDE = {
+    "set-cookie",
+    "set-cookie2",
+    "strict-transport-security",
+    "alt-svc",
+    "clear-site-data",
+    "service-worker-allowed",
+    "www-authenticate",
+    "nel",
+    "report-to",
+    "reporting-endpoints",
+    "accept-ch",
+    "critical-ch",
+    "x-content-type-options",
+    "origin-agent-cluster",
+}
 # Scripts may run, in an opaque origin: the service's pages work, and nothing of the platform's is theirs.
 SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 CONFINED = [("content-security-policy", SANDBOX), ("x-content-type-options", "nosniff")]
@@ -82,8 +107,9 @@ class _NoCookies(DefaultCookiePolicy):
 def _http() -> httpx.AsyncClient:
     global _client
     if _client is None:
-        _client = async_client(timeout=httpx.Timeout(300.0, connect=3.0), follow_redirects=False,
-                               cookies=CookieJar(policy=_NoCookies()))
+        _client = async_client(
+            timeout=httpx.Timeout(300.0, connect=3.0), follow_redirects=False, cookies=CookieJar(policy=_NoCookies())
+        )
     return _client
 
 
@@ -97,8 +123,15 @@ def response_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in headers if k.lower() not in HOP | ORIGIN_WIDE] + CONFINED
 
 
-async def open_upstream(service_id: str, replicas: list[ReplicaOut], method: str, path: str, query: str,
-                        headers: list[tuple[str, str]], body: bytes) -> tuple[httpx.Response, ReplicaOut]:
+async def open_upstream(
+    service_id: str,
+    replicas: list[ReplicaOut],
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+) -> tuple[httpx.Response, ReplicaOut]:
     """Send the request to the first replica that answers, starting from the next in turn."""
     if not replicas:
         raise Unavailable("the service has no live replica yet; try again shortly", field="name")

@@ -18,10 +18,14 @@ def manifest_entries(manifest: Any) -> list[dict]:
     for n, entry in enumerate(manifest):
         fields = entry if isinstance(entry, dict) else {}
         layers = fields.get("Layers")
-        if not (isinstance(fields.get("Config"), str) and isinstance(layers, list)
-                and all(isinstance(layer, str) for layer in layers)):
-            raise ServiceError(f"entry {n} of the image tarball's manifest.json has no Config and Layers",
-                               field="image")
+        if not (
+            isinstance(fields.get("Config"), str)
+            and isinstance(layers, list)
+            and all(isinstance(layer, str) for layer in layers)
+        ):
+            raise ServiceError(
+                f"entry {n} of the image tarball's manifest.json has no Config and Layers", field="image"
+            )
     return manifest
 
 
@@ -49,7 +53,7 @@ class StoredFile(io.RawIOBase):
         if end <= self.pos:
             return 0
         data = self.storage.get_bytes(self.cid, self.owner, self.pos, end)
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         self.pos += len(data)
         return len(data)
 
@@ -68,5 +72,8 @@ def check_stored_image(storage, cid: str, owner: str, size: int) -> None:
     for entry in entries:
         missing = [name for name in (entry["Config"], *entry["Layers"]) if name not in names]
         if missing:
-            raise ServiceError(f"{cid} is not a complete `docker save` tarball: its manifest names {missing[0]}, "
-                               "which the tarball lacks", field="image")
+            raise ServiceError(
+                f"{cid} is not a complete `docker save` tarball: its manifest names {missing[0]}, "
+                "which the tarball lacks",
+                field="image",
+            )

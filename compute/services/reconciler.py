@@ -70,8 +70,14 @@ class Reconciler(LoopService):
                 doomed = wanted
             else:
                 scaler = self.scalers.setdefault(service.id, Autoscaler(self.settings.service_scale_down_s))
-                count = scaler.desired(load.take_peak(service.id), len(wanted), service.target_inflight,
-                                       service.min_replicas, service.max_replicas, now)
+                count = scaler.desired(
+                    load.take_peak(service.id),
+                    len(wanted),
+                    service.target_inflight,
+                    service.min_replicas,
+                    service.max_replicas,
+                    now,
+                )
                 for _ in range(count - len(wanted)):
                     replicas.append(await asyncio.to_thread(registry.add_replica, self.settings, service.id))
                 doomed = wanted[count:] if count < len(wanted) else []
@@ -96,8 +102,11 @@ class Reconciler(LoopService):
         await asyncio.to_thread(registry.set_status, self.settings, replica_id, "stopped")
 
     def _open_jobs(self, replica_id: str) -> list[str]:
-        return [j.id for j in jobs.for_work(get_network().store, [registry.work_key(replica_id)])
-                if j.status in ("queued", "running")]
+        return [
+            j.id
+            for j in jobs.for_work(get_network().store, [registry.work_key(replica_id)])
+            if j.status in ("queued", "running")
+        ]
 
     def _abandon_open(self, replica_id: str) -> None:
         net = get_network()
@@ -108,19 +117,38 @@ class Reconciler(LoopService):
     def _spread(self, service_id: str) -> Spread:
         if service_id not in self.spreads:
             self.spreads[service_id] = Spread(
-                lambda: [registry.work_key(r) for r in registry.replica_ids(self.settings, service_id)])
+                lambda: [registry.work_key(r) for r in registry.replica_ids(self.settings, service_id)]
+            )
         return self.spreads[service_id]
 
     def _spec(self, service: Service, replica: Replica) -> JobSpec:
         term = self.settings.service_term_s
-        payload = ReplicaJob(replica_id=replica.id, token=replica.token, service=service.name, port=service.port,
-                             env=service.env, cpu=service.cpu, memory_mb=service.memory_mb, pids=service.pids,
-                             image=service.image, network=service.network, run_s=term - TERM_MARGIN_S)
+        payload = ReplicaJob(
+            replica_id=replica.id,
+            token=replica.token,
+            service=service.name,
+            port=service.port,
+            env=service.env,
+            cpu=service.cpu,
+            memory_mb=service.memory_mb,
+            pids=service.pids,
+            image=service.image,
+            network=service.network,
+            run_s=term - TERM_MARGIN_S,
+        )
         # A slot runs the same work term after term: each term is placed anew, never adopted from the last.
-        return JobSpec(kind="service", provision="container", payload=payload.model_dump(), owner=service.owner,
-                       work_key=registry.work_key(replica.id), rerun=True,
-                       resources=Resources(cpu=service.cpu, memory_mb=service.memory_mb),
-                       price_min_gwei=service.price_min_gwei, price_max_gwei=service.price_max_gwei, timeout_s=term)
+        return JobSpec(
+            kind="service",
+            provision="container",
+            payload=payload.model_dump(),
+            owner=service.owner,
+            work_key=registry.work_key(replica.id),
+            rerun=True,
+            resources=Resources(cpu=service.cpu, memory_mb=service.memory_mb),
+            price_min_gwei=service.price_min_gwei,
+            price_max_gwei=service.price_max_gwei,
+            timeout_s=term,
+        )
 
     async def _drive(self, replica_id: str) -> None:
         """Keep one replica slot running until it is asked to stop."""
@@ -144,8 +172,8 @@ class Reconciler(LoopService):
                 ran, ok = True, job.status == "done"
                 error = None if ok else (job.error or "the replica's job failed")
             failures = 0 if ok else failures + 1
-            await asyncio.to_thread(registry.set_status, self.settings, replica_id, "pending", error=error,
-                                    restarted=ran)
+            await asyncio.to_thread(
+                registry.set_status, self.settings, replica_id, "pending", error=error, restarted=ran
+            )
             if failures:
                 await asyncio.sleep(min(MAX_BACKOFF_S, math.pow(2, failures - 1)))
-

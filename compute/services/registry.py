@@ -41,8 +41,9 @@ class ServiceIn(BaseModel):
     """A service to run: a ``docker save`` tarball kept in Stxrage, the port it listens on, env and limits."""
 
     name: str = Field(..., description="Lower-case letters, digits and '-' (up to 63)")
-    image: str = Field(..., min_length=1, max_length=120, description="CID of the image's `docker save` tarball "
-                       "in your Stxrage files")
+    image: str = Field(
+        ..., min_length=1, max_length=120, description="CID of the image's `docker save` tarball in your Stxrage files"
+    )
     port: int = Field(..., ge=1, le=65535, description="TCP port the container serves HTTP on")
     env: dict[str, str] = Field(default_factory=dict, max_length=64, description="Environment of the container")
     cpu: int = Field(1, ge=1, le=64, description="vCPUs per replica")
@@ -50,15 +51,22 @@ class ServiceIn(BaseModel):
     pids: int = Field(128, ge=8, le=4096, description="Process limit per replica")
     min_replicas: int = Field(1, ge=1, le=100)
     max_replicas: int = Field(1, ge=1, le=100)
-    target_inflight: int = Field(8, ge=1, le=10_000, description="In-flight requests per replica the autoscaler "
-                                 "aims for")
+    target_inflight: int = Field(
+        8, ge=1, le=10_000, description="In-flight requests per replica the autoscaler aims for"
+    )
     price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per compute-unit-second")
     price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
-    public: bool = Field(False, description="Anyone may call it, without signing in, at "
-                         "/v1/public/services/{owner}/{name}/{path}; otherwise only you, at /v1/services/{name}/proxy")
-    network: bool = Field(False, description="Let the replicas open connections to the public internet (never to "
-                          "their provider's machine or private addresses); without it they have no network, and "
-                          "are reached through the gateway only")
+    public: bool = Field(
+        False,
+        description="Anyone may call it, without signing in, at "
+        "/v1/public/services/{owner}/{name}/{path}; otherwise only you, at /v1/services/{name}/proxy",
+    )
+    network: bool = Field(
+        False,
+        description="Let the replicas open connections to the public internet (never to "
+        "their provider's machine or private addresses); without it they have no network, and "
+        "are reached through the gateway only",
+    )
 
     @field_validator("name")
     @classmethod
@@ -110,13 +118,17 @@ class Beat(BaseModel):
     """A replica's report from its provider, every heartbeat interval while its job runs."""
 
     provider: str = Field(..., min_length=1, max_length=42)
-    dispatch: str | None = Field(None, max_length=64, description="The dispatch of the slot the reporting job "
-                                 "belongs to (its payload's); None: any")
+    dispatch: str | None = Field(
+        None,
+        max_length=64,
+        description="The dispatch of the slot the reporting job belongs to (its payload's); None: any",
+    )
     state: Literal["starting", "ready"]
     host: str | None = Field(None, max_length=255)
     host_port: int | None = Field(None, ge=1, le=65535)
-    logs: str | None = Field(None, max_length=64 * 1024, description="The container's newest output; "
-                             "None: unchanged since the last report")
+    logs: str | None = Field(
+        None, max_length=64 * 1024, description="The container's newest output; None: unchanged since the last report"
+    )
 
 
 class BeatReply(BaseModel):
@@ -139,15 +151,26 @@ def fresh(row: Replica, now: float | None = None) -> bool:
 
 
 def replica_out(row: Replica) -> ReplicaOut:
-    return ReplicaOut(id=row.id, status=row.status, live=fresh(row), provider=row.provider, job_id=row.job_id,
-                      lease_id=row.lease_id, host=row.host, host_port=row.host_port, restarts=row.restarts,
-                      error=row.error, created_at=aware(row.created_at),
-                      ended_at=aware(row.ended_at) if row.ended_at else None)
+    return ReplicaOut(
+        id=row.id,
+        status=row.status,
+        live=fresh(row),
+        provider=row.provider,
+        job_id=row.job_id,
+        lease_id=row.lease_id,
+        host=row.host,
+        host_port=row.host_port,
+        restarts=row.restarts,
+        error=row.error,
+        created_at=aware(row.created_at),
+        ended_at=aware(row.ended_at) if row.ended_at else None,
+    )
 
 
 def _out(session, row: Service) -> ServiceOut:
-    replicas = session.scalars(select(Replica).where(Replica.service_id == row.id, Replica.status != "stopped")
-                               .order_by(Replica.created_at)).all()
+    replicas = session.scalars(
+        select(Replica).where(Replica.service_id == row.id, Replica.status != "stopped").order_by(Replica.created_at)
+    ).all()
     fields = {name: getattr(row, name) for name in ServiceOut.model_fields if name != "replicas"}
     fields["created_at"] = aware(row.created_at)
     fields["deleted_at"] = aware(row.deleted_at) if row.deleted_at else None
@@ -156,11 +179,14 @@ def _out(session, row: Service) -> ServiceOut:
 
 def _check_ranges(req: ServiceIn) -> None:
     if req.max_replicas < req.min_replicas:
-        raise ServiceError(f"max_replicas ({req.max_replicas}) is below min_replicas ({req.min_replicas})",
-                           field="max_replicas")
+        raise ServiceError(
+            f"max_replicas ({req.max_replicas}) is below min_replicas ({req.min_replicas})", field="max_replicas"
+        )
     if req.price_max_gwei < req.price_min_gwei:
-        raise ServiceError(f"price_max_gwei ({req.price_max_gwei}) is below price_min_gwei ({req.price_min_gwei})",
-                           field="price_max_gwei")
+        raise ServiceError(
+            f"price_max_gwei ({req.price_max_gwei}) is below price_min_gwei ({req.price_min_gwei})",
+            field="price_max_gwei",
+        )
 
 
 def _check_image(settings: Settings, owner: str, cid: str) -> None:
@@ -169,17 +195,24 @@ def _check_image(settings: Settings, owner: str, cid: str) -> None:
         info = storage.stat(cid, owner)
         head = storage.get_bytes(cid, owner, 0, 512)
     except Exception:  # an unknown, malformed or foreign CID all read as "not one of your files"
-        raise NotFound(f"no file {cid} you can read in storage; upload the image's `docker save` tarball first",
-                       field="image") from None
+        raise NotFound(
+            f"no file {cid} you can read in storage; upload the image's `docker save` tarball first", field="image"
+        ) from None
     if info.kind != "file" or len(head) < 512 or head[257:262] != TAR_MAGIC:
         raise ServiceError(f"{cid} is not a `docker save` tarball", field="image")
     check_stored_image(storage, cid, owner, info.size)
 
 
 def _check_market(req: ServiceIn, settings: Settings) -> None:
-    quote = get_network().market.quote(MatchRequest(
-        kind="container", resources=req.resources, price_min_gwei=req.price_min_gwei,
-        price_max_gwei=req.price_max_gwei, duration_s=settings.service_term_s))
+    quote = get_network().market.quote(
+        MatchRequest(
+            kind="container",
+            resources=req.resources,
+            price_min_gwei=req.price_min_gwei,
+            price_max_gwei=req.price_max_gwei,
+            duration_s=settings.service_term_s,
+        )
+    )
     if not quote.matched:
         raise NoMatchError(quote.no_match)
 
@@ -191,20 +224,21 @@ def deploy(settings: Settings, owner: str, req: ServiceIn) -> ServiceOut:
     _check_image(settings, owner, req.image)
     _check_market(req, settings)
     with _session(settings, write=True) as session:
-        taken = session.scalar(select(Service.id).where(Service.owner == owner, Service.name == req.name,
-                                                        Service.status == "active"))
+        taken = session.scalar(
+            select(Service.id).where(Service.owner == owner, Service.name == req.name, Service.status == "active")
+        )
         if taken is not None:
             raise Conflict(f"service {req.name!r} already runs; delete it first", field="name")
-        row = Service(id=str(uuid.uuid4()), owner=owner, status="active", created_at=utcnow(),
-                      **req.model_dump())
+        row = Service(id=str(uuid.uuid4()), owner=owner, status="active", created_at=utcnow(), **req.model_dump())
         session.add(row)
         session.flush()
         return _out(session, row)
 
 
 def _named(session, owner: str, name: str) -> Service:
-    row = session.scalar(select(Service).where(Service.owner == owner, Service.name == name,
-                                               Service.status == "active"))
+    row = session.scalar(
+        select(Service).where(Service.owner == owner, Service.name == name, Service.status == "active")
+    )
     if row is None:
         raise NotFound(f"no service {name!r}", field="name")
     return row
@@ -217,8 +251,9 @@ def get(settings: Settings, owner: str, name: str) -> ServiceOut:
 
 def list_for(settings: Settings, owner: str) -> list[ServiceOut]:
     with _session(settings) as session:
-        rows = session.scalars(select(Service).where(Service.owner == owner, Service.status == "active")
-                               .order_by(Service.name)).all()
+        rows = session.scalars(
+            select(Service).where(Service.owner == owner, Service.status == "active").order_by(Service.name)
+        ).all()
         return [_out(session, row) for row in rows]
 
 
@@ -227,8 +262,9 @@ def delete(settings: Settings, owner: str, name: str) -> ServiceOut:
     with _session(settings, write=True) as session:
         row = _named(session, owner, name)
         row.status, row.deleted_at = "deleted", utcnow()
-        for replica in session.scalars(select(Replica).where(Replica.service_id == row.id,
-                                                             Replica.status != "stopped")):
+        for replica in session.scalars(
+            select(Replica).where(Replica.service_id == row.id, Replica.status != "stopped")
+        ):
             replica.status = "stopping"
         session.flush()
         return _out(session, row)
@@ -238,8 +274,11 @@ def logs(settings: Settings, owner: str, name: str) -> dict[str, str]:
     """The newest output of each replica not yet stopped, by replica id."""
     with _session(settings) as session:
         row = _named(session, owner, name)
-        replicas = session.scalars(select(Replica).where(Replica.service_id == row.id, Replica.status != "stopped")
-                                   .order_by(Replica.created_at)).all()
+        replicas = session.scalars(
+            select(Replica)
+            .where(Replica.service_id == row.id, Replica.status != "stopped")
+            .order_by(Replica.created_at)
+        ).all()
         return {r.id: r.logs for r in replicas}
 
 
@@ -251,8 +290,19 @@ def services_to_reconcile(settings: Settings) -> list[tuple[Service, list[Replic
     with _session(settings) as session:
         open_ids = select(Replica.service_id).where(Replica.status != "stopped")
         rows = session.scalars(select(Service).where((Service.status == "active") | Service.id.in_(open_ids))).all()
-        found = [(row, list(session.scalars(select(Replica).where(
-            Replica.service_id == row.id, Replica.status != "stopped").order_by(Replica.created_at)))) for row in rows]
+        found = [
+            (
+                row,
+                list(
+                    session.scalars(
+                        select(Replica)
+                        .where(Replica.service_id == row.id, Replica.status != "stopped")
+                        .order_by(Replica.created_at)
+                    )
+                ),
+            )
+            for row in rows
+        ]
         session.expunge_all()
         return found
 
@@ -260,14 +310,23 @@ def services_to_reconcile(settings: Settings) -> list[tuple[Service, list[Replic
 def replica_ids(settings: Settings, service_id: str) -> list[str]:
     """The service's replica slots not yet stopped."""
     with _session(settings) as session:
-        return list(session.scalars(select(Replica.id).where(Replica.service_id == service_id,
-                                                             Replica.status != "stopped")))
+        return list(
+            session.scalars(select(Replica.id).where(Replica.service_id == service_id, Replica.status != "stopped"))
+        )
 
 
 def add_replica(settings: Settings, service_id: str) -> Replica:
     with _session(settings, write=True) as session:
-        row = Replica(id=str(uuid.uuid4()), service_id=service_id, token=secrets.token_hex(32), status="pending",
-                      restarts=0, logs="", beat_ts=0.0, created_at=utcnow())
+        row = Replica(
+            id=str(uuid.uuid4()),
+            service_id=service_id,
+            token=secrets.token_hex(32),
+            status="pending",
+            restarts=0,
+            logs="",
+            beat_ts=0.0,
+            created_at=utcnow(),
+        )
         session.add(row)
         session.flush()
         session.expunge(row)
@@ -282,8 +341,9 @@ def load(settings: Settings, replica_id: str) -> tuple[Service, Replica]:
         return service, replica
 
 
-def set_status(settings: Settings, replica_id: str, status: ReplicaStatus, *, error: str | None = None,
-               restarted: bool = False) -> None:
+def set_status(
+    settings: Settings, replica_id: str, status: ReplicaStatus, *, error: str | None = None, restarted: bool = False
+) -> None:
     with _session(settings, write=True) as session:
         row = session.get(Replica, replica_id, with_for_update=True)
         if row.status == "stopped" or (row.status == "stopping" and status != "stopped"):
@@ -319,8 +379,12 @@ def beat(settings: Settings, replica_id: str, token: str, report: Beat) -> BeatR
         row = _authorized(session, replica_id, token)
         service = session.get(Service, row.service_id)
         job = running[-1] if running else None
-        if (row.status in ("stopping", "stopped") or service.status != "active" or job is None
-                or job.provider.lower() != report.provider.lower()):
+        if (
+            row.status in ("stopping", "stopped")
+            or service.status != "active"
+            or job is None
+            or job.provider.lower() != report.provider.lower()
+        ):
             return BeatReply(run=False)
         # A restarted platform gives its predecessor's jobs up and dispatches the slot again, maybe to the same
         # provider: the job of the earlier dispatch (its lease ended) must stop, not run on beside the new one.
@@ -353,9 +417,14 @@ def live_replicas(settings: Settings, owner: str, name: str, *, public: bool = F
     (another's private service reads as no service at all)."""
     with _session(settings) as session:
         if public:  # an address in the URL may come in any case
-            service = session.scalar(select(Service).where(
-                func.lower(Service.owner) == owner.lower(), Service.name == name, Service.status == "active",
-                Service.public.is_(True)))
+            service = session.scalar(
+                select(Service).where(
+                    func.lower(Service.owner) == owner.lower(),
+                    Service.name == name,
+                    Service.status == "active",
+                    Service.public.is_(True),
+                )
+            )
             if service is None:
                 raise NotFound(f"no public service {name!r} of {owner}", field="name")
         else:

@@ -75,8 +75,11 @@ class Relay:
         try:
             _socket_in(self._netns).close()
         except OSError as exc:
-            raise ServiceError(f"this provider cannot reach its replicas ({exc.strerror}); it runs them as root",
-                               field="port", status_code=502) from None
+            raise ServiceError(
+                f"this provider cannot reach its replicas ({exc.strerror}); it runs them as root",
+                field="port",
+                status_code=502,
+            ) from None
         self._server = await asyncio.start_server(self._serve, host, 0)
         return self._server.sockets[0].getsockname()[1]
 

@@ -66,8 +66,11 @@ class ReplicaJob(BaseModel):
     pids: int
     network: bool = Field(False, description="The replica may reach the public internet")
     run_s: float = Field(..., gt=0, description="How long this job may run before its lease term ends")
-    dispatch: str = Field(default_factory=lambda: uuid.uuid4().hex, description="This dispatch of the replica "
-                          "slot: a job from an earlier one (given up by a restarted platform) is told to stop")
+    dispatch: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        description="This dispatch of the replica "
+        "slot: a job from an earlier one (given up by a restarted platform) is told to stop",
+    )
 
 
 def image_tag(cid: str) -> str:
@@ -106,12 +109,16 @@ def ensure_image(engine, settings: Settings, job: ReplicaJob) -> str:
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         raw, clean = Path(tmp) / "image.tar", Path(tmp) / "untagged.tar"
         try:
-            with PlatformClient(anonymous=True, timeout=600.0, headers={"X-Replica-Token": job.token}) as api, \
-                    open(raw, "wb") as f, api.stream("GET", f"/v1/services/replicas/{job.replica_id}/image") as resp:
+            with (
+                PlatformClient(anonymous=True, timeout=600.0, headers={"X-Replica-Token": job.token}) as api,
+                open(raw, "wb") as f,
+                api.stream("GET", f"/v1/services/replicas/{job.replica_id}/image") as resp,
+            ):
                 f.writelines(resp.iter_bytes())
         except PlatformError as exc:
-            raise ServiceError(f"the platform refused the image: {exc.status_code} {exc.message[:200]}",
-                               field="image", status_code=502) from None
+            raise ServiceError(
+                f"the platform refused the image: {exc.status_code} {exc.message[:200]}", field="image", status_code=502
+            ) from None
         try:
             untagged(raw, clean)
         except (tarfile.TarError, ValueError, KeyError) as exc:
@@ -126,11 +133,21 @@ def ensure_image(engine, settings: Settings, job: ReplicaJob) -> str:
 
 
 def _confined(job: ReplicaJob, owner: str, provider: str) -> dict[str, Any]:
-    return {"detach": True, "user": NOBODY, "read_only": True, "cap_drop": ["ALL"], "ipc_mode": "private",
-            "security_opt": ["no-new-privileges", f"seccomp={seccomp.docker_profile()}"],
-            "ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
-            "labels": {"cxmpute.runtime": "service", "cxmpute.replica": job.replica_id, "cxmpute.owner": owner,
-                       "cxmpute.provider": provider}}
+    return {
+        "detach": True,
+        "user": NOBODY,
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "ipc_mode": "private",
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp.docker_profile()}"],
+        "ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
+        "labels": {
+            "cxmpute.runtime": "service",
+            "cxmpute.replica": job.replica_id,
+            "cxmpute.owner": owner,
+            "cxmpute.provider": provider,
+        },
+    }
 
 
 def start_network(engine, job: ReplicaJob, owner: str, provider: str):
@@ -139,9 +156,15 @@ def start_network(engine, job: ReplicaJob, owner: str, provider: str):
     if why := network_available():
         raise ServiceError(f"this provider cannot grant replicas network: {why}", field="network", status_code=503)
     holder = engine.containers.run(
-        runtime_image(engine), command=["/usr/bin/sleep", "infinity"], network_mode="bridge", mem_limit="16m",
-        memswap_limit="16m", pids_limit=4, name=f"cxmpute-svc-net-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}",
-        **_confined(job, owner, provider))
+        runtime_image(engine),
+        command=["/usr/bin/sleep", "infinity"],
+        network_mode="bridge",
+        mem_limit="16m",
+        memswap_limit="16m",
+        pids_limit=4,
+        name=f"cxmpute-svc-net-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}",
+        **_confined(job, owner, provider),
+    )
     try:
         fence_container(holder)
     except BaseException:
@@ -153,9 +176,17 @@ def start_network(engine, job: ReplicaJob, owner: str, provider: str):
 def start_container(engine, job: ReplicaJob, image: str, owner: str, provider: str, network_mode: str):
     env = {**job.env, "CXMPUTE_REPLICA": job.replica_id, "CXMPUTE_SERVICE": job.service, "PORT": str(job.port)}
     return engine.containers.run(
-        image, mem_limit=f"{job.memory_mb}m", memswap_limit=f"{job.memory_mb}m", nano_cpus=int(job.cpu * 1e9),
-        pids_limit=job.pids, tmpfs={"/tmp": "size=64m,mode=1777"}, environment=env, network_mode=network_mode,
-        name=f"cxmpute-svc-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}", **_confined(job, owner, provider))
+        image,
+        mem_limit=f"{job.memory_mb}m",
+        memswap_limit=f"{job.memory_mb}m",
+        nano_cpus=int(job.cpu * 1e9),
+        pids_limit=job.pids,
+        tmpfs={"/tmp": "size=64m,mode=1777"},
+        environment=env,
+        network_mode=network_mode,
+        name=f"cxmpute-svc-{job.replica_id[:8]}-{uuid.uuid4().hex[:8]}",
+        **_confined(job, owner, provider),
+    )
 
 
 _running: set[str] = set()  # containers this worker process runs
@@ -165,9 +196,9 @@ _starting = asyncio.Lock()
 def remove_orphans(engine, provider: str) -> None:
     """Remove this provider's service containers that no replica of this process runs: an earlier run of the
     worker left them when it died, and the platform has already given their jobs up."""
-    for container in engine.containers.list(all=True, filters={"label": ["cxmpute.runtime=service",
-                                                                          f"cxmpute.provider={provider}"]},
-                                            ignore_removed=True):  # one removed meanwhile is no error
+    for container in engine.containers.list(
+        all=True, filters={"label": ["cxmpute.runtime=service", f"cxmpute.provider={provider}"]}, ignore_removed=True
+    ):  # one removed meanwhile is no error
         if container.id not in _running:
             log.warning("removing container %s left by an earlier run of this worker", container.name)
             remove(container)
@@ -219,9 +250,17 @@ class Reporter:
     async def beat(self, state: str, host: str | None = None, host_port: int | None = None, logs: str = "") -> bool:
         logs = logs[-60_000:]
         try:
-            answer = await self.api.post(f"/v1/services/replicas/{self.job.replica_id}/beat", json={
-                "provider": self.provider, "dispatch": self.job.dispatch, "state": state, "host": host,
-                "host_port": host_port, "logs": None if logs == self.sent_logs else logs})
+            answer = await self.api.post(
+                f"/v1/services/replicas/{self.job.replica_id}/beat",
+                json={
+                    "provider": self.provider,
+                    "dispatch": self.job.dispatch,
+                    "state": state,
+                    "host": host,
+                    "host_port": host_port,
+                    "logs": None if logs == self.sent_logs else logs,
+                },
+            )
         except PlatformUnreachable as exc:
             log.warning("replica %s could not report: %s", self.job.replica_id, exc.message)
             return True
@@ -279,8 +318,10 @@ async def run_replica(payload: dict[str, Any], owner: str) -> dict[str, Any]:
                 if why := await asyncio.to_thread(exited, container):
                     raise ServiceError(why, field="image")
                 if time.monotonic() > ready_by:
-                    raise ServiceError(f"the container did not answer HTTP on port {job.port} within "
-                                       f"{START_TIMEOUT_S:.0f} s", field="port")
+                    raise ServiceError(
+                        f"the container did not answer HTTP on port {job.port} within {START_TIMEOUT_S:.0f} s",
+                        field="port",
+                    )
                 await asyncio.sleep(0.1)
             ended = "stopped"
             while await reporter.beat("ready", host, host_port, await asyncio.to_thread(tail, container)):

@@ -11,8 +11,11 @@ from rich.table import Column, Table
 from cxmpute.client import PlatformClient
 from cxmpute.errors import CxmputeError
 
-app = typer.Typer(help="Distributed training: PyTorch DDP across providers matched by price, checkpointed to "
-                       "storage, resumed when a provider is lost.", no_args_is_help=True)
+app = typer.Typer(
+    help="Distributed training: PyTorch DDP across providers matched by price, checkpointed to "
+    "storage, resumed when a provider is lost.",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -46,31 +49,52 @@ def submit(
 ) -> None:
     """Train the built-in MLP on DATASET across N providers; prints the job id."""
     body = {
-        "dataset_cid": dataset, "world_size": world_size, "steps": steps, "checkpoint_every": checkpoint_every,
-        "trainer": {"hidden": _widths(hidden), "lr": lr, "optimizer": optimizer, "batch_size": batch_size,
-                    "seed": seed, "target_columns": target_columns},
-        "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpus}, "backend": backend,
-        "price_min_gwei": min_price, "price_max_gwei": max_price, "timeout_s": timeout,
-        "max_restarts": max_restarts}
+        "dataset_cid": dataset,
+        "world_size": world_size,
+        "steps": steps,
+        "checkpoint_every": checkpoint_every,
+        "trainer": {
+            "hidden": _widths(hidden),
+            "lr": lr,
+            "optimizer": optimizer,
+            "batch_size": batch_size,
+            "seed": seed,
+            "target_columns": target_columns,
+        },
+        "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpus},
+        "backend": backend,
+        "price_min_gwei": min_price,
+        "price_max_gwei": max_price,
+        "timeout_s": timeout,
+        "max_restarts": max_restarts,
+    }
     with PlatformClient() as platform:
         console.print(platform.post("/v1/training/jobs", json=body)["id"], markup=False, highlight=False)
 
 
 def _jobs_table() -> Table:
     # An id is what every other command takes: folded onto more lines where the terminal is narrow, never cut.
-    return Table(Column("id", overflow="fold"), "state", "generation", "step", "ranks", "final loss",
-                 "created")
+    return Table(Column("id", overflow="fold"), "state", "generation", "step", "ranks", "final loss", "created")
 
 
 def _row(job: dict) -> list[str]:
     loss = f"{job['final_loss']:.6g}" if job["final_loss"] is not None else "-"
-    return [job["id"], job["state"], str(job["generation"]), f"{job['step']}/{job['spec']['steps']}",
-            str(job["spec"]["world_size"]), loss, job["created_at"][:19]]
+    return [
+        job["id"],
+        job["state"],
+        str(job["generation"]),
+        f"{job['step']}/{job['spec']['steps']}",
+        str(job["spec"]["world_size"]),
+        loss,
+        job["created_at"][:19],
+    ]
 
 
 @app.command("ls")
-def list_cmd(limit: int = typer.Option(50, min=1, max=500, help="How many, newest first"),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+def list_cmd(
+    limit: int = typer.Option(50, min=1, max=500, help="How many, newest first"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
     """Your training jobs."""
     with PlatformClient() as platform:
         jobs = platform.get("/v1/training/jobs", params={"limit": limit})
@@ -88,8 +112,9 @@ def show(job_id: str = typer.Argument(..., help="Training job id")) -> None:
     """A job's state, ranks, checkpoints and its last ten losses."""
     with PlatformClient() as platform:
         job = platform.get(f"/v1/training/jobs/{job_id}", params={"losses_steps": 0})
-        recent = platform.get(f"/v1/training/jobs/{job_id}", params={"losses_from": max(1, job["step"] - 9),
-                                                                     "losses_steps": 10})
+        recent = platform.get(
+            f"/v1/training/jobs/{job_id}", params={"losses_from": max(1, job["step"] - 9), "losses_steps": 10}
+        )
     job["losses"] = recent["losses"]
     table = _jobs_table()
     table.add_row(*_row(job))
@@ -102,8 +127,9 @@ def show(job_id: str = typer.Argument(..., help="Training job id")) -> None:
     console.print(ranks)
     for c in job["checkpoints"]:
         # Never wrapped: a CID is copied from here.
-        console.print(f"checkpoint step {c['step']} (generation {c['generation']}): {c['cid']}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"checkpoint step {c['step']} (generation {c['generation']}): {c['cid']}", highlight=False, soft_wrap=True
+        )
     for p in job["losses"]:
         console.print(f"step {p['step']}: loss {p['loss']:.6g}", highlight=False)
 

@@ -60,10 +60,14 @@ def check(settings: Settings, owner: str, spec: TrainingIn) -> None:
     try:
         storage.stat(spec.dataset_cid, owner=owner)
     except CxmputeError as exc:
-        raise ComputeError(f"no dataset {spec.dataset_cid} in your storage: {exc.message}", field="dataset_cid",
-                           status_code=404 if exc.status_code == 404 else 422) from None
-    check_fits(parse_dataset(storage.get_bytes(spec.dataset_cid, owner=owner), spec.trainer), spec.trainer,
-               spec.world_size)
+        raise ComputeError(
+            f"no dataset {spec.dataset_cid} in your storage: {exc.message}",
+            field="dataset_cid",
+            status_code=404 if exc.status_code == 404 else 422,
+        ) from None
+    check_fits(
+        parse_dataset(storage.get_bytes(spec.dataset_cid, owner=owner), spec.trainer), spec.trainer, spec.world_size
+    )
     request = _request(spec)
     quote = get_network().market.quote(request)
     # Busy provisions free up; a job waits for them. Provisions that could never fit refuse it now.
@@ -73,9 +77,13 @@ def check(settings: Settings, owner: str, spec: TrainingIn) -> None:
     # generation tried would lease (and bill) the ranks that were.
     providers = live_providers(request)
     if spec.world_size > providers:
-        raise ComputeError(f"world_size {spec.world_size} needs {spec.world_size} providers, but only {providers} "
-                           f"live provider{' offers' if providers == 1 else 's offer'} a rank's resources within "
-                           f"your price range", field="world_size", status_code=409)
+        raise ComputeError(
+            f"world_size {spec.world_size} needs {spec.world_size} providers, but only {providers} "
+            f"live provider{' offers' if providers == 1 else 's offer'} a rank's resources within "
+            f"your price range",
+            field="world_size",
+            status_code=409,
+        )
 
 
 def live_providers(request: MatchRequest) -> int:
@@ -83,12 +91,17 @@ def live_providers(request: MatchRequest) -> int:
     up); a provision whose provider's heartbeats lapsed is down, not live."""
     r = request.resources
     end = datetime.fromtimestamp(time.time() + request.span_s, tz=UTC)
-    query = (select(func.count(distinct(Provision.provider)))
-             .where(Provision.kind == request.kind, Provision.status == "active",
-                    Provision.price_gwei >= request.price_min_gwei, Provision.price_gwei <= request.price_max_gwei,
-                    Provision.cpu >= r.cpu, Provision.memory_mb >= r.memory_mb, Provision.gpu_count >= r.gpu_count,
-                    Provision.disk_gb >= r.disk_gb,
-                    or_(Provision.available_until.is_(None), Provision.available_until >= end)))
+    query = select(func.count(distinct(Provision.provider))).where(
+        Provision.kind == request.kind,
+        Provision.status == "active",
+        Provision.price_gwei >= request.price_min_gwei,
+        Provision.price_gwei <= request.price_max_gwei,
+        Provision.cpu >= r.cpu,
+        Provision.memory_mb >= r.memory_mb,
+        Provision.gpu_count >= r.gpu_count,
+        Provision.disk_gb >= r.disk_gb,
+        or_(Provision.available_until.is_(None), Provision.available_until >= end),
+    )
     if r.gpu_model:
         query = query.where(Provision.gpu_model == r.gpu_model)
     with get_network().store.read() as session:
@@ -96,8 +109,13 @@ def live_providers(request: MatchRequest) -> int:
 
 
 def _request(spec: TrainingIn) -> MatchRequest:
-    return MatchRequest(kind="agent", resources=spec.resources, price_min_gwei=spec.price_min_gwei,
-                        price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)))
+    return MatchRequest(
+        kind="agent",
+        resources=spec.resources,
+        price_min_gwei=spec.price_min_gwei,
+        price_max_gwei=spec.price_max_gwei,
+        duration_s=max(1, math.ceil(spec.timeout_s)),
+    )
 
 
 def submit(settings: Settings, owner: str, spec: TrainingIn) -> TrainingOut:
@@ -163,8 +181,9 @@ async def _coordinate(settings: Settings, job_id: str) -> None:
     running = asyncio.ensure_future(run(settings, job_id))
     while not running.done():
         await asyncio.wait([running], timeout=confirm_every_s(settings))
-        if not running.done() and not await asyncio.to_thread(registry.confirm, settings, job_id, COORDINATOR,
-                                                               time.time()):
+        if not running.done() and not await asyncio.to_thread(
+            registry.confirm, settings, job_id, COORDINATOR, time.time()
+        ):
             log.warning("training job %s is coordinated by another process now; leaving it", job_id)
             running.cancel()
 
@@ -181,43 +200,87 @@ async def run(settings: Settings, job_id: str) -> None:
                 return  # cancelled, or taken over by another process
             generation, token, resume_step = began
             log.info("training job %s: generation %d from step %d", job_id, generation, resume_step)
-            ended, why = await _generation(settings, dispatcher, job_id, job.owner, spec, generation, token,
-                                           resume_step)
+            ended, why = await _generation(
+                settings, dispatcher, job_id, job.owner, spec, generation, token, resume_step
+            )
             if ended is not None:
-                await asyncio.to_thread(registry.finish, settings, job_id, "succeeded",
-                                        final_loss=ended[0].result["final_loss"])
+                await asyncio.to_thread(
+                    registry.finish, settings, job_id, "succeeded", final_loss=ended[0].result["final_loss"]
+                )
                 return
             job = await asyncio.to_thread(registry.load, settings, job_id)
-        await asyncio.to_thread(registry.finish, settings, job_id, "failed",
-                                error=f"ranks were lost or failed in {generations} generation(s); "
-                                      f"the last: {why}"[:2000])
+        await asyncio.to_thread(
+            registry.finish,
+            settings,
+            job_id,
+            "failed",
+            error=f"ranks were lost or failed in {generations} generation(s); the last: {why}"[:2000],
+        )
     except Exception as exc:
         log.exception("training job %s failed", job_id)
-        await asyncio.to_thread(registry.finish, settings, job_id, "failed",
-                                error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+        await asyncio.to_thread(
+            registry.finish,
+            settings,
+            job_id,
+            "failed",
+            error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+        )
 
 
-def _rank_job(job_id: str, owner: str, spec: TrainingIn, generation: int, rank: int, rank_url: str,
-              resume_step: int) -> JobSpec:
-    payload = RankJob(training_id=job_id, generation=generation, rank=rank, world_size=spec.world_size,
-                      steps=spec.steps, checkpoint_every=spec.checkpoint_every, trainer=spec.trainer,
-                      backend=spec.backend, collective_timeout_s=spec.collective_timeout_s,
-                      join_timeout_s=spec.timeout_s, threads=spec.resources.cpu, rank_url=rank_url,
-                      resume_step=resume_step)
-    return JobSpec(kind=JOB_KIND, owner=owner, work_key=work_key(job_id, generation, rank), resources=spec.resources,
-                   price_min_gwei=spec.price_min_gwei, price_max_gwei=spec.price_max_gwei, timeout_s=spec.timeout_s,
-                   payload=payload.model_dump())
+def _rank_job(
+    job_id: str, owner: str, spec: TrainingIn, generation: int, rank: int, rank_url: str, resume_step: int
+) -> JobSpec:
+    payload = RankJob(
+        training_id=job_id,
+        generation=generation,
+        rank=rank,
+        world_size=spec.world_size,
+        steps=spec.steps,
+        checkpoint_every=spec.checkpoint_every,
+        trainer=spec.trainer,
+        backend=spec.backend,
+        collective_timeout_s=spec.collective_timeout_s,
+        join_timeout_s=spec.timeout_s,
+        threads=spec.resources.cpu,
+        rank_url=rank_url,
+        resume_step=resume_step,
+    )
+    return JobSpec(
+        kind=JOB_KIND,
+        owner=owner,
+        work_key=work_key(job_id, generation, rank),
+        resources=spec.resources,
+        price_min_gwei=spec.price_min_gwei,
+        price_max_gwei=spec.price_max_gwei,
+        timeout_s=spec.timeout_s,
+        payload=payload.model_dump(),
+    )
 
 
-async def _generation(settings: Settings, dispatcher: Dispatcher, job_id: str, owner: str, spec: TrainingIn,
-                      generation: int, token: str, resume_step: int) -> tuple[list[JobOut] | None, str]:
+async def _generation(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    job_id: str,
+    owner: str,
+    spec: TrainingIn,
+    generation: int,
+    token: str,
+    resume_step: int,
+) -> tuple[list[JobOut] | None, str]:
     """Run one generation; returns the ranks' jobs in rank order when every rank finished, else None and why."""
     rank_url = f"{settings.resolved_api_url}{RANK_PATH}/{token}"
     keys = [work_key(job_id, generation, rank) for rank in range(spec.world_size)]
     spread = Spread(lambda: keys)  # a provider lost takes as few of the generation's ranks with it as it can
-    tasks = [asyncio.ensure_future(dispatcher.run_once(
-        _rank_job(job_id, owner, spec, generation, rank, rank_url, resume_step), attempt=generation, spread=spread))
-        for rank in range(spec.world_size)]
+    tasks = [
+        asyncio.ensure_future(
+            dispatcher.run_once(
+                _rank_job(job_id, owner, spec, generation, rank, rank_url, resume_step),
+                attempt=generation,
+                spread=spread,
+            )
+        )
+        for rank in range(spec.world_size)
+    ]
     finished: dict[int, JobOut] = {}
     why = ""
     for done in asyncio.as_completed(tasks):
@@ -237,14 +300,28 @@ async def _generation(settings: Settings, dispatcher: Dispatcher, job_id: str, o
         return None, why
     return [finished[rank] for rank in range(spec.world_size)], ""
 
+
 def ranks(job: TrainingOut) -> list[RankOut]:
     """Every rank job of every generation, by generation and rank."""
-    keys = [work_key(job.id, generation, rank) for generation in range(1, job.generation + 1)
-            for rank in range(job.spec.world_size)]
+    keys = [
+        work_key(job.id, generation, rank)
+        for generation in range(1, job.generation + 1)
+        for rank in range(job.spec.world_size)
+    ]
     found = jobs.for_work(get_network().store, keys) if keys else []
-    out = [RankOut(generation=int(j.work_key.split(":g")[1].split(":")[0]), rank=int(j.work_key.rsplit(":r", 1)[1]),
-                   job_id=j.id, provider=j.provider, lease_id=j.lease_id, status=j.status, error=j.error,
-                   cost_gwei=j.cost_gwei) for j in found]
+    out = [
+        RankOut(
+            generation=int(j.work_key.split(":g")[1].split(":")[0]),
+            rank=int(j.work_key.rsplit(":r", 1)[1]),
+            job_id=j.id,
+            provider=j.provider,
+            lease_id=j.lease_id,
+            status=j.status,
+            error=j.error,
+            cost_gwei=j.cost_gwei,
+        )
+        for j in found
+    ]
     return sorted(out, key=lambda r: (r.generation, r.rank))
 
 

@@ -40,8 +40,13 @@ async def run_rank(payload: dict[str, Any], owner: str) -> dict[str, Any]:
         if await _revoked(http, job.rank_url):
             raise RankStopped("the job's generation ended before this rank started", field="generation")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "compute.training.rank", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "compute.training.rank",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         outcome = asyncio.ensure_future(proc.communicate(run.model_dump_json().encode()))
         try:
             while not outcome.done():
@@ -49,8 +54,9 @@ async def run_rank(payload: dict[str, Any], owner: str) -> dict[str, Any]:
                 if not outcome.done() and await _revoked(http, job.rank_url):
                     proc.kill()
                     await outcome
-                    raise RankStopped("the job's generation ended (a peer was lost or the job was cancelled)",
-                                      field="generation")
+                    raise RankStopped(
+                        "the job's generation ended (a peer was lost or the job was cancelled)", field="generation"
+                    )
         finally:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -60,8 +66,9 @@ async def run_rank(payload: dict[str, Any], owner: str) -> dict[str, Any]:
         # A peer killed at the generation's end breaks this rank's collectives, often before the next watch:
         # its failure is then the generation's end, not a fault of its own.
         if proc.returncode != 0 and await _revoked(http, job.rank_url):
-            raise RankStopped("the job's generation ended (a peer was lost or the job was cancelled)",
-                              field="generation")
+            raise RankStopped(
+                "the job's generation ended (a peer was lost or the job was cancelled)", field="generation"
+            )
     if proc.returncode != 0:
         tail = stderr.decode(errors="replace").strip().splitlines()[-5:]
         raise RuntimeError(f"rank {job.rank} exited with {proc.returncode}: " + " | ".join(tail))

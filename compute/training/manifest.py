@@ -26,12 +26,19 @@ def render(job: TrainingOut, image: str, namespace: str = "cxmpute", template: P
     pod["metadata"]["labels"]["cxmpute.io/training-job"] = job.id
     container = pod["spec"]["containers"][0]
     container["image"] = image
-    rank_job = {"training_id": job.id, "generation": job.generation + 1, "world_size": spec.world_size,
-                "steps": spec.steps, "checkpoint_every": spec.checkpoint_every,
-                "trainer": spec.trainer.model_dump(), "backend": spec.backend,
-                "collective_timeout_s": spec.collective_timeout_s, "join_timeout_s": spec.timeout_s,
-                "threads": spec.resources.cpu,
-                "resume_step": job.last_checkpoint.step if job.last_checkpoint else 0}
+    rank_job = {
+        "training_id": job.id,
+        "generation": job.generation + 1,
+        "world_size": spec.world_size,
+        "steps": spec.steps,
+        "checkpoint_every": spec.checkpoint_every,
+        "trainer": spec.trainer.model_dump(),
+        "backend": spec.backend,
+        "collective_timeout_s": spec.collective_timeout_s,
+        "join_timeout_s": spec.timeout_s,
+        "threads": spec.resources.cpu,
+        "resume_step": job.last_checkpoint.step if job.last_checkpoint else 0,
+    }
     env = {e["name"]: e for e in container["env"]}
     env["CXMPUTE_RANK_URL"]["valueFrom"]["secretKeyRef"].update(name=name, optional=False)
     env["CXMPUTE_RANK_JOB"]["value"] = json.dumps(rank_job, separators=(",", ":"))

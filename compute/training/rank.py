@@ -54,8 +54,9 @@ def _rendezvous(http: httpx.Client, job: RankRun):
     timeout = timedelta(seconds=job.collective_timeout_s)
     deadline = time.monotonic() + job.join_timeout_s
     if job.port:  # a fixed rendezvous (Kubernetes): every rank knows it already
-        store = dist.TCPStore(job.host, job.port, job.world_size, job.rank == 0, timeout=timeout,
-                              wait_for_workers=False)
+        store = dist.TCPStore(
+            job.host, job.port, job.world_size, job.rank == 0, timeout=timeout, wait_for_workers=False
+        )
     elif job.rank == 0:
         store = dist.TCPStore(job.host, 0, job.world_size, True, timeout=timeout, wait_for_workers=False)
         http.post("/rendezvous", json={"host": job.host, "port": store.port}).raise_for_status()
@@ -95,8 +96,13 @@ def run(job: RankRun) -> dict:
             got.raise_for_status()
             resume = got.content
         store = _rendezvous(http, job)
-        dist.init_process_group(job.backend, store=store, rank=job.rank, world_size=job.world_size,
-                                timeout=timedelta(seconds=job.collective_timeout_s))
+        dist.init_process_group(
+            job.backend,
+            store=store,
+            rank=job.rank,
+            world_size=job.world_size,
+            timeout=timedelta(seconds=job.collective_timeout_s),
+        )
         device = torch.device("cuda", 0) if job.backend == "nccl" else None
 
         def losses(points: list[tuple[int, float]]) -> None:
@@ -106,9 +112,17 @@ def run(job: RankRun) -> dict:
             http.post("/checkpoints", params={"step": step}, content=data).raise_for_status()
 
         try:
-            final = trainer.train_rank(job.trainer, dataset, steps=job.steps, checkpoint_every=job.checkpoint_every,
-                                       rank=job.rank, world_size=job.world_size, resume=resume, device=device,
-                                       hooks=trainer.Hooks(losses=losses, checkpoint=checkpoint))
+            final = trainer.train_rank(
+                job.trainer,
+                dataset,
+                steps=job.steps,
+                checkpoint_every=job.checkpoint_every,
+                rank=job.rank,
+                world_size=job.world_size,
+                resume=resume,
+                device=device,
+                hooks=trainer.Hooks(losses=losses, checkpoint=checkpoint),
+            )
             dist.barrier()  # rank 0 hosts the store: it must outlive every peer's last collective
         finally:
             dist.destroy_process_group()
@@ -118,8 +132,13 @@ def run(job: RankRun) -> dict:
 def _from_env() -> RankRun:
     """A rank in a Kubeflow PyTorchJob: the operator sets its RANK and the Master's rendezvous address."""
     job = json.loads(os.environ["CXMPUTE_RANK_JOB"])
-    return RankRun(**job, rank=int(os.environ["RANK"]), rank_url=os.environ["CXMPUTE_RANK_URL"],
-                   host=os.environ["MASTER_ADDR"], port=int(os.environ["MASTER_PORT"]))
+    return RankRun(
+        **job,
+        rank=int(os.environ["RANK"]),
+        rank_url=os.environ["CXMPUTE_RANK_URL"],
+        host=os.environ["MASTER_ADDR"],
+        port=int(os.environ["MASTER_PORT"]),
+    )
 
 
 def main() -> None:

@@ -37,24 +37,45 @@ def _checkpoint(row: TrainingCheckpoint) -> Checkpoint:
 
 
 def _latest(session, job_id: str) -> TrainingCheckpoint | None:
-    return session.scalar(select(TrainingCheckpoint).where(TrainingCheckpoint.job_id == job_id)
-                          .order_by(TrainingCheckpoint.step.desc(), TrainingCheckpoint.id.desc()).limit(1))
+    return session.scalar(
+        select(TrainingCheckpoint)
+        .where(TrainingCheckpoint.job_id == job_id)
+        .order_by(TrainingCheckpoint.step.desc(), TrainingCheckpoint.id.desc())
+        .limit(1)
+    )
 
 
 def _out(session, row: TrainingJob) -> TrainingOut:
     latest = _latest(session, row.id)
-    return TrainingOut(id=row.id, owner=row.owner, state=row.state, generation=row.generation, step=row.step,
-                       spec=TrainingIn.model_validate(row.spec), final_loss=row.final_loss, error=row.error,
-                       last_checkpoint=_checkpoint(latest) if latest else None, created_at=row.created_at,
-                       finished_at=row.finished_at)
+    return TrainingOut(
+        id=row.id,
+        owner=row.owner,
+        state=row.state,
+        generation=row.generation,
+        step=row.step,
+        spec=TrainingIn.model_validate(row.spec),
+        final_loss=row.final_loss,
+        error=row.error,
+        last_checkpoint=_checkpoint(latest) if latest else None,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
 
 
 def create(settings: Settings, owner: str, spec: TrainingIn, coordinator: str, now: float) -> TrainingOut:
     """Record a job, coordinated from its creation by the process that will run it."""
     with session_scope(database(settings)) as session:
-        row = TrainingJob(id=str(uuid.uuid4()), owner=owner, state="queued", generation=0, step=0,
-                          spec=spec.model_dump(mode="json"), coordinator=coordinator, coordinator_ts=now,
-                          created_at=utcnow())
+        row = TrainingJob(
+            id=str(uuid.uuid4()),
+            owner=owner,
+            state="queued",
+            generation=0,
+            step=0,
+            spec=spec.model_dump(mode="json"),
+            coordinator=coordinator,
+            coordinator_ts=now,
+            created_at=utcnow(),
+        )
         session.add(row)
         session.flush()
         return _out(session, row)
@@ -80,17 +101,23 @@ def get(settings: Settings, owner: str, job_id: str) -> TrainingOut:
         return _out(session, _owned(session, owner, job_id))
 
 
-def history(settings: Settings, owner: str, job_id: str, from_step: int = 1,
-            steps: int = 10_000) -> tuple[list[Checkpoint], list[LossPoint]]:
+def history(
+    settings: Settings, owner: str, job_id: str, from_step: int = 1, steps: int = 10_000
+) -> tuple[list[Checkpoint], list[LossPoint]]:
     """Every checkpoint, and for ``steps`` steps from ``from_step`` the mean loss over the ranks of the newest
     generation that reported it."""
     with session_scope(database(settings)) as session:
         _owned(session, owner, job_id)
-        checkpoints = session.scalars(select(TrainingCheckpoint).where(TrainingCheckpoint.job_id == job_id)
-                                      .order_by(TrainingCheckpoint.step, TrainingCheckpoint.id)).all()
-        rows = session.execute(select(TrainingLoss.step, TrainingLoss.generation, TrainingLoss.loss).where(
-            TrainingLoss.job_id == job_id, TrainingLoss.step >= from_step,
-            TrainingLoss.step < from_step + steps)).all()
+        checkpoints = session.scalars(
+            select(TrainingCheckpoint)
+            .where(TrainingCheckpoint.job_id == job_id)
+            .order_by(TrainingCheckpoint.step, TrainingCheckpoint.id)
+        ).all()
+        rows = session.execute(
+            select(TrainingLoss.step, TrainingLoss.generation, TrainingLoss.loss).where(
+                TrainingLoss.job_id == job_id, TrainingLoss.step >= from_step, TrainingLoss.step < from_step + steps
+            )
+        ).all()
     by_step: dict[int, tuple[int, list[float]]] = {}
     for step, generation, loss in rows:
         seen = by_step.get(step)
@@ -98,16 +125,22 @@ def history(settings: Settings, owner: str, job_id: str, from_step: int = 1,
             by_step[step] = (generation, [loss])
         elif generation == seen[0]:
             seen[1].append(loss)
-    losses = [LossPoint(step=step, generation=gen, loss=sum(values) / len(values))
-              for step, (gen, values) in sorted(by_step.items())]
+    losses = [
+        LossPoint(step=step, generation=gen, loss=sum(values) / len(values))
+        for step, (gen, values) in sorted(by_step.items())
+    ]
     return [_checkpoint(row) for row in checkpoints], losses
 
 
 def list_for(settings: Settings, owner: str, limit: int = 50, offset: int = 0) -> list[TrainingOut]:
     with session_scope(database(settings)) as session:
-        rows = session.scalars(select(TrainingJob).where(TrainingJob.owner == owner)
-                               .order_by(TrainingJob.created_at.desc(), TrainingJob.id)
-                               .limit(limit).offset(offset)).all()
+        rows = session.scalars(
+            select(TrainingJob)
+            .where(TrainingJob.owner == owner)
+            .order_by(TrainingJob.created_at.desc(), TrainingJob.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
         return [_out(session, row) for row in rows]
 
 
@@ -138,27 +171,42 @@ def claim(settings: Settings, job_id: str, coordinator: str, now: float, seen_ts
 def confirm(settings: Settings, job_id: str, coordinator: str, now: float) -> bool:
     """The coordinator is alive and still running the job; False once another process has taken it over."""
     with session_scope(database(settings), immediate=True) as session:
-        return session.execute(update(TrainingJob).where(
-            TrainingJob.id == job_id, TrainingJob.coordinator == coordinator).values(coordinator_ts=now)).rowcount == 1
+        return (
+            session.execute(
+                update(TrainingJob)
+                .where(TrainingJob.id == job_id, TrainingJob.coordinator == coordinator)
+                .values(coordinator_ts=now)
+            ).rowcount
+            == 1
+        )
 
 
 def orphans(settings: Settings, stale_before: float) -> list[tuple[str, float]]:
     """Unfinished jobs whose coordinator has not confirmed since ``stale_before``: (id, last confirmation)."""
     with session_scope(database(settings)) as session:
-        return [(job_id, ts) for job_id, ts in session.execute(
-            select(TrainingJob.id, TrainingJob.coordinator_ts).where(
-                TrainingJob.state.in_(("queued", "running")), TrainingJob.coordinator_ts < stale_before))]
+        return [
+            (job_id, ts)
+            for job_id, ts in session.execute(
+                select(TrainingJob.id, TrainingJob.coordinator_ts).where(
+                    TrainingJob.state.in_(("queued", "running")), TrainingJob.coordinator_ts < stale_before
+                )
+            )
+        ]
 
 
 def end_generation(settings: Settings, job_id: str, generation: int) -> None:
     """Revoke the generation's secret: its ranks can no longer report, and stop (their handlers watch for it)."""
     with session_scope(database(settings), immediate=True) as session:
-        session.execute(update(TrainingJob).where(TrainingJob.id == job_id, TrainingJob.generation == generation)
-                        .values(token_hash=None, rdzv_host=None, rdzv_port=None))
+        session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == job_id, TrainingJob.generation == generation)
+            .values(token_hash=None, rdzv_host=None, rdzv_port=None)
+        )
 
 
-def finish(settings: Settings, job_id: str, state: str, *, final_loss: float | None = None,
-           error: str | None = None) -> None:
+def finish(
+    settings: Settings, job_id: str, state: str, *, final_loss: float | None = None, error: str | None = None
+) -> None:
     with session_scope(database(settings), immediate=True) as session:
         row = session.get(TrainingJob, job_id, with_for_update=True)
         if row.state in FINAL_STATES:
@@ -183,6 +231,7 @@ def cancel(settings: Settings, owner: str, job_id: str) -> TrainingOut:
 
 
 # The rank side: every call names the job by the current generation's secret.
+
 
 def _by_token(session, token: str) -> TrainingJob:
     row = session.scalar(select(TrainingJob).where(TrainingJob.token_hash == _digest(token)))
@@ -218,8 +267,10 @@ def add_losses(settings: Settings, token: str, rank: int, points: list[tuple[int
             raise Conflict(f"rank {rank} is not below the job's world_size {spec.world_size}", field="rank")
         if any(not 1 <= step <= spec.steps for step, _ in points):
             raise Conflict(f"steps run from 1 to {spec.steps}", field="points")
-        session.add_all(TrainingLoss(job_id=row.id, generation=row.generation, rank=rank, step=step, loss=loss)
-                        for step, loss in points)
+        session.add_all(
+            TrainingLoss(job_id=row.id, generation=row.generation, rank=rank, step=step, loss=loss)
+            for step, loss in points
+        )
         row.step = max(row.step, max((step for step, _ in points), default=0))
 
 
@@ -230,8 +281,9 @@ def add_checkpoint(settings: Settings, token: str, step: int, data: bytes) -> Ch
     stored = open_storage(settings).put_bytes(data, owner=owner, name=f"training-{job_id}-step{step}.pt")
     with session_scope(database(settings), immediate=True) as session:
         _by_token(session, token)  # still the current generation: a stale rank must not move the resume point
-        record = TrainingCheckpoint(job_id=job_id, generation=generation, step=step, cid=stored.file.cid,
-                                    size=len(data), created_at=utcnow())
+        record = TrainingCheckpoint(
+            job_id=job_id, generation=generation, step=step, cid=stored.file.cid, size=len(data), created_at=utcnow()
+        )
         session.add(record)
         session.flush()
         return _checkpoint(record)

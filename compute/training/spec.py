@@ -13,8 +13,9 @@ from compute.provisions import Resources
 class TrainerConfig(BaseModel):
     """The built-in trainer: a multilayer perceptron regressed (mean squared error) on a CSV dataset."""
 
-    hidden: list[int] = Field(default_factory=lambda: [32], max_length=8,
-                              description="Widths of the hidden layers; empty: a linear model")
+    hidden: list[int] = Field(
+        default_factory=lambda: [32], max_length=8, description="Widths of the hidden layers; empty: a linear model"
+    )
     activation: Literal["tanh", "relu"] = "tanh"
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0, le=10, description="Learning rate")
@@ -32,8 +33,13 @@ class TrainerConfig(BaseModel):
 
 
 class TrainingIn(BaseModel):
-    dataset_cid: str = Field(..., min_length=1, max_length=200, description="A CSV of numbers in your Stxrage "
-                             "storage: one row per example, the last `target_columns` columns the targets")
+    dataset_cid: str = Field(
+        ...,
+        min_length=1,
+        max_length=200,
+        description="A CSV of numbers in your Stxrage "
+        "storage: one row per example, the last `target_columns` columns the targets",
+    )
     world_size: int = Field(..., ge=1, le=256, description="Ranks, each on its own provider")
     steps: int = Field(..., ge=1, le=10_000_000, description="Optimizer steps")
     checkpoint_every: int = Field(100, ge=1, description="Steps between checkpoints stored in Stxrage")

@@ -42,16 +42,23 @@ def parse_dataset(data: bytes, config: TrainerConfig) -> Dataset:
     except ValueError as exc:
         raise DatasetError(f"the dataset is not a CSV of numbers: {exc}", field="dataset_cid") from None
     if table.shape[1] <= config.target_columns:
-        raise DatasetError(f"the dataset has {table.shape[1]} columns; it needs features besides its "
-                           f"{config.target_columns} target column(s)", field="dataset_cid")
+        raise DatasetError(
+            f"the dataset has {table.shape[1]} columns; it needs features besides its "
+            f"{config.target_columns} target column(s)",
+            field="dataset_cid",
+        )
     tensor = torch.from_numpy(table)
-    return Dataset(x=tensor[:, :-config.target_columns].contiguous(), y=tensor[:, -config.target_columns:].contiguous())
+    return Dataset(
+        x=tensor[:, : -config.target_columns].contiguous(), y=tensor[:, -config.target_columns :].contiguous()
+    )
 
 
 def check_fits(dataset: Dataset, config: TrainerConfig, world_size: int) -> None:
     if len(dataset) // world_size < config.batch_size:
-        raise DatasetError(f"the dataset has {len(dataset)} rows: too few for {world_size} rank(s) of batch_size "
-                           f"{config.batch_size}", field="dataset_cid")
+        raise DatasetError(
+            f"the dataset has {len(dataset)} rows: too few for {world_size} rank(s) of batch_size {config.batch_size}",
+            field="dataset_cid",
+        )
 
 
 def build_model(config: TrainerConfig, features: int, targets: int) -> nn.Module:
@@ -74,12 +81,13 @@ def build_optimizer(config: TrainerConfig, model: nn.Module) -> torch.optim.Opti
 
 def batch_indices(rows: int, config: TrainerConfig, world_size: int, rank: int, step: int) -> list[int]:
     """The rows rank ``rank`` trains on at ``step`` (0-based)."""
-    sampler = DistributedSampler(range(rows), num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed,
-                                 drop_last=True)
+    sampler = DistributedSampler(
+        range(rows), num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+    )
     per_epoch = len(sampler) // config.batch_size
     sampler.set_epoch(step // per_epoch)
     start = (step % per_epoch) * config.batch_size
-    return list(sampler)[start:start + config.batch_size]
+    return list(sampler)[start : start + config.batch_size]
 
 
 def dataset_loss(model: nn.Module, dataset: Dataset) -> float:
@@ -89,8 +97,15 @@ def dataset_loss(model: nn.Module, dataset: Dataset) -> float:
 
 def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> bytes:
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "torch_rng": torch.get_rng_state()}, buf)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "torch_rng": torch.get_rng_state(),
+        },
+        buf,
+    )
     return buf.getvalue()
 
 
@@ -113,9 +128,18 @@ class Hooks:
     report_every: int = 10
 
 
-def train_rank(config: TrainerConfig, dataset: Dataset, *, steps: int, checkpoint_every: int, rank: int,
-               world_size: int, hooks: Hooks, resume: bytes | None = None,
-               device: torch.device | None = None) -> float | None:
+def train_rank(
+    config: TrainerConfig,
+    dataset: Dataset,
+    *,
+    steps: int,
+    checkpoint_every: int,
+    rank: int,
+    world_size: int,
+    hooks: Hooks,
+    resume: bytes | None = None,
+    device: torch.device | None = None,
+) -> float | None:
     """Run this rank's steps under DistributedDataParallel (the process group must be initialised);
     returns the final model's loss over the whole dataset on rank 0, None elsewhere."""
     from torch.nn.parallel import DistributedDataParallel

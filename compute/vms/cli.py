@@ -18,8 +18,11 @@ from cxmpute.client import PlatformClient
 from cxmpute.errors import CxmputeError
 from cxmpute.settings import get_settings
 
-app = typer.Typer(help="Virtual machines: boot a Stxrage image (or kernel and initramfs) with your SSH key, "
-                       "stop, start, snapshot, restore, destroy. Billed per running second.", no_args_is_help=True)
+app = typer.Typer(
+    help="Virtual machines: boot a Stxrage image (or kernel and initramfs) with your SSH key, "
+    "stop, start, snapshot, restore, destroy. Billed per running second.",
+    no_args_is_help=True,
+)
 console = Console()
 err = Console(stderr=True)
 DEFAULT_KEY = "~/.ssh/id_ed25519.pub"
@@ -29,9 +32,14 @@ CREATE_TIMEOUT_S = 300.0
 
 def _row(vm: dict) -> None:
     ssh = f"  ssh -p {vm['ssh_port']} root@{vm['ssh_host']}" if vm.get("ssh_port") else ""
-    console.print(f"{vm['id']}  {vm['name']}  {vm['status']}  {vm['vcpus']} vCPU  {vm['memory_mb']} MiB  "
-                  f"{vm['disk_mb']} MiB disk  {vm['accel']}  billed {vm['billed_s']} s ({vm['paid_gwei']} gwei)"
-                  f"{ssh}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"{vm['id']}  {vm['name']}  {vm['status']}  {vm['vcpus']} vCPU  {vm['memory_mb']} MiB  "
+        f"{vm['disk_mb']} MiB disk  {vm['accel']}  billed {vm['billed_s']} s ({vm['paid_gwei']} gwei)"
+        f"{ssh}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _generated_key() -> Path:
@@ -50,12 +58,21 @@ def _generated_key() -> Path:
     private.unlink(missing_ok=True)
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                  serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                     serialization.PublicFormat.OpenSSH) + b" cxmpute\n")
-    err.print(f"made an SSH key pair for your machines: {private} (log in with `ssh -i {private} ...`)",
-              markup=False, highlight=False, soft_wrap=True)
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            )
+        )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        + b" cxmpute\n"
+    )
+    err.print(
+        f"made an SSH key pair for your machines: {private} (log in with `ssh -i {private} ...`)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return public
 
 
@@ -76,30 +93,50 @@ def _ssh_key(given: str | None) -> str:
 
 @app.command()
 def create(
-    ssh_key: str | None = typer.Option(None, "--ssh-key",
-                                       help=f"Your SSH public key file, installed as root's authorized_keys; default "
-                                            f"{DEFAULT_KEY}, else a key pair made in the data dir"),
+    ssh_key: str | None = typer.Option(
+        None,
+        "--ssh-key",
+        help=f"Your SSH public key file, installed as root's authorized_keys; default "
+        f"{DEFAULT_KEY}, else a key pair made in the data dir",
+    ),
     max_price: int = typer.Option(..., "--max-price", min=1, help="Highest ask per compute-unit-second (gwei)"),
     min_price: int = typer.Option(0, "--min-price", min=0, help="Lowest ask per compute-unit-second (gwei)"),
     image: str | None = typer.Option(None, help="Stxrage CID of a disk image (raw or qcow2)"),
     kernel: str | None = typer.Option(None, help="Stxrage CID of a kernel to boot directly"),
     initrd: str | None = typer.Option(None, help="Stxrage CID of its initramfs"),
     cmdline: str = typer.Option("console=ttyS0", help="Kernel command line (with --kernel)"),
-    vcpus: int = typer.Option(1, min=1, max=64), memory_mb: int = typer.Option(256, min=64),
-    disk_mb: int = typer.Option(1024, min=1), name: str = typer.Option("", help="Shown in listings"),
-    max_duration: int = typer.Option(3600, "--max-duration", min=1, help="Seconds the machine may exist (escrowed; only running seconds are billed)"),
+    vcpus: int = typer.Option(1, min=1, max=64),
+    memory_mb: int = typer.Option(256, min=64),
+    disk_mb: int = typer.Option(1024, min=1),
+    name: str = typer.Option("", help="Shown in listings"),
+    max_duration: int = typer.Option(
+        3600, "--max-duration", min=1, help="Seconds the machine may exist (escrowed; only running seconds are billed)"
+    ),
 ) -> None:
     """Create and boot a machine."""
-    body = {"name": name, "image": image, "kernel": kernel, "initrd": initrd, "cmdline": cmdline,
-            "ssh_key": _ssh_key(ssh_key), "vcpus": vcpus, "memory_mb": memory_mb, "disk_mb": disk_mb,
-            "price_min_gwei": min_price, "price_max_gwei": max_price, "max_duration_s": max_duration}
+    body = {
+        "name": name,
+        "image": image,
+        "kernel": kernel,
+        "initrd": initrd,
+        "cmdline": cmdline,
+        "ssh_key": _ssh_key(ssh_key),
+        "vcpus": vcpus,
+        "memory_mb": memory_mb,
+        "disk_mb": disk_mb,
+        "price_min_gwei": min_price,
+        "price_max_gwei": max_price,
+        "max_duration_s": max_duration,
+    }
     with PlatformClient(timeout=CREATE_TIMEOUT_S) as platform:
         _row(platform.post("/v1/vms", json=body))
 
 
 @app.command("ls")
-def list_vms(all_: bool = typer.Option(False, "--all", help="Include destroyed machines"),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+def list_vms(
+    all_: bool = typer.Option(False, "--all", help="Include destroyed machines"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
     """Your machines."""
     with PlatformClient() as platform:
         vms = platform.get("/v1/vms", params={"all": all_})
@@ -107,12 +144,31 @@ def list_vms(all_: bool = typer.Option(False, "--all", help="Include destroyed m
         typer.echo(json.dumps(vms, indent=2))
         return
     # An id is what the other commands take: folded onto more lines, never cut.
-    table = Table(Column("id", overflow="fold"), "name", "status", "vCPU", "MiB", "disk MiB", "accel", "billed s",
-                  "paid gwei", "snapshots")
+    table = Table(
+        Column("id", overflow="fold"),
+        "name",
+        "status",
+        "vCPU",
+        "MiB",
+        "disk MiB",
+        "accel",
+        "billed s",
+        "paid gwei",
+        "snapshots",
+    )
     for vm in vms:
-        table.add_row(vm["id"], vm["name"], vm["status"], str(vm["vcpus"]), str(vm["memory_mb"]), str(vm["disk_mb"]),
-                      vm["accel"], str(vm["billed_s"]), str(vm["paid_gwei"]),
-                      ", ".join(s["name"] for s in vm["snapshots"]))
+        table.add_row(
+            vm["id"],
+            vm["name"],
+            vm["status"],
+            str(vm["vcpus"]),
+            str(vm["memory_mb"]),
+            str(vm["disk_mb"]),
+            vm["accel"],
+            str(vm["billed_s"]),
+            str(vm["paid_gwei"]),
+            ", ".join(s["name"] for s in vm["snapshots"]),
+        )
     console.print(table)
 
 
@@ -126,8 +182,10 @@ def show(vm_id: str) -> None:
 @app.command("console")
 def console_tail(vm_id: str, max_bytes: int = typer.Option(65536, min=1)) -> None:
     """The tail of the machine's serial console."""
-    with PlatformClient() as platform, platform.stream("GET", f"/v1/vms/{vm_id}/console",
-                                                       params={"max_bytes": max_bytes}) as resp:
+    with (
+        PlatformClient() as platform,
+        platform.stream("GET", f"/v1/vms/{vm_id}/console", params={"max_bytes": max_bytes}) as resp,
+    ):
         for chunk in resp.iter_bytes():
             typer.echo(chunk, nl=False)
 

@@ -16,30 +16,54 @@ from compute.market.demand import MAX_DURATION_S
 # last running seconds and ends the lease itself before the market would expire it and refund them unbilled.
 LEASE_MARGIN_S = 60
 Status = Literal["running", "stopped", "destroyed"]
-KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-             "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
 SNAPSHOT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
 
 
 class VmCreate(BaseModel):
     name: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_-]*$", description="Shown in listings")
-    image: str | None = Field(None, min_length=1, max_length=120, description="Stxrage CID of a disk image "
-                              "(raw or qcow2) the machine boots from; the disk is an overlay over it")
-    kernel: str | None = Field(None, min_length=1, max_length=120, description="Stxrage CID of a Linux kernel to "
-                               "boot directly (with or without a disk image)")
+    image: str | None = Field(
+        None,
+        min_length=1,
+        max_length=120,
+        description="Stxrage CID of a disk image (raw or qcow2) the machine boots from; the disk is an overlay over it",
+    )
+    kernel: str | None = Field(
+        None,
+        min_length=1,
+        max_length=120,
+        description="Stxrage CID of a Linux kernel to boot directly (with or without a disk image)",
+    )
     initrd: str | None = Field(None, min_length=1, max_length=120, description="Stxrage CID of its initramfs")
     cmdline: str = Field("console=ttyS0", max_length=2048, description="Kernel command line (with a kernel)")
-    ssh_key: str = Field(..., max_length=16384, description="Your SSH public key (OpenSSH format); the guest "
-                         "reads it from fw_cfg 'opt/cxmpute/ssh_key' into root's authorized_keys")
+    ssh_key: str = Field(
+        ...,
+        max_length=16384,
+        description="Your SSH public key (OpenSSH format); the guest "
+        "reads it from fw_cfg 'opt/cxmpute/ssh_key' into root's authorized_keys",
+    )
     vcpus: int = Field(1, ge=1, le=64)
     memory_mb: int = Field(256, ge=64, le=262144)
     disk_mb: int = Field(1024, ge=1, le=1048576, description="Size of the machine's disk")
     price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per compute-unit-second")
     price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
-    max_duration_s: int = Field(3600, gt=0, le=MAX_DURATION_S - LEASE_MARGIN_S, description="The machine's time, "
-                                "in seconds from creation: it may run until then, when it is stopped and its lease "
-                                "ended. The lease escrows running all that time; only running seconds are billed "
-                                "and the rest is refunded")
+    max_duration_s: int = Field(
+        3600,
+        gt=0,
+        le=MAX_DURATION_S - LEASE_MARGIN_S,
+        description="The machine's time, "
+        "in seconds from creation: it may run until then, when it is stopped and its lease "
+        "ended. The lease escrows running all that time; only running seconds are billed "
+        "and the rest is refunded",
+    )
     region: str | None = Field(None, max_length=64)
 
     @field_validator("ssh_key")
@@ -77,8 +101,12 @@ class VmCreate(BaseModel):
 
 
 class StartIn(BaseModel):
-    snapshot: str | None = Field(None, pattern=SNAPSHOT_NAME, description="Restore this snapshot first: one taken "
-                                 "while running resumes where it was; one taken while stopped boots its disk")
+    snapshot: str | None = Field(
+        None,
+        pattern=SNAPSHOT_NAME,
+        description="Restore this snapshot first: one taken "
+        "while running resumes where it was; one taken while stopped boots its disk",
+    )
 
 
 class SnapshotIn(BaseModel):
@@ -113,8 +141,9 @@ class VmOut(BaseModel):
     running_since: datetime | None
     ends_at: datetime = Field(description="When the machine's time is up: it is stopped, billed and its lease ended")
     ssh_host: str = Field(description="Where the machine's SSH port is forwarded")
-    ssh_port: int | None = Field(description="Host port forwarded to the guest's port 22 while it runs (the "
-                                 "guest has no other network)")
+    ssh_port: int | None = Field(
+        description="Host port forwarded to the guest's port 22 while it runs (the guest has no other network)"
+    )
     snapshots: list[SnapshotOut]
     error: str | None
     created_at: datetime

@@ -1,7 +1,8 @@
 """Lifecycle of users' machines: create, start, stop, snapshot, restore, destroy — and per-second billing.
 
 Each machine holds one per-second market lease (kind ``vm``, matched within the user's price range), opened at
-creation and ended at destruction or when the machine's time is up, which refunds the escrow not used. Running time is metered into that lease
+creation and ended at destruction or when the machine's time is up, which refunds the escrow not used.
+Running time is metered into that lease
 in whole seconds: periodically while it runs (:func:`meter_running`) and when it stops, each step an idempotent
 usage record posted in the same transaction that advances the machine's billing position. A lease that ends
 (out of funds, expired, provider lost) stops the machine.
@@ -63,9 +64,17 @@ def _machine(settings: Settings, vm_id: str, *, checked: bool = True) -> Machine
 
 
 def _config(row: Vm, ssh_port: int) -> MachineConfig:
-    return MachineConfig(name=row.id, vcpus=row.vcpus, memory_mb=row.memory_mb, ssh_key=row.ssh_key,
-                         kernel=row.kernel is not None, initrd=row.initrd is not None, cmdline=row.cmdline,
-                         ssh_port=ssh_port, accel=row.accel)
+    return MachineConfig(
+        name=row.id,
+        vcpus=row.vcpus,
+        memory_mb=row.memory_mb,
+        ssh_key=row.ssh_key,
+        kernel=row.kernel is not None,
+        initrd=row.initrd is not None,
+        cmdline=row.cmdline,
+        ssh_port=ssh_port,
+        accel=row.accel,
+    )
 
 
 def _free_port(host: str) -> int:
@@ -76,15 +85,34 @@ def _free_port(host: str) -> int:
 
 def _out(session: Session, row: Vm, settings: Settings) -> VmOut:
     lease = session.get(Lease, row.lease_id)
-    return VmOut(id=row.id, name=row.name, owner=row.owner, status=row.status, vcpus=row.vcpus,
-                 memory_mb=row.memory_mb, disk_mb=row.disk_mb, image=row.image, kernel=row.kernel, initrd=row.initrd,
-                 accel=row.accel, lease_id=row.lease_id, provider=row.provider, price_gwei=lease.price_gwei,
-                 compute_units=lease.compute_units, billed_s=row.billed_s, paid_gwei=lease.paid_gwei,
-                 lease_status=lease.status, running_since=row.running_since, ends_at=row.ends_at,
-                 ssh_host=settings.vm_ssh_host,
-                 ssh_port=row.ssh_port if row.status == "running" else None,
-                 snapshots=[SnapshotOut(**s) for s in row.snapshots], error=row.error, created_at=row.created_at,
-                 updated_at=row.updated_at)
+    return VmOut(
+        id=row.id,
+        name=row.name,
+        owner=row.owner,
+        status=row.status,
+        vcpus=row.vcpus,
+        memory_mb=row.memory_mb,
+        disk_mb=row.disk_mb,
+        image=row.image,
+        kernel=row.kernel,
+        initrd=row.initrd,
+        accel=row.accel,
+        lease_id=row.lease_id,
+        provider=row.provider,
+        price_gwei=lease.price_gwei,
+        compute_units=lease.compute_units,
+        billed_s=row.billed_s,
+        paid_gwei=lease.paid_gwei,
+        lease_status=lease.status,
+        running_since=row.running_since,
+        ends_at=row.ends_at,
+        ssh_host=settings.vm_ssh_host,
+        ssh_port=row.ssh_port if row.status == "running" else None,
+        snapshots=[SnapshotOut(**s) for s in row.snapshots],
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 def _owned(session: Session, owner: str, vm_id: str, *, lock: bool = False) -> Vm:
@@ -114,23 +142,54 @@ def create(net: Network, settings: Settings, owner: str, req: VmCreate) -> VmOut
     machine.path.mkdir(parents=True)
     lease = None
     try:
-        for field, cid, name in (("image", req.image, "base.img"), ("kernel", req.kernel, "kernel"),
-                                 ("initrd", req.initrd, "initrd")):
+        for field, cid, name in (
+            ("image", req.image, "base.img"),
+            ("kernel", req.kernel, "kernel"),
+            ("initrd", req.initrd, "initrd"),
+        ):
             if cid is not None:
                 _fetch(settings, owner, cid, machine.path / name, field)
         machine.create_disk(req.disk_mb, machine.path / "base.img" if req.image else None)
-        lease = net.market.place(owner, MatchRequest(
-            kind="vm", resources=Resources(cpu=req.vcpus, memory_mb=req.memory_mb,
-                                           disk_gb=math.ceil(req.disk_mb / 1024)),
-            image=req.image or req.kernel, region=req.region, price_min_gwei=req.price_min_gwei,
-            price_max_gwei=req.price_max_gwei, term="seconds", duration_s=req.max_duration_s + LEASE_MARGIN_S))
+        lease = net.market.place(
+            owner,
+            MatchRequest(
+                kind="vm",
+                resources=Resources(cpu=req.vcpus, memory_mb=req.memory_mb, disk_gb=math.ceil(req.disk_mb / 1024)),
+                image=req.image or req.kernel,
+                region=req.region,
+                price_min_gwei=req.price_min_gwei,
+                price_max_gwei=req.price_max_gwei,
+                term="seconds",
+                duration_s=req.max_duration_s + LEASE_MARGIN_S,
+            ),
+        )
         now = utcnow()
-        row = Vm(id=vm_id, owner=owner, name=req.name or vm_id[:8], status="running", vcpus=req.vcpus,
-                 memory_mb=req.memory_mb, disk_mb=req.disk_mb, image=req.image, kernel=req.kernel, initrd=req.initrd,
-                 cmdline=req.cmdline, ssh_key=req.ssh_key, accel=rt.accel(), lease_id=lease.id,
-                 provider=lease.provider, segment=1, running_since=None, segment_billed_s=0, billed_s=0,
-                 ends_at=aware(lease.started_at) + timedelta(seconds=req.max_duration_s),
-                 snapshots=[], error=None, created_at=now, updated_at=now)
+        row = Vm(
+            id=vm_id,
+            owner=owner,
+            name=req.name or vm_id[:8],
+            status="running",
+            vcpus=req.vcpus,
+            memory_mb=req.memory_mb,
+            disk_mb=req.disk_mb,
+            image=req.image,
+            kernel=req.kernel,
+            initrd=req.initrd,
+            cmdline=req.cmdline,
+            ssh_key=req.ssh_key,
+            accel=rt.accel(),
+            lease_id=lease.id,
+            provider=lease.provider,
+            segment=1,
+            running_since=None,
+            segment_billed_s=0,
+            billed_s=0,
+            ends_at=aware(lease.started_at) + timedelta(seconds=req.max_duration_s),
+            snapshots=[],
+            error=None,
+            created_at=now,
+            updated_at=now,
+        )
         row.ssh_port = _free_port(settings.vm_ssh_host)
         try:
             machine.launch(_config(row, row.ssh_port))
@@ -163,9 +222,13 @@ def _settle(session: Session, net: Network, row: Vm, *, final: bool) -> bool:
     due = math.ceil(elapsed) if final else math.floor(elapsed)
     lease = session.get(Lease, row.lease_id, populate_existing=True)
     if due > row.segment_billed_s and lease.status == "active":
-        usage = leases.meter_in(session, net.domain, row.lease_id,
-                                UsageIn(seconds=due - row.segment_billed_s,
-                                        idempotency_key=f"vm:{row.id}:{row.segment}:{due}"), caller=row.provider)
+        usage = leases.meter_in(
+            session,
+            net.domain,
+            row.lease_id,
+            UsageIn(seconds=due - row.segment_billed_s, idempotency_key=f"vm:{row.id}:{row.segment}:{due}"),
+            caller=row.provider,
+        )
         row.billed_s += usage.seconds
         row.segment_billed_s = due
         return usage.lease.status == "active"

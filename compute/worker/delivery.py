@@ -41,9 +41,12 @@ MAX_HELD = 256  # Offer.concurrency's bound
 
 class StreamIn(BaseModel):
     concurrency: int = Field(4, ge=1, le=MAX_HELD, description="Jobs the worker runs at once")
-    held: list[str] = Field(default_factory=list, max_length=MAX_HELD,
-                            description="Jobs the worker is running now (after a reconnect); the provider's other "
-                                        "running jobs never reached it and are queued again")
+    held: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_HELD,
+        description="Jobs the worker is running now (after a reconnect); the provider's other "
+        "running jobs never reached it and are queued again",
+    )
 
 
 class Push(BaseModel):
@@ -106,8 +109,10 @@ class Hub:
         """The provider's running jobs its worker holds, and those it does not (queued again). Ids of other
         providers' jobs, or of jobs no longer running, are ignored."""
         running = jobs.running_on(self.store, provider)
-        return ([j for j in running if j in set(held)],
-                jobs.release(self.store, provider, [j for j in running if j not in set(held)]))
+        return (
+            [j for j in running if j in set(held)],
+            jobs.release(self.store, provider, [j for j in running if j not in set(held)]),
+        )
 
     def _close(self, conn: _Connection) -> None:
         """No more pushes to ``conn``; jobs still in its outbox were never written: back to the queue."""

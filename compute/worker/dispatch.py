@@ -154,13 +154,15 @@ class Dispatcher:
         deadline = time.monotonic() + spec.timeout_s
         return await self._attempt(spec, attempt, deadline, spread=spread)
 
-    async def _attempt(self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str] | None = None,
-                       spread: Spread | None = None) -> JobOut:
+    async def _attempt(
+        self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str] | None = None, spread: Spread | None = None
+    ) -> JobOut:
         job = await self._place(spec, attempt, deadline, avoid or [], spread)
         return await self._watch(job, deadline)
 
-    async def _place(self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str],
-                     spread: Spread | None) -> JobOut:
+    async def _place(
+        self, spec: JobSpec, attempt: int, deadline: float, avoid: list[str], spread: Spread | None
+    ) -> JobOut:
         """Open a lease and record the job, waiting while every provision that would fit is busy (a job another
         dispatcher recorded for this attempt meanwhile is adopted instead). Providers in ``avoid``, and those
         holding an open job of the ``spread`` group, are passed over while another can take the work, and taken
@@ -172,8 +174,9 @@ class Dispatcher:
                 if spread:
                     passed_over += [p for p in await asyncio.to_thread(self._holding, spread) if p not in passed_over]
                 async with turns.turn(self.network.store, "placement"):
-                    job = await asyncio.to_thread(self._place_and_record, spec, attempt, deadline, pause,
-                                                  passed_over[:MAX_AVOIDED])
+                    job = await asyncio.to_thread(
+                        self._place_and_record, spec, attempt, deadline, pause, passed_over[:MAX_AVOIDED]
+                    )
                 if job is not None:
                     return job
             # Woken as soon as a job of this process ends; the timeout covers capacity other processes free.
@@ -187,8 +190,9 @@ class Dispatcher:
                     return won
             pause = min(pause * 2, MAX_PAUSE_S)
 
-    def _place_and_record(self, spec: JobSpec, attempt: int, deadline: float, pause: float,
-                          passed_over: list[str]) -> JobOut | None:
+    def _place_and_record(
+        self, spec: JobSpec, attempt: int, deadline: float, pause: float, passed_over: list[str]
+    ) -> JobOut | None:
         lease = self._try_place(spec, deadline, pause, passed_over)
         if lease is None:
             return None
@@ -209,15 +213,25 @@ class Dispatcher:
         self.network.market.end(lease.id, "user-cancelled", None)
         won = jobs.attempt_of(self.network.store, work_key, attempt)
         if won is not None:
-            log.info("attempt %d of %s was placed by another dispatcher (job %s); adopting it, lease %s ended "
-                     "unused", attempt, work_key, won.id, lease.id)
+            log.info(
+                "attempt %d of %s was placed by another dispatcher (job %s); adopting it, lease %s ended unused",
+                attempt,
+                work_key,
+                won.id,
+                lease.id,
+            )
         return won
 
     def _try_place(self, spec: JobSpec, deadline: float, pause: float, passed_over: list[str]) -> LeaseOut | None:
         """A lease, passing over ``passed_over`` unless only they fit; None while what fits is busy."""
-        request = MatchRequest(kind=spec.provision, resources=spec.resources, price_min_gwei=spec.price_min_gwei,
-                               price_max_gwei=spec.price_max_gwei, duration_s=max(1, math.ceil(spec.timeout_s)),
-                               avoid_providers=passed_over)
+        request = MatchRequest(
+            kind=spec.provision,
+            resources=spec.resources,
+            price_min_gwei=spec.price_min_gwei,
+            price_max_gwei=spec.price_max_gwei,
+            duration_s=max(1, math.ceil(spec.timeout_s)),
+            avoid_providers=passed_over,
+        )
         try:
             return self.network.market.place(spec.owner, request)
         except NoMatchError as exc:
@@ -242,8 +256,11 @@ class Dispatcher:
                 now = time.monotonic()
                 if now > deadline:
                     await self._give_up(job.id, "expired", "the work ran past its time limit")
-                    raise DispatchError(f"the work did not finish within its time limit on provider {job.provider}",
-                                        field="timeout_seconds", status_code=504)
+                    raise DispatchError(
+                        f"the work did not finish within its time limit on provider {job.provider}",
+                        field="timeout_seconds",
+                        status_code=504,
+                    )
                 if not alive:
                     await _watch_thread(self._mark_down, job.provider)
                     job = await self._give_up(job.id, "provider-lost", "heartbeats lapsed")
@@ -277,8 +294,11 @@ class Dispatcher:
                 raise NotFound(f"no job {job_id}", field="job_id")
             provider = session.get(Provider, provider_address)
             lease_row = session.get(Lease, lease_id)
-            return (jobs.out(row), provider is not None and is_alive(provider),
-                    lease_row is not None and lease_row.status == "active")
+            return (
+                jobs.out(row),
+                provider is not None and is_alive(provider),
+                lease_row is not None and lease_row.status == "active",
+            )
 
     def _mark_down(self, provider: str) -> None:
         with self.network.store.write() as session:

@@ -10,8 +10,8 @@ or overwrite, work that was rescheduled elsewhere or cancelled.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -44,8 +44,11 @@ class JobSpec(BaseModel):
     price_min_gwei: int = Field(0, ge=0)
     price_max_gwei: int = Field(..., gt=0)
     timeout_s: float = Field(600, gt=0, description="How long the work may take, queueing included")
-    rerun: bool = Field(False, description="Run the work anew even when an attempt of it has finished, as a "
-                                           "service replica's slot runs the same work term after term")
+    rerun: bool = Field(
+        False,
+        description="Run the work anew even when an attempt of it has finished, as a "
+        "service replica's slot runs the same work term after term",
+    )
 
 
 class Claimed(BaseModel):
@@ -98,8 +101,19 @@ def is_cancelled(job: JobOut) -> bool:
 def create(store: Store, job_id: str, spec: JobSpec, provider: str, lease_id: str, attempt: int) -> JobOut:
     """Record an attempt, ``queued`` for its provider's worker. Raises :class:`sqlalchemy.exc.IntegrityError`
     when the attempt is recorded already (another dispatcher placed it a moment ago)."""
-    row = Job(id=job_id, work_key=spec.work_key, attempt=attempt, kind=spec.kind, owner=spec.owner, provider=provider,
-              lease_id=lease_id, payload=spec.payload, status="queued", cost_gwei=0, created_at=utcnow())
+    row = Job(
+        id=job_id,
+        work_key=spec.work_key,
+        attempt=attempt,
+        kind=spec.kind,
+        owner=spec.owner,
+        provider=provider,
+        lease_id=lease_id,
+        payload=spec.payload,
+        status="queued",
+        cost_gwei=0,
+        created_at=utcnow(),
+    )
     with store.write() as session:
         session.add(row)
         session.flush()
@@ -188,8 +202,7 @@ def deliver(store: Store, job_ids: list[str]) -> list[Claimed]:
     by a dispatcher, or delivered by another API process — are left out."""
     now, stamp = utcnow(), time.time()
     with turns.writing(store), store.write() as session:
-        rows = session.scalars(select(Job).where(Job.id.in_(job_ids), Job.status == "queued")
-                               .with_for_update()).all()
+        rows = session.scalars(select(Job).where(Job.id.in_(job_ids), Job.status == "queued").with_for_update()).all()
         for row in rows:
             row.status, row.claimed_at, row.started_ts = "running", now, stamp
         session.flush()
@@ -203,11 +216,15 @@ def release(store: Store, provider: str, job_ids: list[str]) -> list[str]:
     if not job_ids:
         return []
     with store.write() as session:
-        ids = session.scalars(select(Job.id).where(Job.id.in_(job_ids), Job.provider == provider,
-                                                   Job.status == "running").with_for_update()).all()
+        ids = session.scalars(
+            select(Job.id)
+            .where(Job.id.in_(job_ids), Job.provider == provider, Job.status == "running")
+            .with_for_update()
+        ).all()
         if ids:
-            session.execute(update(Job).where(Job.id.in_(ids))
-                            .values(status="queued", claimed_at=None, started_ts=None))
+            session.execute(
+                update(Job).where(Job.id.in_(ids)).values(status="queued", claimed_at=None, started_ts=None)
+            )
         return list(ids)
 
 
@@ -216,8 +233,14 @@ def running_on(store: Store, provider: str) -> list[str]:
         return list(session.scalars(select(Job.id).where(Job.provider == provider, Job.status == "running")).all())
 
 
-def complete(store: Store, domain: Domain, job_id: str, provider: str, report: Completion,
-             freed: Callable[[dict[str, list[int]]], None] | None = None) -> JobOut:
+def complete(
+    store: Store,
+    domain: Domain,
+    job_id: str,
+    provider: str,
+    report: Completion,
+    freed: Callable[[dict[str, list[int]]], None] | None = None,
+) -> JobOut:
     """Accept the result, meter its seconds (rounded up, at least one) and close the lease, atomically, in a
     batch with the results reported at the same moment (:mod:`compute.worker.results`); ``freed`` is then told
     the free capacity the leases leave (the market's index)."""
@@ -242,8 +265,9 @@ def cancel_work(store: Store, work_key_prefix: str) -> list[str]:
     """Cancel every open job whose work key starts with ``work_key_prefix`` (e.g. ``"<run id>:"``: a run's
     nodes); returns their ids."""
     with store.read() as session:
-        ids = session.scalars(select(Job.id).where(Job.work_key.startswith(work_key_prefix, autoescape=True),
-                                                   Job.status.in_(OPEN))).all()
+        ids = session.scalars(
+            select(Job.id).where(Job.work_key.startswith(work_key_prefix, autoescape=True), Job.status.in_(OPEN))
+        ).all()
     return [job_id for job_id in ids if cancel(store, job_id).error == CANCELLED]
 
 

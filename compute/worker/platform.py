@@ -38,8 +38,9 @@ class Platform:
         self.api_url = api_url.rstrip("/")
         self.wallet = wallet
         self.chain_rpc_url = chain_rpc_url
-        self.client = AsyncPlatformClient(self.api_url, wallet_key=wallet.key.to_0x_hex(),
-                                          settings=_as_wallet(get_settings()))
+        self.client = AsyncPlatformClient(
+            self.api_url, wallet_key=wallet.key.to_0x_hex(), settings=_as_wallet(get_settings())
+        )
         self.domain: receipts.Domain | None = None
         self.chain_id = 0
 
@@ -72,11 +73,24 @@ class Platform:
 
     async def register(self, name: str, region: str, profile: HardwareProfile) -> dict:
         issued = int(time.time())
-        typed = {"provider": self.address, "name": name, "region": region, "profileHash": profile.digest(),
-                 "issuedAt": issued}
-        return await self.call("POST", "/v1/providers", {
-            "name": name, "region": region, "profile": profile.model_dump(), "issued_at": issued,
-            "signature": receipts.sign(self.domain, "ProviderRegistration", typed, self.wallet)})
+        typed = {
+            "provider": self.address,
+            "name": name,
+            "region": region,
+            "profileHash": profile.digest(),
+            "issuedAt": issued,
+        }
+        return await self.call(
+            "POST",
+            "/v1/providers",
+            {
+                "name": name,
+                "region": region,
+                "profile": profile.model_dump(),
+                "issued_at": issued,
+                "signature": receipts.sign(self.domain, "ProviderRegistration", typed, self.wallet),
+            },
+        )
 
     async def ensure_stake(self, stake_gwei: int) -> None:
         """Top the stake up to ``stake_gwei`` through the vault on the platform's chain."""
@@ -85,8 +99,15 @@ class Platform:
             return
         info = await self.call("GET", "/v1/account/chain")
         tx_hash = await asyncio.to_thread(
-            send_to_vault, self.chain_rpc_url or platform_rpc_url(self.api_url), info["vault_address"],
-            info["chain_id"], self.wallet, "stake", (stake_gwei - have) * 10**9, field="--stake-eth")
+            send_to_vault,
+            self.chain_rpc_url or platform_rpc_url(self.api_url),
+            info["vault_address"],
+            info["chain_id"],
+            self.wallet,
+            "stake",
+            (stake_gwei - have) * 10**9,
+            field="--stake-eth",
+        )
         await self.call("POST", "/v1/providers/stake", {"tx_hash": tx_hash})
 
     def heartbeat_body(self) -> dict:

@@ -20,8 +20,10 @@ DEFAULT_QUEUE = "default"  # every work pool has it; Prefect puts runs there whe
 
 class CxmputeWorker(ProcessWorker):
     type = WORKER_TYPE
-    _description = ("Runs flow runs on a Cxmpute provider machine; the platform routes work to a provider "
-                    "through its queue (named by the provider's address) of the network's work pool.")
+    _description = (
+        "Runs flow runs on a Cxmpute provider machine; the platform routes work to a provider "
+        "through its queue (named by the provider's address) of the network's work pool."
+    )
     _display_name = "Cxmpute provider"
     _logo_url = ""
 

@@ -89,12 +89,21 @@ class ProviderWorker:
         o = self.offer
         for prov in await self.platform.call("GET", "/v1/provisions"):
             if prov["kind"] == kind and prov["status"] != "retired" and Resources(**prov["resources"]) == o.resources:
-                await self.platform.call("PATCH", f"/v1/provisions/{prov['id']}",
-                                         {"price_gwei": o.price_gwei, "status": "active"})
+                await self.platform.call(
+                    "PATCH", f"/v1/provisions/{prov['id']}", {"price_gwei": o.price_gwei, "status": "active"}
+                )
                 return prov["id"]
-        created = await self.platform.call("POST", "/v1/provisions", {
-            "kind": kind, "price_gwei": o.price_gwei, "region": o.region,
-            "resources": o.resources.model_dump(), "shares_capacity_with": shares})
+        created = await self.platform.call(
+            "POST",
+            "/v1/provisions",
+            {
+                "kind": kind,
+                "price_gwei": o.price_gwei,
+                "region": o.region,
+                "resources": o.resources.model_dump(),
+                "shares_capacity_with": shares,
+            },
+        )
         return created["id"]
 
     async def serve_jobs(self) -> None:
@@ -133,8 +142,7 @@ class ProviderWorker:
                 result = await handler(job.kind)(job.payload, job.owner)
                 report = {"ok": True, "result": result}
             except CxmputeError as exc:
-                report = {"ok": False, "error": exc.message[:2000],
-                          "error_status": min(max(exc.status_code, 400), 599)}
+                report = {"ok": False, "error": exc.message[:2000], "error_status": min(max(exc.status_code, 400), 599)}
             except Exception as exc:
                 log.exception("job %s failed", job.id)
                 report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "error_status": 500}
@@ -163,8 +171,12 @@ class ProviderWorker:
         cap_recursion()  # the chain's libraries, imported by now, raised it
         await self.join()
         stop = threading.Event()
-        beats = threading.Thread(target=self.platform.beat_forever, name="heartbeats", daemon=True,
-                                 args=(get_settings().heartbeat_interval_s, stop))
+        beats = threading.Thread(
+            target=self.platform.beat_forever,
+            name="heartbeats",
+            daemon=True,
+            args=(get_settings().heartbeat_interval_s, stop),
+        )
         beats.start()
         workers = [self.serve_jobs()]
         if self.offer.work_pool:
@@ -172,9 +184,11 @@ class ProviderWorker:
 
             # Its own queue takes the runs the platform routes here; the pool's default queue takes runs of
             # deployments that name no queue, which any provider may run.
-            flow_worker = CxmputeWorker(work_pool_name=self.offer.work_pool,
-                                        work_queues=[self.address.lower(), DEFAULT_QUEUE],
-                                        name=f"{self.offer.name}-{self.address[:10]}")
+            flow_worker = CxmputeWorker(
+                work_pool_name=self.offer.work_pool,
+                work_queues=[self.address.lower(), DEFAULT_QUEUE],
+                name=f"{self.offer.name}-{self.address[:10]}",
+            )
             workers.append(flow_worker.start())
         log.info("provider %s serving provision %s", self.address, self.provision_id)
         try:

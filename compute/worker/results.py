@@ -30,10 +30,20 @@ from cxmpute.db import get_engine
 
 _j = Job.__table__.c
 LOCK_JOBS = select(Job.__table__).where(_j.id.in_(bindparam("ids", expanding=True))).order_by(_j.id).with_for_update()
-SET_RESULT = update(Job.__table__).where(_j.id == bindparam("b_id")).values(
-    status=bindparam("b_status"), result=bindparam("b_result"), error=bindparam("b_error"),
-    error_status=bindparam("b_error_status"), seconds=bindparam("b_seconds"), cost_gwei=bindparam("b_cost"),
-    finished_at=bindparam("b_finished"), started_ts=bindparam("b_started"))
+SET_RESULT = (
+    update(Job.__table__)
+    .where(_j.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        result=bindparam("b_result"),
+        error=bindparam("b_error"),
+        error_status=bindparam("b_error_status"),
+        seconds=bindparam("b_seconds"),
+        cost_gwei=bindparam("b_cost"),
+        finished_at=bindparam("b_finished"),
+        started_ts=bindparam("b_started"),
+    )
+)
 FreedCallback = Callable[[dict[str, list[int]]], None]
 
 
@@ -65,28 +75,60 @@ class Results(GroupCommit[_Ticket]):
         with turns.writing(self.store), self._engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock up front, as Store.write takes it
-            rows = {row.id: row._asdict() for row in conn.execute(LOCK_JOBS, {"ids": sorted({t.job_id for t in batch})})}
-            accepted = [(ticket, row) for ticket in batch for row in [_check(ticket, rows.get(ticket.job_id))]
-                        if row is not None]
-            closed = closing.close(conn, self.domain, [
-                Closing(row["lease_id"], ticket.provider, max(1, math.ceil(ticket.report.seconds)), f"job:{row['id']}")
-                for ticket, row in accepted])
+            rows = {
+                row.id: row._asdict() for row in conn.execute(LOCK_JOBS, {"ids": sorted({t.job_id for t in batch})})
+            }
+            accepted = [
+                (ticket, row)
+                for ticket in batch
+                for row in [_check(ticket, rows.get(ticket.job_id))]
+                if row is not None
+            ]
+            closed = closing.close(
+                conn,
+                self.domain,
+                [
+                    Closing(
+                        row["lease_id"], ticket.provider, max(1, math.ceil(ticket.report.seconds)), f"job:{row['id']}"
+                    )
+                    for ticket, row in accepted
+                ],
+            )
             done: list[tuple[_Ticket, JobOut]] = []
             for (ticket, row), outcome in zip(accepted, closed.outcomes):
                 if isinstance(outcome, ComputeError):
                     ticket.finish(error=outcome)
                     continue
                 report = ticket.report
-                row.update(status="done" if report.ok else "failed", result=report.result, error=report.error,
-                           error_status=report.error_status, seconds=report.seconds, cost_gwei=outcome.amount_gwei,
-                           finished_at=utcnow(), started_ts=report.started_ts or row["started_ts"])
+                row.update(
+                    status="done" if report.ok else "failed",
+                    result=report.result,
+                    error=report.error,
+                    error_status=report.error_status,
+                    seconds=report.seconds,
+                    cost_gwei=outcome.amount_gwei,
+                    finished_at=utcnow(),
+                    started_ts=report.started_ts or row["started_ts"],
+                )
                 done.append((ticket, JobOut.model_validate({name: row[name] for name in JobOut.model_fields})))
             if done:
-                conn.execute(SET_RESULT, [{"b_id": job.id, "b_status": job.status, "b_result": job.result,
-                                           "b_error": job.error, "b_error_status": job.error_status,
-                                           "b_seconds": job.seconds, "b_cost": job.cost_gwei,
-                                           "b_finished": job.finished_at, "b_started": job.started_ts}
-                                          for _, job in done])
+                conn.execute(
+                    SET_RESULT,
+                    [
+                        {
+                            "b_id": job.id,
+                            "b_status": job.status,
+                            "b_result": job.result,
+                            "b_error": job.error,
+                            "b_error_status": job.error_status,
+                            "b_seconds": job.seconds,
+                            "b_cost": job.cost_gwei,
+                            "b_finished": job.finished_at,
+                            "b_started": job.started_ts,
+                        }
+                        for _, job in done
+                    ],
+                )
             conn.commit()
         for freed in {ticket.freed for ticket, _ in done if ticket.freed is not None}:
             freed(closed.free)

@@ -25,8 +25,9 @@ while true; do sleep 1; t=$((t + 1)); echo "tick $t"; done
 
 
 def kernel(dest: Path) -> Path:
-    depends = subprocess.run(["apt-cache", "depends", "linux-image-cloud-amd64"], capture_output=True, text=True,
-                             check=True).stdout
+    depends = subprocess.run(
+        ["apt-cache", "depends", "linux-image-cloud-amd64"], capture_output=True, text=True, check=True
+    ).stdout
     package = next(line.split()[-1] for line in depends.splitlines() if "Depends: linux-image-" in line)
     with tempfile.TemporaryDirectory() as work:
         subprocess.run(["apt-get", "download", package], cwd=work, check=True, capture_output=True)

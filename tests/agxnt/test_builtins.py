@@ -7,13 +7,11 @@ from urllib.parse import quote
 
 import pytest
 
-from cxmpute.settings import Settings
-
 from agxnt.builtins import HttpRequestAgent
 from agxnt.context import AgentContext, Services
 from agxnt.errors import AgentError
 from agxnt.web.egress import EgressDenied
-
+from cxmpute.settings import Settings
 from tests.support.canary import HttpCanary
 
 
@@ -31,8 +29,14 @@ def ctx_for(**settings: object) -> AgentContext:
 
 async def test_internal_addresses_are_refused_naming_the_url(canary: HttpCanary) -> None:
     ctx = ctx_for()
-    for url in [f"{canary.url}/x", f"http://localhost:{canary.port}/x", "http://169.254.169.254/latest/meta-data/",
-                "file:///etc/passwd", f"gopher://127.0.0.1:{canary.port}/_x", "ftp://example.com/"]:
+    for url in [
+        f"{canary.url}/x",
+        f"http://localhost:{canary.port}/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "file:///etc/passwd",
+        f"gopher://127.0.0.1:{canary.port}/_x",
+        "ftp://example.com/",
+    ]:
         with pytest.raises(EgressDenied) as err:
             await HttpRequestAgent()({"url": url}, ctx)
         assert err.value.field == "url" and err.value.status_code == 403
@@ -44,8 +48,7 @@ async def test_an_allowed_host_works_and_its_redirects_are_checked(canary: HttpC
     out = await HttpRequestAgent()({"url": f"{canary.url}/ok", "method": "POST", "json_body": {"a": 1}}, ctx)
     assert out.status == 200 and out.text == "canary"
     with pytest.raises(EgressDenied) as err:
-        await HttpRequestAgent()({"url": f"{canary.url}/redirect?to={quote('http://127.0.0.2:5432/', safe='')}"},
-                                 ctx)
+        await HttpRequestAgent()({"url": f"{canary.url}/redirect?to={quote('http://127.0.0.2:5432/', safe='')}"}, ctx)
     assert err.value.field == "url"
 
 

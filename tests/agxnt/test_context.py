@@ -9,11 +9,9 @@ from urllib.parse import quote
 
 import pytest
 
-from cxmpute.settings import Settings
-
 from agxnt.context import Services
 from agxnt.web.egress import EgressDenied, EgressPolicy, GuardedTransport
-
+from cxmpute.settings import Settings
 from tests.support.canary import HttpCanary, TcpCanary
 
 
@@ -38,8 +36,17 @@ def test_the_client_sends_everything_through_the_guard() -> None:
 
 async def test_loopback_is_refused_in_every_spelling(canary: HttpCanary) -> None:
     async with Services(Settings()).http() as client:
-        for host in ["127.0.0.1", "localhost", "127.1", "0x7f000001", "2130706433", "[::1]", "[::ffff:127.0.0.1]",
-                     "0.0.0.0", "127.0.0.2"]:
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "127.1",
+            "0x7f000001",
+            "2130706433",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            "0.0.0.0",
+            "127.0.0.2",
+        ]:
             with pytest.raises(EgressDenied):
                 await client.get(f"http://{host}:{canary.port}/spelled")
     assert not canary.hits
@@ -65,9 +72,13 @@ async def test_every_redirect_hop_is_checked(canary: HttpCanary) -> None:
     settings = Settings(web_allowed_hosts=[f"127.0.0.1:{canary.port}"])
     try:
         async with Services(settings).http() as client:
-            for target in [f"http://127.0.0.1:{inside.port}/", f"http://localhost:{inside.port}/",
-                           f"{canary.url}/redirect?to={quote(f'http://127.0.0.2:{inside.port}/', safe='')}",
-                           "file:///etc/passwd", "http://169.254.169.254/latest/meta-data/"]:
+            for target in [
+                f"http://127.0.0.1:{inside.port}/",
+                f"http://localhost:{inside.port}/",
+                f"{canary.url}/redirect?to={quote(f'http://127.0.0.2:{inside.port}/', safe='')}",
+                "file:///etc/passwd",
+                "http://169.254.169.254/latest/meta-data/",
+            ]:
                 with pytest.raises(EgressDenied):
                     await client.get(f"{canary.url}/redirect?to={quote(target, safe='')}")
     finally:
@@ -77,13 +88,23 @@ async def test_every_redirect_hop_is_checked(canary: HttpCanary) -> None:
 
 async def test_configured_services_are_exempt_by_exact_host_and_port(canary: HttpCanary) -> None:
     base = f"http://127.0.0.1:{canary.port}"
-    for name in ("search_url", "llm_base_url", "youtube_api_url", "youtube_transcript_url", "discord_api_url",
-                 "twitter_api_url", "telegram_api_url"):
+    for name in (
+        "search_url",
+        "llm_base_url",
+        "youtube_api_url",
+        "youtube_transcript_url",
+        "discord_api_url",
+        "twitter_api_url",
+        "telegram_api_url",
+    ):
         settings = Settings(**{name: f"{base}/api/v1"})
         async with Services(settings).http() as client:
             assert (await client.get(f"{base}/service")).status_code == 200, name
-            for other in [f"http://localhost:{canary.port}/service", f"http://127.0.0.2:{canary.port}/service",
-                          f"http://127.0.0.1:{canary.port + 1 if canary.port < 65535 else 1}/service"]:
+            for other in [
+                f"http://localhost:{canary.port}/service",
+                f"http://127.0.0.2:{canary.port}/service",
+                f"http://127.0.0.1:{canary.port + 1 if canary.port < 65535 else 1}/service",
+            ]:
                 with pytest.raises(EgressDenied):
                     await client.get(other)
     assert canary.hits == ["/service"] * 7
@@ -97,15 +118,30 @@ def _free_port() -> int:
 
 async def test_internal_services_stay_closed_whatever_the_exemptions(canary: HttpCanary) -> None:
     api, prefect, pg = _free_port(), _free_port(), _free_port()
-    settings = Settings(web_allow_private=True, web_allowed_hosts=["localhost", "127.0.0.1"], api_host="0.0.0.0",
-                        api_port=api, prefect_api_url=f"http://localhost:{prefect}/api",
-                        database_url=f"postgresql+psycopg://u:p@127.0.0.1:{pg}/db",
-                        search_url=f"http://127.0.0.1:{prefect}")  # an operator's slip does not open it either
+    settings = Settings(
+        web_allow_private=True,
+        web_allowed_hosts=["localhost", "127.0.0.1"],
+        api_host="0.0.0.0",
+        api_port=api,
+        prefect_api_url=f"http://localhost:{prefect}/api",
+        database_url=f"postgresql+psycopg://u:p@127.0.0.1:{pg}/db",
+        search_url=f"http://127.0.0.1:{prefect}",
+    )  # an operator's slip does not open it either
     policy = EgressPolicy.from_settings(settings)
     own = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
     for port in (api, prefect, pg):
-        for host in ["127.0.0.1", "localhost", "LocalHost", "127.1", "0x7f000001", "127.0.0.2", "0.0.0.0", "[::1]",
-                     "[::ffff:127.0.0.1]", *own]:
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "LocalHost",
+            "127.1",
+            "0x7f000001",
+            "127.0.0.2",
+            "0.0.0.0",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            *own,
+        ]:
             with pytest.raises(EgressDenied, match="internal services"):
                 await policy.resolve(f"http://{host}:{port}/")
     assert (await policy.resolve(f"{canary.url}/")).address == "127.0.0.1"  # the rest of loopback is allowed
@@ -126,9 +162,14 @@ def test_no_agent_opens_an_http_client_of_its_own() -> None:
     import agxnt
 
     root = Path(agxnt.__file__).parent
-    opener = re.compile(r"httpx\.(Async)?Client\(|(Async)?HTTPTransport\(|async_client\(|cxmpute\.http import|"
-                        r"urllib\.request|import requests|import aiohttp|urlopen\(|socket\.create_connection")
-    found = {str(path.relative_to(root)): opener.findall(path.read_text())
-             for path in root.rglob("*.py") if opener.search(path.read_text())}
+    opener = re.compile(
+        r"httpx\.(Async)?Client\(|(Async)?HTTPTransport\(|async_client\(|cxmpute\.http import|"
+        r"urllib\.request|import requests|import aiohttp|urlopen\(|socket\.create_connection"
+    )
+    found = {
+        str(path.relative_to(root)): opener.findall(path.read_text())
+        for path in root.rglob("*.py")
+        if opener.search(path.read_text())
+    }
     # the client, the transport it wraps, and the model client, which talks to the operator's model service
     assert set(found) == {"context.py", "web/egress.py", "llm.py"}, found

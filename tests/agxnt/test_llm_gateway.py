@@ -33,10 +33,18 @@ class _Gateway(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self._send({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": "served"}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        self._send(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "served"}}
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        )
 
     def log_message(self, *args):
         pass
@@ -81,8 +89,9 @@ def no_model(api_url, monkeypatch):
 
 
 def test_an_agent_that_needs_a_model_answers_503_through_the_api(no_model):
-    resp = httpx.post(f"{no_model}/v1/agents/web.deep/invoke", json={"input": {"question": "why is the sky blue?"}},
-                      timeout=60)
+    resp = httpx.post(
+        f"{no_model}/v1/agents/web.deep/invoke", json={"input": {"question": "why is the sky blue?"}}, timeout=60
+    )
     assert resp.status_code == 503, resp.text
     body = resp.json()
     assert body["field"] == "CXMPUTE_LLM_BASE_URL"

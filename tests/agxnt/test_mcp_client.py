@@ -59,8 +59,9 @@ def remote(tmp_path_factory) -> Iterator[tuple[str, list]]:
     source.write_text(SERVER)  # the same source the stdio test runs in the sandbox
     module = runpy.run_path(str(source))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(module["server"].streamable_http_app(), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(module["server"].streamable_http_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):

@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from cxmpute.settings import Settings
 
 from agxnt.builtins import TemplateAgent
 from agxnt.context import AgentContext, Services
 from agxnt.errors import AgentError
 from agxnt.templating import render_template
+from cxmpute.settings import Settings
 
 BOMB = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
 
@@ -32,10 +31,13 @@ async def _fails(template: str, config: Settings, variables: dict | None = None)
 
 
 async def test_renders_like_jinja() -> None:
-    text = await render_template("{{ who }} has {{ items | length }} items: {{ items | join(', ') }}",
-                                 {"who": "Ada", "items": ["a", "b"]}, settings())
+    text = await render_template(
+        "{{ who }} has {{ items | length }} items: {{ items | join(', ') }}",
+        {"who": "Ada", "items": ["a", "b"]},
+        settings(),
+    )
     assert text == "Ada has 2 items: a, b"
-    when = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 1, tzinfo=UTC)
     assert await render_template("{{ when }}", {"when": when}, settings()) == "2024-05-01T00:00:00Z"
 
 
@@ -58,8 +60,11 @@ async def test_the_event_loop_runs_while_a_template_burns() -> None:
 
 
 async def test_runaway_shapes_are_all_stopped() -> None:
-    for template in [BOMB, "{{ lipsum(n=1000000) }}",
-                     "{% for x in range(100000) %}{% for y in range(100000) %}{{ '' }}{% endfor %}{% endfor %}"]:
+    for template in [
+        BOMB,
+        "{{ lipsum(n=1000000) }}",
+        "{% for x in range(100000) %}{% for y in range(100000) %}{{ '' }}{% endfor %}{% endfor %}",
+    ]:
         err = await _fails(template, settings())
         assert err.status_code == 422 and err.field == "template", (template, err.message)
 
@@ -67,8 +72,13 @@ async def test_runaway_shapes_are_all_stopped() -> None:
 async def test_output_is_capped_while_it_is_generated() -> None:
     config = settings(template_max_output_chars=10)
     assert await render_template("{{ 'x' * 10 }}", {}, config) == "x" * 10
-    for template in ["{{ 'x' * 11 }}", "{% for i in range(100000) %}y{% endfor %}", "{{ 'w' | center(20) }}",
-                     "{{ '%20d' % 1 }}", "{{ '{:>20}'.format(1) }}"]:
+    for template in [
+        "{{ 'x' * 11 }}",
+        "{% for i in range(100000) %}y{% endfor %}",
+        "{{ 'w' | center(20) }}",
+        "{{ '%20d' % 1 }}",
+        "{{ '{:>20}'.format(1) }}",
+    ]:
         err = await _fails(template, config)
         assert err.status_code == 422 and err.field == "template"
         assert "longer than 10 characters" in err.message
@@ -118,7 +128,8 @@ async def test_workers_hold_no_privilege_and_no_environment() -> None:
     assert workers
     for pid in workers:
         assert Path(f"/proc/{pid}/environ").read_bytes().strip(b"\0") == b""
-        uids = next(line.split()[1:] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                    if line.startswith("Uid:"))
+        uids = next(
+            line.split()[1:] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+        )
         if os.geteuid() == 0:
             assert set(uids) == {str(pwd.getpwnam(settings().untrusted_user).pw_uid)}, uids

@@ -41,8 +41,14 @@ def ctx(server, progress) -> AgentContext:
 
 def model(server: str) -> ChatOpenAI:
     # an async client of its own: langchain-openai would share one across the tests' event loops
-    return ChatOpenAI(model="tools", base_url=server, api_key="unused", max_retries=0, temperature=0,
-                      http_async_client=httpx.AsyncClient(timeout=60))
+    return ChatOpenAI(
+        model="tools",
+        base_url=server,
+        api_key="unused",
+        max_retries=0,
+        temperature=0,
+        http_async_client=httpx.AsyncClient(timeout=60),
+    )
 
 
 def run(ctx: AgentContext, **input):
@@ -50,9 +56,12 @@ def run(ctx: AgentContext, **input):
 
 
 async def test_forced_calls_run_the_real_tools_and_are_kept_in_steps(ctx, progress):
-    out = await run(ctx, tools=["tooltest.shout", "tooltest.add"],
-                    tool_choice=["tooltest.shout", "tooltest.add", "required"],
-                    max_steps=3)
+    out = await run(
+        ctx,
+        tools=["tooltest.shout", "tooltest.add"],
+        tool_choice=["tooltest.shout", "tooltest.add", "required"],
+        max_steps=3,
+    )
     assert [s.tool for s in out.steps] == ["tooltest.shout", "tooltest.add", out.steps[2].tool]
     assert out.steps[2].tool in {"tooltest.shout", "tooltest.add"}
     for step in out.steps:
@@ -75,8 +84,9 @@ async def test_a_failing_tool_goes_back_to_the_model_and_into_steps(ctx, monkeyp
         return await ask(model, messages)
 
     monkeypatch.setattr(toolagent, "_ask", spy)
-    out = await run(ctx, tools=["tooltest.broken", "tooltest.add"], tool_choice=["tooltest.broken", "tooltest.add"],
-                    max_steps=2)
+    out = await run(
+        ctx, tools=["tooltest.broken", "tooltest.add"], tool_choice=["tooltest.broken", "tooltest.add"], max_steps=2
+    )
     assert out.steps[0].tool == "tooltest.broken" and out.steps[0].error == "the broken tool broke"
     assert out.steps[0].result is None
     assert out.steps[1].error is None and out.steps[1].result == {"sum": sum(out.steps[1].arguments.values())}
@@ -104,17 +114,20 @@ async def test_arguments_cut_off_by_the_token_limit_are_a_failed_step(ctx):
     assert step.error.startswith("the arguments were not a JSON object")
 
 
-@pytest.mark.parametrize("tools, extra, field, says", [
-    (["no.such.agent"], {}, "tools", "unknown tool 'no.such.agent'"),
-    (["fn:never-deployed-here"], {}, "tools", "no function 'never-deployed-here'"),
-    (["agent.tools"], {}, "tools", "cannot be a tool"),
-    (["hitl.approve"], {}, "tools", "pauses the run"),
-    (["code.exec"], {}, "tools", "needs a runtime"),
-    (["web.internet"], {}, "tools", "needs a browser"),
-    (["tooltest.add", "tooltest.add"], {}, "tools", "same tool name"),
-    (["tooltest.add"], {"tool_choice": ["tooltest.shout"]}, "tool_choice", "'tooltest.shout'"),
-    (["tooltest.add"], {"event_schemas": {"fn:x": {}}}, "event_schemas", "fn:x"),
-])
+@pytest.mark.parametrize(
+    "tools, extra, field, says",
+    [
+        (["no.such.agent"], {}, "tools", "unknown tool 'no.such.agent'"),
+        (["fn:never-deployed-here"], {}, "tools", "no function 'never-deployed-here'"),
+        (["agent.tools"], {}, "tools", "cannot be a tool"),
+        (["hitl.approve"], {}, "tools", "pauses the run"),
+        (["code.exec"], {}, "tools", "needs a runtime"),
+        (["web.internet"], {}, "tools", "needs a browser"),
+        (["tooltest.add", "tooltest.add"], {}, "tools", "same tool name"),
+        (["tooltest.add"], {"tool_choice": ["tooltest.shout"]}, "tool_choice", "'tooltest.shout'"),
+        (["tooltest.add"], {"event_schemas": {"fn:x": {}}}, "event_schemas", "fn:x"),
+    ],
+)
 async def test_tools_it_may_not_use_are_refused_naming_the_field(ctx, tools, extra, field, says):
     with pytest.raises(AgentError) as raised:
         await run(ctx, tools=tools, **extra)
@@ -154,8 +167,13 @@ server.run("stdio")
 async def test_a_local_mcp_servers_tool_is_called_and_kept_in_steps(ctx):
     if reason := ctx.services.runtimes.get("sandbox").check():
         pytest.skip(f"no sandbox here: {reason}")
-    out = await run(ctx, tools=[], mcp_servers=[{"command": [sys.executable, "-c", MCP_SERVER]}],
-                    tool_choice=["mcp:words_shout"], max_steps=1)
+    out = await run(
+        ctx,
+        tools=[],
+        mcp_servers=[{"command": [sys.executable, "-c", MCP_SERVER]}],
+        tool_choice=["mcp:words_shout"],
+        max_steps=1,
+    )
     assert len(out.steps) == 1
     step = out.steps[0]
     assert step.tool == "mcp:words_shout" and step.error is None, step

@@ -76,8 +76,14 @@ class Wallet:
     def call_vault(self, fn: str, value_wei: int) -> str:
         w3 = self.chain.w3
         tx = getattr(self.chain.vault.functions, fn)().build_transaction(
-            {"from": self.address, "value": value_wei, "nonce": w3.eth.get_transaction_count(self.address),
-             "chainId": self.chain.chain_id, "gasPrice": w3.eth.gas_price})
+            {
+                "from": self.address,
+                "value": value_wei,
+                "nonce": w3.eth.get_transaction_count(self.address),
+                "chainId": self.chain.chain_id,
+                "gasPrice": w3.eth.gas_price,
+            }
+        )
         signed = self.account.sign_transaction(tx)
         receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
         assert receipt["status"] == 1
@@ -127,10 +133,20 @@ def register_provider(login):
         auth = login(client, wallet)
         hw = HardwareProfile(cpu_count=64, cpu_model="test", memory_mb=262144, disk_gb=2000, benchmark_score=500.0)
         issued = int(time.time())
-        typed = {"provider": wallet.address, "name": "p", "region": "eu", "profileHash": hw.digest(),
-                 "issuedAt": issued}
-        body = {"name": "p", "region": "eu", "profile": hw.model_dump(), "issued_at": issued,
-                "signature": wallet.sign_typed(net.domain, "ProviderRegistration", typed)}
+        typed = {
+            "provider": wallet.address,
+            "name": "p",
+            "region": "eu",
+            "profileHash": hw.digest(),
+            "issuedAt": issued,
+        }
+        body = {
+            "name": "p",
+            "region": "eu",
+            "profile": hw.model_dump(),
+            "issued_at": issued,
+            "signature": wallet.sign_typed(net.domain, "ProviderRegistration", typed),
+        }
         resp = client.post("/v1/providers", json=body, headers=auth)
         assert resp.status_code == 200, resp.text
         tx = wallet.call_vault("stake", stake_eth * 10**18)

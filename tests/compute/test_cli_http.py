@@ -53,24 +53,81 @@ def test_cli_walks_provider_and_user_through_real_http(live_api, make_wallet, mo
     try:
         assert provider.address in cli(provider, "provider", "register", "--name", "rig", "--region", "eu")
         assert json.loads(cli(provider, "provider", "stake", "--eth", "2"))["amount_gwei"] == 2 * 10**9
-        added = json.loads(cli(provider, "provider", "provision", "add", "--kind", "inference", "--price-gwei", "40",
-                               "--cpu", "8", "--memory-mb", "16384", "--model", "tiny-llm", "--region", "eu"))
+        added = json.loads(
+            cli(
+                provider,
+                "provider",
+                "provision",
+                "add",
+                "--kind",
+                "inference",
+                "--price-gwei",
+                "40",
+                "--cpu",
+                "8",
+                "--memory-mb",
+                "16384",
+                "--model",
+                "tiny-llm",
+                "--region",
+                "eu",
+            )
+        )
         assert "inference" in cli(provider, "provider", "provision", "ls")
 
         assert json.loads(cli(user, "account", "deposit", "--eth", "1"))["balance_gwei"] == 10**9
-        quote = json.loads(cli(user, "market", "quote", "--kind", "inference", "--price-max", "50",
-                               "--duration-s", "60", "--model", "tiny-llm"))
+        quote = json.loads(
+            cli(
+                user,
+                "market",
+                "quote",
+                "--kind",
+                "inference",
+                "--price-max",
+                "50",
+                "--duration-s",
+                "60",
+                "--model",
+                "tiny-llm",
+            )
+        )
         assert quote["provision_id"] == added["id"] and quote["price_gwei"] == 40
-        lease = json.loads(cli(user, "market", "request", "--kind", "inference", "--price-max", "50",
-                               "--duration-s", "60", "--model", "tiny-llm"))
+        lease = json.loads(
+            cli(
+                user,
+                "market",
+                "request",
+                "--kind",
+                "inference",
+                "--price-max",
+                "50",
+                "--duration-s",
+                "60",
+                "--model",
+                "tiny-llm",
+            )
+        )
         assert lease["provider"] == provider.address and lease["escrow_gwei"] == 40 * 2 * 60
         assert json.loads(cli(user, "account", "balance"))["user_gwei"] == 10**9 - 40 * 2 * 60
         assert "escrow-hold" in cli(user, "account", "history")
 
         monkeypatch.setenv("CXMPUTE_WALLET_KEY", user.account.key.hex())
         reset_settings()
-        refused = runner.invoke(app, ["market", "request", "--kind", "inference", "--price-max", "10",
-                                      "--duration-s", "60", "--model", "tiny-llm"])
+        refused = runner.invoke(
+            app,
+            [
+                "market",
+                "request",
+                "--kind",
+                "inference",
+                "--price-max",
+                "10",
+                "--duration-s",
+                "60",
+                "--model",
+                "tiny-llm",
+            ],
+        )
         assert refused.exit_code == 1 and refused.stdout == "" and "Traceback" not in refused.output
         # One line naming the field, and why each provision was passed over (the answer's no_match).
         [line] = refused.stderr.splitlines()

@@ -48,8 +48,9 @@ def fund(api_url: str, address: str, eth: int) -> None:
     """ETH from the embedded chain's development account, sent through the platform's RPC (an operator's
     privilege), exactly as `cxmpute up` funds its local wallet."""
     w3 = web3_at(f"{api_url}/v1/chain/rpc", get_settings().resolved_operator_token())
-    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-        {"from": w3.eth.accounts[0], "to": address, "value": eth * 10**18}))
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": address, "value": eth * 10**18})
+    )
 
 
 def cli_env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
@@ -58,8 +59,9 @@ def cli_env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
 
 
 def cxmpute(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cxmpute.cli", *args], env=env, capture_output=True, text=True, check=False,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "cxmpute.cli", *args], env=env, capture_output=True, text=True, check=False, timeout=180
+    )
 
 
 def ok(result: subprocess.CompletedProcess) -> str:
@@ -122,8 +124,7 @@ def test_an_unreachable_platform_or_chain_exits_2_with_one_line(platform, tmp_pa
 
 def test_api_keys_round_trip_and_a_revoked_key_is_refused(platform, tmp_path):
     env = cli_env(tmp_path, platform)
-    made = json.loads(ok(cxmpute(env, "account", "keys", "create", "--name", "ci", "--scope", "account",
-                                 "--json")))
+    made = json.loads(ok(cxmpute(env, "account", "keys", "create", "--name", "ci", "--scope", "account", "--json")))
     assert made["key"].startswith("cxk_") and made["scopes"] == ["account"]
     shown = ok(cxmpute(env, "account", "keys", "create", "--name", "laptop"))
     assert "export CXMPUTE_API_KEY=cxk_" in shown
@@ -165,8 +166,9 @@ def test_the_provider_worker_reaches_the_platform_through_the_client(platform, c
 
     async def steps() -> dict:
         await provider.sign_in()
-        await provider.register("rig", "local", HardwareProfile(cpu_count=2, cpu_model="test", memory_mb=2048,
-                                                                disk_gb=10))
+        await provider.register(
+            "rig", "local", HardwareProfile(cpu_count=2, cpu_model="test", memory_mb=2048, disk_gb=10)
+        )
         await provider.ensure_stake(2 * GWEI)
         await provider.ensure_stake(GWEI)  # held already: nothing is sent
         with pytest.raises(CxmputeError) as short:
@@ -191,5 +193,5 @@ def test_the_provider_worker_reaches_the_platform_through_the_client(platform, c
 
 
 def test_the_cli_module_starts_without_the_chain_libraries():
-    code = "import sys, compute.cli; print(sorted(m for m in ('web3', 'eth_account', 'compute.receipts') if m in sys.modules))"
+    code = "import sys, compute.cli; print(sorted(m for m in ('web3', 'eth_account', 'compute.receipts') if m in sys.modules))"  # noqa: E501
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

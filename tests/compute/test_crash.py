@@ -21,7 +21,7 @@ from compute.ledger import Acct, post, total
 from compute.market.demand import MatchRequest
 from compute.market.leases import UsageIn, meter
 from compute.market.matching import Market
-from compute.models import LedgerAccount, LedgerTx, Lease, Provider, Provision, UsageRecord, utcnow
+from compute.models import Lease, LedgerAccount, LedgerTx, Provider, Provision, UsageRecord, utcnow
 from compute.provisions import ProvisionSpec, Resources
 
 REQUEST = MatchRequest(kind="vm", price_max_gwei=500, duration_s=100, resources=Resources(cpu=2, memory_mb=2048))
@@ -81,19 +81,42 @@ def test_crash_between_steps_changes_nothing(net, db_url, op, step):
     store = net.store
     provider, user = Account.create().address, Account.create().address
     with store.write() as s:
-        s.add(Provider(address=provider, name="p", region="eu", profile={}, benchmark_score=1.0, registered_at=utcnow(),
-                       last_heartbeat_ts=0, heartbeats=0, leases_completed=0, leases_failed=0, reputation=0.5))
+        s.add(
+            Provider(
+                address=provider,
+                name="p",
+                region="eu",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=0,
+                heartbeats=0,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
+        )
         s.flush()
-        post(s, key="stake", kind="stake", entries=[(Acct("chain", "t"), -10**10), (Acct("stake", provider), 10**10)])
-        post(s, key="deposit", kind="deposit", entries=[(Acct("chain", "t"), -10**7), (Acct("user", user), 10**7)])
-    provisions.create(store, provider, ProvisionSpec(kind="vm", price_gwei=100,
-                                                     resources=Resources(cpu=4, memory_mb=8192)))
+        post(s, key="stake", kind="stake", entries=[(Acct("chain", "t"), -(10**10)), (Acct("stake", provider), 10**10)])
+        post(s, key="deposit", kind="deposit", entries=[(Acct("chain", "t"), -(10**7)), (Acct("user", user), 10**7)])
+    provisions.create(
+        store, provider, ProvisionSpec(kind="vm", price_gwei=100, resources=Resources(cpu=4, memory_mb=8192))
+    )
     market = Market(store, net.domain)
     lease = market.place(user, REQUEST) if op != "place" else None
     before = snapshot(store)
     module, attr = step.rsplit(".", 1)
-    args = {"module": module, "attr": attr, "url": db_url, "op": op, "user": user, "provider": provider,
-            "lease": lease.id if lease else None, "request": REQUEST.model_dump(), "domain": net.domain.model_dump()}
+    args = {
+        "module": module,
+        "attr": attr,
+        "url": db_url,
+        "op": op,
+        "user": user,
+        "provider": provider,
+        "lease": lease.id if lease else None,
+        "request": REQUEST.model_dump(),
+        "domain": net.domain.model_dump(),
+    }
     child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, timeout=120)
     assert child.returncode == 17, child.stderr[-2000:]
     assert snapshot(store) == before

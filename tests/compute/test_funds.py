@@ -13,10 +13,12 @@ from compute.ledger.funds import ChainCredit, Withdrawal, deposit, withdraw
 
 
 def test_sign_in_message_round_trips_with_and_without_statement():
-    text = ("https://app.example wants you to sign in with your Ethereum account:\n"
-            "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf\n\n\n"
-            "URI: https://app.example\nVersion: 1\nChain ID: 8453\nNonce: 32891756\n"
-            "Issued At: 2026-01-01T00:00:00Z\nExpiration Time: 2026-01-01T00:10:00Z")
+    text = (
+        "https://app.example wants you to sign in with your Ethereum account:\n"
+        "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf\n\n\n"
+        "URI: https://app.example\nVersion: 1\nChain ID: 8453\nNonce: 32891756\n"
+        "Issued At: 2026-01-01T00:00:00Z\nExpiration Time: 2026-01-01T00:10:00Z"
+    )
     msg = SiweMessage.parse(text)
     assert (msg.domain, msg.chain_id, msg.nonce, msg.statement) == ("app.example", 8453, "32891756", None)
     assert msg.text() == text
@@ -51,7 +53,8 @@ def test_a_deposit_the_chain_forgot_and_saw_again_is_credited_once(net):
     w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": account.address, "value": 10**18})
     before = w3.testing.snapshot()
     tx = chain.vault.functions.deposit().build_transaction(
-        {"from": account.address, "value": 10**17, "nonce": 0, "chainId": chain.chain_id, "gasPrice": w3.eth.gas_price})
+        {"from": account.address, "value": 10**17, "nonce": 0, "chainId": chain.chain_id, "gasPrice": w3.eth.gas_price}
+    )
     raw = account.sign_transaction(tx).raw_transaction
     sent = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))["transactionHash"].to_0x_hex()
     deposit(net.store, chain, account.address, ChainCredit(tx_hash=sent))

@@ -28,23 +28,51 @@ def market(net):
 def provider(store, reputation: float = 0.5, stake: int = 10**10) -> str:
     address = Account.create().address
     with store.write() as s:
-        s.add(Provider(address=address, name="p", region="eu", profile={}, benchmark_score=1.0, registered_at=utcnow(),
-                       last_heartbeat_ts=0, heartbeats=0, leases_completed=0, leases_failed=0, reputation=reputation))
+        s.add(
+            Provider(
+                address=address,
+                name="p",
+                region="eu",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=0,
+                heartbeats=0,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=reputation,
+            )
+        )
         s.flush()
-        post(s, key=f"stake-{address}", kind="stake", entries=[(Acct("chain", "t"), -stake), (Acct("stake", address), stake)])
+        post(
+            s,
+            key=f"stake-{address}",
+            kind="stake",
+            entries=[(Acct("chain", "t"), -stake), (Acct("stake", address), stake)],
+        )
     return address
 
 
 def user(store, gwei: int) -> str:
     address = Account.create().address
     with store.write() as s:
-        post(s, key=f"dep-{address}", kind="deposit", entries=[(Acct("chain", "t"), -gwei), (Acct("user", address), gwei)])
+        post(
+            s,
+            key=f"dep-{address}",
+            kind="deposit",
+            entries=[(Acct("chain", "t"), -gwei), (Acct("user", address), gwei)],
+        )
     return address
 
 
 def offer(store, owner: str, price: int, **kw) -> str:
-    spec = {"kind": "inference", "price_gwei": price, "resources": Resources(cpu=4, memory_mb=16384), "region": "eu",
-            **kw}
+    spec = {
+        "kind": "inference",
+        "price_gwei": price,
+        "resources": Resources(cpu=4, memory_mb=16384),
+        "region": "eu",
+        **kw,
+    }
     return provisions.create(store, owner, ProvisionSpec(**spec)).id
 
 
@@ -103,8 +131,9 @@ def test_metering_is_capped_by_the_escrowed_duration(net, market):
     offer(net.store, p, 10)
     units = 1 + 1
     u = user(net.store, 10 * units * 100)
-    lease = market.place(u, MatchRequest(kind="inference", resources=Resources(cpu=1, memory_mb=1024),
-                                         price_max_gwei=10, duration_s=100))
+    lease = market.place(
+        u, MatchRequest(kind="inference", resources=Resources(cpu=1, memory_mb=1024), price_max_gwei=10, duration_s=100)
+    )
     with pytest.raises(InsufficientFunds):
         market.place(u, MatchRequest(kind="inference", price_max_gwei=10, duration_s=1))
     used = leases.meter(net.store, net.domain, lease.id, UsageIn(seconds=500, idempotency_key="a"), p)
@@ -139,8 +168,12 @@ def test_rental_billed_upfront_renews_then_runs_out(net, market):
     units = 1 + 1
     hour = units * 3600
     u = user(net.store, hour * 2 + 5)
-    lease = market.place(u, MatchRequest(kind="inference", resources=Resources(cpu=1, memory_mb=1024),
-                                         price_max_gwei=1, term="hour", auto_renew=True))
+    lease = market.place(
+        u,
+        MatchRequest(
+            kind="inference", resources=Resources(cpu=1, memory_mb=1024), price_max_gwei=1, term="hour", auto_renew=True
+        ),
+    )
     assert lease.term == "hour" and lease.paid_gwei == hour and lease.escrow_gwei == 0
     fee = hour * get_settings().platform_fee_bps // 10_000
     with net.store.read() as s:
@@ -192,8 +225,7 @@ def test_a_market_busy_only_with_the_wanted_kind_says_waiting_may_help(net, mark
     offer(net.store, p, 10)
     offer(net.store, p, 10, kind="agent")
     u = user(net.store, 10**8)
-    whole = MatchRequest(kind="inference", resources=Resources(cpu=4, memory_mb=1024), price_max_gwei=10,
-                         duration_s=60)
+    whole = MatchRequest(kind="inference", resources=Resources(cpu=4, memory_mb=1024), price_max_gwei=10, duration_s=60)
     market.place(u, whole)
     busy = market.quote(whole).no_match
     assert busy.excluded == {"kind": 1, "capacity": 1} and busy.busy
@@ -208,14 +240,21 @@ def test_offers_of_one_machine_share_its_capacity(net, market):
     """A provider offering its 4 cores as agent and container work sells 4 cores in all, never 8."""
     p, u = provider(net.store), user(net.store, 10**9)
     agent = offer(net.store, p, 10, kind="agent")
-    container = provisions.create(net.store, p, ProvisionSpec(
-        kind="container", price_gwei=10, resources=Resources(cpu=4, memory_mb=16384), region="eu",
-        shares_capacity_with=agent))
+    container = provisions.create(
+        net.store,
+        p,
+        ProvisionSpec(
+            kind="container",
+            price_gwei=10,
+            resources=Resources(cpu=4, memory_mb=16384),
+            region="eu",
+            shares_capacity_with=agent,
+        ),
+    )
     assert container.capacity_group == provisions.get(net.store, agent).capacity_group == agent
 
     def req(kind: str, cpu: int) -> MatchRequest:
-        return MatchRequest(kind=kind, resources=Resources(cpu=cpu, memory_mb=1024), price_max_gwei=10,
-                            duration_s=60)
+        return MatchRequest(kind=kind, resources=Resources(cpu=cpu, memory_mb=1024), price_max_gwei=10, duration_s=60)
 
     first = market.place(u, req("agent", 3))
     assert provisions.get(net.store, container.id).free.cpu == 1
@@ -238,13 +277,25 @@ def test_concurrent_placements_on_a_shared_machine_never_oversell_it(net):
 
     p, u = provider(net.store), user(net.store, 10**9)
     agent = offer(net.store, p, 10, kind="agent")
-    container = provisions.create(net.store, p, ProvisionSpec(
-        kind="container", price_gwei=10, resources=Resources(cpu=4, memory_mb=16384), region="eu",
-        shares_capacity_with=agent)).id
+    container = provisions.create(
+        net.store,
+        p,
+        ProvisionSpec(
+            kind="container",
+            price_gwei=10,
+            resources=Resources(cpu=4, memory_mb=16384),
+            region="eu",
+            shares_capacity_with=agent,
+        ),
+    ).id
 
     def place(n: int):
-        req = MatchRequest(kind="agent" if n % 2 else "container", resources=Resources(cpu=1, memory_mb=512),
-                           price_max_gwei=10, duration_s=60)
+        req = MatchRequest(
+            kind="agent" if n % 2 else "container",
+            resources=Resources(cpu=1, memory_mb=512),
+            price_max_gwei=10,
+            duration_s=60,
+        )
         try:
             return Market(net.store, net.domain).place(u, req)
         except NoMatchError:
@@ -265,12 +316,23 @@ def test_sharing_capacity_needs_your_own_live_provision_of_equal_resources(net, 
     mine, theirs = offer(net.store, p, 10), offer(net.store, other, 10)
 
     def share(with_id: str, cpu: int = 4):
-        return provisions.create(net.store, p, ProvisionSpec(
-            kind="container", price_gwei=10, resources=Resources(cpu=cpu, memory_mb=16384), region="eu",
-            shares_capacity_with=with_id))
+        return provisions.create(
+            net.store,
+            p,
+            ProvisionSpec(
+                kind="container",
+                price_gwei=10,
+                resources=Resources(cpu=cpu, memory_mb=16384),
+                region="eu",
+                shares_capacity_with=with_id,
+            ),
+        )
 
-    for with_id, cpu, field in [(theirs, 4, "shares_capacity_with"), ("no-such-id", 4, "shares_capacity_with"),
-                                (mine, 2, "resources")]:
+    for with_id, cpu, field in [
+        (theirs, 4, "shares_capacity_with"),
+        ("no-such-id", 4, "shares_capacity_with"),
+        (mine, 2, "resources"),
+    ]:
         with pytest.raises(Exception) as refused:
             share(with_id, cpu)
         assert refused.value.field == field and 400 <= refused.value.status_code < 500

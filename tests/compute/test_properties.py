@@ -27,52 +27,87 @@ from compute.market.demand import MatchRequest
 from compute.market.index import ProvisionIndex, Slot
 from compute.market.leases import UsageIn
 from compute.market.matching import Market
-from compute.models import LedgerAccount, LedgerTx, Lease, Provider, Provision, UsageRecord, utcnow
+from compute.models import Lease, LedgerAccount, LedgerTx, Provider, Provision, UsageRecord, utcnow
 from compute.provisions import ProvisionSpec, Resources
 
 LANES = 3
 
-request_op = st.tuples(st.just("request"), st.integers(0, 2), st.integers(1, 3), st.integers(50, 400),
-                       st.integers(1, 120))
+request_op = st.tuples(
+    st.just("request"), st.integers(0, 2), st.integers(1, 3), st.integers(50, 400), st.integers(1, 120)
+)
 op = st.one_of(
-    request_op, request_op,
+    request_op,
+    request_op,
     st.tuples(st.just("meter"), st.integers(0, 20), st.integers(1, 90), st.integers(0, 4)),
     st.tuples(st.just("end"), st.integers(0, 20), st.sampled_from(["user-cancelled", "completed", "provider-lost"])),
-    st.tuples(st.just("expire"),),
+    st.tuples(
+        st.just("expire"),
+    ),
 )
 
 
 def _provider(store) -> str:
     address = Account.create().address
     with store.write() as s:
-        s.add(Provider(address=address, name="p", region="eu", profile={}, benchmark_score=1.0, registered_at=utcnow(),
-                       last_heartbeat_ts=0, heartbeats=0, leases_completed=0, leases_failed=0, reputation=0.5))
+        s.add(
+            Provider(
+                address=address,
+                name="p",
+                region="eu",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=0,
+                heartbeats=0,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
+        )
         s.flush()
         # Stake arrives from the chain account exactly as a verified Staked event would post it.
-        post(s, key=f"stake-{address}", kind="stake", entries=[(Acct("chain", "test"), -10**10),
-                                                               (Acct("stake", address), 10**10)])
+        post(
+            s,
+            key=f"stake-{address}",
+            kind="stake",
+            entries=[(Acct("chain", "test"), -(10**10)), (Acct("stake", address), 10**10)],
+        )
     return address
 
 
 def _user(store, gwei: int) -> str:
     address = Account.create().address
     with store.write() as s:
-        post(s, key=f"deposit-{address}", kind="deposit", entries=[(Acct("chain", "test"), -gwei),
-                                                                   (Acct("user", address), gwei)])
+        post(
+            s,
+            key=f"deposit-{address}",
+            kind="deposit",
+            entries=[(Acct("chain", "test"), -gwei), (Acct("user", address), gwei)],
+        )
     return address
 
 
-@settings(max_examples=int(os.environ.get("CXMPUTE_PROPERTY_EXAMPLES", 15)), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(ops=st.lists(op, min_size=6, max_size=40), capacities=st.lists(st.integers(1, 6), min_size=1, max_size=3),
-       funds=st.lists(st.integers(20_000, 400_000), min_size=3, max_size=3), seed=st.integers(0, 2**16))
+@settings(
+    max_examples=int(os.environ.get("CXMPUTE_PROPERTY_EXAMPLES", 15)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    ops=st.lists(op, min_size=6, max_size=40),
+    capacities=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    funds=st.lists(st.integers(20_000, 400_000), min_size=3, max_size=3),
+    seed=st.integers(0, 2**16),
+)
 def test_ledger_and_matcher_invariants_under_concurrency(net, ops, capacities, funds, seed):
     store = net.store
     market = Market(store, net.domain)  # a fresh index per example; the database is shared
     prov = [_provider(store) for _ in range(2)]
     for i, cpu in enumerate(capacities):
-        provisions.create(store, prov[i % 2], ProvisionSpec(kind="function", price_gwei=100 + 25 * i,
-                                                            resources=Resources(cpu=cpu, memory_mb=cpu * 4096)))
+        provisions.create(
+            store,
+            prov[i % 2],
+            ProvisionSpec(kind="function", price_gwei=100 + 25 * i, resources=Resources(cpu=cpu, memory_mb=cpu * 4096)),
+        )
     users = [_user(store, gwei) for gwei in funds]
     opened: list[str] = []
     lock = threading.Lock()
@@ -84,9 +119,15 @@ def test_ledger_and_matcher_invariants_under_concurrency(net, ops, capacities, f
             try:
                 if item[0] == "request":
                     _, u, cpu, price_max, duration = item
-                    lease = market.place(users[u], MatchRequest(kind="function", price_max_gwei=price_max,
-                                                                duration_s=duration,
-                                                                resources=Resources(cpu=cpu, memory_mb=1024)))
+                    lease = market.place(
+                        users[u],
+                        MatchRequest(
+                            kind="function",
+                            price_max_gwei=price_max,
+                            duration_s=duration,
+                            resources=Resources(cpu=cpu, memory_mb=1024),
+                        ),
+                    )
                     with lock:
                         opened.append(lease.id)
                 elif item[0] == "expire":
@@ -97,8 +138,13 @@ def test_ledger_and_matcher_invariants_under_concurrency(net, ops, capacities, f
                         row = s.get(Lease, lease_id)
                         user, provider = row.user, row.provider
                     if item[0] == "meter":
-                        leases.meter(store, net.domain, lease_id, UsageIn(seconds=item[2],
-                                                                          idempotency_key=f"k{item[3]}"), provider)
+                        leases.meter(
+                            store,
+                            net.domain,
+                            lease_id,
+                            UsageIn(seconds=item[2], idempotency_key=f"k{item[3]}"),
+                            provider,
+                        )
                     else:
                         market.end(lease_id, item[2], user if item[2] == "user-cancelled" else provider)
                 time.sleep(rng.random() / 1000)
@@ -116,17 +162,26 @@ def test_ledger_and_matcher_invariants_under_concurrency(net, ops, capacities, f
 
     with store.read() as s:
         assert total(s) == 0
-        assert s.scalar(select(func.count()).select_from(LedgerAccount).where(
-            LedgerAccount.kind != "chain", LedgerAccount.balance < 0)) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(LedgerAccount)
+                .where(LedgerAccount.kind != "chain", LedgerAccount.balance < 0)
+            )
+            == 0
+        )
         # Each usage record settled exactly once, and only through its own key.
-        assert s.scalar(select(func.count()).select_from(UsageRecord).where(UsageRecord.amount_gwei > 0)) == \
-            s.scalar(select(func.count()).select_from(LedgerTx).where(LedgerTx.kind == "usage"))
+        assert s.scalar(select(func.count()).select_from(UsageRecord).where(UsageRecord.amount_gwei > 0)) == s.scalar(
+            select(func.count()).select_from(LedgerTx).where(LedgerTx.kind == "usage")
+        )
         for lease_id in opened:
             row = s.get(Lease, lease_id)
-            usage = s.scalar(select(func.coalesce(func.sum(UsageRecord.amount_gwei), 0))
-                             .where(UsageRecord.lease_id == lease_id))
-            refund = s.scalar(select(func.count()).select_from(LedgerTx).where(LedgerTx.idempotency_key ==
-                                                                             f"refund:{lease_id}"))
+            usage = s.scalar(
+                select(func.coalesce(func.sum(UsageRecord.amount_gwei), 0)).where(UsageRecord.lease_id == lease_id)
+            )
+            refund = s.scalar(
+                select(func.count()).select_from(LedgerTx).where(LedgerTx.idempotency_key == f"refund:{lease_id}")
+            )
             left = balance(s, Acct("escrow", lease_id))
             assert usage == row.paid_gwei and row.metered_s <= row.duration_s
             if row.status == "ended":
@@ -147,26 +202,60 @@ def test_ledger_and_matcher_invariants_under_concurrency(net, ops, capacities, f
 
 slot_st = st.builds(
     lambda i, kind, cpu, price, rep, gpu, region, until: Slot(
-        id=f"p{i:04d}", provider="0x" + "00" * 20, kind=kind, cpu=cpu, memory_mb=cpu * 4096,
-        gpu_count=2 if gpu else 0, gpu_model=gpu, disk_gb=100, free_cpu=cpu, free_memory_mb=cpu * 4096,
-        free_gpu=2 if gpu else 0, free_disk_gb=100, price=price, reputation=rep, region=region,
-        available_until=until),
-    st.integers(0, 9999), st.sampled_from(["vm", "function"]), st.integers(1, 8), st.integers(1, 50),
-    st.sampled_from([0.1, 0.5, 0.9]), st.sampled_from(["", "", "A100", "L4"]), st.sampled_from(["eu", "us"]),
-    st.sampled_from([math.inf, 1.5e9 + 1e6, 1.5e9 + 1e3]))
+        id=f"p{i:04d}",
+        provider="0x" + "00" * 20,
+        kind=kind,
+        cpu=cpu,
+        memory_mb=cpu * 4096,
+        gpu_count=2 if gpu else 0,
+        gpu_model=gpu,
+        disk_gb=100,
+        free_cpu=cpu,
+        free_memory_mb=cpu * 4096,
+        free_gpu=2 if gpu else 0,
+        free_disk_gb=100,
+        price=price,
+        reputation=rep,
+        region=region,
+        available_until=until,
+    ),
+    st.integers(0, 9999),
+    st.sampled_from(["vm", "function"]),
+    st.integers(1, 8),
+    st.integers(1, 50),
+    st.sampled_from([0.1, 0.5, 0.9]),
+    st.sampled_from(["", "", "A100", "L4"]),
+    st.sampled_from(["eu", "us"]),
+    st.sampled_from([math.inf, 1.5e9 + 1e6, 1.5e9 + 1e3]),
+)
 request_st = st.builds(
     lambda kind, cpu, gpu, model, lo, width, region, duration: MatchRequest(
-        kind=kind, resources=Resources(cpu=cpu, memory_mb=cpu * 2048, gpu_count=1 if gpu else 0,
-                                       gpu_model=model if gpu else ""),
-        region=region, price_min_gwei=lo, price_max_gwei=lo + width, duration_s=duration),
-    st.sampled_from(["vm", "function"]), st.integers(1, 8), st.booleans(), st.sampled_from(["", "A100"]),
-    st.integers(0, 30), st.integers(1, 40), st.sampled_from([None, "eu"]), st.integers(1, 10**7))
+        kind=kind,
+        resources=Resources(cpu=cpu, memory_mb=cpu * 2048, gpu_count=1 if gpu else 0, gpu_model=model if gpu else ""),
+        region=region,
+        price_min_gwei=lo,
+        price_max_gwei=lo + width,
+        duration_s=duration,
+    ),
+    st.sampled_from(["vm", "function"]),
+    st.integers(1, 8),
+    st.booleans(),
+    st.sampled_from(["", "A100"]),
+    st.integers(0, 30),
+    st.integers(1, 40),
+    st.sampled_from([None, "eu"]),
+    st.integers(1, 10**7),
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(slots=st.lists(slot_st, max_size=40, unique_by=lambda s: s.id),
-       steps=st.lists(st.tuples(st.sampled_from(["place", "release", "reprice", "pause"]), request_st,
-                                st.integers(0, 100)), max_size=40))
+@given(
+    slots=st.lists(slot_st, max_size=40, unique_by=lambda s: s.id),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["place", "release", "reprice", "pause"]), request_st, st.integers(0, 100)),
+        max_size=40,
+    ),
+)
 def test_index_agrees_with_a_linear_scan(slots, steps):
     """Whatever the sequence of placements, releases, price and status changes, the index's answer is
     exactly the best-ranked provision a full scan finds."""

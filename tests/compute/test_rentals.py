@@ -33,15 +33,17 @@ def market(net):
 def machine(net):
     """A provider offering one container-sized machine at 1 gwei per CU-second."""
     p = provider(net.store)
-    prov = provisions.create(net.store, p, ProvisionSpec(kind="container", price_gwei=1, resources=WHOLE_MACHINE,
-                                                         region="eu")).id
+    prov = provisions.create(
+        net.store, p, ProvisionSpec(kind="container", price_gwei=1, resources=WHOLE_MACHINE, region="eu")
+    ).id
     return p, prov
 
 
 def rent(market, renter: str, hours: int | None = None, month: bool = False, auto_renew: bool = False):
     term = {"term": "month"} if month else {"term": "hour", "terms": hours}
-    return market.place(renter, MatchRequest(kind="container", resources=WHOLE_MACHINE, price_max_gwei=1,
-                                             auto_renew=auto_renew, **term))
+    return market.place(
+        renter, MatchRequest(kind="container", resources=WHOLE_MACHINE, price_max_gwei=1, auto_renew=auto_renew, **term)
+    )
 
 
 def state(net, lease_id: str) -> Lease:
@@ -124,11 +126,14 @@ def test_a_rental_the_renter_cannot_prepay_is_refused(net, market, machine):
     assert provisions.get(net.store, prov).free.cpu == 4  # nothing stays reserved
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"term": "seconds", "duration_s": 60, "terms": 2}, "only rentals"),
-    ({"term": "month", "terms": 13}, "at most 12 months"),
-    ({"term": "hour", "terms": 0}, "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"term": "seconds", "duration_s": 60, "terms": 2}, "only rentals"),
+        ({"term": "month", "terms": 13}, "at most 12 months"),
+        ({"term": "hour", "terms": 0}, "greater than or equal to 1"),
+    ],
+)
 def test_bad_rental_terms_are_refused_naming_the_field(fields, message):
     with pytest.raises(ValidationError) as caught:
         MatchRequest(kind="container", price_max_gwei=1, **fields)

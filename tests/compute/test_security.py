@@ -13,8 +13,7 @@ from compute.models import AuthSession, Provider, utcnow
 from cxmpute.settings import reset_settings
 
 CONTAINER = {"kind": "container", "resources": {"cpu": 4, "memory_mb": 8192}, "price_gwei": 100}
-REQUEST = {"kind": "container", "resources": {"cpu": 1, "memory_mb": 1024}, "price_max_gwei": 500,
-           "duration_s": 60}
+REQUEST = {"kind": "container", "resources": {"cpu": 1, "memory_mb": 1024}, "price_max_gwei": 500, "duration_s": 60}
 
 
 def sessions(net) -> int:
@@ -40,12 +39,15 @@ def test_replayed_sign_in_is_refused(client, net, make_wallet):
     assert sessions(net) == before
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"expiration_time": utcnow() - timedelta(seconds=1)}, "expiration_time"),
-    ({"domain": "evil.example"}, "domain"),
-    ({"chain_id": 999_999}, "chain_id"),
-    ({"not_before": utcnow() + timedelta(hours=1)}, "not_before"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"expiration_time": utcnow() - timedelta(seconds=1)}, "expiration_time"),
+        ({"domain": "evil.example"}, "domain"),
+        ({"chain_id": 999_999}, "chain_id"),
+        ({"not_before": utcnow() + timedelta(hours=1)}, "not_before"),
+    ],
+)
 def test_bad_sign_in_message_is_refused_and_nonce_survives(client, net, make_wallet, change, field):
     wallet = make_wallet(eth=1)
     n = nonce(client)
@@ -78,6 +80,7 @@ def test_invalid_credentials_are_401_and_anonymous_has_no_wallet(client, monkeyp
         assert client.post("/v1/market/quote", json=REQUEST).status_code == 200
         from cxmpute.errors import CxmputeError
         from web.deps import current_principal
+
         with pytest.raises(CxmputeError) as info:
             current_principal(None)
         assert info.value.status_code == 401 and info.value.field == "authorization"
@@ -116,8 +119,13 @@ def test_registration_must_be_signed_by_the_account(client, net, make_wallet, lo
     hw = HardwareProfile(cpu_count=4, cpu_model="x", memory_mb=8192, disk_gb=10)
     issued = int(time.time())
     typed = {"provider": wallet.address, "name": "p", "region": "eu", "profileHash": hw.digest(), "issuedAt": issued}
-    body = {"name": "p", "region": "eu", "profile": hw.model_dump(), "issued_at": issued,
-            "signature": other.sign_typed(net.domain, "ProviderRegistration", typed)}
+    body = {
+        "name": "p",
+        "region": "eu",
+        "profile": hw.model_dump(),
+        "issued_at": issued,
+        "signature": other.sign_typed(net.domain, "ProviderRegistration", typed),
+    }
     assert client.post("/v1/providers", json=body, headers=auth).status_code == 401
     body["signature"] = wallet.sign_typed(net.domain, "ProviderRegistration", {**typed, "name": "q"})
     assert client.post("/v1/providers", json=body, headers=auth).status_code == 401  # tampered
@@ -125,8 +133,9 @@ def test_registration_must_be_signed_by_the_account(client, net, make_wallet, lo
         assert s.get(Provider, wallet.address) is None
 
 
-def test_accounts_cannot_touch_each_others_provisions_leases_balances_or_keys(client, net, make_wallet, login,
-                                                                             register_provider):
+def test_accounts_cannot_touch_each_others_provisions_leases_balances_or_keys(
+    client, net, make_wallet, login, register_provider
+):
     alice, bob = make_wallet(), make_wallet()
     a_auth = register_provider(client, net, alice)
     b_auth = register_provider(client, net, bob)
@@ -146,17 +155,24 @@ def test_accounts_cannot_touch_each_others_provisions_leases_balances_or_keys(cl
     assert client.get("/v1/account/balance", headers=b_auth).json()["user_gwei"] == 0
     assert client.get("/v1/account/balance", headers=a_auth).json()["user_gwei"] == 10**9
     # Bob cannot withdraw money he does not have (and alice's is not his).
-    resp = client.post("/v1/account/withdrawals", headers=b_auth,
-                       json={"amount_gwei": 10, "idempotency_key": "steal-0001"})
+    resp = client.post(
+        "/v1/account/withdrawals", headers=b_auth, json={"amount_gwei": 10, "idempotency_key": "steal-0001"}
+    )
     assert resp.status_code == 402
 
     # Leases: alice (as a user) leases her own provision; bob cannot see, meter or end it.
     lease = client.post("/v1/market/requests", json=REQUEST, headers=a_auth).json()
     assert client.get(f"/v1/leases/{lease['id']}", headers=b_auth).status_code == 403
-    assert client.post(f"/v1/leases/{lease['id']}/usage", json={"seconds": 5, "idempotency_key": "x"},
-                       headers=b_auth).status_code == 403
-    assert client.post(f"/v1/leases/{lease['id']}/end", json={"reason": "user-cancelled"},
-                       headers=b_auth).status_code == 403
+    assert (
+        client.post(
+            f"/v1/leases/{lease['id']}/usage", json={"seconds": 5, "idempotency_key": "x"}, headers=b_auth
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(f"/v1/leases/{lease['id']}/end", json={"reason": "user-cancelled"}, headers=b_auth).status_code
+        == 403
+    )
     assert client.get(f"/v1/leases/{lease['id']}", headers=a_auth).json()["status"] == "active"
 
     # Keys: bob cannot revoke alice's key; a revoked key is 401; a key is limited to its scopes.

@@ -28,7 +28,9 @@ def test_provider_and_user_story(client, net, make_wallet, login, register_provi
         ids.append(resp.json()["id"])
     assert len(client.get("/v1/provisions", headers=p_auth).json()) == 2
     hb = {"provider": provider.address, "timestamp": int(time.time())}
-    resp = client.post("/v1/providers/heartbeat", json={**hb, "signature": provider.sign_typed(net.domain, "Heartbeat", hb)})
+    resp = client.post(
+        "/v1/providers/heartbeat", json={**hb, "signature": provider.sign_typed(net.domain, "Heartbeat", hb)}
+    )
     assert resp.status_code == 200 and resp.json()["heartbeats"] == 1
 
     # User: sign in, deposit on chain (verified from the receipt), request within a price range.
@@ -38,8 +40,14 @@ def test_provider_and_user_story(client, net, make_wallet, login, register_provi
     assert resp.status_code == 200, resp.text
     assert resp.json()["balance_gwei"] == GWEI
 
-    request = {"kind": "container", "resources": {"cpu": 2, "memory_mb": 4096}, "image": "python:3.12",
-               "price_min_gwei": 50, "price_max_gwei": 200, "duration_s": 600}
+    request = {
+        "kind": "container",
+        "resources": {"cpu": 2, "memory_mb": 4096},
+        "image": "python:3.12",
+        "price_min_gwei": 50,
+        "price_max_gwei": 200,
+        "duration_s": 600,
+    }
     quote = client.post("/v1/market/quote", json=request).json()
     assert quote["matched"] and quote["provision_id"] == ids[1] and quote["price_gwei"] == 100
     resp = client.post("/v1/market/requests", json=request, headers=u_auth)
@@ -64,15 +72,20 @@ def test_provider_and_user_story(client, net, make_wallet, login, register_provi
     n = 0
     for i, seconds in enumerate((60, 60, 120)):
         for _ in range(2):
-            resp = client.post(f"/v1/leases/{lease['id']}/usage", json={"seconds": seconds,
-                                                                        "idempotency_key": f"tick-{i}"},
-                               headers=p_auth)
+            resp = client.post(
+                f"/v1/leases/{lease['id']}/usage",
+                json={"seconds": seconds, "idempotency_key": f"tick-{i}"},
+                headers=p_auth,
+            )
             assert resp.status_code == 200, resp.text
         n += seconds
         usage = resp.json()
-        assert receipts.verify(net.domain, "Usage", usage_message(lease["id"], f"{lease['id']}:tick-{i}", seconds,
-                                                                  usage["amount_gwei"], usage["fee_gwei"]),
-                               usage["signature"])
+        assert receipts.verify(
+            net.domain,
+            "Usage",
+            usage_message(lease["id"], f"{lease['id']}:tick-{i}", seconds, usage["amount_gwei"], usage["fee_gwei"]),
+            usage["signature"],
+        )
     resp = client.post(f"/v1/leases/{lease['id']}/end", json={"reason": "completed"}, headers=p_auth)
     assert resp.status_code == 200 and resp.json()["end_reason"] == "completed"
 
@@ -92,8 +105,11 @@ def test_provider_and_user_story(client, net, make_wallet, login, register_provi
     # Capacity came back; the provider withdraws its earnings to its wallet on chain.
     assert client.get(f"/v1/provisions/{ids[1]}").json()["free"]["cpu"] == 8
     before = net.chain.w3.eth.get_balance(provider.address)
-    resp = client.post("/v1/account/withdrawals", headers=p_auth,
-                       json={"amount_gwei": charged - fee, "source": "earnings", "idempotency_key": "payout-0001"})
+    resp = client.post(
+        "/v1/account/withdrawals",
+        headers=p_auth,
+        json={"amount_gwei": charged - fee, "source": "earnings", "idempotency_key": "payout-0001"},
+    )
     assert resp.status_code == 200, resp.text
     assert net.chain.w3.eth.get_balance(provider.address) - before == (charged - fee) * GWEI
     with net.store.read() as s:

@@ -57,7 +57,9 @@ class Cluster:
         started = time.monotonic()
         done = subprocess.run([*self.base, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         self.timings[args[0]] = self.timings.get(args[0], 0) + time.monotonic() - started
-        assert not check or done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        assert not check or done.returncode == 0, (
+            f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        )
         return done
 
     def logs(self) -> str:
@@ -92,22 +94,33 @@ class Cluster:
     @cached_property
     def operator_w3(self) -> Web3:
         """web3 with the operator credential of the API container's data dir: funding is a development method."""
-        token = self.exec("api", "python", "-c", "from cxmpute.settings import get_settings; "
-                                                 "print(get_settings().resolved_operator_token())").strip()
+        token = self.exec(
+            "api",
+            "python",
+            "-c",
+            "from cxmpute.settings import get_settings; print(get_settings().resolved_operator_token())",
+        ).strip()
         return web3_at(self.url + "/v1/chain/rpc", token)
 
     def user(self, deposit_eth: int = 10) -> dict[str, str]:
         """A new wallet with ``deposit_eth`` deposited on the cluster's chain and credited; its auth headers."""
         wallet = Account.create()
         dev = self.operator_w3
-        tx = dev.eth.send_transaction({"from": dev.eth.accounts[0], "to": wallet.address,
-                                       "value": (deposit_eth + 1) * 10**18})
+        tx = dev.eth.send_transaction(
+            {"from": dev.eth.accounts[0], "to": wallet.address, "value": (deposit_eth + 1) * 10**18}
+        )
         self.w3.eth.wait_for_transaction_receipt(tx)
         chain = self.http.get(f"{self.url}/v1/account/chain").json()
         vault = self.w3.eth.contract(address=chain["vault_address"], abi=vault_abi())
-        deposit = vault.functions.deposit().build_transaction({
-            "from": wallet.address, "value": deposit_eth * 10**18, "chainId": chain["chain_id"],
-            "nonce": self.w3.eth.get_transaction_count(wallet.address), "gasPrice": self.w3.eth.gas_price})
+        deposit = vault.functions.deposit().build_transaction(
+            {
+                "from": wallet.address,
+                "value": deposit_eth * 10**18,
+                "chainId": chain["chain_id"],
+                "nonce": self.w3.eth.get_transaction_count(wallet.address),
+                "gasPrice": self.w3.eth.gas_price,
+            }
+        )
         sent = self.w3.eth.send_raw_transaction(wallet.sign_transaction(deposit).raw_transaction)
         self.w3.eth.wait_for_transaction_receipt(sent)
         nonce = siwe.Nonce(**self.http.get(f"{self.url}/v1/auth/nonce").json())
@@ -122,18 +135,24 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster():
-    assert subprocess.run(["docker", "info"], capture_output=True).returncode == 0, \
+    assert subprocess.run(["docker", "info"], capture_output=True).returncode == 0, (
         "no Docker engine answers: bash deploy/docker-engine.sh"
+    )
     # With the vfs storage driver (an engine whose filesystem has no overlay) each container starts from a full
     # copy of its image: Docker answers slowly and the cluster takes tens of GB.
-    env = {**os.environ, "CXMPUTE_CLUSTER_API_PORT": str(free_port()),
-           "CXMPUTE_CLUSTER_PREFECT_PORT": str(free_port()), "COMPOSE_HTTP_TIMEOUT": "900",
-           "PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "CXMPUTE_CLUSTER_API_PORT": str(free_port()),
+        "CXMPUTE_CLUSTER_PREFECT_PORT": str(free_port()),
+        "COMPOSE_HTTP_TIMEOUT": "900",
+        "PYTHON": sys.executable,
+    }
     cluster = Cluster(env)
     cluster.compose("down", "-v", "--remove-orphans")  # what an interrupted run left behind
     started = time.monotonic()
-    built = subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh")], env=env, capture_output=True,
-                           text=True, timeout=1800)
+    built = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "build-images.sh")], env=env, capture_output=True, text=True, timeout=1800
+    )
     assert built.returncode == 0, f"{built.stdout[-3000:]}\n{built.stderr[-5000:]}"
     cluster.timings["build"] = time.monotonic() - started
     try:
@@ -156,18 +175,27 @@ def disk_usage() -> str:
 
 def chain_doc() -> dict:
     """Three sandboxed code nodes of growing size, each fed by the previous one: no one provider fits all."""
+
     def node(nid: str, code: str, cpu: int, memory_mb: int) -> dict:
-        return {"id": nid, "agent": "code.exec", "params": {"code": code},
-                "options": {"resources": {"cpu": cpu, "memory_mb": memory_mb}}}
+        return {
+            "id": nid,
+            "agent": "code.exec",
+            "params": {"code": code},
+            "options": {"resources": {"cpu": cpu, "memory_mb": memory_mb}},
+        }
 
     return {
         "name": "cluster",
         "compute": {"price_max_gwei": 10},
-        "nodes": [node("small", "result = 6 * 7", 1, 512),
-                  node("medium", "result = inputs['x'] + 1", 2, 2048),
-                  node("large", "result = inputs['x'] * 2", 4, 4096)],
-        "edges": [{"source": "small", "source_field": "result", "target": "medium", "target_field": "inputs.x"},
-                  {"source": "medium", "source_field": "result", "target": "large", "target_field": "inputs.x"}],
+        "nodes": [
+            node("small", "result = 6 * 7", 1, 512),
+            node("medium", "result = inputs['x'] + 1", 2, 2048),
+            node("large", "result = inputs['x'] * 2", 4, 4096),
+        ],
+        "edges": [
+            {"source": "small", "source_field": "result", "target": "medium", "target_field": "inputs.x"},
+            {"source": "medium", "source_field": "result", "target": "large", "target_field": "inputs.x"},
+        ],
         "outputs": {"value": {"node": "large", "field": "result"}},
     }
 
@@ -183,8 +211,9 @@ def chain_run(cluster) -> tuple[dict, dict]:
     while time.monotonic() < deadline:
         view = cluster.http.get(f"{cluster.url}/v1/runs/{run_id}", headers=auth).json()
         if view["state"] in ("completed", "failed", "cancelled") and all(
-                n["state"] in ("completed", "failed", "cached", "skipped", "crashed", "cancelled")
-                for n in view["nodes"].values()):
+            n["state"] in ("completed", "failed", "cached", "skipped", "crashed", "cancelled")
+            for n in view["nodes"].values()
+        ):
             break
         time.sleep(0.5)
     assert view["state"] == "completed", f"{view}\n{cluster.logs()}"
@@ -193,12 +222,16 @@ def chain_run(cluster) -> tuple[dict, dict]:
 
 def test_a_workflow_runs_its_nodes_on_different_provider_containers(cluster, chain_run):
     view, auth = chain_run
-    addresses = {Account.from_key(cluster.env.get(_key_var(svc)) or _default_key(svc)).address: name
-                 for name, svc in PROVIDERS.items()}
+    addresses = {
+        Account.from_key(cluster.env.get(_key_var(svc)) or _default_key(svc)).address: name
+        for name, svc in PROVIDERS.items()
+    }
     placed = {nid: addresses[view["nodes"][nid]["placement"]["provider"]] for nid in ("small", "medium", "large")}
     assert placed == {"small": "provider-cheap", "medium": "provider-mid", "large": "provider-big"}
     for nid in placed:  # each node's job was run, and reported, by that container's worker
-        job = cluster.http.get(f"{cluster.url}/v1/work/{view['nodes'][nid]['placement']['job_id']}", headers=auth).json()
+        job = cluster.http.get(
+            f"{cluster.url}/v1/work/{view['nodes'][nid]['placement']['job_id']}", headers=auth
+        ).json()
         assert job["status"] == "done", job
 
 
@@ -213,17 +246,26 @@ def test_the_workflow_output_is_handed_from_container_to_container(chain_run):
 def test_stored_files_land_on_the_storage_node_containers(cluster):
     wanted = {f"http://{name}:8700" for name in STORAGE_NODES}
     # The node listing is the operator's: its credential lives in the API container's data directory.
-    token = cluster.exec("api", "python", "-c", "from cxmpute.settings import get_settings; "
-                                                "print(get_settings().resolved_operator_token())").strip()
+    token = cluster.exec(
+        "api",
+        "python",
+        "-c",
+        "from cxmpute.settings import get_settings; print(get_settings().resolved_operator_token())",
+    ).strip()
     operator = {"Authorization": f"Bearer {token}"}
     deadline = time.monotonic() + 120
-    while not wanted <= {n["url"] for n in cluster.http.get(f"{cluster.url}/v1/storage/nodes",
-                                                            headers=operator).json()}:
+    while not wanted <= {
+        n["url"] for n in cluster.http.get(f"{cluster.url}/v1/storage/nodes", headers=operator).json()
+    }:
         assert time.monotonic() < deadline, f"storage-join did not register {wanted}:\n{cluster.logs()}"
         time.sleep(1)
     data = os.urandom(3 * 1024 * 1024)
-    put = cluster.http.post(f"{cluster.url}/v1/storage/files", params={"name": "blob.bin", "policy": str(len(STORAGE_NODES))},
-                     content=data, timeout=60)
+    put = cluster.http.post(
+        f"{cluster.url}/v1/storage/files",
+        params={"name": "blob.bin", "policy": str(len(STORAGE_NODES))},
+        content=data,
+        timeout=60,
+    )
     assert put.status_code == 201, put.text
     cid = put.json()["file"]["cid"]
     count = "import os; print(sum(len(files) for _, _, files in os.walk('/data/blocks')))"

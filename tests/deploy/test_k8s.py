@@ -24,8 +24,16 @@ WORKLOADS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
 # Quantities (resources, capacities) are strings in the client's models; the API server also takes numbers.
 QUANTITY_MODELS = {"V1ResourceRequirements", "V1VolumeResourceRequirements"}
 QUANTITY = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$")
-_PRIMITIVES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "object": (object,),
-               "datetime": (str, datetime.datetime), "date": (str, datetime.date), "bytes": (str,)}
+_PRIMITIVES = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "object": (object,),
+    "datetime": (str, datetime.datetime),
+    "date": (str, datetime.date),
+    "bytes": (str,),
+}
 
 
 def _model_for(api_version: str, kind: str) -> str | None:
@@ -131,9 +139,15 @@ def test_every_manifest_is_a_valid_kubernetes_object(path):
 
 def test_the_validator_refuses_unknown_fields_wrong_types_and_missing_required_fields():
     container = {"name": "api", "image": "cxmpute/platform:local"}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"},
-                  "spec": {"selector": {"matchLabels": {"a": "b"}},
-                           "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [container]}}}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [container]}},
+        },
+    }
     assert validate(deployment, "d") == []
 
     typo = yaml.safe_load(yaml.safe_dump(deployment))
@@ -148,16 +162,26 @@ def test_the_validator_refuses_unknown_fields_wrong_types_and_missing_required_f
     del missing["spec"]["selector"]
     assert any("selector" in p for p in validate(missing, "d"))
 
-    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "train"},
-           "spec": {"pytorchReplicaSpecs": {"Worker": {"replicas": 2, "template": {
-               "spec": {"containers": [{**container, "resource": {}}]}}}}}}
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "train"},
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Worker": {"replicas": 2, "template": {"spec": {"containers": [{**container, "resource": {}}]}}}
+            }
+        },
+    }
     assert validate(job, "j") == [
-        "j.spec.pytorchReplicaSpecs.Worker.template.spec.containers[0].resource: unknown field of V1Container"]
-    assert validate({"apiVersion": "example.org/v1", "kind": "Thing", "metadata": {"name": "t"}}, "t") \
-        == ["t: no schema for example.org/v1 Thing and no pod template in it"]
+        "j.spec.pytorchReplicaSpecs.Worker.template.spec.containers[0].resource: unknown field of V1Container"
+    ]
+    assert validate({"apiVersion": "example.org/v1", "kind": "Thing", "metadata": {"name": "t"}}, "t") == [
+        "t: no schema for example.org/v1 Thing and no pod template in it"
+    ]
 
 
 # --- the same cluster as docker-compose -------------------------------------------------------------------
+
 
 def _resolved_env(container: dict, objects: dict) -> set[str]:
     names = {e["name"] for e in container.get("env", [])}
@@ -279,4 +303,7 @@ def test_providers_get_what_the_sandbox_needs_in_both():
         assert "umount" in services[name]["entrypoint"][2]  # compose has no option for an unmasked /proc
     assert security["capabilities"]["add"] == ["SYS_ADMIN", "NET_ADMIN"]
     assert security["seccompProfile"]["type"] == security["appArmorProfile"]["type"] == "Unconfined"
-    assert security["procMount"] == "Unmasked" and k8s_workloads()["provider"]["doc"]["spec"]["template"]["spec"]["hostUsers"] is False
+    assert (
+        security["procMount"] == "Unmasked"
+        and k8s_workloads()["provider"]["doc"]["spec"]["template"]["spec"]["hostUsers"] is False
+    )

@@ -12,8 +12,11 @@ def test_compose_gives_the_server_and_every_client_one_auth_string():
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     server = services["prefect"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
     assert server.startswith("${CXMPUTE_CLUSTER_PREFECT_AUTH_STRING")  # the operator sets it for a real cluster
-    clients = {name: s["environment"].get("PREFECT_API_AUTH_STRING") for name, s in services.items()
-               if "PREFECT_API_URL" in (s.get("environment") or {})}
+    clients = {
+        name: s["environment"].get("PREFECT_API_AUTH_STRING")
+        for name, s in services.items()
+        if "PREFECT_API_URL" in (s.get("environment") or {})
+    }
     assert {"api", "provider-cheap", "provider-mid", "provider-big"} <= set(clients)
     assert clients == {name: server for name in clients}
 
@@ -30,8 +33,11 @@ def test_kubernetes_gives_the_server_and_every_client_the_secret_auth_string():
 
     server = secret_key("prefect", "PREFECT_SERVER_API_AUTH_STRING")
     assert server is not None
-    clients = {name: secret_key(name, "PREFECT_API_AUTH_STRING") for name, w in workloads.items()
-               if "PREFECT_API_URL" in w["env"]}
+    clients = {
+        name: secret_key(name, "PREFECT_API_AUTH_STRING")
+        for name, w in workloads.items()
+        if "PREFECT_API_URL" in w["env"]
+    }
     assert {"api", "provider"} <= set(clients)
     assert clients == {name: server for name in clients}
     for _, doc in documents():

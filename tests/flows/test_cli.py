@@ -24,8 +24,14 @@ CLI = [sys.executable, "-m", "cxmpute.cli"]
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -85,8 +91,9 @@ def test_a_run_from_the_cli_is_in_the_platforms_history(platform):
     assert second["items"][0]["id"] != run_id
 
     shown = invoke("runs", "show", run_id, "--json")
-    assert shown.exit_code == 0 and json.loads(shown.stdout)["outputs"] == {"report": "B saw 'history' and C saw "
-                                                                                      "'history'"}
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["outputs"] == {
+        "report": "B saw 'history' and C saw 'history'"
+    }
     again = invoke("runs", "rerun", run_id, "--from", "d", "--json")
     assert again.exit_code == 0, again.output
     view = json.loads(again.stdout)
@@ -96,11 +103,13 @@ def test_a_run_from_the_cli_is_in_the_platforms_history(platform):
 
 def test_run_inputs_are_checked_by_the_platform_before_the_run_exists(platform, tmp_path):
     doc = tmp_path / "wf.yaml"
-    doc.write_text("name: typed\ninputs: {topic: {type: string}, n: {type: integer, default: 1}}\n"
-                   "nodes:\n  - {id: t, agent: io.input, params: {name: topic}}\n"
-                   "  - {id: n, agent: io.input, params: {name: n}}\n")
+    doc.write_text(
+        "name: typed\ninputs: {topic: {type: string}, n: {type: integer, default: 1}}\n"
+        "nodes:\n  - {id: t, agent: io.input, params: {name: topic}}\n"
+        "  - {id: n, agent: io.input, params: {name: n}}\n"
+    )
     before = platform.get("/v1/runs", params={"limit": 1})["total"]
-    result = invoke("run", str(doc), "--input", "topik=x", "--input", "n=\"two\"")
+    result = invoke("run", str(doc), "--input", "topik=x", "--input", 'n="two"')
     assert result.exit_code == 1, result.output
     for text in ("inputs.topik", "inputs.topic", "inputs.n", "is required", "must be of type integer"):
         assert text in result.stderr
@@ -110,8 +119,11 @@ def test_run_inputs_are_checked_by_the_platform_before_the_run_exists(platform, 
 
 def test_unknown_run_or_node_is_one_line_naming_it(platform):
     missing = "00000000-0000-0000-0000-000000000000"
-    for args in (["runs", "show", missing], ["runs", "rerun", missing, "--from", "d"],
-                 ["runs", "resume", missing, "--approve"]):
+    for args in (
+        ["runs", "show", missing],
+        ["runs", "rerun", missing, "--from", "d"],
+        ["runs", "resume", missing, "--approve"],
+    ):
         result = invoke(*args)
         assert result.exit_code == 1 and "(run_id)" in result.stderr and missing in result.stderr, result.output
         assert "Traceback" not in result.output

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from typer.testing import CliRunner
 
-from flows.deploy_cli import app as deploy_app, deployments_app
+from flows.deploy_cli import app as deploy_app
+from flows.deploy_cli import deployments_app
 from flows.deployments import DeployFileInvalid, apply, plan
 from flows.server import auth_string, client_env
 from tests.support.prefect import basic
@@ -35,8 +36,9 @@ def cli(*args: str, api: str | None = None, cwd: Path = REPO) -> subprocess.Comp
         env.update(client_env(api))
     else:
         env.pop("PREFECT_API_URL", None)
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, env=env, cwd=cwd,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=300, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+    )
 
 
 def declared() -> list[dict]:
@@ -60,8 +62,11 @@ def by_name() -> dict[str, object]:
 
 def automations_of(deployment_id) -> list:
     with get_client(sync_client=True) as client:
-        return [a for a in client.read_automations()
-                if any(getattr(action, "deployment_id", None) == deployment_id for action in a.actions)]
+        return [
+            a
+            for a in client.read_automations()
+            if any(getattr(action, "deployment_id", None) == deployment_id for action in a.actions)
+        ]
 
 
 def runs_of(deployment_id) -> list:
@@ -78,8 +83,12 @@ def deployed(prefect_api):
 
 
 def test_deploy_creates_every_deployment_of_the_file_and_prefect_lists_them(deployed, prefect_api):
-    expected = {"cxmpute-hello/hello-hourly", "cxmpute-hello/hello-on-event", "cxmpute-template/diamond-nightly",
-                "cxmpute-template/web-research-weekly"}
+    expected = {
+        "cxmpute-hello/hello-hourly",
+        "cxmpute-hello/hello-on-event",
+        "cxmpute-template/diamond-nightly",
+        "cxmpute-template/web-research-weekly",
+    }
     assert len(expected) == len(declared())
     for name in expected:
         assert name in deployed.stdout
@@ -87,8 +96,13 @@ def test_deploy_creates_every_deployment_of_the_file_and_prefect_lists_them(depl
     found = by_name()
     assert expected <= set(found)
 
-    listed = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, **client_env(prefect_api), "COLUMNS": "250"})
+    listed = subprocess.run(
+        [sys.executable, "-m", "prefect", "deployment", "ls"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **client_env(prefect_api), "COLUMNS": "250"},
+    )
     assert listed.returncode == 0, listed.stderr
     for name in expected:
         assert name in listed.stdout
@@ -168,9 +182,12 @@ def test_run_creates_a_flow_run_with_the_given_parameters(deployed, prefect_api)
 def test_an_event_trigger_starts_a_run_with_parameters_from_the_event(deployed, prefect_api):
     deployment = by_name()["cxmpute-hello/hello-on-event"]
     who = f"grace-{uuid.uuid4().hex[:6]}"
-    event = {"id": str(uuid.uuid4()), "occurred": datetime.now(timezone.utc).isoformat(),
-             "event": "cxmpute.hello.requested",
-             "resource": {"prefect.resource.id": f"cxmpute.greeting.{who}", "prefect.resource.name": who}}
+    event = {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": "cxmpute.hello.requested",
+        "resource": {"prefect.resource.id": f"cxmpute.greeting.{who}", "prefect.resource.name": who},
+    }
     # the event as a platform process posts it: Prefect answers only callers with its auth string
     assert httpx.post(f"{prefect_api}/events", json=[event], headers=basic(auth_string())).status_code == 204
     for _ in range(300):
@@ -250,11 +267,19 @@ def test_every_problem_of_a_file_is_reported_at_once_naming_deployment_and_field
     with pytest.raises(DeployFileInvalid) as caught:
         plan(write(tmp_path, BAD), all_=True)
     found = {(p.deployment, p.field) for p in caught.value.problems}
-    assert {("typo", "name"), ("typo", "schedual"), ("no-pool", "work_pool.name"),
-            ("bad-schedules", "schedules[0]"), ("bad-schedules", "schedules[1]"), ("bad-params", "parameters"),
-            ("missing-flow", "entrypoint"), ("broken-template", "parameters.template"),
-            ("web-no-question", "parameters.inputs.question"), ("bad-trigger", "triggers[0]"),
-            ("builds", "build")} <= found
+    assert {
+        ("typo", "name"),
+        ("typo", "schedual"),
+        ("no-pool", "work_pool.name"),
+        ("bad-schedules", "schedules[0]"),
+        ("bad-schedules", "schedules[1]"),
+        ("bad-params", "parameters"),
+        ("missing-flow", "entrypoint"),
+        ("broken-template", "parameters.template"),
+        ("web-no-question", "parameters.inputs.question"),
+        ("bad-trigger", "triggers[0]"),
+        ("builds", "build"),
+    } <= found
     messages = {(p.deployment, p.field): p.message for p in caught.value.problems}
     assert "known: diamond.yaml" in messages[("broken-template", "parameters.template")]
     assert "exactly one of cron, interval or rrule" in messages[("bad-schedules", "schedules[1]")]
@@ -267,8 +292,11 @@ def test_a_template_is_validated_like_any_workflow_document(tmp_path, monkeypatc
     templates.mkdir()
     (templates / "bad.yaml").write_text("name: bad\nnodes:\n  - {id: a, agent: nope.agent}\n")
     monkeypatch.setattr(template_runs, "TEMPLATES", templates)
-    path = write(tmp_path, "deployments:\n  - name: t\n    entrypoint: flows.template_runs.run_template\n"
-                           "    parameters: {template: bad.yaml}\n    work_pool: {name: p}\n")
+    path = write(
+        tmp_path,
+        "deployments:\n  - name: t\n    entrypoint: flows.template_runs.run_template\n"
+        "    parameters: {template: bad.yaml}\n    work_pool: {name: p}\n",
+    )
     with pytest.raises(DeployFileInvalid) as caught:
         plan(path)
     [problem] = caught.value.problems
@@ -284,12 +312,15 @@ def test_a_bad_file_exits_1_with_a_table_and_creates_nothing(tmp_path):
         assert text in result.stderr
 
 
-@pytest.mark.parametrize("args, text", [
-    (("--prefect-file", "absent.yaml"), "no such file"),
-    (("--prefect-file", "unclosed.yaml"), "not valid YAML"),
-    (("--prefect-file", str(PREFECT_FILE)), "--all"),
-    (("--prefect-file", str(PREFECT_FILE), "--name", "nope"), "nope"),
-])
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (("--prefect-file", "absent.yaml"), "no such file"),
+        (("--prefect-file", "unclosed.yaml"), "not valid YAML"),
+        (("--prefect-file", str(PREFECT_FILE)), "--all"),
+        (("--prefect-file", str(PREFECT_FILE), "--name", "nope"), "nope"),
+    ],
+)
 def test_files_that_cannot_be_deployed_are_refused_with_exit_1(tmp_path, monkeypatch, args, text):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "unclosed.yaml").write_text("deployments: [\n")
@@ -300,9 +331,14 @@ def test_files_that_cannot_be_deployed_are_refused_with_exit_1(tmp_path, monkeyp
 
 def test_prefects_own_deploy_reads_the_same_file_and_updates_the_same_deployments(deployed, prefect_api):
     before = {n: d.id for n, d in by_name().items()}
-    result = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file",
-                             str(PREFECT_FILE), "--all"], capture_output=True, text=True, timeout=300, cwd=REPO,
-                            env={**os.environ, **client_env(prefect_api), "COLUMNS": "250"})
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(PREFECT_FILE), "--all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, **client_env(prefect_api), "COLUMNS": "250"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {n: d.id for n, d in by_name().items()} == before
 
@@ -311,9 +347,11 @@ GOOD_NEW = "  - name: good-new\n    entrypoint: flows.examples.hello.hello\n    
 
 
 def test_job_variables_are_checked_against_the_pool_before_anything_is_created(deployed, tmp_path):
-    path = write(tmp_path, "deployments:\n" + GOOD_NEW +
-                 "  - name: bad-job-variables\n    entrypoint: flows.examples.hello.hello\n"
-                 "    work_pool: {name: cxmpute-network, job_variables: {stream_output: not-a-bool}}\n")
+    path = write(
+        tmp_path,
+        "deployments:\n" + GOOD_NEW + "  - name: bad-job-variables\n    entrypoint: flows.examples.hello.hello\n"
+        "    work_pool: {name: cxmpute-network, job_variables: {stream_output: not-a-bool}}\n",
+    )
     with pytest.raises(DeployFileInvalid) as caught:
         asyncio.run(apply(plan(path, all_=True)))
     [problem] = caught.value.problems
@@ -326,10 +364,12 @@ def test_job_variables_are_checked_against_the_pool_before_anything_is_created(d
 def test_what_the_server_refuses_partway_leaves_no_deployment_of_the_file_behind(deployed, tmp_path):
     """Two schedules under one slug pass the file's checks; the server refuses them (409) after the deployment
     before was created, which is then removed: all or nothing."""
-    path = write(tmp_path, "deployments:\n" + GOOD_NEW +
-                 "  - name: same-slugs\n    entrypoint: flows.examples.hello.hello\n"
-                 "    work_pool: {name: cxmpute-network}\n"
-                 "    schedules: [{interval: 60, slug: a}, {interval: 120, slug: a}]\n")
+    path = write(
+        tmp_path,
+        "deployments:\n" + GOOD_NEW + "  - name: same-slugs\n    entrypoint: flows.examples.hello.hello\n"
+        "    work_pool: {name: cxmpute-network}\n"
+        "    schedules: [{interval: 60, slug: a}, {interval: 120, slug: a}]\n",
+    )
     refused = invoke(deploy_app, "--prefect-file", str(path), "--all")
     assert refused.exit_code == 1 and "same-slugs" in refused.stderr, refused.output
     assert not {"cxmpute-hello/good-new", "cxmpute-hello/same-slugs"} & set(by_name())

@@ -93,10 +93,22 @@ def test_a_wide_fan_out_joins_every_branch(prefect_api):
     for i in range(width):
         nodes.append({"id": f"t{i}", "agent": "io.template", "params": {"template": f"{i}:{{{{ x }}}}"}})
         edges.append({"source": "src", "source_field": "value", "target": f"t{i}", "target_field": "variables.x"})
-    nodes.append({"id": "join", "agent": "io.template",
-                  "params": {"template": "{{ " + " }}|{{ ".join(f"v{i}" for i in range(width)) + " }}"}})
-    edges += [{"source": f"t{i}", "source_field": "text", "target": "join", "target_field": f"variables.v{i}"}
-              for i in range(width)]
-    doc = {"name": "fan", "inputs": {"x": {"default": "hi"}}, "outputs": {"out": {"node": "join", "field": "text"}},
-           "nodes": nodes, "edges": edges}
+    nodes.append(
+        {
+            "id": "join",
+            "agent": "io.template",
+            "params": {"template": "{{ " + " }}|{{ ".join(f"v{i}" for i in range(width)) + " }}"},
+        }
+    )
+    edges += [
+        {"source": f"t{i}", "source_field": "text", "target": "join", "target_field": f"variables.v{i}"}
+        for i in range(width)
+    ]
+    doc = {
+        "name": "fan",
+        "inputs": {"x": {"default": "hi"}},
+        "outputs": {"out": {"node": "join", "field": "text"}},
+        "nodes": nodes,
+        "edges": edges,
+    }
     assert compile_workflow(doc)({"x": "hi"}) == {"out": "|".join(f"{i}:hi" for i in range(width))}

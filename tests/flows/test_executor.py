@@ -23,10 +23,15 @@ TINY = {"name": "tiny", "nodes": [{"id": "w", "agent": "util.wait", "params": {"
 
 def _counted(url: str, seconds: float) -> dict:
     """A call counted by the local server, then a wait: a run to kill in the middle of."""
-    return {"name": "survivor", "outputs": {"out": {"node": "slow", "field": "value"}},
-            "nodes": [{"id": "first", "agent": "http.request", "params": {"url": url}},
-                      {"id": "slow", "agent": "util.wait", "params": {"seconds": seconds}}],
-            "edges": [{"source": "first", "source_field": "status", "target": "slow", "target_field": "value"}]}
+    return {
+        "name": "survivor",
+        "outputs": {"out": {"node": "slow", "field": "value"}},
+        "nodes": [
+            {"id": "first", "agent": "http.request", "params": {"url": url}},
+            {"id": "slow", "agent": "util.wait", "params": {"seconds": seconds}},
+        ],
+        "edges": [{"source": "first", "source_field": "status", "target": "slow", "target_field": "value"}],
+    }
 
 
 def _until(predicate, seconds: float, what: str):
@@ -56,11 +61,18 @@ class _OwnPlatform:
         from cxmpute.settings import Settings
         from flows.server import client_env
 
-        self.env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(home),
-                    "CXMPUTE_EXECUTOR_CLAIM_TTL_S": str(ttl_s)}
+        self.env = {
+            **os.environ,
+            **client_env(prefect_api),
+            "CXMPUTE_HOME": str(home),
+            "CXMPUTE_EXECUTOR_CLAIM_TTL_S": str(ttl_s),
+        }
         submit = f"from flows.runner import start_run\nprint(start_run({document!r}, {{}}), flush=True)"
-        self.run_id = subprocess.run([sys.executable, "-c", submit], env=self.env, capture_output=True, text=True,
-                                     check=True).stdout.strip().splitlines()[-1]
+        self.run_id = (
+            subprocess.run([sys.executable, "-c", submit], env=self.env, capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         self.url = Settings(home=home).resolved_database_url
         self.logs = home
 
@@ -80,8 +92,12 @@ class _OwnPlatform:
 
     def executor(self, name: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "wb")
-        return subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "executor", "start", "--concurrency", "2"],
-                                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cxmpute.cli", "executor", "start", "--concurrency", "2"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _flow_state(flow_run_id: str):
@@ -97,8 +113,9 @@ def _completed(flow_run_id: str) -> Counter[str]:
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
-    return Counter(tr.name for tr in runs if tr.state is not None and tr.state.is_completed()
-                   and tr.state.name != "Cached")
+    return Counter(
+        tr.name for tr in runs if tr.state is not None and tr.state.is_completed() and tr.state.name != "Cached"
+    )
 
 
 def _stop(*procs: subprocess.Popen) -> None:
@@ -155,10 +172,15 @@ def test_a_node_output_is_stored_before_its_completion_is_recorded(prefect_api, 
         return await record(self, state, force)
 
     monkeypatch.setattr(AsyncTaskRunEngine, "set_state", set_state)
-    doc = {"name": "stored", "outputs": {"o": {"node": "b", "field": "text"}},
-           "nodes": [{"id": "a", "agent": "io.template", "params": {"template": "x"}},
-                     {"id": "b", "agent": "io.template", "params": {"template": "{{ v }}y"}}],
-           "edges": [{"source": "a", "source_field": "text", "target": "b", "target_field": "variables.v"}]}
+    doc = {
+        "name": "stored",
+        "outputs": {"o": {"node": "b", "field": "text"}},
+        "nodes": [
+            {"id": "a", "agent": "io.template", "params": {"template": "x"}},
+            {"id": "b", "agent": "io.template", "params": {"template": "{{ v }}y"}},
+        ],
+        "edges": [{"source": "a", "source_field": "text", "target": "b", "target_field": "variables.v"}],
+    }
     assert compile_workflow(doc)() == {"o": "xy"}
     assert sorted(seen) == [("a", True), ("b", True)]
 
@@ -184,8 +206,7 @@ def _freeze_outside_a_write(proc: subprocess.Popen, url: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_executor_that_stalled_past_its_claim_leaves_the_run_to_the_one_that_took_it(prefect_api, tmp_path,
-                                                                                          flaky):
+def test_an_executor_that_stalled_past_its_claim_leaves_the_run_to_the_one_that_took_it(prefect_api, tmp_path, flaky):
     """An executor frozen (SIGSTOP) for longer than its claim lasts loses the run to another; when it wakes it
     learns so at its next renewal, stops the node it had in flight and leaves Prefect's records alone, so the run
     ends once, completed by the executor that holds it, with each node completed once."""
@@ -200,8 +221,11 @@ def test_an_executor_that_stalled_past_its_claim_leaves_the_run_to_the_one_that_
         second = platform.executor("second")
         _until(lambda: f":{second.pid}:" in (platform.holder() or ""), 60, "the second executor taking the run")
         first.send_signal(signal.SIGCONT)
-        _until(lambda: b"left to the executor that took it over" in (tmp_path / "first.log").read_bytes(), 30,
-               "the first executor leaving the run")
+        _until(
+            lambda: b"left to the executor that took it over" in (tmp_path / "first.log").read_bytes(),
+            30,
+            "the first executor leaving the run",
+        )
         assert _flow_state(flow_run_id).is_running(), "the executor that lost the run recorded its end"
         _until(lambda: platform.located().status == "done", 120, "the run finishing on the second executor")
         assert first.poll() is None, (tmp_path / "first.log").read_text()
@@ -219,11 +243,17 @@ def _api_run(api_url: str, document: dict) -> str:
 
 
 def test_a_running_node_is_cancelled(api_url):
-    doc = {"name": "long", "outputs": {"o": {"node": "w", "field": "value"}},
-           "nodes": [{"id": "w", "agent": "util.wait", "params": {"seconds": 120}}]}
+    doc = {
+        "name": "long",
+        "outputs": {"o": {"node": "w", "field": "value"}},
+        "nodes": [{"id": "w", "agent": "util.wait", "params": {"seconds": 120}}],
+    }
     run_id = _api_run(api_url, doc)
-    _until(lambda: (n := read_run(run_id, with_results=False).nodes.get("w")) and n.state == "running", 60,
-           "the node starting")
+    _until(
+        lambda: (n := read_run(run_id, with_results=False).nodes.get("w")) and n.state == "running",
+        60,
+        "the node starting",
+    )
     answer = httpx.post(f"{api_url}/v1/runs/{run_id}/cancel", timeout=30)
     assert answer.status_code == 202 and answer.json() == {"id": run_id, "state": "cancelling"}
     # Its node would wait 120 s: a run that ends within the minute was stopped, not waited out.
@@ -250,8 +280,9 @@ def test_a_queued_run_is_cancelled_before_it_starts(prefect_api):
     compiled = compile_workflow(TINY)
     run_id = "queued-" + os.urandom(6).hex()
     with session_scope() as session:  # queued, but held back from executors as a run handed back is
-        queue.enqueue(session, run_id, "queued-owner", "tiny", {}, compiled.parameters({}, "queued-owner",
-                                                                                       run_id=run_id), [])
+        queue.enqueue(
+            session, run_id, "queued-owner", "tiny", {}, compiled.parameters({}, "queued-owner", run_id=run_id), []
+        )
         session.flush()
         session.get(WorkflowRunRow, run_id).claimed_until = time.time() + 60
     assert read_run(run_id, with_results=False).state == "pending"

@@ -14,8 +14,10 @@ from flows.history import NODE_TASK, read_run
 DOCUMENT = {
     "name": "two steps",
     "inputs": {"x": {"type": "string", "default": "hello"}},
-    "nodes": [{"id": "a", "agent": "io.input", "params": {"name": "x"}},
-              {"id": "b", "agent": "util.wait", "params": {"seconds": 0}}],
+    "nodes": [
+        {"id": "a", "agent": "io.input", "params": {"name": "x"}},
+        {"id": "b", "agent": "util.wait", "params": {"seconds": 0}},
+    ],
     "edges": [{"source": "a", "source_field": "value", "target": "b", "target_field": "value"}],
 }
 

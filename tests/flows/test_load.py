@@ -20,20 +20,32 @@ RUNS = int(os.environ.get("CXMPUTE_TEST_LOAD_RUNS", "1000"))
 
 
 def three_nodes(i: int) -> dict:
-    return {"name": f"load-{i % 7}", "inputs": {"x": {"default": "a"}},
-            "outputs": {"o": {"node": "c", "field": "text"}},
-            "nodes": [{"id": "a", "agent": "io.input", "params": {"name": "x"}},
-                      {"id": "b", "agent": "io.template", "params": {"template": "{{ v }}-b"}},
-                      {"id": "c", "agent": "io.template", "params": {"template": "{{ v }}-c"}}],
-            "edges": [{"source": "a", "source_field": "value", "target": "b", "target_field": "variables.v"},
-                      {"source": "b", "source_field": "text", "target": "c", "target_field": "variables.v"}]}
+    return {
+        "name": f"load-{i % 7}",
+        "inputs": {"x": {"default": "a"}},
+        "outputs": {"o": {"node": "c", "field": "text"}},
+        "nodes": [
+            {"id": "a", "agent": "io.input", "params": {"name": "x"}},
+            {"id": "b", "agent": "io.template", "params": {"template": "{{ v }}-b"}},
+            {"id": "c", "agent": "io.template", "params": {"template": "{{ v }}-c"}},
+        ],
+        "edges": [
+            {"source": "a", "source_field": "value", "target": "b", "target_field": "variables.v"},
+            {"source": "b", "source_field": "text", "target": "c", "target_field": "variables.v"},
+        ],
+    }
 
 
 @pytest.fixture
 def load_platform(prefect_api, tmp_path):
     port = free_port()
-    env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(tmp_path / "platform"),
-           "CXMPUTE_API_URL": f"http://127.0.0.1:{port}", "CXMPUTE_RUN_QUEUE_MAX": "400"}
+    env = {
+        **os.environ,
+        **client_env(prefect_api),
+        "CXMPUTE_HOME": str(tmp_path / "platform"),
+        "CXMPUTE_API_URL": f"http://127.0.0.1:{port}",
+        "CXMPUTE_RUN_QUEUE_MAX": "400",
+    }
     env.pop("CXMPUTE_DATABASE_URL", None)
     log = tmp_path / "platform.log"
     procs = [processes.serve(port, env, log)]
@@ -80,8 +92,9 @@ def test_a_thousand_runs_at_once_are_taken_and_all_complete(load_platform):
             deadline = time.monotonic() + max(600, RUNS)
             views, away = [], []
             for start in range(0, len(ids), 100):
-                views += await asyncio.gather(*(_settle(client, rid, deadline, away)
-                                                for rid in ids[start:start + 100]))
+                views += await asyncio.gather(
+                    *(_settle(client, rid, deadline, away) for rid in ids[start : start + 100])
+                )
             print(f"{len(refusals)} submissions refused with 429, {len(away)} reads answered 503 (Prefect away)")
             return ids, refusals, views
 

@@ -19,19 +19,31 @@ RUNS = 16
 
 
 def _doc(i: int) -> dict:
-    return {"name": f"replica-{i}", "inputs": {"x": {"default": "a"}}, "outputs": {"o": {"node": "t", "field": "text"}},
-            "nodes": [{"id": "x", "agent": "io.input", "params": {"name": "x"}},
-                      {"id": "w", "agent": "util.wait", "params": {"seconds": 0.3}},
-                      {"id": "t", "agent": "io.template", "params": {"template": "{{ v }}!"}}],
-            "edges": [{"source": "x", "source_field": "value", "target": "w", "target_field": "value"},
-                      {"source": "w", "source_field": "value", "target": "t", "target_field": "variables.v"}]}
+    return {
+        "name": f"replica-{i}",
+        "inputs": {"x": {"default": "a"}},
+        "outputs": {"o": {"node": "t", "field": "text"}},
+        "nodes": [
+            {"id": "x", "agent": "io.input", "params": {"name": "x"}},
+            {"id": "w", "agent": "util.wait", "params": {"seconds": 0.3}},
+            {"id": "t", "agent": "io.template", "params": {"template": "{{ v }}!"}},
+        ],
+        "edges": [
+            {"source": "x", "source_field": "value", "target": "w", "target_field": "value"},
+            {"source": "w", "source_field": "value", "target": "t", "target_field": "variables.v"},
+        ],
+    }
 
 
 @pytest.fixture
 def replicas(prefect_api, tmp_path):
     with postgres_database() as database_url:
-        env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(tmp_path / "platform"),
-               "CXMPUTE_DATABASE_URL": database_url}
+        env = {
+            **os.environ,
+            **client_env(prefect_api),
+            "CXMPUTE_HOME": str(tmp_path / "platform"),
+            "CXMPUTE_DATABASE_URL": database_url,
+        }
         log = tmp_path / "platform.log"
         ports = [free_port(), free_port()]
         procs = [processes.serve(port, env, log) for port in ports]
@@ -48,8 +60,7 @@ def test_two_replicas_and_two_executors_serve_the_same_runs(replicas):
     (a, b), database_url = replicas
     ids = []
     for i in range(RUNS):
-        resp = httpx.post(f"{(a, b)[i % 2]}/v1/runs", json={"document": _doc(i), "inputs": {"x": f"r{i}"}},
-                          timeout=30)
+        resp = httpx.post(f"{(a, b)[i % 2]}/v1/runs", json={"document": _doc(i), "inputs": {"x": f"r{i}"}}, timeout=30)
         assert resp.status_code == 202, resp.text
         ids.append(resp.json()["id"])
     deadline = time.monotonic() + 300
@@ -69,8 +80,10 @@ def test_two_replicas_and_two_executors_serve_the_same_runs(replicas):
 
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        executors = {row[0] for row in conn.execute(text("SELECT executor FROM workflow_runs WHERE id = ANY(:ids)"),
-                                                    {"ids": ids})}
+        executors = {
+            row[0]
+            for row in conn.execute(text("SELECT executor FROM workflow_runs WHERE id = ANY(:ids)"), {"ids": ids})
+        }
     engine.dispose()
     assert len(executors) == 2, executors  # both executors took runs
 

@@ -35,8 +35,14 @@ def _fetch_doc(url: str, retries: int) -> dict:
     return {
         "name": "fetch",
         "outputs": {"body": {"node": "get", "field": "json_body"}},
-        "nodes": [{"id": "get", "agent": "http.request", "params": {"url": url},
-                   "options": {"retries": retries, "retry_delay_seconds": 0}}],
+        "nodes": [
+            {
+                "id": "get",
+                "agent": "http.request",
+                "params": {"url": url},
+                "options": {"retries": retries, "retry_delay_seconds": 0},
+            }
+        ],
     }
 
 
@@ -70,13 +76,21 @@ def test_run_inputs_are_checked_before_the_run_is_created():
 
     from flows.validate import WorkflowInvalid
 
-    doc = {"name": "checked-inputs", "inputs": {"topic": {"type": "string"}, "n": {"type": "integer"}},
-           "nodes": [{"id": "t", "agent": "io.input", "params": {"name": "topic"}},
-                     {"id": "n", "agent": "io.input", "params": {"name": "n"}}]}
+    doc = {
+        "name": "checked-inputs",
+        "inputs": {"topic": {"type": "string"}, "n": {"type": "integer"}},
+        "nodes": [
+            {"id": "t", "agent": "io.input", "params": {"name": "topic"}},
+            {"id": "n", "agent": "io.input", "params": {"name": "n"}},
+        ],
+    }
     with pytest.raises(WorkflowInvalid) as refused:
         start_run(doc, {"topik": "x", "n": "three"})
     assert {(p.code, p.field) for p in refused.value.problems} == {
-        ("unknown_run_input", "inputs.topik"), ("missing_run_input", "inputs.topic"), ("bad_run_input", "inputs.n")}
+        ("unknown_run_input", "inputs.topik"),
+        ("missing_run_input", "inputs.topic"),
+        ("bad_run_input", "inputs.n"),
+    }
     with get_client(sync_client=True) as client:
         created = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["checked-inputs"])))
     assert created == []
@@ -107,8 +121,12 @@ def test_no_run_logs_a_link_to_a_ui_that_is_not_served():
 
 
 def test_bad_input_fails_once_without_retrying():
-    doc = {"name": "bad", "nodes": [{"id": "t", "agent": "io.template", "options": {"retries": 3},
-                                     "params": {"template": "{{ missing }}"}}]}
+    doc = {
+        "name": "bad",
+        "nodes": [
+            {"id": "t", "agent": "io.template", "options": {"retries": 3}, "params": {"template": "{{ missing }}"}}
+        ],
+    }
     view = run_workflow(doc, timeout=120)
     assert view.state == "failed"
     assert view.nodes["t"].attempts == 1
@@ -170,8 +188,11 @@ def _versioned(version: str, prefix: str):
 def test_pinned_agent_version_keeps_running_after_a_new_version():
     registry.register(_versioned("1", "v1:"))
     registry.register(_versioned("2", "v2:"))
-    doc = {"name": "pinned", "outputs": {"o": {"node": "s", "field": "text"}},
-           "nodes": [{"id": "s", "agent": "test.shout", "agent_version": "1", "params": {"text": "hi"}}]}
+    doc = {
+        "name": "pinned",
+        "outputs": {"o": {"node": "s", "field": "text"}},
+        "nodes": [{"id": "s", "agent": "test.shout", "agent_version": "1", "params": {"text": "hi"}}],
+    }
     assert run_workflow(doc, timeout=120).outputs == {"o": "v1:hi"}
     doc["nodes"][0]["agent_version"] = None
     assert run_workflow(doc, timeout=120).outputs == {"o": "v2:hi"}
@@ -200,8 +221,12 @@ class Looper(Agent):
 
 def test_loops_are_bounded_by_the_workflow_budget():
     registry.register(Looper)
-    doc = {"name": "loop", "budget": {"max_iterations": 7}, "outputs": {"n": {"node": "l", "field": "iterations"}},
-           "nodes": [{"id": "l", "agent": "test.loop", "params": {"n": 1000}}]}
+    doc = {
+        "name": "loop",
+        "budget": {"max_iterations": 7},
+        "outputs": {"n": {"node": "l", "field": "iterations"}},
+        "nodes": [{"id": "l", "agent": "test.loop", "params": {"n": 1000}}],
+    }
     assert run_workflow(doc, timeout=120).outputs == {"n": 7}
 
 
@@ -209,9 +234,6 @@ def read_run_state(run_id):
     from flows.history import read_run
 
     return read_run(run_id, with_results=False)
-
-
-import time  # noqa: E402
 
 
 class _SecretName(BaseModel):
@@ -240,8 +262,11 @@ def test_secret_values_never_reach_the_run_view():
 
     registry.register(Leaky)
     store_for(get_settings()).set("carol", "api_token", "sk-very-secret-value-123")
-    doc = {"name": "leak", "outputs": {"o": {"node": "l", "field": "text"}},
-           "nodes": [{"id": "l", "agent": "test.leaky", "params": {"name": "api_token"}}]}
+    doc = {
+        "name": "leak",
+        "outputs": {"o": {"node": "l", "field": "text"}},
+        "nodes": [{"id": "l", "agent": "test.leaky", "params": {"name": "api_token"}}],
+    }
     view = run_workflow(doc, owner="carol", timeout=120)
     assert view.state == "completed"
     assert view.outputs == {"o": "token is [redacted]"}

@@ -25,14 +25,16 @@ from flows.server import auth_string, client_env, refused
 
 def test_server_dies_with_a_killed_parent(tmp_path):
     script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import time
         from pathlib import Path
         from flows.server import free_port, start_server
-        proc = start_server(Path({str(tmp_path / 'home')!r}), free_port())
+        proc = start_server(Path({str(tmp_path / "home")!r}), free_port())
         print(proc.pid, flush=True)
         time.sleep(600)
-    """))
+    """)
+    )
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     server_pid = int(parent.stdout.readline())
     parent.send_signal(signal.SIGKILL)
@@ -62,8 +64,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_auth_string_is_made_once_per_data_dir_private_and_shared(tmp_path):
     made: list[str] = []
-    threads = [threading.Thread(target=lambda: made.append(Settings(home=tmp_path).resolved_prefect_auth_string()))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: made.append(Settings(home=tmp_path).resolved_prefect_auth_string()))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -88,7 +92,9 @@ def test_a_given_prefect_credential_is_used_as_it_is(monkeypatch, tmp_path):
     that, not its own."""
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "ops:their-own-server-string")
     assert client_env("http://prefect.example:4200/api") == {
-        "PREFECT_API_URL": "http://prefect.example:4200/api", "PREFECT_API_AUTH_STRING": "ops:their-own-server-string"}
+        "PREFECT_API_URL": "http://prefect.example:4200/api",
+        "PREFECT_API_AUTH_STRING": "ops:their-own-server-string",
+    }
     monkeypatch.delenv("PREFECT_API_AUTH_STRING")
     monkeypatch.setenv("PREFECT_API_KEY", "pnu_their-cloud-key")
     assert client_env("https://api.prefect.example/api") == {"PREFECT_API_URL": "https://api.prefect.example/api"}
@@ -106,8 +112,10 @@ def test_the_session_server_refuses_callers_without_the_auth_string(prefect_api)
     assert os.environ["PREFECT_API_AUTH_STRING"] == auth_string()  # the whole suite goes the authenticated way
     assert httpx.post(f"{prefect_api}/flow_runs/filter", json={}).status_code == 401
     wrong = base64.b64encode(b"cxmpute:" + b"x" * 43).decode()
-    assert httpx.post(f"{prefect_api}/flow_runs/filter", json={},
-                      headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    assert (
+        httpx.post(f"{prefect_api}/flow_runs/filter", json={}, headers={"Authorization": f"Basic {wrong}"}).status_code
+        == 401
+    )
     assert httpx.get(f"{prefect_api}/health").json() is True
     assert not refused(prefect_api)
     with get_client(sync_client=True) as client:  # Prefect's own client sends it
@@ -117,7 +125,8 @@ def test_the_session_server_refuses_callers_without_the_auth_string(prefect_api)
 def test_a_temporary_server_requires_the_credential_too(tmp_path):
     """`cxmpute run` with no server to use: Prefect's temporary one is as closed as the platform's."""
     script = tmp_path / "temporary.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import base64, httpx
         from prefect import flow
         from prefect.client.orchestration import get_client
@@ -133,25 +142,39 @@ def test_a_temporary_server_requires_the_credential_too(tmp_path):
         token = base64.b64encode(auth_string().encode()).decode()
         print(httpx.post(api + "/flow_runs/filter", json={}).status_code,
               httpx.post(api + "/flow_runs/filter", json={}, headers={"Authorization": "Basic " + token}).status_code)
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(CXMPUTE_HOME=str(tmp_path / "home"), PREFECT_HOME=str(tmp_path / "prefect"),
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="240")  # a busy machine starts it slowly
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=400,
-                          cwd=REPO)
+    env.update(
+        CXMPUTE_HOME=str(tmp_path / "home"),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="240",
+    )  # a busy machine starts it slowly
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=400, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["401", "200"]
 
 
-@pytest.mark.parametrize("argv", [  # `cxmpute run` is not one: it reaches the platform's API, never Prefect
-    ["deployments", "ls"],
-    ["serve", "--port", "1"],
-    ["up", "--no-provider", "--port", "1"],
-], ids=lambda argv: argv[0])
+@pytest.mark.parametrize(
+    "argv",
+    [  # `cxmpute run` is not one: it reaches the platform's API, never Prefect
+        ["deployments", "ls"],
+        ["serve", "--port", "1"],
+        ["up", "--no-provider", "--port", "1"],
+    ],
+    ids=lambda argv: argv[0],
+)
 def test_a_client_with_the_wrong_auth_string_stops_naming_it(prefect_api, argv):
     """Pointed at the platform's server with another credential, every entry point says so before it starts."""
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_API_AUTH_STRING": "cxmpute:" + "0" * 43}
-    done = subprocess.run([sys.executable, "-m", "cxmpute.cli", *argv], capture_output=True, text=True, env=env,
-                          timeout=120, cwd=REPO, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "cxmpute.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "PREFECT_API_AUTH_STRING" in done.stderr and "refuses" in done.stderr

@@ -61,8 +61,12 @@ def test_structural_errors_name_the_node():
 
 
 def test_unknown_pinned_version_and_undeclared_input():
-    doc = {"nodes": [{"id": "t", "agent": "io.template", "agent_version": "99", "params": {"template": "x"}},
-                     {"id": "i", "agent": "io.input", "params": {"name": "question"}}]}
+    doc = {
+        "nodes": [
+            {"id": "t", "agent": "io.template", "agent_version": "99", "params": {"template": "x"}},
+            {"id": "i", "agent": "io.input", "params": {"name": "question"}},
+        ]
+    }
     _, problems = validate(doc)
     assert ("unknown_version", "t") in codes(problems)
     assert ("unknown_input", "i") in codes(problems)
@@ -81,8 +85,10 @@ def test_saving_pins_agent_versions():
 def test_large_generated_workflow_validates():
     nodes = [{"id": f"n{i}", "agent": "io.template", "params": {"template": "{{ x }}"}} for i in range(300)]
     nodes[0]["params"]["variables"] = {"x": "seed"}
-    edges = [{"source": f"n{i}", "source_field": "text", "target": f"n{i + 1}", "target_field": "variables.x"}
-             for i in range(299)]
+    edges = [
+        {"source": f"n{i}", "source_field": "text", "target": f"n{i + 1}", "target_field": "variables.x"}
+        for i in range(299)
+    ]
     plan, problems = validate({"nodes": nodes, "edges": edges})
     assert problems == []
     assert plan.order[0] == "n0" and plan.order[-1] == "n299"
@@ -129,8 +135,12 @@ def test_documents_pinned_to_a_retired_version_migrate_explicitly(tmp_path):
     # the CLI reaches the same code path (the agent is only registered here, so check "nothing to migrate")
     path = tmp_path / "wf.yaml"
     path.write_text(dump_document(new))
-    out = subprocess.run([sys.executable, "-m", "cxmpute.cli", "workflows", "migrate", str(path)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "cxmpute.cli", "workflows", "migrate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and "nothing to migrate" in out.stdout
 
 
@@ -144,11 +154,18 @@ def run_input_problems(inputs: dict, given: dict, value=None) -> set[tuple[str, 
 
 
 def test_run_inputs_every_problem_at_once():
-    declared = {"topic": {"type": "string"}, "count": {"type": "integer", "default": 1},
-                "flags": {"type": "object", "required": False}}
+    declared = {
+        "topic": {"type": "string"},
+        "count": {"type": "integer", "default": 1},
+        "flags": {"type": "object", "required": False},
+    }
     found = run_input_problems(declared, {"topik": "x", "count": "3", "flags": [1]})
-    assert found == {("unknown_run_input", "inputs.topik"), ("missing_run_input", "inputs.topic"),
-                     ("bad_run_input", "inputs.count"), ("bad_run_input", "inputs.flags")}
+    assert found == {
+        ("unknown_run_input", "inputs.topik"),
+        ("missing_run_input", "inputs.topic"),
+        ("bad_run_input", "inputs.count"),
+        ("bad_run_input", "inputs.flags"),
+    }
 
 
 def test_an_input_without_a_default_is_required_unless_marked_optional():
@@ -158,13 +175,23 @@ def test_an_input_without_a_default_is_required_unless_marked_optional():
     assert run_input_problems({"topic": {"default": "markets"}}, {}) == set()
     assert run_input_problems({"topic": {}}, {}, value="from the node") == set()  # the node's value is a default
     assert run_input_problems({"topic": {"default": "x", "required": True}}, {}) == {
-        ("missing_run_input", "inputs.topic")}
+        ("missing_run_input", "inputs.topic")
+    }
 
 
-@pytest.mark.parametrize("kind,good,bad", [
-    ("string", "a", 1), ("number", 1.5, "1.5"), ("number", 2, True), ("integer", 3, 3.5), ("integer", 4.0, "4"),
-    ("boolean", False, 0), ("object", {"a": 1}, [1]), ("array", [1], {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "kind,good,bad",
+    [
+        ("string", "a", 1),
+        ("number", 1.5, "1.5"),
+        ("number", 2, True),
+        ("integer", 3, 3.5),
+        ("integer", 4.0, "4"),
+        ("boolean", False, 0),
+        ("object", {"a": 1}, [1]),
+        ("array", [1], {"a": 1}),
+    ],
+)
 def test_declared_input_types_are_enforced(kind, good, bad):
     assert run_input_problems({"topic": {"type": kind}}, {"topic": good}) == set()
     assert run_input_problems({"topic": {"type": kind}}, {"topic": bad}) == {("bad_run_input", "inputs.topic")}

@@ -12,8 +12,9 @@ from tests.support.up import UpPlatform, start_up, wait_until_ready
 @pytest.fixture(scope="session")
 def up(tmp_path_factory) -> UpPlatform:
     # TCG whatever the host offers: the journey proves the emulated path every CI machine has.
-    platform = start_up(tmp_path_factory.mktemp("journeys-up"), anonymous=True, provider=True,
-                        env={"CXMPUTE_VM_ACCEL": "tcg"})
+    platform = start_up(
+        tmp_path_factory.mktemp("journeys-up"), anonymous=True, provider=True, env={"CXMPUTE_VM_ACCEL": "tcg"}
+    )
     try:
         yield wait_until_ready(platform)
     finally:
@@ -24,5 +25,6 @@ def up(tmp_path_factory) -> UpPlatform:
 def journey(up, tmp_path):
     """``journey(name, timeout)``: the README's blocks for ``name``, run in a fresh clone-like directory from a
     user's second terminal; returns the run, its commands' outputs checked to have exited 0."""
-    return lambda name, timeout: run_journey(name, cwd=workspace(tmp_path / "clone"),
-                                             env=user_env(up, tmp_path / "home"), timeout=timeout).check(up)
+    return lambda name, timeout: run_journey(
+        name, cwd=workspace(tmp_path / "clone"), env=user_env(up, tmp_path / "home"), timeout=timeout
+    ).check(up)

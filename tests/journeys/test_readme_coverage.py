@@ -19,9 +19,11 @@ def test_every_shell_block_is_claimed_by_a_journey_with_a_test_module_or_exempt_
             if not block.reason:
                 problems.append(f"{block.where}: exempt without a reason: `<!-- journey: none (why) -->`")
         elif not (HERE / f"test_{block.journey}.py").exists():
-            problems.append(f"{block.where}: journey {block.journey!r} has no test module "
-                            f"(tests/journeys/test_{block.journey}.py), so nothing runs these commands: "
-                            + "; ".join(block.commands))
+            problems.append(
+                f"{block.where}: journey {block.journey!r} has no test module "
+                f"(tests/journeys/test_{block.journey}.py), so nothing runs these commands: "
+                + "; ".join(block.commands)
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -72,9 +74,11 @@ bare
     blocks, fences = readme.parse(text)
     first, second = blocks
     assert first.headings == ("Title", "Part") and first.journey == "demo" and first.line == 6
-    assert first.commands == ["X=$(cxmpute storage put a.txt)",
-                              'cxmpute run flows/t.yaml --input topic="a # not a comment"',
-                              "echo '#kept' ${#X}"]
+    assert first.commands == [
+        "X=$(cxmpute storage put a.txt)",
+        'cxmpute run flows/t.yaml --input topic="a # not a comment"',
+        "echo '#kept' ${#X}",
+    ]
     assert second.journey == "none" and second.reason == "needs a second machine"
     assert second.commands == ["cxmpute agents list", "curl -s host/healthz -H 'x: y'"]
     assert [f.language for f in fences] == ["sh", "console", ""]

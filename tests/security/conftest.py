@@ -20,8 +20,7 @@ def open_platform(tmp_path_factory) -> UpPlatform:
 def closed_platform(tmp_path_factory) -> UpPlatform:
     """`cxmpute up` with CXMPUTE_ALLOW_ANONYMOUS off, on PostgreSQL."""
     with postgres_database() as url:
-        platform = start_up(tmp_path_factory.mktemp("up-closed"), anonymous=False,
-                            env={"CXMPUTE_DATABASE_URL": url})
+        platform = start_up(tmp_path_factory.mktemp("up-closed"), anonymous=False, env={"CXMPUTE_DATABASE_URL": url})
         yield platform
         platform.stop()
 

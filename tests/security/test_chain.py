@@ -12,18 +12,44 @@ from compute.chain.client import vault_abi
 from tests.support.up import UpPlatform
 
 DEV_METHODS = ["eth_sendTransaction", "eth_accounts", "evm_mine", "testing_timeTravel"]
-NEVER_SERVED = ["evm_snapshot", "evm_revert", "evm_increaseTime", "evm_setNextBlockTimestamp",
-                "personal_sendTransaction", "personal_unlockAccount", "personal_importRawKey", "eth_sign", "eth_signTransaction",
-                "eth_signTypedData_v4", "miner_start", "debug_setHead", "eth_newFilter", "eth_newBlockFilter",
-                "admin_peers", "txpool_content"]
+NEVER_SERVED = [
+    "evm_snapshot",
+    "evm_revert",
+    "evm_increaseTime",
+    "evm_setNextBlockTimestamp",
+    "personal_sendTransaction",
+    "personal_unlockAccount",
+    "personal_importRawKey",
+    "eth_sign",
+    "eth_signTransaction",
+    "eth_signTypedData_v4",
+    "miner_start",
+    "debug_setHead",
+    "eth_newFilter",
+    "eth_newBlockFilter",
+    "admin_peers",
+    "txpool_content",
+]
 # Spellings a lax dispatcher might map onto a development method.
-LOOKALIKES = ["ETH_SENDTRANSACTION", "eth_sendtransaction", " eth_sendTransaction", "eth_sendTransaction ",
-              "eth_sendTransaction\n", "eth__sendTransaction", "evm_snapshot\x00", "Evm_Revert"]
+LOOKALIKES = [
+    "ETH_SENDTRANSACTION",
+    "eth_sendtransaction",
+    " eth_sendTransaction",
+    "eth_sendTransaction ",
+    "eth_sendTransaction\n",
+    "eth__sendTransaction",
+    "evm_snapshot\x00",
+    "Evm_Revert",
+]
 
 
 def rpc(platform: UpPlatform, method: str, params: list | None = None, headers: dict | None = None) -> httpx.Response:
-    return httpx.post(f"{platform.url}/v1/chain/rpc", json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                                            "params": params or []}, headers=headers, timeout=30)
+    return httpx.post(
+        f"{platform.url}/v1/chain/rpc",
+        json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []},
+        headers=headers,
+        timeout=30,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -46,9 +72,15 @@ def deposit(platform: UpPlatform, account, eth: float = 1) -> tuple[str, bytes]:
     """The account's own deposit to the vault, signed here and sent raw; (tx hash, raw transaction)."""
     w3 = platform.w3()
     vault = w3.eth.contract(address=platform.chain["vault_address"], abi=vault_abi())
-    tx = vault.functions.deposit().build_transaction({
-        "from": account.address, "value": int(eth * 10**18), "chainId": platform.chain["chain_id"],
-        "nonce": w3.eth.get_transaction_count(account.address), "gasPrice": w3.eth.gas_price})
+    tx = vault.functions.deposit().build_transaction(
+        {
+            "from": account.address,
+            "value": int(eth * 10**18),
+            "chainId": platform.chain["chain_id"],
+            "nonce": w3.eth.get_transaction_count(account.address),
+            "gasPrice": w3.eth.gas_price,
+        }
+    )
     raw = account.sign_transaction(tx).raw_transaction
     receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))
     assert receipt["status"] == 1
@@ -77,8 +109,10 @@ def test_anyone_reads_the_chain(platform):
 @pytest.mark.parametrize("method", DEV_METHODS)
 def test_development_methods_need_the_operator(platform, method):
     stranger = Account.create().address
-    params = {"eth_sendTransaction": [{"from": dev_account(platform), "to": stranger, "value": hex(10**18)}],
-              "testing_timeTravel": [2**40]}.get(method, [])
+    params = {
+        "eth_sendTransaction": [{"from": dev_account(platform), "to": stranger, "value": hex(10**18)}],
+        "testing_timeTravel": [2**40],
+    }.get(method, [])
     _, session = platform.new_user()
     for headers in (None, session, platform.api_key(session, ["account", "keys"])):
         assert refused(rpc(platform, method, params, headers)), (method, headers)
@@ -90,8 +124,13 @@ def test_send_transaction_from_the_dev_account_is_refused_to_everyone_but_the_op
     thief = Account.create().address
     payment = [{"from": dev_account(platform), "to": thief, "value": hex(5 * 10**18)}]
     assert refused(rpc(platform, "eth_sendTransaction", payment))
-    for forged in ("Bearer cxo_" + "x" * 43, platform.operator_token, f"Basic {platform.operator_token}",
-                   f"Bearer {platform.operator_token}x", f"Bearer {platform.operator_token[:-1]}"):
+    for forged in (
+        "Bearer cxo_" + "x" * 43,
+        platform.operator_token,
+        f"Basic {platform.operator_token}",
+        f"Bearer {platform.operator_token}x",
+        f"Bearer {platform.operator_token[:-1]}",
+    ):
         resp = rpc(platform, "eth_sendTransaction", payment, {"Authorization": forged})
         assert resp.status_code == 401 and "result" not in resp.json(), forged
     assert refused(rpc(platform, "eth_sendTransaction", payment, {"X-Operator": platform.operator_token}))
@@ -153,15 +192,25 @@ def test_a_user_deposits_with_a_signed_raw_transaction(platform):
 def test_raw_transactions_without_funds_or_malformed_are_refused_naming_params(platform):
     w3 = platform.w3()
     broke = Account.create()
-    tx = {"to": broke.address, "value": 10**18, "gas": 21000, "gasPrice": w3.eth.gas_price, "nonce": 0,
-          "chainId": platform.chain["chain_id"]}
+    tx = {
+        "to": broke.address,
+        "value": 10**18,
+        "gas": 21000,
+        "gasPrice": w3.eth.gas_price,
+        "nonce": 0,
+        "chainId": platform.chain["chain_id"],
+    }
     unfunded = rpc(platform, "eth_sendRawTransaction", [broke.sign_transaction(tx).raw_transaction.to_0x_hex()])
     assert unfunded.status_code == 400 and unfunded.json()["field"] == "params", unfunded.text
     for params in (["0x1234"], ["not hex"], [], [None], [{"to": broke.address}]):
         resp = rpc(platform, "eth_sendRawTransaction", params)
         assert resp.status_code == 400 and resp.json()["field"] == "params", (params, resp.text)
-    for method, params in (("eth_getBalance", ["nothex", "latest"]), ("eth_getBalance", []),
-                           ("eth_getBlockByNumber", ["tomorrow", False]), ("eth_call", [{"to": 7}, "latest"])):
+    for method, params in (
+        ("eth_getBalance", ["nothex", "latest"]),
+        ("eth_getBalance", []),
+        ("eth_getBlockByNumber", ["tomorrow", False]),
+        ("eth_call", [{"to": 7}, "latest"]),
+    ):
         resp = rpc(platform, method, params)
         assert resp.status_code == 400 and resp.json()["field"] == "params", (method, resp.text)
 

@@ -76,8 +76,9 @@ def auth(platform: UpPlatform) -> dict[str, str]:
 
 
 def invoke(platform: UpPlatform, agent: str, payload: dict, timeout: float = 120) -> httpx.Response:
-    return httpx.post(f"{platform.url}/v1/agents/{agent}/invoke", json={"input": payload}, headers=auth(platform),
-                      timeout=timeout)
+    return httpx.post(
+        f"{platform.url}/v1/agents/{agent}/invoke", json={"input": payload}, headers=auth(platform), timeout=timeout
+    )
 
 
 def assert_refused(resp: httpx.Response, field: str = "url") -> None:
@@ -91,9 +92,28 @@ def port_of(url: str) -> int:
 
 def loopback_spellings(port: int, tag: str) -> list[str]:
     """Every way to write "this machine" that resolves or parses to it."""
-    spellings = ["127.0.0.1", "localhost", "localhost.", "LOCALHOST", "127.1", "127.0.1", "0x7f000001", "0x7f.1",
-                 "2130706433", "017700000001", "0177.0.0.1", "127.0.0.2", "127.255.255.254", "0.0.0.0", "0",
-                 "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]", "[::]"]
+    spellings = [
+        "127.0.0.1",
+        "localhost",
+        "localhost.",
+        "LOCALHOST",
+        "127.1",
+        "127.0.1",
+        "0x7f000001",
+        "0x7f.1",
+        "2130706433",
+        "017700000001",
+        "0177.0.0.1",
+        "127.0.0.2",
+        "127.255.255.254",
+        "0.0.0.0",
+        "0",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[0:0:0:0:0:ffff:127.0.0.1]",
+        "[::]",
+    ]
     host = socket.gethostname()
     try:
         if all(a[4][0].startswith(("127.", "::1")) or a[4][0] == host for a in socket.getaddrinfo(host, None)):
@@ -113,7 +133,8 @@ def wait_run(platform: UpPlatform, run_id: str, timeout: float = 240) -> dict:
     while time.monotonic() < deadline:
         view = httpx.get(f"{platform.url}/v1/runs/{run_id}", headers=auth(platform), timeout=30).json()
         if view["state"] in ("completed", "failed", "cancelled") and all(
-                n["state"] in ("completed", "failed", "cancelled", "skipped") for n in view["nodes"].values()):
+            n["state"] in ("completed", "failed", "cancelled", "skipped") for n in view["nodes"].values()
+        ):
             return view
         time.sleep(0.5)
     raise AssertionError(f"run {run_id} did not finish: {view}")
@@ -121,25 +142,43 @@ def wait_run(platform: UpPlatform, run_id: str, timeout: float = 240) -> dict:
 
 # The platform's own services, named directly -------------------------------------------------------------
 
+
 def test_http_request_cannot_reach_the_prefect_api(platform: UpPlatform) -> None:
-    for method, path in [("GET", "/health"), ("POST", "/flow_runs/filter"), ("POST", "/deployments/filter"),
-                         ("DELETE", "/flow_runs/00000000-0000-0000-0000-000000000000")]:
-        resp = invoke(platform, "http.request", {"url": platform.prefect_url + path, "method": method,
-                                                 "json_body": {}})
+    for method, path in [
+        ("GET", "/health"),
+        ("POST", "/flow_runs/filter"),
+        ("POST", "/deployments/filter"),
+        ("DELETE", "/flow_runs/00000000-0000-0000-0000-000000000000"),
+    ]:
+        resp = invoke(platform, "http.request", {"url": platform.prefect_url + path, "method": method, "json_body": {}})
         assert_refused(resp)
         assert "text" not in resp.json()
 
 
 def test_http_request_cannot_reach_the_platform_api(platform: UpPlatform) -> None:
     for path in ["/healthz", "/v1/storage/files", "/v1/chain/rpc", "/v1/agents/http.request/invoke"]:
-        assert_refused(invoke(platform, "http.request", {"url": platform.url + path, "method": "POST",
-                                                         "headers": platform.operator, "json_body": {}}))
+        assert_refused(
+            invoke(
+                platform,
+                "http.request",
+                {"url": platform.url + path, "method": "POST", "headers": platform.operator, "json_body": {}},
+            )
+        )
 
 
 def test_http_request_cannot_reach_databases_or_metadata(platform: UpPlatform) -> None:
-    for url in ["http://127.0.0.1:5432/", "http://localhost:6379/", "http://10.0.0.1/", "http://192.168.1.1/",
-                "http://172.16.0.1/", "http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/",
-                "http://100.100.100.200/", "http://[fe80::1%25lo]/", "http://100.64.0.1/"]:
+    for url in [
+        "http://127.0.0.1:5432/",
+        "http://localhost:6379/",
+        "http://10.0.0.1/",
+        "http://192.168.1.1/",
+        "http://172.16.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://100.100.100.200/",
+        "http://[fe80::1%25lo]/",
+        "http://100.64.0.1/",
+    ]:
         assert_refused(invoke(platform, "http.request", {"url": url, "timeout": 5}))
 
 
@@ -151,10 +190,20 @@ def test_every_spelling_of_loopback_is_refused(platform: UpPlatform, canary: Htt
 
 
 def test_only_http_and_https_leave(platform: UpPlatform, canary: HttpCanary) -> None:
-    for url in ["file:///etc/passwd", "file://localhost/etc/passwd", f"gopher://127.0.0.1:{canary.port}/_GET%20/gopher",
-                f"dict://127.0.0.1:{canary.port}/info", f"ftp://127.0.0.1:{canary.port}/", "data:text/plain,hi",
-                "javascript:alert(1)", f"//127.0.0.1:{canary.port}/relative", f"localhost:{canary.port}/noscheme",
-                f"ws://127.0.0.1:{canary.port}/ws", "http:///etc/passwd", "http://:80/"]:
+    for url in [
+        "file:///etc/passwd",
+        "file://localhost/etc/passwd",
+        f"gopher://127.0.0.1:{canary.port}/_GET%20/gopher",
+        f"dict://127.0.0.1:{canary.port}/info",
+        f"ftp://127.0.0.1:{canary.port}/",
+        "data:text/plain,hi",
+        "javascript:alert(1)",
+        f"//127.0.0.1:{canary.port}/relative",
+        f"localhost:{canary.port}/noscheme",
+        f"ws://127.0.0.1:{canary.port}/ws",
+        "http:///etc/passwd",
+        "http://:80/",
+    ]:
         assert_refused(invoke(platform, "http.request", {"url": url, "timeout": 5}))
     assert not [h for h in canary.hits if "gopher" in h or "relative" in h or "noscheme" in h or "/ws" in h]
 
@@ -166,11 +215,24 @@ def test_web_agents_cannot_reach_internal_services(platform: UpPlatform) -> None
 
 
 def test_a_workflow_node_cannot_reach_internal_services(platform: UpPlatform, canary: HttpCanary) -> None:
-    targets = {"prefect": platform.prefect_url + "/flow_runs/filter", "api": platform.url + "/v1/storage/files",
-               "pg": "http://127.0.0.1:5432/", "loop": f"http://0x7f000001:{canary.port}/workflow"}
-    doc = {"name": "egress", "nodes": [
-        {"id": node, "agent": "http.request", "params": {"url": url, "method": "POST", "timeout": 5},
-         "options": {"cache": False}} for node, url in targets.items()]}
+    targets = {
+        "prefect": platform.prefect_url + "/flow_runs/filter",
+        "api": platform.url + "/v1/storage/files",
+        "pg": "http://127.0.0.1:5432/",
+        "loop": f"http://0x7f000001:{canary.port}/workflow",
+    }
+    doc = {
+        "name": "egress",
+        "nodes": [
+            {
+                "id": node,
+                "agent": "http.request",
+                "params": {"url": url, "method": "POST", "timeout": 5},
+                "options": {"cache": False},
+            }
+            for node, url in targets.items()
+        ],
+    }
     resp = httpx.post(f"{platform.url}/v1/runs", json={"document": doc}, headers=auth(platform), timeout=60)
     assert resp.status_code == 202, resp.text[:500]
     view = wait_run(platform, resp.json()["id"])
@@ -184,6 +246,7 @@ def test_a_workflow_node_cannot_reach_internal_services(platform: UpPlatform, ca
 
 # An operator's exemptions do not open internal services, and redirects are checked hop by hop ---------
 
+
 def test_the_exempted_site_is_reachable(exempting: UpPlatform, site: HttpCanary) -> None:
     resp = invoke(exempting, "http.request", {"url": f"{site.url}/hello"})
     assert resp.status_code == 200, resp.text[:500]
@@ -191,8 +254,12 @@ def test_the_exempted_site_is_reachable(exempting: UpPlatform, site: HttpCanary)
 
 
 def test_the_exemption_is_exact(exempting: UpPlatform, site: HttpCanary, canary: HttpCanary) -> None:
-    for url in [f"http://0x7f000001:{site.port}/inexact", f"http://127.1:{site.port}/inexact",
-                f"http://[::ffff:127.0.0.1]:{site.port}/inexact", f"http://127.0.0.1:{canary.port}/inexact"]:
+    for url in [
+        f"http://0x7f000001:{site.port}/inexact",
+        f"http://127.1:{site.port}/inexact",
+        f"http://[::ffff:127.0.0.1]:{site.port}/inexact",
+        f"http://127.0.0.1:{canary.port}/inexact",
+    ]:
         assert_refused(invoke(exempting, "http.request", {"url": url, "timeout": 5}))
     assert not [h for h in site.hits + canary.hits if "/inexact" in h]
 
@@ -202,8 +269,12 @@ def test_an_exempted_name_still_cannot_reach_internal_services(exempting: UpPlat
     # internal services stay closed whatever the exemptions.
     assert invoke(exempting, "http.request", {"url": f"http://localhost:{canary.port}/named"}).status_code == 200
     prefect, api = port_of(exempting.prefect_url), port_of(exempting.url)
-    for url in [f"http://localhost:{prefect}/api/health", f"http://localhost:{api}/healthz",
-                f"http://LOCALHOST:{prefect}/api/health", f"http://localhost:{api}/v1/storage/files"]:
+    for url in [
+        f"http://localhost:{prefect}/api/health",
+        f"http://localhost:{api}/healthz",
+        f"http://LOCALHOST:{prefect}/api/health",
+        f"http://localhost:{api}/v1/storage/files",
+    ]:
         resp = invoke(exempting, "http.request", {"url": url, "headers": exempting.operator})
         assert_refused(resp)
         assert "internal services" in resp.json()["detail"], resp.text[:500]
@@ -211,13 +282,21 @@ def test_an_exempted_name_still_cannot_reach_internal_services(exempting: UpPlat
 
 def test_redirects_are_checked_at_every_hop(exempting: UpPlatform, site: HttpCanary, canary: HttpCanary) -> None:
     prefect, api = port_of(exempting.prefect_url), port_of(exempting.url)
-    targets = [exempting.prefect_url + "/health", f"http://localhost:{prefect}/api/health", exempting.url + "/healthz",
-               f"http://localhost:{api}/v1/storage/files", "http://127.0.0.1:5432/",
-               "http://169.254.169.254/latest/meta-data/", f"http://127.0.0.2:{canary.port}/hop",
-               f"http://0x7f000001:{canary.port}/hop", f"http://[::1]:{canary.port}/hop", "file:///etc/passwd",
-               f"gopher://127.0.0.1:{canary.port}/_hop",
-               # a redirect to the site itself that then redirects inside: the second hop is checked too
-               f"{site.url}/redirect?to={quote(f'http://127.0.0.2:{canary.port}/hop')}"]
+    targets = [
+        exempting.prefect_url + "/health",
+        f"http://localhost:{prefect}/api/health",
+        exempting.url + "/healthz",
+        f"http://localhost:{api}/v1/storage/files",
+        "http://127.0.0.1:5432/",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://127.0.0.2:{canary.port}/hop",
+        f"http://0x7f000001:{canary.port}/hop",
+        f"http://[::1]:{canary.port}/hop",
+        "file:///etc/passwd",
+        f"gopher://127.0.0.1:{canary.port}/_hop",
+        # a redirect to the site itself that then redirects inside: the second hop is checked too
+        f"{site.url}/redirect?to={quote(f'http://127.0.0.2:{canary.port}/hop')}",
+    ]
     for target in targets:
         url = f"{site.url}/redirect?to={quote(target, safe='')}"
         resp = invoke(exempting, "http.request", {"url": url, "timeout": 5})
@@ -228,17 +307,21 @@ def test_redirects_are_checked_at_every_hop(exempting: UpPlatform, site: HttpCan
 
 
 def test_the_browser_follows_no_redirect_inside(exempting: UpPlatform, site: HttpCanary, canary: HttpCanary) -> None:
-    for target in [exempting.prefect_url + "/health", exempting.url + "/healthz",
-                   f"http://localhost:{port_of(exempting.prefect_url)}/api/health",
-                   f"http://127.0.0.2:{canary.port}/browser-hop"]:
+    for target in [
+        exempting.prefect_url + "/health",
+        exempting.url + "/healthz",
+        f"http://localhost:{port_of(exempting.prefect_url)}/api/health",
+        f"http://127.0.0.2:{canary.port}/browser-hop",
+    ]:
         url = f"{site.url}/redirect?to={quote(target, safe='')}"
         resp = invoke(exempting, "web.browser", {"actions": [{"type": "goto", "url": url}]})
         assert_refused(resp, "actions.0.url")
     assert not [h for h in canary.hits if "browser-hop" in h]
 
 
-def test_webrtc_sends_nothing_past_the_proxy(exempting: UpPlatform, site: HttpCanary, udp: UdpCanary,
-                                             tcp: TcpCanary) -> None:
+def test_webrtc_sends_nothing_past_the_proxy(
+    exempting: UpPlatform, site: HttpCanary, udp: UdpCanary, tcp: TcpCanary
+) -> None:
     """STUN and TURN would leave as the browser's own UDP (and TCP) sockets, beside the egress proxy."""
     site.pages["webrtc"] = f"""<!doctype html><title>rtc</title><p id="state">starting</p><script>
 const report = s => {{ const p = document.createElement('p'); p.id = 'done'; p.textContent = s;
@@ -249,15 +332,25 @@ const PC = window.RTCPeerConnection || window.webkitRTCPeerConnection ||
 if (!PC) {{ report('no peer connections'); }} else {{
   const pc = new PC({{iceServers: [{{urls: 'stun:127.0.0.1:{udp.port}'}},
                                    {{urls: 'turn:127.0.0.1:{tcp.port}?transport=tcp', username: 'u', credential: 'p'}},
-                                   {{urls: 'turn:127.0.0.1:{udp.port}?transport=udp', username: 'u', credential: 'p'}}]}});
+                                   {{urls: 'turn:127.0.0.1:{udp.port}?transport=udp',
+                                     username: 'u', credential: 'p'}}]}});
   pc.createDataChannel('leak');
   pc.onicegatheringstatechange = () => {{ if (pc.iceGatheringState === 'complete') report('gathered'); }};
   pc.createOffer().then(o => pc.setLocalDescription(o));
   setTimeout(() => report('gathering'), 5000);
 }}
 </script>"""
-    resp = invoke(exempting, "web.browser", {"start_url": f"{site.url}/page/webrtc", "actions": [
-        {"type": "wait_for", "selector": "#done", "timeout_seconds": 30}, {"type": "extract_text", "selector": "#done"}]})
+    resp = invoke(
+        exempting,
+        "web.browser",
+        {
+            "start_url": f"{site.url}/page/webrtc",
+            "actions": [
+                {"type": "wait_for", "selector": "#done", "timeout_seconds": 30},
+                {"type": "extract_text", "selector": "#done"},
+            ],
+        },
+    )
     assert resp.status_code == 200, resp.text[:500]
     assert resp.json()["output"]["ok"], resp.text[:500]
     assert udp.received() == 0 and tcp.connections == 0
@@ -265,10 +358,12 @@ if (!PC) {{ report('no peer connections'); }} else {{
 
 # Prompt templates: no stall, no flood, no escape ----------------------------------------------------------
 
+
 def test_a_template_bomb_does_not_stall_the_api(platform: UpPlatform) -> None:
     result: dict[str, httpx.Response] = {}
-    bomb = threading.Thread(target=lambda: result.update(
-        bomb=invoke(platform, "io.template", {"template": BOMB}, timeout=300)))
+    bomb = threading.Thread(
+        target=lambda: result.update(bomb=invoke(platform, "io.template", {"template": BOMB}, timeout=300))
+    )
     bomb.start()
     answered_during_bomb = False
     while bomb.is_alive():
@@ -283,20 +378,29 @@ def test_a_template_bomb_does_not_stall_the_api(platform: UpPlatform) -> None:
 
 
 def test_slow_templates_of_every_shape_are_stopped(platform: UpPlatform) -> None:
-    for template in ["{{ lipsum(n=1000000) }}",
-                     ("{% for x in range(100000) %}{% for y in range(100000) %}{{ '' }}{% endfor %}{% endfor %}"),
-                     ("{% macro f(n) %}{% for i in range(100000) %}{{ f(n) if n > 100000 else '' }}{% endfor %}"
-                      "{% endmacro %}{% for i in range(100000) %}{{ f(i) }}{% endfor %}")]:
+    for template in [
+        "{{ lipsum(n=1000000) }}",
+        ("{% for x in range(100000) %}{% for y in range(100000) %}{{ '' }}{% endfor %}{% endfor %}"),
+        (
+            "{% macro f(n) %}{% for i in range(100000) %}{{ f(n) if n > 100000 else '' }}{% endfor %}"
+            "{% endmacro %}{% for i in range(100000) %}{{ f(i) }}{% endfor %}"
+        ),
+    ]:
         resp = invoke(platform, "io.template", {"template": template})
         assert resp.status_code == 422, resp.text[:500]
         assert resp.json()["field"] == "template"
 
 
 def test_oversized_template_output_is_refused(platform: UpPlatform) -> None:
-    for template, variables in [("{{ 'x' * 50000000 }}", {}), ("{{ s * 100000 }}", {"s": "y" * 1000}),
-                                ("{% for i in range(100000) %}{{ 'z' * 100 }}{% endfor %}", {}),
-                                ("{{ 'w' | center(20000000) }}", {}), ("{{ '%020000000d' % 1 }}", {}),
-                                ("{{ '{:>20000000}'.format(1) }}", {}), ("{{ 'x' * 1000000000 }}", {})]:
+    for template, variables in [
+        ("{{ 'x' * 50000000 }}", {}),
+        ("{{ s * 100000 }}", {"s": "y" * 1000}),
+        ("{% for i in range(100000) %}{{ 'z' * 100 }}{% endfor %}", {}),
+        ("{{ 'w' | center(20000000) }}", {}),
+        ("{{ '%020000000d' % 1 }}", {}),
+        ("{{ '{:>20000000}'.format(1) }}", {}),
+        ("{{ 'x' * 1000000000 }}", {}),
+    ]:
         resp = invoke(platform, "io.template", {"template": template, "variables": variables})
         assert resp.status_code == 422, f"{template}: {resp.text[:500]}"
         assert resp.json()["field"] == "template"
@@ -304,12 +408,21 @@ def test_oversized_template_output_is_refused(platform: UpPlatform) -> None:
 
 
 def test_templates_cannot_leave_the_sandbox(platform: UpPlatform) -> None:
-    for template in ["{{ ''.__class__.__mro__[1].__subclasses__() }}", "{{ cycler.__init__.__globals__ }}",
-                     "{{ self.__init__.__globals__ }}", "{{ namespace.__init__.__globals__['os'] }}",
-                     "{{ lipsum.__globals__['os'].popen('id').read() }}", "{{ range.__self__ }}",
-                     "{{ joiner.__init__.__globals__.__builtins__ }}", "{{ ().__class__.__base__.__subclasses__() }}",
-                     "{% set x = {}.__class__ %}{{ x.__subclasses__() }}", "{{ [].__class__.__base__ }}",
-                     "{{ 1/0 }}", "{% if %}", "{{ undefined_name.attr }}"]:
+    for template in [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ self.__init__.__globals__ }}",
+        "{{ namespace.__init__.__globals__['os'] }}",
+        "{{ lipsum.__globals__['os'].popen('id').read() }}",
+        "{{ range.__self__ }}",
+        "{{ joiner.__init__.__globals__.__builtins__ }}",
+        "{{ ().__class__.__base__.__subclasses__() }}",
+        "{% set x = {}.__class__ %}{{ x.__subclasses__() }}",
+        "{{ [].__class__.__base__ }}",
+        "{{ 1/0 }}",
+        "{% if %}",
+        "{{ undefined_name.attr }}",
+    ]:
         resp = invoke(platform, "io.template", {"template": template})
         assert resp.status_code in (400, 422), f"{template}: {resp.text[:500]}"
         assert resp.json()["field"] in ("template", "variables"), resp.text[:500]
@@ -317,15 +430,20 @@ def test_templates_cannot_leave_the_sandbox(platform: UpPlatform) -> None:
 
 
 def test_templates_still_render(platform: UpPlatform) -> None:
-    resp = invoke(platform, "io.template", {"template": "Hi {{ who }}: {{ items | join(', ') }}",
-                                            "variables": {"who": "Ada", "items": [1, 2, 3]}})
+    resp = invoke(
+        platform,
+        "io.template",
+        {"template": "Hi {{ who }}: {{ items | join(', ') }}", "variables": {"who": "Ada", "items": [1, 2, 3]}},
+    )
     assert resp.status_code == 200, resp.text[:500]
     assert resp.json()["output"]["text"] == "Hi Ada: 1, 2, 3"
 
 
 def test_a_template_bomb_in_a_workflow_fails_its_node(platform: UpPlatform) -> None:
-    doc = {"name": "bomb", "nodes": [{"id": "t", "agent": "io.template", "params": {"template": BOMB},
-                                      "options": {"cache": False}}]}
+    doc = {
+        "name": "bomb",
+        "nodes": [{"id": "t", "agent": "io.template", "params": {"template": BOMB}, "options": {"cache": False}}],
+    }
     resp = httpx.post(f"{platform.url}/v1/runs", json={"document": doc}, headers=auth(platform), timeout=60)
     assert resp.status_code == 202, resp.text[:500]
     view = wait_run(platform, resp.json()["id"])

@@ -56,6 +56,7 @@ def refused(r: httpx.Response, status: int, field: str) -> bool:
 
 # ---- against the real `cxmpute up`, anonymous use on and off ------------------------------------------------
 
+
 @pytest.mark.parametrize("method,path", JSON_ROUTES)
 def test_a_100000_deep_body_is_refused_and_the_api_lives_on(platform: UpPlatform, method, path):
     r = httpx.request(method, platform.url + path, content=DEEP, headers=JSON, timeout=60)
@@ -75,15 +76,18 @@ def test_the_depth_cap_is_exact_and_counts_only_structure(platform: UpPlatform):
     assert httpx.post(url, content=text, headers=JSON, timeout=60).status_code == 200
 
 
-@pytest.mark.parametrize("disguise", [
-    pytest.param(lambda deep: b'["\\\\", ' + deep + b"]", id="after-an-escaped-backslash"),
-    pytest.param(lambda deep: b'["\\"]", ' + deep + b"]", id="after-a-string-with-an-escaped-quote"),
-    pytest.param(lambda deep: deep.decode().encode("utf-16"), id="utf-16"),
-    pytest.param(lambda deep: deep.decode().encode("utf-32-le"), id="utf-32"),
-    pytest.param(lambda deep: b"\xef\xbb\xbf" + deep, id="byte-order-mark"),
-    pytest.param(lambda deep: deep.replace(b"[", b"{", 50_000), id="mixed-brackets"),
-    pytest.param(lambda deep: b"[" * 100_000, id="never-closed"),
-])
+@pytest.mark.parametrize(
+    "disguise",
+    [
+        pytest.param(lambda deep: b'["\\\\", ' + deep + b"]", id="after-an-escaped-backslash"),
+        pytest.param(lambda deep: b'["\\"]", ' + deep + b"]", id="after-a-string-with-an-escaped-quote"),
+        pytest.param(lambda deep: deep.decode().encode("utf-16"), id="utf-16"),
+        pytest.param(lambda deep: deep.decode().encode("utf-32-le"), id="utf-32"),
+        pytest.param(lambda deep: b"\xef\xbb\xbf" + deep, id="byte-order-mark"),
+        pytest.param(lambda deep: deep.replace(b"[", b"{", 50_000), id="mixed-brackets"),
+        pytest.param(lambda deep: b"[" * 100_000, id="never-closed"),
+    ],
+)
 def test_deep_nesting_is_found_however_it_is_dressed(platform: UpPlatform, disguise):
     r = httpx.post(f"{platform.url}/v1/chain/rpc", content=disguise(DEEP), headers=JSON, timeout=60)
     assert refused(r, 422, "body"), r.text
@@ -91,8 +95,9 @@ def test_deep_nesting_is_found_however_it_is_dressed(platform: UpPlatform, disgu
 
 
 def test_a_deep_body_with_no_json_content_type_is_refused_too(platform: UpPlatform):
-    r = httpx.post(f"{platform.url}/v1/workflows/validate", content=DEEP, headers={"Content-Type": "text/plain"},
-                   timeout=60)
+    r = httpx.post(
+        f"{platform.url}/v1/workflows/validate", content=DEEP, headers={"Content-Type": "text/plain"}, timeout=60
+    )
     assert refused(r, 422, "body"), r.text
 
 
@@ -107,7 +112,7 @@ def _raw(platform: UpPlatform, head: str, chunks: list[bytes] = ()) -> tuple[int
         reader = sock.makefile("rb")
         status = int(reader.readline().split()[1])
         length = 0
-        while (line := reader.readline().strip()):
+        while line := reader.readline().strip():
             name, _, value = line.decode().partition(":")
             if name.lower() == "content-length":
                 length = int(value)
@@ -115,49 +120,64 @@ def _raw(platform: UpPlatform, head: str, chunks: list[bytes] = ()) -> tuple[int
 
 
 def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_sent(platform: UpPlatform):
-    status, body = _raw(platform, textwrap.dedent(f"""\
+    status, body = _raw(
+        platform,
+        textwrap.dedent(f"""\
         POST /v1/workflows/validate HTTP/1.1
         Host: api
         Content-Type: application/json
         Content-Length: {10**12}
-        """))
+        """),
+    )
     assert status == 413 and body["field"] == "body"
 
 
 def test_a_chunked_body_is_refused_once_it_passes_the_cap(platform: UpPlatform):
     chunk = b"%x\r\n" % MB + b" " * MB + b"\r\n"
-    status, body = _raw(platform, textwrap.dedent("""\
+    status, body = _raw(
+        platform,
+        textwrap.dedent("""\
         POST /v1/chain/rpc HTTP/1.1
         Host: api
         Content-Type: application/json
         Transfer-Encoding: chunked
-        """), [chunk] * (MAX_BODY // MB + 1))
+        """),
+        [chunk] * (MAX_BODY // MB + 1),
+    )
     assert status == 413 and body["field"] == "body"
 
 
 def test_a_checkpoint_upload_without_a_live_rank_token_is_refused_before_its_body(platform: UpPlatform):
     # Announces a checkpoint within its limit and sends a little of it: only a live rank's token makes the
     # platform read (and buffer) the rest.
-    status, body = _raw(platform, textwrap.dedent(f"""\
+    status, body = _raw(
+        platform,
+        textwrap.dedent(f"""\
         POST /v1/training/ranks/not-a-token/checkpoints?step=1 HTTP/1.1
         Host: api
         Content-Length: {MAX_CHECKPOINT_BYTES}
-        """), [b"\0" * MB])
+        """),
+        [b"\0" * MB],
+    )
     assert status == 404 and body["field"] == "token"
 
 
 def test_a_storage_upload_streams_past_the_json_cap(platform: UpPlatform):
     auth = {} if platform.anonymous else platform.new_user()[1]
     size = MAX_BODY + 1
-    r = httpx.post(f"{platform.url}/v1/storage/files", params={"name": "big.bin"}, content=b"\0" * size,
-                   headers=auth, timeout=300)
+    r = httpx.post(
+        f"{platform.url}/v1/storage/files", params={"name": "big.bin"}, content=b"\0" * size, headers=auth, timeout=300
+    )
     assert r.status_code == 201 and r.json()["file"]["size"] == size, r.text
 
 
 @pytest.mark.parametrize("value", [str(2**63), str(2**64), str(-(2**63) - 1), str(10**400), "9" * 5000])
 def test_an_integer_past_64_bits_in_a_query_is_refused_naming_it(platform: UpPlatform, value):
-    for path, name in [("/v1/market/provisions", "offset"), ("/v1/workflows/some-id", "version"),
-                       ("/v1/runs", "offset")]:
+    for path, name in [
+        ("/v1/market/provisions", "offset"),
+        ("/v1/workflows/some-id", "version"),
+        ("/v1/runs", "offset"),
+    ]:
         r = httpx.get(platform.url + path, params={name: value}, timeout=60)
         assert refused(r, 422, name), f"{path}: {r.text}"
 
@@ -167,11 +187,14 @@ def test_the_largest_64_bit_integer_is_still_accepted(platform: UpPlatform):
     assert r.status_code == 200 and r.json() == [], r.text
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"kind": "vm", "price_max_gwei": 100, "duration_s": 2**64}, "duration_s"),
-    ({"kind": "vm", "price_max_gwei": 100, "resources": {"cpu": 1, "memory_mb": 2**70}}, "resources.memory_mb"),
-    ([{"a": [0, -(2**63) - 1]}], "0.a.1"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"kind": "vm", "price_max_gwei": 100, "duration_s": 2**64}, "duration_s"),
+        ({"kind": "vm", "price_max_gwei": 100, "resources": {"cpu": 1, "memory_mb": 2**70}}, "resources.memory_mb"),
+        ([{"a": [0, -(2**63) - 1]}], "0.a.1"),
+    ],
+)
 def test_an_integer_past_64_bits_in_a_body_is_refused_naming_it(platform: UpPlatform, body, field):
     r = httpx.post(f"{platform.url}/v1/market/quote", content=json.dumps(body), headers=JSON, timeout=60)
     assert refused(r, 422, field), r.text
@@ -183,12 +206,14 @@ def test_an_integer_sent_as_text_is_refused_where_it_is_used(platform: UpPlatfor
     document = load_document(Path(flows.__file__).parent / "templates" / "diamond.yaml")
     saved = httpx.post(f"{platform.url}/v1/workflows", json=document, headers=auth, timeout=60)
     assert saved.status_code == 201, saved.text
-    r = httpx.post(f"{platform.url}/v1/workflows/{saved.json()['id']}/runs", json={"version": str(2**64)},
-                   headers=auth, timeout=60)
+    r = httpx.post(
+        f"{platform.url}/v1/workflows/{saved.json()['id']}/runs", json={"version": str(2**64)}, headers=auth, timeout=60
+    )
     assert refused(r, 422, "version"), r.text
 
 
 # ---- the app itself ------------------------------------------------------------------------------------------
+
 
 def test_the_app_brings_the_recursion_limit_back_down():
     from web.app import create_app
@@ -246,8 +271,15 @@ def test_a_deep_document_past_the_edge_cannot_crash_the_process(tmp_path):
         print(" ".join(outcomes))
     """)
     env = {"CXMPUTE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=Path(limits.__file__).parents[1], check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(limits.__file__).parents[1],
+        check=False,
+    )
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
     assert done.stdout.split() == ["refused", "refused"]
 

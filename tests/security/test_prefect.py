@@ -46,8 +46,13 @@ ROUTES = [
     ("GET", "/version", None),
     ("GET", "/openapi.json", None),
 ]
-WEBSOCKETS = ["/events/in", "/events/out", "/logs/out", "/task_runs/subscriptions/scheduled",
-              "/work_pools/cxmpute-network/workers/connect"]
+WEBSOCKETS = [
+    "/events/in",
+    "/events/out",
+    "/logs/out",
+    "/task_runs/subscriptions/scheduled",
+    "/work_pools/cxmpute-network/workers/connect",
+]
 
 
 def _ws(platform) -> str:
@@ -62,8 +67,12 @@ def test_every_prefect_route_refuses_a_caller_without_the_auth_string(platform):
             answered[f"{method} {path}"] = (resp.status_code, resp.text[:200])
     assert answered == {}
     # the same request with the credential is answered: the refusals above are the credential's doing
-    ok = httpx.post(platform.prefect_url + "/flow_runs/filter", json={}, timeout=10,
-                    headers=basic(platform_auth_string(platform.home)))
+    ok = httpx.post(
+        platform.prefect_url + "/flow_runs/filter",
+        json={},
+        timeout=10,
+        headers=basic(platform_auth_string(platform.home)),
+    )
     assert ok.status_code == 200, ok.text
 
 
@@ -114,21 +123,33 @@ def test_every_websocket_refuses_a_client_without_the_auth_string(platform):
         )
     assert outcomes == {path: ("refused 403", "closed 1008", "closed 1008", "closed 1008") for path in WEBSOCKETS}
     # a forged state-change event (the way task-run states reach Prefect) in place of the handshake
-    forged = {"occurred": "2030-01-01T00:00:00Z", "event": "prefect.task-run.Completed",
-              "resource": {"prefect.resource.id": f"prefect.task-run.{SOME_ID}"}, "id": str(uuid.uuid4())}
+    forged = {
+        "occurred": "2030-01-01T00:00:00Z",
+        "event": "prefect.task-run.Completed",
+        "resource": {"prefect.resource.id": f"prefect.task-run.{SOME_ID}"},
+        "id": str(uuid.uuid4()),
+    }
     assert websocket_outcome(_ws(platform) + "/events/in", subprotocols=["prefect"], first=forged) == "closed 1008"
     # and with the credential the same sockets open: the platform's own clients get through
-    assert {path: websocket_outcome(_ws(platform) + path, subprotocols=["prefect"],
-                                    first={"type": "auth", "token": right}) for path in WEBSOCKETS} \
-        == {path: "accepted" for path in WEBSOCKETS}
+    assert {
+        path: websocket_outcome(_ws(platform) + path, subprotocols=["prefect"], first={"type": "auth", "token": right})
+        for path in WEBSOCKETS
+    } == {path: "accepted" for path in WEBSOCKETS}
 
 
 def test_the_open_probes_reveal_nothing(platform):
     assert httpx.get(platform.prefect_url + "/health", timeout=10).json() is True
     assert httpx.get(platform.prefect_url + "/ready", timeout=10).json() == {"message": "OK"}
     # only GET on exactly those paths is let through
-    tricks = [("POST", "/health"), ("GET", "/health/"), ("GET", "/HEALTH"), ("GET", "//flow_runs/filter"),
-              ("GET", "/health/../version"), ("GET", "/health%2F..%2Fversion"), ("GET", "/ready/../admin/settings")]
+    tricks = [
+        ("POST", "/health"),
+        ("GET", "/health/"),
+        ("GET", "/HEALTH"),
+        ("GET", "//flow_runs/filter"),
+        ("GET", "/health/../version"),
+        ("GET", "/health%2F..%2Fversion"),
+        ("GET", "/ready/../admin/settings"),
+    ]
     answered = {}
     base = httpx.URL(platform.prefect_url)
     for method, path in tricks:
@@ -139,8 +160,12 @@ def test_the_open_probes_reveal_nothing(platform):
         if resp.status_code != 401:
             answered[f"{method} {path}"] = (resp.status_code, resp.text[:100])
     assert answered == {}
-    spoofed = httpx.post(platform.prefect_url + "/flow_runs/filter", json={}, timeout=10,
-                         headers={"Host": "localhost/api/health", "X-Forwarded-Prefix": "/api/health"})
+    spoofed = httpx.post(
+        platform.prefect_url + "/flow_runs/filter",
+        json={},
+        timeout=10,
+        headers={"Host": "localhost/api/health", "X-Forwarded-Prefix": "/api/health"},
+    )
     assert spoofed.status_code == 401
 
 
@@ -181,28 +206,34 @@ def _poll_run(platform, run_id: str, auth: dict[str, str], until: set[str], time
 def test_a_run_cannot_be_answered_through_prefect_and_completes_through_the_platform(platform):
     _, auth = platform.new_user()
     right = platform_auth_string(platform.home)
-    started = httpx.post(f"{platform.url}/v1/runs", json={"document": APPROVAL, "inputs": {}}, headers=auth,
-                         timeout=60)
+    started = httpx.post(f"{platform.url}/v1/runs", json={"document": APPROVAL, "inputs": {}}, headers=auth, timeout=60)
     assert started.status_code == 202, started.text
     run_id = started.json()["id"]
     waiting = _poll_run(platform, run_id, auth, {"waiting", "failed", "crashed", "completed"})
     assert waiting["state"] == "waiting" and waiting["waiting_for"] == ["review"]
 
     # Someone else on the machine, straight at Prefect, tries to answer the approval or forge the outcome.
-    forged = [("POST", f"/flow_runs/{run_id}/resume", {"run_input": {"approved": True, "value": "forged"}}),
-              ("POST", f"/flow_runs/{run_id}/input", {"key": "approve-review", "value": '{"approved": true}'}),
-              ("POST", f"/flow_runs/{run_id}/set_state", {"state": {"type": "COMPLETED"}, "force": True}),
-              ("PATCH", f"/flow_runs/{run_id}", {"parameters": {"owner": "attacker"}}),
-              ("GET", f"/flow_runs/{run_id}", None),
-              ("DELETE", f"/flow_runs/{run_id}", None)]
+    forged = [
+        ("POST", f"/flow_runs/{run_id}/resume", {"run_input": {"approved": True, "value": "forged"}}),
+        ("POST", f"/flow_runs/{run_id}/input", {"key": "approve-review", "value": '{"approved": true}'}),
+        ("POST", f"/flow_runs/{run_id}/set_state", {"state": {"type": "COMPLETED"}, "force": True}),
+        ("PATCH", f"/flow_runs/{run_id}", {"parameters": {"owner": "attacker"}}),
+        ("GET", f"/flow_runs/{run_id}", None),
+        ("DELETE", f"/flow_runs/{run_id}", None),
+    ]
     for method, path, body in forged:
-        resp = httpx.request(method, platform.prefect_url + path, json=body, timeout=10,
-                             headers=basic("cxmpute:" + "0" * 43))
+        resp = httpx.request(
+            method, platform.prefect_url + path, json=body, timeout=10, headers=basic("cxmpute:" + "0" * 43)
+        )
         assert resp.status_code == 401, (method, path, resp.status_code, resp.text)
     assert _poll_run(platform, run_id, auth, {"waiting"})["waiting_for"] == ["review"]
 
-    answered = httpx.post(f"{platform.url}/v1/runs/{run_id}/resume", headers=auth, timeout=30,
-                          json={"approved": True, "value": "edited text", "comment": "ok"})
+    answered = httpx.post(
+        f"{platform.url}/v1/runs/{run_id}/resume",
+        headers=auth,
+        timeout=30,
+        json={"approved": True, "value": "edited text", "comment": "ok"},
+    )
     assert answered.status_code == 202, answered.text
     done = _poll_run(platform, run_id, auth, {"completed", "failed", "crashed", "cancelled"})
     assert done["state"] == "completed" and done["outputs"] == {"final": "edited text"}, done
@@ -211,17 +242,20 @@ def test_a_run_cannot_be_answered_through_prefect_and_completes_through_the_plat
     record = httpx.get(f"{platform.prefect_url}/flow_runs/{done['flow_run_id']}", headers=basic(right), timeout=10)
     assert record.status_code == 200 and record.json()["state_type"] == "COMPLETED", record.text
     # logs travelled to Prefect over the authenticated path and come back in the run's event stream
-    with httpx.stream("GET", f"{platform.url}/v1/runs/{run_id}/events", params={"max_seconds": 30},
-                      headers=auth, timeout=60) as stream:
+    with httpx.stream(
+        "GET", f"{platform.url}/v1/runs/{run_id}/events", params={"max_seconds": 30}, headers=auth, timeout=60
+    ) as stream:
         events = stream.read().decode()
     assert "event: log" in events and "event: end" in events
 
     # the credential is in none of what the platform answered
     encoded = base64.b64encode(right.encode()).decode()
-    bodies = {"run": httpx.get(f"{platform.url}/v1/runs/{run_id}", headers=auth, timeout=30).text,
-              "runs": httpx.get(f"{platform.url}/v1/runs", headers=auth, timeout=30).text,
-              "events": events,
-              "openapi": httpx.get(f"{platform.url}/openapi.json", timeout=30).text,
-              "healthz": httpx.get(f"{platform.url}/healthz", timeout=30).text}
+    bodies = {
+        "run": httpx.get(f"{platform.url}/v1/runs/{run_id}", headers=auth, timeout=30).text,
+        "runs": httpx.get(f"{platform.url}/v1/runs", headers=auth, timeout=30).text,
+        "events": events,
+        "openapi": httpx.get(f"{platform.url}/openapi.json", timeout=30).text,
+        "healthz": httpx.get(f"{platform.url}/healthz", timeout=30).text,
+    }
     password = right.partition(":")[2]
     assert {name for name, body in bodies.items() if password in body or encoded in body} == set()

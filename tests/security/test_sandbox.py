@@ -17,8 +17,9 @@ from compute.runtimes.code import run_code
 from compute.runtimes.seccomp import REFUSED
 from tests.support.escapes import assert_all_denied, attempts
 
-_spec = importlib.util.spec_from_file_location("runtimes_fixtures",
-                                               Path(__file__).parents[1] / "compute" / "runtimes" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "runtimes_fixtures", Path(__file__).parents[1] / "compute" / "runtimes" / "conftest.py"
+)
 _fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(_fixtures)
 runtime, host, run_job = _fixtures.runtime, _fixtures.host, _fixtures.run_job
@@ -45,8 +46,11 @@ def _shared_memory_mb() -> float:
 async def _hold(runtime, code: str) -> tuple[object, float]:
     """Run ``code`` in a job of MEMORY_MB with a far larger disk quota; return its result and how much the host's
     shared memory grew while what it wrote is still there (before the sandbox is stopped)."""
-    spec = JobSpec(limits=Limits(memory_mb=MEMORY_MB, disk_mb=1024, file_size_mb=1024, wall_seconds=60,
-                                 cpu_seconds=60, processes=32))
+    spec = JobSpec(
+        limits=Limits(
+            memory_mb=MEMORY_MB, disk_mb=1024, file_size_mb=1024, wall_seconds=60, cpu_seconds=60, processes=32
+        )
+    )
     before = _shared_memory_mb()
     sandbox = await runtime.start(spec)
     try:
@@ -122,21 +126,36 @@ async def test_ram_outside_the_address_space_is_counted_too(runtime):
 
 async def test_io_uring_is_refused(runtime, run_job):
     """io_uring's ring bypasses the per-syscall filter and has been a rich source of kernel bugs."""
-    result = await run_job(runtime, attempts({
-        "io_uring_setup": f"ok(libc.syscall({nr('io_uring_setup')}, 4, ctypes.create_string_buffer(120)))",
-        "io_uring_enter": f"ok(libc.syscall({nr('io_uring_enter')}, 0, 1, 0, 0, None, 0))",
-        "io_uring_register": f"ok(libc.syscall({nr('io_uring_register')}, 0, 0, None, 0))",
-    }))
+    result = await run_job(
+        runtime,
+        attempts(
+            {
+                "io_uring_setup": f"ok(libc.syscall({nr('io_uring_setup')}, 4, ctypes.create_string_buffer(120)))",
+                "io_uring_enter": f"ok(libc.syscall({nr('io_uring_enter')}, 0, 1, 0, 0, None, 0))",
+                "io_uring_register": f"ok(libc.syscall({nr('io_uring_register')}, 0, 0, None, 0))",
+            }
+        ),
+    )
     assert_all_denied(result)
     assert {outcome.split()[1] for outcome in result.result.values()} == {"EPERM"}, result.result
 
 
 async def test_namespaces_and_mounts_are_shut(runtime, run_job):
-    flags = {"mount": 0x20000, "uts": 0x04000000, "ipc": 0x08000000, "net": 0x40000000, "pid": 0x20000000,
-             "cgroup": 0x02000000, "user": 0x10000000, "time": 0x80}
+    flags = {
+        "mount": 0x20000,
+        "uts": 0x04000000,
+        "ipc": 0x08000000,
+        "net": 0x40000000,
+        "pid": 0x20000000,
+        "cgroup": 0x02000000,
+        "user": 0x10000000,
+        "time": 0x80,
+    }
     snippets = {f"unshare_{name}": f"ok(libc.unshare({flag}))" for name, flag in flags.items()}
-    snippets |= {f"setns_{ns}": f"ok(libc.setns(os.open('/proc/1/ns/{ns}', os.O_RDONLY), 0))"
-                 for ns in ("mnt", "net", "pid", "user")}
+    snippets |= {
+        f"setns_{ns}": f"ok(libc.setns(os.open('/proc/1/ns/{ns}', os.O_RDONLY), 0))"
+        for ns in ("mnt", "net", "pid", "user")
+    }
     snippets |= {
         "mount_proc": "ok(libc.mount(b'proc', b'/tmp', b'proc', 0, None))",
         "remount_root_rw": "ok(libc.mount(None, b'/', None, 0x20 | 0x1000, None))",
@@ -150,63 +169,83 @@ async def test_namespaces_and_mounts_are_shut(runtime, run_job):
 
 
 async def test_other_processes_memory_and_the_kernel_are_out_of_reach(runtime, run_job):
-    result = await run_job(runtime, attempts({
-        "ptrace_attach_parent": "ok(libc.ptrace(16, os.getppid(), None, None))",
-        "ptrace_traceme": "ok(libc.ptrace(0, 0, None, None))",
-        "process_vm_readv": f"ok(libc.syscall({nr('process_vm_readv')}, os.getppid(), None, 0, None, 0, 0))",
-        "proc_parent_mem": "open('/proc/%d/mem' % os.getppid(), 'rb').read(1)",
-        "kernel_log": f"ok(libc.syscall({nr('syslog')}, 3, ctypes.create_string_buffer(4096), 4096))",
-        "kmsg": "open('/dev/kmsg', 'rb').read(1)",
-        "add_key": f"ok(libc.syscall({nr('add_key')}, b'user', b'k', b'v', 1, -3))",
-        "keyctl_session": f"ok(libc.syscall({nr('keyctl')}, 1, None))",
-        "bpf_map": f"ok(libc.syscall({nr('bpf')}, 0, ctypes.create_string_buffer(72), 72))",
-        "perf_event_open": f"ok(libc.syscall({nr('perf_event_open')}, ctypes.create_string_buffer(128), 0, -1, -1, 0))",
-        "userfaultfd": f"ok(libc.syscall({nr('userfaultfd')}, 0))",
-        "finit_module": f"ok(libc.syscall({nr('finit_module')}, 0, b'', 0))",
-        "open_by_handle_at": f"ok(libc.syscall({nr('open_by_handle_at')}, -100, ctypes.create_string_buffer(136), 0))",
-        "kexec_load": f"ok(libc.syscall({nr('kexec_load')}, 0, 0, None, 0))",
-    }))
+    result = await run_job(
+        runtime,
+        attempts(
+            {
+                "ptrace_attach_parent": "ok(libc.ptrace(16, os.getppid(), None, None))",
+                "ptrace_traceme": "ok(libc.ptrace(0, 0, None, None))",
+                "process_vm_readv": f"ok(libc.syscall({nr('process_vm_readv')}, os.getppid(), None, 0, None, 0, 0))",
+                "proc_parent_mem": "open('/proc/%d/mem' % os.getppid(), 'rb').read(1)",
+                "kernel_log": f"ok(libc.syscall({nr('syslog')}, 3, ctypes.create_string_buffer(4096), 4096))",
+                "kmsg": "open('/dev/kmsg', 'rb').read(1)",
+                "add_key": f"ok(libc.syscall({nr('add_key')}, b'user', b'k', b'v', 1, -3))",
+                "keyctl_session": f"ok(libc.syscall({nr('keyctl')}, 1, None))",
+                "bpf_map": f"ok(libc.syscall({nr('bpf')}, 0, ctypes.create_string_buffer(72), 72))",
+                "perf_event_open": f"ok(libc.syscall({nr('perf_event_open')}, ctypes.create_string_buffer(128), 0, -1, -1, 0))",  # noqa: E501
+                "userfaultfd": f"ok(libc.syscall({nr('userfaultfd')}, 0))",
+                "finit_module": f"ok(libc.syscall({nr('finit_module')}, 0, b'', 0))",
+                "open_by_handle_at": f"ok(libc.syscall({nr('open_by_handle_at')}, -100, ctypes.create_string_buffer(136), 0))",  # noqa: E501
+                "kexec_load": f"ok(libc.syscall({nr('kexec_load')}, 0, 0, None, 0))",
+            }
+        ),
+    )
     assert_all_denied(result)
 
 
 async def test_raw_network_and_devices_are_shut(runtime, run_job):
-    result = await run_job(runtime, attempts({
-        "packet_socket": "socket.socket(17, socket.SOCK_RAW, 0x0300)",
-        "raw_ip_socket": "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)",
-        "raw_icmp_socket": "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)",
-        "dev_mem": "open('/dev/mem', 'rb').read(1)",
-        "dev_port": "open('/dev/port', 'rb').read(1)",
-        "block_device": "open('/dev/vda', 'rb').read(1)",
-        "mknod_memory": "os.mknod('mem', 0o20600, os.makedev(1, 1))",
-        "mknod_disk": "os.mknod('/tmp/disk', 0o60600, os.makedev(8, 0))",
-    }))
+    result = await run_job(
+        runtime,
+        attempts(
+            {
+                "packet_socket": "socket.socket(17, socket.SOCK_RAW, 0x0300)",
+                "raw_ip_socket": "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)",
+                "raw_icmp_socket": "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)",
+                "dev_mem": "open('/dev/mem', 'rb').read(1)",
+                "dev_port": "open('/dev/port', 'rb').read(1)",
+                "block_device": "open('/dev/vda', 'rb').read(1)",
+                "mknod_memory": "os.mknod('mem', 0o20600, os.makedev(1, 1))",
+                "mknod_disk": "os.mknod('/tmp/disk', 0o60600, os.makedev(8, 0))",
+            }
+        ),
+    )
     assert_all_denied(result)
 
 
 async def test_host_paths_and_kernel_knobs_cannot_be_written(runtime, host, run_job):
-    result = await run_job(runtime, attempts({
-        "core_pattern": "open('/proc/sys/kernel/core_pattern', 'w').write('|/scratch/x')",
-        "sysrq_trigger": "open('/proc/sysrq-trigger', 'w').write('b')",
-        "cgroup_release_agent": "open('/sys/fs/cgroup/memory/release_agent', 'w').write('/scratch/x')",
-        "uevent_helper": "open('/sys/kernel/uevent_helper', 'w').write('/scratch/x')",
-        "proc_1_root_secret": f"open('/proc/1/root' + {str(host.secret_file)!r}).read()",
-        "proc_1_root_canary": f"open('/proc/1/root' + {str(host.canary_dir / 'canary.txt')!r}, 'w').write('x')",
-        "proc_self_cwd_up": "open('/proc/self/cwd/../../etc/passwd', 'a').write('x')",
-        "hard_link_host_file": f"os.link({str(host.secret_file)!r}, 'linked')",
-        "usr_lib": "open('/usr/lib/os-release', 'a').write('x')",
-    }))
+    result = await run_job(
+        runtime,
+        attempts(
+            {
+                "core_pattern": "open('/proc/sys/kernel/core_pattern', 'w').write('|/scratch/x')",
+                "sysrq_trigger": "open('/proc/sysrq-trigger', 'w').write('b')",
+                "cgroup_release_agent": "open('/sys/fs/cgroup/memory/release_agent', 'w').write('/scratch/x')",
+                "uevent_helper": "open('/sys/kernel/uevent_helper', 'w').write('/scratch/x')",
+                "proc_1_root_secret": f"open('/proc/1/root' + {str(host.secret_file)!r}).read()",
+                "proc_1_root_canary": f"open('/proc/1/root' + {str(host.canary_dir / 'canary.txt')!r}, 'w').write('x')",
+                "proc_self_cwd_up": "open('/proc/self/cwd/../../etc/passwd', 'a').write('x')",
+                "hard_link_host_file": f"os.link({str(host.secret_file)!r}, 'linked')",
+                "usr_lib": "open('/usr/lib/os-release', 'a').write('x')",
+            }
+        ),
+    )
     assert_all_denied(result, host.secret)
 
 
 async def test_a_syscall_through_another_abi_ends_the_job(runtime, run_job):
     """x32 numbers bypass a filter written for x86-64 numbers: the process is killed, not let through."""
-    result = await run_job(runtime, "import ctypes\nctypes.CDLL(None).syscall(0x40000000 | 425, 4, "
-                                    "ctypes.create_string_buffer(120))\nprint('survived')\n'survived'")
+    result = await run_job(
+        runtime,
+        "import ctypes\nctypes.CDLL(None).syscall(0x40000000 | 425, 4, "
+        "ctypes.create_string_buffer(120))\nprint('survived')\n'survived'",
+    )
     assert result.status != "ok" and "survived" not in result.stdout, result
 
 
 async def test_a_thread_bomb_is_bounded_by_the_process_limit(runtime, run_job):
-    result = await run_job(runtime, """
+    result = await run_job(
+        runtime,
+        """
 import threading, time
 started = 0
 try:
@@ -216,6 +255,9 @@ try:
 except RuntimeError:
     pass
 started
-""", processes=32, wall_seconds=20)
+""",
+        processes=32,
+        wall_seconds=20,
+    )
     assert result.status == "ok", result
     assert result.result < 32, result.result

@@ -24,20 +24,28 @@ def _fuzzable(url: str):
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json", timeout=60)
     # Left out, each for the reason given:
     # - the run's event stream stays open until the run ends: a request never finishes within the run;
-    return (schema.exclude(path="/v1/runs/{run_id}/events")
-            # - the chain's JSON-RPC executes any method on the embedded chain (its own suite covers it);
-            .exclude(path="/v1/chain/rpc")
-            # - service calls are forwarded to a replica's own program, which the platform does not answer for;
-            .exclude(path_regex=r"^/v1/(public/)?services/.*/(proxy/)?\{path\}$")
-            # - agent invocation executes the agent (code.exec runs code, web agents reach the network);
-            .exclude(path="/v1/agents/{agent_id}/invoke")
-            # - readiness answers its documented 503 while a dependency (the executor, at start) is not ready
-            #   (tests/web/test_readiness.py covers it).
-            .exclude(path="/readyz"))
+    return (
+        schema.exclude(path="/v1/runs/{run_id}/events")
+        # - the chain's JSON-RPC executes any method on the embedded chain (its own suite covers it);
+        .exclude(path="/v1/chain/rpc")
+        # - service calls are forwarded to a replica's own program, which the platform does not answer for;
+        .exclude(path_regex=r"^/v1/(public/)?services/.*/(proxy/)?\{path\}$")
+        # - agent invocation executes the agent (code.exec runs code, web agents reach the network);
+        .exclude(path="/v1/agents/{agent_id}/invoke")
+        # - readiness answers its documented 503 while a dependency (the executor, at start) is not ready
+        #   (tests/web/test_readiness.py covers it).
+        .exclude(path="/readyz")
+    )
 
 
-BOUNDED = settings(max_examples=6, deadline=None, derandomize=True, database=None,
-                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+BOUNDED = settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def _server_errors(schema, headers: dict[str, str] | None = None) -> list[str]:
@@ -59,8 +67,9 @@ def _fuzz(operation, headers: dict[str, str] | None, errors: list[str]) -> None:
         try:
             case.call_and_validate(headers=headers, checks=[not_a_server_error], timeout=60)
         except (FailureGroup, requests.RequestException) as exc:  # a server error, or no answer at all
-            errors.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:300]}\n"
-                          f"  {case.as_curl_command(headers)}")
+            errors.append(
+                f"{operation.label}: {type(exc).__name__}: {str(exc)[:300]}\n  {case.as_curl_command(headers)}"
+            )
 
     fuzz()
 
@@ -79,15 +88,21 @@ def test_signed_in_session_gets_no_server_error(closed_platform: UpPlatform):
 
 # What the fuzzing found, kept as plain regressions.
 
+
 def test_a_function_package_that_is_not_even_ascii_is_refused_naming_it(closed_platform: UpPlatform):
     session = closed_platform.new_user()[1]
-    r = httpx.put(f"{closed_platform.url}/v1/functions/f", json={"package_base64": "Ëºöw²\u0008"}, headers=session,
-                  timeout=60)
+    r = httpx.put(
+        f"{closed_platform.url}/v1/functions/f", json={"package_base64": "Ëºöw²\u0008"}, headers=session, timeout=60
+    )
     assert r.status_code == 422 and r.json()["field"] == "package_base64", r.text
 
 
 def test_a_deployment_whose_price_range_is_upside_down_is_refused_naming_it(closed_platform: UpPlatform):
     session = closed_platform.new_user()[1]
-    r = httpx.post(f"{closed_platform.url}/v1/inference/deployments", headers=session, timeout=60,
-                   json={"model": "m", "price_min_gwei": 6667, "price_max_gwei": 3838})
+    r = httpx.post(
+        f"{closed_platform.url}/v1/inference/deployments",
+        headers=session,
+        timeout=60,
+        json={"model": "m", "price_min_gwei": 6667, "price_max_gwei": 3838},
+    )
     assert r.status_code == 422 and r.json()["field"] == "price_max_gwei", r.text

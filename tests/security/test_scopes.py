@@ -38,8 +38,11 @@ def only(closed_platform: UpPlatform, owner) -> dict[str, dict[str, str]]:
 def _call(platform: UpPlatform, method: str, path: str, op: dict, headers: dict[str, str]) -> httpx.Response:
     """A syntactically valid request: path parameters filled, required query parameters given, body ``{}``."""
     url = re.sub(r"\{[^}]+\}", "dummy", path)
-    params = {p["name"]: _sample(p.get("schema", {})) for p in op.get("parameters", [])
-              if p["in"] == "query" and p.get("required")}
+    params = {
+        p["name"]: _sample(p.get("schema", {}))
+        for p in op.get("parameters", [])
+        if p["in"] == "query" and p.get("required")
+    }
     body = {"json": {}} if "application/json" in op.get("requestBody", {}).get("content", {}) else {}
     return httpx.request(method, f"{platform.url}{url}", params=params, headers=headers, timeout=60, **body)
 
@@ -102,8 +105,13 @@ def test_operator_routes_refuse_every_account(closed_platform, operations, owner
 
 def test_a_market_key_cannot_touch_the_owners_files_secrets_code_or_workflows(closed_platform, owner, only):
     url, market = closed_platform.url, only["market"]
-    stored = httpx.post(f"{url}/v1/storage/files", params={"name": "diary.txt", "private": "true"},
-                        content=b"dear diary", headers=owner, timeout=60)
+    stored = httpx.post(
+        f"{url}/v1/storage/files",
+        params={"name": "diary.txt", "private": "true"},
+        content=b"dear diary",
+        headers=owner,
+        timeout=60,
+    )
     assert stored.status_code == 201, stored.text
     cid = stored.json()["file"]["cid"]
     document = load_document(Path(flows.__file__).parent / "templates" / "diamond.yaml")
@@ -114,14 +122,19 @@ def test_a_market_key_cannot_touch_the_owners_files_secrets_code_or_workflows(cl
     attempts = {
         "read a private file": httpx.get(f"{url}/v1/storage/files/{cid}", headers=market, timeout=60),
         "list files": httpx.get(f"{url}/v1/storage/files", headers=market, timeout=60),
-        "write a secret": httpx.put(f"{url}/v1/secrets/OPENAI_KEY", json={"value": "sk-stolen-1234"},
-                                    headers=market, timeout=60),
-        "run code.exec": httpx.post(f"{url}/v1/agents/code.exec/invoke",
-                                    json={"input": {"code": "print(open('/etc/passwd').read())"}},
-                                    headers=market, timeout=60),
+        "write a secret": httpx.put(
+            f"{url}/v1/secrets/OPENAI_KEY", json={"value": "sk-stolen-1234"}, headers=market, timeout=60
+        ),
+        "run code.exec": httpx.post(
+            f"{url}/v1/agents/code.exec/invoke",
+            json={"input": {"code": "print(open('/etc/passwd').read())"}},
+            headers=market,
+            timeout=60,
+        ),
         "delete a workflow": httpx.delete(f"{url}/v1/workflows/{workflow}", headers=market, timeout=60),
-        "issue itself a wider key": httpx.post(f"{url}/v1/auth/keys", json={"name": "x", "scopes": list(SCOPES)},
-                                               headers=market, timeout=60),
+        "issue itself a wider key": httpx.post(
+            f"{url}/v1/auth/keys", json={"name": "x", "scopes": list(SCOPES)}, headers=market, timeout=60
+        ),
     }
     for what, r in attempts.items():
         assert r.status_code == 403 and r.json()["field"] == "authorization", f"{what}: {r.status_code} {r.text}"

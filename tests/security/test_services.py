@@ -101,7 +101,7 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Probe).ser
 '''
 PORT = 8080
 # What a confined process tries from inside a replica: each must fail (the names of what stopped it).
-INSIDE = r'''
+INSIDE = r"""
 import ctypes, errno, json, socket, sys
 out = {}
 for name, address, port in json.loads(sys.argv[1]):
@@ -117,7 +117,7 @@ out["interfaces"] = sorted(n for _, n in socket.if_nameindex())
 routes = open("/proc/net/route").read().splitlines()[1:]
 out["default_route"] = any(line.split()[1] == "00000000" for line in routes)
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +137,14 @@ def listeners():
 
 
 def _targets(local, wide) -> list[tuple[str, str, int]]:
-    found = [("host_loopback", "127.0.0.1", local.port), ("host_loopback_wide", "127.0.0.1", wide.port),
-             ("bridge_gateway", "172.17.0.1", wide.port), ("private_10", "10.0.0.1", 80),
-             ("private_192", "192.168.0.1", 80), ("link_local_metadata", "169.254.169.254", 80)]
+    found = [
+        ("host_loopback", "127.0.0.1", local.port),
+        ("host_loopback_wide", "127.0.0.1", wide.port),
+        ("bridge_gateway", "172.17.0.1", wide.port),
+        ("private_10", "10.0.0.1", 80),
+        ("private_192", "192.168.0.1", 80),
+        ("link_local_metadata", "169.254.169.254", 80),
+    ]
     found += [(f"host_{a}", a, wide.port) for a in host_addresses() if not a.startswith("127.")]
     return found
 
@@ -152,8 +157,19 @@ def _inside(container, targets) -> dict:
 
 async def _run_replica(engine, tag: str, network: bool, local, wide) -> tuple[dict, dict]:
     """Start a replica as a provider does, call it through its relay, then try every target from inside."""
-    job = ReplicaJob(replica_id=f"probe-{time.time_ns()}", token="t", service="probe", image="cid", port=PORT,
-                     env={}, cpu=1, memory_mb=128, pids=64, network=network, run_s=60)
+    job = ReplicaJob(
+        replica_id=f"probe-{time.time_ns()}",
+        token="t",
+        service="probe",
+        image="cid",
+        port=PORT,
+        env={},
+        cpu=1,
+        memory_mb=128,
+        pids=64,
+        network=network,
+        run_s=60,
+    )
     containers = []
     try:
         if network:
@@ -182,8 +198,9 @@ async def _run_replica(engine, tag: str, network: bool, local, wide) -> tuple[di
             remove(container)
 
 
-async def test_a_replica_without_network_has_only_its_loopback_and_reaches_nothing(docker_engine, probe_image,
-                                                                                    listeners):
+async def test_a_replica_without_network_has_only_its_loopback_and_reaches_nothing(
+    docker_engine, probe_image, listeners
+):
     local, wide = listeners
     answer, outcome = await _run_replica(docker_engine, probe_image[0], False, local, wide)
     assert answer == {"cookie": None, "authorization": None}
@@ -194,8 +211,9 @@ async def test_a_replica_without_network_has_only_its_loopback_and_reaches_nothi
     assert local.accepted == wide.accepted == 0
 
 
-async def test_a_replica_granted_network_still_reaches_no_host_or_private_address(docker_engine, probe_image,
-                                                                                   listeners):
+async def test_a_replica_granted_network_still_reaches_no_host_or_private_address(
+    docker_engine, probe_image, listeners
+):
     local, wide = listeners
     _, outcome = await _run_replica(docker_engine, probe_image[0], True, local, wide)
     assert outcome.pop("default_route") is True and "eth0" in outcome.pop("interfaces")
@@ -207,7 +225,8 @@ async def test_a_replica_granted_network_still_reaches_no_host_or_private_addres
 
 @pytest.mark.browser
 def test_a_deployed_service_cannot_act_as_the_platform_origin_nor_pass_cookies_between_callers(
-        pool_platform, docker_engine, probe_image, listeners):
+    pool_platform, docker_engine, probe_image, listeners
+):
     platform = pool_platform
     local, wide = listeners
     platform.start_provider("svc-sec", price=2, cpu=2, memory_mb=2048)
@@ -215,21 +234,39 @@ def test_a_deployed_service_cannot_act_as_the_platform_origin_nor_pass_cookies_b
     owner = wallet.address
     try:
         with httpx.Client(base_url=platform.url, headers=auth, timeout=60) as http:
-            until(lambda: httpx.get(f"{platform.url}/v1/market/provisions",
-                                    params={"kind": "container", "status": "active"}).json(),
-                  "a container provision", platform, 90)
-            uploaded = http.post("/v1/storage/files", params={"name": "probe.tar"},
-                                 content=probe_image[1].read_bytes())
+            until(
+                lambda: httpx.get(
+                    f"{platform.url}/v1/market/provisions", params={"kind": "container", "status": "active"}
+                ).json(),
+                "a container provision",
+                platform,
+                90,
+            )
+            uploaded = http.post("/v1/storage/files", params={"name": "probe.tar"}, content=probe_image[1].read_bytes())
             assert uploaded.status_code == 201, uploaded.text
             cid = uploaded.json()["file"]["cid"]
             for name, network in (("probe", False), ("probe-net", True)):
-                made = http.post("/v1/services", json={"name": name, "image": cid, "port": PORT, "public": True,
-                                                       "network": network, "memory_mb": 128, "price_max_gwei": 5})
+                made = http.post(
+                    "/v1/services",
+                    json={
+                        "name": name,
+                        "image": cid,
+                        "port": PORT,
+                        "public": True,
+                        "network": network,
+                        "memory_mb": 128,
+                        "price_max_gwei": 5,
+                    },
+                )
                 assert made.status_code == 201, made.text
                 assert made.json()["network"] is network
             for name in ("probe", "probe-net"):
-                until(lambda name=name: [r for r in http.get(f"/v1/services/{name}").json()["replicas"] if r["live"]],
-                      f"a live replica of {name}", platform, 90)
+                until(
+                    lambda name=name: [r for r in http.get(f"/v1/services/{name}").json()["replicas"] if r["live"]],
+                    f"a live replica of {name}",
+                    platform,
+                    90,
+                )
 
             public = f"{platform.url}/v1/public/services/{owner}/probe"
             # The owner's route and the public one: the answer is confined to an opaque origin.
@@ -240,21 +277,35 @@ def test_a_deployed_service_cannot_act_as_the_platform_origin_nor_pass_cookies_b
                 ours = [p for p in policies if "allow-same-origin" not in p]
                 assert ours and all(p.split()[0] == "sandbox" for p in ours), policies
                 assert page.headers.get_list("x-content-type-options") == ["nosniff"]
-                for dropped in ("set-cookie", "strict-transport-security", "clear-site-data", "nel", "report-to",
-                                "www-authenticate", "alt-svc", "service-worker-allowed"):
+                for dropped in (
+                    "set-cookie",
+                    "strict-transport-security",
+                    "clear-site-data",
+                    "nel",
+                    "report-to",
+                    "www-authenticate",
+                    "alt-svc",
+                    "service-worker-allowed",
+                ):
                     assert dropped not in page.headers, dropped
 
             # One caller's answer sets a cookie; the next caller's request carries none, nor its own cookie or token.
             httpx.get(f"{public}/page", params={"who": "first-caller"}, timeout=30)
-            seen = httpx.get(f"{public}/seen", headers={"Cookie": "session=mine", "Authorization": "Bearer mine"},
-                             timeout=30).json()
+            seen = httpx.get(
+                f"{public}/seen", headers={"Cookie": "session=mine", "Authorization": "Bearer mine"}, timeout=30
+            ).json()
             assert seen == {"cookie": None, "authorization": None}
             assert http.get("/v1/services/probe/proxy/seen").json() == {"cookie": None, "authorization": None}
 
             # From inside the replicas: the platform API, the host's services and private ranges are out of reach.
             api_port = int(platform.url.rsplit(":", 1)[1])
-            targets = [("127.0.0.1", api_port), ("127.0.0.1", wide.port), ("172.17.0.1", wide.port),
-                       ("10.0.0.1", 80), *((a, wide.port) for a in host_addresses() if not a.startswith("127."))]
+            targets = [
+                ("127.0.0.1", api_port),
+                ("127.0.0.1", wide.port),
+                ("172.17.0.1", wide.port),
+                ("10.0.0.1", 80),
+                *((a, wide.port) for a in host_addresses() if not a.startswith("127.")),
+            ]
             for name in ("probe", "probe-net"):
                 for address, port in targets:
                     tried = http.get(f"/v1/services/{name}/proxy/connect", params={"host": address, "port": port})
@@ -266,8 +317,9 @@ def test_a_deployed_service_cannot_act_as_the_platform_origin_nor_pass_cookies_b
     finally:
         for name in ("probe", "probe-net"):
             httpx.delete(f"{platform.url}/v1/services/{name}", headers=auth, timeout=30)
-        for container in docker_engine.containers.list(all=True, filters={"label": [f"cxmpute.owner={owner}"]},
-                                                       ignore_removed=True):
+        for container in docker_engine.containers.list(
+            all=True, filters={"label": [f"cxmpute.owner={owner}"]}, ignore_removed=True
+        ):
             remove(container)
 
 
@@ -277,8 +329,9 @@ def _in_browser(platform_url: str, page_url: str) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
         try:
             context = browser.new_context()
             page = context.new_page()

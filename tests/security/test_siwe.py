@@ -4,7 +4,7 @@ holds never count against another's."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -59,15 +59,22 @@ def signs_in(http: httpx.Client, account, text: str) -> bool:
 
 def database(platform: UpPlatform) -> sa.Engine:
     """The platform's own database (SQLite in its data dir, or the PostgreSQL database it was given)."""
-    return sa.create_engine(platform.env.get("CXMPUTE_DATABASE_URL") or f"sqlite:///{platform.home / 'cxmpute.db'}",
-                            poolclass=sa.pool.NullPool)
+    return sa.create_engine(
+        platform.env.get("CXMPUTE_DATABASE_URL") or f"sqlite:///{platform.home / 'cxmpute.db'}",
+        poolclass=sa.pool.NullPool,
+    )
 
 
 def age(platform: UpPlatform, nonce: str) -> None:
     """Let ``nonce``'s time run out, as the clock would."""
     with database(platform).begin() as db:
-        assert db.execute(sa.text("UPDATE cx_auth_nonces SET expires_at = :past WHERE nonce = :nonce"),
-                          {"past": datetime(2000, 1, 1, tzinfo=timezone.utc), "nonce": nonce}).rowcount == 1
+        assert (
+            db.execute(
+                sa.text("UPDATE cx_auth_nonces SET expires_at = :past WHERE nonce = :nonce"),
+                {"past": datetime(2000, 1, 1, tzinfo=UTC), "nonce": nonce},
+            ).rowcount
+            == 1
+        )
 
 
 def stored_nonces(platform: UpPlatform, client: str | None = None) -> list[str]:
@@ -82,17 +89,35 @@ def test_the_platform_clients_sign_in(platform, http):
     assert nonce.domain == platform.url.removeprefix("http://") and nonce.uri == platform.url
     assert signs_in(http, account, message(platform, account, nonce))
     assert signs_in(http, account, message(platform, account, get_nonce(http), statement=None))
-    with_extras = message(platform, account, get_nonce(http), uri=f"{platform.url}/login", request_id="r-1",
-                          resources=[f"{platform.url}/v1/account", "ipfs://bafybeiemxf5abjwjbik"])
+    with_extras = message(
+        platform,
+        account,
+        get_nonce(http),
+        uri=f"{platform.url}/login",
+        request_id="r-1",
+        resources=[f"{platform.url}/v1/account", "ipfs://bafybeiemxf5abjwjbik"],
+    )
     assert signs_in(http, account, with_extras)
     assert signs_in(http, account, message(platform, account, get_nonce(http), scheme="http"))
 
 
-@pytest.mark.parametrize("uri", [
-    "http://evil.example", "http://127.0.0.1:1", "http://127.0.0.1", "https://evil.example/{domain}",
-    "http://user@{domain}", "http://{domain}@evil.example", "ftp://{domain}", "javascript:alert(1)",
-    "http://{domain}.evil.example", "http://localhost:{port}", "urn:{domain}", "http:{domain}",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://evil.example",
+        "http://127.0.0.1:1",
+        "http://127.0.0.1",
+        "https://evil.example/{domain}",
+        "http://user@{domain}",
+        "http://{domain}@evil.example",
+        "ftp://{domain}",
+        "javascript:alert(1)",
+        "http://{domain}.evil.example",
+        "http://localhost:{port}",
+        "urn:{domain}",
+        "http:{domain}",
+    ],
+)
 def test_a_uri_off_this_server_is_refused(platform, http, uri):
     account = Account.create()
     domain = platform.url.removeprefix("http://")
@@ -113,9 +138,14 @@ def test_a_scheme_before_the_domain_must_be_the_uris(platform, http):
 def test_another_domain_or_chain_is_refused(platform, http):
     account = Account.create()
     nonce = get_nonce(http)
-    for change, field in (({"domain": "evil.example"}, "domain"), ({"domain": "127.0.0.1:1"}, "domain"),
-                          ({"domain": nonce.domain.upper() + "."}, "domain"), ({"chain_id": 999_999}, "chain_id"),
-                          ({"chain_id": platform.chain["chain_id"] + 1}, "chain_id"), ({"version": "2"}, "version")):
+    for change, field in (
+        ({"domain": "evil.example"}, "domain"),
+        ({"domain": "127.0.0.1:1"}, "domain"),
+        ({"domain": nonce.domain.upper() + "."}, "domain"),
+        ({"chain_id": 999_999}, "chain_id"),
+        ({"chain_id": platform.chain["chain_id"] + 1}, "chain_id"),
+        ({"version": "2"}, "version"),
+    ):
         bad = message(platform, account, nonce, **change)
         assert refused(verify(http, bad, sign(account, bad)), field), change
     assert signs_in(http, account, message(platform, account, nonce))
@@ -129,10 +159,10 @@ def test_a_duplicated_field_is_refused(platform, http, line):
     lines = message(platform, account, nonce).split("\n")
     at = next(i for i, text in enumerate(lines) if text.startswith(f"{line}: "))
     for twin in (lines[at], message(platform, account, other).split("\n")[at], f"{line}: x"):
-        bad = "\n".join(lines[:at + 1] + [twin] + lines[at + 1:])
+        bad = "\n".join(lines[: at + 1] + [twin] + lines[at + 1 :])
         resp = verify(http, bad, sign(account, bad))
         assert resp.status_code == 401 and "token" not in resp.json(), (twin, resp.text)
-    duplicate = "\n".join(lines[:at + 1] + [lines[at]] + lines[at + 1:])
+    duplicate = "\n".join(lines[: at + 1] + [lines[at]] + lines[at + 1 :])
     resp = verify(http, duplicate, sign(account, duplicate))
     assert refused(resp, "message") and "more than once" in resp.json()["detail"]
     assert signs_in(http, account, message(platform, account, other))
@@ -144,7 +174,7 @@ def test_an_address_not_in_its_eip55_form_is_refused(platform, http):
     good = message(platform, account, nonce)
     hexpart = account.address[2:]
     flipped = next(i for i, c in enumerate(hexpart) if c.isalpha())
-    wrong_case = hexpart[:flipped] + hexpart[flipped].swapcase() + hexpart[flipped + 1:]
+    wrong_case = hexpart[:flipped] + hexpart[flipped].swapcase() + hexpart[flipped + 1 :]
     for spelling in ("0x" + hexpart.lower(), "0x" + hexpart.upper(), "0x" + wrong_case, "0X" + hexpart):
         bad = good.replace(account.address, spelling)
         field = "message" if spelling.startswith("0X") else "address"
@@ -163,12 +193,16 @@ def test_reordered_lines_are_refused(platform, http):
         moved[fields[a]], moved[fields[b]] = moved[fields[b]], moved[fields[a]]
         return "\n".join(moved)
 
-    variants = [swap("URI", "Version"), swap("Chain ID", "Nonce"), swap("Issued At", "Expiration Time"),
-                swap("Expiration Time", "Not Before"),
-                "\n".join([lines[1], lines[0]] + lines[2:]),  # address before the header
-                "\n".join(lines[:3] + lines[5:] + ["", lines[3]]),  # the statement after the fields
-                "\n".join(lines[:2] + lines[3:]),  # no blank line after the address
-                "\n".join(lines[:4] + lines[5:])]  # no blank line after the statement
+    variants = [
+        swap("URI", "Version"),
+        swap("Chain ID", "Nonce"),
+        swap("Issued At", "Expiration Time"),
+        swap("Expiration Time", "Not Before"),
+        "\n".join([lines[1], lines[0]] + lines[2:]),  # address before the header
+        "\n".join(lines[:3] + lines[5:] + ["", lines[3]]),  # the statement after the fields
+        "\n".join(lines[:2] + lines[3:]),  # no blank line after the address
+        "\n".join(lines[:4] + lines[5:]),
+    ]  # no blank line after the statement
     for bad in variants:
         assert refused(verify(http, bad, sign(account, bad)), "message"), bad
     assert signs_in(http, account, "\n".join(lines))
@@ -178,14 +212,27 @@ def test_extra_or_missing_lines_and_other_line_endings_are_refused(platform, htt
     account = Account.create()
     nonce = get_nonce(http)
     good = message(platform, account, nonce)
-    variants = [good + "\n", good + "\nfoo", good + "\nRequest ID: a b", good + "\nResources:\n- http://x\nRequest ID: r", "\n" + good, good.replace("\n", "\r\n"),
-                good + "\nResources:\n- not a uri", good + "\nResources:\n-http://x", " " + good,
-                good.replace("\nVersion: 1", ""), good.replace(f"\nNonce: {nonce.nonce}", ""),
-                good.replace("Sign in to Cxmpute", "Sign in\u2028to Cxmpute"),
-                good.replace("Sign in to Cxmpute", 'Sign "in" to <Cxmpute>'),
-                good.replace("wants you to", "wants you  to"), good.replace("URI: ", "URI:"),
-                good.replace("Chain ID: ", "Chain ID: +"), good.replace("Chain ID: ", "Chain ID: 0"),
-                good.replace("Chain ID: ", "Chain ID: 1_"), good.replace(f"Nonce: {nonce.nonce}", "Nonce: short")]
+    variants = [
+        good + "\n",
+        good + "\nfoo",
+        good + "\nRequest ID: a b",
+        good + "\nResources:\n- http://x\nRequest ID: r",
+        "\n" + good,
+        good.replace("\n", "\r\n"),
+        good + "\nResources:\n- not a uri",
+        good + "\nResources:\n-http://x",
+        " " + good,
+        good.replace("\nVersion: 1", ""),
+        good.replace(f"\nNonce: {nonce.nonce}", ""),
+        good.replace("Sign in to Cxmpute", "Sign in\u2028to Cxmpute"),
+        good.replace("Sign in to Cxmpute", 'Sign "in" to <Cxmpute>'),
+        good.replace("wants you to", "wants you  to"),
+        good.replace("URI: ", "URI:"),
+        good.replace("Chain ID: ", "Chain ID: +"),
+        good.replace("Chain ID: ", "Chain ID: 0"),
+        good.replace("Chain ID: ", "Chain ID: 1_"),
+        good.replace(f"Nonce: {nonce.nonce}", "Nonce: short"),
+    ]
     for bad in variants:
         resp = verify(http, bad, sign(account, bad))
         assert resp.status_code == 401 and "token" not in resp.json(), (bad, resp.text)
@@ -197,14 +244,15 @@ def test_times_are_rfc3339_and_in_force(platform, http):
     nonce = get_nonce(http)
     good = message(platform, account, nonce)
     issued = good.split("Issued At: ")[1].split("\n")[0]
-    for bad, field in ((good.replace(issued, "1767225600"), "issued_at"),
-                       (good.replace(issued, "2026-13-01T00:00:00Z"), "issued_at"),
-                       (good.replace(issued, issued.removesuffix("Z")), "issued_at"),
-                       (message(platform, account, nonce, issued_at=utcnow() + timedelta(hours=1)), "issued_at"),
-                       (message(platform, account, nonce, expiration_time=utcnow() - timedelta(seconds=1)),
-                        "expiration_time"),
-                       (message(platform, account, nonce, expiration_time=None), "expiration_time"),
-                       (message(platform, account, nonce, not_before=utcnow() + timedelta(hours=1)), "not_before")):
+    for bad, field in (
+        (good.replace(issued, "1767225600"), "issued_at"),
+        (good.replace(issued, "2026-13-01T00:00:00Z"), "issued_at"),
+        (good.replace(issued, issued.removesuffix("Z")), "issued_at"),
+        (message(platform, account, nonce, issued_at=utcnow() + timedelta(hours=1)), "issued_at"),
+        (message(platform, account, nonce, expiration_time=utcnow() - timedelta(seconds=1)), "expiration_time"),
+        (message(platform, account, nonce, expiration_time=None), "expiration_time"),
+        (message(platform, account, nonce, not_before=utcnow() + timedelta(hours=1)), "not_before"),
+    ):
         assert refused(verify(http, bad, sign(account, bad)), field), bad
     assert signs_in(http, account, good)
 
@@ -213,8 +261,15 @@ def test_the_signature_must_be_the_addresss(platform, http):
     account, thief = Account.create(), Account.create()
     nonce = get_nonce(http)
     good = message(platform, account, nonce)
-    for signature in (sign(thief, good), sign(account, good + " "), "0x" + "00" * 65, "0x1234", "", "zz" * 65,
-                      sign(account, good)[:-2] + "1f"):
+    for signature in (
+        sign(thief, good),
+        sign(account, good + " "),
+        "0x" + "00" * 65,
+        "0x1234",
+        "",
+        "zz" * 65,
+        sign(account, good)[:-2] + "1f",
+    ):
         assert refused(verify(http, good, signature), "signature"), signature
     claimed = message(platform, thief, nonce).replace(thief.address, account.address)
     assert refused(verify(http, claimed, sign(thief, claimed)), "signature")

@@ -93,15 +93,18 @@ def world(closed_platform, tmp_path_factory) -> World:
     registration = provider.registration(node.url, node.credential)
     resp = post(platform, "/v1/storage/nodes", provider.auth, json=registration)
     assert resp.status_code == 201, resp.text
-    world = World(platform, alice, before, provider, rival, node, resp.json()["id"], registration, root,
-                  [node.served])
+    world = World(platform, alice, before, provider, rival, node, resp.json()["id"], registration, root, [node.served])
     yield world
     # Later suites store on this platform too: its nodes go before they stop answering, and with at most two
     # of them beside the local directory, every block stored meanwhile has a copy there as well.
     for n in nodes(platform):
         if n["provider"] in (provider.account.address, rival.account.address) and n["status"] != "evicted":
-            assert httpx.delete(f"{platform.url}/v1/storage/nodes/{n['id']}", headers=platform.operator,
-                                timeout=30).status_code == 200
+            assert (
+                httpx.delete(
+                    f"{platform.url}/v1/storage/nodes/{n['id']}", headers=platform.operator, timeout=30
+                ).status_code
+                == 200
+            )
     for served in world.servers:
         served.stop()
 
@@ -111,6 +114,7 @@ def _domain(platform: UpPlatform) -> dict:
 
 
 # ---- who may register a node ----------------------------------------------------------------------------------
+
 
 def test_registering_a_node_needs_a_signed_in_provider_with_stake(platform, tmp_path):
     node = storage_node(tmp_path / "node")
@@ -140,12 +144,17 @@ def test_an_api_key_without_the_provider_scope_registers_nothing(world):
 
 # ---- what a node may claim -----------------------------------------------------------------------------------
 
+
 def test_a_node_claiming_the_local_id_gets_an_id_of_its_own_and_replaces_nothing(world):
     before = {n["id"]: n for n in nodes(world.platform)}
     assert "local" in before and before["local"]["url"].startswith("file://")
     impostor = world.hostile()  # its /info says it is "local", run by someone else
-    resp = post(world.platform, "/v1/storage/nodes", world.rival.auth,
-                json=world.rival.registration(impostor.url, ANY_CREDENTIAL))
+    resp = post(
+        world.platform,
+        "/v1/storage/nodes",
+        world.rival.auth,
+        json=world.rival.registration(impostor.url, ANY_CREDENTIAL),
+    )
     assert resp.status_code == 201, resp.text
     taken = resp.json()
     assert taken["id"] not in before and taken["provider"] == world.rival.account.address
@@ -164,12 +173,30 @@ def test_a_node_claiming_the_local_id_gets_an_id_of_its_own_and_replaces_nothing
 def test_urls_other_than_a_nodes_http_address_are_refused_naming_url(world, tmp_path):
     target = tmp_path / "written-by-the-platform"
     port = world.node.served.port
-    bad = [f"file://{target}", f"gopher://127.0.0.1:{port}/_PUT", f"ftp://127.0.0.1:{port}", "javascript:alert(1)",
-           f"http://user:pw@127.0.0.1:{port}", f"http://127.0.0.1@evil.example:{port}", f"http://127.0.0.1:{port}/v1",
-           f"http://127.0.0.1:{port}/?next=/", f"http://127.0.0.1:{port}#frag", "http://169.254.169.254",
-           "http://[fe80::1]:8700", "http://[::ffff:169.254.169.254]", f"http://0.0.0.0:{port}", "http://[::]:8700",
-           "http://0xa9fea9fe", "http://2852039166", "http://224.0.0.1:8700", f"http://127.0.0.1:{port} ",
-           f"http://127.0.0.1:{port}\\@evil", "http://127.0.0.1:99999", "http://:8700", "http://"]
+    bad = [
+        f"file://{target}",
+        f"gopher://127.0.0.1:{port}/_PUT",
+        f"ftp://127.0.0.1:{port}",
+        "javascript:alert(1)",
+        f"http://user:pw@127.0.0.1:{port}",
+        f"http://127.0.0.1@evil.example:{port}",
+        f"http://127.0.0.1:{port}/v1",
+        f"http://127.0.0.1:{port}/?next=/",
+        f"http://127.0.0.1:{port}#frag",
+        "http://169.254.169.254",
+        "http://[fe80::1]:8700",
+        "http://[::ffff:169.254.169.254]",
+        f"http://0.0.0.0:{port}",
+        "http://[::]:8700",
+        "http://0xa9fea9fe",
+        "http://2852039166",
+        "http://224.0.0.1:8700",
+        f"http://127.0.0.1:{port} ",
+        f"http://127.0.0.1:{port}\\@evil",
+        "http://127.0.0.1:99999",
+        "http://:8700",
+        "http://",
+    ]
     for url in bad:
         try:  # signed where the address can be signed at all, so only the address is at fault
             body = world.provider.registration(url, world.node.credential)
@@ -187,13 +214,19 @@ def test_a_node_must_hold_the_credential_and_answer_like_a_node(world):
     garbage = world.hostile(info="<html>not a storage node</html>")
     greedy = world.hostile(info={"capacity_bytes": 2**70, "used_bytes": 0, "price_per_gb_month": 0})
     bogus_price = world.hostile(info='{"capacity_bytes": 1000000, "used_bytes": 0, "price_per_gb_month": 1e999}')
-    attempts = [(fresh.url, ANY_CREDENTIAL),  # a real node, another credential
-                (api, ANY_CREDENTIAL), (prefect, ANY_CREDENTIAL),  # the platform's own services
-                (redirecting.url, fresh.credential), (garbage.url, ANY_CREDENTIAL), (greedy.url, ANY_CREDENTIAL),
-                (bogus_price.url, ANY_CREDENTIAL)]
+    attempts = [
+        (fresh.url, ANY_CREDENTIAL),  # a real node, another credential
+        (api, ANY_CREDENTIAL),
+        (prefect, ANY_CREDENTIAL),  # the platform's own services
+        (redirecting.url, fresh.credential),
+        (garbage.url, ANY_CREDENTIAL),
+        (greedy.url, ANY_CREDENTIAL),
+        (bogus_price.url, ANY_CREDENTIAL),
+    ]
     for url, credential in attempts:
-        resp = post(world.platform, "/v1/storage/nodes", world.provider.auth,
-                    json=world.provider.registration(url, credential))
+        resp = post(
+            world.platform, "/v1/storage/nodes", world.provider.auth, json=world.provider.registration(url, credential)
+        )
         assert resp.status_code == 400 and field_of(resp) == "url", (url, resp.status_code, resp.text)
     # Followed, the redirect would have reached a node that holds that credential: it was not.
     assert redirecting.authorizations == {f"Bearer {fresh.credential}"}
@@ -211,6 +244,7 @@ def test_credentials_of_the_wrong_shape_are_refused_naming_credential(world):
 
 # ---- the signature -------------------------------------------------------------------------------------------
 
+
 def test_forged_replayed_and_stale_registrations_are_refused(world):
     fresh = world.fresh_node("forged")
     provider, now = world.provider, int(time.time())
@@ -223,7 +257,8 @@ def test_forged_replayed_and_stale_registrations_are_refused(world):
             {**good, "credential": other_node.credential},  # signed for another credential
             {**good, "url": other_node.url},  # signed for another address
             {**good, "issued_at": good["issued_at"] + 1},
-            {**good, "signature": "0x1234"}, {**good, "signature": "not hex"},
+            {**good, "signature": "0x1234"},
+            {**good, "signature": "not hex"},
             {**good, "signature": "0x" + "00" * 65},
         ],
         "issued_at": [
@@ -241,19 +276,26 @@ def test_forged_replayed_and_stale_registrations_are_refused(world):
     resp = post(world.platform, "/v1/storage/nodes", world.rival.auth, json=stolen)
     assert resp.status_code == 409 and field_of(resp) == "url", resp.text
     # The provider itself cannot swap the node's credential for one the node does not hold.
-    resp = post(world.platform, "/v1/storage/nodes", provider.auth, json=provider.registration(world.node.url,
-                                                                                             ANY_CREDENTIAL))
+    resp = post(
+        world.platform, "/v1/storage/nodes", provider.auth, json=provider.registration(world.node.url, ANY_CREDENTIAL)
+    )
     assert resp.status_code == 400 and field_of(resp) == "url"
     listed = {n["url"]: n for n in nodes(world.platform)}
     assert fresh.url not in listed and other_node.url not in listed
-    assert listed[world.node.url]["id"] == world.node_id and listed[world.node.url]["provider"] == \
-        provider.account.address
-    again = post(world.platform, "/v1/storage/nodes", provider.auth,
-                 json=provider.registration(world.node.url, world.node.credential, issued_at=now + 1))
+    assert (
+        listed[world.node.url]["id"] == world.node_id and listed[world.node.url]["provider"] == provider.account.address
+    )
+    again = post(
+        world.platform,
+        "/v1/storage/nodes",
+        provider.auth,
+        json=provider.registration(world.node.url, world.node.credential, issued_at=now + 1),
+    )
     assert again.status_code == 201 and again.json()["id"] == world.node_id  # a fresh one from its owner
 
 
 # ---- the node's own API --------------------------------------------------------------------------------------
+
 
 def test_a_storage_node_serves_no_block_route_without_its_credential(world):
     node = world.node
@@ -262,16 +304,29 @@ def test_a_storage_node_serves_no_block_route_without_its_credential(world):
     cid = held[0]
     junk = os.urandom(64)
     junk_cid = cids.cid_of(junk)
-    routes = [("GET", f"/blocks/{cid}", {}), ("HEAD", f"/blocks/{cid}", {}), ("DELETE", f"/blocks/{cid}", {}),
-              ("PUT", f"/blocks/{junk_cid}", {"content": junk}), ("GET", "/blocks", {}), ("GET", "/info", {}),
-              ("POST", f"/audit/{cid}", {"json": {"nonce": "ab" * 16}}), ("GET", "/openapi.json", {}),
-              ("GET", "/docs", {})]
+    routes = [
+        ("GET", f"/blocks/{cid}", {}),
+        ("HEAD", f"/blocks/{cid}", {}),
+        ("DELETE", f"/blocks/{cid}", {}),
+        ("PUT", f"/blocks/{junk_cid}", {"content": junk}),
+        ("GET", "/blocks", {}),
+        ("GET", "/info", {}),
+        ("POST", f"/audit/{cid}", {"json": {"nonce": "ab" * 16}}),
+        ("GET", "/openapi.json", {}),
+        ("GET", "/docs", {}),
+    ]
     other = world.fresh_node("neighbour").credential
-    for headers in [{}, {"Authorization": f"Bearer {other}"}, {"Authorization": f"Bearer {ANY_CREDENTIAL}"},
-                    {"Authorization": node.credential}, {"Authorization": f"Basic {node.credential}"},
-                    {"Authorization": f"Bearer {node.credential[:-1]}"},
-                    {"Authorization": f"Bearer {node.credential}0"},
-                    {"Authorization": f"Bearer {node.credential.upper()}"}, {"Authorization": "Bearer"}]:
+    for headers in [
+        {},
+        {"Authorization": f"Bearer {other}"},
+        {"Authorization": f"Bearer {ANY_CREDENTIAL}"},
+        {"Authorization": node.credential},
+        {"Authorization": f"Basic {node.credential}"},
+        {"Authorization": f"Bearer {node.credential[:-1]}"},
+        {"Authorization": f"Bearer {node.credential}0"},
+        {"Authorization": f"Bearer {node.credential.upper()}"},
+        {"Authorization": "Bearer"},
+    ]:
         for method, path, kwargs in routes:
             resp = httpx.request(method, f"{node.url}{path}", headers=headers, timeout=10, **kwargs)
             expected = 401 if path.startswith(("/blocks", "/info", "/audit")) else 404  # no schema, no docs
@@ -284,13 +339,20 @@ def test_a_storage_node_serves_no_block_route_without_its_credential(world):
 
 # ---- operator routes and listings ----------------------------------------------------------------------------
 
+
 def test_node_listing_audit_repair_and_eviction_are_the_operators(platform):
     _, user = platform.new_user()
-    key = platform.api_key(user, ["account", "market", "provider", "keys", "workflows", "agents", "storage",
-                                  "secrets", "memory", "workloads"])
+    key = platform.api_key(
+        user,
+        ["account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory", "workloads"],
+    )
     callers = [{}, user, key, {"Authorization": "Bearer cxo_" + "x" * 43}]
-    calls = [("GET", "/v1/storage/nodes"), ("POST", "/v1/storage/audit"), ("POST", "/v1/storage/repair"),
-             ("DELETE", "/v1/storage/nodes/local")]
+    calls = [
+        ("GET", "/v1/storage/nodes"),
+        ("POST", "/v1/storage/audit"),
+        ("POST", "/v1/storage/repair"),
+        ("DELETE", "/v1/storage/nodes/local"),
+    ]
     for headers in callers:
         for method, path in calls:
             resp = httpx.request(method, f"{platform.url}{path}", headers=headers, timeout=60)
@@ -316,6 +378,7 @@ def test_a_provider_sees_its_own_nodes_and_no_one_sees_a_credential(world):
 
 # ---- files ---------------------------------------------------------------------------------------------------
 
+
 def test_a_file_is_its_owners_until_published_and_stat_names_no_uploader(platform):
     alice_wallet, alice = platform.new_user()
     bob_wallet, bob = platform.new_user()
@@ -327,8 +390,11 @@ def test_a_file_is_its_owners_until_published_and_stat_names_no_uploader(platfor
     for who in strangers:
         for path in (f"/v1/storage/files/{cid}", f"/v1/storage/files/{cid}/stat", f"/v1/storage/files/{cid}/archive"):
             assert get(platform, path, who).status_code == 404, (who, path)
-        for path in (f"/v1/storage/files/{cid}/pin", f"/v1/storage/files/{cid}/publish",
-                     f"/v1/storage/files/{cid}/unpublish"):
+        for path in (
+            f"/v1/storage/files/{cid}/pin",
+            f"/v1/storage/files/{cid}/publish",
+            f"/v1/storage/files/{cid}/unpublish",
+        ):
             assert post(platform, path, who).status_code == 404, (who, path)
         assert httpx.delete(f"{platform.url}/v1/storage/files/{cid}", headers=who, timeout=30).status_code == 404
     if not platform.anonymous:

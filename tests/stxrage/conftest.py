@@ -48,8 +48,9 @@ class NodeServer:
         return self._server is not None
 
     def start(self) -> None:
-        config = uvicorn.Config(create_node_app(self.config), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            create_node_app(self.config), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

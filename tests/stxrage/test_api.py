@@ -161,8 +161,10 @@ def _stream_put(base: str, size: int, seed: bytes, **params) -> tuple[str, str]:
 
 def _stream_get_digest(base: str, cid: str, headers: dict | None = None) -> tuple[int, str]:
     digest, total = hashlib.sha256(), 0
-    with httpx.Client(timeout=600) as http, http.stream("GET", f"{base}/v1/storage/files/{cid}",
-                                                        headers=headers or {}) as resp:
+    with (
+        httpx.Client(timeout=600) as http,
+        http.stream("GET", f"{base}/v1/storage/files/{cid}", headers=headers or {}) as resp,
+    ):
         assert resp.status_code in (200, 206)
         for part in resp.iter_bytes():
             digest.update(part)
@@ -203,6 +205,12 @@ def test_files_of_a_directory_archive_are_served_by_path(client, tmp_path):
 
 def test_the_storage_api_is_documented(client):
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ["/v1/storage/files", "/v1/storage/files/{cid}", "/v1/storage/files/{cid}/stat",
-                 "/v1/storage/files/{cid}/pin", "/v1/storage/nodes", "/v1/storage/repair"]:
+    for path in [
+        "/v1/storage/files",
+        "/v1/storage/files/{cid}",
+        "/v1/storage/files/{cid}/stat",
+        "/v1/storage/files/{cid}/pin",
+        "/v1/storage/nodes",
+        "/v1/storage/repair",
+    ]:
         assert path in paths

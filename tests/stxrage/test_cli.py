@@ -113,8 +113,9 @@ def test_an_upload_sent_again_after_a_lapsed_session_is_whole(cli, api_url, tmp_
     src = tmp_path / "again.bin"
     src.write_bytes(os.urandom(2_500_000))
     settings = get_settings()
-    (settings.data_dir / "session.json").write_text(json.dumps(
-        {"api": api_url, "address": local_address(), "token": "cxs_lapsed"}))
+    (settings.data_dir / "session.json").write_text(
+        json.dumps({"api": api_url, "address": local_address(), "token": "cxs_lapsed"})
+    )
     put = cli("put", str(src), "--json")
     assert put.exit_code == 0, put.output
     assert json.loads(put.stdout)["file"]["size"] == 2_500_000
@@ -148,15 +149,19 @@ def test_a_directory_goes_in_as_one_archive_and_comes_out_whole(cli, api_url, tm
     assert {f["cid"] for f in httpx.get(f"{api_url}/v1/storage/files").json()} == held | {cid}  # one file
     stat = httpx.get(f"{api_url}/v1/storage/files/{cid}/stat").json()
     assert (stat["kind"], stat["name"], stat["owner"]) == ("dir", "model", local_address())
-    expected = {p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*")
-                if p.is_file() and not p.is_symlink()}
+    expected = {
+        p.relative_to(src).as_posix(): p.read_bytes() for p in src.rglob("*") if p.is_file() and not p.is_symlink()
+    }
     listing = httpx.get(f"{api_url}/v1/storage/files/{cid}/archive").json()
     assert {e["path"]: e["size"] for e in listing} == {path: len(data) for path, data in expected.items()}
 
     got = cli("get", cid, "-o", str(tmp_path / "back"))
     assert got.exit_code == 0, got.output
-    assert {p.relative_to(tmp_path / "back").as_posix(): p.read_bytes() for p in (tmp_path / "back").rglob("*")
-            if p.is_file()} == expected
+    assert {
+        p.relative_to(tmp_path / "back").as_posix(): p.read_bytes()
+        for p in (tmp_path / "back").rglob("*")
+        if p.is_file()
+    } == expected
     assert cli("get", cid, "-o", str(tmp_path / "x"), "--range", "0-10").exit_code == 1
 
     # the same folder again is the same archive; --json gives the one upload's stats
@@ -173,8 +178,9 @@ def test_a_directory_sent_again_after_a_lapsed_session_is_whole(cli, api_url, tm
     src.mkdir()
     (src / "a.bin").write_bytes(os.urandom(1_500_000))
     (src / "b.bin").write_bytes(os.urandom(700_000))
-    (get_settings().data_dir / "session.json").write_text(json.dumps(
-        {"api": api_url, "address": local_address(), "token": "cxs_lapsed"}))
+    (get_settings().data_dir / "session.json").write_text(
+        json.dumps({"api": api_url, "address": local_address(), "token": "cxs_lapsed"})
+    )
     put = cli("put", str(src), "--json")
     assert put.exit_code == 0, put.output
     stats = json.loads(put.stdout)["file"]
@@ -199,8 +205,9 @@ def test_node_admin_is_the_operators(cli, api_url):
 
 def _cli(api_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "CXMPUTE_API_URL": api_url}
-    return subprocess.run([CXMPUTE, "storage", *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [CXMPUTE, "storage", *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @contextmanager
@@ -208,9 +215,24 @@ def _node(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path]]:
     """`cxmpute storage node` as a process; yields its URL and where it keeps its own credential."""
     port = free_port()
     env = {**os.environ, "CXMPUTE_HOME": str(tmp_path / "node-home"), **env}
-    proc = subprocess.Popen([CXMPUTE, "storage", "node", "--dir", str(tmp_path / "node"), "--port", str(port),
-                             "--quota", str(4 * 1024**3), "--price", "1.25"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            CXMPUTE,
+            "storage",
+            "node",
+            "--dir",
+            str(tmp_path / "node"),
+            "--port",
+            str(port),
+            "--quota",
+            str(4 * 1024**3),
+            "--price",
+            "1.25",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):  # bounded wait for the node to listen

@@ -65,40 +65,54 @@ def _refused(http: httpx.Client, body: bytes, says: str) -> None:
 
 def test_a_tar_becomes_one_directory_archive(http):
     weights = os.urandom(300_000)
-    body = _tar((_member("./", tarfile.DIRTYPE), None), _file("./config.json", b"{}"),
-                (_member("./w", tarfile.DIRTYPE), None), _file("./w/weights.bin", weights),
-                (_member("empty", tarfile.DIRTYPE), None), _file("n" * 150 + "/é.txt", b"long"))
+    body = _tar(
+        (_member("./", tarfile.DIRTYPE), None),
+        _file("./config.json", b"{}"),
+        (_member("./w", tarfile.DIRTYPE), None),
+        _file("./w/weights.bin", weights),
+        (_member("empty", tarfile.DIRTYPE), None),
+        _file("n" * 150 + "/é.txt", b"long"),
+    )
     resp = http.post(FILES, params={"archive": True, "name": "model"}, content=body)
     assert resp.status_code == 201, resp.text
     stats = resp.json()
     cid = stats["file"]["cid"]
     assert (stats["file"]["kind"], stats["file"]["name"], stats["file"]["owner"]) == ("dir", "model", local_address())
     listing = http.get(f"{FILES}/{cid}/archive").json()
-    assert {e["path"]: e["size"] for e in listing} == {"config.json": 2, "w/weights.bin": len(weights),
-                                                       "n" * 150 + "/é.txt": 4}
+    assert {e["path"]: e["size"] for e in listing} == {
+        "config.json": 2,
+        "w/weights.bin": len(weights),
+        "n" * 150 + "/é.txt": 4,
+    }
     assert http.get(f"{FILES}/{cid}/archive/w/weights.bin").content == weights
     assert [p for p in get_settings().data_dir.iterdir() if p.name.startswith(".upload-")] == []
 
 
-@pytest.mark.parametrize(("members", "says"), [
-    pytest.param([_file("/etc/cxmpute-escape", b"x")], "relative", id="absolute-path"),
-    pytest.param([_file("ok.txt", b"x"), _file("../cxmpute-escape", b"x")], "relative", id="dot-dot"),
-    pytest.param([_file("a/../../cxmpute-escape", b"x")], "relative", id="dot-dot-inside"),
-    pytest.param([(_member("link", tarfile.SYMTYPE, "/etc/passwd"), None)], "symbolic link", id="symlink-out"),
-    pytest.param([(_member("up", tarfile.SYMTYPE, ".."), None), _file("up/cxmpute-escape", b"x")], "symbolic link",
-                 id="symlink-then-write-through"),
-    pytest.param([_file("a", b"x"), (_member("b", tarfile.LNKTYPE, "a"), None)], "hard link", id="hardlink"),
-    pytest.param([(_member("tty", tarfile.CHRTYPE), None)], "device", id="char-device"),
-    pytest.param([(_member("disk", tarfile.BLKTYPE), None)], "device", id="block-device"),
-    pytest.param([(_member("pipe", tarfile.FIFOTYPE), None)], "fifo", id="fifo"),
-    pytest.param([_file("a", b"1"), _file("a", b"2")], "twice", id="duplicate"),
-    pytest.param([_file("a", b"1"), _file("a/b", b"2")], "both a file and a folder", id="file-then-folder"),
-    pytest.param([_file("bad\nname", b"1")], "relative", id="control-character"),
-    pytest.param([_file("a\\b", b"1")], "relative", id="backslash"),
-    pytest.param([_file("x" * 256, b"1")], "255 bytes", id="long-part"),
-    pytest.param([_file("x/" * 500 + "x", b"1")], "1000 characters", id="long-path"),
-    pytest.param([(_member("d", tarfile.DIRTYPE), None)], "no files", id="no-files"),
-])
+@pytest.mark.parametrize(
+    ("members", "says"),
+    [
+        pytest.param([_file("/etc/cxmpute-escape", b"x")], "relative", id="absolute-path"),
+        pytest.param([_file("ok.txt", b"x"), _file("../cxmpute-escape", b"x")], "relative", id="dot-dot"),
+        pytest.param([_file("a/../../cxmpute-escape", b"x")], "relative", id="dot-dot-inside"),
+        pytest.param([(_member("link", tarfile.SYMTYPE, "/etc/passwd"), None)], "symbolic link", id="symlink-out"),
+        pytest.param(
+            [(_member("up", tarfile.SYMTYPE, ".."), None), _file("up/cxmpute-escape", b"x")],
+            "symbolic link",
+            id="symlink-then-write-through",
+        ),
+        pytest.param([_file("a", b"x"), (_member("b", tarfile.LNKTYPE, "a"), None)], "hard link", id="hardlink"),
+        pytest.param([(_member("tty", tarfile.CHRTYPE), None)], "device", id="char-device"),
+        pytest.param([(_member("disk", tarfile.BLKTYPE), None)], "device", id="block-device"),
+        pytest.param([(_member("pipe", tarfile.FIFOTYPE), None)], "fifo", id="fifo"),
+        pytest.param([_file("a", b"1"), _file("a", b"2")], "twice", id="duplicate"),
+        pytest.param([_file("a", b"1"), _file("a/b", b"2")], "both a file and a folder", id="file-then-folder"),
+        pytest.param([_file("bad\nname", b"1")], "relative", id="control-character"),
+        pytest.param([_file("a\\b", b"1")], "relative", id="backslash"),
+        pytest.param([_file("x" * 256, b"1")], "255 bytes", id="long-part"),
+        pytest.param([_file("x/" * 500 + "x", b"1")], "1000 characters", id="long-path"),
+        pytest.param([(_member("d", tarfile.DIRTYPE), None)], "no files", id="no-files"),
+    ],
+)
 def test_hostile_tars_are_refused_and_leave_nothing(http, tmp_path, members, says):
     _refused(http, _tar(*members), says)
     assert not Path("/etc/cxmpute-escape").exists()
@@ -107,8 +121,9 @@ def test_hostile_tars_are_refused_and_leave_nothing(http, tmp_path, members, say
 
 def test_a_name_that_is_not_utf8_is_refused(http):
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
-                      errors="surrogateescape") as tar:
+    with tarfile.open(
+        fileobj=out, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
         tar.addfile(_member("caf\udce9.txt"), io.BytesIO(b""))
     _refused(http, out.getvalue(), "UTF-8")
 
@@ -123,8 +138,10 @@ def test_what_is_not_a_tar_is_refused(http):
 def test_a_tar_bomb_over_the_member_cap_is_refused_before_unpacking_it(http, monkeypatch):
     monkeypatch.setattr(archive_upload, "MAX_MEMBERS", 50)
     _refused(http, _tar(*(_file(f"f{i}", b"") for i in range(51))), "more than 50 members")
-    assert http.post(FILES, params={"archive": True}, content=_tar(*(_file(f"f{i}", b"") for i in range(50)))
-                     ).status_code == 201
+    assert (
+        http.post(FILES, params={"archive": True}, content=_tar(*(_file(f"f{i}", b"") for i in range(50)))).status_code
+        == 201
+    )
 
 
 def test_unpacked_files_are_capped_by_the_upload_limit(http, monkeypatch):
@@ -149,8 +166,11 @@ def test_unpacked_files_are_capped_by_the_upload_limit(http, monkeypatch):
     reset_settings()
     try:
         _refused(http, body, "more than this upload's limit")
-        _refused(http, _tar(_file("a.bin", os.urandom(600_000)), _file("b.bin", os.urandom(600_000))),
-                 "more than this upload's limit")
+        _refused(
+            http,
+            _tar(_file("a.bin", os.urandom(600_000)), _file("b.bin", os.urandom(600_000))),
+            "more than this upload's limit",
+        )
     finally:
         monkeypatch.delenv("CXMPUTE_STORAGE_MAX_UPLOAD_MB")
         reset_settings()

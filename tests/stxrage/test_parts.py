@@ -97,12 +97,24 @@ def test_the_node_serves_nothing_but_its_health_without_its_credential(tmp_path)
     cid = cids.cid_of(data)
     owner = TestClient(node_app, headers={"Authorization": f"Bearer {credential}"})
     assert owner.put(f"/blocks/{cid}", content=data).status_code == 201
-    attempts = [("PUT", f"/blocks/{cid}", {"content": data}), ("GET", f"/blocks/{cid}", {}),
-                ("HEAD", f"/blocks/{cid}", {}), ("DELETE", f"/blocks/{cid}", {}), ("GET", "/blocks", {}),
-                ("GET", "/info", {}), ("POST", f"/audit/{cid}", {"json": {"nonce": "00" * 16}})]
-    for headers in [{}, {"Authorization": "Bearer " + "x" * len(credential)}, {"Authorization": credential},
-                    {"Authorization": f"Basic {credential}"}, {"Authorization": f"Bearer {credential[:-1]}"},
-                    {"Authorization": f"Bearer {credential}x"}, {"Authorization": "Bearer"}]:
+    attempts = [
+        ("PUT", f"/blocks/{cid}", {"content": data}),
+        ("GET", f"/blocks/{cid}", {}),
+        ("HEAD", f"/blocks/{cid}", {}),
+        ("DELETE", f"/blocks/{cid}", {}),
+        ("GET", "/blocks", {}),
+        ("GET", "/info", {}),
+        ("POST", f"/audit/{cid}", {"json": {"nonce": "00" * 16}}),
+    ]
+    for headers in [
+        {},
+        {"Authorization": "Bearer " + "x" * len(credential)},
+        {"Authorization": credential},
+        {"Authorization": f"Basic {credential}"},
+        {"Authorization": f"Bearer {credential[:-1]}"},
+        {"Authorization": f"Bearer {credential}x"},
+        {"Authorization": "Bearer"},
+    ]:
         stranger = TestClient(node_app, headers=headers)
         for method, path, kwargs in attempts:
             assert stranger.request(method, path, **kwargs).status_code == 401, (headers, method, path)

@@ -60,7 +60,7 @@ def test_editing_the_middle_stores_only_nearby_chunks(storage):
     data = bytearray(rng.randbytes(20 * 1024 * 1024))
     first = storage.put_bytes(bytes(data))
     middle = len(data) // 2
-    data[middle:middle + 1024 * 1024] = rng.randbytes(1024 * 1024)
+    data[middle : middle + 1024 * 1024] = rng.randbytes(1024 * 1024)
     edited = storage.put_bytes(bytes(data))
     # 1 MiB of new bytes spans ~4 chunks of ~320 KiB, plus the two cut at its edges and the manifest.
     assert edited.new_blocks <= 8
@@ -95,7 +95,7 @@ def test_shared_blocks_survive_deleting_one_file(storage):
     a = storage.put_bytes(common + os.urandom(600_000)).file
     b = storage.put_bytes(common + os.urandom(600_000)).file
     storage.delete(a.cid)
-    assert storage.get_bytes(b.cid)[:len(common)] == common
+    assert storage.get_bytes(b.cid)[: len(common)] == common
 
 
 def test_another_account_cannot_read_list_or_delete_a_private_file(storage):

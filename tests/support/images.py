@@ -15,9 +15,13 @@ def service_image(engine, app: str, tag: str, dest: Path) -> Path:
     base = ensure_image(engine)
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, data in (("Dockerfile", f'FROM {base}\nCOPY app.py /app/app.py\n'
-                                          f'CMD ["/usr/bin/python3", "-u", "/app/app.py"]\n'.encode()),
-                           ("app.py", app.encode())):
+        for name, data in (
+            (
+                "Dockerfile",
+                f'FROM {base}\nCOPY app.py /app/app.py\nCMD ["/usr/bin/python3", "-u", "/app/app.py"]\n'.encode(),
+            ),
+            ("app.py", app.encode()),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

@@ -56,10 +56,17 @@ class Wallet:
     def call_vault(self, fn: str, value_wei: int) -> str:
         w3 = self.chain.w3
         tx = getattr(self.chain.vault.functions, fn)().build_transaction(
-            {"from": self.address, "value": value_wei, "nonce": w3.eth.get_transaction_count(self.address),
-             "chainId": self.chain.chain_id, "gasPrice": w3.eth.gas_price})
+            {
+                "from": self.address,
+                "value": value_wei,
+                "nonce": w3.eth.get_transaction_count(self.address),
+                "chainId": self.chain.chain_id,
+                "gasPrice": w3.eth.gas_price,
+            }
+        )
         receipt = w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction))
+            w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction)
+        )
         assert receipt["status"] == 1
         return receipt["transactionHash"].to_0x_hex()
 
@@ -96,8 +103,9 @@ def platform_api(db: Path) -> Iterator[tuple[httpx.Client, Network]]:
         use_network(None)
 
 
-def publish_provider(http: httpx.Client, net: Network, models: list[str], kind: str = "inference",
-                     price: int = 10, cpu: int = 4) -> tuple[Wallet, dict[str, str], str]:
+def publish_provider(
+    http: httpx.Client, net: Network, models: list[str], kind: str = "inference", price: int = 10, cpu: int = 4
+) -> tuple[Wallet, dict[str, str], str]:
     """A new provider, registered and staked, with one provision of ``kind`` at ``price`` gwei per CU-second;
     returns its wallet, its sign-in headers and the provision's id."""
     wallet = Wallet(net.chain)
@@ -105,14 +113,25 @@ def publish_provider(http: httpx.Client, net: Network, models: list[str], kind: 
     hw = HardwareProfile(cpu_count=8, cpu_model="test", memory_mb=16384, disk_gb=100, benchmark_score=100.0)
     issued = int(time.time())
     typed = {"provider": wallet.address, "name": "p", "region": "local", "profileHash": hw.digest(), "issuedAt": issued}
-    resp = http.post("/v1/providers", headers=auth, json={
-        "name": "p", "region": "local", "profile": hw.model_dump(), "issued_at": issued,
-        "signature": receipts.sign(net.domain, "ProviderRegistration", typed, account=wallet.account)})
+    resp = http.post(
+        "/v1/providers",
+        headers=auth,
+        json={
+            "name": "p",
+            "region": "local",
+            "profile": hw.model_dump(),
+            "issued_at": issued,
+            "signature": receipts.sign(net.domain, "ProviderRegistration", typed, account=wallet.account),
+        },
+    )
     assert resp.status_code == 200, resp.text
     tx = wallet.call_vault("stake", STAKE_WEI)
     assert http.post("/v1/providers/stake", json={"tx_hash": tx}, headers=auth).status_code == 200
-    resp = http.post("/v1/provisions", headers=auth, json={
-        "kind": kind, "resources": {"cpu": cpu, "memory_mb": 8192}, "price_gwei": price, "models": models})
+    resp = http.post(
+        "/v1/provisions",
+        headers=auth,
+        json={"kind": kind, "resources": {"cpu": cpu, "memory_mb": 8192}, "price_gwei": price, "models": models},
+    )
     assert resp.status_code == 201, resp.text
     return wallet, auth, resp.json()["id"]
 
@@ -152,10 +171,28 @@ def serve(models: list[str], home: Path, wallet: Wallet, provision: str, api: st
     """``cxmpute inference serve`` for ``provision``; ``models`` are its ``--model``-style options, e.g.
     ``["--model", "tiny=DIR", "--embedding", "emb=DIR"]``."""
     port = free_port()
-    env = {**os.environ, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": wallet.account.key.hex(),
-           "CXMPUTE_API_URL": api}
-    cmd = [sys.executable, "-m", "cxmpute.cli", "inference", "serve", *models, "--port", str(port),
-           "--device", "cpu", "--provision", provision, "--api-key", SERVER_KEY]
+    env = {
+        **os.environ,
+        "CXMPUTE_HOME": str(home),
+        "CXMPUTE_WALLET_KEY": wallet.account.key.hex(),
+        "CXMPUTE_API_URL": api,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxmpute.cli",
+        "inference",
+        "serve",
+        *models,
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--provision",
+        provision,
+        "--api-key",
+        SERVER_KEY,
+    ]
     with (home / "server.log").open("w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Server(proc, port, wallet, home)

@@ -18,8 +18,9 @@ def serving(models: list, api_key: str | None = None) -> Iterator[str]:
     from flows.server import free_port
 
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(models, api_key=api_key), host="127.0.0.1", port=port,
-                                        log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(models, api_key=api_key), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     while not srv.started:
@@ -41,8 +42,12 @@ def byte_level_cl100k() -> Iterator[None]:
     import tiktoken
     from tiktoken import registry
 
-    encoding = tiktoken.Encoding(name="cl100k_base", pat_str=r"\s?\S+|\s+",
-                                 mergeable_ranks={bytes([b]): b for b in range(256)}, special_tokens={})
+    encoding = tiktoken.Encoding(
+        name="cl100k_base",
+        pat_str=r"\s?\S+|\s+",
+        mergeable_ranks={bytes([b]): b for b in range(256)},
+        special_tokens={},
+    )
     before = registry.ENCODINGS.get("cl100k_base")
     registry.ENCODINGS["cl100k_base"] = encoding
     try:

@@ -45,6 +45,7 @@ class Block:
 class Fence:
     """Any fenced block, shell or not: the coverage test refuses ones without a language, where shell could
     hide from the journeys."""
+
     language: str
     line: int
 
@@ -116,8 +117,9 @@ def parse(text: str) -> tuple[list[Block], list[Fence]]:
                 j += 1
             fences.append(Fence(language, i + 1))
             if language in SHELL_LANGUAGES:
-                block = Block(language=language, line=i + 1, headings=tuple(h for _, h in headings),
-                              text="\n".join(body))
+                block = Block(
+                    language=language, line=i + 1, headings=tuple(h for _, h in headings), text="\n".join(body)
+                )
                 k = i - 1
                 while k >= 0 and not lines[k].strip():
                     k -= 1
@@ -217,9 +219,14 @@ def user_env(platform, home: Path) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CXMPUTE_", "PREFECT_"))}
     bin_dir = Path(sys.executable).parent
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}", VIRTUAL_ENV=str(bin_dir.parent),
-               HOME=str(home), CXMPUTE_HOME=platform.env["CXMPUTE_HOME"], CXMPUTE_API_URL=platform.url,
-               CXMPUTE_PREFECT_PORT=platform.env["CXMPUTE_PREFECT_PORT"])
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
+        VIRTUAL_ENV=str(bin_dir.parent),
+        HOME=str(home),
+        CXMPUTE_HOME=platform.env["CXMPUTE_HOME"],
+        CXMPUTE_API_URL=platform.url,
+        CXMPUTE_PREFECT_PORT=platform.env["CXMPUTE_PREFECT_PORT"],
+    )
     env.pop("PYTHONPATH", None)
     return env
 
@@ -235,8 +242,15 @@ def run_journey(name: str, *, cwd: Path, env: dict[str, str], timeout: float, pa
     (cwd / f".journey-{name}.sh").write_text("\n".join(body) + "\n")
     log = cwd / f".journey-{name}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(["bash", "-e", f".journey-{name}.sh"], cwd=cwd, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "-e", f".journey-{name}.sh"],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             rc: int | None = proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -248,7 +262,7 @@ def run_journey(name: str, *, cwd: Path, env: dict[str, str], timeout: float, pa
     marks = list(_STEP.finditer(transcript))
     for k, mark in enumerate(marks):
         end = marks[k + 1].start() if k + 1 < len(marks) else len(transcript)
-        steps[int(mark[1])].output = transcript[mark.end():end].strip("\n")
+        steps[int(mark[1])].output = transcript[mark.end() : end].strip("\n")
     return JourneyRun(name, steps, rc, transcript, int(marks[-1][1]) if marks else 0)
 
 

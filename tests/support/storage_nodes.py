@@ -34,8 +34,9 @@ class Served:
     def __init__(self, app) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30
@@ -77,9 +78,15 @@ class HostileNode:
     ``redirect_to``), takes any block with or without a credential, and records every Authorization header
     it is sent."""
 
-    info: dict | str = field(default_factory=lambda: {"id": "local", "capacity_bytes": 10 * 1024**3,
-                                                      "used_bytes": 0, "price_per_gb_month": 0.0,
-                                                      "provider": "0x" + "11" * 20})
+    info: dict | str = field(
+        default_factory=lambda: {
+            "id": "local",
+            "capacity_bytes": 10 * 1024**3,
+            "used_bytes": 0,
+            "price_per_gb_month": 0.0,
+            "provider": "0x" + "11" * 20,
+        }
+    )
     redirect_to: str = ""
     authorizations: set[str] = field(default_factory=set)
     held: dict[str, bytes] = field(default_factory=dict)
@@ -145,8 +152,9 @@ class StorageProvider:
     auth: dict[str, str]
     domain: dict
 
-    def registration(self, url: str, credential: str, *, issued_at: int | None = None,
-                     signer: Account | None = None) -> dict:
+    def registration(
+        self, url: str, credential: str, *, issued_at: int | None = None, signer: Account | None = None
+    ) -> dict:
         """The body of POST /v1/storage/nodes, signed by ``signer`` (default: this provider's wallet)."""
         issued = int(time.time()) if issued_at is None else issued_at
         signature = sign_registration(self.domain, signer or self.account, url, credential, issued)
@@ -171,12 +179,12 @@ def storage_provider(platform: UpPlatform, *, stake_gwei: int = 0) -> StoragePro
         client = Platform(platform.url, account)
         try:
             await client.sign_in()
-            await client.register("storage", "local", HardwareProfile(cpu_count=2, cpu_model="test", memory_mb=2048,
-                                                                      disk_gb=100))
+            await client.register(
+                "storage", "local", HardwareProfile(cpu_count=2, cpu_model="test", memory_mb=2048, disk_gb=100)
+            )
             if stake_gwei:
                 await client.ensure_stake(stake_gwei)
-            return StorageProvider(account, client.headers,
-                                   client.domain.as_eip712())
+            return StorageProvider(account, client.headers, client.domain.as_eip712())
         finally:
             await client.close()
 

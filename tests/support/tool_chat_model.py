@@ -10,7 +10,7 @@ from fixtures.tiny_llm import build_tiny_causal_lm
 
 TOOL_CHAT_TEMPLATE = (
     "{%- if tools %}<|system|>You may call these functions. For each call, answer "
-    "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>\n"
+    '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n'
     "{%- for tool in tools %}\n{{ tool | tojson }}{%- endfor %}</s>{%- endif %}"
     "{%- for m in messages %}"
     "{%- if m['role'] == 'assistant' and m['tool_calls'] %}<|assistant|>{{ m['content'] or '' }}"

@@ -50,8 +50,12 @@ class UpPlatform:
     def w3(self, headers: dict[str, str] | None = None) -> Web3:
         """web3 on the embedded chain's RPC; with the operator's headers for its development methods."""
         # Headers given to HTTPProvider replace its own (the JSON content type among them).
-        return Web3(Web3.HTTPProvider(f"{self.url}/v1/chain/rpc", request_kwargs={
-            "headers": {**Web3.HTTPProvider.get_request_headers(), **(headers or {})}}))
+        return Web3(
+            Web3.HTTPProvider(
+                f"{self.url}/v1/chain/rpc",
+                request_kwargs={"headers": {**Web3.HTTPProvider.get_request_headers(), **(headers or {})}},
+            )
+        )
 
     @property
     def chain(self) -> dict:
@@ -70,8 +74,7 @@ class UpPlatform:
         nonce = siwe.Nonce(**httpx.get(f"{self.url}/v1/auth/nonce", timeout=10).json())
         message = siwe.message_for(account.address, nonce, self.chain["chain_id"]).text()
         signature = account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        resp = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": signature},
-                          timeout=10)
+        resp = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": signature}, timeout=10)
         assert resp.status_code == 200, resp.text
         return {"Authorization": f"Bearer {resp.json()['token']}"}
 
@@ -80,8 +83,7 @@ class UpPlatform:
         return account, self.sign_in(account)
 
     def api_key(self, auth: dict[str, str], scopes: list[str]) -> dict[str, str]:
-        resp = httpx.post(f"{self.url}/v1/auth/keys", json={"name": "test", "scopes": scopes}, headers=auth,
-                          timeout=10)
+        resp = httpx.post(f"{self.url}/v1/auth/keys", json={"name": "test", "scopes": scopes}, headers=auth, timeout=10)
         assert resp.status_code == 201, resp.text
         return {"Authorization": f"Bearer {resp.json()['key']}"}
 
@@ -111,21 +113,38 @@ class UpPlatform:
         return self.proc.returncode
 
 
-def start_up(home: Path, *, anonymous: bool = True, provider: bool = False, env: dict[str, str] | None = None,
-             wait: float = 180.0) -> UpPlatform:
+def start_up(
+    home: Path,
+    *,
+    anonymous: bool = True,
+    provider: bool = False,
+    env: dict[str, str] | None = None,
+    wait: float = 180.0,
+) -> UpPlatform:
     """Run `cxmpute up` with its data in ``home`` on free ports; return once the API answers."""
     home.mkdir(parents=True, exist_ok=True)
     api_port, prefect_port = free_port(), free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CXMPUTE_"))}
-    full.update(CXMPUTE_HOME=str(home), CXMPUTE_API_PORT=str(api_port), CXMPUTE_PREFECT_PORT=str(prefect_port),
-                CXMPUTE_ALLOW_ANONYMOUS="true" if anonymous else "false",
-                CXMPUTE_SIWE_DOMAIN=f"127.0.0.1:{api_port}", **(env or {}))
+    full.update(
+        CXMPUTE_HOME=str(home),
+        CXMPUTE_API_PORT=str(api_port),
+        CXMPUTE_PREFECT_PORT=str(prefect_port),
+        CXMPUTE_ALLOW_ANONYMOUS="true" if anonymous else "false",
+        CXMPUTE_SIWE_DOMAIN=f"127.0.0.1:{api_port}",
+        **(env or {}),
+    )
     log = home / "up.log"
     argv = [sys.executable, "-m", "cxmpute.cli", "up"] + ([] if provider else ["--no-provider"])
-    proc = subprocess.Popen(argv, env=full, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    platform = UpPlatform(url=f"http://127.0.0.1:{api_port}", prefect_url=f"http://127.0.0.1:{prefect_port}/api",
-                          home=home, env=full, proc=proc, anonymous=anonymous, log=log)
+    proc = subprocess.Popen(argv, env=full, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    platform = UpPlatform(
+        url=f"http://127.0.0.1:{api_port}",
+        prefect_url=f"http://127.0.0.1:{prefect_port}/api",
+        home=home,
+        env=full,
+        proc=proc,
+        anonymous=anonymous,
+        log=log,
+    )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -148,6 +167,7 @@ def wait_until_ready(platform: UpPlatform, provider: bool = True, timeout: float
 
     until(lambda: "Cxmpute is up" in platform.output(), "the `Cxmpute is up` banner", platform, timeout)
     if provider:
+
         def offered() -> bool:
             resp = httpx.get(f"{platform.url}/v1/market/provisions", timeout=10)
             return resp.status_code == 200 and any(p.get("kind") == "agent" for p in _items(resp.json()))

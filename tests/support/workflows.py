@@ -7,7 +7,9 @@ APPROVAL = {
     "name": "approval",
     "inputs": {"draft": {"default": "draft text"}},
     "outputs": {"final": {"node": "review", "field": "value"}},
-    "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "draft"}},
-              {"id": "review", "agent": "hitl.approve", "params": {"prompt": "Publish?"}}],
+    "nodes": [
+        {"id": "in", "agent": "io.input", "params": {"name": "draft"}},
+        {"id": "review", "agent": "hitl.approve", "params": {"prompt": "Publish?"}},
+    ],
     "edges": [{"source": "in", "source_field": "value", "target": "review", "target_field": "value"}],
 }

@@ -24,7 +24,8 @@ def wait_done(http, run_id: str) -> dict:
     for _ in range(600):
         view = http.get(f"/v1/runs/{run_id}").json()
         if view["state"] in {"completed", "failed", "cancelled"} and all(
-                n["state"] in {"completed", "failed", "skipped"} for n in view["nodes"].values()):
+            n["state"] in {"completed", "failed", "skipped"} for n in view["nodes"].values()
+        ):
             return view
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not finish: {view}")
@@ -47,12 +48,15 @@ def test_invoke_agent(http):
     assert r.status_code == 200 and r.json()["output"] == {"text": "Hi 3"}
 
 
-@pytest.mark.parametrize("path,body,status,field", [
-    ("/v1/agents/io.template/invoke", {"input": {}}, 422, "input.template"),
-    ("/v1/agents/util.wait/invoke", {"input": {"seconds": "soon"}}, 422, "input.seconds"),
-    ("/v1/agents/no.such/invoke", {"input": {}}, 404, "agent"),
-    ("/v1/agents/io.template/invoke", {"input": {"template": "{{ x }}"}}, 400, "variables"),
-])
+@pytest.mark.parametrize(
+    "path,body,status,field",
+    [
+        ("/v1/agents/io.template/invoke", {"input": {}}, 422, "input.template"),
+        ("/v1/agents/util.wait/invoke", {"input": {"seconds": "soon"}}, 422, "input.seconds"),
+        ("/v1/agents/no.such/invoke", {"input": {}}, 404, "agent"),
+        ("/v1/agents/io.template/invoke", {"input": {"template": "{{ x }}"}}, 400, "variables"),
+    ],
+)
 def test_invoke_errors_name_the_field(http, path, body, status, field):
     r = http.post(path, json=body)
     assert r.status_code == status
@@ -72,8 +76,10 @@ def test_workflow_crud_versions_and_run(http):
     changed = dict(DIAMOND, description="second version")
     assert http.put(f"/v1/workflows/{wf['id']}", json=changed).json()["version"] == 2
     assert http.get(f"/v1/workflows/{wf['id']}/versions").json() == [1, 2]
-    assert http.get(f"/v1/workflows/{wf['id']}", params={"version": 1}).json()["document"]["description"] != \
-        "second version"
+    assert (
+        http.get(f"/v1/workflows/{wf['id']}", params={"version": 1}).json()["document"]["description"]
+        != "second version"
+    )
     listed = http.get("/v1/workflows", params={"limit": 1}).json()
     assert listed["total"] >= 1 and len(listed["items"]) == 1
 
@@ -98,9 +104,14 @@ def test_workflow_crud_versions_and_run(http):
 
 
 def test_invalid_workflow_gives_every_error_with_node_ids(http):
-    doc = {"nodes": [{"id": "a", "agent": "nope"}, {"id": "b", "agent": "io.template"},
-                     {"id": "c", "agent": "util.wait", "params": {"seconds": -5}}],
-           "edges": [{"source": "b", "source_field": "nope", "target": "c", "target_field": "value"}]}
+    doc = {
+        "nodes": [
+            {"id": "a", "agent": "nope"},
+            {"id": "b", "agent": "io.template"},
+            {"id": "c", "agent": "util.wait", "params": {"seconds": -5}},
+        ],
+        "edges": [{"source": "b", "source_field": "nope", "target": "c", "target_field": "value"}],
+    }
     for r in (http.post("/v1/workflows", json=doc), http.post("/v1/runs", json={"document": doc})):
         assert r.status_code == 422
         errors = {(e["code"], e["node"]) for e in r.json()["errors"]}
@@ -117,10 +128,13 @@ def test_failing_node_reported_through_api(http):
 
 
 def test_approval_answered_through_api(http):
-    doc = {"name": "approve", "inputs": {"v": {"default": 1}}, "outputs": {"out": {"node": "ok", "field": "value"}},
-           "nodes": [{"id": "i", "agent": "io.input", "params": {"name": "v"}},
-                     {"id": "ok", "agent": "hitl.approve"}],
-           "edges": [{"source": "i", "source_field": "value", "target": "ok", "target_field": "value"}]}
+    doc = {
+        "name": "approve",
+        "inputs": {"v": {"default": 1}},
+        "outputs": {"out": {"node": "ok", "field": "value"}},
+        "nodes": [{"id": "i", "agent": "io.input", "params": {"name": "v"}}, {"id": "ok", "agent": "hitl.approve"}],
+        "edges": [{"source": "i", "source_field": "value", "target": "ok", "target_field": "value"}],
+    }
     run_id = http.post("/v1/runs", json={"document": doc}).json()["id"]
     for _ in range(600):
         view = http.get(f"/v1/runs/{run_id}").json()

@@ -33,4 +33,7 @@ def test_the_docs_routes_declare_public_access():
     router = _docs("/openapi.json")
     assert _publish_access(router) == []  # what create_app checks of every route
     assert {r.path: r.openapi_extra["x-cxmpute-access"] for r in router.routes} == {
-        "/docs": "public", "/redoc": "public", "/docs/assets/{name}": "public"}
+        "/docs": "public",
+        "/redoc": "public",
+        "/docs/assets/{name}": "public",
+    }

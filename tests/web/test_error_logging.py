@@ -39,12 +39,15 @@ def client():
         yield c
 
 
-@pytest.mark.parametrize(("path", "status", "field"), [
-    ("/things/abc", 404, "thing_id"),  # the platform's own error
-    ("/price?gwei=0", 422, "gwei"),  # a platform model refusing the request's value
-    ("/price?gwei=x", 422, "query.gwei"),  # the request's own validation
-    ("/nowhere", 404, None),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "field"),
+    [
+        ("/things/abc", 404, "thing_id"),  # the platform's own error
+        ("/price?gwei=0", 422, "gwei"),  # a platform model refusing the request's value
+        ("/price?gwei=x", 422, "query.gwei"),  # the request's own validation
+        ("/nowhere", 404, None),
+    ],
+)
 def test_a_refused_request_is_one_info_line_without_traceback(client, caplog, path, status, field):
     caplog.set_level(logging.DEBUG, logger="cxmpute.web")
     assert client.get(path).status_code == status

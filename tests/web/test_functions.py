@@ -17,7 +17,7 @@ import pytest
 
 from compute.functions import package
 
-HANDLER = '''
+HANDLER = """
 import os, time
 calls = 0
 
@@ -32,7 +32,7 @@ def handler(event, context):
     if event.get("allocate_mb"):
         block = bytearray(event["allocate_mb"] * 2**20)
     return {"calls": calls, "echo": event.get("echo"), "started": started, "ended": time.time()}
-'''
+"""
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,8 +53,9 @@ def http(api_url):
 def cli(api_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CXMPUTE_API_URL": api_url, "COLUMNS": "200"}
     env.pop("CXMPUTE_WALLET_KEY", None)
-    return subprocess.run([sys.executable, "-m", "cxmpute.cli", "functions", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cxmpute.cli", "functions", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def make_function(tmp_path: Path) -> Path:
@@ -169,11 +170,16 @@ def test_invocations_are_listed_newest_first_with_pages(http, tmp_path):
 
 def test_a_workflow_node_invokes_a_function(http, tmp_path):
     name = deploy(http, tmp_path)
-    doc = {"name": "fn-flow", "inputs": {"word": {"type": "string"}},
-           "nodes": [{"id": "word", "agent": "io.input", "params": {"name": "word"}},
-                     {"id": "call", "agent": "fn.invoke", "params": {"name": name}}],
-           "edges": [{"source": "word", "source_field": "value", "target": "call", "target_field": "event.echo"}],
-           "outputs": {"answer": {"node": "call", "field": "result"}}}
+    doc = {
+        "name": "fn-flow",
+        "inputs": {"word": {"type": "string"}},
+        "nodes": [
+            {"id": "word", "agent": "io.input", "params": {"name": "word"}},
+            {"id": "call", "agent": "fn.invoke", "params": {"name": name}},
+        ],
+        "edges": [{"source": "word", "source_field": "value", "target": "call", "target_field": "event.echo"}],
+        "outputs": {"answer": {"node": "call", "field": "result"}},
+    }
     started = http.post("/v1/runs", json={"document": doc, "inputs": {"word": "from a workflow"}})
     assert started.status_code == 202, started.text
     for _ in range(600):
@@ -194,17 +200,21 @@ def test_the_agent_reports_a_failing_function_as_a_clear_error(http, tmp_path):
     assert ok.json()["output"]["result"]["echo"] == "direct" and ok.json()["output"]["status"] == "ok"
     slow = http.post("/v1/agents/fn.invoke/invoke", json={"input": {"name": name, "event": {"sleep": 30}}})
     assert slow.status_code == 504 and "timeout of 1 s" in slow.json()["detail"]
-    reported = http.post("/v1/agents/fn.invoke/invoke",
-                         json={"input": {"name": name, "event": {"sleep": 30}, "fail_on_error": False}})
+    reported = http.post(
+        "/v1/agents/fn.invoke/invoke", json={"input": {"name": name, "event": {"sleep": 30}, "fail_on_error": False}}
+    )
     assert reported.status_code == 200 and reported.json()["output"]["status"] == "timeout"
 
 
-@pytest.mark.parametrize("path, body, status, field", [
-    ("/v1/functions/Bad_Name", {"package_base64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, 422, "name"),
-    ("/v1/functions/ok-name", {"package_base64": "not base64!"}, 422, "package_base64"),
-    ("/v1/functions/ok-name", {"package_base64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, 422, "handler"),
-    ("/v1/functions/ok-name", {"package_base64": "eA==", "memory_mb": 1}, 422, "memory_mb"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, field",
+    [
+        ("/v1/functions/Bad_Name", {"package_base64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, 422, "name"),
+        ("/v1/functions/ok-name", {"package_base64": "not base64!"}, 422, "package_base64"),
+        ("/v1/functions/ok-name", {"package_base64": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, 422, "handler"),
+        ("/v1/functions/ok-name", {"package_base64": "eA==", "memory_mb": 1}, 422, "memory_mb"),
+    ],
+)
 def test_bad_deploys_are_4xx_naming_the_field(http, path, body, status, field):
     r = http.put(path, json=body)
     assert r.status_code == status, r.text

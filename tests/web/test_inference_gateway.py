@@ -19,8 +19,17 @@ from fixtures.tiny_llm import build_tiny_causal_lm
 
 from compute.network import Network
 from cxmpute.settings import get_settings
-from tests.support.inference import (SERVER_KEY, Server, Wallet, free_port, platform_api, publish_provider, serve,
-                                     user_key, wait_served)
+from tests.support.inference import (
+    SERVER_KEY,
+    Server,
+    Wallet,
+    free_port,
+    platform_api,
+    publish_provider,
+    serve,
+    user_key,
+    wait_served,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,14 +53,29 @@ def model_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _provider(http: httpx.Client, net: Network, models: list[str] = MODELS, kind: str = "inference",
-              price: int = PRICE) -> tuple[Wallet, dict, str]:
+def _provider(
+    http: httpx.Client, net: Network, models: list[str] = MODELS, kind: str = "inference", price: int = PRICE
+) -> tuple[Wallet, dict, str]:
     return publish_provider(http, net, models, kind, price)
 
 
 def _serve(model_dir: Path, home: Path, wallet: Wallet, provision: str, api: str) -> Server:
-    return serve(["--model", f"tiny={model_dir / 'tiny'}", "--embedding", f"emb={model_dir / 'emb'}",
-                  "--image", f"img={model_dir / 'img'}", "--speech", "tts"], home, wallet, provision, api)
+    return serve(
+        [
+            "--model",
+            f"tiny={model_dir / 'tiny'}",
+            "--embedding",
+            f"emb={model_dir / 'emb'}",
+            "--image",
+            f"img={model_dir / 'img'}",
+            "--speech",
+            "tts",
+        ],
+        home,
+        wallet,
+        provision,
+        api,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +86,9 @@ def providers(platform, model_dir, tmp_path_factory):
     try:
         for i in range(2):
             wallet, _, provision = _provider(http, net)
-            procs[provision] = _serve(model_dir, tmp_path_factory.mktemp(f"provider{i}"), wallet, provision,
-                                      str(http.base_url))
+            procs[provision] = _serve(
+                model_dir, tmp_path_factory.mktemp(f"provider{i}"), wallet, provision, str(http.base_url)
+            )
         wait_served(http, dict.fromkeys(MODELS, 2), list(procs.values()))
         yield procs
     finally:
@@ -94,15 +119,17 @@ def test_openai_client_lists_models_streams_chat_embeds_and_draws(client, platfo
 
     assert {m.id for m in client.models.list()} >= set(MODELS)
 
-    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello there"}],
-                                            max_tokens=12, stream=True, temperature=0)
+    stream = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hello there"}], max_tokens=12, stream=True, temperature=0
+    )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
     assert all(c.object == "chat.completion.chunk" for c in chunks)
 
-    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello there"}],
-                                           max_tokens=12, temperature=0)
+    reply = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hello there"}], max_tokens=12, temperature=0
+    )
     # greedy decoding: the streamed pieces make up exactly the non-streamed answer
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply.choices[0].message.content
     assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 0
@@ -110,13 +137,18 @@ def test_openai_client_lists_models_streams_chat_embeds_and_draws(client, platfo
     vectors = client.embeddings.create(model="emb", input=["memory stores passages", "the lazy dog"])
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 32
 
-    image = client.images.generate(model="img", prompt="a red cat", size="64x64", response_format="b64_json",
-                                   extra_body={"steps": 2})
+    image = client.images.generate(
+        model="img", prompt="a red cat", size="64x64", response_format="b64_json", extra_body={"steps": 2}
+    )
     assert base64.b64decode(image.data[0].b64_json).startswith(b"\x89PNG")
 
     records = http.get("/v1/inference/requests", headers=user[0]).json()
-    assert [r["operation"] for r in records[:4]] == ["images.generations", "embeddings", "chat.completions",
-                                                     "chat.completions"]
+    assert [r["operation"] for r in records[:4]] == [
+        "images.generations",
+        "embeddings",
+        "chat.completions",
+        "chat.completions",
+    ]
     assert all(r["status"] == "ok" and r["seconds"] >= 1 and r["amount_gwei"] > 0 for r in records[:4])
     assert records[2]["completion_tokens"] == reply.usage.completion_tokens
     assert records[3]["completion_tokens"] > 0  # the stream's usage, asked of the provider by the gateway
@@ -128,8 +160,7 @@ def test_openai_client_lists_models_streams_chat_embeds_and_draws(client, platfo
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_speech_through_the_gateway(client):
-    audio = client.audio.speech.create(model="tts", input="hello from the network", voice="en",
-                                       response_format="wav")
+    audio = client.audio.speech.create(model="tts", input="hello from the network", voice="en", response_format="wav")
     assert audio.content.startswith(b"RIFF")
 
 
@@ -139,16 +170,18 @@ def test_bad_requests_get_4xx_naming_the_field_and_cost_nothing(client, platform
 
     def refused(error: type[openai.APIStatusError], param: str | None, **kwargs) -> str:
         with pytest.raises(error) as caught:
-            client.chat.completions.create(**{"model": "tiny", "messages": [{"role": "user", "content": "x"}],
-                                              **kwargs})
+            client.chat.completions.create(
+                **{"model": "tiny", "messages": [{"role": "user", "content": "x"}], **kwargs}
+            )
         assert caught.value.param == param, caught.value.body
         return caught.value.body["message"]
 
     refused(openai.BadRequestError, "messages", messages=[])
     refused(openai.BadRequestError, "temperature", temperature=7)
     assert "'nope' does not exist" in refused(openai.NotFoundError, "model", model="nope")
-    assert "within your price range" in refused(openai.BadRequestError, "x-cxmpute-price-max",
-                                                extra_headers={"X-Cxmpute-Price-Max": str(PRICE - 1)})
+    assert "within your price range" in refused(
+        openai.BadRequestError, "x-cxmpute-price-max", extra_headers={"X-Cxmpute-Price-Max": str(PRICE - 1)}
+    )
     # a model the provider has, asked for the wrong kind of work: the provider's 4xx, passed on, not billed
     assert "embedding model" in refused(openai.BadRequestError, "model", model="emb")
     assert _balance(http, user[0]) == before
@@ -163,8 +196,9 @@ def test_endpoint_registration_is_checked(platform, providers):
     _, auth, own = _provider(http, net, models=["tiny", "not-there"])
 
     def register(provision_id: str, **body) -> httpx.Response:
-        return http.put(f"/v1/inference/endpoints/{provision_id}", headers=auth,
-                        json={"url": url, "api_key": SERVER_KEY, **body})
+        return http.put(
+            f"/v1/inference/endpoints/{provision_id}", headers=auth, json={"url": url, "api_key": SERVER_KEY, **body}
+        )
 
     assert register(provision).status_code == 403  # someone else's provision
     assert register("no-such-provision").status_code == 404
@@ -181,8 +215,9 @@ def test_endpoint_registration_is_checked(platform, providers):
 
 def test_a_dedicated_deployment_serves_its_renter_without_per_second_billing(client, platform, user, providers):
     http, _ = platform
-    resp = http.post("/v1/inference/deployments", headers=user[0],
-                     json={"model": "tiny", "term": "hour", "price_max_gwei": PRICE})
+    resp = http.post(
+        "/v1/inference/deployments", headers=user[0], json={"model": "tiny", "term": "hour", "price_max_gwei": PRICE}
+    )
     assert resp.status_code == 201, resp.text
     deployment = resp.json()
     assert deployment["cpu"] == 4 and deployment["term"] == "hour"  # the whole provision
@@ -219,8 +254,7 @@ def test_a_request_matched_to_a_dead_server_is_served_by_another(client, platfor
     thread.join(10)
 
     before = _balance(http, user[0])
-    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}],
-                                           max_tokens=4)
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
     assert reply.choices[0].message.content is not None
     record = http.get("/v1/inference/requests", headers=user[0]).json()[0]
     assert record["status"] == "ok" and record["provision_id"] != cheap
@@ -233,12 +267,18 @@ def test_a_request_matched_to_a_dead_server_is_served_by_another(client, platfor
     assert http.get(f"/v1/provisions/{cheap}").json()["status"] == "paused"
 
 
-def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(client, platform, user, providers,
-                                                                         model_dir):
+def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(
+    client, platform, user, providers, model_dir
+):
     http, _ = platform
     before = _balance(http, user[0])
-    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Tell a story"}],
-                                            max_tokens=4000, stream=True, temperature=0)
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Tell a story"}],
+        max_tokens=4000,
+        stream=True,
+        temperature=0,
+    )
     first = next(iter(stream))
     assert first.choices[0].delta.role == "assistant"
     (lease,) = http.get("/v1/leases", params={"status": "active"}, headers=user[0]).json()
@@ -249,8 +289,7 @@ def test_killing_a_provider_mid_stream_sends_the_next_request_to_the_other(clien
         for _ in stream:
             pass
 
-    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}],
-                                           max_tokens=5)
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=5)
     assert reply.choices[0].message.content is not None
 
     failed, served = http.get("/v1/inference/requests", headers=user[0]).json()[1::-1]

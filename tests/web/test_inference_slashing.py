@@ -14,8 +14,16 @@ from fixtures.tiny_llm import build_tiny_causal_lm
 
 from compute.network import Network
 from cxmpute.settings import get_settings
-from tests.support.inference import (STAKE_WEI, Server, balances, platform_api, publish_provider, serve, user_key,
-                                     wait_served)
+from tests.support.inference import (
+    STAKE_WEI,
+    Server,
+    balances,
+    platform_api,
+    publish_provider,
+    serve,
+    user_key,
+    wait_served,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +68,12 @@ class Stream(threading.Thread):
     def run(self) -> None:
         try:
             stream = self.sdk.chat.completions.create(
-                model="story", messages=[{"role": "user", "content": "Tell a long story"}], max_tokens=4000,
-                stream=True, temperature=0)
+                model="story",
+                messages=[{"role": "user", "content": "Tell a long story"}],
+                max_tokens=4000,
+                stream=True,
+                temperature=0,
+            )
             for _ in stream:
                 self.started.set()
         except openai.APIError as exc:  # how the stream ended is the test's to check
@@ -76,8 +88,9 @@ def test_a_crash_with_streams_in_flight_slashes_the_stake_once(network):
     stake, paid_in = balances(http, provider_auth)["stake_gwei"], balances(http, user_auth)["user_gwei"]
     assert stake == STAKE_WEI // 10**9
     base_url = f"{str(http.base_url).rstrip('/')}/v1"
-    streams = [Stream(openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=120))
-               for _ in range(IN_FLIGHT)]
+    streams = [
+        Stream(openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=120)) for _ in range(IN_FLIGHT)
+    ]
     for stream in streams:
         stream.start()
     for stream in streams:

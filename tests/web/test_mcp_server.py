@@ -18,21 +18,28 @@ import web.mcp
 from compute.functions import package
 from tests.support.mcp import api_key, signed_in
 
-GREETING = {"name": "greeting", "description": "Greets someone",
-            "inputs": {"who": {"type": "string", "description": "Whom to greet"}},
-            "outputs": {"text": {"node": "t", "field": "text"}},
-            "nodes": [{"id": "w", "agent": "io.input", "params": {"name": "who"}},
-                      {"id": "t", "agent": "io.template", "params": {"template": "hello {{ who }}"}}],
-            "edges": [{"source": "w", "source_field": "value", "target": "t", "target_field": "variables.who"}]}
+GREETING = {
+    "name": "greeting",
+    "description": "Greets someone",
+    "inputs": {"who": {"type": "string", "description": "Whom to greet"}},
+    "outputs": {"text": {"node": "t", "field": "text"}},
+    "nodes": [
+        {"id": "w", "agent": "io.input", "params": {"name": "who"}},
+        {"id": "t", "agent": "io.template", "params": {"template": "hello {{ who }}"}},
+    ],
+    "edges": [{"source": "w", "source_field": "value", "target": "t", "target_field": "variables.who"}],
+}
 
 DOUBLER = "def handler(event, context):\n    return {'doubled': event['n'] * 2}\n"
 
 
 @asynccontextmanager
 async def mcp_session(api_url: str, headers: dict[str, str]) -> AsyncIterator[ClientSession]:
-    async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300)) as http, \
-            streamable_http_client(f"{api_url}/mcp", http_client=http) as (read, write, _), \
-            ClientSession(read, write) as session:
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300)) as http,
+        streamable_http_client(f"{api_url}/mcp", http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -56,7 +63,9 @@ async def test_a_key_lists_agents_and_its_workflows_and_calls_them(api_url, owne
         assert workflow.description == "Greets someone"
         assert workflow.inputSchema["required"] == ["who"]
 
-        rendered = await session.call_tool("io.template", {"template": "{{ a }}+{{ b }}", "variables": {"a": 1, "b": 2}})
+        rendered = await session.call_tool(
+            "io.template", {"template": "{{ a }}+{{ b }}", "variables": {"a": 1, "b": 2}}
+        )
         assert not rendered.isError, rendered.content
         assert rendered.structuredContent == {"text": "1+2"}
 
@@ -71,10 +80,17 @@ async def test_a_key_lists_agents_and_its_workflows_and_calls_them(api_url, owne
 
 @pytest.mark.parametrize("authorization", [None, "Bearer not-a-key", "Basic abc"])
 async def test_without_a_valid_key_nothing_reaches_the_mcp_server(api_url, authorization):
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-               **({"Authorization": authorization} if authorization else {})}
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        **({"Authorization": authorization} if authorization else {}),
+    }
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     async with httpx.AsyncClient(timeout=30) as http:
         resp = await http.post(f"{api_url}/mcp", json=initialize, headers=headers)
     assert resp.status_code == 401, resp.text
@@ -119,8 +135,7 @@ def no_warm_sandboxes_left() -> Iterator[None]:
     close_all_pools()
 
 
-async def test_a_key_calls_its_own_function_and_not_anothers(api_url, owner, tmp_path: Path,
-                                                              no_warm_sandboxes_left):
+async def test_a_key_calls_its_own_function_and_not_anothers(api_url, owner, tmp_path: Path, no_warm_sandboxes_left):
     headers, _ = owner
     (tmp_path / "handler.py").write_text(DOUBLER)
     name = f"double-{uuid.uuid4().hex[:8]}"
@@ -144,8 +159,11 @@ async def test_a_key_calls_its_own_function_and_not_anothers(api_url, owner, tmp
 async def test_a_workflow_slower_than_the_wait_answers_its_run_id(api_url, monkeypatch):
     monkeypatch.setattr(web.mcp, "WORKFLOW_WAIT_S", 0.5)  # the API is served from this process
     auth = signed_in(api_url)
-    slow = {"name": "slow", "outputs": {"value": {"node": "w", "field": "value"}},
-            "nodes": [{"id": "w", "agent": "util.wait", "params": {"seconds": 5, "value": "late"}}]}
+    slow = {
+        "name": "slow",
+        "outputs": {"value": {"node": "w", "field": "value"}},
+        "nodes": [{"id": "w", "agent": "util.wait", "params": {"seconds": 5, "value": "late"}}],
+    }
     async with httpx.AsyncClient(base_url=api_url, headers=auth, timeout=30) as http:
         saved = (await http.post("/v1/workflows", json=slow)).json()
     headers = {"Authorization": f"Bearer {api_key(api_url, auth)}"}

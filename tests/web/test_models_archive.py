@@ -150,8 +150,11 @@ def test_a_damaged_block_fails_the_pull_and_leaves_nothing(cli, tmp_path):
     weights = os.urandom(50_000)  # under the smallest chunk: stored as one block holding these bytes
     (src / "weights.bin").write_bytes(weights)
     assert cli("push", str(src), "--name", "fragile").exit_code == 0
-    block = next(p for p in (get_settings().data_dir / "stxrage").rglob("*")
-                 if p.is_file() and p.stat().st_size == len(weights) and p.read_bytes() == weights)
+    block = next(
+        p
+        for p in (get_settings().data_dir / "stxrage").rglob("*")
+        if p.is_file() and p.stat().st_size == len(weights) and p.read_bytes() == weights
+    )
     block.write_bytes(weights[:100] + bytes([weights[100] ^ 0xFF]) + weights[101:])
     dest = tmp_path / "out" / "fragile"
     pulled = cli("pull", "fragile", str(dest))

@@ -127,8 +127,10 @@ def _models(root: Path) -> list:
     torch.manual_seed(0)  # fixed weights: the random model's unforced choices come out the same every run
     tools = build_tiny_tool_lm(root / "tools")
     emb = build_tiny_embedder(root / "emb")
-    return [backends.load(backends.ModelSpec.parse("text", f"tools={tools}"), "cpu"),
-            backends.load(backends.ModelSpec.parse("embedding", f"emb={emb}"), "cpu")]
+    return [
+        backends.load(backends.ModelSpec.parse("text", f"tools={tools}"), "cpu"),
+        backends.load(backends.ModelSpec.parse("embedding", f"emb={emb}"), "cpu"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +150,11 @@ def platform(tmp_path_factory) -> Iterator[Platform]:
 
 def _scripted(model: str, events: Callable[[], AsyncIterator[str | bytes]]) -> Starlette:
     """An OpenAI-compatible server of another make serving ``model``: each chat completion streams ``events()``."""
+
     async def models(_: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "created": 0,
-                                                         "owned_by": "elsewhere"}]})
+        return JSONResponse(
+            {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "elsewhere"}]}
+        )
 
     async def chat(_: Request) -> StreamingResponse:
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -172,11 +176,23 @@ def _usage_inline_server() -> Starlette:
         return f"data: {json.dumps({**head, 'choices': [choice], **extra})}\n\n"
 
     async def events() -> AsyncIterator[str]:
-        yield event({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_inline", "type": "function",
-                                                          "function": {"name": "GetTime", "arguments": ""}}]})
+        yield event(
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_inline",
+                        "type": "function",
+                        "function": {"name": "GetTime", "arguments": ""},
+                    }
+                ],
+            }
+        )
         yield event({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]})
-        yield event({"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]}, "tool_calls",
-                    usage=INLINE_USAGE)
+        yield event(
+            {"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]}, "tool_calls", usage=INLINE_USAGE
+        )
         yield "data: [DONE]\n\n"
 
     return _scripted("inline", events)
@@ -278,8 +294,15 @@ def test_a_tool_result_goes_back_through_the_gateway_in_the_follow_up_turn(platf
 
 
 def test_sdk_stream_relays_every_tool_call_delta_the_provider_sends(platform):
-    ask = {"model": "tools", "messages": MESSAGES, "tools": [WEATHER, TIME], "max_tokens": 120, "temperature": 0,
-           "tool_choice": {"type": "function", "function": {"name": "GetWeather"}}, "stream": True}
+    ask = {
+        "model": "tools",
+        "messages": MESSAGES,
+        "tools": [WEATHER, TIME],
+        "max_tokens": 120,
+        "temperature": 0,
+        "tool_choice": {"type": "function", "function": {"name": "GetWeather"}},
+        "stream": True,
+    }
     relayed = list(platform.sdk().chat.completions.create(**ask))
     direct = list(platform.direct().chat.completions.create(**ask))
     assert _calls(relayed) == _calls(direct)
@@ -292,26 +315,40 @@ def test_sdk_stream_relays_every_tool_call_delta_the_provider_sends(platform):
 async def test_async_sdk_gets_tool_calls_and_parsed_models(platform):
     sdk = openai.AsyncOpenAI(base_url=platform.api, api_key=platform.key, max_retries=0, timeout=120)
     async with sdk:
-        answer = await sdk.chat.completions.create(model="tools", messages=MESSAGES, tools=[WEATHER, TIME],
-                                                   tool_choice="required", max_tokens=120, temperature=0)
+        answer = await sdk.chat.completions.create(
+            model="tools",
+            messages=MESSAGES,
+            tools=[WEATHER, TIME],
+            tool_choice="required",
+            max_tokens=120,
+            temperature=0,
+        )
         [call] = answer.choices[0].message.tool_calls
         assert answer.choices[0].finish_reason == "tool_calls"
         jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
 
         pieces = []
-        stream = await sdk.chat.completions.create(model="tools", messages=MESSAGES, tools=[WEATHER],
-                                                   tool_choice="required", max_tokens=120, temperature=0,
-                                                   stream=True)
+        stream = await sdk.chat.completions.create(
+            model="tools",
+            messages=MESSAGES,
+            tools=[WEATHER],
+            tool_choice="required",
+            max_tokens=120,
+            temperature=0,
+            stream=True,
+        )
         async for chunk in stream:
             pieces.extend(d.function.arguments for c in chunk.choices for d in c.delta.tool_calls or [])
         GetWeather.model_validate_json("".join(pieces))
 
-        parsed = await sdk.chat.completions.parse(model="tools", messages=MESSAGES, max_tokens=120, temperature=0,
-                                                  response_format=Forecast)
+        parsed = await sdk.chat.completions.parse(
+            model="tools", messages=MESSAGES, max_tokens=120, temperature=0, response_format=Forecast
+        )
         assert isinstance(parsed.choices[0].message.parsed, Forecast)
 
-        async with sdk.chat.completions.stream(model="tools", messages=MESSAGES, max_tokens=120, temperature=0,
-                                               response_format=Forecast) as stream:
+        async with sdk.chat.completions.stream(
+            model="tools", messages=MESSAGES, max_tokens=120, temperature=0, response_format=Forecast
+        ) as stream:
             final = await stream.get_final_completion()
         assert final.choices[0].message.parsed == parsed.choices[0].message.parsed
 
@@ -320,18 +357,25 @@ def test_structured_output_through_the_gateway_is_the_model(platform):
     answer = platform.chat().with_structured_output(Forecast).invoke(QUESTION)
     assert isinstance(answer, Forecast)
 
-    parsed = platform.sdk().chat.completions.parse(model="tools", messages=MESSAGES, max_tokens=120, temperature=0,
-                                                   response_format=Forecast)
+    parsed = platform.sdk().chat.completions.parse(
+        model="tools", messages=MESSAGES, max_tokens=120, temperature=0, response_format=Forecast
+    )
     assert isinstance(parsed.choices[0].message.parsed, Forecast)
     # the schema reached the provider whole: the gateway's answer is the provider's own
-    direct = platform.direct().chat.completions.parse(model="tools", messages=MESSAGES, max_tokens=120,
-                                                      temperature=0, response_format=Forecast)
+    direct = platform.direct().chat.completions.parse(
+        model="tools", messages=MESSAGES, max_tokens=120, temperature=0, response_format=Forecast
+    )
     assert parsed.choices[0].message.parsed == direct.choices[0].message.parsed
 
     # a strict function tool from the model: the SDK parses the call's arguments into it
-    called = platform.sdk().chat.completions.parse(model="tools", messages=MESSAGES, max_tokens=120, temperature=0,
-                                                   tools=[openai.pydantic_function_tool(GetWeather)],
-                                                   tool_choice="required")
+    called = platform.sdk().chat.completions.parse(
+        model="tools",
+        messages=MESSAGES,
+        max_tokens=120,
+        temperature=0,
+        tools=[openai.pydantic_function_tool(GetWeather)],
+        tool_choice="required",
+    )
     [call] = called.choices[0].message.tool_calls
     assert isinstance(call.function.parsed_arguments, GetWeather)
 
@@ -352,8 +396,16 @@ def test_langchain_default_embeddings_send_token_ids_through_the_gateway(platfor
 
 
 def test_n_choices_with_logprobs_are_relayed_and_every_choice_is_counted(platform):
-    ask = {"model": "tools", "messages": MESSAGES, "n": 2, "max_tokens": 8, "temperature": 1, "seed": 3,
-           "logprobs": True, "top_logprobs": 2}
+    ask = {
+        "model": "tools",
+        "messages": MESSAGES,
+        "n": 2,
+        "max_tokens": 8,
+        "temperature": 1,
+        "seed": 3,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
     answer = platform.sdk().chat.completions.create(**ask)
     assert [c.index for c in answer.choices] == [0, 1]
     tokens = [len(c.logprobs.content) for c in answer.choices]
@@ -375,9 +427,11 @@ def test_n_choices_with_logprobs_are_relayed_and_every_choice_is_counted(platfor
     record = platform.record_after(seen)
     assert record["completion_tokens"] == sum(tokens) and record["status"] == "ok"
 
-    usage = [c.usage for c in platform.sdk().chat.completions.create(**ask, stream=True,
-                                                                     stream_options={"include_usage": True})
-             if c.usage is not None]
+    usage = [
+        c.usage
+        for c in platform.sdk().chat.completions.create(**ask, stream=True, stream_options={"include_usage": True})
+        if c.usage is not None
+    ]
     assert [(u.prompt_tokens, u.completion_tokens) for u in usage] == [(answer.usage.prompt_tokens, sum(tokens))]
 
 
@@ -392,8 +446,11 @@ def test_usage_on_a_choice_event_is_counted_without_losing_the_event(platform, u
     record = platform.record_after(seen)
     assert (record["prompt_tokens"], record["completion_tokens"]) == (5, 7)
 
-    asked = list(sdk.chat.completions.create(model="inline", messages=MESSAGES, stream=True,
-                                             stream_options={"include_usage": True}))
+    asked = list(
+        sdk.chat.completions.create(
+            model="inline", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert _calls(asked) == calls and asked[-1].usage.completion_tokens == 7
 
 
@@ -406,8 +463,11 @@ def test_the_relay_reframes_a_stream_framed_any_way_the_format_allows(platform, 
     record = platform.record_after(seen)
     assert record["status"] == "ok" and (record["prompt_tokens"], record["completion_tokens"]) == (3, 4)
 
-    asked = list(sdk.chat.completions.create(model="framed", messages=MESSAGES, stream=True,
-                                             stream_options={"include_usage": True}))
+    asked = list(
+        sdk.chat.completions.create(
+            model="framed", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert asked[-1].usage.completion_tokens == 4 and len(asked) == len(chunks) + 1
 
 
@@ -428,8 +488,9 @@ def test_completions_of_token_ids_with_bias_and_penalties_reach_the_provider(pla
     lm = platform.lm
     prompts = [lm.encode("The quick brown"), lm.encode("Once upon a time")]
     forced = lm.encode(" fox")[-1]
-    answer = platform.sdk().completions.create(model="tools", prompt=prompts, n=2, max_tokens=4, temperature=0,
-                                               logprobs=1, logit_bias={str(forced): 100})
+    answer = platform.sdk().completions.create(
+        model="tools", prompt=prompts, n=2, max_tokens=4, temperature=0, logprobs=1, logit_bias={str(forced): 100}
+    )
     assert [c.index for c in answer.choices] == [0, 1, 2, 3]
     assert [c.text for c in answer.choices] == [lm.decode([forced] * 4)] * 4
     assert all(len(c.logprobs.tokens) == 4 for c in answer.choices)
@@ -440,8 +501,13 @@ def test_completions_of_token_ids_with_bias_and_penalties_reach_the_provider(pla
 
     # a small bias makes greedy decoding repeat one token; a frequency penalty grows with each repeat until
     # it stops, so the penalised text differs, and is what the provider says to the same request
-    ask = {"model": "tools", "prompt": "The quick brown", "max_tokens": 12, "temperature": 0,
-           "logit_bias": {str(forced): 3}}
+    ask = {
+        "model": "tools",
+        "prompt": "The quick brown",
+        "max_tokens": 12,
+        "temperature": 0,
+        "logit_bias": {str(forced): 3},
+    }
     assert platform.sdk().completions.create(**ask).choices[0].text == lm.decode([forced] * 12)
     penalised = platform.sdk().completions.create(**ask, frequency_penalty=2).choices[0].text
     assert 1 <= lm.encode(penalised).count(forced) < 12

@@ -47,8 +47,13 @@ def network(tmp_path_factory) -> Iterator[tuple[httpx.Client, Network, tuple[int
         before = int(time.time())
         wallet, _, provision = publish_provider(http, net, MODELS, price=PRICE)
         published = (before, int(time.time()))
-        server = serve([arg for name in MODELS for arg in ("--model", f"{name}={root / 'tiny'}")],
-                       root, wallet, provision, str(http.base_url))
+        server = serve(
+            [arg for name in MODELS for arg in ("--model", f"{name}={root / 'tiny'}")],
+            root,
+            wallet,
+            provision,
+            str(http.base_url),
+        )
         try:
             wait_served(http, dict.fromkeys(MODELS, 1), [server])
             yield http, net, published
@@ -64,8 +69,13 @@ def key(network) -> str:
 
 def _sdk(http: httpx.Client, api_key: str, sent: Sent) -> openai.OpenAI:
     # the SDK's defaults but for the timeout: two retries, on 408, 409, 429 and 5xx unless told not to
-    return openai.OpenAI(base_url=f"{str(http.base_url).rstrip('/')}/v1", api_key=api_key, max_retries=2,
-                         timeout=120, http_client=sent.client())
+    return openai.OpenAI(
+        base_url=f"{str(http.base_url).rstrip('/')}/v1",
+        api_key=api_key,
+        max_retries=2,
+        timeout=120,
+        http_client=sent.client(),
+    )
 
 
 def test_an_unknown_model_is_not_found_with_the_message_and_not_retried(network, key):
@@ -90,8 +100,11 @@ def test_a_bad_parameter_is_a_bad_request_naming_it(network, key):
         assert field in caught.value.body["message"]
     assert len(sent.requests) == 2
 
-    not_json = http.post("/v1/chat/completions", content=b'{"model": "tiny", "messages": [',
-                         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    not_json = http.post(
+        "/v1/chat/completions",
+        content=b'{"model": "tiny", "messages": [',
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     assert not_json.status_code == 400 and not_json.headers["x-should-retry"] == "false"
     assert set(not_json.json()) == {"error"} and not_json.json()["error"]["param"] is None
 
@@ -100,10 +113,13 @@ def test_a_price_range_below_every_ask_names_the_header(network, key):
     http, _, _ = network
     sent = Sent()
     with pytest.raises(openai.BadRequestError) as caught:
-        _sdk(http, key, sent).chat.completions.create(model="tiny", messages=HELLO, max_tokens=4, extra_headers={
-            "X-Cxmpute-Price-Max": str(PRICE - 1)})
-    assert caught.value.param == "x-cxmpute-price-max" and f"lowest ask satisfying every other constraint is " \
-        f"{PRICE}" in caught.value.body["message"]
+        _sdk(http, key, sent).chat.completions.create(
+            model="tiny", messages=HELLO, max_tokens=4, extra_headers={"X-Cxmpute-Price-Max": str(PRICE - 1)}
+        )
+    assert (
+        caught.value.param == "x-cxmpute-price-max"
+        and f"lowest ask satisfying every other constraint is {PRICE}" in caught.value.body["message"]
+    )
     assert len(sent.requests) == 1
 
 
@@ -144,8 +160,13 @@ def test_models_are_retrieved_and_created_is_when_they_were_published(network, k
 def test_langchain_chat_openai_on_an_unknown_model_raises_not_found(network, key):
     http, _, _ = network
     sent = Sent()
-    chat = ChatOpenAI(model="nope", base_url=f"{str(http.base_url).rstrip('/')}/v1", api_key=key, max_retries=2,
-                      http_client=sent.client())
+    chat = ChatOpenAI(
+        model="nope",
+        base_url=f"{str(http.base_url).rstrip('/')}/v1",
+        api_key=key,
+        max_retries=2,
+        http_client=sent.client(),
+    )
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         chat.invoke("Hello")
     assert len(sent.requests) == 1
@@ -155,8 +176,7 @@ def test_langchain_chat_openai_on_an_unknown_model_raises_not_found(network, key
 def test_only_the_openai_routes_speak_openai(network, key):
     http, _, _ = network
     wrong_method = http.get("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"})
-    assert wrong_method.status_code == 405 and set(wrong_method.json()["error"]) == {"message", "type", "param",
-                                                                                     "code"}
+    assert wrong_method.status_code == 405 and set(wrong_method.json()["error"]) == {"message", "type", "param", "code"}
     platform_route = http.get("/v1/inference/requests", params={"limit": 0}, headers={"Authorization": f"Bearer {key}"})
     assert platform_route.status_code == 422 and "detail" in platform_route.json()
     assert "error" not in platform_route.json()

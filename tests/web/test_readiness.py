@@ -82,8 +82,11 @@ def test_checks_run_at_once_and_a_hanging_one_is_cut_off_at_its_bound(client, mo
     took = time.perf_counter() - started
     assert resp.status_code == 503 and 1.0 <= took < 1.9, took  # two hangs side by side, not one after the other
     checks = resp.json()["checks"]
-    assert checks["database"] == {"ok": False, "detail": "no answer within 1 s",
-                                  "latency_ms": checks["database"]["latency_ms"]}
+    assert checks["database"] == {
+        "ok": False,
+        "detail": "no answer within 1 s",
+        "latency_ms": checks["database"]["latency_ms"],
+    }
     assert not checks["prefect"]["ok"] and checks["storage"]["ok"]
 
 
@@ -93,8 +96,15 @@ def test_readiness_publishes_no_address_credential_or_error_text(client, monkeyp
     body = client.get("/readyz").text
     assert "failed (ConnectionError)" in body
     settings = get_settings()
-    secrets = ["hunter2", "postgresql://", "db.internal", auth_string(), settings.resolved_operator_token(),
-               settings.resolved_secret_key(), str(settings.data_dir)]
+    secrets = [
+        "hunter2",
+        "postgresql://",
+        "db.internal",
+        auth_string(),
+        settings.resolved_operator_token(),
+        settings.resolved_secret_key(),
+        str(settings.data_dir),
+    ]
     assert not [s for s in secrets if s in body], body
 
 
@@ -129,10 +139,12 @@ def test_readyz_is_public_and_documented_with_its_model(client):
     assert op["x-cxmpute-access"] == "public"
     for status in ("200", "503"):
         assert op["responses"][status]["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/Readiness"}
+            "$ref": "#/components/schemas/Readiness"
+        }
 
 
 # ---- a read while the Prefect server is away ---------------------------------------------------------------
+
 
 @pytest.fixture
 def away(prefect_api):

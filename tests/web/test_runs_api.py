@@ -14,13 +14,17 @@ from cxmpute.settings import reset_settings
 from flows.spec import load_document
 
 DIAMOND = load_document(Path(flows.__file__).parent / "templates" / "diamond.yaml")
-TYPED = {"name": "typed", "inputs": {"topic": {"type": "string"}, "n": {"type": "integer", "default": 1}},
-         "outputs": {"topic": {"node": "t", "field": "value"}},
-         "nodes": [{"id": "t", "agent": "io.input", "params": {"name": "topic"}},
-                   {"id": "n", "agent": "io.input", "params": {"name": "n"}}]}
+TYPED = {
+    "name": "typed",
+    "inputs": {"topic": {"type": "string"}, "n": {"type": "integer", "default": 1}},
+    "outputs": {"topic": {"node": "t", "field": "value"}},
+    "nodes": [
+        {"id": "t", "agent": "io.input", "params": {"name": "topic"}},
+        {"id": "n", "agent": "io.input", "params": {"name": "n"}},
+    ],
+}
 MISSPELLED = {"topik": "x", "n": "two"}
-EXPECTED = {("unknown_run_input", "inputs.topik"), ("missing_run_input", "inputs.topic"),
-            ("bad_run_input", "inputs.n")}
+EXPECTED = {("unknown_run_input", "inputs.topik"), ("missing_run_input", "inputs.topic"), ("bad_run_input", "inputs.n")}
 
 
 @pytest.fixture
@@ -43,7 +47,8 @@ def finished(api: PlatformClient, run_id: str) -> dict:
     for _ in range(600):
         view = api.get(f"/v1/runs/{run_id}")
         if view["state"] in {"completed", "failed"} and all(
-                n["state"] in {"completed", "failed", "skipped"} for n in view["nodes"].values()):
+            n["state"] in {"completed", "failed", "skipped"} for n in view["nodes"].values()
+        ):
             return view
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not finish: {view}")
@@ -56,8 +61,10 @@ def total(api: PlatformClient) -> int:
 def test_run_inputs_are_checked_before_a_run_is_created(api):
     before = total(api)
     saved = api.post("/v1/workflows", json=TYPED)
-    for call in (lambda: api.post("/v1/runs", json={"document": TYPED, "inputs": MISSPELLED}),
-                 lambda: api.post(f"/v1/workflows/{saved['id']}/runs", json={"inputs": MISSPELLED})):
+    for call in (
+        lambda: api.post("/v1/runs", json={"document": TYPED, "inputs": MISSPELLED}),
+        lambda: api.post(f"/v1/workflows/{saved['id']}/runs", json={"inputs": MISSPELLED}),
+    ):
         error = refused(call)
         assert error.status_code == 422
         assert {(e["code"], e["field"]) for e in error.errors} == EXPECTED
@@ -73,8 +80,15 @@ def test_run_inputs_are_checked_before_a_run_is_created(api):
 def test_history_lists_each_runs_workflow_and_state(api):
     saved = api.post("/v1/workflows", json=DIAMOND)
     from_saved = api.post(f"/v1/workflows/{saved['id']}/runs", json={"inputs": {"topic": "history"}})["id"]
-    fails = api.post("/v1/runs", json={"document": {"name": "fails", "nodes": [
-        {"id": "t", "agent": "io.template", "params": {"template": "{{ nope }}"}}]}})["id"]
+    fails = api.post(
+        "/v1/runs",
+        json={
+            "document": {
+                "name": "fails",
+                "nodes": [{"id": "t", "agent": "io.template", "params": {"template": "{{ nope }}"}}],
+            }
+        },
+    )["id"]
     finished(api, from_saved)
     finished(api, fails)
     rerun = api.post(f"/v1/runs/{from_saved}/rerun", json={"node": "d"})["id"]
@@ -91,9 +105,11 @@ def test_history_lists_each_runs_workflow_and_state(api):
 
 def test_unknown_run_or_node_is_named(api):
     missing = "00000000-0000-0000-0000-000000000000"
-    for call in (lambda: api.get(f"/v1/runs/{missing}"),
-                 lambda: api.post(f"/v1/runs/{missing}/rerun", json={"node": "d"}),
-                 lambda: api.post(f"/v1/runs/{missing}/resume", json={"approved": True})):
+    for call in (
+        lambda: api.get(f"/v1/runs/{missing}"),
+        lambda: api.post(f"/v1/runs/{missing}/rerun", json={"node": "d"}),
+        lambda: api.post(f"/v1/runs/{missing}/resume", json={"approved": True}),
+    ):
         error = refused(call)
         assert (error.status_code, error.field) == (404, "run_id")
     run_id = api.post("/v1/runs", json={"document": DIAMOND})["id"]
@@ -104,8 +120,13 @@ def test_unknown_run_or_node_is_named(api):
 
 
 def test_run_views_show_only_the_workflows_nodes(api):
-    doc = {"name": "skips", "nodes": [{"id": "t", "agent": "io.template", "params": {"template": "{{ nope }}"}},
-                                      {"id": "after", "agent": "io.output"}],
-           "edges": [{"source": "t", "source_field": "text", "target": "after", "target_field": "value"}]}
+    doc = {
+        "name": "skips",
+        "nodes": [
+            {"id": "t", "agent": "io.template", "params": {"template": "{{ nope }}"}},
+            {"id": "after", "agent": "io.output"},
+        ],
+        "edges": [{"source": "t", "source_field": "text", "target": "after", "target_field": "value"}],
+    }
     view = finished(api, api.post("/v1/runs", json={"document": doc})["id"])
     assert {n: v["state"] for n, v in view["nodes"].items()} == {"t": "failed", "after": "skipped"}

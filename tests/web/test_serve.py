@@ -24,8 +24,14 @@ def _get(sock: socket.socket, path: str) -> bytes:
     while True:
         head, sep, body = data.partition(b"\r\n\r\n")
         if sep:
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
             if len(body) >= length:
                 return data
         chunk = sock.recv(65536)
@@ -36,8 +42,12 @@ def _get(sock: socket.socket, path: str) -> bytes:
 
 def test_a_connection_idle_for_a_retry_after_still_answers(prefect_api, tmp_path):
     port = free_port()
-    env = {**os.environ, **client_env(prefect_api), "CXMPUTE_HOME": str(tmp_path / "platform"),
-           "CXMPUTE_API_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        **os.environ,
+        **client_env(prefect_api),
+        "CXMPUTE_HOME": str(tmp_path / "platform"),
+        "CXMPUTE_API_URL": f"http://127.0.0.1:{port}",
+    }
     env.pop("CXMPUTE_DATABASE_URL", None)
     proc = processes.serve(port, env, tmp_path / "serve.log")
     try:

@@ -86,8 +86,10 @@ def test_a_child_that_cannot_start_is_retried_with_the_reason_on_one_line():
         assert child.proc.poll() is None
     finally:
         supervisor.stop()
-    assert said[0] == ("the Prefect server could not start (RuntimeError: Prefect server exited with 1; see "
-                       "server.log): restarting it in 0.05 s"), said
+    assert said[0] == (
+        "the Prefect server could not start (RuntimeError: Prefect server exited with 1; see "
+        "server.log): restarting it in 0.05 s"
+    ), said
     assert said[1].endswith("restarting it in 0.1 s") and len(attempts) == 3, said
 
 
@@ -95,8 +97,9 @@ def test_stop_stops_every_child_for_good_killing_one_that_ignores_sigterm():
     said = Said()
     supervisor = Supervisor(said, min_backoff=0.01, poll=0.01)
     adopted = _python("import time; time.sleep(60)")
-    stubborn_code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); " \
-                    "time.sleep(60)"
+    stubborn_code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    )
     started: list[subprocess.Popen] = []
 
     def stubborn() -> subprocess.Popen:
@@ -127,8 +130,10 @@ WAITING = {
     "name": "wait",
     "inputs": {"value": {"default": "kept"}},
     "outputs": {"value": {"node": "wait", "field": "value"}},
-    "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "value"}},
-              {"id": "wait", "agent": "util.wait", "params": {"seconds": WAIT_S}}],
+    "nodes": [
+        {"id": "in", "agent": "io.input", "params": {"name": "value"}},
+        {"id": "wait", "agent": "util.wait", "params": {"seconds": WAIT_S}},
+    ],
     "edges": [{"source": "in", "source_field": "value", "target": "wait", "target_field": "value"}],
 }
 
@@ -200,8 +205,14 @@ def test_a_prefect_server_killed_mid_run_is_restarted_and_the_run_completes(tmp_
         assert read.json()["field"] == "PREFECT_API_URL" and "Prefect server" in read.json()["detail"], read.text
         assert read.headers["Retry-After"]
 
-        _until(lambda: f"the Prefect server (pid {server.pid}) exited with -9: restarting it in 0.5 s"
-               in platform.output(), "the restart line", platform, 10)
+        _until(
+            lambda: (
+                f"the Prefect server (pid {server.pid}) exited with -9: restarting it in 0.5 s" in platform.output()
+            ),
+            "the restart line",
+            platform,
+            10,
+        )
         _until(lambda: _readiness(url)[0] == 200, "readiness again", platform, 120, every=0.5)
         restarted = _prefect_server(platform.proc.pid)
         assert restarted is not None and restarted.pid != server.pid
@@ -218,10 +229,18 @@ def test_a_prefect_server_killed_mid_run_is_restarted_and_the_run_completes(tmp_
         executor = _child(platform.proc.pid, "executor", "start")
         assert executor is not None, platform.logs()
         executor.send_signal(signal.SIGKILL)
-        _until(lambda: f"the executor (pid {executor.pid}) exited with -9: restarting it in 0.5 s"
-               in platform.output(), "the executor's restart line", platform, 10)
-        _until(lambda: (e := _child(platform.proc.pid, "executor", "start")) is not None and e.pid != executor.pid,
-               "a new executor", platform, 10)
+        _until(
+            lambda: f"the executor (pid {executor.pid}) exited with -9: restarting it in 0.5 s" in platform.output(),
+            "the executor's restart line",
+            platform,
+            10,
+        )
+        _until(
+            lambda: (e := _child(platform.proc.pid, "executor", "start")) is not None and e.pid != executor.pid,
+            "a new executor",
+            platform,
+            10,
+        )
 
         warned = [line for line in platform.output().splitlines() if "503 GET /v1/runs/{run_id}" in line]
         assert warned and all("PREFECT_API_URL" in line for line in warned), platform.output()

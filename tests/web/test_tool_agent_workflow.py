@@ -20,10 +20,10 @@ from tests.support.tool_chat_model import build_tiny_tool_lm
 
 pytestmark = pytest.mark.slow
 
-HANDLER = '''
+HANDLER = """
 def handler(event, context):
     return {"echo": event["word"], "length": len(event["word"])}
-'''
+"""
 WORD = {"type": "object", "properties": {"word": {"type": "string", "maxLength": 10}}, "required": ["word"]}
 
 
@@ -40,8 +40,7 @@ def platform(api_url, tmp_path_factory):
     model = build_tiny_tool_lm(tmp_path_factory.mktemp("models") / "tiny-tool-lm")
     with httpx.Client(base_url=api_url, timeout=120) as http:
         wallet, _, provision = publish_provider(http, net, ["tools"])
-        server = serve(["--model", f"tools={model}"], tmp_path_factory.mktemp("provider"), wallet, provision,
-                       api_url)
+        server = serve(["--model", f"tools={model}"], tmp_path_factory.mktemp("provider"), wallet, provision, api_url)
         try:
             wait_served(http, {"tools": 1}, [server])
             yield http, net
@@ -76,27 +75,45 @@ def finished(http: httpx.Client, auth: dict[str, str], run_id: str) -> dict:
     for _ in range(900):
         view = http.get(f"/v1/runs/{run_id}", headers=auth).json()
         if view["state"] in {"completed", "failed", "cancelled"} and all(
-                n["state"] in {"completed", "failed", "skipped"} for n in view["nodes"].values()):
+            n["state"] in {"completed", "failed", "skipped"} for n in view["nodes"].values()
+        ):
             return view
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not finish: {view}")
 
 
-def test_the_tool_agent_calls_two_agents_and_a_function_with_each_call_in_the_run_view(platform, gateway_model,
-                                                                                        tmp_path):
+def test_the_tool_agent_calls_two_agents_and_a_function_with_each_call_in_the_run_view(
+    platform, gateway_model, tmp_path
+):
     http, net = platform
     _, auth, _ = user_key(http, net)
     function = deploy(http, auth, tmp_path)
     tools = ["tooltest.shout", "tooltest.add", f"fn:{function}"]
-    doc = {"name": "tool-agent", "inputs": {"task": {"type": "string"}},
-           "nodes": [{"id": "task", "agent": "io.input", "params": {"name": "task"}},
-                     {"id": "agent", "agent": "agent.tools", "params": {
-                         "tools": tools, "tool_choice": tools, "max_steps": 3, "model": "tools", "max_tokens": 200,
-                         "temperature": 0, "event_schemas": {f"fn:{function}": WORD}}}],
-           "edges": [{"source": "task", "source_field": "value", "target": "agent", "target_field": "prompt"}],
-           "outputs": {"answer": {"node": "agent", "field": "answer"}}}
-    started = http.post("/v1/runs", json={"document": doc, "inputs": {"task": "Shout, add, then echo a word."}},
-                        headers=auth)
+    doc = {
+        "name": "tool-agent",
+        "inputs": {"task": {"type": "string"}},
+        "nodes": [
+            {"id": "task", "agent": "io.input", "params": {"name": "task"}},
+            {
+                "id": "agent",
+                "agent": "agent.tools",
+                "params": {
+                    "tools": tools,
+                    "tool_choice": tools,
+                    "max_steps": 3,
+                    "model": "tools",
+                    "max_tokens": 200,
+                    "temperature": 0,
+                    "event_schemas": {f"fn:{function}": WORD},
+                },
+            },
+        ],
+        "edges": [{"source": "task", "source_field": "value", "target": "agent", "target_field": "prompt"}],
+        "outputs": {"answer": {"node": "agent", "field": "answer"}},
+    }
+    started = http.post(
+        "/v1/runs", json={"document": doc, "inputs": {"task": "Shout, add, then echo a word."}}, headers=auth
+    )
     assert started.status_code == 202, started.text
     view = finished(http, auth, started.json()["id"])
     assert view["state"] == "completed", view

@@ -20,8 +20,13 @@ from tests.support.up import UpPlatform
 
 def _env(home, api_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CXMPUTE_"))}
-    env.update(CXMPUTE_HOME=str(home), CXMPUTE_API_PORT=str(api_port), CXMPUTE_PREFECT_PORT=str(free_port()),
-               CXMPUTE_ALLOW_ANONYMOUS="true", CXMPUTE_SIWE_DOMAIN=f"127.0.0.1:{api_port}")
+    env.update(
+        CXMPUTE_HOME=str(home),
+        CXMPUTE_API_PORT=str(api_port),
+        CXMPUTE_PREFECT_PORT=str(free_port()),
+        CXMPUTE_ALLOW_ANONYMOUS="true",
+        CXMPUTE_SIWE_DOMAIN=f"127.0.0.1:{api_port}",
+    )
     return env
 
 
@@ -30,8 +35,14 @@ def test_a_busy_port_is_one_line_and_exit_1_before_anything_starts(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "cxmpute.cli", "up"], env=_env(tmp_path, port),
-                              capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "cxmpute.cli", "up"],
+            env=_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     out = (done.stdout + done.stderr).strip()
     assert done.returncode == 1, out
     assert len(out.splitlines()) == 1, out
@@ -43,10 +54,16 @@ def test_up_says_so_once_listening_with_a_funded_wallet_and_a_provider_offering_
     api_port = free_port()
     log = tmp_path / "up.log"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "up"], env=_env(tmp_path, api_port),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    up = UpPlatform(url=f"http://127.0.0.1:{api_port}", prefect_url="", home=tmp_path, env={}, proc=proc,
-                    anonymous=True, log=log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cxmpute.cli", "up"],
+            env=_env(tmp_path, api_port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    up = UpPlatform(
+        url=f"http://127.0.0.1:{api_port}", prefect_url="", home=tmp_path, env={}, proc=proc, anonymous=True, log=log
+    )
     try:
         deadline = time.monotonic() + 240
         while "Cxmpute is up" not in up.output():
@@ -61,8 +78,9 @@ def test_up_says_so_once_listening_with_a_funded_wallet_and_a_provider_offering_
         offers = []
         while not offers:
             assert proc.poll() is None and time.monotonic() < deadline, up.output()
-            body = httpx.get(f"{up.url}/v1/market/provisions", params={"kind": "agent", "status": "active"},
-                             timeout=10).json()
+            body = httpx.get(
+                f"{up.url}/v1/market/provisions", params={"kind": "agent", "status": "active"}, timeout=10
+            ).json()
             offers = body["items"] if isinstance(body, dict) else body  # a page, or the older bare list
             time.sleep(0.5)
         assert offers[0]["resources"]["disk_gb"] > 0, offers

@@ -11,8 +11,8 @@ from compute.ledger.book import HistoryItem
 from compute.ledger.funds import ChainCredit, Credited, Withdrawal, WithdrawalOut, deposit, withdraw
 from compute.network import Network
 from cxmpute.settings import get_settings
-from web.routers._compute import network, signed_in
 from web.deps import public
+from web.routers._compute import network, signed_in
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
 account = signed_in("account")
@@ -31,18 +31,22 @@ class ChainInfo(BaseModel):
     allowed_chain_ids: list[int]
 
 
-@router.get("/chain", dependencies=[Depends(public)], summary="The chain deposits and stakes go to, and the vault's address")
+@router.get(
+    "/chain", dependencies=[Depends(public)], summary="The chain deposits and stakes go to, and the vault's address"
+)
 def chain(net: Network = Depends(network)) -> ChainInfo:
-    return ChainInfo(chain_id=net.chain.chain_id, vault_address=net.chain.vault_address,
-                     allowed_chain_ids=get_settings().allowed_chain_ids)
+    return ChainInfo(
+        chain_id=net.chain.chain_id,
+        vault_address=net.chain.vault_address,
+        allowed_chain_ids=get_settings().allowed_chain_ids,
+    )
 
 
 @router.get("/balance", summary="Spendable balance, provider earnings and stake, in gwei")
 def balance(principal: Principal = Depends(account), net: Network = Depends(network)) -> Balance:
     with net.store.read() as session:
         b = balances(session, principal.address)
-    return Balance(address=principal.address, user_gwei=b["user"], earnings_gwei=b["earnings"],
-                   stake_gwei=b["stake"])
+    return Balance(address=principal.address, user_gwei=b["user"], earnings_gwei=b["earnings"], stake_gwei=b["stake"])
 
 
 @router.post("/deposits", summary="Credit a deposit from a Deposited transaction on the vault")
@@ -51,13 +55,15 @@ def deposits(body: ChainCredit, principal: Principal = Depends(account), net: Ne
 
 
 @router.get("/history", summary="Ledger entries touching this account, newest first")
-def get_history(limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(account),
-                net: Network = Depends(network)) -> list[HistoryItem]:
+def get_history(
+    limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(account), net: Network = Depends(network)
+) -> list[HistoryItem]:
     with net.store.read() as session:
         return history(session, principal.address, limit)
 
 
 @router.post("/withdrawals", summary="Pay out balance or earnings to this account's address on chain")
-def withdrawals(body: Withdrawal, principal: Principal = Depends(account),
-                net: Network = Depends(network)) -> WithdrawalOut:
+def withdrawals(
+    body: Withdrawal, principal: Principal = Depends(account), net: Network = Depends(network)
+) -> WithdrawalOut:
     return withdraw(net.store, net.chain, principal.address, body)

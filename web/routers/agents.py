@@ -30,9 +30,15 @@ class InvokeResponse(BaseModel):
     output: dict[str, Any]
 
 
-@router.get("", dependencies=[Depends(public)], response_model=AgentList, summary="List agents with their input/output JSON Schemas")
-def list_agents(family: str | None = None, q: str | None = Query(None, description="Search id, name, description")
-                ) -> AgentList:
+@router.get(
+    "",
+    dependencies=[Depends(public)],
+    response_model=AgentList,
+    summary="List agents with their input/output JSON Schemas",
+)
+def list_agents(
+    family: str | None = None, q: str | None = Query(None, description="Search id, name, description")
+) -> AgentList:
     items = registry.catalogue()
     if family:
         items = [a for a in items if a.family.lower() == family.lower()]
@@ -42,7 +48,9 @@ def list_agents(family: str | None = None, q: str | None = Query(None, descripti
     return AgentList(items=items, total=len(items))
 
 
-@router.get("/{agent_id}", dependencies=[Depends(public)], response_model=AgentInfo, summary="One agent's catalogue entry")
+@router.get(
+    "/{agent_id}", dependencies=[Depends(public)], response_model=AgentInfo, summary="One agent's catalogue entry"
+)
 def get_agent(agent_id: str, version: str | None = None) -> AgentInfo:
     return registry.get(agent_id, version).info(registry.versions(agent_id))
 

@@ -7,38 +7,48 @@ from fastapi import APIRouter, Depends, Header, Request
 from compute.identity import siwe, tokens
 from compute.identity.tokens import ApiKeyCreate, ApiKeyInfo, NewApiKey, Principal
 from compute.network import Network
-from web.routers._compute import network, signed_in
 from web.deps import public
+from web.routers._compute import network, signed_in
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.get("/nonce", dependencies=[Depends(public)], summary="A single-use nonce for an EIP-4361 sign-in message",
-            description="Expires after CXMPUTE_SIWE_NONCE_TTL_S. One client (an IPv4 address or an IPv6 /64) "
-                        "holds at most CXMPUTE_SIWE_NONCES_PER_CLIENT unused nonces; beyond, a 429 with "
-                        "Retry-After.",
-            responses={429: {"description": "Too many unused nonces for this client"}})
+@router.get(
+    "/nonce",
+    dependencies=[Depends(public)],
+    summary="A single-use nonce for an EIP-4361 sign-in message",
+    description="Expires after CXMPUTE_SIWE_NONCE_TTL_S. One client (an IPv4 address or an IPv6 /64) "
+    "holds at most CXMPUTE_SIWE_NONCES_PER_CLIENT unused nonces; beyond, a 429 with "
+    "Retry-After.",
+    responses={429: {"description": "Too many unused nonces for this client"}},
+)
 def nonce(request: Request, net: Network = Depends(network)) -> siwe.Nonce:
     return siwe.issue_nonce(net.store, siwe.client_of(request.client.host if request.client else None))
 
 
-@router.post("/verify", dependencies=[Depends(public)], summary="Exchange a signed EIP-4361 message for a session token",
-             description="The message must follow EIP-4361 to the letter: each line in its place and each field "
-                         "once, the address EIP-55 checksummed, the domain and the URI's authority this "
-                         "server's (CXMPUTE_SIWE_DOMAIN), an Expiration Time, and a nonce from /v1/auth/nonce.")
+@router.post(
+    "/verify",
+    dependencies=[Depends(public)],
+    summary="Exchange a signed EIP-4361 message for a session token",
+    description="The message must follow EIP-4361 to the letter: each line in its place and each field "
+    "once, the address EIP-55 checksummed, the domain and the URI's authority this "
+    "server's (CXMPUTE_SIWE_DOMAIN), an Expiration Time, and a nonce from /v1/auth/nonce.",
+)
 def verify(body: siwe.SignInRequest, net: Network = Depends(network)) -> siwe.SessionToken:
     return siwe.sign_in(net.store, body.message, body.signature)
 
 
 @router.post("/logout", status_code=204, summary="Revoke the session token of this request")
-def logout(authorization: str = Header(...), _: Principal = Depends(signed_in("account")),
-           net: Network = Depends(network)) -> None:
+def logout(
+    authorization: str = Header(...), _: Principal = Depends(signed_in("account")), net: Network = Depends(network)
+) -> None:
     tokens.logout(net.store, authorization.partition(" ")[2].strip())
 
 
 @router.post("/keys", status_code=201, summary="Issue an API key (shown once)")
-def create_key(body: ApiKeyCreate, principal: Principal = Depends(signed_in("keys")),
-               net: Network = Depends(network)) -> NewApiKey:
+def create_key(
+    body: ApiKeyCreate, principal: Principal = Depends(signed_in("keys")), net: Network = Depends(network)
+) -> NewApiKey:
     return tokens.create_api_key(net.store, principal, body)
 
 
@@ -48,6 +58,7 @@ def list_keys(principal: Principal = Depends(signed_in("keys")), net: Network = 
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
-def revoke_key(key_id: str, principal: Principal = Depends(signed_in("keys")),
-               net: Network = Depends(network)) -> ApiKeyInfo:
+def revoke_key(
+    key_id: str, principal: Principal = Depends(signed_in("keys")), net: Network = Depends(network)
+) -> ApiKeyInfo:
     return tokens.revoke_api_key(net.store, principal, key_id)

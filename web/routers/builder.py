@@ -36,8 +36,9 @@ def source_digest(root: Path = SOURCES) -> str:
 
 
 def _missing() -> Response:
-    return JSONResponse({"detail": "the builder bundle is not built: run `make builder`", "field": "builder"},
-                        status_code=503)
+    return JSONResponse(
+        {"detail": "the builder bundle is not built: run `make builder`", "field": "builder"}, status_code=503
+    )
 
 
 @router.get("/", dependencies=[Depends(public)])
@@ -46,9 +47,16 @@ def index() -> Response:
     if not page.is_file():
         return _missing()
     # No other origin may frame the builder: a framing page could trick a signed-in user into clicks.
-    return FileResponse(page, media_type="text/html", headers={
-        "Cache-Control": "no-cache", "X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
-        "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        page,
+        media_type="text/html",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 @router.get("/builder/{path:path}", dependencies=[Depends(public)])

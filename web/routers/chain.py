@@ -29,18 +29,22 @@ class RpcRequest(BaseModel):
     params: list[Any] = Field(default_factory=list)
 
 
-@router.post("/rpc", dependencies=[Depends(public)], summary="Ethereum JSON-RPC on the embedded development chain",
-             description="Point web3 (`HTTPProvider`) or a wallet here to deposit and stake on the in-process "
-                         "chain. Open to anyone: " + ", ".join(sorted(PUBLIC_METHODS)) + ". The development "
-                         "methods (" + ", ".join(sorted(OPERATOR_METHODS)) + ") need the platform's operator "
-                         "credential (`Authorization: Bearer cxo_...`); any other method is a 403 naming "
-                         "`method`. A 404 when the platform uses an external chain.")
-def rpc(body: RpcRequest, authorization: str | None = Header(None),
-        net: Network = Depends(network)) -> dict[str, Any]:
+@router.post(
+    "/rpc",
+    dependencies=[Depends(public)],
+    summary="Ethereum JSON-RPC on the embedded development chain",
+    description="Point web3 (`HTTPProvider`) or a wallet here to deposit and stake on the in-process "
+    "chain. Open to anyone: " + ", ".join(sorted(PUBLIC_METHODS)) + ". The development "
+    "methods (" + ", ".join(sorted(OPERATOR_METHODS)) + ") need the platform's operator "
+    "credential (`Authorization: Bearer cxo_...`); any other method is a 403 naming "
+    "`method`. A 404 when the platform uses an external chain.",
+)
+def rpc(body: RpcRequest, authorization: str | None = Header(None), net: Network = Depends(network)) -> dict[str, Any]:
     if get_settings().chain_rpc_url:
         raise NotFound("this platform uses an external chain; send JSON-RPC to its endpoint", field="method")
-    response = net.chain.rpc(body.method, body.params,
-                             operator=body.method in OPERATOR_METHODS and _is_operator(authorization))
+    response = net.chain.rpc(
+        body.method, body.params, operator=body.method in OPERATOR_METHODS and _is_operator(authorization)
+    )
     response.update(jsonrpc="2.0", id=body.id)
     return _wire(response)
 

@@ -28,18 +28,26 @@ class Accepted(BaseModel):
     result_url: str = Field(description="GET it for the invocation's status, then its result")
 
 
-@router.put("/{name}", response_model=DeployOut, summary="Deploy a function version",
-            description="Stores the package (a base64 zip holding the handler module) content-addressed and "
-                        "registers it as the function's next version. Deploying the same package and settings "
-                        "again changes nothing (200); a new version answers 201.")
+@router.put(
+    "/{name}",
+    response_model=DeployOut,
+    summary="Deploy a function version",
+    description="Stores the package (a base64 zip holding the handler module) content-addressed and "
+    "registers it as the function's next version. Deploying the same package and settings "
+    "again changes nothing (200); a new version answers 201.",
+)
 async def deploy(name: str, body: DeployIn, owner: str = Depends(owner_in("workloads"))) -> JSONResponse:
     version, created = await asyncio.to_thread(registry.deploy, get_settings(), owner, name, body)
     out = DeployOut(**version.model_dump(), created=created)
     return JSONResponse(status_code=201 if created else 200, content=out.model_dump(mode="json"))
 
 
-@router.get("", response_model=list[VersionOut], summary="Your functions",
-            description="The newest version of each of your functions.")
+@router.get(
+    "",
+    response_model=list[VersionOut],
+    summary="Your functions",
+    description="The newest version of each of your functions.",
+)
 async def list_functions(owner: str = Depends(owner_in("workloads"))) -> list[VersionOut]:
     return await asyncio.to_thread(registry.latest_all, get_settings(), owner)
 
@@ -49,39 +57,66 @@ async def function_versions(name: str, owner: str = Depends(owner_in("workloads"
     return await asyncio.to_thread(registry.versions, get_settings(), owner, name)
 
 
-@router.post("/{name}/invoke", response_model=InvocationOut, summary="Invoke a function",
-             responses={202: {"model": Accepted, "description": "mode=async: the invocation was queued"},
-                        422: {"description": "The handler raised, or went past its memory limit"},
-                        504: {"description": "The handler ran past its timeout and was stopped"}},
-             description="mode=sync waits for the outcome: 200 with the result, or the invocation's record "
-                         "with 422 (handler error, memory limit) or 504 (timeout) and a `detail` naming the limit. "
-                         "mode=async answers 202 at once with a result URL to poll.")
-async def invoke(name: str, body: InvokeIn, request: Request, owner: str = Depends(owner_in("workloads")),
-                 mode: Literal["sync", "async"] = Query("sync", description="Wait for the result, or not")):
+@router.post(
+    "/{name}/invoke",
+    response_model=InvocationOut,
+    summary="Invoke a function",
+    responses={
+        202: {"model": Accepted, "description": "mode=async: the invocation was queued"},
+        422: {"description": "The handler raised, or went past its memory limit"},
+        504: {"description": "The handler ran past its timeout and was stopped"},
+    },
+    description="mode=sync waits for the outcome: 200 with the result, or the invocation's record "
+    "with 422 (handler error, memory limit) or 504 (timeout) and a `detail` naming the limit. "
+    "mode=async answers 202 at once with a result URL to poll.",
+)
+async def invoke(
+    name: str,
+    body: InvokeIn,
+    request: Request,
+    owner: str = Depends(owner_in("workloads")),
+    mode: Literal["sync", "async"] = Query("sync", description="Wait for the result, or not"),
+):
     settings = get_settings()
     if mode == "async":
         record = await invocations.submit(settings, owner, name, body)
         url = str(request.url_for("get_invocation", name=name, invocation_id=record.id))
-        return JSONResponse(status_code=202, content=Accepted(invocation=record, result_url=url).model_dump(mode="json"),
-                            headers={"Location": url})
+        return JSONResponse(
+            status_code=202,
+            content=Accepted(invocation=record, result_url=url).model_dump(mode="json"),
+            headers={"Location": url},
+        )
     record = await invocations.invoke(settings, owner, name, body)
     if record.status == "ok":
         return record
     status, field = FAILURES.get(record.status, (record.error_status or 502, "name"))
-    return JSONResponse(status_code=record.error_status or status,
-                        content={**record.model_dump(mode="json"), "detail": record.error, "field": field})
+    return JSONResponse(
+        status_code=record.error_status or status,
+        content={**record.model_dump(mode="json"), "detail": record.error, "field": field},
+    )
 
 
-@router.get("/{name}/invocations", response_model=list[InvocationOut], summary="A function's invocations",
-            description="Newest first, with each one's logs (stdout, stderr) and metrics (duration, cold or warm, "
-                        "memory, milliseconds billed).")
-async def list_invocations(name: str, owner: str = Depends(owner_in("workloads")),
-                           limit: int = Query(50, ge=1, le=500, description="Page size"),
-                           offset: int = Query(0, ge=0, description="Invocations to skip")) -> list[InvocationOut]:
+@router.get(
+    "/{name}/invocations",
+    response_model=list[InvocationOut],
+    summary="A function's invocations",
+    description="Newest first, with each one's logs (stdout, stderr) and metrics (duration, cold or warm, "
+    "memory, milliseconds billed).",
+)
+async def list_invocations(
+    name: str,
+    owner: str = Depends(owner_in("workloads")),
+    limit: int = Query(50, ge=1, le=500, description="Page size"),
+    offset: int = Query(0, ge=0, description="Invocations to skip"),
+) -> list[InvocationOut]:
     return await asyncio.to_thread(invocations.list_for, get_settings(), owner, name, limit, offset)
 
 
-@router.get("/{name}/invocations/{invocation_id}", response_model=InvocationOut, name="get_invocation",
-            summary="One invocation: its status, then its result, logs and metrics")
+@router.get(
+    "/{name}/invocations/{invocation_id}",
+    response_model=InvocationOut,
+    name="get_invocation",
+    summary="One invocation: its status, then its result, logs and metrics",
+)
 async def get_invocation(name: str, invocation_id: str, owner: str = Depends(owner_in("workloads"))) -> InvocationOut:
     return await asyncio.to_thread(invocations.get, get_settings(), owner, name, invocation_id)

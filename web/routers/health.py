@@ -113,7 +113,11 @@ async def _storage() -> str:
 
 
 CHECKS: dict[str, Callable[[], Awaitable[str]]] = {
-    "database": _database, "prefect": _prefect, "executors": _executors, "storage": _storage}
+    "database": _database,
+    "prefect": _prefect,
+    "executors": _executors,
+    "storage": _storage,
+}
 
 
 async def _run(check: Callable[[], Awaitable[str]]) -> Check:
@@ -129,14 +133,21 @@ async def _run(check: Callable[[], Awaitable[str]]) -> Check:
     return Check(ok=ok, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
-@router.get("/readyz", dependencies=[Depends(public)], response_model=Readiness, summary="Readiness check",
-            description="Each dependency the platform needs to serve, checked at once and each within "
-                        f"{CHECK_TIMEOUT_S:g} s: the database, the Prefect server, live executors, storage. "
-                        "200 when every check is ok, 503 otherwise.",
-            responses={503: {"model": Readiness, "description": "A dependency is not ready; its check says why"}})
+@router.get(
+    "/readyz",
+    dependencies=[Depends(public)],
+    response_model=Readiness,
+    summary="Readiness check",
+    description="Each dependency the platform needs to serve, checked at once and each within "
+    f"{CHECK_TIMEOUT_S:g} s: the database, the Prefect server, live executors, storage. "
+    "200 when every check is ok, 503 otherwise.",
+    responses={503: {"model": Readiness, "description": "A dependency is not ready; its check says why"}},
+)
 async def readyz() -> JSONResponse:
     results = await asyncio.gather(*(_run(check) for check in CHECKS.values()))
-    body = Readiness(status="ready" if all(r.ok for r in results) else "not-ready",
-                     checks=dict(zip(CHECKS, results, strict=True)))
-    return JSONResponse(body.model_dump(), status_code=200 if body.status == "ready" else 503,
-                        headers={"Cache-Control": "no-store"})
+    body = Readiness(
+        status="ready" if all(r.ok for r in results) else "not-ready", checks=dict(zip(CHECKS, results, strict=True))
+    )
+    return JSONResponse(
+        body.model_dump(), status_code=200 if body.status == "ready" else 503, headers={"Cache-Control": "no-store"}
+    )

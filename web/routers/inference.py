@@ -67,9 +67,11 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 def openai_route(method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
     """Mount an endpoint on ``router`` as an :class:`OpenAIRoute`. On ``router`` itself, not a router included
     in it, so the app's check that every route declares its access sees it."""
+
     def mount(endpoint: Handler) -> Handler:
         router.add_api_route(path, endpoint, methods=[method], route_class_override=OpenAIRoute, **options)
         return endpoint
+
     return mount
 
 
@@ -77,29 +79,37 @@ caller = signed_in("market")
 provider = signed_in("provider")
 
 
-async def price_range(x_cxmpute_price_max: int | None = Header(None, gt=0, le=10**12, description=(
-                    "Highest ask, gwei per compute-unit-second, this request accepts")),
-                x_cxmpute_price_min: int = Header(0, ge=0, le=10**12, description="Lowest ask accepted")) -> PriceRange:
+async def price_range(
+    x_cxmpute_price_max: int | None = Header(
+        None, gt=0, le=10**12, description=("Highest ask, gwei per compute-unit-second, this request accepts")
+    ),
+    x_cxmpute_price_min: int = Header(0, ge=0, le=10**12, description="Lowest ask accepted"),
+) -> PriceRange:
     high = x_cxmpute_price_max or get_settings().inference_price_max_gwei
     if high < x_cxmpute_price_min:
-        raise ComputeError("X-Cxmpute-Price-Max is below X-Cxmpute-Price-Min", field="x-cxmpute-price-max",
-                           status_code=422)
+        raise ComputeError(
+            "X-Cxmpute-Price-Max is below X-Cxmpute-Price-Min", field="x-cxmpute-price-max", status_code=422
+        )
     return PriceRange(min_gwei=x_cxmpute_price_min, max_gwei=high)
 
 
-async def _forward(net: Network, principal: Principal, operation: str, path: str, body: BaseModel,
-                   price: PriceRange) -> Response:
+async def _forward(
+    net: Network, principal: Principal, operation: str, path: str, body: BaseModel, price: PriceRange
+) -> Response:
     payload = body.model_dump(exclude_unset=True, mode="json")
     payload["model"] = body.model
-    upstream, content = await Gateway(net, get_settings()).forward(principal.address, operation, path, payload,
-                                                                   price)
+    upstream, content = await Gateway(net, get_settings()).forward(principal.address, operation, path, payload, price)
     if upstream.status_code >= 400:
         raise provider_refusal(upstream.status_code, content)
     if isinstance(content, bytes):
-        return Response(content, status_code=upstream.status_code,
-                        media_type=upstream.headers.get("content-type", "application/json"))
-    return StreamingResponse(content, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Response(
+            content,
+            status_code=upstream.status_code,
+            media_type=upstream.headers.get("content-type", "application/json"),
+        )
+    return StreamingResponse(
+        content, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 class GatewayModel(ModelCard):
@@ -117,60 +127,93 @@ def _card(model: ServedModel) -> GatewayModel:
     return GatewayModel(id=model.id, created=model.created, price_gwei=model.price_gwei, providers=model.providers)
 
 
-@openai_route("GET", "/models", dependencies=[Depends(public)],
-              summary="Models served on the network (OpenAI model list)",
-              description="Every model a working inference server of an active provision serves, with the lowest "
-                          "ask for it (``price_gwei``) and how many provisions serve it (``providers``).")
+@openai_route(
+    "GET",
+    "/models",
+    dependencies=[Depends(public)],
+    summary="Models served on the network (OpenAI model list)",
+    description="Every model a working inference server of an active provision serves, with the lowest "
+    "ask for it (``price_gwei``) and how many provisions serve it (``providers``).",
+)
 def list_models(net: Network = Depends(network)) -> GatewayModelList:
     return GatewayModelList(data=[_card(m) for m in Gateway(net, get_settings()).models()])
 
 
-@openai_route("GET", "/models/{model:model_id}", dependencies=[Depends(public)],
-              summary="One model served on the network (OpenAI model object)")
+@openai_route(
+    "GET",
+    "/models/{model:model_id}",
+    dependencies=[Depends(public)],
+    summary="One model served on the network (OpenAI model object)",
+)
 def retrieve_model(model: str, net: Network = Depends(network)) -> GatewayModel:
     return _card(Gateway(net, get_settings()).model(model))
 
 
 @openai_route("POST", "/chat/completions", summary="Chat completion, routed to a provider (stream: true for SSE)")
-async def chat_completions(body: ChatCompletionRequest, principal: Principal = Depends(caller),
-                           price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
+async def chat_completions(
+    body: ChatCompletionRequest,
+    principal: Principal = Depends(caller),
+    price: PriceRange = Depends(price_range),
+    net: Network = Depends(network),
+) -> Response:
     return await _forward(net, principal, "chat.completions", "/v1/chat/completions", body, price)
 
 
 @openai_route("POST", "/completions", summary="Text completion, routed to a provider (stream: true for SSE)")
-async def completions(body: CompletionRequest, principal: Principal = Depends(caller),
-                      price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
+async def completions(
+    body: CompletionRequest,
+    principal: Principal = Depends(caller),
+    price: PriceRange = Depends(price_range),
+    net: Network = Depends(network),
+) -> Response:
     return await _forward(net, principal, "completions", "/v1/completions", body, price)
 
 
 @openai_route("POST", "/embeddings", summary="Embedding vectors, routed to a provider")
-async def embeddings(body: EmbeddingRequest, principal: Principal = Depends(caller),
-                     price: PriceRange = Depends(price_range), net: Network = Depends(network)) -> Response:
+async def embeddings(
+    body: EmbeddingRequest,
+    principal: Principal = Depends(caller),
+    price: PriceRange = Depends(price_range),
+    net: Network = Depends(network),
+) -> Response:
     return await _forward(net, principal, "embeddings", "/v1/embeddings", body, price)
 
 
 @openai_route("POST", "/images/generations", summary="Images from a prompt, routed to a provider")
-async def images(body: ImageRequest, principal: Principal = Depends(caller), price: PriceRange = Depends(price_range),
-                 net: Network = Depends(network)) -> Response:
+async def images(
+    body: ImageRequest,
+    principal: Principal = Depends(caller),
+    price: PriceRange = Depends(price_range),
+    net: Network = Depends(network),
+) -> Response:
     return await _forward(net, principal, "images.generations", "/v1/images/generations", body, price)
 
 
 @openai_route("POST", "/audio/speech", summary="Speech audio of a text, routed to a provider", response_class=Response)
-async def speech(body: SpeechRequest, principal: Principal = Depends(caller), price: PriceRange = Depends(price_range),
-                 net: Network = Depends(network)) -> Response:
+async def speech(
+    body: SpeechRequest,
+    principal: Principal = Depends(caller),
+    price: PriceRange = Depends(price_range),
+    net: Network = Depends(network),
+) -> Response:
     return await _forward(net, principal, "audio.speech", "/v1/audio/speech", body, price)
 
 
 @router.get("/inference/requests", summary="This account's gateway requests: provider, tokens, seconds, cost")
-def list_requests(limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(caller),
-                  net: Network = Depends(network)) -> list[RequestOut]:
+def list_requests(
+    limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(caller), net: Network = Depends(network)
+) -> list[RequestOut]:
     return Gateway(net, get_settings()).requests(principal.address, limit)
 
 
-@router.put("/inference/endpoints/{provision_id}", summary="Publish where a provision's inference server listens",
-            description=endpoints.__doc__)
-def register_endpoint(provision_id: str, body: EndpointIn, principal: Principal = Depends(provider),
-                      net: Network = Depends(network)) -> EndpointOut:
+@router.put(
+    "/inference/endpoints/{provision_id}",
+    summary="Publish where a provision's inference server listens",
+    description=endpoints.__doc__,
+)
+def register_endpoint(
+    provision_id: str, body: EndpointIn, principal: Principal = Depends(provider), net: Network = Depends(network)
+) -> EndpointOut:
     return endpoints.register(net, principal.address, provision_id, body)
 
 
@@ -187,16 +230,28 @@ class DeploymentIn(BaseModel):
     auto_renew: bool = Field(False, description="Renew at expiry while funds last")
 
 
-@router.post("/inference/deployments", status_code=201, summary="Rent a whole inference provision for yourself",
-             description="Rents, for an hour or a month, all of the free capacity of the best provision serving the "
-                         "model, so no one else is matched to it. While the rental is active, this account's requests "
-                         "for that model go to it and are not billed per second.")
+@router.post(
+    "/inference/deployments",
+    status_code=201,
+    summary="Rent a whole inference provision for yourself",
+    description="Rents, for an hour or a month, all of the free capacity of the best provision serving the "
+    "model, so no one else is matched to it. While the rental is active, this account's requests "
+    "for that model go to it and are not billed per second.",
+)
 def deploy(body: DeploymentIn, principal: Principal = Depends(caller), net: Network = Depends(network)) -> LeaseOut:
-    return Gateway(net, get_settings()).deploy(principal.address, body.model, body.term, PriceRange(
-        min_gwei=body.price_min_gwei, max_gwei=body.price_max_gwei), body.auto_renew)
+    return Gateway(net, get_settings()).deploy(
+        principal.address,
+        body.model,
+        body.term,
+        PriceRange(min_gwei=body.price_min_gwei, max_gwei=body.price_max_gwei),
+        body.auto_renew,
+    )
 
 
 @router.get("/inference/deployments", summary="This account's active dedicated deployments")
 def deployments(principal: Principal = Depends(caller), net: Network = Depends(network)) -> list[LeaseOut]:
-    return [lease for lease in leases.list_for(net.store, principal.address, "active")
-            if lease.kind == "inference" and lease.term != "seconds" and lease.user == principal.address]
+    return [
+        lease
+        for lease in leases.list_for(net.store, principal.address, "active")
+        if lease.kind == "inference" and lease.term != "seconds" and lease.user == principal.address
+    ]

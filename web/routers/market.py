@@ -22,19 +22,30 @@ market = signed_in("market")
 log = logging.getLogger("cxmpute.market")
 
 
-@router.post("/market/quote", dependencies=[Depends(public)], summary="The provision a request would get and its price, or why none matches",
-             description=pricing.__doc__)
+@router.post(
+    "/market/quote",
+    dependencies=[Depends(public)],
+    summary="The provision a request would get and its price, or why none matches",
+    description=pricing.__doc__,
+)
 def quote(body: MatchRequest, net: Network = Depends(network)) -> Quote:
     return net.market.quote(body)
 
 
-@router.get("/market/provisions", dependencies=[Depends(public)], summary="The offer book: published provisions, cheapest first",
-            description="Public; filter by `kind` (vm, container, function, inference, agent) and `status` "
-                        "(active, paused, down, retired); paginate with `limit` and `offset`.")
-def offers(kind: str | None = Query(None, pattern="^(vm|container|function|inference|agent)$"),
-           status: str | None = Query(None, pattern="^(active|paused|down|retired)$"),
-           limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-           net: Network = Depends(network)) -> list[ProvisionOut]:
+@router.get(
+    "/market/provisions",
+    dependencies=[Depends(public)],
+    summary="The offer book: published provisions, cheapest first",
+    description="Public; filter by `kind` (vm, container, function, inference, agent) and `status` "
+    "(active, paused, down, retired); paginate with `limit` and `offset`.",
+)
+def offers(
+    kind: str | None = Query(None, pattern="^(vm|container|function|inference|agent)$"),
+    status: str | None = Query(None, pattern="^(active|paused|down|retired)$"),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    net: Network = Depends(network),
+) -> list[ProvisionOut]:
     return provisions.browse(net.store, kind, status, limit, offset)
 
 
@@ -44,8 +55,11 @@ def request(body: MatchRequest, principal: Principal = Depends(market), net: Net
 
 
 @router.get("/leases", summary="Leases this account is user or provider of")
-def list_leases(status: str | None = Query(None, pattern="^(active|ended)$"), principal: Principal = Depends(market),
-                net: Network = Depends(network)) -> list[LeaseOut]:
+def list_leases(
+    status: str | None = Query(None, pattern="^(active|ended)$"),
+    principal: Principal = Depends(market),
+    net: Network = Depends(network),
+) -> list[LeaseOut]:
     return leases.list_for(net.store, principal.address, status)
 
 
@@ -55,13 +69,16 @@ def get_lease(lease_id: str, principal: Principal = Depends(market), net: Networ
 
 
 @router.post("/leases/{lease_id}/usage", summary="Provider reports metered seconds; settled once per key")
-def usage(lease_id: str, body: UsageIn, principal: Principal = Depends(signed_in("provider")),
-          net: Network = Depends(network)) -> UsageOut:
+def usage(
+    lease_id: str, body: UsageIn, principal: Principal = Depends(signed_in("provider")), net: Network = Depends(network)
+) -> UsageOut:
     return leases.meter(net.store, net.domain, lease_id, body, principal.address)
 
 
 @router.post("/leases/{lease_id}/end", summary="End a lease: user cancels; provider completes or reports loss")
-def end(lease_id: str, body: EndIn, principal: Principal = Depends(market), net: Network = Depends(network)) -> LeaseOut:
+def end(
+    lease_id: str, body: EndIn, principal: Principal = Depends(market), net: Network = Depends(network)
+) -> LeaseOut:
     return net.market.end(lease_id, body.reason, principal.address)
 
 

@@ -37,18 +37,27 @@ def _filter(text: str | None) -> dict[str, Any] | None:
 
 
 @router.get("", summary="List your memories", response_model=list[MemoryInfo])
-def list_memories(owner: str = Depends(owner_in("memory")), store: MemoryStore = Depends(memory_store)) -> list[MemoryInfo]:
+def list_memories(
+    owner: str = Depends(owner_in("memory")), store: MemoryStore = Depends(memory_store)
+) -> list[MemoryInfo]:
     return store.list_memories(owner)
 
 
 @router.get("/threads", summary="List your conversation threads (Sequential Memory)", response_model=list[ThreadInfo])
-def list_threads(owner: str = Depends(owner_in("memory")), store: MemoryStore = Depends(memory_store)) -> list[ThreadInfo]:
+def list_threads(
+    owner: str = Depends(owner_in("memory")), store: MemoryStore = Depends(memory_store)
+) -> list[ThreadInfo]:
     return store.threads.threads(owner)
 
 
 @router.get("/threads/{thread}", summary="Read a thread's newest entries", response_model=ThreadWindow)
-def read_thread(thread: str, last: int = Query(50, ge=1, le=1000), before_seq: int | None = Query(None, ge=0),
-                owner: str = Depends(owner_in("memory")), store: MemoryStore = Depends(memory_store)) -> ThreadWindow:
+def read_thread(
+    thread: str,
+    last: int = Query(50, ge=1, le=1000),
+    before_seq: int | None = Query(None, ge=0),
+    owner: str = Depends(owner_in("memory")),
+    store: MemoryStore = Depends(memory_store),
+) -> ThreadWindow:
     window = store.threads.read(owner, thread, last, before_seq)
     if window.total == 0:
         raise NotFound(f"thread {thread!r} does not exist", field="thread")
@@ -56,15 +65,21 @@ def read_thread(thread: str, last: int = Query(50, ge=1, le=1000), before_seq: i
 
 
 @router.get("/{memory}/items", summary="Page through a memory's items", response_model=ItemPage)
-def list_items(memory: str, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000),
-               filter: str | None = Query(None, description="Metadata filter as JSON, e.g. {\"topic\": \"x\"}"),
-               owner: str = Depends(owner_in("memory")), store: MemoryStore = Depends(memory_store)) -> ItemPage:
+def list_items(
+    memory: str,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=1000),
+    filter: str | None = Query(None, description='Metadata filter as JSON, e.g. {"topic": "x"}'),
+    owner: str = Depends(owner_in("memory")),
+    store: MemoryStore = Depends(memory_store),
+) -> ItemPage:
     return store.list_items(owner, memory, offset, limit, _filter(filter))
 
 
 @router.get("/{memory}/items/{item_id:path}", summary="One item of a memory", response_model=MemoryItem)
-def get_item(memory: str, item_id: str, owner: str = Depends(owner_in("memory")),
-             store: MemoryStore = Depends(memory_store)) -> MemoryItem:
+def get_item(
+    memory: str, item_id: str, owner: str = Depends(owner_in("memory")), store: MemoryStore = Depends(memory_store)
+) -> MemoryItem:
     found = store.get(owner, memory, [item_id])
     if not found:
         raise NotFound(f"no item {item_id!r} in memory {memory!r}", field="item_id")

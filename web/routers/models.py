@@ -2,7 +2,8 @@
 
 The bytes travel through ``/v1/storage``: a client uploads a model folder there as one directory archive (a
 tar, ``POST /v1/storage/files?archive=true``), then names it here; it pulls a model by reading the named
-archive's files from ``/v1/storage/files/{cid}/archive/{path}``. (The OpenAI-compatible ``GET /v1/models`` in inference.py is
+archive's files from ``/v1/storage/files/{cid}/archive/{path}``. (The OpenAI-compatible ``GET /v1/models``
+in inference.py is
 another thing: the models the network serves.)
 """
 
@@ -25,9 +26,11 @@ class ArchiveIn(BaseModel):
 
 
 @router.get("", response_model=list[ArchivedOut], summary="Your archived models, by name")
-def list_models(limit: int = Query(100, ge=1, le=1000, description="Page size"),
-                offset: int = Query(0, ge=0, description="Models to skip"), owner: str = Owner
-                ) -> list[ArchivedOut]:
+def list_models(
+    limit: int = Query(100, ge=1, le=1000, description="Page size"),
+    offset: int = Query(0, ge=0, description="Models to skip"),
+    owner: str = Owner,
+) -> list[ArchivedOut]:
     return archive.ls(get_settings(), owner, limit=limit, offset=offset)
 
 
@@ -37,15 +40,17 @@ def get_model(name: str, owner: str = Owner) -> ArchivedOut:
     return archive.get(get_settings(), name, owner)
 
 
-@router.put("/{name:path}", response_model=ArchivedOut,
-            summary="Name a stored directory archive (replaces the name)")
+@router.put("/{name:path}", response_model=ArchivedOut, summary="Name a stored directory archive (replaces the name)")
 def put_model(name: str, body: ArchiveIn, owner: str = Owner) -> ArchivedOut:
     archive.check_name(name)
     return archive.name_cid(get_settings(), name, body.cid, owner)
 
 
-@router.delete("/{name:path}", response_model=ArchivedOut,
-               summary="Drop a name (its directory archive stays stored: DELETE /v1/storage/files/{cid})")
+@router.delete(
+    "/{name:path}",
+    response_model=ArchivedOut,
+    summary="Drop a name (its directory archive stays stored: DELETE /v1/storage/files/{cid})",
+)
 def delete_model(name: str, owner: str = Owner) -> ArchivedOut:
     archive.check_name(name)
     return archive.remove(get_settings(), name, owner)

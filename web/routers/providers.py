@@ -18,8 +18,9 @@ provider = signed_in("provider")
 
 
 @router.post("/providers", summary="Register (or update) this account as a provider; body signed by its wallet")
-def register(body: registry.Registration, principal: Principal = Depends(provider),
-             net: Network = Depends(network)) -> registry.ProviderOut:
+def register(
+    body: registry.Registration, principal: Principal = Depends(provider), net: Network = Depends(network)
+) -> registry.ProviderOut:
     return registry.register(net.store, net.domain, principal.address, body)
 
 
@@ -33,9 +34,14 @@ def get_provider(address: str, net: Network = Depends(network)) -> registry.Prov
     return registry.get(net.store, address)
 
 
-@router.post("/providers/heartbeat", dependencies=[Depends(job_credential)], summary="A signed heartbeat (the signature is the credential)")
-def heartbeat(body: registry.Heartbeat, authorization: str | None = Header(None),
-              net: Network = Depends(network)) -> registry.ProviderOut:
+@router.post(
+    "/providers/heartbeat",
+    dependencies=[Depends(job_credential)],
+    summary="A signed heartbeat (the signature is the credential)",
+)
+def heartbeat(
+    body: registry.Heartbeat, authorization: str | None = Header(None), net: Network = Depends(network)
+) -> registry.ProviderOut:
     caller = current_principal(authorization).address if authorization else None
     out = registry.heartbeat(net.store, net.domain, body, caller)
     net.market.refresh_provider(out.address)
@@ -43,20 +49,23 @@ def heartbeat(body: registry.Heartbeat, authorization: str | None = Header(None)
 
 
 @router.post("/providers/stake", summary="Credit a stake from a Staked transaction on the vault")
-def stake(body: funds.ChainCredit, principal: Principal = Depends(provider),
-          net: Network = Depends(network)) -> funds.Credited:
+def stake(
+    body: funds.ChainCredit, principal: Principal = Depends(provider), net: Network = Depends(network)
+) -> funds.Credited:
     return funds.stake(net.store, net.chain, principal.address, body)
 
 
 @router.post("/providers/unstake", summary="Return unlocked stake to the spendable balance")
-def unstake(body: funds.Unstake, principal: Principal = Depends(provider),
-            net: Network = Depends(network)) -> funds.Credited:
+def unstake(
+    body: funds.Unstake, principal: Principal = Depends(provider), net: Network = Depends(network)
+) -> funds.Credited:
     return funds.unstake(net.store, principal.address, body)
 
 
 @router.post("/provisions", status_code=201, summary="Publish a provision")
-def create(body: ProvisionSpec, principal: Principal = Depends(provider),
-           net: Network = Depends(network)) -> ProvisionOut:
+def create(
+    body: ProvisionSpec, principal: Principal = Depends(provider), net: Network = Depends(network)
+) -> ProvisionOut:
     out = provisions.create(net.store, principal.address, body)
     net.market.refresh(out.id)
     return out
@@ -73,16 +82,18 @@ def get_provision(provision_id: str, net: Network = Depends(network)) -> Provisi
 
 
 @router.patch("/provisions/{provision_id}", summary="Change price, status, models, images or availability")
-def patch(provision_id: str, body: ProvisionPatch, principal: Principal = Depends(provider),
-          net: Network = Depends(network)) -> ProvisionOut:
+def patch(
+    provision_id: str, body: ProvisionPatch, principal: Principal = Depends(provider), net: Network = Depends(network)
+) -> ProvisionOut:
     out = provisions.update(net.store, principal.address, provision_id, body)
     net.market.refresh(out.id)
     return out
 
 
 @router.delete("/provisions/{provision_id}", summary="Retire a provision (running leases continue)")
-def retire(provision_id: str, principal: Principal = Depends(provider),
-           net: Network = Depends(network)) -> ProvisionOut:
+def retire(
+    provision_id: str, principal: Principal = Depends(provider), net: Network = Depends(network)
+) -> ProvisionOut:
     out = provisions.retire(net.store, principal.address, provision_id)
     net.market.refresh(out.id)
     return out

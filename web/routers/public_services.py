@@ -18,9 +18,14 @@ async def call_public(owner: str, name: str, path: str, request: Request) -> Str
 
 # One route per method, so each gets an OpenAPI operation of its own.
 for _method in METHODS:
-    router.add_api_route("/{owner}/{name}/{path:path}", call_public, methods=[_method],
-                         summary="Call a public service", operation_id=f"call_public_service_{_method.lower()}",
-                         description="Anyone may call a service deployed with `public: true`: the request is "
-                                     "streamed to a live replica like the owner's own calls, and its answer served "
-                                     "sandboxed in the same way. 404 (name) for a service that is not public, 503 "
-                                     "when no replica answers.")
+    router.add_api_route(
+        "/{owner}/{name}/{path:path}",
+        call_public,
+        methods=[_method],
+        summary="Call a public service",
+        operation_id=f"call_public_service_{_method.lower()}",
+        description="Anyone may call a service deployed with `public: true`: the request is "
+        "streamed to a live replica like the owner's own calls, and its answer served "
+        "sandboxed in the same way. 404 (name) for a service that is not public, 503 "
+        "when no replica answers.",
+    )

@@ -45,22 +45,40 @@ def _owned(run_id: str, owner: str) -> RunView:
 
 def _logs(run_id: str, offset: int, nodes: dict[str, str]) -> list[LogLine]:
     client = prefect_api.client()
-    logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])),
-                            limit=LOG_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC)
-    return [LogLine(time=log.timestamp.isoformat(), level=log.level, message=log.message,
-                    node=nodes.get(str(log.task_run_id)) if log.task_run_id else None) for log in logs]
+    logs = client.read_logs(
+        LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])),
+        limit=LOG_PAGE,
+        offset=offset,
+        sort=LogSort.TIMESTAMP_ASC,
+    )
+    return [
+        LogLine(
+            time=log.timestamp.isoformat(),
+            level=log.level,
+            message=log.message,
+            node=nodes.get(str(log.task_run_id)) if log.task_run_id else None,
+        )
+        for log in logs
+    ]
 
 
 def _event(name: str, data: str) -> str:
     return f"event: {name}\ndata: {data}\n\n"
 
 
-@router.get("/{run_id}/events", summary="Stream a run's view and logs as server-sent events",
-            description="`run` events carry the whole run view whenever it changes, `log` events one log line, "
-                        "`end` closes the stream once every node is settled (or after `max_seconds`).",
-            response_class=StreamingResponse)
-async def events(run_id: str, request: Request, owner: str = Depends(owner_in("workflows")),
-                 max_seconds: float = Query(3600, gt=0, le=24 * 3600)) -> StreamingResponse:
+@router.get(
+    "/{run_id}/events",
+    summary="Stream a run's view and logs as server-sent events",
+    description="`run` events carry the whole run view whenever it changes, `log` events one log line, "
+    "`end` closes the stream once every node is settled (or after `max_seconds`).",
+    response_class=StreamingResponse,
+)
+async def events(
+    run_id: str,
+    request: Request,
+    owner: str = Depends(owner_in("workflows")),
+    max_seconds: float = Query(3600, gt=0, le=24 * 3600),
+) -> StreamingResponse:
     first = await run_in_threadpool(_owned, run_id, owner)  # a 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
@@ -84,8 +102,11 @@ async def events(run_id: str, request: Request, owner: str = Depends(owner_in("w
             if view.settled and settled_at is None:
                 settled_at = now
             drained = settled_at is not None and now - settled_at > LOG_DRAIN_SECONDS and len(lines) < LOG_PAGE
-            if drained or now - started > max_seconds or (
-                    finished_at is not None and now - finished_at > SETTLE_GRACE_SECONDS + LOG_DRAIN_SECONDS):
+            if (
+                drained
+                or now - started > max_seconds
+                or (finished_at is not None and now - finished_at > SETTLE_GRACE_SECONDS + LOG_DRAIN_SECONDS)
+            ):
                 yield _event("end", json.dumps({"state": view.state}))
                 return
             if now - beat > HEARTBEAT_SECONDS:
@@ -96,5 +117,6 @@ async def events(run_id: str, request: Request, owner: str = Depends(owner_in("w
             await asyncio.sleep(POLL_SECONDS)
             view = await run_in_threadpool(read_run, run_id)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

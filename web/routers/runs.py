@@ -22,8 +22,11 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
 class RunSummary(BaseModel):
     id: str
     workflow: str | None = Field(None, description="The workflow document's name")
-    state: str = Field(..., description="pending, running, waiting, completed, failed or cancelled (unknown when "
-                                        "the Prefect API has lost the run)")
+    state: str = Field(
+        ...,
+        description="pending, running, waiting, completed, failed or cancelled (unknown when "
+        "the Prefect API has lost the run)",
+    )
     workflow_id: str | None = Field(None, description="The saved workflow it ran, if it ran one")
     workflow_version: int | None
     created_at: datetime
@@ -58,23 +61,45 @@ def _owned(run_id: str, owner: str, with_results: bool = True) -> RunView:
     return view
 
 
-@router.post("", response_model=RunStarted, status_code=202, summary="Run a workflow document without saving it",
-             description="The run is queued for an executor. A 429 with `Retry-After` means too many runs wait "
-                         "already.")
-def run_document(*, document: dict[str, Any] = Body(..., embed=True), inputs: dict[str, Any] = Body({}, embed=True),
-                 owner: str = Depends(owner_in("workflows"))) -> RunStarted:
+@router.post(
+    "",
+    response_model=RunStarted,
+    status_code=202,
+    summary="Run a workflow document without saving it",
+    description="The run is queued for an executor. A 429 with `Retry-After` means too many runs wait already.",
+)
+def run_document(
+    *,
+    document: dict[str, Any] = Body(..., embed=True),
+    inputs: dict[str, Any] = Body({}, embed=True),
+    owner: str = Depends(owner_in("workflows")),
+) -> RunStarted:
     run_id = runner.start_run(document, inputs, owner)
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
 
 
 @router.get("", response_model=RunPage, summary="Your runs, newest first")
-def list_runs(*, workflow_id: str | None = None, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-              owner: str = Depends(owner_in("workflows"))) -> RunPage:
+def list_runs(
+    *,
+    workflow_id: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    owner: str = Depends(owner_in("workflows")),
+) -> RunPage:
     with session_scope() as session:  # closed before Prefect is asked for the states
         rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
     states = run_states([r.id for r in rows])
-    items = [RunSummary(id=r.id, workflow=r.name, state=states.get(r.id, "unknown"), workflow_id=r.workflow_id,
-                        workflow_version=r.workflow_version, created_at=r.created_at) for r in rows]
+    items = [
+        RunSummary(
+            id=r.id,
+            workflow=r.name,
+            state=states.get(r.id, "unknown"),
+            workflow_id=r.workflow_id,
+            workflow_version=r.workflow_version,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
     return RunPage(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -83,10 +108,15 @@ def get_run(run_id: str, owner: str = Depends(owner_in("workflows"))) -> RunView
     return _owned(run_id, owner)
 
 
-@router.post("/{run_id}/cancel", response_model=RunCancel, status_code=202, summary="Cancel a run",
-             description="A queued run is cancelled at once; a running or paused one is stopped by its executor: "
-                         "its nodes stop, on providers too, their leases end and unused escrow is refunded. "
-                         "409 when the run has already finished.")
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunCancel,
+    status_code=202,
+    summary="Cancel a run",
+    description="A queued run is cancelled at once; a running or paused one is stopped by its executor: "
+    "its nodes stop, on providers too, their leases end and unused escrow is refunded. "
+    "409 when the run has already finished.",
+)
 def cancel(run_id: str, owner: str = Depends(owner_in("workflows"))) -> RunCancel:
     return RunCancel(id=run_id, state=runner.cancel_run(run_id, owner))
 
@@ -97,8 +127,12 @@ def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(owner_i
     return {"id": run_id, "status": "resumed"}
 
 
-@router.post("/{run_id}/rerun", response_model=RunStarted, status_code=202,
-             summary="Re-run from a node, reusing upstream outputs")
+@router.post(
+    "/{run_id}/rerun",
+    response_model=RunStarted,
+    status_code=202,
+    summary="Re-run from a node, reusing upstream outputs",
+)
 def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(owner_in("workflows"))) -> RunStarted:
     new_id = runner.rerun_from(run_id, body.node, owner, body.inputs)
     return RunStarted(id=new_id, url=f"/v1/runs/{new_id}")

@@ -14,8 +14,12 @@ router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
 
 
 class SecretWrite(BaseModel):
-    value: str = Field(..., min_length=MIN_VALUE_CHARS, max_length=MAX_VALUE_CHARS,
-                       description="The secret (API key, bot token, webhook URL); stored encrypted, never returned")
+    value: str = Field(
+        ...,
+        min_length=MIN_VALUE_CHARS,
+        max_length=MAX_VALUE_CHARS,
+        description="The secret (API key, bot token, webhook URL); stored encrypted, never returned",
+    )
 
 
 class SecretList(BaseModel):

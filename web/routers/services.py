@@ -17,12 +17,17 @@ router = APIRouter(prefix="/v1/services", tags=["services"])
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@router.post("", response_model=ServiceOut, status_code=201, summary="Deploy a container service",
-             description="The image is the CID of a `docker save` tarball in your Stxrage files. Replicas run on "
-                         "providers' `container` provisions asking within [price_min_gwei, price_max_gwei], "
-                         "between min_replicas and max_replicas by the requests in flight; each replica holds a "
-                         "lease billed per second. 404 (image) for an image not in your storage, 409 "
-                         "(price_max_gwei) when no provision matches the price range.")
+@router.post(
+    "",
+    response_model=ServiceOut,
+    status_code=201,
+    summary="Deploy a container service",
+    description="The image is the CID of a `docker save` tarball in your Stxrage files. Replicas run on "
+    "providers' `container` provisions asking within [price_min_gwei, price_max_gwei], "
+    "between min_replicas and max_replicas by the requests in flight; each replica holds a "
+    "lease billed per second. 404 (image) for an image not in your storage, 409 "
+    "(price_max_gwei) when no provision matches the price range.",
+)
 async def deploy(body: ServiceIn, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
     return await asyncio.to_thread(registry.deploy, get_settings(), owner, body)
 
@@ -32,15 +37,25 @@ async def list_services(owner: str = Depends(owner_in("workloads"))) -> list[Ser
     return await asyncio.to_thread(registry.list_for, get_settings(), owner)
 
 
-@router.post("/replicas/{replica_id}/beat", dependencies=[Depends(job_credential)], response_model=BeatReply, summary="A replica's report (its provider)",
-             description="Authorized by the replica's token (header X-Replica-Token), which its job carries.")
-async def replica_beat(replica_id: str, body: Beat, token: str = Header(..., alias="X-Replica-Token",
-                                                                          max_length=128)) -> BeatReply:
+@router.post(
+    "/replicas/{replica_id}/beat",
+    dependencies=[Depends(job_credential)],
+    response_model=BeatReply,
+    summary="A replica's report (its provider)",
+    description="Authorized by the replica's token (header X-Replica-Token), which its job carries.",
+)
+async def replica_beat(
+    replica_id: str, body: Beat, token: str = Header(..., alias="X-Replica-Token", max_length=128)
+) -> BeatReply:
     return await asyncio.to_thread(registry.beat, get_settings(), replica_id, token, body)
 
 
-@router.get("/replicas/{replica_id}/image", dependencies=[Depends(job_credential)], summary="A replica's image tarball (its provider)",
-            response_class=StreamingResponse)
+@router.get(
+    "/replicas/{replica_id}/image",
+    dependencies=[Depends(job_credential)],
+    summary="A replica's image tarball (its provider)",
+    response_class=StreamingResponse,
+)
 async def replica_image(replica_id: str, token: str = Header(..., alias="X-Replica-Token", max_length=128)):
     size, chunks = await asyncio.to_thread(registry.image_stream, get_settings(), replica_id, token)
     return StreamingResponse(chunks, media_type="application/x-tar", headers={"Content-Length": str(size)})
@@ -51,9 +66,13 @@ async def get_service(name: str, owner: str = Depends(owner_in("workloads"))) ->
     return await asyncio.to_thread(registry.get, get_settings(), owner, name)
 
 
-@router.delete("/{name}", response_model=ServiceOut, summary="Delete a service",
-               description="Its replicas stop; each one's lease is metered for the seconds it ran and ended, "
-                           "and the rest of its escrow is refunded.")
+@router.delete(
+    "/{name}",
+    response_model=ServiceOut,
+    summary="Delete a service",
+    description="Its replicas stop; each one's lease is metered for the seconds it ran and ended, "
+    "and the rest of its escrow is refunded.",
+)
 async def delete_service(name: str, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
     return await asyncio.to_thread(registry.delete, get_settings(), owner, name)
 
@@ -63,36 +82,44 @@ async def service_logs(name: str, owner: str = Depends(owner_in("workloads"))) -
     return await asyncio.to_thread(registry.logs, get_settings(), owner, name)
 
 
-async def proxy(name: str, path: str, request: Request, owner: str = Depends(owner_in("workloads"))) -> StreamingResponse:
+async def proxy(
+    name: str, path: str, request: Request, owner: str = Depends(owner_in("workloads"))
+) -> StreamingResponse:
     return await forward(owner, name, path, request)
 
 
 async def forward(owner: str, name: str, path: str, request: Request, public: bool = False) -> StreamingResponse:
     """Stream ``request`` to a live replica of the owner's service ``name`` and its answer back."""
-    service_id, replicas = await asyncio.to_thread(registry.live_replicas, get_settings(), owner, name,
-                                                   public=public)
+    service_id, replicas = await asyncio.to_thread(registry.live_replicas, get_settings(), owner, name, public=public)
     body = await request.body()
     gateway.load.enter(service_id)
     try:
-        upstream, replica = await gateway.open_upstream(service_id, replicas, request.method, path,
-                                                        request.url.query, request.headers.items(), body)
+        upstream, replica = await gateway.open_upstream(
+            service_id, replicas, request.method, path, request.url.query, request.headers.items(), body
+        )
     except BaseException:
         gateway.load.leave(service_id)
         raise
     response = StreamingResponse(gateway.stream(service_id, upstream), status_code=upstream.status_code)
     # Raw pairs keep repeated headers as the replica sent them.
-    response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in
-                            gateway.response_headers(upstream.headers.multi_items())]
+    response.raw_headers = [
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in gateway.response_headers(upstream.headers.multi_items())
+    ]
     response.raw_headers.append((b"x-cxmpute-replica", replica.id.encode()))
     return response
 
 
 # One route per method, so each gets an OpenAPI operation of its own.
 for _method in METHODS:
-    router.add_api_route("/{name}/proxy/{path:path}", proxy, methods=[_method], summary="Call the service",
-                         operation_id=f"proxy_service_{_method.lower()}",
-                         description="Streams the request to a live replica and its answer back; a replica that "
-                                     "cannot be reached is skipped for the next. 503 when none answers. The "
-                                     "answer is served sandboxed (`Content-Security-Policy: sandbox`, an opaque "
-                                     "origin: it reads nothing of this origin's), without cookies or other "
-                                     "origin-wide headers; your credentials and cookies never reach the replica.")
+    router.add_api_route(
+        "/{name}/proxy/{path:path}",
+        proxy,
+        methods=[_method],
+        summary="Call the service",
+        operation_id=f"proxy_service_{_method.lower()}",
+        description="Streams the request to a live replica and its answer back; a replica that "
+        "cannot be reached is skipped for the next. 503 when none answers. The "
+        "answer is served sandboxed (`Content-Security-Policy: sandbox`, an opaque "
+        "origin: it reads nothing of this origin's), without cookies or other "
+        "origin-wide headers; your credentials and cookies never reach the replica.",
+    )

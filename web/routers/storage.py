@@ -46,22 +46,29 @@ async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
-@router.post("/files", response_model=PutStats, status_code=201,
-             summary="Store a file, or a folder as one directory archive (streamed request body)",
-             description="The body is the file's bytes, stored as one file. With `archive=true` it is a plain "
-                         "(uncompressed) tar of a folder instead, stored as one directory archive (one CID; its "
-                         "files are read back with `GET /files/{cid}/archive`). The tar holds regular files and "
-                         "folders only, at relative paths inside the folder: a link, device, fifo, absolute or "
-                         "`..` path, or a tar over the upload limit (CXMPUTE_STORAGE_MAX_UPLOAD_MB, which also "
-                         f"caps its unpacked files) or over {MAX_MEMBERS} members is refused with 422 naming "
-                         "`body`, and nothing is stored.")
-async def put_file(request: Request, name: str | None = Query(None, max_length=500),
-                   private: bool = Query(False, description="Encrypt before the data leaves the platform"),
-                   public: bool = Query(False, description="Let anyone who knows the CID read it (default: you only)"),
-                   policy: str | None = Query(None, description="Copies ('3') or erasure k/n ('4/6')"),
-                   archive: bool = Query(False, description="The body is a tar of a folder: store it as one "
-                                                            "directory archive"),
-                   owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> PutStats:
+@router.post(
+    "/files",
+    response_model=PutStats,
+    status_code=201,
+    summary="Store a file, or a folder as one directory archive (streamed request body)",
+    description="The body is the file's bytes, stored as one file. With `archive=true` it is a plain "
+    "(uncompressed) tar of a folder instead, stored as one directory archive (one CID; its "
+    "files are read back with `GET /files/{cid}/archive`). The tar holds regular files and "
+    "folders only, at relative paths inside the folder: a link, device, fifo, absolute or "
+    "`..` path, or a tar over the upload limit (CXMPUTE_STORAGE_MAX_UPLOAD_MB, which also "
+    f"caps its unpacked files) or over {MAX_MEMBERS} members is refused with 422 naming "
+    "`body`, and nothing is stored.",
+)
+async def put_file(
+    request: Request,
+    name: str | None = Query(None, max_length=500),
+    private: bool = Query(False, description="Encrypt before the data leaves the platform"),
+    public: bool = Query(False, description="Let anyone who knows the CID read it (default: you only)"),
+    policy: str | None = Query(None, description="Copies ('3') or erasure k/n ('4/6')"),
+    archive: bool = Query(False, description="The body is a tar of a folder: store it as one directory archive"),
+    owner: str = Depends(owner_in("storage")),
+    store: Storage = Depends(storage),
+) -> PutStats:
     try:
         chosen = parse_policy(policy) if policy else None
     except ValueError as exc:
@@ -113,8 +120,11 @@ async def list_files(owner: str = Depends(owner_in("storage")), store: Storage =
     return await _call(store.ls, owner)
 
 
-@router.get("/files/{cid}/stat", response_model=FileInfo,
-            summary="A file's size, chunks and policy (its owner is shown to the owner only)")
+@router.get(
+    "/files/{cid}/stat",
+    response_model=FileInfo,
+    summary="A file's size, chunks and policy (its owner is shown to the owner only)",
+)
 async def stat_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> FileInfo:
     return await _call(store.stat, cid, owner)
 
@@ -125,8 +135,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     match = _RANGE.match(header.replace(" ", ""))
     if match is None or (not match.group(1) and not match.group(2)):
-        raise AgentError(f"unsupported Range {header!r}: use one range bytes=START-END", field="range",
-                         status_code=416)
+        raise AgentError(f"unsupported Range {header!r}: use one range bytes=START-END", field="range", status_code=416)
     first, last = match.groups()
     if not first:  # suffix: the last N bytes
         start, end = max(0, size - int(last)), size
@@ -137,8 +146,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def _serve(store: Storage, cid: str, owner: str, request: Request, offset: int, size: int,
-                 etag: str) -> Response:
+async def _serve(store: Storage, cid: str, owner: str, request: Request, offset: int, size: int, etag: str) -> Response:
     """Stream bytes [offset, offset + size) of a stored file, honouring a single-range Range header."""
     span = _byte_range(request.headers.get("range"), size)
     start, end = span or (0, size)
@@ -146,31 +154,41 @@ async def _serve(store: Storage, cid: str, owner: str, request: Request, offset:
     headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start), "ETag": f'"{etag}"'}
     if span is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    return StreamingResponse(body, status_code=206 if span else 200, media_type="application/octet-stream",
-                             headers=headers)
+    return StreamingResponse(
+        body, status_code=206 if span else 200, media_type="application/octet-stream", headers=headers
+    )
 
 
-@router.get("/files/{cid}", summary="Fetch a file (streamed; honours Range)",
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}})
-async def get_file(cid: str, request: Request, owner: str = Depends(owner_in("storage")),
-                   store: Storage = Depends(storage)) -> Response:
+@router.get(
+    "/files/{cid}",
+    summary="Fetch a file (streamed; honours Range)",
+    responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}},
+)
+async def get_file(
+    cid: str, request: Request, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)
+) -> Response:
     info = await _call(store.stat, cid, owner)
     return await _serve(store, cid, owner, request, 0, info.size, cid)
 
 
 @router.get("/files/{cid}/archive", response_model=list[FileEntry], summary="The files of a directory archive")
-async def list_archive(cid: str, owner: str = Depends(owner_in("storage")),
-                       store: Storage = Depends(storage)) -> list[FileEntry]:
+async def list_archive(
+    cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)
+) -> list[FileEntry]:
     manifest = await _call(store.manifest, cid, owner)
     if manifest.kind != "dir":
         raise AgentError(f"{cid} is a file, not a directory archive", field="cid")
     return manifest.files
 
 
-@router.get("/files/{cid}/archive/{path:path}", summary="Fetch one file of a directory archive (honours Range)",
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}})
-async def get_archive_file(cid: str, path: str, request: Request, owner: str = Depends(owner_in("storage")),
-                           store: Storage = Depends(storage)) -> Response:
+@router.get(
+    "/files/{cid}/archive/{path:path}",
+    summary="Fetch one file of a directory archive (honours Range)",
+    responses={200: {"content": {"application/octet-stream": {}}}, 206: {"description": "Partial content"}},
+)
+async def get_archive_file(
+    cid: str, path: str, request: Request, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)
+) -> Response:
     for entry in await list_archive(cid, owner, store):
         if entry.path == path:
             return await _serve(store, cid, owner, request, entry.offset, entry.size, f"{cid}/{path}")
@@ -183,25 +201,32 @@ async def pin_file(cid: str, owner: str = Depends(owner_in("storage")), store: S
 
 
 @router.post("/files/{cid}/unpin", response_model=FileInfo, summary="Let garbage collection take a file")
-async def unpin_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> FileInfo:
+async def unpin_file(
+    cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)
+) -> FileInfo:
     return await _call(store.unpin, cid, owner)
 
 
-@router.post("/files/{cid}/publish", response_model=FileInfo,
-             summary="Let anyone who knows the CID read one of your files")
-async def publish_file(cid: str, owner: str = Depends(owner_in("storage")),
-                       store: Storage = Depends(storage)) -> FileInfo:
+@router.post(
+    "/files/{cid}/publish", response_model=FileInfo, summary="Let anyone who knows the CID read one of your files"
+)
+async def publish_file(
+    cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)
+) -> FileInfo:
     return await _call(store.publish, cid, owner, True)
 
 
 @router.post("/files/{cid}/unpublish", response_model=FileInfo, summary="Make one of your files yours only again")
-async def unpublish_file(cid: str, owner: str = Depends(owner_in("storage")),
-                         store: Storage = Depends(storage)) -> FileInfo:
+async def unpublish_file(
+    cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)
+) -> FileInfo:
     return await _call(store.publish, cid, owner, False)
 
 
 @router.delete("/files/{cid}", status_code=204, summary="Delete one of your files")
-async def delete_file(cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)) -> Response:
+async def delete_file(
+    cid: str, owner: str = Depends(owner_in("storage")), store: Storage = Depends(storage)
+) -> Response:
     await _call(store.delete, cid, owner)
     return Response(status_code=204)
 
@@ -211,9 +236,13 @@ class NodeRegistration(BaseModel):
     (provider, url, credentialHash = sha256(credential), issuedAt) in the platform's domain."""
 
     url: str = Field(..., max_length=500, description="http(s)://host[:port] the node listens on")
-    credential: str = Field(..., min_length=32, max_length=200,
-                            description="The credential the node requires (its <dir>/node.token); the platform "
-                                        "presents it to the node and never shows it again")
+    credential: str = Field(
+        ...,
+        min_length=32,
+        max_length=200,
+        description="The credential the node requires (its <dir>/node.token); the platform "
+        "presents it to the node and never shows it again",
+    )
     issued_at: int = Field(..., ge=0, lt=2**63, description="Unix seconds when the provider signed")
     signature: str = Field(..., max_length=200)
 
@@ -238,48 +267,70 @@ def _require_staked_provider(address: str) -> None:
         raise Forbidden(f"stake of {staked} gwei is below the minimum {get_settings().min_stake_gwei}", field="stake")
 
 
-@router.get("/nodes", dependencies=[Depends(operator)], response_model=list[NodeInfo],
-            summary="Storage nodes and their status (operator)")
+@router.get(
+    "/nodes",
+    dependencies=[Depends(operator)],
+    response_model=list[NodeInfo],
+    summary="Storage nodes and their status (operator)",
+)
 async def list_nodes(store: Storage = Depends(storage)) -> list[NodeInfo]:
     return await _call(store.nodes)
 
 
 @router.get("/nodes/mine", response_model=list[NodeInfo], summary="The storage nodes you registered")
-async def my_nodes(principal: Principal = Depends(signed_in("provider")),
-                   store: Storage = Depends(storage)) -> list[NodeInfo]:
+async def my_nodes(
+    principal: Principal = Depends(signed_in("provider")), store: Storage = Depends(storage)
+) -> list[NodeInfo]:
     return await _call(store.nodes, principal.address)
 
 
 @router.post("/nodes", response_model=NodeInfo, status_code=201, summary="Register your storage node")
-async def add_node(body: NodeRegistration, principal: Principal = Depends(signed_in("provider")),
-                   store: Storage = Depends(storage)) -> NodeInfo:
+async def add_node(
+    body: NodeRegistration, principal: Principal = Depends(signed_in("provider")), store: Storage = Depends(storage)
+) -> NodeInfo:
     provider = principal.address
     if abs(time.time() - body.issued_at) > MAX_SKEW_S:
         raise Unauthorized("registration is stale or from the future", field="issued_at")
     try:
-        signer = registration_signer(get_network().domain.as_eip712(), provider, body.url, body.credential,
-                                     body.issued_at, body.signature)
+        signer = registration_signer(
+            get_network().domain.as_eip712(), provider, body.url, body.credential, body.issued_at, body.signature
+        )
     except ValueError:
         raise Unauthorized("signature is malformed", field="signature") from None
     if signer != provider:
         raise Unauthorized(f"the registration is not signed by {provider}", field="signature")
     await _call(_require_staked_provider, provider)
-    return await _call(store.register_node, body.url, credential=body.credential, provider=provider,
-                       issued_at=body.issued_at)
+    return await _call(
+        store.register_node, body.url, credential=body.credential, provider=provider, issued_at=body.issued_at
+    )
 
 
-@router.delete("/nodes/{node_id}", dependencies=[Depends(operator)], response_model=NodeInfo,
-               summary="Evict a storage node (operator); repair then moves its blocks")
+@router.delete(
+    "/nodes/{node_id}",
+    dependencies=[Depends(operator)],
+    response_model=NodeInfo,
+    summary="Evict a storage node (operator); repair then moves its blocks",
+)
 async def remove_node(node_id: str = Path(..., max_length=64), store: Storage = Depends(storage)) -> NodeInfo:
     return await _call(store.remove_node, node_id)
 
 
-@router.post("/audit", dependencies=[Depends(operator)], response_model=AuditReport, summary="Challenge nodes for a sample of fragments")
+@router.post(
+    "/audit",
+    dependencies=[Depends(operator)],
+    response_model=AuditReport,
+    summary="Challenge nodes for a sample of fragments",
+)
 async def audit(sample: int | None = Query(None, ge=1, le=100_000), store: Storage = Depends(storage)) -> AuditReport:
     return await _call(store.audit, sample)
 
 
-@router.post("/repair", dependencies=[Depends(operator)], response_model=RepairReport, summary="Rebuild lost redundancy on healthy nodes")
+@router.post(
+    "/repair",
+    dependencies=[Depends(operator)],
+    response_model=RepairReport,
+    summary="Rebuild lost redundancy on healthy nodes",
+)
 async def repair(store: Storage = Depends(storage)) -> RepairReport:
     await _call(store.check_nodes)
     return await _call(store.repair)

@@ -23,13 +23,18 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/training", tags=["training"])
 
 
-@router.post("/jobs", response_model=TrainingOut, status_code=201, summary="Submit a training job",
-             description="Trains the built-in MLP on a CSV dataset from your Stxrage storage with PyTorch DDP across "
-                         "`world_size` providers matched within the price range. The job runs in the background: "
-                         "GET it for its state, losses and checkpoints. A missing dataset answers 404, one the "
-                         "trainer cannot use 422, a price range no provision fits 409 (field `price_max_gwei`), "
-                         "more ranks than live providers offering a rank's resources 409 (field `world_size`); "
-                         "nothing is leased or billed then.")
+@router.post(
+    "/jobs",
+    response_model=TrainingOut,
+    status_code=201,
+    summary="Submit a training job",
+    description="Trains the built-in MLP on a CSV dataset from your Stxrage storage with PyTorch DDP across "
+    "`world_size` providers matched within the price range. The job runs in the background: "
+    "GET it for its state, losses and checkpoints. A missing dataset answers 404, one the "
+    "trainer cannot use 422, a price range no provision fits 409 (field `price_max_gwei`), "
+    "more ranks than live providers offering a rank's resources 409 (field `world_size`); "
+    "nothing is leased or billed then.",
+)
 async def submit(body: TrainingIn, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
     settings = get_settings()
     job = await asyncio.to_thread(coordinator.submit, settings, owner, body)
@@ -38,28 +43,39 @@ async def submit(body: TrainingIn, owner: str = Depends(owner_in("workloads"))) 
 
 
 @router.get("/jobs", response_model=list[TrainingOut], summary="Your training jobs, newest first")
-async def list_jobs(owner: str = Depends(owner_in("workloads")), limit: int = Query(50, ge=1, le=500),
-                    offset: int = Query(0, ge=0)) -> list[TrainingOut]:
+async def list_jobs(
+    owner: str = Depends(owner_in("workloads")), limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+) -> list[TrainingOut]:
     return await asyncio.to_thread(registry.list_for, get_settings(), owner, limit, offset)
 
 
-@router.get("/jobs/{job_id}", response_model=TrainingDetail,
-            summary="A training job with its per-step losses, checkpoints and every rank job of every generation",
-            description="Losses come as a window of steps: `losses_from` and at most `losses_steps` steps on.")
-async def get_job(job_id: str, owner: str = Depends(owner_in("workloads")),
-                  losses_from: int = Query(1, ge=1, description="First step whose loss to include"),
-                  losses_steps: int = Query(10_000, ge=0, le=100_000, description="Steps of losses to include")
-                  ) -> TrainingDetail:
+@router.get(
+    "/jobs/{job_id}",
+    response_model=TrainingDetail,
+    summary="A training job with its per-step losses, checkpoints and every rank job of every generation",
+    description="Losses come as a window of steps: `losses_from` and at most `losses_steps` steps on.",
+)
+async def get_job(
+    job_id: str,
+    owner: str = Depends(owner_in("workloads")),
+    losses_from: int = Query(1, ge=1, description="First step whose loss to include"),
+    losses_steps: int = Query(10_000, ge=0, le=100_000, description="Steps of losses to include"),
+) -> TrainingDetail:
     return await asyncio.to_thread(coordinator.detail, get_settings(), owner, job_id, losses_from, losses_steps)
 
 
-@router.delete("/jobs/{job_id}", response_model=TrainingOut, summary="Cancel a training job",
-               description="Its ranks are stopped; each rank's lease is settled for the seconds it ran.")
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=TrainingOut,
+    summary="Cancel a training job",
+    description="Its ranks are stopped; each rank's lease is settled for the seconds it ran.",
+)
 async def cancel(job_id: str, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
     return await asyncio.to_thread(registry.cancel, get_settings(), owner, job_id)
 
 
 # The rank URL: the path's secret is the credential, valid for one generation of one job.
+
 
 class Rendezvous(BaseModel):
     host: str | None = Field(None, max_length=255)
@@ -76,45 +92,78 @@ class LossesIn(BaseModel):
     points: list[tuple[int, float]] = Field(..., max_length=10_000, description="(step, loss) pairs")
 
 
-@router.get("/ranks/{token}", dependencies=[Depends(job_credential)], response_model=TrainingOut,
-            summary="Rank URL: the job, while this generation lasts (404 once it has ended)")
+@router.get(
+    "/ranks/{token}",
+    dependencies=[Depends(job_credential)],
+    response_model=TrainingOut,
+    summary="Rank URL: the job, while this generation lasts (404 once it has ended)",
+)
 async def rank_job(token: str) -> TrainingOut:
     return await asyncio.to_thread(registry.rank_view, get_settings(), token)
 
 
-@router.get("/ranks/{token}/dataset", dependencies=[Depends(job_credential)], summary="Rank URL: the dataset", response_class=Response)
+@router.get(
+    "/ranks/{token}/dataset",
+    dependencies=[Depends(job_credential)],
+    summary="Rank URL: the dataset",
+    response_class=Response,
+)
 async def rank_dataset(token: str) -> Response:
     data = await asyncio.to_thread(registry.dataset_bytes, get_settings(), token)
     return Response(data, media_type="text/csv")
 
 
-@router.get("/ranks/{token}/checkpoint", dependencies=[Depends(job_credential)], summary="Rank URL: the checkpoint to resume from", response_class=Response)
+@router.get(
+    "/ranks/{token}/checkpoint",
+    dependencies=[Depends(job_credential)],
+    summary="Rank URL: the checkpoint to resume from",
+    response_class=Response,
+)
 async def rank_checkpoint(token: str) -> Response:
     data = await asyncio.to_thread(registry.resume_bytes, get_settings(), token)
     return Response(data, media_type="application/octet-stream")
 
 
-@router.get("/ranks/{token}/rendezvous", dependencies=[Depends(job_credential)], response_model=Rendezvous,
-            summary="Rank URL: where rank 0 serves the rendezvous (nulls until it has published it)")
+@router.get(
+    "/ranks/{token}/rendezvous",
+    dependencies=[Depends(job_credential)],
+    response_model=Rendezvous,
+    summary="Rank URL: where rank 0 serves the rendezvous (nulls until it has published it)",
+)
 async def rank_rendezvous(token: str) -> Rendezvous:
     host, port = await asyncio.to_thread(registry.rendezvous, get_settings(), token)
     return Rendezvous(host=host, port=port)
 
 
-@router.post("/ranks/{token}/rendezvous", dependencies=[Depends(job_credential)], status_code=204, summary="Rank URL: rank 0 publishes the rendezvous")
+@router.post(
+    "/ranks/{token}/rendezvous",
+    dependencies=[Depends(job_credential)],
+    status_code=204,
+    summary="Rank URL: rank 0 publishes the rendezvous",
+)
 async def publish_rendezvous(token: str, body: RendezvousIn) -> Response:
     await asyncio.to_thread(registry.set_rendezvous, get_settings(), token, body.host, body.port)
     return Response(status_code=204)
 
 
-@router.post("/ranks/{token}/losses", dependencies=[Depends(job_credential)], status_code=204, summary="Rank URL: a rank reports its losses")
+@router.post(
+    "/ranks/{token}/losses",
+    dependencies=[Depends(job_credential)],
+    status_code=204,
+    summary="Rank URL: a rank reports its losses",
+)
 async def rank_losses(token: str, body: LossesIn) -> Response:
     await asyncio.to_thread(registry.add_losses, get_settings(), token, body.rank, body.points)
     return Response(status_code=204)
 
 
-@router.post("/ranks/{token}/checkpoints", dependencies=[Depends(job_credential)], response_model=Checkpoint, status_code=201,
-             summary="Rank URL: rank 0 uploads a checkpoint (the request body) taken after `step` steps")
+@router.post(
+    "/ranks/{token}/checkpoints",
+    dependencies=[Depends(job_credential)],
+    response_model=Checkpoint,
+    status_code=201,
+    summary="Rank URL: rank 0 uploads a checkpoint (the request body) taken after `step` steps",
+)
 async def rank_upload(token: str, request: Request, step: int = Query(..., ge=1)) -> Checkpoint:
     # The token first: nobody but a live rank gets to make the platform buffer a checkpoint.
     await asyncio.to_thread(registry.rank_view, get_settings(), token)
@@ -122,6 +171,7 @@ async def rank_upload(token: str, request: Request, step: int = Query(..., ge=1)
     async for part in request.stream():
         data += part
         if len(data) > MAX_CHECKPOINT_BYTES:
-            raise ComputeError(f"a checkpoint may be at most {MAX_CHECKPOINT_BYTES} bytes", field="body",
-                               status_code=413)
+            raise ComputeError(
+                f"a checkpoint may be at most {MAX_CHECKPOINT_BYTES} bytes", field="body", status_code=413
+            )
     return await asyncio.to_thread(registry.add_checkpoint, get_settings(), token, step, bytes(data))

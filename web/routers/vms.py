@@ -22,19 +22,27 @@ router = APIRouter(prefix="/v1/vms", tags=["vms"])
 user = signed_in("market")
 
 
-@router.post("", status_code=201, response_model=VmOut, summary="Create and boot a virtual machine",
-             description="Matches a `vm` provision within your price range and opens its per-second lease (escrow "
-                         "for `max_duration_s` running seconds), makes a disk of `disk_mb` over the image, and "
-                         "boots. Your SSH key reaches the guest through fw_cfg `opt/cxmpute/ssh_key`; the guest's "
-                         "only network is its SSH port, forwarded at `ssh_host:ssh_port`. 503 when "
-                         "this platform has no hypervisor; 409 with `no_match` when no provision fits.")
+@router.post(
+    "",
+    status_code=201,
+    response_model=VmOut,
+    summary="Create and boot a virtual machine",
+    description="Matches a `vm` provision within your price range and opens its per-second lease (escrow "
+    "for `max_duration_s` running seconds), makes a disk of `disk_mb` over the image, and "
+    "boots. Your SSH key reaches the guest through fw_cfg `opt/cxmpute/ssh_key`; the guest's "
+    "only network is its SSH port, forwarded at `ssh_host:ssh_port`. 503 when "
+    "this platform has no hypervisor; 409 with `no_match` when no provision fits.",
+)
 def create(body: VmCreate, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
     return service.create(net, get_settings(), principal.address, body)
 
 
 @router.get("", response_model=list[VmOut], summary="Your virtual machines, newest first")
-def list_vms(include_destroyed: bool = Query(False, alias="all", description="Include destroyed machines"),
-             principal: Principal = Depends(user), net: Network = Depends(network)) -> list[VmOut]:
+def list_vms(
+    include_destroyed: bool = Query(False, alias="all", description="Include destroyed machines"),
+    principal: Principal = Depends(user),
+    net: Network = Depends(network),
+) -> list[VmOut]:
     return service.list_for(net, get_settings(), principal.address, include_destroyed=include_destroyed)
 
 
@@ -44,16 +52,28 @@ def get_vm(vm_id: str, principal: Principal = Depends(user), net: Network = Depe
 
 
 @router.get("/{vm_id}/console", response_class=PlainTextResponse, summary="The tail of its serial console")
-def get_console(vm_id: str, max_bytes: int = Query(65536, ge=1, le=4 * 2**20),
-                principal: Principal = Depends(user), net: Network = Depends(network)) -> str:
+def get_console(
+    vm_id: str,
+    max_bytes: int = Query(65536, ge=1, le=4 * 2**20),
+    principal: Principal = Depends(user),
+    net: Network = Depends(network),
+) -> str:
     return service.console(net, get_settings(), principal.address, vm_id, max_bytes)
 
 
-@router.post("/{vm_id}/start", response_model=VmOut, summary="Boot a stopped machine, or restore a snapshot",
-             description="With `snapshot`, a snapshot taken while running resumes exactly where it was (memory "
-                         "included); one taken while stopped boots from its disk.")
-def start(vm_id: str, body: StartIn = Body(default_factory=StartIn), principal: Principal = Depends(user),
-          net: Network = Depends(network)) -> VmOut:
+@router.post(
+    "/{vm_id}/start",
+    response_model=VmOut,
+    summary="Boot a stopped machine, or restore a snapshot",
+    description="With `snapshot`, a snapshot taken while running resumes exactly where it was (memory "
+    "included); one taken while stopped boots from its disk.",
+)
+def start(
+    vm_id: str,
+    body: StartIn = Body(default_factory=StartIn),
+    principal: Principal = Depends(user),
+    net: Network = Depends(network),
+) -> VmOut:
     return service.start(net, get_settings(), principal.address, vm_id, body.snapshot)
 
 
@@ -62,14 +82,23 @@ def stop(vm_id: str, principal: Principal = Depends(user), net: Network = Depend
     return service.stop(net, get_settings(), principal.address, vm_id)
 
 
-@router.post("/{vm_id}/snapshot", response_model=VmOut, summary="Snapshot the machine under a name",
-             description="While running: disk, memory and device state (QEMU savevm); while stopped: the disk.")
-def snapshot(vm_id: str, body: SnapshotIn, principal: Principal = Depends(user),
-             net: Network = Depends(network)) -> VmOut:
+@router.post(
+    "/{vm_id}/snapshot",
+    response_model=VmOut,
+    summary="Snapshot the machine under a name",
+    description="While running: disk, memory and device state (QEMU savevm); while stopped: the disk.",
+)
+def snapshot(
+    vm_id: str, body: SnapshotIn, principal: Principal = Depends(user), net: Network = Depends(network)
+) -> VmOut:
     return service.snapshot(net, get_settings(), principal.address, vm_id, body.name)
 
 
-@router.delete("/{vm_id}", response_model=VmOut, summary="Destroy: machine and files gone, lease ended",
-               description="Bills the last running seconds and refunds the rest of the escrow.")
+@router.delete(
+    "/{vm_id}",
+    response_model=VmOut,
+    summary="Destroy: machine and files gone, lease ended",
+    description="Bills the last running seconds and refunds the rest of the escrow.",
+)
 def destroy(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
     return service.destroy(net, get_settings(), principal.address, vm_id)

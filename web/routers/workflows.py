@@ -53,7 +53,12 @@ def schema() -> dict[str, Any]:
     return workflow_json_schema()
 
 
-@router.post("/validate", dependencies=[Depends(public)], response_model=ValidationReport, summary="Check a document; every problem at once")
+@router.post(
+    "/validate",
+    dependencies=[Depends(public)],
+    response_model=ValidationReport,
+    summary="Check a document; every problem at once",
+)
 def validate_document(document: dict[str, Any] = Body(...)) -> ValidationReport:
     _, problems = validate(document)
     return ValidationReport(valid=not problems, problems=problems)
@@ -64,56 +69,76 @@ def templates() -> list[Template]:
     out = []
     for path in sorted(TEMPLATES.glob("*.y*ml")):
         doc = load_document(path)
-        out.append(Template(id=path.stem, name=doc.get("name", path.stem), description=doc.get("description", ""),
-                            document=doc))
+        out.append(
+            Template(
+                id=path.stem, name=doc.get("name", path.stem), description=doc.get("description", ""), document=doc
+            )
+        )
     return out
 
 
 @router.get("", response_model=WorkflowPage, summary="List your workflows")
-def list_workflows(*, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-                   owner: str = Depends(owner_in("workflows")), session: DbSession) -> WorkflowPage:
+def list_workflows(
+    *,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    owner: str = Depends(owner_in("workflows")),
+    session: DbSession,
+) -> WorkflowPage:
     items, total = store.list_(session, owner, limit, offset)
     return WorkflowPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=store.SavedWorkflow, status_code=201, summary="Save a new workflow (validated)")
-def create_workflow(*, document: dict[str, Any] = Body(...), owner: str = Depends(owner_in("workflows")),
-                    session: DbSession) -> store.SavedWorkflow:
+def create_workflow(
+    *, document: dict[str, Any] = Body(...), owner: str = Depends(owner_in("workflows")), session: DbSession
+) -> store.SavedWorkflow:
     return store.create(session, owner, document)
 
 
 @router.get("/{workflow_id}", response_model=store.SavedWorkflow, summary="Read a workflow (optionally a version)")
-def get_workflow(*, workflow_id: str, version: int | None = None, owner: str = Depends(owner_in("workflows")),
-                 session: DbSession) -> store.SavedWorkflow:
+def get_workflow(
+    *, workflow_id: str, version: int | None = None, owner: str = Depends(owner_in("workflows")), session: DbSession
+) -> store.SavedWorkflow:
     return store.get(session, owner, workflow_id, version)
 
 
 @router.get("/{workflow_id}/versions", response_model=list[int], summary="Saved versions of a workflow")
-def get_versions(*, workflow_id: str, owner: str = Depends(owner_in("workflows")),
-                 session: DbSession) -> list[int]:
+def get_versions(*, workflow_id: str, owner: str = Depends(owner_in("workflows")), session: DbSession) -> list[int]:
     return store.versions(session, owner, workflow_id)
 
 
 @router.put("/{workflow_id}", response_model=store.SavedWorkflow, summary="Save a new version")
-def update_workflow(*, workflow_id: str, document: dict[str, Any] = Body(...), owner: str = Depends(owner_in("workflows")),
-                    session: DbSession) -> store.SavedWorkflow:
+def update_workflow(
+    *,
+    workflow_id: str,
+    document: dict[str, Any] = Body(...),
+    owner: str = Depends(owner_in("workflows")),
+    session: DbSession,
+) -> store.SavedWorkflow:
     return store.update(session, owner, workflow_id, document)
 
 
 @router.delete("/{workflow_id}", status_code=204, summary="Delete a workflow (its runs stay readable)")
-def delete_workflow(*, workflow_id: str, owner: str = Depends(owner_in("workflows")),
-                    session: DbSession) -> Response:
+def delete_workflow(*, workflow_id: str, owner: str = Depends(owner_in("workflows")), session: DbSession) -> Response:
     store.delete(session, owner, workflow_id)
     return Response(status_code=204)
 
 
 @router.post("/{workflow_id}/runs", response_model=RunStarted, status_code=202, summary="Start a run")
-def start(*, workflow_id: str, body: RunRequest | None = None,
-          owner: str = Depends(owner_in("workflows"))) -> RunStarted:
+def start(
+    *, workflow_id: str, body: RunRequest | None = None, owner: str = Depends(owner_in("workflows"))
+) -> RunStarted:
     body = body or RunRequest()
     # A session of its own, closed before the run is created: none is held across the call to Prefect.
     with session_scope() as session:
         saved = store.get(session, owner, workflow_id, body.version)
-    run_id = runner.start_run(saved.document, body.inputs, owner, tags=[f"workflow:{workflow_id}"],
-                              workflow_id=workflow_id, workflow_version=saved.version)
+    run_id = runner.start_run(
+        saved.document,
+        body.inputs,
+        owner,
+        tags=[f"workflow:{workflow_id}"],
+        workflow_id=workflow_id,
+        workflow_version=saved.version,
+    )
     return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")

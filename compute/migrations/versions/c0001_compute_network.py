@@ -3,6 +3,7 @@
 Revision ID: c0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -87,8 +88,10 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False, index=True),
         # Capacity can never be over-reserved, whatever the application does.
-        sa.CheckConstraint("free_cpu >= 0 AND free_memory_mb >= 0 AND free_gpu >= 0 AND free_disk_gb >= 0",
-                           name="cx_provisions_capacity_nonneg"),
+        sa.CheckConstraint(
+            "free_cpu >= 0 AND free_memory_mb >= 0 AND free_gpu >= 0 AND free_disk_gb >= 0",
+            name="cx_provisions_capacity_nonneg",
+        ),
     )
     op.create_table(
         "cx_leases",
@@ -160,7 +163,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("cx_ledger_entries", "cx_ledger_txs", "cx_ledger_accounts", "cx_usage", "cx_leases",
-                  "cx_provisions", "cx_chain_claims", "cx_providers", "cx_api_keys", "cx_auth_sessions",
-                  "cx_auth_nonces"):
+    for table in (
+        "cx_ledger_entries",
+        "cx_ledger_txs",
+        "cx_ledger_accounts",
+        "cx_usage",
+        "cx_leases",
+        "cx_provisions",
+        "cx_chain_claims",
+        "cx_providers",
+        "cx_api_keys",
+        "cx_auth_sessions",
+        "cx_auth_nonces",
+    ):
         op.drop_table(table)

@@ -3,6 +3,7 @@
 Revision ID: c0002
 Revises: c0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -3,6 +3,7 @@
 Revision ID: c0003
 Revises: c0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -3,6 +3,7 @@
 Revision ID: c0004_nonce_clients
 Revises: c0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 

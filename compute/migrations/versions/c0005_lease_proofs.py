@@ -3,6 +3,7 @@
 Revision ID: c0005_lease_proofs
 Revises: c0004_nonce_clients
 """
+
 import sqlalchemy as sa
 from alembic import op
 

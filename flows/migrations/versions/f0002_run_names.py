@@ -3,6 +3,7 @@
 Revision ID: f0002
 Revises: f0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -4,6 +4,7 @@ flow run it became, and the executors' heartbeats
 Revision ID: f0003
 Revises: f0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -42,5 +43,14 @@ def downgrade() -> None:
     op.drop_table("run_executors")
     with op.batch_alter_table("workflow_runs") as batch:
         batch.drop_index("ix_workflow_runs_status")
-        for column in ("tags", "flow_run_id", "finished_at", "claims", "claimed_until", "executor", "parameters", "status"):
+        for column in (
+            "tags",
+            "flow_run_id",
+            "finished_at",
+            "claims",
+            "claimed_until",
+            "executor",
+            "parameters",
+            "status",
+        ):
             batch.drop_column(column)

@@ -3,6 +3,7 @@
 Revision ID: stx0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -65,6 +66,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("stxrage_files", "stxrage_refs", "stxrage_manifests", "stxrage_fragments", "stxrage_blocks",
-                  "stxrage_nodes"):
+    for table in (
+        "stxrage_files",
+        "stxrage_refs",
+        "stxrage_manifests",
+        "stxrage_fragments",
+        "stxrage_blocks",
+        "stxrage_nodes",
+    ):
         op.drop_table(table)

@@ -3,6 +3,7 @@
 Revision ID: stx0002
 Revises: stx0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -7,6 +7,7 @@ have no credential, so the platform cannot call them until the operator register
 Revision ID: stx0003
 Revises: stx0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

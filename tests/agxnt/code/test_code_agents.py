@@ -40,17 +40,22 @@ def test_registered_in_the_catalogue():
 async def test_codexecution_returns_output_result_files_and_usage(runtime_name):
     storage = default_services().storage
     given = storage.put_bytes(b"3,4\n", owner="alice", name="numbers.csv").file.cid
-    out = await Codexecution()({
-        "runtime": runtime_name,
-        "code": "a, b = map(int, open('data/numbers.csv').read().split(','))\n"
-                "open('report/sum.txt', 'w').write(str(a + b + inputs['bonus']))\n"
-                "print('summed')\n"
-                "{'sum': a + b + inputs['bonus'], 'greeting': open('hello.txt').read()}",
-        "inputs": {"bonus": 10},
-        "files": [{"path": "data/numbers.csv", "cid": given},
-                  {"path": "hello.txt", "text": "hi"},
-                  {"path": "report/.keep", "content_base64": base64.b64encode(b"").decode()}],
-    }, ctx())
+    out = await Codexecution()(
+        {
+            "runtime": runtime_name,
+            "code": "a, b = map(int, open('data/numbers.csv').read().split(','))\n"
+            "open('report/sum.txt', 'w').write(str(a + b + inputs['bonus']))\n"
+            "print('summed')\n"
+            "{'sum': a + b + inputs['bonus'], 'greeting': open('hello.txt').read()}",
+            "inputs": {"bonus": 10},
+            "files": [
+                {"path": "data/numbers.csv", "cid": given},
+                {"path": "hello.txt", "text": "hi"},
+                {"path": "report/.keep", "content_base64": base64.b64encode(b"").decode()},
+            ],
+        },
+        ctx(),
+    )
     assert out.status == "ok" and out.exit_code == 0 and out.stdout == "summed\n"
     assert out.result == {"sum": 17, "greeting": "hi"} and out.runtime == runtime_name
     assert [f.path for f in out.files] == ["report/sum.txt"], "unchanged input files are not returned"
@@ -87,22 +92,33 @@ async def test_bad_input_names_the_field():
     with pytest.raises(AgentError) as err:
         await agent({"code": "1", "files": [{"path": "../escape", "text": "x"}]}, ctx())
     assert err.value.field == "path" and err.value.status_code == 400
-    for bad in ({"code": ""}, {"code": "1", "timeout_seconds": 0}, {"code": "1", "memory_mb": 10**6},
-                {"code": "1", "files": [{"path": "x", "text": "a", "cid": "b"}]}):
+    for bad in (
+        {"code": ""},
+        {"code": "1", "timeout_seconds": 0},
+        {"code": "1", "memory_mb": 10**6},
+        {"code": "1", "files": [{"path": "x", "text": "a", "cid": "b"}]},
+    ):
         with pytest.raises(ValidationError):
             await agent(bad, ctx())
 
 
 async def test_sequential_code_session_across_calls(runtime_name):
     agent = SequentialCode()
-    first = await agent({"runtime": runtime_name, "keep_open": True,
-                         "cells": ["import json\nstate = {'n': 1}", "state['n'] += 1\nstate"]}, ctx())
+    first = await agent(
+        {
+            "runtime": runtime_name,
+            "keep_open": True,
+            "cells": ["import json\nstate = {'n': 1}", "state['n'] += 1\nstate"],
+        },
+        ctx(),
+    )
     assert first.open and [c.status for c in first.cells] == ["ok", "ok"] and first.cells[1].result == {"n": 2}
     with pytest.raises(AgentError) as err:
         await agent({"session_id": first.session_id, "cells": ["state"]}, ctx("mallory"))
     assert err.value.status_code == 403 and err.value.field == "session_id"
-    second = await agent({"session_id": first.session_id, "cells": ["state['n'] * 10", "print(json.dumps(state))"]},
-                         ctx())
+    second = await agent(
+        {"session_id": first.session_id, "cells": ["state['n'] * 10", "print(json.dumps(state))"]}, ctx()
+    )
     assert second.open and second.cells[0].result == 20 and second.cells[1].stdout == '{"n": 2}\n'
     closed = await agent({"session_id": first.session_id, "close": True}, ctx())
     assert not closed.open and closed.cells == []

@@ -41,8 +41,9 @@ def invoke(client, agent: str, input: dict, headers: dict) -> httpx.Response:
 
 def test_codexecution_through_the_api(app, accounts):
     client = TestClient(app)
-    resp = invoke(client, "code.exec", {"code": "print('hi')\nsum(inputs['xs'])", "inputs": {"xs": [1, 2, 3]}},
-                  accounts["alice"])
+    resp = invoke(
+        client, "code.exec", {"code": "print('hi')\nsum(inputs['xs'])", "inputs": {"xs": [1, 2, 3]}}, accounts["alice"]
+    )
     assert resp.status_code == 200, resp.text
     out = resp.json()["output"]
     assert (out["status"], out["stdout"], out["result"], out["runtime"]) == ("ok", "hi\n", 6, "sandbox")
@@ -50,14 +51,17 @@ def test_codexecution_through_the_api(app, accounts):
     assert broken["status"] == "error" and "SyntaxError" in broken["error"]
 
 
-@pytest.mark.parametrize("input, status, field", [
-    ({}, 422, "input.code"),
-    ({"code": "1", "timeout_seconds": -1}, 422, "input.timeout_seconds"),
-    ({"code": "1", "language": "cobol"}, 422, "input.language"),
-    ({"code": "1", "runtime": "vm9000"}, 400, "runtime"),
-    ({"code": "1", "files": [{"path": "../../etc/passwd", "text": "x"}]}, 400, "path"),
-    ({"code": "1", "fail_on_error": True, "timeout_seconds": 1, "cpu_seconds": 1}, 200, None),
-])
+@pytest.mark.parametrize(
+    "input, status, field",
+    [
+        ({}, 422, "input.code"),
+        ({"code": "1", "timeout_seconds": -1}, 422, "input.timeout_seconds"),
+        ({"code": "1", "language": "cobol"}, 422, "input.language"),
+        ({"code": "1", "runtime": "vm9000"}, 400, "runtime"),
+        ({"code": "1", "files": [{"path": "../../etc/passwd", "text": "x"}]}, 400, "path"),
+        ({"code": "1", "fail_on_error": True, "timeout_seconds": 1, "cpu_seconds": 1}, 200, None),
+    ],
+)
 def test_bad_input_is_a_named_4xx(app, accounts, input, status, field):
     resp = invoke(TestClient(app), "code.exec", input, accounts["alice"])
     assert resp.status_code == status, resp.text
@@ -113,13 +117,25 @@ def test_both_agents_on_every_offered_runtime_over_real_http(app, accounts):
             time.sleep(0.1)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=accounts["alice"], timeout=120) as client:
             for runtime in offered:
-                out = invoke(client, "code.exec", {"runtime": runtime, "language": "shell",
-                                                   "code": "echo '{\"ran\": true}' > \"$RESULT_FILE\"; echo done"},
-                             {}).json()["output"]
-                assert (out["status"], out["stdout"], out["result"], out["runtime"]) == ("ok", "done\n",
-                                                                                          {"ran": True}, runtime)
-                seq = invoke(client, "code.sequential", {"runtime": runtime, "cells": ["n = 5", "n * n"]},
-                             {}).json()["output"]
+                out = invoke(
+                    client,
+                    "code.exec",
+                    {
+                        "runtime": runtime,
+                        "language": "shell",
+                        "code": 'echo \'{"ran": true}\' > "$RESULT_FILE"; echo done',
+                    },
+                    {},
+                ).json()["output"]
+                assert (out["status"], out["stdout"], out["result"], out["runtime"]) == (
+                    "ok",
+                    "done\n",
+                    {"ran": True},
+                    runtime,
+                )
+                seq = invoke(client, "code.sequential", {"runtime": runtime, "cells": ["n = 5", "n * n"]}, {}).json()[
+                    "output"
+                ]
                 assert seq["runtime"] == runtime and seq["cells"][1]["result"] == 25 and not seq["open"]
     finally:
         server.should_exit = True

@@ -16,21 +16,35 @@ def document(runtime: str) -> dict:
         "version": 1,
         "name": f"code on {runtime}",
         "inputs": {"numbers": {"type": "array", "required": True}},
-        "outputs": {"stats": {"node": "stats", "field": "result"},
-                    "report": {"node": "analyse", "field": "cells"},
-                    "files": {"node": "stats", "field": "files"}},
+        "outputs": {
+            "stats": {"node": "stats", "field": "result"},
+            "report": {"node": "analyse", "field": "cells"},
+            "files": {"node": "stats", "field": "files"},
+        },
         "nodes": [
             {"id": "numbers", "agent": "io.input", "params": {"name": "numbers"}},
-            {"id": "stats", "agent": "code.exec", "params": {
-                "runtime": runtime,
-                "code": "import json, statistics\n"
-                        "nums = inputs['nums']\n"
-                        "open('stats.json', 'w').write(json.dumps({'mean': statistics.mean(nums)}))\n"
-                        "{'total': sum(nums), 'mean': statistics.mean(nums), 'n': len(nums)}"}},
-            {"id": "analyse", "agent": "code.sequential", "params": {
-                "runtime": runtime,
-                "cells": ["stats = inputs['stats']\nscaled = [stats['mean'] * k for k in range(3)]",
-                          "print('scaled', scaled)\nsum(scaled)"]}},
+            {
+                "id": "stats",
+                "agent": "code.exec",
+                "params": {
+                    "runtime": runtime,
+                    "code": "import json, statistics\n"
+                    "nums = inputs['nums']\n"
+                    "open('stats.json', 'w').write(json.dumps({'mean': statistics.mean(nums)}))\n"
+                    "{'total': sum(nums), 'mean': statistics.mean(nums), 'n': len(nums)}",
+                },
+            },
+            {
+                "id": "analyse",
+                "agent": "code.sequential",
+                "params": {
+                    "runtime": runtime,
+                    "cells": [
+                        "stats = inputs['stats']\nscaled = [stats['mean'] * k for k in range(3)]",
+                        "print('scaled', scaled)\nsum(scaled)",
+                    ],
+                },
+            },
         ],
         "edges": [
             {"source": "numbers", "source_field": "value", "target": "stats", "target_field": "inputs.nums"},
@@ -54,10 +68,19 @@ def test_code_agents_in_a_workflow(runtime):
 
 
 def test_failing_code_fails_its_node_when_asked():
-    doc = {"version": 1, "name": "fails", "nodes": [
-        {"id": "boom", "agent": "code.exec", "params": {"code": "raise RuntimeError('nope')", "fail_on_error": True}},
-        {"id": "after", "agent": "code.exec", "params": {"code": "1"}}],
-        "edges": [{"source": "boom", "source_field": "result", "target": "after", "target_field": "inputs.x"}]}
+    doc = {
+        "version": 1,
+        "name": "fails",
+        "nodes": [
+            {
+                "id": "boom",
+                "agent": "code.exec",
+                "params": {"code": "raise RuntimeError('nope')", "fail_on_error": True},
+            },
+            {"id": "after", "agent": "code.exec", "params": {"code": "1"}},
+        ],
+        "edges": [{"source": "boom", "source_field": "result", "target": "after", "target_field": "inputs.x"}],
+    }
     run = run_workflow(doc, owner="alice", timeout=180)
     assert run.state == "failed"
     assert "RuntimeError: nope" in (run.nodes["boom"].error or "")

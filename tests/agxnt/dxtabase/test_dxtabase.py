@@ -61,21 +61,30 @@ async def db(ctx, **payload):
     return await Dxtabase()(payload, ctx)
 
 
-NOTES = {"action": "create_table", "table": "notes", "columns": [
-    {"name": "id", "type": "integer", "primary_key": True},
-    {"name": "body", "type": "text", "nullable": False},
-    {"name": "score", "type": "real"},
-    {"name": "tags", "type": "json"},
-]}
+NOTES = {
+    "action": "create_table",
+    "table": "notes",
+    "columns": [
+        {"name": "id", "type": "integer", "primary_key": True},
+        {"name": "body", "type": "text", "nullable": False},
+        {"name": "score", "type": "real"},
+        {"name": "tags", "type": "json"},
+    ],
+}
 
 
 async def _notes(ctx):
     await db(ctx, **NOTES)
-    await db(ctx, action="insert", table="notes", rows=[
-        {"id": 1, "body": "first", "score": 0.5, "tags": ["a"]},
-        {"id": 2, "body": "second", "score": 1.5},
-        {"id": 3, "body": "third", "score": 2.5, "tags": {"k": "v"}},
-    ])
+    await db(
+        ctx,
+        action="insert",
+        table="notes",
+        rows=[
+            {"id": 1, "body": "first", "score": 0.5, "tags": ["a"]},
+            {"id": 2, "body": "second", "score": 1.5},
+            {"id": 3, "body": "third", "score": 2.5, "tags": {"k": "v"}},
+        ],
+    )
 
 
 async def test_create_insert_query_and_schema(make_ctx):
@@ -122,22 +131,28 @@ async def _rows(ctx):
     return (await db(ctx, sql="SELECT * FROM notes ORDER BY id")).rows
 
 
-@pytest.mark.parametrize("payload, field, status", [
-    ({"sql": ""}, "sql", 400),
-    ({"sql": "SELEC nonsense"}, "sql", 400),
-    ({"sql": "SELECT * FROM missing_table"}, "sql", 400),
-    ({"sql": "SELECT * FROM notes WHERE id = :id"}, "params", 400),
-    ({"sql": "DELETE FROM notes; DROP TABLE notes"}, "sql", 400),
-    ({"action": "insert", "table": "notes", "rows": [{"id": 10, "body": "ok"}, {"id": 1, "body": "duplicate"}]},
-     "rows", 400),
-    ({"action": "insert", "table": "notes", "rows": [{"id": 11, "nope": 1}]}, "rows.0", 400),
-    ({"action": "insert", "table": "ghost", "rows": [{"id": 1}]}, "table", 404),
-    ({"action": "insert", "table": "notes", "rows": []}, "rows", 400),
-    ({"action": "create_table", "table": "bad name", "columns": [{"name": "a"}]}, "table", 400),
-    ({"action": "create_table", "table": "t", "columns": [{"name": "a;b"}]}, "columns.0.name", 400),
-    ({"action": "create_table", "table": "notes", "columns": [{"name": "a"}]}, "table", 409),
-    ({"action": "create_table", "table": "t", "columns": []}, "columns", 400),
-])
+@pytest.mark.parametrize(
+    "payload, field, status",
+    [
+        ({"sql": ""}, "sql", 400),
+        ({"sql": "SELEC nonsense"}, "sql", 400),
+        ({"sql": "SELECT * FROM missing_table"}, "sql", 400),
+        ({"sql": "SELECT * FROM notes WHERE id = :id"}, "params", 400),
+        ({"sql": "DELETE FROM notes; DROP TABLE notes"}, "sql", 400),
+        (
+            {"action": "insert", "table": "notes", "rows": [{"id": 10, "body": "ok"}, {"id": 1, "body": "duplicate"}]},
+            "rows",
+            400,
+        ),
+        ({"action": "insert", "table": "notes", "rows": [{"id": 11, "nope": 1}]}, "rows.0", 400),
+        ({"action": "insert", "table": "ghost", "rows": [{"id": 1}]}, "table", 404),
+        ({"action": "insert", "table": "notes", "rows": []}, "rows", 400),
+        ({"action": "create_table", "table": "bad name", "columns": [{"name": "a"}]}, "table", 400),
+        ({"action": "create_table", "table": "t", "columns": [{"name": "a;b"}]}, "columns.0.name", 400),
+        ({"action": "create_table", "table": "notes", "columns": [{"name": "a"}]}, "table", 409),
+        ({"action": "create_table", "table": "t", "columns": []}, "columns", 400),
+    ],
+)
 async def test_bad_input_is_a_named_4xx_and_changes_nothing(make_ctx, payload, field, status):
     ctx = make_ctx("alice")
     await _notes(ctx)
@@ -181,10 +196,16 @@ async def test_postgres_statements_cannot_reach_other_schemas_or_platform_tables
         conn.exec_driver_sql(f"INSERT INTO public.{table} VALUES ('hidden')")
     alice_schema = backend_for(alice.settings).role_for(alice.owner)
     try:
-        for sql in [f"SELECT * FROM {alice_schema}.notes", f"DELETE FROM {alice_schema}.notes",
-                    f"SELECT * FROM public.{table}", f"DROP TABLE public.{table}",
-                    "CREATE TABLE public.planted (a int)", "SET ROLE postgres",
-                    "SELECT set_config('role', 'postgres', false)", "COPY (SELECT 1) TO '/tmp/dx-out.txt'"]:
+        for sql in [
+            f"SELECT * FROM {alice_schema}.notes",
+            f"DELETE FROM {alice_schema}.notes",
+            f"SELECT * FROM public.{table}",
+            f"DROP TABLE public.{table}",
+            "CREATE TABLE public.planted (a int)",
+            "SET ROLE postgres",
+            "SELECT set_config('role', 'postgres', false)",
+            "COPY (SELECT 1) TO '/tmp/dx-out.txt'",
+        ]:
             with pytest.raises(AgentError) as err:
                 await db(eve, sql=sql)
             assert err.value.status_code in (400, 403), sql

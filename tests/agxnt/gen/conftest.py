@@ -57,7 +57,9 @@ def ctx(platform, owner) -> AgentContext:
 @pytest.fixture
 def read(platform) -> Callable[[dict | object, str], bytes]:
     """The bytes of a generated file reference, read back from the owner's storage."""
+
     def read(ref, owner: str) -> bytes:
         cid = ref["cid"] if isinstance(ref, dict) else ref.cid
         return platform.storage.get_bytes(cid, owner=owner)
+
     return read

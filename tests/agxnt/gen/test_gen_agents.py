@@ -6,8 +6,8 @@ import json
 
 import nbformat
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from fixtures.generated_files import mp4_info, pdf_pages, png_size, pptx_slides, wav_info
+from langchain_core.callbacks import BaseCallbackHandler
 
 from agxnt import AgentError, registry
 from agxnt.adapters import as_langchain_tool
@@ -27,8 +27,9 @@ GEN = ["gen.image", "gen.video", "gen.pdf", "gen.notebook", "gen.presentation", 
 
 
 async def test_the_family_is_registered_and_every_agent_is_a_tool(ctx, read):
-    assert {info.id: info.family for info in registry.catalogue() if info.id.startswith("gen.")} == \
-        dict.fromkeys(GEN, "Generation")
+    assert {info.id: info.family for info in registry.catalogue() if info.id.startswith("gen.")} == dict.fromkeys(
+        GEN, "Generation"
+    )
     assert registry.get("gen.notebook").resources.runtime == "sandbox"
     tools = {agent: as_langchain_tool(registry.get(agent), ctx) for agent in GEN}
     assert all(tool.args_schema.model_json_schema()["type"] == "object" for tool in tools.values())
@@ -37,21 +38,23 @@ async def test_the_family_is_registered_and_every_agent_is_a_tool(ctx, read):
 
 
 async def test_image_gen_stores_pngs_of_the_asked_size(ctx, read, tiny_pipeline):
-    out = await run("gen.image", {"prompt": "a red cat", "n": 2, "width": 64, "height": 48, "steps": 2, "seed": 7},
-                    ctx)
+    out = await run("gen.image", {"prompt": "a red cat", "n": 2, "width": 64, "height": 48, "steps": 2, "seed": 7}, ctx)
     assert out.model == tiny_pipeline and [i.name for i in out.images] == ["image-1.png", "image-2.png"]
     pngs = [read(i, ctx.owner) for i in out.images]
     assert [png_size(p) for p in pngs] == [(64, 48), (64, 48)]
-    assert [len(p) for p in pngs] == [i.size for i in out.images] and all(i.media_type == "image/png"
-                                                                          for i in out.images)
-    again = await run("gen.image", {"prompt": "a red cat", "n": 2, "width": 64, "height": 48, "steps": 2, "seed": 7},
-                      ctx)
+    assert [len(p) for p in pngs] == [i.size for i in out.images] and all(
+        i.media_type == "image/png" for i in out.images
+    )
+    again = await run(
+        "gen.image", {"prompt": "a red cat", "n": 2, "width": 64, "height": 48, "steps": 2, "seed": 7}, ctx
+    )
     assert [read(i, ctx.owner) for i in again.images] == pngs  # same seed, same images
 
 
 async def test_video_gen_encodes_every_frame(ctx, read):
-    out = await run("gen.video", {"prompt": "a dog", "frames": 12, "fps": 6, "width": 64, "height": 64, "steps": 1,
-                                  "seed": 1}, ctx)
+    out = await run(
+        "gen.video", {"prompt": "a dog", "frames": 12, "fps": 6, "width": 64, "height": 64, "steps": 1, "seed": 1}, ctx
+    )
     assert (out.frames, out.fps, out.duration_seconds, out.video.media_type) == (12, 6, 2.0, "video/mp4")
     info = mp4_info(read(out.video, ctx.owner))
     assert info["frames"] == 12 and info["shape"] == (64, 64, 3)
@@ -60,23 +63,40 @@ async def test_video_gen_encodes_every_frame(ctx, read):
 
 async def test_pdf_from_markdown_html_and_sections(ctx, read):
     image = (await run("gen.image", {"prompt": "a tree", "width": 64, "height": 64, "steps": 1}, ctx)).images[0]
-    long_md = "# Report — café ✓\n\n" + "\n\n".join(f"## Part {i}\n\nParagraph {i} with **bold** text.\n\n"
-                                                    f"- point {i}a\n- point {i}b" for i in range(60))
+    long_md = "# Report — café ✓\n\n" + "\n\n".join(
+        f"## Part {i}\n\nParagraph {i} with **bold** text.\n\n- point {i}a\n- point {i}b" for i in range(60)
+    )
     md = await run("gen.pdf", {"markdown": long_md, "filename": "../../report.md"}, ctx)
     pages = pdf_pages(read(md.pdf, ctx.owner))
     assert md.pdf.name == "report.pdf" and md.pages == len(pages) > 1
     text = "\n".join(pages)
     assert "Report — café ✓" in text and "Paragraph 59 with bold text." in text and "point 0b" in text
 
-    html = await run("gen.pdf", {"html": "<h1>Hi</h1><p>from <b>HTML</b></p><img src='/etc/passwd'>"
-                                         "<table><tr><td>a</td><td>b</td></tr></table>"}, ctx)
+    html = await run(
+        "gen.pdf",
+        {
+            "html": "<h1>Hi</h1><p>from <b>HTML</b></p><img src='/etc/passwd'>"
+            "<table><tr><td>a</td><td>b</td></tr></table>"
+        },
+        ctx,
+    )
     assert "from HTML" in pdf_pages(read(html.pdf, ctx.owner))[0]
 
-    sections = await run("gen.pdf", {"title": "Structured", "sections": [
-        {"heading": "One", "body": "First *section*."},
-        {"heading": "Two", "body": "With a picture.", "image_cid": image.cid, "image_caption": "A tree"}]}, ctx)
-    from pypdf import PdfReader
+    sections = await run(
+        "gen.pdf",
+        {
+            "title": "Structured",
+            "sections": [
+                {"heading": "One", "body": "First *section*."},
+                {"heading": "Two", "body": "With a picture.", "image_cid": image.cid, "image_caption": "A tree"},
+            ],
+        },
+        ctx,
+    )
     import io
+
+    from pypdf import PdfReader
+
     reader = PdfReader(io.BytesIO(read(sections.pdf, ctx.owner)))
     text = "\n".join(p.extract_text() for p in reader.pages)
     assert all(s in text for s in ("Structured", "One", "First section.", "Two", "A tree"))
@@ -84,19 +104,30 @@ async def test_pdf_from_markdown_html_and_sections(ctx, read):
 
 
 async def test_pdf_without_a_unicode_font_falls_back_to_latin_1(ctx, read, tmp_path):
-    bare = AgentContext(owner=ctx.owner, services=ctx.services,
-                        settings=ctx.settings.model_copy(update={"pdf_font": tmp_path / "missing.ttf"}))
+    bare = AgentContext(
+        owner=ctx.owner,
+        services=ctx.services,
+        settings=ctx.settings.model_copy(update={"pdf_font": tmp_path / "missing.ttf"}),
+    )
     out = await run("gen.pdf", {"markdown": "# Café ✓\n\n```\ncode ✓\n```"}, bare)
     text = pdf_pages(read(out.pdf, ctx.owner))[0]
     assert "Café ?" in text and "code ?" in text
 
 
 async def test_notebook_executes_in_the_sandbox(ctx, read):
-    out = await run("gen.notebook", {"parameters": {"n": 4}, "cells": [
-        {"kind": "markdown", "source": "# Squares"},
-        {"source": "import os\nsquares = [i * i for i in range(parameters['n'])]\nprint(os.getcwd())"},
-        {"source": "sum(squares)"},
-        {"source": "open('/etc/hostname').read() if False else os.getuid()"}]}, ctx)
+    out = await run(
+        "gen.notebook",
+        {
+            "parameters": {"n": 4},
+            "cells": [
+                {"kind": "markdown", "source": "# Squares"},
+                {"source": "import os\nsquares = [i * i for i in range(parameters['n'])]\nprint(os.getcwd())"},
+                {"source": "sum(squares)"},
+                {"source": "open('/etc/hostname').read() if False else os.getuid()"},
+            ],
+        },
+        ctx,
+    )
     assert out.status == "ok" and out.runtime == "sandbox" and out.error is None
     assert [c.status for c in out.cells] == ["ok", "not_run", "ok", "ok", "ok"]
     assert out.cells[2].outputs == ["/scratch\n"] and out.cells[3].outputs == ["14"]
@@ -116,15 +147,18 @@ async def test_notebook_reports_a_failing_cell_and_reruns_a_stored_notebook(ctx,
         await run("gen.notebook", {"cells": [{"source": "1/0"}], "fail_on_error": True}, ctx)
     assert err.value.status_code == 422 and err.value.field == "cells"
 
-    rerun = await run("gen.notebook", {"notebook_cid": failed.notebook.cid, "allow_errors": True,
-                                       "parameters": {"x": 2}}, ctx)
+    rerun = await run(
+        "gen.notebook", {"notebook_cid": failed.notebook.cid, "allow_errors": True, "parameters": {"x": 2}}, ctx
+    )
     assert rerun.status == "ok" and [c.status for c in rerun.cells] == ["ok", "ok", "error", "ok"]
     assert rerun.cells[3].outputs == ["1"]
 
 
 async def test_notebook_code_cannot_forge_the_result(ctx):
-    forge = ("import os\nopen('notebook.ipynb', 'w').write('not json')\n"
-             "open('.cx-notebook.json', 'w').write('{\"status\": \"ok\"}')\nos.kill(os.getppid(), 9)")
+    forge = (
+        "import os\nopen('notebook.ipynb', 'w').write('not json')\n"
+        "open('.cx-notebook.json', 'w').write('{\"status\": \"ok\"}')\nos.kill(os.getppid(), 9)"
+    )
     with pytest.raises(AgentError) as err:
         await run("gen.notebook", {"cells": [{"source": forge}]}, ctx)
     assert err.value.status_code == 422 and err.value.field == "cells"
@@ -134,8 +168,11 @@ async def test_notebook_code_cannot_forge_the_result(ctx):
 
 
 async def test_notebook_cell_timeout(ctx):
-    out = await run("gen.notebook", {"cells": [{"source": "import time\ntime.sleep(30)"}, {"source": "2"}],
-                                     "cell_timeout_seconds": 1}, ctx)
+    out = await run(
+        "gen.notebook",
+        {"cells": [{"source": "import time\ntime.sleep(30)"}, {"source": "2"}], "cell_timeout_seconds": 1},
+        ctx,
+    )
     assert out.status == "timeout" and [c.status for c in out.cells] == ["error", "not_run"]
     assert "timed out" in out.error
 
@@ -143,7 +180,9 @@ async def test_notebook_cell_timeout(ctx):
 def test_presentation_outline_parsing():
     slides = parse_outline("# Intro\n- why\n- how\n  said aloud\n![a skyline]\nPlan\n1. first\n2) second\n")
     assert [(s.title, s.bullets, s.notes, s.image_prompt) for s in slides] == [
-        ("Intro", ["why", "how"], "said aloud", "a skyline"), ("Plan", ["first", "second"], None, None)]
+        ("Intro", ["why", "how"], "said aloud", "a skyline"),
+        ("Plan", ["first", "second"], None, None),
+    ]
     with pytest.raises(AgentError) as err:
         parse_outline("- orphan bullet")
     assert err.value.field == "outline"
@@ -151,12 +190,18 @@ def test_presentation_outline_parsing():
 
 async def test_presentation_with_stored_and_generated_images(ctx, read):
     stored = (await run("gen.image", {"prompt": "a house", "width": 64, "height": 64, "steps": 1}, ctx)).images
-    out = await run("gen.presentation", {
-        "title": "Deck", "subtitle": "made here",
-        "outline": "# Intro\n- one\n- two\n  the notes\n# Picture\n![a blue sea]\n# Given\n- text only\n"
-                   "# Plain\n- no picture",
-        "images": [i.model_dump() for i in stored],
-        "generation": {"width": 64, "height": 64, "steps": 1}}, ctx)
+    out = await run(
+        "gen.presentation",
+        {
+            "title": "Deck",
+            "subtitle": "made here",
+            "outline": "# Intro\n- one\n- two\n  the notes\n# Picture\n![a blue sea]\n# Given\n- text only\n"
+            "# Plain\n- no picture",
+            "images": [i.model_dump() for i in stored],
+            "generation": {"width": 64, "height": 64, "steps": 1},
+        },
+        ctx,
+    )
     assert out.slides == 5 and len(out.generated_images) == 1
     slides = pptx_slides(read(out.presentation, ctx.owner))
     assert [s["title"] for s in slides] == ["Deck", "Intro", "Picture", "Given", "Plain"]
@@ -198,8 +243,11 @@ def _counting_ctx(ctx: AgentContext, tiny_llm: str) -> tuple[AgentContext, _Prom
 
 async def test_step_writes_each_section_with_the_previous_ones(ctx, read, tiny_llm):
     ctx, prompts = _counting_ctx(ctx, tiny_llm)
-    out = await run("gen.step", {"topic": "Compute markets", "outline": ["Supply", "Demand", "Prices"],
-                                 "instructions": "Be brief."}, ctx)
+    out = await run(
+        "gen.step",
+        {"topic": "Compute markets", "outline": ["Supply", "Demand", "Prices"], "instructions": "Be brief."},
+        ctx,
+    )
     assert out.outline == ["Supply", "Demand", "Prices"] and len(prompts.prompts) == 3
     assert [s.title for s in out.sections] == out.outline
     assert "Written so far" not in prompts.prompts[0] and all("Be brief." in p for p in prompts.prompts)
@@ -207,8 +255,11 @@ async def test_step_writes_each_section_with_the_previous_ones(ctx, read, tiny_l
     assert "## Supply" in prompts.prompts[1] and out.sections[0].content in prompts.prompts[1]
     assert "## Supply" in prompts.prompts[2] and "## Demand" in prompts.prompts[2]
     assert out.document.startswith("# Compute markets\n\n## Supply\n\n")
-    assert [line for line in out.document.splitlines() if line.startswith("## ")] == \
-        ["## Supply", "## Demand", "## Prices"]
+    assert [line for line in out.document.splitlines() if line.startswith("## ")] == [
+        "## Supply",
+        "## Demand",
+        "## Prices",
+    ]
     assert read(out.file, ctx.owner).decode() == out.document and out.file.media_type == "text/markdown"
 
 
@@ -230,8 +281,11 @@ async def test_step_names_an_unreachable_llm(ctx):
     settings = ctx.settings.model_copy(update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_model": "m"})
     services = Services(settings, llm=chat_model(settings, max_retries=0), storage=ctx.services.storage)
     with pytest.raises(AgentError) as err:
-        await run("gen.step", {"topic": "x", "outline": ["a"]}, AgentContext(owner=ctx.owner, settings=settings,
-                                                                              services=services))
+        await run(
+            "gen.step",
+            {"topic": "x", "outline": ["a"]},
+            AgentContext(owner=ctx.owner, settings=settings, services=services),
+        )
     assert err.value.status_code == 502 and err.value.field == "llm" and "CXMPUTE_LLM_BASE_URL" in err.value.message
 
 
@@ -241,24 +295,27 @@ def test_step_outline_parsing():
     assert parse_step_outline(text, 2) == ["Intro", "Body"]
 
 
-@pytest.mark.parametrize("agent, input, field", [
-    ("gen.image", {"prompt": "x", "width": 60, "height": 64}, "size"),
-    ("gen.image", {"prompt": "x", "model": "/etc"}, "model"),
-    ("gen.image", {"prompt": "x", "model": "../models/x"}, "model"),
-    ("gen.image", {"prompt": "x", "model": "no-such-org/no-such-model"}, "model"),
-    ("gen.tts", {"text": "hi", "voice": "xx-nosuch"}, "voice"),
-    ("gen.tts", {"text": "hi", "voice": "en+nosuchvariant"}, "voice"),
-    ("gen.tts", {"text": "   "}, "text"),
-    ("gen.presentation", {"outline": "\n\n"}, "outline"),
-    ("gen.presentation", {"slides": []}, "slides"),
-    ("gen.presentation", {"slides": [{"title": "a", "image_cid": "bafy-missing"}]}, "slides"),
-    ("gen.pdf", {"markdown": ""}, "markdown"),
-    ("gen.pdf", {"sections": [{"body": "x", "image_cid": "bafy-missing"}]}, "sections"),
-    ("gen.step", {"topic": "t", "outline": [" ", ""]}, "outline"),
-    ("gen.step", {"topic": " \n ", "outline": ["a"]}, "topic"),
-    ("gen.notebook", {"cells": []}, "cells"),
-    ("gen.notebook", {"notebook_cid": "bafy-missing"}, "notebook_cid"),
-])
+@pytest.mark.parametrize(
+    "agent, input, field",
+    [
+        ("gen.image", {"prompt": "x", "width": 60, "height": 64}, "size"),
+        ("gen.image", {"prompt": "x", "model": "/etc"}, "model"),
+        ("gen.image", {"prompt": "x", "model": "../models/x"}, "model"),
+        ("gen.image", {"prompt": "x", "model": "no-such-org/no-such-model"}, "model"),
+        ("gen.tts", {"text": "hi", "voice": "xx-nosuch"}, "voice"),
+        ("gen.tts", {"text": "hi", "voice": "en+nosuchvariant"}, "voice"),
+        ("gen.tts", {"text": "   "}, "text"),
+        ("gen.presentation", {"outline": "\n\n"}, "outline"),
+        ("gen.presentation", {"slides": []}, "slides"),
+        ("gen.presentation", {"slides": [{"title": "a", "image_cid": "bafy-missing"}]}, "slides"),
+        ("gen.pdf", {"markdown": ""}, "markdown"),
+        ("gen.pdf", {"sections": [{"body": "x", "image_cid": "bafy-missing"}]}, "sections"),
+        ("gen.step", {"topic": "t", "outline": [" ", ""]}, "outline"),
+        ("gen.step", {"topic": " \n ", "outline": ["a"]}, "topic"),
+        ("gen.notebook", {"cells": []}, "cells"),
+        ("gen.notebook", {"notebook_cid": "bafy-missing"}, "notebook_cid"),
+    ],
+)
 async def test_bad_input_is_a_4xx_naming_the_field(ctx, agent, input, field):
     with pytest.raises(AgentError) as err:
         await run(agent, input, ctx)
@@ -266,8 +323,9 @@ async def test_bad_input_is_a_4xx_naming_the_field(ctx, agent, input, field):
 
 
 async def test_an_unconfigured_image_model_is_named(ctx):
-    bare = AgentContext(owner=ctx.owner, settings=ctx.settings.model_copy(update={"image_model": None}),
-                        services=ctx.services)
+    bare = AgentContext(
+        owner=ctx.owner, settings=ctx.settings.model_copy(update={"image_model": None}), services=ctx.services
+    )
     with pytest.raises(AgentError) as err:
         await run("gen.image", {"prompt": "x"}, bare)
     assert err.value.field == "model" and "CXMPUTE_IMAGE_MODEL" in err.value.message

@@ -52,8 +52,14 @@ def output(resp: httpx.Response) -> dict:
 def test_image_and_video(client, alice):
     image = output(invoke(client, "gen.image", {"prompt": "a cat", "width": 32, "height": 64, "steps": 1}, alice))
     assert png_size(fetch(client, image["images"][0], alice)) == (32, 64)
-    video = output(invoke(client, "gen.video", {"prompt": "a cat", "frames": 5, "fps": 5, "width": 32, "height": 32,
-                                                "steps": 1}, alice))
+    video = output(
+        invoke(
+            client,
+            "gen.video",
+            {"prompt": "a cat", "frames": 5, "fps": 5, "width": 32, "height": 32, "steps": 1},
+            alice,
+        )
+    )
     info = mp4_info(fetch(client, video["video"], alice))
     assert info["frames"] == 5 and info["duration"] == pytest.approx(1.0, abs=0.2)
 
@@ -81,20 +87,23 @@ def test_pdf_presentation_notebook_and_step(client, alice):
     assert fetch(client, step["file"], alice).decode() == step["document"]
 
 
-@pytest.mark.parametrize("agent, input, status, field", [
-    ("gen.image", {"prompt": "x", "width": 100, "height": 64}, 422, "size"),
-    ("gen.image", {"prompt": ""}, 422, "input.prompt"),
-    ("gen.image", {"prompt": "x", "width": 4}, 422, "input.width"),
-    ("gen.video", {"prompt": "x", "frames": 0}, 422, "input.frames"),
-    ("gen.tts", {"text": "hi", "voice": "xx-nosuch"}, 422, "voice"),
-    ("gen.tts", {"text": "hi", "format": "ogg"}, 422, "input.format"),
-    ("gen.pdf", {"markdown": "x", "html": "<p>x</p>"}, 422, "html"),
-    ("gen.presentation", {"outline": "- bullet first"}, 422, "outline"),
-    ("gen.presentation", {}, 422, "outline"),
-    ("gen.notebook", {"cells": [], "notebook_cid": "x"}, 422, "notebook_cid"),
-    ("gen.notebook", {"cells": [{"kind": "sql", "source": "select 1"}]}, 422, "input.cells.0.kind"),
-    ("gen.step", {"topic": "x", "sections": 0}, 422, "input.sections"),
-])
+@pytest.mark.parametrize(
+    "agent, input, status, field",
+    [
+        ("gen.image", {"prompt": "x", "width": 100, "height": 64}, 422, "size"),
+        ("gen.image", {"prompt": ""}, 422, "input.prompt"),
+        ("gen.image", {"prompt": "x", "width": 4}, 422, "input.width"),
+        ("gen.video", {"prompt": "x", "frames": 0}, 422, "input.frames"),
+        ("gen.tts", {"text": "hi", "voice": "xx-nosuch"}, 422, "voice"),
+        ("gen.tts", {"text": "hi", "format": "ogg"}, 422, "input.format"),
+        ("gen.pdf", {"markdown": "x", "html": "<p>x</p>"}, 422, "html"),
+        ("gen.presentation", {"outline": "- bullet first"}, 422, "outline"),
+        ("gen.presentation", {}, 422, "outline"),
+        ("gen.notebook", {"cells": [], "notebook_cid": "x"}, 422, "notebook_cid"),
+        ("gen.notebook", {"cells": [{"kind": "sql", "source": "select 1"}]}, 422, "input.cells.0.kind"),
+        ("gen.step", {"topic": "x", "sections": 0}, 422, "input.sections"),
+    ],
+)
 def test_bad_input_is_a_named_4xx(client, alice, agent, input, status, field):
     resp = invoke(client, agent, input, alice)
     assert resp.status_code == status, resp.text

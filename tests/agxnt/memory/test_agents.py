@@ -17,10 +17,26 @@ from agxnt.memory.agents import (
 from agxnt.registry import registry
 
 FACTS = [
-    {"id": "paris", "text": "Paris is the capital of France and sits on the Seine.", "metadata": {"topic": "geo", "year": 2020}},
-    {"id": "rhine", "text": "The Rhine flows from the Swiss Alps to the North Sea.", "metadata": {"topic": "geo", "year": 2021}},
-    {"id": "banana", "text": "Bananas are yellow fruit rich in potassium.", "metadata": {"topic": "food", "year": 2022}},
-    {"id": "python", "text": "Python is a programming language created by Guido van Rossum.", "metadata": {"topic": "code", "year": 2023}},
+    {
+        "id": "paris",
+        "text": "Paris is the capital of France and sits on the Seine.",
+        "metadata": {"topic": "geo", "year": 2020},
+    },
+    {
+        "id": "rhine",
+        "text": "The Rhine flows from the Swiss Alps to the North Sea.",
+        "metadata": {"topic": "geo", "year": 2021},
+    },
+    {
+        "id": "banana",
+        "text": "Bananas are yellow fruit rich in potassium.",
+        "metadata": {"topic": "food", "year": 2022},
+    },
+    {
+        "id": "python",
+        "text": "Python is a programming language created by Guido van Rossum.",
+        "metadata": {"topic": "code", "year": 2023},
+    },
 ]
 
 
@@ -29,8 +45,16 @@ async def _seed(ctx, memory="kb"):
 
 
 def test_all_catalogue_ids_are_registered():
-    for agent_id in ["memory.write", "memory.search", "memory.ask", "memory.clear", "memory.delete", "memory.update",
-                     "memory.sequential", "db.dxtabase"]:
+    for agent_id in [
+        "memory.write",
+        "memory.search",
+        "memory.ask",
+        "memory.clear",
+        "memory.delete",
+        "memory.update",
+        "memory.sequential",
+        "db.dxtabase",
+    ]:
         assert registry.has(agent_id)
 
 
@@ -50,9 +74,15 @@ async def test_search_filters_by_metadata(ctx_for, owners):
     await _seed(ctx)
     geo = await SearchMemory()({"memory": "kb", "query": "fruit", "k": 10, "filter": {"topic": "geo"}}, ctx)
     assert set(geo.ids) == {"paris", "rhine"}
-    recent = await SearchMemory()({"memory": "kb", "query": "x", "k": 10,
-                                   "filter": {"$and": [{"year": {"$gte": 2021}}, {"topic": {"$in": ["geo", "code"]}}]}},
-                                  ctx)
+    recent = await SearchMemory()(
+        {
+            "memory": "kb",
+            "query": "x",
+            "k": 10,
+            "filter": {"$and": [{"year": {"$gte": 2021}}, {"topic": {"$in": ["geo", "code"]}}]},
+        },
+        ctx,
+    )
     assert set(recent.ids) == {"rhine", "python"}
 
 
@@ -60,8 +90,9 @@ async def test_long_text_is_chunked_with_overlap_and_searchable(ctx_for, owners)
     ctx = ctx_for(owners[0])
     filler = " ".join(f"Paragraph {i} discusses ordinary weather in a quiet town." for i in range(60))
     text = filler + " The secret launch code of the rocket is PURPLE-OCTOPUS. " + filler
-    out = await WriteMemory()({"memory": "long", "documents": [{"id": "doc", "text": text}], "chunk_size": 400,
-                               "chunk_overlap": 80}, ctx)
+    out = await WriteMemory()(
+        {"memory": "long", "documents": [{"id": "doc", "text": text}], "chunk_size": 400, "chunk_overlap": 80}, ctx
+    )
     assert out.chunks > 5 and all(i.startswith("doc#") for i in out.ids)
     hit = (await SearchMemory()({"memory": "long", "query": "rocket launch code", "k": 1}, ctx)).results[0]
     assert "PURPLE-OCTOPUS" in hit.text and hit.document_id == "doc"
@@ -70,8 +101,15 @@ async def test_long_text_is_chunked_with_overlap_and_searchable(ctx_for, owners)
 async def test_update_reembeds_text_and_merges_metadata(ctx_for, owners):
     ctx = ctx_for(owners[0])
     await _seed(ctx)
-    await UpdateMemory()({"memory": "kb", "id": "banana", "text": "Saturn is a gas giant with bright rings.",
-                          "metadata": {"topic": "space"}}, ctx)
+    await UpdateMemory()(
+        {
+            "memory": "kb",
+            "id": "banana",
+            "text": "Saturn is a gas giant with bright rings.",
+            "metadata": {"topic": "space"},
+        },
+        ctx,
+    )
     found = await SearchMemory()({"memory": "kb", "query": "planet with rings", "k": 1}, ctx)
     assert found.ids == ["banana"]
     assert found.results[0].metadata == {"topic": "space", "year": 2022}
@@ -83,8 +121,9 @@ async def test_update_reembeds_text_and_merges_metadata(ctx_for, owners):
 
 async def test_update_of_long_document_to_short_text_removes_old_chunks(ctx_for, owners):
     ctx = ctx_for(owners[0])
-    await WriteMemory()({"memory": "m", "documents": [{"id": "d", "text": "word " * 500}], "chunk_size": 200,
-                         "chunk_overlap": 20}, ctx)
+    await WriteMemory()(
+        {"memory": "m", "documents": [{"id": "d", "text": "word " * 500}], "chunk_size": 200, "chunk_overlap": 20}, ctx
+    )
     out = await UpdateMemory()({"memory": "m", "id": "d", "text": "now short"}, ctx)
     assert out.ids == ["d"]
     page = ctx.services.memory.list_items(ctx.owner, "m")
@@ -93,8 +132,9 @@ async def test_update_of_long_document_to_short_text_removes_old_chunks(ctx_for,
 
 async def test_update_of_one_chunk_keeps_the_rest_of_the_document(ctx_for, owners):
     ctx = ctx_for(owners[0])
-    out = await WriteMemory()({"memory": "m", "documents": [{"id": "d", "text": "alpha " * 300}], "chunk_size": 200,
-                               "chunk_overlap": 20}, ctx)
+    out = await WriteMemory()(
+        {"memory": "m", "documents": [{"id": "d", "text": "alpha " * 300}], "chunk_size": 200, "chunk_overlap": 20}, ctx
+    )
     await UpdateMemory()({"memory": "m", "id": "d#1", "text": "a replaced chunk about volcanoes"}, ctx)
     items = {i.id: i for i in ctx.services.memory.list_items(ctx.owner, "m", limit=1000).items}
     assert set(items) == set(out.ids)
@@ -144,8 +184,16 @@ async def test_sequential_memory_is_an_ordered_windowed_log_with_summary(ctx_for
     ctx = ctx_for(owners[0])
     agent = SequentialMemory()
     for i in range(6):
-        out = await agent({"thread": "chat", "action": "append", "message": f"message {i}",
-                           "role": "user" if i % 2 == 0 else "assistant", "window": 3}, ctx)
+        out = await agent(
+            {
+                "thread": "chat",
+                "action": "append",
+                "message": f"message {i}",
+                "role": "user" if i % 2 == 0 else "assistant",
+                "window": 3,
+            },
+            ctx,
+        )
         assert out.appended == [i]
     assert [e.content for e in out.entries] == ["message 3", "message 4", "message 5"]
     assert out.total == 6 and out.text.splitlines()[0] == "assistant: message 3"
@@ -153,12 +201,19 @@ async def test_sequential_memory_is_an_ordered_windowed_log_with_summary(ctx_for
     assert [e.seq for e in page.entries] == [1, 2]
     summarized = await agent({"thread": "chat", "window": 2, "summarize": True}, ctx)
     assert summarized.summary is not None and [e.seq for e in summarized.entries] == [4, 5]
-    batch = await agent({"thread": "chat", "action": "append",
-                         "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}, ctx)
+    batch = await agent(
+        {
+            "thread": "chat",
+            "action": "append",
+            "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+        },
+        ctx,
+    )
     assert batch.appended == [6, 7]
 
 
 # --- isolation: the second owner can never see or change the first owner's memories -------------------
+
 
 async def test_isolation_across_owners_for_every_memory_agent(ctx_for, owners):
     alice, bob = ctx_for(owners[0]), ctx_for(owners[1])
@@ -192,35 +247,43 @@ async def test_isolation_across_owners_for_every_memory_agent(ctx_for, owners):
 
 # --- bad input: a clear 4xx naming the field, and nothing changes -----------------------------------
 
+
 async def _snapshot(ctx, memory="kb"):
     page = ctx.services.memory.list_items(ctx.owner, memory, limit=1000)
     return sorted((i.id, i.text, tuple(sorted(i.metadata.items()))) for i in page.items)
 
 
-@pytest.mark.parametrize("agent, payload, field, status", [
-    (WriteMemory, {"memory": "kb", "text": "   "}, "text", 400),
-    (WriteMemory, {"memory": "kb", "documents": [{"text": "ok"}, {"text": ""}]}, "documents.1.text", 400),
-    (WriteMemory, {"memory": "kb"}, "documents", 400),
-    (WriteMemory, {"memory": "kb", "text": "x", "metadata": {"_doc": "forged"}}, "metadata", 400),
-    (WriteMemory, {"memory": "", "text": "x"}, "memory", 400),
-    (WriteMemory, {"memory": "../etc", "text": "x"}, "memory", 400),
-    (WriteMemory, {"memory": "kb", "documents": [{"id": "paris", "text": "ok"}, {"id": "paris", "text": "dup"}]},
-     "documents.1.id", 400),
-    (WriteMemory, {"memory": "kb", "documents": [{"id": "paris#0", "text": "ok"}]}, "documents.0.id", 400),
-    (SearchMemory, {"memory": "kb", "query": "x", "filter": {"topic": {"$regex": "g.*"}}}, "filter", 400),
-    (SearchMemory, {"memory": "kb", "query": ""}, "query", 400),
-    (SearchMemory, {"memory": "nope", "query": "x"}, "memory", 404),
-    (AskMemory, {"memory": "nope", "question": "x"}, "memory", 404),
-    (AskMemory, {"memory": "kb", "question": "  "}, "question", 400),
-    (UpdateMemory, {"memory": "kb", "id": "ghost", "text": "x"}, "id", 404),
-    (UpdateMemory, {"memory": "kb", "id": "paris"}, "text", 400),
-    (UpdateMemory, {"memory": "kb", "id": "paris", "text": ""}, "text", 400),
-    (DeleteMemory, {"memory": "kb"}, "ids", 400),
-    (DeleteMemory, {"memory": "kb", "filter": {"$nor": []}}, "filter", 400),
-    (ClearMemory, {"memory": "nope"}, "memory", 404),
-    (SequentialMemory, {"thread": "t", "action": "append"}, "messages", 400),
-    (SequentialMemory, {"thread": "t", "action": "append", "message": " "}, "messages.0.content", 400),
-])
+@pytest.mark.parametrize(
+    "agent, payload, field, status",
+    [
+        (WriteMemory, {"memory": "kb", "text": "   "}, "text", 400),
+        (WriteMemory, {"memory": "kb", "documents": [{"text": "ok"}, {"text": ""}]}, "documents.1.text", 400),
+        (WriteMemory, {"memory": "kb"}, "documents", 400),
+        (WriteMemory, {"memory": "kb", "text": "x", "metadata": {"_doc": "forged"}}, "metadata", 400),
+        (WriteMemory, {"memory": "", "text": "x"}, "memory", 400),
+        (WriteMemory, {"memory": "../etc", "text": "x"}, "memory", 400),
+        (
+            WriteMemory,
+            {"memory": "kb", "documents": [{"id": "paris", "text": "ok"}, {"id": "paris", "text": "dup"}]},
+            "documents.1.id",
+            400,
+        ),
+        (WriteMemory, {"memory": "kb", "documents": [{"id": "paris#0", "text": "ok"}]}, "documents.0.id", 400),
+        (SearchMemory, {"memory": "kb", "query": "x", "filter": {"topic": {"$regex": "g.*"}}}, "filter", 400),
+        (SearchMemory, {"memory": "kb", "query": ""}, "query", 400),
+        (SearchMemory, {"memory": "nope", "query": "x"}, "memory", 404),
+        (AskMemory, {"memory": "nope", "question": "x"}, "memory", 404),
+        (AskMemory, {"memory": "kb", "question": "  "}, "question", 400),
+        (UpdateMemory, {"memory": "kb", "id": "ghost", "text": "x"}, "id", 404),
+        (UpdateMemory, {"memory": "kb", "id": "paris"}, "text", 400),
+        (UpdateMemory, {"memory": "kb", "id": "paris", "text": ""}, "text", 400),
+        (DeleteMemory, {"memory": "kb"}, "ids", 400),
+        (DeleteMemory, {"memory": "kb", "filter": {"$nor": []}}, "filter", 400),
+        (ClearMemory, {"memory": "nope"}, "memory", 404),
+        (SequentialMemory, {"thread": "t", "action": "append"}, "messages", 400),
+        (SequentialMemory, {"thread": "t", "action": "append", "message": " "}, "messages.0.content", 400),
+    ],
+)
 async def test_bad_input_is_a_named_4xx_and_changes_nothing(ctx_for, owners, agent, payload, field, status):
     ctx = ctx_for(owners[0])
     await _seed(ctx)
@@ -262,8 +325,7 @@ async def test_unreachable_llm_is_a_502_naming_the_llm(ctx_for, owners):
     await _seed(base)
     # nothing listens on port 9 of the loopback address
     settings = Settings(home=base.settings.home, llm_base_url="http://127.0.0.1:9/v1")
-    ctx = AgentContext(owner=owners[0], settings=settings,
-                       services=Services(settings, memory=base.services.memory))
+    ctx = AgentContext(owner=owners[0], settings=settings, services=Services(settings, memory=base.services.memory))
     with pytest.raises(AgentError) as err:
         await AskMemory()({"memory": "kb", "question": "capital of France?"}, ctx)
     assert (err.value.status_code, err.value.field) == (502, "llm")

@@ -36,8 +36,9 @@ def accounts(app, platform):
     alice, alice_auth = _account()
     _, bob_auth = _account()
     store = platform.memory
-    store.write(alice, "kb", [DocumentIn(id=f"n{i}", text=f"note {i} about tides", metadata={"i": i})
-                              for i in range(5)])
+    store.write(
+        alice, "kb", [DocumentIn(id=f"n{i}", text=f"note {i} about tides", metadata={"i": i}) for i in range(5)]
+    )
     chunks = store.write(alice, "kb", [DocumentIn(id="long", text="tide " * 400)], chunk_size=300, chunk_overlap=50)
     store.threads.append(alice, "chat", [EntryIn(role="user", content="hello")])
     return {"alice": alice_auth, "bob": bob_auth, "total": 5 + len(chunks)}
@@ -51,8 +52,9 @@ def test_list_memories_and_page_items(app, accounts):
     second = client.get("/v1/memories/kb/items", params={"limit": 5, "offset": 5}, headers=accounts["alice"]).json()
     assert first["total"] == total and len(first["items"]) == 5 and len(second["items"]) == 5
     assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
-    filtered = client.get("/v1/memories/kb/items", params={"filter": '{"i": {"$gte": 3}}'},
-                          headers=accounts["alice"]).json()
+    filtered = client.get(
+        "/v1/memories/kb/items", params={"filter": '{"i": {"$gte": 3}}'}, headers=accounts["alice"]
+    ).json()
     assert {i["id"] for i in filtered["items"]} == {"n3", "n4"}
     item = client.get("/v1/memories/kb/items/long%230", headers=accounts["alice"]).json()
     assert item["document_id"] == "long" and item["chunk"] == 0
@@ -71,15 +73,18 @@ def test_another_account_sees_nothing(app, accounts):
     assert client.get("/v1/memories/threads/chat", headers=accounts["bob"]).status_code == 404
 
 
-@pytest.mark.parametrize("path, params, status, field", [
-    ("/v1/memories/kb/items", {"filter": "{not json"}, 400, "filter"),
-    ("/v1/memories/kb/items", {"filter": '{"i": {"$like": 1}}'}, 400, "filter"),
-    ("/v1/memories/kb/items", {"filter": "[1]"}, 400, "filter"),
-    ("/v1/memories/kb/items", {"limit": 0}, 422, "limit"),
-    ("/v1/memories/kb/items/ghost", {}, 404, "item_id"),
-    ("/v1/memories/no%20such/items", {}, 404, "memory"),
-    ("/v1/memories/-bad/items", {}, 400, "memory"),
-])
+@pytest.mark.parametrize(
+    "path, params, status, field",
+    [
+        ("/v1/memories/kb/items", {"filter": "{not json"}, 400, "filter"),
+        ("/v1/memories/kb/items", {"filter": '{"i": {"$like": 1}}'}, 400, "filter"),
+        ("/v1/memories/kb/items", {"filter": "[1]"}, 400, "filter"),
+        ("/v1/memories/kb/items", {"limit": 0}, 422, "limit"),
+        ("/v1/memories/kb/items/ghost", {}, 404, "item_id"),
+        ("/v1/memories/no%20such/items", {}, 404, "memory"),
+        ("/v1/memories/-bad/items", {}, 400, "memory"),
+    ],
+)
 def test_bad_requests_are_named_4xx(app, accounts, path, params, status, field):
     resp = TestClient(app).get(path, params=params, headers=accounts["alice"])
     assert resp.status_code == status, resp.text
@@ -119,6 +124,7 @@ def test_served_over_real_http(app, accounts):
 
 # --- the agents through /v1/agents/{id}/invoke -------------------------------------------------------
 
+
 def _invoke(client, auth, agent_id, payload):
     return client.post(f"/v1/agents/{agent_id}/invoke", json={"input": payload}, headers=auth)
 
@@ -130,20 +136,42 @@ def ok(resp) -> dict:
 
 def test_every_agent_through_the_agent_api(app, accounts):
     client, auth = TestClient(app), accounts["alice"]
-    out = ok(_invoke(client, auth, "memory.write", {"memory": "api", "documents": [
-        {"id": "x", "text": "Kites fly in strong wind.", "metadata": {"k": 1}},
-        {"id": "y", "text": "Submarines dive under the sea.", "metadata": {"k": 2}}]}))
+    out = ok(
+        _invoke(
+            client,
+            auth,
+            "memory.write",
+            {
+                "memory": "api",
+                "documents": [
+                    {"id": "x", "text": "Kites fly in strong wind.", "metadata": {"k": 1}},
+                    {"id": "y", "text": "Submarines dive under the sea.", "metadata": {"k": 2}},
+                ],
+            },
+        )
+    )
     assert out["ids"] == ["x", "y"]
-    assert ok(_invoke(client, auth, "memory.search", {"memory": "api", "query": "underwater boat", "k": 1}))["ids"] == ["y"]
-    assert ok(_invoke(client, auth, "memory.ask", {"memory": "api", "question": "What flies in wind?", "k": 1})
-              )["passage_ids"] == ["x"]
-    assert ok(_invoke(client, auth, "memory.update", {"memory": "api", "id": "x", "metadata": {"k": 3}}))["ids"] == ["x"]
+    assert ok(_invoke(client, auth, "memory.search", {"memory": "api", "query": "underwater boat", "k": 1}))["ids"] == [
+        "y"
+    ]
+    assert ok(_invoke(client, auth, "memory.ask", {"memory": "api", "question": "What flies in wind?", "k": 1}))[
+        "passage_ids"
+    ] == ["x"]
+    assert ok(_invoke(client, auth, "memory.update", {"memory": "api", "id": "x", "metadata": {"k": 3}}))["ids"] == [
+        "x"
+    ]
     assert ok(_invoke(client, auth, "memory.delete", {"memory": "api", "filter": {"k": 2}}))["deleted"] == ["y"]
     assert ok(_invoke(client, auth, "memory.clear", {"memory": "api"}))["deleted"] == 1
     seq = ok(_invoke(client, auth, "memory.sequential", {"thread": "api", "action": "append", "message": "hi"}))
     assert seq["appended"] == [0]
-    ok(_invoke(client, auth, "db.dxtabase", {"action": "create_table", "table": "t",
-                                             "columns": [{"name": "a", "type": "integer"}]}))
+    ok(
+        _invoke(
+            client,
+            auth,
+            "db.dxtabase",
+            {"action": "create_table", "table": "t", "columns": [{"name": "a", "type": "integer"}]},
+        )
+    )
     ok(_invoke(client, auth, "db.dxtabase", {"action": "insert", "table": "t", "rows": [{"a": 7}]}))
     assert ok(_invoke(client, auth, "db.dxtabase", {"sql": "SELECT a FROM t"}))["rows"] == [{"a": 7}]
 
@@ -161,17 +189,20 @@ def test_agent_api_isolates_accounts(app, accounts):
     assert len(still.json()["output"]["ids"]) == accounts["total"]
 
 
-@pytest.mark.parametrize("agent_id, payload, status, field", [
-    ("memory.write", {"memory": "kb", "text": ""}, 400, "text"),
-    ("memory.write", {"memory": "kb", "documents": [{"text": "x" * 1_000_001}]}, 413, "documents.0.text"),
-    ("memory.search", {"memory": "kb", "query": "x", "filter": {"i": {"$regex": "."}}}, 400, "filter"),
-    ("memory.search", {"memory": "ghost", "query": "x"}, 404, "memory"),
-    ("memory.search", {"memory": "kb", "query": "x", "k": 0}, 422, "input.k"),
-    ("memory.ask", {"memory": "kb"}, 422, "input.question"),
-    ("memory.update", {"memory": "kb", "id": "nope", "text": "x"}, 404, "id"),
-    ("memory.clear", {"memory": "ghost"}, 404, "memory"),
-    ("db.dxtabase", {"sql": "ATTACH DATABASE 'x.db' AS x"}, 403, "sql"),
-])
+@pytest.mark.parametrize(
+    "agent_id, payload, status, field",
+    [
+        ("memory.write", {"memory": "kb", "text": ""}, 400, "text"),
+        ("memory.write", {"memory": "kb", "documents": [{"text": "x" * 1_000_001}]}, 413, "documents.0.text"),
+        ("memory.search", {"memory": "kb", "query": "x", "filter": {"i": {"$regex": "."}}}, 400, "filter"),
+        ("memory.search", {"memory": "ghost", "query": "x"}, 404, "memory"),
+        ("memory.search", {"memory": "kb", "query": "x", "k": 0}, 422, "input.k"),
+        ("memory.ask", {"memory": "kb"}, 422, "input.question"),
+        ("memory.update", {"memory": "kb", "id": "nope", "text": "x"}, 404, "id"),
+        ("memory.clear", {"memory": "ghost"}, 404, "memory"),
+        ("db.dxtabase", {"sql": "ATTACH DATABASE 'x.db' AS x"}, 403, "sql"),
+    ],
+)
 def test_agent_api_bad_input_is_a_named_4xx_and_changes_nothing(app, accounts, agent_id, payload, status, field):
     client, auth = TestClient(app), accounts["alice"]
     before = client.get("/v1/memories/kb/items", params={"limit": 1000}, headers=auth).json()

@@ -39,15 +39,18 @@ def test_filter_normalisation():
     assert normalize_filter({"$or": [{"a": "x"}]}) == {"a": {"$eq": "x"}}
 
 
-@pytest.mark.parametrize("bad", [
-    {"a": {"$regex": "x"}},
-    {"$nor": [{"a": 1}]},
-    {"a": {"$gt": "x"}},
-    {"a": {"$in": []}},
-    {"a": [1, 2]},
-    {"$and": "a"},
-    {"a": {"$eq": 1, "$ne": 2}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"a": {"$regex": "x"}},
+        {"$nor": [{"a": 1}]},
+        {"a": {"$gt": "x"}},
+        {"a": {"$in": []}},
+        {"a": [1, 2]},
+        {"$and": "a"},
+        {"a": {"$eq": 1, "$ne": 2}},
+    ],
+)
 def test_bad_filters_are_named_400s(bad):
     with pytest.raises(AgentError) as err:
         normalize_filter(bad)

@@ -75,15 +75,27 @@ def cli(platform, api_url, monkeypatch):
 def test_cli_write_search_ask_ls_through_the_api(cli, api_url, folder):
     memory = f"cli-{uuid.uuid4().hex[:8]}"
     files = [str(folder / "ocean.txt"), str(folder / "volcano.txt")]
-    result = cli("write", "-m", memory, "--meta", "lang=en", "-f", files[0], "-f", files[1],
-                 "Sharks have skeletons made of cartilage.")
+    result = cli(
+        "write",
+        "-m",
+        memory,
+        "--meta",
+        "lang=en",
+        "-f",
+        files[0],
+        "-f",
+        files[1],
+        "Sharks have skeletons made of cartilage.",
+    )
     assert result.exit_code == 0, result.output
     assert "stored 3 document(s)" in result.output
     # written as the local wallet, whose memories the API shows an anonymous caller on this machine
     listed = httpx.get(f"{api_url}/v1/memories").json()
     assert {"name": memory, "count": 3} in listed
-    searched = httpx.post(f"{api_url}/v1/agents/memory.search/invoke",
-                          json={"input": {"memory": memory, "query": "largest animal", "k": 1}}).json()
+    searched = httpx.post(
+        f"{api_url}/v1/agents/memory.search/invoke",
+        json={"input": {"memory": memory, "query": "largest animal", "k": 1}},
+    ).json()
     assert searched["output"]["ids"] == ["ocean.txt"]
 
     result = cli("search", "-m", memory, "--json", "-k", "1", "largest animal")

@@ -44,8 +44,9 @@ print(json.dumps({"ids": hits.ids, "thread": [e.content for e in thread.entries]
 def _python(code: str, home: Path, **env: str) -> str:
     environ = {**os.environ, "CXMPUTE_HOME": str(home), **env}
     environ.pop("CXMPUTE_LLM_MODEL", None)
-    done = subprocess.run([sys.executable, "-c", code], env=environ, cwd=REPO, capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environ, cwd=REPO, capture_output=True, text=True, timeout=240
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -67,9 +68,20 @@ def _free_port() -> int:
 def chroma_server(tmp_path_factory):
     chroma = Path(sys.executable).parent / "chroma"
     port = _free_port()
-    proc = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path_factory.mktemp("chroma-server")),
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(chroma),
+            "run",
+            "--path",
+            str(tmp_path_factory.mktemp("chroma-server")),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):  # up to 30 s for the server to come up
@@ -93,8 +105,14 @@ def test_chroma_server_via_cxmpute_chroma_url(chroma_server, tmp_path, monkeypat
     monkeypatch.setenv("CXMPUTE_CHROMA_URL", chroma_server)
     store = MemoryStore.from_settings(Settings(home=tmp_path))
     assert store.client.get_settings().chroma_api_impl.endswith("FastAPI")  # the HTTP client, not embedded
-    ids = store.write("0xServer", "m", [DocumentIn(id="x", text="Server side vector search works."),
-                                        DocumentIn(id="y", text="Unrelated note on gardening.")])
+    ids = store.write(
+        "0xServer",
+        "m",
+        [
+            DocumentIn(id="x", text="Server side vector search works."),
+            DocumentIn(id="y", text="Unrelated note on gardening."),
+        ],
+    )
     assert ids == ["x", "y"]
     assert not (tmp_path / "chroma").exists()  # nothing embedded: the data lives in the server
     # a fresh client (a restarted process) sees the same data through the server
@@ -114,8 +132,11 @@ def test_short_memory_names_work_despite_chromas_minimum(ctx_for, owners):
 
 def test_list_items_pages_and_filters(ctx_for, owners):
     store = ctx_for(owners[0]).services.memory
-    store.write(owners[0], "pages", [DocumentIn(id=f"n{i}", text=f"note number {i}", metadata={"even": i % 2 == 0})
-                                     for i in range(25)])
+    store.write(
+        owners[0],
+        "pages",
+        [DocumentIn(id=f"n{i}", text=f"note number {i}", metadata={"even": i % 2 == 0}) for i in range(25)],
+    )
     first = store.list_items(owners[0], "pages", offset=0, limit=10)
     rest = store.list_items(owners[0], "pages", offset=10, limit=100)
     assert first.total == 25 and len(first.items) == 10 and len(rest.items) == 15

@@ -10,7 +10,6 @@ from agxnt.errors import AgentError
 from agxnt.memory.threads import EntryIn, ThreadLog
 
 
-
 @pytest.fixture
 def log(platform_db_url):
     return ThreadLog(platform_db_url)

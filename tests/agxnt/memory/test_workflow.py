@@ -24,10 +24,11 @@ def test_ingest_folder_then_answer_cites_the_right_passage(platform, owners):
     for name, text in FILES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    result = run_workflow(load_document(TEMPLATE),
-                          inputs={"folder": folder, "question": "Who brought movable type printing to Europe?",
-                                  "memory": "library"},
-                          owner=owners[0])
+    result = run_workflow(
+        load_document(TEMPLATE),
+        inputs={"folder": folder, "question": "Who brought movable type printing to Europe?", "memory": "library"},
+        owner=owners[0],
+    )
     assert result.state == "completed", {n: r.error for n, r in result.nodes.items()}
     assert result.outputs["sources"][0] == "history/printing.txt"
     assert isinstance(result.outputs["answer"], str)
@@ -49,24 +50,55 @@ ALL_AGENTS = {
         "rows": {"node": "query", "field": "rows"},
     },
     "nodes": [
-        {"id": "write", "agent": "memory.write", "params": {"memory": "wf", "documents": [
-            {"id": "tea", "text": "Green tea is made from unoxidised leaves.", "metadata": {"kind": "drink"}},
-            {"id": "oak", "text": "Oak trees can live for more than a thousand years.", "metadata": {"kind": "tree"}},
-            {"id": "fig", "text": "Figs grow on trees.", "metadata": {"kind": "tree"}}]}},
-        {"id": "update", "agent": "memory.update",
-         "params": {"id": "fig", "text": "Espresso is coffee brewed under pressure.", "metadata": {"kind": "drink"}}},
+        {
+            "id": "write",
+            "agent": "memory.write",
+            "params": {
+                "memory": "wf",
+                "documents": [
+                    {"id": "tea", "text": "Green tea is made from unoxidised leaves.", "metadata": {"kind": "drink"}},
+                    {
+                        "id": "oak",
+                        "text": "Oak trees can live for more than a thousand years.",
+                        "metadata": {"kind": "tree"},
+                    },
+                    {"id": "fig", "text": "Figs grow on trees.", "metadata": {"kind": "tree"}},
+                ],
+            },
+        },
+        {
+            "id": "update",
+            "agent": "memory.update",
+            "params": {"id": "fig", "text": "Espresso is coffee brewed under pressure.", "metadata": {"kind": "drink"}},
+        },
         {"id": "search", "agent": "memory.search", "params": {"query": "coffee brewing", "k": 1}},
         {"id": "ask", "agent": "memory.ask", "params": {"question": "How long do oak trees live?", "k": 1}},
         {"id": "delete", "agent": "memory.delete", "params": {"filter": {"kind": "tree"}}},
         {"id": "clear", "agent": "memory.clear", "params": {}},
-        {"id": "chat", "agent": "memory.sequential",
-         "params": {"thread": "wf", "action": "append", "message": "hello from a workflow"}},
-        {"id": "create", "agent": "db.dxtabase", "params": {"action": "create_table", "table": "items", "columns": [
-            {"name": "id", "type": "integer", "primary_key": True}, {"name": "name", "type": "text"}]}},
-        {"id": "insert", "agent": "db.dxtabase",
-         "params": {"action": "insert", "rows": [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]}},
-        {"id": "query", "agent": "db.dxtabase",
-         "params": {"action": "query", "sql": "SELECT name FROM items ORDER BY id"}},
+        {
+            "id": "chat",
+            "agent": "memory.sequential",
+            "params": {"thread": "wf", "action": "append", "message": "hello from a workflow"},
+        },
+        {
+            "id": "create",
+            "agent": "db.dxtabase",
+            "params": {
+                "action": "create_table",
+                "table": "items",
+                "columns": [{"name": "id", "type": "integer", "primary_key": True}, {"name": "name", "type": "text"}],
+            },
+        },
+        {
+            "id": "insert",
+            "agent": "db.dxtabase",
+            "params": {"action": "insert", "rows": [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]},
+        },
+        {
+            "id": "query",
+            "agent": "db.dxtabase",
+            "params": {"action": "query", "sql": "SELECT name FROM items ORDER BY id"},
+        },
     ],
     "edges": [
         {"source": "write", "source_field": "memory", "target": "update", "target_field": "memory"},
@@ -93,8 +125,11 @@ def test_every_agent_runs_inside_a_workflow(platform, owners):
 
 
 def test_a_failing_memory_node_fails_the_run_and_names_the_problem(platform, owners):
-    doc = {"version": 1, "name": "bad", "nodes": [
-        {"id": "s", "agent": "memory.search", "params": {"memory": "never-written", "query": "x"}}]}
+    doc = {
+        "version": 1,
+        "name": "bad",
+        "nodes": [{"id": "s", "agent": "memory.search", "params": {"memory": "never-written", "query": "x"}}],
+    }
     result = run_workflow(doc, owner=owners[0])
     assert result.state == "failed"
     assert "never-written" in (result.nodes["s"].error or "")

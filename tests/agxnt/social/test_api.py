@@ -65,8 +65,10 @@ def test_each_agent_through_the_agent_api(api, youtube, discord, twitter, telegr
 def test_agent_errors_over_the_api_are_clear_and_masked(api, telegram):
     wrong = "111:AAWrongWrongWrongWrongWrongWrong"
     assert api.put("/v1/secrets/old_bot", json={"value": wrong}).status_code == 200
-    r = api.post("/v1/agents/social.telegram/invoke",
-                 json={"input": {"chat_id": "-1001", "text": "x", "token_secret": "old_bot"}})
+    r = api.post(
+        "/v1/agents/social.telegram/invoke",
+        json={"input": {"chat_id": "-1001", "text": "x", "token_secret": "old_bot"}},
+    )
     assert r.status_code == 400 and r.json()["field"] == "token_secret"
     assert "Telegram rejected the credentials" in r.json()["detail"] and "AAWrong" not in r.text
     missing = api.post("/v1/agents/social.twitter/invoke", json={"input": {"text": "x", "token_secret": "nope"}})

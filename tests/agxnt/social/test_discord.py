@@ -14,25 +14,53 @@ from .conftest import DISCORD_BOT, DISCORD_CHANNEL, DISCORD_WEBHOOK_TOKEN, disco
 
 
 async def test_webhook_post_with_embed(ctx, discord):
-    out = await DiscordAgent()({"content": "Deploy done", "username": "cx", "embeds": [
-        {"title": "Build 12", "color": 0x00FF00, "fields": [{"name": "tests", "value": "all green"}],
-         "footer": "ci", "image_url": "https://example.org/a.png"}]}, ctx)
+    out = await DiscordAgent()(
+        {
+            "content": "Deploy done",
+            "username": "cx",
+            "embeds": [
+                {
+                    "title": "Build 12",
+                    "color": 0x00FF00,
+                    "fields": [{"name": "tests", "value": "all green"}],
+                    "footer": "ci",
+                    "image_url": "https://example.org/a.png",
+                }
+            ],
+        },
+        ctx,
+    )
     req = discord.requests[-1]
     assert req.method == "POST" and req.path == f"/api/v10/webhooks/998877665544/{DISCORD_WEBHOOK_TOKEN}"
     assert req.arg("wait") == "true" and "authorization" not in req.headers
     body = req.json()
     assert body["content"] == "Deploy done" and body["username"] == "cx"
-    assert body["embeds"] == [{"title": "Build 12", "color": 0x00FF00, "image": {"url": "https://example.org/a.png"},
-                               "footer": {"text": "ci"},
-                               "fields": [{"name": "tests", "value": "all green", "inline": False}]}]
+    assert body["embeds"] == [
+        {
+            "title": "Build 12",
+            "color": 0x00FF00,
+            "image": {"url": "https://example.org/a.png"},
+            "footer": {"text": "ci"},
+            "fields": [{"name": "tests", "value": "all green", "inline": False}],
+        }
+    ]
     assert out.posted.id == "3000000" and out.posted.embeds[0]["title"] == "Build 12"
 
 
 async def test_bot_post_with_attachments_and_reply(ctx, discord):
     png = base64.b64encode(b"\x89PNG fake").decode()
-    out = await DiscordAgent()({"channel_id": DISCORD_CHANNEL, "content": "files", "reply_to": "1999999",
-                                "attachments": [{"filename": "a.png", "content_base64": png, "content_type":
-                                                 "image/png"}, {"filename": "notes.txt", "text": "hello"}]}, ctx)
+    out = await DiscordAgent()(
+        {
+            "channel_id": DISCORD_CHANNEL,
+            "content": "files",
+            "reply_to": "1999999",
+            "attachments": [
+                {"filename": "a.png", "content_base64": png, "content_type": "image/png"},
+                {"filename": "notes.txt", "text": "hello"},
+            ],
+        },
+        ctx,
+    )
     req = discord.requests[-1]
     assert req.headers["authorization"] == f"Bot {DISCORD_BOT}"
     form = req.form()
@@ -70,8 +98,9 @@ async def test_5xx_retried_until_the_limit(ctx, discord):
 
 
 async def test_bad_token_is_a_clear_401(settings, discord):
-    ctx = AgentContext(settings=settings, services=Services(settings),
-                       secrets={"discord_bot_token": "not-the-bot-token"})
+    ctx = AgentContext(
+        settings=settings, services=Services(settings), secrets={"discord_bot_token": "not-the-bot-token"}
+    )
     with pytest.raises(AgentError, match=r"Discord rejected the credentials .* \(HTTP 401: 401: Unauthorized\)") as e:
         await DiscordAgent()({"action": "read", "channel_id": DISCORD_CHANNEL}, ctx)
     assert e.value.field == "bot_token_secret" and "not-the-bot-token" not in str(e.value)
@@ -88,4 +117,3 @@ async def test_unknown_channel_and_bad_input(ctx):
     with pytest.raises(AgentError, match="not a Discord webhook URL") as err:
         await DiscordAgent()({"content": "x"}, bad)
     assert "hello world" not in err.value.message
-

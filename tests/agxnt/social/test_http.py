@@ -41,8 +41,10 @@ async def test_server_error_ignores_the_rate_limit_window(ctx, twitter, monkeypa
 
     monkeypatch.setattr(asyncio, "sleep", recording_sleep)
     reset = str(int(time.time()) + 900)
-    twitter.queue((503, {"x-rate-limit-reset": reset}, {"title": "Service Unavailable", "status": 503}),
-                  (429, {"x-rate-limit-reset": str(int(time.time()) + 20)}, {"title": "Too Many Requests"}))
+    twitter.queue(
+        (503, {"x-rate-limit-reset": reset}, {"title": "Service Unavailable", "status": 503}),
+        (429, {"x-rate-limit-reset": str(int(time.time()) + 20)}, {"title": "Too Many Requests"}),
+    )
     out = await TwitterAgent()({"action": "search", "query": "x"}, ctx)
     assert len(out.tweets) == 10
     assert waits[0] < 1 and 15 < waits[1] <= 20

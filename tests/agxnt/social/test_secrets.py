@@ -59,8 +59,9 @@ def test_rows_are_bound_to_owner_and_key(tmp_path):
         other_key.resolve("0xB", ["token"])
 
 
-@pytest.mark.parametrize(("name", "value", "field"), [("bad name", VALUE, "name"), ("1x", VALUE, "name"),
-                                                      ("ok", "short", "value")])
+@pytest.mark.parametrize(
+    ("name", "value", "field"), [("bad name", VALUE, "name"), ("1x", VALUE, "name"), ("ok", "short", "value")]
+)
 def test_bad_names_and_values(tmp_path, name, value, field):
     store = SecretStore(f"sqlite:///{tmp_path / 'p.db'}", derive_key("k"))
     with pytest.raises(AgentError) as err:
@@ -87,10 +88,11 @@ async def test_secret_masked_in_logs_outputs_and_errors(settings, telegram, disc
     credential back. None of it may reach a log record, an output or an exception."""
     caplog.set_level(logging.DEBUG)
     echo = f"your token {TELEGRAM_TOKEN} is fine"
-    telegram.queue((200, {}, {"ok": True, "result": {"message_id": 1, "chat": {"id": -1001}, "text": echo}}),
-                   (400, {}, {"ok": False, "error_code": 400, "description": f"Bad Request: {TELEGRAM_TOKEN}"}))
-    ctx = AgentContext(settings=settings, services=Services(settings),
-                       secrets={"telegram_bot_token": TELEGRAM_TOKEN})
+    telegram.queue(
+        (200, {}, {"ok": True, "result": {"message_id": 1, "chat": {"id": -1001}, "text": echo}}),
+        (400, {}, {"ok": False, "error_code": 400, "description": f"Bad Request: {TELEGRAM_TOKEN}"}),
+    )
+    ctx = AgentContext(settings=settings, services=Services(settings), secrets={"telegram_bot_token": TELEGRAM_TOKEN})
     out = await TelegramAgent()({"chat_id": "-1001", "text": "hi"}, ctx)
     with pytest.raises(AgentError) as err:
         await TelegramAgent()({"chat_id": "-1001", "text": "hi"}, ctx)
@@ -113,7 +115,17 @@ def test_redact_walks_nested_values_and_token_fragments():
 async def test_discord_output_never_carries_the_webhook_token(ctx, discord):
     from .conftest import DISCORD_WEBHOOK_TOKEN
 
-    discord.queue((200, {}, {"id": "1", "channel_id": DISCORD_CHANNEL, "content": DISCORD_WEBHOOK_TOKEN,
-                             "token": DISCORD_WEBHOOK_TOKEN}))
+    discord.queue(
+        (
+            200,
+            {},
+            {
+                "id": "1",
+                "channel_id": DISCORD_CHANNEL,
+                "content": DISCORD_WEBHOOK_TOKEN,
+                "token": DISCORD_WEBHOOK_TOKEN,
+            },
+        )
+    )
     out = await DiscordAgent()({"content": "x"}, ctx)
     assert DISCORD_WEBHOOK_TOKEN not in out.model_dump_json()

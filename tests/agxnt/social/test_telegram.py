@@ -25,9 +25,16 @@ async def test_send_message_and_reply(ctx, telegram):
 
 async def test_send_photo_upload_and_document_by_reference(ctx, telegram):
     jpg = base64.b64encode(b"\xff\xd8\xff jpeg").decode()
-    out = await TelegramAgent()({"action": "send_photo", "chat_id": "-1001", "text": "look", "reply_to": 5,
-                                 "file": {"filename": "p.jpg", "content_base64": jpg, "content_type": "image/jpeg"}},
-                                ctx)
+    out = await TelegramAgent()(
+        {
+            "action": "send_photo",
+            "chat_id": "-1001",
+            "text": "look",
+            "reply_to": 5,
+            "file": {"filename": "p.jpg", "content_base64": jpg, "content_type": "image/jpeg"},
+        },
+        ctx,
+    )
     form = telegram.requests[-1].form()
     assert form["photo"] == ("p.jpg", b"\xff\xd8\xff jpeg")
     assert form["caption"][1] == b"look" and form["reply_parameters"][1] == b'{"message_id": 5}'
@@ -40,8 +47,7 @@ async def test_send_photo_upload_and_document_by_reference(ctx, telegram):
 async def test_get_updates_long_polls_from_offset(ctx, telegram):
     out = await TelegramAgent()({"action": "get_updates", "offset": 901, "poll_seconds": 1}, ctx)
     assert [u.update_id for u in out.updates] == [901, 902] and out.next_offset == 903
-    assert telegram.requests[-1].json() == {"limit": 100, "timeout": 1, "allowed_updates": ["message"],
-                                            "offset": 901}
+    assert telegram.requests[-1].json() == {"limit": 100, "timeout": 1, "allowed_updates": ["message"], "offset": 901}
     assert out.updates[0].message.text == "hi 901"
 
 

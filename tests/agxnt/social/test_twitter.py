@@ -13,14 +13,17 @@ from .conftest import TWITTER_TOKEN, twitter_rate_limited
 
 async def test_post_with_media(ctx, twitter):
     img = base64.b64encode(b"GIF89a...").decode()
-    out = await TwitterAgent()({"text": "hello", "media": [{"filename": "a.gif", "content_base64": img,
-                                                            "content_type": "image/gif"}]}, ctx)
+    out = await TwitterAgent()(
+        {"text": "hello", "media": [{"filename": "a.gif", "content_base64": img, "content_type": "image/gif"}]}, ctx
+    )
     upload, post = twitter.requests
     assert upload.path == "/2/media/upload" and upload.headers["authorization"] == f"Bearer {TWITTER_TOKEN}"
     form = upload.form()
     assert form["media"] == ("a.gif", b"GIF89a...") and form["media_category"][1] == b"tweet_gif"
-    assert post.path == "/2/tweets" and post.json() == {"text": "hello",
-                                                        "media": {"media_ids": ["1880028106020515840"]}}
+    assert post.path == "/2/tweets" and post.json() == {
+        "text": "hello",
+        "media": {"media_ids": ["1880028106020515840"]},
+    }
     assert out.posted.id == "1900000000000000001" and out.media_ids == ["1880028106020515840"]
 
 

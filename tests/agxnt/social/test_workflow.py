@@ -60,8 +60,9 @@ def assert_no_secret(text: str) -> None:
 
 
 def test_summarize_and_post_to_discord_and_telegram(owner, youtube, discord, telegram):
-    result = run_workflow(load_document(TEMPLATE), inputs={"video": "https://youtu.be/dQw4w9WgXcQ",
-                                                           "telegram_chat": "-1001"}, owner=owner)
+    result = run_workflow(
+        load_document(TEMPLATE), inputs={"video": "https://youtu.be/dQw4w9WgXcQ", "telegram_chat": "-1001"}, owner=owner
+    )
     assert result.state == "completed", {n: r.error for n, r in result.nodes.items()}
     text = "Summary: Hello and welcome\n\nhttps://www.youtube.com/watch?v=dQw4w9WgXcQ"
     assert result.outputs["summary"] == "Summary: Hello and welcome"
@@ -76,8 +77,20 @@ def test_summarize_and_post_to_discord_and_telegram(owner, youtube, discord, tel
 
 
 def test_failed_node_reports_the_service_error_without_the_token(owner, telegram):
-    telegram.queue(*[(400, {}, {"ok": False, "error_code": 400,
-                                "description": f"Bad Request: bot {TELEGRAM_TOKEN} can't initiate conversation"})] * 4)
+    telegram.queue(
+        *[
+            (
+                400,
+                {},
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": f"Bad Request: bot {TELEGRAM_TOKEN} can't initiate conversation",
+                },
+            )
+        ]
+        * 4
+    )
     result = run_workflow(without_summary(), inputs={"video": "dQw4w9WgXcQ", "telegram_chat": "-1001"}, owner=owner)
     assert result.state == "failed"
     error = result.nodes["telegram"].error
@@ -90,8 +103,9 @@ def test_failed_node_reports_the_service_error_without_the_token(owner, telegram
 
 
 def test_missing_secret_fails_the_node_naming_it(prefect_api, configured):
-    result = run_workflow(without_summary(), inputs={"video": "dQw4w9WgXcQ", "telegram_chat": "-1001"},
-                          owner="0xno5ecret5")
+    result = run_workflow(
+        without_summary(), inputs={"video": "dQw4w9WgXcQ", "telegram_chat": "-1001"}, owner="0xno5ecret5"
+    )
     assert result.state == "failed"
     assert "secret 'discord_webhook_url' is not set" in result.nodes["discord"].error
     assert "secret 'telegram_bot_token' is not set" in result.nodes["telegram"].error
@@ -100,20 +114,35 @@ def test_missing_secret_fails_the_node_naming_it(prefect_api, configured):
 READERS = {
     "version": 1,
     "name": "social readers",
-    "outputs": {"videos": {"node": "uploads", "field": "videos"}, "posts": {"node": "search", "field": "tweets"},
-                "messages": {"node": "channel", "field": "messages"}, "reply": {"node": "reply", "field": "posted"}},
+    "outputs": {
+        "videos": {"node": "uploads", "field": "videos"},
+        "posts": {"node": "search", "field": "tweets"},
+        "messages": {"node": "channel", "field": "messages"},
+        "reply": {"node": "reply", "field": "posted"},
+    },
     "nodes": [
-        {"id": "uploads", "agent": "social.youtube",
-         "params": {"action": "uploads", "channel_id": "UCchannel0000000000000", "max_results": 3}},
-        {"id": "search", "agent": "social.twitter", "params": {"action": "search", "query": "cxmpute",
-                                                               "max_results": 2}},
+        {
+            "id": "uploads",
+            "agent": "social.youtube",
+            "params": {"action": "uploads", "channel_id": "UCchannel0000000000000", "max_results": 3},
+        },
+        {
+            "id": "search",
+            "agent": "social.twitter",
+            "params": {"action": "search", "query": "cxmpute", "max_results": 2},
+        },
         {"id": "first", "agent": "io.json", "params": {"path": "0.id"}},
         {"id": "reply", "agent": "social.twitter", "params": {"action": "reply", "text": "thanks!"}},
-        {"id": "channel", "agent": "social.discord", "params": {"action": "read", "channel_id": DISCORD_CHANNEL,
-                                                                "limit": 2}},
+        {
+            "id": "channel",
+            "agent": "social.discord",
+            "params": {"action": "read", "channel_id": DISCORD_CHANNEL, "limit": 2},
+        },
     ],
-    "edges": [{"source": "search", "source_field": "tweets", "target": "first", "target_field": "data"},
-              {"source": "first", "source_field": "value", "target": "reply", "target_field": "reply_to"}],
+    "edges": [
+        {"source": "search", "source_field": "tweets", "target": "first", "target_field": "data"},
+        {"source": "first", "source_field": "value", "target": "reply", "target_field": "reply_to"},
+    ],
 }
 
 

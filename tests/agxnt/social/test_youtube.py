@@ -13,8 +13,12 @@ from .conftest import YOUTUBE_KEY, google_error
 async def test_video_details_sends_key_in_header(ctx, youtube):
     out = await YouTubeAgent()({"action": "video", "video": "https://youtu.be/dQw4w9WgXcQ"}, ctx)
     video = out.videos[0]
-    assert (video.id, video.title, video.duration, video.view_count) == ("dQw4w9WgXcQ", "Video dQw4w9WgXcQ",
-                                                                          "PT4M13S", 1234)
+    assert (video.id, video.title, video.duration, video.view_count) == (
+        "dQw4w9WgXcQ",
+        "Video dQw4w9WgXcQ",
+        "PT4M13S",
+        1234,
+    )
     req = youtube.requests[-1]
     assert req.path == "/youtube/v3/videos"
     assert req.arg("part") == "snippet,contentDetails,statistics" and req.arg("id") == "dQw4w9WgXcQ"
@@ -49,8 +53,9 @@ async def test_bad_key_and_quota_reported_clearly(settings, youtube):
     ctx = AgentContext(settings=settings, services=Services(settings), secrets={"youtube_api_key": "wrong-key-123"})
     with pytest.raises(AgentError, match="API key not valid"):
         await YouTubeAgent()({"action": "video", "video": "dQw4w9WgXcQ"}, ctx)
-    youtube.queue(google_error(403, "The request cannot be completed because you have exceeded your quota.",
-                               "quotaExceeded"))
+    youtube.queue(
+        google_error(403, "The request cannot be completed because you have exceeded your quota.", "quotaExceeded")
+    )
     good = AgentContext(settings=settings, services=Services(settings), secrets={"youtube_api_key": YOUTUBE_KEY})
     with pytest.raises(AgentError, match="exceeded your quota") as err:
         await YouTubeAgent()({"action": "video", "video": "dQw4w9WgXcQ"}, good)
@@ -73,8 +78,15 @@ async def test_summary_through_the_platform_model(youtube, model_url, settings):
     assert out.summary == "Summary: Hello and welcome"
 
 
-@pytest.mark.parametrize("ref", ["dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=3",
-                                 "https://youtube.com/shorts/dQw4w9WgXcQ", "https://m.youtube.com/embed/dQw4w9WgXcQ"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "dQw4w9WgXcQ",
+        "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=3",
+        "https://youtube.com/shorts/dQw4w9WgXcQ",
+        "https://m.youtube.com/embed/dQw4w9WgXcQ",
+    ],
+)
 def test_video_refs(ref):
     assert video_id(ref) == "dQw4w9WgXcQ"
 

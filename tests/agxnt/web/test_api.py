@@ -43,36 +43,54 @@ def test_internet_dive_and_deep_over_http(http: httpx.Client, site: str) -> None
 
 @pytest.mark.browser
 def test_browser_and_sequential_over_http(http: httpx.Client, site: str) -> None:
-    browse = invoke(http, "web.browser", {"start_url": f"{site}/js", "screenshots": False,
-                                          "actions": [{"type": "wait_for", "selector": "#secret"},
-                                                      {"type": "extract_text", "selector": "#secret"}]})
+    browse = invoke(
+        http,
+        "web.browser",
+        {
+            "start_url": f"{site}/js",
+            "screenshots": False,
+            "actions": [{"type": "wait_for", "selector": "#secret"}, {"type": "extract_text", "selector": "#secret"}],
+        },
+    )
     assert browse.status_code == 200, browse.text
     assert "4217" in browse.json()["output"]["extracted"][0]
 
-    chain = invoke(http, "web.sequential", {"steps": [
-        {"agent": "web.internet", "params": {"query": "sprocket steel"}},
-        {"agent": "web.internet", "params": {"url": "{{ prev.results[0].url }}"}}]})
+    chain = invoke(
+        http,
+        "web.sequential",
+        {
+            "steps": [
+                {"agent": "web.internet", "params": {"query": "sprocket steel"}},
+                {"agent": "web.internet", "params": {"url": "{{ prev.results[0].url }}"}},
+            ]
+        },
+    )
     assert chain.status_code == 200, chain.text
     assert "heavy loads" in chain.json()["output"]["last"]["page"]["text"]
 
 
-@pytest.mark.parametrize("agent,payload,status,field", [
-    ("web.internet", {"url": "file:///etc/passwd"}, 403, "url"),
-    ("web.internet", {}, 400, "url"),
-    ("web.internet", {"url": "http://x/", "max_results": 0}, 422, "input.max_results"),
-    ("web.dive", {"start_url": "ftp://127.0.0.1/"}, 403, "start_url"),
-    ("web.browser", {"actions": [{"type": "fly"}]}, 422, "input.actions.0"),
-    ("web.sequential", {"steps": [{"agent": "memory.write", "params": {}}]}, 422, "input.steps.0.agent"),
-])
-def test_bad_input_is_a_4xx_naming_the_field(http: httpx.Client, agent: str, payload: dict, status: int,
-                                             field: str) -> None:
+@pytest.mark.parametrize(
+    "agent,payload,status,field",
+    [
+        ("web.internet", {"url": "file:///etc/passwd"}, 403, "url"),
+        ("web.internet", {}, 400, "url"),
+        ("web.internet", {"url": "http://x/", "max_results": 0}, 422, "input.max_results"),
+        ("web.dive", {"start_url": "ftp://127.0.0.1/"}, 403, "start_url"),
+        ("web.browser", {"actions": [{"type": "fly"}]}, 422, "input.actions.0"),
+        ("web.sequential", {"steps": [{"agent": "memory.write", "params": {}}]}, 422, "input.steps.0.agent"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_field(
+    http: httpx.Client, agent: str, payload: dict, status: int, field: str
+) -> None:
     resp = invoke(http, agent, payload)
     assert resp.status_code == status, resp.text
     assert resp.json()["field"] == field
 
 
-def test_default_settings_refuse_internal_targets_over_http(http: httpx.Client, site: str,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_settings_refuse_internal_targets_over_http(
+    http: httpx.Client, site: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CXMPUTE_WEB_ALLOW_PRIVATE", "false")
     reset_settings()
     try:

@@ -14,7 +14,6 @@ import pytest
 from agxnt.context import AgentContext
 from agxnt.web.browser import browsers
 from agxnt.web.session import WebSession
-
 from tests.agxnt.web.conftest import _serve
 from tests.support.canary import TcpCanary, UdpCanary
 
@@ -46,9 +45,14 @@ def _chromium_processes() -> list[tuple[int, int, list[str]]]:
     procs = []
     for pid in _descendants(os.getpid()):
         try:
-            argv = (Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0"))
-            uid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                           if line.startswith("Uid:")))
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            uid = int(
+                next(
+                    line.split()[1]
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("Uid:")
+                )
+            )
         except (OSError, StopIteration):
             continue
         if argv and argv[0].endswith("chromium"):

@@ -13,23 +13,26 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.browser]
 
 
 async def test_actions_fill_a_form_and_read_a_table(ctx: AgentContext, site: str) -> None:
-    out = await BrowserUseAgent()({
-        "start_url": f"{site}/form",
-        "actions": [
-            {"type": "type", "selector": "input[name=q]", "text": "gizmo"},
-            {"type": "select", "selector": "select[name=color]", "value": "Blue"},
-            {"type": "click", "selector": "button[type=submit]"},
-            {"type": "wait_for", "selector": "#result"},
-            {"type": "extract_text", "selector": "#result"},
-            {"type": "goto", "url": f"{site}/table"},
-            {"type": "extract_table", "selector": "#prices"},
-            {"type": "goto", "url": f"{site}/js"},
-            {"type": "wait_for", "text": "secret number"},
-            {"type": "extract_text", "selector": "#secret"},
-            {"type": "scroll", "pixels": 300},
-            {"type": "screenshot", "full_page": True},
-        ],
-    }, ctx)
+    out = await BrowserUseAgent()(
+        {
+            "start_url": f"{site}/form",
+            "actions": [
+                {"type": "type", "selector": "input[name=q]", "text": "gizmo"},
+                {"type": "select", "selector": "select[name=color]", "value": "Blue"},
+                {"type": "click", "selector": "button[type=submit]"},
+                {"type": "wait_for", "selector": "#result"},
+                {"type": "extract_text", "selector": "#result"},
+                {"type": "goto", "url": f"{site}/table"},
+                {"type": "extract_table", "selector": "#prices"},
+                {"type": "goto", "url": f"{site}/js"},
+                {"type": "wait_for", "text": "secret number"},
+                {"type": "extract_text", "selector": "#secret"},
+                {"type": "scroll", "pixels": 300},
+                {"type": "screenshot", "full_page": True},
+            ],
+        },
+        ctx,
+    )
     assert out.ok, [s.error for s in out.steps]
     assert len(out.steps) == 13  # the start page plus the twelve actions
     assert all(s.screenshot and s.screenshot.startswith("data:image/jpeg;base64,") for s in out.steps)
@@ -41,22 +44,27 @@ async def test_actions_fill_a_form_and_read_a_table(ctx: AgentContext, site: str
 
 
 async def test_failed_step_is_logged_and_stops(ctx: AgentContext, site: str) -> None:
-    out = await BrowserUseAgent()({
-        "start_url": f"{site}/",
-        "actions": [{"type": "wait_for", "selector": "#absent", "timeout_seconds": 0.3},
-                    {"type": "extract_text"}],
-    }, ctx)
+    out = await BrowserUseAgent()(
+        {
+            "start_url": f"{site}/",
+            "actions": [{"type": "wait_for", "selector": "#absent", "timeout_seconds": 0.3}, {"type": "extract_text"}],
+        },
+        ctx,
+    )
     assert not out.ok
     assert len(out.steps) == 2 and out.steps[1].error and out.steps[1].screenshot
     assert out.extracted == []
 
 
 async def test_instruction_is_turned_into_actions_by_the_model(ctx: AgentContext, site: str) -> None:
-    out = await BrowserUseAgent()({
-        "start_url": f"{site}/",
-        "instruction": "Search the catalogue for gizmo in green and tell me what it found.",
-        "max_steps": 8,
-    }, ctx)
+    out = await BrowserUseAgent()(
+        {
+            "start_url": f"{site}/",
+            "instruction": "Search the catalogue for gizmo in green and tell me what it found.",
+            "max_steps": 8,
+        },
+        ctx,
+    )
     assert out.ok  # the model recovered from its prose reply and finished
     assert out.answer == "Found 3 green gizmo items."
     kinds = [s.action.get("type") for s in out.steps]
@@ -84,7 +92,8 @@ async def test_unreachable_page_is_a_failed_step(ctx: AgentContext) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = await BrowserUseAgent()({"actions": [{"type": "goto", "url": f"http://127.0.0.1:{port}/"},
-                                               {"type": "extract_text"}]}, ctx)
+    out = await BrowserUseAgent()(
+        {"actions": [{"type": "goto", "url": f"http://127.0.0.1:{port}/"}, {"type": "extract_text"}]}, ctx
+    )
     assert not out.ok and len(out.steps) == 1
     assert "HTTP 502" in out.steps[0].error

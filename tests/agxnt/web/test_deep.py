@@ -7,7 +7,6 @@ import pytest
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.web.deep import DeepInternetAgent
-
 from tests.agxnt.web.conftest import make_ctx, web_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

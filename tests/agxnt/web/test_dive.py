@@ -13,8 +13,16 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 async def test_crawl_to_depth_respects_robots_and_origin(ctx: AgentContext, site: str) -> None:
     out = await DiveAgent()({"start_url": site, "max_depth": 2, "max_pages": 50}, ctx)
     urls = {p.url for p in out.pages}
-    assert urls == {f"{site}/", f"{site}/about", f"{site}/products", f"{site}/js", f"{site}/form",
-                    f"{site}/table", f"{site}/products/gizmo", f"{site}/products/sprocket"}
+    assert urls == {
+        f"{site}/",
+        f"{site}/about",
+        f"{site}/products",
+        f"{site}/js",
+        f"{site}/form",
+        f"{site}/table",
+        f"{site}/products/gizmo",
+        f"{site}/products/sprocket",
+    }
     assert len(out.pages) == len(urls)  # /about and /about#team are one page
     reasons = {s.url: s.reason for s in out.skipped}
     assert reasons[f"{site}/private/secret"] == "disallowed by robots.txt"

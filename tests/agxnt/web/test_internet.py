@@ -7,7 +7,6 @@ import pytest
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.web.internet import InternetAgent
-
 from tests.agxnt.web.conftest import make_ctx, web_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -21,11 +20,14 @@ async def test_fetch_extracts_main_text_and_metadata(ctx: AgentContext, site: st
     assert out.results == []
 
 
-@pytest.mark.parametrize("backend,extra", [
-    ("searxng", {}),
-    ("brave", {"search_api_key": "brave-key"}),
-    ("duckduckgo", {}),
-])
+@pytest.mark.parametrize(
+    "backend,extra",
+    [
+        ("searxng", {}),
+        ("brave", {"search_api_key": "brave-key"}),
+        ("duckduckgo", {}),
+    ],
+)
 async def test_search_backends_read_their_wire_format(site: str, model_url: str, backend: str, extra: dict) -> None:
     ctx = make_ctx(web_settings(site, model_url, search_backend=backend, **extra))
     out = await InternetAgent()({"query": "brass gizmo", "read_results": 1}, ctx)
@@ -50,13 +52,16 @@ async def test_render_reads_script_made_content(ctx: AgentContext, site: str) ->
     assert rendered.page.rendered
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({}, "url"),
-    ({"query": "x", "url": "http://example.com/"}, "query"),
-    ({"url": "file:///etc/passwd"}, "url"),
-    ({"url": "ftp://example.com/x"}, "url"),
-    ({"url": "/relative"}, "url"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({}, "url"),
+        ({"query": "x", "url": "http://example.com/"}, "query"),
+        ({"url": "file:///etc/passwd"}, "url"),
+        ({"url": "ftp://example.com/x"}, "url"),
+        ({"url": "/relative"}, "url"),
+    ],
+)
 async def test_bad_input_names_the_field(ctx: AgentContext, payload: dict, field: str) -> None:
     with pytest.raises(AgentError) as err:
         await InternetAgent()(payload, ctx)

@@ -33,16 +33,37 @@ BROWSE = {
     "nodes": [
         {"id": "term", "agent": "io.input", "params": {"name": "term"}},
         {"id": "search", "agent": "web.internet", "params": {"read_results": 1}},
-        {"id": "browse", "agent": "web.browser", "params": {"actions": [
-            {"type": "goto", "url": "SITE/form"},
-            {"type": "type", "selector": "input[name=q]", "text": "gizmo"},
-            {"type": "select", "selector": "select[name=color]", "value": "red"},
-            {"type": "click", "selector": "button[type=submit]"},
-            {"type": "extract_text", "selector": "#result"}], "screenshots": False}},
-        {"id": "chain", "agent": "web.sequential", "params": {"steps": [
-            {"agent": "web.internet", "params": {"url": "SITE/table", "render": True}},
-            {"agent": "web.browser", "params": {"start_url": "{{ prev.page.url }}", "screenshots": False,
-                                                "actions": [{"type": "extract_table"}]}}]}},
+        {
+            "id": "browse",
+            "agent": "web.browser",
+            "params": {
+                "actions": [
+                    {"type": "goto", "url": "SITE/form"},
+                    {"type": "type", "selector": "input[name=q]", "text": "gizmo"},
+                    {"type": "select", "selector": "select[name=color]", "value": "red"},
+                    {"type": "click", "selector": "button[type=submit]"},
+                    {"type": "extract_text", "selector": "#result"},
+                ],
+                "screenshots": False,
+            },
+        },
+        {
+            "id": "chain",
+            "agent": "web.sequential",
+            "params": {
+                "steps": [
+                    {"agent": "web.internet", "params": {"url": "SITE/table", "render": True}},
+                    {
+                        "agent": "web.browser",
+                        "params": {
+                            "start_url": "{{ prev.page.url }}",
+                            "screenshots": False,
+                            "actions": [{"type": "extract_table"}],
+                        },
+                    },
+                ]
+            },
+        },
     ],
     "edges": [{"source": "term", "source_field": "value", "target": "search", "target_field": "query"}],
 }
@@ -64,8 +85,13 @@ def test_browser_agents_in_a_workflow(configured: None, site: str) -> None:
 def test_refused_target_fails_the_node_with_the_field(configured: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CXMPUTE_WEB_ALLOW_PRIVATE", "false")
     reset_settings()
-    document = {"version": 1, "name": "metadata probe", "nodes": [
-        {"id": "fetch", "agent": "web.internet", "params": {"url": "http://169.254.169.254/latest/meta-data/"}}]}
+    document = {
+        "version": 1,
+        "name": "metadata probe",
+        "nodes": [
+            {"id": "fetch", "agent": "web.internet", "params": {"url": "http://169.254.169.254/latest/meta-data/"}}
+        ],
+    }
     result = run_workflow(document)
     assert result.state == "failed"
     assert "private, loopback or link-local" in result.nodes["fetch"].error

@@ -10,7 +10,7 @@ from compute.functions import package
 from compute.runtimes import runtime_registry
 from cxmpute.settings import get_settings
 
-HANDLER = '''
+HANDLER = """
 import os, time
 calls = 0
 print("imported")
@@ -30,7 +30,7 @@ def handler(event, context):
     return {"calls": calls, "pid": os.getpid(), "ppid": os.getppid(), "started": started, "ended": time.time(),
             "remaining_ms": context.get_remaining_time_in_millis(), "function": context.function_name,
             "echo": event.get("echo")}
-'''
+"""
 
 
 def write_function(root: Path, source: str = HANDLER, module: str = "handler") -> Path:

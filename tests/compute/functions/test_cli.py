@@ -15,13 +15,13 @@ from cxmpute.settings import get_settings
 
 runner = CliRunner()
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
-HANDLER = '''
+HANDLER = """
 def handler(event, context):
     print("working on", event["n"])
     if event["n"] < 0:
         raise ValueError("n must not be negative")
     return {"double": 2 * event["n"]}
-'''
+"""
 
 
 @pytest.fixture(autouse=True, scope="module")

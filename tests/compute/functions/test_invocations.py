@@ -19,8 +19,12 @@ from cxmpute.settings import get_settings
 
 def deployed(package_bytes: bytes, settings=None, **config) -> tuple[str, str]:
     owner, name = f"owner-{uuid.uuid4().hex[:8]}", "svc"
-    registry.deploy(settings or get_settings(), owner, name, DeployIn(package_base64=base64.b64encode(package_bytes).decode(),
-                                                          **config))
+    registry.deploy(
+        settings or get_settings(),
+        owner,
+        name,
+        DeployIn(package_base64=base64.b64encode(package_bytes).decode(), **config),
+    )
     return owner, name
 
 

@@ -19,8 +19,9 @@ from .conftest import write_function
 pytestmark = pytest.mark.slow
 
 # The worker-pool tests' platform: the API and provider workers as real processes.
-_spec = importlib.util.spec_from_file_location("worker_pool_fixtures",
-                                               Path(__file__).parents[1] / "worker" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "worker_pool_fixtures", Path(__file__).parents[1] / "worker" / "conftest.py"
+)
 _fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(_fixtures)
 pool_platform = _fixtures.pool_platform
@@ -33,9 +34,15 @@ def test_a_priced_invocation_runs_on_a_provider_and_is_billed_through_its_lease(
     _, auth = pool_platform.user()
     data = package.build(write_function(tmp_path / "fn"))
     with httpx.Client(base_url=pool_platform.url, headers=auth, timeout=300) as http:
-        deployed = http.put("/v1/functions/on-provider", json={
-            "package_base64": base64.b64encode(data).decode(), "memory_mb": 128, "timeout_s": 3,
-            "price_max_gwei": 5})
+        deployed = http.put(
+            "/v1/functions/on-provider",
+            json={
+                "package_base64": base64.b64encode(data).decode(),
+                "memory_mb": 128,
+                "timeout_s": 3,
+                "price_max_gwei": 5,
+            },
+        )
         assert deployed.status_code == 201, deployed.text
         first = http.post("/v1/functions/on-provider/invoke", json={"event": {"echo": "remote"}})
         assert first.status_code == 200, f"{first.text}\n{pool_platform.logs()}"
@@ -51,8 +58,9 @@ def test_a_priced_invocation_runs_on_a_provider_and_is_billed_through_its_lease(
         job = http.get(f"/v1/work/{second['job_id']}").json()
         lease = http.get(f"/v1/leases/{job['lease_id']}").json()
         assert job["kind"] == "function" and job["provider"] == provider and job["status"] == "done"
-        assert job["cost_gwei"] == lease["paid_gwei"] == lease["price_gwei"] * lease["compute_units"] * \
-            lease["metered_s"]  # the lease meters whole seconds...
+        assert (
+            job["cost_gwei"] == lease["paid_gwei"] == lease["price_gwei"] * lease["compute_units"] * lease["metered_s"]
+        )  # the lease meters whole seconds...
         per_ms = math.ceil(lease["price_gwei"] * lease["compute_units"] * second["billed_ms"] / 1000)
         assert second["billed_ms"] >= 1 and second["cost_gwei"] == per_ms < job["cost_gwei"]
         assert spent == per_ms  # ...and the invocation is settled on its milliseconds

@@ -12,8 +12,15 @@ from compute.functions.pool import FunctionPool, FunctionSpec
 
 
 def spec(**overrides) -> FunctionSpec:
-    values = {"owner": "alice", "name": "echo", "version": 1, "cid": "bafy-test", "memory_mb": 128,
-              "timeout_s": 10.0, "concurrency": 4}
+    values = {
+        "owner": "alice",
+        "name": "echo",
+        "version": 1,
+        "cid": "bafy-test",
+        "memory_mb": 128,
+        "timeout_s": 10.0,
+        "concurrency": 4,
+    }
     return FunctionSpec(**{**values, **overrides})
 
 
@@ -112,8 +119,9 @@ async def test_a_result_too_large_to_return_is_a_clear_error(pool, tmp_path):
 
 async def test_invocations_over_the_concurrency_limit_queue_instead_of_failing(pool, package_bytes):
     loads = Loads(package_bytes)
-    first, second = await asyncio.gather(pool.invoke(spec(concurrency=1), {"sleep": 0.5}, loads),
-                                         pool.invoke(spec(concurrency=1), {"sleep": 0.5}, loads))
+    first, second = await asyncio.gather(
+        pool.invoke(spec(concurrency=1), {"sleep": 0.5}, loads), pool.invoke(spec(concurrency=1), {"sleep": 0.5}, loads)
+    )
     assert first.kind == second.kind == "ok"
     runs = sorted([first.result, second.result], key=lambda r: r["started"])
     assert runs[1]["started"] >= runs[0]["ended"]  # the second ran after the first had finished
@@ -170,10 +178,12 @@ async def test_the_handler_cannot_reach_the_network_or_the_host(pool, tmp_path):
 
     from .conftest import write_function
 
-    source = ("import os, socket\n\ndef handler(event, context):\n"
-              "    try:\n        socket.create_connection(('1.1.1.1', 80), timeout=2)\n        net = True\n"
-              "    except OSError:\n        net = False\n"
-              "    return {'net': net, 'uid': os.getuid(), 'home': os.path.exists('/etc/shadow'), 'cwd': os.getcwd()}\n")
+    source = (
+        "import os, socket\n\ndef handler(event, context):\n"
+        "    try:\n        socket.create_connection(('1.1.1.1', 80), timeout=2)\n        net = True\n"
+        "    except OSError:\n        net = False\n"
+        "    return {'net': net, 'uid': os.getuid(), 'home': os.path.exists('/etc/shadow'), 'cwd': os.getcwd()}\n"
+    )
     data = package.build(write_function(tmp_path / "probe", source))
     outcome = await pool.invoke(spec(), None, lambda: data)
     assert outcome.kind == "ok", outcome

@@ -31,11 +31,14 @@ def test_the_same_folder_always_packs_to_the_same_bytes(tmp_path, function_dir):
     assert names == ["handler.py", "helper.txt"]
 
 
-@pytest.mark.parametrize("handler, field, words", [
-    ("handler:missing", "handler", "no top-level function 'missing'"),
-    ("nomodule:handler", "handler", "no nomodule.py"),
-    ("not a handler", "handler", "module:function"),
-])
+@pytest.mark.parametrize(
+    "handler, field, words",
+    [
+        ("handler:missing", "handler", "no top-level function 'missing'"),
+        ("nomodule:handler", "handler", "no nomodule.py"),
+        ("not a handler", "handler", "module:function"),
+    ],
+)
 def test_a_package_without_its_handler_is_refused_naming_the_field(package_bytes, handler, field, words):
     with pytest.raises(PackageError) as caught:
         package.check(package_bytes, handler, 2**20)

@@ -43,8 +43,10 @@ def structured_server(tiny_lm, tiny_tool_lm):
     from compute.inference.server import create_app
     from flows.server import free_port
 
-    models = [backends.load(backends.ModelSpec.parse("text", f"tools={tiny_tool_lm}"), "cpu"),
-              backends.load(backends.ModelSpec.parse("text", f"plain={tiny_lm}"), "cpu")]
+    models = [
+        backends.load(backends.ModelSpec.parse("text", f"tools={tiny_tool_lm}"), "cpu"),
+        backends.load(backends.ModelSpec.parse("text", f"plain={tiny_lm}"), "cpu"),
+    ]
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(models), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)

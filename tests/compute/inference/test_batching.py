@@ -11,8 +11,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from compute.inference.batching import BatchingGenerator, Finished, Sampling
 
-PROMPTS = ["The quick brown", "Memory stores passages and answers", "user: what is", "Providers publish provisions at",
-           "Context passages are numbered", "The lazy dog"]
+PROMPTS = [
+    "The quick brown",
+    "Memory stores passages and answers",
+    "user: what is",
+    "Providers publish provisions at",
+    "Context passages are numbered",
+    "The lazy dog",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +41,8 @@ def _alone(lm, prompt: str, n: int) -> list[int]:
     inputs = tokenizer(prompt, return_tensors="pt")
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=n, do_sample=False, pad_token_id=tokenizer.eos_token_id)
-    tokens = out[0, inputs["input_ids"].shape[1]:].tolist()
-    return tokens[:tokens.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in tokens else tokens
+    tokens = out[0, inputs["input_ids"].shape[1] :].tolist()
+    return tokens[: tokens.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in tokens else tokens
 
 
 async def _collect(batcher, tokenizer, prompt: str, n: int, delay: float = 0.0, **sampling):
@@ -64,8 +70,9 @@ async def test_concurrent_requests_joining_mid_flight_match_generating_alone(lm,
 
 async def test_seeded_sampling_repeats_and_differs_from_greedy(lm, batcher):
     _, tokenizer = lm
-    a, b = await asyncio.gather(*(_collect(batcher, tokenizer, "The quick", 20, temperature=1.5, seed=7)
-                                  for _ in range(2)))
+    a, b = await asyncio.gather(
+        *(_collect(batcher, tokenizer, "The quick", 20, temperature=1.5, seed=7) for _ in range(2))
+    )
     assert a[0] == b[0]
     greedy, _ = await _collect(batcher, tokenizer, "The quick", 20)
     assert a[0] != greedy
@@ -103,8 +110,16 @@ async def test_absolute_position_models_batch_too(lm):
 
     _, tokenizer = lm
     torch.manual_seed(0)
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
-                                      eos_token_id=tokenizer.eos_token_id)).eval()
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=256,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    ).eval()
     generator = BatchingGenerator(gpt2, {tokenizer.eos_token_id}, context_limit=256)
     try:
         jobs = [(p, 5 + 4 * i, 0.01 * i) for i, p in enumerate(PROMPTS)]
@@ -122,9 +137,17 @@ def test_models_whose_cache_cannot_be_stacked_are_refused_at_load(lm, tmp_path):
 
     _, tokenizer = lm
     tokenizer.save_pretrained(tmp_path / "windowed")
-    MistralForCausalLM(MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                     sliding_window=4)).save_pretrained(tmp_path / "windowed")
+    MistralForCausalLM(
+        MistralConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            sliding_window=4,
+        )
+    ).save_pretrained(tmp_path / "windowed")
     with pytest.raises(backends.InferenceError, match="DynamicSlidingWindowLayer") as caught:
         backends.load(backends.ModelSpec.parse("text", str(tmp_path / "windowed")), "cpu")
     assert caught.value.field == "text"

@@ -54,9 +54,12 @@ def test_an_archive_name_resolves_through_the_api_once_per_cid(platform, tmp_pat
 
     folder = cli.resolve(platform, "archive:served/tiny")
     assert folder == str(platform.settings.data_dir / "models" / pushed.stdout.strip())
-    assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
-            if p.is_file()} == {"config.json": (src / "config.json").read_bytes(),
-                                "nested/weights.bin": (src / "nested" / "weights.bin").read_bytes()}
+    assert {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()
+    } == {
+        "config.json": (src / "config.json").read_bytes(),
+        "nested/weights.bin": (src / "nested" / "weights.bin").read_bytes(),
+    }
 
     def no_second_pull(*args):
         raise AssertionError("pulled again")

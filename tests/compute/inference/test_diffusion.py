@@ -52,14 +52,17 @@ def test_frames_walk_smoothly_between_keyframes(model):
     assert np.abs(np.asarray(alone[1], dtype=float) - arrays[4]).max() <= 1
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"size": (30, 32)}, "size"),
-    ({"size": (0, 32)}, "size"),
-    ({"size": "big"}, "size"),
-    ({"n": 0}, "n"),
-    ({"steps": 0}, "steps"),
-    ({"prompt": "  "}, "prompt"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"size": (30, 32)}, "size"),
+        ({"size": (0, 32)}, "size"),
+        ({"size": "big"}, "size"),
+        ({"n": 0}, "n"),
+        ({"steps": 0}, "steps"),
+        ({"prompt": "  "}, "prompt"),
+    ],
+)
 def test_bad_arguments_name_their_field(model, kwargs, field):
     args = {"prompt": "x", **kwargs}
     with pytest.raises(ComputeError) as err:

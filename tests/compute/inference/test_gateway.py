@@ -36,8 +36,11 @@ def server_url(tiny_lm):
 def market(client, net, make_wallet, login, register_provider, server_url):
     provider, user = make_wallet(), make_wallet()
     p_auth = register_provider(client, net, provider)
-    resp = client.post("/v1/provisions", headers=p_auth, json={
-        "kind": "inference", "resources": {"cpu": 2, "memory_mb": 4096}, "price_gwei": 5, "models": ["tiny"]})
+    resp = client.post(
+        "/v1/provisions",
+        headers=p_auth,
+        json={"kind": "inference", "resources": {"cpu": 2, "memory_mb": 4096}, "price_gwei": 5, "models": ["tiny"]},
+    )
     provision = resp.json()["id"]
     u_auth = login(client, user)
     tx = user.call_vault("deposit", 10**18)
@@ -100,8 +103,9 @@ def test_a_provider_paused_provision_stays_paused_on_registration(client, net, m
 def test_a_deployment_takes_the_whole_provision(client, net, market, server_url, make_wallet, login):
     p_auth, u_auth, provision = market
     client.put(f"/v1/inference/endpoints/{provision}", headers=p_auth, json={"url": server_url})
-    resp = client.post("/v1/inference/deployments", headers=u_auth,
-                       json={"model": "tiny", "term": "hour", "price_max_gwei": 5})
+    resp = client.post(
+        "/v1/inference/deployments", headers=u_auth, json={"model": "tiny", "term": "hour", "price_max_gwei": 5}
+    )
     assert resp.status_code == 201, resp.text
     assert resp.json()["cpu"] == 2 and resp.json()["provision_id"] == provision
     assert client.post("/v1/chat/completions", headers=u_auth, json=CHAT).status_code == 200
@@ -114,5 +118,9 @@ def test_a_deployment_takes_the_whole_provision(client, net, market, server_url,
     client.post("/v1/account/deposits", json={"tx_hash": tx}, headers=o_auth)
     resp = client.post("/v1/chat/completions", headers=o_auth, json=CHAT)
     assert resp.status_code == 503  # the provision is rented out whole
-    assert client.post("/v1/inference/deployments", headers=u_auth,
-                       json={"model": "tiny", "term": "hour", "price_max_gwei": 4}).status_code == 409
+    assert (
+        client.post(
+            "/v1/inference/deployments", headers=u_auth, json={"model": "tiny", "term": "hour", "price_max_gwei": 4}
+        ).status_code
+        == 409
+    )

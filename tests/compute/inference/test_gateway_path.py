@@ -14,7 +14,9 @@ __all__ = ["market", "server_url"]  # test_gateway's fixtures, used here too
 
 def test_requests_share_one_pool_and_commit_twice_each(client, net, market, server_url, monkeypatch):
     p_auth, u_auth, provision = market
-    assert client.put(f"/v1/inference/endpoints/{provision}", headers=p_auth, json={"url": server_url}).status_code == 200
+    assert (
+        client.put(f"/v1/inference/endpoints/{provision}", headers=p_auth, json={"url": server_url}).status_code == 200
+    )
     made: list[object] = []
     real = gateway.async_client
 

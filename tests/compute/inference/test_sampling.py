@@ -45,8 +45,16 @@ def test_n_chat_choices_are_sampled_independently_and_repeatably(client):
 
 
 def test_n_streamed_chunks_name_their_choice(client):
-    stream = client.chat.completions.create(model="tiny", messages=CHAT, n=3, max_tokens=10, temperature=1.0,
-                                            seed=3, stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=CHAT,
+        n=3,
+        max_tokens=10,
+        temperature=1.0,
+        seed=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     texts, reasons, usage = ["", "", ""], [None, None, None], None
     for chunk in stream:
         if chunk.usage:
@@ -59,16 +67,18 @@ def test_n_streamed_chunks_name_their_choice(client):
 
 
 def test_n_completions_with_several_prompts_are_grouped_by_prompt(client):
-    answer = client.completions.create(model="tiny", prompt=["The quick", "Once upon"], n=2, max_tokens=5,
-                                       temperature=0)
+    answer = client.completions.create(
+        model="tiny", prompt=["The quick", "Once upon"], n=2, max_tokens=5, temperature=0
+    )
     texts = [c.text for c in answer.choices]
     assert [c.index for c in answer.choices] == [0, 1, 2, 3]
     assert texts[0] == texts[1] and texts[2] == texts[3]  # greedy: a prompt's choices agree
 
 
 def test_chat_logprobs_describe_each_token(client):
-    answer = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=10, temperature=0,
-                                            logprobs=True, top_logprobs=3)
+    answer = client.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=10, temperature=0, logprobs=True, top_logprobs=3
+    )
     content = answer.choices[0].logprobs.content
     assert "".join(t.token for t in content) == answer.choices[0].message.content
     for token in content:
@@ -84,27 +94,33 @@ def test_chat_logprobs_describe_each_token(client):
 
 
 def test_streamed_chat_logprobs_match_the_whole_answer(client):
-    whole = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=10, temperature=0,
-                                           logprobs=True, top_logprobs=2)
-    stream = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=10, temperature=0,
-                                            logprobs=True, top_logprobs=2, stream=True)
+    whole = client.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=10, temperature=0, logprobs=True, top_logprobs=2
+    )
+    stream = client.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=10, temperature=0, logprobs=True, top_logprobs=2, stream=True
+    )
     tokens = [t for chunk in stream for c in chunk.choices if c.logprobs for t in c.logprobs.content]
-    assert [(t.token, round(t.logprob, 4)) for t in tokens] == \
-        [(t.token, round(t.logprob, 4)) for t in whole.choices[0].logprobs.content]
+    assert [(t.token, round(t.logprob, 4)) for t in tokens] == [
+        (t.token, round(t.logprob, 4)) for t in whole.choices[0].logprobs.content
+    ]
 
 
 def test_completion_logprobs_in_the_legacy_shape(client):
-    answer = client.completions.create(model="tiny", prompt="The quick brown fox", max_tokens=8, temperature=0,
-                                       logprobs=2)
+    answer = client.completions.create(
+        model="tiny", prompt="The quick brown fox", max_tokens=8, temperature=0, logprobs=2
+    )
     choice = answer.choices[0]
     lp = choice.logprobs
     assert "".join(lp.tokens) == choice.text
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset)
     assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))]
-    assert all(len(top) <= 2 and max(top.values()) == pytest.approx(p) for top, p in zip(lp.top_logprobs,
-                                                                                         lp.token_logprobs))
-    stream = client.completions.create(model="tiny", prompt="The quick brown fox", max_tokens=8, temperature=0,
-                                       logprobs=2, stream=True)
+    assert all(
+        len(top) <= 2 and max(top.values()) == pytest.approx(p) for top, p in zip(lp.top_logprobs, lp.token_logprobs)
+    )
+    stream = client.completions.create(
+        model="tiny", prompt="The quick brown fox", max_tokens=8, temperature=0, logprobs=2, stream=True
+    )
     parts = [c.logprobs for chunk in stream for c in chunk.choices if c.logprobs]
     assert [t for p in parts for t in p.tokens] == lp.tokens
     assert [o for p in parts for o in p.text_offset] == lp.text_offset
@@ -112,19 +128,22 @@ def test_completion_logprobs_in_the_legacy_shape(client):
 
 def test_logit_bias_forces_and_bans_tokens(tiny, client):
     forced = _ids(tiny, "fox")[-1]
-    answer = client.completions.create(model="tiny", prompt="The quick brown", max_tokens=5, temperature=0,
-                                       logit_bias={str(forced): 100}, logprobs=0)
+    answer = client.completions.create(
+        model="tiny", prompt="The quick brown", max_tokens=5, temperature=0, logit_bias={str(forced): 100}, logprobs=0
+    )
     assert answer.choices[0].text == tiny.decode([forced] * 5)
 
     greedy = client.completions.create(model="tiny", prompt="The quick brown", max_tokens=6, temperature=0)
     first = tiny.encode(greedy.choices[0].text)[0]
     banned = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=6, temperature=0)
     ban_chat = tiny.encode(banned.choices[0].message.content)[0]
-    without = client.completions.create(model="tiny", prompt="The quick brown", max_tokens=6, temperature=0,
-                                        logit_bias={str(first): -100})
+    without = client.completions.create(
+        model="tiny", prompt="The quick brown", max_tokens=6, temperature=0, logit_bias={str(first): -100}
+    )
     assert first not in tiny.encode(without.choices[0].text)
-    chat_without = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=6, temperature=0,
-                                                  logit_bias={str(ban_chat): -100})
+    chat_without = client.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=6, temperature=0, logit_bias={str(ban_chat): -100}
+    )
     assert chat_without.choices[0].message.content != banned.choices[0].message.content
 
 
@@ -135,8 +154,13 @@ def _count(tiny: backends.TextModel, answer, token: int) -> int:
 def test_frequency_penalty_breaks_a_greedy_repetition(tiny, client):
     # a small bias makes greedy decoding repeat one token; the penalty grows with each repeat until it stops
     token = _ids(tiny, "fox")[-1]
-    ask = {"model": "tiny", "prompt": "The quick brown", "max_tokens": 12, "temperature": 0,
-           "logit_bias": {str(token): 3}}
+    ask = {
+        "model": "tiny",
+        "prompt": "The quick brown",
+        "max_tokens": 12,
+        "temperature": 0,
+        "logit_bias": {str(token): 3},
+    }
     repeated = client.completions.create(**ask)
     assert repeated.choices[0].text == tiny.decode([token] * 12)
     penalized = client.completions.create(**ask, frequency_penalty=2.0)
@@ -152,21 +176,24 @@ def test_negative_presence_penalty_makes_greedy_decoding_repeat(tiny, client):
     assert eager.choices[0].logprobs.tokens.count(first) > plain.choices[0].logprobs.tokens.count(first)
 
 
-@pytest.mark.parametrize("path, extra, field", [
-    ("chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
-    ("chat/completions", {"top_logprobs": 2}, "top_logprobs"),
-    ("chat/completions", {"n": 0}, "n"),
-    ("completions", {"n": 0}, "n"),
-    ("chat/completions", {"n": 17}, "n"),
-    ("completions", {"logprobs": 21}, "logprobs"),
-    ("chat/completions", {"logit_bias": {"fox": 5}}, "logit_bias"),
-    ("completions", {"logit_bias": {"12": 101}}, "logit_bias"),
-    ("chat/completions", {"logit_bias": {"99999999": 1}}, "logit_bias"),
-    ("completions", {"presence_penalty": 2.5}, "presence_penalty"),
-    ("chat/completions", {"frequency_penalty": -3}, "frequency_penalty"),
-    ("completions", {"best_of": 2}, "best_of"),
-    ("completions", {"echo": True, "logprobs": 1}, "logprobs"),
-])
+@pytest.mark.parametrize(
+    "path, extra, field",
+    [
+        ("chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ("chat/completions", {"top_logprobs": 2}, "top_logprobs"),
+        ("chat/completions", {"n": 0}, "n"),
+        ("completions", {"n": 0}, "n"),
+        ("chat/completions", {"n": 17}, "n"),
+        ("completions", {"logprobs": 21}, "logprobs"),
+        ("chat/completions", {"logit_bias": {"fox": 5}}, "logit_bias"),
+        ("completions", {"logit_bias": {"12": 101}}, "logit_bias"),
+        ("chat/completions", {"logit_bias": {"99999999": 1}}, "logit_bias"),
+        ("completions", {"presence_penalty": 2.5}, "presence_penalty"),
+        ("chat/completions", {"frequency_penalty": -3}, "frequency_penalty"),
+        ("completions", {"best_of": 2}, "best_of"),
+        ("completions", {"echo": True, "logprobs": 1}, "logprobs"),
+    ],
+)
 def test_invalid_values_are_refused_naming_the_field(base_url, path, extra, field):
     body = {"model": "tiny", "max_tokens": 2, **extra}
     body.update({"messages": CHAT} if path.startswith("chat") else {"prompt": "The quick"})
@@ -179,9 +206,20 @@ def test_langchain_chat_gets_n_generations_and_logprobs(base_url):
     from langchain_core.messages import HumanMessage
     from langchain_openai import ChatOpenAI
 
-    chat = ChatOpenAI(model="tiny", base_url=base_url, api_key=KEY, temperature=0, max_tokens=6, n=2,
-                      logprobs=True, top_logprobs=2, presence_penalty=0.5, frequency_penalty=0.5,
-                      logit_bias={"5": -100}, max_retries=0)
+    chat = ChatOpenAI(
+        model="tiny",
+        base_url=base_url,
+        api_key=KEY,
+        temperature=0,
+        max_tokens=6,
+        n=2,
+        logprobs=True,
+        top_logprobs=2,
+        presence_penalty=0.5,
+        frequency_penalty=0.5,
+        logit_bias={"5": -100},
+        max_retries=0,
+    )
     result = chat.generate([[HumanMessage(CHAT[0]["content"])]])
     generations = result.generations[0]
     assert len(generations) == 2

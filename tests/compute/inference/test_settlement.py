@@ -28,8 +28,11 @@ def user(client, net, make_wallet, login, register_provider) -> str:
     """A funded user and an inference provision with room for eight requests at once."""
     provider, user = make_wallet(), make_wallet()
     p_auth = register_provider(client, net, provider)
-    resp = client.post("/v1/provisions", headers=p_auth, json={
-        "kind": "inference", "resources": {"cpu": 8, "memory_mb": 4096}, "price_gwei": PRICE, "models": ["tiny"]})
+    resp = client.post(
+        "/v1/provisions",
+        headers=p_auth,
+        json={"kind": "inference", "resources": {"cpu": 8, "memory_mb": 4096}, "price_gwei": PRICE, "models": ["tiny"]},
+    )
     assert resp.status_code == 201, resp.text
     u_auth = login(client, user)
     tx = user.call_vault("deposit", 10**18)
@@ -39,11 +42,31 @@ def user(client, net, make_wallet, login, register_provider) -> str:
 
 def _request(net, user: str, seconds: int = 2) -> RequestRecord:
     """A request served on a freshly placed per-second lease, as the gateway records it before settling."""
-    lease = net.market.place(user, MatchRequest(kind="inference", model="tiny", resources=Resources(cpu=1, memory_mb=1),
-                                                price_max_gwei=PRICE, duration_s=300))
-    return RequestRecord(id=str(uuid.uuid4()), user=user, model="tiny", operation="completions", status="ok",
-                         lease_id=lease.id, provision_id=lease.provision_id, provider=lease.provider, prompt_tokens=3,
-                         completion_tokens=4, seconds=seconds, amount_gwei=0, created_at=utcnow())
+    lease = net.market.place(
+        user,
+        MatchRequest(
+            kind="inference",
+            model="tiny",
+            resources=Resources(cpu=1, memory_mb=1),
+            price_max_gwei=PRICE,
+            duration_s=300,
+        ),
+    )
+    return RequestRecord(
+        id=str(uuid.uuid4()),
+        user=user,
+        model="tiny",
+        operation="completions",
+        status="ok",
+        lease_id=lease.id,
+        provision_id=lease.provision_id,
+        provider=lease.provider,
+        prompt_tokens=3,
+        completion_tokens=4,
+        seconds=seconds,
+        amount_gwei=0,
+        created_at=utcnow(),
+    )
 
 
 def _user_balance(net, user: str) -> int:
@@ -98,9 +121,25 @@ def test_settling_a_request_again_bills_nothing_more(net, user):
     settler.settle(record)
     after_first = _user_balance(net, user)
 
-    again = RequestRecord(**{c: getattr(record, c) for c in ("id", "user", "model", "operation", "status", "lease_id",
-                                                             "provision_id", "provider", "prompt_tokens",
-                                                             "completion_tokens", "seconds", "created_at")})
+    again = RequestRecord(
+        **{
+            c: getattr(record, c)
+            for c in (
+                "id",
+                "user",
+                "model",
+                "operation",
+                "status",
+                "lease_id",
+                "provision_id",
+                "provider",
+                "prompt_tokens",
+                "completion_tokens",
+                "seconds",
+                "created_at",
+            )
+        }
+    )
     settler.settle(again)
 
     assert _user_balance(net, user) == after_first

@@ -38,8 +38,12 @@ def test_voices(voice):
 
 def test_mp3_decodes_back():
     data = speech.synthesize("Storage and compute.", format="mp3")
-    decoded = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "mp3", "-i", "pipe:0",
-                              "-f", "wav", "pipe:1"], input=data, capture_output=True, check=True).stdout
+    decoded = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "mp3", "-i", "pipe:0", "-f", "wav", "pipe:1"],
+        input=data,
+        capture_output=True,
+        check=True,
+    ).stdout
     assert decoded[:4] == b"RIFF" and len(decoded) > 10_000
 
 
@@ -47,13 +51,16 @@ def test_text_is_read_from_stdin_not_as_options():
     assert _wav(speech.synthesize("--help -v xx"))[3] > 0
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"text": ""}, "text"),
-    ({"text": "x" * (speech.MAX_CHARS + 1)}, "text"),
-    ({"text": "hi", "voice": "xx-nosuch"}, "voice"),
-    ({"text": "hi", "voice": "en+nosuch"}, "voice"),
-    ({"text": "hi", "format": "ogg"}, "format"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"text": ""}, "text"),
+        ({"text": "x" * (speech.MAX_CHARS + 1)}, "text"),
+        ({"text": "hi", "voice": "xx-nosuch"}, "voice"),
+        ({"text": "hi", "voice": "en+nosuch"}, "voice"),
+        ({"text": "hi", "format": "ogg"}, "format"),
+    ],
+)
 def test_bad_arguments_name_their_field(kwargs, field):
     with pytest.raises(ComputeError) as err:
         speech.synthesize(**kwargs)

@@ -25,9 +25,27 @@ def client():
 
 def _samples(audio: bytes, container: str) -> bytes:
     """The audio decoded back to 16-bit mono samples at 24 kHz."""
-    done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", container, "-i", "pipe:0",
-                           "-ac", "1", "-ar", "24000", "-f", "s16le", "pipe:1"], input=audio, capture_output=True,
-                          check=True)
+    done = subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-f",
+            container,
+            "-i",
+            "pipe:0",
+            "-ac",
+            "1",
+            "-ar",
+            "24000",
+            "-f",
+            "s16le",
+            "pipe:1",
+        ],
+        input=audio,
+        capture_output=True,
+        check=True,
+    )
     return done.stdout
 
 
@@ -42,14 +60,17 @@ def test_every_openai_voice_speaks_and_mp3_is_the_default(client):
     assert set(speech.OPENAI_VOICES) == set(OPENAI_VOICES)
 
 
-@pytest.mark.parametrize("fmt, container, magic, media", [
-    ("wav", "wav", b"RIFF", "audio/wav"),
-    ("mp3", "mp3", b"", "audio/mpeg"),
-    ("opus", "ogg", b"OggS", "audio/opus"),
-    ("aac", "aac", b"\xff", "audio/aac"),
-    ("flac", "flac", b"fLaC", "audio/flac"),
-    ("pcm", "s16le", b"", "audio/pcm"),
-])
+@pytest.mark.parametrize(
+    "fmt, container, magic, media",
+    [
+        ("wav", "wav", b"RIFF", "audio/wav"),
+        ("mp3", "mp3", b"", "audio/mpeg"),
+        ("opus", "ogg", b"OggS", "audio/opus"),
+        ("aac", "aac", b"\xff", "audio/aac"),
+        ("flac", "flac", b"fLaC", "audio/flac"),
+        ("pcm", "s16le", b"", "audio/pcm"),
+    ],
+)
 def test_each_offered_format_decodes_back(client, fmt, container, magic, media):
     response = client.audio.speech.create(model="tts", voice="nova", input=TEXT, response_format=fmt)
     assert response.content.startswith(magic)
@@ -66,16 +87,23 @@ def test_pcm_is_24khz_16bit_mono_as_openai_sends_it(client):
 
 def test_speed_changes_how_long_the_speech_lasts(client):
     def seconds(speed: float) -> float:
-        pcm = client.audio.speech.create(model="tts", voice="alloy", input=TEXT, response_format="pcm",
-                                         speed=speed).content
+        pcm = client.audio.speech.create(
+            model="tts", voice="alloy", input=TEXT, response_format="pcm", speed=speed
+        ).content
         return len(pcm) / 48000
 
     assert seconds(2.0) < seconds(1.0) < seconds(0.5)
 
 
 def test_espeak_voices_still_work(client):
-    assert len(client.audio.speech.create(model="tts", voice="de+f3", input="eins zwei drei",
-                                          response_format="wav").content) > 1000
+    assert (
+        len(
+            client.audio.speech.create(
+                model="tts", voice="de+f3", input="eins zwei drei", response_format="wav"
+            ).content
+        )
+        > 1000
+    )
 
 
 def test_a_format_that_cannot_be_produced_is_a_400_naming_response_format(client):

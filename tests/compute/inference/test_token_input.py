@@ -18,8 +18,10 @@ TEXTS = ["the quick brown fox", "jumps over the lazy dog", "héllo wörld"]
 
 @pytest.fixture(scope="module")
 def models(tiny_lm, tiny_embedder):
-    return [backends.load(backends.ModelSpec.parse("text", f"tiny={tiny_lm}"), "cpu"),
-            backends.load(backends.ModelSpec.parse("embedding", f"emb={tiny_embedder}"), "cpu")]
+    return [
+        backends.load(backends.ModelSpec.parse("text", f"tiny={tiny_lm}"), "cpu"),
+        backends.load(backends.ModelSpec.parse("embedding", f"emb={tiny_embedder}"), "cpu"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +77,15 @@ def test_completion_of_token_ids_equals_completion_of_their_text(models, client)
 def test_several_prompts_give_one_choice_each_in_order(models, client):
     tiny = models[0]
     prompts = ["The quick brown fox", "Once upon a time", "In the beginning"]
-    alone = [client.completions.create(model="tiny", prompt=p, max_tokens=6, temperature=0).choices[0].text
-             for p in prompts]
+    alone = [
+        client.completions.create(model="tiny", prompt=p, max_tokens=6, temperature=0).choices[0].text for p in prompts
+    ]
     together = client.completions.create(model="tiny", prompt=prompts, max_tokens=6, temperature=0)
     assert [c.index for c in together.choices] == [0, 1, 2]
     assert [c.text for c in together.choices] == alone
-    as_ids = client.completions.create(model="tiny", prompt=[tiny.encode(p) for p in prompts], max_tokens=6,
-                                       temperature=0)
+    as_ids = client.completions.create(
+        model="tiny", prompt=[tiny.encode(p) for p in prompts], max_tokens=6, temperature=0
+    )
     assert [c.text for c in as_ids.choices] == alone
     assert together.usage.prompt_tokens == sum(len(tiny.encode(p)) for p in prompts)
 
@@ -95,7 +99,8 @@ def test_several_prompts_give_one_choice_each_in_order(models, client):
 
 @pytest.mark.parametrize("prompt", [[], [[]], [-1], [10**9]])
 def test_bad_prompts_are_refused_naming_prompt(base_url, prompt):
-    resp = httpx.post(f"{base_url}/completions", json={"model": "tiny", "prompt": prompt},
-                      headers={"Authorization": f"Bearer {KEY}"})
+    resp = httpx.post(
+        f"{base_url}/completions", json={"model": "tiny", "prompt": prompt}, headers={"Authorization": f"Bearer {KEY}"}
+    )
     assert resp.status_code in (400, 422)
     assert resp.json()["error"]["param"].startswith("prompt")

@@ -45,17 +45,22 @@ def client(structured_server) -> openai.OpenAI:
 
 @pytest.fixture(scope="module")
 def llm(structured_server) -> ChatOpenAI:
-    return ChatOpenAI(model="tools", base_url=structured_server, api_key="unused", temperature=0, max_tokens=120,
-                      max_retries=0)
+    return ChatOpenAI(
+        model="tools", base_url=structured_server, api_key="unused", temperature=0, max_tokens=120, max_retries=0
+    )
 
 
-@pytest.mark.parametrize("choice, names", [
-    ("required", {"GetWeather", "GetTime"}),
-    ({"type": "function", "function": {"name": "GetTime"}}, {"GetTime"}),
-])
+@pytest.mark.parametrize(
+    "choice, names",
+    [
+        ("required", {"GetWeather", "GetTime"}),
+        ({"type": "function", "function": {"name": "GetTime"}}, {"GetTime"}),
+    ],
+)
 def test_forced_calls_name_a_tool_with_arguments_valid_for_it(client, choice, names):
-    resp = client.chat.completions.create(model="tools", messages=QUESTION, tools=[WEATHER, TIME],
-                                          tool_choice=choice, max_tokens=120, temperature=0)
+    resp = client.chat.completions.create(
+        model="tools", messages=QUESTION, tools=[WEATHER, TIME], tool_choice=choice, max_tokens=120, temperature=0
+    )
     assert resp.choices[0].finish_reason == "tool_calls"
     message = resp.choices[0].message
     assert message.content is None
@@ -66,10 +71,20 @@ def test_forced_calls_name_a_tool_with_arguments_valid_for_it(client, choice, na
 
 
 def test_streamed_call_arrives_as_tool_call_deltas_with_its_arguments_piece_by_piece(client):
-    whole = client.chat.completions.create(model="tools", messages=QUESTION, tools=[WEATHER], tool_choice="required",
-                                           max_tokens=120, temperature=0)
-    chunks = list(client.chat.completions.create(model="tools", messages=QUESTION, tools=[WEATHER],
-                                                 tool_choice="required", max_tokens=120, temperature=0, stream=True))
+    whole = client.chat.completions.create(
+        model="tools", messages=QUESTION, tools=[WEATHER], tool_choice="required", max_tokens=120, temperature=0
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="tools",
+            messages=QUESTION,
+            tools=[WEATHER],
+            tool_choice="required",
+            max_tokens=120,
+            temperature=0,
+            stream=True,
+        )
+    )
     deltas = [d for c in chunks for d in c.choices[0].delta.tool_calls or []]
     assert len(deltas) > 2 and {d.index for d in deltas} == {0}
     assert deltas[0].function.name == "GetWeather" and deltas[0].id.startswith("call_")
@@ -118,8 +133,9 @@ def test_a_tool_result_is_taken_in_the_follow_up_turn(llm, client):
 
 
 def test_auto_lets_the_model_answer_in_text(client):
-    resp = client.chat.completions.create(model="tools", messages=QUESTION, tools=[WEATHER], tool_choice="auto",
-                                          max_tokens=20, temperature=0)
+    resp = client.chat.completions.create(
+        model="tools", messages=QUESTION, tools=[WEATHER], tool_choice="auto", max_tokens=20, temperature=0
+    )
     assert resp.choices[0].message.tool_calls is None
     assert resp.choices[0].message.content
     assert resp.choices[0].finish_reason in {"stop", "length"}
@@ -127,15 +143,18 @@ def test_auto_lets_the_model_answer_in_text(client):
 
 def _parse(parser: ToolCallParser, text: str, size: int) -> tuple[str, list[tuple[str, dict]]]:
     """The answer text and the calls ``parser`` reads in ``text`` streamed ``size`` characters at a time."""
-    items = [item for i in range(0, len(text), size) for item in parser.feed(text[i:i + size])] + parser.close()
+    items = [item for i in range(0, len(text), size) for item in parser.feed(text[i : i + size])] + parser.close()
     calls = collect_calls([item for item in items if not isinstance(item, str)])
-    return "".join(i for i in items if isinstance(i, str)), [(c.function.name, json.loads(c.function.arguments))
-                                                            for c in calls]
+    return "".join(i for i in items if isinstance(i, str)), [
+        (c.function.name, json.loads(c.function.arguments)) for c in calls
+    ]
 
 
 def test_auto_answers_read_calls_out_of_the_model_text():
-    text = ('Let me check.\n<tool_call>\n{"name": "GetWeather", "arguments": {"city": "Paris}", "days": 2}}\n'
-            '</tool_call>\n<tool_call>\n{"arguments": {"city": "Oslo"}, "name": "GetTime"}\n</tool_call>')
+    text = (
+        'Let me check.\n<tool_call>\n{"name": "GetWeather", "arguments": {"city": "Paris}", "days": 2}}\n'
+        '</tool_call>\n<tool_call>\n{"arguments": {"city": "Oslo"}, "name": "GetTime"}\n</tool_call>'
+    )
     for size in (1, 3, 7, len(text)):  # however the text is split into streamed pieces
         answer, calls = _parse(ToolCallParser({"GetWeather", "GetTime"}), text, size)
         assert answer == "Let me check."
@@ -143,32 +162,40 @@ def test_auto_answers_read_calls_out_of_the_model_text():
 
 
 def test_blocks_that_are_not_calls_stay_text():
-    text = ('<tool_call>{"name": "Nope", "arguments": {}}</tool_call> a < b '
-            '<tool_call>{"name": "GetWeather", "arguments": {"city": "Rome", "days": 1}}</tool_call>'
-            '<tool_call>{"name": "GetWeather", "arguments": {"city": "Oslo", "days": 1}}</tool_call>')
+    text = (
+        '<tool_call>{"name": "Nope", "arguments": {}}</tool_call> a < b '
+        '<tool_call>{"name": "GetWeather", "arguments": {"city": "Rome", "days": 1}}</tool_call>'
+        '<tool_call>{"name": "GetWeather", "arguments": {"city": "Oslo", "days": 1}}</tool_call>'
+    )
     for size in (1, 5, len(text)):
         answer, calls = _parse(ToolCallParser({"GetWeather"}, max_calls=1), text, size)
         assert calls == [("GetWeather", {"city": "Rome", "days": 1})]
         assert answer.startswith('<tool_call>{"name": "Nope"') and " a < b" in answer and "Oslo" in answer
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "GetTime"}}}, "tool_choice"),
-    ({"tool_choice": "required"}, "tool_choice"),
-    ({"tools": [WEATHER, WEATHER]}, "tools"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "no-such-type"}}}]}, "tools"),
-    ({"model": "plain", "tools": [WEATHER]}, "tools"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "GetTime"}}}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [WEATHER, WEATHER]}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "no-such-type"}}}]}, "tools"),
+        ({"model": "plain", "tools": [WEATHER]}, "tools"),
+    ],
+)
 def test_tool_requests_the_server_cannot_honour_are_400_naming_the_field(structured_server, body, field):
     resp = httpx.post(f"{structured_server}/chat/completions", json={"model": "tools", "messages": QUESTION, **body})
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == field
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"functions": [WEATHER["function"]]}, "functions"),
-    ({"function_call": "auto"}, "function_call"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"functions": [WEATHER["function"]]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
+    ],
+)
 def test_the_deprecated_functions_form_is_refused_not_ignored(structured_server, body, field):
     resp = httpx.post(f"{structured_server}/chat/completions", json={"model": "tools", "messages": QUESTION, **body})
     assert resp.status_code == 422
@@ -176,15 +203,23 @@ def test_the_deprecated_functions_form_is_refused_not_ignored(structured_server,
 
 
 def test_tools_with_tool_choice_none_are_served_by_a_model_without_a_tool_template(client):
-    resp = client.chat.completions.create(model="plain", messages=QUESTION, tools=[WEATHER], tool_choice="none",
-                                          max_tokens=5, temperature=0)
+    resp = client.chat.completions.create(
+        model="plain", messages=QUESTION, tools=[WEATHER], tool_choice="none", max_tokens=5, temperature=0
+    )
     assert resp.choices[0].message.tool_calls is None
 
 
 def test_arguments_that_are_not_json_in_a_past_call_are_refused(client):
-    messages = QUESTION + [{"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "GetWeather", "arguments": "{not json"}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    messages = QUESTION + [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "GetWeather", "arguments": "{not json"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
     with pytest.raises(openai.BadRequestError, match="arguments"):
         client.chat.completions.create(model="tools", messages=messages, tools=[WEATHER], max_tokens=5)
 
@@ -193,9 +228,16 @@ def test_auto_with_a_response_format_answers_in_that_format_or_calls(client):
     fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": SCHEMAS["GetWeather"]}}
     kinds = set()
     for seed in range(6):
-        choice = client.chat.completions.create(model="tools", messages=QUESTION, tools=[TIME], tool_choice="auto",
-                                                response_format=fmt, max_tokens=120, temperature=1,
-                                                seed=seed).choices[0]
+        choice = client.chat.completions.create(
+            model="tools",
+            messages=QUESTION,
+            tools=[TIME],
+            tool_choice="auto",
+            response_format=fmt,
+            max_tokens=120,
+            temperature=1,
+            seed=seed,
+        ).choices[0]
         if choice.message.tool_calls:
             assert choice.finish_reason == "tool_calls"
             [call] = choice.message.tool_calls

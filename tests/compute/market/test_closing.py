@@ -24,9 +24,16 @@ def user(client, net, make_wallet, login, register_provider) -> str:
     provider, user = make_wallet(), make_wallet()
     p_auth = register_provider(client, net, provider)
     for kind in ("inference", "container"):
-        resp = client.post("/v1/provisions", headers=p_auth, json={
-            "kind": kind, "resources": {"cpu": 8, "memory_mb": 8192}, "price_gwei": PRICE,
-            **({"models": ["tiny"]} if kind == "inference" else {})})
+        resp = client.post(
+            "/v1/provisions",
+            headers=p_auth,
+            json={
+                "kind": kind,
+                "resources": {"cpu": 8, "memory_mb": 8192},
+                "price_gwei": PRICE,
+                **({"models": ["tiny"]} if kind == "inference" else {}),
+            },
+        )
         assert resp.status_code == 201, resp.text
     u_auth = login(client, user)
     tx = user.call_vault("deposit", 10**18)
@@ -35,14 +42,27 @@ def user(client, net, make_wallet, login, register_provider) -> str:
 
 
 def _lease(net, user: str, cpu: int = 2) -> leases.LeaseOut:
-    return net.market.place(user, MatchRequest(kind="inference", model="tiny", resources=Resources(
-        cpu=cpu, memory_mb=512), price_max_gwei=PRICE, duration_s=SPAN))
+    return net.market.place(
+        user,
+        MatchRequest(
+            kind="inference",
+            model="tiny",
+            resources=Resources(cpu=cpu, memory_mb=512),
+            price_max_gwei=PRICE,
+            duration_s=SPAN,
+        ),
+    )
 
 
 def _one_by_one(net, lease: leases.LeaseOut, seconds: int, key: str) -> leases.UsageOut | None:
     with net.store.write() as session:
-        usage = (leases.meter_in(session, net.domain, lease.id, leases.UsageIn(seconds=seconds, idempotency_key=key),
-                                 lease.provider) if seconds else None)
+        usage = (
+            leases.meter_in(
+                session, net.domain, lease.id, leases.UsageIn(seconds=seconds, idempotency_key=key), lease.provider
+            )
+            if seconds
+            else None
+        )
         leases.end_in(session, lease.id, "completed", None)
     return usage
 
@@ -52,20 +72,34 @@ def _state(net, lease_id: str) -> dict:
     with net.store.read() as session:
         row = session.get(Lease, lease_id)
         usage = session.scalars(select(UsageRecord).where(UsageRecord.lease_id == lease_id)).all()
-        return {"status": row.status, "end_reason": row.end_reason, "metered_s": row.metered_s,
-                "paid_gwei": row.paid_gwei, "ended": row.ended_at is not None,
-                "escrow": balance(session, Acct("escrow", lease_id)),
-                "usage": [(u.seconds, u.amount_gwei, u.fee_gwei) for u in usage]}
+        return {
+            "status": row.status,
+            "end_reason": row.end_reason,
+            "metered_s": row.metered_s,
+            "paid_gwei": row.paid_gwei,
+            "ended": row.ended_at is not None,
+            "escrow": balance(session, Acct("escrow", lease_id)),
+            "usage": [(u.seconds, u.amount_gwei, u.fee_gwei) for u in usage],
+        }
 
 
 def _snapshot(net, user: str, provider: str) -> dict:
     with net.store.read() as session:
         p = session.get(Provider, provider)
-        free = session.execute(select(Provision.id, Provision.free_cpu, Provision.free_memory_mb)
-                               .where(Provision.provider == provider).order_by(Provision.id)).all()
-        return {"user": balance(session, Acct("user", user)), "earnings": balance(session, Acct("earnings", provider)),
-                "fee": balance(session, Acct("fee", "platform")), "completed": p.leases_completed,
-                "reputation": p.reputation, "free": [tuple(r) for r in free], "total": total(session)}
+        free = session.execute(
+            select(Provision.id, Provision.free_cpu, Provision.free_memory_mb)
+            .where(Provision.provider == provider)
+            .order_by(Provision.id)
+        ).all()
+        return {
+            "user": balance(session, Acct("user", user)),
+            "earnings": balance(session, Acct("earnings", provider)),
+            "fee": balance(session, Acct("fee", "platform")),
+            "completed": p.leases_completed,
+            "reputation": p.reputation,
+            "free": [tuple(r) for r in free],
+            "total": total(session),
+        }
 
 
 def _moved(before: dict, after: dict) -> dict:
@@ -93,8 +127,9 @@ def test_a_batch_leaves_what_metering_and_ending_one_by_one_leaves(net, user, se
     if seconds:
         assert isinstance(closed, Closed) and closed.seconds == usage.seconds == min(seconds, SPAN)
         assert closed.amount_gwei == usage.amount_gwei > 0 and closed.fee_gwei == usage.fee_gwei
-        message = leases.usage_message(batched.id, f"{batched.id}:k", closed.seconds, closed.amount_gwei,
-                                       closed.fee_gwei)
+        message = leases.usage_message(
+            batched.id, f"{batched.id}:k", closed.seconds, closed.amount_gwei, closed.fee_gwei
+        )
         assert receipts.verify(net.domain, "Usage", message, closed.signature)
     else:
         assert closed.usage_id is None and closed.amount_gwei == 0 and _state(net, batched.id)["usage"] == []
@@ -114,14 +149,16 @@ def test_closing_again_bills_nothing_more(net, user):
 
 def test_each_refusal_is_its_own_and_the_rest_of_the_batch_commits(net, user, make_wallet):
     ok, theirs, twice = _lease(net, user), _lease(net, user), _lease(net, user)
-    outcomes = net.market.close([
-        Closing("no-such-lease", ok.provider, 1, "a"),
-        Closing(theirs.id, make_wallet().address, 1, "a"),  # only the lease's provider reports its use
-        Closing(ok.id, ok.provider, 2, "a"),
-        Closing(twice.id, twice.provider, 2, "a"),
-        Closing(twice.id, twice.provider, 2, "a"),  # the same report twice in one batch: billed once
-        Closing(twice.id, twice.provider, 2, "b"),  # the lease ended a moment ago in this batch
-    ])
+    outcomes = net.market.close(
+        [
+            Closing("no-such-lease", ok.provider, 1, "a"),
+            Closing(theirs.id, make_wallet().address, 1, "a"),  # only the lease's provider reports its use
+            Closing(ok.id, ok.provider, 2, "a"),
+            Closing(twice.id, twice.provider, 2, "a"),
+            Closing(twice.id, twice.provider, 2, "a"),  # the same report twice in one batch: billed once
+            Closing(twice.id, twice.provider, 2, "b"),  # the lease ended a moment ago in this batch
+        ]
+    )
     assert [type(o) for o in outcomes] == [NotFound, Forbidden, Closed, Closed, Closed, Conflict]
     assert outcomes[3] == outcomes[4]
     assert all(isinstance(o, ComputeError) and o.field == "lease_id" for o in outcomes[:2] + outcomes[5:])

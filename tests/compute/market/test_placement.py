@@ -19,36 +19,57 @@ from compute.market import leases, placement
 from compute.market.demand import MatchRequest
 from compute.market.leases import lease_message
 from compute.market.matching import Market, NoMatchError
-from compute.models import LedgerTx, Lease, Provider, Provision, aware, utcnow
+from compute.models import Lease, LedgerTx, Provider, Provision, aware, utcnow
 from compute.provisions import ProvisionSpec, Resources
 from cxmpute.settings import get_settings
 
-ONE_CORE = MatchRequest(kind="function", resources=Resources(cpu=1, memory_mb=1024), price_max_gwei=100,
-                        duration_s=60)
+ONE_CORE = MatchRequest(kind="function", resources=Resources(cpu=1, memory_mb=1024), price_max_gwei=100, duration_s=60)
 
 
 def provider(store) -> str:
     address = Account.create().address
     with store.write() as s:
-        s.add(Provider(address=address, name="p", region="eu", profile={}, benchmark_score=1.0, registered_at=utcnow(),
-                       last_heartbeat_ts=0, heartbeats=0, leases_completed=0, leases_failed=0, reputation=0.5))
+        s.add(
+            Provider(
+                address=address,
+                name="p",
+                region="eu",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=0,
+                heartbeats=0,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
+        )
         s.flush()
-        post(s, key=f"stake-{address}", kind="stake", entries=[(Acct("chain", "t"), -10**10),
-                                                               (Acct("stake", address), 10**10)])
+        post(
+            s,
+            key=f"stake-{address}",
+            kind="stake",
+            entries=[(Acct("chain", "t"), -(10**10)), (Acct("stake", address), 10**10)],
+        )
     return address
 
 
 def user(store, gwei: int) -> str:
     address = Account.create().address
     with store.write() as s:
-        post(s, key=f"dep-{address}", kind="deposit", entries=[(Acct("chain", "t"), -gwei),
-                                                               (Acct("user", address), gwei)])
+        post(
+            s,
+            key=f"dep-{address}",
+            kind="deposit",
+            entries=[(Acct("chain", "t"), -gwei), (Acct("user", address), gwei)],
+        )
     return address
 
 
 def offer(store, owner: str, price: int = 10, cpu: int = 16, kind: str = "function") -> str:
-    return provisions.create(store, owner, ProvisionSpec(kind=kind, price_gwei=price,
-                                                         resources=Resources(cpu=cpu, memory_mb=cpu * 4096))).id
+    return provisions.create(
+        store, owner, ProvisionSpec(kind=kind, price_gwei=price, resources=Resources(cpu=cpu, memory_mb=cpu * 4096))
+    ).id
 
 
 def hold_first_batch(monkeypatch, market: Market, queued: int) -> None:
@@ -69,6 +90,7 @@ def hold_first_batch(monkeypatch, market: Market, queued: int) -> None:
 
 def place_together(market: Market, requests: list[tuple[str, MatchRequest]]) -> list:
     """Place every request from its own thread at once; each result is the lease or the error raised."""
+
     def one(item):
         try:
             return market.place(*item)
@@ -85,18 +107,45 @@ def assert_index_matches_database(market: Market, store) -> None:
             slot = market.index.get(row.id)
             assert slot is not None
             assert (slot.free_cpu, slot.free_memory_mb, slot.free_gpu, slot.free_disk_gb) == (
-                row.free_cpu, row.free_memory_mb, row.free_gpu, row.free_disk_gb)
+                row.free_cpu,
+                row.free_memory_mb,
+                row.free_gpu,
+                row.free_disk_gb,
+            )
 
 
-@pytest.mark.parametrize("primary, message", [
-    ("Lease", {"lease": str(uuid.uuid4()), "user": Account.create().address, "provider": Account.create().address,
-               "provision": str(uuid.uuid4()), "computeUnits": 3, "priceGwei": 100, "term": "hour",
-               "durationS": 3600, "escrowGwei": 0, "renewal": 2}),
-    ("ProviderRegistration", {"provider": Account.create().address, "name": "n", "region": "eu",
-                              "profileHash": "0x" + "ab" * 32, "issuedAt": 1_700_000_000}),
-    ("Heartbeat", {"provider": Account.create().address, "timestamp": 1_700_000_000}),
-    ("Usage", {"lease": "l", "key": "l:k", "seconds": 5, "amountGwei": 10, "feeGwei": 1}),
-])
+@pytest.mark.parametrize(
+    "primary, message",
+    [
+        (
+            "Lease",
+            {
+                "lease": str(uuid.uuid4()),
+                "user": Account.create().address,
+                "provider": Account.create().address,
+                "provision": str(uuid.uuid4()),
+                "computeUnits": 3,
+                "priceGwei": 100,
+                "term": "hour",
+                "durationS": 3600,
+                "escrowGwei": 0,
+                "renewal": 2,
+            },
+        ),
+        (
+            "ProviderRegistration",
+            {
+                "provider": Account.create().address,
+                "name": "n",
+                "region": "eu",
+                "profileHash": "0x" + "ab" * 32,
+                "issuedAt": 1_700_000_000,
+            },
+        ),
+        ("Heartbeat", {"provider": Account.create().address, "timestamp": 1_700_000_000}),
+        ("Usage", {"lease": "l", "key": "l:k", "seconds": 5, "amountGwei": 10, "feeGwei": 1}),
+    ],
+)
 def test_the_direct_encoder_agrees_with_eth_account(primary, message):
     domain = receipts.Domain(chain_id=8453, verifying_contract=Account.create().address)
     typed = encode_typed_data(full_message=receipts._typed(domain, primary, message))
@@ -108,9 +157,21 @@ def test_batch_receipts_verify_with_their_own_proof_only():
     domain = receipts.Domain(chain_id=8453, verifying_contract=Account.create().address)
     other = receipts.Domain(chain_id=1, verifying_contract=domain.verifying_contract)
     for size in (1, 2, 3, 5, 8, 13):
-        messages = [{"lease": str(uuid.uuid4()), "user": Account.create().address, "provider": Account.create().address,
-                     "provision": "p", "computeUnits": i + 1, "priceGwei": 7, "term": "seconds", "durationS": 60,
-                     "escrowGwei": 420 * (i + 1), "renewal": 0} for i in range(size)]
+        messages = [
+            {
+                "lease": str(uuid.uuid4()),
+                "user": Account.create().address,
+                "provider": Account.create().address,
+                "provision": "p",
+                "computeUnits": i + 1,
+                "priceGwei": 7,
+                "term": "seconds",
+                "durationS": 60,
+                "escrowGwei": 420 * (i + 1),
+                "renewal": 0,
+            }
+            for i in range(size)
+        ]
         signed = receipts.sign_batch(domain, "Lease", messages)
         assert len({r.signature for r in signed}) == 1
         for i, (message, receipt) in enumerate(zip(messages, signed)):

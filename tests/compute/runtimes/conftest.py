@@ -95,8 +95,16 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setenv("CXMPUTE_PROVIDER_PRIVATE_KEY", "0x" + "ab" * 32)
     sleeper = subprocess.Popen(["sleep", "300"])
     listener, wide_listener = Listener(), Listener("0.0.0.0")
-    h = Host(secret_file=secret_file, database=database, canary_dir=canary_dir, secret=secret, sleeper=sleeper,
-             listener=listener, wide_listener=wide_listener, watched=[secret_file, database, canary_dir])
+    h = Host(
+        secret_file=secret_file,
+        database=database,
+        canary_dir=canary_dir,
+        secret=secret,
+        sleeper=sleeper,
+        listener=listener,
+        wide_listener=wide_listener,
+        watched=[secret_file, database, canary_dir],
+    )
     before = h.snapshot()
     yield h
     try:
@@ -123,8 +131,12 @@ def _scratch_leftovers(runtime) -> list[str]:
 
 async def _run_job(runtime, code: str, *, language: str = "python", network: bool = False, **limits) -> CodeResult:
     """Run one snippet in a fresh sandbox of ``runtime`` and stop it, as Codexecution does."""
-    spec = JobSpec(network=network, limits=Limits(**{"wall_seconds": 10, "cpu_seconds": 10, "memory_mb": 256,
-                                                     "processes": 32, "disk_mb": 16, **limits}))
+    spec = JobSpec(
+        network=network,
+        limits=Limits(
+            **{"wall_seconds": 10, "cpu_seconds": 10, "memory_mb": 256, "processes": 32, "disk_mb": 16, **limits}
+        ),
+    )
     sandbox = await runtime.start(spec)
     try:
         return await run_code(sandbox, runtime, code, language=language)

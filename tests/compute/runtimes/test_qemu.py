@@ -55,8 +55,18 @@ def test_qemu_refusing_to_start_is_reported_with_its_reason(tmp_path):
 
 
 def test_a_provider_without_qemu_cannot_publish_a_vm_provision(tmp_path):
-    env = {**os.environ, "CXMPUTE_HOME": str(tmp_path), "CXMPUTE_QEMU_BINARY": str(tmp_path / "no-qemu"),
-           "CXMPUTE_WALLET_KEY": "0x" + "11" * 32, "CXMPUTE_API_URL": "http://127.0.0.1:9"}
-    refused = subprocess.run([sys.executable, "-m", "cxmpute.cli", "provider", "provision", "add", "--kind", "vm",
-                              "--price-gwei", "5"], env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "CXMPUTE_HOME": str(tmp_path),
+        "CXMPUTE_QEMU_BINARY": str(tmp_path / "no-qemu"),
+        "CXMPUTE_WALLET_KEY": "0x" + "11" * 32,
+        "CXMPUTE_API_URL": "http://127.0.0.1:9",
+    }
+    refused = subprocess.run(
+        [sys.executable, "-m", "cxmpute.cli", "provider", "provision", "add", "--kind", "vm", "--price-gwei", "5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 1 and "cannot run 'vm'" in refused.stderr and "no-qemu" in refused.stderr

@@ -14,7 +14,6 @@ from compute.runtimes.seccomp import program
 from cxmpute.settings import get_settings
 
 
-
 async def test_exec_streams_output_then_result(runtime):
     async with await runtime.start(JobSpec()) as sandbox:
         items = [item async for item in sandbox.stream(["/bin/sh", "-c", "echo one; echo two >&2; exit 3"])]
@@ -47,14 +46,17 @@ async def test_stopped_sandbox_refuses_work(runtime):
 
 
 async def test_threads_and_subprocesses_work(runtime, run_job):
-    result = await run_job(runtime, """
+    result = await run_job(
+        runtime,
+        """
 import threading, subprocess
 box = []
 threads = [threading.Thread(target=box.append, args=(i,)) for i in range(8)]
 [t.start() for t in threads]
 [t.join() for t in threads]
 [sorted(box), subprocess.run(['/bin/echo', 'child'], capture_output=True, text=True).stdout]
-""")
+""",
+    )
     assert result.status == "ok", result
     assert result.result == [list(range(8)), "child\n"]
 
@@ -77,8 +79,9 @@ async def test_code_results_and_failures(runtime):
         assert raised.status == "error" and "ValueError: bad value" in raised.error and "line 2" in raised.error
         not_json = await run_code(sandbox, runtime, "object()")
         assert not_json.status == "error" and "not JSON" in not_json.error
-        shell = await run_code(sandbox, runtime, 'cat "$INPUTS_FILE"; echo \'[1, 2]\' > "$RESULT_FILE"',
-                               language="shell", inputs={"a": 1})
+        shell = await run_code(
+            sandbox, runtime, 'cat "$INPUTS_FILE"; echo \'[1, 2]\' > "$RESULT_FILE"', language="shell", inputs={"a": 1}
+        )
         assert shell.status == "ok" and shell.stdout == '{"a": 1}' and shell.result == [1, 2]
         shell_fail = await run_code(sandbox, runtime, "echo oops >&2; exit 4", language="shell")
         assert shell_fail.status == "error" and shell_fail.exit_code == 4 and shell_fail.stderr == "oops\n"
@@ -117,8 +120,9 @@ async def test_stuck_cell_ends_the_session(runtime):
     manager = SessionManager()
     session = await manager.open("alice", runtime, JobSpec(), idle_timeout=60)
     try:
-        stuck = await session.run("import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
-                                  "time.sleep(30)", timeout=1)
+        stuck = await session.run(
+            "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(30)", timeout=1
+        )
         assert stuck.status == "timeout" and "ended" in stuck.error
         after = await session.run("1", timeout=5)
         assert after.status == "killed" and "new session" in after.error
@@ -168,11 +172,17 @@ def test_registry_names_the_runtimes_and_refuses_unknown_ones():
 
 def test_a_process_without_the_sandbox_capabilities_does_not_offer_it():
     """As in a container that was not given CAP_NET_ADMIN: the runtime says so instead of failing every job."""
-    probe = ("from compute.runtimes import runtime_registry; from cxmpute.settings import get_settings; "
-             "registry = runtime_registry(get_settings()); "
-             "print('offered' if 'sandbox' in registry.offered() else registry.runtime('sandbox').check())")
-    done = subprocess.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", sys.executable, "-c",
-                           probe], capture_output=True, text=True, timeout=120)
+    probe = (
+        "from compute.runtimes import runtime_registry; from cxmpute.settings import get_settings; "
+        "registry = runtime_registry(get_settings()); "
+        "print('offered' if 'sandbox' in registry.offered() else registry.runtime('sandbox').check())"
+    )
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "CAP_NET_ADMIN" in done.stdout and "cap_add" in done.stdout, done.stdout
     assert "CAP_SYS_ADMIN" not in done.stdout

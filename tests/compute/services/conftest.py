@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-APP = '''
+APP = """
 import http.server, json, os, time, urllib.parse
 
 REPLICA = os.environ["CXMPUTE_REPLICA"]
@@ -33,7 +33,7 @@ class Echo(http.server.BaseHTTPRequestHandler):
 
 
 http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Echo).serve_forever()
-'''
+"""
 TAG = "cxmpute-test/echo-service:1"
 
 

@@ -13,8 +13,11 @@ import pytest
 def seller(client, net, make_wallet, register_provider):
     """A provider offering container capacity at 5 gwei per compute-unit-second."""
     auth = register_provider(client, net, make_wallet())
-    resp = client.post("/v1/provisions", headers=auth, json={
-        "kind": "container", "price_gwei": 5, "resources": {"cpu": 2, "memory_mb": 2048}})
+    resp = client.post(
+        "/v1/provisions",
+        headers=auth,
+        json={"kind": "container", "price_gwei": 5, "resources": {"cpu": 2, "memory_mb": 2048}},
+    )
     assert resp.status_code == 201, resp.text
 
 
@@ -29,8 +32,10 @@ def _tarball(manifest: object = None, members: tuple[str, ...] = ("config.json",
         manifest = [{"Config": "config.json", "RepoTags": ["web:1"], "Layers": ["layer/layer.tar"]}]
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in [*((m, b"{}" if m.endswith(".json") else b"\0" * 2048) for m in members),
-                           ("manifest.json", json.dumps(manifest).encode())]:
+        for name, data in [
+            *((m, b"{}" if m.endswith(".json") else b"\0" * 2048) for m in members),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -38,8 +43,9 @@ def _tarball(manifest: object = None, members: tuple[str, ...] = ("config.json",
 
 
 def _upload(client, auth, data: bytes, private: bool = False) -> str:
-    resp = client.post("/v1/storage/files", params={"name": "image.tar", "private": private}, content=data,
-                       headers=auth)
+    resp = client.post(
+        "/v1/storage/files", params={"name": "image.tar", "private": private}, content=data, headers=auth
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()["file"]["cid"]
 
@@ -67,7 +73,8 @@ def test_an_image_you_cannot_read_is_refused_naming_image(client, seller, user, 
 def test_a_file_that_is_not_an_image_tarball_is_refused_naming_image(client, seller, user):
     cid = _upload(client, user, b"just some text, not a tar archive" * 40)
     assert "not a `docker save` tarball" in _refused(
-        client.post("/v1/services", json=_body(cid), headers=user), 422, "image")
+        client.post("/v1/services", json=_body(cid), headers=user), 422, "image"
+    )
 
 
 def test_a_tarball_that_holds_no_complete_image_is_refused_naming_image(client, seller, user):
@@ -77,14 +84,17 @@ def test_a_tarball_that_holds_no_complete_image_is_refused_naming_image(client, 
         info = tarfile.TarInfo("README")
         info.size = 2
         tar.addfile(info, io.BytesIO(b"hi"))
-    for data, says in [(other_tar.getvalue(), "no manifest.json"),
-                       (_tarball(manifest=[]), "lists no image"),
-                       (_tarball(manifest={"Config": "config.json"}), "lists no image"),
-                       (_tarball(manifest=[{"Config": "config.json"}]), "no Config and Layers"),
-                       (_tarball(members=("config.json",)), "layer/layer.tar"),
-                       (_tarball()[:3000], "not a `docker save` tarball")]:
-        detail = _refused(client.post("/v1/services", json=_body(_upload(client, user, data)), headers=user),
-                          422, "image")
+    for data, says in [
+        (other_tar.getvalue(), "no manifest.json"),
+        (_tarball(manifest=[]), "lists no image"),
+        (_tarball(manifest={"Config": "config.json"}), "lists no image"),
+        (_tarball(manifest=[{"Config": "config.json"}]), "no Config and Layers"),
+        (_tarball(members=("config.json",)), "layer/layer.tar"),
+        (_tarball()[:3000], "not a `docker save` tarball"),
+    ]:
+        detail = _refused(
+            client.post("/v1/services", json=_body(_upload(client, user, data)), headers=user), 422, "image"
+        )
         assert says in detail, (says, detail)
     assert client.get("/v1/services", headers=user).json() == []
     assert client.post("/v1/services", json=_body(_upload(client, user, _tarball())), headers=user).status_code == 201
@@ -105,21 +115,32 @@ def test_only_a_public_service_is_reachable_without_signing_in(client, seller, u
 
 def test_a_bad_port_or_other_setting_is_refused_naming_its_field(client, seller, user):
     cid = _upload(client, user, _tarball())
-    for overrides, field in [({"port": 0}, "port"), ({"port": 65536}, "port"), ({"port": "http"}, "port"),
-                             ({"name": "Not_A_Name"}, "name"), ({"min_replicas": 3, "max_replicas": 2}, "max_replicas"),
-                             ({"env": {"1BAD": "x"}}, "env"), ({"memory_mb": 1}, "memory_mb"), ({"cpu": 1000}, "cpu"),
-                             ({"network": "everywhere"}, "network")]:
+    for overrides, field in [
+        ({"port": 0}, "port"),
+        ({"port": 65536}, "port"),
+        ({"port": "http"}, "port"),
+        ({"name": "Not_A_Name"}, "name"),
+        ({"min_replicas": 3, "max_replicas": 2}, "max_replicas"),
+        ({"env": {"1BAD": "x"}}, "env"),
+        ({"memory_mb": 1}, "memory_mb"),
+        ({"cpu": 1000}, "cpu"),
+        ({"network": "everywhere"}, "network"),
+    ]:
         _refused(client.post("/v1/services", json=_body(cid, **overrides), headers=user), 422, field)
     assert client.get("/v1/services", headers=user).json() == []
 
 
 def test_a_price_range_no_provision_matches_is_refused_naming_the_price(client, seller, user):
     cid = _upload(client, user, _tarball())
-    detail = _refused(client.post("/v1/services", json=_body(cid, price_max_gwei=4), headers=user), 409,
-                      "price_max_gwei")
+    detail = _refused(
+        client.post("/v1/services", json=_body(cid, price_max_gwei=4), headers=user), 409, "price_max_gwei"
+    )
     assert "no provision matches" in detail
-    _refused(client.post("/v1/services", json=_body(cid, price_min_gwei=20, price_max_gwei=10), headers=user),
-             422, "price_max_gwei")
+    _refused(
+        client.post("/v1/services", json=_body(cid, price_min_gwei=20, price_max_gwei=10), headers=user),
+        422,
+        "price_max_gwei",
+    )
     assert client.get("/v1/services", headers=user).json() == []
 
 
@@ -127,8 +148,15 @@ def test_unknown_services_and_replica_reports_are_refused(client, user):
     _refused(client.get("/v1/services/nothing", headers=user), 404, "name")
     _refused(client.delete("/v1/services/nothing", headers=user), 404, "name")
     _refused(client.get("/v1/services/nothing/proxy/", headers=user), 404, "name")
-    _refused(client.post("/v1/services/replicas/nope/beat", headers={"X-Replica-Token": "x"},
-                         json={"provider": "0xabc", "state": "starting"}), 403, "token")
+    _refused(
+        client.post(
+            "/v1/services/replicas/nope/beat",
+            headers={"X-Replica-Token": "x"},
+            json={"provider": "0xabc", "state": "starting"},
+        ),
+        403,
+        "token",
+    )
     _refused(client.get("/v1/services/replicas/nope/image", headers={"X-Replica-Token": "x"}), 403, "token")
 
 

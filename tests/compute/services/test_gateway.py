@@ -7,20 +7,29 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from compute.services import gateway
 from compute.services.registry import ReplicaOut
 
-ORIGIN_WIDE = [("Set-Cookie", "tenant=a; Path=/"), ("Set-Cookie", "other=b; Domain=127.0.0.1; Path=/"),
-               ("Set-Cookie2", "legacy=1"), ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
-               ("Clear-Site-Data", '"storage"'), ("Service-Worker-Allowed", "/"),
-               ("WWW-Authenticate", 'Basic realm="platform"'), ("NEL", '{"report_to": "spy", "max_age": 9}'),
-               ("Report-To", '{"group": "spy"}'), ("Reporting-Endpoints", 'spy="http://198.51.100.1/"'),
-               ("Alt-Svc", 'h2="198.51.100.1:443"'), ("Accept-CH", "Sec-CH-UA-Model"),
-               ("X-Content-Type-Options", "none"), ("Content-Security-Policy", "sandbox allow-same-origin allow-scripts")]
+ORIGIN_WIDE = [
+    ("Set-Cookie", "tenant=a; Path=/"),
+    ("Set-Cookie", "other=b; Domain=127.0.0.1; Path=/"),
+    ("Set-Cookie2", "legacy=1"),
+    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+    ("Clear-Site-Data", '"storage"'),
+    ("Service-Worker-Allowed", "/"),
+    ("WWW-Authenticate", 'Basic realm="platform"'),
+    ("NEL", '{"report_to": "spy", "max_age": 9}'),
+    ("Report-To", '{"group": "spy"}'),
+    ("Reporting-Endpoints", 'spy="http://198.51.100.1/"'),
+    ("Alt-Svc", 'h2="198.51.100.1:443"'),
+    ("Accept-CH", "Sec-CH-UA-Model"),
+    ("X-Content-Type-Options", "none"),
+    ("Content-Security-Policy", "sandbox allow-same-origin allow-scripts"),
+]
 
 
 class _Replica(http.server.BaseHTTPRequestHandler):
@@ -45,10 +54,24 @@ def replicas():
     servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Replica) for _ in range(2)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    now = datetime.now(timezone.utc)
-    yield [ReplicaOut(id=f"r{i}", status="live", live=True, provider=None, job_id=None, lease_id=None,
-                      host="127.0.0.1", host_port=server.server_address[1], restarts=0, error=None, created_at=now,
-                      ended_at=None) for i, server in enumerate(servers)]
+    now = datetime.now(UTC)
+    yield [
+        ReplicaOut(
+            id=f"r{i}",
+            status="live",
+            live=True,
+            provider=None,
+            job_id=None,
+            lease_id=None,
+            host="127.0.0.1",
+            host_port=server.server_address[1],
+            restarts=0,
+            error=None,
+            created_at=now,
+            ended_at=None,
+        )
+        for i, server in enumerate(servers)
+    ]
     for server in servers:
         server.shutdown()
         server.server_close()
@@ -65,8 +88,15 @@ async def _call(replica: ReplicaOut, headers: list[tuple[str, str]]) -> tuple[li
 async def test_a_replica_gets_no_credential_or_cookie_of_the_caller_or_of_another_answer(replicas):
     first, second = replicas
     try:
-        _, seen = await _call(first, [("Authorization", "Bearer the-callers-session"), ("Cookie", "session=mine"),
-                                      ("Proxy-Authorization", "Basic eA=="), ("X-Caller", "kept")])
+        _, seen = await _call(
+            first,
+            [
+                ("Authorization", "Bearer the-callers-session"),
+                ("Cookie", "session=mine"),
+                ("Proxy-Authorization", "Basic eA=="),
+                ("X-Caller", "kept"),
+            ],
+        )
         assert {"authorization", "cookie", "proxy-authorization"}.isdisjoint(seen) and seen["x-caller"] == "kept"
         # The first answer set cookies for the provider's address: neither replica ever sees them again.
         for replica in (first, second, first):
@@ -83,9 +113,19 @@ async def test_an_answer_is_confined_to_an_opaque_origin_and_sets_nothing_for_th
     finally:
         await gateway.close()
     names = [k.lower() for k, _ in headers]
-    for dropped in ("set-cookie", "set-cookie2", "strict-transport-security", "clear-site-data",
-                    "service-worker-allowed", "www-authenticate", "nel", "report-to", "reporting-endpoints",
-                    "alt-svc", "accept-ch"):
+    for dropped in (
+        "set-cookie",
+        "set-cookie2",
+        "strict-transport-security",
+        "clear-site-data",
+        "service-worker-allowed",
+        "www-authenticate",
+        "nel",
+        "report-to",
+        "reporting-endpoints",
+        "alt-svc",
+        "accept-ch",
+    ):
         assert dropped not in names, dropped
     assert [v for k, v in headers if k.lower() == "x-content-type-options"] == ["nosniff"]
     policies = [v for k, v in headers if k.lower() == "content-security-policy"]

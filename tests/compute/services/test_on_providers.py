@@ -21,8 +21,9 @@ from tests.support.waiting import until
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 # The worker-pool tests' platform: the API and provider workers as real processes.
-_spec = importlib.util.spec_from_file_location("worker_pool_fixtures",
-                                               Path(__file__).parents[1] / "worker" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "worker_pool_fixtures", Path(__file__).parents[1] / "worker" / "conftest.py"
+)
 _fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(_fixtures)
 pool_platform = _fixtures.pool_platform
@@ -56,8 +57,9 @@ def _cli(monkeypatch, platform, wallet, *args: str) -> str:
 
 def _containers(engine, **labels) -> list:
     # Providers remove containers meanwhile: one gone between the listing and its inspection is no error.
-    return engine.containers.list(all=True, filters={"label": [f"cxmpute.{k}={v}" for k, v in labels.items()]},
-                                  ignore_removed=True)
+    return engine.containers.list(
+        all=True, filters={"label": [f"cxmpute.{k}={v}" for k, v in labels.items()]}, ignore_removed=True
+    )
 
 
 def _remove_containers(engine, owner: str) -> None:
@@ -72,7 +74,8 @@ def _remove_containers(engine, owner: str) -> None:
 
 
 def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_and_bills_them(
-        pool_platform, docker_engine, image_tarball, monkeypatch):
+    pool_platform, docker_engine, image_tarball, monkeypatch
+):
     platform = pool_platform
     a, b = _provider(platform, "svc-a"), _provider(platform, "svc-b")
     wallet, auth = platform.user()
@@ -81,17 +84,46 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             for image in docker_engine.images.list(name=REPOSITORY):  # providers must fetch the tarball, load it
                 for tag in (t for t in image.tags if t.startswith(f"{REPOSITORY}:")):
                     docker_engine.images.remove(tag)
-            until(lambda: len(httpx.get(f"{platform.url}/v1/market/provisions",
-                                         params={"kind": "container", "status": "active"}).json()) >= 2,
-                   "two container provisions", platform)
+            until(
+                lambda: (
+                    len(
+                        httpx.get(
+                            f"{platform.url}/v1/market/provisions", params={"kind": "container", "status": "active"}
+                        ).json()
+                    )
+                    >= 2
+                ),
+                "two container provisions",
+                platform,
+            )
             # Each machine's container offer shares its capacity with its agent offer: never sold twice.
-            offers = httpx.get(f"{platform.url}/v1/market/provisions",
-                               params={"status": "active", "limit": 500}).json()
+            offers = httpx.get(f"{platform.url}/v1/market/provisions", params={"status": "active", "limit": 500}).json()
             groups = {(o["provider"], o["kind"]): o["capacity_group"] for o in offers if o["provider"] in (a, b)}
             assert all(groups[(p, "container")] == groups[(p, "agent")] for p in (a, b)), groups
-            out = _cli(monkeypatch, platform, wallet, "deploy", str(image_tarball), "--name", "echo", "--port", "8080",
-                       "--env", "GREETING=hello", "--memory-mb", "256", "--min", "2", "--max", "3", "--target", "1",
-                       "--max-price", str(PRICE + 3), "--public")
+            out = _cli(
+                monkeypatch,
+                platform,
+                wallet,
+                "deploy",
+                str(image_tarball),
+                "--name",
+                "echo",
+                "--port",
+                "8080",
+                "--env",
+                "GREETING=hello",
+                "--memory-mb",
+                "256",
+                "--min",
+                "2",
+                "--max",
+                "3",
+                "--target",
+                "1",
+                "--max-price",
+                str(PRICE + 3),
+                "--public",
+            )
             public_url = f"/v1/public/services/{wallet.address.lower()}/echo/"
             assert "deployed echo" in out and f"/v1/public/services/{wallet.address}/echo/" in out
 
@@ -121,8 +153,12 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
                 assert answer.status_code == 200, answer.text
             # A third provider gets the replica that was on A.
             c = _provider(platform, "svc-c")
-            replicas = until(lambda: _if(live(), lambda rs: len(rs) == 2 and {r["provider"] for r in rs} == {b, c}),
-                              "a replacement replica on the new provider", platform, 90)
+            replicas = until(
+                lambda: _if(live(), lambda rs: len(rs) == 2 and {r["provider"] for r in rs} == {b, c}),
+                "a replacement replica on the new provider",
+                platform,
+                90,
+            )
             assert {r["id"] for r in replicas} == ids
             assert {http.get("/v1/services/echo/proxy/").json()["replica"] for _ in range(6)} == ids
             lost = http.get(f"/v1/leases/{victim['lease_id']}").json()
@@ -138,8 +174,11 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             crashed = next(r for r in replicas if r["provider"] == b)
             for container in _containers(docker_engine, replica=crashed["id"]):
                 container.remove(force=True)
-            replicas = until(lambda: _if(live(), lambda rs: len(rs) == 2 and all(
-                r["lease_id"] != crashed["lease_id"] for r in rs)), "the crashed replica to start again", platform)
+            replicas = until(
+                lambda: _if(live(), lambda rs: len(rs) == 2 and all(r["lease_id"] != crashed["lease_id"] for r in rs)),
+                "the crashed replica to start again",
+                platform,
+            )
             assert next(r for r in replicas if r["id"] == crashed["id"])["restarts"] >= 1
             assert http.get(f"/v1/leases/{crashed['lease_id']}").json()["status"] == "ended"
 
@@ -147,8 +186,9 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
             # which waits for a provider with room (there is none) until the service goes.
             with ThreadPoolExecutor(3) as pool:
                 slow = [pool.submit(http.get, "/v1/services/echo/proxy/sleep", params={"s": 3}) for _ in range(3)]
-                until(lambda: len(http.get("/v1/services/echo").json()["replicas"]) == 3, "a third replica",
-                       platform, 30)
+                until(
+                    lambda: len(http.get("/v1/services/echo").json()["replicas"]) == 3, "a third replica", platform, 30
+                )
                 assert all(f.result().status_code == 200 for f in slow)
             assert len(live()) == 2
 
@@ -163,8 +203,7 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
                 assert lease["metered_s"] >= 1 and lease["escrow_left_gwei"] == 0
                 assert lease["paid_gwei"] == lease["metered_s"] * lease["price_gwei"] * lease["compute_units"]
                 assert lease["paid_gwei"] < lease["escrow_gwei"]  # the rest went back to the user
-            until(lambda: not any(_containers(docker_engine, replica=r) for r in ids), "the containers to go",
-                   platform)
+            until(lambda: not any(_containers(docker_engine, replica=r) for r in ids), "the containers to go", platform)
             assert http.get("/v1/services/echo").status_code == 404
             assert http.get("/v1/services/echo/proxy/").status_code == 404
     finally:
@@ -172,7 +211,8 @@ def test_a_service_is_served_by_replicas_on_providers_survives_a_lost_provider_a
 
 
 def test_a_restarted_platform_dispatches_its_replicas_again_and_the_old_containers_stop(
-        pool_platform, docker_engine, image_tarball, monkeypatch):
+    pool_platform, docker_engine, image_tarball, monkeypatch
+):
     """The API process is SIGKILLed and started again: it gives up the replica jobs its predecessor dispatched
     (their leases end, the escrow goes back) and dispatches the slots afresh. With one provider left the new
     job lands where the old one runs; the old one is told to stop, so one container serves the slot."""
@@ -180,14 +220,34 @@ def test_a_restarted_platform_dispatches_its_replicas_again_and_the_old_containe
     for address in list(platform.workers):  # earlier tests' providers
         platform.kill(address)
     provider = _provider(platform, "svc-r")
-    until(lambda: any(o["provider"] == provider for o in httpx.get(
-        f"{platform.url}/v1/market/provisions", params={"kind": "container", "status": "active"}).json()),
-        "its container provision", platform)
+    until(
+        lambda: any(
+            o["provider"] == provider
+            for o in httpx.get(
+                f"{platform.url}/v1/market/provisions", params={"kind": "container", "status": "active"}
+            ).json()
+        ),
+        "its container provision",
+        platform,
+    )
     wallet, auth = platform.user()
     try:
         with httpx.Client(base_url=platform.url, headers=auth, timeout=120) as http:
-            _cli(monkeypatch, platform, wallet, "deploy", str(image_tarball), "--name", "again", "--port", "8080",
-                 "--memory-mb", "256", "--max-price", str(PRICE + 3))
+            _cli(
+                monkeypatch,
+                platform,
+                wallet,
+                "deploy",
+                str(image_tarball),
+                "--name",
+                "again",
+                "--port",
+                "8080",
+                "--memory-mb",
+                "256",
+                "--max-price",
+                str(PRICE + 3),
+            )
 
             def live() -> list[dict]:
                 return [r for r in http.get("/v1/services/again").json()["replicas"] if r["live"]]
@@ -199,8 +259,12 @@ def test_a_restarted_platform_dispatches_its_replicas_again_and_the_old_containe
             assert before["provider"] == provider and len(running()) == 1, (before, running(), platform.logs())
             platform.crash_api()
             platform.start_api()
-            [after] = until(lambda: _if(live(), lambda rs: len(rs) == 1 and rs[0]["lease_id"] != before["lease_id"]),
-                             "the replica under a new job", platform, 120)
+            [after] = until(
+                lambda: _if(live(), lambda rs: len(rs) == 1 and rs[0]["lease_id"] != before["lease_id"]),
+                "the replica under a new job",
+                platform,
+                120,
+            )
             assert after["id"] == before["id"] and after["provider"] == provider, (after, platform.logs())
             old = http.get(f"/v1/leases/{before['lease_id']}").json()
             assert old["status"] == "ended" and old["escrow_left_gwei"] == 0, old

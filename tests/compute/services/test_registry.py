@@ -33,9 +33,26 @@ def _service(settings, owner: str = "0xowner", name: str = "web") -> str:
     """A registered service (deploy's image and market checks are covered through the API)."""
     service_id = str(uuid.uuid4())
     with session_scope(registry.database(settings)) as session:
-        session.add(Service(id=service_id, owner=owner, name=name, image="bafy", port=8080, env={"A": "1"}, cpu=1,
-                            memory_mb=256, pids=128, min_replicas=1, max_replicas=2, target_inflight=8,
-                            price_min_gwei=0, price_max_gwei=10, status="active", created_at=utcnow()))
+        session.add(
+            Service(
+                id=service_id,
+                owner=owner,
+                name=name,
+                image="bafy",
+                port=8080,
+                env={"A": "1"},
+                cpu=1,
+                memory_mb=256,
+                pids=128,
+                min_replicas=1,
+                max_replicas=2,
+                target_inflight=8,
+                price_min_gwei=0,
+                price_max_gwei=10,
+                status="active",
+                created_at=utcnow(),
+            )
+        )
     return service_id
 
 
@@ -86,22 +103,51 @@ def test_a_report_from_an_earlier_dispatch_of_its_slot_is_told_to_stop(settings,
     job: only the newest dispatch's job keeps running."""
     provider, owner = Account.create().address, Account.create().address
     with net.store.write() as s:
-        s.add(Provider(address=provider, name="p", region="local", profile={}, benchmark_score=1.0,
-                       registered_at=utcnow(), last_heartbeat_ts=int(time.time()), heartbeats=1, leases_completed=0,
-                       leases_failed=0, reputation=0.5))
+        s.add(
+            Provider(
+                address=provider,
+                name="p",
+                region="local",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=int(time.time()),
+                heartbeats=1,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
+        )
         s.flush()
-        post(s, key=f"stake-{provider}", kind="stake",
-             entries=[(Acct("chain", "t"), -10**10), (Acct("stake", provider), 10**10)])
-        post(s, key=f"dep-{owner}", kind="deposit",
-             entries=[(Acct("chain", "t"), -10**9), (Acct("user", owner), 10**9)])
-    provisions.create(net.store, provider, ProvisionSpec(kind="container", price_gwei=3,
-                                                         resources=Resources(cpu=2, memory_mb=2048)))
+        post(
+            s,
+            key=f"stake-{provider}",
+            kind="stake",
+            entries=[(Acct("chain", "t"), -(10**10)), (Acct("stake", provider), 10**10)],
+        )
+        post(
+            s,
+            key=f"dep-{owner}",
+            kind="deposit",
+            entries=[(Acct("chain", "t"), -(10**9)), (Acct("user", owner), 10**9)],
+        )
+    provisions.create(
+        net.store, provider, ProvisionSpec(kind="container", price_gwei=3, resources=Resources(cpu=2, memory_mb=2048))
+    )
     replica = registry.add_replica(settings, _service(settings))
-    spec = JobSpec(kind="service", provision="container", owner=owner, work_key=registry.work_key(replica.id),
-                   payload={"dispatch": "second"}, price_max_gwei=10, timeout_s=60,
-                   resources=Resources(cpu=1, memory_mb=512))
-    lease = Market(net.store, net.domain).place(owner, MatchRequest(kind="container", resources=spec.resources,
-                                                                    price_max_gwei=10, duration_s=60))
+    spec = JobSpec(
+        kind="service",
+        provision="container",
+        owner=owner,
+        work_key=registry.work_key(replica.id),
+        payload={"dispatch": "second"},
+        price_max_gwei=10,
+        timeout_s=60,
+        resources=Resources(cpu=1, memory_mb=512),
+    )
+    lease = Market(net.store, net.domain).place(
+        owner, MatchRequest(kind="container", resources=spec.resources, price_max_gwei=10, duration_s=60)
+    )
     jobs.create(net.store, "job-of-the-second-dispatch", spec, provider, lease.id, 1)
     jobs.claim(net.store, "job-of-the-second-dispatch", provider)
 

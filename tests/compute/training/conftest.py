@@ -25,8 +25,13 @@ def single_process_loss(data: bytes, config: TrainerConfig, world_size: int, ste
     model = trainer.build_model(config, dataset.x.shape[1], dataset.y.shape[1])
     optimizer = trainer.build_optimizer(config, model)
     for step in range(steps):
-        rows = torch.tensor([i for rank in range(world_size)
-                             for i in trainer.batch_indices(len(dataset), config, world_size, rank, step)])
+        rows = torch.tensor(
+            [
+                i
+                for rank in range(world_size)
+                for i in trainer.batch_indices(len(dataset), config, world_size, rank, step)
+            ]
+        )
         optimizer.zero_grad()
         torch.nn.functional.mse_loss(model(dataset.x[rows]), dataset.y[rows]).backward()
         optimizer.step()

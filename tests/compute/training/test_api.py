@@ -40,13 +40,16 @@ def _job(cid: str, **over) -> dict:
     return {"dataset_cid": cid, "world_size": 2, "steps": 10, "price_max_gwei": 5, **over}
 
 
-@pytest.mark.parametrize("over, field", [
-    ({"world_size": 0}, "world_size"),
-    ({"steps": 0}, "steps"),
-    ({"price_min_gwei": 9, "price_max_gwei": 5}, "price_max_gwei"),
-    ({"trainer": {"hidden": [0]}}, "trainer.hidden"),
-    ({"backend": "nccl"}, "resources"),
-])
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"world_size": 0}, "world_size"),
+        ({"steps": 0}, "steps"),
+        ({"price_min_gwei": 9, "price_max_gwei": 5}, "price_max_gwei"),
+        ({"trainer": {"hidden": [0]}}, "trainer.hidden"),
+        ({"backend": "nccl"}, "resources"),
+    ],
+)
 def test_invalid_specs_are_refused_naming_the_field(api, over, field):
     http, cid, _ = api
     resp = http.post("/v1/training/jobs", json=_job(cid, **over))
@@ -100,10 +103,31 @@ def test_the_cli_reports_refusals_with_the_field(api, api_url, monkeypatch):
     monkeypatch.setattr(get_settings(), "api_url", api_url)
     monkeypatch.setattr(get_settings(), "wallet_key", None)
     monkeypatch.setattr(training_cli.console, "width", 160)
-    _one_line_error(runner.invoke(app, ["training", "submit", cid, "-n", "2", "--steps", "10", "--max-price", "5",
-                                        "--hidden", "x"]), "--hidden")
-    _one_line_error(runner.invoke(app, ["training", "submit", cid, "-n", "2", "--steps", "10", "--min-price", str(
-        UNMATCHABLE["price_min_gwei"]), "--max-price", str(UNMATCHABLE["price_max_gwei"])]), "price_max_gwei")
+    _one_line_error(
+        runner.invoke(
+            app, ["training", "submit", cid, "-n", "2", "--steps", "10", "--max-price", "5", "--hidden", "x"]
+        ),
+        "--hidden",
+    )
+    _one_line_error(
+        runner.invoke(
+            app,
+            [
+                "training",
+                "submit",
+                cid,
+                "-n",
+                "2",
+                "--steps",
+                "10",
+                "--min-price",
+                str(UNMATCHABLE["price_min_gwei"]),
+                "--max-price",
+                str(UNMATCHABLE["price_max_gwei"]),
+            ],
+        ),
+        "price_max_gwei",
+    )
     _one_line_error(runner.invoke(app, ["training", "show", "no-such-job"]), "job_id")
     listed = runner.invoke(app, ["training", "ls"])
     assert listed.exit_code == 0 and "final loss" in listed.output
@@ -117,19 +141,50 @@ def test_the_cli_refuses_more_ranks_than_live_providers(api, api_url, monkeypatc
     store = get_network().store
     provider = Account.create().address
     with store.write() as s:
-        s.add(Provider(address=provider, name="one", region="eu", profile={}, benchmark_score=1.0,
-                       registered_at=utcnow(), last_heartbeat_ts=int(time.time()), heartbeats=1, leases_completed=0,
-                       leases_failed=0, reputation=0.5))
+        s.add(
+            Provider(
+                address=provider,
+                name="one",
+                region="eu",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=int(time.time()),
+                heartbeats=1,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
+        )
         s.flush()
-        post(s, key=f"stake-{provider}", kind="stake",
-             entries=[(Acct("chain", "t"), -10**10), (Acct("stake", provider), 10**10)])
+        post(
+            s,
+            key=f"stake-{provider}",
+            kind="stake",
+            entries=[(Acct("chain", "t"), -(10**10)), (Acct("stake", provider), 10**10)],
+        )
     # A price only this test asks: the one provider it adds is nobody else's match.
-    offer = provisions.create(store, provider, ProvisionSpec(kind="agent", price_gwei=LONE_PRICE,
-                                                             resources=Resources(cpu=4, memory_mb=8192)))
+    offer = provisions.create(
+        store, provider, ProvisionSpec(kind="agent", price_gwei=LONE_PRICE, resources=Resources(cpu=4, memory_mb=8192))
+    )
     get_network().market.sync(force=True)
     try:
-        refused = runner.invoke(app, ["training", "submit", cid, "--world-size", "2", "--steps", "10",
-                                      "--min-price", str(LONE_PRICE), "--max-price", str(LONE_PRICE)])
+        refused = runner.invoke(
+            app,
+            [
+                "training",
+                "submit",
+                cid,
+                "--world-size",
+                "2",
+                "--steps",
+                "10",
+                "--min-price",
+                str(LONE_PRICE),
+                "--max-price",
+                str(LONE_PRICE),
+            ],
+        )
         _one_line_error(refused, "world_size")
         assert "only 1 live provider offers" in refused.stderr
     finally:
@@ -139,8 +194,13 @@ def test_the_cli_refuses_more_ranks_than_live_providers(api, api_url, monkeypatc
 
 def test_an_unreachable_platform_is_exit_2(monkeypatch):
     monkeypatch.setattr(get_settings(), "api_url", "http://127.0.0.1:9")
-    for args in (["ls"], ["show", "any"], ["cancel", "any"], ["manifest", "any"],
-                 ["submit", "bafy", "-n", "1", "--steps", "1", "--max-price", "1"]):
+    for args in (
+        ["ls"],
+        ["show", "any"],
+        ["cancel", "any"],
+        ["manifest", "any"],
+        ["submit", "bafy", "-n", "1", "--steps", "1", "--max-price", "1"],
+    ):
         result = runner.invoke(app, ["training", *args])
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (args, result.output)
         assert "CXMPUTE_API_URL" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -149,8 +209,15 @@ def test_an_unreachable_platform_is_exit_2(monkeypatch):
 def test_the_jobs_table_folds_ids_but_never_cuts_them():
     from rich.console import Console
 
-    job = {"id": "0b9e7c5e-52d1-4c3e-9a5f-1f2d3c4b5a69", "state": "running", "generation": 1, "step": 5,
-           "spec": {"steps": 10, "world_size": 2}, "final_loss": None, "created_at": "2026-12-06T10:00:00.000"}
+    job = {
+        "id": "0b9e7c5e-52d1-4c3e-9a5f-1f2d3c4b5a69",
+        "state": "running",
+        "generation": 1,
+        "step": 5,
+        "spec": {"steps": 10, "world_size": 2},
+        "final_loss": None,
+        "created_at": "2026-12-06T10:00:00.000",
+    }
     for width in (160, 60):
         narrow = Console(width=width, record=True, file=io.StringIO())
         table = training_cli._jobs_table()

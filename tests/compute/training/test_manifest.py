@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -19,12 +19,29 @@ _spec.loader.exec_module(k8s_checks)
 
 
 def _job(world_size: int, gpus: int = 0) -> TrainingOut:
-    now = datetime.now(timezone.utc)
-    spec = TrainingIn(dataset_cid="bafy", world_size=world_size, steps=500, checkpoint_every=50, price_max_gwei=5,
-                      backend="nccl" if gpus else "gloo", resources={"cpu": 2, "memory_mb": 3072, "gpu_count": gpus})
-    return TrainingOut(id="5f0c1a2b-0000-4000-8000-000000000001", owner="0xabc", state="running", generation=1,
-                       step=120, spec=spec, final_loss=None, error=None, created_at=now, finished_at=None,
-                       last_checkpoint=Checkpoint(step=100, generation=1, cid="bafyckpt", size=10, created_at=now))
+    now = datetime.now(UTC)
+    spec = TrainingIn(
+        dataset_cid="bafy",
+        world_size=world_size,
+        steps=500,
+        checkpoint_every=50,
+        price_max_gwei=5,
+        backend="nccl" if gpus else "gloo",
+        resources={"cpu": 2, "memory_mb": 3072, "gpu_count": gpus},
+    )
+    return TrainingOut(
+        id="5f0c1a2b-0000-4000-8000-000000000001",
+        owner="0xabc",
+        state="running",
+        generation=1,
+        step=120,
+        spec=spec,
+        final_loss=None,
+        error=None,
+        created_at=now,
+        finished_at=None,
+        last_checkpoint=Checkpoint(step=100, generation=1, cid="bafyckpt", size=10, created_at=now),
+    )
 
 
 def test_the_manifest_runs_every_rank_from_the_latest_checkpoint():
@@ -39,8 +56,9 @@ def test_the_manifest_runs_every_rank_from_the_latest_checkpoint():
     assert container["resources"]["limits"] == {"cpu": "2", "memory": "3072Mi"}
     env = {e["name"]: e for e in container["env"]}
     assert env["CXMPUTE_RANK_URL"]["valueFrom"]["secretKeyRef"]["name"] == doc["metadata"]["name"]
-    rank = RankRun(**json.loads(env["CXMPUTE_RANK_JOB"]["value"]), rank=3, rank_url="http://api:8000/x",
-                   host="master", port=23456)
+    rank = RankRun(
+        **json.loads(env["CXMPUTE_RANK_JOB"]["value"]), rank=3, rank_url="http://api:8000/x", host="master", port=23456
+    )
     assert (rank.generation, rank.world_size, rank.resume_step, rank.threads) == (2, 4, 100, 2)
 
 

@@ -25,16 +25,18 @@ from .conftest import single_process_loss
 
 pytestmark = pytest.mark.slow
 
-_spec = importlib.util.spec_from_file_location("worker_pool_fixtures",
-                                               Path(__file__).parents[1] / "worker" / "conftest.py")
+_spec = importlib.util.spec_from_file_location(
+    "worker_pool_fixtures", Path(__file__).parents[1] / "worker" / "conftest.py"
+)
 _fixtures = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(_fixtures)
 
 
 @pytest.fixture(scope="module")
 def pool_platform(prefect_api, tmp_path_factory):
-    with _fixtures.running_platform(prefect_api, tmp_path_factory.mktemp("training"),
-                                    CXMPUTE_TRAINING_COORDINATOR_STALE_S=str(STALE_S)) as platform:
+    with _fixtures.running_platform(
+        prefect_api, tmp_path_factory.mktemp("training"), CXMPUTE_TRAINING_COORDINATOR_STALE_S=str(STALE_S)
+    ) as platform:
         yield platform
 
 
@@ -59,17 +61,32 @@ def trainer_pool(pool_platform, dataset_csv):
 
 
 def _submit(http: httpx.Client, cid: str, steps: int, every: int) -> str:
-    resp = http.post("/v1/training/jobs", json={
-        "dataset_cid": cid, "world_size": 2, "steps": steps, "checkpoint_every": every,
-        "trainer": TRAINER.model_dump(), "resources": {"cpu": 1, "memory_mb": 1024}, "price_max_gwei": 5,
-        "timeout_s": 240, "collective_timeout_s": 30})
+    resp = http.post(
+        "/v1/training/jobs",
+        json={
+            "dataset_cid": cid,
+            "world_size": 2,
+            "steps": steps,
+            "checkpoint_every": every,
+            "trainer": TRAINER.model_dump(),
+            "resources": {"cpu": 1, "memory_mb": 1024},
+            "price_max_gwei": 5,
+            "timeout_s": 240,
+            "collective_timeout_s": 30,
+        },
+    )
     assert resp.status_code == 201, resp.text
     assert resp.json()["state"] in ("queued", "running")
     return resp.json()["id"]
 
 
-def _wait(http: httpx.Client, job_id: str, logs, until=lambda job: job["state"] not in ("queued", "running"),
-          timeout: float = 200) -> dict:
+def _wait(
+    http: httpx.Client,
+    job_id: str,
+    logs,
+    until=lambda job: job["state"] not in ("queued", "running"),
+    timeout: float = 200,
+) -> dict:
     deadline = time.time() + timeout
     job = None
     while time.time() < deadline:
@@ -129,13 +146,16 @@ def test_the_cli_shows_a_job_and_renders_its_manifest(trainer_pool, pool_platfor
     assert json.loads(next(e["value"] for e in env if e["name"] == "CXMPUTE_RANK_JOB"))["resume_step"] == 150
 
 
-def test_a_lost_provider_is_replaced_and_training_resumes_from_the_checkpoint(trainer_pool, pool_platform,
-                                                                           dataset_csv):
+def test_a_lost_provider_is_replaced_and_training_resumes_from_the_checkpoint(trainer_pool, pool_platform, dataset_csv):
     http, cid, _ = trainer_pool
     steps = 800
     job_id = _submit(http, cid, steps=steps, every=50)
-    job = _wait(http, job_id, pool_platform.logs,
-                until=lambda j: j["last_checkpoint"] or j["state"] not in ("queued", "running"))
+    job = _wait(
+        http,
+        job_id,
+        pool_platform.logs,
+        until=lambda j: j["last_checkpoint"] or j["state"] not in ("queued", "running"),
+    )
     assert job["state"] == "running" and job["generation"] == 1, job
     victim = next(r for r in job["ranks"] if r["rank"] == 1)
     pool_platform.kill(victim["provider"])
@@ -163,8 +183,12 @@ def test_cancelling_stops_the_ranks_and_settles_their_leases(trainer_pool, pool_
     _wait(http, job_id, pool_platform.logs, until=lambda j: j["step"] > 0 or j["state"] not in ("queued", "running"))
     cancelled = http.delete(f"/v1/training/jobs/{job_id}")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
-    job = _wait(http, job_id, pool_platform.logs,
-                until=lambda j: j["ranks"] and all(r["status"] not in ("queued", "running") for r in j["ranks"]))
+    job = _wait(
+        http,
+        job_id,
+        pool_platform.logs,
+        until=lambda j: j["ranks"] and all(r["status"] not in ("queued", "running") for r in j["ranks"]),
+    )
     assert job["state"] == "cancelled" and job["generation"] == 1 and job["final_loss"] is None
     assert [r["status"] for r in job["ranks"]] == ["failed", "failed"]
     assert all("generation ended" in r["error"] for r in job["ranks"]), job["ranks"]
@@ -182,8 +206,12 @@ def test_a_job_survives_a_crash_of_the_platform_process(trainer_pool, pool_platf
     http, cid, _ = trainer_pool
     steps = 600
     job_id = _submit(http, cid, steps=steps, every=50)
-    job = _wait(http, job_id, pool_platform.logs,
-                until=lambda j: j["last_checkpoint"] or j["state"] not in ("queued", "running"))
+    job = _wait(
+        http,
+        job_id,
+        pool_platform.logs,
+        until=lambda j: j["last_checkpoint"] or j["state"] not in ("queued", "running"),
+    )
     assert job["state"] == "running" and job["generation"] == 1, job
     pool_platform.crash_api()
     pool_platform.start_api()

@@ -10,7 +10,6 @@ from compute.training.spec import TrainingIn
 from cxmpute.settings import Settings
 from stxrage import open_storage
 
-
 ME = "this-process"
 
 
@@ -21,8 +20,9 @@ def settings(platform_db_url, tmp_path):
 
 def test_each_generation_has_its_own_secret_and_resumes_from_the_latest_checkpoint(settings, dataset_csv):
     cid = open_storage(settings).put_bytes(dataset_csv, owner="alice").file.cid
-    job = registry.create(settings, "alice", TrainingIn(dataset_cid=cid, world_size=2, steps=20, price_max_gwei=5),
-                          ME, 1000.0)
+    job = registry.create(
+        settings, "alice", TrainingIn(dataset_cid=cid, world_size=2, steps=20, price_max_gwei=5), ME, 1000.0
+    )
     assert (job.state, job.generation, job.last_checkpoint) == ("queued", 0, None)
 
     generation, first, resume = registry.begin_generation(settings, job.id, ME)
@@ -71,8 +71,9 @@ def test_each_generation_has_its_own_secret_and_resumes_from_the_latest_checkpoi
 
 
 def test_a_cancelled_job_starts_no_generation(settings):
-    job = registry.create(settings, "bob", TrainingIn(dataset_cid="x", world_size=1, steps=5, price_max_gwei=5),
-                          ME, 1000.0)
+    job = registry.create(
+        settings, "bob", TrainingIn(dataset_cid="x", world_size=1, steps=5, price_max_gwei=5), ME, 1000.0
+    )
     _, token, _ = registry.begin_generation(settings, job.id, ME)
     assert registry.cancel(settings, "bob", job.id).state == "cancelled"
     with pytest.raises(NotFound):
@@ -84,8 +85,9 @@ def test_a_cancelled_job_starts_no_generation(settings):
 
 
 def test_a_job_whose_coordinator_went_silent_is_taken_over_by_one_process(settings):
-    job = registry.create(settings, "carol", TrainingIn(dataset_cid="x", world_size=1, steps=5, price_max_gwei=5),
-                          ME, 1000.0)
+    job = registry.create(
+        settings, "carol", TrainingIn(dataset_cid="x", world_size=1, steps=5, price_max_gwei=5), ME, 1000.0
+    )
     _, old_token, _ = registry.begin_generation(settings, job.id, ME)
     assert registry.confirm(settings, job.id, ME, 1005.0)
     assert registry.orphans(settings, stale_before=1005.0) == []

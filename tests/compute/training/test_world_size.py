@@ -22,17 +22,35 @@ RANK = {"cpu": 2, "memory_mb": 1024}
 def _provider(store) -> str:
     address = Account.create().address
     with store.write() as s:
-        s.add(Provider(address=address, name="p", region="eu", profile={}, benchmark_score=1.0, registered_at=utcnow(),
-                       last_heartbeat_ts=0, heartbeats=0, leases_completed=0, leases_failed=0, reputation=0.5))
+        s.add(
+            Provider(
+                address=address,
+                name="p",
+                region="eu",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=0,
+                heartbeats=0,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
+        )
         s.flush()
-        post(s, key=f"stake-{address}", kind="stake",
-             entries=[(Acct("chain", "t"), -10**10), (Acct("stake", address), 10**10)])
+        post(
+            s,
+            key=f"stake-{address}",
+            kind="stake",
+            entries=[(Acct("chain", "t"), -(10**10)), (Acct("stake", address), 10**10)],
+        )
     return address
 
 
 def _offer(store, provider: str, price: int = PRICE, cpu: int = 4, kind: str = "agent") -> str:
-    return provisions.create(store, provider, ProvisionSpec(kind=kind, price_gwei=price,
-                                                            resources=Resources(cpu=cpu, memory_mb=8192))).id
+    return provisions.create(
+        store, provider, ProvisionSpec(kind=kind, price_gwei=price, resources=Resources(cpu=cpu, memory_mb=8192))
+    ).id
 
 
 def _network(net) -> None:
@@ -56,8 +74,13 @@ def test_more_ranks_than_live_providers_are_refused_naming_world_size(client, ne
     assert stored.status_code == 201, stored.text
     _network(net)
 
-    job = {"dataset_cid": stored.json()["file"]["cid"], "world_size": 3, "steps": 10, "resources": RANK,
-           "price_max_gwei": 5}
+    job = {
+        "dataset_cid": stored.json()["file"]["cid"],
+        "world_size": 3,
+        "steps": 10,
+        "resources": RANK,
+        "price_max_gwei": 5,
+    }
     resp = client.post("/v1/training/jobs", json=job)
     assert resp.status_code == 409, resp.text
     assert resp.json()["field"] == "world_size"
@@ -70,6 +93,7 @@ def test_more_ranks_than_live_providers_are_refused_naming_world_size(client, ne
 def test_as_many_ranks_as_live_providers_pass_the_check(client, net, dataset_csv):
     stored = client.post("/v1/storage/files", params={"name": "train.csv"}, content=dataset_csv)
     _network(net)
-    spec = TrainingIn(dataset_cid=stored.json()["file"]["cid"], world_size=2, steps=10, resources=RANK,
-                      price_max_gwei=5)
+    spec = TrainingIn(
+        dataset_cid=stored.json()["file"]["cid"], world_size=2, steps=10, resources=RANK, price_max_gwei=5
+    )
     coordinator.check(get_settings(), local_address(), spec)

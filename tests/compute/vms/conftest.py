@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-
 from fixtures import tiny_guest
+
 from flows.server import free_port
 from tests.compute.worker.conftest import Platform, operator_web3
 
@@ -37,11 +37,36 @@ class VmPlatform(Platform):
         home.mkdir()
         log = open(home / "worker.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", name, "--price-gwei",
-             str(PROVIDER_PRICE), "--cpu", "4", "--memory-mb", "4096", "--disk-gb", "8", "--stake-eth", "2"],
-            env={**self.env, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": account.key.to_0x_hex(),
-                 "PREFECT_HOME": str(home / "prefect"), **env},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "cxmpute.cli",
+                "provider",
+                "start",
+                "--name",
+                name,
+                "--price-gwei",
+                str(PROVIDER_PRICE),
+                "--cpu",
+                "4",
+                "--memory-mb",
+                "4096",
+                "--disk-gb",
+                "8",
+                "--stake-eth",
+                "2",
+            ],
+            env={
+                **self.env,
+                "CXMPUTE_HOME": str(home),
+                "CXMPUTE_WALLET_KEY": account.key.to_0x_hex(),
+                "PREFECT_HOME": str(home / "prefect"),
+                **env,
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         self.providers[name] = account.address
         return account.address
@@ -59,8 +84,11 @@ class VmPlatform(Platform):
         raise AssertionError(f"providers did not come up:\n{self.logs()}")
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted(self.home.rglob("*.log"))
-                         if p.name in ("worker.log", "api.log"))
+        return "\n".join(
+            f"--- {p}\n{p.read_text()[-3000:]}"
+            for p in sorted(self.home.rglob("*.log"))
+            if p.name in ("worker.log", "api.log")
+        )
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -83,14 +111,25 @@ def vm_platform(prefect_api, tmp_path_factory):
     """The platform API as its own process, running VMs under TCG, with two providers: one with QEMU, one without."""
     home = tmp_path_factory.mktemp("vms")
     port = free_port()
-    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), "PREFECT_API_URL": prefect_api,
-           "CXMPUTE_API_URL": f"http://127.0.0.1:{port}", "CXMPUTE_ALLOW_ANONYMOUS": "false",
-           "CXMPUTE_VM_ACCEL": "tcg", "CXMPUTE_VM_STOP_GRACE_S": "0.5"}
+    env = {
+        **os.environ,
+        "CXMPUTE_HOME": str(home / "platform"),
+        "PREFECT_API_URL": prefect_api,
+        "CXMPUTE_API_URL": f"http://127.0.0.1:{port}",
+        "CXMPUTE_ALLOW_ANONYMOUS": "false",
+        "CXMPUTE_VM_ACCEL": "tcg",
+        "CXMPUTE_VM_STOP_GRACE_S": "0.5",
+    }
     env.pop("CXMPUTE_DATABASE_URL", None)
     (home / "platform").mkdir()
     log = open(home / "platform" / "api.log", "wb")
-    api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(port)], env=env,
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    api = subprocess.Popen(
+        [sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:

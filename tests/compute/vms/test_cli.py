@@ -38,8 +38,9 @@ def user_home(tmp_path, monkeypatch):
 
 
 def _create(*extra: str):
-    return runner.invoke(app, ["vms", "create", "--kernel", "bafy-any", "--max-price", "1", "--max-duration", "60",
-                               *extra])
+    return runner.invoke(
+        app, ["vms", "create", "--kernel", "bafy-any", "--max-price", "1", "--max-duration", "60", *extra]
+    )
 
 
 def test_without_a_key_a_pair_is_made_in_the_data_dir_and_kept(user_home, api_url, monkeypatch):
@@ -51,8 +52,13 @@ def test_without_a_key_a_pair_is_made_in_the_data_dir_and_kept(user_home, api_ur
     assert _error_line(first, 1).startswith("error (")
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     key = serialization.load_ssh_private_key(private.read_bytes(), password=None)
-    assert public.read_text().split()[:2] == key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode().split()
+    assert (
+        public.read_text().split()[:2]
+        == key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+        .split()
+    )
     made = private.read_bytes()
 
     again = _create()
@@ -86,8 +92,10 @@ def test_refusals_name_the_field_and_lists_offer_json(api_url, monkeypatch):
     assert listed.exit_code == 0 and json.loads(listed.stdout) == []
 
 
-@pytest.mark.parametrize("args", [["ls"], ["show", "x"], ["console", "x"], ["start", "x"], ["stop", "x"],
-                                  ["snapshot", "x", "s"], ["rm", "x"]])
+@pytest.mark.parametrize(
+    "args",
+    [["ls"], ["show", "x"], ["console", "x"], ["start", "x"], ["stop", "x"], ["snapshot", "x", "s"], ["rm", "x"]],
+)
 def test_an_unreachable_platform_is_exit_2(args, monkeypatch):
     monkeypatch.setattr(get_settings(), "api_url", DOWN)
     result = runner.invoke(app, ["vms", *args])

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from fixtures.tiny_guest import fingerprint
 
 pytestmark = pytest.mark.slow
@@ -44,8 +43,7 @@ def _wait_console(platform, auth, vm_id: str, pattern: str, after: int = 0, time
 
 
 def _put(platform, auth, data: bytes, name: str) -> str:
-    resp = httpx.post(f"{platform.url}/v1/storage/files", params={"name": name}, content=data, headers=auth,
-                      timeout=60)
+    resp = httpx.post(f"{platform.url}/v1/storage/files", params={"name": name}, content=data, headers=auth, timeout=60)
     assert resp.status_code == 201, resp.text
     return resp.json()["file"]["cid"]
 
@@ -58,10 +56,15 @@ def _alive(pid: int) -> bool:
 
 
 def _cli(platform, wallet, *args: str) -> subprocess.CompletedProcess:
-    env = {**platform.env, "CXMPUTE_HOME": str(platform.home / f"cli-{wallet.address[:10]}"),
-           "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "cxmpute.cli", "vms", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        **platform.env,
+        "CXMPUTE_HOME": str(platform.home / f"cli-{wallet.address[:10]}"),
+        "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(),
+        "COLUMNS": "250",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "cxmpute.cli", "vms", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_only_a_provider_with_qemu_offers_vms(vm_platform):
@@ -102,8 +105,19 @@ def test_bad_requests_name_the_field_and_move_no_money(vm_platform):
     assert failed.returncode == 1 and "name" in failed.stderr
     key_file = vm_platform.home / f"{wallet.address}.pub"
     key_file.write_text(body["ssh_key"] + "\n")
-    failed = _cli(vm_platform, wallet, "create", "--ssh-key", str(key_file), "--kernel", kernel, "--max-price", "1",
-                  "--max-duration", "60")
+    failed = _cli(
+        vm_platform,
+        wallet,
+        "create",
+        "--ssh-key",
+        str(key_file),
+        "--kernel",
+        kernel,
+        "--max-price",
+        "1",
+        "--max-duration",
+        "60",
+    )
     assert failed.returncode == 1 and "error (price_max_gwei)" in failed.stderr, failed.stderr
 
 
@@ -117,9 +131,24 @@ def test_vm_lifecycle(vm_platform, vm_guest):
     deposit = httpx.get(f"{api}/v1/account/balance", headers=auth).json()["user_gwei"]
 
     # Create: the lease is matched on the provider with QEMU; the guest boots from the Stxrage disk under TCG.
-    resp = httpx.post(f"{api}/v1/vms", headers=auth, timeout=120, json={
-        "name": "tiny", "image": image, "kernel": kernel, "initrd": initrd, "cmdline": "console=ttyS0 quiet",
-        "ssh_key": key, "vcpus": 1, "memory_mb": 256, "disk_mb": 64, "price_max_gwei": 50, "max_duration_s": 600})
+    resp = httpx.post(
+        f"{api}/v1/vms",
+        headers=auth,
+        timeout=120,
+        json={
+            "name": "tiny",
+            "image": image,
+            "kernel": kernel,
+            "initrd": initrd,
+            "cmdline": "console=ttyS0 quiet",
+            "ssh_key": key,
+            "vcpus": 1,
+            "memory_mb": 256,
+            "disk_mb": 64,
+            "price_max_gwei": 50,
+            "max_duration_s": 600,
+        },
+    )
     assert resp.status_code == 201, resp.text
     vm = resp.json()
     vm_id = vm["id"]
@@ -191,9 +220,19 @@ def test_a_machine_stops_billed_when_its_time_is_up(vm_platform, vm_guest):
     wallet, auth = vm_platform.user()
     api = vm_platform.url
     kernel, initrd = _put(vm_platform, auth, vm_guest[0], "vmlinuz"), _put(vm_platform, auth, vm_guest[1], "initrd")
-    resp = httpx.post(f"{api}/v1/vms", headers=auth, timeout=120, json={
-        "kernel": kernel, "initrd": initrd, "ssh_key": _ssh_key(), "disk_mb": 16, "price_max_gwei": 50,
-        "max_duration_s": 3})
+    resp = httpx.post(
+        f"{api}/v1/vms",
+        headers=auth,
+        timeout=120,
+        json={
+            "kernel": kernel,
+            "initrd": initrd,
+            "ssh_key": _ssh_key(),
+            "disk_mb": 16,
+            "price_max_gwei": 50,
+            "max_duration_s": 3,
+        },
+    )
     assert resp.status_code == 201, resp.text
     vm = resp.json()
     pid = int((vm_platform.home / "platform" / "vms" / vm["id"] / "qemu.pid").read_text())

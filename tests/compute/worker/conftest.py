@@ -54,9 +54,15 @@ class Platform:
         self.fund(wallet.address, deposit_eth + 1)
         chain = httpx.get(f"{self.url}/v1/account/chain").json()
         vault = self.w3.eth.contract(address=chain["vault_address"], abi=vault_abi())
-        tx = vault.functions.deposit().build_transaction({
-            "from": wallet.address, "value": deposit_eth * 10**18, "chainId": chain["chain_id"],
-            "nonce": self.w3.eth.get_transaction_count(wallet.address), "gasPrice": self.w3.eth.gas_price})
+        tx = vault.functions.deposit().build_transaction(
+            {
+                "from": wallet.address,
+                "value": deposit_eth * 10**18,
+                "chainId": chain["chain_id"],
+                "nonce": self.w3.eth.get_transaction_count(wallet.address),
+                "gasPrice": self.w3.eth.gas_price,
+            }
+        )
         sent = self.w3.eth.send_raw_transaction(wallet.sign_transaction(tx).raw_transaction)
         self.w3.eth.wait_for_transaction_receipt(sent)
         auth = self.sign_in(wallet)
@@ -64,21 +70,42 @@ class Platform:
         assert resp.status_code == 200, resp.text
         return wallet, auth
 
-    def start_provider(self, name: str, price: int, cpu: int, memory_mb: int, key: str | None = None,
-                       concurrency: int = 4) -> tuple[subprocess.Popen, str]:
+    def start_provider(
+        self, name: str, price: int, cpu: int, memory_mb: int, key: str | None = None, concurrency: int = 4
+    ) -> tuple[subprocess.Popen, str]:
         """A `cxmpute provider start` process with its own data dir; returns it and its wallet key."""
         if key is None:
             key = Account.create().key.to_0x_hex()
             self.fund(Account.from_key(key).address, 10)
         home = self.home / f"provider-{name}-{len(self.procs)}"
         home.mkdir()
-        env = {**self.env, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": key,
-               "PREFECT_HOME": str(home / "prefect")}
+        env = {**self.env, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": key, "PREFECT_HOME": str(home / "prefect")}
         log = open(home / "worker.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", name, "--price-gwei", str(price),
-             "--cpu", str(cpu), "--memory-mb", str(memory_mb), "--stake-eth", "2", "--concurrency", str(concurrency)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "cxmpute.cli",
+                "provider",
+                "start",
+                "--name",
+                name,
+                "--price-gwei",
+                str(price),
+                "--cpu",
+                str(cpu),
+                "--memory-mb",
+                str(memory_mb),
+                "--stake-eth",
+                "2",
+                "--concurrency",
+                str(concurrency),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         self.workers[Account.from_key(key).address] = proc
         self.provider_keys[Account.from_key(key).address] = key
@@ -131,8 +158,13 @@ class RestartablePlatform(Platform):
 
     def start_executor(self) -> subprocess.Popen:
         log = open(self.home / "executor.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "executor", "start"], env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cxmpute.cli", "executor", "start"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.executors.append(proc)
         return proc
 
@@ -143,8 +175,13 @@ class RestartablePlatform(Platform):
 
     def start_api(self) -> None:
         log = open(self.home / "api.log", "ab")
-        self.api = subprocess.Popen([sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(self.port)],
-                                    env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "cxmpute.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         for _ in range(1200):
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
@@ -172,12 +209,17 @@ def running_platform(prefect_api: str, home: Path, **extra_env: str) -> Iterator
     """The platform API as its own process (heartbeats every second, its own database and chain)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CXMPUTE_HOME": str(home / "platform"), **client_env(prefect_api),
-           "CXMPUTE_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S), "CXMPUTE_API_URL": url,
-           "CXMPUTE_ALLOW_ANONYMOUS": "false", **extra_env}
+    env = {
+        **os.environ,
+        "CXMPUTE_HOME": str(home / "platform"),
+        **client_env(prefect_api),
+        "CXMPUTE_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S),
+        "CXMPUTE_API_URL": url,
+        "CXMPUTE_ALLOW_ANONYMOUS": "false",
+        **extra_env,
+    }
     env.pop("CXMPUTE_DATABASE_URL", None)
-    platform = RestartablePlatform(url=url, home=home, env=env, w3=operator_web3(url, home / "platform"),
-                                   port=port)
+    platform = RestartablePlatform(url=url, home=home, env=env, w3=operator_web3(url, home / "platform"), port=port)
     platform.start_api()
     platform.start_executor()
     try:

@@ -46,9 +46,11 @@ def test_two_dispatchers_placing_the_same_work_at_once_run_and_bill_it_once(net,
 
     monkeypatch.setattr(jobs, "latest", latest_then_wait)
     with workers(net, api):
+
         async def both():
-            return await asyncio.gather(Dispatcher(net).run(_spec(owner, "twin")),
-                                        Dispatcher(net).run(_spec(owner, "twin")))
+            return await asyncio.gather(
+                Dispatcher(net).run(_spec(owner, "twin")), Dispatcher(net).run(_spec(owner, "twin"))
+            )
 
         first, second = asyncio.run(both())
     assert first.status == "done" and first.result == {"echo": "twin"}
@@ -67,6 +69,7 @@ def test_the_dispatcher_that_loses_the_race_ends_its_lease_unpaid_and_adopts_the
     owner = _owner(net)
     work_key = "run-race:node:1"
     with workers(net, api) as (worker,):
+
         async def race():
             winner = asyncio.ensure_future(Dispatcher(net).run(_spec(owner, "race", kind="hang")))
             while "race" not in started:
@@ -77,16 +80,25 @@ def test_the_dispatcher_that_loses_the_race_ends_its_lease_unpaid_and_adopts_the
             monkeypatch.setattr(jobs, "latest", lambda store, key: [])
             loser = asyncio.ensure_future(Dispatcher(net).run(_spec(owner, "race", kind="hang")))
             deadline = time.monotonic() + 20
-            while not [lease for lease in await asyncio.to_thread(_owner_leases, net, owner)
-                       if lease.id != running.lease_id and lease.status == "ended"]:
+            while not [
+                lease
+                for lease in await asyncio.to_thread(_owner_leases, net, owner)
+                if lease.id != running.lease_id and lease.status == "ended"
+            ]:
                 assert time.monotonic() < deadline and not loser.done(), "the loser never ended its lease"
                 await asyncio.sleep(0.02)
             monkeypatch.setattr(jobs, "latest", read)
             await asyncio.sleep(0.3)
             assert not loser.done()  # it watches the winner's job, still running
             # The winner's provider finishes it (as if the handler returned): both dispatchers return that job.
-            await asyncio.to_thread(jobs.complete, net.store, net.domain, running.id, running.provider,
-                                    jobs.Completion(ok=True, result={"won": 1}, seconds=1))
+            await asyncio.to_thread(
+                jobs.complete,
+                net.store,
+                net.domain,
+                running.id,
+                running.provider,
+                jobs.Completion(ok=True, result={"won": 1}, seconds=1),
+            )
             return running, await asyncio.wait_for(winner, 10), await asyncio.wait_for(loser, 10)
 
         running, won, adopted = asyncio.run(race())
@@ -110,6 +122,7 @@ def test_a_dispatcher_waiting_for_capacity_the_winner_holds_adopts_its_job_witho
     owner = _owner(net)
     whole = _spec(owner, "full", kind="hang").model_copy(update={"resources": Resources(cpu=8, memory_mb=512)})
     with workers(net, api):
+
         async def race():
             winner = asyncio.ensure_future(Dispatcher(net).run(whole))
             while "full" not in started:
@@ -121,8 +134,14 @@ def test_a_dispatcher_waiting_for_capacity_the_winner_holds_adopts_its_job_witho
             await asyncio.sleep(3.0)  # past the waits after which a waiting dispatcher looks for its attempt
             monkeypatch.setattr(jobs, "latest", read)
             assert not loser.done()
-            await asyncio.to_thread(jobs.complete, net.store, net.domain, running.id, running.provider,
-                                    jobs.Completion(ok=True, result={"won": 1}, seconds=1))
+            await asyncio.to_thread(
+                jobs.complete,
+                net.store,
+                net.domain,
+                running.id,
+                running.provider,
+                jobs.Completion(ok=True, result={"won": 1}, seconds=1),
+            )
             return running, await asyncio.wait_for(winner, 10), await asyncio.wait_for(loser, 10)
 
         running, won, adopted = asyncio.run(race())
@@ -144,15 +163,23 @@ def test_the_migration_renumbers_twin_attempts_recorded_before_it(tmp_path):
     with db._migrate_lock:  # Alembic's context is process-global: no other migration (another test's) meanwhile
         command.upgrade(cfg, "c0005_lease_proofs")
     engine = create_engine(url)  # no foreign keys enforced: the jobs' leases are left out
-    rows = [("a", "w1", 1, "2026-01-01 00:00:01"), ("b", "w1", 1, "2026-01-01 00:00:02"),
-            ("c", "w1", 2, "2026-01-01 00:00:03"), ("d", "w1", 1, "2026-01-01 00:00:04"),
-            ("e", "w2", 1, "2026-01-01 00:00:05")]
+    rows = [
+        ("a", "w1", 1, "2026-01-01 00:00:01"),
+        ("b", "w1", 1, "2026-01-01 00:00:02"),
+        ("c", "w1", 2, "2026-01-01 00:00:03"),
+        ("d", "w1", 1, "2026-01-01 00:00:04"),
+        ("e", "w2", 1, "2026-01-01 00:00:05"),
+    ]
     with engine.begin() as conn:
         for job_id, work_key, attempt, created in rows:
-            conn.execute(text("INSERT INTO cx_jobs (id, work_key, attempt, kind, owner, provider, lease_id, payload, "
-                              "status, cost_gwei, created_at) VALUES (:id, :key, :attempt, 'echo', 'o', 'p', 'l', "
-                              "'{}', 'done', 0, :created)"),
-                         {"id": job_id, "key": work_key, "attempt": attempt, "created": created})
+            conn.execute(
+                text(
+                    "INSERT INTO cx_jobs (id, work_key, attempt, kind, owner, provider, lease_id, payload, "
+                    "status, cost_gwei, created_at) VALUES (:id, :key, :attempt, 'echo', 'o', 'p', 'l', "
+                    "'{}', 'done', 0, :created)"
+                ),
+                {"id": job_id, "key": work_key, "attempt": attempt, "created": created},
+            )
     migrate(url)  # the platform's own upgrade, to every package's newest revision
     with engine.connect() as conn:
         found = dict(conn.execute(text("SELECT id, attempt FROM cx_jobs")).all())

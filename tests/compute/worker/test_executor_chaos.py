@@ -39,9 +39,12 @@ def chaos_doc(i: int, counter: str) -> dict:
         "nodes": [
             {"id": "in", "agent": "io.input", "params": {"name": "i"}},
             {"id": "call", "agent": "http.request", "params": {"url": f"{counter}run-{i}"}},
-            {"id": "net", "agent": "code.exec",
-             "params": {"code": "import time\ntime.sleep(0.5)\nresult = inputs['i'] * 10"},
-             "options": {"resources": {"cpu": 1, "memory_mb": 512}}},
+            {
+                "id": "net",
+                "agent": "code.exec",
+                "params": {"code": "import time\ntime.sleep(0.5)\nresult = inputs['i'] * 10"},
+                "options": {"resources": {"cpu": 1, "memory_mb": 512}},
+            },
             {"id": "out", "agent": "io.template", "params": {"template": "{{ v }}/{{ s }}"}},
         ],
         "edges": [
@@ -70,8 +73,9 @@ def _completed_executions(flow_run_id: str) -> Counter[str]:
     """Per node, the task runs that executed it to completion (a cached reuse is not an execution)."""
     done: Counter[str] = Counter()
     with get_client(sync_client=True) as client:
-        for tr in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
-                                        limit=200):
+        for tr in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])), limit=200
+        ):
             if tr.state is not None and tr.state.is_completed() and tr.state.name != "Cached":
                 done[tr.name] += 1
     return done
@@ -145,6 +149,9 @@ def test_runs_survive_executors_killed_at_random_and_api_restarts(chaos_platform
     url = Settings(home=platform.home / "platform").resolved_database_url
     with session_scope(url) as session:
         assert total(session) == 0
-        escrows = session.execute(select(LedgerAccount.owner, LedgerAccount.balance).where(
-            LedgerAccount.kind == "escrow", LedgerAccount.balance != 0)).all()
+        escrows = session.execute(
+            select(LedgerAccount.owner, LedgerAccount.balance).where(
+                LedgerAccount.kind == "escrow", LedgerAccount.balance != 0
+            )
+        ).all()
         assert escrows == [], escrows

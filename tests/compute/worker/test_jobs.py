@@ -15,8 +15,8 @@ from compute.ledger import Acct, balance, post
 from compute.market.demand import MatchRequest
 from compute.market.matching import Market, NoMatchError
 from compute.models import Provider, Provision, UsageRecord, utcnow
-from compute.provisions import ProvisionSpec, Resources
 from compute.providers.registry import is_alive, mark_down
+from compute.provisions import ProvisionSpec, Resources
 from compute.worker import jobs
 from compute.worker.jobs import Completion, JobSpec
 from compute.worker.results import results
@@ -31,26 +31,56 @@ def market(net):
 def _provider(store) -> str:
     address = Account.create().address
     with store.write() as s:
-        s.add(Provider(address=address, name="p", region="local", profile={}, benchmark_score=1.0,
-                       registered_at=utcnow(), last_heartbeat_ts=int(time.time()), heartbeats=1, leases_completed=0,
-                       leases_failed=0, reputation=0.5))
+        s.add(
+            Provider(
+                address=address,
+                name="p",
+                region="local",
+                profile={},
+                benchmark_score=1.0,
+                registered_at=utcnow(),
+                last_heartbeat_ts=int(time.time()),
+                heartbeats=1,
+                leases_completed=0,
+                leases_failed=0,
+                reputation=0.5,
+            )
+        )
         s.flush()
-        post(s, key=f"stake-{address}", kind="stake",
-             entries=[(Acct("chain", "t"), -10**10), (Acct("stake", address), 10**10)])
-    provisions.create(store, address, ProvisionSpec(kind="agent", price_gwei=3, resources=Resources(cpu=2, memory_mb=2048)))
+        post(
+            s,
+            key=f"stake-{address}",
+            kind="stake",
+            entries=[(Acct("chain", "t"), -(10**10)), (Acct("stake", address), 10**10)],
+        )
+    provisions.create(
+        store, address, ProvisionSpec(kind="agent", price_gwei=3, resources=Resources(cpu=2, memory_mb=2048))
+    )
     return address
 
 
 def _user(store, gwei: int = 10**9) -> str:
     address = Account.create().address
     with store.write() as s:
-        post(s, key=f"dep-{address}", kind="deposit", entries=[(Acct("chain", "t"), -gwei), (Acct("user", address), gwei)])
+        post(
+            s,
+            key=f"dep-{address}",
+            kind="deposit",
+            entries=[(Acct("chain", "t"), -gwei), (Acct("user", address), gwei)],
+        )
     return address
 
 
 def _dispatch(net, market, owner: str, attempt: int = 1) -> jobs.JobOut:
-    spec = JobSpec(kind="agent", payload={"x": 1}, owner=owner, work_key="run:node", price_max_gwei=10, timeout_s=60,
-                   resources=Resources(cpu=1, memory_mb=512))
+    spec = JobSpec(
+        kind="agent",
+        payload={"x": 1},
+        owner=owner,
+        work_key="run:node",
+        price_max_gwei=10,
+        timeout_s=60,
+        resources=Resources(cpu=1, memory_mb=512),
+    )
     lease = market.place(owner, MatchRequest(kind="agent", resources=spec.resources, price_max_gwei=10, duration_s=60))
     job_id = f"00000000-0000-0000-0000-{attempt:012d}"
     jobs.create(net.store, job_id, spec, lease.provider, lease.id, attempt)
@@ -122,11 +152,28 @@ def test_results_reported_together_are_accepted_in_one_batch_each_once(net, mark
     dispatched = [_dispatch(net, market, owner, attempt) for attempt in (1, 2)]  # the provision holds two
     for job in dispatched:
         jobs.claim(net.store, job.id, provider)
-    reports = [(dispatched[0].id, provider), (dispatched[1].id, provider), (dispatched[1].id, provider),
-               (dispatched[0].id, Account.create().address)]
-    outcomes, sizes = together(results(net.store, net.domain), [
-        partial(jobs.complete, net.store, net.domain, job_id, by, Completion(ok=True, result={"i": i}, seconds=1),
-                market.show_free) for i, (job_id, by) in enumerate(reports)], monkeypatch)
+    reports = [
+        (dispatched[0].id, provider),
+        (dispatched[1].id, provider),
+        (dispatched[1].id, provider),
+        (dispatched[0].id, Account.create().address),
+    ]
+    outcomes, sizes = together(
+        results(net.store, net.domain),
+        [
+            partial(
+                jobs.complete,
+                net.store,
+                net.domain,
+                job_id,
+                by,
+                Completion(ok=True, result={"i": i}, seconds=1),
+                market.show_free,
+            )
+            for i, (job_id, by) in enumerate(reports)
+        ],
+        monkeypatch,
+    )
 
     assert sizes == [1, 3]
     assert [type(outcome).__name__ for outcome in outcomes] == ["JobOut", "JobOut", "Conflict", "Forbidden"]

@@ -17,18 +17,27 @@ pytestmark = pytest.mark.slow
 
 def chain_doc(price_max: int) -> dict:
     """Three sandboxed code nodes of growing size, each fed by the previous one."""
+
     def node(nid: str, code: str, cpu: int, memory_mb: int) -> dict:
-        return {"id": nid, "agent": "code.exec", "params": {"code": code},
-                "options": {"resources": {"cpu": cpu, "memory_mb": memory_mb}}}
+        return {
+            "id": nid,
+            "agent": "code.exec",
+            "params": {"code": code},
+            "options": {"resources": {"cpu": cpu, "memory_mb": memory_mb}},
+        }
 
     return {
         "name": "pool",
         "compute": {"price_max_gwei": price_max},
-        "nodes": [node("small", "result = 6 * 7", 1, 512),
-                  node("medium", "result = inputs['x'] + 1", 2, 2048),
-                  node("large", "result = inputs['x'] * 2", 4, 4096)],
-        "edges": [{"source": "small", "source_field": "result", "target": "medium", "target_field": "inputs.x"},
-                  {"source": "medium", "source_field": "result", "target": "large", "target_field": "inputs.x"}],
+        "nodes": [
+            node("small", "result = 6 * 7", 1, 512),
+            node("medium", "result = inputs['x'] + 1", 2, 2048),
+            node("large", "result = inputs['x'] * 2", 4, 4096),
+        ],
+        "edges": [
+            {"source": "small", "source_field": "result", "target": "medium", "target_field": "inputs.x"},
+            {"source": "medium", "source_field": "result", "target": "large", "target_field": "inputs.x"},
+        ],
         "outputs": {"value": {"node": "large", "field": "result"}},
     }
 
@@ -41,8 +50,9 @@ def run(platform, auth: dict, doc: dict, timeout: float = 180) -> dict:
     while time.time() < deadline:
         view = httpx.get(f"{platform.url}/v1/runs/{run_id}", headers=auth, timeout=30).json()
         if view["state"] in ("completed", "failed", "cancelled") and all(
-                n["state"] in ("completed", "failed", "cached", "skipped", "crashed", "cancelled")
-                for n in view["nodes"].values()):
+            n["state"] in ("completed", "failed", "cached", "skipped", "crashed", "cancelled")
+            for n in view["nodes"].values()
+        ):
             return view
         time.sleep(0.2)
     raise AssertionError(f"run did not finish: {view}\n{platform.logs()}")
@@ -50,8 +60,10 @@ def run(platform, auth: dict, doc: dict, timeout: float = 180) -> dict:
 
 @pytest.fixture(scope="module")
 def three_providers(pool_platform):
-    keys = {name: pool_platform.start_provider(name, price=price, cpu=cpu, memory_mb=mem)[1]
-            for name, (price, cpu, mem) in SIZES.items()}
+    keys = {
+        name: pool_platform.start_provider(name, price=price, cpu=cpu, memory_mb=mem)[1]
+        for name, (price, cpu, mem) in SIZES.items()
+    }
     pool_platform.wait_provisions(3)
     return {name: Account.from_key(key).address for name, key in keys.items()}
 
@@ -72,12 +84,14 @@ def test_nodes_land_on_the_cheapest_provider_that_fits_and_each_is_paid_its_seco
 
     spent = 0
     earned = {name: 0 for name in three_providers}
-    for nid, where in placed.items():
+    for where in placed.values():
         job = httpx.get(f"{pool_platform.url}/v1/work/{where['job_id']}", headers=auth).json()
         assert job["status"] == "done" and job["owner"] == user.address
         lease = httpx.get(f"{pool_platform.url}/v1/leases/{job['lease_id']}", headers=auth).json()
         assert lease["metered_s"] == max(1, math.ceil(job["seconds"]))  # exactly its seconds, rounded up
-        assert lease["paid_gwei"] == job["cost_gwei"] == lease["price_gwei"] * lease["compute_units"] * lease["metered_s"]
+        assert (
+            lease["paid_gwei"] == job["cost_gwei"] == lease["price_gwei"] * lease["compute_units"] * lease["metered_s"]
+        )
         assert lease["status"] == "ended" and lease["end_reason"] == "completed" and lease["escrow_left_gwei"] == 0
         spent += job["cost_gwei"]
         name = next(n for n, a in three_providers.items() if a == job["provider"])
@@ -136,10 +150,15 @@ def chaos_doc() -> dict:
         "name": "chaos",
         "compute": {"price_max_gwei": 10},
         "inputs": {"i": {"type": "integer", "required": True}},
-        "nodes": [{"id": "in", "agent": "io.input", "params": {"name": "i"}},
-                  {"id": "slow", "agent": "code.exec",
-                   "params": {"code": "import time\ntime.sleep(1.5)\nresult = inputs['i'] * 10"},
-                   "options": {"resources": {"cpu": 1, "memory_mb": 512}}}],
+        "nodes": [
+            {"id": "in", "agent": "io.input", "params": {"name": "i"}},
+            {
+                "id": "slow",
+                "agent": "code.exec",
+                "params": {"code": "import time\ntime.sleep(1.5)\nresult = inputs['i'] * 10"},
+                "options": {"resources": {"cpu": 1, "memory_mb": 512}},
+            },
+        ],
         "edges": [{"source": "in", "source_field": "value", "target": "slow", "target_field": "inputs.i"}],
         "outputs": {"value": {"node": "slow", "field": "result"}},
     }
@@ -160,17 +179,24 @@ def test_killing_the_provider_mid_node_loses_nothing_and_bills_once(pool_platfor
         key = pool_platform.provider_keys[victim]
         pool_platform.kill(victim)
         if round_ % 2 == 0:
-            pool_platform.start_provider(f"restarted-{round_}", price=_price(three_providers, victim),
-                                         cpu=_cpu(three_providers, victim), memory_mb=_mem(three_providers, victim),
-                                         key=key)
+            pool_platform.start_provider(
+                f"restarted-{round_}",
+                price=_price(three_providers, victim),
+                cpu=_cpu(three_providers, victim),
+                memory_mb=_mem(three_providers, victim),
+                key=key,
+            )
         view = _wait_run(url, auth, run_id)
         assert view["state"] == "completed", (round_, view, pool_platform.logs())
         assert view["outputs"] == {"value": round_ * 10}
         placement = view["nodes"]["slow"]["placement"]
         assert placement["provider"] != victim and placement["attempts"] >= 2
 
-        attempts = [j for j in httpx.get(f"{url}/v1/work", params={"limit": 50}, headers=auth).json()
-                    if j["work_key"].startswith(run_id)]
+        attempts = [
+            j
+            for j in httpx.get(f"{url}/v1/work", params={"limit": 50}, headers=auth).json()
+            if j["work_key"].startswith(run_id)
+        ]
         accepted = [j for j in attempts if j["status"] in ("done", "failed")]
         assert len(accepted) == 1 and accepted[0]["status"] == "done" and accepted[0]["id"] == placement["job_id"]
         for job in attempts:
@@ -181,9 +207,13 @@ def test_killing_the_provider_mid_node_loses_nothing_and_bills_once(pool_platfor
                 assert job["status"] == "abandoned"
                 assert lease["end_reason"] == "provider-lost" and lease["paid_gwei"] == 0 and lease["metered_s"] == 0
         if round_ % 2 == 1:
-            pool_platform.start_provider(f"restarted-{round_}", price=_price(three_providers, victim),
-                                         cpu=_cpu(three_providers, victim), memory_mb=_mem(three_providers, victim),
-                                         key=key)
+            pool_platform.start_provider(
+                f"restarted-{round_}",
+                price=_price(three_providers, victim),
+                cpu=_cpu(three_providers, victim),
+                memory_mb=_mem(three_providers, victim),
+                key=key,
+            )
         pool_platform.wait_provisions(2)
 
 
@@ -221,7 +251,9 @@ def _wait_run(url: str, auth: dict, run_id: str, timeout: float = 180) -> dict:
     while time.time() < deadline:
         view = httpx.get(f"{url}/v1/runs/{run_id}", headers=auth, timeout=30).json()
         if view["state"] in ("completed", "failed", "cancelled") and view["nodes"].get("slow", {}).get("state") in (
-                "completed", "failed"):
+            "completed",
+            "failed",
+        ):
             return view
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} did not finish: {view}")

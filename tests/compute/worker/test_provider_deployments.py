@@ -16,7 +16,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from typer.testing import CliRunner
 
-from flows.deploy_cli import app as deploy_app, deployments_app
+from flows.deploy_cli import app as deploy_app
+from flows.deploy_cli import deployments_app
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -27,12 +28,34 @@ def start_pool_provider(platform, name: str, pool: str) -> str:
     platform.fund(wallet.address, 10)
     home = platform.home / f"provider-{name}-{len(platform.procs)}"
     home.mkdir()
-    env = {**platform.env, "CXMPUTE_HOME": str(home), "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(),
-           "PREFECT_HOME": str(home / "prefect"), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    env = {
+        **platform.env,
+        "CXMPUTE_HOME": str(home),
+        "CXMPUTE_WALLET_KEY": wallet.key.to_0x_hex(),
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cxmpute.cli", "provider", "start", "--name", name, "--price-gwei", "1",
-         "--stake-eth", "2", "--work-pool", pool],
-        env=env, stdout=open(home / "worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "cxmpute.cli",
+            "provider",
+            "start",
+            "--name",
+            name,
+            "--price-gwei",
+            "1",
+            "--stake-eth",
+            "2",
+            "--work-pool",
+            pool,
+        ],
+        env=env,
+        stdout=open(home / "worker.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     platform.procs.append(proc)
     platform.workers[wallet.address] = proc
     return f"{name}-{wallet.address[:10]}"
@@ -43,8 +66,9 @@ def test_deployments_with_no_queue_run_on_a_provider_by_schedule_and_on_demand(p
     pool = f"cx-deploy-{uuid.uuid4().hex[:6]}"
     doc = yaml.safe_load((REPO / "deploy" / "prefect.yaml").read_text())
     [hello] = [d for d in doc["deployments"] if d["name"] == "hello-hourly"]
-    hello.update(name=f"hello-{pool}", schedules=[{"interval": 5, "parameters": {"name": "scheduled"}}],
-                 work_pool={"name": pool})
+    hello.update(
+        name=f"hello-{pool}", schedules=[{"interval": 5, "parameters": {"name": "scheduled"}}], work_pool={"name": pool}
+    )
     [diamond] = [d for d in doc["deployments"] if d["name"] == "diamond-nightly"]
     diamond.update(name=f"diamond-{pool}", schedules=[], work_pool={"name": pool})
     doc["deployments"] = [hello, diamond]
@@ -59,7 +83,9 @@ def test_deployments_with_no_queue_run_on_a_provider_by_schedule_and_on_demand(p
         deadline = time.time() + 180
         done = []
         while time.time() < deadline and not done:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+            )
             done = [r for r in runs if r.state and r.state.is_final()]
             time.sleep(1)
     assert done, pool_platform.logs()
@@ -81,7 +107,9 @@ def test_deployments_with_no_queue_run_on_a_provider_by_schedule_and_on_demand(p
     assert CliRunner().invoke(deployments_app, ["delete", f"hello-{pool}"]).exit_code == 0
 
     # A workflow template's deployment, run on demand and watched to its end.
-    watched = CliRunner().invoke(deployments_app, ["run", f"diamond-{pool}", "--param", 'inputs={"topic": "watch"}',
-                                                   "--watch", "--timeout", "150"])
+    watched = CliRunner().invoke(
+        deployments_app,
+        ["run", f"diamond-{pool}", "--param", 'inputs={"topic": "watch"}', "--watch", "--timeout", "150"],
+    )
     assert watched.exit_code == 0, (watched.output, pool_platform.logs())
     assert f"Completed on {worker}" in watched.stdout

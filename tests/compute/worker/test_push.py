@@ -67,8 +67,11 @@ class Api:
     def start(self) -> None:
         from web.app import create_app
 
-        self.server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=self.port,
-                                                    log_level="warning", timeout_graceful_shutdown=1))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(), host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         for _ in range(400):
@@ -103,10 +106,17 @@ class Worker:
     def __init__(self, net, url: str, concurrency: int = 4):
         self.wallet = Account.create()
         with net.store.write() as s:  # staked already: publishing needs the minimum stake
-            post(s, key=f"stake-{self.wallet.address}", kind="stake",
-                 entries=[(Acct("chain", "test"), -STAKE), (Acct("stake", self.wallet.address), STAKE)])
-        self.worker = ProviderWorker(url, self.wallet, Offer(name="t", price_gwei=2, concurrency=concurrency,
-                                                             resources=Resources(cpu=8, memory_mb=8192)))
+            post(
+                s,
+                key=f"stake-{self.wallet.address}",
+                kind="stake",
+                entries=[(Acct("chain", "test"), -STAKE), (Acct("stake", self.wallet.address), STAKE)],
+            )
+        self.worker = ProviderWorker(
+            url,
+            self.wallet,
+            Offer(name="t", price_gwei=2, concurrency=concurrency, resources=Resources(cpu=8, memory_mb=8192)),
+        )
         self.loop = asyncio.new_event_loop()
         self.task: asyncio.Task | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -163,14 +173,25 @@ def workers(net, api: Api, count: int = 1, concurrency: int = 4) -> Iterator[lis
 def _owner(net, gwei: int = 10**12) -> str:
     address = Account.create().address
     with net.store.write() as s:
-        post(s, key=f"dep-{address}", kind="deposit",
-             entries=[(Acct("chain", "test"), -gwei), (Acct("user", address), gwei)])
+        post(
+            s,
+            key=f"dep-{address}",
+            kind="deposit",
+            entries=[(Acct("chain", "test"), -gwei), (Acct("user", address), gwei)],
+        )
     return address
 
 
 def _spec(owner: str, tag: str, kind: str = "echo", timeout: float = 60) -> JobSpec:
-    return JobSpec(kind=kind, payload={"tag": tag}, owner=owner, work_key=f"run-{tag}:node:1", price_max_gwei=10,
-                   timeout_s=timeout, resources=Resources(cpu=1, memory_mb=512))
+    return JobSpec(
+        kind=kind,
+        payload={"tag": tag},
+        owner=owner,
+        work_key=f"run-{tag}:node:1",
+        price_max_gwei=10,
+        timeout_s=timeout,
+        resources=Resources(cpu=1, memory_mb=512),
+    )
 
 
 def _leases(net) -> int:
@@ -266,8 +287,14 @@ def test_work_already_done_is_returned_and_open_work_is_adopted_not_placed_again
             (running,) = [j for j in jobs.list_for(net.store, owner) if j.work_key == "run-slow:node:1"]
             assert running.status == "running" and not adopted.done()
             # Its provider finishes it (as if the handler returned): the adopting dispatcher returns that attempt.
-            await asyncio.to_thread(jobs.complete, net.store, net.domain, running.id, running.provider,
-                                    jobs.Completion(ok=True, result={"late": 1}, seconds=1))
+            await asyncio.to_thread(
+                jobs.complete,
+                net.store,
+                net.domain,
+                running.id,
+                running.provider,
+                jobs.Completion(ok=True, result={"late": 1}, seconds=1),
+            )
             return running, await asyncio.wait_for(adopted, 10)
 
         running, adopted = asyncio.run(killed_then_rerun())
@@ -288,6 +315,7 @@ def test_a_failed_attempt_is_followed_by_the_next_attempt_number(net, api):
 def test_cancelling_a_running_job_stops_its_handler_refunds_the_escrow_and_slashes_nobody(net, api):
     owner = _owner(net)
     with workers(net, api) as (worker,):
+
         async def run_and_cancel():
             running = asyncio.ensure_future(Dispatcher(net).run(_spec(owner, "c1", kind="hang")))
             while "c1" not in started:
@@ -314,8 +342,9 @@ def test_cancelling_a_running_job_stops_its_handler_refunds_the_escrow_and_slash
             assert balance(s, Acct("stake", worker.address)) == STAKE  # nothing slashed
         # A result for it is refused, and nothing is paid.
         auth = _sign_in(api.url, worker.wallet)
-        late = httpx.post(f"{api.url}/v1/work/{job_id}/result", json={"ok": True, "result": {}, "seconds": 1},
-                          headers=auth)
+        late = httpx.post(
+            f"{api.url}/v1/work/{job_id}/result", json={"ok": True, "result": {}, "seconds": 1}, headers=auth
+        )
         assert late.status_code == 409
         # Cancelled work is not run again by a later dispatcher.
         with pytest.raises(WorkCancelled):
@@ -333,8 +362,9 @@ def test_cancel_work_takes_only_the_open_jobs_under_its_prefix(net):
     for key in ("runA:n1:1", "runA:n2:1", "runAB:n1:1", "run_:n1:1"):
         lease = net.market.place(owner, _request())
         made[key] = f"job-{len(made)}"
-        jobs.create(net.store, made[key], _spec(owner, "p").model_copy(update={"work_key": key}), lease.provider,
-                    lease.id, 1)
+        jobs.create(
+            net.store, made[key], _spec(owner, "p").model_copy(update={"work_key": key}), lease.provider, lease.id, 1
+        )
     jobs.abandon(net.store, made["runA:n2:1"], "expired")
     assert jobs.cancel_work(net.store, "runA:") == [made["runA:n1:1"]]
     assert jobs.cancel_work(net.store, "run_:") == [made["run_:n1:1"]]  # a wildcard in the prefix is literal
@@ -363,8 +393,12 @@ def test_only_a_registered_provider_can_open_a_job_stream(net, api):
         # A provider's stream carries its own jobs only; naming another's job as held changes nothing.
         other = Account.create()
         with net.store.write() as s:
-            post(s, key=f"stake-{other.address}", kind="stake",
-                 entries=[(Acct("chain", "test"), -STAKE), (Acct("stake", other.address), STAKE)])
+            post(
+                s,
+                key=f"stake-{other.address}",
+                kind="stake",
+                entries=[(Acct("chain", "test"), -STAKE), (Acct("stake", other.address), STAKE)],
+            )
         intruder = ProviderWorker(api.url, other, Offer(name="x", price_gwei=50))
 
         async def join_and_listen() -> list[str]:
@@ -372,7 +406,8 @@ def test_only_a_registered_provider_can_open_a_job_stream(net, api):
             lines: list[str] = []
             try:
                 async with intruder.platform.client.stream(
-                        "POST", "/v1/work/stream", json={"concurrency": 4, "held": []}) as resp:
+                    "POST", "/v1/work/stream", json={"concurrency": 4, "held": []}
+                ) as resp:
                     async for line in resp.aiter_lines():
                         lines.append(line)
                         if len(lines) == 1:
@@ -398,10 +433,19 @@ def test_a_cancelled_code_job_kills_its_sandbox_on_the_provider(net, api, monkey
 
     monkeypatch.setattr(handlers, "handlers", lambda: {"agent": run_agent})
     owner = _owner(net)
-    spec = JobSpec(kind="agent", owner=owner, work_key="run-sandbox:node:1", price_max_gwei=10, timeout_s=120,
-                   resources=Resources(cpu=1, memory_mb=512),
-                   payload={"agent": "code.exec", "version": "1",
-                            "inputs": {"code": "import time\ntime.sleep(120)", "timeout_seconds": 300}})
+    spec = JobSpec(
+        kind="agent",
+        owner=owner,
+        work_key="run-sandbox:node:1",
+        price_max_gwei=10,
+        timeout_s=120,
+        resources=Resources(cpu=1, memory_mb=512),
+        payload={
+            "agent": "code.exec",
+            "version": "1",
+            "inputs": {"code": "import time\ntime.sleep(120)", "timeout_seconds": 300},
+        },
+    )
 
     def sandboxes() -> list[psutil.Process]:
         found = []
@@ -412,6 +456,7 @@ def test_a_cancelled_code_job_kills_its_sandbox_on_the_provider(net, api, monkey
         return found
 
     with workers(net, api):
+
         async def run_and_cancel() -> None:
             running = asyncio.ensure_future(Dispatcher(net).run(spec))
             deadline = time.time() + 60

@@ -21,8 +21,11 @@ def handle(page: Page, node_id: str, port: str):
 
 def _frames(page: Page, n: int = 2) -> None:
     """Let the page render ``n`` frames: what the pointer's last events scheduled has been rendered by then."""
-    page.evaluate("n => new Promise(done => { const step = k => k ? requestAnimationFrame(() => step(k - 1)) : done(); "
-                  "step(n); })", n)
+    page.evaluate(
+        "n => new Promise(done => { const step = k => k ? requestAnimationFrame(() => step(k - 1)) : done(); "
+        "step(n); })",
+        n,
+    )
 
 
 def connect(page: Page, src: str, src_port: str, tgt: str, tgt_port: str) -> None:
@@ -51,7 +54,8 @@ def connect(page: Page, src: str, src_port: str, tgt: str, tgt_port: str) -> Non
 
 def drag_agent(page: Page, agent: str, x: int, y: int) -> None:
     page.locator(f'.palette-item[data-agent="{agent}"]').drag_to(
-        page.locator(".react-flow__pane"), target_position={"x": x, "y": y})
+        page.locator(".react-flow__pane"), target_position={"x": x, "y": y}
+    )
 
 
 def select(page: Page, node_id: str) -> None:

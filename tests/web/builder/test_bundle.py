@@ -13,7 +13,8 @@ from web.routers.builder import BUNDLE, STAMP, source_digest
 def test_bundle_was_built_from_these_sources():
     assert STAMP.is_file(), "web/static/builder has no SOURCE_DIGEST: run `make builder`"
     assert STAMP.read_text().strip() == source_digest(), (
-        "web/builder sources changed since the bundle was built: run `make builder` and commit web/static/builder")
+        "web/builder sources changed since the bundle was built: run `make builder` and commit web/static/builder"
+    )
 
 
 def test_digest_follows_the_sources(tmp_path):
@@ -47,8 +48,15 @@ def test_index_and_assets_are_served(client):
         assert r.content == (BUNDLE / path.removeprefix("/builder/")).read_bytes()
 
 
-@pytest.mark.parametrize("path", ["/builder/../routers/builder.py", "/builder/%2e%2e/routers/builder.py",
-                                  "/builder/nope.js", "/builder/SOURCE_DIGEST"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/builder/../routers/builder.py",
+        "/builder/%2e%2e/routers/builder.py",
+        "/builder/nope.js",
+        "/builder/SOURCE_DIGEST",
+    ],
+)
 def test_nothing_outside_the_bundle_is_served(client, path):
     assert client.get(path).status_code == 404
 

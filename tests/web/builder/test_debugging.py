@@ -12,7 +12,8 @@ from tests.web.builder.canvas import node, run_completes, select
 pytestmark = pytest.mark.browser
 
 APPROVAL = {
-    "version": 1, "name": "needs a yes",
+    "version": 1,
+    "name": "needs a yes",
     "inputs": {"draft": {"type": "string", "default": "first draft"}},
     "nodes": [
         {"id": "src", "agent": "io.input", "params": {"name": "draft"}, "position": {"x": 0, "y": 0}},
@@ -71,14 +72,22 @@ def test_an_approval_node_asks_in_the_page(page: Page, tmp_path):
     expect(page.get_by_test_id("final-output")).to_contain_text("final draft")
 
 
-PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
-         "AAAABJRU5ErkJggg==")
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+    "AAAABJRU5ErkJggg=="
+)
 RENDERED = {
-    "version": 1, "name": "rendered",
+    "version": 1,
+    "name": "rendered",
     "nodes": [
         {"id": "md", "agent": "io.template", "params": {"template": "# Report\n- **bold** point\n- see [docs](/docs)"}},
         {"id": "img", "agent": "io.template", "params": {"template": PIXEL}, "position": {"x": 0, "y": 200}},
-        {"id": "data", "agent": "io.json", "params": {"data": {"rows": [1, 2]}, "path": ""}, "position": {"x": 0, "y": 400}},
+        {
+            "id": "data",
+            "agent": "io.json",
+            "params": {"data": {"rows": [1, 2]}, "path": ""},
+            "position": {"x": 0, "y": 400},
+        },
     ],
     "edges": [],
 }

@@ -1,4 +1,5 @@
-"""The API docs (Swagger UI and ReDoc) render in Chromium from the platform alone: no request leaves for another origin."""
+"""The API docs (Swagger UI and ReDoc) render in Chromium from the platform alone: no request leaves for another
+origin."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def test_the_docs_render_the_api_without_another_origin(page: Page, api_url, pat
     expect(page.locator("body")).to_contain_text("Cxmpute API")
     origin = urlsplit(api_url).netloc
     # ReDoc's "powered by" logo is the one exception: an image it hard-codes, missing offline, nothing else.
-    elsewhere = [u for u in requested if not u.startswith(("data:", "blob:")) and urlsplit(u).netloc != origin
-                 and u != "https://cdn.redoc.ly/redoc/logo-mini.svg"]
+    elsewhere = [
+        u
+        for u in requested
+        if not u.startswith(("data:", "blob:"))
+        and urlsplit(u).netloc != origin
+        and u != "https://cdn.redoc.ly/redoc/logo-mini.svg"
+    ]
     assert requested and not elsewhere, elsewhere

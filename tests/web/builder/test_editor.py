@@ -93,7 +93,9 @@ def test_draw_run_save_reload_export(page: Page, tmp_path):
     assert yaml.safe_load(export(page, "Export YAML")) == json.loads(exported)
     doc = json.loads(exported)
     assert {(e["source"], e["source_field"], e["target"], e["target_field"]) for e in doc["edges"]} == {
-        ("input_1", "value", "template_1", "variables.who"), ("template_1", "text", "wait_1", "value")}
+        ("input_1", "value", "template_1", "variables.who"),
+        ("template_1", "text", "wait_1", "value"),
+    }
     assert next(n for n in doc["nodes"] if n["id"] == "wait_1")["options"]["retries"] == 2
 
 

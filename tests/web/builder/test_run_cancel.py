@@ -13,7 +13,8 @@ pytestmark = pytest.mark.browser
 
 # Waits for a person's answer, so the run stays unfinished until the test decides.
 WAITING = {
-    "version": 1, "name": "waits to be cancelled",
+    "version": 1,
+    "name": "waits to be cancelled",
     "nodes": [
         {"id": "src", "agent": "io.template", "params": {"template": "draft"}, "position": {"x": 0, "y": 0}},
         {"id": "ok", "agent": "hitl.approve", "params": {"prompt": "Publish this?"}, "position": {"x": 320, "y": 0}},

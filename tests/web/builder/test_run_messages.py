@@ -13,19 +13,26 @@ from tests.web.builder.canvas import node
 pytestmark = pytest.mark.browser
 
 FAILING = {
-    "version": 1, "name": "fails",
-    "nodes": [{"id": "pick", "agent": "io.json", "params": {"data": {"a": 1}, "path": "nope"},
-               "options": {"retries": 0}}],
+    "version": 1,
+    "name": "fails",
+    "nodes": [
+        {"id": "pick", "agent": "io.json", "params": {"data": {"a": 1}, "path": "nope"}, "options": {"retries": 0}}
+    ],
     "edges": [],
 }
 UNPLACED = {
-    "version": 1, "name": "unplaced",
+    "version": 1,
+    "name": "unplaced",
     "nodes": [{"id": n, "agent": "io.template", "params": {"template": n}} for n in ("a", "b", "c", "d")],
-    "edges": [{"source": "a", "source_field": "text", "target": "b", "target_field": "template"},
-              {"source": "b", "source_field": "text", "target": "c", "target_field": "template"}],
+    "edges": [
+        {"source": "a", "source_field": "text", "target": "b", "target_field": "template"},
+        {"source": "b", "source_field": "text", "target": "c", "target_field": "template"},
+    ],
 }
-TRACEBACK = ('Flow run encountered an exception: Traceback (most recent call last):\n  File "/x/engine.py", '
-             'line 12, in run\n    raise AgentError(msg)\nagxnt.errors.AgentError: path \'nope\' not found')
+TRACEBACK = (
+    'Flow run encountered an exception: Traceback (most recent call last):\n  File "/x/engine.py", '
+    "line 12, in run\n    raise AgentError(msg)\nagxnt.errors.AgentError: path 'nope' not found"
+)
 
 
 def test_a_failed_run_shows_the_message_not_the_traceback(page: Page, tmp_path):
@@ -54,18 +61,43 @@ def test_an_imported_document_without_positions_is_laid_out_by_its_edges(page: P
 def test_run_history_names_workflows_and_states_and_hides_engine_tasks(page: Page):
     # The history's fields (the workflow's name as workflow_name or workflow, the state) and an engine-internal
     # task, answered by the page's network layer so that the fields and their absence are both shown.
-    items = [{"id": "11111111-0000-0000-0000-000000000000", "workflow_id": "wf", "workflow_version": 2,
-              "created_at": "2026-01-02T03:04:05Z", "workflow_name": "Nightly report", "state": "failed"},
-             {"id": "22222222-0000-0000-0000-000000000000", "workflow_id": None, "workflow_version": None,
-              "created_at": "2026-01-02T03:04:05Z", "workflow": "Ad hoc", "state": "completed"},
-             {"id": "33333333-0000-0000-0000-000000000000", "workflow_id": None, "workflow_version": None,
-              "created_at": "2026-01-02T03:04:05Z"}]
-    view = {"id": items[0]["id"], "name": "r", "state": "failed", "inputs": {}, "error": TRACEBACK,
-            "waiting_for": [],
-            "nodes": {"pick": {"node": "pick", "state": "failed", "error": TRACEBACK},
-                      "run_node-3f2a": {"node": "run_node-3f2a", "state": "completed"}}}
-    page.route("**/v1/runs?*", lambda route: route.fulfill(json={"items": items, "total": 3, "limit": 50,
-                                                                  "offset": 0}))
+    items = [
+        {
+            "id": "11111111-0000-0000-0000-000000000000",
+            "workflow_id": "wf",
+            "workflow_version": 2,
+            "created_at": "2026-01-02T03:04:05Z",
+            "workflow_name": "Nightly report",
+            "state": "failed",
+        },
+        {
+            "id": "22222222-0000-0000-0000-000000000000",
+            "workflow_id": None,
+            "workflow_version": None,
+            "created_at": "2026-01-02T03:04:05Z",
+            "workflow": "Ad hoc",
+            "state": "completed",
+        },
+        {
+            "id": "33333333-0000-0000-0000-000000000000",
+            "workflow_id": None,
+            "workflow_version": None,
+            "created_at": "2026-01-02T03:04:05Z",
+        },
+    ]
+    view = {
+        "id": items[0]["id"],
+        "name": "r",
+        "state": "failed",
+        "inputs": {},
+        "error": TRACEBACK,
+        "waiting_for": [],
+        "nodes": {
+            "pick": {"node": "pick", "state": "failed", "error": TRACEBACK},
+            "run_node-3f2a": {"node": "run_node-3f2a", "state": "completed"},
+        },
+    }
+    page.route("**/v1/runs?*", lambda route: route.fulfill(json={"items": items, "total": 3, "limit": 50, "offset": 0}))
     page.route(f"**/v1/runs/{items[0]['id']}", lambda route: route.fulfill(json=view))
     page.goto("/")
     page.get_by_role("button", name="History").click()

@@ -57,4 +57,5 @@ def test_pick_tools_show_on_card_and_save(page: Page):
     # reopened from the server, the card shows the same tools
     page.reload()
     expect(node(page, "tools_1").get_by_test_id("node-chips").locator(".chip")).to_have_text(
-        ["io.template", "fn:lookup", "fn:notify"])
+        ["io.template", "fn:lookup", "fn:notify"]
+    )

@@ -21,8 +21,12 @@ WALLET = """(address) => { window.ethereum = { request: async ({ method, params 
 
 def test_sign_in_with_a_wallet(page: Page, api_url):
     account = Account.create()
-    page.expose_function("walletSign", lambda hex_message: "0x" + bytes(
-        Account.sign_message(encode_defunct(hexstr=hex_message), account.key).signature).hex())
+    page.expose_function(
+        "walletSign",
+        lambda hex_message: (
+            "0x" + bytes(Account.sign_message(encode_defunct(hexstr=hex_message), account.key).signature).hex()
+        ),
+    )
     page.add_init_script(f"({WALLET})({account.address.lower()!r})")
     page.goto("/")
     expect(page.get_by_test_id("owner")).to_have_text("local")

@@ -3,6 +3,7 @@
 Revision ID: fn0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -54,8 +55,9 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("finished_at", TS, nullable=True),
     )
-    op.create_index("ix_function_invocations_owner_name_created", "function_invocations",
-                    ["owner", "name", "created_at"])
+    op.create_index(
+        "ix_function_invocations_owner_name_created", "function_invocations", ["owner", "name", "created_at"]
+    )
 
 
 def downgrade() -> None:

@@ -3,6 +3,7 @@
 Revision ID: sv0002
 Revises: sv0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 

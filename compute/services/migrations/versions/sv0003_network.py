@@ -3,6 +3,7 @@
 Revision ID: sv0003
 Revises: sv0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 

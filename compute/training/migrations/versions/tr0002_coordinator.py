@@ -3,6 +3,7 @@
 Revision ID: tr0002
 Revises: tr0001
 """
+
 import sqlalchemy as sa
 from alembic import op
 
