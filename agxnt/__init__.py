@@ -2,8 +2,9 @@
 
 from agxnt.agent import Agent, AgentInfo, Resources
 from agxnt.context import AgentContext, Services
-from agxnt.errors import AgentError, Forbidden, NotFound, UnknownAgent
+from agxnt.errors import AgentError, UnknownAgent
 from agxnt.registry import registry
+from cxmpute.errors import Forbidden, NotFound
 
 __all__ = [
     "Agent",

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any
 
 from agxnt.errors import AgentError
+from cxmpute.logging import get_logger
 from cxmpute.settings import Settings, get_settings
 
 ProgressFn = Callable[[float, str | None], None]
@@ -113,7 +114,7 @@ class AgentContext:
     owner: str = "local"
     settings: Settings = field(default_factory=get_settings)
     services: Services = field(default_factory=default_services)
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("cxmpute.agent"))
+    logger: logging.Logger = field(default_factory=lambda: get_logger("agxnt.agents"))
     run_id: str | None = None
     node_id: str | None = None
     secrets: dict[str, str] = field(default_factory=dict)

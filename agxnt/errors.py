@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from cxmpute.errors import CxmputeError
+from cxmpute.errors import CxmputeError, NotFound
 
 
 class AgentError(CxmputeError):
     """A failure caused by the caller's input or the agent's environment, not a bug."""
 
 
-class NotFound(AgentError):
-    status_code = 404
-
-
-class Forbidden(AgentError):
-    status_code = 403
-
-
-class UnknownAgent(NotFound):
-    pass
+class UnknownAgent(AgentError, NotFound):
+    """No agent of that name (or version) is registered: a 404, and an agent error like the others."""

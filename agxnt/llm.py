@@ -21,6 +21,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from agxnt.errors import AgentError
+from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ async def complete(ctx: AgentContext, messages: list, *, field: str = "llm") -> 
     naming ``field`` and the settings that choose the model; a platform without one is a 503 naming them."""
     try:
         reply = await ctx.llm.ainvoke(messages)
-    except AgentError:
+    except CxmputeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model client raises its own transport and API error types
         raise ModelUnavailable(

@@ -6,14 +6,14 @@ the class. Keeping old versions registered keeps saved workflows that pin them r
 
 from __future__ import annotations
 
-import logging
 import threading
 from importlib.metadata import entry_points
 
 from agxnt.agent import Agent, AgentInfo
 from agxnt.errors import UnknownAgent
+from cxmpute.logging import get_logger
 
-log = logging.getLogger("cxmpute.agxnt.registry")
+log = get_logger(__name__)
 
 
 def _version_key(v: str) -> tuple:

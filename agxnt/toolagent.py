@@ -32,9 +32,8 @@ from agxnt.functions import InvokeFunction
 from agxnt.llm import ModelUnavailable
 from agxnt.mcp import CommandSource, McpSource, UrlSource, mcp_tools
 from agxnt.registry import registry
-from compute.errors import NotFound
 from compute.functions import registry as functions
-from cxmpute.errors import CxmputeError
+from cxmpute.errors import CxmputeError, NotFound
 
 FUNCTION_PREFIX = "fn:"
 MCP_PREFIX = "mcp:"
@@ -307,7 +306,7 @@ def _bind(llm: BaseChatModel, tools: list[BaseTool], choice: str, options: dict[
 async def _ask(model: Any, messages: list[BaseMessage]) -> AIMessage:
     try:
         return await model.ainvoke(messages)
-    except AgentError:
+    except CxmputeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the model client raises its own transport and API error types
         raise ModelUnavailable(f"the language model failed ({type(exc).__name__}: {exc})", field="model") from None

@@ -60,7 +60,7 @@ def _serve():
     import httpx
     import uvicorn
 
-    from flows.server import free_port
+    from cxmpute.ports import free_port
     from web.app import create_app
 
     port = free_port()

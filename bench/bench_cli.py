@@ -7,7 +7,6 @@ a fresh process, as a user's shell starts it, interleaved with the baseline so b
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from bench.results import table, write_section
+from cxmpute.ports import free_port
 
 RUNS = int(os.environ.get("CXMPUTE_BENCH_CLI_RUNS", "10"))
 CLI = [sys.executable, "-m", "cxmpute.cli"]
@@ -28,12 +28,6 @@ COMMANDS = {
     "`cxmpute account balance`": [*CLI, "account", "balance"],
     "`cxmpute runs ls`": [*CLI, "runs", "ls"],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wall(cmd: list[str], env: dict[str, str]) -> float:
@@ -47,7 +41,7 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cxmpute-bench-cli-") as tmp:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "CXMPUTE_HOME": str(Path(tmp) / "home"),

@@ -103,7 +103,8 @@ def main() -> None:
     from compute.worker import jobs
     from compute.worker.dispatch import Dispatcher
     from compute.worker.jobs import JobSpec
-    from flows.server import client_env, free_port, start_server, stop_server, use_api
+    from cxmpute.ports import free_port
+    from flows.server import client_env, start_server, stop_server, use_api
 
     prefect_port = free_port()
     prefect = start_server(home / "prefect", prefect_port)

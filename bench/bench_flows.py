@@ -99,9 +99,10 @@ def main() -> None:
     from prefect import flow, task
 
     from agxnt.templating import render_template
+    from cxmpute.ports import free_port
     from cxmpute.settings import get_settings
     from flows.engine import compile_workflow
-    from flows.server import free_port, start_server, stop_server, use_api
+    from flows.server import start_server, stop_server, use_api
     from flows.spec import Workflow
     from flows.validate import validate
 

@@ -96,7 +96,7 @@ def _over_http(data: bytes) -> tuple[list[float], list[float]]:
     import httpx
     import uvicorn
 
-    from flows.server import free_port
+    from cxmpute.ports import free_port
     from web.app import create_app
 
     port = free_port()

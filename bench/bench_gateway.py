@@ -131,7 +131,7 @@ def concurrent(target: Target) -> tuple[int, float, list[float]]:
 
 def _serve(source: str, device: str, home: Path, wallet, provision: str, api: str) -> tuple[subprocess.Popen, str]:
     """The provider's ``cxmpute inference serve``, registering its endpoint for ``provision``."""
-    from flows.server import free_port
+    from cxmpute.ports import free_port
     from tests.support.inference import SERVER_KEY
 
     port = free_port()

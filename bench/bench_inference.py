@@ -141,7 +141,7 @@ async def concurrent(base_url: str, model: str, level: int) -> tuple[int, float,
 def _start_server(source: str, device: str, home: Path) -> tuple[subprocess.Popen, str]:
     """``cxmpute inference serve`` in its own process, as a provider runs it."""
     from cxmpute.http import client
-    from flows.server import free_port
+    from cxmpute.ports import free_port
 
     port = free_port()
     proc = subprocess.Popen(

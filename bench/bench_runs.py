@@ -99,7 +99,8 @@ class Platform:
     """API and executors as child processes, pointed at one Prefect server and one platform database."""
 
     def __init__(self, home: Path) -> None:
-        from flows.server import free_port, start_server, use_api
+        from cxmpute.ports import free_port
+        from flows.server import start_server, use_api
 
         self.home = home
         port = free_port()

@@ -14,7 +14,7 @@ import sys
 import time
 
 from bench.results import table, write_section
-from compute.runtimes import JobSpec, runtime_registry
+from compute.runtimes import SandboxSpec, runtime_registry
 from compute.runtimes.code import SessionManager
 from cxmpute.settings import get_settings
 
@@ -36,7 +36,7 @@ def _time(fn, runs: int) -> list[float]:
 
 
 async def _sandbox_print(runtime) -> None:
-    sandbox = await runtime.start(JobSpec())
+    sandbox = await runtime.start(SandboxSpec())
     try:
         result = await sandbox.exec([*runtime.python_argv(), "-c", "print(1)"])
         assert result.stdout == b"1\n", result
@@ -87,7 +87,7 @@ def _plain_kernel_cells(runs: int) -> list[float]:
 
 async def _session_cells(runtime, runs: int) -> list[float]:
     manager = SessionManager()
-    session = await manager.open("bench", runtime, JobSpec(), idle_timeout=600)
+    session = await manager.open("bench", runtime, SandboxSpec(), idle_timeout=600)
     try:
         await session.run("x = 0", 10)
         samples = []

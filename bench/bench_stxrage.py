@@ -19,18 +19,11 @@ from pathlib import Path
 import httpx
 
 from bench.results import table, write_section
+from cxmpute.ports import free_port
 from cxmpute.settings import get_settings
 
 SIZE_MB = int(os.environ.get("CXMPUTE_BENCH_STXRAGE_MB", "1024"))
 EDIT_FILE_MB = 100
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _timed(fn) -> float:
@@ -63,7 +56,7 @@ def _start_nodes(work: Path, count: int) -> tuple[list[subprocess.Popen], list[s
     cli = str(Path(sys.executable).parent / "cxmpute")
     procs, urls = [], []
     for i in range(count):
-        port = _free_port()
+        port = free_port()
         procs.append(
             subprocess.Popen(
                 [

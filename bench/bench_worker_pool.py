@@ -52,7 +52,8 @@ def main() -> None:
     from compute.provisions import Resources
     from compute.worker.dispatch import Dispatcher
     from compute.worker.jobs import JobSpec, list_for
-    from flows.server import client_env, free_port, start_server, stop_server, use_api
+    from cxmpute.ports import free_port
+    from flows.server import client_env, start_server, stop_server, use_api
     from web.app import create_app
 
     prefect_port = free_port()

@@ -1,4 +1,5 @@
-"""Errors of the compute network. Each carries the HTTP status and the field it is about."""
+"""Errors of the compute network's own kinds (the shared ones are in :mod:`cxmpute.errors`). Each carries the
+HTTP status and the field it is about."""
 
 from __future__ import annotations
 
@@ -7,22 +8,6 @@ from cxmpute.errors import CxmputeError
 
 class ComputeError(CxmputeError):
     pass
-
-
-class Unauthorized(ComputeError):
-    status_code = 401
-
-
-class Forbidden(ComputeError):
-    status_code = 403
-
-
-class NotFound(ComputeError):
-    status_code = 404
-
-
-class Conflict(ComputeError):
-    status_code = 409
 
 
 class InsufficientFunds(ComputeError):

@@ -14,10 +14,11 @@ from sqlalchemy import or_, select
 from sqlalchemy import update as update_rows
 from sqlalchemy.orm import Session
 
-from compute.errors import ComputeError, Forbidden, NotFound
+from compute.errors import ComputeError
 from compute.ledger import Acct, balance
 from compute.models import Provider, Provision, aware, utcnow
 from compute.store import Store
+from cxmpute.errors import Forbidden, NotFound
 from cxmpute.settings import get_settings
 
 Kind = Literal["vm", "container", "function", "inference", "agent"]

@@ -6,7 +6,6 @@ stderr naming the field); 2 the platform could not be reached. A traceback only 
 
 from __future__ import annotations
 
-import logging
 import os
 import traceback
 from functools import cache, lru_cache
@@ -15,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
+
+from cxmpute.logging import get_logger
 
 if TYPE_CHECKING:
     from typer._click import Command
@@ -96,7 +97,7 @@ def _load(name: str) -> typer.Typer | None:
     try:
         sub = _plugins()[name].load()
     except Exception:
-        logging.getLogger("cxmpute.cli").exception("could not load CLI plug-in %s", name)
+        get_logger(__name__).exception("could not load CLI plug-in %s", name)
         return None
     return sub if isinstance(sub, typer.Typer) else None
 

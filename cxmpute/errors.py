@@ -1,11 +1,14 @@
-"""The one error base: a failure caused by the caller's input or the environment, not a bug.
+"""The one error family: a failure caused by the caller's input or the environment, not a bug.
 
-Each package subclasses it; the API answers every one with its status and a JSON body naming the field.
+The API answers every one with its status and a JSON body naming the field. The kinds every package shares
+(unauthorized, forbidden, not found, conflict) are defined here once; a package adds only its own kinds, under
+its own base (``ComputeError``, ``StorageError``, ``AgentError``), so code that handles "any refusal" catches
+:class:`CxmputeError`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 
 class CxmputeError(Exception):
@@ -23,3 +26,28 @@ class CxmputeError(Exception):
 
     def headers(self) -> dict[str, str] | None:
         return {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
+
+    def rephrased(self, message: str, *, field: str | None = None) -> Self:
+        """This error (its class, status and attributes) with another message and field, and no traceback or
+        cause: to add where it happened, or to take a secret out of the message, before raising it again."""
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        Exception.__init__(twin, message)
+        twin.message, twin.field = message, field
+        return twin
+
+
+class Unauthorized(CxmputeError):
+    status_code = 401
+
+
+class Forbidden(CxmputeError):
+    status_code = 403
+
+
+class NotFound(CxmputeError):
+    status_code = 404
+
+
+class Conflict(CxmputeError):
+    status_code = 409

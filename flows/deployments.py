@@ -83,7 +83,7 @@ _SCHEDULE_FIELDS = {
 _triggers = TypeAdapter(DeploymentTriggerTypes)
 
 
-class Problem(BaseModel):
+class FileProblem(BaseModel):
     """One thing wrong with a prefect.yaml, named by its deployment (or ``file``) and field."""
 
     deployment: str
@@ -95,7 +95,7 @@ class Problem(BaseModel):
 
 
 class DeployFileInvalid(CxmputeError):
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[FileProblem]):
         super().__init__("; ".join(map(str, problems)), field=problems[0].field)
         self.problems = problems
 
@@ -169,11 +169,15 @@ def read_prefect_file(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
     except yaml.YAMLError as exc:
         raise CxmputeError(f"{path} is not valid YAML: {exc}", field="prefect_file") from None
     if not isinstance(loaded, dict):
-        raise DeployFileInvalid([Problem(deployment="file", field="(top level)", message="must be a mapping")])
+        raise DeployFileInvalid([FileProblem(deployment="file", field="(top level)", message="must be a mapping")])
     deployments = loaded.get("deployments") or []
     if not isinstance(deployments, list) or not all(isinstance(d, dict) for d in deployments):
         raise DeployFileInvalid(
-            [Problem(deployment="file", field="deployments", message="must be a list of mappings, one per deployment")]
+            [
+                FileProblem(
+                    deployment="file", field="deployments", message="must be a list of mappings, one per deployment"
+                )
+            ]
         )
     return deployments, {k: loaded.get(k) for k in ("build", "push", "pull")}
 
@@ -213,7 +217,7 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}" if where else error["msg"]
 
 
-def _template_problems(name: str, parameters: dict[str, Any]) -> list[Problem]:
+def _template_problems(name: str, parameters: dict[str, Any]) -> list[FileProblem]:
     """A template deployment's document must validate, and its required inputs must be given."""
     template = parameters.get("template")
     if not isinstance(template, str):
@@ -221,24 +225,24 @@ def _template_problems(name: str, parameters: dict[str, Any]) -> list[Problem]:
     try:
         document = load_template(template)
     except (ValueError, OSError) as exc:
-        return [Problem(deployment=name, field="parameters.template", message=str(exc))]
+        return [FileProblem(deployment=name, field="parameters.template", message=str(exc))]
     plan, problems = validate(document)
     if problems:
-        return [Problem(deployment=name, field="parameters.template", message=f"{template}: {p}") for p in problems]
+        return [FileProblem(deployment=name, field="parameters.template", message=f"{template}: {p}") for p in problems]
     inputs = parameters.get("inputs") or {}
     if not isinstance(inputs, dict):
         return []  # the flow's own parameter check reports it
     return [
-        Problem(deployment=name, field=f"parameters.{p.field}", message=f"{template}: {p.message}")
+        FileProblem(deployment=name, field=f"parameters.{p.field}", message=f"{template}: {p.message}")
         for p in check_inputs(plan.workflow, inputs)
     ]
 
 
-def _check_parameters(name: str, flow: Flow, parameters: dict[str, Any], where: str) -> list[Problem]:
+def _check_parameters(name: str, flow: Flow, parameters: dict[str, Any], where: str) -> list[FileProblem]:
     try:
         flow.validate_parameters(parameters)
     except Exception as exc:  # ParameterTypeError, SignatureMismatchError: both say which parameter
-        return [Problem(deployment=name, field=where, message=str(exc))]
+        return [FileProblem(deployment=name, field=where, message=str(exc))]
     return _template_problems(name, parameters) if flow.name == TEMPLATE_FLOW else []
 
 
@@ -249,12 +253,12 @@ def _default_pull(entrypoint: str) -> list[dict[str, Any]]:
     return [{"prefect.deployments.steps.set_working_directory": {"directory": str(Path.cwd())}}]
 
 
-def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple[Planned | None, list[Problem]]:
+def _plan_one(raw: dict[str, Any], index: int, actions: dict[str, Any]) -> tuple[Planned | None, list[FileProblem]]:
     name = raw.get("name") if isinstance(raw.get("name"), str) and raw.get("name") else f"deployments[{index}]"
-    problems: list[Problem] = []
+    problems: list[FileProblem] = []
 
     def problem(field: str, message: str) -> None:
-        problems.append(Problem(deployment=name, field=field, message=message))
+        problems.append(FileProblem(deployment=name, field=field, message=message))
 
     if name.startswith("deployments["):
         problem("name", "every deployment needs a name")
@@ -376,16 +380,18 @@ def plan(path: Path, names: list[str] | None = None, all_: bool = False) -> list
     """Check the chosen deployments of the file; raise :class:`DeployFileInvalid` with every problem found."""
     entries, actions = read_prefect_file(path)
     if not entries:
-        raise DeployFileInvalid([Problem(deployment="file", field="deployments", message="lists no deployment")])
+        raise DeployFileInvalid([FileProblem(deployment="file", field="deployments", message="lists no deployment")])
     declared = [e.get("name") for e in entries]
     problems = [
-        Problem(deployment=n, field="name", message="appears more than once")
+        FileProblem(deployment=n, field="name", message="appears more than once")
         for n in sorted({n for n in declared if isinstance(n, str) and declared.count(n) > 1})
     ]
     if names:
         unknown = [n for n in names if n.rpartition("/")[2] not in declared]
         if unknown:
-            raise DeployFileInvalid([Problem(deployment=n, field="name", message=f"not in {path}") for n in unknown])
+            raise DeployFileInvalid(
+                [FileProblem(deployment=n, field="name", message=f"not in {path}") for n in unknown]
+            )
         chosen = [e for e in entries if e.get("name") in {n.rpartition("/")[2] for n in names}]
     elif all_ or len(entries) == 1:
         chosen = entries
@@ -483,7 +489,7 @@ async def _create(client: PrefectClient, p: Planned) -> UUID:
     return deployment_id
 
 
-async def _job_variable_problems(client: PrefectClient, planned: list[Planned]) -> list[Problem]:
+async def _job_variable_problems(client: PrefectClient, planned: list[Planned]) -> list[FileProblem]:
     """Each deployment's job variables checked against its work pool's template, as the server will check
     them (required variables aside: a run's own variables may supply them), before any is created."""
     problems, schemas = [], {}
@@ -499,7 +505,7 @@ async def _job_variable_problems(client: PrefectClient, planned: list[Planned]) 
         ):
             where = error.json_path.removeprefix("$").removeprefix(".")
             problems.append(
-                Problem(
+                FileProblem(
                     deployment=p.name, field=f"work_pool.job_variables{'.' * bool(where)}{where}", message=error.message
                 )
             )
@@ -525,7 +531,7 @@ async def apply(planned: list[Planned]) -> list[Applied]:
                     if not isinstance(http_exc, PrefectHTTPStatusError) or http_exc.response.status_code >= 500:
                         raise
                     # e.g. two schedules of one deployment under the same slug (a 409)
-                    refused = Problem(
+                    refused = FileProblem(
                         deployment=p.name, field="name", message=f"the Prefect server refused it: {_detail(http_exc)}"
                     )
                     raise DeployFileInvalid([refused]) from None

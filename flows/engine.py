@@ -34,11 +34,11 @@ from prefect.utilities.annotations import opaque
 from pydantic import BaseModel
 
 from agxnt.builtins import ApprovalResponse
-from agxnt.errors import AgentError
 from agxnt.jobs import AgentJob, run_agent
 from compute.errors import ComputeError
 from compute.worker.dispatch import Dispatcher
 from compute.worker.jobs import JobSpec
+from cxmpute.errors import CxmputeError
 from flows import cancellation, prefect_api
 from flows.history import NODE_TASK, PAUSE_KEY_PREFIX
 from flows.spec import Node, Workflow
@@ -270,7 +270,7 @@ async def run_node(node_id: str, spec: dict[str, Any], upstream: dict[str, Any])
             # A cancelled run's provider jobs are cancelled by its executor; the dispatcher then raises. A lost
             # run's job is left to end: the executor that took the run over adopts it by its work key.
             output, placement = await _on_provider(node_id, agent, payload, owner, deadline, network)
-    except (AgentError, ComputeError) as exc:
+    except CxmputeError as exc:
         raise NodeFailed(f"node {node_id!r} ({agent}): {exc.message}", retryable=exc.status_code >= 500) from exc
     result = NodeResult(
         node=node_id,

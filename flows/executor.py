@@ -13,7 +13,6 @@ executor cannot carry on with because Prefect is away is handed back with a back
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -33,11 +32,12 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_UI_URL, 
 from prefect.states import Cancelled
 
 from cxmpute.db import migrate, session_scope
+from cxmpute.logging import get_logger
 from cxmpute.settings import get_settings
 from flows import cancellation, prefect_api, queue
 from flows.engine import RunLost, compile_workflow, engine_parameters
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 MAX_CLAIMS = 20  # a run taken this many times without ending is given up (left as Prefect last saw it)
 UNREACHABLE = (httpx.HTTPError, PrefectHTTPStatusError, OSError)
 

@@ -14,8 +14,8 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, Field, PrivateAttr
 
-from agxnt.errors import NotFound
 from cxmpute.db import session_scope
+from cxmpute.errors import NotFound
 from flows import prefect_api
 from flows.queue import Located, locate
 
@@ -46,6 +46,17 @@ def node_state(state: State | None) -> str:
         return "pending"
     kind = state.type.value
     return _NODE_STATES.get((kind, state.name), _NODE_STATES.get((kind, None), kind.lower()))
+
+
+class RunStarted(BaseModel):
+    """A run queued for an executor: its id, and where to read it."""
+
+    id: str
+    url: str = Field(..., description="The run's view: GET it to follow the run")
+
+    @classmethod
+    def of(cls, run_id: str) -> RunStarted:
+        return cls(id=run_id, url=f"/v1/runs/{run_id}")
 
 
 class NodeRun(BaseModel):

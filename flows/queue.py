@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
+from cxmpute.errors import NotFound
 from flows.store import ExecutorRow, WorkflowRunRow
 
 Status = Literal["queued", "running", "cancelling", "done"]

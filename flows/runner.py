@@ -20,8 +20,9 @@ from prefect.flow_runs import resume_flow_run
 from prefect.states import Cancelled
 
 from agxnt.builtins import ApprovalResponse
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from cxmpute.db import migrate, session_scope
+from cxmpute.errors import NotFound
 from cxmpute.settings import get_settings
 from flows import prefect_api, queue
 from flows.engine import compile_workflow

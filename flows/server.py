@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -53,12 +52,6 @@ def refused(api_url: str, timeout: float = 5.0) -> bool:
     except httpx.HTTPError:
         return False
     return resp.status_code == 401
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def die_with_parent() -> None:

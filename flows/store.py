@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from agxnt.errors import NotFound
 from cxmpute.db import Base
+from cxmpute.errors import NotFound
 from flows.spec import Workflow
 from flows.validate import WorkflowInvalid, pin_versions, validate
 

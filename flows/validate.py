@@ -13,6 +13,7 @@ from agxnt.agent import Agent
 from agxnt.errors import UnknownAgent
 from agxnt.registry import Registry
 from agxnt.registry import registry as default_registry
+from cxmpute.errors import CxmputeError
 from flows.spec import Node, Workflow
 
 
@@ -32,10 +33,20 @@ class Problem(BaseModel):
         return f"{where}: {self.message}"
 
 
-class WorkflowInvalid(Exception):
+class WorkflowInvalid(CxmputeError):
+    """A document (or a run's inputs) with problems: a 422 listing every one, each naming its node or field."""
+
+    status_code = 422
+
     def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(str(p) for p in problems), field=problems[0].field if problems else None)
         self.problems = problems
-        super().__init__("; ".join(str(p) for p in problems))
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "detail": f"workflow has {len(self.problems)} problem(s): {self}",
+            "errors": [p.model_dump() for p in self.problems],
+        }
 
 
 @dataclass

@@ -9,18 +9,6 @@ class StorageError(CxmputeError):
     pass
 
 
-class NotFound(StorageError):
-    status_code = 404
-
-
-class Forbidden(StorageError):
-    status_code = 403
-
-
-class Conflict(StorageError):
-    status_code = 409
-
-
 class NotEnoughNodes(StorageError):
     status_code = 503
 

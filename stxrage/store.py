@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cxmpute.db import migrate, session_scope
+from cxmpute.errors import Conflict, Forbidden, NotFound
 from cxmpute.settings import Settings
 from stxrage import cid as cids
 from stxrage import crypto, erasure, placement
@@ -41,7 +42,7 @@ from stxrage.blockstore import (
 )
 from stxrage.catalog import BlockRow, FileRow, FragmentRow, ManifestRow, NodeRow, RefRow, insert_ignore, utcnow
 from stxrage.chunker import BLOCK_LIMIT, chunk_bytes, chunk_stream
-from stxrage.errors import Conflict, DataLost, Forbidden, NotEnoughNodes, NotFound, StorageError
+from stxrage.errors import DataLost, NotEnoughNodes, StorageError
 from stxrage.models import (
     AuditReport,
     ChunkRef,

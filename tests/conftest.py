@@ -33,7 +33,8 @@ def pytest_unconfigure(config):
 def prefect_api():
     """A real Prefect server (SQLite) for the whole test session, requiring the platform's auth string as
     `cxmpute up`'s does; the process (and every child it starts) is pointed at it with that credential."""
-    from flows.server import free_port, start_server, stop_server, use_api
+    from cxmpute.ports import free_port
+    from flows.server import start_server, stop_server, use_api
 
     port = free_port()
     proc = start_server(_home / "prefect-server", port)
@@ -58,7 +59,7 @@ def api_url(prefect_api):
     """The platform API served by uvicorn on a free 127.0.0.1 port, over real HTTP."""
     import uvicorn
 
-    from flows.server import free_port
+    from cxmpute.ports import free_port
     from web.app import create_app
 
     port = free_port()

@@ -15,11 +15,11 @@ from fastapi import Depends, Header
 from fastapi.dependencies.models import Dependant
 from sqlalchemy.orm import Session
 
-from compute.errors import ComputeError, Forbidden, Unauthorized
 from compute.identity.tokens import OPERATOR, SCOPES, Principal, Scope, authenticate
 from compute.network import get_network
 from cxmpute.client import local_address
 from cxmpute.db import session_scope
+from cxmpute.errors import CxmputeError, Forbidden, Unauthorized
 from cxmpute.settings import get_settings
 
 
@@ -49,7 +49,7 @@ def current_principal(authorization: str | None = Header(None)) -> Principal:
         raise Unauthorized("authorization must be 'Bearer <token>'", field="authorization")
     try:
         return authenticate(get_network().store, token.strip(), settings.resolved_operator_token())
-    except ComputeError as exc:
+    except CxmputeError as exc:
         exc.field = exc.field or "authorization"
         raise
 

@@ -12,7 +12,6 @@ answer, so the SDKs' automatic retries (of 409 and 429) would only add delay."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,10 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from compute.inference.gateway import GatewayError
 from cxmpute.errors import CxmputeError
-from flows.validate import WorkflowInvalid
+from cxmpute.logging import get_logger
 from web.limits import BODY, RequestRefused, out_of_range, oversized_int
 
-log = logging.getLogger("cxmpute.web")
+log = get_logger(__name__)
 PREFECT_RETRY_AFTER_S = 5  # about what `cxmpute up` takes to start its Prefect server again
 
 
@@ -165,13 +164,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CxmputeError)
     async def _platform_error(request: Request, exc: CxmputeError) -> JSONResponse:
         return _answer(request, exc.status_code, exc.body(), exc, exc.headers())
-
-    @app.exception_handler(WorkflowInvalid)
-    async def _workflow_invalid(request: Request, exc: WorkflowInvalid) -> JSONResponse:
-        errors = [p.model_dump() for p in exc.problems]
-        return _answer(
-            request, 422, {"detail": f"workflow has {len(exc.problems)} problem(s): {exc}", "errors": errors}, exc
-        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -25,14 +25,13 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from agxnt import AgentContext, registry
-from compute.errors import Forbidden, Unauthorized
 from compute.functions import invocations
 from compute.functions import registry as functions
 from compute.functions.invocations import InvokeIn
 from compute.identity.tokens import Principal
 from cxmpute import __version__
 from cxmpute.db import session_scope
-from cxmpute.errors import CxmputeError
+from cxmpute.errors import CxmputeError, Forbidden, Unauthorized
 from cxmpute.settings import get_settings
 from flows import runner, store
 from flows.history import RunView, read_run

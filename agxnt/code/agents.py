@@ -13,9 +13,9 @@ from pydantic import BaseModel, Field, model_validator
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from compute.errors import ComputeError
-from compute.runtimes import JobSpec, Limits, ResourceUsage, Runtime
+from compute.runtimes import Limits, ResourceUsage, Runtime, SandboxSpec
 from compute.runtimes.code import CONTROL_DIR, CodeResult, run_code
+from cxmpute.errors import CxmputeError
 
 MAX_INPUT_FILES = 100
 MAX_PRODUCED_FILES = 50
@@ -26,7 +26,7 @@ MAX_PRODUCED_BYTES = 64 * 2**20
 def _as_agent_errors() -> Iterator[None]:
     try:
         yield
-    except ComputeError as exc:
+    except CxmputeError as exc:
         raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
 
 
@@ -60,8 +60,8 @@ class SandboxOptions(BaseModel):
     disk_mb: int = Field(64, ge=1, le=4096, description="Scratch directory size")
     network: bool = Field(False, description="Grant outbound network access")
 
-    def spec(self, wall_seconds: float) -> JobSpec:
-        return JobSpec(
+    def spec(self, wall_seconds: float) -> SandboxSpec:
+        return SandboxSpec(
             network=self.network,
             limits=Limits(
                 wall_seconds=wall_seconds, cpu_seconds=self.cpu_seconds, memory_mb=self.memory_mb, disk_mb=self.disk_mb
@@ -149,7 +149,7 @@ class Codexecution(Agent):
                 return produced, True
             try:
                 data = sandbox.get_file(info.path, max_bytes=MAX_PRODUCED_BYTES - total)
-            except ComputeError:  # removed or swapped for a link since it was listed: not a produced file
+            except CxmputeError:  # removed or swapped for a link since it was listed: not a produced file
                 continue
             if given.get(info.path) == data:
                 continue

@@ -18,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.dxtabase.backends import Backend, backend_for
-from agxnt.errors import AgentError, Forbidden, NotFound
+from agxnt.errors import AgentError
+from cxmpute.errors import Forbidden, NotFound
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 MAX_INSERT_ROWS = 10_000

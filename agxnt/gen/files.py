@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from compute.errors import ComputeError
 from cxmpute.errors import CxmputeError
 
 
@@ -42,7 +41,7 @@ def as_agent_errors() -> Iterator[None]:
     """Inference errors (bad size, unknown voice, missing model) reach the caller as agent errors, same field."""
     try:
         yield
-    except ComputeError as exc:
+    except CxmputeError as exc:
         raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
 
 

@@ -13,8 +13,8 @@ from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.gen.files import GeneratedFile, as_agent_errors, load, one_of, stem, store
-from compute.errors import ComputeError
-from compute.runtimes import JobSpec, Limits
+from compute.runtimes import Limits, SandboxSpec
+from cxmpute.errors import CxmputeError
 
 MAX_CELLS = 500
 MAX_NOTEBOOK_BYTES = 64 * 2**20
@@ -175,7 +175,7 @@ class Notebook(Agent):
                 notebook.cells[:0] = build_notebook([], input.parameters).cells
         with as_agent_errors():
             runtime = ctx.services.runtimes.get(None)
-            spec = JobSpec(
+            spec = SandboxSpec(
                 env=_ENV,
                 limits=Limits(
                     wall_seconds=input.timeout_seconds,
@@ -222,7 +222,7 @@ class Notebook(Agent):
     def _report(sandbox) -> _Report | None:
         try:
             return _Report.model_validate_json(sandbox.get_file(REPORT, max_bytes=65536))
-        except (ComputeError, ValueError):
+        except (CxmputeError, ValueError):
             return None
 
     @staticmethod

@@ -28,8 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
-from compute.runtimes import JobSpec, Limits
+from compute.runtimes import Limits, SandboxSpec
 from compute.runtimes.base import BackgroundProcess
+from cxmpute.errors import CxmputeError
 
 HTTP_TIMEOUT_S = 120.0
 # Longest wait for any one answer of a server: a stdio server that died never answers.
@@ -146,7 +147,7 @@ async def _session(source: McpSource, ctx: AgentContext) -> AsyncIterator[Client
     except (ExceptionGroup, httpx.HTTPError, McpError, OSError, TimeoutError) as exc:
         # The SDK's task groups wrap what went wrong; the platform's own refusals (egress) keep their status.
         cause = _cause(exc)
-        if isinstance(cause, AgentError):
+        if isinstance(cause, CxmputeError):
             raise cause from None
         raise AgentError(
             f"MCP server {_where(source)} failed: {cause or type(cause).__name__}", field="source", status_code=502
@@ -177,7 +178,7 @@ async def _http_streams(source: UrlSource, ctx: AgentContext) -> AsyncIterator[t
 @asynccontextmanager
 async def _sandbox_streams(source: CommandSource, ctx: AgentContext) -> AsyncIterator[tuple[Any, Any]]:
     runtime = ctx.services.runtimes.get("sandbox")
-    async with await runtime.start(JobSpec(limits=STDIO_LIMITS)) as sandbox:
+    async with await runtime.start(SandboxSpec(limits=STDIO_LIMITS)) as sandbox:
         process = sandbox.start_process(source.command)
         incoming: asyncio.Queue[bytes] = asyncio.Queue()
         loop = asyncio.get_running_loop()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.memory.store import DocumentIn
+from cxmpute.errors import NotFound
 from cxmpute.settings import Settings
 
 MAX_FILES = 10_000

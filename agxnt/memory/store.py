@@ -20,11 +20,12 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 from pydantic import BaseModel, Field
 
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.memory.chunking import chunk_text
 from agxnt.memory.embeddings import SentenceTransformerEmbedding, embedding_function
 from agxnt.memory.filters import Scalar, normalize_filter
 from agxnt.memory.threads import ThreadLog
+from cxmpute.errors import NotFound
 from cxmpute.settings import Settings
 
 MEMORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:@\-]{0,99}$")

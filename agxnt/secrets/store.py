@@ -11,10 +11,11 @@ from pydantic import BaseModel
 from sqlalchemy import DateTime, LargeBinary, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.secrets.crypto import SealBroken, derive_key, seal, unseal
 from agxnt.secrets.redact import register_values
 from cxmpute.db import Base, migrate, session_scope
+from cxmpute.errors import NotFound
 from cxmpute.settings import Settings, get_settings
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")

@@ -12,6 +12,7 @@ from agxnt.agent import Agent
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.secrets import redact
+from cxmpute.errors import CxmputeError
 
 
 class SocialAgent(Agent):
@@ -24,9 +25,8 @@ class SocialAgent(Agent):
         # kept as its __context__.
         try:
             output = await method(input, ctx)
-        except AgentError as exc:
-            message = redact(exc.message, ctx.secrets.values())
-            failure = type(exc)(message, field=exc.field, status_code=exc.status_code)
+        except CxmputeError as exc:
+            failure = exc.rephrased(redact(exc.message, ctx.secrets.values()), field=exc.field)
         except httpx.HTTPError as exc:
             message = redact(f"{self.name} request failed: {type(exc).__name__}: {exc}", ctx.secrets.values())
             failure = AgentError(message, status_code=502)

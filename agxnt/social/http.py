@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from agxnt.context import AgentContext
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
+from cxmpute.errors import NotFound
 
 TRANSIENT = frozenset({500, 502, 503, 504})
 BACKOFF_S = 0.25

@@ -9,10 +9,11 @@ from pydantic import BaseModel, Field
 
 from agxnt.agent import Resources
 from agxnt.context import AgentContext
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.social.base import SocialAgent
 from agxnt.social.files import Attachment
 from agxnt.social.http import Service, call
+from cxmpute.errors import NotFound
 
 TWEET_FIELDS = "created_at,author_id,conversation_id"
 PAGE_BOUNDS = {"search": (10, 100), "timeline": (5, 100)}  # max_results each endpoint accepts

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 
 from agxnt.agent import Resources
 from agxnt.context import AgentContext
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.llm import complete
 from agxnt.social.base import SocialAgent
 from agxnt.social.http import Service, call
+from cxmpute.errors import NotFound
 
 VIDEO_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 PAGE_SIZE = 50  # the Data API's largest maxResults

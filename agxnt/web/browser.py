@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import logging
 import os
 import shlex
 import shutil
@@ -34,9 +33,10 @@ from agxnt.errors import AgentError
 from agxnt.untrusted import Identity, drop_to
 from agxnt.web.egress import EgressPolicy
 from agxnt.web.proxy import EgressProxy
+from cxmpute.logging import get_logger
 from cxmpute.settings import Settings
 
-log = logging.getLogger("cxmpute.agxnt.web.browser")
+log = get_logger(__name__)
 
 CHROMIUM_ARGS = [
     "--disable-gpu",

@@ -14,6 +14,7 @@ from agxnt.errors import AgentError
 from agxnt.web.egress import EgressDenied
 from agxnt.web.pages import Page, normalize_url
 from agxnt.web.session import WebSession
+from cxmpute.errors import CxmputeError
 
 ROBOTS_AGENT = "cxmpute"
 
@@ -56,7 +57,7 @@ class Robots:
         parser = RobotFileParser(f"{site}/robots.txt")
         try:
             resp, body, _ = await self.web.get_text(f"{site}/robots.txt")
-        except AgentError:
+        except CxmputeError:
             parser.parse([])
             return parser
         if resp.status_code in (401, 403):
@@ -140,7 +141,7 @@ class Crawl:
                 return None
             try:
                 page = await self.web.page(url, render=self.input.render)
-            except AgentError as exc:
+            except CxmputeError as exc:
                 if url == self.start:
                     self.start_error = exc
                 reason = f"refused: {exc.message}" if isinstance(exc, EgressDenied) else exc.message

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from agxnt.errors import Forbidden
+from cxmpute.errors import Forbidden
 from cxmpute.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

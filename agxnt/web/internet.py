@@ -12,6 +12,7 @@ from agxnt.errors import AgentError
 from agxnt.web.pages import Page
 from agxnt.web.search import SearchResult, search_backend
 from agxnt.web.session import WebSession
+from cxmpute.errors import CxmputeError
 
 
 class ReadError(BaseModel):
@@ -35,7 +36,7 @@ async def read_pages(
         async with gate:
             try:
                 page = await web.page(url, render=render)
-            except AgentError as exc:
+            except CxmputeError as exc:
                 return ReadError(url=url, message=exc.message)
         page.text = page.text[:max_chars]
         return page

@@ -18,6 +18,7 @@ from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
 from agxnt.errors import AgentError
 from agxnt.registry import registry
+from cxmpute.errors import CxmputeError
 
 _jinja = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
@@ -81,11 +82,9 @@ class SequentialInternetAgent(Agent):
             agent = registry.get(step.agent)()
             try:
                 result = await agent(agent.Input.model_validate(params), ctx)
-            except AgentError as exc:
+            except CxmputeError as exc:
                 where = f"steps.{i}.params.{exc.field}" if exc.field else f"steps.{i}"
-                raise type(exc)(
-                    f"step {i + 1} ({step.agent}): {exc.message}", field=where, status_code=exc.status_code
-                ) from None
+                raise exc.rephrased(f"step {i + 1} ({step.agent}): {exc.message}", field=where) from None
             except ValueError as exc:  # pydantic's ValidationError: the filled-in params do not fit the agent
                 raise AgentError(
                     f"step {i + 1} ({step.agent}) has bad params: {exc}", field=f"steps.{i}.params", status_code=422

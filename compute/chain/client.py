@@ -20,8 +20,9 @@ from eth_tester.exceptions import TransactionFailed
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
-from compute.errors import ComputeError, Forbidden
+from compute.errors import ComputeError
 from compute.signer import platform_account
+from cxmpute.errors import Forbidden
 from cxmpute.settings import get_settings
 
 ARTIFACT = Path(__file__).parent / "contracts" / "CxmputeVault.json"

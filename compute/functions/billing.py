@@ -10,7 +10,6 @@ what it finally cost.
 
 from __future__ import annotations
 
-import logging
 import math
 
 from compute.errors import InsufficientFunds
@@ -18,8 +17,9 @@ from compute.ledger import Acct, post
 from compute.market.pricing import platform_fee
 from compute.models import Lease
 from compute.store import Store
+from cxmpute.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def cost_of(price_gwei: int, compute_units: int, billed_ms: int) -> int:

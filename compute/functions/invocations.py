@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import math
 import uuid
 from datetime import datetime, timedelta
@@ -20,7 +19,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from compute.errors import NotFound
 from compute.functions import billing, registry
 from compute.functions.models import FunctionVersion, Invocation
 from compute.functions.pool import LOAD_TIMEOUT_S, Outcome, default_pool
@@ -28,9 +26,11 @@ from compute.models import aware, utcnow
 from compute.network import get_network
 from compute.provisions import Resources
 from cxmpute.db import session_scope
+from cxmpute.errors import NotFound
+from cxmpute.logging import get_logger
 from cxmpute.settings import Settings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Status = Literal["queued", "running", "ok", "error", "timeout", "memory", "killed"]
 LOCAL = "local"

@@ -13,7 +13,6 @@ import asyncio
 import atexit
 import io
 import json
-import logging
 import math
 import time
 import uuid
@@ -24,9 +23,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from compute.runtimes import BackgroundProcess, JobSpec, Limits, Runtime, Sandbox
+from compute.runtimes import BackgroundProcess, Limits, Runtime, Sandbox, SandboxSpec
+from cxmpute.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RUNNER_SOURCE = (Path(__file__).parent / "runner.py").read_text()
 CONTROL_DIR = ".cxmpute"
@@ -265,7 +265,7 @@ class FunctionPool:
             memory_mb=spec.memory_mb,
             disk_mb=math.ceil(unpacked / 2**20) + 64,
         )
-        sandbox = await self.runtime.start(JobSpec(limits=limits))
+        sandbox = await self.runtime.start(SandboxSpec(limits=limits))
         try:
             await asyncio.to_thread(_extract, data, sandbox)
             control = f"{sandbox.workdir}/{CONTROL_DIR}"

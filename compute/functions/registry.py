@@ -10,12 +10,12 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from compute.errors import NotFound
 from compute.functions import package
 from compute.functions.models import FunctionVersion
 from compute.functions.pool import FunctionSpec
 from compute.models import utcnow
 from cxmpute.db import migrate, session_scope
+from cxmpute.errors import NotFound
 from cxmpute.settings import Settings
 from stxrage import open_storage
 

@@ -22,10 +22,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from compute.errors import ComputeError, Unauthorized
+from compute.errors import ComputeError
 from compute.models import AuthNonce, AuthSession, aware, utcnow
 from compute.store import Store
 from cxmpute import siwe as message
+from cxmpute.errors import Unauthorized
 from cxmpute.settings import get_settings
 from cxmpute.siwe import HEADER, Nonce, message_for
 

@@ -9,11 +9,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, select, update
 
-from compute.errors import Forbidden, NotFound, Unauthorized
 from compute.identity.siwe import token_hash
 from compute.models import ApiKey, AuthSession, aware, utcnow
 from compute.store import Store
 from cxmpute.db import get_engine
+from cxmpute.errors import Forbidden, NotFound, Unauthorized
 
 # What a credential may touch. Sessions hold every scope; an API key holds those named when it was issued.
 SCOPES = ("account", "market", "provider", "keys", "workflows", "agents", "storage", "secrets", "memory", "workloads")

@@ -15,10 +15,11 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from compute.errors import ComputeError, NotFound
+from compute.errors import ComputeError
 from compute.inference.models import ArchivedModel
 from compute.models import utcnow
 from cxmpute.db import migrate, session_scope
+from cxmpute.errors import NotFound
 from cxmpute.settings import Settings
 from stxrage import open_storage
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import queue
 import threading
 import time
@@ -24,7 +23,9 @@ from typing import Protocol
 
 import torch
 
-log = logging.getLogger("cxmpute.inference")
+from cxmpute.logging import get_logger
+
+log = get_logger(__name__)
 
 _DONE = object()
 

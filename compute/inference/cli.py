@@ -9,7 +9,6 @@ client, as does every `models` command: the folder's files go up and come back t
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from cxmpute.errors import CxmputeError
+from cxmpute.logging import get_logger
 from cxmpute.settings import get_settings
 from cxmpute.terminal import err, transfer_bar
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Serve models to the network (OpenAI-compatible).", no_args_is_help=True)
 models_app = typer.Typer(help="The model archive: push model folders, pull them back, list them.", no_args_is_help=True)
 console = Console()
-log = logging.getLogger("cxmpute.inference")
+log = get_logger(__name__)
 
 ARCHIVE = "/v1/models/archive"
 FILES = "/v1/storage/files"

@@ -11,7 +11,8 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from compute.errors import ComputeError, NotFound
+from compute.errors import ComputeError
+from cxmpute.errors import NotFound
 
 MAX_IMAGES = 16
 MAX_SIDE = 2048

@@ -14,11 +14,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from compute import provisions
-from compute.errors import ComputeError, Conflict, Forbidden, NotFound
+from compute.errors import ComputeError
 from compute.inference.models import Endpoint
 from compute.models import Provision, utcnow
 from compute.network import Network
 from compute.provisions import ProvisionPatch
+from cxmpute.errors import Conflict, CxmputeError, Forbidden, NotFound
 from cxmpute.http import client
 
 
@@ -126,7 +127,7 @@ def suspend(net: Network, provision_id: str) -> None:
 def _set_status(net: Network, provider: str, provision_id: str, status: str) -> None:
     try:
         provisions.update(net.store, provider, provision_id, ProvisionPatch(status=status))
-    except ComputeError:  # retired meanwhile: nothing to pause or resume
+    except CxmputeError:  # retired meanwhile: nothing to pause or resume
         pass
     net.market.refresh(provision_id)
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import time
 import uuid
@@ -43,21 +42,23 @@ import httpx
 from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, select
 
-from compute.errors import ComputeError, Conflict
+from compute.errors import ComputeError
 from compute.inference import endpoints
 from compute.inference.models import Endpoint, RequestRecord
 from compute.inference.settlement import settler
 from compute.market import leases
-from compute.market.demand import MatchRequest
+from compute.market.demand import MatchRequest, PriceRange
 from compute.market.matching import NoMatchError
 from compute.models import Lease, Provision, aware, utcnow
 from compute.network import Network
 from compute.provisions import Resources
 from cxmpute.db import get_engine
+from cxmpute.errors import Conflict
 from cxmpute.http import async_client
+from cxmpute.logging import get_logger
 from cxmpute.settings import Settings
 
-log = logging.getLogger("cxmpute.inference.gateway")
+log = get_logger(__name__)
 
 # One request occupies the smallest slot a provision offers: one vCPU and a sliver of memory.
 REQUEST_RESOURCES = Resources(cpu=1, memory_mb=1)
@@ -168,12 +169,6 @@ class RequestOut(BaseModel):
     amount_gwei: int
     error: str | None
     created_at: datetime
-
-
-@dataclass
-class PriceRange:
-    min_gwei: int
-    max_gwei: int
 
 
 @dataclass
@@ -292,8 +287,8 @@ class Gateway:
             kind="inference",
             model=model,
             resources=REQUEST_RESOURCES,
-            price_min_gwei=price.min_gwei,
-            price_max_gwei=price.max_gwei,
+            price_min_gwei=price.price_min_gwei,
+            price_max_gwei=price.price_max_gwei,
             duration_s=self.settings.inference_lease_s,
         )
         lease = self.net.market.place(user, req)
@@ -313,8 +308,8 @@ class Gateway:
             model=model,
             resources=REQUEST_RESOURCES,
             term=term,
-            price_min_gwei=price.min_gwei,
-            price_max_gwei=price.max_gwei,
+            price_min_gwei=price.price_min_gwei,
+            price_max_gwei=price.price_max_gwei,
             auto_renew=auto_renew,
         )
         for _ in range(self.settings.inference_attempts):

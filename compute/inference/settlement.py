@@ -24,11 +24,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from compute.errors import ComputeError
 from compute.inference.models import RequestRecord
 from compute.market.closing import Closed, Closing
 from compute.market.group_commit import GroupCommit, Ticket
 from compute.network import Network
+from cxmpute.errors import CxmputeError
 
 MAX_BATCH = 256
 RECORD_COLUMNS = [column.name for column in RequestRecord.__table__.columns]
@@ -91,9 +91,9 @@ class Settler(GroupCommit[_Ticket]):
     def _commit(self, batch: list[_Ticket]) -> None:
         billed = [t.record for t in batch if t.record.lease_id is not None and t.record.provider is not None]
 
-        def write_records(conn: Connection, outcomes: list[Closed | ComputeError]) -> None:
+        def write_records(conn: Connection, outcomes: list[Closed | CxmputeError]) -> None:
             for record, outcome in zip(billed, outcomes):
-                if isinstance(outcome, ComputeError):
+                if isinstance(outcome, CxmputeError):
                     record.amount_gwei, record.error = 0, f"not settled: {outcome.message}"[:500]
                 else:
                     record.amount_gwei = outcome.amount_gwei

@@ -16,10 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from compute.chain import Chain, ChainEvent
-from compute.errors import ComputeError, Conflict, NotFound
+from compute.errors import ComputeError
 from compute.ledger.book import Acct, balance, post
 from compute.models import ChainClaim, LedgerAccount, LedgerEntry, LedgerTx, Provider, Provision, aware, utcnow
 from compute.store import Store
+from cxmpute.errors import Conflict, NotFound
 from cxmpute.settings import get_settings
 
 GWEI = 10**9

@@ -24,13 +24,14 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from compute.errors import ComputeError, Conflict, Forbidden, NotFound
+from compute.errors import ComputeError
 from compute.market.leases import FAILURES, EndReason, usage_message
 from compute.market.pricing import cost, platform_fee
 from compute.models import Lease, LedgerAccount, LedgerEntry, LedgerTx, Provider, Provision, UsageRecord
 from compute.providers.registry import reputation
 from compute.receipts import Domain, sign_batch
 from compute.signer import platform_account
+from cxmpute.errors import Conflict, CxmputeError, Forbidden, NotFound
 
 _l, _p, _v, _a, _u = (
     Lease.__table__.c,
@@ -165,7 +166,7 @@ class Batch:
     """A committed-to-be batch's outcomes (one per closing, in order) and the free capacity it leaves on each
     provision it touched, for the market's index once the transaction commits."""
 
-    outcomes: list[Closed | ComputeError]
+    outcomes: list[Closed | CxmputeError]
     free: dict[str, list[int]]
 
 
@@ -186,7 +187,7 @@ def close(conn: Connection, domain: Domain, closings: list[Closing]) -> Batch:
     accounts = _lock_accounts(conn, rows)
     now = datetime.now(UTC)
     writes = _Writes(now, platform_account())
-    outcomes: list[Closed | ComputeError] = []
+    outcomes: list[Closed | CxmputeError] = []
     for closing, key in zip(closings, keys):
         row = rows.get(closing.lease_id)
         if row is None:

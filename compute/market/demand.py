@@ -10,16 +10,33 @@ from compute.market.pricing import TERM_SECONDS
 from compute.provisions import Kind, Resources
 
 MAX_DURATION_S = 366 * 86400
+MAX_PRICE_GWEI = 10**12
 
 
-class MatchRequest(BaseModel):
+class PriceRange(BaseModel):
+    """The asks a buyer accepts, in gwei per compute-unit-second: every request matched in the market carries
+    this one declaration and its one check (the ceiling, named by its field, is at least the floor)."""
+
+    price_min_gwei: int = Field(0, ge=0, le=MAX_PRICE_GWEI, description="Lowest acceptable ask per compute-unit-second")
+    price_max_gwei: int = Field(
+        ..., gt=0, le=MAX_PRICE_GWEI, description="Highest acceptable ask per compute-unit-second"
+    )
+
+    @field_validator("price_max_gwei")
+    @classmethod
+    def _at_least_the_floor(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("price_min_gwei")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least price_min_gwei ({low})")
+        return value
+
+
+class MatchRequest(PriceRange):
     kind: Kind
     resources: Resources = Field(default_factory=Resources)
     model: str | None = Field(None, max_length=200, description="Model to serve (inference, function, agent)")
     image: str | None = Field(None, max_length=300, description="Container or VM image")
     region: str | None = Field(None, max_length=64)
-    price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per CU-second")
-    price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per CU-second")
     term: Literal["seconds", "hour", "month"] = Field("seconds", description="Metered per second, or a rental")
     duration_s: int | None = Field(
         None,
@@ -39,14 +56,6 @@ class MatchRequest(BaseModel):
         description="Rentals: hours or months one term spans "
         "(6 with term 'hour': six hours, billed upfront; a renewal adds as many again)",
     )
-
-    @field_validator("price_max_gwei")
-    @classmethod
-    def _range(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("price_min_gwei")
-        if low is not None and value < low:
-            raise ValueError(f"must be at least price_min_gwei ({low})")
-        return value
 
     @field_validator("duration_s")
     @classmethod

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from compute import receipts
-from compute.errors import ComputeError, Conflict, Forbidden, NotFound
+from compute.errors import ComputeError
 from compute.ledger import Acct, balance, post
 from compute.ledger.funds import slash
 from compute.market.pricing import cost, platform_fee
@@ -26,6 +26,7 @@ from compute.providers.registry import mark_down, reputation
 from compute.provisions import Resources, capacity_group, shift_capacity
 from compute.receipts import Domain
 from compute.store import Store
+from cxmpute.errors import Conflict, CxmputeError, Forbidden, NotFound
 from cxmpute.settings import get_settings
 
 EndReason = Literal["completed", "user-cancelled", "provider-lost", "out-of-funds", "expired"]
@@ -322,7 +323,7 @@ def expire_due(store: Store, domain: Domain, now: datetime | None = None, limit:
                         _renew(session, domain, row)
                     continue
                 _end(session, row, "expired")
-        except ComputeError:  # a renewal the user can no longer pay ends the lease instead
+        except CxmputeError:  # a renewal the user can no longer pay ends the lease instead
             with store.write() as session:
                 row = _locked(session, lease_id)
                 if row.status == "active":

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from compute.errors import Conflict, InsufficientFunds
+from compute.errors import InsufficientFunds
 from compute.market.demand import MatchRequest
 from compute.market.group_commit import GroupCommit, Ticket
 from compute.market.index import NoMatch, ProvisionIndex, Slot
@@ -40,6 +40,7 @@ from compute.market.proofs import lease_proofs
 from compute.models import Lease, LedgerAccount, LedgerEntry, LedgerTx, Provision, aware
 from compute.receipts import Domain, sign_batch
 from compute.signer import platform_account
+from cxmpute.errors import Conflict
 
 MAX_ATTEMPTS = 16
 MAX_BATCH = 256

@@ -11,11 +11,11 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from compute import receipts
-from compute.errors import Forbidden, NotFound, Unauthorized
 from compute.models import Provider, Provision, utcnow
 from compute.providers.hardware import HardwareProfile
 from compute.receipts import Domain
 from compute.store import Store
+from cxmpute.errors import Forbidden, NotFound, Unauthorized
 from cxmpute.settings import get_settings
 
 MAX_SKEW_S = 300

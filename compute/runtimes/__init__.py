@@ -8,13 +8,13 @@ from compute.runtimes.base import (
     BackgroundProcess,
     ExecResult,
     FileInfo,
-    JobSpec,
     Limits,
     OutputChunk,
     ResourceUsage,
     Runtime,
     RuntimeUnavailable,
     Sandbox,
+    SandboxSpec,
 )
 from compute.runtimes.registry import DEFAULT_RUNTIME, RuntimeRegistry
 from cxmpute.settings import Settings, get_settings
@@ -24,7 +24,7 @@ __all__ = [
     "DEFAULT_RUNTIME",
     "ExecResult",
     "FileInfo",
-    "JobSpec",
+    "SandboxSpec",
     "Limits",
     "OutputChunk",
     "ResourceUsage",

@@ -34,7 +34,9 @@ class Limits(BaseModel):
     cpus: float = Field(1.0, gt=0, le=256, description="CPU share (container)")
 
 
-class JobSpec(BaseModel):
+class SandboxSpec(BaseModel):
+    """The terms a sandbox starts on: its limits, whether it may reach the network, its environment."""
+
     limits: Limits = Field(default_factory=Limits)
     network: bool = Field(False, description="Grant outbound network; without it only a private loopback exists")
     env: dict[str, str] = Field(default_factory=dict, description="Environment of commands; nothing else leaks in")
@@ -102,7 +104,7 @@ class Sandbox(ABC):
 
     workdir: ClassVar[str] = "/scratch"
 
-    def __init__(self, spec: JobSpec):
+    def __init__(self, spec: SandboxSpec):
         self.spec = spec
 
     @abstractmethod
@@ -189,7 +191,7 @@ class Runtime(ABC):
         """None when this machine can run it, otherwise why not."""
 
     @abstractmethod
-    async def start(self, spec: JobSpec | None = None) -> Sandbox: ...
+    async def start(self, spec: SandboxSpec | None = None) -> Sandbox: ...
 
     def python_argv(self) -> list[str]:
         """How to start the Python interpreter inside a sandbox of this runtime."""

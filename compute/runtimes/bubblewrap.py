@@ -32,11 +32,11 @@ from compute.runtimes import seccomp
 from compute.runtimes.base import (
     BackgroundProcess,
     ExecResult,
-    JobSpec,
     OutputFn,
     ResourceUsage,
     Runtime,
     RuntimeUnavailable,
+    SandboxSpec,
 )
 from compute.runtimes.memory import MemoryCgroup
 from compute.runtimes.network import GrantedNetwork
@@ -76,7 +76,7 @@ def _python_roots() -> list[Path]:
 
 
 class BubblewrapSandbox(ScratchSandbox):
-    def __init__(self, runtime: BubblewrapRuntime, spec: JobSpec):
+    def __init__(self, runtime: BubblewrapRuntime, spec: SandboxSpec):
         super().__init__(spec)
         self.runtime = runtime
         self.uid = UID_BASE + secrets.randbelow(UID_SPAN)
@@ -376,11 +376,11 @@ class BubblewrapRuntime(Runtime):
             )
         return None
 
-    async def start(self, spec: JobSpec | None = None) -> BubblewrapSandbox:
+    async def start(self, spec: SandboxSpec | None = None) -> BubblewrapSandbox:
         why = self.check()
         if why:
             raise RuntimeUnavailable(why)
-        spec = spec or JobSpec()
+        spec = spec or SandboxSpec()
         if spec.network and (why := job_network.available()):
             raise RuntimeUnavailable(f"this machine cannot grant sandbox jobs network: {why}", field="network")
         prepare_root(self.root)

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from compute.errors import Conflict, Forbidden, NotFound
-from compute.runtimes.base import JobSpec, ResourceUsage, Runtime, Sandbox
+from compute.runtimes.base import ResourceUsage, Runtime, Sandbox, SandboxSpec
+from cxmpute.errors import Conflict, Forbidden, NotFound
 
 CONTROL_DIR = ".cxmpute"
 KERNEL_SOURCE = (Path(__file__).parent / "pykernel.py").read_text()
@@ -232,7 +232,7 @@ class SessionManager:
         self._sessions: dict[str, CodeSession] = {}
         self._lock = threading.Lock()
 
-    async def open(self, owner: str, runtime: Runtime, spec: JobSpec, idle_timeout: float) -> CodeSession:
+    async def open(self, owner: str, runtime: Runtime, spec: SandboxSpec, idle_timeout: float) -> CodeSession:
         await self.reap()
         with self._lock:
             if len(self._sessions) >= self.max_sessions:

@@ -23,12 +23,12 @@ from compute.runtimes import seccomp
 from compute.runtimes.base import (
     BackgroundProcess,
     ExecResult,
-    JobSpec,
     OutputChunk,
     OutputFn,
     ResourceUsage,
     Runtime,
     RuntimeUnavailable,
+    SandboxSpec,
 )
 from compute.runtimes.image import ensure_image
 from compute.runtimes.network import available as network_available
@@ -41,7 +41,7 @@ _PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class ContainerSandbox(ScratchSandbox):
-    def __init__(self, runtime: ContainerRuntime, spec: JobSpec):
+    def __init__(self, runtime: ContainerRuntime, spec: SandboxSpec):
         super().__init__(spec)
         self.runtime = runtime
         self.api = runtime.client.api
@@ -320,11 +320,11 @@ class ContainerRuntime(Runtime):
             return f"no seccomp policy for this machine's architecture ({os.uname().machine})"
         return None
 
-    async def start(self, spec: JobSpec | None = None) -> ContainerSandbox:
+    async def start(self, spec: SandboxSpec | None = None) -> ContainerSandbox:
         why = self.check()
         if why:
             raise RuntimeUnavailable(why)
-        spec = spec or JobSpec()
+        spec = spec or SandboxSpec()
         if spec.network and (why := network_available()):
             raise RuntimeUnavailable(f"this machine cannot grant container jobs network: {why}", field="network")
         prepare_root(self.root)

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from compute.runtimes.base import JobSpec, Runtime, RuntimeUnavailable, Sandbox
+from compute.runtimes.base import Runtime, RuntimeUnavailable, Sandbox, SandboxSpec
 from compute.runtimes.qmp import Qmp, QmpError
 from cxmpute.settings import Settings
 
@@ -97,7 +97,7 @@ class QemuRuntime(Runtime):
             return "kvm" if kvm_usable() else "tcg"
         return self.settings.vm_accel
 
-    async def start(self, spec: JobSpec | None = None) -> Sandbox:
+    async def start(self, spec: SandboxSpec | None = None) -> Sandbox:
         raise RuntimeUnavailable(
             "the vm runtime runs whole machines, not commands: create one with POST /v1/vms",
             field="runtime",

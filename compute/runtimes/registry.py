@@ -7,14 +7,14 @@ in those of them that start sandboxes (``runs_code``); the ``vm`` runtime runs w
 from __future__ import annotations
 
 import atexit
-import logging
 from importlib.metadata import entry_points
 
 from compute.runtimes.base import Runtime, RuntimeUnavailable
 from compute.runtimes.code import SessionManager
+from cxmpute.logging import get_logger
 from cxmpute.settings import Settings
 
-log = logging.getLogger("cxmpute.runtimes")
+log = get_logger(__name__)
 
 DEFAULT_RUNTIME = "sandbox"
 

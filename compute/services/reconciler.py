@@ -16,7 +16,6 @@ running (their leases end, refunding escrow) and dispatches the slots afresh.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 
@@ -31,10 +30,11 @@ from compute.worker import jobs
 from compute.worker.dispatch import Dispatcher, Spread
 from compute.worker.jobs import JobSpec
 from cxmpute.errors import CxmputeError
+from cxmpute.logging import get_logger
 from cxmpute.loops import LoopService
 from cxmpute.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 # The job ends this long before its lease does, so its seconds are metered while the lease is active.
 TERM_MARGIN_S = 60.0
 MAX_BACKOFF_S = 30.0

@@ -15,8 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select
 
-from compute.errors import Conflict, Forbidden, NotFound
-from compute.market.demand import MatchRequest
+from compute.market.demand import MatchRequest, PriceRange
 from compute.market.matching import NoMatchError
 from compute.models import aware, utcnow
 from compute.network import get_network
@@ -26,6 +25,7 @@ from compute.services.image import check_stored_image
 from compute.services.models import Replica, Service
 from compute.worker import jobs
 from cxmpute.db import migrate, session_scope
+from cxmpute.errors import Conflict, Forbidden, NotFound
 from cxmpute.settings import Settings, get_settings
 from stxrage import open_storage
 
@@ -37,7 +37,7 @@ ReplicaStatus = Literal["pending", "starting", "live", "stopping", "stopped"]
 STALE_BEATS = 3
 
 
-class ServiceIn(BaseModel):
+class ServiceIn(PriceRange):
     """A service to run: a ``docker save`` tarball kept in Stxrage, the port it listens on, env and limits."""
 
     name: str = Field(..., description="Lower-case letters, digits and '-' (up to 63)")
@@ -54,8 +54,6 @@ class ServiceIn(BaseModel):
     target_inflight: int = Field(
         8, ge=1, le=10_000, description="In-flight requests per replica the autoscaler aims for"
     )
-    price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per compute-unit-second")
-    price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
     public: bool = Field(
         False,
         description="Anyone may call it, without signing in, at "
@@ -181,11 +179,6 @@ def _check_ranges(req: ServiceIn) -> None:
     if req.max_replicas < req.min_replicas:
         raise ServiceError(
             f"max_replicas ({req.max_replicas}) is below min_replicas ({req.min_replicas})", field="max_replicas"
-        )
-    if req.price_max_gwei < req.price_min_gwei:
-        raise ServiceError(
-            f"price_max_gwei ({req.price_max_gwei}) is below price_min_gwei ({req.price_min_gwei})",
-            field="price_max_gwei",
         )
 
 

@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import io
 import json
-import logging
 import tarfile
 import tempfile
 import time
@@ -45,9 +44,10 @@ from cxmpute.client import (
     PlatformUnreachable,
 )
 from cxmpute.http import async_client
+from cxmpute.logging import get_logger
 from cxmpute.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 NOBODY = "65534:65534"
 REPOSITORY = "cxmpute-service"
 START_TIMEOUT_S = 60.0

@@ -11,7 +11,6 @@ providers the market then offers (the lost one is out of matching until it beats
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 import uuid
@@ -32,11 +31,12 @@ from compute.worker import jobs
 from compute.worker.dispatch import Dispatcher, Spread
 from compute.worker.jobs import JobOut, JobSpec
 from cxmpute.errors import CxmputeError
+from cxmpute.logging import get_logger
 from cxmpute.loops import LoopService
 from cxmpute.settings import Settings
 from stxrage import open_storage
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 JOB_KIND = "train-rank"
 RANK_PATH = "/v1/training/ranks"
 

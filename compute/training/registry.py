@@ -9,11 +9,11 @@ import uuid
 
 from sqlalchemy import select, update
 
-from compute.errors import Conflict, NotFound
 from compute.models import utcnow
 from compute.training.models import TrainingCheckpoint, TrainingJob, TrainingLoss
 from compute.training.spec import Checkpoint, LossPoint, TrainingIn, TrainingOut
 from cxmpute.db import migrate, session_scope
+from cxmpute.errors import Conflict, NotFound
 from cxmpute.settings import Settings
 from stxrage import open_storage
 

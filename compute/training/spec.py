@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from compute.market.demand import PriceRange
 from compute.provisions import Resources
 
 
@@ -32,7 +33,7 @@ class TrainerConfig(BaseModel):
         return value
 
 
-class TrainingIn(BaseModel):
+class TrainingIn(PriceRange):
     dataset_cid: str = Field(
         ...,
         min_length=1,
@@ -46,19 +47,9 @@ class TrainingIn(BaseModel):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     backend: Literal["gloo", "nccl"] = Field("gloo", description="gloo on CPUs, nccl on GPUs")
     resources: Resources = Field(default_factory=Resources, validate_default=True, description="What each rank leases")
-    price_min_gwei: int = Field(0, ge=0)
-    price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest ask per compute-unit-second of any rank")
     timeout_s: float = Field(3600, gt=0, le=7 * 86400, description="Longest one generation of the ranks may run")
     collective_timeout_s: float = Field(60, ge=1, le=3600, description="Ranks give up on a peer silent this long")
     max_restarts: int = Field(3, ge=0, le=100, description="Restarts from the latest checkpoint after a lost rank")
-
-    @field_validator("price_max_gwei")
-    @classmethod
-    def _range(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("price_min_gwei")
-        if low is not None and value < low:
-            raise ValueError(f"must be at least price_min_gwei ({low})")
-        return value
 
     @field_validator("resources")
     @classmethod

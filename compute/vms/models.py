@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from compute.market.demand import MAX_DURATION_S
+from compute.market.demand import MAX_DURATION_S, PriceRange
 
 # The lease outlasts the machine's time by this margin, so the metering loop (every few seconds) always bills the
 # last running seconds and ends the lease itself before the market would expire it and refund them unbilled.
@@ -28,7 +28,7 @@ KEY_TYPES = (
 SNAPSHOT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
 
 
-class VmCreate(BaseModel):
+class VmCreate(PriceRange):
     name: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_-]*$", description="Shown in listings")
     image: str | None = Field(
         None,
@@ -53,8 +53,6 @@ class VmCreate(BaseModel):
     vcpus: int = Field(1, ge=1, le=64)
     memory_mb: int = Field(256, ge=64, le=262144)
     disk_mb: int = Field(1024, ge=1, le=1048576, description="Size of the machine's disk")
-    price_min_gwei: int = Field(0, ge=0, description="Lowest acceptable ask per compute-unit-second")
-    price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest acceptable ask per compute-unit-second")
     max_duration_s: int = Field(
         3600,
         gt=0,
@@ -95,8 +93,6 @@ class VmCreate(BaseModel):
             raise ValueError("give an image (disk) or a kernel to boot")
         if self.initrd is not None and self.kernel is None:
             raise ValueError("an initrd needs a kernel")
-        if self.price_max_gwei < self.price_min_gwei:
-            raise ValueError("price_max_gwei must be at least price_min_gwei")
         return self
 
 

@@ -14,10 +14,8 @@ worker, so with remote providers the lease pays a provider whose machine does no
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
-import socket
 import threading
 import uuid
 from datetime import timedelta
@@ -26,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from compute.errors import ComputeError, Conflict, Forbidden, NotFound
+from compute.errors import ComputeError
 from compute.market import leases
 from compute.market.demand import MatchRequest
 from compute.market.leases import UsageIn
@@ -37,10 +35,12 @@ from compute.runtimes import RuntimeUnavailable, runtime_registry
 from compute.runtimes.qemu import Machine, MachineConfig, MachineError, QemuRuntime
 from compute.vms.models import LEASE_MARGIN_S, SnapshotOut, VmCreate, VmOut
 from compute.vms.store import Vm
-from cxmpute.errors import CxmputeError
+from cxmpute.errors import Conflict, CxmputeError, Forbidden, NotFound
+from cxmpute.logging import get_logger
+from cxmpute.ports import free_port
 from cxmpute.settings import Settings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -75,12 +75,6 @@ def _config(row: Vm, ssh_port: int) -> MachineConfig:
         ssh_port=ssh_port,
         accel=row.accel,
     )
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _out(session: Session, row: Vm, settings: Settings) -> VmOut:
@@ -190,7 +184,7 @@ def create(net: Network, settings: Settings, owner: str, req: VmCreate) -> VmOut
             created_at=now,
             updated_at=now,
         )
-        row.ssh_port = _free_port(settings.vm_ssh_host)
+        row.ssh_port = free_port(settings.vm_ssh_host)
         try:
             machine.launch(_config(row, row.ssh_port))
         except MachineError as exc:
@@ -289,7 +283,7 @@ def start(net: Network, settings: Settings, owner: str, vm_id: str, snapshot: st
                 loadvm = snapshot
             else:
                 machine.revert_disk(snapshot)
-        ssh_port = _free_port(settings.vm_ssh_host)
+        ssh_port = free_port(settings.vm_ssh_host)
         machine.launch(_config(row, ssh_port), loadvm=loadvm)
         with net.store.write() as session:
             row = _owned(session, owner, vm_id, lock=True)

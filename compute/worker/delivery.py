@@ -21,7 +21,6 @@ on by its dispatcher) is announced to its worker, which cancels the handler.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,8 +31,9 @@ from compute.models import Provider
 from compute.store import Store
 from compute.worker import jobs
 from compute.worker.jobs import Claimed
+from cxmpute.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 POLL_S = (0.004, 0.02)  # how often the database is asked: while jobs come and go, and at most while none do
 PING_S = 10.0  # a quiet stream says so this often: dead connections surface, the worker's read timeout rests
 MAX_HELD = 256  # Offer.concurrency's bound

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import math
 import time
 import uuid
@@ -33,7 +32,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
-from compute.errors import ComputeError, NotFound
+from compute.errors import ComputeError
 from compute.market.demand import MatchRequest
 from compute.market.leases import LeaseOut
 from compute.market.matching import NoMatchError
@@ -43,9 +42,11 @@ from compute.providers.registry import is_alive, mark_down
 from compute.worker import jobs, turns
 from compute.worker.jobs import JobOut, JobSpec
 from compute.worker.watcher import watcher
+from cxmpute.errors import NotFound
+from cxmpute.logging import get_logger
 from cxmpute.settings import get_settings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 MAX_ATTEMPTS = 8
 LIVENESS_EVERY_S = 0.5
 MAX_PAUSE_S = 1.0  # longest wait between placement tries while what fits is busy

@@ -17,14 +17,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import select, update
 
-from compute.errors import Conflict, Forbidden, NotFound
 from compute.market import leases
+from compute.market.demand import PriceRange
 from compute.models import Job, utcnow
 from compute.provisions import Kind, Resources
 from compute.receipts import Domain
 from compute.store import Store
 from compute.worker import turns
 from cxmpute.db import get_engine
+from cxmpute.errors import Conflict, Forbidden, NotFound
 
 Status = Literal["queued", "running", "done", "failed", "abandoned"]
 OPEN = ("queued", "running")
@@ -32,7 +33,7 @@ MAX_LOOK = 4096  # rows one look reads
 CANCELLED = "cancelled"  # the error of a job abandoned because its owner cancelled the work
 
 
-class JobSpec(BaseModel):
+class JobSpec(PriceRange):
     """What to run and on what terms; ``kind`` picks the handler from the ``cxmpute.jobs`` entry points."""
 
     kind: str = Field(..., min_length=1, max_length=32)
@@ -41,8 +42,6 @@ class JobSpec(BaseModel):
     work_key: str = Field(..., min_length=1, max_length=200, description="Shared by every attempt of this work")
     resources: Resources = Field(default_factory=Resources)
     provision: Kind = Field("agent", description="The kind of provision the work is matched to")
-    price_min_gwei: int = Field(0, ge=0)
-    price_max_gwei: int = Field(..., gt=0)
     timeout_s: float = Field(600, gt=0, description="How long the work may take, queueing included")
     rerun: bool = Field(
         False,

@@ -6,7 +6,6 @@ Every call goes through the platform client (:mod:`cxmpute.client`), signed in a
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,12 +19,13 @@ from cxmpute.client import (
     PlatformError,
     PlatformUnreachable,
 )
+from cxmpute.logging import get_logger
 from cxmpute.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _as_wallet(settings: Settings) -> Settings:

@@ -11,7 +11,6 @@ from deployments).
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from typing import Any
@@ -28,10 +27,11 @@ from compute.worker.jobs import Claimed
 from compute.worker.platform import Platform
 from cxmpute.client import PlatformError, PlatformUnreachable
 from cxmpute.errors import CxmputeError
+from cxmpute.logging import get_logger
 from cxmpute.recursion import cap_recursion
 from cxmpute.settings import get_settings
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 RECONNECT_S = (0.05, 5.0)  # first and longest pause between attempts to reopen the job stream
 REPORT_FOR_S = 300.0  # how long a result is retried while the platform is unreachable
 

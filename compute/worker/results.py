@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 
-from compute.errors import ComputeError, Conflict, Forbidden, NotFound
 from compute.market import closing
 from compute.market.closing import Closing
 from compute.market.group_commit import GroupCommit, Ticket
@@ -27,6 +26,7 @@ from compute.store import Store
 from compute.worker import turns
 from compute.worker.jobs import Completion, JobOut
 from cxmpute.db import get_engine
+from cxmpute.errors import Conflict, CxmputeError, Forbidden, NotFound
 
 _j = Job.__table__.c
 LOCK_JOBS = select(Job.__table__).where(_j.id.in_(bindparam("ids", expanding=True))).order_by(_j.id).with_for_update()
@@ -96,7 +96,7 @@ class Results(GroupCommit[_Ticket]):
             )
             done: list[tuple[_Ticket, JobOut]] = []
             for (ticket, row), outcome in zip(accepted, closed.outcomes):
-                if isinstance(outcome, ComputeError):
+                if isinstance(outcome, CxmputeError):
                     ticket.finish(error=outcome)
                     continue
                 report = ticket.report

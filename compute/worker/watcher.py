@@ -9,14 +9,14 @@ flight run on (long jobs need no millisecond wake-up). Idle, it sleeps until the
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 
 from compute.store import Store
 from compute.worker import jobs
+from cxmpute.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 POLL_S = (0.004, 0.05)  # between looks: while jobs come and go, and at most while those in flight run on
 SEEN = 65536
 

@@ -11,6 +11,7 @@ import pytest
 
 from agxnt.context import Services
 from agxnt.web.egress import EgressDenied, EgressPolicy, GuardedTransport
+from cxmpute.ports import free_port
 from cxmpute.settings import Settings
 from tests.support.canary import HttpCanary, TcpCanary
 
@@ -110,14 +111,8 @@ async def test_configured_services_are_exempt_by_exact_host_and_port(canary: Htt
     assert canary.hits == ["/service"] * 7
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_internal_services_stay_closed_whatever_the_exemptions(canary: HttpCanary) -> None:
-    api, prefect, pg = _free_port(), _free_port(), _free_port()
+    api, prefect, pg = free_port(), free_port(), free_port()
     settings = Settings(
         web_allow_private=True,
         web_allowed_hosts=["localhost", "127.0.0.1"],

@@ -20,8 +20,8 @@ from agxnt.context import AgentContext, Services
 from agxnt.errors import AgentError
 from agxnt.mcp import CommandSource, UrlSource, mcp_tools
 from agxnt.web.egress import EgressDenied
+from cxmpute.ports import free_port
 from cxmpute.settings import Settings
-from flows.server import free_port
 
 SERVER = """
 import os

@@ -19,6 +19,7 @@ from compute.network import Network, use_network
 from compute.providers.hardware import HardwareProfile
 from compute.store import Store
 from cxmpute.db import reset_engines
+from tests.support.signin import sign_in
 
 PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
@@ -115,14 +116,10 @@ def make_wallet(chain):
 def login():
     """Sign ``wallet`` in through the API; returns the Authorization header."""
 
-    def sign_in(client: TestClient, wallet: Wallet) -> dict[str, str]:
-        nonce = siwe.Nonce(**client.get("/v1/auth/nonce").json())
-        message = wallet.sign_in_message(nonce)
-        resp = client.post("/v1/auth/verify", json={"message": message, "signature": wallet.sign_text(message)})
-        assert resp.status_code == 200, resp.text
-        return {"Authorization": f"Bearer {resp.json()['token']}"}
+    def login(client: TestClient, wallet: Wallet) -> dict[str, str]:
+        return sign_in(client, wallet.account, wallet.chain.chain_id)
 
-    return sign_in
+    return login
 
 
 @pytest.fixture

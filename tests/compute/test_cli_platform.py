@@ -18,8 +18,8 @@ import pytest
 from eth_account import Account
 
 from compute.chain.client import web3_at
+from cxmpute.ports import free_port
 from cxmpute.settings import get_settings
-from flows.server import free_port
 
 GWEI = 10**9
 

@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from compute import provisions
-from compute.errors import Forbidden, InsufficientFunds
+from compute.errors import InsufficientFunds
 from compute.ledger import Acct, balance, post, total
 from compute.market import leases
 from compute.market.demand import MatchRequest
@@ -17,6 +17,7 @@ from compute.market.leases import UsageIn
 from compute.market.matching import Market, NoMatchError
 from compute.models import Lease, Provider, utcnow
 from compute.provisions import ProvisionPatch, ProvisionSpec, Resources
+from cxmpute.errors import Forbidden
 from cxmpute.settings import get_settings
 
 

@@ -68,7 +68,7 @@ def test_an_error_answer_names_the_field_and_keeps_every_problem(api_url, settin
 
 
 def test_an_unreachable_platform_is_one_exception_naming_the_setting(settings):
-    from flows.server import free_port
+    from cxmpute.ports import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     with PlatformClient(url, anonymous=True, settings=settings) as api:

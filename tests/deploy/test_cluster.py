@@ -17,12 +17,11 @@ import httpx
 import pytest
 import yaml
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from web3 import Web3
 
 from compute.chain.client import vault_abi, web3_at
-from compute.identity import siwe
-from flows.server import free_port
+from cxmpute.ports import free_port
+from tests.support.signin import sign_in
 
 # Building the images (cached after the first run) and starting containers counts against the first test.
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(2400)]
@@ -123,11 +122,7 @@ class Cluster:
         )
         sent = self.w3.eth.send_raw_transaction(wallet.sign_transaction(deposit).raw_transaction)
         self.w3.eth.wait_for_transaction_receipt(sent)
-        nonce = siwe.Nonce(**self.http.get(f"{self.url}/v1/auth/nonce").json())
-        message = siwe.message_for(wallet.address, nonce, chain["chain_id"]).text()
-        signature = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        verified = self.http.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": signature})
-        auth = {"Authorization": f"Bearer {verified.json()['token']}"}
+        auth = sign_in(self.url, wallet, chain["chain_id"])
         credited = self.http.post(f"{self.url}/v1/account/deposits", json={"tx_hash": sent.to_0x_hex()}, headers=auth)
         assert credited.status_code == 200, credited.text
         return auth

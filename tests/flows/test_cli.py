@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 import flows
 from cxmpute.client import PlatformClient
+from cxmpute.ports import free_port
 from cxmpute.settings import reset_settings
-from flows.server import free_port
 from tests.support.workflows import APPROVAL
 
 DIAMOND = Path(flows.__file__).parent / "templates" / "diamond.yaml"

@@ -11,7 +11,8 @@ import time
 import httpx
 import pytest
 
-from flows.server import client_env, free_port
+from cxmpute.ports import free_port
+from flows.server import client_env
 from tests.support import processes
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,8 @@ def test_server_dies_with_a_killed_parent(tmp_path):
         textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from flows.server import free_port, start_server
+        from flows.server import start_server
+        from cxmpute.ports import free_port
         proc = start_server(Path({str(tmp_path / "home")!r}), free_port())
         print(proc.pid, flush=True)
         time.sleep(600)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from compute.runtimes import JobSpec, Limits
+from compute.runtimes import Limits, SandboxSpec
 from compute.runtimes.code import run_code
 from compute.runtimes.seccomp import REFUSED
 from tests.support.escapes import assert_all_denied, attempts
@@ -46,7 +46,7 @@ def _shared_memory_mb() -> float:
 async def _hold(runtime, code: str) -> tuple[object, float]:
     """Run ``code`` in a job of MEMORY_MB with a far larger disk quota; return its result and how much the host's
     shared memory grew while what it wrote is still there (before the sandbox is stopped)."""
-    spec = JobSpec(
+    spec = SandboxSpec(
         limits=Limits(
             memory_mb=MEMORY_MB, disk_mb=1024, file_size_mb=1024, wall_seconds=60, cpu_seconds=60, processes=32
         )

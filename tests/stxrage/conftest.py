@@ -3,7 +3,6 @@ by uvicorn on 127.0.0.1 that a test can stop, restart and tamper with."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,18 +11,13 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from cxmpute.ports import free_port
 from cxmpute.settings import get_settings
 from stxrage.node import NodeConfig, create_node_app
 from stxrage.registration import CREDENTIAL_FILE
 from stxrage.store import Storage
 
 PROVIDER = "0x" + "ab" * 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NodeServer:

@@ -12,12 +12,12 @@ import httpx
 import pytest
 import uvicorn
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from fastapi.testclient import TestClient
 
 from cxmpute.client import local_address
+from cxmpute.ports import free_port
 from cxmpute.settings import get_settings
-from tests.stxrage.conftest import free_port
+from tests.support.signin import sign_in
 
 
 @pytest.fixture(scope="module")
@@ -102,15 +102,7 @@ def test_bad_input_is_a_4xx_naming_the_field(client):
 
 
 def _sign_in(client: TestClient) -> dict[str, str]:
-    from compute.identity import siwe
-
-    account = Account.create()
-    nonce = siwe.Nonce(**client.get("/v1/auth/nonce").json())
-    message = siwe.message_for(account.address, nonce, get_settings().chain_id).text()
-    signature = account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-    resp = client.post("/v1/auth/verify", json={"message": message, "signature": signature})
-    assert resp.status_code == 200, resp.text
-    return {"Authorization": f"Bearer {resp.json()['token']}"}
+    return sign_in(client, Account.create(), get_settings().chain_id)
 
 
 def test_signed_in_accounts_are_isolated(client):

@@ -19,8 +19,8 @@ from eth_account import Account
 from typer.testing import CliRunner
 
 from cxmpute.client import PlatformClient, PlatformError, local_address
+from cxmpute.ports import free_port
 from cxmpute.settings import get_settings, reset_settings
-from tests.stxrage.conftest import free_port
 
 runner = CliRunner()
 CXMPUTE = str(Path(sys.executable).parent / "cxmpute")

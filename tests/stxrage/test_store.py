@@ -7,10 +7,11 @@ import random
 
 import pytest
 
+from cxmpute.errors import Forbidden, NotFound
 from stxrage import cid as cids
 from stxrage import open_storage
 from stxrage.chunker import BLOCK_LIMIT, MAX_CHUNK
-from stxrage.errors import Forbidden, NotEnoughNodes, NotFound, StorageError
+from stxrage.errors import NotEnoughNodes, StorageError
 from stxrage.models import Erasure, Replicas, parse_policy
 
 

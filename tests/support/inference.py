@@ -18,26 +18,20 @@ from typing import TYPE_CHECKING
 
 import httpx
 from eth_account import Account
-from eth_account.messages import encode_defunct
 
 from compute import receipts
 from compute.chain import get_chain
-from compute.identity import siwe
 from compute.network import Network, use_network
 from compute.providers.hardware import HardwareProfile
 from compute.store import Store
+from cxmpute.ports import free_port
+from tests.support.signin import sign_in
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 STAKE_WEI = 2 * 10**18
 SERVER_KEY = "provider-secret-key"  # the bearer key each inference server requires of the gateway
-
-
-def free_port() -> int:
-    from flows.server import free_port as _free_port
-
-    return _free_port()
 
 
 class Wallet:
@@ -71,12 +65,7 @@ class Wallet:
         return receipt["transactionHash"].to_0x_hex()
 
     def login(self, http: httpx.Client) -> dict[str, str]:
-        nonce = siwe.Nonce(**http.get("/v1/auth/nonce").json())
-        message = siwe.message_for(self.address, nonce, self.chain.chain_id).text()
-        signature = self.account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        resp = http.post("/v1/auth/verify", json={"message": message, "signature": signature})
-        assert resp.status_code == 200, resp.text
-        return {"Authorization": f"Bearer {resp.json()['token']}"}
+        return sign_in(http, self.account, self.chain.chain_id)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ def serving(models: list, api_key: str | None = None) -> Iterator[str]:
     import uvicorn
 
     from compute.inference.server import create_app
-    from flows.server import free_port
+    from cxmpute.ports import free_port
 
     port = free_port()
     srv = uvicorn.Server(

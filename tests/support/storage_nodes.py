@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from compute.providers.hardware import HardwareProfile
 from compute.worker.platform import Platform
-from flows.server import free_port
+from cxmpute.ports import free_port
 from stxrage.blockstore import audit_answer
 from stxrage.node import NodeConfig, create_node_app
 from stxrage.registration import CREDENTIAL_FILE, sign_registration

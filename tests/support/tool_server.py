@@ -20,7 +20,7 @@ def tool_inference_server(models_dir: Path, name: str = "tools") -> Iterator[str
 
     from compute.inference import backends
     from compute.inference.server import create_app
-    from flows.server import free_port
+    from cxmpute.ports import free_port
 
     torch.manual_seed(0)  # fixed weights: a run's unforced choices come out the same every time
     path = build_tiny_tool_lm(models_dir / "tiny-tool-lm")

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import httpx
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from web3 import Web3
 
-from compute.identity import siwe
-from flows.server import free_port
+from cxmpute.ports import free_port
+from tests.support.signin import sign_in
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -71,12 +70,7 @@ class UpPlatform:
 
     def sign_in(self, account) -> dict[str, str]:
         """A session for ``account`` through the real EIP-4361 flow; returns the Authorization header."""
-        nonce = siwe.Nonce(**httpx.get(f"{self.url}/v1/auth/nonce", timeout=10).json())
-        message = siwe.message_for(account.address, nonce, self.chain["chain_id"]).text()
-        signature = account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        resp = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": signature}, timeout=10)
-        assert resp.status_code == 200, resp.text
-        return {"Authorization": f"Bearer {resp.json()['token']}"}
+        return sign_in(self.url, account, self.chain["chain_id"])
 
     def new_user(self) -> tuple[Account, dict[str, str]]:
         account = Account.create()

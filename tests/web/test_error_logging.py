@@ -49,9 +49,9 @@ def client():
     ],
 )
 def test_a_refused_request_is_one_info_line_without_traceback(client, caplog, path, status, field):
-    caplog.set_level(logging.DEBUG, logger="cxmpute.web")
+    caplog.set_level(logging.DEBUG, logger="cxmpute.web.errors")
     assert client.get(path).status_code == status
-    records = [r for r in caplog.records if r.name == "cxmpute.web"]
+    records = [r for r in caplog.records if r.name == "cxmpute.web.errors"]
     assert len(records) == 1, [r.getMessage() for r in records]
     record = records[0]
     assert record.levelno == logging.INFO and record.exc_info is None and "Traceback" not in caplog.text
@@ -63,8 +63,8 @@ def test_a_refused_request_is_one_info_line_without_traceback(client, caplog, pa
 
 
 def test_a_server_error_logs_its_traceback(client, caplog):
-    caplog.set_level(logging.DEBUG, logger="cxmpute.web")
+    caplog.set_level(logging.DEBUG, logger="cxmpute.web.errors")
     assert client.get("/boom").status_code == 500
-    [record] = [r for r in caplog.records if r.name == "cxmpute.web"]
+    [record] = [r for r in caplog.records if r.name == "cxmpute.web.errors"]
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert "RuntimeError: a bug" in caplog.text

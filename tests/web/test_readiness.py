@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from cxmpute.db import session_scope
+from cxmpute.ports import free_port
 from cxmpute.settings import get_settings
-from flows.server import auth_string, free_port
+from flows.server import auth_string
 from web import errors
 from web.app import create_app
 from web.routers import health
@@ -182,13 +183,13 @@ def away(prefect_api):
 
 @pytest.mark.parametrize("path", ["/refused", "/timed-out", "/wrapped"])
 def test_a_read_while_prefect_is_away_is_a_503_naming_it_in_one_warning_line(away, caplog, path):
-    caplog.set_level(logging.DEBUG, logger="cxmpute.web")
+    caplog.set_level(logging.DEBUG, logger="cxmpute.web.errors")
     resp = away.get(path)
     assert resp.status_code == 503, resp.text
     assert resp.json()["field"] == "PREFECT_API_URL" and "Prefect server" in resp.json()["detail"]
     assert resp.headers["Retry-After"] == str(errors.PREFECT_RETRY_AFTER_S)
     assert "127.0.0.1" not in resp.text
-    records = [r for r in caplog.records if r.name == "cxmpute.web"]
+    records = [r for r in caplog.records if r.name == "cxmpute.web.errors"]
     assert len(records) == 1 and records[0].levelno == logging.WARNING and records[0].exc_info is None
     assert "503 GET" in records[0].getMessage() and "Traceback" not in caplog.text
 

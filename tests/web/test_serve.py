@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from flows.server import client_env, free_port
+from cxmpute.ports import free_port
+from flows.server import client_env
 from tests.support import processes
 from web.errors import PREFECT_RETRY_AFTER_S
 

@@ -14,7 +14,8 @@ import time
 import httpx
 from eth_account import Account
 
-from flows.server import free_port, healthy
+from cxmpute.ports import free_port
+from flows.server import healthy
 from tests.support.up import UpPlatform
 
 

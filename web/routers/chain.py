@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, Field
 
 from compute.chain.client import OPERATOR_METHODS, PUBLIC_METHODS
-from compute.errors import NotFound
 from compute.network import Network
+from cxmpute.errors import NotFound
 from cxmpute.settings import get_settings
 from web.deps import current_principal, public
 from web.routers._compute import network

@@ -25,7 +25,7 @@ from compute.errors import ComputeError
 from compute.identity.tokens import Principal
 from compute.inference import endpoints
 from compute.inference.endpoints import EndpointIn, EndpointOut
-from compute.inference.gateway import Gateway, PriceRange, RequestOut, ServedModel, provider_refusal
+from compute.inference.gateway import Gateway, RequestOut, ServedModel, provider_refusal
 from compute.inference.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -36,6 +36,7 @@ from compute.inference.schemas import (
     SpeechRequest,
 )
 from compute.market import leases
+from compute.market.demand import PriceRange
 from compute.market.leases import LeaseOut
 from compute.network import Network
 from cxmpute.settings import get_settings
@@ -90,7 +91,7 @@ async def price_range(
         raise ComputeError(
             "X-Cxmpute-Price-Max is below X-Cxmpute-Price-Min", field="x-cxmpute-price-max", status_code=422
         )
-    return PriceRange(min_gwei=x_cxmpute_price_min, max_gwei=high)
+    return PriceRange(price_min_gwei=x_cxmpute_price_min, price_max_gwei=high)
 
 
 async def _forward(
@@ -222,11 +223,9 @@ def list_endpoints(principal: Principal = Depends(provider), net: Network = Depe
     return endpoints.list_for(net, principal.address)
 
 
-class DeploymentIn(BaseModel):
+class DeploymentIn(PriceRange):
     model: str = Field(..., min_length=1, max_length=200, description="Model the deployment serves")
     term: Literal["hour", "month"] = Field("hour", description="Rental term, billed upfront")
-    price_max_gwei: int = Field(..., gt=0, le=10**12, description="Highest ask per CU-second accepted")
-    price_min_gwei: int = Field(0, ge=0, le=10**12)
     auto_renew: bool = Field(False, description="Renew at expiry while funds last")
 
 
@@ -243,7 +242,7 @@ def deploy(body: DeploymentIn, principal: Principal = Depends(caller), net: Netw
         principal.address,
         body.model,
         body.term,
-        PriceRange(min_gwei=body.price_min_gwei, max_gwei=body.price_max_gwei),
+        body,
         body.auto_renew,
     )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Depends, Query
 
 from compute import provisions
@@ -14,12 +12,13 @@ from compute.market.leases import EndIn, LeaseOut, UsageIn, UsageOut
 from compute.market.matching import Quote
 from compute.network import Network
 from compute.provisions import ProvisionOut
+from cxmpute.logging import get_logger
 from web.deps import public
 from web.routers._compute import network, signed_in
 
 router = APIRouter(prefix="/v1", tags=["market"])
 market = signed_in("market")
-log = logging.getLogger("cxmpute.market")
+log = get_logger(__name__)
 
 
 @router.post(

@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from agxnt.context import default_services
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.memory.store import ItemPage, MemoryInfo, MemoryItem, MemoryStore
 from agxnt.memory.threads import ThreadInfo, ThreadWindow
+from cxmpute.errors import NotFound
 from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.sorting import LogSort
 from pydantic import BaseModel
 
-from agxnt.errors import NotFound
+from cxmpute.errors import NotFound
 from flows import prefect_api
 from flows.history import RunView, read_run
 from web.deps import owner_in

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
 from agxnt.builtins import ApprovalResponse
-from agxnt.errors import NotFound
 from cxmpute.db import session_scope
+from cxmpute.errors import NotFound
 from flows import runner, store
-from flows.history import RunView, read_run, run_states
+from flows.history import RunStarted, RunView, read_run, run_states
 from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -44,11 +44,6 @@ class RerunRequest(BaseModel):
     inputs: dict[str, Any] | None = Field(None, description="New run inputs; the original run's when empty")
 
 
-class RunStarted(BaseModel):
-    id: str
-    url: str
-
-
 class RunCancel(BaseModel):
     id: str
     state: str = Field(..., description="cancelled (it had not started) or cancelling (its executor stops it)")
@@ -75,7 +70,7 @@ def run_document(
     owner: str = Depends(owner_in("workflows")),
 ) -> RunStarted:
     run_id = runner.start_run(document, inputs, owner)
-    return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
+    return RunStarted.of(run_id)
 
 
 @router.get("", response_model=RunPage, summary="Your runs, newest first")
@@ -135,4 +130,4 @@ def resume(run_id: str, response: ApprovalResponse, owner: str = Depends(owner_i
 )
 def rerun(*, run_id: str, body: RerunRequest, owner: str = Depends(owner_in("workflows"))) -> RunStarted:
     new_id = runner.rerun_from(run_id, body.node, owner, body.inputs)
-    return RunStarted(id=new_id, url=f"/v1/runs/{new_id}")
+    return RunStarted.of(new_id)

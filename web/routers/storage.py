@@ -17,12 +17,12 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from agxnt.errors import AgentError
-from compute.errors import Forbidden, Unauthorized
 from compute.identity.tokens import Principal
 from compute.ledger import Acct, balance
 from compute.models import Provider
 from compute.network import get_network
 from compute.providers.registry import MAX_SKEW_S
+from cxmpute.errors import Forbidden, Unauthorized
 from cxmpute.settings import get_settings
 from stxrage import open_storage
 from stxrage.archive_upload import MAX_MEMBERS, unpack

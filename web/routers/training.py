@@ -4,7 +4,6 @@ each generation's ranks use to fetch their inputs and report back."""
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -14,10 +13,11 @@ from compute.errors import ComputeError
 from compute.training import coordinator, registry
 from compute.training.registry import MAX_CHECKPOINT_BYTES
 from compute.training.spec import Checkpoint, TrainingDetail, TrainingIn, TrainingOut
+from cxmpute.logging import get_logger
 from cxmpute.settings import get_settings
 from web.deps import job_credential, owner_in
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 router = APIRouter(prefix="/v1/training", tags=["training"])

@@ -3,8 +3,6 @@ snapshot, restore and destroy. Each machine holds a market lease (kind ``vm``) b
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import PlainTextResponse
 
@@ -12,10 +10,11 @@ from compute.identity.tokens import Principal
 from compute.network import Network
 from compute.vms import service
 from compute.vms.models import SnapshotIn, StartIn, VmCreate, VmOut
+from cxmpute.logging import get_logger
 from cxmpute.settings import get_settings
 from web.routers._compute import network, signed_in
 
-log = logging.getLogger("cxmpute.vms")
+log = get_logger(__name__)
 
 
 router = APIRouter(prefix="/v1/vms", tags=["vms"])

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from compute.errors import Conflict, Forbidden
 from compute.identity.tokens import Principal
 from compute.network import Network
 from compute.worker import delivery, jobs
+from cxmpute.errors import Conflict, Forbidden
 from web.routers._compute import network, signed_in
 
 router = APIRouter(prefix="/v1/work", tags=["providers"])

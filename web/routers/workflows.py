@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 import flows
 from cxmpute.db import session_scope
 from flows import runner, store
+from flows.history import RunStarted
 from flows.spec import load_document, workflow_json_schema
 from flows.validate import Problem, validate
 from web.deps import DbSession, owner_in, public
@@ -41,11 +42,6 @@ class Template(BaseModel):
 class RunRequest(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict, description="Values for the workflow's named inputs")
     version: int | None = Field(None, description="Saved version to run; newest when empty")
-
-
-class RunStarted(BaseModel):
-    id: str
-    url: str
 
 
 @router.get("/schema", dependencies=[Depends(public)], summary="JSON Schema of a workflow document")
@@ -141,4 +137,4 @@ def start(
         workflow_id=workflow_id,
         workflow_version=saved.version,
     )
-    return RunStarted(id=run_id, url=f"/v1/runs/{run_id}")
+    return RunStarted.of(run_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 from compute.identity.tokens import SCOPES, ApiKeyCreate, Principal, create_api_key
 from compute.network import get_network
 from compute.runtimes import runtime_registry
+from cxmpute.ports import free_port
 from cxmpute.settings import get_settings
 from web.app import create_app
 
@@ -98,15 +98,9 @@ def test_runtimes_listed(app, accounts):
     assert "container" in runtimes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_both_agents_on_every_offered_runtime_over_real_http(app, accounts):
     offered = runtime_registry(get_settings()).offered()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.memory.agents import (
     AskMemory,
     ClearMemory,
@@ -15,6 +15,7 @@ from agxnt.memory.agents import (
     WriteMemory,
 )
 from agxnt.registry import registry
+from cxmpute.errors import NotFound
 
 FACTS = [
     {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 
@@ -16,6 +15,7 @@ from agxnt.memory.store import DocumentIn
 from agxnt.memory.threads import EntryIn
 from compute.identity.tokens import SCOPES, ApiKeyCreate, Principal, create_api_key
 from compute.network import get_network
+from cxmpute.ports import free_port
 from web.app import create_app
 
 
@@ -97,14 +97,8 @@ def test_invalid_credential_is_401(app):
     assert resp.status_code == 401
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_served_over_real_http(app, accounts):
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

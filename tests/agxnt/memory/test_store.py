@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from agxnt.memory.embeddings import SentenceTransformerEmbedding, default_model_path
 from agxnt.memory.store import DocumentIn, MemoryStore
+from cxmpute.ports import free_port
 from cxmpute.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -58,16 +58,10 @@ def test_data_survives_a_process_restart(tmp_path):
     assert out == {"ids": ["d2"], "thread": ["remember me"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
     chroma = Path(sys.executable).parent / "chroma"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             str(chroma),
@@ -166,5 +160,5 @@ def test_unreachable_chroma_server_is_a_503(tmp_path):
     from agxnt.errors import AgentError
 
     with pytest.raises(AgentError) as err:
-        MemoryStore.from_settings(Settings(home=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}"))
+        MemoryStore.from_settings(Settings(home=tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}"))
     assert err.value.status_code == 503 and "unreachable" in err.value.message

@@ -6,9 +6,10 @@ import json
 import pytest
 
 from agxnt.context import AgentContext, Services
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.social.discord import DiscordAgent
 from agxnt.social.http import RateLimited, ServiceFailed
+from cxmpute.errors import NotFound
 
 from .conftest import DISCORD_BOT, DISCORD_CHANNEL, DISCORD_WEBHOOK_TOKEN, discord_rate_limited
 

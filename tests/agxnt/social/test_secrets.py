@@ -10,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from agxnt.context import AgentContext, Services
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.secrets import SecretStore, redact
 from agxnt.secrets.crypto import derive_key
 from agxnt.social.discord import DiscordAgent
 from agxnt.social.telegram import TelegramAgent
+from cxmpute.errors import NotFound
 
 from .conftest import DISCORD_CHANNEL, TELEGRAM_TOKEN
 

@@ -5,8 +5,9 @@ import base64
 import pytest
 
 from agxnt.context import AgentContext, Services
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.social.twitter import TwitterAgent
+from cxmpute.errors import NotFound
 
 from .conftest import TWITTER_TOKEN, twitter_rate_limited
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 
 from agxnt.context import AgentContext, Services
-from agxnt.errors import AgentError, NotFound
+from agxnt.errors import AgentError
 from agxnt.social.http import RateLimited
 from agxnt.social.youtube import YouTubeAgent, video_id
+from cxmpute.errors import NotFound
 
 from .conftest import YOUTUBE_KEY, google_error
 

@@ -8,10 +8,10 @@ import zipfile
 
 import pytest
 
-from compute.errors import NotFound
 from compute.functions import package, registry
 from compute.functions.package import PackageError
 from compute.functions.registry import DeployIn
+from cxmpute.errors import NotFound
 from cxmpute.settings import get_settings
 
 from .conftest import write_function

@@ -41,7 +41,7 @@ def structured_server(tiny_lm, tiny_tool_lm):
 
     from compute.inference import backends
     from compute.inference.server import create_app
-    from flows.server import free_port
+    from cxmpute.ports import free_port
 
     models = [
         backends.load(backends.ModelSpec.parse("text", f"tools={tiny_tool_lm}"), "cpu"),

@@ -11,7 +11,7 @@ import pytest
 from compute.inference import backends, endpoints
 from compute.inference.server import create_app
 from compute.models import Provision
-from flows.server import free_port
+from cxmpute.ports import free_port
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
 

@@ -13,7 +13,7 @@ import pytest
 
 from compute.inference import backends
 from compute.inference.server import create_app
-from flows.server import free_port
+from cxmpute.ports import free_port
 
 KEY = "server-key-123"
 

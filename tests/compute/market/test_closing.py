@@ -6,13 +6,14 @@ import pytest
 from sqlalchemy import select
 
 from compute import receipts
-from compute.errors import ComputeError, Conflict, Forbidden, NotFound
+from compute.errors import ComputeError
 from compute.ledger import Acct, balance, total
 from compute.market import leases
 from compute.market.closing import Closed, Closing
 from compute.market.demand import MatchRequest
 from compute.models import Lease, Provider, Provision, UsageRecord
 from compute.provisions import Resources
+from cxmpute.errors import Conflict, Forbidden, NotFound
 
 PRICE = 7
 SPAN = 120

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from compute.runtimes import JobSpec, Limits, runtime_registry
+from compute.runtimes import Limits, SandboxSpec, runtime_registry
 from compute.runtimes.code import CodeResult, run_code
 from cxmpute.settings import get_settings
 
@@ -131,7 +131,7 @@ def _scratch_leftovers(runtime) -> list[str]:
 
 async def _run_job(runtime, code: str, *, language: str = "python", network: bool = False, **limits) -> CodeResult:
     """Run one snippet in a fresh sandbox of ``runtime`` and stop it, as Codexecution does."""
-    spec = JobSpec(
+    spec = SandboxSpec(
         network=network,
         limits=Limits(
             **{"wall_seconds": 10, "cpu_seconds": 10, "memory_mb": 256, "processes": 32, "disk_mb": 16, **limits}

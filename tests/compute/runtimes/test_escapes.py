@@ -10,7 +10,7 @@ import os
 import pytest
 
 import cxmpute.settings as settings_module
-from compute.runtimes import JobSpec
+from compute.runtimes import SandboxSpec
 from compute.runtimes.network import host_addresses
 from compute.runtimes.scratch import BadPath
 from tests.support.escapes import assert_all_denied, attempts
@@ -75,7 +75,7 @@ async def test_symlinks_planted_for_the_host_are_not_followed(runtime, host):
         f"os.symlink({str(host.canary_dir)!r}, 'outside')\n"
         f"os.symlink('/', 'root')\nopen('real.txt', 'w').write('fine')\n'planted'"
     )
-    sandbox = await runtime.start(JobSpec())
+    sandbox = await runtime.start(SandboxSpec())
     try:
         from compute.runtimes.code import run_code
 
@@ -96,7 +96,7 @@ async def test_symlinks_planted_for_the_host_are_not_followed(runtime, host):
 
 
 async def test_file_paths_cannot_leave_scratch(runtime, host):
-    sandbox = await runtime.start(JobSpec())
+    sandbox = await runtime.start(SandboxSpec())
     try:
         for bad in ("../escape.txt", "/etc/passwd", "a/../../escape.txt", ""):
             with pytest.raises(BadPath):
@@ -409,7 +409,7 @@ if os.fork() == 0:
     os._exit(0)
 'daemonised'
 """
-    sandbox = await runtime.start(JobSpec())
+    sandbox = await runtime.start(SandboxSpec())
     try:
         from compute.runtimes.code import run_code
 

@@ -7,15 +7,15 @@ import sys
 
 import pytest
 
-from compute.errors import Forbidden, NotFound
-from compute.runtimes import ExecResult, JobSpec, Limits, OutputChunk, RuntimeUnavailable, runtime_registry
+from compute.runtimes import ExecResult, Limits, OutputChunk, RuntimeUnavailable, SandboxSpec, runtime_registry
 from compute.runtimes.code import SessionManager, run_code
 from compute.runtimes.seccomp import program
+from cxmpute.errors import Forbidden, NotFound
 from cxmpute.settings import get_settings
 
 
 async def test_exec_streams_output_then_result(runtime):
-    async with await runtime.start(JobSpec()) as sandbox:
+    async with await runtime.start(SandboxSpec()) as sandbox:
         items = [item async for item in sandbox.stream(["/bin/sh", "-c", "echo one; echo two >&2; exit 3"])]
     chunks = [i for i in items if isinstance(i, OutputChunk)]
     result = items[-1]
@@ -26,7 +26,7 @@ async def test_exec_streams_output_then_result(runtime):
 
 
 async def test_files_in_and_out(runtime, scratch_leftovers):
-    async with await runtime.start(JobSpec()) as sandbox:
+    async with await runtime.start(SandboxSpec()) as sandbox:
         sandbox.put_file("data/in.txt", b"hello")
         result = await sandbox.exec(["/bin/sh", "-c", "cat data/in.txt | wc -c > out.txt; pwd"])
         assert result.ok and result.stdout == b"/scratch\n"
@@ -38,7 +38,7 @@ async def test_files_in_and_out(runtime, scratch_leftovers):
 
 
 async def test_stopped_sandbox_refuses_work(runtime):
-    sandbox = await runtime.start(JobSpec())
+    sandbox = await runtime.start(SandboxSpec())
     await sandbox.stop()
     await sandbox.stop()
     with pytest.raises(RuntimeUnavailable):
@@ -68,7 +68,7 @@ async def test_usage_is_reported(runtime, run_job):
 
 
 async def test_code_results_and_failures(runtime):
-    async with await runtime.start(JobSpec(limits=Limits(wall_seconds=3))) as sandbox:
+    async with await runtime.start(SandboxSpec(limits=Limits(wall_seconds=3))) as sandbox:
         ok = await run_code(sandbox, runtime, "print('hi')\nresult = {'n': inputs['n'] * 2}", inputs={"n": 21})
         assert (ok.status, ok.stdout, ok.result, ok.exit_code) == ("ok", "hi\n", {"n": 42}, 0)
         last = await run_code(sandbox, runtime, "x = 2\nx ** 10")
@@ -97,7 +97,7 @@ async def test_timeout_ends_the_job_and_reports_it(runtime, run_job):
 
 async def test_session_cells_share_state(runtime, scratch_leftovers):
     manager = SessionManager()
-    session = await manager.open("alice", runtime, JobSpec(), idle_timeout=60)
+    session = await manager.open("alice", runtime, SandboxSpec(), idle_timeout=60)
     try:
         first = await session.run("import math\nvalues = [1, 2, 3]\nprint('set')", timeout=10)
         assert first.status == "ok" and first.stdout == "set\n" and first.result is None
@@ -118,7 +118,7 @@ async def test_session_cells_share_state(runtime, scratch_leftovers):
 
 async def test_stuck_cell_ends_the_session(runtime):
     manager = SessionManager()
-    session = await manager.open("alice", runtime, JobSpec(), idle_timeout=60)
+    session = await manager.open("alice", runtime, SandboxSpec(), idle_timeout=60)
     try:
         stuck = await session.run(
             "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(30)", timeout=1
@@ -134,7 +134,7 @@ async def test_stuck_cell_ends_the_session(runtime):
 
 async def test_sessions_belong_to_their_owner(runtime):
     manager = SessionManager()
-    session = await manager.open("alice", runtime, JobSpec(), idle_timeout=60)
+    session = await manager.open("alice", runtime, SandboxSpec(), idle_timeout=60)
     try:
         assert manager.get(session.id, "alice") is session
         with pytest.raises(Forbidden):
@@ -153,7 +153,7 @@ async def test_sessions_belong_to_their_owner(runtime):
 
 async def test_idle_sessions_expire(runtime):
     manager = SessionManager()
-    session = await manager.open("alice", runtime, JobSpec(), idle_timeout=0.01)
+    session = await manager.open("alice", runtime, SandboxSpec(), idle_timeout=0.01)
     session.last_used -= 1
     await manager.reap()
     with pytest.raises(NotFound):
@@ -216,7 +216,7 @@ async def test_platform_installed_under_tmp_stays_visible_in_the_sandbox():
     (env / "bin" / "marker").write_text("here\n")
     runtime.python_roots = [*runtime.python_roots, env]
     try:
-        async with await runtime.start(JobSpec()) as sandbox:
+        async with await runtime.start(SandboxSpec()) as sandbox:
             result = await sandbox.exec(["/bin/sh", "-c", f"cat {env}/bin/marker; touch {env}/x || echo ro"])
     finally:
         runtime.python_roots = runtime.python_roots[:-1]

@@ -10,7 +10,6 @@ import pytest
 from eth_account import Account
 
 from compute import provisions
-from compute.errors import Forbidden, NotFound
 from compute.ledger import Acct, post
 from compute.market.demand import MatchRequest
 from compute.market.matching import Market
@@ -21,6 +20,7 @@ from compute.services.models import Service
 from compute.worker import jobs
 from compute.worker.jobs import JobSpec
 from cxmpute.db import session_scope
+from cxmpute.errors import Forbidden, NotFound
 from cxmpute.settings import get_settings
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from compute.errors import Conflict, NotFound
 from compute.training import registry
 from compute.training.spec import TrainingIn
+from cxmpute.errors import Conflict, NotFound
 from cxmpute.settings import Settings
 from stxrage import open_storage
 

@@ -16,7 +16,7 @@ import pytest
 from eth_account import Account
 from fixtures import tiny_guest
 
-from flows.server import free_port
+from cxmpute.ports import free_port
 from tests.compute.worker.conftest import Platform, operator_web3
 
 PROVIDER_PRICE = 10

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-from eth_account.messages import encode_defunct
 from web3 import Web3
 
 from compute.chain.client import vault_abi, web3_at
-from compute.identity import siwe
 from compute.runtimes.scratch import prepare_root
-from flows.server import client_env, free_port
+from cxmpute.ports import free_port
+from flows.server import client_env
+from tests.support.signin import sign_in
 
 HEARTBEAT_S = 1
 
@@ -41,12 +41,7 @@ class Platform:
         self.w3.eth.wait_for_transaction_receipt(tx)
 
     def sign_in(self, wallet) -> dict[str, str]:
-        chain = httpx.get(f"{self.url}/v1/account/chain").json()
-        nonce = siwe.Nonce(**httpx.get(f"{self.url}/v1/auth/nonce").json())
-        message = siwe.message_for(wallet.address, nonce, chain["chain_id"]).text()
-        sig = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-        token = httpx.post(f"{self.url}/v1/auth/verify", json={"message": message, "signature": sig}).json()["token"]
-        return {"Authorization": f"Bearer {token}"}
+        return sign_in(self.url, wallet)
 
     def user(self, deposit_eth: int = 10):
         """A new wallet with ``deposit_eth`` credited to its platform balance; returns (wallet, auth headers)."""

@@ -10,7 +10,6 @@ import pytest
 from eth_account import Account
 
 from compute import provisions
-from compute.errors import Conflict, Forbidden
 from compute.ledger import Acct, balance, post
 from compute.market.demand import MatchRequest
 from compute.market.matching import Market, NoMatchError
@@ -20,6 +19,7 @@ from compute.provisions import ProvisionSpec, Resources
 from compute.worker import jobs
 from compute.worker.jobs import Completion, JobSpec
 from compute.worker.results import results
+from cxmpute.errors import Conflict, Forbidden
 from tests.support.group_commit import together
 
 

@@ -15,9 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from eth_account import Account
-from eth_account.messages import encode_defunct
 
-from compute.identity import siwe
 from compute.ledger import Acct, balance, post
 from compute.models import Lease
 from compute.provisions import Resources
@@ -25,8 +23,9 @@ from compute.worker import handlers, jobs
 from compute.worker.dispatch import Dispatcher, WorkCancelled
 from compute.worker.jobs import JobSpec
 from compute.worker.provider import Offer, ProviderWorker
+from cxmpute.ports import free_port
 from cxmpute.settings import reset_settings
-from flows.server import free_port
+from tests.support.signin import sign_in
 
 STAKE = 10**10
 started: dict[str, float] = {}  # job payload tag → when its handler began
@@ -341,7 +340,7 @@ def test_cancelling_a_running_job_stops_its_handler_refunds_the_escrow_and_slash
             assert balance(s, Acct("user", owner)) == 10**12  # every gwei of escrow came back
             assert balance(s, Acct("stake", worker.address)) == STAKE  # nothing slashed
         # A result for it is refused, and nothing is paid.
-        auth = _sign_in(api.url, worker.wallet)
+        auth = sign_in(api.url, worker.wallet)
         late = httpx.post(
             f"{api.url}/v1/work/{job_id}/result", json={"ok": True, "result": {}, "seconds": 1}, headers=auth
         )
@@ -371,15 +370,6 @@ def test_cancel_work_takes_only_the_open_jobs_under_its_prefix(net):
     assert jobs.get(net.store, made["runAB:n1:1"]).status == "queued"
 
 
-def _sign_in(url: str, wallet) -> dict[str, str]:
-    chain = httpx.get(f"{url}/v1/account/chain").json()
-    nonce = siwe.Nonce(**httpx.get(f"{url}/v1/auth/nonce").json())
-    message = siwe.message_for(wallet.address, nonce, chain["chain_id"]).text()
-    sig = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
-    token = httpx.post(f"{url}/v1/auth/verify", json={"message": message, "signature": sig}).json()["token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
 def test_only_a_registered_provider_can_open_a_job_stream(net, api):
     owner = _owner(net)
     with workers(net, api) as (worker,):
@@ -387,7 +377,7 @@ def test_only_a_registered_provider_can_open_a_job_stream(net, api):
         jobs.create(net.store, "not-yours", _spec(owner, "s"), lease.provider, lease.id, 1)
         stream = f"{api.url}/v1/work/stream"
         assert httpx.post(stream, json={}).status_code == 401  # anonymous
-        user = _sign_in(api.url, Account.create())  # a signed-in account that is no provider
+        user = sign_in(api.url, Account.create())  # a signed-in account that is no provider
         refused = httpx.post(stream, json={"concurrency": 4}, headers=user)
         assert refused.status_code == 409 and refused.json()["field"] == "provider"
         # A provider's stream carries its own jobs only; naming another's job as held changes nothing.
