@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from agxnt.errors import AgentError
 from cxmpute.errors import Forbidden
 from cxmpute.settings import Settings
 
@@ -48,7 +49,7 @@ _DEFAULT_PORTS = {
 }
 
 
-class EgressDenied(Forbidden):
+class EgressDenied(AgentError, Forbidden):
     """A URL the policy refuses; raised with the input field that carried it."""
 
 

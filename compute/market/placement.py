@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
-from compute.errors import InsufficientFunds
+from compute.errors import ComputeError, InsufficientFunds
 from compute.market.demand import MatchRequest
 from compute.market.group_commit import GroupCommit, Ticket
 from compute.market.index import NoMatch, ProvisionIndex, Slot
@@ -115,7 +115,7 @@ INSERT_ESCROW_ENTRIES = (
 )
 
 
-class NoMatchError(Conflict):
+class NoMatchError(ComputeError, Conflict):
     def __init__(self, explanation: NoMatch):
         super().__init__(f"no provision matches: {explanation.message}", field="price_max_gwei")
         self.explanation = explanation

@@ -6,10 +6,10 @@ import pytest
 from eth_account import Account
 
 from compute.chain import Chain
-from compute.errors import ComputeError
 from compute.identity.siwe import SiweMessage
 from compute.ledger import Acct, balance, total
 from compute.ledger.funds import ChainCredit, Withdrawal, deposit, withdraw
+from cxmpute.errors import CxmputeError
 
 
 def test_sign_in_message_round_trips_with_and_without_statement():
@@ -33,7 +33,7 @@ def test_failed_payout_is_reversed_in_the_ledger(net, chain, make_wallet):
     start = chain.w3.eth.get_balance(address)
     # A key that does not operate this vault: the vault refuses the payout on chain.
     impostor = Chain(chain.w3, chain.vault_address, Account.create())
-    with pytest.raises(ComputeError) as info:
+    with pytest.raises(CxmputeError) as info:
         withdraw(net.store, impostor, address, Withdrawal(amount_gwei=400, idempotency_key="w-000001"))
     assert info.value.status_code == 502
     with net.store.read() as s:
@@ -59,11 +59,11 @@ def test_a_deposit_the_chain_forgot_and_saw_again_is_credited_once(net):
     sent = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))["transactionHash"].to_0x_hex()
     deposit(net.store, chain, account.address, ChainCredit(tx_hash=sent))
     w3.testing.revert(before)
-    with pytest.raises(ComputeError):
+    with pytest.raises(CxmputeError):
         chain.events(sent, "Deposited", account.address)  # forgotten
     again = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(raw))["transactionHash"].to_0x_hex()
     assert again == sent
-    with pytest.raises(ComputeError) as info:
+    with pytest.raises(CxmputeError) as info:
         deposit(net.store, chain, account.address, ChainCredit(tx_hash=again))
     assert info.value.status_code == 409 and info.value.field == "tx_hash"
     with net.store.read() as s:

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from compute import provisions
-from compute.errors import ComputeError
 from compute.ledger import Acct, balance, post, total
 from compute.market import leases
 from compute.market.demand import MatchRequest
@@ -29,6 +28,7 @@ from compute.market.leases import UsageIn
 from compute.market.matching import Market
 from compute.models import Lease, LedgerAccount, LedgerTx, Provider, Provision, UsageRecord, utcnow
 from compute.provisions import ProvisionSpec, Resources
+from cxmpute.errors import CxmputeError
 
 LANES = 3
 
@@ -148,7 +148,7 @@ def test_ledger_and_matcher_invariants_under_concurrency(net, ops, capacities, f
                     else:
                         market.end(lease_id, item[2], user if item[2] == "user-cancelled" else provider)
                 time.sleep(rng.random() / 1000)
-            except ComputeError:  # refusals (no match, out of funds, ended lease) are legitimate outcomes
+            except CxmputeError:  # refusals (no match, out of funds, ended lease) are legitimate outcomes
                 pass
             except BaseException as exc:  # anything else is a bug the test must surface
                 failures.append(exc)

@@ -22,13 +22,15 @@ from cxmpute.errors import CxmputeError
 
 PACKAGES = (agxnt, compute, cxmpute, flows, stxrage, web)
 SHARED_KINDS = {"Unauthorized", "Forbidden", "NotFound", "Conflict"}
+# Programs that run inside a sandbox and read their set-up from its environment as they start: not imported here.
+SANDBOX_PROGRAMS = {"compute.functions.runner"}
 
 
 def _modules():
     for package in PACKAGES:
         yield package
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-            if ".migrations" in info.name or info.name.endswith("__main__"):
+            if ".migrations" in info.name or info.name.endswith("__main__") or info.name in SANDBOX_PROGRAMS:
                 continue
             yield importlib.import_module(info.name)
 
@@ -66,7 +68,8 @@ def test_every_platform_error_is_of_the_one_family(modules):
         and name.endswith(("Invalid", "Refused", "Denied"))
         and not issubclass(obj, CxmputeError)
     ]
-    assert strays == []
+    # Refused while the body is read, before FastAPI's handlers apply: an HTTPException by necessity (web.limits).
+    assert strays == ["web.limits.RequestRefused"]
 
 
 class _Refused(CxmputeError):

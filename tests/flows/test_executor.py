@@ -294,7 +294,7 @@ def test_a_queued_run_is_cancelled_before_it_starts(prefect_api):
 
 
 def test_cancel_is_refused_for_another_owners_run(api_url):
-    from agxnt.errors import NotFound
+    from cxmpute.errors import NotFound
     from flows.runner import cancel_run
 
     run_id = start_run(TINY, {}, "someone-else")

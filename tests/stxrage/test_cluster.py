@@ -9,6 +9,7 @@ import random
 import pytest
 from sqlalchemy import select
 
+from cxmpute.errors import CxmputeError
 from stxrage.catalog import FragmentRow
 from stxrage.errors import DataLost
 from stxrage.models import Erasure, Replicas
@@ -211,13 +212,11 @@ def test_maintenance_finds_a_dead_node_and_a_corrupt_fragment_and_restores_redun
 def test_a_url_answering_as_a_different_node_is_refused(cluster, nodes, tmp_path):
     import shutil
 
-    from stxrage.errors import StorageError
-
     old = nodes[0].credential
     nodes[0].stop()
     shutil.rmtree(nodes[0].root)  # the same address comes back as a fresh node with a new credential
     nodes[0].start()
     for credential in (nodes[0].credential, old):  # the new node's is another node's; the old one no longer works
-        with pytest.raises(StorageError) as exc:
+        with pytest.raises(CxmputeError) as exc:
             cluster.add_node(nodes[0].url, credential=credential)
         assert exc.value.field == "url"

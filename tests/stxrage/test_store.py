@@ -207,7 +207,7 @@ def test_a_manifest_too_big_for_one_block_splits_into_parts(storage, monkeypatch
 
 
 def test_a_put_racing_garbage_collection_fails_cleanly(storage):
-    from stxrage.errors import Conflict
+    from cxmpute.errors import Conflict
 
     data = random.Random(5).randbytes(20 * 1024 * 1024)
     first = storage.put_bytes(data).file

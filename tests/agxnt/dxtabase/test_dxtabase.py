@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from agxnt.context import AgentContext, Services
 from agxnt.dxtabase.agent import Dxtabase
 from agxnt.dxtabase.backends import PostgresBackend, backend_for
-from agxnt.errors import AgentError
+from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -118,9 +118,9 @@ async def test_owners_are_isolated(make_ctx):
     alice, bob = make_ctx("alice"), make_ctx("bob")
     await _notes(alice)
     assert (await db(bob, action="schema")).tables == []
-    with pytest.raises(AgentError):
+    with pytest.raises(CxmputeError):
         await db(bob, sql="SELECT * FROM notes")
-    with pytest.raises(AgentError):
+    with pytest.raises(CxmputeError):
         await db(bob, action="insert", table="notes", rows=[{"id": 9, "body": "bob"}])
     await db(bob, **NOTES)  # bob's own table of the same name is a different table
     assert (await db(bob, sql="SELECT count(*) AS n FROM notes")).rows == [{"n": 0}]
@@ -157,7 +157,7 @@ async def test_bad_input_is_a_named_4xx_and_changes_nothing(make_ctx, payload, f
     ctx = make_ctx("alice")
     await _notes(ctx)
     before = await _rows(ctx)
-    with pytest.raises(AgentError) as err:
+    with pytest.raises(CxmputeError) as err:
         await db(ctx, **payload)
     assert (err.value.status_code, err.value.field) == (status, field)
     assert await _rows(ctx) == before
@@ -178,7 +178,7 @@ async def test_sqlite_statements_cannot_leave_the_owners_file(tmp_path, sql):
     platform = settings.resolved_database_url.removeprefix("sqlite:///")
     ctx = AgentContext(owner="0xEve", settings=settings, services=Services(settings))
     await db(ctx, **NOTES)
-    with pytest.raises(AgentError) as err:
+    with pytest.raises(CxmputeError) as err:
         await db(ctx, sql=sql.format(platform=platform, tmp=tmp_path))
     assert err.value.status_code in (400, 403) and err.value.field == "sql"
     assert not (tmp_path / "copy.db").exists()
@@ -206,7 +206,7 @@ async def test_postgres_statements_cannot_reach_other_schemas_or_platform_tables
             "SELECT set_config('role', 'postgres', false)",
             "COPY (SELECT 1) TO '/tmp/dx-out.txt'",
         ]:
-            with pytest.raises(AgentError) as err:
+            with pytest.raises(CxmputeError) as err:
                 await db(eve, sql=sql)
             assert err.value.status_code in (400, 403), sql
         assert (await db(eve, sql="SELECT current_user AS u")).rows[0]["u"] != "postgres"
@@ -227,6 +227,6 @@ async def test_runaway_sqlite_statement_is_stopped(tmp_path, monkeypatch):
     settings = Settings(home=tmp_path)
     ctx = AgentContext(owner="0xLoop", settings=settings, services=Services(settings))
     endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
-    with pytest.raises(AgentError) as err:
+    with pytest.raises(CxmputeError) as err:
         await db(ctx, sql=endless)
     assert err.value.field == "sql" and "interrupted" in err.value.message

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from agxnt.errors import AgentError
 from agxnt.memory.agents import (
     AskMemory,
     ClearMemory,
@@ -15,7 +14,7 @@ from agxnt.memory.agents import (
     WriteMemory,
 )
 from agxnt.registry import registry
-from cxmpute.errors import NotFound
+from cxmpute.errors import CxmputeError, NotFound
 
 FACTS = [
     {
@@ -289,7 +288,7 @@ async def test_bad_input_is_a_named_4xx_and_changes_nothing(ctx_for, owners, age
     ctx = ctx_for(owners[0])
     await _seed(ctx)
     before = await _snapshot(ctx)
-    with pytest.raises(AgentError) as err:
+    with pytest.raises(CxmputeError) as err:
         await agent()(payload, ctx)
     assert err.value.status_code == status
     assert err.value.field == field
@@ -301,7 +300,7 @@ async def test_oversize_document_is_413_and_nothing_is_written(ctx_for, owners, 
     await _seed(ctx)
     before = await _snapshot(ctx)
     huge = "a" * (settings.memory_max_document_chars + 1)
-    with pytest.raises(AgentError) as err:
+    with pytest.raises(CxmputeError) as err:
         await WriteMemory()({"memory": "kb", "documents": [{"id": "ok", "text": "fine"}, {"text": huge}]}, ctx)
     assert err.value.status_code == 413 and err.value.field == "documents.1.text"
     assert await _snapshot(ctx) == before
@@ -327,7 +326,7 @@ async def test_unreachable_llm_is_a_502_naming_the_llm(ctx_for, owners):
     # nothing listens on port 9 of the loopback address
     settings = Settings(home=base.settings.home, llm_base_url="http://127.0.0.1:9/v1")
     ctx = AgentContext(owner=owners[0], settings=settings, services=Services(settings, memory=base.services.memory))
-    with pytest.raises(AgentError) as err:
+    with pytest.raises(CxmputeError) as err:
         await AskMemory()({"memory": "kb", "question": "capital of France?"}, ctx)
     assert (err.value.status_code, err.value.field) == (502, "llm")
     assert "CXMPUTE_LLM_BASE_URL" in err.value.message

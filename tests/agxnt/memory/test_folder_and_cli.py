@@ -9,8 +9,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from agxnt.errors import AgentError
 from agxnt.memory.agents import WriteMemory
+from cxmpute.errors import CxmputeError
 from cxmpute.settings import Settings, reset_settings
 
 PAGES = {
@@ -43,7 +43,7 @@ async def test_write_memory_reads_a_folder_inside_the_ingest_roots(ctx_for, owne
 async def test_folder_outside_the_roots_or_missing_is_refused(ctx_for, owners, folder, folder_arg, status):
     ctx = ctx_for(owners[0])
     ctx.settings = Settings(home=ctx.settings.home, memory_ingest_roots=[folder])
-    with pytest.raises(AgentError) as err:
+    with pytest.raises(CxmputeError) as err:
         await WriteMemory()({"memory": "files", "folder": folder_arg}, ctx)
     assert (err.value.status_code, err.value.field) == (status, "folder")
     assert ctx.services.memory.list_memories(ctx.owner) == []

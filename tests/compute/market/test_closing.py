@@ -6,14 +6,13 @@ import pytest
 from sqlalchemy import select
 
 from compute import receipts
-from compute.errors import ComputeError
 from compute.ledger import Acct, balance, total
 from compute.market import leases
 from compute.market.closing import Closed, Closing
 from compute.market.demand import MatchRequest
 from compute.models import Lease, Provider, Provision, UsageRecord
 from compute.provisions import Resources
-from cxmpute.errors import Conflict, Forbidden, NotFound
+from cxmpute.errors import Conflict, CxmputeError, Forbidden, NotFound
 
 PRICE = 7
 SPAN = 120
@@ -162,7 +161,7 @@ def test_each_refusal_is_its_own_and_the_rest_of_the_batch_commits(net, user, ma
     )
     assert [type(o) for o in outcomes] == [NotFound, Forbidden, Closed, Closed, Closed, Conflict]
     assert outcomes[3] == outcomes[4]
-    assert all(isinstance(o, ComputeError) and o.field == "lease_id" for o in outcomes[:2] + outcomes[5:])
+    assert all(isinstance(o, CxmputeError) and o.field == "lease_id" for o in outcomes[:2] + outcomes[5:])
     assert _state(net, ok.id)["usage"] == [(2, outcomes[2].amount_gwei, outcomes[2].fee_gwei)]
     assert len(_state(net, twice.id)["usage"]) == 1 and _state(net, twice.id)["status"] == "ended"
     assert _state(net, theirs.id)["status"] == "active"
