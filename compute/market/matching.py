@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 from sqlalchemy import Connection, select
 
-from compute.errors import ComputeError
 from compute.market import closing, leases
 from compute.market.closing import Closed, Closing
 from compute.market.demand import MatchRequest
@@ -27,6 +26,7 @@ from compute.models import Provider, Provision, utcnow
 from compute.receipts import Domain
 from compute.store import Store
 from cxmpute.db import get_engine
+from cxmpute.errors import CxmputeError
 
 __all__ = ["Market", "NoMatchError", "Quote", "Sweep"]
 
@@ -115,8 +115,8 @@ class Market:
         return self._placer.place(user, req)
 
     def close(
-        self, closings: list[Closing], extra: Callable[[Connection, list[Closed | ComputeError]], None] | None = None
-    ) -> list[Closed | ComputeError]:
+        self, closings: list[Closing], extra: Callable[[Connection, list[Closed | CxmputeError]], None] | None = None
+    ) -> list[Closed | CxmputeError]:
         """Bill and end metered leases together (:mod:`compute.market.closing`); one outcome per closing, in
         order. ``extra`` writes, knowing the outcomes, in the same transaction. The capacity the closings free is
         in the index when this returns."""

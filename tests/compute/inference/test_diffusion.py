@@ -10,6 +10,7 @@ from PIL import Image
 
 from compute.errors import ComputeError
 from compute.inference import diffusion
+from cxmpute.errors import CxmputeError
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +72,6 @@ def test_bad_arguments_name_their_field(model, kwargs, field):
 
 
 def test_an_unknown_model_is_a_404(tmp_path):
-    with pytest.raises(ComputeError) as err:
+    with pytest.raises(CxmputeError) as err:
         diffusion.generate_images(str(tmp_path / "missing"), "x")
     assert err.value.status_code == 404 and err.value.field == "model"
