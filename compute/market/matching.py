@@ -32,6 +32,7 @@ __all__ = ["Market", "NoMatchError", "Quote", "Sweep"]
 
 SYNC_EVERY_S = 2.0
 SYNC_OVERLAP = timedelta(seconds=60)
+SETTLE_WAIT_S = 5.0  # a quote that finds nothing waits at most this long for a placement in flight to settle
 
 
 class Quote(BaseModel):
@@ -98,6 +99,8 @@ class Market:
         self.sync()
         units = compute_units(req.resources.cpu, req.resources.memory_mb, req.resources.gpu_count)
         slot = self.index.best(req, time.time())
+        if slot is None and self._placer.settle(timeout=SETTLE_WAIT_S):
+            slot = self.index.best(req, time.time())  # what a placement held and the database refused is back
         if slot is None:
             return Quote(matched=False, compute_units=units, no_match=self.index.scan(req, time.time())[1])
         return Quote(

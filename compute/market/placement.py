@@ -182,6 +182,18 @@ class Placer(GroupCommit[_Ticket]):
         # The writer's connection, passed on with the writer's role and given back to the pool when no request
         # waits: checking one out for each batch costs a round trip to test it.
         self._conn: Connection | None = None
+        # While a batch holds capacity in the index that the database has not yet confirmed, a reader that finds
+        # nothing free may be seeing a hold the database is about to refuse and give back.
+        self._settled = threading.Condition()
+        self._holding = 0  # batches written so far that held capacity; odd while one holds it
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until the batch holding capacity now (if any) is committed or refused; True when one was."""
+        with self._settled:
+            if self._holding % 2 == 0:
+                return False
+            started = self._holding
+            return self._settled.wait_for(lambda: self._holding != started, timeout)
 
     def place(self, user: str, req: MatchRequest) -> LeaseOut:
         ticket = self.submit(_Ticket(user, req))
@@ -195,6 +207,16 @@ class Placer(GroupCommit[_Ticket]):
             idle.close()
 
     def write(self, batch: list[_Ticket]) -> None:
+        with self._settled:
+            self._holding += 1
+        try:
+            self._write(batch)
+        finally:
+            with self._settled:
+                self._holding += 1
+                self._settled.notify_all()
+
+    def _write(self, batch: list[_Ticket]) -> None:
         now = time.time()
         plans: list[_Plan] = []
         for ticket in batch:

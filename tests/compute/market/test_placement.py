@@ -302,3 +302,34 @@ def test_a_lone_request_is_written_by_its_own_caller_at_once(net, monkeypatch):
         market.place(u, ONE_CORE)
     assert writers == [threading.get_ident()] * 3
     assert not market._placer._writing and not market._placer._queue
+
+
+def test_a_quote_waits_out_a_placement_the_database_refuses(net, monkeypatch):
+    """A placement holds its capacity in the index before the database answers; a quote taken meanwhile must not
+    read that hold as "nothing free" when the database refuses the placement and gives the capacity back."""
+    store = net.store
+    market = Market(store, net.domain)
+    prov = offer(store, provider(store), cpu=1)
+    poor = user(store, 0)
+    signing, release = threading.Event(), threading.Event()
+    real = placement.sign_batch
+
+    def held(*args, **kwargs):
+        signing.set()
+        assert release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(placement, "sign_batch", held)
+    with ThreadPoolExecutor(2) as pool:
+        doomed = pool.submit(market.place, poor, ONE_CORE)
+        assert signing.wait(10)
+        assert market.index.get(prov).free_cpu == 0  # held for the poor user's placement
+        quoted = pool.submit(market.quote, ONE_CORE)
+        time.sleep(0.2)
+        assert not quoted.done()  # waiting for the placement in flight, not answering "no match"
+        release.set()
+        with pytest.raises(InsufficientFunds):
+            doomed.result(10)
+        quote = quoted.result(10)
+    assert quote.matched and quote.provision_id == prov
+    assert_index_matches_database(market, store)
