@@ -33,7 +33,7 @@ import math
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,7 +49,7 @@ from compute.inference.settlement import settler
 from compute.market import leases
 from compute.market.demand import MatchRequest, PriceRange
 from compute.market.matching import NoMatchError
-from compute.models import Lease, Provision, aware, utcnow
+from compute.models import Lease, LedgerAccount, Provision, aware, utcnow
 from compute.network import Network
 from compute.provisions import Resources
 from cxmpute.db import get_engine
@@ -203,6 +203,24 @@ SERVER = select(Endpoint.url, Endpoint.api_key, Endpoint.suspended).where(
 )
 
 
+BALANCE = select(LedgerAccount.balance).where(LedgerAccount.kind == "user", LedgerAccount.owner == bindparam("owner"))
+
+
+@dataclass
+class _Tentative:
+    """A provision the market offers and its server: the request is sent there while its lease is placed
+    (``req`` names the provision), so the provider starts on it without waiting for the lease's commit."""
+
+    req: MatchRequest
+    provision_id: str
+    url: str
+    api_key: str | None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
 class _Failed(Exception):
     """The provider failed (not the request): try another one."""
 
@@ -279,11 +297,8 @@ class Gateway:
             found = conn.execute(SERVER, {"provision": provision_id}).first()
         return None if found is None or found.suspended else (found.url, found.api_key)
 
-    def _route(self, user: str, model: str, price: PriceRange, tried: set[str]) -> Route:
-        dedicated = self._dedicated(user, model, tried)
-        if dedicated is not None:
-            return dedicated
-        req = MatchRequest(
+    def _request(self, model: str, price: PriceRange) -> MatchRequest:
+        return MatchRequest(
             kind="inference",
             model=model,
             resources=REQUEST_RESOURCES,
@@ -291,6 +306,38 @@ class Gateway:
             price_max_gwei=price.price_max_gwei,
             duration_s=self.settings.inference_lease_s,
         )
+
+    def _choose(self, user: str, model: str, price: PriceRange, tried: set[str]) -> Route | _Tentative:
+        """Where the request goes: the caller's dedicated deployment; else, when the caller's balance covers the
+        lease, the provision the market would place it on, named before the lease is written (the request is
+        sent while the lease is placed); else the route of a lease placed first."""
+        dedicated = self._dedicated(user, model, tried)
+        if dedicated is not None:
+            return dedicated
+        req = self._request(model, price)
+        quote = self.net.market.quote(req)
+        if quote.matched and quote.provision_id not in tried and self._affords(user, quote.estimated_cost_gwei or 0):
+            server = self._endpoint(quote.provision_id)
+            if server is not None:
+                pinned = req.model_copy(update={"provision_id": quote.provision_id})
+                return _Tentative(pinned, quote.provision_id, *server)
+        return self._place(user, req)
+
+    def _affords(self, user: str, amount: int) -> bool:
+        with self._engine.connect() as conn:
+            held = conn.execute(BALANCE, {"owner": user}).scalar()
+        return held is not None and held >= amount
+
+    def _confirm(self, user: str, tentative: _Tentative) -> Route:
+        """The lease on the provision the request was sent to; when another caller took its capacity first, a
+        lease placed anywhere (the caller sends the request again, there)."""
+        try:
+            lease = self.net.market.place(user, tentative.req)
+        except NoMatchError:
+            return self._place(user, tentative.req.model_copy(update={"provision_id": None}))
+        return Route(lease.provision_id, lease.provider, tentative.url, tentative.api_key, lease.id)
+
+    def _place(self, user: str, req: MatchRequest) -> Route:
         lease = self.net.market.place(user, req)
         server = self._endpoint(lease.provision_id)
         if server is None:
@@ -387,8 +434,17 @@ class Gateway:
         tried: set[str] = set()
         problems: list[str] = []
         for _ in range(self.settings.inference_attempts):
+            sending: asyncio.Future[httpx.Response] | None = None
             try:
-                route = await anyio.to_thread.run_sync(self._route, user, model, price, tried)
+                choice = await anyio.to_thread.run_sync(self._choose, user, model, price, tried)
+                if isinstance(choice, _Tentative):
+                    sending = asyncio.ensure_future(http.send(_post(http, choice, path, body, timeout), stream=True))
+                    route = await _settled_with(sending, anyio.to_thread.run_sync(self._confirm, user, choice))
+                    if route.provision_id != choice.provision_id:  # placed elsewhere: the request goes there
+                        await _abandon(sending)
+                        sending = None
+                else:
+                    route = choice
             except NoMatchError as exc:
                 if problems:
                     break
@@ -400,10 +456,9 @@ class Gateway:
             record.lease_id, record.provision_id, record.provider = route.lease_id, route.provision_id, route.provider
             started = time.monotonic()
             try:
-                upstream = await http.send(
-                    http.build_request("POST", route.url + path, json=body, headers=route.headers, timeout=timeout),
-                    stream=True,
-                )
+                if sending is None:
+                    sending = asyncio.ensure_future(http.send(_post(http, route, path, body, timeout), stream=True))
+                upstream = await sending
                 if upstream.status_code >= 500 or upstream.status_code == 404:
                     detail = (await upstream.aread()).decode(errors="replace")[:200]
                     await upstream.aclose()
@@ -493,6 +548,32 @@ class Gateway:
                 .limit(limit)
             ).all()
             return [RequestOut(**{f: getattr(r, f) for f in RequestOut.model_fields}) for r in rows]
+
+
+def _post(
+    http: httpx.AsyncClient, to: Route | _Tentative, path: str, body: dict, timeout: httpx.Timeout
+) -> httpx.Request:
+    return http.build_request("POST", to.url + path, json=body, headers=to.headers, timeout=timeout)
+
+
+async def _settled_with(sending: asyncio.Future, placing: Awaitable[Route]) -> Route:
+    """The route ``placing`` gives; when it fails (or the caller goes away), the request already being sent is
+    abandoned first."""
+    try:
+        return await placing
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _abandon(sending)
+        raise
+
+
+async def _abandon(sending: asyncio.Future) -> None:
+    """Stop a request sent to a provider: cancelled if its answer has not begun, closed if it has."""
+    if not sending.done():
+        sending.cancel()
+        await asyncio.wait({sending})
+    if not sending.cancelled() and sending.exception() is None:
+        await sending.result().aclose()
 
 
 def _relayed(event: bytes, record: RequestRecord, wants_usage: bool) -> bytes | None:

@@ -45,6 +45,11 @@ class MatchRequest(PriceRange):
         validate_default=True,
         description="Length of a per-second lease (escrowed upfront)",
     )
+    provision_id: str | None = Field(
+        None,
+        max_length=64,
+        description="Only this provision (as listed by /market/provisions); every other constraint still applies",
+    )
     avoid_providers: list[str] = Field(
         default_factory=list, max_length=64, description="Providers to pass over (e.g. one that just lost this work)"
     )

@@ -92,6 +92,7 @@ class Slot:
             and (not req.image or not self.images or req.image in self.images)
             and (not req.region or self.region == req.region)
             and self.provider not in req.avoid_providers
+            and (not req.provision_id or self.id == req.provision_id)
         )
 
 
@@ -114,6 +115,7 @@ class NoMatch(BaseModel):
 # Constraint order for explanations: the first one a provision fails is the one it is counted under.
 _CHECKS: list[tuple[str, object]] = [
     ("kind", lambda s, q, end: s.kind == q.kind),
+    ("provision", lambda s, q, end: not q.provision_id or s.id == q.provision_id),
     ("status", lambda s, q, end: s.status == "active"),
     ("avoided", lambda s, q, end: s.provider not in q.avoid_providers),
     ("availability", lambda s, q, end: s.available_until >= end),
@@ -205,6 +207,10 @@ class ProvisionIndex:
         best: Slot | None = None
         best_key: Key | None = None
         with self.lock:
+            if req.provision_id:  # one provision named: nothing to rank
+                slot = self._slots.get(req.provision_id)
+                listed = slot is not None and slot.id in self._keys and slot.kind == req.kind
+                return slot if listed and lo <= slot.price <= hi and slot.fits(req, end) else None
             for bucket_id in self._relevant(req):
                 keys = self._buckets.get(bucket_id)
                 if not keys:

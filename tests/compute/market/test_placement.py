@@ -333,3 +333,22 @@ def test_a_quote_waits_out_a_placement_the_database_refuses(net, monkeypatch):
         quote = quoted.result(10)
     assert quote.matched and quote.provision_id == prov
     assert_index_matches_database(market, store)
+
+
+def test_a_request_naming_a_provision_gets_that_one_or_is_told_why_not(net):
+    store = net.store
+    market = Market(store, net.domain)
+    p = provider(store)
+    cheap, dear = offer(store, p, price=5, cpu=1), offer(store, p, price=50, cpu=1)
+    rich = user(store, 10**9)
+    assert market.quote(ONE_CORE).provision_id == cheap
+    pinned = ONE_CORE.model_copy(update={"provision_id": dear})
+    assert market.quote(pinned).provision_id == dear
+    assert market.place(rich, pinned).provision_id == dear
+    refused = market.quote(pinned)  # its one core is leased now; the cheap one, still free, is not offered
+    assert not refused.matched and refused.no_match.excluded == {"provision": 1, "capacity": 1}
+    with pytest.raises(NoMatchError):
+        market.place(rich, pinned)
+    over_budget = ONE_CORE.model_copy(update={"provision_id": cheap, "price_max_gwei": 4})
+    assert not market.quote(over_budget).matched
+    assert_index_matches_database(market, store)
