@@ -1,5 +1,7 @@
-"""Request dependencies shared by the routers: the caller's identity, what each route lets it do, and a
-database session.
+"""Request dependencies shared by the routers: the settings, the compute network, a database session, the
+caller's identity and what each route lets it do. Routers take them as parameters (``settings: SettingsDep``,
+``net: NetworkDep``, ``session: DbSession``), never by calling the process-wide getters, so a test or an embedding
+application overrides one in ``app.dependency_overrides``.
 
 Every route declares its access with exactly one of these dependencies (:func:`owner_in`,
 :func:`signed_in`, :func:`operator`, :func:`public`, :func:`job_credential`); the app refuses to start
@@ -16,11 +18,25 @@ from fastapi.dependencies.models import Dependant
 from sqlalchemy.orm import Session
 
 from compute.identity.tokens import OPERATOR, SCOPES, Principal, Scope, authenticate
-from compute.network import get_network
+from compute.network import Network, get_network
 from cxmpute.client import local_address
 from cxmpute.db import session_scope
 from cxmpute.errors import CxmputeError, Forbidden, Unauthorized
-from cxmpute.settings import get_settings
+from cxmpute.settings import Settings, get_settings
+
+
+# Both async: a plain function would cost every request a hop to the thread pool for a lookup (the settings are
+# read and the network built when the app starts).
+async def settings() -> Settings:
+    return get_settings()
+
+
+async def network() -> Network:
+    return get_network()
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+NetworkDep = Annotated[Network, Depends(network)]
 
 
 def db_session() -> Iterator[Session]:

@@ -32,20 +32,20 @@ def client():
         yield c
 
 
-async def _fine() -> str:
+async def _fine(_settings) -> str:
     return "fine"
 
 
-async def _refuses() -> str:
+async def _refuses(_settings) -> str:
     raise health.NotReady("refused")
 
 
-async def _hangs() -> str:
+async def _hangs(_settings) -> str:
     await asyncio.sleep(60)
     return "never"
 
 
-async def _leaks() -> str:
+async def _leaks(_settings) -> str:
     raise ConnectionError("could not reach postgresql://cxmpute:hunter2@db.internal:5432/cxmpute")
 
 
@@ -113,24 +113,24 @@ async def test_an_unreachable_prefect_server_is_named_without_its_address_or_cre
     port = free_port()  # nothing listens there
     with temporary_settings({PREFECT_API_URL: f"http://operator:hunter2@127.0.0.1:{port}/api"}):
         started = time.perf_counter()
-        check = await health._run(health._prefect)
+        check = await health._run(health._prefect, get_settings())
     assert time.perf_counter() - started < health.PREFECT_TIMEOUT_S + 0.5
     assert not check.ok and check.detail == "the Prefect server is unreachable (ConnectError)", check
     with temporary_settings({PREFECT_API_URL: None}):
-        check = await health._run(health._prefect)
+        check = await health._run(health._prefect, get_settings())
     assert not check.ok and "PREFECT_API_URL" in check.detail
 
 
 async def test_an_unreachable_database_is_named_by_its_error_type_alone(monkeypatch):
     url = f"postgresql+psycopg://cxmpute:hunter2@127.0.0.1:{free_port()}/cxmpute"
     monkeypatch.setattr(health, "session_scope", lambda: session_scope(url))
-    check = await health._run(health._database)
+    check = await health._run(health._database, get_settings())
     assert not check.ok and check.detail == "failed (OperationalError)", check
 
 
 async def test_no_live_executor_is_not_ready(monkeypatch):
     monkeypatch.setattr(health, "live_executors", lambda session: [])
-    check = await health._run(health._executors)
+    check = await health._run(health._executors, get_settings())
     assert not check.ok and "no live executor" in check.detail and "cxmpute executor start" in check.detail
 
 

@@ -9,10 +9,7 @@ from compute.identity.tokens import Principal
 from compute.ledger import balances, history
 from compute.ledger.book import HistoryItem
 from compute.ledger.funds import ChainCredit, Credited, Withdrawal, WithdrawalOut, deposit, withdraw
-from compute.network import Network
-from cxmpute.settings import get_settings
-from web.deps import public
-from web.routers._compute import network, signed_in
+from web.deps import NetworkDep, SettingsDep, public, signed_in
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
 account = signed_in("account")
@@ -34,36 +31,34 @@ class ChainInfo(BaseModel):
 @router.get(
     "/chain", dependencies=[Depends(public)], summary="The chain deposits and stakes go to, and the vault's address"
 )
-def chain(net: Network = Depends(network)) -> ChainInfo:
+def chain(settings: SettingsDep, net: NetworkDep) -> ChainInfo:
     return ChainInfo(
         chain_id=net.chain.chain_id,
         vault_address=net.chain.vault_address,
-        allowed_chain_ids=get_settings().allowed_chain_ids,
+        allowed_chain_ids=settings.allowed_chain_ids,
     )
 
 
 @router.get("/balance", summary="Spendable balance, provider earnings and stake, in gwei")
-def balance(principal: Principal = Depends(account), net: Network = Depends(network)) -> Balance:
+def balance(net: NetworkDep, principal: Principal = Depends(account)) -> Balance:
     with net.store.read() as session:
         b = balances(session, principal.address)
     return Balance(address=principal.address, user_gwei=b["user"], earnings_gwei=b["earnings"], stake_gwei=b["stake"])
 
 
 @router.post("/deposits", summary="Credit a deposit from a Deposited transaction on the vault")
-def deposits(body: ChainCredit, principal: Principal = Depends(account), net: Network = Depends(network)) -> Credited:
+def deposits(net: NetworkDep, body: ChainCredit, principal: Principal = Depends(account)) -> Credited:
     return deposit(net.store, net.chain, principal.address, body)
 
 
 @router.get("/history", summary="Ledger entries touching this account, newest first")
 def get_history(
-    limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(account), net: Network = Depends(network)
+    net: NetworkDep, limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(account)
 ) -> list[HistoryItem]:
     with net.store.read() as session:
         return history(session, principal.address, limit)
 
 
 @router.post("/withdrawals", summary="Pay out balance or earnings to this account's address on chain")
-def withdrawals(
-    body: Withdrawal, principal: Principal = Depends(account), net: Network = Depends(network)
-) -> WithdrawalOut:
+def withdrawals(net: NetworkDep, body: Withdrawal, principal: Principal = Depends(account)) -> WithdrawalOut:
     return withdraw(net.store, net.chain, principal.address, body)

@@ -6,9 +6,7 @@ from fastapi import APIRouter, Depends, Header, Request
 
 from compute.identity import siwe, tokens
 from compute.identity.tokens import ApiKeyCreate, ApiKeyInfo, NewApiKey, Principal
-from compute.network import Network
-from web.deps import public
-from web.routers._compute import network, signed_in
+from web.deps import NetworkDep, public, signed_in
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -22,7 +20,7 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
     "Retry-After.",
     responses={429: {"description": "Too many unused nonces for this client"}},
 )
-def nonce(request: Request, net: Network = Depends(network)) -> siwe.Nonce:
+def nonce(net: NetworkDep, request: Request) -> siwe.Nonce:
     return siwe.issue_nonce(net.store, siwe.client_of(request.client.host if request.client else None))
 
 
@@ -34,31 +32,25 @@ def nonce(request: Request, net: Network = Depends(network)) -> siwe.Nonce:
     "once, the address EIP-55 checksummed, the domain and the URI's authority this "
     "server's (CXMPUTE_SIWE_DOMAIN), an Expiration Time, and a nonce from /v1/auth/nonce.",
 )
-def verify(body: siwe.SignInRequest, net: Network = Depends(network)) -> siwe.SessionToken:
+def verify(net: NetworkDep, body: siwe.SignInRequest) -> siwe.SessionToken:
     return siwe.sign_in(net.store, body.message, body.signature)
 
 
 @router.post("/logout", status_code=204, summary="Revoke the session token of this request")
-def logout(
-    authorization: str = Header(...), _: Principal = Depends(signed_in("account")), net: Network = Depends(network)
-) -> None:
+def logout(net: NetworkDep, authorization: str = Header(...), _: Principal = Depends(signed_in("account"))) -> None:
     tokens.logout(net.store, authorization.partition(" ")[2].strip())
 
 
 @router.post("/keys", status_code=201, summary="Issue an API key (shown once)")
-def create_key(
-    body: ApiKeyCreate, principal: Principal = Depends(signed_in("keys")), net: Network = Depends(network)
-) -> NewApiKey:
+def create_key(net: NetworkDep, body: ApiKeyCreate, principal: Principal = Depends(signed_in("keys"))) -> NewApiKey:
     return tokens.create_api_key(net.store, principal, body)
 
 
 @router.get("/keys", summary="This account's API keys")
-def list_keys(principal: Principal = Depends(signed_in("keys")), net: Network = Depends(network)) -> list[ApiKeyInfo]:
+def list_keys(net: NetworkDep, principal: Principal = Depends(signed_in("keys"))) -> list[ApiKeyInfo]:
     return tokens.list_api_keys(net.store, principal)
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
-def revoke_key(
-    key_id: str, principal: Principal = Depends(signed_in("keys")), net: Network = Depends(network)
-) -> ApiKeyInfo:
+def revoke_key(net: NetworkDep, key_id: str, principal: Principal = Depends(signed_in("keys"))) -> ApiKeyInfo:
     return tokens.revoke_api_key(net.store, principal, key_id)

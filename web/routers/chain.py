@@ -13,11 +13,8 @@ from fastapi import APIRouter, Depends, Header
 from pydantic import BaseModel, Field
 
 from compute.chain.client import OPERATOR_METHODS, PUBLIC_METHODS
-from compute.network import Network
 from cxmpute.errors import NotFound
-from cxmpute.settings import get_settings
-from web.deps import current_principal, public
-from web.routers._compute import network
+from web.deps import NetworkDep, SettingsDep, current_principal, public
 
 router = APIRouter(prefix="/v1/chain", tags=["account"])
 
@@ -39,8 +36,10 @@ class RpcRequest(BaseModel):
     "credential (`Authorization: Bearer cxo_...`); any other method is a 403 naming "
     "`method`. A 404 when the platform uses an external chain.",
 )
-def rpc(body: RpcRequest, authorization: str | None = Header(None), net: Network = Depends(network)) -> dict[str, Any]:
-    if get_settings().chain_rpc_url:
+def rpc(
+    settings: SettingsDep, net: NetworkDep, body: RpcRequest, authorization: str | None = Header(None)
+) -> dict[str, Any]:
+    if settings.chain_rpc_url:
         raise NotFound("this platform uses an external chain; send JSON-RPC to its endpoint", field="method")
     response = net.chain.rpc(
         body.method, body.params, operator=body.method in OPERATOR_METHODS and _is_operator(authorization)

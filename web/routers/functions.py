@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 from compute.functions import invocations, registry
 from compute.functions.invocations import FAILURES, InvocationOut, InvokeIn
 from compute.functions.registry import DeployIn, VersionOut
-from cxmpute.settings import get_settings
-from web.deps import owner_in
+from web.deps import SettingsDep, owner_in
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"])
 
@@ -36,8 +35,10 @@ class Accepted(BaseModel):
     "registers it as the function's next version. Deploying the same package and settings "
     "again changes nothing (200); a new version answers 201.",
 )
-async def deploy(name: str, body: DeployIn, owner: str = Depends(owner_in("workloads"))) -> JSONResponse:
-    version, created = await asyncio.to_thread(registry.deploy, get_settings(), owner, name, body)
+async def deploy(
+    settings: SettingsDep, name: str, body: DeployIn, owner: str = Depends(owner_in("workloads"))
+) -> JSONResponse:
+    version, created = await asyncio.to_thread(registry.deploy, settings, owner, name, body)
     out = DeployOut(**version.model_dump(), created=created)
     return JSONResponse(status_code=201 if created else 200, content=out.model_dump(mode="json"))
 
@@ -48,13 +49,15 @@ async def deploy(name: str, body: DeployIn, owner: str = Depends(owner_in("workl
     summary="Your functions",
     description="The newest version of each of your functions.",
 )
-async def list_functions(owner: str = Depends(owner_in("workloads"))) -> list[VersionOut]:
-    return await asyncio.to_thread(registry.latest_all, get_settings(), owner)
+async def list_functions(settings: SettingsDep, owner: str = Depends(owner_in("workloads"))) -> list[VersionOut]:
+    return await asyncio.to_thread(registry.latest_all, settings, owner)
 
 
 @router.get("/{name}", response_model=list[VersionOut], summary="A function's versions, newest first")
-async def function_versions(name: str, owner: str = Depends(owner_in("workloads"))) -> list[VersionOut]:
-    return await asyncio.to_thread(registry.versions, get_settings(), owner, name)
+async def function_versions(
+    settings: SettingsDep, name: str, owner: str = Depends(owner_in("workloads"))
+) -> list[VersionOut]:
+    return await asyncio.to_thread(registry.versions, settings, owner, name)
 
 
 @router.post(
@@ -71,13 +74,13 @@ async def function_versions(name: str, owner: str = Depends(owner_in("workloads"
     "mode=async answers 202 at once with a result URL to poll.",
 )
 async def invoke(
+    settings: SettingsDep,
     name: str,
     body: InvokeIn,
     request: Request,
     owner: str = Depends(owner_in("workloads")),
     mode: Literal["sync", "async"] = Query("sync", description="Wait for the result, or not"),
 ):
-    settings = get_settings()
     if mode == "async":
         record = await invocations.submit(settings, owner, name, body)
         url = str(request.url_for("get_invocation", name=name, invocation_id=record.id))
@@ -104,12 +107,13 @@ async def invoke(
     "memory, milliseconds billed).",
 )
 async def list_invocations(
+    settings: SettingsDep,
     name: str,
     owner: str = Depends(owner_in("workloads")),
     limit: int = Query(50, ge=1, le=500, description="Page size"),
     offset: int = Query(0, ge=0, description="Invocations to skip"),
 ) -> list[InvocationOut]:
-    return await asyncio.to_thread(invocations.list_for, get_settings(), owner, name, limit, offset)
+    return await asyncio.to_thread(invocations.list_for, settings, owner, name, limit, offset)
 
 
 @router.get(
@@ -118,5 +122,7 @@ async def list_invocations(
     name="get_invocation",
     summary="One invocation: its status, then its result, logs and metrics",
 )
-async def get_invocation(name: str, invocation_id: str, owner: str = Depends(owner_in("workloads"))) -> InvocationOut:
-    return await asyncio.to_thread(invocations.get, get_settings(), owner, name, invocation_id)
+async def get_invocation(
+    settings: SettingsDep, name: str, invocation_id: str, owner: str = Depends(owner_in("workloads"))
+) -> InvocationOut:
+    return await asyncio.to_thread(invocations.get, settings, owner, name, invocation_id)

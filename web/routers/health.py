@@ -23,10 +23,10 @@ from sqlalchemy import text
 from cxmpute import __version__
 from cxmpute.db import session_scope
 from cxmpute.http import async_client
-from cxmpute.settings import get_settings
+from cxmpute.settings import Settings
 from flows.queue import live_executors
 from stxrage import open_storage
-from web.deps import public
+from web.deps import SettingsDep, public
 
 router = APIRouter(tags=["health"])
 
@@ -55,7 +55,7 @@ async def healthz() -> dict:
     return {"status": "ok", "version": __version__}
 
 
-async def _database() -> str:
+async def _database(settings: Settings) -> str:
     def query() -> None:
         with session_scope() as session:
             session.execute(text("SELECT 1"))
@@ -64,7 +64,7 @@ async def _database() -> str:
     return "answers"
 
 
-async def _prefect() -> str:
+async def _prefect(settings: Settings) -> str:
     from prefect.settings import get_current_settings
 
     api = get_current_settings().api.url
@@ -82,7 +82,7 @@ async def _prefect() -> str:
     return "answers"
 
 
-async def _executors() -> str:
+async def _executors(settings: Settings) -> str:
     def count() -> tuple[int, int, int]:
         with session_scope() as session:
             live = live_executors(session)
@@ -94,9 +94,9 @@ async def _executors() -> str:
     return f"{live} live, running {running} of {capacity} slots"
 
 
-async def _storage() -> str:
+async def _storage(settings: Settings) -> str:
     def probe() -> str:
-        store = open_storage(get_settings())
+        store = open_storage(settings)
         nodes = [n for n in store.nodes() if n.status != "evicted"]
         active = sum(n.status == "active" for n in nodes)
         if nodes:
@@ -112,7 +112,8 @@ async def _storage() -> str:
     return await asyncio.to_thread(probe)
 
 
-CHECKS: dict[str, Callable[[], Awaitable[str]]] = {
+# Each check gets the settings of the request that asked.
+CHECKS: dict[str, Callable[[Settings], Awaitable[str]]] = {
     "database": _database,
     "prefect": _prefect,
     "executors": _executors,
@@ -120,10 +121,10 @@ CHECKS: dict[str, Callable[[], Awaitable[str]]] = {
 }
 
 
-async def _run(check: Callable[[], Awaitable[str]]) -> Check:
+async def _run(check: Callable[[Settings], Awaitable[str]], settings: Settings) -> Check:
     started = time.perf_counter()
     try:
-        detail, ok = await asyncio.wait_for(check(), CHECK_TIMEOUT_S), True
+        detail, ok = await asyncio.wait_for(check(settings), CHECK_TIMEOUT_S), True
     except NotReady as exc:
         detail, ok = str(exc), False
     except TimeoutError:
@@ -143,8 +144,8 @@ async def _run(check: Callable[[], Awaitable[str]]) -> Check:
     "200 when every check is ok, 503 otherwise.",
     responses={503: {"model": Readiness, "description": "A dependency is not ready; its check says why"}},
 )
-async def readyz() -> JSONResponse:
-    results = await asyncio.gather(*(_run(check) for check in CHECKS.values()))
+async def readyz(settings: SettingsDep) -> JSONResponse:
+    results = await asyncio.gather(*(_run(check, settings) for check in CHECKS.values()))
     body = Readiness(
         status="ready" if all(r.ok for r in results) else "not-ready", checks=dict(zip(CHECKS, results, strict=True))
     )

@@ -14,7 +14,7 @@ the platform's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response, StreamingResponse
@@ -38,11 +38,8 @@ from compute.inference.schemas import (
 from compute.market import leases
 from compute.market.demand import PriceRange
 from compute.market.leases import LeaseOut
-from compute.network import Network
-from cxmpute.settings import get_settings
-from web.deps import public
+from web.deps import NetworkDep, SettingsDep, public, signed_in
 from web.errors import OpenAIRoute
-from web.routers._compute import network, signed_in
 
 
 class ModelIdConvertor(Convertor[str]):
@@ -81,12 +78,13 @@ provider = signed_in("provider")
 
 
 async def price_range(
+    settings: SettingsDep,
     x_cxmpute_price_max: int | None = Header(
         None, gt=0, le=10**12, description=("Highest ask, gwei per compute-unit-second, this request accepts")
     ),
     x_cxmpute_price_min: int = Header(0, ge=0, le=10**12, description="Lowest ask accepted"),
 ) -> PriceRange:
-    high = x_cxmpute_price_max or get_settings().inference_price_max_gwei
+    high = x_cxmpute_price_max or settings.inference_price_max_gwei
     if high < x_cxmpute_price_min:
         raise ComputeError(
             "X-Cxmpute-Price-Max is below X-Cxmpute-Price-Min", field="x-cxmpute-price-max", status_code=422
@@ -94,12 +92,19 @@ async def price_range(
     return PriceRange(price_min_gwei=x_cxmpute_price_min, price_max_gwei=high)
 
 
+async def gateway(settings: SettingsDep, net: NetworkDep) -> Gateway:
+    return Gateway(net, settings)
+
+
+GatewayDep = Annotated[Gateway, Depends(gateway)]
+
+
 async def _forward(
-    net: Network, principal: Principal, operation: str, path: str, body: BaseModel, price: PriceRange
+    gw: Gateway, principal: Principal, operation: str, path: str, body: BaseModel, price: PriceRange
 ) -> Response:
     payload = body.model_dump(exclude_unset=True, mode="json")
     payload["model"] = body.model
-    upstream, content = await Gateway(net, get_settings()).forward(principal.address, operation, path, payload, price)
+    upstream, content = await gw.forward(principal.address, operation, path, payload, price)
     if upstream.status_code >= 400:
         raise provider_refusal(upstream.status_code, content)
     if isinstance(content, bytes):
@@ -136,8 +141,8 @@ def _card(model: ServedModel) -> GatewayModel:
     description="Every model a working inference server of an active provision serves, with the lowest "
     "ask for it (``price_gwei``) and how many provisions serve it (``providers``).",
 )
-def list_models(net: Network = Depends(network)) -> GatewayModelList:
-    return GatewayModelList(data=[_card(m) for m in Gateway(net, get_settings()).models()])
+def list_models(gw: GatewayDep) -> GatewayModelList:
+    return GatewayModelList(data=[_card(m) for m in gw.models()])
 
 
 @openai_route(
@@ -146,65 +151,67 @@ def list_models(net: Network = Depends(network)) -> GatewayModelList:
     dependencies=[Depends(public)],
     summary="One model served on the network (OpenAI model object)",
 )
-def retrieve_model(model: str, net: Network = Depends(network)) -> GatewayModel:
-    return _card(Gateway(net, get_settings()).model(model))
+def retrieve_model(gw: GatewayDep, model: str) -> GatewayModel:
+    return _card(gw.model(model))
 
 
 @openai_route("POST", "/chat/completions", summary="Chat completion, routed to a provider (stream: true for SSE)")
 async def chat_completions(
+    gw: GatewayDep,
     body: ChatCompletionRequest,
     principal: Principal = Depends(caller),
     price: PriceRange = Depends(price_range),
-    net: Network = Depends(network),
 ) -> Response:
-    return await _forward(net, principal, "chat.completions", "/v1/chat/completions", body, price)
+    return await _forward(gw, principal, "chat.completions", "/v1/chat/completions", body, price)
 
 
 @openai_route("POST", "/completions", summary="Text completion, routed to a provider (stream: true for SSE)")
 async def completions(
+    gw: GatewayDep,
     body: CompletionRequest,
     principal: Principal = Depends(caller),
     price: PriceRange = Depends(price_range),
-    net: Network = Depends(network),
 ) -> Response:
-    return await _forward(net, principal, "completions", "/v1/completions", body, price)
+    return await _forward(gw, principal, "completions", "/v1/completions", body, price)
 
 
 @openai_route("POST", "/embeddings", summary="Embedding vectors, routed to a provider")
 async def embeddings(
+    gw: GatewayDep,
     body: EmbeddingRequest,
     principal: Principal = Depends(caller),
     price: PriceRange = Depends(price_range),
-    net: Network = Depends(network),
 ) -> Response:
-    return await _forward(net, principal, "embeddings", "/v1/embeddings", body, price)
+    return await _forward(gw, principal, "embeddings", "/v1/embeddings", body, price)
 
 
 @openai_route("POST", "/images/generations", summary="Images from a prompt, routed to a provider")
 async def images(
+    gw: GatewayDep,
     body: ImageRequest,
     principal: Principal = Depends(caller),
     price: PriceRange = Depends(price_range),
-    net: Network = Depends(network),
 ) -> Response:
-    return await _forward(net, principal, "images.generations", "/v1/images/generations", body, price)
+    return await _forward(gw, principal, "images.generations", "/v1/images/generations", body, price)
 
 
 @openai_route("POST", "/audio/speech", summary="Speech audio of a text, routed to a provider", response_class=Response)
 async def speech(
+    gw: GatewayDep,
     body: SpeechRequest,
     principal: Principal = Depends(caller),
     price: PriceRange = Depends(price_range),
-    net: Network = Depends(network),
 ) -> Response:
-    return await _forward(net, principal, "audio.speech", "/v1/audio/speech", body, price)
+    return await _forward(gw, principal, "audio.speech", "/v1/audio/speech", body, price)
 
 
 @router.get("/inference/requests", summary="This account's gateway requests: provider, tokens, seconds, cost")
 def list_requests(
-    limit: int = Query(100, ge=1, le=1000), principal: Principal = Depends(caller), net: Network = Depends(network)
+    gw: GatewayDep,
+    limit: int = Query(100, ge=1, le=1000),
+    principal: Principal = Depends(caller),
 ) -> list[RequestOut]:
-    return Gateway(net, get_settings()).requests(principal.address, limit)
+    return gw.requests(principal.address, limit)
 
 
 @router.put(
@@ -213,13 +220,13 @@ def list_requests(
     description=endpoints.__doc__,
 )
 def register_endpoint(
-    provision_id: str, body: EndpointIn, principal: Principal = Depends(provider), net: Network = Depends(network)
+    net: NetworkDep, provision_id: str, body: EndpointIn, principal: Principal = Depends(provider)
 ) -> EndpointOut:
     return endpoints.register(net, principal.address, provision_id, body)
 
 
 @router.get("/inference/endpoints", summary="This provider's inference endpoints")
-def list_endpoints(principal: Principal = Depends(provider), net: Network = Depends(network)) -> list[EndpointOut]:
+def list_endpoints(net: NetworkDep, principal: Principal = Depends(provider)) -> list[EndpointOut]:
     return endpoints.list_for(net, principal.address)
 
 
@@ -237,8 +244,8 @@ class DeploymentIn(PriceRange):
     "model, so no one else is matched to it. While the rental is active, this account's requests "
     "for that model go to it and are not billed per second.",
 )
-def deploy(body: DeploymentIn, principal: Principal = Depends(caller), net: Network = Depends(network)) -> LeaseOut:
-    return Gateway(net, get_settings()).deploy(
+def deploy(gw: GatewayDep, body: DeploymentIn, principal: Principal = Depends(caller)) -> LeaseOut:
+    return gw.deploy(
         principal.address,
         body.model,
         body.term,
@@ -248,7 +255,7 @@ def deploy(body: DeploymentIn, principal: Principal = Depends(caller), net: Netw
 
 
 @router.get("/inference/deployments", summary="This account's active dedicated deployments")
-def deployments(principal: Principal = Depends(caller), net: Network = Depends(network)) -> list[LeaseOut]:
+def deployments(net: NetworkDep, principal: Principal = Depends(caller)) -> list[LeaseOut]:
     return [
         lease
         for lease in leases.list_for(net.store, principal.address, "active")

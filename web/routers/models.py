@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field
 
 from compute.inference import archive
 from compute.inference.archive import ArchivedOut
-from cxmpute.settings import get_settings
-from web.deps import owner_in
+from web.deps import SettingsDep, owner_in
 
 router = APIRouter(prefix="/v1/models/archive", tags=["models"])
 Owner = Depends(owner_in("storage"))
@@ -27,23 +26,24 @@ class ArchiveIn(BaseModel):
 
 @router.get("", response_model=list[ArchivedOut], summary="Your archived models, by name")
 def list_models(
+    settings: SettingsDep,
     limit: int = Query(100, ge=1, le=1000, description="Page size"),
     offset: int = Query(0, ge=0, description="Models to skip"),
     owner: str = Owner,
 ) -> list[ArchivedOut]:
-    return archive.ls(get_settings(), owner, limit=limit, offset=offset)
+    return archive.ls(settings, owner, limit=limit, offset=offset)
 
 
 @router.get("/{name:path}", response_model=ArchivedOut, summary="One archived model: its directory archive's CID")
-def get_model(name: str, owner: str = Owner) -> ArchivedOut:
+def get_model(settings: SettingsDep, name: str, owner: str = Owner) -> ArchivedOut:
     archive.check_name(name)
-    return archive.get(get_settings(), name, owner)
+    return archive.get(settings, name, owner)
 
 
 @router.put("/{name:path}", response_model=ArchivedOut, summary="Name a stored directory archive (replaces the name)")
-def put_model(name: str, body: ArchiveIn, owner: str = Owner) -> ArchivedOut:
+def put_model(settings: SettingsDep, name: str, body: ArchiveIn, owner: str = Owner) -> ArchivedOut:
     archive.check_name(name)
-    return archive.name_cid(get_settings(), name, body.cid, owner)
+    return archive.name_cid(settings, name, body.cid, owner)
 
 
 @router.delete(
@@ -51,6 +51,6 @@ def put_model(name: str, body: ArchiveIn, owner: str = Owner) -> ArchivedOut:
     response_model=ArchivedOut,
     summary="Drop a name (its directory archive stays stored: DELETE /v1/storage/files/{cid})",
 )
-def delete_model(name: str, owner: str = Owner) -> ArchivedOut:
+def delete_model(settings: SettingsDep, name: str, owner: str = Owner) -> ArchivedOut:
     archive.check_name(name)
-    return archive.remove(get_settings(), name, owner)
+    return archive.remove(settings, name, owner)

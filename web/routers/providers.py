@@ -7,11 +7,9 @@ from fastapi import APIRouter, Depends, Header
 from compute import provisions
 from compute.identity.tokens import Principal
 from compute.ledger import funds
-from compute.network import Network
 from compute.providers import registry
 from compute.provisions import ProvisionOut, ProvisionPatch, ProvisionSpec
-from web.deps import current_principal, job_credential, public
-from web.routers._compute import network, signed_in
+from web.deps import NetworkDep, current_principal, job_credential, public, signed_in
 
 router = APIRouter(prefix="/v1", tags=["providers"])
 provider = signed_in("provider")
@@ -19,18 +17,18 @@ provider = signed_in("provider")
 
 @router.post("/providers", summary="Register (or update) this account as a provider; body signed by its wallet")
 def register(
-    body: registry.Registration, principal: Principal = Depends(provider), net: Network = Depends(network)
+    net: NetworkDep, body: registry.Registration, principal: Principal = Depends(provider)
 ) -> registry.ProviderOut:
     return registry.register(net.store, net.domain, principal.address, body)
 
 
 @router.get("/providers/me", summary="This account's provider record")
-def me(principal: Principal = Depends(provider), net: Network = Depends(network)) -> registry.ProviderOut:
+def me(net: NetworkDep, principal: Principal = Depends(provider)) -> registry.ProviderOut:
     return registry.get(net.store, principal.address)
 
 
 @router.get("/providers/{address}", dependencies=[Depends(public)], summary="A provider's public record")
-def get_provider(address: str, net: Network = Depends(network)) -> registry.ProviderOut:
+def get_provider(net: NetworkDep, address: str) -> registry.ProviderOut:
     return registry.get(net.store, address)
 
 
@@ -40,7 +38,7 @@ def get_provider(address: str, net: Network = Depends(network)) -> registry.Prov
     summary="A signed heartbeat (the signature is the credential)",
 )
 def heartbeat(
-    body: registry.Heartbeat, authorization: str | None = Header(None), net: Network = Depends(network)
+    net: NetworkDep, body: registry.Heartbeat, authorization: str | None = Header(None)
 ) -> registry.ProviderOut:
     caller = current_principal(authorization).address if authorization else None
     out = registry.heartbeat(net.store, net.domain, body, caller)
@@ -49,41 +47,35 @@ def heartbeat(
 
 
 @router.post("/providers/stake", summary="Credit a stake from a Staked transaction on the vault")
-def stake(
-    body: funds.ChainCredit, principal: Principal = Depends(provider), net: Network = Depends(network)
-) -> funds.Credited:
+def stake(net: NetworkDep, body: funds.ChainCredit, principal: Principal = Depends(provider)) -> funds.Credited:
     return funds.stake(net.store, net.chain, principal.address, body)
 
 
 @router.post("/providers/unstake", summary="Return unlocked stake to the spendable balance")
-def unstake(
-    body: funds.Unstake, principal: Principal = Depends(provider), net: Network = Depends(network)
-) -> funds.Credited:
+def unstake(net: NetworkDep, body: funds.Unstake, principal: Principal = Depends(provider)) -> funds.Credited:
     return funds.unstake(net.store, principal.address, body)
 
 
 @router.post("/provisions", status_code=201, summary="Publish a provision")
-def create(
-    body: ProvisionSpec, principal: Principal = Depends(provider), net: Network = Depends(network)
-) -> ProvisionOut:
+def create(net: NetworkDep, body: ProvisionSpec, principal: Principal = Depends(provider)) -> ProvisionOut:
     out = provisions.create(net.store, principal.address, body)
     net.market.refresh(out.id)
     return out
 
 
 @router.get("/provisions", summary="This provider's provisions")
-def list_provisions(principal: Principal = Depends(provider), net: Network = Depends(network)) -> list[ProvisionOut]:
+def list_provisions(net: NetworkDep, principal: Principal = Depends(provider)) -> list[ProvisionOut]:
     return provisions.list_for(net.store, principal.address)
 
 
 @router.get("/provisions/{provision_id}", dependencies=[Depends(public)], summary="A provision")
-def get_provision(provision_id: str, net: Network = Depends(network)) -> ProvisionOut:
+def get_provision(net: NetworkDep, provision_id: str) -> ProvisionOut:
     return provisions.get(net.store, provision_id)
 
 
 @router.patch("/provisions/{provision_id}", summary="Change price, status, models, images or availability")
 def patch(
-    provision_id: str, body: ProvisionPatch, principal: Principal = Depends(provider), net: Network = Depends(network)
+    net: NetworkDep, provision_id: str, body: ProvisionPatch, principal: Principal = Depends(provider)
 ) -> ProvisionOut:
     out = provisions.update(net.store, principal.address, provision_id, body)
     net.market.refresh(out.id)
@@ -91,9 +83,7 @@ def patch(
 
 
 @router.delete("/provisions/{provision_id}", summary="Retire a provision (running leases continue)")
-def retire(
-    provision_id: str, principal: Principal = Depends(provider), net: Network = Depends(network)
-) -> ProvisionOut:
+def retire(net: NetworkDep, provision_id: str, principal: Principal = Depends(provider)) -> ProvisionOut:
     out = provisions.retire(net.store, principal.address, provision_id)
     net.market.refresh(out.id)
     return out

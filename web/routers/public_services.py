@@ -6,14 +6,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from web.deps import public
+from web.deps import SettingsDep, public
 from web.routers.services import METHODS, forward
 
 router = APIRouter(prefix="/v1/public/services", tags=["services"], dependencies=[Depends(public)])
 
 
-async def call_public(owner: str, name: str, path: str, request: Request) -> StreamingResponse:
-    return await forward(owner, name, path, request, public=True)
+async def call_public(settings: SettingsDep, owner: str, name: str, path: str, request: Request) -> StreamingResponse:
+    return await forward(settings, owner, name, path, request, public=True)
 
 
 # One route per method, so each gets an OpenAPI operation of its own.

@@ -7,8 +7,7 @@ from pydantic import BaseModel, Field
 
 from agxnt.secrets import SecretInfo, store_for
 from agxnt.secrets.store import MAX_VALUE_CHARS, MIN_VALUE_CHARS, check_name
-from cxmpute.settings import get_settings
-from web.deps import owner_in
+from web.deps import SettingsDep, owner_in
 
 router = APIRouter(prefix="/v1/secrets", tags=["secrets"])
 
@@ -28,17 +27,19 @@ class SecretList(BaseModel):
 
 
 @router.get("", response_model=SecretList, summary="Names of the account's secrets (never their values)")
-def list_secrets(owner: str = Depends(owner_in("secrets"))) -> SecretList:
-    items = store_for(get_settings()).names(owner)
+def list_secrets(settings: SettingsDep, owner: str = Depends(owner_in("secrets"))) -> SecretList:
+    items = store_for(settings).names(owner)
     return SecretList(items=items, total=len(items))
 
 
 @router.put("/{name}", response_model=SecretInfo, summary="Create or replace a secret")
-def put_secret(name: str, body: SecretWrite, owner: str = Depends(owner_in("secrets"))) -> SecretInfo:
-    return store_for(get_settings()).set(owner, check_name(name), body.value)
+def put_secret(
+    settings: SettingsDep, name: str, body: SecretWrite, owner: str = Depends(owner_in("secrets"))
+) -> SecretInfo:
+    return store_for(settings).set(owner, check_name(name), body.value)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a secret")
-def delete_secret(name: str, owner: str = Depends(owner_in("secrets"))) -> Response:
-    store_for(get_settings()).delete(owner, check_name(name))
+def delete_secret(settings: SettingsDep, name: str, owner: str = Depends(owner_in("secrets"))) -> Response:
+    store_for(settings).delete(owner, check_name(name))
     return Response(status_code=204)

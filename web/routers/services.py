@@ -10,8 +10,8 @@ from fastapi.responses import StreamingResponse
 
 from compute.services import gateway, registry
 from compute.services.registry import Beat, BeatReply, ServiceIn, ServiceOut
-from cxmpute.settings import get_settings
-from web.deps import job_credential, owner_in
+from cxmpute.settings import Settings
+from web.deps import SettingsDep, job_credential, owner_in
 
 router = APIRouter(prefix="/v1/services", tags=["services"])
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -28,13 +28,13 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     "lease billed per second. 404 (image) for an image not in your storage, 409 "
     "(price_max_gwei) when no provision matches the price range.",
 )
-async def deploy(body: ServiceIn, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
-    return await asyncio.to_thread(registry.deploy, get_settings(), owner, body)
+async def deploy(settings: SettingsDep, body: ServiceIn, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
+    return await asyncio.to_thread(registry.deploy, settings, owner, body)
 
 
 @router.get("", response_model=list[ServiceOut], summary="Your services, with their replicas")
-async def list_services(owner: str = Depends(owner_in("workloads"))) -> list[ServiceOut]:
-    return await asyncio.to_thread(registry.list_for, get_settings(), owner)
+async def list_services(settings: SettingsDep, owner: str = Depends(owner_in("workloads"))) -> list[ServiceOut]:
+    return await asyncio.to_thread(registry.list_for, settings, owner)
 
 
 @router.post(
@@ -45,9 +45,12 @@ async def list_services(owner: str = Depends(owner_in("workloads"))) -> list[Ser
     description="Authorized by the replica's token (header X-Replica-Token), which its job carries.",
 )
 async def replica_beat(
-    replica_id: str, body: Beat, token: str = Header(..., alias="X-Replica-Token", max_length=128)
+    settings: SettingsDep,
+    replica_id: str,
+    body: Beat,
+    token: str = Header(..., alias="X-Replica-Token", max_length=128),
 ) -> BeatReply:
-    return await asyncio.to_thread(registry.beat, get_settings(), replica_id, token, body)
+    return await asyncio.to_thread(registry.beat, settings, replica_id, token, body)
 
 
 @router.get(
@@ -56,14 +59,16 @@ async def replica_beat(
     summary="A replica's image tarball (its provider)",
     response_class=StreamingResponse,
 )
-async def replica_image(replica_id: str, token: str = Header(..., alias="X-Replica-Token", max_length=128)):
-    size, chunks = await asyncio.to_thread(registry.image_stream, get_settings(), replica_id, token)
+async def replica_image(
+    settings: SettingsDep, replica_id: str, token: str = Header(..., alias="X-Replica-Token", max_length=128)
+):
+    size, chunks = await asyncio.to_thread(registry.image_stream, settings, replica_id, token)
     return StreamingResponse(chunks, media_type="application/x-tar", headers={"Content-Length": str(size)})
 
 
 @router.get("/{name}", response_model=ServiceOut, summary="A service and its replicas")
-async def get_service(name: str, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
-    return await asyncio.to_thread(registry.get, get_settings(), owner, name)
+async def get_service(settings: SettingsDep, name: str, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
+    return await asyncio.to_thread(registry.get, settings, owner, name)
 
 
 @router.delete(
@@ -73,24 +78,26 @@ async def get_service(name: str, owner: str = Depends(owner_in("workloads"))) ->
     description="Its replicas stop; each one's lease is metered for the seconds it ran and ended, "
     "and the rest of its escrow is refunded.",
 )
-async def delete_service(name: str, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
-    return await asyncio.to_thread(registry.delete, get_settings(), owner, name)
+async def delete_service(settings: SettingsDep, name: str, owner: str = Depends(owner_in("workloads"))) -> ServiceOut:
+    return await asyncio.to_thread(registry.delete, settings, owner, name)
 
 
 @router.get("/{name}/logs", response_model=dict[str, str], summary="Each replica's newest output, by replica id")
-async def service_logs(name: str, owner: str = Depends(owner_in("workloads"))) -> dict[str, str]:
-    return await asyncio.to_thread(registry.logs, get_settings(), owner, name)
+async def service_logs(settings: SettingsDep, name: str, owner: str = Depends(owner_in("workloads"))) -> dict[str, str]:
+    return await asyncio.to_thread(registry.logs, settings, owner, name)
 
 
 async def proxy(
-    name: str, path: str, request: Request, owner: str = Depends(owner_in("workloads"))
+    settings: SettingsDep, name: str, path: str, request: Request, owner: str = Depends(owner_in("workloads"))
 ) -> StreamingResponse:
-    return await forward(owner, name, path, request)
+    return await forward(settings, owner, name, path, request)
 
 
-async def forward(owner: str, name: str, path: str, request: Request, public: bool = False) -> StreamingResponse:
+async def forward(
+    settings: Settings, owner: str, name: str, path: str, request: Request, public: bool = False
+) -> StreamingResponse:
     """Stream ``request`` to a live replica of the owner's service ``name`` and its answer back."""
-    service_id, replicas = await asyncio.to_thread(registry.live_replicas, get_settings(), owner, name, public=public)
+    service_id, replicas = await asyncio.to_thread(registry.live_replicas, settings, owner, name, public=public)
     body = await request.body()
     gateway.load.enter(service_id)
     try:

@@ -20,16 +20,16 @@ from agxnt.errors import AgentError
 from compute.identity.tokens import Principal
 from compute.ledger import Acct, balance
 from compute.models import Provider
-from compute.network import get_network
+from compute.network import Network
 from compute.providers.registry import MAX_SKEW_S
 from cxmpute.errors import Forbidden, Unauthorized
-from cxmpute.settings import get_settings
+from cxmpute.settings import Settings
 from stxrage import open_storage
 from stxrage.archive_upload import MAX_MEMBERS, unpack
 from stxrage.models import AuditReport, FileEntry, FileInfo, NodeInfo, PutStats, RepairReport, parse_policy
 from stxrage.registration import check_credential, node_url, registration_signer
 from stxrage.store import Storage
-from web.deps import operator, owner_in, signed_in
+from web.deps import NetworkDep, SettingsDep, operator, owner_in, signed_in
 
 router = APIRouter(prefix="/v1/storage", tags=["storage"])
 T = TypeVar("T")
@@ -37,8 +37,8 @@ MB = 2**20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def storage() -> Storage:
-    return open_storage(get_settings())
+def storage(settings: SettingsDep) -> Storage:
+    return open_storage(settings)
 
 
 async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
@@ -60,6 +60,7 @@ async def _call(fn: Callable[..., T], *args, **kwargs) -> T:
     "`body`, and nothing is stored.",
 )
 async def put_file(
+    settings: SettingsDep,
     request: Request,
     name: str | None = Query(None, max_length=500),
     private: bool = Query(False, description="Encrypt before the data leaves the platform"),
@@ -75,7 +76,7 @@ async def put_file(
         raise AgentError(str(exc), field="policy") from None
     options = {"name": name, "owner": owner, "private": private, "public": public, "policy": chosen}
     if archive:
-        return await _put_archive(request, store, options)
+        return await _put_archive(settings, request, store, options)
     # The body is spooled to disk, never held in memory, then chunked from there.
     fd, tmp = tempfile.mkstemp(prefix="stxrage-upload-")
     try:
@@ -92,9 +93,8 @@ def _put_spooled(store: Storage, path: str, **kwargs) -> PutStats:
         return store.put_stream(f, **kwargs)
 
 
-async def _put_archive(request: Request, store: Storage, options: dict[str, Any]) -> PutStats:
+async def _put_archive(settings: Settings, request: Request, store: Storage, options: dict[str, Any]) -> PutStats:
     """Spool the tar to disk, unpack it checked, and store the folder; the spool and the folder go after."""
-    settings = get_settings()
     # Beside the platform's storage rather than in /tmp: a folder can be larger than a tmpfs.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     work = LocalPath(await _call(tempfile.mkdtemp, prefix=".upload-", dir=settings.data_dir))
@@ -257,14 +257,14 @@ class NodeRegistration(BaseModel):
         return check_credential(credential)
 
 
-def _require_staked_provider(address: str) -> None:
+def _require_staked_provider(net: Network, settings: Settings, address: str) -> None:
     """Storage is a provision like any other: only a registered provider holding the minimum stake offers it."""
-    with get_network().store.read() as session:
+    with net.store.read() as session:
         if session.get(Provider, address) is None:
             raise Forbidden("register as a provider before adding storage nodes", field="provider")
         staked = balance(session, Acct("stake", address))
-    if staked < get_settings().min_stake_gwei:
-        raise Forbidden(f"stake of {staked} gwei is below the minimum {get_settings().min_stake_gwei}", field="stake")
+    if staked < settings.min_stake_gwei:
+        raise Forbidden(f"stake of {staked} gwei is below the minimum {settings.min_stake_gwei}", field="stake")
 
 
 @router.get(
@@ -286,20 +286,24 @@ async def my_nodes(
 
 @router.post("/nodes", response_model=NodeInfo, status_code=201, summary="Register your storage node")
 async def add_node(
-    body: NodeRegistration, principal: Principal = Depends(signed_in("provider")), store: Storage = Depends(storage)
+    settings: SettingsDep,
+    net: NetworkDep,
+    body: NodeRegistration,
+    principal: Principal = Depends(signed_in("provider")),
+    store: Storage = Depends(storage),
 ) -> NodeInfo:
     provider = principal.address
     if abs(time.time() - body.issued_at) > MAX_SKEW_S:
         raise Unauthorized("registration is stale or from the future", field="issued_at")
     try:
         signer = registration_signer(
-            get_network().domain.as_eip712(), provider, body.url, body.credential, body.issued_at, body.signature
+            net.domain.as_eip712(), provider, body.url, body.credential, body.issued_at, body.signature
         )
     except ValueError:
         raise Unauthorized("signature is malformed", field="signature") from None
     if signer != provider:
         raise Unauthorized(f"the registration is not signed by {provider}", field="signature")
-    await _call(_require_staked_provider, provider)
+    await _call(_require_staked_provider, net, settings, provider)
     return await _call(
         store.register_node, body.url, credential=body.credential, provider=provider, issued_at=body.issued_at
     )

@@ -14,8 +14,7 @@ from compute.training import coordinator, registry
 from compute.training.registry import MAX_CHECKPOINT_BYTES
 from compute.training.spec import Checkpoint, TrainingDetail, TrainingIn, TrainingOut
 from cxmpute.logging import get_logger
-from cxmpute.settings import get_settings
-from web.deps import job_credential, owner_in
+from web.deps import SettingsDep, job_credential, owner_in
 
 log = get_logger(__name__)
 
@@ -35,8 +34,7 @@ router = APIRouter(prefix="/v1/training", tags=["training"])
     "more ranks than live providers offering a rank's resources 409 (field `world_size`); "
     "nothing is leased or billed then.",
 )
-async def submit(body: TrainingIn, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
-    settings = get_settings()
+async def submit(settings: SettingsDep, body: TrainingIn, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
     job = await asyncio.to_thread(coordinator.submit, settings, owner, body)
     coordinator.start(settings, job.id)
     return job
@@ -44,9 +42,12 @@ async def submit(body: TrainingIn, owner: str = Depends(owner_in("workloads"))) 
 
 @router.get("/jobs", response_model=list[TrainingOut], summary="Your training jobs, newest first")
 async def list_jobs(
-    owner: str = Depends(owner_in("workloads")), limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+    settings: SettingsDep,
+    owner: str = Depends(owner_in("workloads")),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
 ) -> list[TrainingOut]:
-    return await asyncio.to_thread(registry.list_for, get_settings(), owner, limit, offset)
+    return await asyncio.to_thread(registry.list_for, settings, owner, limit, offset)
 
 
 @router.get(
@@ -56,12 +57,13 @@ async def list_jobs(
     description="Losses come as a window of steps: `losses_from` and at most `losses_steps` steps on.",
 )
 async def get_job(
+    settings: SettingsDep,
     job_id: str,
     owner: str = Depends(owner_in("workloads")),
     losses_from: int = Query(1, ge=1, description="First step whose loss to include"),
     losses_steps: int = Query(10_000, ge=0, le=100_000, description="Steps of losses to include"),
 ) -> TrainingDetail:
-    return await asyncio.to_thread(coordinator.detail, get_settings(), owner, job_id, losses_from, losses_steps)
+    return await asyncio.to_thread(coordinator.detail, settings, owner, job_id, losses_from, losses_steps)
 
 
 @router.delete(
@@ -70,8 +72,8 @@ async def get_job(
     summary="Cancel a training job",
     description="Its ranks are stopped; each rank's lease is settled for the seconds it ran.",
 )
-async def cancel(job_id: str, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
-    return await asyncio.to_thread(registry.cancel, get_settings(), owner, job_id)
+async def cancel(settings: SettingsDep, job_id: str, owner: str = Depends(owner_in("workloads"))) -> TrainingOut:
+    return await asyncio.to_thread(registry.cancel, settings, owner, job_id)
 
 
 # The rank URL: the path's secret is the credential, valid for one generation of one job.
@@ -98,8 +100,8 @@ class LossesIn(BaseModel):
     response_model=TrainingOut,
     summary="Rank URL: the job, while this generation lasts (404 once it has ended)",
 )
-async def rank_job(token: str) -> TrainingOut:
-    return await asyncio.to_thread(registry.rank_view, get_settings(), token)
+async def rank_job(settings: SettingsDep, token: str) -> TrainingOut:
+    return await asyncio.to_thread(registry.rank_view, settings, token)
 
 
 @router.get(
@@ -108,8 +110,8 @@ async def rank_job(token: str) -> TrainingOut:
     summary="Rank URL: the dataset",
     response_class=Response,
 )
-async def rank_dataset(token: str) -> Response:
-    data = await asyncio.to_thread(registry.dataset_bytes, get_settings(), token)
+async def rank_dataset(settings: SettingsDep, token: str) -> Response:
+    data = await asyncio.to_thread(registry.dataset_bytes, settings, token)
     return Response(data, media_type="text/csv")
 
 
@@ -119,8 +121,8 @@ async def rank_dataset(token: str) -> Response:
     summary="Rank URL: the checkpoint to resume from",
     response_class=Response,
 )
-async def rank_checkpoint(token: str) -> Response:
-    data = await asyncio.to_thread(registry.resume_bytes, get_settings(), token)
+async def rank_checkpoint(settings: SettingsDep, token: str) -> Response:
+    data = await asyncio.to_thread(registry.resume_bytes, settings, token)
     return Response(data, media_type="application/octet-stream")
 
 
@@ -130,8 +132,8 @@ async def rank_checkpoint(token: str) -> Response:
     response_model=Rendezvous,
     summary="Rank URL: where rank 0 serves the rendezvous (nulls until it has published it)",
 )
-async def rank_rendezvous(token: str) -> Rendezvous:
-    host, port = await asyncio.to_thread(registry.rendezvous, get_settings(), token)
+async def rank_rendezvous(settings: SettingsDep, token: str) -> Rendezvous:
+    host, port = await asyncio.to_thread(registry.rendezvous, settings, token)
     return Rendezvous(host=host, port=port)
 
 
@@ -141,8 +143,8 @@ async def rank_rendezvous(token: str) -> Rendezvous:
     status_code=204,
     summary="Rank URL: rank 0 publishes the rendezvous",
 )
-async def publish_rendezvous(token: str, body: RendezvousIn) -> Response:
-    await asyncio.to_thread(registry.set_rendezvous, get_settings(), token, body.host, body.port)
+async def publish_rendezvous(settings: SettingsDep, token: str, body: RendezvousIn) -> Response:
+    await asyncio.to_thread(registry.set_rendezvous, settings, token, body.host, body.port)
     return Response(status_code=204)
 
 
@@ -152,8 +154,8 @@ async def publish_rendezvous(token: str, body: RendezvousIn) -> Response:
     status_code=204,
     summary="Rank URL: a rank reports its losses",
 )
-async def rank_losses(token: str, body: LossesIn) -> Response:
-    await asyncio.to_thread(registry.add_losses, get_settings(), token, body.rank, body.points)
+async def rank_losses(settings: SettingsDep, token: str, body: LossesIn) -> Response:
+    await asyncio.to_thread(registry.add_losses, settings, token, body.rank, body.points)
     return Response(status_code=204)
 
 
@@ -164,9 +166,9 @@ async def rank_losses(token: str, body: LossesIn) -> Response:
     status_code=201,
     summary="Rank URL: rank 0 uploads a checkpoint (the request body) taken after `step` steps",
 )
-async def rank_upload(token: str, request: Request, step: int = Query(..., ge=1)) -> Checkpoint:
+async def rank_upload(settings: SettingsDep, token: str, request: Request, step: int = Query(..., ge=1)) -> Checkpoint:
     # The token first: nobody but a live rank gets to make the platform buffer a checkpoint.
-    await asyncio.to_thread(registry.rank_view, get_settings(), token)
+    await asyncio.to_thread(registry.rank_view, settings, token)
     data = bytearray()
     async for part in request.stream():
         data += part
@@ -174,4 +176,4 @@ async def rank_upload(token: str, request: Request, step: int = Query(..., ge=1)
             raise ComputeError(
                 f"a checkpoint may be at most {MAX_CHECKPOINT_BYTES} bytes", field="body", status_code=413
             )
-    return await asyncio.to_thread(registry.add_checkpoint, get_settings(), token, step, bytes(data))
+    return await asyncio.to_thread(registry.add_checkpoint, settings, token, step, bytes(data))

@@ -7,12 +7,10 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import PlainTextResponse
 
 from compute.identity.tokens import Principal
-from compute.network import Network
 from compute.vms import service
 from compute.vms.models import SnapshotIn, StartIn, VmCreate, VmOut
 from cxmpute.logging import get_logger
-from cxmpute.settings import get_settings
-from web.routers._compute import network, signed_in
+from web.deps import NetworkDep, SettingsDep, signed_in
 
 log = get_logger(__name__)
 
@@ -32,32 +30,34 @@ user = signed_in("market")
     "only network is its SSH port, forwarded at `ssh_host:ssh_port`. 503 when "
     "this platform has no hypervisor; 409 with `no_match` when no provision fits.",
 )
-def create(body: VmCreate, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
-    return service.create(net, get_settings(), principal.address, body)
+def create(settings: SettingsDep, net: NetworkDep, body: VmCreate, principal: Principal = Depends(user)) -> VmOut:
+    return service.create(net, settings, principal.address, body)
 
 
 @router.get("", response_model=list[VmOut], summary="Your virtual machines, newest first")
 def list_vms(
+    settings: SettingsDep,
+    net: NetworkDep,
     include_destroyed: bool = Query(False, alias="all", description="Include destroyed machines"),
     principal: Principal = Depends(user),
-    net: Network = Depends(network),
 ) -> list[VmOut]:
-    return service.list_for(net, get_settings(), principal.address, include_destroyed=include_destroyed)
+    return service.list_for(net, settings, principal.address, include_destroyed=include_destroyed)
 
 
 @router.get("/{vm_id}", response_model=VmOut, summary="A virtual machine, with its billing so far")
-def get_vm(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
-    return service.get(net, get_settings(), principal.address, vm_id)
+def get_vm(settings: SettingsDep, net: NetworkDep, vm_id: str, principal: Principal = Depends(user)) -> VmOut:
+    return service.get(net, settings, principal.address, vm_id)
 
 
 @router.get("/{vm_id}/console", response_class=PlainTextResponse, summary="The tail of its serial console")
 def get_console(
+    settings: SettingsDep,
+    net: NetworkDep,
     vm_id: str,
     max_bytes: int = Query(65536, ge=1, le=4 * 2**20),
     principal: Principal = Depends(user),
-    net: Network = Depends(network),
 ) -> str:
-    return service.console(net, get_settings(), principal.address, vm_id, max_bytes)
+    return service.console(net, settings, principal.address, vm_id, max_bytes)
 
 
 @router.post(
@@ -68,17 +68,18 @@ def get_console(
     "included); one taken while stopped boots from its disk.",
 )
 def start(
+    settings: SettingsDep,
+    net: NetworkDep,
     vm_id: str,
     body: StartIn = Body(default_factory=StartIn),
     principal: Principal = Depends(user),
-    net: Network = Depends(network),
 ) -> VmOut:
-    return service.start(net, get_settings(), principal.address, vm_id, body.snapshot)
+    return service.start(net, settings, principal.address, vm_id, body.snapshot)
 
 
 @router.post("/{vm_id}/stop", response_model=VmOut, summary="Power off (ACPI, then forced after a grace period)")
-def stop(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
-    return service.stop(net, get_settings(), principal.address, vm_id)
+def stop(settings: SettingsDep, net: NetworkDep, vm_id: str, principal: Principal = Depends(user)) -> VmOut:
+    return service.stop(net, settings, principal.address, vm_id)
 
 
 @router.post(
@@ -88,9 +89,9 @@ def stop(vm_id: str, principal: Principal = Depends(user), net: Network = Depend
     description="While running: disk, memory and device state (QEMU savevm); while stopped: the disk.",
 )
 def snapshot(
-    vm_id: str, body: SnapshotIn, principal: Principal = Depends(user), net: Network = Depends(network)
+    settings: SettingsDep, net: NetworkDep, vm_id: str, body: SnapshotIn, principal: Principal = Depends(user)
 ) -> VmOut:
-    return service.snapshot(net, get_settings(), principal.address, vm_id, body.name)
+    return service.snapshot(net, settings, principal.address, vm_id, body.name)
 
 
 @router.delete(
@@ -99,5 +100,5 @@ def snapshot(
     summary="Destroy: machine and files gone, lease ended",
     description="Bills the last running seconds and refunds the rest of the escrow.",
 )
-def destroy(vm_id: str, principal: Principal = Depends(user), net: Network = Depends(network)) -> VmOut:
-    return service.destroy(net, get_settings(), principal.address, vm_id)
+def destroy(settings: SettingsDep, net: NetworkDep, vm_id: str, principal: Principal = Depends(user)) -> VmOut:
+    return service.destroy(net, settings, principal.address, vm_id)

@@ -7,10 +7,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from compute.identity.tokens import Principal
-from compute.network import Network
 from compute.worker import delivery, jobs
 from cxmpute.errors import Conflict, Forbidden
-from web.routers._compute import network, signed_in
+from web.deps import NetworkDep, signed_in
 
 router = APIRouter(prefix="/v1/work", tags=["providers"])
 provider = signed_in("provider")
@@ -22,7 +21,7 @@ provider = signed_in("provider")
     description="A provider worker calls this when it starts: its unfinished jobs are abandoned (lease ended "
     "as provider-lost) and the platform dispatches them to other providers. Returns their ids.",
 )
-def recover(principal: Principal = Depends(provider), net: Network = Depends(network)) -> list[str]:
+def recover(net: NetworkDep, principal: Principal = Depends(provider)) -> list[str]:
     lost = jobs.recover(net.store, principal.address)
     net.market.refresh_provider(principal.address)
     return lost
@@ -45,7 +44,7 @@ def recover(principal: Principal = Depends(provider), net: Network = Depends(net
     "`concurrency` jobs are pushed before their results are in.",
 )
 async def stream(
-    body: delivery.StreamIn, principal: Principal = Depends(provider), net: Network = Depends(network)
+    net: NetworkDep, body: delivery.StreamIn, principal: Principal = Depends(provider)
 ) -> StreamingResponse:
     if not await run_in_threadpool(delivery.is_provider, net.store, principal.address):
         # Not 403: the credential holds the scope; the account has yet to register as a provider.
@@ -64,7 +63,7 @@ async def stream(
     "another provider, or its owner cancelled it, and this result is ignored (and not paid).",
 )
 async def result(
-    job_id: str, body: jobs.Completion, principal: Principal = Depends(provider), net: Network = Depends(network)
+    net: NetworkDep, job_id: str, body: jobs.Completion, principal: Principal = Depends(provider)
 ) -> jobs.JobOut:
     # Results reported together are accepted together: one transaction for the batch (compute.worker.results).
     return await run_in_threadpool(
@@ -78,19 +77,17 @@ async def result(
     description="Filter by `status` (queued, running, done, failed, abandoned); paginate with `limit`/`offset`.",
 )
 def list_jobs(
+    net: NetworkDep,
     status: str | None = Query(None, pattern="^(queued|running|done|failed|abandoned)$"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
     principal: Principal = Depends(signed_in("account")),
-    net: Network = Depends(network),
 ) -> list[jobs.JobOut]:
     return jobs.list_for(net.store, principal.address, status, limit, offset)
 
 
 @router.get("/{job_id}", summary="A job: its provider, status, seconds and cost (its owner or provider only)")
-def get(
-    job_id: str, principal: Principal = Depends(signed_in("account")), net: Network = Depends(network)
-) -> jobs.JobOut:
+def get(net: NetworkDep, job_id: str, principal: Principal = Depends(signed_in("account"))) -> jobs.JobOut:
     job = jobs.get(net.store, job_id)
     if principal.address not in (job.owner, job.provider):
         raise Forbidden("job belongs to other accounts", field="job_id")
