@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from cxmpute.errors import CxmputeError, NotFound
 
 
@@ -11,3 +14,15 @@ class AgentError(CxmputeError):
 
 class UnknownAgent(AgentError, NotFound):
     """No agent of that name (or version) is registered: a 404, and an agent error like the others."""
+
+
+@contextmanager
+def as_agent_errors() -> Iterator[None]:
+    """Refusals of the layers below (the sandbox, inference, storage) reach the agent's caller as agent errors,
+    with the same message, field and status."""
+    try:
+        yield
+    except AgentError:
+        raise
+    except CxmputeError as exc:
+        raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
-from agxnt.errors import AgentError
+from agxnt.errors import AgentError, as_agent_errors
 from compute.runtimes import Limits, ResourceUsage, Runtime, SandboxSpec
 from compute.runtimes.code import CONTROL_DIR, CodeResult, run_code
 from cxmpute.errors import CxmputeError
@@ -20,14 +18,6 @@ from cxmpute.errors import CxmputeError
 MAX_INPUT_FILES = 100
 MAX_PRODUCED_FILES = 50
 MAX_PRODUCED_BYTES = 64 * 2**20
-
-
-@contextmanager
-def _as_agent_errors() -> Iterator[None]:
-    try:
-        yield
-    except CxmputeError as exc:
-        raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
 
 
 class CodeFile(BaseModel):
@@ -70,7 +60,7 @@ class SandboxOptions(BaseModel):
 
 
 def _runtime(ctx: AgentContext, name: str | None) -> Runtime:
-    with _as_agent_errors():
+    with as_agent_errors():
         return ctx.services.runtimes.get(name)
 
 
@@ -124,7 +114,7 @@ class Codexecution(Agent):
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         runtime = _runtime(ctx, input.runtime)
         given = {f.path: _file_bytes(f, ctx) for f in input.files}
-        with _as_agent_errors():
+        with as_agent_errors():
             async with await runtime.start(input.spec(input.timeout_seconds)) as sandbox:
                 result = await run_code(
                     sandbox, runtime, input.code, language=input.language, inputs=input.inputs, files=given.items()
@@ -213,7 +203,7 @@ class SequentialCode(Agent):
 
     async def run(self, input: Input, ctx: AgentContext) -> Output:
         sessions = ctx.services.runtimes.sessions
-        with _as_agent_errors():
+        with as_agent_errors():
             if input.session_id:
                 session = sessions.get(input.session_id, ctx.owner)
             else:
@@ -234,6 +224,6 @@ class SequentialCode(Agent):
             ctx.progress((index + 1) / len(input.cells))
         keep = (input.keep_open or input.session_id is not None) and not input.close and session.alive
         if not keep:
-            with _as_agent_errors():
+            with as_agent_errors():
                 await sessions.close(session.id, ctx.owner)
         return self.Output(session_id=session.id, runtime=session.runtime.name, open=keep, cells=outputs)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from pydantic import BaseModel, Field
 
@@ -34,15 +32,6 @@ async def load(ctx: AgentContext, cid: str, field: str) -> bytes:
         return await asyncio.to_thread(ctx.services.storage.get_bytes, cid, owner=ctx.owner)
     except CxmputeError as exc:  # missing, foreign or malformed: the caller's input names it
         raise AgentError(f"cannot read {cid}: {exc.message}", field=field, status_code=exc.status_code) from None
-
-
-@contextmanager
-def as_agent_errors() -> Iterator[None]:
-    """Inference errors (bad size, unknown voice, missing model) reach the caller as agent errors, same field."""
-    try:
-        yield
-    except CxmputeError as exc:
-        raise AgentError(exc.message, field=exc.field, status_code=exc.status_code) from None
 
 
 def one_of(input: BaseModel, *names: str) -> str:

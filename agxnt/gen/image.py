@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
-from agxnt.errors import AgentError
-from agxnt.gen.files import GeneratedFile, as_agent_errors, stem, store
+from agxnt.errors import AgentError, as_agent_errors
+from agxnt.gen.files import GeneratedFile, stem, store
 from compute.inference import diffusion
 
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
-from agxnt.errors import AgentError
-from agxnt.gen.files import GeneratedFile, as_agent_errors, load, one_of, stem, store
+from agxnt.errors import AgentError, as_agent_errors
+from agxnt.gen.files import GeneratedFile, load, one_of, stem, store
 from compute.runtimes import Limits, SandboxSpec
 from cxmpute.errors import CxmputeError
 

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
-from agxnt.gen.files import GeneratedFile, as_agent_errors, stem, store
+from agxnt.errors import as_agent_errors
+from agxnt.gen.files import GeneratedFile, stem, store
 from compute.inference import speech
 
 MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}

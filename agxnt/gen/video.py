@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from agxnt.agent import Agent, Resources
 from agxnt.context import AgentContext
-from agxnt.gen.files import GeneratedFile, as_agent_errors, stem, store
+from agxnt.errors import as_agent_errors
+from agxnt.gen.files import GeneratedFile, stem, store
 from agxnt.gen.image import DiffusionOptions
 from compute.inference import diffusion
 
