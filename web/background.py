@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from compute.inference.gateway import close_provider_client
 from compute.market.sweeper import LeaseSweeper
+from compute.runtimes.reaper import SessionReaper
 from compute.services import gateway
 from compute.services.reconciler import Reconciler
 from compute.training.coordinator import OrphanAdopter
@@ -20,7 +21,7 @@ from cxmpute.settings import Settings, get_settings
 
 def services(settings: Settings) -> list[LoopService]:
     """Every background loop of the API process, in the order they start (and stop in reverse)."""
-    return [LeaseSweeper(), VmMeter(settings), OrphanAdopter(settings), Reconciler(settings)]
+    return [LeaseSweeper(), VmMeter(settings), OrphanAdopter(settings), Reconciler(settings), SessionReaper()]
 
 
 @asynccontextmanager

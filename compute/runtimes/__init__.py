@@ -32,6 +32,7 @@ __all__ = [
     "RuntimeRegistry",
     "RuntimeUnavailable",
     "Sandbox",
+    "opened_registries",
     "runtime_registry",
 ]
 
@@ -48,3 +49,9 @@ def runtime_registry(settings: Settings | None = None) -> RuntimeRegistry:
         if key not in _registries:
             _registries[key] = RuntimeRegistry(settings)
         return _registries[key]
+
+
+def opened_registries() -> list[RuntimeRegistry]:
+    """The registries this process has opened so far (none is opened by asking)."""
+    with _lock:
+        return list(_registries.values())

@@ -27,7 +27,13 @@ async def _loop_tasks() -> list[asyncio.Task]:
 
 def test_the_lifespan_runs_every_background_service_and_stops_them():
     wanted = {f"loop-{s.name}" for s in background.services(get_settings())}
-    assert {"loop-lease-sweeper", "loop-vm-meter", "loop-training-adopter", "loop-service-reconciler"} <= wanted
+    assert {
+        "loop-lease-sweeper",
+        "loop-vm-meter",
+        "loop-training-adopter",
+        "loop-service-reconciler",
+        "loop-code-session-reaper",
+    } <= wanted
     with TestClient(create_app()) as client:
         assert client.portal is not None
         tasks = client.portal.call(_loop_tasks)

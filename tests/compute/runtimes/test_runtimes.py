@@ -9,6 +9,7 @@ import pytest
 
 from compute.runtimes import ExecResult, Limits, OutputChunk, RuntimeUnavailable, SandboxSpec, runtime_registry
 from compute.runtimes.code import SessionManager, run_code
+from compute.runtimes.reaper import SessionReaper
 from compute.runtimes.seccomp import program
 from cxmpute.errors import Forbidden, NotFound
 from cxmpute.settings import get_settings
@@ -158,6 +159,21 @@ async def test_idle_sessions_expire(runtime):
     await manager.reap()
     with pytest.raises(NotFound):
         manager.get(session.id, "alice")
+
+
+async def test_the_reaper_closes_an_abandoned_session_of_an_opened_registry(runtime):
+    """Nobody opens or lists sessions again: the background reaper still ends the idle one and its sandbox."""
+    sessions = runtime_registry(get_settings()).sessions
+    session = await sessions.open("alice", runtime, SandboxSpec(), idle_timeout=0.01)
+    try:
+        assert session.alive
+        session.last_used -= 1
+        await SessionReaper().run_once()
+        with pytest.raises(NotFound):
+            sessions.get(session.id, "alice")
+        assert not session.alive
+    finally:
+        sessions.close_all()
 
 
 def test_registry_names_the_runtimes_and_refuses_unknown_ones():
