@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from compute.errors import ComputeError
 from compute.ledger import Acct, balance
+from compute.market.follow import mark
 from compute.models import Provider, Provision, aware, utcnow
 from compute.store import Store
 from cxmpute.errors import Forbidden, NotFound
@@ -125,6 +126,7 @@ def capacity_group(session: Session, provision_id: str) -> list[str]:
 def shift_capacity(session: Session, ids: list[str], r: Resources, sign: int) -> None:
     """Take (``sign`` -1) or give back (+1) ``r`` of the free capacity of every provision in ``ids``."""
     if ids:
+        mark(session, ids)
         session.execute(
             update_rows(Provision)
             .where(Provision.id.in_(ids))

@@ -129,7 +129,6 @@ def _set_status(net: Network, provider: str, provision_id: str, status: str) -> 
         provisions.update(net.store, provider, provision_id, ProvisionPatch(status=status))
     except CxmputeError:  # retired meanwhile: nothing to pause or resume
         pass
-    net.market.refresh(provision_id)
 
 
 def list_for(net: Network, provider: str) -> list[EndpointOut]:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 from compute.market import closing, leases
 from compute.market.closing import Closed, Closing
 from compute.market.demand import MatchRequest
+from compute.market.follow import follow
 from compute.market.index import NoMatch, ProvisionIndex, Slot
 from compute.market.placement import NoMatchError, Placer
 from compute.market.pricing import compute_units, cost
@@ -60,6 +61,7 @@ class Market:
         self._publish = threading.Lock()
         self._engine = get_engine(store.url)
         self._placer = Placer(self._engine, domain, self.index, self.refresh, self._publish)
+        follow(self._engine, self)
 
     def sync(self, force: bool = False) -> None:
         """Load provisions changed since the last sync (all of them the first time)."""
@@ -144,9 +146,7 @@ class Market:
             self.index.set_free(slot_id, *values)
 
     def end(self, lease_id: str, reason: leases.EndReason, caller: str | None) -> leases.LeaseOut:
-        lease = leases.end(self.store, lease_id, reason, caller)
-        self.refresh_provider(lease.provider)
-        return lease
+        return leases.end(self.store, lease_id, reason, caller)
 
     def sweep(self) -> Sweep:
         """Renew or expire leases past their term and end those of providers that went silent."""

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from compute import receipts
+from compute.market.follow import mark
 from compute.models import Provider, Provision, utcnow
 from compute.providers.hardware import HardwareProfile
 from compute.receipts import Domain
@@ -134,11 +135,13 @@ def heartbeat(store: Store, domain: Domain, hb: Heartbeat, caller: str | None) -
             raise Unauthorized("heartbeat replayed: timestamp is not newer than the last one", field="timestamp")
         row.last_heartbeat_ts = hb.timestamp
         row.heartbeats += 1
-        session.execute(
+        revived = session.execute(
             update(Provision)
             .where(Provision.provider == hb.provider, Provision.status == "down")
             .values(status="active", updated_at=utcnow())
-        )
+        ).rowcount
+        if revived:
+            mark(session, providers=[hb.provider])
         row.reputation = reputation(row)
         session.flush()
         return out(row)
@@ -154,11 +157,14 @@ def is_alive(row: Provider, now_ts: float | None = None, missed_heartbeats: int 
 
 def mark_down(session: Session, address: str) -> int:
     """Take a silent provider's active provisions out of matching until its next heartbeat."""
-    return session.execute(
+    downed = session.execute(
         update(Provision)
         .where(Provision.provider == address, Provision.status == "active")
         .values(status="down", updated_at=utcnow())
     ).rowcount
+    if downed:
+        mark(session, providers=[address])
+    return downed
 
 
 def reputation(row: Provider) -> float:

@@ -111,8 +111,7 @@ class Reconciler(LoopService):
     def _abandon_open(self, replica_id: str) -> None:
         net = get_network()
         for job_id in self._open_jobs(replica_id):
-            job = jobs.abandon(net.store, job_id, "expired")
-            net.market.refresh_provider(job.provider)
+            jobs.abandon(net.store, job_id, "expired")
 
     def _spread(self, service_id: str) -> Spread:
         if service_id not in self.spreads:

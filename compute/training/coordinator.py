@@ -173,7 +173,6 @@ def _release_orphaned_ranks(settings: Settings, job_id: str) -> None:
     for rank in ranks(registry.load(settings, job_id)):
         if rank.status in ("queued", "running"):
             jobs.abandon(network.store, rank.job_id, "expired")
-            network.market.refresh_provider(rank.provider)
 
 
 async def _coordinate(settings: Settings, job_id: str) -> None:

@@ -353,7 +353,6 @@ def destroy(net: Network, settings: Settings, owner: str, vm_id: str) -> VmOut:
             session.flush()
         # Files go only once the machine's record says destroyed: a crash before leaves them for a retry.
         shutil.rmtree(machine.path, ignore_errors=True)
-        net.market.refresh_provider(row.provider)
         with net.store.read() as session:
             return _out(session, _owned(session, owner, vm_id), settings)
 
@@ -388,5 +387,4 @@ def meter_running(net: Network, settings: Settings) -> list[str]:
                     lease = session.get(Lease, row.lease_id)
                     _stopped(row, None if active else f"lease ended ({lease.end_reason})")
                 stopped.append(vm_id)
-            net.market.refresh_provider(row.provider)
     return stopped

@@ -304,12 +304,10 @@ class Dispatcher:
     def _mark_down(self, provider: str) -> None:
         with self.network.store.write() as session:
             mark_down(session, provider)
-        self.network.market.refresh_provider(provider)
 
     async def _give_up(self, job_id: str, reason: str, why: str) -> JobOut:
         job = await _watch_thread(jobs.abandon, self.network.store, job_id, reason)
         if job.status != "abandoned" or jobs.is_cancelled(job):  # it ended between our last look and now
             return job
         log.warning("abandoned job %s on provider %s: %s", job_id, job.provider, why)
-        await _watch_thread(self.network.market.refresh_provider, job.provider)
         return job

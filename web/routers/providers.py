@@ -41,9 +41,7 @@ def heartbeat(
     net: NetworkDep, body: registry.Heartbeat, authorization: str | None = Header(None)
 ) -> registry.ProviderOut:
     caller = current_principal(authorization).address if authorization else None
-    out = registry.heartbeat(net.store, net.domain, body, caller)
-    net.market.refresh_provider(out.address)
-    return out
+    return registry.heartbeat(net.store, net.domain, body, caller)
 
 
 @router.post("/providers/stake", summary="Credit a stake from a Staked transaction on the vault")
@@ -58,9 +56,7 @@ def unstake(net: NetworkDep, body: funds.Unstake, principal: Principal = Depends
 
 @router.post("/provisions", status_code=201, summary="Publish a provision")
 def create(net: NetworkDep, body: ProvisionSpec, principal: Principal = Depends(provider)) -> ProvisionOut:
-    out = provisions.create(net.store, principal.address, body)
-    net.market.refresh(out.id)
-    return out
+    return provisions.create(net.store, principal.address, body)
 
 
 @router.get("/provisions", summary="This provider's provisions")
@@ -77,13 +73,9 @@ def get_provision(net: NetworkDep, provision_id: str) -> ProvisionOut:
 def patch(
     net: NetworkDep, provision_id: str, body: ProvisionPatch, principal: Principal = Depends(provider)
 ) -> ProvisionOut:
-    out = provisions.update(net.store, principal.address, provision_id, body)
-    net.market.refresh(out.id)
-    return out
+    return provisions.update(net.store, principal.address, provision_id, body)
 
 
 @router.delete("/provisions/{provision_id}", summary="Retire a provision (running leases continue)")
 def retire(net: NetworkDep, provision_id: str, principal: Principal = Depends(provider)) -> ProvisionOut:
-    out = provisions.retire(net.store, principal.address, provision_id)
-    net.market.refresh(out.id)
-    return out
+    return provisions.retire(net.store, principal.address, provision_id)

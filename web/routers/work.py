@@ -22,9 +22,7 @@ provider = signed_in("provider")
     "as provider-lost) and the platform dispatches them to other providers. Returns their ids.",
 )
 def recover(net: NetworkDep, principal: Principal = Depends(provider)) -> list[str]:
-    lost = jobs.recover(net.store, principal.address)
-    net.market.refresh_provider(principal.address)
-    return lost
+    return jobs.recover(net.store, principal.address)
 
 
 @router.post(
