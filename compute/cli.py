@@ -372,8 +372,10 @@ def _request(
     model: str | None,
     image: str | None,
     region: str | None,
+    provision: str | None = None,
 ) -> dict:
     return {
+        "provision_id": provision,
         "kind": kind,
         "price_min_gwei": price_min,
         "price_max_gwei": price_max,
@@ -388,6 +390,7 @@ def _request(
 
 _KIND = typer.Option(..., help="vm, container, function, inference or agent")
 _MAX = typer.Option(..., help="Highest ask accepted, gwei per CU-second")
+_PROVISION = typer.Option(None, help="Only this provision (an id from GET /v1/market/provisions)")
 
 
 @market_app.command("quote")
@@ -404,6 +407,7 @@ def quote(
     model: str = typer.Option(None),
     image: str = typer.Option(None),
     region: str = typer.Option(None),
+    provision: str = _PROVISION,
 ) -> None:
     """What a request would get and cost, or why nothing matches."""
     with PlatformClient() as api:
@@ -423,6 +427,7 @@ def quote(
                     model,
                     image,
                     region,
+                    provision,
                 ),
             )
         )
@@ -442,6 +447,7 @@ def request(
     model: str = typer.Option(None),
     image: str = typer.Option(None),
     region: str = typer.Option(None),
+    provision: str = _PROVISION,
 ) -> None:
     """Match and open a lease (escrow held, or the first rental term billed)."""
     with PlatformClient() as api:
@@ -462,6 +468,7 @@ def request(
                     model,
                     image,
                     region,
+                    provision,
                 ),
             )
         )

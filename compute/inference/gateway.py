@@ -6,7 +6,12 @@ For a request the gateway
 2. otherwise asks the market for an inference provision serving the model within the caller's price range
    (``X-Cxmpute-Price-Min`` / ``X-Cxmpute-Price-Max`` headers, gwei per compute-unit-second; default max
    ``CXMPUTE_INFERENCE_PRICE_MAX_GWEI``), which opens a per-second lease with escrow;
-3. forwards the request to that provision's registered server and relays the answer (streams as they come);
+3. forwards the request to that provision's registered server and relays the answer (streams as they come).
+   When the caller's balance covers the lease, the request is sent to the provision the market offers while
+   the lease is being placed on exactly that provision (``provision_id``), so the provider starts without
+   waiting for the lease's commit; a placement the database refuses withdraws the request before any byte of it
+   is relayed (the provider's work so far is unbilled: at most the placement's few milliseconds, and only for a
+   caller whose balance looked sufficient), and one that lands elsewhere sends it again there;
 4. on success meters the seconds used into the ledger (once, keyed by the request id), ends the lease and
    records the request, in one transaction shared with the requests settling at the same moment
    (:mod:`compute.inference.settlement`);
