@@ -105,8 +105,11 @@ def test_cli_walks_provider_and_user_through_real_http(live_api, make_wallet, mo
                 "60",
                 "--model",
                 "tiny-llm",
+                "--provision",
+                added["id"],
             )
         )
+        assert lease["provision_id"] == added["id"]
         assert lease["provider"] == provider.address and lease["escrow_gwei"] == 40 * 2 * 60
         assert json.loads(cli(user, "account", "balance"))["user_gwei"] == 10**9 - 40 * 2 * 60
         assert "escrow-hold" in cli(user, "account", "history")
