@@ -2,7 +2,7 @@
 
 A session that writes a provision (created, patched, paused, retired, its capacity shifted by a lease's end) or a
 provider's reputation marks it; once the session commits, every market over that database reloads what was
-marked, before the committing call returns. Callers never refresh the index by hand. Placements and closings
+marked, as the session gives its connection back and before the committing call returns. Callers never refresh the index by hand. Placements and closings
 write through connections of the market's own and put their results in the index themselves
 (:mod:`compute.market.placement`, :mod:`compute.market.closing`).
 """
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from compute.market.matching import Market
 
 _KEY = "cxmpute.market.changed"
+_COMMITTED = "cxmpute.market.committed"
 _markets: weakref.WeakKeyDictionary[Engine, weakref.WeakSet[Market]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
@@ -67,6 +68,16 @@ def _reranked(provider: Provider) -> bool:
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
     changed = session.info.pop(_KEY, None)
+    if changed:
+        session.info[_COMMITTED] = changed
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, _transaction: object) -> None:
+    # Reloaded here, once the transaction has given its connection back, not in after_commit: a writer that held
+    # its connection while taking another for the reload could, with enough writers at once, empty the pool and
+    # wait on itself.
+    changed = session.info.pop(_COMMITTED, None)
     if not changed:
         return
     with _lock:

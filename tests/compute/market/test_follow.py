@@ -8,6 +8,7 @@ from compute.market import leases
 from compute.market.matching import Market
 from compute.providers.registry import mark_down
 from compute.provisions import ProvisionPatch
+from cxmpute.db import get_engine
 from tests.compute.market.test_placement import ONE_CORE, assert_index_matches_database, offer, provider, user
 
 
@@ -50,3 +51,23 @@ def test_a_rolled_back_write_leaves_the_index_alone(net):
         pass
     assert market.quote(ONE_CORE).provision_id == prov
     assert_index_matches_database(market, store)
+
+
+def test_the_reload_waits_for_the_writer_to_give_its_connection_back(net, monkeypatch):
+    """A writer that reloaded while holding its connection would need two at once: enough writers together
+    would empty the pool and wait on each other."""
+    store = net.store
+    market = Market(store, net.domain)
+    p = provider(store)
+    market.quote(ONE_CORE)
+    engine = get_engine(store.url)
+    held: list[int] = []
+    real = market.refresh
+
+    def refresh(provision_id: str) -> None:
+        held.append(engine.pool.checkedout())
+        real(provision_id)
+
+    monkeypatch.setattr(market, "refresh", refresh)
+    offer(store, p, cpu=1)
+    assert held == [0]
