@@ -179,6 +179,7 @@ class AuditReport(BaseModel):
 class RepairReport(BaseModel):
     blocks_checked: int
     fragments_rebuilt: int
+    fragments_recovered: int = Field(0, description="Copies marked bad that read back whole again, kept in place")
     degraded: list[str] = Field(default_factory=list, description="Blocks still below target (too few healthy nodes)")
     lost: list[str] = Field(default_factory=list, description="Blocks with fewer healthy fragments than needed to read")
 

@@ -643,6 +643,23 @@ class Storage:
             raise DataLost(f"block {block_cid} decoded to bytes that do not match its CID")
         return data
 
+    def _verifies_again(self, block_cid: str, idx: int, node_id: str, fragment_cid: str) -> bool:
+        """Whether a copy marked bad now reads back whole (a node that sent wrong bytes once, a disk error since
+        mended); one that does is marked healthy and kept rather than copied again."""
+        try:
+            data = self._store(node_id).get(fragment_cid)
+        except (StoreUnavailable, BlockMissing):
+            return False
+        if not cids.matches(fragment_cid, data):
+            return False
+        with self._session() as s:
+            s.execute(
+                update(FragmentRow)
+                .where(FragmentRow.block_cid == block_cid, FragmentRow.idx == idx, FragmentRow.node_id == node_id)
+                .values(healthy=True)
+            )
+        return True
+
     def _mark_unhealthy(self, block_cid: str, idx: int) -> None:
         with self._session() as s:
             s.execute(
@@ -849,22 +866,33 @@ class Storage:
         )
 
     def repair(self) -> RepairReport:
-        """Rebuild every fragment that is unhealthy or on a node that is not active, on other nodes."""
+        """Rebuild every fragment that is unhealthy or on a node that is not active, on other nodes; a copy marked
+        unhealthy that verifies again where it is stays there."""
         active = self._active_nodes()
         active_ids = {n for n, _ in active}
         report = RepairReport(blocks_checked=0, fragments_rebuilt=0)
         with self._session() as s:
             blocks = list(s.execute(select(BlockRow.cid, BlockRow.policy)))
-            fragments: dict[str, list[tuple[int, str, bool]]] = {}
-            for block_cid, idx, node_id, healthy in s.execute(
-                select(FragmentRow.block_cid, FragmentRow.idx, FragmentRow.node_id, FragmentRow.healthy)
+            fragments: dict[str, list[tuple[int, str, str, bool]]] = {}
+            for block_cid, idx, node_id, fragment_cid, healthy in s.execute(
+                select(
+                    FragmentRow.block_cid,
+                    FragmentRow.idx,
+                    FragmentRow.node_id,
+                    FragmentRow.fragment_cid,
+                    FragmentRow.healthy,
+                )
             ):
-                fragments.setdefault(block_cid, []).append((idx, node_id, healthy))
+                fragments.setdefault(block_cid, []).append((idx, node_id, fragment_cid, healthy))
         for block_cid, policy_doc in blocks:
             report.blocks_checked += 1
             policy = _policy_adapter.validate_python(policy_doc)
             rows = fragments.get(block_cid, [])
-            good = {idx: node for idx, node, healthy in rows if healthy and node in active_ids}
+            good = {idx: node for idx, node, _, healthy in rows if healthy and node in active_ids}
+            for idx, node, fragment_cid, healthy in rows:
+                if not healthy and node in active_ids and self._verifies_again(block_cid, idx, node, fragment_cid):
+                    good[idx] = node
+                    report.fragments_recovered += 1
             missing = [i for i in range(policy.width) if i not in good]
             if not missing:
                 continue

@@ -1,10 +1,10 @@
 """The market's index follows what sessions commit.
 
 A session that writes a provision (created, patched, paused, retired, its capacity shifted by a lease's end) or a
-provider's reputation marks it; once the session commits, every market over that database reloads what was
-marked, as the session gives its connection back and before the committing call returns. Callers never refresh the index by hand. Placements and closings
-write through connections of the market's own and put their results in the index themselves
-(:mod:`compute.market.placement`, :mod:`compute.market.closing`).
+provider's reputation marks it; once the session has committed and given its connection back, every market over
+that database reloads what was marked, before the committing call returns. Callers never refresh the index by
+hand. Placements and closings write through connections of the market's own and put their results in the index
+themselves (:mod:`compute.market.placement`, :mod:`compute.market.closing`).
 """
 
 from __future__ import annotations

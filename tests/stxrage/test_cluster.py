@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from cxmpute.errors import CxmputeError
 from stxrage.catalog import FragmentRow
+from stxrage.cid import cid_of
 from stxrage.errors import DataLost
 from stxrage.models import Erasure, Replicas
 from tests.stxrage.conftest import PROVIDER
@@ -220,3 +221,27 @@ def test_a_url_answering_as_a_different_node_is_refused(cluster, nodes, tmp_path
         with pytest.raises(CxmputeError) as exc:
             cluster.add_node(nodes[0].url, credential=credential)
         assert exc.value.field == "url"
+
+
+def test_repair_keeps_a_copy_marked_bad_that_reads_back_whole_again(cluster, nodes):
+    """A node that once sent wrong bytes (here: a copy damaged, read, then mended on its disk) is checked again by
+    repair and kept, not copied elsewhere; one still damaged is rebuilt."""
+    data = os.urandom(50_000)  # under the smallest chunk: one block, these bytes
+    cid = cluster.put_bytes(data, policy=Replicas(copies=3)).file.cid
+    copies = [r for r in fragments(cluster) if r.block_cid == cid_of(data)]
+    first, second = sorted(copies, key=lambda r: r.idx)[:2]  # reads try copies in index order
+    originals = {}
+    for victim in (first, second):
+        node = node_of(nodes, cluster, victim.node_id)
+        originals[victim.idx] = node.block_path(victim.fragment_cid).read_bytes()
+        node.corrupt(victim.fragment_cid)
+    assert cluster.get_bytes(cid) == data
+    assert {r.idx for r in fragments(cluster, healthy=False)} == {first.idx, second.idx}
+    node_of(nodes, cluster, first.node_id).block_path(first.fragment_cid).write_bytes(originals[first.idx])
+
+    report = cluster.repair()
+    assert (report.fragments_recovered, report.fragments_rebuilt, report.lost) == (1, 1, [])
+    kept = next(r for r in fragments(cluster) if r.block_cid == first.block_cid and r.idx == first.idx)
+    assert (kept.node_id, kept.healthy) == (first.node_id, True)
+    assert_full_redundancy(cluster)
+    assert cluster.get_bytes(cid) == data
