@@ -3,6 +3,8 @@ quote already sees a provision published, a lease ended, a provider gone silent 
 
 from __future__ import annotations
 
+import pytest
+
 from compute import provisions
 from compute.market import leases
 from compute.market.matching import Market
@@ -43,12 +45,9 @@ def test_a_rolled_back_write_leaves_the_index_alone(net):
     p = provider(store)
     prov = offer(store, p, cpu=1)
     assert market.quote(ONE_CORE).provision_id == prov
-    try:
-        with store.write() as session:
-            mark_down(session, p)
-            raise RuntimeError("the request failed after the update")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError), store.write() as session:
+        mark_down(session, p)
+        raise RuntimeError("the request failed after the update")
     assert market.quote(ONE_CORE).provision_id == prov
     assert_index_matches_database(market, store)
 
