@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from compute.inference.gateway import close_provider_client
+from compute.inference.upstream import close_provider_client
 from compute.market.sweeper import LeaseSweeper
 from compute.runtimes.reaper import SessionReaper
 from compute.services import gateway

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from compute.inference.gateway import GatewayError
+from compute.inference.refusals import GatewayError
 from cxmpute.errors import CxmputeError
 from cxmpute.logging import get_logger
 from web.limits import BODY, RequestRefused, out_of_range, oversized_int

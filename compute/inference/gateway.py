@@ -37,8 +37,7 @@ import json
 import math
 import time
 import uuid
-import weakref
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,10 +46,12 @@ import httpx
 from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, select
 
-from compute.errors import ComputeError
 from compute.inference import endpoints
+from compute.inference.events import count, document, relayed, usage_of
 from compute.inference.models import Endpoint, RequestRecord
+from compute.inference.refusals import GatewayError, ModelNotFound, PriceOutOfRange, ProviderUnavailable
 from compute.inference.settlement import settler
+from compute.inference.upstream import abandon, post, provider_client, settled_with
 from compute.market import leases
 from compute.market.demand import MatchRequest, PriceRange
 from compute.market.matching import NoMatchError
@@ -59,7 +60,6 @@ from compute.network import Network
 from compute.provisions import Resources
 from cxmpute.db import get_engine
 from cxmpute.errors import Conflict
-from cxmpute.http import async_client
 from cxmpute.logging import get_logger
 from cxmpute.settings import Settings
 
@@ -67,88 +67,6 @@ log = get_logger(__name__)
 
 # One request occupies the smallest slot a provision offers: one vCPU and a sliver of memory.
 REQUEST_RESOURCES = Resources(cpu=1, memory_mb=1)
-# Enough idle connections kept open to the providers for the concurrent requests of one API process. An idle
-# one is dropped well before the providers' server (uvicorn: 5 s) closes it, so a request is never sent on a
-# connection the server is closing just then: that would look like the provider failing, and suspend it.
-PROVIDER_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=2.0)
-
-_providers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-
-
-def provider_client() -> httpx.AsyncClient:
-    """The connection pool to the providers' servers, one per event loop (an async client's connections belong to
-    the loop that opened them): a client per request costs a TLS context and a new connection each time, more
-    CPU than the rest of the gateway's work on a request."""
-    loop = asyncio.get_running_loop()
-    found = _providers.get(loop)
-    if found is None:
-        found = _providers[loop] = async_client(limits=PROVIDER_LIMITS)
-    return found
-
-
-async def close_provider_client() -> None:
-    """Close this event loop's connections to the providers (when the API stops)."""
-    found = _providers.pop(asyncio.get_running_loop(), None)
-    if found is not None:
-        await found.aclose()
-
-
-class GatewayError(ComputeError):
-    """A refusal of the gateway, with OpenAI's ``code`` for it; ``kind`` is OpenAI's error ``type`` where the
-    refusal names one (a provider's own), else the API derives it from the status."""
-
-    code: str | None = None
-    kind: str | None = None
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str | None = None,
-        status_code: int | None = None,
-        code: str | None = None,
-        kind: str | None = None,
-    ):
-        super().__init__(message, field=field, status_code=status_code)
-        self.code = code or self.code
-        self.kind = kind or self.kind
-
-
-class ModelNotFound(GatewayError):
-    status_code = 404
-    code = "model_not_found"
-
-
-class PriceOutOfRange(GatewayError):
-    status_code = 400
-    code = "price_out_of_range"
-
-
-class ProviderUnavailable(GatewayError):
-    status_code = 503
-    code = "provider_unavailable"
-
-
-def provider_refusal(status: int, content: bytes) -> GatewayError:
-    """A provider's 4xx, already in OpenAI's envelope, passed on as it was said."""
-    try:
-        error = json.loads(content).get("error") or {}
-    except (ValueError, AttributeError):
-        error = {}
-    if not isinstance(error, dict):
-        error = {}
-    message = error.get("message") or content.decode(errors="replace")[:300] or "rejected by the provider"
-    return GatewayError(
-        str(message),
-        field=_text(error.get("param")),
-        status_code=status,
-        code=_text(error.get("code")),
-        kind=_text(error.get("type")),
-    )
-
-
-def _text(value: object) -> str | None:
-    return str(value) if value is not None else None
 
 
 class ServedModel(BaseModel):
@@ -443,10 +361,10 @@ class Gateway:
             try:
                 choice = await anyio.to_thread.run_sync(self._choose, user, model, price, tried)
                 if isinstance(choice, _Tentative):
-                    sending = asyncio.ensure_future(http.send(_post(http, choice, path, body, timeout), stream=True))
-                    route = await _settled_with(sending, anyio.to_thread.run_sync(self._confirm, user, choice))
+                    sending = asyncio.ensure_future(http.send(post(http, choice, path, body, timeout), stream=True))
+                    route = await settled_with(sending, anyio.to_thread.run_sync(self._confirm, user, choice))
                     if route.provision_id != choice.provision_id:  # placed elsewhere: the request goes there
-                        await _abandon(sending)
+                        await abandon(sending)
                         sending = None
                 else:
                     route = choice
@@ -462,7 +380,7 @@ class Gateway:
             started = time.monotonic()
             try:
                 if sending is None:
-                    sending = asyncio.ensure_future(http.send(_post(http, route, path, body, timeout), stream=True))
+                    sending = asyncio.ensure_future(http.send(post(http, route, path, body, timeout), stream=True))
                 upstream = await sending
                 if upstream.status_code >= 500 or upstream.status_code == 404:
                     detail = (await upstream.aread()).decode(errors="replace")[:200]
@@ -481,7 +399,7 @@ class Gateway:
                 await anyio.to_thread.run_sync(self._settle, record)
                 return upstream, content
             if not body.get("stream"):
-                _count(record, _usage(_document(content)))
+                count(record, usage_of(document(content)))
                 await self._finish(record, started)
                 return upstream, content
             return upstream, (route, started)
@@ -510,7 +428,7 @@ class Gateway:
                 *events, pending = pending.split(b"\n\n")
                 out = []
                 for event in events:
-                    data = _relayed(event, record, wants_usage)
+                    data = relayed(event, record, wants_usage)
                     if data is None:
                         continue
                     done = data == b"data: [DONE]"
@@ -553,74 +471,3 @@ class Gateway:
                 .limit(limit)
             ).all()
             return [RequestOut(**{f: getattr(r, f) for f in RequestOut.model_fields}) for r in rows]
-
-
-def _post(
-    http: httpx.AsyncClient, to: Route | _Tentative, path: str, body: dict, timeout: httpx.Timeout
-) -> httpx.Request:
-    return http.build_request("POST", to.url + path, json=body, headers=to.headers, timeout=timeout)
-
-
-async def _settled_with(sending: asyncio.Future, placing: Awaitable[Route]) -> Route:
-    """The route ``placing`` gives; when it fails (or the caller goes away), the request already being sent is
-    abandoned first."""
-    try:
-        return await placing
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await _abandon(sending)
-        raise
-
-
-async def _abandon(sending: asyncio.Future) -> None:
-    """Stop a request sent to a provider: cancelled if its answer has not begun, closed if it has."""
-    if not sending.done():
-        sending.cancel()
-        await asyncio.wait({sending})
-    if not sending.cancelled() and sending.exception() is None:
-        await sending.result().aclose()
-
-
-def _relayed(event: bytes, record: RequestRecord, wants_usage: bool) -> bytes | None:
-    """One server-sent event as it goes on to the caller (``data: ...``), or None for one that does not: comments
-    and other fields are dropped, and so is the usage the caller did not ask for (counted on ``record``)."""
-    if not event.startswith(b"data:") or b"\n" in event:  # not the one data line most events are
-        lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
-        if not lines:
-            return None
-        event = b"data: " + b"\ndata: ".join(lines)
-    elif not event.startswith(b"data: "):
-        event = b"data: " + event[5:].strip()
-    if b'"usage"' not in event:  # most events report none: only those naming it are parsed
-        return event
-    doc = _document(event[6:])
-    usage = _usage(doc)
-    if usage is None:
-        return event
-    _count(record, usage)
-    if wants_usage:
-        return event
-    if not doc.get("choices"):
-        return None
-    # a server that reports usage on an event with choices: they go on, without it
-    return b"data: " + json.dumps({key: value for key, value in doc.items() if key != "usage"}).encode()
-
-
-def _document(content: bytes | str) -> dict:
-    """``content`` as a JSON object; empty when it is not one."""
-    try:
-        doc = json.loads(content)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _usage(doc: dict) -> dict | None:
-    usage = doc.get("usage")
-    return usage if isinstance(usage, dict) else None
-
-
-def _count(record: RequestRecord, usage: dict | None) -> None:
-    if usage:
-        record.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        record.completion_tokens = int(usage.get("completion_tokens") or 0)

@@ -25,7 +25,8 @@ from compute.errors import ComputeError
 from compute.identity.tokens import Principal
 from compute.inference import endpoints
 from compute.inference.endpoints import EndpointIn, EndpointOut
-from compute.inference.gateway import Gateway, RequestOut, ServedModel, provider_refusal
+from compute.inference.gateway import Gateway, RequestOut, ServedModel
+from compute.inference.refusals import provider_refusal
 from compute.inference.schemas import (
     ChatCompletionRequest,
     CompletionRequest,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import event, select
 
-from compute.inference import gateway
+from compute.inference import gateway, upstream
 from compute.market import placement
 from compute.models import Lease, Provision
 from cxmpute.db import get_engine
@@ -25,13 +25,13 @@ def test_requests_share_one_pool_and_commit_twice_each(client, net, market, serv
         client.put(f"/v1/inference/endpoints/{provision}", headers=p_auth, json={"url": server_url}).status_code == 200
     )
     made: list[object] = []
-    real = gateway.async_client
+    real = upstream.async_client
 
     def counted(*args, **kwargs):
         made.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(gateway, "async_client", counted)
+    monkeypatch.setattr(upstream, "async_client", counted)
     commits: list[object] = []
 
     def committed(connection: object) -> None:
