@@ -3,6 +3,7 @@ fragment of every block lives. Content stays on the block stores; this is the in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, String
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from cxmpute.db import Base
 
 CID_LEN = 120
+_IN_CHUNK = 500  # keeps IN (...) lists under every database's bound-parameter limit
 
 
 def utcnow() -> datetime:
@@ -91,3 +93,9 @@ def insert_ignore(session: Session, model: type[Base], rows: list[dict]) -> None
     dialect = session.get_bind().dialect.name
     insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
     session.execute(insert(model).on_conflict_do_nothing(), rows)
+
+
+def batched(items: list, size: int = _IN_CHUNK) -> Iterator[list]:
+    """``items`` in runs short enough for one ``IN (...)`` list."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

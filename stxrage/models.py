@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
 
 
 class Replicas(BaseModel):
@@ -44,6 +44,12 @@ class Erasure(BaseModel):
 
 
 Policy = Annotated[Replicas | Erasure, Field(discriminator="kind")]
+_policy_adapter: TypeAdapter[Replicas | Erasure] = TypeAdapter(Policy)
+
+
+def stored_policy(doc: dict) -> Replicas | Erasure:
+    """A policy as the catalog keeps it (its ``model_dump()``)."""
+    return _policy_adapter.validate_python(doc)
 
 
 def parse_policy(text: str) -> Replicas | Erasure:

@@ -192,11 +192,11 @@ def test_open_storage_is_the_services_handle():
 
 @pytest.mark.parametrize("private", [False, True])
 def test_a_manifest_too_big_for_one_block_splits_into_parts(storage, monkeypatch, private):
-    import stxrage.store
+    import stxrage.writes
 
     # Shrink the limits so a few MiB behave like a file of tens of GiB.
-    monkeypatch.setattr(stxrage.store, "BLOCK_LIMIT", 1500)
-    monkeypatch.setattr(stxrage.store, "_PART_CHUNKS", 4)
+    monkeypatch.setattr(stxrage.writes, "BLOCK_LIMIT", 1500)
+    monkeypatch.setattr(stxrage.writes, "_PART_CHUNKS", 4)
     data = os.urandom(5 * 1024 * 1024)
     info = storage.put_bytes(data, private=private).file
     assert len(storage.manifest(info.cid).chunks) == info.chunks
