@@ -24,8 +24,9 @@ from starlette.convertors import Convertor, register_url_convertor
 from compute.errors import ComputeError
 from compute.identity.tokens import Principal
 from compute.inference import endpoints
+from compute.inference.catalogue import ServedModel
 from compute.inference.endpoints import EndpointIn, EndpointOut
-from compute.inference.gateway import Gateway, RequestOut, ServedModel
+from compute.inference.gateway import Gateway, RequestOut
 from compute.inference.refusals import provider_refusal
 from compute.inference.schemas import (
     ChatCompletionRequest,

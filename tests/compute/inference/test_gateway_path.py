@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import event, select
 
-from compute.inference import gateway, upstream
+from compute.inference import routing, upstream
 from compute.market import placement
 from compute.models import Lease, Provision
 from cxmpute.db import get_engine
@@ -106,7 +106,7 @@ def test_a_request_sent_ahead_is_withdrawn_when_its_lease_is_refused(
     _served(client, market, server_url)
     wallet = make_wallet()
     broke = login(client, wallet)
-    monkeypatch.setattr(gateway.Gateway, "_affords", lambda self, user, amount: True)
+    monkeypatch.setattr(routing.Router, "_affords", lambda self, user, amount: True)
     resp = client.post("/v1/chat/completions", headers=broke, json={**CHAT, "stream": True})
     assert resp.status_code == 429 and resp.json()["error"]["param"] == "user_balance", resp.text
     assert sent.is_set()
