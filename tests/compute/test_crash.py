@@ -53,9 +53,9 @@ CHILD = textwrap.dedent("""
 
 # (operation, the step after which the process dies); each spawns an interpreter, so all but one are slow.
 CRASHES = [
-    ("place", "compute.market.placement._write_ledger"),
-    pytest.param("place", "compute.market.placement._write_capacity", marks=pytest.mark.slow),
-    pytest.param("place", "compute.market.placement._write_leases", marks=pytest.mark.slow),
+    ("place", "compute.market.placement.write_ledger"),
+    pytest.param("place", "compute.market.placement.write_capacity", marks=pytest.mark.slow),
+    pytest.param("place", "compute.market.placement.write_leases", marks=pytest.mark.slow),
     pytest.param("place", "compute.market.placement.sign_batch", marks=pytest.mark.slow),
     pytest.param("meter", "compute.receipts.sign", marks=pytest.mark.slow),
     pytest.param("meter", "compute.market.leases.post", marks=pytest.mark.slow),

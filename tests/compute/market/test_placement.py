@@ -291,13 +291,13 @@ def test_a_lone_request_is_written_by_its_own_caller_at_once(net, monkeypatch):
     offer(store, provider(store), cpu=64)
     u = user(store, 10**9)
     writers: list[int] = []
-    real = placement._write_leases
+    real = placement.write_leases
 
     def recorded(conn, accepted):
         writers.append(threading.get_ident())
         return real(conn, accepted)
 
-    monkeypatch.setattr(placement, "_write_leases", recorded)
+    monkeypatch.setattr(placement, "write_leases", recorded)
     for _ in range(3):
         market.place(u, ONE_CORE)
     assert writers == [threading.get_ident()] * 3
