@@ -4,8 +4,8 @@ This is :func:`compute.market.leases.meter_in` followed by :func:`compute.market
 non-failure reason, for many leases in one transaction, as :mod:`compute.market.placement` opens them: the rows
 are locked and read first (leases, then the capacity they hold, then their providers, then ledger accounts by
 id, the order every writer takes them in), each closing is decided in order against what they hold, and the
-accepted writes go out as a handful of executemany statements. The ORM path costs about forty statements and
-most of a request's CPU for the same writes.
+accepted writes go out as a handful of executemany statements (:mod:`compute.market.closing_rows`). The ORM path
+costs about forty statements and most of a request's CPU for the same writes.
 
 A closing is exactly once: the usage is keyed (a replay bills nothing and only ends the lease if it is still
 open), and a closing that cannot apply (an unknown lease, another provider's, an ended or rented one) is that
@@ -19,118 +19,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from eth_account import Account
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection
 
 from compute.errors import ComputeError
+from compute.market.closing_rows import (
+    LOCK_LEASES,
+    LOCK_PROVIDERS,
+    USED,
+    Capacity,
+    Writes,
+    lock_accounts,
+    lock_capacity,
+)
 from compute.market.leases import FAILURES, EndReason, usage_message
 from compute.market.pricing import cost, platform_fee
-from compute.models import Lease, LedgerAccount, LedgerEntry, LedgerTx, Provider, Provision, UsageRecord
-from compute.providers.registry import reputation
 from compute.receipts import Domain, sign_batch
 from compute.signer import platform_account
 from cxmpute.errors import Conflict, CxmputeError, Forbidden, NotFound
-
-_l, _p, _v, _a, _u = (
-    Lease.__table__.c,
-    Provision.__table__.c,
-    Provider.__table__.c,
-    LedgerAccount.__table__.c,
-    UsageRecord.__table__.c,
-)
-
-# Built once: building a statement costs more than SQLite takes to run it.
-LOCK_LEASES = (
-    select(
-        _l.id,
-        _l.user,
-        _l.provider,
-        _l.provision_id,
-        _l.cpu,
-        _l.memory_mb,
-        _l.gpu_count,
-        _l.disk_gb,
-        _l.compute_units,
-        _l.price_gwei,
-        _l.term,
-        _l.duration_s,
-        _l.metered_s,
-        _l.paid_gwei,
-        _l.status,
-        _l.end_reason,
-    )
-    .where(_l.id.in_(bindparam("ids", expanding=True)))
-    .order_by(_l.id)
-    .with_for_update()
-)
-USED = select(_u.id, _u.idempotency_key, _u.seconds, _u.amount_gwei, _u.fee_gwei, _u.signature).where(
-    _u.idempotency_key.in_(bindparam("keys", expanding=True))
-)
-GROUPS = select(_p.id, _p.capacity_group).where(_p.id.in_(bindparam("ids", expanding=True)))
-LOCK_CAPACITY = (
-    select(_p.id, _p.capacity_group, _p.free_cpu, _p.free_memory_mb, _p.free_gpu, _p.free_disk_gb)
-    .where(or_(_p.id.in_(bindparam("ids", expanding=True)), _p.capacity_group.in_(bindparam("groups", expanding=True))))
-    .order_by(_p.id)
-    .with_for_update()
-)
-LOCK_PROVIDERS = (
-    select(_v.address, _v.registered_at, _v.heartbeats, _v.leases_completed, _v.leases_failed)
-    .where(_v.address.in_(bindparam("addresses", expanding=True)))
-    .order_by(_v.address)
-    .with_for_update()
-)
-ENSURE_ACCOUNTS = {
-    "sqlite": sqlite_insert(LedgerAccount.__table__).on_conflict_do_nothing(),
-    "postgresql": pg_insert(LedgerAccount.__table__).on_conflict_do_nothing(),
-}
-LOCK_ACCOUNTS = (
-    select(_a.id, _a.kind, _a.owner, _a.balance)
-    .where(
-        or_(
-            _a.kind == "fee",
-            (_a.kind == "escrow") & _a.owner.in_(bindparam("leases", expanding=True)),
-            (_a.kind == "earnings") & _a.owner.in_(bindparam("earners", expanding=True)),
-            (_a.kind == "user") & _a.owner.in_(bindparam("users", expanding=True)),
-        )
-    )
-    .order_by(_a.id)
-    .with_for_update()
-)
-INSERT_USAGE = insert(UsageRecord.__table__).inline()
-INSERT_TXS = insert(LedgerTx.__table__).inline()
-INSERT_ENTRIES = insert(LedgerEntry.__table__).inline()
-ADD_BALANCE = (
-    update(LedgerAccount.__table__).where(_a.id == bindparam("b_id")).values(balance=_a.balance + bindparam("b_delta"))
-)
-SET_LEASE = (
-    update(Lease.__table__)
-    .where(_l.id == bindparam("b_id"))
-    .values(
-        metered_s=bindparam("b_metered"),
-        paid_gwei=bindparam("b_paid"),
-        status=bindparam("b_status"),
-        end_reason=bindparam("b_reason"),
-        ended_at=bindparam("b_ended"),
-    )
-)
-SET_FREE = (
-    update(Provision.__table__)
-    .where(_p.id == bindparam("b_id"))
-    .values(
-        free_cpu=bindparam("b_cpu"),
-        free_memory_mb=bindparam("b_memory"),
-        free_gpu=bindparam("b_gpu"),
-        free_disk_gb=bindparam("b_disk"),
-        updated_at=bindparam("b_stamp"),
-    )
-)
-SET_PROVIDER = (
-    update(Provider.__table__)
-    .where(_v.address == bindparam("b_address"))
-    .values(leases_completed=bindparam("b_completed"), reputation=bindparam("b_reputation"))
-)
 
 
 @dataclass
@@ -176,7 +81,7 @@ def close(conn: Connection, domain: Domain, closings: list[Closing]) -> Batch:
     rows = {row.id: row._asdict() for row in conn.execute(LOCK_LEASES, {"ids": sorted({c.lease_id for c in closings})})}
     used = {row.idempotency_key: row for row in conn.execute(USED, {"keys": keys})}
     open_ids = sorted({row["provision_id"] for row in rows.values() if row["status"] == "active"})
-    capacity = _lock_capacity(conn, open_ids)
+    capacity = lock_capacity(conn, open_ids)
     providers = {
         row.address: row._asdict()
         for row in conn.execute(
@@ -184,9 +89,9 @@ def close(conn: Connection, domain: Domain, closings: list[Closing]) -> Batch:
             {"addresses": sorted({row["provider"] for row in rows.values() if row["status"] == "active"})},
         )
     }
-    accounts = _lock_accounts(conn, rows)
+    accounts = lock_accounts(conn, rows)
     now = datetime.now(UTC)
-    writes = _Writes(now, platform_account())
+    writes = Writes(now, platform_account())
     outcomes: list[Closed | CxmputeError] = []
     for closing, key in zip(closings, keys):
         row = rows.get(closing.lease_id)
@@ -222,139 +127,8 @@ def close(conn: Connection, domain: Domain, closings: list[Closing]) -> Batch:
     return Batch(outcomes, {pid: capacity.free[pid] for pid in capacity.touched})
 
 
-@dataclass
-class _Capacity:
-    free: dict[str, list[int]]  # provision id -> [cpu, memory_mb, gpu, disk_gb], as the batch leaves it
-    members: dict[str, list[str]]  # provision id -> the provisions sharing its capacity, itself included
-    touched: set[str]
-
-
-def _lock_capacity(conn: Connection, ids: list[str]) -> _Capacity:
-    found = _Capacity({}, {}, set())
-    if not ids:
-        return found
-    groups = sorted({group or pid for pid, group in conn.execute(GROUPS, {"ids": ids})})
-    by_group: dict[str, list[str]] = {}
-    of: dict[str, str] = {}
-    for row in conn.execute(LOCK_CAPACITY, {"ids": ids, "groups": groups}):
-        group = row.capacity_group or row.id
-        found.free[row.id] = [row.free_cpu, row.free_memory_mb, row.free_gpu, row.free_disk_gb]
-        by_group.setdefault(group, []).append(row.id)
-        of[row.id] = group
-    found.members = {pid: by_group[of[pid]] for pid in of}
-    return found
-
-
-def _lock_accounts(conn: Connection, rows: dict[str, dict]) -> dict[tuple[str, str], list[int]]:
-    """The accounts the batch moves money between, locked in id order: the leases' escrows, their providers'
-    earnings, their users' balances (refunds) and the platform's fee (created where new)."""
-    active = [row for row in rows.values() if row["status"] == "active"]
-    if not active:
-        return {}
-    earners = sorted({row["provider"] for row in active})
-    users = sorted({row["user"] for row in active})
-    conn.execute(
-        ENSURE_ACCOUNTS[conn.dialect.name],
-        [{"kind": "earnings", "owner": owner, "balance": 0} for owner in earners]
-        + [{"kind": "user", "owner": owner, "balance": 0} for owner in users]
-        + [{"kind": "fee", "owner": "platform", "balance": 0}],
-    )
-    locked = conn.execute(
-        LOCK_ACCOUNTS, {"leases": sorted(row["id"] for row in active), "earners": earners, "users": users}
-    )
-    return {(row.kind, row.owner): [row.id, row.balance] for row in locked}
-
-
-class _Writes:
-    """The batch's rows, gathered while deciding and written together."""
-
-    def __init__(self, now: datetime, signer: Account):
-        self.now = now
-        self.signer = signer  # resolved once a batch: it reads the key from the settings' store
-        self.usage: list[dict] = []
-        self.txs: list[dict] = []
-        self.entries: list[dict] = []
-        self.deltas: dict[int, int] = {}
-        self.leases: dict[str, dict] = {}
-
-    def post(
-        self, key: str, kind: str, reference: str, signature: str | None, legs: list[tuple[list[int], int]]
-    ) -> None:
-        """A balanced ledger transaction, as :func:`compute.ledger.book.post` writes one; ``legs`` name the
-        locked accounts (``[id, balance]``, kept current for the batch's later decisions)."""
-        tx_id = str(uuid.uuid4())
-        self.txs.append(
-            {
-                "id": tx_id,
-                "idempotency_key": key,
-                "kind": kind,
-                "reference": reference,
-                "memo": "",
-                "signature": signature,
-                "created_at": self.now,
-            }
-        )
-        for account, amount in legs:
-            if amount:
-                account[1] += amount
-                self.deltas[account[0]] = self.deltas.get(account[0], 0) + amount
-                self.entries.append({"tx_id": tx_id, "account_id": account[0], "amount": amount})
-
-    def lease(self, row: dict) -> None:
-        self.leases[row["id"]] = {
-            "b_id": row["id"],
-            "b_metered": row["metered_s"],
-            "b_paid": row["paid_gwei"],
-            "b_status": row["status"],
-            "b_reason": row["end_reason"],
-            "b_ended": row.get("ended_at"),
-        }
-
-    def flush(self, conn: Connection, capacity: _Capacity, providers: dict[str, dict]) -> None:
-        if self.usage:
-            conn.execute(INSERT_USAGE, self.usage)
-        if self.txs:
-            conn.execute(INSERT_TXS, self.txs)
-            conn.execute(INSERT_ENTRIES, self.entries)
-            conn.execute(
-                ADD_BALANCE,
-                [{"b_id": account_id, "b_delta": delta} for account_id, delta in sorted(self.deltas.items()) if delta],
-            )
-        if self.leases:
-            conn.execute(SET_LEASE, list(self.leases.values()))
-        if capacity.touched:
-            conn.execute(
-                SET_FREE,
-                [
-                    {
-                        "b_id": pid,
-                        "b_cpu": free[0],
-                        "b_memory": free[1],
-                        "b_gpu": free[2],
-                        "b_disk": free[3],
-                        "b_stamp": self.now,
-                    }
-                    for pid in sorted(capacity.touched)
-                    for free in [capacity.free[pid]]
-                ],
-            )
-        changed = [row for row in providers.values() if row.get("changed")]
-        if changed:
-            conn.execute(
-                SET_PROVIDER,
-                [
-                    {
-                        "b_address": row["address"],
-                        "b_completed": row["leases_completed"],
-                        "b_reputation": reputation(SimpleNamespace(**row)),
-                    }
-                    for row in changed
-                ],
-            )
-
-
 def _meter(
-    domain: Domain, closing: Closing, key: str, row: dict, accounts: dict[tuple[str, str], list[int]], writes: _Writes
+    domain: Domain, closing: Closing, key: str, row: dict, accounts: dict[tuple[str, str], list[int]], writes: Writes
 ) -> tuple[Closed, EndReason]:
     """Bill the closing's seconds from the lease's escrow, capped by the lease's span and what the escrow holds
     (a capped lease ends out of funds)."""
@@ -404,10 +178,10 @@ def _meter(
 def _end(
     row: dict,
     reason: str,
-    capacity: _Capacity,
+    capacity: Capacity,
     provider: dict,
     accounts: dict[tuple[str, str], list[int]],
-    writes: _Writes,
+    writes: Writes,
 ) -> None:
     """End an active lease: its capacity back to every provision sharing it, what is left in escrow back to its
     user, and one more completed lease on its provider's record."""
