@@ -21,7 +21,7 @@ import time
 
 from compute.network import get_network
 from compute.provisions import Resources
-from compute.services import registry
+from compute.services import slots
 from compute.services.autoscale import Autoscaler
 from compute.services.gateway import load
 from compute.services.models import Replica, Service
@@ -62,7 +62,7 @@ class Reconciler(LoopService):
 
     async def tick(self) -> None:
         now = time.monotonic()
-        for service, replicas in await asyncio.to_thread(registry.services_to_reconcile, self.settings):
+        for service, replicas in await asyncio.to_thread(slots.services_to_reconcile, self.settings):
             wanted = [r for r in replicas if r.status != "stopping"]
             if service.status != "active":
                 self.scalers.pop(service.id, None)
@@ -79,10 +79,10 @@ class Reconciler(LoopService):
                     now,
                 )
                 for _ in range(count - len(wanted)):
-                    replicas.append(await asyncio.to_thread(registry.add_replica, self.settings, service.id))
+                    replicas.append(await asyncio.to_thread(slots.add_replica, self.settings, service.id))
                 doomed = wanted[count:] if count < len(wanted) else []
             for replica in doomed:
-                await asyncio.to_thread(registry.set_status, self.settings, replica.id, "stopping")
+                await asyncio.to_thread(slots.set_status, self.settings, replica.id, "stopping")
             for replica in replicas:
                 task = self.drivers.get(replica.id)
                 if task is None or task.done():
@@ -99,12 +99,12 @@ class Reconciler(LoopService):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(self._abandon_open, replica_id)
-        await asyncio.to_thread(registry.set_status, self.settings, replica_id, "stopped")
+        await asyncio.to_thread(slots.set_status, self.settings, replica_id, "stopped")
 
     def _open_jobs(self, replica_id: str) -> list[str]:
         return [
             j.id
-            for j in jobs.for_work(get_network().store, [registry.work_key(replica_id)])
+            for j in jobs.for_work(get_network().store, [slots.work_key(replica_id)])
             if j.status in ("queued", "running")
         ]
 
@@ -116,7 +116,7 @@ class Reconciler(LoopService):
     def _spread(self, service_id: str) -> Spread:
         if service_id not in self.spreads:
             self.spreads[service_id] = Spread(
-                lambda: [registry.work_key(r) for r in registry.replica_ids(self.settings, service_id)]
+                lambda: [slots.work_key(r) for r in slots.replica_ids(self.settings, service_id)]
             )
         return self.spreads[service_id]
 
@@ -141,7 +141,7 @@ class Reconciler(LoopService):
             provision="container",
             payload=payload.model_dump(),
             owner=service.owner,
-            work_key=registry.work_key(replica.id),
+            work_key=slots.work_key(replica.id),
             rerun=True,
             resources=Resources(cpu=service.cpu, memory_mb=service.memory_mb),
             price_min_gwei=service.price_min_gwei,
@@ -155,9 +155,9 @@ class Reconciler(LoopService):
         await asyncio.to_thread(self._abandon_open, replica_id)
         failures = 0
         while True:
-            service, replica = await asyncio.to_thread(registry.load, self.settings, replica_id)
+            service, replica = await asyncio.to_thread(slots.load, self.settings, replica_id)
             if replica.status == "stopping" or service.status != "active":
-                await asyncio.to_thread(registry.set_status, self.settings, replica_id, "stopped")
+                await asyncio.to_thread(slots.set_status, self.settings, replica_id, "stopped")
                 return
             ran = False
             try:
@@ -171,8 +171,6 @@ class Reconciler(LoopService):
                 ran, ok = True, job.status == "done"
                 error = None if ok else (job.error or "the replica's job failed")
             failures = 0 if ok else failures + 1
-            await asyncio.to_thread(
-                registry.set_status, self.settings, replica_id, "pending", error=error, restarted=ran
-            )
+            await asyncio.to_thread(slots.set_status, self.settings, replica_id, "pending", error=error, restarted=ran)
             if failures:
                 await asyncio.sleep(min(MAX_BACKOFF_S, math.pow(2, failures - 1)))

@@ -1,19 +1,21 @@
-"""Deployed services and their replica slots: validation at deploy, reads for the API, and the reports a
-replica's provider sends (its address, that it still runs, its logs), which are also where it learns to stop."""
+"""Deployed services: validation at deploy, reads for the API and the replicas the gateway may route to.
+
+The replica slots the reconciler drives are :mod:`compute.services.slots`; the reports a replica's provider
+sends, :mod:`compute.services.reports`.
+"""
 
 from __future__ import annotations
 
-import hmac
 import re
-import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from compute.market.demand import MatchRequest, PriceRange
 from compute.market.matching import NoMatchError
@@ -23,9 +25,8 @@ from compute.provisions import Resources
 from compute.services.errors import ServiceError
 from compute.services.image import check_stored_image
 from compute.services.models import Replica, Service
-from compute.worker import jobs
 from cxmpute.db import migrate, session_scope
-from cxmpute.errors import Conflict, Forbidden, NotFound
+from cxmpute.errors import Conflict, NotFound
 from cxmpute.settings import Settings, get_settings
 from stxrage import open_storage
 
@@ -112,34 +113,14 @@ class ServiceOut(ServiceIn):
     replicas: list[ReplicaOut] = Field(default_factory=list, description="Replicas not yet stopped")
 
 
-class Beat(BaseModel):
-    """A replica's report from its provider, every heartbeat interval while its job runs."""
-
-    provider: str = Field(..., min_length=1, max_length=42)
-    dispatch: str | None = Field(
-        None,
-        max_length=64,
-        description="The dispatch of the slot the reporting job belongs to (its payload's); None: any",
-    )
-    state: Literal["starting", "ready"]
-    host: str | None = Field(None, max_length=255)
-    host_port: int | None = Field(None, ge=1, le=65535)
-    logs: str | None = Field(
-        None, max_length=64 * 1024, description="The container's newest output; None: unchanged since the last report"
-    )
-
-
-class BeatReply(BaseModel):
-    run: bool = Field(description="False: stop the container and end the job")
-
-
 def database(settings: Settings) -> str:
     url = settings.resolved_database_url
     migrate(url)
     return url
 
 
-def _session(settings: Settings, write: bool = False):
+def open_session(settings: Settings, write: bool = False) -> AbstractContextManager[Session]:
+    """A transaction on the services' database; ``write`` takes SQLite's write lock up front."""
     return session_scope(database(settings), immediate=write)
 
 
@@ -216,7 +197,7 @@ def deploy(settings: Settings, owner: str, req: ServiceIn) -> ServiceOut:
     _check_ranges(req)
     _check_image(settings, owner, req.image)
     _check_market(req, settings)
-    with _session(settings, write=True) as session:
+    with open_session(settings, write=True) as session:
         taken = session.scalar(
             select(Service.id).where(Service.owner == owner, Service.name == req.name, Service.status == "active")
         )
@@ -238,12 +219,12 @@ def _named(session, owner: str, name: str) -> Service:
 
 
 def get(settings: Settings, owner: str, name: str) -> ServiceOut:
-    with _session(settings) as session:
+    with open_session(settings) as session:
         return _out(session, _named(session, owner, name))
 
 
 def list_for(settings: Settings, owner: str) -> list[ServiceOut]:
-    with _session(settings) as session:
+    with open_session(settings) as session:
         rows = session.scalars(
             select(Service).where(Service.owner == owner, Service.status == "active").order_by(Service.name)
         ).all()
@@ -252,7 +233,7 @@ def list_for(settings: Settings, owner: str) -> list[ServiceOut]:
 
 def delete(settings: Settings, owner: str, name: str) -> ServiceOut:
     """Mark the service deleted and its replicas stopping; the reconciler stops them and their leases end."""
-    with _session(settings, write=True) as session:
+    with open_session(settings, write=True) as session:
         row = _named(session, owner, name)
         row.status, row.deleted_at = "deleted", utcnow()
         for replica in session.scalars(
@@ -265,7 +246,7 @@ def delete(settings: Settings, owner: str, name: str) -> ServiceOut:
 
 def logs(settings: Settings, owner: str, name: str) -> dict[str, str]:
     """The newest output of each replica not yet stopped, by replica id."""
-    with _session(settings) as session:
+    with open_session(settings) as session:
         row = _named(session, owner, name)
         replicas = session.scalars(
             select(Replica)
@@ -275,140 +256,10 @@ def logs(settings: Settings, owner: str, name: str) -> dict[str, str]:
         return {r.id: r.logs for r in replicas}
 
 
-# ---- the reconciler's view -------------------------------------------------------------------------
-
-
-def services_to_reconcile(settings: Settings) -> list[tuple[Service, list[Replica]]]:
-    """Active services, and deleted ones with replicas still to stop, each with its replicas not yet stopped."""
-    with _session(settings) as session:
-        open_ids = select(Replica.service_id).where(Replica.status != "stopped")
-        rows = session.scalars(select(Service).where((Service.status == "active") | Service.id.in_(open_ids))).all()
-        found = [
-            (
-                row,
-                list(
-                    session.scalars(
-                        select(Replica)
-                        .where(Replica.service_id == row.id, Replica.status != "stopped")
-                        .order_by(Replica.created_at)
-                    )
-                ),
-            )
-            for row in rows
-        ]
-        session.expunge_all()
-        return found
-
-
-def replica_ids(settings: Settings, service_id: str) -> list[str]:
-    """The service's replica slots not yet stopped."""
-    with _session(settings) as session:
-        return list(
-            session.scalars(select(Replica.id).where(Replica.service_id == service_id, Replica.status != "stopped"))
-        )
-
-
-def add_replica(settings: Settings, service_id: str) -> Replica:
-    with _session(settings, write=True) as session:
-        row = Replica(
-            id=str(uuid.uuid4()),
-            service_id=service_id,
-            token=secrets.token_hex(32),
-            status="pending",
-            restarts=0,
-            logs="",
-            beat_ts=0.0,
-            created_at=utcnow(),
-        )
-        session.add(row)
-        session.flush()
-        session.expunge(row)
-        return row
-
-
-def load(settings: Settings, replica_id: str) -> tuple[Service, Replica]:
-    with _session(settings) as session:
-        replica = session.get(Replica, replica_id)
-        service = session.get(Service, replica.service_id)
-        session.expunge_all()
-        return service, replica
-
-
-def set_status(
-    settings: Settings, replica_id: str, status: ReplicaStatus, *, error: str | None = None, restarted: bool = False
-) -> None:
-    with _session(settings, write=True) as session:
-        row = session.get(Replica, replica_id, with_for_update=True)
-        if row.status == "stopped" or (row.status == "stopping" and status != "stopped"):
-            return  # a stop, once asked for, is never undone
-        row.status = status
-        row.error = error if error is not None else row.error
-        row.restarts += int(restarted)
-        if status in ("pending", "stopped"):
-            row.host = row.host_port = None
-        if status == "stopped":
-            row.ended_at = utcnow()
-
-
-def work_key(replica_id: str) -> str:
-    return f"service:{replica_id}"
-
-
-# ---- a replica's provider ----------------------------------------------------------------------------
-
-
-def _authorized(session, replica_id: str, token: str) -> Replica:
-    row = session.get(Replica, replica_id, with_for_update=True)
-    if row is None or not hmac.compare_digest(row.token, token):
-        raise Forbidden("unknown replica or wrong replica token", field="token")
-    return row
-
-
-def beat(settings: Settings, replica_id: str, token: str, report: Beat) -> BeatReply:
-    """Record a replica's report; tell it to stop unless its service wants it and its job is the one running."""
-    store = get_network().store
-    running = [j for j in jobs.for_work(store, [work_key(replica_id)]) if j.status == "running"]
-    with _session(settings, write=True) as session:
-        row = _authorized(session, replica_id, token)
-        service = session.get(Service, row.service_id)
-        job = running[-1] if running else None
-        if (
-            row.status in ("stopping", "stopped")
-            or service.status != "active"
-            or job is None
-            or job.provider.lower() != report.provider.lower()
-        ):
-            return BeatReply(run=False)
-        # A restarted platform gives its predecessor's jobs up and dispatches the slot again, maybe to the same
-        # provider: the job of the earlier dispatch (its lease ended) must stop, not run on beside the new one.
-        if report.dispatch is not None and report.dispatch != jobs.payload(store, job.id).get("dispatch"):
-            return BeatReply(run=False)
-        row.provider, row.job_id, row.lease_id, row.beat_ts = job.provider, job.id, job.lease_id, time.time()
-        if report.logs is not None:
-            row.logs = report.logs
-        if report.state == "ready":
-            if report.host is None or report.host_port is None:
-                raise ServiceError("a ready replica reports its host and host_port", field="host")
-            row.status, row.host, row.host_port = "live", report.host, report.host_port
-        else:
-            row.status = "starting"
-        return BeatReply(run=True)
-
-
-def image_stream(settings: Settings, replica_id: str, token: str) -> tuple[int, Iterator[bytes]]:
-    """The replica's image tarball (its size and its bytes), for its provider to `docker load`."""
-    with _session(settings) as session:
-        row = _authorized(session, replica_id, token)
-        service = session.get(Service, row.service_id)
-        cid, owner = service.image, service.owner
-    storage = open_storage(settings)
-    return storage.stat(cid, owner).size, storage.open_range(cid, owner)
-
-
 def live_replicas(settings: Settings, owner: str, name: str, *, public: bool = False) -> tuple[str, list[ReplicaOut]]:
     """The service's id and the replicas the gateway may route to; with ``public``, only a public service's
     (another's private service reads as no service at all)."""
-    with _session(settings) as session:
+    with open_session(settings) as session:
         if public:  # an address in the URL may come in any case
             service = session.scalar(
                 select(Service).where(

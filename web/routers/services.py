@@ -8,8 +8,9 @@ import asyncio
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 
-from compute.services import gateway, registry
-from compute.services.registry import Beat, BeatReply, ServiceIn, ServiceOut
+from compute.services import gateway, registry, reports
+from compute.services.registry import ServiceIn, ServiceOut
+from compute.services.reports import Beat, BeatReply
 from cxmpute.settings import Settings
 from web.deps import SettingsDep, job_credential, owner_in
 
@@ -50,7 +51,7 @@ async def replica_beat(
     body: Beat,
     token: str = Header(..., alias="X-Replica-Token", max_length=128),
 ) -> BeatReply:
-    return await asyncio.to_thread(registry.beat, settings, replica_id, token, body)
+    return await asyncio.to_thread(reports.beat, settings, replica_id, token, body)
 
 
 @router.get(
@@ -62,7 +63,7 @@ async def replica_beat(
 async def replica_image(
     settings: SettingsDep, replica_id: str, token: str = Header(..., alias="X-Replica-Token", max_length=128)
 ):
-    size, chunks = await asyncio.to_thread(registry.image_stream, settings, replica_id, token)
+    size, chunks = await asyncio.to_thread(reports.image_stream, settings, replica_id, token)
     return StreamingResponse(chunks, media_type="application/x-tar", headers={"Content-Length": str(size)})
 
 

@@ -15,7 +15,7 @@ from compute.market.demand import MatchRequest
 from compute.market.matching import Market
 from compute.models import Provider, utcnow
 from compute.provisions import ProvisionSpec, Resources
-from compute.services import registry
+from compute.services import registry, reports, slots
 from compute.services.models import Service
 from compute.worker import jobs
 from compute.worker.jobs import JobSpec
@@ -58,22 +58,22 @@ def _service(settings, owner: str = "0xowner", name: str = "web") -> str:
 
 def test_replicas_are_reconciled_until_stopped_and_a_stop_is_never_undone(settings):
     service_id = _service(settings)
-    first = registry.add_replica(settings, service_id)
-    second = registry.add_replica(settings, service_id)
-    [(service, replicas)] = registry.services_to_reconcile(settings)
+    first = slots.add_replica(settings, service_id)
+    second = slots.add_replica(settings, service_id)
+    [(service, replicas)] = slots.services_to_reconcile(settings)
     assert service.id == service_id and [r.id for r in replicas] == [first.id, second.id]
     assert all(r.status == "pending" and len(r.token) == 64 for r in replicas)
 
     deleted = registry.delete(settings, "0xowner", "web")
     assert deleted.status == "deleted" and {r.status for r in deleted.replicas} == {"stopping"}
-    registry.set_status(settings, first.id, "pending", error="its container exited", restarted=True)
-    assert registry.load(settings, first.id)[1].status == "stopping"  # the stop stands
-    registry.set_status(settings, first.id, "stopped")
-    [(service, replicas)] = registry.services_to_reconcile(settings)  # the deleted service still has one to stop
+    slots.set_status(settings, first.id, "pending", error="its container exited", restarted=True)
+    assert slots.load(settings, first.id)[1].status == "stopping"  # the stop stands
+    slots.set_status(settings, first.id, "stopped")
+    [(service, replicas)] = slots.services_to_reconcile(settings)  # the deleted service still has one to stop
     assert service.status == "deleted" and [r.id for r in replicas] == [second.id]
-    registry.set_status(settings, second.id, "stopped")
-    assert registry.services_to_reconcile(settings) == []
-    assert registry.load(settings, second.id)[1].ended_at is not None
+    slots.set_status(settings, second.id, "stopped")
+    assert slots.services_to_reconcile(settings) == []
+    assert slots.load(settings, second.id)[1].ended_at is not None
     with pytest.raises(NotFound) as caught:
         registry.get(settings, "0xowner", "web")
     assert caught.value.field == "name"
@@ -88,14 +88,14 @@ def test_services_are_visible_to_their_owner_only(settings):
 
 
 def test_a_replica_report_needs_its_token_and_is_told_to_stop_without_a_running_job(settings, net):
-    replica = registry.add_replica(settings, _service(settings))
-    report = registry.Beat(provider="0xprovider", state="starting")
+    replica = slots.add_replica(settings, _service(settings))
+    report = reports.Beat(provider="0xprovider", state="starting")
     with pytest.raises(Forbidden) as caught:
-        registry.beat(settings, replica.id, "0" * 64, report)
+        reports.beat(settings, replica.id, "0" * 64, report)
     assert caught.value.field == "token"
     with pytest.raises(Forbidden):
-        registry.image_stream(settings, replica.id, "0" * 64)
-    assert registry.beat(settings, replica.id, replica.token, report).run is False  # no job of its runs
+        reports.image_stream(settings, replica.id, "0" * 64)
+    assert reports.beat(settings, replica.id, replica.token, report).run is False  # no job of its runs
 
 
 def test_a_report_from_an_earlier_dispatch_of_its_slot_is_told_to_stop(settings, net):
@@ -134,12 +134,12 @@ def test_a_report_from_an_earlier_dispatch_of_its_slot_is_told_to_stop(settings,
     provisions.create(
         net.store, provider, ProvisionSpec(kind="container", price_gwei=3, resources=Resources(cpu=2, memory_mb=2048))
     )
-    replica = registry.add_replica(settings, _service(settings))
+    replica = slots.add_replica(settings, _service(settings))
     spec = JobSpec(
         kind="service",
         provision="container",
         owner=owner,
-        work_key=registry.work_key(replica.id),
+        work_key=slots.work_key(replica.id),
         payload={"dispatch": "second"},
         price_max_gwei=10,
         timeout_s=60,
@@ -152,8 +152,8 @@ def test_a_report_from_an_earlier_dispatch_of_its_slot_is_told_to_stop(settings,
     jobs.claim(net.store, "job-of-the-second-dispatch", provider)
 
     def runs(dispatch: str | None) -> bool:
-        report = registry.Beat(provider=provider, state="starting", dispatch=dispatch)
-        return registry.beat(settings, replica.id, replica.token, report).run
+        report = reports.Beat(provider=provider, state="starting", dispatch=dispatch)
+        return reports.beat(settings, replica.id, replica.token, report).run
 
     assert runs("second") is True
     assert runs("first") is False  # the earlier dispatch's job, its lease given up
