@@ -45,7 +45,8 @@ def _percentile(samples: list[float], p: float) -> float:
 
 class Ours:
     def __init__(self, home: Path):
-        from agxnt.memory.store import DocumentIn, MemoryStore
+        from agxnt.memory.items import DocumentIn
+        from agxnt.memory.store import MemoryStore
         from cxmpute.settings import Settings
 
         self.doc = DocumentIn

@@ -18,7 +18,8 @@ from agxnt.errors import AgentError
 from agxnt.llm import complete
 from agxnt.memory.files import read_folder
 from agxnt.memory.filters import Scalar
-from agxnt.memory.store import DocumentIn, MemoryStore, SearchHit, validate_memory_name
+from agxnt.memory.items import DocumentIn, SearchHit, validate_memory_name
+from agxnt.memory.store import MemoryStore
 from agxnt.memory.threads import EntryIn, ThreadEntry
 
 MEMORY_FIELD = Field("default", description="Name of the memory (your own namespace)")

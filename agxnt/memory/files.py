@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agxnt.errors import AgentError
-from agxnt.memory.store import DocumentIn
+from agxnt.memory.items import DocumentIn
 from cxmpute.errors import NotFound
 from cxmpute.settings import Settings
 

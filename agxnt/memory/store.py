@@ -7,7 +7,6 @@ any length from one character, and no owner can address another's collection by 
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -18,99 +17,38 @@ import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
-from pydantic import BaseModel, Field
 
 from agxnt.errors import AgentError
 from agxnt.memory.chunking import chunk_text
 from agxnt.memory.embeddings import SentenceTransformerEmbedding, embedding_function
 from agxnt.memory.filters import Scalar, normalize_filter
+from agxnt.memory.items import (
+    CHUNK_KEY,
+    CHUNKS_KEY,
+    CREATED_KEY,
+    DOC_KEY,
+    DocumentIn,
+    ItemPage,
+    MemoryInfo,
+    MemoryItem,
+    SearchHit,
+    memory_item,
+    public_metadata,
+    validate_id,
+    validate_memory_name,
+    validate_metadata,
+)
 from agxnt.memory.threads import ThreadLog
 from cxmpute.errors import NotFound
 from cxmpute.settings import Settings
 
-MEMORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:@\-]{0,99}$")
-MAX_ID_LENGTH = 256
 MAX_DOCUMENTS_PER_WRITE = 10_000
-# Internal metadata keys start with "_"; user keys may not, so the two never collide.
-DOC_KEY, CHUNK_KEY, CHUNKS_KEY, CREATED_KEY = "_doc", "_chunk", "_chunks", "_created"
 OWNER_KEY, NAME_KEY = "cx_owner", "cx_memory"
-
-
-class DocumentIn(BaseModel):
-    id: str | None = Field(None, description="Document id; generated when empty. Writing an existing id replaces it")
-    text: str = Field(..., description="The text to remember")
-    metadata: dict[str, Scalar] = Field(default_factory=dict, description="Values to filter on later")
-
-
-class MemoryItem(BaseModel):
-    id: str = Field(..., description="Item id (a chunk of a long document has id '<document id>#<n>')")
-    document_id: str
-    chunk: int = 0
-    text: str
-    metadata: dict[str, Scalar] = Field(default_factory=dict)
-
-
-class SearchHit(MemoryItem):
-    score: float = Field(..., description="Cosine similarity, 1 is identical")
-
-
-class MemoryInfo(BaseModel):
-    name: str
-    count: int
-
-
-class ItemPage(BaseModel):
-    items: list[MemoryItem]
-    total: int
-    offset: int
-    limit: int
-
-
-def validate_memory_name(name: str, field: str = "memory") -> str:
-    if not isinstance(name, str) or not MEMORY_NAME.match(name):
-        raise AgentError(
-            f"invalid {field} name {name!r}: 1-100 characters, letters, digits, space and _ . : @ -, "
-            "starting with a letter or digit",
-            field=field,
-        )
-    return name
-
-
-def validate_metadata(metadata: dict[str, Any], field: str = "metadata") -> dict[str, Scalar]:
-    for key, value in metadata.items():
-        if not key or key.startswith(("_", "$")):
-            raise AgentError(
-                f"metadata key {key!r} is reserved: keys may not be empty or start with '_' or '$'", field=field
-            )
-        if not isinstance(value, (str, int, float, bool)):
-            raise AgentError(f"metadata value for {key!r} must be a string, number or boolean", field=field)
-    return dict(metadata)
-
-
-def _validate_id(value: str, field: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH:
-        raise AgentError(f"ids must be non-empty strings of at most {MAX_ID_LENGTH} characters", field=field)
-    return value
 
 
 def _collection_name(owner: str, memory: str) -> str:
     digest = hashlib.sha256(f"{owner}\x00{memory}".encode()).hexdigest()
     return f"cx-{digest[:40]}"
-
-
-def _public_metadata(meta: dict[str, Any] | None) -> dict[str, Scalar]:
-    return {k: v for k, v in (meta or {}).items() if not k.startswith("_")}
-
-
-def _item(item_id: str, text: str | None, meta: dict[str, Any] | None) -> MemoryItem:
-    meta = meta or {}
-    return MemoryItem(
-        id=item_id,
-        document_id=str(meta.get(DOC_KEY, item_id)),
-        chunk=int(meta.get(CHUNK_KEY, 0)),
-        text=text or "",
-        metadata=_public_metadata(meta),
-    )
 
 
 class MemoryStore:
@@ -192,7 +130,7 @@ class MemoryStore:
                     status_code=413,
                 )
             if doc.id is not None:
-                _validate_id(doc.id, f"documents.{i}.id")
+                validate_id(doc.id, f"documents.{i}.id")
                 if "#" in doc.id:
                     raise AgentError(
                         "document ids may not contain '#' (it separates a document id from its chunk number)",
@@ -301,14 +239,14 @@ class MemoryStore:
         for item_id, text, meta, dist in zip(
             result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
         ):
-            base = _item(item_id, text, meta)
+            base = memory_item(item_id, text, meta)
             hits.append(SearchHit(**base.model_dump(), score=round(1.0 - float(dist), 6)))
         return hits
 
     def get(self, owner: str, memory: str, ids: list[str]) -> list[MemoryItem]:
         col = self._collection(owner, memory)
-        result = col.get(ids=[_validate_id(i, "ids") for i in ids], include=["documents", "metadatas"])
-        by_id = {i: _item(i, t, m) for i, t, m in zip(result["ids"], result["documents"], result["metadatas"])}
+        result = col.get(ids=[validate_id(i, "ids") for i in ids], include=["documents", "metadatas"])
+        by_id = {i: memory_item(i, t, m) for i, t, m in zip(result["ids"], result["documents"], result["metadatas"])}
         return [by_id[i] for i in ids if i in by_id]
 
     def list_items(
@@ -322,7 +260,7 @@ class MemoryStore:
         col = self._collection(owner, memory)
         total = col.count() if where is None else len(col.get(where=where, include=[])["ids"])
         result = col.get(where=where, limit=limit, offset=offset, include=["documents", "metadatas"])
-        items = [_item(i, t, m) for i, t, m in zip(result["ids"], result["documents"], result["metadatas"])]
+        items = [memory_item(i, t, m) for i, t, m in zip(result["ids"], result["documents"], result["metadatas"])]
         return ItemPage(items=items, total=total, offset=offset, limit=limit)
 
     def _document_items(self, col: Collection, item_id: str) -> dict[str, Any]:
@@ -343,7 +281,7 @@ class MemoryStore:
         chunk_overlap: int = 200,
     ) -> list[str]:
         """Change a document's (or one chunk's) text and/or metadata; new text is re-embedded."""
-        _validate_id(item_id, "id")
+        validate_id(item_id, "id")
         if text is None and metadata is None:
             raise AgentError("nothing to update: give text and/or metadata", field="text")
         if metadata is not None:
@@ -353,7 +291,7 @@ class MemoryStore:
         if not current["ids"]:
             raise NotFound(f"no item {item_id!r} in memory {memory!r}", field="id")
         first_meta = current["metadatas"][0] or {}
-        merged = {**_public_metadata(first_meta), **(metadata or {})}
+        merged = {**public_metadata(first_meta), **(metadata or {})}
         if text is not None:
             doc_id = str(first_meta.get(DOC_KEY, item_id))
             if doc_id != item_id:
@@ -381,7 +319,7 @@ class MemoryStore:
         self, owner: str, memory: str, ids: Iterable[str] | None = None, where: dict[str, Any] | None = None
     ) -> list[str]:
         """Delete by ids (a document id removes all its chunks) and/or by filter; returns the ids removed."""
-        ids = [_validate_id(i, "ids") for i in (ids or [])]
+        ids = [validate_id(i, "ids") for i in (ids or [])]
         where = normalize_filter(where)
         if not ids and where is None:
             raise AgentError("give ids or a filter to delete by (Clear Memory empties a whole memory)", field="ids")

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Query
 
 from agxnt.context import default_services
 from agxnt.errors import AgentError
-from agxnt.memory.store import ItemPage, MemoryInfo, MemoryItem, MemoryStore
+from agxnt.memory.items import ItemPage, MemoryInfo, MemoryItem
+from agxnt.memory.store import MemoryStore
 from agxnt.memory.threads import ThreadInfo, ThreadWindow
 from cxmpute.errors import NotFound
 from web.deps import owner_in

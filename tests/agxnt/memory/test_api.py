@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from agxnt.memory.store import DocumentIn
+from agxnt.memory.items import DocumentIn
 from agxnt.memory.threads import EntryIn
 from compute.identity.tokens import SCOPES, ApiKeyCreate, Principal, create_api_key
 from compute.network import get_network

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from agxnt.memory.embeddings import SentenceTransformerEmbedding, default_model_path
-from agxnt.memory.store import DocumentIn, MemoryStore
+from agxnt.memory.items import DocumentIn
+from agxnt.memory.store import MemoryStore
 from cxmpute.ports import free_port
 from cxmpute.settings import Settings
 
