@@ -14,10 +14,9 @@ from types import SimpleNamespace
 
 from eth_account import Account
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from compute.models import Lease, LedgerAccount, LedgerEntry, LedgerTx, Provider, Provision, UsageRecord
+from compute.market.statements import ADD_BALANCE, ENSURE_ACCOUNTS, INSERT_ENTRIES, INSERT_TXS, SET_FREE
+from compute.models import Lease, LedgerAccount, Provider, Provision, UsageRecord
 from compute.providers.registry import reputation
 
 _l, _p, _v, _a, _u = (
@@ -68,10 +67,6 @@ LOCK_PROVIDERS = (
     .order_by(_v.address)
     .with_for_update()
 )
-ENSURE_ACCOUNTS = {
-    "sqlite": sqlite_insert(LedgerAccount.__table__).on_conflict_do_nothing(),
-    "postgresql": pg_insert(LedgerAccount.__table__).on_conflict_do_nothing(),
-}
 LOCK_ACCOUNTS = (
     select(_a.id, _a.kind, _a.owner, _a.balance)
     .where(
@@ -86,11 +81,6 @@ LOCK_ACCOUNTS = (
     .with_for_update()
 )
 INSERT_USAGE = insert(UsageRecord.__table__).inline()
-INSERT_TXS = insert(LedgerTx.__table__).inline()
-INSERT_ENTRIES = insert(LedgerEntry.__table__).inline()
-ADD_BALANCE = (
-    update(LedgerAccount.__table__).where(_a.id == bindparam("b_id")).values(balance=_a.balance + bindparam("b_delta"))
-)
 SET_LEASE = (
     update(Lease.__table__)
     .where(_l.id == bindparam("b_id"))
@@ -100,17 +90,6 @@ SET_LEASE = (
         status=bindparam("b_status"),
         end_reason=bindparam("b_reason"),
         ended_at=bindparam("b_ended"),
-    )
-)
-SET_FREE = (
-    update(Provision.__table__)
-    .where(_p.id == bindparam("b_id"))
-    .values(
-        free_cpu=bindparam("b_cpu"),
-        free_memory_mb=bindparam("b_memory"),
-        free_gpu=bindparam("b_gpu"),
-        free_disk_gb=bindparam("b_disk"),
-        updated_at=bindparam("b_stamp"),
     )
 )
 SET_PROVIDER = (

@@ -12,9 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select
 
 from compute.errors import InsufficientFunds
 from compute.market.demand import MatchRequest
@@ -23,7 +21,8 @@ from compute.market.index import Slot
 from compute.market.leases import LeaseOut
 from compute.market.pricing import platform_fee
 from compute.market.proofs import lease_proofs
-from compute.models import Lease, LedgerAccount, LedgerEntry, LedgerTx, Provision, aware
+from compute.market.statements import ADD_BALANCE, ENSURE_ACCOUNTS, INSERT_ENTRIES, INSERT_TXS, SET_FREE
+from compute.models import Lease, LedgerAccount, LedgerEntry, Provision, aware
 
 PROVISIONS = Provision.__table__
 ACCOUNTS = LedgerAccount.__table__
@@ -58,29 +57,11 @@ LOCK_PAYERS_AND_EARNERS = _LOCK.where(
         and_(_a.kind == "fee", _a.owner == "platform"),
     )
 )
-ENSURE_ACCOUNTS = {
-    "sqlite": sqlite_insert(ACCOUNTS).on_conflict_do_nothing(),
-    "postgresql": pg_insert(ACCOUNTS).on_conflict_do_nothing(),
-}
-SET_FREE = (
-    update(PROVISIONS)
-    .where(_p.id == bindparam("b_id"))
-    .values(
-        free_cpu=bindparam("b_cpu"),
-        free_memory_mb=bindparam("b_memory"),
-        free_gpu=bindparam("b_gpu"),
-        free_disk_gb=bindparam("b_disk"),
-        updated_at=bindparam("b_stamp"),
-    )
-)
-ADD_BALANCE = update(ACCOUNTS).where(_a.id == bindparam("b_id")).values(balance=_a.balance + bindparam("b_delta"))
 # Inserts are inline: no generated key is read back (a batch of one would otherwise ask for it), so no write
 # waits for another's answer. An escrow account is found by its lease rather than by its returned id.
 INSERT_LEASES = insert(LEASES).inline()
 INSERT_PROOFS = insert(lease_proofs).inline()
 OPEN_ESCROWS = insert(ACCOUNTS).inline()
-INSERT_TXS = insert(LedgerTx.__table__).inline()
-INSERT_ENTRIES = insert(LedgerEntry.__table__).inline()
 INSERT_ESCROW_ENTRIES = (
     insert(LedgerEntry.__table__)
     .inline()
