@@ -233,8 +233,8 @@ def migrate_cmd(
     output: Path | None = typer.Option(None, "-o", "--output", help="Write here instead of over FILE"),
 ) -> None:
     """Upgrade nodes pinned to agent versions that no longer exist, through each agent's migration."""
+    from flows.agent_versions import migrate
     from flows.spec import dump_document
-    from flows.validate import migrate
 
     workflow, changes = migrate(_load(file))
     if not changes:

@@ -41,8 +41,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from compute.worker.prefect_worker import WORKER_TYPE, CxmputeWorker
 from cxmpute.errors import CxmputeError
+from flows.run_inputs import check_inputs
 from flows.template_runs import TEMPLATE_FLOW, load_template
-from flows.validate import check_inputs, validate
+from flows.validate import validate
 
 DEFAULT_PREFECT_FILE = Path("deploy/prefect.yaml")
 WORKER_LABEL = "prefect.worker.name"

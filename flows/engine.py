@@ -41,8 +41,9 @@ from compute.worker.jobs import JobSpec
 from cxmpute.errors import CxmputeError
 from flows import cancellation, prefect_api
 from flows.history import NODE_TASK, PAUSE_KEY_PREFIX
+from flows.run_inputs import check_inputs
 from flows.spec import Node, Workflow
-from flows.validate import Plan, check_inputs, on_network, validate_or_raise
+from flows.validate import Plan, on_network, validate_or_raise
 
 FLOW_NAME = "cxmpute-workflow"
 NETWORK_TIMEOUT_S = 600.0  # a node on a provider with no timeout of its own

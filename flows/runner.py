@@ -27,9 +27,10 @@ from cxmpute.settings import get_settings
 from flows import prefect_api, queue
 from flows.engine import compile_workflow
 from flows.history import RunView, read_run
+from flows.problems import WorkflowInvalid
+from flows.run_inputs import check_inputs
 from flows.spec import Workflow
 from flows.store import WorkflowRunRow
-from flows.validate import WorkflowInvalid, check_inputs
 
 
 def start_run(

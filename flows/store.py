@@ -12,8 +12,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cxmpute.db import Base
 from cxmpute.errors import NotFound
+from flows.agent_versions import pin_versions
+from flows.problems import WorkflowInvalid
 from flows.spec import Workflow
-from flows.validate import WorkflowInvalid, pin_versions, validate
+from flows.validate import validate
 
 
 class WorkflowRow(Base):

@@ -1,4 +1,5 @@
-"""Validation: every problem of a workflow document at once, each naming its node or edge."""
+"""Validation: every problem of a workflow document at once, each naming its node or edge, and for a valid
+document the plan that runs it (agents resolved, edges grouped by target, nodes in topological order)."""
 
 from __future__ import annotations
 
@@ -13,40 +14,8 @@ from agxnt.agent import Agent
 from agxnt.errors import UnknownAgent
 from agxnt.registry import Registry
 from agxnt.registry import registry as default_registry
-from cxmpute.errors import CxmputeError
+from flows.problems import Problem, WorkflowInvalid
 from flows.spec import Node, Workflow
-
-
-class Problem(BaseModel):
-    """One thing wrong with a document. ``code`` is machine-readable, ``message`` is for people."""
-
-    code: str  # invalid_document | duplicate_node | unknown_agent | unknown_version | unknown_node | unknown_port
-    #            | type_mismatch | cycle | missing_input | bad_param | unknown_input | duplicate_edge | unknown_output
-    #            | missing_run_input | unknown_run_input | bad_run_input (a run's inputs, see check_inputs)
-    message: str
-    node: str | None = None
-    edge: int | None = None
-    field: str | None = None
-
-    def __str__(self) -> str:
-        where = f"node {self.node!r}" if self.node else (f"edge #{self.edge}" if self.edge is not None else "document")
-        return f"{where}: {self.message}"
-
-
-class WorkflowInvalid(CxmputeError):
-    """A document (or a run's inputs) with problems: a 422 listing every one, each naming its node or field."""
-
-    status_code = 422
-
-    def __init__(self, problems: list[Problem]):
-        super().__init__("; ".join(str(p) for p in problems), field=problems[0].field if problems else None)
-        self.problems = problems
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "detail": f"workflow has {len(self.problems)} problem(s): {self}",
-            "errors": [p.model_dump() for p in self.problems],
-        }
 
 
 @dataclass
@@ -396,102 +365,8 @@ def _toposort(nodes: list[str], incoming: dict[str, list[tuple[str, str, str]]])
     return order, cyclic
 
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-}
-
-
-def _has_type(value: Any, kind: str) -> bool:
-    if isinstance(value, bool):  # a bool is an int to Python, never a number to JSON
-        return kind == "boolean"
-    if kind == "integer" and isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, _JSON_TYPES[kind])
-
-
-def _json_type(value: Any) -> str:
-    return next(
-        (kind for kind in ("boolean", "integer", "number", "string", "object", "array") if _has_type(value, kind)),
-        type(value).__name__,
-    )
-
-
-def _defaults(wf: Workflow) -> set[str]:
-    """The inputs a run may leave out because the document gives a value: a declared default, or the
-    ``params.value`` of the io.input node reading it."""
-    given = {name for name, declared in wf.inputs.items() if declared.default is not None}
-    return given | {
-        n.params.get("name", "input") for n in wf.nodes if n.agent == "io.input" and n.params.get("value") is not None
-    }
-
-
-def check_inputs(wf: Workflow, inputs: dict[str, Any]) -> list[Problem]:
-    """Every problem of a run's inputs against the workflow's declared ones: names it does not declare,
-    required inputs left out, values of the wrong type. A null value counts as left out."""
-    problems = [
-        Problem(
-            code="unknown_run_input",
-            field=f"inputs.{name}",
-            message=f"run input {name!r} is not declared (declared: {', '.join(wf.inputs) or 'none'})",
-        )
-        for name in inputs
-        if name not in wf.inputs
-    ]
-    defaults = _defaults(wf)
-    for name, declared in wf.inputs.items():
-        value = inputs.get(name)
-        if value is None:
-            required = declared.required if declared.required is not None else name not in defaults
-            if required:
-                problems.append(
-                    Problem(code="missing_run_input", field=f"inputs.{name}", message=f"run input {name!r} is required")
-                )
-        elif declared.type is not None and not _has_type(value, declared.type):
-            problems.append(
-                Problem(
-                    code="bad_run_input",
-                    field=f"inputs.{name}",
-                    message=f"run input {name!r} must be of type {declared.type}, "
-                    f"not {_json_type(value)} ({value!r:.60})",
-                )
-            )
-    return problems
-
-
 def validate_or_raise(document: dict[str, Any] | Workflow, reg: Registry | None = None) -> Plan:
     plan, problems = validate(document, reg)
     if plan is None:
         raise WorkflowInvalid(problems)
     return plan
-
-
-def pin_versions(document: dict[str, Any] | Workflow, reg: Registry | None = None) -> Workflow:
-    """Fill each node's agent_version with the newest registered version where it is not pinned yet."""
-    reg = reg or default_registry
-    wf = document if isinstance(document, Workflow) else Workflow.model_validate(document)
-    wf = wf.model_copy(deep=True)
-    for node in wf.nodes:
-        if node.agent_version is None and reg.has(node.agent):
-            node.agent_version = reg.get(node.agent).version
-    return wf
-
-
-def migrate(document: dict[str, Any] | Workflow, reg: Registry | None = None) -> tuple[Workflow, list[str]]:
-    """Upgrade nodes pinned to agent versions that are no longer registered to the newest version,
-    through each agent's ``migrate_params``; returns the new document and what changed."""
-    reg = reg or default_registry
-    wf = document if isinstance(document, Workflow) else Workflow.model_validate(document)
-    wf = wf.model_copy(deep=True)
-    changes = []
-    for node in wf.nodes:
-        if node.agent_version and reg.has(node.agent) and not reg.has(node.agent, node.agent_version):
-            cls = reg.get(node.agent)
-            node.params = cls.migrate_params(dict(node.params), node.agent_version)
-            changes.append(f"node {node.id}: {node.agent} {node.agent_version} -> {cls.version}")
-            node.agent_version = cls.version
-    return wf, changes

@@ -35,7 +35,8 @@ from cxmpute.errors import CxmputeError, Forbidden, Unauthorized
 from cxmpute.settings import get_settings
 from flows import runner, store
 from flows.history import RunView, read_run
-from flows.validate import WorkflowInvalid, check_inputs
+from flows.problems import WorkflowInvalid
+from flows.run_inputs import check_inputs
 from web.deps import current_principal
 
 MCP_PATH = "/mcp"

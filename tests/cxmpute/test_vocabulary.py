@@ -52,7 +52,7 @@ def test_the_shared_error_kinds_are_defined_once(exceptions):
 
 
 def test_every_platform_error_is_of_the_one_family(exceptions):
-    from flows.validate import WorkflowInvalid
+    from flows.problems import WorkflowInvalid
 
     assert issubclass(WorkflowInvalid, CxmputeError) and WorkflowInvalid.status_code == 422
     strays = [

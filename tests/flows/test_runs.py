@@ -74,7 +74,7 @@ def test_run_inputs_are_checked_before_the_run_is_created():
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
-    from flows.validate import WorkflowInvalid
+    from flows.problems import WorkflowInvalid
 
     doc = {
         "name": "checked-inputs",

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 import flows
+from flows.agent_versions import pin_versions
+from flows.run_inputs import check_inputs
 from flows.spec import Workflow, load_document
-from flows.validate import check_inputs, pin_versions, validate
+from flows.validate import validate
 
 TEMPLATES = Path(flows.__file__).parent / "templates"
 
@@ -101,8 +103,8 @@ def test_documents_pinned_to_a_retired_version_migrate_explicitly(tmp_path):
     from pydantic import BaseModel
 
     from agxnt import Agent, registry
+    from flows.agent_versions import migrate
     from flows.spec import dump_document
-    from flows.validate import migrate
 
     class In(BaseModel):
         text: str

@@ -12,8 +12,9 @@ import flows
 from cxmpute.db import session_scope
 from flows import runner, store
 from flows.history import RunStarted
+from flows.problems import Problem
 from flows.spec import load_document, workflow_json_schema
-from flows.validate import Problem, validate
+from flows.validate import validate
 from web.deps import DbSession, owner_in, public
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
