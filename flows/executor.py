@@ -35,7 +35,8 @@ from cxmpute.db import migrate, session_scope
 from cxmpute.logging import get_logger
 from cxmpute.settings import get_settings
 from flows import cancellation, prefect_api, queue
-from flows.engine import RunLost, compile_workflow, engine_parameters
+from flows.engine import compile_workflow, engine_parameters
+from flows.run_errors import RunLost
 
 log = get_logger(__name__)
 MAX_CLAIMS = 20  # a run taken this many times without ending is given up (left as Prefect last saw it)

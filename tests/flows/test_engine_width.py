@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from flows import cancellation
-from flows.engine import NodeFailed, _unless_cancelled
+from flows.cancel_watch import unless_cancelled
+from flows.run_errors import NodeFailed
 
 
 def _run_id() -> str:
@@ -22,7 +23,7 @@ def test_work_that_ends_gives_its_result():
         await asyncio.sleep(0.01)
         return "done"
 
-    assert asyncio.run(_unless_cancelled(work(), _run_id(), "n", "util.wait")) == "done"
+    assert asyncio.run(unless_cancelled(work(), _run_id(), "n", "util.wait")) == "done"
 
 
 def test_an_error_of_the_work_is_its_own():
@@ -30,7 +31,7 @@ def test_an_error_of_the_work_is_its_own():
         raise ValueError("bad input")
 
     with pytest.raises(ValueError, match="bad input"):
-        asyncio.run(_unless_cancelled(work(), _run_id(), "n", "util.wait"))
+        asyncio.run(unless_cancelled(work(), _run_id(), "n", "util.wait"))
 
 
 def test_cancelling_a_run_stops_the_work_of_each_of_its_nodes_after_its_cleanup():
@@ -48,7 +49,7 @@ def test_cancelling_a_run_stops_the_work_of_each_of_its_nodes_after_its_cleanup(
 
     def node(name: str, run_id: str, seconds: float) -> None:
         try:
-            outcomes[name] = asyncio.run(_unless_cancelled(work(name, seconds), run_id, name, "util.wait"))
+            outcomes[name] = asyncio.run(unless_cancelled(work(name, seconds), run_id, name, "util.wait"))
         except NodeFailed as exc:
             outcomes[name] = exc
 
@@ -75,7 +76,7 @@ def test_a_timeout_is_not_taken_for_a_cancelled_run():
 
     async def node() -> None:
         cancellation.request(run_id)
-        await asyncio.wait_for(_unless_cancelled(asyncio.sleep(30), run_id, "n", "util.wait"), 0.05)
+        await asyncio.wait_for(unless_cancelled(asyncio.sleep(30), run_id, "n", "util.wait"), 0.05)
 
     try:
         with pytest.raises(asyncio.TimeoutError):
