@@ -83,7 +83,8 @@ def deploy(
     Every problem of the file is reported, each with its deployment and field, before anything is created;
     the work pool is created (of the network's worker type, `cxmpute`) when missing. Deploying again updates.
     """
-    from flows.deployments import DeployFileInvalid, apply, plan
+    from flows.deploy import apply
+    from flows.prefect_file import DeployFileInvalid, plan
 
     try:
         planned = plan(prefect_file, name, all_)

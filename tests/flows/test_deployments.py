@@ -19,9 +19,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from typer.testing import CliRunner
 
+from flows.deploy import apply
 from flows.deploy_cli import app as deploy_app
 from flows.deploy_cli import deployments_app
-from flows.deployments import DeployFileInvalid, apply, plan
+from flows.prefect_file import DeployFileInvalid, plan
 from flows.server import auth_string, client_env
 from tests.support.prefect import basic
 
