@@ -114,10 +114,13 @@ class Market:
             estimated_cost_gwei=cost(slot.price, units, req.span_s),
         )
 
-    def place(self, user: str, req: MatchRequest) -> leases.LeaseOut:
-        """Reserve the best provision for ``user`` and open a lease, or raise with the reason."""
+    def place(
+        self, user: str, req: MatchRequest, extra: Callable[[Connection, leases.LeaseOut], None] | None = None
+    ) -> leases.LeaseOut:
+        """Reserve the best provision for ``user`` and open a lease, or raise with the reason. ``extra`` writes
+        what belongs with the lease, in the same transaction (it may be called again if the batch is rerun)."""
         self.sync()
-        return self._placer.place(user, req)
+        return self._placer.place(user, req, extra)
 
     def close(
         self, closings: list[Closing], extra: Callable[[Connection, list[Closed | CxmputeError]], None] | None = None

@@ -95,8 +95,10 @@ class Placer(GroupCommit[PlacementTicket]):
             started = self._holding
             return self._settled.wait_for(lambda: self._holding != started, timeout)
 
-    def place(self, user: str, req: MatchRequest) -> LeaseOut:
-        ticket = self.submit(PlacementTicket(user, req))
+    def place(
+        self, user: str, req: MatchRequest, extra: Callable[[Connection, LeaseOut], None] | None = None
+    ) -> LeaseOut:
+        ticket = self.submit(PlacementTicket(user, req, extra))
         if ticket.error is not None:
             raise ticket.error
         return ticket.result
@@ -165,6 +167,10 @@ class Placer(GroupCommit[PlacementTicket]):
                         write_capacity(conn, locked)
                         write_leases(conn, accepted)
                         write_ledger(conn, accepted, locked.accounts)
+                    # Out of the pipeline: an extra write may read what its statement did.
+                    for plan in accepted:
+                        if plan.ticket.extra is not None:
+                            plan.ticket.extra(conn, plan.lease)
                 with self.publish:
                     conn.commit()
                     # Every row read under lock, as the commit leaves it: this also gives back what the index

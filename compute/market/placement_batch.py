@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -79,6 +80,7 @@ class PlacementTicket(Ticket):
 
     user: str
     req: MatchRequest
+    extra: Callable[[Connection, LeaseOut], None] | None = None
     attempts: int = 0
 
 

@@ -1,13 +1,13 @@
 """Dispatch: match a job onto a provider, hand it to that provider's worker, watch it, fail over.
 
-Each attempt opens a lease through the market (cheapest provision that fits, within the owner's price
-range) and records the job ``queued``; the API process the provider's worker is connected to pushes it over
-the worker's job stream within milliseconds (:mod:`compute.worker.delivery`). The dispatcher waits through
-this process's job watcher (one query for every job in flight here) and meanwhile watches the provider's
-heartbeats: when they lapse it marks the provider down (out of matching until it beats again), abandons the
-job — which ends the lease as ``provider-lost``, refunding the escrow and slashing the stake — and dispatches
-the work again to another provider. A result the lost provider sends later is refused (the job is no longer
-``running``), so the work is accepted and paid for exactly once.
+Each attempt opens a lease through the market (cheapest provision that fits, within the owner's price range)
+and records the job ``queued`` in the same transaction; the API process the provider's worker is connected to
+pushes it over the worker's job stream within milliseconds (:mod:`compute.worker.delivery`). The dispatcher
+waits through this process's job watcher (one query for every job in flight here) and meanwhile watches the
+provider's heartbeats: when they lapse it marks the provider down (out of matching until it beats again),
+abandons the job — which ends the lease as ``provider-lost``, refunding the escrow and slashing the stake —
+and dispatches the work again to another provider. A result the lost provider sends later is refused (the job
+is no longer ``running``), so the work is accepted and paid for exactly once.
 
 Attempts of one piece of work share its ``work_key``: a dispatcher asked to run work that already has an
 attempt returns a finished one as it is and adopts an open one, so a process that restarts and runs the same
@@ -29,8 +29,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-
-from sqlalchemy.exc import IntegrityError
 
 from compute.errors import ComputeError
 from compute.market.demand import MatchRequest
@@ -194,23 +192,23 @@ class Dispatcher:
     def _place_and_record(
         self, spec: JobSpec, attempt: int, deadline: float, pause: float, passed_over: list[str]
     ) -> JobOut | None:
-        lease = self._try_place(spec, deadline, pause, passed_over)
+        recording = jobs.Recording(str(uuid.uuid4()), spec, attempt)
+        lease = self._try_place(spec, deadline, pause, passed_over, recording)
         if lease is None:
             return None
-        try:
-            return jobs.create(self.network.store, str(uuid.uuid4()), spec, lease.provider, lease.id, attempt)
-        except IntegrityError:
-            won = self._yield_to(spec.work_key, attempt, lease)
-            if won is None:  # not the attempt's uniqueness: the lease is ended, the error stands
-                raise
-            return won
+        if recording.job is not None:
+            return recording.job
+        won = self._yield_to(spec.work_key, attempt, lease)
+        if won is None:  # the attempt's record went away between the placement and this look
+            raise DispatchError(f"attempt {attempt} of {spec.work_key} could not be recorded", field="work_key")
+        return won
 
     def _yield_to(self, work_key: str, attempt: int, lease: LeaseOut) -> JobOut | None:
         """Another dispatcher recorded this attempt a moment before us (two executors that both believe they hold
         the run, one's claim having lapsed under load): its job is the work's, and watching it to its end is
         adopting it. Our lease ends unused: nothing metered, so the whole escrow goes back to the owner, its
         capacity is free again and, as for a cancellation, its provider is not blamed. Returns the job that won
-        (None when no job holds the attempt: the insert failed for another reason)."""
+        (None when no job holds the attempt)."""
         self.network.market.end(lease.id, "user-cancelled", None)
         won = jobs.attempt_of(self.network.store, work_key, attempt)
         if won is not None:
@@ -223,7 +221,9 @@ class Dispatcher:
             )
         return won
 
-    def _try_place(self, spec: JobSpec, deadline: float, pause: float, passed_over: list[str]) -> LeaseOut | None:
+    def _try_place(
+        self, spec: JobSpec, deadline: float, pause: float, passed_over: list[str], recording: jobs.Recording
+    ) -> LeaseOut | None:
         """A lease, passing over ``passed_over`` unless only they fit; None while what fits is busy."""
         request = MatchRequest(
             kind=spec.provision,
@@ -234,10 +234,10 @@ class Dispatcher:
             avoid_providers=passed_over,
         )
         try:
-            return self.network.market.place(spec.owner, request)
+            return self.network.market.place(spec.owner, request, extra=recording)
         except NoMatchError as exc:
             if passed_over and exc.explanation.excluded.get("avoided"):
-                return self._try_place(spec, deadline, pause, [])
+                return self._try_place(spec, deadline, pause, [], recording)
             if not exc.explanation.busy or time.monotonic() + pause > deadline:
                 raise
             return None

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from compute.market import leases
 from compute.market.demand import PriceRange
+from compute.market.leases import LeaseOut
 from compute.models import Job, utcnow
 from compute.provisions import Kind, Resources
 from compute.receipts import Domain
@@ -97,26 +101,42 @@ def is_cancelled(job: JobOut) -> bool:
     return job.status == "abandoned" and job.error == CANCELLED
 
 
-def create(store: Store, job_id: str, spec: JobSpec, provider: str, lease_id: str, attempt: int) -> JobOut:
-    """Record an attempt, ``queued`` for its provider's worker. Raises :class:`sqlalchemy.exc.IntegrityError`
-    when the attempt is recorded already (another dispatcher placed it a moment ago)."""
-    row = Job(
-        id=job_id,
-        work_key=spec.work_key,
-        attempt=attempt,
-        kind=spec.kind,
-        owner=spec.owner,
-        provider=provider,
-        lease_id=lease_id,
-        payload=spec.payload,
-        status="queued",
-        cost_gwei=0,
-        created_at=utcnow(),
-    )
-    with store.write() as session:
-        session.add(row)
-        session.flush()
-        return out(row)
+@dataclass(eq=False)
+class Recording:
+    """Records an attempt as its lease is placed, in the placement's own transaction (``Market.place``'s
+    ``extra``): the job exists exactly when its lease does, and costs no transaction of its own. ``job`` is the
+    attempt as recorded, or None when another dispatcher had recorded this attempt already."""
+
+    job_id: str
+    spec: JobSpec
+    attempt: int
+    job: JobOut | None = None
+
+    def __call__(self, conn: Connection, lease: LeaseOut) -> None:
+        spec = self.spec
+        row = {
+            "id": self.job_id,
+            "work_key": spec.work_key,
+            "attempt": self.attempt,
+            "kind": spec.kind,
+            "owner": spec.owner,
+            "provider": lease.provider,
+            "lease_id": lease.id,
+            "payload": spec.payload,
+            "status": "queued",
+            "cost_gwei": 0,
+            "created_at": utcnow(),
+        }
+        # The attempt's unique index decides between two dispatchers without failing the placement's batch.
+        inserted = conn.execute(_RECORD[conn.dialect.name], row).first() is not None
+        self.job = JobOut.model_validate({name: row.get(name) for name in JobOut.model_fields}) if inserted else None
+
+
+_ATTEMPT = ["work_key", "attempt"]
+_RECORD = {  # the row's id comes back only when it was written
+    "sqlite": sqlite_insert(Job.__table__).on_conflict_do_nothing(index_elements=_ATTEMPT).returning(Job.id),
+    "postgresql": pg_insert(Job.__table__).on_conflict_do_nothing(index_elements=_ATTEMPT).returning(Job.id),
+}
 
 
 def get(store: Store, job_id: str) -> JobOut:

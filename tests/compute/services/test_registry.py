@@ -145,10 +145,11 @@ def test_a_report_from_an_earlier_dispatch_of_its_slot_is_told_to_stop(settings,
         timeout_s=60,
         resources=Resources(cpu=1, memory_mb=512),
     )
-    lease = Market(net.store, net.domain).place(
-        owner, MatchRequest(kind="container", resources=spec.resources, price_max_gwei=10, duration_s=60)
+    Market(net.store, net.domain).place(
+        owner,
+        MatchRequest(kind="container", resources=spec.resources, price_max_gwei=10, duration_s=60),
+        extra=jobs.Recording("job-of-the-second-dispatch", spec, 1),
     )
-    jobs.create(net.store, "job-of-the-second-dispatch", spec, provider, lease.id, 1)
     jobs.claim(net.store, "job-of-the-second-dispatch", provider)
 
     def runs(dispatch: str | None) -> bool:

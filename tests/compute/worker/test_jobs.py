@@ -81,10 +81,13 @@ def _dispatch(net, market, owner: str, attempt: int = 1) -> jobs.JobOut:
         timeout_s=60,
         resources=Resources(cpu=1, memory_mb=512),
     )
-    lease = market.place(owner, MatchRequest(kind="agent", resources=spec.resources, price_max_gwei=10, duration_s=60))
-    job_id = f"00000000-0000-0000-0000-{attempt:012d}"
-    jobs.create(net.store, job_id, spec, lease.provider, lease.id, attempt)
-    return jobs.get(net.store, job_id)
+    recording = jobs.Recording(f"00000000-0000-0000-0000-{attempt:012d}", spec, attempt)
+    req = MatchRequest(kind="agent", resources=spec.resources, price_max_gwei=10, duration_s=60)
+    market.place(owner, req, extra=recording)
+    assert recording.job is not None
+    stored = jobs.get(net.store, recording.job.id)  # as recorded with its lease
+    assert stored.model_dump(exclude={"created_at"}) == recording.job.model_dump(exclude={"created_at"})
+    return recording.job
 
 
 def test_a_result_is_settled_once_with_its_seconds_and_the_lease_closed(net, market):

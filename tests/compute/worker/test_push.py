@@ -246,8 +246,7 @@ def test_a_job_claimed_for_a_stream_that_died_is_queued_again_when_the_worker_re
     owner = _owner(net)
     with workers(net, api) as (worker,):
         api.stop()
-        lease = net.market.place(owner, _request())
-        jobs.create(net.store, "lost-in-transit", _spec(owner, "t"), lease.provider, lease.id, 1)
+        net.market.place(owner, _request(), extra=jobs.Recording("lost-in-transit", _spec(owner, "t"), 1))
         assert [c.id for c in jobs.deliver(net.store, ["lost-in-transit"])] == ["lost-in-transit"]
         assert jobs.get(net.store, "lost-in-transit").status == "running"
         api.start()
@@ -303,8 +302,7 @@ def test_work_already_done_is_returned_and_open_work_is_adopted_not_placed_again
 def test_a_failed_attempt_is_followed_by_the_next_attempt_number(net, api):
     owner = _owner(net)
     with workers(net, api) as (worker,):
-        lease = net.market.place(owner, _request())
-        jobs.create(net.store, "first-attempt", _spec(owner, "next"), lease.provider, lease.id, 1)
+        lease = net.market.place(owner, _request(), extra=jobs.Recording("first-attempt", _spec(owner, "next"), 1))
         jobs.abandon(net.store, "first-attempt", "expired")
         net.market.refresh_provider(lease.provider)
         job = asyncio.run(Dispatcher(net).run(_spec(owner, "next")))
@@ -359,11 +357,9 @@ def test_cancel_work_takes_only_the_open_jobs_under_its_prefix(net):
     net.market.sync(force=True)
     made = {}
     for key in ("runA:n1:1", "runA:n2:1", "runAB:n1:1", "run_:n1:1"):
-        lease = net.market.place(owner, _request())
         made[key] = f"job-{len(made)}"
-        jobs.create(
-            net.store, made[key], _spec(owner, "p").model_copy(update={"work_key": key}), lease.provider, lease.id, 1
-        )
+        spec = _spec(owner, "p").model_copy(update={"work_key": key})
+        net.market.place(owner, _request(), extra=jobs.Recording(made[key], spec, 1))
     jobs.abandon(net.store, made["runA:n2:1"], "expired")
     assert jobs.cancel_work(net.store, "runA:") == [made["runA:n1:1"]]
     assert jobs.cancel_work(net.store, "run_:") == [made["run_:n1:1"]]  # a wildcard in the prefix is literal
@@ -373,8 +369,7 @@ def test_cancel_work_takes_only_the_open_jobs_under_its_prefix(net):
 def test_only_a_registered_provider_can_open_a_job_stream(net, api):
     owner = _owner(net)
     with workers(net, api) as (worker,):
-        lease = net.market.place(owner, _request())
-        jobs.create(net.store, "not-yours", _spec(owner, "s"), lease.provider, lease.id, 1)
+        net.market.place(owner, _request(), extra=jobs.Recording("not-yours", _spec(owner, "s"), 1))
         stream = f"{api.url}/v1/work/stream"
         assert httpx.post(stream, json={}).status_code == 401  # anonymous
         user = sign_in(api.url, Account.create())  # a signed-in account that is no provider
