@@ -13,7 +13,8 @@ _MAX = typer.Option(..., help="Highest ask accepted, gwei per CU-second")
 _PROVISION = typer.Option(None, help="Only this provision (an id from GET /v1/market/provisions)")
 
 
-def _request(
+def _send(
+    path: str,
     kind: str,
     price_max: int,
     price_min: int,
@@ -26,9 +27,10 @@ def _request(
     model: str | None,
     image: str | None,
     region: str | None,
-    provision: str | None = None,
-) -> dict:
-    return {
+    provision: str | None,
+) -> None:
+    """Both commands send the same request body, to a quote or to open the lease."""
+    body = {
         "provision_id": provision,
         "kind": kind,
         "price_min_gwei": price_min,
@@ -40,6 +42,8 @@ def _request(
         "region": region,
         "resources": {"cpu": cpu, "memory_mb": memory_mb, "gpu_count": gpu_count, "gpu_model": gpu_model},
     }
+    with PlatformClient() as api:
+        show(api.post(path, json=body))
 
 
 @app.command("quote")
@@ -59,27 +63,7 @@ def quote(
     provision: str = _PROVISION,
 ) -> None:
     """What a request would get and cost, or why nothing matches."""
-    with PlatformClient() as api:
-        show(
-            api.post(
-                "/v1/market/quote",
-                json=_request(
-                    kind,
-                    price_max,
-                    price_min,
-                    duration_s,
-                    term,
-                    cpu,
-                    memory_mb,
-                    gpu_count,
-                    gpu_model,
-                    model,
-                    image,
-                    region,
-                    provision,
-                ),
-            )
-        )
+    _send("/v1/market/quote", **locals())
 
 
 @app.command("request")
@@ -99,25 +83,5 @@ def request(
     provision: str = _PROVISION,
 ) -> None:
     """Match and open a lease (escrow held, or the first rental term billed)."""
-    with PlatformClient() as api:
-        # A 409 "no provision matches" carries in its one line why each provision was passed over (no_match).
-        show(
-            api.post(
-                "/v1/market/requests",
-                json=_request(
-                    kind,
-                    price_max,
-                    price_min,
-                    duration_s,
-                    term,
-                    cpu,
-                    memory_mb,
-                    gpu_count,
-                    gpu_model,
-                    model,
-                    image,
-                    region,
-                    provision,
-                ),
-            )
-        )
+    # A 409 "no provision matches" carries in its one line why each provision was passed over (no_match).
+    _send("/v1/market/requests", **locals())
