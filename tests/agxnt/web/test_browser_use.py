@@ -89,11 +89,13 @@ async def test_bad_input_names_the_field(ctx: AgentContext, site: str) -> None:
 async def test_unreachable_page_is_a_failed_step(ctx: AgentContext) -> None:
     import socket
 
-    with socket.socket() as s:  # a port nothing listens on
+    # Bound, never listening, and held through the call: connections are refused, and no server started by
+    # another test can take the port meanwhile (one did, and answered 400).
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = await BrowserUseAgent()(
-        {"actions": [{"type": "goto", "url": f"http://127.0.0.1:{port}/"}, {"type": "extract_text"}]}, ctx
-    )
+        out = await BrowserUseAgent()(
+            {"actions": [{"type": "goto", "url": f"http://127.0.0.1:{port}/"}, {"type": "extract_text"}]}, ctx
+        )
     assert not out.ok and len(out.steps) == 1
     assert "HTTP 502" in out.steps[0].error
