@@ -13,14 +13,14 @@ EIP-712 signature of the message: plain receipts are batch receipts with an empt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from coincurve import PrivateKey
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
-from eth_utils import keccak
 from pydantic import BaseModel
+from sha3 import keccak_256
 
 from compute.signer import platform_account
 
@@ -157,7 +157,14 @@ def struct_hash(primary: str, message: dict) -> bytes:
 
 
 def _hash_struct(name: str, fields: list[dict[str, str]], message: dict) -> bytes:
-    return keccak(_type_hash(name, fields) + b"".join(_encode(f["type"], message[f["name"]]) for f in fields))
+    type_hash, encoders = _layout(name, fields)
+    return keccak(type_hash + b"".join(encode(message[field]) for field, encode in encoders))
+
+
+def keccak(data: bytes) -> bytes:
+    """Keccak-256 (Ethereum's, not SHA3-256). The native implementation hashes a receipt's fields about ten times
+    faster than the generic one, and a batch of placements hashes five times per lease."""
+    return keccak_256(data).digest()
 
 
 def merkle(leaves: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
@@ -193,31 +200,49 @@ def _pair(a: bytes, b: bytes) -> bytes:
     return keccak(a + b if a < b else b + a)
 
 
-def _encode(kind: str, value: object) -> bytes:
-    if kind == "string":
-        return keccak(str(value).encode())
-    if kind == "address":
-        raw = bytes.fromhex(str(value).removeprefix("0x"))
-        if len(raw) != 20:
-            raise ValueError(f"not an address: {value!r}")
-        return raw.rjust(32, b"\0")
-    if kind == "uint256":
-        return int(value).to_bytes(32, "big")
-    if kind == "bytes32":
-        raw = value if isinstance(value, bytes) else bytes.fromhex(str(value).removeprefix("0x"))
-        if len(raw) != 32:
-            raise ValueError(f"not 32 bytes: {value!r}")
-        return raw
-    raise ValueError(f"no encoding for EIP-712 type {kind}")
+def _string(value: object) -> bytes:
+    return keccak(str(value).encode())
 
 
-_type_hashes: dict[str, bytes] = {}
+def _address(value: object) -> bytes:
+    raw = bytes.fromhex(str(value).removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"not an address: {value!r}")
+    return raw.rjust(32, b"\0")
 
 
-def _type_hash(name: str, fields: list[dict[str, str]]) -> bytes:
-    found = _type_hashes.get(name)
+def _uint256(value: object) -> bytes:
+    return int(value).to_bytes(32, "big")
+
+
+def _bytes32(value: object) -> bytes:
+    raw = value if isinstance(value, bytes) else bytes.fromhex(str(value).removeprefix("0x"))
+    if len(raw) != 32:
+        raise ValueError(f"not 32 bytes: {value!r}")
+    return raw
+
+
+_ENCODERS: dict[str, Callable[[object], bytes]] = {
+    "string": _string,
+    "address": _address,
+    "uint256": _uint256,
+    "bytes32": _bytes32,
+}
+_layouts: dict[str, tuple[bytes, list[tuple[str, Callable[[object], bytes]]]]] = {}
+
+
+def _layout(name: str, fields: list[dict[str, str]]) -> tuple[bytes, list[tuple[str, Callable[[object], bytes]]]]:
+    """A struct's type hash and, in order, each field's name and encoder; built once per struct."""
+    found = _layouts.get(name)
     if found is None:
-        found = _type_hashes[name] = keccak(text=f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})")
+        unknown = [f["type"] for f in fields if f["type"] not in _ENCODERS]
+        if unknown:
+            raise ValueError(f"no encoding for EIP-712 type {unknown[0]}")
+        signature = f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})"
+        found = _layouts[name] = (
+            keccak(signature.encode()),
+            [(f["name"], _ENCODERS[f["type"]]) for f in fields],
+        )
     return found
 
 
