@@ -222,6 +222,13 @@ class Settings(BaseSettings):
     storage_dir: Path | None = None
     storage_replicas: int = Field(3, description="Default copies of each block when storage nodes are registered")
     storage_max_audit_failures: int = Field(3, description="Failed audits after which a storage node is evicted")
+    storage_upkeep_s: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds between the platform's storage upkeep rounds (check nodes, audit a sample, repair); "
+        "one platform replica runs them at a time; 0: never (`cxmpute storage maintain` by hand)",
+    )
+    storage_upkeep_sample: int = Field(256, ge=1, description="Fragments audited in each upkeep round")
     storage_max_upload_mb: int = Field(
         64 * 1024, ge=1, description="Largest file one upload (POST /v1/storage/files) may stream"
     )

@@ -38,6 +38,15 @@ class NodeRow(Base):
     registered_ts: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UpkeepRow(Base):
+    """Which platform replica holds the storage upkeep, and until when, unless it renews."""
+
+    __tablename__ = "stxrage_upkeep"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until_ts: Mapped[float] = mapped_column(Float)
+
+
 class BlockRow(Base):
     __tablename__ = "stxrage_blocks"
     cid: Mapped[str] = mapped_column(String(CID_LEN), primary_key=True)

@@ -9,6 +9,9 @@ from pathlib import Path
 _home = Path(tempfile.mkdtemp(prefix="cxmpute-test-"))
 os.environ.setdefault("CXMPUTE_HOME", str(_home))
 os.environ.setdefault("PREFECT_HOME", str(_home / "prefect"))
+# Background upkeep rounds would race the tests that check, audit and repair storage nodes step by step;
+# tests/stxrage/test_upkeep.py runs the upkeep itself.
+os.environ.setdefault("CXMPUTE_STORAGE_UPKEEP_S", "0")
 
 from cxmpute.settings import apply_environment_defaults  # noqa: E402
 

@@ -17,11 +17,15 @@ from compute.vms.metering import VmMeter
 from cxmpute import loops
 from cxmpute.loops import LoopService
 from cxmpute.settings import Settings, get_settings
+from stxrage.upkeep import StorageUpkeep
 
 
 def services(settings: Settings) -> list[LoopService]:
     """Every background loop of the API process, in the order they start (and stop in reverse)."""
-    return [LeaseSweeper(), VmMeter(settings), OrphanAdopter(settings), Reconciler(settings), SessionReaper()]
+    services = [LeaseSweeper(), VmMeter(settings), OrphanAdopter(settings), Reconciler(settings), SessionReaper()]
+    if settings.storage_upkeep_s > 0:
+        services.append(StorageUpkeep(settings))
+    return services
 
 
 @asynccontextmanager
