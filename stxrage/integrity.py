@@ -15,7 +15,7 @@ from stxrage.blockstore import BlockMissing, StoreUnavailable, audit_answer
 from stxrage.catalog import BlockRow, FragmentRow, NodeRow
 from stxrage.errors import DataLost
 from stxrage.fragments import Fragments
-from stxrage.models import AuditReport, MaintenanceReport, Redundancy, RepairReport, stored_policy
+from stxrage.models import AuditReport, MaintenanceReport, NodeInfo, Redundancy, RepairReport, stored_policy
 
 
 class Integrity(Fragments):
@@ -54,8 +54,10 @@ class Integrity(Fragments):
                 except BlockMissing:
                     answer = None
                 if answer != audit_answer(nonce, expected[idx]):
-                    self._fail_audit(block_cid, idx, node_id)
+                    evicted = self._fail_audit(block_cid, idx, node_id)
                     report.failed.append({"block": block_cid, "fragment": idx, "node": node_id})
+                    if evicted is not None:
+                        report.evicted.append(evicted)
         return report
 
     def _expected_fragments(self, block_cid: str) -> list[bytes]:
@@ -64,13 +66,16 @@ class Integrity(Fragments):
             policy = stored_policy(s.get(BlockRow, block_cid).policy)
         return [f for _, f in self._fragments(block_cid, data, policy)]
 
-    def _fail_audit(self, block_cid: str, idx: int, node_id: str) -> None:
+    def _fail_audit(self, block_cid: str, idx: int, node_id: str) -> NodeInfo | None:
+        """Count a failed audit against the node; the node, if this failure evicted it."""
         self._mark_unhealthy(block_cid, idx)
         with self._session() as s:
-            node = s.get(NodeRow, node_id)
+            node = s.get(NodeRow, node_id, with_for_update=True)
             node.audit_failures += 1
-            if node.audit_failures >= self.settings.storage_max_audit_failures:
-                node.status = "evicted"
+            if node.status == "evicted" or node.audit_failures < self.settings.storage_max_audit_failures:
+                return None
+            node.status = "evicted"
+            return self._node_info(node)
 
     def redundancy(self) -> list[Redundancy]:
         """Healthy fragments on active nodes per block, against the block's target."""

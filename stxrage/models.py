@@ -180,6 +180,11 @@ class Redundancy(BaseModel):
 class AuditReport(BaseModel):
     checked: int
     failed: list[dict] = Field(default_factory=list)
+    evicted: list[NodeInfo] = Field(
+        default_factory=list,
+        description="Nodes this audit evicted (their failures reached storage_max_audit_failures); a provider's "
+        "node costs it a slash of its stake",
+    )
 
 
 class RepairReport(BaseModel):

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import or_, update
 
@@ -22,7 +23,7 @@ from cxmpute.loops import LoopService
 from cxmpute.settings import Settings, get_settings
 from stxrage import open_storage
 from stxrage.catalog import UpkeepRow, insert_ignore
-from stxrage.models import MaintenanceReport
+from stxrage.models import MaintenanceReport, NodeInfo
 from stxrage.store import Storage
 
 NAME = "storage"
@@ -50,9 +51,10 @@ def give_up(database_url: str, holder: str) -> None:
 class StorageUpkeep(LoopService):
     name = "storage-upkeep"
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, on_evicted: Callable[[list[NodeInfo]], object] | None = None):
         super().__init__()
         self.settings = settings or get_settings()
+        self.on_evicted = on_evicted  # e.g. slash the evicted nodes' providers (the platform's ledger is not ours)
         self.holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.held = False
         self.last: MaintenanceReport | None = None
@@ -80,12 +82,16 @@ class StorageUpkeep(LoopService):
         while not (await asyncio.wait({round_}, timeout=self.interval()))[0]:
             self.held = await asyncio.to_thread(take, store.database_url, self.holder, self.hold_s)
         self.last = report = round_.result()
+        if report.audit.evicted and self.on_evicted is not None:
+            await asyncio.to_thread(self.on_evicted, report.audit.evicted)
         repair = report.repair
         if report.nodes_down or report.audit.failed or repair.fragments_rebuilt or repair.lost:
             self.log.warning(
-                "storage upkeep: nodes down %s, failed audits %d, fragments rebuilt %d, degraded %d, lost %d",
+                "storage upkeep: nodes down %s, failed audits %d, evicted %s, fragments rebuilt %d, degraded %d, "
+                "lost %d",
                 report.nodes_down,
                 len(report.audit.failed),
+                [n.id for n in report.audit.evicted],
                 repair.fragments_rebuilt,
                 len(repair.degraded),
                 len(repair.lost),

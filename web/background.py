@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from compute.inference.upstream import close_provider_client
+from compute.ledger.funds import slash_storage
 from compute.market.sweeper import LeaseSweeper
 from compute.runtimes.reaper import SessionReaper
 from compute.services import gateway
 from compute.services.reconciler import Reconciler
+from compute.store import get_store
 from compute.training.coordinator import OrphanAdopter
 from compute.vms.metering import VmMeter
 from cxmpute import loops
@@ -24,7 +26,8 @@ def services(settings: Settings) -> list[LoopService]:
     """Every background loop of the API process, in the order they start (and stop in reverse)."""
     services = [LeaseSweeper(), VmMeter(settings), OrphanAdopter(settings), Reconciler(settings), SessionReaper()]
     if settings.storage_upkeep_s > 0:
-        services.append(StorageUpkeep(settings))
+        ledger = get_store(settings.resolved_database_url)
+        services.append(StorageUpkeep(settings, on_evicted=lambda nodes: slash_storage(ledger, nodes)))
     return services
 
 

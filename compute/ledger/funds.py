@@ -7,6 +7,7 @@ written in the same database transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from eth_utils import keccak
@@ -22,6 +23,7 @@ from compute.models import ChainClaim, LedgerAccount, LedgerEntry, LedgerTx, Pro
 from compute.store import Store
 from cxmpute.errors import Conflict, NotFound
 from cxmpute.settings import get_settings
+from stxrage.models import NodeInfo
 
 GWEI = 10**9
 # A provider's failures this close together are one incident: a crash fails every lease it had in flight at
@@ -156,6 +158,35 @@ def slash(session: Session, provider: str, beneficiary: str, lease_id: str) -> i
             entries=[(Acct("stake", provider), -amount), (Acct("user", beneficiary), amount)],
         )
     return amount
+
+
+def slash_storage(store: Store, nodes: Iterable[NodeInfo]) -> dict[str, int]:
+    """Slash the provider of each storage node an audit evicted: the policy's share of its stake goes to the
+    platform's fee account, which paid for the copies repair makes elsewhere. Once per incident, as for a
+    lease: a provider slashed within :data:`SLASH_WINDOW` loses nothing more. The operator's own nodes (no
+    provider) are not slashed. Gwei taken, by node id."""
+    taken: dict[str, int] = {}
+    for node in nodes:
+        if node.provider is None:
+            continue
+        with store.write() as session:
+            if session.get(Provider, node.provider, with_for_update=True) is None:
+                continue
+            if _slashed_since(session, node.provider, utcnow() - SLASH_WINDOW):
+                taken[node.id] = 0
+                continue
+            amount = balance(session, Acct("stake", node.provider)) * get_settings().slash_bps // 10_000
+            if amount > 0:
+                post(
+                    session,
+                    key=f"slash:storage:{node.id}:{uuid.uuid4()}",
+                    kind="slash",
+                    reference=node.id,
+                    memo=f"storage node {node.id} of provider {node.provider} evicted after failed audits",
+                    entries=[(Acct("stake", node.provider), -amount), (Acct("fee", "platform"), amount)],
+                )
+            taken[node.id] = amount
+    return taken
 
 
 def _slashed_since(session: Session, provider: str, since: datetime) -> bool:

@@ -112,3 +112,45 @@ def test_the_api_runs_the_upkeep_unless_it_is_off(monkeypatch):
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_a_node_evicted_for_failed_audits_costs_its_provider_a_slash_once(tmp_path, nodes):
+    from compute.ledger import Acct, balance, post
+    from compute.models import Provider
+    from compute.store import get_store
+    from web import background
+
+    settings = _settings(tmp_path, storage_upkeep_s=0.2, storage_max_audit_failures=1, slash_bps=1000)
+    service = next(s for s in background.services(settings) if isinstance(s, StorageUpkeep))
+    store = service.storage()
+    ledger = get_store(settings.resolved_database_url)
+    with ledger.write() as s:
+        s.add(Provider(address=PROVIDER, name="p", region="eu", profile={}, benchmark_score=0.0))
+        s.flush()
+        stake = [(Acct("chain", "test"), -(10**9)), (Acct("stake", PROVIDER), 10**9)]
+        post(s, key="stake", kind="stake", entries=stake)
+    for server in nodes:
+        store.add_node(server.url, credential=server.credential, provider=PROVIDER)
+    data = os.urandom(2 * 1024 * 1024)
+    cid = store.put_bytes(data, policy=Replicas(copies=3)).file.cid
+    cheat = node_of(nodes, store, fragments(store)[0].node_id)
+    for path in cheat.files():  # it keeps answering, but no longer holds the bytes
+        cheat.corrupt(path.name)
+
+    async def upkept() -> None:
+        async with loops.running([service]):
+            while not any(n.status == "evicted" for n in await asyncio.to_thread(store.nodes)):
+                await asyncio.sleep(0.05)
+            for _ in range(5):  # later rounds find nothing more to punish
+                passes = service.passes
+                while service.passes == passes:
+                    await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(upkept(), 120))
+    evicted = [n for n in store.nodes() if n.status == "evicted"]
+    assert [n.url for n in evicted] == [cheat.url]
+    with ledger.read() as s:
+        assert balance(s, Acct("stake", PROVIDER)) == 9 * 10**8  # 10% of the stake, once
+        assert balance(s, Acct("fee", "platform")) == 10**8
+    assert_full_redundancy(store)
+    assert store.get_bytes(cid) == data

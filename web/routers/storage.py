@@ -19,9 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from agxnt.errors import AgentError
 from compute.identity.tokens import Principal
 from compute.ledger import Acct, balance
+from compute.ledger.funds import slash_storage
 from compute.models import Provider
 from compute.network import Network
 from compute.providers.registry import MAX_SKEW_S
+from compute.store import get_store
 from cxmpute.errors import Forbidden, Unauthorized
 from cxmpute.settings import Settings
 from stxrage import open_storage
@@ -325,8 +327,13 @@ async def remove_node(node_id: str = Path(..., max_length=64), store: Storage = 
     response_model=AuditReport,
     summary="Challenge nodes for a sample of fragments",
 )
-async def audit(sample: int | None = Query(None, ge=1, le=100_000), store: Storage = Depends(storage)) -> AuditReport:
-    return await _call(store.audit, sample)
+async def audit(
+    settings: SettingsDep, sample: int | None = Query(None, ge=1, le=100_000), store: Storage = Depends(storage)
+) -> AuditReport:
+    report = await _call(store.audit, sample)
+    if report.evicted:
+        await _call(slash_storage, get_store(settings.resolved_database_url), report.evicted)
+    return report
 
 
 @router.post(
