@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -42,6 +43,7 @@ CredentialFileOpt = typer.Option(
 )
 FILES = "/v1/storage/files"
 READ_SIZE = 1 << 20
+STORE_BYTES_PER_S = 8 << 20  # the slowest rate a platform is waited on to store an upload it has received
 
 
 def _print(doc: Any, as_json: bool) -> None:
@@ -115,8 +117,11 @@ def put(
         with PlatformClient() as platform, transfer_bar(f"put {path.name}", total) as advance:
             stats = upload_folder(platform, path, files, params, advance)
     else:
-        with PlatformClient() as platform, transfer_bar(f"put {path.name}", path.stat().st_size) as advance:
-            stats = platform.post(FILES, params=params, content=_FileBody(path, advance))
+        size = path.stat().st_size
+        with PlatformClient() as platform, transfer_bar(f"put {path.name}", size) as advance:
+            # The answer comes once the platform has stored the whole file, which takes longer the larger it is.
+            wait = httpx.Timeout(platform.timeout, connect=5.0, read=platform.timeout + size / STORE_BYTES_PER_S)
+            stats = platform.post(FILES, params=params, content=_FileBody(path, advance), timeout=wait)
     if as_json:
         _print(stats, True)
         return
