@@ -1,0 +1,61 @@
+// The console's calls to the platform API, with the session the builder's sign-in keeps (one session for both).
+import { session } from "../../builder/src/api.js";
+
+export { session };
+
+export function authHeaders(extra = {}) {
+  const token = session.get()?.token;
+  return token ? { ...extra, authorization: `Bearer ${token}` } : extra;
+}
+
+export async function request(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: authHeaders(body === undefined ? {} : { "content-type": "application/json" }),
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail ?? data);
+    const err = new Error(data.field ? `${data.field}: ${detail}` : detail);
+    err.status = res.status;
+    err.body = data;
+    throw err;
+  }
+  return data;
+}
+
+export const get = (path) => request("GET", path);
+export const post = (path, body) => request("POST", path, body ?? {});
+
+// Every page of a paged list (limit/offset), up to `cap` items: the market's offer book is paged at 500.
+export async function all(path, pageSize = 500, cap = 20_000) {
+  const out = [];
+  for (let offset = 0; offset < cap; offset += pageSize) {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await get(`${path}${sep}limit=${pageSize}&offset=${offset}`);
+    const items = Array.isArray(page) ? page : page.items;
+    out.push(...items);
+    if (items.length < pageSize) break;
+  }
+  return out;
+}
+
+const GWEI = 1_000_000_000n;
+// Amounts are gwei integers; shown in ETH with up to 9 decimals, exact (no floating point).
+export function eth(gwei) {
+  const v = BigInt(gwei ?? 0);
+  const neg = v < 0n;
+  const a = neg ? -v : v;
+  const frac = (a % GWEI).toString().padStart(9, "0").replace(/0+$/, "");
+  return `${neg ? "-" : ""}${a / GWEI}${frac ? "." + frac : ""} ETH`;
+}
+
+export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+export const short = (id) => (id ? `${id.slice(0, 8)}…` : "");
+export function duration(start, end) {
+  if (!start) return "";
+  const s = Math.max(0, ((end ? Date.parse(end) : Date.now()) - Date.parse(start)) / 1000);
+  return s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`;
+}
