@@ -100,12 +100,12 @@ export default function Market({ address }) {
           ))}
         </tbody>
       </table>
-      <RequestForm key={picked?.id ?? "any"} picked={picked} signedIn={!!address} />
+      <RequestForm key={picked?.id ?? "any"} picked={picked} signedIn={!!address} onRented={book.reload} />
     </section>
   );
 }
 
-function RequestForm({ picked, signedIn }) {
+function RequestForm({ picked, signedIn, onRented }) {
   const [form, setForm] = useState(() => ({
     kind: picked?.kind ?? "container",
     cpu: "1", memory_mb: "1024", gpu_count: "0", gpu_model: "",
@@ -137,6 +137,7 @@ function RequestForm({ picked, signedIn }) {
   });
   const rent = run(async () => {
     const lease = await post("/v1/market/requests", body());
+    onRented();
     return `Leased ${lease.id} from ${lease.provider} at ${lease.price_gwei} gwei/CU·s (escrow ${eth(lease.escrow_gwei)})`;
   });
   return (
