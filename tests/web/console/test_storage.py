@@ -26,7 +26,7 @@ def test_upload_share_download_delete(page: Page, tmp_path):
     expect(page.get_by_test_id("upload-percent")).to_have_text("100%")
     row = page.locator('[data-file="weights.bin"]')
     expect(row).to_contain_text("6.0 MiB")
-    expect(row).to_contain_text("1 replicas")
+    expect(row).to_contain_text("1 copy")
 
     row.get_by_role("button", name="Share").click()
     expect(page.get_by_test_id("outcome")).to_contain_text("Anyone with the CID can read it")

@@ -8,7 +8,7 @@ const KINDS = ["vm", "container", "function", "inference", "agent"];
 export default function Provider({ address }) {
   const me = useLoad(() => get("/v1/providers/me").catch((e) => (e.status === 404 ? null : Promise.reject(e))), []);
   if (!address) return <section className="page"><h1>Provider</h1><NeedsSignIn what="your provider record" /></section>;
-  if (me.data === null && !me.error) return <section className="page"><h1>Provider</h1><p className="hint">Loading…</p></section>;
+  if (!me.loaded) return <section className="page"><h1>Provider</h1><p className="hint">Loading…</p></section>;
   return (
     <section className="page provider">
       <h1>Provider</h1>

@@ -3,7 +3,7 @@ import { authHeaders, get, post, request, short, when } from "./client.js";
 import { Failed, Field, useLoad, useOutcome } from "./common.jsx";
 
 const size = (n) => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${(n / 1024 ** 3).toFixed(2)} GiB`);
-const policy = (p) => (p.kind === "erasure" ? `erasure ${p.k}-of-${p.n}` : `${p.copies} replicas`);
+const policy = (p) => (p.kind === "erasure" ? `erasure ${p.k}-of-${p.n}` : p.copies === 1 ? "1 copy" : `${p.copies} replicas`);
 
 // XMLHttpRequest rather than fetch: only it reports an upload's progress.
 function upload(file, query, onProgress) {

@@ -1,12 +1,12 @@
 import { useCallback, useEffect, useState } from "react";
 
-// Data loaded from the API: {data, error, reload}; reloaded every `everyMs` when given (pages without an
+// Data loaded from the API: {data, error, loaded, reload}; reloaded every `everyMs` when given (pages without an
 // event stream follow changes that way).
 export function useLoad(load, deps, everyMs) {
-  const [state, setState] = useState({ data: null, error: null });
+  const [state, setState] = useState({ data: null, error: null, loaded: false });
   const reload = useCallback(() => load().then(
-    (data) => setState({ data, error: null }),
-    (error) => setState((s) => ({ data: s.data, error })),
+    (data) => setState({ data, error: null, loaded: true }),
+    (error) => setState((s) => ({ data: s.data, error, loaded: true })),
   ), deps); // eslint-disable-line react-hooks/exhaustive-deps
   useEffect(() => {
     reload();
