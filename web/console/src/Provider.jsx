@@ -132,15 +132,17 @@ function Earnings() {
   const history = useLoad(() => get("/v1/account/history?limit=1000"), [], 15_000);
   const items = history.data ?? [];
   // The ledger comes newest first; the chart is the earnings account's running balance, oldest first.
+  // It starts at zero just before the first entry and runs on to now, so one payment still draws a line.
   const points = useMemo(() => {
     let total = 0;
-    return items.filter((h) => h.account === "earnings").reverse()
-      .map((h) => [Date.parse(h.created_at) / 1000, (total += h.amount_gwei) / 1e9]);
+    const steps = items.filter((h) => h.account === "earnings").reverse()
+      .map((h) => [Date.parse(h.created_at) / 1000, (total += h.amount_gwei)]);
+    return steps.length ? [[steps[0][0] - 1, 0], ...steps, [Date.now() / 1000, total]] : [];
   }, [items]);
   const slashes = items.filter((h) => h.kind === "slash");
   return (
     <div className="card">
-      <h2>Earnings (ETH)</h2>
+      <h2>Earnings (gwei)</h2>
       <Failed error={history.error} />
       <Chart points={points} label="earnings" testId="earnings-chart" />
       <h2>Slashes</h2>
