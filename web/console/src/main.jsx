@@ -7,12 +7,13 @@ import Market from "./Market.jsx";
 import Provider from "./Provider.jsx";
 import Runs from "./Runs.jsx";
 import Storage from "./Storage.jsx";
+import Workloads from "./Workloads.jsx";
 import "uplot/dist/uPlot.min.css";
 import "./styles.css";
 
 // Pages are picked by the URL's hash (#/market, #/runs/<id>): the platform serves one page at /console.
-const PAGES = { market: Market, account: Account, provider: Provider, storage: Storage, runs: Runs };
-const TITLES = { market: "Market", account: "Account", provider: "Provider", storage: "Storage", runs: "Runs" };
+const PAGES = { market: Market, account: Account, provider: Provider, workloads: Workloads, storage: Storage, runs: Runs };
+const TITLES = { market: "Market", account: "Account", provider: "Provider", workloads: "Workloads", storage: "Storage", runs: "Runs" };
 
 function useRoute() {
   const [hash, setHash] = useState(location.hash);
