@@ -80,8 +80,11 @@ function Ledger() {
   const check = async (item) => {
     try {
       const [lease, chain] = await Promise.all([get(`/v1/leases/${encodeURIComponent(item.reference)}`), get("/v1/account/chain")]);
-      const ok = lease.signature === item.signature && verifyLease(lease, chain);
-      setChecks((c) => ({ ...c, [item.tx_id]: ok ? `valid: signed by ${leaseSigner(lease, chain)}` : "INVALID" }));
+      // A renewal re-signs the lease, so an older entry's signature is no longer the lease's to check.
+      const verdict = lease.signature !== item.signature
+        ? "cannot check: the lease was renewed after this entry"
+        : verifyLease(lease, chain) ? `valid: signed by ${leaseSigner(lease, chain)}` : "INVALID: not signed by the platform";
+      setChecks((c) => ({ ...c, [item.tx_id]: verdict }));
     } catch (e) {
       setChecks((c) => ({ ...c, [item.tx_id]: `cannot check: ${e.message}` }));
     }
