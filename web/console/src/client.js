@@ -29,15 +29,21 @@ export async function request(method, path, body) {
 export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body ?? {});
 
-// Every page of a paged list (limit/offset), up to `cap` items: the market's offer book is paged at 500.
-export async function all(path, pageSize = 500, cap = 20_000) {
-  const out = [];
-  for (let offset = 0; offset < cap; offset += pageSize) {
-    const sep = path.includes("?") ? "&" : "?";
-    const page = await get(`${path}${sep}limit=${pageSize}&offset=${offset}`);
-    const items = Array.isArray(page) ? page : page.items;
-    out.push(...items);
-    if (items.length < pageSize) break;
+// Every page of a paged list (limit/offset), up to `cap` items: the market's offer book is paged at 500. After
+// the first page, pages are asked for `ahead` at a time, so a long list costs a few round trips, not one per page.
+export async function all(path, pageSize = 500, cap = 20_000, ahead = 4) {
+  const sep = path.includes("?") ? "&" : "?";
+  const page = async (offset) => {
+    const body = await get(`${path}${sep}limit=${pageSize}&offset=${offset}`);
+    return Array.isArray(body) ? body : body.items;
+  };
+  const out = await page(0);
+  for (let offset = pageSize; out.length === offset && offset < cap; offset += pageSize * ahead) {
+    const offsets = Array.from({ length: ahead }, (_, i) => offset + i * pageSize).filter((o) => o < cap);
+    for (const items of await Promise.all(offsets.map(page))) {
+      if (out.length % pageSize) break; // an earlier page came back short: the list ended there
+      out.push(...items);
+    }
   }
   return out;
 }
