@@ -119,6 +119,16 @@ def test_rent_from_the_market_then_see_the_lease_and_the_charge(page: Page, seco
     console.screenshot(page, "account")
     key.get_by_role("button", name="Revoke").click()
     expect(key).to_contain_text("revoked")
+
+    # The check is the page's own: a lease whose terms were changed on the way no longer verifies.
+    def tampered(route):
+        body = route.fetch().json()
+        route.fulfill(json={**body, "escrow_gwei": body["escrow_gwei"] + 1})
+
+    page.route(f"**/v1/leases/{lease['id']}", tampered)
+    page.reload()
+    hold.get_by_role("button", name="Verify receipt").click()
+    expect(hold.get_by_test_id("receipt")).to_have_text("INVALID: not signed by the platform")
     second_page.reload()
     expect(second_page.locator("[data-testid=earnings-chart] canvas")).to_be_visible()
     expect(second_page.locator(f'[data-lease="{lease["id"]}"]')).to_have_count(0)
