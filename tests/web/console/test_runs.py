@@ -50,4 +50,5 @@ def test_list_filter_and_follow_a_run(page: Page, api):
     page.goto("/console#/runs")
     page.get_by_label("State").select_option("completed")
     expect(row).to_have_count(1)
+    expect(row.locator("td").nth(3)).to_have_text(re.compile(r"^[\d.]+ s$"))  # its duration
     console.screenshot(page, "runs")

@@ -46,13 +46,14 @@ function RunList() {
       <Failed error={runs.error} />
       <p className="hint" data-testid="run-count">{shown.length} of {(runs.data ?? []).length} runs</p>
       <table data-testid="runs">
-        <thead><tr><th>Workflow</th><th>State</th><th>Submitted</th><th>Run</th><th /></tr></thead>
+        <thead><tr><th>Workflow</th><th>State</th><th>Submitted</th><th>Duration</th><th>Run</th><th /></tr></thead>
         <tbody>
           {shown.slice(0, SHOWN).map((r) => (
             <tr key={r.id} data-run={r.id}>
               <td>{r.workflow ?? "(unnamed)"}</td>
               <td><span className={`state ${r.state}`}>{r.state}</span></td>
               <td>{when(r.created_at)}</td>
+              <td>{duration(r.started_at, r.finished_at)}</td>
               <td><a href={`#/runs/${r.id}`}>{short(r.id)}</a></td>
               <td>{r.workflow_id && <a href={`/#w=${encodeURIComponent(r.workflow_id)}`}>open in builder</a>}</td>
             </tr>
