@@ -4,6 +4,7 @@ download the same bytes back, delete."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -21,7 +22,15 @@ def test_upload_share_download_delete(page: Page, tmp_path):
     page.goto("/console#/storage")
     page.get_by_label("File", exact=True).set_input_files(str(source))
     page.get_by_label("Redundancy").select_option("1")
+    # Uploads are throttled to 2 MB/s, so the bar is seen part way before the file is stored.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2 * 2**20},
+    )
     page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_test_id("upload-percent")).to_have_text(re.compile(r"^[1-9]\d?%$"))
     expect(page.get_by_test_id("outcome")).to_contain_text("Stored weights.bin", timeout=60_000)
     expect(page.get_by_test_id("upload-percent")).to_have_text("100%")
     row = page.locator('[data-file="weights.bin"]')
