@@ -38,10 +38,12 @@ test-fast: install
 bench: install system-deps services
 	$(PY) -m bench
 
-# Rebuilds the committed builder bundle (web/static/builder) and its source digest; needs Node and npm.
+# Rebuilds the committed browser bundles (web/static/builder, web/static/console) and their source digests;
+# needs Node and npm.
 builder: install
 	cd web/builder && npm ci --no-audit --no-fund && npx vite build
-	$(PY) -m web.routers.builder
+	cd web/console && npm ci --no-audit --no-fund && npx vite build
+	$(PY) -m web.bundles
 
 clean:
 	rm -rf $(VENV) .pytest_cache

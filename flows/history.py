@@ -6,7 +6,7 @@ became, and describes it itself until an executor has created one."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -222,17 +222,23 @@ def read_run(run_id: str | UUID, with_results: bool = True) -> RunView:
     return view
 
 
-def run_states(run_ids: list[str]) -> dict[str, str]:
-    """The state of each of these runs, read in one call per page; runs neither the platform nor the Prefect
-    API knows are left out."""
+class RunStatus(NamedTuple):
+    state: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def run_states(run_ids: list[str]) -> dict[str, RunStatus]:
+    """The state of each of these runs, and when its flow run started and finished, read in one call per page;
+    runs neither the platform nor the Prefect API knows are left out."""
     with session_scope() as session:
         found = locate(session, run_ids)
-    states: dict[str, str] = {}
+    states: dict[str, RunStatus] = {}
     flow_runs: dict[UUID, str] = {}
     for run_id in run_ids:
         located = found.get(run_id)
         if located is not None and located.flow_run_id is None:
-            states[run_id] = "cancelled" if located.status == "done" else "pending"
+            states[run_id] = RunStatus("cancelled" if located.status == "done" else "pending")
             continue
         try:
             flow_runs[UUID(located.flow_run_id if located is not None else run_id)] = run_id
@@ -245,5 +251,5 @@ def run_states(run_ids: list[str]) -> dict[str, str]:
         for fr in client.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
         ):
-            states[flow_runs[fr.id]] = node_state(fr.state)
+            states[flow_runs[fr.id]] = RunStatus(node_state(fr.state), fr.start_time, fr.end_time)
     return states

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from dataclasses import dataclass
 
 import psycopg
 import pytest
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from fastapi.testclient import TestClient
 
-from compute import receipts
 from compute.chain import Chain, get_chain
-from compute.identity import siwe
 from compute.network import Network, use_network
-from compute.providers.hardware import HardwareProfile
 from compute.store import Store
 from cxmpute.db import reset_engines
+from tests.support import wallets
 from tests.support.signin import sign_in
+from tests.support.wallets import Wallet
 
 PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
@@ -65,49 +60,10 @@ def client(net):
         yield c
 
 
-@dataclass
-class Wallet:
-    account: Account
-    chain: Chain
-
-    @property
-    def address(self) -> str:
-        return self.account.address
-
-    def call_vault(self, fn: str, value_wei: int) -> str:
-        w3 = self.chain.w3
-        tx = getattr(self.chain.vault.functions, fn)().build_transaction(
-            {
-                "from": self.address,
-                "value": value_wei,
-                "nonce": w3.eth.get_transaction_count(self.address),
-                "chainId": self.chain.chain_id,
-                "gasPrice": w3.eth.gas_price,
-            }
-        )
-        signed = self.account.sign_transaction(tx)
-        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
-        assert receipt["status"] == 1
-        return receipt["transactionHash"].to_0x_hex()
-
-    def sign_in_message(self, nonce: siwe.Nonce, **overrides) -> str:
-        msg = siwe.message_for(self.address, nonce, overrides.pop("chain_id", self.chain.chain_id))
-        return msg.model_copy(update=overrides).text()
-
-    def sign_text(self, text: str) -> str:
-        return self.account.sign_message(encode_defunct(text=text)).signature.to_0x_hex()
-
-    def sign_typed(self, domain: receipts.Domain, primary: str, message: dict) -> str:
-        return receipts.sign(domain, primary, message, account=self.account)
-
-
 @pytest.fixture
 def make_wallet(chain):
     def make(eth: int = 100) -> Wallet:
-        account = Account.create()
-        w3 = chain.w3
-        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": account.address, "value": eth * 10**18})
-        return Wallet(account, chain)
+        return Wallet.funded(chain, eth)
 
     return make
 
@@ -128,27 +84,7 @@ def register_provider(login):
 
     def register(client: TestClient, net: Network, wallet: Wallet, stake_eth: int = 2) -> dict[str, str]:
         auth = login(client, wallet)
-        hw = HardwareProfile(cpu_count=64, cpu_model="test", memory_mb=262144, disk_gb=2000, benchmark_score=500.0)
-        issued = int(time.time())
-        typed = {
-            "provider": wallet.address,
-            "name": "p",
-            "region": "eu",
-            "profileHash": hw.digest(),
-            "issuedAt": issued,
-        }
-        body = {
-            "name": "p",
-            "region": "eu",
-            "profile": hw.model_dump(),
-            "issued_at": issued,
-            "signature": wallet.sign_typed(net.domain, "ProviderRegistration", typed),
-        }
-        resp = client.post("/v1/providers", json=body, headers=auth)
-        assert resp.status_code == 200, resp.text
-        tx = wallet.call_vault("stake", stake_eth * 10**18)
-        resp = client.post("/v1/providers/stake", json={"tx_hash": tx}, headers=auth)
-        assert resp.status_code == 200, resp.text
+        wallets.register_provider(client, net.domain, wallet, auth, stake_eth)
         return auth
 
     return register

@@ -4,6 +4,7 @@ workflow and state, and errors naming the run or the node."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,9 @@ def test_history_lists_each_runs_workflow_and_state(api):
     assert set(items) == {from_saved, fails, rerun}
     assert (items[from_saved]["workflow"], items[from_saved]["state"]) == ("diamond", "completed")
     assert (items[fails]["workflow"], items[fails]["state"]) == ("fails", "failed")
+    for item in items.values():  # a finished run says when it ran
+        started, ended = (datetime.fromisoformat(item[k]) for k in ("started_at", "finished_at"))
+        assert started <= ended
     # a re-run belongs to the workflow its original ran
     assert items[rerun]["workflow"] == "diamond" and items[rerun]["workflow_id"] == saved["id"]
     assert [r["id"] for r in api.get("/v1/runs", params={"limit": 1, "offset": 2})["items"]] == [from_saved]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from compute.identity.tokens import Principal
 from compute.ledger import balances, history
 from compute.ledger.book import HistoryItem
 from compute.ledger.funds import ChainCredit, Credited, Withdrawal, WithdrawalOut, deposit, withdraw
+from compute.signer import platform_account
 from web.deps import NetworkDep, SettingsDep, public, signed_in
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
@@ -26,6 +27,7 @@ class ChainInfo(BaseModel):
     chain_id: int
     vault_address: str
     allowed_chain_ids: list[int]
+    receipt_signer: str = Field(description="The platform's address that signs EIP-712 receipts (compute.receipts)")
 
 
 @router.get(
@@ -36,6 +38,7 @@ def chain(settings: SettingsDep, net: NetworkDep) -> ChainInfo:
         chain_id=net.chain.chain_id,
         vault_address=net.chain.vault_address,
         allowed_chain_ids=settings.allowed_chain_ids,
+        receipt_signer=platform_account().address,
     )
 
 

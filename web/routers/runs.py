@@ -13,7 +13,7 @@ from agxnt.builtins import ApprovalResponse
 from cxmpute.db import session_scope
 from cxmpute.errors import NotFound
 from flows import runner, store
-from flows.history import RunStarted, RunView, read_run, run_states
+from flows.history import RunStarted, RunStatus, RunView, read_run, run_states
 from web.deps import owner_in
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -30,6 +30,8 @@ class RunSummary(BaseModel):
     workflow_id: str | None = Field(None, description="The saved workflow it ran, if it ran one")
     workflow_version: int | None
     created_at: datetime
+    started_at: datetime | None = Field(None, description="When an executor started it; none while it waits")
+    finished_at: datetime | None = Field(None, description="When it finished; none while it runs")
 
 
 class RunPage(BaseModel):
@@ -84,14 +86,17 @@ def list_runs(
     with session_scope() as session:  # closed before Prefect is asked for the states
         rows, total = store.list_runs(session, owner, workflow_id, limit, offset)
     states = run_states([r.id for r in rows])
+    unknown = RunStatus("unknown")
     items = [
         RunSummary(
             id=r.id,
             workflow=r.name,
-            state=states.get(r.id, "unknown"),
+            state=(status := states.get(r.id, unknown)).state,
             workflow_id=r.workflow_id,
             workflow_version=r.workflow_version,
             created_at=r.created_at,
+            started_at=status.started_at,
+            finished_at=status.finished_at,
         )
         for r in rows
     ]

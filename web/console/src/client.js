@@ -1,0 +1,67 @@
+// The console's calls to the platform API, with the session the builder's sign-in keeps (one session for both).
+import { session } from "../../builder/src/api.js";
+
+export { session };
+
+export function authHeaders(extra = {}) {
+  const token = session.get()?.token;
+  return token ? { ...extra, authorization: `Bearer ${token}` } : extra;
+}
+
+export async function request(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: authHeaders(body === undefined ? {} : { "content-type": "application/json" }),
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail ?? data);
+    const err = new Error(data.field ? `${data.field}: ${detail}` : detail);
+    err.status = res.status;
+    err.body = data;
+    throw err;
+  }
+  return data;
+}
+
+export const get = (path) => request("GET", path);
+export const post = (path, body) => request("POST", path, body ?? {});
+
+// Every page of a paged list (limit/offset), up to `cap` items: the market's offer book is paged at 500. After
+// the first page, pages are asked for `ahead` at a time, so a long list costs a few round trips, not one per page.
+export async function all(path, pageSize = 500, cap = 20_000, ahead = 4) {
+  const sep = path.includes("?") ? "&" : "?";
+  const page = async (offset) => {
+    const body = await get(`${path}${sep}limit=${pageSize}&offset=${offset}`);
+    return Array.isArray(body) ? body : body.items;
+  };
+  const out = await page(0);
+  for (let offset = pageSize; out.length === offset && offset < cap; offset += pageSize * ahead) {
+    const offsets = Array.from({ length: ahead }, (_, i) => offset + i * pageSize).filter((o) => o < cap);
+    for (const items of await Promise.all(offsets.map(page))) {
+      if (out.length % pageSize) break; // an earlier page came back short: the list ended there
+      out.push(...items);
+    }
+  }
+  return out;
+}
+
+const GWEI = 1_000_000_000n;
+// Amounts are gwei integers; shown in ETH with up to 9 decimals, exact (no floating point).
+export function eth(gwei) {
+  const v = BigInt(gwei ?? 0);
+  const neg = v < 0n;
+  const a = neg ? -v : v;
+  const frac = (a % GWEI).toString().padStart(9, "0").replace(/0+$/, "");
+  return `${neg ? "-" : ""}${a / GWEI}${frac ? "." + frac : ""} ETH`;
+}
+
+export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");
+export const short = (id) => (id ? `${id.slice(0, 8)}…` : "");
+export function duration(start, end) {
+  if (!start) return "";
+  const s = Math.max(0, ((end ? Date.parse(end) : Date.now()) - Date.parse(start)) / 1000);
+  return s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`;
+}
