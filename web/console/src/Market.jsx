@@ -1,9 +1,8 @@
-import { useMemo, useState } from "react";
+import { memo, useMemo, useState } from "react";
 import { all, eth, post, short } from "./client.js";
-import { Failed, Field, useLoad, useOutcome } from "./common.jsx";
+import { Failed, Field, LongTable, useLoad, useOutcome } from "./common.jsx";
 
 const KINDS = ["vm", "container", "function", "inference", "agent"];
-const SHOWN = 200; // rows drawn at once; filters and sorting run over every loaded provision
 const SORTS = {
   price: (a, b) => a.price_gwei - b.price_gwei,
   "-price": (a, b) => b.price_gwei - a.price_gwei,
@@ -79,31 +78,32 @@ export default function Market({ address }) {
         </Field>
       </div>
       <Failed error={book.error} />
-      <p className="hint" data-testid="provision-count">
-        {shown.length} of {provisions.length} provisions{shown.length > SHOWN ? ` (first ${SHOWN} shown)` : ""}
-      </p>
-      <table data-testid="provisions">
-        <thead><tr><th>Kind</th><th>Provider</th><th>Region</th><th>Free vCPU</th><th>Free memory</th><th>GPU</th><th>Models / images</th><th>Price (gwei/CU·s)</th><th /></tr></thead>
-        <tbody>
-          {shown.slice(0, SHOWN).map((p) => (
-            <tr key={p.id} data-provision={p.id}>
-              <td>{p.kind}</td>
-              <td title={p.provider}>{short(p.provider)}</td>
-              <td>{p.region}</td>
-              <td>{p.free.cpu} / {p.resources.cpu}</td>
-              <td>{(p.free.memory_mb / 1024).toFixed(1)} GiB</td>
-              <td>{p.resources.gpu_count ? `${p.free.gpu_count}× ${p.resources.gpu_model || "GPU"}` : "—"}</td>
-              <td>{[...p.models, ...p.images].join(", ") || "any image"}</td>
-              <td className="num">{p.price_gwei}</td>
-              <td><button onClick={() => setPicked(p)}>Choose</button></td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <p className="hint" data-testid="provision-count">{shown.length} of {provisions.length} provisions</p>
+      <LongTable testid="provisions" label="Provisions" items={shown} row={ProvisionRow} rowProps={{ choose: setPicked }} head={HEAD} />
       <RequestForm key={picked?.id ?? "any"} picked={picked} signedIn={!!address} onRented={book.reload} />
     </section>
   );
 }
+
+const HEAD = ["Kind", "Provider", "Region", "Free vCPU", "Free memory", "GPU", "Models / images", "Price (gwei/CU·s)", ""]
+  .map((h, i) => <th key={i}>{h}</th>);
+
+// One provision's row; memoised, so only rows that come into view are drawn anew.
+const ProvisionRow = memo(function ProvisionRow({ item: p, index, choose }) {
+  return (
+    <tr data-provision={p.id} aria-rowindex={index + 2}>
+      <td>{p.kind}</td>
+      <td title={p.provider}>{short(p.provider)}</td>
+      <td>{p.region}</td>
+      <td>{p.free.cpu} / {p.resources.cpu}</td>
+      <td>{(p.free.memory_mb / 1024).toFixed(1)} GiB</td>
+      <td>{p.resources.gpu_count ? `${p.free.gpu_count}× ${p.resources.gpu_model || "GPU"}` : "—"}</td>
+      <td>{[...p.models, ...p.images].join(", ") || "any image"}</td>
+      <td className="num">{p.price_gwei}</td>
+      <td><button onClick={() => choose(p)}>Choose</button></td>
+    </tr>
+  );
+});
 
 function RequestForm({ picked, signedIn, onRented }) {
   const [form, setForm] = useState(() => ({

@@ -1,11 +1,10 @@
-import { useEffect, useMemo, useState } from "react";
+import { memo, useEffect, useMemo, useState } from "react";
 import { watchRun } from "../../builder/src/api.js";
 import { all, duration, eth, short, when } from "./client.js";
-import { Failed, Field, useLoad } from "./common.jsx";
+import { Failed, Field, LongTable, useLoad } from "./common.jsx";
 
 const STATES = ["pending", "running", "waiting", "completed", "failed", "cancelled", "unknown"];
 const SINCE = { "": null, hour: 3600e3, day: 86400e3, week: 7 * 86400e3 };
-const SHOWN = 200;
 
 export default function Runs({ args }) {
   return args[0] ? <RunDetail id={args[0]} /> : <RunList />;
@@ -45,24 +44,26 @@ function RunList() {
       </div>
       <Failed error={runs.error} />
       <p className="hint" data-testid="run-count">{shown.length} of {(runs.data ?? []).length} runs</p>
-      <table data-testid="runs">
-        <thead><tr><th>Workflow</th><th>State</th><th>Submitted</th><th>Duration</th><th>Run</th><th /></tr></thead>
-        <tbody>
-          {shown.slice(0, SHOWN).map((r) => (
-            <tr key={r.id} data-run={r.id}>
-              <td>{r.workflow ?? "(unnamed)"}</td>
-              <td><span className={`state ${r.state}`}>{r.state}</span></td>
-              <td>{when(r.created_at)}</td>
-              <td>{duration(r.started_at, r.finished_at)}</td>
-              <td><a href={`#/runs/${r.id}`}>{short(r.id)}</a></td>
-              <td>{r.workflow_id && <a href={`/#w=${encodeURIComponent(r.workflow_id)}`}>open in builder</a>}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <LongTable testid="runs" label="Runs" items={shown} row={RunRow} head={HEAD} />
     </section>
   );
 }
+
+const HEAD = ["Workflow", "State", "Submitted", "Duration", "Run", ""].map((h, i) => <th key={i}>{h}</th>);
+
+// One run's row; memoised, so only rows that come into view are drawn anew.
+const RunRow = memo(function RunRow({ item: r, index }) {
+  return (
+    <tr data-run={r.id} aria-rowindex={index + 2}>
+      <td>{r.workflow ?? "(unnamed)"}</td>
+      <td><span className={`state ${r.state}`}>{r.state}</span></td>
+      <td>{when(r.created_at)}</td>
+      <td>{duration(r.started_at, r.finished_at)}</td>
+      <td><a href={`#/runs/${r.id}`}>{short(r.id)}</a></td>
+      <td>{r.workflow_id && <a href={`/#w=${encodeURIComponent(r.workflow_id)}`}>open in builder</a>}</td>
+    </tr>
+  );
+});
 
 // The run followed over its event stream: one bar per node on a shared time axis, logs below.
 function RunDetail({ id }) {

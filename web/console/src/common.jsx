@@ -41,3 +41,30 @@ export function useOutcome() {
   );
   return [run, view];
 }
+
+// A long list as a table that draws only the rows in view (and a few either side): every row has the same height
+// (ROW_PX, kept by .long-list in styles.css), rows above and below the view are one spacer row each, so ten
+// thousand items cost a few dozen rows in the page. `Row` gets {item, ...rowProps}; memoise it (memo) so a scroll
+// or a new page of the list redraws only the rows that came into view. Filtering and sorting stay the caller's,
+// over every item.
+export const ROW_PX = 36;
+const OVERSCAN = 10;
+
+export function LongTable({ testid, head, items, row: Row, rowProps, label }) {
+  const [top, setTop] = useState(0);
+  const inView = Math.ceil(window.innerHeight / ROW_PX);
+  const first = Math.max(0, Math.min(Math.floor(top / ROW_PX), items.length - inView) - OVERSCAN);
+  const last = Math.min(items.length, first + inView + 2 * OVERSCAN);
+  return (
+    <div className="long-list" onScroll={(e) => setTop(e.currentTarget.scrollTop)}>
+      <table data-testid={testid} aria-label={label} aria-rowcount={items.length + 1}>
+        <thead><tr aria-rowindex={1}>{head}</tr></thead>
+        <tbody>
+          {first > 0 && <tr className="spacer" aria-hidden="true" style={{ height: first * ROW_PX }} />}
+          {items.slice(first, last).map((item, i) => <Row key={item.id} item={item} index={first + i} {...rowProps} />)}
+          {last < items.length && <tr className="spacer" aria-hidden="true" style={{ height: (items.length - last) * ROW_PX }} />}
+        </tbody>
+      </table>
+    </div>
+  );
+}
