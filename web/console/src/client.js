@@ -30,22 +30,34 @@ export const get = (path) => request("GET", path);
 export const post = (path, body) => request("POST", path, body ?? {});
 
 // Every page of a paged list (limit/offset), up to `cap` items: the market's offer book is paged at 500. After
-// the first page, pages are asked for `ahead` at a time, so a long list costs a few round trips, not one per page.
-export async function all(path, pageSize = 500, cap = 20_000, ahead = 4) {
+// the first page, `ahead` pages are kept in flight (the next asked for as each one arrives, not in waves that wait
+// on their slowest page) until one comes back short; the list is returned whole, once, so a page drawing it draws
+// it once.
+export async function all(path, pageSize = 500, cap = 20_000, ahead = 6) {
   const sep = path.includes("?") ? "&" : "?";
   const page = async (offset) => {
     const body = await get(`${path}${sep}limit=${pageSize}&offset=${offset}`);
     return Array.isArray(body) ? body : body.items;
   };
-  const out = await page(0);
-  for (let offset = pageSize; out.length === offset && offset < cap; offset += pageSize * ahead) {
-    const offsets = Array.from({ length: ahead }, (_, i) => offset + i * pageSize).filter((o) => o < cap);
-    for (const items of await Promise.all(offsets.map(page))) {
-      if (out.length % pageSize) break; // an earlier page came back short: the list ended there
-      out.push(...items);
+  const pages = [await page(0)];
+  let next = pageSize;
+  let end = pages[0].length < pageSize ? 0 : cap; // the list ends at or before this offset
+  const fetcher = async () => {
+    while (next < end) {
+      const offset = next;
+      next += pageSize;
+      const items = await page(offset);
+      pages[offset / pageSize] = items;
+      if (items.length < pageSize) end = Math.min(end, offset); // the list ended here: ask for no page beyond
     }
+  };
+  await Promise.all(Array.from({ length: ahead }, fetcher));
+  const out = [];
+  for (const items of pages) {
+    out.push(...items);
+    if (items.length < pageSize || out.length >= cap) break;
   }
-  return out;
+  return out.slice(0, cap);
 }
 
 const GWEI = 1_000_000_000n;
