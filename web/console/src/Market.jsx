@@ -36,7 +36,11 @@ export default function Market({ address }) {
   const [filters, setFilters] = useState({ cpu: "", memoryGb: "", gpus: "", gpuModel: "", region: "", software: "", priceMin: "", priceMax: "" });
   const [sort, setSort] = useState("price");
   const [picked, setPicked] = useState(null);
-  const book = useLoad(() => all(`/v1/market/provisions?status=active${kind ? `&kind=${kind}` : ""}`), [kind], 15_000);
+  const book = useLoad(
+    (shown) => all(`/v1/market/provisions?status=active${kind ? `&kind=${kind}` : ""}`, 500, 20_000, { first: shown }),
+    [kind],
+    15_000,
+  );
   const provisions = book.data ?? [];
   const regions = useMemo(() => [...new Set(provisions.map((p) => p.region))].sort(), [provisions]);
   const shown = useMemo(
@@ -78,7 +82,9 @@ export default function Market({ address }) {
         </Field>
       </div>
       <Failed error={book.error} />
-      <p className="hint" data-testid="provision-count">{shown.length} of {provisions.length} provisions</p>
+      <p className="hint" data-testid="provision-count">
+        {shown.length} of {provisions.length} provisions{book.data && !book.loaded ? ", more loading" : ""}
+      </p>
       <LongTable testid="provisions" label="Provisions" items={shown} row={ProvisionRow} rowProps={{ choose: setPicked }} head={HEAD} />
       <RequestForm key={picked?.id ?? "any"} picked={picked} signedIn={!!address} onRented={book.reload} />
     </section>

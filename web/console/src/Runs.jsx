@@ -18,7 +18,7 @@ export function keep(run, f, now) {
 }
 
 function RunList() {
-  const runs = useLoad(() => all("/v1/runs", 500, 10_000), [], 10_000);
+  const runs = useLoad((shown) => all("/v1/runs", 500, 10_000, { first: shown }), [], 10_000);
   const [filters, setFilters] = useState({ state: "", since: "", name: "" });
   const set = (key) => (e) => setFilters({ ...filters, [key]: e.target.value });
   const shown = useMemo(() => {
@@ -43,7 +43,9 @@ function RunList() {
         <Field label="Workflow"><input aria-label="Workflow" value={filters.name} onChange={set("name")} /></Field>
       </div>
       <Failed error={runs.error} />
-      <p className="hint" data-testid="run-count">{shown.length} of {(runs.data ?? []).length} runs</p>
+      <p className="hint" data-testid="run-count">
+        {shown.length} of {(runs.data ?? []).length} runs{runs.data && !runs.loaded ? ", more loading" : ""}
+      </p>
       <LongTable testid="runs" label="Runs" items={shown} row={RunRow} head={HEAD} />
     </section>
   );

@@ -31,9 +31,10 @@ export const post = (path, body) => request("POST", path, body ?? {});
 
 // Every page of a paged list (limit/offset), up to `cap` items: the market's offer book is paged at 500. After
 // the first page, `ahead` pages are kept in flight (the next asked for as each one arrives, not in waves that wait
-// on their slowest page) until one comes back short; the list is returned whole, once, so a page drawing it draws
-// it once.
-export async function all(path, pageSize = 500, cap = 20_000, ahead = 6) {
+// on their slowest page) until one comes back short. `first`, when given, gets the first page as soon as it
+// arrives (so a page can show it); otherwise the list is returned whole, once, so a page draws it at most twice,
+// not once per page.
+export async function all(path, pageSize = 500, cap = 20_000, { ahead = 6, first } = {}) {
   const sep = path.includes("?") ? "&" : "?";
   const page = async (offset) => {
     const body = await get(`${path}${sep}limit=${pageSize}&offset=${offset}`);
@@ -42,6 +43,7 @@ export async function all(path, pageSize = 500, cap = 20_000, ahead = 6) {
   const pages = [await page(0)];
   let next = pageSize;
   let end = pages[0].length < pageSize ? 0 : cap; // the list ends at or before this offset
+  if (end && first) first(pages[0].slice(0, cap));
   const fetcher = async () => {
     while (next < end) {
       const offset = next;

@@ -1,10 +1,12 @@
 import { useCallback, useEffect, useState } from "react";
 
 // Data loaded from the API: {data, error, loaded, reload}; reloaded every `everyMs` when given (pages without an
-// event stream follow changes that way).
+// event stream follow changes that way). `load` is handed a function that shows part of the data before the whole
+// has loaded (a long list's first page): it is heeded only until the first load completes, so `data` may be
+// partial while `loaded` is false, and later reloads replace the list only once they have it whole.
 export function useLoad(load, deps, everyMs) {
   const [state, setState] = useState({ data: null, error: null, loaded: false });
-  const reload = useCallback(() => load().then(
+  const reload = useCallback(() => load((part) => setState((s) => (s.loaded ? s : { ...s, data: part }))).then(
     (data) => setState({ data, error: null, loaded: true }),
     (error) => setState((s) => ({ data: s.data, error, loaded: true })),
   ), deps); // eslint-disable-line react-hooks/exhaustive-deps
