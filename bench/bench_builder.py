@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from bench.results import table, write_section
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 NODES = int(os.environ.get("CXMPUTE_BENCH_BUILDER_NODES", "1000"))
 SIZES = sorted({3, 200, NODES})
@@ -21,15 +22,6 @@ DRAGS = int(os.environ.get("CXMPUTE_BENCH_BUILDER_DRAGS", "3"))
 DRAG_STEPS = 60
 PAINT_TARGET_MS = 1000
 FRAME_TARGET_MS = 20
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Records every animation frame's duration until stopped, so a drag's smoothness can be read back.
 FRAME_PROBE = """() => { window.__frames = []; let last = performance.now(); window.__probing = true;
@@ -136,7 +128,7 @@ def main() -> None:
         paints: dict[int, list[float]] = {n: [] for n in urls}
         drags: dict[int, list[float]] = {3: [], NODES: []}
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             _load_ms(browser, base + "/")  # warm the server and the browser's caches alike for every case
             for _ in range(REPEATS):
                 for n, url in urls.items():

@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from bench.bench_builder import CHROMIUM_ARGS, _serve
+from bench.bench_builder import _serve
 from bench.results import table, write_section
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 ITEMS = int(os.environ.get("CXMPUTE_BENCH_CONSOLE_ITEMS", "10000"))
 REPEATS = int(os.environ.get("CXMPUTE_BENCH_CONSOLE_REPEATS", "5"))
@@ -137,7 +138,7 @@ def main() -> None:
     times: dict[tuple[str, int], list[tuple[float, float]]] = {(p, n): [] for p in pages for n in (0, ITEMS)}
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             data = {(p, n): spec[2](n) for p, spec in pages.items() for n in (0, ITEMS)}
             for p, n in times:  # warm the server and the browser's caches alike for every case
                 url, pattern, _, paged, count, flt = pages[p]

@@ -174,9 +174,10 @@ def _provider(http: httpx.Client, net) -> tuple[object, str]:
     vCPU while it runs); returns its wallet and the provision's id."""
     from compute import receipts
     from compute.providers.hardware import HardwareProfile
-    from tests.support.inference import STAKE_WEI, Wallet
+    from tests.support.inference import STAKE_WEI
+    from tests.support.wallets import Wallet
 
-    wallet = Wallet(net.chain)
+    wallet = Wallet.funded(net.chain)
     auth = wallet.login(http)
     hw = HardwareProfile(cpu_count=64, cpu_model="bench", memory_mb=65536, disk_gb=100, benchmark_score=100.0)
     issued = int(time.time())

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from eth_account import Account
 
 from compute import receipts
 from compute.chain import get_chain
@@ -25,47 +24,13 @@ from compute.network import Network, use_network
 from compute.providers.hardware import HardwareProfile
 from compute.store import Store
 from cxmpute.ports import free_port
-from tests.support.signin import sign_in
+from tests.support.wallets import Wallet
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
 STAKE_WEI = 2 * 10**18
 SERVER_KEY = "provider-secret-key"  # the bearer key each inference server requires of the gateway
-
-
-class Wallet:
-    """A funded account on the chain that signs in to the platform with its key."""
-
-    def __init__(self, chain):
-        self.account = Account.create()
-        self.chain = chain
-        w3 = chain.w3
-        w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": self.account.address, "value": 100 * 10**18})
-
-    @property
-    def address(self) -> str:
-        return self.account.address
-
-    def call_vault(self, fn: str, value_wei: int) -> str:
-        w3 = self.chain.w3
-        tx = getattr(self.chain.vault.functions, fn)().build_transaction(
-            {
-                "from": self.address,
-                "value": value_wei,
-                "nonce": w3.eth.get_transaction_count(self.address),
-                "chainId": self.chain.chain_id,
-                "gasPrice": w3.eth.gas_price,
-            }
-        )
-        receipt = w3.eth.wait_for_transaction_receipt(
-            w3.eth.send_raw_transaction(self.account.sign_transaction(tx).raw_transaction)
-        )
-        assert receipt["status"] == 1
-        return receipt["transactionHash"].to_0x_hex()
-
-    def login(self, http: httpx.Client) -> dict[str, str]:
-        return sign_in(http, self.account, self.chain.chain_id)
 
 
 @contextmanager
@@ -97,7 +62,7 @@ def publish_provider(
 ) -> tuple[Wallet, dict[str, str], str]:
     """A new provider, registered and staked, with one provision of ``kind`` at ``price`` gwei per CU-second;
     returns its wallet, its sign-in headers and the provision's id."""
-    wallet = Wallet(net.chain)
+    wallet = Wallet.funded(net.chain)
     auth = wallet.login(http)
     hw = HardwareProfile(cpu_count=8, cpu_model="test", memory_mb=16384, disk_gb=100, benchmark_score=100.0)
     issued = int(time.time())
@@ -127,7 +92,7 @@ def publish_provider(
 
 def user_key(http: httpx.Client, net: Network, deposit_wei: int = 10**18) -> tuple[Wallet, dict[str, str], str]:
     """A user who deposited ``deposit_wei`` (none: nothing to pay with), its sign-in headers and an API key."""
-    wallet = Wallet(net.chain)
+    wallet = Wallet.funded(net.chain)
     auth = wallet.login(http)
     if deposit_wei:
         tx = wallet.call_vault("deposit", deposit_wei)

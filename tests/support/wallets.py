@@ -13,6 +13,7 @@ from compute import receipts
 from compute.chain import Chain
 from compute.identity import siwe
 from compute.providers.hardware import HardwareProfile
+from tests.support.signin import sign_in
 
 
 @dataclass
@@ -62,6 +63,10 @@ class Wallet:
         receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
         assert receipt["status"] == 1
         return receipt["transactionHash"].to_0x_hex()
+
+    def login(self, http) -> dict[str, str]:
+        """Sign in to the platform ``http`` talks to; the session's headers."""
+        return sign_in(http, self.account, self.chain.chain_id)
 
     def sign_in_message(self, nonce: siwe.Nonce, **overrides) -> str:
         msg = siwe.message_for(self.address, nonce, overrides.pop("chain_id", self.chain.chain_id))

@@ -1,23 +1,11 @@
-"""Debian's Chromium driven by Playwright against the platform served for real on 127.0.0.1."""
+"""The console's suites: a second person's browser page and an HTTP client on the platform served for real."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from tests.support.browser import chromium, new_page
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser, api_url):
-    with new_page(browser, api_url) as page:
-        yield page
+from tests.support.browser import new_page
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Debian's Chromium driven by Playwright against the platform served for real on 127.0.0.1."""
+"""The browser suites (builder, console): Debian's Chromium driven by Playwright against the platform served for
+real on 127.0.0.1, one browser per module."""
 
 from __future__ import annotations
 
