@@ -24,7 +24,8 @@ async function call(method, path, body) {
   return answer(res);
 }
 
-async function answer(res) {
+// The body of an answer, or an Error carrying the server's message (and the field it names).
+export async function answer(res) {
   if (res.status === 204) return null;
   const data = await res.json().catch(() => ({}));
   if (!res.ok) {

@@ -1,5 +1,5 @@
 // The console's calls to the platform API, with the session the builder's sign-in keeps (one session for both).
-import { session } from "../../builder/src/api.js";
+import { answer, session } from "../../builder/src/api.js";
 
 export { session };
 
@@ -14,16 +14,7 @@ export async function request(method, path, body) {
     headers: authHeaders(body === undefined ? {} : { "content-type": "application/json" }),
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (res.status === 204) return null;
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail ?? data);
-    const err = new Error(data.field ? `${data.field}: ${detail}` : detail);
-    err.status = res.status;
-    err.body = data;
-    throw err;
-  }
-  return data;
+  return answer(res);
 }
 
 export const get = (path) => request("GET", path);
